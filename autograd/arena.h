@@ -1,0 +1,37 @@
+/* arena.h — bump allocator over one reserved virtual range.
+ *
+ * The step arena holds every activation, saved context and scratch buffer of
+ * one micro-step and is reset (not freed) between micro-steps, so the step
+ * loop never calls malloc. The range is reserved with mmap(MAP_NORESERVE):
+ * pages become resident only when first touched and stay resident across
+ * resets, so peak RSS equals the peak the step really used, and `peak` is
+ * what the memory plan is checked against. Allocation past the capacity is
+ * an internal error with the numbers (the planner sized it wrongly). */
+#ifndef LC_ARENA_H
+#define LC_ARENA_H
+
+#include <stddef.h>
+
+#include "autograd/error.h"
+
+#define LC_ARENA_ALIGN 64
+
+typedef struct lc_arena {
+    unsigned char *base;
+    size_t capacity;   /* bytes reserved */
+    size_t used;       /* bytes handed out since the last reset */
+    size_t peak;       /* max of used over the arena's life */
+    const char *name;  /* for messages */
+} lc_arena;
+
+int lc_arena_init(lc_arena *a, const char *name, size_t capacity, lc_error *err);
+void lc_arena_free(lc_arena *a);
+/* 64-byte aligned, uninitialised. Aborts with a clear message when full. */
+void *lc_arena_alloc(lc_arena *a, size_t bytes);
+void *lc_arena_calloc(lc_arena *a, size_t bytes);
+static inline size_t lc_arena_mark(const lc_arena *a) { return a->used; }
+/* Frees everything allocated after mark (LIFO scratch use). */
+static inline void lc_arena_release(lc_arena *a, size_t mark) { a->used = mark; }
+static inline void lc_arena_reset(lc_arena *a) { a->used = 0; }
+
+#endif

@@ -1,0 +1,411 @@
+/* kernels_cpu.c — CPU implementations of kernels.h.
+ *
+ * Every matrix product goes to OpenBLAS; everything else is an OpenMP loop
+ * over rows. Frozen weights in another dtype than lc_real are converted a
+ * tile of rows at a time into scratch (never the whole matrix), the same
+ * tiling the quantized formats use. Attention is blocked flash-style: per
+ * (row, head, block of 64 queries) the scores of that block only are formed,
+ * softmaxed and consumed, so no B×H×T×T tensor is ever held; backward
+ * recomputes them from the saved log-sum-exp. */
+#include "autograd/kernels.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "autograd/error.h"
+
+#define WEIGHT_TILE_ELEMS (1 << 18) /* 1 MiB of f32: stays in L2 */
+#define ATTN_BLOCK 64
+#define CE_CHUNK_ELEMS (1 << 22)    /* logits per chunk: 16 MiB of f32 */
+#define CE_MAX_CHUNK_ROWS 1024
+
+static lc_real dot(const lc_real *a, const lc_real *b, int64_t n)
+{
+    lc_real s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+void lc_k_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+               lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
+               int64_t ldb, lc_real beta, lc_real *C, int64_t ldc)
+{
+    if (M == 0 || N == 0)
+        return;
+    if (K == 0) {
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+        return;
+    }
+    LC_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+            trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
+            (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+static bool weight_is_native(const lc_weight *W)
+{
+    return W->dtype == (LC_REAL_IS_F64 ? LC_DTYPE_F64 : LC_DTYPE_F32);
+}
+
+static int64_t weight_tile_rows(const lc_weight *W)
+{
+    int64_t r = WEIGHT_TILE_ELEMS / (W->cols ? W->cols : 1);
+    if (r < 1)
+        r = 1;
+    return r < W->rows ? r : W->rows;
+}
+
+size_t lc_k_weight_scratch(const lc_weight *W)
+{
+    return weight_is_native(W) ? 0 : (size_t)(weight_tile_rows(W) * W->cols);
+}
+
+void lc_k_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
+                        lc_real beta, lc_real *y, lc_real *scratch)
+{
+    int64_t in = W->cols, out = W->rows;
+    if (weight_is_native(W)) {
+        lc_k_gemm(false, true, N, out, in, 1, x, in, W->data, in, beta, y, out);
+        return;
+    }
+    int64_t tr = weight_tile_rows(W);
+    for (int64_t r0 = 0; r0 < out; r0 += tr) {
+        int64_t r1 = r0 + tr < out ? r0 + tr : out;
+        lc_weight_rows_to_real(W, r0, r1, scratch);
+        lc_k_gemm(false, true, N, r1 - r0, in, 1, x, in, scratch, in, beta, y + r0, out);
+    }
+}
+
+void lc_k_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
+                             lc_real *dx, lc_real *scratch)
+{
+    int64_t in = W->cols, out = W->rows;
+    if (weight_is_native(W)) {
+        lc_k_gemm(false, false, N, in, out, 1, dy, out, W->data, in, 1, dx, in);
+        return;
+    }
+    int64_t tr = weight_tile_rows(W);
+    for (int64_t r0 = 0; r0 < out; r0 += tr) {
+        int64_t r1 = r0 + tr < out ? r0 + tr : out;
+        lc_weight_rows_to_real(W, r0, r1, scratch);
+        lc_k_gemm(false, false, N, in, r1 - r0, 1, dy + r0, out, scratch, in, 1, dx, in);
+    }
+}
+
+void lc_k_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,
+                      double eps, lc_real *y, lc_real *rstd)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        const lc_real *xi = x + i * C;
+        double ss = 0;
+        for (int64_t c = 0; c < C; c++)
+            ss += (double)xi[c] * xi[c];
+        lc_real r = (lc_real)(1.0 / sqrt(ss / (double)C + eps));
+        if (rstd)
+            rstd[i] = r;
+        lc_real *yi = y + i * C;
+        for (int64_t c = 0; c < C; c++)
+            yi[c] = w[c] * (xi[c] * r);
+    }
+}
+
+void lc_k_rmsnorm_bwd(const lc_real *x, const lc_real *w, const lc_real *rstd,
+                      const lc_real *dy, int64_t N, int64_t C, lc_real *dx)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        const lc_real *xi = x + i * C, *dyi = dy + i * C;
+        lc_real r = rstd[i];
+        double s = 0;
+        for (int64_t c = 0; c < C; c++)
+            s += (double)w[c] * dyi[c] * xi[c];
+        lc_real k = (lc_real)(s * (double)r * r * r / (double)C);
+        lc_real *dxi = dx + i * C;
+        for (int64_t c = 0; c < C; c++)
+            dxi[c] += r * w[c] * dyi[c] - k * xi[c];
+    }
+}
+
+static inline lc_real sigmoid(lc_real g) { return 1 / (1 + LC_EXP(-g)); }
+
+void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = g[i] * sigmoid(g[i]) * u[i];
+}
+
+void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
+                     int64_t n, lc_real *dg, lc_real *du)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        lc_real s = sigmoid(g[i]);
+        if (dg)
+            dg[i] += dy[i] * u[i] * s * (1 + g[i] * (1 - s));
+        if (du)
+            du[i] += dy[i] * g[i] * s;
+    }
+}
+
+void lc_k_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
+               const int32_t *pos, const lc_real *cos_sin, bool inverse,
+               bool accumulate)
+{
+    int half = D / 2;
+    lc_real sgn = inverse ? -1 : 1;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        const lc_real *cs = cos_sin + (int64_t)pos[i] * D;
+        for (int h = 0; h < heads; h++) {
+            const lc_real *s = src + (i * heads + h) * D;
+            lc_real *d = dst + (i * heads + h) * D;
+            for (int j = 0; j < half; j++) {
+                lc_real c = cs[j], sn = sgn * cs[half + j];
+                lc_real x1 = s[j], x2 = s[j + half];
+                lc_real y1 = x1 * c - x2 * sn, y2 = x2 * c + x1 * sn;
+                if (accumulate) {
+                    d[j] += y1;
+                    d[j + half] += y2;
+                } else {
+                    d[j] = y1;
+                    d[j + half] = y2;
+                }
+            }
+        }
+    }
+}
+
+/* ---- attention ---- */
+
+static inline bool attn_allowed(const lc_attn_shape *s, int64_t b, int64_t i, int64_t j)
+{
+    if (j > i)
+        return false;
+    if (s->window > 0 && i - j >= s->window)
+        return false;
+    if (s->segment && s->segment[b * s->T + i] != s->segment[b * s->T + j])
+        return false;
+    return true;
+}
+
+/* First key any query of [t0, t1) may see. */
+static int64_t attn_key_lo(const lc_attn_shape *s, int64_t t0)
+{
+    if (s->window > 0 && t0 - s->window + 1 > 0)
+        return t0 - s->window + 1;
+    return 0;
+}
+
+size_t lc_k_attention_scratch(const lc_attn_shape *s)
+{
+    return (size_t)omp_get_max_threads() * 2 * ATTN_BLOCK * (size_t)s->T;
+}
+
+void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                        const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch)
+{
+    const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D;
+    const int64_t nblk = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const int64_t items = s->B * H * nblk;
+    const int64_t group = H / KV;
+#pragma omp parallel
+    {
+        lc_real *S = scratch + (size_t)omp_get_thread_num() * 2 * ATTN_BLOCK * T;
+#pragma omp for schedule(dynamic)
+        for (int64_t it = 0; it < items; it++) {
+            int64_t b = it / (H * nblk), h = (it / nblk) % H, blk = it % nblk;
+            int64_t t0 = blk * ATTN_BLOCK, t1 = t0 + ATTN_BLOCK < T ? t0 + ATTN_BLOCK : T;
+            int64_t bt = t1 - t0, klo = attn_key_lo(s, t0), nk = t1 - klo;
+            int64_t kvh = h / group;
+            const lc_real *Q = q + ((b * T + t0) * H + h) * D;
+            const lc_real *K = k + ((b * T + klo) * KV + kvh) * D;
+            const lc_real *V = v + ((b * T + klo) * KV + kvh) * D;
+            lc_k_gemm(false, true, bt, nk, D, (lc_real)s->scale, Q, H * D, K, KV * D, 0, S, nk);
+            for (int64_t r = 0; r < bt; r++) {
+                lc_real *row = S + r * nk;
+                int64_t ti = t0 + r;
+                lc_real m = -INFINITY;
+                for (int64_t j = 0; j < nk; j++) {
+                    if (!attn_allowed(s, b, ti, klo + j))
+                        row[j] = -INFINITY;
+                    else if (row[j] > m)
+                        m = row[j];
+                }
+                lc_real sum = 0;
+                for (int64_t j = 0; j < nk; j++) {
+                    lc_real e = row[j] == -INFINITY ? 0 : LC_EXP(row[j] - m);
+                    row[j] = e;
+                    sum += e;
+                }
+                lc_real inv = 1 / sum;
+                for (int64_t j = 0; j < nk; j++)
+                    row[j] *= inv;
+                lse[(b * H + h) * T + ti] = m + LC_LOG(sum);
+            }
+            lc_k_gemm(false, false, bt, D, nk, 1, S, nk, V, KV * D, 0,
+                      out + ((b * T + t0) * H + h) * D, H * D);
+        }
+    }
+}
+
+void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                        const lc_real *v, const lc_real *out, const lc_real *lse,
+                        const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
+                        lc_real *scratch)
+{
+    const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D;
+    const int64_t nblk = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
+    const int64_t group = H / KV;
+    const lc_real scale = (lc_real)s->scale;
+    /* One work item per (row, kv head): it owns dk/dv of that head, so no
+     * two threads ever add into the same rows. */
+#pragma omp parallel
+    {
+        lc_real *P = scratch + (size_t)omp_get_thread_num() * 2 * ATTN_BLOCK * T;
+        lc_real *dP = P + ATTN_BLOCK * T;
+#pragma omp for schedule(dynamic)
+        for (int64_t it = 0; it < s->B * KV; it++) {
+            int64_t b = it / KV, kvh = it % KV;
+            for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+                for (int64_t blk = 0; blk < nblk; blk++) {
+                    int64_t t0 = blk * ATTN_BLOCK, t1 = t0 + ATTN_BLOCK < T ? t0 + ATTN_BLOCK : T;
+                    int64_t bt = t1 - t0, klo = attn_key_lo(s, t0), nk = t1 - klo;
+                    int64_t qoff = ((b * T + t0) * H + h) * D;
+                    int64_t koff = ((b * T + klo) * KV + kvh) * D;
+                    lc_k_gemm(false, true, bt, nk, D, scale, q + qoff, H * D, k + koff, KV * D, 0, P, nk);
+                    lc_k_gemm(false, true, bt, nk, D, 1, dout + qoff, H * D, v + koff, KV * D, 0, dP, nk);
+                    for (int64_t r = 0; r < bt; r++) {
+                        int64_t ti = t0 + r;
+                        lc_real l = lse[(b * H + h) * T + ti];
+                        lc_real Di = dot(dout + qoff + r * H * D, out + qoff + r * H * D, D);
+                        lc_real *pr = P + r * nk, *dpr = dP + r * nk;
+                        for (int64_t j = 0; j < nk; j++) {
+                            lc_real p = attn_allowed(s, b, ti, klo + j) ? LC_EXP(pr[j] - l) : 0;
+                            pr[j] = p;
+                            dpr[j] = p * (dpr[j] - Di);
+                        }
+                    }
+                    if (dv)
+                        lc_k_gemm(true, false, nk, D, bt, 1, P, nk, dout + qoff, H * D, 1, dv + koff, KV * D);
+                    if (dq)
+                        lc_k_gemm(false, false, bt, D, nk, scale, dP, nk, k + koff, KV * D, 1, dq + qoff, H * D);
+                    if (dk)
+                        lc_k_gemm(true, false, nk, D, bt, scale, dP, nk, q + qoff, H * D, 1, dk + koff, KV * D);
+                }
+            }
+        }
+    }
+}
+
+/* ---- fused lm_head + cross-entropy ---- */
+
+int64_t lc_k_ce_chunk_rows(int64_t V)
+{
+    int64_t r = CE_CHUNK_ELEMS / (V ? V : 1);
+    if (r < 1)
+        r = 1;
+    return r > CE_MAX_CHUNK_ROWS ? CE_MAX_CHUNK_ROWS : r;
+}
+
+size_t lc_k_ce_scratch(int64_t C, int64_t V, const lc_weight *W)
+{
+    int64_t r = lc_k_ce_chunk_rows(V);
+    return (size_t)(r * V + 2 * r * C) + lc_k_weight_scratch(W);
+}
+
+double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
+                       const int32_t *targets, lc_real grad_scale, lc_real *dx,
+                       int64_t *n_supervised, lc_real *scratch)
+{
+    const int64_t V = W->rows, chunk = lc_k_ce_chunk_rows(V);
+    lc_real *logits = scratch, *xc = logits + chunk * V, *dxc = xc + chunk * C;
+    lc_real *wscratch = dxc + chunk * C;
+    int64_t rows[CE_MAX_CHUNK_ROWS];
+    double total = 0;
+    int64_t nsup = 0, i = 0;
+    while (i < N) {
+        int64_t nr = 0;
+        for (; i < N && nr < chunk; i++) {
+            if (targets[i] >= 0)
+                rows[nr++] = i;
+        }
+        if (nr == 0)
+            continue;
+        for (int64_t r = 0; r < nr; r++)
+            memcpy(xc + r * C, x + rows[r] * C, (size_t)C * sizeof(lc_real));
+        lc_k_weight_matmul(xc, nr, W, 0, logits, wscratch);
+        double chunk_loss = 0;
+#pragma omp parallel for schedule(static) reduction(+ : chunk_loss)
+        for (int64_t r = 0; r < nr; r++) {
+            lc_real *lr = logits + r * V;
+            lc_real m = -INFINITY;
+            for (int64_t j = 0; j < V; j++)
+                m = lr[j] > m ? lr[j] : m;
+            double sum = 0;
+            for (int64_t j = 0; j < V; j++)
+                sum += LC_EXP(lr[j] - m);
+            double lse = (double)m + log(sum);
+            int32_t t = targets[rows[r]];
+            LC_ASSERT(t < V);
+            chunk_loss += lse - (double)lr[t];
+            if (dx) {
+                lc_real lse_r = (lc_real)lse;
+                for (int64_t j = 0; j < V; j++)
+                    lr[j] = LC_EXP(lr[j] - lse_r) * grad_scale;
+                lr[t] -= grad_scale;
+            }
+        }
+        total += chunk_loss;
+        nsup += nr;
+        if (dx) {
+            memset(dxc, 0, (size_t)(nr * C) * sizeof(lc_real));
+            lc_k_weight_matmul_grad(logits, nr, W, dxc, wscratch);
+            for (int64_t r = 0; r < nr; r++)
+                lc_k_axpy(C, 1, dxc + r * C, dx + rows[r] * C);
+        }
+    }
+    if (n_supervised)
+        *n_supervised = nsup;
+    return total;
+}
+
+void lc_k_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *x)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++)
+        lc_weight_rows_to_real(E, ids[i], ids[i] + 1, x + i * E->cols);
+}
+
+static inline uint64_t splitmix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void lc_k_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
+                  uint64_t seed, bool accumulate)
+{
+    lc_real keep_scale = (lc_real)(1.0 / (1.0 - p));
+    uint64_t base = splitmix64(seed);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        double u = (double)(splitmix64(base ^ (uint64_t)i) >> 11) * 0x1.0p-53;
+        lc_real v = u >= p ? src[i] * keep_scale : 0;
+        dst[i] = accumulate ? dst[i] + v : v;
+    }
+}
+
+void lc_k_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}

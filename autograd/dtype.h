@@ -1,0 +1,45 @@
+/* dtype.h — element types as stored in files and frozen weights.
+ *
+ * Activations and trainable tensors are always lc_real (f32, or f64 in the
+ * gradient-check build); frozen base weights keep the dtype they were loaded
+ * with, so this enum names what a weight buffer holds. Names follow
+ * safetensors ("F32", "BF16", ...). */
+#ifndef LC_DTYPE_H
+#define LC_DTYPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum lc_dtype {
+    LC_DTYPE_BOOL,
+    LC_DTYPE_U8,
+    LC_DTYPE_I8,
+    LC_DTYPE_I16,
+    LC_DTYPE_U16,
+    LC_DTYPE_F16,
+    LC_DTYPE_BF16,
+    LC_DTYPE_I32,
+    LC_DTYPE_U32,
+    LC_DTYPE_F32,
+    LC_DTYPE_F64,
+    LC_DTYPE_I64,
+    LC_DTYPE_U64,
+    LC_DTYPE_F8_E4M3,
+    LC_DTYPE_F8_E5M2,
+    LC_DTYPE_COUNT
+} lc_dtype;
+
+/* Bytes per element. */
+size_t lc_dtype_size(lc_dtype t);
+/* safetensors spelling, e.g. "BF16". */
+const char *lc_dtype_name(lc_dtype t);
+/* Parses a safetensors dtype name; returns 0, or -1 when unknown. */
+int lc_dtype_from_name(const char *name, lc_dtype *out);
+
+/* Scalar conversions (round-to-nearest-even on the way down, NaN kept). */
+float lc_bf16_to_f32(uint16_t h);
+uint16_t lc_f32_to_bf16(float f);
+float lc_f16_to_f32(uint16_t h);
+uint16_t lc_f32_to_f16(float f);
+
+#endif

@@ -1,0 +1,48 @@
+/* error.c — lc_error formatting and the always-on assert (see error.h). */
+#include "error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int lc_error_set(lc_error *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int lc_error_prefix(lc_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return -1;
+    char prefix[LC_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    /* prefix + ": " + old message, cut to the buffer (never overflows). */
+    size_t plen = strlen(prefix), olen = strnlen(err->msg, sizeof err->msg - 1);
+    if (plen > sizeof err->msg - 3)
+        plen = sizeof err->msg - 3;
+    size_t keep = sizeof err->msg - 3 - plen;
+    if (olen > keep)
+        olen = keep;
+    memmove(err->msg + plen + 2, err->msg, olen);
+    memcpy(err->msg, prefix, plen);
+    err->msg[plen] = ':';
+    err->msg[plen + 1] = ' ';
+    err->msg[plen + 2 + olen] = '\0';
+    return -1;
+}
+
+void lc_assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "lorac: internal error: assertion `%s` failed at %s:%d\n",
+            expr, file, line);
+    abort();
+}

@@ -1,0 +1,97 @@
+/* kernels.h — the numeric kernels behind autograd's ops, one signature each.
+ *
+ * ops.c builds the tape and calls these; nothing here knows about tapes. The
+ * CPU implementations live in cpu/kernels_cpu.c (OpenBLAS GEMM, OpenMP over
+ * rows, f32 — or f64 in the gradient-check build). A CUDA backend implements
+ * the same declarations behind a device switch, so the two cannot drift.
+ *
+ * Conventions: row-major; "+=" in a comment means the kernel accumulates;
+ * shapes use the letters of tensor.h. */
+#ifndef LC_KERNELS_H
+#define LC_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "autograd/tensor.h"
+
+/* C[M,N] = alpha · op(A) · op(B) + beta · C, op = transpose when trans*. */
+void lc_k_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+               lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
+               int64_t ldb, lc_real beta, lc_real *C, int64_t ldc);
+
+/* lc_real elements of scratch the two weight kernels need for W (0 when W
+ * is already lc_real: it is used in place). */
+size_t lc_k_weight_scratch(const lc_weight *W);
+/* y[N,out] = beta · y + x[N,in] · Wᵀ, converting W tile by tile. */
+void lc_k_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
+                        lc_real beta, lc_real *y, lc_real *scratch);
+/* dx[N,in] += dy[N,out] · W. */
+void lc_k_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
+                             lc_real *dx, lc_real *scratch);
+
+/* y[N,C] = x · rstd · w, rstd[N] = 1/sqrt(mean(x²) + eps) (rstd may be NULL). */
+void lc_k_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,
+                      double eps, lc_real *y, lc_real *rstd);
+/* dx[N,C] += ∂/∂x of rmsnorm given dy (w is frozen). */
+void lc_k_rmsnorm_bwd(const lc_real *x, const lc_real *w, const lc_real *rstd,
+                      const lc_real *dy, int64_t N, int64_t C, lc_real *dx);
+
+/* y[n] = silu(g) · u. */
+void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y);
+/* dg[n] += dy · u · silu'(g); du[n] += dy · silu(g) (either may be NULL). */
+void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
+                     int64_t n, lc_real *dg, lc_real *du);
+
+/* HF rotate-half RoPE on x[N, heads, D] with per-token positions pos[N] and
+ * a table cos_sin[P, D] (first D/2: cos, last D/2: sin of pos·inv_freq).
+ * dst = R(pos) · src, or Rᵀ when inverse; accumulate adds into dst.
+ * src may equal dst when !accumulate. */
+void lc_k_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
+               const int32_t *pos, const lc_real *cos_sin, bool inverse,
+               bool accumulate);
+
+typedef struct lc_attn_shape {
+    int64_t B, T;             /* batch rows, sequence */
+    int H, KV, D;             /* query heads, kv heads, head dim */
+    double scale;             /* usually 1/sqrt(D) */
+    const int32_t *segment;   /* [B·T] packed-row ids or NULL: attend within a segment only */
+    int64_t window;           /* sliding window (0 = none): key j seen by query i iff i-j < window */
+} lc_attn_shape;
+
+/* Scratch (lc_real elements) the attention kernels need. */
+size_t lc_k_attention_scratch(const lc_attn_shape *s);
+/* Causal GQA attention. q[B,T,H,D], k,v[B,T,KV,D] → out[B,T,H,D], lse[B,H,T]. */
+void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                        const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch);
+/* dq, dk, dv += gradients (recomputes probabilities from lse). */
+void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                        const lc_real *v, const lc_real *out, const lc_real *lse,
+                        const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
+                        lc_real *scratch);
+
+/* Rows of x processed together by the fused lm_head + cross-entropy. */
+int64_t lc_k_ce_chunk_rows(int64_t V);
+size_t lc_k_ce_scratch(int64_t C, int64_t V, const lc_weight *W);
+/* Fused lm_head + cross-entropy over x[N,C], W[V,C], targets[N] (−100 =
+ * ignored). Returns Σ token losses (double). When dx is not NULL, also
+ * dx[N,C] += grad_scale · ∂(Σ loss)/∂x — computed while each chunk of
+ * logits is hot, so the [N,V] logits never exist. Only supervised rows are
+ * computed at all. *n_supervised gets their count. */
+double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
+                       const int32_t *targets, lc_real grad_scale, lc_real *dx,
+                       int64_t *n_supervised, lc_real *scratch);
+
+/* x[N,C] = rows ids[N] of the embedding table E[V,C]. */
+void lc_k_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *x);
+
+/* dst[n] (+)= src[n] · keep/(1−p), keep drawn from a counter-based hash of
+ * (seed, i): the same seed gives the same mask, so backward regenerates it. */
+void lc_k_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
+                  uint64_t seed, bool accumulate);
+
+/* y[n] += a · x[n]. */
+void lc_k_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y);
+
+#endif

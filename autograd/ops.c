@@ -1,0 +1,428 @@
+/* ops.c — forward computation + backward recording for every op (see ops.h).
+ *
+ * Pattern of each op: allocate outputs (and what backward must keep) in the
+ * step arena, take scratch above an arena mark and release it before
+ * returning, record a node only when some input requires grad. Backward
+ * functions ask lc_tape_grad() for the input gradients they add into; a NULL
+ * answer means that input needs no gradient and the work is skipped. */
+#include "autograd/ops.h"
+
+#include <string.h>
+
+#include "autograd/error.h"
+
+#define MAX_LINEARS 4
+
+static lc_real *scratch(lc_tape *t, size_t elems)
+{
+    return elems ? lc_arena_alloc(t->arena, elems * sizeof(lc_real)) : NULL;
+}
+
+static lc_real *scratch_zero(lc_tape *t, size_t elems)
+{
+    return elems ? lc_arena_calloc(t->arena, elems * sizeof(lc_real)) : NULL;
+}
+
+/* ---- fused LoRA linears ---- */
+
+typedef struct linears_ctx {
+    lc_linear_input in;
+    lc_linear lin[MAX_LINEARS];
+    int n;
+    lc_tensor *residual;
+    lc_real *rstd;              /* [N], RMSNORM */
+    lc_real *xa[MAX_LINEARS];   /* [N, R] = drop(f(x))·Aᵀ */
+    uint64_t seed[MAX_LINEARS]; /* dropout streams */
+    bool dropout_on;
+} linears_ctx;
+
+static int64_t input_cols(const lc_linear_input *in) { return lc_tensor_cols(in->x); }
+
+/* f(x) into dst[N, in] (RMSNORM also writes rstd when given). */
+static void input_transform(const lc_linear_input *in, lc_real *dst, lc_real *rstd)
+{
+    int64_t N = lc_tensor_rows(in->x), C = input_cols(in);
+    if (in->kind == LC_INPUT_RMSNORM)
+        lc_k_rmsnorm_fwd(in->x->data, in->norm_w, N, C, in->eps, dst, rstd);
+    else
+        lc_k_swiglu_fwd(in->x->data, in->up->data, N * C, dst);
+}
+
+static size_t linears_weight_scratch(const lc_linear *lin, int n)
+{
+    size_t m = 0;
+    for (int i = 0; i < n; i++) {
+        size_t s = lc_k_weight_scratch(lin[i].W);
+        m = s > m ? s : m;
+    }
+    return m;
+}
+
+static void linears_backward(lc_tape *t, lc_node *node)
+{
+    linears_ctx *c = node->ctx;
+    lc_tensor *x = c->in.x;
+    int64_t N = lc_tensor_rows(x), in = input_cols(&c->in);
+    bool plain = c->in.kind == LC_INPUT_PLAIN;
+    bool need_dx = x->requires_grad || (c->in.up && c->in.up->requires_grad);
+    size_t mark = lc_arena_mark(t->arena);
+
+    /* d f(x): straight into x's gradient when f is the identity. */
+    lc_real *dxin = NULL;
+    if (need_dx)
+        dxin = plain ? lc_tape_grad(t, x) : scratch_zero(t, (size_t)(N * in));
+
+    bool any_lora = false;
+    for (int i = 0; i < c->n; i++)
+        any_lora |= c->lin[i].lora && node->out[i]->grad;
+    const lc_real *xin = x->data;
+    if (any_lora && !plain) {
+        lc_real *buf = scratch(t, (size_t)(N * in));
+        input_transform(&c->in, buf, NULL);
+        xin = buf;
+    }
+    lc_real *wscr = scratch(t, linears_weight_scratch(c->lin, c->n));
+    lc_real *drop = c->dropout_on ? scratch(t, (size_t)(N * in)) : NULL;
+
+    for (int i = 0; i < c->n; i++) {
+        const lc_real *dy = node->out[i]->grad;
+        if (!dy)
+            continue;
+        const lc_linear *L = &c->lin[i];
+        int64_t out = L->W->rows;
+        if (dxin)
+            lc_k_weight_matmul_grad(dy, N, L->W, dxin, wscr);
+        if (!L->lora)
+            continue;
+        const lc_lora_adapter *lo = L->lora;
+        int64_t R = lo->A->shape[0];
+        size_t m2 = lc_arena_mark(t->arena);
+        lc_real *dxa = scratch(t, (size_t)(N * R)); /* dy·B [N, R] */
+        lc_k_gemm(false, false, N, R, out, 1, dy, out, lo->B->data, R, 0, dxa, R);
+        lc_real *gB = lc_tape_grad(t, lo->B);
+        if (gB)
+            lc_k_gemm(true, false, out, R, N, lo->scale, dy, out, c->xa[i], R, 1, gB, R);
+        lc_real *gA = lc_tape_grad(t, lo->A);
+        if (gA) {
+            const lc_real *xd = xin;
+            if (drop) {
+                lc_k_dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
+                xd = drop;
+            }
+            lc_k_gemm(true, false, R, in, N, lo->scale, dxa, R, xd, in, 1, gA, in);
+        }
+        if (dxin) {
+            if (drop) {
+                lc_k_gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, 0, drop, in);
+                lc_k_dropout(drop, dxin, N * in, lo->dropout, c->seed[i], true);
+            } else {
+                lc_k_gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, 1, dxin, in);
+            }
+        }
+        lc_arena_release(t->arena, m2);
+    }
+
+    if (c->residual && c->residual->requires_grad && node->out[0]->grad)
+        lc_k_axpy(c->residual->numel, 1, node->out[0]->grad, lc_tape_grad(t, c->residual));
+
+    if (dxin && c->in.kind == LC_INPUT_RMSNORM) {
+        lc_k_rmsnorm_bwd(x->data, c->in.norm_w, c->rstd, dxin, N, in, lc_tape_grad(t, x));
+    } else if (dxin && c->in.kind == LC_INPUT_SWIGLU) {
+        lc_k_swiglu_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
+                        lc_tape_grad(t, c->in.up));
+    }
+    lc_arena_release(t->arena, mark);
+}
+
+void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
+                   int n, lc_tensor *residual, lc_tensor **out)
+{
+    LC_ASSERT(n >= 1 && n <= MAX_LINEARS);
+    LC_ASSERT(!residual || n == 1);
+    lc_tensor *x = in->x;
+    int64_t N = lc_tensor_rows(x), C = input_cols(in);
+    if (in->kind == LC_INPUT_SWIGLU)
+        LC_ASSERT(in->up && in->up->numel == x->numel);
+
+    lc_tensor *deps[2 + 2 * MAX_LINEARS + 1];
+    int nd = 0;
+    deps[nd++] = x;
+    if (in->kind == LC_INPUT_SWIGLU)
+        deps[nd++] = in->up;
+    if (residual)
+        deps[nd++] = residual;
+    for (int i = 0; i < n; i++) {
+        LC_ASSERT(lin[i].W->cols == C);
+        if (lin[i].lora) {
+            deps[nd++] = lin[i].lora->A;
+            deps[nd++] = lin[i].lora->B;
+        }
+    }
+    bool record = lc_tape_needs_grad(t, deps, nd);
+
+    linears_ctx *c = record ? lc_arena_alloc(t->arena, sizeof *c) : NULL;
+    lc_real *rstd = in->kind == LC_INPUT_RMSNORM ? scratch(t, (size_t)N) : NULL;
+    lc_real *xa[MAX_LINEARS] = {0};
+    for (int i = 0; i < n; i++) {
+        out[i] = lc_tape_tensor2(t, N, lin[i].W->rows);
+        if (residual)
+            LC_ASSERT(residual->numel == out[i]->numel);
+        if (lin[i].lora)
+            xa[i] = scratch(t, (size_t)(N * lin[i].lora->A->shape[0]));
+    }
+
+    size_t mark = lc_arena_mark(t->arena);
+    const lc_real *xin = x->data;
+    if (in->kind != LC_INPUT_PLAIN) {
+        lc_real *buf = scratch(t, (size_t)(N * C));
+        input_transform(in, buf, rstd);
+        xin = buf;
+    }
+    lc_real *wscr = scratch(t, linears_weight_scratch(lin, n));
+    bool dropout_on = false;
+    for (int i = 0; i < n; i++)
+        dropout_on |= t->training && lin[i].lora && lin[i].lora->dropout > 0;
+    lc_real *drop = dropout_on ? scratch(t, (size_t)(N * C)) : NULL;
+    uint64_t seeds[MAX_LINEARS];
+
+    for (int i = 0; i < n; i++) {
+        const lc_linear *L = &lin[i];
+        int64_t O = L->W->rows;
+        lc_real *y = out[i]->data;
+        if (residual)
+            memcpy(y, residual->data, (size_t)out[i]->numel * sizeof(lc_real));
+        lc_k_weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
+        if (L->bias) {
+#pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < N; r++)
+                lc_k_axpy(O, 1, L->bias, y + r * O);
+        }
+        seeds[i] = t->dropout_seed * 0x9e3779b97f4a7c15ull + (++t->op_counter);
+        if (!L->lora)
+            continue;
+        const lc_lora_adapter *lo = L->lora;
+        int64_t R = lo->A->shape[0];
+        LC_ASSERT(lo->A->shape[1] == C && lo->B->shape[0] == O && lo->B->shape[1] == R);
+        const lc_real *xd = xin;
+        if (drop && lo->dropout > 0) {
+            lc_k_dropout(xin, drop, N * C, lo->dropout, seeds[i], false);
+            xd = drop;
+        }
+        lc_k_gemm(false, true, N, R, C, 1, xd, C, lo->A->data, C, 0, xa[i], R);
+        lc_k_gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 1, y, O);
+    }
+    lc_arena_release(t->arena, mark);
+
+    if (!record)
+        return;
+    c->in = *in;
+    c->n = n;
+    c->residual = residual;
+    c->rstd = rstd;
+    c->dropout_on = dropout_on;
+    for (int i = 0; i < n; i++) {
+        c->lin[i] = lin[i];
+        c->xa[i] = xa[i];
+        c->seed[i] = seeds[i];
+    }
+    lc_node *node = lc_tape_record(t, "linears", linears_backward, deps, nd < LC_NODE_MAX_IO ? nd : LC_NODE_MAX_IO, out, n);
+    node->ctx = c;
+}
+
+lc_tensor *lc_op_linear(lc_tape *t, lc_tensor *x, const lc_linear *lin)
+{
+    lc_linear_input in = {.kind = LC_INPUT_PLAIN, .x = x};
+    lc_tensor *out;
+    lc_op_linears(t, &in, lin, 1, NULL, &out);
+    return out;
+}
+
+/* ---- embedding ---- */
+
+lc_tensor *lc_op_embedding(lc_tape *t, const lc_weight *E, const int32_t *ids, int64_t N)
+{
+    lc_tensor *x = lc_tape_tensor2(t, N, E->cols);
+    lc_k_embedding(E, ids, N, x->data);
+    return x;
+}
+
+/* ---- rmsnorm ---- */
+
+typedef struct rmsnorm_ctx {
+    const lc_real *w;
+    lc_real *rstd;
+    int64_t C;
+} rmsnorm_ctx;
+
+static void rmsnorm_backward(lc_tape *t, lc_node *node)
+{
+    rmsnorm_ctx *c = node->ctx;
+    lc_tensor *x = node->in[0];
+    lc_k_rmsnorm_bwd(x->data, c->w, c->rstd, node->out[0]->grad, x->numel / c->C, c->C,
+                     lc_tape_grad(t, x));
+}
+
+lc_tensor *lc_op_rmsnorm(lc_tape *t, lc_tensor *x, int64_t C, const lc_real *w, double eps)
+{
+    LC_ASSERT(C > 0 && x->numel % C == 0);
+    int64_t rows = x->numel / C;
+    lc_tensor *y = lc_tape_tensor(t, x->ndim, x->shape);
+    lc_real *rstd = scratch(t, (size_t)rows);
+    lc_k_rmsnorm_fwd(x->data, w, rows, C, eps, y->data, rstd);
+    if (lc_tape_needs_grad(t, &x, 1)) {
+        rmsnorm_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
+        *c = (rmsnorm_ctx){w, rstd, C};
+        lc_tape_record(t, "rmsnorm", rmsnorm_backward, &x, 1, &y, 1)->ctx = c;
+    }
+    return y;
+}
+
+/* ---- rope (in place) ---- */
+
+typedef struct rope_ctx {
+    int heads, D;
+    const int32_t *pos;
+    const lc_real *cos_sin;
+} rope_ctx;
+
+static void rope_backward(lc_tape *t, lc_node *node)
+{
+    rope_ctx *c = node->ctx;
+    lc_tensor *x = node->in[0];
+    int64_t N = lc_tensor_rows(x);
+    lc_k_rope(node->out[0]->grad, lc_tape_grad(t, x), N, c->heads, c->D, c->pos,
+              c->cos_sin, true, true);
+}
+
+lc_tensor *lc_op_rope(lc_tape *t, lc_tensor *x, int heads, int D, const int32_t *pos,
+                      const lc_real *cos_sin)
+{
+    LC_ASSERT(lc_tensor_cols(x) == (int64_t)heads * D && D % 2 == 0);
+    int64_t N = lc_tensor_rows(x);
+    lc_tensor *y = lc_arena_alloc(t->arena, sizeof *y);
+    *y = *x;
+    y->grad = NULL;
+    y->requires_grad = false;
+    lc_k_rope(x->data, y->data, N, heads, D, pos, cos_sin, false, false);
+    if (lc_tape_needs_grad(t, &x, 1)) {
+        rope_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
+        *c = (rope_ctx){heads, D, pos, cos_sin};
+        lc_tape_record(t, "rope", rope_backward, &x, 1, &y, 1)->ctx = c;
+    }
+    return y;
+}
+
+/* ---- attention ---- */
+
+typedef struct attn_ctx {
+    const lc_attn_shape *s;
+    lc_real *lse;
+} attn_ctx;
+
+static void attention_backward(lc_tape *t, lc_node *node)
+{
+    attn_ctx *c = node->ctx;
+    lc_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2], *o = node->out[0];
+    size_t mark = lc_arena_mark(t->arena);
+    lc_real *scr = scratch(t, lc_k_attention_scratch(c->s));
+    lc_k_attention_bwd(c->s, q->data, k->data, v->data, o->data, c->lse, o->grad,
+                       lc_tape_grad(t, q), lc_tape_grad(t, k), lc_tape_grad(t, v), scr);
+    lc_arena_release(t->arena, mark);
+}
+
+lc_tensor *lc_op_attention(lc_tape *t, lc_tensor *q, lc_tensor *k, lc_tensor *v,
+                           const lc_attn_shape *s)
+{
+    int64_t N = s->B * s->T;
+    LC_ASSERT(q->numel == N * s->H * s->D && k->numel == N * s->KV * s->D &&
+              v->numel == k->numel && s->H % s->KV == 0);
+    lc_tensor *o = lc_tape_tensor2(t, N, (int64_t)s->H * s->D);
+    lc_real *lse = scratch(t, (size_t)(N * s->H));
+    size_t mark = lc_arena_mark(t->arena);
+    lc_real *scr = scratch(t, lc_k_attention_scratch(s));
+    lc_k_attention_fwd(s, q->data, k->data, v->data, o->data, lse, scr);
+    lc_arena_release(t->arena, mark);
+    lc_tensor *in[3] = {q, k, v};
+    if (lc_tape_needs_grad(t, in, 3)) {
+        attn_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
+        *c = (attn_ctx){s, lse};
+        lc_tape_record(t, "attention", attention_backward, in, 3, &o, 1)->ctx = c;
+    }
+    return o;
+}
+
+/* ---- elementwise ---- */
+
+static void add_backward(lc_tape *t, lc_node *node)
+{
+    const lc_real *dy = node->out[0]->grad;
+    for (int i = 0; i < 2; i++) {
+        lc_real *g = lc_tape_grad(t, node->in[i]);
+        if (g)
+            lc_k_axpy(node->out[0]->numel, 1, dy, g);
+    }
+}
+
+lc_tensor *lc_op_add(lc_tape *t, lc_tensor *a, lc_tensor *b)
+{
+    LC_ASSERT(a->numel == b->numel);
+    lc_tensor *y = lc_tape_tensor(t, a->ndim, a->shape);
+    for (int64_t i = 0; i < a->numel; i++)
+        y->data[i] = a->data[i] + b->data[i];
+    lc_tensor *in[2] = {a, b};
+    if (lc_tape_needs_grad(t, in, 2))
+        lc_tape_record(t, "add", add_backward, in, 2, &y, 1);
+    return y;
+}
+
+static void swiglu_backward(lc_tape *t, lc_node *node)
+{
+    lc_tensor *g = node->in[0], *u = node->in[1];
+    lc_k_swiglu_bwd(g->data, u->data, node->out[0]->grad, g->numel, lc_tape_grad(t, g),
+                    lc_tape_grad(t, u));
+}
+
+lc_tensor *lc_op_swiglu(lc_tape *t, lc_tensor *g, lc_tensor *u)
+{
+    LC_ASSERT(g->numel == u->numel);
+    lc_tensor *y = lc_tape_tensor(t, g->ndim, g->shape);
+    lc_k_swiglu_fwd(g->data, u->data, g->numel, y->data);
+    lc_tensor *in[2] = {g, u};
+    if (lc_tape_needs_grad(t, in, 2))
+        lc_tape_record(t, "swiglu", swiglu_backward, in, 2, &y, 1);
+    return y;
+}
+
+/* ---- fused lm_head + cross-entropy ---- */
+
+static void ce_backward(lc_tape *t, lc_node *node)
+{
+    lc_real *dx_saved = node->ctx;
+    lc_tensor *x = node->in[0];
+    lc_k_axpy(x->numel, node->out[0]->grad[0], dx_saved, lc_tape_grad(t, x));
+}
+
+lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
+                            const int32_t *targets, lc_real grad_scale,
+                            double *loss_sum, int64_t *n_supervised)
+{
+    int64_t N = lc_tensor_rows(x), C = lc_tensor_cols(x);
+    LC_ASSERT(W->cols == C);
+    bool record = lc_tape_needs_grad(t, &x, 1);
+    lc_real *dx = record ? scratch_zero(t, (size_t)x->numel) : NULL;
+    int64_t one = 1;
+    lc_tensor *loss = lc_tape_tensor(t, 1, &one);
+    size_t mark = lc_arena_mark(t->arena);
+    lc_real *scr = scratch(t, lc_k_ce_scratch(C, W->rows, W));
+    int64_t nsup = 0;
+    double sum = lc_k_lm_head_ce(x->data, N, C, W, targets, grad_scale, dx, &nsup, scr);
+    lc_arena_release(t->arena, mark);
+    loss->data[0] = (lc_real)(sum * grad_scale);
+    if (loss_sum)
+        *loss_sum = sum;
+    if (n_supervised)
+        *n_supervised = nsup;
+    if (record)
+        lc_tape_record(t, "lm_head_ce", ce_backward, &x, 1, &loss, 1)->ctx = dx;
+    return loss;
+}

@@ -1,0 +1,146 @@
+/* tape.c — node recording, gradient pool and the reverse walk (see tape.h). */
+#include "tape.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int lc_tape_init(lc_tape *t, lc_arena *step_arena, size_t grad_capacity, lc_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->arena = step_arena;
+    t->grad_enabled = true;
+    if (lc_arena_init(&t->grad_arena, "gradient", grad_capacity, err))
+        return -1;
+    t->cap_nodes = 1024;
+    t->nodes = malloc(t->cap_nodes * sizeof *t->nodes);
+    t->cap_free = 256;
+    t->free_bufs = malloc(t->cap_free * sizeof *t->free_bufs);
+    LC_ASSERT(t->nodes && t->free_bufs);
+    return 0;
+}
+
+void lc_tape_free(lc_tape *t)
+{
+    lc_arena_free(&t->grad_arena);
+    free(t->nodes);
+    free(t->free_bufs);
+    memset(t, 0, sizeof *t);
+}
+
+void lc_tape_reset(lc_tape *t)
+{
+    t->n_nodes = 0;
+    t->op_counter = 0;
+    lc_arena_reset(t->arena);
+}
+
+lc_tensor *lc_tape_tensor(lc_tape *t, int ndim, const int64_t *shape)
+{
+    lc_tensor *x = lc_arena_alloc(t->arena, sizeof *x);
+    memset(x, 0, sizeof *x);
+    lc_tensor_set_shape(x, ndim, shape);
+    x->data = lc_arena_alloc(t->arena, (size_t)x->numel * sizeof(lc_real));
+    return x;
+}
+
+lc_tensor *lc_tape_tensor2(lc_tape *t, int64_t rows, int64_t cols)
+{
+    int64_t shape[2] = {rows, cols};
+    return lc_tape_tensor(t, 2, shape);
+}
+
+bool lc_tape_needs_grad(const lc_tape *t, lc_tensor *const *in, int n)
+{
+    if (!t->grad_enabled)
+        return false;
+    for (int i = 0; i < n; i++)
+        if (in[i] && in[i]->requires_grad)
+            return true;
+    return false;
+}
+
+lc_node *lc_tape_record(lc_tape *t, const char *name, lc_backward_fn fn,
+                        lc_tensor *const *in, int n_in, lc_tensor *const *out, int n_out)
+{
+    LC_ASSERT(n_in <= LC_NODE_MAX_IO && n_out <= LC_NODE_MAX_IO);
+    if (t->n_nodes == t->cap_nodes) {
+        t->cap_nodes *= 2;
+        t->nodes = realloc(t->nodes, t->cap_nodes * sizeof *t->nodes);
+        LC_ASSERT(t->nodes);
+    }
+    lc_node *node = &t->nodes[t->n_nodes++];
+    memset(node, 0, sizeof *node);
+    node->backward = fn;
+    node->name = name;
+    node->n_in = n_in;
+    node->n_out = n_out;
+    for (int i = 0; i < n_in; i++)
+        node->in[i] = in[i];
+    for (int i = 0; i < n_out; i++) {
+        node->out[i] = out[i];
+        if (out[i]) {
+            out[i]->requires_grad = true;
+            out[i]->grad = NULL;
+        }
+    }
+    return node;
+}
+
+static lc_real *pool_take(lc_tape *t, int64_t numel)
+{
+    for (size_t i = 0; i < t->n_free; i++) {
+        if (t->free_bufs[i].numel == numel) {
+            lc_real *p = t->free_bufs[i].ptr;
+            t->free_bufs[i] = t->free_bufs[--t->n_free];
+            return p;
+        }
+    }
+    return lc_arena_alloc(&t->grad_arena, (size_t)numel * sizeof(lc_real));
+}
+
+static void pool_give(lc_tape *t, lc_real *p, int64_t numel)
+{
+    if (t->n_free == t->cap_free) {
+        t->cap_free *= 2;
+        t->free_bufs = realloc(t->free_bufs, t->cap_free * sizeof *t->free_bufs);
+        LC_ASSERT(t->free_bufs);
+    }
+    t->free_bufs[t->n_free++] = (lc_grad_buf){p, numel};
+}
+
+lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t)
+{
+    if (!t || !t->requires_grad)
+        return NULL;
+    if (!t->grad) {
+        LC_ASSERT(!t->is_param);
+        t->grad = pool_take(tape, t->numel);
+        memset(t->grad, 0, (size_t)t->numel * sizeof(lc_real));
+    }
+    return t->grad;
+}
+
+void lc_tape_backward(lc_tape *t, lc_tensor *loss)
+{
+    LC_ASSERT(loss->numel == 1);
+    if (!loss->requires_grad)
+        return;
+    lc_real *g = lc_tape_grad(t, loss);
+    g[0] = 1;
+    for (size_t i = t->n_nodes; i-- > 0;) {
+        lc_node *node = &t->nodes[i];
+        bool any = false;
+        for (int k = 0; k < node->n_out; k++)
+            any |= node->out[k] && node->out[k]->grad;
+        if (any)
+            node->backward(t, node);
+        for (int k = 0; k < node->n_out; k++) {
+            lc_tensor *o = node->out[k];
+            if (o && o->grad && !o->is_param) {
+                pool_give(t, o->grad, o->numel);
+                o->grad = NULL;
+            }
+        }
+    }
+    t->n_nodes = 0;
+}

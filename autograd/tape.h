@@ -1,0 +1,84 @@
+/* tape.h — reverse-mode autograd as a tape of nodes over arenas.
+ *
+ * Ops append a node (backward function + inputs/outputs + a saved context in
+ * the step arena) only when an input requires grad; lc_tape_backward walks
+ * the nodes in reverse. Execution order is a valid topological order, so no
+ * graph sort is needed.
+ *
+ * Gradients of activations are short-lived: a tensor's gradient is created
+ * (zeroed) when its first consumer's backward adds into it, and handed back
+ * to a size-keyed pool right after its producer's backward has consumed it.
+ * Peak gradient memory is then a few layers' worth, not a copy of every
+ * activation, and the pool's buffers are reused step after step (no malloc
+ * after the first step). Parameter gradients live in the parameter store and
+ * are never pooled. Gradients always accumulate (+=): residual fan-out and
+ * micro-batch accumulation are correct by construction. */
+#ifndef LC_TAPE_H
+#define LC_TAPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "autograd/arena.h"
+#include "autograd/tensor.h"
+
+#define LC_NODE_MAX_IO 4
+
+struct lc_tape;
+struct lc_node;
+typedef void (*lc_backward_fn)(struct lc_tape *tape, struct lc_node *node);
+
+typedef struct lc_node {
+    lc_backward_fn backward;
+    const char *name;                    /* op name, for debugging */
+    lc_tensor *in[LC_NODE_MAX_IO];
+    lc_tensor *out[LC_NODE_MAX_IO];
+    int n_in, n_out;
+    void *ctx;                           /* op-specific, in the step arena */
+} lc_node;
+
+typedef struct lc_grad_buf {
+    lc_real *ptr;
+    int64_t numel;
+} lc_grad_buf;
+
+typedef struct lc_tape {
+    lc_arena *arena;         /* step arena: activations, contexts, scratch */
+    lc_arena grad_arena;     /* backing store of pooled gradient buffers */
+    lc_grad_buf *free_bufs;  /* pool of released gradient buffers */
+    size_t n_free, cap_free;
+    lc_node *nodes;
+    size_t n_nodes, cap_nodes;
+    bool grad_enabled;       /* false: ops record nothing (eval, recompute) */
+    bool training;           /* dropout active */
+    uint64_t dropout_seed;   /* per micro-step; ops derive their own streams */
+    uint64_t op_counter;     /* distinct stream per op within a step */
+} lc_tape;
+
+int lc_tape_init(lc_tape *t, lc_arena *step_arena, size_t grad_capacity, lc_error *err);
+void lc_tape_free(lc_tape *t);
+/* Forgets all nodes and resets the step arena (pooled grads are kept). */
+void lc_tape_reset(lc_tape *t);
+
+/* New activation tensor in the step arena (data uninitialised, no grad). */
+lc_tensor *lc_tape_tensor(lc_tape *t, int ndim, const int64_t *shape);
+lc_tensor *lc_tape_tensor2(lc_tape *t, int64_t rows, int64_t cols);
+
+/* True when any of the inputs requires grad and recording is on. */
+bool lc_tape_needs_grad(const lc_tape *t, lc_tensor *const *in, int n);
+
+/* Appends a node; marks its outputs requires_grad. Returns it so the op can
+ * attach its context. */
+lc_node *lc_tape_record(lc_tape *t, const char *name, lc_backward_fn fn,
+                        lc_tensor *const *in, int n_in, lc_tensor *const *out, int n_out);
+
+/* The gradient buffer of t to accumulate into, created zeroed on first use.
+ * NULL when t does not require grad (the caller skips that contribution). */
+lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t);
+
+/* Seeds d(loss)/d(loss) = 1 (loss has one element) and runs every node's
+ * backward in reverse order. */
+void lc_tape_backward(lc_tape *t, lc_tensor *loss);
+
+#endif

@@ -1,0 +1,58 @@
+/* tensor.h — the two kinds of data autograd works with.
+ *
+ * lc_tensor: an lc_real buffer with a shape, living in the step arena (an
+ * activation) or in the flat parameter store (a trainable LoRA tensor). Only
+ * a tensor with requires_grad ever gets a gradient buffer.
+ *
+ * lc_weight: a frozen base-model matrix [rows = out, cols = in], row-major,
+ * kept in the dtype it was loaded in (F32, F16, BF16). It is never a tensor
+ * and never has a gradient: by construction no memory or time is spent on
+ * gradients of the base model. Kernels convert it tile by tile as needed.
+ *
+ * Shape letters used across autograd/: N tokens (= B·T), B batch rows, T
+ * sequence, C hidden, H query heads, KV key/value heads, D head dim, FF MLP
+ * width, V vocab, R LoRA rank. */
+#ifndef LC_TENSOR_H
+#define LC_TENSOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "autograd/dtype.h"
+#include "autograd/real.h"
+
+#define LC_MAX_DIMS 4
+
+typedef struct lc_tensor {
+    lc_real *data;             /* [numel] */
+    lc_real *grad;             /* [numel]; NULL until first needed */
+    int64_t shape[LC_MAX_DIMS];
+    int ndim;
+    int64_t numel;
+    bool requires_grad;
+    bool is_param;             /* grad buffer owned by the parameter store */
+} lc_tensor;
+
+typedef struct lc_weight {
+    const void *data;          /* [rows, cols] in dtype */
+    lc_dtype dtype;            /* F32, F16 or BF16 */
+    int64_t rows, cols;
+} lc_weight;
+
+/* Rows (product of all dims but the last) and the last dim. */
+static inline int64_t lc_tensor_rows(const lc_tensor *t)
+{
+    return t->ndim ? t->numel / t->shape[t->ndim - 1] : 1;
+}
+static inline int64_t lc_tensor_cols(const lc_tensor *t)
+{
+    return t->ndim ? t->shape[t->ndim - 1] : 1;
+}
+
+/* Fills shape/ndim/numel (data and grad untouched). */
+void lc_tensor_set_shape(lc_tensor *t, int ndim, const int64_t *shape);
+
+/* Converts rows [r0, r1) of w into dst (row-major, cols wide) as lc_real. */
+void lc_weight_rows_to_real(const lc_weight *w, int64_t r0, int64_t r1, lc_real *dst);
+
+#endif

@@ -1,0 +1,51 @@
+/* jsonl.h — streaming reader of tokenized JSONL datasets.
+ *
+ * One row per line: {"input_ids": [...], "labels": [...]} (labels optional,
+ * default = input_ids; −100 = not trained; "attention_mask", when present,
+ * must be all ones). Read a line at a time, never the whole file; every bad
+ * row is an error "FILE:LINE: what". Ids must lie in [0, vocab). The byte
+ * offset of each row is reported so a trainer can resume mid-file. */
+#ifndef LC_JSONL_H
+#define LC_JSONL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "autograd/error.h"
+
+#define LC_JSONL_MAX_LINE (64u << 20)
+
+typedef struct lc_row {
+    const int32_t *input_ids;  /* [len], owned by the reader until the next call */
+    const int32_t *labels;     /* [len] */
+    int64_t len;
+    int64_t line;              /* 1-based line number */
+    int64_t offset;            /* byte offset of the line's start */
+} lc_row;
+
+typedef struct lc_jsonl_reader {
+    FILE *f;
+    char *path;
+    char *line;
+    size_t line_cap;
+    int64_t line_no;
+    int64_t offset;            /* byte offset of the next line */
+    int64_t vocab;
+    int32_t *ids, *labels;
+    size_t cap;
+} lc_jsonl_reader;
+
+int lc_jsonl_open(lc_jsonl_reader *r, const char *path, int64_t vocab, lc_error *err);
+/* 1: *row filled; 0: end of file; −1: error. Blank lines are skipped. */
+int lc_jsonl_next(lc_jsonl_reader *r, lc_row *row, lc_error *err);
+/* Continue reading at a byte offset / line number saved from an lc_row. */
+int lc_jsonl_seek(lc_jsonl_reader *r, int64_t offset, int64_t line_no, lc_error *err);
+void lc_jsonl_close(lc_jsonl_reader *r);
+
+/* Parses one row's JSON text into ids/labels (each with room for *cap
+ * values, grown with realloc). For the reader and the fuzzer. */
+int lc_jsonl_parse_row(const char *text, size_t len, int64_t vocab, const char *where,
+                       int32_t **ids, int32_t **labels, size_t *cap, int64_t *out_len,
+                       lc_error *err);
+
+#endif

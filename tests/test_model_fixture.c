@@ -1,0 +1,149 @@
+/* test_model_fixture.c — the whole model against Hugging Face transformers +
+ * PEFT (tests/fixtures/tiny-llama, computed in float64): hidden states,
+ * logits, loss and every LoRA gradient for rows 0–1 of train.jsonl, starting
+ * from adapter_init. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/batch.h"
+#include "data/jsonl.h"
+#include "data/safetensors.h"
+#include "helpers.h"
+#include "train/lora.h"
+#include "train/model.h"
+
+typedef struct fixture {
+    lc_model model;
+    lc_lora lora;
+    lc_arena arena;
+    lc_tape tape;
+    lc_batch_buf buf;
+    lc_batch batch;
+    lc_st_file ref;
+} fixture;
+
+static void load_rows(fixture *f, int first, int count)
+{
+    lc_error err;
+    lc_jsonl_reader r;
+    cr_assert_eq(lc_jsonl_open(&r, lc_test_fixture("tiny-llama/train.jsonl"), 512, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_batch_buf_init(&f->buf, count, 16, &err), 0);
+    lc_row row;
+    for (int i = 0; i < first + count; i++) {
+        cr_assert_eq(lc_jsonl_next(&r, &row, &err), 1, "%s", err.msg);
+        if (i >= first)
+            lc_batch_buf_put(&f->buf, i - first, row.input_ids, row.labels, row.len);
+    }
+    lc_jsonl_close(&r);
+    f->batch = (lc_batch){f->buf.B, f->buf.T, f->buf.ids, f->buf.targets, f->buf.positions, NULL};
+}
+
+static void setup(fixture *f)
+{
+    lc_error err;
+    memset(f, 0, sizeof *f);
+    cr_assert_eq(lc_model_load(&f->model, lc_test_fixture("tiny-llama/model"), &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_model_prepare_rope(&f->model, 16, &err), 0);
+    cr_assert_eq(lc_lora_load_peft(&f->lora, &f->model.cfg, lc_test_fixture("tiny-llama/adapter_init"), &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_arena_init(&f->arena, "step", 64 << 20, &err), 0);
+    cr_assert_eq(lc_tape_init(&f->tape, &f->arena, 64 << 20, &err), 0);
+    load_rows(f, 0, 2);
+    cr_assert_eq(lc_st_open(&f->ref, lc_test_fixture("tiny-llama/ref_step0.safetensors"), &err), 0, "%s", err.msg);
+}
+
+static void teardown(fixture *f)
+{
+    lc_st_close(&f->ref);
+    lc_batch_buf_free(&f->buf);
+    lc_tape_free(&f->tape);
+    lc_arena_free(&f->arena);
+    lc_lora_free(&f->lora);
+    lc_model_free(&f->model);
+}
+
+static const float *ref_tensor(fixture *f, const char *name, uint64_t numel)
+{
+    const lc_st_tensor *t = lc_st_find(&f->ref, name);
+    cr_assert(t, "reference tensor %s missing", name);
+    cr_assert_eq(t->dtype, LC_DTYPE_F32);
+    cr_assert_eq(t->numel, numel, "%s: numel %llu vs %llu", name, (unsigned long long)t->numel,
+                 (unsigned long long)numel);
+    return t->data;
+}
+
+typedef struct hidden_check {
+    fixture *f;
+    double worst;
+} hidden_check;
+
+static void check_hidden(void *user, int layer, const lc_tensor *h)
+{
+    hidden_check *hc = user;
+    char name[32];
+    snprintf(name, sizeof name, "hidden.%d", layer);
+    const float *ref = ref_tensor(hc->f, name, (uint64_t)h->numel);
+    double e = lc_test_rel_err_f32(h->data, ref, (size_t)h->numel);
+    if (e > hc->worst)
+        hc->worst = e;
+}
+
+Test(model_fixture, hidden_states_and_logits_match_transformers)
+{
+    fixture f;
+    setup(&f);
+    int64_t N = 2 * 16, V = 512;
+    float *logits = malloc((size_t)(N * V) * sizeof(float));
+    hidden_check hc = {&f, 0};
+    lc_model_logits(&f.model, &f.tape, &f.batch, &f.lora, logits, check_hidden, &hc);
+    double e = lc_test_rel_err_f32(logits, ref_tensor(&f, "logits", (uint64_t)(N * V)), (size_t)(N * V));
+    cr_log_info("logits rel err %.3g, worst hidden rel err %.3g", e, hc.worst);
+    cr_expect_lt(hc.worst, 1e-5, "hidden states rel err %g", hc.worst);
+    cr_expect_lt(e, 1e-4, "logits rel err %g", e);
+    free(logits);
+    lc_tape_reset(&f.tape);
+    teardown(&f);
+}
+
+Test(model_fixture, loss_and_every_lora_gradient_match_peft)
+{
+    fixture f;
+    setup(&f);
+    int64_t nsup = lc_batch_buf_supervised(&f.buf);
+    cr_assert_eq(nsup, 15 + 10); /* row 0: 15 targets; row 1: labels 6..15 */
+    double sum;
+    int64_t n;
+    lc_tensor *loss = lc_model_loss(&f.model, &f.tape, &f.batch, &f.lora, (lc_real)(1.0 / nsup), &sum, &n);
+    cr_assert_eq(n, nsup);
+    double ref_loss = ref_tensor(&f, "loss", 1)[0];
+    double rel = fabs(sum / n - ref_loss) / fabs(ref_loss);
+    cr_log_info("loss %.9f vs %.9f (rel %.3g)", sum / n, ref_loss, rel);
+    cr_expect_lt(rel, 1e-5, "loss %.9f vs reference %.9f", sum / n, ref_loss);
+    cr_expect_lt(fabs(loss->data[0] - ref_loss) / ref_loss, 1e-5);
+
+    memset(f.lora.grads, 0, f.lora.n_params * sizeof(lc_real));
+    lc_tape_backward(&f.tape, loss);
+    double worst = 0;
+    char name[256], gname[300];
+    int checked = 0;
+    for (int l = 0; l < f.lora.n_layers; l++)
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            const lc_lora_adapter *ad = lc_lora_get(&f.lora, l, m);
+            for (int b = 0; b < 2; b++) {
+                const lc_tensor *t = b ? ad->B : ad->A;
+                lc_lora_tensor_name(name, sizeof name, l, m, b);
+                snprintf(gname, sizeof gname, "%s.grad", name);
+                double e = lc_test_rel_err_f32(t->grad, ref_tensor(&f, gname, (uint64_t)t->numel),
+                                               (size_t)t->numel);
+                cr_expect_lt(e, 1e-3, "%s rel err %g", gname, e);
+                worst = e > worst ? e : worst;
+                checked++;
+            }
+        }
+    cr_assert_eq(checked, 2 * 7 * 2);
+    cr_log_info("worst LoRA gradient rel err %.3g over %d tensors", worst, checked);
+    lc_tape_reset(&f.tape);
+    teardown(&f);
+}

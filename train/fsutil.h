@@ -1,0 +1,19 @@
+/* fsutil.h — small file-system helpers used by the writers and readers:
+ * bounded whole-file reads, mkdir -p, and atomic (temp + fsync + rename)
+ * writes, so a crash never leaves a half-written file under its final name. */
+#ifndef LC_FSUTIL_H
+#define LC_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "autograd/error.h"
+
+/* Reads a whole file (at most max_bytes) into a NUL-terminated malloc'd buffer. */
+char *lc_read_file(const char *path, size_t max_bytes, size_t *len, lc_error *err);
+int lc_mkdir_p(const char *path, lc_error *err);
+int lc_write_file_atomic(const char *path, const void *data, size_t n, lc_error *err);
+bool lc_path_exists(const char *path);
+bool lc_is_dir(const char *path);
+
+#endif

@@ -1,0 +1,377 @@
+/* lora.c — LoRA parameter store, PEFT init, and adapter directory I/O
+ * (see lora.h). */
+#include "train/lora.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/safetensors.h"
+#include "train/fsutil.h"
+
+static const char *const module_names[LC_MOD_COUNT] = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+const char *lc_module_name(lc_module m) { return module_names[m]; }
+
+const char *lc_module_parent(lc_module m) { return m <= LC_MOD_O ? "self_attn" : "mlp"; }
+
+int lc_module_from_name(const char *name)
+{
+    for (int i = 0; i < LC_MOD_COUNT; i++)
+        if (strcmp(name, module_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void lc_module_shape(const lc_model_config *cfg, lc_module m, int64_t *out, int64_t *in)
+{
+    int64_t C = cfg->hidden_size, FF = cfg->intermediate_size;
+    int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
+    int64_t kvd = (int64_t)cfg->n_kv_heads * cfg->head_dim;
+    switch (m) {
+    case LC_MOD_Q: *out = qd, *in = C; break;
+    case LC_MOD_K:
+    case LC_MOD_V: *out = kvd, *in = C; break;
+    case LC_MOD_O: *out = C, *in = qd; break;
+    case LC_MOD_GATE:
+    case LC_MOD_UP: *out = FF, *in = C; break;
+    default: *out = C, *in = FF; break;
+    }
+}
+
+void lc_lora_tensor_name(char *buf, size_t n, int layer, lc_module m, bool is_b)
+{
+    snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer,
+             lc_module_parent(m), lc_module_name(m), is_b ? 'B' : 'A');
+}
+
+/* xoshiro-style 64-bit generator from splitmix64, for A's init. */
+static uint64_t next_u64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config *cfg,
+                 uint64_t seed, lc_error *err)
+{
+    memset(lora, 0, sizeof *lora);
+    if (cfg->r <= 0 || cfg->r > 4096)
+        return lc_error_set(err, "lora_r: %d is out of range (expected 1..4096)", cfg->r);
+    if (!(cfg->alpha > 0))
+        return lc_error_set(err, "lora_alpha: must be > 0");
+    if (!(cfg->dropout >= 0 && cfg->dropout < 1))
+        return lc_error_set(err, "lora_dropout: %g is out of range (expected 0 <= p < 1)",
+                            cfg->dropout);
+    bool any = false;
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        any |= cfg->targets[m];
+    if (!any)
+        return lc_error_set(err, "lora_target_modules: no module targeted");
+    lora->cfg = *cfg;
+    lora->n_layers = mc->n_layers;
+    lora->scale = (lc_real)(cfg->use_rslora ? cfg->alpha / sqrt((double)cfg->r)
+                                            : cfg->alpha / cfg->r);
+    size_t n_ad = (size_t)mc->n_layers * LC_MOD_COUNT;
+    lora->adapters = calloc(n_ad, sizeof *lora->adapters);
+    lora->tensors = calloc(2 * n_ad, sizeof *lora->tensors);
+    size_t total = 0;
+    for (int l = 0; l < mc->n_layers; l++)
+        for (int m = 0; m < LC_MOD_COUNT; m++)
+            if (cfg->targets[m]) {
+                int64_t out, in;
+                lc_module_shape(mc, m, &out, &in);
+                total += (size_t)cfg->r * (size_t)(in + out);
+            }
+    lora->n_params = total;
+    lora->params = calloc(total, sizeof(lc_real));
+    lora->grads = calloc(total, sizeof(lc_real));
+    if (!lora->adapters || !lora->tensors || !lora->params || !lora->grads) {
+        lc_lora_free(lora);
+        return lc_error_set(err, "out of memory for %zu LoRA parameters", total);
+    }
+    uint64_t rng = seed ^ 0x5eed10a4ull;
+    size_t off = 0;
+    for (int l = 0; l < mc->n_layers; l++) {
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            if (!cfg->targets[m])
+                continue;
+            int64_t out, in;
+            lc_module_shape(mc, m, &out, &in);
+            lc_tensor *A = &lora->tensors[lora->n_tensors++];
+            lc_tensor *B = &lora->tensors[lora->n_tensors++];
+            int64_t sa[2] = {cfg->r, in}, sb[2] = {out, cfg->r};
+            lc_tensor_set_shape(A, 2, sa);
+            lc_tensor_set_shape(B, 2, sb);
+            A->data = lora->params + off;
+            A->grad = lora->grads + off;
+            off += (size_t)A->numel;
+            B->data = lora->params + off;
+            B->grad = lora->grads + off;
+            off += (size_t)B->numel;
+            A->requires_grad = B->requires_grad = true;
+            A->is_param = B->is_param = true;
+            double bound = 1.0 / sqrt((double)in);
+            for (int64_t i = 0; i < A->numel; i++) {
+                double u = (double)(next_u64(&rng) >> 11) * 0x1.0p-53;
+                A->data[i] = (lc_real)((2 * u - 1) * bound);
+            }
+            lc_lora_adapter *ad = &lora->adapters[(size_t)l * LC_MOD_COUNT + m];
+            *ad = (lc_lora_adapter){A, B, lora->scale, cfg->dropout};
+        }
+    }
+    return 0;
+}
+
+void lc_lora_free(lc_lora *lora)
+{
+    free(lora->adapters);
+    free(lora->tensors);
+    free(lora->params);
+    free(lora->grads);
+    memset(lora, 0, sizeof *lora);
+}
+
+const lc_lora_adapter *lc_lora_get(const lc_lora *lora, int layer, lc_module m)
+{
+    const lc_lora_adapter *a = &lora->adapters[(size_t)layer * LC_MOD_COUNT + m];
+    return a->A ? a : NULL;
+}
+
+/* ---- adapter_config.json ---- */
+
+int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    size_t len;
+    char *text = lc_read_file(path, 16u << 20, &len, err);
+    if (!text)
+        return -1;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return lc_error_set(err, "%s: not a JSON object", path);
+    }
+    int rc = -1;
+    memset(cfg, 0, sizeof *cfg);
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "peft_type");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "r");
+    const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
+    const cJSON *drop = cJSON_GetObjectItemCaseSensitive(root, "lora_dropout");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "use_rslora");
+    const cJSON *dora = cJSON_GetObjectItemCaseSensitive(root, "use_dora");
+    const cJSON *fifo = cJSON_GetObjectItemCaseSensitive(root, "fan_in_fan_out");
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "target_modules");
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rank_pattern");
+    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(root, "alpha_pattern");
+    if (pt && !(cJSON_IsString(pt) && strcmp(pt->valuestring, "LORA") == 0)) {
+        lc_error_set(err, "%s: peft_type: only \"LORA\" adapters are supported", path);
+        goto out;
+    }
+    if (!cJSON_IsNumber(r) || r->valuedouble != (int)r->valuedouble || r->valueint <= 0) {
+        lc_error_set(err, "%s: r: expected a positive integer", path);
+        goto out;
+    }
+    if (!cJSON_IsNumber(alpha) || !(alpha->valuedouble > 0)) {
+        lc_error_set(err, "%s: lora_alpha: expected a positive number", path);
+        goto out;
+    }
+    if (cJSON_IsTrue(dora)) {
+        lc_error_set(err, "%s: use_dora: DoRA adapters are not supported", path);
+        goto out;
+    }
+    if (cJSON_IsTrue(fifo)) {
+        lc_error_set(err, "%s: fan_in_fan_out: true is not supported for Llama-family models", path);
+        goto out;
+    }
+    if ((cJSON_IsObject(rp) && rp->child) || (cJSON_IsObject(ap) && ap->child)) {
+        lc_error_set(err, "%s: rank_pattern/alpha_pattern: per-module ranks are not supported", path);
+        goto out;
+    }
+    cfg->r = r->valueint;
+    cfg->alpha = alpha->valuedouble;
+    cfg->dropout = cJSON_IsNumber(drop) ? drop->valuedouble : 0.0;
+    cfg->use_rslora = cJSON_IsTrue(rs);
+    if (cJSON_IsString(tm) && strcmp(tm->valuestring, "all-linear") == 0) {
+        for (int m = 0; m < LC_MOD_COUNT; m++)
+            cfg->targets[m] = true;
+    } else if (cJSON_IsArray(tm)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, tm)
+        {
+            int m = cJSON_IsString(it) ? lc_module_from_name(it->valuestring) : -1;
+            if (m < 0) {
+                lc_error_set(err, "%s: target_modules: unknown module %s%s%s (expected q_proj, "
+                             "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
+                             path, cJSON_IsString(it) ? "'" : "",
+                             cJSON_IsString(it) ? it->valuestring : "(not a string)",
+                             cJSON_IsString(it) ? "'" : "");
+                goto out;
+            }
+            cfg->targets[m] = true;
+        }
+    } else {
+        lc_error_set(err, "%s: target_modules: expected a list of module names", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int lc_lora_load_tensors(lc_lora *lora, const lc_st_file *f, lc_error *err)
+{
+    char name[256];
+    for (int l = 0; l < lora->n_layers; l++) {
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            const lc_lora_adapter *ad = lc_lora_get(lora, l, m);
+            if (!ad)
+                continue;
+            for (int b = 0; b < 2; b++) {
+                lc_tensor *t = b ? ad->B : ad->A;
+                lc_lora_tensor_name(name, sizeof name, l, m, b);
+                const lc_st_tensor *st = lc_st_find(f, name);
+                if (!st)
+                    return lc_error_set(err, "%s: missing tensor '%s'", f->path, name);
+                if (st->ndim != 2 || st->shape[0] != t->shape[0] || st->shape[1] != t->shape[1])
+                    return lc_error_set(err,
+                                        "%s: tensor '%s' has shape [%lld,%lld], expected "
+                                        "[%lld,%lld] (rank or base model mismatch)",
+                                        f->path, name, st->ndim > 0 ? (long long)st->shape[0] : 0,
+                                        st->ndim > 1 ? (long long)st->shape[1] : 0,
+                                        (long long)t->shape[0], (long long)t->shape[1]);
+                lc_dtype dt = st->dtype;
+                if (dt != LC_DTYPE_F32 && dt != LC_DTYPE_F16 && dt != LC_DTYPE_BF16 &&
+                    dt != LC_DTYPE_F64)
+                    return lc_error_set(err, "%s: tensor '%s' has dtype %s, expected a float type",
+                                        f->path, name, lc_dtype_name(dt));
+                lc_weight w = {st->data, dt, st->shape[0], st->shape[1]};
+                lc_weight_rows_to_real(&w, 0, w.rows, t->data);
+            }
+        }
+    }
+    return 0;
+}
+
+int lc_lora_load_peft(lc_lora *lora, const lc_model_config *mc, const char *dir,
+                      lc_error *err)
+{
+    lc_lora_config cfg;
+    if (lc_lora_read_config(&cfg, dir, err))
+        return -1;
+    if (lc_lora_init(lora, mc, &cfg, 0, err))
+        return lc_error_prefix(err, "%s/adapter_config.json", dir);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    lc_st_file f;
+    if (lc_st_open(&f, path, err)) {
+        lc_lora_free(lora);
+        return -1;
+    }
+    int rc = lc_lora_load_tensors(lora, &f, err);
+    /* Tensors for modules the config does not target mean a mismatched pair. */
+    for (size_t i = 0; rc == 0 && i < f.n_tensors; i++) {
+        const char *n = f.tensors[i].name;
+        bool known = false;
+        char name[256];
+        for (int l = 0; l < lora->n_layers && !known; l++)
+            for (int m = 0; m < LC_MOD_COUNT && !known; m++)
+                for (int b = 0; b < 2 && !known; b++) {
+                    if (!lc_lora_get(lora, l, m))
+                        continue;
+                    lc_lora_tensor_name(name, sizeof name, l, m, b);
+                    known = strcmp(name, n) == 0;
+                }
+        if (!known)
+            rc = lc_error_set(err, "%s: tensor '%s' does not belong to this model and "
+                              "adapter_config.json (wrong layer count or target modules?)",
+                              path, n);
+    }
+    lc_st_close(&f);
+    if (rc)
+        lc_lora_free(lora);
+    return rc;
+}
+
+int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_model,
+                      lc_error *err)
+{
+    if (lc_mkdir_p(dir, err))
+        return -1;
+    /* adapter_config.json: PEFT's keys so PeftModel.from_pretrained loads it. */
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "peft_type", "LORA");
+    cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM");
+    cJSON_AddStringToObject(root, "base_model_name_or_path", base_model ? base_model : "");
+    cJSON_AddNumberToObject(root, "r", lora->cfg.r);
+    cJSON_AddNumberToObject(root, "lora_alpha", lora->cfg.alpha);
+    cJSON_AddNumberToObject(root, "lora_dropout", lora->cfg.dropout);
+    cJSON *tm = cJSON_AddArrayToObject(root, "target_modules");
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        if (lora->cfg.targets[m])
+            cJSON_AddItemToArray(tm, cJSON_CreateString(lc_module_name(m)));
+    cJSON_AddStringToObject(root, "bias", "none");
+    cJSON_AddBoolToObject(root, "fan_in_fan_out", false);
+    cJSON_AddBoolToObject(root, "use_rslora", lora->cfg.use_rslora);
+    cJSON_AddBoolToObject(root, "use_dora", false);
+    cJSON_AddBoolToObject(root, "inference_mode", true);
+    cJSON_AddNullToObject(root, "modules_to_save");
+    cJSON_AddNullToObject(root, "layers_to_transform");
+    cJSON_AddNullToObject(root, "layers_pattern");
+    cJSON_AddObjectToObject(root, "rank_pattern");
+    cJSON_AddObjectToObject(root, "alpha_pattern");
+    cJSON_AddBoolToObject(root, "init_lora_weights", true);
+    cJSON_AddNullToObject(root, "revision");
+    char *json = cJSON_Print(root);
+    cJSON_Delete(root);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    int rc = lc_write_file_atomic(path, json, strlen(json), err);
+    free(json);
+    if (rc)
+        return -1;
+
+    /* adapter_model.safetensors, F32, in (layer, module, A, B) order. */
+    lc_st_entry *entries = calloc(lora->n_tensors, sizeof *entries);
+    char (*names)[256] = calloc(lora->n_tensors, sizeof *names);
+    float *conv = NULL;
+    if (LC_REAL_IS_F64)
+        conv = malloc(lora->n_params * sizeof(float));
+    size_t k = 0;
+    for (int l = 0; l < lora->n_layers; l++)
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            const lc_lora_adapter *ad = lc_lora_get(lora, l, m);
+            if (!ad)
+                continue;
+            for (int b = 0; b < 2; b++) {
+                const lc_tensor *t = b ? ad->B : ad->A;
+                lc_lora_tensor_name(names[k], sizeof names[k], l, m, b);
+                const void *data = t->data;
+                if (conv) {
+                    size_t off = (size_t)(t->data - lora->params);
+                    for (int64_t i = 0; i < t->numel; i++)
+                        conv[off + i] = (float)t->data[i];
+                    data = conv + off;
+                }
+                entries[k] = (lc_st_entry){names[k], LC_DTYPE_F32, 2, t->shape, data};
+                k++;
+            }
+        }
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    const char *mk[1] = {"format"}, *mv[1] = {"pt"};
+    rc = lc_st_write(path, entries, k, mk, mv, 1, err);
+    free(entries);
+    free(names);
+    free(conv);
+    return rc;
+}

@@ -1,0 +1,82 @@
+/* lora.h — the trainable LoRA tensors of a model, and PEFT adapter files.
+ *
+ * All A and B matrices live in one contiguous parameter buffer with a
+ * parallel gradient buffer (and, in optim/, Adam m and v), so zeroing,
+ * clipping and the AdamW update are single flat passes. Names and shapes are
+ * PEFT's: base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight is
+ * A [R, in], ...lora_B.weight is B [out, R]; an adapter directory is
+ * adapter_config.json + adapter_model.safetensors, loadable by
+ * PeftModel.from_pretrained. */
+#ifndef LC_LORA_H
+#define LC_LORA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "autograd/ops.h"
+#include "data/safetensors.h"
+#include "train/model_config.h"
+
+typedef enum lc_module {
+    LC_MOD_Q, LC_MOD_K, LC_MOD_V, LC_MOD_O, LC_MOD_GATE, LC_MOD_UP, LC_MOD_DOWN,
+    LC_MOD_COUNT
+} lc_module;
+
+/* "q_proj", ...; and the parent ("self_attn" / "mlp"). */
+const char *lc_module_name(lc_module m);
+const char *lc_module_parent(lc_module m);
+/* Parses "q_proj" etc.; -1 when unknown. */
+int lc_module_from_name(const char *name);
+/* [out, in] of module m in a model with config cfg. */
+void lc_module_shape(const lc_model_config *cfg, lc_module m, int64_t *out, int64_t *in);
+
+typedef struct lc_lora_config {
+    int r;
+    double alpha;
+    double dropout;
+    bool use_rslora;
+    bool targets[LC_MOD_COUNT];
+} lc_lora_config;
+
+typedef struct lc_lora {
+    lc_lora_config cfg;
+    int n_layers;
+    lc_real scale;                 /* alpha / r or alpha / sqrt(r) */
+    lc_lora_adapter *adapters;     /* [n_layers · LC_MOD_COUNT]; A == NULL: not targeted */
+    lc_tensor *tensors;            /* A and B structs, 2 per targeted module */
+    size_t n_tensors;
+    lc_real *params;               /* [n_params] all A and B values */
+    lc_real *grads;                /* [n_params] */
+    size_t n_params;
+} lc_lora;
+
+/* Allocates the adapters for every targeted module of every layer, A with
+ * PEFT's default init (kaiming-uniform a=√5: U(−1/√in, 1/√in)) from seed,
+ * B zero. */
+int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config *cfg,
+                 uint64_t seed, lc_error *err);
+void lc_lora_free(lc_lora *lora);
+
+/* The adapter of (layer, module), or NULL when that module is not targeted. */
+const lc_lora_adapter *lc_lora_get(const lc_lora *lora, int layer, lc_module m);
+
+/* PEFT tensor name of A (is_b false) or B, into buf. */
+void lc_lora_tensor_name(char *buf, size_t n, int layer, lc_module m, bool is_b);
+
+/* Reads an adapter directory's adapter_config.json into cfg (r, lora_alpha,
+ * lora_dropout, use_rslora, target_modules; use_dora etc. refused). */
+int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err);
+/* Init from DIR/adapter_config.json and load DIR/adapter_model.safetensors:
+ * every expected tensor must be present with PEFT's shape; F32/F16/BF16. */
+int lc_lora_load_peft(lc_lora *lora, const lc_model_config *mc, const char *dir,
+                      lc_error *err);
+/* Copies A/B values from an open safetensors file (PEFT names). */
+int lc_lora_load_tensors(lc_lora *lora, const lc_st_file *f, lc_error *err);
+/* Writes DIR/adapter_config.json + DIR/adapter_model.safetensors (F32),
+ * creating DIR when missing. base_model is recorded as
+ * base_model_name_or_path. */
+int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_model,
+                      lc_error *err);
+
+#endif

@@ -1,0 +1,367 @@
+/* model.c — loading a Llama-family model and its forward pass (see model.h). */
+#include "train/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const norm_names[2] = {"input_layernorm", "post_attention_layernorm"};
+
+/* Number of lc_real values needed for norms and biases. */
+static size_t small_count(const lc_model_config *c)
+{
+    size_t per = 2 * (size_t)c->hidden_size;
+    for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+        int64_t out, in;
+        lc_module_shape(c, mod, &out, &in);
+        bool has = (mod <= LC_MOD_V && c->qkv_bias) || (mod == LC_MOD_O && c->o_bias) ||
+                   (mod >= LC_MOD_GATE && c->mlp_bias);
+        if (has)
+            per += (size_t)out;
+    }
+    if (c->qk_norm)
+        per += 2 * (size_t)c->head_dim;
+    return per * (size_t)c->n_layers + (size_t)c->hidden_size;
+}
+
+static bool module_has_bias(const lc_model_config *c, int mod)
+{
+    return (mod <= LC_MOD_V && c->qkv_bias) || (mod == LC_MOD_O && c->o_bias) ||
+           (mod >= LC_MOD_GATE && c->mlp_bias);
+}
+
+static int alloc_structure(lc_model *m, lc_error *err)
+{
+    m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
+    m->small = calloc(small_count(&m->cfg), sizeof(lc_real));
+    if (!m->layers || !m->small)
+        return lc_error_set(err, "out of memory for the model structure");
+    return 0;
+}
+
+/* Finds a tensor, checks it is a float matrix/vector of the expected shape. */
+static int get_tensor(lc_model *m, const char *name, int ndim, int64_t d0, int64_t d1,
+                      lc_weight *w, lc_error *err)
+{
+    const lc_st_tensor *t = lc_model_files_find(&m->files, name);
+    if (!t)
+        return lc_error_set(err, "%s: missing tensor '%s'", m->files.dir, name);
+    if (t->dtype != LC_DTYPE_F32 && t->dtype != LC_DTYPE_F16 && t->dtype != LC_DTYPE_BF16)
+        return lc_error_set(err, "%s: tensor '%s' has dtype %s (expected F32, F16 or BF16)",
+                            m->files.dir, name, lc_dtype_name(t->dtype));
+    bool ok = t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
+    if (!ok) {
+        char got[128] = "[";
+        for (int i = 0; i < t->ndim; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "",
+                     (long long)t->shape[i]);
+        strcat(got, "]");
+        if (ndim == 1)
+            return lc_error_set(err, "%s: tensor '%s' has shape %s, expected [%lld]",
+                                m->files.dir, name, got, (long long)d0);
+        return lc_error_set(err, "%s: tensor '%s' has shape %s, expected [%lld,%lld]",
+                            m->files.dir, name, got, (long long)d0, (long long)d1);
+    }
+    *w = (lc_weight){t->data, t->dtype, d0, ndim == 1 ? 1 : d1};
+    return 0;
+}
+
+static int get_vector(lc_model *m, const char *name, int64_t n, lc_real **slot,
+                      lc_real **dst, lc_error *err)
+{
+    lc_weight w;
+    if (get_tensor(m, name, 1, n, 1, &w, err))
+        return -1;
+    w.rows = 1;
+    w.cols = n;
+    lc_weight_rows_to_real(&w, 0, 1, *slot);
+    *dst = *slot;
+    *slot += n;
+    return 0;
+}
+
+int lc_model_load(lc_model *m, const char *dir, lc_error *err)
+{
+    memset(m, 0, sizeof *m);
+    if (lc_model_config_load(&m->cfg, dir, err))
+        return -1;
+    if (m->cfg.prequantized_bnb4)
+        return lc_error_set(err, "%s: pre-quantized bitsandbytes checkpoints are not "
+                            "supported yet", dir);
+    if (lc_model_files_open(&m->files, dir, err))
+        return -1;
+    m->has_files = true;
+    const lc_model_config *c = &m->cfg;
+    int64_t C = c->hidden_size, V = c->vocab_size, D = c->head_dim;
+    if (alloc_structure(m, err))
+        goto fail;
+    lc_real *slot = m->small;
+    char name[256];
+    if (get_tensor(m, "model.embed_tokens.weight", 2, V, C, &m->embed, err))
+        goto fail;
+    if (c->tie_word_embeddings)
+        m->lm_head = m->embed;
+    else if (get_tensor(m, "lm_head.weight", 2, V, C, &m->lm_head, err))
+        goto fail;
+    if (get_vector(m, "model.norm.weight", C, &slot, &m->final_norm, err))
+        goto fail;
+    for (int l = 0; l < c->n_layers; l++) {
+        lc_layer_weights *L = &m->layers[l];
+        for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+            int64_t out, in;
+            lc_module_shape(c, mod, &out, &in);
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l,
+                     lc_module_parent(mod), lc_module_name(mod));
+            if (get_tensor(m, name, 2, out, in, &L->proj[mod], err))
+                goto fail;
+            if (module_has_bias(c, mod)) {
+                snprintf(name, sizeof name, "model.layers.%d.%s.%s.bias", l,
+                         lc_module_parent(mod), lc_module_name(mod));
+                if (get_vector(m, name, out, &slot, &L->bias[mod], err))
+                    goto fail;
+            }
+        }
+        lc_real **norms[2] = {&L->input_norm, &L->post_attn_norm};
+        for (int k = 0; k < 2; k++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, norm_names[k]);
+            if (get_vector(m, name, C, &slot, norms[k], err))
+                goto fail;
+        }
+        if (c->qk_norm) {
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
+            if (get_vector(m, name, D, &slot, &L->q_norm, err))
+                goto fail;
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
+            if (get_vector(m, name, D, &slot, &L->k_norm, err))
+                goto fail;
+        }
+    }
+    return 0;
+fail:
+    lc_model_free(m);
+    return -1;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform with std 0.02, written in dtype. */
+static void fill_random(void *dst, lc_dtype dtype, int64_t n, uint64_t *rng)
+{
+    const double a = 0.02 * sqrt(3.0);
+    for (int64_t i = 0; i < n; i++) {
+        float v = (float)(((double)(rng_next(rng) >> 11) * 0x1.0p-53 * 2 - 1) * a);
+        if (dtype == LC_DTYPE_F32)
+            ((float *)dst)[i] = v;
+        else
+            ((uint16_t *)dst)[i] = lc_f32_to_bf16(v);
+    }
+}
+
+int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype,
+                         uint64_t seed, lc_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_BF16)
+        return lc_error_set(err, "random model: dtype must be F32 or BF16");
+    if (alloc_structure(m, err))
+        goto fail;
+    const lc_model_config *c = &m->cfg;
+    int64_t C = c->hidden_size, V = c->vocab_size;
+    size_t es = lc_dtype_size(dtype);
+    size_t total = (size_t)(V * C) * (c->tie_word_embeddings ? 1 : 2);
+    for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+        int64_t out, in;
+        lc_module_shape(c, mod, &out, &in);
+        total += (size_t)(out * in) * (size_t)c->n_layers;
+    }
+    m->owned_weights = malloc(total * es);
+    if (!m->owned_weights) {
+        lc_error_set(err, "out of memory for %.1f GiB of random weights",
+                     total * es / 1073741824.0);
+        goto fail;
+    }
+    uint64_t rng = seed;
+    unsigned char *p = m->owned_weights;
+    m->embed = (lc_weight){p, dtype, V, C};
+    fill_random(p, dtype, V * C, &rng);
+    p += (size_t)(V * C) * es;
+    if (c->tie_word_embeddings) {
+        m->lm_head = m->embed;
+    } else {
+        m->lm_head = (lc_weight){p, dtype, V, C};
+        fill_random(p, dtype, V * C, &rng);
+        p += (size_t)(V * C) * es;
+    }
+    lc_real *slot = m->small;
+    m->final_norm = slot;
+    slot += C;
+    for (int l = 0; l < c->n_layers; l++) {
+        lc_layer_weights *L = &m->layers[l];
+        for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+            int64_t out, in;
+            lc_module_shape(c, mod, &out, &in);
+            L->proj[mod] = (lc_weight){p, dtype, out, in};
+            fill_random(p, dtype, out * in, &rng);
+            p += (size_t)(out * in) * es;
+            if (module_has_bias(c, mod)) {
+                L->bias[mod] = slot;
+                slot += out; /* zero bias */
+            }
+        }
+        L->input_norm = slot;
+        slot += C;
+        L->post_attn_norm = slot;
+        slot += C;
+        if (c->qk_norm) {
+            L->q_norm = slot;
+            slot += c->head_dim;
+            L->k_norm = slot;
+            slot += c->head_dim;
+        }
+    }
+    /* every norm weight is 1 */
+    for (int l = 0; l < c->n_layers; l++) {
+        lc_layer_weights *L = &m->layers[l];
+        for (int64_t i = 0; i < C; i++)
+            L->input_norm[i] = L->post_attn_norm[i] = 1;
+        for (int64_t i = 0; c->qk_norm && i < c->head_dim; i++)
+            L->q_norm[i] = L->k_norm[i] = 1;
+    }
+    for (int64_t i = 0; i < C; i++)
+        m->final_norm[i] = 1;
+    return 0;
+fail:
+    lc_model_free(m);
+    return -1;
+}
+
+void lc_model_free(lc_model *m)
+{
+    if (m->has_files)
+        lc_model_files_close(&m->files);
+    free(m->layers);
+    free(m->small);
+    free(m->owned_weights);
+    free(m->cos_sin);
+    memset(m, 0, sizeof *m);
+}
+
+int lc_model_prepare_rope(lc_model *m, int64_t n, lc_error *err)
+{
+    if (n <= m->rope_len)
+        return 0;
+    int D = m->cfg.head_dim;
+    lc_real *cs = malloc((size_t)n * (size_t)D * sizeof(lc_real));
+    double *inv = malloc((size_t)D / 2 * sizeof(double));
+    if (!cs || !inv) {
+        free(cs);
+        free(inv);
+        return lc_error_set(err, "out of memory for the RoPE table (%lld positions)",
+                            (long long)n);
+    }
+    lc_model_config_inv_freq(&m->cfg, inv);
+    for (int64_t p = 0; p < n; p++)
+        for (int i = 0; i < D / 2; i++) {
+            double ang = (double)p * inv[i];
+            cs[p * D + i] = (lc_real)cos(ang);
+            cs[p * D + D / 2 + i] = (lc_real)sin(ang);
+        }
+    free(inv);
+    free(m->cos_sin);
+    m->cos_sin = cs;
+    m->rope_len = n;
+    return 0;
+}
+
+static lc_linear make_linear(const lc_model *m, const lc_lora *lora, int l, lc_module mod)
+{
+    const lc_layer_weights *L = &m->layers[l];
+    return (lc_linear){&L->proj[mod], L->bias[mod], lora ? lc_lora_get(lora, l, mod) : NULL};
+}
+
+lc_tensor *lc_model_hidden(const lc_model *m, lc_tape *t, const lc_batch *b,
+                           const lc_lora *lora, lc_hidden_hook hook, void *user)
+{
+    const lc_model_config *c = &m->cfg;
+    const int64_t N = b->B * b->T;
+    const int H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
+    for (int64_t i = 0; i < N; i++)
+        LC_ASSERT(b->positions[i] >= 0 && b->positions[i] < m->rope_len);
+
+    lc_attn_shape *attn = lc_arena_alloc(t->arena, sizeof *attn);
+    *attn = (lc_attn_shape){.B = b->B, .T = b->T, .H = H, .KV = KV, .D = D,
+                            .scale = 1.0 / sqrt((double)D), .segment = b->segments,
+                            .window = c->sliding_window};
+
+    lc_tensor *x = lc_op_embedding(t, &m->embed, b->input_ids, N);
+    for (int l = 0; l < c->n_layers; l++) {
+        const lc_layer_weights *L = &m->layers[l];
+        if (hook)
+            hook(user, l, x);
+        lc_linear qkv[3] = {make_linear(m, lora, l, LC_MOD_Q), make_linear(m, lora, l, LC_MOD_K),
+                            make_linear(m, lora, l, LC_MOD_V)};
+        lc_linear_input in1 = {.kind = LC_INPUT_RMSNORM, .x = x, .norm_w = L->input_norm,
+                               .eps = c->rms_norm_eps};
+        lc_tensor *qkv_out[3];
+        lc_op_linears(t, &in1, qkv, 3, NULL, qkv_out);
+        lc_tensor *q = qkv_out[0], *k = qkv_out[1], *v = qkv_out[2];
+        if (c->qk_norm) {
+            q = lc_op_rmsnorm(t, q, D, L->q_norm, c->rms_norm_eps);
+            k = lc_op_rmsnorm(t, k, D, L->k_norm, c->rms_norm_eps);
+        }
+        q = lc_op_rope(t, q, H, D, b->positions, m->cos_sin);
+        k = lc_op_rope(t, k, KV, D, b->positions, m->cos_sin);
+        lc_tensor *a = lc_op_attention(t, q, k, v, attn);
+
+        lc_linear o = make_linear(m, lora, l, LC_MOD_O);
+        lc_linear_input in2 = {.kind = LC_INPUT_PLAIN, .x = a};
+        lc_tensor *h;
+        lc_op_linears(t, &in2, &o, 1, x, &h);
+
+        lc_linear gu[2] = {make_linear(m, lora, l, LC_MOD_GATE),
+                           make_linear(m, lora, l, LC_MOD_UP)};
+        lc_linear_input in3 = {.kind = LC_INPUT_RMSNORM, .x = h, .norm_w = L->post_attn_norm,
+                               .eps = c->rms_norm_eps};
+        lc_tensor *gu_out[2];
+        lc_op_linears(t, &in3, gu, 2, NULL, gu_out);
+
+        lc_linear down = make_linear(m, lora, l, LC_MOD_DOWN);
+        lc_linear_input in4 = {.kind = LC_INPUT_SWIGLU, .x = gu_out[0], .up = gu_out[1]};
+        lc_op_linears(t, &in4, &down, 1, h, &x);
+    }
+    lc_tensor *xn = lc_op_rmsnorm(t, x, c->hidden_size, m->final_norm, c->rms_norm_eps);
+    if (hook)
+        hook(user, c->n_layers, xn);
+    return xn;
+}
+
+lc_tensor *lc_model_loss(const lc_model *m, lc_tape *t, const lc_batch *b,
+                         const lc_lora *lora, lc_real grad_scale, double *loss_sum,
+                         int64_t *n_supervised)
+{
+    lc_tensor *xn = lc_model_hidden(m, t, b, lora, NULL, NULL);
+    return lc_op_lm_head_ce(t, xn, &m->lm_head, b->targets, grad_scale, loss_sum,
+                            n_supervised);
+}
+
+void lc_model_logits(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_lora *lora,
+                     lc_real *logits, lc_hidden_hook hook, void *user)
+{
+    bool was = t->grad_enabled;
+    t->grad_enabled = false;
+    lc_tensor *xn = lc_model_hidden(m, t, b, lora, hook, user);
+    size_t mark = lc_arena_mark(t->arena);
+    size_t ws = lc_k_weight_scratch(&m->lm_head);
+    lc_real *scr = ws ? lc_arena_alloc(t->arena, ws * sizeof(lc_real)) : NULL;
+    lc_k_weight_matmul(xn->data, b->B * b->T, &m->lm_head, 0, logits, scr);
+    lc_arena_release(t->arena, mark);
+    t->grad_enabled = was;
+}

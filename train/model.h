@@ -1,0 +1,82 @@
+/* model.h — a Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3) over
+ * frozen weights, and its forward pass on the autograd tape.
+ *
+ * Weights stay in the dtype of the files, memory-mapped (or, for random
+ * benchmark models, in one owned buffer); only the small vectors (norm
+ * weights, biases) are converted to lc_real at load. The forward pass is
+ * built from autograd ops, so backward comes from the tape; with a LoRA set
+ * attached, only its A/B tensors receive gradients. */
+#ifndef LC_MODEL_H
+#define LC_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "autograd/ops.h"
+#include "data/model_files.h"
+#include "train/lora.h"
+#include "train/model_config.h"
+
+typedef struct lc_layer_weights {
+    lc_weight proj[LC_MOD_COUNT];      /* q, k, v, o, gate, up, down: [out, in] */
+    lc_real *bias[LC_MOD_COUNT];       /* [out] or NULL */
+    lc_real *input_norm;               /* [C] */
+    lc_real *post_attn_norm;           /* [C] */
+    lc_real *q_norm, *k_norm;          /* [D], Qwen3 */
+} lc_layer_weights;
+
+typedef struct lc_model {
+    lc_model_config cfg;
+    lc_model_files files;
+    bool has_files;
+    lc_weight embed;                   /* [V, C] */
+    lc_weight lm_head;                 /* [V, C] (= embed when tied) */
+    lc_real *final_norm;               /* [C] */
+    lc_layer_weights *layers;          /* [L] */
+    lc_real *small;                    /* owns norm weights and biases */
+    void *owned_weights;               /* random models: owns every matrix */
+    lc_real *cos_sin;                  /* [rope_len, D] */
+    int64_t rope_len;
+} lc_model;
+
+/* Loads config.json + safetensors from a Hugging Face directory; every
+ * tensor is checked for presence, dtype (F32/F16/BF16) and shape. */
+int lc_model_load(lc_model *m, const char *dir, lc_error *err);
+/* A random model of the given config (weights N(0, 0.02), norms 1), with its
+ * matrices in `dtype` (F32 or BF16). For benchmarks and tests. */
+int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype,
+                         uint64_t seed, lc_error *err);
+void lc_model_free(lc_model *m);
+
+/* Makes the RoPE table cover positions [0, n). Call before training (it
+ * allocates); forward asserts it is large enough. */
+int lc_model_prepare_rope(lc_model *m, int64_t n, lc_error *err);
+
+typedef struct lc_batch {
+    int64_t B, T;
+    const int32_t *input_ids;   /* [B·T] */
+    const int32_t *targets;     /* [B·T] next-token labels, −100 = ignored */
+    const int32_t *positions;   /* [B·T] */
+    const int32_t *segments;    /* [B·T] or NULL (packed rows: attend within a segment) */
+} lc_batch;
+
+/* Called with each layer's input (layer = 0..L−1) and, with layer = L, the
+ * final-normed hidden state; for tests and debugging. */
+typedef void (*lc_hidden_hook)(void *user, int layer, const lc_tensor *h);
+
+/* Runs the decoder up to the final norm and returns xn [B·T, C]. lora may
+ * be NULL; hook may be NULL. */
+lc_tensor *lc_model_hidden(const lc_model *m, lc_tape *t, const lc_batch *b,
+                           const lc_lora *lora, lc_hidden_hook hook, void *user);
+
+/* Forward to the loss: a scalar tensor = grad_scale · Σ token CE (see
+ * lc_op_lm_head_ce); *loss_sum and *n_supervised get the raw sum and count. */
+lc_tensor *lc_model_loss(const lc_model *m, lc_tape *t, const lc_batch *b,
+                         const lc_lora *lora, lc_real grad_scale, double *loss_sum,
+                         int64_t *n_supervised);
+
+/* Full logits [B·T, V] (no gradient), for evaluation and tests. */
+void lc_model_logits(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_lora *lora,
+                     lc_real *logits, lc_hidden_hook hook, void *user);
+
+#endif
