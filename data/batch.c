@@ -76,3 +76,18 @@ int64_t lc_batch_buf_supervised(const lc_batch_buf *b)
         n += b->targets[i] >= 0;
     return n;
 }
+
+void lc_batch_buf_compact(lc_batch_buf *b, int64_t T_used, bool packed, lc_batch *out)
+{
+    int64_t B_used = 0;
+    for (int64_t r = 0; r < b->B; r++)
+        if (b->fill[r] > 0)
+            B_used = r + 1;
+    LC_ASSERT(T_used >= 1 && T_used <= b->T);
+    int32_t *arrays[4] = {b->ids, b->targets, b->positions, b->segments};
+    for (int a = 0; a < 4; a++)
+        for (int64_t r = 1; r < B_used; r++)
+            memmove(arrays[a] + r * T_used, arrays[a] + r * b->T, (size_t)T_used * sizeof(int32_t));
+    *out = (lc_batch){B_used, T_used, b->ids, b->targets, b->positions,
+                                  packed ? b->segments : NULL};
+}

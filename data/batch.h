@@ -13,6 +13,15 @@
 
 #include "autograd/error.h"
 
+/* What the model consumes: B rows of T tokens, row-major. */
+typedef struct lc_batch {
+    int64_t B, T;
+    const int32_t *input_ids;   /* [B·T] */
+    const int32_t *targets;     /* [B·T] next-token labels, −100 = ignored */
+    const int32_t *positions;   /* [B·T] */
+    const int32_t *segments;    /* [B·T] or NULL (packed rows: attend within a segment) */
+} lc_batch;
+
 typedef struct lc_batch_buf {
     int64_t B, T;
     int32_t *ids, *targets, *positions, *segments; /* [B·T] each */
@@ -28,6 +37,10 @@ void lc_batch_buf_clear(lc_batch_buf *b);
 /* Appends a row (len ≤ T − fill[r]) to window r as a new segment. */
 void lc_batch_buf_put(lc_batch_buf *b, int64_t r, const int32_t *ids, const int32_t *labels,
                       int64_t len);
+/* Compacts the buffer in place to the rows and columns in use (windows with
+ * tokens; the first T_used columns) and returns that view. The buffer must
+ * be cleared before it is filled again. segments are NULL unless packed. */
+void lc_batch_buf_compact(lc_batch_buf *b, int64_t T_used, bool packed, lc_batch *out);
 /* Supervised target count of the whole buffer. */
 int64_t lc_batch_buf_supervised(const lc_batch_buf *b);
 

@@ -167,7 +167,7 @@ int lc_jsonl_seek(lc_jsonl_reader *r, int64_t offset, int64_t line_no, lc_error 
         return lc_error_set(err, "%s: cannot seek to byte %lld: %s", r->path, (long long)offset,
                             strerror(errno));
     r->offset = offset;
-    r->line_no = line_no;
+    r->line_no = line_no - 1; /* line_no is the next row's own line */
     return 0;
 }
 

@@ -38,7 +38,7 @@ typedef struct lc_jsonl_reader {
 int lc_jsonl_open(lc_jsonl_reader *r, const char *path, int64_t vocab, lc_error *err);
 /* 1: *row filled; 0: end of file; −1: error. Blank lines are skipped. */
 int lc_jsonl_next(lc_jsonl_reader *r, lc_row *row, lc_error *err);
-/* Continue reading at a byte offset / line number saved from an lc_row. */
+/* Continue reading at a row saved earlier: its lc_row offset and line. */
 int lc_jsonl_seek(lc_jsonl_reader *r, int64_t offset, int64_t line_no, lc_error *err);
 void lc_jsonl_close(lc_jsonl_reader *r);
 

@@ -31,6 +31,8 @@ What it does (all reference math in float64 on CPU):
 
 Usage:
   python3 scripts/make_fixtures.py --arch llama --out /tmp/fix-llama [--seed 0] [--nf4 auto|bnb|torch|skip]
+      (the RNG stream is seeded with seed + 1000 * index of the arch in llama, mistral, qwen2,
+      qwen3, so the four architectures never share weights)
   python3 scripts/make_fixtures.py --check ../shared/fixtures/tiny-llama
       loads DIR/model + DIR/adapter_init, recomputes logits/loss/hidden/grads on rows 0-1 in
       float64 and prints max relative differences vs DIR/ref_step0.safetensors (and the
@@ -468,8 +470,10 @@ def make(args):
         for sub in ("model", "adapter_init", "adapter_step3"):
             shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
     os.makedirs(out, exist_ok=True)
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    # each arch gets its own stream (otherwise llama and mistral would be bit-identical)
+    rng_seed = args.seed + 1000 * sorted(ARCHES).index(args.arch)
+    torch.manual_seed(rng_seed)
+    gen = torch.Generator().manual_seed(rng_seed)
     mdir, ainit, astep = (os.path.join(out, d) for d in ("model", "adapter_init", "adapter_step3"))
 
     # 1. base model (float32)

@@ -177,8 +177,34 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
         lc_error_set(err, "%s: peft_type: only \"LORA\" adapters are supported", path);
         goto out;
     }
-    if (!cJSON_IsNumber(r) || r->valuedouble != (int)r->valuedouble || r->valueint <= 0) {
-        lc_error_set(err, "%s: r: expected a positive integer", path);
+    if (!cJSON_IsNumber(r) || !(r->valuedouble >= 1 && r->valuedouble <= 4096) ||
+        r->valuedouble != (int)r->valuedouble) {
+        lc_error_set(err, "%s: r: expected an integer in 1..4096", path);
+        goto out;
+    }
+    if (drop && !cJSON_IsNull(drop) && !cJSON_IsNumber(drop)) {
+        lc_error_set(err, "%s: lora_dropout: expected a number", path);
+        goto out;
+    }
+    /* Options that change which weights an adapter touches or what it
+     * means: refused, never silently ignored. */
+    static const char *const must_be_null[] = {
+        "layers_to_transform", "layers_pattern", "exclude_modules", "layer_replication",
+        "target_parameters", "trainable_token_indices", "modules_to_save"};
+    for (size_t i = 0; i < sizeof must_be_null / sizeof must_be_null[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, must_be_null[i]);
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && !v->child) &&
+            !(cJSON_IsString(v) && !v->valuestring[0])) {
+            lc_error_set(err, "%s: %s: not supported (lorac adapts every layer's "
+                         "linears only)", path, must_be_null[i]);
+            goto out;
+        }
+    }
+    const cJSON *bias = cJSON_GetObjectItemCaseSensitive(root, "bias");
+    const cJSON *lbias = cJSON_GetObjectItemCaseSensitive(root, "lora_bias");
+    if ((bias && !(cJSON_IsString(bias) && strcmp(bias->valuestring, "none") == 0)) ||
+        cJSON_IsTrue(lbias)) {
+        lc_error_set(err, "%s: bias/lora_bias: only bias \"none\" adapters are supported", path);
         goto out;
     }
     if (!cJSON_IsNumber(alpha) || !(alpha->valuedouble > 0)) {
@@ -257,6 +283,10 @@ int lc_lora_load_tensors(lc_lora *lora, const lc_st_file *f, lc_error *err)
                                         f->path, name, lc_dtype_name(dt));
                 lc_weight w = {st->data, dt, st->shape[0], st->shape[1]};
                 lc_weight_rows_to_real(&w, 0, w.rows, t->data);
+                for (int64_t i = 0; i < t->numel; i++)
+                    if (!isfinite(t->data[i]))
+                        return lc_error_set(err, "%s: tensor '%s' holds NaN or infinity at "
+                                            "element %lld", f->path, name, (long long)i);
             }
         }
     }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "autograd/ops.h"
+#include "data/batch.h"
 #include "data/model_files.h"
 #include "train/lora.h"
 #include "train/model_config.h"
@@ -52,13 +53,6 @@ void lc_model_free(lc_model *m);
  * allocates); forward asserts it is large enough. */
 int lc_model_prepare_rope(lc_model *m, int64_t n, lc_error *err);
 
-typedef struct lc_batch {
-    int64_t B, T;
-    const int32_t *input_ids;   /* [B·T] */
-    const int32_t *targets;     /* [B·T] next-token labels, −100 = ignored */
-    const int32_t *positions;   /* [B·T] */
-    const int32_t *segments;    /* [B·T] or NULL (packed rows: attend within a segment) */
-} lc_batch;
 
 /* Called with each layer's input (layer = 0..L−1) and, with layer = L, the
  * final-normed hidden state; for tests and debugging. */

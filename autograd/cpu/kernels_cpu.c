@@ -347,17 +347,24 @@ double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *
             lc_real m = -INFINITY;
             for (int64_t j = 0; j < V; j++)
                 m = lr[j] > m ? lr[j] : m;
-            double sum = 0;
-            for (int64_t j = 0; j < V; j++)
-                sum += LC_EXP(lr[j] - m);
-            double lse = (double)m + log(sum);
             int32_t t = targets[rows[r]];
             LC_ASSERT(t < V);
-            chunk_loss += lse - (double)lr[t];
+            lc_real target_logit = lr[t];
+            /* One exp per logit: keep e = exp(l − max) for the gradient. */
+            lc_real sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < V; j++) {
+                lc_real e = LC_EXP(lr[j] - m);
+                lr[j] = e;
+                sum += e;
+            }
+            double lse = (double)m + log((double)sum);
+            chunk_loss += lse - (double)target_logit;
             if (dx) {
-                lc_real lse_r = (lc_real)lse;
+                lc_real k = grad_scale / sum;
+#pragma omp simd
                 for (int64_t j = 0; j < V; j++)
-                    lr[j] = LC_EXP(lr[j] - lse_r) * grad_scale;
+                    lr[j] *= k;
                 lr[t] -= grad_scale;
             }
         }

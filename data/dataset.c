@@ -1,0 +1,278 @@
+/* dataset.c — see dataset.h. */
+#include "data/dataset.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t row_supervised(const int32_t *labels, int64_t len)
+{
+    int64_t n = 0;
+    for (int64_t t = 1; t < len; t++)
+        n += labels[t] >= 0;
+    return n;
+}
+
+int lc_dataset_scan_files(lc_dataset_scan *s, const lc_dataset_opts *o, lc_error *err)
+{
+    memset(s, 0, sizeof *s);
+    size_t cap = 0;
+    for (int f = 0; f < o->n_paths; f++) {
+        lc_jsonl_reader r;
+        if (lc_jsonl_open(&r, o->paths[f], o->vocab, err))
+            goto fail;
+        lc_row row;
+        int rc;
+        while ((rc = lc_jsonl_next(&r, &row, err)) == 1) {
+            if ((size_t)s->n_rows == cap) {
+                cap = cap ? cap * 2 : 1024;
+                lc_row_stats *p = realloc(s->rows, cap * sizeof *p);
+                if (!p) {
+                    lc_jsonl_close(&r);
+                    lc_error_set(err, "out of memory scanning %s", o->paths[f]);
+                    goto fail;
+                }
+                s->rows = p;
+            }
+            int64_t len = row.len;
+            if (len > o->seq_len) {
+                len = o->seq_len;
+                s->n_truncated++;
+            }
+            int64_t sup = row_supervised(row.labels, len);
+            s->rows[s->n_rows++] = (lc_row_stats){(int32_t)len, (int32_t)sup};
+            s->tokens += len;
+            s->supervised += sup;
+        }
+        lc_jsonl_close(&r);
+        if (rc < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    lc_dataset_scan_free(s);
+    return -1;
+}
+
+void lc_dataset_scan_free(lc_dataset_scan *s)
+{
+    free(s->rows);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- the stream ---- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Source of rows in file order: the JSONL files, or (lengths-only mode,
+ * used to count batches) the scan. */
+typedef struct source {
+    lc_dataset_stream *st;
+    const lc_dataset_scan *scan;  /* non-NULL: lengths-only mode */
+    int64_t next_index;           /* lengths-only mode */
+} source;
+
+static void row_free(lc_pending_row *r)
+{
+    free(r->ids);
+    free(r->labels);
+    memset(r, 0, sizeof *r);
+}
+
+/* Reads the next row in file order into *dst. 1 ok, 0 exhausted, −1 error. */
+static int source_next(source *src, lc_pending_row *dst, lc_error *err)
+{
+    lc_dataset_stream *st = src->st;
+    if (src->scan) {
+        if (src->next_index >= src->scan->n_rows)
+            return 0;
+        dst->len = src->scan->rows[src->next_index++].len;
+        return 1;
+    }
+    for (;;) {
+        if (st->files_done)
+            return 0;
+        if (!st->reader_open) {
+            if (st->file >= st->o.n_paths) {
+                st->files_done = true;
+                return 0;
+            }
+            if (lc_jsonl_open(&st->reader, st->o.paths[st->file], st->o.vocab, err))
+                return -1;
+            st->reader_open = true;
+        }
+        lc_row row;
+        int rc = lc_jsonl_next(&st->reader, &row, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 0) {
+            lc_jsonl_close(&st->reader);
+            st->reader_open = false;
+            st->file++;
+            continue;
+        }
+        int64_t len = row.len < st->o.seq_len ? row.len : st->o.seq_len;
+        int32_t *ids = realloc(dst->ids, (size_t)len * sizeof(int32_t));
+        if (ids)
+            dst->ids = ids;
+        int32_t *labels = realloc(dst->labels, (size_t)len * sizeof(int32_t));
+        if (labels)
+            dst->labels = labels;
+        if (!ids || !labels)
+            return lc_error_set(err, "out of memory for a row of %lld tokens", (long long)len);
+        memcpy(dst->ids, row.input_ids, (size_t)len * sizeof(int32_t));
+        memcpy(dst->labels, row.labels, (size_t)len * sizeof(int32_t));
+        dst->len = len;
+        return 1;
+    }
+}
+
+/* Draws the next row of the epoch's order into *out (swapping buffers, no
+ * copy). Shuffle buffer: fill to capacity, pick a uniform slot, refill it. */
+static int draw_row(source *src, lc_pending_row *out, lc_error *err)
+{
+    lc_dataset_stream *st = src->st;
+    if (!st->o.shuffle)
+        return source_next(src, out, err);
+    while (st->buf_n < LC_SHUFFLE_BUFFER_ROWS) {
+        int rc = source_next(src, &st->buf[st->buf_n], err);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            break;
+        st->buf_n++;
+    }
+    if (st->buf_n == 0)
+        return 0;
+    int64_t j = (int64_t)(rng_next(&st->rng) % (uint64_t)st->buf_n);
+    lc_pending_row tmp = *out;
+    *out = st->buf[j];
+    st->buf[j] = st->buf[st->buf_n - 1];
+    st->buf[st->buf_n - 1] = tmp; /* keep the spare allocation for reuse */
+    st->buf_n--;
+    return 1;
+}
+
+static void stream_reset(lc_dataset_stream *st, const lc_dataset_opts *o, int64_t epoch)
+{
+    memset(st, 0, sizeof *st);
+    st->o = *o;
+    st->epoch = epoch;
+    st->rng = o->seed * 0x2545f4914f6cdd1dull + (uint64_t)epoch + 1;
+}
+
+/* Core of batching, shared by the real stream and the lengths-only count.
+ * b may be NULL (counting). Returns 1 / 0 / −1 like lc_dataset_next_batch. */
+static int next_batch(source *src, lc_batch_buf *b, int64_t *T_used, lc_error *err)
+{
+    lc_dataset_stream *st = src->st;
+    const int64_t B = st->o.micro_batch, T = st->o.seq_len;
+    if (b)
+        lc_batch_buf_clear(b);
+    int64_t window = 0, fill = 0, used = 0, placed = 0;
+    for (;;) {
+        if (!st->has_carry) {
+            int rc = draw_row(src, &st->carry, err);
+            if (rc < 0)
+                return -1;
+            if (rc == 0)
+                break;
+            st->has_carry = true;
+        }
+        lc_pending_row *r = &st->carry;
+        if (st->o.packing) {
+            if (fill + r->len > T) {
+                if (window + 1 >= B)
+                    break; /* batch full: the row opens the next one */
+                window++;
+                fill = 0;
+            }
+        } else if (placed == B) {
+            break;
+        } else {
+            window = placed;
+            fill = 0;
+        }
+        if (b)
+            lc_batch_buf_put(b, window, r->ids, r->labels, r->len);
+        fill += r->len;
+        used = fill > used ? fill : used;
+        placed++;
+        st->rows_emitted++;
+        st->has_carry = false;
+    }
+    if (placed == 0)
+        return 0;
+    if (T_used)
+        *T_used = used;
+    return 1;
+}
+
+static void stream_free_rows(lc_dataset_stream *st)
+{
+    if (st->buf) {
+        for (int64_t i = 0; i < LC_SHUFFLE_BUFFER_ROWS; i++)
+            row_free(&st->buf[i]);
+        free(st->buf);
+    }
+    row_free(&st->carry);
+}
+
+int64_t lc_dataset_epoch_batches(const lc_dataset_scan *s, const lc_dataset_opts *o, int64_t epoch)
+{
+    lc_dataset_stream st;
+    stream_reset(&st, o, epoch);
+    st.buf = calloc(LC_SHUFFLE_BUFFER_ROWS, sizeof *st.buf);
+    LC_ASSERT(st.buf);
+    source src = {&st, s, 0};
+    int64_t n = 0;
+    while (next_batch(&src, NULL, NULL, NULL) == 1)
+        n++;
+    stream_free_rows(&st);
+    return n;
+}
+
+int lc_dataset_stream_open(lc_dataset_stream *st, const lc_dataset_opts *o, int64_t epoch,
+                           int64_t skip_rows, lc_error *err)
+{
+    stream_reset(st, o, epoch);
+    st->buf = calloc(LC_SHUFFLE_BUFFER_ROWS, sizeof *st->buf);
+    if (!st->buf)
+        return lc_error_set(err, "out of memory for the shuffle buffer");
+    source src = {st, NULL, 0};
+    lc_pending_row tmp = {0};
+    for (int64_t i = 0; i < skip_rows; i++) {
+        int rc = draw_row(&src, &tmp, err);
+        if (rc <= 0) {
+            row_free(&tmp);
+            lc_dataset_stream_close(st);
+            if (rc == 0)
+                return lc_error_set(err, "resume: the dataset has fewer rows than the "
+                                    "checkpoint consumed (%lld); did it change?",
+                                    (long long)skip_rows);
+            return -1;
+        }
+    }
+    row_free(&tmp);
+    st->rows_emitted = skip_rows;
+    return 0;
+}
+
+void lc_dataset_stream_close(lc_dataset_stream *st)
+{
+    if (st->reader_open)
+        lc_jsonl_close(&st->reader);
+    stream_free_rows(st);
+    memset(st, 0, sizeof *st);
+}
+
+int lc_dataset_next_batch(lc_dataset_stream *st, lc_batch_buf *b, int64_t *T_used, lc_error *err)
+{
+    source src = {st, NULL, 0};
+    return next_batch(&src, b, T_used, err);
+}

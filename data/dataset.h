@@ -1,0 +1,85 @@
+/* dataset.h — tokenized JSONL datasets streamed into micro-batches.
+ *
+ * A first pass (lc_dataset_scan) reads every row once and keeps only its
+ * truncated length and supervised-token count (8 bytes a row): it gives the
+ * label audit, the truncation count, and — by replaying the same seeded
+ * shuffle and packing over lengths alone — the exact number of micro-batches
+ * of every epoch, so the LR schedule and the ETA are right from step one.
+ *
+ * Training then streams rows file by file through a seeded shuffle buffer
+ * (rows are never all in memory) and packs them: unpacked, one row per
+ * batch row, padded to the longest row of the micro-batch; packed, rows laid
+ * greedily into sequence_len windows as separate segments (block-diagonal
+ * attention, positions restarting at 0). The stream position is a plain
+ * (epoch, rows emitted) pair: resuming replays the epoch's shuffle and skips
+ * that many rows, which reproduces the exact same batches. */
+#ifndef LC_DATASET_H
+#define LC_DATASET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "data/batch.h"
+#include "data/jsonl.h"
+
+#define LC_SHUFFLE_BUFFER_ROWS 4096
+
+typedef struct lc_dataset_opts {
+    char *const *paths;
+    int n_paths;
+    int64_t vocab;
+    int64_t seq_len;         /* rows longer are truncated */
+    int64_t micro_batch;     /* rows (unpacked) or windows (packed) per micro-batch */
+    bool shuffle;
+    bool packing;
+    uint64_t seed;
+} lc_dataset_opts;
+
+typedef struct lc_row_stats {
+    int32_t len;             /* after truncation */
+    int32_t supervised;      /* targets ≥ 0 after the causal shift */
+} lc_row_stats;
+
+typedef struct lc_dataset_scan {
+    lc_row_stats *rows;      /* [n_rows] in file order */
+    int64_t n_rows;
+    int64_t n_truncated;
+    int64_t tokens;          /* after truncation */
+    int64_t supervised;
+} lc_dataset_scan;
+
+int lc_dataset_scan_files(lc_dataset_scan *s, const lc_dataset_opts *o, lc_error *err);
+void lc_dataset_scan_free(lc_dataset_scan *s);
+/* Micro-batches epoch `epoch` yields (replays shuffle + packing on lengths). */
+int64_t lc_dataset_epoch_batches(const lc_dataset_scan *s, const lc_dataset_opts *o, int64_t epoch);
+
+typedef struct lc_pending_row {
+    int32_t *ids, *labels;
+    int64_t len;
+} lc_pending_row;
+
+typedef struct lc_dataset_stream {
+    lc_dataset_opts o;
+    int64_t epoch;
+    int64_t rows_emitted;    /* rows handed to batches this epoch */
+    int file;                /* index into paths */
+    lc_jsonl_reader reader;
+    bool reader_open;
+    bool files_done;
+    uint64_t rng;
+    lc_pending_row *buf;     /* shuffle buffer [LC_SHUFFLE_BUFFER_ROWS] */
+    int64_t buf_n;
+    lc_pending_row carry;    /* a row drawn but not yet placed (packing overflow) */
+    bool has_carry;
+} lc_dataset_stream;
+
+int lc_dataset_stream_open(lc_dataset_stream *st, const lc_dataset_opts *o, int64_t epoch,
+                           int64_t skip_rows, lc_error *err);
+void lc_dataset_stream_close(lc_dataset_stream *st);
+/* Fills b (cleared first) with the next micro-batch. Returns 1 when a
+ * micro-batch was produced, 0 at the end of the epoch, −1 on error.
+ * b must have B = micro_batch and T = seq_len; *T_used gets the columns
+ * actually needed (≤ seq_len: the longest row or fullest window). */
+int lc_dataset_next_batch(lc_dataset_stream *st, lc_batch_buf *b, int64_t *T_used, lc_error *err);
+
+#endif

@@ -1,0 +1,95 @@
+/* adamw.c — see adamw.h. */
+#include "optim/adamw.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int lc_adamw_init(lc_adamw *o, size_t n, lc_error *err)
+{
+    memset(o, 0, sizeof *o);
+    o->m = calloc(n ? n : 1, sizeof(lc_real));
+    o->v = calloc(n ? n : 1, sizeof(lc_real));
+    if (!o->m || !o->v) {
+        lc_adamw_free(o);
+        return lc_error_set(err, "out of memory for AdamW state (%zu values)", n);
+    }
+    o->n = n;
+    return 0;
+}
+
+void lc_adamw_free(lc_adamw *o)
+{
+    free(o->m);
+    free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,
+                     const lc_adamw_hparams *hp, double lr)
+{
+    o->step++;
+    const double bc1 = 1.0 - pow(hp->beta1, (double)o->step);
+    const double bc2 = 1.0 - pow(hp->beta2, (double)o->step);
+    const lc_real decay = (lc_real)(1.0 - lr * hp->weight_decay);
+    const lc_real b1 = (lc_real)hp->beta1, b2 = (lc_real)hp->beta2;
+    const lc_real step_size = (lc_real)(lr / bc1);
+    const lc_real bc2_sqrt = (lc_real)sqrt(bc2);
+    const lc_real eps = (lc_real)hp->eps;
+    lc_real *m = o->m, *v = o->v;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < o->n; i++) {
+        lc_real g = grads[i];
+        lc_real p = params[i] * decay;
+        m[i] = b1 * m[i] + (1 - b1) * g;
+        v[i] = b2 * v[i] + (1 - b2) * g * g;
+        lc_real denom = (lc_real)sqrt(v[i]) / bc2_sqrt + eps;
+        params[i] = p - step_size * (m[i] / denom);
+    }
+}
+
+double lc_grad_norm(const lc_real *g, size_t n)
+{
+    double s = 0;
+#pragma omp parallel for simd reduction(+ : s) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        s += (double)g[i] * (double)g[i];
+    return sqrt(s);
+}
+
+double lc_grad_clip(lc_real *g, size_t n, double max_norm)
+{
+    double norm = lc_grad_norm(g, n);
+    if (max_norm > 0) {
+        double coef = max_norm / (norm + 1e-6);
+        if (coef < 1) {
+            lc_real c = (lc_real)coef;
+#pragma omp parallel for simd schedule(static)
+            for (size_t i = 0; i < n; i++)
+                g[i] *= c;
+        }
+    }
+    return norm;
+}
+
+double lc_lr_at(lc_lr_schedule s, double base_lr, int64_t step, int64_t warmup,
+                int64_t total, double min_ratio)
+{
+    if (step < warmup)
+        return base_lr * (double)step / (double)(warmup > 1 ? warmup : 1);
+    switch (s) {
+    case LC_LR_CONSTANT:
+        return base_lr;
+    case LC_LR_LINEAR: {
+        double rem = (double)(total - step) / (double)(total - warmup > 1 ? total - warmup : 1);
+        return base_lr * (rem > 0 ? rem : 0);
+    }
+    default: {
+        double progress = (double)(step - warmup) / (double)(total - warmup > 1 ? total - warmup : 1);
+        if (progress > 1)
+            progress = 1;
+        double cosv = 0.5 * (1.0 + cos(M_PI * progress));
+        return base_lr * (min_ratio + (1 - min_ratio) * cosv);
+    }
+    }
+}

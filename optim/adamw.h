@@ -1,0 +1,48 @@
+/* adamw.h — AdamW with torch.optim.AdamW's exact semantics, gradient
+ * clipping by global norm, and learning-rate schedules.
+ *
+ * All trainable values sit in one flat buffer (see train/lora.h), so the
+ * update, the norm and the clipping are single passes over contiguous
+ * memory; m and v are parallel buffers of the same length.
+ * Update (step t ≥ 1): p ← p − lr·wd·p; m ← β1·m + (1−β1)·g;
+ * v ← β2·v + (1−β2)·g²; p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε). */
+#ifndef LC_ADAMW_H
+#define LC_ADAMW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "autograd/error.h"
+#include "autograd/real.h"
+
+typedef struct lc_adamw_hparams {
+    double beta1, beta2, eps, weight_decay;
+} lc_adamw_hparams;
+
+typedef struct lc_adamw {
+    lc_real *m, *v;   /* [n] */
+    size_t n;
+    int64_t step;     /* updates done so far */
+} lc_adamw;
+
+int lc_adamw_init(lc_adamw *o, size_t n, lc_error *err);
+void lc_adamw_free(lc_adamw *o);
+/* One update of params[n] with grads[n] at learning rate lr. */
+void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,
+                     const lc_adamw_hparams *hp, double lr);
+
+/* sqrt(Σ g²), accumulated in double. */
+double lc_grad_norm(const lc_real *g, size_t n);
+/* torch.nn.utils.clip_grad_norm_: scales g by max_norm / (norm + 1e-6)
+ * when that is < 1. Returns the norm before clipping. max_norm ≤ 0: off. */
+double lc_grad_clip(lc_real *g, size_t n, double max_norm);
+
+typedef enum lc_lr_schedule { LC_LR_CONSTANT, LC_LR_LINEAR, LC_LR_COSINE } lc_lr_schedule;
+
+/* transformers' get_{constant,linear,cosine}_schedule_with_warmup multiplier
+ * at `step` (0-based count of updates done before this one), times base_lr.
+ * Cosine decays to min_ratio · base_lr (transformers' cosine_with_min_lr). */
+double lc_lr_at(lc_lr_schedule s, double base_lr, int64_t step, int64_t warmup,
+                int64_t total, double min_ratio);
+
+#endif

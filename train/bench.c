@@ -1,0 +1,150 @@
+/* bench.c — see bench.h. Defaults are the SmolLM-135M shape, LoRA r 16 on
+ * all seven linears, micro-batch 4 × 256, f32, the configuration the
+ * foundation issue measures against plain PyTorch. */
+#include "train/bench.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "data/batch.h"
+#include "train/step.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double peak_rss_gib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1048576.0; /* KiB → GiB */
+}
+
+typedef struct bench_opts {
+    int hidden, layers, heads, kv_heads, intermediate, vocab, rank, batch, seq, steps, warmup;
+    int tied;
+    lc_dtype dtype;
+} bench_opts;
+
+static int parse_int(const char *flag, const char *v, int lo, int *out, lc_error *err)
+{
+    char *end;
+    long x = strtol(v ? v : "", &end, 10);
+    if (!v || *end || x < lo || x > (1 << 24))
+        return lc_error_set(err, "%s: expected an integer >= %d, got '%s'", flag, lo, v ? v : "");
+    *out = (int)x;
+    return 0;
+}
+
+int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
+{
+    bench_opts o = {.hidden = 576, .layers = 30, .heads = 9, .kv_heads = 3,
+                    .intermediate = 1536, .vocab = 49152, .rank = 16, .batch = 4,
+                    .seq = 256, .steps = 3, .warmup = 1, .tied = 1, .dtype = LC_DTYPE_F32};
+    struct { const char *flag; int *dst; int lo; } flags[] = {
+        {"--hidden", &o.hidden, 2}, {"--layers", &o.layers, 1}, {"--heads", &o.heads, 1},
+        {"--kv-heads", &o.kv_heads, 1}, {"--intermediate", &o.intermediate, 1},
+        {"--vocab", &o.vocab, 2}, {"--rank", &o.rank, 1}, {"--batch", &o.batch, 1},
+        {"--seq", &o.seq, 2}, {"--steps", &o.steps, 1}, {"--warmup", &o.warmup, 0},
+        {"--tied", &o.tied, 0}};
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--bf16") == 0) {
+            o.dtype = LC_DTYPE_BF16;
+            continue;
+        }
+        bool found = false;
+        for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
+            if (strcmp(argv[i], flags[k].flag) == 0) {
+                if (parse_int(flags[k].flag, i + 1 < argc ? argv[i + 1] : NULL, flags[k].lo,
+                              flags[k].dst, err))
+                    return -1;
+                i++;
+                found = true;
+            }
+        if (!found)
+            return lc_error_set(err, "bench: unknown option '%s'", argv[i]);
+    }
+    if (o.hidden % o.heads || o.heads % o.kv_heads)
+        return lc_error_set(err, "bench: heads must divide hidden and kv-heads must divide heads");
+
+    lc_model_config cfg = {.arch = LC_ARCH_LLAMA, .hidden_size = o.hidden,
+                           .intermediate_size = o.intermediate, .n_layers = o.layers,
+                           .n_heads = o.heads, .n_kv_heads = o.kv_heads,
+                           .head_dim = o.hidden / o.heads, .vocab_size = o.vocab,
+                           .max_position_embeddings = o.seq, .rms_norm_eps = 1e-5,
+                           .tie_word_embeddings = o.tied != 0, .dtype = o.dtype,
+                           .rope_type = LC_ROPE_DEFAULT, .rope_theta = 10000};
+    strcpy(cfg.model_type, "llama");
+    lc_model model;
+    lc_lora lora;
+    lc_arena arena;
+    lc_tape tape;
+    lc_adamw opt;
+    lc_batch_buf buf;
+    if (lc_model_init_random(&model, &cfg, o.dtype, 1234, err))
+        return -1;
+    lc_lora_config lc = {.r = o.rank, .alpha = 2.0 * o.rank};
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        lc.targets[m] = true;
+    int rc = -1;
+    if (lc_model_prepare_rope(&model, o.seq, err) || lc_lora_init(&lora, &cfg, &lc, 42, err))
+        goto out_model;
+    /* B small and non-zero so every gradient path carries real numbers. */
+    for (size_t i = 0; i < lora.n_tensors; i += 2)
+        for (int64_t j = 0; j < lora.tensors[i + 1].numel; j++)
+            lora.tensors[i + 1].data[j] = (lc_real)(1e-3 * ((j % 7) - 3));
+    if (lc_arena_init(&arena, "step", (size_t)64 << 30, err))
+        goto out_lora;
+    if (lc_tape_init(&tape, &arena, (size_t)64 << 30, err) || lc_adamw_init(&opt, lora.n_params, err) ||
+        lc_batch_buf_init(&buf, o.batch, o.seq, err))
+        goto out_arena;
+    uint64_t s = 99;
+    int32_t *ids = malloc((size_t)o.seq * sizeof(int32_t));
+    for (int r = 0; r < o.batch; r++) {
+        for (int t = 0; t < o.seq; t++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            ids[t] = (int32_t)((s >> 33) % (uint64_t)o.vocab);
+        }
+        lc_batch_buf_put(&buf, r, ids, ids, o.seq);
+    }
+    free(ids);
+    lc_batch batch = {buf.B, buf.T, buf.ids, buf.targets, buf.positions, NULL};
+    lc_adamw_hparams hp = {0.9, 0.999, 1e-8, 0.0};
+    int64_t nsup = lc_batch_buf_supervised(&buf);
+    double total_time = 0, loss = 0;
+    fprintf(out, "{\"impl\":\"lorac\",\"threads\":%d,\"dtype\":\"%s\",\"step_s\":[", 
+            omp_get_max_threads(), lc_dtype_name(o.dtype));
+    for (int step = 0; step < o.warmup + o.steps; step++) {
+        double t0 = now_s();
+        int64_t n;
+        loss = lc_step_micro(&model, &tape, &batch, &lora, (lc_real)(1.0 / nsup), &n) / n;
+        lc_step_optimizer(&lora, &opt, &hp, 1e-4, 1.0);
+        double dt = now_s() - t0;
+        if (step >= o.warmup) {
+            total_time += dt;
+            fprintf(out, "%s%.3f", step > o.warmup ? "," : "", dt);
+        }
+    }
+    double tokens = (double)o.batch * o.seq * o.steps;
+    fprintf(out, "],\"tokens_per_s\":%.1f,\"peak_rss_gib\":%.3f,\"loss\":%.4f,"
+            "\"step_arena_mib\":%.1f,\"grad_pool_mib\":%.1f}\n",
+            tokens / total_time, peak_rss_gib(), loss, arena.peak / 1048576.0,
+            tape.grad_arena.peak / 1048576.0);
+    rc = 0;
+    lc_batch_buf_free(&buf);
+out_arena:
+    lc_adamw_free(&opt);
+    lc_tape_free(&tape);
+    lc_arena_free(&arena);
+out_lora:
+    lc_lora_free(&lora);
+out_model:
+    lc_model_free(&model);
+    return rc;
+}

@@ -1,0 +1,70 @@
+/* config.h — the training YAML (Axolotl's key names), parsed and checked.
+ *
+ * Every key is known: an unknown key is an error naming the line and the
+ * nearest known key; a wrong type or an impossible value names the key, the
+ * line and what was expected. Relative paths resolve against the config
+ * file's directory. `--set key=value` overrides are applied after the file,
+ * with the value parsed as a YAML scalar (or flow sequence). */
+#ifndef LC_CONFIG_H
+#define LC_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "autograd/error.h"
+#include "optim/adamw.h"
+#include "train/lora.h"
+
+#define LC_CONFIG_MAX_DATASETS 16
+
+typedef enum lc_device { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA } lc_device;
+
+typedef struct lc_train_config {
+    char *config_path;              /* the YAML file (absolute or as given) */
+    char *base_model;               /* resolved path */
+    bool qlora;                     /* adapter: qlora (or load_in_4bit: true) */
+    lc_lora_config lora;            /* lora_r, lora_alpha, lora_dropout, targets, rslora */
+    bool lora_target_linear;
+    char *lora_model_dir;           /* NULL or resolved path */
+    char *datasets[LC_CONFIG_MAX_DATASETS];      /* resolved paths, type tokenized */
+    int n_datasets;
+    char *test_datasets[LC_CONFIG_MAX_DATASETS];
+    int n_test_datasets;
+    int64_t sequence_len;
+    bool sample_packing;
+    bool shuffle;
+    int64_t micro_batch_size;
+    int64_t gradient_accumulation_steps;
+    int64_t num_epochs;
+    int64_t max_steps;              /* > 0 overrides num_epochs */
+    double learning_rate;
+    lc_lr_schedule lr_scheduler;
+    int64_t warmup_steps;
+    double warmup_ratio;            /* used when warmup_steps is 0 */
+    double cosine_min_lr_ratio;
+    double weight_decay;
+    lc_adamw_hparams adam;          /* adam_beta1, adam_beta2, adam_epsilon (weight_decay copied) */
+    double max_grad_norm;
+    bool gradient_checkpointing;
+    uint64_t seed;
+    lc_device device;
+    char *output_dir;               /* resolved path */
+    int64_t logging_steps;
+    int64_t save_steps;
+    int64_t save_total_limit;
+    int64_t eval_steps;
+    char *resume_from_checkpoint;   /* NULL, "auto", or a resolved path */
+    int64_t max_bad_steps;          /* refused non-finite steps before the run stops (0 = never stop) */
+} lc_train_config;
+
+/* Defaults (the values listed in configs/README, as Axolotl's). */
+void lc_train_config_defaults(lc_train_config *c);
+/* Parses the YAML file at path, then applies n_sets "key=value" overrides. */
+int lc_train_config_load(lc_train_config *c, const char *path, char *const *sets, int n_sets,
+                         lc_error *err);
+/* Same from text (for tests and fuzzing); base_dir resolves relative paths. */
+int lc_train_config_parse(lc_train_config *c, const char *yaml, size_t len, const char *label,
+                          const char *base_dir, char *const *sets, int n_sets, lc_error *err);
+void lc_train_config_free(lc_train_config *c);
+
+#endif

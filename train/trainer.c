@@ -1,0 +1,491 @@
+/* trainer.c — the training loop (see trainer.h).
+ *
+ * Loss of an optimizer step = Σ token losses over all its micro-batches /
+ * supervised tokens of the whole step: every micro-batch of a step is read
+ * before the first forward so that count is known, and each micro-batch's
+ * backward is scaled by it. Accumulation therefore equals one big batch,
+ * whatever the rows' lengths.
+ *
+ * Everything that decides the numbers — data order, dropout masks, the
+ * optimizer — derives from (seed, step), and the data cursor is saved with
+ * each checkpoint, so a resumed run is bitwise identical to an
+ * uninterrupted one. */
+#include "train/trainer.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data/dataset.h"
+#include "train/checkpoint.h"
+#include "train/fsutil.h"
+#include "train/memory_plan.h"
+#include "train/step.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double rss_gib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (double)resident * (double)sysconf(_SC_PAGESIZE) / 1073741824.0;
+}
+
+static void format_eta(double s, char *buf, size_t n)
+{
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, char *const *paths,
+                  int n_paths, int64_t seq_len, int64_t mb, double *loss, int64_t *tokens,
+                  lc_error *err)
+{
+    lc_dataset_opts o = {.paths = paths, .n_paths = n_paths, .vocab = m->cfg.vocab_size,
+                         .seq_len = seq_len, .micro_batch = mb};
+    lc_dataset_stream st;
+    lc_batch_buf buf;
+    if (lc_batch_buf_init(&buf, mb, seq_len, err))
+        return -1;
+    if (lc_dataset_stream_open(&st, &o, 0, 0, err)) {
+        lc_batch_buf_free(&buf);
+        return -1;
+    }
+    bool was = t->grad_enabled;
+    t->grad_enabled = false;
+    double sum = 0;
+    int64_t n = 0, T_used;
+    int rc;
+    while ((rc = lc_dataset_next_batch(&st, &buf, &T_used, err)) == 1) {
+        lc_batch b;
+        lc_batch_buf_compact(&buf, T_used, false, &b);
+        double s;
+        int64_t k;
+        lc_tape_reset(t);
+        lc_model_loss(m, t, &b, lora, 1, &s, &k);
+        lc_tape_reset(t);
+        sum += s;
+        n += k;
+    }
+    t->grad_enabled = was;
+    lc_dataset_stream_close(&st);
+    lc_batch_buf_free(&buf);
+    if (rc < 0)
+        return -1;
+    if (n == 0)
+        return lc_error_set(err, "evaluation data has no supervised tokens");
+    *loss = sum / (double)n;
+    *tokens = n;
+    return 0;
+}
+
+/* Keeps the metrics lines of steps ≤ keep_step (resume), or none. */
+static FILE *open_metrics(const char *output_dir, int64_t keep_step, lc_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", output_dir);
+    char *kept = NULL;
+    size_t kept_len = 0;
+    if (keep_step > 0 && lc_path_exists(path)) {
+        size_t len;
+        char *text = lc_read_file(path, (size_t)1 << 30, &len, err);
+        if (!text)
+            return NULL;
+        kept = malloc(len + 1);
+        for (char *line = text; line && *line;) {
+            char *nl = strchr(line, '\n');
+            size_t ll = nl ? (size_t)(nl - line + 1) : strlen(line);
+            long long step = -1;
+            if (sscanf(line, "{\"step\":%lld", &step) == 1 && step <= keep_step) {
+                memcpy(kept + kept_len, line, ll);
+                kept_len += ll;
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+        free(text);
+    }
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        free(kept);
+        lc_error_set(err, "cannot write %s", path);
+        return NULL;
+    }
+    if (kept_len)
+        fwrite(kept, 1, kept_len, f);
+    free(kept);
+    fflush(f);
+    return f;
+}
+
+typedef struct run {
+    const lc_train_config *cfg;
+    lc_model model;
+    lc_lora lora;
+    lc_arena arena;
+    lc_tape tape;
+    lc_adamw opt;
+    lc_dataset_opts dopts;
+    lc_dataset_scan scan;
+    lc_dataset_stream stream;
+    bool stream_open;
+    lc_batch_buf *bufs;          /* [accumulation] */
+    lc_batch *batches;
+    lc_train_state st;
+    int64_t warmup;
+    FILE *metrics;
+    FILE *log;
+    bool tty;
+} run;
+
+static int save_checkpoint(run *r, lc_error *err)
+{
+    char path[4200];
+    if (lc_checkpoint_save(r->cfg->output_dir, &r->lora, &r->opt, &r->st, r->cfg->base_model,
+                           r->cfg->save_total_limit, path, sizeof path, err))
+        return -1;
+    fprintf(r->log, "%ssaved %s\n", r->tty ? "\r\033[K" : "", path);
+    return 0;
+}
+
+/* Reads the micro-batches of the next optimizer step. Returns how many
+ * (0 only on error, with rc −1). */
+static int gather_step(run *r, int64_t *n_mb, lc_error *err)
+{
+    *n_mb = 0;
+    int64_t accum = r->cfg->gradient_accumulation_steps;
+    int empty_epochs = 0;
+    while (*n_mb < accum) {
+        if (!r->stream_open) {
+            if (lc_dataset_stream_open(&r->stream, &r->dopts, r->st.epoch, r->st.rows_in_epoch, err))
+                return -1;
+            r->stream_open = true;
+        }
+        int64_t T_used;
+        int rc = lc_dataset_next_batch(&r->stream, &r->bufs[*n_mb], &T_used, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 0) {
+            lc_dataset_stream_close(&r->stream);
+            r->stream_open = false;
+            r->st.epoch++;
+            r->st.rows_in_epoch = 0;
+            if (*n_mb > 0)
+                break; /* an epoch's last step may be short */
+            if (++empty_epochs > 1)
+                return lc_error_set(err, "the dataset yields no batches");
+            continue;
+        }
+        lc_batch_buf_compact(&r->bufs[*n_mb], T_used, r->cfg->sample_packing, &r->batches[*n_mb]);
+        r->st.rows_in_epoch = r->stream.rows_emitted;
+        (*n_mb)++;
+    }
+    return 0;
+}
+
+static void log_step(run *r, int64_t step, double loss, double norm, double lr, int64_t sup,
+                     double tok_s, double eta_s, bool refused)
+{
+    if (step % r->cfg->logging_steps != 0 && step != r->st.total_steps && !refused)
+        return;
+    if (!refused) {
+        fprintf(r->metrics,
+                "{\"step\":%lld,\"loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,\"tokens\":%lld,"
+                "\"epoch\":%lld,\"tok_s\":%.1f}\n",
+                (long long)step, loss, norm, lr, (long long)sup, (long long)r->st.epoch, tok_s);
+        fflush(r->metrics);
+    }
+    char eta[32];
+    format_eta(eta_s, eta, sizeof eta);
+    fprintf(r->log, "%sstep %lld/%lld  loss %.4f  lr %.3g  grad_norm %.3f  %.0f tok/s  ETA %s  mem %.2f GiB%s",
+            r->tty ? "\r\033[K" : "", (long long)step, (long long)r->st.total_steps, loss, lr,
+            norm, tok_s, eta, rss_gib(), r->tty ? "" : "\n");
+    fflush(r->log);
+}
+
+static int run_eval(run *r, int64_t step, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    double loss;
+    int64_t tokens;
+    if (lc_eval_files(&r->model, &r->tape, &r->lora, c->test_datasets, c->n_test_datasets,
+                      c->sequence_len, c->micro_batch_size, &loss, &tokens, err))
+        return lc_error_prefix(err, "evaluation at step %lld", (long long)step);
+    fprintf(r->metrics, "{\"step\":%lld,\"eval_loss\":%.9g,\"eval_ppl\":%.9g,\"eval_tokens\":%lld}\n",
+            (long long)step, loss, exp(loss), (long long)tokens);
+    fflush(r->metrics);
+    fprintf(r->log, "%seval at step %lld: loss %.4f  ppl %.3f  (%lld tokens)\n", r->tty ? "\r\033[K" : "",
+            (long long)step, loss, exp(loss), (long long)tokens);
+    return 0;
+}
+
+static int setup(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    if (c->device == LC_DEVICE_CUDA)
+        return lc_error_set(err, "device: cuda: this build of lorac has no CUDA backend yet "
+                            "(use device: cpu or auto)");
+    if (c->qlora)
+        return lc_error_set(err, "adapter: qlora: NF4 quantization is not available in this "
+                            "build yet (use adapter: lora)");
+    if (lc_model_load(&r->model, c->base_model, err))
+        return -1;
+    const lc_model_config *mc = &r->model.cfg;
+    fprintf(r->log, "model: %s (%s), %d layers, hidden %d, %d/%d heads, vocab %d, %s\n",
+            c->base_model, lc_arch_name(mc->arch), mc->n_layers, mc->hidden_size, mc->n_heads,
+            mc->n_kv_heads, mc->vocab_size, lc_dtype_name(r->model.embed.dtype));
+    if (c->gradient_checkpointing)
+        fprintf(r->log, "note: gradient_checkpointing has no effect on the CPU backend "
+                "(activations are already kept minimal)\n");
+    if (c->lora_model_dir) {
+        if (lc_lora_load_peft(&r->lora, mc, c->lora_model_dir, err))
+            return -1;
+        fprintf(r->log, "adapter: starting from %s (r %d, alpha %g)\n", c->lora_model_dir,
+                r->lora.cfg.r, r->lora.cfg.alpha);
+    } else {
+        lc_lora_config lc = c->lora;
+        if (c->lora_target_linear)
+            for (int m = 0; m < LC_MOD_COUNT; m++)
+                lc.targets[m] = true;
+        if (lc_lora_init(&r->lora, mc, &lc, c->seed, err))
+            return -1;
+    }
+    fprintf(r->log, "adapter: LoRA r %d, alpha %g%s, dropout %g, %zu trainable parameters\n",
+            r->lora.cfg.r, r->lora.cfg.alpha, r->lora.cfg.use_rslora ? " (rsLoRA)" : "",
+            r->lora.cfg.dropout, r->lora.n_params);
+
+    r->dopts = (lc_dataset_opts){.paths = c->datasets, .n_paths = c->n_datasets,
+                                 .vocab = mc->vocab_size, .seq_len = c->sequence_len,
+                                 .micro_batch = c->micro_batch_size, .shuffle = c->shuffle,
+                                 .packing = c->sample_packing, .seed = c->seed};
+    if (lc_dataset_scan_files(&r->scan, &r->dopts, err))
+        return -1;
+    const lc_dataset_scan *s = &r->scan;
+    fprintf(r->log, "data: %lld rows, %lld tokens, %lld rows truncated to sequence_len %lld, "
+            "%lld supervised tokens (%.1f%%)\n",
+            (long long)s->n_rows, (long long)s->tokens, (long long)s->n_truncated,
+            (long long)c->sequence_len, (long long)s->supervised,
+            s->tokens ? 100.0 * (double)s->supervised / (double)s->tokens : 0.0);
+    if (s->n_rows == 0)
+        return lc_error_set(err, "datasets: no rows in %s", c->datasets[0]);
+    if (s->supervised == 0)
+        return lc_error_set(err, "datasets: no supervised tokens (every label is -100 or rows "
+                            "have one token): nothing to train on");
+
+    int64_t total = 0;
+    if (c->max_steps > 0) {
+        total = c->max_steps;
+    } else {
+        for (int64_t e = 0; e < c->num_epochs; e++) {
+            int64_t nb = lc_dataset_epoch_batches(s, &r->dopts, e);
+            total += (nb + c->gradient_accumulation_steps - 1) / c->gradient_accumulation_steps;
+        }
+    }
+    r->st.total_steps = total;
+    r->st.seed = c->seed;
+    r->warmup = c->warmup_steps > 0 ? c->warmup_steps : (int64_t)ceil(c->warmup_ratio * (double)total);
+    fprintf(r->log, "schedule: %lld optimizer steps (micro-batch %lld x accumulation %lld), "
+            "warmup %lld\n", (long long)total, (long long)c->micro_batch_size,
+            (long long)c->gradient_accumulation_steps, (long long)r->warmup);
+
+    lc_memory_plan plan;
+    lc_memory_plan_cpu(mc, lc_memory_weight_bytes(mc, r->model.embed.dtype), r->lora.n_params,
+                       &r->lora.cfg, c->micro_batch_size, c->sequence_len, &plan);
+    lc_memory_plan_print(&plan, r->log);
+    double avail = lc_memory_available();
+    if (avail > 0 && plan.total - plan.weights > avail)
+        return lc_error_set(err, "this configuration needs %.2f GiB (%.2f GiB activations for "
+                            "micro_batch_size %lld x sequence_len %lld) but only %.2f GiB are "
+                            "available: lower micro_batch_size or sequence_len",
+                            plan.total / 1073741824.0, plan.activations / 1073741824.0,
+                            (long long)c->micro_batch_size, (long long)c->sequence_len,
+                            avail / 1073741824.0);
+    if (lc_model_prepare_rope(&r->model, c->sequence_len, err) ||
+        lc_arena_init(&r->arena, "step", plan.arena_bytes, err) ||
+        lc_tape_init(&r->tape, &r->arena, plan.grad_bytes, err) ||
+        lc_adamw_init(&r->opt, r->lora.n_params, err))
+        return -1;
+    int64_t accum = c->gradient_accumulation_steps;
+    r->bufs = calloc((size_t)accum, sizeof *r->bufs);
+    r->batches = calloc((size_t)accum, sizeof *r->batches);
+    if (!r->bufs || !r->batches)
+        return lc_error_set(err, "out of memory for batch buffers");
+    for (int64_t i = 0; i < accum; i++)
+        if (lc_batch_buf_init(&r->bufs[i], c->micro_batch_size, c->sequence_len, err))
+            return -1;
+
+    /* resume */
+    const char *resume = c->resume_from_checkpoint;
+    char latest[4200];
+    if (resume && strcmp(resume, "auto") == 0) {
+        resume = lc_checkpoint_latest(c->output_dir, latest, sizeof latest) ? latest : NULL;
+        if (!resume)
+            fprintf(r->log, "resume: no checkpoint in %s, starting fresh\n", c->output_dir);
+    }
+    if (resume) {
+        lc_train_state saved;
+        if (lc_checkpoint_load(resume, &r->lora, &r->opt, &saved, err))
+            return lc_error_prefix(err, "resume_from_checkpoint");
+        if (saved.seed != c->seed)
+            fprintf(r->log, "warning: checkpoint seed %llu differs from config seed %llu\n",
+                    (unsigned long long)saved.seed, (unsigned long long)c->seed);
+        r->st.step = saved.step;
+        r->st.epoch = saved.epoch;
+        r->st.rows_in_epoch = saved.rows_in_epoch;
+        r->st.bad_steps = saved.bad_steps;
+        fprintf(r->log, "resume: %s (step %lld, epoch %lld, %lld rows into it)\n", resume,
+                (long long)saved.step, (long long)saved.epoch, (long long)saved.rows_in_epoch);
+    }
+    if (lc_mkdir_p(c->output_dir, err))
+        return -1;
+    r->metrics = open_metrics(c->output_dir, r->st.step, err);
+    return r->metrics ? 0 : -1;
+}
+
+static void teardown(run *r)
+{
+    if (r->stream_open)
+        lc_dataset_stream_close(&r->stream);
+    for (int64_t i = 0; r->bufs && i < r->cfg->gradient_accumulation_steps; i++)
+        lc_batch_buf_free(&r->bufs[i]);
+    free(r->bufs);
+    free(r->batches);
+    if (r->metrics)
+        fclose(r->metrics);
+    lc_dataset_scan_free(&r->scan);
+    lc_adamw_free(&r->opt);
+    if (r->tape.nodes)
+        lc_tape_free(&r->tape);
+    lc_arena_free(&r->arena);
+    lc_lora_free(&r->lora);
+    lc_model_free(&r->model);
+}
+
+static uint64_t mix(uint64_t a, uint64_t b)
+{
+    uint64_t z = a * 0x9e3779b97f4a7c15ull ^ (b + 0x632be59bd9b4e019ull);
+    z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
+    return z ^ (z >> 29);
+}
+
+static int train_loop(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    const int64_t start_step = r->st.step;
+    double t_start = now_s();
+    lc_adamw_hparams hp = c->adam;
+    hp.weight_decay = c->weight_decay;
+    r->tape.training = true;
+    while (r->st.step < r->st.total_steps) {
+        if (stop_requested) {
+            fprintf(r->log, "%sinterrupted: saving a checkpoint at step %lld\n",
+                    r->tty ? "\r\033[K" : "", (long long)r->st.step);
+            return save_checkpoint(r, err);
+        }
+        double t0 = now_s();
+        int64_t n_mb;
+        if (gather_step(r, &n_mb, err))
+            return -1;
+        int64_t sup = 0, tokens = 0;
+        for (int64_t k = 0; k < n_mb; k++)
+            for (int64_t i = 0; i < r->batches[k].B * r->batches[k].T; i++) {
+                sup += r->batches[k].targets[i] >= 0;
+                tokens += r->bufs[k].ids != NULL;
+            }
+        int64_t step = r->st.step + 1;
+        double loss_sum = 0;
+        for (int64_t k = 0; k < n_mb && sup > 0; k++) {
+            r->tape.dropout_seed = mix(c->seed, (uint64_t)step * 64 + (uint64_t)k);
+            int64_t n;
+            loss_sum += lc_step_micro(&r->model, &r->tape, &r->batches[k], &r->lora,
+                                      (lc_real)(1.0 / (double)sup), &n);
+        }
+        double loss = sup ? loss_sum / (double)sup : NAN;
+        double lr = lc_lr_at(c->lr_scheduler, c->learning_rate, r->st.step, r->warmup,
+                             r->st.total_steps, c->cosine_min_lr_ratio);
+        double norm = lc_grad_norm(r->lora.grads, r->lora.n_params);
+        bool refused = sup == 0 || !isfinite(loss) || !isfinite(norm);
+        if (refused) {
+            memset(r->lora.grads, 0, r->lora.n_params * sizeof(lc_real));
+            r->st.bad_steps++;
+            fprintf(r->log, "%sstep %lld refused: %s; no update applied\n", r->tty ? "\r\033[K" : "",
+                    (long long)step,
+                    sup == 0 ? "no supervised tokens in its batches"
+                             : "non-finite loss or gradient");
+            if (c->max_bad_steps > 0 && r->st.bad_steps >= c->max_bad_steps)
+                return lc_error_set(err, "stopping: %lld refused steps (max_bad_steps %lld); the "
+                                    "last good checkpoint is kept", (long long)r->st.bad_steps,
+                                    (long long)c->max_bad_steps);
+        } else {
+            lc_step_optimizer(&r->lora, &r->opt, &hp, lr, c->max_grad_norm);
+        }
+        r->st.step = step;
+        double dt = now_s() - t0;
+        double avg = (now_s() - t_start) / (double)(step - start_step);
+        log_step(r, step, loss, norm, lr, sup, (double)tokens / dt,
+                 avg * (double)(r->st.total_steps - step), refused);
+        if (c->save_steps > 0 && step % c->save_steps == 0 && step < r->st.total_steps &&
+            save_checkpoint(r, err))
+            return -1;
+        if (c->eval_steps > 0 && c->n_test_datasets > 0 && step % c->eval_steps == 0 &&
+            run_eval(r, step, err))
+            return -1;
+    }
+    if (r->tty)
+        fprintf(r->log, "\n");
+    if (c->n_test_datasets > 0 && (c->eval_steps == 0 || r->st.step % c->eval_steps != 0) &&
+        run_eval(r, r->st.step, err))
+        return -1;
+    if (c->save_steps > 0 && save_checkpoint(r, err))
+        return -1;
+    if (lc_lora_save_peft(&r->lora, c->output_dir, c->base_model, err))
+        return -1;
+    fprintf(r->log, "done: adapter written to %s (adapter_model.safetensors + "
+            "adapter_config.json)\n", c->output_dir);
+    return 0;
+}
+
+int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
+{
+    run r;
+    memset(&r, 0, sizeof r);
+    r.cfg = cfg;
+    r.log = log;
+    r.tty = isatty(fileno(log));
+    struct sigaction sa = {0}, old_int, old_term;
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    stop_requested = 0;
+    int rc = setup(&r, err);
+    if (rc == 0)
+        rc = train_loop(&r, err);
+    teardown(&r);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    return rc;
+}
