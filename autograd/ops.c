@@ -193,7 +193,7 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
             memcpy(y, residual->data, (size_t)out[i]->numel * sizeof(lc_real));
         lc_k_weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
         if (L->bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * O >= 32768)
             for (int64_t r = 0; r < N; r++)
                 lc_k_axpy(O, 1, L->bias, y + r * O);
         }
@@ -300,9 +300,10 @@ lc_tensor *lc_op_rope(lc_tape *t, lc_tensor *x, int heads, int D, const int32_t 
     LC_ASSERT(lc_tensor_cols(x) == (int64_t)heads * D && D % 2 == 0);
     int64_t N = lc_tensor_rows(x);
     lc_tensor *y = lc_arena_alloc(t->arena, sizeof *y);
-    *y = *x;
+    *y = *x; /* same data (in place), its own gradient */
     y->grad = NULL;
     y->requires_grad = false;
+    y->is_param = false;
     lc_k_rope(x->data, y->data, N, heads, D, pos, cos_sin, false, false);
     if (lc_tape_needs_grad(t, &x, 1)) {
         rope_ctx *c = lc_arena_alloc(t->arena, sizeof *c);

@@ -86,26 +86,38 @@ lc_node *lc_tape_record(lc_tape *t, const char *name, lc_backward_fn fn,
     return node;
 }
 
-static lc_real *pool_take(lc_tape *t, int64_t numel)
+/* Best fit among released buffers; a new buffer is sized for max_rows rows
+ * so later, longer micro-batches fit in it too. */
+static lc_real *pool_take(lc_tape *t, lc_tensor *x)
 {
+    int64_t numel = x->numel;
+    size_t best = t->n_free;
     for (size_t i = 0; i < t->n_free; i++) {
-        if (t->free_bufs[i].numel == numel) {
-            lc_real *p = t->free_bufs[i].ptr;
-            t->free_bufs[i] = t->free_bufs[--t->n_free];
-            return p;
-        }
+        int64_t cap = t->free_bufs[i].capacity;
+        if (cap >= numel && (best == t->n_free || cap < t->free_bufs[best].capacity))
+            best = i;
     }
-    return lc_arena_alloc(&t->grad_arena, (size_t)numel * sizeof(lc_real));
+    if (best < t->n_free) {
+        lc_real *p = t->free_bufs[best].ptr;
+        x->grad_capacity = t->free_bufs[best].capacity;
+        t->free_bufs[best] = t->free_bufs[--t->n_free];
+        return p;
+    }
+    int64_t rows = lc_tensor_rows(x), cap = numel;
+    if (t->max_rows > rows)
+        cap = t->max_rows * lc_tensor_cols(x);
+    x->grad_capacity = cap;
+    return lc_arena_alloc(&t->grad_arena, (size_t)cap * sizeof(lc_real));
 }
 
-static void pool_give(lc_tape *t, lc_real *p, int64_t numel)
+static void pool_give(lc_tape *t, lc_real *p, int64_t capacity)
 {
     if (t->n_free == t->cap_free) {
         t->cap_free *= 2;
         t->free_bufs = realloc(t->free_bufs, t->cap_free * sizeof *t->free_bufs);
         LC_ASSERT(t->free_bufs);
     }
-    t->free_bufs[t->n_free++] = (lc_grad_buf){p, numel};
+    t->free_bufs[t->n_free++] = (lc_grad_buf){p, capacity};
 }
 
 lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t)
@@ -114,7 +126,7 @@ lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t)
         return NULL;
     if (!t->grad) {
         LC_ASSERT(!t->is_param);
-        t->grad = pool_take(tape, t->numel);
+        t->grad = pool_take(tape, t);
         memset(t->grad, 0, (size_t)t->numel * sizeof(lc_real));
     }
     return t->grad;
@@ -137,7 +149,7 @@ void lc_tape_backward(lc_tape *t, lc_tensor *loss)
         for (int k = 0; k < node->n_out; k++) {
             lc_tensor *o = node->out[k];
             if (o && o->grad && !o->is_param) {
-                pool_give(t, o->grad, o->numel);
+                pool_give(t, o->grad, o->grad_capacity);
                 o->grad = NULL;
             }
         }

@@ -40,7 +40,7 @@ typedef struct lc_node {
 
 typedef struct lc_grad_buf {
     lc_real *ptr;
-    int64_t numel;
+    int64_t capacity;        /* elements */
 } lc_grad_buf;
 
 typedef struct lc_tape {
@@ -54,6 +54,10 @@ typedef struct lc_tape {
     bool training;           /* dropout active */
     uint64_t dropout_seed;   /* per micro-step; ops derive their own streams */
     uint64_t op_counter;     /* distinct stream per op within a step */
+    int64_t max_rows;        /* largest row count of any activation (0 = unknown): a
+                              * gradient of an [rows, cols] tensor is allocated for
+                              * max_rows rows, so micro-batches of varying length
+                              * reuse the same buffers instead of growing the pool */
 } lc_tape;
 
 int lc_tape_init(lc_tape *t, lc_arena *step_arena, size_t grad_capacity, lc_error *err);

@@ -31,6 +31,7 @@ typedef struct lc_tensor {
     int64_t numel;
     bool requires_grad;
     bool is_param;             /* grad buffer owned by the parameter store */
+    int64_t grad_capacity;     /* elements of the pooled grad buffer */
 } lc_tensor;
 
 typedef struct lc_weight {

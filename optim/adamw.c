@@ -37,7 +37,7 @@ void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,
     const lc_real bc2_sqrt = (lc_real)sqrt(bc2);
     const lc_real eps = (lc_real)hp->eps;
     lc_real *m = o->m, *v = o->v;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (o->n >= 65536)
     for (size_t i = 0; i < o->n; i++) {
         lc_real g = grads[i];
         lc_real p = params[i] * decay;
@@ -51,7 +51,7 @@ void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,
 double lc_grad_norm(const lc_real *g, size_t n)
 {
     double s = 0;
-#pragma omp parallel for simd reduction(+ : s) schedule(static)
+#pragma omp parallel for simd reduction(+ : s) schedule(static) if (n >= 65536)
     for (size_t i = 0; i < n; i++)
         s += (double)g[i] * (double)g[i];
     return sqrt(s);
@@ -64,7 +64,7 @@ double lc_grad_clip(lc_real *g, size_t n, double max_norm)
         double coef = max_norm / (norm + 1e-6);
         if (coef < 1) {
             lc_real c = (lc_real)coef;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= 65536)
             for (size_t i = 0; i < n; i++)
                 g[i] *= c;
         }

@@ -35,12 +35,22 @@ Usage:
       qwen3, so the four architectures never share weights)
   python3 scripts/make_fixtures.py --check ../shared/fixtures/tiny-llama
       loads DIR/model + DIR/adapter_init, recomputes logits/loss/hidden/grads on rows 0-1 in
-      float64 and prints max relative differences vs DIR/ref_step0.safetensors (and the
-      meta.json trace loss, and ref_nf4.safetensors when present); exits 1 above --tol.
+      float64 and prints max relative differences vs DIR/ref_step0.safetensors and the meta.json
+      trace loss; when present also re-runs the 3 training steps (vs lora_step3 + trace), the
+      merge (vs merged_step3) and NF4/QLoRA (vs ref_nf4, packed bytes must match exactly), and
+      the plain re-implementation; exits 1 when anything exceeds --tol (default 1e-5).
 
-Needs: torch, transformers (>= 4.4x; 5.x writes rope_parameters), peft, safetensors;
-optionally bitsandbytes. E.g.  python3 -m venv /tmp/fixvenv &&
-/tmp/fixvenv/bin/pip install torch transformers peft safetensors [bitsandbytes]
+Numerics: HF attention runs as "sdpa" (float64 end to end; HF's "eager" path does its softmax in
+float32). HF computes RoPE cos/sin in float32 even for float64 models, so HF and the plain
+re-implementation (float64 RoPE) differ at ~1e-7. The loss is computed here in float64;
+transformers' built-in loss (model(labels=...)) casts logits to float32 first, and the shared
+tiny-llama fixture's stored loss / trace losses are exactly that (~1e-7 relative from ours).
+
+Needs: torch, transformers, peft, safetensors; optionally bitsandbytes (CPU quantize works in
+0.50). Tested with torch 2.15.0 + transformers 5.24.0 + PEFT 0.21.2 + bitsandbytes 0.50.2 in
+/tmp/fixvenv (python3 -m venv /tmp/fixvenv && /tmp/fixvenv/bin/pip install torch transformers
+peft safetensors bitsandbytes); the transformers-4 spellings (rope_theta, torch_dtype) are
+handled but untested.
 """
 
 import argparse
@@ -444,6 +454,10 @@ DESCS = {
 }
 
 
+OUTPUT_FILES = ["train.jsonl", "lora_init.safetensors", "ref_step0.safetensors", "lora_step3.safetensors",
+                "merged_step3.safetensors", "ref_nf4.safetensors", "meta.json", "README.md"]
+
+
 def pick_nf4(mode):
     if mode == "skip":
         return None, None
@@ -469,6 +483,9 @@ def make(args):
             sys.exit("make_fixtures.py: %s exists and is not empty (use --force to overwrite)" % out)
         for sub in ("model", "adapter_init", "adapter_step3"):
             shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
+        for f in OUTPUT_FILES:
+            if os.path.exists(os.path.join(out, f)):
+                os.remove(os.path.join(out, f))
     os.makedirs(out, exist_ok=True)
     # each arch gets its own stream (otherwise llama and mistral would be bit-identical)
     rng_seed = args.seed + 1000 * sorted(ARCHES).index(args.arch)
@@ -515,10 +532,8 @@ def make(args):
     log("step0 loss %.12f" % loss.item())
 
     # 5. train 3 steps (HF + PEFT)
-    def hf_fn(i, l):
-        return hf_step(pm, i, l)[1]
     pm.zero_grad(set_to_none=True)
-    trace = train_steps(lora_params(pm), hf_fn, ids, labels)
+    trace = train_steps(lora_params(pm), lambda i, l, m=pm: hf_step(m, i, l)[1], ids, labels)
     step3 = f32(lora_params(pm))
     save_file(step3, os.path.join(out, "lora_step3.safetensors"))
     del pm

@@ -22,6 +22,7 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,14 +226,22 @@ static lc_tensor *gc_wsum_op(gc *g, lc_tensor **out, int n)
     return loss;
 }
 
-/* L at the current master values, recording off. */
+/* L at the current master values, recording off. Runs on one thread: the
+ * thousands of tiny forwards of a check spend their time in OpenMP barriers
+ * otherwise, which on a loaded two-core machine turns seconds into minutes.
+ * The analytic pass (gc_check) keeps every thread, so the threaded paths of
+ * forward and backward are still the ones checked. */
 static double gc_eval(gc *g)
 {
     lc_tensor *out[GC_MAX_OUT];
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
     gc_prepare(g, false);
     int n = g->forward(g, out);
     gc_ensure_weights(g, out, n);
-    return g->scalar_out ? (double)out[0]->data[0] : gc_wsum_value(g, out, n);
+    double L = g->scalar_out ? (double)out[0]->data[0] : gc_wsum_value(g, out, n);
+    omp_set_num_threads(threads);
+    return L;
 }
 
 /* Runs forward + backward once, then finite differences for every leaf.

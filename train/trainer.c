@@ -328,6 +328,7 @@ static int setup(run *r, lc_error *err)
         lc_tape_init(&r->tape, &r->arena, plan.grad_bytes, err) ||
         lc_adamw_init(&r->opt, r->lora.n_params, err))
         return -1;
+    r->tape.max_rows = c->micro_batch_size * c->sequence_len;
     int64_t accum = c->gradient_accumulation_steps;
     r->bufs = calloc((size_t)accum, sizeof *r->bufs);
     r->batches = calloc((size_t)accum, sizeof *r->batches);

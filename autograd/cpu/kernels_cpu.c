@@ -19,6 +19,9 @@
 #define ATTN_BLOCK 64
 #define CE_CHUNK_ELEMS (1 << 22)    /* logits per chunk: 16 MiB of f32 */
 #define CE_MAX_CHUNK_ROWS 1024
+/* Below this many elements a loop runs on one thread: waking the team
+ * costs more than the work. */
+#define PAR_MIN 32768
 
 static lc_real dot(const lc_real *a, const lc_real *b, int64_t n)
 {
@@ -99,7 +102,7 @@ void lc_k_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
 void lc_k_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,
                       double eps, lc_real *y, lc_real *rstd)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
         const lc_real *xi = x + i * C;
         double ss = 0;
@@ -117,7 +120,7 @@ void lc_k_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,
 void lc_k_rmsnorm_bwd(const lc_real *x, const lc_real *w, const lc_real *rstd,
                       const lc_real *dy, int64_t N, int64_t C, lc_real *dx)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
         const lc_real *xi = x + i * C, *dyi = dy + i * C;
         lc_real r = rstd[i];
@@ -135,7 +138,7 @@ static inline lc_real sigmoid(lc_real g) { return 1 / (1 + LC_EXP(-g)); }
 
 void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] = g[i] * sigmoid(g[i]) * u[i];
 }
@@ -143,7 +146,7 @@ void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
 void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
                      int64_t n, lc_real *dg, lc_real *du)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         lc_real s = sigmoid(g[i]);
         if (dg)
@@ -159,7 +162,7 @@ void lc_k_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
 {
     int half = D / 2;
     lc_real sgn = inverse ? -1 : 1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * heads * D >= PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
         const lc_real *cs = cos_sin + (int64_t)pos[i] * D;
         for (int h = 0; h < heads; h++) {
@@ -214,7 +217,7 @@ void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
     const int64_t nblk = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const int64_t items = s->B * H * nblk;
     const int64_t group = H / KV;
-#pragma omp parallel
+#pragma omp parallel if (items > 1 && T * T * D >= PAR_MIN)
     {
         lc_real *S = scratch + (size_t)omp_get_thread_num() * 2 * ATTN_BLOCK * T;
 #pragma omp for schedule(dynamic)
@@ -265,7 +268,7 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
     const lc_real scale = (lc_real)s->scale;
     /* One work item per (row, kv head): it owns dk/dv of that head, so no
      * two threads ever add into the same rows. */
-#pragma omp parallel
+#pragma omp parallel if (s->B * KV > 1 && T * T * D >= PAR_MIN)
     {
         lc_real *P = scratch + (size_t)omp_get_thread_num() * 2 * ATTN_BLOCK * T;
         lc_real *dP = P + ATTN_BLOCK * T;
@@ -341,7 +344,7 @@ double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *
             memcpy(xc + r * C, x + rows[r] * C, (size_t)C * sizeof(lc_real));
         lc_k_weight_matmul(xc, nr, W, 0, logits, wscratch);
         double chunk_loss = 0;
-#pragma omp parallel for schedule(static) reduction(+ : chunk_loss)
+#pragma omp parallel for schedule(static) reduction(+ : chunk_loss) if (nr * V >= PAR_MIN)
         for (int64_t r = 0; r < nr; r++) {
             lc_real *lr = logits + r * V;
             lc_real m = -INFINITY;
@@ -384,7 +387,7 @@ double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *
 
 void lc_k_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *x)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * E->cols >= PAR_MIN)
     for (int64_t i = 0; i < N; i++)
         lc_weight_rows_to_real(E, ids[i], ids[i] + 1, x + i * E->cols);
 }
@@ -402,7 +405,7 @@ void lc_k_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
 {
     lc_real keep_scale = (lc_real)(1.0 / (1.0 - p));
     uint64_t base = splitmix64(seed);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         double u = (double)(splitmix64(base ^ (uint64_t)i) >> 11) * 0x1.0p-53;
         lc_real v = u >= p ? src[i] * keep_scale : 0;

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# install_deps.sh — installs lorac's build dependencies from Debian packages
+# (compiler, CMake, OpenBLAS (OpenMP build), libyaml, cJSON, Criterion).
+# Skips apt-get when everything is already present. Uses sudo when not root.
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libcriterion-dev)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "installing: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# test.sh — the README's second command: installs what is needed, builds, and
+# runs every test (ctest over the Criterion suites).
+#   scripts/test.sh             release build in build/
+#   scripts/test.sh --sanitize  ASan + UBSan build in build-asan/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install_deps.sh
+if [ "${1:-}" = "--sanitize" ]; then
+  scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DLORAC_SANITIZE=ON
+  cd build-asan
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+  scripts/build.sh build
+  cd build
+fi
+ctest --output-on-failure -j1

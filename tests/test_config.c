@@ -1,0 +1,625 @@
+/* test_config.c — the training YAML (train/config.c).
+ *
+ * Good configs: every key set (each parsed value checked), a minimal config
+ * (defaults applied), path resolution against the config's directory (from
+ * text and from a file on disk), null as "default", qlora spellings, target
+ * module forms. Overrides: number, list, string, bool, null, datasets, and
+ * their errors. Bad configs: each must fail with a message that carries the
+ * label, the line where one exists, and a specific substring; after every
+ * failure the struct must be back at the defaults (so freeing is safe). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/helpers.h"
+#include "train/config.h"
+
+static int parse_sets(lc_train_config *c, const char *yaml, const char *base_dir,
+                      char *const *sets, int n_sets, lc_error *err)
+{
+    memset(err, 0, sizeof *err);
+    return lc_train_config_parse(c, yaml, strlen(yaml), "t.yaml", base_dir, sets, n_sets, err);
+}
+
+static void expect_ok_sets(lc_train_config *c, const char *yaml, const char *base_dir,
+                           char *const *sets, int n_sets)
+{
+    lc_error err;
+    int rc = parse_sets(c, yaml, base_dir, sets, n_sets, &err);
+    cr_assert_eq(rc, 0, "parse failed: %s\n--- yaml:\n%s", err.msg, yaml);
+}
+
+static void expect_ok(lc_train_config *c, const char *yaml)
+{
+    expect_ok_sets(c, yaml, NULL, NULL, 0);
+}
+
+/* After a failure the struct holds the defaults and no strings. */
+static void assert_reset(const lc_train_config *c)
+{
+    cr_assert_null(c->config_path);
+    cr_assert_null(c->base_model);
+    cr_assert_null(c->output_dir);
+    cr_assert_null(c->lora_model_dir);
+    cr_assert_null(c->resume_from_checkpoint);
+    cr_assert_eq(c->n_datasets, 0);
+    cr_assert_eq(c->n_test_datasets, 0);
+    cr_assert_eq(c->lora.r, 8);
+}
+
+static void expect_bad_sets(const char *yaml, char *const *sets, int n_sets, const char *prefix,
+                            const char *substr)
+{
+    lc_train_config c;
+    lc_error err;
+    int rc = parse_sets(&c, yaml, "/cfg", sets, n_sets, &err);
+    cr_assert_eq(rc, -1, "expected failure for:\n%s", yaml);
+    cr_assert(strstr(err.msg, substr) != NULL, "message '%s' lacks '%s'", err.msg, substr);
+    cr_assert(strncmp(err.msg, prefix, strlen(prefix)) == 0, "message '%s' does not start with '%s'",
+              err.msg, prefix);
+    assert_reset(&c);
+    lc_train_config_free(&c);   /* safe after a failure */
+    lc_train_config_free(&c);   /* and idempotent */
+}
+
+static void expect_bad(const char *yaml, const char *prefix, const char *substr)
+{
+    expect_bad_sets(yaml, NULL, 0, prefix, substr);
+}
+
+static void assert_close(double got, double want)
+{
+    cr_assert(fabs(got - want) <= 1e-15 * fmax(fabs(want), 1e-300), "got %.17g want %.17g", got,
+              want);
+}
+
+#define MINIMAL "base_model: models/tiny\ndatasets:\n  - path: data/train.jsonl\n"
+
+Test(config, full_config_every_key)
+{
+    static const char yaml[] =
+        "# every key, none at its default\n"
+        "base_model: models/tiny\n"
+        "adapter: qlora\n"
+        "load_in_4bit: false\n"
+        "lora_r: 16\n"
+        "lora_alpha: 32.5\n"
+        "lora_dropout: 0.05\n"
+        "lora_target_modules:\n"
+        "  - q_proj\n"
+        "  - v_proj\n"
+        "  - down_proj\n"
+        "lora_target_linear: false\n"
+        "lora_model_dir: adapters/start\n"
+        "peft_use_rslora: true\n"
+        "datasets:\n"
+        "  - path: data/a.jsonl\n"
+        "    type: tokenized\n"
+        "  - {path: /abs/b.jsonl}\n"
+        "test_datasets: [{path: data/eval.jsonl, type: tokenized}]\n"
+        "sequence_len: 512\n"
+        "sample_packing: true\n"
+        "shuffle: False\n"
+        "micro_batch_size: 4\n"
+        "gradient_accumulation_steps: 8\n"
+        "num_epochs: 3\n"
+        "max_steps: 100\n"
+        "learning_rate: 2.0e-4\n"
+        "lr_scheduler: linear\n"
+        "warmup_steps: 0\n"
+        "warmup_ratio: 0.1\n"
+        "cosine_min_lr_ratio: 0.1\n"
+        "optimizer: adamw_torch_fused\n"
+        "weight_decay: 0.01\n"
+        "adam_beta1: 0.85\n"
+        "adam_beta2: 0.95\n"
+        "adam_epsilon: 1e-6\n"
+        "max_grad_norm: 0.5\n"
+        "gradient_checkpointing: True\n"
+        "seed: 9223372036854775807\n"
+        "device: cpu\n"
+        "output_dir: out/run1\n"
+        "logging_steps: 5\n"
+        "save_steps: 50\n"
+        "save_total_limit: 3\n"
+        "eval_steps: 25\n"
+        "resume_from_checkpoint: out/run1/checkpoint-50\n"
+        "max_bad_steps: 2\n";
+    lc_train_config c;
+    expect_ok_sets(&c, yaml, "/cfg", NULL, 0);
+    cr_assert_str_eq(c.config_path, "t.yaml");
+    cr_assert_str_eq(c.base_model, "/cfg/models/tiny");
+    cr_assert(c.qlora);
+    cr_assert_eq(c.lora.r, 16);
+    assert_close(c.lora.alpha, 32.5);
+    assert_close(c.lora.dropout, 0.05);
+    bool want[LC_MOD_COUNT] = { [LC_MOD_Q] = true, [LC_MOD_V] = true, [LC_MOD_DOWN] = true };
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        cr_assert_eq(c.lora.targets[m], want[m], "target %d", m);
+    cr_assert(c.lora.use_rslora);
+    cr_assert_not(c.lora_target_linear);
+    cr_assert_str_eq(c.lora_model_dir, "/cfg/adapters/start");
+    cr_assert_eq(c.n_datasets, 2);
+    cr_assert_str_eq(c.datasets[0], "/cfg/data/a.jsonl");
+    cr_assert_str_eq(c.datasets[1], "/abs/b.jsonl");
+    cr_assert_eq(c.n_test_datasets, 1);
+    cr_assert_str_eq(c.test_datasets[0], "/cfg/data/eval.jsonl");
+    cr_assert_eq(c.sequence_len, 512);
+    cr_assert(c.sample_packing);
+    cr_assert_not(c.shuffle);
+    cr_assert_eq(c.micro_batch_size, 4);
+    cr_assert_eq(c.gradient_accumulation_steps, 8);
+    cr_assert_eq(c.num_epochs, 3);
+    cr_assert_eq(c.max_steps, 100);
+    assert_close(c.learning_rate, 2.0e-4);
+    cr_assert_eq(c.lr_scheduler, LC_LR_LINEAR);
+    cr_assert_eq(c.warmup_steps, 0);
+    assert_close(c.warmup_ratio, 0.1);
+    assert_close(c.cosine_min_lr_ratio, 0.1);
+    assert_close(c.weight_decay, 0.01);
+    assert_close(c.adam.weight_decay, 0.01);
+    assert_close(c.adam.beta1, 0.85);
+    assert_close(c.adam.beta2, 0.95);
+    assert_close(c.adam.eps, 1e-6);
+    assert_close(c.max_grad_norm, 0.5);
+    cr_assert(c.gradient_checkpointing);
+    cr_assert_eq(c.seed, (uint64_t)9223372036854775807ull);
+    cr_assert_eq(c.device, LC_DEVICE_CPU);
+    cr_assert_str_eq(c.output_dir, "/cfg/out/run1");
+    cr_assert_eq(c.logging_steps, 5);
+    cr_assert_eq(c.save_steps, 50);
+    cr_assert_eq(c.save_total_limit, 3);
+    cr_assert_eq(c.eval_steps, 25);
+    cr_assert_str_eq(c.resume_from_checkpoint, "/cfg/out/run1/checkpoint-50");
+    cr_assert_eq(c.max_bad_steps, 2);
+    lc_train_config_free(&c);
+}
+
+static void assert_defaults(const lc_train_config *c)
+{
+    cr_assert_not(c->qlora);
+    cr_assert_eq(c->lora.r, 8);
+    assert_close(c->lora.alpha, 16);
+    assert_close(c->lora.dropout, 0);
+    cr_assert_not(c->lora.use_rslora);
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        cr_assert(c->lora.targets[m], "target %d", m);
+    cr_assert_not(c->lora_target_linear);
+    cr_assert_null(c->lora_model_dir);
+    cr_assert_eq(c->n_test_datasets, 0);
+    cr_assert_eq(c->sequence_len, 2048);
+    cr_assert_not(c->sample_packing);
+    cr_assert(c->shuffle);
+    cr_assert_eq(c->micro_batch_size, 2);
+    cr_assert_eq(c->gradient_accumulation_steps, 1);
+    cr_assert_eq(c->num_epochs, 1);
+    cr_assert_eq(c->max_steps, 0);
+    assert_close(c->learning_rate, 2.0e-4);
+    cr_assert_eq(c->lr_scheduler, LC_LR_COSINE);
+    cr_assert_eq(c->warmup_steps, 0);
+    assert_close(c->warmup_ratio, 0);
+    assert_close(c->cosine_min_lr_ratio, 0);
+    assert_close(c->weight_decay, 0);
+    assert_close(c->adam.weight_decay, 0);
+    assert_close(c->adam.beta1, 0.9);
+    assert_close(c->adam.beta2, 0.999);
+    assert_close(c->adam.eps, 1e-8);
+    assert_close(c->max_grad_norm, 1.0);
+    cr_assert_not(c->gradient_checkpointing);
+    cr_assert_eq(c->seed, 42);
+    cr_assert_eq(c->device, LC_DEVICE_AUTO);
+    cr_assert_eq(c->logging_steps, 1);
+    cr_assert_eq(c->save_steps, 0);
+    cr_assert_eq(c->save_total_limit, 0);
+    cr_assert_eq(c->eval_steps, 0);
+    cr_assert_null(c->resume_from_checkpoint);
+    cr_assert_eq(c->max_bad_steps, 0);
+}
+
+Test(config, defaults_function)
+{
+    lc_train_config c;
+    lc_train_config_defaults(&c);
+    assert_defaults(&c);
+    cr_assert_null(c.base_model);
+    cr_assert_null(c.output_dir);
+    lc_train_config_free(&c);   /* nothing allocated: a no-op */
+}
+
+Test(config, minimal_config_gets_defaults)
+{
+    lc_train_config c;
+    expect_ok(&c, MINIMAL);
+    assert_defaults(&c);
+    cr_assert_str_eq(c.base_model, "models/tiny");
+    cr_assert_eq(c.n_datasets, 1);
+    cr_assert_str_eq(c.datasets[0], "data/train.jsonl");
+    cr_assert_str_eq(c.output_dir, "out");
+    lc_train_config_free(&c);
+}
+
+Test(config, null_means_default)
+{
+    lc_train_config c;
+    expect_ok(&c, MINIMAL
+              "lora_r:\n"
+              "learning_rate: ~\n"
+              "shuffle: null\n"
+              "lr_scheduler: NULL\n"
+              "device:\n"
+              "optimizer:\n"
+              "adapter:\n"
+              "lora_model_dir:\n"
+              "resume_from_checkpoint: ~\n"
+              "lora_target_modules:\n"
+              "test_datasets:\n"
+              "output_dir:\n"
+              "seed: Null\n");
+    assert_defaults(&c);
+    cr_assert_str_eq(c.output_dir, "out");
+    lc_train_config_free(&c);
+}
+
+Test(config, path_resolution)
+{
+    lc_train_config c;
+    /* base_dir with and without a trailing slash; absolute paths kept;
+     * "auto" is not a path; the default output_dir resolves too. */
+    expect_ok_sets(&c,
+                   "base_model: /models/tiny\n"
+                   "datasets: [{path: d.jsonl}, {path: ../up/e.jsonl}]\n"
+                   "lora_model_dir: prev\n"
+                   "resume_from_checkpoint: auto\n",
+                   "/home/u/cfg/", NULL, 0);
+    cr_assert_str_eq(c.base_model, "/models/tiny");
+    cr_assert_str_eq(c.datasets[0], "/home/u/cfg/d.jsonl");
+    cr_assert_str_eq(c.datasets[1], "/home/u/cfg/../up/e.jsonl");
+    cr_assert_str_eq(c.lora_model_dir, "/home/u/cfg/prev");
+    cr_assert_str_eq(c.resume_from_checkpoint, "auto");
+    cr_assert_str_eq(c.output_dir, "/home/u/cfg/out");
+    lc_train_config_free(&c);
+
+    expect_ok_sets(&c, MINIMAL "output_dir: /abs/out\n", "rel/dir", NULL, 0);
+    cr_assert_str_eq(c.base_model, "rel/dir/models/tiny");
+    cr_assert_str_eq(c.datasets[0], "rel/dir/data/train.jsonl");
+    cr_assert_str_eq(c.output_dir, "/abs/out");
+    lc_train_config_free(&c);
+
+    /* An empty base_dir keeps relative paths as given. */
+    expect_ok_sets(&c, MINIMAL, "", NULL, 0);
+    cr_assert_str_eq(c.base_model, "models/tiny");
+    lc_train_config_free(&c);
+}
+
+Test(config, load_from_file)
+{
+    char *dir = lc_test_tmpdir();
+    static const char yaml[] = MINIMAL "lora_r: 4\nresume_from_checkpoint: ckpt/checkpoint-2\n";
+    char *path = lc_test_write_file(dir, "train.yaml", yaml, strlen(yaml));
+    lc_train_config c;
+    lc_error err;
+    char *sets[] = { "lora_alpha=8", "output_dir=runs/here" };
+    int rc = lc_train_config_load(&c, path, sets, 2, &err);
+    cr_assert_eq(rc, 0, "%s", err.msg);
+    char want[4096];
+    cr_assert_str_eq(c.config_path, path);
+    snprintf(want, sizeof want, "%s/models/tiny", dir);
+    cr_assert_str_eq(c.base_model, want);
+    snprintf(want, sizeof want, "%s/data/train.jsonl", dir);
+    cr_assert_str_eq(c.datasets[0], want);
+    snprintf(want, sizeof want, "%s/ckpt/checkpoint-2", dir);
+    cr_assert_str_eq(c.resume_from_checkpoint, want);
+    cr_assert_str_eq(c.output_dir, "runs/here");   /* override: relative to the cwd */
+    cr_assert_eq(c.lora.r, 4);
+    assert_close(c.lora.alpha, 8);
+    lc_train_config_free(&c);
+
+    /* Errors from a file carry its path and the line. */
+    static const char bad[] = MINIMAL "lora_r: 8.5\n";
+    char *bad_path = lc_test_write_file(dir, "bad.yaml", bad, strlen(bad));
+    rc = lc_train_config_load(&c, bad_path, NULL, 0, &err);
+    cr_assert_eq(rc, -1);
+    snprintf(want, sizeof want, "%s:4: lora_r: expected an integer", bad_path);
+    cr_assert(strstr(err.msg, want) != NULL, "message '%s' lacks '%s'", err.msg, want);
+    lc_train_config_free(&c);
+
+    /* Over the 1 MB cap. */
+    size_t big_n = (1u << 20) + 16;
+    char *big = malloc(big_n);
+    memset(big, '#', big_n);
+    big[big_n - 1] = '\n';
+    char *big_path = lc_test_write_file(dir, "big.yaml", big, big_n);
+    rc = lc_train_config_load(&c, big_path, NULL, 0, &err);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(err.msg, "more than") != NULL, "%s", err.msg);
+    lc_train_config_free(&c);
+
+    /* Missing file. */
+    char missing[4096];
+    snprintf(missing, sizeof missing, "%s/nope.yaml", dir);
+    rc = lc_train_config_load(&c, missing, NULL, 0, &err);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(err.msg, "nope.yaml") != NULL, "%s", err.msg);
+    lc_train_config_free(&c);
+
+    unlink(path);
+    unlink(bad_path);
+    unlink(big_path);
+    rmdir(dir);
+    free(big);
+    free(path);
+    free(bad_path);
+    free(big_path);
+    free(dir);
+}
+
+Test(config, qlora_spellings)
+{
+    lc_train_config c;
+    expect_ok(&c, MINIMAL "adapter: lora\n");
+    cr_assert_not(c.qlora);
+    lc_train_config_free(&c);
+    expect_ok(&c, MINIMAL "adapter: qlora\n");
+    cr_assert(c.qlora);
+    lc_train_config_free(&c);
+    expect_ok(&c, MINIMAL "adapter: lora\nload_in_4bit: true\n");
+    cr_assert(c.qlora);
+    lc_train_config_free(&c);
+}
+
+Test(config, target_module_forms)
+{
+    lc_train_config c;
+    expect_ok(&c, MINIMAL "lora_target_modules: [o_proj]\nlora_target_linear: true\n");
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        cr_assert(c.lora.targets[m], "target_linear: target %d", m);
+    cr_assert(c.lora_target_linear);
+    lc_train_config_free(&c);
+
+    expect_ok(&c, MINIMAL "lora_target_modules: all-linear\n");
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        cr_assert(c.lora.targets[m], "all-linear: target %d", m);
+    lc_train_config_free(&c);
+
+    expect_ok(&c, MINIMAL "lora_target_modules: gate_proj\n");
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        cr_assert_eq(c.lora.targets[m], m == LC_MOD_GATE, "single: target %d", m);
+    lc_train_config_free(&c);
+
+    /* An empty list is fine when lora_target_linear supplies the targets. */
+    expect_ok(&c, MINIMAL "lora_target_modules: []\nlora_target_linear: true\n");
+    cr_assert(c.lora.targets[LC_MOD_UP]);
+    lc_train_config_free(&c);
+    expect_bad(MINIMAL "lora_target_modules: []\n", "t.yaml:4: lora_target_modules:",
+               "no modules to adapt");
+}
+
+Test(config, number_forms)
+{
+    lc_train_config c;
+    expect_ok(&c, MINIMAL "learning_rate: 1e-3\nlora_alpha: 16\nadam_epsilon: .5E-7\n"
+                          "weight_decay: +0.25\nmax_grad_norm: 0\nwarmup_steps: +10\n");
+    assert_close(c.learning_rate, 1e-3);
+    assert_close(c.lora.alpha, 16);
+    assert_close(c.adam.eps, 0.5e-7);
+    assert_close(c.weight_decay, 0.25);
+    assert_close(c.max_grad_norm, 0);
+    cr_assert_eq(c.warmup_steps, 10);
+    lc_train_config_free(&c);
+}
+
+Test(config, set_overrides)
+{
+    lc_train_config c;
+    char *sets[] = {
+        "learning_rate=1e-3",                 /* number */
+        "lora_target_modules=[q_proj,v_proj]", /* list */
+        "lr_scheduler=constant",              /* string (enum) */
+        "shuffle=false",                      /* bool */
+        "lora_r=32",
+        "lora_r=64",                          /* the last one wins */
+        "datasets=[{path: other.jsonl}, {path: /abs/x.jsonl, type: tokenized}]",
+        "lora_model_dir=null",                /* back to absent */
+        "base_model=\"models/with space\"",
+        "warmup_steps=5",
+        "device=cuda",
+    };
+    expect_ok_sets(&c, MINIMAL "lora_model_dir: prev\nlearning_rate: 5e-5\n", "/cfg", sets,
+                   (int)(sizeof sets / sizeof sets[0]));
+    assert_close(c.learning_rate, 1e-3);
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        cr_assert_eq(c.lora.targets[m], m == LC_MOD_Q || m == LC_MOD_V, "target %d", m);
+    cr_assert_eq(c.lr_scheduler, LC_LR_CONSTANT);
+    cr_assert_not(c.shuffle);
+    cr_assert_eq(c.lora.r, 64);
+    cr_assert_eq(c.n_datasets, 2);
+    cr_assert_str_eq(c.datasets[0], "other.jsonl");   /* relative to the cwd */
+    cr_assert_str_eq(c.datasets[1], "/abs/x.jsonl");
+    cr_assert_null(c.lora_model_dir);
+    cr_assert_str_eq(c.base_model, "models/with space");
+    cr_assert_eq(c.warmup_steps, 5);
+    cr_assert_eq(c.device, LC_DEVICE_CUDA);
+    cr_assert_str_eq(c.output_dir, "/cfg/out");
+    lc_train_config_free(&c);
+
+    /* Overrides can supply required keys missing from the file. */
+    char *req[] = { "base_model=/m", "datasets=[{path: d.jsonl}]" };
+    expect_ok_sets(&c, "lora_r: 4\n", "/cfg", req, 2);
+    cr_assert_str_eq(c.base_model, "/m");
+    cr_assert_str_eq(c.datasets[0], "d.jsonl");
+    lc_train_config_free(&c);
+}
+
+Test(config, set_errors)
+{
+    char *unknown[] = { "lerning_rate=1e-3" };
+    expect_bad_sets(MINIMAL, unknown, 1, "--set lerning_rate=1e-3: ",
+                    "unknown key 'lerning_rate' (did you mean 'learning_rate'?)");
+    char *bad_value[] = { "lora_r=abc" };
+    expect_bad_sets(MINIMAL, bad_value, 1, "--set lora_r=abc: lora_r: ",
+                    "expected an integer from 1 to 4096, got 'abc'");
+    char *bad_bool[] = { "shuffle=maybe" };
+    expect_bad_sets(MINIMAL, bad_bool, 1, "--set shuffle=maybe: shuffle: ", "true or false");
+    char *bad_list[] = { "lora_target_modules=[q_proj,qkv]" };
+    expect_bad_sets(MINIMAL, bad_list, 1, "--set lora_target_modules=[q_proj,qkv]: ",
+                    "unknown module 'qkv'");
+    char *no_eq[] = { "lora_r" };
+    expect_bad_sets(MINIMAL, no_eq, 1, "--set lora_r: ", "expected key=value");
+    char *syntax[] = { "lora_target_modules=[q_proj" };
+    expect_bad_sets(MINIMAL, syntax, 1, "--set lora_target_modules=[q_proj: ",
+                    "YAML syntax error");
+    char *alias[] = { "lora_r=*x" };
+    expect_bad_sets(MINIMAL, alias, 1, "--set lora_r=*x: ", "aliases");
+    /* Cross-key errors name the override that caused them. */
+    char *warm[] = { "warmup_ratio=0.1" };
+    expect_bad_sets(MINIMAL "warmup_steps: 10\n", warm, 1, "--set warmup_ratio=0.1: warmup_ratio: ",
+                    "both set");
+    char *nodata[] = { "datasets=[]" };
+    expect_bad_sets(MINIMAL, nodata, 1, "--set datasets=[]: datasets: ", "required");
+}
+
+/* The bad-input table: YAML after MINIMAL (or on its own), the expected
+ * message prefix (label and line) and a specific substring. */
+typedef struct bad_case {
+    const char *yaml;
+    const char *prefix;
+    const char *substr;
+} bad_case;
+
+static const bad_case bad_cases[] = {
+    { MINIMAL "lerning_rate: 1e-4\n", "t.yaml:4: ",
+      "unknown key 'lerning_rate' (did you mean 'learning_rate'?)" },
+    { MINIMAL "lora_target: [q_proj]\n", "t.yaml:4: ",
+      "unknown key 'lora_target' (did you mean 'lora_target_modules'?)" },
+    { MINIMAL "epochs: 3\n", "t.yaml:4: ", "unknown key 'epochs' (did you mean 'num_epochs'?)" },
+    { MINIMAL "batch_size: 3\n", "t.yaml:4: ", "(did you mean 'micro_batch_size'?)" },
+    { MINIMAL "\tlora_r: 8\n", "t.yaml:4: ", "YAML syntax error: found a tab character" },
+    { "datasets: [{path: a}]\n\tbase_model: m\n", "t.yaml:2: ",
+      "YAML syntax error: found character that cannot start any token (a tab: YAML indents "
+      "with spaces only)" },
+    { MINIMAL "wandb_project: x\n", "t.yaml:4: ", "unknown key 'wandb_project' (configs/README.md" },
+    { MINIMAL "lora_r: 8\nlora_r: 16\n", "t.yaml:5: lora_r: ", "duplicate key (first given on line 4)" },
+    { MINIMAL "lora_r: [8\nlora_alpha: 16\n", "t.yaml:", "YAML syntax error" },
+    { "base_model: a\n  bad indent: 1\n", "t.yaml:2: ", "YAML syntax error" },
+    { "- base_model: a\n", "t.yaml:1: ", "top level must be a mapping" },
+    { "just a string\n", "t.yaml:1: ", "top level must be a mapping" },
+    { "# only a comment\n", "t.yaml: ", "empty" },
+    { MINIMAL "lora_r: 8.5\n", "t.yaml:4: lora_r: ", "expected an integer from 1 to 4096, got '8.5'" },
+    { MINIMAL "lora_r: \"8\"\n", "t.yaml:4: lora_r: ", "got the quoted string \"8\"" },
+    { MINIMAL "lora_r: 0\n", "t.yaml:4: lora_r: ", "expected an integer from 1 to 4096, got '0'" },
+    { MINIMAL "lora_r: 4097\n", "t.yaml:4: lora_r: ", "from 1 to 4096" },
+    { MINIMAL "learning_rate: -1\n", "t.yaml:4: learning_rate: ", "expected a finite number > 0" },
+    { MINIMAL "learning_rate: 0\n", "t.yaml:4: learning_rate: ", "> 0" },
+    { MINIMAL "learning_rate: .inf\n", "t.yaml:4: learning_rate: ", "finite" },
+    { MINIMAL "learning_rate: 1e999\n", "t.yaml:4: learning_rate: ", "finite" },
+    { MINIMAL "learning_rate: fast\n", "t.yaml:4: learning_rate: ", "got 'fast'" },
+    { MINIMAL "lr_scheduler: cosinus\n", "t.yaml:4: lr_scheduler: ",
+      "expected one of constant, linear, cosine, got 'cosinus'" },
+    { MINIMAL "lora_target_modules: [q_proj, qkv_proj]\n", "t.yaml:4: lora_target_modules[1]: ",
+      "unknown module 'qkv_proj'" },
+    { MINIMAL "lora_target_modules: {q_proj: 1}\n", "t.yaml:4: lora_target_modules: ",
+      "got a mapping" },
+    { "base_model: m\nlora_r: 8\n", "t.yaml: datasets: ", "required" },
+    { "base_model: m\ndatasets: []\n", "t.yaml:2: datasets: ", "required" },
+    { "datasets: [{path: a}]\n", "t.yaml: base_model: ", "required" },
+    { "base_model: m\ndatasets:\n  - type: tokenized\n", "t.yaml:3: datasets[0].path: ",
+      "required" },
+    { "base_model: m\ndatasets:\n  - path: a.jsonl\n    type: alpaca\n",
+      "t.yaml:4: datasets[0].type: ", "only type: tokenized is supported, got 'alpaca'" },
+    { "base_model: m\ndatasets:\n  - a.jsonl\n", "t.yaml:3: datasets[0]: ", "expected a mapping" },
+    { "base_model: m\ndatasets: {path: a}\n", "t.yaml:2: datasets: ", "expected a list" },
+    { "base_model: m\ndatasets: [{path: a, split: train}]\n", "t.yaml:2: datasets[0]: ",
+      "unknown key 'split'" },
+    { "base_model: m\ndatasets: [{path: a}, {path: b, type: alpaca}]\n",
+      "t.yaml:2: datasets[1].type: ", "got 'alpaca'" },
+    { "base_model: m\ndatasets: [{path: a, path: b}]\n", "t.yaml:2: datasets[0]: ",
+      "duplicate key 'path'" },
+    { "base_model: m\ndatasets: [{path: a}]\ntest_datasets: [{path: b, type: chat_template}]\n",
+      "t.yaml:3: test_datasets[0].type: ", "only type: tokenized is supported" },
+    { MINIMAL "warmup_steps: 10\nwarmup_ratio: 0.1\n", "t.yaml:5: warmup_ratio: ",
+      "warmup_steps (10) and warmup_ratio (0.1) are both set" },
+    { MINIMAL "warmup_ratio: 1.0\n", "t.yaml:4: warmup_ratio: ", "[0, 1)" },
+    { MINIMAL "shuffle: maybe\n", "t.yaml:4: shuffle: ", "expected true or false, got 'maybe'" },
+    { MINIMAL "shuffle: yes\n", "t.yaml:4: shuffle: ", "expected true or false" },
+    { MINIMAL "shuffle: \"true\"\n", "t.yaml:4: shuffle: ", "quoted string" },
+    { MINIMAL "sequence_len: 1\n", "t.yaml:4: sequence_len: ", "from 2 to 1048576, got '1'" },
+    { MINIMAL "adam_beta1: 1.0\n", "t.yaml:4: adam_beta1: ", "a number in [0, 1), got '1.0'" },
+    { MINIMAL "adam_beta2: -0.1\n", "t.yaml:4: adam_beta2: ", "[0, 1)" },
+    { MINIMAL "adam_epsilon: 0\n", "t.yaml:4: adam_epsilon: ", "> 0" },
+    { MINIMAL "lora_dropout: 1\n", "t.yaml:4: lora_dropout: ", "[0, 1)" },
+    { MINIMAL "lora_alpha: 0\n", "t.yaml:4: lora_alpha: ", "> 0" },
+    { MINIMAL "weight_decay: -0.1\n", "t.yaml:4: weight_decay: ", ">= 0" },
+    { MINIMAL "max_grad_norm: -1\n", "t.yaml:4: max_grad_norm: ", ">= 0" },
+    { MINIMAL "micro_batch_size: 0\n", "t.yaml:4: micro_batch_size: ", "from 1 to 65536" },
+    { MINIMAL "gradient_accumulation_steps: 0\n", "t.yaml:4: gradient_accumulation_steps: ",
+      ">= 1" },
+    { MINIMAL "num_epochs: 0\n", "t.yaml:4: num_epochs: ", ">= 1" },
+    { MINIMAL "max_steps: -1\n", "t.yaml:4: max_steps: ", ">= 0" },
+    { MINIMAL "logging_steps: 0\n", "t.yaml:4: logging_steps: ", ">= 1" },
+    { MINIMAL "save_steps: -5\n", "t.yaml:4: save_steps: ", ">= 0" },
+    { MINIMAL "eval_steps: 1.5\n", "t.yaml:4: eval_steps: ", "an integer" },
+    { MINIMAL "save_total_limit: -1\n", "t.yaml:4: save_total_limit: ", ">= 0" },
+    { MINIMAL "max_bad_steps: -1\n", "t.yaml:4: max_bad_steps: ", ">= 0" },
+    { MINIMAL "seed: -1\n", "t.yaml:4: seed: ", "from 0 to 2^63-1" },
+    { MINIMAL "seed: 9223372036854775808\n", "t.yaml:4: seed: ", "from 0 to 2^63-1" },
+    { MINIMAL "device: tpu\n", "t.yaml:4: device: ", "expected one of auto, cpu, cuda, got 'tpu'" },
+    { MINIMAL "optimizer: sgd\n", "t.yaml:4: optimizer: ",
+      "expected one of adamw, adamw_torch, adamw_torch_fused, got 'sgd'" },
+    { MINIMAL "adapter: dora\n", "t.yaml:4: adapter: ", "expected one of lora, qlora" },
+    { MINIMAL "load_in_4bit: 1\n", "t.yaml:4: load_in_4bit: ", "true or false" },
+    { MINIMAL "output_dir: [a]\n", "t.yaml:4: output_dir: ", "got a list" },
+    { MINIMAL "output_dir: \"\"\n", "t.yaml:4: output_dir: ", "empty string" },
+    { MINIMAL "base: &b 1\n", "t.yaml:4: ", "anchors (&b) are not supported" },
+    { "base_model: &m x\ndatasets: [{path: *m}]\n", "t.yaml:1: ", "anchors" },
+    { MINIMAL "lora_r: !!int 8\n", "t.yaml:4: ", "tags (tag:yaml.org,2002:int) are not supported" },
+    { MINIMAL "---\nlora_r: 8\n", "t.yaml:4: ", "only one YAML document" },
+    { MINIMAL "[a]: 1\n", "t.yaml:4: ", "keys must be plain names" },
+};
+
+Test(config, bad_inputs)
+{
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++)
+        expect_bad(bad_cases[i].yaml, bad_cases[i].prefix, bad_cases[i].substr);
+}
+
+Test(config, too_many_datasets)
+{
+    char yaml[2048] = "base_model: m\ndatasets:\n";
+    for (int i = 0; i < LC_CONFIG_MAX_DATASETS + 1; i++) {
+        size_t l = strlen(yaml);
+        snprintf(yaml + l, sizeof yaml - l, "  - path: d%d.jsonl\n", i);
+    }
+    expect_bad(yaml, "t.yaml:3: datasets: ", "at most 16 datasets");
+    /* Exactly the maximum is fine. */
+    char ok[2048] = "base_model: m\ndatasets:\n";
+    for (int i = 0; i < LC_CONFIG_MAX_DATASETS; i++) {
+        size_t l = strlen(ok);
+        snprintf(ok + l, sizeof ok - l, "  - {path: d%d.jsonl, type: tokenized}\n", i);
+    }
+    lc_train_config c;
+    expect_ok(&c, ok);
+    cr_assert_eq(c.n_datasets, LC_CONFIG_MAX_DATASETS);
+    cr_assert_str_eq(c.datasets[15], "d15.jsonl");
+    lc_train_config_free(&c);
+}
+
+Test(config, embedded_nul_and_oversize_text)
+{
+    /* A double-quoted \0 cannot become a C string path. */
+    expect_bad("base_model: \"a\\0b\"\ndatasets: [{path: a}]\n", "t.yaml:1: base_model: ",
+               "NUL");
+    /* parse() enforces the same 1 MB cap as load(). */
+    size_t n = (1u << 20) + 1;
+    char *big = malloc(n);
+    memset(big, ' ', n);
+    lc_train_config c;
+    lc_error err;
+    int rc = lc_train_config_parse(&c, big, n, "big", NULL, NULL, 0, &err);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(err.msg, "more than") != NULL, "%s", err.msg);
+    lc_train_config_free(&c);
+    free(big);
+}

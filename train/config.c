@@ -1,0 +1,1045 @@
+/* config.c — the training YAML (Axolotl key names) into lc_train_config.
+ *
+ * Parsing is in two passes over the same text with libyaml: an event pass
+ * that reports syntax errors (libyaml's problem and line) and refuses what a
+ * config has no use for and what makes it hard to read (anchors, aliases,
+ * explicit tags, a second document), then a document pass (yaml_parser_load)
+ * whose tree is walked key by key. Every top-level key is in one table with
+ * its type and range; an unknown key is an error that suggests the nearest
+ * known key (edit distance ≤ 3, or a prefix match). Errors read
+ * "<label>:<line>: <key>: <what, and what was expected>", or
+ * "--set key=value: <key>: ..." for an override.
+ *
+ * Scalars are typed the YAML 1.2 core way, strictly: a quoted scalar is
+ * always a string ("8" is not a number), integers are plain decimal digits,
+ * floats are decimal with an optional exponent (2.0e-4 and 1e-8 both work),
+ * booleans are true/false (True/False, TRUE/FALSE), and null (~, null, or
+ * nothing) means "not given": the key keeps its default (for base_model and
+ * datasets, which have none, that is the "required" error).
+ *
+ * Cross-key rules (warmup_steps vs warmup_ratio, an empty target list, the
+ * required keys) are checked once, after the file and every override. On any
+ * failure the struct is freed and reset to the defaults, so a caller may
+ * call lc_train_config_free either way. */
+#include "train/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "train/fsutil.h"
+
+#define CFG_MAX_BYTES (1u << 20)      /* config files and --set values */
+#define CFG_MAX_KEY_SHOWN 64          /* longest key/value echoed in messages */
+
+/* ---- key table ------------------------------------------------------------ */
+
+typedef enum kind {
+    K_INT,       /* int field */
+    K_I64,       /* int64_t field */
+    K_U64,       /* uint64_t field, 0 .. INT64_MAX */
+    K_F64,       /* double field, finite */
+    K_BOOL,      /* bool field */
+    K_PATH,      /* optional char * field, resolved against base_dir */
+    K_SPECIAL,   /* handled by its own function */
+} kind;
+
+enum { LO_OPEN = 1, HI_OPEN = 2 };
+
+typedef enum key_id {
+    KEY_BASE_MODEL, KEY_ADAPTER, KEY_LOAD_IN_4BIT, KEY_LORA_R, KEY_LORA_ALPHA,
+    KEY_LORA_DROPOUT, KEY_LORA_TARGET_MODULES, KEY_LORA_TARGET_LINEAR, KEY_LORA_MODEL_DIR,
+    KEY_PEFT_USE_RSLORA, KEY_DATASETS, KEY_TEST_DATASETS, KEY_SEQUENCE_LEN,
+    KEY_SAMPLE_PACKING, KEY_SHUFFLE, KEY_MICRO_BATCH_SIZE, KEY_GRAD_ACCUM, KEY_NUM_EPOCHS,
+    KEY_MAX_STEPS, KEY_LEARNING_RATE, KEY_LR_SCHEDULER, KEY_WARMUP_STEPS, KEY_WARMUP_RATIO,
+    KEY_COSINE_MIN_LR_RATIO, KEY_OPTIMIZER, KEY_WEIGHT_DECAY, KEY_ADAM_BETA1, KEY_ADAM_BETA2,
+    KEY_ADAM_EPSILON, KEY_MAX_GRAD_NORM, KEY_GRADIENT_CHECKPOINTING, KEY_SEED, KEY_DEVICE,
+    KEY_OUTPUT_DIR, KEY_LOGGING_STEPS, KEY_SAVE_STEPS, KEY_SAVE_TOTAL_LIMIT, KEY_EVAL_STEPS,
+    KEY_RESUME_FROM_CHECKPOINT, KEY_MAX_BAD_STEPS,
+    KEY_COUNT
+} key_id;
+
+typedef struct keydef {
+    const char *name;
+    kind k;
+    size_t off;           /* field offset in lc_train_config (not K_SPECIAL) */
+    double lo, hi;        /* range; integers use them too (exact below 2^53) */
+    unsigned flags;       /* LO_OPEN / HI_OPEN for floats */
+    const char *expect;   /* "an integer from 1 to 4096": for type and range errors */
+} keydef;
+
+#define OFF(field) offsetof(lc_train_config, field)
+#define BIG 9.2233720368547758e18  /* INT64_MAX as a double (range checks only) */
+
+static const keydef keys[KEY_COUNT] = {
+    [KEY_BASE_MODEL] = { "base_model", K_SPECIAL, 0, 0, 0, 0, "a model directory path" },
+    [KEY_ADAPTER] = { "adapter", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_LOAD_IN_4BIT] = { "load_in_4bit", K_SPECIAL, 0, 0, 0, 0, "true or false" },
+    [KEY_LORA_R] = { "lora_r", K_INT, OFF(lora.r), 1, 4096, 0, "an integer from 1 to 4096" },
+    [KEY_LORA_ALPHA] = { "lora_alpha", K_F64, OFF(lora.alpha), 0, INFINITY, LO_OPEN,
+                         "a number > 0" },
+    [KEY_LORA_DROPOUT] = { "lora_dropout", K_F64, OFF(lora.dropout), 0, 1, HI_OPEN,
+                           "a number in [0, 1)" },
+    [KEY_LORA_TARGET_MODULES] = { "lora_target_modules", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_LORA_TARGET_LINEAR] = { "lora_target_linear", K_BOOL, OFF(lora_target_linear), 0, 0,
+                                 0, "true or false" },
+    [KEY_LORA_MODEL_DIR] = { "lora_model_dir", K_PATH, OFF(lora_model_dir), 0, 0, 0,
+                             "an adapter directory path" },
+    [KEY_PEFT_USE_RSLORA] = { "peft_use_rslora", K_BOOL, OFF(lora.use_rslora), 0, 0, 0,
+                              "true or false" },
+    [KEY_DATASETS] = { "datasets", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_TEST_DATASETS] = { "test_datasets", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_SEQUENCE_LEN] = { "sequence_len", K_I64, OFF(sequence_len), 2, 1048576, 0,
+                           "an integer from 2 to 1048576" },
+    [KEY_SAMPLE_PACKING] = { "sample_packing", K_BOOL, OFF(sample_packing), 0, 0, 0,
+                             "true or false" },
+    [KEY_SHUFFLE] = { "shuffle", K_BOOL, OFF(shuffle), 0, 0, 0, "true or false" },
+    [KEY_MICRO_BATCH_SIZE] = { "micro_batch_size", K_I64, OFF(micro_batch_size), 1, 65536, 0,
+                               "an integer from 1 to 65536" },
+    [KEY_GRAD_ACCUM] = { "gradient_accumulation_steps", K_I64, OFF(gradient_accumulation_steps),
+                         1, BIG, 0, "an integer >= 1" },
+    [KEY_NUM_EPOCHS] = { "num_epochs", K_I64, OFF(num_epochs), 1, BIG, 0, "an integer >= 1" },
+    [KEY_MAX_STEPS] = { "max_steps", K_I64, OFF(max_steps), 0, BIG, 0,
+                        "an integer >= 0 (0: use num_epochs)" },
+    [KEY_LEARNING_RATE] = { "learning_rate", K_F64, OFF(learning_rate), 0, INFINITY, LO_OPEN,
+                            "a finite number > 0" },
+    [KEY_LR_SCHEDULER] = { "lr_scheduler", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_WARMUP_STEPS] = { "warmup_steps", K_I64, OFF(warmup_steps), 0, BIG, 0,
+                           "an integer >= 0" },
+    [KEY_WARMUP_RATIO] = { "warmup_ratio", K_F64, OFF(warmup_ratio), 0, 1, HI_OPEN,
+                           "a number in [0, 1)" },
+    [KEY_COSINE_MIN_LR_RATIO] = { "cosine_min_lr_ratio", K_F64, OFF(cosine_min_lr_ratio), 0, 1,
+                                  0, "a number in [0, 1]" },
+    [KEY_OPTIMIZER] = { "optimizer", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_WEIGHT_DECAY] = { "weight_decay", K_F64, OFF(weight_decay), 0, INFINITY, 0,
+                           "a finite number >= 0" },
+    [KEY_ADAM_BETA1] = { "adam_beta1", K_F64, OFF(adam.beta1), 0, 1, HI_OPEN,
+                         "a number in [0, 1)" },
+    [KEY_ADAM_BETA2] = { "adam_beta2", K_F64, OFF(adam.beta2), 0, 1, HI_OPEN,
+                         "a number in [0, 1)" },
+    [KEY_ADAM_EPSILON] = { "adam_epsilon", K_F64, OFF(adam.eps), 0, INFINITY, LO_OPEN,
+                           "a finite number > 0" },
+    [KEY_MAX_GRAD_NORM] = { "max_grad_norm", K_F64, OFF(max_grad_norm), 0, INFINITY, 0,
+                            "a finite number >= 0 (0: no clipping)" },
+    [KEY_GRADIENT_CHECKPOINTING] = { "gradient_checkpointing", K_BOOL,
+                                     OFF(gradient_checkpointing), 0, 0, 0, "true or false" },
+    [KEY_SEED] = { "seed", K_U64, OFF(seed), 0, BIG, 0, "an integer from 0 to 2^63-1" },
+    [KEY_DEVICE] = { "device", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_OUTPUT_DIR] = { "output_dir", K_PATH, OFF(output_dir), 0, 0, 0, "a directory path" },
+    [KEY_LOGGING_STEPS] = { "logging_steps", K_I64, OFF(logging_steps), 1, BIG, 0,
+                            "an integer >= 1" },
+    [KEY_SAVE_STEPS] = { "save_steps", K_I64, OFF(save_steps), 0, BIG, 0,
+                         "an integer >= 0 (0: save only at the end)" },
+    [KEY_SAVE_TOTAL_LIMIT] = { "save_total_limit", K_I64, OFF(save_total_limit), 0, BIG, 0,
+                               "an integer >= 0 (0: keep all)" },
+    [KEY_EVAL_STEPS] = { "eval_steps", K_I64, OFF(eval_steps), 0, BIG, 0,
+                         "an integer >= 0 (0: no periodic eval)" },
+    [KEY_RESUME_FROM_CHECKPOINT] = { "resume_from_checkpoint", K_SPECIAL, 0, 0, 0, 0,
+                                     "a checkpoint directory path or auto" },
+    [KEY_MAX_BAD_STEPS] = { "max_bad_steps", K_I64, OFF(max_bad_steps), 0, BIG, 0,
+                            "an integer >= 0" },
+};
+
+static const char *const adapter_names[] = { "lora", "qlora" };
+static const char *const scheduler_names[] = { "constant", "linear", "cosine" };
+static const lc_lr_schedule scheduler_values[] = { LC_LR_CONSTANT, LC_LR_LINEAR, LC_LR_COSINE };
+static const char *const optimizer_names[] = { "adamw", "adamw_torch", "adamw_torch_fused" };
+static const char *const device_names[] = { "auto", "cpu", "cuda" };
+static const lc_device device_values[] = { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA };
+#define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* ---- parse context and errors ---------------------------------------------- */
+
+typedef struct ctx {
+    lc_train_config *c;
+    const lc_train_config *defaults;
+    const char *label;          /* the file's label */
+    const char *base_dir;       /* NULL or "": keep relative paths as given */
+    const char *set_text;       /* the "key=value" being applied, or NULL */
+    yaml_document_t *doc;
+    lc_error *err;
+    bool adapter_qlora, load_in_4bit;
+    /* Where each key was last given (for cross-key errors). */
+    int given_seq[KEY_COUNT];   /* 0: never; else order of setting */
+    int given_line[KEY_COUNT];
+    const char *given_set[KEY_COUNT];
+    int seq;
+} ctx;
+
+/* "<label>:<line>: <key>: <msg>" or "--set k=v: <key>: <msg>"; line 0 or
+ * key NULL leaves that part out. */
+__attribute__((format(printf, 5, 6)))
+static int fail_at(const ctx *x, const char *set_text, int line, const char *key,
+                   const char *fmt, ...)
+{
+    char msg[LC_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char where[LC_ERROR_MAX / 2];
+    if (set_text)
+        snprintf(where, sizeof where, "--set %.400s", set_text);
+    else if (line > 0)
+        snprintf(where, sizeof where, "%.400s:%d", x->label, line);
+    else
+        snprintf(where, sizeof where, "%.400s", x->label);
+    if (key)
+        return lc_error_set(x->err, "%s: %s: %s", where, key, msg);
+    return lc_error_set(x->err, "%s: %s", where, msg);
+}
+
+static int node_line(const yaml_node_t *n) { return n ? (int)n->start_mark.line + 1 : 0; }
+
+#define FAIL(x, node, key, ...) fail_at((x), (x)->set_text, node_line(node), (key), __VA_ARGS__)
+
+/* ---- scalars --------------------------------------------------------------- */
+
+static const char *scalar_text(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+static bool is_plain(const yaml_node_t *n)
+{
+    return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+    if (!n)
+        return true;
+    if (!is_plain(n))
+        return false;
+    const char *s = scalar_text(n);
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+           !strcmp(s, "NULL");
+}
+
+/* What was found, for "expected X, got <describe>". */
+static const char *describe(const yaml_node_t *n, char *buf, size_t size)
+{
+    if (n->type == YAML_SEQUENCE_NODE)
+        snprintf(buf, size, "a list");
+    else if (n->type == YAML_MAPPING_NODE)
+        snprintf(buf, size, "a mapping");
+    else if (n->type != YAML_SCALAR_NODE)
+        snprintf(buf, size, "nothing");
+    else if (is_plain(n))
+        snprintf(buf, size, "'%.*s'", CFG_MAX_KEY_SHOWN, scalar_text(n));
+    else
+        snprintf(buf, size, "the quoted string \"%.*s\" (numbers and booleans must not be quoted)",
+                 CFG_MAX_KEY_SHOWN, scalar_text(n));
+    return buf;
+}
+
+static bool all_digits(const char *p)
+{
+    if (!*p)
+        return false;
+    for (; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
+/* YAML 1.2 core integer, decimal only: [-+]?[0-9]+, in int64 range. */
+static bool parse_int(const yaml_node_t *n, int64_t *out)
+{
+    if (!is_plain(n))
+        return false;
+    const char *s = scalar_text(n);
+    const char *p = (*s == '+' || *s == '-') ? s + 1 : s;
+    if (!all_digits(p))
+        return false;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE || *end)
+        return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+/* YAML 1.2 core float, decimal forms only:
+ * [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?, finite. */
+static bool parse_float(const yaml_node_t *n, double *out)
+{
+    if (!is_plain(n))
+        return false;
+    const char *s = scalar_text(n), *p = s;
+    if (*p == '+' || *p == '-')
+        p++;
+    size_t digits = 0;
+    while (*p >= '0' && *p <= '9')
+        p++, digits++;
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9')
+            p++, digits++;
+    }
+    if (!digits)
+        return false;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!all_digits(p))
+            return false;
+    } else if (*p) {
+        return false;
+    }
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_bool(const yaml_node_t *n, bool *out)
+{
+    if (!is_plain(n))
+        return false;
+    const char *s = scalar_text(n);
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) {
+        *out = true;
+        return true;
+    }
+    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+/* A non-null scalar as a C string (quoted or plain); NULL after an error. */
+static const char *get_string(ctx *x, const yaml_node_t *n, const char *key, const char *expect)
+{
+    char d[160];
+    if (n->type != YAML_SCALAR_NODE)
+        return FAIL(x, n, key, "expected %s, got %s", expect, describe(n, d, sizeof d)), NULL;
+    const char *s = scalar_text(n);
+    if (strlen(s) != n->data.scalar.length)
+        return FAIL(x, n, key, "expected %s, got a string with a NUL character", expect), NULL;
+    if (!*s)
+        return FAIL(x, n, key, "expected %s, got an empty string", expect), NULL;
+    return s;
+}
+
+/* base_dir joined with p, unless p is absolute or there is no base_dir. */
+static char *resolve_path(const char *base_dir, const char *p)
+{
+    size_t bl = (base_dir && p[0] != '/') ? strlen(base_dir) : 0;
+    size_t pl = strlen(p);
+    char *r = malloc(bl + pl + 2);
+    if (!r)
+        return NULL;
+    size_t o = 0;
+    if (bl) {
+        memcpy(r, base_dir, bl);
+        o = bl;
+        if (r[o - 1] != '/')
+            r[o++] = '/';
+    }
+    memcpy(r + o, p, pl + 1);
+    return r;
+}
+
+static char *get_path(ctx *x, const yaml_node_t *n, const char *key, const char *expect)
+{
+    const char *s = get_string(x, n, key, expect);
+    if (!s)
+        return NULL;
+    char *r = resolve_path(x->base_dir, s);
+    if (!r)
+        FAIL(x, n, key, "out of memory");
+    return r;
+}
+
+/* Matches a scalar against names; -1 (error set) when absent. */
+static int get_enum(ctx *x, const yaml_node_t *n, const char *key, const char *const *names,
+                    int count)
+{
+    char list[256] = "";
+    for (int i = 0; i < count; i++) {
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", names[i]);
+    }
+    char expect[300];
+    snprintf(expect, sizeof expect, "one of %s", list);
+    const char *s = get_string(x, n, key, expect);
+    if (!s)
+        return -1;
+    for (int i = 0; i < count; i++)
+        if (!strcmp(s, names[i]))
+            return i;
+    return FAIL(x, n, key, "expected one of %s, got '%.*s'", list, CFG_MAX_KEY_SHOWN, s);
+}
+
+/* ---- edit distance for suggestions ----------------------------------------- */
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return 1000;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The known key nearest to name, or NULL when none is close. */
+static const char *suggest_key(const char *name)
+{
+    const char *best = NULL;
+    size_t best_d = 4;
+    for (int i = 0; i < KEY_COUNT; i++) {
+        size_t d = edit_distance(name, keys[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = keys[i].name;
+        }
+    }
+    if (best)
+        return best;
+    /* A prefix match either way (lora_target → lora_target_modules), then,
+     * for names of 4+ characters, containment (epochs → num_epochs). */
+    size_t nl = strlen(name);
+    if (nl < 3)
+        return NULL;
+    for (int i = 0; i < KEY_COUNT; i++) {
+        size_t kl = strlen(keys[i].name);
+        if ((nl < kl && !strncmp(keys[i].name, name, nl)) ||
+            (kl < nl && !strncmp(name, keys[i].name, kl)))
+            return keys[i].name;
+    }
+    if (nl < 4)
+        return NULL;
+    for (int i = 0; i < KEY_COUNT; i++)
+        if (strstr(keys[i].name, name) || strstr(name, keys[i].name))
+            return keys[i].name;
+    return NULL;
+}
+
+static int find_key(const char *name)
+{
+    for (int i = 0; i < KEY_COUNT; i++)
+        if (!strcmp(name, keys[i].name))
+            return i;
+    return -1;
+}
+
+static int unknown_key(ctx *x, const char *set_text, int line, const char *name)
+{
+    const char *s = suggest_key(name);
+    if (s)
+        return fail_at(x, set_text, line, NULL, "unknown key '%.*s' (did you mean '%s'?)",
+                       CFG_MAX_KEY_SHOWN, name, s);
+    return fail_at(x, set_text, line, NULL,
+                   "unknown key '%.*s' (configs/README.md lists the known keys)",
+                   CFG_MAX_KEY_SHOWN, name);
+}
+
+/* ---- special keys ---------------------------------------------------------- */
+
+static void free_list(char **list, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(list[i]);
+        list[i] = NULL;
+    }
+}
+
+/* datasets / test_datasets: a list of {path: P, type: tokenized}. */
+static int set_datasets(ctx *x, const yaml_node_t *n, const char *key, char **dst, int *n_dst)
+{
+    char *tmp[LC_CONFIG_MAX_DATASETS] = { 0 };
+    int count = 0;
+    char d[160], sub[96];
+    if (!is_null(n)) {
+        if (n->type != YAML_SEQUENCE_NODE)
+            return FAIL(x, n, key, "expected a list of {path: ..., type: tokenized}, got %s",
+                        describe(n, d, sizeof d));
+        yaml_node_item_t *it = n->data.sequence.items.start;
+        int len = (int)(n->data.sequence.items.top - it);
+        if (len > LC_CONFIG_MAX_DATASETS)
+            return FAIL(x, n, key, "at most %d datasets are allowed, got %d",
+                        LC_CONFIG_MAX_DATASETS, len);
+        for (int i = 0; i < len; i++) {
+            yaml_node_t *e = yaml_document_get_node(x->doc, it[i]);
+            snprintf(sub, sizeof sub, "%s[%d]", key, i);
+            if (e->type != YAML_MAPPING_NODE) {
+                FAIL(x, e, sub, "expected a mapping {path: ..., type: tokenized}, got %s",
+                     describe(e, d, sizeof d));
+                goto fail;
+            }
+            const yaml_node_t *path = NULL, *type = NULL;
+            for (yaml_node_pair_t *p = e->data.mapping.pairs.start; p < e->data.mapping.pairs.top;
+                 p++) {
+                yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
+                yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
+                if (k->type != YAML_SCALAR_NODE) {
+                    FAIL(x, k, sub, "keys must be strings (path, type)");
+                    goto fail;
+                }
+                const yaml_node_t **slot = !strcmp(scalar_text(k), "path")   ? &path
+                                           : !strcmp(scalar_text(k), "type") ? &type
+                                                                            : NULL;
+                if (!slot) {
+                    FAIL(x, k, sub, "unknown key '%.*s' (a dataset has path and type)",
+                         CFG_MAX_KEY_SHOWN, scalar_text(k));
+                    goto fail;
+                }
+                if (*slot) {
+                    FAIL(x, k, sub, "duplicate key '%s' (first given on line %d)",
+                         scalar_text(k), node_line(*slot));
+                    goto fail;
+                }
+                *slot = v;
+            }
+            if (type && !is_null(type)) {
+                snprintf(sub, sizeof sub, "%s[%d].type", key, i);
+                const char *t = get_string(x, type, sub, "tokenized");
+                if (!t)
+                    goto fail;
+                if (strcmp(t, "tokenized")) {
+                    FAIL(x, type, sub,
+                         "only type: tokenized is supported, got '%.*s' (pre-tokenize the data "
+                         "into input_ids/labels JSONL; see configs/README.md)",
+                         CFG_MAX_KEY_SHOWN, t);
+                    goto fail;
+                }
+            }
+            snprintf(sub, sizeof sub, "%s[%d].path", key, i);
+            if (!path || is_null(path)) {
+                FAIL(x, e, sub, "required (the tokenized JSONL file)");
+                goto fail;
+            }
+            tmp[count] = get_path(x, path, sub, "a file path");
+            if (!tmp[count])
+                goto fail;
+            count++;
+        }
+    }
+    free_list(dst, *n_dst);
+    memcpy(dst, tmp, sizeof(char *) * (size_t)count);
+    *n_dst = count;
+    return 0;
+fail:
+    free_list(tmp, count);
+    return -1;
+}
+
+/* lora_target_modules: a list of module names, or one name, or all-linear. */
+static int set_targets(ctx *x, const yaml_node_t *n, const char *key)
+{
+    bool t[LC_MOD_COUNT] = { false };
+    char d[160], sub[96];
+    static const char expect[] =
+        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj";
+    if (is_null(n)) {
+        memcpy(x->c->lora.targets, x->defaults->lora.targets, sizeof t);
+        return 0;
+    }
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *s = get_string(x, n, key, "a list of module names");
+        if (!s)
+            return -1;
+        if (!strcmp(s, "all-linear")) {
+            for (int m = 0; m < LC_MOD_COUNT; m++)
+                t[m] = true;
+        } else {
+            int m = lc_module_from_name(s);
+            if (m < 0)
+                return FAIL(x, n, key, "unknown module '%.*s' (expected a list of %s)",
+                            CFG_MAX_KEY_SHOWN, s, expect);
+            t[m] = true;
+        }
+    } else if (n->type == YAML_SEQUENCE_NODE) {
+        yaml_node_item_t *it = n->data.sequence.items.start;
+        int len = (int)(n->data.sequence.items.top - it);
+        for (int i = 0; i < len; i++) {
+            yaml_node_t *e = yaml_document_get_node(x->doc, it[i]);
+            snprintf(sub, sizeof sub, "%s[%d]", key, i);
+            const char *s = get_string(x, e, sub, "a module name");
+            if (!s)
+                return -1;
+            int m = lc_module_from_name(s);
+            if (m < 0)
+                return FAIL(x, e, sub, "unknown module '%.*s' (expected %s)", CFG_MAX_KEY_SHOWN,
+                            s, expect);
+            t[m] = true;
+        }
+    } else {
+        return FAIL(x, n, key, "expected a list of module names, got %s",
+                    describe(n, d, sizeof d));
+    }
+    memcpy(x->c->lora.targets, t, sizeof t);
+    return 0;
+}
+
+static int set_special(ctx *x, key_id id, const yaml_node_t *n)
+{
+    lc_train_config *c = x->c;
+    const char *key = keys[id].name;
+    bool null = is_null(n);
+    int i;
+    bool b;
+    char d[160];
+    switch (id) {
+    case KEY_BASE_MODEL:
+        free(c->base_model);
+        c->base_model = NULL;
+        if (!null && !(c->base_model = get_path(x, n, key, keys[id].expect)))
+            return -1;
+        return 0;
+    case KEY_ADAPTER:
+        if (null) {
+            x->adapter_qlora = false;
+            return 0;
+        }
+        if ((i = get_enum(x, n, key, adapter_names, NELEM(adapter_names))) < 0)
+            return -1;
+        x->adapter_qlora = i == 1;
+        return 0;
+    case KEY_LOAD_IN_4BIT:
+        if (null) {
+            x->load_in_4bit = false;
+            return 0;
+        }
+        if (!parse_bool(n, &b))
+            return FAIL(x, n, key, "expected true or false, got %s", describe(n, d, sizeof d));
+        x->load_in_4bit = b;
+        return 0;
+    case KEY_LORA_TARGET_MODULES:
+        return set_targets(x, n, key);
+    case KEY_DATASETS:
+        return set_datasets(x, n, key, c->datasets, &c->n_datasets);
+    case KEY_TEST_DATASETS:
+        return set_datasets(x, n, key, c->test_datasets, &c->n_test_datasets);
+    case KEY_LR_SCHEDULER:
+        if (null) {
+            c->lr_scheduler = x->defaults->lr_scheduler;
+            return 0;
+        }
+        if ((i = get_enum(x, n, key, scheduler_names, NELEM(scheduler_names))) < 0)
+            return -1;
+        c->lr_scheduler = scheduler_values[i];
+        return 0;
+    case KEY_OPTIMIZER:
+        return null || get_enum(x, n, key, optimizer_names, NELEM(optimizer_names)) >= 0 ? 0 : -1;
+    case KEY_DEVICE:
+        if (null) {
+            c->device = x->defaults->device;
+            return 0;
+        }
+        if ((i = get_enum(x, n, key, device_names, NELEM(device_names))) < 0)
+            return -1;
+        c->device = device_values[i];
+        return 0;
+    case KEY_RESUME_FROM_CHECKPOINT: {
+        free(c->resume_from_checkpoint);
+        c->resume_from_checkpoint = NULL;
+        if (null)
+            return 0;
+        const char *s = get_string(x, n, key, keys[id].expect);
+        if (!s)
+            return -1;
+        c->resume_from_checkpoint = !strcmp(s, "auto") ? strdup(s) : resolve_path(x->base_dir, s);
+        return c->resume_from_checkpoint ? 0 : FAIL(x, n, key, "out of memory");
+    }
+    default:
+        LC_ASSERT(!"not a special key");
+        return -1;
+    }
+}
+
+/* Sets key id from value node n (null: back to the default). */
+static int set_key(ctx *x, key_id id, const yaml_node_t *n)
+{
+    const keydef *k = &keys[id];
+    char *field = (char *)x->c + k->off;
+    const char *dflt = (const char *)x->defaults + k->off;
+    char d[160];
+    int rc = 0;
+    switch (k->k) {
+    case K_SPECIAL:
+        rc = set_special(x, id, n);
+        break;
+    case K_PATH: {
+        char **p = (char **)(void *)field;
+        free(*p);
+        *p = NULL;
+        if (!is_null(n) && !(*p = get_path(x, n, k->name, k->expect)))
+            rc = -1;
+        break;
+    }
+    case K_BOOL: {
+        bool b;
+        if (is_null(n))
+            memcpy(field, dflt, sizeof b);
+        else if (parse_bool(n, &b))
+            memcpy(field, &b, sizeof b);
+        else
+            rc = FAIL(x, n, k->name, "expected %s, got %s", k->expect, describe(n, d, sizeof d));
+        break;
+    }
+    case K_INT:
+    case K_I64:
+    case K_U64: {
+        size_t size = k->k == K_INT ? sizeof(int) : sizeof(int64_t);
+        int64_t v;
+        if (is_null(n)) {
+            memcpy(field, dflt, size);
+        } else if (!parse_int(n, &v) || (double)v < k->lo || (double)v > k->hi) {
+            rc = FAIL(x, n, k->name, "expected %s, got %s", k->expect, describe(n, d, sizeof d));
+        } else if (k->k == K_INT) {
+            int iv = (int)v;
+            memcpy(field, &iv, size);
+        } else if (k->k == K_U64) {
+            uint64_t uv = (uint64_t)v;
+            memcpy(field, &uv, size);
+        } else {
+            memcpy(field, &v, size);
+        }
+        break;
+    }
+    case K_F64: {
+        double v;
+        if (is_null(n)) {
+            memcpy(field, dflt, sizeof v);
+        } else if (!parse_float(n, &v) || v < k->lo || v > k->hi ||
+                   ((k->flags & LO_OPEN) && v == k->lo) || ((k->flags & HI_OPEN) && v == k->hi)) {
+            rc = FAIL(x, n, k->name, "expected %s, got %s", k->expect, describe(n, d, sizeof d));
+        } else {
+            memcpy(field, &v, sizeof v);
+        }
+        break;
+    }
+    }
+    if (rc == 0) {
+        x->given_seq[id] = ++x->seq;
+        x->given_line[id] = node_line(n);
+        x->given_set[id] = x->set_text;
+    }
+    return rc;
+}
+
+/* ---- YAML loading ---------------------------------------------------------- */
+
+static const char *event_anchor(const yaml_event_t *e, const yaml_char_t **tag)
+{
+    *tag = NULL;
+    switch (e->type) {
+    case YAML_SCALAR_EVENT:
+        *tag = e->data.scalar.tag;
+        return (const char *)e->data.scalar.anchor;
+    case YAML_SEQUENCE_START_EVENT:
+        *tag = e->data.sequence_start.tag;
+        return (const char *)e->data.sequence_start.anchor;
+    case YAML_MAPPING_START_EVENT:
+        *tag = e->data.mapping_start.tag;
+        return (const char *)e->data.mapping_start.anchor;
+    default:
+        return NULL;
+    }
+}
+
+/* libyaml's problem and line; a tab where a token should start (the most
+ * common YAML mistake) gets a hint. */
+static int syntax_error(ctx *x, const yaml_parser_t *p, const char *text, size_t len)
+{
+    if (p->error == YAML_MEMORY_ERROR)
+        return fail_at(x, x->set_text, 0, NULL, "out of memory while parsing YAML");
+    int line = (int)p->problem_mark.line + 1;
+    const char *problem = p->problem ? p->problem : "unknown error";
+    size_t at = p->problem_mark.index;
+    const char *hint = at < len && text[at] == '\t' && !strstr(problem, "tab") ? " (a tab: YAML indents with spaces only)" : "";
+    if (p->context)
+        return fail_at(x, x->set_text, line, NULL,
+                       "YAML syntax error: %s%s (%s started on line %d)", problem, hint,
+                       p->context, (int)p->context_mark.line + 1);
+    return fail_at(x, x->set_text, line, NULL, "YAML syntax error: %s%s", problem, hint);
+}
+
+/* Event pass: syntax, anchors/aliases/tags, one document at most. */
+static int prescan(ctx *x, const char *text, size_t len)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p))
+        return fail_at(x, x->set_text, 0, NULL, "out of memory");
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    int docs = 0, rc = 0;
+    for (;;) {
+        yaml_event_t e;
+        if (!yaml_parser_parse(&p, &e)) {
+            rc = syntax_error(x, &p, text, len);
+            break;
+        }
+        int line = (int)e.start_mark.line + 1;
+        const yaml_char_t *tag;
+        const char *anchor = event_anchor(&e, &tag);
+        if (e.type == YAML_ALIAS_EVENT)
+            rc = fail_at(x, x->set_text, line, NULL, "YAML aliases (*%.*s) are not supported",
+                         CFG_MAX_KEY_SHOWN, (const char *)e.data.alias.anchor);
+        else if (anchor)
+            rc = fail_at(x, x->set_text, line, NULL, "YAML anchors (&%.*s) are not supported",
+                         CFG_MAX_KEY_SHOWN, anchor);
+        else if (tag)
+            rc = fail_at(x, x->set_text, line, NULL, "YAML tags (%.*s) are not supported",
+                         CFG_MAX_KEY_SHOWN, (const char *)tag);
+        else if (e.type == YAML_DOCUMENT_START_EVENT && ++docs > 1)
+            rc = fail_at(x, x->set_text, line, NULL,
+                         "only one YAML document is allowed (a second one starts here)");
+        yaml_event_type_t type = e.type;
+        yaml_event_delete(&e);
+        if (rc || type == YAML_STREAM_END_EVENT)
+            break;
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+/* Loads text into doc (after prescan). doc must be deleted by the caller on
+ * success; its root is NULL for an empty stream. */
+static int load_doc(ctx *x, const char *text, size_t len, yaml_document_t *doc)
+{
+    if (len > CFG_MAX_BYTES)
+        return fail_at(x, x->set_text, 0, NULL, "%zu bytes, more than the %u allowed", len,
+                       CFG_MAX_BYTES);
+    if (prescan(x, text, len))
+        return -1;
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p))
+        return fail_at(x, x->set_text, 0, NULL, "out of memory");
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    int rc = 0;
+    if (!yaml_parser_load(&p, doc))
+        rc = syntax_error(x, &p, text, len);   /* the document is deleted by libyaml */
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+static int apply_file(ctx *x, const char *yaml, size_t len)
+{
+    yaml_document_t doc;
+    if (load_doc(x, yaml, len, &doc))
+        return -1;
+    x->doc = &doc;
+    int rc = 0;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    char d[160];
+    int first_line[KEY_COUNT] = { 0 };
+    if (!root || is_null(root)) {
+        rc = fail_at(x, NULL, 0, NULL, "the file is empty (expected a mapping of keys)");
+    } else if (root->type != YAML_MAPPING_NODE) {
+        rc = fail_at(x, NULL, node_line(root), NULL,
+                     "the top level must be a mapping of keys (key: value), got %s",
+                     describe(root, d, sizeof d));
+    } else {
+        for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
+             p < root->data.mapping.pairs.top && !rc; p++) {
+            yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+            yaml_node_t *v = yaml_document_get_node(&doc, p->value);
+            if (k->type != YAML_SCALAR_NODE || is_null(k)) {
+                rc = fail_at(x, NULL, node_line(k), NULL, "keys must be plain names, got %s",
+                             describe(k, d, sizeof d));
+                break;
+            }
+            int id = find_key(scalar_text(k));
+            if (id < 0) {
+                rc = unknown_key(x, NULL, node_line(k), scalar_text(k));
+            } else if (first_line[id]) {
+                rc = fail_at(x, NULL, node_line(k), keys[id].name,
+                             "duplicate key (first given on line %d)", first_line[id]);
+            } else {
+                first_line[id] = node_line(k);
+                rc = set_key(x, (key_id)id, v);
+            }
+        }
+    }
+    x->doc = NULL;
+    yaml_document_delete(&doc);
+    return rc;
+}
+
+static int apply_set(ctx *x, const char *set)
+{
+    const char *eq = strchr(set, '=');
+    if (!eq || eq == set)
+        return fail_at(x, set, 0, NULL, "expected key=value");
+    char name[128];
+    size_t nl = (size_t)(eq - set);
+    if (nl >= sizeof name)
+        return unknown_key(x, set, 0, "(too long)");
+    memcpy(name, set, nl);
+    name[nl] = '\0';
+    int id = find_key(name);
+    if (id < 0)
+        return unknown_key(x, set, 0, name);
+    const char *value = eq + 1;
+    x->set_text = set;
+    const char *saved_base = x->base_dir;
+    x->base_dir = NULL;   /* relative override paths stay relative to the cwd */
+    yaml_document_t doc;
+    int rc = load_doc(x, value, strlen(value), &doc);
+    if (rc == 0) {
+        x->doc = &doc;
+        rc = set_key(x, (key_id)id, yaml_document_get_root_node(&doc));
+        x->doc = NULL;
+        yaml_document_delete(&doc);
+    }
+    x->base_dir = saved_base;
+    x->set_text = NULL;
+    return rc;
+}
+
+/* Cross-key rules, after the file and every override. */
+static int finalize(ctx *x)
+{
+    lc_train_config *c = x->c;
+    if (!c->base_model)
+        return fail_at(x, NULL, 0, "base_model",
+                       "required (the directory of the Hugging Face model to adapt)");
+    if (c->n_datasets == 0)
+        return fail_at(x, x->given_set[KEY_DATASETS], x->given_line[KEY_DATASETS], "datasets",
+                       "required: a non-empty list of {path: file.jsonl, type: tokenized}");
+    if (c->warmup_steps > 0 && c->warmup_ratio > 0) {
+        key_id later = x->given_seq[KEY_WARMUP_RATIO] > x->given_seq[KEY_WARMUP_STEPS]
+                           ? KEY_WARMUP_RATIO : KEY_WARMUP_STEPS;
+        return fail_at(x, x->given_set[later], x->given_line[later], keys[later].name,
+                       "warmup_steps (%lld) and warmup_ratio (%g) are both set; set only one "
+                       "(the other 0)", (long long)c->warmup_steps, c->warmup_ratio);
+    }
+    c->qlora = x->adapter_qlora || x->load_in_4bit;
+    if (c->lora_target_linear)
+        for (int m = 0; m < LC_MOD_COUNT; m++)
+            c->lora.targets[m] = true;
+    bool any = false;
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        any |= c->lora.targets[m];
+    if (!any)
+        return fail_at(x, x->given_set[KEY_LORA_TARGET_MODULES],
+                       x->given_line[KEY_LORA_TARGET_MODULES], "lora_target_modules",
+                       "no modules to adapt; list at least one of q_proj, k_proj, v_proj, "
+                       "o_proj, gate_proj, up_proj, down_proj, or set lora_target_linear: true");
+    c->adam.weight_decay = c->weight_decay;
+    if (!c->output_dir && !(c->output_dir = resolve_path(x->base_dir, "out")))
+        return fail_at(x, NULL, 0, "output_dir", "out of memory");
+    return 0;
+}
+
+/* ---- public API ------------------------------------------------------------ */
+
+void lc_train_config_defaults(lc_train_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->lora.r = 8;
+    c->lora.alpha = 16;
+    c->lora.dropout = 0;
+    c->lora.use_rslora = false;
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        c->lora.targets[m] = true;
+    c->sequence_len = 2048;
+    c->shuffle = true;
+    c->micro_batch_size = 2;
+    c->gradient_accumulation_steps = 1;
+    c->num_epochs = 1;
+    c->learning_rate = 2.0e-4;
+    c->lr_scheduler = LC_LR_COSINE;
+    c->adam.beta1 = 0.9;
+    c->adam.beta2 = 0.999;
+    c->adam.eps = 1.0e-8;
+    c->adam.weight_decay = 0.0;
+    c->max_grad_norm = 1.0;
+    c->seed = 42;
+    c->device = LC_DEVICE_AUTO;
+    c->logging_steps = 1;
+    /* output_dir stays NULL here: parsing fills in "out" resolved against
+     * the config's directory when the file does not set it. */
+}
+
+void lc_train_config_free(lc_train_config *c)
+{
+    if (!c)
+        return;
+    free(c->config_path);
+    free(c->base_model);
+    free(c->lora_model_dir);
+    free_list(c->datasets, c->n_datasets);
+    free_list(c->test_datasets, c->n_test_datasets);
+    free(c->output_dir);
+    free(c->resume_from_checkpoint);
+    c->config_path = c->base_model = c->lora_model_dir = NULL;
+    c->output_dir = c->resume_from_checkpoint = NULL;
+    c->n_datasets = c->n_test_datasets = 0;
+}
+
+int lc_train_config_parse(lc_train_config *c, const char *yaml, size_t len, const char *label,
+                          const char *base_dir, char *const *sets, int n_sets, lc_error *err)
+{
+    lc_train_config defaults;
+    lc_train_config_defaults(&defaults);
+    lc_train_config_defaults(c);
+    ctx x = { .c = c, .defaults = &defaults, .label = label ? label : "<config>",
+              .base_dir = (base_dir && *base_dir) ? base_dir : NULL, .err = err };
+    int rc = 0;
+    if (label && !(c->config_path = strdup(label)))
+        rc = fail_at(&x, NULL, 0, NULL, "out of memory");
+    if (!rc)
+        rc = apply_file(&x, yaml, len);
+    for (int i = 0; i < n_sets && !rc; i++)
+        rc = apply_set(&x, sets[i]);
+    if (!rc)
+        rc = finalize(&x);
+    if (rc) {
+        lc_train_config_free(c);
+        lc_train_config_defaults(c);
+    }
+    return rc;
+}
+
+int lc_train_config_load(lc_train_config *c, const char *path, char *const *sets, int n_sets,
+                         lc_error *err)
+{
+    lc_train_config_defaults(c);
+    size_t len;
+    char *text = lc_read_file(path, CFG_MAX_BYTES, &len, err);
+    if (!text)
+        return -1;
+    /* The directory of the config file: everything before the last '/'. */
+    const char *slash = strrchr(path, '/');
+    char *dir = NULL;
+    if (slash) {
+        size_t dl = slash == path ? 1 : (size_t)(slash - path);
+        dir = malloc(dl + 1);
+        if (!dir) {
+            free(text);
+            return lc_error_set(err, "%s: out of memory", path);
+        }
+        memcpy(dir, path, dl);
+        dir[dl] = '\0';
+    }
+    int rc = lc_train_config_parse(c, text, len, path, dir, sets, n_sets, err);
+    free(dir);
+    free(text);
+    return rc;
+}
