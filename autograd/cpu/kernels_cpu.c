@@ -11,17 +11,20 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "autograd/error.h"
 
 #define WEIGHT_TILE_ELEMS (1 << 18) /* 1 MiB of f32: stays in L2 */
 #define ATTN_BLOCK 64
-#define CE_CHUNK_ELEMS (1 << 22)    /* logits per chunk: 16 MiB of f32 */
+#define CE_CHUNK_ELEMS (1 << 24)    /* logits per chunk: 64 MiB of f32 (≥ 300 rows keep the GEMM efficient) */
 #define CE_MAX_CHUNK_ROWS 1024
 /* Below this many elements a loop runs on one thread: waking the team
  * costs more than the work. */
 #define PAR_MIN 32768
+/* Products of at least this many multiply-adds are split over threads. */
+#define GEMM_SPLIT_FLOPS (1 << 22)
 
 static lc_real dot(const lc_real *a, const lc_real *b, int64_t n)
 {
@@ -42,6 +45,23 @@ void lc_k_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++)
                 C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+        return;
+    }
+    /* OpenBLAS runs mid-sized products (q/k/v/o of a small model) on one
+     * thread; splitting the rows of C over our own threads keeps every core
+     * busy. Inside a parallel region (attention blocks) OpenBLAS's OpenMP
+     * build is single-threaded, so each slice is one plain call. */
+    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (threads > 1 && M >= 64 * threads && (double)M * N * K >= GEMM_SPLIT_FLOPS) {
+#pragma omp parallel num_threads(threads)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            int64_t r0 = M * t / nt, r1 = M * (t + 1) / nt;
+            const lc_real *As = trans_a ? A + r0 : A + r0 * lda;
+            LC_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, (int)(r1 - r0), (int)N, (int)K, alpha,
+                    As, (int)lda, B, (int)ldb, beta, C + r0 * ldc, (int)ldc);
+        }
         return;
     }
     LC_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
@@ -138,7 +158,7 @@ static inline lc_real sigmoid(lc_real g) { return 1 / (1 + LC_EXP(-g)); }
 
 void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
 {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] = g[i] * sigmoid(g[i]) * u[i];
 }
@@ -146,7 +166,7 @@ void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
 void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
                      int64_t n, lc_real *dg, lc_real *du)
 {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         lc_real s = sigmoid(g[i]);
         if (dg)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# bench_cpu.sh — the foundation benchmark: forward + backward + AdamW on a
+# random SmolLM-135M-shaped model (hidden 576, 30 layers, 9/3 heads,
+# intermediate 1536, vocab 49152, tied; LoRA r 16 on all 7 linears; f32),
+# micro-batch 4 x 256 tokens, 2 threads: lorac and plain PyTorch (Debian's
+# python3-torch, the reference of the issue) one after the other in one run,
+# each reporting tokens/s and peak RSS.
+#
+#   scripts/bench_cpu.sh [--steps 3] [--no-torch]
+# Target (issue 2): lorac >= 2x PyTorch's tokens/s with <= 1.5 GiB peak RSS.
+# Run it on a quiet machine: both measure wall time on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEPS=3
+TORCH=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --steps) STEPS=$2; shift 2 ;;
+    --no-torch) TORCH=0; shift ;;
+    *) echo "usage: $0 [--steps N] [--no-torch]" >&2; exit 2 ;;
+  esac
+done
+[ -x build/lorac ] || scripts/build.sh build -DLORAC_TESTS=OFF
+export OMP_NUM_THREADS=2
+echo "lorac:"
+LORAC=$(build/lorac bench --steps "$STEPS" --warmup 1)
+echo "  $LORAC"
+if [ "$TORCH" = 1 ]; then
+  if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
+    echo "PyTorch baseline skipped: install Debian's python3-torch (apt-get install python3-torch)"
+    exit 0
+  fi
+  echo "pytorch (Debian python3-torch, f32, 2 threads):"
+  TORCHJ=$(/usr/bin/python3 scripts/bench_torch_baseline.py --steps "$STEPS" --warmup 1 2>/dev/null | tail -1)
+  echo "  $TORCHJ"
+  /usr/bin/python3 - "$LORAC" "$TORCHJ" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(f"| impl | tokens/s | peak RSS GiB |\n|---|---|---|")
+for x in (a, b):
+    print(f"| {x['impl']} | {x['tokens_per_s']:.1f} | {x['peak_rss_gib']:.2f} |")
+print(f"speed-up {a['tokens_per_s'] / b['tokens_per_s']:.2f}x, memory {a['peak_rss_gib'] / b['peak_rss_gib']:.2f}x")
+PY
+fi

@@ -1,0 +1,1229 @@
+/* test_trainer.c — end-to-end tests of `lorac train` (train/trainer.c and
+ * everything under it), on the tiny-llama fixture model.
+ *
+ *   fixture_trace        configs/fixture_3step.yaml against the HF/PEFT + torch
+ *                        AdamW reference (meta.json trace, lora_step3).
+ *   resume_bitwise       shuffle + packing + accumulation + dropout + cosine
+ *                        warmup: 6 steps straight vs. stopped after step 3 and
+ *                        resumed: adapter, optimizer state, checkpoint and
+ *                        metrics (less tok_s) identical byte for byte.
+ *   resume_every_step    the same, resuming from each of checkpoint-1..5
+ *                        (epoch boundaries, packing carry, multi-file stream).
+ *   accumulation         1 x 2 accumulation == one batch of 2 rows of unequal
+ *                        supervised counts (loss normalised over the step).
+ *   packing              rows packed into one window == the same rows unpacked
+ *                        (no attention or loss across packed rows).
+ *   sigkill_checkpoints  the binary SIGKILLed again and again while it writes
+ *                        checkpoints: every checkpoint-N left is complete, and
+ *                        resume: auto continues from the newest one.
+ *   sigterm / sigint     a clean stop saves a checkpoint, exits 0, and resumes.
+ *   bad_inputs           CLI errors: exit 1 or 2 and one "lorac: ..." line.
+ *
+ * In-process runs go through lc_train_config_load + lc_train_run; signal and
+ * CLI tests fork/exec LORAC_BINARY. Every run writes into a fresh temporary
+ * directory (output_dir set with --set). Relative errors are norm-wise and
+ * reported with cr_log_info (visible with --verbose). */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data/safetensors.h"
+#include "tests/helpers.h"
+#include "train/config.h"
+#include "train/fsutil.h"
+#include "train/trainer.h"
+
+/* ---- small utilities ------------------------------------------------------ */
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = malloc((size_t)n + 1);
+    cr_assert_not_null(s);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static char *fixture(const char *rel)
+{
+    return strdup(lc_test_fixture(rel));
+}
+
+/* Whole file, NUL-terminated, or NULL when it cannot be read. */
+static char *slurp(const char *path, size_t *len)
+{
+    lc_error err;
+    size_t n = 0;
+    char *s = lc_read_file(path, (size_t)1 << 28, &n, &err);
+    if (len)
+        *len = n;
+    return s;
+}
+
+static bool path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static double rel(double a, double b)
+{
+    return fabs(a - b) / fmax(fabs(b), 1e-30);
+}
+
+/* Byte-for-byte equality of two files; names the first difference. */
+static void assert_same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    cr_assert_not_null(x, "cannot read %s", a);
+    cr_assert_not_null(y, "cannot read %s", b);
+    size_t i = 0;
+    while (i < na && i < nb && x[i] == y[i])
+        i++;
+    cr_assert(na == nb && i == na, "%s and %s differ (sizes %zu / %zu, first difference at byte %zu)",
+              a, b, na, nb, i);
+    free(x);
+    free(y);
+}
+
+/* Copies the regular files of a flat directory. */
+static void copy_dir(const char *from, const char *to)
+{
+    cr_assert_eq(mkdir(to, 0755), 0, "mkdir %s: %s", to, strerror(errno));
+    DIR *d = opendir(from);
+    cr_assert_not_null(d, "opendir %s", from);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *src = xasprintf("%s/%s", from, e->d_name);
+        size_t n;
+        char *data = slurp(src, &n);
+        cr_assert_not_null(data, "cannot read %s", src);
+        free(lc_test_write_file(to, e->d_name, data, n));
+        free(data);
+        free(src);
+    }
+    closedir(d);
+}
+
+/* The lines of metrics.jsonl with "step" ≤ keep (all when keep < 0). */
+static char *metrics_upto(const char *out, int64_t keep)
+{
+    char *path = xasprintf("%s/metrics.jsonl", out);
+    char *text = slurp(path, NULL);
+    cr_assert_not_null(text, "cannot read %s", path);
+    free(path);
+    char *res = calloc(strlen(text) + 1, 1);
+    size_t k = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t ll = nl ? (size_t)(nl - line + 1) : strlen(line);
+        long long step = -1;
+        if (keep < 0 || (sscanf(line, "{\"step\":%lld", &step) == 1 && step <= keep)) {
+            memcpy(res + k, line, ll);
+            k += ll;
+        }
+        line += ll;
+    }
+    free(text);
+    return res;
+}
+
+/* metrics text with every ,"tok_s":<number> removed (the only field that
+ * depends on the wall clock). */
+static char *strip_tok_s(const char *text)
+{
+    char *res = strdup(text), *w = res;
+    for (const char *p = text; *p;) {
+        if (strncmp(p, ",\"tok_s\":", 9) == 0) {
+            p += 9;
+            while (*p && *p != '}' && *p != ',')
+                p++;
+            continue;
+        }
+        *w++ = *p++;
+    }
+    *w = '\0';
+    return res;
+}
+
+typedef struct metric {
+    int64_t step, tokens, epoch;
+    double loss, grad_norm, lr;
+} metric;
+
+/* Training lines of OUT/metrics.jsonl (eval lines skipped). Returns how many. */
+static int read_metrics(const char *out, metric *m, int max)
+{
+    char *text = metrics_upto(out, -1);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        cr_assert_not_null(j, "metrics line is not JSON: %s", line);
+        const cJSON *loss = cJSON_GetObjectItemCaseSensitive(j, "loss");
+        if (loss) {
+            cr_assert_lt(n, max, "more than %d metrics lines", max);
+            m[n].step = (int64_t)cJSON_GetObjectItemCaseSensitive(j, "step")->valuedouble;
+            m[n].loss = loss->valuedouble;
+            m[n].grad_norm = cJSON_GetObjectItemCaseSensitive(j, "grad_norm")->valuedouble;
+            m[n].lr = cJSON_GetObjectItemCaseSensitive(j, "lr")->valuedouble;
+            m[n].tokens = (int64_t)cJSON_GetObjectItemCaseSensitive(j, "tokens")->valuedouble;
+            m[n].epoch = (int64_t)cJSON_GetObjectItemCaseSensitive(j, "epoch")->valuedouble;
+            n++;
+        }
+        cJSON_Delete(j);
+    }
+    free(text);
+    return n;
+}
+
+/* Steps 1..last each exactly once, in order. */
+static void assert_steps_contiguous(const char *out, int64_t last)
+{
+    static metric m[4096];
+    int n = read_metrics(out, m, 4096);
+    cr_assert_eq(n, last, "metrics.jsonl has %d step lines, expected %lld", n, (long long)last);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(m[i].step, i + 1, "metrics line %d is step %lld", i + 1, (long long)m[i].step);
+}
+
+/* Norm-wise error of a training result against a reference, measured on the
+ * change from the common start: ‖(fin − init) − (ref − init)‖ / ‖ref − init‖,
+ * over all tensors of ref together and per tensor. */
+typedef struct update_err {
+    double total, worst;
+    char worst_name[256];
+    size_t n_tensors;
+} update_err;
+
+static void update_error(const char *fin_path, const char *init_path, const char *ref_path,
+                         update_err *e)
+{
+    lc_error err;
+    lc_st_file fin, init, ref;
+    cr_assert_eq(lc_st_open(&fin, fin_path, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_st_open(&init, init_path, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_st_open(&ref, ref_path, &err), 0, "%s", err.msg);
+    cr_assert_eq(fin.n_tensors, ref.n_tensors, "%s has %zu tensors, %s %zu", fin_path,
+                 fin.n_tensors, ref_path, ref.n_tensors);
+    memset(e, 0, sizeof *e);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < ref.n_tensors; i++) {
+        const lc_st_tensor *r = &ref.tensors[i];
+        const lc_st_tensor *f = lc_st_find(&fin, r->name), *s = lc_st_find(&init, r->name);
+        cr_assert_not_null(f, "%s lacks %s", fin_path, r->name);
+        cr_assert_not_null(s, "%s lacks %s", init_path, r->name);
+        cr_assert(r->dtype == LC_DTYPE_F32 && f->dtype == LC_DTYPE_F32 && s->dtype == LC_DTYPE_F32,
+                  "%s: expected F32 everywhere", r->name);
+        cr_assert(f->numel == r->numel && s->numel == r->numel, "%s: sizes differ", r->name);
+        cr_assert_eq(f->ndim, r->ndim, "%s: ranks differ", r->name);
+        for (int d = 0; d < r->ndim; d++)
+            cr_assert_eq(f->shape[d], r->shape[d], "%s: shapes differ", r->name);
+        const float *F = f->data, *S = s->data, *R = r->data;
+        double tn = 0, td = 0;
+        for (uint64_t k = 0; k < r->numel; k++) {
+            double du = ((double)F[k] - S[k]) - ((double)R[k] - S[k]);
+            double dr = (double)R[k] - S[k];
+            tn += du * du;
+            td += dr * dr;
+        }
+        double te = sqrt(tn) / fmax(sqrt(td), 1e-30);
+        if (te > e->worst) {
+            e->worst = te;
+            snprintf(e->worst_name, sizeof e->worst_name, "%s", r->name);
+        }
+        num += tn;
+        den += td;
+    }
+    e->total = sqrt(num) / fmax(sqrt(den), 1e-30);
+    e->n_tensors = ref.n_tensors;
+    lc_st_close(&fin);
+    lc_st_close(&init);
+    lc_st_close(&ref);
+}
+
+/* ---- running the trainer --------------------------------------------------- */
+
+/* Loads cfg with output_dir=out plus extra --set overrides and trains in this
+ * process; the progress log goes to OUT.log. Returns lc_train_run's result
+ * (or the loader's), with the message in *err. */
+static int train_inproc(const char *cfg, const char *out, const char *const *extra, int n_extra,
+                        lc_error *err)
+{
+    char *sets[16];
+    int n = 0;
+    sets[n++] = xasprintf("output_dir=%s", out);
+    for (int i = 0; i < n_extra && n < 16; i++)
+        sets[n++] = (char *)extra[i];
+    memset(err, 0, sizeof *err);
+    lc_train_config c;
+    int rc = lc_train_config_load(&c, cfg, sets, n, err);
+    if (rc == 0) {
+        char *logp = xasprintf("%s.log", out);
+        FILE *log = fopen(logp, "a");
+        cr_assert_not_null(log, "cannot open %s", logp);
+        rc = lc_train_run(&c, log, err);
+        fclose(log);
+        free(logp);
+    }
+    lc_train_config_free(&c);
+    free(sets[0]);
+    return rc;
+}
+
+static void train_ok(const char *cfg, const char *out, const char *const *extra, int n_extra)
+{
+    lc_error err;
+    int rc = train_inproc(cfg, out, extra, n_extra, &err);
+    cr_assert_eq(rc, 0, "training %s into %s failed: %s", cfg, out, err.msg);
+}
+
+/* Starts `lorac train cfg --set output_dir=out [--set extra...]` with stderr
+ * to err_path and stdout to /dev/null. */
+static pid_t spawn_lorac(const char *cfg, const char *out, const char *err_path,
+                         const char *const *extra, int n_extra)
+{
+    char *outset = out ? xasprintf("output_dir=%s", out) : NULL;
+    char *argv[40];
+    int a = 0;
+    argv[a++] = (char *)LORAC_BINARY;
+    argv[a++] = (char *)"train";
+    argv[a++] = (char *)cfg;
+    if (outset) {
+        argv[a++] = (char *)"--set";
+        argv[a++] = outset;
+    }
+    for (int i = 0; i < n_extra && a < 37; i++) {
+        argv[a++] = (char *)"--set";
+        argv[a++] = (char *)extra[i];
+    }
+    argv[a] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int nul = open("/dev/null", O_WRONLY);
+        if (fd < 0 || nul < 0)
+            _exit(126);
+        dup2(fd, 2);
+        dup2(nul, 1);
+        execv(LORAC_BINARY, argv);
+        _exit(127);
+    }
+    free(outset);
+    return pid;
+}
+
+/* Exit code, or 128 + signal number when killed. */
+static int decode_status(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+static int wait_child(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        cr_assert_eq(errno, EINTR, "waitpid: %s", strerror(errno));
+    return decode_status(status);
+}
+
+/* Polls until `path` exists (1), the child exits (0, *code set) or timeout_s
+ * passes (the child is killed and the test fails). */
+static int poll_for(const char *path, pid_t pid, double timeout_s, int *code, const char *err_path)
+{
+    double t0 = now_s();
+    for (;;) {
+        if (path_exists(path))
+            return 1;
+        int status;
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) {
+            *code = decode_status(status);
+            return 0;
+        }
+        if (now_s() - t0 > timeout_s) {
+            kill(pid, SIGKILL);
+            wait_child(pid);
+            char *log = slurp(err_path, NULL);
+            cr_assert_fail("timed out after %.0f s waiting for %s; stderr:\n%s", timeout_s, path,
+                           log ? log : "");
+        }
+        sleep_us(200);
+    }
+}
+
+/* Runs the binary to completion; returns the exit code, stderr in *stderr_text. */
+static int run_lorac(const char *cfg, const char *out, const char *err_path,
+                     const char *const *extra, int n_extra, char **stderr_text)
+{
+    pid_t pid = spawn_lorac(cfg, out, err_path, extra, n_extra);
+    int code = wait_child(pid);
+    if (stderr_text) {
+        *stderr_text = slurp(err_path, NULL);
+        cr_assert_not_null(*stderr_text);
+    }
+    return code;
+}
+
+/* ---- configs and data ------------------------------------------------------ */
+
+static char *write_text(const char *dir, const char *name, const char *text)
+{
+    return lc_test_write_file(dir, name, text, strlen(text));
+}
+
+/* The first n lines of the fixture's train.jsonl, each optionally cut to
+ * cut[i] tokens (0 = whole row), written to dir/name. */
+static char *fixture_rows(const char *dir, const char *name, const int *rows, const int *cut, int n)
+{
+    char *path = fixture("tiny-llama/train.jsonl");
+    char *text = slurp(path, NULL);
+    cr_assert_not_null(text);
+    free(path);
+    char *lines[6];
+    int k = 0;
+    for (char *l = strtok(text, "\n"); l && k < 6; l = strtok(NULL, "\n"))
+        lines[k++] = l;
+    cr_assert_eq(k, 6);
+    size_t cap = 1 << 16, len = 0;
+    char *outbuf = calloc(cap, 1);
+    for (int i = 0; i < n; i++) {
+        cJSON *j = cJSON_Parse(lines[rows[i]]);
+        cr_assert_not_null(j);
+        if (cut && cut[i] > 0) {
+            const char *keys[2] = {"input_ids", "labels"};
+            for (int q = 0; q < 2; q++) {
+                cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, keys[q]);
+                while (cJSON_GetArraySize(arr) > cut[i])
+                    cJSON_DeleteItemFromArray(arr, cJSON_GetArraySize(arr) - 1);
+            }
+        }
+        char *s = cJSON_PrintUnformatted(j);
+        len += (size_t)snprintf(outbuf + len, cap - len, "%s\n", s);
+        cr_assert_lt(len, cap);
+        free(s);
+        cJSON_Delete(j);
+    }
+    char *res = lc_test_write_file(dir, name, outbuf, len);
+    free(outbuf);
+    free(text);
+    return res;
+}
+
+/* Rows of varied lengths (3 .. 16) with some leading labels masked. */
+static char *varied_rows(const char *dir, const char *name, int n)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *buf = calloc(cap, 1);
+    for (int i = 0; i < n; i++) {
+        int L = 3 + (i * 5) % 14, masked = i % 3;
+        len += (size_t)snprintf(buf + len, cap - len, "{\"input_ids\": [");
+        for (int t = 0; t < L; t++)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%d", t ? ", " : "",
+                                    (i * 97 + t * 31 + 7) % 512);
+        len += (size_t)snprintf(buf + len, cap - len, "], \"labels\": [");
+        for (int t = 0; t < L; t++)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%d", t ? ", " : "",
+                                    t < masked ? -100 : (i * 97 + t * 31 + 7) % 512);
+        len += (size_t)snprintf(buf + len, cap - len, "]}\n");
+        cr_assert_lt(len, cap);
+    }
+    char *res = lc_test_write_file(dir, name, buf, len);
+    free(buf);
+    return res;
+}
+
+/* A config on the fixture model with `keys` (YAML lines) added; every path
+ * absolute. The data is data_paths (a YAML list body). */
+static char *write_config(const char *dir, const char *name, const char *datasets_yaml,
+                          const char *keys)
+{
+    char *model = fixture("tiny-llama/model");
+    char *text = xasprintf("base_model: %s\n"
+                           "adapter: lora\n"
+                           "datasets:\n%s"
+                           "device: cpu\n"
+                           "logging_steps: 1\n"
+                           "%s",
+                           model, datasets_yaml, keys);
+    char *path = write_text(dir, name, text);
+    free(text);
+    free(model);
+    return path;
+}
+
+static char *dataset_list(const char *a, const char *b)
+{
+    if (b)
+        return xasprintf("  - path: %s\n    type: tokenized\n  - path: %s\n    type: tokenized\n",
+                         a, b);
+    return xasprintf("  - path: %s\n    type: tokenized\n", a);
+}
+
+/* Reads global_step / rows_in_epoch / epoch of a checkpoint's trainer_state.json. */
+static void read_state(const char *ckpt, int64_t *step, int64_t *epoch, int64_t *rows)
+{
+    char *p = xasprintf("%s/trainer_state.json", ckpt);
+    char *text = slurp(p, NULL);
+    cr_assert_not_null(text, "cannot read %s", p);
+    cJSON *j = cJSON_Parse(text);
+    cr_assert_not_null(j, "%s is not JSON", p);
+    *step = (int64_t)cJSON_GetObjectItemCaseSensitive(j, "global_step")->valuedouble;
+    *epoch = (int64_t)cJSON_GetObjectItemCaseSensitive(j, "epoch")->valuedouble;
+    *rows = (int64_t)cJSON_GetObjectItemCaseSensitive(j, "rows_in_epoch")->valuedouble;
+    cJSON_Delete(j);
+    free(text);
+    free(p);
+}
+
+/* ---- a. the fixture's reference run --------------------------------------- */
+
+Test(trainer, fixture_trace, .timeout = 60)
+{
+    char *dir = lc_test_tmpdir();
+    char *out = xasprintf("%s/out", dir);
+    train_ok(LORAC_SOURCE_DIR "/configs/fixture_3step.yaml", out, NULL, 0);
+
+    char *meta_path = fixture("tiny-llama/meta.json");
+    char *meta_text = slurp(meta_path, NULL);
+    cr_assert_not_null(meta_text);
+    cJSON *meta = cJSON_Parse(meta_text);
+    const cJSON *trace = cJSON_GetObjectItemCaseSensitive(meta, "trace");
+    cr_assert_eq(cJSON_GetArraySize(trace), 3);
+
+    metric m[8];
+    int n = read_metrics(out, m, 8);
+    cr_assert_eq(n, 3, "expected 3 metrics lines, got %d", n);
+    double worst_loss = 0, worst_norm = 0;
+    for (int i = 0; i < 3; i++) {
+        const cJSON *t = cJSON_GetArrayItem(trace, i);
+        double ref_loss = cJSON_GetObjectItemCaseSensitive(t, "loss")->valuedouble;
+        double ref_norm = cJSON_GetObjectItemCaseSensitive(t, "grad_norm")->valuedouble;
+        double el = rel(m[i].loss, ref_loss), en = rel(m[i].grad_norm, ref_norm);
+        cr_log_info("fixture step %d: loss %.9g (ref %.9g, rel err %.2e), grad_norm %.9g "
+                    "(ref %.9g, rel err %.2e)", i + 1, m[i].loss, ref_loss, el, m[i].grad_norm,
+                    ref_norm, en);
+        cr_expect_eq(m[i].step, i + 1);
+        cr_expect_eq(m[i].lr, 1e-3);
+        cr_expect_leq(el, 1e-5, "step %d loss %.9g vs reference %.9g", i + 1, m[i].loss, ref_loss);
+        cr_expect_leq(en, 1e-4, "step %d grad_norm %.9g vs reference %.9g", i + 1, m[i].grad_norm,
+                      ref_norm);
+        worst_loss = fmax(worst_loss, el);
+        worst_norm = fmax(worst_norm, en);
+    }
+    /* rows 0–1: 15 + 10 supervised; 2–3: 15 + 6; 4–5: 15 + 15 */
+    cr_expect_eq(m[0].tokens, 25);
+    cr_expect_eq(m[1].tokens, 21);
+    cr_expect_eq(m[2].tokens, 30);
+
+    char *fin = xasprintf("%s/adapter_model.safetensors", out);
+    char *init = fixture("tiny-llama/lora_init.safetensors");
+    char *ref = fixture("tiny-llama/lora_step3.safetensors");
+    update_err e;
+    update_error(fin, init, ref, &e);
+    cr_log_info("fixture: worst loss rel err %.2e, worst grad_norm rel err %.2e; adapter update "
+                "vs PEFT: %.2e over all %zu tensors, worst tensor %.2e (%s)", worst_loss,
+                worst_norm, e.total, e.n_tensors, e.worst, e.worst_name);
+    cr_expect_eq(e.n_tensors, 2u * 2u * 7u);
+    cr_expect_lt(e.total, 1e-3, "adapter update differs from PEFT's by %.3e", e.total);
+    cr_expect_lt(e.worst, 1e-2, "tensor %s differs from PEFT's by %.3e", e.worst_name, e.worst);
+
+    char *cfgjson = xasprintf("%s/adapter_config.json", out);
+    cr_expect(path_exists(cfgjson));
+    cJSON_Delete(meta);
+    free(cfgjson);
+    free(meta_text);
+    free(meta_path);
+    free(fin);
+    free(init);
+    free(ref);
+    free(out);
+    free(dir);
+}
+
+/* ---- b. resume is bitwise ----------------------------------------------- */
+
+/* Shuffle + packing (several rows per 40-token window, a row carried over to
+ * the next window) + accumulation 2 + dropout + cosine with warmup, fresh
+ * seeded init, two data files (the fixture rows and rows of varied length). */
+static char *resume_config(const char *dir)
+{
+    char *a = fixture("tiny-llama/train.jsonl");
+    char *b = varied_rows(dir, "varied.jsonl", 7);
+    char *ds = dataset_list(a, b);
+    char *cfg = write_config(dir, "resume.yaml", ds,
+                             "lora_r: 4\n"
+                             "lora_alpha: 8\n"
+                             "lora_dropout: 0.1\n"
+                             "lora_target_modules: [q_proj, v_proj, down_proj]\n"
+                             "sequence_len: 40\n"
+                             "sample_packing: true\n"
+                             "shuffle: true\n"
+                             "micro_batch_size: 1\n"
+                             "gradient_accumulation_steps: 2\n"
+                             "max_steps: 6\n"
+                             "learning_rate: 5.0e-3\n"
+                             "lr_scheduler: cosine\n"
+                             "warmup_steps: 1\n"
+                             "weight_decay: 0.01\n"
+                             "max_grad_norm: 1.0\n"
+                             "seed: 1234\n"
+                             "save_steps: 3\n");
+    free(a);
+    free(b);
+    free(ds);
+    return cfg;
+}
+
+/* Everything a finished run leaves that must not depend on an interruption. */
+static void assert_same_run(const char *a, const char *b, int64_t last)
+{
+    const char *files[] = {"adapter_model.safetensors", "adapter_config.json"};
+    for (int i = 0; i < 2; i++) {
+        char *x = xasprintf("%s/%s", a, files[i]), *y = xasprintf("%s/%s", b, files[i]);
+        assert_same_file(x, y);
+        free(x);
+        free(y);
+    }
+    const char *ck[] = {"adapter_model.safetensors", "adapter_config.json",
+                        "optimizer.safetensors", "trainer_state.json"};
+    for (int i = 0; i < 4; i++) {
+        char *x = xasprintf("%s/checkpoint-%lld/%s", a, (long long)last, ck[i]);
+        char *y = xasprintf("%s/checkpoint-%lld/%s", b, (long long)last, ck[i]);
+        assert_same_file(x, y);
+        free(x);
+        free(y);
+    }
+    char *ma = metrics_upto(a, -1), *mb = metrics_upto(b, -1);
+    char *sa = strip_tok_s(ma), *sb = strip_tok_s(mb);
+    cr_assert_str_eq(sa, sb, "metrics.jsonl differ (tok_s removed):\n--- straight:\n%s--- resumed:\n%s",
+                     sa, sb);
+    free(ma);
+    free(mb);
+    free(sa);
+    free(sb);
+}
+
+Test(trainer, resume_bitwise, .timeout = 60)
+{
+    char *dir = lc_test_tmpdir();
+    char *cfg = resume_config(dir);
+    char *A = xasprintf("%s/A", dir), *B = xasprintf("%s/B", dir);
+
+    /* A: 6 steps straight. */
+    train_ok(cfg, A, NULL, 0);
+    metric m[16];
+    cr_assert_eq(read_metrics(A, m, 16), 6);
+    cr_assert_lt(m[0].lr, m[1].lr, "warmup: lr %g then %g", m[0].lr, m[1].lr);
+    cr_assert_gt(m[1].lr, m[5].lr, "cosine decay: lr %g then %g", m[1].lr, m[5].lr);
+    cr_assert_geq(m[5].epoch, 1, "6 steps should span more than one epoch");
+    int64_t step, epoch, rows;
+    char *ck3 = xasprintf("%s/checkpoint-3", A);
+    read_state(ck3, &step, &epoch, &rows);
+    cr_assert_eq(step, 3);
+    cr_assert_gt(rows, 0, "checkpoint-3 should be inside an epoch (epoch %lld, rows %lld)",
+                 (long long)epoch, (long long)rows);
+    cr_log_info("resume: checkpoint-3 cursor = epoch %lld, %lld rows in", (long long)epoch,
+                (long long)rows);
+
+    /* B: the same run, cut back to what a run stopped after step 3 leaves
+     * (checkpoint-3 and metrics of steps ≤ 3), then resumed. */
+    train_ok(cfg, B, NULL, 0);
+    const char *gone[] = {"checkpoint-6", "adapter_model.safetensors", "adapter_config.json",
+                          "metrics.jsonl"};
+    char *kept = metrics_upto(B, 3);
+    for (int i = 0; i < 4; i++) {
+        char *p = xasprintf("%s/%s", B, gone[i]);
+        if (i == 0) {
+            char *cmd = xasprintf("rm -rf '%s'", p);
+            cr_assert_eq(system(cmd), 0);
+            free(cmd);
+        } else {
+            cr_assert_eq(unlink(p), 0, "unlink %s", p);
+        }
+        free(p);
+    }
+    free(write_text(B, "metrics.jsonl", kept));
+    const char *resume[] = {"resume_from_checkpoint=auto"};
+    train_ok(cfg, B, resume, 1);
+    char *logp = xasprintf("%s.log", B);
+    char *log = slurp(logp, NULL);
+    cr_assert(strstr(log, "/checkpoint-3 (step 3,"), "B did not resume from checkpoint-3:\n%s", log);
+    assert_same_run(A, B, 6);
+
+    /* Dropout really is on: the same run without it differs. */
+    char *C = xasprintf("%s/C", dir);
+    const char *nodrop[] = {"lora_dropout=0"};
+    train_ok(cfg, C, nodrop, 1);
+    metric mc[16];
+    cr_assert_eq(read_metrics(C, mc, 16), 6);
+    cr_assert_neq(mc[0].loss, m[0].loss, "lora_dropout 0.1 did not change the step-1 loss");
+
+    free(C);
+    free(log);
+    free(logp);
+    free(kept);
+    free(ck3);
+    free(A);
+    free(B);
+    free(cfg);
+    free(dir);
+}
+
+Test(trainer, resume_every_step, .timeout = 60)
+{
+    char *dir = lc_test_tmpdir();
+    char *cfg = resume_config(dir);
+    char *A = xasprintf("%s/A", dir), *A3 = xasprintf("%s/A3", dir);
+    const char *every[] = {"save_steps=1"};
+    train_ok(cfg, A, every, 1);
+    /* Saving checkpoints does not perturb training. */
+    train_ok(cfg, A3, NULL, 0);
+    char *x = xasprintf("%s/adapter_model.safetensors", A),
+         *y = xasprintf("%s/adapter_model.safetensors", A3);
+    assert_same_file(x, y);
+    free(x);
+    free(y);
+
+    for (int k = 1; k <= 5; k++) {
+        char *B = xasprintf("%s/B%d", dir, k);
+        cr_assert_eq(mkdir(B, 0755), 0);
+        char *from = xasprintf("%s/checkpoint-%d", A, k), *to = xasprintf("%s/checkpoint-%d", B, k);
+        copy_dir(from, to);
+        int64_t step, epoch, rows;
+        read_state(from, &step, &epoch, &rows);
+        cr_log_info("resume from checkpoint-%d: epoch %lld, %lld rows in", k, (long long)epoch,
+                    (long long)rows);
+        /* metrics of steps ≤ k, plus a stale line of step k+1 that the
+         * resumed run must drop */
+        char *kept = metrics_upto(A, k);
+        char *text = xasprintf("%s{\"step\":%d,\"loss\":0}\n", kept, k + 1);
+        free(write_text(B, "metrics.jsonl", text));
+        const char *resume[] = {"save_steps=1", "resume_from_checkpoint=auto"};
+        train_ok(cfg, B, resume, 2);
+        assert_same_run(A, B, 6);
+        for (int j = k + 1; j < 6; j++) {
+            char *p = xasprintf("%s/checkpoint-%d/optimizer.safetensors", A, j);
+            char *q = xasprintf("%s/checkpoint-%d/optimizer.safetensors", B, j);
+            assert_same_file(p, q);
+            free(p);
+            free(q);
+        }
+        free(text);
+        free(kept);
+        free(from);
+        free(to);
+        free(B);
+    }
+    free(A);
+    free(A3);
+    free(cfg);
+    free(dir);
+}
+
+/* ---- c. accumulation == one batch ------------------------------------------ */
+
+/* Config for one step on `data` from adapter_init (dropout 0), as the fixture. */
+static char *one_step_config(const char *dir, const char *name, const char *data)
+{
+    char *init = fixture("tiny-llama/adapter_init");
+    char *ds = dataset_list(data, NULL);
+    char *keys = xasprintf("lora_model_dir: %s\n"
+                           "shuffle: false\n"
+                           "max_steps: 1\n"
+                           "learning_rate: 1.0e-3\n"
+                           "lr_scheduler: constant\n"
+                           "weight_decay: 0.01\n"
+                           "max_grad_norm: 1.0\n",
+                           init);
+    char *cfg = write_config(dir, name, ds, keys);
+    free(keys);
+    free(ds);
+    free(init);
+    return cfg;
+}
+
+/* Compares two one-step runs: loss, grad_norm, tokens, and the update. */
+static void compare_runs(const char *what, const char *x, const char *y, double tol_loss,
+                         double tol_norm, double tol_update)
+{
+    metric a[4], b[4];
+    cr_assert_eq(read_metrics(x, a, 4), 1);
+    cr_assert_eq(read_metrics(y, b, 4), 1);
+    cr_assert_eq(a[0].tokens, b[0].tokens, "%s: supervised tokens %lld vs %lld", what,
+                 (long long)a[0].tokens, (long long)b[0].tokens);
+    double el = rel(a[0].loss, b[0].loss), en = rel(a[0].grad_norm, b[0].grad_norm);
+    char *fx = xasprintf("%s/adapter_model.safetensors", x);
+    char *fy = xasprintf("%s/adapter_model.safetensors", y);
+    char *init = fixture("tiny-llama/lora_init.safetensors");
+    update_err e;
+    update_error(fx, init, fy, &e);
+    cr_log_info("%s: loss %.9g vs %.9g (rel %.2e), grad_norm %.9g vs %.9g (rel %.2e), "
+                "update rel err %.2e (worst tensor %.2e, %s)", what, a[0].loss, b[0].loss, el,
+                a[0].grad_norm, b[0].grad_norm, en, e.total, e.worst, e.worst_name);
+    cr_expect_leq(el, tol_loss, "%s: loss %.9g vs %.9g", what, a[0].loss, b[0].loss);
+    cr_expect_leq(en, tol_norm, "%s: grad_norm %.9g vs %.9g", what, a[0].grad_norm, b[0].grad_norm);
+    cr_expect_leq(e.total, tol_update, "%s: adapters differ by %.3e", what, e.total);
+    free(fx);
+    free(fy);
+    free(init);
+}
+
+Test(trainer, accumulation, .timeout = 60)
+{
+    char *dir = lc_test_tmpdir();
+    const int rows[] = {0, 1}; /* 15 and 10 supervised targets */
+    char *data = fixture_rows(dir, "rows01.jsonl", rows, NULL, 2);
+    char *cfg = one_step_config(dir, "accum.yaml", data);
+    char *X = xasprintf("%s/accum", dir), *Y = xasprintf("%s/batch", dir);
+    const char *accum[] = {"sequence_len=16", "micro_batch_size=1", "gradient_accumulation_steps=2"};
+    const char *batch[] = {"sequence_len=16", "micro_batch_size=2", "gradient_accumulation_steps=1"};
+    train_ok(cfg, X, accum, 3);
+    train_ok(cfg, Y, batch, 3);
+    compare_runs("accumulation 1x2 vs batch 2x1", X, Y, 1e-6, 1e-6, 1e-5);
+
+    /* And both are step 1 of the reference. */
+    metric m[2];
+    cr_assert_eq(read_metrics(X, m, 2), 1);
+    cr_expect_eq(m[0].tokens, 25);
+    cr_expect_leq(rel(m[0].loss, 6.445791721343994), 1e-5, "loss %.9g", m[0].loss);
+    cr_expect_leq(rel(m[0].grad_norm, 2.9949521709634292), 1e-4, "grad_norm %.9g", m[0].grad_norm);
+    free(X);
+    free(Y);
+    free(cfg);
+    free(data);
+    free(dir);
+}
+
+/* ---- d. packing == no packing ----------------------------------------------- */
+
+Test(trainer, packing, .timeout = 60)
+{
+    char *dir = lc_test_tmpdir();
+    /* Two whole 16-token rows in one 32-token window. */
+    const int rows[] = {0, 1};
+    char *data = fixture_rows(dir, "rows01.jsonl", rows, NULL, 2);
+    char *cfg = one_step_config(dir, "pack.yaml", data);
+    char *P = xasprintf("%s/packed", dir), *U = xasprintf("%s/unpacked", dir);
+    const char *packed[] = {"sequence_len=32", "sample_packing=true", "micro_batch_size=1"};
+    const char *unpacked[] = {"sequence_len=16", "sample_packing=false", "micro_batch_size=2"};
+    train_ok(cfg, P, packed, 3);
+    train_ok(cfg, U, unpacked, 3);
+    compare_runs("packed 2 rows vs unpacked", P, U, 1e-5, 1e-5, 1e-4);
+
+    /* Three rows of unequal length (16, 9, 14; masked prefixes) in one
+     * 48-token window vs. three padded rows. */
+    const int rows3[] = {0, 1, 3}, cut3[] = {0, 9, 14};
+    char *data3 = fixture_rows(dir, "rows3.jsonl", rows3, cut3, 3);
+    char *cfg3 = one_step_config(dir, "pack3.yaml", data3);
+    char *P3 = xasprintf("%s/packed3", dir), *U3 = xasprintf("%s/unpacked3", dir);
+    const char *packed3[] = {"sequence_len=48", "sample_packing=true", "micro_batch_size=1"};
+    const char *unpacked3[] = {"sequence_len=16", "sample_packing=false", "micro_batch_size=3"};
+    train_ok(cfg3, P3, packed3, 3);
+    train_ok(cfg3, U3, unpacked3, 3);
+    char *logp = xasprintf("%s.log", P3);
+    char *log = slurp(logp, NULL);
+    cr_assert(strstr(log, "data: 3 rows, 39 tokens"), "unexpected data:\n%s", log);
+    compare_runs("packed 3 uneven rows vs unpacked", P3, U3, 1e-5, 1e-5, 1e-4);
+
+    free(log);
+    free(logp);
+    free(P3);
+    free(U3);
+    free(cfg3);
+    free(data3);
+    free(P);
+    free(U);
+    free(cfg);
+    free(data);
+    free(dir);
+}
+
+/* ---- e. SIGKILL while checkpoints are written ----------------------------- */
+
+/* Every checkpoint-N in out must be complete and loadable; returns the newest
+ * N (0 when none) and counts checkpoint-N.tmp leftovers. */
+static int64_t check_checkpoints(const char *out, int *n_tmp, int *n_complete)
+{
+    DIR *d = opendir(out);
+    cr_assert_not_null(d, "opendir %s", out);
+    struct dirent *e;
+    int64_t newest = 0;
+    *n_tmp = 0;
+    *n_complete = 0;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "checkpoint-", 11) != 0)
+            continue;
+        char *end;
+        long long k = strtoll(e->d_name + 11, &end, 10);
+        if (strcmp(end, ".tmp") == 0) {
+            (*n_tmp)++;
+            continue;
+        }
+        cr_assert(*end == '\0' && k >= 0, "unexpected entry %s/%s", out, e->d_name);
+        char *ck = xasprintf("%s/%s", out, e->d_name);
+        const char *st_files[] = {"adapter_model.safetensors", "optimizer.safetensors"};
+        for (int i = 0; i < 2; i++) {
+            char *p = xasprintf("%s/%s", ck, st_files[i]);
+            lc_st_file f;
+            lc_error err;
+            cr_assert_eq(lc_st_open(&f, p, &err), 0, "incomplete checkpoint: %s", err.msg);
+            lc_st_close(&f);
+            free(p);
+        }
+        const char *js_files[] = {"adapter_config.json", "trainer_state.json"};
+        for (int i = 0; i < 2; i++) {
+            char *p = xasprintf("%s/%s", ck, js_files[i]);
+            char *text = slurp(p, NULL);
+            cr_assert_not_null(text, "incomplete checkpoint: %s missing", p);
+            cJSON *j = cJSON_Parse(text);
+            cr_assert(cJSON_IsObject(j), "incomplete checkpoint: %s does not parse", p);
+            cJSON_Delete(j);
+            free(text);
+            free(p);
+        }
+        int64_t step, epoch, rows;
+        read_state(ck, &step, &epoch, &rows);
+        cr_assert_eq(step, k, "%s holds step %lld", ck, (long long)step);
+        free(ck);
+        (*n_complete)++;
+        if (k > newest)
+            newest = k;
+    }
+    closedir(d);
+    return newest;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Many short steps, a checkpoint after each (pruned to the newest 3). */
+static char *long_run_config(const char *dir, const char *extra_keys)
+{
+    char *data = fixture("tiny-llama/train.jsonl");
+    char *init = fixture("tiny-llama/adapter_init");
+    char *ds = dataset_list(data, NULL);
+    char *keys = xasprintf("lora_model_dir: %s\n"
+                           "sequence_len: 16\n"
+                           "micro_batch_size: 1\n"
+                           "shuffle: true\n"
+                           "max_steps: 100000\n"
+                           "learning_rate: 1.0e-4\n"
+                           "lr_scheduler: constant\n"
+                           "%s",
+                           init, extra_keys);
+    char *cfg = write_config(dir, "long.yaml", ds, keys);
+    free(keys);
+    free(ds);
+    free(init);
+    free(data);
+    return cfg;
+}
+
+Test(trainer, sigkill_checkpoints, .timeout = 120)
+{
+    char *dir = lc_test_tmpdir();
+    char *cfg = long_run_config(dir, "save_steps: 1\n"
+                                     "save_total_limit: 3\n"
+                                     "resume_from_checkpoint: auto\n");
+    char *out = xasprintf("%s/out", dir);
+    char *errp = xasprintf("%s/stderr.txt", dir);
+    uint64_t rng = 20240601;
+    int64_t newest = 0;
+    int kills = 0, tmp_after_kill = 0, iterations = 16;
+    for (int it = 0; it < iterations; it++) {
+        pid_t pid = spawn_lorac(cfg, out, errp, NULL, 0);
+        int64_t target = it == 0 ? 2 : newest + 1;
+        char *wait_path = xasprintf("%s/checkpoint-%lld/trainer_state.json", out, (long long)target);
+        int code = -1;
+        int got = poll_for(wait_path, pid, 30, &code, errp);
+        if (!got) {
+            char *log = slurp(errp, NULL);
+            cr_assert_fail("run %d exited with %d before %s appeared:\n%s", it, code, wait_path,
+                           log ? log : "");
+        }
+        long delay = it == 0 ? 0 : (long)(rng_next(&rng) % 30000);
+        sleep_us(delay);
+        kill(pid, SIGKILL);
+        code = wait_child(pid);
+        cr_assert_eq(code, 128 + SIGKILL, "run %d ended with %d", it, code);
+        kills++;
+        int n_tmp, n_complete;
+        int64_t now = check_checkpoints(out, &n_tmp, &n_complete);
+        cr_assert_geq(now, target, "run %d: newest complete checkpoint %lld < %lld", it,
+                      (long long)now, (long long)target);
+        cr_assert_leq(n_complete, 4, "save_total_limit 3: %d checkpoints left", n_complete);
+        tmp_after_kill += n_tmp > 0;
+        newest = now;
+        free(wait_path);
+    }
+    cr_log_info("sigkill: %d kills, %d left a checkpoint-N.tmp behind (killed mid-write), "
+                "newest checkpoint %lld", kills, tmp_after_kill, (long long)newest);
+
+    /* Resume: from the newest complete checkpoint, two more steps, exit 0. */
+    char *last = xasprintf("max_steps=%lld", (long long)newest + 2);
+    const char *extra[] = {last};
+    char *log;
+    int code = run_lorac(cfg, out, errp, extra, 1, &log);
+    cr_assert_eq(code, 0, "resume failed (%d):\n%s", code, log);
+    char *want = xasprintf("resume: %s/checkpoint-%lld (step %lld,", out, (long long)newest,
+                           (long long)newest);
+    cr_assert(strstr(log, want), "expected '%s' in:\n%s", want, log);
+    int n_tmp, n_complete;
+    int64_t fin = check_checkpoints(out, &n_tmp, &n_complete);
+    cr_assert_eq(fin, newest + 2);
+    cr_assert_eq(n_tmp, 0, "the last save should have removed checkpoint-N.tmp leftovers");
+    assert_steps_contiguous(out, newest + 2);
+    char *ad = xasprintf("%s/adapter_model.safetensors", out);
+    cr_assert(path_exists(ad));
+
+    free(ad);
+    free(want);
+    free(log);
+    free(last);
+    free(errp);
+    free(out);
+    free(cfg);
+    free(dir);
+}
+
+/* ---- f. SIGTERM / SIGINT ----------------------------------------------- */
+
+static void clean_stop(int sig)
+{
+    char *dir = lc_test_tmpdir();
+    char *cfg = long_run_config(dir, "save_steps: 0\n");
+    char *out = xasprintf("%s/out", dir);
+    char *errp = xasprintf("%s/stderr.txt", dir);
+    char *metrics = xasprintf("%s/metrics.jsonl", out);
+    pid_t pid = spawn_lorac(cfg, out, errp, NULL, 0);
+    /* wait for the first complete metrics line */
+    double t0 = now_s();
+    for (;;) {
+        char *text = slurp(metrics, NULL);
+        bool line = text && strchr(text, '\n');
+        free(text);
+        if (line)
+            break;
+        int status;
+        cr_assert_eq(waitpid(pid, &status, WNOHANG), 0, "lorac exited early");
+        cr_assert_lt(now_s() - t0, 30.0, "no metrics line after 30 s");
+        sleep_us(200);
+    }
+    cr_assert_eq(kill(pid, sig), 0);
+    int code = wait_child(pid);
+    char *log = slurp(errp, NULL);
+    cr_assert_eq(code, 0, "%s: exit %d:\n%s", strsignal(sig), code, log);
+    int n_tmp, n_complete;
+    int64_t step = check_checkpoints(out, &n_tmp, &n_complete);
+    cr_assert_eq(n_complete, 1, "%s: expected one checkpoint, found %d", strsignal(sig), n_complete);
+    cr_assert_geq(step, 1);
+    char *said = xasprintf("interrupted: saving a checkpoint at step %lld", (long long)step);
+    cr_assert(strstr(log, said), "expected '%s' in:\n%s", said, log);
+    assert_steps_contiguous(out, step);
+    cr_log_info("%s: stopped at step %lld", strsignal(sig), (long long)step);
+
+    char *last = xasprintf("max_steps=%lld", (long long)step + 2);
+    const char *extra[] = {"resume_from_checkpoint=auto", last};
+    char *log2;
+    code = run_lorac(cfg, out, errp, extra, 2, &log2);
+    cr_assert_eq(code, 0, "resume after %s failed (%d):\n%s", strsignal(sig), code, log2);
+    char *want = xasprintf("resume: %s/checkpoint-%lld (step %lld,", out, (long long)step,
+                           (long long)step);
+    cr_assert(strstr(log2, want), "expected '%s' in:\n%s", want, log2);
+    assert_steps_contiguous(out, step + 2);
+    char *ad = xasprintf("%s/adapter_model.safetensors", out);
+    cr_assert(path_exists(ad));
+
+    free(ad);
+    free(want);
+    free(log2);
+    free(last);
+    free(said);
+    free(log);
+    free(metrics);
+    free(errp);
+    free(out);
+    free(cfg);
+    free(dir);
+}
+
+Test(trainer, sigterm, .timeout = 60)
+{
+    clean_stop(SIGTERM);
+}
+
+Test(trainer, sigint, .timeout = 60)
+{
+    clean_stop(SIGINT);
+}
+
+/* ---- g. bad inputs through the CLI ------------------------------------------- */
+
+/* Runs the binary on cfg (+ one optional --set) and expects exit 1 or 2 with
+ * exactly one "lorac: " line, the last one, containing each of the
+ * substrings. */
+static void expect_cli_error(const char *dir, const char *what, const char *cfg, const char *set,
+                             const char *sub1, const char *sub2)
+{
+    char *errp = xasprintf("%s/stderr-%s.txt", dir, what);
+    char *out = xasprintf("%s/out-%s", dir, what);
+    const char *extra[] = {set};
+    char *log;
+    int code = run_lorac(cfg, out, errp, extra, set ? 1 : 0, &log);
+    cr_expect(code == 1 || code == 2, "%s: exit code %d:\n%s", what, code, log);
+    int n_err = 0;
+    const char *errline = NULL;
+    for (const char *l = log; *l;) {
+        const char *nl = strchr(l, '\n');
+        if (strncmp(l, "lorac: ", 7) == 0) {
+            n_err++;
+            errline = l;
+        }
+        if (!nl)
+            break;
+        l = nl + 1;
+    }
+    cr_expect_eq(n_err, 1, "%s: expected one 'lorac: ' line:\n%s", what, log);
+    if (errline) {
+        const char *nl = strchr(errline, '\n');
+        cr_expect(nl && nl[1] == '\0', "%s: the error is not the single last line:\n%s", what, log);
+        size_t n = nl ? (size_t)(nl - errline) : strlen(errline);
+        char *line = strndup(errline, n);
+        cr_expect(strstr(line, sub1), "%s: '%s' lacks '%s'", what, line, sub1);
+        if (sub2)
+            cr_expect(strstr(line, sub2), "%s: '%s' lacks '%s'", what, line, sub2);
+        cr_log_info("bad input %-16s exit %d: %s", what, code, line);
+        free(line);
+    }
+    free(log);
+    free(out);
+    free(errp);
+}
+
+Test(trainer, bad_inputs, .timeout = 60)
+{
+    char *dir = lc_test_tmpdir();
+    char *good = fixture("tiny-llama/train.jsonl");
+    char *ds = dataset_list(good, NULL);
+
+    char *c1 = write_config(dir, "typo.yaml", ds, "lerning_rate: 1.0e-3\n");
+    expect_cli_error(dir, "unknown-key", c1, NULL, "typo.yaml:8: unknown key 'lerning_rate'",
+                     "did you mean 'learning_rate'");
+
+    char *c2 = write_config(dir, "nomodel.yaml", ds, "");
+    expect_cli_error(dir, "missing-model", c2, "base_model=/nonexistent/lorac-model",
+                     "/nonexistent/lorac-model", NULL);
+
+    char *big = write_text(dir, "big.jsonl",
+                           "{\"input_ids\": [1, 2, 3]}\n"
+                           "{\"input_ids\": [4, 512, 6], \"labels\": [4, 512, 6]}\n");
+    char *ds3 = dataset_list(big, NULL);
+    char *c3 = write_config(dir, "big.yaml", ds3, "");
+    char *where3 = xasprintf("%s:2:", big);
+    expect_cli_error(dir, "token-vocab", c3, NULL, where3, "out of range [0, 512)");
+
+    char *masked = write_text(dir, "masked.jsonl",
+                              "{\"input_ids\": [1, 2, 3], \"labels\": [-100, -100, -100]}\n"
+                              "{\"input_ids\": [4, 5], \"labels\": [-100, -100]}\n"
+                              "{\"input_ids\": [7]}\n");
+    char *ds4 = dataset_list(masked, NULL);
+    char *c4 = write_config(dir, "masked.yaml", ds4, "");
+    expect_cli_error(dir, "no-supervised", c4, NULL, "no supervised tokens", NULL);
+
+    char *broken = write_text(dir, "broken.jsonl",
+                              "{\"input_ids\": [1, 2, 3]}\n"
+                              "\n"
+                              "{\"input_ids\": [1, 2, 3]\n");
+    char *ds5 = dataset_list(broken, NULL);
+    char *c5 = write_config(dir, "broken.yaml", ds5, "");
+    char *where5 = xasprintf("%s:3:", broken);
+    expect_cli_error(dir, "malformed-jsonl", c5, NULL, where5, "not valid JSON");
+
+    char *c6 = write_config(dir, "cuda.yaml", ds, "");
+    expect_cli_error(dir, "device-cuda", c6, "device=cuda", "no CUDA backend", NULL);
+
+    char *c7 = write_config(dir, "qlora.yaml", ds, "");
+    expect_cli_error(dir, "qlora", c7, "adapter=qlora", "qlora", "not available");
+
+    char *missing = xasprintf("%s/no-such-data.jsonl", dir);
+    char *ds8 = dataset_list(missing, NULL);
+    char *c8 = write_config(dir, "nodata.yaml", ds8, "");
+    expect_cli_error(dir, "missing-dataset", c8, NULL, missing, "No such file");
+
+    expect_cli_error(dir, "bad-override", c6, "lora_r=abc", "--set lora_r=abc", "lora_r");
+
+    char *nofile = xasprintf("%s/no-such-config.yaml", dir);
+    expect_cli_error(dir, "missing-config", nofile, NULL, "no-such-config.yaml", NULL);
+
+    free(nofile);
+    free(c8);
+    free(ds8);
+    free(missing);
+    free(c7);
+    free(c6);
+    free(c5);
+    free(where5);
+    free(ds5);
+    free(broken);
+    free(c4);
+    free(ds4);
+    free(masked);
+    free(c3);
+    free(where3);
+    free(ds3);
+    free(big);
+    free(c2);
+    free(c1);
+    free(ds);
+    free(good);
+    free(dir);
+}
