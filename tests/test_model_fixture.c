@@ -1,7 +1,8 @@
 /* test_model_fixture.c — the whole model against Hugging Face transformers +
- * PEFT (tests/fixtures/tiny-llama, computed in float64): hidden states,
- * logits, loss and every LoRA gradient for rows 0–1 of train.jsonl, starting
- * from adapter_init. */
+ * PEFT (tests/fixtures/tiny-{llama,mistral,qwen2,qwen3}, computed in float64
+ * by scripts/make_fixtures.py): hidden states, logits, loss and every LoRA
+ * gradient for rows 0–1 of train.jsonl, starting from adapter_init. Qwen2
+ * exercises q/k/v biases, Qwen3 the per-head q/k RMSNorm, llama GQA. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -25,11 +26,20 @@ typedef struct fixture {
     lc_st_file ref;
 } fixture;
 
+static char fixture_dir[64];
+
+static const char *fx(const char *rel)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s/%s", fixture_dir, rel);
+    return lc_test_fixture(buf);
+}
+
 static void load_rows(fixture *f, int first, int count)
 {
     lc_error err;
     lc_jsonl_reader r;
-    cr_assert_eq(lc_jsonl_open(&r, lc_test_fixture("tiny-llama/train.jsonl"), 512, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_jsonl_open(&r, fx("train.jsonl"), 512, &err), 0, "%s", err.msg);
     cr_assert_eq(lc_batch_buf_init(&f->buf, count, 16, &err), 0);
     lc_row row;
     for (int i = 0; i < first + count; i++) {
@@ -41,17 +51,18 @@ static void load_rows(fixture *f, int first, int count)
     f->batch = (lc_batch){f->buf.B, f->buf.T, f->buf.ids, f->buf.targets, f->buf.positions, NULL};
 }
 
-static void setup(fixture *f)
+static void setup(fixture *f, const char *name)
 {
     lc_error err;
     memset(f, 0, sizeof *f);
-    cr_assert_eq(lc_model_load(&f->model, lc_test_fixture("tiny-llama/model"), &err), 0, "%s", err.msg);
+    snprintf(fixture_dir, sizeof fixture_dir, "%s", name);
+    cr_assert_eq(lc_model_load(&f->model, fx("model"), &err), 0, "%s", err.msg);
     cr_assert_eq(lc_model_prepare_rope(&f->model, 16, &err), 0);
-    cr_assert_eq(lc_lora_load_peft(&f->lora, &f->model.cfg, lc_test_fixture("tiny-llama/adapter_init"), &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_lora_load_peft(&f->lora, &f->model.cfg, fx("adapter_init"), &err), 0, "%s", err.msg);
     cr_assert_eq(lc_arena_init(&f->arena, "step", 64 << 20, &err), 0);
     cr_assert_eq(lc_tape_init(&f->tape, &f->arena, 64 << 20, &err), 0);
     load_rows(f, 0, 2);
-    cr_assert_eq(lc_st_open(&f->ref, lc_test_fixture("tiny-llama/ref_step0.safetensors"), &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_st_open(&f->ref, fx("ref_step0.safetensors"), &err), 0, "%s", err.msg);
 }
 
 static void teardown(fixture *f)
@@ -90,16 +101,16 @@ static void check_hidden(void *user, int layer, const lc_tensor *h)
         hc->worst = e;
 }
 
-Test(model_fixture, hidden_states_and_logits_match_transformers)
+static void check_logits(const char *name)
 {
     fixture f;
-    setup(&f);
+    setup(&f, name);
     int64_t N = 2 * 16, V = 512;
     float *logits = malloc((size_t)(N * V) * sizeof(float));
     hidden_check hc = {&f, 0};
     lc_model_logits(&f.model, &f.tape, &f.batch, &f.lora, logits, check_hidden, &hc);
     double e = lc_test_rel_err_f32(logits, ref_tensor(&f, "logits", (uint64_t)(N * V)), (size_t)(N * V));
-    cr_log_info("logits rel err %.3g, worst hidden rel err %.3g", e, hc.worst);
+    cr_log_info("%s: logits rel err %.3g, worst hidden rel err %.3g", name, e, hc.worst);
     cr_expect_lt(hc.worst, 1e-5, "hidden states rel err %g", hc.worst);
     cr_expect_lt(e, 1e-4, "logits rel err %g", e);
     free(logits);
@@ -107,10 +118,10 @@ Test(model_fixture, hidden_states_and_logits_match_transformers)
     teardown(&f);
 }
 
-Test(model_fixture, loss_and_every_lora_gradient_match_peft)
+static void check_loss_and_grads(const char *name)
 {
     fixture f;
-    setup(&f);
+    setup(&f, name);
     int64_t nsup = lc_batch_buf_supervised(&f.buf);
     cr_assert_eq(nsup, 15 + 10); /* row 0: 15 targets; row 1: labels 6..15 */
     double sum;
@@ -119,22 +130,22 @@ Test(model_fixture, loss_and_every_lora_gradient_match_peft)
     cr_assert_eq(n, nsup);
     double ref_loss = ref_tensor(&f, "loss", 1)[0];
     double rel = fabs(sum / n - ref_loss) / fabs(ref_loss);
-    cr_log_info("loss %.9f vs %.9f (rel %.3g)", sum / n, ref_loss, rel);
+    cr_log_info("%s: loss %.9f vs %.9f (rel %.3g)", name, sum / n, ref_loss, rel);
     cr_expect_lt(rel, 1e-5, "loss %.9f vs reference %.9f", sum / n, ref_loss);
     cr_expect_lt(fabs(loss->data[0] - ref_loss) / ref_loss, 1e-5);
 
     memset(f.lora.grads, 0, f.lora.n_params * sizeof(lc_real));
     lc_tape_backward(&f.tape, loss);
     double worst = 0;
-    char name[256], gname[300];
+    char tname[256], gname[300];
     int checked = 0;
     for (int l = 0; l < f.lora.n_layers; l++)
         for (int m = 0; m < LC_MOD_COUNT; m++) {
             const lc_lora_adapter *ad = lc_lora_get(&f.lora, l, m);
             for (int b = 0; b < 2; b++) {
                 const lc_tensor *t = b ? ad->B : ad->A;
-                lc_lora_tensor_name(name, sizeof name, l, m, b);
-                snprintf(gname, sizeof gname, "%s.grad", name);
+                lc_lora_tensor_name(tname, sizeof tname, l, m, b);
+                snprintf(gname, sizeof gname, "%s.grad", tname);
                 double e = lc_test_rel_err_f32(t->grad, ref_tensor(&f, gname, (uint64_t)t->numel),
                                                (size_t)t->numel);
                 cr_expect_lt(e, 1e-3, "%s rel err %g", gname, e);
@@ -143,7 +154,16 @@ Test(model_fixture, loss_and_every_lora_gradient_match_peft)
             }
         }
     cr_assert_eq(checked, 2 * 7 * 2);
-    cr_log_info("worst LoRA gradient rel err %.3g over %d tensors", worst, checked);
+    cr_log_info("%s: worst LoRA gradient rel err %.3g over %d tensors", name, worst, checked);
     lc_tape_reset(&f.tape);
     teardown(&f);
 }
+
+Test(model_fixture, llama_hidden_states_and_logits) { check_logits("tiny-llama"); }
+Test(model_fixture, llama_loss_and_every_lora_gradient) { check_loss_and_grads("tiny-llama"); }
+Test(model_fixture, mistral_hidden_states_and_logits) { check_logits("tiny-mistral"); }
+Test(model_fixture, mistral_loss_and_every_lora_gradient) { check_loss_and_grads("tiny-mistral"); }
+Test(model_fixture, qwen2_biases_hidden_states_and_logits) { check_logits("tiny-qwen2"); }
+Test(model_fixture, qwen2_biases_loss_and_every_lora_gradient) { check_loss_and_grads("tiny-qwen2"); }
+Test(model_fixture, qwen3_qk_norm_hidden_states_and_logits) { check_logits("tiny-qwen3"); }
+Test(model_fixture, qwen3_qk_norm_loss_and_every_lora_gradient) { check_loss_and_grads("tiny-qwen3"); }
