@@ -60,7 +60,7 @@ typedef enum key_id {
     KEY_COSINE_MIN_LR_RATIO, KEY_OPTIMIZER, KEY_WEIGHT_DECAY, KEY_ADAM_BETA1, KEY_ADAM_BETA2,
     KEY_ADAM_EPSILON, KEY_MAX_GRAD_NORM, KEY_GRADIENT_CHECKPOINTING, KEY_SEED, KEY_DEVICE,
     KEY_OUTPUT_DIR, KEY_LOGGING_STEPS, KEY_SAVE_STEPS, KEY_SAVE_TOTAL_LIMIT, KEY_EVAL_STEPS,
-    KEY_RESUME_FROM_CHECKPOINT, KEY_MAX_BAD_STEPS,
+    KEY_RESUME_FROM_CHECKPOINT, KEY_MAX_BAD_STEPS, KEY_BNB_BLOCKSIZE, KEY_BNB_DOUBLE_QUANT,
     KEY_COUNT
 } key_id;
 
@@ -143,6 +143,10 @@ static const keydef keys[KEY_COUNT] = {
                                      "a checkpoint directory path or auto" },
     [KEY_MAX_BAD_STEPS] = { "max_bad_steps", K_I64, OFF(max_bad_steps), 0, BIG, 0,
                             "an integer >= 0" },
+    [KEY_BNB_BLOCKSIZE] = { "bnb_4bit_blocksize", K_I64, OFF(bnb_4bit_blocksize), 16, 4096, 0,
+                            "an integer from 16 to 4096" },
+    [KEY_BNB_DOUBLE_QUANT] = { "bnb_4bit_use_double_quant", K_BOOL,
+                               OFF(bnb_4bit_use_double_quant), 0, 0, 0, "true or false" },
 };
 
 static const char *const adapter_names[] = { "lora", "qlora" };
@@ -971,6 +975,8 @@ void lc_train_config_defaults(lc_train_config *c)
     c->adam.weight_decay = 0.0;
     c->max_grad_norm = 1.0;
     c->seed = 42;
+    c->bnb_4bit_blocksize = 64;
+    c->bnb_4bit_use_double_quant = true;
     c->device = LC_DEVICE_AUTO;
     c->logging_steps = 1;
     /* output_dir stays NULL here: parsing fills in "out" resolved against

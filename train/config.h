@@ -23,6 +23,8 @@ typedef struct lc_train_config {
     char *config_path;              /* the YAML file (absolute or as given) */
     char *base_model;               /* resolved path */
     bool qlora;                     /* adapter: qlora (or load_in_4bit: true) */
+    int64_t bnb_4bit_blocksize;     /* NF4 block (64) */
+    bool bnb_4bit_use_double_quant; /* quantize the absmax values too (true) */
     lc_lora_config lora;            /* lora_r, lora_alpha, lora_dropout, targets, rslora */
     bool lora_target_linear;
     char *lora_model_dir;           /* NULL or resolved path */
