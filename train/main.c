@@ -1,12 +1,16 @@
 /* main.c — the lorac command line: the only place that prints errors and
  * chooses exit codes (0 ok, 1 failed, 2 bad usage). */
+#include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "train/bench.h"
 #include "train/config.h"
+#include "train/info.h"
+#include "train/merge.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f)
@@ -16,6 +20,9 @@ static void usage(FILE *f)
                "  train CONFIG.yaml [--set key=value ...]   fine-tune LoRA adapters\n"
                "  bench [--layers N --hidden N ...]          time forward+backward+AdamW steps\n"
                "                                             on a random model (see --help)\n"
+               "  merge --base DIR --adapter DIR --out DIR   fold an adapter into its base model\n"
+               "  eval CONFIG.yaml | --model DIR --data F    loss and perplexity on tokenized JSONL\n"
+               "  info DIR                                   architecture, parameters, memory plan\n"
                "run 'lorac <command> --help' for a command's options\n");
 }
 
@@ -80,6 +87,360 @@ static int cmd_train(int argc, char **argv)
     return rc;
 }
 
+/* ---- option helpers for merge / eval / info ---- */
+
+/* Matches argv[*i] against flag ("--x V" or "--x=V"). Returns 1 with *val
+ * set, 0 when it is another argument, -1 when the value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *flag, const char **val)
+{
+    size_t n = strlen(flag);
+    if (strncmp(argv[*i], flag, n) != 0)
+        return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *val = argv[++*i];
+    return 1;
+}
+
+static bool parse_count(const char *cmd, const char *flag, const char *v, int64_t max,
+                        int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < 1 || x > max) {
+        fprintf(stderr, "lorac %s: %s: expected an integer from 1 to %lld, got '%s'\n", cmd, flag,
+                (long long)max, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+static void merge_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lorac merge --base DIR --adapter DIR --out DIR [--dtype auto|bf16|f16|f32]\n"
+        "                   [--force] [--no-verify]\n"
+        "  Folds a PEFT LoRA adapter into its base model: every adapted linear becomes\n"
+        "  W + scaling * (B @ A), computed in f32 and written back in the base's dtype (or\n"
+        "  --dtype) with round-to-nearest-even; every other tensor is copied bit for bit.\n"
+        "  OUT is a plain Hugging Face model directory: the base's shard files and\n"
+        "  model.safetensors.index.json (same weight_map), config.json, tokenizer and\n"
+        "  generation files (*.json, *.model, *.txt, *.jinja, *.tiktoken) copied. Shards are\n"
+        "  processed one at a time: peak memory is about one shard (printed at the end).\n"
+        "  --base DIR      the Hugging Face model the adapter was trained on\n"
+        "  --adapter DIR   adapter_config.json + adapter_model.safetensors (PEFT)\n"
+        "  --out DIR       where to write the merged model; must not exist\n"
+        "  --dtype D       auto (default: each tensor keeps its dtype), or bf16, f16, f32:\n"
+        "                  every float tensor is written in D and config.json's dtype and\n"
+        "                  the index's total_size are updated\n"
+        "  --force         replace OUT when it exists (only once the new model is complete)\n"
+        "  --no-verify     skip the verification below\n"
+        "  Verification: a fixed probe batch (2 rows x 16 tokens) runs through base + adapter\n"
+        "  and through the merged model; the largest absolute logit difference must be at\n"
+        "  most 1e-3 when the merged weights are f32, or 5e-2 x max|logit| when they are\n"
+        "  bf16/f16 (rounding the merged weights to 8 or 11 mantissa bits moves the logits\n"
+        "  by a fraction of their scale). Otherwise nothing is written and merge fails.\n"
+        "  Any failure (a write error such as a full disk included) removes the partial\n"
+        "  output; an existing OUT is left as it was.\n"
+        "  Quantized bases (config.json quantization_config, bitsandbytes 4-bit) are refused:\n"
+        "  merging into them needs dequantizing, planned as --dequantize in a later version.\n"
+        "  Exit status: 0 merged, 1 failed, 2 bad usage.\n");
+}
+
+static int cmd_merge(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        merge_usage(stdout);
+        return 0;
+    }
+    lc_merge_opts o = {.dtype = LC_MERGE_DTYPE_AUTO, .verify = true};
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        int k;
+        if ((k = opt_value(argc, argv, &i, "--base", &v)) != 0)
+            o.base_dir = v;
+        else if ((k = opt_value(argc, argv, &i, "--adapter", &v)) != 0)
+            o.adapter_dir = v;
+        else if ((k = opt_value(argc, argv, &i, "--out", &v)) != 0)
+            o.out_dir = v;
+        else if ((k = opt_value(argc, argv, &i, "--dtype", &v)) != 0) {
+            if (k > 0 && lc_merge_parse_dtype(v, &o.dtype) != 0) {
+                fprintf(stderr, "lorac merge: --dtype: expected auto, bf16, f16 or f32, got '%s'\n", v);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--force") == 0) {
+            o.force = true;
+        } else if (strcmp(argv[i], "--no-verify") == 0) {
+            o.verify = false;
+        } else if (strcmp(argv[i], "--dequantize") == 0) {
+            fprintf(stderr, "lorac merge: --dequantize is not available in this version (NF4 "
+                    "dequantization is not implemented yet): merge into the unquantized base\n");
+            return 2;
+        } else {
+            fprintf(stderr, "lorac merge: unknown argument '%s'\n", argv[i]);
+            merge_usage(stderr);
+            return 2;
+        }
+        if (k < 0) {
+            fprintf(stderr, "lorac merge: %s needs a value\n", argv[i]);
+            return 2;
+        }
+    }
+    const char *missing = !o.base_dir ? "--base DIR" : !o.adapter_dir ? "--adapter DIR"
+                          : !o.out_dir ? "--out DIR" : NULL;
+    if (missing) {
+        fprintf(stderr, "lorac merge: missing %s\n", missing);
+        merge_usage(stderr);
+        return 2;
+    }
+    lc_error err = {{0}};
+    lc_merge_report r;
+    if (lc_merge(&o, &r, stdout, &err)) {
+        fflush(stdout);
+        fprintf(stderr, "lorac merge: %s\n", err.msg);
+        return 1;
+    }
+    printf("merged %d linears of %s into %s: %s (%d shard%s, %d tensors, %.1f MiB",
+           r.n_merged, o.adapter_dir, o.base_dir, o.out_dir, r.n_shards, r.n_shards == 1 ? "" : "s",
+           r.n_tensors, r.bytes_written / 1048576.0);
+    if (r.n_converted)
+        printf(", %d other tensors converted", r.n_converted);
+    printf(")\ncopied: %s\n", r.n_files_copied ? r.copied : "(no other files)");
+    printf("peak memory (max RSS) while merging: %.1f MiB (largest input shard %.1f MiB), "
+           "%.2f s", r.peak_rss_merge / 1048576.0, r.largest_shard_bytes / 1048576.0,
+           r.seconds_merge);
+    if (r.verified)
+        printf("; %.1f MiB with the verification (maps base and merged model), %.2f s",
+               r.peak_rss_total / 1048576.0, r.seconds_verify);
+    printf("\n");
+    if (r.verified)
+        printf("verify: max abs logit difference %.3g (tolerance %.3g, %s; max |logit| %.3g; "
+               "%dx%d-token probe batch): ok\n", r.verify_max_diff, r.verify_tolerance,
+               r.low_precision ? "5e-2 x max|logit| for bf16/f16 output" : "f32 output",
+               r.verify_max_logit, LC_MERGE_PROBE_ROWS, LC_MERGE_PROBE_TOKENS);
+    else
+        printf("verify: skipped (--no-verify)\n");
+    return 0;
+}
+
+static void eval_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lorac eval CONFIG.yaml [--set key=value ...]\n"
+        "       lorac eval --model DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...]\n"
+        "                  [--seq-len N] [--micro-batch N]\n"
+        "  Prints the mean loss over the supervised tokens, the perplexity exp(loss), the\n"
+        "  number of supervised tokens and the throughput (tokens/s). Rows are evaluated\n"
+        "  unpacked, in file order, truncated to the sequence length.\n"
+        "  With CONFIG.yaml (the training config, keys as for lorac train):\n"
+        "    model:    base_model\n"
+        "    adapter:  the trained adapter in output_dir when output_dir/adapter_model.safetensors\n"
+        "              exists, else lora_model_dir, else none (the base model alone)\n"
+        "    data:     test_datasets, or datasets when there are none\n"
+        "    lengths:  sequence_len and micro_batch_size\n"
+        "  --model DIR        Hugging Face model directory\n"
+        "  --adapter DIR      PEFT adapter directory (optional)\n"
+        "  --data FILE        tokenized JSONL ({\"input_ids\": [...], \"labels\": [...]}), up to 16\n"
+        "  --seq-len N        rows are truncated to N tokens (default min(2048, the model's\n"
+        "                     max_position_embeddings))\n"
+        "  --micro-batch N    rows per forward pass (default 1; changes speed, not the loss)\n"
+        "  Exit status: 0 ok, 1 failed, 2 bad usage.\n");
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        eval_usage(stdout);
+        return 0;
+    }
+    lc_eval_opts o = {0};
+    char *data[LC_CONFIG_MAX_DATASETS];
+    int n_data = 0;
+    const char *config = NULL;
+    char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    int n_sets = 0, rc = 2;
+    bool model_form = false;
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        int k;
+        if ((k = opt_value(argc, argv, &i, "--model", &v)) != 0) {
+            o.model_dir = v;
+            model_form = true;
+        } else if ((k = opt_value(argc, argv, &i, "--adapter", &v)) != 0) {
+            o.adapter_dir = v;
+            model_form = true;
+        } else if ((k = opt_value(argc, argv, &i, "--data", &v)) != 0) {
+            model_form = true;
+            if (k > 0 && n_data == LC_CONFIG_MAX_DATASETS) {
+                fprintf(stderr, "lorac eval: at most %d --data files\n", LC_CONFIG_MAX_DATASETS);
+                goto out;
+            }
+            if (k > 0)
+                data[n_data++] = (char *)v;
+        } else if ((k = opt_value(argc, argv, &i, "--seq-len", &v)) != 0) {
+            model_form = true;
+            if (k > 0 && !parse_count("eval", "--seq-len", v, 1 << 20, &o.seq_len))
+                goto out;
+        } else if ((k = opt_value(argc, argv, &i, "--micro-batch", &v)) != 0) {
+            model_form = true;
+            if (k > 0 && !parse_count("eval", "--micro-batch", v, 1 << 16, &o.micro_batch))
+                goto out;
+        } else if ((k = opt_value(argc, argv, &i, "--set", &v)) != 0) {
+            if (k > 0)
+                sets[n_sets++] = (char *)v;
+        } else if (argv[i][0] != '-' && !config) {
+            config = argv[i];
+        } else {
+            fprintf(stderr, "lorac eval: unexpected argument '%s'\n", argv[i]);
+            eval_usage(stderr);
+            goto out;
+        }
+        if (k < 0) {
+            fprintf(stderr, "lorac eval: %s needs a value\n", argv[i]);
+            goto out;
+        }
+    }
+    if (config && model_form) {
+        fprintf(stderr, "lorac eval: give either CONFIG.yaml or --model/--adapter/--data, "
+                "not both\n");
+        eval_usage(stderr);
+        goto out;
+    }
+    if (!config && (!o.model_dir || n_data == 0)) {
+        fprintf(stderr, "lorac eval: missing %s\n",
+                !model_form ? "CONFIG.yaml (or --model DIR --data FILE)"
+                : !o.model_dir ? "--model DIR" : "--data FILE");
+        eval_usage(stderr);
+        goto out;
+    }
+    if (!config && n_sets) {
+        fprintf(stderr, "lorac eval: --set applies to CONFIG.yaml only\n");
+        goto out;
+    }
+    lc_error err = {{0}};
+    lc_train_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    bool have_cfg = false;
+    char adapter_buf[4200];
+    const char *adapter_from = "--adapter", *data_from = "--data";
+    rc = 1;
+    if (config) {
+        have_cfg = true;
+        if (lc_train_config_load(&cfg, config, sets, n_sets, &err) ||
+            lc_eval_opts_from_config(&cfg, &o, adapter_buf, sizeof adapter_buf, &adapter_from,
+                                     &data_from, &err)) {
+            fprintf(stderr, "lorac eval: %s\n", err.msg);
+            goto done;
+        }
+    } else {
+        o.data = data;
+        o.n_data = n_data;
+    }
+    lc_eval_report r;
+    if (lc_eval_run(&o, &r, &err)) {
+        fprintf(stderr, "lorac eval: %s\n", err.msg);
+        goto done;
+    }
+    printf("model:             %s (%s, %d layers, %s)\n", o.model_dir, lc_arch_name(r.cfg.arch),
+           r.cfg.n_layers, lc_dtype_name(r.weight_dtype));
+    if (o.adapter_dir)
+        printf("adapter:           %s (r %d, alpha %g; from %s)\n", o.adapter_dir, r.lora_r,
+               r.lora_alpha, adapter_from);
+    else
+        printf("adapter:           none (base model alone%s)\n",
+               config ? "; no adapter in output_dir and no lora_model_dir" : "");
+    printf("data:              %d file%s from %s, %lld rows (%lld truncated to %lld tokens), "
+           "micro-batch %lld\n", o.n_data, o.n_data == 1 ? "" : "s", data_from, (long long)r.rows,
+           (long long)r.truncated, (long long)r.seq_len,
+           (long long)(o.micro_batch > 0 ? o.micro_batch : 1));
+    printf("loss:              %.9g\n", r.loss);
+    printf("perplexity:        %.6g\n", r.perplexity);
+    printf("supervised tokens: %lld\n", (long long)r.supervised);
+    printf("tokens/s:          %.1f (%lld tokens in %.3f s)\n", r.tokens_per_s,
+           (long long)r.tokens, r.seconds);
+    rc = 0;
+done:
+    if (have_cfg)
+        lc_train_config_free(&cfg);
+out:
+    free(sets);
+    return rc;
+}
+
+static void info_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lorac info DIR [--seq-len N] [--micro-batch N] [--rank R]\n"
+        "  Describes the Hugging Face model in DIR: architecture, parameter counts (total and\n"
+        "  per part), tensor dtypes, and the memory a LoRA / QLoRA run needs at the given\n"
+        "  settings (all seven linears adapted), with and without gradient checkpointing.\n"
+        "  --seq-len N       sequence length (default min(2048, max_position_embeddings))\n"
+        "  --micro-batch N   rows per micro-batch (default 1)\n"
+        "  --rank R          LoRA rank (default 8)\n"
+        "  QLoRA rows: NF4 linears at 0.5 byte/param + ~0.127 bit/param absmax (double\n"
+        "  quantization), embeddings and lm_head at the model's dtype. Gradient\n"
+        "  checkpointing rows keep one layer's activations plus each layer's residual input:\n"
+        "  an estimate for the GPU path; the CPU backend does not checkpoint yet.\n"
+        "  Exit status: 0 ok, 1 failed, 2 bad usage.\n");
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        info_usage(stdout);
+        return 0;
+    }
+    lc_info_opts o = {.micro_batch = 1, .rank = 8};
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        int k;
+        int64_t x;
+        if ((k = opt_value(argc, argv, &i, "--seq-len", &v)) != 0) {
+            if (k > 0 && !parse_count("info", "--seq-len", v, 1 << 24, &o.seq_len))
+                return 2;
+        } else if ((k = opt_value(argc, argv, &i, "--micro-batch", &v)) != 0) {
+            if (k > 0 && !parse_count("info", "--micro-batch", v, 1 << 16, &o.micro_batch))
+                return 2;
+        } else if ((k = opt_value(argc, argv, &i, "--rank", &v)) != 0) {
+            if (k > 0) {
+                if (!parse_count("info", "--rank", v, 4096, &x))
+                    return 2;
+                o.rank = (int)x;
+            }
+        } else if (argv[i][0] != '-' && !o.dir) {
+            o.dir = argv[i];
+        } else {
+            fprintf(stderr, "lorac info: unexpected argument '%s'\n", argv[i]);
+            info_usage(stderr);
+            return 2;
+        }
+        if (k < 0) {
+            fprintf(stderr, "lorac info: %s needs a value\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!o.dir) {
+        fprintf(stderr, "lorac info: missing the model directory\n");
+        info_usage(stderr);
+        return 2;
+    }
+    lc_error err = {{0}};
+    if (lc_info_print(&o, stdout, &err)) {
+        fflush(stdout);
+        fprintf(stderr, "lorac info: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -88,6 +449,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "train") == 0)
         return cmd_train(argc - 2, argv + 2);
+    if (strcmp(argv[1], "merge") == 0)
+        return cmd_merge(argc - 2, argv + 2);
+    if (strcmp(argv[1], "eval") == 0)
+        return cmd_eval(argc - 2, argv + 2);
+    if (strcmp(argv[1], "info") == 0)
+        return cmd_info(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0) {
         if (wants_help(argc - 2, argv + 2)) {
             bench_usage(stdout);

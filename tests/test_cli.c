@@ -1,0 +1,343 @@
+/* test_cli.c — `lorac eval`, `lorac info` and the command-line conventions
+ * of every command, through LORAC_BINARY:
+ *
+ *   eval_matches_reference  eval of adapter_init on rows 0–1 of train.jsonl ==
+ *                           ref_step0's loss (HF + PEFT) within 1e-5 relative,
+ *                           via --model/--adapter/--data and via a config.
+ *   info_counts             architecture and a parameter count checked against
+ *                           one computed here from config.json (and the file).
+ *   help / usage            --help exits 0 on every command; unknown options and
+ *                           missing required arguments exit 2; failures exit 1. */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "data/safetensors.h"
+#include "helpers.h"
+#include "train/fsutil.h"
+
+#define REF_LOSS_STEP0 6.445791721343994 /* meta.json trace[0].loss = ref_step0 loss */
+
+static char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    cr_assert_geq(vasprintf(&s, fmt, ap), 0);
+    va_end(ap);
+    return s;
+}
+
+static char *slurp(const char *path)
+{
+    lc_error err;
+    size_t n;
+    char *t = lc_read_file(path, 64u << 20, &n, &err);
+    cr_assert(t, "%s", err.msg);
+    return t;
+}
+
+typedef struct run_result {
+    int code;
+    char *out, *err;
+} run_result;
+
+static run_result run_lorac(const char *const *args)
+{
+    char *dir = lc_test_tmpdir();
+    char *op = xasprintf("%s/stdout", dir), *ep = xasprintf("%s/stderr", dir);
+    const char *argv[48];
+    int a = 0;
+    argv[a++] = LORAC_BINARY;
+    for (int i = 0; args[i] && a < 47; i++)
+        argv[a++] = args[i];
+    argv[a] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int o = open(op, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(ep, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(LORAC_BINARY, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        cr_assert_eq(errno, EINTR);
+    run_result r = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), NULL, NULL};
+    r.out = slurp(op);
+    r.err = slurp(ep);
+    unlink(op);
+    unlink(ep);
+    rmdir(dir);
+    free(op);
+    free(ep);
+    free(dir);
+    return r;
+}
+
+static void run_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Value after "key" on its line, as a double (fails when absent). */
+static double field(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    cr_assert(p, "'%s' not in:\n%s", key, text);
+    char *end;
+    double v = strtod(p + strlen(key), &end);
+    cr_assert(end != p + strlen(key), "no number after '%s' in:\n%s", key, text);
+    return v;
+}
+
+/* The first `rows` lines of train.jsonl in a temporary file. */
+static char *first_rows(const char *dir, int rows)
+{
+    char *text = slurp(lc_test_fixture("tiny-llama/train.jsonl"));
+    char *p = text;
+    for (int i = 0; i < rows; i++) {
+        p = strchr(p, '\n');
+        cr_assert(p);
+        p++;
+    }
+    char *path = lc_test_write_file(dir, "rows.jsonl", text, (size_t)(p - text));
+    free(text);
+    return path;
+}
+
+static void check_eval_output(const run_result *r)
+{
+    cr_assert_eq(r->code, 0, "eval failed (%d):\n%s%s", r->code, r->out, r->err);
+    cr_log_info("%s", r->out);
+    double loss = field(r->out, "loss:");
+    double rel = fabs(loss - REF_LOSS_STEP0) / REF_LOSS_STEP0;
+    cr_log_info("eval loss %.9f vs reference %.9f: rel %.3g", loss, REF_LOSS_STEP0, rel);
+    cr_expect_lt(rel, 1e-5, "loss %.9f vs %.9f", loss, REF_LOSS_STEP0);
+    cr_expect_eq(field(r->out, "supervised tokens:"), 25.0); /* row 0: 15, row 1: 10 */
+    cr_expect_lt(fabs(field(r->out, "perplexity:") - exp(REF_LOSS_STEP0)) / exp(REF_LOSS_STEP0), 1e-4);
+    cr_expect_gt(field(r->out, "tokens/s:"), 0.0);
+}
+
+Test(cli, eval_matches_reference)
+{
+    char *tmp = lc_test_tmpdir();
+    char *rows = first_rows(tmp, 2);
+    const char *args[] = {"eval", "--model", lc_test_fixture("tiny-llama/model"), "--adapter",
+                          lc_test_fixture("tiny-llama/adapter_init"), "--data", rows,
+                          "--seq-len", "16", NULL};
+    run_result r = run_lorac(args);
+    check_eval_output(&r);
+    run_free(&r);
+
+    /* the same through a training config: lora_model_dir as the adapter (no
+     * adapter in output_dir yet), datasets as data (no test_datasets) */
+    char *yaml = xasprintf("base_model: %s\nlora_model_dir: %s\ndatasets:\n  - path: %s\n"
+                           "sequence_len: 16\nmicro_batch_size: 2\noutput_dir: %s/out\n",
+                           lc_test_fixture("tiny-llama/model"),
+                           lc_test_fixture("tiny-llama/adapter_init"), rows, tmp);
+    char *cfg = lc_test_write_file(tmp, "eval.yaml", yaml, strlen(yaml));
+    const char *cargs[] = {"eval", cfg, NULL};
+    r = run_lorac(cargs);
+    check_eval_output(&r);
+    cr_expect(strstr(r.out, "lora_model_dir"), "adapter source not shown:\n%s", r.out);
+    run_free(&r);
+
+    /* an adapter trained into output_dir wins over lora_model_dir (here
+     * adapter_step3, which would give another loss) */
+    char *yaml2 = xasprintf("base_model: %s\nlora_model_dir: %s\ndatasets:\n  - path: %s\n"
+                            "sequence_len: 16\nmicro_batch_size: 1\noutput_dir: %s/out\n",
+                            lc_test_fixture("tiny-llama/model"),
+                            lc_test_fixture("tiny-llama/adapter_step3"), rows, tmp);
+    char *cfg2 = lc_test_write_file(tmp, "eval2.yaml", yaml2, strlen(yaml2));
+    char *outdir = xasprintf("%s/out", tmp);
+    lc_error err;
+    cr_assert_eq(lc_mkdir_p(outdir, &err), 0);
+    const char *files[2] = {"adapter_config.json", "adapter_model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *src = xasprintf("%s/%s", lc_test_fixture("tiny-llama/adapter_init"), files[i]);
+        char *dst = xasprintf("%s/%s", outdir, files[i]);
+        size_t n;
+        char *bytes = lc_read_file(src, 1 << 20, &n, &err);
+        cr_assert(bytes, "%s", err.msg);
+        cr_assert_eq(lc_write_file_atomic(dst, bytes, n, &err), 0, "%s", err.msg);
+        free(bytes);
+        free(src);
+        free(dst);
+    }
+    const char *cargs2[] = {"eval", cfg2, NULL};
+    r = run_lorac(cargs2);
+    check_eval_output(&r);
+    cr_expect(strstr(r.out, "from output_dir"), "adapter source not shown:\n%s", r.out);
+    run_free(&r);
+    free(outdir);
+    free(cfg2);
+    free(yaml2);
+
+    /* the base alone gives another loss */
+    const char *bargs[] = {"eval", "--model", lc_test_fixture("tiny-llama/model"), "--data", rows,
+                           "--seq-len", "16", NULL};
+    r = run_lorac(bargs);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect_gt(fabs(field(r.out, "loss:") - REF_LOSS_STEP0), 1e-3);
+    run_free(&r);
+    free(cfg);
+    free(yaml);
+    free(rows);
+    free(tmp);
+}
+
+static double jnum(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, k);
+    cr_assert(cJSON_IsNumber(v), "config.json: %s", k);
+    return v->valuedouble;
+}
+
+Test(cli, info_counts)
+{
+    const char *dir = lc_test_fixture("tiny-llama/model");
+    const char *args[] = {"info", dir, NULL};
+    run_result r = run_lorac(args);
+    cr_assert_eq(r.code, 0, "info failed (%d):\n%s%s", r.code, r.out, r.err);
+    cr_log_info("%s", r.out);
+    /* expected count from config.json: embeddings, untied head, per layer
+     * q,k,v,o + gate,up,down + two norms, final norm */
+    char *cp = xasprintf("%s/config.json", dir);
+    char *text = slurp(cp);
+    cJSON *c = cJSON_Parse(text);
+    cr_assert(c);
+    double C = jnum(c, "hidden_size"), FF = jnum(c, "intermediate_size"), L = jnum(c, "num_hidden_layers");
+    double H = jnum(c, "num_attention_heads"), KV = jnum(c, "num_key_value_heads");
+    double D = jnum(c, "head_dim"), V = jnum(c, "vocab_size");
+    bool tied = cJSON_IsTrue(cJSON_GetObjectItem(c, "tie_word_embeddings"));
+    double expect = V * C * (tied ? 1 : 2) +
+                    L * (C * H * D + 2 * C * KV * D + H * D * C + 3 * C * FF + 2 * C) + C;
+    /* and the same from the file itself */
+    lc_st_file f;
+    lc_error err;
+    char *mp = xasprintf("%s/model.safetensors", dir);
+    cr_assert_eq(lc_st_open(&f, mp, &err), 0, "%s", err.msg);
+    double numel = 0;
+    for (size_t i = 0; i < f.n_tensors; i++)
+        numel += (double)f.tensors[i].numel;
+    lc_st_close(&f);
+    cr_expect_eq(numel, expect, "file holds %.0f values, config implies %.0f", numel, expect);
+    cr_expect_eq(field(r.out, "parameters:"), expect);
+    cr_expect(strstr(r.out, "architecture:   llama"), "%s", r.out);
+    cr_expect_eq(field(r.out, "layers:"), L);
+    cr_expect_eq(field(r.out, "hidden size:"), C);
+    cr_expect_eq(field(r.out, "embeddings "), V * C);
+    cr_expect(strstr(r.out, "F32"), "dtype missing");
+    cr_expect(strstr(r.out, "QLoRA (NF4)"), "no QLoRA row");
+    cr_expect(strstr(r.out, "grad checkpointing"), "no checkpointing row");
+    run_free(&r);
+
+    const char *args2[] = {"info", dir, "--rank", "16", "--seq-len", "64", "--micro-batch", "2", NULL};
+    r = run_lorac(args2);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    /* r 16 on all seven linears of 2 layers: 16 · Σ(in + out) · L */
+    double lora = 16 * L * ((C + H * D) * 2 + (C + KV * D) * 2 + (C + FF) * 3);
+    char *want = xasprintf("(%.0f trainable parameters)", lora);
+    cr_expect(strstr(r.out, want), "expected '%s' in:\n%s", want, r.out);
+    cr_expect(strstr(r.out, "micro-batch 2 x sequence 64"), "%s", r.out);
+    run_free(&r);
+    free(want);
+    free(mp);
+    cJSON_Delete(c);
+    free(text);
+    free(cp);
+}
+
+Test(cli, help_exits_0)
+{
+    const char *cmds[] = {"train", "bench", "merge", "eval", "info"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        const char *args[] = {cmds[i], "--help", NULL};
+        run_result r = run_lorac(args);
+        cr_expect_eq(r.code, 0, "lorac %s --help: exit %d", cmds[i], r.code);
+        cr_expect(strstr(r.out, "usage: lorac"), "lorac %s --help printed:\n%s", cmds[i], r.out);
+        run_free(&r);
+    }
+    const char *top[] = {"--help", NULL};
+    run_result r = run_lorac(top);
+    cr_expect_eq(r.code, 0);
+    cr_expect(strstr(r.out, "merge") && strstr(r.out, "eval") && strstr(r.out, "info"),
+              "top-level help lists the commands:\n%s", r.out);
+    run_free(&r);
+}
+
+static void expect_exit(int code, const char *const *args, const char *needle)
+{
+    run_result r = run_lorac(args);
+    char cmd[512] = "lorac";
+    for (int i = 0; args[i]; i++)
+        snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " %s", args[i]);
+    cr_expect_eq(r.code, code, "%s: exit %d, expected %d:\n%s", cmd, r.code, code, r.err);
+    cr_expect(r.err[0] != '\0', "%s: no message on stderr", cmd);
+    if (needle)
+        cr_expect(strstr(r.err, needle), "%s: expected '%s' in:\n%s", cmd, needle, r.err);
+    run_free(&r);
+}
+
+Test(cli, bad_usage_exits_2)
+{
+    const char *model = lc_test_fixture("tiny-llama/model");
+    const char *ad = lc_test_fixture("tiny-llama/adapter_init");
+    /* unknown options */
+    expect_exit(2, (const char *[]){"merge", "--base", model, "--adapter", ad, "--out", "/tmp/x",
+                                    "--bogus", NULL}, "--bogus");
+    expect_exit(2, (const char *[]){"eval", "--model", model, "--data", "x.jsonl", "--bogus", NULL},
+                "--bogus");
+    expect_exit(2, (const char *[]){"info", model, "--bogus", NULL}, "--bogus");
+    expect_exit(2, (const char *[]){"train", "cfg.yaml", "--bogus", NULL}, "--bogus");
+    expect_exit(2, (const char *[]){"frobnicate", NULL}, "unknown command");
+    /* missing required arguments */
+    expect_exit(2, (const char *[]){"merge", NULL}, "--base");
+    expect_exit(2, (const char *[]){"merge", "--base", model, "--adapter", ad, NULL}, "--out");
+    expect_exit(2, (const char *[]){"merge", "--base", model, "--out", "/tmp/x", NULL}, "--adapter");
+    expect_exit(2, (const char *[]){"merge", "--base", NULL}, "needs a value");
+    expect_exit(2, (const char *[]){"eval", NULL}, "missing");
+    expect_exit(2, (const char *[]){"eval", "--model", model, NULL}, "--data");
+    expect_exit(2, (const char *[]){"eval", "--data", "x.jsonl", NULL}, "--model");
+    expect_exit(2, (const char *[]){"info", NULL}, "missing");
+    expect_exit(2, (const char *[]){"train", NULL}, NULL);
+    /* bad values */
+    expect_exit(2, (const char *[]){"merge", "--base", model, "--adapter", ad, "--out", "/tmp/x",
+                                    "--dtype", "int8", NULL}, "--dtype");
+    expect_exit(2, (const char *[]){"eval", "--model", model, "--data", "x", "--seq-len", "0", NULL},
+                "--seq-len");
+    expect_exit(2, (const char *[]){"info", model, "--rank", "eight", NULL}, "--rank");
+    expect_exit(2, (const char *[]){"eval", "cfg.yaml", "--model", model, NULL}, "not both");
+}
+
+Test(cli, failures_exit_1)
+{
+    const char *model = lc_test_fixture("tiny-llama/model");
+    char *tmp = lc_test_tmpdir();
+    char *missing = xasprintf("%s/nope.jsonl", tmp);
+    expect_exit(1, (const char *[]){"eval", "--model", model, "--data", missing, NULL}, "nope.jsonl");
+    expect_exit(1, (const char *[]){"eval", "--model", tmp, "--data", missing, NULL}, "config.json");
+    expect_exit(1, (const char *[]){"info", tmp, NULL}, "config.json");
+    expect_exit(1, (const char *[]){"merge", "--base", model, "--adapter", tmp, "--out", missing,
+                                    NULL}, "adapter_config.json");
+    free(missing);
+    free(tmp);
+}

@@ -1,0 +1,779 @@
+/* test_merge.c — `lorac merge` (train/merge.c), run through LORAC_BINARY so
+ * exit codes and messages are what a user sees.
+ *
+ *   fixture_matches_peft    adapter_step3 merged into the tiny-llama model ==
+ *                           merged_step3.safetensors (PEFT merge_and_unload)
+ *                           within 1e-6 for every tensor; the verification
+ *                           reports a logit difference <= 1e-4.
+ *   bf16_base_bit_exact     a BF16 copy of the model: every merged weight ==
+ *                           bf16(f32(W) + f32(scaling * B@A)), round to nearest
+ *                           even, computed here independently; all other
+ *                           tensors and the side files byte-identical; --dtype
+ *                           f32 converts every tensor and config.json.
+ *   sharded_layout          a 2-shard copy keeps its file names, tensor split
+ *                           and weight_map; --dtype bf16 updates total_size.
+ *   corrupt_hook_fails      LORAC_TEST_CORRUPT_MERGE=1 (test-only hook) makes the
+ *                           verification fail: exit 1, a message about the
+ *                           difference, nothing written.
+ *   bad_*                   mismatched adapters (hidden size, rank, layer),
+ *                           missing shard, existing output (and --force),
+ *                           quantized base, no space left (tmpfs; skipped when
+ *                           it cannot be mounted). */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "data/safetensors.h"
+#include "helpers.h"
+#include "train/fsutil.h"
+#include "train/lora.h"
+#include "train/model_config.h"
+
+#define SCALING 2.0 /* fixture LoRA: alpha 16 / r 8 */
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+
+static char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    cr_assert_geq(vasprintf(&s, fmt, ap), 0);
+    va_end(ap);
+    return s;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    lc_error err;
+    char *t = lc_read_file(path, 64u << 20, len, &err);
+    cr_assert(t, "%s", err.msg);
+    return t;
+}
+
+typedef struct run_result {
+    int code;
+    char *out, *err;
+} run_result;
+
+/* Runs LORAC_BINARY with args (NULL-terminated); env_kv ("K=V") is set in
+ * the child only. */
+static run_result run_lorac(const char *env_kv, const char *const *args)
+{
+    char *dir = lc_test_tmpdir();
+    char *op = xasprintf("%s/stdout", dir), *ep = xasprintf("%s/stderr", dir);
+    const char *argv[48];
+    int a = 0;
+    argv[a++] = LORAC_BINARY;
+    for (int i = 0; args[i] && a < 47; i++)
+        argv[a++] = args[i];
+    argv[a] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int o = open(op, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(ep, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        if (env_kv)
+            putenv((char *)env_kv);
+        execv(LORAC_BINARY, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        cr_assert_eq(errno, EINTR);
+    run_result r = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), NULL, NULL};
+    size_t n;
+    r.out = slurp(op, &n);
+    r.err = slurp(ep, &n);
+    unlink(op);
+    unlink(ep);
+    rmdir(dir);
+    free(op);
+    free(ep);
+    free(dir);
+    return r;
+}
+
+static void run_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static run_result merge3(const char *env, const char *base, const char *adapter, const char *out,
+                         const char *x1, const char *x2)
+{
+    const char *args[] = {"merge", "--base", base, "--adapter", adapter, "--out", out, x1, x2, NULL};
+    return run_lorac(env, args);
+}
+
+static bool files_equal(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    bool eq = la == lb && memcmp(x, y, la) == 0;
+    free(x);
+    free(y);
+    return eq;
+}
+
+static void copy_file(const char *src, const char *dst)
+{
+    size_t n;
+    char *t = slurp(src, &n);
+    lc_error err;
+    cr_assert_eq(lc_write_file_atomic(dst, t, n, &err), 0, "%s", err.msg);
+    free(t);
+}
+
+/* Text with the first occurrence of `from` replaced by `to` (must occur). */
+static char *replace1(const char *text, const char *from, const char *to)
+{
+    const char *p = strstr(text, from);
+    cr_assert(p, "'%s' not found", from);
+    return xasprintf("%.*s%s%s", (int)(p - text), text, to, p + strlen(from));
+}
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    free(lc_test_write_file(dir, name, text, strlen(text)));
+}
+
+static const char *fixture_model(void) { return lc_test_fixture("tiny-llama/model"); }
+static const char *fixture_adapter(void) { return lc_test_fixture("tiny-llama/adapter_step3"); }
+
+static double parse_verify_diff(const char *out)
+{
+    const char *p = strstr(out, "logit difference ");
+    cr_assert(p, "no verification line in:\n%s", out);
+    return strtod(p + strlen("logit difference "), NULL);
+}
+
+/* float value i of a F32 / BF16 tensor */
+static float elem(const lc_st_tensor *t, uint64_t i)
+{
+    if (t->dtype == LC_DTYPE_F32)
+        return ((const float *)t->data)[i];
+    cr_assert_eq(t->dtype, LC_DTYPE_BF16);
+    return lc_bf16_to_f32(((const uint16_t *)t->data)[i]);
+}
+
+/* Is name an adapted linear? Sets layer / module. */
+static bool linear_of(const char *name, int *layer, char *mod)
+{
+    char parent[32];
+    int n = 0;
+    return sscanf(name, "model.layers.%d.%31[^.].%31[^.].weight%n", layer, parent, mod, &n) == 3 &&
+           n > 0 && name[n] == '\0' && strstr(mod, "_proj");
+}
+
+/* Writes DIR/model.safetensors (all tensors of src converted to dtype F32 or
+ * BF16) and DIR/config.json (the fixture's, with dtype set to cfg_dtype). */
+static void write_converted_model(const char *dir, lc_dtype dtype, const char *cfg_dtype)
+{
+    lc_error err;
+    lc_st_file src;
+    char *mp = xasprintf("%s/model.safetensors", fixture_model());
+    cr_assert_eq(lc_st_open(&src, mp, &err), 0, "%s", err.msg);
+    lc_st_entry *e = calloc(src.n_tensors, sizeof *e);
+    void **bufs = calloc(src.n_tensors, sizeof *bufs);
+    for (size_t i = 0; i < src.n_tensors; i++) {
+        const lc_st_tensor *t = &src.tensors[i];
+        cr_assert_eq(t->dtype, LC_DTYPE_F32);
+        const void *data = t->data;
+        if (dtype == LC_DTYPE_BF16) {
+            uint16_t *b = malloc(t->numel * 2);
+            for (uint64_t k = 0; k < t->numel; k++)
+                b[k] = lc_f32_to_bf16(((const float *)t->data)[k]);
+            bufs[i] = b;
+            data = b;
+        }
+        e[i] = (lc_st_entry){t->name, dtype, t->ndim, t->shape, data};
+    }
+    char *out = xasprintf("%s/model.safetensors", dir);
+    const char *mk[1] = {"format"}, *mv[1] = {"pt"};
+    cr_assert_eq(lc_st_write(out, e, src.n_tensors, mk, mv, 1, &err), 0, "%s", err.msg);
+    for (size_t i = 0; i < src.n_tensors; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(e);
+    free(out);
+    free(mp);
+    lc_st_close(&src);
+    char *cp = xasprintf("%s/config.json", fixture_model());
+    size_t n;
+    char *text = slurp(cp, &n);
+    char *want = xasprintf("\"dtype\": \"%s\"", cfg_dtype);
+    char *cfg = replace1(text, "\"dtype\": \"float32\"", want);
+    write_text(dir, "config.json", cfg);
+    free(cfg);
+    free(want);
+    free(text);
+    free(cp);
+}
+
+static bool is_shard1(const char *name)
+{
+    return strncmp(name, "model.layers.1.", 15) != 0 && strcmp(name, "model.norm.weight") != 0;
+}
+
+/* Writes the fixture model as two shards + index into dir (F32). */
+static void write_sharded_model(const char *dir)
+{
+    lc_error err;
+    lc_st_file src;
+    char *mp = xasprintf("%s/model.safetensors", fixture_model());
+    cr_assert_eq(lc_st_open(&src, mp, &err), 0, "%s", err.msg);
+    const char *names[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    cJSON *root = cJSON_CreateObject();
+    cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
+    cJSON *wm = cJSON_AddObjectToObject(root, "weight_map");
+    double total = 0;
+    for (int s = 0; s < 2; s++) {
+        lc_st_entry *e = calloc(src.n_tensors, sizeof *e);
+        size_t n = 0;
+        for (size_t i = 0; i < src.n_tensors; i++) {
+            const lc_st_tensor *t = &src.tensors[i];
+            if (is_shard1(t->name) != (s == 0))
+                continue;
+            e[n++] = (lc_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
+            cJSON_AddStringToObject(wm, t->name, names[s]);
+            total += (double)t->numel * 4;
+        }
+        char *path = xasprintf("%s/%s", dir, names[s]);
+        const char *mk[1] = {"format"}, *mv[1] = {"pt"};
+        cr_assert_eq(lc_st_write(path, e, n, mk, mv, 1, &err), 0, "%s", err.msg);
+        free(path);
+        free(e);
+    }
+    cJSON_AddNumberToObject(meta, "total_size", total);
+    char *json = cJSON_Print(root);
+    write_text(dir, "model.safetensors.index.json", json);
+    free(json);
+    cJSON_Delete(root);
+    char *cp = xasprintf("%s/config.json", fixture_model()), *dst = xasprintf("%s/config.json", dir);
+    copy_file(cp, dst);
+    free(cp);
+    free(dst);
+    free(mp);
+    lc_st_close(&src);
+}
+
+/* Compares every tensor of the model in dir (one file or shards) against
+ * merged_step3; returns the largest absolute difference. */
+static double max_err_vs_reference(const char *dir, const char *const *files, int n_files)
+{
+    lc_error err;
+    lc_st_file ref;
+    cr_assert_eq(lc_st_open(&ref, lc_test_fixture("tiny-llama/merged_step3.safetensors"), &err), 0,
+                 "%s", err.msg);
+    double worst = 0;
+    size_t seen = 0;
+    for (int f = 0; f < n_files; f++) {
+        lc_st_file out;
+        char *p = xasprintf("%s/%s", dir, files[f]);
+        cr_assert_eq(lc_st_open(&out, p, &err), 0, "%s", err.msg);
+        for (size_t i = 0; i < out.n_tensors; i++) {
+            const lc_st_tensor *t = &out.tensors[i];
+            const lc_st_tensor *r = lc_st_find(&ref, t->name);
+            cr_assert(r, "tensor %s not in merged_step3", t->name);
+            cr_assert_eq(t->dtype, LC_DTYPE_F32, "%s", t->name);
+            cr_assert_eq(t->numel, r->numel, "%s", t->name);
+            double w = 0;
+            for (uint64_t k = 0; k < t->numel; k++)
+                w = fmax(w, fabs((double)elem(t, k) - (double)elem(r, k)));
+            cr_expect_leq(w, 1e-6, "%s: max abs error %g", t->name, w);
+            worst = fmax(worst, w);
+            seen++;
+        }
+        lc_st_close(&out);
+        free(p);
+    }
+    cr_assert_eq(seen, ref.n_tensors, "merged model has %zu tensors, merged_step3 %zu", seen,
+                 ref.n_tensors);
+    lc_st_close(&ref);
+    return worst;
+}
+
+/* ------------------------------------------------------------------ */
+/* tests                                                               */
+
+Test(merge, fixture_matches_peft)
+{
+    char *tmp = lc_test_tmpdir();
+    char *out = xasprintf("%s/merged", tmp);
+    run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
+    cr_assert_eq(r.code, 0, "merge failed (%d):\n%s%s", r.code, r.out, r.err);
+    cr_log_info("%s", r.out);
+    const char *files[1] = {"model.safetensors"};
+    double worst = max_err_vs_reference(out, files, 1);
+    double diff = parse_verify_diff(r.out);
+    cr_log_info("max abs error vs merged_step3: %.3g; verification logit difference %.3g", worst,
+                diff);
+    cr_expect_leq(diff, 1e-4, "verification difference %g", diff);
+    cr_expect(strstr(r.out, "peak memory"), "no peak memory line");
+    char *a = xasprintf("%s/config.json", fixture_model()), *b = xasprintf("%s/config.json", out);
+    cr_expect(files_equal(a, b), "config.json not copied byte for byte");
+    /* tensors the adapter does not touch: bit for bit */
+    lc_error err;
+    lc_st_file in, mo;
+    char *ip = xasprintf("%s/model.safetensors", fixture_model());
+    char *op = xasprintf("%s/model.safetensors", out);
+    cr_assert_eq(lc_st_open(&in, ip, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_st_open(&mo, op, &err), 0, "%s", err.msg);
+    cr_assert_eq(in.n_tensors, mo.n_tensors);
+    for (size_t i = 0; i < in.n_tensors; i++) {
+        int l;
+        char mod[32];
+        if (linear_of(in.tensors[i].name, &l, mod))
+            continue;
+        const lc_st_tensor *t = lc_st_find(&mo, in.tensors[i].name);
+        cr_assert(t);
+        cr_expect(memcmp(t->data, in.tensors[i].data, in.tensors[i].end - in.tensors[i].begin) == 0,
+                  "%s changed", t->name);
+    }
+    cr_expect_str_eq(lc_st_meta(&mo, "format"), "pt");
+    lc_st_close(&in);
+    lc_st_close(&mo);
+    run_free(&r);
+    free(a);
+    free(b);
+    free(ip);
+    free(op);
+    free(out);
+    free(tmp);
+}
+
+Test(merge, bf16_base_bit_exact)
+{
+    char *tmp = lc_test_tmpdir();
+    char *base = xasprintf("%s/base", tmp), *out = xasprintf("%s/merged", tmp);
+    lc_error err;
+    cr_assert_eq(lc_mkdir_p(base, &err), 0);
+    write_converted_model(base, LC_DTYPE_BF16, "bfloat16");
+    write_text(base, "tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}\n");
+    write_text(base, "generation_config.json", "{\"bos_token_id\": 1}\n");
+    write_text(base, "README.md", "not copied\n");
+    run_result r = merge3(NULL, base, fixture_adapter(), out, NULL, NULL);
+    cr_assert_eq(r.code, 0, "merge failed (%d):\n%s%s", r.code, r.out, r.err);
+    cr_log_info("%s", r.out);
+    cr_expect(strstr(r.out, "5e-2 x max|logit|"), "bf16 output should use the relative tolerance");
+
+    lc_st_file in, mo, ad;
+    char *ip = xasprintf("%s/model.safetensors", base), *op = xasprintf("%s/model.safetensors", out);
+    char *ap = xasprintf("%s/adapter_model.safetensors", fixture_adapter());
+    cr_assert_eq(lc_st_open(&in, ip, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_st_open(&mo, op, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_st_open(&ad, ap, &err), 0, "%s", err.msg);
+    cr_assert_eq(in.n_tensors, mo.n_tensors);
+    int merged = 0;
+    uint64_t mismatches = 0, changed = 0;
+    for (size_t i = 0; i < in.n_tensors; i++) {
+        const lc_st_tensor *w = &in.tensors[i];
+        const lc_st_tensor *t = lc_st_find(&mo, w->name);
+        cr_assert(t, "%s missing", w->name);
+        cr_assert_eq(t->dtype, LC_DTYPE_BF16, "%s", w->name);
+        int l;
+        char mod[32];
+        if (!linear_of(w->name, &l, mod)) {
+            cr_expect(memcmp(t->data, w->data, w->end - w->begin) == 0, "%s changed", w->name);
+            continue;
+        }
+        char an[256], bn[256];
+        const char *parent = strstr(w->name, ".self_attn.") ? "self_attn" : "mlp";
+        snprintf(an, sizeof an, "base_model.model.model.layers.%d.%s.%s.lora_A.weight", l, parent, mod);
+        snprintf(bn, sizeof bn, "base_model.model.model.layers.%d.%s.%s.lora_B.weight", l, parent, mod);
+        const lc_st_tensor *A = lc_st_find(&ad, an), *B = lc_st_find(&ad, bn);
+        cr_assert(A && B, "%s: no adapter", w->name);
+        int64_t rows = w->shape[0], cols = w->shape[1], rk = A->shape[0];
+        const float *a = A->data, *b = B->data;
+        const uint16_t *got = t->data;
+        for (int64_t i0 = 0; i0 < rows; i0++)
+            for (int64_t j = 0; j < cols; j++) {
+                double acc = 0;
+                for (int64_t k = 0; k < rk; k++)
+                    acc += (double)b[i0 * rk + k] * (double)a[k * cols + j];
+                float delta = (float)(acc * SCALING);
+                float v = lc_bf16_to_f32(((const uint16_t *)w->data)[i0 * cols + j]) + delta;
+                uint16_t want = lc_f32_to_bf16(v);
+                mismatches += got[i0 * cols + j] != want;
+                changed += got[i0 * cols + j] != ((const uint16_t *)w->data)[i0 * cols + j];
+            }
+        merged++;
+    }
+    cr_expect_eq(merged, 14);
+    cr_expect_eq(mismatches, 0, "%llu merged bf16 values differ from the independent computation",
+                 (unsigned long long)mismatches);
+    cr_expect_gt(changed, 1000, "the merge changed only %llu values", (unsigned long long)changed);
+    cr_log_info("bf16 merge: %d linears, %llu values changed, %llu mismatches", merged,
+                (unsigned long long)changed, (unsigned long long)mismatches);
+    const char *same[] = {"config.json", "tokenizer.json", "generation_config.json"};
+    for (int k = 0; k < 3; k++) {
+        char *x = xasprintf("%s/%s", base, same[k]), *y = xasprintf("%s/%s", out, same[k]);
+        cr_expect(lc_path_exists(y) && files_equal(x, y), "%s not copied", same[k]);
+        free(x);
+        free(y);
+    }
+    char *readme = xasprintf("%s/README.md", out);
+    cr_expect(!lc_path_exists(readme), "README.md should not be copied");
+    lc_st_close(&mo);
+    run_free(&r);
+
+    /* --dtype f32: everything F32, config.json says float32, merged exact in f32 */
+    char *out32 = xasprintf("%s/merged32", tmp);
+    r = merge3(NULL, base, fixture_adapter(), out32, "--dtype", "f32");
+    cr_assert_eq(r.code, 0, "merge --dtype f32 failed:\n%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "f32 output"), "%s", r.out);
+    free(op);
+    op = xasprintf("%s/model.safetensors", out32);
+    cr_assert_eq(lc_st_open(&mo, op, &err), 0, "%s", err.msg);
+    for (size_t i = 0; i < in.n_tensors; i++) {
+        const lc_st_tensor *w = &in.tensors[i], *t = lc_st_find(&mo, w->name);
+        cr_assert(t);
+        cr_expect_eq(t->dtype, LC_DTYPE_F32, "%s", w->name);
+        int l;
+        char mod[32];
+        if (!linear_of(w->name, &l, mod))
+            for (uint64_t k = 0; k < w->numel; k++)
+                cr_assert_eq(elem(t, k), elem(w, k), "%s[%llu]", w->name, (unsigned long long)k);
+    }
+    lc_model_config mc;
+    cr_assert_eq(lc_model_config_load(&mc, out32, &err), 0, "%s", err.msg);
+    cr_expect_eq(mc.dtype, LC_DTYPE_F32, "config.json dtype not updated");
+    lc_st_close(&mo);
+    lc_st_close(&in);
+    lc_st_close(&ad);
+    run_free(&r);
+    free(out32);
+    free(readme);
+    free(ip);
+    free(op);
+    free(ap);
+    free(base);
+    free(out);
+    free(tmp);
+}
+
+Test(merge, sharded_layout)
+{
+    char *tmp = lc_test_tmpdir();
+    char *base = xasprintf("%s/base", tmp), *out = xasprintf("%s/merged", tmp);
+    lc_error err;
+    cr_assert_eq(lc_mkdir_p(base, &err), 0);
+    write_sharded_model(base);
+    run_result r = merge3(NULL, base, fixture_adapter(), out, NULL, NULL);
+    cr_assert_eq(r.code, 0, "merge failed (%d):\n%s%s", r.code, r.out, r.err);
+    cr_log_info("%s", r.out);
+    const char *files[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    double worst = max_err_vs_reference(out, files, 2);
+    cr_log_info("sharded: max abs error vs merged_step3 %.3g", worst);
+    /* the same files: two shards + index + config, no model.safetensors */
+    DIR *d = opendir(out);
+    cr_assert(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            n++;
+            char *x = xasprintf("%s/%s", base, e->d_name);
+            cr_expect(lc_path_exists(x), "unexpected output file %s", e->d_name);
+            free(x);
+        }
+    closedir(d);
+    cr_expect_eq(n, 4, "expected 2 shards + index + config.json, found %d files", n);
+    /* the same weight_map, and each shard holds exactly its tensors */
+    char *bi = xasprintf("%s/model.safetensors.index.json", base);
+    char *oi = xasprintf("%s/model.safetensors.index.json", out);
+    size_t len;
+    char *bt = slurp(bi, &len), *ot = slurp(oi, &len);
+    cJSON *bj = cJSON_Parse(bt), *oj = cJSON_Parse(ot);
+    cr_assert(bj && oj);
+    const cJSON *bw = cJSON_GetObjectItem(bj, "weight_map"), *ow = cJSON_GetObjectItem(oj, "weight_map");
+    cr_assert_eq(cJSON_GetArraySize(bw), cJSON_GetArraySize(ow));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, bw)
+    {
+        const cJSON *o = cJSON_GetObjectItem(ow, it->string);
+        cr_assert(o && cJSON_IsString(o), "%s missing from the output weight_map", it->string);
+        cr_expect_str_eq(o->valuestring, it->valuestring, "%s", it->string);
+        char *sp = xasprintf("%s/%s", out, o->valuestring);
+        lc_st_file sf;
+        cr_assert_eq(lc_st_open(&sf, sp, &err), 0, "%s", err.msg);
+        cr_expect(lc_st_find(&sf, it->string), "%s not in %s", it->string, o->valuestring);
+        lc_st_close(&sf);
+        free(sp);
+    }
+    run_free(&r);
+
+    /* --dtype bf16: the index's total_size follows, config.json says bfloat16 */
+    char *out16 = xasprintf("%s/merged-bf16", tmp);
+    r = merge3(NULL, base, fixture_adapter(), out16, "--dtype", "bf16");
+    cr_assert_eq(r.code, 0, "merge --dtype bf16 failed:\n%s%s", r.out, r.err);
+    char *qi = xasprintf("%s/model.safetensors.index.json", out16);
+    char *qt = slurp(qi, &len);
+    cJSON *qj = cJSON_Parse(qt);
+    cr_assert(qj);
+    const cJSON *ts = cJSON_GetObjectItem(cJSON_GetObjectItem(qj, "metadata"), "total_size");
+    cr_assert(cJSON_IsNumber(ts));
+    cr_expect_eq(ts->valuedouble, 151872.0 * 2, "total_size %g", ts->valuedouble);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(qj, "weight_map")), cJSON_GetArraySize(bw));
+    lc_model_config mc;
+    cr_assert_eq(lc_model_config_load(&mc, out16, &err), 0, "%s", err.msg);
+    cr_expect_eq(mc.dtype, LC_DTYPE_BF16, "config.json dtype not updated");
+    cJSON_Delete(qj);
+    cJSON_Delete(bj);
+    cJSON_Delete(oj);
+    free(qt);
+    free(qi);
+    free(bt);
+    free(ot);
+    free(bi);
+    free(oi);
+    run_free(&r);
+    free(out16);
+    free(base);
+    free(out);
+    free(tmp);
+}
+
+Test(merge, corrupt_hook_fails_verification)
+{
+    char *tmp = lc_test_tmpdir();
+    char *out = xasprintf("%s/merged", tmp);
+    run_result r = merge3("LORAC_TEST_CORRUPT_MERGE=1", fixture_model(), fixture_adapter(), out,
+                          NULL, NULL);
+    cr_log_info("corrupted merge: exit %d: %s", r.code, r.err);
+    cr_expect_eq(r.code, 1, "exit %d:\n%s%s", r.code, r.out, r.err);
+    cr_expect(strstr(r.err, "logit difference"), "message should name the difference: %s", r.err);
+    cr_expect(!lc_path_exists(out), "a failed verification must not leave %s", out);
+    run_free(&r);
+    /* --no-verify skips the check (the hook stays test-only: not a success path to rely on) */
+    r = merge3("LORAC_TEST_CORRUPT_MERGE=1", fixture_model(), fixture_adapter(), out,
+               "--no-verify", NULL);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "skipped"), "%s", r.out);
+    run_free(&r);
+    free(out);
+    free(tmp);
+}
+
+/* An adapter for the fixture config edited by (from -> to), random A and B. */
+static char *make_adapter(const char *tmp, const char *name, const char *from, const char *to)
+{
+    char *cp = xasprintf("%s/config.json", fixture_model());
+    size_t n;
+    char *text = slurp(cp, &n);
+    char *edited = replace1(text, from, to);
+    lc_model_config mc;
+    lc_error err;
+    cr_assert_eq(lc_model_config_parse(&mc, edited, strlen(edited), "edited", &err), 0, "%s", err.msg);
+    lc_lora_config lc = {.r = 8, .alpha = 16};
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        lc.targets[m] = true;
+    lc_lora lora;
+    cr_assert_eq(lc_lora_init(&lora, &mc, &lc, 7, &err), 0, "%s", err.msg);
+    for (size_t i = 0; i < lora.n_params; i++)
+        if (lora.params[i] == 0)
+            lora.params[i] = (lc_real)(0.001 * (double)(i % 13));
+    char *dir = xasprintf("%s/%s", tmp, name);
+    cr_assert_eq(lc_lora_save_peft(&lora, dir, "other", &err), 0, "%s", err.msg);
+    lc_lora_free(&lora);
+    free(edited);
+    free(text);
+    free(cp);
+    return dir;
+}
+
+static void expect_refused(const char *base, const char *adapter, const char *out,
+                           const char *needle1, const char *needle2)
+{
+    run_result r = merge3(NULL, base, adapter, out, NULL, NULL);
+    cr_log_info("exit %d: %s", r.code, r.err);
+    cr_expect_eq(r.code, 1, "exit %d:\n%s%s", r.code, r.out, r.err);
+    cr_expect(strstr(r.err, needle1), "expected '%s' in: %s", needle1, r.err);
+    if (needle2)
+        cr_expect(strstr(r.err, needle2), "expected '%s' in: %s", needle2, r.err);
+    cr_expect(!lc_path_exists(out), "%s was created", out);
+    run_free(&r);
+}
+
+Test(merge, bad_adapters)
+{
+    char *tmp = lc_test_tmpdir();
+    char *out = xasprintf("%s/merged", tmp);
+    /* trained on a model with another hidden size */
+    char *other = make_adapter(tmp, "hidden32", "\"hidden_size\": 64", "\"hidden_size\": 32");
+    expect_refused(fixture_model(), other, out, "hidden_size 64", "shape");
+    /* rank in adapter_config.json does not match the tensors */
+    char *rk = xasprintf("%s/rank", tmp);
+    lc_error err;
+    cr_assert_eq(lc_mkdir_p(rk, &err), 0);
+    char *src = xasprintf("%s/adapter_config.json", fixture_adapter());
+    size_t n;
+    char *text = slurp(src, &n);
+    char *edited = replace1(text, "\"r\": 8", "\"r\": 16");
+    write_text(rk, "adapter_config.json", edited);
+    char *st_src = xasprintf("%s/adapter_model.safetensors", fixture_adapter());
+    char *st_dst = xasprintf("%s/adapter_model.safetensors", rk);
+    copy_file(st_src, st_dst);
+    expect_refused(fixture_model(), rk, out, "rank mismatch", "r = 16");
+    /* adapts a layer the base does not have */
+    char *deep = make_adapter(tmp, "layers3", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    expect_refused(fixture_model(), deep, out, "layer 2", "2 layers");
+    /* the adapter directory is missing its weights */
+    char *empty = xasprintf("%s/empty", tmp);
+    cr_assert_eq(lc_mkdir_p(empty, &err), 0);
+    write_text(empty, "adapter_config.json", text);
+    expect_refused(fixture_model(), empty, out, "adapter_model.safetensors", NULL);
+    free(empty);
+    free(deep);
+    free(st_src);
+    free(st_dst);
+    free(edited);
+    free(text);
+    free(src);
+    free(rk);
+    free(other);
+    free(out);
+    free(tmp);
+}
+
+Test(merge, bad_bases)
+{
+    char *tmp = lc_test_tmpdir();
+    char *out = xasprintf("%s/merged", tmp);
+    lc_error err;
+    /* index names a shard that is absent */
+    char *sh = xasprintf("%s/sharded", tmp);
+    cr_assert_eq(lc_mkdir_p(sh, &err), 0);
+    write_sharded_model(sh);
+    char *gone = xasprintf("%s/model-00002-of-00002.safetensors", sh);
+    cr_assert_eq(unlink(gone), 0);
+    expect_refused(sh, fixture_adapter(), out, "model-00002-of-00002.safetensors",
+                   "No such file");
+    /* quantized base: refused, naming the flag a later version will support */
+    char *q = xasprintf("%s/quant", tmp);
+    cr_assert_eq(lc_mkdir_p(q, &err), 0);
+    char *cp = xasprintf("%s/config.json", fixture_model());
+    size_t n;
+    char *text = slurp(cp, &n);
+    char *qc = replace1(text, "\"model_type\"",
+                        "\"quantization_config\": {\"quant_method\": \"bitsandbytes\", "
+                        "\"load_in_4bit\": true, \"bnb_4bit_quant_type\": \"nf4\"},\n  \"model_type\"");
+    write_text(q, "config.json", qc);
+    char *ms = xasprintf("%s/model.safetensors", fixture_model()), *md = xasprintf("%s/model.safetensors", q);
+    copy_file(ms, md);
+    expect_refused(q, fixture_adapter(), out, "--dequantize", "quantized");
+    const char *args[] = {"merge", "--base", q, "--adapter", fixture_adapter(), "--out", out,
+                          "--dequantize", NULL};
+    run_result r = run_lorac(NULL, args);
+    cr_expect_eq(r.code, 2, "--dequantize: exit %d", r.code);
+    cr_expect(strstr(r.err, "not available"), "%s", r.err);
+    run_free(&r);
+    free(ms);
+    free(md);
+    free(qc);
+    free(text);
+    free(cp);
+    free(q);
+    free(gone);
+    free(sh);
+    free(out);
+    free(tmp);
+}
+
+Test(merge, existing_output_needs_force)
+{
+    char *tmp = lc_test_tmpdir();
+    char *out = xasprintf("%s/merged", tmp);
+    lc_error err;
+    cr_assert_eq(lc_mkdir_p(out, &err), 0);
+    write_text(out, "marker.bin", "old");
+    char *marker = xasprintf("%s/marker.bin", out);
+    run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
+    cr_expect_eq(r.code, 1, "exit %d: %s", r.code, r.err);
+    cr_expect(strstr(r.err, "--force"), "%s", r.err);
+    cr_expect(lc_path_exists(marker), "the existing directory was touched");
+    run_free(&r);
+    r = merge3(NULL, fixture_model(), fixture_adapter(), out, "--force", NULL);
+    cr_expect_eq(r.code, 0, "--force: exit %d: %s", r.code, r.err);
+    cr_expect(!lc_path_exists(marker), "--force should replace the directory");
+    char *m = xasprintf("%s/model.safetensors", out);
+    cr_expect(lc_path_exists(m));
+    run_free(&r);
+    /* --force never deletes the base model */
+    r = merge3(NULL, fixture_model(), fixture_adapter(), fixture_model(), "--force", NULL);
+    cr_expect_eq(r.code, 1);
+    cr_expect(strstr(r.err, "base model"), "%s", r.err);
+    char *fm = xasprintf("%s/model.safetensors", fixture_model());
+    cr_assert(lc_path_exists(fm), "the fixture model was deleted");
+    /* no leftovers next to the output */
+    DIR *d = opendir(tmp);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        cr_expect(!strstr(e->d_name, ".lorac-"), "leftover %s", e->d_name);
+    closedir(d);
+    run_free(&r);
+    free(fm);
+    free(m);
+    free(marker);
+    free(out);
+    free(tmp);
+}
+
+Test(merge, no_space_left_removes_partial_output)
+{
+    char *tmp = lc_test_tmpdir();
+    char *mnt = xasprintf("%s/small", tmp);
+    lc_error err;
+    cr_assert_eq(lc_mkdir_p(mnt, &err), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=200k") != 0) {
+        int e = errno;
+        rmdir(mnt);
+        rmdir(tmp);
+        cr_skip_test("cannot mount a 200 KiB tmpfs to simulate a full disk (%s; needs root "
+                     "and CAP_SYS_ADMIN): ENOSPC case not tested", strerror(e));
+    }
+    char *out = xasprintf("%s/merged", mnt);
+    run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
+    cr_log_info("full disk: exit %d: %s", r.code, r.err);
+    cr_expect_eq(r.code, 1, "exit %d", r.code);
+    cr_expect(strstr(r.err, "No space left"), "%s", r.err);
+    cr_expect(strstr(r.err, "removed"), "the message should say the partial output was removed: %s",
+              r.err);
+    DIR *d = opendir(mnt);
+    int left = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            left++;
+    closedir(d);
+    cr_expect_eq(left, 0, "%d entries left on the full file system", left);
+    run_free(&r);
+    umount(mnt);
+    rmdir(mnt);
+    rmdir(tmp);
+    free(out);
+    free(mnt);
+    free(tmp);
+}

@@ -1,0 +1,361 @@
+/* info.c — `lorac info` and `lorac eval` (see info.h). */
+#include "train/info.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "data/dataset.h"
+#include "data/model_files.h"
+#include "train/fsutil.h"
+#include "train/lora.h"
+#include "train/memory_plan.h"
+#include "train/model.h"
+#include "train/trainer.h"
+
+#define DEFAULT_SEQ_LEN 2048
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int64_t default_seq_len(const lc_model_config *c, int64_t asked)
+{
+    if (asked > 0)
+        return asked;
+    return c->max_position_embeddings < DEFAULT_SEQ_LEN ? c->max_position_embeddings
+                                                        : DEFAULT_SEQ_LEN;
+}
+
+void lc_param_counts_from_config(const lc_model_config *c, lc_param_counts *p)
+{
+    memset(p, 0, sizeof *p);
+    const double L = c->n_layers, C = c->hidden_size;
+    p->embeddings = (double)c->vocab_size * C;
+    p->lm_head = c->tie_word_embeddings ? 0 : p->embeddings;
+    for (int m = 0; m < LC_MOD_COUNT; m++) {
+        int64_t out, in;
+        lc_module_shape(c, m, &out, &in);
+        double w = (double)out * (double)in * L;
+        bool bias = (m <= LC_MOD_V && c->qkv_bias) || (m == LC_MOD_O && c->o_bias) ||
+                    (m >= LC_MOD_GATE && c->mlp_bias);
+        double b = bias ? (double)out * L : 0;
+        p->linears += w;
+        if (m <= LC_MOD_O)
+            p->attention += w + b;
+        else
+            p->mlp += w + b;
+    }
+    p->norms = 2 * C * L + C + (c->qk_norm ? 2.0 * c->head_dim * L : 0);
+    p->total = p->embeddings + p->lm_head + p->attention + p->mlp + p->norms;
+}
+
+/* ------------------------------------------------------------------ */
+/* lorac info                                                          */
+
+typedef struct dtype_tally {
+    int count[LC_DTYPE_COUNT];
+    double numel[LC_DTYPE_COUNT], bytes[LC_DTYPE_COUNT];
+} dtype_tally;
+
+static const char *rope_name(lc_rope_type t)
+{
+    return t == LC_ROPE_LINEAR ? "linear" : t == LC_ROPE_LLAMA3 ? "llama3" : "default";
+}
+
+static void human(double bytes, char *buf, size_t n)
+{
+    if (bytes >= 1073741824.0)
+        snprintf(buf, n, "%.2f GiB", bytes / 1073741824.0);
+    else if (bytes >= 1048576.0)
+        snprintf(buf, n, "%.1f MiB", bytes / 1048576.0);
+    else
+        snprintf(buf, n, "%.1f KiB", bytes / 1024.0);
+}
+
+static void count_line(FILE *f, const char *what, double n, double total, const char *note)
+{
+    fprintf(f, "  %-12s %15.0f  (%5.1f%%)%s%s\n", what, n, total > 0 ? 100.0 * n / total : 0.0,
+            note ? "  " : "", note ? note : "");
+}
+
+static void plan_row(FILE *f, const char *name, const lc_memory_plan *p, double unit)
+{
+    fprintf(f, "  %-28s %9.2f %9.2f %9.2f %11.2f %9.2f %9.2f\n", name, p->weights / unit,
+            p->adapters / unit, p->optimizer / unit, p->activations / unit, p->workspace / unit,
+            p->total / unit);
+}
+
+static void with_ckpt(lc_memory_plan *p, double ckpt_act)
+{
+    p->total += ckpt_act - p->activations;
+    p->activations = ckpt_act;
+}
+
+int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
+{
+    lc_model_config c;
+    if (lc_model_config_load(&c, o->dir, err))
+        return -1;
+    lc_model_files mf;
+    if (lc_model_files_open(&mf, o->dir, err))
+        return -1;
+    dtype_tally tally;
+    memset(&tally, 0, sizeof tally);
+    double file_params = 0, file_bytes = 0, part[6] = {0}; /* emb, head, attn, mlp, norm, other */
+    size_t n_tensors = 0;
+    lc_dtype lin_dtype = c.dtype;
+    for (size_t s = 0; s < mf.n_shards; s++) {
+        file_bytes += (double)mf.shards[s].map_size;
+        for (size_t i = 0; i < mf.shards[s].n_tensors; i++) {
+            const lc_st_tensor *t = &mf.shards[s].tensors[i];
+            double n = (double)t->numel;
+            tally.count[t->dtype]++;
+            tally.numel[t->dtype] += n;
+            tally.bytes[t->dtype] += n * (double)lc_dtype_size(t->dtype);
+            file_params += n;
+            n_tensors++;
+            int k = !strncmp(t->name, "model.embed_tokens.", 19) ? 0
+                    : !strncmp(t->name, "lm_head.", 8)           ? 1
+                    : strstr(t->name, "norm.")                   ? 4
+                    : strstr(t->name, ".self_attn.")             ? 2
+                    : strstr(t->name, ".mlp.")                   ? 3
+                                                                 : 5;
+            part[k] += n;
+            if (!strcmp(t->name, "model.layers.0.self_attn.q_proj.weight") &&
+                (t->dtype == LC_DTYPE_F32 || t->dtype == LC_DTYPE_BF16 ||
+                 t->dtype == LC_DTYPE_F16))
+                lin_dtype = t->dtype;
+        }
+    }
+    lc_param_counts pc;
+    lc_param_counts_from_config(&c, &pc);
+    char hb[64];
+
+    fprintf(out, "model:          %s\n", o->dir);
+    fprintf(out, "architecture:   %s (model_type %s)\n", lc_arch_name(c.arch), c.model_type);
+    fprintf(out, "layers:         %d\n", c.n_layers);
+    fprintf(out, "hidden size:    %d\n", c.hidden_size);
+    fprintf(out, "intermediate:   %d\n", c.intermediate_size);
+    fprintf(out, "heads:          %d query, %d key/value%s, head_dim %d\n", c.n_heads,
+            c.n_kv_heads, c.n_kv_heads < c.n_heads ? " (GQA)" : "", c.head_dim);
+    fprintf(out, "vocab:          %d\n", c.vocab_size);
+    fprintf(out, "context:        %d positions, RoPE %s, theta %g", c.max_position_embeddings,
+            rope_name(c.rope_type), c.rope_theta);
+    if (c.rope_type != LC_ROPE_DEFAULT)
+        fprintf(out, ", factor %g", c.rope_factor);
+    if (c.sliding_window)
+        fprintf(out, ", sliding window %d", c.sliding_window);
+    fprintf(out, "\n");
+    fprintf(out, "details:        %s embeddings, rms_norm_eps %g%s%s%s%s\n",
+            c.tie_word_embeddings ? "tied" : "untied", c.rms_norm_eps,
+            c.qkv_bias ? ", q/k/v bias" : "", c.o_bias ? ", o bias" : "",
+            c.mlp_bias ? ", mlp bias" : "", c.qk_norm ? ", q/k norm" : "");
+    fprintf(out, "config dtype:   %s%s\n", lc_dtype_name(c.dtype),
+            c.prequantized_bnb4 ? " (pre-quantized bitsandbytes 4-bit checkpoint)" : "");
+    human(file_bytes, hb, sizeof hb);
+    fprintf(out, "files:          %zu shard%s, %zu tensors, %s\n", mf.n_shards,
+            mf.n_shards == 1 ? "" : "s", n_tensors, hb);
+    fprintf(out, "tensor dtypes: ");
+    for (int d = 0; d < LC_DTYPE_COUNT; d++)
+        if (tally.count[d]) {
+            human(tally.bytes[d], hb, sizeof hb);
+            fprintf(out, " %s: %d tensors, %.0f elements, %s;", lc_dtype_name((lc_dtype)d),
+                    tally.count[d], tally.numel[d], hb);
+        }
+    fprintf(out, "\n");
+
+    if (c.prequantized_bnb4) {
+        fprintf(out, "parameters:     %.0f (%.3g M; from config.json shapes: the files hold "
+                "packed 4-bit weights)\n", pc.total, pc.total / 1e6);
+        count_line(out, "embeddings", pc.embeddings, pc.total, NULL);
+        count_line(out, "lm_head", pc.lm_head, pc.total,
+                   c.tie_word_embeddings ? "(tied to the embeddings)" : NULL);
+        count_line(out, "attention", pc.attention, pc.total, NULL);
+        count_line(out, "mlp", pc.mlp, pc.total, NULL);
+        count_line(out, "norms", pc.norms, pc.total, NULL);
+    } else {
+        fprintf(out, "parameters:     %.0f (%.3g M)\n", file_params, file_params / 1e6);
+        count_line(out, "embeddings", part[0], file_params, NULL);
+        count_line(out, "lm_head", part[1], file_params,
+                   c.tie_word_embeddings ? "(tied to the embeddings)" : NULL);
+        count_line(out, "attention", part[2], file_params, NULL);
+        count_line(out, "mlp", part[3], file_params, NULL);
+        count_line(out, "norms", part[4], file_params, NULL);
+        if (part[5] > 0)
+            count_line(out, "other", part[5], file_params, NULL);
+        if (file_params != pc.total)
+            fprintf(out, "  note: config.json shapes imply %.0f parameters\n", pc.total);
+    }
+    fprintf(out, "  %-12s %15.0f  (the 7 projections of every layer: what LoRA adapts "
+            "and QLoRA quantizes)\n", "linears", pc.linears);
+    lc_model_files_close(&mf);
+
+    /* memory plans */
+    const int64_t T = default_seq_len(&c, o->seq_len), B = o->micro_batch;
+    lc_lora_config lora = {.r = o->rank, .alpha = 2.0 * o->rank};
+    size_t lora_params = 0;
+    for (int m = 0; m < LC_MOD_COUNT; m++) {
+        lora.targets[m] = true;
+        int64_t mo, mi;
+        lc_module_shape(&c, m, &mo, &mi);
+        lora_params += (size_t)o->rank * (size_t)(mo + mi) * (size_t)c.n_layers;
+    }
+    lc_dtype wdt = c.prequantized_bnb4 ? c.dtype : lin_dtype;
+    double wsize = (double)lc_dtype_size(wdt);
+    lc_memory_plan lp, qp, p1, p2;
+    lc_memory_plan_cpu(&c, lc_memory_weight_bytes(&c, wdt), lora_params, &lora, B, T, &lp);
+    double emb_bytes = (pc.embeddings + pc.lm_head) * wsize;
+    double nf4_bytes = pc.linears * (4.0 + LC_NF4_ABSMAX_BITS) / 8.0;
+    lc_memory_plan_cpu(&c, emb_bytes + nf4_bytes, lora_params, &lora, B, T, &qp);
+    lc_model_config c1 = c, c2 = c;
+    c1.n_layers = 1;
+    c2.n_layers = 2;
+    lc_memory_plan_cpu(&c1, 0, 0, &lora, B, T, &p1);
+    lc_memory_plan_cpu(&c2, 0, 0, &lora, B, T, &p2);
+    double layer_act = p2.activations - p1.activations;
+    double fixed_act = p1.activations - layer_act;
+    double resid = (double)B * (double)T * c.hidden_size * (double)sizeof(lc_real);
+    double ckpt_act = fixed_act + layer_act + resid * c.n_layers;
+    lc_memory_plan lpc = lp, qpc = qp;
+    with_ckpt(&lpc, ckpt_act);
+    with_ckpt(&qpc, ckpt_act);
+
+    double unit = lp.total >= 1073741824.0 ? 1073741824.0 : 1048576.0;
+    const char *un = unit > 1048576.0 ? "GiB" : "MiB";
+    fprintf(out, "\nmemory plan (%s): LoRA r %d on all 7 linears (%zu trainable parameters), "
+            "micro-batch %lld x sequence %lld, %s weights, CPU backend (%d threads)\n",
+            un, o->rank, lora_params, (long long)B, (long long)T, lc_dtype_name(wdt),
+            omp_get_max_threads());
+    fprintf(out, "  %-28s %9s %9s %9s %11s %9s %9s\n", "", "weights", "adapters", "optimizer",
+            "activations", "workspace", "total");
+    plan_row(out, "LoRA", &lp, unit);
+    plan_row(out, "LoRA + grad checkpointing*", &lpc, unit);
+    plan_row(out, "QLoRA (NF4)", &qp, unit);
+    plan_row(out, "QLoRA + grad checkpointing*", &qpc, unit);
+    fprintf(out, "  QLoRA: the linears as NF4 (0.5 byte/param + %.3f bit/param absmax with double "
+            "quantization), embeddings%s at %s.\n", LC_NF4_ABSMAX_BITS,
+            c.tie_word_embeddings ? "" : " and lm_head", lc_dtype_name(wdt));
+    fprintf(out, "  * gradient checkpointing keeps one layer's activations plus each layer's "
+            "residual input: an estimate for the GPU path; the CPU backend does not "
+            "checkpoint yet.\n");
+    double avail = lc_memory_available();
+    if (avail > 0) {
+        human(avail, hb, sizeof hb);
+        fprintf(out, "  available memory now: %s\n", hb);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* lorac eval                                                          */
+
+int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
+{
+    memset(r, 0, sizeof *r);
+    if (o->n_data < 1)
+        return lc_error_set(err, "no data files to evaluate on");
+    lc_model m;
+    lc_lora lora;
+    memset(&lora, 0, sizeof lora);
+    lc_arena arena = {0};
+    lc_tape tape = {0};
+    bool tape_ok = false;
+    lc_dataset_scan scan = {0};
+    int rc = -1;
+    if (lc_model_load(&m, o->model_dir, err))
+        return -1;
+    r->cfg = m.cfg;
+    r->weight_dtype = m.embed.dtype;
+    const int64_t T = default_seq_len(&m.cfg, o->seq_len);
+    const int64_t mb = o->micro_batch > 0 ? o->micro_batch : 1;
+    r->seq_len = T;
+    if (o->adapter_dir) {
+        if (lc_lora_load_peft(&lora, &m.cfg, o->adapter_dir, err)) {
+            lc_error_prefix(err, "adapter %s (for base model %s)", o->adapter_dir, o->model_dir);
+            goto out;
+        }
+        r->lora_r = lora.cfg.r;
+        r->lora_alpha = lora.cfg.alpha;
+    }
+    lc_dataset_opts dopts = {.paths = o->data, .n_paths = o->n_data, .vocab = m.cfg.vocab_size,
+                             .seq_len = T, .micro_batch = mb};
+    if (lc_dataset_scan_files(&scan, &dopts, err))
+        goto out;
+    r->rows = scan.n_rows;
+    r->tokens = scan.tokens;
+    r->truncated = scan.n_truncated;
+    if (scan.n_rows == 0) {
+        lc_error_set(err, "%s: no rows to evaluate on", o->data[0]);
+        goto out;
+    }
+    lc_memory_plan plan;
+    lc_memory_plan_cpu(&m.cfg, 0, lora.n_params, &lora.cfg, mb, T, &plan);
+    if (lc_model_prepare_rope(&m, T, err) ||
+        lc_arena_init(&arena, "eval", plan.arena_bytes, err) ||
+        lc_tape_init(&tape, &arena, plan.grad_bytes, err))
+        goto out;
+    tape_ok = true;
+    tape.max_rows = mb * T;
+    double t0 = now_s();
+    if (lc_eval_files(&m, &tape, o->adapter_dir ? &lora : NULL, o->data, o->n_data, T, mb,
+                      &r->loss, &r->supervised, err))
+        goto out;
+    r->seconds = now_s() - t0;
+    r->perplexity = exp(r->loss);
+    r->tokens_per_s = r->seconds > 0 ? (double)r->tokens / r->seconds : 0;
+    rc = 0;
+out:
+    lc_dataset_scan_free(&scan);
+    if (tape_ok)
+        lc_tape_free(&tape);
+    if (arena.base)
+        lc_arena_free(&arena);
+    lc_lora_free(&lora);
+    lc_model_free(&m);
+    return rc;
+}
+
+int lc_eval_opts_from_config(const lc_train_config *c, lc_eval_opts *o, char *adapter_buf,
+                             size_t adapter_len, const char **adapter_from,
+                             const char **data_from, lc_error *err)
+{
+    memset(o, 0, sizeof *o);
+    if (c->qlora)
+        return lc_error_set(err, "adapter: qlora: evaluating on a 4-bit base is not available "
+                            "yet; use lorac eval --model DIR --adapter DIR --data FILE to "
+                            "evaluate on the unquantized base");
+    o->model_dir = c->base_model;
+    *adapter_from = "none";
+    char probe[4200];
+    if (c->output_dir) {
+        snprintf(probe, sizeof probe, "%s/adapter_model.safetensors", c->output_dir);
+        if (lc_path_exists(probe)) {
+            if ((size_t)snprintf(adapter_buf, adapter_len, "%s", c->output_dir) >= adapter_len)
+                return lc_error_set(err, "output_dir: path too long");
+            o->adapter_dir = adapter_buf;
+            *adapter_from = "output_dir";
+        }
+    }
+    if (!o->adapter_dir && c->lora_model_dir) {
+        o->adapter_dir = c->lora_model_dir;
+        *adapter_from = "lora_model_dir";
+    }
+    if (c->n_test_datasets > 0) {
+        o->data = c->test_datasets;
+        o->n_data = c->n_test_datasets;
+        *data_from = "test_datasets";
+    } else {
+        o->data = c->datasets;
+        o->n_data = c->n_datasets;
+        *data_from = "datasets";
+    }
+    o->seq_len = c->sequence_len;
+    o->micro_batch = c->micro_batch_size;
+    return 0;
+}

@@ -1,0 +1,880 @@
+/* merge.c — `lorac merge`: adapter folded into the base, shard by shard,
+ * into a staging directory that is verified and then renamed into place
+ * (see merge.h for the arithmetic, the memory bound and the tolerances).
+ *
+ * Test hook (test-only, not a user feature): with the environment variable
+ * LORAC_TEST_CORRUPT_MERGE=1, 1.0 is added to element [0,0] of one merged
+ * weight (layer 0, down_proj when targeted) before it is written, so a test
+ * can prove that the verification catches a wrong merge. */
+#include "train/merge.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data/model_files.h"
+#include "train/fsutil.h"
+#include "train/lora.h"
+#include "train/memory_plan.h"
+#include "train/model.h"
+
+#define INDEX_NAME "model.safetensors.index.json"
+#define MAX_SMALL_FILE (256u << 20)
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                       */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double peak_rss_bytes(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss * 1024.0; /* Linux: KiB */
+}
+
+static bool is_float(lc_dtype t)
+{
+    return t == LC_DTYPE_F32 || t == LC_DTYPE_BF16 || t == LC_DTYPE_F16;
+}
+
+static const char *hf_dtype_name(lc_dtype t)
+{
+    return t == LC_DTYPE_BF16 ? "bfloat16" : t == LC_DTYPE_F16 ? "float16" : "float32";
+}
+
+int lc_merge_parse_dtype(const char *s, int *dtype)
+{
+    if (!strcmp(s, "auto"))
+        *dtype = LC_MERGE_DTYPE_AUTO;
+    else if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
+        *dtype = LC_DTYPE_BF16;
+    else if (!strcmp(s, "f16") || !strcmp(s, "fp16") || !strcmp(s, "float16"))
+        *dtype = LC_DTYPE_F16;
+    else if (!strcmp(s, "f32") || !strcmp(s, "fp32") || !strcmp(s, "float32"))
+        *dtype = LC_DTYPE_F32;
+    else
+        return -1;
+    return 0;
+}
+
+static int join(char *buf, size_t n, const char *dir, const char *name, lc_error *err)
+{
+    if ((size_t)snprintf(buf, n, "%s/%s", dir, name) >= n)
+        return lc_error_set(err, "path too long: %s/%s", dir, name);
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) != 0 ? -1 : 0;
+}
+
+/* rm -r (does not follow symlinks). */
+static int remove_tree(const char *path)
+{
+    return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* True when a is b or a directory above b (both resolved). */
+static bool contains_path(const char *a, const char *b)
+{
+    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+    bool r = false;
+    if (ra && rb) {
+        size_t n = strlen(ra);
+        r = strcmp(ra, rb) == 0 || strcmp(ra, "/") == 0 ||
+            (strncmp(ra, rb, n) == 0 && rb[n] == '/');
+    }
+    free(ra);
+    free(rb);
+    return r;
+}
+
+static void append_name(char *list, size_t n, const char *name)
+{
+    size_t len = strlen(list);
+    if (len + strlen(name) + 8 >= n) {
+        if (len + 4 < n && !strstr(list, "..."))
+            strcat(list, ", ...");
+        return;
+    }
+    snprintf(list + len, n - len, "%s%s", len ? ", " : "", name);
+}
+
+/* ------------------------------------------------------------------ */
+/* adapter checks                                                      */
+
+/* Checks every tensor of the adapter file against adapter_config.json and
+ * the base's config, so a mismatched pair is refused with a message that
+ * says which and why, before lc_lora_load_peft loads the values. */
+static int check_adapter(const char *adir, const lc_model_config *mc, lc_error *err)
+{
+    lc_lora_config lc;
+    if (lc_lora_read_config(&lc, adir, err))
+        return -1;
+    char path[4200];
+    if (join(path, sizeof path, adir, "adapter_model.safetensors", err))
+        return -1;
+    lc_st_file f;
+    if (lc_st_open(&f, path, err))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < f.n_tensors && rc == 0; i++) {
+        const lc_st_tensor *t = &f.tensors[i];
+        int layer = -1, n = 0;
+        char parent[32], mod[32], ab = 0;
+        int got = sscanf(t->name, "base_model.model.model.layers.%d.%31[^.].%31[^.].lora_%c.weight%n",
+                         &layer, parent, mod, &ab, &n);
+        if (got != 4 || n == 0 || t->name[n] != '\0' || (ab != 'A' && ab != 'B')) {
+            rc = lc_error_set(err, "%s: tensor '%.200s' is not a LoRA A/B weight of a decoder "
+                              "linear (lorac merges only base_model.model.model.layers.N."
+                              "{self_attn,mlp}.*_proj.lora_{A,B}.weight)", path, t->name);
+            break;
+        }
+        int m = lc_module_from_name(mod);
+        if (m < 0 || strcmp(parent, lc_module_parent(m)) != 0) {
+            rc = lc_error_set(err, "%s: tensor '%.200s' adapts %s.%s, which is not one of the "
+                              "linears of a Llama-family block", path, t->name, parent, mod);
+            break;
+        }
+        if (layer < 0 || layer >= mc->n_layers) {
+            rc = lc_error_set(err, "%s: tensor '%.200s' adapts layer %d, but the base model has "
+                              "%d layers (0..%d): the adapter was made for another model",
+                              path, t->name, layer, mc->n_layers, mc->n_layers - 1);
+            break;
+        }
+        if (!lc.targets[m]) {
+            rc = lc_error_set(err, "%s: tensor '%.200s' adapts %s, which target_modules in "
+                              "adapter_config.json does not list", path, t->name, mod);
+            break;
+        }
+        if (t->ndim != 2) {
+            rc = lc_error_set(err, "%s: tensor '%.200s' has %d dimensions, expected 2", path,
+                              t->name, t->ndim);
+            break;
+        }
+        int64_t rank = ab == 'A' ? t->shape[0] : t->shape[1];
+        if (rank != lc.r) {
+            rc = lc_error_set(err, "%s: rank mismatch: adapter_config.json says r = %d but "
+                              "tensor '%.200s' has rank %lld (shape [%lld,%lld]); fix r in "
+                              "adapter_config.json or use the matching adapter files",
+                              path, lc.r, t->name, (long long)rank, (long long)t->shape[0],
+                              (long long)t->shape[1]);
+            break;
+        }
+        int64_t out, in;
+        lc_module_shape(mc, m, &out, &in);
+        int64_t want = ab == 'A' ? in : out, have = ab == 'A' ? t->shape[1] : t->shape[0];
+        if (have != want) {
+            rc = lc_error_set(err, "%s: tensor '%.200s' has shape [%lld,%lld], but the base "
+                              "model's %s is [%lld,%lld] (expected [%lld,%lld]): the adapter "
+                              "was trained on a model of another shape (this base has "
+                              "hidden_size %d, intermediate_size %d)",
+                              path, t->name, (long long)t->shape[0], (long long)t->shape[1], mod,
+                              (long long)out, (long long)in,
+                              (long long)(ab == 'A' ? lc.r : out), (long long)(ab == 'A' ? in : lc.r),
+                              mc->hidden_size, mc->intermediate_size);
+            break;
+        }
+    }
+    lc_st_close(&f);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* the arithmetic                                                      */
+
+/* Stores v (f32) as dtype at element i of dst; false when the value is not
+ * representable (overflow to infinity, NaN). */
+static bool store(void *dst, lc_dtype dt, int64_t i, float v)
+{
+    if (dt == LC_DTYPE_F32) {
+        ((float *)dst)[i] = v;
+        return isfinite(v);
+    }
+    uint16_t h = dt == LC_DTYPE_BF16 ? lc_f32_to_bf16(v) : lc_f32_to_f16(v);
+    ((uint16_t *)dst)[i] = h;
+    return isfinite(dt == LC_DTYPE_BF16 ? lc_bf16_to_f32(h) : lc_f16_to_f32(h));
+}
+
+/* W' = W + scale · (B @ A) into a new buffer of out_dt; bump (test hook) is
+ * added to element [0,0]. */
+static int merge_tensor(const lc_st_tensor *t, const lc_lora_adapter *ad, double scale,
+                        lc_dtype out_dt, float bump, void **out, lc_error *err)
+{
+    const int64_t nr = t->shape[0], nc = t->shape[1], rk = ad->A->shape[0];
+    const lc_real *A = ad->A->data, *B = ad->B->data;
+    unsigned char *dst = malloc((size_t)(nr * nc) * lc_dtype_size(out_dt));
+    if (!dst)
+        return lc_error_set(err, "out of memory merging '%s' ([%lld,%lld])", t->name,
+                            (long long)nr, (long long)nc);
+    const lc_weight w = {t->data, t->dtype, nr, nc};
+    int64_t bad = -1;
+    bool oom = false;
+#pragma omp parallel
+    {
+        lc_real *row = malloc((size_t)nc * sizeof *row);
+        double *acc = malloc((size_t)nc * sizeof *acc);
+        if (!row || !acc) {
+#pragma omp atomic write
+            oom = true;
+        }
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < nr; i++) {
+            if (!row || !acc)
+                continue;
+            lc_weight_rows_to_real(&w, i, i + 1, row);
+            for (int64_t j = 0; j < nc; j++)
+                acc[j] = 0;
+            /* products of two floats are exact in double: the sum does not
+             * depend on FMA contraction, and k runs in a fixed order */
+            for (int64_t k = 0; k < rk; k++) {
+                const double b = (double)B[i * rk + k];
+                const lc_real *a = A + k * nc;
+                for (int64_t j = 0; j < nc; j++)
+                    acc[j] += b * (double)a[j];
+            }
+            for (int64_t j = 0; j < nc; j++) {
+                float v = (float)row[j] + (float)(acc[j] * scale);
+                if (i == 0 && j == 0)
+                    v += bump;
+                if (!store(dst, out_dt, i * nc + j, v)) {
+#pragma omp critical(merge_bad)
+                    if (bad < 0 || i * nc + j < bad)
+                        bad = i * nc + j;
+                }
+            }
+        }
+        free(row);
+        free(acc);
+    }
+    if (oom || bad >= 0) {
+        free(dst);
+        if (oom)
+            return lc_error_set(err, "out of memory merging '%s'", t->name);
+        return lc_error_set(err, "merged weight '%s' is not finite in %s at element [%lld,%lld] "
+                            "(the adapter's update is too large for that dtype; try --dtype f32)",
+                            t->name, lc_dtype_name(out_dt), (long long)(bad / nc),
+                            (long long)(bad % nc));
+    }
+    *out = dst;
+    return 0;
+}
+
+/* A copy of t converted to out_dt. */
+static int convert_tensor(const lc_st_tensor *t, lc_dtype out_dt, void **out, lc_error *err)
+{
+    unsigned char *dst = malloc((size_t)t->numel * lc_dtype_size(out_dt) + 1);
+    if (!dst)
+        return lc_error_set(err, "out of memory converting '%s'", t->name);
+    const lc_weight w = {t->data, t->dtype, 1, (int64_t)t->numel};
+    enum { CHUNK = 4096 };
+    lc_real buf[CHUNK];
+    for (uint64_t i0 = 0; i0 < t->numel; i0 += CHUNK) {
+        uint64_t n = t->numel - i0 < CHUNK ? t->numel - i0 : CHUNK;
+        lc_weight part = w;
+        part.data = (const unsigned char *)t->data + i0 * lc_dtype_size(t->dtype);
+        part.cols = (int64_t)n;
+        lc_weight_rows_to_real(&part, 0, 1, buf);
+        for (uint64_t k = 0; k < n; k++) {
+            float v = (float)buf[k];
+            if (!store(dst, out_dt, (int64_t)(i0 + k), v) && isfinite(v)) {
+                free(dst);
+                return lc_error_set(err, "tensor '%s' element %llu (%g) overflows %s; choose "
+                                    "another --dtype", t->name, (unsigned long long)(i0 + k),
+                                    (double)v, lc_dtype_name(out_dt));
+            }
+        }
+    }
+    *out = dst;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the merge                                                           */
+
+typedef struct merge_job {
+    const lc_merge_opts *o;
+    lc_merge_report *r;
+    FILE *log;
+    lc_model_config cfg;
+    lc_lora lora;
+    bool lora_loaded;
+    lc_model_files mf;
+    bool mf_open;
+    double scale;
+    const lc_st_tensor **targets;  /* [L · LC_MOD_COUNT], NULL where not adapted */
+    const lc_st_tensor *corrupt;   /* test hook target or NULL */
+    char stage[4200];
+    bool stage_made;
+    bool dtype_changed;            /* some tensor's dtype differs from the input */
+    double out_total_bytes;
+} merge_job;
+
+static int cmp_by_offset(const void *a, const void *b)
+{
+    const lc_st_tensor *x = *(const lc_st_tensor *const *)a;
+    const lc_st_tensor *y = *(const lc_st_tensor *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+static int find_targets(merge_job *j, lc_error *err)
+{
+    const lc_model_config *c = &j->cfg;
+    j->targets = calloc((size_t)c->n_layers * LC_MOD_COUNT, sizeof *j->targets);
+    if (!j->targets)
+        return lc_error_set(err, "out of memory");
+    char name[256];
+    static const lc_module pref[LC_MOD_COUNT] = {LC_MOD_DOWN, LC_MOD_O, LC_MOD_V, LC_MOD_UP,
+                                                 LC_MOD_GATE, LC_MOD_Q, LC_MOD_K};
+    for (int l = 0; l < c->n_layers; l++)
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            if (!lc_lora_get(&j->lora, l, m))
+                continue;
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lc_module_parent(m),
+                     lc_module_name(m));
+            const lc_st_tensor *t = lc_model_files_find(&j->mf, name);
+            int64_t out, in;
+            lc_module_shape(c, m, &out, &in);
+            if (!t)
+                return lc_error_set(err, "%s: the base model has no tensor '%s', which the "
+                                    "adapter adapts", j->o->base_dir, name);
+            if (t->ndim != 2 || t->shape[0] != out || t->shape[1] != in)
+                return lc_error_set(err, "%s: tensor '%s' does not have the shape [%lld,%lld] "
+                                    "that config.json implies", j->o->base_dir, name,
+                                    (long long)out, (long long)in);
+            if (!is_float(t->dtype))
+                return lc_error_set(err, "%s: tensor '%s' has dtype %s; merging needs F32, "
+                                    "BF16 or F16 weights", j->o->base_dir, name,
+                                    lc_dtype_name(t->dtype));
+            j->targets[(size_t)l * LC_MOD_COUNT + m] = t;
+        }
+    const char *hook = getenv("LORAC_TEST_CORRUPT_MERGE");
+    if (hook && strcmp(hook, "1") == 0)
+        for (int k = 0; k < LC_MOD_COUNT && !j->corrupt; k++)
+            j->corrupt = j->targets[pref[k]];
+    return 0;
+}
+
+static const lc_lora_adapter *adapter_of(const merge_job *j, const lc_st_tensor *t)
+{
+    size_t n = (size_t)j->cfg.n_layers * LC_MOD_COUNT;
+    for (size_t k = 0; k < n; k++)
+        if (j->targets[k] == t)
+            return lc_lora_get(&j->lora, (int)(k / LC_MOD_COUNT), (lc_module)(k % LC_MOD_COUNT));
+    return NULL;
+}
+
+/* Drops the whole pages of [p, p + n) of a read-only file mapping from RSS
+ * (they are re-read from the file if touched again). */
+static void drop_pages(const void *p, size_t n)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + n) & ~(page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static int write_shard(merge_job *j, size_t s, lc_error *err)
+{
+    lc_st_file *f = &j->mf.shards[s];
+    const char *fname = j->mf.shard_names[s];
+    size_t n = f->n_tensors;
+    const lc_st_tensor **order = malloc((n ? n : 1) * sizeof *order);
+    lc_st_entry *entries = calloc(n ? n : 1, sizeof *entries);
+    void **bufs = calloc(n ? n : 1, sizeof *bufs);
+    int rc = -1, merged = 0;
+    double bytes = 0;
+    if (!order || !entries || !bufs) {
+        lc_error_set(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = &f->tensors[i];
+    qsort(order, n, sizeof *order, cmp_by_offset); /* keep the input's layout */
+    for (size_t i = 0; i < n; i++) {
+        const lc_st_tensor *t = order[i];
+        lc_dtype dt = t->dtype;
+        if (j->o->dtype != LC_MERGE_DTYPE_AUTO && is_float(dt))
+            dt = (lc_dtype)j->o->dtype;
+        const void *data = t->data;
+        const lc_lora_adapter *ad = adapter_of(j, t);
+        if (ad) {
+            float bump = t == j->corrupt ? 1.0f : 0.0f;
+            if (merge_tensor(t, ad, j->scale, dt, bump, &bufs[i], err))
+                goto out;
+            data = bufs[i];
+            drop_pages(t->data, t->end - t->begin); /* the input is not read again */
+            merged++;
+            j->r->corrupted |= bump != 0;
+            j->r->low_precision |= dt != LC_DTYPE_F32;
+        } else if (dt != t->dtype) {
+            if (convert_tensor(t, dt, &bufs[i], err))
+                goto out;
+            data = bufs[i];
+            drop_pages(t->data, t->end - t->begin);
+            j->r->n_converted++;
+            j->r->low_precision |= dt != LC_DTYPE_F32;
+        }
+        j->dtype_changed |= dt != t->dtype;
+        entries[i] = (lc_st_entry){t->name, dt, t->ndim, t->shape, data};
+        bytes += (double)t->numel * (double)lc_dtype_size(dt);
+    }
+    const char *fmt_k[1] = {"format"}, *fmt_v[1] = {"pt"};
+    const char *const *mk = f->n_meta ? (const char *const *)f->meta_keys : fmt_k;
+    const char *const *mv = f->n_meta ? (const char *const *)f->meta_values : fmt_v;
+    char path[4400];
+    if (join(path, sizeof path, j->stage, fname, err))
+        goto out;
+    if (lc_st_write(path, entries, n, mk, mv, f->n_meta ? f->n_meta : 1, err))
+        goto out;
+    j->r->n_shards++;
+    j->r->n_tensors += (int)n;
+    j->r->n_merged += merged;
+    j->r->bytes_written += bytes;
+    j->out_total_bytes += bytes;
+    if ((double)f->map_size > j->r->largest_shard_bytes)
+        j->r->largest_shard_bytes = (double)f->map_size;
+    if (j->log)
+        fprintf(j->log, "wrote %s: %zu tensors (%d merged), %.1f MiB\n", fname, n, merged,
+                bytes / 1048576.0);
+    rc = 0;
+out:
+    for (size_t i = 0; bufs && i < n; i++)
+        free(bufs[i]);
+    /* the shard's input pages are not needed again: drop them from RSS */
+    if (f->map && f->map_size)
+        madvise(f->map, f->map_size, MADV_DONTNEED);
+    free(bufs);
+    free(entries);
+    free(order);
+    return rc;
+}
+
+/* config.json: copied, or with dtype / torch_dtype set to the forced dtype. */
+static int write_config(merge_job *j, lc_error *err)
+{
+    char src[4200], dst[4400];
+    if (join(src, sizeof src, j->o->base_dir, "config.json", err) ||
+        join(dst, sizeof dst, j->stage, "config.json", err))
+        return -1;
+    size_t len;
+    char *text = lc_read_file(src, MAX_SMALL_FILE, &len, err);
+    if (!text)
+        return -1;
+    bool change = j->o->dtype != LC_MERGE_DTYPE_AUTO && (lc_dtype)j->o->dtype != j->cfg.dtype;
+    int rc;
+    if (!change) {
+        rc = lc_write_file_atomic(dst, text, len, err);
+    } else {
+        cJSON *root = cJSON_ParseWithLength(text, len);
+        if (!root) {
+            free(text);
+            return lc_error_set(err, "%s: not valid JSON", src);
+        }
+        const char *name = hf_dtype_name((lc_dtype)j->o->dtype);
+        bool set = false;
+        const char *keys[2] = {"dtype", "torch_dtype"};
+        for (int k = 0; k < 2; k++)
+            if (cJSON_GetObjectItemCaseSensitive(root, keys[k])) {
+                cJSON_ReplaceItemInObjectCaseSensitive(root, keys[k], cJSON_CreateString(name));
+                set = true;
+            }
+        if (!set)
+            cJSON_AddStringToObject(root, "torch_dtype", name);
+        char *out = cJSON_Print(root);
+        cJSON_Delete(root);
+        rc = out ? lc_write_file_atomic(dst, out, strlen(out), err)
+                 : lc_error_set(err, "out of memory writing %s", dst);
+        free(out);
+    }
+    free(text);
+    if (rc == 0) {
+        j->r->n_files_copied++;
+        append_name(j->r->copied, sizeof j->r->copied, "config.json");
+    }
+    return rc;
+}
+
+/* The index: copied, or with metadata.total_size updated when a dtype changed. */
+static int write_index(merge_job *j, lc_error *err)
+{
+    char src[4200], dst[4400];
+    if (join(src, sizeof src, j->o->base_dir, INDEX_NAME, err) ||
+        join(dst, sizeof dst, j->stage, INDEX_NAME, err))
+        return -1;
+    if (!lc_path_exists(src))
+        return 0;
+    size_t len;
+    char *text = lc_read_file(src, MAX_SMALL_FILE, &len, err);
+    if (!text)
+        return -1;
+    int rc;
+    if (!j->dtype_changed) {
+        rc = lc_write_file_atomic(dst, text, len, err);
+    } else {
+        cJSON *root = cJSON_ParseWithLength(text, len);
+        if (!root || !cJSON_IsObject(root)) {
+            cJSON_Delete(root);
+            free(text);
+            return lc_error_set(err, "%s: not a JSON object", src);
+        }
+        cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
+        if (!cJSON_IsObject(meta)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(root, "metadata");
+            meta = cJSON_AddObjectToObject(root, "metadata");
+        }
+        char num[32];
+        snprintf(num, sizeof num, "%.0f", j->out_total_bytes);
+        cJSON_DeleteItemFromObjectCaseSensitive(meta, "total_size");
+        cJSON_AddRawToObject(meta, "total_size", num); /* exact integer, never 1e+10 */
+        char *out = cJSON_Print(root);
+        cJSON_Delete(root);
+        rc = out ? lc_write_file_atomic(dst, out, strlen(out), err)
+                 : lc_error_set(err, "out of memory writing %s", dst);
+        free(out);
+    }
+    free(text);
+    if (rc == 0) {
+        j->r->n_files_copied++;
+        append_name(j->r->copied, sizeof j->r->copied, INDEX_NAME);
+    }
+    return rc;
+}
+
+static bool has_suffix(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* Tokenizer, generation and other small files (*.json, *.model, *.txt,
+ * *.jinja, *.tiktoken) of the base directory, byte for byte. */
+static int copy_small_files(merge_job *j, lc_error *err)
+{
+    DIR *d = opendir(j->o->base_dir);
+    if (!d)
+        return lc_error_set(err, "%s: cannot list: %s", j->o->base_dir, strerror(errno));
+    static const char *const suffixes[] = {".json", ".model", ".txt", ".jinja", ".tiktoken"};
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        const char *name = e->d_name;
+        if (name[0] == '.' || !strcmp(name, "config.json") || !strcmp(name, INDEX_NAME))
+            continue;
+        bool want = false;
+        for (size_t k = 0; k < sizeof suffixes / sizeof suffixes[0]; k++)
+            want |= has_suffix(name, suffixes[k]);
+        for (size_t s = 0; s < j->mf.n_shards; s++)
+            want &= strcmp(name, j->mf.shard_names[s]) != 0;
+        if (!want)
+            continue;
+        char src[4200], dst[4400];
+        struct stat st;
+        if (join(src, sizeof src, j->o->base_dir, name, err) ||
+            join(dst, sizeof dst, j->stage, name, err)) {
+            rc = -1;
+            break;
+        }
+        if (stat(src, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_SMALL_FILE)
+            continue;
+        size_t len;
+        char *text = lc_read_file(src, MAX_SMALL_FILE, &len, err);
+        if (!text || lc_write_file_atomic(dst, text, len, err))
+            rc = -1;
+        free(text);
+        if (rc == 0) {
+            j->r->n_files_copied++;
+            append_name(j->r->copied, sizeof j->r->copied, name);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* verification                                                        */
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int verify(merge_job *j, lc_error *err)
+{
+    lc_merge_report *r = j->r;
+    lc_model base = {0}, merged = {0};
+    lc_arena arena = {0};
+    lc_tape tape = {0};
+    bool tape_ok = false;
+    lc_real *l1 = NULL, *l2 = NULL;
+    int32_t *ids = NULL, *tg = NULL, *pos = NULL;
+    int rc = -1;
+    if (lc_model_load(&base, j->o->base_dir, err)) {
+        lc_error_prefix(err, "verification: loading the base model");
+        goto out;
+    }
+    if (lc_model_load(&merged, j->stage, err)) {
+        lc_error_prefix(err, "verification: loading the merged model");
+        goto out;
+    }
+    const int64_t B = LC_MERGE_PROBE_ROWS;
+    int64_t T = LC_MERGE_PROBE_TOKENS;
+    if (T > base.cfg.max_position_embeddings)
+        T = base.cfg.max_position_embeddings;
+    const int64_t N = B * T, V = base.cfg.vocab_size;
+    lc_memory_plan plan;
+    lc_memory_plan_cpu(&base.cfg, 0, j->lora.n_params, &j->lora.cfg, B, T, &plan);
+    if (lc_model_prepare_rope(&base, T, err) || lc_model_prepare_rope(&merged, T, err) ||
+        lc_arena_init(&arena, "verify", plan.arena_bytes, err))
+        goto out;
+    if (lc_tape_init(&tape, &arena, plan.grad_bytes, err))
+        goto out;
+    tape_ok = true;
+    tape.max_rows = N;
+    l1 = malloc((size_t)(N * V) * sizeof *l1);
+    l2 = malloc((size_t)(N * V) * sizeof *l2);
+    ids = malloc((size_t)N * sizeof *ids);
+    tg = malloc((size_t)N * sizeof *tg);
+    pos = malloc((size_t)N * sizeof *pos);
+    if (!l1 || !l2 || !ids || !tg || !pos) {
+        lc_error_set(err, "verification: out of memory for %lld x %lld logits", (long long)N,
+                     (long long)V);
+        goto out;
+    }
+    uint64_t rng = 0x6d65726765ull; /* fixed: "merge" */
+    for (int64_t i = 0; i < N; i++) {
+        ids[i] = (int32_t)(splitmix(&rng) % (uint64_t)V);
+        tg[i] = -100;
+        pos[i] = (int32_t)(i % T);
+    }
+    lc_batch b = {B, T, ids, tg, pos, NULL};
+    lc_model_logits(&base, &tape, &b, &j->lora, l1, NULL, NULL);
+    lc_tape_reset(&tape);
+    lc_model_logits(&merged, &tape, &b, NULL, l2, NULL, NULL);
+    lc_tape_reset(&tape);
+    double maxd = 0, maxl = 0;
+    for (int64_t i = 0; i < N * V; i++) {
+        double d = fabs((double)l1[i] - (double)l2[i]);
+        if (!(d <= maxd)) /* NaN counts as infinitely different */
+            maxd = isnan(d) ? INFINITY : d;
+        double a = fabs((double)l1[i]);
+        if (a > maxl)
+            maxl = a;
+    }
+    r->verify_max_diff = maxd;
+    r->verify_max_logit = maxl;
+    r->verify_tolerance = r->low_precision ? LC_MERGE_TOL_LOWP_REL * maxl : LC_MERGE_TOL_F32;
+    if (!(maxd <= r->verify_tolerance)) {
+        lc_error_set(err, "verification failed: the largest logit difference between base + "
+                     "adapter and the merged model is %.6g, above the tolerance %.3g (%s) on a "
+                     "%lldx%lld-token probe batch; the merged model is wrong",
+                     maxd, r->verify_tolerance,
+                     r->low_precision ? "5e-2 x max|logit|, BF16/F16 output" : "f32 output",
+                     (long long)B, (long long)T);
+        goto out;
+    }
+    r->verified = true;
+    rc = 0;
+out:
+    free(l1);
+    free(l2);
+    free(ids);
+    free(tg);
+    free(pos);
+    if (tape_ok)
+        lc_tape_free(&tape);
+    if (arena.base)
+        lc_arena_free(&arena);
+    lc_model_free(&merged);
+    lc_model_free(&base);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* output directory                                                    */
+
+static int make_stage(merge_job *j, const char *out, lc_error *err)
+{
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", out);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        if (lc_mkdir_p(parent, err))
+            return lc_error_prefix(err, "--out");
+    }
+    if ((size_t)snprintf(j->stage, sizeof j->stage, "%s.lorac-partial-XXXXXX", out) >=
+        sizeof j->stage)
+        return lc_error_set(err, "--out: path too long");
+    if (!mkdtemp(j->stage))
+        return lc_error_set(err, "cannot create a directory next to %s: %s", out, strerror(errno));
+    j->stage_made = true;
+    mode_t mask = umask(0); /* mkdtemp makes it 0700; give it a normal directory's mode */
+    umask(mask);
+    chmod(j->stage, 0777 & ~mask);
+    return 0;
+}
+
+/* Renames the finished staging directory to out (replacing an old out). */
+static int finish_output(merge_job *j, const char *out, bool replace, lc_error *err)
+{
+    char old[4200] = "";
+    if (replace) {
+        snprintf(old, sizeof old, "%s.lorac-old-XXXXXX", out);
+        if (!mkdtemp(old) || rmdir(old) != 0 || rename(out, old) != 0)
+            return lc_error_set(err, "cannot move the existing %s aside: %s", out,
+                                strerror(errno));
+    }
+    if (rename(j->stage, out) != 0) {
+        int e = errno;
+        if (replace)
+            (void)rename(old, out);
+        return lc_error_set(err, "cannot rename %s to %s: %s", j->stage, out, strerror(e));
+    }
+    j->stage_made = false;
+    if (replace && remove_tree(old) != 0)
+        return lc_error_set(err, "the merged model is in %s, but the old directory moved to "
+                            "%s could not be removed: %s", out, old, strerror(errno));
+    return 0;
+}
+
+int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *err)
+{
+    memset(r, 0, sizeof *r);
+    merge_job j;
+    memset(&j, 0, sizeof j);
+    j.o = o;
+    j.r = r;
+    j.log = log;
+    const double t0 = now_s();
+    int rc = -1;
+    if (o->dtype != LC_MERGE_DTYPE_AUTO && !is_float((lc_dtype)o->dtype))
+        return lc_error_set(err, "--dtype: expected auto, bf16, f16 or f32");
+
+    char out[4096];
+    size_t ol = strlen(o->out_dir);
+    if (ol == 0 || ol >= sizeof out)
+        return lc_error_set(err, "--out: bad path '%s'", o->out_dir);
+    memcpy(out, o->out_dir, ol + 1);
+    while (ol > 1 && out[ol - 1] == '/')
+        out[--ol] = '\0';
+
+    /* the output: refused when it exists, unless --force */
+    struct stat st;
+    bool exists = lstat(out, &st) == 0;
+    if (exists && !o->force)
+        return lc_error_set(err, "%s already exists: choose another --out, or pass --force to "
+                            "replace it", out);
+    if (exists && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
+        return lc_error_set(err, "%s exists and is not a directory: remove it or choose "
+                            "another --out", out);
+    if (exists && (contains_path(out, o->base_dir) || contains_path(out, o->adapter_dir)))
+        return lc_error_set(err, "--out %s is (or contains) the base model or the adapter "
+                            "directory; --force would delete it: choose another --out", out);
+
+    /* the base */
+    if (lc_model_config_load(&j.cfg, o->base_dir, err))
+        return lc_error_prefix(err, "base model");
+    if (j.cfg.prequantized_bnb4)
+        return lc_error_set(err, "%s is a quantized model (config.json has a bitsandbytes 4-bit "
+                            "quantization_config): merging into a quantized base needs "
+                            "dequantizing it first, which a later version will offer as "
+                            "--dequantize; merge into the original unquantized model instead",
+                            o->base_dir);
+
+    /* the adapter */
+    if (check_adapter(o->adapter_dir, &j.cfg, err))
+        return lc_error_prefix(err, "adapter %s does not fit base model %s", o->adapter_dir,
+                               o->base_dir);
+    if (lc_lora_load_peft(&j.lora, &j.cfg, o->adapter_dir, err))
+        return lc_error_prefix(err, "adapter %s does not fit base model %s", o->adapter_dir,
+                               o->base_dir);
+    j.lora_loaded = true;
+    j.scale = j.lora.cfg.use_rslora ? j.lora.cfg.alpha / sqrt((double)j.lora.cfg.r)
+                                    : j.lora.cfg.alpha / (double)j.lora.cfg.r;
+    if (lc_model_files_open(&j.mf, o->base_dir, err)) {
+        lc_error_prefix(err, "base model");
+        goto out;
+    }
+    j.mf_open = true;
+    if (find_targets(&j, err))
+        goto out;
+
+    /* write everything into the staging directory */
+    if (make_stage(&j, out, err))
+        goto out;
+    for (size_t s = 0; s < j.mf.n_shards; s++)
+        if (write_shard(&j, s, err))
+            goto write_failed;
+    if (write_index(&j, err) || write_config(&j, err) || copy_small_files(&j, err))
+        goto write_failed;
+    r->peak_rss_merge = peak_rss_bytes();
+    r->seconds_merge = now_s() - t0;
+    lc_model_files_close(&j.mf);
+    j.mf_open = false;
+
+    if (o->verify) {
+        double t1 = now_s();
+        if (verify(&j, err)) {
+            r->seconds_verify = now_s() - t1;
+            if (remove_tree(j.stage) == 0) {
+                j.stage_made = false;
+                snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
+                         " (nothing was written to %s%s; --no-verify skips this check)", out,
+                         exists ? ", which is unchanged" : "");
+            }
+            goto out;
+        }
+        r->seconds_verify = now_s() - t1;
+    }
+    if (finish_output(&j, out, exists, err))
+        goto out;
+    rc = 0;
+    goto out;
+
+write_failed:
+    if (remove_tree(j.stage) == 0) {
+        j.stage_made = false;
+        snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
+                 "; the partial output was removed (%s%s)", out,
+                 exists ? " is unchanged" : " was not created");
+    } else {
+        snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
+                 "; removing the partial output %s failed too: %s", j.stage, strerror(errno));
+        j.stage_made = false;
+    }
+out:
+    if (j.stage_made)
+        remove_tree(j.stage);
+    r->peak_rss_total = peak_rss_bytes();
+    if (j.mf_open)
+        lc_model_files_close(&j.mf);
+    if (j.lora_loaded)
+        lc_lora_free(&j.lora);
+    free(j.targets);
+    return rc;
+}

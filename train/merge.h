@@ -1,0 +1,84 @@
+/* merge.h — `lorac merge`: fold a PEFT LoRA adapter into its base model and
+ * write a plain Hugging Face model directory.
+ *
+ * For every adapted linear, W' = W + scaling · (B @ A): the products of B and
+ * A are summed in double (exact products, fixed k order, so the result does
+ * not depend on threads or FMA), scaled, rounded once to f32 and added to
+ * W in f32; W' is written back in the tensor's own dtype (or the requested
+ * one) with round-to-nearest-even. Every other tensor is copied bit for bit
+ * (converted only when an output dtype is forced). The output keeps the
+ * input's shard files, tensor order and model.safetensors.index.json
+ * weight_map; config.json, tokenizer and generation files are copied.
+ *
+ * Memory: one shard at a time. Unchanged tensors are written straight from
+ * the input mapping; merged (or converted) tensors get a buffer each, freed
+ * when the shard is written, and the shard's input pages are dropped
+ * afterwards, so the peak is about one shard.
+ *
+ * Everything is written into a fresh staging directory next to the output
+ * (OUT.lorac-partial-XXXXXX) that is renamed into place only when all
+ * files are written and the verification passed; on any failure (no space,
+ * bad input, failed verification) the staging directory is removed and an
+ * existing OUT is left untouched.
+ *
+ * Verification: a fixed probe batch (2 rows × 16 pseudo-random token ids)
+ * goes through base + adapter and through the merged model as written; the
+ * largest absolute logit difference must stay within 1e-3 (f32 output) or
+ * 5e-2 · max|logit| (BF16 / F16 output, whose rounding of W' is ~2^-9
+ * relative). */
+#ifndef LC_MERGE_H
+#define LC_MERGE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "autograd/dtype.h"
+#include "autograd/error.h"
+
+#define LC_MERGE_DTYPE_AUTO (-1)
+#define LC_MERGE_TOL_F32 1e-3
+#define LC_MERGE_TOL_LOWP_REL 5e-2
+#define LC_MERGE_PROBE_ROWS 2
+#define LC_MERGE_PROBE_TOKENS 16
+
+typedef struct lc_merge_opts {
+    const char *base_dir;      /* Hugging Face model directory */
+    const char *adapter_dir;   /* PEFT adapter directory */
+    const char *out_dir;       /* must not exist unless force */
+    int dtype;                 /* LC_MERGE_DTYPE_AUTO (each tensor keeps its dtype) or
+                                * LC_DTYPE_F32 / LC_DTYPE_BF16 / LC_DTYPE_F16: every
+                                * float tensor is written in it */
+    bool force;                /* replace an existing out_dir */
+    bool verify;               /* run the probe batch (default in the CLI) */
+} lc_merge_opts;
+
+typedef struct lc_merge_report {
+    int n_shards;
+    int n_tensors;             /* tensors written */
+    int n_merged;              /* linears that received B @ A */
+    int n_converted;           /* other tensors converted to the forced dtype */
+    int n_files_copied;        /* config, index, tokenizer, generation, ... files */
+    char copied[1024];         /* their names, comma-separated (cut when long) */
+    double bytes_written;      /* tensor data of all shards */
+    double largest_shard_bytes;/* size of the largest input shard file */
+    double peak_rss_merge;     /* bytes: getrusage high-water mark when the shards were written */
+    double peak_rss_total;     /* bytes: the same at the end (verification loads two models) */
+    double seconds_merge, seconds_verify;
+    bool low_precision;        /* some merged/converted tensor was written as BF16 or F16 */
+    bool corrupted;            /* the test hook changed a merged element */
+    bool verified;             /* the probe ran and passed */
+    double verify_max_diff;    /* largest |logit difference| (also set when it failed) */
+    double verify_max_logit;   /* largest |logit| of base + adapter */
+    double verify_tolerance;
+} lc_merge_report;
+
+/* Runs the merge. Progress lines (one per shard) go to log when not NULL.
+ * Returns 0, or -1 with err saying what failed and what to do; report is
+ * filled as far as the merge got (verify_max_diff too when the verification
+ * failed). */
+int lc_merge(const lc_merge_opts *o, lc_merge_report *report, FILE *log, lc_error *err);
+
+/* Parses auto|bf16|f16|f32 (also bfloat16, float16, float32); 0 or -1. */
+int lc_merge_parse_dtype(const char *s, int *dtype);
+
+#endif
