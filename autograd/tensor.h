@@ -34,10 +34,13 @@ typedef struct lc_tensor {
     int64_t grad_capacity;     /* elements of the pooled grad buffer */
 } lc_tensor;
 
+struct lc_nf4;
+
 typedef struct lc_weight {
-    const void *data;          /* [rows, cols] in dtype */
-    lc_dtype dtype;            /* F32, F16 or BF16 */
+    const void *data;          /* [rows, cols] in dtype (unused when nf4) */
+    lc_dtype dtype;            /* F32, F16 or BF16: as stored (or before quantization) */
     int64_t rows, cols;
+    const struct lc_nf4 *nf4;  /* non-NULL: 4-bit NormalFloat, see nf4.h */
 } lc_weight;
 
 /* Rows (product of all dims but the last) and the last dim. */

@@ -29,6 +29,7 @@ static double peak_rss_gib(void)
 typedef struct bench_opts {
     int hidden, layers, heads, kv_heads, intermediate, vocab, rank, batch, seq, steps, warmup;
     int tied;
+    int nf4;
     lc_dtype dtype;
 } bench_opts;
 
@@ -56,6 +57,10 @@ int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--bf16") == 0) {
             o.dtype = LC_DTYPE_BF16;
+            continue;
+        }
+        if (strcmp(argv[i], "--nf4") == 0) {
+            o.nf4 = 1;
             continue;
         }
         bool found = false;
@@ -93,6 +98,19 @@ int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
     for (int m = 0; m < LC_MOD_COUNT; m++)
         lc.targets[m] = true;
     int rc = -1;
+    lc_model_load_opts qo = {.nf4 = true, .nf4_blocksize = 64, .nf4_double_quant = true};
+    if (o.nf4 && lc_model_quantize_nf4(&model, &qo, err))
+        goto out_model;
+    double weight_mib = 0;
+    for (int l = 0; l < cfg.n_layers; l++)
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            const lc_weight *w = &model.layers[l].proj[m];
+            weight_mib += w->nf4 ? (double)lc_nf4_bytes(w->nf4)
+                                 : (double)(w->rows * w->cols) * (double)lc_dtype_size(w->dtype);
+        }
+    weight_mib += (double)(cfg.vocab_size * cfg.hidden_size) * (double)lc_dtype_size(o.dtype) *
+                  (cfg.tie_word_embeddings ? 1 : 2);
+    weight_mib /= 1048576.0;
     if (lc_model_prepare_rope(&model, o.seq, err) || lc_lora_init(&lora, &cfg, &lc, 42, err))
         goto out_model;
     /* B small and non-zero so every gradient path carries real numbers. */
@@ -118,8 +136,9 @@ int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
     lc_adamw_hparams hp = {0.9, 0.999, 1e-8, 0.0};
     int64_t nsup = lc_batch_buf_supervised(&buf);
     double total_time = 0, loss = 0;
-    fprintf(out, "{\"impl\":\"lorac\",\"threads\":%d,\"dtype\":\"%s\",\"step_s\":[", 
-            omp_get_max_threads(), lc_dtype_name(o.dtype));
+    fprintf(out, "{\"impl\":\"lorac\",\"threads\":%d,\"weights\":\"%s\",\"weight_mib\":%.1f,"
+            "\"step_s\":[", omp_get_max_threads(), o.nf4 ? "NF4-dq" : lc_dtype_name(o.dtype),
+            weight_mib);
     for (int step = 0; step < o.warmup + o.steps; step++) {
         double t0 = now_s();
         int64_t n;

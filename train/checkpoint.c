@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,43 @@ static int remove_flat_dir(const char *dir)
     }
     closedir(d);
     return rmdir(dir);
+}
+
+/* Deletes a checkpoint directory without ever leaving a partial checkpoint-N
+ * behind. (Fix: unlinking the files in place let a SIGKILL during pruning
+ * leave e.g. a checkpoint-N with trainer_state.json but no adapter, which
+ * the listing took for complete.) The directory is first renamed to
+ * checkpoint-N.old.tmp — a name the listing ignores and the next save sweeps
+ * — and emptied there. */
+static int discard_dir(const char *dir)
+{
+    char aside[4400];
+    snprintf(aside, sizeof aside, "%s.old.tmp", dir);
+    remove_flat_dir(aside);
+    if (rename(dir, aside) != 0)
+        return errno == ENOENT ? 0 : -1;
+    remove_flat_dir(aside);
+    return 0;
+}
+
+/* Removes every checkpoint-*.tmp directory a crash left in output_dir
+ * (only lc_checkpoint_save creates them, and it is not running). */
+static void sweep_leftovers(const char *output_dir)
+{
+    DIR *d = opendir(output_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[4352];
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (strncmp(e->d_name, "checkpoint-", 11) == 0 && n > 15 &&
+            strcmp(e->d_name + n - 4, ".tmp") == 0) {
+            snprintf(path, sizeof path, "%s/%s", output_dir, e->d_name);
+            remove_flat_dir(path);
+        }
+    }
+    closedir(d);
 }
 
 static void fsync_dir(const char *dir)
@@ -183,7 +221,7 @@ int lc_checkpoint_save(const char *output_dir, const lc_lora *lora, const lc_ada
     snprintf(tmp, sizeof tmp, "%s.tmp", final);
     if (lc_mkdir_p(output_dir, err))
         return -1;
-    remove_flat_dir(tmp); /* left over by a crash */
+    sweep_leftovers(output_dir); /* checkpoint-*.tmp left over by a crash */
     if (lc_lora_save_peft(lora, tmp, base_model, err))
         goto fail;
     LC_ASSERT(sizeof(lc_real) == sizeof(float));
@@ -197,14 +235,27 @@ int lc_checkpoint_save(const char *output_dir, const lc_lora *lora, const lc_ada
     if (lc_st_write(path, e, 2, mk, mv, 1, err) || write_state(tmp, st, err))
         goto fail;
     fsync_dir(tmp);
-    if (lc_is_dir(final) && remove_flat_dir(final) != 0) {
-        lc_error_set(err, "cannot replace %s: %s", final, strerror(errno));
-        goto fail;
+    /* Replacing checkpoint-N (a run stopped right after saving it, or one
+     * resumed from its final checkpoint). Fix: the old directory used to be
+     * deleted before the rename, so a crash in between lost checkpoint-N (or
+     * left it half deleted). Now the two are swapped atomically, so
+     * checkpoint-N exists at every moment, and the old one, now under the
+     * .tmp name, is deleted. Where the file system cannot swap, the old one
+     * is moved aside first (a crash in between leaves the older ones). */
+    bool swapped = false;
+    if (lc_is_dir(final)) {
+        swapped = renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) == 0;
+        if (!swapped && discard_dir(final) != 0) {
+            lc_error_set(err, "cannot replace %s: %s", final, strerror(errno));
+            goto fail;
+        }
     }
-    if (rename(tmp, final) != 0) {
+    if (!swapped && rename(tmp, final) != 0) {
         lc_error_set(err, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
         goto fail;
     }
+    if (swapped)
+        remove_flat_dir(tmp);
     fsync_dir(output_dir);
     if (path_out)
         snprintf(path_out, path_n, "%s", final);
@@ -215,7 +266,7 @@ int lc_checkpoint_save(const char *output_dir, const lc_lora *lora, const lc_ada
             if (v[i] == st->step)
                 continue;
             snprintf(path, sizeof path, "%s/checkpoint-%" PRId64, output_dir, v[i]);
-            remove_flat_dir(path);
+            discard_dir(path);
         }
         free(v);
     }

@@ -11,6 +11,7 @@
 #include "train/config.h"
 #include "train/info.h"
 #include "train/merge.h"
+#include "train/quantize.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f)
@@ -23,6 +24,7 @@ static void usage(FILE *f)
                "  merge --base DIR --adapter DIR --out DIR   fold an adapter into its base model\n"
                "  eval CONFIG.yaml | --model DIR --data F    loss and perplexity on tokenized JSONL\n"
                "  info DIR                                   architecture, parameters, memory plan\n"
+               "  quantize IN_DIR OUT_DIR                    write a bitsandbytes NF4 checkpoint\n"
                "run 'lorac <command> --help' for a command's options\n");
 }
 
@@ -441,6 +443,64 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
+static void quantize_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lorac quantize IN_DIR OUT_DIR [--blocksize 64] [--no-double-quant] [--force]\n"
+        "  Quantizes every linear of the transformer blocks of the Hugging Face model in\n"
+        "  IN_DIR to 4-bit NormalFloat exactly as bitsandbytes does, and writes OUT_DIR in\n"
+        "  bitsandbytes' checkpoint layout (a \"-bnb-4bit\" model): `adapter: qlora` then\n"
+        "  loads it without quantizing again. Embeddings, norms and lm_head are copied.\n"
+        "  --blocksize N         values per absmax block (default 64)\n"
+        "  --no-double-quant     keep absmax in f32 (default: 8-bit, like bnb's double quant)\n"
+        "  --force               overwrite OUT_DIR\n"
+        "  Exit status: 0 ok, 1 failed, 2 bad usage.\n");
+}
+
+static int cmd_quantize(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        quantize_usage(stdout);
+        return 0;
+    }
+    const char *in = NULL, *out = NULL;
+    int64_t bs = 64;
+    bool dq = true, force = false;
+    for (int i = 0; i < argc; i++) {
+        char *end = NULL;
+        if (strcmp(argv[i], "--blocksize") == 0 && i + 1 < argc) {
+            bs = strtoll(argv[++i], &end, 10);
+            if (*end || bs < 16 || bs > 4096) {
+                fprintf(stderr, "lorac quantize: --blocksize: expected an integer in 16..4096\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--no-double-quant") == 0) {
+            dq = false;
+        } else if (strcmp(argv[i], "--force") == 0) {
+            force = true;
+        } else if (argv[i][0] != '-' && !in) {
+            in = argv[i];
+        } else if (argv[i][0] != '-' && !out) {
+            out = argv[i];
+        } else {
+            fprintf(stderr, "lorac quantize: unexpected argument '%s'\n", argv[i]);
+            quantize_usage(stderr);
+            return 2;
+        }
+    }
+    if (!in || !out) {
+        quantize_usage(stderr);
+        return 2;
+    }
+    lc_error err = {{0}};
+    if (lc_quantize_model(in, out, bs, dq, force, &err)) {
+        fprintf(stderr, "lorac: %s\n", err.msg);
+        return 1;
+    }
+    printf("wrote %s (NF4, blocksize %lld%s)\n", out, (long long)bs, dq ? ", double quant" : "");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -455,6 +515,8 @@ int main(int argc, char **argv)
         return cmd_eval(argc - 2, argv + 2);
     if (strcmp(argv[1], "info") == 0)
         return cmd_info(argc - 2, argv + 2);
+    if (strcmp(argv[1], "quantize") == 0)
+        return cmd_quantize(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0) {
         if (wants_help(argc - 2, argv + 2)) {
             bench_usage(stdout);

@@ -228,7 +228,7 @@ static int merge_tensor(const lc_st_tensor *t, const lc_lora_adapter *ad, double
     if (!dst)
         return lc_error_set(err, "out of memory merging '%s' ([%lld,%lld])", t->name,
                             (long long)nr, (long long)nc);
-    const lc_weight w = {t->data, t->dtype, nr, nc};
+    const lc_weight w = {t->data, t->dtype, nr, nc, NULL};
     int64_t bad = -1;
     bool oom = false;
 #pragma omp parallel
@@ -287,7 +287,7 @@ static int convert_tensor(const lc_st_tensor *t, lc_dtype out_dt, void **out, lc
     unsigned char *dst = malloc((size_t)t->numel * lc_dtype_size(out_dt) + 1);
     if (!dst)
         return lc_error_set(err, "out of memory converting '%s'", t->name);
-    const lc_weight w = {t->data, t->dtype, 1, (int64_t)t->numel};
+    const lc_weight w = {t->data, t->dtype, 1, (int64_t)t->numel, NULL};
     enum { CHUNK = 4096 };
     lc_real buf[CHUNK];
     for (uint64_t i0 = 0; i0 < t->numel; i0 += CHUNK) {

@@ -1,10 +1,14 @@
 /* model.c — loading a Llama-family model and its forward pass (see model.h). */
 #include "train/model.h"
 
+#include "train/quantize.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static const char *const norm_names[2] = {"input_layernorm", "post_attention_layernorm"};
 
@@ -63,7 +67,7 @@ static int get_tensor(lc_model *m, const char *name, int ndim, int64_t d0, int64
         return lc_error_set(err, "%s: tensor '%s' has shape %s, expected [%lld,%lld]",
                             m->files.dir, name, got, (long long)d0, (long long)d1);
     }
-    *w = (lc_weight){t->data, t->dtype, d0, ndim == 1 ? 1 : d1};
+    *w = (lc_weight){t->data, t->dtype, d0, ndim == 1 ? 1 : d1, NULL};
     return 0;
 }
 
@@ -81,14 +85,43 @@ static int get_vector(lc_model *m, const char *name, int64_t n, lc_real **slot,
     return 0;
 }
 
+/* Quantizes one freshly read linear into m->nf4[slot] and releases the
+ * file pages it came from. */
+static int quantize_linear(lc_model *m, size_t slot, lc_weight *w, const lc_model_load_opts *o,
+                           lc_error *err)
+{
+    size_t n = (size_t)(w->rows * w->cols);
+    float *tmp = malloc(n * sizeof(float));
+    if (!tmp)
+        return lc_error_set(err, "out of memory quantizing a [%lld,%lld] weight",
+                            (long long)w->rows, (long long)w->cols);
+    lc_weight_rows_to_real(w, 0, w->rows, tmp);
+    int rc = lc_nf4_quantize(&m->nf4[slot], tmp, w->rows, w->cols, o->nf4_blocksize,
+                             o->nf4_double_quant, err);
+    free(tmp);
+    if (rc)
+        return -1;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)w->data + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t b = ((uintptr_t)w->data + n * lc_dtype_size(w->dtype)) & ~(uintptr_t)(page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+    w->nf4 = &m->nf4[slot].q;
+    w->data = NULL;
+    return 0;
+}
+
 int lc_model_load(lc_model *m, const char *dir, lc_error *err)
+{
+    return lc_model_load_with(m, dir, NULL, err);
+}
+
+int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o,
+                       lc_error *err)
 {
     memset(m, 0, sizeof *m);
     if (lc_model_config_load(&m->cfg, dir, err))
         return -1;
-    if (m->cfg.prequantized_bnb4)
-        return lc_error_set(err, "%s: pre-quantized bitsandbytes checkpoints are not "
-                            "supported yet", dir);
     if (lc_model_files_open(&m->files, dir, err))
         return -1;
     m->has_files = true;
@@ -96,6 +129,14 @@ int lc_model_load(lc_model *m, const char *dir, lc_error *err)
     int64_t C = c->hidden_size, V = c->vocab_size, D = c->head_dim;
     if (alloc_structure(m, err))
         goto fail;
+    bool prequantized = c->prequantized_bnb4;
+    if ((o && o->nf4) || prequantized) {
+        m->nf4 = calloc((size_t)c->n_layers * LC_MOD_COUNT, sizeof *m->nf4);
+        if (!m->nf4) {
+            lc_error_set(err, "out of memory");
+            goto fail;
+        }
+    }
     lc_real *slot = m->small;
     char name[256];
     if (get_tensor(m, "model.embed_tokens.weight", 2, V, C, &m->embed, err))
@@ -113,8 +154,21 @@ int lc_model_load(lc_model *m, const char *dir, lc_error *err)
             lc_module_shape(c, mod, &out, &in);
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l,
                      lc_module_parent(mod), lc_module_name(mod));
-            if (get_tensor(m, name, 2, out, in, &L->proj[mod], err))
+            if (prequantized) {
+                /* a bitsandbytes "-bnb-4bit" checkpoint: view its NF4 data in place */
+                size_t k = (size_t)l * LC_MOD_COUNT + (size_t)mod;
+                snprintf(name, sizeof name, "model.layers.%d.%s.%s", l, lc_module_parent(mod),
+                         lc_module_name(mod));
+                if (lc_bnb4_view(&m->files, name, out, in, &m->nf4[k].q, err))
+                    goto fail;
+                L->proj[mod] = (lc_weight){NULL, m->embed.dtype, out, in, &m->nf4[k].q};
+            } else if (get_tensor(m, name, 2, out, in, &L->proj[mod], err)) {
                 goto fail;
+            } else if (m->nf4 &&
+                quantize_linear(m, (size_t)l * LC_MOD_COUNT + (size_t)mod, &L->proj[mod], o, err)) {
+                lc_error_prefix(err, "%s", name);
+                goto fail;
+            }
             if (module_has_bias(c, mod)) {
                 snprintf(name, sizeof name, "model.layers.%d.%s.%s.bias", l,
                          lc_module_parent(mod), lc_module_name(mod));
@@ -190,13 +244,13 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
     }
     uint64_t rng = seed;
     unsigned char *p = m->owned_weights;
-    m->embed = (lc_weight){p, dtype, V, C};
+    m->embed = (lc_weight){p, dtype, V, C, NULL};
     fill_random(p, dtype, V * C, &rng);
     p += (size_t)(V * C) * es;
     if (c->tie_word_embeddings) {
         m->lm_head = m->embed;
     } else {
-        m->lm_head = (lc_weight){p, dtype, V, C};
+        m->lm_head = (lc_weight){p, dtype, V, C, NULL};
         fill_random(p, dtype, V * C, &rng);
         p += (size_t)(V * C) * es;
     }
@@ -208,7 +262,7 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
         for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
             int64_t out, in;
             lc_module_shape(c, mod, &out, &in);
-            L->proj[mod] = (lc_weight){p, dtype, out, in};
+            L->proj[mod] = (lc_weight){p, dtype, out, in, NULL};
             fill_random(p, dtype, out * in, &rng);
             p += (size_t)(out * in) * es;
             if (module_has_bias(c, mod)) {
@@ -243,6 +297,35 @@ fail:
     return -1;
 }
 
+int lc_model_quantize_nf4(lc_model *m, const lc_model_load_opts *o, lc_error *err)
+{
+    LC_ASSERT(!m->nf4);
+    m->nf4 = calloc((size_t)m->cfg.n_layers * LC_MOD_COUNT, sizeof *m->nf4);
+    if (!m->nf4)
+        return lc_error_set(err, "out of memory");
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int mod = 0; mod < LC_MOD_COUNT; mod++)
+            if (quantize_linear(m, (size_t)l * LC_MOD_COUNT + (size_t)mod,
+                                &m->layers[l].proj[mod], o, err))
+                return -1;
+    return 0;
+}
+
+double lc_model_weight_bytes(const lc_model *m)
+{
+    const lc_model_config *c = &m->cfg;
+    double b = (double)(m->embed.rows * m->embed.cols) * (double)lc_dtype_size(m->embed.dtype);
+    if (!c->tie_word_embeddings)
+        b += (double)(m->lm_head.rows * m->lm_head.cols) * (double)lc_dtype_size(m->lm_head.dtype);
+    for (int l = 0; l < c->n_layers; l++)
+        for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+            const lc_weight *w = &m->layers[l].proj[mod];
+            b += w->nf4 ? (double)lc_nf4_bytes(w->nf4)
+                        : (double)(w->rows * w->cols) * (double)lc_dtype_size(w->dtype);
+        }
+    return b;
+}
+
 void lc_model_free(lc_model *m)
 {
     if (m->has_files)
@@ -250,6 +333,9 @@ void lc_model_free(lc_model *m)
     free(m->layers);
     free(m->small);
     free(m->owned_weights);
+    for (size_t i = 0; m->nf4 && i < (size_t)m->cfg.n_layers * LC_MOD_COUNT; i++)
+        lc_nf4_store_free(&m->nf4[i]);
+    free(m->nf4);
     free(m->cos_sin);
     memset(m, 0, sizeof *m);
 }

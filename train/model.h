@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "autograd/nf4.h"
 #include "autograd/ops.h"
 #include "data/batch.h"
 #include "data/model_files.h"
@@ -36,6 +37,7 @@ typedef struct lc_model {
     lc_layer_weights *layers;          /* [L] */
     lc_real *small;                    /* owns norm weights and biases */
     void *owned_weights;               /* random models: owns every matrix */
+    lc_nf4_store *nf4;                 /* [L · LC_MOD_COUNT] when quantized at load */
     lc_real *cos_sin;                  /* [rope_len, D] */
     int64_t rope_len;
 } lc_model;
@@ -43,11 +45,27 @@ typedef struct lc_model {
 /* Loads config.json + safetensors from a Hugging Face directory; every
  * tensor is checked for presence, dtype (F32/F16/BF16) and shape. */
 int lc_model_load(lc_model *m, const char *dir, lc_error *err);
+
+typedef struct lc_model_load_opts {
+    bool nf4;                 /* quantize every linear of the blocks to NF4 */
+    int64_t nf4_blocksize;    /* 64 */
+    bool nf4_double_quant;
+} lc_model_load_opts;
+/* lc_model_load with options. With nf4, each linear is quantized as soon as
+ * it is read and its pages of the file are dropped, so the resident size
+ * during load stays near the quantized size. */
+int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o,
+                       lc_error *err);
 /* A random model of the given config (weights N(0, 0.02), norms 1), with its
  * matrices in `dtype` (F32 or BF16). For benchmarks and tests. */
 int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype,
                          uint64_t seed, lc_error *err);
+/* Quantizes every linear of an already loaded (or random) model to NF4,
+ * releasing the pages of the originals. */
+int lc_model_quantize_nf4(lc_model *m, const lc_model_load_opts *o, lc_error *err);
 void lc_model_free(lc_model *m);
+/* Bytes the frozen matrices occupy as held (NF4 sizes when quantized). */
+double lc_model_weight_bytes(const lc_model *m);
 
 /* Makes the RoPE table cover positions [0, n). Call before training (it
  * allocates); forward asserts it is large enough. */

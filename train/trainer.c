@@ -120,7 +120,8 @@ static FILE *open_metrics(const char *output_dir, int64_t keep_step, lc_error *e
             char *nl = strchr(line, '\n');
             size_t ll = nl ? (size_t)(nl - line + 1) : strlen(line);
             long long step = -1;
-            if (sscanf(line, "{\"step\":%lld", &step) == 1 && step <= keep_step) {
+            /* nl: a line cut short by a crash ("{"step":1" of step 12) is dropped */
+            if (nl && sscanf(line, "{\"step\":%lld", &step) == 1 && step <= keep_step) {
                 memcpy(kept + kept_len, line, ll);
                 kept_len += ll;
             }
@@ -128,16 +129,20 @@ static FILE *open_metrics(const char *output_dir, int64_t keep_step, lc_error *e
         }
         free(text);
     }
-    FILE *f = fopen(path, "w");
-    if (!f) {
+    /* Fix: the kept lines used to be written after truncating the file in
+     * place, so a crash right then lost the metrics of every step up to the
+     * checkpoint. They are now written atomically (temp + rename) and the
+     * file is reopened for appending. */
+    if (kept && lc_write_file_atomic(path, kept, kept_len, err)) {
         free(kept);
+        return NULL;
+    }
+    FILE *f = fopen(path, kept ? "a" : "w");
+    free(kept);
+    if (!f) {
         lc_error_set(err, "cannot write %s", path);
         return NULL;
     }
-    if (kept_len)
-        fwrite(kept, 1, kept_len, f);
-    free(kept);
-    fflush(f);
     return f;
 }
 
@@ -248,15 +253,19 @@ static int setup(run *r, lc_error *err)
     if (c->device == LC_DEVICE_CUDA)
         return lc_error_set(err, "device: cuda: this build of lorac has no CUDA backend yet "
                             "(use device: cpu or auto)");
-    if (c->qlora)
-        return lc_error_set(err, "adapter: qlora: NF4 quantization is not available in this "
-                            "build yet (use adapter: lora)");
-    if (lc_model_load(&r->model, c->base_model, err))
+    lc_model_load_opts lo = {.nf4 = c->qlora, .nf4_blocksize = c->bnb_4bit_blocksize,
+                             .nf4_double_quant = c->bnb_4bit_use_double_quant};
+    if (lc_model_load_with(&r->model, c->base_model, &lo, err))
         return -1;
     const lc_model_config *mc = &r->model.cfg;
-    fprintf(r->log, "model: %s (%s), %d layers, hidden %d, %d/%d heads, vocab %d, %s\n",
+    bool nf4 = r->model.nf4 != NULL;
+    fprintf(r->log, "model: %s (%s), %d layers, hidden %d, %d/%d heads, vocab %d, %s%s\n",
             c->base_model, lc_arch_name(mc->arch), mc->n_layers, mc->hidden_size, mc->n_heads,
-            mc->n_kv_heads, mc->vocab_size, lc_dtype_name(r->model.embed.dtype));
+            mc->n_kv_heads, mc->vocab_size, lc_dtype_name(r->model.embed.dtype),
+            !nf4 ? ""
+                 : mc->prequantized_bnb4 ? ", linears NF4 (pre-quantized checkpoint)"
+                 : c->bnb_4bit_use_double_quant ? ", linears quantized to NF4 (double quant)"
+                                                : ", linears quantized to NF4");
     if (c->gradient_checkpointing)
         fprintf(r->log, "note: gradient_checkpointing has no effect on the CPU backend "
                 "(activations are already kept minimal)\n");
@@ -312,7 +321,7 @@ static int setup(run *r, lc_error *err)
             (long long)c->gradient_accumulation_steps, (long long)r->warmup);
 
     lc_memory_plan plan;
-    lc_memory_plan_cpu(mc, lc_memory_weight_bytes(mc, r->model.embed.dtype), r->lora.n_params,
+    lc_memory_plan_cpu(mc, lc_model_weight_bytes(&r->model), r->lora.n_params,
                        &r->lora.cfg, c->micro_batch_size, c->sequence_len, &plan);
     lc_memory_plan_print(&plan, r->log);
     double avail = lc_memory_available();

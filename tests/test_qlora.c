@@ -1,0 +1,282 @@
+/* test_qlora.c — QLoRA against bitsandbytes + PEFT.
+ *
+ * - Forward/backward on an NF4 base (block 64, no double quant) against
+ *   ref_nf4.safetensors: logits, loss and every LoRA gradient.
+ * - `lorac quantize` writes a checkpoint byte-identical, tensor for tensor,
+ *   to the one transformers + bitsandbytes save (tests/fixtures/
+ *   tiny-llama-bnb4, double quant), and loading either gives the loss
+ *   PEFT computed on it and exactly the loss of quantizing at load.
+ * - Broken pre-quantized checkpoints are refused with a specific error. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/batch.h"
+#include "data/jsonl.h"
+#include "data/safetensors.h"
+#include "helpers.h"
+#include "train/fsutil.h"
+#include "train/lora.h"
+#include "train/model.h"
+#include "train/quantize.h"
+
+typedef struct run {
+    lc_model model;
+    lc_lora lora;
+    lc_arena arena;
+    lc_tape tape;
+    lc_batch_buf buf;
+    lc_batch batch;
+} run;
+
+/* Loads a model (quantized per opts), adapter_init and rows 0–1. */
+static void run_open(run *r, const char *model_dir, const lc_model_load_opts *o)
+{
+    lc_error err;
+    memset(r, 0, sizeof *r);
+    cr_assert_eq(lc_model_load_with(&r->model, model_dir, o, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_model_prepare_rope(&r->model, 16, &err), 0);
+    cr_assert_eq(lc_lora_load_peft(&r->lora, &r->model.cfg,
+                                   lc_test_fixture("tiny-llama/adapter_init"), &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_arena_init(&r->arena, "step", 64 << 20, &err), 0);
+    cr_assert_eq(lc_tape_init(&r->tape, &r->arena, 64 << 20, &err), 0);
+    lc_jsonl_reader rd;
+    cr_assert_eq(lc_jsonl_open(&rd, lc_test_fixture("tiny-llama/train.jsonl"), 512, &err), 0);
+    cr_assert_eq(lc_batch_buf_init(&r->buf, 2, 16, &err), 0);
+    lc_row row;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(lc_jsonl_next(&rd, &row, &err), 1);
+        lc_batch_buf_put(&r->buf, i, row.input_ids, row.labels, row.len);
+    }
+    lc_jsonl_close(&rd);
+    r->batch = (lc_batch){2, 16, r->buf.ids, r->buf.targets, r->buf.positions, NULL};
+}
+
+static void run_close(run *r)
+{
+    lc_batch_buf_free(&r->buf);
+    lc_tape_free(&r->tape);
+    lc_arena_free(&r->arena);
+    lc_lora_free(&r->lora);
+    lc_model_free(&r->model);
+}
+
+/* Mean loss; with grads, LoRA gradients end up in r->lora.grads. */
+static double run_loss(run *r, bool grads)
+{
+    int64_t nsup = lc_batch_buf_supervised(&r->buf), n;
+    double sum;
+    lc_tape_reset(&r->tape);
+    r->tape.grad_enabled = grads;
+    memset(r->lora.grads, 0, r->lora.n_params * sizeof(lc_real));
+    lc_tensor *loss = lc_model_loss(&r->model, &r->tape, &r->batch, &r->lora,
+                                    (lc_real)(1.0 / nsup), &sum, &n);
+    if (grads)
+        lc_tape_backward(&r->tape, loss);
+    lc_tape_reset(&r->tape);
+    return sum / (double)n;
+}
+
+static const float *ref(const lc_st_file *f, const char *name, uint64_t numel)
+{
+    const lc_st_tensor *t = lc_st_find(f, name);
+    cr_assert(t, "reference tensor %s missing", name);
+    cr_assert_eq(t->numel, numel, "%s", name);
+    return t->data;
+}
+
+Test(qlora, forward_backward_match_bitsandbytes_peft)
+{
+    run r;
+    lc_model_load_opts o = {.nf4 = true, .nf4_blocksize = 64, .nf4_double_quant = false};
+    run_open(&r, lc_test_fixture("tiny-llama/model"), &o);
+    lc_error err;
+    lc_st_file f;
+    cr_assert_eq(lc_st_open(&f, lc_test_fixture("tiny-llama/ref_nf4.safetensors"), &err), 0, "%s", err.msg);
+    size_t nl = 2 * 16 * 512;
+    float *logits = malloc(nl * sizeof(float));
+    lc_model_logits(&r.model, &r.tape, &r.batch, &r.lora, logits, NULL, NULL);
+    double e_logits = lc_test_rel_err_f32(logits, ref(&f, "qlora.logits", nl), nl);
+    free(logits);
+    double loss = run_loss(&r, true), ref_loss = ref(&f, "qlora.loss", 1)[0];
+    double e_loss = fabs(loss - ref_loss) / ref_loss;
+    double worst = 0;
+    char name[256], gname[300];
+    for (int l = 0; l < 2; l++)
+        for (int m = 0; m < LC_MOD_COUNT; m++)
+            for (int b = 0; b < 2; b++) {
+                const lc_lora_adapter *ad = lc_lora_get(&r.lora, l, m);
+                const lc_tensor *t = b ? ad->B : ad->A;
+                lc_lora_tensor_name(name, sizeof name, l, m, b);
+                snprintf(gname, sizeof gname, "%s.qlora_grad", name);
+                double e = lc_test_rel_err_f32(t->grad, ref(&f, gname, (uint64_t)t->numel),
+                                               (size_t)t->numel);
+                cr_expect_lt(e, 1e-3, "%s: %g", gname, e);
+                worst = e > worst ? e : worst;
+            }
+    cr_log_info("QLoRA vs bitsandbytes+PEFT: logits %.3g, loss %.3g (%.9f), worst grad %.3g",
+                e_logits, e_loss, loss, worst);
+    cr_expect_lt(e_logits, 1e-4);
+    cr_expect_lt(e_loss, 1e-5);
+    lc_st_close(&f);
+    run_close(&r);
+}
+
+/* Every tensor of a and b: same names, dtypes, shapes and bytes. */
+static void expect_same_tensors(const char *pa, const char *pb)
+{
+    lc_error err;
+    lc_st_file a, b;
+    cr_assert_eq(lc_st_open(&a, pa, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_st_open(&b, pb, &err), 0, "%s", err.msg);
+    cr_assert_eq(a.n_tensors, b.n_tensors);
+    for (size_t i = 0; i < b.n_tensors; i++) {
+        const lc_st_tensor *tb = &b.tensors[i], *ta = lc_st_find(&a, tb->name);
+        cr_assert(ta, "%s missing from %s", tb->name, pa);
+        cr_assert_eq(ta->dtype, tb->dtype, "%s", tb->name);
+        cr_assert_eq(ta->end - ta->begin, tb->end - tb->begin, "%s", tb->name);
+        cr_assert_eq(memcmp(ta->data, tb->data, tb->end - tb->begin), 0, "%s differs", tb->name);
+    }
+    lc_st_close(&a);
+    lc_st_close(&b);
+}
+
+Test(qlora, quantize_writes_what_bitsandbytes_writes)
+{
+    char *dir = lc_test_tmpdir(), out[512], path[600];
+    snprintf(out, sizeof out, "%s/q", dir);
+    lc_error err;
+    cr_assert_eq(lc_quantize_model(lc_test_fixture("tiny-llama/model"), out, 64, true, false, &err), 0,
+                 "%s", err.msg);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    expect_same_tensors(path, lc_test_fixture("tiny-llama-bnb4/model/model.safetensors"));
+    /* config.json says what it is */
+    lc_model_config cfg;
+    cr_assert_eq(lc_model_config_load(&cfg, out, &err), 0, "%s", err.msg);
+    cr_assert(cfg.prequantized_bnb4);
+    /* existing output refused without force */
+    cr_assert_neq(lc_quantize_model(lc_test_fixture("tiny-llama/model"), out, 64, true, false, &err), 0);
+    cr_assert(strstr(err.msg, "already exists"), "%s", err.msg);
+    free(dir);
+}
+
+static void expect_same_nf4(const lc_model *a, const lc_model *b)
+{
+    for (int l = 0; l < a->cfg.n_layers; l++)
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            const lc_nf4 *x = a->layers[l].proj[m].nf4, *y = b->layers[l].proj[m].nf4;
+            cr_assert(x && y);
+            int64_t nb = lc_nf4_blocks(x->rows, x->cols, x->blocksize);
+            cr_assert_eq(memcmp(x->codes, y->codes, (size_t)(x->rows * x->cols / 2)), 0);
+            for (int64_t k = 0; k < nb; k++)
+                cr_assert_eq(lc_nf4_block_absmax(x, k), lc_nf4_block_absmax(y, k),
+                             "layer %d %s block %lld", l, lc_module_name(m), (long long)k);
+        }
+}
+
+Test(qlora, checkpoints_load_to_the_same_weights_and_loss)
+{
+    const double peft_bnb_loss = 6.432753067093089; /* tiny-llama-bnb4/meta.json */
+    char *text = lc_read_file(lc_test_fixture("tiny-llama-bnb4/meta.json"), 1 << 16, NULL, NULL);
+    cr_assert(text);
+    cJSON *meta = cJSON_Parse(text);
+    cr_assert_float_eq(cJSON_GetObjectItem(meta, "loss")->valuedouble, peft_bnb_loss, 1e-12);
+    cJSON_Delete(meta);
+    free(text);
+    for (int dq = 0; dq < 2; dq++) {
+        char *dir = lc_test_tmpdir(), out[512];
+        snprintf(out, sizeof out, "%s/q", dir);
+        lc_error err;
+        cr_assert_eq(lc_quantize_model(lc_test_fixture("tiny-llama/model"), out, 64, dq, false, &err),
+                     0, "%s", err.msg);
+        run at_load, from_file;
+        lc_model_load_opts o = {.nf4 = true, .nf4_blocksize = 64, .nf4_double_quant = dq};
+        run_open(&at_load, lc_test_fixture("tiny-llama/model"), &o);
+        run_open(&from_file, out, NULL);
+        cr_assert(from_file.model.cfg.prequantized_bnb4);
+        expect_same_nf4(&at_load.model, &from_file.model);
+        double l1 = run_loss(&at_load, false), l2 = run_loss(&from_file, false);
+        cr_expect_eq(l1, l2, "double quant %d: %.9f vs %.9f", dq, l1, l2);
+        if (dq) {
+            run bnb;
+            run_open(&bnb, lc_test_fixture("tiny-llama-bnb4/model"), NULL);
+            double l3 = run_loss(&bnb, false);
+            cr_log_info("bnb checkpoint loss %.9f, PEFT+bitsandbytes %.9f", l3, peft_bnb_loss);
+            cr_expect_eq(l3, l1);
+            cr_expect_lt(fabs(l3 - peft_bnb_loss) / peft_bnb_loss, 1e-5);
+            run_close(&bnb);
+        }
+        run_close(&at_load);
+        run_close(&from_file);
+        free(dir);
+    }
+}
+
+/* Rewrites the bnb fixture with one tensor replaced (or dropped: data NULL). */
+static char *broken_bnb(const char *victim, lc_dtype dt, int ndim, const int64_t *shape,
+                        const void *data)
+{
+    lc_error err;
+    lc_st_file f;
+    cr_assert_eq(lc_st_open(&f, lc_test_fixture("tiny-llama-bnb4/model/model.safetensors"), &err), 0);
+    lc_st_entry *e = calloc(f.n_tensors, sizeof *e);
+    size_t n = 0;
+    for (size_t i = 0; i < f.n_tensors; i++) {
+        const lc_st_tensor *t = &f.tensors[i];
+        if (strcmp(t->name, victim) == 0) {
+            if (data)
+                e[n++] = (lc_st_entry){t->name, dt, ndim, shape, data};
+            continue;
+        }
+        e[n++] = (lc_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
+    }
+    char *dir = lc_test_tmpdir(), path[600], cfg[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    cr_assert_eq(lc_st_write(path, e, n, NULL, NULL, 0, &err), 0, "%s", err.msg);
+    size_t len;
+    char *text = lc_read_file(lc_test_fixture("tiny-llama-bnb4/model/config.json"), 1 << 20, &len, &err);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    cr_assert_eq(lc_write_file_atomic(cfg, text, len, &err), 0);
+    free(text);
+    free(e);
+    lc_st_close(&f);
+    return dir;
+}
+
+static void expect_load_error(const char *dir, const char *needle)
+{
+    lc_model m;
+    lc_error err;
+    cr_assert_neq(lc_model_load(&m, dir, &err), 0, "loaded a broken checkpoint");
+    cr_assert(strstr(err.msg, needle), "message '%s' lacks '%s'", err.msg, needle);
+}
+
+Test(qlora, broken_prequantized_checkpoints_are_refused)
+{
+    const char *qs = "model.layers.0.self_attn.q_proj.weight.quant_state.bitsandbytes__nf4";
+    const char *bad_shape = "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float32\", "
+                            "\"shape\": [64, 32], \"nested_blocksize\": 256, \"nested_dtype\": "
+                            "\"float32\", \"nested_offset\": 0.1}";
+    int64_t n = (int64_t)strlen(bad_shape);
+    expect_load_error(broken_bnb(qs, LC_DTYPE_U8, 1, &n, bad_shape), "shape must be [64, 64]");
+    const char *fp4 = "{\"quant_type\": \"fp4\", \"blocksize\": 64, \"shape\": [64, 64]}";
+    n = (int64_t)strlen(fp4);
+    expect_load_error(broken_bnb(qs, LC_DTYPE_U8, 1, &n, fp4), "quant_type \"nf4\"");
+    const char *junk = "not json";
+    n = (int64_t)strlen(junk);
+    expect_load_error(broken_bnb(qs, LC_DTYPE_U8, 1, &n, junk), "expected a JSON object");
+    expect_load_error(broken_bnb(qs, LC_DTYPE_U8, 0, NULL, NULL), "missing");
+    expect_load_error(broken_bnb("model.layers.1.mlp.up_proj.weight.nested_absmax", LC_DTYPE_F32, 0,
+                                 NULL, NULL), "nested_absmax");
+    float wrong_map[16] = {0};
+    int64_t sixteen = 16;
+    expect_load_error(broken_bnb("model.layers.0.mlp.down_proj.weight.quant_map", LC_DTYPE_F32, 1,
+                                 &sixteen, wrong_map), "not the NF4 code book");
+    uint8_t few[10] = {0};
+    int64_t ten = 10;
+    expect_load_error(broken_bnb("model.layers.0.self_attn.k_proj.weight.absmax", LC_DTYPE_U8, 1,
+                                 &ten, few), "must hold 32 values");
+}
