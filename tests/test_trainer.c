@@ -1383,8 +1383,8 @@ Test(trainer, bad_inputs, .timeout = 120)
     char *c6 = write_config(dir, "cuda.yaml", ds, "");
     expect_cli_error(dir, "device-cuda", c6, "device=cuda", "no CUDA backend", NULL);
 
-    char *c7 = write_config(dir, "qlora.yaml", ds, "");
-    expect_cli_error(dir, "qlora", c7, "adapter=qlora", "qlora", "not available");
+    char *c7 = write_config(dir, "qlora.yaml", ds, "load_in_4bit: true\n");
+    expect_cli_error(dir, "qlora", c7, "bnb_4bit_blocksize=48", "blocksize", "48");
 
     char *missing = xasprintf("%s/no-such-data.jsonl", dir);
     char *ds8 = dataset_list(missing, NULL);
