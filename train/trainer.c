@@ -160,6 +160,7 @@ typedef struct run {
     lc_batch_buf *bufs;          /* [accumulation] */
     lc_batch *batches;
     lc_train_state st;
+    int64_t step_epoch;          /* epoch the current step's data came from */
     int64_t warmup;
     FILE *metrics;
     FILE *log;
@@ -205,6 +206,8 @@ static int gather_step(run *r, int64_t *n_mb, lc_error *err)
             continue;
         }
         lc_batch_buf_compact(&r->bufs[*n_mb], T_used, r->cfg->sample_packing, &r->batches[*n_mb]);
+        if (*n_mb == 0)
+            r->step_epoch = r->st.epoch;
         r->st.rows_in_epoch = r->stream.rows_emitted;
         (*n_mb)++;
     }
@@ -220,7 +223,7 @@ static void log_step(run *r, int64_t step, double loss, double norm, double lr, 
         fprintf(r->metrics,
                 "{\"step\":%lld,\"loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,\"tokens\":%lld,"
                 "\"epoch\":%lld,\"tok_s\":%.1f}\n",
-                (long long)step, loss, norm, lr, (long long)sup, (long long)r->st.epoch, tok_s);
+                (long long)step, loss, norm, lr, (long long)sup, (long long)r->step_epoch, tok_s);
         fflush(r->metrics);
     }
     char eta[32];
@@ -423,7 +426,7 @@ static int train_loop(run *r, lc_error *err)
         for (int64_t k = 0; k < n_mb; k++)
             for (int64_t i = 0; i < r->batches[k].B * r->batches[k].T; i++) {
                 sup += r->batches[k].targets[i] >= 0;
-                tokens += r->bufs[k].ids != NULL;
+                tokens += r->bufs[k].segments[i] >= 0; /* padding has segment −1 */
             }
         int64_t step = r->st.step + 1;
         double loss_sum = 0;
