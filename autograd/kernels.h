@@ -56,7 +56,8 @@ typedef struct lc_attn_shape {
     int64_t B, T;             /* batch rows, sequence */
     int H, KV, D;             /* query heads, kv heads, head dim */
     double scale;             /* usually 1/sqrt(D) */
-    const int32_t *segment;   /* [B·T] packed-row ids or NULL: attend within a segment only */
+    const int32_t *segment;   /* [B·T] packed-row ids or NULL: attend within a segment only;
+                               * a segment is a contiguous run of one id (how packing lays rows) */
     int64_t window;           /* sliding window (0 = none): key j seen by query i iff i-j < window */
 } lc_attn_shape;
 

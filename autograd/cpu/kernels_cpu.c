@@ -17,7 +17,9 @@
 #include "autograd/error.h"
 
 #define WEIGHT_TILE_ELEMS (1 << 18) /* 1 MiB of f32: stays in L2 */
+#ifndef ATTN_BLOCK
 #define ATTN_BLOCK 64
+#endif
 #define CE_CHUNK_ELEMS (1 << 24)    /* logits per chunk: 64 MiB of f32 (≥ 300 rows keep the GEMM efficient) */
 #define CE_MAX_CHUNK_ROWS 1024
 /* Below this many elements a loop runs on one thread: waking the team
@@ -206,15 +208,28 @@ void lc_k_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
 
 /* ---- attention ---- */
 
-static inline bool attn_allowed(const lc_attn_shape *s, int64_t b, int64_t i, int64_t j)
+/* The keys query i may see form one contiguous run [lo, i]: causal, inside
+ * its segment (packed rows are contiguous runs of one id) and inside the
+ * window. lo[r] gets that start for every query t0 + r of [t0, t1), so the
+ * softmax loops run over plain ranges and vectorise. */
+static void attn_row_starts(const lc_attn_shape *s, int64_t b, int64_t t0, int64_t t1,
+                            int64_t *lo)
 {
-    if (j > i)
-        return false;
-    if (s->window > 0 && i - j >= s->window)
-        return false;
-    if (s->segment && s->segment[b * s->T + i] != s->segment[b * s->T + j])
-        return false;
-    return true;
+    const int32_t *seg = s->segment ? s->segment + b * s->T : NULL;
+    int64_t start = 0;
+    if (seg) {
+        start = t0;
+        while (start > 0 && seg[start - 1] == seg[t0])
+            start--;
+    }
+    for (int64_t i = t0; i < t1; i++) {
+        if (seg && i > t0 && seg[i] != seg[i - 1])
+            start = i;
+        int64_t l = start;
+        if (s->window > 0 && i - s->window + 1 > l)
+            l = i - s->window + 1;
+        lo[i - t0] = l;
+    }
 }
 
 /* First key any query of [t0, t1) may see. */
@@ -250,25 +265,30 @@ void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
             const lc_real *K = k + ((b * T + klo) * KV + kvh) * D;
             const lc_real *V = v + ((b * T + klo) * KV + kvh) * D;
             lc_k_gemm(false, true, bt, nk, D, (lc_real)s->scale, Q, H * D, K, KV * D, 0, S, nk);
+            int64_t lo[ATTN_BLOCK];
+            attn_row_starts(s, b, t0, t1, lo);
             for (int64_t r = 0; r < bt; r++) {
                 lc_real *row = S + r * nk;
-                int64_t ti = t0 + r;
+                int64_t ti = t0 + r, a = lo[r] - klo, e = ti - klo; /* visible: [a, e] */
                 lc_real m = -INFINITY;
-                for (int64_t j = 0; j < nk; j++) {
-                    if (!attn_allowed(s, b, ti, klo + j))
-                        row[j] = -INFINITY;
-                    else if (row[j] > m)
-                        m = row[j];
-                }
+#pragma omp simd reduction(max : m)
+                for (int64_t j = a; j <= e; j++)
+                    m = row[j] > m ? row[j] : m;
                 lc_real sum = 0;
-                for (int64_t j = 0; j < nk; j++) {
-                    lc_real e = row[j] == -INFINITY ? 0 : LC_EXP(row[j] - m);
-                    row[j] = e;
-                    sum += e;
+#pragma omp simd reduction(+ : sum)
+                for (int64_t j = a; j <= e; j++) {
+                    lc_real x = LC_EXP(row[j] - m);
+                    row[j] = x;
+                    sum += x;
                 }
                 lc_real inv = 1 / sum;
-                for (int64_t j = 0; j < nk; j++)
+                for (int64_t j = 0; j < a; j++)
+                    row[j] = 0;
+#pragma omp simd
+                for (int64_t j = a; j <= e; j++)
                     row[j] *= inv;
+                for (int64_t j = e + 1; j < nk; j++)
+                    row[j] = 0;
                 lse[(b * H + h) * T + ti] = m + LC_LOG(sum);
             }
             lc_k_gemm(false, false, bt, D, nk, 1, S, nk, V, KV * D, 0,
@@ -303,16 +323,23 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
                     int64_t koff = ((b * T + klo) * KV + kvh) * D;
                     lc_k_gemm(false, true, bt, nk, D, scale, q + qoff, H * D, k + koff, KV * D, 0, P, nk);
                     lc_k_gemm(false, true, bt, nk, D, 1, dout + qoff, H * D, v + koff, KV * D, 0, dP, nk);
+                    int64_t lo[ATTN_BLOCK];
+                    attn_row_starts(s, b, t0, t1, lo);
                     for (int64_t r = 0; r < bt; r++) {
-                        int64_t ti = t0 + r;
+                        int64_t ti = t0 + r, a = lo[r] - klo, e = ti - klo;
                         lc_real l = lse[(b * H + h) * T + ti];
                         lc_real Di = dot(dout + qoff + r * H * D, out + qoff + r * H * D, D);
                         lc_real *pr = P + r * nk, *dpr = dP + r * nk;
-                        for (int64_t j = 0; j < nk; j++) {
-                            lc_real p = attn_allowed(s, b, ti, klo + j) ? LC_EXP(pr[j] - l) : 0;
+                        for (int64_t j = 0; j < a; j++)
+                            pr[j] = dpr[j] = 0;
+#pragma omp simd
+                        for (int64_t j = a; j <= e; j++) {
+                            lc_real p = LC_EXP(pr[j] - l);
                             pr[j] = p;
                             dpr[j] = p * (dpr[j] - Di);
                         }
+                        for (int64_t j = e + 1; j < nk; j++)
+                            pr[j] = dpr[j] = 0;
                     }
                     if (dv)
                         lc_k_gemm(true, false, nk, D, bt, 1, P, nk, dout + qoff, H * D, 1, dv + koff, KV * D);
