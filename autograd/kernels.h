@@ -88,7 +88,10 @@ double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *
 void lc_k_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *x);
 
 /* dst[n] (+)= src[n] · keep/(1−p), keep drawn from a counter-based hash of
- * (seed, i): the same seed gives the same mask, so backward regenerates it. */
+ * (seed, i): the same seed gives the same mask, so backward regenerates it.
+ * keep ⇔ (hash32(key ^ i) >> 8) ≥ ceil(p·2^24), key = the two halves of
+ * splitmix64(seed) xor-ed, hash32 = the lowbias32 finaliser: every backend
+ * must draw exactly this mask. */
 void lc_k_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
                   uint64_t seed, bool accumulate);
 

@@ -26,16 +26,18 @@ typedef float lc_real;
 #if !LC_REAL_IS_F64
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 /* exp for float that the compiler can vectorise (libm's expf is a call per
  * element): range reduction x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two
  * for exactness), a degree-7 Taylor polynomial for e^r (relative error
  * < 1e-8 there, so the result is within ~1 ulp), and 2^n built in the
- * exponent bits. Inputs are clamped to the finite range; −inf gives 0. */
+ * exponent bits. Inputs are clamped to the finite range; −inf gives 0.
+ * Written without branches or libm calls so loops over it vectorise. */
 static inline float lc_expf(float x)
 {
-    x = x < -104.0f ? -104.0f : (x > 88.5f ? 88.5f : x);
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    x = x > -104.0f ? x : -104.0f; /* (NaN stays NaN through the next line) */
+    x = x < 88.5f ? x : 88.5f;
+    /* n = round(x / ln2) by the 1.5·2^23 trick: no libm call, vectorises */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693145751953125f;
     r = r - n * 1.42860682030941723212e-6f;
     float p = 1.0f / 5040.0f;
@@ -48,12 +50,10 @@ static inline float lc_expf(float x)
     p = p * r + 1.0f;
     /* 2^n in two halves so n < −126 (subnormal results) stays exact */
     int32_t ni = (int32_t)n;
-    int32_t n1 = ni / 2, n2 = ni - n1;
-    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
-    float s1, s2;
-    memcpy(&s1, &b1, 4);
-    memcpy(&s2, &b2, 4);
-    return p * s1 * s2;
+    int32_t n1 = ni >> 1, n2 = ni - n1;
+    union { uint32_t u; float f; } s1 = {(uint32_t)(n1 + 127) << 23},
+                                   s2 = {(uint32_t)(n2 + 127) << 23};
+    return p * s1.f * s2.f;
 }
 #endif
 

@@ -128,12 +128,14 @@ void lc_k_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,
     for (int64_t i = 0; i < N; i++) {
         const lc_real *xi = x + i * C;
         double ss = 0;
+#pragma omp simd reduction(+ : ss)
         for (int64_t c = 0; c < C; c++)
             ss += (double)xi[c] * xi[c];
         lc_real r = (lc_real)(1.0 / sqrt(ss / (double)C + eps));
         if (rstd)
             rstd[i] = r;
         lc_real *yi = y + i * C;
+#pragma omp simd
         for (int64_t c = 0; c < C; c++)
             yi[c] = w[c] * (xi[c] * r);
     }
@@ -147,10 +149,12 @@ void lc_k_rmsnorm_bwd(const lc_real *x, const lc_real *w, const lc_real *rstd,
         const lc_real *xi = x + i * C, *dyi = dy + i * C;
         lc_real r = rstd[i];
         double s = 0;
+#pragma omp simd reduction(+ : s)
         for (int64_t c = 0; c < C; c++)
             s += (double)w[c] * dyi[c] * xi[c];
         lc_real k = (lc_real)(s * (double)r * r * r / (double)C);
         lc_real *dxi = dx + i * C;
+#pragma omp simd
         for (int64_t c = 0; c < C; c++)
             dxi[c] += r * w[c] * dyi[c] - k * xi[c];
     }
@@ -158,23 +162,51 @@ void lc_k_rmsnorm_bwd(const lc_real *x, const lc_real *w, const lc_real *rstd,
 
 static inline lc_real sigmoid(lc_real g) { return 1 / (1 + LC_EXP(-g)); }
 
-void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
+/* Elementwise loops run in chunks: each thread calls a plain function on
+ * restrict pointers, which the compiler vectorises (inside an OpenMP
+ * outlined body it would not: the pointers are reloaded every iteration). */
+#define CHUNK 4096
+
+static void swiglu_fwd_range(const lc_real *restrict g, const lc_real *restrict u, int64_t n,
+                             lc_real *restrict y)
 {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] = g[i] * sigmoid(g[i]) * u[i];
+}
+
+static void swiglu_dg_range(const lc_real *restrict g, const lc_real *restrict u,
+                            const lc_real *restrict dy, int64_t n, lc_real *restrict dg)
+{
+    for (int64_t i = 0; i < n; i++) {
+        lc_real s = sigmoid(g[i]);
+        dg[i] += dy[i] * u[i] * s * (1 + g[i] * (1 - s));
+    }
+}
+
+static void swiglu_du_range(const lc_real *restrict g, const lc_real *restrict dy, int64_t n,
+                            lc_real *restrict du)
+{
+    for (int64_t i = 0; i < n; i++)
+        du[i] += dy[i] * g[i] * sigmoid(g[i]);
+}
+
+void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t c = 0; c < n; c += CHUNK)
+        swiglu_fwd_range(g + c, u + c, n - c < CHUNK ? n - c : CHUNK, y + c);
 }
 
 void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
                      int64_t n, lc_real *dg, lc_real *du)
 {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        lc_real s = sigmoid(g[i]);
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t c = 0; c < n; c += CHUNK) {
+        int64_t len = n - c < CHUNK ? n - c : CHUNK;
         if (dg)
-            dg[i] += dy[i] * u[i] * s * (1 + g[i] * (1 - s));
+            swiglu_dg_range(g + c, u + c, dy + c, len, dg + c);
         if (du)
-            du[i] += dy[i] * g[i] * s;
+            swiglu_du_range(g + c, dy + c, len, du + c);
     }
 }
 
@@ -190,6 +222,7 @@ void lc_k_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
         for (int h = 0; h < heads; h++) {
             const lc_real *s = src + (i * heads + h) * D;
             lc_real *d = dst + (i * heads + h) * D;
+#pragma omp simd
             for (int j = 0; j < half; j++) {
                 lc_real c = cs[j], sn = sgn * cs[half + j];
                 lc_real x1 = s[j], x2 = s[j + half];
@@ -447,17 +480,44 @@ static inline uint64_t splitmix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
+/* 32-bit counter hash (lowbias32 finaliser): cheap and vectorisable, so the
+ * mask costs little next to the GEMMs; the seed is pre-mixed with
+ * splitmix64 so streams of different ops are unrelated. */
+static inline uint32_t hash32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+static void dropout_range(const lc_real *restrict src, lc_real *restrict dst, int64_t i0,
+                          int64_t n, uint32_t key, uint32_t threshold, lc_real keep_scale,
+                          bool accumulate)
+{
+    /* keep when the top 24 bits of the hash are ≥ p·2^24 */
+    if (accumulate) {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] += (hash32(key ^ (uint32_t)(i0 + i)) >> 8) >= threshold ? src[i] * keep_scale : 0;
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = (hash32(key ^ (uint32_t)(i0 + i)) >> 8) >= threshold ? src[i] * keep_scale : 0;
+    }
+}
+
 void lc_k_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
                   uint64_t seed, bool accumulate)
 {
     lc_real keep_scale = (lc_real)(1.0 / (1.0 - p));
-    uint64_t base = splitmix64(seed);
+    uint64_t mixed = splitmix64(seed);
+    uint32_t key = (uint32_t)(mixed ^ (mixed >> 32));
+    uint32_t threshold = (uint32_t)ceil(p * 16777216.0);
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        double u = (double)(splitmix64(base ^ (uint64_t)i) >> 11) * 0x1.0p-53;
-        lc_real v = u >= p ? src[i] * keep_scale : 0;
-        dst[i] = accumulate ? dst[i] + v : v;
-    }
+    for (int64_t c = 0; c < n; c += CHUNK)
+        dropout_range(src + c, dst + c, c, n - c < CHUNK ? n - c : CHUNK, key, threshold,
+                      keep_scale, accumulate);
 }
 
 void lc_k_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
