@@ -22,6 +22,7 @@ while [ $# -gt 0 ]; do
 done
 [ -x build/lorac ] || scripts/build.sh build -DLORAC_TESTS=OFF
 export OMP_NUM_THREADS=2
+export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
 echo "lorac:"
 LORAC=$(build/lorac bench --steps "$STEPS" --warmup 1)
 echo "  $LORAC"
