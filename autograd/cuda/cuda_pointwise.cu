@@ -1,0 +1,329 @@
+/* cuda_pointwise.cu — the row and element kernels: RMSNorm forward/backward,
+ * SwiGLU forward/backward, RoPE (forward, inverse, accumulate), axpy /
+ * residual add / bias add, embedding gather and dropout.
+ *
+ * Each mirrors its lc_k_* in cpu/kernels_cpu.c line for line (same operand
+ * order), loads bf16 or f32, computes in f32 and rounds once on the store.
+ * RMSNorm uses one warp per row: rows are 64…8192 wide, a warp keeps every
+ * load coalesced, and there is no shared memory or __syncthreads at all.
+ * Dropout reproduces lc_k_dropout's mask bit for bit: key = the two halves
+ * of splitmix64(seed) xor-ed, keep element i iff (lowbias32(key ^ i) >> 8) ≥
+ * ⌈p·2²⁴⌉ (i truncated to 32 bits, as on the CPU). */
+#include <math.h>
+
+#include "autograd/cuda/cuda_common.cuh"
+
+#define ROWS_PER_BLOCK 8 /* warps per block in the row kernels */
+
+#define GRID_STRIDE(i, n)                                                                   \
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n);               \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+/* ---- RMSNorm ---- */
+
+template <typename T>
+__global__ void __launch_bounds__(32 * ROWS_PER_BLOCK)
+    rmsnorm_fwd_k(const T *x, const T *w, int64_t N, int64_t C, float eps, T *y, float *rstd)
+{
+    int64_t row = blockIdx.x * (int64_t)ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N)
+        return;
+    const T *xi = x + row * C;
+    float ss = 0;
+    for (int64_t c = lane; c < C; c += 32) {
+        float v = lc_ld(xi[c]);
+        ss += v * v;
+    }
+    ss = lc_warp_sum(ss);
+    float r = 1.0f / sqrtf(ss / (float)C + eps);
+    if (rstd && lane == 0)
+        rstd[row] = r;
+    T *yi = y + row * C;
+    for (int64_t c = lane; c < C; c += 32)
+        yi[c] = lc_st<T>(lc_ld(w[c]) * (lc_ld(xi[c]) * r));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(32 * ROWS_PER_BLOCK)
+    rmsnorm_bwd_k(const T *x, const T *w, const float *rstd, const T *dy, int64_t N, int64_t C,
+                  T *dx)
+{
+    int64_t row = blockIdx.x * (int64_t)ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= N)
+        return;
+    const T *xi = x + row * C, *dyi = dy + row * C;
+    float r = rstd[row];
+    float s = 0;
+    for (int64_t c = lane; c < C; c += 32)
+        s += lc_ld(w[c]) * lc_ld(dyi[c]) * lc_ld(xi[c]);
+    s = lc_warp_sum(s);
+    float k = s * r * r * r / (float)C;
+    T *dxi = dx + row * C;
+    for (int64_t c = lane; c < C; c += 32)
+        dxi[c] = lc_st<T>(lc_ld(dxi[c]) + (r * lc_ld(w[c]) * lc_ld(dyi[c]) - k * lc_ld(xi[c])));
+}
+
+extern "C" int lc_cuda_rmsnorm_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x,
+                                   const void *w, int64_t N, int64_t C, double eps, void *y,
+                                   float *rstd)
+{
+    if (N <= 0 || C <= 0)
+        return 0;
+    unsigned grid = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+    LC_DISPATCH_ACT(c, dt, T, {
+        rmsnorm_fwd_k<T><<<grid, 32 * ROWS_PER_BLOCK, 0, c->stream>>>(
+            (const T *)x, (const T *)w, N, C, (float)eps, (T *)y, rstd);
+        LC_LAUNCHED(c, "rmsnorm_fwd_k");
+    });
+    return 0;
+}
+
+extern "C" int lc_cuda_rmsnorm_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x,
+                                   const void *w, const float *rstd, const void *dy, int64_t N,
+                                   int64_t C, void *dx)
+{
+    if (N <= 0 || C <= 0)
+        return 0;
+    unsigned grid = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+    LC_DISPATCH_ACT(c, dt, T, {
+        rmsnorm_bwd_k<T><<<grid, 32 * ROWS_PER_BLOCK, 0, c->stream>>>(
+            (const T *)x, (const T *)w, rstd, (const T *)dy, N, C, (T *)dx);
+        LC_LAUNCHED(c, "rmsnorm_bwd_k");
+    });
+    return 0;
+}
+
+/* ---- SwiGLU ---- */
+
+__device__ __forceinline__ float sigmoidf_(float g) { return 1.0f / (1.0f + expf(-g)); }
+
+template <typename T> __global__ void swiglu_fwd_k(const T *g, const T *u, int64_t n, T *y)
+{
+    GRID_STRIDE(i, n)
+    {
+        float gv = lc_ld(g[i]);
+        y[i] = lc_st<T>(gv * sigmoidf_(gv) * lc_ld(u[i]));
+    }
+}
+
+template <typename T>
+__global__ void swiglu_bwd_k(const T *g, const T *u, const T *dy, int64_t n, T *dg, T *du)
+{
+    GRID_STRIDE(i, n)
+    {
+        float gv = lc_ld(g[i]), uv = lc_ld(u[i]), d = lc_ld(dy[i]);
+        float s = sigmoidf_(gv);
+        if (dg)
+            dg[i] = lc_st<T>(lc_ld(dg[i]) + d * uv * s * (1.0f + gv * (1.0f - s)));
+        if (du)
+            du[i] = lc_st<T>(lc_ld(du[i]) + d * gv * s);
+    }
+}
+
+extern "C" int lc_cuda_swiglu_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g,
+                                  const void *u, int64_t n, void *y)
+{
+    if (n <= 0)
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        swiglu_fwd_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>((const T *)g, (const T *)u, n,
+                                                                (T *)y);
+        LC_LAUNCHED(c, "swiglu_fwd_k");
+    });
+    return 0;
+}
+
+extern "C" int lc_cuda_swiglu_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g,
+                                  const void *u, const void *dy, int64_t n, void *dg, void *du)
+{
+    if (n <= 0 || (!dg && !du))
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        swiglu_bwd_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(
+            (const T *)g, (const T *)u, (const T *)dy, n, (T *)dg, (T *)du);
+        LC_LAUNCHED(c, "swiglu_bwd_k");
+    });
+    return 0;
+}
+
+/* ---- RoPE ---- */
+
+/* One thread per rotated pair (token i, head h, j < D/2): it reads both
+ * halves before writing, so src == dst is safe without accumulate. */
+template <typename T>
+__global__ void rope_k(const T *src, T *dst, int64_t N, int heads, int D, const int32_t *pos,
+                       const float *cos_sin, float sgn, bool accumulate)
+{
+    int half = D / 2;
+    int64_t total = N * heads * half;
+    GRID_STRIDE(e, total)
+    {
+        int j = (int)(e % half);
+        int64_t ih = e / half; /* i·heads + h */
+        int64_t i = ih / heads;
+        const float *cs = cos_sin + (int64_t)pos[i] * D;
+        float cv = cs[j], sn = sgn * cs[half + j];
+        const T *s = src + ih * D;
+        T *d = dst + ih * D;
+        float x1 = lc_ld(s[j]), x2 = lc_ld(s[j + half]);
+        float y1 = x1 * cv - x2 * sn, y2 = x2 * cv + x1 * sn;
+        if (accumulate) {
+            y1 += lc_ld(d[j]);
+            y2 += lc_ld(d[j + half]);
+        }
+        d[j] = lc_st<T>(y1);
+        d[j + half] = lc_st<T>(y2);
+    }
+}
+
+extern "C" int lc_cuda_rope(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *src, void *dst,
+                            int64_t N, int heads, int D, const int32_t *pos,
+                            const float *cos_sin, bool inverse, bool accumulate)
+{
+    if (D % 2)
+        return LC_BAD(c, "rope: head dim %d is odd", D);
+    if (N <= 0 || heads <= 0 || D <= 0)
+        return 0;
+    int64_t total = N * heads * (D / 2);
+    LC_DISPATCH_ACT(c, dt, T, {
+        rope_k<T><<<lc_grid(total, 256), 256, 0, c->stream>>>(
+            (const T *)src, (T *)dst, N, heads, D, pos, cos_sin, inverse ? -1.0f : 1.0f,
+            accumulate);
+        LC_LAUNCHED(c, "rope_k");
+    });
+    return 0;
+}
+
+/* ---- axpy / add / bias ---- */
+
+template <typename T> __global__ void axpy_k(int64_t n, float a, const T *x, T *y)
+{
+    GRID_STRIDE(i, n) y[i] = lc_st<T>(lc_ld(y[i]) + a * lc_ld(x[i]));
+}
+
+template <typename T> __global__ void add_k(int64_t n, const T *a, const T *b, T *out)
+{
+    GRID_STRIDE(i, n) out[i] = lc_st<T>(lc_ld(a[i]) + lc_ld(b[i]));
+}
+
+template <typename T> __global__ void add_bias_k(int64_t N, int64_t O, const T *bias, T *y)
+{
+    GRID_STRIDE(e, N * O) y[e] = lc_st<T>(lc_ld(y[e]) + lc_ld(bias[e % O]));
+}
+
+extern "C" int lc_cuda_axpy(lc_cuda_ctx *c, lc_cuda_dtype dt, int64_t n, float a, const void *x,
+                            void *y)
+{
+    if (n <= 0)
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        axpy_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(n, a, (const T *)x, (T *)y);
+        LC_LAUNCHED(c, "axpy_k");
+    });
+    return 0;
+}
+
+extern "C" int lc_cuda_add(lc_cuda_ctx *c, lc_cuda_dtype dt, int64_t n, const void *a,
+                           const void *b, void *out)
+{
+    if (n <= 0)
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        add_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(n, (const T *)a, (const T *)b, (T *)out);
+        LC_LAUNCHED(c, "add_k");
+    });
+    return 0;
+}
+
+extern "C" int lc_cuda_add_bias(lc_cuda_ctx *c, lc_cuda_dtype dt, int64_t N, int64_t O,
+                                const void *bias, void *y)
+{
+    if (N <= 0 || O <= 0)
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        add_bias_k<T><<<lc_grid(N * O, 256), 256, 0, c->stream>>>(N, O, (const T *)bias, (T *)y);
+        LC_LAUNCHED(c, "add_bias_k");
+    });
+    return 0;
+}
+
+/* ---- embedding ---- */
+
+template <typename T>
+__global__ void embedding_k(lc_cuda_weight E, const int32_t *ids, int64_t N, T *x)
+{
+    int64_t C = E.cols;
+    GRID_STRIDE(e, N * C)
+    {
+        int64_t i = e / C, col = e % C;
+        x[e] = lc_st<T>(lc_weight_elem(E, (int64_t)ids[i] * C + col));
+    }
+}
+
+extern "C" int lc_cuda_embedding(lc_cuda_ctx *c, lc_cuda_dtype dt, const lc_cuda_weight *E,
+                                 const int32_t *ids, int64_t N, void *x)
+{
+    LC_TRY(lc_cuda_check_weight(c, E));
+    if (N <= 0 || E->cols <= 0)
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        embedding_k<T><<<lc_grid(N * E->cols, 256), 256, 0, c->stream>>>(*E, ids, N, (T *)x);
+        LC_LAUNCHED(c, "embedding_k");
+    });
+    return 0;
+}
+
+/* ---- dropout ---- */
+
+static uint64_t splitmix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* lowbias32 finaliser, exactly cpu/kernels_cpu.c's hash32 */
+__device__ __forceinline__ uint32_t hash32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+template <typename T>
+__global__ void dropout_k(const T *src, T *dst, int64_t n, uint32_t key, uint32_t threshold,
+                          float keep_scale, bool accumulate)
+{
+    GRID_STRIDE(i, n)
+    {
+        bool keep = (hash32(key ^ (uint32_t)i) >> 8) >= threshold;
+        /* __fmul_rn / __fadd_rn: no FMA contraction, as on the CPU */
+        float v = keep ? __fmul_rn(lc_ld(src[i]), keep_scale) : 0.0f;
+        dst[i] = lc_st<T>(accumulate ? __fadd_rn(lc_ld(dst[i]), v) : v);
+    }
+}
+
+extern "C" int lc_cuda_dropout(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *src, void *dst,
+                               int64_t n, double p, uint64_t seed, bool accumulate)
+{
+    if (!(p >= 0.0 && p < 1.0))
+        return LC_BAD(c, "dropout: p = %g outside [0, 1)", p);
+    if (n <= 0)
+        return 0;
+    float keep_scale = (float)(1.0 / (1.0 - p));
+    uint64_t mixed = splitmix64(seed);
+    uint32_t key = (uint32_t)(mixed ^ (mixed >> 32));
+    uint32_t threshold = (uint32_t)ceil(p * 16777216.0);
+    LC_DISPATCH_ACT(c, dt, T, {
+        dropout_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>((const T *)src, (T *)dst, n, key,
+                                                             threshold, keep_scale, accumulate);
+        LC_LAUNCHED(c, "dropout_k");
+    });
+    return 0;
+}

@@ -1,0 +1,254 @@
+/* cuda_runtime.cu — device query, the context (stream, cuBLASLt handle and
+ * workspace, reduction buffers), memory wrappers, dtype conversion, and the
+ * error formatting behind the check macros of cuda_common.cuh.
+ *
+ * Why a context instead of globals: Criterion forks per test and the trainer
+ * may one day drive two devices; everything a kernel needs besides its
+ * arguments hangs off one object that is created after fork and freed at
+ * the end, so no CUDA state is ever shared across a fork. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/cuda/cuda_common.cuh"
+
+#define LC_RED_INIT (1 << 16) /* partial sums: 64 Ki blocks of 16 Ki values = 1 G values */
+
+int lc_cuda_fail(lc_error *err, const char *file, int line, const char *what, const char *name,
+                 const char *detail)
+{
+    if (err)
+        snprintf(err->msg, sizeof err->msg, "%s:%d: %s failed: %s (%s)", file, line, what, name,
+                 detail);
+    return -1;
+}
+
+int lc_cuda_failf(lc_error *err, const char *file, int line, const char *fmt, ...)
+{
+    if (err) {
+        int n = snprintf(err->msg, sizeof err->msg, "%s:%d: ", file, line);
+        if (n < 0 || (size_t)n >= sizeof err->msg)
+            n = 0;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg + n, sizeof err->msg - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+const char *lc_cublas_status_name(cublasStatus_t s)
+{
+    /* libcublasLt alone has no cublasGetStatusName (that lives in libcublas). */
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    default: return "CUBLAS_STATUS_(unknown)";
+    }
+}
+
+int lc_cuda_after_launch(lc_cuda_ctx *c, const char *file, int line, const char *kernel)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess && c->sync_each)
+        e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) {
+        char what[160];
+        snprintf(what, sizeof what, "kernel %s", kernel);
+        return lc_cuda_fail(&c->err, file, line, what, cudaGetErrorName(e), cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+extern "C" int lc_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no driver / no device: clear the sticky error */
+        return 0;
+    }
+    return n;
+}
+
+extern "C" int lc_cuda_device_query(int device, lc_cuda_device_info *info, lc_error *err)
+{
+    memset(info, 0, sizeof *info);
+    cudaDeviceProp p;
+    LC_CU(err, cudaGetDeviceProperties(&p, device));
+    snprintf(info->name, sizeof info->name, "%s", p.name);
+    info->cc_major = p.major;
+    info->cc_minor = p.minor;
+    info->sm_count = p.multiProcessorCount;
+    LC_CU(err, cudaSetDevice(device));
+    LC_CU(err, cudaMemGetInfo(&info->free_bytes, &info->total_bytes));
+    return 0;
+}
+
+extern "C" int lc_cuda_ctx_init(lc_cuda_ctx **out, int device, size_t workspace_bytes,
+                                lc_error *err)
+{
+    *out = NULL;
+    lc_cuda_ctx *c = (lc_cuda_ctx *)calloc(1, sizeof *c);
+    if (!c)
+        return lc_cuda_failf(err, __FILE__, __LINE__, "out of host memory for the CUDA context");
+    c->device = device;
+    c->workspace_bytes = workspace_bytes ? workspace_bytes : (size_t)32 << 20;
+    const char *env = getenv("LORAC_CUDA_SYNC");
+    c->sync_each = env && env[0] == '1';
+    int rc = -1;
+    do {
+        cudaError_t e;
+#define INIT_CU(call)                                                                       \
+    if ((e = (call)) != cudaSuccess) {                                                      \
+        lc_cuda_fail(err, __FILE__, __LINE__, #call, cudaGetErrorName(e), cudaGetErrorString(e)); \
+        break;                                                                              \
+    }
+        INIT_CU(cudaSetDevice(device));
+        INIT_CU(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+        INIT_CU(cudaMalloc(&c->workspace, c->workspace_bytes));
+        INIT_CU(cudaMalloc((void **)&c->red, LC_RED_INIT * sizeof(double)));
+        c->red_cap = LC_RED_INIT;
+        INIT_CU(cudaMalloc((void **)&c->dscalar, 8 * sizeof(double)));
+        INIT_CU(cudaMalloc((void **)&c->dcount, sizeof(int32_t) * 2));
+        INIT_CU(cudaMallocHost(&c->hpinned, 64));
+#undef INIT_CU
+        cublasStatus_t s = cublasLtCreate(&c->lt);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+            lc_cuda_fail(err, __FILE__, __LINE__, "cublasLtCreate(&c->lt)",
+                         lc_cublas_status_name(s), "cuBLAS");
+            break;
+        }
+        rc = 0;
+    } while (0);
+    if (rc) {
+        lc_cuda_ctx_free(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+extern "C" void lc_cuda_ctx_free(lc_cuda_ctx *c)
+{
+    if (!c)
+        return;
+    cudaSetDevice(c->device);
+    if (c->stream)
+        cudaStreamSynchronize(c->stream);
+    lc_cuda_gemm_cache_clear(c);
+    if (c->lt)
+        cublasLtDestroy(c->lt);
+    cudaFree(c->workspace);
+    cudaFree(c->red);
+    cudaFree(c->dscalar);
+    cudaFree(c->dcount);
+    if (c->hpinned)
+        cudaFreeHost(c->hpinned);
+    if (c->stream)
+        cudaStreamDestroy(c->stream);
+    free(c);
+}
+
+extern "C" const char *lc_cuda_ctx_error(const lc_cuda_ctx *c) { return c->err.msg; }
+
+extern "C" int lc_cuda_sync(lc_cuda_ctx *c)
+{
+    LC_CU(&c->err, cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+extern "C" int lc_cuda_malloc(lc_cuda_ctx *c, void **p, size_t bytes)
+{
+    *p = NULL;
+    LC_CU(&c->err, cudaMalloc(p, bytes ? bytes : 1));
+    return 0;
+}
+
+extern "C" void lc_cuda_free(void *p)
+{
+    if (p)
+        cudaFree(p);
+}
+
+extern "C" int lc_cuda_upload(lc_cuda_ctx *c, void *dst, const void *src, size_t bytes)
+{
+    if (!bytes)
+        return 0;
+    LC_CU(&c->err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
+    LC_CU(&c->err, cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+extern "C" int lc_cuda_download(lc_cuda_ctx *c, void *dst, const void *src, size_t bytes)
+{
+    if (!bytes)
+        return 0;
+    LC_CU(&c->err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    LC_CU(&c->err, cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+extern "C" int lc_cuda_copy(lc_cuda_ctx *c, void *dst, const void *src, size_t bytes)
+{
+    if (!bytes)
+        return 0;
+    LC_CU(&c->err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
+    return 0;
+}
+
+extern "C" int lc_cuda_memset0(lc_cuda_ctx *c, void *dst, size_t bytes)
+{
+    if (!bytes)
+        return 0;
+    LC_CU(&c->err, cudaMemsetAsync(dst, 0, bytes, c->stream));
+    return 0;
+}
+
+extern "C" size_t lc_cuda_dtype_size(lc_cuda_dtype dt)
+{
+    switch (dt) {
+    case LC_CUDA_F32: return 4;
+    case LC_CUDA_BF16:
+    case LC_CUDA_F16: return 2;
+    default: return 0;
+    }
+}
+
+template <typename Td>
+__global__ void convert_k(Td *dst, const void *src, int src_dt, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float v;
+        if (src_dt == LC_CUDA_F32)
+            v = ((const float *)src)[i];
+        else if (src_dt == LC_CUDA_BF16)
+            v = __bfloat162float(((const __nv_bfloat16 *)src)[i]);
+        else
+            v = __half2float(((const __half *)src)[i]);
+        dst[i] = lc_st<Td>(v);
+    }
+}
+
+extern "C" int lc_cuda_convert(lc_cuda_ctx *c, lc_cuda_dtype dst_dt, void *dst,
+                               lc_cuda_dtype src_dt, const void *src, int64_t n)
+{
+    if (n <= 0)
+        return 0;
+    if (src_dt != LC_CUDA_F32 && src_dt != LC_CUDA_BF16 && src_dt != LC_CUDA_F16)
+        return LC_BAD(c, "convert: source dtype %d is not F32, BF16 or F16", (int)src_dt);
+    LC_DISPATCH_ACT(c, dst_dt, T, {
+        convert_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>((T *)dst, src, (int)src_dt, n);
+        LC_LAUNCHED(c, "convert_k");
+    });
+    return 0;
+}

@@ -1,0 +1,11 @@
+# gen.py SRC.cu DST.cpp — rewrites a backend .cu file into C++ the simulator
+# compiles: `K<<<grid, block, smem, stream>>>(args)` becomes
+# `lc_sim_launch(grid, block, smem, stream, K, "K")(args)` and the dynamic
+# shared-memory declaration becomes a pointer to the simulated block's buffer.
+import re, sys, os
+src, dst = sys.argv[1], sys.argv[2]
+s = open(src).read()
+s = s.replace('extern __shared__ float sm[];', 'float *sm = (float *)lc_sim_dyn_smem();')
+pat = re.compile(r'(\w+(?:<\w+>)?)<<<(.*?)>>>\(', re.S)
+s = pat.sub(lambda m: 'lc_sim_launch(%s, %s, "%s")(' % (m.group(2), m.group(1), m.group(1)), s)
+open(dst, 'w').write(s)

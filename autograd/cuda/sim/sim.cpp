@@ -1,0 +1,349 @@
+/* sim.cpp — the simulator's runtime: fibers, barriers, warp collectives,
+ * device memory and a reference (column-major, f32-accumulating) cuBLASLt.
+ *
+ * Every CUDA thread of a block is a ucontext fiber on one OS thread; blocks
+ * run one after another. A fiber runs until it reaches a barrier
+ * (__syncthreads, __syncwarp, a shuffle / ballot) and then yields, so the
+ * collectives have their real semantics, and a barrier that can never
+ * complete (divergent __syncthreads, a shuffle after some lanes exited) is
+ * reported as a deadlock instead of hanging. Device and shared memory are
+ * plain exactly-sized mallocs filled with 0xff (NaN as f32), so reads of
+ * uninitialized memory show up as NaN and AddressSanitizer sees overflows.
+ * Dynamic shared memory above 48 KiB must be opted into, and is capped at the
+ * sm_86 / sm_89 limit (the tightest of the four target architectures). */
+#include <ucontext.h>
+#include <sys/mman.h>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+#include "lc_sim.h"
+#include "cublasLt.h"
+#include "cuda_bf16.h"
+
+#define SIM_OPTIN 101376 /* sm_86 / sm_89: the tightest opt-in shared memory */
+#define STACK (256 * 1024)
+
+struct barrier_t { int expected = 0, arrived = 0; uint64_t gen = 0; };
+struct warp_t { barrier_t bar; uint64_t slot[32]; };
+struct lc_sim_fiber {
+    ucontext_t ctx;
+    uint3s tid;
+    int index;
+    bool done;
+};
+lc_sim_fiber *lc_sim_cur;
+uint3s lc_sim_block_idx, lc_sim_block_dim, lc_sim_grid_dim;
+static ucontext_t sched_ctx;
+static std::vector<lc_sim_fiber> fibers;
+static std::vector<warp_t> warps;
+static barrier_t block_bar;
+static uint64_t progress;
+static const std::function<void()> *cur_body;
+static char *dyn_smem;
+static char *stacks;
+static size_t stacks_n;
+static cudaError_t last_error = cudaSuccess;
+static std::map<const void *, int> smem_attr;
+static const char *cur_kernel = "";
+
+uint3s &lc_sim_tid() { return lc_sim_cur->tid; }
+int lc_sim_lane() { return lc_sim_cur->index & 31; }
+void *lc_sim_dyn_smem() { return dyn_smem; }
+
+static void fail(const char *what)
+{
+    fprintf(stderr, "lc_sim: %s (kernel %s, block %u,%u,%u thread %d)\n", what, cur_kernel,
+            lc_sim_block_idx.x, lc_sim_block_idx.y, lc_sim_block_idx.z,
+            lc_sim_cur ? lc_sim_cur->index : -1);
+    abort();
+}
+
+static void yield() { swapcontext(&lc_sim_cur->ctx, &sched_ctx); }
+
+static void bar_wait(barrier_t &b)
+{
+    uint64_t g = b.gen;
+    progress++;
+    if (++b.arrived == b.expected) {
+        b.arrived = 0;
+        b.gen++;
+        progress++;
+        return;
+    }
+    while (b.gen == g)
+        yield();
+}
+
+static void bar_drop(barrier_t &b)
+{
+    b.expected--;
+    if (b.arrived > 0 && b.arrived == b.expected) {
+        b.arrived = 0;
+        b.gen++;
+    }
+    progress++;
+}
+
+void __syncthreads() { bar_wait(block_bar); }
+void __syncwarp(unsigned mask) { lc_sim_check_mask(mask); bar_wait(warps[lc_sim_cur->index / 32].bar); }
+void lc_sim_check_mask(unsigned mask)
+{
+    if (mask != 0xffffffffu)
+        fail("partial warp mask");
+    if (warps[lc_sim_cur->index / 32].bar.expected != 32)
+        fail("warp collective with exited lanes");
+}
+
+uint64_t lc_sim_exchange(uint64_t mine, int src)
+{
+    warp_t &w = warps[lc_sim_cur->index / 32];
+    w.slot[lc_sim_cur->index & 31] = mine;
+    bar_wait(w.bar);
+    uint64_t r = w.slot[src];
+    bar_wait(w.bar);
+    return r;
+}
+
+unsigned __ballot_sync(unsigned mask, int pred)
+{
+    lc_sim_check_mask(mask);
+    warp_t &w = warps[lc_sim_cur->index / 32];
+    w.slot[lc_sim_cur->index & 31] = pred != 0;
+    bar_wait(w.bar);
+    unsigned r = 0;
+    for (int i = 0; i < 32; i++)
+        r |= (unsigned)w.slot[i] << i;
+    bar_wait(w.bar);
+    return r;
+}
+int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
+
+static void entry()
+{
+    (*cur_body)();
+    lc_sim_cur->done = true;
+    bar_drop(block_bar);
+    bar_drop(warps[lc_sim_cur->index / 32].bar);
+    swapcontext(&lc_sim_cur->ctx, &sched_ctx);
+}
+
+void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *name,
+                const std::function<void()> &body)
+{
+    cur_kernel = name;
+    unsigned nt = b.x * b.y * b.z;
+    if (nt == 0 || nt > 1024 || b.y != 1 || b.z != 1 || (nt % 32) || g.x == 0 || g.y == 0 ||
+        g.z == 0 || g.y > 65535 || g.z > 65535) {
+        fprintf(stderr, "lc_sim: bad launch config for %s\n", name);
+        last_error = cudaErrorInvalidConfiguration;
+        return;
+    }
+    if (smem > 48 * 1024) {
+        auto it = smem_attr.find(kernel);
+        if (it == smem_attr.end() || (size_t)it->second < smem) {
+            fprintf(stderr, "lc_sim: %s launched with %zu B dynamic smem without opt-in\n", name, smem);
+            last_error = cudaErrorInvalidValue;
+            return;
+        }
+    }
+    if (smem > SIM_OPTIN) {
+        last_error = cudaErrorInvalidValue;
+        return;
+    }
+    if (stacks_n < nt) {
+        if (stacks)
+            munmap(stacks, stacks_n * STACK);
+        stacks = (char *)mmap(NULL, (size_t)nt * STACK, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        stacks_n = nt;
+    }
+    lc_sim_grid_dim = {g.x, g.y, g.z};
+    lc_sim_block_dim = {b.x, b.y, b.z};
+    cur_body = &body;
+    fibers.assign(nt, lc_sim_fiber());
+    warps.assign(nt / 32, warp_t());
+    for (unsigned z = 0; z < g.z; z++)
+        for (unsigned y = 0; y < g.y; y++)
+            for (unsigned x = 0; x < g.x; x++) {
+                lc_sim_block_idx = {x, y, z};
+                dyn_smem = (char *)malloc(smem ? smem : 1); /* exact size: ASan sees overflows */
+                memset(dyn_smem, 0xff, smem);               /* NaN: catches uninitialized reads */
+                block_bar = barrier_t();
+                block_bar.expected = (int)nt;
+                for (auto &w : warps) {
+                    w.bar = barrier_t();
+                    w.bar.expected = 32;
+                }
+                for (unsigned t = 0; t < nt; t++) {
+                    lc_sim_fiber &f = fibers[t];
+                    f.tid = {t, 0, 0};
+                    f.index = (int)t;
+                    f.done = false;
+                    getcontext(&f.ctx);
+                    f.ctx.uc_stack.ss_sp = stacks + (size_t)t * STACK;
+                    f.ctx.uc_stack.ss_size = STACK;
+                    f.ctx.uc_link = &sched_ctx;
+                    makecontext(&f.ctx, entry, 0);
+                }
+                unsigned left = nt;
+                while (left) {
+                    uint64_t p0 = progress;
+                    for (unsigned t = 0; t < nt; t++) {
+                        if (fibers[t].done)
+                            continue;
+                        lc_sim_cur = &fibers[t];
+                        swapcontext(&sched_ctx, &fibers[t].ctx);
+                        if (fibers[t].done)
+                            left--;
+                    }
+                    lc_sim_cur = NULL;
+                    if (left && progress == p0)
+                        fail("deadlock: threads wait on a barrier that cannot complete");
+                }
+                free(dyn_smem);
+                dyn_smem = NULL;
+            }
+    cur_kernel = "";
+}
+
+/* ---- runtime ---- */
+struct lc_sim_stream { int dummy; };
+static std::set<void *> live;
+cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int)
+{
+    memset(p, 0, sizeof *p);
+    strcpy(p->name, "lc_sim CPU fibers");
+    p->major = 8, p->minor = 6, p->multiProcessorCount = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { *f = (size_t)1 << 30; *t = (size_t)2 << 30; return cudaSuccess; }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = new lc_sim_stream; return cudaSuccess; }
+cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaMalloc(void **p, size_t n)
+{
+    if (n > ((size_t)1 << 34)) { last_error = cudaErrorMemoryAllocation; *p = NULL; return cudaErrorMemoryAllocation; }
+    *p = malloc(n ? n : 1); /* run under ASan for bounds */
+    memset(*p, 0xff, n);
+    live.insert(*p);
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); return cudaSuccess; }
+cudaError_t cudaFree(void *p)
+{
+    if (!p) return cudaSuccess;
+    if (!live.erase(p)) { fprintf(stderr, "lc_sim: cudaFree of unknown %p\n", p); abort(); }
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memmove(d, s, n); return cudaSuccess; }
+cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { memset(d, v, n); return cudaSuccess; }
+cudaError_t cudaGetLastError() { cudaError_t e = last_error; last_error = cudaSuccess; return e; }
+const char *cudaGetErrorName(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    default: return "cudaErrorUnknown";
+    }
+}
+const char *cudaGetErrorString(cudaError_t e) { return e == cudaErrorMemoryAllocation ? "out of memory" : "sim error"; }
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int)
+{
+    *v = a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? SIM_OPTIN : 0;
+    return cudaSuccess;
+}
+cudaError_t lc_sim_func_set_attr(const void *k, cudaFuncAttribute a, int v)
+{
+    if (a == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+        if (v > SIM_OPTIN) return last_error = cudaErrorInvalidValue;
+        smem_attr[k] = v;
+    }
+    return cudaSuccess;
+}
+
+/* ---- cuBLASLt: column-major reference ---- */
+struct lc_sim_lt { int d; };
+struct lc_sim_desc { cublasOperation_t ta = CUBLAS_OP_N, tb = CUBLAS_OP_N; };
+struct lc_sim_layout { cudaDataType_t t; uint64_t rows, cols; int64_t ld; };
+struct lc_sim_pref { size_t ws; };
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { *h = new lc_sim_lt; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) { delete h; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c, cudaDataType_t s)
+{
+    if (c != CUBLAS_COMPUTE_32F || s != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    *d = new lc_sim_desc;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { delete d; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *v, size_t n)
+{
+    if (n != sizeof(cublasOperation_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (a == CUBLASLT_MATMUL_DESC_TRANSA) memcpy(&d->ta, v, n);
+    else if (a == CUBLASLT_MATMUL_DESC_TRANSB) memcpy(&d->tb, v, n);
+    else return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t t, uint64_t rows, uint64_t cols, int64_t ld)
+{
+    if (ld < (int64_t)rows || rows == 0 || cols == 0) return CUBLAS_STATUS_INVALID_VALUE;
+    *l = new lc_sim_layout{t, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { delete l; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) { *p = new lc_sim_pref{0}; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) { delete p; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, cublasLtMatmulPreferenceAttributes_t a, const void *, size_t n)
+{
+    if (a == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES ? n != 8 : n != 4) return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static bool shapes(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, uint64_t *m, uint64_t *n, uint64_t *k)
+{
+    *m = c->rows, *n = c->cols;
+    uint64_t am = d->ta == CUBLAS_OP_N ? a->rows : a->cols, ak = d->ta == CUBLAS_OP_N ? a->cols : a->rows;
+    uint64_t bk = d->tb == CUBLAS_OP_N ? b->rows : b->cols, bn = d->tb == CUBLAS_OP_N ? b->cols : b->rows;
+    *k = ak;
+    bool types = a->t == b->t && (c->t == CUDA_R_32F || (c->t == CUDA_R_16BF && a->t == CUDA_R_16BF));
+    return am == *m && bn == *n && ak == bk && types;
+}
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd, cublasLtMatmulPreference_t, int req, cublasLtMatmulHeuristicResult_t *res, int *found)
+{
+    uint64_t m, n, k;
+    if (req < 1 || c != dd || !shapes(d, a, b, c, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
+    memset(res, 0, sizeof *res);
+    res->algo.data[0] = 0x5151;
+    *found = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static float ld_(const void *p, cudaDataType_t t, uint64_t i)
+{
+    if (t == CUDA_R_32F) return ((const float *)p)[i];
+    return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+}
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void *alpha, const void *A, cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb, const void *beta, const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ldd, const cublasLtMatmulAlgo_t *algo, void *, size_t, cudaStream_t)
+{
+    uint64_t m, n, k;
+    if (!shapes(d, la, lb, lc, &m, &n, &k) || lc != ldd || C != D || algo->data[0] != 0x5151) return CUBLAS_STATUS_INVALID_VALUE;
+    float al = *(const float *)alpha, be = *(const float *)beta;
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++) {
+            float s = 0;
+            for (uint64_t p = 0; p < k; p++) {
+                float a = d->ta == CUBLAS_OP_N ? ld_(A, la->t, i + p * la->ld) : ld_(A, la->t, p + i * la->ld);
+                float b = d->tb == CUBLAS_OP_N ? ld_(B, lb->t, p + j * lb->ld) : ld_(B, lb->t, j + p * lb->ld);
+                s += a * b;
+            }
+            uint64_t ci = i + j * lc->ld;
+            float v = al * s + (be != 0 ? be * ld_(C, lc->t, ci) : 0.0f);
+            if (lc->t == CUDA_R_32F) ((float *)D)[ci] = v;
+            else ((__nv_bfloat16 *)D)[ci] = __float2bfloat16_rn(v);
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
