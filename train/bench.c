@@ -1,6 +1,7 @@
 /* bench.c — see bench.h. Defaults are the SmolLM-135M shape, LoRA r 16 on
  * all seven linears, micro-batch 4 × 256, f32, the configuration the
  * foundation issue measures against plain PyTorch. */
+#include "train/sysinfo.h"
 #include "train/bench.h"
 
 #include <omp.h>
@@ -11,20 +12,6 @@
 
 #include "data/batch.h"
 #include "train/step.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double peak_rss_gib(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1048576.0; /* KiB → GiB */
-}
 
 typedef struct bench_opts {
     int hidden, layers, heads, kv_heads, intermediate, vocab, rank, batch, seq, steps, warmup;
@@ -140,11 +127,11 @@ int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
             "\"step_s\":[", omp_get_max_threads(), o.nf4 ? "NF4-dq" : lc_dtype_name(o.dtype),
             weight_mib);
     for (int step = 0; step < o.warmup + o.steps; step++) {
-        double t0 = now_s();
+        double t0 = lc_now_s();
         int64_t n;
         loss = lc_step_micro(&model, &tape, &batch, &lora, (lc_real)(1.0 / nsup), &n) / n;
         lc_step_optimizer(&lora, &opt, &hp, 1e-4, 1.0);
-        double dt = now_s() - t0;
+        double dt = lc_now_s() - t0;
         if (step >= o.warmup) {
             total_time += dt;
             fprintf(out, "%s%.3f", step > o.warmup ? "," : "", dt);
@@ -153,7 +140,7 @@ int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
     double tokens = (double)o.batch * o.seq * o.steps;
     fprintf(out, "],\"tokens_per_s\":%.1f,\"peak_rss_gib\":%.3f,\"loss\":%.4f,"
             "\"step_arena_mib\":%.1f,\"grad_pool_mib\":%.1f}\n",
-            tokens / total_time, peak_rss_gib(), loss, arena.peak / 1048576.0,
+            tokens / total_time, lc_peak_rss_bytes() / 1073741824.0, loss, arena.peak / 1048576.0,
             tape.grad_arena.peak / 1048576.0);
     rc = 0;
     lc_batch_buf_free(&buf);

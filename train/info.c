@@ -1,4 +1,5 @@
 /* info.c — `lorac info` and `lorac eval` (see info.h). */
+#include "train/sysinfo.h"
 #include "train/info.h"
 
 #include <math.h>
@@ -16,13 +17,6 @@
 #include "train/trainer.h"
 
 #define DEFAULT_SEQ_LEN 2048
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int64_t default_seq_len(const lc_model_config *c, int64_t asked)
 {
@@ -302,11 +296,11 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
         goto out;
     tape_ok = true;
     tape.max_rows = mb * T;
-    double t0 = now_s();
+    double t0 = lc_now_s();
     if (lc_eval_files(&m, &tape, o->adapter_dir ? &lora : NULL, o->data, o->n_data, T, mb,
                       &r->loss, &r->supervised, err))
         goto out;
-    r->seconds = now_s() - t0;
+    r->seconds = lc_now_s() - t0;
     r->perplexity = exp(r->loss);
     r->tokens_per_s = r->seconds > 0 ? (double)r->tokens / r->seconds : 0;
     rc = 0;

@@ -6,6 +6,7 @@
  * LORAC_TEST_CORRUPT_MERGE=1, 1.0 is added to element [0,0] of one merged
  * weight (layer 0, down_proj when targeted) before it is written, so a test
  * can prove that the verification catches a wrong merge. */
+#include "train/sysinfo.h"
 #include "train/merge.h"
 
 #include <cjson/cJSON.h>
@@ -34,20 +35,6 @@
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double peak_rss_bytes(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss * 1024.0; /* Linux: KiB */
-}
 
 static bool is_float(lc_dtype t)
 {
@@ -770,7 +757,7 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
     j.o = o;
     j.r = r;
     j.log = log;
-    const double t0 = now_s();
+    const double t0 = lc_now_s();
     int rc = -1;
     if (o->dtype != LC_MERGE_DTYPE_AUTO && !is_float((lc_dtype)o->dtype))
         return lc_error_set(err, "--dtype: expected auto, bf16, f16 or f32");
@@ -832,15 +819,15 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
             goto write_failed;
     if (write_index(&j, err) || write_config(&j, err) || copy_small_files(&j, err))
         goto write_failed;
-    r->peak_rss_merge = peak_rss_bytes();
-    r->seconds_merge = now_s() - t0;
+    r->peak_rss_merge = lc_peak_rss_bytes();
+    r->seconds_merge = lc_now_s() - t0;
     lc_model_files_close(&j.mf);
     j.mf_open = false;
 
     if (o->verify) {
-        double t1 = now_s();
+        double t1 = lc_now_s();
         if (verify(&j, err)) {
-            r->seconds_verify = now_s() - t1;
+            r->seconds_verify = lc_now_s() - t1;
             if (remove_tree(j.stage) == 0) {
                 j.stage_made = false;
                 snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
@@ -849,7 +836,7 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
             }
             goto out;
         }
-        r->seconds_verify = now_s() - t1;
+        r->seconds_verify = lc_now_s() - t1;
     }
     if (finish_output(&j, out, exists, err))
         goto out;
@@ -870,7 +857,7 @@ write_failed:
 out:
     if (j.stage_made)
         remove_tree(j.stage);
-    r->peak_rss_total = peak_rss_bytes();
+    r->peak_rss_total = lc_peak_rss_bytes();
     if (j.mf_open)
         lc_model_files_close(&j.mf);
     if (j.lora_loaded)

@@ -10,6 +10,7 @@
  * optimizer — derives from (seed, step), and the data cursor is saved with
  * each checkpoint, so a resumed run is bitwise identical to an
  * uninterrupted one. */
+#include "train/sysinfo.h"
 #include "train/trainer.h"
 
 #include <math.h>
@@ -31,25 +32,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double rss_gib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (double)resident * (double)sysconf(_SC_PAGESIZE) / 1073741824.0;
 }
 
 static void format_eta(double s, char *buf, size_t n)
@@ -230,7 +212,7 @@ static void log_step(run *r, int64_t step, double loss, double norm, double lr, 
     format_eta(eta_s, eta, sizeof eta);
     fprintf(r->log, "%sstep %lld/%lld  loss %.4f  lr %.3g  grad_norm %.3f  %.0f tok/s  ETA %s  mem %.2f GiB%s",
             r->tty ? "\r\033[K" : "", (long long)step, (long long)r->st.total_steps, loss, lr,
-            norm, tok_s, eta, rss_gib(), r->tty ? "" : "\n");
+            norm, tok_s, eta, lc_current_rss_bytes() / 1073741824.0, r->tty ? "" : "\n");
     fflush(r->log);
 }
 
@@ -408,7 +390,7 @@ static int train_loop(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
     const int64_t start_step = r->st.step;
-    double t_start = now_s();
+    double t_start = lc_now_s();
     lc_adamw_hparams hp = c->adam;
     hp.weight_decay = c->weight_decay;
     r->tape.training = true;
@@ -418,7 +400,7 @@ static int train_loop(run *r, lc_error *err)
                     r->tty ? "\r\033[K" : "", (long long)r->st.step);
             return save_checkpoint(r, err);
         }
-        double t0 = now_s();
+        double t0 = lc_now_s();
         int64_t n_mb;
         if (gather_step(r, &n_mb, err))
             return -1;
@@ -456,8 +438,8 @@ static int train_loop(run *r, lc_error *err)
             lc_step_optimizer(&r->lora, &r->opt, &hp, lr, c->max_grad_norm);
         }
         r->st.step = step;
-        double dt = now_s() - t0;
-        double avg = (now_s() - t_start) / (double)(step - start_step);
+        double dt = lc_now_s() - t0;
+        double avg = (lc_now_s() - t_start) / (double)(step - start_step);
         log_step(r, step, loss, norm, lr, sup, (double)tokens / dt,
                  avg * (double)(r->st.total_steps - step), refused);
         if (c->save_steps > 0 && step % c->save_steps == 0 && step < r->st.total_steps &&
