@@ -126,11 +126,53 @@ int lc_jsonl_open(lc_jsonl_reader *r, const char *path, int64_t vocab, lc_error 
     return 0;
 }
 
+/* Hardening (tests/test_hostile.c): getline() reads a whole line, however
+ * long, into memory before the LC_JSONL_MAX_LINE check could refuse it (a
+ * multi-GB file without a newline meant a multi-GB allocation). This reads
+ * at most LC_JSONL_MAX_LINE + 1 bytes of a line into r->line (with its
+ * '\n', NUL-terminated). Returns the byte count, -1 at end of file or on a
+ * read error, -2 when out of memory. */
+static ssize_t read_line_bounded(lc_jsonl_reader *r)
+{
+    const size_t max_cap = (size_t)LC_JSONL_MAX_LINE + 2;
+    size_t n = 0;
+    int c = EOF;
+    ssize_t rc = 0;
+    flockfile(r->f);
+    while (n <= LC_JSONL_MAX_LINE) {
+        if (n + 2 > r->line_cap) {
+            size_t cap = r->line_cap ? r->line_cap * 2 : 4096;
+            char *p = realloc(r->line, cap < max_cap ? cap : max_cap);
+            if (!p) {
+                rc = -2;
+                break;
+            }
+            r->line = p;
+            r->line_cap = cap < max_cap ? cap : max_cap;
+        }
+        if ((c = getc_unlocked(r->f)) == EOF)
+            break;
+        r->line[n++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    funlockfile(r->f);
+    if (rc)
+        return rc;
+    if (n == 0)
+        return -1;
+    r->line[n] = '\0';
+    return (ssize_t)n;
+}
+
 int lc_jsonl_next(lc_jsonl_reader *r, lc_row *row, lc_error *err)
 {
     for (;;) {
         errno = 0;
-        ssize_t n = getline(&r->line, &r->line_cap, r->f);
+        ssize_t n = read_line_bounded(r);
+        if (n == -2)
+            return lc_error_set(err, "%s:%lld: out of memory reading a line", r->path,
+                                (long long)r->line_no + 1);
         if (n < 0) {
             if (ferror(r->f))
                 return lc_error_set(err, "%s: read error: %s", r->path, strerror(errno));

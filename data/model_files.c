@@ -141,10 +141,15 @@ static int open_shard(lc_st_file *f, const char *dir, const char *real_dir, cons
     char *p = join(dir, name);
     if (!p)
         return lc_error_set(err, "%s: out of memory", dir);
+    /* Hardening (fuzz_st_index): the shard name comes from the index and may
+     * hold newlines or terminal escapes, so it is shown through printable()
+     * (after the directory, not inside a raw DIR/name path), keeping the
+     * error one printable line. */
+    char nb[256], rb[512];
     char *real = realpath(p, NULL);
     if (!real) {
-        int rc = lc_error_set(err, "%s: shard '%s' listed in %s: %s", p, name, INDEX_NAME,
-                              strerror(errno));
+        int rc = lc_error_set(err, "%s: shard '%s' listed in %s: %s", dir,
+                              printable(name, nb, sizeof nb), INDEX_NAME, strerror(errno));
         free(p);
         return rc;
     }
@@ -155,7 +160,7 @@ static int open_shard(lc_st_file *f, const char *dir, const char *real_dir, cons
     int rc = 0;
     if (!inside)
         rc = lc_error_set(err, "%s: shard '%s' resolves to %s, outside the model directory",
-                          p, name, real);
+                          dir, printable(name, nb, sizeof nb), printable(real, rb, sizeof rb));
     else if (lc_st_open(f, real, err) != 0)
         rc = -1;
     free(real);

@@ -725,9 +725,23 @@ static int write_all(int fd, const void *p, uint64_t n)
 }
 
 /* Validates entries and metadata and builds the padded header JSON. */
+/* qsort has no context argument: the entries being ordered (set by the
+ * caller right before sorting; lc_st_write is not used concurrently). */
+static const lc_st_entry *layout_entries;
+
+static int cmp_layout(const void *a, const void *b)
+{
+    const lc_st_entry *x = &layout_entries[*(const size_t *)a];
+    const lc_st_entry *y = &layout_entries[*(const size_t *)b];
+    size_t sx = lc_dtype_size(x->dtype), sy = lc_dtype_size(y->dtype);
+    if (sx != sy)
+        return sx > sy ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
 static int build_header(strbuf *b, const char *path, const lc_st_entry *entries, size_t n,
                         const char *const *meta_keys, const char *const *meta_values,
-                        size_t n_meta, uint64_t *sizes, lc_error *err)
+                        size_t n_meta, uint64_t *sizes, size_t *order, lc_error *err)
 {
     char nb[256], sb[256];
     const char **names = malloc((n ? n : 1) * sizeof *names);
@@ -792,6 +806,11 @@ static int build_header(strbuf *b, const char *path, const lc_st_entry *entries,
                    : lc_error_set(err, "%s: duplicate __metadata__ key '%s'", path,
                                   printable(dup, nb, sizeof nb));
 
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    layout_entries = entries;
+    qsort(order, n, sizeof *order, cmp_layout);
+
     sb_puts(b, "{");
     bool first = true;
     if (n_meta > 0) {
@@ -807,7 +826,8 @@ static int build_header(strbuf *b, const char *path, const lc_st_entry *entries,
         first = false;
     }
     uint64_t off = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t k = 0; k < n; k++) {
+        size_t i = order[k];
         const lc_st_entry *e = &entries[i];
         uint64_t end;
         if (__builtin_add_overflow(off, sizes[i], &end))
@@ -843,11 +863,19 @@ int lc_st_write(const char *path, const lc_st_entry *entries, size_t n,
     int fd = -1;
     int rc = -1;
     uint64_t *sizes = calloc(n ? n : 1, sizeof *sizes);
+    size_t *order = NULL;
     if (!sizes) {
         lc_error_set(err, "%s: out of memory", path);
         goto out;
     }
-    if (build_header(&hb, path, entries, n, meta_keys, meta_values, n_meta, sizes, err) != 0)
+    /* Data layout as the reference writer orders it: larger elements first,
+     * then by name. With the header padded to 8 bytes, every tensor then
+     * starts aligned to its element size, so readers can use it in place. */
+    if (!(order = malloc((n ? n : 1) * sizeof *order))) {
+        lc_error_set(err, "%s: out of memory", path);
+        goto out;
+    }
+    if (build_header(&hb, path, entries, n, meta_keys, meta_values, n_meta, sizes, order, err) != 0)
         goto out;
 
     size_t plen = strlen(path);
@@ -867,8 +895,8 @@ int lc_st_write(const char *path, const lc_st_entry *entries, size_t n,
     write_le64(len8, hb.len);
     if (write_all(fd, len8, 8) != 0 || write_all(fd, hb.p, hb.len) != 0)
         goto write_failed;
-    for (size_t i = 0; i < n; i++)
-        if (sizes[i] && write_all(fd, entries[i].data, sizes[i]) != 0)
+    for (size_t k = 0; k < n; k++)
+        if (sizes[order[k]] && write_all(fd, entries[order[k]].data, sizes[order[k]]) != 0)
             goto write_failed;
     if (fsync(fd) != 0) {
         lc_error_set(err, "%s: fsync of %s failed: %s", path, tmp, strerror(errno));
@@ -914,5 +942,6 @@ out:
     free(tmp);
     free(hb.p);
     free(sizes);
+    free(order);
     return rc;
 }

@@ -62,9 +62,10 @@ typedef struct lc_st_entry {
     const void *data;
 } lc_st_entry;
 
-/* Writes entries (in the given order; data laid out contiguously in that
- * order) plus an optional __metadata__ map given as parallel key/value
- * arrays (n_meta may be 0). Header JSON padded with spaces to a multiple of 8.
+/* Writes entries (data laid out as the reference writer does: larger
+ * element sizes first, then by name, so every tensor is aligned) plus an
+ * optional __metadata__ map given as parallel key/value arrays (n_meta may
+ * be 0). Header JSON padded with spaces to a multiple of 8.
  * Atomic: writes PATH.tmp, fsyncs, renames over PATH. On any failure the
  * temporary is removed and PATH is untouched. */
 int lc_st_write(const char *path, const lc_st_entry *entries, size_t n,

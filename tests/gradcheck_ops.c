@@ -75,18 +75,10 @@ struct gc {
     int n_allocs;
 };
 
-static uint64_t gc_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Uniform in [-1, 1). */
 static double gc_uniform(gc *g)
 {
-    return (double)(gc_next(&g->rng) >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+    return (double)(lc_test_splitmix64(&g->rng) >> 11) * 0x1.0p-53 * 2.0 - 1.0;
 }
 
 static void *gc_alloc(gc *g, size_t bytes)
@@ -300,7 +292,7 @@ static double gc_check(gc *g)
         for (int64_t j = 0; j < n_el; j++)
             idx[j] = j;
         for (int64_t j = 0; j < m && m < n_el; j++) { /* partial Fisher–Yates */
-            int64_t r = j + (int64_t)(gc_next(&g->rng) % (uint64_t)(n_el - j));
+            int64_t r = j + (int64_t)(lc_test_splitmix64(&g->rng) % (uint64_t)(n_el - j));
             int64_t tmp = idx[j];
             idx[j] = idx[r];
             idx[r] = tmp;
@@ -400,6 +392,15 @@ static void add_linear(gc *g, lin_case *c, int i, int64_t out, int64_t in, lc_dt
         c->n = i + 1;
 }
 
+/* The input is rmsnorm(x) for an N x C leaf x, weights drawn around 1. */
+static void rmsnorm_input(gc *g, lin_case *c, int64_t N, int64_t C)
+{
+    c->in.kind = LC_INPUT_RMSNORM;
+    c->in.x = gc_leaf_add(g, "x", N, C, false, 1.0);
+    c->in.norm_w = gc_rand(g, C, 1.0, 0.4);
+    c->in.eps = 1e-6;
+}
+
 static void check_plain(const char *name, lc_dtype dt)
 {
     gc g;
@@ -454,10 +455,7 @@ Test(gradcheck_linears, rmsnorm_three_linears)
     memset(&c, 0, sizeof c);
     gc_init(&g, "linears RMSNORM x3", fwd_linears, &c, 13);
     const int64_t N = 5, C = 8;
-    c.in.kind = LC_INPUT_RMSNORM;
-    c.in.x = gc_leaf_add(&g, "x", N, C, false, 1.0);
-    c.in.norm_w = gc_rand(&g, C, 1.0, 0.4);
-    c.in.eps = 1e-6;
+    rmsnorm_input(&g, &c, N, C);
     add_linear(&g, &c, 0, 8, C, LC_DTYPE_F64, true, 2, 2.0, 0.0);
     add_linear(&g, &c, 1, 4, C, LC_DTYPE_F32, false, 0, 0.0, 0.0);
     add_linear(&g, &c, 2, 4, C, LC_DTYPE_F64, false, 3, 0.5, 0.0);
@@ -519,10 +517,7 @@ Test(gradcheck_linears, rmsnorm_two_linears_lora_dropout)
     memset(&c, 0, sizeof c);
     gc_init(&g, "linears RMSNORM x2 dropout .3/.5", fwd_linears, &c, 16);
     const int64_t N = 5, C = 12;
-    c.in.kind = LC_INPUT_RMSNORM;
-    c.in.x = gc_leaf_add(&g, "x", N, C, false, 1.0);
-    c.in.norm_w = gc_rand(&g, C, 1.0, 0.4);
-    c.in.eps = 1e-6;
+    rmsnorm_input(&g, &c, N, C);
     add_linear(&g, &c, 0, 6, C, LC_DTYPE_F64, false, 2, 2.0, 0.3);
     add_linear(&g, &c, 1, 4, C, LC_DTYPE_F64, true, 3, 1.0, 0.5);
     g.training = true;
@@ -542,11 +537,8 @@ Test(gradcheck_linears, rmsnorm_input_frozen_lora_dropout)
     memset(&c, 0, sizeof c);
     gc_init(&g, "linears RMSNORM x frozen dropout", fwd_linears, &c, 17);
     const int64_t N = 5, C = 12;
-    c.in.kind = LC_INPUT_RMSNORM;
-    c.in.x = gc_leaf_add(&g, "x", N, C, false, 1.0);
+    rmsnorm_input(&g, &c, N, C);
     gc_leaf_of(&g, c.in.x)->frozen = true;
-    c.in.norm_w = gc_rand(&g, C, 1.0, 0.4);
-    c.in.eps = 1e-6;
     add_linear(&g, &c, 0, 6, C, LC_DTYPE_F64, true, 2, 2.0, 0.3);
     add_linear(&g, &c, 1, 4, C, LC_DTYPE_F64, false, 0, 0.0, 0.0);
     add_linear(&g, &c, 2, 4, C, LC_DTYPE_F64, false, 3, 1.0, 0.3);

@@ -1,10 +1,19 @@
-/* test_util.c — see helpers.h. */
+/* helpers.c — see helpers.h. Only libc, Criterion and autograd/ here. */
 #include "helpers.h"
 
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 const char *lc_test_fixture(const char *rel)
 {
@@ -38,6 +47,118 @@ char *lc_test_write_file(const char *dir, const char *name, const void *data, si
     }
     fclose(f);
     return path;
+}
+
+char *lc_test_write_text(const char *dir, const char *name, const char *text)
+{
+    return lc_test_write_file(dir, name, text, strlen(text));
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+void lc_test_rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+char *lc_test_path_in(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+char *lc_test_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    cr_assert_geq(vasprintf(&s, fmt, ap), 0);
+    va_end(ap);
+    return s;
+}
+
+char *lc_test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s: %s", path, strerror(errno));
+    cr_assert_eq(fseek(f, 0, SEEK_END), 0, "cannot seek %s", path);
+    long n = ftell(f);
+    cr_assert_geq(n, 0, "cannot size %s", path);
+    cr_assert_eq(fseek(f, 0, SEEK_SET), 0, "cannot seek %s", path);
+    char *b = malloc((size_t)n + 1);
+    cr_assert_not_null(b);
+    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n, "short read of %s", path);
+    b[n] = '\0';
+    fclose(f);
+    if (len)
+        *len = (size_t)n;
+    return b;
+}
+
+lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args)
+{
+    char *dir = lc_test_tmpdir();
+    char *op = lc_test_path_in(dir, "stdout"), *ep = lc_test_path_in(dir, "stderr");
+    const char *argv[48];
+    int a = 0;
+    argv[a++] = LORAC_BINARY;
+    for (int i = 0; args[i] && a < 47; i++)
+        argv[a++] = args[i];
+    argv[a] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int o = open(op, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(ep, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        if (env_kv)
+            putenv((char *)env_kv);
+        execv(LORAC_BINARY, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        cr_assert_eq(errno, EINTR);
+    lc_test_run_result r = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+                            NULL, NULL};
+    r.out = lc_test_read_file(op, NULL);
+    r.err = lc_test_read_file(ep, NULL);
+    unlink(op);
+    unlink(ep);
+    rmdir(dir);
+    free(op);
+    free(ep);
+    free(dir);
+    return r;
+}
+
+void lc_test_run_free(lc_test_run_result *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+void lc_test_assert_msg_has(const lc_error *err, const char *sub)
+{
+    cr_assert_not_null(strstr(err->msg, sub), "message '%s' lacks '%s'", err->msg, sub);
+}
+
+uint64_t lc_test_splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
 }
 
 double lc_test_rel_err_f32(const float *a, const float *b, size_t n)

@@ -1,16 +1,54 @@
 /* helpers.h — small helpers shared by the Criterion tests: fixture paths,
- * temporary directories and files, and norm-wise relative error. */
+ * temporary directories and files, reading files back, running the lorac
+ * binary, checking error messages, and norm-wise relative error.
+ *
+ * helpers.c is linked into every test, the gradcheck ones included (those
+ * link lorac_f64, which holds autograd/ only), so it uses nothing but libc,
+ * Criterion and autograd/. Helpers that need data/ or train/ live as static
+ * inline functions in headers of their own (fixture_rows.h). */
 #ifndef LC_TEST_HELPERS_H
 #define LC_TEST_HELPERS_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "autograd/error.h"
 
 /* Absolute path of a file under tests/fixtures/ (static buffer per call slot). */
 const char *lc_test_fixture(const char *rel);
 /* Makes a fresh empty temporary directory and returns its path (malloc'd). */
 char *lc_test_tmpdir(void);
+/* rm -rf dir (does not follow symlinks); errors are ignored. */
+void lc_test_rm_rf(const char *dir);
+/* "dir/name" (malloc'd). */
+char *lc_test_path_in(const char *dir, const char *name);
+/* printf into a malloc'd string (the test fails if it cannot). */
+char *lc_test_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Writes bytes to dir/name and returns the full path (malloc'd). */
 char *lc_test_write_file(const char *dir, const char *name, const void *data, size_t n);
+/* Writes the string text (without its NUL) to dir/name; returns the path (malloc'd). */
+char *lc_test_write_text(const char *dir, const char *name, const char *text);
+/* The whole file, NUL-terminated (malloc'd); its size in *len when len is not
+ * NULL. The test fails when the file cannot be read. */
+char *lc_test_read_file(const char *path, size_t *len);
+
+/* What a run of the lorac binary did: exit code (128 + signal when killed)
+ * and everything it wrote to stdout and stderr (malloc'd, NUL-terminated). */
+typedef struct lc_test_run_result {
+    int code;
+    char *out, *err;
+} lc_test_run_result;
+/* Runs LORAC_BINARY with args (NULL-terminated, at most 46), capturing stdout
+ * and stderr; env_kv ("K=V", may be NULL) is set in the child only. */
+lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args);
+void lc_test_run_free(lc_test_run_result *r);
+
+/* Asserts that err's message contains sub. */
+void lc_test_assert_msg_has(const lc_error *err, const char *sub);
+
+/* SplitMix64: advances *s and returns the next 64 random bits. */
+uint64_t lc_test_splitmix64(uint64_t *s);
+
 /* ||a - b|| / max(||b||, tiny), accumulated in double. */
 double lc_test_rel_err_f32(const float *a, const float *b, size_t n);
 double lc_test_rel_err_f64(const double *a, const double *b, size_t n);

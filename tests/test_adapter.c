@@ -8,7 +8,6 @@
 #include <criterion/criterion.h>
 
 #include <cjson/cJSON.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,43 +23,10 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *path_in(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 static void copy_file(const char *src, const char *dir, const char *name)
 {
     size_t n;
-    char *b = read_all(src, &n);
+    char *b = lc_test_read_file(src, &n);
     free(lc_test_write_file(dir, name, b, n));
     free(b);
 }
@@ -98,8 +64,8 @@ static lc_lora_config all_targets(int r, double alpha)
 static char *fixture_config_with(const char *key, const char *value_json)
 {
     size_t n;
-    char *path = path_in(fixture_adapter(), "adapter_config.json");
-    char *text = read_all(path, &n);
+    char *path = lc_test_path_in(fixture_adapter(), "adapter_config.json");
+    char *text = lc_test_read_file(path, &n);
     free(path);
     cJSON *root = cJSON_Parse(text);
     free(text);
@@ -151,7 +117,7 @@ static void expect_load_fails(char *dir, const char *const *subs)
         cr_expect_not_null(strstr(err.msg, subs[i]), "message '%s' lacks '%s'", err.msg,
                            subs[i]);
     cr_expect_eq(strchr(err.msg, '\n'), NULL, "message is not one line: '%s'", err.msg);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -191,7 +157,7 @@ static void write_modified_st(const char *dir, const char *drop, const char *ret
         extra_data = calloc(numel, sizeof *extra_data);
         e[n++] = (lc_st_entry){extra, LC_DTYPE_F32, 2, extra_shape, extra_data};
     }
-    char *path = path_in(dir, "adapter_model.safetensors");
+    char *path = lc_test_path_in(dir, "adapter_model.safetensors");
     const char *mk[1] = {"format"}, *mv[1] = {"pt"};
     cr_assert_eq(lc_st_write(path, e, n, mk, mv, 1, &err), 0, "%s", err.msg);
     free(path);
@@ -235,9 +201,9 @@ static void assert_same_tensors(const char *written, const char *reference)
 
 static cJSON *read_json(const char *dir, const char *name)
 {
-    char *p = path_in(dir, name);
+    char *p = lc_test_path_in(dir, name);
     size_t n;
-    char *text = read_all(p, &n);
+    char *text = lc_test_read_file(p, &n);
     cJSON *root = cJSON_ParseWithLength(text, n);
     cr_assert_not_null(root, "%s is not JSON", p);
     cr_assert(cJSON_IsObject(root));
@@ -281,9 +247,9 @@ Test(adapter, fixture_round_trip_is_bit_identical)
     lc_st_close(&f);
 
     char *dir = lc_test_tmpdir();
-    char *out = path_in(dir, "nested/adapter"); /* save creates missing dirs */
+    char *out = lc_test_path_in(dir, "nested/adapter"); /* save creates missing dirs */
     cr_assert_eq(lc_lora_save_peft(&a, out, "../model", &err), 0, "%s", err.msg);
-    char *st_path = path_in(out, "adapter_model.safetensors");
+    char *st_path = lc_test_path_in(out, "adapter_model.safetensors");
     assert_same_tensors(st_path, fixture_st());
 
     cr_assert_eq(lc_lora_load_peft(&b, &mc, out, &err), 0, "%s", err.msg);
@@ -305,7 +271,7 @@ Test(adapter, fixture_round_trip_is_bit_identical)
     lc_lora_free(&b);
     free(st_path);
     free(out);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -319,8 +285,8 @@ Test(adapter, trained_fixture_round_trip)
     cr_assert_eq(lc_lora_load_peft(&a, &mc, src, &err), 0, "%s", err.msg);
     char *dir = lc_test_tmpdir();
     cr_assert_eq(lc_lora_save_peft(&a, dir, "../model", &err), 0, "%s", err.msg);
-    char *w = path_in(dir, "adapter_model.safetensors");
-    char *r = path_in(src, "adapter_model.safetensors");
+    char *w = lc_test_path_in(dir, "adapter_model.safetensors");
+    char *r = lc_test_path_in(src, "adapter_model.safetensors");
     assert_same_tensors(w, r);
     cr_assert_eq(lc_lora_load_peft(&b, &mc, dir, &err), 0, "%s", err.msg);
     cr_assert_eq(memcmp(a.params, b.params, a.n_params * sizeof(lc_real)), 0);
@@ -328,7 +294,7 @@ Test(adapter, trained_fixture_round_trip)
     lc_lora_free(&b);
     free(w);
     free(r);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -420,7 +386,7 @@ Test(adapter, written_config_has_peft_keys)
         cr_assert(back.targets[m]);
 
     lc_lora_free(&a);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -460,7 +426,7 @@ Test(adapter, written_config_subset_rslora_dropout)
     cJSON_Delete(root);
 
     /* Only the targeted tensors are written: 2 layers × 3 modules × A, B. */
-    char *st_path = path_in(dir, "adapter_model.safetensors");
+    char *st_path = lc_test_path_in(dir, "adapter_model.safetensors");
     lc_st_file f;
     cr_assert_eq(lc_st_open(&f, st_path, &err), 0, "%s", err.msg);
     cr_assert_eq(f.n_tensors, 12u);
@@ -489,7 +455,7 @@ Test(adapter, written_config_subset_rslora_dropout)
     lc_lora_free(&a);
     lc_lora_free(&b);
     free(st_path);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -504,7 +470,7 @@ Test(adapter, all_linear_target)
     for (int m = 0; m < LC_MOD_COUNT; m++)
         cr_assert(a.cfg.targets[m]);
     lc_lora_free(&a);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -526,7 +492,7 @@ Test(adapter, f16_tensors_load)
     }
     char *cfg = fixture_config_with(NULL, NULL);
     char *dir = make_adapter(cfg, false);
-    char *p = path_in(dir, "adapter_model.safetensors");
+    char *p = lc_test_path_in(dir, "adapter_model.safetensors");
     cr_assert_eq(lc_st_write(p, e, f.n_tensors, NULL, NULL, 0, &err), 0, "%s", err.msg);
 
     lc_model_config mc = tiny_config();
@@ -547,7 +513,7 @@ Test(adapter, f16_tensors_load)
     free(cfg);
     free(p);
     lc_st_close(&f);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -683,7 +649,7 @@ static void expect_init_fails(lc_lora_config c, const char *sub)
     lc_lora a;
     lc_error err = {{0}};
     cr_assert_eq(lc_lora_init(&a, &mc, &c, 1, &err), -1, "init succeeded, expected '%s'", sub);
-    cr_assert_not_null(strstr(err.msg, sub), "message '%s' lacks '%s'", err.msg, sub);
+    lc_test_assert_msg_has(&err, sub);
     cr_assert_null(a.params);
     lc_lora_free(&a); /* harmless on a failed init */
 }

@@ -29,74 +29,6 @@
 
 #define REF_LOSS_STEP0 6.445791721343994 /* meta.json trace[0].loss = ref_step0 loss */
 
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    cr_assert_geq(vasprintf(&s, fmt, ap), 0);
-    va_end(ap);
-    return s;
-}
-
-static char *slurp(const char *path)
-{
-    lc_error err;
-    size_t n;
-    char *t = lc_read_file(path, 64u << 20, &n, &err);
-    cr_assert(t, "%s", err.msg);
-    return t;
-}
-
-typedef struct run_result {
-    int code;
-    char *out, *err;
-} run_result;
-
-static run_result run_lorac(const char *const *args)
-{
-    char *dir = lc_test_tmpdir();
-    char *op = xasprintf("%s/stdout", dir), *ep = xasprintf("%s/stderr", dir);
-    const char *argv[48];
-    int a = 0;
-    argv[a++] = LORAC_BINARY;
-    for (int i = 0; args[i] && a < 47; i++)
-        argv[a++] = args[i];
-    argv[a] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int o = open(op, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int e = open(ep, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (o < 0 || e < 0)
-            _exit(126);
-        dup2(o, 1);
-        dup2(e, 2);
-        execv(LORAC_BINARY, (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        cr_assert_eq(errno, EINTR);
-    run_result r = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), NULL, NULL};
-    r.out = slurp(op);
-    r.err = slurp(ep);
-    unlink(op);
-    unlink(ep);
-    rmdir(dir);
-    free(op);
-    free(ep);
-    free(dir);
-    return r;
-}
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
 /* Value after "key" on its line, as a double (fails when absent). */
 static double field(const char *text, const char *key)
 {
@@ -111,7 +43,7 @@ static double field(const char *text, const char *key)
 /* The first `rows` lines of train.jsonl in a temporary file. */
 static char *first_rows(const char *dir, int rows)
 {
-    char *text = slurp(lc_test_fixture("tiny-llama/train.jsonl"));
+    char *text = lc_test_read_file(lc_test_fixture("tiny-llama/train.jsonl"), NULL);
     char *p = text;
     for (int i = 0; i < rows; i++) {
         p = strchr(p, '\n');
@@ -123,7 +55,7 @@ static char *first_rows(const char *dir, int rows)
     return path;
 }
 
-static void check_eval_output(const run_result *r)
+static void check_eval_output(const lc_test_run_result *r)
 {
     cr_assert_eq(r->code, 0, "eval failed (%d):\n%s%s", r->code, r->out, r->err);
     cr_log_info("%s", r->out);
@@ -143,37 +75,37 @@ Test(cli, eval_matches_reference)
     const char *args[] = {"eval", "--model", lc_test_fixture("tiny-llama/model"), "--adapter",
                           lc_test_fixture("tiny-llama/adapter_init"), "--data", rows,
                           "--seq-len", "16", NULL};
-    run_result r = run_lorac(args);
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
     check_eval_output(&r);
-    run_free(&r);
+    lc_test_run_free(&r);
 
     /* the same through a training config: lora_model_dir as the adapter (no
      * adapter in output_dir yet), datasets as data (no test_datasets) */
-    char *yaml = xasprintf("base_model: %s\nlora_model_dir: %s\ndatasets:\n  - path: %s\n"
+    char *yaml = lc_test_asprintf("base_model: %s\nlora_model_dir: %s\ndatasets:\n  - path: %s\n"
                            "sequence_len: 16\nmicro_batch_size: 2\noutput_dir: %s/out\n",
                            lc_test_fixture("tiny-llama/model"),
                            lc_test_fixture("tiny-llama/adapter_init"), rows, tmp);
     char *cfg = lc_test_write_file(tmp, "eval.yaml", yaml, strlen(yaml));
     const char *cargs[] = {"eval", cfg, NULL};
-    r = run_lorac(cargs);
+    r = lc_test_run_lorac(NULL, cargs);
     check_eval_output(&r);
     cr_expect(strstr(r.out, "lora_model_dir"), "adapter source not shown:\n%s", r.out);
-    run_free(&r);
+    lc_test_run_free(&r);
 
     /* an adapter trained into output_dir wins over lora_model_dir (here
      * adapter_step3, which would give another loss) */
-    char *yaml2 = xasprintf("base_model: %s\nlora_model_dir: %s\ndatasets:\n  - path: %s\n"
+    char *yaml2 = lc_test_asprintf("base_model: %s\nlora_model_dir: %s\ndatasets:\n  - path: %s\n"
                             "sequence_len: 16\nmicro_batch_size: 1\noutput_dir: %s/out\n",
                             lc_test_fixture("tiny-llama/model"),
                             lc_test_fixture("tiny-llama/adapter_step3"), rows, tmp);
     char *cfg2 = lc_test_write_file(tmp, "eval2.yaml", yaml2, strlen(yaml2));
-    char *outdir = xasprintf("%s/out", tmp);
+    char *outdir = lc_test_asprintf("%s/out", tmp);
     lc_error err;
     cr_assert_eq(lc_mkdir_p(outdir, &err), 0);
     const char *files[2] = {"adapter_config.json", "adapter_model.safetensors"};
     for (int i = 0; i < 2; i++) {
-        char *src = xasprintf("%s/%s", lc_test_fixture("tiny-llama/adapter_init"), files[i]);
-        char *dst = xasprintf("%s/%s", outdir, files[i]);
+        char *src = lc_test_asprintf("%s/%s", lc_test_fixture("tiny-llama/adapter_init"), files[i]);
+        char *dst = lc_test_asprintf("%s/%s", outdir, files[i]);
         size_t n;
         char *bytes = lc_read_file(src, 1 << 20, &n, &err);
         cr_assert(bytes, "%s", err.msg);
@@ -183,10 +115,10 @@ Test(cli, eval_matches_reference)
         free(dst);
     }
     const char *cargs2[] = {"eval", cfg2, NULL};
-    r = run_lorac(cargs2);
+    r = lc_test_run_lorac(NULL, cargs2);
     check_eval_output(&r);
     cr_expect(strstr(r.out, "from output_dir"), "adapter source not shown:\n%s", r.out);
-    run_free(&r);
+    lc_test_run_free(&r);
     free(outdir);
     free(cfg2);
     free(yaml2);
@@ -194,10 +126,10 @@ Test(cli, eval_matches_reference)
     /* the base alone gives another loss */
     const char *bargs[] = {"eval", "--model", lc_test_fixture("tiny-llama/model"), "--data", rows,
                            "--seq-len", "16", NULL};
-    r = run_lorac(bargs);
+    r = lc_test_run_lorac(NULL, bargs);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect_gt(fabs(field(r.out, "loss:") - REF_LOSS_STEP0), 1e-3);
-    run_free(&r);
+    lc_test_run_free(&r);
     free(cfg);
     free(yaml);
     free(rows);
@@ -215,13 +147,13 @@ Test(cli, info_counts)
 {
     const char *dir = lc_test_fixture("tiny-llama/model");
     const char *args[] = {"info", dir, NULL};
-    run_result r = run_lorac(args);
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
     cr_assert_eq(r.code, 0, "info failed (%d):\n%s%s", r.code, r.out, r.err);
     cr_log_info("%s", r.out);
     /* expected count from config.json: embeddings, untied head, per layer
      * q,k,v,o + gate,up,down + two norms, final norm */
-    char *cp = xasprintf("%s/config.json", dir);
-    char *text = slurp(cp);
+    char *cp = lc_test_asprintf("%s/config.json", dir);
+    char *text = lc_test_read_file(cp, NULL);
     cJSON *c = cJSON_Parse(text);
     cr_assert(c);
     double C = jnum(c, "hidden_size"), FF = jnum(c, "intermediate_size"), L = jnum(c, "num_hidden_layers");
@@ -233,7 +165,7 @@ Test(cli, info_counts)
     /* and the same from the file itself */
     lc_st_file f;
     lc_error err;
-    char *mp = xasprintf("%s/model.safetensors", dir);
+    char *mp = lc_test_asprintf("%s/model.safetensors", dir);
     cr_assert_eq(lc_st_open(&f, mp, &err), 0, "%s", err.msg);
     double numel = 0;
     for (size_t i = 0; i < f.n_tensors; i++)
@@ -248,17 +180,17 @@ Test(cli, info_counts)
     cr_expect(strstr(r.out, "F32"), "dtype missing");
     cr_expect(strstr(r.out, "QLoRA (NF4)"), "no QLoRA row");
     cr_expect(strstr(r.out, "grad checkpointing"), "no checkpointing row");
-    run_free(&r);
+    lc_test_run_free(&r);
 
     const char *args2[] = {"info", dir, "--rank", "16", "--seq-len", "64", "--micro-batch", "2", NULL};
-    r = run_lorac(args2);
+    r = lc_test_run_lorac(NULL, args2);
     cr_expect_eq(r.code, 0, "%s", r.err);
     /* r 16 on all seven linears of 2 layers: 16 · Σ(in + out) · L */
     double lora = 16 * L * ((C + H * D) * 2 + (C + KV * D) * 2 + (C + FF) * 3);
-    char *want = xasprintf("(%.0f trainable parameters)", lora);
+    char *want = lc_test_asprintf("(%.0f trainable parameters)", lora);
     cr_expect(strstr(r.out, want), "expected '%s' in:\n%s", want, r.out);
     cr_expect(strstr(r.out, "micro-batch 2 x sequence 64"), "%s", r.out);
-    run_free(&r);
+    lc_test_run_free(&r);
     free(want);
     free(mp);
     cJSON_Delete(c);
@@ -271,22 +203,22 @@ Test(cli, help_exits_0)
     const char *cmds[] = {"train", "bench", "merge", "eval", "info"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         const char *args[] = {cmds[i], "--help", NULL};
-        run_result r = run_lorac(args);
+        lc_test_run_result r = lc_test_run_lorac(NULL, args);
         cr_expect_eq(r.code, 0, "lorac %s --help: exit %d", cmds[i], r.code);
         cr_expect(strstr(r.out, "usage: lorac"), "lorac %s --help printed:\n%s", cmds[i], r.out);
-        run_free(&r);
+        lc_test_run_free(&r);
     }
     const char *top[] = {"--help", NULL};
-    run_result r = run_lorac(top);
+    lc_test_run_result r = lc_test_run_lorac(NULL, top);
     cr_expect_eq(r.code, 0);
     cr_expect(strstr(r.out, "merge") && strstr(r.out, "eval") && strstr(r.out, "info"),
               "top-level help lists the commands:\n%s", r.out);
-    run_free(&r);
+    lc_test_run_free(&r);
 }
 
 static void expect_exit(int code, const char *const *args, const char *needle)
 {
-    run_result r = run_lorac(args);
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
     char cmd[512] = "lorac";
     for (int i = 0; args[i]; i++)
         snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " %s", args[i]);
@@ -294,7 +226,7 @@ static void expect_exit(int code, const char *const *args, const char *needle)
     cr_expect(r.err[0] != '\0', "%s: no message on stderr", cmd);
     if (needle)
         cr_expect(strstr(r.err, needle), "%s: expected '%s' in:\n%s", cmd, needle, r.err);
-    run_free(&r);
+    lc_test_run_free(&r);
 }
 
 Test(cli, bad_usage_exits_2)
@@ -332,7 +264,7 @@ Test(cli, failures_exit_1)
 {
     const char *model = lc_test_fixture("tiny-llama/model");
     char *tmp = lc_test_tmpdir();
-    char *missing = xasprintf("%s/nope.jsonl", tmp);
+    char *missing = lc_test_asprintf("%s/nope.jsonl", tmp);
     expect_exit(1, (const char *[]){"eval", "--model", model, "--data", missing, NULL}, "nope.jsonl");
     expect_exit(1, (const char *[]){"eval", "--model", tmp, "--data", missing, NULL}, "config.json");
     expect_exit(1, (const char *[]){"info", tmp, NULL}, "config.json");

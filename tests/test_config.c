@@ -57,7 +57,7 @@ static void expect_bad_sets(const char *yaml, char *const *sets, int n_sets, con
     lc_error err;
     int rc = parse_sets(&c, yaml, "/cfg", sets, n_sets, &err);
     cr_assert_eq(rc, -1, "expected failure for:\n%s", yaml);
-    cr_assert(strstr(err.msg, substr) != NULL, "message '%s' lacks '%s'", err.msg, substr);
+    lc_test_assert_msg_has(&err, substr);
     cr_assert(strncmp(err.msg, prefix, strlen(prefix)) == 0, "message '%s' does not start with '%s'",
               err.msg, prefix);
     assert_reset(&c);
@@ -323,7 +323,7 @@ Test(config, load_from_file)
     rc = lc_train_config_load(&c, bad_path, NULL, 0, &err);
     cr_assert_eq(rc, -1);
     snprintf(want, sizeof want, "%s:4: lora_r: expected an integer", bad_path);
-    cr_assert(strstr(err.msg, want) != NULL, "message '%s' lacks '%s'", err.msg, want);
+    lc_test_assert_msg_has(&err, want);
     lc_train_config_free(&c);
 
     /* Over the 1 MB cap. */

@@ -5,7 +5,6 @@
  * per-row positions and packing segments of lc_batch_buf_put. */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,16 +19,6 @@
 #define VOCAB 512
 
 /* ---------------------------------------------------------------- helpers */
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* A temporary file holding text (n bytes; strlen when n == SIZE_MAX). */
 typedef struct tmp_jsonl {
@@ -49,7 +38,7 @@ static tmp_jsonl write_jsonl(const char *text) { return write_jsonl_n(text, SIZE
 
 static void tmp_free(tmp_jsonl *t)
 {
-    rm_rf(t->dir);
+    lc_test_rm_rf(t->dir);
     free(t->dir);
     free(t->path);
 }
@@ -79,7 +68,7 @@ static void expect_row_error(const char *text, int line, const char *msg)
     cr_assert_eq(rc, -1, "no error for %s (read %d rows)", text, rows);
     char want[8192];
     snprintf(want, sizeof want, "%s:%d: %s", t.path, line, msg);
-    cr_assert_not_null(strstr(err.msg, want), "message '%s' lacks '%s'", err.msg, want);
+    lc_test_assert_msg_has(&err, want);
     cr_assert_null(strchr(err.msg, '\n'), "message is not one line: '%s'", err.msg);
     lc_jsonl_close(&r);
     tmp_free(&t);
@@ -431,7 +420,7 @@ Test(jsonl_errors, nul_byte)
     cr_assert_eq(lc_jsonl_next(&r, &row, &err), -1);
     char want[4200];
     snprintf(want, sizeof want, "%s:2: NUL byte in line", t.path);
-    cr_assert_not_null(strstr(err.msg, want), "message '%s' lacks '%s'", err.msg, want);
+    lc_test_assert_msg_has(&err, want);
     lc_jsonl_close(&r);
     tmp_free(&t);
 }

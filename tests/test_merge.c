@@ -48,89 +48,17 @@
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    cr_assert_geq(vasprintf(&s, fmt, ap), 0);
-    va_end(ap);
-    return s;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    lc_error err;
-    char *t = lc_read_file(path, 64u << 20, len, &err);
-    cr_assert(t, "%s", err.msg);
-    return t;
-}
-
-typedef struct run_result {
-    int code;
-    char *out, *err;
-} run_result;
-
-/* Runs LORAC_BINARY with args (NULL-terminated); env_kv ("K=V") is set in
- * the child only. */
-static run_result run_lorac(const char *env_kv, const char *const *args)
-{
-    char *dir = lc_test_tmpdir();
-    char *op = xasprintf("%s/stdout", dir), *ep = xasprintf("%s/stderr", dir);
-    const char *argv[48];
-    int a = 0;
-    argv[a++] = LORAC_BINARY;
-    for (int i = 0; args[i] && a < 47; i++)
-        argv[a++] = args[i];
-    argv[a] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int o = open(op, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int e = open(ep, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (o < 0 || e < 0)
-            _exit(126);
-        dup2(o, 1);
-        dup2(e, 2);
-        if (env_kv)
-            putenv((char *)env_kv);
-        execv(LORAC_BINARY, (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        cr_assert_eq(errno, EINTR);
-    run_result r = {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), NULL, NULL};
-    size_t n;
-    r.out = slurp(op, &n);
-    r.err = slurp(ep, &n);
-    unlink(op);
-    unlink(ep);
-    rmdir(dir);
-    free(op);
-    free(ep);
-    free(dir);
-    return r;
-}
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static run_result merge3(const char *env, const char *base, const char *adapter, const char *out,
+static lc_test_run_result merge3(const char *env, const char *base, const char *adapter, const char *out,
                          const char *x1, const char *x2)
 {
     const char *args[] = {"merge", "--base", base, "--adapter", adapter, "--out", out, x1, x2, NULL};
-    return run_lorac(env, args);
+    return lc_test_run_lorac(env, args);
 }
 
 static bool files_equal(const char *a, const char *b)
 {
     size_t la, lb;
-    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    char *x = lc_test_read_file(a, &la), *y = lc_test_read_file(b, &lb);
     bool eq = la == lb && memcmp(x, y, la) == 0;
     free(x);
     free(y);
@@ -140,7 +68,7 @@ static bool files_equal(const char *a, const char *b)
 static void copy_file(const char *src, const char *dst)
 {
     size_t n;
-    char *t = slurp(src, &n);
+    char *t = lc_test_read_file(src, &n);
     lc_error err;
     cr_assert_eq(lc_write_file_atomic(dst, t, n, &err), 0, "%s", err.msg);
     free(t);
@@ -151,7 +79,7 @@ static char *replace1(const char *text, const char *from, const char *to)
 {
     const char *p = strstr(text, from);
     cr_assert(p, "'%s' not found", from);
-    return xasprintf("%.*s%s%s", (int)(p - text), text, to, p + strlen(from));
+    return lc_test_asprintf("%.*s%s%s", (int)(p - text), text, to, p + strlen(from));
 }
 
 static void write_text(const char *dir, const char *name, const char *text)
@@ -193,7 +121,7 @@ static void write_converted_model(const char *dir, lc_dtype dtype, const char *c
 {
     lc_error err;
     lc_st_file src;
-    char *mp = xasprintf("%s/model.safetensors", fixture_model());
+    char *mp = lc_test_asprintf("%s/model.safetensors", fixture_model());
     cr_assert_eq(lc_st_open(&src, mp, &err), 0, "%s", err.msg);
     lc_st_entry *e = calloc(src.n_tensors, sizeof *e);
     void **bufs = calloc(src.n_tensors, sizeof *bufs);
@@ -210,7 +138,7 @@ static void write_converted_model(const char *dir, lc_dtype dtype, const char *c
         }
         e[i] = (lc_st_entry){t->name, dtype, t->ndim, t->shape, data};
     }
-    char *out = xasprintf("%s/model.safetensors", dir);
+    char *out = lc_test_asprintf("%s/model.safetensors", dir);
     const char *mk[1] = {"format"}, *mv[1] = {"pt"};
     cr_assert_eq(lc_st_write(out, e, src.n_tensors, mk, mv, 1, &err), 0, "%s", err.msg);
     for (size_t i = 0; i < src.n_tensors; i++)
@@ -220,10 +148,10 @@ static void write_converted_model(const char *dir, lc_dtype dtype, const char *c
     free(out);
     free(mp);
     lc_st_close(&src);
-    char *cp = xasprintf("%s/config.json", fixture_model());
+    char *cp = lc_test_asprintf("%s/config.json", fixture_model());
     size_t n;
-    char *text = slurp(cp, &n);
-    char *want = xasprintf("\"dtype\": \"%s\"", cfg_dtype);
+    char *text = lc_test_read_file(cp, &n);
+    char *want = lc_test_asprintf("\"dtype\": \"%s\"", cfg_dtype);
     char *cfg = replace1(text, "\"dtype\": \"float32\"", want);
     write_text(dir, "config.json", cfg);
     free(cfg);
@@ -242,7 +170,7 @@ static void write_sharded_model(const char *dir)
 {
     lc_error err;
     lc_st_file src;
-    char *mp = xasprintf("%s/model.safetensors", fixture_model());
+    char *mp = lc_test_asprintf("%s/model.safetensors", fixture_model());
     cr_assert_eq(lc_st_open(&src, mp, &err), 0, "%s", err.msg);
     const char *names[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
     cJSON *root = cJSON_CreateObject();
@@ -260,7 +188,7 @@ static void write_sharded_model(const char *dir)
             cJSON_AddStringToObject(wm, t->name, names[s]);
             total += (double)t->numel * 4;
         }
-        char *path = xasprintf("%s/%s", dir, names[s]);
+        char *path = lc_test_asprintf("%s/%s", dir, names[s]);
         const char *mk[1] = {"format"}, *mv[1] = {"pt"};
         cr_assert_eq(lc_st_write(path, e, n, mk, mv, 1, &err), 0, "%s", err.msg);
         free(path);
@@ -271,7 +199,7 @@ static void write_sharded_model(const char *dir)
     write_text(dir, "model.safetensors.index.json", json);
     free(json);
     cJSON_Delete(root);
-    char *cp = xasprintf("%s/config.json", fixture_model()), *dst = xasprintf("%s/config.json", dir);
+    char *cp = lc_test_asprintf("%s/config.json", fixture_model()), *dst = lc_test_asprintf("%s/config.json", dir);
     copy_file(cp, dst);
     free(cp);
     free(dst);
@@ -291,7 +219,7 @@ static double max_err_vs_reference(const char *dir, const char *const *files, in
     size_t seen = 0;
     for (int f = 0; f < n_files; f++) {
         lc_st_file out;
-        char *p = xasprintf("%s/%s", dir, files[f]);
+        char *p = lc_test_asprintf("%s/%s", dir, files[f]);
         cr_assert_eq(lc_st_open(&out, p, &err), 0, "%s", err.msg);
         for (size_t i = 0; i < out.n_tensors; i++) {
             const lc_st_tensor *t = &out.tensors[i];
@@ -321,8 +249,8 @@ static double max_err_vs_reference(const char *dir, const char *const *files, in
 Test(merge, fixture_matches_peft)
 {
     char *tmp = lc_test_tmpdir();
-    char *out = xasprintf("%s/merged", tmp);
-    run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
+    char *out = lc_test_asprintf("%s/merged", tmp);
+    lc_test_run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
     cr_assert_eq(r.code, 0, "merge failed (%d):\n%s%s", r.code, r.out, r.err);
     cr_log_info("%s", r.out);
     const char *files[1] = {"model.safetensors"};
@@ -332,13 +260,13 @@ Test(merge, fixture_matches_peft)
                 diff);
     cr_expect_leq(diff, 1e-4, "verification difference %g", diff);
     cr_expect(strstr(r.out, "peak memory"), "no peak memory line");
-    char *a = xasprintf("%s/config.json", fixture_model()), *b = xasprintf("%s/config.json", out);
+    char *a = lc_test_asprintf("%s/config.json", fixture_model()), *b = lc_test_asprintf("%s/config.json", out);
     cr_expect(files_equal(a, b), "config.json not copied byte for byte");
     /* tensors the adapter does not touch: bit for bit */
     lc_error err;
     lc_st_file in, mo;
-    char *ip = xasprintf("%s/model.safetensors", fixture_model());
-    char *op = xasprintf("%s/model.safetensors", out);
+    char *ip = lc_test_asprintf("%s/model.safetensors", fixture_model());
+    char *op = lc_test_asprintf("%s/model.safetensors", out);
     cr_assert_eq(lc_st_open(&in, ip, &err), 0, "%s", err.msg);
     cr_assert_eq(lc_st_open(&mo, op, &err), 0, "%s", err.msg);
     cr_assert_eq(in.n_tensors, mo.n_tensors);
@@ -355,7 +283,7 @@ Test(merge, fixture_matches_peft)
     cr_expect_str_eq(lc_st_meta(&mo, "format"), "pt");
     lc_st_close(&in);
     lc_st_close(&mo);
-    run_free(&r);
+    lc_test_run_free(&r);
     free(a);
     free(b);
     free(ip);
@@ -367,21 +295,21 @@ Test(merge, fixture_matches_peft)
 Test(merge, bf16_base_bit_exact)
 {
     char *tmp = lc_test_tmpdir();
-    char *base = xasprintf("%s/base", tmp), *out = xasprintf("%s/merged", tmp);
+    char *base = lc_test_asprintf("%s/base", tmp), *out = lc_test_asprintf("%s/merged", tmp);
     lc_error err;
     cr_assert_eq(lc_mkdir_p(base, &err), 0);
     write_converted_model(base, LC_DTYPE_BF16, "bfloat16");
     write_text(base, "tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}\n");
     write_text(base, "generation_config.json", "{\"bos_token_id\": 1}\n");
     write_text(base, "README.md", "not copied\n");
-    run_result r = merge3(NULL, base, fixture_adapter(), out, NULL, NULL);
+    lc_test_run_result r = merge3(NULL, base, fixture_adapter(), out, NULL, NULL);
     cr_assert_eq(r.code, 0, "merge failed (%d):\n%s%s", r.code, r.out, r.err);
     cr_log_info("%s", r.out);
     cr_expect(strstr(r.out, "5e-2 x max|logit|"), "bf16 output should use the relative tolerance");
 
     lc_st_file in, mo, ad;
-    char *ip = xasprintf("%s/model.safetensors", base), *op = xasprintf("%s/model.safetensors", out);
-    char *ap = xasprintf("%s/adapter_model.safetensors", fixture_adapter());
+    char *ip = lc_test_asprintf("%s/model.safetensors", base), *op = lc_test_asprintf("%s/model.safetensors", out);
+    char *ap = lc_test_asprintf("%s/adapter_model.safetensors", fixture_adapter());
     cr_assert_eq(lc_st_open(&in, ip, &err), 0, "%s", err.msg);
     cr_assert_eq(lc_st_open(&mo, op, &err), 0, "%s", err.msg);
     cr_assert_eq(lc_st_open(&ad, ap, &err), 0, "%s", err.msg);
@@ -429,23 +357,23 @@ Test(merge, bf16_base_bit_exact)
                 (unsigned long long)changed, (unsigned long long)mismatches);
     const char *same[] = {"config.json", "tokenizer.json", "generation_config.json"};
     for (int k = 0; k < 3; k++) {
-        char *x = xasprintf("%s/%s", base, same[k]), *y = xasprintf("%s/%s", out, same[k]);
+        char *x = lc_test_asprintf("%s/%s", base, same[k]), *y = lc_test_asprintf("%s/%s", out, same[k]);
         cr_expect(lc_path_exists(y) && files_equal(x, y), "%s not copied", same[k]);
         free(x);
         free(y);
     }
-    char *readme = xasprintf("%s/README.md", out);
+    char *readme = lc_test_asprintf("%s/README.md", out);
     cr_expect(!lc_path_exists(readme), "README.md should not be copied");
     lc_st_close(&mo);
-    run_free(&r);
+    lc_test_run_free(&r);
 
     /* --dtype f32: everything F32, config.json says float32, merged exact in f32 */
-    char *out32 = xasprintf("%s/merged32", tmp);
+    char *out32 = lc_test_asprintf("%s/merged32", tmp);
     r = merge3(NULL, base, fixture_adapter(), out32, "--dtype", "f32");
     cr_assert_eq(r.code, 0, "merge --dtype f32 failed:\n%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "f32 output"), "%s", r.out);
     free(op);
-    op = xasprintf("%s/model.safetensors", out32);
+    op = lc_test_asprintf("%s/model.safetensors", out32);
     cr_assert_eq(lc_st_open(&mo, op, &err), 0, "%s", err.msg);
     for (size_t i = 0; i < in.n_tensors; i++) {
         const lc_st_tensor *w = &in.tensors[i], *t = lc_st_find(&mo, w->name);
@@ -463,7 +391,7 @@ Test(merge, bf16_base_bit_exact)
     lc_st_close(&mo);
     lc_st_close(&in);
     lc_st_close(&ad);
-    run_free(&r);
+    lc_test_run_free(&r);
     free(out32);
     free(readme);
     free(ip);
@@ -477,11 +405,11 @@ Test(merge, bf16_base_bit_exact)
 Test(merge, sharded_layout)
 {
     char *tmp = lc_test_tmpdir();
-    char *base = xasprintf("%s/base", tmp), *out = xasprintf("%s/merged", tmp);
+    char *base = lc_test_asprintf("%s/base", tmp), *out = lc_test_asprintf("%s/merged", tmp);
     lc_error err;
     cr_assert_eq(lc_mkdir_p(base, &err), 0);
     write_sharded_model(base);
-    run_result r = merge3(NULL, base, fixture_adapter(), out, NULL, NULL);
+    lc_test_run_result r = merge3(NULL, base, fixture_adapter(), out, NULL, NULL);
     cr_assert_eq(r.code, 0, "merge failed (%d):\n%s%s", r.code, r.out, r.err);
     cr_log_info("%s", r.out);
     const char *files[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
@@ -495,17 +423,17 @@ Test(merge, sharded_layout)
     while ((e = readdir(d)))
         if (e->d_name[0] != '.') {
             n++;
-            char *x = xasprintf("%s/%s", base, e->d_name);
+            char *x = lc_test_asprintf("%s/%s", base, e->d_name);
             cr_expect(lc_path_exists(x), "unexpected output file %s", e->d_name);
             free(x);
         }
     closedir(d);
     cr_expect_eq(n, 4, "expected 2 shards + index + config.json, found %d files", n);
     /* the same weight_map, and each shard holds exactly its tensors */
-    char *bi = xasprintf("%s/model.safetensors.index.json", base);
-    char *oi = xasprintf("%s/model.safetensors.index.json", out);
+    char *bi = lc_test_asprintf("%s/model.safetensors.index.json", base);
+    char *oi = lc_test_asprintf("%s/model.safetensors.index.json", out);
     size_t len;
-    char *bt = slurp(bi, &len), *ot = slurp(oi, &len);
+    char *bt = lc_test_read_file(bi, &len), *ot = lc_test_read_file(oi, &len);
     cJSON *bj = cJSON_Parse(bt), *oj = cJSON_Parse(ot);
     cr_assert(bj && oj);
     const cJSON *bw = cJSON_GetObjectItem(bj, "weight_map"), *ow = cJSON_GetObjectItem(oj, "weight_map");
@@ -516,21 +444,21 @@ Test(merge, sharded_layout)
         const cJSON *o = cJSON_GetObjectItem(ow, it->string);
         cr_assert(o && cJSON_IsString(o), "%s missing from the output weight_map", it->string);
         cr_expect_str_eq(o->valuestring, it->valuestring, "%s", it->string);
-        char *sp = xasprintf("%s/%s", out, o->valuestring);
+        char *sp = lc_test_asprintf("%s/%s", out, o->valuestring);
         lc_st_file sf;
         cr_assert_eq(lc_st_open(&sf, sp, &err), 0, "%s", err.msg);
         cr_expect(lc_st_find(&sf, it->string), "%s not in %s", it->string, o->valuestring);
         lc_st_close(&sf);
         free(sp);
     }
-    run_free(&r);
+    lc_test_run_free(&r);
 
     /* --dtype bf16: the index's total_size follows, config.json says bfloat16 */
-    char *out16 = xasprintf("%s/merged-bf16", tmp);
+    char *out16 = lc_test_asprintf("%s/merged-bf16", tmp);
     r = merge3(NULL, base, fixture_adapter(), out16, "--dtype", "bf16");
     cr_assert_eq(r.code, 0, "merge --dtype bf16 failed:\n%s%s", r.out, r.err);
-    char *qi = xasprintf("%s/model.safetensors.index.json", out16);
-    char *qt = slurp(qi, &len);
+    char *qi = lc_test_asprintf("%s/model.safetensors.index.json", out16);
+    char *qt = lc_test_read_file(qi, &len);
     cJSON *qj = cJSON_Parse(qt);
     cr_assert(qj);
     const cJSON *ts = cJSON_GetObjectItem(cJSON_GetObjectItem(qj, "metadata"), "total_size");
@@ -549,7 +477,7 @@ Test(merge, sharded_layout)
     free(ot);
     free(bi);
     free(oi);
-    run_free(&r);
+    lc_test_run_free(&r);
     free(out16);
     free(base);
     free(out);
@@ -559,20 +487,20 @@ Test(merge, sharded_layout)
 Test(merge, corrupt_hook_fails_verification)
 {
     char *tmp = lc_test_tmpdir();
-    char *out = xasprintf("%s/merged", tmp);
-    run_result r = merge3("LORAC_TEST_CORRUPT_MERGE=1", fixture_model(), fixture_adapter(), out,
+    char *out = lc_test_asprintf("%s/merged", tmp);
+    lc_test_run_result r = merge3("LORAC_TEST_CORRUPT_MERGE=1", fixture_model(), fixture_adapter(), out,
                           NULL, NULL);
     cr_log_info("corrupted merge: exit %d: %s", r.code, r.err);
     cr_expect_eq(r.code, 1, "exit %d:\n%s%s", r.code, r.out, r.err);
     cr_expect(strstr(r.err, "logit difference"), "message should name the difference: %s", r.err);
     cr_expect(!lc_path_exists(out), "a failed verification must not leave %s", out);
-    run_free(&r);
+    lc_test_run_free(&r);
     /* --no-verify skips the check (the hook stays test-only: not a success path to rely on) */
     r = merge3("LORAC_TEST_CORRUPT_MERGE=1", fixture_model(), fixture_adapter(), out,
                "--no-verify", NULL);
     cr_expect_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "skipped"), "%s", r.out);
-    run_free(&r);
+    lc_test_run_free(&r);
     free(out);
     free(tmp);
 }
@@ -580,9 +508,9 @@ Test(merge, corrupt_hook_fails_verification)
 /* An adapter for the fixture config edited by (from -> to), random A and B. */
 static char *make_adapter(const char *tmp, const char *name, const char *from, const char *to)
 {
-    char *cp = xasprintf("%s/config.json", fixture_model());
+    char *cp = lc_test_asprintf("%s/config.json", fixture_model());
     size_t n;
-    char *text = slurp(cp, &n);
+    char *text = lc_test_read_file(cp, &n);
     char *edited = replace1(text, from, to);
     lc_model_config mc;
     lc_error err;
@@ -595,7 +523,7 @@ static char *make_adapter(const char *tmp, const char *name, const char *from, c
     for (size_t i = 0; i < lora.n_params; i++)
         if (lora.params[i] == 0)
             lora.params[i] = (lc_real)(0.001 * (double)(i % 13));
-    char *dir = xasprintf("%s/%s", tmp, name);
+    char *dir = lc_test_asprintf("%s/%s", tmp, name);
     cr_assert_eq(lc_lora_save_peft(&lora, dir, "other", &err), 0, "%s", err.msg);
     lc_lora_free(&lora);
     free(edited);
@@ -607,41 +535,41 @@ static char *make_adapter(const char *tmp, const char *name, const char *from, c
 static void expect_refused(const char *base, const char *adapter, const char *out,
                            const char *needle1, const char *needle2)
 {
-    run_result r = merge3(NULL, base, adapter, out, NULL, NULL);
+    lc_test_run_result r = merge3(NULL, base, adapter, out, NULL, NULL);
     cr_log_info("exit %d: %s", r.code, r.err);
     cr_expect_eq(r.code, 1, "exit %d:\n%s%s", r.code, r.out, r.err);
     cr_expect(strstr(r.err, needle1), "expected '%s' in: %s", needle1, r.err);
     if (needle2)
         cr_expect(strstr(r.err, needle2), "expected '%s' in: %s", needle2, r.err);
     cr_expect(!lc_path_exists(out), "%s was created", out);
-    run_free(&r);
+    lc_test_run_free(&r);
 }
 
 Test(merge, bad_adapters)
 {
     char *tmp = lc_test_tmpdir();
-    char *out = xasprintf("%s/merged", tmp);
+    char *out = lc_test_asprintf("%s/merged", tmp);
     /* trained on a model with another hidden size */
     char *other = make_adapter(tmp, "hidden32", "\"hidden_size\": 64", "\"hidden_size\": 32");
     expect_refused(fixture_model(), other, out, "hidden_size 64", "shape");
     /* rank in adapter_config.json does not match the tensors */
-    char *rk = xasprintf("%s/rank", tmp);
+    char *rk = lc_test_asprintf("%s/rank", tmp);
     lc_error err;
     cr_assert_eq(lc_mkdir_p(rk, &err), 0);
-    char *src = xasprintf("%s/adapter_config.json", fixture_adapter());
+    char *src = lc_test_asprintf("%s/adapter_config.json", fixture_adapter());
     size_t n;
-    char *text = slurp(src, &n);
+    char *text = lc_test_read_file(src, &n);
     char *edited = replace1(text, "\"r\": 8", "\"r\": 16");
     write_text(rk, "adapter_config.json", edited);
-    char *st_src = xasprintf("%s/adapter_model.safetensors", fixture_adapter());
-    char *st_dst = xasprintf("%s/adapter_model.safetensors", rk);
+    char *st_src = lc_test_asprintf("%s/adapter_model.safetensors", fixture_adapter());
+    char *st_dst = lc_test_asprintf("%s/adapter_model.safetensors", rk);
     copy_file(st_src, st_dst);
     expect_refused(fixture_model(), rk, out, "rank mismatch", "r = 16");
     /* adapts a layer the base does not have */
     char *deep = make_adapter(tmp, "layers3", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
     expect_refused(fixture_model(), deep, out, "layer 2", "2 layers");
     /* the adapter directory is missing its weights */
-    char *empty = xasprintf("%s/empty", tmp);
+    char *empty = lc_test_asprintf("%s/empty", tmp);
     cr_assert_eq(lc_mkdir_p(empty, &err), 0);
     write_text(empty, "adapter_config.json", text);
     expect_refused(fixture_model(), empty, out, "adapter_model.safetensors", NULL);
@@ -661,35 +589,35 @@ Test(merge, bad_adapters)
 Test(merge, bad_bases)
 {
     char *tmp = lc_test_tmpdir();
-    char *out = xasprintf("%s/merged", tmp);
+    char *out = lc_test_asprintf("%s/merged", tmp);
     lc_error err;
     /* index names a shard that is absent */
-    char *sh = xasprintf("%s/sharded", tmp);
+    char *sh = lc_test_asprintf("%s/sharded", tmp);
     cr_assert_eq(lc_mkdir_p(sh, &err), 0);
     write_sharded_model(sh);
-    char *gone = xasprintf("%s/model-00002-of-00002.safetensors", sh);
+    char *gone = lc_test_asprintf("%s/model-00002-of-00002.safetensors", sh);
     cr_assert_eq(unlink(gone), 0);
     expect_refused(sh, fixture_adapter(), out, "model-00002-of-00002.safetensors",
                    "No such file");
     /* quantized base: refused, naming the flag a later version will support */
-    char *q = xasprintf("%s/quant", tmp);
+    char *q = lc_test_asprintf("%s/quant", tmp);
     cr_assert_eq(lc_mkdir_p(q, &err), 0);
-    char *cp = xasprintf("%s/config.json", fixture_model());
+    char *cp = lc_test_asprintf("%s/config.json", fixture_model());
     size_t n;
-    char *text = slurp(cp, &n);
+    char *text = lc_test_read_file(cp, &n);
     char *qc = replace1(text, "\"model_type\"",
                         "\"quantization_config\": {\"quant_method\": \"bitsandbytes\", "
                         "\"load_in_4bit\": true, \"bnb_4bit_quant_type\": \"nf4\"},\n  \"model_type\"");
     write_text(q, "config.json", qc);
-    char *ms = xasprintf("%s/model.safetensors", fixture_model()), *md = xasprintf("%s/model.safetensors", q);
+    char *ms = lc_test_asprintf("%s/model.safetensors", fixture_model()), *md = lc_test_asprintf("%s/model.safetensors", q);
     copy_file(ms, md);
     expect_refused(q, fixture_adapter(), out, "--dequantize", "quantized");
     const char *args[] = {"merge", "--base", q, "--adapter", fixture_adapter(), "--out", out,
                           "--dequantize", NULL};
-    run_result r = run_lorac(NULL, args);
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
     cr_expect_eq(r.code, 2, "--dequantize: exit %d", r.code);
     cr_expect(strstr(r.err, "not available"), "%s", r.err);
-    run_free(&r);
+    lc_test_run_free(&r);
     free(ms);
     free(md);
     free(qc);
@@ -705,27 +633,27 @@ Test(merge, bad_bases)
 Test(merge, existing_output_needs_force)
 {
     char *tmp = lc_test_tmpdir();
-    char *out = xasprintf("%s/merged", tmp);
+    char *out = lc_test_asprintf("%s/merged", tmp);
     lc_error err;
     cr_assert_eq(lc_mkdir_p(out, &err), 0);
     write_text(out, "marker.bin", "old");
-    char *marker = xasprintf("%s/marker.bin", out);
-    run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
+    char *marker = lc_test_asprintf("%s/marker.bin", out);
+    lc_test_run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
     cr_expect_eq(r.code, 1, "exit %d: %s", r.code, r.err);
     cr_expect(strstr(r.err, "--force"), "%s", r.err);
     cr_expect(lc_path_exists(marker), "the existing directory was touched");
-    run_free(&r);
+    lc_test_run_free(&r);
     r = merge3(NULL, fixture_model(), fixture_adapter(), out, "--force", NULL);
     cr_expect_eq(r.code, 0, "--force: exit %d: %s", r.code, r.err);
     cr_expect(!lc_path_exists(marker), "--force should replace the directory");
-    char *m = xasprintf("%s/model.safetensors", out);
+    char *m = lc_test_asprintf("%s/model.safetensors", out);
     cr_expect(lc_path_exists(m));
-    run_free(&r);
+    lc_test_run_free(&r);
     /* --force never deletes the base model */
     r = merge3(NULL, fixture_model(), fixture_adapter(), fixture_model(), "--force", NULL);
     cr_expect_eq(r.code, 1);
     cr_expect(strstr(r.err, "base model"), "%s", r.err);
-    char *fm = xasprintf("%s/model.safetensors", fixture_model());
+    char *fm = lc_test_asprintf("%s/model.safetensors", fixture_model());
     cr_assert(lc_path_exists(fm), "the fixture model was deleted");
     /* no leftovers next to the output */
     DIR *d = opendir(tmp);
@@ -733,7 +661,7 @@ Test(merge, existing_output_needs_force)
     while ((e = readdir(d)))
         cr_expect(!strstr(e->d_name, ".lorac-"), "leftover %s", e->d_name);
     closedir(d);
-    run_free(&r);
+    lc_test_run_free(&r);
     free(fm);
     free(m);
     free(marker);
@@ -744,7 +672,7 @@ Test(merge, existing_output_needs_force)
 Test(merge, no_space_left_removes_partial_output)
 {
     char *tmp = lc_test_tmpdir();
-    char *mnt = xasprintf("%s/small", tmp);
+    char *mnt = lc_test_asprintf("%s/small", tmp);
     lc_error err;
     cr_assert_eq(lc_mkdir_p(mnt, &err), 0);
     if (mount("tmpfs", mnt, "tmpfs", 0, "size=200k") != 0) {
@@ -754,8 +682,8 @@ Test(merge, no_space_left_removes_partial_output)
         cr_skip_test("cannot mount a 200 KiB tmpfs to simulate a full disk (%s; needs root "
                      "and CAP_SYS_ADMIN): ENOSPC case not tested", strerror(e));
     }
-    char *out = xasprintf("%s/merged", mnt);
-    run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
+    char *out = lc_test_asprintf("%s/merged", mnt);
+    lc_test_run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
     cr_log_info("full disk: exit %d: %s", r.code, r.err);
     cr_expect_eq(r.code, 1, "exit %d", r.code);
     cr_expect(strstr(r.err, "No space left"), "%s", r.err);
@@ -769,7 +697,7 @@ Test(merge, no_space_left_removes_partial_output)
             left++;
     closedir(d);
     cr_expect_eq(left, 0, "%d entries left on the full file system", left);
-    run_free(&r);
+    lc_test_run_free(&r);
     umount(mnt);
     rmdir(mnt);
     rmdir(tmp);

@@ -34,7 +34,7 @@ static void expect_bad(const char *json, const char *substr)
     lc_error err;
     int rc = parse(&cfg, json, &err);
     cr_assert_eq(rc, -1, "expected failure for %s", json);
-    cr_assert(strstr(err.msg, substr) != NULL, "message '%s' lacks '%s'", err.msg, substr);
+    lc_test_assert_msg_has(&err, substr);
     cr_assert(strncmp(err.msg, "test.json: ", 11) == 0, "message '%s' lacks the label", err.msg);
 }
 

@@ -4,7 +4,6 @@
  * test builds its model directory in a fresh temporary directory. */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,24 +12,6 @@
 
 #include "data/model_files.h"
 #include "helpers.h"
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *path_in(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
 
 /* Writes dir/file holding F32 tensors of shape [2] named names[0..n), the
  * i-th filled with base + i. */
@@ -45,7 +26,7 @@ static void write_shard(const char *dir, const char *file, const char *const *na
         vals[i][0] = vals[i][1] = base + (float)i;
         e[i] = (lc_st_entry){names[i], LC_DTYPE_F32, 1, shape, vals[i]};
     }
-    char *p = path_in(dir, file);
+    char *p = lc_test_path_in(dir, file);
     lc_error err = {{0}};
     cr_assert_eq(lc_st_write(p, e, n, NULL, NULL, 0, &err), 0, "%s", err.msg);
     free(p);
@@ -62,7 +43,7 @@ static void expect_open_fail(const char *dir, const char *want)
     lc_error err = {{0}};
     cr_assert_eq(lc_model_files_open(&mf, dir, &err), -1, "open should fail (want '%s')",
                  want);
-    cr_assert(strstr(err.msg, want), "message '%s' should contain '%s'", err.msg, want);
+    lc_test_assert_msg_has(&err, want);
     cr_assert_null(strchr(err.msg, '\n'));
     cr_assert_null(mf.shards);
     cr_assert_null(mf.dir);
@@ -126,7 +107,7 @@ Test(model_files, sharded_index)
     cr_assert_eq(lc_model_files_shard_of(&mf, "nope"), -1);
     lc_model_files_close(&mf);
     cr_assert_null(mf.shards);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -145,7 +126,7 @@ Test(model_files, single_file)
     cr_assert_eq(lc_model_files_shard_of(&mf, "lm_head.weight"), 0);
     cr_assert_null(lc_model_files_find(&mf, "nope"));
     lc_model_files_close(&mf);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -169,7 +150,7 @@ Test(model_files, no_model_file)
     snprintf(want, sizeof want, "%s: no model.safetensors or model.safetensors.index.json",
              dir);
     expect_open_fail(dir, want);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -180,7 +161,7 @@ Test(model_files, missing_shard)
     write_index(dir, HAPPY_INDEX);
     expect_open_fail(dir, "shard 'model-00002-of-00002.safetensors' listed in "
                           "model.safetensors.index.json: No such file or directory");
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -196,7 +177,7 @@ Test(model_files, shard_name_escapes_refused)
                                     "file name", bad[i]);
         expect_open_fail(dir, want);
     }
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -211,7 +192,7 @@ Test(model_files, tensor_missing_from_its_shard)
                      "\"model.norm.weight\": \"model-00001-of-00002.safetensors\"}}");
     expect_open_fail(dir, "tensor 'lm_head.weight' is mapped to shard "
                           "'model-00001-of-00002.safetensors', which has no such tensor");
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -220,8 +201,8 @@ Test(model_files, symlink_out_of_dir_refused)
     char *dir = lc_test_tmpdir();
     char *outside = lc_test_tmpdir();
     write_shard(outside, "real.safetensors", SHARD1, 2, 10);
-    char *target = path_in(outside, "real.safetensors");
-    char *link = path_in(dir, "model-00001.safetensors");
+    char *target = lc_test_path_in(outside, "real.safetensors");
+    char *link = lc_test_path_in(dir, "model-00001.safetensors");
     cr_assert_eq(symlink(target, link), 0);
     write_index(dir, "{\"weight_map\": {\"model.norm.weight\": \"model-00001.safetensors\"}}");
     expect_open_fail(dir, "shard 'model-00001.safetensors' resolves to");
@@ -229,7 +210,7 @@ Test(model_files, symlink_out_of_dir_refused)
 
     /* a symlink that stays inside the directory is fine */
     write_shard(dir, "blob.safetensors", SHARD1, 2, 30);
-    char *inside = path_in(dir, "model-00002.safetensors");
+    char *inside = lc_test_path_in(dir, "model-00002.safetensors");
     cr_assert_eq(symlink("blob.safetensors", inside), 0);
     write_index(dir, "{\"weight_map\": {\"model.norm.weight\": \"model-00002.safetensors\"}}");
     lc_model_files mf;
@@ -241,8 +222,8 @@ Test(model_files, symlink_out_of_dir_refused)
     free(inside);
     free(link);
     free(target);
-    rm_rf(outside);
-    rm_rf(dir);
+    lc_test_rm_rf(outside);
+    lc_test_rm_rf(dir);
     free(outside);
     free(dir);
 }
@@ -264,7 +245,7 @@ Test(model_files, bad_index_json)
     write_index(dir, "{\"weight_map\": {\"model.norm.weight\": \"a.safetensors\","
                      "\"model.norm.weight\": \"a.safetensors\"}}");
     expect_open_fail(dir, "tensor 'model.norm.weight' appears twice in weight_map");
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -275,12 +256,12 @@ Test(model_files, broken_shard_reported)
     write_index(dir, "{\"weight_map\": {\"model.norm.weight\": \"a.safetensors\"}}");
     expect_open_fail(dir, "a.safetensors: file too short (3 bytes)");
     /* a broken single file too */
-    char *idx = path_in(dir, "model.safetensors.index.json");
+    char *idx = lc_test_path_in(dir, "model.safetensors.index.json");
     unlink(idx);
     free(idx);
     free(lc_test_write_file(dir, "model.safetensors", "\x02\0\0", 3));
     expect_open_fail(dir, "model.safetensors: file too short (3 bytes)");
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -298,6 +279,6 @@ Test(model_files, index_preferred_over_single_file)
     cr_assert_null(lc_model_files_find(&mf, "lm_head.weight"));
     cr_assert_eq(first_value(lc_model_files_find(&mf, "model.norm.weight")), 41.0f);
     lc_model_files_close(&mf);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }

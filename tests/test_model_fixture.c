@@ -9,20 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/batch.h"
-#include "data/jsonl.h"
 #include "data/safetensors.h"
+#include "fixture_rows.h"
 #include "helpers.h"
 #include "train/lora.h"
 #include "train/model.h"
 
 typedef struct fixture {
-    lc_model model;
-    lc_lora lora;
-    lc_arena arena;
-    lc_tape tape;
-    lc_batch_buf buf;
-    lc_batch batch;
+    lc_test_step s;
     lc_st_file ref;
 } fixture;
 
@@ -35,44 +29,20 @@ static const char *fx(const char *rel)
     return lc_test_fixture(buf);
 }
 
-static void load_rows(fixture *f, int first, int count)
-{
-    lc_error err;
-    lc_jsonl_reader r;
-    cr_assert_eq(lc_jsonl_open(&r, fx("train.jsonl"), 512, &err), 0, "%s", err.msg);
-    cr_assert_eq(lc_batch_buf_init(&f->buf, count, 16, &err), 0);
-    lc_row row;
-    for (int i = 0; i < first + count; i++) {
-        cr_assert_eq(lc_jsonl_next(&r, &row, &err), 1, "%s", err.msg);
-        if (i >= first)
-            lc_batch_buf_put(&f->buf, i - first, row.input_ids, row.labels, row.len);
-    }
-    lc_jsonl_close(&r);
-    f->batch = (lc_batch){f->buf.B, f->buf.T, f->buf.ids, f->buf.targets, f->buf.positions, NULL};
-}
-
 static void setup(fixture *f, const char *name)
 {
     lc_error err;
     memset(f, 0, sizeof *f);
     snprintf(fixture_dir, sizeof fixture_dir, "%s", name);
-    cr_assert_eq(lc_model_load(&f->model, fx("model"), &err), 0, "%s", err.msg);
-    cr_assert_eq(lc_model_prepare_rope(&f->model, 16, &err), 0);
-    cr_assert_eq(lc_lora_load_peft(&f->lora, &f->model.cfg, fx("adapter_init"), &err), 0, "%s", err.msg);
-    cr_assert_eq(lc_arena_init(&f->arena, "step", 64 << 20, &err), 0);
-    cr_assert_eq(lc_tape_init(&f->tape, &f->arena, 64 << 20, &err), 0);
-    load_rows(f, 0, 2);
+    cr_assert_eq(lc_model_load(&f->s.model, fx("model"), &err), 0, "%s", err.msg);
+    lc_test_step_init(&f->s, fx("adapter_init"), fx("train.jsonl"), 0, 2);
     cr_assert_eq(lc_st_open(&f->ref, fx("ref_step0.safetensors"), &err), 0, "%s", err.msg);
 }
 
 static void teardown(fixture *f)
 {
     lc_st_close(&f->ref);
-    lc_batch_buf_free(&f->buf);
-    lc_tape_free(&f->tape);
-    lc_arena_free(&f->arena);
-    lc_lora_free(&f->lora);
-    lc_model_free(&f->model);
+    lc_test_step_free(&f->s);
 }
 
 static const float *ref_tensor(fixture *f, const char *name, uint64_t numel)
@@ -108,13 +78,13 @@ static void check_logits(const char *name)
     int64_t N = 2 * 16, V = 512;
     float *logits = malloc((size_t)(N * V) * sizeof(float));
     hidden_check hc = {&f, 0};
-    lc_model_logits(&f.model, &f.tape, &f.batch, &f.lora, logits, check_hidden, &hc);
+    lc_model_logits(&f.s.model, &f.s.tape, &f.s.batch, &f.s.lora, logits, check_hidden, &hc);
     double e = lc_test_rel_err_f32(logits, ref_tensor(&f, "logits", (uint64_t)(N * V)), (size_t)(N * V));
     cr_log_info("%s: logits rel err %.3g, worst hidden rel err %.3g", name, e, hc.worst);
     cr_expect_lt(hc.worst, 1e-5, "hidden states rel err %g", hc.worst);
     cr_expect_lt(e, 1e-4, "logits rel err %g", e);
     free(logits);
-    lc_tape_reset(&f.tape);
+    lc_tape_reset(&f.s.tape);
     teardown(&f);
 }
 
@@ -122,11 +92,11 @@ static void check_loss_and_grads(const char *name)
 {
     fixture f;
     setup(&f, name);
-    int64_t nsup = lc_batch_buf_supervised(&f.buf);
+    int64_t nsup = lc_batch_buf_supervised(&f.s.buf);
     cr_assert_eq(nsup, 15 + 10); /* row 0: 15 targets; row 1: labels 6..15 */
     double sum;
     int64_t n;
-    lc_tensor *loss = lc_model_loss(&f.model, &f.tape, &f.batch, &f.lora, (lc_real)(1.0 / nsup), &sum, &n);
+    lc_tensor *loss = lc_model_loss(&f.s.model, &f.s.tape, &f.s.batch, &f.s.lora, (lc_real)(1.0 / nsup), &sum, &n);
     cr_assert_eq(n, nsup);
     double ref_loss = ref_tensor(&f, "loss", 1)[0];
     double rel = fabs(sum / n - ref_loss) / fabs(ref_loss);
@@ -134,14 +104,14 @@ static void check_loss_and_grads(const char *name)
     cr_expect_lt(rel, 1e-5, "loss %.9f vs reference %.9f", sum / n, ref_loss);
     cr_expect_lt(fabs(loss->data[0] - ref_loss) / ref_loss, 1e-5);
 
-    memset(f.lora.grads, 0, f.lora.n_params * sizeof(lc_real));
-    lc_tape_backward(&f.tape, loss);
+    memset(f.s.lora.grads, 0, f.s.lora.n_params * sizeof(lc_real));
+    lc_tape_backward(&f.s.tape, loss);
     double worst = 0;
     char tname[256], gname[300];
     int checked = 0;
-    for (int l = 0; l < f.lora.n_layers; l++)
+    for (int l = 0; l < f.s.lora.n_layers; l++)
         for (int m = 0; m < LC_MOD_COUNT; m++) {
-            const lc_lora_adapter *ad = lc_lora_get(&f.lora, l, m);
+            const lc_lora_adapter *ad = lc_lora_get(&f.s.lora, l, m);
             for (int b = 0; b < 2; b++) {
                 const lc_tensor *t = b ? ad->B : ad->A;
                 lc_lora_tensor_name(tname, sizeof tname, l, m, b);
@@ -155,7 +125,7 @@ static void check_loss_and_grads(const char *name)
         }
     cr_assert_eq(checked, 2 * 7 * 2);
     cr_log_info("%s: worst LoRA gradient rel err %.3g over %d tensors", name, worst, checked);
-    lc_tape_reset(&f.tape);
+    lc_tape_reset(&f.s.tape);
     teardown(&f);
 }
 

@@ -17,20 +17,14 @@
 #include "data/batch.h"
 #include "data/jsonl.h"
 #include "data/safetensors.h"
+#include "fixture_rows.h"
 #include "helpers.h"
 #include "train/fsutil.h"
 #include "train/lora.h"
 #include "train/model.h"
 #include "train/quantize.h"
 
-typedef struct run {
-    lc_model model;
-    lc_lora lora;
-    lc_arena arena;
-    lc_tape tape;
-    lc_batch_buf buf;
-    lc_batch batch;
-} run;
+typedef lc_test_step run;
 
 /* Loads a model (quantized per opts), adapter_init and rows 0–1. */
 static void run_open(run *r, const char *model_dir, const lc_model_load_opts *o)
@@ -38,31 +32,11 @@ static void run_open(run *r, const char *model_dir, const lc_model_load_opts *o)
     lc_error err;
     memset(r, 0, sizeof *r);
     cr_assert_eq(lc_model_load_with(&r->model, model_dir, o, &err), 0, "%s", err.msg);
-    cr_assert_eq(lc_model_prepare_rope(&r->model, 16, &err), 0);
-    cr_assert_eq(lc_lora_load_peft(&r->lora, &r->model.cfg,
-                                   lc_test_fixture("tiny-llama/adapter_init"), &err), 0, "%s", err.msg);
-    cr_assert_eq(lc_arena_init(&r->arena, "step", 64 << 20, &err), 0);
-    cr_assert_eq(lc_tape_init(&r->tape, &r->arena, 64 << 20, &err), 0);
-    lc_jsonl_reader rd;
-    cr_assert_eq(lc_jsonl_open(&rd, lc_test_fixture("tiny-llama/train.jsonl"), 512, &err), 0);
-    cr_assert_eq(lc_batch_buf_init(&r->buf, 2, 16, &err), 0);
-    lc_row row;
-    for (int i = 0; i < 2; i++) {
-        cr_assert_eq(lc_jsonl_next(&rd, &row, &err), 1);
-        lc_batch_buf_put(&r->buf, i, row.input_ids, row.labels, row.len);
-    }
-    lc_jsonl_close(&rd);
-    r->batch = (lc_batch){2, 16, r->buf.ids, r->buf.targets, r->buf.positions, NULL};
+    lc_test_step_init(r, lc_test_fixture("tiny-llama/adapter_init"),
+                      lc_test_fixture("tiny-llama/train.jsonl"), 0, 2);
 }
 
-static void run_close(run *r)
-{
-    lc_batch_buf_free(&r->buf);
-    lc_tape_free(&r->tape);
-    lc_arena_free(&r->arena);
-    lc_lora_free(&r->lora);
-    lc_model_free(&r->model);
-}
+static void run_close(run *r) { lc_test_step_free(r); }
 
 /* Mean loss; with grads, LoRA gradients end up in r->lora.grads. */
 static double run_loss(run *r, bool grads)
@@ -251,7 +225,7 @@ static void expect_load_error(const char *dir, const char *needle)
     lc_model m;
     lc_error err;
     cr_assert_neq(lc_model_load(&m, dir, &err), 0, "loaded a broken checkpoint");
-    cr_assert(strstr(err.msg, needle), "message '%s' lacks '%s'", err.msg, needle);
+    lc_test_assert_msg_has(&err, needle);
 }
 
 Test(qlora, broken_prequantized_checkpoints_are_refused)

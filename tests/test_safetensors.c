@@ -5,7 +5,6 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,24 +17,6 @@
 #include "helpers.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *path_in(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
 
 static bool exists(const char *p)
 {
@@ -73,7 +54,7 @@ static void expect_fail_buf(const unsigned char *buf, size_t size, const char *w
     lc_error err = {{0}};
     int rc = lc_st_parse(&f, buf, size, "bad.safetensors", &err);
     cr_assert_eq(rc, -1, "parse should fail (want '%s')", want);
-    cr_assert(strstr(err.msg, want), "message '%s' should contain '%s'", err.msg, want);
+    lc_test_assert_msg_has(&err, want);
     cr_assert(strstr(err.msg, "bad.safetensors"), "message '%s' should name the file",
               err.msg);
     cr_assert_null(strchr(err.msg, '\n'), "message must be one line: '%s'", err.msg);
@@ -106,7 +87,7 @@ static void expect_ok(const char *json, size_t data_len, lc_st_file *f)
 Test(safetensors, round_trip)
 {
     char *dir = lc_test_tmpdir();
-    char *path = path_in(dir, "rt.safetensors");
+    char *path = lc_test_path_in(dir, "rt.safetensors");
 
     float a[6] = {1.5f, -2.0f, 3.25f, 0.0f, -0.0f, 1e-30f};
     uint16_t b[4] = {0x3f80, 0xbf80, 0x7fc0, 0x0001};
@@ -126,7 +107,7 @@ Test(safetensors, round_trip)
     lc_error err = {{0}};
     cr_assert_eq(lc_st_write(path, ents, 5, mk, mv, 2, &err), 0, "%s", err.msg);
 
-    char *tmp = path_in(dir, "rt.safetensors.tmp");
+    char *tmp = lc_test_path_in(dir, "rt.safetensors.tmp");
     cr_assert_not(exists(tmp), "temporary left behind");
 
     lc_st_file f;
@@ -152,14 +133,19 @@ Test(safetensors, round_trip)
     cr_assert_eq(t->shape[0], 2);
     cr_assert_eq(t->shape[1], 3);
     cr_assert_eq(t->numel, 6);
-    cr_assert_eq(t->begin, 0); /* entry order, not name order */
-    cr_assert_eq(t->data, m + 8 + hlen);
+    /* layout: larger elements first, then by name (scalar I64 at 0), so
+     * every tensor is aligned to its element size */
+    cr_assert_eq(t->begin, 8);
+    cr_assert_eq(t->data, m + 8 + hlen + 8);
     cr_assert_eq(memcmp(t->data, a, sizeof a), 0);
 
     t = lc_st_find(&f, "a.bias");
     cr_assert_not_null(t);
     cr_assert_eq(t->dtype, LC_DTYPE_BF16);
-    cr_assert_eq(t->begin, 24);
+    cr_assert_eq(t->begin, 32);
+    for (size_t i = 0; i < f.n_tensors; i++)
+        cr_assert_eq(f.tensors[i].begin % lc_dtype_size(f.tensors[i].dtype), 0, "%s unaligned",
+                     f.tensors[i].name);
     cr_assert_eq(memcmp(t->data, b, sizeof b), 0);
 
     t = lc_st_find(&f, "scalar");
@@ -197,7 +183,7 @@ Test(safetensors, round_trip)
     cr_assert_eq(f.n_meta, 0);
     lc_st_close(&f);
 
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(tmp);
     free(path);
     free(dir);
@@ -206,7 +192,7 @@ Test(safetensors, round_trip)
 Test(safetensors, write_zero_tensors)
 {
     char *dir = lc_test_tmpdir();
-    char *path = path_in(dir, "empty.safetensors");
+    char *path = lc_test_path_in(dir, "empty.safetensors");
     lc_error err = {{0}};
     cr_assert_eq(lc_st_write(path, NULL, 0, NULL, NULL, 0, &err), 0, "%s", err.msg);
     lc_st_file f;
@@ -215,7 +201,7 @@ Test(safetensors, write_zero_tensors)
     cr_assert_eq(f.map_size, 16); /* "{}" padded to 8 */
     cr_assert_null(lc_st_find(&f, "x"));
     lc_st_close(&f);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(path);
     free(dir);
 }
@@ -311,7 +297,7 @@ Test(safetensors, open_missing_and_directory)
     free(b);
     free(q);
     free(p);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -506,8 +492,8 @@ Test(safetensors_bad, name_with_control_chars_stays_one_line)
 Test(safetensors_write, nonexistent_directory)
 {
     char *dir = lc_test_tmpdir();
-    char *sub = path_in(dir, "no/such/dir");
-    char *path = path_in(sub, "x.safetensors");
+    char *sub = lc_test_path_in(dir, "no/such/dir");
+    char *path = lc_test_path_in(sub, "x.safetensors");
     float v = 1;
     int64_t s = 1;
     lc_st_entry e = {"x", LC_DTYPE_F32, 1, &s, &v};
@@ -516,12 +502,12 @@ Test(safetensors_write, nonexistent_directory)
     cr_assert(strstr(err.msg, path), "%s", err.msg);
     cr_assert(strstr(err.msg, "No such file or directory"), "%s", err.msg);
     cr_assert_not(exists(path));
-    char *tmp = path_in(sub, "x.safetensors.tmp");
+    char *tmp = lc_test_path_in(sub, "x.safetensors.tmp");
     cr_assert_not(exists(tmp));
     free(tmp);
     free(path);
     free(sub);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -529,7 +515,7 @@ Test(safetensors_write, rename_failure_removes_temp)
 {
     /* the target is a non-empty directory: rename fails after the data is written */
     char *dir = lc_test_tmpdir();
-    char *target = path_in(dir, "out.safetensors");
+    char *target = lc_test_path_in(dir, "out.safetensors");
     cr_assert_eq(mkdir(target, 0755), 0);
     char *inner = lc_test_write_file(target, "keep", "x", 1);
     float v = 1;
@@ -538,29 +524,29 @@ Test(safetensors_write, rename_failure_removes_temp)
     lc_error err = {{0}};
     cr_assert_eq(lc_st_write(target, &e, 1, NULL, NULL, 0, &err), -1);
     cr_assert(strstr(err.msg, "cannot rename"), "%s", err.msg);
-    char *tmp = path_in(dir, "out.safetensors.tmp");
+    char *tmp = lc_test_path_in(dir, "out.safetensors.tmp");
     cr_assert_not(exists(tmp), "temporary left behind");
     cr_assert(exists(inner));
     free(tmp);
     free(inner);
     free(target);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
 static void expect_write_fail(const lc_st_entry *e, size_t n, const char *want)
 {
     char *dir = lc_test_tmpdir();
-    char *path = path_in(dir, "w.safetensors");
+    char *path = lc_test_path_in(dir, "w.safetensors");
     lc_error err = {{0}};
     cr_assert_eq(lc_st_write(path, e, n, NULL, NULL, 0, &err), -1, "want '%s'", want);
-    cr_assert(strstr(err.msg, want), "message '%s' should contain '%s'", err.msg, want);
+    lc_test_assert_msg_has(&err, want);
     cr_assert_not(exists(path));
-    char *tmp = path_in(dir, "w.safetensors.tmp");
+    char *tmp = lc_test_path_in(dir, "w.safetensors.tmp");
     cr_assert_not(exists(tmp));
     free(tmp);
     free(path);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -586,13 +572,13 @@ Test(safetensors_write, rejects_bad_entries)
 Test(safetensors_write, rejects_duplicate_metadata)
 {
     char *dir = lc_test_tmpdir();
-    char *path = path_in(dir, "m.safetensors");
+    char *path = lc_test_path_in(dir, "m.safetensors");
     const char *k[2] = {"format", "format"}, *v[2] = {"pt", "np"};
     lc_error err = {{0}};
     cr_assert_eq(lc_st_write(path, NULL, 0, k, v, 2, &err), -1);
     cr_assert(strstr(err.msg, "duplicate __metadata__ key 'format'"), "%s", err.msg);
     cr_assert_not(exists(path));
     free(path);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }

@@ -59,21 +59,6 @@
 
 /* ---- small utilities ------------------------------------------------------ */
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = malloc((size_t)n + 1);
-    cr_assert_not_null(s);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 static char *fixture(const char *rel)
 {
     return strdup(lc_test_fixture(rel));
@@ -94,21 +79,6 @@ static bool path_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* rm -rf; tests call it on their temporary directory when they pass (a
- * failing test leaves it for a look). */
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static double now_s(void)
@@ -156,7 +126,7 @@ static void copy_dir(const char *from, const char *to)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
-        char *src = xasprintf("%s/%s", from, e->d_name);
+        char *src = lc_test_asprintf("%s/%s", from, e->d_name);
         size_t n;
         char *data = slurp(src, &n);
         cr_assert_not_null(data, "cannot read %s", src);
@@ -170,7 +140,7 @@ static void copy_dir(const char *from, const char *to)
 /* The lines of metrics.jsonl with "step" ≤ keep (all when keep < 0). */
 static char *metrics_upto(const char *out, int64_t keep)
 {
-    char *path = xasprintf("%s/metrics.jsonl", out);
+    char *path = lc_test_asprintf("%s/metrics.jsonl", out);
     char *text = slurp(path, NULL);
     cr_assert_not_null(text, "cannot read %s", path);
     free(path);
@@ -313,14 +283,14 @@ static int train_inproc(const char *cfg, const char *out, const char *const *ext
 {
     char *sets[16];
     int n = 0;
-    sets[n++] = xasprintf("output_dir=%s", out);
+    sets[n++] = lc_test_asprintf("output_dir=%s", out);
     for (int i = 0; i < n_extra && n < 16; i++)
         sets[n++] = (char *)extra[i];
     memset(err, 0, sizeof *err);
     lc_train_config c;
     int rc = lc_train_config_load(&c, cfg, sets, n, err);
     if (rc == 0) {
-        char *logp = xasprintf("%s.log", out);
+        char *logp = lc_test_asprintf("%s.log", out);
         FILE *log = fopen(logp, "a");
         cr_assert_not_null(log, "cannot open %s", logp);
         rc = lc_train_run(&c, log, err);
@@ -344,7 +314,7 @@ static void train_ok(const char *cfg, const char *out, const char *const *extra,
 static pid_t spawn_lorac(const char *cfg, const char *out, const char *err_path,
                          const char *const *extra, int n_extra)
 {
-    char *outset = out ? xasprintf("output_dir=%s", out) : NULL;
+    char *outset = out ? lc_test_asprintf("output_dir=%s", out) : NULL;
     char *argv[40];
     int a = 0;
     argv[a++] = (char *)LORAC_BINARY;
@@ -434,11 +404,6 @@ static int run_lorac(const char *cfg, const char *out, const char *err_path,
 
 /* ---- configs and data ------------------------------------------------------ */
 
-static char *write_text(const char *dir, const char *name, const char *text)
-{
-    return lc_test_write_file(dir, name, text, strlen(text));
-}
-
 /* The first n lines of the fixture's train.jsonl, each optionally cut to
  * cut[i] tokens (0 = whole row), written to dir/name. */
 static char *fixture_rows(const char *dir, const char *name, const int *rows, const int *cut, int n)
@@ -506,14 +471,14 @@ static char *write_config(const char *dir, const char *name, const char *dataset
                           const char *keys)
 {
     char *model = fixture("tiny-llama/model");
-    char *text = xasprintf("base_model: %s\n"
+    char *text = lc_test_asprintf("base_model: %s\n"
                            "adapter: lora\n"
                            "datasets:\n%s"
                            "device: cpu\n"
                            "logging_steps: 1\n"
                            "%s",
                            model, datasets_yaml, keys);
-    char *path = write_text(dir, name, text);
+    char *path = lc_test_write_text(dir, name, text);
     free(text);
     free(model);
     return path;
@@ -522,15 +487,15 @@ static char *write_config(const char *dir, const char *name, const char *dataset
 static char *dataset_list(const char *a, const char *b)
 {
     if (b)
-        return xasprintf("  - path: %s\n    type: tokenized\n  - path: %s\n    type: tokenized\n",
+        return lc_test_asprintf("  - path: %s\n    type: tokenized\n  - path: %s\n    type: tokenized\n",
                          a, b);
-    return xasprintf("  - path: %s\n    type: tokenized\n", a);
+    return lc_test_asprintf("  - path: %s\n    type: tokenized\n", a);
 }
 
 /* Reads global_step / rows_in_epoch / epoch of a checkpoint's trainer_state.json. */
 static void read_state(const char *ckpt, int64_t *step, int64_t *epoch, int64_t *rows)
 {
-    char *p = xasprintf("%s/trainer_state.json", ckpt);
+    char *p = lc_test_asprintf("%s/trainer_state.json", ckpt);
     char *text = slurp(p, NULL);
     cr_assert_not_null(text, "cannot read %s", p);
     cJSON *j = cJSON_Parse(text);
@@ -548,7 +513,7 @@ static void read_state(const char *ckpt, int64_t *step, int64_t *epoch, int64_t 
 Test(trainer, fixture_trace, .timeout = 120)
 {
     char *dir = lc_test_tmpdir();
-    char *out = xasprintf("%s/out", dir);
+    char *out = lc_test_asprintf("%s/out", dir);
     train_ok(LORAC_SOURCE_DIR "/configs/fixture_3step.yaml", out, NULL, 0);
 
     char *meta_path = fixture("tiny-llama/meta.json");
@@ -583,7 +548,7 @@ Test(trainer, fixture_trace, .timeout = 120)
     cr_expect_eq(m[1].tokens, 21);
     cr_expect_eq(m[2].tokens, 30);
 
-    char *fin = xasprintf("%s/adapter_model.safetensors", out);
+    char *fin = lc_test_asprintf("%s/adapter_model.safetensors", out);
     char *init = fixture("tiny-llama/lora_init.safetensors");
     char *ref = fixture("tiny-llama/lora_step3.safetensors");
     update_err e;
@@ -595,7 +560,7 @@ Test(trainer, fixture_trace, .timeout = 120)
     cr_expect_lt(e.total, 1e-3, "adapter update differs from PEFT's by %.3e", e.total);
     cr_expect_lt(e.worst, 1e-2, "tensor %s differs from PEFT's by %.3e", e.worst_name, e.worst);
 
-    char *cfgjson = xasprintf("%s/adapter_config.json", out);
+    char *cfgjson = lc_test_asprintf("%s/adapter_config.json", out);
     cr_expect(path_exists(cfgjson));
     cJSON_Delete(meta);
     free(cfgjson);
@@ -605,7 +570,7 @@ Test(trainer, fixture_trace, .timeout = 120)
     free(init);
     free(ref);
     free(out);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -652,7 +617,7 @@ static void assert_same_run(const char *a, const char *b, int64_t last)
 {
     const char *files[] = {"adapter_model.safetensors", "adapter_config.json"};
     for (int i = 0; i < 2; i++) {
-        char *x = xasprintf("%s/%s", a, files[i]), *y = xasprintf("%s/%s", b, files[i]);
+        char *x = lc_test_asprintf("%s/%s", a, files[i]), *y = lc_test_asprintf("%s/%s", b, files[i]);
         assert_same_file(x, y);
         free(x);
         free(y);
@@ -660,8 +625,8 @@ static void assert_same_run(const char *a, const char *b, int64_t last)
     const char *ck[] = {"adapter_model.safetensors", "adapter_config.json",
                         "optimizer.safetensors", "trainer_state.json"};
     for (int i = 0; i < 4; i++) {
-        char *x = xasprintf("%s/checkpoint-%lld/%s", a, (long long)last, ck[i]);
-        char *y = xasprintf("%s/checkpoint-%lld/%s", b, (long long)last, ck[i]);
+        char *x = lc_test_asprintf("%s/checkpoint-%lld/%s", a, (long long)last, ck[i]);
+        char *y = lc_test_asprintf("%s/checkpoint-%lld/%s", b, (long long)last, ck[i]);
         assert_same_file(x, y);
         free(x);
         free(y);
@@ -680,7 +645,7 @@ Test(trainer, resume_bitwise, .timeout = 120)
 {
     char *dir = lc_test_tmpdir();
     char *cfg = resume_config(dir, 14);
-    char *A = xasprintf("%s/A", dir), *B = xasprintf("%s/B", dir);
+    char *A = lc_test_asprintf("%s/A", dir), *B = lc_test_asprintf("%s/B", dir);
 
     /* A: 6 steps straight. */
     train_ok(cfg, A, NULL, 0);
@@ -690,7 +655,7 @@ Test(trainer, resume_bitwise, .timeout = 120)
     cr_assert_gt(m[1].lr, m[5].lr, "cosine decay: lr %g then %g", m[1].lr, m[5].lr);
     cr_assert_geq(m[5].epoch, 1, "6 steps should span more than one epoch");
     int64_t step, epoch, rows;
-    char *ck3 = xasprintf("%s/checkpoint-3", A);
+    char *ck3 = lc_test_asprintf("%s/checkpoint-3", A);
     read_state(ck3, &step, &epoch, &rows);
     cr_assert_eq(step, 3);
     cr_assert(epoch == 0 && rows > 0 && rows < 20,
@@ -706,19 +671,19 @@ Test(trainer, resume_bitwise, .timeout = 120)
                           "metrics.jsonl"};
     char *kept = metrics_upto(B, 3);
     for (int i = 0; i < 4; i++) {
-        char *p = xasprintf("%s/%s", B, gone[i]);
+        char *p = lc_test_asprintf("%s/%s", B, gone[i]);
         if (i == 0) {
-            rm_rf(p);
+            lc_test_rm_rf(p);
             cr_assert(!path_exists(p), "cannot remove %s", p);
         } else {
             cr_assert_eq(unlink(p), 0, "unlink %s", p);
         }
         free(p);
     }
-    free(write_text(B, "metrics.jsonl", kept));
+    free(lc_test_write_text(B, "metrics.jsonl", kept));
     const char *resume[] = {"resume_from_checkpoint=auto"};
     train_ok(cfg, B, resume, 1);
-    char *logp = xasprintf("%s.log", B);
+    char *logp = lc_test_asprintf("%s.log", B);
     char *log = slurp(logp, NULL);
     cr_assert(strstr(log, "/checkpoint-3 (step 3,"), "B did not resume from checkpoint-3:\n%s", log);
     assert_same_run(A, B, 6);
@@ -727,12 +692,12 @@ Test(trainer, resume_bitwise, .timeout = 120)
      * (replacing checkpoint-6 in place) and leaves no .tmp behind. */
     train_ok(cfg, B, resume, 1);
     assert_same_run(A, B, 6);
-    char *leftover = xasprintf("%s/checkpoint-6.tmp", B);
+    char *leftover = lc_test_asprintf("%s/checkpoint-6.tmp", B);
     cr_assert(!path_exists(leftover), "%s left behind", leftover);
     free(leftover);
 
     /* Dropout really is on: the same run without it differs. */
-    char *C = xasprintf("%s/C", dir);
+    char *C = lc_test_asprintf("%s/C", dir);
     const char *nodrop[] = {"lora_dropout=0"};
     train_ok(cfg, C, nodrop, 1);
     metric mc[16];
@@ -751,7 +716,7 @@ Test(trainer, resume_bitwise, .timeout = 120)
     free(A);
     free(B);
     free(cfg);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -764,21 +729,21 @@ static void resume_every_step(int n_varied, int64_t want_epoch, int64_t want_row
     bool seen = false;
     char *dir = lc_test_tmpdir();
     char *cfg = resume_config(dir, n_varied);
-    char *A = xasprintf("%s/A", dir), *A3 = xasprintf("%s/A3", dir);
+    char *A = lc_test_asprintf("%s/A", dir), *A3 = lc_test_asprintf("%s/A3", dir);
     const char *every[] = {"save_steps=1"};
     train_ok(cfg, A, every, 1);
     if (!only_wanted) {
         /* Saving checkpoints does not perturb training. */
         train_ok(cfg, A3, NULL, 0);
-        char *x = xasprintf("%s/adapter_model.safetensors", A),
-             *y = xasprintf("%s/adapter_model.safetensors", A3);
+        char *x = lc_test_asprintf("%s/adapter_model.safetensors", A),
+             *y = lc_test_asprintf("%s/adapter_model.safetensors", A3);
         assert_same_file(x, y);
         free(x);
         free(y);
     }
 
     for (int k = 1; k <= 5; k++) {
-        char *from = xasprintf("%s/checkpoint-%d", A, k);
+        char *from = lc_test_asprintf("%s/checkpoint-%d", A, k);
         int64_t step, epoch, rows;
         read_state(from, &step, &epoch, &rows);
         bool wanted = epoch == want_epoch && rows == want_rows;
@@ -787,23 +752,23 @@ static void resume_every_step(int n_varied, int64_t want_epoch, int64_t want_row
             free(from);
             continue;
         }
-        char *B = xasprintf("%s/B%d", dir, k);
+        char *B = lc_test_asprintf("%s/B%d", dir, k);
         cr_assert_eq(mkdir(B, 0755), 0);
-        char *to = xasprintf("%s/checkpoint-%d", B, k);
+        char *to = lc_test_asprintf("%s/checkpoint-%d", B, k);
         copy_dir(from, to);
         cr_log_info("resume (%d varied rows) from checkpoint-%d: epoch %lld, %lld rows in",
                     n_varied, k, (long long)epoch, (long long)rows);
         /* metrics of steps ≤ k, plus a stale line of step k+1 that the
          * resumed run must drop */
         char *kept = metrics_upto(A, k);
-        char *text = xasprintf("%s{\"step\":%d,\"loss\":0}\n", kept, k + 1);
-        free(write_text(B, "metrics.jsonl", text));
+        char *text = lc_test_asprintf("%s{\"step\":%d,\"loss\":0}\n", kept, k + 1);
+        free(lc_test_write_text(B, "metrics.jsonl", text));
         const char *resume[] = {"save_steps=1", "resume_from_checkpoint=auto"};
         train_ok(cfg, B, resume, 2);
         assert_same_run(A, B, 6);
         for (int j = k + 1; j < 6; j++) {
-            char *p = xasprintf("%s/checkpoint-%d/optimizer.safetensors", A, j);
-            char *q = xasprintf("%s/checkpoint-%d/optimizer.safetensors", B, j);
+            char *p = lc_test_asprintf("%s/checkpoint-%d/optimizer.safetensors", A, j);
+            char *q = lc_test_asprintf("%s/checkpoint-%d/optimizer.safetensors", B, j);
             assert_same_file(p, q);
             free(p);
             free(q);
@@ -819,7 +784,7 @@ static void resume_every_step(int n_varied, int64_t want_epoch, int64_t want_row
     free(A);
     free(A3);
     free(cfg);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -843,10 +808,10 @@ Test(trainer, epochs_cover_data, .timeout = 120)
 {
     char *dir = lc_test_tmpdir();
     char *cfg = resume_config(dir, 14);
-    char *out = xasprintf("%s/out", dir);
+    char *out = lc_test_asprintf("%s/out", dir);
     const char *sets[] = {"max_steps=0", "num_epochs=3", "micro_batch_size=2", "save_steps=0"};
     train_ok(cfg, out, sets, 4);
-    char *logp = xasprintf("%s.log", out);
+    char *logp = lc_test_asprintf("%s.log", out);
     char *log = slurp(logp, NULL);
     const char *d = strstr(log, "data: "), *sc = strstr(log, "schedule: ");
     cr_assert(d && sc, "no data/schedule lines in:\n%s", log);
@@ -868,7 +833,7 @@ Test(trainer, epochs_cover_data, .timeout = 120)
     free(logp);
     free(out);
     free(cfg);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -887,7 +852,7 @@ static char *one_step_config(const char *dir, const char *name, const char *data
 {
     char *init = fixture("tiny-llama/adapter_init");
     char *ds = dataset_list(data, NULL);
-    char *keys = xasprintf("lora_model_dir: %s\n"
+    char *keys = lc_test_asprintf("lora_model_dir: %s\n"
                            "shuffle: false\n"
                            "max_steps: 1\n"
                            "learning_rate: 0.1\n"
@@ -913,8 +878,8 @@ static void compare_runs(const char *what, const char *x, const char *y, double 
     cr_assert_eq(a[0].tokens, b[0].tokens, "%s: supervised tokens %lld vs %lld", what,
                  (long long)a[0].tokens, (long long)b[0].tokens);
     double el = rel(a[0].loss, b[0].loss), en = rel(a[0].grad_norm, b[0].grad_norm);
-    char *fx = xasprintf("%s/adapter_model.safetensors", x);
-    char *fy = xasprintf("%s/adapter_model.safetensors", y);
+    char *fx = lc_test_asprintf("%s/adapter_model.safetensors", x);
+    char *fy = lc_test_asprintf("%s/adapter_model.safetensors", y);
     char *init = fixture("tiny-llama/lora_init.safetensors");
     update_err e;
     update_error(fx, init, fy, &e);
@@ -985,7 +950,7 @@ Test(trainer, accumulation, .timeout = 120)
     const int rows[] = {0, 1}; /* 15 and 10 supervised targets */
     char *data = fixture_rows(dir, "rows01.jsonl", rows, NULL, 2);
     char *cfg = one_step_config(dir, "accum.yaml", data);
-    char *X = xasprintf("%s/accum", dir), *Y = xasprintf("%s/batch", dir);
+    char *X = lc_test_asprintf("%s/accum", dir), *Y = lc_test_asprintf("%s/batch", dir);
     const char *accum[] = {"sequence_len=16", "micro_batch_size=1", "gradient_accumulation_steps=2"};
     const char *batch[] = {"sequence_len=16", "micro_batch_size=2", "gradient_accumulation_steps=1"};
     train_ok(cfg, X, accum, 3);
@@ -1000,7 +965,7 @@ Test(trainer, accumulation, .timeout = 120)
     cr_expect_leq(rel(m[0].grad_norm, 2.9949521709634292), 1e-4, "grad_norm %.9g", m[0].grad_norm);
     const char *runs[2] = {X, Y};
     for (int i = 0; i < 2; i++) {
-        char *fin = xasprintf("%s/adapter_model.safetensors", runs[i]);
+        char *fin = lc_test_asprintf("%s/adapter_model.safetensors", runs[i]);
         double e = analytic_step_error(fin, 0.1, 0.01, 1.0, 1.0);
         cr_log_info("%s: update vs AdamW on the PEFT float64 gradients: rel err %.2e",
                     i ? "batch 2x1" : "accumulation 1x2", e);
@@ -1011,7 +976,7 @@ Test(trainer, accumulation, .timeout = 120)
     free(Y);
     free(cfg);
     free(data);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -1024,7 +989,7 @@ Test(trainer, packing, .timeout = 120)
     const int rows[] = {0, 1};
     char *data = fixture_rows(dir, "rows01.jsonl", rows, NULL, 2);
     char *cfg = one_step_config(dir, "pack.yaml", data);
-    char *P = xasprintf("%s/packed", dir), *U = xasprintf("%s/unpacked", dir);
+    char *P = lc_test_asprintf("%s/packed", dir), *U = lc_test_asprintf("%s/unpacked", dir);
     const char *packed[] = {"sequence_len=32", "sample_packing=true", "micro_batch_size=1"};
     const char *unpacked[] = {"sequence_len=16", "sample_packing=false", "micro_batch_size=2"};
     train_ok(cfg, P, packed, 3);
@@ -1036,12 +1001,12 @@ Test(trainer, packing, .timeout = 120)
     const int rows3[] = {0, 1, 3}, cut3[] = {0, 9, 14};
     char *data3 = fixture_rows(dir, "rows3.jsonl", rows3, cut3, 3);
     char *cfg3 = one_step_config(dir, "pack3.yaml", data3);
-    char *P3 = xasprintf("%s/packed3", dir), *U3 = xasprintf("%s/unpacked3", dir);
+    char *P3 = lc_test_asprintf("%s/packed3", dir), *U3 = lc_test_asprintf("%s/unpacked3", dir);
     const char *packed3[] = {"sequence_len=48", "sample_packing=true", "micro_batch_size=1"};
     const char *unpacked3[] = {"sequence_len=16", "sample_packing=false", "micro_batch_size=3"};
     train_ok(cfg3, P3, packed3, 3);
     train_ok(cfg3, U3, unpacked3, 3);
-    char *logp = xasprintf("%s.log", P3);
+    char *logp = lc_test_asprintf("%s.log", P3);
     char *log = slurp(logp, NULL);
     cr_assert(strstr(log, "data: 3 rows, 39 tokens"), "unexpected data:\n%s", log);
     compare_runs("packed 3 uneven rows vs unpacked", P3, U3, 1e-5, 1e-5, 1e-4);
@@ -1056,7 +1021,7 @@ Test(trainer, packing, .timeout = 120)
     free(U);
     free(cfg);
     free(data);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -1083,10 +1048,10 @@ static int64_t check_checkpoints(const char *out, int *n_tmp, int *n_complete)
         char *end;
         long long k = strtoll(e->d_name + 11, &end, 10);
         cr_assert(*end == '\0' && k >= 0, "unexpected entry %s/%s", out, e->d_name);
-        char *ck = xasprintf("%s/%s", out, e->d_name);
+        char *ck = lc_test_asprintf("%s/%s", out, e->d_name);
         const char *st_files[] = {"adapter_model.safetensors", "optimizer.safetensors"};
         for (int i = 0; i < 2; i++) {
-            char *p = xasprintf("%s/%s", ck, st_files[i]);
+            char *p = lc_test_asprintf("%s/%s", ck, st_files[i]);
             lc_st_file f;
             lc_error err;
             cr_assert_eq(lc_st_open(&f, p, &err), 0, "incomplete checkpoint: %s", err.msg);
@@ -1095,7 +1060,7 @@ static int64_t check_checkpoints(const char *out, int *n_tmp, int *n_complete)
         }
         const char *js_files[] = {"adapter_config.json", "trainer_state.json"};
         for (int i = 0; i < 2; i++) {
-            char *p = xasprintf("%s/%s", ck, js_files[i]);
+            char *p = lc_test_asprintf("%s/%s", ck, js_files[i]);
             char *text = slurp(p, NULL);
             cr_assert_not_null(text, "incomplete checkpoint: %s missing", p);
             cJSON *j = cJSON_Parse(text);
@@ -1116,21 +1081,13 @@ static int64_t check_checkpoints(const char *out, int *n_tmp, int *n_complete)
     return newest;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Many short steps, a checkpoint after each (pruned to the newest 3). */
 static char *long_run_config(const char *dir, const char *extra_keys)
 {
     char *data = fixture("tiny-llama/train.jsonl");
     char *init = fixture("tiny-llama/adapter_init");
     char *ds = dataset_list(data, NULL);
-    char *keys = xasprintf("lora_model_dir: %s\n"
+    char *keys = lc_test_asprintf("lora_model_dir: %s\n"
                            "sequence_len: 16\n"
                            "micro_batch_size: 1\n"
                            "shuffle: true\n"
@@ -1153,15 +1110,15 @@ Test(trainer, sigkill_checkpoints, .timeout = 120)
     char *cfg = long_run_config(dir, "save_steps: 1\n"
                                      "save_total_limit: 3\n"
                                      "resume_from_checkpoint: auto\n");
-    char *out = xasprintf("%s/out", dir);
-    char *errp = xasprintf("%s/stderr.txt", dir);
+    char *out = lc_test_asprintf("%s/out", dir);
+    char *errp = lc_test_asprintf("%s/stderr.txt", dir);
     uint64_t rng = 20240601;
     int64_t newest = 0;
     int kills = 0, tmp_after_kill = 0, iterations = 16;
     for (int it = 0; it < iterations; it++) {
         pid_t pid = spawn_lorac(cfg, out, errp, NULL, 0);
         int64_t target = it == 0 ? 2 : newest + 1;
-        char *wait_path = xasprintf("%s/checkpoint-%lld/trainer_state.json", out, (long long)target);
+        char *wait_path = lc_test_asprintf("%s/checkpoint-%lld/trainer_state.json", out, (long long)target);
         int code = -1;
         int got = poll_for(wait_path, pid, 30, &code, errp);
         if (!got) {
@@ -1169,7 +1126,7 @@ Test(trainer, sigkill_checkpoints, .timeout = 120)
             cr_assert_fail("run %d exited with %d before %s appeared:\n%s", it, code, wait_path,
                            log ? log : "");
         }
-        long delay = it == 0 ? 0 : (long)(rng_next(&rng) % 30000);
+        long delay = it == 0 ? 0 : (long)(lc_test_splitmix64(&rng) % 30000);
         sleep_us(delay);
         kill(pid, SIGKILL);
         code = wait_child(pid);
@@ -1189,12 +1146,12 @@ Test(trainer, sigkill_checkpoints, .timeout = 120)
                 "newest checkpoint %lld", kills, tmp_after_kill, (long long)newest);
 
     /* Resume: from the newest complete checkpoint, two more steps, exit 0. */
-    char *last = xasprintf("max_steps=%lld", (long long)newest + 2);
+    char *last = lc_test_asprintf("max_steps=%lld", (long long)newest + 2);
     const char *extra[] = {last};
     char *log;
     int code = run_lorac(cfg, out, errp, extra, 1, &log);
     cr_assert_eq(code, 0, "resume failed (%d):\n%s", code, log);
-    char *want = xasprintf("resume: %s/checkpoint-%lld (step %lld,", out, (long long)newest,
+    char *want = lc_test_asprintf("resume: %s/checkpoint-%lld (step %lld,", out, (long long)newest,
                            (long long)newest);
     cr_assert(strstr(log, want), "expected '%s' in:\n%s", want, log);
     int n_tmp, n_complete;
@@ -1203,7 +1160,7 @@ Test(trainer, sigkill_checkpoints, .timeout = 120)
     cr_assert_eq(n_complete, 3, "save_total_limit 3: %d checkpoints left", n_complete);
     cr_assert_eq(n_tmp, 0, "the last save should have removed checkpoint-N.tmp leftovers");
     assert_steps_contiguous(out, newest + 2);
-    char *ad = xasprintf("%s/adapter_model.safetensors", out);
+    char *ad = lc_test_asprintf("%s/adapter_model.safetensors", out);
     cr_assert(path_exists(ad));
 
     free(ad);
@@ -1213,7 +1170,7 @@ Test(trainer, sigkill_checkpoints, .timeout = 120)
     free(errp);
     free(out);
     free(cfg);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -1225,12 +1182,12 @@ Test(trainer, sigkill_checkpoints, .timeout = 120)
 static void clean_stop(int sig, int save_steps)
 {
     char *dir = lc_test_tmpdir();
-    char *keys = xasprintf("save_steps: %d\n", save_steps);
+    char *keys = lc_test_asprintf("save_steps: %d\n", save_steps);
     char *cfg = long_run_config(dir, keys);
     free(keys);
-    char *out = xasprintf("%s/out", dir);
-    char *errp = xasprintf("%s/stderr.txt", dir);
-    char *metrics = xasprintf("%s/metrics.jsonl", out);
+    char *out = lc_test_asprintf("%s/out", dir);
+    char *errp = lc_test_asprintf("%s/stderr.txt", dir);
+    char *metrics = lc_test_asprintf("%s/metrics.jsonl", out);
     pid_t pid = spawn_lorac(cfg, out, errp, NULL, 0);
     /* wait for the first complete metrics line */
     double t0 = now_s();
@@ -1255,21 +1212,21 @@ static void clean_stop(int sig, int save_steps)
     cr_assert_eq(n_complete, save_steps ? step : 1, "%s: %d checkpoints at step %lld",
                  strsignal(sig), n_complete, (long long)step);
     cr_assert_eq(n_tmp, 0, "%s: a checkpoint-N.tmp was left behind", strsignal(sig));
-    char *said = xasprintf("interrupted: saving a checkpoint at step %lld", (long long)step);
+    char *said = lc_test_asprintf("interrupted: saving a checkpoint at step %lld", (long long)step);
     cr_assert(strstr(log, said), "expected '%s' in:\n%s", said, log);
     assert_steps_contiguous(out, step);
     cr_log_info("%s: stopped at step %lld", strsignal(sig), (long long)step);
 
-    char *last = xasprintf("max_steps=%lld", (long long)step + 2);
+    char *last = lc_test_asprintf("max_steps=%lld", (long long)step + 2);
     const char *extra[] = {"resume_from_checkpoint=auto", last};
     char *log2;
     code = run_lorac(cfg, out, errp, extra, 2, &log2);
     cr_assert_eq(code, 0, "resume after %s failed (%d):\n%s", strsignal(sig), code, log2);
-    char *want = xasprintf("resume: %s/checkpoint-%lld (step %lld,", out, (long long)step,
+    char *want = lc_test_asprintf("resume: %s/checkpoint-%lld (step %lld,", out, (long long)step,
                            (long long)step);
     cr_assert(strstr(log2, want), "expected '%s' in:\n%s", want, log2);
     assert_steps_contiguous(out, step + 2);
-    char *ad = xasprintf("%s/adapter_model.safetensors", out);
+    char *ad = lc_test_asprintf("%s/adapter_model.safetensors", out);
     cr_assert(path_exists(ad));
 
     free(ad);
@@ -1282,7 +1239,7 @@ static void clean_stop(int sig, int save_steps)
     free(errp);
     free(out);
     free(cfg);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }
 
@@ -1306,8 +1263,8 @@ Test(trainer, sigint, .timeout = 120)
 static void expect_cli_error(const char *dir, const char *what, const char *cfg, const char *set,
                              const char *sub1, const char *sub2)
 {
-    char *errp = xasprintf("%s/stderr-%s.txt", dir, what);
-    char *out = xasprintf("%s/out-%s", dir, what);
+    char *errp = lc_test_asprintf("%s/stderr-%s.txt", dir, what);
+    char *out = lc_test_asprintf("%s/out-%s", dir, what);
     const char *extra[] = {set};
     char *log;
     int code = run_lorac(cfg, out, errp, extra, set ? 1 : 0, &log);
@@ -1355,15 +1312,15 @@ Test(trainer, bad_inputs, .timeout = 120)
     expect_cli_error(dir, "missing-model", c2, "base_model=/nonexistent/lorac-model",
                      "/nonexistent/lorac-model", NULL);
 
-    char *big = write_text(dir, "big.jsonl",
+    char *big = lc_test_write_text(dir, "big.jsonl",
                            "{\"input_ids\": [1, 2, 3]}\n"
                            "{\"input_ids\": [4, 512, 6], \"labels\": [4, 512, 6]}\n");
     char *ds3 = dataset_list(big, NULL);
     char *c3 = write_config(dir, "big.yaml", ds3, "");
-    char *where3 = xasprintf("%s:2:", big);
+    char *where3 = lc_test_asprintf("%s:2:", big);
     expect_cli_error(dir, "token-vocab", c3, NULL, where3, "out of range [0, 512)");
 
-    char *masked = write_text(dir, "masked.jsonl",
+    char *masked = lc_test_write_text(dir, "masked.jsonl",
                               "{\"input_ids\": [1, 2, 3], \"labels\": [-100, -100, -100]}\n"
                               "{\"input_ids\": [4, 5], \"labels\": [-100, -100]}\n"
                               "{\"input_ids\": [7]}\n");
@@ -1371,13 +1328,13 @@ Test(trainer, bad_inputs, .timeout = 120)
     char *c4 = write_config(dir, "masked.yaml", ds4, "");
     expect_cli_error(dir, "no-supervised", c4, NULL, "no supervised tokens", NULL);
 
-    char *broken = write_text(dir, "broken.jsonl",
+    char *broken = lc_test_write_text(dir, "broken.jsonl",
                               "{\"input_ids\": [1, 2, 3]}\n"
                               "\n"
                               "{\"input_ids\": [1, 2, 3]\n");
     char *ds5 = dataset_list(broken, NULL);
     char *c5 = write_config(dir, "broken.yaml", ds5, "");
-    char *where5 = xasprintf("%s:3:", broken);
+    char *where5 = lc_test_asprintf("%s:3:", broken);
     expect_cli_error(dir, "malformed-jsonl", c5, NULL, where5, "not valid JSON");
 
     char *c6 = write_config(dir, "cuda.yaml", ds, "");
@@ -1386,14 +1343,14 @@ Test(trainer, bad_inputs, .timeout = 120)
     char *c7 = write_config(dir, "qlora.yaml", ds, "load_in_4bit: true\n");
     expect_cli_error(dir, "qlora", c7, "bnb_4bit_blocksize=48", "blocksize", "48");
 
-    char *missing = xasprintf("%s/no-such-data.jsonl", dir);
+    char *missing = lc_test_asprintf("%s/no-such-data.jsonl", dir);
     char *ds8 = dataset_list(missing, NULL);
     char *c8 = write_config(dir, "nodata.yaml", ds8, "");
     expect_cli_error(dir, "missing-dataset", c8, NULL, missing, "No such file");
 
     expect_cli_error(dir, "bad-override", c6, "lora_r=abc", "--set lora_r=abc", "lora_r");
 
-    char *nofile = xasprintf("%s/no-such-config.yaml", dir);
+    char *nofile = lc_test_asprintf("%s/no-such-config.yaml", dir);
     expect_cli_error(dir, "missing-config", nofile, NULL, "no-such-config.yaml", NULL);
 
     free(nofile);
@@ -1417,6 +1374,6 @@ Test(trainer, bad_inputs, .timeout = 120)
     free(c1);
     free(ds);
     free(good);
-    rm_rf(dir);
+    lc_test_rm_rf(dir);
     free(dir);
 }

@@ -36,6 +36,7 @@
 
 #define CFG_MAX_BYTES (1u << 20)      /* config files and --set values */
 #define CFG_MAX_KEY_SHOWN 64          /* longest key/value echoed in messages */
+#define CFG_MAX_DEPTH 32              /* nesting of sequences/mappings (configs use 3) */
 
 /* ---- key table ------------------------------------------------------------ */
 
@@ -193,6 +194,15 @@ static int fail_at(const ctx *x, const char *set_text, int line, const char *key
         snprintf(where, sizeof where, "%.400s:%d", x->label, line);
     else
         snprintf(where, sizeof where, "%.400s", x->label);
+    /* Hardening (fuzz_yaml_config): msg quotes scalars and keys from the file
+     * (quoted YAML scalars may hold "\n" or terminal escapes) and where the
+     * --set text; an lc_error is one printable line. */
+    for (char *q = msg; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+            *q = '?';
+    for (char *q = where; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+            *q = '?';
     if (key)
         return lc_error_set(x->err, "%s: %s: %s", where, key, msg);
     return lc_error_set(x->err, "%s: %s", where, msg);
@@ -791,7 +801,7 @@ static int prescan(ctx *x, const char *text, size_t len)
     if (!yaml_parser_initialize(&p))
         return fail_at(x, x->set_text, 0, NULL, "out of memory");
     yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
-    int docs = 0, rc = 0;
+    int docs = 0, rc = 0, depth = 0;
     for (;;) {
         yaml_event_t e;
         if (!yaml_parser_parse(&p, &e)) {
@@ -801,7 +811,18 @@ static int prescan(ctx *x, const char *text, size_t len)
         int line = (int)e.start_mark.line + 1;
         const yaml_char_t *tag;
         const char *anchor = event_anchor(&e, &tag);
-        if (e.type == YAML_ALIAS_EVENT)
+        /* Hardening (tests/test_hostile.c): libyaml's scanner checks every
+         * open flow level on each token, so "[[[[..." nested n deep costs
+         * O(n^2): 200 KB of '[' took minutes, a 1 MB file hours. Events come
+         * lazily, so stopping at a depth no config needs bounds the work. */
+        if (e.type == YAML_SEQUENCE_START_EVENT || e.type == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if (e.type == YAML_SEQUENCE_END_EVENT || e.type == YAML_MAPPING_END_EVENT)
+            depth--;
+        if (depth > CFG_MAX_DEPTH)
+            rc = fail_at(x, x->set_text, line, NULL,
+                         "YAML nested more than %d levels deep", CFG_MAX_DEPTH);
+        else if (e.type == YAML_ALIAS_EVENT)
             rc = fail_at(x, x->set_text, line, NULL, "YAML aliases (*%.*s) are not supported",
                          CFG_MAX_KEY_SHOWN, (const char *)e.data.alias.anchor);
         else if (anchor)

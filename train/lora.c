@@ -207,7 +207,9 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
         lc_error_set(err, "%s: bias/lora_bias: only bias \"none\" adapters are supported", path);
         goto out;
     }
-    if (!cJSON_IsNumber(alpha) || !(alpha->valuedouble > 0)) {
+    /* Hardening (tests/test_hostile.c): 1e999 parses as infinity, which made
+     * the scale infinite and every step NaN; alpha must be finite. */
+    if (!cJSON_IsNumber(alpha) || !(alpha->valuedouble > 0) || !isfinite(alpha->valuedouble)) {
         lc_error_set(err, "%s: lora_alpha: expected a positive number", path);
         goto out;
     }
@@ -236,11 +238,18 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
         {
             int m = cJSON_IsString(it) ? lc_module_from_name(it->valuestring) : -1;
             if (m < 0) {
-                lc_error_set(err, "%s: target_modules: unknown module %s%s%s (expected q_proj, "
+                /* Hardening (fuzz_adapter): the name is from the file; cut it
+                 * and show control bytes as '?' so the error stays one line. */
+                char nb[68] = "(not a string)";
+                if (cJSON_IsString(it)) {
+                    snprintf(nb, sizeof nb, "'%.64s'", it->valuestring);
+                    for (char *q = nb; *q; q++)
+                        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+                            *q = '?';
+                }
+                lc_error_set(err, "%s: target_modules: unknown module %s (expected q_proj, "
                              "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
-                             path, cJSON_IsString(it) ? "'" : "",
-                             cJSON_IsString(it) ? it->valuestring : "(not a string)",
-                             cJSON_IsString(it) ? "'" : "");
+                             path, nb);
                 goto out;
             }
             cfg->targets[m] = true;
@@ -281,8 +290,24 @@ int lc_lora_load_tensors(lc_lora *lora, const lc_st_file *f, lc_error *err)
                     dt != LC_DTYPE_F64)
                     return lc_error_set(err, "%s: tensor '%s' has dtype %s, expected a float type",
                                         f->path, name, lc_dtype_name(dt));
-                lc_weight w = {st->data, dt, st->shape[0], st->shape[1]};
+                /* Hardening (fuzz_adapter): safetensors does not align tensor data
+                 * (a header whose length is not a multiple of 8 leaves it at any
+                 * byte), and loading a float through a misaligned pointer is
+                 * undefined (UBSan flags it; vectorised loads may assume it).
+                 * Misaligned data is copied to an aligned buffer first. */
+                const void *src = st->data;
+                void *copy = NULL;
+                if ((uintptr_t)src % lc_dtype_size(dt) != 0) {
+                    size_t nbytes = (size_t)(st->end - st->begin);
+                    if (!(copy = malloc(nbytes ? nbytes : 1)))
+                        return lc_error_set(err, "%s: tensor '%s': out of memory", f->path,
+                                            name);
+                    memcpy(copy, src, nbytes);
+                    src = copy;
+                }
+                lc_weight w = {.data = src, .dtype = dt, .rows = st->shape[0], .cols = st->shape[1]};
                 lc_weight_rows_to_real(&w, 0, w.rows, t->data);
+                free(copy);
                 for (int64_t i = 0; i < t->numel; i++)
                     if (!isfinite(t->data[i]))
                         return lc_error_set(err, "%s: tensor '%s' holds NaN or infinity at "

@@ -67,6 +67,13 @@ static int get_tensor(lc_model *m, const char *name, int ndim, int64_t d0, int64
         return lc_error_set(err, "%s: tensor '%s' has shape %s, expected [%lld,%lld]",
                             m->files.dir, name, got, (long long)d0, (long long)d1);
     }
+    /* Kernels read weights in place (and hand F32 ones to BLAS): the data
+     * must be aligned to its element size. Every writer pads the header to
+     * 8 bytes; a file that does not is refused rather than read unaligned. */
+    if ((uintptr_t)t->data % lc_dtype_size(t->dtype) != 0)
+        return lc_error_set(err, "%s: tensor '%s' is not aligned to its %zu-byte elements "
+                            "(the safetensors header length is not padded); re-save the file",
+                            m->files.dir, name, lc_dtype_size(t->dtype));
     *w = (lc_weight){t->data, t->dtype, d0, ndim == 1 ? 1 : d1, NULL};
     return 0;
 }

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""make_corpus.py — writes the seed corpora in tests/fuzz/corpus/<target>/.
+
+Seeds come from the real fixtures (tests/fixtures/tiny-*, configs/*.yaml) plus
+small safetensors images made here (the 600 KB model fixture is too big for a
+seed). Each corpus stays well under 200 KB. Run from anywhere:
+    python3 tests/fuzz/make_corpus.py
+"""
+import json
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+FIX = os.path.join(REPO, "tests", "fixtures")
+OUT = os.path.join(HERE, "corpus")
+
+DT = {"F32": ("<f", 4), "F16": ("<e", 2), "F64": ("<d", 8), "I32": ("<i", 4), "U8": ("<B", 1)}
+
+
+def st_image(tensors, meta=None, pad=True):
+    """tensors: list of (name, dtype, shape, values). Returns safetensors bytes."""
+    hdr, data = {}, b""
+    if meta:
+        hdr["__metadata__"] = meta
+    for name, dt, shape, vals in tensors:
+        if dt == "BF16":
+            raw = b"".join(struct.pack("<f", v)[2:] for v in vals)
+        else:
+            fmt, _ = DT[dt]
+            raw = b"".join(struct.pack(fmt, v) for v in vals)
+        hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    js = json.dumps(hdr, separators=(",", ":")).encode()
+    if pad:
+        js += b" " * (-len(js) % 8)
+    return struct.pack("<Q", len(js)) + js + data
+
+
+def put(target, name, blob):
+    d = os.path.join(OUT, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(blob, str):
+        blob = blob.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(blob)
+
+
+def read(*p):
+    with open(os.path.join(*p), "rb") as f:
+        return f.read()
+
+
+# tiny-llama LoRA shapes: module -> (out, in)
+MODS = [("self_attn", "q_proj", 64, 64), ("self_attn", "k_proj", 32, 64),
+        ("self_attn", "v_proj", 32, 64), ("self_attn", "o_proj", 64, 64),
+        ("mlp", "gate_proj", 160, 64), ("mlp", "up_proj", 160, 64), ("mlp", "down_proj", 64, 160)]
+
+
+def lora_tensors(r, dtype, mods=None):
+    out = []
+    for layer in range(2):
+        for parent, mod, o, i in MODS:
+            if mods and mod not in mods:
+                continue
+            base = f"base_model.model.model.layers.{layer}.{parent}.{mod}"
+            out.append((base + ".lora_A.weight", dtype, [r, i], [0.01 * (k % 7) for k in range(r * i)]))
+            out.append((base + ".lora_B.weight", dtype, [o, r], [0.0] * (o * r)))
+    return out
+
+
+def main():
+    # ---- safetensors
+    t = "fuzz_safetensors"
+    put(t, "one_f32", st_image([("w", "F32", [2, 2], [1, 2, 3, 4])], {"format": "pt"}))
+    put(t, "mixed", st_image([("a.weight", "F16", [3], [1, -2, 0.5]),
+                              ("b.bias", "BF16", [2], [1, 2]),
+                              ("c", "I32", [2, 1], [7, 8]),
+                              ("scalar", "F64", [], [3.5]),
+                              ("empty", "F32", [0, 4], [])]))
+    put(t, "empty_header", st_image([]))
+    put(t, "unpadded", st_image([("x", "U8", [5], [1, 2, 3, 4, 5])], {"k": "v", "format": "pt"}, pad=False))
+    put(t, "lora_r1_f32", st_image(lora_tensors(1, "F32"), {"format": "pt"}))
+    put(t, "lora_r2_bf16_qv", st_image(lora_tensors(2, "BF16", ["q_proj", "v_proj"])))
+
+    # ---- model.safetensors.index.json (shards made by the fuzz target itself)
+    t = "fuzz_st_index"
+    put(t, "two_shards", json.dumps({"metadata": {"total_size": 24}, "weight_map": {
+        "a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",
+        "c": "model-00002-of-00002.safetensors"}}, indent=2))
+    put(t, "one_shard", json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors"}}))
+    put(t, "inlink", json.dumps({"weight_map": {"c": "inlink.safetensors",
+                                                "b": "model-00001-of-00002.safetensors"}}))
+    put(t, "link_out", json.dumps({"weight_map": {"a": "link.safetensors"}}))
+    put(t, "dotdot", json.dumps({"weight_map": {"a": "../outside.safetensors"}}))
+    put(t, "missing", json.dumps({"weight_map": {"z": "model-00002-of-00002.safetensors"}}))
+
+    # ---- config.json
+    t = "fuzz_model_config"
+    for arch in ("llama", "mistral", "qwen2", "qwen3"):
+        p = os.path.join(FIX, "tiny-" + arch, "model", "config.json")
+        if os.path.exists(p):
+            put(t, "tiny_" + arch, read(p))
+    legacy = json.loads(read(FIX, "tiny-llama", "model", "config.json"))
+    del legacy["rope_parameters"]
+    legacy["rope_theta"] = 500000.0
+    legacy["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                              "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    legacy["torch_dtype"] = "bfloat16"
+    del legacy["dtype"]
+    put(t, "legacy_llama3", json.dumps(legacy))
+    lin = dict(legacy)
+    lin["rope_scaling"] = {"type": "linear", "factor": 2.0}
+    lin["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    put(t, "linear_bnb", json.dumps(lin))
+
+    # ---- YAML training configs (+ overrides after NUL bytes)
+    t = "fuzz_yaml_config"
+    cdir = os.path.join(REPO, "configs")
+    for f in sorted(os.listdir(cdir)):
+        if f.endswith(".yaml"):
+            put(t, f[:-5], read(cdir, f))
+    small = ("base_model: model\ndatasets:\n  - path: train.jsonl\n    type: tokenized\n"
+             "lora_r: 8\nlora_target_modules: [q_proj, v_proj]\nmicro_batch_size: 2\n")
+    put(t, "small_with_sets", small.encode() + b"\0lora_r=16\0learning_rate=1e-4\0datasets=[{path: x.jsonl}]")
+    put(t, "flow", "{base_model: m, datasets: [{path: d.jsonl, type: tokenized}], lora_target_linear: true,"
+                   " warmup_ratio: 0.1, resume_from_checkpoint: auto, device: cpu}\n")
+
+    # ---- JSONL rows
+    t = "fuzz_jsonl_row"
+    for i, line in enumerate(read(FIX, "tiny-llama", "train.jsonl").splitlines()[:3]):
+        put(t, f"row{i}", line)
+    put(t, "mask", json.dumps({"input_ids": [1, 2, 3], "attention_mask": [1, 1, 1], "labels": None}))
+    put(t, "ignore", json.dumps({"input_ids": [5, 6], "labels": [-100, 6]}) + "\r\n")
+    rows = read(FIX, "tiny-llama", "train.jsonl").decode().splitlines()
+    put(t, "three_rows_blank", rows[0] + "\n\n  \n" + rows[1] + "\r\n" + rows[2])
+
+    # ---- adapter: adapter_config.json NUL adapter_model.safetensors
+    t = "fuzz_adapter"
+    real_cfg = read(FIX, "tiny-llama", "adapter_init", "adapter_config.json")
+    cfg = json.loads(real_cfg)
+    cfg["r"] = 1
+    put(t, "r1_all_f32", json.dumps(cfg).encode() + b"\0" + st_image(lora_tensors(1, "F32"), {"format": "pt"}))
+    cfg2 = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "lora_dropout": 0.1, "use_rslora": True,
+            "target_modules": ["q_proj", "v_proj"], "bias": "none"}
+    put(t, "r2_qv_bf16", json.dumps(cfg2).encode() + b"\0" + st_image(lora_tensors(2, "BF16", ["q_proj", "v_proj"])))
+    cfg3 = {"r": 1, "lora_alpha": 1, "target_modules": "all-linear"}
+    put(t, "r1_alllinear_f16", json.dumps(cfg3).encode() + b"\0" + st_image(lora_tensors(1, "F16")))
+    put(t, "config_only", real_cfg)
+    # header length not a multiple of 4: tensor data is misaligned for F32
+    # (legal: the format does not require the writer's padding)
+    for extra in range(4):
+        img = st_image(lora_tensors(1, "F32", ["q_proj"]), {"format": "pt" + "!" * extra}, pad=False)
+        if struct.unpack("<Q", img[:8])[0] % 4:
+            break
+    put(t, "r1_unpadded_f32", json.dumps({"r": 1, "lora_alpha": 2, "target_modules": ["q_proj"]}).encode()
+        + b"\0" + img)
+
+    for d in sorted(os.listdir(OUT)):
+        total = sum(os.path.getsize(os.path.join(OUT, d, f)) for f in os.listdir(os.path.join(OUT, d)))
+        print(f"{d}: {len(os.listdir(os.path.join(OUT, d)))} seeds, {total} bytes")
+        if total > 200_000:
+            sys.exit(f"{d}: corpus over 200 KB")
+
+
+if __name__ == "__main__":
+    main()
