@@ -352,9 +352,7 @@ static void make_weight(gc *g, lc_weight *W, int64_t rows, int64_t cols, lc_dtyp
                         double scale)
 {
     int64_t n = rows * cols;
-    W->rows = rows;
-    W->cols = cols;
-    W->dtype = dt;
+    *W = (lc_weight){.rows = rows, .cols = cols, .dtype = dt}; /* nf4 etc. NULL */
     if (dt == LC_DTYPE_F64) {
         double *p = gc_alloc(g, (size_t)n * sizeof(double));
         for (int64_t i = 0; i < n; i++)

@@ -4,8 +4,16 @@
  *   eval_matches_reference  eval of adapter_init on rows 0–1 of train.jsonl ==
  *                           ref_step0's loss (HF + PEFT) within 1e-5 relative,
  *                           via --model/--adapter/--data and via a config.
+ *   eval_nf4                eval of adapter_init on rows 0–1 on the bitsandbytes
+ *                           NF4 fixture == its meta.json loss (HF + PEFT +
+ *                           bitsandbytes) within 1e-5 relative; --nf4 on the
+ *                           unquantized model gives bitwise the same loss (the
+ *                           same NF4 weights), and so does a qlora config;
+ *                           bnb_4bit_* keys of the config are honoured.
  *   info_counts             architecture and a parameter count checked against
  *                           one computed here from config.json (and the file).
+ *   info_prequantized       info on the NF4 fixture: its memory rows use the
+ *                           real weight bytes (lc_model_weight_bytes).
  *   help / usage            --help exits 0 on every command; unknown options and
  *                           missing required arguments exit 2; failures exit 1. */
 #include <criterion/criterion.h>
@@ -26,6 +34,8 @@
 #include "data/safetensors.h"
 #include "helpers.h"
 #include "train/fsutil.h"
+#include "train/info.h"
+#include "train/model.h"
 
 #define REF_LOSS_STEP0 6.445791721343994 /* meta.json trace[0].loss = ref_step0 loss */
 
@@ -134,6 +144,151 @@ Test(cli, eval_matches_reference)
     free(yaml);
     free(rows);
     free(tmp);
+}
+
+/* The "loss" of tiny-llama-bnb4/meta.json. */
+static double bnb_meta_loss(void)
+{
+    char *text = lc_test_read_file(lc_test_fixture("tiny-llama-bnb4/meta.json"), NULL);
+    cJSON *j = cJSON_Parse(text);
+    cr_assert(j, "meta.json is not JSON");
+    const cJSON *l = cJSON_GetObjectItem(j, "loss");
+    cr_assert(cJSON_IsNumber(l), "meta.json: no loss");
+    double v = l->valuedouble;
+    cJSON_Delete(j);
+    free(text);
+    return v;
+}
+
+/* The "loss:" line of eval's output (malloc'd). */
+static char *loss_line(const char *out)
+{
+    const char *p = strstr(out, "loss:");
+    cr_assert(p, "no loss in:\n%s", out);
+    const char *e = strchr(p, '\n');
+    return lc_test_asprintf("%.*s", (int)(e ? e - p : (long)strlen(p)), p);
+}
+
+static double check_nf4_eval(const lc_test_run_result *r, double want)
+{
+    cr_assert_eq(r->code, 0, "eval failed (%d):\n%s%s", r->code, r->out, r->err);
+    cr_log_info("%s", r->out);
+    double loss = field(r->out, "loss:");
+    double rel = fabs(loss - want) / want;
+    cr_log_info("NF4 eval loss %.9f vs bitsandbytes reference %.9f: rel %.3g", loss, want, rel);
+    cr_expect_lt(rel, 1e-5, "loss %.9f vs %.9f", loss, want);
+    cr_expect_eq(field(r->out, "supervised tokens:"), 25.0);
+    cr_expect(strstr(r->out, "linears NF4"), "the model line should say NF4:\n%s", r->out);
+    return loss;
+}
+
+Test(cli, eval_nf4)
+{
+    const double want = bnb_meta_loss();
+    char *tmp = lc_test_tmpdir();
+    char *rows = first_rows(tmp, 2);
+    const char *bnb = lc_test_fixture("tiny-llama-bnb4/model");
+    const char *dense = lc_test_fixture("tiny-llama/model");
+    const char *ad = lc_test_fixture("tiny-llama/adapter_init");
+
+    /* the pre-quantized checkpoint, as stored */
+    const char *a1[] = {"eval", "--model", bnb, "--adapter", ad, "--data", rows, "--seq-len", "16",
+                        NULL};
+    lc_test_run_result r = lc_test_run_lorac(NULL, a1);
+    check_nf4_eval(&r, want);
+    cr_expect(strstr(r.out, "pre-quantized checkpoint, blocksize 64, double quant"), "%s", r.out);
+    char *l1 = loss_line(r.out);
+    lc_test_run_free(&r);
+
+    /* the unquantized model quantized at load: the same NF4 weights */
+    const char *a2[] = {"eval", "--model", dense, "--adapter", ad, "--data", rows, "--seq-len", "16",
+                        "--nf4", NULL};
+    r = lc_test_run_lorac(NULL, a2);
+    check_nf4_eval(&r, want);
+    cr_expect(strstr(r.out, "quantized at load, blocksize 64, double quant"), "%s", r.out);
+    char *l2 = loss_line(r.out);
+    cr_expect_str_eq(l2, l1, "--nf4 and the bitsandbytes checkpoint print different losses");
+    lc_test_run_free(&r);
+
+    /* bitwise, in process */
+    char *data[1] = {rows};
+    lc_eval_opts o = {.model_dir = bnb, .adapter_dir = ad, .data = data, .n_data = 1,
+                      .seq_len = 16, .micro_batch = 1};
+    lc_eval_report rb, rq;
+    lc_error err = {{0}};
+    cr_assert_eq(lc_eval_run(&o, &rb, &err), 0, "%s", err.msg);
+    o.model_dir = dense;
+    o.nf4 = true;
+    o.nf4_blocksize = 64;
+    o.nf4_double_quant = true;
+    cr_assert_eq(lc_eval_run(&o, &rq, &err), 0, "%s", err.msg);
+    cr_expect(rb.nf4 && rb.nf4_prequantized && rq.nf4 && !rq.nf4_prequantized);
+    cr_expect(memcmp(&rb.loss, &rq.loss, sizeof rb.loss) == 0, "losses differ: %.17g vs %.17g",
+              rb.loss, rq.loss);
+    cr_expect_eq(rb.weight_bytes, rq.weight_bytes);
+    cr_log_info("in process: pre-quantized %.17g, --nf4 %.17g (bnb reference %.17g)", rb.loss,
+                rq.loss, want);
+
+    /* a QLoRA training config: adapter: qlora quantizes at load, as training does */
+    char *yaml = lc_test_asprintf("base_model: %s\nadapter: qlora\nlora_model_dir: %s\n"
+                                  "datasets:\n  - path: %s\nsequence_len: 16\n"
+                                  "micro_batch_size: 1\noutput_dir: %s/out\n",
+                                  dense, ad, rows, tmp);
+    char *cfg = lc_test_write_file(tmp, "qlora.yaml", yaml, strlen(yaml));
+    const char *a3[] = {"eval", cfg, NULL};
+    r = lc_test_run_lorac(NULL, a3);
+    check_nf4_eval(&r, want);
+    char *l3 = loss_line(r.out);
+    cr_expect_str_eq(l3, l1, "the qlora config prints another loss");
+    lc_test_run_free(&r);
+
+    /* load_in_4bit with bnb_4bit_use_double_quant: false: honoured (plain absmax) */
+    char *yaml2 = lc_test_asprintf("base_model: %s\nload_in_4bit: true\n"
+                                   "bnb_4bit_use_double_quant: false\nlora_model_dir: %s\n"
+                                   "datasets:\n  - path: %s\nsequence_len: 16\n"
+                                   "micro_batch_size: 1\noutput_dir: %s/out\n",
+                                   dense, ad, rows, tmp);
+    char *cfg2 = lc_test_write_file(tmp, "qlora2.yaml", yaml2, strlen(yaml2));
+    const char *a4[] = {"eval", cfg2, NULL};
+    r = lc_test_run_lorac(NULL, a4);
+    cr_assert_eq(r.code, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "quantized at load, blocksize 64;"), "%s", r.out);
+    double l4 = field(r.out, "loss:");
+    cr_expect(fabs(l4 - want) / want < 1e-3 && l4 != field(l1, "loss:"),
+              "without double quant: loss %.9f (double quant %s)", l4, l1);
+    lc_test_run_free(&r);
+
+    free(cfg2);
+    free(yaml2);
+    free(l3);
+    free(cfg);
+    free(yaml);
+    free(l2);
+    free(l1);
+    free(rows);
+    free(tmp);
+}
+
+Test(cli, info_prequantized)
+{
+    const char *dir = lc_test_fixture("tiny-llama-bnb4/model");
+    const char *args[] = {"info", dir, NULL};
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
+    cr_assert_eq(r.code, 0, "info failed (%d):\n%s%s", r.code, r.out, r.err);
+    cr_log_info("%s", r.out);
+    cr_expect(strstr(r.out, "pre-quantized bitsandbytes 4-bit checkpoint"), "%s", r.out);
+    lc_model m;
+    lc_error err = {{0}};
+    cr_assert_eq(lc_model_load(&m, dir, &err), 0, "%s", err.msg);
+    const double bytes = lc_model_weight_bytes(&m);
+    lc_model_free(&m);
+    cr_expect_eq(field(r.out, "as loaded, "), bytes, "weight bytes in:\n%s", r.out);
+    /* the rows' weights column (MiB, 2 decimals) */
+    double col = field(r.out, "LoRA/QLoRA (NF4 as stored)");
+    cr_expect_leq(fabs(col - bytes / 1048576.0), 0.005, "row shows %.2f MiB, real %.4f MiB", col,
+                  bytes / 1048576.0);
+    cr_expect(!strstr(r.out, "0.5 byte/param"), "the estimate is shown for a real size:\n%s", r.out);
+    lc_test_run_free(&r);
 }
 
 static double jnum(const cJSON *o, const char *k)

@@ -15,6 +15,17 @@
  *   corrupt_hook_fails      LORAC_TEST_CORRUPT_MERGE=1 (test-only hook) makes the
  *                           verification fail: exit 1, a message about the
  *                           difference, nothing written.
+ *   dequantize_bnb4         adapter_step3 merged into the bitsandbytes NF4
+ *                           fixture with --dequantize --dtype f32: every linear
+ *                           == dequant(W) + scaling · B@A computed here (dequant
+ *                           via lc_model_load + lc_weight_rows_to_real) within
+ *                           1e-6; other tensors bit-identical; no bitsandbytes
+ *                           tensors or quantization_config left; verification
+ *                           passes. The default (BF16) output is the f32 one
+ *                           rounded; a 2-shard copy (a linear's companions in
+ *                           the other shard) gives the same tensors and an index
+ *                           without the dropped names; without --dequantize the
+ *                           base is refused naming the flag.
  *   bad_*                   mismatched adapters (hidden size, rank, layer),
  *                           missing shard, existing output (and --force),
  *                           quantized base, no space left (tmpfs; skipped when
@@ -41,6 +52,7 @@
 #include "helpers.h"
 #include "train/fsutil.h"
 #include "train/lora.h"
+#include "train/model.h"
 #include "train/model_config.h"
 
 #define SCALING 2.0 /* fixture LoRA: alpha 16 / r 8 */
@@ -612,11 +624,14 @@ Test(merge, bad_bases)
     char *ms = lc_test_asprintf("%s/model.safetensors", fixture_model()), *md = lc_test_asprintf("%s/model.safetensors", q);
     copy_file(ms, md);
     expect_refused(q, fixture_adapter(), out, "--dequantize", "quantized");
+    /* with --dequantize it must really hold bitsandbytes NF4 linears */
     const char *args[] = {"merge", "--base", q, "--adapter", fixture_adapter(), "--out", out,
                           "--dequantize", NULL};
     lc_test_run_result r = lc_test_run_lorac(NULL, args);
-    cr_expect_eq(r.code, 2, "--dequantize: exit %d", r.code);
-    cr_expect(strstr(r.err, "not available"), "%s", r.err);
+    cr_log_info("fake quantized base --dequantize: exit %d: %s", r.code, r.err);
+    cr_expect_eq(r.code, 1, "--dequantize: exit %d", r.code);
+    cr_expect(strstr(r.err, "quant_state.bitsandbytes__nf4"), "%s", r.err);
+    cr_expect(!lc_path_exists(out), "%s was created", out);
     lc_test_run_free(&r);
     free(ms);
     free(md);
@@ -626,6 +641,264 @@ Test(merge, bad_bases)
     free(q);
     free(gone);
     free(sh);
+    free(out);
+    free(tmp);
+}
+
+static const char *bnb_model(void) { return lc_test_fixture("tiny-llama-bnb4/model"); }
+
+static lc_test_run_result merge_dq(const char *base, const char *out, const char *dtype)
+{
+    const char *args[] = {"merge", "--base", base, "--adapter", fixture_adapter(), "--out", out,
+                          "--dequantize", dtype ? "--dtype" : NULL, dtype, NULL};
+    return lc_test_run_lorac(NULL, args);
+}
+
+/* A decoder linear's packed weight or one of its bitsandbytes companions. */
+static bool is_bnb_linear_part(const char *name)
+{
+    int l, n = 0;
+    char parent[32], mod[32];
+    return sscanf(name, "model.layers.%d.%31[^.].%31[^_.]_proj.weight%n", &l, parent, mod, &n) == 3 &&
+           n > 0;
+}
+
+/* The bnb fixture as two shards + index: layer 1 and the final norm in the
+ * second, together with the companions (absmax, ...) of layer 0's down_proj,
+ * whose packed weight stays in the first. */
+static void write_sharded_bnb(const char *dir)
+{
+    lc_error err;
+    lc_st_file src;
+    char *mp = lc_test_asprintf("%s/model.safetensors", bnb_model());
+    cr_assert_eq(lc_st_open(&src, mp, &err), 0, "%s", err.msg);
+    const char *names[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    cJSON *root = cJSON_CreateObject();
+    cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
+    cJSON *wm = cJSON_AddObjectToObject(root, "weight_map");
+    double total = 0;
+    for (int s = 0; s < 2; s++) {
+        lc_st_entry *e = calloc(src.n_tensors, sizeof *e);
+        size_t n = 0;
+        for (size_t i = 0; i < src.n_tensors; i++) {
+            const lc_st_tensor *t = &src.tensors[i];
+            bool second = !is_shard1(t->name) ||
+                          !strncmp(t->name, "model.layers.0.mlp.down_proj.weight.", 36);
+            if (second != (s == 1))
+                continue;
+            e[n++] = (lc_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
+            cJSON_AddStringToObject(wm, t->name, names[s]);
+            total += (double)(t->end - t->begin);
+        }
+        char *path = lc_test_asprintf("%s/%s", dir, names[s]);
+        const char *mk[1] = {"format"}, *mv[1] = {"pt"};
+        cr_assert_eq(lc_st_write(path, e, n, mk, mv, 1, &err), 0, "%s", err.msg);
+        free(path);
+        free(e);
+    }
+    cJSON_AddNumberToObject(meta, "total_size", total);
+    char *json = cJSON_Print(root);
+    write_text(dir, "model.safetensors.index.json", json);
+    free(json);
+    cJSON_Delete(root);
+    char *cp = lc_test_asprintf("%s/config.json", bnb_model()), *dst = lc_test_asprintf("%s/config.json", dir);
+    copy_file(cp, dst);
+    free(cp);
+    free(dst);
+    free(mp);
+    lc_st_close(&src);
+}
+
+Test(merge, dequantize_bnb4)
+{
+    char *tmp = lc_test_tmpdir();
+    char *out = lc_test_asprintf("%s/merged32", tmp);
+    lc_error err;
+
+    /* without --dequantize: refused, naming the flag */
+    char *refused = lc_test_asprintf("%s/refused", tmp);
+    expect_refused(bnb_model(), fixture_adapter(), refused, "--dequantize", "quantized");
+
+    lc_test_run_result r = merge_dq(bnb_model(), out, "f32");
+    cr_assert_eq(r.code, 0, "merge --dequantize failed (%d):\n%s%s", r.code, r.out, r.err);
+    cr_log_info("%s", r.out);
+    cr_expect(strstr(r.out, "dequantizing NF4 linears to F32"), "%s", r.out);
+    cr_expect(strstr(r.out, "f32 output") && strstr(r.out, "): ok"), "%s", r.out);
+    double vdiff = parse_verify_diff(r.out);
+    cr_expect_leq(vdiff, 1e-3);
+    lc_test_run_free(&r);
+
+    /* the independent computation: dequant(W) through the loader's NF4 view */
+    lc_model bm;
+    cr_assert_eq(lc_model_load(&bm, bnb_model(), &err), 0, "%s", err.msg);
+    lc_st_file in, mo, ad;
+    char *ip = lc_test_asprintf("%s/model.safetensors", bnb_model());
+    char *op = lc_test_asprintf("%s/model.safetensors", out);
+    char *ap = lc_test_asprintf("%s/adapter_model.safetensors", fixture_adapter());
+    cr_assert_eq(lc_st_open(&in, ip, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_st_open(&mo, op, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_st_open(&ad, ap, &err), 0, "%s", err.msg);
+    double worst = 0;
+    int linears = 0;
+    for (int l = 0; l < bm.cfg.n_layers; l++)
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            const lc_weight *w = &bm.layers[l].proj[m];
+            cr_assert(w->nf4, "layer %d %s: the fixture is not loaded as NF4", l, lc_module_name(m));
+            char name[128], an[160], bn[160];
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lc_module_parent(m),
+                     lc_module_name(m));
+            snprintf(an, sizeof an, "base_model.model.model.layers.%d.%s.%s.lora_A.weight", l,
+                     lc_module_parent(m), lc_module_name(m));
+            snprintf(bn, sizeof bn, "base_model.model.model.layers.%d.%s.%s.lora_B.weight", l,
+                     lc_module_parent(m), lc_module_name(m));
+            const lc_st_tensor *t = lc_st_find(&mo, name), *A = lc_st_find(&ad, an),
+                               *B = lc_st_find(&ad, bn);
+            cr_assert(t, "%s missing from the merged model", name);
+            cr_assert(A && B, "%s: no adapter (%s)", name, an);
+            cr_assert_eq(t->dtype, LC_DTYPE_F32, "%s", name);
+            cr_assert_eq(t->ndim, 2, "%s", name);
+            cr_assert(t->shape[0] == w->rows && t->shape[1] == w->cols, "%s: shape [%lld,%lld]",
+                      name, (long long)t->shape[0], (long long)t->shape[1]);
+            const int64_t rows = w->rows, cols = w->cols, rk = A->shape[0];
+            float *deq = malloc((size_t)(rows * cols) * sizeof *deq);
+            lc_weight_rows_to_real(w, 0, rows, deq);
+            const float *a = A->data, *b = B->data, *got = t->data;
+            double werr = 0;
+            for (int64_t i = 0; i < rows; i++)
+                for (int64_t jc = 0; jc < cols; jc++) {
+                    double acc = 0;
+                    for (int64_t k = 0; k < rk; k++)
+                        acc += (double)b[i * rk + k] * (double)a[k * cols + jc];
+                    double want = (double)deq[i * cols + jc] + SCALING * acc;
+                    werr = fmax(werr, fabs((double)got[i * cols + jc] - want));
+                }
+            cr_expect_leq(werr, 1e-6, "%s: max abs error %g vs dequant(W) + s*B@A", name, werr);
+            worst = fmax(worst, werr);
+            free(deq);
+            linears++;
+        }
+    cr_expect_eq(linears, 14);
+    cr_log_info("dequantize merge: %d linears, max abs error vs dequant(W) + scaling*B@A: %.3g; "
+                "verification logit difference %.3g", linears, worst, vdiff);
+    /* everything else bit for bit; no bitsandbytes tensor left */
+    size_t others = 0;
+    for (size_t i = 0; i < in.n_tensors; i++) {
+        const lc_st_tensor *w = &in.tensors[i];
+        if (is_bnb_linear_part(w->name))
+            continue;
+        const lc_st_tensor *t = lc_st_find(&mo, w->name);
+        cr_assert(t, "%s missing", w->name);
+        cr_expect_eq(t->dtype, w->dtype, "%s", w->name);
+        cr_expect(t->end - t->begin == w->end - w->begin &&
+                  memcmp(t->data, w->data, w->end - w->begin) == 0, "%s changed", w->name);
+        others++;
+    }
+    cr_expect_eq(mo.n_tensors, others + 14, "merged model has %zu tensors", mo.n_tensors);
+    for (size_t i = 0; i < mo.n_tensors; i++)
+        cr_expect(!strstr(mo.tensors[i].name, ".weight.") && mo.tensors[i].dtype == LC_DTYPE_F32,
+                  "unexpected tensor %s (%s)", mo.tensors[i].name,
+                  lc_dtype_name(mo.tensors[i].dtype));
+    /* config.json: no quantization_config, dtype float32; a dense model */
+    char *cp = lc_test_asprintf("%s/config.json", out);
+    char *ct = lc_test_read_file(cp, NULL);
+    cJSON *cj = cJSON_Parse(ct);
+    cr_assert(cj, "config.json is not JSON");
+    cr_expect(!cJSON_GetObjectItem(cj, "quantization_config"), "quantization_config kept");
+    const cJSON *dt = cJSON_GetObjectItem(cj, "dtype");
+    cr_expect(cJSON_IsString(dt) && !strcmp(dt->valuestring, "float32"), "dtype not float32");
+    lc_model mm;
+    cr_assert_eq(lc_model_load(&mm, out, &err), 0, "%s", err.msg);
+    cr_expect(!mm.cfg.prequantized_bnb4 && !mm.layers[0].proj[0].nf4, "merged model is not dense");
+    lc_model_free(&mm);
+    char *gc = lc_test_asprintf("%s/generation_config.json", out);
+    cr_expect(lc_path_exists(gc), "generation_config.json not copied");
+
+    /* default dtype: BF16, every float tensor; the linears are the f32 merge rounded */
+    char *out16 = lc_test_asprintf("%s/merged-bf16", tmp);
+    r = merge_dq(bnb_model(), out16, NULL);
+    cr_assert_eq(r.code, 0, "merge --dequantize (default dtype) failed:\n%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "dequantizing NF4 linears to BF16"), "%s", r.out);
+    cr_expect(strstr(r.out, "5e-2 x max|logit|") && strstr(r.out, "): ok"), "%s", r.out);
+    cr_log_info("default dtype: %s", r.out);
+    lc_test_run_free(&r);
+    lc_st_file m16;
+    char *p16 = lc_test_asprintf("%s/model.safetensors", out16);
+    cr_assert_eq(lc_st_open(&m16, p16, &err), 0, "%s", err.msg);
+    cr_expect_eq(m16.n_tensors, mo.n_tensors);
+    uint64_t mismatches = 0;
+    for (size_t i = 0; i < mo.n_tensors; i++) {
+        const lc_st_tensor *t32 = &mo.tensors[i], *t16 = lc_st_find(&m16, t32->name);
+        cr_assert(t16 && t16->dtype == LC_DTYPE_BF16, "%s not BF16", t32->name);
+        for (uint64_t k = 0; k < t32->numel; k++)
+            mismatches += ((const uint16_t *)t16->data)[k] != lc_f32_to_bf16(((const float *)t32->data)[k]);
+    }
+    cr_expect_eq(mismatches, 0, "%llu BF16 values are not the rounded f32 merge",
+                 (unsigned long long)mismatches);
+    lc_model_config mc;
+    cr_assert_eq(lc_model_config_load(&mc, out16, &err), 0, "%s", err.msg);
+    cr_expect(mc.dtype == LC_DTYPE_BF16 && !mc.prequantized_bnb4, "config.json not updated");
+    lc_st_close(&m16);
+
+    /* two shards, one linear's companions apart from its packed weight */
+    char *sh = lc_test_asprintf("%s/sharded", tmp), *outs = lc_test_asprintf("%s/merged-sharded", tmp);
+    cr_assert_eq(lc_mkdir_p(sh, &err), 0);
+    write_sharded_bnb(sh);
+    r = merge_dq(sh, outs, "f32");
+    cr_assert_eq(r.code, 0, "sharded merge --dequantize failed:\n%s%s", r.out, r.err);
+    lc_test_run_free(&r);
+    const char *files[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    size_t seen = 0;
+    double total = 0;
+    for (int f = 0; f < 2; f++) {
+        lc_st_file sf;
+        char *spath = lc_test_asprintf("%s/%s", outs, files[f]);
+        cr_assert_eq(lc_st_open(&sf, spath, &err), 0, "%s", err.msg);
+        for (size_t i = 0; i < sf.n_tensors; i++) {
+            const lc_st_tensor *t = &sf.tensors[i], *ref = lc_st_find(&mo, t->name);
+            cr_assert(ref, "%s: unexpected tensor %s", files[f], t->name);
+            cr_expect(t->end - t->begin == ref->end - ref->begin &&
+                      memcmp(t->data, ref->data, t->end - t->begin) == 0,
+                      "%s differs from the single-file merge", t->name);
+            total += (double)(t->end - t->begin);
+            seen++;
+        }
+        lc_st_close(&sf);
+        free(spath);
+    }
+    cr_expect_eq(seen, mo.n_tensors);
+    char *ix = lc_test_asprintf("%s/model.safetensors.index.json", outs);
+    char *it = lc_test_read_file(ix, NULL);
+    cJSON *ij = cJSON_Parse(it);
+    cr_assert(ij);
+    const cJSON *wm = cJSON_GetObjectItem(ij, "weight_map");
+    cr_expect_eq((size_t)cJSON_GetArraySize(wm), mo.n_tensors, "weight_map has %d names",
+                 cJSON_GetArraySize(wm));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, wm)
+        cr_expect(lc_st_find(&mo, e->string), "weight_map keeps %s", e->string);
+    const cJSON *ts = cJSON_GetObjectItem(cJSON_GetObjectItem(ij, "metadata"), "total_size");
+    cr_expect(cJSON_IsNumber(ts) && ts->valuedouble == total, "total_size %g, tensors %g",
+              cJSON_IsNumber(ts) ? ts->valuedouble : -1.0, total);
+
+    cJSON_Delete(ij);
+    free(it);
+    free(ix);
+    free(sh);
+    free(outs);
+    free(p16);
+    free(out16);
+    free(gc);
+    cJSON_Delete(cj);
+    free(ct);
+    free(cp);
+    lc_st_close(&in);
+    lc_st_close(&mo);
+    lc_st_close(&ad);
+    lc_model_free(&bm);
+    free(ip);
+    free(op);
+    free(ap);
+    free(refused);
     free(out);
     free(tmp);
 }

@@ -220,11 +220,15 @@ static char *broken_bnb(const char *victim, lc_dtype dt, int ndim, const int64_t
     return dir;
 }
 
-static void expect_load_error(const char *dir, const char *needle)
+/* Takes ownership of dir (removes and frees it). */
+static void expect_load_error(char *dir, const char *needle)
 {
     lc_model m;
     lc_error err;
-    cr_assert_neq(lc_model_load(&m, dir, &err), 0, "loaded a broken checkpoint");
+    int rc = lc_model_load(&m, dir, &err);
+    lc_test_rm_rf(dir);
+    free(dir);
+    cr_assert_neq(rc, 0, "loaded a broken checkpoint");
     lc_test_assert_msg_has(&err, needle);
 }
 

@@ -202,10 +202,32 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
     }
     lc_dtype wdt = c.prequantized_bnb4 ? c.dtype : lin_dtype;
     double wsize = (double)lc_dtype_size(wdt);
-    lc_memory_plan lp, qp, p1, p2;
-    lc_memory_plan_cpu(&c, lc_memory_weight_bytes(&c, wdt), lora_params, &lora, B, T, &lp);
     double emb_bytes = (pc.embeddings + pc.lm_head) * wsize;
     double nf4_bytes = pc.linears * (4.0 + LC_NF4_ABSMAX_BITS) / 8.0;
+    /* A pre-quantized checkpoint is loaded with its NF4 linears as stored,
+     * whatever the adapter type: its weights are the real sizes of the
+     * loaded model, not an estimate. */
+    bool real = false;
+    char load_err[sizeof(lc_error)] = "";
+    if (c.prequantized_bnb4) {
+        lc_model qm;
+        lc_error lerr = {{0}};
+        if (lc_model_load(&qm, o->dir, &lerr) == 0) {
+            real = true;
+            wdt = qm.embed.dtype;
+            emb_bytes = (double)(qm.embed.rows * qm.embed.cols) *
+                        (double)lc_dtype_size(qm.embed.dtype) *
+                        (c.tie_word_embeddings ? 1.0 : 2.0);
+            double total = lc_model_weight_bytes(&qm);
+            nf4_bytes = total - emb_bytes;
+            lc_model_free(&qm);
+        } else {
+            snprintf(load_err, sizeof load_err, "%s", lerr.msg);
+        }
+    }
+    lc_memory_plan lp, qp, p1, p2;
+    lc_memory_plan_cpu(&c, real ? emb_bytes + nf4_bytes : lc_memory_weight_bytes(&c, wdt),
+                       lora_params, &lora, B, T, &lp);
     lc_memory_plan_cpu(&c, emb_bytes + nf4_bytes, lora_params, &lora, B, T, &qp);
     lc_model_config c1 = c, c2 = c;
     c1.n_layers = 1;
@@ -223,18 +245,32 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
     double unit = lp.total >= 1073741824.0 ? 1073741824.0 : 1048576.0;
     const char *un = unit > 1048576.0 ? "GiB" : "MiB";
     fprintf(out, "\nmemory plan (%s): LoRA r %d on all 7 linears (%zu trainable parameters), "
-            "micro-batch %lld x sequence %lld, %s weights, CPU backend (%d threads)\n",
-            un, o->rank, lora_params, (long long)B, (long long)T, lc_dtype_name(wdt),
+            "micro-batch %lld x sequence %lld, %s%s %s, CPU backend (%d threads)\n",
+            un, o->rank, lora_params, (long long)B, (long long)T,
+            real ? "NF4 linears + " : "", lc_dtype_name(wdt), real ? "embeddings" : "weights",
             omp_get_max_threads());
     fprintf(out, "  %-28s %9s %9s %9s %11s %9s %9s\n", "", "weights", "adapters", "optimizer",
             "activations", "workspace", "total");
-    plan_row(out, "LoRA", &lp, unit);
-    plan_row(out, "LoRA + grad checkpointing*", &lpc, unit);
-    plan_row(out, "QLoRA (NF4)", &qp, unit);
-    plan_row(out, "QLoRA + grad checkpointing*", &qpc, unit);
-    fprintf(out, "  QLoRA: the linears as NF4 (0.5 byte/param + %.3f bit/param absmax with double "
-            "quantization), embeddings%s at %s.\n", LC_NF4_ABSMAX_BITS,
-            c.tie_word_embeddings ? "" : " and lm_head", lc_dtype_name(wdt));
+    if (real) {
+        plan_row(out, "LoRA/QLoRA (NF4 as stored)", &qp, unit);
+        plan_row(out, "  + grad checkpointing*", &qpc, unit);
+        fprintf(out, "  weights: the real sizes of this pre-quantized checkpoint as loaded, "
+                "%.0f bytes: NF4 linears %.0f (packed codes, absmax, nested constants), "
+                "embeddings%s %.0f at %s. The linears stay NF4 for adapter: lora too; for "
+                "dense LoRA use the unquantized model.\n", emb_bytes + nf4_bytes, nf4_bytes,
+                c.tie_word_embeddings ? "" : " and lm_head", emb_bytes, lc_dtype_name(wdt));
+    } else {
+        plan_row(out, "LoRA", &lp, unit);
+        plan_row(out, "LoRA + grad checkpointing*", &lpc, unit);
+        plan_row(out, "QLoRA (NF4)", &qp, unit);
+        plan_row(out, "QLoRA + grad checkpointing*", &qpc, unit);
+        fprintf(out, "  QLoRA: the linears as NF4 (0.5 byte/param + %.3f bit/param absmax with "
+                "double quantization), embeddings%s at %s.\n", LC_NF4_ABSMAX_BITS,
+                c.tie_word_embeddings ? "" : " and lm_head", lc_dtype_name(wdt));
+        if (c.prequantized_bnb4)
+            fprintf(out, "  note: the NF4 linears of this checkpoint could not be loaded (%s): "
+                    "the rows above are estimates from config.json.\n", load_err);
+    }
     fprintf(out, "  * gradient checkpointing keeps one layer's activations plus each layer's "
             "residual input: an estimate for the GPU path; the CPU backend does not "
             "checkpoint yet.\n");
@@ -262,10 +298,21 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
     bool tape_ok = false;
     lc_dataset_scan scan = {0};
     int rc = -1;
-    if (lc_model_load(&m, o->model_dir, err))
+    const lc_model_load_opts lo = {.nf4 = o->nf4,
+                                   .nf4_blocksize = o->nf4_blocksize > 0 ? o->nf4_blocksize : 64,
+                                   .nf4_double_quant = o->nf4_double_quant};
+    if (lc_model_load_with(&m, o->model_dir, &lo, err))
         return -1;
     r->cfg = m.cfg;
     r->weight_dtype = m.embed.dtype;
+    r->weight_bytes = lc_model_weight_bytes(&m);
+    if (m.cfg.n_layers > 0 && m.layers[0].proj[0].nf4) {
+        const lc_nf4 *q = m.layers[0].proj[0].nf4;
+        r->nf4 = true;
+        r->nf4_prequantized = m.cfg.prequantized_bnb4;
+        r->nf4_blocksize = q->blocksize;
+        r->nf4_double_quant = q->absmax_q != NULL;
+    }
     const int64_t T = default_seq_len(&m.cfg, o->seq_len);
     const int64_t mb = o->micro_batch > 0 ? o->micro_batch : 1;
     r->seq_len = T;
@@ -320,11 +367,10 @@ int lc_eval_opts_from_config(const lc_train_config *c, lc_eval_opts *o, char *ad
                              const char **data_from, lc_error *err)
 {
     memset(o, 0, sizeof *o);
-    if (c->qlora)
-        return lc_error_set(err, "adapter: qlora: evaluating on a 4-bit base is not available "
-                            "yet; use lorac eval --model DIR --adapter DIR --data FILE to "
-                            "evaluate on the unquantized base");
     o->model_dir = c->base_model;
+    o->nf4 = c->qlora; /* as lorac train loads it */
+    o->nf4_blocksize = c->bnb_4bit_blocksize;
+    o->nf4_double_quant = c->bnb_4bit_use_double_quant;
     *adapter_from = "none";
     char probe[4200];
     if (c->output_dir) {

@@ -129,7 +129,7 @@ static void merge_usage(FILE *f)
 {
     fprintf(f,
         "usage: lorac merge --base DIR --adapter DIR --out DIR [--dtype auto|bf16|f16|f32]\n"
-        "                   [--force] [--no-verify]\n"
+        "                   [--dequantize] [--force] [--no-verify]\n"
         "  Folds a PEFT LoRA adapter into its base model: every adapted linear becomes\n"
         "  W + scaling * (B @ A), computed in f32 and written back in the base's dtype (or\n"
         "  --dtype) with round-to-nearest-even; every other tensor is copied bit for bit.\n"
@@ -140,9 +140,17 @@ static void merge_usage(FILE *f)
         "  --base DIR      the Hugging Face model the adapter was trained on\n"
         "  --adapter DIR   adapter_config.json + adapter_model.safetensors (PEFT)\n"
         "  --out DIR       where to write the merged model; must not exist\n"
-        "  --dtype D       auto (default: each tensor keeps its dtype), or bf16, f16, f32:\n"
-        "                  every float tensor is written in D and config.json's dtype and\n"
-        "                  the index's total_size are updated\n"
+        "  --dtype D       auto (default: each tensor keeps its dtype; bf16 with --dequantize),\n"
+        "                  or bf16, f16, f32: every float tensor is written in D and\n"
+        "                  config.json's dtype and the index's total_size are updated\n"
+        "  --dequantize    accept a quantized base (a bitsandbytes 4-bit NF4 checkpoint, whose\n"
+        "                  config.json has a quantization_config): every NF4 linear is\n"
+        "                  dequantized to f32, the adapter's update added in f32 as above, and\n"
+        "                  written dense in --dtype, by default BF16 (every other float tensor\n"
+        "                  too); the bitsandbytes tensors (.absmax, .quant_map, .nested_*,\n"
+        "                  .quant_state.*) are dropped and config.json loses\n"
+        "                  quantization_config. The result is a plain, unquantized model; it\n"
+        "                  holds the NF4 values, not the weights before quantization.\n"
         "  --force         replace OUT when it exists (only once the new model is complete)\n"
         "  --no-verify     skip the verification below\n"
         "  Verification: a fixed probe batch (2 rows x 16 tokens) runs through base + adapter\n"
@@ -152,8 +160,9 @@ static void merge_usage(FILE *f)
         "  by a fraction of their scale). Otherwise nothing is written and merge fails.\n"
         "  Any failure (a write error such as a full disk included) removes the partial\n"
         "  output; an existing OUT is left as it was.\n"
-        "  Quantized bases (config.json quantization_config, bitsandbytes 4-bit) are refused:\n"
-        "  merging into them needs dequantizing, planned as --dequantize in a later version.\n"
+        "  Quantized bases (config.json quantization_config, bitsandbytes 4-bit) are refused\n"
+        "  without --dequantize. With it, the verification compares base (NF4) + adapter\n"
+        "  against the dense merged model, with the tolerance of the output dtype.\n"
         "  Exit status: 0 merged, 1 failed, 2 bad usage.\n");
 }
 
@@ -183,9 +192,7 @@ static int cmd_merge(int argc, char **argv)
         } else if (strcmp(argv[i], "--no-verify") == 0) {
             o.verify = false;
         } else if (strcmp(argv[i], "--dequantize") == 0) {
-            fprintf(stderr, "lorac merge: --dequantize is not available in this version (NF4 "
-                    "dequantization is not implemented yet): merge into the unquantized base\n");
-            return 2;
+            o.dequantize = true;
         } else {
             fprintf(stderr, "lorac merge: unknown argument '%s'\n", argv[i]);
             merge_usage(stderr);
@@ -213,6 +220,9 @@ static int cmd_merge(int argc, char **argv)
     printf("merged %d linears of %s into %s: %s (%d shard%s, %d tensors, %.1f MiB",
            r.n_merged, o.adapter_dir, o.base_dir, o.out_dir, r.n_shards, r.n_shards == 1 ? "" : "s",
            r.n_tensors, r.bytes_written / 1048576.0);
+    if (r.n_dequantized)
+        printf(", %d NF4 linears dequantized to %s, %d bitsandbytes tensors dropped",
+               r.n_dequantized, lc_dtype_name((lc_dtype)r.out_dtype), r.n_dropped);
     if (r.n_converted)
         printf(", %d other tensors converted", r.n_converted);
     printf(")\ncopied: %s\n", r.n_files_copied ? r.copied : "(no other files)");
@@ -238,7 +248,7 @@ static void eval_usage(FILE *f)
     fprintf(f,
         "usage: lorac eval CONFIG.yaml [--set key=value ...]\n"
         "       lorac eval --model DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...]\n"
-        "                  [--seq-len N] [--micro-batch N]\n"
+        "                  [--seq-len N] [--micro-batch N] [--nf4]\n"
         "  Prints the mean loss over the supervised tokens, the perplexity exp(loss), the\n"
         "  number of supervised tokens and the throughput (tokens/s). Rows are evaluated\n"
         "  unpacked, in file order, truncated to the sequence length.\n"
@@ -248,12 +258,19 @@ static void eval_usage(FILE *f)
         "              exists, else lora_model_dir, else none (the base model alone)\n"
         "    data:     test_datasets, or datasets when there are none\n"
         "    lengths:  sequence_len and micro_batch_size\n"
+        "    4-bit:    adapter: qlora (or load_in_4bit: true) quantizes the base's linears to\n"
+        "              NF4 at load as lorac train does (bnb_4bit_blocksize,\n"
+        "              bnb_4bit_use_double_quant), so the loss is the one training saw\n"
         "  --model DIR        Hugging Face model directory\n"
         "  --adapter DIR      PEFT adapter directory (optional)\n"
         "  --data FILE        tokenized JSONL ({\"input_ids\": [...], \"labels\": [...]}), up to 16\n"
         "  --seq-len N        rows are truncated to N tokens (default min(2048, the model's\n"
         "                     max_position_embeddings))\n"
         "  --micro-batch N    rows per forward pass (default 1; changes speed, not the loss)\n"
+        "  --nf4              quantize the model's linears to NF4 at load (QLoRA: blocksize 64,\n"
+        "                     double quantization), exactly as bitsandbytes would\n"
+        "  A pre-quantized model (a bitsandbytes 4-bit checkpoint, as written by lorac\n"
+        "  quantize) is evaluated on its NF4 linears as stored, with or without --nf4.\n"
         "  Exit status: 0 ok, 1 failed, 2 bad usage.\n");
 }
 
@@ -295,6 +312,11 @@ static int cmd_eval(int argc, char **argv)
             model_form = true;
             if (k > 0 && !parse_count("eval", "--micro-batch", v, 1 << 16, &o.micro_batch))
                 goto out;
+        } else if (strcmp(argv[i], "--nf4") == 0) {
+            model_form = true;
+            o.nf4 = true;
+            o.nf4_blocksize = 64;
+            o.nf4_double_quant = true;
         } else if ((k = opt_value(argc, argv, &i, "--set", &v)) != 0) {
             if (k > 0)
                 sets[n_sets++] = (char *)v;
@@ -311,8 +333,8 @@ static int cmd_eval(int argc, char **argv)
         }
     }
     if (config && model_form) {
-        fprintf(stderr, "lorac eval: give either CONFIG.yaml or --model/--adapter/--data, "
-                "not both\n");
+        fprintf(stderr, "lorac eval: give either CONFIG.yaml or --model/--adapter/--data/--nf4, "
+                "not both (in CONFIG.yaml, adapter: qlora quantizes to NF4)\n");
         eval_usage(stderr);
         goto out;
     }
@@ -351,8 +373,13 @@ static int cmd_eval(int argc, char **argv)
         fprintf(stderr, "lorac eval: %s\n", err.msg);
         goto done;
     }
-    printf("model:             %s (%s, %d layers, %s)\n", o.model_dir, lc_arch_name(r.cfg.arch),
+    printf("model:             %s (%s, %d layers, %s", o.model_dir, lc_arch_name(r.cfg.arch),
            r.cfg.n_layers, lc_dtype_name(r.weight_dtype));
+    if (r.nf4)
+        printf("; linears NF4, %s, blocksize %lld%s", r.nf4_prequantized
+               ? "pre-quantized checkpoint" : "quantized at load", (long long)r.nf4_blocksize,
+               r.nf4_double_quant ? ", double quant" : "");
+    printf("; weights %.1f MiB)\n", r.weight_bytes / 1048576.0);
     if (o.adapter_dir)
         printf("adapter:           %s (r %d, alpha %g; from %s)\n", o.adapter_dir, r.lora_r,
                r.lora_alpha, adapter_from);
@@ -388,7 +415,8 @@ static void info_usage(FILE *f)
         "  --micro-batch N   rows per micro-batch (default 1)\n"
         "  --rank R          LoRA rank (default 8)\n"
         "  QLoRA rows: NF4 linears at 0.5 byte/param + ~0.127 bit/param absmax (double\n"
-        "  quantization), embeddings and lm_head at the model's dtype. Gradient\n"
+        "  quantization), embeddings and lm_head at the model's dtype; for a pre-quantized\n"
+        "  (bitsandbytes 4-bit) checkpoint, the real sizes of its NF4 linears as loaded. Gradient\n"
         "  checkpointing rows keep one layer's activations plus each layer's residual input:\n"
         "  an estimate for the GPU path; the CPU backend does not checkpoint yet.\n"
         "  Exit status: 0 ok, 1 failed, 2 bad usage.\n");

@@ -1,6 +1,8 @@
 /* merge.c — `lorac merge`: adapter folded into the base, shard by shard,
  * into a staging directory that is verified and then renamed into place
  * (see merge.h for the arithmetic, the memory bound and the tolerances).
+ * With --dequantize, the NF4 linears of a bitsandbytes base are dequantized
+ * on the way (see merge.h) and their companion tensors left out.
  *
  * Test hook (test-only, not a user feature): with the environment variable
  * LORAC_TEST_CORRUPT_MERGE=1, 1.0 is added to element [0,0] of one merged
@@ -29,6 +31,7 @@
 #include "train/lora.h"
 #include "train/memory_plan.h"
 #include "train/model.h"
+#include "train/quantize.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 #define MAX_SMALL_FILE (256u << 20)
@@ -205,17 +208,18 @@ static bool store(void *dst, lc_dtype dt, int64_t i, float v)
 }
 
 /* W' = W + scale · (B @ A) into a new buffer of out_dt; bump (test hook) is
- * added to element [0,0]. */
-static int merge_tensor(const lc_st_tensor *t, const lc_lora_adapter *ad, double scale,
-                        lc_dtype out_dt, float bump, void **out, lc_error *err)
+ * added to element [0,0]. w is a dense tensor of the file or an NF4 view
+ * (dequantized a row at a time); ad may be NULL (an NF4 linear the adapter
+ * does not touch: written dequantized, unchanged). */
+static int merge_tensor(const char *name, const lc_weight *w, const lc_lora_adapter *ad,
+                        double scale, lc_dtype out_dt, float bump, void **out, lc_error *err)
 {
-    const int64_t nr = t->shape[0], nc = t->shape[1], rk = ad->A->shape[0];
-    const lc_real *A = ad->A->data, *B = ad->B->data;
+    const int64_t nr = w->rows, nc = w->cols, rk = ad ? ad->A->shape[0] : 0;
+    const lc_real *A = ad ? ad->A->data : NULL, *B = ad ? ad->B->data : NULL;
     unsigned char *dst = malloc((size_t)(nr * nc) * lc_dtype_size(out_dt));
     if (!dst)
-        return lc_error_set(err, "out of memory merging '%s' ([%lld,%lld])", t->name,
+        return lc_error_set(err, "out of memory merging '%s' ([%lld,%lld])", name,
                             (long long)nr, (long long)nc);
-    const lc_weight w = {t->data, t->dtype, nr, nc, NULL};
     int64_t bad = -1;
     bool oom = false;
 #pragma omp parallel
@@ -230,7 +234,7 @@ static int merge_tensor(const lc_st_tensor *t, const lc_lora_adapter *ad, double
         for (int64_t i = 0; i < nr; i++) {
             if (!row || !acc)
                 continue;
-            lc_weight_rows_to_real(&w, i, i + 1, row);
+            lc_weight_rows_to_real(w, i, i + 1, row); /* NF4: lc_nf4_dequant_rows */
             for (int64_t j = 0; j < nc; j++)
                 acc[j] = 0;
             /* products of two floats are exact in double: the sum does not
@@ -242,7 +246,7 @@ static int merge_tensor(const lc_st_tensor *t, const lc_lora_adapter *ad, double
                     acc[j] += b * (double)a[j];
             }
             for (int64_t j = 0; j < nc; j++) {
-                float v = (float)row[j] + (float)(acc[j] * scale);
+                float v = ad ? (float)row[j] + (float)(acc[j] * scale) : (float)row[j];
                 if (i == 0 && j == 0)
                     v += bump;
                 if (!store(dst, out_dt, i * nc + j, v)) {
@@ -258,10 +262,10 @@ static int merge_tensor(const lc_st_tensor *t, const lc_lora_adapter *ad, double
     if (oom || bad >= 0) {
         free(dst);
         if (oom)
-            return lc_error_set(err, "out of memory merging '%s'", t->name);
+            return lc_error_set(err, "out of memory merging '%s'", name);
         return lc_error_set(err, "merged weight '%s' is not finite in %s at element [%lld,%lld] "
                             "(the adapter's update is too large for that dtype; try --dtype f32)",
-                            t->name, lc_dtype_name(out_dt), (long long)(bad / nc),
+                            name, lc_dtype_name(out_dt), (long long)(bad / nc),
                             (long long)(bad % nc));
     }
     *out = dst;
@@ -312,6 +316,10 @@ typedef struct merge_job {
     double scale;
     const lc_st_tensor **targets;  /* [L · LC_MOD_COUNT], NULL where not adapted */
     const lc_st_tensor *corrupt;   /* test hook target or NULL */
+    int out_dtype;                 /* forced output dtype or LC_MERGE_DTYPE_AUTO */
+    bool dequant;                  /* the base is bitsandbytes NF4 and --dequantize was given */
+    lc_nf4 *q;                     /* [L · LC_MOD_COUNT] NF4 views (dequant only) */
+    const lc_st_tensor **lin;      /* [L · LC_MOD_COUNT] their packed P.weight (dequant only) */
     char stage[4200];
     bool stage_made;
     bool dtype_changed;            /* some tensor's dtype differs from the input */
@@ -325,12 +333,78 @@ static int cmp_by_offset(const void *a, const void *b)
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
+/* With dequant: the slot (layer · LC_MOD_COUNT + module) of a name
+ * "model.layers.L.{self_attn,mlp}.M.weight[SUFFIX]" of a decoder linear,
+ * *suffix pointing at SUFFIX ("" for the packed weight itself, ".absmax",
+ * ".quant_state.bitsandbytes__nf4", ... for its companions); -1 otherwise. */
+static int linear_slot(const merge_job *j, const char *name, const char **suffix)
+{
+    int layer = -1, n = 0;
+    char parent[32], mod[32];
+    if (sscanf(name, "model.layers.%d.%31[^.].%31[^.].weight%n", &layer, parent, mod, &n) != 3 ||
+        n == 0 || (name[n] != '\0' && name[n] != '.'))
+        return -1;
+    int m = lc_module_from_name(mod);
+    if (m < 0 || strcmp(parent, lc_module_parent(m)) != 0 || layer < 0 ||
+        layer >= j->cfg.n_layers)
+        return -1;
+    *suffix = name + n;
+    return layer * LC_MOD_COUNT + m;
+}
+
+/* A bitsandbytes companion tensor (absmax, quant_map, nested_*, quant_state)
+ * of an NF4 linear that is being dequantized: left out of the output. */
+static bool is_companion(const merge_job *j, const char *name)
+{
+    const char *suffix;
+    return j->dequant && linear_slot(j, name, &suffix) >= 0 && suffix[0] == '.';
+}
+
+/* With dequant: an NF4 view of every decoder linear (all of them must be
+ * quantized, as the loader expects of a bitsandbytes checkpoint), and no
+ * other bitsandbytes-quantized tensor, which lorac could not dequantize. */
+static int find_quantized(merge_job *j, lc_error *err)
+{
+    const lc_model_config *c = &j->cfg;
+    const size_t n = (size_t)c->n_layers * LC_MOD_COUNT;
+    j->q = calloc(n, sizeof *j->q);
+    j->lin = calloc(n, sizeof *j->lin);
+    if (!j->q || !j->lin)
+        return lc_error_set(err, "out of memory");
+    char name[256];
+    for (int l = 0; l < c->n_layers; l++)
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            const size_t k = (size_t)l * LC_MOD_COUNT + (size_t)m;
+            int64_t out, in;
+            lc_module_shape(c, m, &out, &in);
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s", l, lc_module_parent(m),
+                     lc_module_name(m));
+            if (lc_bnb4_view(&j->mf, name, out, in, &j->q[k], err))
+                return lc_error_prefix(err, "--dequantize: reading the NF4 linear %s", name);
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lc_module_parent(m),
+                     lc_module_name(m));
+            j->lin[k] = lc_model_files_find(&j->mf, name);
+        }
+    for (size_t s = 0; s < j->mf.n_shards; s++)
+        for (size_t i = 0; i < j->mf.shards[s].n_tensors; i++) {
+            const char *tn = j->mf.shards[s].tensors[i].name;
+            if (strstr(tn, ".quant_state.bitsandbytes__") && !is_companion(j, tn))
+                return lc_error_set(err, "%s: tensor '%s' is bitsandbytes-quantized but does not "
+                                    "belong to one of the linears of a decoder block; lorac "
+                                    "--dequantize handles only those (q/k/v/o/gate/up/down_proj)",
+                                    j->o->base_dir, tn);
+        }
+    return 0;
+}
+
 static int find_targets(merge_job *j, lc_error *err)
 {
     const lc_model_config *c = &j->cfg;
     j->targets = calloc((size_t)c->n_layers * LC_MOD_COUNT, sizeof *j->targets);
     if (!j->targets)
         return lc_error_set(err, "out of memory");
+    if (j->dequant && find_quantized(j, err))
+        return -1;
     char name[256];
     static const lc_module pref[LC_MOD_COUNT] = {LC_MOD_DOWN, LC_MOD_O, LC_MOD_V, LC_MOD_UP,
                                                  LC_MOD_GATE, LC_MOD_Q, LC_MOD_K};
@@ -338,6 +412,11 @@ static int find_targets(merge_job *j, lc_error *err)
         for (int m = 0; m < LC_MOD_COUNT; m++) {
             if (!lc_lora_get(&j->lora, l, m))
                 continue;
+            if (j->dequant) { /* checked by lc_bnb4_view */
+                j->targets[(size_t)l * LC_MOD_COUNT + (size_t)m] =
+                    j->lin[(size_t)l * LC_MOD_COUNT + (size_t)m];
+                continue;
+            }
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lc_module_parent(m),
                      lc_module_name(m));
             const lc_st_tensor *t = lc_model_files_find(&j->mf, name);
@@ -390,9 +469,11 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
     const lc_st_tensor **order = malloc((n ? n : 1) * sizeof *order);
     lc_st_entry *entries = calloc(n ? n : 1, sizeof *entries);
     void **bufs = calloc(n ? n : 1, sizeof *bufs);
-    int rc = -1, merged = 0;
+    int64_t(*shapes)[2] = calloc(n ? n : 1, sizeof *shapes); /* of dequantized linears */
+    int rc = -1, merged = 0, dequantized = 0, dropped = 0;
+    size_t n_out = 0;
     double bytes = 0;
-    if (!order || !entries || !bufs) {
+    if (!order || !entries || !bufs || !shapes) {
         lc_error_set(err, "out of memory");
         goto out;
     }
@@ -402,13 +483,40 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
     for (size_t i = 0; i < n; i++) {
         const lc_st_tensor *t = order[i];
         lc_dtype dt = t->dtype;
-        if (j->o->dtype != LC_MERGE_DTYPE_AUTO && is_float(dt))
-            dt = (lc_dtype)j->o->dtype;
+        if (j->out_dtype != LC_MERGE_DTYPE_AUTO && is_float(dt))
+            dt = (lc_dtype)j->out_dtype;
         const void *data = t->data;
         const lc_lora_adapter *ad = adapter_of(j, t);
+        const char *suffix = NULL;
+        const int slot = j->dequant ? linear_slot(j, t->name, &suffix) : -1;
+        if (slot >= 0 && suffix[0] == '.') { /* absmax, quant_map, nested_*, quant_state */
+            dropped++;
+            continue;
+        }
+        if (slot >= 0 && t == j->lin[slot]) {
+            /* NF4 linear: dequantized (+ the adapter's update), written dense */
+            const lc_nf4 *q = &j->q[slot];
+            const lc_weight w = {NULL, LC_DTYPE_F32, q->rows, q->cols, q};
+            dt = (lc_dtype)j->out_dtype;
+            float bump = ad && t == j->corrupt ? 1.0f : 0.0f;
+            if (merge_tensor(t->name, &w, ad, j->scale, dt, bump, &bufs[i], err))
+                goto out;
+            drop_pages(t->data, t->end - t->begin);
+            shapes[i][0] = q->rows;
+            shapes[i][1] = q->cols;
+            entries[n_out++] = (lc_st_entry){t->name, dt, 2, shapes[i], bufs[i]};
+            bytes += (double)(q->rows * q->cols) * (double)lc_dtype_size(dt);
+            dequantized++;
+            merged += ad != NULL;
+            j->r->corrupted |= bump != 0;
+            j->r->low_precision |= dt != LC_DTYPE_F32;
+            j->dtype_changed = true;
+            continue;
+        }
         if (ad) {
             float bump = t == j->corrupt ? 1.0f : 0.0f;
-            if (merge_tensor(t, ad, j->scale, dt, bump, &bufs[i], err))
+            const lc_weight w = {t->data, t->dtype, t->shape[0], t->shape[1], NULL};
+            if (merge_tensor(t->name, &w, ad, j->scale, dt, bump, &bufs[i], err))
                 goto out;
             data = bufs[i];
             drop_pages(t->data, t->end - t->begin); /* the input is not read again */
@@ -424,7 +532,7 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
             j->r->low_precision |= dt != LC_DTYPE_F32;
         }
         j->dtype_changed |= dt != t->dtype;
-        entries[i] = (lc_st_entry){t->name, dt, t->ndim, t->shape, data};
+        entries[n_out++] = (lc_st_entry){t->name, dt, t->ndim, t->shape, data};
         bytes += (double)t->numel * (double)lc_dtype_size(dt);
     }
     const char *fmt_k[1] = {"format"}, *fmt_v[1] = {"pt"};
@@ -433,17 +541,23 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
     char path[4400];
     if (join(path, sizeof path, j->stage, fname, err))
         goto out;
-    if (lc_st_write(path, entries, n, mk, mv, f->n_meta ? f->n_meta : 1, err))
+    if (lc_st_write(path, entries, n_out, mk, mv, f->n_meta ? f->n_meta : 1, err))
         goto out;
     j->r->n_shards++;
-    j->r->n_tensors += (int)n;
+    j->r->n_tensors += (int)n_out;
     j->r->n_merged += merged;
+    j->r->n_dequantized += dequantized;
+    j->r->n_dropped += dropped;
     j->r->bytes_written += bytes;
     j->out_total_bytes += bytes;
     if ((double)f->map_size > j->r->largest_shard_bytes)
         j->r->largest_shard_bytes = (double)f->map_size;
-    if (j->log)
-        fprintf(j->log, "wrote %s: %zu tensors (%d merged), %.1f MiB\n", fname, n, merged,
+    if (j->log && j->dequant)
+        fprintf(j->log, "wrote %s: %zu tensors (%d merged, %d NF4 linears dequantized, %d "
+                "bitsandbytes tensors dropped), %.1f MiB\n", fname, n_out, merged, dequantized,
+                dropped, bytes / 1048576.0);
+    else if (j->log)
+        fprintf(j->log, "wrote %s: %zu tensors (%d merged), %.1f MiB\n", fname, n_out, merged,
                 bytes / 1048576.0);
     rc = 0;
 out:
@@ -453,12 +567,14 @@ out:
     if (f->map && f->map_size)
         madvise(f->map, f->map_size, MADV_DONTNEED);
     free(bufs);
+    free(shapes);
     free(entries);
     free(order);
     return rc;
 }
 
-/* config.json: copied, or with dtype / torch_dtype set to the forced dtype. */
+/* config.json: copied, or with dtype / torch_dtype set to the forced dtype;
+ * when dequantizing, without quantization_config. */
 static int write_config(merge_job *j, lc_error *err)
 {
     char src[4200], dst[4400];
@@ -469,26 +585,35 @@ static int write_config(merge_job *j, lc_error *err)
     char *text = lc_read_file(src, MAX_SMALL_FILE, &len, err);
     if (!text)
         return -1;
-    bool change = j->o->dtype != LC_MERGE_DTYPE_AUTO && (lc_dtype)j->o->dtype != j->cfg.dtype;
+    bool change = j->dequant || (j->out_dtype != LC_MERGE_DTYPE_AUTO &&
+                                 (lc_dtype)j->out_dtype != j->cfg.dtype);
     int rc;
     if (!change) {
         rc = lc_write_file_atomic(dst, text, len, err);
     } else {
         cJSON *root = cJSON_ParseWithLength(text, len);
-        if (!root) {
+        if (!cJSON_IsObject(root)) {
+            cJSON_Delete(root);
             free(text);
-            return lc_error_set(err, "%s: not valid JSON", src);
+            return lc_error_set(err, "%s: not a JSON object", src);
         }
-        const char *name = hf_dtype_name((lc_dtype)j->o->dtype);
-        bool set = false;
-        const char *keys[2] = {"dtype", "torch_dtype"};
-        for (int k = 0; k < 2; k++)
-            if (cJSON_GetObjectItemCaseSensitive(root, keys[k])) {
-                cJSON_ReplaceItemInObjectCaseSensitive(root, keys[k], cJSON_CreateString(name));
-                set = true;
-            }
-        if (!set)
-            cJSON_AddStringToObject(root, "torch_dtype", name);
+        if (j->dequant) { /* the output is a plain dense model */
+            cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
+            cJSON_DeleteItemFromObjectCaseSensitive(root, "_pre_quantization_dtype");
+        }
+        if (j->out_dtype != LC_MERGE_DTYPE_AUTO) {
+            const char *name = hf_dtype_name((lc_dtype)j->out_dtype);
+            bool set = false;
+            const char *keys[2] = {"dtype", "torch_dtype"};
+            for (int k = 0; k < 2; k++)
+                if (cJSON_GetObjectItemCaseSensitive(root, keys[k])) {
+                    cJSON_ReplaceItemInObjectCaseSensitive(root, keys[k],
+                                                           cJSON_CreateString(name));
+                    set = true;
+                }
+            if (!set)
+                cJSON_AddStringToObject(root, "torch_dtype", name);
+        }
         char *out = cJSON_Print(root);
         cJSON_Delete(root);
         rc = out ? lc_write_file_atomic(dst, out, strlen(out), err)
@@ -503,7 +628,8 @@ static int write_config(merge_job *j, lc_error *err)
     return rc;
 }
 
-/* The index: copied, or with metadata.total_size updated when a dtype changed. */
+/* The index: copied, or with metadata.total_size updated when a dtype changed
+ * (and the dropped bitsandbytes companions taken out of weight_map). */
 static int write_index(merge_job *j, lc_error *err)
 {
     char src[4200], dst[4400];
@@ -517,7 +643,7 @@ static int write_index(merge_job *j, lc_error *err)
     if (!text)
         return -1;
     int rc;
-    if (!j->dtype_changed) {
+    if (!j->dtype_changed && !j->dequant) {
         rc = lc_write_file_atomic(dst, text, len, err);
     } else {
         cJSON *root = cJSON_ParseWithLength(text, len);
@@ -525,6 +651,12 @@ static int write_index(merge_job *j, lc_error *err)
             cJSON_Delete(root);
             free(text);
             return lc_error_set(err, "%s: not a JSON object", src);
+        }
+        cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+        for (cJSON *it = cJSON_IsObject(wm) ? wm->child : NULL, *next; it; it = next) {
+            next = it->next;
+            if (it->string && is_companion(j, it->string))
+                cJSON_Delete(cJSON_DetachItemViaPointer(wm, it));
         }
         cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
         if (!cJSON_IsObject(meta)) {
@@ -786,12 +918,22 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
     /* the base */
     if (lc_model_config_load(&j.cfg, o->base_dir, err))
         return lc_error_prefix(err, "base model");
-    if (j.cfg.prequantized_bnb4)
+    if (j.cfg.prequantized_bnb4 && !o->dequantize)
         return lc_error_set(err, "%s is a quantized model (config.json has a bitsandbytes 4-bit "
-                            "quantization_config): merging into a quantized base needs "
-                            "dequantizing it first, which a later version will offer as "
-                            "--dequantize; merge into the original unquantized model instead",
+                            "quantization_config): pass --dequantize to dequantize its NF4 "
+                            "linears and write a dense model (BF16 unless --dtype says "
+                            "otherwise), or merge into the original unquantized model",
                             o->base_dir);
+    j.dequant = o->dequantize && j.cfg.prequantized_bnb4;
+    j.out_dtype = o->dtype;
+    if (j.dequant && j.out_dtype == LC_MERGE_DTYPE_AUTO)
+        j.out_dtype = LC_DTYPE_BF16; /* packed codes have no float dtype to keep */
+    r->out_dtype = j.out_dtype;
+    if (log && o->dequantize && !j.dequant)
+        fprintf(log, "--dequantize: %s is not quantized (no quantization_config in "
+                "config.json): nothing to dequantize, merging as usual\n", o->base_dir);
+    if (log && j.dequant)
+        fprintf(log, "dequantizing NF4 linears to %s\n", lc_dtype_name((lc_dtype)j.out_dtype));
 
     /* the adapter */
     if (check_adapter(o->adapter_dir, &j.cfg, err))
@@ -863,5 +1005,7 @@ out:
     if (j.lora_loaded)
         lc_lora_free(&j.lora);
     free(j.targets);
+    free(j.q);
+    free(j.lin);
     return rc;
 }

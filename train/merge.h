@@ -13,13 +13,27 @@
  * Memory: one shard at a time. Unchanged tensors are written straight from
  * the input mapping; merged (or converted) tensors get a buffer each, freed
  * when the shard is written, and the shard's input pages are dropped
- * afterwards, so the peak is about one shard.
+ * afterwards, so the peak is about one shard (with --dequantize, one shard
+ * as written: the dense linears are 4x (BF16) or 8x (F32) their packed size).
  *
  * Everything is written into a fresh staging directory next to the output
  * (OUT.lorac-partial-XXXXXX) that is renamed into place only when all
  * files are written and the verification passed; on any failure (no space,
  * bad input, failed verification) the staging directory is removed and an
  * existing OUT is left untouched.
+ *
+ * Quantized bases (a bitsandbytes 4-bit checkpoint: config.json has a
+ * quantization_config) are refused unless dequantize is set. Then every NF4
+ * linear of the blocks is dequantized row by row to f32 (lc_nf4_dequant_rows,
+ * exactly the values the NF4 forward pass uses), the adapter's update is
+ * added in f32 as above (adapted linears only), and the result is written as
+ * a plain [out, in] tensor in the output dtype — BF16 unless dtype says
+ * otherwise (LC_MERGE_DTYPE_AUTO means BF16 here, since the packed U8 codes
+ * have no float dtype to keep). The bitsandbytes companion tensors
+ * (P.weight.absmax, .quant_map, .nested_absmax, .nested_quant_map,
+ * .quant_state.*) are dropped (from the shards and the index's weight_map),
+ * and config.json loses quantization_config and gets the output dtype. The
+ * output is an ordinary dense model. Still one shard at a time.
  *
  * Verification: a fixed probe batch (2 rows × 16 pseudo-random token ids)
  * goes through base + adapter and through the merged model as written; the
@@ -50,6 +64,8 @@ typedef struct lc_merge_opts {
                                 * float tensor is written in it */
     bool force;                /* replace an existing out_dir */
     bool verify;               /* run the probe batch (default in the CLI) */
+    bool dequantize;           /* accept a bitsandbytes NF4 base: dequantize its linears
+                                * (no effect on an unquantized base) */
 } lc_merge_opts;
 
 typedef struct lc_merge_report {
@@ -57,6 +73,9 @@ typedef struct lc_merge_report {
     int n_tensors;             /* tensors written */
     int n_merged;              /* linears that received B @ A */
     int n_converted;           /* other tensors converted to the forced dtype */
+    int n_dequantized;         /* NF4 linears written dense (merged or not) */
+    int n_dropped;             /* bitsandbytes companion tensors left out */
+    int out_dtype;             /* the forced output dtype, or LC_MERGE_DTYPE_AUTO */
     int n_files_copied;        /* config, index, tokenizer, generation, ... files */
     char copied[1024];         /* their names, comma-separated (cut when long) */
     double bytes_written;      /* tensor data of all shards */
