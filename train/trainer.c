@@ -236,8 +236,9 @@ static int setup(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
     if (c->device == LC_DEVICE_CUDA)
-        return lc_error_set(err, "device: cuda: this build of lorac has no CUDA backend yet "
-                            "(use device: cpu or auto)");
+        return lc_error_set(err, "device: cuda: no CUDA backend for training yet (the kernels "
+                            "in autograd/cuda are not wired into the trainer); use device: cpu "
+                            "or auto");
     lc_model_load_opts lo = {.nf4 = c->qlora, .nf4_blocksize = c->bnb_4bit_blocksize,
                              .nf4_double_quant = c->bnb_4bit_use_double_quant};
     if (lc_model_load_with(&r->model, c->base_model, &lo, err))
