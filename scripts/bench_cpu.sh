@@ -23,6 +23,7 @@ done
 [ -x build/lorac ] || scripts/build.sh build -DLORAC_TESTS=OFF
 export OMP_NUM_THREADS=2
 export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
+export OMP_PROC_BIND=${OMP_PROC_BIND:-close} OMP_PLACES=${OMP_PLACES:-cores}
 echo "lorac:"
 LORAC=$(build/lorac bench --steps "$STEPS" --warmup 1)
 echo "  $LORAC"

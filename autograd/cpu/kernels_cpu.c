@@ -18,7 +18,7 @@
 
 #define WEIGHT_TILE_ELEMS (1 << 18) /* 1 MiB of f32: stays in L2 */
 #ifndef ATTN_BLOCK
-#define ATTN_BLOCK 64
+#define ATTN_BLOCK 32
 #endif
 #define CE_CHUNK_ELEMS (1 << 24)    /* logits per chunk: 64 MiB of f32 (≥ 300 rows keep the GEMM efficient) */
 #define CE_MAX_CHUNK_ROWS 1024
@@ -273,35 +273,68 @@ static int64_t attn_key_lo(const lc_attn_shape *s, int64_t t0)
     return 0;
 }
 
+/* Per-thread scratch of the attention kernels, in lc_real elements: the
+ * G = H/KV query heads that share a kv head are processed together (one
+ * GEMM with G·block rows instead of G small ones), so a thread holds their
+ * gathered Q, dO and O rows [G·block, D] and the scores P, dP [G·block, T]. */
+static size_t attn_thread_scratch(const lc_attn_shape *s)
+{
+    size_t rows = (size_t)(s->H / s->KV) * ATTN_BLOCK;
+    return rows * (2 * (size_t)s->T + 3 * (size_t)s->D);
+}
+
 size_t lc_k_attention_scratch(const lc_attn_shape *s)
 {
-    return (size_t)omp_get_max_threads() * 2 * ATTN_BLOCK * (size_t)s->T;
+    return (size_t)omp_get_max_threads() * attn_thread_scratch(s);
+}
+
+/* Copies rows t0..t0+bt of the G heads of kv head kvh out of x[B,T,H,D]
+ * (batch row b) into dst[G·bt, D], row g·bt + r; or back, adding. */
+static void attn_gather(const lc_attn_shape *s, const lc_real *x, int64_t b, int64_t kvh,
+                        int64_t t0, int64_t bt, lc_real *dst)
+{
+    const int64_t H = s->H, D = s->D, G = s->H / s->KV;
+    for (int64_t g = 0; g < G; g++)
+        for (int64_t r = 0; r < bt; r++)
+            memcpy(dst + (g * bt + r) * D, x + ((b * s->T + t0 + r) * H + kvh * G + g) * D,
+                   (size_t)D * sizeof(lc_real));
+}
+
+static void attn_scatter_add(const lc_attn_shape *s, const lc_real *src, int64_t b, int64_t kvh,
+                             int64_t t0, int64_t bt, lc_real scale, lc_real *x)
+{
+    const int64_t H = s->H, D = s->D, G = s->H / s->KV;
+    for (int64_t g = 0; g < G; g++)
+        for (int64_t r = 0; r < bt; r++)
+            lc_k_axpy(D, scale, src + (g * bt + r) * D,
+                      x + ((b * s->T + t0 + r) * H + kvh * G + g) * D);
 }
 
 void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
                         const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch)
 {
-    const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D;
+    const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D, G = H / KV;
     const int64_t nblk = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
-    const int64_t items = s->B * H * nblk;
-    const int64_t group = H / KV;
+    const int64_t items = s->B * KV * nblk;
 #pragma omp parallel if (items > 1 && T * T * D >= PAR_MIN)
     {
-        lc_real *S = scratch + (size_t)omp_get_thread_num() * 2 * ATTN_BLOCK * T;
+        lc_real *S = scratch + (size_t)omp_get_thread_num() * attn_thread_scratch(s);
+        lc_real *Qg = S + (size_t)G * ATTN_BLOCK * T;
+        lc_real *Og = Qg + (size_t)G * ATTN_BLOCK * D;
 #pragma omp for schedule(dynamic)
         for (int64_t it = 0; it < items; it++) {
-            int64_t b = it / (H * nblk), h = (it / nblk) % H, blk = it % nblk;
+            int64_t b = it / (KV * nblk), kvh = (it / nblk) % KV, blk = it % nblk;
             int64_t t0 = blk * ATTN_BLOCK, t1 = t0 + ATTN_BLOCK < T ? t0 + ATTN_BLOCK : T;
             int64_t bt = t1 - t0, klo = attn_key_lo(s, t0), nk = t1 - klo;
-            int64_t kvh = h / group;
-            const lc_real *Q = q + ((b * T + t0) * H + h) * D;
             const lc_real *K = k + ((b * T + klo) * KV + kvh) * D;
             const lc_real *V = v + ((b * T + klo) * KV + kvh) * D;
-            lc_k_gemm(false, true, bt, nk, D, (lc_real)s->scale, Q, H * D, K, KV * D, 0, S, nk);
+            attn_gather(s, q, b, kvh, t0, bt, Qg);
+            lc_k_gemm(false, true, G * bt, nk, D, (lc_real)s->scale, Qg, D, K, KV * D, 0, S, nk);
             int64_t lo[ATTN_BLOCK];
             attn_row_starts(s, b, t0, t1, lo);
-            for (int64_t r = 0; r < bt; r++) {
-                lc_real *row = S + r * nk;
+            for (int64_t gr = 0; gr < G * bt; gr++) {
+                int64_t g = gr / bt, r = gr % bt;
+                lc_real *row = S + gr * nk;
                 int64_t ti = t0 + r, a = lo[r] - klo, e = ti - klo; /* visible: [a, e] */
                 lc_real m = -INFINITY;
 #pragma omp simd reduction(max : m)
@@ -322,10 +355,13 @@ void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
                     row[j] *= inv;
                 for (int64_t j = e + 1; j < nk; j++)
                     row[j] = 0;
-                lse[(b * H + h) * T + ti] = m + LC_LOG(sum);
+                lse[(b * H + kvh * G + g) * T + ti] = m + LC_LOG(sum);
             }
-            lc_k_gemm(false, false, bt, D, nk, 1, S, nk, V, KV * D, 0,
-                      out + ((b * T + t0) * H + h) * D, H * D);
+            lc_k_gemm(false, false, G * bt, D, nk, 1, S, nk, V, KV * D, 0, Og, D);
+            for (int64_t g = 0; g < G; g++)
+                for (int64_t r = 0; r < bt; r++)
+                    memcpy(out + ((b * T + t0 + r) * H + kvh * G + g) * D, Og + (g * bt + r) * D,
+                           (size_t)D * sizeof(lc_real));
         }
     }
 }
@@ -335,51 +371,57 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
                         const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
                         lc_real *scratch)
 {
-    const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D;
+    const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D, G = H / KV;
     const int64_t nblk = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
-    const int64_t group = H / KV;
     const lc_real scale = (lc_real)s->scale;
     /* One work item per (row, kv head): it owns dk/dv of that head, so no
      * two threads ever add into the same rows. */
 #pragma omp parallel if (s->B * KV > 1 && T * T * D >= PAR_MIN)
     {
-        lc_real *P = scratch + (size_t)omp_get_thread_num() * 2 * ATTN_BLOCK * T;
-        lc_real *dP = P + ATTN_BLOCK * T;
+        lc_real *P = scratch + (size_t)omp_get_thread_num() * attn_thread_scratch(s);
+        lc_real *dP = P + (size_t)G * ATTN_BLOCK * T;
+        lc_real *Qg = dP + (size_t)G * ATTN_BLOCK * T;
+        lc_real *dOg = Qg + (size_t)G * ATTN_BLOCK * D;
+        lc_real *Og = dOg + (size_t)G * ATTN_BLOCK * D;
 #pragma omp for schedule(dynamic)
         for (int64_t it = 0; it < s->B * KV; it++) {
             int64_t b = it / KV, kvh = it % KV;
-            for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
-                for (int64_t blk = 0; blk < nblk; blk++) {
-                    int64_t t0 = blk * ATTN_BLOCK, t1 = t0 + ATTN_BLOCK < T ? t0 + ATTN_BLOCK : T;
-                    int64_t bt = t1 - t0, klo = attn_key_lo(s, t0), nk = t1 - klo;
-                    int64_t qoff = ((b * T + t0) * H + h) * D;
-                    int64_t koff = ((b * T + klo) * KV + kvh) * D;
-                    lc_k_gemm(false, true, bt, nk, D, scale, q + qoff, H * D, k + koff, KV * D, 0, P, nk);
-                    lc_k_gemm(false, true, bt, nk, D, 1, dout + qoff, H * D, v + koff, KV * D, 0, dP, nk);
-                    int64_t lo[ATTN_BLOCK];
-                    attn_row_starts(s, b, t0, t1, lo);
-                    for (int64_t r = 0; r < bt; r++) {
-                        int64_t ti = t0 + r, a = lo[r] - klo, e = ti - klo;
-                        lc_real l = lse[(b * H + h) * T + ti];
-                        lc_real Di = dot(dout + qoff + r * H * D, out + qoff + r * H * D, D);
-                        lc_real *pr = P + r * nk, *dpr = dP + r * nk;
-                        for (int64_t j = 0; j < a; j++)
-                            pr[j] = dpr[j] = 0;
+            for (int64_t blk = 0; blk < nblk; blk++) {
+                int64_t t0 = blk * ATTN_BLOCK, t1 = t0 + ATTN_BLOCK < T ? t0 + ATTN_BLOCK : T;
+                int64_t bt = t1 - t0, klo = attn_key_lo(s, t0), nk = t1 - klo;
+                int64_t koff = ((b * T + klo) * KV + kvh) * D;
+                attn_gather(s, q, b, kvh, t0, bt, Qg);
+                attn_gather(s, dout, b, kvh, t0, bt, dOg);
+                attn_gather(s, out, b, kvh, t0, bt, Og);
+                lc_k_gemm(false, true, G * bt, nk, D, scale, Qg, D, k + koff, KV * D, 0, P, nk);
+                lc_k_gemm(false, true, G * bt, nk, D, 1, dOg, D, v + koff, KV * D, 0, dP, nk);
+                int64_t lo[ATTN_BLOCK];
+                attn_row_starts(s, b, t0, t1, lo);
+                for (int64_t gr = 0; gr < G * bt; gr++) {
+                    int64_t g = gr / bt, r = gr % bt;
+                    int64_t ti = t0 + r, a = lo[r] - klo, e = ti - klo;
+                    lc_real l = lse[(b * H + kvh * G + g) * T + ti];
+                    lc_real Di = dot(dOg + gr * D, Og + gr * D, D);
+                    lc_real *pr = P + gr * nk, *dpr = dP + gr * nk;
+                    for (int64_t j = 0; j < a; j++)
+                        pr[j] = dpr[j] = 0;
 #pragma omp simd
-                        for (int64_t j = a; j <= e; j++) {
-                            lc_real p = LC_EXP(pr[j] - l);
-                            pr[j] = p;
-                            dpr[j] = p * (dpr[j] - Di);
-                        }
-                        for (int64_t j = e + 1; j < nk; j++)
-                            pr[j] = dpr[j] = 0;
+                    for (int64_t j = a; j <= e; j++) {
+                        lc_real p = LC_EXP(pr[j] - l);
+                        pr[j] = p;
+                        dpr[j] = p * (dpr[j] - Di);
                     }
-                    if (dv)
-                        lc_k_gemm(true, false, nk, D, bt, 1, P, nk, dout + qoff, H * D, 1, dv + koff, KV * D);
-                    if (dq)
-                        lc_k_gemm(false, false, bt, D, nk, scale, dP, nk, k + koff, KV * D, 1, dq + qoff, H * D);
-                    if (dk)
-                        lc_k_gemm(true, false, nk, D, bt, scale, dP, nk, q + qoff, H * D, 1, dk + koff, KV * D);
+                    for (int64_t j = e + 1; j < nk; j++)
+                        pr[j] = dpr[j] = 0;
+                }
+                if (dv)
+                    lc_k_gemm(true, false, nk, D, G * bt, 1, P, nk, dOg, D, 1, dv + koff, KV * D);
+                if (dk)
+                    lc_k_gemm(true, false, nk, D, G * bt, scale, dP, nk, Qg, D, 1, dk + koff, KV * D);
+                if (dq) {
+                    /* dQ rows of the group into Og (free now), then added in place */
+                    lc_k_gemm(false, false, G * bt, D, nk, 1, dP, nk, k + koff, KV * D, 0, Og, D);
+                    attn_scatter_add(s, Og, b, kvh, t0, bt, scale, dq);
                 }
             }
         }
