@@ -40,6 +40,22 @@ int lc_error_prefix(lc_error *err, const char *fmt, ...)
     return -1;
 }
 
+const char *lc_printable(const char *s, char *buf, size_t n)
+{
+    size_t i = 0, len = strlen(s);
+    size_t keep = len < n - 1 ? len : n - 4;
+    for (; i < keep; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    if (keep < len) {
+        memcpy(buf + i, "...", 3);
+        i += 3;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
 void lc_assert_fail(const char *expr, const char *file, int line)
 {
     fprintf(stderr, "lorac: internal error: assertion `%s` failed at %s:%d\n",

@@ -8,6 +8,7 @@
 #define LC_ERROR_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #define LC_ERROR_MAX 1024
 
@@ -23,6 +24,10 @@ int lc_error_set(lc_error *err, const char *fmt, ...)
 /* Prepends "prefix: " to an existing message (adds context on the way up). */
 int lc_error_prefix(lc_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Copy of s (from an untrusted file) fit for a one-line message: control
+ * bytes become '?', a long string is cut with "...". Returns buf (n ≥ 8). */
+const char *lc_printable(const char *s, char *buf, size_t n);
 
 void lc_assert_fail(const char *expr, const char *file, int line)
     __attribute__((noreturn));

@@ -48,23 +48,6 @@ static char *dup_str(const char *s)
     return d;
 }
 
-/* Name cut to fit a one-line message, control bytes shown as '?'. */
-static const char *printable(const char *s, char *buf, size_t n)
-{
-    size_t i = 0, len = strlen(s);
-    size_t keep = len < n - 1 ? len : n - 4;
-    for (; i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    if (keep < len) {
-        memcpy(buf + i, "...", 3);
-        i += 3;
-    }
-    buf[i] = '\0';
-    return buf;
-}
-
 /* Reads a whole (small) file. Returns 0, or -1 with errno set; ENOENT means
  * absent. EFBIG when larger than max. */
 static int read_small_file(const char *path, uint64_t max, char **out, size_t *len)
@@ -142,14 +125,14 @@ static int open_shard(lc_st_file *f, const char *dir, const char *real_dir, cons
     if (!p)
         return lc_error_set(err, "%s: out of memory", dir);
     /* Hardening (fuzz_st_index): the shard name comes from the index and may
-     * hold newlines or terminal escapes, so it is shown through printable()
+     * hold newlines or terminal escapes, so it is shown through lc_printable()
      * (after the directory, not inside a raw DIR/name path), keeping the
      * error one printable line. */
     char nb[256], rb[512];
     char *real = realpath(p, NULL);
     if (!real) {
         int rc = lc_error_set(err, "%s: shard '%s' listed in %s: %s", dir,
-                              printable(name, nb, sizeof nb), INDEX_NAME, strerror(errno));
+                              lc_printable(name, nb, sizeof nb), INDEX_NAME, strerror(errno));
         free(p);
         return rc;
     }
@@ -160,7 +143,7 @@ static int open_shard(lc_st_file *f, const char *dir, const char *real_dir, cons
     int rc = 0;
     if (!inside)
         rc = lc_error_set(err, "%s: shard '%s' resolves to %s, outside the model directory",
-                          dir, printable(name, nb, sizeof nb), printable(real, rb, sizeof rb));
+                          dir, lc_printable(name, nb, sizeof nb), lc_printable(real, rb, sizeof rb));
     else if (lc_st_open(f, real, err) != 0)
         rc = -1;
     free(real);
@@ -210,15 +193,15 @@ static int open_sharded(lc_model_files *mf, const char *dir, const char *index_p
     for (const cJSON *c = wm->child; c; c = c->next) {
         if (!cJSON_IsString(c) || !c->valuestring) {
             rc = lc_error_set(err, "%s: weight_map entry for tensor '%s' is not a string",
-                              index_path, printable(c->string, nb, sizeof nb));
+                              index_path, lc_printable(c->string, nb, sizeof nb));
             goto out;
         }
         if (!plain_file_name(c->valuestring)) {
             rc = lc_error_set(err,
                               "%s: tensor '%s' is mapped to shard '%s', which is not a plain "
                               "file name inside the model directory",
-                              index_path, printable(c->string, nb, sizeof nb),
-                              printable(c->valuestring, sb, sizeof sb));
+                              index_path, lc_printable(c->string, nb, sizeof nb),
+                              lc_printable(c->valuestring, sb, sizeof sb));
             goto out;
         }
         n++;
@@ -243,7 +226,7 @@ static int open_sharded(lc_model_files *mf, const char *dir, const char *index_p
     for (i = 1; i < n; i++) {
         if (strcmp(items[i - 1].tensor, items[i].tensor) == 0) {
             rc = lc_error_set(err, "%s: tensor '%s' appears twice in weight_map", index_path,
-                              printable(items[i].tensor, nb, sizeof nb));
+                              lc_printable(items[i].tensor, nb, sizeof nb));
             goto out;
         }
     }
@@ -285,8 +268,8 @@ static int open_sharded(lc_model_files *mf, const char *dir, const char *index_p
                 rc = lc_error_set(err,
                                   "%s: tensor '%s' is mapped to shard '%s', which has no such "
                                   "tensor",
-                                  index_path, printable(items[k].tensor, nb, sizeof nb),
-                                  printable(items[k].shard, sb, sizeof sb));
+                                  index_path, lc_printable(items[k].tensor, nb, sizeof nb),
+                                  lc_printable(items[k].shard, sb, sizeof sb));
                 goto out;
             }
         }

@@ -34,24 +34,6 @@
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
 
-/* Copy of s fit for a one-line message: control bytes become '?', long names
- * are cut with "...". */
-static const char *printable(const char *s, char *buf, size_t n)
-{
-    size_t i = 0, len = strlen(s);
-    size_t keep = len < n - 1 ? len : n - 4;
-    for (; i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    if (keep < len) {
-        memcpy(buf + i, "...", 3);
-        i += 3;
-    }
-    buf[i] = '\0';
-    return buf;
-}
-
 static uint64_t read_le64(const unsigned char *p)
 {
     uint64_t v = 0;
@@ -228,7 +210,7 @@ static int parse_metadata(lc_st_file *f, const cJSON *md, const char *label, lc_
         if (!cJSON_IsString(c) || !c->valuestring) {
             free(pairs);
             return lc_error_set(err, "%s: __metadata__ value for '%s' is not a string",
-                                label, printable(c->string, pb, sizeof pb));
+                                label, lc_printable(c->string, pb, sizeof pb));
         }
         pairs[i].key = c->string;
         pairs[i].value = c->valuestring;
@@ -237,7 +219,7 @@ static int parse_metadata(lc_st_file *f, const cJSON *md, const char *label, lc_
     for (i = 1; i < n; i++) {
         if (strcmp(pairs[i - 1].key, pairs[i].key) == 0) {
             int rc = lc_error_set(err, "%s: duplicate __metadata__ key '%s'", label,
-                                  printable(pairs[i].key, pb, sizeof pb));
+                                  lc_printable(pairs[i].key, pb, sizeof pb));
             free(pairs);
             return rc;
         }
@@ -261,7 +243,7 @@ static int parse_entry(lc_st_tensor *t, const cJSON *e, uint64_t data_size,
                        const char *label, lc_error *err)
 {
     char nb[256], sb[256];
-    const char *name = printable(t->name, nb, sizeof nb);
+    const char *name = lc_printable(t->name, nb, sizeof nb);
     if (!cJSON_IsObject(e))
         return lc_error_set(err, "%s: tensor '%s': entry is not a JSON object", label, name);
 
@@ -286,7 +268,7 @@ static int parse_entry(lc_st_tensor *t, const cJSON *e, uint64_t data_size,
         return lc_error_set(err, "%s: tensor '%s': dtype is not a string", label, name);
     if (lc_dtype_from_name(dt->valuestring, &t->dtype) != 0)
         return lc_error_set(err, "%s: tensor '%s': unknown dtype '%s'", label, name,
-                            printable(dt->valuestring, sb, 64));
+                            lc_printable(dt->valuestring, sb, 64));
 
     if (!sh)
         return lc_error_set(err, "%s: tensor '%s': missing shape", label, name);
@@ -362,15 +344,15 @@ static int check_layout(lc_st_tensor *t, size_t n, uint64_t data_size, const cha
             rc = lc_error_set(err,
                               "%s: tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' "
                               "(which ends at %llu)",
-                              label, printable(x->name, nb, sizeof nb),
+                              label, lc_printable(x->name, nb, sizeof nb),
                               (unsigned long long)x->begin, (unsigned long long)x->end,
-                              printable(by_off[i - 1]->name, pb, sizeof pb),
+                              lc_printable(by_off[i - 1]->name, pb, sizeof pb),
                               (unsigned long long)expect);
         else if (x->begin > expect)
             rc = lc_error_set(err,
                               "%s: tensor '%s': gap in the data: begins at %llu, previous "
                               "data ends at %llu",
-                              label, printable(x->name, nb, sizeof nb),
+                              label, lc_printable(x->name, nb, sizeof nb),
                               (unsigned long long)x->begin, (unsigned long long)expect);
         expect = x->end;
     }
@@ -466,7 +448,7 @@ static int parse_image(lc_st_file *f, const unsigned char *buf, size_t size,
         if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0) {
             char nb[256];
             rc = lc_error_set(err, "%s: duplicate tensor name '%s'", label,
-                              printable(f->tensors[i].name, nb, sizeof nb));
+                              lc_printable(f->tensors[i].name, nb, sizeof nb));
             goto out;
         }
     }
@@ -754,7 +736,7 @@ static int build_header(strbuf *b, const char *path, const lc_st_entry *entries,
             return lc_error_set(err, "%s: entry %zu has no name", path, i);
         }
         names[i] = e->name;
-        const char *name = printable(e->name, nb, sizeof nb);
+        const char *name = lc_printable(e->name, nb, sizeof nb);
         const char *bad = NULL;
         uint64_t numel;
         if (!is_utf8(e->name))
@@ -793,18 +775,18 @@ static int build_header(strbuf *b, const char *path, const lc_st_entry *entries,
         return lc_error_set(err, "%s: out of memory", path);
     if (dup)
         return lc_error_set(err, "%s: duplicate tensor name '%s'", path,
-                            printable(dup, nb, sizeof nb));
+                            lc_printable(dup, nb, sizeof nb));
     for (size_t i = 0; i < n_meta; i++) {
         if (!meta_keys[i] || !meta_values[i])
             return lc_error_set(err, "%s: __metadata__ entry %zu is NULL", path, i);
         if (!is_utf8(meta_keys[i]) || !is_utf8(meta_values[i]))
             return lc_error_set(err, "%s: __metadata__ '%s' is not valid UTF-8", path,
-                                printable(meta_keys[i], nb, sizeof nb));
+                                lc_printable(meta_keys[i], nb, sizeof nb));
     }
     if ((dup = find_duplicate(meta_keys, n_meta, &oom)) || oom)
         return oom ? lc_error_set(err, "%s: out of memory", path)
                    : lc_error_set(err, "%s: duplicate __metadata__ key '%s'", path,
-                                  printable(dup, nb, sizeof nb));
+                                  lc_printable(dup, nb, sizeof nb));
 
     for (size_t i = 0; i < n; i++)
         order[i] = i;

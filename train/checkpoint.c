@@ -181,17 +181,10 @@ static int read_state(const char *dir, lc_train_state *st, lc_error *err)
 {
     char path[4352];
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
-    size_t len;
-    char *text = lc_read_file(path, 1 << 20, &len, err);
-    if (!text)
+    cJSON *root = lc_read_json_object(path, 1 << 20, err);
+    if (!root)
         return -1;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
     int rc = -1;
-    if (!cJSON_IsObject(root)) {
-        lc_error_set(err, "%s: not a JSON object", path);
-        goto out;
-    }
     memset(st, 0, sizeof *st);
     if (read_i64(root, "global_step", &st->step, path, err) ||
         read_i64(root, "total_steps", &st->total_steps, path, err) ||

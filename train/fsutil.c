@@ -1,6 +1,8 @@
 /* fsutil.c — see fsutil.h. */
 #include "train/fsutil.h"
 
+#include <cjson/cJSON.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -41,6 +43,22 @@ char *lc_read_file(const char *path, size_t max_bytes, size_t *len, lc_error *er
     if (len)
         *len = n;
     return buf;
+}
+
+cJSON *lc_read_json_object(const char *path, size_t max_bytes, lc_error *err)
+{
+    size_t len;
+    char *text = lc_read_file(path, max_bytes, &len, err);
+    if (!text)
+        return NULL;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        lc_error_set(err, "%s: not a JSON object", path);
+        return NULL;
+    }
+    return root;
 }
 
 int lc_mkdir_p(const char *path, lc_error *err)

@@ -11,6 +11,9 @@
 
 /* Reads a whole file (at most max_bytes) into a NUL-terminated malloc'd buffer. */
 char *lc_read_file(const char *path, size_t max_bytes, size_t *len, lc_error *err);
+/* Reads and parses a JSON file (at most max_bytes) whose top level must be
+ * an object; returns it (cJSON_Delete it) or NULL with "PATH: ..." set. */
+struct cJSON *lc_read_json_object(const char *path, size_t max_bytes, lc_error *err);
 int lc_mkdir_p(const char *path, lc_error *err);
 int lc_write_file_atomic(const char *path, const void *data, size_t n, lc_error *err);
 bool lc_path_exists(const char *path);

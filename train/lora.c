@@ -151,16 +151,9 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    size_t len;
-    char *text = lc_read_file(path, 16u << 20, &len, err);
-    if (!text)
+    cJSON *root = lc_read_json_object(path, 16u << 20, err);
+    if (!root)
         return -1;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return lc_error_set(err, "%s: not a JSON object", path);
-    }
     int rc = -1;
     memset(cfg, 0, sizeof *cfg);
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "peft_type");

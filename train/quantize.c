@@ -243,16 +243,9 @@ static int write_config(const char *in_dir, const char *out_dir, bool dq, lc_err
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", in_dir);
-    size_t len;
-    char *text = lc_read_file(path, 16u << 20, &len, err);
-    if (!text)
+    cJSON *root = lc_read_json_object(path, 16u << 20, err);
+    if (!root)
         return -1;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return lc_error_set(err, "%s: not a JSON object", path);
-    }
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
     cJSON *qc = cJSON_AddObjectToObject(root, "quantization_config");
     cJSON_AddStringToObject(qc, "quant_method", "bitsandbytes");
