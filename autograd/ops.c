@@ -427,3 +427,61 @@ lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
         lc_tape_record(t, "lm_head_ce", ce_backward, &x, 1, &loss, 1)->ctx = dx;
     return loss;
 }
+
+/* ---- gradient checkpointing ---- */
+
+typedef struct ckpt_ctx {
+    lc_block_fn fn;
+    void *ctx;
+    uint64_t op_counter; /* dropout streams of the block's ops */
+} ckpt_ctx;
+
+static void checkpoint_backward(lc_tape *t, lc_node *node)
+{
+    ckpt_ctx c = *(ckpt_ctx *)node->ctx;
+    lc_tensor *x = node->in[0], *y = node->out[0];
+    size_t mark = lc_arena_mark(t->arena);
+    size_t first = t->n_nodes;
+    /* x's values are intact (in place ops never touch a block's input);
+     * recompute from a leaf that shares them */
+    lc_tensor *xr = lc_arena_alloc(t->arena, sizeof *xr);
+    *xr = *x;
+    xr->grad = NULL;
+    xr->is_param = false;
+    uint64_t counter = t->op_counter;
+    t->op_counter = c.op_counter;
+    lc_tensor *yr = c.fn(t, c.ctx, xr);
+    t->op_counter = counter;
+    LC_ASSERT(yr->numel == y->numel);
+    if (yr->requires_grad) {
+        yr->grad = y->grad; /* y's gradient, still owned by y */
+        yr->is_param = true;
+        lc_tape_walk_back(t, first);
+    }
+    t->n_nodes = first;
+    lc_real *gx = lc_tape_grad(t, x);
+    if (gx && xr->grad)
+        lc_k_axpy(x->numel, 1, xr->grad, gx);
+    lc_tape_release_grad(t, xr);
+    lc_arena_release(t->arena, mark);
+}
+
+lc_tensor *lc_op_checkpoint(lc_tape *t, lc_block_fn fn, void *ctx, lc_tensor *x)
+{
+    if (!t->grad_enabled)
+        return fn(t, ctx, x);
+    lc_tensor *y = lc_tape_tensor(t, x->ndim, x->shape);
+    ckpt_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
+    *c = (ckpt_ctx){fn, ctx, t->op_counter};
+    size_t mark = lc_arena_mark(t->arena);
+    t->grad_enabled = false;
+    lc_tensor *y0 = fn(t, ctx, x);
+    t->grad_enabled = true;
+    LC_ASSERT(y0->numel == y->numel);
+    memcpy(y->data, y0->data, (size_t)y->numel * sizeof(lc_real));
+    lc_arena_release(t->arena, mark);
+    /* LoRA parameters inside the block need gradients even when x does not
+     * (the first layer's input is a frozen embedding): always record. */
+    lc_tape_record(t, "checkpoint", checkpoint_backward, &x, 1, &y, 1)->ctx = c;
+    return y;
+}

@@ -81,4 +81,12 @@ lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
                             const int32_t *targets, lc_real grad_scale,
                             double *loss_sum, int64_t *n_supervised);
 
+/* A block y = fn(ctx, x) whose output has x's shape (a transformer layer).
+ * Gradient checkpointing: forward runs fn without recording and keeps only
+ * x and y; backward runs fn again with recording (same dropout streams) and
+ * backpropagates through that local piece of tape. Memory for activations
+ * drops from every layer's to one layer's, for one extra forward. */
+typedef lc_tensor *(*lc_block_fn)(lc_tape *t, void *ctx, lc_tensor *x);
+lc_tensor *lc_op_checkpoint(lc_tape *t, lc_block_fn fn, void *ctx, lc_tensor *x);
+
 #endif

@@ -132,20 +132,17 @@ lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t)
     return t->grad;
 }
 
-void lc_tape_backward(lc_tape *t, lc_tensor *loss)
+void lc_tape_walk_back(lc_tape *t, size_t from)
 {
-    LC_ASSERT(loss->numel == 1);
-    if (!loss->requires_grad)
-        return;
-    lc_real *g = lc_tape_grad(t, loss);
-    g[0] = 1;
-    for (size_t i = t->n_nodes; i-- > 0;) {
-        lc_node *node = &t->nodes[i];
+    for (size_t i = t->n_nodes; i-- > from;) {
         bool any = false;
-        for (int k = 0; k < node->n_out; k++)
-            any |= node->out[k] && node->out[k]->grad;
+        for (int k = 0; k < t->nodes[i].n_out; k++)
+            any |= t->nodes[i].out[k] && t->nodes[i].out[k]->grad;
         if (any)
-            node->backward(t, node);
+            t->nodes[i].backward(t, &t->nodes[i]);
+        /* (a backward may append nodes — gradient checkpointing — and
+         * move t->nodes: index again rather than keep a pointer) */
+        lc_node *node = &t->nodes[i];
         for (int k = 0; k < node->n_out; k++) {
             lc_tensor *o = node->out[k];
             if (o && o->grad && !o->is_param) {
@@ -154,5 +151,23 @@ void lc_tape_backward(lc_tape *t, lc_tensor *loss)
             }
         }
     }
-    t->n_nodes = 0;
+    t->n_nodes = from;
+}
+
+void lc_tape_release_grad(lc_tape *t, lc_tensor *x)
+{
+    if (x->grad && !x->is_param) {
+        pool_give(t, x->grad, x->grad_capacity);
+        x->grad = NULL;
+    }
+}
+
+void lc_tape_backward(lc_tape *t, lc_tensor *loss)
+{
+    LC_ASSERT(loss->numel == 1);
+    if (!loss->requires_grad)
+        return;
+    lc_real *g = lc_tape_grad(t, loss);
+    g[0] = 1;
+    lc_tape_walk_back(t, 0);
 }

@@ -84,5 +84,10 @@ lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t);
 /* Seeds d(loss)/d(loss) = 1 (loss has one element) and runs every node's
  * backward in reverse order. */
 void lc_tape_backward(lc_tape *t, lc_tensor *loss);
+/* Runs the backward of nodes [from, n_nodes) in reverse and drops them
+ * (gradient checkpointing walks the nodes of a recomputed block). */
+void lc_tape_walk_back(lc_tape *t, size_t from);
+/* Hands a leaf's pooled gradient back (after its value was used). */
+void lc_tape_release_grad(lc_tape *t, lc_tensor *x);
 
 #endif

@@ -723,6 +723,33 @@ Test(trainer, resume_bitwise, .timeout = 120)
 /* Resumes from each of checkpoint-1..5 of a 6-step run (only_wanted: only
  * from those holding the cursor (want_epoch, want_rows)); one of them must
  * hold that cursor, the case the caller is after. */
+/* Gradient checkpointing recomputes every layer in backward with the same
+ * dropout streams: the run (dropout, packing, accumulation, resume config)
+ * must be bitwise the one without it. */
+Test(trainer, gradient_checkpointing_is_bitwise_equal, .timeout = 120)
+{
+    char *dir = lc_test_tmpdir();
+    char *cfg = resume_config(dir, 14);
+    char *A = lc_test_asprintf("%s/A", dir), *B = lc_test_asprintf("%s/B", dir);
+    const char *on[] = {"gradient_checkpointing=true"};
+    train_ok(cfg, A, NULL, 0);
+    train_ok(cfg, B, on, 1);
+    assert_same_run(A, B, 6);
+    /* and the QLoRA path: NF4 linears under checkpointing */
+    char *C = lc_test_asprintf("%s/C", dir), *D = lc_test_asprintf("%s/D", dir);
+    const char *q[] = {"adapter=qlora"}, *qon[] = {"adapter=qlora", "gradient_checkpointing=true"};
+    train_ok(cfg, C, q, 1);
+    train_ok(cfg, D, qon, 2);
+    assert_same_run(C, D, 6);
+    lc_test_rm_rf(dir);
+    free(A);
+    free(B);
+    free(C);
+    free(D);
+    free(cfg);
+    free(dir);
+}
+
 static void resume_every_step(int n_varied, int64_t want_epoch, int64_t want_rows,
                               bool only_wanted)
 {

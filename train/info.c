@@ -85,12 +85,6 @@ static void plan_row(FILE *f, const char *name, const lc_memory_plan *p, double 
             p->total / unit);
 }
 
-static void with_ckpt(lc_memory_plan *p, double ckpt_act)
-{
-    p->total += ckpt_act - p->activations;
-    p->activations = ckpt_act;
-}
-
 int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
 {
     lc_model_config c;
@@ -225,22 +219,13 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
             snprintf(load_err, sizeof load_err, "%s", lerr.msg);
         }
     }
-    lc_memory_plan lp, qp, p1, p2;
+    lc_memory_plan lp, qp;
     lc_memory_plan_cpu(&c, real ? emb_bytes + nf4_bytes : lc_memory_weight_bytes(&c, wdt),
-                       lora_params, &lora, B, T, &lp);
-    lc_memory_plan_cpu(&c, emb_bytes + nf4_bytes, lora_params, &lora, B, T, &qp);
-    lc_model_config c1 = c, c2 = c;
-    c1.n_layers = 1;
-    c2.n_layers = 2;
-    lc_memory_plan_cpu(&c1, 0, 0, &lora, B, T, &p1);
-    lc_memory_plan_cpu(&c2, 0, 0, &lora, B, T, &p2);
-    double layer_act = p2.activations - p1.activations;
-    double fixed_act = p1.activations - layer_act;
-    double resid = (double)B * (double)T * c.hidden_size * (double)sizeof(lc_real);
-    double ckpt_act = fixed_act + layer_act + resid * c.n_layers;
-    lc_memory_plan lpc = lp, qpc = qp;
-    with_ckpt(&lpc, ckpt_act);
-    with_ckpt(&qpc, ckpt_act);
+                       lora_params, &lora, B, T, false, &lp);
+    lc_memory_plan_cpu(&c, emb_bytes + nf4_bytes, lora_params, &lora, B, T, false, &qp);
+    lc_memory_plan lpc, qpc;
+    lc_memory_plan_cpu(&c, lp.weights, lora_params, &lora, B, T, true, &lpc);
+    lc_memory_plan_cpu(&c, qp.weights, lora_params, &lora, B, T, true, &qpc);
 
     double unit = lp.total >= 1073741824.0 ? 1073741824.0 : 1048576.0;
     const char *un = unit > 1048576.0 ? "GiB" : "MiB";
@@ -271,9 +256,8 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
             fprintf(out, "  note: the NF4 linears of this checkpoint could not be loaded (%s): "
                     "the rows above are estimates from config.json.\n", load_err);
     }
-    fprintf(out, "  * gradient checkpointing keeps one layer's activations plus each layer's "
-            "residual input: an estimate for the GPU path; the CPU backend does not "
-            "checkpoint yet.\n");
+    fprintf(out, "  * gradient_checkpointing: true keeps each layer's input and recomputes the "
+            "layer in backward (one extra forward).\n");
     double avail = lc_memory_available();
     if (avail > 0) {
         human(avail, hb, sizeof hb);
@@ -336,7 +320,7 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
         goto out;
     }
     lc_memory_plan plan;
-    lc_memory_plan_cpu(&m.cfg, 0, lora.n_params, &lora.cfg, mb, T, &plan);
+    lc_memory_plan_cpu(&m.cfg, 0, lora.n_params, &lora.cfg, mb, T, false, &plan);
     if (lc_model_prepare_rope(&m, T, err) ||
         lc_arena_init(&arena, "eval", plan.arena_bytes, err) ||
         lc_tape_init(&tape, &arena, plan.grad_bytes, err))

@@ -18,7 +18,8 @@ double lc_memory_weight_bytes(const lc_model_config *c, lc_dtype dtype)
 }
 
 void lc_memory_plan_cpu(const lc_model_config *c, double weight_bytes, size_t lora_params,
-                        const lc_lora_config *lora, int64_t B, int64_t T, lc_memory_plan *p)
+                        const lc_lora_config *lora, int64_t B, int64_t T, bool checkpointing,
+                        lc_memory_plan *p)
 {
     memset(p, 0, sizeof *p);
     const double f = sizeof(lc_real);
@@ -31,7 +32,8 @@ void lc_memory_plan_cpu(const lc_model_config *c, double weight_bytes, size_t lo
                        (double)lora->r * targets;
     if (c->qk_norm)
         per_layer += HD + KVD + c->n_heads + c->n_kv_heads;
-    double act = N * (per_layer * c->n_layers + 3 * C) * f;
+    double act = checkpointing ? N * (C * c->n_layers + per_layer + C + 3 * C) * f
+                               : N * (per_layer * c->n_layers + 3 * C) * f;
     /* Largest scratch any op takes: recomputed f(x) + d f(x) + LoRA
      * dropout buffer, attention blocks, lm_head chunk. */
     double lin_scr = 3 * N * (FF > C ? FF : C) * f + (double)(1 << 18) * f;

@@ -7,6 +7,7 @@
 #ifndef LC_MEMORY_PLAN_H
 #define LC_MEMORY_PLAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,8 +27,11 @@ typedef struct lc_memory_plan {
     size_t grad_bytes;    /* capacity to reserve for the gradient pool */
 } lc_memory_plan;
 
+/* checkpointing: gradient checkpointing per layer (each layer keeps only its
+ * input; one layer's activations exist again while it is recomputed). */
 void lc_memory_plan_cpu(const lc_model_config *c, double weight_bytes, size_t lora_params,
-                        const lc_lora_config *lora, int64_t B, int64_t T, lc_memory_plan *p);
+                        const lc_lora_config *lora, int64_t B, int64_t T, bool checkpointing,
+                        lc_memory_plan *p);
 /* Bytes of all frozen weights of c stored as dtype. */
 double lc_memory_weight_bytes(const lc_model_config *c, lc_dtype dtype);
 void lc_memory_plan_print(const lc_memory_plan *p, FILE *f);

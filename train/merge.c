@@ -766,7 +766,7 @@ static int verify(merge_job *j, lc_error *err)
         T = base.cfg.max_position_embeddings;
     const int64_t N = B * T, V = base.cfg.vocab_size;
     lc_memory_plan plan;
-    lc_memory_plan_cpu(&base.cfg, 0, j->lora.n_params, &j->lora.cfg, B, T, &plan);
+    lc_memory_plan_cpu(&base.cfg, 0, j->lora.n_params, &j->lora.cfg, B, T, false, &plan);
     if (lc_model_prepare_rope(&base, T, err) || lc_model_prepare_rope(&merged, T, err) ||
         lc_arena_init(&arena, "verify", plan.arena_bytes, err))
         goto out;

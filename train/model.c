@@ -380,55 +380,78 @@ static lc_linear make_linear(const lc_model *m, const lc_lora *lora, int l, lc_m
     return (lc_linear){&L->proj[mod], L->bias[mod], lora ? lc_lora_get(lora, l, mod) : NULL};
 }
 
+/* Everything one decoder layer needs, for lc_op_checkpoint's block call. */
+typedef struct layer_ctx {
+    const lc_model *m;
+    const lc_lora *lora;
+    const lc_batch *b;
+    const lc_attn_shape *attn;
+    int l;
+} layer_ctx;
+
+/* x [N, C] → the layer's output [N, C]. */
+static lc_tensor *layer_forward(lc_tape *t, void *ctxp, lc_tensor *x)
+{
+    const layer_ctx *lc = ctxp;
+    const lc_model *m = lc->m;
+    const lc_model_config *c = &m->cfg;
+    const lc_layer_weights *L = &m->layers[lc->l];
+    const int H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim, l = lc->l;
+    const lc_lora *lora = lc->lora;
+    lc_linear qkv[3] = {make_linear(m, lora, l, LC_MOD_Q), make_linear(m, lora, l, LC_MOD_K),
+                        make_linear(m, lora, l, LC_MOD_V)};
+    lc_linear_input in1 = {.kind = LC_INPUT_RMSNORM, .x = x, .norm_w = L->input_norm,
+                           .eps = c->rms_norm_eps};
+    lc_tensor *qkv_out[3];
+    lc_op_linears(t, &in1, qkv, 3, NULL, qkv_out);
+    lc_tensor *q = qkv_out[0], *k = qkv_out[1], *v = qkv_out[2];
+    if (c->qk_norm) {
+        q = lc_op_rmsnorm(t, q, D, L->q_norm, c->rms_norm_eps);
+        k = lc_op_rmsnorm(t, k, D, L->k_norm, c->rms_norm_eps);
+    }
+    q = lc_op_rope(t, q, H, D, lc->b->positions, m->cos_sin);
+    k = lc_op_rope(t, k, KV, D, lc->b->positions, m->cos_sin);
+    lc_tensor *a = lc_op_attention(t, q, k, v, lc->attn);
+
+    lc_linear o = make_linear(m, lora, l, LC_MOD_O);
+    lc_linear_input in2 = {.kind = LC_INPUT_PLAIN, .x = a};
+    lc_tensor *h;
+    lc_op_linears(t, &in2, &o, 1, x, &h);
+
+    lc_linear gu[2] = {make_linear(m, lora, l, LC_MOD_GATE), make_linear(m, lora, l, LC_MOD_UP)};
+    lc_linear_input in3 = {.kind = LC_INPUT_RMSNORM, .x = h, .norm_w = L->post_attn_norm,
+                           .eps = c->rms_norm_eps};
+    lc_tensor *gu_out[2];
+    lc_op_linears(t, &in3, gu, 2, NULL, gu_out);
+
+    lc_linear down = make_linear(m, lora, l, LC_MOD_DOWN);
+    lc_linear_input in4 = {.kind = LC_INPUT_SWIGLU, .x = gu_out[0], .up = gu_out[1]};
+    lc_tensor *y;
+    lc_op_linears(t, &in4, &down, 1, h, &y);
+    return y;
+}
+
 lc_tensor *lc_model_hidden(const lc_model *m, lc_tape *t, const lc_batch *b,
                            const lc_lora *lora, lc_hidden_hook hook, void *user)
 {
     const lc_model_config *c = &m->cfg;
     const int64_t N = b->B * b->T;
-    const int H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
     for (int64_t i = 0; i < N; i++)
         LC_ASSERT(b->positions[i] >= 0 && b->positions[i] < m->rope_len);
 
     lc_attn_shape *attn = lc_arena_alloc(t->arena, sizeof *attn);
-    *attn = (lc_attn_shape){.B = b->B, .T = b->T, .H = H, .KV = KV, .D = D,
-                            .scale = 1.0 / sqrt((double)D), .segment = b->segments,
-                            .window = c->sliding_window};
+    *attn = (lc_attn_shape){.B = b->B, .T = b->T, .H = c->n_heads, .KV = c->n_kv_heads,
+                            .D = c->head_dim, .scale = 1.0 / sqrt((double)c->head_dim),
+                            .segment = b->segments, .window = c->sliding_window};
 
     lc_tensor *x = lc_op_embedding(t, &m->embed, b->input_ids, N);
     for (int l = 0; l < c->n_layers; l++) {
-        const lc_layer_weights *L = &m->layers[l];
         if (hook)
             hook(user, l, x);
-        lc_linear qkv[3] = {make_linear(m, lora, l, LC_MOD_Q), make_linear(m, lora, l, LC_MOD_K),
-                            make_linear(m, lora, l, LC_MOD_V)};
-        lc_linear_input in1 = {.kind = LC_INPUT_RMSNORM, .x = x, .norm_w = L->input_norm,
-                               .eps = c->rms_norm_eps};
-        lc_tensor *qkv_out[3];
-        lc_op_linears(t, &in1, qkv, 3, NULL, qkv_out);
-        lc_tensor *q = qkv_out[0], *k = qkv_out[1], *v = qkv_out[2];
-        if (c->qk_norm) {
-            q = lc_op_rmsnorm(t, q, D, L->q_norm, c->rms_norm_eps);
-            k = lc_op_rmsnorm(t, k, D, L->k_norm, c->rms_norm_eps);
-        }
-        q = lc_op_rope(t, q, H, D, b->positions, m->cos_sin);
-        k = lc_op_rope(t, k, KV, D, b->positions, m->cos_sin);
-        lc_tensor *a = lc_op_attention(t, q, k, v, attn);
-
-        lc_linear o = make_linear(m, lora, l, LC_MOD_O);
-        lc_linear_input in2 = {.kind = LC_INPUT_PLAIN, .x = a};
-        lc_tensor *h;
-        lc_op_linears(t, &in2, &o, 1, x, &h);
-
-        lc_linear gu[2] = {make_linear(m, lora, l, LC_MOD_GATE),
-                           make_linear(m, lora, l, LC_MOD_UP)};
-        lc_linear_input in3 = {.kind = LC_INPUT_RMSNORM, .x = h, .norm_w = L->post_attn_norm,
-                               .eps = c->rms_norm_eps};
-        lc_tensor *gu_out[2];
-        lc_op_linears(t, &in3, gu, 2, NULL, gu_out);
-
-        lc_linear down = make_linear(m, lora, l, LC_MOD_DOWN);
-        lc_linear_input in4 = {.kind = LC_INPUT_SWIGLU, .x = gu_out[0], .up = gu_out[1]};
-        lc_op_linears(t, &in4, &down, 1, h, &x);
+        layer_ctx *lc = lc_arena_alloc(t->arena, sizeof *lc);
+        *lc = (layer_ctx){m, lora, b, attn, l};
+        x = m->checkpoint_layers ? lc_op_checkpoint(t, layer_forward, lc, x)
+                                 : layer_forward(t, lc, x);
     }
     lc_tensor *xn = lc_op_rmsnorm(t, x, c->hidden_size, m->final_norm, c->rms_norm_eps);
     if (hook)

@@ -39,6 +39,7 @@ typedef struct lc_model {
     void *owned_weights;               /* random models: owns every matrix */
     lc_nf4_store *nf4;                 /* [L · LC_MOD_COUNT] when quantized at load */
     lc_real *cos_sin;                  /* [rope_len, D] */
+    bool checkpoint_layers;            /* gradient checkpointing: recompute each layer in backward */
     int64_t rope_len;
 } lc_model;
 

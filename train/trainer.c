@@ -252,9 +252,7 @@ static int setup(run *r, lc_error *err)
                  : mc->prequantized_bnb4 ? ", linears NF4 (pre-quantized checkpoint)"
                  : c->bnb_4bit_use_double_quant ? ", linears quantized to NF4 (double quant)"
                                                 : ", linears quantized to NF4");
-    if (c->gradient_checkpointing)
-        fprintf(r->log, "note: gradient_checkpointing has no effect on the CPU backend "
-                "(activations are already kept minimal)\n");
+    r->model.checkpoint_layers = c->gradient_checkpointing;
     if (c->lora_model_dir) {
         if (lc_lora_load_peft(&r->lora, mc, c->lora_model_dir, err))
             return -1;
@@ -308,7 +306,8 @@ static int setup(run *r, lc_error *err)
 
     lc_memory_plan plan;
     lc_memory_plan_cpu(mc, lc_model_weight_bytes(&r->model), r->lora.n_params,
-                       &r->lora.cfg, c->micro_batch_size, c->sequence_len, &plan);
+                       &r->lora.cfg, c->micro_batch_size, c->sequence_len,
+                       c->gradient_checkpointing, &plan);
     lc_memory_plan_print(&plan, r->log);
     double avail = lc_memory_available();
     if (avail > 0 && plan.total - plan.weights > avail)
