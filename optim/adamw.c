@@ -32,7 +32,10 @@ void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,
     const double bc1 = 1.0 - pow(hp->beta1, (double)o->step);
     const double bc2 = 1.0 - pow(hp->beta2, (double)o->step);
     const lc_real decay = (lc_real)(1.0 - lr * hp->weight_decay);
-    const lc_real b1 = (lc_real)hp->beta1, b2 = (lc_real)hp->beta2;
+    /* torch's kernel: exp_avg.lerp_(g, 1−β1); exp_avg_sq·β2 + (1−β2)·g²; the
+     * (1−β) weights are formed in double before rounding, as torch does */
+    const lc_real w1 = (lc_real)(1.0 - hp->beta1), b2 = (lc_real)hp->beta2;
+    const lc_real w2 = (lc_real)(1.0 - hp->beta2);
     const lc_real step_size = (lc_real)(lr / bc1);
     const lc_real bc2_sqrt = (lc_real)sqrt(bc2);
     const lc_real eps = (lc_real)hp->eps;
@@ -41,8 +44,8 @@ void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,
     for (size_t i = 0; i < o->n; i++) {
         lc_real g = grads[i];
         lc_real p = params[i] * decay;
-        m[i] = b1 * m[i] + (1 - b1) * g;
-        v[i] = b2 * v[i] + (1 - b2) * g * g;
+        m[i] = m[i] + w1 * (g - m[i]);
+        v[i] = v[i] * b2 + w2 * g * g;
         lc_real denom = (lc_real)sqrt(v[i]) / bc2_sqrt + eps;
         params[i] = p - step_size * (m[i] / denom);
     }
@@ -85,11 +88,12 @@ double lc_lr_at(lc_lr_schedule s, double base_lr, int64_t step, int64_t warmup,
         return base_lr * (rem > 0 ? rem : 0);
     }
     default: {
+        /* exactly transformers' formula (no clamp: past `total` it rises
+         * again there too; training never gets there) */
         double progress = (double)(step - warmup) / (double)(total - warmup > 1 ? total - warmup : 1);
-        if (progress > 1)
-            progress = 1;
-        double cosv = 0.5 * (1.0 + cos(M_PI * progress));
-        return base_lr * (min_ratio + (1 - min_ratio) * cosv);
+        double f = 0.5 * (1.0 + cos(M_PI * progress));
+        f = f * (1 - min_ratio) + min_ratio;
+        return base_lr * (f > 0 ? f : 0);
     }
     }
 }
