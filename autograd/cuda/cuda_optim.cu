@@ -56,8 +56,9 @@ __global__ void __launch_bounds__(MT_THREADS) adamw_k(mt_args a, adam_consts k)
     for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
         float gi = g[i];
         float pi = __fmul_rn(p[i], k.decay);
-        float mi = __fadd_rn(__fmul_rn(k.b1, m[i]), __fmul_rn(k.one_m_b1, gi));
-        float vi = __fadd_rn(__fmul_rn(k.b2, v[i]), __fmul_rn(__fmul_rn(k.one_m_b2, gi), gi));
+        /* torch / optim/adamw.c: exp_avg.lerp_(g, 1-b1) = m + (1-b1)(g - m) */
+        float mi = __fadd_rn(m[i], __fmul_rn(k.one_m_b1, __fsub_rn(gi, m[i])));
+        float vi = __fadd_rn(__fmul_rn(v[i], k.b2), __fmul_rn(__fmul_rn(k.one_m_b2, gi), gi));
         m[i] = mi;
         v[i] = vi;
         float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), k.bc2_sqrt), k.eps);
@@ -150,8 +151,8 @@ extern "C" int lc_cuda_adamw_update(lc_cuda_ctx *c, int n, float *const *params,
     k.decay = (float)(1.0 - lr * hp->weight_decay);
     k.b1 = (float)hp->beta1;
     k.b2 = (float)hp->beta2;
-    k.one_m_b1 = 1 - k.b1;
-    k.one_m_b2 = 1 - k.b2;
+    k.one_m_b1 = (float)(1.0 - hp->beta1); /* formed in double, as torch does */
+    k.one_m_b2 = (float)(1.0 - hp->beta2);
     k.step_size = (float)(lr / bc1);
     k.bc2_sqrt = (float)sqrt(bc2);
     k.eps = (float)hp->eps;
