@@ -1,5 +1,6 @@
 /* dataset.c — see dataset.h. */
 #include "data/dataset.h"
+#include "autograd/hash.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -57,16 +58,6 @@ void lc_dataset_scan_free(lc_dataset_scan *s)
 {
     free(s->rows);
     memset(s, 0, sizeof *s);
-}
-
-/* ---- the stream ---- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 /* Source of rows in file order: the JSONL files, or (lengths-only mode,
@@ -149,7 +140,7 @@ static int draw_row(source *src, lc_pending_row *out, lc_error *err)
     }
     if (st->buf_n == 0)
         return 0;
-    int64_t j = (int64_t)(rng_next(&st->rng) % (uint64_t)st->buf_n);
+    int64_t j = (int64_t)(lc_rng_next(&st->rng) % (uint64_t)st->buf_n);
     lc_pending_row tmp = *out;
     *out = st->buf[j];
     st->buf[j] = st->buf[st->buf_n - 1];

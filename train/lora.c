@@ -12,6 +12,7 @@
 
 #include "data/safetensors.h"
 #include "train/fsutil.h"
+#include "autograd/hash.h"
 
 static const char *const module_names[LC_MOD_COUNT] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
@@ -48,15 +49,6 @@ void lc_lora_tensor_name(char *buf, size_t n, int layer, lc_module m, bool is_b)
 {
     snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer,
              lc_module_parent(m), lc_module_name(m), is_b ? 'B' : 'A');
-}
-
-/* xoshiro-style 64-bit generator from splitmix64, for A's init. */
-static uint64_t next_u64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config *cfg,
@@ -120,7 +112,7 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
             A->is_param = B->is_param = true;
             double bound = 1.0 / sqrt((double)in);
             for (int64_t i = 0; i < A->numel; i++) {
-                double u = (double)(next_u64(&rng) >> 11) * 0x1.0p-53;
+                double u = lc_rng_uniform(&rng);
                 A->data[i] = (lc_real)((2 * u - 1) * bound);
             }
             lc_lora_adapter *ad = &lora->adapters[(size_t)l * LC_MOD_COUNT + m];

@@ -32,6 +32,7 @@
 #include "train/memory_plan.h"
 #include "train/model.h"
 #include "train/quantize.h"
+#include "autograd/hash.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 #define MAX_SMALL_FILE (256u << 20)
@@ -732,16 +733,6 @@ static int copy_small_files(merge_job *j, lc_error *err)
 }
 
 /* ------------------------------------------------------------------ */
-/* verification                                                        */
-
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static int verify(merge_job *j, lc_error *err)
 {
     lc_merge_report *r = j->r;
@@ -786,7 +777,7 @@ static int verify(merge_job *j, lc_error *err)
     }
     uint64_t rng = 0x6d65726765ull; /* fixed: "merge" */
     for (int64_t i = 0; i < N; i++) {
-        ids[i] = (int32_t)(splitmix(&rng) % (uint64_t)V);
+        ids[i] = (int32_t)(lc_rng_next(&rng) % (uint64_t)V);
         tg[i] = -100;
         pos[i] = (int32_t)(i % T);
     }

@@ -2,6 +2,7 @@
 #include "train/model.h"
 
 #include "train/quantize.h"
+#include "autograd/hash.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -204,20 +205,12 @@ fail:
     return -1;
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Uniform with std 0.02, written in dtype. */
 static void fill_random(void *dst, lc_dtype dtype, int64_t n, uint64_t *rng)
 {
     const double a = 0.02 * sqrt(3.0);
     for (int64_t i = 0; i < n; i++) {
-        float v = (float)(((double)(rng_next(rng) >> 11) * 0x1.0p-53 * 2 - 1) * a);
+        float v = (float)((lc_rng_uniform(rng) * 2 - 1) * a);
         if (dtype == LC_DTYPE_F32)
             ((float *)dst)[i] = v;
         else

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "autograd/error.h"
+#include "autograd/hash.h"
 
 #define WEIGHT_TILE_ELEMS (1 << 18) /* 1 MiB of f32: stays in L2 */
 #ifndef ATTN_BLOCK
@@ -514,27 +515,6 @@ void lc_k_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *
         lc_weight_rows_to_real(E, ids[i], ids[i] + 1, x + i * E->cols);
 }
 
-static inline uint64_t splitmix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* 32-bit counter hash (lowbias32 finaliser): cheap and vectorisable, so the
- * mask costs little next to the GEMMs; the seed is pre-mixed with
- * splitmix64 so streams of different ops are unrelated. */
-static inline uint32_t hash32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
-
 static void dropout_range(const lc_real *restrict src, lc_real *restrict dst, int64_t i0,
                           int64_t n, uint32_t key, uint32_t threshold, lc_real keep_scale,
                           bool accumulate)
@@ -542,10 +522,10 @@ static void dropout_range(const lc_real *restrict src, lc_real *restrict dst, in
     /* keep when the top 24 bits of the hash are ≥ p·2^24 */
     if (accumulate) {
         for (int64_t i = 0; i < n; i++)
-            dst[i] += (hash32(key ^ (uint32_t)(i0 + i)) >> 8) >= threshold ? src[i] * keep_scale : 0;
+            dst[i] += (lc_hash32(key ^ (uint32_t)(i0 + i)) >> 8) >= threshold ? src[i] * keep_scale : 0;
     } else {
         for (int64_t i = 0; i < n; i++)
-            dst[i] = (hash32(key ^ (uint32_t)(i0 + i)) >> 8) >= threshold ? src[i] * keep_scale : 0;
+            dst[i] = (lc_hash32(key ^ (uint32_t)(i0 + i)) >> 8) >= threshold ? src[i] * keep_scale : 0;
     }
 }
 
@@ -553,7 +533,7 @@ void lc_k_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
                   uint64_t seed, bool accumulate)
 {
     lc_real keep_scale = (lc_real)(1.0 / (1.0 - p));
-    uint64_t mixed = splitmix64(seed);
+    uint64_t mixed = lc_splitmix64(seed);
     uint32_t key = (uint32_t)(mixed ^ (mixed >> 32));
     uint32_t threshold = (uint32_t)ceil(p * 16777216.0);
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)

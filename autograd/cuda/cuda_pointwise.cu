@@ -7,11 +7,12 @@
  * RMSNorm uses one warp per row: rows are 64…8192 wide, a warp keeps every
  * load coalesced, and there is no shared memory or __syncthreads at all.
  * Dropout reproduces lc_k_dropout's mask bit for bit: key = the two halves
- * of splitmix64(seed) xor-ed, keep element i iff (lowbias32(key ^ i) >> 8) ≥
+ * of lc_splitmix64(seed) xor-ed, keep element i iff (lowbias32(key ^ i) >> 8) ≥
  * ⌈p·2²⁴⌉ (i truncated to 32 bits, as on the CPU). */
 #include <math.h>
 
 #include "autograd/cuda/cuda_common.cuh"
+#include "autograd/hash.h"
 
 #define ROWS_PER_BLOCK 8 /* warps per block in the row kernels */
 
@@ -275,34 +276,13 @@ extern "C" int lc_cuda_embedding(lc_cuda_ctx *c, lc_cuda_dtype dt, const lc_cuda
     return 0;
 }
 
-/* ---- dropout ---- */
-
-static uint64_t splitmix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* lowbias32 finaliser, exactly cpu/kernels_cpu.c's hash32 */
-__device__ __forceinline__ uint32_t hash32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
-
 template <typename T>
 __global__ void dropout_k(const T *src, T *dst, int64_t n, uint32_t key, uint32_t threshold,
                           float keep_scale, bool accumulate)
 {
     GRID_STRIDE(i, n)
     {
-        bool keep = (hash32(key ^ (uint32_t)i) >> 8) >= threshold;
+        bool keep = (lc_hash32(key ^ (uint32_t)i) >> 8) >= threshold;
         /* __fmul_rn / __fadd_rn: no FMA contraction, as on the CPU */
         float v = keep ? __fmul_rn(lc_ld(src[i]), keep_scale) : 0.0f;
         dst[i] = lc_st<T>(accumulate ? __fadd_rn(lc_ld(dst[i]), v) : v);
@@ -317,7 +297,7 @@ extern "C" int lc_cuda_dropout(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *src
     if (n <= 0)
         return 0;
     float keep_scale = (float)(1.0 / (1.0 - p));
-    uint64_t mixed = splitmix64(seed);
+    uint64_t mixed = lc_splitmix64(seed);
     uint32_t key = (uint32_t)(mixed ^ (mixed >> 32));
     uint32_t threshold = (uint32_t)ceil(p * 16777216.0);
     LC_DISPATCH_ACT(c, dt, T, {
