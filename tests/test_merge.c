@@ -177,12 +177,13 @@ static bool is_shard1(const char *name)
     return strncmp(name, "model.layers.1.", 15) != 0 && strcmp(name, "model.norm.weight") != 0;
 }
 
-/* Writes the fixture model as two shards + index into dir (F32). */
-static void write_sharded_model(const char *dir)
+/* Writes the model of src_dir as two shards + index into dir: tensors for
+ * which in_second() holds go to the second shard. */
+static void write_sharded(const char *src_dir, const char *dir, bool (*in_second)(const char *))
 {
     lc_error err;
     lc_st_file src;
-    char *mp = lc_test_asprintf("%s/model.safetensors", fixture_model());
+    char *mp = lc_test_asprintf("%s/model.safetensors", src_dir);
     cr_assert_eq(lc_st_open(&src, mp, &err), 0, "%s", err.msg);
     const char *names[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
     cJSON *root = cJSON_CreateObject();
@@ -194,11 +195,11 @@ static void write_sharded_model(const char *dir)
         size_t n = 0;
         for (size_t i = 0; i < src.n_tensors; i++) {
             const lc_st_tensor *t = &src.tensors[i];
-            if (is_shard1(t->name) != (s == 0))
+            if (in_second(t->name) != (s == 1))
                 continue;
             e[n++] = (lc_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
             cJSON_AddStringToObject(wm, t->name, names[s]);
-            total += (double)t->numel * 4;
+            total += (double)(t->end - t->begin);
         }
         char *path = lc_test_asprintf("%s/%s", dir, names[s]);
         const char *mk[1] = {"format"}, *mv[1] = {"pt"};
@@ -211,12 +212,20 @@ static void write_sharded_model(const char *dir)
     write_text(dir, "model.safetensors.index.json", json);
     free(json);
     cJSON_Delete(root);
-    char *cp = lc_test_asprintf("%s/config.json", fixture_model()), *dst = lc_test_asprintf("%s/config.json", dir);
+    char *cp = lc_test_asprintf("%s/config.json", src_dir), *dst = lc_test_asprintf("%s/config.json", dir);
     copy_file(cp, dst);
     free(cp);
     free(dst);
     free(mp);
     lc_st_close(&src);
+}
+
+static bool model_in_second(const char *name) { return !is_shard1(name); }
+
+/* Writes the fixture model as two shards + index into dir (F32). */
+static void write_sharded_model(const char *dir)
+{
+    write_sharded(fixture_model(), dir, model_in_second);
 }
 
 /* Compares every tensor of the model in dir (one file or shards) against
@@ -666,47 +675,14 @@ static bool is_bnb_linear_part(const char *name)
 /* The bnb fixture as two shards + index: layer 1 and the final norm in the
  * second, together with the companions (absmax, ...) of layer 0's down_proj,
  * whose packed weight stays in the first. */
+static bool bnb_in_second(const char *name)
+{
+    return !is_shard1(name) || !strncmp(name, "model.layers.0.mlp.down_proj.weight.", 36);
+}
+
 static void write_sharded_bnb(const char *dir)
 {
-    lc_error err;
-    lc_st_file src;
-    char *mp = lc_test_asprintf("%s/model.safetensors", bnb_model());
-    cr_assert_eq(lc_st_open(&src, mp, &err), 0, "%s", err.msg);
-    const char *names[2] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
-    cJSON *root = cJSON_CreateObject();
-    cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
-    cJSON *wm = cJSON_AddObjectToObject(root, "weight_map");
-    double total = 0;
-    for (int s = 0; s < 2; s++) {
-        lc_st_entry *e = calloc(src.n_tensors, sizeof *e);
-        size_t n = 0;
-        for (size_t i = 0; i < src.n_tensors; i++) {
-            const lc_st_tensor *t = &src.tensors[i];
-            bool second = !is_shard1(t->name) ||
-                          !strncmp(t->name, "model.layers.0.mlp.down_proj.weight.", 36);
-            if (second != (s == 1))
-                continue;
-            e[n++] = (lc_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
-            cJSON_AddStringToObject(wm, t->name, names[s]);
-            total += (double)(t->end - t->begin);
-        }
-        char *path = lc_test_asprintf("%s/%s", dir, names[s]);
-        const char *mk[1] = {"format"}, *mv[1] = {"pt"};
-        cr_assert_eq(lc_st_write(path, e, n, mk, mv, 1, &err), 0, "%s", err.msg);
-        free(path);
-        free(e);
-    }
-    cJSON_AddNumberToObject(meta, "total_size", total);
-    char *json = cJSON_Print(root);
-    write_text(dir, "model.safetensors.index.json", json);
-    free(json);
-    cJSON_Delete(root);
-    char *cp = lc_test_asprintf("%s/config.json", bnb_model()), *dst = lc_test_asprintf("%s/config.json", dir);
-    copy_file(cp, dst);
-    free(cp);
-    free(dst);
-    free(mp);
-    lc_st_close(&src);
+    write_sharded(bnb_model(), dir, bnb_in_second);
 }
 
 Test(merge, dequantize_bnb4)
