@@ -2,8 +2,11 @@
  *
  * ops.c builds the tape and calls these; nothing here knows about tapes. The
  * CPU implementations live in cpu/kernels_cpu.c (OpenBLAS GEMM, OpenMP over
- * rows, f32 — or f64 in the gradient-check build). A CUDA backend implements
- * the same declarations behind a device switch, so the two cannot drift.
+ * rows, f32 — or f64 in the gradient-check build), compiled once per
+ * instruction-set level; cpu/dispatch.c defines these functions as calls
+ * into the level chosen at start-up. The CUDA kernels (cuda/cuda_kernels.h)
+ * are still a separate API with their own declarations; test_cuda_ops
+ * compares them with these.
  *
  * Conventions: row-major; "+=" in a comment means the kernel accumulates;
  * shapes use the letters of tensor.h. */

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# install_deps.sh — installs lorac's build dependencies from Debian packages
-# (compiler, CMake, OpenBLAS (OpenMP build), libyaml, cJSON, Criterion).
+# install_deps.sh [--test] — installs lorac's build dependencies from Debian
+# packages (compiler, CMake, OpenBLAS (OpenMP build), libyaml, cJSON,
+# Criterion); with --test also what the test suite runs lorac under
+# (valgrind for memcheck, qemu-user to run it as an older CPU).
 # Skips apt-get when everything is already present. Uses sudo when not root.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libcriterion-dev)
+if [ "${1:-}" = "--test" ]; then
+  PKGS+=(valgrind qemu-user)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -102,14 +102,19 @@ char *lc_test_read_file(const char *path, size_t *len)
 
 lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args)
 {
-    char *dir = lc_test_tmpdir();
-    char *op = lc_test_path_in(dir, "stdout"), *ep = lc_test_path_in(dir, "stderr");
     const char *argv[48];
     int a = 0;
     argv[a++] = LORAC_BINARY;
     for (int i = 0; args[i] && a < 47; i++)
         argv[a++] = args[i];
     argv[a] = NULL;
+    return lc_test_run(env_kv, argv);
+}
+
+lc_test_run_result lc_test_run(const char *env_kv, const char *const *argv)
+{
+    char *dir = lc_test_tmpdir();
+    char *op = lc_test_path_in(dir, "stdout"), *ep = lc_test_path_in(dir, "stderr");
     fflush(NULL);
     pid_t pid = fork();
     cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
@@ -122,7 +127,7 @@ lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args
         dup2(e, 2);
         if (env_kv)
             putenv((char *)env_kv);
-        execv(LORAC_BINARY, (char *const *)argv);
+        execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
     int status;

@@ -41,6 +41,9 @@ typedef struct lc_test_run_result {
 /* Runs LORAC_BINARY with args (NULL-terminated, at most 46), capturing stdout
  * and stderr; env_kv ("K=V", may be NULL) is set in the child only. */
 lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args);
+/* The same for any program: argv[0] is looked up on PATH (exit code 127
+ * when it cannot be run). */
+lc_test_run_result lc_test_run(const char *env_kv, const char *const *argv);
 void lc_test_run_free(lc_test_run_result *r);
 
 /* Asserts that err's message contains sub. */

@@ -18,8 +18,7 @@
  *   - every input the fuzzers (tests/fuzz/) found a bug with, replayed from
  *     tests/fuzz/regressions/<target>/.
  *
- * Last, the CPU trainer runs the tiny fixture under valgrind memcheck (when
- * valgrind is installed) and must finish with no errors and no leaks. */
+ * (The trainer under valgrind memcheck is in test_portable.c.) */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
@@ -1148,112 +1147,4 @@ Test(hostile_fuzz_regressions, replay_all, .timeout = 120)
             replay_dir("fuzz_jsonl_row", replay_jsonl_row) +
             replay_dir("fuzz_adapter", replay_adapter);
     cr_assert_gt(n, 0, "no regression inputs found under tests/fuzz/regressions/");
-}
-
-/* ========================================= the trainer under valgrind */
-
-static bool on_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    if (!path)
-        return false;
-    char *copy = strdup(path), *save = NULL;
-    bool found = false;
-    for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-        char *p = path_in(*d ? d : ".", prog);
-        found = access(p, X_OK) == 0;
-        free(p);
-    }
-    free(copy);
-    return found;
-}
-
-Test(hostile_valgrind, cpu_trainer_memcheck_clean, .timeout = 1200)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    cr_skip("an AddressSanitizer build cannot run under valgrind");
-#endif
-    if (!on_path("valgrind"))
-        cr_skip("valgrind is not installed (apt-get install valgrind); memcheck run skipped");
-    cr_assert_eq(access(LORAC_BINARY, X_OK), 0, "%s missing: build the lorac target first",
-                 LORAC_BINARY);
-
-    char *tmp = lc_test_tmpdir();
-    char *out = path_in(tmp, "out");
-    char config[4096];
-    snprintf(config, sizeof config, "%s/configs/fixture_3step.yaml", LORAC_SOURCE_DIR);
-    if (access(config, R_OK) != 0) {
-        /* fixture_3step.yaml not there (yet): a small config of our own */
-        char text[8192];
-        const char *fx = lc_test_fixture("tiny-llama");
-        snprintf(text, sizeof text,
-                 "base_model: %s/model\n"
-                 "datasets:\n  - path: %s/train.jsonl\n    type: tokenized\n"
-                 "sequence_len: 16\nmicro_batch_size: 2\nmax_steps: 2\nlora_r: 8\n"
-                 "device: cpu\n",
-                 fx, fx);
-        write_text(tmp, "valgrind.yaml", text);
-        snprintf(config, sizeof config, "%s/valgrind.yaml", tmp);
-    }
-    char set_out[4200];
-    snprintf(set_out, sizeof set_out, "output_dir=%s", out);
-    char supp[4200];
-    snprintf(supp, sizeof supp, "--suppressions=%s/tests/valgrind.supp", LORAC_SOURCE_DIR);
-    bool have_supp = access(supp + strlen("--suppressions="), R_OK) == 0;
-    char *log = path_in(tmp, "valgrind.log");
-
-    char *argv[16];
-    int a = 0;
-    argv[a++] = "valgrind";
-    argv[a++] = "--error-exitcode=99";
-    argv[a++] = "--leak-check=full";
-    argv[a++] = "--errors-for-leak-kinds=definite,indirect";
-    if (have_supp)
-        argv[a++] = supp;
-    argv[a++] = LORAC_BINARY;
-    argv[a++] = "train";
-    argv[a++] = config;
-    argv[a++] = "--set";
-    argv[a++] = set_out;
-    argv[a] = NULL;
-
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        /* libgomp's thread pool shows up as "possibly lost" otherwise */
-        setenv("OMP_NUM_THREADS", "1", 1);
-        execvp("valgrind", argv);
-        _exit(127);
-    }
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    cr_log_info("valgrind memcheck of 'lorac train %s' took %.1f s", config, secs);
-
-    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (rc != 0) {
-        size_t n;
-        unsigned char *text = read_all(log, &n);
-        size_t from = n > 6000 ? n - 6000 : 0;
-        text[n] = '\0';
-        cr_log_error("valgrind log (tail):\n%s", (char *)text + from);
-        free(text);
-    }
-    cr_assert_eq(rc, 0, "valgrind exited %d (99: memcheck errors or leaks); log in %s", rc, log);
-    char *adapter = path_in(out, "adapter_model.safetensors");
-    cr_assert_eq(access(adapter, R_OK), 0, "no adapter written to %s", out);
-    free(adapter);
-    rm_rf(tmp);
-    free(log);
-    free(out);
-    free(tmp);
 }

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/cpu/blas.h"
+#include "autograd/cpu/dispatch.h"
 #include "train/bench.h"
 #include "train/config.h"
 #include "train/info.h"
@@ -25,7 +27,19 @@ static void usage(FILE *f)
                "  eval CONFIG.yaml | --model DIR --data F    loss and perplexity on tokenized JSONL\n"
                "  info DIR                                   architecture, parameters, memory plan\n"
                "  quantize IN_DIR OUT_DIR                    write a bitsandbytes NF4 checkpoint\n"
-               "run 'lorac <command> --help' for a command's options\n");
+               "run 'lorac <command> --help' for a command's options;\n"
+               "'lorac --version' for the build and the CPU kernels in use\n");
+}
+
+/* The version, how this binary was built, and what it runs on this CPU. */
+static int print_version(void)
+{
+    char cpu[512];
+    lc_cpu_describe(cpu, sizeof cpu);
+    printf("lorac %s\n%s\nkernel variants in this binary: %s (best for this CPU: %s; "
+           "force one with %s=NAME)\n", LORAC_VERSION, cpu, lc_cpu_isa_names(),
+           lc_cpu_isa_best(), LC_CPU_ISA_ENV);
+    return 0;
 }
 
 static void train_usage(FILE *f)
@@ -531,6 +545,17 @@ static int cmd_quantize(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Before anything else: OpenBLAS may need a re-exec with the right core
+     * (blas.h), and the CPU kernels are chosen once here, so a bad
+     * LORAC_CPU_ISA is a usage error rather than a warning. */
+    lc_blas_fix_core(argv);
+    lc_error cpu_err = {{0}};
+    if (lc_cpu_check_baseline(&cpu_err) || lc_cpu_isa_select(&cpu_err)) {
+        fprintf(stderr, "lorac: %s\n", cpu_err.msg);
+        return 2;
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0))
+        return print_version();
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

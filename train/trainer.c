@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autograd/cpu/blas.h"
 #include "data/dataset.h"
 #include "train/checkpoint.h"
 #include "train/fsutil.h"
@@ -252,6 +253,9 @@ static int setup(run *r, lc_error *err)
                  : mc->prequantized_bnb4 ? ", linears NF4 (pre-quantized checkpoint)"
                  : c->bnb_4bit_use_double_quant ? ", linears quantized to NF4 (double quant)"
                                                 : ", linears quantized to NF4");
+    char cpu[512];
+    lc_cpu_describe(cpu, sizeof cpu);
+    fprintf(r->log, "%s\n", cpu);
     r->model.checkpoint_layers = c->gradient_checkpointing;
     if (c->lora_model_dir) {
         if (lc_lora_load_peft(&r->lora, mc, c->lora_model_dir, err))

@@ -1,4 +1,5 @@
-/* kernels_cpu.c — CPU implementations of kernels.h.
+/* kernels_cpu.c — CPU implementations of kernels.h, compiled once per
+ * instruction-set variant.
  *
  * Every matrix product goes to OpenBLAS; everything else is an OpenMP loop
  * over rows. Frozen weights in another dtype than lc_real are converted a
@@ -6,8 +7,14 @@
  * tiling the quantized formats use. Attention is blocked flash-style: per
  * (row, head, block of 64 queries) the scores of that block only are formed,
  * softmaxed and consumed, so no B×H×T×T tensor is ever held; backward
- * recomputes them from the saved log-sum-exp. */
-#include "autograd/kernels.h"
+ * recomputes them from the saved log-sum-exp.
+ *
+ * The build compiles this file once per variant in LORAC_CPU_VARIANTS
+ * (CMakeLists.txt: x86-64-v2, -v3, -v4, with the matching -march), each with
+ * LC_CPU_VARIANT naming it. Everything here is static; the only symbol is
+ * the variant's table lc_cpu_kernels_<variant>, and dispatch.c picks one
+ * table at start-up for the CPU it runs on. */
+#include "autograd/cpu/dispatch.h"
 
 #include <math.h>
 #include <omp.h>
@@ -38,7 +45,14 @@ static lc_real dot(const lc_real *a, const lc_real *b, int64_t n)
     return s;
 }
 
-void lc_k_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+static void cpu_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
                int64_t ldb, lc_real beta, lc_real *C, int64_t ldc)
 {
@@ -85,44 +99,44 @@ static int64_t weight_tile_rows(const lc_weight *W)
     return r < W->rows ? r : W->rows;
 }
 
-size_t lc_k_weight_scratch(const lc_weight *W)
+static size_t cpu_weight_scratch(const lc_weight *W)
 {
     return weight_is_native(W) ? 0 : (size_t)(weight_tile_rows(W) * W->cols);
 }
 
-void lc_k_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
+static void cpu_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
                         lc_real beta, lc_real *y, lc_real *scratch)
 {
     int64_t in = W->cols, out = W->rows;
     if (weight_is_native(W)) {
-        lc_k_gemm(false, true, N, out, in, 1, x, in, W->data, in, beta, y, out);
+        cpu_gemm(false, true, N, out, in, 1, x, in, W->data, in, beta, y, out);
         return;
     }
     int64_t tr = weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);
-        lc_k_gemm(false, true, N, r1 - r0, in, 1, x, in, scratch, in, beta, y + r0, out);
+        cpu_gemm(false, true, N, r1 - r0, in, 1, x, in, scratch, in, beta, y + r0, out);
     }
 }
 
-void lc_k_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
+static void cpu_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
                              lc_real *dx, lc_real *scratch)
 {
     int64_t in = W->cols, out = W->rows;
     if (weight_is_native(W)) {
-        lc_k_gemm(false, false, N, in, out, 1, dy, out, W->data, in, 1, dx, in);
+        cpu_gemm(false, false, N, in, out, 1, dy, out, W->data, in, 1, dx, in);
         return;
     }
     int64_t tr = weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);
-        lc_k_gemm(false, false, N, in, r1 - r0, 1, dy + r0, out, scratch, in, 1, dx, in);
+        cpu_gemm(false, false, N, in, r1 - r0, 1, dy + r0, out, scratch, in, 1, dx, in);
     }
 }
 
-void lc_k_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,
+static void cpu_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,
                       double eps, lc_real *y, lc_real *rstd)
 {
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
@@ -142,7 +156,7 @@ void lc_k_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,
     }
 }
 
-void lc_k_rmsnorm_bwd(const lc_real *x, const lc_real *w, const lc_real *rstd,
+static void cpu_rmsnorm_bwd(const lc_real *x, const lc_real *w, const lc_real *rstd,
                       const lc_real *dy, int64_t N, int64_t C, lc_real *dx)
 {
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
@@ -191,14 +205,14 @@ static void swiglu_du_range(const lc_real *restrict g, const lc_real *restrict d
         du[i] += dy[i] * g[i] * sigmoid(g[i]);
 }
 
-void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
+static void cpu_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t c = 0; c < n; c += CHUNK)
         swiglu_fwd_range(g + c, u + c, n - c < CHUNK ? n - c : CHUNK, y + c);
 }
 
-void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
+static void cpu_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
                      int64_t n, lc_real *dg, lc_real *du)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
@@ -211,7 +225,7 @@ void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
     }
 }
 
-void lc_k_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
+static void cpu_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
                const int32_t *pos, const lc_real *cos_sin, bool inverse,
                bool accumulate)
 {
@@ -284,7 +298,7 @@ static size_t attn_thread_scratch(const lc_attn_shape *s)
     return rows * (2 * (size_t)s->T + 3 * (size_t)s->D);
 }
 
-size_t lc_k_attention_scratch(const lc_attn_shape *s)
+static size_t cpu_attention_scratch(const lc_attn_shape *s)
 {
     return (size_t)omp_get_max_threads() * attn_thread_scratch(s);
 }
@@ -307,11 +321,11 @@ static void attn_scatter_add(const lc_attn_shape *s, const lc_real *src, int64_t
     const int64_t H = s->H, D = s->D, G = s->H / s->KV;
     for (int64_t g = 0; g < G; g++)
         for (int64_t r = 0; r < bt; r++)
-            lc_k_axpy(D, scale, src + (g * bt + r) * D,
+            cpu_axpy(D, scale, src + (g * bt + r) * D,
                       x + ((b * s->T + t0 + r) * H + kvh * G + g) * D);
 }
 
-void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+static void cpu_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
                         const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch)
 {
     const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D, G = H / KV;
@@ -330,7 +344,7 @@ void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
             const lc_real *K = k + ((b * T + klo) * KV + kvh) * D;
             const lc_real *V = v + ((b * T + klo) * KV + kvh) * D;
             attn_gather(s, q, b, kvh, t0, bt, Qg);
-            lc_k_gemm(false, true, G * bt, nk, D, (lc_real)s->scale, Qg, D, K, KV * D, 0, S, nk);
+            cpu_gemm(false, true, G * bt, nk, D, (lc_real)s->scale, Qg, D, K, KV * D, 0, S, nk);
             int64_t lo[ATTN_BLOCK];
             attn_row_starts(s, b, t0, t1, lo);
             for (int64_t gr = 0; gr < G * bt; gr++) {
@@ -358,7 +372,7 @@ void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
                     row[j] = 0;
                 lse[(b * H + kvh * G + g) * T + ti] = m + LC_LOG(sum);
             }
-            lc_k_gemm(false, false, G * bt, D, nk, 1, S, nk, V, KV * D, 0, Og, D);
+            cpu_gemm(false, false, G * bt, D, nk, 1, S, nk, V, KV * D, 0, Og, D);
             for (int64_t g = 0; g < G; g++)
                 for (int64_t r = 0; r < bt; r++)
                     memcpy(out + ((b * T + t0 + r) * H + kvh * G + g) * D, Og + (g * bt + r) * D,
@@ -367,7 +381,7 @@ void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
     }
 }
 
-void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+static void cpu_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
                         const lc_real *v, const lc_real *out, const lc_real *lse,
                         const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
                         lc_real *scratch)
@@ -394,8 +408,8 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
                 attn_gather(s, q, b, kvh, t0, bt, Qg);
                 attn_gather(s, dout, b, kvh, t0, bt, dOg);
                 attn_gather(s, out, b, kvh, t0, bt, Og);
-                lc_k_gemm(false, true, G * bt, nk, D, scale, Qg, D, k + koff, KV * D, 0, P, nk);
-                lc_k_gemm(false, true, G * bt, nk, D, 1, dOg, D, v + koff, KV * D, 0, dP, nk);
+                cpu_gemm(false, true, G * bt, nk, D, scale, Qg, D, k + koff, KV * D, 0, P, nk);
+                cpu_gemm(false, true, G * bt, nk, D, 1, dOg, D, v + koff, KV * D, 0, dP, nk);
                 int64_t lo[ATTN_BLOCK];
                 attn_row_starts(s, b, t0, t1, lo);
                 for (int64_t gr = 0; gr < G * bt; gr++) {
@@ -416,12 +430,12 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
                         pr[j] = dpr[j] = 0;
                 }
                 if (dv)
-                    lc_k_gemm(true, false, nk, D, G * bt, 1, P, nk, dOg, D, 1, dv + koff, KV * D);
+                    cpu_gemm(true, false, nk, D, G * bt, 1, P, nk, dOg, D, 1, dv + koff, KV * D);
                 if (dk)
-                    lc_k_gemm(true, false, nk, D, G * bt, scale, dP, nk, Qg, D, 1, dk + koff, KV * D);
+                    cpu_gemm(true, false, nk, D, G * bt, scale, dP, nk, Qg, D, 1, dk + koff, KV * D);
                 if (dq) {
                     /* dQ rows of the group into Og (free now), then added in place */
-                    lc_k_gemm(false, false, G * bt, D, nk, 1, dP, nk, k + koff, KV * D, 0, Og, D);
+                    cpu_gemm(false, false, G * bt, D, nk, 1, dP, nk, k + koff, KV * D, 0, Og, D);
                     attn_scatter_add(s, Og, b, kvh, t0, bt, scale, dq);
                 }
             }
@@ -431,7 +445,7 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
 
 /* ---- fused lm_head + cross-entropy ---- */
 
-int64_t lc_k_ce_chunk_rows(int64_t V)
+static int64_t cpu_ce_chunk_rows(int64_t V)
 {
     int64_t r = CE_CHUNK_ELEMS / (V ? V : 1);
     if (r < 1)
@@ -439,17 +453,17 @@ int64_t lc_k_ce_chunk_rows(int64_t V)
     return r > CE_MAX_CHUNK_ROWS ? CE_MAX_CHUNK_ROWS : r;
 }
 
-size_t lc_k_ce_scratch(int64_t C, int64_t V, const lc_weight *W)
+static size_t cpu_ce_scratch(int64_t C, int64_t V, const lc_weight *W)
 {
-    int64_t r = lc_k_ce_chunk_rows(V);
-    return (size_t)(r * V + 2 * r * C) + lc_k_weight_scratch(W);
+    int64_t r = cpu_ce_chunk_rows(V);
+    return (size_t)(r * V + 2 * r * C) + cpu_weight_scratch(W);
 }
 
-double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
+static double cpu_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
                        const int32_t *targets, lc_real grad_scale, lc_real *dx,
                        int64_t *n_supervised, lc_real *scratch)
 {
-    const int64_t V = W->rows, chunk = lc_k_ce_chunk_rows(V);
+    const int64_t V = W->rows, chunk = cpu_ce_chunk_rows(V);
     lc_real *logits = scratch, *xc = logits + chunk * V, *dxc = xc + chunk * C;
     lc_real *wscratch = dxc + chunk * C;
     int64_t rows[CE_MAX_CHUNK_ROWS];
@@ -465,7 +479,7 @@ double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *
             continue;
         for (int64_t r = 0; r < nr; r++)
             memcpy(xc + r * C, x + rows[r] * C, (size_t)C * sizeof(lc_real));
-        lc_k_weight_matmul(xc, nr, W, 0, logits, wscratch);
+        cpu_weight_matmul(xc, nr, W, 0, logits, wscratch);
         double chunk_loss = 0;
 #pragma omp parallel for schedule(static) reduction(+ : chunk_loss) if (nr * V >= PAR_MIN)
         for (int64_t r = 0; r < nr; r++) {
@@ -498,9 +512,9 @@ double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *
         nsup += nr;
         if (dx) {
             memset(dxc, 0, (size_t)(nr * C) * sizeof(lc_real));
-            lc_k_weight_matmul_grad(logits, nr, W, dxc, wscratch);
+            cpu_weight_matmul_grad(logits, nr, W, dxc, wscratch);
             for (int64_t r = 0; r < nr; r++)
-                lc_k_axpy(C, 1, dxc + r * C, dx + rows[r] * C);
+                cpu_axpy(C, 1, dxc + r * C, dx + rows[r] * C);
         }
     }
     if (n_supervised)
@@ -508,7 +522,7 @@ double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *
     return total;
 }
 
-void lc_k_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *x)
+static void cpu_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *x)
 {
 #pragma omp parallel for schedule(static) if (N * E->cols >= PAR_MIN)
     for (int64_t i = 0; i < N; i++)
@@ -529,7 +543,7 @@ static void dropout_range(const lc_real *restrict src, lc_real *restrict dst, in
     }
 }
 
-void lc_k_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
+static void cpu_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
                   uint64_t seed, bool accumulate)
 {
     lc_real keep_scale = (lc_real)(1.0 / (1.0 - p));
@@ -542,9 +556,29 @@ void lc_k_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
                       keep_scale, accumulate);
 }
 
-void lc_k_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
-{
-#pragma omp simd
-    for (int64_t i = 0; i < n; i++)
-        y[i] += a * x[i];
-}
+#ifndef LC_CPU_VARIANT
+#error "kernels_cpu.c is compiled per variant: LC_CPU_VARIANT must name it (see CMakeLists.txt)"
+#endif
+#define LC_CPU_CAT2(a, b) a##b
+#define LC_CPU_CAT(a, b) LC_CPU_CAT2(a, b)
+
+const lc_cpu_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
+    .gemm = cpu_gemm,
+    .weight_scratch = cpu_weight_scratch,
+    .weight_matmul = cpu_weight_matmul,
+    .weight_matmul_grad = cpu_weight_matmul_grad,
+    .rmsnorm_fwd = cpu_rmsnorm_fwd,
+    .rmsnorm_bwd = cpu_rmsnorm_bwd,
+    .swiglu_fwd = cpu_swiglu_fwd,
+    .swiglu_bwd = cpu_swiglu_bwd,
+    .rope = cpu_rope,
+    .attention_scratch = cpu_attention_scratch,
+    .attention_fwd = cpu_attention_fwd,
+    .attention_bwd = cpu_attention_bwd,
+    .ce_chunk_rows = cpu_ce_chunk_rows,
+    .ce_scratch = cpu_ce_scratch,
+    .lm_head_ce = cpu_lm_head_ce,
+    .embedding = cpu_embedding,
+    .dropout = cpu_dropout,
+    .axpy = cpu_axpy,
+};
