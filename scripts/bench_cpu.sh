@@ -7,27 +7,61 @@
 # each reporting tokens/s and peak RSS.
 #
 #   scripts/bench_cpu.sh [--steps 3] [--no-torch]
+#   scripts/bench_cpu.sh --native [--rounds 3] [--nf4]
 # Target (issue 2): lorac >= 2x PyTorch's tokens/s with <= 1.5 GiB peak RSS.
+# --native: the portable build (build/, kernels dispatched at run time)
+# against a -DLORAC_NATIVE=ON build (build-native/, everything -march=native)
+# in alternating rounds, medians and their ratio (target: within 5%).
 # Run it on a quiet machine: both measure wall time on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=3
 TORCH=1
+NATIVE=0
+ROUNDS=3
+BENCH_ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) STEPS=$2; shift 2 ;;
     --no-torch) TORCH=0; shift ;;
-    *) echo "usage: $0 [--steps N] [--no-torch]" >&2; exit 2 ;;
+    --native) NATIVE=1; shift ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --nf4) BENCH_ARGS+=(--nf4); shift ;;
+    *) echo "usage: $0 [--steps N] [--no-torch] | --native [--rounds N] [--nf4]" >&2; exit 2 ;;
   esac
 done
 [ -x build/lorac ] || scripts/build.sh build -DLORAC_TESTS=OFF
 export OMP_NUM_THREADS=2
-echo "lorac:"
 # lorac pins its two OpenMP threads to the cores and spins briefly at
 # barriers; PyTorch runs with its defaults (both get 2 threads)
-LORAC=$(GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000} OMP_PROC_BIND=${OMP_PROC_BIND:-close} \
-        OMP_PLACES=${OMP_PLACES:-cores} \
-        build/lorac bench --steps "$STEPS" --warmup 1)
+run_lorac() { # BINARY
+  GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000} OMP_PROC_BIND=${OMP_PROC_BIND:-close} \
+    OMP_PLACES=${OMP_PLACES:-cores} "$1" bench --steps "$STEPS" --warmup 1 "${BENCH_ARGS[@]}"
+}
+if [ "$NATIVE" = 1 ]; then
+  [ -x build-native/lorac ] || scripts/build.sh build-native -DLORAC_NATIVE=ON -DLORAC_TESTS=OFF
+  build/lorac --version | sed -n 2p
+  RESULTS=()
+  for r in $(seq "$ROUNDS"); do
+    for b in build build-native; do
+      J=$(run_lorac "$b/lorac")
+      echo "  round $r $b: $J"
+      RESULTS+=("$b $J")
+    done
+  done
+  printf '%s\n' "${RESULTS[@]}" | /usr/bin/python3 -c '
+import json, statistics, sys
+runs = {}
+for line in sys.stdin:
+    name, j = line.split(" ", 1)
+    runs.setdefault(name, []).append(json.loads(j)["tokens_per_s"])
+p, n = statistics.median(runs["build"]), statistics.median(runs["build-native"])
+print(f"portable (dispatched) median {p:.1f} tok/s, -march=native median {n:.1f} tok/s: "
+      f"ratio {p / n:.3f}")'
+  exit 0
+fi
+echo "lorac:"
+LORAC=$(run_lorac build/lorac)
 echo "  $LORAC"
 if [ "$TORCH" = 1 ]; then
   if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then

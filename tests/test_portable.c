@@ -361,24 +361,24 @@ static void fixture_under_qemu(const char *name, const char *cpu, const char *wa
 
 static const char *const FIXTURES[] = {"tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-qwen3"};
 
-Test(qemu, fixtures_on_an_x86_64_v2_cpu, .timeout = 300)
+static void all_fixtures_under_qemu(const char *cpu, const char *want_isa, const char *want_core)
 {
 #if !defined(__x86_64__) || defined(LC_CPU_NATIVE)
     cr_skip("x86-64 portable builds only");
 #endif
     need_qemu();
     for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++)
-        fixture_under_qemu(FIXTURES[i], "Nehalem", "x86-64-v2", "Nehalem");
+        fixture_under_qemu(FIXTURES[i], cpu, want_isa, want_core);
+}
+
+Test(qemu, fixtures_on_an_x86_64_v2_cpu, .timeout = 300)
+{
+    all_fixtures_under_qemu("Nehalem", "x86-64-v2", "Nehalem");
 }
 
 Test(qemu, fixtures_on_an_x86_64_v3_cpu, .timeout = 300)
 {
-#if !defined(__x86_64__) || defined(LC_CPU_NATIVE)
-    cr_skip("x86-64 portable builds only");
-#endif
-    need_qemu();
-    for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++)
-        fixture_under_qemu(FIXTURES[i], "Haswell", "x86-64-v3", "Haswell");
+    all_fixtures_under_qemu("Haswell", "x86-64-v3", "Haswell");
 }
 
 /* ============================================== the trainer under valgrind */
