@@ -511,20 +511,23 @@ static void read_state(const char *ckpt, int64_t *step, int64_t *epoch, int64_t 
 /* ---- a. the fixture's reference run --------------------------------------- */
 
 /* Tolerances of the 3-step trace against transformers + PEFT (torch AdamW):
- * about 10x the worst error measured (same with 1, 2 and 4 OpenMP threads),
+ * about 10x the worst error measured over every OpenBLAS kernel this x86
+ * machine can run (OPENBLAS_CORETYPE = SkylakeX, Haswell, Zen, Sandybridge,
+ * Nehalem, Core2, Prescott, Atom; 1, 2 and 4 OpenMP threads give the same),
  * so that a 100x loss of precision fails.
- *   loss       1.37e-7 (step 1; steps 2-3: 1.3e-8, 1.7e-8)
- *   grad norm  7.41e-7 (step 3; steps 1-2: 1.6e-8, 5.8e-7)
- *   update     1.80e-4 over all 28 tensors, 6.83e-4 in the worst one
- *              (layer 0 gate_proj B). With eps 1e-8 AdamW's first steps are
- *              ~±lr wherever |g| >> eps, and float32 noise is amplified in the
- *              few elements where |g| ~ eps (see one_step_config below), so
- *              the update matches to 1e-4, not 1e-7. The total keeps its old
- *              1e-3 (5.6x the measured). */
+ *   loss       1.51e-7 (Haswell; SkylakeX 1.37e-7)
+ *   grad norm  1.02e-6 (Nehalem, step 3; SkylakeX 7.4e-7, Sandybridge 6e-8)
+ *   update     2.73e-4 over all 28 tensors, 1.04e-3 in the worst one (layer
+ *              0 gate_proj B; Prescott; Haswell 1.4e-5 / 5.2e-5). With eps
+ *              1e-8 AdamW's first steps are ~±lr wherever |g| >> eps, and
+ *              float32 noise is amplified in the few elements where |g| ~ eps
+ *              (see one_step_config below): the update matches to 1e-4, not
+ *              1e-7, and how well depends on the kernel. Both update bounds
+ *              (1e-3, 1e-2) stay: they are 3.7x and 9.6x the worst measured. */
 #define TRACE_TOL_LOSS 1.5e-6
 #define TRACE_TOL_NORM 1e-5
 #define TRACE_TOL_UPDATE 1e-3
-#define TRACE_TOL_UPDATE_WORST 7e-3
+#define TRACE_TOL_UPDATE_WORST 1e-2
 
 Test(trainer, fixture_trace, .timeout = 120)
 {
@@ -990,22 +993,24 @@ static double analytic_step_error(const char *fin_path, double lr, double wd, do
 }
 
 /* Tolerances of one step (sections c and d), about 10x the worst measured
- * (same with 1, 2 and 4 OpenMP threads):
- *   accumulation 1x2 vs batch 2x1: loss equal, grad norm 4.0e-8, update 1.78e-6
- *   either vs the reference step 1: loss 1.37e-7, grad norm 2.4e-8 (PEFT,
- *     float64), update 5.16e-6 against AdamW applied to PEFT's gradients
- *   packed vs unpacked: loss, grad norm equal; update equal (2 rows), 1.26e-7
- *     (3 uneven rows)
- * Where they came out equal the tolerance is a few float32 roundings (5e-7 ~
- * 4 ulps), not zero: the sums run in a different order. The update bounds
- * of 1e-5 are kept (5.6x and 1.9x the measured: a one-ulp change of the
- * stored weights is ~1e-7 of an update at lr 0.1). */
-#define STEP_TOL_SAME 5e-7
+ * over the OpenBLAS kernels listed above (the SkylakeX kernels give equal
+ * losses and grad norms and a bitwise-equal packed update, the Haswell/Zen
+ * ones do not):
+ *   accumulation 1x2 vs batch 2x1: loss 4.7e-9, grad norm 1.14e-7, update
+ *     1.93e-6
+ *   either vs the reference step 1: loss 1.43e-7, grad norm 1.17e-7 (PEFT,
+ *     float64), update 5.17e-6 against AdamW applied to PEFT's gradients
+ *   packed vs unpacked: loss 4.8e-9, grad norm 6.4e-8, update 1.85e-6
+ * The losses are read back from metrics.jsonl with 9 significant digits
+ * (steps of ~1.6e-9). The update bounds of accumulation (1e-5: 5.2x and 1.9x
+ * the measured) are kept. */
+#define STEP_TOL_SAME_LOSS 5e-8
+#define STEP_TOL_SAME_NORM 1e-6
 #define STEP_TOL_ACCUM_UPDATE 1e-5
 #define STEP_TOL_REF_LOSS 1.5e-6
-#define STEP_TOL_REF_NORM 5e-7
+#define STEP_TOL_REF_NORM 1e-6
 #define STEP_TOL_REF_UPDATE 1e-5
-#define STEP_TOL_PACK_UPDATE 1.5e-6
+#define STEP_TOL_PACK_UPDATE 2e-5
 
 Test(trainer, accumulation, .timeout = 120)
 {
@@ -1018,7 +1023,7 @@ Test(trainer, accumulation, .timeout = 120)
     const char *batch[] = {"sequence_len=16", "micro_batch_size=2", "gradient_accumulation_steps=1"};
     train_ok(cfg, X, accum, 3);
     train_ok(cfg, Y, batch, 3);
-    compare_runs("accumulation 1x2 vs batch 2x1", X, Y, STEP_TOL_SAME, STEP_TOL_SAME,
+    compare_runs("accumulation 1x2 vs batch 2x1", X, Y, STEP_TOL_SAME_LOSS, STEP_TOL_SAME_NORM,
                  STEP_TOL_ACCUM_UPDATE);
 
     /* And both are step 1 of the reference. */
@@ -1061,7 +1066,7 @@ Test(trainer, packing, .timeout = 120)
     const char *unpacked[] = {"sequence_len=16", "sample_packing=false", "micro_batch_size=2"};
     train_ok(cfg, P, packed, 3);
     train_ok(cfg, U, unpacked, 3);
-    compare_runs("packed 2 rows vs unpacked", P, U, STEP_TOL_SAME, STEP_TOL_SAME,
+    compare_runs("packed 2 rows vs unpacked", P, U, STEP_TOL_SAME_LOSS, STEP_TOL_SAME_NORM,
                  STEP_TOL_PACK_UPDATE);
 
     /* Three rows of unequal length (16, 9, 14; masked prefixes) in one
@@ -1077,8 +1082,8 @@ Test(trainer, packing, .timeout = 120)
     char *logp = lc_test_asprintf("%s.log", P3);
     char *log = slurp(logp, NULL);
     cr_assert(strstr(log, "data: 3 rows, 39 tokens"), "unexpected data:\n%s", log);
-    compare_runs("packed 3 uneven rows vs unpacked", P3, U3, STEP_TOL_SAME, STEP_TOL_SAME,
-                 STEP_TOL_PACK_UPDATE);
+    compare_runs("packed 3 uneven rows vs unpacked", P3, U3, STEP_TOL_SAME_LOSS,
+                 STEP_TOL_SAME_NORM, STEP_TOL_PACK_UPDATE);
 
     free(log);
     free(logp);
