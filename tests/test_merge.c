@@ -16,6 +16,15 @@
  *   corrupt_hook_fails      LORAC_TEST_CORRUPT_MERGE=1 (test-only hook) makes the
  *                           verification fail: exit 1, a message about the
  *                           difference, nothing written.
+ *   verify_every_fixture    correct merges of the four fixtures (adapter_step3)
+ *                           in f32, bf16 and f16 pass the verification, every
+ *                           matrix within its rounding bound.
+ *   small_wrong_merge       the hook with a small error: one merged weight
+ *                           0.001 off (f32: logits move 2e-4, 1e-4 of the
+ *                           old 1e-3 tolerance) or 1e-4 off (caught element-
+ *                           wise), and 0.1 off in bf16 (logits move ~1% of
+ *                           max|logit|, far inside bf16's own rounding noise,
+ *                           caught element-wise): all fail.
  *   dequantize_bnb4         adapter_step3 merged into the bitsandbytes NF4
  *                           fixture with --dequantize --dtype f32: every linear
  *                           == dequant(W) + scaling · B@A computed here (dequant
@@ -339,7 +348,8 @@ Test(merge, bf16_base_bit_exact)
     lc_test_run_result r = merge3(NULL, base, fixture_adapter(), out, NULL, NULL);
     cr_assert_eq(r.code, 0, "merge failed (%d):\n%s%s", r.code, r.out, r.err);
     cr_log_info("%s", r.out);
-    cr_expect(strstr(r.out, "5e-2 x max|logit|"), "bf16 output should use the relative tolerance");
+    cr_expect(strstr(r.out, "16 x 2^-8) x max|logit|, bf16 output"),
+              "bf16 output should use bf16's rounding in the tolerance:\n%s", r.out);
 
     lc_st_file in, mo, ad;
     char *ip = lc_test_asprintf("%s/model.safetensors", base), *op = lc_test_asprintf("%s/model.safetensors", out);
@@ -536,6 +546,111 @@ Test(merge, corrupt_hook_fails_verification)
     cr_expect(strstr(r.out, "skipped"), "%s", r.out);
     lc_test_run_free(&r);
     free(out);
+    free(tmp);
+}
+
+static double after(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    cr_assert(p, "'%s' not in:\n%s", key, text);
+    return strtod(p + strlen(key), NULL);
+}
+
+Test(merge, verify_every_fixture)
+{
+    const char *names[4] = {"llama", "mistral", "qwen2", "qwen3"};
+    const char *dtypes[3] = {"f32", "bf16", "f16"};
+    char *tmp = lc_test_tmpdir();
+    for (int f = 0; f < 4; f++)
+        for (int d = 0; d < 3; d++) {
+            char *base = lc_test_asprintf("tiny-%s/model", names[f]);
+            char *ad = lc_test_asprintf("tiny-%s/adapter_step3", names[f]);
+            char *out = lc_test_asprintf("%s/%s-%s", tmp, names[f], dtypes[d]);
+            const char *b = lc_test_fixture(base), *a = lc_test_fixture(ad);
+            lc_test_run_result r = merge3(NULL, b, a, out, "--dtype", dtypes[d]);
+            cr_expect_eq(r.code, 0, "%s --dtype %s: exit %d:\n%s%s", names[f], dtypes[d], r.code,
+                         r.out, r.err);
+            if (r.code == 0) {
+                double diff = parse_verify_diff(r.out), tol = after(r.out, "(tolerance ");
+                double worst = after(r.out, "(at most ");
+                cr_log_info("%s %s: logit difference %.3g (tolerance %.3g), weights at %.2f of "
+                            "their rounding bound", names[f], dtypes[d], diff, tol, worst);
+                cr_expect(strstr(r.out, "16 matrices equal W + scaling*B@A"), "%s", r.out);
+                if (d == 0)
+                    cr_expect_leq(diff, TOL_VERIFY_F32, "%s f32: logit difference %g", names[f],
+                                  diff);
+            }
+            lc_test_run_free(&r);
+            free(out);
+            free(ad);
+            free(base);
+        }
+    lc_test_rm_rf(tmp);
+    free(tmp);
+}
+
+/* Runs a merge of the llama fixture with the hook adding bump to one merged
+ * weight; it must fail and leave nothing. Returns stderr (malloc'd). */
+static char *corrupted_merge(const char *bump, const char *dtype)
+{
+    char *tmp = lc_test_tmpdir();
+    char *out = lc_test_asprintf("%s/merged", tmp);
+    char *env = lc_test_asprintf("LORAC_TEST_CORRUPT_MERGE=%s", bump);
+    lc_test_run_result r = merge3(env, fixture_model(), fixture_adapter(), out, "--dtype", dtype);
+    cr_log_info("bump %s, %s: exit %d: %s", bump, dtype, r.code, r.err);
+    cr_expect_eq(r.code, 1, "bump %s, %s: exit %d:\n%s%s", bump, dtype, r.code, r.out, r.err);
+    cr_expect(!lc_path_exists(out), "a failed verification must not leave %s", out);
+    char *e = lc_test_asprintf("%s", r.err);
+    lc_test_run_free(&r);
+    free(env);
+    free(out);
+    lc_test_rm_rf(tmp);
+    free(tmp);
+    return e;
+}
+
+Test(merge, small_wrong_merge_is_caught)
+{
+    /* the correct merges first: max|logit| and bf16's own logit noise */
+    char *tmp = lc_test_tmpdir();
+    char *o32 = lc_test_asprintf("%s/f32", tmp), *o16 = lc_test_asprintf("%s/bf16", tmp);
+    lc_test_run_result r = merge3(NULL, fixture_model(), fixture_adapter(), o32, "--dtype", "f32");
+    cr_assert_eq(r.code, 0, "%s%s", r.out, r.err);
+    const double max_logit = after(r.out, "max |logit| ");
+    lc_test_run_free(&r);
+    r = merge3(NULL, fixture_model(), fixture_adapter(), o16, "--dtype", "bf16");
+    cr_assert_eq(r.code, 0, "%s%s", r.out, r.err);
+    const double noise16 = parse_verify_diff(r.out);
+    lc_test_run_free(&r);
+    cr_log_info("correct merges: max|logit| %.3g, bf16 logit difference %.3g", max_logit,
+                noise16);
+
+    /* f32, one weight 0.001 off: the logits move by ~2e-4, which the old
+     * tolerance (1e-3) let through */
+    char *e = corrupted_merge("0.001", "f32");
+    cr_expect(strstr(e, "largest logit difference between base + adapter and the merged model is"),
+              "%s", e);
+    double d = after(e, "merged model is ");
+    cr_expect(d > 0 && d < 1e-3, "logit difference %g", d);
+    free(e);
+    /* f32, 1e-4 off: below the logit tolerance, caught element by element */
+    e = corrupted_merge("0.0001", "f32");
+    cr_expect(strstr(e, "model.layers.0.mlp.down_proj.weight[0,0] of the merged model"), "%s", e);
+    free(e);
+    /* bf16, 0.1 off (about the weight itself, 0.089): the logits move by ~1%
+     * of max|logit|, inside what bf16 rounding alone does to some models
+     * (3.4% for tiny-qwen3), so below any safe logit tolerance and below the
+     * old 5e-2 x max|logit| too; the element-wise check catches it */
+    e = corrupted_merge("0.1", "bf16");
+    cr_expect(strstr(e, "model.layers.0.mlp.down_proj.weight[0,0] of the merged model"), "%s", e);
+    d = after(e, "the largest logit difference, ");
+    cr_log_info("bf16 with one weight 0.1 off: logit difference %.3g (%.2g%% of max|logit|, "
+                "correct merge %.3g)", d, 100 * d / max_logit, noise16);
+    cr_expect(d > noise16 && d < 5e-2 * max_logit, "logit difference %g", d);
+    free(e);
+    free(o32);
+    free(o16);
+    lc_test_rm_rf(tmp);
     free(tmp);
 }
 
@@ -808,7 +923,8 @@ Test(merge, dequantize_bnb4)
     r = merge_dq(bnb_model(), out16, NULL);
     cr_assert_eq(r.code, 0, "merge --dequantize (default dtype) failed:\n%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "dequantizing NF4 linears to BF16"), "%s", r.out);
-    cr_expect(strstr(r.out, "5e-2 x max|logit|") && strstr(r.out, "): ok"), "%s", r.out);
+    cr_expect(strstr(r.out, "16 x 2^-8) x max|logit|, bf16 output") && strstr(r.out, "): ok"), "%s",
+              r.out);
     cr_log_info("default dtype: %s", r.out);
     lc_test_run_free(&r);
     lc_st_file m16;
