@@ -14,6 +14,11 @@
  *                           one computed here from config.json (and the file).
  *   info_prequantized       info on the NF4 fixture: its memory rows use the
  *                           real weight bytes (lc_model_weight_bytes).
+ *   bench_tiny_run          lorac bench on a tiny shape exits 0 and prints its
+ *                           JSON line: per-step seconds, tokens/s consistent
+ *                           with them, weight MiB of the shape, peak RSS and
+ *                           arena sizes finite and positive, a loss near
+ *                           ln(vocab) (random model).
  *   help / usage            --help exits 0 on every command; unknown options and
  *                           missing required arguments exit 2; failures exit 1. */
 #include <criterion/criterion.h>
@@ -351,6 +356,71 @@ Test(cli, info_counts)
     cJSON_Delete(c);
     free(text);
     free(cp);
+}
+
+/* A number of the bench JSON (fails when absent or not finite and positive). */
+static double bench_num(const cJSON *j, const char *key, const char *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    cr_assert(cJSON_IsNumber(v), "bench: no number \"%s\" in:\n%s", key, out);
+    cr_expect(isfinite(v->valuedouble) && v->valuedouble > 0, "bench: %s = %g in:\n%s", key,
+              v->valuedouble, out);
+    return v->valuedouble;
+}
+
+Test(cli, bench_tiny_run, .timeout = 60)
+{
+    /* 2 layers, hidden 128 (4 heads of 32, 2 KV heads), intermediate 256,
+     * vocab 1024 untied: ~10 ms a step here */
+    const int L = 2, C = 128, KV = 64, FF = 256, V = 1024, batch = 2, seq = 128, steps = 3;
+    const char *args[] = {"bench", "--layers", "2", "--hidden", "128", "--heads", "4",
+                          "--kv-heads", "2", "--intermediate", "256", "--vocab", "1024",
+                          "--tied", "0", "--rank", "4", "--batch", "2", "--seq", "128",
+                          "--steps", "3", "--warmup", "1", NULL};
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
+    cr_assert_eq(r.code, 0, "lorac bench: exit %d:\n%s%s", r.code, r.out, r.err);
+    cr_log_info("bench: %s", r.out);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert(j, "bench did not print JSON:\n%s", r.out);
+    const cJSON *impl = cJSON_GetObjectItemCaseSensitive(j, "impl");
+    const cJSON *weights = cJSON_GetObjectItemCaseSensitive(j, "weights");
+    cr_expect(cJSON_IsString(impl) && !strcmp(impl->valuestring, "lorac"), "%s", r.out);
+    cr_expect(cJSON_IsString(weights) && !strcmp(weights->valuestring, "F32"), "%s", r.out);
+    cr_expect_geq(bench_num(j, "threads", r.out), 1);
+    /* one time per measured step (warmup excluded), printed to the ms */
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "step_s");
+    cr_assert(cJSON_IsArray(st) && cJSON_GetArraySize(st) == steps, "step_s: %s", r.out);
+    double total = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, st)
+    {
+        cr_assert(cJSON_IsNumber(e) && isfinite(e->valuedouble) && e->valuedouble >= 0,
+                  "step_s: %s", r.out);
+        total += e->valuedouble;
+    }
+    /* tokens/s = batch * seq * steps / the steps' time, up to the rounding of
+     * the printed step times (0.5 ms each) and of tokens/s itself (0.05) */
+    const double tps = bench_num(j, "tokens_per_s", r.out), tokens = (double)batch * seq * steps;
+    const double slack = 0.0005 * steps;
+    cr_expect(tps >= tokens / (total + slack) - 0.05, "tokens/s %g, %g tokens in %g s", tps,
+              tokens, total);
+    if (total > slack)
+        cr_expect(tps <= tokens / (total - slack) + 0.05, "tokens/s %g, %g tokens in %g s", tps,
+                  tokens, total);
+    /* weight MiB of this shape: 7 linears per layer and untied embed + head, f32 */
+    const double params = (double)L * (2.0 * C * C + 2.0 * KV * C + 3.0 * FF * C) + 2.0 * V * C;
+    const double mib = bench_num(j, "weight_mib", r.out);
+    cr_expect(fabs(mib - params * 4 / 1048576.0) <= 0.05 + 1e-9, "weight_mib %g, the shape has "
+              "%.4f", mib, params * 4 / 1048576.0);
+    const double rss = bench_num(j, "peak_rss_gib", r.out);
+    cr_expect_lt(rss, 4.0, "peak RSS %g GiB for a tiny model", rss);
+    bench_num(j, "step_arena_mib", r.out);
+    bench_num(j, "grad_pool_mib", r.out);
+    /* a random model predicts about uniformly: loss ~ ln(vocab) = 6.93 */
+    const double loss = bench_num(j, "loss", r.out);
+    cr_expect(fabs(loss - log((double)V)) < 0.5, "loss %g, ln(vocab) %g", loss, log((double)V));
+    cJSON_Delete(j);
+    lc_test_run_free(&r);
 }
 
 Test(cli, help_exits_0)
