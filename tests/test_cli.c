@@ -2,11 +2,11 @@
  * of every command, through LORAC_BINARY:
  *
  *   eval_matches_reference  eval of adapter_init on rows 0–1 of train.jsonl ==
- *                           ref_step0's loss (HF + PEFT) within 1e-5 relative,
+ *                           ref_step0's loss (HF + PEFT) within TOL_LOSS,
  *                           via --model/--adapter/--data and via a config.
  *   eval_nf4                eval of adapter_init on rows 0–1 on the bitsandbytes
  *                           NF4 fixture == its meta.json loss (HF + PEFT +
- *                           bitsandbytes) within 1e-5 relative; --nf4 on the
+ *                           bitsandbytes) within TOL_NF4_LOSS; --nf4 on the
  *                           unquantized model gives bitwise the same loss (the
  *                           same NF4 weights), and so does a qlora config;
  *                           bnb_4bit_* keys of the config are honoured.
@@ -44,6 +44,16 @@
 
 #define REF_LOSS_STEP0 6.445791721343994 /* meta.json trace[0].loss = ref_step0 loss */
 
+/* Tolerances, about 10x the worst relative error measured over the OpenBLAS
+ * kernels this x86 machine runs (SkylakeX, Haswell, Nehalem, Prescott,
+ * Sandybridge), as printed by eval (9 significant digits; perplexity 6):
+ * loss 1.43e-7 (SkylakeX 1.37e-7), perplexity 4.8e-7, NF4 loss vs PEFT +
+ * bitsandbytes 1.04e-8 (SkylakeX 2e-9; test_qlora measures 1.15e-8 for the
+ * same loss and allows the same 1.5e-7). */
+#define TOL_LOSS 1.5e-6
+#define TOL_PPL 5e-6
+#define TOL_NF4_LOSS 1.5e-7
+
 /* Value after "key" on its line, as a double (fails when absent). */
 static double field(const char *text, const char *key)
 {
@@ -77,9 +87,13 @@ static void check_eval_output(const lc_test_run_result *r)
     double loss = field(r->out, "loss:");
     double rel = fabs(loss - REF_LOSS_STEP0) / REF_LOSS_STEP0;
     cr_log_info("eval loss %.9f vs reference %.9f: rel %.3g", loss, REF_LOSS_STEP0, rel);
-    cr_expect_lt(rel, 1e-5, "loss %.9f vs %.9f", loss, REF_LOSS_STEP0);
+    cr_expect_lt(rel, TOL_LOSS, "loss %.9f vs %.9f", loss, REF_LOSS_STEP0);
     cr_expect_eq(field(r->out, "supervised tokens:"), 25.0); /* row 0: 15, row 1: 10 */
-    cr_expect_lt(fabs(field(r->out, "perplexity:") - exp(REF_LOSS_STEP0)) / exp(REF_LOSS_STEP0), 1e-4);
+    double ppl = field(r->out, "perplexity:");
+    double rel_ppl = fabs(ppl - exp(REF_LOSS_STEP0)) / exp(REF_LOSS_STEP0);
+    cr_log_info("perplexity %.6g vs exp(reference loss) %.9g: rel %.3g", ppl, exp(REF_LOSS_STEP0),
+                rel_ppl);
+    cr_expect_lt(rel_ppl, TOL_PPL, "perplexity %.9g vs %.9g", ppl, exp(REF_LOSS_STEP0));
     cr_expect_gt(field(r->out, "tokens/s:"), 0.0);
 }
 
@@ -181,7 +195,7 @@ static double check_nf4_eval(const lc_test_run_result *r, double want)
     double loss = field(r->out, "loss:");
     double rel = fabs(loss - want) / want;
     cr_log_info("NF4 eval loss %.9f vs bitsandbytes reference %.9f: rel %.3g", loss, want, rel);
-    cr_expect_lt(rel, 1e-5, "loss %.9f vs %.9f", loss, want);
+    cr_expect_lt(rel, TOL_NF4_LOSS, "loss %.9f vs %.9f", loss, want);
     cr_expect_eq(field(r->out, "supervised tokens:"), 25.0);
     cr_expect(strstr(r->out, "linears NF4"), "the model line should say NF4:\n%s", r->out);
     return loss;
