@@ -3,8 +3,9 @@
  *
  *   fixture_matches_peft    adapter_step3 merged into the tiny-llama model ==
  *                           merged_step3.safetensors (PEFT merge_and_unload)
- *                           within 1e-6 for every tensor; the verification
- *                           reports a logit difference <= 1e-4.
+ *                           within TOL_WEIGHT for every tensor; the
+ *                           verification reports a logit difference <=
+ *                           TOL_VERIFY_F32.
  *   bf16_base_bit_exact     a BF16 copy of the model: every merged weight ==
  *                           bf16(f32(W) + f32(scaling * B@A)), round to nearest
  *                           even, computed here independently; all other
@@ -15,11 +16,20 @@
  *   corrupt_hook_fails      LORAC_TEST_CORRUPT_MERGE=1 (test-only hook) makes the
  *                           verification fail: exit 1, a message about the
  *                           difference, nothing written.
+ *   verify_every_fixture    correct merges of the four fixtures (adapter_step3)
+ *                           in f32, bf16 and f16 pass the verification, every
+ *                           matrix within its rounding bound.
+ *   small_wrong_merge       the hook with a small error: one merged weight
+ *                           0.001 off (f32: logits move 2e-4, 1e-4 of the
+ *                           old 1e-3 tolerance) or 1e-4 off (caught element-
+ *                           wise), and 0.1 off in bf16 (logits move ~1% of
+ *                           max|logit|, far inside bf16's own rounding noise,
+ *                           caught element-wise): all fail.
  *   dequantize_bnb4         adapter_step3 merged into the bitsandbytes NF4
  *                           fixture with --dequantize --dtype f32: every linear
  *                           == dequant(W) + scaling · B@A computed here (dequant
  *                           via lc_model_load + lc_weight_rows_to_real) within
- *                           1e-6; other tensors bit-identical; no bitsandbytes
+ *                           TOL_WEIGHT; other tensors bit-identical; no bitsandbytes
  *                           tensors or quantization_config left; verification
  *                           passes. The default (BF16) output is the f32 one
  *                           rounded; a 2-shard copy (a linear's companions in
@@ -56,6 +66,18 @@
 #include "train/model_config.h"
 
 #define SCALING 2.0 /* fixture LoRA: alpha 16 / r 8 */
+
+/* Tolerances: about 10x the worst measured (the same under every OpenBLAS
+ * kernel this x86 machine runs: SkylakeX, Haswell, Zen, Sandybridge,
+ * Nehalem, Core2, Prescott, Atom), so that a 100x loss of precision fails.
+ *   merged weights vs PEFT merge_and_unload (float64 merge stored as f32),
+ *     and vs dequant(W) + scaling * B@A computed here in double: largest
+ *     absolute difference 2.98e-8 and 2.51e-8, one f32 ulp of the values in
+ *     [0.25, 0.5)
+ *   logit difference the f32 verification reports: 1.25e-6 (fixture, Prescott
+ *     kernels; 9.8e-7 with SkylakeX), 1.15e-6 (dequantized NF4 fixture) */
+#define TOL_WEIGHT 3e-7
+#define TOL_VERIFY_F32 1.5e-5
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
@@ -251,7 +273,7 @@ static double max_err_vs_reference(const char *dir, const char *const *files, in
             double w = 0;
             for (uint64_t k = 0; k < t->numel; k++)
                 w = fmax(w, fabs((double)elem(t, k) - (double)elem(r, k)));
-            cr_expect_leq(w, 1e-6, "%s: max abs error %g", t->name, w);
+            cr_expect_leq(w, TOL_WEIGHT, "%s: max abs error %g", t->name, w);
             worst = fmax(worst, w);
             seen++;
         }
@@ -279,7 +301,7 @@ Test(merge, fixture_matches_peft)
     double diff = parse_verify_diff(r.out);
     cr_log_info("max abs error vs merged_step3: %.3g; verification logit difference %.3g", worst,
                 diff);
-    cr_expect_leq(diff, 1e-4, "verification difference %g", diff);
+    cr_expect_leq(diff, TOL_VERIFY_F32, "verification difference %g", diff);
     cr_expect(strstr(r.out, "peak memory"), "no peak memory line");
     char *a = lc_test_asprintf("%s/config.json", fixture_model()), *b = lc_test_asprintf("%s/config.json", out);
     cr_expect(files_equal(a, b), "config.json not copied byte for byte");
@@ -326,7 +348,8 @@ Test(merge, bf16_base_bit_exact)
     lc_test_run_result r = merge3(NULL, base, fixture_adapter(), out, NULL, NULL);
     cr_assert_eq(r.code, 0, "merge failed (%d):\n%s%s", r.code, r.out, r.err);
     cr_log_info("%s", r.out);
-    cr_expect(strstr(r.out, "5e-2 x max|logit|"), "bf16 output should use the relative tolerance");
+    cr_expect(strstr(r.out, "16 x 2^-8) x max|logit|, bf16 output"),
+              "bf16 output should use bf16's rounding in the tolerance:\n%s", r.out);
 
     lc_st_file in, mo, ad;
     char *ip = lc_test_asprintf("%s/model.safetensors", base), *op = lc_test_asprintf("%s/model.safetensors", out);
@@ -526,6 +549,111 @@ Test(merge, corrupt_hook_fails_verification)
     free(tmp);
 }
 
+static double after(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    cr_assert(p, "'%s' not in:\n%s", key, text);
+    return strtod(p + strlen(key), NULL);
+}
+
+Test(merge, verify_every_fixture)
+{
+    const char *names[4] = {"llama", "mistral", "qwen2", "qwen3"};
+    const char *dtypes[3] = {"f32", "bf16", "f16"};
+    char *tmp = lc_test_tmpdir();
+    for (int f = 0; f < 4; f++)
+        for (int d = 0; d < 3; d++) {
+            char *base = lc_test_asprintf("tiny-%s/model", names[f]);
+            char *ad = lc_test_asprintf("tiny-%s/adapter_step3", names[f]);
+            char *out = lc_test_asprintf("%s/%s-%s", tmp, names[f], dtypes[d]);
+            const char *b = lc_test_fixture(base), *a = lc_test_fixture(ad);
+            lc_test_run_result r = merge3(NULL, b, a, out, "--dtype", dtypes[d]);
+            cr_expect_eq(r.code, 0, "%s --dtype %s: exit %d:\n%s%s", names[f], dtypes[d], r.code,
+                         r.out, r.err);
+            if (r.code == 0) {
+                double diff = parse_verify_diff(r.out), tol = after(r.out, "(tolerance ");
+                double worst = after(r.out, "(at most ");
+                cr_log_info("%s %s: logit difference %.3g (tolerance %.3g), weights at %.2f of "
+                            "their rounding bound", names[f], dtypes[d], diff, tol, worst);
+                cr_expect(strstr(r.out, "16 matrices equal W + scaling*B@A"), "%s", r.out);
+                if (d == 0)
+                    cr_expect_leq(diff, TOL_VERIFY_F32, "%s f32: logit difference %g", names[f],
+                                  diff);
+            }
+            lc_test_run_free(&r);
+            free(out);
+            free(ad);
+            free(base);
+        }
+    lc_test_rm_rf(tmp);
+    free(tmp);
+}
+
+/* Runs a merge of the llama fixture with the hook adding bump to one merged
+ * weight; it must fail and leave nothing. Returns stderr (malloc'd). */
+static char *corrupted_merge(const char *bump, const char *dtype)
+{
+    char *tmp = lc_test_tmpdir();
+    char *out = lc_test_asprintf("%s/merged", tmp);
+    char *env = lc_test_asprintf("LORAC_TEST_CORRUPT_MERGE=%s", bump);
+    lc_test_run_result r = merge3(env, fixture_model(), fixture_adapter(), out, "--dtype", dtype);
+    cr_log_info("bump %s, %s: exit %d: %s", bump, dtype, r.code, r.err);
+    cr_expect_eq(r.code, 1, "bump %s, %s: exit %d:\n%s%s", bump, dtype, r.code, r.out, r.err);
+    cr_expect(!lc_path_exists(out), "a failed verification must not leave %s", out);
+    char *e = lc_test_asprintf("%s", r.err);
+    lc_test_run_free(&r);
+    free(env);
+    free(out);
+    lc_test_rm_rf(tmp);
+    free(tmp);
+    return e;
+}
+
+Test(merge, small_wrong_merge_is_caught)
+{
+    /* the correct merges first: max|logit| and bf16's own logit noise */
+    char *tmp = lc_test_tmpdir();
+    char *o32 = lc_test_asprintf("%s/f32", tmp), *o16 = lc_test_asprintf("%s/bf16", tmp);
+    lc_test_run_result r = merge3(NULL, fixture_model(), fixture_adapter(), o32, "--dtype", "f32");
+    cr_assert_eq(r.code, 0, "%s%s", r.out, r.err);
+    const double max_logit = after(r.out, "max |logit| ");
+    lc_test_run_free(&r);
+    r = merge3(NULL, fixture_model(), fixture_adapter(), o16, "--dtype", "bf16");
+    cr_assert_eq(r.code, 0, "%s%s", r.out, r.err);
+    const double noise16 = parse_verify_diff(r.out);
+    lc_test_run_free(&r);
+    cr_log_info("correct merges: max|logit| %.3g, bf16 logit difference %.3g", max_logit,
+                noise16);
+
+    /* f32, one weight 0.001 off: the logits move by ~2e-4, which the old
+     * tolerance (1e-3) let through */
+    char *e = corrupted_merge("0.001", "f32");
+    cr_expect(strstr(e, "largest logit difference between base + adapter and the merged model is"),
+              "%s", e);
+    double d = after(e, "merged model is ");
+    cr_expect(d > 0 && d < 1e-3, "logit difference %g", d);
+    free(e);
+    /* f32, 1e-4 off: below the logit tolerance, caught element by element */
+    e = corrupted_merge("0.0001", "f32");
+    cr_expect(strstr(e, "model.layers.0.mlp.down_proj.weight[0,0] of the merged model"), "%s", e);
+    free(e);
+    /* bf16, 0.1 off (about the weight itself, 0.089): the logits move by ~1%
+     * of max|logit|, inside what bf16 rounding alone does to some models
+     * (3.4% for tiny-qwen3), so below any safe logit tolerance and below the
+     * old 5e-2 x max|logit| too; the element-wise check catches it */
+    e = corrupted_merge("0.1", "bf16");
+    cr_expect(strstr(e, "model.layers.0.mlp.down_proj.weight[0,0] of the merged model"), "%s", e);
+    d = after(e, "the largest logit difference, ");
+    cr_log_info("bf16 with one weight 0.1 off: logit difference %.3g (%.2g%% of max|logit|, "
+                "correct merge %.3g)", d, 100 * d / max_logit, noise16);
+    cr_expect(d > noise16 && d < 5e-2 * max_logit, "logit difference %g", d);
+    free(e);
+    free(o32);
+    free(o16);
+    lc_test_rm_rf(tmp);
+    free(tmp);
+}
+
 /* An adapter for the fixture config edited by (from -> to), random A and B. */
 static char *make_adapter(const char *tmp, const char *name, const char *from, const char *to)
 {
@@ -701,7 +829,7 @@ Test(merge, dequantize_bnb4)
     cr_expect(strstr(r.out, "dequantizing NF4 linears to F32"), "%s", r.out);
     cr_expect(strstr(r.out, "f32 output") && strstr(r.out, "): ok"), "%s", r.out);
     double vdiff = parse_verify_diff(r.out);
-    cr_expect_leq(vdiff, 1e-3);
+    cr_expect_leq(vdiff, TOL_VERIFY_F32, "verification difference %g", vdiff);
     lc_test_run_free(&r);
 
     /* the independent computation: dequant(W) through the loader's NF4 view */
@@ -748,7 +876,8 @@ Test(merge, dequantize_bnb4)
                     double want = (double)deq[i * cols + jc] + SCALING * acc;
                     werr = fmax(werr, fabs((double)got[i * cols + jc] - want));
                 }
-            cr_expect_leq(werr, 1e-6, "%s: max abs error %g vs dequant(W) + s*B@A", name, werr);
+            cr_expect_leq(werr, TOL_WEIGHT, "%s: max abs error %g vs dequant(W) + s*B@A", name,
+                          werr);
             worst = fmax(worst, werr);
             free(deq);
             linears++;
@@ -794,7 +923,8 @@ Test(merge, dequantize_bnb4)
     r = merge_dq(bnb_model(), out16, NULL);
     cr_assert_eq(r.code, 0, "merge --dequantize (default dtype) failed:\n%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "dequantizing NF4 linears to BF16"), "%s", r.out);
-    cr_expect(strstr(r.out, "5e-2 x max|logit|") && strstr(r.out, "): ok"), "%s", r.out);
+    cr_expect(strstr(r.out, "16 x 2^-8) x max|logit|, bf16 output") && strstr(r.out, "): ok"), "%s",
+              r.out);
     cr_log_info("default dtype: %s", r.out);
     lc_test_run_free(&r);
     lc_st_file m16;

@@ -7,7 +7,8 @@
  * dequantized weights with and without double quant, ties on NF4 midpoints,
  * zero blocks, partial blocks, blocks straddling rows). Then bounds on the
  * double-quant error for a large random weight, bytes per parameter, edge
- * cases and refusals, and the speed of row-range dequantization. */
+ * cases and refusals, and row-range dequantization of a mid-sized weight
+ * against the whole-matrix one and a per-element reference. */
 #include <criterion/criterion.h>
 
 #include <math.h>
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "autograd/nf4.h"
 #include "data/safetensors.h"
@@ -115,13 +115,6 @@ static float *random_normal(int64_t n, uint64_t seed, float sigma)
             w[i + 1] = (float)(sigma * r * sin(t));
     }
     return w;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* (codes + absmax_q + nested_absmax + offset) / numel for a double-quantized weight. */
@@ -503,39 +496,86 @@ Test(nf4, refusals)
     lc_nf4_store_free(&s); /* harmless */
 }
 
-/* ----------------------------------------------------------- performance */
+/* ------------------------------------------------- row-range dequantization */
 
-Test(nf4, dequant_speed_4096x4096, .timeout = 120)
+/* Element e of q, computed from its parts as bitsandbytes defines them: the
+ * 4-bit code (first element of a byte in the high nibble) times its block's
+ * absmax, both f32; with double quantization the absmax is
+ * nested_map[absmax_q[b]] * nested_absmax[b / nested_blocksize], rounded to
+ * f32, plus offset, rounded again (volatile keeps the two roundings apart:
+ * gcc may otherwise contract them into one fma). */
+static float reference_element(const lc_nf4 *q, int64_t e)
 {
-    const int64_t rows = 4096, cols = 4096, n = rows * cols, tile = 64;
-    float *w = random_normal(n, 99, 0.02f);
-    lc_nf4_store s;
-    lc_error err;
-    double t0 = now_s();
-    cr_assert_eq(lc_nf4_quantize(&s, w, rows, cols, 64, true, &err), 0, "%s", err.msg);
-    double tq = now_s() - t0;
-    float *buf = malloc((size_t)(tile * cols) * sizeof(float));
-    double checksum = 0;
-    t0 = now_s();
-    for (int64_t r = 0; r < rows; r += tile) {
-        lc_nf4_dequant_rows(&s.q, r, r + tile, buf);
-        checksum += buf[(r / tile) % (tile * cols)];
+    const int64_t b = e / q->blocksize;
+    const unsigned code = (q->codes[e / 2] >> (e % 2 ? 0 : 4)) & 15u;
+    float absmax;
+    if (q->absmax_q) {
+        volatile float scaled = q->nested_map[q->absmax_q[b]] *
+                                q->nested_absmax[b / q->nested_blocksize];
+        absmax = scaled + q->offset;
+    } else {
+        absmax = q->absmax[b];
     }
-    double td = now_s() - t0;
-    t0 = now_s();
-    float *full = malloc((size_t)n * sizeof(float));
-    lc_nf4_dequant_rows(&s.q, 0, rows, full);
-    double tf = now_s() - t0;
-    /* spot check the tiled result against the one-shot one */
-    lc_nf4_dequant_rows(&s.q, 1000, 1001, buf);
-    cr_assert_eq(first_diff_f32(buf, full + 1000 * cols, cols), -1);
-    cr_log_info("4096x4096: quantize (double quant) %.3f s; dequant in %lld-row tiles %.1f ms "
-                "(%.2f GB/s of f32 out), one call %.1f ms; bytes/param %.5f (checksum %g)",
-                tq, (long long)tile, td * 1e3, (double)n * 4 / td / 1e9, tf * 1e3,
-                bytes_per_param(&s.q), checksum);
-    cr_assert_leq(bytes_per_param(&s.q), 0.52);
-    free(full);
+    return lc_nf4_code[code] * absmax;
+}
+
+/* 300 x 517: odd columns (every other row starts on a low nibble), blocks
+ * (128 without, 64 with double quantization) straddling rows, a partial last
+ * block and, with double quantization, 2424 blocks in 10 nested blocks, the
+ * last partial. The whole matrix (155100
+ * elements) is above the size where dequantization goes parallel (65536),
+ * a 64-row tile below it. Every element of the whole-matrix dequantization
+ * must be the per-element reference, and every row range tried (64-row tiles,
+ * single rows, ranges starting and ending on odd rows, large ones, 40 random
+ * ones) the same slice of it, bit for bit. */
+Test(nf4, row_ranges_match_whole_matrix_and_reference)
+{
+    const int64_t rows = 300, cols = 517, n = rows * cols;
+    float *w = random_normal(n, 99, 0.02f);
+    for (int64_t i = 0; i < n; i += 97) /* some blocks with a wide spread */
+        w[i] *= 8.0f;
+    float *buf = malloc((size_t)n * sizeof(float));
+    cr_assert(buf != NULL);
+    for (int dq = 0; dq < 2; dq++) {
+        const int64_t bs = dq ? 64 : 128;
+        lc_nf4_store s;
+        lc_error err;
+        cr_assert_eq(lc_nf4_quantize(&s, w, rows, cols, bs, dq, &err), 0, "%s", err.msg);
+        float *full = dequant_all(&s.q);
+        for (int64_t e = 0; e < n; e++) {
+            const float want = reference_element(&s.q, e);
+            cr_assert_eq(bits(full[e]), bits(want), "double quant %d: element %lld (row %lld) "
+                         "is %a, its code times its absmax %a", dq, (long long)e,
+                         (long long)(e / cols), full[e], want);
+        }
+        int64_t ranges[200][2], nr = 0;
+        for (int64_t r = 0; r < rows; r += 64) /* tiles, as the matmul kernels use */
+            ranges[nr][0] = r, ranges[nr][1] = r + 64 < rows ? r + 64 : rows, nr++;
+        const int64_t fixed[][2] = {{0, 1},   {1, 2},     {2, 3},   {299, 300}, {1, 4},
+                                    {3, 300}, {0, 299},   {1, 299}, {150, 151}, {127, 130},
+                                    {0, 300}, {17, 283}};
+        for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++)
+            ranges[nr][0] = fixed[k][0], ranges[nr][1] = fixed[k][1], nr++;
+        rng_state = 1234 + (uint64_t)dq;
+        for (int k = 0; k < 40; k++) {
+            int64_t a = (int64_t)(rng_next() % (uint64_t)rows);
+            int64_t b = a + 1 + (int64_t)(rng_next() % (uint64_t)(rows - a));
+            ranges[nr][0] = a, ranges[nr][1] = b, nr++;
+        }
+        for (int64_t k = 0; k < nr; k++) {
+            const int64_t r0 = ranges[k][0], r1 = ranges[k][1];
+            memset(buf, 0xff, (size_t)((r1 - r0) * cols) * sizeof(float));
+            lc_nf4_dequant_rows(&s.q, r0, r1, buf);
+            int64_t d = first_diff_f32(buf, full + r0 * cols, (r1 - r0) * cols);
+            cr_assert_eq(d, -1, "double quant %d: rows [%lld, %lld) differ from the whole "
+                         "matrix at element %lld", dq, (long long)r0, (long long)r1, (long long)d);
+        }
+        cr_log_info("double quant %d, blocksize %lld: %lld elements equal the per-element "
+                    "reference, %lld row ranges equal the whole matrix", dq, (long long)bs,
+                    (long long)n, (long long)nr);
+        free(full);
+        lc_nf4_store_free(&s);
+    }
     free(buf);
     free(w);
-    lc_nf4_store_free(&s);
 }

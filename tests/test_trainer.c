@@ -510,6 +510,25 @@ static void read_state(const char *ckpt, int64_t *step, int64_t *epoch, int64_t 
 
 /* ---- a. the fixture's reference run --------------------------------------- */
 
+/* Tolerances of the 3-step trace against transformers + PEFT (torch AdamW):
+ * about 10x the worst error measured over every OpenBLAS kernel this x86
+ * machine can run (OPENBLAS_CORETYPE = SkylakeX, Haswell, Zen, Sandybridge,
+ * Nehalem, Core2, Prescott, Atom; 1, 2 and 4 OpenMP threads give the same),
+ * so that a 100x loss of precision fails.
+ *   loss       1.51e-7 (Haswell; SkylakeX 1.37e-7)
+ *   grad norm  1.02e-6 (Nehalem, step 3; SkylakeX 7.4e-7, Sandybridge 6e-8)
+ *   update     2.73e-4 over all 28 tensors, 1.04e-3 in the worst one (layer
+ *              0 gate_proj B; Prescott; Haswell 1.4e-5 / 5.2e-5). With eps
+ *              1e-8 AdamW's first steps are ~±lr wherever |g| >> eps, and
+ *              float32 noise is amplified in the few elements where |g| ~ eps
+ *              (see one_step_config below): the update matches to 1e-4, not
+ *              1e-7, and how well depends on the kernel. Both update bounds
+ *              (1e-3, 1e-2) stay: they are 3.7x and 9.6x the worst measured. */
+#define TRACE_TOL_LOSS 1.5e-6
+#define TRACE_TOL_NORM 1e-5
+#define TRACE_TOL_UPDATE 1e-3
+#define TRACE_TOL_UPDATE_WORST 1e-2
+
 Test(trainer, fixture_trace, .timeout = 120)
 {
     char *dir = lc_test_tmpdir();
@@ -537,9 +556,10 @@ Test(trainer, fixture_trace, .timeout = 120)
                     ref_norm, en);
         cr_expect_eq(m[i].step, i + 1);
         cr_expect_eq(m[i].lr, 1e-3);
-        cr_expect_leq(el, 1e-5, "step %d loss %.9g vs reference %.9g", i + 1, m[i].loss, ref_loss);
-        cr_expect_leq(en, 1e-4, "step %d grad_norm %.9g vs reference %.9g", i + 1, m[i].grad_norm,
-                      ref_norm);
+        cr_expect_leq(el, TRACE_TOL_LOSS, "step %d loss %.9g vs reference %.9g", i + 1, m[i].loss,
+                      ref_loss);
+        cr_expect_leq(en, TRACE_TOL_NORM, "step %d grad_norm %.9g vs reference %.9g", i + 1,
+                      m[i].grad_norm, ref_norm);
         worst_loss = fmax(worst_loss, el);
         worst_norm = fmax(worst_norm, en);
     }
@@ -557,8 +577,9 @@ Test(trainer, fixture_trace, .timeout = 120)
                 "vs PEFT: %.2e over all %zu tensors, worst tensor %.2e (%s)", worst_loss,
                 worst_norm, e.total, e.n_tensors, e.worst, e.worst_name);
     cr_expect_eq(e.n_tensors, 2u * 2u * 7u);
-    cr_expect_lt(e.total, 1e-3, "adapter update differs from PEFT's by %.3e", e.total);
-    cr_expect_lt(e.worst, 1e-2, "tensor %s differs from PEFT's by %.3e", e.worst_name, e.worst);
+    cr_expect_lt(e.total, TRACE_TOL_UPDATE, "adapter update differs from PEFT's by %.3e", e.total);
+    cr_expect_lt(e.worst, TRACE_TOL_UPDATE_WORST, "tensor %s differs from PEFT's by %.3e",
+                 e.worst_name, e.worst);
 
     char *cfgjson = lc_test_asprintf("%s/adapter_config.json", out);
     cr_expect(path_exists(cfgjson));
@@ -971,6 +992,26 @@ static double analytic_step_error(const char *fin_path, double lr, double wd, do
     return NAN;
 }
 
+/* Tolerances of one step (sections c and d), about 10x the worst measured
+ * over the OpenBLAS kernels listed above (the SkylakeX kernels give equal
+ * losses and grad norms and a bitwise-equal packed update, the Haswell/Zen
+ * ones do not):
+ *   accumulation 1x2 vs batch 2x1: loss 4.7e-9, grad norm 1.14e-7, update
+ *     1.93e-6
+ *   either vs the reference step 1: loss 1.43e-7, grad norm 1.17e-7 (PEFT,
+ *     float64), update 5.17e-6 against AdamW applied to PEFT's gradients
+ *   packed vs unpacked: loss 4.8e-9, grad norm 6.4e-8, update 1.85e-6
+ * The losses are read back from metrics.jsonl with 9 significant digits
+ * (steps of ~1.6e-9). The update bounds of accumulation (1e-5: 5.2x and 1.9x
+ * the measured) are kept. */
+#define STEP_TOL_SAME_LOSS 5e-8
+#define STEP_TOL_SAME_NORM 1e-6
+#define STEP_TOL_ACCUM_UPDATE 1e-5
+#define STEP_TOL_REF_LOSS 1.5e-6
+#define STEP_TOL_REF_NORM 1e-6
+#define STEP_TOL_REF_UPDATE 1e-5
+#define STEP_TOL_PACK_UPDATE 2e-5
+
 Test(trainer, accumulation, .timeout = 120)
 {
     char *dir = lc_test_tmpdir();
@@ -982,21 +1023,25 @@ Test(trainer, accumulation, .timeout = 120)
     const char *batch[] = {"sequence_len=16", "micro_batch_size=2", "gradient_accumulation_steps=1"};
     train_ok(cfg, X, accum, 3);
     train_ok(cfg, Y, batch, 3);
-    compare_runs("accumulation 1x2 vs batch 2x1", X, Y, 1e-6, 1e-6, 1e-5);
+    compare_runs("accumulation 1x2 vs batch 2x1", X, Y, STEP_TOL_SAME_LOSS, STEP_TOL_SAME_NORM,
+                 STEP_TOL_ACCUM_UPDATE);
 
     /* And both are step 1 of the reference. */
     metric m[2];
     cr_assert_eq(read_metrics(X, m, 2), 1);
     cr_expect_eq(m[0].tokens, 25);
-    cr_expect_leq(rel(m[0].loss, 6.445791721343994), 1e-5, "loss %.9g", m[0].loss);
-    cr_expect_leq(rel(m[0].grad_norm, 2.9949521709634292), 1e-4, "grad_norm %.9g", m[0].grad_norm);
+    double el = rel(m[0].loss, 6.445791721343994), en = rel(m[0].grad_norm, 2.9949521709634292);
+    cr_log_info("accumulation 1x2 vs the reference step 1: loss rel err %.2e, grad_norm rel err "
+                "%.2e", el, en);
+    cr_expect_leq(el, STEP_TOL_REF_LOSS, "loss %.9g", m[0].loss);
+    cr_expect_leq(en, STEP_TOL_REF_NORM, "grad_norm %.9g", m[0].grad_norm);
     const char *runs[2] = {X, Y};
     for (int i = 0; i < 2; i++) {
         char *fin = lc_test_asprintf("%s/adapter_model.safetensors", runs[i]);
         double e = analytic_step_error(fin, 0.1, 0.01, 1.0, 1.0);
         cr_log_info("%s: update vs AdamW on the PEFT float64 gradients: rel err %.2e",
                     i ? "batch 2x1" : "accumulation 1x2", e);
-        cr_expect_leq(e, 1e-5, "update differs from the reference step by %.3e", e);
+        cr_expect_leq(e, STEP_TOL_REF_UPDATE, "update differs from the reference step by %.3e", e);
         free(fin);
     }
     free(X);
@@ -1021,7 +1066,8 @@ Test(trainer, packing, .timeout = 120)
     const char *unpacked[] = {"sequence_len=16", "sample_packing=false", "micro_batch_size=2"};
     train_ok(cfg, P, packed, 3);
     train_ok(cfg, U, unpacked, 3);
-    compare_runs("packed 2 rows vs unpacked", P, U, 1e-5, 1e-5, 1e-4);
+    compare_runs("packed 2 rows vs unpacked", P, U, STEP_TOL_SAME_LOSS, STEP_TOL_SAME_NORM,
+                 STEP_TOL_PACK_UPDATE);
 
     /* Three rows of unequal length (16, 9, 14; masked prefixes) in one
      * 48-token window vs. three padded rows. */
@@ -1036,7 +1082,8 @@ Test(trainer, packing, .timeout = 120)
     char *logp = lc_test_asprintf("%s.log", P3);
     char *log = slurp(logp, NULL);
     cr_assert(strstr(log, "data: 3 rows, 39 tokens"), "unexpected data:\n%s", log);
-    compare_runs("packed 3 uneven rows vs unpacked", P3, U3, 1e-5, 1e-5, 1e-4);
+    compare_runs("packed 3 uneven rows vs unpacked", P3, U3, STEP_TOL_SAME_LOSS,
+                 STEP_TOL_SAME_NORM, STEP_TOL_PACK_UPDATE);
 
     free(log);
     free(logp);

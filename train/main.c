@@ -169,9 +169,11 @@ static void merge_usage(FILE *f)
         "  --no-verify     skip the verification below\n"
         "  Verification: a fixed probe batch (2 rows x 16 tokens) runs through base + adapter\n"
         "  and through the merged model; the largest absolute logit difference must be at\n"
-        "  most 1e-3 when the merged weights are f32, or 5e-2 x max|logit| when they are\n"
-        "  bf16/f16 (rounding the merged weights to 8 or 11 mantissa bits moves the logits\n"
-        "  by a fraction of their scale). Otherwise nothing is written and merge fails.\n"
+        "  most (256 x 2^-24 + 16 x u) x max|logit|, u = 2^-8 for bf16 output, 2^-11 for\n"
+        "  f16, 0 for f32 (other rounding order, and the rounding of the weights). Then\n"
+        "  every merged matrix is compared element by element with W + scaling * B@A: each\n"
+        "  must be within the roundings of the merge, (3 x 2^-24 + u) relative. Otherwise\n"
+        "  nothing is written and merge fails.\n"
         "  Any failure (a write error such as a full disk included) removes the partial\n"
         "  output; an existing OUT is left as it was.\n"
         "  Quantized bases (config.json quantization_config, bitsandbytes 4-bit) are refused\n"
@@ -248,10 +250,11 @@ static int cmd_merge(int argc, char **argv)
                r.peak_rss_total / 1048576.0, r.seconds_verify);
     printf("\n");
     if (r.verified)
-        printf("verify: max abs logit difference %.3g (tolerance %.3g, %s; max |logit| %.3g; "
-               "%dx%d-token probe batch): ok\n", r.verify_max_diff, r.verify_tolerance,
-               r.low_precision ? "5e-2 x max|logit| for bf16/f16 output" : "f32 output",
-               r.verify_max_logit, LC_MERGE_PROBE_ROWS, LC_MERGE_PROBE_TOKENS);
+        printf("verify: max abs logit difference %.3g (tolerance %.3g = %s; max |logit| %.3g; "
+               "%dx%d-token probe batch); %d matrices equal W + scaling*B@A to their rounding "
+               "(at most %.2f of the bound): ok\n", r.verify_max_diff, r.verify_tolerance,
+               r.verify_rule, r.verify_max_logit, LC_MERGE_PROBE_ROWS, LC_MERGE_PROBE_TOKENS,
+               r.verify_weights_checked, r.verify_weight_worst);
     else
         printf("verify: skipped (--no-verify)\n");
     return 0;

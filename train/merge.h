@@ -35,11 +35,20 @@
  * and config.json loses quantization_config and gets the output dtype. The
  * output is an ordinary dense model. Still one shard at a time.
  *
- * Verification: a fixed probe batch (2 rows × 16 pseudo-random token ids)
- * goes through base + adapter and through the merged model as written; the
- * largest absolute logit difference must stay within 1e-3 (f32 output) or
- * 5e-2 · max|logit| (BF16 / F16 output, whose rounding of W' is ~2^-9
- * relative). */
+ * Verification, of the merged model as written (loaded back like any model):
+ * - a fixed probe batch (2 rows × 16 pseudo-random token ids) goes through
+ *   base + adapter and through the merged model; the largest absolute logit
+ *   difference must stay within (LC_MERGE_TOL_ARITH · 2^-24 +
+ *   LC_MERGE_TOL_ROUND · u) · max|logit|, u the unit roundoff of the output
+ *   dtype (0 for F32, 2^-8 for BF16, 2^-11 for F16): the f32 arithmetic in
+ *   another order plus the rounding of the weights, both measured on correct
+ *   merges (see verify in merge.c);
+ * - every linear of every block, the embeddings and lm_head, element by
+ *   element in double: |merged − (W + scaling · B@A)| (W alone where nothing
+ *   is merged) must stay within the three roundings the merge makes,
+ *   (3 · 2^-24 + u) · (|W| + scaling · Σ_k |B_ik · A_kj|) · (1 + 2^-10) plus
+ *   the dtype's subnormal step. This catches a wrong merge far below what
+ *   the BF16 logits can show. */
 #ifndef LC_MERGE_H
 #define LC_MERGE_H
 
@@ -50,8 +59,8 @@
 #include "autograd/error.h"
 
 #define LC_MERGE_DTYPE_AUTO (-1)
-#define LC_MERGE_TOL_F32 1e-3
-#define LC_MERGE_TOL_LOWP_REL 5e-2
+#define LC_MERGE_TOL_ARITH 256.0 /* x 2^-24 x max|logit|: 10x the worst f32 merge measured */
+#define LC_MERGE_TOL_ROUND 16.0  /* x u x max|logit|: ~2x the worst BF16/F16 merge measured */
 #define LC_MERGE_PROBE_ROWS 2
 #define LC_MERGE_PROBE_TOKENS 16
 
@@ -88,7 +97,11 @@ typedef struct lc_merge_report {
     bool verified;             /* the probe ran and passed */
     double verify_max_diff;    /* largest |logit difference| (also set when it failed) */
     double verify_max_logit;   /* largest |logit| of base + adapter */
-    double verify_tolerance;
+    double verify_tolerance;   /* on the logit difference */
+    char verify_rule[96];      /* how verify_tolerance was formed, in words */
+    int verify_weights_checked;/* matrices compared element by element */
+    double verify_weight_worst;/* largest |merged − (W + scaling·B@A)| / its rounding bound
+                                * (≤ 1 passes) */
 } lc_merge_report;
 
 /* Runs the merge. Progress lines (one per shard) go to log when not NULL.
