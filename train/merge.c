@@ -26,12 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/bnb4.h"
 #include "data/model_files.h"
 #include "train/fsutil.h"
 #include "train/lora.h"
 #include "train/memory_plan.h"
 #include "train/model.h"
-#include "train/quantize.h"
 #include "autograd/hash.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
