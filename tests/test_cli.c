@@ -34,7 +34,7 @@
 #include "data/safetensors.h"
 #include "helpers.h"
 #include "train/fsutil.h"
-#include "train/info.h"
+#include "train/eval.h"
 #include "train/model.h"
 
 #define REF_LOSS_STEP0 6.445791721343994 /* meta.json trace[0].loss = ref_step0 loss */

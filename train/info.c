@@ -1,30 +1,14 @@
-/* info.c — `lorac info` and `lorac eval` (see info.h). */
-#include "train/sysinfo.h"
+/* info.c — `lorac info` (see info.h). */
 #include "train/info.h"
 
-#include <math.h>
 #include <omp.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "data/dataset.h"
 #include "data/model_files.h"
-#include "train/fsutil.h"
 #include "train/lora.h"
 #include "train/memory_plan.h"
 #include "train/model.h"
 #include "train/trainer.h"
-
-#define DEFAULT_SEQ_LEN 2048
-
-static int64_t default_seq_len(const lc_model_config *c, int64_t asked)
-{
-    if (asked > 0)
-        return asked;
-    return c->max_position_embeddings < DEFAULT_SEQ_LEN ? c->max_position_embeddings
-                                                        : DEFAULT_SEQ_LEN;
-}
 
 void lc_param_counts_from_config(const lc_model_config *c, lc_param_counts *p)
 {
@@ -185,7 +169,7 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
     lc_model_files_close(&mf);
 
     /* memory plans */
-    const int64_t T = default_seq_len(&c, o->seq_len), B = o->micro_batch;
+    const int64_t T = lc_model_config_seq_len(&c, o->seq_len), B = o->micro_batch;
     lc_lora_config lora = {.r = o->rank, .alpha = 2.0 * o->rank};
     size_t lora_params = 0;
     for (int m = 0; m < LC_MOD_COUNT; m++) {
@@ -263,123 +247,5 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
         human(avail, hb, sizeof hb);
         fprintf(out, "  available memory now: %s\n", hb);
     }
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* lorac eval                                                          */
-
-int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
-{
-    memset(r, 0, sizeof *r);
-    if (o->n_data < 1)
-        return lc_error_set(err, "no data files to evaluate on");
-    lc_model m;
-    lc_lora lora;
-    memset(&lora, 0, sizeof lora);
-    lc_arena arena = {0};
-    lc_tape tape = {0};
-    bool tape_ok = false;
-    lc_dataset_scan scan = {0};
-    int rc = -1;
-    const lc_model_load_opts lo = {.nf4 = o->nf4,
-                                   .nf4_blocksize = o->nf4_blocksize > 0 ? o->nf4_blocksize : 64,
-                                   .nf4_double_quant = o->nf4_double_quant};
-    if (lc_model_load_with(&m, o->model_dir, &lo, err))
-        return -1;
-    r->cfg = m.cfg;
-    r->weight_dtype = m.embed.dtype;
-    r->weight_bytes = lc_model_weight_bytes(&m);
-    if (m.cfg.n_layers > 0 && m.layers[0].proj[0].nf4) {
-        const lc_nf4 *q = m.layers[0].proj[0].nf4;
-        r->nf4 = true;
-        r->nf4_prequantized = m.cfg.prequantized_bnb4;
-        r->nf4_blocksize = q->blocksize;
-        r->nf4_double_quant = q->absmax_q != NULL;
-    }
-    const int64_t T = default_seq_len(&m.cfg, o->seq_len);
-    const int64_t mb = o->micro_batch > 0 ? o->micro_batch : 1;
-    r->seq_len = T;
-    if (o->adapter_dir) {
-        if (lc_lora_load_peft(&lora, &m.cfg, o->adapter_dir, err)) {
-            lc_error_prefix(err, "adapter %s (for base model %s)", o->adapter_dir, o->model_dir);
-            goto out;
-        }
-        r->lora_r = lora.cfg.r;
-        r->lora_alpha = lora.cfg.alpha;
-    }
-    lc_dataset_opts dopts = {.paths = o->data, .n_paths = o->n_data, .vocab = m.cfg.vocab_size,
-                             .seq_len = T, .micro_batch = mb};
-    if (lc_dataset_scan_files(&scan, &dopts, err))
-        goto out;
-    r->rows = scan.n_rows;
-    r->tokens = scan.tokens;
-    r->truncated = scan.n_truncated;
-    if (scan.n_rows == 0) {
-        lc_error_set(err, "%s: no rows to evaluate on", o->data[0]);
-        goto out;
-    }
-    lc_memory_plan plan;
-    lc_memory_plan_cpu(&m.cfg, 0, lora.n_params, &lora.cfg, mb, T, false, &plan);
-    if (lc_model_prepare_rope(&m, T, err) ||
-        lc_arena_init(&arena, "eval", plan.arena_bytes, err) ||
-        lc_tape_init(&tape, &arena, plan.grad_bytes, err))
-        goto out;
-    tape_ok = true;
-    tape.max_rows = mb * T;
-    double t0 = lc_now_s();
-    if (lc_eval_files(&m, &tape, o->adapter_dir ? &lora : NULL, o->data, o->n_data, T, mb,
-                      &r->loss, &r->supervised, err))
-        goto out;
-    r->seconds = lc_now_s() - t0;
-    r->perplexity = exp(r->loss);
-    r->tokens_per_s = r->seconds > 0 ? (double)r->tokens / r->seconds : 0;
-    rc = 0;
-out:
-    lc_dataset_scan_free(&scan);
-    if (tape_ok)
-        lc_tape_free(&tape);
-    if (arena.base)
-        lc_arena_free(&arena);
-    lc_lora_free(&lora);
-    lc_model_free(&m);
-    return rc;
-}
-
-int lc_eval_opts_from_config(const lc_train_config *c, lc_eval_opts *o, char *adapter_buf,
-                             size_t adapter_len, const char **adapter_from,
-                             const char **data_from, lc_error *err)
-{
-    memset(o, 0, sizeof *o);
-    o->model_dir = c->base_model;
-    o->nf4 = c->qlora; /* as lorac train loads it */
-    o->nf4_blocksize = c->bnb_4bit_blocksize;
-    o->nf4_double_quant = c->bnb_4bit_use_double_quant;
-    *adapter_from = "none";
-    char probe[4200];
-    if (c->output_dir) {
-        snprintf(probe, sizeof probe, "%s/adapter_model.safetensors", c->output_dir);
-        if (lc_path_exists(probe)) {
-            if ((size_t)snprintf(adapter_buf, adapter_len, "%s", c->output_dir) >= adapter_len)
-                return lc_error_set(err, "output_dir: path too long");
-            o->adapter_dir = adapter_buf;
-            *adapter_from = "output_dir";
-        }
-    }
-    if (!o->adapter_dir && c->lora_model_dir) {
-        o->adapter_dir = c->lora_model_dir;
-        *adapter_from = "lora_model_dir";
-    }
-    if (c->n_test_datasets > 0) {
-        o->data = c->test_datasets;
-        o->n_data = c->n_test_datasets;
-        *data_from = "test_datasets";
-    } else {
-        o->data = c->datasets;
-        o->n_data = c->n_datasets;
-        *data_from = "datasets";
-    }
-    o->seq_len = c->sequence_len;
-    o->micro_batch = c->micro_batch_size;
     return 0;
 }

@@ -22,6 +22,7 @@
 
 #include "data/dataset.h"
 #include "train/checkpoint.h"
+#include "train/eval.h"
 #include "train/fsutil.h"
 #include "train/memory_plan.h"
 #include "train/step.h"
@@ -41,48 +42,6 @@ static void format_eta(double s, char *buf, size_t n)
         snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
     else
         snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-}
-
-int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, char *const *paths,
-                  int n_paths, int64_t seq_len, int64_t mb, double *loss, int64_t *tokens,
-                  lc_error *err)
-{
-    lc_dataset_opts o = {.paths = paths, .n_paths = n_paths, .vocab = m->cfg.vocab_size,
-                         .seq_len = seq_len, .micro_batch = mb};
-    lc_dataset_stream st;
-    lc_batch_buf buf;
-    if (lc_batch_buf_init(&buf, mb, seq_len, err))
-        return -1;
-    if (lc_dataset_stream_open(&st, &o, 0, 0, err)) {
-        lc_batch_buf_free(&buf);
-        return -1;
-    }
-    bool was = t->grad_enabled;
-    t->grad_enabled = false;
-    double sum = 0;
-    int64_t n = 0, T_used;
-    int rc;
-    while ((rc = lc_dataset_next_batch(&st, &buf, &T_used, err)) == 1) {
-        lc_batch b;
-        lc_batch_buf_compact(&buf, T_used, false, &b);
-        double s;
-        int64_t k;
-        lc_tape_reset(t);
-        lc_model_loss(m, t, &b, lora, 1, &s, &k);
-        lc_tape_reset(t);
-        sum += s;
-        n += k;
-    }
-    t->grad_enabled = was;
-    lc_dataset_stream_close(&st);
-    lc_batch_buf_free(&buf);
-    if (rc < 0)
-        return -1;
-    if (n == 0)
-        return lc_error_set(err, "evaluation data has no supervised tokens");
-    *loss = sum / (double)n;
-    *tokens = n;
-    return 0;
 }
 
 /* Keeps the metrics lines of steps ≤ keep_step (resume), or none. */
