@@ -352,7 +352,10 @@ int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_mod
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "peft_type", "LORA");
     cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM");
-    cJSON_AddStringToObject(root, "base_model_name_or_path", base_model ? base_model : "");
+    char *canonical = base_model ? realpath(base_model, NULL) : NULL;
+    cJSON_AddStringToObject(root, "base_model_name_or_path",
+                            canonical ? canonical : base_model ? base_model : "");
+    free(canonical);
     cJSON_AddNumberToObject(root, "r", lora->cfg.r);
     cJSON_AddNumberToObject(root, "lora_alpha", lora->cfg.alpha);
     cJSON_AddNumberToObject(root, "lora_dropout", lora->cfg.dropout);
