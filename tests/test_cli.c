@@ -14,8 +14,10 @@
  *                           one computed here from config.json (and the file).
  *   info_prequantized       info on the NF4 fixture: its memory rows use the
  *                           real weight bytes (lc_model_weight_bytes).
- *   help / usage            --help exits 0 on every command; unknown options and
- *                           missing required arguments exit 2; failures exit 1. */
+ *   help / usage            --help exits 0 on every command (info's says its
+ *                           checkpointing rows are what training does);
+ *                           unknown options and missing required arguments
+ *                           exit 2; failures exit 1. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <cjson/cJSON.h>
@@ -363,6 +365,13 @@ Test(cli, help_exits_0)
         cr_expect(strstr(r.out, "usage: lorac"), "lorac %s --help printed:\n%s", cmds[i], r.out);
         lc_test_run_free(&r);
     }
+    /* info's help describes the checkpointing rows as what training does
+     * (the CPU trainer checkpoints; it once said it did not) */
+    const char *info[] = {"info", "--help", NULL};
+    lc_test_run_result ri = lc_test_run_lorac(NULL, info);
+    cr_expect(strstr(ri.out, "gradient_checkpointing: true") &&
+              !strstr(ri.out, "does not checkpoint"), "lorac info --help:\n%s", ri.out);
+    lc_test_run_free(&ri);
     const char *top[] = {"--help", NULL};
     lc_test_run_result r = lc_test_run_lorac(NULL, top);
     cr_expect_eq(r.code, 0);

@@ -417,8 +417,8 @@ static void info_usage(FILE *f)
         "  QLoRA rows: NF4 linears at 0.5 byte/param + ~0.127 bit/param absmax (double\n"
         "  quantization), embeddings and lm_head at the model's dtype; for a pre-quantized\n"
         "  (bitsandbytes 4-bit) checkpoint, the real sizes of its NF4 linears as loaded. Gradient\n"
-        "  checkpointing rows keep one layer's activations plus each layer's residual input:\n"
-        "  an estimate for the GPU path; the CPU backend does not checkpoint yet.\n"
+        "  checkpointing rows keep one layer's activations plus each layer's residual input, as\n"
+        "  lorac train does with gradient_checkpointing: true.\n"
         "  Exit status: 0 ok, 1 failed, 2 bad usage.\n", LC_DEFAULT_SEQ_LEN);
 }
 
