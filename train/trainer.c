@@ -25,6 +25,7 @@
 #include "train/eval.h"
 #include "train/fsutil.h"
 #include "train/memory_plan.h"
+#include "train/metrics.h"
 #include "train/step.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -44,49 +45,6 @@ static void format_eta(double s, char *buf, size_t n)
         snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
 }
 
-/* Keeps the metrics lines of steps ≤ keep_step (resume), or none. */
-static FILE *open_metrics(const char *output_dir, int64_t keep_step, lc_error *err)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", output_dir);
-    char *kept = NULL;
-    size_t kept_len = 0;
-    if (keep_step > 0 && lc_path_exists(path)) {
-        size_t len;
-        char *text = lc_read_file(path, (size_t)1 << 30, &len, err);
-        if (!text)
-            return NULL;
-        kept = malloc(len + 1);
-        for (char *line = text; line && *line;) {
-            char *nl = strchr(line, '\n');
-            size_t ll = nl ? (size_t)(nl - line + 1) : strlen(line);
-            long long step = -1;
-            /* nl: a line cut short by a crash ("{"step":1" of step 12) is dropped */
-            if (nl && sscanf(line, "{\"step\":%lld", &step) == 1 && step <= keep_step) {
-                memcpy(kept + kept_len, line, ll);
-                kept_len += ll;
-            }
-            line = nl ? nl + 1 : NULL;
-        }
-        free(text);
-    }
-    /* Fix: the kept lines used to be written after truncating the file in
-     * place, so a crash right then lost the metrics of every step up to the
-     * checkpoint. They are now written atomically (temp + rename) and the
-     * file is reopened for appending. */
-    if (kept && lc_write_file_atomic(path, kept, kept_len, err)) {
-        free(kept);
-        return NULL;
-    }
-    FILE *f = fopen(path, kept ? "a" : "w");
-    free(kept);
-    if (!f) {
-        lc_error_set(err, "cannot write %s", path);
-        return NULL;
-    }
-    return f;
-}
-
 typedef struct run {
     const lc_train_config *cfg;
     lc_model model;
@@ -103,7 +61,7 @@ typedef struct run {
     lc_train_state st;
     int64_t step_epoch;          /* epoch the current step's data came from */
     int64_t warmup;
-    FILE *metrics;
+    lc_metrics metrics;
     FILE *log;
     bool tty;
 } run;
@@ -155,24 +113,25 @@ static int gather_step(run *r, int64_t *n_mb, lc_error *err)
     return 0;
 }
 
-static void log_step(run *r, int64_t step, double loss, double norm, double lr, int64_t sup,
-                     double tok_s, double eta_s, bool refused)
+/* The step's line of metrics.jsonl (not for a refused step) and of the log. */
+static int log_step(run *r, int64_t step, double loss, double norm, double lr, int64_t sup,
+                    double tok_s, double eta_s, bool refused, lc_error *err)
 {
     if (step % r->cfg->logging_steps != 0 && step != r->st.total_steps && !refused)
-        return;
-    if (!refused) {
-        fprintf(r->metrics,
-                "{\"step\":%lld,\"loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,\"tokens\":%lld,"
-                "\"epoch\":%lld,\"tok_s\":%.1f}\n",
-                (long long)step, loss, norm, lr, (long long)sup, (long long)r->step_epoch, tok_s);
-        fflush(r->metrics);
-    }
+        return 0;
+    if (!refused &&
+        lc_metrics_line(&r->metrics, err,
+                        "{\"step\":%lld,\"loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,"
+                        "\"tokens\":%lld,\"epoch\":%lld,\"tok_s\":%.1f}", (long long)step, loss,
+                        norm, lr, (long long)sup, (long long)r->step_epoch, tok_s))
+        return -1;
     char eta[32];
     format_eta(eta_s, eta, sizeof eta);
     fprintf(r->log, "%sstep %lld/%lld  loss %.4f  lr %.3g  grad_norm %.3f  %.0f tok/s  ETA %s  mem %.2f GiB%s",
             r->tty ? "\r\033[K" : "", (long long)step, (long long)r->st.total_steps, loss, lr,
             norm, tok_s, eta, lc_current_rss_bytes() / 1073741824.0, r->tty ? "" : "\n");
     fflush(r->log);
+    return 0;
 }
 
 static int run_eval(run *r, int64_t step, lc_error *err)
@@ -183,9 +142,10 @@ static int run_eval(run *r, int64_t step, lc_error *err)
     if (lc_eval_files(&r->model, &r->tape, &r->lora, c->test_datasets, c->n_test_datasets,
                       c->sequence_len, c->micro_batch_size, &loss, &tokens, err))
         return lc_error_prefix(err, "evaluation at step %lld", (long long)step);
-    fprintf(r->metrics, "{\"step\":%lld,\"eval_loss\":%.9g,\"eval_ppl\":%.9g,\"eval_tokens\":%lld}\n",
-            (long long)step, loss, exp(loss), (long long)tokens);
-    fflush(r->metrics);
+    if (lc_metrics_line(&r->metrics, err,
+                        "{\"step\":%lld,\"eval_loss\":%.9g,\"eval_ppl\":%.9g,\"eval_tokens\":%lld}",
+                        (long long)step, loss, exp(loss), (long long)tokens))
+        return -1;
     fprintf(r->log, "%seval at step %lld: loss %.4f  ppl %.3f  (%lld tokens)\n", r->tty ? "\r\033[K" : "",
             (long long)step, loss, exp(loss), (long long)tokens);
     return 0;
@@ -315,8 +275,7 @@ static int setup(run *r, lc_error *err)
     }
     if (lc_mkdir_p(c->output_dir, err))
         return -1;
-    r->metrics = open_metrics(c->output_dir, r->st.step, err);
-    return r->metrics ? 0 : -1;
+    return lc_metrics_open(&r->metrics, c->output_dir, r->st.step, err);
 }
 
 static void teardown(run *r)
@@ -327,8 +286,7 @@ static void teardown(run *r)
         lc_batch_buf_free(&r->bufs[i]);
     free(r->bufs);
     free(r->batches);
-    if (r->metrics)
-        fclose(r->metrics);
+    lc_metrics_close(&r->metrics, NULL); /* after an error: already reported */
     lc_dataset_scan_free(&r->scan);
     lc_adamw_free(&r->opt);
     if (r->tape.nodes)
@@ -399,8 +357,9 @@ static int train_loop(run *r, lc_error *err)
         r->st.step = step;
         double dt = lc_now_s() - t0;
         double avg = (lc_now_s() - t_start) / (double)(step - start_step);
-        log_step(r, step, loss, norm, lr, sup, (double)tokens / dt,
-                 avg * (double)(r->st.total_steps - step), refused);
+        if (log_step(r, step, loss, norm, lr, sup, (double)tokens / dt,
+                     avg * (double)(r->st.total_steps - step), refused, err))
+            return -1;
         if (c->save_steps > 0 && step % c->save_steps == 0 && step < r->st.total_steps &&
             save_checkpoint(r, err))
             return -1;
@@ -438,6 +397,8 @@ int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
     int rc = setup(&r, err);
     if (rc == 0)
         rc = train_loop(&r, err);
+    if (rc == 0)
+        rc = lc_metrics_close(&r.metrics, err);
     teardown(&r);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
