@@ -4,6 +4,7 @@
  *   eval_matches_reference  eval of adapter_init on rows 0–1 of train.jsonl ==
  *                           ref_step0's loss (HF + PEFT) within 1e-5 relative,
  *                           via --model/--adapter/--data and via a config.
+ *   eval_one_row_singular   counts of one are printed in the singular.
  *   eval_nf4                eval of adapter_init on rows 0–1 on the bitsandbytes
  *                           NF4 fixture == its meta.json loss (HF + PEFT +
  *                           bitsandbytes) within 1e-5 relative; --nf4 on the
@@ -182,6 +183,23 @@ static double check_nf4_eval(const lc_test_run_result *r, double want)
     cr_expect_eq(field(r->out, "supervised tokens:"), 25.0);
     cr_expect(strstr(r->out, "linears NF4"), "the model line should say NF4:\n%s", r->out);
     return loss;
+}
+
+/* Counts of one read in the singular: "1 file", "1 row". */
+Test(cli, eval_one_row_singular)
+{
+    char *tmp = lc_test_tmpdir();
+    char *rows = first_rows(tmp, 1);
+    const char *args[] = {"eval", "--model", lc_test_fixture("tiny-llama/model"), "--data", rows,
+                          "--seq-len", "16", NULL};
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
+    cr_assert_eq(r.code, 0, "eval failed (%d):\n%s%s", r.code, r.out, r.err);
+    cr_expect(strstr(r.out, "data:              1 file from --data, 1 row (0 truncated to 16 "
+                     "tokens)"), "%s", r.out);
+    lc_test_run_free(&r);
+    free(rows);
+    lc_test_rm_rf(tmp);
+    free(tmp);
 }
 
 Test(cli, eval_nf4)

@@ -35,7 +35,8 @@
  *                          run ends (exit 0) and the adapter written equals
  *                          the starting one bit for bit, Adam state untouched;
  *                          with max_bad_steps 2 the run stops with exit 1
- *                          after step 2 and checkpoint-1 is intact.
+ *                          after step 2 and checkpoint-1 is intact; with 1,
+ *                          after step 1 ("1 refused step", singular).
  *   no_supervised_tokens   rows 2 and 4 of 5 (micro_batch_size 1, no shuffle)
  *                          supervise nothing (all labels -100; only label 0,
  *                          which the causal shift drops): those steps are
@@ -773,6 +774,18 @@ Test(faults, nonfinite_refused, .fini = faults_fini, .timeout = 120)
     expect_same_tensors(a1, start, true, what);
     free(c1);
     free(a1);
+    free(out);
+
+    /* max_bad_steps 1: stops at the first refusal, and says so in the singular. */
+    out = lc_test_path_in(g_tmp, "one");
+    const char *sets1[] = {lmd, "max_steps=3", "max_bad_steps=1", NULL};
+    r = train(CFG_3STEP, out, sets1);
+    what = "max_bad_steps 1";
+    line = expect_error_line(&r, what);
+    expect_has(line, "stopping: 1 refused step (max_bad_steps 1); the last good checkpoint is kept",
+               what);
+    free(line);
+    lc_test_run_free(&r);
     free(out);
     free(lmd);
     free(start);

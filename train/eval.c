@@ -176,8 +176,9 @@ int lc_eval_opts_from_config(const lc_train_config *c, lc_eval_opts *o, char *ad
 static void print_report(FILE *out, const lc_eval_opts *o, const lc_eval_report *r,
                          const char *adapter_from, const char *data_from, bool from_config)
 {
-    fprintf(out, "model:             %s (%s, %d layers, %s", o->model_dir,
-            lc_arch_name(r->cfg.arch), r->cfg.n_layers, lc_dtype_name(r->weight_dtype));
+    fprintf(out, "model:             %s (%s, %d layer%s, %s", o->model_dir,
+            lc_arch_name(r->cfg.arch), r->cfg.n_layers, lc_plural(r->cfg.n_layers),
+            lc_dtype_name(r->weight_dtype));
     if (r->nf4)
         fprintf(out, "; linears NF4, %s, blocksize %lld%s", r->nf4_prequantized
                 ? "pre-quantized checkpoint" : "quantized at load", (long long)r->nf4_blocksize,
@@ -189,15 +190,16 @@ static void print_report(FILE *out, const lc_eval_opts *o, const lc_eval_report 
     else
         fprintf(out, "adapter:           none (base model alone%s)\n",
                 from_config ? "; no adapter in output_dir and no lora_model_dir" : "");
-    fprintf(out, "data:              %d file%s from %s, %lld rows (%lld truncated to %lld "
-            "tokens), micro-batch %lld\n", o->n_data, o->n_data == 1 ? "" : "s", data_from,
-            (long long)r->rows, (long long)r->truncated, (long long)r->seq_len,
+    fprintf(out, "data:              %d file%s from %s, %lld row%s (%lld truncated to %lld "
+            "token%s), micro-batch %lld\n", o->n_data, lc_plural(o->n_data), data_from,
+            (long long)r->rows, lc_plural(r->rows), (long long)r->truncated,
+            (long long)r->seq_len, lc_plural(r->seq_len),
             (long long)(o->micro_batch > 0 ? o->micro_batch : 1));
     fprintf(out, "loss:              %.9g\n", r->loss);
     fprintf(out, "perplexity:        %.6g\n", r->perplexity);
     fprintf(out, "supervised tokens: %lld\n", (long long)r->supervised);
-    fprintf(out, "tokens/s:          %.1f (%lld tokens in %.3f s)\n", r->tokens_per_s,
-            (long long)r->tokens, r->seconds);
+    fprintf(out, "tokens/s:          %.1f (%lld token%s in %.3f s)\n", r->tokens_per_s,
+            (long long)r->tokens, lc_plural(r->tokens), r->seconds);
 }
 
 int lc_eval_command(const lc_eval_request *req, FILE *out, lc_error *err)

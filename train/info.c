@@ -140,14 +140,16 @@ static void print_files(FILE *out, const lc_model_files *mf, const file_scan *fs
 {
     char hb[64];
     human(fs->bytes, hb, sizeof hb);
-    fprintf(out, "files:          %zu shard%s, %zu tensors, %s\n", mf->n_shards,
-            mf->n_shards == 1 ? "" : "s", fs->n_tensors, hb);
+    fprintf(out, "files:          %zu shard%s, %zu tensor%s, %s\n", mf->n_shards,
+            lc_plural((long long)mf->n_shards), fs->n_tensors,
+            lc_plural((long long)fs->n_tensors), hb);
     fprintf(out, "tensor dtypes: ");
     for (int d = 0; d < LC_DTYPE_COUNT; d++)
         if (fs->tally.count[d]) {
             human(fs->tally.bytes[d], hb, sizeof hb);
-            fprintf(out, " %s: %d tensors, %.0f elements, %s;", lc_dtype_name((lc_dtype)d),
-                    fs->tally.count[d], fs->tally.numel[d], hb);
+            fprintf(out, " %s: %d tensor%s, %.0f element%s, %s;", lc_dtype_name((lc_dtype)d),
+                    fs->tally.count[d], lc_plural(fs->tally.count[d]), fs->tally.numel[d],
+                    lc_plural((long long)fs->tally.numel[d]), hb);
         }
     fprintf(out, "\n");
 }
@@ -272,10 +274,11 @@ static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_
 
     double unit = lp.total >= 1073741824.0 ? 1073741824.0 : 1048576.0;
     fprintf(out, "\nmemory plan (%s): LoRA r %d on all 7 linears (%zu trainable parameters), "
-            "micro-batch %lld x sequence %lld, %s%s %s, CPU backend (%d threads)\n",
+            "micro-batch %lld x sequence %lld, %s%s %s, CPU backend (%d thread%s)\n",
             unit > 1048576.0 ? "GiB" : "MiB", o->rank, lora_params, (long long)B, (long long)T,
             w->real ? "NF4 linears + " : "", lc_dtype_name(w->dtype),
-            w->real ? "embeddings" : "weights", omp_get_max_threads());
+            w->real ? "embeddings" : "weights", omp_get_max_threads(),
+            lc_plural(omp_get_max_threads()));
     fprintf(out, "  %-28s %9s %9s %9s %11s %9s %9s\n", "", "weights", "adapters", "optimizer",
             "activations", "workspace", "total");
     if (w->real) {

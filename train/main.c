@@ -218,14 +218,16 @@ static int cmd_merge(int argc, char **argv)
         fprintf(stderr, "lorac merge: %s\n", err.msg);
         return 1;
     }
-    printf("merged %d linears of %s into %s: %s (%d shard%s, %d tensors, %.1f MiB",
-           r.n_merged, o.adapter_dir, o.base_dir, o.out_dir, r.n_shards, r.n_shards == 1 ? "" : "s",
-           r.n_tensors, r.bytes_written / 1048576.0);
+    printf("merged %d linear%s of %s into %s: %s (%d shard%s, %d tensor%s, %.1f MiB",
+           r.n_merged, lc_plural(r.n_merged), o.adapter_dir, o.base_dir, o.out_dir, r.n_shards,
+           lc_plural(r.n_shards), r.n_tensors, lc_plural(r.n_tensors),
+           r.bytes_written / 1048576.0);
     if (r.n_dequantized)
-        printf(", %d NF4 linears dequantized to %s, %d bitsandbytes tensors dropped",
-               r.n_dequantized, lc_dtype_name((lc_dtype)r.out_dtype), r.n_dropped);
+        printf(", %d NF4 linear%s dequantized to %s, %d bitsandbytes tensor%s dropped",
+               r.n_dequantized, lc_plural(r.n_dequantized),
+               lc_dtype_name((lc_dtype)r.out_dtype), r.n_dropped, lc_plural(r.n_dropped));
     if (r.n_converted)
-        printf(", %d other tensors converted", r.n_converted);
+        printf(", %d other tensor%s converted", r.n_converted, lc_plural(r.n_converted));
     printf(")\ncopied: %s\n", r.n_files_copied ? r.copied : "(no other files)");
     printf("peak memory (max RSS) while merging: %.1f MiB (largest input shard %.1f MiB), "
            "%.2f s", r.peak_rss_merge / 1048576.0, r.largest_shard_bytes / 1048576.0,

@@ -554,12 +554,13 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
     if ((double)f->map_size > j->r->largest_shard_bytes)
         j->r->largest_shard_bytes = (double)f->map_size;
     if (j->log && j->dequant)
-        fprintf(j->log, "wrote %s: %zu tensors (%d merged, %d NF4 linears dequantized, %d "
-                "bitsandbytes tensors dropped), %.1f MiB\n", fname, n_out, merged, dequantized,
-                dropped, bytes / 1048576.0);
+        fprintf(j->log, "wrote %s: %zu tensor%s (%d merged, %d NF4 linear%s dequantized, %d "
+                "bitsandbytes tensor%s dropped), %.1f MiB\n", fname, n_out,
+                lc_plural((long long)n_out), merged, dequantized, lc_plural(dequantized),
+                dropped, lc_plural(dropped), bytes / 1048576.0);
     else if (j->log)
-        fprintf(j->log, "wrote %s: %zu tensors (%d merged), %.1f MiB\n", fname, n_out, merged,
-                bytes / 1048576.0);
+        fprintf(j->log, "wrote %s: %zu tensor%s (%d merged), %.1f MiB\n", fname, n_out,
+                lc_plural((long long)n_out), merged, bytes / 1048576.0);
     rc = 0;
 out:
     for (size_t i = 0; bufs && i < n; i++)

@@ -146,8 +146,9 @@ static int run_eval(run *r, int64_t step, lc_error *err)
                         "{\"step\":%lld,\"eval_loss\":%.9g,\"eval_ppl\":%.9g,\"eval_tokens\":%lld}",
                         (long long)step, loss, exp(loss), (long long)tokens))
         return -1;
-    fprintf(r->log, "%seval at step %lld: loss %.4f  ppl %.3f  (%lld tokens)\n", r->tty ? "\r\033[K" : "",
-            (long long)step, loss, exp(loss), (long long)tokens);
+    fprintf(r->log, "%seval at step %lld: loss %.4f  ppl %.3f  (%lld token%s)\n",
+            r->tty ? "\r\033[K" : "", (long long)step, loss, exp(loss), (long long)tokens,
+            lc_plural(tokens));
     return 0;
 }
 
@@ -164,8 +165,9 @@ static int setup(run *r, lc_error *err)
         return -1;
     const lc_model_config *mc = &r->model.cfg;
     bool nf4 = r->model.nf4 != NULL;
-    fprintf(r->log, "model: %s (%s), %d layers, hidden %d, %d/%d heads, vocab %d, %s%s\n",
-            c->base_model, lc_arch_name(mc->arch), mc->n_layers, mc->hidden_size, mc->n_heads,
+    fprintf(r->log, "model: %s (%s), %d layer%s, hidden %d, %d/%d heads, vocab %d, %s%s\n",
+            c->base_model, lc_arch_name(mc->arch), mc->n_layers, lc_plural(mc->n_layers),
+            mc->hidden_size, mc->n_heads,
             mc->n_kv_heads, mc->vocab_size, lc_dtype_name(r->model.embed.dtype),
             !nf4 ? ""
                  : mc->prequantized_bnb4 ? ", linears NF4 (pre-quantized checkpoint)"
@@ -196,10 +198,11 @@ static int setup(run *r, lc_error *err)
     if (lc_dataset_scan_files(&r->scan, &r->dopts, err))
         return -1;
     const lc_dataset_scan *s = &r->scan;
-    fprintf(r->log, "data: %lld rows, %lld tokens, %lld rows truncated to sequence_len %lld, "
-            "%lld supervised tokens (%.1f%%)\n",
-            (long long)s->n_rows, (long long)s->tokens, (long long)s->n_truncated,
-            (long long)c->sequence_len, (long long)s->supervised,
+    fprintf(r->log, "data: %lld row%s, %lld token%s, %lld row%s truncated to sequence_len %lld, "
+            "%lld supervised token%s (%.1f%%)\n",
+            (long long)s->n_rows, lc_plural(s->n_rows), (long long)s->tokens,
+            lc_plural(s->tokens), (long long)s->n_truncated, lc_plural(s->n_truncated),
+            (long long)c->sequence_len, (long long)s->supervised, lc_plural(s->supervised),
             s->tokens ? 100.0 * (double)s->supervised / (double)s->tokens : 0.0);
     if (s->n_rows == 0)
         return lc_error_set(err, "datasets: no rows in %s", c->datasets[0]);
@@ -219,8 +222,8 @@ static int setup(run *r, lc_error *err)
     r->st.total_steps = total;
     r->st.seed = c->seed;
     r->warmup = c->warmup_steps > 0 ? c->warmup_steps : (int64_t)ceil(c->warmup_ratio * (double)total);
-    fprintf(r->log, "schedule: %lld optimizer steps (micro-batch %lld x accumulation %lld), "
-            "warmup %lld\n", (long long)total, (long long)c->micro_batch_size,
+    fprintf(r->log, "schedule: %lld optimizer step%s (micro-batch %lld x accumulation %lld), "
+            "warmup %lld\n", (long long)total, lc_plural(total), (long long)c->micro_batch_size,
             (long long)c->gradient_accumulation_steps, (long long)r->warmup);
 
     lc_memory_plan plan;
@@ -270,8 +273,9 @@ static int setup(run *r, lc_error *err)
         r->st.epoch = saved.epoch;
         r->st.rows_in_epoch = saved.rows_in_epoch;
         r->st.bad_steps = saved.bad_steps;
-        fprintf(r->log, "resume: %s (step %lld, epoch %lld, %lld rows into it)\n", resume,
-                (long long)saved.step, (long long)saved.epoch, (long long)saved.rows_in_epoch);
+        fprintf(r->log, "resume: %s (step %lld, epoch %lld, %lld row%s into it)\n", resume,
+                (long long)saved.step, (long long)saved.epoch, (long long)saved.rows_in_epoch,
+                lc_plural(saved.rows_in_epoch));
     }
     if (lc_mkdir_p(c->output_dir, err))
         return -1;
@@ -348,8 +352,9 @@ static int train_loop(run *r, lc_error *err)
                     sup == 0 ? "no supervised tokens in its batches"
                              : "non-finite loss or gradient");
             if (c->max_bad_steps > 0 && r->st.bad_steps >= c->max_bad_steps)
-                return lc_error_set(err, "stopping: %lld refused steps (max_bad_steps %lld); the "
-                                    "last good checkpoint is kept", (long long)r->st.bad_steps,
+                return lc_error_set(err, "stopping: %lld refused step%s (max_bad_steps %lld); "
+                                    "the last good checkpoint is kept",
+                                    (long long)r->st.bad_steps, lc_plural(r->st.bad_steps),
                                     (long long)c->max_bad_steps);
         } else {
             lc_step_optimizer(&r->lora, &r->opt, &hp, lr, c->max_grad_norm);
