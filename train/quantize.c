@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,18 +14,35 @@
 #include "train/lora.h"
 #include "train/model.h"
 
+/* The tensors of the output file, in order. Every buffer it allocates
+ * (shapes, names, quant state JSON) is owned and freed by out_free. After a
+ * failed allocation `oom` is set and further adds do nothing, so the caller
+ * checks once, after the list is built. */
 typedef struct out_list {
     lc_st_entry *e;
-    char **names;
-    void **owned;        /* buffers to free (shapes, JSON) */
+    void **owned;
     size_t n, cap, n_owned, cap_owned;
+    bool oom;
 } out_list;
 
+/* Takes ownership of p (NULL: a failed allocation); returns p, or NULL with
+ * oom set (p freed) when p is NULL or there is no room to record it. */
 static void *own(out_list *o, void *p)
 {
-    if (o->n_owned == o->cap_owned) {
-        o->cap_owned = o->cap_owned ? 2 * o->cap_owned : 64;
-        o->owned = realloc(o->owned, o->cap_owned * sizeof *o->owned);
+    if (p && o->n_owned == o->cap_owned) {
+        size_t cap = o->cap_owned ? 2 * o->cap_owned : 64;
+        void **grown = realloc(o->owned, cap * sizeof *grown);
+        if (grown) {
+            o->owned = grown;
+            o->cap_owned = cap;
+        } else {
+            free(p);
+            p = NULL;
+        }
+    }
+    if (!p) {
+        o->oom = true;
+        return NULL;
     }
     o->owned[o->n_owned++] = p;
     return p;
@@ -33,16 +51,24 @@ static void *own(out_list *o, void *p)
 static void add(out_list *o, const char *name, lc_dtype dt, int ndim, const int64_t *shape,
                 const void *data)
 {
+    if (o->oom)
+        return;
     if (o->n == o->cap) {
-        o->cap = o->cap ? 2 * o->cap : 256;
-        o->e = realloc(o->e, o->cap * sizeof *o->e);
-        o->names = realloc(o->names, o->cap * sizeof *o->names);
+        size_t cap = o->cap ? 2 * o->cap : 256;
+        lc_st_entry *grown = realloc(o->e, cap * sizeof *grown);
+        if (!grown) {
+            o->oom = true;
+            return;
+        }
+        o->e = grown;
+        o->cap = cap;
     }
     int64_t *sh = own(o, malloc((size_t)(ndim ? ndim : 1) * sizeof(int64_t)));
+    char *nm = own(o, strdup(name));
+    if (!sh || !nm)
+        return;
     memcpy(sh, shape, (size_t)ndim * sizeof(int64_t));
-    o->names[o->n] = own(o, strdup(name));
-    o->e[o->n] = (lc_st_entry){o->names[o->n], dt, ndim, sh, data};
-    o->n++;
+    o->e[o->n++] = (lc_st_entry){nm, dt, ndim, sh, data};
 }
 
 static const char *dtype_torch_name(lc_dtype d)
@@ -90,6 +116,8 @@ static void add_nf4(out_list *o, const char *prefix, const lc_nf4_store *s, lc_d
      * json.dumps: ", " / ": " separators, shortest round-trip floats), so
      * a checkpoint from lorac is byte-identical to one from bitsandbytes. */
     char *text = own(o, malloc(512));
+    if (!text)
+        return;
     int n = snprintf(text, 512, "{\"quant_type\": \"nf4\", \"blocksize\": %lld, \"dtype\": \"%s\", "
                      "\"shape\": [%lld, %lld]", (long long)q->blocksize, dtype_torch_name(orig),
                      (long long)q->rows, (long long)q->cols);
@@ -117,7 +145,27 @@ static void out_free(out_list *o)
         free(o->owned[i]);
     free(o->owned);
     free(o->e);
-    free(o->names);
+}
+
+/* bitsandbytes' quantization_config for NF4, keys in its order; NULL when
+ * out of memory. */
+static cJSON *quantization_config(bool dq)
+{
+    cJSON *qc = cJSON_CreateObject(), *skip = NULL;
+    bool ok = qc && cJSON_AddStringToObject(qc, "quant_method", "bitsandbytes") &&
+              cJSON_AddBoolToObject(qc, "load_in_4bit", true) &&
+              cJSON_AddBoolToObject(qc, "load_in_8bit", false) &&
+              cJSON_AddStringToObject(qc, "bnb_4bit_quant_type", "nf4") &&
+              cJSON_AddBoolToObject(qc, "bnb_4bit_use_double_quant", dq) &&
+              cJSON_AddStringToObject(qc, "bnb_4bit_compute_dtype", "bfloat16") &&
+              cJSON_AddStringToObject(qc, "bnb_4bit_quant_storage", "uint8") &&
+              (skip = cJSON_AddArrayToObject(qc, "llm_int8_skip_modules")) &&
+              cJSON_AddItemToArray(skip, cJSON_CreateString("lm_head"));
+    if (!ok) {
+        cJSON_Delete(qc);
+        return NULL;
+    }
+    return qc;
 }
 
 /* config.json + quantization_config. */
@@ -129,21 +177,16 @@ static int write_config(const char *in_dir, const char *out_dir, bool dq, lc_err
     if (!root)
         return -1;
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
-    cJSON *qc = cJSON_AddObjectToObject(root, "quantization_config");
-    cJSON_AddStringToObject(qc, "quant_method", "bitsandbytes");
-    cJSON_AddBoolToObject(qc, "load_in_4bit", true);
-    cJSON_AddBoolToObject(qc, "load_in_8bit", false);
-    cJSON_AddStringToObject(qc, "bnb_4bit_quant_type", "nf4");
-    cJSON_AddBoolToObject(qc, "bnb_4bit_use_double_quant", dq);
-    cJSON_AddStringToObject(qc, "bnb_4bit_compute_dtype", "bfloat16");
-    cJSON_AddStringToObject(qc, "bnb_4bit_quant_storage", "uint8");
-    cJSON *skip = cJSON_AddArrayToObject(qc, "llm_int8_skip_modules");
-    cJSON_AddItemToArray(skip, cJSON_CreateString("lm_head"));
-    char *out = cJSON_Print(root);
+    cJSON *qc = quantization_config(dq);
+    bool added = qc && cJSON_AddItemToObject(root, "quantization_config", qc);
+    if (qc && !added)
+        cJSON_Delete(qc);
+    char *text = added ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     snprintf(path, sizeof path, "%s/config.json", out_dir);
-    int rc = lc_write_file_atomic(path, out, strlen(out), err);
-    free(out);
+    int rc = text ? lc_write_file_atomic(path, text, strlen(text), err)
+                  : lc_error_set(err, "%s: out of memory", path);
+    free(text);
     return rc;
 }
 
@@ -227,6 +270,10 @@ int lc_quantize_model(const char *in, const char *out, int64_t bs, bool dq, bool
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/model.safetensors", out);
+    if (ol.oom) {
+        lc_error_set(err, "%s: out of memory listing its tensors", path);
+        goto done;
+    }
     const char *mk[1] = {"format"}, *mv[1] = {"pt"};
     if (lc_st_write(path, ol.e, ol.n, mk, mv, 1, err) || write_config(in, out, dq, err) ||
         copy_side_files(in, out, err))
