@@ -10,6 +10,8 @@
  *
  *   quantize_out_of_memory  lc_quantize_model on tiny-llama (load, NF4,
  *                           the tensor list, config.json, side files).
+ *   save_adapter_out_of_memory  lc_lora_save_peft of the tiny-llama adapter
+ *                           (adapter_config.json, adapter_model.safetensors).
  *
  * OpenMP is pinned to one thread so the children can fork safely and the
  * allocations come in the same order every run. Under AddressSanitizer the
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 #include "tests/helpers.h"
+#include "train/lora.h"
 #include "train/quantize.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -122,4 +125,25 @@ static int quantize_tiny(const char *scratch, lc_error *err)
 Test(alloc_faults, quantize_out_of_memory, .timeout = 120)
 {
     sweep(quantize_tiny, "lorac quantize");
+}
+
+static lc_lora g_adapter; /* loaded before the sweep, saved by each run */
+
+static int save_adapter(const char *scratch, lc_error *err)
+{
+    char out[4096];
+    snprintf(out, sizeof out, "%s/adapter", scratch);
+    return lc_lora_save_peft(&g_adapter, out, lc_test_fixture("tiny-llama/model"), err);
+}
+
+Test(alloc_faults, save_adapter_out_of_memory, .timeout = 120)
+{
+    lc_model_config mc;
+    lc_error err = {{0}};
+    cr_assert_eq(lc_model_config_load(&mc, lc_test_fixture("tiny-llama/model"), &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(lc_lora_load_peft(&g_adapter, &mc, lc_test_fixture("tiny-llama/adapter_init"),
+                                   &err), 0, "%s", err.msg);
+    sweep(save_adapter, "saving an adapter");
+    lc_lora_free(&g_adapter);
 }
