@@ -67,6 +67,22 @@ static void describe_weights(const lc_model *m, lc_eval_report *r)
     }
 }
 
+/* Rows, tokens and truncated rows of the data, into r; at least one row. */
+static int count_rows(const lc_eval_opts *o, int vocab, int64_t T, int64_t mb,
+                      lc_dataset_scan *scan, lc_eval_report *r, lc_error *err)
+{
+    lc_dataset_opts dopts = {.paths = o->data, .n_paths = o->n_data, .vocab = vocab,
+                             .seq_len = T, .micro_batch = mb};
+    if (lc_dataset_scan_files(scan, &dopts, err))
+        return -1;
+    r->rows = scan->n_rows;
+    r->tokens = scan->tokens;
+    r->truncated = scan->n_truncated;
+    if (scan->n_rows == 0)
+        return lc_error_set(err, "%s: no rows to evaluate on", o->data[0]);
+    return 0;
+}
+
 int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
 {
     memset(r, 0, sizeof *r);
@@ -97,17 +113,8 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
         r->lora_r = lora.cfg.r;
         r->lora_alpha = lora.cfg.alpha;
     }
-    lc_dataset_opts dopts = {.paths = o->data, .n_paths = o->n_data, .vocab = m.cfg.vocab_size,
-                             .seq_len = T, .micro_batch = mb};
-    if (lc_dataset_scan_files(&scan, &dopts, err))
+    if (count_rows(o, m.cfg.vocab_size, T, mb, &scan, r, err))
         goto out;
-    r->rows = scan.n_rows;
-    r->tokens = scan.tokens;
-    r->truncated = scan.n_truncated;
-    if (scan.n_rows == 0) {
-        lc_error_set(err, "%s: no rows to evaluate on", o->data[0]);
-        goto out;
-    }
     lc_memory_plan plan;
     lc_memory_plan_cpu(&m.cfg, 0, lora.n_params, &lora.cfg, mb, T, false, &plan);
     if (lc_model_prepare_rope(&m, T, err) ||
