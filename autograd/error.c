@@ -1,4 +1,5 @@
-/* error.c — lc_error formatting and the always-on assert (see error.h). */
+/* error.c — lc_error formatting, message helpers and the always-on assert
+ * (see error.h). */
 #include "error.h"
 
 #include <stdio.h>
@@ -54,6 +55,11 @@ const char *lc_printable(const char *s, char *buf, size_t n)
     }
     buf[i] = '\0';
     return buf;
+}
+
+const char *lc_plural(long long n)
+{
+    return n == 1 ? "" : "s";
 }
 
 void lc_assert_fail(const char *expr, const char *file, int line)

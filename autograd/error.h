@@ -29,6 +29,10 @@ int lc_error_prefix(lc_error *err, const char *fmt, ...)
  * bytes become '?', a long string is cut with "...". Returns buf (n ≥ 8). */
 const char *lc_printable(const char *s, char *buf, size_t n);
 
+/* "" when n is 1, else "s": "%lld step%s", (long long)n, lc_plural(n) reads
+ * "1 step" and "2 steps" in messages and reports. */
+const char *lc_plural(long long n);
+
 void lc_assert_fail(const char *expr, const char *file, int line)
     __attribute__((noreturn));
 

@@ -1,7 +1,7 @@
 /* nf4.h — bitsandbytes-compatible 4-bit NormalFloat (NF4) weights.
  *
- * Layout exactly as bitsandbytes (see ../shared/FORMATS.md): the [out, in]
- * weight is flattened row-major and cut into blocks of `blocksize` (64)
+ * Layout exactly as bitsandbytes (its checkpoint tensors: data/bnb4.h): the
+ * [out, in] weight is flattened row-major and cut into blocks of `blocksize` (64)
  * values; each block keeps absmax (its largest |value|) and each value the
  * index of the nearest of the 16 NF4 code values of value/absmax, two codes
  * a byte with the FIRST element in the HIGH nibble. With double

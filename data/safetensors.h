@@ -1,7 +1,7 @@
 /* safetensors.h — read (mmap, fully validated) and write safetensors files.
  *
  * Files come from the internet, so the reader trusts nothing: every rule of
- * the format (see ../shared/FORMATS.md) is checked with overflow-safe
+ * the format (listed at the top of safetensors.c) is checked with overflow-safe
  * arithmetic before a byte of tensor data is touched, and every failure is a
  * one-line lc_error naming the file and the tensor. Parsing works on any
  * memory buffer (lc_st_parse) so fuzzers and tests need no files; lc_st_open

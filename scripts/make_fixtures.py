@@ -2,8 +2,8 @@
 """make_fixtures.py - build (or re-check) a lorac reference fixture with HF transformers + PEFT.
 
 Why: lorac (C) is tested against what the Python ecosystem computes. This script writes, for one
-architecture, a fixture directory laid out exactly like ../shared/fixtures/tiny-llama/ (see
-../shared/fixtures/README.md), so each newly supported architecture gets its own reference.
+architecture, a fixture directory laid out exactly like tests/fixtures/tiny-llama/ (see
+tests/fixtures/README.md), so each newly supported architecture gets its own reference.
 Python is only used for fixtures/tests; lorac itself never runs it.
 
 What it does (all reference math in float64 on CPU):
@@ -33,7 +33,7 @@ Usage:
   python3 scripts/make_fixtures.py --arch llama --out /tmp/fix-llama [--seed 0] [--nf4 auto|bnb|torch|skip]
       (the RNG stream is seeded with seed + 1000 * index of the arch in llama, mistral, qwen2,
       qwen3, so the four architectures never share weights)
-  python3 scripts/make_fixtures.py --check ../shared/fixtures/tiny-llama
+  python3 scripts/make_fixtures.py --check tests/fixtures/tiny-llama
       loads DIR/model + DIR/adapter_init, recomputes logits/loss/hidden/grads on rows 0-1 in
       float64 and prints max relative differences vs DIR/ref_step0.safetensors and the meta.json
       trace loss; when present also re-runs the 3 training steps (vs lora_step3 + trace), the
@@ -43,7 +43,7 @@ Usage:
 Numerics: HF attention runs as "sdpa" (float64 end to end; HF's "eager" path does its softmax in
 float32). HF computes RoPE cos/sin in float32 even for float64 models, so HF and the plain
 re-implementation (float64 RoPE) differ at ~1e-7. The loss is computed here in float64;
-transformers' built-in loss (model(labels=...)) casts logits to float32 first, and the shared
+transformers' built-in loss (model(labels=...)) casts logits to float32 first, and the
 tiny-llama fixture's stored loss / trace losses are exactly that (~1e-7 relative from ours).
 
 Needs: torch, transformers, peft, safetensors; optionally bitsandbytes (CPU quantize works in
@@ -212,7 +212,7 @@ def f32(d):
 def causal_loss(logits, labels):
     """Mean over supervised tokens after the causal shift: logits[t] predicts labels[t+1].
     Computed in the logits' dtype (float64 here). Note: transformers' built-in loss
-    (model(labels=...)) first casts logits to float32; the shared tiny-llama fixture's loss values
+    (model(labels=...)) first casts logits to float32; the tiny-llama fixture's loss values
     are exactly that, which differs from this one by ~1e-7 relative."""
     v = logits.shape[-1]
     return F.cross_entropy(logits[:, :-1, :].reshape(-1, v), labels[:, 1:].reshape(-1),
@@ -588,7 +588,7 @@ def make(args):
         log("wrote ref_nf4.safetensors (%s), qlora loss %.12f" % (nf4_how, qloss.item()))
 
     # 8. meta.json + README.md
-    # same keys as the shared fixture's meta.json; the seed and NF4 source go into README.md
+    # same keys as tiny-llama's meta.json; the seed and NF4 source go into README.md
     made_with = {"torch": torch.__version__, "transformers": transformers.__version__,
                  "peft": peft.__version__}
     meta = {

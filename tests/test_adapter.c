@@ -1,6 +1,7 @@
 /* test_adapter.c — LoRA parameter store and PEFT adapter directories
  * (train/lora.c): a PEFT-written fixture adapter survives load → save → load
- * bit for bit, the written adapter_config.json carries PEFT's keys, A/B init
+ * bit for bit, the written adapter_config.json carries PEFT's keys (and names
+ * an existing base by its absolute canonical path, a Hub id as given), A/B init
  * follows PEFT (U(−1/√in, 1/√in), B = 0, scale α/r or α/√r), and every broken
  * adapter directory or LoRA config fails with a specific one-line message.
  * Broken adapters are built in a temporary directory from the fixture
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/safetensors.h"
 #include "helpers.h"
@@ -386,6 +388,53 @@ Test(adapter, written_config_has_peft_keys)
         cr_assert(back.targets[m]);
 
     lc_lora_free(&a);
+    lc_test_rm_rf(dir);
+    free(dir);
+}
+
+/* base_model_name_or_path: an existing path is written as its absolute
+ * canonical path, so PEFT (AutoPeftModelForCausalLM) finds the base from
+ * any working directory; a Hub id that names no path is written as given. */
+Test(adapter, written_config_base_model_path)
+{
+    lc_model_config mc = tiny_config();
+    lc_lora a;
+    lc_error err = {{0}};
+    cr_assert_eq(lc_lora_load_peft(&a, &mc, fixture_adapter(), &err), 0, "%s", err.msg);
+    char *dir = lc_test_tmpdir();
+    char *models = lc_test_path_in(dir, "models"), *smol = lc_test_path_in(dir, "models/smol");
+    char *run = lc_test_path_in(dir, "run"), *out = lc_test_path_in(dir, "out");
+    cr_assert_eq(mkdir(models, 0755), 0);
+    cr_assert_eq(mkdir(smol, 0755), 0);
+    cr_assert_eq(mkdir(run, 0755), 0);
+    char *want = realpath(smol, NULL);
+    cr_assert_not_null(want);
+    char cwd[4096];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+
+    /* relative to a working directory that is not the adapter's */
+    cr_assert_eq(chdir(run), 0);
+    cr_assert_eq(lc_lora_save_peft(&a, out, "../models/./smol/", &err), 0, "%s", err.msg);
+    cr_assert_eq(chdir(cwd), 0);
+    cJSON *root = read_json(out, "adapter_config.json");
+    assert_str_key(root, "base_model_name_or_path", want);
+    cJSON_Delete(root);
+
+    /* "org/name" that is no path here: a Hub id, written as given */
+    cr_assert_eq(chdir(dir), 0);
+    cr_assert_eq(lc_lora_save_peft(&a, out, "HuggingFaceTB/SmolLM2-135M", &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(chdir(cwd), 0);
+    root = read_json(out, "adapter_config.json");
+    assert_str_key(root, "base_model_name_or_path", "HuggingFaceTB/SmolLM2-135M");
+    cJSON_Delete(root);
+
+    lc_lora_free(&a);
+    free(want);
+    free(models);
+    free(smol);
+    free(run);
+    free(out);
     lc_test_rm_rf(dir);
     free(dir);
 }

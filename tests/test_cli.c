@@ -4,6 +4,7 @@
  *   eval_matches_reference  eval of adapter_init on rows 0–1 of train.jsonl ==
  *                           ref_step0's loss (HF + PEFT) within TOL_LOSS,
  *                           via --model/--adapter/--data and via a config.
+ *   eval_one_row_singular   counts of one are printed in the singular.
  *   eval_nf4                eval of adapter_init on rows 0–1 on the bitsandbytes
  *                           NF4 fixture == its meta.json loss (HF + PEFT +
  *                           bitsandbytes) within TOL_NF4_LOSS; --nf4 on the
@@ -19,8 +20,10 @@
  *                           with them, weight MiB of the shape, peak RSS and
  *                           arena sizes finite and positive, a loss near
  *                           ln(vocab) (random model).
- *   help / usage            --help exits 0 on every command; unknown options and
- *                           missing required arguments exit 2; failures exit 1. */
+ *   help / usage            --help exits 0 on every command (info's says its
+ *                           checkpointing rows are what training does);
+ *                           unknown options and missing required arguments
+ *                           exit 2; failures exit 1. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <cjson/cJSON.h>
@@ -39,7 +42,7 @@
 #include "data/safetensors.h"
 #include "helpers.h"
 #include "train/fsutil.h"
-#include "train/info.h"
+#include "train/eval.h"
 #include "train/model.h"
 
 #define REF_LOSS_STEP0 6.445791721343994 /* meta.json trace[0].loss = ref_step0 loss */
@@ -199,6 +202,23 @@ static double check_nf4_eval(const lc_test_run_result *r, double want)
     cr_expect_eq(field(r->out, "supervised tokens:"), 25.0);
     cr_expect(strstr(r->out, "linears NF4"), "the model line should say NF4:\n%s", r->out);
     return loss;
+}
+
+/* Counts of one read in the singular: "1 file", "1 row". */
+Test(cli, eval_one_row_singular)
+{
+    char *tmp = lc_test_tmpdir();
+    char *rows = first_rows(tmp, 1);
+    const char *args[] = {"eval", "--model", lc_test_fixture("tiny-llama/model"), "--data", rows,
+                          "--seq-len", "16", NULL};
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
+    cr_assert_eq(r.code, 0, "eval failed (%d):\n%s%s", r.code, r.out, r.err);
+    cr_expect(strstr(r.out, "data:              1 file from --data, 1 row (0 truncated to 16 "
+                     "tokens)"), "%s", r.out);
+    lc_test_run_free(&r);
+    free(rows);
+    lc_test_rm_rf(tmp);
+    free(tmp);
 }
 
 Test(cli, eval_nf4)
@@ -447,6 +467,13 @@ Test(cli, help_exits_0)
         cr_expect(strstr(r.out, "usage: lorac"), "lorac %s --help printed:\n%s", cmds[i], r.out);
         lc_test_run_free(&r);
     }
+    /* info's help describes the checkpointing rows as what training does
+     * (the CPU trainer checkpoints; it once said it did not) */
+    const char *info[] = {"info", "--help", NULL};
+    lc_test_run_result ri = lc_test_run_lorac(NULL, info);
+    cr_expect(strstr(ri.out, "gradient_checkpointing: true") &&
+              !strstr(ri.out, "does not checkpoint"), "lorac info --help:\n%s", ri.out);
+    lc_test_run_free(&ri);
     const char *top[] = {"--help", NULL};
     lc_test_run_result r = lc_test_run_lorac(NULL, top);
     cr_expect_eq(r.code, 0);

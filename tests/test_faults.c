@@ -35,7 +35,8 @@
  *                          run ends (exit 0) and the adapter written equals
  *                          the starting one bit for bit, Adam state untouched;
  *                          with max_bad_steps 2 the run stops with exit 1
- *                          after step 2 and checkpoint-1 is intact.
+ *                          after step 2 and checkpoint-1 is intact; with 1,
+ *                          after step 1 ("1 refused step", singular).
  *   no_supervised_tokens   rows 2 and 4 of 5 (micro_batch_size 1, no shuffle)
  *                          supervise nothing (all labels -100; only label 0,
  *                          which the causal shift drops): those steps are
@@ -50,6 +51,11 @@
  *                          non-finite, the others train, and adapter and Adam
  *                          state equal a run on the four good rows alone, bit
  *                          for bit (the refused step leaves no residue).
+ *   metrics_write_error    metrics.jsonl a link to /dev/full: the first line
+ *                          fails to flush (ENOSPC), the run stops at step 1
+ *                          with exit 1 and one "lorac:" line naming the file
+ *                          and "No space left on device"; nothing else is
+ *                          written.
  *
  * The tmpfs sizes are exact page counts (tmpfs charges whole pages for file
  * data and nothing for directories), so the cases that fill the disk at the
@@ -769,6 +775,18 @@ Test(faults, nonfinite_refused, .fini = faults_fini, .timeout = 120)
     free(c1);
     free(a1);
     free(out);
+
+    /* max_bad_steps 1: stops at the first refusal, and says so in the singular. */
+    out = lc_test_path_in(g_tmp, "one");
+    const char *sets1[] = {lmd, "max_steps=3", "max_bad_steps=1", NULL};
+    r = train(CFG_3STEP, out, sets1);
+    what = "max_bad_steps 1";
+    line = expect_error_line(&r, what);
+    expect_has(line, "stopping: 1 refused step (max_bad_steps 1); the last good checkpoint is kept",
+               what);
+    free(line);
+    lc_test_run_free(&r);
+    free(out);
     free(lmd);
     free(start);
     free(huge);
@@ -1078,4 +1096,28 @@ Test(faults, nonfinite_then_good, .fini = faults_fini, .timeout = 120)
     free(r3);
     free(r4);
     free(model);
+}
+
+/* ---- 6. metrics.jsonl cannot be written ---------------------------------------- */
+
+Test(faults, metrics_write_error, .fini = faults_fini, .timeout = 120)
+{
+    g_tmp = lc_test_tmpdir();
+    const char *what = "metrics.jsonl on /dev/full";
+    char *out = lc_test_path_in(g_tmp, "out");
+    cr_assert_eq(mkdir(out, 0755), 0);
+    char *metrics = lc_test_path_in(out, "metrics.jsonl");
+    cr_assert_eq(symlink("/dev/full", metrics), 0, "symlink: %s", strerror(errno));
+    const char *sets[] = {"save_steps=2", NULL};
+    lc_test_run_result r = train(CFG_3STEP, out, sets);
+    char *line = expect_error_line(&r, what);
+    expect_has(line, metrics, what);
+    expect_has(line, "write failed: No space left on device", what);
+    cr_expect(!strstr(r.err, "step 2/3") && !strstr(r.err, "done:"),
+              "%s: the run should stop at step 1:\n%s", what, r.err);
+    free(line);
+    lc_test_run_free(&r);
+    expect_listing(out, "metrics.jsonl", what); /* no adapter, no checkpoint */
+    free(metrics);
+    free(out);
 }

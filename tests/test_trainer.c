@@ -26,6 +26,9 @@
  *   sigterm / sigint     a clean stop saves a checkpoint (also replacing one
  *                        just saved), exits 0, and the run resumes from it.
  *   bad_inputs           CLI errors: exit 1 or 2 and one "lorac: ..." line.
+ *   base_model_recorded_absolute  a base_model relative to the working
+ *                        directory is written to adapter_config.json (final
+ *                        and checkpoints) as its absolute canonical path.
  *
  * In-process runs go through lc_train_config_load + lc_train_run; signal and
  * CLI tests fork/exec LORAC_BINARY. Every run writes into a fresh temporary
@@ -1448,6 +1451,74 @@ Test(trainer, bad_inputs, .timeout = 120)
     free(c1);
     free(ds);
     free(good);
+    lc_test_rm_rf(dir);
+    free(dir);
+}
+
+/* ---- adapter_config.json names the base by its absolute path ------------ */
+
+/* A model at DIR/models/smol, a config at DIR/run/train.yaml with
+ * base_model: ../models/smol, trained from DIR as `run/train.yaml` (so the
+ * resolved base_model, "run/../models/smol", is relative to DIR): the final
+ * adapter and the checkpoints record the model's absolute canonical path,
+ * which still names it from another working directory. */
+Test(trainer, base_model_recorded_absolute, .timeout = 120)
+{
+    char *dir = lc_test_tmpdir();
+    char *models = lc_test_path_in(dir, "models"), *smol = lc_test_path_in(dir, "models/smol");
+    char *run = lc_test_path_in(dir, "run");
+    cr_assert_eq(mkdir(models, 0755), 0);
+    char *model = fixture("tiny-llama/model");
+    copy_dir(model, smol);
+    cr_assert_eq(mkdir(run, 0755), 0);
+    char *data = fixture("tiny-llama/train.jsonl");
+    char *ds = dataset_list(data, NULL);
+    char *text = lc_test_asprintf("base_model: ../models/smol\nadapter: lora\ndatasets:\n%s"
+                                  "device: cpu\nsequence_len: 16\nmicro_batch_size: 2\n"
+                                  "max_steps: 2\nsave_steps: 1\n", ds);
+    free(lc_test_write_text(run, "train.yaml", text));
+    char cwd[4096];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    cr_assert_eq(chdir(dir), 0);
+    lc_error err = {{0}};
+    lc_train_config c;
+    cr_assert_eq(lc_train_config_load(&c, "run/train.yaml", NULL, 0, &err), 0, "%s", err.msg);
+    cr_assert_neq(c.base_model[0], '/', "base_model '%s' should be relative here", c.base_model);
+    FILE *log = fopen("run/train.log", "w");
+    cr_assert_not_null(log);
+    int rc = lc_train_run(&c, log, &err);
+    fclose(log);
+    lc_train_config_free(&c);
+    cr_assert_eq(chdir(cwd), 0);
+    cr_assert_eq(rc, 0, "%s", err.msg);
+
+    char *want = realpath(smol, NULL);
+    cr_assert_not_null(want);
+    const char *written[] = {"run/out/adapter_config.json",
+                             "run/out/checkpoint-1/adapter_config.json"};
+    for (size_t k = 0; k < sizeof written / sizeof *written; k++) {
+        char *path = lc_test_path_in(dir, written[k]);
+        char *json = slurp(path, NULL);
+        cr_assert_not_null(json, "cannot read %s", path);
+        cJSON *j = cJSON_Parse(json);
+        const cJSON *bm = cJSON_GetObjectItemCaseSensitive(j, "base_model_name_or_path");
+        cr_assert(cJSON_IsString(bm), "%s: no base_model_name_or_path", path);
+        cr_expect_str_eq(bm->valuestring, want, "%s", path);
+        char *cfg = lc_test_path_in(bm->valuestring, "config.json");
+        cr_expect(path_exists(cfg), "%s does not exist from %s", cfg, cwd);
+        free(cfg);
+        cJSON_Delete(j);
+        free(json);
+        free(path);
+    }
+    free(want);
+    free(text);
+    free(ds);
+    free(data);
+    free(model);
+    free(run);
+    free(smol);
+    free(models);
     lc_test_rm_rf(dir);
     free(dir);
 }

@@ -30,24 +30,24 @@ static int parse_int(const char *flag, const char *v, int lo, int *out, lc_error
     return 0;
 }
 
-int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
+static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
 {
-    bench_opts o = {.hidden = 576, .layers = 30, .heads = 9, .kv_heads = 3,
-                    .intermediate = 1536, .vocab = 49152, .rank = 16, .batch = 4,
-                    .seq = 256, .steps = 3, .warmup = 1, .tied = 1, .dtype = LC_DTYPE_F32};
+    *o = (bench_opts){.hidden = 576, .layers = 30, .heads = 9, .kv_heads = 3,
+                      .intermediate = 1536, .vocab = 49152, .rank = 16, .batch = 4,
+                      .seq = 256, .steps = 3, .warmup = 1, .tied = 1, .dtype = LC_DTYPE_F32};
     struct { const char *flag; int *dst; int lo; } flags[] = {
-        {"--hidden", &o.hidden, 2}, {"--layers", &o.layers, 1}, {"--heads", &o.heads, 1},
-        {"--kv-heads", &o.kv_heads, 1}, {"--intermediate", &o.intermediate, 1},
-        {"--vocab", &o.vocab, 2}, {"--rank", &o.rank, 1}, {"--batch", &o.batch, 1},
-        {"--seq", &o.seq, 2}, {"--steps", &o.steps, 1}, {"--warmup", &o.warmup, 0},
-        {"--tied", &o.tied, 0}};
+        {"--hidden", &o->hidden, 2}, {"--layers", &o->layers, 1}, {"--heads", &o->heads, 1},
+        {"--kv-heads", &o->kv_heads, 1}, {"--intermediate", &o->intermediate, 1},
+        {"--vocab", &o->vocab, 2}, {"--rank", &o->rank, 1}, {"--batch", &o->batch, 1},
+        {"--seq", &o->seq, 2}, {"--steps", &o->steps, 1}, {"--warmup", &o->warmup, 0},
+        {"--tied", &o->tied, 0}};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--bf16") == 0) {
-            o.dtype = LC_DTYPE_BF16;
+            o->dtype = LC_DTYPE_BF16;
             continue;
         }
         if (strcmp(argv[i], "--nf4") == 0) {
-            o.nf4 = 1;
+            o->nf4 = 1;
             continue;
         }
         bool found = false;
@@ -62,95 +62,130 @@ int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
         if (!found)
             return lc_error_set(err, "bench: unknown option '%s'", argv[i]);
     }
-    if (o.hidden % o.heads || o.heads % o.kv_heads)
+    if (o->hidden % o->heads || o->heads % o->kv_heads)
         return lc_error_set(err, "bench: heads must divide hidden and kv-heads must divide heads");
+    return 0;
+}
 
-    lc_model_config cfg = {.arch = LC_ARCH_LLAMA, .hidden_size = o.hidden,
-                           .intermediate_size = o.intermediate, .n_layers = o.layers,
-                           .n_heads = o.heads, .n_kv_heads = o.kv_heads,
-                           .head_dim = o.hidden / o.heads, .vocab_size = o.vocab,
-                           .max_position_embeddings = o.seq, .rms_norm_eps = 1e-5,
-                           .tie_word_embeddings = o.tied != 0, .dtype = o.dtype,
+/* A Llama of the benchmark's shape. */
+static lc_model_config bench_model_config(const bench_opts *o)
+{
+    lc_model_config cfg = {.arch = LC_ARCH_LLAMA, .hidden_size = o->hidden,
+                           .intermediate_size = o->intermediate, .n_layers = o->layers,
+                           .n_heads = o->heads, .n_kv_heads = o->kv_heads,
+                           .head_dim = o->hidden / o->heads, .vocab_size = o->vocab,
+                           .max_position_embeddings = o->seq, .rms_norm_eps = 1e-5,
+                           .tie_word_embeddings = o->tied != 0, .dtype = o->dtype,
                            .rope_type = LC_ROPE_DEFAULT, .rope_theta = 10000};
     strcpy(cfg.model_type, "llama");
+    return cfg;
+}
+
+/* Everything one timed step uses. Zeroed, every part may be freed. */
+typedef struct bench_state {
     lc_model model;
     lc_lora lora;
     lc_arena arena;
     lc_tape tape;
     lc_adamw opt;
     lc_batch_buf buf;
-    if (lc_model_init_random(&model, &cfg, o.dtype, 1234, err))
+} bench_state;
+
+static void bench_free(bench_state *b)
+{
+    lc_batch_buf_free(&b->buf);
+    lc_adamw_free(&b->opt);
+    lc_tape_free(&b->tape);
+    lc_arena_free(&b->arena);
+    lc_lora_free(&b->lora);
+    lc_model_free(&b->model);
+}
+
+/* The random model (NF4 when asked) and a LoRA of rank r on all seven
+ * linears, B small and non-zero so every gradient path carries real
+ * numbers. */
+static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
+{
+    lc_model_config cfg = bench_model_config(o);
+    if (lc_model_init_random(&b->model, &cfg, o->dtype, 1234, err))
         return -1;
-    lc_lora_config lc = {.r = o.rank, .alpha = 2.0 * o.rank};
+    lc_model_load_opts qo = {.nf4 = true, .nf4_blocksize = 64, .nf4_double_quant = true};
+    if (o->nf4 && lc_model_quantize_nf4(&b->model, &qo, err))
+        return -1;
+    lc_lora_config lc = {.r = o->rank, .alpha = 2.0 * o->rank};
     for (int m = 0; m < LC_MOD_COUNT; m++)
         lc.targets[m] = true;
-    int rc = -1;
-    lc_model_load_opts qo = {.nf4 = true, .nf4_blocksize = 64, .nf4_double_quant = true};
-    if (o.nf4 && lc_model_quantize_nf4(&model, &qo, err))
-        goto out_model;
-    double weight_mib = 0;
-    for (int l = 0; l < cfg.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
-            const lc_weight *w = &model.layers[l].proj[m];
-            weight_mib += w->nf4 ? (double)lc_nf4_bytes(w->nf4)
-                                 : (double)(w->rows * w->cols) * (double)lc_dtype_size(w->dtype);
-        }
-    weight_mib += (double)(cfg.vocab_size * cfg.hidden_size) * (double)lc_dtype_size(o.dtype) *
-                  (cfg.tie_word_embeddings ? 1 : 2);
-    weight_mib /= 1048576.0;
-    if (lc_model_prepare_rope(&model, o.seq, err) || lc_lora_init(&lora, &cfg, &lc, 42, err))
-        goto out_model;
-    /* B small and non-zero so every gradient path carries real numbers. */
-    for (size_t i = 0; i < lora.n_tensors; i += 2)
-        for (int64_t j = 0; j < lora.tensors[i + 1].numel; j++)
-            lora.tensors[i + 1].data[j] = (lc_real)(1e-3 * ((j % 7) - 3));
-    if (lc_arena_init(&arena, "step", (size_t)64 << 30, err))
-        goto out_lora;
-    if (lc_tape_init(&tape, &arena, (size_t)64 << 30, err) || lc_adamw_init(&opt, lora.n_params, err) ||
-        lc_batch_buf_init(&buf, o.batch, o.seq, err))
-        goto out_arena;
+    if (lc_model_prepare_rope(&b->model, o->seq, err) ||
+        lc_lora_init(&b->lora, &cfg, &lc, 42, err))
+        return -1;
+    for (size_t i = 0; i < b->lora.n_tensors; i += 2)
+        for (int64_t j = 0; j < b->lora.tensors[i + 1].numel; j++)
+            b->lora.tensors[i + 1].data[j] = (lc_real)(1e-3 * ((j % 7) - 3));
+    return 0;
+}
+
+/* The step's memory (arena, tape, AdamW state) and one micro-batch of
+ * pseudo-random tokens, every one supervised. */
+static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
+{
+    if (lc_arena_init(&b->arena, "step", (size_t)64 << 30, err) ||
+        lc_tape_init(&b->tape, &b->arena, (size_t)64 << 30, err) ||
+        lc_adamw_init(&b->opt, b->lora.n_params, err) ||
+        lc_batch_buf_init(&b->buf, o->batch, o->seq, err))
+        return -1;
+    int32_t *ids = malloc((size_t)o->seq * sizeof(int32_t));
+    if (!ids)
+        return lc_error_set(err, "bench: out of memory for a row of %d tokens", o->seq);
     uint64_t s = 99;
-    int32_t *ids = malloc((size_t)o.seq * sizeof(int32_t));
-    for (int r = 0; r < o.batch; r++) {
-        for (int t = 0; t < o.seq; t++) {
+    for (int r = 0; r < o->batch; r++) {
+        for (int t = 0; t < o->seq; t++) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
-            ids[t] = (int32_t)((s >> 33) % (uint64_t)o.vocab);
+            ids[t] = (int32_t)((s >> 33) % (uint64_t)o->vocab);
         }
-        lc_batch_buf_put(&buf, r, ids, ids, o.seq);
+        lc_batch_buf_put(&b->buf, r, ids, ids, o->seq);
     }
     free(ids);
-    lc_batch batch = {buf.B, buf.T, buf.ids, buf.targets, buf.positions, NULL};
+    return 0;
+}
+
+/* warmup + steps optimizer steps; prints the JSON line. */
+static void bench_run(const bench_opts *o, bench_state *b, FILE *out)
+{
+    lc_batch batch = {b->buf.B, b->buf.T, b->buf.ids, b->buf.targets, b->buf.positions, NULL};
     lc_adamw_hparams hp = {0.9, 0.999, 1e-8, 0.0};
-    int64_t nsup = lc_batch_buf_supervised(&buf);
+    int64_t nsup = lc_batch_buf_supervised(&b->buf);
     double total_time = 0, loss = 0;
     fprintf(out, "{\"impl\":\"lorac\",\"threads\":%d,\"weights\":\"%s\",\"weight_mib\":%.1f,"
-            "\"step_s\":[", omp_get_max_threads(), o.nf4 ? "NF4-dq" : lc_dtype_name(o.dtype),
-            weight_mib);
-    for (int step = 0; step < o.warmup + o.steps; step++) {
+            "\"step_s\":[", omp_get_max_threads(), o->nf4 ? "NF4-dq" : lc_dtype_name(o->dtype),
+            lc_model_weight_bytes(&b->model) / 1048576.0);
+    for (int step = 0; step < o->warmup + o->steps; step++) {
         double t0 = lc_now_s();
         int64_t n;
-        loss = lc_step_micro(&model, &tape, &batch, &lora, (lc_real)(1.0 / nsup), &n) / n;
-        lc_step_optimizer(&lora, &opt, &hp, 1e-4, 1.0);
+        loss = lc_step_micro(&b->model, &b->tape, &batch, &b->lora, (lc_real)(1.0 / nsup), &n) / n;
+        lc_step_optimizer(&b->lora, &b->opt, &hp, 1e-4, 1.0);
         double dt = lc_now_s() - t0;
-        if (step >= o.warmup) {
+        if (step >= o->warmup) {
             total_time += dt;
-            fprintf(out, "%s%.3f", step > o.warmup ? "," : "", dt);
+            fprintf(out, "%s%.3f", step > o->warmup ? "," : "", dt);
         }
     }
-    double tokens = (double)o.batch * o.seq * o.steps;
+    double tokens = (double)o->batch * o->seq * o->steps;
     fprintf(out, "],\"tokens_per_s\":%.1f,\"peak_rss_gib\":%.3f,\"loss\":%.4f,"
             "\"step_arena_mib\":%.1f,\"grad_pool_mib\":%.1f}\n",
-            tokens / total_time, lc_peak_rss_bytes() / 1073741824.0, loss, arena.peak / 1048576.0,
-            tape.grad_arena.peak / 1048576.0);
-    rc = 0;
-    lc_batch_buf_free(&buf);
-out_arena:
-    lc_adamw_free(&opt);
-    lc_tape_free(&tape);
-    lc_arena_free(&arena);
-out_lora:
-    lc_lora_free(&lora);
-out_model:
-    lc_model_free(&model);
+            tokens / total_time, lc_peak_rss_bytes() / 1073741824.0, loss,
+            b->arena.peak / 1048576.0, b->tape.grad_arena.peak / 1048576.0);
+}
+
+int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
+{
+    bench_opts o;
+    if (parse_bench_args(argc, argv, &o, err))
+        return -1;
+    bench_state b;
+    memset(&b, 0, sizeof b);
+    int rc = bench_model(&o, &b, err) || bench_batch(&o, &b, err) ? -1 : 0;
+    if (rc == 0)
+        bench_run(&o, &b, out);
+    bench_free(&b);
     return rc;
 }

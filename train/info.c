@@ -1,30 +1,14 @@
-/* info.c — `lorac info` and `lorac eval` (see info.h). */
-#include "train/sysinfo.h"
+/* info.c — `lorac info` (see info.h). */
 #include "train/info.h"
 
-#include <math.h>
 #include <omp.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "data/dataset.h"
 #include "data/model_files.h"
-#include "train/fsutil.h"
 #include "train/lora.h"
 #include "train/memory_plan.h"
 #include "train/model.h"
 #include "train/trainer.h"
-
-#define DEFAULT_SEQ_LEN 2048
-
-static int64_t default_seq_len(const lc_model_config *c, int64_t asked)
-{
-    if (asked > 0)
-        return asked;
-    return c->max_position_embeddings < DEFAULT_SEQ_LEN ? c->max_position_embeddings
-                                                        : DEFAULT_SEQ_LEN;
-}
 
 void lc_param_counts_from_config(const lc_model_config *c, lc_param_counts *p)
 {
@@ -85,6 +69,230 @@ static void plan_row(FILE *f, const char *name, const lc_memory_plan *p, double 
             p->total / unit);
 }
 
+/* What the weight files hold, tensor by tensor. */
+typedef struct file_scan {
+    dtype_tally tally;
+    double params, bytes;
+    double part[6];          /* embeddings, lm_head, attention, mlp, norms, other */
+    size_t n_tensors;
+    lc_dtype lin_dtype;      /* of layer 0's q_proj when it is a float tensor */
+} file_scan;
+
+static int part_of(const char *name)
+{
+    return !strncmp(name, "model.embed_tokens.", 19) ? 0
+           : !strncmp(name, "lm_head.", 8)           ? 1
+           : strstr(name, "norm.")                   ? 4
+           : strstr(name, ".self_attn.")             ? 2
+           : strstr(name, ".mlp.")                   ? 3
+                                                     : 5;
+}
+
+static void scan_files(const lc_model_files *mf, lc_dtype config_dtype, file_scan *fs)
+{
+    memset(fs, 0, sizeof *fs);
+    fs->lin_dtype = config_dtype;
+    for (size_t s = 0; s < mf->n_shards; s++) {
+        fs->bytes += (double)mf->shards[s].map_size;
+        for (size_t i = 0; i < mf->shards[s].n_tensors; i++) {
+            const lc_st_tensor *t = &mf->shards[s].tensors[i];
+            double n = (double)t->numel;
+            fs->tally.count[t->dtype]++;
+            fs->tally.numel[t->dtype] += n;
+            fs->tally.bytes[t->dtype] += n * (double)lc_dtype_size(t->dtype);
+            fs->params += n;
+            fs->n_tensors++;
+            fs->part[part_of(t->name)] += n;
+            if (!strcmp(t->name, "model.layers.0.self_attn.q_proj.weight") &&
+                (t->dtype == LC_DTYPE_F32 || t->dtype == LC_DTYPE_BF16 ||
+                 t->dtype == LC_DTYPE_F16))
+                fs->lin_dtype = t->dtype;
+        }
+    }
+}
+
+static void print_architecture(FILE *out, const char *dir, const lc_model_config *c)
+{
+    fprintf(out, "model:          %s\n", dir);
+    fprintf(out, "architecture:   %s (model_type %s)\n", lc_arch_name(c->arch), c->model_type);
+    fprintf(out, "layers:         %d\n", c->n_layers);
+    fprintf(out, "hidden size:    %d\n", c->hidden_size);
+    fprintf(out, "intermediate:   %d\n", c->intermediate_size);
+    fprintf(out, "heads:          %d query, %d key/value%s, head_dim %d\n", c->n_heads,
+            c->n_kv_heads, c->n_kv_heads < c->n_heads ? " (GQA)" : "", c->head_dim);
+    fprintf(out, "vocab:          %d\n", c->vocab_size);
+    fprintf(out, "context:        %d positions, RoPE %s, theta %g", c->max_position_embeddings,
+            rope_name(c->rope_type), c->rope_theta);
+    if (c->rope_type != LC_ROPE_DEFAULT)
+        fprintf(out, ", factor %g", c->rope_factor);
+    if (c->sliding_window)
+        fprintf(out, ", sliding window %d", c->sliding_window);
+    fprintf(out, "\n");
+    fprintf(out, "details:        %s embeddings, rms_norm_eps %g%s%s%s%s\n",
+            c->tie_word_embeddings ? "tied" : "untied", c->rms_norm_eps,
+            c->qkv_bias ? ", q/k/v bias" : "", c->o_bias ? ", o bias" : "",
+            c->mlp_bias ? ", mlp bias" : "", c->qk_norm ? ", q/k norm" : "");
+    fprintf(out, "config dtype:   %s%s\n", lc_dtype_name(c->dtype),
+            c->prequantized_bnb4 ? " (pre-quantized bitsandbytes 4-bit checkpoint)" : "");
+}
+
+static void print_files(FILE *out, const lc_model_files *mf, const file_scan *fs)
+{
+    char hb[64];
+    human(fs->bytes, hb, sizeof hb);
+    fprintf(out, "files:          %zu shard%s, %zu tensor%s, %s\n", mf->n_shards,
+            lc_plural((long long)mf->n_shards), fs->n_tensors,
+            lc_plural((long long)fs->n_tensors), hb);
+    fprintf(out, "tensor dtypes: ");
+    for (int d = 0; d < LC_DTYPE_COUNT; d++)
+        if (fs->tally.count[d]) {
+            human(fs->tally.bytes[d], hb, sizeof hb);
+            fprintf(out, " %s: %d tensor%s, %.0f element%s, %s;", lc_dtype_name((lc_dtype)d),
+                    fs->tally.count[d], lc_plural(fs->tally.count[d]), fs->tally.numel[d],
+                    lc_plural((long long)fs->tally.numel[d]), hb);
+        }
+    fprintf(out, "\n");
+}
+
+/* Parameter counts: from the files, or from config.json's shapes for a
+ * pre-quantized checkpoint (whose files hold packed 4-bit values). */
+static void print_parameters(FILE *out, const lc_model_config *c, const lc_param_counts *pc,
+                             const file_scan *fs)
+{
+    const char *head_note = c->tie_word_embeddings ? "(tied to the embeddings)" : NULL;
+    if (c->prequantized_bnb4) {
+        fprintf(out, "parameters:     %.0f (%.3g M; from config.json shapes: the files hold "
+                "packed 4-bit weights)\n", pc->total, pc->total / 1e6);
+        count_line(out, "embeddings", pc->embeddings, pc->total, NULL);
+        count_line(out, "lm_head", pc->lm_head, pc->total, head_note);
+        count_line(out, "attention", pc->attention, pc->total, NULL);
+        count_line(out, "mlp", pc->mlp, pc->total, NULL);
+        count_line(out, "norms", pc->norms, pc->total, NULL);
+    } else {
+        const double *part = fs->part, total = fs->params;
+        fprintf(out, "parameters:     %.0f (%.3g M)\n", total, total / 1e6);
+        count_line(out, "embeddings", part[0], total, NULL);
+        count_line(out, "lm_head", part[1], total, head_note);
+        count_line(out, "attention", part[2], total, NULL);
+        count_line(out, "mlp", part[3], total, NULL);
+        count_line(out, "norms", part[4], total, NULL);
+        if (part[5] > 0)
+            count_line(out, "other", part[5], total, NULL);
+        if (total != pc->total)
+            fprintf(out, "  note: config.json shapes imply %.0f parameters\n", pc->total);
+    }
+    fprintf(out, "  %-12s %15.0f  (the 7 projections of every layer: what LoRA adapts "
+            "and QLoRA quantizes)\n", "linears", pc->linears);
+}
+
+/* The frozen weights the memory plans count: estimated from config.json, or
+ * for a pre-quantized checkpoint the real sizes of the loaded model. */
+typedef struct plan_weights {
+    lc_dtype dtype;          /* of the embeddings (and of the dense linears) */
+    double emb_bytes;        /* embeddings + untied lm_head */
+    double nf4_bytes;        /* the linears as NF4 */
+    bool real;               /* loaded from a pre-quantized checkpoint */
+    char load_err[sizeof(lc_error)]; /* why loading it failed (then estimates) */
+} plan_weights;
+
+static void weights_for_plan(const lc_info_opts *o, const lc_model_config *c,
+                             const lc_param_counts *pc, lc_dtype lin_dtype, plan_weights *w)
+{
+    memset(w, 0, sizeof *w);
+    w->dtype = c->prequantized_bnb4 ? c->dtype : lin_dtype;
+    w->emb_bytes = (pc->embeddings + pc->lm_head) * (double)lc_dtype_size(w->dtype);
+    w->nf4_bytes = pc->linears * (4.0 + LC_NF4_ABSMAX_BITS) / 8.0;
+    if (!c->prequantized_bnb4)
+        return;
+    /* A pre-quantized checkpoint is loaded with its NF4 linears as stored,
+     * whatever the adapter type: its weights are the real sizes of the
+     * loaded model, not an estimate. */
+    lc_model qm;
+    lc_error lerr = {{0}};
+    if (lc_model_load(&qm, o->dir, &lerr) != 0) {
+        snprintf(w->load_err, sizeof w->load_err, "%s", lerr.msg);
+        return;
+    }
+    w->real = true;
+    w->dtype = qm.embed.dtype;
+    w->emb_bytes = (double)(qm.embed.rows * qm.embed.cols) * (double)lc_dtype_size(qm.embed.dtype) *
+                   (c->tie_word_embeddings ? 1.0 : 2.0);
+    w->nf4_bytes = lc_model_weight_bytes(&qm) - w->emb_bytes;
+    lc_model_free(&qm);
+}
+
+/* LoRA r on all seven linears: the plan's adapter and its parameter count. */
+static size_t plan_lora(const lc_model_config *c, int rank, lc_lora_config *lora)
+{
+    memset(lora, 0, sizeof *lora);
+    lora->r = rank;
+    lora->alpha = 2.0 * rank;
+    size_t params = 0;
+    for (int m = 0; m < LC_MOD_COUNT; m++) {
+        lora->targets[m] = true;
+        int64_t mo, mi;
+        lc_module_shape(c, m, &mo, &mi);
+        params += (size_t)rank * (size_t)(mo + mi) * (size_t)c->n_layers;
+    }
+    return params;
+}
+
+static void print_plan_notes(FILE *out, const lc_model_config *c, const plan_weights *w)
+{
+    if (w->real)
+        fprintf(out, "  weights: the real sizes of this pre-quantized checkpoint as loaded, "
+                "%.0f bytes: NF4 linears %.0f (packed codes, absmax, nested constants), "
+                "embeddings%s %.0f at %s. The linears stay NF4 for adapter: lora too; for "
+                "dense LoRA use the unquantized model.\n", w->emb_bytes + w->nf4_bytes,
+                w->nf4_bytes, c->tie_word_embeddings ? "" : " and lm_head", w->emb_bytes,
+                lc_dtype_name(w->dtype));
+    else
+        fprintf(out, "  QLoRA: the linears as NF4 (0.5 byte/param + %.3f bit/param absmax with "
+                "double quantization), embeddings%s at %s.\n", LC_NF4_ABSMAX_BITS,
+                c->tie_word_embeddings ? "" : " and lm_head", lc_dtype_name(w->dtype));
+    if (!w->real && c->prequantized_bnb4)
+        fprintf(out, "  note: the NF4 linears of this checkpoint could not be loaded (%s): "
+                "the rows above are estimates from config.json.\n", w->load_err);
+    fprintf(out, "  * gradient_checkpointing: true keeps each layer's input and recomputes the "
+            "layer in backward (one extra forward).\n");
+}
+
+/* The memory plans: LoRA and QLoRA, each with and without checkpointing. */
+static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_config *c,
+                               const plan_weights *w)
+{
+    const int64_t T = lc_model_config_seq_len(c, o->seq_len), B = o->micro_batch;
+    lc_lora_config lora;
+    size_t lora_params = plan_lora(c, o->rank, &lora);
+    lc_memory_plan lp, qp, lpc, qpc;
+    lc_memory_plan_cpu(c, w->real ? w->emb_bytes + w->nf4_bytes
+                                  : lc_memory_weight_bytes(c, w->dtype),
+                       lora_params, &lora, B, T, false, &lp);
+    lc_memory_plan_cpu(c, w->emb_bytes + w->nf4_bytes, lora_params, &lora, B, T, false, &qp);
+    lc_memory_plan_cpu(c, lp.weights, lora_params, &lora, B, T, true, &lpc);
+    lc_memory_plan_cpu(c, qp.weights, lora_params, &lora, B, T, true, &qpc);
+
+    double unit = lp.total >= 1073741824.0 ? 1073741824.0 : 1048576.0;
+    fprintf(out, "\nmemory plan (%s): LoRA r %d on all 7 linears (%zu trainable parameters), "
+            "micro-batch %lld x sequence %lld, %s%s %s, CPU backend (%d thread%s)\n",
+            unit > 1048576.0 ? "GiB" : "MiB", o->rank, lora_params, (long long)B, (long long)T,
+            w->real ? "NF4 linears + " : "", lc_dtype_name(w->dtype),
+            w->real ? "embeddings" : "weights", omp_get_max_threads(),
+            lc_plural(omp_get_max_threads()));
+    fprintf(out, "  %-28s %9s %9s %9s %11s %9s %9s\n", "", "weights", "adapters", "optimizer",
+            "activations", "workspace", "total");
+    if (w->real) {
+        plan_row(out, "LoRA/QLoRA (NF4 as stored)", &qp, unit);
+        plan_row(out, "  + grad checkpointing*", &qpc, unit);
+    } else {
+        plan_row(out, "LoRA", &lp, unit);
+        plan_row(out, "LoRA + grad checkpointing*", &lpc, unit);
+        plan_row(out, "QLoRA (NF4)", &qp, unit);
+        plan_row(out, "QLoRA + grad checkpointing*", &qpc, unit);
+    }
+    print_plan_notes(out, c, w);
+}
+
 int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
 {
     lc_model_config c;
@@ -93,293 +301,23 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
     lc_model_files mf;
     if (lc_model_files_open(&mf, o->dir, err))
         return -1;
-    dtype_tally tally;
-    memset(&tally, 0, sizeof tally);
-    double file_params = 0, file_bytes = 0, part[6] = {0}; /* emb, head, attn, mlp, norm, other */
-    size_t n_tensors = 0;
-    lc_dtype lin_dtype = c.dtype;
-    for (size_t s = 0; s < mf.n_shards; s++) {
-        file_bytes += (double)mf.shards[s].map_size;
-        for (size_t i = 0; i < mf.shards[s].n_tensors; i++) {
-            const lc_st_tensor *t = &mf.shards[s].tensors[i];
-            double n = (double)t->numel;
-            tally.count[t->dtype]++;
-            tally.numel[t->dtype] += n;
-            tally.bytes[t->dtype] += n * (double)lc_dtype_size(t->dtype);
-            file_params += n;
-            n_tensors++;
-            int k = !strncmp(t->name, "model.embed_tokens.", 19) ? 0
-                    : !strncmp(t->name, "lm_head.", 8)           ? 1
-                    : strstr(t->name, "norm.")                   ? 4
-                    : strstr(t->name, ".self_attn.")             ? 2
-                    : strstr(t->name, ".mlp.")                   ? 3
-                                                                 : 5;
-            part[k] += n;
-            if (!strcmp(t->name, "model.layers.0.self_attn.q_proj.weight") &&
-                (t->dtype == LC_DTYPE_F32 || t->dtype == LC_DTYPE_BF16 ||
-                 t->dtype == LC_DTYPE_F16))
-                lin_dtype = t->dtype;
-        }
-    }
+    file_scan fs;
+    scan_files(&mf, c.dtype, &fs);
     lc_param_counts pc;
     lc_param_counts_from_config(&c, &pc);
-    char hb[64];
-
-    fprintf(out, "model:          %s\n", o->dir);
-    fprintf(out, "architecture:   %s (model_type %s)\n", lc_arch_name(c.arch), c.model_type);
-    fprintf(out, "layers:         %d\n", c.n_layers);
-    fprintf(out, "hidden size:    %d\n", c.hidden_size);
-    fprintf(out, "intermediate:   %d\n", c.intermediate_size);
-    fprintf(out, "heads:          %d query, %d key/value%s, head_dim %d\n", c.n_heads,
-            c.n_kv_heads, c.n_kv_heads < c.n_heads ? " (GQA)" : "", c.head_dim);
-    fprintf(out, "vocab:          %d\n", c.vocab_size);
-    fprintf(out, "context:        %d positions, RoPE %s, theta %g", c.max_position_embeddings,
-            rope_name(c.rope_type), c.rope_theta);
-    if (c.rope_type != LC_ROPE_DEFAULT)
-        fprintf(out, ", factor %g", c.rope_factor);
-    if (c.sliding_window)
-        fprintf(out, ", sliding window %d", c.sliding_window);
-    fprintf(out, "\n");
-    fprintf(out, "details:        %s embeddings, rms_norm_eps %g%s%s%s%s\n",
-            c.tie_word_embeddings ? "tied" : "untied", c.rms_norm_eps,
-            c.qkv_bias ? ", q/k/v bias" : "", c.o_bias ? ", o bias" : "",
-            c.mlp_bias ? ", mlp bias" : "", c.qk_norm ? ", q/k norm" : "");
-    fprintf(out, "config dtype:   %s%s\n", lc_dtype_name(c.dtype),
-            c.prequantized_bnb4 ? " (pre-quantized bitsandbytes 4-bit checkpoint)" : "");
-    human(file_bytes, hb, sizeof hb);
-    fprintf(out, "files:          %zu shard%s, %zu tensors, %s\n", mf.n_shards,
-            mf.n_shards == 1 ? "" : "s", n_tensors, hb);
-    fprintf(out, "tensor dtypes: ");
-    for (int d = 0; d < LC_DTYPE_COUNT; d++)
-        if (tally.count[d]) {
-            human(tally.bytes[d], hb, sizeof hb);
-            fprintf(out, " %s: %d tensors, %.0f elements, %s;", lc_dtype_name((lc_dtype)d),
-                    tally.count[d], tally.numel[d], hb);
-        }
-    fprintf(out, "\n");
-
-    if (c.prequantized_bnb4) {
-        fprintf(out, "parameters:     %.0f (%.3g M; from config.json shapes: the files hold "
-                "packed 4-bit weights)\n", pc.total, pc.total / 1e6);
-        count_line(out, "embeddings", pc.embeddings, pc.total, NULL);
-        count_line(out, "lm_head", pc.lm_head, pc.total,
-                   c.tie_word_embeddings ? "(tied to the embeddings)" : NULL);
-        count_line(out, "attention", pc.attention, pc.total, NULL);
-        count_line(out, "mlp", pc.mlp, pc.total, NULL);
-        count_line(out, "norms", pc.norms, pc.total, NULL);
-    } else {
-        fprintf(out, "parameters:     %.0f (%.3g M)\n", file_params, file_params / 1e6);
-        count_line(out, "embeddings", part[0], file_params, NULL);
-        count_line(out, "lm_head", part[1], file_params,
-                   c.tie_word_embeddings ? "(tied to the embeddings)" : NULL);
-        count_line(out, "attention", part[2], file_params, NULL);
-        count_line(out, "mlp", part[3], file_params, NULL);
-        count_line(out, "norms", part[4], file_params, NULL);
-        if (part[5] > 0)
-            count_line(out, "other", part[5], file_params, NULL);
-        if (file_params != pc.total)
-            fprintf(out, "  note: config.json shapes imply %.0f parameters\n", pc.total);
-    }
-    fprintf(out, "  %-12s %15.0f  (the 7 projections of every layer: what LoRA adapts "
-            "and QLoRA quantizes)\n", "linears", pc.linears);
+    print_architecture(out, o->dir, &c);
+    print_files(out, &mf, &fs);
+    print_parameters(out, &c, &pc, &fs);
     lc_model_files_close(&mf);
 
-    /* memory plans */
-    const int64_t T = default_seq_len(&c, o->seq_len), B = o->micro_batch;
-    lc_lora_config lora = {.r = o->rank, .alpha = 2.0 * o->rank};
-    size_t lora_params = 0;
-    for (int m = 0; m < LC_MOD_COUNT; m++) {
-        lora.targets[m] = true;
-        int64_t mo, mi;
-        lc_module_shape(&c, m, &mo, &mi);
-        lora_params += (size_t)o->rank * (size_t)(mo + mi) * (size_t)c.n_layers;
-    }
-    lc_dtype wdt = c.prequantized_bnb4 ? c.dtype : lin_dtype;
-    double wsize = (double)lc_dtype_size(wdt);
-    double emb_bytes = (pc.embeddings + pc.lm_head) * wsize;
-    double nf4_bytes = pc.linears * (4.0 + LC_NF4_ABSMAX_BITS) / 8.0;
-    /* A pre-quantized checkpoint is loaded with its NF4 linears as stored,
-     * whatever the adapter type: its weights are the real sizes of the
-     * loaded model, not an estimate. */
-    bool real = false;
-    char load_err[sizeof(lc_error)] = "";
-    if (c.prequantized_bnb4) {
-        lc_model qm;
-        lc_error lerr = {{0}};
-        if (lc_model_load(&qm, o->dir, &lerr) == 0) {
-            real = true;
-            wdt = qm.embed.dtype;
-            emb_bytes = (double)(qm.embed.rows * qm.embed.cols) *
-                        (double)lc_dtype_size(qm.embed.dtype) *
-                        (c.tie_word_embeddings ? 1.0 : 2.0);
-            double total = lc_model_weight_bytes(&qm);
-            nf4_bytes = total - emb_bytes;
-            lc_model_free(&qm);
-        } else {
-            snprintf(load_err, sizeof load_err, "%s", lerr.msg);
-        }
-    }
-    lc_memory_plan lp, qp;
-    lc_memory_plan_cpu(&c, real ? emb_bytes + nf4_bytes : lc_memory_weight_bytes(&c, wdt),
-                       lora_params, &lora, B, T, false, &lp);
-    lc_memory_plan_cpu(&c, emb_bytes + nf4_bytes, lora_params, &lora, B, T, false, &qp);
-    lc_memory_plan lpc, qpc;
-    lc_memory_plan_cpu(&c, lp.weights, lora_params, &lora, B, T, true, &lpc);
-    lc_memory_plan_cpu(&c, qp.weights, lora_params, &lora, B, T, true, &qpc);
-
-    double unit = lp.total >= 1073741824.0 ? 1073741824.0 : 1048576.0;
-    const char *un = unit > 1048576.0 ? "GiB" : "MiB";
-    fprintf(out, "\nmemory plan (%s): LoRA r %d on all 7 linears (%zu trainable parameters), "
-            "micro-batch %lld x sequence %lld, %s%s %s, CPU backend (%d threads)\n",
-            un, o->rank, lora_params, (long long)B, (long long)T,
-            real ? "NF4 linears + " : "", lc_dtype_name(wdt), real ? "embeddings" : "weights",
-            omp_get_max_threads());
-    fprintf(out, "  %-28s %9s %9s %9s %11s %9s %9s\n", "", "weights", "adapters", "optimizer",
-            "activations", "workspace", "total");
-    if (real) {
-        plan_row(out, "LoRA/QLoRA (NF4 as stored)", &qp, unit);
-        plan_row(out, "  + grad checkpointing*", &qpc, unit);
-        fprintf(out, "  weights: the real sizes of this pre-quantized checkpoint as loaded, "
-                "%.0f bytes: NF4 linears %.0f (packed codes, absmax, nested constants), "
-                "embeddings%s %.0f at %s. The linears stay NF4 for adapter: lora too; for "
-                "dense LoRA use the unquantized model.\n", emb_bytes + nf4_bytes, nf4_bytes,
-                c.tie_word_embeddings ? "" : " and lm_head", emb_bytes, lc_dtype_name(wdt));
-    } else {
-        plan_row(out, "LoRA", &lp, unit);
-        plan_row(out, "LoRA + grad checkpointing*", &lpc, unit);
-        plan_row(out, "QLoRA (NF4)", &qp, unit);
-        plan_row(out, "QLoRA + grad checkpointing*", &qpc, unit);
-        fprintf(out, "  QLoRA: the linears as NF4 (0.5 byte/param + %.3f bit/param absmax with "
-                "double quantization), embeddings%s at %s.\n", LC_NF4_ABSMAX_BITS,
-                c.tie_word_embeddings ? "" : " and lm_head", lc_dtype_name(wdt));
-        if (c.prequantized_bnb4)
-            fprintf(out, "  note: the NF4 linears of this checkpoint could not be loaded (%s): "
-                    "the rows above are estimates from config.json.\n", load_err);
-    }
-    fprintf(out, "  * gradient_checkpointing: true keeps each layer's input and recomputes the "
-            "layer in backward (one extra forward).\n");
+    plan_weights w;
+    weights_for_plan(o, &c, &pc, fs.lin_dtype, &w);
+    print_memory_plans(out, o, &c, &w);
     double avail = lc_memory_available();
     if (avail > 0) {
+        char hb[64];
         human(avail, hb, sizeof hb);
         fprintf(out, "  available memory now: %s\n", hb);
     }
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* lorac eval                                                          */
-
-int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
-{
-    memset(r, 0, sizeof *r);
-    if (o->n_data < 1)
-        return lc_error_set(err, "no data files to evaluate on");
-    lc_model m;
-    lc_lora lora;
-    memset(&lora, 0, sizeof lora);
-    lc_arena arena = {0};
-    lc_tape tape = {0};
-    bool tape_ok = false;
-    lc_dataset_scan scan = {0};
-    int rc = -1;
-    const lc_model_load_opts lo = {.nf4 = o->nf4,
-                                   .nf4_blocksize = o->nf4_blocksize > 0 ? o->nf4_blocksize : 64,
-                                   .nf4_double_quant = o->nf4_double_quant};
-    if (lc_model_load_with(&m, o->model_dir, &lo, err))
-        return -1;
-    r->cfg = m.cfg;
-    r->weight_dtype = m.embed.dtype;
-    r->weight_bytes = lc_model_weight_bytes(&m);
-    if (m.cfg.n_layers > 0 && m.layers[0].proj[0].nf4) {
-        const lc_nf4 *q = m.layers[0].proj[0].nf4;
-        r->nf4 = true;
-        r->nf4_prequantized = m.cfg.prequantized_bnb4;
-        r->nf4_blocksize = q->blocksize;
-        r->nf4_double_quant = q->absmax_q != NULL;
-    }
-    const int64_t T = default_seq_len(&m.cfg, o->seq_len);
-    const int64_t mb = o->micro_batch > 0 ? o->micro_batch : 1;
-    r->seq_len = T;
-    if (o->adapter_dir) {
-        if (lc_lora_load_peft(&lora, &m.cfg, o->adapter_dir, err)) {
-            lc_error_prefix(err, "adapter %s (for base model %s)", o->adapter_dir, o->model_dir);
-            goto out;
-        }
-        r->lora_r = lora.cfg.r;
-        r->lora_alpha = lora.cfg.alpha;
-    }
-    lc_dataset_opts dopts = {.paths = o->data, .n_paths = o->n_data, .vocab = m.cfg.vocab_size,
-                             .seq_len = T, .micro_batch = mb};
-    if (lc_dataset_scan_files(&scan, &dopts, err))
-        goto out;
-    r->rows = scan.n_rows;
-    r->tokens = scan.tokens;
-    r->truncated = scan.n_truncated;
-    if (scan.n_rows == 0) {
-        lc_error_set(err, "%s: no rows to evaluate on", o->data[0]);
-        goto out;
-    }
-    lc_memory_plan plan;
-    lc_memory_plan_cpu(&m.cfg, 0, lora.n_params, &lora.cfg, mb, T, false, &plan);
-    if (lc_model_prepare_rope(&m, T, err) ||
-        lc_arena_init(&arena, "eval", plan.arena_bytes, err) ||
-        lc_tape_init(&tape, &arena, plan.grad_bytes, err))
-        goto out;
-    tape_ok = true;
-    tape.max_rows = mb * T;
-    double t0 = lc_now_s();
-    if (lc_eval_files(&m, &tape, o->adapter_dir ? &lora : NULL, o->data, o->n_data, T, mb,
-                      &r->loss, &r->supervised, err))
-        goto out;
-    r->seconds = lc_now_s() - t0;
-    r->perplexity = exp(r->loss);
-    r->tokens_per_s = r->seconds > 0 ? (double)r->tokens / r->seconds : 0;
-    rc = 0;
-out:
-    lc_dataset_scan_free(&scan);
-    if (tape_ok)
-        lc_tape_free(&tape);
-    if (arena.base)
-        lc_arena_free(&arena);
-    lc_lora_free(&lora);
-    lc_model_free(&m);
-    return rc;
-}
-
-int lc_eval_opts_from_config(const lc_train_config *c, lc_eval_opts *o, char *adapter_buf,
-                             size_t adapter_len, const char **adapter_from,
-                             const char **data_from, lc_error *err)
-{
-    memset(o, 0, sizeof *o);
-    o->model_dir = c->base_model;
-    o->nf4 = c->qlora; /* as lorac train loads it */
-    o->nf4_blocksize = c->bnb_4bit_blocksize;
-    o->nf4_double_quant = c->bnb_4bit_use_double_quant;
-    *adapter_from = "none";
-    char probe[4200];
-    if (c->output_dir) {
-        snprintf(probe, sizeof probe, "%s/adapter_model.safetensors", c->output_dir);
-        if (lc_path_exists(probe)) {
-            if ((size_t)snprintf(adapter_buf, adapter_len, "%s", c->output_dir) >= adapter_len)
-                return lc_error_set(err, "output_dir: path too long");
-            o->adapter_dir = adapter_buf;
-            *adapter_from = "output_dir";
-        }
-    }
-    if (!o->adapter_dir && c->lora_model_dir) {
-        o->adapter_dir = c->lora_model_dir;
-        *adapter_from = "lora_model_dir";
-    }
-    if (c->n_test_datasets > 0) {
-        o->data = c->test_datasets;
-        o->n_data = c->n_test_datasets;
-        *data_from = "test_datasets";
-    } else {
-        o->data = c->datasets;
-        o->n_data = c->n_datasets;
-        *data_from = "datasets";
-    }
-    o->seq_len = c->sequence_len;
-    o->micro_batch = c->micro_batch_size;
     return 0;
 }

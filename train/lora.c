@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,50 +344,52 @@ int lc_lora_load_peft(lc_lora *lora, const lc_model_config *mc, const char *dir,
     return rc;
 }
 
-int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_model,
-                      lc_error *err)
+/* adapter_config.json's text: PEFT's keys, so PeftModel.from_pretrained
+ * loads it (malloc'd; NULL when out of memory). */
+static char *adapter_config_json(const lc_lora *lora, const char *base_model)
 {
-    if (lc_mkdir_p(dir, err))
-        return -1;
-    /* adapter_config.json: PEFT's keys so PeftModel.from_pretrained loads it. */
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "peft_type", "LORA");
-    cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM");
-    cJSON_AddStringToObject(root, "base_model_name_or_path", base_model ? base_model : "");
-    cJSON_AddNumberToObject(root, "r", lora->cfg.r);
-    cJSON_AddNumberToObject(root, "lora_alpha", lora->cfg.alpha);
-    cJSON_AddNumberToObject(root, "lora_dropout", lora->cfg.dropout);
-    cJSON *tm = cJSON_AddArrayToObject(root, "target_modules");
-    for (int m = 0; m < LC_MOD_COUNT; m++)
+    cJSON *root = cJSON_CreateObject(), *tm = NULL;
+    char *canonical = base_model ? realpath(base_model, NULL) : NULL;
+    bool ok = root && cJSON_AddStringToObject(root, "peft_type", "LORA") &&
+              cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM") &&
+              cJSON_AddStringToObject(root, "base_model_name_or_path",
+                                      canonical ? canonical : base_model ? base_model : "") &&
+              cJSON_AddNumberToObject(root, "r", lora->cfg.r) &&
+              cJSON_AddNumberToObject(root, "lora_alpha", lora->cfg.alpha) &&
+              cJSON_AddNumberToObject(root, "lora_dropout", lora->cfg.dropout) &&
+              (tm = cJSON_AddArrayToObject(root, "target_modules"));
+    free(canonical);
+    for (int m = 0; ok && m < LC_MOD_COUNT; m++)
         if (lora->cfg.targets[m])
-            cJSON_AddItemToArray(tm, cJSON_CreateString(lc_module_name(m)));
-    cJSON_AddStringToObject(root, "bias", "none");
-    cJSON_AddBoolToObject(root, "fan_in_fan_out", false);
-    cJSON_AddBoolToObject(root, "use_rslora", lora->cfg.use_rslora);
-    cJSON_AddBoolToObject(root, "use_dora", false);
-    cJSON_AddBoolToObject(root, "inference_mode", true);
-    cJSON_AddNullToObject(root, "modules_to_save");
-    cJSON_AddNullToObject(root, "layers_to_transform");
-    cJSON_AddNullToObject(root, "layers_pattern");
-    cJSON_AddObjectToObject(root, "rank_pattern");
-    cJSON_AddObjectToObject(root, "alpha_pattern");
-    cJSON_AddBoolToObject(root, "init_lora_weights", true);
-    cJSON_AddNullToObject(root, "revision");
-    char *json = cJSON_Print(root);
+            ok = cJSON_AddItemToArray(tm, cJSON_CreateString(lc_module_name(m)));
+    ok = ok && cJSON_AddStringToObject(root, "bias", "none") &&
+         cJSON_AddBoolToObject(root, "fan_in_fan_out", false) &&
+         cJSON_AddBoolToObject(root, "use_rslora", lora->cfg.use_rslora) &&
+         cJSON_AddBoolToObject(root, "use_dora", false) &&
+         cJSON_AddBoolToObject(root, "inference_mode", true) &&
+         cJSON_AddNullToObject(root, "modules_to_save") &&
+         cJSON_AddNullToObject(root, "layers_to_transform") &&
+         cJSON_AddNullToObject(root, "layers_pattern") &&
+         cJSON_AddObjectToObject(root, "rank_pattern") &&
+         cJSON_AddObjectToObject(root, "alpha_pattern") &&
+         cJSON_AddBoolToObject(root, "init_lora_weights", true) &&
+         cJSON_AddNullToObject(root, "revision");
+    char *json = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    int rc = lc_write_file_atomic(path, json, strlen(json), err);
-    free(json);
-    if (rc)
-        return -1;
+    return json;
+}
 
-    /* adapter_model.safetensors, F32, in (layer, module, A, B) order. */
-    lc_st_entry *entries = calloc(lora->n_tensors, sizeof *entries);
-    char (*names)[256] = calloc(lora->n_tensors, sizeof *names);
-    float *conv = NULL;
-    if (LC_REAL_IS_F64)
-        conv = malloc(lora->n_params * sizeof(float));
+/* adapter_model.safetensors, F32, in (layer, module, A, B) order. */
+static int write_adapter_tensors(const lc_lora *lora, const char *path, lc_error *err)
+{
+    lc_st_entry *entries = calloc(lora->n_tensors ? lora->n_tensors : 1, sizeof *entries);
+    char (*names)[256] = calloc(lora->n_tensors ? lora->n_tensors : 1, sizeof *names);
+    float *conv = LC_REAL_IS_F64 ? malloc(lora->n_params * sizeof(float) + 1) : NULL;
+    int rc = -1;
+    if (!entries || !names || (LC_REAL_IS_F64 && !conv)) {
+        lc_error_set(err, "%s: out of memory", path);
+        goto out;
+    }
     size_t k = 0;
     for (int l = 0; l < lora->n_layers; l++)
         for (int m = 0; m < LC_MOD_COUNT; m++) {
@@ -407,11 +410,28 @@ int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_mod
                 k++;
             }
         }
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     const char *mk[1] = {"format"}, *mv[1] = {"pt"};
     rc = lc_st_write(path, entries, k, mk, mv, 1, err);
+out:
     free(entries);
     free(names);
     free(conv);
     return rc;
+}
+
+int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_model,
+                      lc_error *err)
+{
+    if (lc_mkdir_p(dir, err))
+        return -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    char *json = adapter_config_json(lora, base_model);
+    int rc = json ? lc_write_file_atomic(path, json, strlen(json), err)
+                  : lc_error_set(err, "%s: out of memory", path);
+    free(json);
+    if (rc)
+        return -1;
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    return write_adapter_tensors(lora, path, err);
 }

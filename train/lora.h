@@ -75,7 +75,9 @@ int lc_lora_load_peft(lc_lora *lora, const lc_model_config *mc, const char *dir,
 int lc_lora_load_tensors(lc_lora *lora, const lc_st_file *f, lc_error *err);
 /* Writes DIR/adapter_config.json + DIR/adapter_model.safetensors (F32),
  * creating DIR when missing. base_model is recorded as
- * base_model_name_or_path. */
+ * base_model_name_or_path: by its absolute canonical path (realpath) when
+ * it names an existing path, so PEFT finds the base from any working
+ * directory, else as given (a Hub id such as "org/name"; NULL: ""). */
 int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_model,
                       lc_error *err);
 

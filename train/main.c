@@ -11,6 +11,7 @@
 #include "autograd/cpu/dispatch.h"
 #include "train/bench.h"
 #include "train/config.h"
+#include "train/eval.h"
 #include "train/info.h"
 #include "train/merge.h"
 #include "train/quantize.h"
@@ -233,14 +234,16 @@ static int cmd_merge(int argc, char **argv)
         fprintf(stderr, "lorac merge: %s\n", err.msg);
         return 1;
     }
-    printf("merged %d linears of %s into %s: %s (%d shard%s, %d tensors, %.1f MiB",
-           r.n_merged, o.adapter_dir, o.base_dir, o.out_dir, r.n_shards, r.n_shards == 1 ? "" : "s",
-           r.n_tensors, r.bytes_written / 1048576.0);
+    printf("merged %d linear%s of %s into %s: %s (%d shard%s, %d tensor%s, %.1f MiB",
+           r.n_merged, lc_plural(r.n_merged), o.adapter_dir, o.base_dir, o.out_dir, r.n_shards,
+           lc_plural(r.n_shards), r.n_tensors, lc_plural(r.n_tensors),
+           r.bytes_written / 1048576.0);
     if (r.n_dequantized)
-        printf(", %d NF4 linears dequantized to %s, %d bitsandbytes tensors dropped",
-               r.n_dequantized, lc_dtype_name((lc_dtype)r.out_dtype), r.n_dropped);
+        printf(", %d NF4 linear%s dequantized to %s, %d bitsandbytes tensor%s dropped",
+               r.n_dequantized, lc_plural(r.n_dequantized),
+               lc_dtype_name((lc_dtype)r.out_dtype), r.n_dropped, lc_plural(r.n_dropped));
     if (r.n_converted)
-        printf(", %d other tensors converted", r.n_converted);
+        printf(", %d other tensor%s converted", r.n_converted, lc_plural(r.n_converted));
     printf(")\ncopied: %s\n", r.n_files_copied ? r.copied : "(no other files)");
     printf("peak memory (max RSS) while merging: %.1f MiB (largest input shard %.1f MiB), "
            "%.2f s", r.peak_rss_merge / 1048576.0, r.largest_shard_bytes / 1048576.0,
@@ -281,14 +284,117 @@ static void eval_usage(FILE *f)
         "  --model DIR        Hugging Face model directory\n"
         "  --adapter DIR      PEFT adapter directory (optional)\n"
         "  --data FILE        tokenized JSONL ({\"input_ids\": [...], \"labels\": [...]}), up to 16\n"
-        "  --seq-len N        rows are truncated to N tokens (default min(2048, the model's\n"
+        "  --seq-len N        rows are truncated to N tokens (default min(%d, the model's\n"
         "                     max_position_embeddings))\n"
         "  --micro-batch N    rows per forward pass (default 1; changes speed, not the loss)\n"
         "  --nf4              quantize the model's linears to NF4 at load (QLoRA: blocksize 64,\n"
         "                     double quantization), exactly as bitsandbytes would\n"
         "  A pre-quantized model (a bitsandbytes 4-bit checkpoint, as written by lorac\n"
         "  quantize) is evaluated on its NF4 linears as stored, with or without --nf4.\n"
-        "  Exit status: 0 ok, 1 failed, 2 bad usage.\n");
+        "  Exit status: 0 ok, 1 failed, 2 bad usage.\n", LC_DEFAULT_SEQ_LEN);
+}
+
+/* The arguments of `lorac eval`, as parsed. */
+typedef struct eval_args {
+    lc_eval_request req;
+    char *data[LC_CONFIG_MAX_DATASETS];
+    char **sets;              /* [argc + 1] */
+    bool direct;              /* some option of the direct form was given */
+} eval_args;
+
+/* One option of the direct form (--model ... --nf4) at argv[*i]: 1 taken,
+ * 0 not one of them, -1 bad or missing value (message printed). */
+static int eval_direct_option(int argc, char **argv, int *i, eval_args *a)
+{
+    lc_eval_opts *o = &a->req.direct;
+    const char *v = NULL;
+    int k;
+    if ((k = opt_value(argc, argv, i, "--model", &v)) != 0) {
+        if (k > 0)
+            o->model_dir = v;
+    } else if ((k = opt_value(argc, argv, i, "--adapter", &v)) != 0) {
+        if (k > 0)
+            o->adapter_dir = v;
+    } else if ((k = opt_value(argc, argv, i, "--data", &v)) != 0) {
+        if (k > 0 && o->n_data == LC_CONFIG_MAX_DATASETS) {
+            fprintf(stderr, "lorac eval: at most %d --data files\n", LC_CONFIG_MAX_DATASETS);
+            return -1;
+        }
+        if (k > 0)
+            a->data[o->n_data++] = (char *)v;
+    } else if ((k = opt_value(argc, argv, i, "--seq-len", &v)) != 0) {
+        if (k > 0 && !parse_count("eval", "--seq-len", v, 1 << 20, &o->seq_len))
+            return -1;
+    } else if ((k = opt_value(argc, argv, i, "--micro-batch", &v)) != 0) {
+        if (k > 0 && !parse_count("eval", "--micro-batch", v, 1 << 16, &o->micro_batch))
+            return -1;
+    } else if (strcmp(argv[*i], "--nf4") == 0) {
+        o->nf4 = true;
+        o->nf4_blocksize = 64;
+        o->nf4_double_quant = true;
+        k = 1;
+    } else {
+        return 0;
+    }
+    a->direct = true;
+    if (k < 0) {
+        fprintf(stderr, "lorac eval: %s needs a value\n", argv[*i]);
+        return -1;
+    }
+    return 1;
+}
+
+/* Fills a from argv; 0, or 2 (bad usage, message printed). */
+static int parse_eval_args(int argc, char **argv, eval_args *a)
+{
+    lc_eval_request *q = &a->req;
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        int k = eval_direct_option(argc, argv, &i, a);
+        if (k < 0)
+            return 2;
+        if (k > 0)
+            continue;
+        if ((k = opt_value(argc, argv, &i, "--set", &v)) > 0) {
+            a->sets[q->n_sets++] = (char *)v;
+        } else if (k < 0) {
+            fprintf(stderr, "lorac eval: %s needs a value\n", argv[i]);
+            return 2;
+        } else if (argv[i][0] != '-' && !q->config) {
+            q->config = argv[i];
+        } else {
+            fprintf(stderr, "lorac eval: unexpected argument '%s'\n", argv[i]);
+            eval_usage(stderr);
+            return 2;
+        }
+    }
+    q->sets = a->sets;
+    q->direct.data = a->data;
+    return 0;
+}
+
+/* Exactly one of the two forms, complete; 0, or 2 (message printed). */
+static int check_eval_form(const eval_args *a)
+{
+    const lc_eval_request *q = &a->req;
+    if (q->config && a->direct) {
+        fprintf(stderr, "lorac eval: give either CONFIG.yaml or --model/--adapter/--data/--nf4, "
+                "not both (in CONFIG.yaml, adapter: qlora quantizes to NF4)\n");
+        eval_usage(stderr);
+        return 2;
+    }
+    if (!q->config && (!q->direct.model_dir || q->direct.n_data == 0)) {
+        fprintf(stderr, "lorac eval: missing %s\n",
+                !a->direct ? "CONFIG.yaml (or --model DIR --data FILE)"
+                : !q->direct.model_dir ? "--model DIR" : "--data FILE");
+        eval_usage(stderr);
+        return 2;
+    }
+    if (!q->config && q->n_sets) {
+        fprintf(stderr, "lorac eval: --set applies to CONFIG.yaml only\n");
+        return 2;
+    }
+    return 0;
 }
 
 static int cmd_eval(int argc, char **argv)
@@ -297,127 +403,23 @@ static int cmd_eval(int argc, char **argv)
         eval_usage(stdout);
         return 0;
     }
-    lc_eval_opts o = {0};
-    char *data[LC_CONFIG_MAX_DATASETS];
-    int n_data = 0;
-    const char *config = NULL;
-    char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    int n_sets = 0, rc = 2;
-    bool model_form = false;
-    for (int i = 0; i < argc; i++) {
-        const char *v = NULL;
-        int k;
-        if ((k = opt_value(argc, argv, &i, "--model", &v)) != 0) {
-            o.model_dir = v;
-            model_form = true;
-        } else if ((k = opt_value(argc, argv, &i, "--adapter", &v)) != 0) {
-            o.adapter_dir = v;
-            model_form = true;
-        } else if ((k = opt_value(argc, argv, &i, "--data", &v)) != 0) {
-            model_form = true;
-            if (k > 0 && n_data == LC_CONFIG_MAX_DATASETS) {
-                fprintf(stderr, "lorac eval: at most %d --data files\n", LC_CONFIG_MAX_DATASETS);
-                goto out;
-            }
-            if (k > 0)
-                data[n_data++] = (char *)v;
-        } else if ((k = opt_value(argc, argv, &i, "--seq-len", &v)) != 0) {
-            model_form = true;
-            if (k > 0 && !parse_count("eval", "--seq-len", v, 1 << 20, &o.seq_len))
-                goto out;
-        } else if ((k = opt_value(argc, argv, &i, "--micro-batch", &v)) != 0) {
-            model_form = true;
-            if (k > 0 && !parse_count("eval", "--micro-batch", v, 1 << 16, &o.micro_batch))
-                goto out;
-        } else if (strcmp(argv[i], "--nf4") == 0) {
-            model_form = true;
-            o.nf4 = true;
-            o.nf4_blocksize = 64;
-            o.nf4_double_quant = true;
-        } else if ((k = opt_value(argc, argv, &i, "--set", &v)) != 0) {
-            if (k > 0)
-                sets[n_sets++] = (char *)v;
-        } else if (argv[i][0] != '-' && !config) {
-            config = argv[i];
-        } else {
-            fprintf(stderr, "lorac eval: unexpected argument '%s'\n", argv[i]);
-            eval_usage(stderr);
-            goto out;
-        }
-        if (k < 0) {
-            fprintf(stderr, "lorac eval: %s needs a value\n", argv[i]);
-            goto out;
-        }
+    eval_args a;
+    memset(&a, 0, sizeof a);
+    a.sets = calloc((size_t)argc + 1, sizeof *a.sets);
+    if (!a.sets) {
+        fprintf(stderr, "lorac eval: out of memory\n");
+        return 1;
     }
-    if (config && model_form) {
-        fprintf(stderr, "lorac eval: give either CONFIG.yaml or --model/--adapter/--data/--nf4, "
-                "not both (in CONFIG.yaml, adapter: qlora quantizes to NF4)\n");
-        eval_usage(stderr);
-        goto out;
-    }
-    if (!config && (!o.model_dir || n_data == 0)) {
-        fprintf(stderr, "lorac eval: missing %s\n",
-                !model_form ? "CONFIG.yaml (or --model DIR --data FILE)"
-                : !o.model_dir ? "--model DIR" : "--data FILE");
-        eval_usage(stderr);
-        goto out;
-    }
-    if (!config && n_sets) {
-        fprintf(stderr, "lorac eval: --set applies to CONFIG.yaml only\n");
-        goto out;
-    }
+    int rc = parse_eval_args(argc, argv, &a);
+    if (rc == 0)
+        rc = check_eval_form(&a);
     lc_error err = {{0}};
-    lc_train_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    bool have_cfg = false;
-    char adapter_buf[4200];
-    const char *adapter_from = "--adapter", *data_from = "--data";
-    rc = 1;
-    if (config) {
-        have_cfg = true;
-        if (lc_train_config_load(&cfg, config, sets, n_sets, &err) ||
-            lc_eval_opts_from_config(&cfg, &o, adapter_buf, sizeof adapter_buf, &adapter_from,
-                                     &data_from, &err)) {
-            fprintf(stderr, "lorac eval: %s\n", err.msg);
-            goto done;
-        }
-    } else {
-        o.data = data;
-        o.n_data = n_data;
-    }
-    lc_eval_report r;
-    if (lc_eval_run(&o, &r, &err)) {
+    if (rc == 0 && lc_eval_command(&a.req, stdout, &err)) {
+        fflush(stdout);
         fprintf(stderr, "lorac eval: %s\n", err.msg);
-        goto done;
+        rc = 1;
     }
-    printf("model:             %s (%s, %d layers, %s", o.model_dir, lc_arch_name(r.cfg.arch),
-           r.cfg.n_layers, lc_dtype_name(r.weight_dtype));
-    if (r.nf4)
-        printf("; linears NF4, %s, blocksize %lld%s", r.nf4_prequantized
-               ? "pre-quantized checkpoint" : "quantized at load", (long long)r.nf4_blocksize,
-               r.nf4_double_quant ? ", double quant" : "");
-    printf("; weights %.1f MiB)\n", r.weight_bytes / 1048576.0);
-    if (o.adapter_dir)
-        printf("adapter:           %s (r %d, alpha %g; from %s)\n", o.adapter_dir, r.lora_r,
-               r.lora_alpha, adapter_from);
-    else
-        printf("adapter:           none (base model alone%s)\n",
-               config ? "; no adapter in output_dir and no lora_model_dir" : "");
-    printf("data:              %d file%s from %s, %lld rows (%lld truncated to %lld tokens), "
-           "micro-batch %lld\n", o.n_data, o.n_data == 1 ? "" : "s", data_from, (long long)r.rows,
-           (long long)r.truncated, (long long)r.seq_len,
-           (long long)(o.micro_batch > 0 ? o.micro_batch : 1));
-    printf("loss:              %.9g\n", r.loss);
-    printf("perplexity:        %.6g\n", r.perplexity);
-    printf("supervised tokens: %lld\n", (long long)r.supervised);
-    printf("tokens/s:          %.1f (%lld tokens in %.3f s)\n", r.tokens_per_s,
-           (long long)r.tokens, r.seconds);
-    rc = 0;
-done:
-    if (have_cfg)
-        lc_train_config_free(&cfg);
-out:
-    free(sets);
+    free(a.sets);
     return rc;
 }
 
@@ -428,15 +430,15 @@ static void info_usage(FILE *f)
         "  Describes the Hugging Face model in DIR: architecture, parameter counts (total and\n"
         "  per part), tensor dtypes, and the memory a LoRA / QLoRA run needs at the given\n"
         "  settings (all seven linears adapted), with and without gradient checkpointing.\n"
-        "  --seq-len N       sequence length (default min(2048, max_position_embeddings))\n"
+        "  --seq-len N       sequence length (default min(%d, max_position_embeddings))\n"
         "  --micro-batch N   rows per micro-batch (default 1)\n"
         "  --rank R          LoRA rank (default 8)\n"
         "  QLoRA rows: NF4 linears at 0.5 byte/param + ~0.127 bit/param absmax (double\n"
         "  quantization), embeddings and lm_head at the model's dtype; for a pre-quantized\n"
         "  (bitsandbytes 4-bit) checkpoint, the real sizes of its NF4 linears as loaded. Gradient\n"
-        "  checkpointing rows keep one layer's activations plus each layer's residual input:\n"
-        "  an estimate for the GPU path; the CPU backend does not checkpoint yet.\n"
-        "  Exit status: 0 ok, 1 failed, 2 bad usage.\n");
+        "  checkpointing rows keep one layer's activations plus each layer's residual input, as\n"
+        "  lorac train does with gradient_checkpointing: true.\n"
+        "  Exit status: 0 ok, 1 failed, 2 bad usage.\n", LC_DEFAULT_SEQ_LEN);
 }
 
 static int cmd_info(int argc, char **argv)

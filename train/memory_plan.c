@@ -63,7 +63,8 @@ static void line(FILE *f, const char *what, double bytes)
 
 void lc_memory_plan_print(const lc_memory_plan *p, FILE *f)
 {
-    fprintf(f, "memory plan (CPU, %d threads):\n", omp_get_max_threads());
+    fprintf(f, "memory plan (CPU, %d thread%s):\n", omp_get_max_threads(),
+            lc_plural(omp_get_max_threads()));
     line(f, "weights", p->weights);
     line(f, "adapters", p->adapters);
     line(f, "optimizer", p->optimizer);

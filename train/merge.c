@@ -27,12 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/bnb4.h"
 #include "data/model_files.h"
 #include "train/fsutil.h"
 #include "train/lora.h"
 #include "train/memory_plan.h"
 #include "train/model.h"
-#include "train/quantize.h"
 #include "autograd/hash.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
@@ -559,12 +559,13 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
     if ((double)f->map_size > j->r->largest_shard_bytes)
         j->r->largest_shard_bytes = (double)f->map_size;
     if (j->log && j->dequant)
-        fprintf(j->log, "wrote %s: %zu tensors (%d merged, %d NF4 linears dequantized, %d "
-                "bitsandbytes tensors dropped), %.1f MiB\n", fname, n_out, merged, dequantized,
-                dropped, bytes / 1048576.0);
+        fprintf(j->log, "wrote %s: %zu tensor%s (%d merged, %d NF4 linear%s dequantized, %d "
+                "bitsandbytes tensor%s dropped), %.1f MiB\n", fname, n_out,
+                lc_plural((long long)n_out), merged, dequantized, lc_plural(dequantized),
+                dropped, lc_plural(dropped), bytes / 1048576.0);
     else if (j->log)
-        fprintf(j->log, "wrote %s: %zu tensors (%d merged), %.1f MiB\n", fname, n_out, merged,
-                bytes / 1048576.0);
+        fprintf(j->log, "wrote %s: %zu tensor%s (%d merged), %.1f MiB\n", fname, n_out,
+                lc_plural((long long)n_out), merged, bytes / 1048576.0);
     rc = 0;
 out:
     for (size_t i = 0; bufs && i < n; i++)
@@ -1052,6 +1053,136 @@ static int finish_output(merge_job *j, const char *out, bool replace, lc_error *
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* lc_merge, step by step                                              */
+
+/* o->out_dir without trailing slashes into out[n]. */
+static int output_path(const lc_merge_opts *o, char *out, size_t n, lc_error *err)
+{
+    size_t ol = strlen(o->out_dir);
+    if (ol == 0 || ol >= n)
+        return lc_error_set(err, "--out: bad path '%s'", o->out_dir);
+    memcpy(out, o->out_dir, ol + 1);
+    while (ol > 1 && out[ol - 1] == '/')
+        out[--ol] = '\0';
+    return 0;
+}
+
+/* The output is refused when it exists, unless --force (and never when it
+ * holds the inputs); *exists says whether it is there to be replaced. */
+static int check_output(const lc_merge_opts *o, const char *out, bool *exists, lc_error *err)
+{
+    struct stat st;
+    *exists = lstat(out, &st) == 0;
+    if (*exists && !o->force)
+        return lc_error_set(err, "%s already exists: choose another --out, or pass --force to "
+                            "replace it", out);
+    if (*exists && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
+        return lc_error_set(err, "%s exists and is not a directory: remove it or choose "
+                            "another --out", out);
+    if (*exists && (contains_path(out, o->base_dir) || contains_path(out, o->adapter_dir)))
+        return lc_error_set(err, "--out %s is (or contains) the base model or the adapter "
+                            "directory; --force would delete it: choose another --out", out);
+    return 0;
+}
+
+/* The base's config.json, and what a quantized base means for the output
+ * dtype (refused without --dequantize). */
+static int read_base_config(merge_job *j, lc_error *err)
+{
+    const lc_merge_opts *o = j->o;
+    if (lc_model_config_load(&j->cfg, o->base_dir, err))
+        return lc_error_prefix(err, "base model");
+    if (j->cfg.prequantized_bnb4 && !o->dequantize)
+        return lc_error_set(err, "%s is a quantized model (config.json has a bitsandbytes 4-bit "
+                            "quantization_config): pass --dequantize to dequantize its NF4 "
+                            "linears and write a dense model (BF16 unless --dtype says "
+                            "otherwise), or merge into the original unquantized model",
+                            o->base_dir);
+    j->dequant = o->dequantize && j->cfg.prequantized_bnb4;
+    j->out_dtype = o->dtype;
+    if (j->dequant && j->out_dtype == LC_MERGE_DTYPE_AUTO)
+        j->out_dtype = LC_DTYPE_BF16; /* packed codes have no float dtype to keep */
+    j->r->out_dtype = j->out_dtype;
+    if (j->log && o->dequantize && !j->dequant)
+        fprintf(j->log, "--dequantize: %s is not quantized (no quantization_config in "
+                "config.json): nothing to dequantize, merging as usual\n", o->base_dir);
+    if (j->log && j->dequant)
+        fprintf(j->log, "dequantizing NF4 linears to %s\n",
+                lc_dtype_name((lc_dtype)j->out_dtype));
+    return 0;
+}
+
+/* The adapter, checked against the base and loaded, and its scaling. */
+static int load_adapter(merge_job *j, lc_error *err)
+{
+    const lc_merge_opts *o = j->o;
+    if (check_adapter(o->adapter_dir, &j->cfg, err) ||
+        lc_lora_load_peft(&j->lora, &j->cfg, o->adapter_dir, err))
+        return lc_error_prefix(err, "adapter %s does not fit base model %s", o->adapter_dir,
+                               o->base_dir);
+    j->lora_loaded = true;
+    j->scale = j->lora.cfg.use_rslora ? j->lora.cfg.alpha / sqrt((double)j->lora.cfg.r)
+                                      : j->lora.cfg.alpha / (double)j->lora.cfg.r;
+    return 0;
+}
+
+/* Every shard, the index, config.json and the small files, into the
+ * staging directory (made first). */
+static int write_stage(merge_job *j, const char *out, lc_error *err)
+{
+    if (make_stage(j, out, err))
+        return -1;
+    for (size_t s = 0; s < j->mf.n_shards; s++)
+        if (write_shard(j, s, err))
+            return -1;
+    return write_index(j, err) || write_config(j, err) || copy_small_files(j, err) ? -1 : 0;
+}
+
+/* After a failed write: removes the staging directory and says so in err. */
+static void discard_partial(merge_job *j, const char *out, bool existed, lc_error *err)
+{
+    size_t n = strlen(err->msg);
+    if (remove_tree(j->stage) == 0)
+        snprintf(err->msg + n, sizeof err->msg - n, "; the partial output was removed (%s%s)",
+                 out, existed ? " is unchanged" : " was not created");
+    else
+        snprintf(err->msg + n, sizeof err->msg - n,
+                 "; removing the partial output %s failed too: %s", j->stage, strerror(errno));
+    j->stage_made = false;
+}
+
+/* The probe batch through base + adapter and the staged model; on failure
+ * the staging directory is removed and err says nothing was written. */
+static int verify_stage(merge_job *j, const char *out, bool existed, lc_error *err)
+{
+    double t1 = lc_now_s();
+    int rc = verify(j, err);
+    j->r->seconds_verify = lc_now_s() - t1;
+    if (rc && remove_tree(j->stage) == 0) {
+        j->stage_made = false;
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n,
+                 " (nothing was written to %s%s; --no-verify skips this check)", out,
+                 existed ? ", which is unchanged" : "");
+    }
+    return rc;
+}
+
+static void job_free(merge_job *j)
+{
+    if (j->stage_made)
+        remove_tree(j->stage);
+    j->r->peak_rss_total = lc_peak_rss_bytes();
+    if (j->mf_open)
+        lc_model_files_close(&j->mf);
+    if (j->lora_loaded)
+        lc_lora_free(&j->lora);
+    free(j->targets);
+    free(j->q);
+    free(j->lin);
+}
+
 int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *err)
 {
     memset(r, 0, sizeof *r);
@@ -1061,61 +1192,16 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
     j.r = r;
     j.log = log;
     const double t0 = lc_now_s();
-    int rc = -1;
     if (o->dtype != LC_MERGE_DTYPE_AUTO && !is_float((lc_dtype)o->dtype))
         return lc_error_set(err, "--dtype: expected auto, bf16, f16 or f32");
-
     char out[4096];
-    size_t ol = strlen(o->out_dir);
-    if (ol == 0 || ol >= sizeof out)
-        return lc_error_set(err, "--out: bad path '%s'", o->out_dir);
-    memcpy(out, o->out_dir, ol + 1);
-    while (ol > 1 && out[ol - 1] == '/')
-        out[--ol] = '\0';
-
-    /* the output: refused when it exists, unless --force */
-    struct stat st;
-    bool exists = lstat(out, &st) == 0;
-    if (exists && !o->force)
-        return lc_error_set(err, "%s already exists: choose another --out, or pass --force to "
-                            "replace it", out);
-    if (exists && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
-        return lc_error_set(err, "%s exists and is not a directory: remove it or choose "
-                            "another --out", out);
-    if (exists && (contains_path(out, o->base_dir) || contains_path(out, o->adapter_dir)))
-        return lc_error_set(err, "--out %s is (or contains) the base model or the adapter "
-                            "directory; --force would delete it: choose another --out", out);
-
-    /* the base */
-    if (lc_model_config_load(&j.cfg, o->base_dir, err))
-        return lc_error_prefix(err, "base model");
-    if (j.cfg.prequantized_bnb4 && !o->dequantize)
-        return lc_error_set(err, "%s is a quantized model (config.json has a bitsandbytes 4-bit "
-                            "quantization_config): pass --dequantize to dequantize its NF4 "
-                            "linears and write a dense model (BF16 unless --dtype says "
-                            "otherwise), or merge into the original unquantized model",
-                            o->base_dir);
-    j.dequant = o->dequantize && j.cfg.prequantized_bnb4;
-    j.out_dtype = o->dtype;
-    if (j.dequant && j.out_dtype == LC_MERGE_DTYPE_AUTO)
-        j.out_dtype = LC_DTYPE_BF16; /* packed codes have no float dtype to keep */
-    r->out_dtype = j.out_dtype;
-    if (log && o->dequantize && !j.dequant)
-        fprintf(log, "--dequantize: %s is not quantized (no quantization_config in "
-                "config.json): nothing to dequantize, merging as usual\n", o->base_dir);
-    if (log && j.dequant)
-        fprintf(log, "dequantizing NF4 linears to %s\n", lc_dtype_name((lc_dtype)j.out_dtype));
-
-    /* the adapter */
-    if (check_adapter(o->adapter_dir, &j.cfg, err))
-        return lc_error_prefix(err, "adapter %s does not fit base model %s", o->adapter_dir,
-                               o->base_dir);
-    if (lc_lora_load_peft(&j.lora, &j.cfg, o->adapter_dir, err))
-        return lc_error_prefix(err, "adapter %s does not fit base model %s", o->adapter_dir,
-                               o->base_dir);
-    j.lora_loaded = true;
-    j.scale = j.lora.cfg.use_rslora ? j.lora.cfg.alpha / sqrt((double)j.lora.cfg.r)
-                                    : j.lora.cfg.alpha / (double)j.lora.cfg.r;
+    bool exists;
+    if (output_path(o, out, sizeof out, err) || check_output(o, out, &exists, err) ||
+        read_base_config(&j, err))
+        return -1;
+    int rc = -1;
+    if (load_adapter(&j, err))
+        goto out;
     if (lc_model_files_open(&j.mf, o->base_dir, err)) {
         lc_error_prefix(err, "base model");
         goto out;
@@ -1123,60 +1209,20 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
     j.mf_open = true;
     if (find_targets(&j, err))
         goto out;
-
-    /* write everything into the staging directory */
-    if (make_stage(&j, out, err))
+    if (write_stage(&j, out, err)) {
+        if (j.stage_made)
+            discard_partial(&j, out, exists, err);
         goto out;
-    for (size_t s = 0; s < j.mf.n_shards; s++)
-        if (write_shard(&j, s, err))
-            goto write_failed;
-    if (write_index(&j, err) || write_config(&j, err) || copy_small_files(&j, err))
-        goto write_failed;
+    }
     r->peak_rss_merge = lc_peak_rss_bytes();
     r->seconds_merge = lc_now_s() - t0;
     lc_model_files_close(&j.mf);
     j.mf_open = false;
-
-    if (o->verify) {
-        double t1 = lc_now_s();
-        if (verify(&j, err)) {
-            r->seconds_verify = lc_now_s() - t1;
-            if (remove_tree(j.stage) == 0) {
-                j.stage_made = false;
-                snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
-                         " (nothing was written to %s%s; --no-verify skips this check)", out,
-                         exists ? ", which is unchanged" : "");
-            }
-            goto out;
-        }
-        r->seconds_verify = lc_now_s() - t1;
-    }
-    if (finish_output(&j, out, exists, err))
+    if ((o->verify && verify_stage(&j, out, exists, err)) ||
+        finish_output(&j, out, exists, err))
         goto out;
     rc = 0;
-    goto out;
-
-write_failed:
-    if (remove_tree(j.stage) == 0) {
-        j.stage_made = false;
-        snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
-                 "; the partial output was removed (%s%s)", out,
-                 exists ? " is unchanged" : " was not created");
-    } else {
-        snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
-                 "; removing the partial output %s failed too: %s", j.stage, strerror(errno));
-        j.stage_made = false;
-    }
 out:
-    if (j.stage_made)
-        remove_tree(j.stage);
-    r->peak_rss_total = lc_peak_rss_bytes();
-    if (j.mf_open)
-        lc_model_files_close(&j.mf);
-    if (j.lora_loaded)
-        lc_lora_free(&j.lora);
-    free(j.targets);
-    free(j.q);
-    free(j.lin);
+    job_free(&j);
     return rc;
 }

@@ -1,7 +1,7 @@
 /* model.c — loading a Llama-family model and its forward pass (see model.h). */
 #include "train/model.h"
 
-#include "train/quantize.h"
+#include "data/bnb4.h"
 #include "autograd/hash.h"
 
 #include <math.h>

@@ -555,6 +555,14 @@ void lc_model_config_inv_freq(const lc_model_config *cfg, double *inv_freq)
     }
 }
 
+int64_t lc_model_config_seq_len(const lc_model_config *cfg, int64_t asked)
+{
+    if (asked > 0)
+        return asked;
+    return cfg->max_position_embeddings < LC_DEFAULT_SEQ_LEN ? cfg->max_position_embeddings
+                                                             : LC_DEFAULT_SEQ_LEN;
+}
+
 const char *lc_arch_name(lc_arch a)
 {
     switch (a) {

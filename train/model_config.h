@@ -10,6 +10,7 @@
 #define LC_MODEL_CONFIG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "autograd/dtype.h"
 #include "autograd/error.h"
@@ -68,5 +69,10 @@ int lc_model_config_load(lc_model_config *cfg, const char *path, lc_error *err);
 void lc_model_config_inv_freq(const lc_model_config *cfg, double *inv_freq /* [D/2] */);
 
 const char *lc_arch_name(lc_arch a);
+
+/* The sequence length `lorac info` plans for and `lorac eval` truncates to:
+ * `asked` when positive, else min(LC_DEFAULT_SEQ_LEN, max_position_embeddings). */
+#define LC_DEFAULT_SEQ_LEN 2048
+int64_t lc_model_config_seq_len(const lc_model_config *cfg, int64_t asked);
 
 #endif

@@ -1,10 +1,11 @@
-/* quantize.c — bitsandbytes 4-bit checkpoint reading and writing (see
- * quantize.h). */
+/* quantize.c — `lorac quantize`: a model's block linears quantized to NF4
+ * and written in bitsandbytes' checkpoint layout (see quantize.h; the
+ * reader is data/bnb4.c). */
 #include "train/quantize.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
-#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,136 +14,35 @@
 #include "train/lora.h"
 #include "train/model.h"
 
-static const lc_st_tensor *need(const lc_model_files *mf, const char *name, lc_dtype dt,
-                                uint64_t numel, lc_error *err)
-{
-    const lc_st_tensor *t = lc_model_files_find(mf, name);
-    if (!t) {
-        lc_error_set(err, "%s: missing tensor '%s' of a bitsandbytes 4-bit checkpoint", mf->dir,
-                     name);
-        return NULL;
-    }
-    if (t->dtype != dt || (numel && t->numel != numel)) {
-        lc_error_set(err, "%s: tensor '%s' is %s with %llu values, expected %s with %llu",
-                     mf->dir, name, lc_dtype_name(t->dtype), (unsigned long long)t->numel,
-                     lc_dtype_name(dt), (unsigned long long)numel);
-        return NULL;
-    }
-    return t;
-}
-
-int lc_bnb4_view(const lc_model_files *mf, const char *name, int64_t rows, int64_t cols,
-                 lc_nf4 *q, lc_error *err)
-{
-    char key[512];
-    memset(q, 0, sizeof *q);
-    snprintf(key, sizeof key, "%s.weight.quant_state.bitsandbytes__nf4", name);
-    const lc_st_tensor *st = lc_model_files_find(mf, key);
-    if (!st) {
-        snprintf(key, sizeof key, "%s.weight.quant_state.bitsandbytes__fp4", name);
-        if (lc_model_files_find(mf, key))
-            return lc_error_set(err, "%s: '%s' is FP4-quantized; only NF4 is supported", mf->dir,
-                                name);
-        return lc_error_set(err, "%s: missing '%s.weight.quant_state.bitsandbytes__nf4' (not a "
-                            "bitsandbytes NF4 checkpoint?)", mf->dir, name);
-    }
-    if (st->dtype != LC_DTYPE_U8 || st->numel > 65536)
-        return lc_error_set(err, "%s: '%s' must be U8 JSON bytes (at most 64 KiB)", mf->dir, key);
-    cJSON *js = cJSON_ParseWithLength(st->data, st->numel);
-    int rc = -1;
-    const cJSON *qt = cJSON_GetObjectItemCaseSensitive(js, "quant_type");
-    const cJSON *bs = cJSON_GetObjectItemCaseSensitive(js, "blocksize");
-    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(js, "shape");
-    const cJSON *nbs = cJSON_GetObjectItemCaseSensitive(js, "nested_blocksize");
-    const cJSON *noff = cJSON_GetObjectItemCaseSensitive(js, "nested_offset");
-    if (!cJSON_IsObject(js) || !cJSON_IsString(qt) || strcmp(qt->valuestring, "nf4") != 0) {
-        lc_error_set(err, "%s: '%s': expected a JSON object with quant_type \"nf4\"", mf->dir, key);
-        goto out;
-    }
-    if (!cJSON_IsNumber(bs) || bs->valuedouble < 16 || bs->valuedouble > 4096 ||
-        bs->valuedouble != floor(bs->valuedouble)) {
-        lc_error_set(err, "%s: '%s': blocksize must be an integer in 16..4096", mf->dir, key);
-        goto out;
-    }
-    if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) != 2 ||
-        cJSON_GetArrayItem(shape, 0)->valuedouble != (double)rows ||
-        cJSON_GetArrayItem(shape, 1)->valuedouble != (double)cols) {
-        lc_error_set(err, "%s: '%s': shape must be [%lld, %lld]", mf->dir, key, (long long)rows,
-                     (long long)cols);
-        goto out;
-    }
-    if ((rows * cols) % 2) {
-        lc_error_set(err, "%s: '%s' has an odd number of values", mf->dir, name);
-        goto out;
-    }
-    q->rows = rows;
-    q->cols = cols;
-    q->blocksize = (int64_t)bs->valuedouble;
-    int64_t nb = lc_nf4_blocks(rows, cols, q->blocksize);
-    snprintf(key, sizeof key, "%s.weight", name);
-    const lc_st_tensor *w = need(mf, key, LC_DTYPE_U8, (uint64_t)(rows * cols / 2), err);
-    if (!w)
-        goto out;
-    q->codes = w->data;
-    snprintf(key, sizeof key, "%s.weight.quant_map", name);
-    const lc_st_tensor *qm = need(mf, key, LC_DTYPE_F32, 16, err);
-    if (!qm)
-        goto out;
-    for (int i = 0; i < 16; i++)
-        if (fabsf(((const float *)qm->data)[i] - lc_nf4_code[i]) > 1e-6f) {
-            lc_error_set(err, "%s: '%s' is not the NF4 code book", mf->dir, key);
-            goto out;
-        }
-    snprintf(key, sizeof key, "%s.weight.absmax", name);
-    const lc_st_tensor *am = lc_model_files_find(mf, key);
-    if (am && am->dtype == LC_DTYPE_U8) {
-        if (!am || am->numel != (uint64_t)nb) {
-            lc_error_set(err, "%s: '%s' must hold %lld values", mf->dir, key, (long long)nb);
-            goto out;
-        }
-        if (!cJSON_IsNumber(nbs) || nbs->valuedouble < 1 || nbs->valuedouble > 65536 ||
-            !cJSON_IsNumber(noff) || !isfinite(noff->valuedouble)) {
-            lc_error_set(err, "%s: '%s.weight.quant_state...': nested_blocksize and "
-                         "nested_offset are required with double quantization", mf->dir, name);
-            goto out;
-        }
-        q->absmax_q = am->data;
-        q->nested_blocksize = (int64_t)nbs->valuedouble;
-        q->offset = (float)noff->valuedouble;
-        int64_t nn = (nb + q->nested_blocksize - 1) / q->nested_blocksize;
-        snprintf(key, sizeof key, "%s.weight.nested_absmax", name);
-        const lc_st_tensor *na = need(mf, key, LC_DTYPE_F32, (uint64_t)nn, err);
-        snprintf(key, sizeof key, "%s.weight.nested_quant_map", name);
-        const lc_st_tensor *nm = na ? need(mf, key, LC_DTYPE_F32, 256, err) : NULL;
-        if (!nm)
-            goto out;
-        q->nested_absmax = na->data;
-        q->nested_map = nm->data;
-    } else {
-        if (!(am = need(mf, key, LC_DTYPE_F32, (uint64_t)nb, err)))
-            goto out;
-        q->absmax = am->data;
-    }
-    rc = 0;
-out:
-    cJSON_Delete(js);
-    return rc;
-}
-
-/* ---- lorac quantize ---- */
-
+/* The tensors of the output file, in order. Every buffer it allocates
+ * (shapes, names, quant state JSON) is owned and freed by out_free. After a
+ * failed allocation `oom` is set and further adds do nothing, so the caller
+ * checks once, after the list is built. */
 typedef struct out_list {
     lc_st_entry *e;
-    char **names;
-    void **owned;        /* buffers to free (shapes, JSON) */
+    void **owned;
     size_t n, cap, n_owned, cap_owned;
+    bool oom;
 } out_list;
 
+/* Takes ownership of p (NULL: a failed allocation); returns p, or NULL with
+ * oom set (p freed) when p is NULL or there is no room to record it. */
 static void *own(out_list *o, void *p)
 {
-    if (o->n_owned == o->cap_owned) {
-        o->cap_owned = o->cap_owned ? 2 * o->cap_owned : 64;
-        o->owned = realloc(o->owned, o->cap_owned * sizeof *o->owned);
+    if (p && o->n_owned == o->cap_owned) {
+        size_t cap = o->cap_owned ? 2 * o->cap_owned : 64;
+        void **grown = realloc(o->owned, cap * sizeof *grown);
+        if (grown) {
+            o->owned = grown;
+            o->cap_owned = cap;
+        } else {
+            free(p);
+            p = NULL;
+        }
+    }
+    if (!p) {
+        o->oom = true;
+        return NULL;
     }
     o->owned[o->n_owned++] = p;
     return p;
@@ -151,16 +51,24 @@ static void *own(out_list *o, void *p)
 static void add(out_list *o, const char *name, lc_dtype dt, int ndim, const int64_t *shape,
                 const void *data)
 {
+    if (o->oom)
+        return;
     if (o->n == o->cap) {
-        o->cap = o->cap ? 2 * o->cap : 256;
-        o->e = realloc(o->e, o->cap * sizeof *o->e);
-        o->names = realloc(o->names, o->cap * sizeof *o->names);
+        size_t cap = o->cap ? 2 * o->cap : 256;
+        lc_st_entry *grown = realloc(o->e, cap * sizeof *grown);
+        if (!grown) {
+            o->oom = true;
+            return;
+        }
+        o->e = grown;
+        o->cap = cap;
     }
     int64_t *sh = own(o, malloc((size_t)(ndim ? ndim : 1) * sizeof(int64_t)));
+    char *nm = own(o, strdup(name));
+    if (!sh || !nm)
+        return;
     memcpy(sh, shape, (size_t)ndim * sizeof(int64_t));
-    o->names[o->n] = own(o, strdup(name));
-    o->e[o->n] = (lc_st_entry){o->names[o->n], dt, ndim, sh, data};
-    o->n++;
+    o->e[o->n++] = (lc_st_entry){nm, dt, ndim, sh, data};
 }
 
 static const char *dtype_torch_name(lc_dtype d)
@@ -208,6 +116,8 @@ static void add_nf4(out_list *o, const char *prefix, const lc_nf4_store *s, lc_d
      * json.dumps: ", " / ": " separators, shortest round-trip floats), so
      * a checkpoint from lorac is byte-identical to one from bitsandbytes. */
     char *text = own(o, malloc(512));
+    if (!text)
+        return;
     int n = snprintf(text, 512, "{\"quant_type\": \"nf4\", \"blocksize\": %lld, \"dtype\": \"%s\", "
                      "\"shape\": [%lld, %lld]", (long long)q->blocksize, dtype_torch_name(orig),
                      (long long)q->rows, (long long)q->cols);
@@ -235,7 +145,27 @@ static void out_free(out_list *o)
         free(o->owned[i]);
     free(o->owned);
     free(o->e);
-    free(o->names);
+}
+
+/* bitsandbytes' quantization_config for NF4, keys in its order; NULL when
+ * out of memory. */
+static cJSON *quantization_config(bool dq)
+{
+    cJSON *qc = cJSON_CreateObject(), *skip = NULL;
+    bool ok = qc && cJSON_AddStringToObject(qc, "quant_method", "bitsandbytes") &&
+              cJSON_AddBoolToObject(qc, "load_in_4bit", true) &&
+              cJSON_AddBoolToObject(qc, "load_in_8bit", false) &&
+              cJSON_AddStringToObject(qc, "bnb_4bit_quant_type", "nf4") &&
+              cJSON_AddBoolToObject(qc, "bnb_4bit_use_double_quant", dq) &&
+              cJSON_AddStringToObject(qc, "bnb_4bit_compute_dtype", "bfloat16") &&
+              cJSON_AddStringToObject(qc, "bnb_4bit_quant_storage", "uint8") &&
+              (skip = cJSON_AddArrayToObject(qc, "llm_int8_skip_modules")) &&
+              cJSON_AddItemToArray(skip, cJSON_CreateString("lm_head"));
+    if (!ok) {
+        cJSON_Delete(qc);
+        return NULL;
+    }
+    return qc;
 }
 
 /* config.json + quantization_config. */
@@ -247,21 +177,16 @@ static int write_config(const char *in_dir, const char *out_dir, bool dq, lc_err
     if (!root)
         return -1;
     cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
-    cJSON *qc = cJSON_AddObjectToObject(root, "quantization_config");
-    cJSON_AddStringToObject(qc, "quant_method", "bitsandbytes");
-    cJSON_AddBoolToObject(qc, "load_in_4bit", true);
-    cJSON_AddBoolToObject(qc, "load_in_8bit", false);
-    cJSON_AddStringToObject(qc, "bnb_4bit_quant_type", "nf4");
-    cJSON_AddBoolToObject(qc, "bnb_4bit_use_double_quant", dq);
-    cJSON_AddStringToObject(qc, "bnb_4bit_compute_dtype", "bfloat16");
-    cJSON_AddStringToObject(qc, "bnb_4bit_quant_storage", "uint8");
-    cJSON *skip = cJSON_AddArrayToObject(qc, "llm_int8_skip_modules");
-    cJSON_AddItemToArray(skip, cJSON_CreateString("lm_head"));
-    char *out = cJSON_Print(root);
+    cJSON *qc = quantization_config(dq);
+    bool added = qc && cJSON_AddItemToObject(root, "quantization_config", qc);
+    if (qc && !added)
+        cJSON_Delete(qc);
+    char *text = added ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     snprintf(path, sizeof path, "%s/config.json", out_dir);
-    int rc = lc_write_file_atomic(path, out, strlen(out), err);
-    free(out);
+    int rc = text ? lc_write_file_atomic(path, text, strlen(text), err)
+                  : lc_error_set(err, "%s: out of memory", path);
+    free(text);
     return rc;
 }
 
@@ -345,6 +270,10 @@ int lc_quantize_model(const char *in, const char *out, int64_t bs, bool dq, bool
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/model.safetensors", out);
+    if (ol.oom) {
+        lc_error_set(err, "%s: out of memory listing its tensors", path);
+        goto done;
+    }
     const char *mk[1] = {"format"}, *mv[1] = {"pt"};
     if (lc_st_write(path, ol.e, ol.n, mk, mv, 1, err) || write_config(in, out, dq, err) ||
         copy_side_files(in, out, err))

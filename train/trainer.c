@@ -23,8 +23,10 @@
 #include "autograd/cpu/blas.h"
 #include "data/dataset.h"
 #include "train/checkpoint.h"
+#include "train/eval.h"
 #include "train/fsutil.h"
 #include "train/memory_plan.h"
+#include "train/metrics.h"
 #include "train/step.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -44,91 +46,6 @@ static void format_eta(double s, char *buf, size_t n)
         snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
 }
 
-int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, char *const *paths,
-                  int n_paths, int64_t seq_len, int64_t mb, double *loss, int64_t *tokens,
-                  lc_error *err)
-{
-    lc_dataset_opts o = {.paths = paths, .n_paths = n_paths, .vocab = m->cfg.vocab_size,
-                         .seq_len = seq_len, .micro_batch = mb};
-    lc_dataset_stream st;
-    lc_batch_buf buf;
-    if (lc_batch_buf_init(&buf, mb, seq_len, err))
-        return -1;
-    if (lc_dataset_stream_open(&st, &o, 0, 0, err)) {
-        lc_batch_buf_free(&buf);
-        return -1;
-    }
-    bool was = t->grad_enabled;
-    t->grad_enabled = false;
-    double sum = 0;
-    int64_t n = 0, T_used;
-    int rc;
-    while ((rc = lc_dataset_next_batch(&st, &buf, &T_used, err)) == 1) {
-        lc_batch b;
-        lc_batch_buf_compact(&buf, T_used, false, &b);
-        double s;
-        int64_t k;
-        lc_tape_reset(t);
-        lc_model_loss(m, t, &b, lora, 1, &s, &k);
-        lc_tape_reset(t);
-        sum += s;
-        n += k;
-    }
-    t->grad_enabled = was;
-    lc_dataset_stream_close(&st);
-    lc_batch_buf_free(&buf);
-    if (rc < 0)
-        return -1;
-    if (n == 0)
-        return lc_error_set(err, "evaluation data has no supervised tokens");
-    *loss = sum / (double)n;
-    *tokens = n;
-    return 0;
-}
-
-/* Keeps the metrics lines of steps ≤ keep_step (resume), or none. */
-static FILE *open_metrics(const char *output_dir, int64_t keep_step, lc_error *err)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", output_dir);
-    char *kept = NULL;
-    size_t kept_len = 0;
-    if (keep_step > 0 && lc_path_exists(path)) {
-        size_t len;
-        char *text = lc_read_file(path, (size_t)1 << 30, &len, err);
-        if (!text)
-            return NULL;
-        kept = malloc(len + 1);
-        for (char *line = text; line && *line;) {
-            char *nl = strchr(line, '\n');
-            size_t ll = nl ? (size_t)(nl - line + 1) : strlen(line);
-            long long step = -1;
-            /* nl: a line cut short by a crash ("{"step":1" of step 12) is dropped */
-            if (nl && sscanf(line, "{\"step\":%lld", &step) == 1 && step <= keep_step) {
-                memcpy(kept + kept_len, line, ll);
-                kept_len += ll;
-            }
-            line = nl ? nl + 1 : NULL;
-        }
-        free(text);
-    }
-    /* Fix: the kept lines used to be written after truncating the file in
-     * place, so a crash right then lost the metrics of every step up to the
-     * checkpoint. They are now written atomically (temp + rename) and the
-     * file is reopened for appending. */
-    if (kept && lc_write_file_atomic(path, kept, kept_len, err)) {
-        free(kept);
-        return NULL;
-    }
-    FILE *f = fopen(path, kept ? "a" : "w");
-    free(kept);
-    if (!f) {
-        lc_error_set(err, "cannot write %s", path);
-        return NULL;
-    }
-    return f;
-}
-
 typedef struct run {
     const lc_train_config *cfg;
     lc_model model;
@@ -145,7 +62,7 @@ typedef struct run {
     lc_train_state st;
     int64_t step_epoch;          /* epoch the current step's data came from */
     int64_t warmup;
-    FILE *metrics;
+    lc_metrics metrics;
     FILE *log;
     bool tty;
 } run;
@@ -197,24 +114,25 @@ static int gather_step(run *r, int64_t *n_mb, lc_error *err)
     return 0;
 }
 
-static void log_step(run *r, int64_t step, double loss, double norm, double lr, int64_t sup,
-                     double tok_s, double eta_s, bool refused)
+/* The step's line of metrics.jsonl (not for a refused step) and of the log. */
+static int log_step(run *r, int64_t step, double loss, double norm, double lr, int64_t sup,
+                    double tok_s, double eta_s, bool refused, lc_error *err)
 {
     if (step % r->cfg->logging_steps != 0 && step != r->st.total_steps && !refused)
-        return;
-    if (!refused) {
-        fprintf(r->metrics,
-                "{\"step\":%lld,\"loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,\"tokens\":%lld,"
-                "\"epoch\":%lld,\"tok_s\":%.1f}\n",
-                (long long)step, loss, norm, lr, (long long)sup, (long long)r->step_epoch, tok_s);
-        fflush(r->metrics);
-    }
+        return 0;
+    if (!refused &&
+        lc_metrics_line(&r->metrics, err,
+                        "{\"step\":%lld,\"loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,"
+                        "\"tokens\":%lld,\"epoch\":%lld,\"tok_s\":%.1f}", (long long)step, loss,
+                        norm, lr, (long long)sup, (long long)r->step_epoch, tok_s))
+        return -1;
     char eta[32];
     format_eta(eta_s, eta, sizeof eta);
     fprintf(r->log, "%sstep %lld/%lld  loss %.4f  lr %.3g  grad_norm %.3f  %.0f tok/s  ETA %s  mem %.2f GiB%s",
             r->tty ? "\r\033[K" : "", (long long)step, (long long)r->st.total_steps, loss, lr,
             norm, tok_s, eta, lc_current_rss_bytes() / 1073741824.0, r->tty ? "" : "\n");
     fflush(r->log);
+    return 0;
 }
 
 static int run_eval(run *r, int64_t step, lc_error *err)
@@ -225,11 +143,13 @@ static int run_eval(run *r, int64_t step, lc_error *err)
     if (lc_eval_files(&r->model, &r->tape, &r->lora, c->test_datasets, c->n_test_datasets,
                       c->sequence_len, c->micro_batch_size, &loss, &tokens, err))
         return lc_error_prefix(err, "evaluation at step %lld", (long long)step);
-    fprintf(r->metrics, "{\"step\":%lld,\"eval_loss\":%.9g,\"eval_ppl\":%.9g,\"eval_tokens\":%lld}\n",
-            (long long)step, loss, exp(loss), (long long)tokens);
-    fflush(r->metrics);
-    fprintf(r->log, "%seval at step %lld: loss %.4f  ppl %.3f  (%lld tokens)\n", r->tty ? "\r\033[K" : "",
-            (long long)step, loss, exp(loss), (long long)tokens);
+    if (lc_metrics_line(&r->metrics, err,
+                        "{\"step\":%lld,\"eval_loss\":%.9g,\"eval_ppl\":%.9g,\"eval_tokens\":%lld}",
+                        (long long)step, loss, exp(loss), (long long)tokens))
+        return -1;
+    fprintf(r->log, "%seval at step %lld: loss %.4f  ppl %.3f  (%lld token%s)\n",
+            r->tty ? "\r\033[K" : "", (long long)step, loss, exp(loss), (long long)tokens,
+            lc_plural(tokens));
     return 0;
 }
 
@@ -246,8 +166,9 @@ static int setup(run *r, lc_error *err)
         return -1;
     const lc_model_config *mc = &r->model.cfg;
     bool nf4 = r->model.nf4 != NULL;
-    fprintf(r->log, "model: %s (%s), %d layers, hidden %d, %d/%d heads, vocab %d, %s%s\n",
-            c->base_model, lc_arch_name(mc->arch), mc->n_layers, mc->hidden_size, mc->n_heads,
+    fprintf(r->log, "model: %s (%s), %d layer%s, hidden %d, %d/%d heads, vocab %d, %s%s\n",
+            c->base_model, lc_arch_name(mc->arch), mc->n_layers, lc_plural(mc->n_layers),
+            mc->hidden_size, mc->n_heads,
             mc->n_kv_heads, mc->vocab_size, lc_dtype_name(r->model.embed.dtype),
             !nf4 ? ""
                  : mc->prequantized_bnb4 ? ", linears NF4 (pre-quantized checkpoint)"
@@ -281,10 +202,11 @@ static int setup(run *r, lc_error *err)
     if (lc_dataset_scan_files(&r->scan, &r->dopts, err))
         return -1;
     const lc_dataset_scan *s = &r->scan;
-    fprintf(r->log, "data: %lld rows, %lld tokens, %lld rows truncated to sequence_len %lld, "
-            "%lld supervised tokens (%.1f%%)\n",
-            (long long)s->n_rows, (long long)s->tokens, (long long)s->n_truncated,
-            (long long)c->sequence_len, (long long)s->supervised,
+    fprintf(r->log, "data: %lld row%s, %lld token%s, %lld row%s truncated to sequence_len %lld, "
+            "%lld supervised token%s (%.1f%%)\n",
+            (long long)s->n_rows, lc_plural(s->n_rows), (long long)s->tokens,
+            lc_plural(s->tokens), (long long)s->n_truncated, lc_plural(s->n_truncated),
+            (long long)c->sequence_len, (long long)s->supervised, lc_plural(s->supervised),
             s->tokens ? 100.0 * (double)s->supervised / (double)s->tokens : 0.0);
     if (s->n_rows == 0)
         return lc_error_set(err, "datasets: no rows in %s", c->datasets[0]);
@@ -304,8 +226,8 @@ static int setup(run *r, lc_error *err)
     r->st.total_steps = total;
     r->st.seed = c->seed;
     r->warmup = c->warmup_steps > 0 ? c->warmup_steps : (int64_t)ceil(c->warmup_ratio * (double)total);
-    fprintf(r->log, "schedule: %lld optimizer steps (micro-batch %lld x accumulation %lld), "
-            "warmup %lld\n", (long long)total, (long long)c->micro_batch_size,
+    fprintf(r->log, "schedule: %lld optimizer step%s (micro-batch %lld x accumulation %lld), "
+            "warmup %lld\n", (long long)total, lc_plural(total), (long long)c->micro_batch_size,
             (long long)c->gradient_accumulation_steps, (long long)r->warmup);
 
     lc_memory_plan plan;
@@ -355,13 +277,13 @@ static int setup(run *r, lc_error *err)
         r->st.epoch = saved.epoch;
         r->st.rows_in_epoch = saved.rows_in_epoch;
         r->st.bad_steps = saved.bad_steps;
-        fprintf(r->log, "resume: %s (step %lld, epoch %lld, %lld rows into it)\n", resume,
-                (long long)saved.step, (long long)saved.epoch, (long long)saved.rows_in_epoch);
+        fprintf(r->log, "resume: %s (step %lld, epoch %lld, %lld row%s into it)\n", resume,
+                (long long)saved.step, (long long)saved.epoch, (long long)saved.rows_in_epoch,
+                lc_plural(saved.rows_in_epoch));
     }
     if (lc_mkdir_p(c->output_dir, err))
         return -1;
-    r->metrics = open_metrics(c->output_dir, r->st.step, err);
-    return r->metrics ? 0 : -1;
+    return lc_metrics_open(&r->metrics, c->output_dir, r->st.step, err);
 }
 
 static void teardown(run *r)
@@ -372,8 +294,7 @@ static void teardown(run *r)
         lc_batch_buf_free(&r->bufs[i]);
     free(r->bufs);
     free(r->batches);
-    if (r->metrics)
-        fclose(r->metrics);
+    lc_metrics_close(&r->metrics, NULL); /* after an error: already reported */
     lc_dataset_scan_free(&r->scan);
     lc_adamw_free(&r->opt);
     if (r->tape.nodes)
@@ -435,8 +356,9 @@ static int train_loop(run *r, lc_error *err)
                     sup == 0 ? "no supervised tokens in its batches"
                              : "non-finite loss or gradient");
             if (c->max_bad_steps > 0 && r->st.bad_steps >= c->max_bad_steps)
-                return lc_error_set(err, "stopping: %lld refused steps (max_bad_steps %lld); the "
-                                    "last good checkpoint is kept", (long long)r->st.bad_steps,
+                return lc_error_set(err, "stopping: %lld refused step%s (max_bad_steps %lld); "
+                                    "the last good checkpoint is kept",
+                                    (long long)r->st.bad_steps, lc_plural(r->st.bad_steps),
                                     (long long)c->max_bad_steps);
         } else {
             lc_step_optimizer(&r->lora, &r->opt, &hp, lr, c->max_grad_norm);
@@ -444,8 +366,9 @@ static int train_loop(run *r, lc_error *err)
         r->st.step = step;
         double dt = lc_now_s() - t0;
         double avg = (lc_now_s() - t_start) / (double)(step - start_step);
-        log_step(r, step, loss, norm, lr, sup, (double)tokens / dt,
-                 avg * (double)(r->st.total_steps - step), refused);
+        if (log_step(r, step, loss, norm, lr, sup, (double)tokens / dt,
+                     avg * (double)(r->st.total_steps - step), refused, err))
+            return -1;
         if (c->save_steps > 0 && step % c->save_steps == 0 && step < r->st.total_steps &&
             save_checkpoint(r, err))
             return -1;
@@ -483,6 +406,8 @@ int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
     int rc = setup(&r, err);
     if (rc == 0)
         rc = train_loop(&r, err);
+    if (rc == 0)
+        rc = lc_metrics_close(&r.metrics, err);
     teardown(&r);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);

@@ -6,16 +6,9 @@
 #include <stdio.h>
 
 #include "train/config.h"
-#include "train/model.h"
 
 /* Runs the whole job. Progress goes to `log`. Returns 0 when training
  * finished or was interrupted cleanly (checkpoint saved), −1 on error. */
 int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err);
-
-/* Mean loss of `lora` on the rows of the JSONL files (unpacked, no
- * shuffle, micro-batches of mb rows up to seq_len). */
-int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, char *const *paths,
-                  int n_paths, int64_t seq_len, int64_t mb, double *loss, int64_t *tokens,
-                  lc_error *err);
 
 #endif

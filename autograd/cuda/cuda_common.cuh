@@ -186,7 +186,8 @@ __device__ __forceinline__ float lc_block_max(float v, float *sh /* [32] */)
     return lc_warp_max(v);
 }
 
-/* bitsandbytes' NF4 code values (FORMATS.md), index = 4-bit code. */
+/* bitsandbytes' NF4 code values, index = 4-bit code: a device copy of
+ * lc_nf4_code (autograd/nf4.c). */
 __device__ __constant__ static const float lc_nf4_code_dev[16] = {
     -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
     -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
