@@ -10,6 +10,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "autograd/cpu/blas.h"
+#include "autograd/cpu/dispatch.h"
 #include "data/batch.h"
 #include "train/step.h"
 
@@ -155,8 +157,10 @@ static void bench_run(const bench_opts *o, bench_state *b, FILE *out)
     lc_adamw_hparams hp = {0.9, 0.999, 1e-8, 0.0};
     int64_t nsup = lc_batch_buf_supervised(&b->buf);
     double total_time = 0, loss = 0;
-    fprintf(out, "{\"impl\":\"lorac\",\"threads\":%d,\"weights\":\"%s\",\"weight_mib\":%.1f,"
-            "\"step_s\":[", omp_get_max_threads(), o->nf4 ? "NF4-dq" : lc_dtype_name(o->dtype),
+    fprintf(out, "{\"impl\":\"lorac\",\"threads\":%d,\"cpu_kernels\":\"%s\","
+            "\"blas_core\":\"%s\",\"weights\":\"%s\",\"weight_mib\":%.1f,\"step_s\":[",
+            omp_get_max_threads(), lc_cpu_isa(), lc_blas_core(),
+            o->nf4 ? "NF4-dq" : lc_dtype_name(o->dtype),
             lc_model_weight_bytes(&b->model) / 1048576.0);
     for (int step = 0; step < o->warmup + o->steps; step++) {
         double t0 = lc_now_s();

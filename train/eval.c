@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/cpu/blas.h"
 #include "data/dataset.h"
 #include "train/fsutil.h"
 #include "train/memory_plan.h"
@@ -207,6 +208,9 @@ static void print_report(FILE *out, const lc_eval_opts *o, const lc_eval_report 
     fprintf(out, "supervised tokens: %lld\n", (long long)r->supervised);
     fprintf(out, "tokens/s:          %.1f (%lld token%s in %.3f s)\n", r->tokens_per_s,
             (long long)r->tokens, lc_plural(r->tokens), r->seconds);
+    char cpu[512];
+    lc_cpu_describe(cpu, sizeof cpu);
+    fprintf(out, "%s\n", cpu);
 }
 
 int lc_eval_command(const lc_eval_request *req, FILE *out, lc_error *err)

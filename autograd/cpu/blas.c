@@ -75,14 +75,20 @@ void lc_blas_fix_core(char **argv)
     setenv(LC_BLAS_DETECTED_ENV, "exec-failed", 1);
 }
 
+const char *lc_blas_core(void)
+{
+    const char *core = openblas_get_corename();
+    return core ? core : "?";
+}
+
 void lc_blas_describe(char *buf, size_t n)
 {
     char version[64] = "OpenBLAS";
     const char *config = openblas_get_config();
     if (config) /* "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ...": the first two words */
         sscanf(config, "%*s %54s", version + snprintf(version, sizeof version, "OpenBLAS "));
-    const char *core = openblas_get_corename();
-    int len = snprintf(buf, n, "%s, %s kernels, %d threads", version, core ? core : "?",
+    const char *core = lc_blas_core();
+    int len = snprintf(buf, n, "%s, %s kernels, %d threads", version, core,
                        omp_get_max_threads());
     if (len < 0 || (size_t)len >= n)
         return;

@@ -35,6 +35,9 @@ const char *lc_blas_better_core(const char *current, int cpu_level);
  * says so). */
 void lc_blas_fix_core(char **argv);
 
+/* The OpenBLAS core in use, e.g. "SkylakeX". */
+const char *lc_blas_core(void);
+
 /* One line about the BLAS in use, e.g. "OpenBLAS 0.3.21, SkylakeX kernels,
  * 2 threads" plus how the core was chosen when lorac or the user chose it. */
 void lc_blas_describe(char *buf, size_t n);
