@@ -4,17 +4,25 @@
 #include <string.h>
 
 static const struct {
-    const char *name;
+    const char *name;  /* safetensors */
+    const char *torch; /* torch.dtype's name, as config.json writes it */
     size_t size;
 } dtype_table[LC_DTYPE_COUNT] = {
-    [LC_DTYPE_BOOL] = {"BOOL", 1},   [LC_DTYPE_U8] = {"U8", 1},
-    [LC_DTYPE_I8] = {"I8", 1},       [LC_DTYPE_I16] = {"I16", 2},
-    [LC_DTYPE_U16] = {"U16", 2},     [LC_DTYPE_F16] = {"F16", 2},
-    [LC_DTYPE_BF16] = {"BF16", 2},   [LC_DTYPE_I32] = {"I32", 4},
-    [LC_DTYPE_U32] = {"U32", 4},     [LC_DTYPE_F32] = {"F32", 4},
-    [LC_DTYPE_F64] = {"F64", 8},     [LC_DTYPE_I64] = {"I64", 8},
-    [LC_DTYPE_U64] = {"U64", 8},     [LC_DTYPE_F8_E4M3] = {"F8_E4M3", 1},
-    [LC_DTYPE_F8_E5M2] = {"F8_E5M2", 1},
+    [LC_DTYPE_BOOL] = {"BOOL", "bool", 1},
+    [LC_DTYPE_U8] = {"U8", "uint8", 1},
+    [LC_DTYPE_I8] = {"I8", "int8", 1},
+    [LC_DTYPE_I16] = {"I16", "int16", 2},
+    [LC_DTYPE_U16] = {"U16", "uint16", 2},
+    [LC_DTYPE_F16] = {"F16", "float16", 2},
+    [LC_DTYPE_BF16] = {"BF16", "bfloat16", 2},
+    [LC_DTYPE_I32] = {"I32", "int32", 4},
+    [LC_DTYPE_U32] = {"U32", "uint32", 4},
+    [LC_DTYPE_F32] = {"F32", "float32", 4},
+    [LC_DTYPE_F64] = {"F64", "float64", 8},
+    [LC_DTYPE_I64] = {"I64", "int64", 8},
+    [LC_DTYPE_U64] = {"U64", "uint64", 8},
+    [LC_DTYPE_F8_E4M3] = {"F8_E4M3", "float8_e4m3fn", 1},
+    [LC_DTYPE_F8_E5M2] = {"F8_E5M2", "float8_e5m2", 1},
 };
 
 size_t lc_dtype_size(lc_dtype t)
@@ -25,6 +33,11 @@ size_t lc_dtype_size(lc_dtype t)
 const char *lc_dtype_name(lc_dtype t)
 {
     return (unsigned)t < LC_DTYPE_COUNT ? dtype_table[t].name : "?";
+}
+
+const char *lc_dtype_torch_name(lc_dtype t)
+{
+    return (unsigned)t < LC_DTYPE_COUNT ? dtype_table[t].torch : "?";
 }
 
 int lc_dtype_from_name(const char *name, lc_dtype *out)

@@ -33,6 +33,8 @@ typedef enum lc_dtype {
 size_t lc_dtype_size(lc_dtype t);
 /* safetensors spelling, e.g. "BF16". */
 const char *lc_dtype_name(lc_dtype t);
+/* torch spelling, as config.json's dtype / torch_dtype, e.g. "bfloat16". */
+const char *lc_dtype_torch_name(lc_dtype t);
 /* Parses a safetensors dtype name; returns 0, or -1 when unknown. */
 int lc_dtype_from_name(const char *name, lc_dtype *out);
 

@@ -39,15 +39,6 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* Reads a whole (small) file. Returns 0, or -1 with errno set; ENOENT means
  * absent. EFBIG when larger than max. */
 static int read_small_file(const char *path, uint64_t max, char **out, size_t *len)
@@ -254,7 +245,7 @@ static int open_sharded(lc_model_files *mf, const char *dir, const char *index_p
         while (j < n && items[j].shard_idx == s)
             j++;
         mf->n_shards = s + 1; /* a zeroed or failed lc_st_file closes safely */
-        if (!(mf->shard_names[s] = dup_str(items[i].shard))) {
+        if (!(mf->shard_names[s] = strdup(items[i].shard))) {
             rc = lc_error_set(err, "%s: out of memory", index_path);
             goto out;
         }
@@ -286,7 +277,7 @@ out:
 int lc_model_files_open(lc_model_files *mf, const char *dir, lc_error *err)
 {
     memset(mf, 0, sizeof *mf);
-    if (!(mf->dir = dup_str(dir)))
+    if (!(mf->dir = strdup(dir)))
         return lc_error_set(err, "%s: out of memory", dir);
     char *index_path = join(dir, INDEX_NAME);
     if (!index_path) {
@@ -313,7 +304,7 @@ int lc_model_files_open(lc_model_files *mf, const char *dir, lc_error *err)
             mf->shard_names = calloc(1, sizeof *mf->shard_names);
             if (mf->shards && mf->shard_names)
                 mf->n_shards = 1;
-            if (!mf->n_shards || !(mf->shard_names[0] = dup_str(SINGLE_NAME)))
+            if (!mf->n_shards || !(mf->shard_names[0] = strdup(SINGLE_NAME)))
                 lc_error_set(err, "%s: out of memory", dir);
             else if (lc_st_open(&mf->shards[0], single, err) == 0)
                 rc = 0;

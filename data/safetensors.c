@@ -90,15 +90,6 @@ static size_t utf8_bad_offset(const unsigned char *s, size_t len)
     return len;
 }
 
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* Formats a shape as "[a, b, c]" into buf. */
 static const char *shape_str(const int64_t *shape, int ndim, char *buf, size_t n)
 {
@@ -225,8 +216,8 @@ static int parse_metadata(lc_st_file *f, const cJSON *md, const char *label, lc_
         }
     }
     for (i = 0; i < n; i++) {
-        f->meta_keys[i] = dup_str(pairs[i].key);
-        f->meta_values[i] = dup_str(pairs[i].value);
+        f->meta_keys[i] = strdup(pairs[i].key);
+        f->meta_values[i] = strdup(pairs[i].value);
         f->n_meta = i + 1;
         if (!f->meta_keys[i] || !f->meta_values[i]) {
             free(pairs);
@@ -434,7 +425,7 @@ static int parse_image(lc_st_file *f, const unsigned char *buf, size_t size,
         if (c == md)
             continue;
         lc_st_tensor *t = &f->tensors[f->n_tensors];
-        if (!(t->name = dup_str(c->string))) {
+        if (!(t->name = strdup(c->string))) {
             rc = lc_error_set(err, "%s: out of memory", label);
             goto out;
         }
@@ -482,7 +473,7 @@ int lc_st_parse(lc_st_file *f, const void *buf, size_t size, const char *label,
     memset(f, 0, sizeof *f);
     if (!label)
         label = "<memory>";
-    if (!(f->path = dup_str("<memory>")))
+    if (!(f->path = strdup("<memory>")))
         return lc_error_set(err, "%s: out of memory", label);
     if (parse_image(f, buf, size, label, err) != 0) {
         free_parsed(f);
@@ -524,7 +515,7 @@ int lc_st_open(lc_st_file *f, const char *path, lc_error *err)
     close(fd);
     if (map == MAP_FAILED)
         return lc_error_set(err, "%s: cannot mmap: %s", path, strerror(e));
-    if (!(f->path = dup_str(path))) {
+    if (!(f->path = strdup(path))) {
         munmap(map, size);
         return lc_error_set(err, "%s: out of memory", path);
     }
@@ -896,7 +887,7 @@ int lc_st_write(const char *path, const lc_st_entry *entries, size_t n,
     }
     /* Best effort: make the rename itself durable. */
     {
-        char *dir = dup_str(path);
+        char *dir = strdup(path);
         if (dir) {
             char *slash = strrchr(dir, '/');
             const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";

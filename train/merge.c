@@ -46,11 +46,6 @@ static bool is_float(lc_dtype t)
     return t == LC_DTYPE_F32 || t == LC_DTYPE_BF16 || t == LC_DTYPE_F16;
 }
 
-static const char *hf_dtype_name(lc_dtype t)
-{
-    return t == LC_DTYPE_BF16 ? "bfloat16" : t == LC_DTYPE_F16 ? "float16" : "float32";
-}
-
 int lc_merge_parse_dtype(const char *s, int *dtype)
 {
     if (!strcmp(s, "auto"))
@@ -580,20 +575,64 @@ out:
     return rc;
 }
 
-/* config.json: copied, or with dtype / torch_dtype set to the forced dtype;
- * when dequantizing, without quantization_config. */
-static int write_config(merge_job *j, lc_error *err)
+/* config.json, edited: dtype / torch_dtype set to the forced dtype; when
+ * dequantizing, without quantization_config. */
+static void edit_config(merge_job *j, cJSON *root)
+{
+    if (j->dequant) { /* the output is a plain dense model */
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "_pre_quantization_dtype");
+    }
+    if (j->out_dtype != LC_MERGE_DTYPE_AUTO) {
+        const char *name = lc_dtype_torch_name((lc_dtype)j->out_dtype);
+        bool set = false;
+        const char *keys[2] = {"dtype", "torch_dtype"};
+        for (int k = 0; k < 2; k++)
+            if (cJSON_GetObjectItemCaseSensitive(root, keys[k])) {
+                cJSON_ReplaceItemInObjectCaseSensitive(root, keys[k], cJSON_CreateString(name));
+                set = true;
+            }
+        if (!set)
+            cJSON_AddStringToObject(root, "torch_dtype", name);
+    }
+}
+
+/* The index, edited: metadata.total_size updated for the new dtype, and the
+ * dropped bitsandbytes companions taken out of weight_map. */
+static void edit_index(merge_job *j, cJSON *root)
+{
+    cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    for (cJSON *it = cJSON_IsObject(wm) ? wm->child : NULL, *next; it; it = next) {
+        next = it->next;
+        if (it->string && is_companion(j, it->string))
+            cJSON_Delete(cJSON_DetachItemViaPointer(wm, it));
+    }
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
+    if (!cJSON_IsObject(meta)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "metadata");
+        meta = cJSON_AddObjectToObject(root, "metadata");
+    }
+    char num[32];
+    snprintf(num, sizeof num, "%.0f", j->out_total_bytes);
+    cJSON_DeleteItemFromObjectCaseSensitive(meta, "total_size");
+    cJSON_AddRawToObject(meta, "total_size", num); /* exact integer, never 1e+10 */
+}
+
+/* Copies the JSON file `name` of the base model into the output, through
+ * edit when `change` (a missing file is fine when `optional`). */
+static int copy_json(merge_job *j, const char *name, bool optional, bool change,
+                     void (*edit)(merge_job *, cJSON *), lc_error *err)
 {
     char src[4200], dst[4400];
-    if (join(src, sizeof src, j->o->base_dir, "config.json", err) ||
-        join(dst, sizeof dst, j->stage, "config.json", err))
+    if (join(src, sizeof src, j->o->base_dir, name, err) ||
+        join(dst, sizeof dst, j->stage, name, err))
         return -1;
+    if (optional && !lc_path_exists(src))
+        return 0;
     size_t len;
     char *text = lc_read_file(src, MAX_SMALL_FILE, &len, err);
     if (!text)
         return -1;
-    bool change = j->dequant || (j->out_dtype != LC_MERGE_DTYPE_AUTO &&
-                                 (lc_dtype)j->out_dtype != j->cfg.dtype);
     int rc;
     if (!change) {
         rc = lc_write_file_atomic(dst, text, len, err);
@@ -604,23 +643,7 @@ static int write_config(merge_job *j, lc_error *err)
             free(text);
             return lc_error_set(err, "%s: not a JSON object", src);
         }
-        if (j->dequant) { /* the output is a plain dense model */
-            cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
-            cJSON_DeleteItemFromObjectCaseSensitive(root, "_pre_quantization_dtype");
-        }
-        if (j->out_dtype != LC_MERGE_DTYPE_AUTO) {
-            const char *name = hf_dtype_name((lc_dtype)j->out_dtype);
-            bool set = false;
-            const char *keys[2] = {"dtype", "torch_dtype"};
-            for (int k = 0; k < 2; k++)
-                if (cJSON_GetObjectItemCaseSensitive(root, keys[k])) {
-                    cJSON_ReplaceItemInObjectCaseSensitive(root, keys[k],
-                                                           cJSON_CreateString(name));
-                    set = true;
-                }
-            if (!set)
-                cJSON_AddStringToObject(root, "torch_dtype", name);
-        }
+        edit(j, root);
         char *out = cJSON_Print(root);
         cJSON_Delete(root);
         rc = out ? lc_write_file_atomic(dst, out, strlen(out), err)
@@ -630,62 +653,21 @@ static int write_config(merge_job *j, lc_error *err)
     free(text);
     if (rc == 0) {
         j->r->n_files_copied++;
-        append_name(j->r->copied, sizeof j->r->copied, "config.json");
+        append_name(j->r->copied, sizeof j->r->copied, name);
     }
     return rc;
 }
 
-/* The index: copied, or with metadata.total_size updated when a dtype changed
- * (and the dropped bitsandbytes companions taken out of weight_map). */
+static int write_config(merge_job *j, lc_error *err)
+{
+    bool change = j->dequant || (j->out_dtype != LC_MERGE_DTYPE_AUTO &&
+                                 (lc_dtype)j->out_dtype != j->cfg.dtype);
+    return copy_json(j, "config.json", false, change, edit_config, err);
+}
+
 static int write_index(merge_job *j, lc_error *err)
 {
-    char src[4200], dst[4400];
-    if (join(src, sizeof src, j->o->base_dir, INDEX_NAME, err) ||
-        join(dst, sizeof dst, j->stage, INDEX_NAME, err))
-        return -1;
-    if (!lc_path_exists(src))
-        return 0;
-    size_t len;
-    char *text = lc_read_file(src, MAX_SMALL_FILE, &len, err);
-    if (!text)
-        return -1;
-    int rc;
-    if (!j->dtype_changed && !j->dequant) {
-        rc = lc_write_file_atomic(dst, text, len, err);
-    } else {
-        cJSON *root = cJSON_ParseWithLength(text, len);
-        if (!root || !cJSON_IsObject(root)) {
-            cJSON_Delete(root);
-            free(text);
-            return lc_error_set(err, "%s: not a JSON object", src);
-        }
-        cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-        for (cJSON *it = cJSON_IsObject(wm) ? wm->child : NULL, *next; it; it = next) {
-            next = it->next;
-            if (it->string && is_companion(j, it->string))
-                cJSON_Delete(cJSON_DetachItemViaPointer(wm, it));
-        }
-        cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
-        if (!cJSON_IsObject(meta)) {
-            cJSON_DeleteItemFromObjectCaseSensitive(root, "metadata");
-            meta = cJSON_AddObjectToObject(root, "metadata");
-        }
-        char num[32];
-        snprintf(num, sizeof num, "%.0f", j->out_total_bytes);
-        cJSON_DeleteItemFromObjectCaseSensitive(meta, "total_size");
-        cJSON_AddRawToObject(meta, "total_size", num); /* exact integer, never 1e+10 */
-        char *out = cJSON_Print(root);
-        cJSON_Delete(root);
-        rc = out ? lc_write_file_atomic(dst, out, strlen(out), err)
-                 : lc_error_set(err, "out of memory writing %s", dst);
-        free(out);
-    }
-    free(text);
-    if (rc == 0) {
-        j->r->n_files_copied++;
-        append_name(j->r->copied, sizeof j->r->copied, INDEX_NAME);
-    }
-    return rc;
+    return copy_json(j, INDEX_NAME, true, j->dtype_changed || j->dequant, edit_index, err);
 }
 
 static bool has_suffix(const char *s, const char *suf)

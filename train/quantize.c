@@ -71,11 +71,6 @@ static void add(out_list *o, const char *name, lc_dtype dt, int ndim, const int6
     o->e[o->n++] = (lc_st_entry){nm, dt, ndim, sh, data};
 }
 
-static const char *dtype_torch_name(lc_dtype d)
-{
-    return d == LC_DTYPE_BF16 ? "bfloat16" : d == LC_DTYPE_F16 ? "float16" : "float32";
-}
-
 /* Python's repr(float): the fewest significant digits that read back to the
  * same double, positional for decimal exponents in [-4, 16), else
  * scientific ("1e-05"), and ".0" on integral values. */
@@ -119,7 +114,7 @@ static void add_nf4(out_list *o, const char *prefix, const lc_nf4_store *s, lc_d
     if (!text)
         return;
     int n = snprintf(text, 512, "{\"quant_type\": \"nf4\", \"blocksize\": %lld, \"dtype\": \"%s\", "
-                     "\"shape\": [%lld, %lld]", (long long)q->blocksize, dtype_torch_name(orig),
+                     "\"shape\": [%lld, %lld]", (long long)q->blocksize, lc_dtype_torch_name(orig),
                      (long long)q->rows, (long long)q->cols);
     if (q->absmax_q) {
         sh1[0] = (nb + q->nested_blocksize - 1) / q->nested_blocksize;
