@@ -8,8 +8,8 @@
  *   - the OpenBLAS core check (autograd/cpu/blas.c): the decision table,
  *     and the re-execution on a CPU OpenBLAS 0.3.21 misidentifies (qemu's
  *     "max" CPU: AVX2, called "Opteron" by OpenBLAS);
- *   - the binary on older CPUs: under qemu-x86_64 as a Nehalem (x86-64-v2)
- *     and a Haswell (x86-64-v3), `lorac train` reproduces every fixture's
+ *   - the binary on other CPUs: under qemu-x86_64 as a Nehalem (x86-64-v2),
+ *     a Haswell and an AMD EPYC (x86-64-v3), `lorac train` reproduces every fixture's
  *     3-step HF/PEFT trace (Criterion's workers re-execute themselves
  *     natively, so whole lorac runs are what qemu can check);
  *   - the trainer under valgrind memcheck, with the kernels forced to the
@@ -379,6 +379,11 @@ Test(qemu, fixtures_on_an_x86_64_v2_cpu, .timeout = 300)
 Test(qemu, fixtures_on_an_x86_64_v3_cpu, .timeout = 300)
 {
     all_fixtures_under_qemu("Haswell", "x86-64-v3", "Haswell");
+}
+
+Test(qemu, fixtures_on_an_amd_epyc, .timeout = 300)
+{
+    all_fixtures_under_qemu("EPYC", "x86-64-v3", "Zen");
 }
 
 /* ============================================== the trainer under valgrind */
