@@ -45,6 +45,16 @@ lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args
  * when it cannot be run). */
 lc_test_run_result lc_test_run(const char *env_kv, const char *const *argv);
 void lc_test_run_free(lc_test_run_result *r);
+/* Starts LORAC_BINARY with args (NULL-terminated, at most 46) in the
+ * background, stdout and stderr to the files out_path and err_path (NULL:
+ * /dev/null); returns its pid. */
+int lc_test_spawn_lorac(const char *const *args, const char *out_path, const char *err_path);
+/* Waits for a child: its exit code, or 128 + signal when killed. */
+int lc_test_wait(int pid);
+/* Polls until the file at path contains sub (1), or pid exits first (0,
+ * exit code in *code); the test fails after timeout_s. */
+int lc_test_wait_for_text(const char *path, const char *sub, int pid, double timeout_s,
+                          int *code);
 
 /* Asserts that err's message contains sub. */
 void lc_test_assert_msg_has(const lc_error *err, const char *sub);

@@ -82,6 +82,7 @@
 
 #include "data/safetensors.h"
 #include "tests/helpers.h"
+#include "tests/run_state.h"
 #include "train/fsutil.h"
 
 #define CFG_3STEP LORAC_SOURCE_DIR "/configs/fixture_3step.yaml"
@@ -208,14 +209,17 @@ static bool same_bytes(const char *a, const char *b)
     return same;
 }
 
-/* Every file of the flat directories a and b (same names) byte for byte. */
+/* Every file of the flat directories a and b (same names) byte for byte
+ * (trainer_state.json: lc_test_same_state). */
 static void expect_same_dir(const char *a, const char *b, const char *what)
 {
     char *la = listing(a), *lb = listing(b);
     cr_expect_str_eq(la, lb, "%s: %s holds [%s] but %s holds [%s]", what, a, la, b, lb);
     for (char *name = strtok(la, ","); name; name = strtok(NULL, ",")) {
         char *pa = lc_test_path_in(a, name), *pb = lc_test_path_in(b, name);
-        cr_expect(same_bytes(pa, pb), "%s: %s differs from %s", what, pa, pb);
+        bool same = strcmp(name, "trainer_state.json") == 0 ? lc_test_same_state(pa, pb)
+                                                             : same_bytes(pa, pb);
+        cr_expect(same, "%s: %s differs from %s", what, pa, pb);
         free(pa);
         free(pb);
     }
@@ -490,7 +494,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
         lc_test_run_free(&r);
 
         /* Nothing but complete checkpoints 1 and 2, as the straight run's. */
-        expect_listing(out, "checkpoint-1,checkpoint-2,metrics.jsonl", what);
+        expect_listing(out, "checkpoint-1,checkpoint-2,lorac.lock,metrics.jsonl", what);
         for (int k = 1; k <= 2; k++) {
             char *a = ckpt(out, k), *b = ckpt(ref, k);
             expect_same_dir(a, b, what);
@@ -540,7 +544,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
         expect_has(line, "No space left on device", what);
         free(line);
         lc_test_run_free(&r);
-        expect_listing(out, "checkpoint-1,metrics.jsonl", what);
+        expect_listing(out, "checkpoint-1,lorac.lock,metrics.jsonl", what);
         char *a = ckpt(out, 1), *b = ckpt(ref, 1);
         expect_same_dir(a, b, what);
         free(a);
@@ -585,7 +589,7 @@ Test(faults, checkpoint_write_errors, .fini = faults_fini, .timeout = 120)
         char *text = lc_test_read_file(foreign, NULL);
         cr_expect_str_eq(text, "not lorac's\n", "%s: the file was changed", what);
         free(text);
-        char *want = lc_test_asprintf("checkpoint-1,%s,metrics.jsonl", names[i]);
+        char *want = lc_test_asprintf("checkpoint-1,%s,lorac.lock,metrics.jsonl", names[i]);
         expect_listing(out, want, what);
         char *c1 = ckpt(out, 1);
         expect_same_dir(c1, ref1, what);
@@ -636,7 +640,7 @@ Test(faults, checkpoint_write_errors, .fini = faults_fini, .timeout = 120)
         lc_test_run_free(&r);
         /* (the first run's final adapter is there too) */
         expect_listing(out, "adapter_config.json,adapter_model.safetensors,checkpoint-1,"
-                            "checkpoint-2,metrics.jsonl", what);
+                            "checkpoint-2,lorac.lock,metrics.jsonl", what);
         for (int k = 1; k <= 2; k++) {
             char *a = ckpt(out, k);
             expect_checkpoint(a, k, 0);
@@ -768,7 +772,7 @@ Test(faults, nonfinite_refused, .fini = faults_fini, .timeout = 120)
               what, r.err);
     free(line);
     lc_test_run_free(&r);
-    expect_listing(out, "checkpoint-1,metrics.jsonl", what);
+    expect_listing(out, "checkpoint-1,lorac.lock,metrics.jsonl", what);
     char *c1 = ckpt(out, 1), *a1 = ckpt_file(out, 1, "adapter_model.safetensors");
     expect_checkpoint(c1, 1, 1);
     expect_same_tensors(a1, start, true, what);
@@ -906,7 +910,7 @@ Test(faults, no_supervised_tokens, .fini = faults_fini, .timeout = 120)
     expect_has(r.err, "step 4 refused: no supervised tokens", what);
     free(line);
     lc_test_run_free(&r);
-    expect_listing(stop, "checkpoint-1,checkpoint-2,checkpoint-3,metrics.jsonl", what);
+    expect_listing(stop, "checkpoint-1,checkpoint-2,checkpoint-3,lorac.lock,metrics.jsonl", what);
     for (int k = 1; k <= 3; k++) {
         char *a = ckpt(stop, k), *b = ckpt(out, k);
         expect_same_dir(a, b, what);
@@ -1117,7 +1121,7 @@ Test(faults, metrics_write_error, .fini = faults_fini, .timeout = 120)
               "%s: the run should stop at step 1:\n%s", what, r.err);
     free(line);
     lc_test_run_free(&r);
-    expect_listing(out, "metrics.jsonl", what); /* no adapter, no checkpoint */
+    expect_listing(out, "lorac.lock,metrics.jsonl", what); /* no adapter, no checkpoint */
     free(metrics);
     free(out);
 }

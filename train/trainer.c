@@ -20,13 +20,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "autograd/cpu/blas.h"
 #include "data/dataset.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
+#include "train/fingerprint.h"
 #include "train/fsutil.h"
 #include "train/memory_plan.h"
 #include "train/metrics.h"
+#include "train/outdir_lock.h"
+#include "train/run_record.h"
 #include "train/step.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -65,16 +70,42 @@ typedef struct run {
     lc_metrics metrics;
     FILE *log;
     bool tty;
+    lc_outdir_lock lock;         /* output_dir, held for the whole run */
+    lc_modelprint model_print;   /* base_model's files as loaded */
+    lc_fileprint data_print[LC_CONFIG_MAX_DATASETS];
+    cJSON *record;               /* this run's record (run_record.h) */
 } run;
 
 static int save_checkpoint(run *r, lc_error *err)
 {
     char path[4200];
+    if (lc_modelprint_unchanged(&r->model_print, err))
+        return lc_error_prefix(err, "not saving checkpoint-%lld (weights read since may be "
+                               "wrong; the earlier checkpoints are kept)", (long long)r->st.step);
     if (lc_checkpoint_save(r->cfg->output_dir, &r->lora, &r->opt, &r->st, r->cfg->base_model,
-                           r->cfg->save_total_limit, path, sizeof path, err))
+                           r->cfg->save_total_limit, r->record, path, sizeof path, err))
         return -1;
     fprintf(r->log, "%ssaved %s\n", r->tty ? "\r\033[K" : "", path);
     return 0;
+}
+
+/* Before an epoch reads the datasets again: they and the model must be the
+ * files the run started with (a dataset replaced or appended to would
+ * otherwise be read silently as if it were the same data). */
+static int inputs_unchanged(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    for (int i = 0; i < c->n_datasets; i++) {
+        if (lc_fileprint_unchanged(c->datasets[i], &r->data_print[i], err)) {
+            char what[LC_ERROR_MAX];
+            snprintf(what, sizeof what, "%s", err->msg);
+            return lc_error_set(err, "datasets[%d]: %.900s; it is not read again: the run "
+                                "stops at step %lld (resume with resume_allow_data_change: "
+                                "true to train on the new content)", i, what,
+                                (long long)r->st.step);
+        }
+    }
+    return lc_modelprint_unchanged(&r->model_print, err);
 }
 
 /* Reads the micro-batches of the next optimizer step. Returns how many
@@ -86,7 +117,8 @@ static int gather_step(run *r, int64_t *n_mb, lc_error *err)
     int empty_epochs = 0;
     while (*n_mb < accum) {
         if (!r->stream_open) {
-            if (lc_dataset_stream_open(&r->stream, &r->dopts, r->st.epoch, r->st.rows_in_epoch, err))
+            if (inputs_unchanged(r, err) ||
+                lc_dataset_stream_open(&r->stream, &r->dopts, r->st.epoch, r->st.rows_in_epoch, err))
                 return -1;
             r->stream_open = true;
         }
@@ -153,6 +185,123 @@ static int run_eval(run *r, int64_t step, lc_error *err)
     return 0;
 }
 
+/* The checkpoint to resume (auto: the newest of this run) into path, or
+ * "" for a fresh start. */
+static void resume_target(run *r, char *path, size_t n)
+{
+    const lc_train_config *c = r->cfg;
+    const char *want = c->resume_from_checkpoint;
+    path[0] = '\0';
+    if (want && strcmp(want, "auto") != 0)
+        snprintf(path, n, "%s", want);
+    else if (want)
+        lc_checkpoint_latest(c->output_dir, lc_run_record_identity(r->record), path, n);
+}
+
+/* The refusal of an output_dir that holds another run's checkpoint other
+ * (or, other NULL, an earlier run's final adapter). */
+static int refuse_other_run(run *r, const char *other, lc_error *err)
+{
+    const char *dir = r->cfg->output_dir;
+    if (!other)
+        return lc_error_set(err, "output_dir %s holds the adapter of an earlier run "
+                            "(adapter_model.safetensors); choose another output_dir, or set "
+                            "overwrite_output_dir: true to replace it", dir);
+    cJSON *saved = NULL;
+    char changes[2048];
+    lc_error why;
+    int differs = lc_checkpoint_read_run(other, &saved, &why) ||
+                  lc_run_record_check(saved, r->record, false, other, changes, sizeof changes,
+                                      &why);
+    cJSON_Delete(saved);
+    if (!differs)
+        return lc_error_set(err, "output_dir %s already holds %s of a run with these settings "
+                            "(this one is not resuming it): set resume_from_checkpoint: auto to "
+                            "continue it, or overwrite_output_dir: true to start over", dir,
+                            other);
+    return lc_error_set(err, "output_dir %s holds another run's checkpoints: %.700s; choose "
+                        "another output_dir, or set overwrite_output_dir: true to delete them",
+                        dir, why.msg);
+}
+
+/* A run owns output_dir: other runs' checkpoints there (for a fresh run,
+ * every checkpoint and a final adapter) are refused, or deleted with
+ * overwrite_output_dir, so that pruning, auto-resume and the final adapter
+ * never mix two runs. */
+static int claim_output_dir(run *r, const char *target, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    char other[4200], adapter[4200];
+    const char *mine = target[0] ? lc_run_record_identity(r->record) : NULL;
+    bool has_other = lc_checkpoint_other(c->output_dir, mine, other, sizeof other);
+    snprintf(adapter, sizeof adapter, "%s/adapter_model.safetensors", c->output_dir);
+    bool has_adapter = !target[0] && lc_path_exists(adapter);
+    if (!has_other && !has_adapter)
+        return 0;
+    if (!c->overwrite_output_dir)
+        return refuse_other_run(r, has_other ? other : NULL, err);
+    if (lc_checkpoint_remove_others(c->output_dir, mine, err))
+        return -1;
+    if (has_adapter) {
+        unlink(adapter);
+        snprintf(adapter, sizeof adapter, "%s/adapter_config.json", c->output_dir);
+        unlink(adapter);
+    }
+    fprintf(r->log, "overwrite_output_dir: removed the earlier run's %s from %s\n",
+            has_other ? "checkpoints" : "adapter", c->output_dir);
+    return 0;
+}
+
+/* Prints "resume: changed KEY OLD -> NEW" for each line of changes. */
+static void print_changes(run *r, const char *changes)
+{
+    for (const char *p = changes; *p;) {
+        const char *nl = strchr(p, '\n');
+        int len = nl ? (int)(nl - p) : (int)strlen(p);
+        fprintf(r->log, "resume: changed %.*s\n", len, p);
+        p += len + (nl != NULL);
+    }
+}
+
+/* Claims output_dir and loads the checkpoint to resume (if any), once its
+ * run record shows it is this run's (run_record.h: FIXED keys, base model,
+ * data): the record is checked before the claim, so that resuming with a
+ * changed key is reported as such rather than as another run's directory. */
+static int claim_and_resume(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    char path[4200], changes[4096];
+    resume_target(r, path, sizeof path);
+    if (c->resume_from_checkpoint && !path[0])
+        fprintf(r->log, "resume: no checkpoint of this run in %s, starting fresh\n",
+                c->output_dir);
+    cJSON *saved = NULL;
+    if (path[0]) {
+        int rc = lc_checkpoint_read_run(path, &saved, err) ||
+                 lc_run_record_check(saved, r->record, c->resume_allow_data_change, path,
+                                     changes, sizeof changes, err);
+        cJSON_Delete(saved);
+        if (rc)
+            return lc_error_prefix(err, "resume_from_checkpoint");
+    }
+    if (claim_output_dir(r, path, err))
+        return -1;
+    if (!path[0])
+        return 0;
+    lc_train_state st;
+    if (lc_checkpoint_load(path, &r->lora, &r->opt, &st, NULL, err))
+        return lc_error_prefix(err, "resume_from_checkpoint");
+    print_changes(r, changes);
+    r->st.step = st.step;
+    r->st.epoch = st.epoch;
+    r->st.rows_in_epoch = st.rows_in_epoch;
+    r->st.bad_steps = st.bad_steps;
+    fprintf(r->log, "resume: %s (step %lld, epoch %lld, %lld row%s into it)\n", path,
+            (long long)st.step, (long long)st.epoch, (long long)st.rows_in_epoch,
+            lc_plural(st.rows_in_epoch));
+    return 0;
+}
+
 static int setup(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
@@ -160,9 +309,15 @@ static int setup(run *r, lc_error *err)
         return lc_error_set(err, "device: cuda: no CUDA backend for training yet (the kernels "
                             "in autograd/cuda are not wired into the trainer); use device: cpu "
                             "or auto");
+    if (lc_outdir_lock_take(&r->lock, c->output_dir, err))
+        return -1;
+    for (int i = 0; i < c->n_datasets; i++)
+        if (lc_fileprint_take(c->datasets[i], false, &r->data_print[i], err))
+            return lc_error_prefix(err, "datasets[%d]", i);
     lc_model_load_opts lo = {.nf4 = c->qlora, .nf4_blocksize = c->bnb_4bit_blocksize,
                              .nf4_double_quant = c->bnb_4bit_use_double_quant};
-    if (lc_model_load_with(&r->model, c->base_model, &lo, err))
+    if (lc_modelprint_take(&r->model_print, c->base_model, err) ||
+        lc_model_load_with(&r->model, c->base_model, &lo, err))
         return -1;
     const lc_model_config *mc = &r->model.cfg;
     bool nf4 = r->model.nf4 != NULL;
@@ -258,30 +413,11 @@ static int setup(run *r, lc_error *err)
         if (lc_batch_buf_init(&r->bufs[i], c->micro_batch_size, c->sequence_len, err))
             return -1;
 
-    /* resume */
-    const char *resume = c->resume_from_checkpoint;
-    char latest[4200];
-    if (resume && strcmp(resume, "auto") == 0) {
-        resume = lc_checkpoint_latest(c->output_dir, latest, sizeof latest) ? latest : NULL;
-        if (!resume)
-            fprintf(r->log, "resume: no checkpoint in %s, starting fresh\n", c->output_dir);
-    }
-    if (resume) {
-        lc_train_state saved;
-        if (lc_checkpoint_load(resume, &r->lora, &r->opt, &saved, err))
-            return lc_error_prefix(err, "resume_from_checkpoint");
-        if (saved.seed != c->seed)
-            fprintf(r->log, "warning: checkpoint seed %llu differs from config seed %llu\n",
-                    (unsigned long long)saved.seed, (unsigned long long)c->seed);
-        r->st.step = saved.step;
-        r->st.epoch = saved.epoch;
-        r->st.rows_in_epoch = saved.rows_in_epoch;
-        r->st.bad_steps = saved.bad_steps;
-        fprintf(r->log, "resume: %s (step %lld, epoch %lld, %lld row%s into it)\n", resume,
-                (long long)saved.step, (long long)saved.epoch, (long long)saved.rows_in_epoch,
-                lc_plural(saved.rows_in_epoch));
-    }
-    if (lc_mkdir_p(c->output_dir, err))
+    lc_train_config eff = *c; /* the record holds the adapter as it really is */
+    eff.lora = r->lora.cfg;
+    if (!(r->record = lc_run_record_make(&eff, &r->model_print, r->data_print)))
+        return lc_error_set(err, "out of memory for the run record");
+    if (claim_and_resume(r, err))
         return -1;
     return lc_metrics_open(&r->metrics, c->output_dir, r->st.step, err);
 }
@@ -302,6 +438,9 @@ static void teardown(run *r)
     lc_arena_free(&r->arena);
     lc_lora_free(&r->lora);
     lc_model_free(&r->model);
+    cJSON_Delete(r->record);
+    lc_modelprint_free(&r->model_print);
+    lc_outdir_lock_release(&r->lock); /* last: the run no longer touches output_dir */
 }
 
 static uint64_t mix(uint64_t a, uint64_t b)
@@ -394,6 +533,7 @@ int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
 {
     run r;
     memset(&r, 0, sizeof r);
+    r.lock.fd = -1;
     r.cfg = cfg;
     r.log = log;
     r.tty = isatty(fileno(log));

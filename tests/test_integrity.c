@@ -1,0 +1,418 @@
+/* test_integrity.c — a run owns its output directory and resumes only
+ * itself (issue 16). Every case runs LORAC_BINARY on the tiny-llama fixture
+ * into a fresh temporary directory.
+ *
+ *   lock                 a second `lorac train` on an output_dir in use
+ *                        refuses at once, naming the first one's pid, and
+ *                        leaves its metrics.jsonl alone; once the first is
+ *                        SIGKILLed the directory is free again.
+ *   other_run            a fresh run into a directory holding a run's
+ *                        checkpoints is refused (same settings: "set
+ *                        resume_from_checkpoint: auto"; other settings: the
+ *                        keys that differ); `auto` with other settings never
+ *                        resumes the other run; overwrite_output_dir deletes
+ *                        it and the run equals a run into an empty directory.
+ *   resume_fixed_keys    one refused key of each kind (adapter: lora_alpha,
+ *                        lora_dropout; data shape: sequence_len,
+ *                        micro_batch_size; the base model's files) names the
+ *                        key with its old and new value; nothing is written.
+ *   resume_free_keys     learning_rate and max_steps may change: one
+ *                        "resume: changed" line each, and the run continues.
+ *   resume_data_changed  a dataset appended to after the checkpoint is
+ *                        refused, and accepted (with a line) under
+ *                        resume_allow_data_change: true.
+ *   data_replaced_during_run  a dataset replaced while the run goes on is an
+ *                        error at the next epoch, not re-read.
+ *   negative_exp_avg_sq  a hand-edited optimizer.safetensors with a negative
+ *                        second moment is refused by name on resume. */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/helpers.h"
+
+#define MAX_SETS 12
+
+/* A config on the fixture model, training on data (r 4, alpha 16, 2 rows a
+ * step in file order, a checkpoint after every step), written to dir. */
+static char *base_config(const char *dir, const char *model, const char *data)
+{
+    char *text = lc_test_asprintf("base_model: %s\n"
+                                  "adapter: lora\n"
+                                  "lora_r: 4\n"
+                                  "lora_alpha: 16\n"
+                                  "datasets:\n  - path: %s\n    type: tokenized\n"
+                                  "sequence_len: 16\n"
+                                  "sample_packing: false\n"
+                                  "shuffle: false\n"
+                                  "micro_batch_size: 2\n"
+                                  "max_steps: 3\n"
+                                  "learning_rate: 1.0e-3\n"
+                                  "lr_scheduler: constant\n"
+                                  "device: cpu\n"
+                                  "save_steps: 1\n",
+                                  model, data);
+    char *path = lc_test_write_text(dir, "run.yaml", text);
+    free(text);
+    return path;
+}
+
+/* `lorac train cfg --set output_dir=out --set ...` (sets NULL-terminated). */
+static lc_test_run_result train(const char *cfg, const char *out, ...)
+{
+    const char *args[4 + 2 * MAX_SETS + 1];
+    int a = 0;
+    char *outset = lc_test_asprintf("output_dir=%s", out);
+    args[a++] = "train";
+    args[a++] = cfg;
+    args[a++] = "--set";
+    args[a++] = outset;
+    va_list ap;
+    va_start(ap, out);
+    for (const char *s; (s = va_arg(ap, const char *));) {
+        cr_assert_lt(a, 4 + 2 * MAX_SETS);
+        args[a++] = "--set";
+        args[a++] = s;
+    }
+    va_end(ap);
+    args[a] = NULL;
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
+    free(outset);
+    return r;
+}
+
+static void expect_ok(const lc_test_run_result *r, const char *what)
+{
+    cr_assert_eq(r->code, 0, "%s: exit %d:\n%s", what, r->code, r->err);
+}
+
+/* Exit 1 with one "lorac: " line that holds every one of subs (NULL-ended). */
+static void expect_refused(const lc_test_run_result *r, const char *what, ...)
+{
+    cr_assert_eq(r->code, 1, "%s: exit %d, expected 1:\n%s", what, r->code, r->err);
+    const char *line = strstr(r->err, "lorac: ");
+    cr_assert_not_null(line, "%s: no 'lorac: ' line:\n%s", what, r->err);
+    cr_assert_null(strstr(line + 1, "lorac: "), "%s: two 'lorac: ' lines:\n%s", what, r->err);
+    va_list ap;
+    va_start(ap, what);
+    for (const char *s; (s = va_arg(ap, const char *));)
+        cr_expect(strstr(line, s), "%s: the error lacks '%s':\n%s", what, s, line);
+    va_end(ap);
+    cr_log_info("%s: %s", what, line);
+}
+
+static bool same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = lc_test_read_file(a, &na), *y = lc_test_read_file(b, &nb);
+    bool same = na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+static char *copy_file(const char *from, const char *dir, const char *name)
+{
+    size_t n;
+    char *data = lc_test_read_file(from, &n);
+    char *path = lc_test_write_file(dir, name, data, n);
+    free(data);
+    return path;
+}
+
+typedef struct env {
+    char *dir, *model, *data, *cfg, *out;
+} env;
+
+/* A temporary directory with a copy of the fixture's data (so tests may
+ * change it), the config, and out/ (not yet created). */
+static env setup_env(void)
+{
+    env e;
+    e.dir = lc_test_tmpdir();
+    e.model = strdup(lc_test_fixture("tiny-llama/model"));
+    e.data = copy_file(lc_test_fixture("tiny-llama/train.jsonl"), e.dir, "train.jsonl");
+    e.cfg = base_config(e.dir, e.model, e.data);
+    e.out = lc_test_path_in(e.dir, "out");
+    return e;
+}
+
+static void free_env(env *e)
+{
+    lc_test_rm_rf(e->dir);
+    free(e->dir);
+    free(e->model);
+    free(e->data);
+    free(e->cfg);
+    free(e->out);
+}
+
+static char *ckpt_file(const char *out, int step, const char *name)
+{
+    return lc_test_asprintf("%s/checkpoint-%d/%s", out, step, name);
+}
+
+/* ---- the lock ------------------------------------------------------------------- */
+
+Test(integrity, lock, .timeout = 120)
+{
+    env e = setup_env();
+    char *errp = lc_test_path_in(e.dir, "first.err");
+    char *outset = lc_test_asprintf("output_dir=%s", e.out);
+    const char *args[] = {"train", e.cfg, "--set", outset, "--set", "max_steps=1000000",
+                          "--set", "save_steps=0", NULL};
+    int pid = lc_test_spawn_lorac(args, NULL, errp);
+    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
+    int code;
+    cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "the first run exited (%d)",
+              code);
+    char *before = lc_test_read_file(metrics, NULL);
+    lc_test_run_result r = train(e.cfg, e.out, NULL);
+    char *holder = lc_test_asprintf("in use by another lorac train (process %d holds", pid);
+    expect_refused(&r, "second run", holder, "lorac.lock", NULL);
+    cr_expect_null(strstr(r.err, "model:"), "the second run loaded the model:\n%s", r.err);
+    lc_test_run_free(&r);
+    /* The second run wrote nothing: the first one's metrics only grew. */
+    char *after = lc_test_read_file(metrics, NULL);
+    cr_expect_eq(strncmp(before, after, strlen(before)), 0, "metrics.jsonl was rewritten");
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert_eq(lc_test_wait(pid), 128 + SIGKILL);
+    /* The kernel dropped the lock with the process. */
+    r = train(e.cfg, e.out, "overwrite_output_dir=true", NULL);
+    expect_ok(&r, "after the holder died");
+    lc_test_run_free(&r);
+    free(after);
+    free(before);
+    free(holder);
+    free(metrics);
+    free(outset);
+    free(errp);
+    free_env(&e);
+}
+
+/* ---- another run's directory ------------------------------------------------------- */
+
+Test(integrity, other_run, .timeout = 120)
+{
+    env e = setup_env();
+    lc_test_run_result r = train(e.cfg, e.out, NULL);
+    expect_ok(&r, "run A");
+    lc_test_run_free(&r);
+    char *a3 = ckpt_file(e.out, 3, "adapter_model.safetensors");
+    char *keep = copy_file(a3, e.dir, "a3.safetensors");
+
+    r = train(e.cfg, e.out, NULL);
+    expect_refused(&r, "fresh run, same settings", "already holds", "checkpoint-3",
+                   "resume_from_checkpoint: auto", "overwrite_output_dir: true", NULL);
+    lc_test_run_free(&r);
+    r = train(e.cfg, e.out, "lora_alpha=64", NULL);
+    expect_refused(&r, "fresh run, other settings", "another run's checkpoints",
+                   "lora_alpha 16 -> 64", "overwrite_output_dir: true", NULL);
+    lc_test_run_free(&r);
+    r = train(e.cfg, e.out, "lora_alpha=64", "resume_from_checkpoint=auto", NULL);
+    expect_refused(&r, "auto, other settings", "lora_alpha 16 -> 64", NULL);
+    cr_expect_null(strstr(r.err, "(step "), "auto resumed another run:\n%s", r.err);
+    lc_test_run_free(&r);
+    cr_expect(same_file(a3, keep), "a refused run changed run A's checkpoint-3");
+
+    /* overwrite_output_dir: A's outputs go, B equals B in an empty directory. */
+    r = train(e.cfg, e.out, "lora_alpha=64", "resume_from_checkpoint=auto",
+              "overwrite_output_dir=true", NULL);
+    expect_ok(&r, "overwrite");
+    cr_expect(strstr(r.err, "overwrite_output_dir: removed"), "%s", r.err);
+    cr_expect_null(strstr(r.err, "resume: checkpoint"), "%s", r.err);
+    lc_test_run_free(&r);
+    char *clean = lc_test_path_in(e.dir, "clean");
+    r = train(e.cfg, clean, "lora_alpha=64", NULL);
+    expect_ok(&r, "B into an empty directory");
+    lc_test_run_free(&r);
+    for (int k = 1; k <= 3; k++) {
+        char *x = ckpt_file(e.out, k, "adapter_model.safetensors");
+        char *y = ckpt_file(clean, k, "adapter_model.safetensors");
+        cr_expect(same_file(x, y), "checkpoint-%d differs from a run into an empty directory",
+                  k);
+        free(x);
+        free(y);
+    }
+    free(clean);
+    free(keep);
+    free(a3);
+    free_env(&e);
+}
+
+/* ---- resume checks ----------------------------------------------------------------- */
+
+Test(integrity, resume_fixed_keys, .timeout = 120)
+{
+    env e = setup_env();
+    lc_test_run_result r = train(e.cfg, e.out, "max_steps=2", NULL);
+    expect_ok(&r, "run A");
+    lc_test_run_free(&r);
+    char *c2 = ckpt_file(e.out, 2, "trainer_state.json");
+    char *keep = copy_file(c2, e.dir, "state2.json");
+    static const char *const cases[][2] = {
+        {"lora_alpha=64", "lora_alpha 16 -> 64"},         /* adapter scale */
+        {"lora_dropout=0.1", "lora_dropout 0 -> 0.1"},     /* adapter */
+        {"sequence_len=32", "sequence_len 16 -> 32"},      /* data shape */
+        {"micro_batch_size=1", "micro_batch_size 2 -> 1"}, /* data shape */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        r = train(e.cfg, e.out, cases[i][0], "resume_from_checkpoint=auto", "max_steps=4",
+                  NULL);
+        expect_refused(&r, cases[i][0], cases[i][1], "other settings", NULL);
+        lc_test_run_free(&r);
+        char *ck = lc_test_asprintf("resume_from_checkpoint=%s/checkpoint-2", e.out);
+        r = train(e.cfg, e.out, cases[i][0], ck, "max_steps=4", NULL);
+        expect_refused(&r, cases[i][0], "resume_from_checkpoint", cases[i][1], NULL);
+        lc_test_run_free(&r);
+        free(ck);
+    }
+    /* The base model: a copy with one weight changed. */
+    char *mdir = lc_test_path_in(e.dir, "model");
+    cr_assert_eq(mkdir(mdir, 0755), 0);
+    char *src = lc_test_path_in(e.model, "config.json");
+    free(copy_file(src, mdir, "config.json"));
+    free(src);
+    src = lc_test_path_in(e.model, "model.safetensors");
+    size_t n;
+    char *w = lc_test_read_file(src, &n);
+    w[n - 3] ^= 0x01; /* the low mantissa bits of the last weight */
+    free(lc_test_write_file(mdir, "model.safetensors", w, n));
+    free(w);
+    free(src);
+    char *bm = lc_test_asprintf("base_model=%s", mdir);
+    r = train(e.cfg, e.out, bm, "resume_from_checkpoint=auto", "max_steps=4", NULL);
+    expect_refused(&r, "another base model", "base_model", e.model, mdir, NULL);
+    lc_test_run_free(&r);
+    cr_expect(same_file(c2, keep), "a refused resume changed checkpoint-2");
+    char *c3 = ckpt_file(e.out, 3, "trainer_state.json");
+    cr_expect_eq(access(c3, F_OK), -1, "a refused resume wrote checkpoint-3");
+    free(c3);
+    free(bm);
+    free(mdir);
+    free(keep);
+    free(c2);
+    free_env(&e);
+}
+
+Test(integrity, resume_free_keys, .timeout = 120)
+{
+    env e = setup_env();
+    lc_test_run_result r = train(e.cfg, e.out, "max_steps=2", NULL);
+    expect_ok(&r, "run A");
+    lc_test_run_free(&r);
+    r = train(e.cfg, e.out, "resume_from_checkpoint=auto", "max_steps=3",
+              "learning_rate=5.0e-4", NULL);
+    expect_ok(&r, "resume with a new learning_rate");
+    cr_expect(strstr(r.err, "resume: changed learning_rate 0.001 -> 0.0005\n"), "%s", r.err);
+    cr_expect(strstr(r.err, "resume: changed max_steps 2 -> 3\n"), "%s", r.err);
+    cr_expect(strstr(r.err, "/checkpoint-2 (step 2,"), "%s", r.err);
+    char *c3 = ckpt_file(e.out, 3, "trainer_state.json");
+    cr_expect_eq(access(c3, F_OK), 0, "the resumed run did not reach step 3");
+    lc_test_run_free(&r);
+    /* Resuming again with the same settings reports no change. */
+    r = train(e.cfg, e.out, "resume_from_checkpoint=auto", "max_steps=3",
+              "learning_rate=5.0e-4", NULL);
+    expect_ok(&r, "resume with the same settings");
+    cr_expect_null(strstr(r.err, "resume: changed"), "%s", r.err);
+    lc_test_run_free(&r);
+    free(c3);
+    free_env(&e);
+}
+
+Test(integrity, resume_data_changed, .timeout = 120)
+{
+    env e = setup_env();
+    lc_test_run_result r = train(e.cfg, e.out, "max_steps=2", NULL);
+    expect_ok(&r, "run A");
+    lc_test_run_free(&r);
+    size_t n;
+    char *text = lc_test_read_file(e.data, &n);
+    char *more = lc_test_asprintf("%s%.*s", text, (int)(strchr(text, '\n') + 1 - text), text);
+    free(lc_test_write_text(e.dir, "train.jsonl", more));
+    r = train(e.cfg, e.out, "resume_from_checkpoint=auto", "max_steps=4", NULL);
+    expect_refused(&r, "data appended", "the training data changed since", "datasets[0]",
+                   "resume_allow_data_change: true", NULL);
+    lc_test_run_free(&r);
+    r = train(e.cfg, e.out, "resume_from_checkpoint=auto", "max_steps=4",
+              "resume_allow_data_change=true", NULL);
+    expect_ok(&r, "data appended, allowed");
+    cr_expect(strstr(r.err, "resume: changed datasets[0]"), "%s", r.err);
+    cr_expect(strstr(r.err, "/checkpoint-2 (step 2,"), "%s", r.err);
+    lc_test_run_free(&r);
+    free(more);
+    free(text);
+    free_env(&e);
+}
+
+Test(integrity, data_replaced_during_run, .timeout = 120)
+{
+    env e = setup_env();
+    char *errp = lc_test_path_in(e.dir, "run.err");
+    char *outset = lc_test_asprintf("output_dir=%s", e.out);
+    const char *args[] = {"train", e.cfg, "--set", outset, "--set", "max_steps=0", "--set",
+                          "num_epochs=1000", "--set", "save_steps=0", NULL};
+    int pid = lc_test_spawn_lorac(args, NULL, errp);
+    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
+    int code = -1;
+    cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "exited early (%d)", code);
+    /* Replaced by a new file of the same rows (rename over it). */
+    char *text = lc_test_read_file(e.data, NULL);
+    char *tmp = lc_test_write_text(e.dir, "new.jsonl", text);
+    cr_assert_eq(rename(tmp, e.data), 0);
+    code = lc_test_wait(pid);
+    char *log = lc_test_read_file(errp, NULL);
+    cr_assert_eq(code, 1, "exit %d:\n%s", code, log);
+    cr_expect(strstr(log, "lorac: datasets[0]: "), "%s", log);
+    cr_expect(strstr(log, "changed while the run was using it (replaced by another file)"),
+              "%s", log);
+    cr_expect(strstr(log, "it is not read again"), "%s", log);
+    free(log);
+    free(tmp);
+    free(text);
+    free(metrics);
+    free(outset);
+    free(errp);
+    free_env(&e);
+}
+
+/* ---- resume state validated on load -------------------------------------------------- */
+
+Test(integrity, negative_exp_avg_sq, .timeout = 120)
+{
+    env e = setup_env();
+    lc_test_run_result r = train(e.cfg, e.out, "max_steps=2", NULL);
+    expect_ok(&r, "run A");
+    lc_test_run_free(&r);
+    char *opt = ckpt_file(e.out, 2, "optimizer.safetensors");
+    size_t n;
+    char *bytes = lc_test_read_file(opt, &n);
+    uint64_t hlen = 0;
+    memcpy(&hlen, bytes, 8); /* little-endian header length */
+    char *header = strndup(bytes + 8, (size_t)hlen);
+    /* "exp_avg_sq":{"dtype":"F32","shape":[N],"data_offsets":[BEGIN,END]} */
+    const char *t = strstr(header, "\"exp_avg_sq\"");
+    cr_assert_not_null(t);
+    const char *offs = strstr(t, "data_offsets");
+    cr_assert_not_null(offs);
+    unsigned long long begin = strtoull(strchr(offs, '[') + 1, NULL, 10);
+    float neg = -1.0f;
+    memcpy(bytes + 8 + hlen + begin + 5 * sizeof(float), &neg, sizeof neg);
+    free(lc_test_write_file(e.out, "checkpoint-2/optimizer.safetensors", bytes, n));
+    r = train(e.cfg, e.out, "resume_from_checkpoint=auto", "max_steps=3", NULL);
+    expect_refused(&r, "negative exp_avg_sq", "optimizer.safetensors", "exp_avg_sq[5] is -1",
+                   ">= 0", NULL);
+    lc_test_run_free(&r);
+    free(header);
+    free(bytes);
+    free(opt);
+    free_env(&e);
+}
