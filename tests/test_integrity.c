@@ -24,9 +24,20 @@
  *   data_replaced_during_run  a dataset replaced while the run goes on is an
  *                        error at the next epoch, not re-read.
  *   negative_exp_avg_sq  a hand-edited optimizer.safetensors with a negative
- *                        second moment is refused by name on resume. */
+ *                        second moment is refused by name on resume.
+ *   sigpipe              the reader of stderr goes away: the run saves a
+ *                        checkpoint and exits 141 (128 + SIGPIPE); resumable.
+ *   second_sigint        a second Ctrl-C while the first one's checkpoint is
+ *                        pending (the process is held in a write to a full
+ *                        stderr pipe) kills it at once: 130, no checkpoint.
+ *   setup_interrupted    SIGTERM while setup is blocked (a dataset that is a
+ *                        FIFO nobody writes: open waits) ends it at once
+ *                        with 143 and nothing written but the lock file.
+ * SIGINT, SIGTERM and SIGHUP in the loop: tests/test_trainer.c. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -35,6 +46,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/helpers.h"
@@ -414,5 +427,155 @@ Test(integrity, negative_exp_avg_sq, .timeout = 120)
     free(header);
     free(bytes);
     free(opt);
+    free_env(&e);
+}
+
+/* ---- stop paths ------------------------------------------------------------------- */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Starts a long run (save_steps 0) of e with stderr into a new pipe whose
+ * read end goes to *rd; stdout to /dev/null. wr (may be NULL) gets a
+ * non-blocking write end of the same pipe (its own open file description,
+ * so the child's stays blocking). */
+static int spawn_piped(const env *e, int *rd, int *wr, int pipe_size)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    if (pipe_size)
+        cr_assert_geq(fcntl(fds[0], F_SETPIPE_SZ, pipe_size), pipe_size);
+    char *outset = lc_test_asprintf("output_dir=%s", e->out);
+    const char *argv[] = {LORAC_BINARY, "train", e->cfg, "--set", outset, "--set",
+                          "max_steps=1000000", "--set", "save_steps=0", NULL};
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int nul = open("/dev/null", O_WRONLY);
+        dup2(nul, 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    if (wr) {
+        char *self = lc_test_asprintf("/proc/self/fd/%d", fds[1]);
+        *wr = open(self, O_WRONLY | O_NONBLOCK);
+        cr_assert_geq(*wr, 0, "open %s: %s", self, strerror(errno));
+        free(self);
+    }
+    close(fds[1]);
+    free(outset);
+    *rd = fds[0];
+    return (int)pid;
+}
+
+static bool alive(int pid)
+{
+    int status;
+    return waitpid((pid_t)pid, &status, WNOHANG) == 0;
+}
+
+/* Names in out starting with "checkpoint-" (complete or not). */
+static int count_checkpoints(const char *out)
+{
+    char *cmd = lc_test_asprintf("ls %s", out);
+    const char *argv[] = {"sh", "-c", cmd, NULL};
+    lc_test_run_result r = lc_test_run(NULL, argv);
+    int n = 0;
+    for (const char *p = r.out; (p = strstr(p, "checkpoint-")); p++)
+        n++;
+    lc_test_run_free(&r);
+    free(cmd);
+    return n;
+}
+
+Test(integrity, sigpipe, .timeout = 120)
+{
+    env e = setup_env();
+    int rd;
+    int pid = spawn_piped(&e, &rd, NULL, 0);
+    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
+    int code = -1;
+    cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "exited early (%d)", code);
+    close(rd); /* the reader goes away */
+    code = lc_test_wait(pid);
+    cr_assert_eq(code, 128 + SIGPIPE, "exit %d", code);
+    cr_assert_eq(count_checkpoints(e.out), 1, "expected one checkpoint");
+    lc_test_run_result r = train(e.cfg, e.out, "resume_from_checkpoint=auto", "max_steps=1000000",
+                                 "save_steps=0", "max_steps=2000", NULL);
+    expect_ok(&r, "resume after SIGPIPE");
+    cr_expect(strstr(r.err, "resume: changed max_steps 1000000 -> 2000"), "%s", r.err);
+    cr_expect(strstr(r.err, "/checkpoint-"), "%s", r.err);
+    lc_test_run_free(&r);
+    free(metrics);
+    free_env(&e);
+}
+
+Test(integrity, second_sigint, .timeout = 120)
+{
+    env e = setup_env();
+    int rd, wr;
+    int pid = spawn_piped(&e, &rd, &wr, 4096);
+    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
+    int code = -1;
+    cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "exited early (%d)", code);
+    /* Wait until the full pipe holds the run in a write (metrics stop growing). */
+    size_t last = 0, n = 0;
+    for (int still = 0; still < 5;) {
+        sleep_ms(100);
+        free(lc_test_read_file(metrics, &n));
+        still = n == last ? still + 1 : 0;
+        last = n;
+        cr_assert(alive(pid), "the run exited");
+    }
+    /* Fill what room is left, so that any write (a shorter line too) waits. */
+    while (write(wr, "x", 1) == 1)
+        ;
+    cr_assert_eq(errno, EAGAIN);
+    cr_assert_eq(kill(pid, SIGINT), 0);
+    sleep_ms(300);
+    cr_assert(alive(pid), "one SIGINT with a blocked log ended the run");
+    cr_assert_eq(count_checkpoints(e.out), 0, "the checkpoint was saved already");
+    cr_assert_eq(kill(pid, SIGINT), 0);
+    code = lc_test_wait(pid);
+    cr_expect_eq(code, 128 + SIGINT, "exit %d", code);
+    cr_expect_eq(count_checkpoints(e.out), 0, "a second Ctrl-C still saved a checkpoint");
+    close(rd);
+    close(wr);
+    free(metrics);
+    free_env(&e);
+}
+
+Test(integrity, setup_interrupted, .timeout = 120)
+{
+    env e = setup_env();
+    unlink(e.data);
+    cr_assert_eq(mkfifo(e.data, 0644), 0); /* opening it waits for a writer */
+    char *errp = lc_test_path_in(e.dir, "run.err");
+    char *outset = lc_test_asprintf("output_dir=%s", e.out);
+    const char *args[] = {"train", e.cfg, "--set", outset, NULL};
+    int pid = lc_test_spawn_lorac(args, NULL, errp);
+    char *lock = lc_test_path_in(e.out, "lorac.lock");
+    for (int i = 0; access(lock, F_OK) != 0; i++) {
+        cr_assert_lt(i, 3000, "no lock file after 30 s");
+        cr_assert(alive(pid), "the run exited");
+        sleep_ms(10);
+    }
+    sleep_ms(200);
+    cr_assert(alive(pid), "the run exited");
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    int code = lc_test_wait(pid);
+    cr_expect_eq(code, 128 + SIGTERM, "exit %d", code);
+    cr_expect_eq(count_checkpoints(e.out), 0);
+    free(lock);
+    free(outset);
+    free(errp);
     free_env(&e);
 }

@@ -1,6 +1,9 @@
 /* main.c — the lorac command line: the only place that prints errors and
- * chooses exit codes (0 ok, 1 failed, 2 bad usage). */
+ * chooses exit codes (0 ok, 1 failed, 2 bad usage; lorac train also 128 +
+ * the signal that stopped it: 129 SIGHUP, 130 SIGINT, 141 SIGPIPE, 143
+ * SIGTERM). */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -93,11 +96,20 @@ static int cmd_train(int argc, char **argv)
     }
     lc_error err = {{0}};
     lc_train_config cfg;
-    int rc = 0;
-    if (lc_train_config_load(&cfg, path, sets, n_sets, &err) != 0 ||
-        lc_train_run(&cfg, stderr, &err) != 0) {
+    int rc = lc_train_config_load(&cfg, path, sets, n_sets, &err);
+    if (rc == 0)
+        rc = lc_train_run(&cfg, stderr, &err);
+    if (rc < 0) {
         fprintf(stderr, "lorac: %s\n", err.msg);
         rc = 1;
+    } else if (rc > 0) {
+        /* Stopped by a signal, checkpoint saved: not finished, so not 0. */
+        if (rc != SIGPIPE) /* (nobody is reading stderr any more) */
+            fprintf(stderr, "lorac: stopped by %s before the run finished; continue it with "
+                    "resume_from_checkpoint: auto\n",
+                    rc == SIGINT ? "SIGINT" : rc == SIGTERM ? "SIGTERM"
+                    : rc == SIGHUP ? "SIGHUP" : strsignal(rc));
+        rc = 128 + rc;
     }
     lc_train_config_free(&cfg);
     free(sets);

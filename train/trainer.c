@@ -34,12 +34,30 @@
 #include "train/run_record.h"
 #include "train/step.h"
 
-static volatile sig_atomic_t stop_requested;
+/* How a run is asked to stop. SIGINT, SIGTERM, SIGHUP (the terminal went
+ * away) and SIGPIPE (whoever read the log went away) all ask the loop to
+ * save a checkpoint at the end of the current step and stop; lc_train_run
+ * then returns the signal, and `lorac train` exits with 128 + it, the
+ * status a shell gives a process the signal killed. A second SIGINT (a
+ * second Ctrl-C), and any of them during setup (loading, quantizing,
+ * scanning: nothing trained, nothing to save), kill the process at once
+ * by the signal itself. Every file a run writes is written atomically, so
+ * that leaves the earlier checkpoints intact. */
+static volatile sig_atomic_t stop_requested; /* the signal, 0 when none */
+static volatile sig_atomic_t in_setup;
+
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+#define N_STOP_SIGNALS ((int)(sizeof stop_signals / sizeof stop_signals[0]))
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (in_setup || (sig == SIGINT && stop_requested)) {
+        signal(sig, SIG_DFL);
+        raise(sig); /* delivered when the handler returns */
+        return;
+    }
+    if (!stop_requested)
+        stop_requested = sig;
 }
 
 static void format_eta(double s, char *buf, size_t n)
@@ -70,6 +88,7 @@ typedef struct run {
     lc_metrics metrics;
     FILE *log;
     bool tty;
+    int stopped_by;              /* the signal the run stopped for (checkpoint saved) */
     lc_outdir_lock lock;         /* output_dir, held for the whole run */
     lc_modelprint model_print;   /* base_model's files as loaded */
     lc_fileprint data_print[LC_CONFIG_MAX_DATASETS];
@@ -460,8 +479,10 @@ static int train_loop(run *r, lc_error *err)
     r->tape.training = true;
     while (r->st.step < r->st.total_steps) {
         if (stop_requested) {
+            r->stopped_by = stop_requested;
             fprintf(r->log, "%sinterrupted: saving a checkpoint at step %lld\n",
                     r->tty ? "\r\033[K" : "", (long long)r->st.step);
+            fflush(r->log);
             return save_checkpoint(r, err);
         }
         double t0 = lc_now_s();
@@ -537,19 +558,21 @@ int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
     r.cfg = cfg;
     r.log = log;
     r.tty = isatty(fileno(log));
-    struct sigaction sa = {0}, old_int, old_term;
+    struct sigaction sa = {0}, old[N_STOP_SIGNALS];
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
     stop_requested = 0;
+    in_setup = 1;
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &sa, &old[i]);
     int rc = setup(&r, err);
+    in_setup = 0;
     if (rc == 0)
         rc = train_loop(&r, err);
     if (rc == 0)
         rc = lc_metrics_close(&r.metrics, err);
     teardown(&r);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    return rc;
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &old[i], NULL);
+    return rc == 0 && r.stopped_by ? r.stopped_by : rc;
 }
