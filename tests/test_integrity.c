@@ -25,6 +25,17 @@
  *                        error at the next epoch, not re-read.
  *   negative_exp_avg_sq  a hand-edited optimizer.safetensors with a negative
  *                        second moment is refused by name on resume.
+ *   eval_data_checked_first  a test_datasets file with a token outside the
+ *                        vocabulary, or without a supervised token, fails the
+ *                        run before its first step.
+ *   eval_fails_after_training  an eval file that turns bad while the run goes
+ *                        on: the final adapter is already written when the
+ *                        final evaluation fails (exit 1, says so).
+ *   nonfinite_update_rolled_back  an update that overflows the weights
+ *                        (learning_rate 1e10, weight_decay 1e30) is refused and
+ *                        undone: checkpoints hold the finite starting adapter,
+ *                        and a run whose every step was refused exits 1
+ *                        ("trained nothing") without a final adapter.
  *   sigpipe              the reader of stderr goes away: the run saves a
  *                        checkpoint and exits 141 (128 + SIGPIPE); resumable.
  *   second_sigint        a second Ctrl-C while the first one's checkpoint is
@@ -482,18 +493,27 @@ static bool alive(int pid)
     return waitpid((pid_t)pid, &status, WNOHANG) == 0;
 }
 
-/* Names in out starting with "checkpoint-" (complete or not). */
-static int count_checkpoints(const char *out)
+/* Names in out starting with "checkpoint-" (complete or not); the step
+ * of the last one listed in *last when last is not NULL. */
+static int count_checkpoints_last(const char *out, long *last)
 {
     char *cmd = lc_test_asprintf("ls %s", out);
     const char *argv[] = {"sh", "-c", cmd, NULL};
     lc_test_run_result r = lc_test_run(NULL, argv);
     int n = 0;
-    for (const char *p = r.out; (p = strstr(p, "checkpoint-")); p++)
+    for (const char *p = r.out; (p = strstr(p, "checkpoint-")); p++) {
         n++;
+        if (last)
+            *last = strtol(p + 11, NULL, 10);
+    }
     lc_test_run_free(&r);
     free(cmd);
     return n;
+}
+
+static int count_checkpoints(const char *out)
+{
+    return count_checkpoints_last(out, NULL);
 }
 
 Test(integrity, sigpipe, .timeout = 120)
@@ -507,12 +527,16 @@ Test(integrity, sigpipe, .timeout = 120)
     close(rd); /* the reader goes away */
     code = lc_test_wait(pid);
     cr_assert_eq(code, 128 + SIGPIPE, "exit %d", code);
-    cr_assert_eq(count_checkpoints(e.out), 1, "expected one checkpoint");
-    lc_test_run_result r = train(e.cfg, e.out, "resume_from_checkpoint=auto", "max_steps=1000000",
-                                 "save_steps=0", "max_steps=2000", NULL);
+    long step = 0;
+    cr_assert_eq(count_checkpoints_last(e.out, &step), 1, "expected one checkpoint");
+    char *more = lc_test_asprintf("max_steps=%ld", step + 2);
+    lc_test_run_result r = train(e.cfg, e.out, "resume_from_checkpoint=auto", "save_steps=0",
+                                 more, NULL);
     expect_ok(&r, "resume after SIGPIPE");
-    cr_expect(strstr(r.err, "resume: changed max_steps 1000000 -> 2000"), "%s", r.err);
-    cr_expect(strstr(r.err, "/checkpoint-"), "%s", r.err);
+    char *want = lc_test_asprintf("/checkpoint-%ld (step %ld,", step, step);
+    cr_expect(strstr(r.err, want), "expected '%s' in:\n%s", want, r.err);
+    free(want);
+    free(more);
     lc_test_run_free(&r);
     free(metrics);
     free_env(&e);
@@ -577,5 +601,121 @@ Test(integrity, setup_interrupted, .timeout = 120)
     free(lock);
     free(outset);
     free(errp);
+    free_env(&e);
+}
+
+/* ---- validated before the first step; nothing trained is lost -------------------- */
+
+static bool has_step_lines(const char *log)
+{
+    return strstr(log, "step 1/") != NULL;
+}
+
+Test(integrity, eval_data_checked_first, .timeout = 120)
+{
+    env e = setup_env();
+    static const char *const bad[][2] = {
+        {"{\"input_ids\": [1, 2, 99999], \"labels\": [1, 2, 3]}\n", "99999"},
+        {"{\"input_ids\": [1, 2, 3], \"labels\": [-100, -100, -100]}\n",
+         "no supervised tokens to evaluate on"},
+    };
+    for (int i = 0; i < 2; i++) {
+        char *evalp = lc_test_write_text(e.dir, "eval.jsonl", bad[i][0]);
+        char *set = lc_test_asprintf("test_datasets=[{path: %s, type: tokenized}]", evalp);
+        lc_test_run_result r = train(e.cfg, e.out, set, "overwrite_output_dir=true", NULL);
+        expect_refused(&r, bad[i][1], "test_datasets", bad[i][1], NULL);
+        cr_expect(!has_step_lines(r.err), "trained before refusing the eval data:\n%s", r.err);
+        lc_test_run_free(&r);
+        free(set);
+        free(evalp);
+    }
+    free_env(&e);
+}
+
+Test(integrity, eval_fails_after_training, .timeout = 120)
+{
+    env e = setup_env();
+    char *evalp = copy_file(e.data, e.dir, "eval.jsonl");
+    char *set = lc_test_asprintf("test_datasets=[{path: %s, type: tokenized}]", evalp);
+    char *errp = lc_test_path_in(e.dir, "run.err");
+    char *outset = lc_test_asprintf("output_dir=%s", e.out);
+    const char *args[] = {"train", e.cfg, "--set", outset, "--set", set, "--set",
+                          "max_steps=300", "--set", "save_steps=0", NULL};
+    int pid = lc_test_spawn_lorac(args, NULL, errp);
+    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
+    int code = -1;
+    /* "schedule:" comes after the eval data was checked, before step 1. */
+    cr_assert(lc_test_wait_for_text(errp, "schedule:", pid, 60, &code), "exited early (%d)",
+              code);
+    free(lc_test_write_text(e.dir, "eval.jsonl", "{\"input_ids\": [1, 99999]}\n"));
+    code = lc_test_wait(pid);
+    char *log = lc_test_read_file(errp, NULL);
+    cr_assert_eq(code, 1, "exit %d:\n%s", code, log);
+    char *said = lc_test_asprintf("lorac: the adapter is written to %s, but: evaluation at step "
+                                  "300", e.out);
+    cr_expect(strstr(log, said), "expected '%s' in:\n%s", said, log);
+    char *ad = lc_test_path_in(e.out, "adapter_model.safetensors");
+    char *ac = lc_test_path_in(e.out, "adapter_config.json");
+    cr_expect_eq(access(ad, F_OK), 0, "the trained adapter was lost");
+    cr_expect_eq(access(ac, F_OK), 0, "the trained adapter's config was lost");
+    free(ac);
+    free(ad);
+    free(said);
+    free(log);
+    free(metrics);
+    free(outset);
+    free(errp);
+    free(set);
+    free(evalp);
+    free_env(&e);
+}
+
+/* Every float of an F32 safetensors file's data is finite. */
+static bool all_finite_f32(const char *path)
+{
+    size_t n;
+    char *b = lc_test_read_file(path, &n);
+    uint64_t hlen;
+    memcpy(&hlen, b, 8);
+    bool ok = true;
+    for (size_t off = 8 + hlen; off + 4 <= n; off += 4) {
+        float f;
+        memcpy(&f, b + off, 4);
+        ok &= f == f && f - f == 0;
+    }
+    free(b);
+    return ok;
+}
+
+Test(integrity, nonfinite_update_rolled_back, .timeout = 120)
+{
+    env e = setup_env();
+    lc_test_run_result r = train(e.cfg, e.out, "learning_rate=1.0e10", "weight_decay=1.0e30",
+                                 "max_steps=2", NULL);
+    cr_log_info("%s", r.err);
+    expect_refused(&r, "overflowing update", "trained nothing: all 2 steps of this run were "
+                   "refused", NULL);
+    cr_expect(strstr(r.err, "step 1 refused: the update made weights non-finite (rolled back)"),
+              "%s", r.err);
+    cr_expect(strstr(r.err, "step 2 refused: the update made weights non-finite (rolled back)"),
+              "%s", r.err);
+    lc_test_run_free(&r);
+    char *final = lc_test_path_in(e.out, "adapter_model.safetensors");
+    cr_expect_eq(access(final, F_OK), -1, "a run that trained nothing wrote %s", final);
+    for (int k = 1; k <= 2; k++) {
+        char *a = ckpt_file(e.out, k, "adapter_model.safetensors");
+        char *o = ckpt_file(e.out, k, "optimizer.safetensors");
+        cr_expect(all_finite_f32(a), "checkpoint-%d holds non-finite weights", k);
+        cr_expect(all_finite_f32(o), "checkpoint-%d holds non-finite Adam state", k);
+        free(a);
+        free(o);
+    }
+    /* The rollback restored the starting adapter exactly: both checkpoints hold it. */
+    char *a1 = ckpt_file(e.out, 1, "adapter_model.safetensors");
+    char *a2 = ckpt_file(e.out, 2, "adapter_model.safetensors");
+    cr_expect(same_file(a1, a2), "a refused update changed the weights");
+    free(a1);
+    free(a2);
+    free(final);
     free_env(&e);
 }

@@ -89,6 +89,8 @@ typedef struct run {
     FILE *log;
     bool tty;
     int stopped_by;              /* the signal the run stopped for (checkpoint saved) */
+    int64_t applied;             /* steps this invocation applied (not refused) */
+    lc_real *backup;             /* [3 · n_params]: params, Adam m, v before an update */
     lc_outdir_lock lock;         /* output_dir, held for the whole run */
     lc_modelprint model_print;   /* base_model's files as loaded */
     lc_fileprint data_print[LC_CONFIG_MAX_DATASETS];
@@ -201,6 +203,28 @@ static int run_eval(run *r, int64_t step, lc_error *err)
     fprintf(r->log, "%seval at step %lld: loss %.4f  ppl %.3f  (%lld token%s)\n",
             r->tty ? "\r\033[K" : "", (long long)step, loss, exp(loss), (long long)tokens,
             lc_plural(tokens));
+    return 0;
+}
+
+/* test_datasets are read and checked in full before the first step, so
+ * that a bad evaluation file fails the run at once instead of after the
+ * training it would then throw away. */
+static int check_eval_data(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    if (c->n_test_datasets == 0)
+        return 0;
+    lc_dataset_opts o = {.paths = c->test_datasets, .n_paths = c->n_test_datasets,
+                         .vocab = r->model.cfg.vocab_size, .seq_len = c->sequence_len,
+                         .micro_batch = c->micro_batch_size};
+    lc_dataset_scan s;
+    if (lc_dataset_scan_files(&s, &o, err))
+        return lc_error_prefix(err, "test_datasets");
+    int64_t sup = s.supervised;
+    lc_dataset_scan_free(&s);
+    if (sup == 0)
+        return lc_error_set(err, "test_datasets: no supervised tokens to evaluate on (every "
+                            "label is -100 or rows have one token)");
     return 0;
 }
 
@@ -387,6 +411,8 @@ static int setup(run *r, lc_error *err)
     if (s->supervised == 0)
         return lc_error_set(err, "datasets: no supervised tokens (every label is -100 or rows "
                             "have one token): nothing to train on");
+    if (check_eval_data(r, err))
+        return -1;
 
     int64_t total = 0;
     if (c->max_steps > 0) {
@@ -423,6 +449,8 @@ static int setup(run *r, lc_error *err)
         lc_adamw_init(&r->opt, r->lora.n_params, err))
         return -1;
     r->tape.max_rows = c->micro_batch_size * c->sequence_len;
+    if (!(r->backup = malloc(3 * r->lora.n_params * sizeof(lc_real) + 1)))
+        return lc_error_set(err, "out of memory for the update's rollback copy");
     int64_t accum = c->gradient_accumulation_steps;
     r->bufs = calloc((size_t)accum, sizeof *r->bufs);
     r->batches = calloc((size_t)accum, sizeof *r->batches);
@@ -449,6 +477,7 @@ static void teardown(run *r)
         lc_batch_buf_free(&r->bufs[i]);
     free(r->bufs);
     free(r->batches);
+    free(r->backup);
     lc_metrics_close(&r->metrics, NULL); /* after an error: already reported */
     lc_dataset_scan_free(&r->scan);
     lc_adamw_free(&r->opt);
@@ -462,11 +491,70 @@ static void teardown(run *r)
     lc_outdir_lock_release(&r->lock); /* last: the run no longer touches output_dir */
 }
 
+static bool all_finite(const lc_real *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return false;
+    return true;
+}
+
+/* Applies the optimizer step; when it leaves a weight or a moment
+ * non-finite (an overflowing update: huge learning rate or weight decay,
+ * gradients near the float range), restores the state from before it and
+ * returns false, so the step is refused like a non-finite loss and no
+ * checkpoint ever holds inf or NaN. */
+static bool apply_update(run *r, const lc_adamw_hparams *hp, double lr)
+{
+    size_t n = r->lora.n_params, bytes = n * sizeof(lc_real);
+    memcpy(r->backup, r->lora.params, bytes);
+    memcpy(r->backup + n, r->opt.m, bytes);
+    memcpy(r->backup + 2 * n, r->opt.v, bytes);
+    int64_t step = r->opt.step;
+    lc_step_optimizer(&r->lora, &r->opt, hp, lr, r->cfg->max_grad_norm);
+    if (all_finite(r->lora.params, n) && all_finite(r->opt.m, n) && all_finite(r->opt.v, n))
+        return true;
+    memcpy(r->lora.params, r->backup, bytes);
+    memcpy(r->opt.m, r->backup + n, bytes);
+    memcpy(r->opt.v, r->backup + 2 * n, bytes);
+    r->opt.step = step;
+    return false;
+}
+
 static uint64_t mix(uint64_t a, uint64_t b)
 {
     uint64_t z = a * 0x9e3779b97f4a7c15ull ^ (b + 0x632be59bd9b4e019ull);
     z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
     return z ^ (z >> 29);
+}
+
+/* After the last step. A run that took steps and applied none trained
+ * nothing: that is a failure, and no final adapter is written (it would be
+ * the starting one, looking like a result; the last checkpoint is). Otherwise the final adapter is
+ * written first, before anything that can still fail (the last checkpoint,
+ * the final evaluation), so a failure there never discards the weights. */
+static int finish(run *r, int64_t start_step, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    int64_t taken = r->st.step - start_step;
+    if (taken > 0 && r->applied == 0) {
+        if (c->save_steps > 0 && save_checkpoint(r, err)) /* resumable, e.g. at a lower lr */
+            return -1;
+        return lc_error_set(err, "trained nothing: all %lld step%s of this run were refused "
+                            "(see the 'refused' lines); no adapter written", (long long)taken,
+                            lc_plural(taken));
+    }
+    if (lc_modelprint_unchanged(&r->model_print, err) ||
+        lc_lora_save_peft(&r->lora, c->output_dir, c->base_model, err))
+        return -1;
+    if (c->save_steps > 0 && save_checkpoint(r, err))
+        return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
+    if (c->n_test_datasets > 0 && (c->eval_steps == 0 || r->st.step % c->eval_steps != 0) &&
+        run_eval(r, r->st.step, err))
+        return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
+    fprintf(r->log, "done: adapter written to %s (adapter_model.safetensors + "
+            "adapter_config.json)\n", c->output_dir);
+    return 0;
 }
 
 static int train_loop(run *r, lc_error *err)
@@ -507,21 +595,24 @@ static int train_loop(run *r, lc_error *err)
         double lr = lc_lr_at(c->lr_scheduler, c->learning_rate, r->st.step, r->warmup,
                              r->st.total_steps, c->cosine_min_lr_ratio);
         double norm = lc_grad_norm(r->lora.grads, r->lora.n_params);
-        bool refused = sup == 0 || !isfinite(loss) || !isfinite(norm);
+        const char *why = sup == 0 ? "no supervised tokens in its batches"
+                          : !isfinite(loss) || !isfinite(norm) ? "non-finite loss or gradient"
+                          : NULL;
+        if (!why && !apply_update(r, &hp, lr))
+            why = "the update made weights non-finite (rolled back)";
+        bool refused = why != NULL;
         if (refused) {
             memset(r->lora.grads, 0, r->lora.n_params * sizeof(lc_real));
             r->st.bad_steps++;
             fprintf(r->log, "%sstep %lld refused: %s; no update applied\n", r->tty ? "\r\033[K" : "",
-                    (long long)step,
-                    sup == 0 ? "no supervised tokens in its batches"
-                             : "non-finite loss or gradient");
+                    (long long)step, why);
             if (c->max_bad_steps > 0 && r->st.bad_steps >= c->max_bad_steps)
                 return lc_error_set(err, "stopping: %lld refused step%s (max_bad_steps %lld); "
                                     "the last good checkpoint is kept",
                                     (long long)r->st.bad_steps, lc_plural(r->st.bad_steps),
                                     (long long)c->max_bad_steps);
         } else {
-            lc_step_optimizer(&r->lora, &r->opt, &hp, lr, c->max_grad_norm);
+            r->applied++;
         }
         r->st.step = step;
         double dt = lc_now_s() - t0;
@@ -538,16 +629,7 @@ static int train_loop(run *r, lc_error *err)
     }
     if (r->tty)
         fprintf(r->log, "\n");
-    if (c->n_test_datasets > 0 && (c->eval_steps == 0 || r->st.step % c->eval_steps != 0) &&
-        run_eval(r, r->st.step, err))
-        return -1;
-    if (c->save_steps > 0 && save_checkpoint(r, err))
-        return -1;
-    if (lc_lora_save_peft(&r->lora, c->output_dir, c->base_model, err))
-        return -1;
-    fprintf(r->log, "done: adapter written to %s (adapter_model.safetensors + "
-            "adapter_config.json)\n", c->output_dir);
-    return 0;
+    return finish(r, start_step, err);
 }
 
 int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
