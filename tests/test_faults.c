@@ -454,7 +454,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
     lc_test_run_result r = train(CFG_3STEP, ref, sets);
     expect_ok(&r, "straight run");
     lc_test_run_free(&r);
-    static const char *const files[4] = {"adapter_config.json", "adapter_model.safetensors",
+    static const char *const files[4] = {"adapter_model.safetensors", "adapter_config.json",
                                          "optimizer.safetensors", "trainer_state.json"};
     size_t page[4], ck = 0;
     for (int i = 0; i < 4; i++) {
@@ -469,7 +469,8 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
     cr_log_info("a checkpoint takes %zu KiB on tmpfs (%zu + %zu + %zu + %zu)", ck / 1024,
                 page[0] / 1024, page[1] / 1024, page[2] / 1024, page[3] / 1024);
 
-    /* checkpoint-3 writes adapter_config.json, adapter_model.safetensors,
+    /* checkpoint-3 writes adapter_model.safetensors, adapter_config.json
+     * (the config after the weights: lora.c says why),
      * optimizer.safetensors, trainer_state.json, in that order: the room left
      * after checkpoint-2 runs out in file i (half-way through it when it
      * spans several pages). */

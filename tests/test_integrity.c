@@ -36,6 +36,15 @@
  *                        undone: checkpoints hold the finite starting adapter,
  *                        and a run whose every step was refused exits 1
  *                        ("trained nothing") without a final adapter.
+ *   final_adapter_config_last  the final adapter's weights cannot be written
+ *                        (a directory squats adapter_model.safetensors.tmp):
+ *                        the old adapter_config.json is gone rather than left
+ *                        describing weights it does not belong to.
+ *   quantize_never_overwrites_input  `lorac quantize IN IN --force`, an OUT
+ *                        above IN, and an OUT holding a file lorac does not
+ *                        write are refused untouched; an earlier quantize
+ *                        output is replaced; a failure midway leaves no OUT
+ *                        and no partial directory.
  *   sigpipe              the reader of stderr goes away: the run saves a
  *                        checkpoint and exits 141 (128 + SIGPIPE); resumable.
  *   second_sigint        a second Ctrl-C while the first one's checkpoint is
@@ -718,4 +727,113 @@ Test(integrity, nonfinite_update_rolled_back, .timeout = 120)
     free(a2);
     free(final);
     free_env(&e);
+}
+
+/* ---- atomic outputs, inputs never overwritten ------------------------------------ */
+
+Test(integrity, final_adapter_config_last, .timeout = 120)
+{
+    env e = setup_env();
+    lc_test_run_result r = train(e.cfg, e.out, "max_steps=2", NULL);
+    expect_ok(&r, "run A");
+    lc_test_run_free(&r);
+    char *cfgp = lc_test_path_in(e.out, "adapter_config.json");
+    char *squat = lc_test_path_in(e.out, "adapter_model.safetensors.tmp");
+    cr_assert_eq(mkdir(squat, 0755), 0);
+    r = train(e.cfg, e.out, "resume_from_checkpoint=auto", "max_steps=3", NULL);
+    expect_refused(&r, "weights not writable", "adapter_model.safetensors", NULL);
+    lc_test_run_free(&r);
+    cr_expect_eq(access(cfgp, F_OK), -1, "adapter_config.json stayed beside weights it does "
+                 "not describe");
+    free(squat);
+    free(cfgp);
+    free_env(&e);
+}
+
+/* A copy of the fixture model in dir/name (returns its path). */
+static char *copy_model(const char *dir, const char *name)
+{
+    char *m = lc_test_path_in(dir, name);
+    cr_assert_eq(mkdir(m, 0755), 0);
+    const char *files[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *src = lc_test_asprintf("%s/%s", lc_test_fixture("tiny-llama/model"), files[i]);
+        free(copy_file(src, m, files[i]));
+        free(src);
+    }
+    return m;
+}
+
+static lc_test_run_result quantize(const char *in, const char *out, bool force)
+{
+    const char *args[] = {"quantize", in, out, force ? "--force" : NULL, NULL};
+    return lc_test_run_lorac(NULL, args);
+}
+
+/* Whether dir holds an entry whose name contains sub. */
+static bool has_entry(const char *dir, const char *sub)
+{
+    char *cmd = lc_test_asprintf("ls -a %s", dir);
+    const char *argv[] = {"sh", "-c", cmd, NULL};
+    lc_test_run_result r = lc_test_run(NULL, argv);
+    bool found = strstr(r.out, sub) != NULL;
+    lc_test_run_free(&r);
+    free(cmd);
+    return found;
+}
+
+Test(integrity, quantize_never_overwrites_input, .timeout = 120)
+{
+    char *dir = lc_test_tmpdir();
+    char *in = copy_model(dir, "model");
+    char *w = lc_test_path_in(in, "model.safetensors");
+    char *keep = copy_file(w, dir, "original.safetensors");
+
+    lc_test_run_result r = quantize(in, in, true);
+    expect_refused(&r, "quantize IN IN --force", "is (or contains) the input", NULL);
+    lc_test_run_free(&r);
+    r = quantize(in, dir, true);
+    expect_refused(&r, "quantize IN PARENT --force", "is (or contains) the input", NULL);
+    lc_test_run_free(&r);
+    cr_expect(same_file(w, keep), "the input model was changed");
+
+    char *other = lc_test_path_in(dir, "other");
+    cr_assert_eq(mkdir(other, 0755), 0);
+    char *mine = lc_test_write_text(other, "notes.txt.bak", "mine\n");
+    r = quantize(in, other, true);
+    expect_refused(&r, "OUT holds another file", "notes.txt.bak", "which lorac does not write",
+                   NULL);
+    lc_test_run_free(&r);
+    cr_expect_eq(access(mine, F_OK), 0, "--force deleted a file lorac did not write");
+
+    char *q = lc_test_path_in(dir, "q");
+    r = quantize(in, q, false);
+    expect_ok(&r, "quantize");
+    lc_test_run_free(&r);
+    r = quantize(in, q, true);
+    expect_ok(&r, "quantize --force over an earlier output");
+    lc_test_run_free(&r);
+    cr_expect(!has_entry(dir, "lorac-"), "a staging directory was left behind");
+
+    /* A failure after the weights were written: a side file that cannot be
+     * read (a directory named *.json) fails the copy of side files. */
+    char *bad = lc_test_path_in(in, "tokenizer.json");
+    cr_assert_eq(mkdir(bad, 0755), 0);
+    char *q2 = lc_test_path_in(dir, "q2");
+    r = quantize(in, q2, false);
+    expect_refused(&r, "unreadable side file", "tokenizer.json", NULL);
+    lc_test_run_free(&r);
+    cr_expect_eq(access(q2, F_OK), -1, "a failed quantize left %s", q2);
+    cr_expect(!has_entry(dir, "lorac-partial"), "a failed quantize left a partial directory");
+
+    free(q2);
+    free(bad);
+    free(q);
+    free(mine);
+    free(other);
+    free(keep);
+    free(w);
+    free(in);
+    lc_test_rm_rf(dir);
+    free(dir);
 }

@@ -1015,13 +1015,32 @@ Test(merge, existing_output_needs_force)
     char *out = lc_test_asprintf("%s/merged", tmp);
     lc_error err;
     cr_assert_eq(lc_mkdir_p(out, &err), 0);
-    write_text(out, "marker.bin", "old");
-    char *marker = lc_test_asprintf("%s/marker.bin", out);
+    write_text(out, "marker.json", "old");
+    char *marker = lc_test_asprintf("%s/marker.json", out);
     lc_test_run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
     cr_expect_eq(r.code, 1, "exit %d: %s", r.code, r.err);
     cr_expect(strstr(r.err, "--force"), "%s", r.err);
     cr_expect(lc_path_exists(marker), "the existing directory was touched");
     lc_test_run_free(&r);
+    /* --force replaces only what looks like an earlier output (model files,
+     * no subdirectory): not a directory holding anything else. */
+    static const char *const foreign[] = {"notes.doc", "sub/x.json"};
+    for (int i = 0; i < 2; i++) {
+        char *dir = lc_test_asprintf("%s/other%d", tmp, i);
+        char *f = lc_test_asprintf("%s/%s", dir, foreign[i]);
+        char *fdir = strdup(f);
+        *strrchr(fdir, '/') = '\0';
+        cr_assert_eq(lc_mkdir_p(fdir, &err), 0);
+        write_text(fdir, strrchr(f, '/') + 1, "mine");
+        r = merge3(NULL, fixture_model(), fixture_adapter(), dir, "--force", NULL);
+        cr_expect_eq(r.code, 1, "%s: exit %d: %s", foreign[i], r.code, r.err);
+        cr_expect(strstr(r.err, "which lorac does not write"), "%s", r.err);
+        cr_expect(lc_path_exists(f), "--force deleted %s", f);
+        lc_test_run_free(&r);
+        free(fdir);
+        free(f);
+        free(dir);
+    }
     r = merge3(NULL, fixture_model(), fixture_adapter(), out, "--force", NULL);
     cr_expect_eq(r.code, 0, "--force: exit %d: %s", r.code, r.err);
     cr_expect(!lc_path_exists(marker), "--force should replace the directory");
@@ -1031,7 +1050,7 @@ Test(merge, existing_output_needs_force)
     /* --force never deletes the base model */
     r = merge3(NULL, fixture_model(), fixture_adapter(), fixture_model(), "--force", NULL);
     cr_expect_eq(r.code, 1);
-    cr_expect(strstr(r.err, "base model"), "%s", r.err);
+    cr_expect(strstr(r.err, "is (or contains) the input"), "%s", r.err);
     char *fm = lc_test_asprintf("%s/model.safetensors", fixture_model());
     cr_assert(lc_path_exists(fm), "the fixture model was deleted");
     /* no leftovers next to the output */
