@@ -45,6 +45,14 @@
  *                        write are refused untouched; an earlier quantize
  *                        output is replaced; a failure midway leaves no OUT
  *                        and no partial directory.
+ *   model_truncated_during_run  the base model file truncated under a running
+ *                        job: one "lorac:" line naming the file, exit 1 (the
+ *                        SIGBUS of the next read of its mapped weights is
+ *                        caught; epochs are made long so that it comes before
+ *                        the check at the next epoch).
+ *   model_replaced_during_run  the model file replaced by rename (no fault:
+ *                        the old file stays mapped) is an error at the next
+ *                        epoch, naming the file.
  *   sigpipe              the reader of stderr goes away: the run saves a
  *                        checkpoint and exits 141 (128 + SIGPIPE); resumable.
  *   second_sigint        a second Ctrl-C while the first one's checkpoint is
@@ -836,4 +844,85 @@ Test(integrity, quantize_never_overwrites_input, .timeout = 120)
     free(in);
     lc_test_rm_rf(dir);
     free(dir);
+}
+
+/* ---- the base model changing under a running job ------------------------------------ */
+
+Test(integrity, model_truncated_during_run, .timeout = 120)
+{
+    env e = setup_env();
+    char *mdir = copy_model(e.dir, "model");
+    /* 600 rows: an epoch is 300 steps, so the truncation is met by a read
+     * of the weights long before the next epoch's check. */
+    char *rows = lc_test_read_file(e.data, NULL);
+    size_t len = strlen(rows), cap = len * 100 + 1, n = 0;
+    char *many = malloc(cap);
+    for (int i = 0; i < 100; i++, n += len)
+        memcpy(many + n, rows, len);
+    many[n] = '\0';
+    free(lc_test_write_text(e.dir, "train.jsonl", many));
+    char *errp = lc_test_path_in(e.dir, "run.err");
+    char *outset = lc_test_asprintf("output_dir=%s", e.out);
+    char *bm = lc_test_asprintf("base_model=%s", mdir);
+    const char *args[] = {"train", e.cfg, "--set", outset, "--set", bm, "--set",
+                          "max_steps=1000000", "--set", "save_steps=0", NULL};
+    int pid = lc_test_spawn_lorac(args, NULL, errp);
+    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
+    int code = -1;
+    cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "exited early (%d)", code);
+    char *w = lc_test_path_in(mdir, "model.safetensors");
+    cr_assert_eq(truncate(w, 4096), 0);
+    code = lc_test_wait(pid);
+    char *log = lc_test_read_file(errp, NULL);
+    cr_assert_eq(code, 1, "exit %d (135 = killed by SIGBUS):\n%s", code, log);
+    const char *line = strstr(log, "lorac: ");
+    cr_assert_not_null(line, "%s", log);
+    cr_expect(strstr(line, w), "the error does not name %s:\n%s", w, line);
+    cr_expect(strstr(line, "SIGBUS") || strstr(line, "changed while the run was using it"),
+              "%s", line);
+    cr_log_info("%s", line);
+    free(log);
+    free(w);
+    free(metrics);
+    free(bm);
+    free(outset);
+    free(errp);
+    free(many);
+    free(rows);
+    free(mdir);
+    free_env(&e);
+}
+
+Test(integrity, model_replaced_during_run, .timeout = 120)
+{
+    env e = setup_env();
+    char *mdir = copy_model(e.dir, "model");
+    char *errp = lc_test_path_in(e.dir, "run.err");
+    char *outset = lc_test_asprintf("output_dir=%s", e.out);
+    char *bm = lc_test_asprintf("base_model=%s", mdir);
+    const char *args[] = {"train", e.cfg, "--set", outset, "--set", bm, "--set",
+                          "max_steps=1000000", "--set", "save_steps=0", NULL};
+    int pid = lc_test_spawn_lorac(args, NULL, errp);
+    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
+    int code = -1;
+    cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "exited early (%d)", code);
+    char *w = lc_test_path_in(mdir, "model.safetensors");
+    char *copy = copy_file(w, e.dir, "same.safetensors");
+    cr_assert_eq(rename(copy, w), 0);
+    code = lc_test_wait(pid);
+    char *log = lc_test_read_file(errp, NULL);
+    cr_assert_eq(code, 1, "exit %d:\n%s", code, log);
+    char *want = lc_test_asprintf("lorac: base_model: %s changed while the run was using it "
+                                  "(replaced by another file)", w);
+    cr_expect(strstr(log, want), "expected '%s' in:\n%s", want, log);
+    free(want);
+    free(log);
+    free(copy);
+    free(w);
+    free(metrics);
+    free(bm);
+    free(outset);
+    free(errp);
+    free(mdir);
+    free_env(&e);
 }

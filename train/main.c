@@ -50,7 +50,10 @@ static void train_usage(FILE *f)
 {
     fprintf(f, "usage: lorac train CONFIG.yaml [--set key=value ...]\n"
                "  Trains LoRA adapters as CONFIG.yaml says (keys: configs/README.md).\n"
-               "  --set key=value   override a config key (value is YAML: 1e-3, [q_proj,v_proj])\n");
+               "  --set key=value   override a config key (value is YAML: 1e-3, [q_proj,v_proj])\n"
+               "  Exit status: 0 finished, 1 failed, 2 bad usage; stopped by a signal after\n"
+               "  saving a checkpoint: 128 + the signal (129 SIGHUP, 130 SIGINT, 141 SIGPIPE,\n"
+               "  143 SIGTERM).\n");
 }
 
 static void bench_usage(FILE *f)
@@ -178,7 +181,8 @@ static void merge_usage(FILE *f)
         "                  .quant_state.*) are dropped and config.json loses\n"
         "                  quantization_config. The result is a plain, unquantized model; it\n"
         "                  holds the NF4 values, not the weights before quantization.\n"
-        "  --force         replace OUT when it exists (only once the new model is complete)\n"
+        "  --force         replace OUT when it exists (only once the new model is complete;\n"
+        "                  only an earlier output: model files, no subdirectory, no input)\n"
         "  --no-verify     skip the verification below\n"
         "  Verification: a fixed probe batch (2 rows x 16 tokens) runs through base + adapter\n"
         "  and through the merged model; the largest absolute logit difference must be at\n"
@@ -512,7 +516,9 @@ static void quantize_usage(FILE *f)
         "  loads it without quantizing again. Embeddings, norms and lm_head are copied.\n"
         "  --blocksize N         values per absmax block (default 64)\n"
         "  --no-double-quant     keep absmax in f32 (default: 8-bit, like bnb's double quant)\n"
-        "  --force               overwrite OUT_DIR\n"
+        "  --force               replace OUT_DIR when it exists, once the new one is complete\n"
+        "                        (only an earlier output: model files, no subdirectory; never\n"
+        "                        IN_DIR or a directory above it)\n"
         "  Exit status: 0 ok, 1 failed, 2 bad usage.\n");
 }
 

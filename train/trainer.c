@@ -15,6 +15,7 @@
 
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -58,6 +59,58 @@ static void on_signal(int sig)
     }
     if (!stop_requested)
         stop_requested = sig;
+}
+
+/* A base model file truncated (or rewritten in place) while the run reads
+ * its memory-mapped weights makes the next read raise SIGBUS, which would
+ * kill the process without a word. The handler names the file (the mapped
+ * range holding the faulting address) in one line on the log's descriptor
+ * — the only output a run can still give at that point — and exits 1.
+ * Changes that do not fault (a file replaced by rename, or rewritten with
+ * the same size) are caught by the fingerprint check at each epoch and
+ * checkpoint (inputs_unchanged, save_checkpoint). */
+#define MAX_BUS_FILES 256
+static struct {
+    uintptr_t lo, hi;
+    const char *path;
+} bus_files[MAX_BUS_FILES];
+static volatile sig_atomic_t n_bus_files;
+static int bus_fd = 2;
+
+static void say(const char *s)
+{
+    ssize_t w = write(bus_fd, s, strlen(s));
+    (void)w;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    uintptr_t a = (uintptr_t)si->si_addr;
+    const char *path = "(a memory-mapped file)";
+    for (int i = 0; i < n_bus_files; i++)
+        if (a >= bus_files[i].lo && a < bus_files[i].hi)
+            path = bus_files[i].path;
+    say("\nlorac: base_model file ");
+    say(path);
+    say(" was truncated or changed while training (reading its memory-mapped weights failed: "
+        "SIGBUS); the run stopped; the checkpoints already written are intact\n");
+    _exit(1);
+}
+
+/* Registers the model's mapped files for on_sigbus. */
+static void watch_mapped_files(const lc_model *m, int log_fd)
+{
+    n_bus_files = 0;
+    bus_fd = log_fd;
+    for (size_t i = 0; m->has_files && i < m->files.n_shards && i < MAX_BUS_FILES; i++) {
+        const lc_st_file *f = &m->files.shards[i];
+        bus_files[i].lo = (uintptr_t)f->map;
+        bus_files[i].hi = (uintptr_t)f->map + f->map_size;
+        bus_files[i].path = f->path;
+        n_bus_files = (sig_atomic_t)(i + 1);
+    }
 }
 
 static void format_eta(double s, char *buf, size_t n)
@@ -362,6 +415,7 @@ static int setup(run *r, lc_error *err)
     if (lc_modelprint_take(&r->model_print, c->base_model, err) ||
         lc_model_load_with(&r->model, c->base_model, &lo, err))
         return -1;
+    watch_mapped_files(&r->model, fileno(r->log));
     const lc_model_config *mc = &r->model.cfg;
     bool nf4 = r->model.nf4 != NULL;
     fprintf(r->log, "model: %s (%s), %d layer%s, hidden %d, %d/%d heads, vocab %d, %s%s\n",
@@ -640,9 +694,14 @@ int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
     r.cfg = cfg;
     r.log = log;
     r.tty = isatty(fileno(log));
-    struct sigaction sa = {0}, old[N_STOP_SIGNALS];
+    struct sigaction sa = {0}, old[N_STOP_SIGNALS], bus = {0}, old_bus;
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
+    bus.sa_sigaction = on_sigbus;
+    bus.sa_flags = SA_SIGINFO;
+    sigemptyset(&bus.sa_mask);
+    n_bus_files = 0;
+    sigaction(SIGBUS, &bus, &old_bus);
     stop_requested = 0;
     in_setup = 1;
     for (int i = 0; i < N_STOP_SIGNALS; i++)
@@ -653,7 +712,9 @@ int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
         rc = train_loop(&r, err);
     if (rc == 0)
         rc = lc_metrics_close(&r.metrics, err);
+    n_bus_files = 0; /* the model is unmapped next */
     teardown(&r);
+    sigaction(SIGBUS, &old_bus, NULL);
     for (int i = 0; i < N_STOP_SIGNALS; i++)
         sigaction(stop_signals[i], &old[i], NULL);
     return rc == 0 && r.stopped_by ? r.stopped_by : rc;
