@@ -103,14 +103,30 @@ char *lc_test_read_file(const char *path, size_t *len)
     return b;
 }
 
-lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args)
+bool lc_test_same_file(const char *a, const char *b)
 {
-    const char *argv[48];
+    size_t na, nb;
+    char *x = lc_test_read_file(a, &na), *y = lc_test_read_file(b, &nb);
+    bool same = na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* LORAC_BINARY followed by args (at most 46) into argv[48]. */
+static void lorac_argv(const char **argv, const char *const *args)
+{
     int a = 0;
     argv[a++] = LORAC_BINARY;
     for (int i = 0; args[i] && a < 47; i++)
         argv[a++] = args[i];
     argv[a] = NULL;
+}
+
+lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args)
+{
+    const char *argv[48];
+    lorac_argv(argv, args);
     return lc_test_run(env_kv, argv);
 }
 
@@ -152,11 +168,7 @@ lc_test_run_result lc_test_run(const char *env_kv, const char *const *argv)
 int lc_test_spawn_lorac(const char *const *args, const char *out_path, const char *err_path)
 {
     const char *argv[48];
-    int a = 0;
-    argv[a++] = LORAC_BINARY;
-    for (int i = 0; args[i] && a < 47; i++)
-        argv[a++] = args[i];
-    argv[a] = NULL;
+    lorac_argv(argv, args);
     fflush(NULL);
     pid_t pid = fork();
     cr_assert_neq(pid, -1, "fork: %s", strerror(errno));

@@ -9,6 +9,7 @@
 #ifndef LC_TEST_HELPERS_H
 #define LC_TEST_HELPERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,10 @@ char *lc_test_write_text(const char *dir, const char *name, const char *text);
 /* The whole file, NUL-terminated (malloc'd); its size in *len when len is not
  * NULL. The test fails when the file cannot be read. */
 char *lc_test_read_file(const char *path, size_t *len);
+
+/* Whether the two files hold the same bytes (the test fails when one
+ * cannot be read). */
+bool lc_test_same_file(const char *a, const char *b);
 
 /* What a run of the lorac binary did: exit code (128 + signal when killed)
  * and everything it wrote to stdout and stderr (malloc'd, NUL-terminated). */

@@ -200,16 +200,6 @@ static void expect_listing(const char *dir, const char *want, const char *what)
     free(got);
 }
 
-static bool same_bytes(const char *a, const char *b)
-{
-    size_t na, nb;
-    char *x = lc_test_read_file(a, &na), *y = lc_test_read_file(b, &nb);
-    bool same = na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 /* Every file of the flat directories a and b (same names) byte for byte
  * (trainer_state.json: lc_test_same_state). */
 static void expect_same_dir(const char *a, const char *b, const char *what)
@@ -219,7 +209,7 @@ static void expect_same_dir(const char *a, const char *b, const char *what)
     for (char *name = strtok(la, ","); name; name = strtok(NULL, ",")) {
         char *pa = lc_test_path_in(a, name), *pb = lc_test_path_in(b, name);
         bool same = strcmp(name, "trainer_state.json") == 0 ? lc_test_same_state(pa, pb)
-                                                             : same_bytes(pa, pb);
+                                                             : lc_test_same_file(pa, pb);
         cr_expect(same, "%s: %s differs from %s", what, pa, pb);
         free(pa);
         free(pb);
@@ -517,7 +507,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
         lc_test_run_free(&r);
         char *a = lc_test_path_in(roomy, "adapter_model.safetensors");
         char *b = lc_test_path_in(ref, "adapter_model.safetensors");
-        cr_expect(same_bytes(a, b), "%s: the resumed run's adapter differs from the straight run's",
+        cr_expect(lc_test_same_file(a, b), "%s: the resumed run's adapter differs from the straight run's",
                   what);
         char *ma = metrics_sans_tok_s(roomy), *mb = metrics_sans_tok_s(ref);
         cr_expect_str_eq(ma, mb, "%s: metrics differ:\n%s\nvs straight:\n%s", what, ma, mb);
@@ -652,7 +642,7 @@ Test(faults, checkpoint_write_errors, .fini = faults_fini, .timeout = 120)
         }
         char *a = ckpt_file(out, 2, "adapter_model.safetensors");
         char *b = ckpt_file(ref, 2, "adapter_model.safetensors");
-        cr_expect(same_bytes(a, b), "%s: checkpoint-2's adapter changed", what);
+        cr_expect(lc_test_same_file(a, b), "%s: checkpoint-2's adapter changed", what);
         free(a);
         free(b);
         free(out);
@@ -901,7 +891,7 @@ Test(faults, no_supervised_tokens, .fini = faults_fini, .timeout = 120)
     lc_test_run_free(&r);
     char *fa = lc_test_path_in(out, "adapter_model.safetensors");
     char *fg = lc_test_path_in(alone, "adapter_model.safetensors");
-    cr_expect(same_bytes(fa, fg), "%s: the adapter differs from training on the good rows alone", what);
+    cr_expect(lc_test_same_file(fa, fg), "%s: the adapter differs from training on the good rows alone", what);
     free(fg);
 
     /* max_bad_steps 2: stops at step 4 with checkpoints 1-3, as above. */
@@ -941,7 +931,7 @@ Test(faults, no_supervised_tokens, .fini = faults_fini, .timeout = 120)
     expect_has(r.err, "checkpoint-3 (step 3,", what);
     lc_test_run_free(&r);
     char *fs = lc_test_path_in(stop, "adapter_model.safetensors");
-    cr_expect(same_bytes(fs, fa), "%s: the adapter differs from the uninterrupted run's", what);
+    cr_expect(lc_test_same_file(fs, fa), "%s: the adapter differs from the uninterrupted run's", what);
     char *c5 = ckpt(stop, 5), *c5o = ckpt(out, 5);
     expect_same_dir(c5, c5o, what);
     free(c5);
@@ -1077,10 +1067,10 @@ Test(faults, nonfinite_then_good, .fini = faults_fini, .timeout = 120)
     lc_test_run_free(&r);
     char *fa = lc_test_path_in(out, "adapter_model.safetensors");
     char *fg = lc_test_path_in(alone, "adapter_model.safetensors");
-    cr_expect(same_bytes(fa, fg), "%s: the adapter differs from training on the good rows alone",
+    cr_expect(lc_test_same_file(fa, fg), "%s: the adapter differs from training on the good rows alone",
               what);
     char *o5 = ckpt_file(out, 5, "optimizer.safetensors"), *o4 = ckpt_file(alone, 4, "optimizer.safetensors");
-    cr_expect(same_bytes(o5, o4), "%s: the Adam state differs from training on the good rows alone",
+    cr_expect(lc_test_same_file(o5, o4), "%s: the Adam state differs from training on the good rows alone",
               what);
     free(o5);
     free(o4);

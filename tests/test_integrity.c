@@ -12,6 +12,11 @@
  *                        keys that differ); `auto` with other settings never
  *                        resumes the other run; overwrite_output_dir deletes
  *                        it and the run equals a run into an empty directory.
+ *   pruning_keeps_other_runs  lc_checkpoint_save with save_total_limit 2 next
+ *                        to another run's checkpoint-9 prunes only its own
+ *                        run's oldest (by number, 9 would have counted as
+ *                        the newest and this run's checkpoint-3 been
+ *                        deleted); latest/other pick by run identity.
  *   resume_fixed_keys    one refused key of each kind (adapter: lora_alpha,
  *                        lora_dropout; data shape: sequence_len,
  *                        micro_batch_size; the base model's files) names the
@@ -62,6 +67,7 @@
  *                        FIFO nobody writes: open waits) ends it at once
  *                        with 143 and nothing written but the lock file.
  * SIGINT, SIGTERM and SIGHUP in the loop: tests/test_trainer.c. */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <errno.h>
@@ -79,6 +85,8 @@
 #include <unistd.h>
 
 #include "tests/helpers.h"
+#include "train/checkpoint.h"
+#include "train/model_config.h"
 
 #define MAX_SETS 12
 
@@ -106,25 +114,34 @@ static char *base_config(const char *dir, const char *model, const char *data)
     return path;
 }
 
-/* `lorac train cfg --set output_dir=out --set ...` (sets NULL-terminated). */
-static lc_test_run_result train(const char *cfg, const char *out, ...)
+/* `lorac train cfg --set output_dir=out --set s...` into args[4 + 2 *
+ * MAX_SETS + 1] (the sets from ap, NULL-terminated); returns the
+ * "output_dir=..." argument, to be freed after the run. */
+static char *train_args(const char **args, const char *cfg, const char *out, va_list ap)
 {
-    const char *args[4 + 2 * MAX_SETS + 1];
     int a = 0;
     char *outset = lc_test_asprintf("output_dir=%s", out);
     args[a++] = "train";
     args[a++] = cfg;
     args[a++] = "--set";
     args[a++] = outset;
-    va_list ap;
-    va_start(ap, out);
     for (const char *s; (s = va_arg(ap, const char *));) {
         cr_assert_lt(a, 4 + 2 * MAX_SETS);
         args[a++] = "--set";
         args[a++] = s;
     }
-    va_end(ap);
     args[a] = NULL;
+    return outset;
+}
+
+/* `lorac train cfg --set output_dir=out --set ...` (sets NULL-terminated). */
+static lc_test_run_result train(const char *cfg, const char *out, ...)
+{
+    const char *args[4 + 2 * MAX_SETS + 1];
+    va_list ap;
+    va_start(ap, out);
+    char *outset = train_args(args, cfg, out, ap);
+    va_end(ap);
     lc_test_run_result r = lc_test_run_lorac(NULL, args);
     free(outset);
     return r;
@@ -148,16 +165,6 @@ static void expect_refused(const lc_test_run_result *r, const char *what, ...)
         cr_expect(strstr(line, s), "%s: the error lacks '%s':\n%s", what, s, line);
     va_end(ap);
     cr_log_info("%s: %s", what, line);
-}
-
-static bool same_file(const char *a, const char *b)
-{
-    size_t na, nb;
-    char *x = lc_test_read_file(a, &na), *y = lc_test_read_file(b, &nb);
-    bool same = na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
 }
 
 static char *copy_file(const char *from, const char *dir, const char *name)
@@ -196,6 +203,53 @@ static void free_env(env *e)
     free(e->out);
 }
 
+/* A run in the background, stderr to DIR/run.err. */
+typedef struct bg {
+    int pid;
+    char *errp;
+} bg;
+
+/* Starts `lorac train` on e (sets NULL-terminated) and, unless it is told
+ * not to (first_step false), waits for its first metrics line. */
+static bg start(const env *e, bool first_step, ...)
+{
+    bg b = {0, lc_test_path_in(e->dir, "run.err")};
+    const char *args[4 + 2 * MAX_SETS + 1];
+    va_list ap;
+    va_start(ap, first_step);
+    char *outset = train_args(args, e->cfg, e->out, ap);
+    va_end(ap);
+    b.pid = lc_test_spawn_lorac(args, NULL, b.errp);
+    free(outset);
+    char *metrics = lc_test_path_in(e->out, "metrics.jsonl");
+    int code = -1;
+    if (first_step)
+        cr_assert(lc_test_wait_for_text(metrics, "\n", b.pid, 60, &code),
+                  "the run exited (%d) before its first step", code);
+    free(metrics);
+    return b;
+}
+
+/* Waits for the run to end: its exit code, and its stderr (malloc'd). */
+static char *finish(bg *b, int *code)
+{
+    *code = lc_test_wait(b->pid);
+    char *log = lc_test_read_file(b->errp, NULL);
+    free(b->errp);
+    return log;
+}
+
+/* setup_env, then run A: the config (with max_steps, when not NULL) to
+ * the end, a checkpoint after every step. */
+static env setup_trained(const char *max_steps)
+{
+    env e = setup_env();
+    lc_test_run_result r = train(e.cfg, e.out, max_steps, NULL);
+    expect_ok(&r, "run A");
+    lc_test_run_free(&r);
+    return e;
+}
+
 static char *ckpt_file(const char *out, int step, const char *name)
 {
     return lc_test_asprintf("%s/checkpoint-%d/%s", out, step, name);
@@ -206,15 +260,9 @@ static char *ckpt_file(const char *out, int step, const char *name)
 Test(integrity, lock, .timeout = 120)
 {
     env e = setup_env();
-    char *errp = lc_test_path_in(e.dir, "first.err");
-    char *outset = lc_test_asprintf("output_dir=%s", e.out);
-    const char *args[] = {"train", e.cfg, "--set", outset, "--set", "max_steps=1000000",
-                          "--set", "save_steps=0", NULL};
-    int pid = lc_test_spawn_lorac(args, NULL, errp);
+    bg first = start(&e, true, "max_steps=1000000", "save_steps=0", NULL);
+    int pid = first.pid;
     char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
-    int code;
-    cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "the first run exited (%d)",
-              code);
     char *before = lc_test_read_file(metrics, NULL);
     lc_test_run_result r = train(e.cfg, e.out, NULL);
     char *holder = lc_test_asprintf("in use by another lorac train (process %d holds", pid);
@@ -225,7 +273,9 @@ Test(integrity, lock, .timeout = 120)
     char *after = lc_test_read_file(metrics, NULL);
     cr_expect_eq(strncmp(before, after, strlen(before)), 0, "metrics.jsonl was rewritten");
     cr_assert_eq(kill(pid, SIGKILL), 0);
-    cr_assert_eq(lc_test_wait(pid), 128 + SIGKILL);
+    int code;
+    free(finish(&first, &code));
+    cr_assert_eq(code, 128 + SIGKILL);
     /* The kernel dropped the lock with the process. */
     r = train(e.cfg, e.out, "overwrite_output_dir=true", NULL);
     expect_ok(&r, "after the holder died");
@@ -234,8 +284,6 @@ Test(integrity, lock, .timeout = 120)
     free(before);
     free(holder);
     free(metrics);
-    free(outset);
-    free(errp);
     free_env(&e);
 }
 
@@ -243,10 +291,8 @@ Test(integrity, lock, .timeout = 120)
 
 Test(integrity, other_run, .timeout = 120)
 {
-    env e = setup_env();
-    lc_test_run_result r = train(e.cfg, e.out, NULL);
-    expect_ok(&r, "run A");
-    lc_test_run_free(&r);
+    env e = setup_trained(NULL);
+    lc_test_run_result r;
     char *a3 = ckpt_file(e.out, 3, "adapter_model.safetensors");
     char *keep = copy_file(a3, e.dir, "a3.safetensors");
 
@@ -262,7 +308,7 @@ Test(integrity, other_run, .timeout = 120)
     expect_refused(&r, "auto, other settings", "lora_alpha 16 -> 64", NULL);
     cr_expect_null(strstr(r.err, "(step "), "auto resumed another run:\n%s", r.err);
     lc_test_run_free(&r);
-    cr_expect(same_file(a3, keep), "a refused run changed run A's checkpoint-3");
+    cr_expect(lc_test_same_file(a3, keep), "a refused run changed run A's checkpoint-3");
 
     /* overwrite_output_dir: A's outputs go, B equals B in an empty directory. */
     r = train(e.cfg, e.out, "lora_alpha=64", "resume_from_checkpoint=auto",
@@ -278,7 +324,7 @@ Test(integrity, other_run, .timeout = 120)
     for (int k = 1; k <= 3; k++) {
         char *x = ckpt_file(e.out, k, "adapter_model.safetensors");
         char *y = ckpt_file(clean, k, "adapter_model.safetensors");
-        cr_expect(same_file(x, y), "checkpoint-%d differs from a run into an empty directory",
+        cr_expect(lc_test_same_file(x, y), "checkpoint-%d differs from a run into an empty directory",
                   k);
         free(x);
         free(y);
@@ -289,14 +335,56 @@ Test(integrity, other_run, .timeout = 120)
     free_env(&e);
 }
 
+Test(integrity, pruning_keeps_other_runs, .timeout = 60)
+{
+    char *dir = lc_test_tmpdir();
+    const char *model = lc_test_fixture("tiny-llama/model");
+    lc_error err;
+    lc_model_config mc;
+    cr_assert_eq(lc_model_config_load(&mc, model, &err), 0, "%s", err.msg);
+    lc_lora_config c = {.r = 2, .alpha = 4, .targets = {[0] = true}};
+    lc_lora a;
+    lc_adamw opt;
+    cr_assert_eq(lc_lora_init(&a, &mc, &c, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_adamw_init(&opt, a.n_params, &err), 0, "%s", err.msg);
+    cJSON *mine = cJSON_Parse("{\"identity\": \"00000000000000aa\"}");
+    cJSON *theirs = cJSON_Parse("{\"identity\": \"00000000000000bb\"}");
+    lc_train_state st = {.step = 9, .total_steps = 9};
+    cr_assert_eq(lc_checkpoint_save(dir, &a, &opt, &st, model, 0, theirs, NULL, 0, &err), 0,
+                 "%s", err.msg);
+    for (int k = 1; k <= 4; k++) {
+        st = (lc_train_state){.step = k, .total_steps = 4};
+        cr_assert_eq(lc_checkpoint_save(dir, &a, &opt, &st, model, 2, mine, NULL, 0, &err), 0,
+                     "%s", err.msg);
+    }
+    const bool want[10] = {[3] = true, [4] = true, [9] = true};
+    for (int k = 1; k <= 9; k++) {
+        char *p = lc_test_asprintf("%s/checkpoint-%d", dir, k);
+        cr_expect_eq(access(p, F_OK) == 0, want[k], "checkpoint-%d %s", k,
+                     want[k] ? "was pruned" : "is still there");
+        free(p);
+    }
+    char path[4200];
+    cr_assert_eq(lc_checkpoint_latest(dir, "00000000000000aa", path, sizeof path), 1);
+    cr_expect(strstr(path, "/checkpoint-4"), "latest of this run: %s", path);
+    cr_assert_eq(lc_checkpoint_other(dir, "00000000000000aa", path, sizeof path), 1);
+    cr_expect(strstr(path, "/checkpoint-9"), "other run: %s", path);
+    cr_assert_eq(lc_checkpoint_other(dir, "00000000000000bb", path, sizeof path), 1);
+    cr_expect(strstr(path, "/checkpoint-4"), "other run: %s", path);
+    cJSON_Delete(mine);
+    cJSON_Delete(theirs);
+    lc_adamw_free(&opt);
+    lc_lora_free(&a);
+    lc_test_rm_rf(dir);
+    free(dir);
+}
+
 /* ---- resume checks ----------------------------------------------------------------- */
 
 Test(integrity, resume_fixed_keys, .timeout = 120)
 {
-    env e = setup_env();
-    lc_test_run_result r = train(e.cfg, e.out, "max_steps=2", NULL);
-    expect_ok(&r, "run A");
-    lc_test_run_free(&r);
+    env e = setup_trained("max_steps=2");
+    lc_test_run_result r;
     char *c2 = ckpt_file(e.out, 2, "trainer_state.json");
     char *keep = copy_file(c2, e.dir, "state2.json");
     static const char *const cases[][2] = {
@@ -333,7 +421,7 @@ Test(integrity, resume_fixed_keys, .timeout = 120)
     r = train(e.cfg, e.out, bm, "resume_from_checkpoint=auto", "max_steps=4", NULL);
     expect_refused(&r, "another base model", "base_model", e.model, mdir, NULL);
     lc_test_run_free(&r);
-    cr_expect(same_file(c2, keep), "a refused resume changed checkpoint-2");
+    cr_expect(lc_test_same_file(c2, keep), "a refused resume changed checkpoint-2");
     char *c3 = ckpt_file(e.out, 3, "trainer_state.json");
     cr_expect_eq(access(c3, F_OK), -1, "a refused resume wrote checkpoint-3");
     free(c3);
@@ -346,10 +434,8 @@ Test(integrity, resume_fixed_keys, .timeout = 120)
 
 Test(integrity, resume_free_keys, .timeout = 120)
 {
-    env e = setup_env();
-    lc_test_run_result r = train(e.cfg, e.out, "max_steps=2", NULL);
-    expect_ok(&r, "run A");
-    lc_test_run_free(&r);
+    env e = setup_trained("max_steps=2");
+    lc_test_run_result r;
     r = train(e.cfg, e.out, "resume_from_checkpoint=auto", "max_steps=3",
               "learning_rate=5.0e-4", NULL);
     expect_ok(&r, "resume with a new learning_rate");
@@ -371,10 +457,8 @@ Test(integrity, resume_free_keys, .timeout = 120)
 
 Test(integrity, resume_data_changed, .timeout = 120)
 {
-    env e = setup_env();
-    lc_test_run_result r = train(e.cfg, e.out, "max_steps=2", NULL);
-    expect_ok(&r, "run A");
-    lc_test_run_free(&r);
+    env e = setup_trained("max_steps=2");
+    lc_test_run_result r;
     size_t n;
     char *text = lc_test_read_file(e.data, &n);
     char *more = lc_test_asprintf("%s%.*s", text, (int)(strchr(text, '\n') + 1 - text), text);
@@ -397,20 +481,13 @@ Test(integrity, resume_data_changed, .timeout = 120)
 Test(integrity, data_replaced_during_run, .timeout = 120)
 {
     env e = setup_env();
-    char *errp = lc_test_path_in(e.dir, "run.err");
-    char *outset = lc_test_asprintf("output_dir=%s", e.out);
-    const char *args[] = {"train", e.cfg, "--set", outset, "--set", "max_steps=0", "--set",
-                          "num_epochs=1000", "--set", "save_steps=0", NULL};
-    int pid = lc_test_spawn_lorac(args, NULL, errp);
-    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
-    int code = -1;
-    cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "exited early (%d)", code);
+    bg run = start(&e, true, "max_steps=0", "num_epochs=1000", "save_steps=0", NULL);
     /* Replaced by a new file of the same rows (rename over it). */
     char *text = lc_test_read_file(e.data, NULL);
     char *tmp = lc_test_write_text(e.dir, "new.jsonl", text);
     cr_assert_eq(rename(tmp, e.data), 0);
-    code = lc_test_wait(pid);
-    char *log = lc_test_read_file(errp, NULL);
+    int code;
+    char *log = finish(&run, &code);
     cr_assert_eq(code, 1, "exit %d:\n%s", code, log);
     cr_expect(strstr(log, "lorac: datasets[0]: "), "%s", log);
     cr_expect(strstr(log, "changed while the run was using it (replaced by another file)"),
@@ -419,9 +496,6 @@ Test(integrity, data_replaced_during_run, .timeout = 120)
     free(log);
     free(tmp);
     free(text);
-    free(metrics);
-    free(outset);
-    free(errp);
     free_env(&e);
 }
 
@@ -429,10 +503,8 @@ Test(integrity, data_replaced_during_run, .timeout = 120)
 
 Test(integrity, negative_exp_avg_sq, .timeout = 120)
 {
-    env e = setup_env();
-    lc_test_run_result r = train(e.cfg, e.out, "max_steps=2", NULL);
-    expect_ok(&r, "run A");
-    lc_test_run_free(&r);
+    env e = setup_trained("max_steps=2");
+    lc_test_run_result r;
     char *opt = ckpt_file(e.out, 2, "optimizer.safetensors");
     size_t n;
     char *bytes = lc_test_read_file(opt, &n);
@@ -599,10 +671,8 @@ Test(integrity, setup_interrupted, .timeout = 120)
     env e = setup_env();
     unlink(e.data);
     cr_assert_eq(mkfifo(e.data, 0644), 0); /* opening it waits for a writer */
-    char *errp = lc_test_path_in(e.dir, "run.err");
-    char *outset = lc_test_asprintf("output_dir=%s", e.out);
-    const char *args[] = {"train", e.cfg, "--set", outset, NULL};
-    int pid = lc_test_spawn_lorac(args, NULL, errp);
+    bg run = start(&e, false, NULL);
+    int pid = run.pid;
     char *lock = lc_test_path_in(e.out, "lorac.lock");
     for (int i = 0; access(lock, F_OK) != 0; i++) {
         cr_assert_lt(i, 3000, "no lock file after 30 s");
@@ -612,12 +682,11 @@ Test(integrity, setup_interrupted, .timeout = 120)
     sleep_ms(200);
     cr_assert(alive(pid), "the run exited");
     cr_assert_eq(kill(pid, SIGTERM), 0);
-    int code = lc_test_wait(pid);
+    int code;
+    free(finish(&run, &code));
     cr_expect_eq(code, 128 + SIGTERM, "exit %d", code);
     cr_expect_eq(count_checkpoints(e.out), 0);
     free(lock);
-    free(outset);
-    free(errp);
     free_env(&e);
 }
 
@@ -654,19 +723,13 @@ Test(integrity, eval_fails_after_training, .timeout = 120)
     env e = setup_env();
     char *evalp = copy_file(e.data, e.dir, "eval.jsonl");
     char *set = lc_test_asprintf("test_datasets=[{path: %s, type: tokenized}]", evalp);
-    char *errp = lc_test_path_in(e.dir, "run.err");
-    char *outset = lc_test_asprintf("output_dir=%s", e.out);
-    const char *args[] = {"train", e.cfg, "--set", outset, "--set", set, "--set",
-                          "max_steps=300", "--set", "save_steps=0", NULL};
-    int pid = lc_test_spawn_lorac(args, NULL, errp);
-    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
+    bg run = start(&e, false, set, "max_steps=300", "save_steps=0", NULL);
     int code = -1;
     /* "schedule:" comes after the eval data was checked, before step 1. */
-    cr_assert(lc_test_wait_for_text(errp, "schedule:", pid, 60, &code), "exited early (%d)",
-              code);
+    cr_assert(lc_test_wait_for_text(run.errp, "schedule:", run.pid, 60, &code),
+              "exited early (%d)", code);
     free(lc_test_write_text(e.dir, "eval.jsonl", "{\"input_ids\": [1, 99999]}\n"));
-    code = lc_test_wait(pid);
-    char *log = lc_test_read_file(errp, NULL);
+    char *log = finish(&run, &code);
     cr_assert_eq(code, 1, "exit %d:\n%s", code, log);
     char *said = lc_test_asprintf("lorac: the adapter is written to %s, but: evaluation at step "
                                   "300", e.out);
@@ -679,9 +742,6 @@ Test(integrity, eval_fails_after_training, .timeout = 120)
     free(ad);
     free(said);
     free(log);
-    free(metrics);
-    free(outset);
-    free(errp);
     free(set);
     free(evalp);
     free_env(&e);
@@ -730,7 +790,7 @@ Test(integrity, nonfinite_update_rolled_back, .timeout = 120)
     /* The rollback restored the starting adapter exactly: both checkpoints hold it. */
     char *a1 = ckpt_file(e.out, 1, "adapter_model.safetensors");
     char *a2 = ckpt_file(e.out, 2, "adapter_model.safetensors");
-    cr_expect(same_file(a1, a2), "a refused update changed the weights");
+    cr_expect(lc_test_same_file(a1, a2), "a refused update changed the weights");
     free(a1);
     free(a2);
     free(final);
@@ -741,10 +801,8 @@ Test(integrity, nonfinite_update_rolled_back, .timeout = 120)
 
 Test(integrity, final_adapter_config_last, .timeout = 120)
 {
-    env e = setup_env();
-    lc_test_run_result r = train(e.cfg, e.out, "max_steps=2", NULL);
-    expect_ok(&r, "run A");
-    lc_test_run_free(&r);
+    env e = setup_trained("max_steps=2");
+    lc_test_run_result r;
     char *cfgp = lc_test_path_in(e.out, "adapter_config.json");
     char *squat = lc_test_path_in(e.out, "adapter_model.safetensors.tmp");
     cr_assert_eq(mkdir(squat, 0755), 0);
@@ -803,7 +861,7 @@ Test(integrity, quantize_never_overwrites_input, .timeout = 120)
     r = quantize(in, dir, true);
     expect_refused(&r, "quantize IN PARENT --force", "is (or contains) the input", NULL);
     lc_test_run_free(&r);
-    cr_expect(same_file(w, keep), "the input model was changed");
+    cr_expect(lc_test_same_file(w, keep), "the input model was changed");
 
     char *other = lc_test_path_in(dir, "other");
     cr_assert_eq(mkdir(other, 0755), 0);
@@ -861,19 +919,12 @@ Test(integrity, model_truncated_during_run, .timeout = 120)
         memcpy(many + n, rows, len);
     many[n] = '\0';
     free(lc_test_write_text(e.dir, "train.jsonl", many));
-    char *errp = lc_test_path_in(e.dir, "run.err");
-    char *outset = lc_test_asprintf("output_dir=%s", e.out);
     char *bm = lc_test_asprintf("base_model=%s", mdir);
-    const char *args[] = {"train", e.cfg, "--set", outset, "--set", bm, "--set",
-                          "max_steps=1000000", "--set", "save_steps=0", NULL};
-    int pid = lc_test_spawn_lorac(args, NULL, errp);
-    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
-    int code = -1;
-    cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "exited early (%d)", code);
+    bg run = start(&e, true, bm, "max_steps=1000000", "save_steps=0", NULL);
     char *w = lc_test_path_in(mdir, "model.safetensors");
     cr_assert_eq(truncate(w, 4096), 0);
-    code = lc_test_wait(pid);
-    char *log = lc_test_read_file(errp, NULL);
+    int code;
+    char *log = finish(&run, &code);
     cr_assert_eq(code, 1, "exit %d (135 = killed by SIGBUS):\n%s", code, log);
     const char *line = strstr(log, "lorac: ");
     cr_assert_not_null(line, "%s", log);
@@ -883,10 +934,7 @@ Test(integrity, model_truncated_during_run, .timeout = 120)
     cr_log_info("%s", line);
     free(log);
     free(w);
-    free(metrics);
     free(bm);
-    free(outset);
-    free(errp);
     free(many);
     free(rows);
     free(mdir);
@@ -897,20 +945,13 @@ Test(integrity, model_replaced_during_run, .timeout = 120)
 {
     env e = setup_env();
     char *mdir = copy_model(e.dir, "model");
-    char *errp = lc_test_path_in(e.dir, "run.err");
-    char *outset = lc_test_asprintf("output_dir=%s", e.out);
     char *bm = lc_test_asprintf("base_model=%s", mdir);
-    const char *args[] = {"train", e.cfg, "--set", outset, "--set", bm, "--set",
-                          "max_steps=1000000", "--set", "save_steps=0", NULL};
-    int pid = lc_test_spawn_lorac(args, NULL, errp);
-    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
-    int code = -1;
-    cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "exited early (%d)", code);
+    bg run = start(&e, true, bm, "max_steps=1000000", "save_steps=0", NULL);
     char *w = lc_test_path_in(mdir, "model.safetensors");
     char *copy = copy_file(w, e.dir, "same.safetensors");
     cr_assert_eq(rename(copy, w), 0);
-    code = lc_test_wait(pid);
-    char *log = lc_test_read_file(errp, NULL);
+    int code;
+    char *log = finish(&run, &code);
     cr_assert_eq(code, 1, "exit %d:\n%s", code, log);
     char *want = lc_test_asprintf("lorac: base_model: %s changed while the run was using it "
                                   "(replaced by another file)", w);
@@ -919,10 +960,7 @@ Test(integrity, model_replaced_during_run, .timeout = 120)
     free(log);
     free(copy);
     free(w);
-    free(metrics);
     free(bm);
-    free(outset);
-    free(errp);
     free(mdir);
     free_env(&e);
 }

@@ -89,16 +89,6 @@ static lc_test_run_result merge3(const char *env, const char *base, const char *
     return lc_test_run_lorac(env, args);
 }
 
-static bool files_equal(const char *a, const char *b)
-{
-    size_t la, lb;
-    char *x = lc_test_read_file(a, &la), *y = lc_test_read_file(b, &lb);
-    bool eq = la == lb && memcmp(x, y, la) == 0;
-    free(x);
-    free(y);
-    return eq;
-}
-
 static void copy_file(const char *src, const char *dst)
 {
     size_t n;
@@ -304,7 +294,7 @@ Test(merge, fixture_matches_peft)
     cr_expect_leq(diff, TOL_VERIFY_F32, "verification difference %g", diff);
     cr_expect(strstr(r.out, "peak memory"), "no peak memory line");
     char *a = lc_test_asprintf("%s/config.json", fixture_model()), *b = lc_test_asprintf("%s/config.json", out);
-    cr_expect(files_equal(a, b), "config.json not copied byte for byte");
+    cr_expect(lc_test_same_file(a, b), "config.json not copied byte for byte");
     /* tensors the adapter does not touch: bit for bit */
     lc_error err;
     lc_st_file in, mo;
@@ -402,7 +392,7 @@ Test(merge, bf16_base_bit_exact)
     const char *same[] = {"config.json", "tokenizer.json", "generation_config.json"};
     for (int k = 0; k < 3; k++) {
         char *x = lc_test_asprintf("%s/%s", base, same[k]), *y = lc_test_asprintf("%s/%s", out, same[k]);
-        cr_expect(lc_path_exists(y) && files_equal(x, y), "%s not copied", same[k]);
+        cr_expect(lc_path_exists(y) && lc_test_same_file(x, y), "%s not copied", same[k]);
         free(x);
         free(y);
     }
