@@ -45,6 +45,8 @@
  *                        (a directory squats adapter_model.safetensors.tmp):
  *                        the old adapter_config.json is gone rather than left
  *                        describing weights it does not belong to.
+ *   train_output_is_not_an_input  output_dir = lora_model_dir or = base_model
+ *                        is refused before anything is written.
  *   quantize_never_overwrites_input  `lorac quantize IN IN --force`, an OUT
  *                        above IN, and an OUT holding a file lorac does not
  *                        write are refused untouched; an earlier quantize
@@ -60,6 +62,8 @@
  *                        epoch, naming the file.
  *   sigpipe              the reader of stderr goes away: the run saves a
  *                        checkpoint and exits 141 (128 + SIGPIPE); resumable.
+ *                        The same when the run was started with SIGPIPE
+ *                        blocked (it unblocks its stop signals).
  *   second_sigint        a second Ctrl-C while the first one's checkpoint is
  *                        pending (the process is held in a write to a full
  *                        stderr pipe) kills it at once: 130, no checkpoint.
@@ -543,7 +547,7 @@ static void sleep_ms(long ms)
  * read end goes to *rd; stdout to /dev/null. wr (may be NULL) gets a
  * non-blocking write end of the same pipe (its own open file description,
  * so the child's stays blocking). */
-static int spawn_piped(const env *e, int *rd, int *wr, int pipe_size)
+static int spawn_piped(const env *e, int *rd, int *wr, int pipe_size, bool block_sigpipe)
 {
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
@@ -556,6 +560,12 @@ static int spawn_piped(const env *e, int *rd, int *wr, int pipe_size)
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
+        if (block_sigpipe) { /* as some launchers leave it: the run must unblock it */
+            sigset_t m;
+            sigemptyset(&m);
+            sigaddset(&m, SIGPIPE);
+            sigprocmask(SIG_BLOCK, &m, NULL);
+        }
         int nul = open("/dev/null", O_WRONLY);
         dup2(nul, 1);
         dup2(fds[1], 2);
@@ -605,17 +615,19 @@ static int count_checkpoints(const char *out)
     return count_checkpoints_last(out, NULL);
 }
 
-Test(integrity, sigpipe, .timeout = 120)
+/* The reader of stderr goes away (SIGPIPE blocked in the child too, when
+ * block is true): checkpoint, 141, resumable. */
+static void sigpipe_stop(bool block)
 {
     env e = setup_env();
     int rd;
-    int pid = spawn_piped(&e, &rd, NULL, 0);
+    int pid = spawn_piped(&e, &rd, NULL, 0, block);
     char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
     int code = -1;
     cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "exited early (%d)", code);
     close(rd); /* the reader goes away */
     code = lc_test_wait(pid);
-    cr_assert_eq(code, 128 + SIGPIPE, "exit %d", code);
+    cr_assert_eq(code, 128 + SIGPIPE, "SIGPIPE%s: exit %d", block ? " blocked" : "", code);
     long step = 0;
     cr_assert_eq(count_checkpoints_last(e.out, &step), 1, "expected one checkpoint");
     char *more = lc_test_asprintf("max_steps=%ld", step + 2);
@@ -631,11 +643,17 @@ Test(integrity, sigpipe, .timeout = 120)
     free_env(&e);
 }
 
+Test(integrity, sigpipe, .timeout = 120)
+{
+    sigpipe_stop(false);
+    sigpipe_stop(true);
+}
+
 Test(integrity, second_sigint, .timeout = 120)
 {
     env e = setup_env();
     int rd, wr;
-    int pid = spawn_piped(&e, &rd, &wr, 4096);
+    int pid = spawn_piped(&e, &rd, &wr, 4096, false);
     char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
     int code = -1;
     cr_assert(lc_test_wait_for_text(metrics, "\n", pid, 60, &code), "exited early (%d)", code);
@@ -813,6 +831,39 @@ Test(integrity, final_adapter_config_last, .timeout = 120)
                  "not describe");
     free(squat);
     free(cfgp);
+    free_env(&e);
+}
+
+Test(integrity, train_output_is_not_an_input, .timeout = 120)
+{
+    env e = setup_env();
+    char *adir = lc_test_path_in(e.dir, "adapter");
+    cr_assert_eq(mkdir(adir, 0755), 0);
+    const char *files[] = {"adapter_config.json", "adapter_model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *src = lc_test_asprintf("%s/%s", lc_test_fixture("tiny-llama/adapter_init"),
+                                     files[i]);
+        free(copy_file(src, adir, files[i]));
+        free(src);
+    }
+    char *keep = copy_file(lc_test_fixture("tiny-llama/adapter_init/adapter_model.safetensors"),
+                           e.dir, "keep.safetensors");
+    char *lmd = lc_test_asprintf("lora_model_dir=%s", adir);
+    lc_test_run_result r = train(e.cfg, adir, lmd, "overwrite_output_dir=true", NULL);
+    expect_refused(&r, "output_dir = lora_model_dir", "is (or contains) lora_model_dir", NULL);
+    lc_test_run_free(&r);
+    char *w = lc_test_path_in(adir, "adapter_model.safetensors");
+    cr_expect(lc_test_same_file(w, keep), "the starting adapter was overwritten");
+    char *lock = lc_test_path_in(adir, "lorac.lock");
+    cr_expect_eq(access(lock, F_OK), -1, "the refused run wrote into %s", adir);
+    r = train(e.cfg, e.model, NULL);
+    expect_refused(&r, "output_dir = base_model", "is the base_model directory", NULL);
+    lc_test_run_free(&r);
+    free(lock);
+    free(w);
+    free(lmd);
+    free(keep);
+    free(adir);
     free_env(&e);
 }
 

@@ -14,6 +14,7 @@
 #include "train/trainer.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include "train/metrics.h"
 #include "train/outdir_lock.h"
 #include "train/run_record.h"
+#include "train/staging.h"
 #include "train/step.h"
 
 /* How a run is asked to stop. SIGINT, SIGTERM, SIGHUP (the terminal went
@@ -259,6 +261,23 @@ static int run_eval(run *r, int64_t step, lc_error *err)
     return 0;
 }
 
+/* The run writes its final adapter into output_dir and, with
+ * overwrite_output_dir, deletes adapters and checkpoints there: it must
+ * not be the base model's directory, nor be or hold the adapter the run
+ * starts from. */
+static int check_output_dir(const lc_train_config *c, lc_error *err)
+{
+    if (c->lora_model_dir && lc_path_contains(c->output_dir, c->lora_model_dir))
+        return lc_error_set(err, "output_dir %s is (or contains) lora_model_dir %s, the adapter "
+                            "this run starts from, which the run would overwrite: choose another "
+                            "output_dir", c->output_dir, c->lora_model_dir);
+    if (lc_path_contains(c->output_dir, c->base_model) &&
+        lc_path_contains(c->base_model, c->output_dir))
+        return lc_error_set(err, "output_dir %s is the base_model directory: choose another "
+                            "output_dir", c->output_dir);
+    return 0;
+}
+
 /* test_datasets are read and checked in full before the first step, so
  * that a bad evaluation file fails the run at once instead of after the
  * training it would then throw away. */
@@ -405,7 +424,7 @@ static int setup(run *r, lc_error *err)
         return lc_error_set(err, "device: cuda: no CUDA backend for training yet (the kernels "
                             "in autograd/cuda are not wired into the trainer); use device: cpu "
                             "or auto");
-    if (lc_outdir_lock_take(&r->lock, c->output_dir, err))
+    if (check_output_dir(c, err) || lc_outdir_lock_take(&r->lock, c->output_dir, err))
         return -1;
     for (int i = 0; i < c->n_datasets; i++)
         if (lc_fileprint_take(c->datasets[i], false, &r->data_print[i], err))
@@ -704,8 +723,16 @@ int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
     sigaction(SIGBUS, &bus, &old_bus);
     stop_requested = 0;
     in_setup = 1;
-    for (int i = 0; i < N_STOP_SIGNALS; i++)
+    /* A mask inherited blocked (some launchers block SIGPIPE or SIGHUP)
+     * would hold the signals pending and defeat the handlers: unblocked
+     * for the run, the caller's mask restored after. */
+    sigset_t stops, old_mask;
+    sigemptyset(&stops);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) {
         sigaction(stop_signals[i], &sa, &old[i]);
+        sigaddset(&stops, stop_signals[i]);
+    }
+    pthread_sigmask(SIG_UNBLOCK, &stops, &old_mask);
     int rc = setup(&r, err);
     in_setup = 0;
     if (rc == 0)
@@ -717,5 +744,6 @@ int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
     sigaction(SIGBUS, &old_bus, NULL);
     for (int i = 0; i < N_STOP_SIGNALS; i++)
         sigaction(stop_signals[i], &old[i], NULL);
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     return rc == 0 && r.stopped_by ? r.stopped_by : rc;
 }
