@@ -67,9 +67,11 @@
  *   second_sigint        a second Ctrl-C while the first one's checkpoint is
  *                        pending (the process is held in a write to a full
  *                        stderr pipe) kills it at once: 130, no checkpoint.
- *   setup_interrupted    SIGTERM while setup is blocked (a dataset that is a
- *                        FIFO nobody writes: open waits) ends it at once
- *                        with 143 and nothing written but the lock file.
+ *   setup_interrupted    SIGTERM while setup is blocked (its first log line
+ *                        waits on a full stderr pipe) ends it at once with
+ *                        143, nothing written but the lock file.
+ *   fifo_dataset_refused a dataset that is a FIFO is refused at once (it
+ *                        could not be read again each epoch), not waited on.
  * SIGINT, SIGTERM and SIGHUP in the loop: tests/test_trainer.c. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -553,6 +555,12 @@ static int spawn_piped(const env *e, int *rd, int *wr, int pipe_size, bool block
     cr_assert_eq(pipe(fds), 0);
     if (pipe_size)
         cr_assert_geq(fcntl(fds[0], F_SETPIPE_SZ, pipe_size), pipe_size);
+    if (wr) {
+        char *self = lc_test_asprintf("/proc/self/fd/%d", fds[1]);
+        *wr = open(self, O_WRONLY | O_NONBLOCK);
+        cr_assert_geq(*wr, 0, "open %s: %s", self, strerror(errno));
+        free(self);
+    }
     char *outset = lc_test_asprintf("output_dir=%s", e->out);
     const char *argv[] = {LORAC_BINARY, "train", e->cfg, "--set", outset, "--set",
                           "max_steps=1000000", "--set", "save_steps=0", NULL};
@@ -574,16 +582,18 @@ static int spawn_piped(const env *e, int *rd, int *wr, int pipe_size, bool block
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
-    if (wr) {
-        char *self = lc_test_asprintf("/proc/self/fd/%d", fds[1]);
-        *wr = open(self, O_WRONLY | O_NONBLOCK);
-        cr_assert_geq(*wr, 0, "open %s: %s", self, strerror(errno));
-        free(self);
-    }
     close(fds[1]);
     free(outset);
     *rd = fds[0];
     return (int)pid;
+}
+
+/* Writes into the pipe until it is full. */
+static void fill_pipe(int wr)
+{
+    while (write(wr, "x", 1) == 1)
+        ;
+    cr_assert_eq(errno, EAGAIN);
 }
 
 static bool alive(int pid)
@@ -667,9 +677,7 @@ Test(integrity, second_sigint, .timeout = 120)
         cr_assert(alive(pid), "the run exited");
     }
     /* Fill what room is left, so that any write (a shorter line too) waits. */
-    while (write(wr, "x", 1) == 1)
-        ;
-    cr_assert_eq(errno, EAGAIN);
+    fill_pipe(wr);
     cr_assert_eq(kill(pid, SIGINT), 0);
     sleep_ms(300);
     cr_assert(alive(pid), "one SIGINT with a blocked log ended the run");
@@ -687,24 +695,40 @@ Test(integrity, second_sigint, .timeout = 120)
 Test(integrity, setup_interrupted, .timeout = 120)
 {
     env e = setup_env();
-    unlink(e.data);
-    cr_assert_eq(mkfifo(e.data, 0644), 0); /* opening it waits for a writer */
-    bg run = start(&e, false, NULL);
-    int pid = run.pid;
+    /* The full stderr pipe holds setup in its first log line, after the
+     * model is loaded, before anything is trained. */
+    int rd, wr;
+    int pid = spawn_piped(&e, &rd, &wr, 4096, false);
+    fill_pipe(wr);
     char *lock = lc_test_path_in(e.out, "lorac.lock");
     for (int i = 0; access(lock, F_OK) != 0; i++) {
         cr_assert_lt(i, 3000, "no lock file after 30 s");
         cr_assert(alive(pid), "the run exited");
         sleep_ms(10);
     }
-    sleep_ms(200);
+    sleep_ms(300);
     cr_assert(alive(pid), "the run exited");
+    char *metrics = lc_test_path_in(e.out, "metrics.jsonl");
+    cr_assert_eq(access(metrics, F_OK), -1, "setup finished although its log was blocked");
     cr_assert_eq(kill(pid, SIGTERM), 0);
-    int code;
-    free(finish(&run, &code));
+    int code = lc_test_wait(pid);
     cr_expect_eq(code, 128 + SIGTERM, "exit %d", code);
     cr_expect_eq(count_checkpoints(e.out), 0);
+    close(rd);
+    close(wr);
+    free(metrics);
     free(lock);
+    free_env(&e);
+}
+
+Test(integrity, fifo_dataset_refused, .timeout = 60)
+{
+    env e = setup_env();
+    unlink(e.data);
+    cr_assert_eq(mkfifo(e.data, 0644), 0);
+    lc_test_run_result r = train(e.cfg, e.out, NULL);
+    expect_refused(&r, "a FIFO as dataset", "datasets[0]", "not a regular file", NULL);
+    lc_test_run_free(&r);
     free_env(&e);
 }
 

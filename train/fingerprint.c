@@ -80,7 +80,9 @@ static int hash_range(int fd, off_t off, uint64_t n, unsigned char *buf, uint64_
 int lc_fileprint_take(const char *path, bool sampled, lc_fileprint *fp, lc_error *err)
 {
     memset(fp, 0, sizeof *fp);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO (which a run could not read again each epoch) is
+     * refused at once instead of waiting for a writer. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return lc_error_set(err, "%s: %s", path, strerror(errno));
     struct stat st;
