@@ -72,15 +72,6 @@ static void sweep_leftovers(const char *output_dir)
     closedir(d);
 }
 
-static void fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 /* Parses "checkpoint-N" (exactly); -1 otherwise. */
 static int64_t checkpoint_number(const char *name)
 {
@@ -198,7 +189,7 @@ int lc_checkpoint_remove_others(const char *output_dir, const char *identity, lc
     }
     free(v);
     sweep_leftovers(output_dir);
-    fsync_dir(output_dir);
+    lc_fsync_dir(output_dir);
     return 0;
 }
 
@@ -294,7 +285,7 @@ int lc_checkpoint_save(const char *output_dir, const lc_lora *lora, const lc_ada
     snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
     if (lc_st_write(path, e, 2, mk, mv, 1, err) || write_state(tmp, st, run, err))
         goto fail;
-    fsync_dir(tmp);
+    lc_fsync_dir(tmp);
     /* Replacing checkpoint-N (a run stopped right after saving it, or one
      * resumed from its final checkpoint). Fix: the old directory used to be
      * deleted before the rename, so a crash in between lost checkpoint-N (or
@@ -316,7 +307,7 @@ int lc_checkpoint_save(const char *output_dir, const lc_lora *lora, const lc_ada
     }
     if (swapped)
         remove_flat_dir(tmp);
-    fsync_dir(output_dir);
+    lc_fsync_dir(output_dir);
     if (path_out)
         snprintf(path_out, path_n, "%s", final);
     if (keep > 0) {

@@ -449,5 +449,7 @@ int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_mod
     if (rc == 0)
         rc = lc_write_file_atomic(path, json, strlen(json), err);
     free(json);
+    if (rc == 0)
+        lc_fsync_dir(dir);
     return rc;
 }

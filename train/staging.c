@@ -49,6 +49,10 @@ int lc_stage_finish(const char *stage, const char *out, bool replace, lc_error *
             (void)rename(old, out);
         return lc_error_set(err, "cannot rename %s to %s: %s", stage, out, strerror(e));
     }
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", out);
+    char *slash = strrchr(parent, '/');
+    lc_fsync_dir(!slash ? "." : slash == parent ? "/" : (*slash = '\0', parent));
     if (replace && lc_remove_tree(old) != 0)
         return lc_error_set(err, "the new output is in %s, but the old directory moved to %s "
                             "could not be removed: %s", out, old, strerror(errno));
