@@ -160,13 +160,15 @@ static const keydef keys[KEY_COUNT] = {
  * mean — its shape and scale, the weights it sits on, the data order and
  * the batches the data cursor counts — so a resume that changes one is
  * refused. FREE keys only steer the rest of the run; a change is allowed
- * and reported. Keys left out (paths of this run, datasets, which are
+ * and reported. (lora_model_dir is FREE: on resume the weights come from
+ * the checkpoint, and the shape and scale it gave are compared as the
+ * lora_* keys.) Keys left out (paths of this run, datasets, which are
  * checked by content, and keys folded into others: load_in_4bit into
  * adapter, lora_target_linear into lora_target_modules) are not compared. */
 static const lc_resume_class resume_class[KEY_COUNT] = {
     [KEY_ADAPTER] = LC_RESUME_FIXED, [KEY_LORA_R] = LC_RESUME_FIXED,
     [KEY_LORA_ALPHA] = LC_RESUME_FIXED, [KEY_LORA_DROPOUT] = LC_RESUME_FIXED,
-    [KEY_LORA_TARGET_MODULES] = LC_RESUME_FIXED, [KEY_LORA_MODEL_DIR] = LC_RESUME_FIXED,
+    [KEY_LORA_TARGET_MODULES] = LC_RESUME_FIXED, [KEY_LORA_MODEL_DIR] = LC_RESUME_FREE,
     [KEY_PEFT_USE_RSLORA] = LC_RESUME_FIXED, [KEY_SEQUENCE_LEN] = LC_RESUME_FIXED,
     [KEY_SAMPLE_PACKING] = LC_RESUME_FIXED, [KEY_SHUFFLE] = LC_RESUME_FIXED,
     [KEY_MICRO_BATCH_SIZE] = LC_RESUME_FIXED, [KEY_GRAD_ACCUM] = LC_RESUME_FIXED,
