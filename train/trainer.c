@@ -417,18 +417,11 @@ static int claim_and_resume(run *r, lc_error *err)
     return 0;
 }
 
-static int setup(run *r, lc_error *err)
+/* The base model (fingerprinted, then loaded; its mapped files watched
+ * for SIGBUS) and the adapter to train, described in the log. */
+static int load_model_and_adapter(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
-    if (c->device == LC_DEVICE_CUDA)
-        return lc_error_set(err, "device: cuda: no CUDA backend for training yet (the kernels "
-                            "in autograd/cuda are not wired into the trainer); use device: cpu "
-                            "or auto");
-    if (check_output_dir(c, err) || lc_outdir_lock_take(&r->lock, c->output_dir, err))
-        return -1;
-    for (int i = 0; i < c->n_datasets; i++)
-        if (lc_fileprint_take(c->datasets[i], false, &r->data_print[i], err))
-            return lc_error_prefix(err, "datasets[%d]", i);
     lc_model_load_opts lo = {.nf4 = c->qlora, .nf4_blocksize = c->bnb_4bit_blocksize,
                              .nf4_double_quant = c->bnb_4bit_use_double_quant};
     if (lc_modelprint_take(&r->model_print, c->base_model, err) ||
@@ -465,7 +458,15 @@ static int setup(run *r, lc_error *err)
     fprintf(r->log, "adapter: LoRA r %d, alpha %g%s, dropout %g, %zu trainable parameters\n",
             r->lora.cfg.r, r->lora.cfg.alpha, r->lora.cfg.use_rslora ? " (rsLoRA)" : "",
             r->lora.cfg.dropout, r->lora.n_params);
+    return 0;
+}
 
+/* The training data scanned (every row read and checked, the label audit),
+ * the evaluation data checked, and the schedule. */
+static int load_data(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    const lc_model_config *mc = &r->model.cfg;
     r->dopts = (lc_dataset_opts){.paths = c->datasets, .n_paths = c->n_datasets,
                                  .vocab = mc->vocab_size, .seq_len = c->sequence_len,
                                  .micro_batch = c->micro_batch_size, .shuffle = c->shuffle,
@@ -502,7 +503,14 @@ static int setup(run *r, lc_error *err)
     fprintf(r->log, "schedule: %lld optimizer step%s (micro-batch %lld x accumulation %lld), "
             "warmup %lld\n", (long long)total, lc_plural(total), (long long)c->micro_batch_size,
             (long long)c->gradient_accumulation_steps, (long long)r->warmup);
+    return 0;
+}
 
+/* The memory plan (refused when it cannot fit) and every buffer of a step. */
+static int allocate(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    const lc_model_config *mc = &r->model.cfg;
     lc_memory_plan plan;
     lc_memory_plan_cpu(mc, lc_model_weight_bytes(&r->model), r->lora.n_params,
                        &r->lora.cfg, c->micro_batch_size, c->sequence_len,
@@ -532,7 +540,23 @@ static int setup(run *r, lc_error *err)
     for (int64_t i = 0; i < accum; i++)
         if (lc_batch_buf_init(&r->bufs[i], c->micro_batch_size, c->sequence_len, err))
             return -1;
+    return 0;
+}
 
+static int setup(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    if (c->device == LC_DEVICE_CUDA)
+        return lc_error_set(err, "device: cuda: no CUDA backend for training yet (the kernels "
+                            "in autograd/cuda are not wired into the trainer); use device: cpu "
+                            "or auto");
+    if (check_output_dir(c, err) || lc_outdir_lock_take(&r->lock, c->output_dir, err))
+        return -1;
+    for (int i = 0; i < c->n_datasets; i++)
+        if (lc_fileprint_take(c->datasets[i], false, &r->data_print[i], err))
+            return lc_error_prefix(err, "datasets[%d]", i);
+    if (load_model_and_adapter(r, err) || load_data(r, err) || allocate(r, err))
+        return -1;
     lc_train_config eff = *c; /* the record holds the adapter as it really is */
     eff.lora = r->lora.cfg;
     if (!(r->record = lc_run_record_make(&eff, &r->model_print, r->data_print)))
@@ -592,6 +616,22 @@ static bool apply_update(run *r, const lc_adamw_hparams *hp, double lr)
     memcpy(r->opt.v, r->backup + 2 * n, bytes);
     r->opt.step = step;
     return false;
+}
+
+/* A step that applies no update (why says which check refused it):
+ * counted, reported, and the run stopped at max_bad_steps. */
+static int refuse_step(run *r, int64_t step, const char *why, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    memset(r->lora.grads, 0, r->lora.n_params * sizeof(lc_real));
+    r->st.bad_steps++;
+    fprintf(r->log, "%sstep %lld refused: %s; no update applied\n", r->tty ? "\r\033[K" : "",
+            (long long)step, why);
+    if (c->max_bad_steps > 0 && r->st.bad_steps >= c->max_bad_steps)
+        return lc_error_set(err, "stopping: %lld refused step%s (max_bad_steps %lld); the last "
+                            "good checkpoint is kept", (long long)r->st.bad_steps,
+                            lc_plural(r->st.bad_steps), (long long)c->max_bad_steps);
+    return 0;
 }
 
 static uint64_t mix(uint64_t a, uint64_t b)
@@ -674,19 +714,9 @@ static int train_loop(run *r, lc_error *err)
         if (!why && !apply_update(r, &hp, lr))
             why = "the update made weights non-finite (rolled back)";
         bool refused = why != NULL;
-        if (refused) {
-            memset(r->lora.grads, 0, r->lora.n_params * sizeof(lc_real));
-            r->st.bad_steps++;
-            fprintf(r->log, "%sstep %lld refused: %s; no update applied\n", r->tty ? "\r\033[K" : "",
-                    (long long)step, why);
-            if (c->max_bad_steps > 0 && r->st.bad_steps >= c->max_bad_steps)
-                return lc_error_set(err, "stopping: %lld refused step%s (max_bad_steps %lld); "
-                                    "the last good checkpoint is kept",
-                                    (long long)r->st.bad_steps, lc_plural(r->st.bad_steps),
-                                    (long long)c->max_bad_steps);
-        } else {
-            r->applied++;
-        }
+        if (refused && refuse_step(r, step, why, err))
+            return -1;
+        r->applied += !refused;
         r->st.step = step;
         double dt = lc_now_s() - t0;
         double avg = (lc_now_s() - t_start) / (double)(step - start_step);
