@@ -9,7 +9,16 @@
  * Everything that decides the numbers — data order, dropout masks, the
  * optimizer — derives from (seed, step), and the data cursor is saved with
  * each checkpoint, so a resumed run is bitwise identical to an
- * uninterrupted one. */
+ * uninterrupted one.
+ *
+ * A run is never silently mixed with another, lost, or reported finished
+ * when it is not: it locks output_dir (outdir_lock.h), records what defines
+ * it in every checkpoint and resumes only a checkpoint whose record agrees
+ * (run_record.h), refuses another run's directory, watches its data and
+ * model files (fingerprint.h), checks everything it will read before the
+ * first step, undoes updates that overflow, writes the final adapter
+ * before anything that can still fail, and answers every stop request with
+ * a checkpoint and a non-zero status (the signal handling below). */
 #include "train/sysinfo.h"
 #include "train/trainer.h"
 
