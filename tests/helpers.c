@@ -7,12 +7,15 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
+#include <stdbool.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 const char *lc_test_fixture(const char *rel)
@@ -100,14 +103,30 @@ char *lc_test_read_file(const char *path, size_t *len)
     return b;
 }
 
-lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args)
+bool lc_test_same_file(const char *a, const char *b)
 {
-    const char *argv[48];
+    size_t na, nb;
+    char *x = lc_test_read_file(a, &na), *y = lc_test_read_file(b, &nb);
+    bool same = na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* LORAC_BINARY followed by args (at most 46) into argv[48]. */
+static void lorac_argv(const char **argv, const char *const *args)
+{
     int a = 0;
     argv[a++] = LORAC_BINARY;
     for (int i = 0; args[i] && a < 47; i++)
         argv[a++] = args[i];
     argv[a] = NULL;
+}
+
+lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args)
+{
+    const char *argv[48];
+    lorac_argv(argv, args);
     return lc_test_run(env_kv, argv);
 }
 
@@ -144,6 +163,73 @@ lc_test_run_result lc_test_run(const char *env_kv, const char *const *argv)
     free(ep);
     free(dir);
     return r;
+}
+
+int lc_test_spawn_lorac(const char *const *args, const char *out_path, const char *err_path)
+{
+    const char *argv[48];
+    lorac_argv(argv, args);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int o = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return (int)pid;
+}
+
+static int exit_code(int status)
+{
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int lc_test_wait(int pid)
+{
+    int status;
+    while (waitpid((pid_t)pid, &status, 0) < 0)
+        cr_assert_eq(errno, EINTR, "waitpid: %s", strerror(errno));
+    return exit_code(status);
+}
+
+int lc_test_wait_for_text(const char *path, const char *sub, int pid, double timeout_s,
+                          int *code)
+{
+    struct timespec t0, now, pause = {0, 2000000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            size_t cap = (size_t)1 << 22;
+            char *buf = malloc(cap);
+            cr_assert_not_null(buf);
+            size_t n = fread(buf, 1, cap - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            bool found = strstr(buf, sub) != NULL;
+            free(buf);
+            if (found)
+                return 1;
+        }
+        int status;
+        if (waitpid((pid_t)pid, &status, WNOHANG) == (pid_t)pid) {
+            *code = exit_code(status);
+            return 0;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) * 1e-9 > timeout_s) {
+            kill((pid_t)pid, SIGKILL);
+            lc_test_wait(pid);
+            cr_assert_fail("no '%s' in %s after %.0f s", sub, path, timeout_s);
+        }
+        nanosleep(&pause, NULL);
+    }
 }
 
 void lc_test_run_free(lc_test_run_result *r)

@@ -9,6 +9,7 @@
 #ifndef LC_TEST_HELPERS_H
 #define LC_TEST_HELPERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,10 @@ char *lc_test_write_text(const char *dir, const char *name, const char *text);
  * NULL. The test fails when the file cannot be read. */
 char *lc_test_read_file(const char *path, size_t *len);
 
+/* Whether the two files hold the same bytes (the test fails when one
+ * cannot be read). */
+bool lc_test_same_file(const char *a, const char *b);
+
 /* What a run of the lorac binary did: exit code (128 + signal when killed)
  * and everything it wrote to stdout and stderr (malloc'd, NUL-terminated). */
 typedef struct lc_test_run_result {
@@ -45,6 +50,16 @@ lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args
  * when it cannot be run). */
 lc_test_run_result lc_test_run(const char *env_kv, const char *const *argv);
 void lc_test_run_free(lc_test_run_result *r);
+/* Starts LORAC_BINARY with args (NULL-terminated, at most 46) in the
+ * background, stdout and stderr to the files out_path and err_path (NULL:
+ * /dev/null); returns its pid. */
+int lc_test_spawn_lorac(const char *const *args, const char *out_path, const char *err_path);
+/* Waits for a child: its exit code, or 128 + signal when killed. */
+int lc_test_wait(int pid);
+/* Polls until the file at path contains sub (1), or pid exits first (0,
+ * exit code in *code); the test fails after timeout_s. */
+int lc_test_wait_for_text(const char *path, const char *sub, int pid, double timeout_s,
+                          int *code);
 
 /* Asserts that err's message contains sub. */
 void lc_test_assert_msg_has(const lc_error *err, const char *sub);

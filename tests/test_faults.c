@@ -32,8 +32,9 @@
  *   nonfinite_refused      an adapter of huge finite values (A 1e30, B 3e38:
  *                          accepted on load, the forward overflows): with
  *                          max_bad_steps 0 every step is refused by name, the
- *                          run ends (exit 0) and the adapter written equals
- *                          the starting one bit for bit, Adam state untouched;
+ *                          run trained nothing and says so (exit 1, no final
+ *                          adapter); every checkpoint holds the starting
+ *                          adapter bit for bit, Adam state untouched;
  *                          with max_bad_steps 2 the run stops with exit 1
  *                          after step 2 and checkpoint-1 is intact; with 1,
  *                          after step 1 ("1 refused step", singular).
@@ -82,6 +83,7 @@
 
 #include "data/safetensors.h"
 #include "tests/helpers.h"
+#include "tests/run_state.h"
 #include "train/fsutil.h"
 
 #define CFG_3STEP LORAC_SOURCE_DIR "/configs/fixture_3step.yaml"
@@ -198,24 +200,17 @@ static void expect_listing(const char *dir, const char *want, const char *what)
     free(got);
 }
 
-static bool same_bytes(const char *a, const char *b)
-{
-    size_t na, nb;
-    char *x = lc_test_read_file(a, &na), *y = lc_test_read_file(b, &nb);
-    bool same = na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
-/* Every file of the flat directories a and b (same names) byte for byte. */
+/* Every file of the flat directories a and b (same names) byte for byte
+ * (trainer_state.json: lc_test_same_state). */
 static void expect_same_dir(const char *a, const char *b, const char *what)
 {
     char *la = listing(a), *lb = listing(b);
     cr_expect_str_eq(la, lb, "%s: %s holds [%s] but %s holds [%s]", what, a, la, b, lb);
     for (char *name = strtok(la, ","); name; name = strtok(NULL, ",")) {
         char *pa = lc_test_path_in(a, name), *pb = lc_test_path_in(b, name);
-        cr_expect(same_bytes(pa, pb), "%s: %s differs from %s", what, pa, pb);
+        bool same = strcmp(name, "trainer_state.json") == 0 ? lc_test_same_state(pa, pb)
+                                                             : lc_test_same_file(pa, pb);
+        cr_expect(same, "%s: %s differs from %s", what, pa, pb);
         free(pa);
         free(pb);
     }
@@ -449,7 +444,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
     lc_test_run_result r = train(CFG_3STEP, ref, sets);
     expect_ok(&r, "straight run");
     lc_test_run_free(&r);
-    static const char *const files[4] = {"adapter_config.json", "adapter_model.safetensors",
+    static const char *const files[4] = {"adapter_model.safetensors", "adapter_config.json",
                                          "optimizer.safetensors", "trainer_state.json"};
     size_t page[4], ck = 0;
     for (int i = 0; i < 4; i++) {
@@ -464,7 +459,8 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
     cr_log_info("a checkpoint takes %zu KiB on tmpfs (%zu + %zu + %zu + %zu)", ck / 1024,
                 page[0] / 1024, page[1] / 1024, page[2] / 1024, page[3] / 1024);
 
-    /* checkpoint-3 writes adapter_config.json, adapter_model.safetensors,
+    /* checkpoint-3 writes adapter_model.safetensors, adapter_config.json
+     * (the config after the weights: lora.c says why),
      * optimizer.safetensors, trainer_state.json, in that order: the room left
      * after checkpoint-2 runs out in file i (half-way through it when it
      * spans several pages). */
@@ -490,7 +486,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
         lc_test_run_free(&r);
 
         /* Nothing but complete checkpoints 1 and 2, as the straight run's. */
-        expect_listing(out, "checkpoint-1,checkpoint-2,metrics.jsonl", what);
+        expect_listing(out, "checkpoint-1,checkpoint-2,lorac.lock,metrics.jsonl", what);
         for (int k = 1; k <= 2; k++) {
             char *a = ckpt(out, k), *b = ckpt(ref, k);
             expect_same_dir(a, b, what);
@@ -511,7 +507,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
         lc_test_run_free(&r);
         char *a = lc_test_path_in(roomy, "adapter_model.safetensors");
         char *b = lc_test_path_in(ref, "adapter_model.safetensors");
-        cr_expect(same_bytes(a, b), "%s: the resumed run's adapter differs from the straight run's",
+        cr_expect(lc_test_same_file(a, b), "%s: the resumed run's adapter differs from the straight run's",
                   what);
         char *ma = metrics_sans_tok_s(roomy), *mb = metrics_sans_tok_s(ref);
         cr_expect_str_eq(ma, mb, "%s: metrics differ:\n%s\nvs straight:\n%s", what, ma, mb);
@@ -540,7 +536,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
         expect_has(line, "No space left on device", what);
         free(line);
         lc_test_run_free(&r);
-        expect_listing(out, "checkpoint-1,metrics.jsonl", what);
+        expect_listing(out, "checkpoint-1,lorac.lock,metrics.jsonl", what);
         char *a = ckpt(out, 1), *b = ckpt(ref, 1);
         expect_same_dir(a, b, what);
         free(a);
@@ -585,7 +581,7 @@ Test(faults, checkpoint_write_errors, .fini = faults_fini, .timeout = 120)
         char *text = lc_test_read_file(foreign, NULL);
         cr_expect_str_eq(text, "not lorac's\n", "%s: the file was changed", what);
         free(text);
-        char *want = lc_test_asprintf("checkpoint-1,%s,metrics.jsonl", names[i]);
+        char *want = lc_test_asprintf("checkpoint-1,%s,lorac.lock,metrics.jsonl", names[i]);
         expect_listing(out, want, what);
         char *c1 = ckpt(out, 1);
         expect_same_dir(c1, ref1, what);
@@ -636,7 +632,7 @@ Test(faults, checkpoint_write_errors, .fini = faults_fini, .timeout = 120)
         lc_test_run_free(&r);
         /* (the first run's final adapter is there too) */
         expect_listing(out, "adapter_config.json,adapter_model.safetensors,checkpoint-1,"
-                            "checkpoint-2,metrics.jsonl", what);
+                            "checkpoint-2,lorac.lock,metrics.jsonl", what);
         for (int k = 1; k <= 2; k++) {
             char *a = ckpt(out, k);
             expect_checkpoint(a, k, 0);
@@ -646,7 +642,7 @@ Test(faults, checkpoint_write_errors, .fini = faults_fini, .timeout = 120)
         }
         char *a = ckpt_file(out, 2, "adapter_model.safetensors");
         char *b = ckpt_file(ref, 2, "adapter_model.safetensors");
-        cr_expect(same_bytes(a, b), "%s: checkpoint-2's adapter changed", what);
+        cr_expect(lc_test_same_file(a, b), "%s: checkpoint-2's adapter changed", what);
         free(a);
         free(b);
         free(out);
@@ -727,7 +723,10 @@ Test(faults, nonfinite_refused, .fini = faults_fini, .timeout = 120)
     const char *sets[] = {lmd, "save_steps=1", "max_steps=3", "max_bad_steps=0", NULL};
     lc_test_run_result r = train(CFG_3STEP, out, sets);
     const char *what = "max_bad_steps 0";
-    expect_ok(&r, what);
+    char *nothing = expect_error_line(&r, what);
+    expect_has(nothing, "trained nothing: all 3 steps of this run were refused", what);
+    expect_has(nothing, "no adapter written", what);
+    free(nothing);
     expect_has(r.err, "adapter: starting from", what);
     for (int s = 1; s <= 3; s++) {
         char *msg = lc_test_asprintf("step %d refused: non-finite loss or gradient; no update applied\n",
@@ -739,7 +738,7 @@ Test(faults, nonfinite_refused, .fini = faults_fini, .timeout = 120)
     cr_log_info("%s:\n%s", what, r.err);
     lc_test_run_free(&r);
     char *final = lc_test_path_in(out, "adapter_model.safetensors");
-    expect_same_tensors(final, start, true, what);
+    cr_expect_eq(access(final, F_OK), -1, "%s: a run that trained nothing wrote %s", what, final);
     for (int k = 1; k <= 3; k++) {
         char *c = ckpt(out, k), *a = ckpt_file(out, k, "adapter_model.safetensors");
         expect_checkpoint(c, k, k);
@@ -768,7 +767,7 @@ Test(faults, nonfinite_refused, .fini = faults_fini, .timeout = 120)
               what, r.err);
     free(line);
     lc_test_run_free(&r);
-    expect_listing(out, "checkpoint-1,metrics.jsonl", what);
+    expect_listing(out, "checkpoint-1,lorac.lock,metrics.jsonl", what);
     char *c1 = ckpt(out, 1), *a1 = ckpt_file(out, 1, "adapter_model.safetensors");
     expect_checkpoint(c1, 1, 1);
     expect_same_tensors(a1, start, true, what);
@@ -892,7 +891,7 @@ Test(faults, no_supervised_tokens, .fini = faults_fini, .timeout = 120)
     lc_test_run_free(&r);
     char *fa = lc_test_path_in(out, "adapter_model.safetensors");
     char *fg = lc_test_path_in(alone, "adapter_model.safetensors");
-    cr_expect(same_bytes(fa, fg), "%s: the adapter differs from training on the good rows alone", what);
+    cr_expect(lc_test_same_file(fa, fg), "%s: the adapter differs from training on the good rows alone", what);
     free(fg);
 
     /* max_bad_steps 2: stops at step 4 with checkpoints 1-3, as above. */
@@ -906,7 +905,7 @@ Test(faults, no_supervised_tokens, .fini = faults_fini, .timeout = 120)
     expect_has(r.err, "step 4 refused: no supervised tokens", what);
     free(line);
     lc_test_run_free(&r);
-    expect_listing(stop, "checkpoint-1,checkpoint-2,checkpoint-3,metrics.jsonl", what);
+    expect_listing(stop, "checkpoint-1,checkpoint-2,checkpoint-3,lorac.lock,metrics.jsonl", what);
     for (int k = 1; k <= 3; k++) {
         char *a = ckpt(stop, k), *b = ckpt(out, k);
         expect_same_dir(a, b, what);
@@ -932,7 +931,7 @@ Test(faults, no_supervised_tokens, .fini = faults_fini, .timeout = 120)
     expect_has(r.err, "checkpoint-3 (step 3,", what);
     lc_test_run_free(&r);
     char *fs = lc_test_path_in(stop, "adapter_model.safetensors");
-    cr_expect(same_bytes(fs, fa), "%s: the adapter differs from the uninterrupted run's", what);
+    cr_expect(lc_test_same_file(fs, fa), "%s: the adapter differs from the uninterrupted run's", what);
     char *c5 = ckpt(stop, 5), *c5o = ckpt(out, 5);
     expect_same_dir(c5, c5o, what);
     free(c5);
@@ -1068,10 +1067,10 @@ Test(faults, nonfinite_then_good, .fini = faults_fini, .timeout = 120)
     lc_test_run_free(&r);
     char *fa = lc_test_path_in(out, "adapter_model.safetensors");
     char *fg = lc_test_path_in(alone, "adapter_model.safetensors");
-    cr_expect(same_bytes(fa, fg), "%s: the adapter differs from training on the good rows alone",
+    cr_expect(lc_test_same_file(fa, fg), "%s: the adapter differs from training on the good rows alone",
               what);
     char *o5 = ckpt_file(out, 5, "optimizer.safetensors"), *o4 = ckpt_file(alone, 4, "optimizer.safetensors");
-    cr_expect(same_bytes(o5, o4), "%s: the Adam state differs from training on the good rows alone",
+    cr_expect(lc_test_same_file(o5, o4), "%s: the Adam state differs from training on the good rows alone",
               what);
     free(o5);
     free(o4);
@@ -1117,7 +1116,7 @@ Test(faults, metrics_write_error, .fini = faults_fini, .timeout = 120)
               "%s: the run should stop at step 1:\n%s", what, r.err);
     free(line);
     lc_test_run_free(&r);
-    expect_listing(out, "metrics.jsonl", what); /* no adapter, no checkpoint */
+    expect_listing(out, "lorac.lock,metrics.jsonl", what); /* no adapter, no checkpoint */
     free(metrics);
     free(out);
 }

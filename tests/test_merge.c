@@ -89,16 +89,6 @@ static lc_test_run_result merge3(const char *env, const char *base, const char *
     return lc_test_run_lorac(env, args);
 }
 
-static bool files_equal(const char *a, const char *b)
-{
-    size_t la, lb;
-    char *x = lc_test_read_file(a, &la), *y = lc_test_read_file(b, &lb);
-    bool eq = la == lb && memcmp(x, y, la) == 0;
-    free(x);
-    free(y);
-    return eq;
-}
-
 static void copy_file(const char *src, const char *dst)
 {
     size_t n;
@@ -304,7 +294,7 @@ Test(merge, fixture_matches_peft)
     cr_expect_leq(diff, TOL_VERIFY_F32, "verification difference %g", diff);
     cr_expect(strstr(r.out, "peak memory"), "no peak memory line");
     char *a = lc_test_asprintf("%s/config.json", fixture_model()), *b = lc_test_asprintf("%s/config.json", out);
-    cr_expect(files_equal(a, b), "config.json not copied byte for byte");
+    cr_expect(lc_test_same_file(a, b), "config.json not copied byte for byte");
     /* tensors the adapter does not touch: bit for bit */
     lc_error err;
     lc_st_file in, mo;
@@ -402,7 +392,7 @@ Test(merge, bf16_base_bit_exact)
     const char *same[] = {"config.json", "tokenizer.json", "generation_config.json"};
     for (int k = 0; k < 3; k++) {
         char *x = lc_test_asprintf("%s/%s", base, same[k]), *y = lc_test_asprintf("%s/%s", out, same[k]);
-        cr_expect(lc_path_exists(y) && files_equal(x, y), "%s not copied", same[k]);
+        cr_expect(lc_path_exists(y) && lc_test_same_file(x, y), "%s not copied", same[k]);
         free(x);
         free(y);
     }
@@ -1015,13 +1005,32 @@ Test(merge, existing_output_needs_force)
     char *out = lc_test_asprintf("%s/merged", tmp);
     lc_error err;
     cr_assert_eq(lc_mkdir_p(out, &err), 0);
-    write_text(out, "marker.bin", "old");
-    char *marker = lc_test_asprintf("%s/marker.bin", out);
+    write_text(out, "marker.json", "old");
+    char *marker = lc_test_asprintf("%s/marker.json", out);
     lc_test_run_result r = merge3(NULL, fixture_model(), fixture_adapter(), out, NULL, NULL);
     cr_expect_eq(r.code, 1, "exit %d: %s", r.code, r.err);
     cr_expect(strstr(r.err, "--force"), "%s", r.err);
     cr_expect(lc_path_exists(marker), "the existing directory was touched");
     lc_test_run_free(&r);
+    /* --force replaces only what looks like an earlier output (model files,
+     * no subdirectory): not a directory holding anything else. */
+    static const char *const foreign[] = {"notes.doc", "sub/x.json"};
+    for (int i = 0; i < 2; i++) {
+        char *dir = lc_test_asprintf("%s/other%d", tmp, i);
+        char *f = lc_test_asprintf("%s/%s", dir, foreign[i]);
+        char *fdir = strdup(f);
+        *strrchr(fdir, '/') = '\0';
+        cr_assert_eq(lc_mkdir_p(fdir, &err), 0);
+        write_text(fdir, strrchr(f, '/') + 1, "mine");
+        r = merge3(NULL, fixture_model(), fixture_adapter(), dir, "--force", NULL);
+        cr_expect_eq(r.code, 1, "%s: exit %d: %s", foreign[i], r.code, r.err);
+        cr_expect(strstr(r.err, "which lorac does not write"), "%s", r.err);
+        cr_expect(lc_path_exists(f), "--force deleted %s", f);
+        lc_test_run_free(&r);
+        free(fdir);
+        free(f);
+        free(dir);
+    }
     r = merge3(NULL, fixture_model(), fixture_adapter(), out, "--force", NULL);
     cr_expect_eq(r.code, 0, "--force: exit %d: %s", r.code, r.err);
     cr_expect(!lc_path_exists(marker), "--force should replace the directory");
@@ -1031,7 +1040,7 @@ Test(merge, existing_output_needs_force)
     /* --force never deletes the base model */
     r = merge3(NULL, fixture_model(), fixture_adapter(), fixture_model(), "--force", NULL);
     cr_expect_eq(r.code, 1);
-    cr_expect(strstr(r.err, "base model"), "%s", r.err);
+    cr_expect(strstr(r.err, "is (or contains) the input"), "%s", r.err);
     char *fm = lc_test_asprintf("%s/model.safetensors", fixture_model());
     cr_assert(lc_path_exists(fm), "the fixture model was deleted");
     /* no leftovers next to the output */

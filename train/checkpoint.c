@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "data/safetensors.h"
 #include "train/fsutil.h"
+#include "train/run_record.h"
 
 /* Removes a directory holding only files (what checkpoints are). */
 static int remove_flat_dir(const char *dir)
@@ -70,15 +72,6 @@ static void sweep_leftovers(const char *output_dir)
     closedir(d);
 }
 
-static void fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 /* Parses "checkpoint-N" (exactly); -1 otherwise. */
 static int64_t checkpoint_number(const char *name)
 {
@@ -102,8 +95,26 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Sorted step numbers of complete checkpoints (caller frees). */
-static int64_t *list_checkpoints(const char *output_dir, size_t *n)
+/* The identity recorded in checkpoint dir's trainer_state.json into buf
+ * ("" when it has none or cannot be read). */
+static void identity_of(const char *dir, char *buf, size_t n)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    buf[0] = '\0';
+    cJSON *root = lc_read_json_object(path, 1 << 20, NULL);
+    const char *id = lc_run_record_identity(cJSON_GetObjectItemCaseSensitive(root, "run"));
+    if (id)
+        snprintf(buf, n, "%s", id);
+    cJSON_Delete(root);
+}
+
+typedef enum which { ALL, SAME, OTHER } which;
+
+/* Sorted step numbers of complete checkpoints (caller frees): all of them,
+ * those whose run identity is `identity` (SAME) or the others (OTHER). */
+static int64_t *list_checkpoints(const char *output_dir, which w, const char *identity,
+                                 size_t *n)
 {
     *n = 0;
     DIR *d = opendir(output_dir);
@@ -112,7 +123,7 @@ static int64_t *list_checkpoints(const char *output_dir, size_t *n)
     int64_t *v = NULL;
     size_t cap = 0;
     struct dirent *e;
-    char path[4352];
+    char path[4352], id[LC_RUN_IDENTITY_CHARS];
     while ((e = readdir(d))) {
         int64_t k = checkpoint_number(e->d_name);
         if (k < 0)
@@ -120,6 +131,12 @@ static int64_t *list_checkpoints(const char *output_dir, size_t *n)
         snprintf(path, sizeof path, "%s/%s/trainer_state.json", output_dir, e->d_name);
         if (!lc_path_exists(path))
             continue;
+        if (w != ALL) {
+            snprintf(path, sizeof path, "%s/%s", output_dir, e->d_name);
+            identity_of(path, id, sizeof id);
+            if ((strcmp(id, identity) == 0) != (w == SAME))
+                continue;
+        }
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
             int64_t *p = realloc(v, cap * sizeof *v);
@@ -135,10 +152,10 @@ static int64_t *list_checkpoints(const char *output_dir, size_t *n)
     return v;
 }
 
-int lc_checkpoint_latest(const char *output_dir, char *out, size_t n)
+static int newest(const char *output_dir, which w, const char *identity, char *out, size_t n)
 {
     size_t k;
-    int64_t *v = list_checkpoints(output_dir, &k);
+    int64_t *v = list_checkpoints(output_dir, w, identity, &k);
     int found = k > 0;
     if (found)
         snprintf(out, n, "%s/checkpoint-%" PRId64, output_dir, v[k - 1]);
@@ -146,9 +163,46 @@ int lc_checkpoint_latest(const char *output_dir, char *out, size_t n)
     return found;
 }
 
-static int write_state(const char *dir, const lc_train_state *st, lc_error *err)
+int lc_checkpoint_latest(const char *output_dir, const char *identity, char *out, size_t n)
+{
+    return newest(output_dir, identity ? SAME : ALL, identity, out, n);
+}
+
+int lc_checkpoint_other(const char *output_dir, const char *identity, char *out, size_t n)
+{
+    return newest(output_dir, identity ? OTHER : ALL, identity, out, n);
+}
+
+int lc_checkpoint_remove_others(const char *output_dir, const char *identity, lc_error *err)
+{
+    size_t k;
+    int64_t *v = list_checkpoints(output_dir, identity ? OTHER : ALL, identity, &k);
+    char path[4352];
+    for (size_t i = 0; i < k; i++) {
+        snprintf(path, sizeof path, "%s/checkpoint-%" PRId64, output_dir, v[i]);
+        if (discard_dir(path) != 0) {
+            int e = errno;
+            free(v);
+            return lc_error_set(err, "overwrite_output_dir: cannot remove %s: %s", path,
+                                strerror(e));
+        }
+    }
+    free(v);
+    sweep_leftovers(output_dir);
+    lc_fsync_dir(output_dir);
+    return 0;
+}
+
+static int write_state(const char *dir, const lc_train_state *st, const cJSON *run,
+                       lc_error *err)
 {
     cJSON *root = cJSON_CreateObject();
+    cJSON *rec = run ? cJSON_Duplicate(run, 1) : NULL;
+    if (!root || (run && !rec) || (rec && !cJSON_AddItemToObject(root, "run", rec))) {
+        cJSON_Delete(rec);
+        cJSON_Delete(root);
+        return lc_error_set(err, "%s: out of memory for trainer_state.json", dir);
+    }
     char buf[32];
     cJSON_AddNumberToObject(root, "global_step", (double)st->step);
     cJSON_AddNumberToObject(root, "total_steps", (double)st->total_steps);
@@ -159,6 +213,8 @@ static int write_state(const char *dir, const lc_train_state *st, lc_error *err)
     cJSON_AddStringToObject(root, "seed", buf);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
+    if (!text)
+        return lc_error_set(err, "%s: out of memory for trainer_state.json", dir);
     char path[4352];
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
     int rc = lc_write_file_atomic(path, text, strlen(text), err);
@@ -177,7 +233,7 @@ static int read_i64(const cJSON *root, const char *key, int64_t *out, const char
     return 0;
 }
 
-static int read_state(const char *dir, lc_train_state *st, lc_error *err)
+static int read_state(const char *dir, lc_train_state *st, cJSON **run, lc_error *err)
 {
     char path[4352];
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
@@ -199,6 +255,8 @@ static int read_state(const char *dir, lc_train_state *st, lc_error *err)
         lc_error_set(err, "%s: seed: expected a decimal string", path);
         goto out;
     }
+    if (run)
+        *run = cJSON_DetachItemFromObjectCaseSensitive(root, "run");
     rc = 0;
 out:
     cJSON_Delete(root);
@@ -207,7 +265,7 @@ out:
 
 int lc_checkpoint_save(const char *output_dir, const lc_lora *lora, const lc_adamw *opt,
                        const lc_train_state *st, const char *base_model, int64_t keep,
-                       char *path_out, size_t path_n, lc_error *err)
+                       const cJSON *run, char *path_out, size_t path_n, lc_error *err)
 {
     char final[4096], tmp[4200];
     snprintf(final, sizeof final, "%s/checkpoint-%" PRId64, output_dir, st->step);
@@ -225,9 +283,9 @@ int lc_checkpoint_save(const char *output_dir, const lc_lora *lora, const lc_ada
     snprintf(step, sizeof step, "%" PRId64, opt->step);
     const char *mk[1] = {"adam_step"}, *mv[1] = {step};
     snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
-    if (lc_st_write(path, e, 2, mk, mv, 1, err) || write_state(tmp, st, err))
+    if (lc_st_write(path, e, 2, mk, mv, 1, err) || write_state(tmp, st, run, err))
         goto fail;
-    fsync_dir(tmp);
+    lc_fsync_dir(tmp);
     /* Replacing checkpoint-N (a run stopped right after saving it, or one
      * resumed from its final checkpoint). Fix: the old directory used to be
      * deleted before the rename, so a crash in between lost checkpoint-N (or
@@ -249,12 +307,13 @@ int lc_checkpoint_save(const char *output_dir, const lc_lora *lora, const lc_ada
     }
     if (swapped)
         remove_flat_dir(tmp);
-    fsync_dir(output_dir);
+    lc_fsync_dir(output_dir);
     if (path_out)
         snprintf(path_out, path_n, "%s", final);
     if (keep > 0) {
         size_t n;
-        int64_t *v = list_checkpoints(output_dir, &n);
+        const char *id = lc_run_record_identity(run);
+        int64_t *v = list_checkpoints(output_dir, id ? SAME : ALL, id, &n);
         for (size_t i = 0; i + (size_t)keep < n; i++) {
             if (v[i] == st->step)
                 continue;
@@ -269,8 +328,20 @@ fail:
     return lc_error_prefix(err, "saving checkpoint %s (previous checkpoints are intact)", final);
 }
 
+int lc_checkpoint_read_run(const char *dir, cJSON **run, lc_error *err)
+{
+    char path[4352];
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    cJSON *root = lc_read_json_object(path, 1 << 20, err);
+    if (!root)
+        return -1;
+    *run = cJSON_DetachItemFromObjectCaseSensitive(root, "run");
+    cJSON_Delete(root);
+    return 0;
+}
+
 int lc_checkpoint_load(const char *dir, lc_lora *lora, lc_adamw *opt, lc_train_state *st,
-                       lc_error *err)
+                       cJSON **run, lc_error *err)
 {
     char path[4352];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
@@ -300,7 +371,21 @@ int lc_checkpoint_load(const char *dir, lc_lora *lora, lc_adamw *opt, lc_train_s
     }
     memcpy(opt->m, m->data, opt->n * sizeof(float));
     memcpy(opt->v, v->data, opt->n * sizeof(float));
-    rc = read_state(dir, st, err);
+    /* Hand-edited or corrupted state would turn every later update into NaN
+     * (sqrt of a negative second moment) without a word: refused here. */
+    for (size_t i = 0; i < opt->n; i++) {
+        if (!isfinite(opt->m[i])) {
+            lc_error_set(err, "%s: exp_avg[%zu] is %g: Adam's first moments must be finite",
+                         path, i, (double)opt->m[i]);
+            goto out;
+        }
+        if (!isfinite(opt->v[i]) || opt->v[i] < 0) {
+            lc_error_set(err, "%s: exp_avg_sq[%zu] is %g: Adam's second moments must be "
+                         "finite and >= 0", path, i, (double)opt->v[i]);
+            goto out;
+        }
+    }
+    rc = read_state(dir, st, run, err);
 out:
     lc_st_close(&f);
     return rc;

@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #include "optim/adamw.h"
+
+struct cJSON;
 #include "train/lora.h"
 
 typedef struct lc_train_state {
@@ -26,17 +28,27 @@ typedef struct lc_train_state {
     uint64_t seed;
 } lc_train_state;
 
-/* Writes OUTPUT_DIR/checkpoint-<step> atomically, then prunes the oldest
- * checkpoints beyond keep (0 = keep all). path_out (may be NULL) gets the
- * final directory. */
+/* Writes OUTPUT_DIR/checkpoint-<step> atomically with the run record run
+ * (train/run_record.h) in its trainer_state.json, then prunes the oldest
+ * checkpoints of the same run beyond keep (0 = keep all); other runs'
+ * checkpoints are never pruned. path_out (may be NULL) gets the final
+ * directory. */
 int lc_checkpoint_save(const char *output_dir, const lc_lora *lora, const lc_adamw *opt,
                        const lc_train_state *st, const char *base_model, int64_t keep,
-                       char *path_out, size_t path_n, lc_error *err);
+                       const struct cJSON *run, char *path_out, size_t path_n, lc_error *err);
 /* Loads a checkpoint directory into an initialised lora (same shapes) and
- * opt (same size). */
+ * opt (same size). *run (when run is not NULL) gets its run record, or NULL
+ * when it has none; the caller cJSON_Deletes it. */
 int lc_checkpoint_load(const char *dir, lc_lora *lora, lc_adamw *opt, lc_train_state *st,
-                       lc_error *err);
-/* Newest complete checkpoint-N in output_dir: 1 found (path in out), 0 none. */
-int lc_checkpoint_latest(const char *output_dir, char *out, size_t n);
+                       struct cJSON **run, lc_error *err);
+/* The run record of checkpoint dir into *run (NULL when it has none). */
+int lc_checkpoint_read_run(const char *dir, struct cJSON **run, lc_error *err);
+/* Newest complete checkpoint-N in output_dir whose run identity is
+ * `identity` (NULL: any): 1 found (path in out), 0 none. */
+int lc_checkpoint_latest(const char *output_dir, const char *identity, char *out, size_t n);
+/* Newest complete checkpoint-N of another run (identity NULL: any). */
+int lc_checkpoint_other(const char *output_dir, const char *identity, char *out, size_t n);
+/* Deletes every checkpoint of another run (identity NULL: every one). */
+int lc_checkpoint_remove_others(const char *output_dir, const char *identity, lc_error *err);
 
 #endif

@@ -62,7 +62,7 @@ typedef enum key_id {
     KEY_ADAM_EPSILON, KEY_MAX_GRAD_NORM, KEY_GRADIENT_CHECKPOINTING, KEY_SEED, KEY_DEVICE,
     KEY_OUTPUT_DIR, KEY_LOGGING_STEPS, KEY_SAVE_STEPS, KEY_SAVE_TOTAL_LIMIT, KEY_EVAL_STEPS,
     KEY_RESUME_FROM_CHECKPOINT, KEY_MAX_BAD_STEPS, KEY_BNB_BLOCKSIZE, KEY_BNB_DOUBLE_QUANT,
-    KEY_COUNT
+    KEY_OVERWRITE_OUTPUT_DIR, KEY_RESUME_ALLOW_DATA_CHANGE, KEY_COUNT
 } key_id;
 
 typedef struct keydef {
@@ -148,6 +148,42 @@ static const keydef keys[KEY_COUNT] = {
                             "an integer from 16 to 4096" },
     [KEY_BNB_DOUBLE_QUANT] = { "bnb_4bit_use_double_quant", K_BOOL,
                                OFF(bnb_4bit_use_double_quant), 0, 0, 0, "true or false" },
+    [KEY_OVERWRITE_OUTPUT_DIR] = { "overwrite_output_dir", K_BOOL, OFF(overwrite_output_dir), 0,
+                                   0, 0, "true or false" },
+    [KEY_RESUME_ALLOW_DATA_CHANGE] = { "resume_allow_data_change", K_BOOL,
+                                       OFF(resume_allow_data_change), 0, 0, 0,
+                                       "true or false" },
+};
+
+/* What a resume may change (configs/README.md, "Resuming", lists the two
+ * classes). FIXED keys define what the saved adapter and optimizer state
+ * mean — its shape and scale, the weights it sits on, the data order and
+ * the batches the data cursor counts — so a resume that changes one is
+ * refused. FREE keys only steer the rest of the run; a change is allowed
+ * and reported. (lora_model_dir is FREE: on resume the weights come from
+ * the checkpoint, and the shape and scale it gave are compared as the
+ * lora_* keys.) Keys left out (paths of this run, datasets, which are
+ * checked by content, and keys folded into others: load_in_4bit into
+ * adapter, lora_target_linear into lora_target_modules) are not compared. */
+static const lc_resume_class resume_class[KEY_COUNT] = {
+    [KEY_ADAPTER] = LC_RESUME_FIXED, [KEY_LORA_R] = LC_RESUME_FIXED,
+    [KEY_LORA_ALPHA] = LC_RESUME_FIXED, [KEY_LORA_DROPOUT] = LC_RESUME_FIXED,
+    [KEY_LORA_TARGET_MODULES] = LC_RESUME_FIXED, [KEY_LORA_MODEL_DIR] = LC_RESUME_FREE,
+    [KEY_PEFT_USE_RSLORA] = LC_RESUME_FIXED, [KEY_SEQUENCE_LEN] = LC_RESUME_FIXED,
+    [KEY_SAMPLE_PACKING] = LC_RESUME_FIXED, [KEY_SHUFFLE] = LC_RESUME_FIXED,
+    [KEY_MICRO_BATCH_SIZE] = LC_RESUME_FIXED, [KEY_GRAD_ACCUM] = LC_RESUME_FIXED,
+    [KEY_ADAM_BETA1] = LC_RESUME_FIXED, [KEY_ADAM_BETA2] = LC_RESUME_FIXED,
+    [KEY_SEED] = LC_RESUME_FIXED, [KEY_BNB_BLOCKSIZE] = LC_RESUME_FIXED,
+    [KEY_BNB_DOUBLE_QUANT] = LC_RESUME_FIXED,
+    [KEY_TEST_DATASETS] = LC_RESUME_FREE, [KEY_NUM_EPOCHS] = LC_RESUME_FREE,
+    [KEY_MAX_STEPS] = LC_RESUME_FREE, [KEY_LEARNING_RATE] = LC_RESUME_FREE,
+    [KEY_LR_SCHEDULER] = LC_RESUME_FREE, [KEY_WARMUP_STEPS] = LC_RESUME_FREE,
+    [KEY_WARMUP_RATIO] = LC_RESUME_FREE, [KEY_COSINE_MIN_LR_RATIO] = LC_RESUME_FREE,
+    [KEY_WEIGHT_DECAY] = LC_RESUME_FREE, [KEY_ADAM_EPSILON] = LC_RESUME_FREE,
+    [KEY_MAX_GRAD_NORM] = LC_RESUME_FREE, [KEY_GRADIENT_CHECKPOINTING] = LC_RESUME_FREE,
+    [KEY_DEVICE] = LC_RESUME_FREE, [KEY_LOGGING_STEPS] = LC_RESUME_FREE,
+    [KEY_SAVE_STEPS] = LC_RESUME_FREE, [KEY_SAVE_TOTAL_LIMIT] = LC_RESUME_FREE,
+    [KEY_EVAL_STEPS] = LC_RESUME_FREE, [KEY_MAX_BAD_STEPS] = LC_RESUME_FREE,
 };
 
 static const char *const adapter_names[] = { "lora", "qlora" };
@@ -1018,6 +1054,113 @@ void lc_train_config_free(lc_train_config *c)
     c->config_path = c->base_model = c->lora_model_dir = NULL;
     c->output_dir = c->resume_from_checkpoint = NULL;
     c->n_datasets = c->n_test_datasets = 0;
+}
+
+int lc_train_config_key_count(void)
+{
+    return KEY_COUNT;
+}
+
+lc_resume_class lc_train_config_key(int i, const char **name)
+{
+    LC_ASSERT(i >= 0 && i < KEY_COUNT);
+    *name = keys[i].name;
+    return resume_class[i];
+}
+
+/* Shortest "%.Ng" that reads back as v, so 2e-4 prints as 0.0002. */
+static void format_double(double v, char *buf, size_t n)
+{
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, n, "%.*g", p, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+static void format_list(char *const *list, int count, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", count ? "" : "none");
+    for (int i = 0; i < count; i++) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, n - l, "%s%s", i ? "," : "", list[i]);
+    }
+}
+
+void lc_train_config_value(const lc_train_config *c, int i, char *buf, size_t n)
+{
+    LC_ASSERT(i >= 0 && i < KEY_COUNT && n > 0);
+    const keydef *k = &keys[i];
+    const char *field = (const char *)c + k->off;
+    buf[0] = '\0';
+    switch (k->k) {
+    case K_INT: {
+        int v;
+        memcpy(&v, field, sizeof v);
+        snprintf(buf, n, "%d", v);
+        return;
+    }
+    case K_I64: {
+        int64_t v;
+        memcpy(&v, field, sizeof v);
+        snprintf(buf, n, "%lld", (long long)v);
+        return;
+    }
+    case K_U64: {
+        uint64_t v;
+        memcpy(&v, field, sizeof v);
+        snprintf(buf, n, "%llu", (unsigned long long)v);
+        return;
+    }
+    case K_F64: {
+        double v;
+        memcpy(&v, field, sizeof v);
+        format_double(v, buf, n);
+        return;
+    }
+    case K_BOOL: {
+        bool v;
+        memcpy(&v, field, sizeof v);
+        snprintf(buf, n, "%s", v ? "true" : "false");
+        return;
+    }
+    case K_PATH: {
+        const char *v;
+        memcpy(&v, field, sizeof v);
+        snprintf(buf, n, "%s", v ? v : "none");
+        return;
+    }
+    case K_SPECIAL:
+        break;
+    }
+    char *mods[LC_MOD_COUNT];
+    int nm = 0;
+    switch ((key_id)i) {
+    case KEY_ADAPTER:
+        snprintf(buf, n, "%s", c->qlora ? "qlora" : "lora");
+        return;
+    case KEY_LORA_TARGET_MODULES:
+        for (int m = 0; m < LC_MOD_COUNT; m++)
+            if (c->lora.targets[m])
+                mods[nm++] = (char *)lc_module_name((lc_module)m);
+        format_list(mods, nm, buf, n);
+        return;
+    case KEY_TEST_DATASETS:
+        format_list(c->test_datasets, c->n_test_datasets, buf, n);
+        return;
+    case KEY_LR_SCHEDULER:
+        for (int s = 0; s < NELEM(scheduler_values); s++)
+            if (scheduler_values[s] == c->lr_scheduler)
+                snprintf(buf, n, "%s", scheduler_names[s]);
+        return;
+    case KEY_DEVICE:
+        for (int d = 0; d < NELEM(device_values); d++)
+            if (device_values[d] == c->device)
+                snprintf(buf, n, "%s", device_names[d]);
+        return;
+    default:
+        return; /* not compared on resume (resume_class NA) */
+    }
 }
 
 int lc_train_config_parse(lc_train_config *c, const char *yaml, size_t len, const char *label,

@@ -57,7 +57,24 @@ typedef struct lc_train_config {
     int64_t eval_steps;
     char *resume_from_checkpoint;   /* NULL, "auto", or a resolved path */
     int64_t max_bad_steps;          /* refused non-finite steps before the run stops (0 = never stop) */
+    bool overwrite_output_dir;      /* a fresh run may delete another run's outputs in output_dir */
+    bool resume_allow_data_change;  /* resume although the training data changed */
 } lc_train_config;
+
+/* How a key may differ between a checkpoint and the run that resumes it
+ * (the table is in config.c; configs/README.md lists it). */
+typedef enum lc_resume_class {
+    LC_RESUME_NA,     /* not compared */
+    LC_RESUME_FIXED,  /* defines the saved state: a change is refused */
+    LC_RESUME_FREE,   /* steers the rest of the run: a change is allowed and reported */
+} lc_resume_class;
+
+/* Keys are numbered 0 .. lc_train_config_key_count()-1 in table order. */
+int lc_train_config_key_count(void);
+lc_resume_class lc_train_config_key(int i, const char **name);
+/* Key i's value in c as canonical text ("0.0002", "true", "q_proj,v_proj");
+ * "" for keys that are not compared. */
+void lc_train_config_value(const lc_train_config *c, int i, char *buf, size_t n);
 
 /* Defaults (the values listed in configs/README, as Axolotl's). */
 void lc_train_config_defaults(lc_train_config *c);

@@ -118,6 +118,15 @@ int lc_write_file_atomic(const char *path, const void *data, size_t n, lc_error 
     return 0;
 }
 
+void lc_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
 bool lc_path_exists(const char *path)
 {
     struct stat st;

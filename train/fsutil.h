@@ -16,6 +16,9 @@ char *lc_read_file(const char *path, size_t max_bytes, size_t *len, lc_error *er
 struct cJSON *lc_read_json_object(const char *path, size_t max_bytes, lc_error *err);
 int lc_mkdir_p(const char *path, lc_error *err);
 int lc_write_file_atomic(const char *path, const void *data, size_t n, lc_error *err);
+/* fsync of a directory, so the renames in it survive a crash (best effort:
+ * a file system that cannot sync directories is not an error). */
+void lc_fsync_dir(const char *dir);
 bool lc_path_exists(const char *path);
 bool lc_is_dir(const char *path);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/safetensors.h"
 #include "train/fsutil.h"
@@ -419,6 +420,15 @@ out:
     return rc;
 }
 
+/* The two files cannot be renamed into place as one directory: the final
+ * adapter shares output_dir with the checkpoints, metrics.jsonl and the
+ * lock. So each file is written atomically (temp, fsync, rename) and the
+ * pair is ordered: any existing adapter_config.json is removed first, the
+ * weights written, the config last. At every moment the directory holds
+ * either a complete pair or weights without a config, which PEFT, lorac
+ * merge and lorac eval refuse — never a config beside weights it does not
+ * describe (the old order, config first, could leave a new config with
+ * another run's weights, used at the wrong scale). */
 int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_model,
                       lc_error *err)
 {
@@ -427,11 +437,19 @@ int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_mod
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     char *json = adapter_config_json(lora, base_model);
-    int rc = json ? lc_write_file_atomic(path, json, strlen(json), err)
-                  : lc_error_set(err, "%s: out of memory", path);
-    free(json);
-    if (rc)
-        return -1;
+    if (!json)
+        return lc_error_set(err, "%s: out of memory", path);
+    int rc = 0;
+    if (unlink(path) != 0 && errno != ENOENT)
+        rc = lc_error_set(err, "cannot replace %s: %s", path, strerror(errno));
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    return write_adapter_tensors(lora, path, err);
+    if (rc == 0)
+        rc = write_adapter_tensors(lora, path, err);
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    if (rc == 0)
+        rc = lc_write_file_atomic(path, json, strlen(json), err);
+    free(json);
+    if (rc == 0)
+        lc_fsync_dir(dir);
+    return rc;
 }

@@ -1,6 +1,9 @@
 /* main.c — the lorac command line: the only place that prints errors and
- * chooses exit codes (0 ok, 1 failed, 2 bad usage). */
+ * chooses exit codes (0 ok, 1 failed, 2 bad usage; lorac train also 128 +
+ * the signal that stopped it: 129 SIGHUP, 130 SIGINT, 141 SIGPIPE, 143
+ * SIGTERM). */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,7 +50,10 @@ static void train_usage(FILE *f)
 {
     fprintf(f, "usage: lorac train CONFIG.yaml [--set key=value ...]\n"
                "  Trains LoRA adapters as CONFIG.yaml says (keys: configs/README.md).\n"
-               "  --set key=value   override a config key (value is YAML: 1e-3, [q_proj,v_proj])\n");
+               "  --set key=value   override a config key (value is YAML: 1e-3, [q_proj,v_proj])\n"
+               "  Exit status: 0 finished, 1 failed, 2 bad usage; stopped by a signal after\n"
+               "  saving a checkpoint: 128 + the signal (129 SIGHUP, 130 SIGINT, 141 SIGPIPE,\n"
+               "  143 SIGTERM).\n");
 }
 
 static void bench_usage(FILE *f)
@@ -93,11 +99,20 @@ static int cmd_train(int argc, char **argv)
     }
     lc_error err = {{0}};
     lc_train_config cfg;
-    int rc = 0;
-    if (lc_train_config_load(&cfg, path, sets, n_sets, &err) != 0 ||
-        lc_train_run(&cfg, stderr, &err) != 0) {
+    int rc = lc_train_config_load(&cfg, path, sets, n_sets, &err);
+    if (rc == 0)
+        rc = lc_train_run(&cfg, stderr, &err);
+    if (rc < 0) {
         fprintf(stderr, "lorac: %s\n", err.msg);
         rc = 1;
+    } else if (rc > 0) {
+        /* Stopped by a signal, checkpoint saved: not finished, so not 0. */
+        if (rc != SIGPIPE) /* (nobody is reading stderr any more) */
+            fprintf(stderr, "lorac: stopped by %s before the run finished; continue it with "
+                    "resume_from_checkpoint: auto\n",
+                    rc == SIGINT ? "SIGINT" : rc == SIGTERM ? "SIGTERM"
+                    : rc == SIGHUP ? "SIGHUP" : strsignal(rc));
+        rc = 128 + rc;
     }
     lc_train_config_free(&cfg);
     free(sets);
@@ -166,7 +181,8 @@ static void merge_usage(FILE *f)
         "                  .quant_state.*) are dropped and config.json loses\n"
         "                  quantization_config. The result is a plain, unquantized model; it\n"
         "                  holds the NF4 values, not the weights before quantization.\n"
-        "  --force         replace OUT when it exists (only once the new model is complete)\n"
+        "  --force         replace OUT when it exists (only once the new model is complete;\n"
+        "                  only an earlier output: model files, no subdirectory, no input)\n"
         "  --no-verify     skip the verification below\n"
         "  Verification: a fixed probe batch (2 rows x 16 tokens) runs through base + adapter\n"
         "  and through the merged model; the largest absolute logit difference must be at\n"
@@ -500,7 +516,9 @@ static void quantize_usage(FILE *f)
         "  loads it without quantizing again. Embeddings, norms and lm_head are copied.\n"
         "  --blocksize N         values per absmax block (default 64)\n"
         "  --no-double-quant     keep absmax in f32 (default: 8-bit, like bnb's double quant)\n"
-        "  --force               overwrite OUT_DIR\n"
+        "  --force               replace OUT_DIR when it exists, once the new one is complete\n"
+        "                        (only an earlier output: model files, no subdirectory; never\n"
+        "                        IN_DIR or a directory above it)\n"
         "  Exit status: 0 ok, 1 failed, 2 bad usage.\n");
 }
 

@@ -15,7 +15,6 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -30,6 +29,7 @@
 #include "data/bnb4.h"
 #include "data/model_files.h"
 #include "train/fsutil.h"
+#include "train/staging.h"
 #include "train/lora.h"
 #include "train/memory_plan.h"
 #include "train/model.h"
@@ -66,35 +66,6 @@ static int join(char *buf, size_t n, const char *dir, const char *name, lc_error
     if ((size_t)snprintf(buf, n, "%s/%s", dir, name) >= n)
         return lc_error_set(err, "path too long: %s/%s", dir, name);
     return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path) != 0 ? -1 : 0;
-}
-
-/* rm -r (does not follow symlinks). */
-static int remove_tree(const char *path)
-{
-    return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* True when a is b or a directory above b (both resolved). */
-static bool contains_path(const char *a, const char *b)
-{
-    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
-    bool r = false;
-    if (ra && rb) {
-        size_t n = strlen(ra);
-        r = strcmp(ra, rb) == 0 || strcmp(ra, "/") == 0 ||
-            (strncmp(ra, rb, n) == 0 && rb[n] == '/');
-    }
-    free(ra);
-    free(rb);
-    return r;
 }
 
 static void append_name(char *list, size_t n, const char *name)
@@ -992,46 +963,18 @@ out:
 
 static int make_stage(merge_job *j, const char *out, lc_error *err)
 {
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%s", out);
-    char *slash = strrchr(parent, '/');
-    if (slash && slash != parent) {
-        *slash = '\0';
-        if (lc_mkdir_p(parent, err))
-            return lc_error_prefix(err, "--out");
-    }
-    if ((size_t)snprintf(j->stage, sizeof j->stage, "%s.lorac-partial-XXXXXX", out) >=
-        sizeof j->stage)
-        return lc_error_set(err, "--out: path too long");
-    if (!mkdtemp(j->stage))
-        return lc_error_set(err, "cannot create a directory next to %s: %s", out, strerror(errno));
+    if (lc_stage_make(out, j->stage, sizeof j->stage, err))
+        return lc_error_prefix(err, "--out");
     j->stage_made = true;
-    mode_t mask = umask(0); /* mkdtemp makes it 0700; give it a normal directory's mode */
-    umask(mask);
-    chmod(j->stage, 0777 & ~mask);
     return 0;
 }
 
 /* Renames the finished staging directory to out (replacing an old out). */
 static int finish_output(merge_job *j, const char *out, bool replace, lc_error *err)
 {
-    char old[4200] = "";
-    if (replace) {
-        snprintf(old, sizeof old, "%s.lorac-old-XXXXXX", out);
-        if (!mkdtemp(old) || rmdir(old) != 0 || rename(out, old) != 0)
-            return lc_error_set(err, "cannot move the existing %s aside: %s", out,
-                                strerror(errno));
-    }
-    if (rename(j->stage, out) != 0) {
-        int e = errno;
-        if (replace)
-            (void)rename(old, out);
-        return lc_error_set(err, "cannot rename %s to %s: %s", j->stage, out, strerror(e));
-    }
+    if (lc_stage_finish(j->stage, out, replace, err))
+        return -1;
     j->stage_made = false;
-    if (replace && remove_tree(old) != 0)
-        return lc_error_set(err, "the merged model is in %s, but the old directory moved to "
-                            "%s could not be removed: %s", out, old, strerror(errno));
     return 0;
 }
 
@@ -1062,9 +1005,9 @@ static int check_output(const lc_merge_opts *o, const char *out, bool *exists, l
     if (*exists && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
         return lc_error_set(err, "%s exists and is not a directory: remove it or choose "
                             "another --out", out);
-    if (*exists && (contains_path(out, o->base_dir) || contains_path(out, o->adapter_dir)))
-        return lc_error_set(err, "--out %s is (or contains) the base model or the adapter "
-                            "directory; --force would delete it: choose another --out", out);
+    const char *inputs[2] = {o->base_dir, o->adapter_dir};
+    if (*exists)
+        return lc_stage_check_replace(out, "--out", inputs, 2, err);
     return 0;
 }
 
@@ -1125,7 +1068,7 @@ static int write_stage(merge_job *j, const char *out, lc_error *err)
 static void discard_partial(merge_job *j, const char *out, bool existed, lc_error *err)
 {
     size_t n = strlen(err->msg);
-    if (remove_tree(j->stage) == 0)
+    if (lc_remove_tree(j->stage) == 0)
         snprintf(err->msg + n, sizeof err->msg - n, "; the partial output was removed (%s%s)",
                  out, existed ? " is unchanged" : " was not created");
     else
@@ -1141,7 +1084,7 @@ static int verify_stage(merge_job *j, const char *out, bool existed, lc_error *e
     double t1 = lc_now_s();
     int rc = verify(j, err);
     j->r->seconds_verify = lc_now_s() - t1;
-    if (rc && remove_tree(j->stage) == 0) {
+    if (rc && lc_remove_tree(j->stage) == 0) {
         j->stage_made = false;
         size_t n = strlen(err->msg);
         snprintf(err->msg + n, sizeof err->msg - n,
@@ -1154,7 +1097,7 @@ static int verify_stage(merge_job *j, const char *out, bool existed, lc_error *e
 static void job_free(merge_job *j)
 {
     if (j->stage_made)
-        remove_tree(j->stage);
+        lc_remove_tree(j->stage);
     j->r->peak_rss_total = lc_peak_rss_bytes();
     if (j->mf_open)
         lc_model_files_close(&j->mf);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "train/fsutil.h"
+#include "train/staging.h"
 #include "train/lora.h"
 #include "train/model.h"
 
@@ -229,11 +230,54 @@ static bool is_block_linear(const char *name, int *layer, int *mod)
     return false;
 }
 
+/* Writes the quantized model m (of in) into dir. */
+static int write_quantized(const lc_model *m, const char *in, const char *dir, bool dq,
+                           lc_error *err)
+{
+    int rc = -1;
+    out_list ol = {0};
+    /* every tensor of every shard, linears replaced by their NF4 form */
+    for (size_t s = 0; s < m->files.n_shards; s++) {
+        const lc_st_file *f = &m->files.shards[s];
+        for (size_t i = 0; i < f->n_tensors; i++) {
+            const lc_st_tensor *t = &f->tensors[i];
+            int l, mod;
+            if (is_block_linear(t->name, &l, &mod) && l < m->cfg.n_layers) {
+                char prefix[256];
+                snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, lc_module_parent(mod),
+                         lc_module_name(mod));
+                add_nf4(&ol, prefix, &m->nf4[(size_t)l * LC_MOD_COUNT + (size_t)mod],
+                        m->layers[l].proj[mod].dtype);
+            } else {
+                add(&ol, t->name, t->dtype, t->ndim, t->shape, t->data);
+            }
+        }
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (ol.oom) {
+        lc_error_set(err, "%s: out of memory listing its tensors", path);
+        goto done;
+    }
+    const char *mk[1] = {"format"}, *mv[1] = {"pt"};
+    if (lc_st_write(path, ol.e, ol.n, mk, mv, 1, err) || write_config(in, dir, dq, err) ||
+        copy_side_files(in, dir, err))
+        goto done;
+    rc = 0;
+done:
+    out_free(&ol);
+    return rc;
+}
+
 int lc_quantize_model(const char *in, const char *out, int64_t bs, bool dq, bool force,
                       lc_error *err)
 {
-    if (lc_path_exists(out) && !force)
+    bool exists = lc_path_exists(out);
+    const char *inputs[1] = {in};
+    if (exists && !force)
         return lc_error_set(err, "%s already exists (use --force to overwrite)", out);
+    if (exists && lc_stage_check_replace(out, "OUT_DIR", inputs, 1, err))
+        return -1;
     lc_model m;
     lc_model_load_opts o = {.nf4 = true, .nf4_blocksize = bs, .nf4_double_quant = dq};
     if (lc_model_load_with(&m, in, &o, err))
@@ -242,40 +286,17 @@ int lc_quantize_model(const char *in, const char *out, int64_t bs, bool dq, bool
         lc_model_free(&m);
         return lc_error_set(err, "%s is already quantized", in);
     }
-    int rc = -1;
-    out_list ol = {0};
-    if (lc_mkdir_p(out, err))
-        goto done;
-    /* every tensor of every shard, linears replaced by their NF4 form */
-    for (size_t s = 0; s < m.files.n_shards; s++) {
-        const lc_st_file *f = &m.files.shards[s];
-        for (size_t i = 0; i < f->n_tensors; i++) {
-            const lc_st_tensor *t = &f->tensors[i];
-            int l, mod;
-            if (is_block_linear(t->name, &l, &mod) && l < m.cfg.n_layers) {
-                char prefix[256];
-                snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, lc_module_parent(mod),
-                         lc_module_name(mod));
-                add_nf4(&ol, prefix, &m.nf4[(size_t)l * LC_MOD_COUNT + (size_t)mod],
-                        m.layers[l].proj[mod].dtype);
-            } else {
-                add(&ol, t->name, t->dtype, t->ndim, t->shape, t->data);
-            }
-        }
+    /* Written as a unit (staging.h): a failure leaves no partial OUT_DIR and
+     * an existing one as it was. */
+    char stage[4000]; /* (room left for the file names in the paths built from it) */
+    int rc = lc_stage_make(out, stage, sizeof stage, err);
+    if (rc == 0) {
+        rc = write_quantized(&m, in, stage, dq, err);
+        if (rc == 0)
+            rc = lc_stage_finish(stage, out, exists, err);
+        if (rc)
+            lc_remove_tree(stage);
     }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model.safetensors", out);
-    if (ol.oom) {
-        lc_error_set(err, "%s: out of memory listing its tensors", path);
-        goto done;
-    }
-    const char *mk[1] = {"format"}, *mv[1] = {"pt"};
-    if (lc_st_write(path, ol.e, ol.n, mk, mv, 1, err) || write_config(in, out, dq, err) ||
-        copy_side_files(in, out, err))
-        goto done;
-    rc = 0;
-done:
-    out_free(&ol);
     lc_model_free(&m);
     return rc;
 }

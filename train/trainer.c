@@ -9,32 +9,119 @@
  * Everything that decides the numbers — data order, dropout masks, the
  * optimizer — derives from (seed, step), and the data cursor is saved with
  * each checkpoint, so a resumed run is bitwise identical to an
- * uninterrupted one. */
+ * uninterrupted one.
+ *
+ * A run is never silently mixed with another, lost, or reported finished
+ * when it is not: it locks output_dir (outdir_lock.h), records what defines
+ * it in every checkpoint and resumes only a checkpoint whose record agrees
+ * (run_record.h), refuses another run's directory, watches its data and
+ * model files (fingerprint.h), checks everything it will read before the
+ * first step, undoes updates that overflow, writes the final adapter
+ * before anything that can still fail, and answers every stop request with
+ * a checkpoint and a non-zero status (the signal handling below). */
 #include "train/sysinfo.h"
 #include "train/trainer.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "autograd/cpu/blas.h"
 #include "data/dataset.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
+#include "train/fingerprint.h"
 #include "train/fsutil.h"
 #include "train/memory_plan.h"
 #include "train/metrics.h"
+#include "train/outdir_lock.h"
+#include "train/run_record.h"
+#include "train/staging.h"
 #include "train/step.h"
 
-static volatile sig_atomic_t stop_requested;
+/* How a run is asked to stop. SIGINT, SIGTERM, SIGHUP (the terminal went
+ * away) and SIGPIPE (whoever read the log went away) all ask the loop to
+ * save a checkpoint at the end of the current step and stop; lc_train_run
+ * then returns the signal, and `lorac train` exits with 128 + it, the
+ * status a shell gives a process the signal killed. A second SIGINT (a
+ * second Ctrl-C), and any of them during setup (loading, quantizing,
+ * scanning: nothing trained, nothing to save), kill the process at once
+ * by the signal itself. Every file a run writes is written atomically, so
+ * that leaves the earlier checkpoints intact. */
+static volatile sig_atomic_t stop_requested; /* the signal, 0 when none */
+static volatile sig_atomic_t in_setup;
+
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+#define N_STOP_SIGNALS ((int)(sizeof stop_signals / sizeof stop_signals[0]))
 
 static void on_signal(int sig)
 {
+    if (in_setup || (sig == SIGINT && stop_requested)) {
+        signal(sig, SIG_DFL);
+        raise(sig); /* delivered when the handler returns */
+        return;
+    }
+    if (!stop_requested)
+        stop_requested = sig;
+}
+
+/* A base model file truncated (or rewritten in place) while the run reads
+ * its memory-mapped weights makes the next read raise SIGBUS, which would
+ * kill the process without a word. The handler names the file (the mapped
+ * range holding the faulting address) in one line on the log's descriptor
+ * — the only output a run can still give at that point — and exits 1.
+ * Changes that do not fault (a file replaced by rename, or rewritten with
+ * the same size) are caught by the fingerprint check at each epoch and
+ * checkpoint (inputs_unchanged, save_checkpoint). */
+#define MAX_BUS_FILES 256
+static struct {
+    uintptr_t lo, hi;
+    const char *path;
+} bus_files[MAX_BUS_FILES];
+static volatile sig_atomic_t n_bus_files;
+static int bus_fd = 2;
+
+static void say(const char *s)
+{
+    ssize_t w = write(bus_fd, s, strlen(s));
+    (void)w;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
     (void)sig;
-    stop_requested = 1;
+    (void)ctx;
+    uintptr_t a = (uintptr_t)si->si_addr;
+    const char *path = "(a memory-mapped file)";
+    for (int i = 0; i < n_bus_files; i++)
+        if (a >= bus_files[i].lo && a < bus_files[i].hi)
+            path = bus_files[i].path;
+    say("\nlorac: base_model file ");
+    say(path);
+    say(" was truncated or changed while training (reading its memory-mapped weights failed: "
+        "SIGBUS); the run stopped; the checkpoints already written are intact\n");
+    _exit(1);
+}
+
+/* Registers the model's mapped files for on_sigbus. */
+static void watch_mapped_files(const lc_model *m, int log_fd)
+{
+    n_bus_files = 0;
+    bus_fd = log_fd;
+    for (size_t i = 0; m->has_files && i < m->files.n_shards && i < MAX_BUS_FILES; i++) {
+        const lc_st_file *f = &m->files.shards[i];
+        bus_files[i].lo = (uintptr_t)f->map;
+        bus_files[i].hi = (uintptr_t)f->map + f->map_size;
+        bus_files[i].path = f->path;
+        n_bus_files = (sig_atomic_t)(i + 1);
+    }
 }
 
 static void format_eta(double s, char *buf, size_t n)
@@ -65,16 +152,45 @@ typedef struct run {
     lc_metrics metrics;
     FILE *log;
     bool tty;
+    int stopped_by;              /* the signal the run stopped for (checkpoint saved) */
+    int64_t applied;             /* steps this invocation applied (not refused) */
+    lc_real *backup;             /* [3 · n_params]: params, Adam m, v before an update */
+    lc_outdir_lock lock;         /* output_dir, held for the whole run */
+    lc_modelprint model_print;   /* base_model's files as loaded */
+    lc_fileprint data_print[LC_CONFIG_MAX_DATASETS];
+    cJSON *record;               /* this run's record (run_record.h) */
 } run;
 
 static int save_checkpoint(run *r, lc_error *err)
 {
     char path[4200];
+    if (lc_modelprint_unchanged(&r->model_print, err))
+        return lc_error_prefix(err, "not saving checkpoint-%lld (weights read since may be "
+                               "wrong; the earlier checkpoints are kept)", (long long)r->st.step);
     if (lc_checkpoint_save(r->cfg->output_dir, &r->lora, &r->opt, &r->st, r->cfg->base_model,
-                           r->cfg->save_total_limit, path, sizeof path, err))
+                           r->cfg->save_total_limit, r->record, path, sizeof path, err))
         return -1;
     fprintf(r->log, "%ssaved %s\n", r->tty ? "\r\033[K" : "", path);
     return 0;
+}
+
+/* Before an epoch reads the datasets again: they and the model must be the
+ * files the run started with (a dataset replaced or appended to would
+ * otherwise be read silently as if it were the same data). */
+static int inputs_unchanged(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    for (int i = 0; i < c->n_datasets; i++) {
+        if (lc_fileprint_unchanged(c->datasets[i], &r->data_print[i], err)) {
+            char what[LC_ERROR_MAX];
+            snprintf(what, sizeof what, "%s", err->msg);
+            return lc_error_set(err, "datasets[%d]: %.900s; it is not read again: the run "
+                                "stops at step %lld (resume with resume_allow_data_change: "
+                                "true to train on the new content)", i, what,
+                                (long long)r->st.step);
+        }
+    }
+    return lc_modelprint_unchanged(&r->model_print, err);
 }
 
 /* Reads the micro-batches of the next optimizer step. Returns how many
@@ -86,7 +202,8 @@ static int gather_step(run *r, int64_t *n_mb, lc_error *err)
     int empty_epochs = 0;
     while (*n_mb < accum) {
         if (!r->stream_open) {
-            if (lc_dataset_stream_open(&r->stream, &r->dopts, r->st.epoch, r->st.rows_in_epoch, err))
+            if (inputs_unchanged(r, err) ||
+                lc_dataset_stream_open(&r->stream, &r->dopts, r->st.epoch, r->st.rows_in_epoch, err))
                 return -1;
             r->stream_open = true;
         }
@@ -153,17 +270,173 @@ static int run_eval(run *r, int64_t step, lc_error *err)
     return 0;
 }
 
-static int setup(run *r, lc_error *err)
+/* The run writes its final adapter into output_dir and, with
+ * overwrite_output_dir, deletes adapters and checkpoints there: it must
+ * not be the base model's directory, nor be or hold the adapter the run
+ * starts from. */
+static int check_output_dir(const lc_train_config *c, lc_error *err)
+{
+    if (c->lora_model_dir && lc_path_contains(c->output_dir, c->lora_model_dir))
+        return lc_error_set(err, "output_dir %s is (or contains) lora_model_dir %s, the adapter "
+                            "this run starts from, which the run would overwrite: choose another "
+                            "output_dir", c->output_dir, c->lora_model_dir);
+    if (lc_path_contains(c->output_dir, c->base_model) &&
+        lc_path_contains(c->base_model, c->output_dir))
+        return lc_error_set(err, "output_dir %s is the base_model directory: choose another "
+                            "output_dir", c->output_dir);
+    return 0;
+}
+
+/* test_datasets are read and checked in full before the first step, so
+ * that a bad evaluation file fails the run at once instead of after the
+ * training it would then throw away. */
+static int check_eval_data(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
-    if (c->device == LC_DEVICE_CUDA)
-        return lc_error_set(err, "device: cuda: no CUDA backend for training yet (the kernels "
-                            "in autograd/cuda are not wired into the trainer); use device: cpu "
-                            "or auto");
+    if (c->n_test_datasets == 0)
+        return 0;
+    lc_dataset_opts o = {.paths = c->test_datasets, .n_paths = c->n_test_datasets,
+                         .vocab = r->model.cfg.vocab_size, .seq_len = c->sequence_len,
+                         .micro_batch = c->micro_batch_size};
+    lc_dataset_scan s;
+    if (lc_dataset_scan_files(&s, &o, err))
+        return lc_error_prefix(err, "test_datasets");
+    int64_t sup = s.supervised;
+    lc_dataset_scan_free(&s);
+    if (sup == 0)
+        return lc_error_set(err, "test_datasets: no supervised tokens to evaluate on (every "
+                            "label is -100 or rows have one token)");
+    return 0;
+}
+
+/* The checkpoint to resume (auto: the newest of this run) into path, or
+ * "" for a fresh start. */
+static void resume_target(run *r, char *path, size_t n)
+{
+    const lc_train_config *c = r->cfg;
+    const char *want = c->resume_from_checkpoint;
+    path[0] = '\0';
+    if (want && strcmp(want, "auto") != 0)
+        snprintf(path, n, "%s", want);
+    else if (want)
+        lc_checkpoint_latest(c->output_dir, lc_run_record_identity(r->record), path, n);
+}
+
+/* The refusal of an output_dir that holds another run's checkpoint other
+ * (or, other NULL, an earlier run's final adapter). */
+static int refuse_other_run(run *r, const char *other, lc_error *err)
+{
+    const char *dir = r->cfg->output_dir;
+    if (!other)
+        return lc_error_set(err, "output_dir %s holds the adapter of an earlier run "
+                            "(adapter_model.safetensors); choose another output_dir, or set "
+                            "overwrite_output_dir: true to replace it", dir);
+    cJSON *saved = NULL;
+    char changes[2048];
+    lc_error why;
+    int differs = lc_checkpoint_read_run(other, &saved, &why) ||
+                  lc_run_record_check(saved, r->record, false, other, changes, sizeof changes,
+                                      &why);
+    cJSON_Delete(saved);
+    if (!differs)
+        return lc_error_set(err, "output_dir %s already holds %s of a run with these settings "
+                            "(this one is not resuming it): set resume_from_checkpoint: auto to "
+                            "continue it, or overwrite_output_dir: true to start over", dir,
+                            other);
+    return lc_error_set(err, "output_dir %s holds another run's checkpoints: %.700s; choose "
+                        "another output_dir, or set overwrite_output_dir: true to delete them",
+                        dir, why.msg);
+}
+
+/* A run owns output_dir: other runs' checkpoints there (for a fresh run,
+ * every checkpoint and a final adapter) are refused, or deleted with
+ * overwrite_output_dir, so that pruning, auto-resume and the final adapter
+ * never mix two runs. */
+static int claim_output_dir(run *r, const char *target, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    char other[4200], adapter[4200];
+    const char *mine = target[0] ? lc_run_record_identity(r->record) : NULL;
+    bool has_other = lc_checkpoint_other(c->output_dir, mine, other, sizeof other);
+    snprintf(adapter, sizeof adapter, "%s/adapter_model.safetensors", c->output_dir);
+    bool has_adapter = !target[0] && lc_path_exists(adapter);
+    if (!has_other && !has_adapter)
+        return 0;
+    if (!c->overwrite_output_dir)
+        return refuse_other_run(r, has_other ? other : NULL, err);
+    if (lc_checkpoint_remove_others(c->output_dir, mine, err))
+        return -1;
+    if (has_adapter) {
+        unlink(adapter);
+        snprintf(adapter, sizeof adapter, "%s/adapter_config.json", c->output_dir);
+        unlink(adapter);
+    }
+    fprintf(r->log, "overwrite_output_dir: removed the earlier run's %s from %s\n",
+            has_other ? "checkpoints" : "adapter", c->output_dir);
+    return 0;
+}
+
+/* Prints "resume: changed KEY OLD -> NEW" for each line of changes. */
+static void print_changes(run *r, const char *changes)
+{
+    for (const char *p = changes; *p;) {
+        const char *nl = strchr(p, '\n');
+        int len = nl ? (int)(nl - p) : (int)strlen(p);
+        fprintf(r->log, "resume: changed %.*s\n", len, p);
+        p += len + (nl != NULL);
+    }
+}
+
+/* Claims output_dir and loads the checkpoint to resume (if any), once its
+ * run record shows it is this run's (run_record.h: FIXED keys, base model,
+ * data): the record is checked before the claim, so that resuming with a
+ * changed key is reported as such rather than as another run's directory. */
+static int claim_and_resume(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    char path[4200], changes[4096];
+    resume_target(r, path, sizeof path);
+    if (c->resume_from_checkpoint && !path[0])
+        fprintf(r->log, "resume: no checkpoint of this run in %s, starting fresh\n",
+                c->output_dir);
+    cJSON *saved = NULL;
+    if (path[0]) {
+        int rc = lc_checkpoint_read_run(path, &saved, err) ||
+                 lc_run_record_check(saved, r->record, c->resume_allow_data_change, path,
+                                     changes, sizeof changes, err);
+        cJSON_Delete(saved);
+        if (rc)
+            return lc_error_prefix(err, "resume_from_checkpoint");
+    }
+    if (claim_output_dir(r, path, err))
+        return -1;
+    if (!path[0])
+        return 0;
+    lc_train_state st;
+    if (lc_checkpoint_load(path, &r->lora, &r->opt, &st, NULL, err))
+        return lc_error_prefix(err, "resume_from_checkpoint");
+    print_changes(r, changes);
+    r->st.step = st.step;
+    r->st.epoch = st.epoch;
+    r->st.rows_in_epoch = st.rows_in_epoch;
+    r->st.bad_steps = st.bad_steps;
+    fprintf(r->log, "resume: %s (step %lld, epoch %lld, %lld row%s into it)\n", path,
+            (long long)st.step, (long long)st.epoch, (long long)st.rows_in_epoch,
+            lc_plural(st.rows_in_epoch));
+    return 0;
+}
+
+/* The base model (fingerprinted, then loaded; its mapped files watched
+ * for SIGBUS) and the adapter to train, described in the log. */
+static int load_model_and_adapter(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
     lc_model_load_opts lo = {.nf4 = c->qlora, .nf4_blocksize = c->bnb_4bit_blocksize,
                              .nf4_double_quant = c->bnb_4bit_use_double_quant};
-    if (lc_model_load_with(&r->model, c->base_model, &lo, err))
+    if (lc_modelprint_take(&r->model_print, c->base_model, err) ||
+        lc_model_load_with(&r->model, c->base_model, &lo, err))
         return -1;
+    watch_mapped_files(&r->model, fileno(r->log));
     const lc_model_config *mc = &r->model.cfg;
     bool nf4 = r->model.nf4 != NULL;
     fprintf(r->log, "model: %s (%s), %d layer%s, hidden %d, %d/%d heads, vocab %d, %s%s\n",
@@ -194,7 +467,15 @@ static int setup(run *r, lc_error *err)
     fprintf(r->log, "adapter: LoRA r %d, alpha %g%s, dropout %g, %zu trainable parameters\n",
             r->lora.cfg.r, r->lora.cfg.alpha, r->lora.cfg.use_rslora ? " (rsLoRA)" : "",
             r->lora.cfg.dropout, r->lora.n_params);
+    return 0;
+}
 
+/* The training data scanned (every row read and checked, the label audit),
+ * the evaluation data checked, and the schedule. */
+static int load_data(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    const lc_model_config *mc = &r->model.cfg;
     r->dopts = (lc_dataset_opts){.paths = c->datasets, .n_paths = c->n_datasets,
                                  .vocab = mc->vocab_size, .seq_len = c->sequence_len,
                                  .micro_batch = c->micro_batch_size, .shuffle = c->shuffle,
@@ -213,6 +494,8 @@ static int setup(run *r, lc_error *err)
     if (s->supervised == 0)
         return lc_error_set(err, "datasets: no supervised tokens (every label is -100 or rows "
                             "have one token): nothing to train on");
+    if (check_eval_data(r, err))
+        return -1;
 
     int64_t total = 0;
     if (c->max_steps > 0) {
@@ -229,7 +512,14 @@ static int setup(run *r, lc_error *err)
     fprintf(r->log, "schedule: %lld optimizer step%s (micro-batch %lld x accumulation %lld), "
             "warmup %lld\n", (long long)total, lc_plural(total), (long long)c->micro_batch_size,
             (long long)c->gradient_accumulation_steps, (long long)r->warmup);
+    return 0;
+}
 
+/* The memory plan (refused when it cannot fit) and every buffer of a step. */
+static int allocate(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    const lc_model_config *mc = &r->model.cfg;
     lc_memory_plan plan;
     lc_memory_plan_cpu(mc, lc_model_weight_bytes(&r->model), r->lora.n_params,
                        &r->lora.cfg, c->micro_batch_size, c->sequence_len,
@@ -249,6 +539,8 @@ static int setup(run *r, lc_error *err)
         lc_adamw_init(&r->opt, r->lora.n_params, err))
         return -1;
     r->tape.max_rows = c->micro_batch_size * c->sequence_len;
+    if (!(r->backup = malloc(3 * r->lora.n_params * sizeof(lc_real) + 1)))
+        return lc_error_set(err, "out of memory for the update's rollback copy");
     int64_t accum = c->gradient_accumulation_steps;
     r->bufs = calloc((size_t)accum, sizeof *r->bufs);
     r->batches = calloc((size_t)accum, sizeof *r->batches);
@@ -257,31 +549,28 @@ static int setup(run *r, lc_error *err)
     for (int64_t i = 0; i < accum; i++)
         if (lc_batch_buf_init(&r->bufs[i], c->micro_batch_size, c->sequence_len, err))
             return -1;
+    return 0;
+}
 
-    /* resume */
-    const char *resume = c->resume_from_checkpoint;
-    char latest[4200];
-    if (resume && strcmp(resume, "auto") == 0) {
-        resume = lc_checkpoint_latest(c->output_dir, latest, sizeof latest) ? latest : NULL;
-        if (!resume)
-            fprintf(r->log, "resume: no checkpoint in %s, starting fresh\n", c->output_dir);
-    }
-    if (resume) {
-        lc_train_state saved;
-        if (lc_checkpoint_load(resume, &r->lora, &r->opt, &saved, err))
-            return lc_error_prefix(err, "resume_from_checkpoint");
-        if (saved.seed != c->seed)
-            fprintf(r->log, "warning: checkpoint seed %llu differs from config seed %llu\n",
-                    (unsigned long long)saved.seed, (unsigned long long)c->seed);
-        r->st.step = saved.step;
-        r->st.epoch = saved.epoch;
-        r->st.rows_in_epoch = saved.rows_in_epoch;
-        r->st.bad_steps = saved.bad_steps;
-        fprintf(r->log, "resume: %s (step %lld, epoch %lld, %lld row%s into it)\n", resume,
-                (long long)saved.step, (long long)saved.epoch, (long long)saved.rows_in_epoch,
-                lc_plural(saved.rows_in_epoch));
-    }
-    if (lc_mkdir_p(c->output_dir, err))
+static int setup(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    if (c->device == LC_DEVICE_CUDA)
+        return lc_error_set(err, "device: cuda: no CUDA backend for training yet (the kernels "
+                            "in autograd/cuda are not wired into the trainer); use device: cpu "
+                            "or auto");
+    if (check_output_dir(c, err) || lc_outdir_lock_take(&r->lock, c->output_dir, err))
+        return -1;
+    for (int i = 0; i < c->n_datasets; i++)
+        if (lc_fileprint_take(c->datasets[i], false, &r->data_print[i], err))
+            return lc_error_prefix(err, "datasets[%d]", i);
+    if (load_model_and_adapter(r, err) || load_data(r, err) || allocate(r, err))
+        return -1;
+    lc_train_config eff = *c; /* the record holds the adapter as it really is */
+    eff.lora = r->lora.cfg;
+    if (!(r->record = lc_run_record_make(&eff, &r->model_print, r->data_print)))
+        return lc_error_set(err, "out of memory for the run record");
+    if (claim_and_resume(r, err))
         return -1;
     return lc_metrics_open(&r->metrics, c->output_dir, r->st.step, err);
 }
@@ -294,6 +583,7 @@ static void teardown(run *r)
         lc_batch_buf_free(&r->bufs[i]);
     free(r->bufs);
     free(r->batches);
+    free(r->backup);
     lc_metrics_close(&r->metrics, NULL); /* after an error: already reported */
     lc_dataset_scan_free(&r->scan);
     lc_adamw_free(&r->opt);
@@ -302,6 +592,55 @@ static void teardown(run *r)
     lc_arena_free(&r->arena);
     lc_lora_free(&r->lora);
     lc_model_free(&r->model);
+    cJSON_Delete(r->record);
+    lc_modelprint_free(&r->model_print);
+    lc_outdir_lock_release(&r->lock); /* last: the run no longer touches output_dir */
+}
+
+static bool all_finite(const lc_real *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return false;
+    return true;
+}
+
+/* Applies the optimizer step; when it leaves a weight or a moment
+ * non-finite (an overflowing update: huge learning rate or weight decay,
+ * gradients near the float range), restores the state from before it and
+ * returns false, so the step is refused like a non-finite loss and no
+ * checkpoint ever holds inf or NaN. */
+static bool apply_update(run *r, const lc_adamw_hparams *hp, double lr)
+{
+    size_t n = r->lora.n_params, bytes = n * sizeof(lc_real);
+    memcpy(r->backup, r->lora.params, bytes);
+    memcpy(r->backup + n, r->opt.m, bytes);
+    memcpy(r->backup + 2 * n, r->opt.v, bytes);
+    int64_t step = r->opt.step;
+    lc_step_optimizer(&r->lora, &r->opt, hp, lr, r->cfg->max_grad_norm);
+    if (all_finite(r->lora.params, n) && all_finite(r->opt.m, n) && all_finite(r->opt.v, n))
+        return true;
+    memcpy(r->lora.params, r->backup, bytes);
+    memcpy(r->opt.m, r->backup + n, bytes);
+    memcpy(r->opt.v, r->backup + 2 * n, bytes);
+    r->opt.step = step;
+    return false;
+}
+
+/* A step that applies no update (why says which check refused it):
+ * counted, reported, and the run stopped at max_bad_steps. */
+static int refuse_step(run *r, int64_t step, const char *why, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    memset(r->lora.grads, 0, r->lora.n_params * sizeof(lc_real));
+    r->st.bad_steps++;
+    fprintf(r->log, "%sstep %lld refused: %s; no update applied\n", r->tty ? "\r\033[K" : "",
+            (long long)step, why);
+    if (c->max_bad_steps > 0 && r->st.bad_steps >= c->max_bad_steps)
+        return lc_error_set(err, "stopping: %lld refused step%s (max_bad_steps %lld); the last "
+                            "good checkpoint is kept", (long long)r->st.bad_steps,
+                            lc_plural(r->st.bad_steps), (long long)c->max_bad_steps);
+    return 0;
 }
 
 static uint64_t mix(uint64_t a, uint64_t b)
@@ -309,6 +648,35 @@ static uint64_t mix(uint64_t a, uint64_t b)
     uint64_t z = a * 0x9e3779b97f4a7c15ull ^ (b + 0x632be59bd9b4e019ull);
     z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
     return z ^ (z >> 29);
+}
+
+/* After the last step. A run that took steps and applied none trained
+ * nothing: that is a failure, and no final adapter is written (it would be
+ * the starting one, looking like a result; the last checkpoint is). Otherwise the final adapter is
+ * written first, before anything that can still fail (the last checkpoint,
+ * the final evaluation), so a failure there never discards the weights. */
+static int finish(run *r, int64_t start_step, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    int64_t taken = r->st.step - start_step;
+    if (taken > 0 && r->applied == 0) {
+        if (c->save_steps > 0 && save_checkpoint(r, err)) /* resumable, e.g. at a lower lr */
+            return -1;
+        return lc_error_set(err, "trained nothing: all %lld step%s of this run were refused "
+                            "(see the 'refused' lines); no adapter written", (long long)taken,
+                            lc_plural(taken));
+    }
+    if (lc_modelprint_unchanged(&r->model_print, err) ||
+        lc_lora_save_peft(&r->lora, c->output_dir, c->base_model, err))
+        return -1;
+    if (c->save_steps > 0 && save_checkpoint(r, err))
+        return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
+    if (c->n_test_datasets > 0 && (c->eval_steps == 0 || r->st.step % c->eval_steps != 0) &&
+        run_eval(r, r->st.step, err))
+        return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
+    fprintf(r->log, "done: adapter written to %s (adapter_model.safetensors + "
+            "adapter_config.json)\n", c->output_dir);
+    return 0;
 }
 
 static int train_loop(run *r, lc_error *err)
@@ -321,8 +689,10 @@ static int train_loop(run *r, lc_error *err)
     r->tape.training = true;
     while (r->st.step < r->st.total_steps) {
         if (stop_requested) {
+            r->stopped_by = stop_requested;
             fprintf(r->log, "%sinterrupted: saving a checkpoint at step %lld\n",
                     r->tty ? "\r\033[K" : "", (long long)r->st.step);
+            fflush(r->log);
             return save_checkpoint(r, err);
         }
         double t0 = lc_now_s();
@@ -347,22 +717,15 @@ static int train_loop(run *r, lc_error *err)
         double lr = lc_lr_at(c->lr_scheduler, c->learning_rate, r->st.step, r->warmup,
                              r->st.total_steps, c->cosine_min_lr_ratio);
         double norm = lc_grad_norm(r->lora.grads, r->lora.n_params);
-        bool refused = sup == 0 || !isfinite(loss) || !isfinite(norm);
-        if (refused) {
-            memset(r->lora.grads, 0, r->lora.n_params * sizeof(lc_real));
-            r->st.bad_steps++;
-            fprintf(r->log, "%sstep %lld refused: %s; no update applied\n", r->tty ? "\r\033[K" : "",
-                    (long long)step,
-                    sup == 0 ? "no supervised tokens in its batches"
-                             : "non-finite loss or gradient");
-            if (c->max_bad_steps > 0 && r->st.bad_steps >= c->max_bad_steps)
-                return lc_error_set(err, "stopping: %lld refused step%s (max_bad_steps %lld); "
-                                    "the last good checkpoint is kept",
-                                    (long long)r->st.bad_steps, lc_plural(r->st.bad_steps),
-                                    (long long)c->max_bad_steps);
-        } else {
-            lc_step_optimizer(&r->lora, &r->opt, &hp, lr, c->max_grad_norm);
-        }
+        const char *why = sup == 0 ? "no supervised tokens in its batches"
+                          : !isfinite(loss) || !isfinite(norm) ? "non-finite loss or gradient"
+                          : NULL;
+        if (!why && !apply_update(r, &hp, lr))
+            why = "the update made weights non-finite (rolled back)";
+        bool refused = why != NULL;
+        if (refused && refuse_step(r, step, why, err))
+            return -1;
+        r->applied += !refused;
         r->st.step = step;
         double dt = lc_now_s() - t0;
         double avg = (lc_now_s() - t_start) / (double)(step - start_step);
@@ -378,38 +741,48 @@ static int train_loop(run *r, lc_error *err)
     }
     if (r->tty)
         fprintf(r->log, "\n");
-    if (c->n_test_datasets > 0 && (c->eval_steps == 0 || r->st.step % c->eval_steps != 0) &&
-        run_eval(r, r->st.step, err))
-        return -1;
-    if (c->save_steps > 0 && save_checkpoint(r, err))
-        return -1;
-    if (lc_lora_save_peft(&r->lora, c->output_dir, c->base_model, err))
-        return -1;
-    fprintf(r->log, "done: adapter written to %s (adapter_model.safetensors + "
-            "adapter_config.json)\n", c->output_dir);
-    return 0;
+    return finish(r, start_step, err);
 }
 
 int lc_train_run(const lc_train_config *cfg, FILE *log, lc_error *err)
 {
     run r;
     memset(&r, 0, sizeof r);
+    r.lock.fd = -1;
     r.cfg = cfg;
     r.log = log;
     r.tty = isatty(fileno(log));
-    struct sigaction sa = {0}, old_int, old_term;
+    struct sigaction sa = {0}, old[N_STOP_SIGNALS], bus = {0}, old_bus;
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    bus.sa_sigaction = on_sigbus;
+    bus.sa_flags = SA_SIGINFO;
+    sigemptyset(&bus.sa_mask);
+    n_bus_files = 0;
+    sigaction(SIGBUS, &bus, &old_bus);
     stop_requested = 0;
+    in_setup = 1;
+    /* A mask inherited blocked (some launchers block SIGPIPE or SIGHUP)
+     * would hold the signals pending and defeat the handlers: unblocked
+     * for the run, the caller's mask restored after. */
+    sigset_t stops, old_mask;
+    sigemptyset(&stops);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) {
+        sigaction(stop_signals[i], &sa, &old[i]);
+        sigaddset(&stops, stop_signals[i]);
+    }
+    pthread_sigmask(SIG_UNBLOCK, &stops, &old_mask);
     int rc = setup(&r, err);
+    in_setup = 0;
     if (rc == 0)
         rc = train_loop(&r, err);
     if (rc == 0)
         rc = lc_metrics_close(&r.metrics, err);
+    n_bus_files = 0; /* the model is unmapped next */
     teardown(&r);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    return rc;
+    sigaction(SIGBUS, &old_bus, NULL);
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &old[i], NULL);
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    return rc == 0 && r.stopped_by ? r.stopped_by : rc;
 }
