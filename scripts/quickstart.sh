@@ -9,4 +9,6 @@ scripts/build.sh build -DLORAC_TESTS=OFF
 # Threads that wait at a barrier spin only briefly: on a machine that is busy
 # with other work, long spinning costs more than it saves.
 export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
-exec build/lorac train configs/quickstart.yaml "$@"
+# The demo starts over each time it is run (a run refuses a directory that
+# holds another run's outputs unless told to overwrite them).
+exec build/lorac train configs/quickstart.yaml --set overwrite_output_dir=true "$@"
