@@ -201,6 +201,9 @@ Test(chat_hostile, refused_with_line)
     char parens[2000] = "{{ ";
     for (int i = 0; i < 500; i++)
         strcat(parens, "(");
-    strcat(parens, "1 }}");
+    strcat(parens, "1");
+    for (int i = 0; i < 500; i++)
+        strcat(parens, ")");
+    strcat(parens, " }}");
     refuse(parens, NULL, "nested too deeply");
 }
