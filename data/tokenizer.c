@@ -1,0 +1,1608 @@
+/* tokenizer.c — loads a Hugging Face tokenizer.json into a pipeline of
+ * small steps (added-token split, normalizers, pre-tokenizers, BPE model,
+ * post-processor template, decoders) and runs it the way HF `tokenizers`
+ * does; see tokenizer.h for what is supported and why it is shaped so.
+ * Unicode: PCRE2 (UTF + UCP, JIT) for the pre-tokenizer regexes, utf8proc
+ * for validation and normalization forms. */
+#include "data/tokenizer.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+#include "train/fsutil.h"
+
+#define MAX_STEPS 16        /* steps of one normalizer / pre-tokenizer / decoder chain */
+#define MATCH_LIMIT 10000000 /* PCRE2 backtracking bound per match (hostile regexes) */
+
+/* The GPT-2 pre-tokenizer regex ByteLevel(use_regex: true) splits with. */
+static const char GPT2_REGEX[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+/* ---- pipeline steps ------------------------------------------------------- */
+enum norm_kind { NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD, NORM_PREPEND, NORM_REPLACE };
+typedef struct norm_step {
+    enum norm_kind kind;
+    char *a, *b;             /* PREPEND: a; REPLACE: a → b (owned) */
+} norm_step;
+
+enum split_behavior { SPLIT_ISOLATED, SPLIT_REMOVED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT };
+enum pre_kind { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE };
+enum prepend_scheme { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
+typedef struct pre_step {
+    enum pre_kind kind;
+    pcre2_code *re;          /* SPLIT, BYTELEVEL with use_regex (else NULL) */
+    pcre2_match_data *md;    /* one per step: steps nest while matching */
+    enum split_behavior behavior;
+    int add_prefix_space;    /* BYTELEVEL */
+    char repl[8];            /* METASPACE: replacement character, UTF-8 */
+    size_t repl_len;
+    enum prepend_scheme scheme;
+    int split;               /* METASPACE: split before each replacement char */
+    char *buf;               /* work text of this step */
+    size_t buf_cap;
+    size_t *cuts;            /* work: match ranges [2k, 2k+1] */
+    size_t cuts_cap;
+} pre_step;
+
+enum dec_kind { DEC_BYTELEVEL, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE };
+typedef struct dec_step {
+    enum dec_kind kind;
+    char *a, *b;             /* REPLACE: a → b; STRIP: a = the character (owned) */
+    int start, stop;         /* STRIP */
+    enum prepend_scheme scheme; /* METASPACE */
+} dec_step;
+
+typedef struct added_token {
+    int32_t id;
+    char *content;           /* owned, UTF-8, len bytes */
+    size_t len;
+    bool special, lstrip, rstrip, single_word, normalized;
+} added_token;
+
+/* Byte trie of added-token contents: node 0 is the root. */
+typedef struct trie_node {
+    int32_t child, sibling;  /* first child, next sibling: node index or −1 */
+    int32_t token;           /* index into added[] ending here, or −1 */
+    uint8_t byte;
+} trie_node;
+typedef struct trie {
+    trie_node *nodes;
+    size_t n, cap;
+} trie;
+
+/* A list of strings (decoder work): string k is buf[off[k] .. off[k]+len[k]). */
+typedef struct strlist {
+    char *buf;
+    size_t used, cap;
+    size_t *off, *len;
+    size_t n, ncap;
+} strlist;
+
+struct lc_tokenizer {
+    lc_bpe bpe;
+    added_token *added;      /* [n_added] */
+    size_t n_added;
+    int32_t *added_of;       /* [vocab_size]: index into added[] of an id, or −1 */
+    int32_t vocab_size;      /* 1 + the largest id of vocabulary and added tokens */
+    trie raw_trie, norm_trie; /* added tokens matched before / after normalization */
+    norm_step norm[MAX_STEPS];
+    size_t n_norm;
+    pre_step pre[MAX_STEPS];
+    size_t n_pre;
+    dec_step dec[MAX_STEPS];
+    size_t n_dec;
+    int has_decoder;
+    lc_ids prefix, suffix;   /* post-processor template around the ids */
+    int32_t bos, eos;
+    pcre2_match_context *mctx;
+    pcre2_jit_stack *jit_stack;
+    char *norm_buf[2];       /* work: normalizer ping-pong */
+    size_t norm_cap[2];
+    strlist dl[2];           /* work: decoder ping-pong */
+};
+
+/* ---- small helpers ---------------------------------------------------------- */
+static int grow(void **p, size_t *cap, size_t need, size_t elem, lc_error *err)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q)
+        return lc_error_set(err, "tokenizer: out of memory (%zu bytes)", c * elem);
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+/* Length of the UTF-8 character at s (s valid UTF-8). */
+static size_t char_len(const char *s)
+{
+    unsigned c = (uint8_t)s[0];
+    return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+}
+
+static uint32_t decode_char(const char *s, size_t n, size_t *cl)
+{
+    utf8proc_int32_t cp = 0;
+    utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &cp);
+    *cl = r > 0 ? (size_t)r : 1;
+    return r > 0 ? (uint32_t)cp : 0xfffd;
+}
+
+/* Rust's char::is_whitespace (Unicode White_Space). */
+static int is_space(uint32_t c)
+{
+    return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+           c == 0x205f || c == 0x3000;
+}
+
+/* A word character for single_word added tokens: letter, number or '_'. */
+static int is_word(uint32_t c)
+{
+    if (c == '_')
+        return 1;
+    utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)c);
+    return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
+           (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
+}
+
+/* The code point that ends s[0..n) (n > 0, valid UTF-8). */
+static uint32_t last_char(const char *s, size_t n)
+{
+    size_t i = n - 1;
+    while (i > 0 && ((uint8_t)s[i] & 0xc0) == 0x80)
+        i--;
+    size_t cl;
+    return decode_char(s + i, n - i, &cl);
+}
+
+/* Byte offset of the first invalid UTF-8 sequence in s[0..n), or n. */
+static size_t utf8_valid_prefix(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if ((uint8_t)s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                              (utf8proc_ssize_t)(n - i), &cp);
+        if (r <= 0)
+            return i;
+        i += (size_t)r;
+    }
+    return n;
+}
+
+/* ---- JSON reading with paths in the messages ------------------------------------ */
+static int type_error(lc_error *err, const char *where, const char *path, const char *want)
+{
+    return lc_error_set(err, "%s: %s must be %s", where, path, want);
+}
+
+/* Optional bool member: *out unchanged when absent or null. */
+static int get_bool(const cJSON *o, const char *key, bool *out, const char *where,
+                    const char *path, lc_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsBool(v))
+        return lc_error_set(err, "%s: %s.%s must be true or false", where, path, key);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+/* Optional string member (NULL when absent or null). */
+static int get_str(const cJSON *o, const char *key, const char **out, const char *where,
+                   const char *path, lc_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsString(v))
+        return lc_error_set(err, "%s: %s.%s must be a string", where, path, key);
+    *out = v->valuestring;
+    return 0;
+}
+
+static int need_str(const cJSON *o, const char *key, const char **out, const char *where,
+                    const char *path, lc_error *err)
+{
+    if (get_str(o, key, out, where, path, err))
+        return -1;
+    if (!*out)
+        return lc_error_set(err, "%s: %s.%s is missing", where, path, key);
+    return 0;
+}
+
+static int get_int(const cJSON *o, const char *key, long long lo, long long hi, long long *out,
+                   const char *where, const char *path, lc_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble ||
+        v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+        return lc_error_set(err, "%s: %s.%s must be an integer in [%lld, %lld]", where, path,
+                            key, lo, hi);
+    *out = (long long)v->valuedouble;
+    return 0;
+}
+
+static const char *type_of(const cJSON *o, const char *where, const char *path, lc_error *err)
+{
+    const char *type;
+    if (!cJSON_IsObject(o)) {
+        type_error(err, where, path, "an object");
+        return NULL;
+    }
+    if (need_str(o, "type", &type, where, path, err))
+        return NULL;
+    return type;
+}
+
+static char *dup_n(const char *s, size_t n, lc_error *err)
+{
+    char *d = malloc(n + 1);
+    if (!d) {
+        lc_error_set(err, "tokenizer: out of memory");
+        return NULL;
+    }
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+static int unsupported(lc_error *err, const char *where, const char *path, const char *what)
+{
+    char buf[64];
+    return lc_error_set(err, "%s: %s: unsupported \"%s\"", where, path,
+                        lc_printable(what, buf, sizeof buf));
+}
+
+/* A pattern object {"String": s} or {"Regex": r}; sets exactly one. */
+static int get_pattern(const cJSON *o, const char **str, const char **regex, const char *where,
+                       const char *path, lc_error *err)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "pattern");
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s.pattern", path);
+    if (!cJSON_IsObject(p))
+        return type_error(err, where, sub, "an object {\"String\": ...} or {\"Regex\": ...}");
+    if (get_str(p, "String", str, where, sub, err) || get_str(p, "Regex", regex, where, sub, err))
+        return -1;
+    if (!*str == !*regex)
+        return type_error(err, where, sub, "an object {\"String\": ...} or {\"Regex\": ...}");
+    return 0;
+}
+
+/* ---- loading: model ------------------------------------------------------------ */
+static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_error *err)
+{
+    lc_bpe *b = &t->bpe;
+    if (!cJSON_IsObject(m))
+        return type_error(err, where, "model", "an object");
+    const char *type;
+    if (get_str(m, "type", &type, where, "model", err))
+        return -1;
+    if (type && strcmp(type, "BPE") != 0)
+        return unsupported(err, where, "model.type", type);
+    const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(m, "dropout");
+    if (dropout && !cJSON_IsNull(dropout))
+        return unsupported(err, where, "model.dropout", "BPE dropout (must be null)");
+    const char *s;
+    if (get_str(m, "continuing_subword_prefix", &s, where, "model", err))
+        return -1;
+    if (s && *s)
+        return unsupported(err, where, "model.continuing_subword_prefix", s);
+    if (get_str(m, "end_of_word_suffix", &s, where, "model", err))
+        return -1;
+    if (s && *s)
+        return unsupported(err, where, "model.end_of_word_suffix", s);
+    bool fuse = false, fallback = false, ignore = false;
+    if (get_bool(m, "fuse_unk", &fuse, where, "model", err) ||
+        get_bool(m, "byte_fallback", &fallback, where, "model", err) ||
+        get_bool(m, "ignore_merges", &ignore, where, "model", err))
+        return -1;
+    b->fuse_unk = fuse;
+    b->byte_fallback = fallback;
+    b->ignore_merges = ignore;
+
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(m, "vocab");
+    if (!cJSON_IsObject(vocab))
+        return type_error(err, where, "model.vocab", "an object {token: id}");
+    const cJSON *v;
+    cJSON_ArrayForEach(v, vocab) {
+        char buf[64];
+        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int32_t)v->valuedouble)
+            return lc_error_set(err, "%s: model.vocab[\"%s\"] must be an integer id", where,
+                                lc_printable(v->string, buf, sizeof buf));
+        if (lc_bpe_add_token(b, v->string, strlen(v->string), (int32_t)v->valuedouble, err))
+            return lc_error_prefix(err, "%s: model.vocab[\"%s\"]", where,
+                                   lc_printable(v->string, buf, sizeof buf));
+    }
+    const char *unk;
+    if (get_str(m, "unk_token", &unk, where, "model", err))
+        return -1;
+    if (unk) {
+        b->unk_id = lc_bpe_id(b, unk, strlen(unk));
+        if (b->unk_id < 0) {
+            char buf[64];
+            return lc_error_set(err, "%s: model.unk_token \"%s\" is not in model.vocab", where,
+                                lc_printable(unk, buf, sizeof buf));
+        }
+    }
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(m, "merges");
+    if (merges && !cJSON_IsArray(merges))
+        return type_error(err, where, "model.merges", "an array");
+    if (cJSON_GetArraySize(merges) > LC_BPE_MAX_MERGES)
+        return lc_error_set(err, "%s: model.merges has %d entries (at most %d)", where,
+                            cJSON_GetArraySize(merges), LC_BPE_MAX_MERGES);
+    size_t k = 0;
+    cJSON_ArrayForEach(v, merges) {
+        const char *l = NULL, *r = NULL;
+        size_t ln = 0, rn = 0;
+        if (cJSON_IsString(v)) { /* "left right" */
+            const char *sp = strchr(v->valuestring, ' ');
+            if (sp && sp != v->valuestring) {
+                l = v->valuestring;
+                ln = (size_t)(sp - l);
+                r = sp + 1;
+                rn = strlen(r);
+            }
+        } else if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2 &&
+                   cJSON_IsString(v->child) && cJSON_IsString(v->child->next)) {
+            l = v->child->valuestring;
+            ln = strlen(l);
+            r = v->child->next->valuestring;
+            rn = strlen(r);
+        }
+        if (!l || !rn)
+            return lc_error_set(err, "%s: model.merges[%zu] must be \"left right\" or [left, right]",
+                                where, k);
+        if (lc_bpe_add_merge(b, l, ln, r, rn, err))
+            return lc_error_prefix(err, "%s: model.merges[%zu]", where, k);
+        k++;
+    }
+    return 0;
+}
+
+/* ---- loading: added tokens ------------------------------------------------------- */
+static int trie_add(trie *tr, const char *s, size_t n, int32_t token, lc_error *err)
+{
+    if (tr->n == 0) {
+        if (grow((void **)&tr->nodes, &tr->cap, 1, sizeof *tr->nodes, err))
+            return -1;
+        tr->nodes[0] = (trie_node){-1, -1, -1, 0};
+        tr->n = 1;
+    }
+    int32_t node = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t c = tr->nodes[node].child;
+        while (c >= 0 && tr->nodes[c].byte != (uint8_t)s[i])
+            c = tr->nodes[c].sibling;
+        if (c < 0) {
+            if (grow((void **)&tr->nodes, &tr->cap, tr->n + 1, sizeof *tr->nodes, err))
+                return -1;
+            c = (int32_t)tr->n++;
+            tr->nodes[c] = (trie_node){-1, tr->nodes[node].child, -1, (uint8_t)s[i]};
+            tr->nodes[node].child = c;
+        }
+        node = c;
+    }
+    if (tr->nodes[node].token < 0) /* the first of two equal contents wins */
+        tr->nodes[node].token = token;
+    return 0;
+}
+
+/* Longest added token starting at s[0..n): its index and *len, or −1. */
+static int32_t trie_longest(const trie *tr, const char *s, size_t n, size_t *len)
+{
+    int32_t best = -1;
+    if (tr->n == 0)
+        return -1;
+    int32_t node = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t c = tr->nodes[node].child;
+        while (c >= 0 && tr->nodes[c].byte != (uint8_t)s[i])
+            c = tr->nodes[c].sibling;
+        if (c < 0)
+            break;
+        node = c;
+        if (tr->nodes[node].token >= 0) {
+            best = tr->nodes[node].token;
+            *len = i + 1;
+        }
+    }
+    return best;
+}
+
+static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_error *err)
+{
+    if (!arr || cJSON_IsNull(arr))
+        return 0;
+    if (!cJSON_IsArray(arr))
+        return type_error(err, where, "added_tokens", "an array");
+    int n = cJSON_GetArraySize(arr);
+    if (n > LC_TOKENIZER_MAX_ADDED)
+        return lc_error_set(err, "%s: added_tokens has %d entries (at most %d)", where, n,
+                            LC_TOKENIZER_MAX_ADDED);
+    t->added = calloc((size_t)n + 1, sizeof *t->added);
+    if (!t->added)
+        return lc_error_set(err, "tokenizer: out of memory");
+    const cJSON *a;
+    cJSON_ArrayForEach(a, arr) {
+        char path[64];
+        snprintf(path, sizeof path, "added_tokens[%zu]", t->n_added);
+        if (!cJSON_IsObject(a))
+            return type_error(err, where, path, "an object");
+        added_token *tok = &t->added[t->n_added];
+        long long id = -1;
+        const char *content;
+        if (get_int(a, "id", 0, LC_BPE_MAX_ID - 1, &id, where, path, err) ||
+            need_str(a, "content", &content, where, path, err))
+            return -1;
+        if (id < 0)
+            return lc_error_set(err, "%s: %s.id is missing", where, path);
+        if (!*content)
+            return lc_error_set(err, "%s: %s.content is empty", where, path);
+        if (strlen(content) > LC_BPE_MAX_TOKEN)
+            return lc_error_set(err, "%s: %s.content is longer than %d bytes", where, path,
+                                LC_BPE_MAX_TOKEN);
+        tok->id = (int32_t)id;
+        tok->len = strlen(content);
+        if (!(tok->content = dup_n(content, tok->len, err)))
+            return -1;
+        t->n_added++;
+        tok->normalized = true;
+        if (get_bool(a, "special", &tok->special, where, path, err))
+            return -1;
+        tok->normalized = !tok->special; /* HF's default */
+        if (get_bool(a, "lstrip", &tok->lstrip, where, path, err) ||
+            get_bool(a, "rstrip", &tok->rstrip, where, path, err) ||
+            get_bool(a, "single_word", &tok->single_word, where, path, err) ||
+            get_bool(a, "normalized", &tok->normalized, where, path, err))
+            return -1;
+        size_t vn;
+        const char *vs = lc_bpe_token(&t->bpe, tok->id, &vn);
+        if (vs && (vn != tok->len || memcmp(vs, content, vn) != 0)) {
+            char buf[64];
+            return lc_error_set(err, "%s: %s: id %d is \"%s\" in model.vocab", where, path,
+                                (int)id, lc_printable_n(vs, vn, buf, sizeof buf));
+        }
+        if (trie_add(tok->normalized ? &t->norm_trie : &t->raw_trie, content, tok->len,
+                     (int32_t)(t->n_added - 1), err))
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- loading: normalizer, pre-tokenizer, post-processor, decoder --------------------- */
+static int load_normalizer(lc_tokenizer *t, const cJSON *o, const char *where, const char *path,
+                           lc_error *err)
+{
+    if (!o || cJSON_IsNull(o))
+        return 0;
+    const char *type = type_of(o, where, path, err);
+    if (!type)
+        return -1;
+    char sub[256];
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "normalizers");
+        snprintf(sub, sizeof sub, "%s.normalizers", path);
+        if (!cJSON_IsArray(list))
+            return type_error(err, where, sub, "an array");
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, list) {
+            snprintf(sub, sizeof sub, "%s.normalizers[%d]", path, i++);
+            if (load_normalizer(t, e, where, sub, err))
+                return -1;
+        }
+        return 0;
+    }
+    if (t->n_norm == MAX_STEPS)
+        return lc_error_set(err, "%s: %s: more than %d normalizer steps", where, path, MAX_STEPS);
+    norm_step *st = &t->norm[t->n_norm];
+    memset(st, 0, sizeof *st);
+    if (strcmp(type, "NFC") == 0) {
+        st->kind = NORM_NFC;
+    } else if (strcmp(type, "NFD") == 0) {
+        st->kind = NORM_NFD;
+    } else if (strcmp(type, "NFKC") == 0) {
+        st->kind = NORM_NFKC;
+    } else if (strcmp(type, "NFKD") == 0) {
+        st->kind = NORM_NFKD;
+    } else if (strcmp(type, "Prepend") == 0) {
+        const char *p;
+        st->kind = NORM_PREPEND;
+        if (need_str(o, "prepend", &p, where, path, err) || !(st->a = dup_n(p, strlen(p), err)))
+            return -1;
+    } else if (strcmp(type, "Replace") == 0) {
+        const char *s, *re, *c;
+        st->kind = NORM_REPLACE;
+        if (get_pattern(o, &s, &re, where, path, err) ||
+            need_str(o, "content", &c, where, path, err))
+            return -1;
+        snprintf(sub, sizeof sub, "%s.pattern.Regex", path);
+        if (re)
+            return unsupported(err, where, sub, "regex pattern of Replace");
+        if (!*s)
+            return lc_error_set(err, "%s: %s.pattern.String is empty", where, path);
+        if (!(st->a = dup_n(s, strlen(s), err)) || !(st->b = dup_n(c, strlen(c), err)))
+            return -1;
+    } else {
+        snprintf(sub, sizeof sub, "%s.type", path);
+        return unsupported(err, where, sub, type);
+    }
+    t->n_norm++;
+    return 0;
+}
+
+static int compile_regex(lc_tokenizer *t, pre_step *st, const char *pattern, int literal,
+                         const char *where, const char *path, lc_error *err)
+{
+    int code;
+    PCRE2_SIZE off;
+    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    st->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &code, &off, NULL);
+    if (!st->re) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return lc_error_set(err, "%s: %s: bad regex at offset %zu: %s", where, path, (size_t)off,
+                            (const char *)msg);
+    }
+    pcre2_jit_compile(st->re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
+    st->md = pcre2_match_data_create_from_pattern(st->re, NULL);
+    if (!st->md)
+        return lc_error_set(err, "tokenizer: out of memory");
+    (void)t;
+    return 0;
+}
+
+static int load_pre(lc_tokenizer *t, const cJSON *o, const char *where, const char *path,
+                    lc_error *err)
+{
+    if (!o || cJSON_IsNull(o))
+        return 0;
+    const char *type = type_of(o, where, path, err);
+    if (!type)
+        return -1;
+    char sub[256];
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "pretokenizers");
+        snprintf(sub, sizeof sub, "%s.pretokenizers", path);
+        if (!cJSON_IsArray(list))
+            return type_error(err, where, sub, "an array");
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, list) {
+            snprintf(sub, sizeof sub, "%s.pretokenizers[%d]", path, i++);
+            if (load_pre(t, e, where, sub, err))
+                return -1;
+        }
+        return 0;
+    }
+    if (t->n_pre == MAX_STEPS)
+        return lc_error_set(err, "%s: %s: more than %d pre-tokenizer steps", where, path, MAX_STEPS);
+    if (t->bpe.byte_level)
+        return unsupported(err, where, path, "pre-tokenizer after ByteLevel");
+    pre_step *st = &t->pre[t->n_pre];
+    memset(st, 0, sizeof *st);
+    t->n_pre++; /* counted now so lc_tokenizer_free releases a half-made step */
+    if (strcmp(type, "Split") == 0) {
+        const char *s, *re, *beh;
+        bool invert = false;
+        st->kind = PRE_SPLIT;
+        if (get_pattern(o, &s, &re, where, path, err) ||
+            need_str(o, "behavior", &beh, where, path, err) ||
+            get_bool(o, "invert", &invert, where, path, err))
+            return -1;
+        snprintf(sub, sizeof sub, "%s.invert", path);
+        if (invert)
+            return unsupported(err, where, sub, "inverted split");
+        snprintf(sub, sizeof sub, "%s.behavior", path);
+        if (strcmp(beh, "Isolated") == 0)
+            st->behavior = SPLIT_ISOLATED;
+        else if (strcmp(beh, "Removed") == 0)
+            st->behavior = SPLIT_REMOVED;
+        else if (strcmp(beh, "MergedWithPrevious") == 0)
+            st->behavior = SPLIT_MERGED_PREV;
+        else if (strcmp(beh, "MergedWithNext") == 0)
+            st->behavior = SPLIT_MERGED_NEXT;
+        else
+            return unsupported(err, where, sub, beh);
+        snprintf(sub, sizeof sub, "%s.pattern.%s", path, re ? "Regex" : "String");
+        return compile_regex(t, st, re ? re : s, !re, where, sub, err);
+    }
+    if (strcmp(type, "ByteLevel") == 0) {
+        bool prefix = false, use_regex = true;
+        st->kind = PRE_BYTELEVEL;
+        st->behavior = SPLIT_ISOLATED;
+        if (get_bool(o, "add_prefix_space", &prefix, where, path, err) ||
+            get_bool(o, "use_regex", &use_regex, where, path, err))
+            return -1;
+        st->add_prefix_space = prefix;
+        t->bpe.byte_level = 1;
+        return use_regex ? compile_regex(t, st, GPT2_REGEX, 0, where, path, err) : 0;
+    }
+    if (strcmp(type, "Metaspace") == 0) {
+        const char *repl, *scheme = NULL;
+        bool prefix = true, split = true;
+        st->kind = PRE_METASPACE;
+        if (need_str(o, "replacement", &repl, where, path, err) ||
+            get_str(o, "prepend_scheme", &scheme, where, path, err) ||
+            get_bool(o, "add_prefix_space", &prefix, where, path, err) ||
+            get_bool(o, "split", &split, where, path, err))
+            return -1;
+        size_t cl;
+        if (!*repl || (decode_char(repl, strlen(repl), &cl), cl != strlen(repl)))
+            return lc_error_set(err, "%s: %s.replacement must be one character", where, path);
+        memcpy(st->repl, repl, strlen(repl));
+        st->repl_len = strlen(repl);
+        st->split = split;
+        st->scheme = prefix ? PREPEND_ALWAYS : PREPEND_NEVER;
+        if (scheme) {
+            snprintf(sub, sizeof sub, "%s.prepend_scheme", path);
+            if (strcmp(scheme, "always") == 0)
+                st->scheme = PREPEND_ALWAYS;
+            else if (strcmp(scheme, "first") == 0)
+                st->scheme = PREPEND_FIRST;
+            else if (strcmp(scheme, "never") == 0)
+                st->scheme = PREPEND_NEVER;
+            else
+                return unsupported(err, where, sub, scheme);
+        }
+        return 0;
+    }
+    snprintf(sub, sizeof sub, "%s.type", path);
+    return unsupported(err, where, sub, type);
+}
+
+/* The ids of a TemplateProcessing "single" template around $A. */
+static int load_template(lc_tokenizer *t, const cJSON *o, const char *where, const char *path,
+                         lc_error *err)
+{
+    char sub[256];
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(o, "single");
+    const cJSON *specials = cJSON_GetObjectItemCaseSensitive(o, "special_tokens");
+    snprintf(sub, sizeof sub, "%s.single", path);
+    if (!cJSON_IsArray(single))
+        return type_error(err, where, sub, "an array");
+    if (t->prefix.n || t->suffix.n)
+        return unsupported(err, where, path, "second TemplateProcessing");
+    int seen_a = 0, i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, single) {
+        snprintf(sub, sizeof sub, "%s.single[%d]", path, i++);
+        const cJSON *sp = cJSON_GetObjectItemCaseSensitive(e, "SpecialToken");
+        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(e, "Sequence");
+        if (cJSON_IsObject(seq)) {
+            const char *id;
+            if (need_str(seq, "id", &id, where, sub, err))
+                return -1;
+            if (strcmp(id, "A") != 0 || seen_a)
+                return unsupported(err, where, sub, "sequence other than one $A");
+            seen_a = 1;
+            continue;
+        }
+        const char *name;
+        if (!cJSON_IsObject(sp) || need_str(sp, "id", &name, where, sub, err)) {
+            if (!cJSON_IsObject(sp))
+                type_error(err, where, sub, "{\"SpecialToken\": ...} or {\"Sequence\": ...}");
+            return -1;
+        }
+        const cJSON *def = cJSON_IsObject(specials) ?
+            cJSON_GetObjectItemCaseSensitive(specials, name) : NULL;
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(def, "ids");
+        char buf[64];
+        if (!cJSON_IsArray(ids))
+            return lc_error_set(err, "%s: %s.special_tokens[\"%s\"].ids must be an array", where,
+                                path, lc_printable(name, buf, sizeof buf));
+        const cJSON *idv;
+        cJSON_ArrayForEach(idv, ids) {
+            if (!cJSON_IsNumber(idv) || idv->valuedouble < 0 || idv->valuedouble >= LC_BPE_MAX_ID ||
+                idv->valuedouble != (double)(int32_t)idv->valuedouble)
+                return lc_error_set(err, "%s: %s.special_tokens[\"%s\"].ids must hold ids", where,
+                                    path, lc_printable(name, buf, sizeof buf));
+            if (lc_ids_push(seen_a ? &t->suffix : &t->prefix, (int32_t)idv->valuedouble, err))
+                return -1;
+        }
+    }
+    if (!seen_a)
+        return lc_error_set(err, "%s: %s.single has no $A", where, path);
+    return 0;
+}
+
+static int load_post(lc_tokenizer *t, const cJSON *o, const char *where, const char *path,
+                     lc_error *err)
+{
+    if (!o || cJSON_IsNull(o))
+        return 0;
+    const char *type = type_of(o, where, path, err);
+    if (!type)
+        return -1;
+    char sub[256];
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "processors");
+        snprintf(sub, sizeof sub, "%s.processors", path);
+        if (!cJSON_IsArray(list))
+            return type_error(err, where, sub, "an array");
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, list) {
+            snprintf(sub, sizeof sub, "%s.processors[%d]", path, i++);
+            if (load_post(t, e, where, sub, err))
+                return -1;
+        }
+        return 0;
+    }
+    if (strcmp(type, "ByteLevel") == 0)
+        return 0; /* only trims offsets: the ids are unchanged */
+    if (strcmp(type, "TemplateProcessing") == 0)
+        return load_template(t, o, where, path, err);
+    snprintf(sub, sizeof sub, "%s.type", path);
+    return unsupported(err, where, sub, type);
+}
+
+static int load_decoder(lc_tokenizer *t, const cJSON *o, const char *where, const char *path,
+                        lc_error *err)
+{
+    if (!o || cJSON_IsNull(o))
+        return 0;
+    const char *type = type_of(o, where, path, err);
+    if (!type)
+        return -1;
+    t->has_decoder = 1;
+    char sub[256];
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "decoders");
+        snprintf(sub, sizeof sub, "%s.decoders", path);
+        if (!cJSON_IsArray(list))
+            return type_error(err, where, sub, "an array");
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, list) {
+            snprintf(sub, sizeof sub, "%s.decoders[%d]", path, i++);
+            if (load_decoder(t, e, where, sub, err))
+                return -1;
+        }
+        return 0;
+    }
+    if (t->n_dec == MAX_STEPS)
+        return lc_error_set(err, "%s: %s: more than %d decoder steps", where, path, MAX_STEPS);
+    dec_step *st = &t->dec[t->n_dec];
+    memset(st, 0, sizeof *st);
+    t->n_dec++;
+    if (strcmp(type, "ByteLevel") == 0) {
+        st->kind = DEC_BYTELEVEL;
+    } else if (strcmp(type, "ByteFallback") == 0) {
+        st->kind = DEC_BYTEFALLBACK;
+    } else if (strcmp(type, "Fuse") == 0) {
+        st->kind = DEC_FUSE;
+    } else if (strcmp(type, "Replace") == 0) {
+        const char *s, *re, *c;
+        st->kind = DEC_REPLACE;
+        if (get_pattern(o, &s, &re, where, path, err) ||
+            need_str(o, "content", &c, where, path, err))
+            return -1;
+        snprintf(sub, sizeof sub, "%s.pattern.Regex", path);
+        if (re)
+            return unsupported(err, where, sub, "regex pattern of Replace");
+        if (!*s)
+            return lc_error_set(err, "%s: %s.pattern.String is empty", where, path);
+        if (!(st->a = dup_n(s, strlen(s), err)) || !(st->b = dup_n(c, strlen(c), err)))
+            return -1;
+    } else if (strcmp(type, "Strip") == 0) {
+        const char *c;
+        long long start = 0, stop = 0;
+        st->kind = DEC_STRIP;
+        if (need_str(o, "content", &c, where, path, err) ||
+            get_int(o, "start", 0, 1 << 20, &start, where, path, err) ||
+            get_int(o, "stop", 0, 1 << 20, &stop, where, path, err))
+            return -1;
+        size_t cl;
+        if (!*c || (decode_char(c, strlen(c), &cl), cl != strlen(c)))
+            return lc_error_set(err, "%s: %s.content must be one character", where, path);
+        if (!(st->a = dup_n(c, strlen(c), err)))
+            return -1;
+        st->start = (int)start;
+        st->stop = (int)stop;
+    } else if (strcmp(type, "Metaspace") == 0) {
+        const char *repl, *scheme = NULL;
+        bool prefix = true;
+        st->kind = DEC_METASPACE;
+        if (need_str(o, "replacement", &repl, where, path, err) ||
+            get_str(o, "prepend_scheme", &scheme, where, path, err) ||
+            get_bool(o, "add_prefix_space", &prefix, where, path, err))
+            return -1;
+        size_t cl;
+        if (!*repl || (decode_char(repl, strlen(repl), &cl), cl != strlen(repl)))
+            return lc_error_set(err, "%s: %s.replacement must be one character", where, path);
+        if (!(st->a = dup_n(repl, strlen(repl), err)))
+            return -1;
+        st->scheme = (scheme && strcmp(scheme, "never") == 0) || (!scheme && !prefix) ?
+            PREPEND_NEVER : PREPEND_ALWAYS;
+    } else {
+        snprintf(sub, sizeof sub, "%s.type", path);
+        return unsupported(err, where, sub, type);
+    }
+    return 0;
+}
+
+/* bos_token / eos_token of tokenizer_config.json: a string, {"content": s} or null. */
+static int config_token(lc_tokenizer *t, const cJSON *cfg, const char *key, int32_t *out,
+                        lc_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = -1;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (cJSON_IsObject(v))
+        v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    if (!cJSON_IsString(v))
+        return lc_error_set(err, "tokenizer_config.json: %s must be a string, {\"content\": ...} or null",
+                            key);
+    *out = lc_tokenizer_token_id(t, v->valuestring);
+    if (*out < 0) {
+        char buf[64];
+        return lc_error_set(err, "tokenizer_config.json: %s \"%s\" is not a token of tokenizer.json",
+                            key, lc_printable(v->valuestring, buf, sizeof buf));
+    }
+    return 0;
+}
+
+int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, const char *config,
+                           size_t config_len, const char *where, lc_error *err)
+{
+    *out = NULL;
+    if (len > LC_TOKENIZER_MAX_JSON)
+        return lc_error_set(err, "%s: %zu bytes (at most %u)", where, len, LC_TOKENIZER_MAX_JSON);
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return lc_error_set(err, "%s: not a JSON object (truncated or malformed)", where);
+    }
+    lc_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) {
+        cJSON_Delete(root);
+        return lc_error_set(err, "tokenizer: out of memory");
+    }
+    lc_bpe_init(&t->bpe);
+    t->bos = t->eos = -1;
+    int rc = -1;
+    const cJSON *trunc = cJSON_GetObjectItemCaseSensitive(root, "truncation");
+    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(root, "padding");
+    if (trunc && !cJSON_IsNull(trunc)) {
+        unsupported(err, where, "truncation", "truncation (must be null)");
+        goto done;
+    }
+    if (pad && !cJSON_IsNull(pad)) {
+        unsupported(err, where, "padding", "padding (must be null)");
+        goto done;
+    }
+    /* pre-tokenizer first: it says whether the model is byte-level */
+    if (load_pre(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), where, "pre_tokenizer", err) ||
+        load_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), where, err) ||
+        load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), where, err) ||
+        load_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), where, "normalizer", err) ||
+        load_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), where, "post_processor", err) ||
+        load_decoder(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), where, "decoder", err))
+        goto done;
+    lc_bpe_finish(&t->bpe);
+    int32_t nv = t->vocab_size = lc_tokenizer_vocab_size(t);
+    t->added_of = malloc(((size_t)nv + 1) * sizeof *t->added_of);
+    if (!t->added_of) {
+        lc_error_set(err, "tokenizer: out of memory");
+        goto done;
+    }
+    for (int32_t i = 0; i < nv; i++)
+        t->added_of[i] = -1;
+    for (size_t k = t->n_added; k-- > 0;) /* the first of two entries for an id wins */
+        t->added_of[t->added[k].id] = (int32_t)k;
+    t->mctx = pcre2_match_context_create(NULL);
+    t->jit_stack = pcre2_jit_stack_create(32 << 10, 8 << 20, NULL);
+    if (!t->mctx || !t->jit_stack) {
+        lc_error_set(err, "tokenizer: out of memory");
+        goto done;
+    }
+    pcre2_set_match_limit(t->mctx, MATCH_LIMIT);
+    pcre2_jit_stack_assign(t->mctx, NULL, t->jit_stack);
+    for (size_t i = 0; i < t->prefix.n + t->suffix.n; i++) {
+        int32_t id = i < t->prefix.n ? t->prefix.v[i] : t->suffix.v[i - t->prefix.n];
+        size_t n;
+        int known = lc_bpe_token(&t->bpe, id, &n) != NULL;
+        for (size_t k = 0; !known && k < t->n_added; k++)
+            known = t->added[k].id == id;
+        if (!known) {
+            lc_error_set(err, "%s: post_processor: id %d is not a token", where, (int)id);
+            goto done;
+        }
+    }
+    if (config) {
+        cJSON *cfg = cJSON_ParseWithLength(config, config_len);
+        if (!cJSON_IsObject(cfg)) {
+            cJSON_Delete(cfg);
+            lc_error_set(err, "tokenizer_config.json: not a JSON object (truncated or malformed)");
+            goto done;
+        }
+        int bad = config_token(t, cfg, "bos_token", &t->bos, err) ||
+                  config_token(t, cfg, "eos_token", &t->eos, err);
+        cJSON_Delete(cfg);
+        if (bad)
+            goto done;
+    }
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    if (rc)
+        lc_tokenizer_free(t);
+    else
+        *out = t;
+    return rc;
+}
+
+int lc_tokenizer_load(lc_tokenizer **out, const char *dir, lc_error *err)
+{
+    char path[4096];
+    size_t len, clen = 0;
+    *out = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    char *json = lc_read_file(path, LC_TOKENIZER_MAX_JSON, &len, err);
+    if (!json)
+        return -1;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    char *config = NULL;
+    if (lc_path_exists(path) && !(config = lc_read_file(path, LC_TOKENIZER_MAX_CONFIG, &clen, err))) {
+        free(json);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    int rc = lc_tokenizer_from_json(out, json, len, config, clen, path, err);
+    if (rc && config && strncmp(err->msg, "tokenizer_config.json", 21) == 0)
+        lc_error_prefix(err, "%s", dir);
+    free(json);
+    free(config);
+    return rc;
+}
+
+void lc_tokenizer_free(lc_tokenizer *t)
+{
+    if (!t)
+        return;
+    lc_bpe_free(&t->bpe);
+    for (size_t i = 0; i < t->n_added; i++)
+        free(t->added[i].content);
+    free(t->added);
+    free(t->added_of);
+    free(t->raw_trie.nodes);
+    free(t->norm_trie.nodes);
+    for (size_t i = 0; i < t->n_norm; i++) {
+        free(t->norm[i].a);
+        free(t->norm[i].b);
+    }
+    for (size_t i = 0; i < t->n_pre; i++) {
+        pcre2_match_data_free(t->pre[i].md);
+        pcre2_code_free(t->pre[i].re);
+        free(t->pre[i].buf);
+        free(t->pre[i].cuts);
+    }
+    for (size_t i = 0; i < t->n_dec; i++) {
+        free(t->dec[i].a);
+        free(t->dec[i].b);
+    }
+    lc_ids_free(&t->prefix);
+    lc_ids_free(&t->suffix);
+    pcre2_match_context_free(t->mctx);
+    pcre2_jit_stack_free(t->jit_stack);
+    free(t->norm_buf[0]);
+    free(t->norm_buf[1]);
+    for (int k = 0; k < 2; k++) {
+        free(t->dl[k].buf);
+        free(t->dl[k].off);
+        free(t->dl[k].len);
+    }
+    free(t);
+}
+
+int32_t lc_tokenizer_token_id(const lc_tokenizer *t, const char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].len == n && memcmp(t->added[i].content, s, n) == 0)
+            return t->added[i].id;
+    return lc_bpe_id(&t->bpe, s, n);
+}
+
+int32_t lc_tokenizer_bos(const lc_tokenizer *t) { return t->bos; }
+int32_t lc_tokenizer_eos(const lc_tokenizer *t) { return t->eos; }
+
+int32_t lc_tokenizer_vocab_size(const lc_tokenizer *t)
+{
+    int32_t n = t->bpe.n_ids;
+    while (n > 0 && t->bpe.len[n - 1] == UINT32_MAX)
+        n--;
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].id >= n)
+            n = t->added[i].id + 1;
+    return n;
+}
+
+/* ---- encode: pre-tokenizers ------------------------------------------------------ */
+static int pretokenize(lc_tokenizer *t, size_t step, const char *s, size_t n, int at_origin,
+                       lc_ids *out, lc_error *err);
+
+/* The match ranges of st's regex in s[0..n) into st->cuts; their count in *nm. */
+static int regex_matches(lc_tokenizer *t, pre_step *st, const char *s, size_t n, size_t *nm,
+                         lc_error *err)
+{
+    size_t pos = 0, k = 0;
+    while (pos <= n) {
+        int rc = pcre2_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, st->md, t->mctx);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            break;
+        if (rc < 0) {
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            return lc_error_set(err, "tokenizer: pre-tokenizer regex failed: %s", (const char *)msg);
+        }
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(st->md);
+        if (ov[1] <= ov[0]) { /* empty match: no piece; step over one character */
+            pos = ov[0] < n ? ov[0] + char_len(s + ov[0]) : n + 1;
+            continue;
+        }
+        if (grow((void **)&st->cuts, &st->cuts_cap, 2 * k + 2, sizeof *st->cuts, err))
+            return -1;
+        st->cuts[2 * k] = ov[0];
+        st->cuts[2 * k + 1] = ov[1];
+        k++;
+        pos = ov[1];
+    }
+    *nm = k;
+    return 0;
+}
+
+/* Hands each piece that st's matches (st->cuts[0..2nm)) and its behavior make of
+ * s[0..n) to the next step. */
+static int split_pieces(lc_tokenizer *t, size_t step, const char *s, size_t n, size_t nm,
+                        int at_origin, lc_ids *out, lc_error *err)
+{
+    pre_step *st = &t->pre[step];
+    size_t prev = 0;
+#define PIECE(a, b) \
+    do { \
+        if ((b) > (a) && pretokenize(t, step + 1, s + (a), (b) - (a), at_origin && (a) == 0, out, err)) \
+            return -1; \
+    } while (0)
+    for (size_t k = 0; k < nm; k++) {
+        size_t a = st->cuts[2 * k], b = st->cuts[2 * k + 1];
+        switch (st->behavior) {
+        case SPLIT_ISOLATED:
+            PIECE(prev, a);
+            PIECE(a, b);
+            prev = b;
+            break;
+        case SPLIT_REMOVED:
+            PIECE(prev, a);
+            prev = b;
+            break;
+        case SPLIT_MERGED_PREV:
+            PIECE(prev, b);
+            prev = b;
+            break;
+        case SPLIT_MERGED_NEXT:
+            PIECE(prev, a);
+            prev = a;
+            break;
+        }
+    }
+    PIECE(prev, n);
+#undef PIECE
+    return 0;
+}
+
+static int pretokenize(lc_tokenizer *t, size_t step, const char *s, size_t n, int at_origin,
+                       lc_ids *out, lc_error *err)
+{
+    if (n == 0)
+        return 0;
+    if (step == t->n_pre)
+        return lc_bpe_encode_word(&t->bpe, s, n, out, err);
+    pre_step *st = &t->pre[step];
+    size_t nm = 0;
+    switch (st->kind) {
+    case PRE_SPLIT:
+        if (regex_matches(t, st, s, n, &nm, err))
+            return -1;
+        return split_pieces(t, step, s, n, nm, at_origin, out, err);
+    case PRE_BYTELEVEL:
+        if (st->add_prefix_space && s[0] != ' ') {
+            if (grow((void **)&st->buf, &st->buf_cap, n + 1, 1, err))
+                return -1;
+            st->buf[0] = ' ';
+            memcpy(st->buf + 1, s, n);
+            s = st->buf;
+            n++;
+        }
+        if (!st->re)
+            return pretokenize(t, step + 1, s, n, at_origin, out, err);
+        if (regex_matches(t, st, s, n, &nm, err))
+            return -1;
+        return split_pieces(t, step, s, n, nm, at_origin, out, err);
+    case PRE_METASPACE: {
+        /* ' ' → replacement, then maybe the replacement in front */
+        size_t spaces = 0;
+        for (size_t i = 0; i < n; i++)
+            spaces += s[i] == ' ';
+        if (grow((void **)&st->buf, &st->buf_cap, n + (spaces + 1) * st->repl_len, 1, err))
+            return -1;
+        size_t m = 0;
+        int starts = n >= st->repl_len && memcmp(s, st->repl, st->repl_len) == 0;
+        if ((s[0] != ' ' && !starts) &&
+            (st->scheme == PREPEND_ALWAYS || (st->scheme == PREPEND_FIRST && at_origin))) {
+            memcpy(st->buf, st->repl, st->repl_len);
+            m = st->repl_len;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == ' ') {
+                memcpy(st->buf + m, st->repl, st->repl_len);
+                m += st->repl_len;
+            } else {
+                st->buf[m++] = s[i];
+            }
+        }
+        if (!st->split)
+            return pretokenize(t, step + 1, st->buf, m, at_origin, out, err);
+        for (size_t i = 0; i + st->repl_len <= m; i++) {
+            if (memcmp(st->buf + i, st->repl, st->repl_len) != 0)
+                continue;
+            if (grow((void **)&st->cuts, &st->cuts_cap, 2 * nm + 2, sizeof *st->cuts, err))
+                return -1;
+            st->cuts[2 * nm] = i;
+            st->cuts[2 * nm + 1] = i + st->repl_len;
+            nm++;
+            i += st->repl_len - 1;
+        }
+        st->behavior = SPLIT_MERGED_NEXT;
+        return split_pieces(t, step, st->buf, m, nm, at_origin, out, err);
+    }
+    }
+    return 0;
+}
+
+/* ---- encode: normalizers ----------------------------------------------------------- */
+/* Normalizes s[0..n) into one of t->norm_buf; *res, *rn the result. */
+static int normalize(lc_tokenizer *t, const char *s, size_t n, const char **res, size_t *rn,
+                     lc_error *err)
+{
+    int cur = 0;
+    for (size_t k = 0; k < t->n_norm; k++) {
+        norm_step *st = &t->norm[k];
+        char *dst;
+        size_t m = 0;
+        int nb = s == t->norm_buf[cur] ? 1 - cur : cur;
+        switch (st->kind) {
+        case NORM_NFC:
+        case NORM_NFD:
+        case NORM_NFKC:
+        case NORM_NFKD: {
+            static const int opts[] = {
+                [NORM_NFC] = UTF8PROC_STABLE | UTF8PROC_COMPOSE,
+                [NORM_NFD] = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE,
+                [NORM_NFKC] = UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
+                [NORM_NFKD] = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT,
+            };
+            utf8proc_uint8_t *r = NULL;
+            utf8proc_ssize_t rl = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &r,
+                                               (utf8proc_option_t)opts[st->kind]);
+            if (rl < 0)
+                return lc_error_set(err, "tokenizer: normalization failed: %s", utf8proc_errmsg(rl));
+            if (grow((void **)&t->norm_buf[nb], &t->norm_cap[nb], (size_t)rl + 1, 1, err)) {
+                free(r);
+                return -1;
+            }
+            memcpy(t->norm_buf[nb], r, (size_t)rl);
+            free(r);
+            m = (size_t)rl;
+            break;
+        }
+        case NORM_PREPEND: {
+            size_t pl = strlen(st->a);
+            if (grow((void **)&t->norm_buf[nb], &t->norm_cap[nb], n + pl + 1, 1, err))
+                return -1;
+            dst = t->norm_buf[nb];
+            if (n > 0) { /* HF prepends to non-empty text only */
+                memcpy(dst, st->a, pl);
+                m = pl;
+            }
+            memcpy(dst + m, s, n);
+            m += n;
+            break;
+        }
+        case NORM_REPLACE: {
+            size_t al = strlen(st->a), bl = strlen(st->b), hits = 0;
+            for (size_t i = 0; i + al <= n;)
+                if (memcmp(s + i, st->a, al) == 0) {
+                    hits++;
+                    i += al;
+                } else {
+                    i++;
+                }
+            if (grow((void **)&t->norm_buf[nb], &t->norm_cap[nb], n + hits * bl + 1, 1, err))
+                return -1;
+            dst = t->norm_buf[nb];
+            for (size_t i = 0; i < n;)
+                if (i + al <= n && memcmp(s + i, st->a, al) == 0) {
+                    memcpy(dst + m, st->b, bl);
+                    m += bl;
+                    i += al;
+                } else {
+                    dst[m++] = s[i++];
+                }
+            break;
+        }
+        }
+        s = t->norm_buf[nb];
+        n = m;
+        cur = nb;
+    }
+    *res = s;
+    *rn = n;
+    return 0;
+}
+
+/* ---- encode: added tokens ------------------------------------------------------------ */
+typedef int (*gap_fn)(lc_tokenizer *t, const char *s, size_t n, int at_origin, lc_ids *out,
+                      lc_error *err);
+
+/* Splits s[0..n) on the added tokens of tr as HF's AddedVocabulary does:
+ * leftmost-longest matches; single_word ones only between non-word
+ * characters; lstrip/rstrip take the whitespace before/after into the
+ * token. The text between tokens goes to gap. */
+static int split_added(lc_tokenizer *t, const trie *tr, const char *s, size_t n, int at_origin,
+                       gap_fn gap, lc_ids *out, lc_error *err)
+{
+    size_t done = 0; /* end of the last token (its stripped space included) */
+    for (size_t p = 0; p < n;) {
+        size_t len = 0;
+        int32_t k = tr->n ? trie_longest(tr, s + p, n - p, &len) : -1;
+        if (k < 0) {
+            p += char_len(s + p);
+            continue;
+        }
+        const added_token *a = &t->added[k];
+        size_t start = p, stop = p + len;
+        p = stop;
+        if (a->single_word &&
+            ((start > 0 && is_word(last_char(s, start))) ||
+             (stop < n && is_word(decode_char(s + stop, n - stop, &len)))))
+            continue;
+        if (a->lstrip) {
+            size_t ns = start;
+            while (ns > 0) {
+                size_t q = ns - 1;
+                while (q > 0 && ((uint8_t)s[q] & 0xc0) == 0x80)
+                    q--;
+                size_t cl;
+                if (!is_space(decode_char(s + q, ns - q, &cl)))
+                    break;
+                ns = q;
+            }
+            start = ns > done ? ns : done;
+        }
+        if (a->rstrip) {
+            while (stop < n) {
+                size_t cl;
+                if (!is_space(decode_char(s + stop, n - stop, &cl)))
+                    break;
+                stop += cl;
+            }
+        }
+        if (done < start && gap(t, s + done, start - done, at_origin && done == 0, out, err))
+            return -1;
+        if (lc_ids_push(out, a->id, err))
+            return -1;
+        done = stop; /* matching goes on from the match's end, as HF's */
+    }
+    if (done < n && gap(t, s + done, n - done, at_origin && done == 0, out, err))
+        return -1;
+    return 0;
+}
+
+static int gap_normalized(lc_tokenizer *t, const char *s, size_t n, int at_origin, lc_ids *out,
+                          lc_error *err)
+{
+    return pretokenize(t, 0, s, n, at_origin, out, err);
+}
+
+static int gap_raw(lc_tokenizer *t, const char *s, size_t n, int at_origin, lc_ids *out,
+                   lc_error *err)
+{
+    const char *ns = s;
+    size_t nn = n;
+    if (t->n_norm && normalize(t, s, n, &ns, &nn, err))
+        return -1;
+    if (t->norm_trie.n == 0)
+        return pretokenize(t, 0, ns, nn, at_origin, out, err);
+    /* the normalized text lives in norm_buf until pretokenize is done with it;
+     * nothing below normalizes again */
+    return split_added(t, &t->norm_trie, ns, nn, at_origin, gap_normalized, out, err);
+}
+
+int lc_tokenizer_encode(lc_tokenizer *t, const char *text, size_t len, bool add_special,
+                        lc_ids *out, lc_error *err)
+{
+    size_t bad = utf8_valid_prefix(text, len);
+    if (bad < len)
+        return lc_error_set(err, "text is not valid UTF-8 (byte %zu)", bad);
+    for (size_t i = 0; add_special && i < t->prefix.n; i++)
+        if (lc_ids_push(out, t->prefix.v[i], err))
+            return -1;
+    if (split_added(t, &t->raw_trie, text, len, 1, gap_raw, out, err))
+        return -1;
+    for (size_t i = 0; add_special && i < t->suffix.n; i++)
+        if (lc_ids_push(out, t->suffix.v[i], err))
+            return -1;
+    return 0;
+}
+
+/* ---- decode ----------------------------------------------------------------------------- */
+static int sl_push(strlist *l, const char *s, size_t n, lc_error *err)
+{
+    if (grow((void **)&l->buf, &l->cap, l->used + n + 1, 1, err))
+        return -1;
+    if (l->n == l->ncap) {
+        size_t c = l->ncap ? 2 * l->ncap : 64;
+        size_t *off = realloc(l->off, c * sizeof *off);
+        if (off)
+            l->off = off;
+        size_t *len = off ? realloc(l->len, c * sizeof *len) : NULL;
+        if (!len)
+            return lc_error_set(err, "tokenizer: out of memory");
+        l->len = len;
+        l->ncap = c;
+    }
+    memcpy(l->buf + l->used, s, n);
+    l->off[l->n] = l->used;
+    l->len[l->n] = n;
+    l->used += n;
+    l->n++;
+    return 0;
+}
+
+/* Appends to the last string of l (one must exist). */
+static int sl_append(strlist *l, const char *s, size_t n, lc_error *err)
+{
+    if (grow((void **)&l->buf, &l->cap, l->used + n + 1, 1, err))
+        return -1;
+    memcpy(l->buf + l->used, s, n);
+    l->used += n;
+    l->len[l->n - 1] += n;
+    return 0;
+}
+
+/* Rust's String::from_utf8_lossy of s[0..n) appended to the last string of l:
+ * each maximal invalid prefix of a sequence becomes one U+FFFD. */
+static int append_lossy(strlist *l, const char *s, size_t n, lc_error *err)
+{
+    static const char fffd[] = "\xef\xbf\xbd";
+    size_t i = 0;
+    while (i < n) {
+        size_t v = utf8_valid_prefix(s + i, n - i);
+        if (v && sl_append(l, s + i, v, err))
+            return -1;
+        i += v;
+        if (i == n)
+            break;
+        /* how many bytes of a well-formed sequence start here */
+        const uint8_t *u = (const uint8_t *)s + i;
+        size_t need = u[0] >= 0xf0 && u[0] <= 0xf4 ? 4 : u[0] >= 0xe0 ? 3 : u[0] >= 0xc2 && u[0] < 0xe0 ? 2 : 1;
+        size_t k = 1;
+        if (need > 1) {
+            uint8_t lo = 0x80, hi = 0xbf;
+            if (u[0] == 0xe0) lo = 0xa0;
+            if (u[0] == 0xed) hi = 0x9f;
+            if (u[0] == 0xf0) lo = 0x90;
+            if (u[0] == 0xf4) hi = 0x8f;
+            if (i + 1 < n && u[1] >= lo && u[1] <= hi) {
+                k = 2;
+                while (k < need && i + k < n && (u[k] & 0xc0) == 0x80)
+                    k++;
+            }
+        }
+        if (sl_append(l, fffd, 3, err))
+            return -1;
+        i += k;
+    }
+    return 0;
+}
+
+static int replace_into(strlist *dst, const char *s, size_t n, const char *a, const char *b,
+                        lc_error *err)
+{
+    size_t al = strlen(a), bl = strlen(b);
+    if (sl_push(dst, "", 0, err))
+        return -1;
+    for (size_t i = 0; i < n;) {
+        if (i + al <= n && memcmp(s + i, a, al) == 0) {
+            if (sl_append(dst, b, bl, err))
+                return -1;
+            i += al;
+        } else {
+            if (sl_append(dst, s + i, 1, err))
+                return -1;
+            i++;
+        }
+    }
+    return 0;
+}
+
+/* One decoder step from src into dst (emptied first). */
+static int decode_step(const dec_step *st, strlist *src, strlist *dst, lc_error *err)
+{
+    dst->n = dst->used = 0;
+    switch (st->kind) {
+    case DEC_BYTELEVEL: {
+        if (sl_push(dst, "", 0, err))
+            return -1;
+        char *bytes = NULL;
+        size_t nb = 0, cap = 0;
+        for (size_t k = 0; k < src->n; k++) {
+            const char *s = src->buf + src->off[k];
+            size_t n = src->len[k], start = nb, i = 0;
+            if (grow((void **)&bytes, &cap, nb + n + 1, 1, err)) {
+                free(bytes);
+                return -1;
+            }
+            while (i < n) {
+                size_t cl;
+                int b = lc_bytelevel_byte(decode_char(s + i, n - i, &cl));
+                if (b < 0)
+                    break;
+                bytes[nb++] = (char)b;
+                i += cl;
+            }
+            if (i < n) { /* a character outside the map: the token's own bytes */
+                memcpy(bytes + start, s, n);
+                nb = start + n;
+            }
+        }
+        int rc = append_lossy(dst, bytes ? bytes : "", nb, err);
+        free(bytes);
+        return rc;
+    }
+    case DEC_REPLACE:
+        for (size_t k = 0; k < src->n; k++)
+            if (replace_into(dst, src->buf + src->off[k], src->len[k], st->a, st->b, err))
+                return -1;
+        return 0;
+    case DEC_BYTEFALLBACK: {
+        char *run = NULL;
+        size_t nr = 0, cap = 0;
+        for (size_t k = 0; k <= src->n; k++) {
+            const char *s = k < src->n ? src->buf + src->off[k] : NULL;
+            int v = -1;
+            if (s && src->len[k] == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>' &&
+                isxdigit((unsigned char)s[3]) && isxdigit((unsigned char)s[4])) {
+                char hx[3] = {s[3], s[4], 0};
+                v = (int)strtol(hx, NULL, 16);
+            }
+            if (v >= 0) { /* one more byte of a run of <0xXX> tokens */
+                if (grow((void **)&run, &cap, nr + 1, 1, err)) {
+                    free(run);
+                    return -1;
+                }
+                run[nr++] = (char)v;
+                continue;
+            }
+            int bad = 0;
+            if (nr && utf8_valid_prefix(run, nr) == nr)
+                bad = sl_push(dst, run, nr, err);
+            for (size_t r = 0; nr && utf8_valid_prefix(run, nr) < nr && r < nr && !bad; r++)
+                bad = sl_push(dst, "\xef\xbf\xbd", 3, err); /* HF: one U+FFFD per byte */
+            nr = 0;
+            if (!bad && s)
+                bad = sl_push(dst, s, src->len[k], err);
+            if (bad) {
+                free(run);
+                return -1;
+            }
+        }
+        free(run);
+        return 0;
+    }
+    case DEC_FUSE:
+        if (sl_push(dst, "", 0, err))
+            return -1;
+        for (size_t k = 0; k < src->n; k++)
+            if (sl_append(dst, src->buf + src->off[k], src->len[k], err))
+                return -1;
+        return 0;
+    case DEC_STRIP: {
+        size_t cl = strlen(st->a);
+        for (size_t k = 0; k < src->n; k++) {
+            const char *s = src->buf + src->off[k];
+            size_t n = src->len[k], a = 0, b = n;
+            for (int i = 0; i < st->start && a + cl <= b && memcmp(s + a, st->a, cl) == 0; i++)
+                a += cl;
+            for (int i = 0; i < st->stop && b >= a + cl && memcmp(s + b - cl, st->a, cl) == 0; i++)
+                b -= cl;
+            if (sl_push(dst, s + a, b - a, err))
+                return -1;
+        }
+        return 0;
+    }
+    case DEC_METASPACE:
+        for (size_t k = 0; k < src->n; k++) {
+            if (replace_into(dst, src->buf + src->off[k], src->len[k], st->a, " ", err))
+                return -1;
+            if (k == 0 && st->scheme != PREPEND_NEVER && dst->len[0] > 0 && dst->buf[dst->off[0]] == ' ') {
+                dst->off[0]++;
+                dst->len[0]--;
+            }
+        }
+        return 0;
+    }
+    return 0;
+}
+
+int lc_tokenizer_decode(lc_tokenizer *t, const int32_t *ids, size_t n, char **text, size_t *len,
+                        lc_error *err)
+{
+    *text = NULL;
+    *len = 0;
+    strlist *a = &t->dl[0], *b = &t->dl[1];
+    a->n = a->used = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = NULL;
+        size_t sn = 0;
+        int32_t k = ids[i] >= 0 && ids[i] < t->vocab_size ? t->added_of[ids[i]] : -1;
+        if (k >= 0) {
+            s = t->added[k].content;
+            sn = t->added[k].len;
+        } else {
+            s = lc_bpe_token(&t->bpe, ids[i], &sn);
+        }
+        if (!s)
+            return lc_error_set(err, "decode: id %d (position %zu) is not a token", (int)ids[i], i);
+        if (sl_push(a, s, sn, err))
+            return -1;
+    }
+    for (size_t k = 0; k < t->n_dec; k++) {
+        if (decode_step(&t->dec[k], a, b, err))
+            return -1;
+        strlist *tmp = a;
+        a = b;
+        b = tmp;
+    }
+    size_t total = 0;
+    for (size_t k = 0; k < a->n; k++)
+        total += a->len[k] + (!t->has_decoder && k > 0);
+    char *r = malloc(total + 1);
+    if (!r)
+        return lc_error_set(err, "tokenizer: out of memory");
+    size_t m = 0;
+    for (size_t k = 0; k < a->n; k++) {
+        if (!t->has_decoder && k > 0)
+            r[m++] = ' '; /* HF joins with spaces when the file has no decoder */
+        memcpy(r + m, a->buf + a->off[k], a->len[k]);
+        m += a->len[k];
+    }
+    r[m] = 0;
+    *text = r;
+    *len = m;
+    return 0;
+}
