@@ -3,7 +3,8 @@
  * made by scripts/make_tokenizer_fixtures.py) every llama.cpp reference case
  * and every hard case of our own gives HF's ids, with and without the
  * special tokens, and decodes to HF's text; long inputs stay fast; hostile
- * tokenizer.json files and inputs are refused with one clear line. */
+ * tokenizer.json files and inputs are refused with one clear line, and so
+ * are bad rows of `lorac tokenize` input (data/text_jsonl.c), by file and line. */
 #include <criterion/criterion.h>
 
 #include <cjson/cJSON.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "data/text_jsonl.h"
 #include "data/tokenizer.h"
 #include "helpers.h"
 #include "tokenizer_fixture.h"
@@ -321,4 +323,48 @@ Test(tokenizer, truncated_real_file, .timeout = 120)
         lc_test_assert_msg_has(&err, "not a JSON object");
     }
     lc_test_run_free(&r);
+}
+
+/* Bad rows of a {"text": ...} JSONL file: an error naming file and line. */
+Test(tokenizer, bad_text_rows)
+{
+    const char *json = "{" GOOD_MODEL "}";
+    lc_tokenizer *t;
+    lc_error err;
+    cr_assert_eq(lc_tokenizer_from_json(&t, json, strlen(json), NULL, 0, "x", &err), 0, "%s", err.msg);
+    char *dir = lc_test_tmpdir();
+    struct { const char *rows, *msg; } cases[] = {
+        {"{\"text\": \"ab\"}\n\n{\"text\": 1}\n", ":3: \"text\" must be a string"},
+        {"{\"txt\": \"ab\"}\n", ":1: no \"text\" field"},
+        {"[\"ab\"]\n", ":1: a row must be a JSON object"},
+        {"{\"text\": \"ab\"\n", ":1: not valid JSON"},
+        {"{\"text\": \"a\xc3\"}\n", ":1: \"text\": text is not valid UTF-8"},
+        {"{\"text\": \"a\\u0000b\"}\n", ":1: \\u0000 (NUL)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *path = lc_test_write_text(dir, "rows.jsonl", cases[i].rows);
+        FILE *out = fopen("/dev/null", "w");
+        long long rows;
+        cr_assert_eq(lc_text_jsonl_tokenize(t, path, false, out, &rows, &err), -1, "%s", cases[i].rows);
+        fclose(out);
+        lc_test_assert_msg_has(&err, "rows.jsonl");
+        lc_test_assert_msg_has(&err, cases[i].msg);
+        free(path);
+    }
+    char *path = lc_test_write_text(dir, "ok.jsonl", "{\"text\": \"abba\"}\n\n{\"text\": \"\"}\n");
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *out = open_memstream(&buf, &n);
+    long long rows;
+    cr_assert_eq(lc_text_jsonl_tokenize(t, path, false, out, &rows, &err), 0, "%s", err.msg);
+    fclose(out);
+    cr_assert_eq(rows, 2);
+    cr_assert_str_eq(buf, "{\"input_ids\": [2, 1, 0]}\n{\"input_ids\": []}\n");
+    free(buf);
+    free(path);
+    cr_assert_eq(lc_text_jsonl_tokenize(t, "/nonexistent.jsonl", false, stdout, &rows, &err), -1);
+    lc_test_assert_msg_has(&err, "/nonexistent.jsonl");
+    lc_test_rm_rf(dir);
+    free(dir);
+    lc_tokenizer_free(t);
 }
