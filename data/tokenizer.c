@@ -191,30 +191,43 @@ static int type_error(lc_error *err, const char *where, const char *path, const 
     return lc_error_set(err, "%s: %s must be %s", where, path, want);
 }
 
+/* Member key of o in *v (NULL when absent or null); an error when it is
+ * there but is_type says it is not what want names. */
+static int member(const cJSON *o, const char *key, cJSON_bool (*is_type)(const cJSON *),
+                  const char *want, const cJSON **v, const char *where, const char *path,
+                  lc_error *err)
+{
+    *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!*v || cJSON_IsNull(*v)) {
+        *v = NULL;
+        return 0;
+    }
+    if (!is_type(*v))
+        return lc_error_set(err, "%s: %s.%s must be %s", where, path, key, want);
+    return 0;
+}
+
 /* Optional bool member: *out unchanged when absent or null. */
 static int get_bool(const cJSON *o, const char *key, bool *out, const char *where,
                     const char *path, lc_error *err)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v || cJSON_IsNull(v))
-        return 0;
-    if (!cJSON_IsBool(v))
-        return lc_error_set(err, "%s: %s.%s must be true or false", where, path, key);
-    *out = cJSON_IsTrue(v);
-    return 0;
+    const cJSON *v;
+    int rc = member(o, key, cJSON_IsBool, "true or false", &v, where, path, err);
+    if (v && !rc)
+        *out = cJSON_IsTrue(v);
+    return rc;
 }
 
 /* Optional string member (NULL when absent or null). */
 static int get_str(const cJSON *o, const char *key, const char **out, const char *where,
                    const char *path, lc_error *err)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    const cJSON *v;
     *out = NULL;
-    if (!v || cJSON_IsNull(v))
-        return 0;
-    if (!cJSON_IsString(v))
-        return lc_error_set(err, "%s: %s.%s must be a string", where, path, key);
-    *out = v->valuestring;
+    if (member(o, key, cJSON_IsString, "a string", &v, where, path, err))
+        return -1;
+    if (v)
+        *out = v->valuestring;
     return 0;
 }
 
@@ -286,6 +299,62 @@ static int get_pattern(const cJSON *o, const char **str, const char **regex, con
         return -1;
     if (!*str == !*regex)
         return type_error(err, where, sub, "an object {\"String\": ...} or {\"Regex\": ...}");
+    return 0;
+}
+
+/* A Replace step's {"pattern": {"String": a}, "content": b} into owned *a, *b. */
+static int load_replace(const cJSON *o, char **a, char **b, const char *where, const char *path,
+                        lc_error *err)
+{
+    const char *s, *re, *c;
+    char sub[256];
+    if (get_pattern(o, &s, &re, where, path, err) || need_str(o, "content", &c, where, path, err))
+        return -1;
+    snprintf(sub, sizeof sub, "%s.pattern.Regex", path);
+    if (re)
+        return unsupported(err, where, sub, "regex pattern of Replace");
+    if (!*s)
+        return lc_error_set(err, "%s: %s.pattern.String is empty", where, path);
+    if (!(*a = dup_n(s, strlen(s), err)) || !(*b = dup_n(c, strlen(c), err)))
+        return -1;
+    return 0;
+}
+
+/* A string member that must hold exactly one character. */
+static int need_char(const cJSON *o, const char *key, const char **out, const char *where,
+                     const char *path, lc_error *err)
+{
+    size_t cl;
+    if (need_str(o, key, out, where, path, err))
+        return -1;
+    if (!**out || (decode_char(*out, strlen(*out), &cl), cl != strlen(*out)))
+        return lc_error_set(err, "%s: %s.%s must be one character", where, path, key);
+    return 0;
+}
+
+/* Metaspace's prepend_scheme ("always", "first", "never"), or for older
+ * files its add_prefix_space (true: always). */
+static int get_scheme(const cJSON *o, enum prepend_scheme *out, const char *where,
+                      const char *path, lc_error *err)
+{
+    const char *scheme;
+    bool prefix = true;
+    char sub[256];
+    if (get_str(o, "prepend_scheme", &scheme, where, path, err) ||
+        get_bool(o, "add_prefix_space", &prefix, where, path, err))
+        return -1;
+    *out = prefix ? PREPEND_ALWAYS : PREPEND_NEVER;
+    if (!scheme)
+        return 0;
+    snprintf(sub, sizeof sub, "%s.prepend_scheme", path);
+    if (strcmp(scheme, "always") == 0)
+        *out = PREPEND_ALWAYS;
+    else if (strcmp(scheme, "first") == 0)
+        *out = PREPEND_FIRST;
+    else if (strcmp(scheme, "never") == 0)
+        *out = PREPEND_NEVER;
+    else
+        return unsupported(err, where, sub, scheme);
     return 0;
 }
 
@@ -491,29 +560,41 @@ static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_e
 }
 
 /* ---- loading: normalizer, pre-tokenizer, post-processor, decoder --------------------- */
-static int load_normalizer(lc_tokenizer *t, const cJSON *o, const char *where, const char *path,
-                           lc_error *err)
+/* Loads one step of a chain: o is an object whose "type" is type (not "Sequence"). */
+typedef int (*step_loader)(lc_tokenizer *t, const cJSON *o, const char *type, const char *where,
+                           const char *path, lc_error *err);
+
+/* Loads o at path: null (nothing), {"type": "Sequence", list_key: [...]} (each
+ * element in turn, nested sequences flattened) or one step given to one. */
+static int load_chain(lc_tokenizer *t, const cJSON *o, const char *list_key, step_loader one,
+                      const char *where, const char *path, lc_error *err)
 {
     if (!o || cJSON_IsNull(o))
         return 0;
     const char *type = type_of(o, where, path, err);
     if (!type)
         return -1;
+    if (strcmp(type, "Sequence") != 0)
+        return one(t, o, type, where, path, err);
     char sub[256];
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "normalizers");
-        snprintf(sub, sizeof sub, "%s.normalizers", path);
-        if (!cJSON_IsArray(list))
-            return type_error(err, where, sub, "an array");
-        int i = 0;
-        const cJSON *e;
-        cJSON_ArrayForEach(e, list) {
-            snprintf(sub, sizeof sub, "%s.normalizers[%d]", path, i++);
-            if (load_normalizer(t, e, where, sub, err))
-                return -1;
-        }
-        return 0;
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, list_key);
+    snprintf(sub, sizeof sub, "%s.%s", path, list_key);
+    if (!cJSON_IsArray(list))
+        return type_error(err, where, sub, "an array");
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list) {
+        snprintf(sub, sizeof sub, "%s.%s[%d]", path, list_key, i++);
+        if (load_chain(t, e, list_key, one, where, sub, err))
+            return -1;
     }
+    return 0;
+}
+
+static int normalizer_step(lc_tokenizer *t, const cJSON *o, const char *type, const char *where,
+                           const char *path, lc_error *err)
+{
+    char sub[256];
     if (t->n_norm == MAX_STEPS)
         return lc_error_set(err, "%s: %s: more than %d normalizer steps", where, path, MAX_STEPS);
     norm_step *st = &t->norm[t->n_norm];
@@ -532,17 +613,8 @@ static int load_normalizer(lc_tokenizer *t, const cJSON *o, const char *where, c
         if (need_str(o, "prepend", &p, where, path, err) || !(st->a = dup_n(p, strlen(p), err)))
             return -1;
     } else if (strcmp(type, "Replace") == 0) {
-        const char *s, *re, *c;
         st->kind = NORM_REPLACE;
-        if (get_pattern(o, &s, &re, where, path, err) ||
-            need_str(o, "content", &c, where, path, err))
-            return -1;
-        snprintf(sub, sizeof sub, "%s.pattern.Regex", path);
-        if (re)
-            return unsupported(err, where, sub, "regex pattern of Replace");
-        if (!*s)
-            return lc_error_set(err, "%s: %s.pattern.String is empty", where, path);
-        if (!(st->a = dup_n(s, strlen(s), err)) || !(st->b = dup_n(c, strlen(c), err)))
+        if (load_replace(o, &st->a, &st->b, where, path, err))
             return -1;
     } else {
         snprintf(sub, sizeof sub, "%s.type", path);
@@ -552,7 +624,7 @@ static int load_normalizer(lc_tokenizer *t, const cJSON *o, const char *where, c
     return 0;
 }
 
-static int compile_regex(lc_tokenizer *t, pre_step *st, const char *pattern, int literal,
+static int compile_regex(pre_step *st, const char *pattern, int literal,
                          const char *where, const char *path, lc_error *err)
 {
     int code;
@@ -569,33 +641,13 @@ static int compile_regex(lc_tokenizer *t, pre_step *st, const char *pattern, int
     st->md = pcre2_match_data_create_from_pattern(st->re, NULL);
     if (!st->md)
         return lc_error_set(err, "tokenizer: out of memory");
-    (void)t;
     return 0;
 }
 
-static int load_pre(lc_tokenizer *t, const cJSON *o, const char *where, const char *path,
-                    lc_error *err)
+static int pre_step_load(lc_tokenizer *t, const cJSON *o, const char *type, const char *where,
+                         const char *path, lc_error *err)
 {
-    if (!o || cJSON_IsNull(o))
-        return 0;
-    const char *type = type_of(o, where, path, err);
-    if (!type)
-        return -1;
     char sub[256];
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "pretokenizers");
-        snprintf(sub, sizeof sub, "%s.pretokenizers", path);
-        if (!cJSON_IsArray(list))
-            return type_error(err, where, sub, "an array");
-        int i = 0;
-        const cJSON *e;
-        cJSON_ArrayForEach(e, list) {
-            snprintf(sub, sizeof sub, "%s.pretokenizers[%d]", path, i++);
-            if (load_pre(t, e, where, sub, err))
-                return -1;
-        }
-        return 0;
-    }
     if (t->n_pre == MAX_STEPS)
         return lc_error_set(err, "%s: %s: more than %d pre-tokenizer steps", where, path, MAX_STEPS);
     if (t->bpe.byte_level)
@@ -626,7 +678,7 @@ static int load_pre(lc_tokenizer *t, const cJSON *o, const char *where, const ch
         else
             return unsupported(err, where, sub, beh);
         snprintf(sub, sizeof sub, "%s.pattern.%s", path, re ? "Regex" : "String");
-        return compile_regex(t, st, re ? re : s, !re, where, sub, err);
+        return compile_regex(st, re ? re : s, !re, where, sub, err);
     }
     if (strcmp(type, "ByteLevel") == 0) {
         bool prefix = false, use_regex = true;
@@ -637,35 +689,19 @@ static int load_pre(lc_tokenizer *t, const cJSON *o, const char *where, const ch
             return -1;
         st->add_prefix_space = prefix;
         t->bpe.byte_level = 1;
-        return use_regex ? compile_regex(t, st, GPT2_REGEX, 0, where, path, err) : 0;
+        return use_regex ? compile_regex(st, GPT2_REGEX, 0, where, path, err) : 0;
     }
     if (strcmp(type, "Metaspace") == 0) {
-        const char *repl, *scheme = NULL;
-        bool prefix = true, split = true;
+        const char *repl;
+        bool split = true;
         st->kind = PRE_METASPACE;
-        if (need_str(o, "replacement", &repl, where, path, err) ||
-            get_str(o, "prepend_scheme", &scheme, where, path, err) ||
-            get_bool(o, "add_prefix_space", &prefix, where, path, err) ||
+        if (need_char(o, "replacement", &repl, where, path, err) ||
+            get_scheme(o, &st->scheme, where, path, err) ||
             get_bool(o, "split", &split, where, path, err))
             return -1;
-        size_t cl;
-        if (!*repl || (decode_char(repl, strlen(repl), &cl), cl != strlen(repl)))
-            return lc_error_set(err, "%s: %s.replacement must be one character", where, path);
         memcpy(st->repl, repl, strlen(repl));
         st->repl_len = strlen(repl);
         st->split = split;
-        st->scheme = prefix ? PREPEND_ALWAYS : PREPEND_NEVER;
-        if (scheme) {
-            snprintf(sub, sizeof sub, "%s.prepend_scheme", path);
-            if (strcmp(scheme, "always") == 0)
-                st->scheme = PREPEND_ALWAYS;
-            else if (strcmp(scheme, "first") == 0)
-                st->scheme = PREPEND_FIRST;
-            else if (strcmp(scheme, "never") == 0)
-                st->scheme = PREPEND_NEVER;
-            else
-                return unsupported(err, where, sub, scheme);
-        }
         return 0;
     }
     snprintf(sub, sizeof sub, "%s.type", path);
@@ -727,29 +763,10 @@ static int load_template(lc_tokenizer *t, const cJSON *o, const char *where, con
     return 0;
 }
 
-static int load_post(lc_tokenizer *t, const cJSON *o, const char *where, const char *path,
-                     lc_error *err)
+static int post_step(lc_tokenizer *t, const cJSON *o, const char *type, const char *where,
+                     const char *path, lc_error *err)
 {
-    if (!o || cJSON_IsNull(o))
-        return 0;
-    const char *type = type_of(o, where, path, err);
-    if (!type)
-        return -1;
     char sub[256];
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "processors");
-        snprintf(sub, sizeof sub, "%s.processors", path);
-        if (!cJSON_IsArray(list))
-            return type_error(err, where, sub, "an array");
-        int i = 0;
-        const cJSON *e;
-        cJSON_ArrayForEach(e, list) {
-            snprintf(sub, sizeof sub, "%s.processors[%d]", path, i++);
-            if (load_post(t, e, where, sub, err))
-                return -1;
-        }
-        return 0;
-    }
     if (strcmp(type, "ByteLevel") == 0)
         return 0; /* only trims offsets: the ids are unchanged */
     if (strcmp(type, "TemplateProcessing") == 0)
@@ -758,30 +775,10 @@ static int load_post(lc_tokenizer *t, const cJSON *o, const char *where, const c
     return unsupported(err, where, sub, type);
 }
 
-static int load_decoder(lc_tokenizer *t, const cJSON *o, const char *where, const char *path,
-                        lc_error *err)
+static int decoder_step(lc_tokenizer *t, const cJSON *o, const char *type, const char *where,
+                        const char *path, lc_error *err)
 {
-    if (!o || cJSON_IsNull(o))
-        return 0;
-    const char *type = type_of(o, where, path, err);
-    if (!type)
-        return -1;
-    t->has_decoder = 1;
     char sub[256];
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "decoders");
-        snprintf(sub, sizeof sub, "%s.decoders", path);
-        if (!cJSON_IsArray(list))
-            return type_error(err, where, sub, "an array");
-        int i = 0;
-        const cJSON *e;
-        cJSON_ArrayForEach(e, list) {
-            snprintf(sub, sizeof sub, "%s.decoders[%d]", path, i++);
-            if (load_decoder(t, e, where, sub, err))
-                return -1;
-        }
-        return 0;
-    }
     if (t->n_dec == MAX_STEPS)
         return lc_error_set(err, "%s: %s: more than %d decoder steps", where, path, MAX_STEPS);
     dec_step *st = &t->dec[t->n_dec];
@@ -794,48 +791,26 @@ static int load_decoder(lc_tokenizer *t, const cJSON *o, const char *where, cons
     } else if (strcmp(type, "Fuse") == 0) {
         st->kind = DEC_FUSE;
     } else if (strcmp(type, "Replace") == 0) {
-        const char *s, *re, *c;
         st->kind = DEC_REPLACE;
-        if (get_pattern(o, &s, &re, where, path, err) ||
-            need_str(o, "content", &c, where, path, err))
-            return -1;
-        snprintf(sub, sizeof sub, "%s.pattern.Regex", path);
-        if (re)
-            return unsupported(err, where, sub, "regex pattern of Replace");
-        if (!*s)
-            return lc_error_set(err, "%s: %s.pattern.String is empty", where, path);
-        if (!(st->a = dup_n(s, strlen(s), err)) || !(st->b = dup_n(c, strlen(c), err)))
+        if (load_replace(o, &st->a, &st->b, where, path, err))
             return -1;
     } else if (strcmp(type, "Strip") == 0) {
         const char *c;
         long long start = 0, stop = 0;
         st->kind = DEC_STRIP;
-        if (need_str(o, "content", &c, where, path, err) ||
+        if (need_char(o, "content", &c, where, path, err) ||
             get_int(o, "start", 0, 1 << 20, &start, where, path, err) ||
-            get_int(o, "stop", 0, 1 << 20, &stop, where, path, err))
-            return -1;
-        size_t cl;
-        if (!*c || (decode_char(c, strlen(c), &cl), cl != strlen(c)))
-            return lc_error_set(err, "%s: %s.content must be one character", where, path);
-        if (!(st->a = dup_n(c, strlen(c), err)))
+            get_int(o, "stop", 0, 1 << 20, &stop, where, path, err) ||
+            !(st->a = dup_n(c, strlen(c), err)))
             return -1;
         st->start = (int)start;
         st->stop = (int)stop;
     } else if (strcmp(type, "Metaspace") == 0) {
-        const char *repl, *scheme = NULL;
-        bool prefix = true;
+        const char *repl;
         st->kind = DEC_METASPACE;
-        if (need_str(o, "replacement", &repl, where, path, err) ||
-            get_str(o, "prepend_scheme", &scheme, where, path, err) ||
-            get_bool(o, "add_prefix_space", &prefix, where, path, err))
+        if (need_char(o, "replacement", &repl, where, path, err) ||
+            get_scheme(o, &st->scheme, where, path, err) || !(st->a = dup_n(repl, strlen(repl), err)))
             return -1;
-        size_t cl;
-        if (!*repl || (decode_char(repl, strlen(repl), &cl), cl != strlen(repl)))
-            return lc_error_set(err, "%s: %s.replacement must be one character", where, path);
-        if (!(st->a = dup_n(repl, strlen(repl), err)))
-            return -1;
-        st->scheme = (scheme && strcmp(scheme, "never") == 0) || (!scheme && !prefix) ?
-            PREPEND_NEVER : PREPEND_ALWAYS;
     } else {
         snprintf(sub, sizeof sub, "%s.type", path);
         return unsupported(err, where, sub, type);
@@ -895,13 +870,19 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, con
         goto done;
     }
     /* pre-tokenizer first: it says whether the model is byte-level */
-    if (load_pre(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), where, "pre_tokenizer", err) ||
+    if (load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), "pretokenizers",
+                   pre_step_load, where, "pre_tokenizer", err) ||
         load_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), where, err) ||
         load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), where, err) ||
-        load_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), where, "normalizer", err) ||
-        load_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), where, "post_processor", err) ||
-        load_decoder(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), where, "decoder", err))
+        load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers",
+                   normalizer_step, where, "normalizer", err) ||
+        load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), "processors",
+                   post_step, where, "post_processor", err) ||
+        load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), "decoders",
+                   decoder_step, where, "decoder", err))
         goto done;
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
+    t->has_decoder = dec && !cJSON_IsNull(dec);
     lc_bpe_finish(&t->bpe);
     int32_t nv = t->vocab_size = lc_tokenizer_vocab_size(t);
     t->added_of = malloc(((size_t)nv + 1) * sizeof *t->added_of);
