@@ -146,11 +146,10 @@ static int is_space(uint32_t c)
            c == 0x205f || c == 0x3000;
 }
 
-/* A word character for single_word added tokens: letter, number or '_'. */
+/* A word character for single_word added tokens (Rust's is_alphanumeric,
+ * as HF: letters and numbers; '_' is not one). */
 static int is_word(uint32_t c)
 {
-    if (c == '_')
-        return 1;
     utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)c);
     return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
            (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
@@ -531,8 +530,10 @@ static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_e
         if (strlen(content) > LC_BPE_MAX_TOKEN)
             return lc_error_set(err, "%s: %s.content is longer than %d bytes", where, path,
                                 LC_BPE_MAX_TOKEN);
-        tok->id = (int32_t)id;
         tok->len = strlen(content);
+        /* HF: content already in the vocabulary keeps its vocabulary id */
+        int32_t vid = lc_bpe_id(&t->bpe, content, tok->len);
+        tok->id = vid >= 0 ? vid : (int32_t)id;
         if (!(tok->content = dup_n(content, tok->len, err)))
             return -1;
         t->n_added++;
@@ -547,7 +548,7 @@ static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_e
             return -1;
         size_t vn;
         const char *vs = lc_bpe_token(&t->bpe, tok->id, &vn);
-        if (vs && (vn != tok->len || memcmp(vs, content, vn) != 0)) {
+        if (vid < 0 && vs) {
             char buf[64];
             return lc_error_set(err, "%s: %s: id %d is \"%s\" in model.vocab", where, path,
                                 (int)id, lc_printable_n(vs, vn, buf, sizeof buf));
@@ -1527,14 +1528,12 @@ static int decode_step(const dec_step *st, strlist *src, strlist *dst, lc_error 
         return 0;
     }
     case DEC_METASPACE:
-        for (size_t k = 0; k < src->n; k++) {
-            if (replace_into(dst, src->buf + src->off[k], src->len[k], st->a, " ", err))
+        /* HF: every replacement character of the first token is dropped
+         * (unless the scheme is "never"), the others become spaces */
+        for (size_t k = 0; k < src->n; k++)
+            if (replace_into(dst, src->buf + src->off[k], src->len[k], st->a,
+                             k == 0 && st->scheme != PREPEND_NEVER ? "" : " ", err))
                 return -1;
-            if (k == 0 && st->scheme != PREPEND_NEVER && dst->len[0] > 0 && dst->buf[dst->off[0]] == ' ') {
-                dst->off[0]++;
-                dst->len[0]--;
-            }
-        }
         return 0;
     }
     return 0;

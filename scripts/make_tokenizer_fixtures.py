@@ -15,6 +15,11 @@ tests/test_tokenizer.c needs:
   tests/fixtures/tokenizers/<name>/cases.jsonl   one line per case:
       {"source": "ref"|"hard", "text": ..., "ids": [...]   (add_special_tokens=False),
        "ids_special": [...] (add_special_tokens=True), "decoded": ... (HF decode of ids)}
+  tests/fixtures/tokenizers/<name>/variant-<v>.json + cases-<v>.jsonl
+      the same vocabulary with other top-level parts (the JSON object's keys
+      replace those of tokenizer.json): the constructs other families use
+      (Metaspace, GPT-2's ByteLevel regex, add_prefix_space, added-token flags),
+      so they are checked against HF without another copy of a vocabulary.
 
 Usage:
   pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36
@@ -73,6 +78,9 @@ HARD_CASES = [
     "😀" * 20,
     "x\U000E0100 \U000E0041",
     "ĠĠ Ċ bytes-looking ÃĤ",
+    "  <|im_start|>  x  <|im_end|>  y<|im_end|>z <|endoftext|> ",
+    "Café Cafe\u0301 Cafés fox foxes the fox. _fox",
+    "\u2581\u2581 leading metaspace and  double  spaces",
 ]
 
 
@@ -199,6 +207,41 @@ def spm_json(reader, name):
     }
 
 
+VARIANTS = {
+    "llama-spm": {
+        # Mistral v0.3 / newer Llama-style files: Metaspace pre-tokenizer, no normalizer
+        "metaspace": {"normalizer": None,
+                      "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581",
+                                        "prepend_scheme": "first", "split": False},
+                      "decoder": {"type": "Metaspace", "replacement": "\u2581",
+                                  "prepend_scheme": "first", "split": False}},
+        "metaspace-split": {"normalizer": None,
+                            "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581",
+                                              "add_prefix_space": True}},
+    },
+    "qwen2": {
+        # GPT-2 style: ByteLevel splits with its own regex, no normalizer
+        "gpt2-bytelevel": {"normalizer": None,
+                           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False,
+                                             "trim_offsets": True, "use_regex": True}},
+        "prefix-space": {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True,
+                                           "trim_offsets": True, "use_regex": True}},
+        # added-token flags: lstrip, rstrip, single_word, and a non-special token
+        # matched after NFC ("normalized": true)
+        "added-flags": {"added_tokens": [
+            {"id": 151643, "content": "<|endoftext|>", "single_word": False, "lstrip": True,
+             "rstrip": False, "normalized": False, "special": True},
+            {"id": 151644, "content": "<|im_start|>", "single_word": False, "lstrip": False,
+             "rstrip": True, "normalized": False, "special": True},
+            {"id": 151645, "content": "<|im_end|>", "single_word": True, "lstrip": True,
+             "rstrip": True, "normalized": False, "special": True},
+            {"id": 151646, "content": "Caf\u00e9", "single_word": False, "lstrip": False,
+             "rstrip": False, "normalized": True, "special": False},
+            {"id": 151647, "content": "fox", "single_word": True, "lstrip": False,
+             "rstrip": False, "normalized": True, "special": False}]},
+    },
+}
+
 CONFIGS = {
     "llama-bpe": {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>",
                   "tokenizer_class": "PreTrainedTokenizerFast"},
@@ -221,6 +264,17 @@ def read_reference(models, name):
         outs = [[int(x) for x in line.split()] for line in f.read().split("\n")][:len(texts)]
     assert len(texts) == len(outs), name
     return texts, outs
+
+
+def write_cases(path, tok, ref_texts):
+    with open(path, "w", encoding="utf-8") as f:
+        for source, items in (("ref", ref_texts), ("hard", HARD_CASES)):
+            for t in items:
+                ids = tok.encode(t, add_special_tokens=False).ids
+                row = {"source": source, "text": t, "ids": ids,
+                       "ids_special": tok.encode(t, add_special_tokens=True).ids,
+                       "decoded": tok.decode(ids, skip_special_tokens=False)}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def main():
@@ -248,14 +302,15 @@ def main():
         with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
             json.dump(CONFIGS[name], f, indent=2)
             f.write("\n")
-        with open(os.path.join(d, "cases.jsonl"), "w", encoding="utf-8") as f:
-            for source, items in (("ref", texts), ("hard", HARD_CASES)):
-                for t in items:
-                    ids = tok.encode(t, add_special_tokens=False).ids
-                    row = {"source": source, "text": t, "ids": ids,
-                           "ids_special": tok.encode(t, add_special_tokens=True).ids,
-                           "decoded": tok.decode(ids, skip_special_tokens=False)}
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_cases(os.path.join(d, "cases.jsonl"), tok, texts)
+        for v, patch in VARIANTS.get(name, {}).items():
+            vt = dict(tj)
+            vt.update(patch)
+            vtok = Tokenizer.from_str(json.dumps(vt, ensure_ascii=False))
+            with open(os.path.join(d, "variant-%s.json" % v), "w", encoding="utf-8") as f:
+                json.dump(patch, f, ensure_ascii=False, indent=1)
+                f.write("\n")
+            write_cases(os.path.join(d, "cases-%s.jsonl" % v), vtok, texts)
         print("%s: %d reference cases match, %d hard cases written" % (name, len(texts), len(HARD_CASES)))
 
 

@@ -50,11 +50,42 @@ static void print_ids(char *buf, size_t cap, const lc_ids *ids)
         m += (size_t)snprintf(buf + m, cap - m, "%d ", (int)ids->v[i]);
 }
 
-/* Checks every case of tokenizers/<name>/cases.jsonl; counts per source. */
-static void check_cases(const char *name, int want_ref)
+/* The fixture's tokenizer.json with the top-level keys of
+ * tokenizers/<name>/variant-<variant>.json put in place of its own. */
+static lc_tokenizer *load_variant(const char *name, const char *variant)
 {
-    lc_tokenizer *t = load_fixture(name);
-    char *rel = lc_test_asprintf("tokenizers/%s/cases.jsonl", name);
+    char *rel = lc_test_asprintf("tokenizers/%s/tokenizer.json.gz", name);
+    const char *argv[] = {"gzip", "-dc", lc_test_fixture(rel), NULL};
+    lc_test_run_result r = lc_test_run(NULL, argv);
+    cr_assert_eq(r.code, 0);
+    cJSON *root = cJSON_Parse(r.out);
+    lc_test_run_free(&r);
+    free(rel);
+    rel = lc_test_asprintf("tokenizers/%s/variant-%s.json", name, variant);
+    char *text = lc_test_read_file(lc_test_fixture(rel), NULL);
+    cJSON *patch = cJSON_Parse(text);
+    cr_assert(root && patch);
+    for (cJSON *k = patch->child; k; k = k->next)
+        cJSON_ReplaceItemInObjectCaseSensitive(root, k->string, cJSON_Duplicate(k, 1));
+    char *json = cJSON_PrintUnformatted(root);
+    lc_tokenizer *t;
+    lc_error err;
+    cr_assert_eq(lc_tokenizer_from_json(&t, json, strlen(json), NULL, 0, rel, &err), 0, "%s", err.msg);
+    free(json);
+    cJSON_Delete(root);
+    cJSON_Delete(patch);
+    free(text);
+    free(rel);
+    return t;
+}
+
+/* Checks every case of tokenizers/<name>/cases.jsonl (variant NULL) or
+ * cases-<variant>.jsonl; counts per source. */
+static void check_cases(const char *name, const char *variant, int want_ref)
+{
+    lc_tokenizer *t = variant ? load_variant(name, variant) : load_fixture(name);
+    char *rel = variant ? lc_test_asprintf("tokenizers/%s/cases-%s.jsonl", name, variant)
+                        : lc_test_asprintf("tokenizers/%s/cases.jsonl", name);
     FILE *f = fopen(lc_test_fixture(rel), "r");
     cr_assert_not_null(f, "%s", rel);
     char *line = NULL;
@@ -98,16 +129,27 @@ static void check_cases(const char *name, int want_ref)
     fclose(f);
     free(rel);
     lc_tokenizer_free(t);
-    cr_log_info("%s: %d reference cases and %d hard cases match HF", name, n_ref, n_hard);
+    cr_log_info("%s%s%s: %d reference cases and %d hard cases match HF", name, variant ? " " : "",
+                variant ? variant : "", n_ref, n_hard);
     cr_assert_eq(bad, 0, "%s: %d cases differ from HF", name, bad);
     cr_assert_eq(n_ref, want_ref, "%s: %d reference cases", name, n_ref);
     cr_assert_gt(n_hard, 20);
 }
 
-Test(tokenizer, llama3_matches_hf, .timeout = 120) { check_cases("llama-bpe", 46); }
-Test(tokenizer, qwen2_matches_hf, .timeout = 120) { check_cases("qwen2", 46); }
-Test(tokenizer, llama2_matches_hf, .timeout = 120) { check_cases("llama-spm", 46); }
-Test(tokenizer, phi3_matches_hf, .timeout = 120) { check_cases("phi-3", 46); }
+Test(tokenizer, llama3_matches_hf, .timeout = 120) { check_cases("llama-bpe", NULL, 46); }
+Test(tokenizer, qwen2_matches_hf, .timeout = 120) { check_cases("qwen2", NULL, 46); }
+Test(tokenizer, llama2_matches_hf, .timeout = 120) { check_cases("llama-spm", NULL, 46); }
+Test(tokenizer, phi3_matches_hf, .timeout = 120) { check_cases("phi-3", NULL, 46); }
+
+/* Constructs of other families on the same vocabularies (see the script). */
+Test(tokenizer, variants_match_hf, .timeout = 240)
+{
+    check_cases("llama-spm", "metaspace", 46);
+    check_cases("llama-spm", "metaspace-split", 46);
+    check_cases("qwen2", "gpt2-bytelevel", 46);
+    check_cases("qwen2", "prefix-space", 46);
+    check_cases("qwen2", "added-flags", 46);
+}
 
 Test(tokenizer, config_bos_eos)
 {
