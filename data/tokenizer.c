@@ -146,13 +146,17 @@ static int is_space(uint32_t c)
            c == 0x205f || c == 0x3000;
 }
 
-/* A word character for single_word added tokens (Rust's is_alphanumeric,
- * as HF: letters and numbers; '_' is not one). */
+/* A word character for single_word added tokens: HF tests with the Rust
+ * regex \\w (Alphabetic, marks, decimal digits, connector punctuation such
+ * as '_', joiners); letters and Nl stand for Alphabetic. */
 static int is_word(uint32_t c)
 {
+    if (c == 0x200c || c == 0x200d)
+        return 1;
     utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)c);
     return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
-           (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
+           (cat >= UTF8PROC_CATEGORY_MN && cat <= UTF8PROC_CATEGORY_ME) ||
+           cat == UTF8PROC_CATEGORY_ND || cat == UTF8PROC_CATEGORY_NL || cat == UTF8PROC_CATEGORY_PC;
 }
 
 /* The code point that ends s[0..n) (n > 0, valid UTF-8). */
@@ -449,6 +453,9 @@ static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_err
 }
 
 /* ---- loading: added tokens ------------------------------------------------------- */
+static int normalize(lc_tokenizer *t, const char *s, size_t n, const char **res, size_t *rn,
+                     lc_error *err);
+
 static int trie_add(trie *tr, const char *s, size_t n, int32_t token, lc_error *err)
 {
     if (tr->n == 0) {
@@ -512,6 +519,7 @@ static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_e
     if (!t->added)
         return lc_error_set(err, "tokenizer: out of memory");
     const cJSON *a;
+    int32_t max_id = -1, n_vocab = (int32_t)t->bpe.n_tokens;
     cJSON_ArrayForEach(a, arr) {
         char path[64];
         snprintf(path, sizeof path, "added_tokens[%zu]", t->n_added);
@@ -531,13 +539,9 @@ static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_e
             return lc_error_set(err, "%s: %s.content is longer than %d bytes", where, path,
                                 LC_BPE_MAX_TOKEN);
         tok->len = strlen(content);
-        /* HF: content already in the vocabulary keeps its vocabulary id */
-        int32_t vid = lc_bpe_id(&t->bpe, content, tok->len);
-        tok->id = vid >= 0 ? vid : (int32_t)id;
         if (!(tok->content = dup_n(content, tok->len, err)))
             return -1;
         t->n_added++;
-        tok->normalized = true;
         if (get_bool(a, "special", &tok->special, where, path, err))
             return -1;
         tok->normalized = !tok->special; /* HF's default */
@@ -546,14 +550,26 @@ static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_e
             get_bool(a, "single_word", &tok->single_word, where, path, err) ||
             get_bool(a, "normalized", &tok->normalized, where, path, err))
             return -1;
-        size_t vn;
-        const char *vs = lc_bpe_token(&t->bpe, tok->id, &vn);
-        if (vid < 0 && vs) {
-            char buf[64];
-            return lc_error_set(err, "%s: %s: id %d is \"%s\" in model.vocab", where, path,
-                                (int)id, lc_printable_n(vs, vn, buf, sizeof buf));
-        }
-        if (trie_add(tok->normalized ? &t->norm_trie : &t->raw_trie, content, tok->len,
+        /* HF's ids, whatever the file says: content in the vocabulary (or
+         * added before) keeps that id, the others are numbered on from the
+         * vocabulary size, in file order */
+        tok->id = lc_bpe_id(&t->bpe, content, tok->len);
+        for (size_t k = 0; tok->id < 0 && k + 1 < t->n_added; k++)
+            if (t->added[k].len == tok->len && memcmp(t->added[k].content, content, tok->len) == 0)
+                tok->id = t->added[k].id;
+        if (tok->id < 0)
+            tok->id = max_id >= 0 && (max_id >= n_vocab || n_vocab == 0) ? max_id + 1 : n_vocab;
+        if (tok->id >= LC_BPE_MAX_ID)
+            return lc_error_set(err, "%s: %s: id %d out of range", where, path, (int)tok->id);
+        if (tok->id > max_id)
+            max_id = tok->id;
+        const char *pattern = content;
+        size_t pn = tok->len;
+        if (tok->normalized && t->n_norm && normalize(t, content, tok->len, &pattern, &pn, err))
+            return -1; /* HF matches normalized tokens in their normalized form */
+        if (pn == 0)
+            continue;
+        if (trie_add(tok->normalized ? &t->norm_trie : &t->raw_trie, pattern, pn,
                      (int32_t)(t->n_added - 1), err))
             return -1;
     }
@@ -625,13 +641,63 @@ static int normalizer_step(lc_tokenizer *t, const cJSON *o, const char *type, co
     return 0;
 }
 
+/* Unicode White_Space, what \\s means to HF's regex engine (Oniguruma).
+ * PCRE2's \\s (UCP) also takes U+180E, which Unicode dropped from White_Space. */
+#define WHITE_SPACE "\\t-\\r \\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
+
+/* pattern with \\s (and \\S outside classes) spelled as White_Space classes,
+ * in a malloc'd string. */
+static char *oniguruma_spaces(const char *pattern, lc_error *err)
+{
+    size_t n = strlen(pattern), m = 0, cap = n * (sizeof WHITE_SPACE + 3) + 1;
+    char *r = malloc(cap);
+    if (!r) {
+        lc_error_set(err, "tokenizer: out of memory");
+        return NULL;
+    }
+    int in_class = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = pattern[i];
+        if (c == '\\' && i + 1 < n) {
+            char e = pattern[++i];
+            if (e == 's' || (e == 'S' && !in_class)) {
+                const char *open = in_class ? "" : e == 's' ? "[" : "[^";
+                m += (size_t)snprintf(r + m, cap - m, "%s%s%s", open, WHITE_SPACE, in_class ? "" : "]");
+            } else {
+                r[m++] = c;
+                r[m++] = e;
+            }
+            continue;
+        }
+        if (c == '[' && !in_class) {
+            in_class = 1;
+            r[m++] = c;
+            if (i + 1 < n && pattern[i + 1] == '^')
+                r[m++] = pattern[++i];
+            if (i + 1 < n && pattern[i + 1] == ']') /* a leading ']' is a literal */
+                r[m++] = pattern[++i];
+            continue;
+        }
+        if (c == ']' && in_class)
+            in_class = 0;
+        r[m++] = c;
+    }
+    r[m] = 0;
+    return r;
+}
+
 static int compile_regex(pre_step *st, const char *pattern, int literal,
                          const char *where, const char *path, lc_error *err)
 {
     int code;
     PCRE2_SIZE off;
     uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
-    st->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &code, &off, NULL);
+    char *spelled = literal ? NULL : oniguruma_spaces(pattern, err);
+    if (!literal && !spelled)
+        return -1;
+    st->re = pcre2_compile((PCRE2_SPTR)(literal ? pattern : spelled), PCRE2_ZERO_TERMINATED, opts,
+                           &code, &off, NULL);
+    free(spelled);
     if (!st->re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(code, msg, sizeof msg);
@@ -874,9 +940,9 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, con
     if (load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), "pretokenizers",
                    pre_step_load, where, "pre_tokenizer", err) ||
         load_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), where, err) ||
-        load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), where, err) ||
         load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers",
                    normalizer_step, where, "normalizer", err) ||
+        load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), where, err) ||
         load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), "processors",
                    post_step, where, "post_processor", err) ||
         load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), "decoders",

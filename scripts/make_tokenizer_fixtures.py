@@ -15,6 +15,7 @@ tests/test_tokenizer.c needs:
   tests/fixtures/tokenizers/<name>/cases.jsonl   one line per case:
       {"source": "ref"|"hard", "text": ..., "ids": [...]   (add_special_tokens=False),
        "ids_special": [...] (add_special_tokens=True), "decoded": ... (HF decode of ids)}
+      source "random": strings drawn from a pool of troublesome pieces (seeded)
   tests/fixtures/tokenizers/<name>/variant-<v>.json + cases-<v>.jsonl
       the same vocabulary with other top-level parts (the JSON object's keys
       replace those of tokenizer.json): the constructs other families use
@@ -32,6 +33,7 @@ Fixture and test use only: lorac itself never runs Python.
 import gzip
 import json
 import os
+import random
 import sys
 
 import gguf
@@ -81,7 +83,28 @@ HARD_CASES = [
     "  <|im_start|>  x  <|im_end|>  y<|im_end|>z <|endoftext|> ",
     "Café Cafe\u0301 Cafés fox foxes the fox. _fox",
     "\u2581\u2581 leading metaspace and  double  spaces",
+    "a\u180e*D \u180e\u180e x\u0085y",
 ]
+
+
+def random_cases(n=150, seed=13):
+    """Random strings from a pool of troublesome pieces (every kind of
+    space, combining marks, contractions in odd case, digits of other
+    scripts, emoji sequences, special-token fragments, byte-looking and
+    metaspace characters): what a differential fuzz run found bugs with."""
+    rng = random.Random(seed)
+    pool = (list(" \t\n\r\x0b\x0c") + ["\u0085", "\u00a0", "\u1680", "\u2000", "\u200b", "\u2028",
+                                          "\u3000", "\u180e", "\ufeff"]
+            + list("aAzZ'sStTmMlLdDrReEvV09_-.,!?\"()[]{}<>|/\\#@$%^&*+=~`;:")
+            + ["'s", "'S", "'ll", "'LL", "'ve", "\u017f", "\u212a", "\u0130", "\u00df"]
+            + ["\u0301", "\u0308", "\u0323", "\u093f", "\u0e31"] + list("日本語中文한국어ขอบคุณ")
+            + ["😀", "👨‍👩‍👧", "🏳️‍🌈", "👍🏽", "\U0001F1E9\U0001F1EA", "\U000E0100"]
+            + list("0123456789") + ["١٢٣", "½", "Ⅻ", "²", "①"]
+            + ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|eot_id|>", "<s>",
+               "</s>", "<unk>", "<|assistant|>", "<|end|>", "<|", "|>", "<0x0A>", "\u2581", "\u2581\u2581",
+               "\u0120", "\u010a"]
+            + ["hello", "world", "The", " the", "token", "ization", "  ", "    ", "\t\t", "\n\n"])
+    return ["".join(rng.choice(pool) for _ in range(rng.randint(0, 40))) for _ in range(n)]
 
 
 def field(reader, key):
@@ -268,7 +291,7 @@ def read_reference(models, name):
 
 def write_cases(path, tok, ref_texts):
     with open(path, "w", encoding="utf-8") as f:
-        for source, items in (("ref", ref_texts), ("hard", HARD_CASES)):
+        for source, items in (("ref", ref_texts), ("hard", HARD_CASES), ("random", random_cases())):
             for t in items:
                 ids = tok.encode(t, add_special_tokens=False).ids
                 row = {"source": source, "text": t, "ids": ids,

@@ -90,7 +90,7 @@ static void check_cases(const char *name, const char *variant, int want_ref)
     cr_assert_not_null(f, "%s", rel);
     char *line = NULL;
     size_t cap = 0;
-    int n_ref = 0, n_hard = 0, bad = 0;
+    int n_ref = 0, n_hard = 0, n_random = 0, bad = 0;
     lc_error err;
     while (getline(&line, &cap, f) > 0) {
         cJSON *row = cJSON_Parse(line);
@@ -117,6 +117,8 @@ static void check_cases(const char *name, const char *variant, int want_ref)
             bad++;
         } else if (strcmp(src, "ref") == 0) {
             n_ref++;
+        } else if (strcmp(src, "random") == 0) {
+            n_random++;
         } else {
             n_hard++;
         }
@@ -129,11 +131,12 @@ static void check_cases(const char *name, const char *variant, int want_ref)
     fclose(f);
     free(rel);
     lc_tokenizer_free(t);
-    cr_log_info("%s%s%s: %d reference cases and %d hard cases match HF", name, variant ? " " : "",
-                variant ? variant : "", n_ref, n_hard);
+    cr_log_info("%s%s%s: %d reference, %d hard and %d random cases match HF", name,
+                variant ? " " : "", variant ? variant : "", n_ref, n_hard, n_random);
     cr_assert_eq(bad, 0, "%s: %d cases differ from HF", name, bad);
     cr_assert_eq(n_ref, want_ref, "%s: %d reference cases", name, n_ref);
     cr_assert_gt(n_hard, 20);
+    cr_assert_eq(n_random, 150);
 }
 
 Test(tokenizer, llama3_matches_hf, .timeout = 120) { check_cases("llama-bpe", NULL, 46); }
@@ -262,6 +265,21 @@ Test(tokenizer, tiny_file_works)
     free(s);
     lc_ids_free(&ids);
     lc_tokenizer_free(t);
+
+    /* added tokens take HF's ids, not the file's: vocabulary id, else
+     * numbered on from the vocabulary size */
+    json = "{" GOOD_MODEL ",\"added_tokens\":[{\"id\":0,\"content\":\"zz\"},"
+           "{\"id\":9,\"content\":\"ab\",\"special\":true},{\"id\":1,\"content\":\"yy\"}]}";
+    cr_assert_eq(lc_tokenizer_from_json(&t, json, strlen(json), NULL, 0, "x", &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_tokenizer_token_id(t, "zz"), 3);
+    cr_assert_eq(lc_tokenizer_token_id(t, "ab"), 2);
+    cr_assert_eq(lc_tokenizer_token_id(t, "yy"), 4);
+    cr_assert_eq(lc_tokenizer_vocab_size(t), 5);
+    ids.n = 0;
+    cr_assert_eq(lc_tokenizer_encode(t, "azzyyab", 7, false, &ids, &err), 0, "%s", err.msg);
+    cr_assert(ids.n == 4 && ids.v[0] == 0 && ids.v[1] == 3 && ids.v[2] == 4 && ids.v[3] == 2);
+    lc_ids_free(&ids);
+    lc_tokenizer_free(t);
 }
 
 Test(tokenizer, hostile_files_refused)
@@ -310,7 +328,6 @@ Test(tokenizer, hostile_files_refused)
     refused("{" GOOD_MODEL ",\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":"
             "[{\"SpecialToken\":{\"id\":\"<s>\"}},{\"Sequence\":{\"id\":\"A\"}}],\"special_tokens\":"
             "{\"<s>\":{\"ids\":[77]}}}}", "post_processor: id 77 is not a token");
-    refused("{" GOOD_MODEL ",\"added_tokens\":[{\"id\":0,\"content\":\"zz\"}]}", "added_tokens[0]: id 0 is \"a\"");
     refused("{" GOOD_MODEL ",\"added_tokens\":[{\"id\":5}]}", "added_tokens[0].content is missing");
     refused("{" GOOD_MODEL ",\"added_tokens\":[{\"id\":5,\"content\":\"\"}]}", "added_tokens[0].content is empty");
     refused("{" GOOD_MODEL ",\"added_tokens\":[{\"id\":5,\"content\":\"x\",\"special\":\"yes\"}]}",
