@@ -344,7 +344,7 @@ static lc_bpe_pair heap_pop(lc_bpe_pair *h, size_t *n)
 static void push_pair(lc_bpe *b, size_t *nh, int32_t l)
 {
     int32_t r = b->syms[l].next;
-    if (r < 0)
+    if (r < 0 || !b->mkeys) /* no merges at all: no table */
         return;
     size_t j = merge_slot(b, pair_key(b->syms[l].id, b->syms[r].id));
     if (b->mkeys[j] == UINT64_MAX)

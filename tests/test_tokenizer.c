@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,9 +276,18 @@ Test(tokenizer, tiny_file_works)
     cr_assert_eq(lc_tokenizer_token_id(t, "ab"), 2);
     cr_assert_eq(lc_tokenizer_token_id(t, "yy"), 4);
     cr_assert_eq(lc_tokenizer_vocab_size(t), 5);
+
     ids.n = 0;
     cr_assert_eq(lc_tokenizer_encode(t, "azzyyab", 7, false, &ids, &err), 0, "%s", err.msg);
     cr_assert(ids.n == 4 && ids.v[0] == 0 && ids.v[1] == 3 && ids.v[2] == 4 && ids.v[3] == 2);
+    lc_tokenizer_free(t);
+
+    /* a model without merges (found by fuzz_tokenizer: the merge table was never made) */
+    json = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1}}}";
+    cr_assert_eq(lc_tokenizer_from_json(&t, json, strlen(json), NULL, 0, "x", &err), 0, "%s", err.msg);
+    ids.n = 0;
+    cr_assert_eq(lc_tokenizer_encode(t, "abba", 4, false, &ids, &err), 0, "%s", err.msg);
+    cr_assert(ids.n == 4 && ids.v[0] == 0 && ids.v[3] == 0);
     lc_ids_free(&ids);
     lc_tokenizer_free(t);
 }
@@ -367,6 +377,41 @@ Test(tokenizer, hostile_files_refused)
     lc_test_assert_msg_has(&err, "/nonexistent-dir/tokenizer.json");
 }
 
+/* Limits: too many steps in a chain, the merge count, a regex that would
+ * backtrack for ever (PCRE2's match limit turns it into an error). */
+Test(tokenizer, limits, .timeout = 60)
+{
+    char json[4096];
+    int m = snprintf(json, sizeof json, "{" GOOD_MODEL ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[");
+    for (int i = 0; i < 17; i++)
+        m += snprintf(json + m, sizeof json - (size_t)m, "%s{\"type\":\"NFC\"}", i ? "," : "");
+    snprintf(json + m, sizeof json - (size_t)m, "]}}");
+    refused(json, "normalizer.normalizers[16]: more than 16 normalizer steps");
+
+    lc_bpe b;
+    lc_error err;
+    lc_bpe_init(&b);
+    cr_assert_eq(lc_bpe_add_token(&b, "a", 1, 0, &err), 0);
+    cr_assert_eq(lc_bpe_add_token(&b, "aa", 2, 1, &err), 0);
+    b.n_merges = LC_BPE_MAX_MERGES;
+    cr_assert_eq(lc_bpe_add_merge(&b, "a", 1, "a", 1, &err), -1);
+    lc_test_assert_msg_has(&err, "more than");
+    lc_bpe_free(&b);
+
+    const char *re = "{" GOOD_MODEL ",\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":"
+                     "{\"Regex\":\"(a|aa)+$\"},\"behavior\":\"Isolated\"}}";
+    lc_tokenizer *t;
+    cr_assert_eq(lc_tokenizer_from_json(&t, re, strlen(re), NULL, 0, "x", &err), 0, "%s", err.msg);
+    char text[200];
+    memset(text, 'a', 120);
+    text[120] = 'b';
+    lc_ids ids = {0};
+    cr_assert_eq(lc_tokenizer_encode(t, text, 121, false, &ids, &err), -1);
+    lc_test_assert_msg_has(&err, "pre-tokenizer regex failed");
+    lc_ids_free(&ids);
+    lc_tokenizer_free(t);
+}
+
 /* Every prefix of a real file is refused or loads; nothing crashes. */
 Test(tokenizer, truncated_real_file, .timeout = 120)
 {
@@ -426,4 +471,44 @@ Test(tokenizer, bad_text_rows)
     lc_test_rm_rf(dir);
     free(dir);
     lc_tokenizer_free(t);
+}
+
+/* The inputs fuzz_tokenizer found bugs with (tests/fuzz/regressions/fuzz_tokenizer/),
+ * through the same API: tokenizer.json before the first NUL, text after. */
+Test(tokenizer, fuzz_regressions)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/tests/fuzz/regressions/fuzz_tokenizer", LORAC_SOURCE_DIR);
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "%s", dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *p = lc_test_asprintf("%s/%s", dir, e->d_name);
+        size_t size;
+        char *data = lc_test_read_file(p, &size);
+        size_t jn = strnlen(data, size);
+        const char *text = jn < size ? data + jn + 1 : "";
+        size_t tn = jn < size ? size - jn - 1 : 0;
+        lc_tokenizer *t;
+        lc_error err;
+        if (lc_tokenizer_from_json(&t, data, jn, NULL, 0, e->d_name, &err) == 0) {
+            lc_ids ids = {0};
+            if (lc_tokenizer_encode(t, text, tn, true, &ids, &err) == 0) {
+                char *dec;
+                size_t dn;
+                cr_assert_eq(lc_tokenizer_decode(t, ids.v, ids.n, &dec, &dn, &err), 0, "%s", err.msg);
+                free(dec);
+            }
+            lc_ids_free(&ids);
+            lc_tokenizer_free(t);
+        }
+        free(data);
+        free(p);
+        n++;
+    }
+    closedir(d);
+    cr_assert_gt(n, 0);
 }
