@@ -99,7 +99,8 @@ struct lc_tokenizer {
     size_t n_dec;
     int has_decoder;
     lc_ids prefix, suffix;   /* post-processor template around the ids */
-    int32_t bos, eos;
+    int32_t bos, eos;        /* tokenizer_config.json's bos_token / eos_token, −1: none */
+    int add_bos, add_eos;    /* its add_bos_token / add_eos_token: 1, 0, −1 absent */
     pcre2_match_context *mctx;
     pcre2_jit_stack *jit_stack;
     char *norm_buf[2];       /* work: normalizer ping-pong */
@@ -925,6 +926,7 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, con
     }
     lc_bpe_init(&t->bpe);
     t->bos = t->eos = -1;
+    t->add_bos = t->add_eos = -1;
     int rc = -1;
     const cJSON *trunc = cJSON_GetObjectItemCaseSensitive(root, "truncation");
     const cJSON *pad = cJSON_GetObjectItemCaseSensitive(root, "padding");
@@ -987,8 +989,17 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, con
             lc_error_set(err, "tokenizer_config.json: not a JSON object (truncated or malformed)");
             goto done;
         }
+        bool ab = false, ae = false;
+        const cJSON *v_ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
+        const cJSON *v_ae = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");
         int bad = config_token(t, cfg, "bos_token", &t->bos, err) ||
-                  config_token(t, cfg, "eos_token", &t->eos, err);
+                  config_token(t, cfg, "eos_token", &t->eos, err) ||
+                  get_bool(cfg, "add_bos_token", &ab, "tokenizer_config.json", "(top)", err) ||
+                  get_bool(cfg, "add_eos_token", &ae, "tokenizer_config.json", "(top)", err);
+        if (v_ab && !cJSON_IsNull(v_ab))
+            t->add_bos = ab;
+        if (v_ae && !cJSON_IsNull(v_ae))
+            t->add_eos = ae;
         cJSON_Delete(cfg);
         if (bad)
             goto done;
@@ -1076,6 +1087,8 @@ int32_t lc_tokenizer_token_id(const lc_tokenizer *t, const char *s)
 }
 
 int32_t lc_tokenizer_bos(const lc_tokenizer *t) { return t->bos; }
+int lc_tokenizer_add_bos(const lc_tokenizer *t) { return t->add_bos; }
+int lc_tokenizer_add_eos(const lc_tokenizer *t) { return t->add_eos; }
 int32_t lc_tokenizer_eos(const lc_tokenizer *t) { return t->eos; }
 
 int32_t lc_tokenizer_vocab_size(const lc_tokenizer *t)

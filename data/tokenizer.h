@@ -58,6 +58,13 @@ int32_t lc_tokenizer_token_id(const lc_tokenizer *t, const char *s);
 /* bos_token / eos_token of tokenizer_config.json, −1 when absent or null. */
 int32_t lc_tokenizer_bos(const lc_tokenizer *t);
 int32_t lc_tokenizer_eos(const lc_tokenizer *t);
+/* add_bos_token / add_eos_token of tokenizer_config.json: 1, 0, or −1 when
+ * absent. encode() does not apply them (its special tokens are the
+ * post-processor's, as HF tokenizers'); transformers' Llama/Gemma
+ * tokenizer classes rebuild their post-processor from them, so a caller
+ * that wants those classes' behaviour reads them here. */
+int lc_tokenizer_add_bos(const lc_tokenizer *t);
+int lc_tokenizer_add_eos(const lc_tokenizer *t);
 /* 1 + the largest id of the vocabulary and the added tokens. */
 int32_t lc_tokenizer_vocab_size(const lc_tokenizer *t);
 

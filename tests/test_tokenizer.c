@@ -162,6 +162,12 @@ Test(tokenizer, config_bos_eos)
     cr_assert_eq(lc_tokenizer_eos(t), 128001);
     cr_assert_eq(lc_tokenizer_vocab_size(t), 128256);
     cr_assert_eq(lc_tokenizer_token_id(t, "<|eot_id|>"), 128009);
+    cr_assert_eq(lc_tokenizer_add_bos(t), -1); /* Llama 3 files have no add_bos_token */
+    lc_tokenizer_free(t);
+    t = load_fixture("llama-spm");
+    cr_assert_eq(lc_tokenizer_add_bos(t), 1);
+    cr_assert_eq(lc_tokenizer_add_eos(t), 0);
+    cr_assert_eq(lc_tokenizer_bos(t), 1);
     lc_tokenizer_free(t);
     t = load_fixture("qwen2");
     cr_assert_eq(lc_tokenizer_bos(t), -1);
@@ -363,6 +369,9 @@ Test(tokenizer, hostile_files_refused)
     const char *cfg = "{\"eos_token\": \"</s>\"}";
     cr_assert_eq(lc_tokenizer_from_json(&t, good, strlen(good), cfg, strlen(cfg), "x", &err), -1);
     lc_test_assert_msg_has(&err, "tokenizer_config.json: eos_token \"</s>\" is not a token");
+    cfg = "{\"add_bos_token\": \"yes\"}";
+    cr_assert_eq(lc_tokenizer_from_json(&t, good, strlen(good), cfg, strlen(cfg), "x", &err), -1);
+    lc_test_assert_msg_has(&err, "tokenizer_config.json: (top).add_bos_token must be true or false");
     cfg = "{\"eos_token\": 3}";
     cr_assert_eq(lc_tokenizer_from_json(&t, good, strlen(good), cfg, strlen(cfg), "x", &err), -1);
     lc_test_assert_msg_has(&err, "eos_token must be");
