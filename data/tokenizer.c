@@ -245,17 +245,25 @@ static int need_str(const cJSON *o, const char *key, const char **out, const cha
     return 0;
 }
 
+/* Whether v is an integer number in [lo, hi] (range checked before any
+ * conversion: a huge double does not fit a long long); the value in *out. */
+static int json_int(const cJSON *v, long long lo, long long hi, long long *out)
+{
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= (double)lo && v->valuedouble <= (double)hi))
+        return 0;
+    *out = (long long)v->valuedouble;
+    return (double)*out == v->valuedouble;
+}
+
 static int get_int(const cJSON *o, const char *key, long long lo, long long hi, long long *out,
                    const char *where, const char *path, lc_error *err)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v))
         return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble ||
-        v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+    if (!json_int(v, lo, hi, out))
         return lc_error_set(err, "%s: %s.%s must be an integer in [%lld, %lld]", where, path,
                             key, lo, hi);
-    *out = (long long)v->valuedouble;
     return 0;
 }
 
@@ -400,10 +408,11 @@ static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_err
     const cJSON *v;
     cJSON_ArrayForEach(v, vocab) {
         char buf[64];
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int32_t)v->valuedouble)
+        long long id;
+        if (!json_int(v, INT32_MIN, INT32_MAX, &id))
             return lc_error_set(err, "%s: model.vocab[\"%s\"] must be an integer id", where,
                                 lc_printable(v->string, buf, sizeof buf));
-        if (lc_bpe_add_token(b, v->string, strlen(v->string), (int32_t)v->valuedouble, err))
+        if (lc_bpe_add_token(b, v->string, strlen(v->string), (int32_t)id, err))
             return lc_error_prefix(err, "%s: model.vocab[\"%s\"]", where,
                                    lc_printable(v->string, buf, sizeof buf));
     }
@@ -818,11 +827,11 @@ static int load_template(lc_tokenizer *t, const cJSON *o, const char *where, con
                                 path, lc_printable(name, buf, sizeof buf));
         const cJSON *idv;
         cJSON_ArrayForEach(idv, ids) {
-            if (!cJSON_IsNumber(idv) || idv->valuedouble < 0 || idv->valuedouble >= LC_BPE_MAX_ID ||
-                idv->valuedouble != (double)(int32_t)idv->valuedouble)
+            long long id;
+            if (!json_int(idv, 0, LC_BPE_MAX_ID - 1, &id))
                 return lc_error_set(err, "%s: %s.special_tokens[\"%s\"].ids must hold ids", where,
                                     path, lc_printable(name, buf, sizeof buf));
-            if (lc_ids_push(seen_a ? &t->suffix : &t->prefix, (int32_t)idv->valuedouble, err))
+            if (lc_ids_push(seen_a ? &t->suffix : &t->prefix, (int32_t)id, err))
                 return -1;
         }
     }
