@@ -9,6 +9,20 @@
 
 #include "data/jsonl.h"
 
+/* Whether JSON text s[0..n) holds the escape \u0000 (an odd run of
+ * backslashes before "u0000"; "\\u0000" is a backslash and text). */
+static int has_nul_escape(const char *s, size_t n)
+{
+    for (const char *p = s; (p = memmem(p, n - (size_t)(p - s), "\\u0000", 6)); p++) {
+        size_t at = (size_t)(p - s), run = 1;
+        while (run <= at && s[at - run] == '\\')
+            run++;
+        if (run % 2)
+            return 1;
+    }
+    return 0;
+}
+
 int lc_text_row_parse(const char *line, size_t n, const char *where, const char **text,
                       size_t *len, cJSON **owner, lc_error *err)
 {
@@ -30,7 +44,7 @@ int lc_text_row_parse(const char *line, size_t n, const char *where, const char 
         return lc_error_set(err, "%s: \"text\" must be a string", where);
     }
     /* cJSON strings end at the first NUL: a \u0000 would be cut off silently */
-    if (memmem(line, n, "\\u0000", 6)) {
+    if (has_nul_escape(line, n)) {
         cJSON_Delete(row);
         return lc_error_set(err, "%s: \\u0000 (NUL) in a row is not supported", where);
     }

@@ -464,15 +464,17 @@ Test(tokenizer, bad_text_rows)
         lc_test_assert_msg_has(&err, cases[i].msg);
         free(path);
     }
-    char *path = lc_test_write_text(dir, "ok.jsonl", "{\"text\": \"abba\"}\n\n{\"text\": \"\"}\n");
+    char *path = lc_test_write_text(dir, "ok.jsonl", "{\"text\": \"abba\"}\n\n{\"text\": \"\"}\n"
+                                                      "{\"text\": \"\\\\u0000\"}\n");
     char *buf = NULL;
     size_t n = 0;
     FILE *out = open_memstream(&buf, &n);
     long long rows;
     cr_assert_eq(lc_text_jsonl_tokenize(t, path, false, out, &rows, &err), 0, "%s", err.msg);
     fclose(out);
-    cr_assert_eq(rows, 2);
-    cr_assert_str_eq(buf, "{\"input_ids\": [2, 1, 0]}\n{\"input_ids\": []}\n");
+    cr_assert_eq(rows, 3);
+    /* the last row is a backslash and "u0000": not in the vocabulary, no unk: no ids */
+    cr_assert_str_eq(buf, "{\"input_ids\": [2, 1, 0]}\n{\"input_ids\": []}\n{\"input_ids\": []}\n");
     free(buf);
     free(path);
     cr_assert_eq(lc_text_jsonl_tokenize(t, "/nonexistent.jsonl", false, stdout, &rows, &err), -1);
