@@ -171,7 +171,7 @@ int lc_bpe_add_token(lc_bpe *b, const char *s, size_t n, int32_t id, lc_error *e
                             lc_printable_n(s, n, buf, sizeof buf));
     if (b->pool_len + n > UINT32_MAX)
         return lc_error_set(err, "vocabulary larger than 4 GiB");
-    if (b->pool_len + n > b->pool_cap) {
+    if (b->pool_len + n > b->pool_cap || !b->pool) { /* allocated even for "" */
         size_t cap = b->pool_cap ? b->pool_cap * 2 : 1 << 16;
         while (cap < b->pool_len + n)
             cap *= 2;
