@@ -1362,7 +1362,7 @@ static int split_added(lc_tokenizer *t, const trie *tr, const char *s, size_t n,
             continue;
         if (a->lstrip) {
             size_t ns = start;
-            while (ns > 0) {
+            while (ns > done) { /* space before the last token's end is not taken again */
                 size_t q = ns - 1;
                 while (q > 0 && ((uint8_t)s[q] & 0xc0) == 0x80)
                     q--;
