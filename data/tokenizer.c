@@ -1,23 +1,26 @@
 /* tokenizer.c — loads a Hugging Face tokenizer.json into a pipeline of
  * small steps (added-token split, normalizers, pre-tokenizers, BPE model,
- * post-processor template, decoders) and runs it the way HF `tokenizers`
- * does; see tokenizer.h for what is supported and why it is shaped so.
- * Unicode: PCRE2 (UTF + UCP, JIT) for the pre-tokenizer regexes, utf8proc
- * for validation and normalization forms. */
+ * post-processor template) and runs it the way HF `tokenizers` does; see
+ * tokenizer.h for what is supported and why it is shaped so. The BPE model
+ * is data/bpe.c, the decoder chain data/tok_decoder.c, the JSON readers
+ * data/tok_json.c. Unicode: PCRE2 (UTF + UCP, JIT) for the pre-tokenizer
+ * regexes, utf8proc for validation and normalization forms. */
 #include "data/tokenizer.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
+#include "data/tok_decoder.h"
+#include "data/tok_json.h"
+#include "data/tok_util.h"
 #include "train/fsutil.h"
 
-#define MAX_STEPS 16        /* steps of one normalizer / pre-tokenizer / decoder chain */
+#define MAX_STEPS 16        /* steps of one normalizer / pre-tokenizer chain */
 #define MATCH_LIMIT 10000000 /* PCRE2 backtracking bound per match (hostile regexes) */
 
 /* The GPT-2 pre-tokenizer regex ByteLevel(use_regex: true) splits with. */
@@ -33,7 +36,6 @@ typedef struct norm_step {
 
 enum split_behavior { SPLIT_ISOLATED, SPLIT_REMOVED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT };
 enum pre_kind { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE };
-enum prepend_scheme { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
 typedef struct pre_step {
     enum pre_kind kind;
     pcre2_code *re;          /* SPLIT, BYTELEVEL with use_regex (else NULL) */
@@ -42,21 +44,13 @@ typedef struct pre_step {
     int add_prefix_space;    /* BYTELEVEL */
     char repl[8];            /* METASPACE: replacement character, UTF-8 */
     size_t repl_len;
-    enum prepend_scheme scheme;
+    enum lc_prepend_scheme scheme;
     int split;               /* METASPACE: split before each replacement char */
     char *buf;               /* work text of this step */
     size_t buf_cap;
     size_t *cuts;            /* work: match ranges [2k, 2k+1] */
     size_t cuts_cap;
 } pre_step;
-
-enum dec_kind { DEC_BYTELEVEL, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE };
-typedef struct dec_step {
-    enum dec_kind kind;
-    char *a, *b;             /* REPLACE: a → b; STRIP: a = the character (owned) */
-    int start, stop;         /* STRIP */
-    enum prepend_scheme scheme; /* METASPACE */
-} dec_step;
 
 typedef struct added_token {
     int32_t id;
@@ -76,14 +70,6 @@ typedef struct trie {
     size_t n, cap;
 } trie;
 
-/* A list of strings (decoder work): string k is buf[off[k] .. off[k]+len[k]). */
-typedef struct strlist {
-    char *buf;
-    size_t used, cap;
-    size_t *off, *len;
-    size_t n, ncap;
-} strlist;
-
 struct lc_tokenizer {
     lc_bpe bpe;
     added_token *added;      /* [n_added] */
@@ -95,9 +81,7 @@ struct lc_tokenizer {
     size_t n_norm;
     pre_step pre[MAX_STEPS];
     size_t n_pre;
-    dec_step dec[MAX_STEPS];
-    size_t n_dec;
-    int has_decoder;
+    lc_decoder dec;
     lc_ids prefix, suffix;   /* post-processor template around the ids */
     int32_t bos, eos;        /* tokenizer_config.json's bos_token / eos_token, −1: none */
     int add_bos, add_eos;    /* its add_bos_token / add_eos_token: 1, 0, −1 absent */
@@ -105,39 +89,7 @@ struct lc_tokenizer {
     pcre2_jit_stack *jit_stack;
     char *norm_buf[2];       /* work: normalizer ping-pong */
     size_t norm_cap[2];
-    strlist dl[2];           /* work: decoder ping-pong */
 };
-
-/* ---- small helpers ---------------------------------------------------------- */
-static int grow(void **p, size_t *cap, size_t need, size_t elem, lc_error *err)
-{
-    if (need <= *cap)
-        return 0;
-    size_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q)
-        return lc_error_set(err, "tokenizer: out of memory (%zu bytes)", c * elem);
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
-/* Length of the UTF-8 character at s (s valid UTF-8). */
-static size_t char_len(const char *s)
-{
-    unsigned c = (uint8_t)s[0];
-    return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-}
-
-static uint32_t decode_char(const char *s, size_t n, size_t *cl)
-{
-    utf8proc_int32_t cp = 0;
-    utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &cp);
-    *cl = r > 0 ? (size_t)r : 1;
-    return r > 0 ? (uint32_t)cp : 0xfffd;
-}
 
 /* Rust's char::is_whitespace (Unicode White_Space). */
 static int is_space(uint32_t c)
@@ -160,243 +112,33 @@ static int is_word(uint32_t c)
            cat == UTF8PROC_CATEGORY_ND || cat == UTF8PROC_CATEGORY_NL || cat == UTF8PROC_CATEGORY_PC;
 }
 
-/* The code point that ends s[0..n) (n > 0, valid UTF-8). */
-static uint32_t last_char(const char *s, size_t n)
-{
-    size_t i = n - 1;
-    while (i > 0 && ((uint8_t)s[i] & 0xc0) == 0x80)
-        i--;
-    size_t cl;
-    return decode_char(s + i, n - i, &cl);
-}
-
-/* Byte offset of the first invalid UTF-8 sequence in s[0..n), or n. */
-static size_t utf8_valid_prefix(const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        if ((uint8_t)s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
-                                              (utf8proc_ssize_t)(n - i), &cp);
-        if (r <= 0)
-            return i;
-        i += (size_t)r;
-    }
-    return n;
-}
-
-/* ---- JSON reading with paths in the messages ------------------------------------ */
-static int type_error(lc_error *err, const char *where, const char *path, const char *want)
-{
-    return lc_error_set(err, "%s: %s must be %s", where, path, want);
-}
-
-/* Member key of o in *v (NULL when absent or null); an error when it is
- * there but is_type says it is not what want names. */
-static int member(const cJSON *o, const char *key, cJSON_bool (*is_type)(const cJSON *),
-                  const char *want, const cJSON **v, const char *where, const char *path,
-                  lc_error *err)
-{
-    *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!*v || cJSON_IsNull(*v)) {
-        *v = NULL;
-        return 0;
-    }
-    if (!is_type(*v))
-        return lc_error_set(err, "%s: %s.%s must be %s", where, path, key, want);
-    return 0;
-}
-
-/* Optional bool member: *out unchanged when absent or null. */
-static int get_bool(const cJSON *o, const char *key, bool *out, const char *where,
-                    const char *path, lc_error *err)
-{
-    const cJSON *v;
-    int rc = member(o, key, cJSON_IsBool, "true or false", &v, where, path, err);
-    if (v && !rc)
-        *out = cJSON_IsTrue(v);
-    return rc;
-}
-
-/* Optional string member (NULL when absent or null). */
-static int get_str(const cJSON *o, const char *key, const char **out, const char *where,
-                   const char *path, lc_error *err)
-{
-    const cJSON *v;
-    *out = NULL;
-    if (member(o, key, cJSON_IsString, "a string", &v, where, path, err))
-        return -1;
-    if (v)
-        *out = v->valuestring;
-    return 0;
-}
-
-static int need_str(const cJSON *o, const char *key, const char **out, const char *where,
-                    const char *path, lc_error *err)
-{
-    if (get_str(o, key, out, where, path, err))
-        return -1;
-    if (!*out)
-        return lc_error_set(err, "%s: %s.%s is missing", where, path, key);
-    return 0;
-}
-
-/* Whether v is an integer number in [lo, hi] (range checked before any
- * conversion: a huge double does not fit a long long); the value in *out. */
-static int json_int(const cJSON *v, long long lo, long long hi, long long *out)
-{
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= (double)lo && v->valuedouble <= (double)hi))
-        return 0;
-    *out = (long long)v->valuedouble;
-    return (double)*out == v->valuedouble;
-}
-
-static int get_int(const cJSON *o, const char *key, long long lo, long long hi, long long *out,
-                   const char *where, const char *path, lc_error *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v || cJSON_IsNull(v))
-        return 0;
-    if (!json_int(v, lo, hi, out))
-        return lc_error_set(err, "%s: %s.%s must be an integer in [%lld, %lld]", where, path,
-                            key, lo, hi);
-    return 0;
-}
-
-static const char *type_of(const cJSON *o, const char *where, const char *path, lc_error *err)
-{
-    const char *type;
-    if (!cJSON_IsObject(o)) {
-        type_error(err, where, path, "an object");
-        return NULL;
-    }
-    if (need_str(o, "type", &type, where, path, err))
-        return NULL;
-    return type;
-}
-
-static char *dup_n(const char *s, size_t n, lc_error *err)
-{
-    char *d = malloc(n + 1);
-    if (!d) {
-        lc_error_set(err, "tokenizer: out of memory");
-        return NULL;
-    }
-    memcpy(d, s, n);
-    d[n] = 0;
-    return d;
-}
-
-static int unsupported(lc_error *err, const char *where, const char *path, const char *what)
-{
-    char buf[64];
-    return lc_error_set(err, "%s: %s: unsupported \"%s\"", where, path,
-                        lc_printable(what, buf, sizeof buf));
-}
-
-/* A pattern object {"String": s} or {"Regex": r}; sets exactly one. */
-static int get_pattern(const cJSON *o, const char **str, const char **regex, const char *where,
-                       const char *path, lc_error *err)
-{
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "pattern");
-    char sub[256];
-    snprintf(sub, sizeof sub, "%s.pattern", path);
-    if (!cJSON_IsObject(p))
-        return type_error(err, where, sub, "an object {\"String\": ...} or {\"Regex\": ...}");
-    if (get_str(p, "String", str, where, sub, err) || get_str(p, "Regex", regex, where, sub, err))
-        return -1;
-    if (!*str == !*regex)
-        return type_error(err, where, sub, "an object {\"String\": ...} or {\"Regex\": ...}");
-    return 0;
-}
-
-/* A Replace step's {"pattern": {"String": a}, "content": b} into owned *a, *b. */
-static int load_replace(const cJSON *o, char **a, char **b, const char *where, const char *path,
-                        lc_error *err)
-{
-    const char *s, *re, *c;
-    char sub[256];
-    if (get_pattern(o, &s, &re, where, path, err) || need_str(o, "content", &c, where, path, err))
-        return -1;
-    snprintf(sub, sizeof sub, "%s.pattern.Regex", path);
-    if (re)
-        return unsupported(err, where, sub, "regex pattern of Replace");
-    if (!*s)
-        return lc_error_set(err, "%s: %s.pattern.String is empty", where, path);
-    if (!(*a = dup_n(s, strlen(s), err)) || !(*b = dup_n(c, strlen(c), err)))
-        return -1;
-    return 0;
-}
-
-/* A string member that must hold exactly one character. */
-static int need_char(const cJSON *o, const char *key, const char **out, const char *where,
-                     const char *path, lc_error *err)
-{
-    size_t cl;
-    if (need_str(o, key, out, where, path, err))
-        return -1;
-    if (!**out || (decode_char(*out, strlen(*out), &cl), cl != strlen(*out)))
-        return lc_error_set(err, "%s: %s.%s must be one character", where, path, key);
-    return 0;
-}
-
-/* Metaspace's prepend_scheme ("always", "first", "never"), or for older
- * files its add_prefix_space (true: always). */
-static int get_scheme(const cJSON *o, enum prepend_scheme *out, const char *where,
-                      const char *path, lc_error *err)
-{
-    const char *scheme;
-    bool prefix = true;
-    char sub[256];
-    if (get_str(o, "prepend_scheme", &scheme, where, path, err) ||
-        get_bool(o, "add_prefix_space", &prefix, where, path, err))
-        return -1;
-    *out = prefix ? PREPEND_ALWAYS : PREPEND_NEVER;
-    if (!scheme)
-        return 0;
-    snprintf(sub, sizeof sub, "%s.prepend_scheme", path);
-    if (strcmp(scheme, "always") == 0)
-        *out = PREPEND_ALWAYS;
-    else if (strcmp(scheme, "first") == 0)
-        *out = PREPEND_FIRST;
-    else if (strcmp(scheme, "never") == 0)
-        *out = PREPEND_NEVER;
-    else
-        return unsupported(err, where, sub, scheme);
-    return 0;
-}
-
 /* ---- loading: model ------------------------------------------------------------ */
 static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_error *err)
 {
     lc_bpe *b = &t->bpe;
     if (!cJSON_IsObject(m))
-        return type_error(err, where, "model", "an object");
+        return lc_tj_type_error(err, where, "model", "an object");
     const char *type;
-    if (get_str(m, "type", &type, where, "model", err))
+    if (lc_tj_str(m, "type", &type, where, "model", err))
         return -1;
     if (type && strcmp(type, "BPE") != 0)
-        return unsupported(err, where, "model.type", type);
+        return lc_tj_unsupported(err, where, "model.type", type);
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(m, "dropout");
     if (dropout && !cJSON_IsNull(dropout))
-        return unsupported(err, where, "model.dropout", "BPE dropout (must be null)");
+        return lc_tj_unsupported(err, where, "model.dropout", "BPE dropout (must be null)");
     const char *s;
-    if (get_str(m, "continuing_subword_prefix", &s, where, "model", err))
+    if (lc_tj_str(m, "continuing_subword_prefix", &s, where, "model", err))
         return -1;
     if (s && *s)
-        return unsupported(err, where, "model.continuing_subword_prefix", s);
-    if (get_str(m, "end_of_word_suffix", &s, where, "model", err))
+        return lc_tj_unsupported(err, where, "model.continuing_subword_prefix", s);
+    if (lc_tj_str(m, "end_of_word_suffix", &s, where, "model", err))
         return -1;
     if (s && *s)
-        return unsupported(err, where, "model.end_of_word_suffix", s);
+        return lc_tj_unsupported(err, where, "model.end_of_word_suffix", s);
     bool fuse = false, fallback = false, ignore = false;
-    if (get_bool(m, "fuse_unk", &fuse, where, "model", err) ||
-        get_bool(m, "byte_fallback", &fallback, where, "model", err) ||
-        get_bool(m, "ignore_merges", &ignore, where, "model", err))
+    if (lc_tj_bool(m, "fuse_unk", &fuse, where, "model", err) ||
+        lc_tj_bool(m, "byte_fallback", &fallback, where, "model", err) ||
+        lc_tj_bool(m, "ignore_merges", &ignore, where, "model", err))
         return -1;
     b->fuse_unk = fuse;
     b->byte_fallback = fallback;
@@ -404,12 +146,12 @@ static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_err
 
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(m, "vocab");
     if (!cJSON_IsObject(vocab))
-        return type_error(err, where, "model.vocab", "an object {token: id}");
+        return lc_tj_type_error(err, where, "model.vocab", "an object {token: id}");
     const cJSON *v;
     cJSON_ArrayForEach(v, vocab) {
         char buf[64];
         long long id;
-        if (!json_int(v, INT32_MIN, INT32_MAX, &id))
+        if (!lc_tj_int(v, INT32_MIN, INT32_MAX, &id))
             return lc_error_set(err, "%s: model.vocab[\"%s\"] must be an integer id", where,
                                 lc_printable(v->string, buf, sizeof buf));
         if (lc_bpe_add_token(b, v->string, strlen(v->string), (int32_t)id, err))
@@ -417,7 +159,7 @@ static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_err
                                    lc_printable(v->string, buf, sizeof buf));
     }
     const char *unk;
-    if (get_str(m, "unk_token", &unk, where, "model", err))
+    if (lc_tj_str(m, "unk_token", &unk, where, "model", err))
         return -1;
     if (unk) {
         b->unk_id = lc_bpe_id(b, unk, strlen(unk));
@@ -429,7 +171,7 @@ static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_err
     }
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(m, "merges");
     if (merges && !cJSON_IsArray(merges))
-        return type_error(err, where, "model.merges", "an array");
+        return lc_tj_type_error(err, where, "model.merges", "an array");
     if (cJSON_GetArraySize(merges) > LC_BPE_MAX_MERGES)
         return lc_error_set(err, "%s: model.merges has %d entries (at most %d)", where,
                             cJSON_GetArraySize(merges), LC_BPE_MAX_MERGES);
@@ -469,7 +211,7 @@ static int normalize(lc_tokenizer *t, const char *s, size_t n, const char **res,
 static int trie_add(trie *tr, const char *s, size_t n, int32_t token, lc_error *err)
 {
     if (tr->n == 0) {
-        if (grow((void **)&tr->nodes, &tr->cap, 1, sizeof *tr->nodes, err))
+        if (lc_tok_grow((void **)&tr->nodes, &tr->cap, 1, sizeof *tr->nodes, err))
             return -1;
         tr->nodes[0] = (trie_node){-1, -1, -1, 0};
         tr->n = 1;
@@ -480,7 +222,7 @@ static int trie_add(trie *tr, const char *s, size_t n, int32_t token, lc_error *
         while (c >= 0 && tr->nodes[c].byte != (uint8_t)s[i])
             c = tr->nodes[c].sibling;
         if (c < 0) {
-            if (grow((void **)&tr->nodes, &tr->cap, tr->n + 1, sizeof *tr->nodes, err))
+            if (lc_tok_grow((void **)&tr->nodes, &tr->cap, tr->n + 1, sizeof *tr->nodes, err))
                 return -1;
             c = (int32_t)tr->n++;
             tr->nodes[c] = (trie_node){-1, tr->nodes[node].child, -1, (uint8_t)s[i]};
@@ -520,7 +262,7 @@ static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_e
     if (!arr || cJSON_IsNull(arr))
         return 0;
     if (!cJSON_IsArray(arr))
-        return type_error(err, where, "added_tokens", "an array");
+        return lc_tj_type_error(err, where, "added_tokens", "an array");
     int n = cJSON_GetArraySize(arr);
     if (n > LC_TOKENIZER_MAX_ADDED)
         return lc_error_set(err, "%s: added_tokens has %d entries (at most %d)", where, n,
@@ -534,12 +276,12 @@ static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_e
         char path[64];
         snprintf(path, sizeof path, "added_tokens[%zu]", t->n_added);
         if (!cJSON_IsObject(a))
-            return type_error(err, where, path, "an object");
+            return lc_tj_type_error(err, where, path, "an object");
         added_token *tok = &t->added[t->n_added];
         long long id = -1;
         const char *content;
-        if (get_int(a, "id", 0, LC_BPE_MAX_ID - 1, &id, where, path, err) ||
-            need_str(a, "content", &content, where, path, err))
+        if (lc_tj_get_int(a, "id", 0, LC_BPE_MAX_ID - 1, &id, where, path, err) ||
+            lc_tj_need_str(a, "content", &content, where, path, err))
             return -1;
         if (id < 0)
             return lc_error_set(err, "%s: %s.id is missing", where, path);
@@ -549,16 +291,16 @@ static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_e
             return lc_error_set(err, "%s: %s.content is longer than %d bytes", where, path,
                                 LC_BPE_MAX_TOKEN);
         tok->len = strlen(content);
-        if (!(tok->content = dup_n(content, tok->len, err)))
+        if (!(tok->content = lc_tok_dup(content, tok->len, err)))
             return -1;
         t->n_added++;
-        if (get_bool(a, "special", &tok->special, where, path, err))
+        if (lc_tj_bool(a, "special", &tok->special, where, path, err))
             return -1;
         tok->normalized = !tok->special; /* HF's default */
-        if (get_bool(a, "lstrip", &tok->lstrip, where, path, err) ||
-            get_bool(a, "rstrip", &tok->rstrip, where, path, err) ||
-            get_bool(a, "single_word", &tok->single_word, where, path, err) ||
-            get_bool(a, "normalized", &tok->normalized, where, path, err))
+        if (lc_tj_bool(a, "lstrip", &tok->lstrip, where, path, err) ||
+            lc_tj_bool(a, "rstrip", &tok->rstrip, where, path, err) ||
+            lc_tj_bool(a, "single_word", &tok->single_word, where, path, err) ||
+            lc_tj_bool(a, "normalized", &tok->normalized, where, path, err))
             return -1;
         /* HF's ids, whatever the file says: content in the vocabulary (or
          * added before) keeps that id, the others are numbered on from the
@@ -587,40 +329,10 @@ static int load_added(lc_tokenizer *t, const cJSON *arr, const char *where, lc_e
 }
 
 /* ---- loading: normalizer, pre-tokenizer, post-processor, decoder --------------------- */
-/* Loads one step of a chain: o is an object whose "type" is type (not "Sequence"). */
-typedef int (*step_loader)(lc_tokenizer *t, const cJSON *o, const char *type, const char *where,
-                           const char *path, lc_error *err);
-
-/* Loads o at path: null (nothing), {"type": "Sequence", list_key: [...]} (each
- * element in turn, nested sequences flattened) or one step given to one. */
-static int load_chain(lc_tokenizer *t, const cJSON *o, const char *list_key, step_loader one,
-                      const char *where, const char *path, lc_error *err)
-{
-    if (!o || cJSON_IsNull(o))
-        return 0;
-    const char *type = type_of(o, where, path, err);
-    if (!type)
-        return -1;
-    if (strcmp(type, "Sequence") != 0)
-        return one(t, o, type, where, path, err);
-    char sub[256];
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, list_key);
-    snprintf(sub, sizeof sub, "%s.%s", path, list_key);
-    if (!cJSON_IsArray(list))
-        return type_error(err, where, sub, "an array");
-    int i = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, list) {
-        snprintf(sub, sizeof sub, "%s.%s[%d]", path, list_key, i++);
-        if (load_chain(t, e, list_key, one, where, sub, err))
-            return -1;
-    }
-    return 0;
-}
-
-static int normalizer_step(lc_tokenizer *t, const cJSON *o, const char *type, const char *where,
+static int normalizer_step(void *ctx, const cJSON *o, const char *type, const char *where,
                            const char *path, lc_error *err)
 {
+    lc_tokenizer *t = ctx;
     char sub[256];
     if (t->n_norm == MAX_STEPS)
         return lc_error_set(err, "%s: %s: more than %d normalizer steps", where, path, MAX_STEPS);
@@ -637,15 +349,15 @@ static int normalizer_step(lc_tokenizer *t, const cJSON *o, const char *type, co
     } else if (strcmp(type, "Prepend") == 0) {
         const char *p;
         st->kind = NORM_PREPEND;
-        if (need_str(o, "prepend", &p, where, path, err) || !(st->a = dup_n(p, strlen(p), err)))
+        if (lc_tj_need_str(o, "prepend", &p, where, path, err) || !(st->a = lc_tok_dup(p, strlen(p), err)))
             return -1;
     } else if (strcmp(type, "Replace") == 0) {
         st->kind = NORM_REPLACE;
-        if (load_replace(o, &st->a, &st->b, where, path, err))
+        if (lc_tj_replace(o, &st->a, &st->b, where, path, err))
             return -1;
     } else {
         snprintf(sub, sizeof sub, "%s.type", path);
-        return unsupported(err, where, sub, type);
+        return lc_tj_unsupported(err, where, sub, type);
     }
     t->n_norm++;
     return 0;
@@ -721,14 +433,15 @@ static int compile_regex(pre_step *st, const char *pattern, int literal,
     return 0;
 }
 
-static int pre_step_load(lc_tokenizer *t, const cJSON *o, const char *type, const char *where,
+static int pre_step_load(void *ctx, const cJSON *o, const char *type, const char *where,
                          const char *path, lc_error *err)
 {
+    lc_tokenizer *t = ctx;
     char sub[256];
     if (t->n_pre == MAX_STEPS)
         return lc_error_set(err, "%s: %s: more than %d pre-tokenizer steps", where, path, MAX_STEPS);
     if (t->bpe.byte_level)
-        return unsupported(err, where, path, "pre-tokenizer after ByteLevel");
+        return lc_tj_unsupported(err, where, path, "pre-tokenizer after ByteLevel");
     pre_step *st = &t->pre[t->n_pre];
     memset(st, 0, sizeof *st);
     t->n_pre++; /* counted now so lc_tokenizer_free releases a half-made step */
@@ -736,13 +449,13 @@ static int pre_step_load(lc_tokenizer *t, const cJSON *o, const char *type, cons
         const char *s, *re, *beh;
         bool invert = false;
         st->kind = PRE_SPLIT;
-        if (get_pattern(o, &s, &re, where, path, err) ||
-            need_str(o, "behavior", &beh, where, path, err) ||
-            get_bool(o, "invert", &invert, where, path, err))
+        if (lc_tj_pattern(o, &s, &re, where, path, err) ||
+            lc_tj_need_str(o, "behavior", &beh, where, path, err) ||
+            lc_tj_bool(o, "invert", &invert, where, path, err))
             return -1;
         snprintf(sub, sizeof sub, "%s.invert", path);
         if (invert)
-            return unsupported(err, where, sub, "inverted split");
+            return lc_tj_unsupported(err, where, sub, "inverted split");
         snprintf(sub, sizeof sub, "%s.behavior", path);
         if (strcmp(beh, "Isolated") == 0)
             st->behavior = SPLIT_ISOLATED;
@@ -753,7 +466,7 @@ static int pre_step_load(lc_tokenizer *t, const cJSON *o, const char *type, cons
         else if (strcmp(beh, "MergedWithNext") == 0)
             st->behavior = SPLIT_MERGED_NEXT;
         else
-            return unsupported(err, where, sub, beh);
+            return lc_tj_unsupported(err, where, sub, beh);
         snprintf(sub, sizeof sub, "%s.pattern.%s", path, re ? "Regex" : "String");
         return compile_regex(st, re ? re : s, !re, where, sub, err);
     }
@@ -761,8 +474,8 @@ static int pre_step_load(lc_tokenizer *t, const cJSON *o, const char *type, cons
         bool prefix = false, use_regex = true;
         st->kind = PRE_BYTELEVEL;
         st->behavior = SPLIT_ISOLATED;
-        if (get_bool(o, "add_prefix_space", &prefix, where, path, err) ||
-            get_bool(o, "use_regex", &use_regex, where, path, err))
+        if (lc_tj_bool(o, "add_prefix_space", &prefix, where, path, err) ||
+            lc_tj_bool(o, "use_regex", &use_regex, where, path, err))
             return -1;
         st->add_prefix_space = prefix;
         t->bpe.byte_level = 1;
@@ -772,9 +485,9 @@ static int pre_step_load(lc_tokenizer *t, const cJSON *o, const char *type, cons
         const char *repl;
         bool split = true;
         st->kind = PRE_METASPACE;
-        if (need_char(o, "replacement", &repl, where, path, err) ||
-            get_scheme(o, &st->scheme, where, path, err) ||
-            get_bool(o, "split", &split, where, path, err))
+        if (lc_tj_char(o, "replacement", &repl, where, path, err) ||
+            lc_tj_scheme(o, &st->scheme, where, path, err) ||
+            lc_tj_bool(o, "split", &split, where, path, err))
             return -1;
         memcpy(st->repl, repl, strlen(repl));
         st->repl_len = strlen(repl);
@@ -782,7 +495,7 @@ static int pre_step_load(lc_tokenizer *t, const cJSON *o, const char *type, cons
         return 0;
     }
     snprintf(sub, sizeof sub, "%s.type", path);
-    return unsupported(err, where, sub, type);
+    return lc_tj_unsupported(err, where, sub, type);
 }
 
 /* The ids of a TemplateProcessing "single" template around $A. */
@@ -794,9 +507,9 @@ static int load_template(lc_tokenizer *t, const cJSON *o, const char *where, con
     const cJSON *specials = cJSON_GetObjectItemCaseSensitive(o, "special_tokens");
     snprintf(sub, sizeof sub, "%s.single", path);
     if (!cJSON_IsArray(single))
-        return type_error(err, where, sub, "an array");
+        return lc_tj_type_error(err, where, sub, "an array");
     if (t->prefix.n || t->suffix.n)
-        return unsupported(err, where, path, "second TemplateProcessing");
+        return lc_tj_unsupported(err, where, path, "second TemplateProcessing");
     int seen_a = 0, i = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, single) {
@@ -805,17 +518,17 @@ static int load_template(lc_tokenizer *t, const cJSON *o, const char *where, con
         const cJSON *seq = cJSON_GetObjectItemCaseSensitive(e, "Sequence");
         if (cJSON_IsObject(seq)) {
             const char *id;
-            if (need_str(seq, "id", &id, where, sub, err))
+            if (lc_tj_need_str(seq, "id", &id, where, sub, err))
                 return -1;
             if (strcmp(id, "A") != 0 || seen_a)
-                return unsupported(err, where, sub, "sequence other than one $A");
+                return lc_tj_unsupported(err, where, sub, "sequence other than one $A");
             seen_a = 1;
             continue;
         }
         const char *name;
-        if (!cJSON_IsObject(sp) || need_str(sp, "id", &name, where, sub, err)) {
+        if (!cJSON_IsObject(sp) || lc_tj_need_str(sp, "id", &name, where, sub, err)) {
             if (!cJSON_IsObject(sp))
-                type_error(err, where, sub, "{\"SpecialToken\": ...} or {\"Sequence\": ...}");
+                lc_tj_type_error(err, where, sub, "{\"SpecialToken\": ...} or {\"Sequence\": ...}");
             return -1;
         }
         const cJSON *def = cJSON_IsObject(specials) ?
@@ -828,7 +541,7 @@ static int load_template(lc_tokenizer *t, const cJSON *o, const char *where, con
         const cJSON *idv;
         cJSON_ArrayForEach(idv, ids) {
             long long id;
-            if (!json_int(idv, 0, LC_BPE_MAX_ID - 1, &id))
+            if (!lc_tj_int(idv, 0, LC_BPE_MAX_ID - 1, &id))
                 return lc_error_set(err, "%s: %s.special_tokens[\"%s\"].ids must hold ids", where,
                                     path, lc_printable(name, buf, sizeof buf));
             if (lc_ids_push(seen_a ? &t->suffix : &t->prefix, (int32_t)id, err))
@@ -840,59 +553,17 @@ static int load_template(lc_tokenizer *t, const cJSON *o, const char *where, con
     return 0;
 }
 
-static int post_step(lc_tokenizer *t, const cJSON *o, const char *type, const char *where,
+static int post_step(void *ctx, const cJSON *o, const char *type, const char *where,
                      const char *path, lc_error *err)
 {
+    lc_tokenizer *t = ctx;
     char sub[256];
     if (strcmp(type, "ByteLevel") == 0)
         return 0; /* only trims offsets: the ids are unchanged */
     if (strcmp(type, "TemplateProcessing") == 0)
         return load_template(t, o, where, path, err);
     snprintf(sub, sizeof sub, "%s.type", path);
-    return unsupported(err, where, sub, type);
-}
-
-static int decoder_step(lc_tokenizer *t, const cJSON *o, const char *type, const char *where,
-                        const char *path, lc_error *err)
-{
-    char sub[256];
-    if (t->n_dec == MAX_STEPS)
-        return lc_error_set(err, "%s: %s: more than %d decoder steps", where, path, MAX_STEPS);
-    dec_step *st = &t->dec[t->n_dec];
-    memset(st, 0, sizeof *st);
-    t->n_dec++;
-    if (strcmp(type, "ByteLevel") == 0) {
-        st->kind = DEC_BYTELEVEL;
-    } else if (strcmp(type, "ByteFallback") == 0) {
-        st->kind = DEC_BYTEFALLBACK;
-    } else if (strcmp(type, "Fuse") == 0) {
-        st->kind = DEC_FUSE;
-    } else if (strcmp(type, "Replace") == 0) {
-        st->kind = DEC_REPLACE;
-        if (load_replace(o, &st->a, &st->b, where, path, err))
-            return -1;
-    } else if (strcmp(type, "Strip") == 0) {
-        const char *c;
-        long long start = 0, stop = 0;
-        st->kind = DEC_STRIP;
-        if (need_char(o, "content", &c, where, path, err) ||
-            get_int(o, "start", 0, 1 << 20, &start, where, path, err) ||
-            get_int(o, "stop", 0, 1 << 20, &stop, where, path, err) ||
-            !(st->a = dup_n(c, strlen(c), err)))
-            return -1;
-        st->start = (int)start;
-        st->stop = (int)stop;
-    } else if (strcmp(type, "Metaspace") == 0) {
-        const char *repl;
-        st->kind = DEC_METASPACE;
-        if (need_char(o, "replacement", &repl, where, path, err) ||
-            get_scheme(o, &st->scheme, where, path, err) || !(st->a = dup_n(repl, strlen(repl), err)))
-            return -1;
-    } else {
-        snprintf(sub, sizeof sub, "%s.type", path);
-        return unsupported(err, where, sub, type);
-    }
-    return 0;
+    return lc_tj_unsupported(err, where, sub, type);
 }
 
 /* bos_token / eos_token of tokenizer_config.json: a string, {"content": s} or null. */
@@ -934,33 +605,31 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, con
         return lc_error_set(err, "tokenizer: out of memory");
     }
     lc_bpe_init(&t->bpe);
+    lc_decoder_init(&t->dec);
     t->bos = t->eos = -1;
     t->add_bos = t->add_eos = -1;
     int rc = -1;
     const cJSON *trunc = cJSON_GetObjectItemCaseSensitive(root, "truncation");
     const cJSON *pad = cJSON_GetObjectItemCaseSensitive(root, "padding");
     if (trunc && !cJSON_IsNull(trunc)) {
-        unsupported(err, where, "truncation", "truncation (must be null)");
+        lc_tj_unsupported(err, where, "truncation", "truncation (must be null)");
         goto done;
     }
     if (pad && !cJSON_IsNull(pad)) {
-        unsupported(err, where, "padding", "padding (must be null)");
+        lc_tj_unsupported(err, where, "padding", "padding (must be null)");
         goto done;
     }
     /* pre-tokenizer first: it says whether the model is byte-level */
-    if (load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), "pretokenizers",
+    if (lc_tj_chain(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), "pretokenizers",
                    pre_step_load, where, "pre_tokenizer", err) ||
         load_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), where, err) ||
-        load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers",
+        lc_tj_chain(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers",
                    normalizer_step, where, "normalizer", err) ||
         load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), where, err) ||
-        load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), "processors",
+        lc_tj_chain(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), "processors",
                    post_step, where, "post_processor", err) ||
-        load_chain(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), "decoders",
-                   decoder_step, where, "decoder", err))
+        lc_decoder_load(&t->dec, cJSON_GetObjectItemCaseSensitive(root, "decoder"), where, err))
         goto done;
-    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
-    t->has_decoder = dec && !cJSON_IsNull(dec);
     lc_bpe_finish(&t->bpe);
     int32_t nv = t->vocab_size = lc_tokenizer_vocab_size(t);
     t->added_of = malloc(((size_t)nv + 1) * sizeof *t->added_of);
@@ -1003,8 +672,8 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, con
         const cJSON *v_ae = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");
         int bad = config_token(t, cfg, "bos_token", &t->bos, err) ||
                   config_token(t, cfg, "eos_token", &t->eos, err) ||
-                  get_bool(cfg, "add_bos_token", &ab, "tokenizer_config.json", "(top)", err) ||
-                  get_bool(cfg, "add_eos_token", &ae, "tokenizer_config.json", "(top)", err);
+                  lc_tj_bool(cfg, "add_bos_token", &ab, "tokenizer_config.json", "(top)", err) ||
+                  lc_tj_bool(cfg, "add_eos_token", &ae, "tokenizer_config.json", "(top)", err);
         if (v_ab && !cJSON_IsNull(v_ab))
             t->add_bos = ab;
         if (v_ae && !cJSON_IsNull(v_ae))
@@ -1068,21 +737,13 @@ void lc_tokenizer_free(lc_tokenizer *t)
         free(t->pre[i].buf);
         free(t->pre[i].cuts);
     }
-    for (size_t i = 0; i < t->n_dec; i++) {
-        free(t->dec[i].a);
-        free(t->dec[i].b);
-    }
+    lc_decoder_free(&t->dec);
     lc_ids_free(&t->prefix);
     lc_ids_free(&t->suffix);
     pcre2_match_context_free(t->mctx);
     pcre2_jit_stack_free(t->jit_stack);
     free(t->norm_buf[0]);
     free(t->norm_buf[1]);
-    for (int k = 0; k < 2; k++) {
-        free(t->dl[k].buf);
-        free(t->dl[k].off);
-        free(t->dl[k].len);
-    }
     free(t);
 }
 
@@ -1131,10 +792,10 @@ static int regex_matches(lc_tokenizer *t, pre_step *st, const char *s, size_t n,
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(st->md);
         if (ov[1] <= ov[0]) { /* empty match: no piece; step over one character */
-            pos = ov[0] < n ? ov[0] + char_len(s + ov[0]) : n + 1;
+            pos = ov[0] < n ? ov[0] + lc_utf8_len(s + ov[0]) : n + 1;
             continue;
         }
-        if (grow((void **)&st->cuts, &st->cuts_cap, 2 * k + 2, sizeof *st->cuts, err))
+        if (lc_tok_grow((void **)&st->cuts, &st->cuts_cap, 2 * k + 2, sizeof *st->cuts, err))
             return -1;
         st->cuts[2 * k] = ov[0];
         st->cuts[2 * k + 1] = ov[1];
@@ -1200,7 +861,7 @@ static int pretokenize(lc_tokenizer *t, size_t step, const char *s, size_t n, in
         return split_pieces(t, step, s, n, nm, at_origin, out, err);
     case PRE_BYTELEVEL:
         if (st->add_prefix_space && s[0] != ' ') {
-            if (grow((void **)&st->buf, &st->buf_cap, n + 1, 1, err))
+            if (lc_tok_grow((void **)&st->buf, &st->buf_cap, n + 1, 1, err))
                 return -1;
             st->buf[0] = ' ';
             memcpy(st->buf + 1, s, n);
@@ -1217,12 +878,12 @@ static int pretokenize(lc_tokenizer *t, size_t step, const char *s, size_t n, in
         size_t spaces = 0;
         for (size_t i = 0; i < n; i++)
             spaces += s[i] == ' ';
-        if (grow((void **)&st->buf, &st->buf_cap, n + (spaces + 1) * st->repl_len, 1, err))
+        if (lc_tok_grow((void **)&st->buf, &st->buf_cap, n + (spaces + 1) * st->repl_len, 1, err))
             return -1;
         size_t m = 0;
         int starts = n >= st->repl_len && memcmp(s, st->repl, st->repl_len) == 0;
         if ((s[0] != ' ' && !starts) &&
-            (st->scheme == PREPEND_ALWAYS || (st->scheme == PREPEND_FIRST && at_origin))) {
+            (st->scheme == LC_PREPEND_ALWAYS || (st->scheme == LC_PREPEND_FIRST && at_origin))) {
             memcpy(st->buf, st->repl, st->repl_len);
             m = st->repl_len;
         }
@@ -1239,7 +900,7 @@ static int pretokenize(lc_tokenizer *t, size_t step, const char *s, size_t n, in
         for (size_t i = 0; i + st->repl_len <= m; i++) {
             if (memcmp(st->buf + i, st->repl, st->repl_len) != 0)
                 continue;
-            if (grow((void **)&st->cuts, &st->cuts_cap, 2 * nm + 2, sizeof *st->cuts, err))
+            if (lc_tok_grow((void **)&st->cuts, &st->cuts_cap, 2 * nm + 2, sizeof *st->cuts, err))
                 return -1;
             st->cuts[2 * nm] = i;
             st->cuts[2 * nm + 1] = i + st->repl_len;
@@ -1280,7 +941,7 @@ static int normalize(lc_tokenizer *t, const char *s, size_t n, const char **res,
                                                (utf8proc_option_t)opts[st->kind]);
             if (rl < 0)
                 return lc_error_set(err, "tokenizer: normalization failed: %s", utf8proc_errmsg(rl));
-            if (grow((void **)&t->norm_buf[nb], &t->norm_cap[nb], (size_t)rl + 1, 1, err)) {
+            if (lc_tok_grow((void **)&t->norm_buf[nb], &t->norm_cap[nb], (size_t)rl + 1, 1, err)) {
                 free(r);
                 return -1;
             }
@@ -1291,7 +952,7 @@ static int normalize(lc_tokenizer *t, const char *s, size_t n, const char **res,
         }
         case NORM_PREPEND: {
             size_t pl = strlen(st->a);
-            if (grow((void **)&t->norm_buf[nb], &t->norm_cap[nb], n + pl + 1, 1, err))
+            if (lc_tok_grow((void **)&t->norm_buf[nb], &t->norm_cap[nb], n + pl + 1, 1, err))
                 return -1;
             dst = t->norm_buf[nb];
             if (n > 0) { /* HF prepends to non-empty text only */
@@ -1311,7 +972,7 @@ static int normalize(lc_tokenizer *t, const char *s, size_t n, const char **res,
                 } else {
                     i++;
                 }
-            if (grow((void **)&t->norm_buf[nb], &t->norm_cap[nb], n + hits * bl + 1, 1, err))
+            if (lc_tok_grow((void **)&t->norm_buf[nb], &t->norm_cap[nb], n + hits * bl + 1, 1, err))
                 return -1;
             dst = t->norm_buf[nb];
             for (size_t i = 0; i < n;)
@@ -1350,15 +1011,15 @@ static int split_added(lc_tokenizer *t, const trie *tr, const char *s, size_t n,
         size_t len = 0;
         int32_t k = tr->n ? trie_longest(tr, s + p, n - p, &len) : -1;
         if (k < 0) {
-            p += char_len(s + p);
+            p += lc_utf8_len(s + p);
             continue;
         }
         const added_token *a = &t->added[k];
         size_t start = p, stop = p + len;
         p = stop;
         if (a->single_word &&
-            ((start > 0 && is_word(last_char(s, start))) ||
-             (stop < n && is_word(decode_char(s + stop, n - stop, &len)))))
+            ((start > 0 && is_word(lc_utf8_last(s, start))) ||
+             (stop < n && is_word(lc_utf8_decode(s + stop, n - stop, &len)))))
             continue;
         if (a->lstrip) {
             size_t ns = start;
@@ -1367,7 +1028,7 @@ static int split_added(lc_tokenizer *t, const trie *tr, const char *s, size_t n,
                 while (q > 0 && ((uint8_t)s[q] & 0xc0) == 0x80)
                     q--;
                 size_t cl;
-                if (!is_space(decode_char(s + q, ns - q, &cl)))
+                if (!is_space(lc_utf8_decode(s + q, ns - q, &cl)))
                     break;
                 ns = q;
             }
@@ -1376,7 +1037,7 @@ static int split_added(lc_tokenizer *t, const trie *tr, const char *s, size_t n,
         if (a->rstrip) {
             while (stop < n) {
                 size_t cl;
-                if (!is_space(decode_char(s + stop, n - stop, &cl)))
+                if (!is_space(lc_utf8_decode(s + stop, n - stop, &cl)))
                     break;
                 stop += cl;
             }
@@ -1415,7 +1076,7 @@ static int gap_raw(lc_tokenizer *t, const char *s, size_t n, int at_origin, lc_i
 int lc_tokenizer_encode(lc_tokenizer *t, const char *text, size_t len, bool add_special,
                         lc_ids *out, lc_error *err)
 {
-    size_t bad = utf8_valid_prefix(text, len);
+    size_t bad = lc_utf8_valid_prefix(text, len);
     if (bad < len)
         return lc_error_set(err, "text is not valid UTF-8 (byte %zu)", bad);
     for (size_t i = 0; add_special && i < t->prefix.n; i++)
@@ -1429,211 +1090,12 @@ int lc_tokenizer_encode(lc_tokenizer *t, const char *text, size_t len, bool add_
     return 0;
 }
 
-/* ---- decode ----------------------------------------------------------------------------- */
-static int sl_push(strlist *l, const char *s, size_t n, lc_error *err)
-{
-    if (grow((void **)&l->buf, &l->cap, l->used + n + 1, 1, err))
-        return -1;
-    if (l->n == l->ncap) {
-        size_t c = l->ncap ? 2 * l->ncap : 64;
-        size_t *off = realloc(l->off, c * sizeof *off);
-        if (off)
-            l->off = off;
-        size_t *len = off ? realloc(l->len, c * sizeof *len) : NULL;
-        if (!len)
-            return lc_error_set(err, "tokenizer: out of memory");
-        l->len = len;
-        l->ncap = c;
-    }
-    memcpy(l->buf + l->used, s, n);
-    l->off[l->n] = l->used;
-    l->len[l->n] = n;
-    l->used += n;
-    l->n++;
-    return 0;
-}
-
-/* Appends to the last string of l (one must exist). */
-static int sl_append(strlist *l, const char *s, size_t n, lc_error *err)
-{
-    if (grow((void **)&l->buf, &l->cap, l->used + n + 1, 1, err))
-        return -1;
-    memcpy(l->buf + l->used, s, n);
-    l->used += n;
-    l->len[l->n - 1] += n;
-    return 0;
-}
-
-/* Rust's String::from_utf8_lossy of s[0..n) appended to the last string of l:
- * each maximal invalid prefix of a sequence becomes one U+FFFD. */
-static int append_lossy(strlist *l, const char *s, size_t n, lc_error *err)
-{
-    static const char fffd[] = "\xef\xbf\xbd";
-    size_t i = 0;
-    while (i < n) {
-        size_t v = utf8_valid_prefix(s + i, n - i);
-        if (v && sl_append(l, s + i, v, err))
-            return -1;
-        i += v;
-        if (i == n)
-            break;
-        /* how many bytes of a well-formed sequence start here */
-        const uint8_t *u = (const uint8_t *)s + i;
-        size_t need = u[0] >= 0xf0 && u[0] <= 0xf4 ? 4 : u[0] >= 0xe0 ? 3 : u[0] >= 0xc2 && u[0] < 0xe0 ? 2 : 1;
-        size_t k = 1;
-        if (need > 1) {
-            uint8_t lo = 0x80, hi = 0xbf;
-            if (u[0] == 0xe0) lo = 0xa0;
-            if (u[0] == 0xed) hi = 0x9f;
-            if (u[0] == 0xf0) lo = 0x90;
-            if (u[0] == 0xf4) hi = 0x8f;
-            if (i + 1 < n && u[1] >= lo && u[1] <= hi) {
-                k = 2;
-                while (k < need && i + k < n && (u[k] & 0xc0) == 0x80)
-                    k++;
-            }
-        }
-        if (sl_append(l, fffd, 3, err))
-            return -1;
-        i += k;
-    }
-    return 0;
-}
-
-static int replace_into(strlist *dst, const char *s, size_t n, const char *a, const char *b,
-                        lc_error *err)
-{
-    size_t al = strlen(a), bl = strlen(b);
-    if (sl_push(dst, "", 0, err))
-        return -1;
-    for (size_t i = 0; i < n;) {
-        if (i + al <= n && memcmp(s + i, a, al) == 0) {
-            if (sl_append(dst, b, bl, err))
-                return -1;
-            i += al;
-        } else {
-            if (sl_append(dst, s + i, 1, err))
-                return -1;
-            i++;
-        }
-    }
-    return 0;
-}
-
-/* One decoder step from src into dst (emptied first). */
-static int decode_step(const dec_step *st, strlist *src, strlist *dst, lc_error *err)
-{
-    dst->n = dst->used = 0;
-    switch (st->kind) {
-    case DEC_BYTELEVEL: {
-        if (sl_push(dst, "", 0, err))
-            return -1;
-        char *bytes = NULL;
-        size_t nb = 0, cap = 0;
-        for (size_t k = 0; k < src->n; k++) {
-            const char *s = src->buf + src->off[k];
-            size_t n = src->len[k], start = nb, i = 0;
-            if (grow((void **)&bytes, &cap, nb + n + 1, 1, err)) {
-                free(bytes);
-                return -1;
-            }
-            while (i < n) {
-                size_t cl;
-                int b = lc_bytelevel_byte(decode_char(s + i, n - i, &cl));
-                if (b < 0)
-                    break;
-                bytes[nb++] = (char)b;
-                i += cl;
-            }
-            if (i < n) { /* a character outside the map: the token's own bytes */
-                memcpy(bytes + start, s, n);
-                nb = start + n;
-            }
-        }
-        int rc = append_lossy(dst, bytes ? bytes : "", nb, err);
-        free(bytes);
-        return rc;
-    }
-    case DEC_REPLACE:
-        for (size_t k = 0; k < src->n; k++)
-            if (replace_into(dst, src->buf + src->off[k], src->len[k], st->a, st->b, err))
-                return -1;
-        return 0;
-    case DEC_BYTEFALLBACK: {
-        char *run = NULL;
-        size_t nr = 0, cap = 0;
-        for (size_t k = 0; k <= src->n; k++) {
-            const char *s = k < src->n ? src->buf + src->off[k] : NULL;
-            int v = -1;
-            if (s && src->len[k] == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>' &&
-                isxdigit((unsigned char)s[3]) && isxdigit((unsigned char)s[4])) {
-                char hx[3] = {s[3], s[4], 0};
-                v = (int)strtol(hx, NULL, 16);
-            }
-            if (v >= 0) { /* one more byte of a run of <0xXX> tokens */
-                if (grow((void **)&run, &cap, nr + 1, 1, err)) {
-                    free(run);
-                    return -1;
-                }
-                run[nr++] = (char)v;
-                continue;
-            }
-            int bad = 0;
-            if (nr && utf8_valid_prefix(run, nr) == nr)
-                bad = sl_push(dst, run, nr, err);
-            for (size_t r = 0; nr && utf8_valid_prefix(run, nr) < nr && r < nr && !bad; r++)
-                bad = sl_push(dst, "\xef\xbf\xbd", 3, err); /* HF: one U+FFFD per byte */
-            nr = 0;
-            if (!bad && s)
-                bad = sl_push(dst, s, src->len[k], err);
-            if (bad) {
-                free(run);
-                return -1;
-            }
-        }
-        free(run);
-        return 0;
-    }
-    case DEC_FUSE:
-        if (sl_push(dst, "", 0, err))
-            return -1;
-        for (size_t k = 0; k < src->n; k++)
-            if (sl_append(dst, src->buf + src->off[k], src->len[k], err))
-                return -1;
-        return 0;
-    case DEC_STRIP: {
-        size_t cl = strlen(st->a);
-        for (size_t k = 0; k < src->n; k++) {
-            const char *s = src->buf + src->off[k];
-            size_t n = src->len[k], a = 0, b = n;
-            for (int i = 0; i < st->start && a + cl <= b && memcmp(s + a, st->a, cl) == 0; i++)
-                a += cl;
-            for (int i = 0; i < st->stop && b >= a + cl && memcmp(s + b - cl, st->a, cl) == 0; i++)
-                b -= cl;
-            if (sl_push(dst, s + a, b - a, err))
-                return -1;
-        }
-        return 0;
-    }
-    case DEC_METASPACE:
-        /* HF: every replacement character of the first token is dropped
-         * (unless the scheme is "never"), the others become spaces */
-        for (size_t k = 0; k < src->n; k++)
-            if (replace_into(dst, src->buf + src->off[k], src->len[k], st->a,
-                             k == 0 && st->scheme != PREPEND_NEVER ? "" : " ", err))
-                return -1;
-        return 0;
-    }
-    return 0;
-}
-
 int lc_tokenizer_decode(lc_tokenizer *t, const int32_t *ids, size_t n, char **text, size_t *len,
                         lc_error *err)
 {
     *text = NULL;
     *len = 0;
-    strlist *a = &t->dl[0], *b = &t->dl[1];
-    a->n = a->used = 0;
+    lc_decoder_begin(&t->dec);
     for (size_t i = 0; i < n; i++) {
         const char *s = NULL;
         size_t sn = 0;
@@ -1646,31 +1108,8 @@ int lc_tokenizer_decode(lc_tokenizer *t, const int32_t *ids, size_t n, char **te
         }
         if (!s)
             return lc_error_set(err, "decode: id %d (position %zu) is not a token", (int)ids[i], i);
-        if (sl_push(a, s, sn, err))
+        if (lc_decoder_push(&t->dec, s, sn, err))
             return -1;
     }
-    for (size_t k = 0; k < t->n_dec; k++) {
-        if (decode_step(&t->dec[k], a, b, err))
-            return -1;
-        strlist *tmp = a;
-        a = b;
-        b = tmp;
-    }
-    size_t total = 0;
-    for (size_t k = 0; k < a->n; k++)
-        total += a->len[k] + (!t->has_decoder && k > 0);
-    char *r = malloc(total + 1);
-    if (!r)
-        return lc_error_set(err, "tokenizer: out of memory");
-    size_t m = 0;
-    for (size_t k = 0; k < a->n; k++) {
-        if (!t->has_decoder && k > 0)
-            r[m++] = ' '; /* HF joins with spaces when the file has no decoder */
-        memcpy(r + m, a->buf + a->off[k], a->len[k]);
-        m += a->len[k];
-    }
-    r[m] = 0;
-    *text = r;
-    *len = m;
-    return 0;
+    return lc_decoder_finish(&t->dec, text, len, err);
 }
