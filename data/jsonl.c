@@ -128,40 +128,37 @@ int lc_jsonl_open(lc_jsonl_reader *r, const char *path, int64_t vocab, lc_error 
 
 /* Hardening (tests/test_hostile.c): getline() reads a whole line, however
  * long, into memory before the LC_JSONL_MAX_LINE check could refuse it (a
- * multi-GB file without a newline meant a multi-GB allocation). This reads
- * at most LC_JSONL_MAX_LINE + 1 bytes of a line into r->line (with its
- * '\n', NUL-terminated). Returns the byte count, -1 at end of file or on a
- * read error, -2 when out of memory. */
-static ssize_t read_line_bounded(lc_jsonl_reader *r)
+ * multi-GB file without a newline meant a multi-GB allocation). */
+ssize_t lc_read_line_bounded(FILE *f, char **line, size_t *line_cap)
 {
     const size_t max_cap = (size_t)LC_JSONL_MAX_LINE + 2;
     size_t n = 0;
     int c = EOF;
     ssize_t rc = 0;
-    flockfile(r->f);
+    flockfile(f);
     while (n <= LC_JSONL_MAX_LINE) {
-        if (n + 2 > r->line_cap) {
-            size_t cap = r->line_cap ? r->line_cap * 2 : 4096;
-            char *p = realloc(r->line, cap < max_cap ? cap : max_cap);
+        if (n + 2 > *line_cap) {
+            size_t cap = *line_cap ? *line_cap * 2 : 4096;
+            char *p = realloc(*line, cap < max_cap ? cap : max_cap);
             if (!p) {
                 rc = -2;
                 break;
             }
-            r->line = p;
-            r->line_cap = cap < max_cap ? cap : max_cap;
+            *line = p;
+            *line_cap = cap < max_cap ? cap : max_cap;
         }
-        if ((c = getc_unlocked(r->f)) == EOF)
+        if ((c = getc_unlocked(f)) == EOF)
             break;
-        r->line[n++] = (char)c;
+        (*line)[n++] = (char)c;
         if (c == '\n')
             break;
     }
-    funlockfile(r->f);
+    funlockfile(f);
     if (rc)
         return rc;
     if (n == 0)
         return -1;
-    r->line[n] = '\0';
+    (*line)[n] = '\0';
     return (ssize_t)n;
 }
 
@@ -169,7 +166,7 @@ int lc_jsonl_next(lc_jsonl_reader *r, lc_row *row, lc_error *err)
 {
     for (;;) {
         errno = 0;
-        ssize_t n = read_line_bounded(r);
+        ssize_t n = lc_read_line_bounded(r->f, &r->line, &r->line_cap);
         if (n == -2)
             return lc_error_set(err, "%s:%lld: out of memory reading a line", r->path,
                                 (long long)r->line_no + 1);

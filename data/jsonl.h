@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "autograd/error.h"
 
@@ -41,6 +42,12 @@ int lc_jsonl_next(lc_jsonl_reader *r, lc_row *row, lc_error *err);
 /* Continue reading at a row saved earlier: its lc_row offset and line. */
 int lc_jsonl_seek(lc_jsonl_reader *r, int64_t offset, int64_t line_no, lc_error *err);
 void lc_jsonl_close(lc_jsonl_reader *r);
+
+/* Reads one line of f (its '\n' included, NUL-terminated) into *line (grown
+ * with realloc, *line_cap bytes), at most LC_JSONL_MAX_LINE + 1 bytes of it,
+ * so a longer line is seen as such without reading it all. Returns the byte
+ * count, -1 at end of file or on a read error, -2 when out of memory. */
+ssize_t lc_read_line_bounded(FILE *f, char **line, size_t *line_cap);
 
 /* Parses one row's JSON text into ids/labels (each with room for *cap
  * values, grown with realloc). For the reader and the fuzzer. */

@@ -20,6 +20,11 @@
  *                           with them, weight MiB of the shape, peak RSS and
  *                           arena sizes finite and positive, a loss near
  *                           ln(vocab) (random model).
+ *   tokenize_matches_hf     lorac tokenize on the Qwen2 tokenizer fixture prints
+ *                           exactly HF's ids of every case, one line per row
+ *                           (blank lines skipped), and only those on stdout;
+ *                           --add-special-tokens gives the ids_special; a bad
+ *                           row fails with file and line, exit 1.
  *   help / usage            --help exits 0 on every command (info's says its
  *                           checkpointing rows are what training does);
  *                           unknown options and missing required arguments
@@ -41,6 +46,7 @@
 
 #include "data/safetensors.h"
 #include "helpers.h"
+#include "tokenizer_fixture.h"
 #include "train/fsutil.h"
 #include "train/eval.h"
 #include "train/model.h"
@@ -459,7 +465,7 @@ Test(cli, bench_tiny_run, .timeout = 60)
 
 Test(cli, help_exits_0)
 {
-    const char *cmds[] = {"train", "bench", "merge", "eval", "info"};
+    const char *cmds[] = {"train", "bench", "merge", "eval", "info", "tokenize"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         const char *args[] = {cmds[i], "--help", NULL};
         lc_test_run_result r = lc_test_run_lorac(NULL, args);
@@ -538,4 +544,78 @@ Test(cli, failures_exit_1)
                                     NULL}, "adapter_config.json");
     free(missing);
     free(tmp);
+}
+
+/* Each ids array of cases.jsonl (key) as its own {"input_ids": [...]} line. */
+static char *expected_rows(const char *cases, const char *key)
+{
+    size_t cap = 1 << 20, m = 0;
+    char *out = malloc(cap);
+    out[0] = 0;
+    const char *p = cases;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        cJSON *row = cJSON_ParseWithLength(p, e ? (size_t)(e - p) : strlen(p));
+        cr_assert_not_null(row);
+        const cJSON *v;
+        m += (size_t)snprintf(out + m, cap - m, "{\"input_ids\": [");
+        int first = 1;
+        cJSON_ArrayForEach(v, cJSON_GetObjectItem(row, key)) {
+            m += (size_t)snprintf(out + m, cap - m, first ? "%d" : ", %d", (int)v->valuedouble);
+            first = 0;
+        }
+        m += (size_t)snprintf(out + m, cap - m, "]}\n");
+        cr_assert_lt(m, cap - 64);
+        cJSON_Delete(row);
+        p = e ? e + 1 : p + strlen(p);
+    }
+    return out;
+}
+
+Test(cli, tokenize_matches_hf, .timeout = 60)
+{
+    char *dir = lc_test_tokenizer_dir("qwen2");
+    char *cases = lc_test_read_file(lc_test_fixture("tokenizers/qwen2/cases.jsonl"), NULL);
+    /* the cases themselves are rows {"text": ...} (extra keys are ignored);
+     * a blank line in the middle is skipped */
+    size_t n = strlen(cases);
+    char *in_text = malloc(n + 2);
+    const char *mid = strchr(cases, '\n') + 1;
+    size_t k = (size_t)(mid - cases);
+    memcpy(in_text, cases, k);
+    in_text[k] = '\n';
+    memcpy(in_text + k + 1, mid, n - k + 1);
+    char *in = lc_test_write_text(dir, "in.jsonl", in_text);
+    char *model = lc_test_asprintf("%s", dir);
+
+    lc_test_run_result r = lc_test_run_lorac(NULL, (const char *[]){"tokenize", "--model", model,
+                                                                    "--jsonl", in, NULL});
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    char *want = expected_rows(cases, "ids");
+    cr_assert_str_eq(r.out, want);
+    cr_assert_str_eq(r.err, "");
+    free(want);
+    lc_test_run_free(&r);
+
+    r = lc_test_run_lorac(NULL, (const char *[]){"tokenize", "--model", model, "--jsonl", in,
+                                                 "--add-special-tokens", NULL});
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    want = expected_rows(cases, "ids_special");
+    cr_assert_str_eq(r.out, want);
+    free(want);
+    lc_test_run_free(&r);
+
+    char *bad = lc_test_write_text(dir, "bad.jsonl", "{\"text\": \"ok\"}\n{\"txt\": \"no\"}\n");
+    expect_exit(1, (const char *[]){"tokenize", "--model", model, "--jsonl", bad, NULL},
+                "bad.jsonl:2: no \"text\" field");
+    expect_exit(2, (const char *[]){"tokenize", "--model", model, NULL}, "missing --jsonl");
+    expect_exit(1, (const char *[]){"tokenize", "--model", in, "--jsonl", bad, NULL},
+                "tokenizer.json");
+    free(bad);
+    free(in);
+    free(in_text);
+    free(model);
+    free(cases);
+    lc_test_rm_rf(dir);
+    free(dir);
 }

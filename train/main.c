@@ -12,6 +12,7 @@
 
 #include "autograd/cpu/blas.h"
 #include "autograd/cpu/dispatch.h"
+#include "data/text_jsonl.h"
 #include "train/bench.h"
 #include "train/config.h"
 #include "train/eval.h"
@@ -31,6 +32,7 @@ static void usage(FILE *f)
                "  eval CONFIG.yaml | --model DIR --data F    loss and perplexity on tokenized JSONL\n"
                "  info DIR                                   architecture, parameters, memory plan\n"
                "  quantize IN_DIR OUT_DIR                    write a bitsandbytes NF4 checkpoint\n"
+               "  tokenize --model DIR --jsonl IN.jsonl      token ids of {\"text\": ...} rows\n"
                "run 'lorac <command> --help' for a command's options;\n"
                "'lorac --version' for the build and the CPU kernels in use\n");
 }
@@ -566,6 +568,69 @@ static int cmd_quantize(int argc, char **argv)
     return 0;
 }
 
+static void tokenize_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lorac tokenize --model DIR --jsonl IN.jsonl [--add-special-tokens]\n"
+        "  Tokenizes each row {\"text\": \"...\"} of IN.jsonl with the tokenizer of the model\n"
+        "  in DIR (tokenizer.json, tokenizer_config.json) and prints one line\n"
+        "  {\"input_ids\": [...]} per row on stdout (nothing else goes there), the ids of\n"
+        "  Hugging Face's tokenizer(text, add_special_tokens=False).\n"
+        "  --add-special-tokens   add the post-processor's tokens (BOS for Llama) as\n"
+        "                         add_special_tokens=True does\n"
+        "  Exit status: 0 ok, 1 failed (the message names file and line), 2 bad usage.\n");
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        tokenize_usage(stdout);
+        return 0;
+    }
+    const char *dir = NULL, *jsonl = NULL;
+    bool special = false;
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        int k;
+        if ((k = opt_value(argc, argv, &i, "--model", &v)) > 0) {
+            dir = v;
+        } else if (k == 0 && (k = opt_value(argc, argv, &i, "--jsonl", &v)) > 0) {
+            jsonl = v;
+        } else if (k == 0 && strcmp(argv[i], "--add-special-tokens") == 0) {
+            special = true;
+        } else if (k == 0) {
+            fprintf(stderr, "lorac tokenize: unexpected argument '%s'\n", argv[i]);
+            tokenize_usage(stderr);
+            return 2;
+        }
+        if (k < 0) {
+            fprintf(stderr, "lorac tokenize: %s needs a value\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!dir || !jsonl) {
+        fprintf(stderr, "lorac tokenize: missing %s\n", dir ? "--jsonl" : "--model");
+        tokenize_usage(stderr);
+        return 2;
+    }
+    lc_error err = {{0}};
+    lc_tokenizer *t;
+    if (lc_tokenizer_load(&t, dir, &err)) {
+        fprintf(stderr, "lorac tokenize: %s\n", err.msg);
+        return 1;
+    }
+    long long rows;
+    int rc = lc_text_jsonl_tokenize(t, jsonl, special, stdout, &rows, &err);
+    lc_tokenizer_free(t);
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = lc_error_set(&err, "writing stdout failed");
+    if (rc) {
+        fprintf(stderr, "lorac tokenize: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* Before anything else: OpenBLAS may need a re-exec with the right core
@@ -593,6 +658,8 @@ int main(int argc, char **argv)
         return cmd_info(argc - 2, argv + 2);
     if (strcmp(argv[1], "quantize") == 0)
         return cmd_quantize(argc - 2, argv + 2);
+    if (strcmp(argv[1], "tokenize") == 0)
+        return cmd_tokenize(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0) {
         if (wants_help(argc - 2, argv + 2)) {
             bench_usage(stdout);

@@ -1,0 +1,474 @@
+/* bpe.c — vocabulary and merge tables of a BPE model and HF's rank-ordered
+ * merge of one word (see bpe.h for the algorithm and its cost). */
+#include "data/bpe.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/hash.h"
+
+int lc_ids_push(lc_ids *ids, int32_t id, lc_error *err)
+{
+    if (ids->n == ids->cap) {
+        size_t cap = ids->cap ? ids->cap * 2 : 64;
+        int32_t *v = realloc(ids->v, cap * sizeof *v);
+        if (!v)
+            return lc_error_set(err, "tokenizer: out of memory for %zu ids", cap);
+        ids->v = v;
+        ids->cap = cap;
+    }
+    ids->v[ids->n++] = id;
+    return 0;
+}
+
+void lc_ids_free(lc_ids *ids)
+{
+    free(ids->v);
+    memset(ids, 0, sizeof *ids);
+}
+
+const char *lc_printable_n(const char *s, size_t n, char *buf, size_t cap)
+{
+    char tmp[LC_ERROR_MAX];
+    if (cap > sizeof tmp)
+        cap = sizeof tmp;
+    size_t k = n < cap ? n : cap; /* one more than fits: lc_printable marks the cut */
+    memcpy(tmp, s, k);
+    tmp[k < sizeof tmp ? k : sizeof tmp - 1] = 0;
+    return lc_printable(tmp, buf, cap);
+}
+
+/* ---- GPT-2 byte map ------------------------------------------------------ */
+/* Printable Latin-1 bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') stand for
+ * themselves; the other 68 bytes take 256, 257, … in byte order. */
+static int byte_is_printable(unsigned b)
+{
+    return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae);
+}
+
+uint32_t lc_bytelevel_char(uint8_t b)
+{
+    if (byte_is_printable(b))
+        return b;
+    uint32_t n = 0;
+    for (unsigned c = 0; c < b; c++)
+        n += !byte_is_printable(c);
+    return 256 + n;
+}
+
+int lc_bytelevel_byte(uint32_t cp)
+{
+    if (cp < 256)
+        return byte_is_printable(cp) ? (int)cp : -1;
+    uint32_t n = cp - 256;
+    for (unsigned c = 0; c < 256; c++)
+        if (!byte_is_printable(c) && n-- == 0)
+            return (int)c;
+    return -1;
+}
+
+/* ---- tables ------------------------------------------------------------- */
+static uint64_t str_hash(const char *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+void lc_bpe_init(lc_bpe *b)
+{
+    memset(b, 0, sizeof *b);
+    b->unk_id = -1;
+    for (int i = 0; i < 256; i++)
+        b->byte_id[i] = -1;
+}
+
+void lc_bpe_free(lc_bpe *b)
+{
+    free(b->pool);
+    free(b->off);
+    free(b->len);
+    free(b->slots);
+    free(b->mkeys);
+    free(b->mrank);
+    free(b->mnew);
+    free(b->syms);
+    free(b->heap);
+    free(b->scratch);
+    lc_bpe_init(b);
+}
+
+const char *lc_bpe_token(const lc_bpe *b, int32_t id, size_t *n)
+{
+    if (id < 0 || id >= b->n_ids || b->len[id] == UINT32_MAX)
+        return NULL;
+    *n = b->len[id];
+    return b->pool + b->off[id];
+}
+
+int32_t lc_bpe_id(const lc_bpe *b, const char *s, size_t n)
+{
+    if (!b->slots)
+        return -1;
+    for (size_t i = str_hash(s, n) & b->slot_mask;; i = (i + 1) & b->slot_mask) {
+        int32_t id = b->slots[i];
+        if (id < 0)
+            return -1;
+        if (b->len[id] == n && memcmp(b->pool + b->off[id], s, n) == 0)
+            return id;
+    }
+}
+
+static int slots_grow(lc_bpe *b, lc_error *err)
+{
+    size_t cap = b->slots ? (b->slot_mask + 1) * 2 : 1024;
+    int32_t *slots = malloc(cap * sizeof *slots);
+    if (!slots)
+        return lc_error_set(err, "tokenizer: out of memory for the vocabulary");
+    memset(slots, 0xff, cap * sizeof *slots);
+    for (size_t i = 0; b->slots && i <= b->slot_mask; i++) {
+        int32_t id = b->slots[i];
+        if (id < 0)
+            continue;
+        size_t j = str_hash(b->pool + b->off[id], b->len[id]) & (cap - 1);
+        while (slots[j] >= 0)
+            j = (j + 1) & (cap - 1);
+        slots[j] = id;
+    }
+    free(b->slots);
+    b->slots = slots;
+    b->slot_mask = cap - 1;
+    return 0;
+}
+
+int lc_bpe_add_token(lc_bpe *b, const char *s, size_t n, int32_t id, lc_error *err)
+{
+    if (id < 0 || id >= LC_BPE_MAX_ID)
+        return lc_error_set(err, "id %d out of range [0, %d)", (int)id, LC_BPE_MAX_ID);
+    if (n > LC_BPE_MAX_TOKEN)
+        return lc_error_set(err, "token of %zu bytes (at most %d)", n, LC_BPE_MAX_TOKEN);
+    if (id >= b->n_ids) {
+        size_t cap = (size_t)id + 1 > (size_t)b->n_ids * 2 ? (size_t)id + 1 : (size_t)b->n_ids * 2;
+        if (cap > LC_BPE_MAX_ID)
+            cap = LC_BPE_MAX_ID;
+        uint32_t *off = realloc(b->off, cap * sizeof *off);
+        if (off)
+            b->off = off;
+        uint32_t *len = off ? realloc(b->len, cap * sizeof *len) : NULL;
+        if (!len)
+            return lc_error_set(err, "tokenizer: out of memory for %zu tokens", cap);
+        b->len = len;
+        for (size_t i = (size_t)b->n_ids; i < cap; i++)
+            b->len[i] = UINT32_MAX;
+        b->n_ids = (int32_t)cap;
+    }
+    char buf[64];
+    if (b->len[id] != UINT32_MAX)
+        return lc_error_set(err, "id %d given twice", (int)id);
+    if (lc_bpe_id(b, s, n) >= 0)
+        return lc_error_set(err, "token \"%s\" given twice",
+                            lc_printable_n(s, n, buf, sizeof buf));
+    if (b->pool_len + n > UINT32_MAX)
+        return lc_error_set(err, "vocabulary larger than 4 GiB");
+    if (b->pool_len + n > b->pool_cap || !b->pool) { /* allocated even for "" */
+        size_t cap = b->pool_cap ? b->pool_cap * 2 : 1 << 16;
+        while (cap < b->pool_len + n)
+            cap *= 2;
+        char *pool = realloc(b->pool, cap);
+        if (!pool)
+            return lc_error_set(err, "tokenizer: out of memory for the vocabulary");
+        b->pool = pool;
+        b->pool_cap = cap;
+    }
+    if ((b->n_tokens + 1) * 2 > (b->slots ? b->slot_mask + 1 : 0) && slots_grow(b, err))
+        return -1;
+    memcpy(b->pool + b->pool_len, s, n);
+    b->off[id] = (uint32_t)b->pool_len;
+    b->len[id] = (uint32_t)n;
+    b->pool_len += n;
+    size_t j = str_hash(s, n) & b->slot_mask;
+    while (b->slots[j] >= 0)
+        j = (j + 1) & b->slot_mask;
+    b->slots[j] = id;
+    b->n_tokens++;
+    return 0;
+}
+
+static uint64_t pair_key(int32_t l, int32_t r)
+{
+    return (uint64_t)(uint32_t)l << 32 | (uint32_t)r;
+}
+
+/* Slot of key in the merge table (empty slot when absent). */
+static size_t merge_slot(const lc_bpe *b, uint64_t key)
+{
+    size_t i = lc_splitmix64(key) & b->mmask;
+    while (b->mkeys[i] != UINT64_MAX && b->mkeys[i] != key)
+        i = (i + 1) & b->mmask;
+    return i;
+}
+
+static int merges_grow(lc_bpe *b, lc_error *err)
+{
+    size_t cap = b->mkeys ? (b->mmask + 1) * 2 : 1024;
+    uint64_t *keys = malloc(cap * sizeof *keys);
+    int32_t *rank = malloc(cap * sizeof *rank);
+    int32_t *nw = malloc(cap * sizeof *nw);
+    if (!keys || !rank || !nw) {
+        free(keys);
+        free(rank);
+        free(nw);
+        return lc_error_set(err, "tokenizer: out of memory for the merges");
+    }
+    memset(keys, 0xff, cap * sizeof *keys);
+    lc_bpe old = *b;
+    b->mkeys = keys;
+    b->mrank = rank;
+    b->mnew = nw;
+    b->mmask = cap - 1;
+    for (size_t i = 0; old.mkeys && i <= old.mmask; i++) {
+        if (old.mkeys[i] == UINT64_MAX)
+            continue;
+        size_t j = merge_slot(b, old.mkeys[i]);
+        keys[j] = old.mkeys[i];
+        rank[j] = old.mrank[i];
+        nw[j] = old.mnew[i];
+    }
+    free(old.mkeys);
+    free(old.mrank);
+    free(old.mnew);
+    return 0;
+}
+
+int lc_bpe_add_merge(lc_bpe *b, const char *l, size_t ln, const char *r, size_t rn, lc_error *err)
+{
+    char buf[64];
+    if (b->n_merges >= LC_BPE_MAX_MERGES)
+        return lc_error_set(err, "more than %d merges", LC_BPE_MAX_MERGES);
+    int32_t li = lc_bpe_id(b, l, ln), ri = lc_bpe_id(b, r, rn);
+    if (li < 0)
+        return lc_error_set(err, "merge part \"%s\" is not in the vocabulary",
+                            lc_printable_n(l, ln, buf, sizeof buf));
+    if (ri < 0)
+        return lc_error_set(err, "merge part \"%s\" is not in the vocabulary",
+                            lc_printable_n(r, rn, buf, sizeof buf));
+    if (ln + rn > LC_BPE_MAX_TOKEN)
+        return lc_error_set(err, "merged token of %zu bytes", ln + rn);
+    char cat[LC_BPE_MAX_TOKEN];
+    memcpy(cat, l, ln);
+    memcpy(cat + ln, r, rn);
+    int32_t ni = lc_bpe_id(b, cat, ln + rn);
+    if (ni < 0)
+        return lc_error_set(err, "merged token \"%s\" is not in the vocabulary",
+                            lc_printable_n(cat, ln + rn, buf, sizeof buf));
+    if ((b->n_merges + 1) * 2 > (b->mkeys ? b->mmask + 1 : 0) && merges_grow(b, err))
+        return -1;
+    uint64_t key = pair_key(li, ri);
+    size_t j = merge_slot(b, key);
+    if (b->mkeys[j] == key)
+        return 0; /* HF keeps the first (best) rank of a repeated merge */
+    b->mkeys[j] = key;
+    b->mrank[j] = (int32_t)b->n_merges;
+    b->mnew[j] = ni;
+    b->n_merges++;
+    return 0;
+}
+
+void lc_bpe_finish(lc_bpe *b)
+{
+    for (int c = 0; c < 256; c++) {
+        char s[8];
+        size_t n;
+        if (b->byte_level) {
+            uint32_t cp = lc_bytelevel_char((uint8_t)c);
+            if (cp < 0x80) {
+                s[0] = (char)cp;
+                n = 1;
+            } else {
+                s[0] = (char)(0xc0 | (cp >> 6));
+                s[1] = (char)(0x80 | (cp & 0x3f));
+                n = 2;
+            }
+        } else {
+            static const char hex[] = "0123456789ABCDEF";
+            memcpy(s, "<0x", 3);
+            s[3] = hex[c >> 4];
+            s[4] = hex[c & 15];
+            s[5] = '>';
+            n = 6;
+        }
+        b->byte_id[c] = (b->byte_level || b->byte_fallback) ? lc_bpe_id(b, s, n) : -1;
+    }
+}
+
+/* ---- merge -------------------------------------------------------------- */
+static int pair_less(const lc_bpe_pair *a, const lc_bpe_pair *c)
+{
+    return a->rank != c->rank ? a->rank < c->rank : a->pos < c->pos;
+}
+
+static void heap_push(lc_bpe_pair *h, size_t *n, lc_bpe_pair p)
+{
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!pair_less(&p, &h[parent]))
+            break;
+        h[i] = h[parent];
+        i = parent;
+    }
+    h[i] = p;
+}
+
+static lc_bpe_pair heap_pop(lc_bpe_pair *h, size_t *n)
+{
+    lc_bpe_pair top = h[0], last = h[--(*n)];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && pair_less(&h[c + 1], &h[c]))
+            c++;
+        if (!pair_less(&h[c], &last))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = last;
+    return top;
+}
+
+/* Pushes the pair (l, l's next) when it is a merge. */
+static void push_pair(lc_bpe *b, size_t *nh, int32_t l)
+{
+    int32_t r = b->syms[l].next;
+    if (r < 0 || !b->mkeys) /* no merges at all: no table */
+        return;
+    size_t j = merge_slot(b, pair_key(b->syms[l].id, b->syms[r].id));
+    if (b->mkeys[j] == UINT64_MAX)
+        return;
+    heap_push(b->heap, nh, (lc_bpe_pair){b->mrank[j], l, b->mnew[j]});
+}
+
+static void add_sym(lc_bpe *b, size_t *n, int32_t id)
+{
+    b->syms[*n] = (lc_bpe_sym){id, (int32_t)*n - 1, -1};
+    if (*n > 0)
+        b->syms[*n - 1].next = (int32_t)*n;
+    (*n)++;
+}
+
+int lc_bpe_encode_word(lc_bpe *b, const char *s, size_t n, lc_ids *out, lc_error *err)
+{
+    if (n == 0)
+        return 0;
+    if (n > INT32_MAX / 4)
+        return lc_error_set(err, "tokenizer: word of %zu bytes is too long", n);
+    if (b->ignore_merges) {
+        const char *w = s;
+        size_t wn = n;
+        if (b->byte_level) { /* look the word up in its GPT-2 characters */
+            if (b->scratch_cap < 2 * n) {
+                char *sc = realloc(b->scratch, 2 * n);
+                if (!sc)
+                    return lc_error_set(err, "tokenizer: out of memory");
+                b->scratch = sc;
+                b->scratch_cap = 2 * n;
+            }
+            wn = 0;
+            for (size_t i = 0; i < n; i++) {
+                uint32_t cp = lc_bytelevel_char((uint8_t)s[i]);
+                if (cp < 0x80) {
+                    b->scratch[wn++] = (char)cp;
+                } else {
+                    b->scratch[wn++] = (char)(0xc0 | (cp >> 6));
+                    b->scratch[wn++] = (char)(0x80 | (cp & 0x3f));
+                }
+            }
+            w = b->scratch;
+        }
+        int32_t id = lc_bpe_id(b, w, wn);
+        if (id >= 0)
+            return lc_ids_push(out, id, err);
+    }
+    /* at most one symbol per byte; at most 3 pairs per symbol ever pushed */
+    if (b->syms_cap < n) {
+        lc_bpe_sym *syms = realloc(b->syms, n * sizeof *syms);
+        if (!syms)
+            return lc_error_set(err, "tokenizer: out of memory for a word of %zu bytes", n);
+        b->syms = syms;
+        b->syms_cap = n;
+    }
+    if (b->heap_cap < 3 * n) {
+        lc_bpe_pair *heap = realloc(b->heap, 3 * n * sizeof *heap);
+        if (!heap)
+            return lc_error_set(err, "tokenizer: out of memory for a word of %zu bytes", n);
+        b->heap = heap;
+        b->heap_cap = 3 * n;
+    }
+    size_t ns = 0;
+    int pending_unk = 0; /* HF: an unknown waits until the next known character */
+    for (size_t i = 0; i < n;) {
+        size_t cl = 1;
+        int32_t id;
+        if (b->byte_level) {
+            id = b->byte_id[(uint8_t)s[i]];
+        } else {
+            unsigned c0 = (uint8_t)s[i];
+            cl = c0 >= 0xf0 ? 4 : c0 >= 0xe0 ? 3 : c0 >= 0xc0 ? 2 : 1;
+            if (cl > n - i)
+                cl = n - i;
+            id = lc_bpe_id(b, s + i, cl);
+        }
+        if (id >= 0) {
+            if (pending_unk)
+                add_sym(b, &ns, b->unk_id);
+            pending_unk = 0;
+            add_sym(b, &ns, id);
+        } else {
+            int all = b->byte_fallback && !b->byte_level;
+            for (size_t k = 0; all && k < cl; k++)
+                all = b->byte_id[(uint8_t)s[i + k]] >= 0;
+            if (all) {
+                for (size_t k = 0; k < cl; k++)
+                    add_sym(b, &ns, b->byte_id[(uint8_t)s[i + k]]);
+            } else if (b->unk_id >= 0) {
+                if (pending_unk && !b->fuse_unk)
+                    add_sym(b, &ns, b->unk_id);
+                pending_unk = 1;
+            }
+        }
+        i += cl;
+    }
+    if (pending_unk)
+        add_sym(b, &ns, b->unk_id);
+    if (ns == 0)
+        return 0;
+    size_t nh = 0;
+    for (size_t i = 0; i + 1 < ns; i++)
+        push_pair(b, &nh, (int32_t)i);
+    while (nh > 0) {
+        lc_bpe_pair top = heap_pop(b->heap, &nh);
+        lc_bpe_sym *l = &b->syms[top.pos];
+        if (l->id < 0 || l->next < 0)
+            continue;
+        int32_t ri = l->next;
+        size_t j = merge_slot(b, pair_key(l->id, b->syms[ri].id));
+        if (b->mkeys[j] == UINT64_MAX || b->mnew[j] != top.new_id)
+            continue; /* stale: a neighbour changed since this pair was pushed */
+        l->id = top.new_id;
+        l->next = b->syms[ri].next;
+        b->syms[ri].id = -1;
+        if (l->next >= 0)
+            b->syms[l->next].prev = top.pos;
+        if (l->prev >= 0)
+            push_pair(b, &nh, l->prev);
+        push_pair(b, &nh, top.pos);
+    }
+    for (int32_t i = 0; i >= 0; i = b->syms[i].next)
+        if (lc_ids_push(out, b->syms[i].id, err))
+            return -1;
+    return 0;
+}

@@ -1,0 +1,71 @@
+/* tokenizer.h — a model directory's Hugging Face tokenizer (tokenizer.json,
+ * plus tokenizer_config.json for bos/eos), encode and decode, giving the ids
+ * of HF `tokenizers` for the supported files:
+ *
+ *   byte-level BPE (Llama 3.x, Qwen2/2.5/3): normalizer none or NFC;
+ *     pre-tokenizer Sequence[Split(regex), ByteLevel(use_regex false)] or
+ *     ByteLevel with its GPT-2 regex; ignore_merges as the file says;
+ *   SentencePiece-style BPE (Llama 2, Mistral, Phi-3): normalizer
+ *     Sequence[Prepend("▁"), Replace(" ", "▁")] or a Metaspace
+ *     pre-tokenizer; byte_fallback to <0xXX> tokens; unk.
+ *
+ * Pipeline of encode, as HF: added tokens (special or not) are found first in
+ * the raw text, leftmost-longest, with their lstrip/rstrip/single_word flags;
+ * each piece between them is normalized, then searched for the added tokens
+ * marked "normalized", then pre-tokenized (PCRE2 with JIT for the regexes)
+ * and merged by the BPE model (data/bpe.h). add_special puts the
+ * post-processor's template tokens around the ids (BOS for Llama). Anything
+ * else in the file — another model type, normalizer, pre-tokenizer, decoder
+ * or post-processor — is refused at load with the JSON path of the construct.
+ *
+ * A tokenizer holds work buffers: use one per thread. */
+#ifndef LC_TOKENIZER_H
+#define LC_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "autograd/error.h"
+#include "data/bpe.h"
+
+#define LC_TOKENIZER_MAX_JSON   (256u << 20)   /* bytes of tokenizer.json */
+#define LC_TOKENIZER_MAX_CONFIG (16u << 20)    /* bytes of tokenizer_config.json */
+#define LC_TOKENIZER_MAX_ADDED  (1 << 20)      /* added tokens */
+
+typedef struct lc_tokenizer lc_tokenizer;
+
+/* Loads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json. */
+int lc_tokenizer_load(lc_tokenizer **out, const char *dir, lc_error *err);
+/* From tokenizer.json text json[0..len) (where names it in messages) and
+ * optional tokenizer_config.json text (config NULL: none). */
+int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len,
+                           const char *config, size_t config_len, const char *where,
+                           lc_error *err);
+void lc_tokenizer_free(lc_tokenizer *t);
+
+/* Appends the ids of text[0..len) (UTF-8; invalid UTF-8 is an error) to out,
+ * with the post-processor's special tokens when add_special. */
+int lc_tokenizer_encode(lc_tokenizer *t, const char *text, size_t len, bool add_special,
+                        lc_ids *out, lc_error *err);
+/* The text of ids[0..n) (special tokens included) as HF's decode, in a
+ * malloc'd NUL-terminated *text of *len bytes. */
+int lc_tokenizer_decode(lc_tokenizer *t, const int32_t *ids, size_t n, char **text,
+                        size_t *len, lc_error *err);
+
+/* The id of token s (an added token or a vocabulary entry), or −1. */
+int32_t lc_tokenizer_token_id(const lc_tokenizer *t, const char *s);
+/* bos_token / eos_token of tokenizer_config.json, −1 when absent or null. */
+int32_t lc_tokenizer_bos(const lc_tokenizer *t);
+int32_t lc_tokenizer_eos(const lc_tokenizer *t);
+/* add_bos_token / add_eos_token of tokenizer_config.json: 1, 0, or −1 when
+ * absent. encode() does not apply them (its special tokens are the
+ * post-processor's, as HF tokenizers'); transformers' Llama/Gemma
+ * tokenizer classes rebuild their post-processor from them, so a caller
+ * that wants those classes' behaviour reads them here. */
+int lc_tokenizer_add_bos(const lc_tokenizer *t);
+int lc_tokenizer_add_eos(const lc_tokenizer *t);
+/* 1 + the largest id of the vocabulary and the added tokens. */
+int32_t lc_tokenizer_vocab_size(const lc_tokenizer *t);
+
+#endif
