@@ -5,6 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Opens file f of the opts with the reader its type needs. */
+static int open_file(lc_jsonl_reader *r, const lc_dataset_opts *o, int f, lc_error *err)
+{
+    if (o->fields && o->fields[f]) {
+        if (!o->tok)
+            return lc_error_set(err, "%s: a completion dataset needs the model's tokenizer",
+                                o->paths[f]);
+        return lc_jsonl_open_completion(r, o->paths[f], o->vocab, o->tok, o->fields[f],
+                                        o->seq_len, err);
+    }
+    return lc_jsonl_open(r, o->paths[f], o->vocab, err);
+}
+
 static int64_t row_supervised(const int32_t *labels, int64_t len)
 {
     int64_t n = 0;
@@ -19,7 +32,7 @@ int lc_dataset_scan_files(lc_dataset_scan *s, const lc_dataset_opts *o, lc_error
     size_t cap = 0;
     for (int f = 0; f < o->n_paths; f++) {
         lc_jsonl_reader r;
-        if (lc_jsonl_open(&r, o->paths[f], o->vocab, err))
+        if (open_file(&r, o, f, err))
             goto fail;
         lc_row row;
         int rc;
@@ -39,6 +52,7 @@ int lc_dataset_scan_files(lc_dataset_scan *s, const lc_dataset_opts *o, lc_error
                 len = o->seq_len;
                 s->n_truncated++;
             }
+            s->n_truncated += row.truncated;
             int64_t sup = row_supervised(row.labels, len);
             s->rows[s->n_rows++] = (lc_row_stats){(int32_t)len, (int32_t)sup};
             s->tokens += len;
@@ -93,7 +107,7 @@ static int source_next(source *src, lc_pending_row *dst, lc_error *err)
                 st->files_done = true;
                 return 0;
             }
-            if (lc_jsonl_open(&st->reader, st->o.paths[st->file], st->o.vocab, err))
+            if (open_file(&st->reader, &st->o, st->file, err))
                 return -1;
             st->reader_open = true;
         }

@@ -28,7 +28,11 @@ typedef struct lc_dataset_opts {
     char *const *paths;
     int n_paths;
     int64_t vocab;
-    int64_t seq_len;         /* rows longer are truncated */
+    int64_t seq_len;         /* rows longer are truncated (completion: split, jsonl.h) */
+    /* completion datasets: fields[f] non-NULL makes paths[f] a completion
+     * file read with that field and tok (NULL fields: all tokenized) */
+    char *const *fields;
+    lc_tokenizer *tok;
     int64_t micro_batch;     /* rows (unpacked) or windows (packed) per micro-batch */
     bool shuffle;
     bool packing;

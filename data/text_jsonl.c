@@ -23,8 +23,8 @@ static int has_nul_escape(const char *s, size_t n)
     return 0;
 }
 
-int lc_text_row_parse(const char *line, size_t n, const char *where, const char **text,
-                      size_t *len, cJSON **owner, lc_error *err)
+int lc_text_row_parse(const char *line, size_t n, const char *field, const char *where,
+                      const char **text, size_t *len, cJSON **owner, lc_error *err)
 {
     *owner = NULL;
     cJSON *row = cJSON_ParseWithLength(line, n);
@@ -32,16 +32,16 @@ int lc_text_row_parse(const char *line, size_t n, const char *where, const char 
         return lc_error_set(err, "%s: not valid JSON", where);
     if (!cJSON_IsObject(row)) {
         cJSON_Delete(row);
-        return lc_error_set(err, "%s: a row must be a JSON object {\"text\": ...}", where);
+        return lc_error_set(err, "%s: a row must be a JSON object {\"%s\": ...}", where, field);
     }
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, "text");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, field);
     if (!v) {
         cJSON_Delete(row);
-        return lc_error_set(err, "%s: no \"text\" field", where);
+        return lc_error_set(err, "%s: no \"%s\" field", where, field);
     }
     if (!cJSON_IsString(v)) {
         cJSON_Delete(row);
-        return lc_error_set(err, "%s: \"text\" must be a string", where);
+        return lc_error_set(err, "%s: \"%s\" must be a string", where, field);
     }
     /* cJSON strings end at the first NUL: a \u0000 would be cut off silently */
     if (has_nul_escape(line, n)) {
@@ -109,7 +109,7 @@ int lc_text_jsonl_tokenize(lc_tokenizer *t, const char *path, bool add_special, 
         const char *text;
         size_t len;
         cJSON *owner;
-        if (lc_text_row_parse(line, (size_t)n, where, &text, &len, &owner, err))
+        if (lc_text_row_parse(line, (size_t)n, "text", where, &text, &len, &owner, err))
             goto done;
         ids.n = 0;
         int bad = lc_tokenizer_encode(t, text, len, add_special, &ids, err);

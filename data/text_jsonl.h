@@ -17,9 +17,10 @@
 
 struct cJSON;
 
-/* The text of one row line[0..n): *text points into *owner (cJSON_Delete it). */
-int lc_text_row_parse(const char *line, size_t n, const char *where, const char **text,
-                      size_t *len, struct cJSON **owner, lc_error *err);
+/* The string `field` of one row line[0..n): *text points into *owner
+ * (cJSON_Delete it). Also the row parser of completion datasets. */
+int lc_text_row_parse(const char *line, size_t n, const char *field, const char *where,
+                      const char **text, size_t *len, struct cJSON **owner, lc_error *err);
 
 /* Tokenizes every row of the JSONL file at path (HF's
  * tokenizer(text, add_special_tokens=add_special)) and writes one

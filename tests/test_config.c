@@ -241,6 +241,21 @@ Test(config, minimal_config_gets_defaults)
     lc_train_config_free(&c);
 }
 
+Test(config, completion_datasets)
+{
+    lc_train_config c;
+    expect_ok(&c, "base_model: m\n"
+                  "datasets:\n"
+                  "  - {path: a.jsonl, type: completion}\n"
+                  "  - {path: b.jsonl, type: completion, field: body}\n"
+                  "  - {path: c.jsonl, type: tokenized}\n");
+    cr_assert_eq(c.n_datasets, 3);
+    cr_assert_str_eq(c.dataset_fields[0], "text");
+    cr_assert_str_eq(c.dataset_fields[1], "body");
+    cr_assert_null(c.dataset_fields[2]);
+    lc_train_config_free(&c);
+}
+
 Test(config, null_means_default)
 {
     lc_train_config c;
@@ -528,7 +543,13 @@ static const bad_case bad_cases[] = {
     { "base_model: m\ndatasets:\n  - type: tokenized\n", "t.yaml:3: datasets[0].path: ",
       "required" },
     { "base_model: m\ndatasets:\n  - path: a.jsonl\n    type: alpaca\n",
-      "t.yaml:4: datasets[0].type: ", "only type: tokenized is supported, got 'alpaca'" },
+      "t.yaml:4: datasets[0].type: ", "only type: tokenized or completion is supported, got 'alpaca'" },
+    { "base_model: m\ndatasets:\n  - path: a.jsonl\n    field: body\n",
+      "t.yaml:4: datasets[0].field: ", "only a type: completion dataset has a field" },
+    { "base_model: m\ndatasets:\n  - path: a.jsonl\n    type: completion\n    field: ''\n",
+      "t.yaml:5: datasets[0].field: ", "empty" },
+    { "base_model: m\ndatasets: [{path: a}]\ntest_datasets: [{path: b, type: completion}]\n",
+      "t.yaml:3: test_datasets[0].type: ", "supported in datasets only" },
     { "base_model: m\ndatasets:\n  - a.jsonl\n", "t.yaml:3: datasets[0]: ", "expected a mapping" },
     { "base_model: m\ndatasets: {path: a}\n", "t.yaml:2: datasets: ", "expected a list" },
     { "base_model: m\ndatasets: [{path: a, split: train}]\n", "t.yaml:2: datasets[0]: ",
@@ -538,7 +559,7 @@ static const bad_case bad_cases[] = {
     { "base_model: m\ndatasets: [{path: a, path: b}]\n", "t.yaml:2: datasets[0]: ",
       "duplicate key 'path'" },
     { "base_model: m\ndatasets: [{path: a}]\ntest_datasets: [{path: b, type: chat_template}]\n",
-      "t.yaml:3: test_datasets[0].type: ", "only type: tokenized is supported" },
+      "t.yaml:3: test_datasets[0].type: ", "only type: tokenized or completion is supported" },
     { MINIMAL "warmup_steps: 10\nwarmup_ratio: 0.1\n", "t.yaml:5: warmup_ratio: ",
       "warmup_steps (10) and warmup_ratio (0.1) are both set" },
     { MINIMAL "warmup_ratio: 1.0\n", "t.yaml:4: warmup_ratio: ", "[0, 1)" },

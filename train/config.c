@@ -32,6 +32,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "data/completion.h"
 #include "train/fsutil.h"
 
 #define CFG_MAX_BYTES (1u << 20)      /* config files and --set values */
@@ -518,10 +519,14 @@ static void free_list(char **list, int n)
     }
 }
 
-/* datasets / test_datasets: a list of {path: P, type: tokenized}. */
-static int set_datasets(ctx *x, const yaml_node_t *n, const char *key, char **dst, int *n_dst)
+/* datasets / test_datasets: a list of {path: P, type: tokenized} or
+ * {path: P, type: completion, field: F} (field default "text"). fields
+ * (NULL: completion refused) gets F for completion entries, NULL otherwise. */
+static int set_datasets(ctx *x, const yaml_node_t *n, const char *key, char **dst, int *n_dst,
+                        char **fields)
 {
     char *tmp[LC_CONFIG_MAX_DATASETS] = { 0 };
+    char *tmpf[LC_CONFIG_MAX_DATASETS] = { 0 };
     int count = 0;
     char d[160], sub[96];
     if (!is_null(n)) {
@@ -541,20 +546,22 @@ static int set_datasets(ctx *x, const yaml_node_t *n, const char *key, char **ds
                      describe(e, d, sizeof d));
                 goto fail;
             }
-            const yaml_node_t *path = NULL, *type = NULL;
+            const yaml_node_t *path = NULL, *type = NULL, *field = NULL;
+            bool completion = false;
             for (yaml_node_pair_t *p = e->data.mapping.pairs.start; p < e->data.mapping.pairs.top;
                  p++) {
                 yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
                 yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
                 if (k->type != YAML_SCALAR_NODE) {
-                    FAIL(x, k, sub, "keys must be strings (path, type)");
+                    FAIL(x, k, sub, "keys must be strings (path, type, field)");
                     goto fail;
                 }
-                const yaml_node_t **slot = !strcmp(scalar_text(k), "path")   ? &path
-                                           : !strcmp(scalar_text(k), "type") ? &type
-                                                                            : NULL;
+                const yaml_node_t **slot = !strcmp(scalar_text(k), "path")    ? &path
+                                           : !strcmp(scalar_text(k), "type")  ? &type
+                                           : !strcmp(scalar_text(k), "field") ? &field
+                                                                              : NULL;
                 if (!slot) {
-                    FAIL(x, k, sub, "unknown key '%.*s' (a dataset has path and type)",
+                    FAIL(x, k, sub, "unknown key '%.*s' (a dataset has path, type and field)",
                          CFG_MAX_KEY_SHOWN, scalar_text(k));
                     goto fail;
                 }
@@ -567,27 +574,64 @@ static int set_datasets(ctx *x, const yaml_node_t *n, const char *key, char **ds
             }
             if (type && !is_null(type)) {
                 snprintf(sub, sizeof sub, "%s[%d].type", key, i);
-                const char *t = get_string(x, type, sub, "tokenized");
+                const char *t = get_string(x, type, sub, "tokenized or completion");
                 if (!t)
                     goto fail;
-                if (strcmp(t, "tokenized")) {
+                completion = !strcmp(t, "completion");
+                if (completion && !fields) {
+                    FAIL(x, type, sub, "type: completion is supported in datasets only, not "
+                         "yet in %s (pre-tokenize it into input_ids/labels JSONL)", key);
+                    goto fail;
+                }
+                if (!completion && strcmp(t, "tokenized")) {
                     FAIL(x, type, sub,
-                         "only type: tokenized is supported, got '%.*s' (pre-tokenize the data "
-                         "into input_ids/labels JSONL; see configs/README.md)",
+                         "only type: tokenized or completion is supported, got '%.*s' "
+                         "(pre-tokenize the data into input_ids/labels JSONL; see "
+                         "configs/README.md)",
                          CFG_MAX_KEY_SHOWN, t);
                     goto fail;
                 }
             }
+            if (field && !is_null(field)) {
+                snprintf(sub, sizeof sub, "%s[%d].field", key, i);
+                if (!completion) {
+                    FAIL(x, field, sub, "only a type: completion dataset has a field");
+                    goto fail;
+                }
+                const char *f = get_string(x, field, sub, "the name of the text field");
+                if (!f)
+                    goto fail;
+                if (!*f) {
+                    FAIL(x, field, sub, "empty (the name of the JSON field holding the text)");
+                    goto fail;
+                }
+                tmpf[count] = strdup(f);
+            } else if (completion) {
+                tmpf[count] = strdup(LC_COMPLETION_DEFAULT_FIELD);
+            }
+            if (completion && !tmpf[count]) {
+                FAIL(x, e, sub, "out of memory");
+                goto fail;
+            }
             snprintf(sub, sizeof sub, "%s[%d].path", key, i);
             if (!path || is_null(path)) {
-                FAIL(x, e, sub, "required (the tokenized JSONL file)");
+                FAIL(x, e, sub, "required (the JSONL file)");
+                free(tmpf[count]);
+                tmpf[count] = NULL;
                 goto fail;
             }
             tmp[count] = get_path(x, path, sub, "a file path");
-            if (!tmp[count])
+            if (!tmp[count]) {
+                free(tmpf[count]);
+                tmpf[count] = NULL;
                 goto fail;
+            }
             count++;
         }
+    }
+    if (fields) {
+        free_list(fields, *n_dst);
+        memcpy(fields, tmpf, sizeof(char *) * (size_t)count);
     }
     free_list(dst, *n_dst);
     memcpy(dst, tmp, sizeof(char *) * (size_t)count);
@@ -595,6 +639,7 @@ static int set_datasets(ctx *x, const yaml_node_t *n, const char *key, char **ds
     return 0;
 fail:
     free_list(tmp, count);
+    free_list(tmpf, count + 1);
     return -1;
 }
 
@@ -682,9 +727,9 @@ static int set_special(ctx *x, key_id id, const yaml_node_t *n)
     case KEY_LORA_TARGET_MODULES:
         return set_targets(x, n, key);
     case KEY_DATASETS:
-        return set_datasets(x, n, key, c->datasets, &c->n_datasets);
+        return set_datasets(x, n, key, c->datasets, &c->n_datasets, c->dataset_fields);
     case KEY_TEST_DATASETS:
-        return set_datasets(x, n, key, c->test_datasets, &c->n_test_datasets);
+        return set_datasets(x, n, key, c->test_datasets, &c->n_test_datasets, NULL);
     case KEY_LR_SCHEDULER:
         if (null) {
             c->lr_scheduler = x->defaults->lr_scheduler;
@@ -1047,6 +1092,7 @@ void lc_train_config_free(lc_train_config *c)
     free(c->config_path);
     free(c->base_model);
     free(c->lora_model_dir);
+    free_list(c->dataset_fields, c->n_datasets);
     free_list(c->datasets, c->n_datasets);
     free_list(c->test_datasets, c->n_test_datasets);
     free(c->output_dir);

@@ -28,7 +28,8 @@ typedef struct lc_train_config {
     lc_lora_config lora;            /* lora_r, lora_alpha, lora_dropout, targets, rslora */
     bool lora_target_linear;
     char *lora_model_dir;           /* NULL or resolved path */
-    char *datasets[LC_CONFIG_MAX_DATASETS];      /* resolved paths, type tokenized */
+    char *datasets[LC_CONFIG_MAX_DATASETS];      /* resolved paths */
+    char *dataset_fields[LC_CONFIG_MAX_DATASETS]; /* type completion: its text field; NULL: tokenized */
     int n_datasets;
     char *test_datasets[LC_CONFIG_MAX_DATASETS];
     int n_test_datasets;

@@ -172,6 +172,10 @@ int lc_eval_opts_from_config(const lc_train_config *c, lc_eval_opts *o, char *ad
         o->n_data = c->n_test_datasets;
         *data_from = "test_datasets";
     } else {
+        for (int i = 0; i < c->n_datasets; i++)
+            if (c->dataset_fields[i])
+                return lc_error_set(err, "datasets[%d]: type: completion is not yet supported "
+                                    "by lorac eval (give --data a tokenized JSONL file)", i);
         o->data = c->datasets;
         o->n_data = c->n_datasets;
         *data_from = "datasets";

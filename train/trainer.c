@@ -141,6 +141,7 @@ typedef struct run {
     lc_tape tape;
     lc_adamw opt;
     lc_dataset_opts dopts;
+    lc_tokenizer *tok;           /* base_model's, when a dataset is type: completion */
     lc_dataset_scan scan;
     lc_dataset_stream stream;
     bool stream_open;
@@ -470,16 +471,37 @@ static int load_model_and_adapter(run *r, lc_error *err)
     return 0;
 }
 
+/* base_model's tokenizer, for datasets[i] of type completion. */
+static int load_tokenizer(lc_tokenizer **tok, const char *dir, int i, lc_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (access(path, F_OK) != 0)
+        return lc_error_set(err, "base_model: %s is missing (datasets[%d] is type: completion, "
+                            "tokenized with the model's own tokenizer)", path, i);
+    if (lc_tokenizer_load(tok, dir, err))
+        return lc_error_prefix(err, "base_model: tokenizer for datasets[%d] (type: completion)",
+                               i);
+    return 0;
+}
+
 /* The training data scanned (every row read and checked, the label audit),
  * the evaluation data checked, and the schedule. */
 static int load_data(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
     const lc_model_config *mc = &r->model.cfg;
+    for (int i = 0; i < c->n_datasets && !r->tok; i++) {
+        if (!c->dataset_fields[i])
+            continue;
+        if (load_tokenizer(&r->tok, c->base_model, i, err))
+            return -1;
+    }
     r->dopts = (lc_dataset_opts){.paths = c->datasets, .n_paths = c->n_datasets,
                                  .vocab = mc->vocab_size, .seq_len = c->sequence_len,
                                  .micro_batch = c->micro_batch_size, .shuffle = c->shuffle,
-                                 .packing = c->sample_packing, .seed = c->seed};
+                                 .packing = c->sample_packing, .seed = c->seed,
+                                 .fields = c->dataset_fields, .tok = r->tok};
     if (lc_dataset_scan_files(&r->scan, &r->dopts, err))
         return -1;
     const lc_dataset_scan *s = &r->scan;
@@ -586,6 +608,7 @@ static void teardown(run *r)
     free(r->backup);
     lc_metrics_close(&r->metrics, NULL); /* after an error: already reported */
     lc_dataset_scan_free(&r->scan);
+    lc_tokenizer_free(r->tok);
     lc_adamw_free(&r->opt);
     if (r->tape.nodes)
         lc_tape_free(&r->tape);
