@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "data/safetensors.h"
+#include "tokenizer_fixture.h"
 #include "tests/helpers.h"
 #include "tests/run_state.h"
 #include "train/config.h"
@@ -1437,6 +1438,35 @@ Test(trainer, bad_inputs, .timeout = 120)
     expect_cli_error(dir, "missing-dataset", c8, NULL, missing, "No such file");
 
     expect_cli_error(dir, "bad-override", c6, "lora_r=abc", "--set lora_r=abc", "lora_r");
+
+    /* type: completion: the tokenizer comes from base_model, which must have
+     * one; Llama 3's ids do not fit the 512-token fixture model */
+    char *text = lc_test_write_text(dir, "text.jsonl", "{\"text\": \"Hello world\"}\n");
+    char *ds9 = lc_test_asprintf("  - path: %s\n    type: completion\n", text);
+    char *c9 = write_config(dir, "completion.yaml", ds9, "");
+    expect_cli_error(dir, "completion-no-tokenizer", c9, NULL, "base_model:",
+                     "tokenizer.json is missing");
+    char *tokdir = lc_test_tokenizer_dir("llama-bpe");
+    char *model = fixture("tiny-llama/model");
+    static const char *const model_files[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *from = lc_test_asprintf("%s/%s", model, model_files[i]);
+        char *to = lc_test_asprintf("%s/%s", tokdir, model_files[i]);
+        cr_assert_eq(symlink(from, to), 0, "symlink %s: %s", to, strerror(errno));
+        free(from);
+        free(to);
+    }
+    char *set9 = lc_test_asprintf("base_model=%s", tokdir);
+    char *where9 = lc_test_asprintf("%s:1:", text);
+    expect_cli_error(dir, "completion-vocab", c9, set9, where9, "vocab_size 512");
+    lc_test_rm_rf(tokdir);
+    free(tokdir);
+    free(model);
+    free(set9);
+    free(where9);
+    free(text);
+    free(ds9);
+    free(c9);
 
     char *nofile = lc_test_asprintf("%s/no-such-config.yaml", dir);
     expect_cli_error(dir, "missing-config", nofile, NULL, "no-such-config.yaml", NULL);
