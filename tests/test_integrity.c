@@ -93,6 +93,7 @@
 #include "tests/helpers.h"
 #include "train/checkpoint.h"
 #include "train/model_config.h"
+#include "train/run_record.h"
 
 #define MAX_SETS 12
 
@@ -1038,4 +1039,53 @@ Test(integrity, model_replaced_during_run, .timeout = 120)
     free(bm);
     free(mdir);
     free_env(&e);
+}
+
+/* ---- how a dataset is read is part of the run record ----------------------------- */
+
+static cJSON *record_for(const char *dataset_yaml, uint64_t tokenizer_hash)
+{
+    char *yaml = lc_test_asprintf("base_model: m\ndatasets:\n%soutput_dir: o\n", dataset_yaml);
+    lc_train_config c;
+    lc_error err = {{0}};
+    cr_assert_eq(lc_train_config_parse(&c, yaml, strlen(yaml), "t.yaml", "/nowhere", NULL, 0,
+                                       &err), 0, "%s", err.msg);
+    lc_modelprint mp = {0};
+    lc_fileprint data[LC_CONFIG_MAX_DATASETS] = {{0}};
+    lc_fileprint tok = {.hash = tokenizer_hash};
+    cJSON *rec = lc_run_record_make(&c, &mp, data, &tok);
+    cr_assert_not_null(rec);
+    lc_train_config_free(&c);
+    free(yaml);
+    return rec;
+}
+
+Test(integrity, resume_dataset_read_differently)
+{
+    cJSON *text = record_for("  - {path: d.jsonl, type: completion}\n", 1);
+    cJSON *body = record_for("  - {path: d.jsonl, type: completion, field: body}\n", 1);
+    cJSON *other_tok = record_for("  - {path: d.jsonl, type: completion}\n", 2);
+    cJSON *tokenized = record_for("  - {path: d.jsonl, type: tokenized}\n", 1);
+    char changes[4096];
+    lc_error err = {{0}};
+    cr_expect_eq(lc_run_record_check(text, text, false, "checkpoint-1", changes, sizeof changes,
+                                     &err), 0, "%s", err.msg);
+    const cJSON *now[] = {body, other_tok, tokenized};
+    const char *want[] = {"field text, tokenizer.json 0000000000000001 -> completion, field body",
+                          "tokenizer.json 0000000000000001 -> completion, field text, "
+                          "tokenizer.json 0000000000000002",
+                          "read as completion, field text, tokenizer.json 0000000000000001 -> "
+                          "tokenized"};
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(lc_run_record_check(text, now[i], false, "checkpoint-1", changes,
+                                         sizeof changes, &err), -1);
+        cr_expect(strstr(err.msg, "the training data changed since checkpoint-1: datasets[0] "
+                                  "read as "), "%s", err.msg);
+        cr_expect(strstr(err.msg, want[i]), "no '%s' in: %s", want[i], err.msg);
+        /* and resume_allow_data_change lets it through, reported */
+        cr_expect_eq(lc_run_record_check(text, now[i], true, "checkpoint-1", changes,
+                                         sizeof changes, &err), 0, "%s", err.msg);
+        cr_expect(strstr(changes, "read as"), "%s", changes);
+    }
+    cJSON_Delete(text), cJSON_Delete(body), cJSON_Delete(other_tok), cJSON_Delete(tokenized);
 }

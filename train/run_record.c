@@ -24,7 +24,7 @@ static void hex64(uint64_t v, char *buf)
 }
 
 cJSON *lc_run_record_make(const lc_train_config *cfg, const lc_modelprint *mp,
-                          const lc_fileprint *data)
+                          const lc_fileprint *data, const lc_fileprint *tokenizer)
 {
     cJSON *rec = cJSON_CreateObject(), *settings = cJSON_CreateObject();
     cJSON *model = cJSON_CreateObject(), *sets = cJSON_CreateArray();
@@ -51,9 +51,18 @@ cJSON *lc_run_record_make(const lc_train_config *cfg, const lc_modelprint *mp,
         cJSON *d = cJSON_CreateObject();
         ok = d && cJSON_AddItemToArray(sets, d);
         hex64(data[i].hash, hex);
+        char format[VALUE_MAX] = "tokenized";
+        if (cfg->dataset_fields[i]) {
+            char tok[LC_RUN_IDENTITY_CHARS] = "none";
+            if (tokenizer)
+                hex64(tokenizer->hash, tok);
+            snprintf(format, sizeof format, "completion, field %s, tokenizer.json %s",
+                     cfg->dataset_fields[i], tok);
+        }
         ok = ok && cJSON_AddStringToObject(d, "path", cfg->datasets[i]) &&
              cJSON_AddNumberToObject(d, "size", (double)data[i].size) &&
-             cJSON_AddStringToObject(d, "hash", hex);
+             cJSON_AddStringToObject(d, "hash", hex) &&
+             cJSON_AddStringToObject(d, "format", format);
     }
     hex64(id, hex);
     if (ok && cJSON_AddStringToObject(rec, "identity", hex) &&
@@ -142,6 +151,13 @@ static void compare_data(const cJSON *saved, const cJSON *now, char *buf, size_t
         const char *ha = str_of(a, "hash"), *hb = str_of(b, "hash");
         double za = cJSON_IsNumber(sa) ? sa->valuedouble : -1;
         double zb = cJSON_IsNumber(sb) ? sb->valuedouble : -1;
+        const char *fa = str_of(a, "format"), *fb = str_of(b, "format");
+        if (!fa)
+            fa = "tokenized"; /* records made before formats were recorded */
+        if (fb && strcmp(fa, fb) != 0) {
+            append(buf, n, "%sdatasets[%d] read as %s -> %s", *buf ? sep : "", i, fa, fb);
+            continue;
+        }
         if (ha && hb && strcmp(ha, hb) == 0 && za == zb)
             continue;
         append(buf, n, "%sdatasets[%d] %s -> %s (%.0f bytes, content hash %s -> %.0f bytes, "

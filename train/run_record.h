@@ -23,9 +23,13 @@ struct cJSON;
 
 /* The record of a run configured by cfg (whose lora is the adapter's
  * effective configuration) on model mp and datasets data[n] (paths in
- * cfg->datasets). NULL when out of memory. */
+ * cfg->datasets). Each dataset also records how its rows become tokens
+ * ("tokenized", or a completion dataset's field and the content hash of
+ * the tokenizer.json it is tokenized with: tokenizer, NULL when no dataset
+ * is a completion one), so a resume that would read the same file
+ * differently counts as changed data. NULL when out of memory. */
 struct cJSON *lc_run_record_make(const lc_train_config *cfg, const lc_modelprint *mp,
-                                 const lc_fileprint *data);
+                                 const lc_fileprint *data, const lc_fileprint *tokenizer);
 /* The record's identity, or NULL when it has none. */
 const char *lc_run_record_identity(const struct cJSON *rec);
 

@@ -34,6 +34,7 @@
 #include <cjson/cJSON.h>
 
 #include "autograd/cpu/blas.h"
+#include "autograd/hash.h"
 #include "data/dataset.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
@@ -142,6 +143,7 @@ typedef struct run {
     lc_adamw opt;
     lc_dataset_opts dopts;
     lc_tokenizer *tok;           /* base_model's, when a dataset is type: completion */
+    lc_fileprint tok_print;      /* its tokenizer.json (+ tokenizer_config.json) content */
     lc_dataset_scan scan;
     lc_dataset_stream stream;
     bool stream_open;
@@ -471,17 +473,25 @@ static int load_model_and_adapter(run *r, lc_error *err)
     return 0;
 }
 
-/* base_model's tokenizer, for datasets[i] of type completion. */
-static int load_tokenizer(lc_tokenizer **tok, const char *dir, int i, lc_error *err)
+/* base_model's tokenizer, for datasets[i] of type completion, and the
+ * fingerprint of the files it was read from (the run record's). */
+static int load_tokenizer(lc_tokenizer **tok, lc_fileprint *print, const char *dir, int i,
+                          lc_error *err)
 {
-    char path[4200];
+    char path[4200], cfg_path[4200];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", dir);
     if (access(path, F_OK) != 0)
         return lc_error_set(err, "base_model: %s is missing (datasets[%d] is type: completion, "
                             "tokenized with the model's own tokenizer)", path, i);
     if (lc_tokenizer_load(tok, dir, err))
         return lc_error_prefix(err, "base_model: tokenizer for datasets[%d] (type: completion)",
                                i);
+    lc_fileprint cfg_print = {0};
+    if (lc_fileprint_take(path, false, print, err) ||
+        (access(cfg_path, F_OK) == 0 && lc_fileprint_take(cfg_path, false, &cfg_print, err)))
+        return lc_error_prefix(err, "base_model: tokenizer files");
+    print->hash = lc_splitmix64(print->hash ^ cfg_print.hash);
     return 0;
 }
 
@@ -494,7 +504,7 @@ static int load_data(run *r, lc_error *err)
     for (int i = 0; i < c->n_datasets && !r->tok; i++) {
         if (!c->dataset_fields[i])
             continue;
-        if (load_tokenizer(&r->tok, c->base_model, i, err))
+        if (load_tokenizer(&r->tok, &r->tok_print, c->base_model, i, err))
             return -1;
     }
     r->dopts = (lc_dataset_opts){.paths = c->datasets, .n_paths = c->n_datasets,
@@ -590,7 +600,8 @@ static int setup(run *r, lc_error *err)
         return -1;
     lc_train_config eff = *c; /* the record holds the adapter as it really is */
     eff.lora = r->lora.cfg;
-    if (!(r->record = lc_run_record_make(&eff, &r->model_print, r->data_print)))
+    if (!(r->record = lc_run_record_make(&eff, &r->model_print, r->data_print,
+                                           r->tok ? &r->tok_print : NULL)))
         return lc_error_set(err, "out of memory for the run record");
     if (claim_and_resume(r, err))
         return -1;
