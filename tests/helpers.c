@@ -252,6 +252,8 @@ uint64_t lc_test_splitmix64(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+double lc_test_rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-30); }
+
 double lc_test_rel_err_f32(const float *a, const float *b, size_t n)
 {
     double num = 0, den = 0;

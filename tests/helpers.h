@@ -67,6 +67,8 @@ void lc_test_assert_msg_has(const lc_error *err, const char *sub);
 /* SplitMix64: advances *s and returns the next 64 random bits. */
 uint64_t lc_test_splitmix64(uint64_t *s);
 
+/* |a - b| / max(|b|, tiny): the relative error of one value. */
+double lc_test_rel(double a, double b);
 /* ||a - b|| / max(||b||, tiny), accumulated in double. */
 double lc_test_rel_err_f32(const float *a, const float *b, size_t n);
 double lc_test_rel_err_f64(const double *a, const double *b, size_t n);

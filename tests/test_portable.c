@@ -293,8 +293,6 @@ Test(blas, reexec_fixes_a_misidentified_cpu, .timeout = 120)
 
 /* ================================== older CPUs: the fixtures under qemu */
 
-static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-30); }
-
 /* Runs the 3-step reference training of tests/fixtures/<name> as
  * configs/fixture_3step.yaml does, under qemu-x86_64 -cpu <cpu>, and
  * compares every step's loss and gradient norm with meta.json's trace. */
@@ -337,10 +335,11 @@ static void fixture_under_qemu(const char *name, const char *cpu, const char *wa
         const cJSON *loss = cJSON_GetObjectItemCaseSensitive(j, "loss");
         if (loss && step < 3) {
             const cJSON *t = cJSON_GetArrayItem(trace, step);
-            double el = rel(loss->valuedouble,
-                            cJSON_GetObjectItemCaseSensitive(t, "loss")->valuedouble);
-            double en = rel(cJSON_GetObjectItemCaseSensitive(j, "grad_norm")->valuedouble,
-                            cJSON_GetObjectItemCaseSensitive(t, "grad_norm")->valuedouble);
+            const cJSON *norm = cJSON_GetObjectItemCaseSensitive(j, "grad_norm");
+            double el = lc_test_rel(loss->valuedouble,
+                                    cJSON_GetObjectItemCaseSensitive(t, "loss")->valuedouble);
+            double en = lc_test_rel(norm->valuedouble,
+                                    cJSON_GetObjectItemCaseSensitive(t, "grad_norm")->valuedouble);
             cr_log_info("%s on %s, step %d: loss rel err %.2e, grad_norm rel err %.2e", name,
                         cpu, step + 1, el, en);
             /* measured under qemu: loss ≤ 1.5e-7, grad_norm ≤ 1.1e-6 (qwen3,

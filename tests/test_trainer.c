@@ -101,11 +101,6 @@ static void sleep_us(long us)
         ;
 }
 
-static double rel(double a, double b)
-{
-    return fabs(a - b) / fmax(fabs(b), 1e-30);
-}
-
 /* Byte-for-byte equality of two files; names the first difference. */
 static void assert_same_file(const char *a, const char *b)
 {
@@ -556,7 +551,8 @@ Test(trainer, fixture_trace, .timeout = 120)
         const cJSON *t = cJSON_GetArrayItem(trace, i);
         double ref_loss = cJSON_GetObjectItemCaseSensitive(t, "loss")->valuedouble;
         double ref_norm = cJSON_GetObjectItemCaseSensitive(t, "grad_norm")->valuedouble;
-        double el = rel(m[i].loss, ref_loss), en = rel(m[i].grad_norm, ref_norm);
+        double el = lc_test_rel(m[i].loss, ref_loss);
+        double en = lc_test_rel(m[i].grad_norm, ref_norm);
         cr_log_info("fixture step %d: loss %.9g (ref %.9g, rel err %.2e), grad_norm %.9g "
                     "(ref %.9g, rel err %.2e)", i + 1, m[i].loss, ref_loss, el, m[i].grad_norm,
                     ref_norm, en);
@@ -934,7 +930,8 @@ static void compare_runs(const char *what, const char *x, const char *y, double 
     cr_assert_eq(read_metrics(y, b, 4), 1);
     cr_assert_eq(a[0].tokens, b[0].tokens, "%s: supervised tokens %lld vs %lld", what,
                  (long long)a[0].tokens, (long long)b[0].tokens);
-    double el = rel(a[0].loss, b[0].loss), en = rel(a[0].grad_norm, b[0].grad_norm);
+    double el = lc_test_rel(a[0].loss, b[0].loss);
+    double en = lc_test_rel(a[0].grad_norm, b[0].grad_norm);
     char *fx = lc_test_asprintf("%s/adapter_model.safetensors", x);
     char *fy = lc_test_asprintf("%s/adapter_model.safetensors", y);
     char *init = fixture("tiny-llama/lora_init.safetensors");
@@ -1039,7 +1036,8 @@ Test(trainer, accumulation, .timeout = 120)
     metric m[2];
     cr_assert_eq(read_metrics(X, m, 2), 1);
     cr_expect_eq(m[0].tokens, 25);
-    double el = rel(m[0].loss, 6.445791721343994), en = rel(m[0].grad_norm, 2.9949521709634292);
+    double el = lc_test_rel(m[0].loss, 6.445791721343994);
+    double en = lc_test_rel(m[0].grad_norm, 2.9949521709634292);
     cr_log_info("accumulation 1x2 vs the reference step 1: loss rel err %.2e, grad_norm rel err "
                 "%.2e", el, en);
     cr_expect_leq(el, STEP_TOL_REF_LOSS, "loss %.9g", m[0].loss);

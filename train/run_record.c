@@ -152,10 +152,9 @@ static void compare_data(const cJSON *saved, const cJSON *now, char *buf, size_t
         double za = cJSON_IsNumber(sa) ? sa->valuedouble : -1;
         double zb = cJSON_IsNumber(sb) ? sb->valuedouble : -1;
         const char *fa = str_of(a, "format"), *fb = str_of(b, "format");
-        if (!fa)
-            fa = "tokenized"; /* records made before formats were recorded */
-        if (fb && strcmp(fa, fb) != 0) {
-            append(buf, n, "%sdatasets[%d] read as %s -> %s", *buf ? sep : "", i, fa, fb);
+        if (!fa || !fb || strcmp(fa, fb) != 0) {
+            append(buf, n, "%sdatasets[%d] read as %s -> %s", *buf ? sep : "", i,
+                   fa ? fa : "(not recorded)", fb ? fb : "(not recorded)");
             continue;
         }
         if (ha && hb && strcmp(ha, hb) == 0 && za == zb)

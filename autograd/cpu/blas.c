@@ -94,16 +94,17 @@ void lc_blas_describe(char *buf, size_t n)
         return;
     const char *detected = getenv(LC_BLAS_DETECTED_ENV);
     const char *forced = getenv("OPENBLAS_CORETYPE");
-    const char *better = lc_blas_better_core(core, lc_cpu_x86_level());
-    if (detected && strcmp(detected, "exec-failed") == 0)
+    if (detected && strcmp(detected, "exec-failed") == 0) {
+        const char *better = lc_blas_better_core(core, lc_cpu_x86_level());
         snprintf(buf + len, n - (size_t)len, " (slow: this CPU can run %s kernels, and "
                  "re-running lorac with OPENBLAS_CORETYPE set failed)", better ? better : "better");
-    else if (detected && forced)
+    } else if (detected && forced) {
         snprintf(buf + len, n - (size_t)len, " (OpenBLAS chose %s for this CPU; lorac set "
                  "OPENBLAS_CORETYPE=%s)", detected, forced);
-    else if (forced)
+    } else if (forced) {
         snprintf(buf + len, n - (size_t)len, " (OPENBLAS_CORETYPE=%s from the environment)",
                  forced);
+    }
 }
 
 void lc_cpu_describe(char *buf, size_t n)
