@@ -89,6 +89,7 @@ struct lc_tokenizer {
     pcre2_jit_stack *jit_stack;
     char *norm_buf[2];       /* work: normalizer ping-pong */
     size_t norm_cap[2];
+    lc_ids *span_start, *span_end; /* encode_spans: where each id's bytes lie (else NULL) */
 };
 
 /* Rust's char::is_whitespace (Unicode White_Space). */
@@ -999,6 +1000,104 @@ static int normalize(lc_tokenizer *t, const char *s, size_t n, const char **res,
 typedef int (*gap_fn)(lc_tokenizer *t, const char *s, size_t n, int at_origin, lc_ids *out,
                       lc_error *err);
 
+/* ---- encode: where each id came from (lc_tokenizer_encode_spans) -------------------- */
+#define META "\xe2\x96\x81" /* U+2581 ▁, SentencePiece's space */
+static int note_pair(lc_ids *start, lc_ids *end, int32_t at, lc_error *err)
+{
+    return lc_ids_push(start, at, err) || lc_ids_push(end, at, err);
+}
+
+static int note_span(lc_tokenizer *t, size_t a, size_t b, lc_error *err)
+{
+    if (!t->span_start)
+        return 0;
+    if (a > INT32_MAX || b > INT32_MAX)
+        return lc_error_set(err, "tokenizer: text too long for byte spans");
+    return lc_ids_push(t->span_start, (int32_t)a, err) || lc_ids_push(t->span_end, (int32_t)b, err);
+}
+
+/* The bytes of the raw text token id stands for, into buf (at most cap): an added
+ * token's content; a byte-level token's bytes; a SentencePiece piece (its ▁ stand
+ * for spaces) or its <0xXX> byte. −1 when unknown (unk). */
+static long token_surface(const lc_tokenizer *t, int32_t id, char *buf, size_t cap)
+{
+    int32_t k = id >= 0 && id < t->vocab_size ? t->added_of[id] : -1;
+    size_t n = 0;
+    const char *s = k >= 0 ? t->added[k].content : lc_bpe_token(&t->bpe, id, &n);
+    if (k >= 0)
+        n = t->added[k].len;
+    if (!s || n > cap || (k < 0 && id == t->bpe.unk_id))
+        return -1;
+    if (k >= 0) {
+        memcpy(buf, s, n);
+        return (long)n;
+    }
+    if (t->bpe.byte_level) {
+        size_t m = 0;
+        for (size_t i = 0; i < n;) {
+            size_t cl;
+            int b = lc_bytelevel_byte(lc_utf8_decode(s + i, n - i, &cl));
+            if (b < 0)
+                return -1;
+            buf[m++] = (char)b;
+            i += cl;
+        }
+        return (long)m;
+    }
+    unsigned byte;
+    if (t->bpe.byte_fallback && n == 6 && sscanf(s, "<0x%2X>", &byte) == 1 && s[5] == '>')
+        return (long)(buf[0] = (char)byte, 1);
+    memcpy(buf, s, n); /* a SentencePiece piece: its ▁ are matched in align_gap */
+    return (long)n;
+}
+
+/* Spans of the ids out->v[k0..) made from raw text s[a..b): each id's surface bytes
+ * are matched against the text in order; a space the normalizer or pre-tokenizer
+ * added is matched to nothing. Where the text was changed in other ways (NFC,
+ * an unknown character) the rest of the gap's ids get the rest of the gap. */
+static int align_gap(lc_tokenizer *t, const char *s, size_t a, size_t b, const lc_ids *out,
+                     size_t k0, lc_error *err)
+{
+    char buf[LC_BPE_MAX_TOKEN * 4];
+    size_t p = a;
+    int lost = 0;
+    for (size_t k = k0; k < out->n; k++) {
+        size_t start = p;
+        long m = lost ? -1 : token_surface(t, out->v[k], buf, sizeof buf);
+        for (long i = 0; i < m && !lost;) {
+            int meta = i + 3 <= m && memcmp(buf + i, META, 3) == 0;
+            if (meta && p < b && s[p] == ' ') { /* ▁ for a space of the text */
+                p++;
+                i += 3;
+            } else if (p < b && s[p] == buf[i]) {
+                p++;
+                i++;
+            } else if (meta || buf[i] == ' ') { /* a space the tokenizer added */
+                i += meta ? 3 : 1;
+            } else {
+                lost = 1;
+            }
+        }
+        if (m < 0 || lost) {
+            lost = 1;
+            p = b;
+        }
+        if (note_span(t, start, p, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* gap() on s[a..b), and at the top level the spans of what it made. */
+static int run_gap(lc_tokenizer *t, const trie *tr, const char *s, size_t a, size_t b,
+                   int at_origin, gap_fn gap, lc_ids *out, lc_error *err)
+{
+    size_t k0 = out->n;
+    if (gap(t, s + a, b - a, at_origin && a == 0, out, err))
+        return -1;
+    return t->span_start && tr == &t->raw_trie ? align_gap(t, s, a, b, out, k0, err) : 0;
+}
+
 /* Splits s[0..n) on the added tokens of tr as HF's AddedVocabulary does:
  * leftmost-longest matches; single_word ones only between non-word
  * characters; lstrip/rstrip take the whitespace before/after into the
@@ -1042,13 +1141,13 @@ static int split_added(lc_tokenizer *t, const trie *tr, const char *s, size_t n,
                 stop += cl;
             }
         }
-        if (done < start && gap(t, s + done, start - done, at_origin && done == 0, out, err))
+        if (done < start && run_gap(t, tr, s, done, start, at_origin, gap, out, err))
             return -1;
-        if (lc_ids_push(out, a->id, err))
+        if (lc_ids_push(out, a->id, err) || (tr == &t->raw_trie && note_span(t, start, stop, err)))
             return -1;
         done = stop; /* matching goes on from the match's end, as HF's */
     }
-    if (done < n && gap(t, s + done, n - done, at_origin && done == 0, out, err))
+    if (done < n && run_gap(t, tr, s, done, n, at_origin, gap, out, err))
         return -1;
     return 0;
 }
@@ -1071,6 +1170,24 @@ static int gap_raw(lc_tokenizer *t, const char *s, size_t n, int at_origin, lc_i
     /* the normalized text lives in norm_buf until pretokenize is done with it;
      * nothing below normalizes again */
     return split_added(t, &t->norm_trie, ns, nn, at_origin, gap_normalized, out, err);
+}
+
+int lc_tokenizer_encode_spans(lc_tokenizer *t, const char *text, size_t len, bool add_special,
+                              lc_ids *out, lc_ids *start, lc_ids *end, lc_error *err)
+{
+    if (start->n != out->n || end->n != out->n)
+        return lc_error_set(err, "tokenizer: span lists out of step with the ids");
+    for (size_t i = 0; add_special && i < t->prefix.n; i++)
+        if (lc_ids_push(out, t->prefix.v[i], err) || note_pair(start, end, 0, err))
+            return -1;
+    t->span_start = start;
+    t->span_end = end;
+    int rc = lc_tokenizer_encode(t, text, len, false, out, err);
+    t->span_start = t->span_end = NULL;
+    for (size_t i = 0; !rc && add_special && i < t->suffix.n; i++)
+        if (lc_ids_push(out, t->suffix.v[i], err) || note_pair(start, end, (int32_t)len, err))
+            return -1;
+    return rc;
 }
 
 int lc_tokenizer_encode(lc_tokenizer *t, const char *text, size_t len, bool add_special,

@@ -48,6 +48,15 @@ void lc_tokenizer_free(lc_tokenizer *t);
  * with the post-processor's special tokens when add_special. */
 int lc_tokenizer_encode(lc_tokenizer *t, const char *text, size_t len, bool add_special,
                         lc_ids *out, lc_error *err);
+/* encode, also giving where each id's text lies: start/end (in step with out:
+ * same n on entry) get the byte range [start, end) of text each new id was made
+ * from — an added token with the whitespace its lstrip/rstrip took, a BPE
+ * token its bytes (a space the normalizer or pre-tokenizer added belongs to no
+ * text); the post-processor's tokens get empty ranges at the ends. As HF's
+ * offset mapping (in bytes): where normalization changed the text (NFC), the
+ * ids from the changed part get the rest of that text between added tokens. */
+int lc_tokenizer_encode_spans(lc_tokenizer *t, const char *text, size_t len, bool add_special,
+                              lc_ids *out, lc_ids *start, lc_ids *end, lc_error *err);
 /* The text of ids[0..n) (special tokens included) as HF's decode, in a
  * malloc'd NUL-terminated *text of *len bytes. */
 int lc_tokenizer_decode(lc_tokenizer *t, const int32_t *ids, size_t n, char **text,
@@ -59,10 +68,10 @@ int32_t lc_tokenizer_token_id(const lc_tokenizer *t, const char *s);
 int32_t lc_tokenizer_bos(const lc_tokenizer *t);
 int32_t lc_tokenizer_eos(const lc_tokenizer *t);
 /* add_bos_token / add_eos_token of tokenizer_config.json: 1, 0, or −1 when
- * absent. encode() does not apply them (its special tokens are the
- * post-processor's, as HF tokenizers'); transformers' Llama/Gemma
- * tokenizer classes rebuild their post-processor from them, so a caller
- * that wants those classes' behaviour reads them here. */
+ * absent. encode() does not apply them: its special tokens are tokenizer.json's
+ * post-processor's, which is what transformers 5.x does too (checked with
+ * transformers 5.24 on the fixtures: add_bos_token false in Phi-3's config, and
+ * true/false flags added to Llama 3's and Qwen2's, leave the ids unchanged). */
 int lc_tokenizer_add_bos(const lc_tokenizer *t);
 int lc_tokenizer_add_eos(const lc_tokenizer *t);
 /* 1 + the largest id of the vocabulary and the added tokens. */

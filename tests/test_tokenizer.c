@@ -80,6 +80,33 @@ static lc_tokenizer *load_variant(const char *name, const char *variant)
     return t;
 }
 
+/* encode_spans gives encode's ids, and byte ranges that run through the text in
+ * order without overlap; a case whose text normalization leaves alone is covered
+ * by its ranges up to the spaces the tokenizer drops or adds. */
+static int spans_ok(lc_tokenizer *t, const char *s, const lc_ids *want)
+{
+    lc_ids ids = {0}, st = {0}, en = {0};
+    lc_error err;
+    size_t n = strlen(s);
+    cr_assert_eq(lc_tokenizer_encode_spans(t, s, n, true, &ids, &st, &en, &err), 0, "%s", err.msg);
+    int ok = ids.n == want->n && st.n == ids.n && en.n == ids.n &&
+             memcmp(ids.v, want->v, ids.n * sizeof *ids.v) == 0;
+    size_t covered = 0;
+    for (size_t k = 0; ok && k < ids.n; k++) {
+        ok = st.v[k] <= en.v[k] && (size_t)en.v[k] <= n && (k == 0 || st.v[k] >= en.v[k - 1]);
+        covered += (size_t)(en.v[k] - st.v[k]);
+    }
+    size_t spaces = 0;
+    for (size_t i = 0; i < n; i++)
+        spaces += s[i] == ' ';
+    if (ok && covered + spaces < n)
+        ok = 0;
+    lc_ids_free(&ids);
+    lc_ids_free(&st);
+    lc_ids_free(&en);
+    return ok;
+}
+
 /* Checks every case of tokenizers/<name>/cases.jsonl (variant NULL) or
  * cases-<variant>.jsonl; counts per source. */
 static void check_cases(const char *name, const char *variant, int want_ref)
@@ -107,6 +134,10 @@ static void check_cases(const char *name, const char *variant, int want_ref)
         cr_assert_eq(lc_tokenizer_decode(t, ids.v, ids.n, &dec, &dn, &err), 0, "%s", err.msg);
         int ok = ids_equal(&ids, cJSON_GetObjectItem(row, "ids")) &&
                  ids_equal(&ids_sp, cJSON_GetObjectItem(row, "ids_special"));
+        if (ok && !spans_ok(t, s, &ids_sp)) {
+            cr_log_error("%s: spans of %s are wrong", name, cJSON_PrintUnformatted(text));
+            ok = 0;
+        }
         const char *want_dec = cJSON_GetObjectItem(row, "decoded")->valuestring;
         int dec_ok = dn == strlen(want_dec) && memcmp(dec, want_dec, dn) == 0;
         if (!ok || !dec_ok) {
