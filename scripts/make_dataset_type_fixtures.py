@@ -58,6 +58,7 @@ import importlib.machinery
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import types
@@ -144,6 +145,7 @@ def load_tokenizer(name, special_tokens):
         cfg = json.load(f)
     kw = {k: v for k, v in cfg.items() if k.endswith("_token")}  # bos/eos/unk/pad + add_bos/add_eos
     tok = PreTrainedTokenizerFast(tokenizer_file=path, **kw)
+    shutil.rmtree(d)  # read into memory: the unpacked copy is not needed any more
     tok.name_or_path = name  # what Axolotl's find_turn looks at ("mistral" in it): not a mistral name
     # Axolotl's loaders/tokenizer.py, `special_tokens:` (no new vocabulary here: tokens exist)
     for k, v in special_tokens.items():
