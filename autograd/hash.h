@@ -38,6 +38,15 @@ LC_HOSTDEV double lc_rng_uniform(uint64_t *s)
     return (double)(lc_rng_next(s) >> 11) * 0x1.0p-53;
 }
 
+/* h folded with the NUL-terminated text s (identities of runs and inputs,
+ * not randomness). */
+LC_HOSTDEV uint64_t lc_hash_text(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = lc_splitmix64(h ^ (unsigned char)*s);
+    return lc_splitmix64(h ^ 0x0a);
+}
+
 /* lowbias32 finaliser: cheap, vectorisable 32-bit counter hash. */
 LC_HOSTDEV uint32_t lc_hash32(uint32_t x)
 {

@@ -21,7 +21,7 @@ int lc_completion_encode(lc_tokenizer *t, const char *line, size_t n, const char
         return lc_error_set(err, "%s: \"%s\" is empty (a completion row needs text; remove "
                             "the row)", where, field);
     }
-    int rc = lc_tokenizer_encode(t, text, len, true, out, err);
+    int rc = lc_tokenizer_encode_truncated(t, text, len, (size_t)max_len, out, truncated, err);
     cJSON_Delete(owner);
     if (rc)
         return lc_error_prefix(err, "%s: \"%s\"", where, field);
@@ -29,10 +29,7 @@ int lc_completion_encode(lc_tokenizer *t, const char *line, size_t n, const char
     if (eos < 0)
         return lc_error_set(err, "%s: the tokenizer has no eos_token (tokenizer_config.json), "
                             "which completion rows end with", where);
-    if ((int64_t)out->n > max_len) {
-        out->n = (size_t)max_len;
-        *truncated = true;
-    } else if ((int64_t)out->n < max_len && (out->n == 0 || out->v[out->n - 1] != eos)) {
+    if (!*truncated && (int64_t)out->n < max_len && (out->n == 0 || out->v[out->n - 1] != eos)) {
         if (lc_ids_push(out, eos, err))
             return -1;
     }

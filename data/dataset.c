@@ -8,12 +8,10 @@
 /* Opens file f of the opts with the reader its type needs. */
 static int open_file(lc_jsonl_reader *r, const lc_dataset_opts *o, int f, lc_error *err)
 {
-    if (o->fields && o->fields[f]) {
-        if (!o->tok)
-            return lc_error_set(err, "%s: a completion dataset needs the model's tokenizer",
-                                o->paths[f]);
-        return lc_jsonl_open_completion(r, o->paths[f], o->vocab, o->tok, o->fields[f],
-                                        o->seq_len, err);
+    lc_row_encoder *enc = o->encoders ? o->encoders[f] : NULL;
+    if (enc) {
+        bool split = lc_row_encoder_spec(enc)->type == LC_DS_COMPLETION;
+        return lc_jsonl_open_encoded(r, o->paths[f], o->vocab, enc, split ? o->seq_len : 0, err);
     }
     return lc_jsonl_open(r, o->paths[f], o->vocab, err);
 }
@@ -26,46 +24,92 @@ static int64_t row_supervised(const int32_t *labels, int64_t len)
     return n;
 }
 
+int lc_dataset_row_fate(const lc_dataset_opts *o, const lc_row *row, int64_t *len,
+                        lc_data_counts *c, lc_error *err)
+{
+    lc_data_counts none = {0};
+    if (!c)
+        c = &none;
+    *len = row->len;
+    if (row->len > o->seq_len) {
+        if (o->excess == LC_EXCESS_RAISE)
+            return lc_error_set(err, "%lld tokens, more than sequence_len %lld "
+                                "(excess_length_strategy: raise)", (long long)row->len,
+                                (long long)o->seq_len);
+        if (o->excess == LC_EXCESS_DROP) {
+            c->dropped_long++;
+            return 1;
+        }
+        *len = o->seq_len;
+    }
+    if (*len < LC_MIN_ROW_TOKENS) {
+        c->dropped_short++;
+        return 1;
+    }
+    int64_t sup = row_supervised(row->labels, *len);
+    if (sup == 0) {
+        c->dropped_untrained++;
+        return 1;
+    }
+    c->rows++;
+    c->truncated += *len < row->len || row->truncated;
+    c->tokens += *len;
+    c->supervised += sup;
+    return 0;
+}
+
+static int scan_file(lc_dataset_scan *s, const lc_dataset_opts *o, int f, size_t *cap,
+                     lc_error *err)
+{
+    lc_jsonl_reader r;
+    if (open_file(&r, o, f, err))
+        return -1;
+    lc_row row;
+    int rc;
+    int64_t last_line = -1;
+    while ((rc = lc_jsonl_next(&r, &row, err)) == 1) {
+        if (row.line != last_line)
+            s->counts.lines++;
+        else
+            s->counts.chunked++;
+        last_line = row.line;
+        int64_t len;
+        int fate = lc_dataset_row_fate(o, &row, &len, &s->counts, err);
+        if (fate < 0) {
+            rc = lc_error_prefix(err, "%s:%lld", o->paths[f], (long long)row.line);
+            break;
+        }
+        if (fate > 0)
+            continue;
+        if ((size_t)s->n_rows == *cap) {
+            *cap = *cap ? *cap * 2 : 1024;
+            lc_row_stats *p = realloc(s->rows, *cap * sizeof *p);
+            if (!p) {
+                rc = lc_error_set(err, "out of memory scanning %s", o->paths[f]);
+                break;
+            }
+            s->rows = p;
+        }
+        s->rows[s->n_rows++] = (lc_row_stats){(int32_t)len,
+                                              (int32_t)row_supervised(row.labels, len)};
+    }
+    lc_jsonl_close(&r);
+    return rc < 0 ? -1 : 0;
+}
+
 int lc_dataset_scan_files(lc_dataset_scan *s, const lc_dataset_opts *o, lc_error *err)
 {
     memset(s, 0, sizeof *s);
     size_t cap = 0;
-    for (int f = 0; f < o->n_paths; f++) {
-        lc_jsonl_reader r;
-        if (open_file(&r, o, f, err))
-            goto fail;
-        lc_row row;
-        int rc;
-        while ((rc = lc_jsonl_next(&r, &row, err)) == 1) {
-            if ((size_t)s->n_rows == cap) {
-                cap = cap ? cap * 2 : 1024;
-                lc_row_stats *p = realloc(s->rows, cap * sizeof *p);
-                if (!p) {
-                    lc_jsonl_close(&r);
-                    lc_error_set(err, "out of memory scanning %s", o->paths[f]);
-                    goto fail;
-                }
-                s->rows = p;
-            }
-            int64_t len = row.len;
-            if (len > o->seq_len) {
-                len = o->seq_len;
-                s->n_truncated++;
-            }
-            s->n_truncated += row.truncated;
-            int64_t sup = row_supervised(row.labels, len);
-            s->rows[s->n_rows++] = (lc_row_stats){(int32_t)len, (int32_t)sup};
-            s->tokens += len;
-            s->supervised += sup;
+    for (int f = 0; f < o->n_paths; f++)
+        if (scan_file(s, o, f, &cap, err)) {
+            lc_dataset_scan_free(s);
+            return -1;
         }
-        lc_jsonl_close(&r);
-        if (rc < 0)
-            goto fail;
-    }
+    s->n_truncated = s->counts.truncated;
+    s->tokens = s->counts.tokens;
+    s->supervised = s->counts.supervised;
     return 0;
-fail:
-    lc_dataset_scan_free(s);
-    return -1;
 }
 
 void lc_dataset_scan_free(lc_dataset_scan *s)
@@ -121,7 +165,12 @@ static int source_next(source *src, lc_pending_row *dst, lc_error *err)
             st->file++;
             continue;
         }
-        int64_t len = row.len < st->o.seq_len ? row.len : st->o.seq_len;
+        int64_t len;
+        int fate = lc_dataset_row_fate(&st->o, &row, &len, NULL, err);
+        if (fate < 0)
+            return lc_error_prefix(err, "%s:%lld", st->o.paths[st->file], (long long)row.line);
+        if (fate > 0)
+            continue;
         int32_t *ids = realloc(dst->ids, (size_t)len * sizeof(int32_t));
         if (ids)
             dst->ids = ids;

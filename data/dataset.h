@@ -1,8 +1,9 @@
 /* dataset.h — tokenized JSONL datasets streamed into micro-batches.
  *
  * A first pass (lc_dataset_scan) reads every row once and keeps only its
- * truncated length and supervised-token count (8 bytes a row): it gives the
- * label audit, the truncation count, and — by replaying the same seeded
+ * length and supervised-token count (8 bytes a row): it gives the label
+ * audit, where every row went (kept, truncated, dropped and why; rows are
+ * dropped or cut as Axolotl does), and — by replaying the same seeded
  * shuffle and packing over lengths alone — the exact number of micro-batches
  * of every epoch, so the LR schedule and the ETA are right from step one.
  *
@@ -21,18 +22,24 @@
 
 #include "data/batch.h"
 #include "data/jsonl.h"
+#include "data/row_encoder.h"
 
 #define LC_SHUFFLE_BUFFER_ROWS 4096
+
+/* What happens to a row longer than sequence_len (Axolotl's excess_length_strategy). */
+typedef enum lc_excess { LC_EXCESS_DROP, LC_EXCESS_TRUNCATE, LC_EXCESS_RAISE } lc_excess;
+
+#define LC_MIN_ROW_TOKENS 2   /* Axolotl's min_sample_len default: shorter rows are dropped */
 
 typedef struct lc_dataset_opts {
     char *const *paths;
     int n_paths;
     int64_t vocab;
-    int64_t seq_len;         /* rows longer are truncated (completion: split, jsonl.h) */
-    /* completion datasets: fields[f] non-NULL makes paths[f] a completion
-     * file read with that field and tok (NULL fields: all tokenized) */
-    char *const *fields;
-    lc_tokenizer *tok;
+    int64_t seq_len;
+    lc_excess excess;        /* rows longer than seq_len (completion texts are split instead) */
+    /* text datasets: encoders[f] non-NULL reads paths[f] through it (NULL
+     * encoders: all tokenized) */
+    lc_row_encoder *const *encoders;
     int64_t micro_batch;     /* rows (unpacked) or windows (packed) per micro-batch */
     bool shuffle;
     bool packing;
@@ -44,18 +51,41 @@ typedef struct lc_row_stats {
     int32_t supervised;      /* targets ≥ 0 after the causal shift */
 } lc_row_stats;
 
+/* Where the rows went: every line of the files is in exactly one count
+ * (completion lines split into chunks count each chunk). */
+typedef struct lc_data_counts {
+    int64_t lines;           /* non-blank lines read */
+    int64_t rows;            /* rows trained (kept) */
+    int64_t chunked;         /* extra rows made by splitting long completion texts */
+    int64_t truncated;       /* kept rows cut to seq_len (truncate), or texts cut at 64×seq_len */
+    int64_t dropped_long;    /* longer than seq_len (drop) */
+    int64_t dropped_short;   /* fewer than LC_MIN_ROW_TOKENS tokens (incl. empty) */
+    int64_t dropped_untrained; /* no supervised token after the causal shift */
+    int64_t tokens;          /* of kept rows, after truncation */
+    int64_t supervised;
+} lc_data_counts;
+
 typedef struct lc_dataset_scan {
-    lc_row_stats *rows;      /* [n_rows] in file order */
+    lc_row_stats *rows;      /* [n_rows] kept rows in file order */
     int64_t n_rows;
     int64_t n_truncated;
     int64_t tokens;          /* after truncation */
     int64_t supervised;
+    lc_data_counts counts;
 } lc_dataset_scan;
 
 int lc_dataset_scan_files(lc_dataset_scan *s, const lc_dataset_opts *o, lc_error *err);
 void lc_dataset_scan_free(lc_dataset_scan *s);
 /* Micro-batches epoch `epoch` yields (replays shuffle + packing on lengths). */
 int64_t lc_dataset_epoch_batches(const lc_dataset_scan *s, const lc_dataset_opts *o, int64_t epoch);
+
+/* What the stream does with one row as read (len tokens, its labels): 0 keep
+ * (*len cut to seq_len when truncated), 1 drop (*reason counted in c when c
+ * is non-NULL), −1 error (excess raise; the caller prefixes FILE:LINE). The
+ * one rule scan, stream and
+ * `lorac preprocess` share. */
+int lc_dataset_row_fate(const lc_dataset_opts *o, const lc_row *row, int64_t *len,
+                        lc_data_counts *c, lc_error *err);
 
 typedef struct lc_pending_row {
     int32_t *ids, *labels;

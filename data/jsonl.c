@@ -1,6 +1,7 @@
 /* jsonl.c — see jsonl.h. */
 #include "data/jsonl.h"
 #include "data/completion.h"
+#include "data/row_encoder.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -163,39 +164,32 @@ ssize_t lc_read_line_bounded(FILE *f, char **line, size_t *line_cap)
     return (ssize_t)n;
 }
 
-int lc_jsonl_open_completion(lc_jsonl_reader *r, const char *path, int64_t vocab,
-                             lc_tokenizer *tok, const char *field, int64_t chunk, lc_error *err)
+int lc_jsonl_open_encoded(lc_jsonl_reader *r, const char *path, int64_t vocab,
+                          lc_row_encoder *enc, int64_t chunk, lc_error *err)
 {
-    if (chunk < 1 || chunk > INT64_MAX / LC_COMPLETION_MAX_LEN_FACTOR)
-        return lc_error_set(err, "%s: completion chunk length %lld out of range", path,
-                            (long long)chunk);
+    if (chunk < 0 || chunk > INT64_MAX / LC_COMPLETION_MAX_LEN_FACTOR)
+        return lc_error_set(err, "%s: chunk length %lld out of range", path, (long long)chunk);
     if (lc_jsonl_open(r, path, vocab, err))
         return -1;
-    r->tok = tok;
-    r->chunk = chunk;
-    r->field = strdup(field);
-    if (!r->field) {
-        lc_jsonl_close(r);
-        return lc_error_set(err, "%s: out of memory", path);
-    }
+    r->enc = enc;
+    r->chunk = chunk ? chunk : INT64_MAX;
     return 0;
 }
 
-/* The next chunk of the current completion text into *row. */
+/* The next chunk of the current encoded row into *row. */
 static void next_chunk(lc_jsonl_reader *r, lc_row *row)
 {
     size_t k = r->text.n - r->text_pos;
     if ((int64_t)k > r->chunk)
         k = (size_t)r->chunk;
-    const int32_t *ids = r->text.v + r->text_pos;
-    *row = (lc_row){ids, ids, (int64_t)k, r->text_line, r->text_offset,
-                    r->text_pos == 0 && r->text_truncated};
+    *row = (lc_row){r->text.v + r->text_pos, r->text_labels.v + r->text_pos, (int64_t)k,
+                    r->text_line, r->text_offset, r->text_pos == 0 && r->text_truncated};
     r->text_pos += k;
 }
 
 int lc_jsonl_next(lc_jsonl_reader *r, lc_row *row, lc_error *err)
 {
-    if (r->tok && r->text_pos < r->text.n) {
+    if (r->enc && r->text_pos < r->text.n) {
         next_chunk(r, row);
         return 1;
     }
@@ -226,16 +220,19 @@ int lc_jsonl_next(lc_jsonl_reader *r, lc_row *row, lc_error *err)
             return lc_error_set(err, "%s:%lld: NUL byte in line", r->path, (long long)r->line_no);
         char where[4200];
         snprintf(where, sizeof where, "%s:%lld", r->path, (long long)r->line_no);
-        if (r->tok) {
-            if (lc_completion_encode(r->tok, r->line, (size_t)n, r->field, where, r->vocab,
-                                     r->chunk * LC_COMPLETION_MAX_LEN_FACTOR, &r->text,
-                                     &r->text_truncated, err)) {
+        if (r->enc) {
+            if (lc_row_encode(r->enc, r->line, (size_t)n, where, &r->text, &r->text_labels,
+                              &r->text_truncated, err)) {
                 r->text.n = r->text_pos = 0;
                 return -1;
             }
             r->text_pos = 0;
             r->text_line = r->line_no;
             r->text_offset = start;
+            if (r->text.n == 0) { /* nothing to train on: an empty row, counted by the caller */
+                *row = (lc_row){r->text.v, r->text_labels.v, 0, r->line_no, start, false};
+                return 1;
+            }
             next_chunk(r, row);
             return 1;
         }
@@ -267,7 +264,7 @@ void lc_jsonl_close(lc_jsonl_reader *r)
     free(r->line);
     free(r->ids);
     free(r->labels);
-    free(r->field);
     lc_ids_free(&r->text);
+    lc_ids_free(&r->text_labels);
     memset(r, 0, sizeof *r);
 }

@@ -1,5 +1,6 @@
-/* jsonl.h — streaming reader of tokenized JSONL datasets, and of
- * completion datasets (raw text, data/completion.h) tokenized as they are read.
+/* jsonl.h — streaming reader of tokenized JSONL datasets, and of text
+ * datasets (completion, alpaca, chat_template, input_output: data/row_encoder.h)
+ * tokenized as they are read.
  *
  * One row per line: {"input_ids": [...], "labels": [...]} (labels optional,
  * default = input_ids; −100 = not trained; "attention_mask", when present,
@@ -7,9 +8,9 @@
  * row is an error "FILE:LINE: what". Ids must lie in [0, vocab). The byte
  * offset of each row is reported so a trainer can resume mid-file.
  *
- * Completion mode (lc_jsonl_open_completion): each line's text is tokenized
- * and split into sequence_len chunks as Axolotl does; every chunk is a row
- * (same line and offset), so the row count a resume skips stays exact. */
+ * Text mode (lc_jsonl_open_encoded): each line is encoded; a completion text
+ * is split into sequence_len chunks as Axolotl does, every chunk a row (same
+ * line and offset), so the row count a resume skips stays exact. */
 #ifndef LC_JSONL_H
 #define LC_JSONL_H
 
@@ -18,7 +19,7 @@
 #include <sys/types.h>
 
 #include "autograd/error.h"
-#include "data/tokenizer.h"
+#include "data/row_encoder.h"
 
 #define LC_JSONL_MAX_LINE (64u << 20)
 
@@ -41,21 +42,22 @@ typedef struct lc_jsonl_reader {
     int64_t vocab;
     int32_t *ids, *labels;
     size_t cap;
-    /* completion mode: tok NULL for tokenized rows */
-    lc_tokenizer *tok;
-    char *field;
-    int64_t chunk;             /* sequence_len: texts are split into chunks this long */
-    lc_ids text;               /* ids of the current text */
+    /* text datasets (enc NULL: tokenized rows): each line encoded, then split
+     * into chunk-token rows (completion; other types: chunk INT64_MAX) */
+    lc_row_encoder *enc;
+    int64_t chunk;
+    lc_ids text, text_labels;  /* the current line's ids and labels */
     size_t text_pos;           /* where its next chunk starts (text.n: none left) */
     bool text_truncated;
     int64_t text_line, text_offset;
 } lc_jsonl_reader;
 
 int lc_jsonl_open(lc_jsonl_reader *r, const char *path, int64_t vocab, lc_error *err);
-/* A completion dataset: the string `field` of each row, tokenized with tok
- * (borrowed; one reader at a time), split into chunk-token rows. */
-int lc_jsonl_open_completion(lc_jsonl_reader *r, const char *path, int64_t vocab,
-                             lc_tokenizer *tok, const char *field, int64_t chunk, lc_error *err);
+/* A text dataset: each line encoded with enc (borrowed; data/row_encoder.h),
+ * its ids split into rows of at most chunk tokens (0: never split). A row
+ * whose encoding is empty comes back with len 0 (the caller counts it). */
+int lc_jsonl_open_encoded(lc_jsonl_reader *r, const char *path, int64_t vocab,
+                          lc_row_encoder *enc, int64_t chunk, lc_error *err);
 /* 1: *row filled; 0: end of file; −1: error. Blank lines are skipped. */
 int lc_jsonl_next(lc_jsonl_reader *r, lc_row *row, lc_error *err);
 /* Continue reading at a row saved earlier: its lc_row offset and line. */

@@ -23,17 +23,32 @@ static int has_nul_escape(const char *s, size_t n)
     return 0;
 }
 
+int lc_json_row_object(const char *line, size_t n, const char *where, cJSON **row, lc_error *err)
+{
+    *row = cJSON_ParseWithLength(line, n);
+    if (!*row)
+        return lc_error_set(err, "%s: not valid JSON", where);
+    if (!cJSON_IsObject(*row)) {
+        cJSON_Delete(*row);
+        *row = NULL;
+        return lc_error_set(err, "%s: a row must be a JSON object", where);
+    }
+    /* cJSON strings end at the first NUL: a \u0000 would be cut off silently */
+    if (has_nul_escape(line, n)) {
+        cJSON_Delete(*row);
+        *row = NULL;
+        return lc_error_set(err, "%s: \\u0000 (NUL) in a row is not supported", where);
+    }
+    return 0;
+}
+
 int lc_text_row_parse(const char *line, size_t n, const char *field, const char *where,
                       const char **text, size_t *len, cJSON **owner, lc_error *err)
 {
+    cJSON *row;
     *owner = NULL;
-    cJSON *row = cJSON_ParseWithLength(line, n);
-    if (!row)
-        return lc_error_set(err, "%s: not valid JSON", where);
-    if (!cJSON_IsObject(row)) {
-        cJSON_Delete(row);
-        return lc_error_set(err, "%s: a row must be a JSON object {\"%s\": ...}", where, field);
-    }
+    if (lc_json_row_object(line, n, where, &row, err))
+        return -1;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, field);
     if (!v) {
         cJSON_Delete(row);
@@ -42,11 +57,6 @@ int lc_text_row_parse(const char *line, size_t n, const char *field, const char 
     if (!cJSON_IsString(v)) {
         cJSON_Delete(row);
         return lc_error_set(err, "%s: \"%s\" must be a string", where, field);
-    }
-    /* cJSON strings end at the first NUL: a \u0000 would be cut off silently */
-    if (has_nul_escape(line, n)) {
-        cJSON_Delete(row);
-        return lc_error_set(err, "%s: \\u0000 (NUL) in a row is not supported", where);
     }
     *text = v->valuestring;
     *len = strlen(v->valuestring);

@@ -17,6 +17,12 @@
 
 struct cJSON;
 
+/* One row line[0..n) parsed into a JSON object *row (cJSON_Delete it):
+ * "WHERE: not valid JSON", "a row must be a JSON object", or a \u0000 escape
+ * (cJSON would cut the string there) refused. */
+int lc_json_row_object(const char *line, size_t n, const char *where, struct cJSON **row,
+                       lc_error *err);
+
 /* The string `field` of one row line[0..n): *text points into *owner
  * (cJSON_Delete it). Also the row parser of completion datasets. */
 int lc_text_row_parse(const char *line, size_t n, const char *field, const char *where,

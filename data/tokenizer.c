@@ -83,7 +83,7 @@ struct lc_tokenizer {
     size_t n_pre;
     lc_decoder dec;
     lc_ids prefix, suffix;   /* post-processor template around the ids */
-    int32_t bos, eos;        /* tokenizer_config.json's bos_token / eos_token, −1: none */
+    int32_t special[LC_SPECIAL_COUNT]; /* tokenizer_config.json's bos/eos/unk/pad_token, −1: none */
     int add_bos, add_eos;    /* its add_bos_token / add_eos_token: 1, 0, −1 absent */
     pcre2_match_context *mctx;
     pcre2_jit_stack *jit_stack;
@@ -567,7 +567,12 @@ static int post_step(void *ctx, const cJSON *o, const char *type, const char *wh
     return lc_tj_unsupported(err, where, sub, type);
 }
 
-/* bos_token / eos_token of tokenizer_config.json: a string, {"content": s} or null. */
+static const char *const SPECIAL_KEYS[LC_SPECIAL_COUNT] = {
+    [LC_SPECIAL_BOS] = "bos_token", [LC_SPECIAL_EOS] = "eos_token",
+    [LC_SPECIAL_UNK] = "unk_token", [LC_SPECIAL_PAD] = "pad_token",
+};
+
+/* bos_token ... of tokenizer_config.json: a string, {"content": s} or null. */
 static int config_token(lc_tokenizer *t, const cJSON *cfg, const char *key, int32_t *out,
                         lc_error *err)
 {
@@ -581,6 +586,8 @@ static int config_token(lc_tokenizer *t, const cJSON *cfg, const char *key, int3
         return lc_error_set(err, "tokenizer_config.json: %s must be a string, {\"content\": ...} or null",
                             key);
     *out = lc_tokenizer_token_id(t, v->valuestring);
+    if (*out < 0 && (out == &t->special[LC_SPECIAL_UNK] || out == &t->special[LC_SPECIAL_PAD]))
+        return 0; /* not used in training: a pad/unk the file lacks is no error */
     if (*out < 0) {
         char buf[64];
         return lc_error_set(err, "tokenizer_config.json: %s \"%s\" is not a token of tokenizer.json",
@@ -607,7 +614,8 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, con
     }
     lc_bpe_init(&t->bpe);
     lc_decoder_init(&t->dec);
-    t->bos = t->eos = -1;
+    for (int k = 0; k < LC_SPECIAL_COUNT; k++)
+        t->special[k] = -1;
     t->add_bos = t->add_eos = -1;
     int rc = -1;
     const cJSON *trunc = cJSON_GetObjectItemCaseSensitive(root, "truncation");
@@ -671,8 +679,10 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, con
         bool ab = false, ae = false;
         const cJSON *v_ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
         const cJSON *v_ae = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");
-        int bad = config_token(t, cfg, "bos_token", &t->bos, err) ||
-                  config_token(t, cfg, "eos_token", &t->eos, err) ||
+        int bad = 0;
+        for (int k = 0; k < LC_SPECIAL_COUNT && !bad; k++)
+            bad = config_token(t, cfg, SPECIAL_KEYS[k], &t->special[k], err);
+        bad = bad ||
                   lc_tj_bool(cfg, "add_bos_token", &ab, "tokenizer_config.json", "(top)", err) ||
                   lc_tj_bool(cfg, "add_eos_token", &ae, "tokenizer_config.json", "(top)", err);
         if (v_ab && !cJSON_IsNull(v_ab))
@@ -757,10 +767,41 @@ int32_t lc_tokenizer_token_id(const lc_tokenizer *t, const char *s)
     return lc_bpe_id(&t->bpe, s, n);
 }
 
-int32_t lc_tokenizer_bos(const lc_tokenizer *t) { return t->bos; }
+int32_t lc_tokenizer_bos(const lc_tokenizer *t) { return t->special[LC_SPECIAL_BOS]; }
 int lc_tokenizer_add_bos(const lc_tokenizer *t) { return t->add_bos; }
 int lc_tokenizer_add_eos(const lc_tokenizer *t) { return t->add_eos; }
-int32_t lc_tokenizer_eos(const lc_tokenizer *t) { return t->eos; }
+int32_t lc_tokenizer_eos(const lc_tokenizer *t) { return t->special[LC_SPECIAL_EOS]; }
+
+const char *lc_special_key(lc_special k) { return k < LC_SPECIAL_COUNT ? SPECIAL_KEYS[k] : "?"; }
+
+int32_t lc_tokenizer_special(const lc_tokenizer *t, lc_special k)
+{
+    return k < LC_SPECIAL_COUNT ? t->special[k] : -1;
+}
+
+const char *lc_tokenizer_token_text(const lc_tokenizer *t, int32_t id, size_t *n)
+{
+    int32_t k = id >= 0 && id < t->vocab_size ? t->added_of[id] : -1;
+    if (k >= 0) {
+        *n = t->added[k].len;
+        return t->added[k].content;
+    }
+    return lc_bpe_token(&t->bpe, id, n);
+}
+
+int lc_tokenizer_set_special(lc_tokenizer *t, lc_special k, const char *content, lc_error *err)
+{
+    int32_t id = lc_tokenizer_token_id(t, content);
+    char buf[64];
+    if (k >= LC_SPECIAL_COUNT)
+        return lc_error_set(err, "special_tokens: unknown kind");
+    if (id < 0)
+        return lc_error_set(err, "special_tokens: %s \"%s\" is not a token of the tokenizer "
+                            "(adding tokens needs new embedding rows, which lorac does not "
+                            "train)", SPECIAL_KEYS[k], lc_printable(content, buf, sizeof buf));
+    t->special[k] = id;
+    return 0;
+}
 
 int32_t lc_tokenizer_vocab_size(const lc_tokenizer *t)
 {
@@ -1188,6 +1229,28 @@ int lc_tokenizer_encode_spans(lc_tokenizer *t, const char *text, size_t len, boo
         if (lc_ids_push(out, t->suffix.v[i], err) || note_pair(start, end, (int32_t)len, err))
             return -1;
     return rc;
+}
+
+int lc_tokenizer_encode_truncated(lc_tokenizer *t, const char *text, size_t len, size_t max_len,
+                                  lc_ids *out, bool *cut, lc_error *err)
+{
+    size_t n0 = out->n, specials = t->prefix.n + t->suffix.n;
+    *cut = false;
+    for (size_t i = 0; i < t->prefix.n; i++)
+        if (lc_ids_push(out, t->prefix.v[i], err))
+            return -1;
+    if (lc_tokenizer_encode(t, text, len, false, out, err))
+        return -1;
+    size_t body = out->n - n0 - t->prefix.n;
+    if (body + specials > max_len) { /* HF: the text's ids give way, the specials stay */
+        body = max_len > specials ? max_len - specials : 0;
+        out->n = n0 + t->prefix.n + body;
+        *cut = true;
+    }
+    for (size_t i = 0; i < t->suffix.n; i++)
+        if (lc_ids_push(out, t->suffix.v[i], err))
+            return -1;
+    return 0;
 }
 
 int lc_tokenizer_encode(lc_tokenizer *t, const char *text, size_t len, bool add_special,

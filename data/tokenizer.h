@@ -48,6 +48,11 @@ void lc_tokenizer_free(lc_tokenizer *t);
  * with the post-processor's special tokens when add_special. */
 int lc_tokenizer_encode(lc_tokenizer *t, const char *text, size_t len, bool add_special,
                         lc_ids *out, lc_error *err);
+/* HF tokenizer(text, truncation=True, max_length=max_len) with specials: the
+ * text's ids are cut so that they and the post-processor's tokens fit in
+ * max_len (*cut tells); appended to out. */
+int lc_tokenizer_encode_truncated(lc_tokenizer *t, const char *text, size_t len, size_t max_len,
+                                  lc_ids *out, bool *cut, lc_error *err);
 /* encode, also giving where each id's text lies: start/end (in step with out:
  * same n on entry) get the byte range [start, end) of text each new id was made
  * from — an added token with the whitespace its lstrip/rstrip took, a BPE
@@ -64,6 +69,18 @@ int lc_tokenizer_decode(lc_tokenizer *t, const int32_t *ids, size_t n, char **te
 
 /* The id of token s (an added token or a vocabulary entry), or −1. */
 int32_t lc_tokenizer_token_id(const lc_tokenizer *t, const char *s);
+/* The special tokens of tokenizer_config.json (and transformers' special_tokens_map). */
+typedef enum lc_special { LC_SPECIAL_BOS, LC_SPECIAL_EOS, LC_SPECIAL_UNK, LC_SPECIAL_PAD,
+                          LC_SPECIAL_COUNT } lc_special;
+/* "bos_token", "eos_token", "unk_token", "pad_token". */
+const char *lc_special_key(lc_special k);
+/* Its id, −1 when absent or null. */
+int32_t lc_tokenizer_special(const lc_tokenizer *t, lc_special k);
+/* Makes token content (already a token of the file) special token k, as
+ * Axolotl's special_tokens: does; a string that is no token is an error. */
+int lc_tokenizer_set_special(lc_tokenizer *t, lc_special k, const char *content, lc_error *err);
+/* The text of token id (NULL when none), its byte length in *n. */
+const char *lc_tokenizer_token_text(const lc_tokenizer *t, int32_t id, size_t *n);
 /* bos_token / eos_token of tokenizer_config.json, −1 when absent or null. */
 int32_t lc_tokenizer_bos(const lc_tokenizer *t);
 int32_t lc_tokenizer_eos(const lc_tokenizer *t);

@@ -53,14 +53,38 @@ static lc_tokenizer *load_llama3(char **dir)
     return t;
 }
 
+/* A completion encoder: field "body", sequence_len L (free it). */
+static lc_row_encoder *body_encoder(lc_tokenizer *t, int64_t vocab, int64_t L)
+{
+    lc_dataset_spec spec;
+    lc_row_encoder *enc;
+    lc_error err = {0};
+    cr_assert_eq(lc_dataset_spec_defaults(&spec, LC_DS_COMPLETION), 0);
+    free(spec.field);
+    spec.field = strdup("body");
+    lc_row_encoder_opts o = {.spec = &spec, .tok = t, .sequence_len = L, .vocab = vocab};
+    cr_assert_eq(lc_row_encoder_new(&enc, &o, &err), 0, "%s", err.msg);
+    lc_dataset_spec_free(&spec);
+    return enc;
+}
+
+/* A reader of completion file path chunked at L (the encoder in *enc: free
+ * it after closing the reader). */
+static int open_completion(lc_jsonl_reader *r, const char *path, int64_t vocab, lc_tokenizer *t,
+                           int64_t L, lc_row_encoder **enc, lc_error *err)
+{
+    *enc = body_encoder(t, vocab, L);
+    return lc_jsonl_open_encoded(r, path, vocab, *enc, L, err);
+}
+
 /* Every row of a completion file, field "body", chunked at L. */
 static void read_completion(lc_tokenizer *t, const char *path, int64_t L, rows *out,
                             int64_t *truncated)
 {
     lc_jsonl_reader r;
     lc_error err = {0};
-    cr_assert_eq(lc_jsonl_open_completion(&r, path, LLAMA3_VOCAB, t, "body", L, &err), 0, "%s",
-                 err.msg);
+    lc_row_encoder *enc;
+    cr_assert_eq(open_completion(&r, path, LLAMA3_VOCAB, t, L, &enc, &err), 0, "%s", err.msg);
     lc_row row;
     int rc;
     *truncated = 0;
@@ -72,6 +96,7 @@ static void read_completion(lc_tokenizer *t, const char *path, int64_t L, rows *
     }
     cr_assert_eq(rc, 0, "%s", err.msg);
     lc_jsonl_close(&r);
+    lc_row_encoder_free(enc);
 }
 
 static void read_expected(const char *path, rows *out)
@@ -114,15 +139,22 @@ Test(completion, rows_equal_axolotl_via_hf, .timeout = 60)
 
         /* the scan counts the same rows and the truncation */
         char *paths[] = {(char *)lc_test_fixture("completion/train.jsonl")};
-        char *fields[] = {"body"};
+        lc_row_encoder *enc[] = {body_encoder(t, LLAMA3_VOCAB, lens[k])};
         lc_dataset_opts o = {.paths = paths, .n_paths = 1, .vocab = LLAMA3_VOCAB,
-                             .seq_len = lens[k], .micro_batch = 2, .fields = fields, .tok = t};
+                             .seq_len = lens[k], .micro_batch = 2, .encoders = enc};
         lc_dataset_scan s;
         lc_error err = {0};
         cr_assert_eq(lc_dataset_scan_files(&s, &o, &err), 0, "%s", err.msg);
-        cr_assert_eq(s.n_rows, want.n);
+        int64_t short_rows = 0; /* Axolotl drops rows under min_sample_len (2) tokens */
+        for (int64_t i = 0; i < want.n; i++)
+            short_rows += want.len[i] < LC_MIN_ROW_TOKENS;
+        cr_assert_eq(s.n_rows, want.n - short_rows);
+        cr_assert_eq(s.counts.dropped_short, short_rows);
+        cr_assert_eq(s.counts.rows + s.counts.dropped_short, s.counts.lines + s.counts.chunked,
+                     "every row is kept or dropped");
         cr_assert_eq(s.n_truncated, want_truncated[k]);
         lc_dataset_scan_free(&s);
+        lc_row_encoder_free(enc[0]);
         rows_free(&got);
         rows_free(&want);
         free(rel);
@@ -161,10 +193,10 @@ Test(completion, shuffled_packed_stream_resumes_exactly, .timeout = 60)
     lc_tokenizer *t = load_llama3(&dir);
     char *paths[] = {(char *)lc_test_fixture("completion/train.jsonl"),
                      (char *)lc_test_fixture("completion/train.jsonl")};
-    char *fields[] = {"body", "body"};
+    lc_row_encoder *enc[] = {body_encoder(t, LLAMA3_VOCAB, 8), body_encoder(t, LLAMA3_VOCAB, 8)};
     lc_dataset_opts o = {.paths = paths, .n_paths = 2, .vocab = LLAMA3_VOCAB, .seq_len = 8,
                          .micro_batch = 2, .shuffle = true, .packing = true, .seed = 7,
-                         .fields = fields, .tok = t};
+                         .encoders = enc};
     lc_dataset_scan s;
     lc_error err = {0};
     cr_assert_eq(lc_dataset_scan_files(&s, &o, &err), 0, "%s", err.msg);
@@ -188,6 +220,8 @@ Test(completion, shuffled_packed_stream_resumes_exactly, .timeout = 60)
     free(full);
     free(after);
     lc_dataset_scan_free(&s);
+    lc_row_encoder_free(enc[0]);
+    lc_row_encoder_free(enc[1]);
     lc_tokenizer_free(t);
     lc_test_rm_rf(dir);
     free(dir);
@@ -201,8 +235,8 @@ static void expect_error(lc_tokenizer *t, const char *text, int64_t vocab, const
     char *path = lc_test_write_text(tmp, "d.jsonl", text);
     lc_jsonl_reader r;
     lc_error err = {0};
-    cr_assert_eq(lc_jsonl_open_completion(&r, path, vocab, t, "body", 8, &err), 0, "%s",
-                 err.msg);
+    lc_row_encoder *enc;
+    cr_assert_eq(open_completion(&r, path, vocab, t, 8, &enc, &err), 0, "%s", err.msg);
     lc_row row;
     int rc;
     while ((rc = lc_jsonl_next(&r, &row, &err)) == 1)
@@ -212,6 +246,7 @@ static void expect_error(lc_tokenizer *t, const char *text, int64_t vocab, const
               "error '%s' lacks '%s' / '%s'", err.msg, want1, want2);
     cr_assert(!strchr(err.msg, '\n'), "one line: %s", err.msg);
     lc_jsonl_close(&r);
+    lc_row_encoder_free(enc);
     lc_test_rm_rf(tmp);
     free(path);
     free(tmp);

@@ -248,12 +248,91 @@ Test(config, completion_datasets)
                   "datasets:\n"
                   "  - {path: a.jsonl, type: completion}\n"
                   "  - {path: b.jsonl, type: completion, field: body}\n"
-                  "  - {path: c.jsonl, type: tokenized}\n");
-    cr_assert_eq(c.n_datasets, 3);
-    cr_assert_str_eq(c.dataset_fields[0], "text");
-    cr_assert_str_eq(c.dataset_fields[1], "body");
-    cr_assert_null(c.dataset_fields[2]);
+                  "  - {path: c.jsonl, type: tokenized}\n"
+                  "  - {path: d.jsonl}\n");
+    cr_assert_eq(c.n_datasets, 4);
+    cr_assert_eq(c.dataset_specs[0].type, LC_DS_COMPLETION);
+    cr_assert_str_eq(c.dataset_specs[0].field, "text");
+    cr_assert_str_eq(c.dataset_specs[1].field, "body");
+    cr_assert_eq(c.dataset_specs[2].type, LC_DS_TOKENIZED);
+    cr_assert_null(c.dataset_specs[2].field);
+    cr_assert_eq(c.dataset_specs[3].type, LC_DS_TOKENIZED);
     lc_train_config_free(&c);
+}
+
+/* Every Axolotl option of a chat_template dataset, with Axolotl's defaults. */
+Test(config, chat_template_datasets)
+{
+    lc_train_config c;
+    expect_ok(&c, "base_model: m\n"
+                  "datasets:\n"
+                  "  - path: a.jsonl\n"
+                  "    type: chat_template\n"
+                  "  - path: b.jsonl\n"
+                  "    type: chat_template\n"
+                  "    ds_type: json\n"
+                  "    split: train\n"
+                  "    field_messages: conversations\n"
+                  "    message_property_mappings: {role: from, content: value}\n"
+                  "    roles: {user: [human], assistant: [gpt, bot]}\n"
+                  "    roles_to_train: [assistant, user]\n"
+                  "    train_on_eos: all\n"
+                  "    message_field_training: train\n"
+                  "    drop_system_message: true\n"
+                  "test_datasets:\n"
+                  "  - {path: e.jsonl, type: alpaca}\n"
+                  "  - {path: f.jsonl, type: input_output}\n");
+    const lc_dataset_spec *a = &c.dataset_specs[0], *b = &c.dataset_specs[1];
+    cr_assert_eq(a->type, LC_DS_CHAT_TEMPLATE);
+    cr_assert_str_eq(a->field_messages, "messages");
+    cr_assert_str_eq(a->role_key, "role");
+    cr_assert_str_eq(a->content_key, "content");
+    cr_assert_eq(a->n_roles, 0);
+    cr_assert_eq(a->n_roles_to_train, 1);
+    cr_assert_str_eq(a->roles_to_train[0], "assistant");
+    cr_assert_eq(a->train_on_eos, LC_EOS_TURN);
+    cr_assert_eq(a->train_on_eot, LC_EOS_TURN);
+    cr_assert_null(a->message_field_training, "Axolotl: no per-message flag unless set");
+    cr_assert_str_eq(b->field_messages, "conversations");
+    cr_assert_str_eq(b->role_key, "from");
+    cr_assert_str_eq(b->content_key, "value");
+    cr_assert_eq(b->n_roles, 3);
+    cr_assert_str_eq(b->roles[2].name, "bot");
+    cr_assert_str_eq(b->roles[2].role, "assistant");
+    cr_assert_eq(b->n_roles_to_train, 2);
+    cr_assert_eq(b->train_on_eos, LC_EOS_ALL);
+    cr_assert_eq(b->train_on_eot, LC_EOS_ALL, "train_on_eot follows train_on_eos");
+    cr_assert_str_eq(b->message_field_training, "train");
+    cr_assert(b->drop_system_message);
+    cr_assert_eq(c.test_dataset_specs[0].type, LC_DS_ALPACA);
+    cr_assert_eq(c.test_dataset_specs[1].type, LC_DS_INPUT_OUTPUT);
+    lc_train_config_free(&c);
+}
+
+Test(config, bad_dataset_entries)
+{
+    static const struct { const char *yaml, *msg; } cases[] = {
+        {"  - {path: a.jsonl, type: sharegpt}\n",
+         "datasets[0].type: expected one of tokenized, completion, alpaca, chat_template, "
+         "input_output, got 'sharegpt'"},
+        {"  - {path: a.jsonl, type: alpaca, field_messages: m}\n",
+         "datasets[0].field_messages: a type: alpaca dataset has no field_messages"},
+        {"  - {path: a.jsonl, type: chat_template, train_on_eos: sometimes}\n",
+         "datasets[0].train_on_eos: expected turn, all, last or none, got 'sometimes'"},
+        {"  - {path: a.jsonl, type: chat_template, message_property_mappings: {name: n}}\n",
+         "'name' cannot be mapped"},
+        {"  - {path: a.jsonl, type: completion, ds_type: parquet}\n",
+         "datasets[0].ds_type: only json is supported"},
+        {"  - {path: a.jsonl, type: chat_template, roles: [user]}\n",
+         "datasets[0].roles: expected a mapping"},
+        {"  - {path: a.jsonl, type: chat_template, shuffle_merged_datasets: true}\n",
+         "unknown key 'shuffle_merged_datasets'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof yaml, "base_model: m\ndatasets:\n%s", cases[i].yaml);
+        expect_bad(yaml, "", cases[i].msg);
+    }
 }
 
 Test(config, null_means_default)
@@ -542,24 +621,22 @@ static const bad_case bad_cases[] = {
     { "datasets: [{path: a}]\n", "t.yaml: base_model: ", "required" },
     { "base_model: m\ndatasets:\n  - type: tokenized\n", "t.yaml:3: datasets[0].path: ",
       "required" },
-    { "base_model: m\ndatasets:\n  - path: a.jsonl\n    type: alpaca\n",
-      "t.yaml:4: datasets[0].type: ", "only type: tokenized or completion is supported, got 'alpaca'" },
+    { "base_model: m\ndatasets:\n  - path: a.jsonl\n    type: alpaca:chat\n",
+      "t.yaml:4: datasets[0].type: ", "expected one of tokenized, completion, alpaca, chat_template, input_output, got 'alpaca:chat'" },
     { "base_model: m\ndatasets:\n  - path: a.jsonl\n    field: body\n",
-      "t.yaml:4: datasets[0].field: ", "only a type: completion dataset has a field" },
+      "t.yaml:4: datasets[0].field: ", "a type: tokenized dataset has no field (it belongs to type: completion)" },
     { "base_model: m\ndatasets:\n  - path: a.jsonl\n    type: completion\n    field: ''\n",
       "t.yaml:5: datasets[0].field: ", "empty" },
-    { "base_model: m\ndatasets: [{path: a}]\ntest_datasets: [{path: b, type: completion}]\n",
-      "t.yaml:3: test_datasets[0].type: ", "supported in datasets only" },
     { "base_model: m\ndatasets:\n  - a.jsonl\n", "t.yaml:3: datasets[0]: ", "expected a mapping" },
     { "base_model: m\ndatasets: {path: a}\n", "t.yaml:2: datasets: ", "expected a list" },
-    { "base_model: m\ndatasets: [{path: a, split: train}]\n", "t.yaml:2: datasets[0]: ",
-      "unknown key 'split'" },
-    { "base_model: m\ndatasets: [{path: a}, {path: b, type: alpaca}]\n",
-      "t.yaml:2: datasets[1].type: ", "got 'alpaca'" },
+    { "base_model: m\ndatasets: [{path: a, split: test}]\n", "t.yaml:2: datasets[0].split: ",
+      "only train is supported" },
+    { "base_model: m\ndatasets: [{path: a}, {path: b, type: sharegpt}]\n",
+      "t.yaml:2: datasets[1].type: ", "got 'sharegpt'" },
     { "base_model: m\ndatasets: [{path: a, path: b}]\n", "t.yaml:2: datasets[0]: ",
       "duplicate key 'path'" },
-    { "base_model: m\ndatasets: [{path: a}]\ntest_datasets: [{path: b, type: chat_template}]\n",
-      "t.yaml:3: test_datasets[0].type: ", "only type: tokenized or completion is supported" },
+    { "base_model: m\ndatasets: [{path: a}]\ntest_datasets: [{path: b, type: chat}]\n",
+      "t.yaml:3: test_datasets[0].type: ", "got 'chat'" },
     { MINIMAL "warmup_steps: 10\nwarmup_ratio: 0.1\n", "t.yaml:5: warmup_ratio: ",
       "warmup_steps (10) and warmup_ratio (0.1) are both set" },
     { MINIMAL "warmup_ratio: 1.0\n", "t.yaml:4: warmup_ratio: ", "[0, 1)" },

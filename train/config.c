@@ -519,127 +519,282 @@ static void free_list(char **list, int n)
     }
 }
 
-/* datasets / test_datasets: a list of {path: P, type: tokenized} or
- * {path: P, type: completion, field: F} (field default "text"). fields
- * (NULL: completion refused) gets F for completion entries, NULL otherwise. */
+/* ---- datasets ---------------------------------------------------------------- */
+/* The keys of one datasets entry (Axolotl's), and which types have them. */
+enum ds_key {
+    DK_PATH, DK_TYPE, DK_FIELD, DK_FIELD_MESSAGES, DK_FIELD_SYSTEM, DK_MAPPINGS, DK_ROLES,
+    DK_ROLES_TO_TRAIN, DK_TRAIN_ON_EOS, DK_TRAIN_ON_EOT, DK_MESSAGE_FIELD_TRAINING,
+    DK_DROP_SYSTEM, DK_DS_TYPE, DK_SPLIT, DK_COUNT
+};
+#define DS_CHAT (1u << LC_DS_CHAT_TEMPLATE)
+#define DS_ALL 0xffu
+static const struct { const char *name; unsigned types; } DS_KEYS[DK_COUNT] = {
+    [DK_PATH] = {"path", DS_ALL},
+    [DK_TYPE] = {"type", DS_ALL},
+    [DK_FIELD] = {"field", 1u << LC_DS_COMPLETION},
+    [DK_FIELD_MESSAGES] = {"field_messages", DS_CHAT},
+    [DK_FIELD_SYSTEM] = {"field_system", DS_CHAT},
+    [DK_MAPPINGS] = {"message_property_mappings", DS_CHAT},
+    [DK_ROLES] = {"roles", DS_CHAT},
+    [DK_ROLES_TO_TRAIN] = {"roles_to_train", DS_CHAT},
+    [DK_TRAIN_ON_EOS] = {"train_on_eos", DS_CHAT},
+    [DK_TRAIN_ON_EOT] = {"train_on_eot", DS_CHAT},
+    [DK_MESSAGE_FIELD_TRAINING] = {"message_field_training", DS_CHAT},
+    [DK_DROP_SYSTEM] = {"drop_system_message", DS_CHAT},
+    [DK_DS_TYPE] = {"ds_type", DS_ALL},   /* json only: what lorac reads */
+    [DK_SPLIT] = {"split", DS_ALL},       /* train only: a local JSONL file has one split */
+};
+
+/* A non-empty string option into *dst (replacing the default). */
+static int ds_string(ctx *x, const yaml_node_t *n, const char *sub, const char *expect, char **dst)
+{
+    const char *v = get_string(x, n, sub, expect);
+    if (!v)
+        return -1;
+    char *d = strdup(v);
+    if (!d)
+        return FAIL(x, n, sub, "out of memory");
+    free(*dst);
+    *dst = d;
+    return 0;
+}
+
+/* A list of non-empty strings (or one string) into dst[0..*n). */
+static int ds_string_list(ctx *x, const yaml_node_t *n, const char *sub, char **dst, int *count)
+{
+    char d[160];
+    const yaml_node_item_t *it = NULL;
+    int len = 1;
+    if (n->type == YAML_SEQUENCE_NODE) {
+        it = n->data.sequence.items.start;
+        len = (int)(n->data.sequence.items.top - it);
+    } else if (n->type != YAML_SCALAR_NODE) {
+        return FAIL(x, n, sub, "expected a list of names, got %s", describe(n, d, sizeof d));
+    }
+    if (len > LC_DS_MAX_ROLES)
+        return FAIL(x, n, sub, "at most %d names", LC_DS_MAX_ROLES);
+    for (int i = 0; i < *count; i++)
+        free(dst[i]);
+    *count = 0;
+    for (int i = 0; i < len; i++) {
+        const yaml_node_t *e = it ? yaml_document_get_node(x->doc, it[i]) : n;
+        dst[i] = NULL;
+        if (ds_string(x, e, sub, "a name", &dst[i]))
+            return -1;
+        *count = i + 1;
+    }
+    return 0;
+}
+
+/* message_property_mappings: {role: KEY, content: KEY}. */
+static int ds_mappings(ctx *x, const yaml_node_t *n, const char *sub, lc_dataset_spec *s)
+{
+    char d[160];
+    if (n->type != YAML_MAPPING_NODE)
+        return FAIL(x, n, sub, "expected a mapping {role: ..., content: ...}, got %s",
+                    describe(n, d, sizeof d));
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
+        const char *name = k->type == YAML_SCALAR_NODE ? scalar_text(k) : "";
+        char **dst = !strcmp(name, "role") ? &s->role_key
+                   : !strcmp(name, "content") ? &s->content_key : NULL;
+        if (!dst)
+            return FAIL(x, k, sub, "'%.*s' cannot be mapped (lorac maps role and content; "
+                        "other message keys reach the template as they are)",
+                        CFG_MAX_KEY_SHOWN, name);
+        if (ds_string(x, v, sub, "a message key", dst))
+            return -1;
+    }
+    return 0;
+}
+
+/* roles: {ROLE: [names in the data]}. */
+static int ds_roles(ctx *x, const yaml_node_t *n, const char *sub, lc_dataset_spec *s)
+{
+    char d[160];
+    if (n->type != YAML_MAPPING_NODE)
+        return FAIL(x, n, sub, "expected a mapping {assistant: [gpt, ...], ...}, got %s",
+                    describe(n, d, sizeof d));
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
+        char *names[LC_DS_MAX_ROLES];
+        int nn = 0;
+        const char *role = get_string(x, k, sub, "a role name");
+        if (!role || ds_string_list(x, v, sub, names, &nn))
+            return -1;
+        for (int i = 0; i < nn; i++) {
+            if (s->n_roles == LC_DS_MAX_ROLES) {
+                for (int j = i; j < nn; j++)
+                    free(names[j]);
+                return FAIL(x, n, sub, "at most %d names", LC_DS_MAX_ROLES);
+            }
+            s->roles[s->n_roles].name = names[i];
+            s->roles[s->n_roles].role = strdup(role);
+            if (!s->roles[s->n_roles++].role) {
+                for (int j = i + 1; j < nn; j++)
+                    free(names[j]);
+                return FAIL(x, n, sub, "out of memory");
+            }
+        }
+    }
+    return 0;
+}
+
+static int ds_eos_mode(ctx *x, const yaml_node_t *n, const char *sub, lc_eos_mode *dst)
+{
+    const char *v = get_string(x, n, sub, "turn, all, last or none");
+    if (!v)
+        return -1;
+    if (!strcmp(v, "false")) /* Axolotl accepts false for none */
+        v = "none";
+    int m = lc_eos_mode_parse(v);
+    if (m < 0)
+        return FAIL(x, n, sub, "expected turn, all, last or none, got '%.*s'", CFG_MAX_KEY_SHOWN, v);
+    *dst = (lc_eos_mode)m;
+    return 0;
+}
+
+/* The value of key k (non-null) into s. */
+static int ds_option(ctx *x, enum ds_key k, const yaml_node_t *v, const char *sub,
+                     lc_dataset_spec *s, bool *eot_given)
+{
+    char d[160];
+    switch (k) {
+    case DK_FIELD:
+        return ds_string(x, v, sub, "the name of the text field", &s->field);
+    case DK_FIELD_MESSAGES:
+        return ds_string(x, v, sub, "the name of the messages field", &s->field_messages);
+    case DK_FIELD_SYSTEM:
+        return ds_string(x, v, sub, "the name of the system prompt field", &s->field_system);
+    case DK_MESSAGE_FIELD_TRAINING:
+        return ds_string(x, v, sub, "a message key", &s->message_field_training);
+    case DK_MAPPINGS:
+        return ds_mappings(x, v, sub, s);
+    case DK_ROLES:
+        return ds_roles(x, v, sub, s);
+    case DK_ROLES_TO_TRAIN:
+        return ds_string_list(x, v, sub, s->roles_to_train, &s->n_roles_to_train);
+    case DK_TRAIN_ON_EOS:
+        return ds_eos_mode(x, v, sub, &s->train_on_eos);
+    case DK_TRAIN_ON_EOT:
+        *eot_given = true;
+        return ds_eos_mode(x, v, sub, &s->train_on_eot);
+    case DK_DROP_SYSTEM:
+        if (!parse_bool(v, &s->drop_system_message))
+            return FAIL(x, v, sub, "expected true or false, got %s", describe(v, d, sizeof d));
+        return 0;
+    case DK_DS_TYPE:
+    case DK_SPLIT: {
+        const char *want = k == DK_DS_TYPE ? "json" : "train";
+        const char *got = get_string(x, v, sub, want);
+        if (!got)
+            return -1;
+        if (strcmp(got, want))
+            return FAIL(x, v, sub, "only %s is supported (a local JSONL file), got '%.*s'", want,
+                        CFG_MAX_KEY_SHOWN, got);
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* One datasets entry e (a mapping) into *path and *s. */
+static int set_dataset(ctx *x, const yaml_node_t *e, const char *key, int i, char **path,
+                       lc_dataset_spec *s)
+{
+    char d[160], sub[128];
+    const yaml_node_t *v[DK_COUNT] = {0};
+    snprintf(sub, sizeof sub, "%s[%d]", key, i);
+    if (e->type != YAML_MAPPING_NODE)
+        return FAIL(x, e, sub, "expected a mapping {path: ..., type: ...}, got %s",
+                    describe(e, d, sizeof d));
+    for (yaml_node_pair_t *p = e->data.mapping.pairs.start; p < e->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
+        int id = -1;
+        for (int j = 0; k->type == YAML_SCALAR_NODE && j < DK_COUNT && id < 0; j++)
+            if (!strcmp(scalar_text(k), DS_KEYS[j].name))
+                id = j;
+        if (id < 0)
+            return FAIL(x, k, sub, "unknown key '%.*s' (a dataset has path, type and the "
+                        "options of its type: configs/README.md)", CFG_MAX_KEY_SHOWN,
+                        k->type == YAML_SCALAR_NODE ? scalar_text(k) : "?");
+        if (v[id])
+            return FAIL(x, k, sub, "duplicate key '%s' (first given on line %d)",
+                        DS_KEYS[id].name, node_line(v[id]));
+        v[id] = yaml_document_get_node(x->doc, p->value);
+    }
+    int type = LC_DS_TOKENIZED;
+    if (v[DK_TYPE] && !is_null(v[DK_TYPE])) {
+        snprintf(sub, sizeof sub, "%s[%d].type", key, i);
+        const char *t = get_string(x, v[DK_TYPE], sub, lc_dataset_type_names());
+        if (!t)
+            return -1;
+        if ((type = lc_dataset_type_parse(t)) < 0)
+            return FAIL(x, v[DK_TYPE], sub, "expected one of %s, got '%.*s' (configs/README.md "
+                        "describes each)", lc_dataset_type_names(), CFG_MAX_KEY_SHOWN, t);
+    }
+    if (lc_dataset_spec_defaults(s, (lc_dataset_type)type))
+        return FAIL(x, e, sub, "out of memory");
+    bool eot_given = false;
+    for (int k = DK_FIELD; k < DK_COUNT; k++) {
+        if (!v[k] || is_null(v[k]))
+            continue;
+        snprintf(sub, sizeof sub, "%s[%d].%s", key, i, DS_KEYS[k].name);
+        if (!(DS_KEYS[k].types & (1u << type)))
+            return FAIL(x, v[k], sub, "a type: %s dataset has no %s (it belongs to type: %s)",
+                        lc_dataset_type_name((lc_dataset_type)type), DS_KEYS[k].name,
+                        k == DK_FIELD ? "completion" : "chat_template");
+        if (ds_option(x, (enum ds_key)k, v[k], sub, s, &eot_given))
+            return -1;
+    }
+    if (!eot_given)
+        s->train_on_eot = s->train_on_eos;
+    snprintf(sub, sizeof sub, "%s[%d].path", key, i);
+    if (!v[DK_PATH] || is_null(v[DK_PATH]))
+        return FAIL(x, e, sub, "required (the JSONL file)");
+    *path = get_path(x, v[DK_PATH], sub, "a file path");
+    return *path ? 0 : -1;
+}
+
+/* datasets / test_datasets: a list of entries (set_dataset). */
 static int set_datasets(ctx *x, const yaml_node_t *n, const char *key, char **dst, int *n_dst,
-                        char **fields)
+                        lc_dataset_spec *specs)
 {
     char *tmp[LC_CONFIG_MAX_DATASETS] = { 0 };
-    char *tmpf[LC_CONFIG_MAX_DATASETS] = { 0 };
+    lc_dataset_spec tmps[LC_CONFIG_MAX_DATASETS];
     int count = 0;
-    char d[160], sub[96];
+    char d[160];
+    memset(tmps, 0, sizeof tmps);
     if (!is_null(n)) {
         if (n->type != YAML_SEQUENCE_NODE)
-            return FAIL(x, n, key, "expected a list of {path: ..., type: tokenized}, got %s",
+            return FAIL(x, n, key, "expected a list of {path: ..., type: ...}, got %s",
                         describe(n, d, sizeof d));
         yaml_node_item_t *it = n->data.sequence.items.start;
         int len = (int)(n->data.sequence.items.top - it);
         if (len > LC_CONFIG_MAX_DATASETS)
             return FAIL(x, n, key, "at most %d datasets are allowed, got %d",
                         LC_CONFIG_MAX_DATASETS, len);
-        for (int i = 0; i < len; i++) {
-            yaml_node_t *e = yaml_document_get_node(x->doc, it[i]);
-            snprintf(sub, sizeof sub, "%s[%d]", key, i);
-            if (e->type != YAML_MAPPING_NODE) {
-                FAIL(x, e, sub, "expected a mapping {path: ..., type: tokenized}, got %s",
-                     describe(e, d, sizeof d));
+        for (; count < len; count++)
+            if (set_dataset(x, yaml_document_get_node(x->doc, it[count]), key, count, &tmp[count],
+                            &tmps[count])) {
+                lc_dataset_spec_free(&tmps[count]);
                 goto fail;
             }
-            const yaml_node_t *path = NULL, *type = NULL, *field = NULL;
-            bool completion = false;
-            for (yaml_node_pair_t *p = e->data.mapping.pairs.start; p < e->data.mapping.pairs.top;
-                 p++) {
-                yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
-                yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
-                if (k->type != YAML_SCALAR_NODE) {
-                    FAIL(x, k, sub, "keys must be strings (path, type, field)");
-                    goto fail;
-                }
-                const yaml_node_t **slot = !strcmp(scalar_text(k), "path")    ? &path
-                                           : !strcmp(scalar_text(k), "type")  ? &type
-                                           : !strcmp(scalar_text(k), "field") ? &field
-                                                                              : NULL;
-                if (!slot) {
-                    FAIL(x, k, sub, "unknown key '%.*s' (a dataset has path, type and field)",
-                         CFG_MAX_KEY_SHOWN, scalar_text(k));
-                    goto fail;
-                }
-                if (*slot) {
-                    FAIL(x, k, sub, "duplicate key '%s' (first given on line %d)",
-                         scalar_text(k), node_line(*slot));
-                    goto fail;
-                }
-                *slot = v;
-            }
-            if (type && !is_null(type)) {
-                snprintf(sub, sizeof sub, "%s[%d].type", key, i);
-                const char *t = get_string(x, type, sub, "tokenized or completion");
-                if (!t)
-                    goto fail;
-                completion = !strcmp(t, "completion");
-                if (completion && !fields) {
-                    FAIL(x, type, sub, "type: completion is supported in datasets only, not "
-                         "yet in %s (pre-tokenize it into input_ids/labels JSONL)", key);
-                    goto fail;
-                }
-                if (!completion && strcmp(t, "tokenized")) {
-                    FAIL(x, type, sub,
-                         "only type: tokenized or completion is supported, got '%.*s' "
-                         "(pre-tokenize the data into input_ids/labels JSONL; see "
-                         "configs/README.md)",
-                         CFG_MAX_KEY_SHOWN, t);
-                    goto fail;
-                }
-            }
-            if (field && !is_null(field)) {
-                snprintf(sub, sizeof sub, "%s[%d].field", key, i);
-                if (!completion) {
-                    FAIL(x, field, sub, "only a type: completion dataset has a field");
-                    goto fail;
-                }
-                const char *f = get_string(x, field, sub, "the name of the text field");
-                if (!f)
-                    goto fail;
-                if (!*f) {
-                    FAIL(x, field, sub, "empty (the name of the JSON field holding the text)");
-                    goto fail;
-                }
-                tmpf[count] = strdup(f);
-            } else if (completion) {
-                tmpf[count] = strdup(LC_COMPLETION_DEFAULT_FIELD);
-            }
-            if (completion && !tmpf[count]) {
-                FAIL(x, e, sub, "out of memory");
-                goto fail;
-            }
-            snprintf(sub, sizeof sub, "%s[%d].path", key, i);
-            if (!path || is_null(path)) {
-                FAIL(x, e, sub, "required (the JSONL file)");
-                free(tmpf[count]);
-                tmpf[count] = NULL;
-                goto fail;
-            }
-            tmp[count] = get_path(x, path, sub, "a file path");
-            if (!tmp[count]) {
-                free(tmpf[count]);
-                tmpf[count] = NULL;
-                goto fail;
-            }
-            count++;
-        }
     }
-    if (fields) {
-        free_list(fields, *n_dst);
-        memcpy(fields, tmpf, sizeof(char *) * (size_t)count);
-    }
+    for (int i = 0; i < *n_dst; i++)
+        lc_dataset_spec_free(&specs[i]);
+    memcpy(specs, tmps, sizeof *specs * (size_t)count);
     free_list(dst, *n_dst);
     memcpy(dst, tmp, sizeof(char *) * (size_t)count);
     *n_dst = count;
     return 0;
 fail:
     free_list(tmp, count);
-    free_list(tmpf, count + 1);
+    for (int i = 0; i < count; i++)
+        lc_dataset_spec_free(&tmps[i]);
     return -1;
 }
 
@@ -727,9 +882,9 @@ static int set_special(ctx *x, key_id id, const yaml_node_t *n)
     case KEY_LORA_TARGET_MODULES:
         return set_targets(x, n, key);
     case KEY_DATASETS:
-        return set_datasets(x, n, key, c->datasets, &c->n_datasets, c->dataset_fields);
+        return set_datasets(x, n, key, c->datasets, &c->n_datasets, c->dataset_specs);
     case KEY_TEST_DATASETS:
-        return set_datasets(x, n, key, c->test_datasets, &c->n_test_datasets, NULL);
+        return set_datasets(x, n, key, c->test_datasets, &c->n_test_datasets, c->test_dataset_specs);
     case KEY_LR_SCHEDULER:
         if (null) {
             c->lr_scheduler = x->defaults->lr_scheduler;
@@ -1092,9 +1247,18 @@ void lc_train_config_free(lc_train_config *c)
     free(c->config_path);
     free(c->base_model);
     free(c->lora_model_dir);
-    free_list(c->dataset_fields, c->n_datasets);
+    for (int i = 0; i < c->n_datasets; i++)
+        lc_dataset_spec_free(&c->dataset_specs[i]);
+    for (int i = 0; i < c->n_test_datasets; i++)
+        lc_dataset_spec_free(&c->test_dataset_specs[i]);
     free_list(c->datasets, c->n_datasets);
     free_list(c->test_datasets, c->n_test_datasets);
+    free(c->chat_template);
+    free(c->chat_template_jinja);
+    free_list(c->eot_tokens, c->n_eot_tokens);
+    free_list(c->special_tokens, LC_SPECIAL_COUNT);
+    c->chat_template = c->chat_template_jinja = NULL;
+    c->n_eot_tokens = 0;
     free(c->output_dir);
     free(c->resume_from_checkpoint);
     c->config_path = c->base_model = c->lora_model_dir = NULL;

@@ -12,10 +12,14 @@
 #include <stdint.h>
 
 #include "autograd/error.h"
+#include "data/dataset.h"
+#include "data/dataset_spec.h"
+#include "data/tokenizer.h"
 #include "optim/adamw.h"
 #include "train/lora.h"
 
 #define LC_CONFIG_MAX_DATASETS 16
+#define LC_CONFIG_MAX_EOT_TOKENS 16
 
 typedef enum lc_device { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA } lc_device;
 
@@ -29,10 +33,19 @@ typedef struct lc_train_config {
     bool lora_target_linear;
     char *lora_model_dir;           /* NULL or resolved path */
     char *datasets[LC_CONFIG_MAX_DATASETS];      /* resolved paths */
-    char *dataset_fields[LC_CONFIG_MAX_DATASETS]; /* type completion: its text field; NULL: tokenized */
+    lc_dataset_spec dataset_specs[LC_CONFIG_MAX_DATASETS]; /* each one's type and options */
     int n_datasets;
     char *test_datasets[LC_CONFIG_MAX_DATASETS];
+    lc_dataset_spec test_dataset_specs[LC_CONFIG_MAX_DATASETS];
     int n_test_datasets;
+    /* how text rows are made (Axolotl's keys; data/row_encoder.h) */
+    bool train_on_inputs;           /* alpaca/input_output prompts, chat non-trained roles */
+    char *chat_template;            /* NULL: tokenizer_default; a built-in name; "jinja" */
+    char *chat_template_jinja;      /* template text, or a path to a .jinja file */
+    char *eot_tokens[LC_CONFIG_MAX_EOT_TOKENS];
+    int n_eot_tokens;               /* 0: the tokenizer's eos_token */
+    char *special_tokens[LC_SPECIAL_COUNT]; /* bos/eos/unk/pad overrides, NULL: the tokenizer's */
+    lc_excess excess_length_strategy; /* rows longer than sequence_len */
     int64_t sequence_len;
     bool sample_packing;
     bool shuffle;

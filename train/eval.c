@@ -7,16 +7,17 @@
 
 #include "autograd/cpu/blas.h"
 #include "data/dataset.h"
+#include "train/text_data.h"
 #include "train/fsutil.h"
 #include "train/memory_plan.h"
 #include "train/sysinfo.h"
 
-int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, char *const *paths,
-                  int n_paths, int64_t seq_len, int64_t mb, double *loss, int64_t *tokens,
-                  lc_error *err)
+int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, const lc_dataset_opts *data,
+                  double *loss, int64_t *tokens, lc_error *err)
 {
-    lc_dataset_opts o = {.paths = paths, .n_paths = n_paths, .vocab = m->cfg.vocab_size,
-                         .seq_len = seq_len, .micro_batch = mb};
+    lc_dataset_opts o = *data;
+    o.shuffle = o.packing = false;
+    const int64_t mb = o.micro_batch, seq_len = o.seq_len;
     lc_dataset_stream st;
     lc_batch_buf buf;
     if (lc_batch_buf_init(&buf, mb, seq_len, err))
@@ -69,18 +70,36 @@ static void describe_weights(const lc_model *m, lc_eval_report *r)
 }
 
 /* Rows, tokens and truncated rows of the data, into r; at least one row. */
-static int count_rows(const lc_eval_opts *o, int vocab, int64_t T, int64_t mb,
-                      lc_dataset_scan *scan, lc_eval_report *r, lc_error *err)
+static int count_rows(const lc_dataset_opts *dopts, lc_dataset_scan *scan, lc_eval_report *r,
+                      lc_error *err)
 {
-    lc_dataset_opts dopts = {.paths = o->data, .n_paths = o->n_data, .vocab = vocab,
-                             .seq_len = T, .micro_batch = mb};
-    if (lc_dataset_scan_files(scan, &dopts, err))
+    if (lc_dataset_scan_files(scan, dopts, err))
         return -1;
     r->rows = scan->n_rows;
     r->tokens = scan->tokens;
     r->truncated = scan->n_truncated;
+    r->counts = scan->counts;
     if (scan->n_rows == 0)
-        return lc_error_set(err, "%s: no rows to evaluate on", o->data[0]);
+        return lc_error_set(err, "%s: no rows to evaluate on", dopts->paths[0]);
+    return 0;
+}
+
+/* The data options of o for a model of vocab ids: the config's text data
+ * (encoders opened into *text), or tokenized files. */
+static int data_opts(const lc_eval_opts *o, int64_t vocab, int64_t T, int64_t mb,
+                     lc_text_data *text, lc_dataset_opts *d, lc_error *err)
+{
+    if (o->config) {
+        lc_train_config c = *o->config;
+        c.sequence_len = T;
+        c.micro_batch_size = mb;
+        if (lc_text_data_open(text, &c, vocab, err))
+            return -1;
+        *d = lc_text_data_opts(text, &c, o->config->n_test_datasets > 0, vocab);
+        return 0;
+    }
+    *d = (lc_dataset_opts){.paths = o->data, .n_paths = o->n_data, .vocab = vocab, .seq_len = T,
+                           .micro_batch = mb, .excess = LC_EXCESS_TRUNCATE};
     return 0;
 }
 
@@ -96,6 +115,8 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
     lc_tape tape = {0};
     bool tape_ok = false;
     lc_dataset_scan scan = {0};
+    lc_text_data text = {0};
+    lc_dataset_opts dopts;
     int rc = -1;
     const lc_model_load_opts lo = {.nf4 = o->nf4,
                                    .nf4_blocksize = o->nf4_blocksize > 0 ? o->nf4_blocksize : 64,
@@ -114,7 +135,8 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
         r->lora_r = lora.cfg.r;
         r->lora_alpha = lora.cfg.alpha;
     }
-    if (count_rows(o, m.cfg.vocab_size, T, mb, &scan, r, err))
+    if (data_opts(o, m.cfg.vocab_size, T, mb, &text, &dopts, err) ||
+        count_rows(&dopts, &scan, r, err))
         goto out;
     lc_memory_plan plan;
     lc_memory_plan_cpu(&m.cfg, 0, lora.n_params, &lora.cfg, mb, T, false, &plan);
@@ -125,8 +147,8 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
     tape_ok = true;
     tape.max_rows = mb * T;
     double t0 = lc_now_s();
-    if (lc_eval_files(&m, &tape, o->adapter_dir ? &lora : NULL, o->data, o->n_data, T, mb,
-                      &r->loss, &r->supervised, err))
+    if (lc_eval_files(&m, &tape, o->adapter_dir ? &lora : NULL, &dopts, &r->loss,
+                      &r->supervised, err))
         goto out;
     r->seconds = lc_now_s() - t0;
     r->perplexity = exp(r->loss);
@@ -134,6 +156,7 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
     rc = 0;
 out:
     lc_dataset_scan_free(&scan);
+    lc_text_data_close(&text);
     if (tape_ok)
         lc_tape_free(&tape);
     if (arena.base)
@@ -167,15 +190,12 @@ int lc_eval_opts_from_config(const lc_train_config *c, lc_eval_opts *o, char *ad
         o->adapter_dir = c->lora_model_dir;
         *adapter_from = "lora_model_dir";
     }
+    o->config = c;
     if (c->n_test_datasets > 0) {
         o->data = c->test_datasets;
         o->n_data = c->n_test_datasets;
         *data_from = "test_datasets";
     } else {
-        for (int i = 0; i < c->n_datasets; i++)
-            if (c->dataset_fields[i])
-                return lc_error_set(err, "datasets[%d]: type: completion is not yet supported "
-                                    "by lorac eval (give --data a tokenized JSONL file)", i);
         o->data = c->datasets;
         o->n_data = c->n_datasets;
         *data_from = "datasets";

@@ -15,20 +15,23 @@
 #include <stdio.h>
 
 #include "autograd/error.h"
+#include "data/dataset.h"
 #include "train/config.h"
 #include "train/model.h"
 
-/* Mean loss of `lora` (NULL: the base model alone) on the rows of the JSONL
- * files, in micro-batches of mb rows up to seq_len; *tokens gets the number
- * of supervised tokens. The tape must be sized for mb × seq_len. */
-int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, char *const *paths,
-                  int n_paths, int64_t seq_len, int64_t mb, double *loss, int64_t *tokens,
-                  lc_error *err);
+/* Mean loss of `lora` (NULL: the base model alone) on the rows of data (its
+ * files, encoders and row rules; read unpacked, in file order, in micro-batches
+ * of data->micro_batch rows up to data->seq_len); *tokens gets the number of
+ * supervised tokens. The tape must be sized for micro_batch × seq_len. */
+int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, const lc_dataset_opts *data,
+                  double *loss, int64_t *tokens, lc_error *err);
 
 typedef struct lc_eval_opts {
     const char *model_dir;
     const char *adapter_dir;  /* NULL: the base model alone */
-    char *const *data;        /* tokenized JSONL files */
+    char *const *data;        /* tokenized JSONL files (direct form) */
+    const lc_train_config *config; /* from a config: its text data (test_datasets, else
+                               * datasets), read as lorac train reads them */
     int n_data;
     int64_t seq_len;          /* 0: lc_model_config_seq_len's default */
     int64_t micro_batch;      /* rows per forward pass */
@@ -43,6 +46,7 @@ typedef struct lc_eval_report {
     int64_t supervised;       /* tokens with a label (the loss's denominator) */
     int64_t tokens;           /* tokens run through the model (after truncation) */
     int64_t rows, truncated;
+    lc_data_counts counts;    /* where every line went */
     int64_t seq_len;          /* as used */
     double seconds, tokens_per_s;
     lc_model_config cfg;

@@ -11,13 +11,6 @@
 
 #define VALUE_MAX 2048
 
-static uint64_t fold_text(uint64_t h, const char *s)
-{
-    for (; *s; s++)
-        h = lc_splitmix64(h ^ (unsigned char)*s);
-    return lc_splitmix64(h ^ 0x0a);
-}
-
 static void hex64(uint64_t v, char *buf)
 {
     snprintf(buf, LC_RUN_IDENTITY_CHARS, "%016" PRIx64, v);
@@ -39,25 +32,26 @@ cJSON *lc_run_record_make(const lc_train_config *cfg, const lc_modelprint *mp,
         lc_train_config_value(cfg, i, value, sizeof value);
         ok = cJSON_AddStringToObject(settings, name, value) != NULL;
         if (k == LC_RESUME_FIXED) {
-            id = fold_text(id, name);
-            id = fold_text(id, value);
+            id = lc_hash_text(id, name);
+            id = lc_hash_text(id, value);
         }
     }
     hex64(mp->hash, hex);
-    id = fold_text(id, hex);
+    id = lc_hash_text(id, hex);
     ok = ok && cJSON_AddStringToObject(model, "path", cfg->base_model) &&
          cJSON_AddStringToObject(model, "fingerprint", hex);
     for (int i = 0; ok && i < cfg->n_datasets; i++) {
         cJSON *d = cJSON_CreateObject();
         ok = d && cJSON_AddItemToArray(sets, d);
         hex64(data[i].hash, hex);
-        char format[VALUE_MAX] = "tokenized";
-        if (cfg->dataset_fields[i]) {
+        char format[VALUE_MAX];
+        lc_dataset_spec_describe(&cfg->dataset_specs[i], format, sizeof format);
+        if (cfg->dataset_specs[i].type != LC_DS_TOKENIZED) {
             char tok[LC_RUN_IDENTITY_CHARS] = "none";
             if (tokenizer)
                 hex64(tokenizer->hash, tok);
-            snprintf(format, sizeof format, "completion, field %s, tokenizer.json %s",
-                     cfg->dataset_fields[i], tok);
+            size_t used = strlen(format);
+            snprintf(format + used, sizeof format - used, ", tokenizer %s", tok);
         }
         ok = ok && cJSON_AddStringToObject(d, "path", cfg->datasets[i]) &&
              cJSON_AddNumberToObject(d, "size", (double)data[i].size) &&

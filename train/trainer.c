@@ -21,6 +21,7 @@
  * a checkpoint and a non-zero status (the signal handling below). */
 #include "train/sysinfo.h"
 #include "train/trainer.h"
+#include "train/text_data.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -142,8 +143,7 @@ typedef struct run {
     lc_tape tape;
     lc_adamw opt;
     lc_dataset_opts dopts;
-    lc_tokenizer *tok;           /* base_model's, when a dataset is type: completion */
-    lc_fileprint tok_print;      /* its tokenizer.json (+ tokenizer_config.json) content */
+    lc_text_data text;           /* tokenizer, chat template and row encoders of text datasets */
     lc_dataset_scan scan;
     lc_dataset_stream stream;
     bool stream_open;
@@ -260,8 +260,8 @@ static int run_eval(run *r, int64_t step, lc_error *err)
     const lc_train_config *c = r->cfg;
     double loss;
     int64_t tokens;
-    if (lc_eval_files(&r->model, &r->tape, &r->lora, c->test_datasets, c->n_test_datasets,
-                      c->sequence_len, c->micro_batch_size, &loss, &tokens, err))
+    lc_dataset_opts o = lc_text_data_opts(&r->text, c, true, r->model.cfg.vocab_size);
+    if (lc_eval_files(&r->model, &r->tape, &r->lora, &o, &loss, &tokens, err))
         return lc_error_prefix(err, "evaluation at step %lld", (long long)step);
     if (lc_metrics_line(&r->metrics, err,
                         "{\"step\":%lld,\"eval_loss\":%.9g,\"eval_ppl\":%.9g,\"eval_tokens\":%lld}",
@@ -298,12 +298,11 @@ static int check_eval_data(run *r, lc_error *err)
     const lc_train_config *c = r->cfg;
     if (c->n_test_datasets == 0)
         return 0;
-    lc_dataset_opts o = {.paths = c->test_datasets, .n_paths = c->n_test_datasets,
-                         .vocab = r->model.cfg.vocab_size, .seq_len = c->sequence_len,
-                         .micro_batch = c->micro_batch_size};
+    lc_dataset_opts o = lc_text_data_opts(&r->text, c, true, r->model.cfg.vocab_size);
     lc_dataset_scan s;
     if (lc_dataset_scan_files(&s, &o, err))
         return lc_error_prefix(err, "test_datasets");
+    lc_data_summary(r->log, "eval data", &s.counts, c->sequence_len);
     int64_t sup = s.supervised;
     lc_dataset_scan_free(&s);
     if (sup == 0)
@@ -473,56 +472,23 @@ static int load_model_and_adapter(run *r, lc_error *err)
     return 0;
 }
 
-/* base_model's tokenizer, for datasets[i] of type completion, and the
- * fingerprint of the files it was read from (the run record's). */
-static int load_tokenizer(lc_tokenizer **tok, lc_fileprint *print, const char *dir, int i,
-                          lc_error *err)
-{
-    char path[4200], cfg_path[4200];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", dir);
-    if (access(path, F_OK) != 0)
-        return lc_error_set(err, "base_model: %s is missing (datasets[%d] is type: completion, "
-                            "tokenized with the model's own tokenizer)", path, i);
-    if (lc_tokenizer_load(tok, dir, err))
-        return lc_error_prefix(err, "base_model: tokenizer for datasets[%d] (type: completion)",
-                               i);
-    lc_fileprint cfg_print = {0};
-    if (lc_fileprint_take(path, false, print, err) ||
-        (access(cfg_path, F_OK) == 0 && lc_fileprint_take(cfg_path, false, &cfg_print, err)))
-        return lc_error_prefix(err, "base_model: tokenizer files");
-    print->hash = lc_splitmix64(print->hash ^ cfg_print.hash);
-    return 0;
-}
-
 /* The training data scanned (every row read and checked, the label audit),
  * the evaluation data checked, and the schedule. */
 static int load_data(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
     const lc_model_config *mc = &r->model.cfg;
-    for (int i = 0; i < c->n_datasets && !r->tok; i++) {
-        if (!c->dataset_fields[i])
-            continue;
-        if (load_tokenizer(&r->tok, &r->tok_print, c->base_model, i, err))
-            return -1;
-    }
-    r->dopts = (lc_dataset_opts){.paths = c->datasets, .n_paths = c->n_datasets,
-                                 .vocab = mc->vocab_size, .seq_len = c->sequence_len,
-                                 .micro_batch = c->micro_batch_size, .shuffle = c->shuffle,
-                                 .packing = c->sample_packing, .seed = c->seed,
-                                 .fields = c->dataset_fields, .tok = r->tok};
+    if (lc_text_data_open(&r->text, c, mc->vocab_size, err))
+        return -1;
+    r->dopts = lc_text_data_opts(&r->text, c, false, mc->vocab_size);
     if (lc_dataset_scan_files(&r->scan, &r->dopts, err))
         return -1;
     const lc_dataset_scan *s = &r->scan;
-    fprintf(r->log, "data: %lld row%s, %lld token%s, %lld row%s truncated to sequence_len %lld, "
-            "%lld supervised token%s (%.1f%%)\n",
-            (long long)s->n_rows, lc_plural(s->n_rows), (long long)s->tokens,
-            lc_plural(s->tokens), (long long)s->n_truncated, lc_plural(s->n_truncated),
-            (long long)c->sequence_len, (long long)s->supervised, lc_plural(s->supervised),
-            s->tokens ? 100.0 * (double)s->supervised / (double)s->tokens : 0.0);
+    lc_data_summary(r->log, "data", &s->counts, c->sequence_len);
     if (s->n_rows == 0)
-        return lc_error_set(err, "datasets: no rows in %s", c->datasets[0]);
+        return lc_error_set(err, "datasets: no rows left to train on (%lld line%s read; the "
+                            "data line above says where they went)", (long long)s->counts.lines,
+                            lc_plural(s->counts.lines));
     if (s->supervised == 0)
         return lc_error_set(err, "datasets: no supervised tokens (every label is -100 or rows "
                             "have one token): nothing to train on");
@@ -601,7 +567,7 @@ static int setup(run *r, lc_error *err)
     lc_train_config eff = *c; /* the record holds the adapter as it really is */
     eff.lora = r->lora.cfg;
     if (!(r->record = lc_run_record_make(&eff, &r->model_print, r->data_print,
-                                           r->tok ? &r->tok_print : NULL)))
+                                           r->text.tok ? &r->text.tok_print : NULL)))
         return lc_error_set(err, "out of memory for the run record");
     if (claim_and_resume(r, err))
         return -1;
@@ -619,7 +585,7 @@ static void teardown(run *r)
     free(r->backup);
     lc_metrics_close(&r->metrics, NULL); /* after an error: already reported */
     lc_dataset_scan_free(&r->scan);
-    lc_tokenizer_free(r->tok);
+    lc_text_data_close(&r->text);
     lc_adamw_free(&r->opt);
     if (r->tape.nodes)
         lc_tape_free(&r->tape);

@@ -1,0 +1,191 @@
+/* test_dataset_types.c — Axolotl's dataset types against Axolotl itself.
+ *
+ * Every case file of tests/fixtures/dataset_types/ (made by
+ * scripts/make_dataset_type_fixtures.py, which runs Axolotl 0.19.0's own
+ * ChatTemplateStrategy, AlpacaPromptTokenizingStrategy and
+ * RawInputOutputStrategy with transformers) holds rows and the input_ids and
+ * labels Axolotl made of them. Each file's dataset entry goes through lorac's
+ * config parser (so the YAML keys are tested too), the row encoder encodes
+ * each row, and ids and labels must be equal, token for token — which means
+ * that exactly the assistant contents plus their end-of-turn tokens are
+ * supervised, as Axolotl supervises them, and nothing of system or user turns.
+ * A few bad rows then check the one-line errors. */
+#include <criterion/criterion.h>
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/row_encoder.h"
+#include "helpers.h"
+#include "tokenizer_fixture.h"
+#include "train/config.h"
+
+typedef struct case_file {
+    cJSON *root;
+    lc_train_config cfg;
+    lc_tokenizer *tok;
+    char *tok_dir;
+    char *template_text;
+    lc_row_encoder *enc;
+} case_file;
+
+static cJSON *read_json(const char *rel)
+{
+    size_t n;
+    char *text = lc_test_read_file(lc_test_fixture(rel), &n);
+    cJSON *j = cJSON_ParseWithLength(text, n);
+    cr_assert_not_null(j, "%s: not JSON", rel);
+    free(text);
+    return j;
+}
+
+/* The YAML of the fixture's dataset entry: JSON is YAML's flow syntax. */
+static void parse_entry(case_file *k, const char *name)
+{
+    cJSON *entry = cJSON_Duplicate(cJSON_GetObjectItem(k->root, "dataset"), 1);
+    cJSON_AddStringToObject(entry, "path", "rows.jsonl");
+    char *flow = cJSON_PrintUnformatted(entry);
+    char *yaml = lc_test_asprintf("base_model: m\ndatasets:\n  - %s\n", flow);
+    lc_error err = {0};
+    cr_assert_eq(lc_train_config_parse(&k->cfg, yaml, strlen(yaml), name, "/", NULL, 0, &err), 0,
+                 "%s: %s", name, err.msg);
+    free(yaml);
+    free(flow);
+    cJSON_Delete(entry);
+}
+
+static void open_case(case_file *k, const char *file)
+{
+    char *rel = lc_test_asprintf("dataset_types/%s", file);
+    memset(k, 0, sizeof *k);
+    k->root = read_json(rel);
+    parse_entry(k, file);
+    k->tok_dir = lc_test_tokenizer_dir(cJSON_GetObjectItem(k->root, "tokenizer")->valuestring);
+    lc_error err = {0};
+    cr_assert_eq(lc_tokenizer_load(&k->tok, k->tok_dir, &err), 0, "%s", err.msg);
+    const cJSON *sp;
+    cJSON_ArrayForEach(sp, cJSON_GetObjectItem(k->root, "special_tokens")) {
+        int kind = -1;
+        for (int s = 0; s < LC_SPECIAL_COUNT; s++)
+            if (!strcmp(sp->string, lc_special_key((lc_special)s)))
+                kind = s;
+        cr_assert_geq(kind, 0, "%s: special token %s", file, sp->string);
+        cr_assert_eq(lc_tokenizer_set_special(k->tok, (lc_special)kind, sp->valuestring, &err), 0,
+                     "%s", err.msg);
+    }
+    const cJSON *tf = cJSON_GetObjectItem(k->root, "chat_template_fixture");
+    if (cJSON_IsString(tf)) {
+        char *trel = lc_test_asprintf("chat_templates/%s.json", tf->valuestring);
+        cJSON *t = read_json(trel);
+        k->template_text = strdup(cJSON_GetObjectItem(t, "template")->valuestring);
+        cJSON_Delete(t);
+        free(trel);
+    }
+    const cJSON *eot = cJSON_GetObjectItem(k->root, "eot_tokens");
+    char *eots[8];
+    int n_eot = 0;
+    for (const cJSON *e = cJSON_IsArray(eot) ? eot->child : NULL; e; e = e->next)
+        eots[n_eot++] = e->valuestring;
+    const cJSON *now = cJSON_GetObjectItem(k->root, "now");
+    lc_row_encoder_opts o = {
+        .spec = &k->cfg.dataset_specs[0], .tok = k->tok, .chat_template = k->template_text,
+        .eot_tokens = n_eot ? eots : NULL, .n_eot_tokens = n_eot,
+        .train_on_inputs = cJSON_IsTrue(cJSON_GetObjectItem(k->root, "train_on_inputs")),
+        .sequence_len = (int64_t)cJSON_GetObjectItem(k->root, "sequence_len")->valuedouble,
+        .vocab = lc_tokenizer_vocab_size(k->tok),
+        .now = cJSON_IsNumber(now) ? (long long)now->valuedouble : 0};
+    cr_assert_eq(lc_row_encoder_new(&k->enc, &o, &err), 0, "%s: %s", file, err.msg);
+    free(rel);
+}
+
+static void close_case(case_file *k)
+{
+    lc_row_encoder_free(k->enc);
+    lc_tokenizer_free(k->tok);
+    lc_train_config_free(&k->cfg);
+    cJSON_Delete(k->root);
+    free(k->template_text);
+    lc_test_rm_rf(k->tok_dir);
+    free(k->tok_dir);
+}
+
+static bool same_ids(const lc_ids *got, const cJSON *want)
+{
+    if (got->n != (size_t)cJSON_GetArraySize(want))
+        return false;
+    size_t i = 0;
+    for (const cJSON *v = want->child; v; v = v->next, i++)
+        if (got->v[i] != (int32_t)v->valuedouble)
+            return false;
+    return true;
+}
+
+/* Where ids or labels first differ, for the message. */
+static size_t first_diff(const lc_ids *got, const cJSON *want)
+{
+    size_t i = 0;
+    for (const cJSON *v = want->child; v && i < got->n; v = v->next, i++)
+        if (got->v[i] != (int32_t)v->valuedouble)
+            return i;
+    return i;
+}
+
+/* Checks every row of one case file; returns the rows compared. */
+static int check_file(const char *file)
+{
+    case_file k;
+    open_case(&k, file);
+    lc_ids ids = {0}, labels = {0};
+    int n = 0, line = 0;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(k.root, "rows")) {
+        char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(row, "row"));
+        char where[256];
+        snprintf(where, sizeof where, "%s:%d", file, ++line);
+        lc_error err = {0};
+        bool cut;
+        int rc = lc_row_encode(k.enc, text, strlen(text), where, &ids, &labels, &cut, &err);
+        if (cJSON_GetObjectItem(row, "error")) {
+            cr_expect_eq(rc, -1, "%s: Axolotl refused the row, lorac did not", where);
+        } else {
+            cr_assert_eq(rc, 0, "%s: %s", where, err.msg);
+            const cJSON *wi = cJSON_GetObjectItem(row, "input_ids");
+            const cJSON *wl = cJSON_GetObjectItem(row, "labels");
+            cr_expect(same_ids(&ids, wi), "%s: input_ids differ from Axolotl's at token %zu "
+                      "(%zu vs %d tokens)", where, first_diff(&ids, wi), ids.n,
+                      cJSON_GetArraySize(wi));
+            cr_expect(same_ids(&labels, wl), "%s: labels differ from Axolotl's at token %zu",
+                      where, first_diff(&labels, wl));
+            n++;
+        }
+        free(text);
+    }
+    lc_ids_free(&ids);
+    lc_ids_free(&labels);
+    close_case(&k);
+    return n;
+}
+
+Test(dataset_types, equal_axolotl, .timeout = 240)
+{
+    DIR *d = opendir(lc_test_fixture("dataset_types"));
+    cr_assert_not_null(d);
+    int files = 0, rows = 0, chat = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 6 || strcmp(e->d_name + l - 5, ".json"))
+            continue;
+        int n = check_file(e->d_name);
+        cr_log_info("%s: %d rows equal Axolotl's", e->d_name, n);
+        rows += n;
+        chat += !strncmp(e->d_name, "chat_template", 13);
+        files++;
+    }
+    closedir(d);
+    cr_assert_geq(files, 24, "%d case files", files);
+    cr_assert_geq(chat, 14);
+    cr_assert_geq(rows, 150, "%d rows", rows);
+}

@@ -1,0 +1,167 @@
+/* text_data.c — tokenizer, chat template and row encoders of a config's
+ * datasets (see text_data.h). */
+#include "train/text_data.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "autograd/hash.h"
+#include "train/fsutil.h"
+#include "train/metrics.h"
+
+static bool any_text(const lc_train_config *c)
+{
+    for (int i = 0; i < c->n_datasets; i++)
+        if (c->dataset_specs[i].type != LC_DS_TOKENIZED)
+            return true;
+    for (int i = 0; i < c->n_test_datasets; i++)
+        if (c->test_dataset_specs[i].type != LC_DS_TOKENIZED)
+            return true;
+    return false;
+}
+
+static bool any_chat(const lc_train_config *c)
+{
+    for (int i = 0; i < c->n_datasets; i++)
+        if (c->dataset_specs[i].type == LC_DS_CHAT_TEMPLATE)
+            return true;
+    for (int i = 0; i < c->n_test_datasets; i++)
+        if (c->test_dataset_specs[i].type == LC_DS_CHAT_TEMPLATE)
+            return true;
+    return false;
+}
+
+/* base_model's tokenizer (special_tokens applied) and the fingerprint of the
+ * files it was read from (the run record's). */
+static int load_tokenizer(lc_text_data *d, const lc_train_config *c, lc_error *err)
+{
+    char path[4200], cfg_path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", c->base_model);
+    snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", c->base_model);
+    if (access(path, F_OK) != 0)
+        return lc_error_set(err, "base_model: %s is missing (text datasets are tokenized with "
+                            "the model's own tokenizer)", path);
+    if (lc_tokenizer_load(&d->tok, c->base_model, err))
+        return lc_error_prefix(err, "base_model: tokenizer");
+    for (int k = 0; k < LC_SPECIAL_COUNT; k++)
+        if (c->special_tokens[k] &&
+            lc_tokenizer_set_special(d->tok, (lc_special)k, c->special_tokens[k], err))
+            return -1;
+    lc_fileprint cfg_print = {0};
+    if (lc_fileprint_take(path, false, &d->tok_print, err) ||
+        (access(cfg_path, F_OK) == 0 && lc_fileprint_take(cfg_path, false, &cfg_print, err)))
+        return lc_error_prefix(err, "base_model: tokenizer files");
+    d->tok_print.hash = lc_splitmix64(d->tok_print.hash ^ cfg_print.hash);
+    return 0;
+}
+
+static int make_encoders(lc_text_data *d, const lc_train_config *c, bool test, int64_t vocab,
+                         lc_error *err)
+{
+    int n = test ? c->n_test_datasets : c->n_datasets;
+    const lc_dataset_spec *specs = test ? c->test_dataset_specs : c->dataset_specs;
+    lc_row_encoder **enc = test ? d->test : d->train;
+    for (int i = 0; i < n; i++) {
+        if (specs[i].type == LC_DS_TOKENIZED)
+            continue;
+        lc_row_encoder_opts o = {.spec = &specs[i], .tok = d->tok,
+                                 .chat_template = d->chat_template,
+                                 .eot_tokens = c->n_eot_tokens ? c->eot_tokens : NULL,
+                                 .n_eot_tokens = c->n_eot_tokens,
+                                 .train_on_inputs = c->train_on_inputs,
+                                 .sequence_len = c->sequence_len, .vocab = vocab};
+        if (lc_row_encoder_new(&enc[i], &o, err))
+            return lc_error_prefix(err, "%s[%d]", test ? "test_datasets" : "datasets", i);
+    }
+    return 0;
+}
+
+/* The model's own chat template: chat_template.jinja, else tokenizer_config.json's
+ * chat_template (TEMPORARY until data/chat_builtin lands: built-ins refused). */
+static int select_template(const lc_train_config *c, char **out, lc_error *err)
+{
+    char path[4200];
+    size_t n;
+    *out = NULL;
+    if (c->chat_template && strcmp(c->chat_template, "tokenizer_default"))
+        return lc_error_set(err, "chat_template: %s is not supported yet", c->chat_template);
+    snprintf(path, sizeof path, "%s/chat_template.jinja", c->base_model);
+    if (lc_path_exists(path))
+        return (*out = lc_read_file(path, 16u << 20, &n, err)) ? 0 : -1;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", c->base_model);
+    char *text = lc_path_exists(path) ? lc_read_file(path, 16u << 20, &n, err) : NULL;
+    cJSON *j = text ? cJSON_ParseWithLength(text, n) : NULL;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
+    if (cJSON_IsString(t))
+        *out = strdup(t->valuestring);
+    cJSON_Delete(j);
+    free(text);
+    if (!*out)
+        return lc_error_set(err, "base_model: no chat template (chat_template.jinja or "
+                            "tokenizer_config.json's chat_template)");
+    return 0;
+}
+
+int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, lc_error *err)
+{
+    memset(d, 0, sizeof *d);
+    if (!any_text(c))
+        return 0;
+    int rc = load_tokenizer(d, c, err);
+    if (!rc && any_chat(c) && !(rc = select_template(c, &d->chat_template, err)))
+        d->tok_print.hash = lc_hash_text(d->tok_print.hash, d->chat_template);
+    if (!rc)
+        rc = make_encoders(d, c, false, vocab, err) || make_encoders(d, c, true, vocab, err);
+    if (rc)
+        lc_text_data_close(d);
+    return rc ? -1 : 0;
+}
+
+void lc_text_data_close(lc_text_data *d)
+{
+    for (int i = 0; i < LC_CONFIG_MAX_DATASETS; i++) {
+        lc_row_encoder_free(d->train[i]);
+        lc_row_encoder_free(d->test[i]);
+    }
+    lc_tokenizer_free(d->tok);
+    free(d->chat_template);
+    memset(d, 0, sizeof *d);
+}
+
+lc_dataset_opts lc_text_data_opts(const lc_text_data *d, const lc_train_config *c, bool test,
+                                  int64_t vocab)
+{
+    return (lc_dataset_opts){
+        .paths = test ? c->test_datasets : c->datasets,
+        .n_paths = test ? c->n_test_datasets : c->n_datasets,
+        .vocab = vocab, .seq_len = c->sequence_len, .excess = c->excess_length_strategy,
+        .encoders = test ? d->test : d->train,
+        .micro_batch = c->micro_batch_size, .shuffle = !test && c->shuffle,
+        .packing = !test && c->sample_packing, .seed = c->seed};
+}
+
+void lc_data_summary(FILE *out, const char *what, const lc_data_counts *k, int64_t seq_len)
+{
+    fprintf(out, "%s: %lld row%s, %lld token%s, %lld supervised (%.1f%%) from %lld line%s",
+            what, (long long)k->rows, lc_plural(k->rows), (long long)k->tokens,
+            lc_plural(k->tokens), (long long)k->supervised,
+            k->tokens ? 100.0 * (double)k->supervised / (double)k->tokens : 0.0,
+            (long long)k->lines, lc_plural(k->lines));
+    if (k->chunked)
+        fprintf(out, "; %lld more row%s from splitting long texts", (long long)k->chunked,
+                lc_plural(k->chunked));
+    if (k->truncated)
+        fprintf(out, "; %lld truncated to sequence_len %lld", (long long)k->truncated,
+                (long long)seq_len);
+    if (k->dropped_long)
+        fprintf(out, "; %lld dropped as longer than sequence_len %lld (excess_length_strategy: "
+                "drop)", (long long)k->dropped_long, (long long)seq_len);
+    if (k->dropped_short)
+        fprintf(out, "; %lld dropped with fewer than %d tokens", (long long)k->dropped_short,
+                LC_MIN_ROW_TOKENS);
+    if (k->dropped_untrained)
+        fprintf(out, "; %lld dropped with no supervised token", (long long)k->dropped_untrained);
+    fputc('\n', out);
+}

@@ -1,0 +1,37 @@
+/* text_data.h — what the config's text datasets need before a row is read:
+ * base_model's tokenizer (with the config's special_tokens), the chat
+ * template (chat_template / chat_template_jinja / the model's own), and one
+ * row encoder per dataset (data/row_encoder.h). `lorac train`, `lorac eval`
+ * and `lorac preprocess` all open their data through this, so they encode
+ * rows identically; and the data summary all three print is here. */
+#ifndef LC_TEXT_DATA_H
+#define LC_TEXT_DATA_H
+
+#include <stdio.h>
+
+#include "data/dataset.h"
+#include "data/row_encoder.h"
+#include "train/config.h"
+#include "train/fingerprint.h"
+
+typedef struct lc_text_data {
+    lc_tokenizer *tok;             /* NULL when every dataset is tokenized */
+    lc_fileprint tok_print;        /* the tokenizer files' fingerprint (tok non-NULL) */
+    char *chat_template;           /* the template text (a chat_template dataset) */
+    lc_row_encoder *train[LC_CONFIG_MAX_DATASETS]; /* per datasets[i], NULL: tokenized */
+    lc_row_encoder *test[LC_CONFIG_MAX_DATASETS];  /* per test_datasets[i] */
+} lc_text_data;
+
+/* Opens everything the config's datasets and test_datasets need; vocab is
+ * the model's vocab_size (ids must fit). */
+int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, lc_error *err);
+void lc_text_data_close(lc_text_data *d);
+
+/* The data options of datasets (test false) or test_datasets (test true). */
+lc_dataset_opts lc_text_data_opts(const lc_text_data *d, const lc_train_config *c, bool test,
+                                  int64_t vocab);
+
+/* "data: 1200 rows from 1000 lines ... " — where every line went, one line. */
+void lc_data_summary(FILE *out, const char *what, const lc_data_counts *k, int64_t seq_len);
+
+#endif
