@@ -1070,22 +1070,29 @@ Test(integrity, resume_dataset_read_differently)
     lc_error err = {{0}};
     cr_expect_eq(lc_run_record_check(text, text, false, "checkpoint-1", changes, sizeof changes,
                                      &err), 0, "%s", err.msg);
-    const cJSON *now[] = {body, other_tok, tokenized};
-    const char *want[] = {"field text, tokenizer.json 0000000000000001 -> completion, field body",
-                          "tokenizer.json 0000000000000001 -> completion, field text, "
-                          "tokenizer.json 0000000000000002",
-                          "read as completion, field text, tokenizer.json 0000000000000001 -> "
-                          "tokenized"};
-    for (int i = 0; i < 3; i++) {
-        cr_expect_eq(lc_run_record_check(text, now[i], false, "checkpoint-1", changes,
+    cJSON *chat = record_for("  - {path: d.jsonl, type: chat_template}\n", 1);
+    cJSON *chat_all = record_for("  - {path: d.jsonl, type: chat_template, train_on_eos: all}\n",
+                                 1);
+    const cJSON *now[] = {body, other_tok, tokenized, chat, chat_all};
+    const char *want[] = {"field=text, tokenizer 0000000000000001 -> completion field=body",
+                          "tokenizer 0000000000000001 -> completion field=text, "
+                          "tokenizer 0000000000000002",
+                          "read as completion field=text, tokenizer 0000000000000001 -> "
+                          "tokenized",
+                          "-> chat_template field_messages=messages",
+                          "train_on_eos=all train_on_eot=all"};
+    for (int i = 0; i < 5; i++) {
+        const cJSON *was = i < 4 ? text : chat;
+        cr_expect_eq(lc_run_record_check(was, now[i], false, "checkpoint-1", changes,
                                          sizeof changes, &err), -1);
         cr_expect(strstr(err.msg, "the training data changed since checkpoint-1: datasets[0] "
                                   "read as "), "%s", err.msg);
         cr_expect(strstr(err.msg, want[i]), "no '%s' in: %s", want[i], err.msg);
         /* and resume_allow_data_change lets it through, reported */
-        cr_expect_eq(lc_run_record_check(text, now[i], true, "checkpoint-1", changes,
+        cr_expect_eq(lc_run_record_check(was, now[i], true, "checkpoint-1", changes,
                                          sizeof changes, &err), 0, "%s", err.msg);
         cr_expect(strstr(changes, "read as"), "%s", changes);
     }
     cJSON_Delete(text), cJSON_Delete(body), cJSON_Delete(other_tok), cJSON_Delete(tokenized);
+    cJSON_Delete(chat), cJSON_Delete(chat_all);
 }

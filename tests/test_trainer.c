@@ -868,9 +868,9 @@ Test(trainer, epochs_cover_data, .timeout = 120)
     char *log = slurp(logp, NULL);
     const char *d = strstr(log, "data: "), *sc = strstr(log, "schedule: ");
     cr_assert(d && sc, "no data/schedule lines in:\n%s", log);
-    long long rows, tokens, trunc, seq, sup, steps;
-    cr_assert_eq(sscanf(d, "data: %lld rows, %lld tokens, %lld rows truncated to sequence_len "
-                        "%lld, %lld supervised", &rows, &tokens, &trunc, &seq, &sup), 5, "%s", d);
+    long long rows, tokens, sup, lines, steps;
+    cr_assert_eq(sscanf(d, "data: %lld rows, %lld tokens, %lld supervised (%*f%%) from %lld lines",
+                        &rows, &tokens, &sup, &lines), 4, "%s", d);
     cr_assert_eq(sscanf(sc, "schedule: %lld optimizer steps", &steps), 1, "%s", sc);
     static metric m[256];
     int n = read_metrics(out, m, 256);
@@ -1413,7 +1413,7 @@ Test(trainer, bad_inputs, .timeout = 120)
                               "{\"input_ids\": [7]}\n");
     char *ds4 = dataset_list(masked, NULL);
     char *c4 = write_config(dir, "masked.yaml", ds4, "");
-    expect_cli_error(dir, "no-supervised", c4, NULL, "no supervised tokens", NULL);
+    expect_cli_error(dir, "no-supervised", c4, NULL, "datasets: no rows left to train on", NULL);
 
     char *broken = lc_test_write_text(dir, "broken.jsonl",
                               "{\"input_ids\": [1, 2, 3]}\n"
