@@ -17,13 +17,16 @@ download and no Python; this script documents and reproduces them, and checks th
                 some multi-turn, some with non-ASCII words (café, naïve) for the byte-level path.
 
     python3 scripts/make_chat_quickstart.py [--out configs/quickstart_chat] [--seed 0]
-                                            [--lorac build/lorac] [--no-check]
+                                            [--lorac build/lorac] [--no-check] [--tokenized DIR]
 
 Needs numpy and tokenizers (`pip install numpy tokenizers`); the check (on by default) also needs
 transformers (`pip install transformers`, no torch): it loads model/ with AutoTokenizer, renders
 every conversation with apply_chat_template and compares text and ids with this script's own
 ChatML rendering and the `tokenizers` ids. With --lorac BIN it also runs
 `BIN tokenize --model model/` on every rendered conversation and requires the same ids.
+--tokenized DIR writes the conversations pre-tokenized, with Axolotl's chat_template labels
+(assistant turns + their <|im_end|>), as {"input_ids", "labels"} rows: a reference for
+type: chat_template, and a way to train the same data as type: tokenized.
 """
 import argparse
 import json
@@ -249,17 +252,17 @@ def make_model(out, rng, vocab, ids):
 
 
 # ---- checks ----------------------------------------------------------------------------
-def assistant_tokens(ids, im_start, im_end, assistant_ids):
-    """Tokens Axolotl's chat_template (roles_to_train [assistant], train_on_eos turn) trains on:
-    each assistant content and its <|im_end|>."""
-    n, i = 0, 0
+def labels(ids, im_start, im_end, assistant_ids):
+    """The labels Axolotl's chat_template gives (roles_to_train [assistant], train_on_eos turn):
+    each assistant turn's content and its <|im_end|> keep their ids, all else is -100."""
+    lab, i = [-100] * len(ids), 0
     while i < len(ids):
         if ids[i] == im_start and ids[i + 1:i + 1 + len(assistant_ids)] == assistant_ids:
             j = ids.index(im_end, i)
-            n += j + 1 - (i + 1 + len(assistant_ids))  # content (after "assistant\n") + <|im_end|>
+            lab[i + 1 + len(assistant_ids):j + 1] = ids[i + 1 + len(assistant_ids):j + 1]
             i = j
         i += 1
-    return n
+    return lab
 
 
 def check(model_dir, rows, tok, ids, lorac):
@@ -282,8 +285,8 @@ def check(model_dir, rows, tok, ids, lorac):
             for s in SPECIALS:
                 assert text.count(s) == enc.count(ids[s]), (s, text)
             lens.append(len(enc))
-            sup += assistant_tokens(enc, ids["<|im_start|>"], ids["<|im_end|>"],
-                                    tok.encode("assistant\n").ids)
+            lab = labels(enc, ids["<|im_start|>"], ids["<|im_end|>"], tok.encode("assistant\n").ids)
+            sup += sum(x != -100 for x in lab)
             texts.append((text, enc))
         stats[name] = (len(rs), sum(lens), sum(lens) / len(lens), max(lens), sup)
     if lorac:
@@ -318,6 +321,10 @@ def main():
     ap.add_argument("--eval", type=int, default=60)
     ap.add_argument("--lorac", help="also compare `LORAC tokenize` with HF tokenizers on every conversation")
     ap.add_argument("--no-check", action="store_true", help="skip the transformers check")
+    ap.add_argument("--tokenized", metavar="DIR",
+                    help="also write DIR/{train,eval}.tokenized.jsonl: each conversation as "
+                         '{"input_ids", "labels"} with the labels of Axolotl\'s chat_template (what '
+                         "type: chat_template should make; trainable today as type: tokenized)")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     model_dir = os.path.join(a.out, "model")
@@ -328,6 +335,15 @@ def main():
     make_model(model_dir, rng, vocab, ids)
     print(f"tokenizer: {vocab} tokens ({vocab - len(SPECIALS)} BPE + {len(SPECIALS)} special: "
           + ", ".join(f"{s} {i}" for s, i in ids.items()) + ")")
+    if a.tokenized:
+        os.makedirs(a.tokenized, exist_ok=True)
+        head = tok.encode("assistant\n").ids
+        for name, rs in rows.items():
+            with open(os.path.join(a.tokenized, name.replace(".jsonl", ".tokenized.jsonl")), "w") as f:
+                for r in rs:
+                    enc = tok.encode(render(r["messages"])).ids
+                    lab = labels(enc, ids["<|im_start|>"], ids["<|im_end|>"], head)
+                    f.write(json.dumps({"input_ids": enc, "labels": lab}, separators=(",", ":")) + "\n")
     if not a.no_check:
         for name, (n, total, mean, mx, sup) in check(model_dir, rows, tok, ids, a.lorac).items():
             print(f"{name}: {n} conversations, {total} tokens (mean {mean:.1f}, max {mx}), "
