@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Opens file f of the opts with the reader its type needs. */
-static int open_file(lc_jsonl_reader *r, const lc_dataset_opts *o, int f, lc_error *err)
+int lc_dataset_open_file(lc_jsonl_reader *r, const lc_dataset_opts *o, int f, lc_error *err)
 {
     lc_row_encoder *enc = o->encoders ? o->encoders[f] : NULL;
     if (enc) {
@@ -62,7 +61,7 @@ static int scan_file(lc_dataset_scan *s, const lc_dataset_opts *o, int f, size_t
                      lc_error *err)
 {
     lc_jsonl_reader r;
-    if (open_file(&r, o, f, err))
+    if (lc_dataset_open_file(&r, o, f, err))
         return -1;
     lc_row row;
     int rc;
@@ -151,7 +150,7 @@ static int source_next(source *src, lc_pending_row *dst, lc_error *err)
                 st->files_done = true;
                 return 0;
             }
-            if (open_file(&st->reader, &st->o, st->file, err))
+            if (lc_dataset_open_file(&st->reader, &st->o, st->file, err))
                 return -1;
             st->reader_open = true;
         }

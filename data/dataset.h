@@ -79,6 +79,10 @@ void lc_dataset_scan_free(lc_dataset_scan *s);
 /* Micro-batches epoch `epoch` yields (replays shuffle + packing on lengths). */
 int64_t lc_dataset_epoch_batches(const lc_dataset_scan *s, const lc_dataset_opts *o, int64_t epoch);
 
+/* Opens file f of o with the reader its type needs (its encoder, or the
+ * tokenized reader). */
+int lc_dataset_open_file(lc_jsonl_reader *r, const lc_dataset_opts *o, int f, lc_error *err);
+
 /* What the stream does with one row as read (len tokens, its labels): 0 keep
  * (*len cut to seq_len when truncated), 1 drop (*reason counted in c when c
  * is non-NULL), −1 error (excess raise; the caller prefixes FILE:LINE). The

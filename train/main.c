@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "autograd/cpu/blas.h"
 #include "autograd/cpu/dispatch.h"
@@ -18,6 +19,7 @@
 #include "train/eval.h"
 #include "train/info.h"
 #include "train/merge.h"
+#include "train/preprocess.h"
 #include "train/quantize.h"
 #include "train/trainer.h"
 
@@ -33,6 +35,7 @@ static void usage(FILE *f)
                "  info DIR                                   architecture, parameters, memory plan\n"
                "  quantize IN_DIR OUT_DIR                    write a bitsandbytes NF4 checkpoint\n"
                "  tokenize --model DIR --jsonl IN.jsonl      token ids of {\"text\": ...} rows\n"
+               "  preprocess CONFIG.yaml --out OUT.jsonl     rows exactly as train trains them\n"
                "run 'lorac <command> --help' for a command's options;\n"
                "'lorac --version' for the build and the CPU kernels in use\n");
 }
@@ -631,6 +634,74 @@ static int cmd_tokenize(int argc, char **argv)
     return 0;
 }
 
+static void preprocess_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lorac preprocess CONFIG.yaml [--out OUT.jsonl] [--force] [--debug [N]]\n"
+        "                        [--set key=value ...]\n"
+        "  Tokenizes the config's datasets as lorac train does (the model's tokenizer and\n"
+        "  chat template, Axolotl's dataset types and label masks) and writes each kept row\n"
+        "  as {\"input_ids\": [...], \"labels\": [...]} (-100: not trained) in file order:\n"
+        "  OUT trains exactly like the config's data as a type: tokenized dataset.\n"
+        "  Dropped rows (longer than sequence_len, under 2 tokens, nothing supervised) are\n"
+        "  counted; the summary is the data line lorac train prints.\n"
+        "  --out FILE     where the rows go (omitted: summary only); --force replaces it\n"
+        "  --debug [N]    show the first N rows of each dataset (default 3) with the\n"
+        "                 supervised spans marked (green, or between \u00ab\u00bb when not a\n"
+        "                 terminal), and every dropped row with its reason\n"
+        "  Exit status: 0 ok, 1 failed, 2 bad usage.\n");
+}
+
+static int cmd_preprocess(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        preprocess_usage(stdout);
+        return 0;
+    }
+    if (argc < 1 || argv[0][0] == '-') {
+        preprocess_usage(stderr);
+        return 2;
+    }
+    lc_preprocess_opts o = {.color = isatty(STDERR_FILENO) != 0};
+    char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    int n_sets = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int k;
+        if ((k = opt_value(argc, argv, &i, "--out", &v)) > 0) {
+            o.out = v;
+        } else if (k == 0 && (k = opt_value(argc, argv, &i, "--set", &v)) > 0) {
+            sets[n_sets++] = (char *)v;
+        } else if (k == 0 && strcmp(argv[i], "--force") == 0) {
+            o.force = true;
+        } else if (k == 0 && strcmp(argv[i], "--debug") == 0) {
+            int64_t n = 3;
+            if (i + 1 < argc && argv[i + 1][0] != '-' &&
+                !parse_count("preprocess", "--debug", argv[++i], 1000000, &n)) {
+                free(sets);
+                return 2;
+            }
+            o.debug_rows = (int)n;
+        } else {
+            fprintf(stderr, "lorac preprocess: %s '%s'\n", k < 0 ? "missing the value of" :
+                    "unexpected argument", argv[i]);
+            preprocess_usage(stderr);
+            free(sets);
+            return 2;
+        }
+    }
+    lc_error err = {{0}};
+    lc_train_config cfg;
+    int rc = lc_train_config_load(&cfg, argv[0], sets, n_sets, &err);
+    if (rc == 0)
+        rc = lc_preprocess(&cfg, &o, stderr, &err);
+    if (rc)
+        fprintf(stderr, "lorac: %s\n", err.msg);
+    lc_train_config_free(&cfg);
+    free(sets);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     /* Before anything else: OpenBLAS may need a re-exec with the right core
@@ -660,6 +731,8 @@ int main(int argc, char **argv)
         return cmd_quantize(argc - 2, argv + 2);
     if (strcmp(argv[1], "tokenize") == 0)
         return cmd_tokenize(argc - 2, argv + 2);
+    if (strcmp(argv[1], "preprocess") == 0)
+        return cmd_preprocess(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0) {
         if (wants_help(argc - 2, argv + 2)) {
             bench_usage(stdout);
