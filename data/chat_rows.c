@@ -426,9 +426,12 @@ int lc_chat_rows_encode(lc_chat_rows *c, const cJSON *row, const char *where, lc
         goto done;
     }
     c->st.n = c->en.n = 0;
-    if (render(c, ctx, where, &full, &fn, err) ||
-        lc_tokenizer_encode_spans(c->tok, full, fn, false, ids, &c->st, &c->en, err))
+    if (render(c, ctx, where, &full, &fn, err))
         goto done;
+    if (lc_tokenizer_encode_spans(c->tok, full, fn, false, ids, &c->st, &c->en, err)) {
+        lc_error_prefix(err, "%s: the rendered conversation", where);
+        goto done;
+    }
     for (size_t k = 0; k < ids->n; k++)
         if (lc_ids_push(labels, IGNORE, err))
             goto done;

@@ -189,3 +189,86 @@ Test(dataset_types, equal_axolotl, .timeout = 240)
     cr_assert_geq(chat, 14);
     cr_assert_geq(rows, 150, "%d rows", rows);
 }
+
+/* ---- bad rows: one line, FILE:LINE and what -------------------------------------- */
+
+/* An encoder of type `type` on the llama-bpe fixture with the Llama 3.1 template. */
+static lc_row_encoder *encoder_of(lc_dataset_type type, const char *tpl, lc_tokenizer *tok,
+                                  int64_t vocab)
+{
+    lc_dataset_spec spec;
+    cr_assert_eq(lc_dataset_spec_defaults(&spec, type), 0);
+    lc_row_encoder_opts o = {.spec = &spec, .tok = tok, .chat_template = tpl,
+                             .sequence_len = 64, .vocab = vocab};
+    lc_row_encoder *e;
+    lc_error err = {0};
+    cr_assert_eq(lc_row_encoder_new(&e, &o, &err), 0, "%s", err.msg);
+    lc_dataset_spec_free(&spec);
+    return e;
+}
+
+static void expect_bad_row(lc_row_encoder *e, const char *row, const char *want)
+{
+    lc_ids ids = {0}, labels = {0};
+    lc_error err = {0};
+    bool cut;
+    cr_expect_eq(lc_row_encode(e, row, strlen(row), "d.jsonl:7", &ids, &labels, &cut, &err), -1,
+                 "no error for %s", row);
+    cr_expect(strncmp(err.msg, "d.jsonl:7: ", 11) == 0, "'%s' does not start with the row's "
+              "place", err.msg);
+    cr_expect(strstr(err.msg, want), "'%s' lacks '%s'", err.msg, want);
+    cr_expect(!strchr(err.msg, '\n'), "not one line: %s", err.msg);
+    lc_ids_free(&ids);
+    lc_ids_free(&labels);
+}
+
+Test(dataset_types, bad_rows_are_one_line_errors)
+{
+    char *dir = lc_test_tokenizer_dir("llama-bpe");
+    lc_tokenizer *tok;
+    lc_error err = {0};
+    cr_assert_eq(lc_tokenizer_load(&tok, dir, &err), 0, "%s", err.msg);
+    cJSON *t = read_json("chat_templates/llama3_1.json");
+    const char *tpl = cJSON_GetObjectItem(t, "template")->valuestring;
+    const char *raising = "{% if messages[0]['role'] == 'tool' %}{{ raise_exception('tools "
+                          "first is not allowed') }}{% endif %}{{ messages[0]['content'] }}";
+    lc_row_encoder *chat = encoder_of(LC_DS_CHAT_TEMPLATE, tpl, tok, 128256);
+    lc_row_encoder *raises = encoder_of(LC_DS_CHAT_TEMPLATE, raising, tok, 128256);
+    lc_row_encoder *small = encoder_of(LC_DS_CHAT_TEMPLATE, tpl, tok, 1000);
+    lc_row_encoder *alpaca = encoder_of(LC_DS_ALPACA, NULL, tok, 128256);
+    lc_row_encoder *io = encoder_of(LC_DS_INPUT_OUTPUT, NULL, tok, 128256);
+    static const char ok_msg[] = "{\"role\": \"user\", \"content\": \"hi\"}";
+    expect_bad_row(chat, "{\"messages\": []}", "\"messages\" is an empty conversation");
+    expect_bad_row(chat, "{\"conversations\": []}", "no list \"messages\"");
+    expect_bad_row(chat, "{\"messages\": [{\"role\": \"narrator\", \"content\": \"x\"}]}",
+                   "messages[0] has role 'narrator' (known: system, user, assistant, tool");
+    expect_bad_row(chat, "{\"messages\": [{\"content\": \"x\"}]}",
+                   "messages[0] has no string \"role\"");
+    expect_bad_row(chat, "{\"messages\": [" "{\"role\": \"user\", \"content\": 3}]}",
+                   "messages[0] has no string \"content\"");
+    expect_bad_row(chat, "{\"messages\": [\"hi\"]}", "messages[0] must be an object");
+    expect_bad_row(chat, "{\"messages\": [{\"role\": \"user\", \"content\": \"a\xff\"}]}",
+                   "not valid UTF-8");
+    expect_bad_row(chat, "{\"messages\": [", "not valid JSON");
+    expect_bad_row(chat, "[1]", "a row must be a JSON object");
+    expect_bad_row(raises, "{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}]}",
+                   "tools first is not allowed");
+    char *row = lc_test_asprintf("{\"messages\": [%s]}", ok_msg);
+    expect_bad_row(small, row, "is outside the model's vocab_size 1000");
+    free(row);
+    expect_bad_row(alpaca, "{\"input\": \"x\", \"output\": \"y\"}", "no \"instruction\" field");
+    expect_bad_row(alpaca, "{\"instruction\": \"x\", \"output\": 5}", "\"output\" must be a string");
+    expect_bad_row(io, "{\"segments\": [{\"text\": \"x\"}]}",
+                   "segments[0] must be {\"text\": string, \"label\": true|false}");
+    expect_bad_row(io, "{\"segments\": []}", "\"segments\" is empty");
+    expect_bad_row(io, "{\"text\": \"x\"}", "\"segments\" must be a list");
+    lc_row_encoder_free(chat);
+    lc_row_encoder_free(raises);
+    lc_row_encoder_free(small);
+    lc_row_encoder_free(alpaca);
+    lc_row_encoder_free(io);
+    cJSON_Delete(t);
+    lc_tokenizer_free(tok);
+    lc_test_rm_rf(dir);
+    free(dir);
+}
