@@ -2,6 +2,7 @@
 #include "data/dataset.h"
 #include "autograd/hash.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,14 @@ int lc_dataset_open_file(lc_jsonl_reader *r, const lc_dataset_opts *o, int f, lc
         return lc_jsonl_open_encoded(r, o->paths[f], o->vocab, enc, split ? o->seq_len : 0, err);
     }
     return lc_jsonl_open(r, o->paths[f], o->vocab, err);
+}
+
+static bool held(const uint8_t *bits, int64_t i) { return bits[i >> 3] >> (i & 7) & 1; }
+
+/* Whether the i-th kept row belongs to the side o reads. */
+static bool on_side(const lc_dataset_opts *o, int64_t i)
+{
+    return !o->holdout_side || held(o->holdout, i) == (o->holdout_side == 2);
 }
 
 static int64_t row_supervised(const int32_t *labels, int64_t len)
@@ -73,7 +82,13 @@ static int scan_file(lc_dataset_scan *s, const lc_dataset_opts *o, int f, size_t
             s->counts.chunked++;
         last_line = row.line;
         int64_t len;
-        int fate = lc_dataset_row_fate(o, &row, &len, &s->counts, err);
+        lc_data_counts k = s->counts;
+        int fate = lc_dataset_row_fate(o, &row, &len, &k, err);
+        if (fate == 0 && !on_side(o, s->kept_seen++)) {
+            s->counts.held_out += o->holdout_side == 1;
+            continue;
+        }
+        s->counts = k;
         if (fate < 0) {
             rc = lc_error_prefix(err, "%s:%lld", o->paths[f], (long long)row.line);
             break;
@@ -109,6 +124,60 @@ int lc_dataset_scan_files(lc_dataset_scan *s, const lc_dataset_opts *o, lc_error
     s->tokens = s->counts.tokens;
     s->supervised = s->counts.supervised;
     return 0;
+}
+
+typedef struct keyed { uint64_t key; int64_t index; } keyed;
+
+static int keyed_less(const void *a, const void *b)
+{
+    const keyed *x = a, *y = b;
+    return x->key < y->key ? -1 : x->key > y->key ? 1 : (x->index > y->index) - (x->index < y->index);
+}
+
+int lc_dataset_holdout_make(const lc_dataset_scan *s, double size, bool as_rows, uint64_t seed,
+                            uint8_t **bits, lc_error *err)
+{
+    int64_t n = s->n_rows;
+    double want = as_rows ? size : ceil(size * (double)n);
+    *bits = NULL;
+    if (want >= (double)n)
+        return lc_error_set(err, "val_set_size %g would hold out %.0f of the %lld rows, leaving "
+                            "none to train on", size, want, (long long)n);
+    int64_t k = (int64_t)want;
+    keyed *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    *bits = calloc((size_t)(n / 8 + 1), 1);
+    if (!order || !*bits) {
+        free(order);
+        free(*bits);
+        *bits = NULL;
+        return lc_error_set(err, "out of memory for val_set_size");
+    }
+    for (int64_t i = 0; i < n; i++)
+        order[i] = (keyed){lc_splitmix64(seed ^ lc_splitmix64((uint64_t)i + 0x5eedull)), i};
+    qsort(order, (size_t)n, sizeof *order, keyed_less);
+    for (int64_t j = 0; j < k; j++)
+        (*bits)[order[j].index >> 3] |= (uint8_t)(1u << (order[j].index & 7));
+    free(order);
+    return 0;
+}
+
+void lc_dataset_scan_split(lc_dataset_scan *s, const uint8_t *bits, int side)
+{
+    int64_t m = 0, held_n = 0;
+    s->tokens = s->supervised = 0;
+    for (int64_t i = 0; i < s->n_rows; i++) {
+        held_n += held(bits, i);
+        if (held(bits, i) != (side == 2))
+            continue;
+        s->rows[m++] = s->rows[i];
+        s->tokens += s->rows[i].len;
+        s->supervised += s->rows[i].supervised;
+    }
+    s->n_rows = m;
+    s->counts.rows = m;
+    s->counts.tokens = s->tokens;
+    s->counts.supervised = s->supervised;
+    s->counts.held_out = side == 2 ? 0 : held_n;
 }
 
 void lc_dataset_scan_free(lc_dataset_scan *s)
@@ -168,7 +237,7 @@ static int source_next(source *src, lc_pending_row *dst, lc_error *err)
         int fate = lc_dataset_row_fate(&st->o, &row, &len, NULL, err);
         if (fate < 0)
             return lc_error_prefix(err, "%s:%lld", st->o.paths[st->file], (long long)row.line);
-        if (fate > 0)
+        if (fate > 0 || !on_side(&st->o, st->kept_seen++))
             continue;
         int32_t *ids = realloc(dst->ids, (size_t)len * sizeof(int32_t));
         if (ids)

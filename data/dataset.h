@@ -40,6 +40,11 @@ typedef struct lc_dataset_opts {
     /* text datasets: encoders[f] non-NULL reads paths[f] through it (NULL
      * encoders: all tokenized) */
     lc_row_encoder *const *encoders;
+    /* val_set_size: bit i of holdout set = the i-th kept row (file order) is
+     * held out for evaluation; side 0 reads every row, 1 the others (training),
+     * 2 the held-out ones (evaluation) */
+    const uint8_t *holdout;
+    int holdout_side;
     int64_t micro_batch;     /* rows (unpacked) or windows (packed) per micro-batch */
     bool shuffle;
     bool packing;
@@ -61,6 +66,7 @@ typedef struct lc_data_counts {
     int64_t dropped_long;    /* longer than seq_len (drop) */
     int64_t dropped_short;   /* fewer than LC_MIN_ROW_TOKENS tokens (incl. empty) */
     int64_t dropped_untrained; /* no supervised token after the causal shift */
+    int64_t held_out;        /* kept rows set aside for evaluation (val_set_size) */
     int64_t tokens;          /* of kept rows, after truncation */
     int64_t supervised;
 } lc_data_counts;
@@ -72,12 +78,21 @@ typedef struct lc_dataset_scan {
     int64_t tokens;          /* after truncation */
     int64_t supervised;
     lc_data_counts counts;
+    int64_t kept_seen;       /* kept rows of either side (val_set_size) */
 } lc_dataset_scan;
 
 int lc_dataset_scan_files(lc_dataset_scan *s, const lc_dataset_opts *o, lc_error *err);
 void lc_dataset_scan_free(lc_dataset_scan *s);
 /* Micro-batches epoch `epoch` yields (replays shuffle + packing on lengths). */
 int64_t lc_dataset_epoch_batches(const lc_dataset_scan *s, const lc_dataset_opts *o, int64_t epoch);
+
+/* val_set_size (Axolotl's): of the n_rows kept rows of a side-0 scan,
+ * `size` rows (as_rows) or ceil(size × n_rows) (a fraction) are held out,
+ * chosen by a seeded hash of their index; *bits (malloc'd, a bit per row)
+ * marks them. Then lc_dataset_scan_split keeps the rows of one side in s. */
+int lc_dataset_holdout_make(const lc_dataset_scan *s, double size, bool as_rows, uint64_t seed,
+                            uint8_t **bits, lc_error *err);
+void lc_dataset_scan_split(lc_dataset_scan *s, const uint8_t *bits, int side);
 
 /* Opens file f of o with the reader its type needs (its encoder, or the
  * tokenized reader). */
@@ -108,6 +123,7 @@ typedef struct lc_dataset_stream {
     lc_pending_row *buf;     /* shuffle buffer [LC_SHUFFLE_BUFFER_ROWS] */
     int64_t buf_n;
     lc_pending_row carry;    /* a row drawn but not yet placed (packing overflow) */
+    int64_t kept_seen;       /* kept rows read this epoch, either side (val_set_size) */
     bool has_carry;
 } lc_dataset_stream;
 

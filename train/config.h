@@ -46,6 +46,8 @@ typedef struct lc_train_config {
     int n_eot_tokens;               /* 0: the tokenizer's eos_token */
     char *special_tokens[LC_SPECIAL_COUNT]; /* bos/eos/unk/pad overrides, NULL: the tokenizer's */
     lc_excess excess_length_strategy; /* rows longer than sequence_len */
+    double val_set_size;            /* rows of datasets held out for evaluation: a fraction */
+    bool val_set_size_rows;         /* ... or (true) a number of rows */
     int64_t sequence_len;
     bool sample_packing;
     bool shuffle;

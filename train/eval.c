@@ -95,7 +95,17 @@ static int data_opts(const lc_eval_opts *o, int64_t vocab, int64_t T, int64_t mb
         c.micro_batch_size = mb;
         if (lc_text_data_open(text, &c, vocab, err))
             return -1;
-        *d = lc_text_data_opts(text, &c, o->config->n_test_datasets > 0, vocab);
+        if (c.n_test_datasets == 0 && c.val_set_size > 0) { /* the rows training held out */
+            lc_dataset_opts all = lc_text_data_opts(text, &c, false, vocab);
+            lc_dataset_scan s;
+            if (lc_dataset_scan_files(&s, &all, err))
+                return -1;
+            int rc = lc_text_data_hold_out(text, &c, &s, err);
+            lc_dataset_scan_free(&s);
+            if (rc)
+                return -1;
+        }
+        *d = lc_text_data_opts(text, &c, lc_text_data_has_eval(text, &c), vocab);
         return 0;
     }
     *d = (lc_dataset_opts){.paths = o->data, .n_paths = o->n_data, .vocab = vocab, .seq_len = T,

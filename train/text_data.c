@@ -127,17 +127,40 @@ void lc_text_data_close(lc_text_data *d)
     }
     lc_tokenizer_free(d->tok);
     free(d->chat_template);
+    free(d->holdout);
     memset(d, 0, sizeof *d);
+}
+
+int lc_text_data_hold_out(lc_text_data *d, const lc_train_config *c, lc_dataset_scan *scan,
+                          lc_error *err)
+{
+    if (c->val_set_size <= 0)
+        return 0;
+    free(d->holdout);
+    if (lc_dataset_holdout_make(scan, c->val_set_size, c->val_set_size_rows, c->seed,
+                                &d->holdout, err))
+        return lc_error_prefix(err, "val_set_size");
+    lc_dataset_scan_split(scan, d->holdout, 1);
+    return 0;
+}
+
+bool lc_text_data_has_eval(const lc_text_data *d, const lc_train_config *c)
+{
+    return c->n_test_datasets > 0 || d->holdout;
 }
 
 lc_dataset_opts lc_text_data_opts(const lc_text_data *d, const lc_train_config *c, bool test,
                                   int64_t vocab)
 {
+    bool held = test && c->n_test_datasets == 0 && d->holdout;
+    bool own = test && !held; /* test_datasets */
     return (lc_dataset_opts){
-        .paths = test ? c->test_datasets : c->datasets,
-        .n_paths = test ? c->n_test_datasets : c->n_datasets,
+        .paths = own ? c->test_datasets : c->datasets,
+        .n_paths = own ? c->n_test_datasets : c->n_datasets,
         .vocab = vocab, .seq_len = c->sequence_len, .excess = c->excess_length_strategy,
-        .encoders = test ? d->test : d->train,
+        .encoders = own ? d->test : d->train,
+        .holdout = own ? NULL : d->holdout,
+        .holdout_side = own || !d->holdout ? 0 : test ? 2 : 1,
         .micro_batch = c->micro_batch_size, .shuffle = !test && c->shuffle,
         .packing = !test && c->sample_packing, .seed = c->seed};
 }
@@ -163,5 +186,7 @@ void lc_data_summary(FILE *out, const char *what, const lc_data_counts *k, int64
                 LC_MIN_ROW_TOKENS);
     if (k->dropped_untrained)
         fprintf(out, "; %lld dropped with no supervised token", (long long)k->dropped_untrained);
+    if (k->held_out)
+        fprintf(out, "; %lld held out for evaluation (val_set_size)", (long long)k->held_out);
     fputc('\n', out);
 }

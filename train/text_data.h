@@ -20,6 +20,7 @@ typedef struct lc_text_data {
     char *chat_template;           /* the template text (a chat_template dataset) */
     lc_row_encoder *train[LC_CONFIG_MAX_DATASETS]; /* per datasets[i], NULL: tokenized */
     lc_row_encoder *test[LC_CONFIG_MAX_DATASETS];  /* per test_datasets[i] */
+    uint8_t *holdout;              /* val_set_size: the kept rows of datasets held out */
 } lc_text_data;
 
 /* Opens everything the config's datasets and test_datasets need; vocab is
@@ -27,7 +28,18 @@ typedef struct lc_text_data {
 int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, lc_error *err);
 void lc_text_data_close(lc_text_data *d);
 
-/* The data options of datasets (test false) or test_datasets (test true). */
+/* val_set_size: given the scan of every kept row of datasets (side 0),
+ * chooses the held-out rows and leaves the training ones in *scan. Nothing
+ * to do when val_set_size is 0. */
+int lc_text_data_hold_out(lc_text_data *d, const lc_train_config *c, lc_dataset_scan *scan,
+                          lc_error *err);
+
+/* Whether there is evaluation data (test_datasets or held-out rows). */
+bool lc_text_data_has_eval(const lc_text_data *d, const lc_train_config *c);
+
+/* The data options of datasets (test false: the training rows) or of the
+ * evaluation data (test true: test_datasets, or the rows val_set_size holds
+ * out of datasets; lc_text_data_hold_out first). */
 lc_dataset_opts lc_text_data_opts(const lc_text_data *d, const lc_train_config *c, bool test,
                                   int64_t vocab);
 

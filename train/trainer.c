@@ -296,7 +296,7 @@ static int check_output_dir(const lc_train_config *c, lc_error *err)
 static int check_eval_data(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
-    if (c->n_test_datasets == 0)
+    if (!lc_text_data_has_eval(&r->text, c))
         return 0;
     lc_dataset_opts o = lc_text_data_opts(&r->text, c, true, r->model.cfg.vocab_size);
     lc_dataset_scan s;
@@ -481,8 +481,10 @@ static int load_data(run *r, lc_error *err)
     if (lc_text_data_open(&r->text, c, mc->vocab_size, err))
         return -1;
     r->dopts = lc_text_data_opts(&r->text, c, false, mc->vocab_size);
-    if (lc_dataset_scan_files(&r->scan, &r->dopts, err))
+    if (lc_dataset_scan_files(&r->scan, &r->dopts, err) ||
+        lc_text_data_hold_out(&r->text, c, &r->scan, err))
         return -1;
+    r->dopts = lc_text_data_opts(&r->text, c, false, mc->vocab_size);
     const lc_dataset_scan *s = &r->scan;
     lc_data_summary(r->log, "data", &s->counts, c->sequence_len);
     if (s->n_rows == 0)
@@ -671,7 +673,7 @@ static int finish(run *r, int64_t start_step, lc_error *err)
         return -1;
     if (c->save_steps > 0 && save_checkpoint(r, err))
         return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
-    if (c->n_test_datasets > 0 && (c->eval_steps == 0 || r->st.step % c->eval_steps != 0) &&
+    if (lc_text_data_has_eval(&r->text, c) && (c->eval_steps == 0 || r->st.step % c->eval_steps != 0) &&
         run_eval(r, r->st.step, err))
         return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
     fprintf(r->log, "done: adapter written to %s (adapter_model.safetensors + "
@@ -735,7 +737,7 @@ static int train_loop(run *r, lc_error *err)
         if (c->save_steps > 0 && step % c->save_steps == 0 && step < r->st.total_steps &&
             save_checkpoint(r, err))
             return -1;
-        if (c->eval_steps > 0 && c->n_test_datasets > 0 && step % c->eval_steps == 0 &&
+        if (c->eval_steps > 0 && lc_text_data_has_eval(&r->text, c) && step % c->eval_steps == 0 &&
             run_eval(r, step, err))
             return -1;
     }
