@@ -609,7 +609,9 @@ static const bad_case bad_cases[] = {
       "(remove it or turn it off)" },
     { MINIMAL "optimizer: [adamw]\n", "t.yaml:4: optimizer: ", "got a list" },
     { MINIMAL "val_set_size: 1.0\n", "t.yaml:4: val_set_size: ",
-      "expected a fraction in [0, 1) or a whole number of rows >= 0, got '1.0'" },
+      "expected a fraction in [0, 1) or a whole number of rows > 1, got '1.0'" },
+    { MINIMAL "val_set_size: 1\n", "t.yaml:4: val_set_size: ", "rows > 1, got '1'" },
+    { MINIMAL "val_set_size: 2.5\n", "t.yaml:4: val_set_size: ", "rows > 1, got '2.5'" },
     { MINIMAL "val_set_size: -1\n", "t.yaml:4: val_set_size: ", "got '-1'" },
     { MINIMAL "val_set_size: \"0.1\"\n", "t.yaml:4: val_set_size: ", "quoted string" },
     { MINIMAL "val_set_size: 0.1\ntest_datasets: [{path: e.jsonl}]\n", "t.yaml:4: val_set_size: ",
@@ -808,6 +810,14 @@ Test(config, data_keys)
                    NULL, sets, 2);
     cr_assert_eq(c.val_set_size, 100);
     cr_assert(c.val_set_size_rows);
+    lc_train_config_free(&c);
+    expect_ok(&c, MINIMAL "val_set_size: 2.0e3\n");   /* Axolotl: int(v) rows when v > 1 */
+    cr_assert_eq(c.val_set_size, 2000);
+    cr_assert(c.val_set_size_rows);
+    lc_train_config_free(&c);
+    expect_ok_sets(&c, MINIMAL "val_set_size: 100\nchat_template_jinja: tpl/chat.jinja\n"
+                               "excess_length_strategy: raise\neot_tokens: [a]\n",
+                   NULL, sets, 2);
     cr_assert_str_eq(c.chat_template, "jinja");
     cr_assert_str_eq(c.chat_template_jinja, "tpl/chat.jinja");   /* stored as given */
     cr_assert_eq(c.excess_length_strategy, LC_EXCESS_DROP);

@@ -166,7 +166,7 @@ static const keydef keys[KEY_COUNT] = {
                                        OFF(resume_allow_data_change), 0, 0, 0,
                                        "true or false" },
     [KEY_VAL_SET_SIZE] = { "val_set_size", K_SPECIAL, 0, 0, 0, 0,
-                           "a fraction in [0, 1) or a whole number of rows >= 0" },
+                           "a fraction in [0, 1) or a whole number of rows > 1" },
     [KEY_TRAIN_ON_INPUTS] = { "train_on_inputs", K_BOOL, OFF(train_on_inputs), 0, 0, 0,
                               "true or false" },
     [KEY_SPECIAL_TOKENS] = { "special_tokens", K_SPECIAL, 0, 0, 0, 0, NULL },
@@ -1020,27 +1020,21 @@ static int set_optimizer(ctx *x, const yaml_node_t *n)
     return 0;
 }
 
-/* val_set_size: a fraction in [0, 1) (a float) or a number of rows (an
- * integer), as Axolotl passes it to datasets' train_test_split. */
+/* val_set_size, read as Axolotl does (int(v) rows when v > 1, else the
+ * fraction v): a fraction in [0, 1), or a whole number of rows > 1. 1
+ * (100% to evaluation, which datasets refuses) and fractional row counts
+ * are errors. */
 static int set_val_set_size(ctx *x, const yaml_node_t *n)
 {
     lc_train_config *c = x->c;
     char d[160];
-    int64_t rows;
-    double f;
-    if (is_null(n)) {
-        c->val_set_size = 0;
-        c->val_set_size_rows = false;
-    } else if (parse_int(n, &rows) && rows >= 0 && rows <= (INT64_C(1) << 53)) {
-        c->val_set_size = (double)rows;
-        c->val_set_size_rows = true;
-    } else if (!parse_int(n, &rows) && parse_float(n, &f) && f >= 0 && f < 1) {
-        c->val_set_size = f;
-        c->val_set_size_rows = false;
-    } else {
+    double v = 0;
+    if (!is_null(n) && (!parse_float(n, &v) || v < 0 || v == 1 || v > 9007199254740992.0 ||
+                        (v > 1 && v != floor(v))))
         return FAIL(x, n, "val_set_size", "expected %s, got %s", keys[KEY_VAL_SET_SIZE].expect,
                     describe(n, d, sizeof d));
-    }
+    c->val_set_size = v;
+    c->val_set_size_rows = v > 1;
     return 0;
 }
 
