@@ -620,6 +620,10 @@ static void unknown_key(ctx *x, const char *set_text, int line, const char *name
         x->unknown_set = set_text;
         snprintf(x->unknown_name, sizeof x->unknown_name, "%.*s", CFG_MAX_KEY_SHOWN, name);
     }
+    if (x->unknown.shown < x->unknown.n) {
+        x->unknown.n++;   /* the list is full: counted, no suggestion computed (1 MB of keys) */
+        return;
+    }
     char where[64];
     where_of(set_text, line, where, sizeof where);
     const char *s = suggest_key(name);
