@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/helpers.h"
+#include "train/axolotl_keys.h"
 #include "train/config.h"
 
 static int parse_sets(lc_train_config *c, const char *yaml, const char *base_dir,
@@ -48,6 +50,13 @@ static void assert_reset(const lc_train_config *c)
     cr_assert_eq(c->n_datasets, 0);
     cr_assert_eq(c->n_test_datasets, 0);
     cr_assert_eq(c->lora.r, 8);
+    cr_assert_null(c->warning);
+    cr_assert_null(c->chat_template);
+    cr_assert_null(c->chat_template_jinja);
+    cr_assert_null(c->dataset_prepared_path);
+    cr_assert_null(c->eot_tokens);
+    for (int t = 0; t < LC_TOKEN_COUNT; t++)
+        cr_assert_null(c->special_tokens[t]);
 }
 
 static void expect_bad_sets(const char *yaml, char *const *sets, int n_sets, const char *prefix,
@@ -393,6 +402,9 @@ Test(config, load_from_file)
     char *dir = lc_test_tmpdir();
     static const char yaml[] = MINIMAL "lora_r: 4\nresume_from_checkpoint: ckpt/checkpoint-2\n";
     char *path = lc_test_write_file(dir, "train.yaml", yaml, strlen(yaml));
+    char *models = lc_test_path_in(dir, "models"), *tiny = lc_test_path_in(models, "tiny");
+    cr_assert_eq(mkdir(models, 0755), 0);
+    cr_assert_eq(mkdir(tiny, 0755), 0);   /* load() checks that base_model is a directory */
     lc_train_config c;
     lc_error err;
     char *sets[] = { "lora_alpha=8", "output_dir=runs/here" };
@@ -442,7 +454,11 @@ Test(config, load_from_file)
     unlink(path);
     unlink(bad_path);
     unlink(big_path);
+    rmdir(tiny);
+    rmdir(models);
     rmdir(dir);
+    free(tiny);
+    free(models);
     free(big);
     free(path);
     free(bad_path);
@@ -594,7 +610,7 @@ static const bad_case bad_cases[] = {
     { "datasets: [{path: a}]\n\tbase_model: m\n", "t.yaml:2: ",
       "YAML syntax error: found character that cannot start any token (a tab: YAML indents "
       "with spaces only)" },
-    { MINIMAL "wandb_project: x\n", "t.yaml:4: ", "unknown key 'wandb_project' (configs/README.md" },
+    { MINIMAL "foo_bar_baz: x\n", "t.yaml:4: ", "unknown key 'foo_bar_baz' (configs/README.md" },
     { MINIMAL "lora_r: 8\nlora_r: 16\n", "t.yaml:5: lora_r: ", "duplicate key (first given on line 4)" },
     { MINIMAL "lora_r: [8\nlora_alpha: 16\n", "t.yaml:", "YAML syntax error" },
     { "base_model: a\n  bad indent: 1\n", "t.yaml:2: ", "YAML syntax error" },
@@ -664,8 +680,42 @@ static const bad_case bad_cases[] = {
     { MINIMAL "seed: -1\n", "t.yaml:4: seed: ", "from 0 to 2^63-1" },
     { MINIMAL "seed: 9223372036854775808\n", "t.yaml:4: seed: ", "from 0 to 2^63-1" },
     { MINIMAL "device: tpu\n", "t.yaml:4: device: ", "expected one of auto, cpu, cuda, got 'tpu'" },
-    { MINIMAL "optimizer: sgd\n", "t.yaml:4: optimizer: ",
-      "expected one of adamw, adamw_torch, adamw_torch_fused, got 'sgd'" },
+    { MINIMAL "optimizer: sgd\n", "t.yaml: ",
+      "1 Axolotl key that would change training, not implemented by lorac: line 4 optimizer: sgd "
+      "(another optimizer; lorac implements AdamW: adamw, adamw_torch, adamw_torch_fused) "
+      "(remove it or turn it off)" },
+    { MINIMAL "optimizer: [adamw]\n", "t.yaml:4: optimizer: ", "got a list" },
+    { MINIMAL "val_set_size: 1.0\n", "t.yaml:4: val_set_size: ",
+      "expected a fraction in [0, 1) or a whole number of rows > 1, got '1.0'" },
+    { MINIMAL "val_set_size: 1\n", "t.yaml:4: val_set_size: ", "rows > 1, got '1'" },
+    { MINIMAL "val_set_size: 2.5\n", "t.yaml:4: val_set_size: ", "rows > 1, got '2.5'" },
+    { MINIMAL "val_set_size: -1\n", "t.yaml:4: val_set_size: ", "got '-1'" },
+    { MINIMAL "val_set_size: \"0.1\"\n", "t.yaml:4: val_set_size: ", "quoted string" },
+    { MINIMAL "val_set_size: 0.1\ntest_datasets: [{path: e.jsonl}]\n", "t.yaml:4: val_set_size: ",
+      "set either val_set_size or test_datasets, not both" },
+    { MINIMAL "train_on_inputs: maybe\n", "t.yaml:4: train_on_inputs: ", "true or false" },
+    { MINIMAL "special_tokens: [a]\n", "t.yaml:4: special_tokens: ", "expected a mapping" },
+    { MINIMAL "special_tokens:\n  sep_token: x\n", "t.yaml:5: special_tokens: ",
+      "unknown key 'sep_token' (lorac takes bos_token, eos_token, pad_token and unk_token)" },
+    { MINIMAL "special_tokens:\n  pad_token: [x]\n", "t.yaml:5: special_tokens.pad_token: ",
+      "got a list" },
+    { MINIMAL "special_tokens:\n  pad_token: a\n  pad_token: b\n",
+      "t.yaml:6: special_tokens.pad_token: ", "duplicate key" },
+    { MINIMAL "chat_template: chatml2\n", "t.yaml:4: chat_template: ",
+      "unknown chat template 'chatml2'" },
+    { MINIMAL "chat_template: tokenizer_default_fallback_jinja\n", "t.yaml:4: chat_template: ",
+      "unknown chat template" },
+    { MINIMAL "chat_template: jinja\n", "t.yaml:4: chat_template: ",
+      "chat_template: jinja needs chat_template_jinja" },
+    { MINIMAL "chat_template: chatml\nchat_template_jinja: '{{ x }}'\n",
+      "t.yaml:5: chat_template_jinja: ",
+      "is used only with chat_template: jinja (or no chat_template), but chat_template is chatml" },
+    { MINIMAL "chat_template_jinja: ''\n", "t.yaml:4: chat_template_jinja: ", "empty string" },
+    { MINIMAL "eot_tokens: <eot>\n", "t.yaml:4: eot_tokens: ", "expected a list of token strings" },
+    { MINIMAL "eot_tokens: [a, [b]]\n", "t.yaml:4: eot_tokens[1]: ", "got a list" },
+    { MINIMAL "excess_length_strategy: split\n", "t.yaml:4: excess_length_strategy: ",
+      "expected one of drop, truncate, raise, got 'split'" },
+    { MINIMAL "dataset_prepared_path: [a]\n", "t.yaml:4: dataset_prepared_path: ", "got a list" },
     { MINIMAL "adapter: dora\n", "t.yaml:4: adapter: ", "expected one of lora, qlora" },
     { MINIMAL "load_in_4bit: 1\n", "t.yaml:4: load_in_4bit: ", "true or false" },
     { MINIMAL "output_dir: [a]\n", "t.yaml:4: output_dir: ", "got a list" },
@@ -720,4 +770,286 @@ Test(config, embedded_nul_and_oversize_text)
     cr_assert(strstr(err.msg, "more than") != NULL, "%s", err.msg);
     lc_train_config_free(&c);
     free(big);
+}
+
+/* ---- Axolotl configs ------------------------------------------------------- */
+
+/* Every unknown key is named in one message, with its line and suggestion;
+ * one unknown key keeps the one-key message. */
+Test(config, unknown_keys_all_at_once)
+{
+    expect_bad(MINIMAL "lora_rr: 8\nfoo: 1\nlora_r: 4\nbar: [x]\n", "t.yaml: ",
+               "t.yaml: 3 unknown keys: line 4 'lora_rr' (did you mean 'lora_r'?), line 5 'foo', "
+               "line 7 'bar' (configs/README.md lists the known keys)");
+    /* Overrides too, with the file's. */
+    char *sets[] = { "lerning_rate=1e-3", "zzz_qqq=1", "lora_r=4" };
+    expect_bad_sets(MINIMAL "foo: 1\n", sets, 3, "t.yaml: ",
+                    "t.yaml: 3 unknown keys: line 4 'foo', --set 'lerning_rate' (did you mean "
+                    "'learning_rate'?), --set 'zzz_qqq' (configs/README.md lists the known keys)");
+    /* Unknown and refused keys in one message. */
+    expect_bad(MINIMAL "foo: 1\nload_in_8bit: true\nneftune_noise_alpha: 5\n", "t.yaml: ",
+               "t.yaml: 1 unknown key: line 4 'foo' (configs/README.md lists the known keys); 2 "
+               "Axolotl keys that would change training, not implemented by lorac: line 5 "
+               "load_in_8bit: true (would load the base model in 8 bits (LLM.int8)), line 6 "
+               "neftune_noise_alpha: 5 (would add noise to the embeddings (NEFTune)) (remove them "
+               "or turn them off)");
+    /* Many unknown keys: the message stays one line and says how many more. */
+    char many[8192] = MINIMAL;
+    for (int i = 0; i < 60; i++) {
+        size_t l = strlen(many);
+        snprintf(many + l, sizeof many - l, "unknown_key_number_%02d: 1\n", i);
+    }
+    lc_train_config c;
+    lc_error err;
+    cr_assert_eq(parse_sets(&c, many, NULL, NULL, 0, &err), -1);
+    lc_test_assert_msg_has(&err, "t.yaml: 60 unknown keys: line 4 'unknown_key_number_00'");
+    lc_test_assert_msg_has(&err, "more (configs/README.md lists the known keys)");
+    lc_train_config_free(&c);
+}
+
+/* Axolotl keys that do not change training: one warning line naming them
+ * all, notes after the keys that share them; the value may decide. */
+Test(config, axolotl_accepted_without_effect)
+{
+    lc_train_config c;
+    expect_ok(&c, MINIMAL "wandb_project: x\nhub_model_id: me/m\nstrict: false\nbf16: auto\n"
+                          "fp16:\ndeepspeed:\nload_in_8bit: false\ngroup_by_length: false\n"
+                          "early_stopping_patience:\noptimizer: paged_adamw_32bit\n"
+                          "flash_attention: true\n");
+    cr_assert_str_eq(c.warning,
+                     "t.yaml: accepted without effect (they do not change training): "
+                     "wandb_project, hub_model_id, strict, deepspeed, load_in_8bit, "
+                     "group_by_length, early_stopping_patience, bf16, fp16 (lorac computes in "
+                     "f32 on CPU), optimizer: paged_adamw_32bit (the same update as lorac's "
+                     "AdamW), flash_attention (lorac computes exact attention itself)");
+    lc_train_config_free(&c);
+    /* lorac's own optimizer names and keys give no warning. */
+    expect_ok(&c, MINIMAL "optimizer: adamw_torch\n");
+    cr_assert_null(c.warning);
+    lc_train_config_free(&c);
+    /* --set the same way; a key given again is named once. */
+    char *sets[] = { "wandb_project=y", "tf32=false" };
+    expect_ok_sets(&c, MINIMAL "wandb_project: x\n", NULL, sets, 2);
+    cr_assert_str_eq(c.warning, "t.yaml: accepted without effect (they do not change "
+                                "training): wandb_project, tf32 (lorac computes in f32 on CPU)");
+    lc_train_config_free(&c);
+    /* Refused when on, from --set too. */
+    char *on[] = { "deepspeed=zero2.json", "lora_fan_in_fan_out=true" };
+    expect_bad_sets(MINIMAL "optimizer: adamw_bnb_8bit\n", on, 2, "t.yaml: ",
+                    "t.yaml: 3 Axolotl keys that would change training, not implemented by "
+                    "lorac: line 4 optimizer: adamw_bnb_8bit (would keep AdamW's moments in 8 "
+                    "bits (bitsandbytes); lorac's AdamW is adamw_torch), --set deepspeed: "
+                    "zero2.json (would train under DeepSpeed (ZeRO) with its config), --set "
+                    "lora_fan_in_fan_out: true (would read the base weights transposed (GPT-2 "
+                    "Conv1D layout)) (remove them or turn them off)");
+}
+
+/* The data keys: values, defaults, Axolotl's rules. */
+Test(config, data_keys)
+{
+    lc_train_config c;
+    expect_ok(&c, MINIMAL);
+    cr_assert_eq(c.val_set_size, 0);
+    cr_assert(!c.val_set_size_rows);
+    cr_assert(!c.train_on_inputs);
+    cr_assert_null(c.chat_template);
+    cr_assert_eq(c.n_eot_tokens, 0);
+    cr_assert_eq(c.excess_length_strategy, LC_EXCESS_DROP);
+    lc_train_config_free(&c);
+
+    expect_ok_sets(&c, MINIMAL "val_set_size: 0.05\ntrain_on_inputs: true\n"
+                               "special_tokens:\n  pad_token: \"<|end_of_text|>\"\n  bos_token: <s>\n"
+                               "dataset_prepared_path: last_run_prepared\n"
+                               "chat_template: tokenizer_default_fallback_chatml\n"
+                               "eot_tokens: [\"<|eot_id|>\", \"[/INST]\"]\n"
+                               "excess_length_strategy: truncate\n",
+                   "/cfg", NULL, 0);
+    assert_close(c.val_set_size, 0.05);
+    cr_assert(!c.val_set_size_rows);
+    cr_assert(c.train_on_inputs);
+    cr_assert_str_eq(c.special_tokens[LC_TOKEN_PAD], "<|end_of_text|>");
+    cr_assert_str_eq(c.special_tokens[LC_TOKEN_BOS], "<s>");
+    cr_assert_null(c.special_tokens[LC_TOKEN_EOS]);
+    cr_assert_null(c.special_tokens[LC_TOKEN_UNK]);
+    cr_assert_str_eq(c.dataset_prepared_path, "/cfg/last_run_prepared");
+    cr_assert_str_eq(c.chat_template, "tokenizer_default_fallback_chatml");
+    cr_assert_eq(c.n_eot_tokens, 2);
+    cr_assert_str_eq(c.eot_tokens[0], "<|eot_id|>");
+    cr_assert_str_eq(c.eot_tokens[1], "[/INST]");
+    cr_assert_eq(c.excess_length_strategy, LC_EXCESS_TRUNCATE);
+    lc_train_config_free(&c);
+
+    /* An integer val_set_size is a number of rows; chat_template_jinja alone
+     * means chat_template: jinja (as Axolotl); overrides reset to defaults. */
+    char *sets[] = { "excess_length_strategy=null", "eot_tokens=null" };
+    expect_ok_sets(&c, MINIMAL "val_set_size: 100\nchat_template_jinja: tpl/chat.jinja\n"
+                               "excess_length_strategy: raise\neot_tokens: [a]\n",
+                   NULL, sets, 2);
+    cr_assert_eq(c.val_set_size, 100);
+    cr_assert(c.val_set_size_rows);
+    lc_train_config_free(&c);
+    expect_ok(&c, MINIMAL "val_set_size: 2.0e3\n");   /* Axolotl: int(v) rows when v > 1 */
+    cr_assert_eq(c.val_set_size, 2000);
+    cr_assert(c.val_set_size_rows);
+    lc_train_config_free(&c);
+    expect_ok_sets(&c, MINIMAL "val_set_size: 100\nchat_template_jinja: tpl/chat.jinja\n"
+                               "excess_length_strategy: raise\neot_tokens: [a]\n",
+                   NULL, sets, 2);
+    cr_assert_str_eq(c.chat_template, "jinja");
+    cr_assert_str_eq(c.chat_template_jinja, "tpl/chat.jinja");   /* stored as given */
+    cr_assert_eq(c.excess_length_strategy, LC_EXCESS_DROP);
+    cr_assert_eq(c.n_eot_tokens, 0);
+    cr_assert_null(c.eot_tokens);
+    lc_train_config_free(&c);
+
+    expect_ok(&c, MINIMAL "chat_template: jinja\nchat_template_jinja: \"{{ messages }}\"\n");
+    cr_assert_str_eq(c.chat_template_jinja, "{{ messages }}");
+    lc_train_config_free(&c);
+
+    /* The data keys are FIXED for a resume. */
+    for (int i = 0; i < lc_train_config_key_count(); i++) {
+        const char *name;
+        lc_resume_class k = lc_train_config_key(i, &name);
+        if (!strcmp(name, "val_set_size") || !strcmp(name, "train_on_inputs") ||
+            !strcmp(name, "special_tokens") || !strcmp(name, "chat_template") ||
+            !strcmp(name, "chat_template_jinja") || !strcmp(name, "eot_tokens") ||
+            !strcmp(name, "excess_length_strategy"))
+            cr_assert_eq(k, LC_RESUME_FIXED, "%s", name);
+        if (!strcmp(name, "dataset_prepared_path"))
+            cr_assert_eq(k, LC_RESUME_NA);
+    }
+}
+
+/* base_model and lora_model_dir must be directories when a file is loaded;
+ * a hub id says how to get a local copy. */
+Test(config, base_model_not_a_directory)
+{
+    char *dir = lc_test_tmpdir();
+    char *file = lc_test_write_text(dir, "notadir", "x");
+    char *yaml = lc_test_asprintf("datasets: [{path: d.jsonl}]\nbase_model: meta-llama/Llama-3.2-1B\n");
+    char *path = lc_test_write_text(dir, "c.yaml", yaml);
+    lc_train_config c;
+    lc_error err;
+    cr_assert_eq(lc_train_config_load(&c, path, NULL, 0, &err), -1);
+    char *want = lc_test_asprintf("%s:2: base_model 'meta-llama/Llama-3.2-1B' is not a directory "
+                                  "(a Hugging Face hub id needs a local copy: huggingface-cli "
+                                  "download meta-llama/Llama-3.2-1B --local-dir DIR, then "
+                                  "base_model: DIR)", path);
+    cr_assert_str_eq(err.msg, want);
+    free(want);
+    /* A file, a missing absolute path; lora_model_dir the same, --set too. */
+    char *s1 = lc_test_asprintf("base_model=%s", file);
+    char *sets[] = { s1 };
+    cr_assert_eq(lc_train_config_load(&c, path, sets, 1, &err), -1);
+    want = lc_test_asprintf("--set %s: base_model '%s' is not a directory (it is a file)", s1, file);
+    cr_assert_str_eq(err.msg, want);
+    free(want);
+    char *s2 = lc_test_asprintf("base_model=%s", dir);
+    char *sets2[] = { s2, "lora_model_dir=someone/adapter" };
+    cr_assert_eq(lc_train_config_load(&c, path, sets2, 2, &err), -1);
+    lc_test_assert_msg_has(&err, "--set lora_model_dir=someone/adapter: lora_model_dir "
+                                 "'someone/adapter' is not a directory (a Hugging Face hub id "
+                                 "needs a local copy: huggingface-cli download someone/adapter "
+                                 "--local-dir DIR, then lora_model_dir: DIR)");
+    char *sets3[] = { s2, "lora_model_dir=/nonexistent/x/y" };
+    cr_assert_eq(lc_train_config_load(&c, path, sets3, 2, &err), -1);
+    lc_test_assert_msg_has(&err, "lora_model_dir '/nonexistent/x/y' is not a directory (No such "
+                                 "file or directory)");
+    cr_assert_eq(lc_train_config_load(&c, path, sets2, 1, &err), 0, "%s", err.msg);
+    lc_train_config_free(&c);
+    lc_test_rm_rf(dir);
+    free(s1);
+    free(s2);
+    free(yaml);
+    free(path);
+    free(file);
+    free(dir);
+}
+
+/* Axolotl's example configs (tests/fixtures/axolotl/, only base_model and
+ * the dataset edited) load as they are: the keys without effect in one
+ * warning line, the keys that change training refused in one error. */
+static int load_fixture(const char *name, lc_train_config *c, char *const *sets, int n_sets,
+                        lc_error *err)
+{
+    char *rel = lc_test_asprintf("axolotl/%s", name);
+    int rc = lc_train_config_load(c, lc_test_fixture(rel), sets, n_sets, err);
+    free(rel);
+    return rc;
+}
+
+static const char NO_EFFECT_LLAMA3_QLORA[] =
+    ": accepted without effect (they do not change training): load_in_8bit, strict, "
+    "lora_fan_in_fan_out, wandb_project, wandb_entity, wandb_watch, wandb_name, wandb_log_model, "
+    "group_by_length, early_stopping_patience, eval_table_size, debug, deepspeed, fsdp, "
+    "fsdp_config, model_type (lorac reads the architecture from config.json), tokenizer_type "
+    "(lorac reads tokenizer.json), pad_to_sequence_len (padding does not change the loss), "
+    "optimizer: paged_adamw_32bit (the same update as lorac's AdamW), bf16, fp16, tf32 (lorac "
+    "computes in f32 on CPU), local_rank (lorac trains in one process), xformers_attention, "
+    "flash_attention (lorac computes exact attention itself), evals_per_epoch (lorac evaluates "
+    "every eval_steps), saves_per_epoch (lorac saves every save_steps)";
+#define WATCHDOG(l1, l2)                                                                          \
+    "line " l1 " loss_watchdog_threshold: 5.0 (would stop the run when the loss stays above "   \
+    "it), line " l2 " loss_watchdog_patience: 3 (would stop the run when the loss stays above "  \
+    "the threshold) (remove them or turn them off)"
+static const char REFUSED_LORA_1B[] =
+    ": 3 Axolotl keys that would change training, not implemented by lorac: line 47 optimizer: "
+    "adamw_8bit (would keep AdamW's moments in 8 bits (bitsandbytes); lorac's AdamW is "
+    "adamw_torch), " WATCHDOG("65", "66");
+static const char REFUSED_MISTRAL_QLORA[] =
+    ": 3 Axolotl keys that would change training, not implemented by lorac: line 50 optimizer: "
+    "adamw_bnb_8bit (would keep AdamW's moments in 8 bits (bitsandbytes); lorac's AdamW is "
+    "adamw_torch), " WATCHDOG("68", "69");
+
+Test(config, axolotl_examples)
+{
+    lc_train_config c;
+    lc_error err;
+    cr_assert_eq(load_fixture("llama-3-qlora.yml", &c, NULL, 0, &err), 0, "%s", err.msg);
+    const char *w = strstr(c.warning, ": accepted without effect");
+    cr_assert_not_null(w, "%s", c.warning);
+    cr_assert_str_eq(w, NO_EFFECT_LLAMA3_QLORA);
+    cr_assert(c.qlora);
+    cr_assert_eq(c.lora.r, 32);
+    cr_assert(c.train_on_inputs == false && c.val_set_size == 0);
+    cr_assert_str_eq(c.special_tokens[LC_TOKEN_PAD], "<|end_of_text|>");
+    lc_train_config_free(&c);
+
+    cr_assert_eq(load_fixture("llama-3-lora-1b.yml", &c, NULL, 0, &err), -1);
+    const char *e = strstr(err.msg, ": ");
+    cr_assert_str_eq(e, REFUSED_LORA_1B);
+    /* With those three turned off it loads. */
+    char *off[] = { "optimizer=adamw_torch", "loss_watchdog_threshold=null",
+                    "loss_watchdog_patience=null" };
+    cr_assert_eq(load_fixture("llama-3-lora-1b.yml", &c, off, 3, &err), 0, "%s", err.msg);
+    assert_close(c.val_set_size, 0.1);
+    cr_assert_not_null(strstr(c.dataset_prepared_path, "axolotl/last_run_prepared"));
+    cr_assert_not_null(strstr(c.warning, "loss_watchdog_threshold, loss_watchdog_patience"),
+                       "%s", c.warning);
+    lc_train_config_free(&c);
+    cr_assert_eq(load_fixture("mistral-qlora.yml", &c, NULL, 0, &err), -1);
+    e = strstr(err.msg, ": ");
+    cr_assert_str_eq(e, REFUSED_MISTRAL_QLORA);
+}
+
+/* configs/README.md names every key lorac reads and every Axolotl key it
+ * accepts or refuses. */
+Test(config, readme_lists_every_key)
+{
+    size_t len;
+    char *readme = lc_test_read_file(LORAC_SOURCE_DIR "/configs/README.md", &len);
+    cr_assert_not_null(readme);
+    for (int i = 0; i < lc_train_config_key_count(); i++) {
+        const char *name;
+        lc_train_config_key(i, &name);
+        char *q = lc_test_asprintf("`%s`", name);
+        cr_expect(strstr(readme, q), "configs/README.md does not list %s", q);
+        free(q);
+    }
+    for (int i = 0; i < lc_ax_key_count(); i++) {
+        char *q = lc_test_asprintf("`%s`", lc_ax_key_at(i)->name);
+        cr_expect(strstr(readme, q), "configs/README.md does not list %s", q);
+        free(q);
+    }
+    free(readme);
 }

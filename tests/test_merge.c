@@ -64,6 +64,7 @@
 #include "train/lora.h"
 #include "train/model.h"
 #include "train/model_config.h"
+#include "train/side_files.h"
 
 #define SCALING 2.0 /* fixture LoRA: alpha 16 / r 8 */
 
@@ -332,8 +333,12 @@ Test(merge, bf16_base_bit_exact)
     lc_error err;
     cr_assert_eq(lc_mkdir_p(base, &err), 0);
     write_converted_model(base, LC_DTYPE_BF16, "bfloat16");
-    write_text(base, "tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}\n");
-    write_text(base, "generation_config.json", "{\"bos_token_id\": 1}\n");
+    /* Every tokenizer/generation file travels (train/side_files.c's list). */
+    for (int k = 0; lc_side_file_names[k]; k++) {
+        char *body = lc_test_asprintf("side file %d: %s\n", k, lc_side_file_names[k]);
+        write_text(base, lc_side_file_names[k], body);
+        free(body);
+    }
     write_text(base, "README.md", "not copied\n");
     lc_test_run_result r = merge3(NULL, base, fixture_adapter(), out, NULL, NULL);
     cr_assert_eq(r.code, 0, "merge failed (%d):\n%s%s", r.code, r.out, r.err);
@@ -389,10 +394,10 @@ Test(merge, bf16_base_bit_exact)
     cr_expect_gt(changed, 1000, "the merge changed only %llu values", (unsigned long long)changed);
     cr_log_info("bf16 merge: %d linears, %llu values changed, %llu mismatches", merged,
                 (unsigned long long)changed, (unsigned long long)mismatches);
-    const char *same[] = {"config.json", "tokenizer.json", "generation_config.json"};
-    for (int k = 0; k < 3; k++) {
-        char *x = lc_test_asprintf("%s/%s", base, same[k]), *y = lc_test_asprintf("%s/%s", out, same[k]);
-        cr_expect(lc_path_exists(y) && lc_test_same_file(x, y), "%s not copied", same[k]);
+    for (int k = -1; k < 0 || lc_side_file_names[k]; k++) {
+        const char *name = k < 0 ? "config.json" : lc_side_file_names[k];
+        char *x = lc_test_asprintf("%s/%s", base, name), *y = lc_test_asprintf("%s/%s", out, name);
+        cr_expect(lc_path_exists(y) && lc_test_same_file(x, y), "%s not copied", name);
         free(x);
         free(y);
     }

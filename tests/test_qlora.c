@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data/batch.h"
 #include "data/jsonl.h"
@@ -23,6 +24,7 @@
 #include "train/lora.h"
 #include "train/model.h"
 #include "train/quantize.h"
+#include "train/side_files.h"
 
 typedef lc_test_step run;
 
@@ -127,6 +129,43 @@ static void expect_same_tensors(const char *pa, const char *pb)
     }
     lc_st_close(&a);
     lc_st_close(&b);
+}
+
+/* The tokenizer and generation files (train/side_files.c's list, among them
+ * chat_template.jinja and merges.txt) are copied byte for byte. */
+Test(qlora, quantize_copies_tokenizer_files)
+{
+    char *dir = lc_test_tmpdir();
+    char *in = lc_test_path_in(dir, "in"), *out = lc_test_path_in(dir, "out");
+    cr_assert_eq(mkdir(in, 0755), 0);
+    const char *model[] = { "config.json", "model.safetensors" };
+    for (int k = 0; k < 2; k++) {
+        char *rel = lc_test_asprintf("tiny-llama/model/%s", model[k]);
+        size_t len;
+        char *data = lc_test_read_file(lc_test_fixture(rel), &len);
+        cr_assert_not_null(data, "%s", rel);
+        free(lc_test_write_file(in, model[k], data, len));
+        free(data);
+        free(rel);
+    }
+    for (int k = 0; lc_side_file_names[k]; k++) {
+        char *body = lc_test_asprintf("side file %d: %s\n", k, lc_side_file_names[k]);
+        free(lc_test_write_text(in, lc_side_file_names[k], body));
+        free(body);
+    }
+    lc_error err;
+    cr_assert_eq(lc_quantize_model(in, out, 64, true, false, &err), 0, "%s", err.msg);
+    for (int k = 0; lc_side_file_names[k]; k++) {
+        char *x = lc_test_path_in(in, lc_side_file_names[k]);
+        char *y = lc_test_path_in(out, lc_side_file_names[k]);
+        cr_expect(lc_test_same_file(x, y), "%s not copied byte for byte", lc_side_file_names[k]);
+        free(x);
+        free(y);
+    }
+    lc_test_rm_rf(dir);
+    free(in);
+    free(out);
+    free(dir);
 }
 
 Test(qlora, quantize_writes_what_bitsandbytes_writes)

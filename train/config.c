@@ -5,8 +5,12 @@
  * config has no use for and what makes it hard to read (anchors, aliases,
  * explicit tags, a second document), then a document pass (yaml_parser_load)
  * whose tree is walked key by key. Every top-level key is in one table with
- * its type and range; an unknown key is an error that suggests the nearest
- * known key (edit distance ≤ 3, or a prefix match). Errors read
+ * its type and range. A key not in it is looked up in Axolotl's keys
+ * (train/axolotl_keys.c): accepted without effect (named in one warning
+ * line, c->warning) or refused (it would change training); any other is
+ * unknown, with the nearest known key suggested (edit distance ≤ 3, or a
+ * prefix match). Unknown and refused keys are collected over the file and
+ * every override and reported in one error. Errors read
  * "<label>:<line>: <key>: <what, and what was expected>", or
  * "--set key=value: <key>: ..." for an override.
  *
@@ -30,14 +34,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "data/completion.h"
+#include "train/axolotl_keys.h"
 #include "train/fsutil.h"
 
 #define CFG_MAX_BYTES (1u << 20)      /* config files and --set values */
 #define CFG_MAX_KEY_SHOWN 64          /* longest key/value echoed in messages */
 #define CFG_MAX_DEPTH 32              /* nesting of sequences/mappings (configs use 3) */
+#define CFG_MAX_AX 200                /* Axolotl keys remembered (accepted or refused) */
+#define CFG_LIST_MAX 440              /* each list of unknown / refused keys shown (an error is
+                                         one LC_ERROR_MAX line) */
 
 /* ---- key table ------------------------------------------------------------ */
 
@@ -63,7 +72,9 @@ typedef enum key_id {
     KEY_ADAM_EPSILON, KEY_MAX_GRAD_NORM, KEY_GRADIENT_CHECKPOINTING, KEY_SEED, KEY_DEVICE,
     KEY_OUTPUT_DIR, KEY_LOGGING_STEPS, KEY_SAVE_STEPS, KEY_SAVE_TOTAL_LIMIT, KEY_EVAL_STEPS,
     KEY_RESUME_FROM_CHECKPOINT, KEY_MAX_BAD_STEPS, KEY_BNB_BLOCKSIZE, KEY_BNB_DOUBLE_QUANT,
-    KEY_OVERWRITE_OUTPUT_DIR, KEY_RESUME_ALLOW_DATA_CHANGE, KEY_COUNT
+    KEY_OVERWRITE_OUTPUT_DIR, KEY_RESUME_ALLOW_DATA_CHANGE, KEY_VAL_SET_SIZE,
+    KEY_TRAIN_ON_INPUTS, KEY_SPECIAL_TOKENS, KEY_DATASET_PREPARED_PATH, KEY_CHAT_TEMPLATE,
+    KEY_CHAT_TEMPLATE_JINJA, KEY_EOT_TOKENS, KEY_EXCESS_LENGTH_STRATEGY, KEY_COUNT
 } key_id;
 
 typedef struct keydef {
@@ -154,6 +165,18 @@ static const keydef keys[KEY_COUNT] = {
     [KEY_RESUME_ALLOW_DATA_CHANGE] = { "resume_allow_data_change", K_BOOL,
                                        OFF(resume_allow_data_change), 0, 0, 0,
                                        "true or false" },
+    [KEY_VAL_SET_SIZE] = { "val_set_size", K_SPECIAL, 0, 0, 0, 0,
+                           "a fraction in [0, 1) or a whole number of rows > 1" },
+    [KEY_TRAIN_ON_INPUTS] = { "train_on_inputs", K_BOOL, OFF(train_on_inputs), 0, 0, 0,
+                              "true or false" },
+    [KEY_SPECIAL_TOKENS] = { "special_tokens", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_DATASET_PREPARED_PATH] = { "dataset_prepared_path", K_PATH, OFF(dataset_prepared_path),
+                                    0, 0, 0, "a directory path" },
+    [KEY_CHAT_TEMPLATE] = { "chat_template", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_CHAT_TEMPLATE_JINJA] = { "chat_template_jinja", K_SPECIAL, 0, 0, 0, 0,
+                                  "a Jinja template or the path of a .jinja file" },
+    [KEY_EOT_TOKENS] = { "eot_tokens", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_EXCESS_LENGTH_STRATEGY] = { "excess_length_strategy", K_SPECIAL, 0, 0, 0, 0, NULL },
 };
 
 /* What a resume may change (configs/README.md, "Resuming", lists the two
@@ -185,17 +208,51 @@ static const lc_resume_class resume_class[KEY_COUNT] = {
     [KEY_DEVICE] = LC_RESUME_FREE, [KEY_LOGGING_STEPS] = LC_RESUME_FREE,
     [KEY_SAVE_STEPS] = LC_RESUME_FREE, [KEY_SAVE_TOTAL_LIMIT] = LC_RESUME_FREE,
     [KEY_EVAL_STEPS] = LC_RESUME_FREE, [KEY_MAX_BAD_STEPS] = LC_RESUME_FREE,
+    /* What the training rows are: a change is a different data stream. */
+    [KEY_VAL_SET_SIZE] = LC_RESUME_FIXED, [KEY_TRAIN_ON_INPUTS] = LC_RESUME_FIXED,
+    [KEY_SPECIAL_TOKENS] = LC_RESUME_FIXED, [KEY_CHAT_TEMPLATE] = LC_RESUME_FIXED,
+    [KEY_CHAT_TEMPLATE_JINJA] = LC_RESUME_FIXED, [KEY_EOT_TOKENS] = LC_RESUME_FIXED,
+    [KEY_EXCESS_LENGTH_STRATEGY] = LC_RESUME_FIXED,
 };
 
 static const char *const adapter_names[] = { "lora", "qlora" };
 static const char *const scheduler_names[] = { "constant", "linear", "cosine" };
 static const lc_lr_schedule scheduler_values[] = { LC_LR_CONSTANT, LC_LR_LINEAR, LC_LR_COSINE };
 static const char *const optimizer_names[] = { "adamw", "adamw_torch", "adamw_torch_fused" };
+/* Axolotl optimizers whose update is lorac's AdamW (other implementations,
+ * paged memory): accepted with a note. */
+static const char *const optimizer_same[] = { "adamw_hf", "adamw_apex_fused", "paged_adamw_32bit",
+                                              "adamw_torch_npu_fused" };
+static const char *const excess_names[] = { "drop", "truncate", "raise" };
+static const lc_excess_length excess_values[] = { LC_EXCESS_DROP, LC_EXCESS_TRUNCATE,
+                                                  LC_EXCESS_RAISE };
+static const char *const special_token_names[LC_TOKEN_COUNT] = {
+    [LC_TOKEN_BOS] = "bos_token", [LC_TOKEN_EOS] = "eos_token",
+    [LC_TOKEN_PAD] = "pad_token", [LC_TOKEN_UNK] = "unk_token",
+};
+/* chat_template values: Axolotl's ChatTemplate names (0.19.0), its
+ * tokenizer_default_fallback_<name> forms, and jinja. */
+static const char *const chat_template_names[] = {
+    "tokenizer_default", "jinja", "alpaca", "chatml", "mistral_v1", "mistral_v2v3",
+    "mistral_v3_tekken", "mistral_v7_tekken", "gemma", "cohere", "llama3", "llama3_2_vision",
+    "llama4", "phi_3", "phi_35", "deepseek_v2", "deepseek_v3", "jamba", "qwen_25", "qwen3",
+    "qwen3_5", "falcon_h1", "nemotron_h", "exaone", "exaone4", "metharme", "pixtral", "llava",
+    "qwen2_vl", "gemma3", "gemma3n", "gemma4", "gemma4_unified", "command_a",
+    "command_a_tool_use", "command_a_rag", "aya",
+};
+#define FALLBACK_PREFIX "tokenizer_default_fallback_"
+#define MAX_EOT_TOKENS 256
 static const char *const device_names[] = { "auto", "cpu", "cuda" };
 static const lc_device device_values[] = { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA };
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* ---- parse context and errors ---------------------------------------------- */
+
+/* Keys reported together: n of them, the first `shown` as text. */
+typedef struct keylist {
+    char text[CFG_LIST_MAX];
+    int n, shown;
+} keylist;
 
 typedef struct ctx {
     lc_train_config *c;
@@ -211,6 +268,23 @@ typedef struct ctx {
     int given_line[KEY_COUNT];
     const char *given_set[KEY_COUNT];
     int seq;
+    bool check_dirs;            /* base_model / lora_model_dir must be directories */
+    char raw_dir[2][CFG_MAX_KEY_SHOWN * 4];   /* base_model, lora_model_dir as written */
+    /* Keys collected over the file and every override, reported at once:
+     * unknown keys ("line 4 'x' (did you mean 'y'?)"), Axolotl keys refused
+     * ("line 9 load_in_8bit: true (would ...)") and Axolotl keys accepted
+     * without effect (name and note). */
+    keylist unknown;
+    int n_ax;
+    int unknown_line;           /* the first unknown key, for the one-key message */
+    const char *unknown_set;
+    char unknown_name[CFG_MAX_KEY_SHOWN + 1];
+    struct {
+        char key[CFG_MAX_KEY_SHOWN + 1];
+        char shown[CFG_MAX_KEY_SHOWN * 2];   /* accepted: "bf16", "optimizer: adamw_hf" */
+        char refusal[320];                   /* "" when accepted */
+        const char *note;                    /* accepted: why without effect, or NULL */
+    } ax[CFG_MAX_AX];                        /* the last value of each key decides */
 } ctx;
 
 /* "<label>:<line>: <key>: <msg>" or "--set k=v: <key>: <msg>"; line 0 or
@@ -498,15 +572,228 @@ static int find_key(const char *name)
     return -1;
 }
 
-static int unknown_key(ctx *x, const char *set_text, int line, const char *name)
+/* Appends ", item" (or "item" first) to list; an item that does not fit is
+ * counted by the caller but not shown (the message says how many). */
+__attribute__((format(printf, 2, 3)))
+static void list_add(keylist *list, const char *fmt, ...)
 {
+    char item[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(item, sizeof item, fmt, ap);
+    va_end(ap);
+    list->n++;
+    size_t l = strlen(list->text);
+    size_t il = strlen(item), sep = l ? 2 : 0;
+    if (list->shown + 1 == list->n && l + sep + il < CFG_LIST_MAX) {
+        memcpy(list->text + l, ", ", sep);
+        memcpy(list->text + l + sep, item, il + 1);
+        list->shown++;
+    }
+}
+
+/* " and N more" when some were not shown. */
+static const char *more(const keylist *list, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (list->shown < list->n)
+        snprintf(buf, n, " and %d more", list->n - list->shown);
+    return buf;
+}
+
+/* Where a collected key was given: "line 4 " or "--set " (none for line 0). */
+static void where_of(const char *set_text, int line, char *buf, size_t n)
+{
+    if (set_text)
+        snprintf(buf, n, "--set ");
+    else if (line > 0)
+        snprintf(buf, n, "line %d ", line);
+    else
+        buf[0] = '\0';
+}
+
+/* Unknown key: remembered, reported with all the others (report_keys). */
+static void unknown_key(ctx *x, const char *set_text, int line, const char *name)
+{
+    if (x->unknown.n == 0) {
+        x->unknown_line = line;
+        x->unknown_set = set_text;
+        snprintf(x->unknown_name, sizeof x->unknown_name, "%.*s", CFG_MAX_KEY_SHOWN, name);
+    }
+    if (x->unknown.shown < x->unknown.n) {
+        x->unknown.n++;   /* the list is full: counted, no suggestion computed (1 MB of keys) */
+        return;
+    }
+    char where[64];
+    where_of(set_text, line, where, sizeof where);
     const char *s = suggest_key(name);
     if (s)
-        return fail_at(x, set_text, line, NULL, "unknown key '%.*s' (did you mean '%s'?)",
-                       CFG_MAX_KEY_SHOWN, name, s);
-    return fail_at(x, set_text, line, NULL,
-                   "unknown key '%.*s' (configs/README.md lists the known keys)",
-                   CFG_MAX_KEY_SHOWN, name);
+        list_add(&x->unknown, "%s'%.*s' (did you mean '%s'?)", where, CFG_MAX_KEY_SHOWN, name, s);
+    else
+        list_add(&x->unknown, "%s'%.*s'", where, CFG_MAX_KEY_SHOWN, name);
+}
+
+/* The entry of an Axolotl key, a fresh one when it was not given before
+ * (NULL when the table is full: the key is then not reported). */
+static int ax_entry(ctx *x, const char *key)
+{
+    for (int i = 0; i < x->n_ax; i++)
+        if (!strcmp(x->ax[i].key, key))
+            return i;
+    if (x->n_ax == CFG_MAX_AX)
+        return -1;
+    snprintf(x->ax[x->n_ax].key, sizeof x->ax[0].key, "%.*s", CFG_MAX_KEY_SHOWN, key);
+    return x->n_ax++;
+}
+
+/* Forgets an Axolotl key given earlier (a --set gives it another value). */
+static void ax_forget(ctx *x, const char *key)
+{
+    for (int i = 0; i < x->n_ax; i++)
+        if (!strcmp(x->ax[i].key, key)) {
+            memmove(&x->ax[i], &x->ax[i + 1], sizeof x->ax[0] * (size_t)(x->n_ax - i - 1));
+            x->n_ax--;
+            return;
+        }
+}
+
+/* An Axolotl key that would change training: remembered, reported with all
+ * the others (report_keys). value is the text shown after "key: ". */
+static void refuse_key(ctx *x, const yaml_node_t *n, const char *key, const char *value,
+                       const char *did)
+{
+    char where[64];
+    where_of(x->set_text, x->set_text ? 0 : node_line(n), where, sizeof where);
+    int i = ax_entry(x, key);
+    if (i < 0)
+        return;
+    snprintf(x->ax[i].refusal, sizeof x->ax[0].refusal, "%s%.*s: %.*s (%s)", where,
+             CFG_MAX_KEY_SHOWN, key, CFG_MAX_KEY_SHOWN, value, did);
+    x->ax[i].note = NULL;
+}
+
+/* An Axolotl key accepted without effect, shown as `shown` (the key, or
+ * "key: value") with an optional note. */
+static void accept_key(ctx *x, const char *key, const char *shown, const char *note)
+{
+    int i = ax_entry(x, key);
+    if (i < 0)
+        return;
+    snprintf(x->ax[i].shown, sizeof x->ax[0].shown, "%s", shown);
+    x->ax[i].refusal[0] = '\0';
+    x->ax[i].note = note;
+}
+
+/* Off: null, false, 0, an empty string, list or mapping. */
+static bool is_off(const yaml_node_t *n)
+{
+    bool b;
+    double v;
+    if (is_null(n))
+        return true;
+    if (n->type == YAML_SEQUENCE_NODE)
+        return n->data.sequence.items.top == n->data.sequence.items.start;
+    if (n->type == YAML_MAPPING_NODE)
+        return n->data.mapping.pairs.top == n->data.mapping.pairs.start;
+    if (n->type != YAML_SCALAR_NODE)
+        return false;
+    if (!*scalar_text(n))
+        return true;
+    return (parse_bool(n, &b) && !b) || (parse_float(n, &v) && v == 0);
+}
+
+/* A value as "key: <value>" shows it: the scalar, or "[...]" / "{...}". */
+static const char *value_text(const yaml_node_t *n)
+{
+    if (!n)
+        return "";
+    if (n->type == YAML_SEQUENCE_NODE)
+        return "[...]";
+    if (n->type == YAML_MAPPING_NODE)
+        return "{...}";
+    return n->type == YAML_SCALAR_NODE ? scalar_text(n) : "";
+}
+
+/* A key lorac does not implement: an Axolotl key accepted or refused by
+ * the table, or an unknown key. */
+static void foreign_key(ctx *x, int line, const char *name, const yaml_node_t *v)
+{
+    const lc_ax_key *a = lc_ax_key_find(name);
+    if (!a)
+        unknown_key(x, x->set_text, line, name);
+    else if (a->rule == LC_AX_ANY || is_off(v))
+        accept_key(x, name, name, a->rule == LC_AX_ANY ? a->note : NULL);
+    else
+        refuse_key(x, v, name, value_text(v), a->note);
+}
+
+/* The one error for every unknown and refused key, or 0 when there is none. */
+static int report_keys(ctx *x)
+{
+    keylist refused = { .n = 0 }, *r = &refused;
+    const keylist *u = &x->unknown;
+    for (int i = 0; i < x->n_ax; i++)
+        if (x->ax[i].refusal[0])
+            list_add(r, "%s", x->ax[i].refusal);
+    if (u->n == 1 && r->n == 0) {
+        const char *s = suggest_key(x->unknown_name);
+        if (s)
+            return fail_at(x, x->unknown_set, x->unknown_line, NULL,
+                           "unknown key '%s' (did you mean '%s'?)", x->unknown_name, s);
+        return fail_at(x, x->unknown_set, x->unknown_line, NULL,
+                       "unknown key '%s' (configs/README.md lists the known keys)",
+                       x->unknown_name);
+    }
+    char msg[LC_ERROR_MAX] = "", m1[32], m2[32];
+    if (u->n)
+        snprintf(msg, sizeof msg, "%d unknown key%s: %s%s (configs/README.md lists the known "
+                 "keys)", u->n, u->n == 1 ? "" : "s", u->text, more(u, m1, sizeof m1));
+    if (r->n) {
+        size_t l = strlen(msg);
+        const char *them = r->n == 1 ? "it" : "them";
+        snprintf(msg + l, sizeof msg - l,
+                 "%s%d Axolotl key%s that would change training, not implemented by lorac: "
+                 "%s%s (remove %s or turn %s off)", l ? "; " : "", r->n, r->n == 1 ? "" : "s",
+                 r->text, more(r, m2, sizeof m2), them, them);
+    }
+    return *msg ? fail_at(x, NULL, 0, NULL, "%s", msg) : 0;
+}
+
+/* "<label>: accepted without effect (they do not change training): a, b,
+ * c (note), d (note2)": keys without a note first, then each note after
+ * the keys that share it. NULL when there are none. */
+static char *accepted_line(const ctx *x)
+{
+    size_t cap = 256 + (size_t)x->n_ax * (sizeof x->ax[0].shown + 128);
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    size_t l = (size_t)snprintf(out, cap, "%s: accepted without effect (they do not change "
+                                "training): ", x->label);
+    bool first = true;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < x->n_ax; i++) {
+            const char *note = x->ax[i].note;
+            if (x->ax[i].refusal[0] || (pass == 0) != (note == NULL))
+                continue;
+            bool seen = false;   /* this note's group was written already */
+            for (int j = 0; j < i && note; j++)
+                seen |= x->ax[j].note == note;
+            if (seen)
+                continue;
+            for (int j = i; j < x->n_ax; j++) {
+                if (x->ax[j].refusal[0] || x->ax[j].note != note || (note == NULL && j != i))
+                    continue;
+                l += (size_t)snprintf(out + l, cap - l, "%s%s", first ? "" : ", ", x->ax[j].shown);
+                first = false;
+            }
+            if (note)
+                l += (size_t)snprintf(out + l, cap - l, " (%s)", note);
+        }
+    for (char *q = out; *q; q++)   /* one printable line */
+        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+            *q = '?';
+    return out;
 }
 
 /* ---- special keys ---------------------------------------------------------- */
@@ -846,6 +1133,180 @@ static int set_targets(ctx *x, const yaml_node_t *n, const char *key)
     return 0;
 }
 
+/* get_string, copied into *out (NULL and an error on failure). */
+static int get_string_dup(ctx *x, const yaml_node_t *n, const char *key, const char *expect,
+                          char **out)
+{
+    const char *s = get_string(x, n, key, expect);
+    if (!s)
+        return -1;
+    return (*out = strdup(s)) ? 0 : FAIL(x, n, key, "out of memory");
+}
+
+static bool in_names(const char *s, const char *const *names, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (!strcmp(s, names[i]))
+            return true;
+    return false;
+}
+
+/* optimizer: lorac's AdamW by one of its names; an Axolotl optimizer with
+ * the same update is accepted with a note; any other is refused with the
+ * others (report_keys). */
+static int set_optimizer(ctx *x, const yaml_node_t *n)
+{
+    ax_forget(x, "optimizer");
+    if (is_null(n))
+        return 0;
+    const char *s = get_string(x, n, "optimizer", "the name of an optimizer");
+    if (!s)
+        return -1;
+    static const char same[] = "the same update as lorac's AdamW";
+    char name[CFG_MAX_KEY_SHOWN * 2];
+    if (in_names(s, optimizer_names, NELEM(optimizer_names)))
+        return 0;
+    if (in_names(s, optimizer_same, NELEM(optimizer_same))) {
+        snprintf(name, sizeof name, "optimizer: %.*s", CFG_MAX_KEY_SHOWN, s);
+        accept_key(x, "optimizer", name, same);
+    } else if (strstr(s, "8bit")) {
+        refuse_key(x, n, "optimizer", s, "would keep AdamW's moments in 8 bits (bitsandbytes); "
+                   "lorac's AdamW is adamw_torch");
+    } else {
+        refuse_key(x, n, "optimizer", s, "another optimizer; lorac implements AdamW: adamw, "
+                   "adamw_torch, adamw_torch_fused");
+    }
+    return 0;
+}
+
+/* val_set_size, read as Axolotl does (int(v) rows when v > 1, else the
+ * fraction v): a fraction in [0, 1), or a whole number of rows > 1. 1
+ * (100% to evaluation, which datasets refuses) and fractional row counts
+ * are errors. */
+static int set_val_set_size(ctx *x, const yaml_node_t *n)
+{
+    lc_train_config *c = x->c;
+    char d[160];
+    double v = 0;
+    if (!is_null(n) && (!parse_float(n, &v) || v < 0 || v == 1 || v > 9007199254740992.0 ||
+                        (v > 1 && v != floor(v))))
+        return FAIL(x, n, "val_set_size", "expected %s, got %s", keys[KEY_VAL_SET_SIZE].expect,
+                    describe(n, d, sizeof d));
+    c->val_set_size = v;
+    c->val_set_size_rows = v > 1;
+    return 0;
+}
+
+static void free_special_tokens(lc_train_config *c)
+{
+    for (int t = 0; t < LC_TOKEN_COUNT; t++) {
+        free(c->special_tokens[t]);
+        c->special_tokens[t] = NULL;
+    }
+}
+
+/* special_tokens: {bos_token, eos_token, pad_token, unk_token: string}. */
+static int set_special_tokens(ctx *x, const yaml_node_t *n)
+{
+    char d[160], sub[96];
+    char *tok[LC_TOKEN_COUNT] = { 0 };
+    if (!is_null(n) && n->type != YAML_MAPPING_NODE)
+        return FAIL(x, n, "special_tokens", "expected a mapping of bos_token, eos_token, "
+                    "pad_token, unk_token to strings, got %s", describe(n, d, sizeof d));
+    for (yaml_node_pair_t *p = is_null(n) ? NULL : n->data.mapping.pairs.start;
+         p && p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
+        int t = 0;
+        while (t < LC_TOKEN_COUNT && (k->type != YAML_SCALAR_NODE ||
+                                      strcmp(scalar_text(k), special_token_names[t])))
+            t++;
+        if (t == LC_TOKEN_COUNT) {
+            FAIL(x, k, "special_tokens", "unknown key '%.*s' (lorac takes bos_token, "
+                 "eos_token, pad_token and unk_token)", CFG_MAX_KEY_SHOWN,
+                 k->type == YAML_SCALAR_NODE ? scalar_text(k) : "?");
+            goto fail;
+        }
+        snprintf(sub, sizeof sub, "special_tokens.%s", special_token_names[t]);
+        if (tok[t]) {
+            FAIL(x, k, sub, "duplicate key");
+            goto fail;
+        }
+        if (!is_null(v) && get_string_dup(x, v, sub, "the token's text", &tok[t]))
+            goto fail;
+    }
+    free_special_tokens(x->c);
+    memcpy(x->c->special_tokens, tok, sizeof tok);
+    return 0;
+fail:
+    for (int t = 0; t < LC_TOKEN_COUNT; t++)
+        free(tok[t]);
+    return -1;
+}
+
+/* chat_template: tokenizer_default (the default), jinja, one of Axolotl's
+ * built-in names, or tokenizer_default_fallback_<built-in name>. */
+static int set_chat_template(ctx *x, const yaml_node_t *n)
+{
+    lc_train_config *c = x->c;
+    free(c->chat_template);
+    c->chat_template = NULL;
+    if (is_null(n))
+        return 0;
+    const char *s = get_string(x, n, "chat_template", "the name of a chat template");
+    if (!s)
+        return -1;
+    size_t fl = strlen(FALLBACK_PREFIX);
+    const char *base = strncmp(s, FALLBACK_PREFIX, fl) ? s : s + fl;
+    if (!in_names(base, chat_template_names, NELEM(chat_template_names)) ||
+        (base != s && (!strcmp(base, "jinja") || !strcmp(base, "tokenizer_default"))))
+        return FAIL(x, n, "chat_template", "unknown chat template '%.*s' (expected "
+                    "tokenizer_default, jinja, an Axolotl template name such as chatml, llama3, "
+                    "qwen_25, or tokenizer_default_fallback_NAME)", CFG_MAX_KEY_SHOWN, s);
+    return (c->chat_template = strdup(s)) ? 0 : FAIL(x, n, "chat_template", "out of memory");
+}
+
+static void free_eot_tokens(lc_train_config *c)
+{
+    free_list(c->eot_tokens, c->n_eot_tokens);
+    free(c->eot_tokens);
+    c->eot_tokens = NULL;
+    c->n_eot_tokens = 0;
+}
+
+/* eot_tokens: a list of token strings. */
+static int set_eot_tokens(ctx *x, const yaml_node_t *n)
+{
+    char d[160], sub[96];
+    if (is_null(n)) {
+        free_eot_tokens(x->c);
+        return 0;
+    }
+    if (n->type != YAML_SEQUENCE_NODE)
+        return FAIL(x, n, "eot_tokens", "expected a list of token strings, got %s",
+                    describe(n, d, sizeof d));
+    yaml_node_item_t *it = n->data.sequence.items.start;
+    int len = (int)(n->data.sequence.items.top - it);
+    if (len > MAX_EOT_TOKENS)
+        return FAIL(x, n, "eot_tokens", "at most %d tokens, got %d", MAX_EOT_TOKENS, len);
+    char **tok = calloc((size_t)len + 1, sizeof *tok);
+    if (!tok)
+        return FAIL(x, n, "eot_tokens", "out of memory");
+    for (int i = 0; i < len; i++) {
+        snprintf(sub, sizeof sub, "eot_tokens[%d]", i);
+        if (get_string_dup(x, yaml_document_get_node(x->doc, it[i]), sub, "a token string",
+                           &tok[i])) {
+            free_list(tok, i);
+            free(tok);
+            return -1;
+        }
+    }
+    free_eot_tokens(x->c);
+    x->c->eot_tokens = tok;
+    x->c->n_eot_tokens = len;
+    return 0;
+}
+
 static int set_special(ctx *x, key_id id, const yaml_node_t *n)
 {
     lc_train_config *c = x->c;
@@ -895,7 +1356,30 @@ static int set_special(ctx *x, key_id id, const yaml_node_t *n)
         c->lr_scheduler = scheduler_values[i];
         return 0;
     case KEY_OPTIMIZER:
-        return null || get_enum(x, n, key, optimizer_names, NELEM(optimizer_names)) >= 0 ? 0 : -1;
+        return set_optimizer(x, n);
+    case KEY_VAL_SET_SIZE:
+        return set_val_set_size(x, n);
+    case KEY_SPECIAL_TOKENS:
+        return set_special_tokens(x, n);
+    case KEY_CHAT_TEMPLATE:
+        return set_chat_template(x, n);
+    case KEY_CHAT_TEMPLATE_JINJA:
+        free(c->chat_template_jinja);
+        c->chat_template_jinja = NULL;
+        if (null)
+            return 0;
+        return get_string_dup(x, n, key, keys[id].expect, &c->chat_template_jinja);
+    case KEY_EOT_TOKENS:
+        return set_eot_tokens(x, n);
+    case KEY_EXCESS_LENGTH_STRATEGY:
+        if (null) {
+            c->excess_length_strategy = x->defaults->excess_length_strategy;
+            return 0;
+        }
+        if ((i = get_enum(x, n, key, excess_names, NELEM(excess_names))) < 0)
+            return -1;
+        c->excess_length_strategy = excess_values[i];
+        return 0;
     case KEY_DEVICE:
         if (null) {
             c->device = x->defaults->device;
@@ -985,6 +1469,9 @@ static int set_key(ctx *x, key_id id, const yaml_node_t *n)
         break;
     }
     }
+    if (rc == 0 && (id == KEY_BASE_MODEL || id == KEY_LORA_MODEL_DIR))
+        snprintf(x->raw_dir[id == KEY_BASE_MODEL ? 0 : 1], sizeof x->raw_dir[0], "%s",
+                 n && n->type == YAML_SCALAR_NODE ? scalar_text(n) : "");
     if (rc == 0) {
         x->given_seq[id] = ++x->seq;
         x->given_line[id] = node_line(n);
@@ -1127,7 +1614,7 @@ static int apply_file(ctx *x, const char *yaml, size_t len)
             }
             int id = find_key(scalar_text(k));
             if (id < 0) {
-                rc = unknown_key(x, NULL, node_line(k), scalar_text(k));
+                foreign_key(x, node_line(k), scalar_text(k), v);
             } else if (first_line[id]) {
                 rc = fail_at(x, NULL, node_line(k), keys[id].name,
                              "duplicate key (first given on line %d)", first_line[id]);
@@ -1149,13 +1636,13 @@ static int apply_set(ctx *x, const char *set)
         return fail_at(x, set, 0, NULL, "expected key=value");
     char name[128];
     size_t nl = (size_t)(eq - set);
-    if (nl >= sizeof name)
-        return unknown_key(x, set, 0, "(too long)");
+    if (nl >= sizeof name) {
+        unknown_key(x, set, 0, "(too long)");
+        return 0;
+    }
     memcpy(name, set, nl);
     name[nl] = '\0';
     int id = find_key(name);
-    if (id < 0)
-        return unknown_key(x, set, 0, name);
     const char *value = eq + 1;
     x->set_text = set;
     const char *saved_base = x->base_dir;
@@ -1164,13 +1651,63 @@ static int apply_set(ctx *x, const char *set)
     int rc = load_doc(x, value, strlen(value), &doc);
     if (rc == 0) {
         x->doc = &doc;
-        rc = set_key(x, (key_id)id, yaml_document_get_root_node(&doc));
+        if (id >= 0)
+            rc = set_key(x, (key_id)id, yaml_document_get_root_node(&doc));
+        else
+            foreign_key(x, 0, name, yaml_document_get_root_node(&doc));
         x->doc = NULL;
         yaml_document_delete(&doc);
     }
     x->base_dir = saved_base;
     x->set_text = NULL;
     return rc;
+}
+
+/* Where key id was last given, for cross-key errors. */
+#define GIVEN(x, id) (x)->given_set[id], (x)->given_line[id], keys[id].name
+
+/* Axolotl's rules between the data keys. */
+static int check_data_keys(ctx *x)
+{
+    lc_train_config *c = x->c;
+    if (c->chat_template && !strcmp(c->chat_template, "jinja") && !c->chat_template_jinja)
+        return fail_at(x, GIVEN(x, KEY_CHAT_TEMPLATE), "chat_template: jinja needs "
+                       "chat_template_jinja (the template, or the path of a .jinja file)");
+    if (c->chat_template_jinja && c->chat_template && strcmp(c->chat_template, "jinja"))
+        return fail_at(x, GIVEN(x, KEY_CHAT_TEMPLATE_JINJA), "is used only with "
+                       "chat_template: jinja (or no chat_template), but chat_template is %s",
+                       c->chat_template);
+    if (c->chat_template_jinja && !c->chat_template && !(c->chat_template = strdup("jinja")))
+        return fail_at(x, NULL, 0, "chat_template", "out of memory");
+    if (c->val_set_size > 0 && c->n_test_datasets > 0)
+        return fail_at(x, GIVEN(x, KEY_VAL_SET_SIZE), "set either val_set_size or "
+                       "test_datasets, not both (as Axolotl)");
+    return 0;
+}
+
+/* base_model and lora_model_dir must be directories (checked when the
+ * config is loaded from a file, not by lc_train_config_parse). A value
+ * that names nothing and reads as a hub id ("org/name") says how to get a
+ * local copy. */
+static int check_dir(ctx *x, key_id id, const char *path)
+{
+    struct stat st;
+    if (!path || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+        return 0;
+    int e = errno;
+    bool exists = stat(path, &st) == 0;
+    const char *g = x->raw_dir[id == KEY_BASE_MODEL ? 0 : 1];
+    const char *slash = strchr(g, '/');
+    bool hub = !exists && g[0] != '/' && g[0] != '.' && g[0] != '~' &&
+               !(slash && strchr(slash + 1, '/'));
+    if (hub)
+        return fail_at(x, x->given_set[id], x->given_line[id], NULL,
+                       "%s '%s' is not a directory (a Hugging Face hub id needs a local copy: "
+                       "huggingface-cli download %s --local-dir DIR, then %s: DIR)",
+                       keys[id].name, g, g, keys[id].name);
+    return fail_at(x, x->given_set[id], x->given_line[id], NULL,
+                   "%s '%s' is not a directory (%s)", keys[id].name, path,
+                   exists ? "it is a file" : strerror(e));
 }
 
 /* Cross-key rules, after the file and every override. */
@@ -1202,6 +1739,10 @@ static int finalize(ctx *x)
                        x->given_line[KEY_LORA_TARGET_MODULES], "lora_target_modules",
                        "no modules to adapt; list at least one of q_proj, k_proj, v_proj, "
                        "o_proj, gate_proj, up_proj, down_proj, or set lora_target_linear: true");
+    if (check_data_keys(x) || (x->check_dirs && (check_dir(x, KEY_BASE_MODEL, c->base_model) ||
+                                                  check_dir(x, KEY_LORA_MODEL_DIR,
+                                                            c->lora_model_dir))))
+        return -1;
     c->adam.weight_decay = c->weight_decay;
     if (!c->output_dir && !(c->output_dir = resolve_path(x->base_dir, "out")))
         return fail_at(x, NULL, 0, "output_dir", "out of memory");
@@ -1261,6 +1802,13 @@ void lc_train_config_free(lc_train_config *c)
     c->n_eot_tokens = 0;
     free(c->output_dir);
     free(c->resume_from_checkpoint);
+    free_special_tokens(c);
+    free_eot_tokens(c);
+    free(c->dataset_prepared_path);
+    free(c->chat_template);
+    free(c->chat_template_jinja);
+    free(c->warning);
+    c->dataset_prepared_path = c->chat_template = c->chat_template_jinja = c->warning = NULL;
     c->config_path = c->base_model = c->lora_model_dir = NULL;
     c->output_dir = c->resume_from_checkpoint = NULL;
     c->n_datasets = c->n_test_datasets = 0;
@@ -1296,6 +1844,8 @@ static void format_list(char *const *list, int count, char *buf, size_t n)
         snprintf(buf + l, n - l, "%s%s", i ? "," : "", list[i]);
     }
 }
+
+static void data_key_value(const lc_train_config *c, key_id id, char *buf, size_t n);
 
 void lc_train_config_value(const lc_train_config *c, int i, char *buf, size_t n)
 {
@@ -1369,18 +1919,73 @@ void lc_train_config_value(const lc_train_config *c, int i, char *buf, size_t n)
                 snprintf(buf, n, "%s", device_names[d]);
         return;
     default:
+        data_key_value(c, (key_id)i, buf, n);
+        return;
+    }
+}
+
+/* FNV-1a of s, for values too long to record as they are. */
+static uint64_t text_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* The data keys' values for the run record. */
+static void data_key_value(const lc_train_config *c, key_id id, char *buf, size_t n)
+{
+    switch (id) {
+    case KEY_VAL_SET_SIZE:
+        if (c->val_set_size_rows)
+            snprintf(buf, n, "%.0f rows", c->val_set_size);
+        else
+            format_double(c->val_set_size, buf, n);
+        return;
+    case KEY_SPECIAL_TOKENS:
+        for (int t = 0; t < LC_TOKEN_COUNT; t++)
+            if (c->special_tokens[t]) {
+                size_t l = strlen(buf);
+                snprintf(buf + l, n - l, "%s%s=%s", l ? "," : "", special_token_names[t],
+                         c->special_tokens[t]);
+            }
+        if (!*buf)
+            snprintf(buf, n, "none");
+        return;
+    case KEY_CHAT_TEMPLATE:
+        snprintf(buf, n, "%s", c->chat_template ? c->chat_template : "tokenizer_default");
+        return;
+    case KEY_CHAT_TEMPLATE_JINJA:
+        if (c->chat_template_jinja)
+            snprintf(buf, n, "%zu bytes, fnv1a %016llx", strlen(c->chat_template_jinja),
+                     (unsigned long long)text_hash(c->chat_template_jinja));
+        else
+            snprintf(buf, n, "none");
+        return;
+    case KEY_EOT_TOKENS:
+        format_list(c->eot_tokens, c->n_eot_tokens, buf, n);
+        return;
+    case KEY_EXCESS_LENGTH_STRATEGY:
+        for (int e = 0; e < NELEM(excess_values); e++)
+            if (excess_values[e] == c->excess_length_strategy)
+                snprintf(buf, n, "%s", excess_names[e]);
+        return;
+    default:
         return; /* not compared on resume (resume_class NA) */
     }
 }
 
-int lc_train_config_parse(lc_train_config *c, const char *yaml, size_t len, const char *label,
-                          const char *base_dir, char *const *sets, int n_sets, lc_error *err)
+static int parse(lc_train_config *c, const char *yaml, size_t len, const char *label,
+                 const char *base_dir, char *const *sets, int n_sets, bool check_dirs,
+                 lc_error *err)
 {
     lc_train_config defaults;
     lc_train_config_defaults(&defaults);
     lc_train_config_defaults(c);
     ctx x = { .c = c, .defaults = &defaults, .label = label ? label : "<config>",
-              .base_dir = (base_dir && *base_dir) ? base_dir : NULL, .err = err };
+              .base_dir = (base_dir && *base_dir) ? base_dir : NULL, .err = err,
+              .check_dirs = check_dirs };
     int rc = 0;
     if (label && !(c->config_path = strdup(label)))
         rc = fail_at(&x, NULL, 0, NULL, "out of memory");
@@ -1389,12 +1994,22 @@ int lc_train_config_parse(lc_train_config *c, const char *yaml, size_t len, cons
     for (int i = 0; i < n_sets && !rc; i++)
         rc = apply_set(&x, sets[i]);
     if (!rc)
+        rc = report_keys(&x);
+    if (!rc)
         rc = finalize(&x);
+    if (!rc && x.n_ax && !(c->warning = accepted_line(&x)))
+        rc = fail_at(&x, NULL, 0, NULL, "out of memory");
     if (rc) {
         lc_train_config_free(c);
         lc_train_config_defaults(c);
     }
     return rc;
+}
+
+int lc_train_config_parse(lc_train_config *c, const char *yaml, size_t len, const char *label,
+                          const char *base_dir, char *const *sets, int n_sets, lc_error *err)
+{
+    return parse(c, yaml, len, label, base_dir, sets, n_sets, false, err);
 }
 
 int lc_train_config_load(lc_train_config *c, const char *path, char *const *sets, int n_sets,
@@ -1418,8 +2033,10 @@ int lc_train_config_load(lc_train_config *c, const char *path, char *const *sets
         memcpy(dir, path, dl);
         dir[dl] = '\0';
     }
-    int rc = lc_train_config_parse(c, text, len, path, dir, sets, n_sets, err);
+    int rc = parse(c, text, len, path, dir, sets, n_sets, true, err);
     free(dir);
     free(text);
+    if (rc == 0 && c->warning)
+        fprintf(stderr, "%s\n", c->warning);
     return rc;
 }

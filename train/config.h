@@ -1,7 +1,8 @@
 /* config.h — the training YAML (Axolotl's key names), parsed and checked.
  *
- * Every key is known: an unknown key is an error naming the line and the
- * nearest known key; a wrong type or an impossible value names the key, the
+ * Every key is known: unknown keys are one error naming each key's line and
+ * the nearest known key; Axolotl keys lorac does not implement are accepted
+ * without effect (one warning line) or refused (one error); a wrong type or an impossible value names the key, the
  * line and what was expected. Relative paths resolve against the config
  * file's directory. `--set key=value` overrides are applied after the file,
  * with the value parsed as a YAML scalar (or flow sequence). */
@@ -22,6 +23,18 @@
 #define LC_CONFIG_MAX_EOT_TOKENS 16
 
 typedef enum lc_device { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA } lc_device;
+
+/* excess_length_strategy (Axolotl's): a tokenized row longer than
+ * sequence_len is dropped (the default), truncated, or an error. */
+typedef enum lc_excess_length {
+    LC_EXCESS_DROP, LC_EXCESS_TRUNCATE, LC_EXCESS_RAISE
+} lc_excess_length;
+
+/* special_tokens: the tokens Axolotl sets on the tokenizer (NULL: the
+ * tokenizer's own). Indexed by lc_special_token. */
+typedef enum lc_special_token {
+    LC_TOKEN_BOS, LC_TOKEN_EOS, LC_TOKEN_PAD, LC_TOKEN_UNK, LC_TOKEN_COUNT
+} lc_special_token;
 
 typedef struct lc_train_config {
     char *config_path;              /* the YAML file (absolute or as given) */
@@ -75,6 +88,20 @@ typedef struct lc_train_config {
     int64_t max_bad_steps;          /* refused non-finite steps before the run stops (0 = never stop) */
     bool overwrite_output_dir;      /* a fresh run may delete another run's outputs in output_dir */
     bool resume_allow_data_change;  /* resume although the training data changed */
+    /* Data keys (Axolotl's): parsed and checked; the data pipeline reads them. */
+    double val_set_size;            /* fraction in [0, 1), or a row count (val_set_size_rows) */
+    bool val_set_size_rows;         /* val_set_size was an integer: a number of rows */
+    bool train_on_inputs;           /* train on prompt tokens too (false) */
+    char *special_tokens[LC_TOKEN_COUNT]; /* bos_token, eos_token, pad_token, unk_token or NULL */
+    char *dataset_prepared_path;    /* NULL or resolved path */
+    char *chat_template;            /* NULL (tokenizer_default), a built-in name or "jinja" */
+    char *chat_template_jinja;      /* NULL, or a template text or a .jinja path, as given */
+    char **eot_tokens;              /* n_eot_tokens strings */
+    int n_eot_tokens;
+    lc_excess_length excess_length_strategy; /* LC_EXCESS_DROP unless set */
+    /* Axolotl keys accepted without effect: one line for stderr
+     * ("<label>: accepted without effect ...: a, b"), or NULL. */
+    char *warning;
 } lc_train_config;
 
 /* How a key may differ between a checkpoint and the run that resumes it
@@ -94,7 +121,9 @@ void lc_train_config_value(const lc_train_config *c, int i, char *buf, size_t n)
 
 /* Defaults (the values listed in configs/README, as Axolotl's). */
 void lc_train_config_defaults(lc_train_config *c);
-/* Parses the YAML file at path, then applies n_sets "key=value" overrides. */
+/* Parses the YAML file at path, then applies n_sets "key=value" overrides;
+ * then checks that base_model and lora_model_dir are directories (a hub id
+ * is named as one), and prints c->warning, if any, as one line on stderr. */
 int lc_train_config_load(lc_train_config *c, const char *path, char *const *sets, int n_sets,
                          lc_error *err);
 /* Same from text (for tests and fuzzing); base_dir resolves relative paths. */

@@ -29,6 +29,7 @@
 #include "data/bnb4.h"
 #include "data/model_files.h"
 #include "train/fsutil.h"
+#include "train/side_files.h"
 #include "train/staging.h"
 #include "train/lora.h"
 #include "train/memory_plan.h"
@@ -641,29 +642,18 @@ static int write_index(merge_job *j, lc_error *err)
     return copy_json(j, INDEX_NAME, true, j->dtype_changed || j->dequant, edit_index, err);
 }
 
-static bool has_suffix(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
-/* Tokenizer, generation and other small files (*.json, *.model, *.txt,
- * *.jinja, *.tiktoken) of the base directory, byte for byte. */
+/* Tokenizer, generation and other small files of the base directory
+ * (lc_is_side_file), byte for byte. */
 static int copy_small_files(merge_job *j, lc_error *err)
 {
     DIR *d = opendir(j->o->base_dir);
     if (!d)
         return lc_error_set(err, "%s: cannot list: %s", j->o->base_dir, strerror(errno));
-    static const char *const suffixes[] = {".json", ".model", ".txt", ".jinja", ".tiktoken"};
     int rc = 0;
     struct dirent *e;
     while (rc == 0 && (e = readdir(d))) {
         const char *name = e->d_name;
-        if (name[0] == '.' || !strcmp(name, "config.json") || !strcmp(name, INDEX_NAME))
-            continue;
-        bool want = false;
-        for (size_t k = 0; k < sizeof suffixes / sizeof suffixes[0]; k++)
-            want |= has_suffix(name, suffixes[k]);
+        bool want = lc_is_side_file(name);
         for (size_t s = 0; s < j->mf.n_shards; s++)
             want &= strcmp(name, j->mf.shard_names[s]) != 0;
         if (!want)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "train/fsutil.h"
+#include "train/side_files.h"
 #include "train/staging.h"
 #include "train/lora.h"
 #include "train/model.h"
@@ -186,7 +187,7 @@ static int write_config(const char *in_dir, const char *out_dir, bool dq, lc_err
     return rc;
 }
 
-/* Tokenizer and generation files travel with the model. */
+/* Tokenizer and generation files (lc_is_side_file) travel with the model. */
 static int copy_side_files(const char *in_dir, const char *out_dir, lc_error *err)
 {
     DIR *d = opendir(in_dir);
@@ -196,14 +197,14 @@ static int copy_side_files(const char *in_dir, const char *out_dir, lc_error *er
     int rc = 0;
     while (rc == 0 && (e = readdir(d))) {
         const char *n = e->d_name;
-        size_t l = strlen(n);
-        bool json = l > 5 && strcmp(n + l - 5, ".json") == 0;
-        if (!(json || strcmp(n, "tokenizer.model") == 0) || strcmp(n, "config.json") == 0 ||
-            strcmp(n, "model.safetensors.index.json") == 0)
+        if (!lc_is_side_file(n))
             continue;
         char src[4200], dst[4200];
-        snprintf(src, sizeof src, "%s/%s", in_dir, n);
-        snprintf(dst, sizeof dst, "%s/%s", out_dir, n);
+        if ((size_t)snprintf(src, sizeof src, "%s/%s", in_dir, n) >= sizeof src ||
+            (size_t)snprintf(dst, sizeof dst, "%s/%s", out_dir, n) >= sizeof dst) {
+            rc = lc_error_set(err, "%s/%s: path too long", out_dir, n);
+            break;
+        }
         size_t len;
         char *data = lc_read_file(src, 256u << 20, &len, err);
         rc = data ? lc_write_file_atomic(dst, data, len, err) : -1;
