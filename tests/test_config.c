@@ -55,7 +55,7 @@ static void assert_reset(const lc_train_config *c)
     cr_assert_null(c->chat_template_jinja);
     cr_assert_null(c->dataset_prepared_path);
     cr_assert_null(c->eot_tokens);
-    for (int t = 0; t < LC_TOKEN_COUNT; t++)
+    for (int t = 0; t < LC_SPECIAL_COUNT; t++)
         cr_assert_null(c->special_tokens[t]);
 }
 
@@ -867,10 +867,10 @@ Test(config, data_keys)
     assert_close(c.val_set_size, 0.05);
     cr_assert(!c.val_set_size_rows);
     cr_assert(c.train_on_inputs);
-    cr_assert_str_eq(c.special_tokens[LC_TOKEN_PAD], "<|end_of_text|>");
-    cr_assert_str_eq(c.special_tokens[LC_TOKEN_BOS], "<s>");
-    cr_assert_null(c.special_tokens[LC_TOKEN_EOS]);
-    cr_assert_null(c.special_tokens[LC_TOKEN_UNK]);
+    cr_assert_str_eq(c.special_tokens[LC_SPECIAL_PAD], "<|end_of_text|>");
+    cr_assert_str_eq(c.special_tokens[LC_SPECIAL_BOS], "<s>");
+    cr_assert_null(c.special_tokens[LC_SPECIAL_EOS]);
+    cr_assert_null(c.special_tokens[LC_SPECIAL_UNK]);
     cr_assert_str_eq(c.dataset_prepared_path, "/cfg/last_run_prepared");
     cr_assert_str_eq(c.chat_template, "tokenizer_default_fallback_chatml");
     cr_assert_eq(c.n_eot_tokens, 2);
@@ -1012,7 +1012,7 @@ Test(config, axolotl_examples)
     cr_assert(c.qlora);
     cr_assert_eq(c.lora.r, 32);
     cr_assert(c.train_on_inputs == false && c.val_set_size == 0);
-    cr_assert_str_eq(c.special_tokens[LC_TOKEN_PAD], "<|end_of_text|>");
+    cr_assert_str_eq(c.special_tokens[LC_SPECIAL_PAD], "<|end_of_text|>");
     lc_train_config_free(&c);
 
     cr_assert_eq(load_fixture("llama-3-lora-1b.yml", &c, NULL, 0, &err), -1);

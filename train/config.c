@@ -224,12 +224,8 @@ static const char *const optimizer_names[] = { "adamw", "adamw_torch", "adamw_to
 static const char *const optimizer_same[] = { "adamw_hf", "adamw_apex_fused", "paged_adamw_32bit",
                                               "adamw_torch_npu_fused" };
 static const char *const excess_names[] = { "drop", "truncate", "raise" };
-static const lc_excess_length excess_values[] = { LC_EXCESS_DROP, LC_EXCESS_TRUNCATE,
+static const lc_excess excess_values[] = { LC_EXCESS_DROP, LC_EXCESS_TRUNCATE,
                                                   LC_EXCESS_RAISE };
-static const char *const special_token_names[LC_TOKEN_COUNT] = {
-    [LC_TOKEN_BOS] = "bos_token", [LC_TOKEN_EOS] = "eos_token",
-    [LC_TOKEN_PAD] = "pad_token", [LC_TOKEN_UNK] = "unk_token",
-};
 /* chat_template values: Axolotl's ChatTemplate names (0.19.0), its
  * tokenizer_default_fallback_<name> forms, and jinja. */
 static const char *const chat_template_names[] = {
@@ -1199,7 +1195,7 @@ static int set_val_set_size(ctx *x, const yaml_node_t *n)
 
 static void free_special_tokens(lc_train_config *c)
 {
-    for (int t = 0; t < LC_TOKEN_COUNT; t++) {
+    for (int t = 0; t < LC_SPECIAL_COUNT; t++) {
         free(c->special_tokens[t]);
         c->special_tokens[t] = NULL;
     }
@@ -1209,7 +1205,7 @@ static void free_special_tokens(lc_train_config *c)
 static int set_special_tokens(ctx *x, const yaml_node_t *n)
 {
     char d[160], sub[96];
-    char *tok[LC_TOKEN_COUNT] = { 0 };
+    char *tok[LC_SPECIAL_COUNT] = { 0 };
     if (!is_null(n) && n->type != YAML_MAPPING_NODE)
         return FAIL(x, n, "special_tokens", "expected a mapping of bos_token, eos_token, "
                     "pad_token, unk_token to strings, got %s", describe(n, d, sizeof d));
@@ -1218,16 +1214,16 @@ static int set_special_tokens(ctx *x, const yaml_node_t *n)
         yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
         yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
         int t = 0;
-        while (t < LC_TOKEN_COUNT && (k->type != YAML_SCALAR_NODE ||
-                                      strcmp(scalar_text(k), special_token_names[t])))
+        while (t < LC_SPECIAL_COUNT && (k->type != YAML_SCALAR_NODE ||
+                                      strcmp(scalar_text(k), lc_special_key((lc_special)t))))
             t++;
-        if (t == LC_TOKEN_COUNT) {
+        if (t == LC_SPECIAL_COUNT) {
             FAIL(x, k, "special_tokens", "unknown key '%.*s' (lorac takes bos_token, "
                  "eos_token, pad_token and unk_token)", CFG_MAX_KEY_SHOWN,
                  k->type == YAML_SCALAR_NODE ? scalar_text(k) : "?");
             goto fail;
         }
-        snprintf(sub, sizeof sub, "special_tokens.%s", special_token_names[t]);
+        snprintf(sub, sizeof sub, "special_tokens.%s", lc_special_key((lc_special)t));
         if (tok[t]) {
             FAIL(x, k, sub, "duplicate key");
             goto fail;
@@ -1239,7 +1235,7 @@ static int set_special_tokens(ctx *x, const yaml_node_t *n)
     memcpy(x->c->special_tokens, tok, sizeof tok);
     return 0;
 fail:
-    for (int t = 0; t < LC_TOKEN_COUNT; t++)
+    for (int t = 0; t < LC_SPECIAL_COUNT; t++)
         free(tok[t]);
     return -1;
 }
@@ -1794,12 +1790,6 @@ void lc_train_config_free(lc_train_config *c)
         lc_dataset_spec_free(&c->test_dataset_specs[i]);
     free_list(c->datasets, c->n_datasets);
     free_list(c->test_datasets, c->n_test_datasets);
-    free(c->chat_template);
-    free(c->chat_template_jinja);
-    free_list(c->eot_tokens, c->n_eot_tokens);
-    free_list(c->special_tokens, LC_SPECIAL_COUNT);
-    c->chat_template = c->chat_template_jinja = NULL;
-    c->n_eot_tokens = 0;
     free(c->output_dir);
     free(c->resume_from_checkpoint);
     free_special_tokens(c);
@@ -1944,10 +1934,10 @@ static void data_key_value(const lc_train_config *c, key_id id, char *buf, size_
             format_double(c->val_set_size, buf, n);
         return;
     case KEY_SPECIAL_TOKENS:
-        for (int t = 0; t < LC_TOKEN_COUNT; t++)
+        for (int t = 0; t < LC_SPECIAL_COUNT; t++)
             if (c->special_tokens[t]) {
                 size_t l = strlen(buf);
-                snprintf(buf + l, n - l, "%s%s=%s", l ? "," : "", special_token_names[t],
+                snprintf(buf + l, n - l, "%s%s=%s", l ? "," : "", lc_special_key((lc_special)t),
                          c->special_tokens[t]);
             }
         if (!*buf)

@@ -20,21 +20,8 @@
 #include "train/lora.h"
 
 #define LC_CONFIG_MAX_DATASETS 16
-#define LC_CONFIG_MAX_EOT_TOKENS 16
 
 typedef enum lc_device { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA } lc_device;
-
-/* excess_length_strategy (Axolotl's): a tokenized row longer than
- * sequence_len is dropped (the default), truncated, or an error. */
-typedef enum lc_excess_length {
-    LC_EXCESS_DROP, LC_EXCESS_TRUNCATE, LC_EXCESS_RAISE
-} lc_excess_length;
-
-/* special_tokens: the tokens Axolotl sets on the tokenizer (NULL: the
- * tokenizer's own). Indexed by lc_special_token. */
-typedef enum lc_special_token {
-    LC_TOKEN_BOS, LC_TOKEN_EOS, LC_TOKEN_PAD, LC_TOKEN_UNK, LC_TOKEN_COUNT
-} lc_special_token;
 
 typedef struct lc_train_config {
     char *config_path;              /* the YAML file (absolute or as given) */
@@ -51,16 +38,6 @@ typedef struct lc_train_config {
     char *test_datasets[LC_CONFIG_MAX_DATASETS];
     lc_dataset_spec test_dataset_specs[LC_CONFIG_MAX_DATASETS];
     int n_test_datasets;
-    /* how text rows are made (Axolotl's keys; data/row_encoder.h) */
-    bool train_on_inputs;           /* alpaca/input_output prompts, chat non-trained roles */
-    char *chat_template;            /* NULL: tokenizer_default; a built-in name; "jinja" */
-    char *chat_template_jinja;      /* template text, or a path to a .jinja file */
-    char *eot_tokens[LC_CONFIG_MAX_EOT_TOKENS];
-    int n_eot_tokens;               /* 0: the tokenizer's eos_token */
-    char *special_tokens[LC_SPECIAL_COUNT]; /* bos/eos/unk/pad overrides, NULL: the tokenizer's */
-    lc_excess excess_length_strategy; /* rows longer than sequence_len */
-    double val_set_size;            /* rows of datasets held out for evaluation: a fraction */
-    bool val_set_size_rows;         /* ... or (true) a number of rows */
     int64_t sequence_len;
     bool sample_packing;
     bool shuffle;
@@ -92,13 +69,13 @@ typedef struct lc_train_config {
     double val_set_size;            /* fraction in [0, 1), or a row count (val_set_size_rows) */
     bool val_set_size_rows;         /* val_set_size was an integer: a number of rows */
     bool train_on_inputs;           /* train on prompt tokens too (false) */
-    char *special_tokens[LC_TOKEN_COUNT]; /* bos_token, eos_token, pad_token, unk_token or NULL */
+    char *special_tokens[LC_SPECIAL_COUNT]; /* bos/eos/unk/pad_token (lc_special) or NULL */
     char *dataset_prepared_path;    /* NULL or resolved path */
     char *chat_template;            /* NULL (tokenizer_default), a built-in name or "jinja" */
     char *chat_template_jinja;      /* NULL, or a template text or a .jinja path, as given */
     char **eot_tokens;              /* n_eot_tokens strings */
     int n_eot_tokens;
-    lc_excess_length excess_length_strategy; /* LC_EXCESS_DROP unless set */
+    lc_excess excess_length_strategy; /* LC_EXCESS_DROP unless set (data/dataset.h) */
     /* Axolotl keys accepted without effect: one line for stderr
      * ("<label>: accepted without effect ...: a, b"), or NULL. */
     char *warning;
