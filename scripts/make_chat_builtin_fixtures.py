@@ -6,8 +6,10 @@ lorac ships its own text for the templates Axolotl selects with `chat_template: 
 Axolotl's own files (axolotl/utils/chat_templates/templates/<name>.jinja of the wheel) with
 transformers' renderer (render_jinja_template, what apply_chat_template calls) on the
 conversations of scripts/make_chat_template_fixtures.py plus three more (tool calls with
-arguments as an object and as a JSON string, list content), and writes tests/fixtures/chat_templates/builtin_<name>.json in the same shape:
-  {"family", "source", "now", "template", "cases": [{"name", "context", "expected" | "error"}]}
+arguments as an object and as a JSON string, list content with an image), and writes
+tests/fixtures/chat_templates/builtin_<name>.json in the same shape (plus axolotl_version):
+  {"family", "source", "axolotl_version", "now", "template",
+   "cases": [{"name", "context", "expected" | "error"}]}
 `template` is Axolotl's text (the reference); tests/test_chat_builtin.c renders lorac's
 built-in of the same name instead, and must match `expected` byte for byte or fail with
 `error` (the raise_exception message). A case whose render raises a Python error that is not
@@ -51,6 +53,13 @@ BUILTINS = [
     ("cohere", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"),
     ("metharme", "<s>", "</s>"),
     ("exaone", "[BOS]", "[|endofturn|]"),
+    ("deepseek_v2", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+    ("falcon_h1", "<|begin_of_text|>", "<|end_of_text|>"),
+    ("gemma3n", "<bos>", "<eos>"),
+    ("llava", "<s>", "</s>"),
+    ("nemotron_h", "<s>", "</s>"),
+    ("pixtral", "<s>", "</s>"),
+    ("qwen2_vl", "", "<|im_end|>"),
 ]
 
 TOOL = {"type": "function", "function": {
@@ -66,7 +75,7 @@ CALL_STR = {"role": "assistant", "content": None, "tool_calls": [
     {"id": "call67890", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 1}'}}]}
 RESULT2 = {"role": "tool", "tool_call_id": "call67890", "content": "2"}
 PARTS_SYS = {"role": "system", "content": [{"type": "text", "text": "Be brief."}]}
-PARTS_U = {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}
+PARTS_U = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}
 
 # (name, messages, add_generation_prompt, tools)
 CASES = [(n, m, g, None) for n, m, g in CONVERSATIONS] + [
