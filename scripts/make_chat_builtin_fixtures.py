@@ -49,6 +49,7 @@ BUILTINS = [
     ("phi_4", "<|endoftext|>", "<|im_end|>"),
     ("qwen_25", "", "<|im_end|>"),
     ("qwen3", "", "<|im_end|>"),
+    ("qwen3_5", "", "<|im_end|>"),
     ("deepseek_v3", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
     ("cohere", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"),
     ("metharme", "<s>", "</s>"),
