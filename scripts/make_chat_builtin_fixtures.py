@@ -54,6 +54,7 @@ BUILTINS = [
     ("cohere", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"),
     ("metharme", "<s>", "</s>"),
     ("exaone", "[BOS]", "[|endofturn|]"),
+    ("exaone4", "[BOS]", "[|endofturn|]"),
     ("deepseek_v2", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
     ("falcon_h1", "<|begin_of_text|>", "<|end_of_text|>"),
     ("gemma3n", "<bos>", "<eos>"),
