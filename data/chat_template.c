@@ -684,10 +684,17 @@ static ct_value *attr_of(ev *e, int line, ct_value *obj, const char *path)
     return v;
 }
 
+/* What select/reject/selectattr/rejectattr/map iterate: as jinja2 (`if value: for item in
+ * value`), a falsy value (none, false, 0, '', [], {}) gives nothing rather than an error. */
+static ct_value *filter_seq(ev *e, int line, ct_value *v)
+{
+    return ct_truthy(v) ? iter_list(e, line, v) : ct_list(e->a);
+}
+
 static ct_value *select_items(ev *e, int line, ct_value *v, const args_t *ar, bool by_attr,
                               bool keep)
 {
-    ct_value *list = iter_list(e, line, v), *r = ct_list(e->a);
+    ct_value *list = filter_seq(e, line, v), *r = ct_list(e->a);
     if (!list || !r)
         return NULL;
     size_t first = by_attr ? 1 : 0;
@@ -909,7 +916,7 @@ static ct_value *apply_filter(ev *e, int line, const char *name, ct_value *v, co
     if (!strcmp(name, "select") || !strcmp(name, "reject"))
         return select_items(e, line, v, ar, false, name[0] == 's');
     if (!strcmp(name, "map")) {
-        ct_value *l = iter_list(e, line, v), *at = arg(ar, 99, "attribute"), *r = ct_list(e->a);
+        ct_value *l = filter_seq(e, line, v), *at = arg(ar, 99, "attribute"), *r = ct_list(e->a);
         if (!l || !r)
             return NULL;
         ct_value *dflt = arg(ar, 99, "default");
