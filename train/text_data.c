@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "autograd/hash.h"
+#include "data/chat_builtin.h"
 #include "train/fsutil.h"
 #include "train/metrics.h"
 
@@ -78,30 +79,21 @@ static int make_encoders(lc_text_data *d, const lc_train_config *c, bool test, i
     return 0;
 }
 
-/* The model's own chat template: chat_template.jinja, else tokenizer_config.json's
- * chat_template (TEMPORARY until data/chat_builtin lands: built-ins refused). */
+/* The chat template the config chooses (data/chat_builtin.h has Axolotl's rules). */
 static int select_template(const lc_train_config *c, char **out, lc_error *err)
 {
-    char path[4200];
-    size_t n;
+    char *model_text = NULL, *owned = NULL;
+    const char *text = NULL;
     *out = NULL;
-    if (c->chat_template && strcmp(c->chat_template, "tokenizer_default"))
-        return lc_error_set(err, "chat_template: %s is not supported yet", c->chat_template);
-    snprintf(path, sizeof path, "%s/chat_template.jinja", c->base_model);
-    if (lc_path_exists(path))
-        return (*out = lc_read_file(path, 16u << 20, &n, err)) ? 0 : -1;
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", c->base_model);
-    char *text = lc_path_exists(path) ? lc_read_file(path, 16u << 20, &n, err) : NULL;
-    cJSON *j = text ? cJSON_ParseWithLength(text, n) : NULL;
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
-    if (cJSON_IsString(t))
-        *out = strdup(t->valuestring);
-    cJSON_Delete(j);
-    free(text);
-    if (!*out)
-        return lc_error_set(err, "base_model: no chat template (chat_template.jinja or "
-                            "tokenizer_config.json's chat_template)");
-    return 0;
+    int rc = lc_chat_template_from_model_dir(c->base_model, &model_text, err);
+    if (!rc)
+        rc = lc_chat_template_resolve(c->chat_template, c->chat_template_jinja, model_text, &text,
+                                      &owned, err);
+    if (!rc && !(*out = strdup(text)))
+        rc = lc_error_set(err, "out of memory");
+    free(model_text);
+    free(owned);
+    return rc ? lc_error_prefix(err, "chat_template") : 0;
 }
 
 int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, lc_error *err)
