@@ -32,6 +32,15 @@ static int64_t row_supervised(const int32_t *labels, int64_t len)
     return n;
 }
 
+void lc_data_count_line(lc_data_counts *k, const lc_row *row, int64_t *last_line)
+{
+    if (row->line != *last_line)
+        k->lines++;
+    else
+        k->chunked++;
+    *last_line = row->line;
+}
+
 int lc_dataset_row_fate(const lc_dataset_opts *o, const lc_row *row, int64_t *len,
                         lc_data_counts *c, lc_error *err)
 {
@@ -76,11 +85,7 @@ static int scan_file(lc_dataset_scan *s, const lc_dataset_opts *o, int f, size_t
     int rc;
     int64_t last_line = -1;
     while ((rc = lc_jsonl_next(&r, &row, err)) == 1) {
-        if (row.line != last_line)
-            s->counts.lines++;
-        else
-            s->counts.chunked++;
-        last_line = row.line;
+        lc_data_count_line(&s->counts, &row, &last_line);
         int64_t len;
         lc_data_counts k = s->counts;
         int fate = lc_dataset_row_fate(o, &row, &len, &k, err);

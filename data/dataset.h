@@ -94,6 +94,10 @@ int lc_dataset_holdout_make(const lc_dataset_scan *s, double size, bool as_rows,
                             uint8_t **bits, lc_error *err);
 void lc_dataset_scan_split(lc_dataset_scan *s, const uint8_t *bits, int side);
 
+/* Counts row in k as a new line or (the same line as the last row: a split
+ * completion text) an extra row; *last_line starts at −1 for each file. */
+void lc_data_count_line(lc_data_counts *k, const lc_row *row, int64_t *last_line);
+
 /* Opens file f of o with the reader its type needs (its encoder, or the
  * tokenized reader). */
 int lc_dataset_open_file(lc_jsonl_reader *r, const lc_dataset_opts *o, int f, lc_error *err);

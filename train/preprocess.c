@@ -9,15 +9,10 @@
 
 #include "data/dataset.h"
 #include "train/model_config.h"
+#include "train/rows_out.h"
 #include "train/text_data.h"
 
 #define IGNORE (-100)
-
-/* Output: OUT written as a temporary file next to it, renamed at the end. */
-typedef struct out_file {
-    FILE *f;
-    char *tmp;
-} out_file;
 
 static bool same_file(const char *a, const char *b)
 {
@@ -26,7 +21,8 @@ static bool same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
-static int out_open(out_file *o, const lc_train_config *c, const lc_preprocess_opts *p,
+/* OUT opened, unless it is an input or exists without --force. */
+static int out_open(lc_rows_out *o, const lc_train_config *c, const lc_preprocess_opts *p,
                     lc_error *err)
 {
     memset(o, 0, sizeof *o);
@@ -39,56 +35,13 @@ static int out_open(out_file *o, const lc_train_config *c, const lc_preprocess_o
     }
     if (access(p->out, F_OK) == 0 && !p->force)
         return lc_error_set(err, "--out %s exists (add --force to replace it)", p->out);
-    size_t n = strlen(p->out) + 16;
-    o->tmp = malloc(n);
-    if (!o->tmp)
-        return lc_error_set(err, "out of memory");
-    snprintf(o->tmp, n, "%s.tmp-XXXXXX", p->out);
-    int fd = mkstemp(o->tmp);
-    if (fd < 0 || !(o->f = fdopen(fd, "w"))) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        free(o->tmp);
-        o->tmp = NULL;
-        return lc_error_set(err, "--out %s: cannot create a file next to it: %s", p->out,
-                            strerror(e));
-    }
-    return 0;
-}
-
-static int out_finish(out_file *o, const char *out, bool ok, lc_error *err)
-{
-    if (!o->f)
-        return ok ? 0 : -1;
-    int bad = ferror(o->f) | fflush(o->f) | fsync(fileno(o->f));
-    bad |= fclose(o->f);
-    o->f = NULL;
-    if (ok && bad)
-        lc_error_set(err, "%s: write failed: %s", out, strerror(errno));
-    if (ok && !bad && rename(o->tmp, out) != 0)
-        bad = lc_error_set(err, "%s: cannot rename the finished file into place: %s", out,
-                           strerror(errno));
-    if (!ok || bad)
-        unlink(o->tmp);
-    free(o->tmp);
-    o->tmp = NULL;
-    return ok && !bad ? 0 : -1;
+    return lc_rows_out_open(o, p->out, err) ? lc_error_prefix(err, "--out") : 0;
 }
 
 static void write_ids(FILE *f, const int32_t *v, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         fprintf(f, i ? ",%d" : "%d", (int)v[i]);
-}
-
-static void write_row(FILE *f, const lc_row *row, int64_t len)
-{
-    fputs("{\"input_ids\":[", f);
-    write_ids(f, row->input_ids, len);
-    fputs("],\"labels\":[", f);
-    write_ids(f, row->labels, len);
-    fputs("]}\n", f);
 }
 
 /* Text of ids[0..n) for display (ids when there is no tokenizer). */
@@ -143,7 +96,7 @@ static const char *drop_reason(const lc_data_counts *before, const lc_data_count
 
 /* One dataset file: its rows to out, its counts into k (and *all). */
 static int preprocess_file(const lc_dataset_opts *d, int f, lc_tokenizer *tok,
-                           const lc_preprocess_opts *p, out_file *out, lc_data_counts *all,
+                           const lc_preprocess_opts *p, lc_rows_out *out, lc_data_counts *all,
                            FILE *log, lc_error *err)
 {
     lc_jsonl_reader r;
@@ -154,11 +107,7 @@ static int preprocess_file(const lc_dataset_opts *d, int f, lc_tokenizer *tok,
     int rc, shown = 0;
     int64_t last_line = -1;
     while ((rc = lc_jsonl_next(&r, &row, err)) == 1) {
-        if (row.line != last_line)
-            k.lines++;
-        else
-            k.chunked++;
-        last_line = row.line;
+        lc_data_count_line(&k, &row, &last_line);
         lc_data_counts before = k;
         int64_t len;
         int fate = lc_dataset_row_fate(d, &row, &len, &k, err);
@@ -173,7 +122,7 @@ static int preprocess_file(const lc_dataset_opts *d, int f, lc_tokenizer *tok,
         if (fate > 0)
             continue;
         if (out->f)
-            write_row(out->f, &row, len);
+            lc_rows_out_put(out, &row, len);
         if (shown < p->debug_rows) {
             show_row(log, tok, &row, len, where, p->color);
             shown++;
@@ -197,9 +146,9 @@ int lc_preprocess(const lc_train_config *c, const lc_preprocess_opts *p, FILE *l
     if (lc_model_config_load(&mc, c->base_model, err))
         return lc_error_prefix(err, "base_model");
     lc_text_data text;
-    if (lc_text_data_open(&text, c, mc.vocab_size, err))
+    if (lc_text_data_open(&text, c, mc.vocab_size, log, err))
         return -1;
-    out_file out;
+    lc_rows_out out;
     if (out_open(&out, c, p, err)) {
         lc_text_data_close(&text);
         return -1;
@@ -214,7 +163,7 @@ int lc_preprocess(const lc_train_config *c, const lc_preprocess_opts *p, FILE *l
     if (!rc && all.rows == 0)
         rc = lc_error_set(err, "datasets: no rows left to train on (%lld line%s read)",
                           (long long)all.lines, all.lines == 1 ? "" : "s");
-    rc = out_finish(&out, p->out, rc == 0, err);
+    rc = lc_rows_out_finish(&out, rc == 0, err);
     if (!rc && p->out)
         fprintf(log, "wrote %lld row%s to %s\n", (long long)all.rows, all.rows == 1 ? "" : "s",
                 p->out);

@@ -11,6 +11,7 @@
 #include "data/chat_builtin.h"
 #include "train/fsutil.h"
 #include "train/metrics.h"
+#include "train/rows_out.h"
 
 static bool any_text(const lc_train_config *c)
 {
@@ -75,6 +76,8 @@ static int make_encoders(lc_text_data *d, const lc_train_config *c, bool test, i
                                  .sequence_len = c->sequence_len, .vocab = vocab};
         if (lc_row_encoder_new(&enc[i], &o, err))
             return lc_error_prefix(err, "%s[%d]", test ? "test_datasets" : "datasets", i);
+        if (!test)
+            d->reading[i] = enc[i];
     }
     return 0;
 }
@@ -96,16 +99,75 @@ static int select_template(const lc_train_config *c, char **out, lc_error *err)
     return rc ? lc_error_prefix(err, "chat_template") : 0;
 }
 
-int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, lc_error *err)
+/* The prepared file of datasets[i]: DIR/<name>-<hash of what decides its rows>.jsonl. */
+static int prepared_name(const lc_text_data *d, const lc_train_config *c, int i, int64_t vocab,
+                         char **out, lc_error *err)
+{
+    lc_fileprint fp;
+    if (lc_fileprint_take(c->datasets[i], false, &fp, err))
+        return lc_error_prefix(err, "datasets[%d]", i);
+    char spec[2048], num[64];
+    lc_dataset_spec_describe(&c->dataset_specs[i], spec, sizeof spec);
+    uint64_t h = lc_hash_text(lc_splitmix64(fp.hash ^ d->tok_print.hash), "lorac prepared 1");
+    h = lc_hash_text(h, spec);
+    snprintf(num, sizeof num, "%lld %d %d %lld", (long long)c->sequence_len,
+             (int)c->excess_length_strategy, (int)c->train_on_inputs, (long long)vocab);
+    h = lc_hash_text(h, num);
+    for (int k = 0; k < c->n_eot_tokens; k++)
+        h = lc_hash_text(h, c->eot_tokens[k]);
+    const char *base = strrchr(c->datasets[i], '/');
+    base = base ? base + 1 : c->datasets[i];
+    size_t n = strlen(c->dataset_prepared_path) + strlen(base) + 32;
+    if (!(*out = malloc(n)))
+        return lc_error_set(err, "out of memory");
+    snprintf(*out, n, "%s/%.*s-%016llx.jsonl", c->dataset_prepared_path,
+             (int)(strlen(base) > 6 && !strcmp(base + strlen(base) - 6, ".jsonl")
+                       ? strlen(base) - 6 : strlen(base)), base, (unsigned long long)h);
+    return 0;
+}
+
+/* dataset_prepared_path: datasets' text rows from their prepared files, made
+ * when missing. */
+static int use_prepared(lc_text_data *d, const lc_train_config *c, int64_t vocab, FILE *log,
+                        lc_error *err)
+{
+    if (!c->dataset_prepared_path)
+        return 0;
+    if (lc_mkdir_p(c->dataset_prepared_path, err))
+        return lc_error_prefix(err, "dataset_prepared_path");
+    lc_dataset_opts o = lc_text_data_opts(d, c, false, vocab);
+    for (int i = 0; i < c->n_datasets; i++) {
+        if (!d->train[i])
+            continue;
+        if (prepared_name(d, c, i, vocab, &d->prepared[i], err))
+            return -1;
+        bool have = lc_path_exists(d->prepared[i]);
+        lc_data_counts k;
+        if (!have && lc_rows_prepare(&o, i, d->prepared[i], &k, err))
+            return lc_error_prefix(err, "dataset_prepared_path");
+        if (log)
+            fprintf(log, "datasets[%d]: %s %s\n", i, have ? "prepared rows from" : "prepared into",
+                    d->prepared[i]);
+        d->paths[i] = d->prepared[i];
+        d->reading[i] = NULL;
+    }
+    return 0;
+}
+
+int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, FILE *log,
+                      lc_error *err)
 {
     memset(d, 0, sizeof *d);
+    for (int i = 0; i < c->n_datasets; i++)
+        d->paths[i] = c->datasets[i];
     if (!any_text(c))
         return 0;
     int rc = load_tokenizer(d, c, err);
     if (!rc && any_chat(c) && !(rc = select_template(c, &d->chat_template, err)))
         d->tok_print.hash = lc_hash_text(d->tok_print.hash, d->chat_template);
     if (!rc)
-        rc = make_encoders(d, c, false, vocab, err) || make_encoders(d, c, true, vocab, err);
+        rc = make_encoders(d, c, false, vocab, err) || make_encoders(d, c, true, vocab, err) ||
+             use_prepared(d, c, vocab, log, err);
     if (rc)
         lc_text_data_close(d);
     return rc ? -1 : 0;
@@ -116,6 +178,7 @@ void lc_text_data_close(lc_text_data *d)
     for (int i = 0; i < LC_CONFIG_MAX_DATASETS; i++) {
         lc_row_encoder_free(d->train[i]);
         lc_row_encoder_free(d->test[i]);
+        free(d->prepared[i]);
     }
     lc_tokenizer_free(d->tok);
     free(d->chat_template);
@@ -147,10 +210,10 @@ lc_dataset_opts lc_text_data_opts(const lc_text_data *d, const lc_train_config *
     bool held = test && c->n_test_datasets == 0 && d->holdout;
     bool own = test && !held; /* test_datasets */
     return (lc_dataset_opts){
-        .paths = own ? c->test_datasets : c->datasets,
+        .paths = own ? c->test_datasets : (char *const *)d->paths,
         .n_paths = own ? c->n_test_datasets : c->n_datasets,
         .vocab = vocab, .seq_len = c->sequence_len, .excess = c->excess_length_strategy,
-        .encoders = own ? d->test : d->train,
+        .encoders = own ? d->test : d->reading,
         .holdout = own ? NULL : d->holdout,
         .holdout_side = own || !d->holdout ? 0 : test ? 2 : 1,
         .micro_batch = c->micro_batch_size, .shuffle = !test && c->shuffle,

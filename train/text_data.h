@@ -21,11 +21,23 @@ typedef struct lc_text_data {
     lc_row_encoder *train[LC_CONFIG_MAX_DATASETS]; /* per datasets[i], NULL: tokenized */
     lc_row_encoder *test[LC_CONFIG_MAX_DATASETS];  /* per test_datasets[i] */
     uint8_t *holdout;              /* val_set_size: the kept rows of datasets held out */
+    /* dataset_prepared_path: datasets[i] read from its prepared file when
+     * prepared[i] is set (then train[i] is not used) */
+    char *prepared[LC_CONFIG_MAX_DATASETS];
+    char *paths[LC_CONFIG_MAX_DATASETS];          /* what datasets[i] is read from */
+    lc_row_encoder *reading[LC_CONFIG_MAX_DATASETS]; /* ... and how (NULL: tokenized rows) */
 } lc_text_data;
 
 /* Opens everything the config's datasets and test_datasets need; vocab is
- * the model's vocab_size (ids must fit). */
-int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, lc_error *err);
+ * the model's vocab_size (ids must fit). With dataset_prepared_path, each
+ * text dataset of `datasets` is read from its prepared file there — the kept
+ * rows as tokenized JSONL, named by a hash of everything that decides them
+ * (the file's content, the dataset's options, tokenizer and template,
+ * sequence_len, excess_length_strategy, train_on_inputs, eot_tokens,
+ * vocab_size) — which is made first when missing; log (may be NULL) says
+ * which. Axolotl's cache, made safe: a change to any input is a new file. */
+int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, FILE *log,
+                      lc_error *err);
 void lc_text_data_close(lc_text_data *d);
 
 /* val_set_size: given the scan of every kept row of datasets (side 0),
