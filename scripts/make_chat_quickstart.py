@@ -39,7 +39,7 @@ import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_quickstart import write_safetensors  # noqa: E402  (BF16 safetensors writer)
+from make_quickstart import random_llama, write_safetensors  # noqa: E402
 
 # Qwen2 / Qwen2.5's pre-tokenizer regex (Llama 3's differs only in \p{N}{1,3}); single digits
 # keep the arithmetic rows digit by digit.
@@ -236,17 +236,7 @@ def make_model(out, rng, vocab, ids):
                    "eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]],
                    "pad_token_id": ids["<|endoftext|>"], "do_sample": False}, f, indent=2)
         f.write("\n")
-    # random init as make_quickstart.py: N(0, 0.02) weights, unit norms; lm_head below
-    w = lambda *s: (rng.standard_normal(s) * 0.02).astype(np.float32)
-    t = [("model.embed_tokens.weight", w(V, C)), ("model.norm.weight", np.ones(C, np.float32))]
-    for l in range(L):
-        p = f"model.layers.{l}."
-        t += [(p + "input_layernorm.weight", np.ones(C, np.float32)),
-              (p + "post_attention_layernorm.weight", np.ones(C, np.float32)),
-              (p + "self_attn.q_proj.weight", w(H * D, C)), (p + "self_attn.k_proj.weight", w(KV * D, C)),
-              (p + "self_attn.v_proj.weight", w(KV * D, C)), (p + "self_attn.o_proj.weight", w(C, H * D)),
-              (p + "mlp.gate_proj.weight", w(FF, C)), (p + "mlp.up_proj.weight", w(FF, C)),
-              (p + "mlp.down_proj.weight", w(C, FF))]
+    t = random_llama(rng, V, C, L, H, KV, D, FF)  # as make_quickstart.py; lm_head below
     # lm_head: N(0, 1/hidden), logits of unit variance at init. At 0.02 a frozen, untied lm_head
     # caps every logit near 0.02 * sqrt(C) * |RMSNorm(h)| = 0.02 * C = 2.6 whatever LoRA does, and
     # the loss stalls above 5 (worse than a unigram model's 4.0 on these answers).

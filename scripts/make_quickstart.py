@@ -41,6 +41,22 @@ def write_safetensors(path, tensors):
             f.write(b)
 
 
+def random_llama(rng, V, C, L, H, KV, D, FF):
+    """(name, float32 array) of a random Llama without lm_head: N(0, 0.02) weights, unit norms,
+    drawn from rng in this order (the shipped models depend on it)."""
+    w = lambda *s: (rng.standard_normal(s) * 0.02).astype(np.float32)
+    t = [("model.embed_tokens.weight", w(V, C)), ("model.norm.weight", np.ones(C, np.float32))]
+    for l in range(L):
+        p = f"model.layers.{l}."
+        t += [(p + "input_layernorm.weight", np.ones(C, np.float32)),
+              (p + "post_attention_layernorm.weight", np.ones(C, np.float32)),
+              (p + "self_attn.q_proj.weight", w(H * D, C)), (p + "self_attn.k_proj.weight", w(KV * D, C)),
+              (p + "self_attn.v_proj.weight", w(KV * D, C)), (p + "self_attn.o_proj.weight", w(C, H * D)),
+              (p + "mlp.gate_proj.weight", w(FF, C)), (p + "mlp.up_proj.weight", w(FF, C)),
+              (p + "mlp.down_proj.weight", w(C, FF))]
+    return t
+
+
 def make_model(out, rng):
     C, L, H, KV, FF, V = 128, 4, 4, 2, 352, 256
     D = C // H
@@ -55,16 +71,7 @@ def make_model(out, rng):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
-    w = lambda *s: (rng.standard_normal(s) * 0.02).astype(np.float32)
-    t = [("model.embed_tokens.weight", w(V, C)), ("model.norm.weight", np.ones(C, np.float32))]
-    for l in range(L):
-        p = f"model.layers.{l}."
-        t += [(p + "input_layernorm.weight", np.ones(C, np.float32)),
-              (p + "post_attention_layernorm.weight", np.ones(C, np.float32)),
-              (p + "self_attn.q_proj.weight", w(H * D, C)), (p + "self_attn.k_proj.weight", w(KV * D, C)),
-              (p + "self_attn.v_proj.weight", w(KV * D, C)), (p + "self_attn.o_proj.weight", w(C, H * D)),
-              (p + "mlp.gate_proj.weight", w(FF, C)), (p + "mlp.up_proj.weight", w(FF, C)),
-              (p + "mlp.down_proj.weight", w(C, FF))]
+    t = random_llama(rng, V, C, L, H, KV, D, FF)
     write_safetensors(os.path.join(out, "model.safetensors"), t)
 
 
