@@ -26,8 +26,9 @@ int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, const lc_d
         lc_batch_buf_free(&buf);
         return -1;
     }
-    bool was = t->grad_enabled;
+    bool was = t->grad_enabled, was_training = t->training;
     t->grad_enabled = false;
+    t->training = false; /* no LoRA dropout: evaluation is deterministic, as PEFT's eval() */
     double sum = 0;
     int64_t n = 0, T_used;
     int rc;
@@ -43,6 +44,7 @@ int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, const lc_d
         n += k;
     }
     t->grad_enabled = was;
+    t->training = was_training;
     lc_dataset_stream_close(&st);
     lc_batch_buf_free(&buf);
     if (rc < 0)
@@ -232,11 +234,20 @@ static void print_report(FILE *out, const lc_eval_opts *o, const lc_eval_report 
     else
         fprintf(out, "adapter:           none (base model alone%s)\n",
                 from_config ? "; no adapter in output_dir and no lora_model_dir" : "");
-    fprintf(out, "data:              %d file%s from %s, %lld row%s (%lld truncated to %lld "
-            "token%s), micro-batch %lld\n", o->n_data, lc_plural(o->n_data), data_from,
+    const lc_data_counts *k = &r->counts;
+    fprintf(out, "data:              %d file%s from %s%s, %lld row%s (%lld truncated to %lld "
+            "token%s", o->n_data, lc_plural(o->n_data), data_from,
+            o->config && o->config->n_test_datasets == 0 && o->config->val_set_size > 0
+                ? " (the rows val_set_size holds out)" : "",
             (long long)r->rows, lc_plural(r->rows), (long long)r->truncated,
-            (long long)r->seq_len, lc_plural(r->seq_len),
-            (long long)(o->micro_batch > 0 ? o->micro_batch : 1));
+            (long long)r->seq_len, lc_plural(r->seq_len));
+    if (k->dropped_long + k->dropped_short + k->dropped_untrained)
+        fprintf(out, "; %lld dropped: %lld too long, %lld under %d tokens, %lld with nothing "
+                "supervised", (long long)(k->dropped_long + k->dropped_short +
+                                          k->dropped_untrained),
+                (long long)k->dropped_long, (long long)k->dropped_short, LC_MIN_ROW_TOKENS,
+                (long long)k->dropped_untrained);
+    fprintf(out, "), micro-batch %lld\n", (long long)(o->micro_batch > 0 ? o->micro_batch : 1));
     fprintf(out, "loss:              %.9g\n", r->loss);
     fprintf(out, "perplexity:        %.6g\n", r->perplexity);
     fprintf(out, "supervised tokens: %lld\n", (long long)r->supervised);
