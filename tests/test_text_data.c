@@ -788,14 +788,10 @@ Test(text_data, excess_length, .timeout = 120)
 
 /* ---- the trainer's evaluation is without dropout ----------------------------------------- */
 
-/* BUG (disabled until fixed): train/eval.c lc_eval_files() clears
- * tape->grad_enabled but not tape->training, which the trainer sets
- * (train/trainer.c run setup: r->tape.training = true), so the evaluations
- * during training apply LoRA dropout (lora_dropout 0.05 here): the
- * trainer's eval_loss is not lorac eval's loss of the same final adapter on
- * the same rows (6.11111445 vs 6.11591612 below; with lora_dropout=0 they
- * agree to 3e-9). HF evaluates in model.eval() mode, without dropout. Enable
- * this test with the fix. */
+/* The trainer's eval_loss is lorac eval's loss of the same final adapter on
+ * the same rows: evaluation runs without LoRA dropout (lora_dropout 0.05
+ * here), as HF evaluates in model.eval() mode. It once ran with the training
+ * tape's dropout on (6.11111445 vs 6.11591612). */
 static double metrics_eval_loss(const char *dir)
 {
     char *path = lc_test_path_in(dir, "metrics.jsonl");
@@ -807,7 +803,7 @@ static double metrics_eval_loss(const char *dir)
     return v;
 }
 
-Test(text_data, eval_without_dropout, .timeout = 120, .disabled = true)
+Test(text_data, eval_without_dropout, .timeout = 120)
 {
     char *tmp = lc_test_tmpdir();
     lc_test_run_result r = train(CHAT_CFG, tmp, "max_steps=2", "micro_batch_size=1", NULL);

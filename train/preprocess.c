@@ -64,8 +64,8 @@ static void show_ids(FILE *log, lc_tokenizer *tok, const int32_t *ids, int64_t n
 static void show_row(FILE *log, lc_tokenizer *tok, const lc_row *row, int64_t len,
                      const char *where, bool color)
 {
-    int64_t sup = 0;
-    for (int64_t i = 0; i < len; i++)
+    int64_t sup = 0; /* targets after the causal shift, as the data line counts them */
+    for (int64_t i = 1; i < len; i++)
         sup += row->labels[i] != IGNORE;
     fprintf(log, "--- %s: %lld tokens, %lld supervised ---\n", where, (long long)len,
             (long long)sup);
