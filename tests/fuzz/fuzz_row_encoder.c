@@ -21,7 +21,7 @@
  *     train_on_eos none, drop_system_message, train_on_inputs
  *
  * Checked: rc is 0 or -1; on -1 the message is one non-empty line starting with
- * the row's place; on 0 ids and labels have the same length, every id lies in
+ * the row's place, without control bytes (the row's text in it is lc_printable); on 0 ids and labels have the same length, every id lies in
  * [0, vocab) and every label is -100 or its id. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -195,6 +195,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc) {
         fuzz_check_error(&err);
         FUZZ_CHECK(strncmp(err.msg, WHERE, strlen(WHERE)) == 0);
+        for (const char *p = err.msg; *p; p++) /* printable, as tests/test_hostile.c asks */
+            FUZZ_CHECK(!((unsigned char)*p < 0x20 || *p == 0x7f));
     } else {
         FUZZ_CHECK(ids.n == labels.n);
         for (size_t i = 0; i < ids.n; i++) {
