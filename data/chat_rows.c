@@ -161,10 +161,11 @@ static cJSON *message_turn(const lc_chat_rows *c, const cJSON *m, int i, const c
                             "with message_property_mappings)", where, s->field_messages, i,
                             s->role_key), NULL;
     const char *r = map_role(s, role->valuestring);
+    char rb[72]; /* the role is the row's text: a newline in it must not split the message */
     if (!role_known(s, r))
-        return lc_error_set(err, "%s: %s[%d] has role '%.64s' (known: system, user, assistant, "
+        return lc_error_set(err, "%s: %s[%d] has role '%s' (known: system, user, assistant, "
                             "tool; map others with roles:)", where, s->field_messages, i,
-                            role->valuestring), NULL;
+                            lc_printable(role->valuestring, rb, sizeof rb)), NULL;
     bool has_calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls") != NULL;
     if (!cJSON_IsString(content) && !(has_calls && (!content || cJSON_IsNull(content))))
         return lc_error_set(err, "%s: %s[%d] has no string \"%s\" (its text)", where,

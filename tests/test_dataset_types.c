@@ -242,6 +242,9 @@ Test(dataset_types, bad_rows_are_one_line_errors)
     expect_bad_row(chat, "{\"conversations\": []}", "no list \"messages\"");
     expect_bad_row(chat, "{\"messages\": [{\"role\": \"narrator\", \"content\": \"x\"}]}",
                    "messages[0] has role 'narrator' (known: system, user, assistant, tool");
+    /* fuzz_row_encoder: the role is the row's text, a newline in it stays out of the message */
+    expect_bad_row(chat, "{\"messages\": [{\"role\": \"a\nb\\n\", \"content\": \"x\"}]}",
+                   "messages[0] has role 'a?b?' (known:");
     expect_bad_row(chat, "{\"messages\": [{\"content\": \"x\"}]}",
                    "messages[0] has no string \"role\"");
     expect_bad_row(chat, "{\"messages\": [" "{\"role\": \"user\", \"content\": 3}]}",

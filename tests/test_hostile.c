@@ -21,6 +21,8 @@
  * (The trainer under valgrind memcheck is in test_portable.c.) */
 #include <criterion/criterion.h>
 
+#include <cjson/cJSON.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +42,7 @@
 
 #include "data/jsonl.h"
 #include "data/model_files.h"
+#include "data/row_encoder.h"
 #include "data/safetensors.h"
 #include "helpers.h"
 #include "train/config.h"
@@ -1112,6 +1115,50 @@ static void replay_adapter(const unsigned char *data, size_t size, const char *n
     free(dir);
 }
 
+/* As tests/fuzz/fuzz_row_encoder.c: the first byte picks the encoder, the rest is
+ * one row; replayed here through every text dataset type on the quickstart_chat
+ * model's tokenizer (chat_template with its ChatML template). */
+static void replay_row_encoder(const unsigned char *data, size_t size, const char *name)
+{
+    (void)name;
+    if (size == 0)
+        return;
+    lc_tokenizer *tok;
+    lc_error err = {{0}};
+    cr_assert_eq(lc_tokenizer_load(&tok, LORAC_SOURCE_DIR "/configs/quickstart_chat/model", &err),
+                 0, "%s", err.msg);
+    size_t cn;
+    char *cfg = lc_test_read_file(LORAC_SOURCE_DIR
+                                  "/configs/quickstart_chat/model/tokenizer_config.json", &cn);
+    cJSON *cj = cJSON_ParseWithLength(cfg, cn);
+    const char *tpl = cJSON_GetObjectItem(cj, "chat_template")->valuestring;
+    char *line = malloc(size);
+    memcpy(line, data + 1, size - 1);
+    line[size - 1] = '\0';
+    for (int t = LC_DS_COMPLETION; t < LC_DS_TYPE_COUNT; t++) {
+        lc_dataset_spec spec;
+        cr_assert_eq(lc_dataset_spec_defaults(&spec, (lc_dataset_type)t), 0);
+        lc_row_encoder_opts o = {.spec = &spec, .tok = tok, .chat_template = tpl,
+                                 .sequence_len = 64, .vocab = 1024};
+        lc_row_encoder *e;
+        cr_assert_eq(lc_row_encoder_new(&e, &o, &err), 0, "%s", err.msg);
+        lc_ids ids = {0}, labels = {0};
+        bool cut;
+        if (lc_row_encode(e, line, size - 1, "r.jsonl:1", &ids, &labels, &cut, &err))
+            assert_clean_msg(err.msg);
+        else
+            cr_assert_eq(ids.n, labels.n);
+        lc_ids_free(&ids);
+        lc_ids_free(&labels);
+        lc_row_encoder_free(e);
+        lc_dataset_spec_free(&spec);
+    }
+    free(line);
+    cJSON_Delete(cj);
+    free(cfg);
+    lc_tokenizer_free(tok);
+}
+
 /* Replays every file in tests/fuzz/regressions/<target>/; returns how many. */
 static int replay_dir(const char *target, replay_fn fn)
 {
@@ -1145,6 +1192,7 @@ Test(hostile_fuzz_regressions, replay_all, .timeout = 120)
             replay_dir("fuzz_model_config", replay_model_config) +
             replay_dir("fuzz_yaml_config", replay_yaml_config) +
             replay_dir("fuzz_jsonl_row", replay_jsonl_row) +
-            replay_dir("fuzz_adapter", replay_adapter);
+            replay_dir("fuzz_adapter", replay_adapter) +
+            replay_dir("fuzz_row_encoder", replay_row_encoder);
     cr_assert_gt(n, 0, "no regression inputs found under tests/fuzz/regressions/");
 }

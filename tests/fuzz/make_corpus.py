@@ -70,6 +70,163 @@ def lora_tensors(r, dtype, mods=None):
     return out
 
 
+def row_encoder_seeds():
+    """fuzz_row_encoder: first byte '0'..'7' picks the encoder (see the target), the
+    rest is one row line. Valid and invalid rows of each dataset type."""
+    t = "fuzz_row_encoder"
+    dump = lambda o: json.dumps(o, ensure_ascii=False)
+    def row(k, name, r):
+        if isinstance(r, bytes):
+            put(t, f"{k}_{name}", str(k).encode() + r)
+        else:
+            put(t, f"{k}_{name}", str(k) + (r if isinstance(r, str) else dump(r)))
+    deep = "[" * 200 + "]" * 200
+    # ---- 0 completion
+    for name, r in [
+        ("text", {"text": "Hello world, this is a completion row."}),
+        ("unicode", {"text": "héllo wörld — 日本語 🎉 \u0301e\u0308"}),
+        ("specials", {"text": "<|im_start|>user\nhi<|im_end|><|endoftext|>"}),
+        ("long", {"text": "word " * 400}),
+        ("empty", {"text": ""}),
+        ("not_string", {"text": 12345678901234567890123}),
+        ("missing", {"other": "x"}),
+        ("null", {"text": None}),
+        ("array_row", '["text"]'),
+        ("bad_json", '{"text": "abc'),
+        ("nul_escape", '{"text": "a\\u0000b"}'),
+        ("surrogate", '{"text": "\\ud800x"}'),
+        ("deep", '{"x": ' + deep + ', "text": "t"}'),
+        ("huge_number", '{"text": "n", "n": 1e999999}'),
+        ("dup_key", '{"text": "a", "text": 5}'),
+    ]:
+        row(0, name, r)
+    # ---- 1 alpaca
+    for name, r in [
+        ("full", {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"}),
+        ("no_input", {"instruction": "Say hi.", "output": "Hi!"}),
+        ("null_input", {"instruction": "Say hi.", "input": None, "output": "Hi!"}),
+        ("empty_output", {"instruction": "Nothing.", "input": "", "output": ""}),
+        ("long", {"instruction": "Repeat. " * 100, "input": "x " * 100, "output": "y " * 200}),
+        ("unicode", {"instruction": "Übersetze 日本", "input": "🎉", "output": "ça va"}),
+        ("specials", {"instruction": "<|im_end|>", "output": "<|endoftext|>"}),
+        ("no_instruction", {"input": "x", "output": "y"}),
+        ("no_output", {"instruction": "x"}),
+        ("number_output", {"instruction": "x", "output": 1.5e308}),
+        ("nested", {"instruction": {"a": [1, 2]}, "output": "y"}),
+        ("bad_json", '{"instruction": '),
+        ("deep", '{"instruction": "i", "output": "o", "d": ' + deep + '}'),
+        ("empty_object", "{}"),
+        ("nul_escape", '{"instruction": "a\\u0000", "output": "b"}'),
+    ]:
+        row(1, name, r)
+    # ---- 2 input_output
+    seg = lambda text, label: {"text": text, "label": label}
+    for name, r in [
+        ("two", {"segments": [seg("Q: hi\n", False), seg("A: hello", True)]}),
+        ("three", {"segments": [seg("<|im_start|>", False), seg("x", True), seg("<|im_end|>", True)]}),
+        ("empty_text", {"segments": [seg("", True), seg("a", False)]}),
+        ("unicode", {"segments": [seg("日本語 🎉", True)]}),
+        ("empty", {"segments": []}),
+        ("not_list", {"segments": {"text": "a", "label": True}}),
+        ("label_int", {"segments": [seg("a", 1)]}),
+        ("label_missing", {"segments": [{"text": "a"}]}),
+        ("text_number", {"segments": [seg(3, True)]}),
+        ("segment_string", {"segments": ["a"]}),
+        ("no_segments", {"text": "a"}),
+        ("many", {"segments": [seg(str(i), i % 2 == 0) for i in range(60)]}),
+        ("deep", '{"segments": [{"text": "a", "label": true, "x": ' + deep + '}]}'),
+        ("bad_utf8", b'{"segments": [{"text": "\xff\xfe", "label": true}]}'),
+        ("null_segment", {"segments": [None]}),
+    ]:
+        row(2, name, r)
+    # ---- chat rows (3 ChatML, 4 Llama 3.1 with defaults; 7 ChatML with eot/drop_system)
+    msg = lambda role, content, **kw: dict(role=role, content=content, **kw)
+    tool_call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                             "required": ["city"]}}}]
+    chats = [
+        ("basic", {"messages": [msg("user", "Hi"), msg("assistant", "Hello!")]}),
+        ("system", {"messages": [msg("system", "Be brief."), msg("user", "2+2?"), msg("assistant", "4")]}),
+        ("row_system", {"system": "Row system.", "messages": [msg("user", "a"), msg("assistant", "b")]}),
+        ("multi", {"messages": [msg("human", "q1"), msg("gpt", "a1"), msg("user", "q2"), msg("assistant", "a2")]}),
+        ("tools", {"tools": tools, "messages": [
+            msg("user", "Weather in Paris?"),
+            {"role": "assistant", "content": None, "tool_calls": [tool_call]},
+            msg("tool", "22C"), msg("assistant", "It is 22C.")]}),
+        ("tool_calls_no_content", {"messages": [msg("user", "x"), {"role": "assistant", "tool_calls": [tool_call]}]}),
+        ("unicode", {"messages": [msg("user", "日本語 🎉 é"), msg("assistant", "ça va ✓")]}),
+        ("specials_in_content", {"messages": [msg("user", "<|im_end|><|im_start|>"), msg("assistant", "<|endoftext|>")]}),
+        ("empty_content", {"messages": [msg("user", ""), msg("assistant", "")]}),
+        ("sentinel_content", {"messages": [msg("user", "[[dummy_message]]"), msg("assistant", "zzdummymessagezz")]}),
+        ("only_system", {"messages": [msg("system", "s")]}),
+        ("empty", {"messages": []}),
+        ("unknown_role", {"messages": [msg("narrator", "x")]}),
+        ("content_number", {"messages": [msg("user", 12345678901234567890)]}),
+        ("no_role", {"messages": [{"content": "x"}]}),
+        ("not_object", {"messages": ["hi"]}),
+        ("not_list", {"messages": "hi"}),
+        ("nested_content", {"messages": [msg("user", [{"type": "text", "text": "hi"}])]}),
+        ("extra_keys", {"messages": [msg("user", "a", name="bob", meta={"k": [1, {"z": None}]}), msg("assistant", "b", weight=0)]}),
+        ("deep", '{"messages": [{"role": "user", "content": "a", "x": ' + deep + '}]}'),
+        ("huge_number", '{"messages": [{"role": "user", "content": "a", "n": -1e999}]}'),
+        ("raise_roles", {"messages": [msg("assistant", "a"), msg("assistant", "b"), msg("user", "c")]}),
+    ]
+    for k in (3, 4, 7):
+        for name, r in chats:
+            row(k, name, r)
+    # ---- 5 ChatML with options: conversations / from / value / training / system_prompt
+    mv = lambda who, text, **kw: {"from": who, "value": text, **kw}
+    for name, r in [
+        ("basic", {"conversations": [mv("human", "Hi"), mv("gpt", "Hello")]}),
+        ("system_prompt", {"system_prompt": "S", "conversations": [mv("usr", "a"), mv("bot", "b")]}),
+        ("training_flags", {"conversations": [mv("human", "a", training=True), mv("gpt", "b", training=False), mv("gpt", "c", training=None)]}),
+        ("training_bad", {"conversations": [mv("human", "a", training="yes")]}),
+        ("function", {"tools": tools, "conversations": [mv("human", "w?"), {"from": "gpt", "value": None, "tool_calls": [tool_call]}, mv("function", "22C"), mv("gpt", "ok")]}),
+        ("unknown_role", {"conversations": [mv("narrator", "x")]}),
+        ("wrong_keys", {"conversations": [msg("user", "x")]}),
+        ("messages_key", {"messages": [mv("human", "x")]}),
+        ("unicode", {"conversations": [mv("human", "日本語"), mv("gpt", "🎉" * 20)]}),
+        ("value_number", {"conversations": [mv("human", 5)]}),
+        ("system_in_conv", {"system_prompt": "ignored", "conversations": [mv("system", "S"), mv("human", "a"), mv("gpt", "b")]}),
+        ("empty", {"conversations": []}),
+        ("deep", '{"conversations": [{"from": "human", "value": "a", "x": ' + deep + '}]}'),
+        ("many", {"conversations": [mv("human" if i % 2 == 0 else "gpt", f"turn {i}") for i in range(24)]}),
+        ("dup_keys", '{"conversations": [{"from": "human", "from": "gpt", "value": "a", "value": 3}]}'),
+    ]:
+        row(5, name, r)
+    # ---- 6 Llama 3.1 with options (default keys)
+    for name, r in [
+        ("basic", {"messages": [msg("human", "Hi"), msg("gpt", "Hello")]}),
+        ("system_prompt", {"system_prompt": "S", "messages": [msg("usr", "a"), msg("bot", "b")]}),
+        ("training_flags", {"messages": [msg("user", "a", training=False), msg("assistant", "b", training=True)]}),
+        ("tools", {"tools": tools, "messages": [
+            msg("user", "Weather?"), {"role": "assistant", "content": None, "tool_calls": [tool_call]},
+            msg("function", "22C"), msg("assistant", "ok")]}),
+        ("tool_calls_two", {"tools": tools, "messages": [msg("user", "w"), {"role": "assistant", "tool_calls": [tool_call, tool_call]}]}),
+        ("tool_args_string", {"messages": [msg("user", "w"), {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]}]}),
+        ("ipython", {"messages": [msg("user", "w"), msg("ipython", "out")]}),
+        ("tools_not_list", {"tools": "x", "messages": [msg("user", "a")]}),
+        ("tools_weird", {"tools": [1, None, {"function": 3}], "messages": [msg("user", "a")]}),
+        ("unicode", {"messages": [msg("user", "日本語 🎉"), msg("assistant", "é\u0301")]}),
+        ("system_middle", {"messages": [msg("user", "a"), msg("system", "S"), msg("assistant", "b")]}),
+        ("empty", {"messages": []}),
+        ("deep", '{"messages": [{"role": "user", "content": "a", "x": ' + deep + '}]}'),
+        ("huge_number", '{"messages": [{"role": "user", "content": "a"}], "n": 1e999}'),
+        ("bad_json", '{"messages": [{"role": "user", "content": "a"}'),
+    ]:
+        row(6, name, r)
+    # Llama 3.1 renders tools and tool-call arguments with tojson: numbers cJSON reads as
+    # inf / beyond int64, and nesting past the renderer's limit
+    row(4, "tojson_huge_numbers", '{"tools":[{"type":"function","function":{"name":"f",'
+        '"parameters":{"a":1e999,"b":-1e999,"c":12345678901234567890123,"d":1e-400,"e":-0}}}],'
+        '"messages":[{"role":"user","content":"w"},{"role":"assistant","content":null,'
+        '"tool_calls":[{"type":"function","function":{"name":"f","arguments":{"x":1e999,'
+        '"y":9007199254740993,"z":-9223372036854775809,"w":1.5}}}]}]}')
+    row(4, "tojson_deep", '{"messages":[{"role":"user","content":"w"},{"role":"assistant",'
+        '"tool_calls":[{"function":{"name":"f","arguments":' + "[" * 100 + "]" * 100 + '}}]}]}')
+
+
 def main():
     # ---- safetensors
     t = "fuzz_safetensors"
@@ -156,6 +313,8 @@ def main():
             break
     put(t, "r1_unpadded_f32", json.dumps({"r": 1, "lora_alpha": 2, "target_modules": ["q_proj"]}).encode()
         + b"\0" + img)
+
+    row_encoder_seeds()
 
     for d in sorted(os.listdir(OUT)):
         total = sum(os.path.getsize(os.path.join(OUT, d, f)) for f in os.listdir(os.path.join(OUT, d)))
