@@ -295,7 +295,7 @@ static int render(const lc_chat_rows *c, const cJSON *ctx, const char *where, ch
 {
     lc_chat_render_opts ro = {.now = c->now};
     if (lc_chat_template_render(c->tpl, ctx, &ro, text, len, err))
-        return lc_error_prefix(err, "%s: chat template", where);
+        return lc_error_prefix(err, "%s", where); /* the message names the template line */
     return 0;
 }
 
