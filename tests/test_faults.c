@@ -454,6 +454,9 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
     size_t metrics = pages_of(m);
     free(m);
     cr_assert_eq(metrics, PAGE, "metrics.jsonl of 6 steps should fit one page");
+    m = lc_test_path_in(ref, "loss.svg");
+    metrics += pages_of(m); /* the picture of those steps, as many pages at step 3 */
+    free(m);
     cr_log_info("a checkpoint takes %zu KiB on tmpfs (%zu + %zu + %zu + %zu)", ck / 1024,
                 page[0] / 1024, page[1] / 1024, page[2] / 1024, page[3] / 1024);
 
@@ -484,7 +487,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
         lc_test_run_free(&r);
 
         /* Nothing but complete checkpoints 1 and 2, as the straight run's. */
-        expect_listing(out, "checkpoint-1,checkpoint-2,lorac.lock,metrics.jsonl", what);
+        expect_listing(out, "checkpoint-1,checkpoint-2,lorac.lock,loss.svg,metrics.jsonl", what);
         for (int k = 1; k <= 2; k++) {
             char *a = ckpt(out, k), *b = ckpt(ref, k);
             expect_same_dir(a, b, what);
@@ -534,7 +537,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
         expect_has(line, "No space left on device", what);
         free(line);
         lc_test_run_free(&r);
-        expect_listing(out, "checkpoint-1,lorac.lock,metrics.jsonl", what);
+        expect_listing(out, "checkpoint-1,lorac.lock,loss.svg,metrics.jsonl", what);
         char *a = ckpt(out, 1), *b = ckpt(ref, 1);
         expect_same_dir(a, b, what);
         free(a);
@@ -579,7 +582,7 @@ Test(faults, checkpoint_write_errors, .fini = faults_fini, .timeout = 120)
         char *text = lc_test_read_file(foreign, NULL);
         cr_expect_str_eq(text, "not lorac's\n", "%s: the file was changed", what);
         free(text);
-        char *want = lc_test_asprintf("checkpoint-1,%s,lorac.lock,metrics.jsonl", names[i]);
+        char *want = lc_test_asprintf("checkpoint-1,%s,lorac.lock,loss.svg,metrics.jsonl", names[i]);
         expect_listing(out, want, what);
         char *c1 = ckpt(out, 1);
         expect_same_dir(c1, ref1, what);
@@ -630,7 +633,7 @@ Test(faults, checkpoint_write_errors, .fini = faults_fini, .timeout = 120)
         lc_test_run_free(&r);
         /* (the first run's final adapter is there too) */
         expect_listing(out, "adapter_config.json,adapter_model.safetensors,checkpoint-1,"
-                            "checkpoint-2,lorac.lock,metrics.jsonl", what);
+                            "checkpoint-2,lorac.lock,loss.svg,metrics.jsonl", what);
         for (int k = 1; k <= 2; k++) {
             char *a = ckpt(out, k);
             expect_checkpoint(a, k, 0);

@@ -19,7 +19,7 @@ static const lc_ax_key table[] = {
     ANY("wandb_*", NULL), ANY("use_wandb", NULL), ANY("mlflow_*", NULL),
     ANY("use_mlflow", NULL), ANY("hf_mlflow_log_artifacts", NULL), ANY("comet_*", NULL),
     ANY("use_comet", NULL), ANY("trackio_*", NULL), ANY("use_trackio", NULL),
-    ANY("use_tensorboard", NULL), ANY("use_otel_metrics", NULL), ANY("otel_metrics_*", NULL),
+    ANY("use_otel_metrics", NULL), ANY("otel_metrics_*", NULL),
     ANY("include_tokens_per_second", NULL), ANY("include_tkps", NULL),
     ANY("hub_model_id", NULL), ANY("hub_strategy", NULL), ANY("hub_revision", NULL),
     ANY("push_dataset_to_hub", NULL), ANY("hf_use_auth_token", NULL),

@@ -74,7 +74,8 @@ typedef enum key_id {
     KEY_RESUME_FROM_CHECKPOINT, KEY_MAX_BAD_STEPS, KEY_BNB_BLOCKSIZE, KEY_BNB_DOUBLE_QUANT,
     KEY_OVERWRITE_OUTPUT_DIR, KEY_RESUME_ALLOW_DATA_CHANGE, KEY_VAL_SET_SIZE,
     KEY_TRAIN_ON_INPUTS, KEY_SPECIAL_TOKENS, KEY_DATASET_PREPARED_PATH, KEY_CHAT_TEMPLATE,
-    KEY_CHAT_TEMPLATE_JINJA, KEY_EOT_TOKENS, KEY_EXCESS_LENGTH_STRATEGY, KEY_COUNT
+    KEY_CHAT_TEMPLATE_JINJA, KEY_EOT_TOKENS, KEY_EXCESS_LENGTH_STRATEGY, KEY_USE_TENSORBOARD,
+    KEY_COUNT
 } key_id;
 
 typedef struct keydef {
@@ -177,6 +178,8 @@ static const keydef keys[KEY_COUNT] = {
                                   "a Jinja template or the path of a .jinja file" },
     [KEY_EOT_TOKENS] = { "eot_tokens", K_SPECIAL, 0, 0, 0, 0, NULL },
     [KEY_EXCESS_LENGTH_STRATEGY] = { "excess_length_strategy", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_USE_TENSORBOARD] = { "use_tensorboard", K_BOOL, OFF(use_tensorboard), 0, 0, 0,
+                              "true or false" },
 };
 
 /* What a resume may change (configs/README.md, "Resuming", lists the two
@@ -208,6 +211,7 @@ static const lc_resume_class resume_class[KEY_COUNT] = {
     [KEY_DEVICE] = LC_RESUME_FREE, [KEY_LOGGING_STEPS] = LC_RESUME_FREE,
     [KEY_SAVE_STEPS] = LC_RESUME_FREE, [KEY_SAVE_TOTAL_LIMIT] = LC_RESUME_FREE,
     [KEY_EVAL_STEPS] = LC_RESUME_FREE, [KEY_MAX_BAD_STEPS] = LC_RESUME_FREE,
+    [KEY_USE_TENSORBOARD] = LC_RESUME_FREE,
     /* What the training rows are: a change is a different data stream. */
     [KEY_VAL_SET_SIZE] = LC_RESUME_FIXED, [KEY_TRAIN_ON_INPUTS] = LC_RESUME_FIXED,
     [KEY_SPECIAL_TOKENS] = LC_RESUME_FIXED, [KEY_CHAT_TEMPLATE] = LC_RESUME_FIXED,

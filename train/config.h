@@ -65,6 +65,7 @@ typedef struct lc_train_config {
     int64_t max_bad_steps;          /* refused non-finite steps before the run stops (0 = never stop) */
     bool overwrite_output_dir;      /* a fresh run may delete another run's outputs in output_dir */
     bool resume_allow_data_change;  /* resume although the training data changed */
+    bool use_tensorboard;           /* write TensorBoard event files to output_dir/runs/ */
     /* Data keys (Axolotl's): parsed and checked; the data pipeline reads them. */
     double val_set_size;            /* fraction in [0, 1), or a row count (val_set_size_rows) */
     bool val_set_size_rows;         /* val_set_size was an integer: a number of rows */

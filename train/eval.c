@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "autograd/cpu/blas.h"
 #include "data/dataset.h"
@@ -12,8 +13,26 @@
 #include "train/memory_plan.h"
 #include "train/sysinfo.h"
 
+/* The progress line (lc_eval_progress) after rows_done rows, when due. */
+static void report_progress(const lc_eval_progress *p, int64_t rows_done, double t0,
+                            double *last, bool *shown)
+{
+    double now = lc_now_s();
+    double first = p->first_s > 0 ? p->first_s : 2.0, every = p->every_s > 0 ? p->every_s : 10.0;
+    if (now - t0 < first || (*shown && now - *last < (p->tty ? 0.25 : every)))
+        return;
+    char total[32] = "";
+    if (p->rows > 0)
+        snprintf(total, sizeof total, "/%lld", (long long)p->rows);
+    fprintf(p->out, "%seval: %lld%s rows%s", p->tty ? "\r\033[K" : "", (long long)rows_done,
+            total, p->tty ? "" : "\n");
+    fflush(p->out);
+    *last = now;
+    *shown = true;
+}
+
 int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, const lc_dataset_opts *data,
-                  double *loss, int64_t *tokens, lc_error *err)
+                  const lc_eval_progress *progress, double *loss, int64_t *tokens, lc_error *err)
 {
     lc_dataset_opts o = *data;
     o.shuffle = o.packing = false;
@@ -29,7 +48,8 @@ int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, const lc_d
     bool was = t->grad_enabled, was_training = t->training;
     t->grad_enabled = false;
     t->training = false; /* no LoRA dropout: evaluation is deterministic, as PEFT's eval() */
-    double sum = 0;
+    double sum = 0, t0 = lc_now_s(), last = 0;
+    bool shown = false;
     int64_t n = 0, T_used;
     int rc;
     while ((rc = lc_dataset_next_batch(&st, &buf, &T_used, err)) == 1) {
@@ -42,6 +62,12 @@ int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, const lc_d
         lc_tape_reset(t);
         sum += s;
         n += k;
+        if (progress && progress->out)
+            report_progress(progress, st.rows_emitted, t0, &last, &shown);
+    }
+    if (shown && progress->tty) {
+        fprintf(progress->out, "\r\033[K");
+        fflush(progress->out);
     }
     t->grad_enabled = was;
     t->training = was_training;
@@ -159,7 +185,9 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
     tape_ok = true;
     tape.max_rows = mb * T;
     double t0 = lc_now_s();
-    if (lc_eval_files(&m, &tape, o->adapter_dir ? &lora : NULL, &dopts, &r->loss,
+    lc_eval_progress progress = o->progress;
+    progress.rows = r->rows;
+    if (lc_eval_files(&m, &tape, o->adapter_dir ? &lora : NULL, &dopts, &progress, &r->loss,
                       &r->supervised, err))
         goto out;
     r->seconds = lc_now_s() - t0;
@@ -271,6 +299,8 @@ int lc_eval_command(const lc_eval_request *req, FILE *out, lc_error *err)
          lc_eval_opts_from_config(&cfg, &o, adapter_buf, sizeof adapter_buf, &adapter_from,
                                   &data_from, err)))
         goto out;
+    o.progress = (lc_eval_progress){.out = stderr, .tty = isatty(STDERR_FILENO)}; /* the
+                                                        * report goes to out, when done */
     lc_eval_report r;
     if (lc_eval_run(&o, &r, err))
         goto out;

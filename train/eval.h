@@ -19,12 +19,25 @@
 #include "train/config.h"
 #include "train/model.h"
 
+/* Where a long evaluation reports its progress ("eval: 120/300 rows"):
+ * nothing for its first first_s seconds (0: 2 s); then on a terminal one
+ * line rewritten in place every quarter second and cleared at the end,
+ * otherwise one line every every_s seconds (0: 10 s). The numbers do not
+ * depend on it. */
+typedef struct lc_eval_progress {
+    FILE *out;                /* NULL: no progress */
+    bool tty;
+    int64_t rows;             /* rows the data holds (0: unknown, "eval: 120 rows") */
+    double first_s, every_s;
+} lc_eval_progress;
+
 /* Mean loss of `lora` (NULL: the base model alone) on the rows of data (its
  * files, encoders and row rules; read unpacked, in file order, in micro-batches
  * of data->micro_batch rows up to data->seq_len); *tokens gets the number of
- * supervised tokens. The tape must be sized for micro_batch × seq_len. */
+ * supervised tokens. The tape must be sized for micro_batch × seq_len.
+ * progress may be NULL. */
 int lc_eval_files(const lc_model *m, lc_tape *t, const lc_lora *lora, const lc_dataset_opts *data,
-                  double *loss, int64_t *tokens, lc_error *err);
+                  const lc_eval_progress *progress, double *loss, int64_t *tokens, lc_error *err);
 
 typedef struct lc_eval_opts {
     const char *model_dir;
@@ -39,6 +52,7 @@ typedef struct lc_eval_opts {
                                * pre-quantized (bitsandbytes) model is NF4 regardless */
     int64_t nf4_blocksize;    /* 0: 64 */
     bool nf4_double_quant;
+    lc_eval_progress progress; /* out NULL: none (lorac eval: stderr); rows is filled in */
 } lc_eval_opts;
 
 typedef struct lc_eval_report {

@@ -153,6 +153,7 @@ typedef struct run {
     int64_t step_epoch;          /* epoch the current step's data came from */
     int64_t warmup;
     lc_metrics metrics;
+    int64_t eval_rows;           /* rows of the evaluation data (progress lines) */
     FILE *log;
     bool tty;
     int stopped_by;              /* the signal the run stopped for (checkpoint saved) */
@@ -240,11 +241,9 @@ static int log_step(run *r, int64_t step, double loss, double norm, double lr, i
 {
     if (step % r->cfg->logging_steps != 0 && step != r->st.total_steps && !refused)
         return 0;
-    if (!refused &&
-        lc_metrics_line(&r->metrics, err,
-                        "{\"step\":%lld,\"loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%.9g,"
-                        "\"tokens\":%lld,\"epoch\":%lld,\"tok_s\":%.1f}", (long long)step, loss,
-                        norm, lr, (long long)sup, (long long)r->step_epoch, tok_s))
+    lc_metrics_step line = {.step = step, .loss = loss, .grad_norm = norm, .lr = lr,
+                            .tokens = sup, .epoch = r->step_epoch, .tok_s = tok_s};
+    if (!refused && lc_metrics_train(&r->metrics, &line, err))
         return -1;
     char eta[32];
     format_eta(eta_s, eta, sizeof eta);
@@ -261,11 +260,10 @@ static int run_eval(run *r, int64_t step, lc_error *err)
     double loss;
     int64_t tokens;
     lc_dataset_opts o = lc_text_data_opts(&r->text, c, true, r->model.cfg.vocab_size);
-    if (lc_eval_files(&r->model, &r->tape, &r->lora, &o, &loss, &tokens, err))
+    lc_eval_progress progress = {.out = r->log, .tty = r->tty, .rows = r->eval_rows};
+    if (lc_eval_files(&r->model, &r->tape, &r->lora, &o, &progress, &loss, &tokens, err))
         return lc_error_prefix(err, "evaluation at step %lld", (long long)step);
-    if (lc_metrics_line(&r->metrics, err,
-                        "{\"step\":%lld,\"eval_loss\":%.9g,\"eval_ppl\":%.9g,\"eval_tokens\":%lld}",
-                        (long long)step, loss, exp(loss), (long long)tokens))
+    if (lc_metrics_eval(&r->metrics, step, loss, tokens, err))
         return -1;
     fprintf(r->log, "%seval at step %lld: loss %.4f  ppl %.3f  (%lld token%s)\n",
             r->tty ? "\r\033[K" : "", (long long)step, loss, exp(loss), (long long)tokens,
@@ -304,6 +302,7 @@ static int check_eval_data(run *r, lc_error *err)
         return lc_error_prefix(err, "test_datasets");
     lc_data_summary(r->log, "eval data", &s.counts, c->sequence_len);
     int64_t sup = s.supervised;
+    r->eval_rows = s.n_rows;
     lc_dataset_scan_free(&s);
     if (sup == 0)
         return lc_error_set(err, "test_datasets: no supervised tokens to evaluate on (every "
@@ -573,7 +572,7 @@ static int setup(run *r, lc_error *err)
         return lc_error_set(err, "out of memory for the run record");
     if (claim_and_resume(r, err))
         return -1;
-    return lc_metrics_open(&r->metrics, c->output_dir, r->st.step, err);
+    return lc_metrics_open(&r->metrics, c->output_dir, r->st.step, c->use_tensorboard, err);
 }
 
 static void teardown(run *r)
