@@ -1823,6 +1823,8 @@ lc_resume_class lc_train_config_key(int i, const char **name)
 /* Shortest "%.Ng" that reads back as v, so 2e-4 prints as 0.0002. */
 static void format_double(double v, char *buf, size_t n)
 {
+    if (!buf || n == 0) /* (also keeps GCC's -Wformat-truncation quiet in sanitizer builds) */
+        return;
     for (int p = 1; p <= 17; p++) {
         snprintf(buf, n, "%.*g", p, v);
         if (strtod(buf, NULL) == v)
