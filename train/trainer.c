@@ -157,6 +157,7 @@ typedef struct run {
     FILE *log;
     bool tty;
     int stopped_by;              /* the signal the run stopped for (checkpoint saved) */
+    double t_start;              /* when this invocation's first step began (lc_now_s) */
     int64_t applied;             /* steps this invocation applied (not refused) */
     lc_real *backup;             /* [3 · n_params]: params, Adam m, v before an update */
     lc_outdir_lock lock;         /* output_dir, held for the whole run */
@@ -245,11 +246,13 @@ static int log_step(run *r, int64_t step, double loss, double norm, double lr, i
                             .tokens = sup, .epoch = r->step_epoch, .tok_s = tok_s};
     if (!refused && lc_metrics_train(&r->metrics, &line, err))
         return -1;
-    char eta[32];
+    char eta[32], elapsed[32];
     format_eta(eta_s, eta, sizeof eta);
-    fprintf(r->log, "%sstep %lld/%lld  loss %.4f  lr %.3g  grad_norm %.3f  %.0f tok/s  ETA %s  mem %.2f GiB%s",
-            r->tty ? "\r\033[K" : "", (long long)step, (long long)r->st.total_steps, loss, lr,
-            norm, tok_s, eta, lc_current_rss_bytes() / 1073741824.0, r->tty ? "" : "\n");
+    format_eta(lc_now_s() - r->t_start, elapsed, sizeof elapsed);
+    fprintf(r->log, "%sstep %lld/%lld  loss %.4f  lr %.3g  grad_norm %.3f  %.0f tok/s  elapsed %s  "
+            "ETA %s  mem %.2f GiB%s", r->tty ? "\r\033[K" : "", (long long)step,
+            (long long)r->st.total_steps, loss, lr, norm, tok_s, elapsed, eta,
+            lc_current_rss_bytes() / 1073741824.0, r->tty ? "" : "\n");
     fflush(r->log);
     return 0;
 }
@@ -684,7 +687,7 @@ static int train_loop(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
     const int64_t start_step = r->st.step;
-    double t_start = lc_now_s();
+    double t_start = r->t_start = lc_now_s();
     lc_adamw_hparams hp = c->adam;
     hp.weight_decay = c->weight_decay;
     r->tape.training = true;
