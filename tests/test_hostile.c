@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/gguf.h"
 #include "data/jsonl.h"
 #include "data/model_files.h"
 #include "data/row_encoder.h"
@@ -1004,6 +1005,33 @@ static void replay_safetensors(const unsigned char *data, size_t size, const cha
         assert_clean_msg(err.msg);
 }
 
+/* A GGUF regression: parse, then dequantize every tensor's first row. */
+static void replay_gguf(const unsigned char *data, size_t size, const char *name)
+{
+    lc_gguf_file f;
+    lc_error err = {{0}};
+    if (lc_gguf_parse(&f, data, size, name, &err) != 0) {
+        assert_clean_msg(err.msg);
+        return;
+    }
+    volatile double acc = 0;
+    for (size_t i = 0; i < f.n_kv; i++) {
+        const lc_gguf_kv *kv = &f.kvs[i];
+        lc_gguf_vtype t = kv->type == LC_GGUF_ARRAY ? kv->elem : kv->type;
+        for (uint64_t k = 0; t != LC_GGUF_STRING && k < kv->n; k++)
+            acc += (double)lc_gguf_kv_int(kv, k) + lc_gguf_kv_float(kv, k);
+    }
+    (void)acc;
+    for (size_t i = 0; i < f.n_tensors; i++) {
+        const lc_gguf_tensor *t = &f.tensors[i];
+        float *row = malloc((size_t)t->ne[0] * sizeof *row);
+        if (lc_gguf_dequant_row(&f, t, 0, 0, t->ne[0], row, &err) != 0)
+            assert_clean_msg(err.msg);
+        free(row);
+    }
+    lc_gguf_close(&f);
+}
+
 static void replay_model_config(const unsigned char *data, size_t size, const char *name)
 {
     lc_model_config cfg;
@@ -1185,9 +1213,67 @@ static int replay_dir(const char *target, replay_fn fn)
     return n;
 }
 
+/* fuzz_gguf's first finding: a tensor offset near 2^64 made the reader form
+ * a pointer far outside the file (undefined behaviour) before refusing the
+ * tensor; the pointer is now formed only once the range is known inside. */
+Test(hostile_gguf, huge_tensor_offset_refused_before_any_pointer)
+{
+    char *p = path_in(LORAC_SOURCE_DIR "/tests/fuzz/regressions/fuzz_gguf",
+                      "tensor_offset_wraps_pointer");
+    size_t size;
+    unsigned char *data = read_all(p, &size);
+    lc_gguf_file f;
+    lc_error err = {{0}};
+    cr_assert_eq(lc_gguf_parse(&f, data, size, "found.gguf", &err), -1);
+    lc_test_assert_msg_has(&err, "found.gguf: tensor 't14': data at offset "
+                                 "18446742974197924704 (+210 bytes) runs past the end");
+    free(data);
+    free(p);
+}
+
+/* fuzz_gguf's second finding: a float key read as int64 (lc_gguf_kv_int)
+ * cast an out-of-range value (undefined behaviour); now truncated and
+ * saturated, NaN giving 0. */
+Test(hostile_gguf, float_read_as_int_saturates)
+{
+    unsigned char img[4 + 4 + 8 + 8 + 3 * (8 + 2 + 4 + 8)];
+    size_t n = 0;
+#define PUT(v, k)                                   \
+    do {                                            \
+        uint64_t x_ = (v);                          \
+        for (int i_ = 0; i_ < (k); i_++)            \
+            img[n++] = (unsigned char)(x_ >> (8 * i_)); \
+    } while (0)
+    memcpy(img, "GGUF", 4);
+    n = 4;
+    PUT(3, 4);
+    PUT(0, 8);
+    PUT(3, 8);
+    const double vals[3] = {3.7e22, -INFINITY, NAN};
+    const char *keys[3] = {"ab", "cd", "ef"};
+    for (int k = 0; k < 3; k++) {
+        uint64_t bits;
+        memcpy(&bits, &vals[k], 8);
+        PUT(2, 8);
+        memcpy(img + n, keys[k], 2);
+        n += 2;
+        PUT(LC_GGUF_F64, 4);
+        PUT(bits, 8);
+    }
+#undef PUT
+    lc_gguf_file f;
+    lc_error err = {{0}};
+    cr_assert_eq(lc_gguf_parse(&f, img, n, "floats.gguf", &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_gguf_kv_int(lc_gguf_find_kv(&f, "ab"), 0), INT64_MAX);
+    cr_assert_eq(lc_gguf_kv_int(lc_gguf_find_kv(&f, "cd"), 0), INT64_MIN);
+    cr_assert_eq(lc_gguf_kv_int(lc_gguf_find_kv(&f, "ef"), 0), 0);
+    lc_gguf_close(&f);
+}
+
 Test(hostile_fuzz_regressions, replay_all, .timeout = 120)
 {
     int n = replay_dir("fuzz_safetensors", replay_safetensors) +
+            replay_dir("fuzz_gguf", replay_gguf) +
             replay_dir("fuzz_st_index", replay_st_index) +
             replay_dir("fuzz_model_config", replay_model_config) +
             replay_dir("fuzz_yaml_config", replay_yaml_config) +

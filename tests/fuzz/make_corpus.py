@@ -227,6 +227,74 @@ def row_encoder_seeds():
         '"tool_calls":[{"function":{"name":"f","arguments":' + "[" * 100 + "]" * 100 + '}}]}]}')
 
 
+# ---- GGUF (fuzz_gguf): little-endian; str = u64 length + bytes
+def gguf_str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("<Q", len(b)) + b
+
+
+GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<B",
+               10: "<Q", 11: "<q", 12: "<d"}
+
+
+def gguf_val(vt, v):
+    if vt == 8:
+        return gguf_str(v)
+    if vt == 9:
+        et, items = v
+        return struct.pack("<IQ", et, len(items)) + b"".join(gguf_val(et, x) for x in items)
+    return struct.pack(GGUF_SCALAR[vt], v)
+
+
+# ggml type id -> (block size, bytes per block): the types lorac dequantizes
+GGML_SIZES = {0: (1, 4), 1: (1, 2), 30: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24),
+              8: (32, 34), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176),
+              14: (256, 210)}
+
+
+def gguf_image(kvs, tensors, version=3, align=32):
+    """kvs: list of (key, value type, value); tensors: list of (name, ggml type, ne).
+    Tensor data are bytes i*7+1, each tensor at the next aligned offset."""
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for k, vt, v in kvs:
+        out += gguf_str(k) + struct.pack("<I", vt) + gguf_val(vt, v)
+    data, infos = b"", b""
+    for name, gt, ne in tensors:
+        bs, ts = GGML_SIZES[gt]
+        n = 1
+        for d in ne:
+            n *= d
+        nb = n // bs * ts
+        data += b"\0" * (-len(data) % align)
+        infos += gguf_str(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        infos += struct.pack("<IQ", gt, len(data))
+        data += bytes((i * 7 + 1) & 255 for i in range(nb))
+    out += infos
+    out += b"\0" * (-len(out) % align)
+    return out + data
+
+
+def gguf_seeds():
+    t = "fuzz_gguf"
+    every = [("general.architecture", 8, "llama"), ("u8", 0, 7), ("i8", 1, -7), ("u16", 2, 700),
+             ("i16", 3, -700), ("u32", 4, 70000), ("i32", 5, -70000), ("f32", 6, 0.5),
+             ("bool", 7, 1), ("u64", 10, 2**40), ("i64", 11, -2**40), ("f64", 12, 1e-9),
+             ("arr.str", 9, (8, ["a", "", "<0x0A>"])), ("arr.i32", 9, (5, [1, -2, 3])),
+             ("arr.f32", 9, (6, [0.25])), ("arr.bool", 9, (7, [0, 1])), ("arr.empty", 9, (4, []))]
+    put(t, "meta_every_type", gguf_image(every, []))
+    put(t, "every_ggml_type", gguf_image([("general.alignment", 4, 32)],
+                                         [(f"t{gt}", gt, [GGML_SIZES[gt][0] * (1 if GGML_SIZES[gt][0] > 1 else 8)])
+                                          for gt in GGML_SIZES]))
+    put(t, "shapes_4d_align64", gguf_image([("general.alignment", 4, 64)],
+                                           [("w", 8, [64, 2, 1, 2]), ("x", 12, [256, 1, 2]), ("n", 0, [3])],
+                                           align=64))
+    put(t, "v2_llama", gguf_image([("general.architecture", 8, "llama"), ("llama.block_count", 4, 1),
+                                   ("tokenizer.ggml.tokens", 9, (8, ["<s>", "a", "b"]))],
+                                  [("token_embd.weight", 1, [4, 3]), ("blk.0.attn_q.weight", 14, [256, 1])],
+                                  version=2))
+    put(t, "header_only", gguf_image([], []))
+
+
 def main():
     # ---- safetensors
     t = "fuzz_safetensors"
@@ -315,6 +383,7 @@ def main():
         + b"\0" + img)
 
     row_encoder_seeds()
+    gguf_seeds()
 
     for d in sorted(os.listdir(OUT)):
         total = sum(os.path.getsize(os.path.join(OUT, d, f)) for f in os.listdir(os.path.join(OUT, d)))
