@@ -62,11 +62,14 @@ typedef struct lc_attn_shape {
     const int32_t *segment;   /* [B·T] packed-row ids or NULL: attend within a segment only;
                                * a segment is a contiguous run of one id (how packing lays rows) */
     int64_t window;           /* sliding window (0 = none): key j seen by query i iff i-j < window */
+    int64_t past;             /* keys before the queries (decoding with a KV cache): k, v are
+                               * [B, past+T, KV, D] and query t sits at key position past+t;
+                               * needs segment NULL; forward only (backward asserts 0) */
 } lc_attn_shape;
 
 /* Scratch (lc_real elements) the attention kernels need. */
 size_t lc_k_attention_scratch(const lc_attn_shape *s);
-/* Causal GQA attention. q[B,T,H,D], k,v[B,T,KV,D] → out[B,T,H,D], lse[B,H,T]. */
+/* Causal GQA attention. q[B,T,H,D], k,v[B,past+T,KV,D] → out[B,T,H,D], lse[B,H,T]. */
 void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
                         const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch);
 /* dq, dk, dv += gradients (recomputes probabilities from lse). */

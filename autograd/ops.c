@@ -335,7 +335,7 @@ lc_tensor *lc_op_attention(lc_tape *t, lc_tensor *q, lc_tensor *k, lc_tensor *v,
                            const lc_attn_shape *s)
 {
     int64_t N = s->B * s->T;
-    LC_ASSERT(q->numel == N * s->H * s->D && k->numel == N * s->KV * s->D &&
+    LC_ASSERT(q->numel == N * s->H * s->D && k->numel == s->B * (s->past + s->T) * s->KV * s->D &&
               v->numel == k->numel && s->H % s->KV == 0);
     lc_tensor *o = lc_tape_tensor2(t, N, (int64_t)s->H * s->D);
     lc_real *lse = scratch(t, (size_t)(N * s->H));
@@ -345,6 +345,7 @@ lc_tensor *lc_op_attention(lc_tape *t, lc_tensor *q, lc_tensor *k, lc_tensor *v,
     lc_arena_release(t->arena, mark);
     lc_tensor *in[3] = {q, k, v};
     if (lc_tape_needs_grad(t, in, 3)) {
+        LC_ASSERT(s->past == 0); /* cached keys: decoding only, no backward */
         attn_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
         *c = (attn_ctx){s, lse};
         lc_tape_record(t, "attention", attention_backward, in, 3, &o, 1)->ctx = c;

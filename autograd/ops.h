@@ -65,7 +65,8 @@ lc_tensor *lc_op_rope(lc_tape *t, lc_tensor *x, int heads, int D, const int32_t 
                       const lc_real *cos_sin);
 
 /* Causal (GQA, optionally segmented / windowed) attention:
- * q[N, H·D], k, v[N, KV·D] → [N, H·D]. s must outlive backward. */
+ * q[N, H·D], k, v[B·(past+T), KV·D] → [N, H·D]. s must outlive backward.
+ * With s->past > 0 (decoding over a KV cache) no gradient is recorded. */
 lc_tensor *lc_op_attention(lc_tape *t, lc_tensor *q, lc_tensor *k, lc_tensor *v,
                            const lc_attn_shape *s);
 

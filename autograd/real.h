@@ -12,12 +12,14 @@
 #ifdef LC_REAL_DOUBLE
 typedef double lc_real;
 #define LC_GEMM cblas_dgemm
+#define LC_GEMV cblas_dgemv
 #define LC_EXP exp
 #define LC_LOG log
 #define LC_REAL_IS_F64 1
 #else
 typedef float lc_real;
 #define LC_GEMM cblas_sgemm
+#define LC_GEMV cblas_sgemv
 #define LC_EXP lc_expf
 #define LC_LOG logf
 #define LC_REAL_IS_F64 0

@@ -465,7 +465,7 @@ Test(cli, bench_tiny_run, .timeout = 60)
 
 Test(cli, help_exits_0)
 {
-    const char *cmds[] = {"train", "bench", "merge", "eval", "info", "tokenize"};
+    const char *cmds[] = {"train", "bench", "merge", "eval", "info", "tokenize", "generate"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         const char *args[] = {cmds[i], "--help", NULL};
         lc_test_run_result r = lc_test_run_lorac(NULL, args);
@@ -483,7 +483,8 @@ Test(cli, help_exits_0)
     const char *top[] = {"--help", NULL};
     lc_test_run_result r = lc_test_run_lorac(NULL, top);
     cr_expect_eq(r.code, 0);
-    cr_expect(strstr(r.out, "merge") && strstr(r.out, "eval") && strstr(r.out, "info"),
+    cr_expect(strstr(r.out, "merge") && strstr(r.out, "eval") && strstr(r.out, "info") &&
+              strstr(r.out, "generate"),
               "top-level help lists the commands:\n%s", r.out);
     lc_test_run_free(&r);
 }

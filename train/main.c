@@ -17,6 +17,7 @@
 #include "train/bench.h"
 #include "train/config.h"
 #include "train/eval.h"
+#include "train/generate_cmd.h"
 #include "train/info.h"
 #include "train/merge.h"
 #include "train/preprocess.h"
@@ -32,6 +33,8 @@ static void usage(FILE *f)
                "                                             on a random model (see --help)\n"
                "  merge --base DIR --adapter DIR --out DIR   fold an adapter into its base model\n"
                "  eval CONFIG.yaml | --model DIR --data F    loss and perplexity on tokenized JSONL\n"
+               "  generate --model DIR --prompt TEXT         generate text (KV cache; greedy or\n"
+               "                                             sampled; --adapter, --messages F.json)\n"
                "  info DIR                                   architecture, parameters, memory plan\n"
                "  quantize IN_DIR OUT_DIR                    write a bitsandbytes NF4 checkpoint\n"
                "  tokenize --model DIR --jsonl IN.jsonl      token ids of {\"text\": ...} rows\n"
@@ -444,6 +447,167 @@ static int cmd_eval(int argc, char **argv)
     return rc;
 }
 
+static void generate_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lorac generate --model DIR [--adapter DIR] (--prompt TEXT | --messages F.json)\n"
+        "                      [--max-new-tokens N] [--temperature T --top-p P --top-k K\n"
+        "                      --seed S] [--chat-template NAME] [--json] [--nf4] [--ignore-eos]\n"
+        "  Generates a continuation with the base model (and a PEFT adapter, applied unmerged),\n"
+        "  decoding with a KV cache: the prompt in one pass, then one token per step. Text is\n"
+        "  streamed to stdout as it comes; tokens/s (prefill and decode) go to stderr.\n"
+        "  --model DIR          Hugging Face model directory (a merged model works as it is)\n"
+        "  --adapter DIR        PEFT adapter directory (optional)\n"
+        "  --prompt TEXT        tokenized with DIR's tokenizer and its special tokens (BOS for\n"
+        "                       Llama), as HF tokenizer(text)\n"
+        "  --messages F.json    a JSON list of {\"role\", \"content\"} rendered with the model's\n"
+        "                       chat template (add_generation_prompt), as apply_chat_template\n"
+        "  --chat-template NAME a built-in template instead (chatml, llama3, qwen_25, ...)\n"
+        "  --max-new-tokens N   at most N new tokens (default %d; cut so that prompt + new\n"
+        "                       tokens fit in max_position_embeddings; a longer prompt fails)\n"
+        "  --temperature T      0 (default): greedy, the most likely token (lowest id on ties);\n"
+        "                       > 0: sample from softmax(logits / T)\n"
+        "  --top-k K            sample among the K most likely tokens (0, default: all)\n"
+        "  --top-p P            ... among the smallest most-likely set of mass >= P (default 1)\n"
+        "  --seed S             the sampling seed (default 0): same seed, same tokens\n"
+        "  --json               print one JSON object at the end instead: {\"prompt_ids\",\n"
+        "                       \"ids\" (new ids), \"text\", \"stop\": \"eos\"|\"length\",\n"
+        "                       \"tokens_per_s\", ...}\n"
+        "  --nf4                quantize the linears to NF4 at load (QLoRA: blocksize 64, double\n"
+        "                       quantization); a bitsandbytes 4-bit checkpoint is NF4 regardless\n"
+        "  --ignore-eos         do not stop at end-of-sequence tokens (benchmarks)\n"
+        "  Stops at the tokenizer's eos_token, at generation_config.json's eos_token_id(s)\n"
+        "  (without that file: config.json's), or after max-new-tokens.\n"
+        "  Exit status: 0 ok, 1 failed, 2 bad usage.\n", LC_GENERATE_DEFAULT_MAX_NEW);
+}
+
+static bool parse_double(const char *flag, const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "lorac generate: %s: expected a number from %g to %g, got '%s'\n", flag,
+                lo, hi, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+/* "1,2,3" into ids (malloc'd); false with a message when malformed. */
+static bool parse_ids(const char *v, int32_t **ids, int64_t *n)
+{
+    size_t cap = strlen(v) / 2 + 1;
+    *ids = malloc(cap * sizeof **ids);
+    *n = 0;
+    const char *p = v;
+    while (*ids && *p) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (errno || end == p || x < 0 || x > INT32_MAX || (*end && *end != ',') ||
+            (size_t)*n == cap)
+            break;
+        (*ids)[(*n)++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+        if (!*p && *end)
+            break;
+    }
+    if (!*ids || *p || *n == 0) {
+        fprintf(stderr, "lorac generate: --prompt-ids: expected ids like 1,2,3, got '%s'\n", v);
+        free(*ids);
+        *ids = NULL;
+        return false;
+    }
+    return true;
+}
+
+static int cmd_generate(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        generate_usage(stdout);
+        return 0;
+    }
+    lc_generate_request q = {.sampling = {.temperature = 0, .top_k = 0, .top_p = 1, .seed = 0}};
+    int32_t *ids = NULL;
+    int rc = 0;
+    for (int i = 0; i < argc && rc == 0; i++) {
+        const char *v = NULL;
+        int k;
+        int64_t n;
+        if ((k = opt_value(argc, argv, &i, "--model", &v)) > 0) {
+            q.model_dir = v;
+        } else if (!k && (k = opt_value(argc, argv, &i, "--adapter", &v)) > 0) {
+            q.adapter_dir = v;
+        } else if (!k && (k = opt_value(argc, argv, &i, "--prompt", &v)) > 0) {
+            q.prompt = v;
+        } else if (!k && (k = opt_value(argc, argv, &i, "--messages", &v)) > 0) {
+            q.messages_path = v;
+        } else if (!k && (k = opt_value(argc, argv, &i, "--prompt-ids", &v)) > 0) {
+            free(ids); /* hidden: token ids as they are (models without a tokenizer; tests) */
+            if (!parse_ids(v, &ids, &q.n_prompt_ids))
+                rc = 2;
+            q.prompt_ids = ids;
+        } else if (!k && (k = opt_value(argc, argv, &i, "--chat-template", &v)) > 0) {
+            q.chat_template = v;
+        } else if (!k && (k = opt_value(argc, argv, &i, "--max-new-tokens", &v)) > 0) {
+            if (!parse_count("generate", "--max-new-tokens", v, 1 << 24, &q.max_new_tokens))
+                rc = 2;
+        } else if (!k && (k = opt_value(argc, argv, &i, "--temperature", &v)) > 0) {
+            if (!parse_double("--temperature", v, 0, 1e6, &q.sampling.temperature))
+                rc = 2;
+        } else if (!k && (k = opt_value(argc, argv, &i, "--top-p", &v)) > 0) {
+            if (!parse_double("--top-p", v, 1e-9, 1, &q.sampling.top_p))
+                rc = 2;
+        } else if (!k && (k = opt_value(argc, argv, &i, "--top-k", &v)) > 0) {
+            if (strcmp(v, "0") != 0 && !parse_count("generate", "--top-k", v, INT32_MAX, &n))
+                rc = 2;
+            q.sampling.top_k = strcmp(v, "0") == 0 ? 0 : n;
+        } else if (!k && (k = opt_value(argc, argv, &i, "--seed", &v)) > 0) {
+            char *end;
+            errno = 0;
+            unsigned long long x = strtoull(v, &end, 10);
+            if (errno || end == v || *end || v[0] == '-') {
+                fprintf(stderr, "lorac generate: --seed: expected an integer >= 0, got '%s'\n", v);
+                rc = 2;
+            }
+            q.sampling.seed = x;
+        } else if (!k && strcmp(argv[i], "--json") == 0) {
+            q.json = true;
+        } else if (!k && strcmp(argv[i], "--nf4") == 0) {
+            q.nf4 = true;
+        } else if (!k && strcmp(argv[i], "--ignore-eos") == 0) {
+            q.ignore_eos = true;
+        } else {
+            fprintf(stderr, "lorac generate: %s '%s'\n", k < 0 ? "missing the value of" :
+                    "unexpected argument", argv[i]);
+            generate_usage(stderr);
+            rc = 2;
+        }
+    }
+    int forms = (q.prompt != NULL) + (q.messages_path != NULL) + (q.prompt_ids != NULL);
+    if (rc == 0 && (!q.model_dir || forms != 1)) {
+        fprintf(stderr, "lorac generate: %s\n", !q.model_dir ? "missing --model DIR"
+                : forms == 0 ? "missing --prompt TEXT or --messages F.json"
+                : "give one of --prompt and --messages, not both");
+        generate_usage(stderr);
+        rc = 2;
+    }
+    if (rc == 0 && q.chat_template && !q.messages_path) {
+        fprintf(stderr, "lorac generate: --chat-template applies to --messages only\n");
+        rc = 2;
+    }
+    lc_error err = {{0}};
+    if (rc == 0 && lc_generate_command(&q, stdout, stderr, &err)) {
+        fflush(stdout);
+        fprintf(stderr, "lorac generate: %s\n", err.msg);
+        rc = 1;
+    }
+    free(ids);
+    return rc;
+}
+
 static void info_usage(FILE *f)
 {
     fprintf(f,
@@ -725,6 +889,8 @@ int main(int argc, char **argv)
         return cmd_merge(argc - 2, argv + 2);
     if (strcmp(argv[1], "eval") == 0)
         return cmd_eval(argc - 2, argv + 2);
+    if (strcmp(argv[1], "generate") == 0)
+        return cmd_generate(argc - 2, argv + 2);
     if (strcmp(argv[1], "info") == 0)
         return cmd_info(argc - 2, argv + 2);
     if (strcmp(argv[1], "quantize") == 0)

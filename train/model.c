@@ -379,8 +379,25 @@ typedef struct layer_ctx {
     const lc_lora *lora;
     const lc_batch *b;
     const lc_attn_shape *attn;
+    lc_kv_cache *cache;      /* decoding: K/V of earlier positions (attn->past of them) */
     int l;
 } layer_ctx;
+
+/* Decoding: appends this call's x [T, KV·D] (keys after RoPE, or values) to
+ * a layer's cache rows base [cap, KV·D] at position cache->len and returns a
+ * tensor over the filled rows [len+T, KV·D], what the attention reads. */
+static lc_tensor *cache_append(lc_tape *t, const lc_kv_cache *cache, lc_real *base,
+                               const lc_tensor *x)
+{
+    int64_t T = lc_tensor_rows(x), kvd = cache->kv_dim;
+    LC_ASSERT(lc_tensor_cols(x) == kvd && cache->len + T <= cache->cap);
+    memcpy(base + cache->len * kvd, x->data, (size_t)(T * kvd) * sizeof(lc_real));
+    lc_tensor *all = lc_arena_calloc(t->arena, sizeof *all);
+    int64_t shape[2] = {cache->len + T, kvd};
+    lc_tensor_set_shape(all, 2, shape);
+    all->data = base;
+    return all;
+}
 
 /* x [N, C] → the layer's output [N, C]. */
 static lc_tensor *layer_forward(lc_tape *t, void *ctxp, lc_tensor *x)
@@ -404,6 +421,10 @@ static lc_tensor *layer_forward(lc_tape *t, void *ctxp, lc_tensor *x)
     }
     q = lc_op_rope(t, q, H, D, lc->b->positions, m->cos_sin);
     k = lc_op_rope(t, k, KV, D, lc->b->positions, m->cos_sin);
+    if (lc->cache) {
+        k = cache_append(t, lc->cache, lc_kv_cache_k(lc->cache, l), k);
+        v = cache_append(t, lc->cache, lc_kv_cache_v(lc->cache, l), v);
+    }
     lc_tensor *a = lc_op_attention(t, q, k, v, lc->attn);
 
     lc_linear o = make_linear(m, lora, l, LC_MOD_O);
@@ -424,32 +445,55 @@ static lc_tensor *layer_forward(lc_tape *t, void *ctxp, lc_tensor *x)
     return y;
 }
 
-lc_tensor *lc_model_hidden(const lc_model *m, lc_tape *t, const lc_batch *b,
-                           const lc_lora *lora, lc_hidden_hook hook, void *user)
+/* The decoder up to the final norm: xn [B·T, C]. With a cache (decoding:
+ * one row, gradients off) the tokens sit after cache->len cached positions,
+ * and each layer's activations are dropped once its output is copied out,
+ * so the arena holds one layer's worth whatever the depth. */
+static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_lora *lora,
+                         lc_hidden_hook hook, void *user, lc_kv_cache *cache)
 {
     const lc_model_config *c = &m->cfg;
     const int64_t N = b->B * b->T;
     for (int64_t i = 0; i < N; i++)
         LC_ASSERT(b->positions[i] >= 0 && b->positions[i] < m->rope_len);
+    LC_ASSERT(!cache || (b->B == 1 && !b->segments && !t->grad_enabled));
 
     lc_attn_shape *attn = lc_arena_alloc(t->arena, sizeof *attn);
     *attn = (lc_attn_shape){.B = b->B, .T = b->T, .H = c->n_heads, .KV = c->n_kv_heads,
                             .D = c->head_dim, .scale = 1.0 / sqrt((double)c->head_dim),
-                            .segment = b->segments, .window = c->sliding_window};
+                            .segment = b->segments, .window = c->sliding_window,
+                            .past = cache ? cache->len : 0};
 
     lc_tensor *x = lc_op_embedding(t, &m->embed, b->input_ids, N);
+    lc_tensor *next = cache ? lc_tape_tensor2(t, N, c->hidden_size) : NULL; /* [N, C] */
     for (int l = 0; l < c->n_layers; l++) {
         if (hook)
             hook(user, l, x);
+        size_t mark = lc_arena_mark(t->arena);
         layer_ctx *lc = lc_arena_alloc(t->arena, sizeof *lc);
-        *lc = (layer_ctx){m, lora, b, attn, l};
-        x = m->checkpoint_layers ? lc_op_checkpoint(t, layer_forward, lc, x)
-                                 : layer_forward(t, lc, x);
+        *lc = (layer_ctx){m, lora, b, attn, cache, l};
+        lc_tensor *y = m->checkpoint_layers && !cache ? lc_op_checkpoint(t, layer_forward, lc, x)
+                                                      : layer_forward(t, lc, x);
+        if (cache) { /* keep y, drop the layer's activations; x's buffer takes the next output */
+            memcpy(next->data, y->data, (size_t)y->numel * sizeof(lc_real));
+            lc_arena_release(t->arena, mark);
+            lc_tensor *free_buf = x;
+            x = next;
+            next = free_buf;
+        } else {
+            x = y;
+        }
     }
     lc_tensor *xn = lc_op_rmsnorm(t, x, c->hidden_size, m->final_norm, c->rms_norm_eps);
     if (hook)
         hook(user, c->n_layers, xn);
     return xn;
+}
+
+lc_tensor *lc_model_hidden(const lc_model *m, lc_tape *t, const lc_batch *b,
+                           const lc_lora *lora, lc_hidden_hook hook, void *user)
+{
+    return hidden(m, t, b, lora, hook, user, NULL);
 }
 
 lc_tensor *lc_model_loss(const lc_model *m, lc_tape *t, const lc_batch *b,
@@ -473,4 +517,28 @@ void lc_model_logits(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_
     lc_k_weight_matmul(xn->data, b->B * b->T, &m->lm_head, 0, logits, scr);
     lc_arena_release(t->arena, mark);
     t->grad_enabled = was;
+}
+
+void lc_model_decode(const lc_model *m, lc_tape *t, const int32_t *ids, int64_t n,
+                     const lc_lora *lora, lc_kv_cache *cache, lc_real *logits)
+{
+    LC_ASSERT(n >= 1 && cache->len + n <= cache->cap && cache->n_layers == m->cfg.n_layers &&
+              cache->len + n <= m->rope_len);
+    bool was = t->grad_enabled, was_training = t->training;
+    t->grad_enabled = false;
+    t->training = false; /* no LoRA dropout */
+    size_t mark = lc_arena_mark(t->arena);
+    int32_t *pos = lc_arena_alloc(t->arena, (size_t)n * sizeof(int32_t)); /* [n] */
+    for (int64_t i = 0; i < n; i++)
+        pos[i] = (int32_t)(cache->len + i);
+    lc_batch b = {.B = 1, .T = n, .input_ids = ids, .positions = pos};
+    lc_tensor *xn = hidden(m, t, &b, lora, NULL, NULL, cache); /* [n, C] */
+    cache->len += n;
+    size_t ws = lc_k_weight_scratch(&m->lm_head);
+    lc_real *scr = ws ? lc_arena_alloc(t->arena, ws * sizeof(lc_real)) : NULL;
+    /* only the last token's logits [1, V] */
+    lc_k_weight_matmul(xn->data + (n - 1) * m->cfg.hidden_size, 1, &m->lm_head, 0, logits, scr);
+    lc_arena_release(t->arena, mark);
+    t->grad_enabled = was;
+    t->training = was_training;
 }

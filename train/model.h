@@ -16,6 +16,7 @@
 #include "autograd/ops.h"
 #include "data/batch.h"
 #include "data/model_files.h"
+#include "train/kv_cache.h"
 #include "train/lora.h"
 #include "train/model_config.h"
 
@@ -91,5 +92,18 @@ lc_tensor *lc_model_loss(const lc_model *m, lc_tape *t, const lc_batch *b,
 /* Full logits [B·T, V] (no gradient), for evaluation and tests. */
 void lc_model_logits(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_lora *lora,
                      lc_real *logits, lc_hidden_hook hook, void *user);
+
+/* Decoding with a KV cache (the generator, train/generate.h): runs the
+ * tokens ids[0..n) of one sequence at positions cache->len .. cache->len+n−1
+ * through the same layer code as training — attending causally to each
+ * other and to the cache->len positions cached before them — appends their
+ * keys/values to the cache (len += n) and writes the logits of the last
+ * token to logits [V]. Prefill is one call with the prompt, then one call
+ * per new token. Gradients and LoRA dropout off; lora (may be NULL) applied
+ * unmerged by the trainer's linear op. Needs room in the cache and a RoPE
+ * table covering cache->len + n (asserted). The arena holds about one
+ * layer's activations for n tokens; released on return. */
+void lc_model_decode(const lc_model *m, lc_tape *t, const int32_t *ids, int64_t n,
+                     const lc_lora *lora, lc_kv_cache *cache, lc_real *logits);
 
 #endif

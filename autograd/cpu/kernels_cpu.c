@@ -64,6 +64,19 @@ static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                 C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
         return;
     }
+    if (M == 1) {
+        /* one row (decoding a token): a matrix-vector product. GEMM would
+         * first pack all of B — as much memory traffic as the product itself
+         * (3-4x slower per decoded token on SmolLM-135M). */
+        int64_t inc_a = trans_a ? lda : 1;
+        if (trans_b) /* C[1,N] = A[1,K] · B[N,K]ᵀ = B · a */
+            LC_GEMV(CblasRowMajor, CblasNoTrans, (int)N, (int)K, alpha, B, (int)ldb, A,
+                    (int)inc_a, beta, C, 1);
+        else         /* C[1,N] = A[1,K] · B[K,N] = Bᵀ · a */
+            LC_GEMV(CblasRowMajor, CblasTrans, (int)K, (int)N, alpha, B, (int)ldb, A,
+                    (int)inc_a, beta, C, 1);
+        return;
+    }
     /* OpenBLAS runs mid-sized products (q/k/v/o of a small model) on one
      * thread; splitting the rows of C over our own threads keeps every core
      * busy. Inside a parallel region (attention blocks) OpenBLAS's OpenMP
@@ -256,10 +269,10 @@ static void cpu_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int
 
 /* ---- attention ---- */
 
-/* The keys query i may see form one contiguous run [lo, i]: causal, inside
- * its segment (packed rows are contiguous runs of one id) and inside the
- * window. lo[r] gets that start for every query t0 + r of [t0, t1), so the
- * softmax loops run over plain ranges and vectorise. */
+/* The keys query i may see form one contiguous run [lo, past+i]: causal,
+ * inside its segment (packed rows are contiguous runs of one id) and inside
+ * the window. lo[r] gets that start (a key position) for every query t0 + r
+ * of [t0, t1), so the softmax loops run over plain ranges and vectorise. */
 static void attn_row_starts(const lc_attn_shape *s, int64_t b, int64_t t0, int64_t t1,
                             int64_t *lo)
 {
@@ -273,9 +286,9 @@ static void attn_row_starts(const lc_attn_shape *s, int64_t b, int64_t t0, int64
     for (int64_t i = t0; i < t1; i++) {
         if (seg && i > t0 && seg[i] != seg[i - 1])
             start = i;
-        int64_t l = start;
-        if (s->window > 0 && i - s->window + 1 > l)
-            l = i - s->window + 1;
+        int64_t l = start, key = s->past + i;
+        if (s->window > 0 && key - s->window + 1 > l)
+            l = key - s->window + 1;
         lo[i - t0] = l;
     }
 }
@@ -283,19 +296,20 @@ static void attn_row_starts(const lc_attn_shape *s, int64_t b, int64_t t0, int64
 /* First key any query of [t0, t1) may see. */
 static int64_t attn_key_lo(const lc_attn_shape *s, int64_t t0)
 {
-    if (s->window > 0 && t0 - s->window + 1 > 0)
-        return t0 - s->window + 1;
+    int64_t key = s->past + t0;
+    if (s->window > 0 && key - s->window + 1 > 0)
+        return key - s->window + 1;
     return 0;
 }
 
 /* Per-thread scratch of the attention kernels, in lc_real elements: the
  * G = H/KV query heads that share a kv head are processed together (one
  * GEMM with G·block rows instead of G small ones), so a thread holds their
- * gathered Q, dO and O rows [G·block, D] and the scores P, dP [G·block, T]. */
+ * gathered Q, dO and O rows [G·block, D] and the scores P, dP [G·block, past+T]. */
 static size_t attn_thread_scratch(const lc_attn_shape *s)
 {
     size_t rows = (size_t)(s->H / s->KV) * ATTN_BLOCK;
-    return rows * (2 * (size_t)s->T + 3 * (size_t)s->D);
+    return rows * (2 * (size_t)(s->past + s->T) + 3 * (size_t)s->D);
 }
 
 static size_t cpu_attention_scratch(const lc_attn_shape *s)
@@ -329,20 +343,22 @@ static void cpu_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc
                         const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch)
 {
     const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D, G = H / KV;
+    const int64_t P = s->past, Tk = P + T; /* key rows: cached ones, then the queries' own */
     const int64_t nblk = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const int64_t items = s->B * KV * nblk;
-#pragma omp parallel if (items > 1 && T * T * D >= PAR_MIN)
+    LC_ASSERT(P == 0 || !s->segment);
+#pragma omp parallel if (items > 1 && T * Tk * D >= PAR_MIN)
     {
         lc_real *S = scratch + (size_t)omp_get_thread_num() * attn_thread_scratch(s);
-        lc_real *Qg = S + (size_t)G * ATTN_BLOCK * T;
+        lc_real *Qg = S + (size_t)G * ATTN_BLOCK * Tk;
         lc_real *Og = Qg + (size_t)G * ATTN_BLOCK * D;
 #pragma omp for schedule(dynamic)
         for (int64_t it = 0; it < items; it++) {
             int64_t b = it / (KV * nblk), kvh = (it / nblk) % KV, blk = it % nblk;
             int64_t t0 = blk * ATTN_BLOCK, t1 = t0 + ATTN_BLOCK < T ? t0 + ATTN_BLOCK : T;
-            int64_t bt = t1 - t0, klo = attn_key_lo(s, t0), nk = t1 - klo;
-            const lc_real *K = k + ((b * T + klo) * KV + kvh) * D;
-            const lc_real *V = v + ((b * T + klo) * KV + kvh) * D;
+            int64_t bt = t1 - t0, klo = attn_key_lo(s, t0), nk = P + t1 - klo;
+            const lc_real *K = k + ((b * Tk + klo) * KV + kvh) * D;
+            const lc_real *V = v + ((b * Tk + klo) * KV + kvh) * D;
             attn_gather(s, q, b, kvh, t0, bt, Qg);
             cpu_gemm(false, true, G * bt, nk, D, (lc_real)s->scale, Qg, D, K, KV * D, 0, S, nk);
             int64_t lo[ATTN_BLOCK];
@@ -350,7 +366,7 @@ static void cpu_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc
             for (int64_t gr = 0; gr < G * bt; gr++) {
                 int64_t g = gr / bt, r = gr % bt;
                 lc_real *row = S + gr * nk;
-                int64_t ti = t0 + r, a = lo[r] - klo, e = ti - klo; /* visible: [a, e] */
+                int64_t ti = t0 + r, a = lo[r] - klo, e = P + ti - klo; /* visible: [a, e] */
                 lc_real m = -INFINITY;
 #pragma omp simd reduction(max : m)
                 for (int64_t j = a; j <= e; j++)
@@ -389,6 +405,7 @@ static void cpu_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc
     const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D, G = H / KV;
     const int64_t nblk = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const lc_real scale = (lc_real)s->scale;
+    LC_ASSERT(s->past == 0);
     /* One work item per (row, kv head): it owns dk/dv of that head, so no
      * two threads ever add into the same rows. */
 #pragma omp parallel if (s->B * KV > 1 && T * T * D >= PAR_MIN)
