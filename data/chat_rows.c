@@ -262,18 +262,17 @@ static cJSON *row_turns(lc_chat_rows *c, const cJSON *row, const char *where, lc
 }
 
 /* ---- rendering ----------------------------------------------------------------------- */
-/* The render context: messages (turns, borrowed), add_generation_prompt false, the
- * tokenizer's special tokens, the row's tools. Freed with cJSON_Delete. */
-static cJSON *render_context(const lc_chat_rows *c, const cJSON *row, const cJSON *turns)
+cJSON *lc_chat_context_new(lc_tokenizer *tok, const cJSON *messages, bool add_generation_prompt,
+                           const cJSON *tools)
 {
     cJSON *ctx = cJSON_CreateObject();
-    if (!ctx || !cJSON_AddItemReferenceToObject(ctx, "messages", (cJSON *)turns) ||
-        !cJSON_AddFalseToObject(ctx, "add_generation_prompt"))
+    if (!ctx || !cJSON_AddItemReferenceToObject(ctx, "messages", (cJSON *)messages) ||
+        !cJSON_AddBoolToObject(ctx, "add_generation_prompt", add_generation_prompt))
         goto fail;
     for (int k = 0; k < LC_SPECIAL_COUNT; k++) {
-        int32_t id = lc_tokenizer_special(c->tok, (lc_special)k);
+        int32_t id = lc_tokenizer_special(tok, (lc_special)k);
         size_t n;
-        const char *text = id >= 0 ? lc_tokenizer_token_text(c->tok, id, &n) : NULL;
+        const char *text = id >= 0 ? lc_tokenizer_token_text(tok, id, &n) : NULL;
         char *z = text ? strndup(text, n) : NULL;
         if (text && (!z || !cJSON_AddStringToObject(ctx, lc_special_key((lc_special)k), z))) {
             free(z);
@@ -281,13 +280,19 @@ static cJSON *render_context(const lc_chat_rows *c, const cJSON *row, const cJSO
         }
         free(z);
     }
-    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(row, "tools");
     if (cJSON_IsArray(tools) && !cJSON_AddItemReferenceToObject(ctx, "tools", (cJSON *)tools))
         goto fail;
     return ctx;
 fail:
     cJSON_Delete(ctx);
     return NULL;
+}
+
+/* The render context of a row's turns (add_generation_prompt false, its tools). */
+static cJSON *render_context(const lc_chat_rows *c, const cJSON *row, const cJSON *turns)
+{
+    return lc_chat_context_new(c->tok, turns, false,
+                               cJSON_GetObjectItemCaseSensitive(row, "tools"));
 }
 
 static int render(const lc_chat_rows *c, const cJSON *ctx, const char *where, char **text,

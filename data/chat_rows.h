@@ -23,6 +23,14 @@ typedef struct lc_chat_rows_opts {
     long long now;
 } lc_chat_rows_opts;
 
+/* The variables a chat template is rendered with, as transformers'
+ * apply_chat_template passes them: messages (borrowed: a reference), tools
+ * (borrowed, when a list), add_generation_prompt, and the tokenizer's special
+ * tokens (bos_token, eos_token, unk_token, pad_token) as strings. NULL when
+ * out of memory; cJSON_Delete it (the borrowed lists are not freed). */
+struct cJSON *lc_chat_context_new(lc_tokenizer *tok, const struct cJSON *messages,
+                                  bool add_generation_prompt, const struct cJSON *tools);
+
 int lc_chat_rows_new(lc_chat_rows **out, const lc_chat_rows_opts *o, lc_error *err);
 void lc_chat_rows_free(lc_chat_rows *c);
 /* Encodes one row object into ids and labels (appended; both empty on entry). */

@@ -620,3 +620,49 @@ Test(cli, tokenize_matches_hf, .timeout = 60)
     lc_test_rm_rf(dir);
     free(dir);
 }
+
+/* `lorac chat` through a pipe answers each line with the generator `lorac
+ * generate` uses: its first reply to a question is generate's greedy answer
+ * to the same one-message conversation, and /reset starts over (the answer to
+ * the same question after it is the first answer again). */
+Test(cli, chat_piped_matches_generate, .timeout = 120)
+{
+    char *tmp = lc_test_tmpdir();
+    char *model = lc_test_asprintf("%s/configs/quickstart_chat/model", LORAC_SOURCE_DIR);
+    char *msgs = lc_test_write_text(tmp, "m.json",
+                                    "[{\"role\": \"user\", \"content\": \"What is 2 + 3?\"}]");
+    const char *gen[] = {"generate", "--model", model, "--messages", msgs, "--max-new-tokens",
+                         "12", NULL};
+    lc_test_run_result g = lc_test_run_lorac(NULL, gen);
+    cr_assert_eq(g.code, 0, "generate failed:\n%s", g.err);
+    char *script = lc_test_write_text(tmp, "in.txt", "What is 2 + 3?\nAnd 4 + 4?\n/reset\n"
+                                                     "What is 2 + 3?\n");
+    char *cmd = lc_test_asprintf("'%s' chat --model '%s' --max-new-tokens 12 < '%s'",
+                                 LORAC_BINARY, model, script);
+    const char *sh[] = {"sh", "-c", cmd, NULL};
+    lc_test_run_result c = lc_test_run(NULL, sh);
+    cr_assert_eq(c.code, 0, "chat failed:\n%s", c.err);
+    /* three replies, one a line; the first and the last equal generate's */
+    char *l1 = strdup(c.out), *nl = strchr(l1, '\n');
+    cr_assert(nl, "no reply line in:\n%s", c.out);
+    *nl = '\0';
+    const char *l3 = c.out + strlen(c.out);
+    while (l3 > c.out && l3[-1] == '\n')
+        l3--;
+    while (l3 > c.out && l3[-1] != '\n')
+        l3--;
+    size_t glen = strcspn(g.out, "\n");
+    cr_expect(strlen(l1) == glen && !strncmp(l1, g.out, glen), "chat '%s' vs generate '%.*s'",
+              l1, (int)glen, g.out);
+    cr_expect(!strncmp(l3, l1, strlen(l1)), "after /reset: '%s' vs the first '%s'", l3, l1);
+    int lines = 0;
+    for (const char *p = c.out; *p; p++)
+        lines += *p == '\n';
+    cr_expect_eq(lines, 3, "three replies expected:\n%s", c.out);
+    free(l1);
+    lc_test_run_free(&c);
+    lc_test_run_free(&g);
+    free(cmd), free(script), free(msgs), free(model);
+    lc_test_rm_rf(tmp);
+    free(tmp);
+}

@@ -16,7 +16,9 @@
 #include "data/text_jsonl.h"
 #include "train/bench.h"
 #include "train/config.h"
+#include "train/chat_cmd.h"
 #include "train/eval.h"
+#include "train/generate_chat.h"
 #include "train/generate_cmd.h"
 #include "train/info.h"
 #include "train/merge.h"
@@ -39,6 +41,7 @@ static void usage(FILE *f)
                "  quantize IN_DIR OUT_DIR                    write a bitsandbytes NF4 checkpoint\n"
                "  tokenize --model DIR --jsonl IN.jsonl      token ids of {\"text\": ...} rows\n"
                "  preprocess CONFIG.yaml --out OUT.jsonl     rows exactly as train trains them\n"
+               "  chat --model DIR [--adapter DIR]           talk with a model (streamed replies)\n"
                "run 'lorac <command> --help' for a command's options;\n"
                "'lorac --version' for the build and the CPU kernels in use\n");
 }
@@ -899,6 +902,8 @@ int main(int argc, char **argv)
         return cmd_tokenize(argc - 2, argv + 2);
     if (strcmp(argv[1], "preprocess") == 0)
         return cmd_preprocess(argc - 2, argv + 2);
+    if (strcmp(argv[1], "chat") == 0)
+        return lc_chat_main(argc - 2, argv + 2, &lc_generate_chat_ops);
     if (strcmp(argv[1], "bench") == 0) {
         if (wants_help(argc - 2, argv + 2)) {
             bench_usage(stdout);
