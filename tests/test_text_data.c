@@ -823,3 +823,67 @@ Test(text_data, eval_without_dropout, .timeout = 120)
     lc_test_rm_rf(tmp);
     free(tmp);
 }
+
+/* ---- sample generations during training ------------------------------------------------ */
+
+/* The lines "sample N at step S: ..." of a log, joined (malloc'd). */
+static char *sample_lines(const char *log)
+{
+    size_t cap = strlen(log) + 1, n = 0;
+    char *out = calloc(cap, 1);
+    for (const char *l = log; l && *l;) {
+        const char *nl = strchr(l, '\n');
+        size_t len = nl ? (size_t)(nl - l) + 1 : strlen(l);
+        if (!strncmp(l, "sample ", 7)) {
+            memcpy(out + n, l, len);
+            n += len;
+        }
+        l = nl ? nl + 1 : NULL;
+    }
+    return out;
+}
+
+/* sample_prompts are answered at every evaluation point (eval_steps 2 of 4
+ * steps: at steps 2 and 4), as user messages through the chat template, into
+ * the log and metrics.jsonl; greedy without dropout, a run stopped and resumed
+ * at a checkpoint prints the same samples as an uninterrupted one. */
+Test(text_data, sample_generations, .timeout = 180)
+{
+    char *tmp = lc_test_tmpdir();
+    char *a = lc_test_path_in(tmp, "a"), *b = lc_test_path_in(tmp, "b");
+    const char *prompts = "sample_prompts=[\"What is 2 + 3?\", \"What colour is grass?\"]";
+    lc_test_run_result r = train(CHAT_CFG, a, "max_steps=4", "eval_steps=2", "save_steps=2",
+                                 "test_datasets=null", "sample_max_new_tokens=8", prompts, NULL);
+    expect_ok(&r, "train with samples");
+    char *got = sample_lines(r.err);
+    int lines = 0;
+    for (const char *p = got; *p; p++)
+        lines += *p == '\n';
+    cr_expect_eq(lines, 4, "2 prompts x 2 evaluation points:\n%s", got);
+    cr_expect(strstr(got, "sample 1 at step 2: What is 2 + 3? -> "), "%s", got);
+    cr_expect(strstr(got, "sample 2 at step 4: What colour is grass? -> "), "%s", got);
+    char *mpath = lc_test_path_in(a, "metrics.jsonl");
+    char *metrics = lc_test_read_file(mpath, NULL);
+    cr_expect(strstr(metrics, "{\"step\":4,\"tag\":\"samples/2\",\"text\":"), "%s", metrics);
+    /* stop after step 2 (max_steps 2 of the same schedule is not the same run:
+     * cut the run's checkpoint-2 instead) and resume to the end */
+    lc_test_run_result r2 = train(CHAT_CFG, b, "max_steps=4", "eval_steps=2", "save_steps=2",
+                                  "test_datasets=null", "sample_max_new_tokens=8", prompts, NULL);
+    expect_ok(&r2, "second run");
+    char *ck4 = lc_test_path_in(b, "checkpoint-4");
+    lc_test_rm_rf(ck4);
+    lc_test_run_result r3 = train(CHAT_CFG, b, "max_steps=4", "eval_steps=2", "save_steps=2",
+                                  "test_datasets=null", "sample_max_new_tokens=8", prompts,
+                                  "resume_from_checkpoint=auto", "overwrite_output_dir=false",
+                                  NULL);
+    expect_ok(&r3, "resumed run");
+    char *resumed = sample_lines(r3.err);
+    const char *at4 = strstr(got, "sample 1 at step 4");
+    cr_assert(at4, "%s", got);
+    cr_expect_str_eq(resumed, at4, "resumed samples differ:\n%s\nvs\n%s", resumed, at4);
+    free(resumed), free(ck4), free(metrics), free(mpath), free(got);
+    lc_test_run_free(&r), lc_test_run_free(&r2), lc_test_run_free(&r3);
+    free(a), free(b);
+    lc_test_rm_rf(tmp);
+    free(tmp);
+}

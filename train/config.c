@@ -75,6 +75,7 @@ typedef enum key_id {
     KEY_OVERWRITE_OUTPUT_DIR, KEY_RESUME_ALLOW_DATA_CHANGE, KEY_VAL_SET_SIZE,
     KEY_TRAIN_ON_INPUTS, KEY_SPECIAL_TOKENS, KEY_DATASET_PREPARED_PATH, KEY_CHAT_TEMPLATE,
     KEY_CHAT_TEMPLATE_JINJA, KEY_EOT_TOKENS, KEY_EXCESS_LENGTH_STRATEGY, KEY_USE_TENSORBOARD,
+    KEY_SAMPLE_PROMPTS, KEY_SAMPLE_MAX_NEW_TOKENS,
     KEY_COUNT
 } key_id;
 
@@ -177,6 +178,9 @@ static const keydef keys[KEY_COUNT] = {
     [KEY_CHAT_TEMPLATE_JINJA] = { "chat_template_jinja", K_SPECIAL, 0, 0, 0, 0,
                                   "a Jinja template or the path of a .jinja file" },
     [KEY_EOT_TOKENS] = { "eot_tokens", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_SAMPLE_PROMPTS] = { "sample_prompts", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_SAMPLE_MAX_NEW_TOKENS] = { "sample_max_new_tokens", K_I64, OFF(sample_max_new_tokens), 1,
+                                    4096, 0, "an integer from 1 to 4096" },
     [KEY_EXCESS_LENGTH_STRATEGY] = { "excess_length_strategy", K_SPECIAL, 0, 0, 0, 0, NULL },
     [KEY_USE_TENSORBOARD] = { "use_tensorboard", K_BOOL, OFF(use_tensorboard), 0, 0, 0,
                               "true or false" },
@@ -216,6 +220,7 @@ static const lc_resume_class resume_class[KEY_COUNT] = {
     [KEY_VAL_SET_SIZE] = LC_RESUME_FIXED, [KEY_TRAIN_ON_INPUTS] = LC_RESUME_FIXED,
     [KEY_SPECIAL_TOKENS] = LC_RESUME_FIXED, [KEY_CHAT_TEMPLATE] = LC_RESUME_FIXED,
     [KEY_CHAT_TEMPLATE_JINJA] = LC_RESUME_FIXED, [KEY_EOT_TOKENS] = LC_RESUME_FIXED,
+    [KEY_SAMPLE_PROMPTS] = LC_RESUME_FREE, [KEY_SAMPLE_MAX_NEW_TOKENS] = LC_RESUME_FREE,
     [KEY_EXCESS_LENGTH_STRATEGY] = LC_RESUME_FIXED,
 };
 
@@ -242,6 +247,7 @@ static const char *const chat_template_names[] = {
 };
 #define FALLBACK_PREFIX "tokenizer_default_fallback_"
 #define MAX_EOT_TOKENS 256
+#define MAX_SAMPLE_PROMPTS 16
 static const char *const device_names[] = { "auto", "cpu", "cuda" };
 static const lc_device device_values[] = { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA };
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -1266,44 +1272,46 @@ static int set_chat_template(ctx *x, const yaml_node_t *n)
     return (c->chat_template = strdup(s)) ? 0 : FAIL(x, n, "chat_template", "out of memory");
 }
 
-static void free_eot_tokens(lc_train_config *c)
+static void free_strings(char ***list, int *n)
 {
-    free_list(c->eot_tokens, c->n_eot_tokens);
-    free(c->eot_tokens);
-    c->eot_tokens = NULL;
-    c->n_eot_tokens = 0;
+    free_list(*list, *n);
+    free(*list);
+    *list = NULL;
+    *n = 0;
 }
 
-/* eot_tokens: a list of token strings. */
-static int set_eot_tokens(ctx *x, const yaml_node_t *n)
+static void free_eot_tokens(lc_train_config *c) { free_strings(&c->eot_tokens, &c->n_eot_tokens); }
+
+/* A list of at most max non-empty strings (what: "a token string") into
+ * *dst / *n_dst (null: none). */
+static int set_string_list(ctx *x, const yaml_node_t *n, const char *key, int max,
+                           const char *what, char ***dst, int *n_dst)
 {
     char d[160], sub[96];
     if (is_null(n)) {
-        free_eot_tokens(x->c);
+        free_strings(dst, n_dst);
         return 0;
     }
     if (n->type != YAML_SEQUENCE_NODE)
-        return FAIL(x, n, "eot_tokens", "expected a list of token strings, got %s",
-                    describe(n, d, sizeof d));
+        return FAIL(x, n, key, "expected a list of %ss, got %s", what, describe(n, d, sizeof d));
     yaml_node_item_t *it = n->data.sequence.items.start;
     int len = (int)(n->data.sequence.items.top - it);
-    if (len > MAX_EOT_TOKENS)
-        return FAIL(x, n, "eot_tokens", "at most %d tokens, got %d", MAX_EOT_TOKENS, len);
-    char **tok = calloc((size_t)len + 1, sizeof *tok);
-    if (!tok)
-        return FAIL(x, n, "eot_tokens", "out of memory");
+    if (len > max)
+        return FAIL(x, n, key, "at most %d, got %d", max, len);
+    char **list = calloc((size_t)len + 1, sizeof *list);
+    if (!list)
+        return FAIL(x, n, key, "out of memory");
     for (int i = 0; i < len; i++) {
-        snprintf(sub, sizeof sub, "eot_tokens[%d]", i);
-        if (get_string_dup(x, yaml_document_get_node(x->doc, it[i]), sub, "a token string",
-                           &tok[i])) {
-            free_list(tok, i);
-            free(tok);
+        snprintf(sub, sizeof sub, "%s[%d]", key, i);
+        if (get_string_dup(x, yaml_document_get_node(x->doc, it[i]), sub, what, &list[i])) {
+            free_list(list, i);
+            free(list);
             return -1;
         }
     }
-    free_eot_tokens(x->c);
-    x->c->eot_tokens = tok;
-    x->c->n_eot_tokens = len;
+    free_strings(dst, n_dst);
+    *dst = list;
+    *n_dst = len;
     return 0;
 }
 
@@ -1370,7 +1378,11 @@ static int set_special(ctx *x, key_id id, const yaml_node_t *n)
             return 0;
         return get_string_dup(x, n, key, keys[id].expect, &c->chat_template_jinja);
     case KEY_EOT_TOKENS:
-        return set_eot_tokens(x, n);
+        return set_string_list(x, n, "eot_tokens", MAX_EOT_TOKENS, "token string",
+                               &c->eot_tokens, &c->n_eot_tokens);
+    case KEY_SAMPLE_PROMPTS:
+        return set_string_list(x, n, "sample_prompts", MAX_SAMPLE_PROMPTS, "prompt",
+                               &c->sample_prompts, &c->n_sample_prompts);
     case KEY_EXCESS_LENGTH_STRATEGY:
         if (null) {
             c->excess_length_strategy = x->defaults->excess_length_strategy;
@@ -1777,6 +1789,7 @@ void lc_train_config_defaults(lc_train_config *c)
     c->bnb_4bit_use_double_quant = true;
     c->device = LC_DEVICE_AUTO;
     c->logging_steps = 1;
+    c->sample_max_new_tokens = 64;
     /* output_dir stays NULL here: parsing fills in "out" resolved against
      * the config's directory when the file does not set it. */
 }
@@ -1798,6 +1811,7 @@ void lc_train_config_free(lc_train_config *c)
     free(c->resume_from_checkpoint);
     free_special_tokens(c);
     free_eot_tokens(c);
+    free_strings(&c->sample_prompts, &c->n_sample_prompts);
     free(c->dataset_prepared_path);
     free(c->chat_template);
     free(c->chat_template_jinja);
@@ -1961,6 +1975,9 @@ static void data_key_value(const lc_train_config *c, key_id id, char *buf, size_
         return;
     case KEY_EOT_TOKENS:
         format_list(c->eot_tokens, c->n_eot_tokens, buf, n);
+        return;
+    case KEY_SAMPLE_PROMPTS:
+        format_list(c->sample_prompts, c->n_sample_prompts, buf, n);
         return;
     case KEY_EXCESS_LENGTH_STRATEGY:
         for (int e = 0; e < NELEM(excess_values); e++)

@@ -77,6 +77,9 @@ typedef struct lc_train_config {
     char **eot_tokens;              /* n_eot_tokens strings */
     int n_eot_tokens;
     lc_excess excess_length_strategy; /* LC_EXCESS_DROP unless set (data/dataset.h) */
+    char **sample_prompts;          /* generated at each evaluation (train/samples.h) */
+    int n_sample_prompts;
+    int64_t sample_max_new_tokens;  /* 64 */
     /* Axolotl keys accepted without effect: one line for stderr
      * ("<label>: accepted without effect ...: a, b"), or NULL. */
     char *warning;

@@ -184,7 +184,19 @@ int lc_metrics_eval(lc_metrics *m, int64_t step, double loss, int64_t tokens, lc
 int lc_metrics_text(lc_metrics *m, const char *tag, int64_t step, const char *text,
                     lc_error *err)
 {
-    return !m->tb_on ? 0 : lc_tfevents_text(&m->tb, tag, step, text, err);
+    cJSON *o = cJSON_CreateObject();
+    char *json = o && cJSON_AddNumberToObject(o, "step", (double)step) &&
+                         cJSON_AddStringToObject(o, "tag", tag) &&
+                         cJSON_AddStringToObject(o, "text", text)
+                     ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!json)
+        return lc_error_set(err, "out of memory");
+    int rc = line(m, err, "%s", json);
+    free(json);
+    if (rc || !m->tb_on)
+        return rc;
+    return lc_tfevents_text(&m->tb, tag, step, text, err) || lc_tfevents_sync(&m->tb, err) ? -1 : 0;
 }
 
 int lc_metrics_close(lc_metrics *m, lc_error *err)

@@ -54,8 +54,9 @@ int lc_metrics_open(lc_metrics *m, const char *output_dir, int64_t keep_step, bo
 int lc_metrics_train(lc_metrics *m, const lc_metrics_step *s, lc_error *err);
 int lc_metrics_eval(lc_metrics *m, int64_t step, double loss, int64_t tokens, lc_error *err);
 
-/* A text at step in the event file (e.g. a sample generation; TensorBoard's
- * Text tab); a no-op without use_tensorboard. */
+/* A text at step (e.g. a sample generation): a metrics.jsonl line
+ * {"step", "tag", "text"}, and with use_tensorboard a text in the event file
+ * (TensorBoard's Text tab). */
 int lc_metrics_text(lc_metrics *m, const char *tag, int64_t step, const char *text,
                     lc_error *err);
 

@@ -21,6 +21,7 @@
  * a checkpoint and a non-zero status (the signal handling below). */
 #include "train/sysinfo.h"
 #include "train/trainer.h"
+#include "train/samples.h"
 #include "train/text_data.h"
 
 #include <math.h>
@@ -144,6 +145,7 @@ typedef struct run {
     lc_adamw opt;
     lc_dataset_opts dopts;
     lc_text_data text;           /* tokenizer, chat template and row encoders of text datasets */
+    lc_samples samples;          /* sample_prompts, answered at each evaluation point */
     lc_dataset_scan scan;
     lc_dataset_stream stream;
     bool stream_open;
@@ -272,6 +274,20 @@ static int run_eval(run *r, int64_t step, lc_error *err)
             r->tty ? "\r\033[K" : "", (long long)step, loss, exp(loss), (long long)tokens,
             lc_plural(tokens));
     return 0;
+}
+
+/* What happens every eval_steps and at the end: the evaluation (when there is
+ * evaluation data) and the sample generations (when there are prompts). */
+static bool has_eval_point(const run *r)
+{
+    return lc_text_data_has_eval(&r->text, r->cfg) || r->samples.n > 0;
+}
+
+static int eval_point(run *r, int64_t step, lc_error *err)
+{
+    if (lc_text_data_has_eval(&r->text, r->cfg) && run_eval(r, step, err))
+        return -1;
+    return lc_samples_run(&r->samples, step, &r->metrics, r->log, r->tty, err);
 }
 
 /* The run writes its final adapter into output_dir and, with
@@ -566,7 +582,9 @@ static int setup(run *r, lc_error *err)
     for (int i = 0; i < c->n_datasets; i++)
         if (lc_fileprint_take(c->datasets[i], false, &r->data_print[i], err))
             return lc_error_prefix(err, "datasets[%d]", i);
-    if (load_model_and_adapter(r, err) || load_data(r, err) || allocate(r, err))
+    if (load_model_and_adapter(r, err) || load_data(r, err) || allocate(r, err) ||
+        lc_samples_open(&r->samples, c, &r->model, &r->lora, r->text.tok, r->text.chat_template,
+                        err))
         return -1;
     lc_train_config eff = *c; /* the record holds the adapter as it really is */
     eff.lora = r->lora.cfg;
@@ -589,6 +607,7 @@ static void teardown(run *r)
     free(r->backup);
     lc_metrics_close(&r->metrics, NULL); /* after an error: already reported */
     lc_dataset_scan_free(&r->scan);
+    lc_samples_close(&r->samples);
     lc_text_data_close(&r->text);
     lc_adamw_free(&r->opt);
     if (r->tape.nodes)
@@ -675,8 +694,8 @@ static int finish(run *r, int64_t start_step, lc_error *err)
         return -1;
     if (c->save_steps > 0 && save_checkpoint(r, err))
         return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
-    if (lc_text_data_has_eval(&r->text, c) && (c->eval_steps == 0 || r->st.step % c->eval_steps != 0) &&
-        run_eval(r, r->st.step, err))
+    if (has_eval_point(r) && (c->eval_steps == 0 || r->st.step % c->eval_steps != 0) &&
+        eval_point(r, r->st.step, err))
         return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
     fprintf(r->log, "done: adapter written to %s (adapter_model.safetensors + "
             "adapter_config.json)\n", c->output_dir);
@@ -739,8 +758,8 @@ static int train_loop(run *r, lc_error *err)
         if (c->save_steps > 0 && step % c->save_steps == 0 && step < r->st.total_steps &&
             save_checkpoint(r, err))
             return -1;
-        if (c->eval_steps > 0 && lc_text_data_has_eval(&r->text, c) && step % c->eval_steps == 0 &&
-            run_eval(r, step, err))
+        if (c->eval_steps > 0 && has_eval_point(r) && step % c->eval_steps == 0 &&
+            eval_point(r, step, err))
             return -1;
     }
     if (r->tty)
