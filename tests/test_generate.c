@@ -223,6 +223,7 @@ Test(generate, nf4_sampled_cache)
     cr_expect_arr_eq(r.ids, r2.ids, (size_t)r.n * sizeof *r.ids, "same seed, same tokens");
     double c = cache_vs_full(&m, &lora, g, prompt, 7, r.ids, r.n, false);
     cr_expect_lt(c, TOL_CACHE, "NF4 cached vs full rel err %g", c);
+    lc_gen_result_free(&r2);
     /* a sequence longer than the generator is refused, not overrun */
     lc_gen_opts big = {.max_new_tokens = 60, .sampling = {.top_p = 1}};
     cr_expect_eq(lc_generate(g, prompt, 7, &big, &r2, &err), -1);

@@ -67,7 +67,8 @@ static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     if (M == 1) {
         /* one row (decoding a token): a matrix-vector product. GEMM would
          * first pack all of B — as much memory traffic as the product itself
-         * (3-4x slower per decoded token on SmolLM-135M). */
+         * (2.2-2.7x slower per decoded token on SmolLM-135M, 1 thread: 4.6-5.5 vs
+         * 12.0-12.3 tokens/s). */
         int64_t inc_a = trans_a ? lda : 1;
         if (trans_b) /* C[1,N] = A[1,K] · B[N,K]ᵀ = B · a */
             LC_GEMV(CblasRowMajor, CblasNoTrans, (int)N, (int)K, alpha, B, (int)ldb, A,
