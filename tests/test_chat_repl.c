@@ -48,6 +48,7 @@
 #include "helpers.h"
 #include "train/chat_cmd.h"
 #include "train/chat_repl.h"
+#include "train/generate_chat.h"
 
 /* ---- the fake generator ---- */
 
@@ -700,4 +701,44 @@ Test(chat_repl, pty_session)
     free(tmp);
     free(log_path);
     alarm(0);
+}
+
+/* ---- the real generator behind `lorac chat` ---- */
+
+static void collect(void *user, const char *piece, size_t n)
+{
+    size_t *total = user;
+    *total += n;
+    (void)piece;
+}
+
+/* lc_generate_chat_ops on the chat quickstart's model: a reply is streamed in
+ * pieces that add up to it, the same conversation gives the same (greedy)
+ * reply, and a cancel flag already set stops it before any text. */
+Test(chat_repl, real_backend_streams_and_cancels, .timeout = 120)
+{
+    lc_chat_opts o = {.model_dir = LORAC_SOURCE_DIR "/configs/quickstart_chat/model",
+                      .max_new_tokens = 24, .temperature = -1, .top_p = -1, .top_k = -1};
+    lc_chat_backend b;
+    lc_error err = {{0}};
+    FILE *devnull = fopen("/dev/null", "w");
+    cr_assert_eq(lc_generate_chat_ops.open(&o, &b, devnull, &err), 0, "%s", err.msg);
+    const char *conv = "[{\"role\": \"user\", \"content\": \"What is 2 + 3?\"}]";
+    volatile sig_atomic_t cancel = 0;
+    size_t streamed = 0;
+    char *r1 = NULL, *r2 = NULL, *r3 = NULL;
+    cr_assert_eq(b.reply(b.ctx, conv, collect, &streamed, &cancel, &r1, &err), 0, "%s", err.msg);
+    cr_expect_gt(strlen(r1), 0);
+    cr_expect_eq(streamed, strlen(r1), "streamed %zu bytes of a %zu-byte reply", streamed,
+                 strlen(r1));
+    cr_assert_eq(b.reply(b.ctx, conv, collect, &streamed, &cancel, &r2, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(r1, r2, "greedy replies differ");
+    cancel = 1;
+    streamed = 0;
+    cr_assert_eq(b.reply(b.ctx, conv, collect, &streamed, &cancel, &r3, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(r3, "", "a cancelled reply has no text");
+    cr_expect_eq(streamed, 0);
+    free(r1), free(r2), free(r3);
+    lc_generate_chat_ops.close(&b);
+    fclose(devnull);
 }

@@ -133,12 +133,9 @@ static int chat_reply(void *ctx, const char *messages_json,
         *err = r.err;
         goto out;
     }
-    char *text;
+    char *text; /* what was streamed: the new ids less the stop id and any cancelled tail */
     size_t len;
-    int64_t n = res.n;
-    if (n > 0 && lc_gen_stops_has(&c->stops, res.ids[n - 1]))
-        n--;
-    if (lc_tokenizer_decode(c->tok, res.ids, (size_t)n, &text, &len, err))
+    if (lc_tokenizer_decode(c->tok, r.text.ids.v, r.text.ids.n, &text, &len, err))
         goto out;
     *reply = text;
     rc = 0;
