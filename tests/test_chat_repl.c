@@ -742,3 +742,86 @@ Test(chat_repl, real_backend_streams_and_cancels, .timeout = 120)
     lc_generate_chat_ops.close(&b);
     fclose(devnull);
 }
+
+/* The child of binary_pty_session: `lorac chat` itself on the terminal. */
+static void exec_chat(const char *slave, const char *model)
+{
+    alarm(120);
+    if (setsid() < 0)
+        _exit(10);
+    int s = open(slave, O_RDWR);
+    if (s < 0 || ioctl(s, TIOCSCTTY, 0) != 0)
+        _exit(11);
+    dup2(s, 0);
+    dup2(s, 1);
+    dup2(s, 2);
+    setenv("GOMP_SPINCOUNT", "10000", 1);
+    execl(LORAC_BINARY, LORAC_BINARY, "chat", "--model", model, "--temperature", "1",
+          "--seed", "3", "--max-new-tokens", "600", (char *)NULL);
+    _exit(12);
+}
+
+/* `lorac chat` on a pseudo-terminal with the chat quickstart's random base
+ * model, sampling at temperature 1 with seed 3 — an answer `lorac generate`
+ * shows to run 600 tokens without an end: a question, Ctrl-C during its
+ * answer (back at the prompt, marked), /reset, the same question (the same
+ * answer starts again: the draws restart with each reply), Ctrl-C, Ctrl-D. */
+Test(chat_repl, binary_pty_session, .timeout = 180)
+{
+    char *model = strdup(LORAC_SOURCE_DIR "/configs/quickstart_chat/model");
+    char *tmp = lc_test_tmpdir();
+    char *msgs = lc_test_write_text(tmp, "m.json",
+                                    "[{\"role\": \"user\", \"content\": \"What is 2 + 3?\"}]");
+    const char *gen[] = {"generate", "--model", model, "--messages", msgs, "--temperature", "1",
+                         "--seed", "3", "--max-new-tokens", "600", "--json", NULL};
+    lc_test_run_result g = lc_test_run_lorac(NULL, gen);
+    cr_assert_eq(g.code, 0, "%s", g.err);
+    cJSON *j = cJSON_Parse(g.out);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "ids")), 600,
+                 "the answer is not long enough to interrupt: %s", g.out);
+    char first[9];
+    snprintf(first, sizeof first, "%s", cJSON_GetObjectItem(j, "text")->valuestring);
+    cJSON_Delete(j);
+
+    term *t = calloc(1, sizeof *t);
+    t->master = posix_openpt(O_RDWR | O_NOCTTY);
+    cr_assert(t->master >= 0 && grantpt(t->master) == 0 && unlockpt(t->master) == 0);
+    char *slave = strdup(ptsname(t->master));
+    int keep = open(slave, O_RDWR | O_NOCTTY);
+    cr_assert_geq(keep, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0)
+        exec_chat(slave, model);
+    for (int round = 0; round < 2; round++) {
+        expect(t, "> ", 60);
+        type(t, "What is 2 + 3?\n");
+        expect(t, first, 60);
+        type(t, "\x03");
+        expect(t, "[interrupted]\n", 20);
+        expect(t, "> ", 20);
+        if (round == 0) {
+            type(t, "/reset\n");
+            expect(t, "(conversation cleared)\n", 20);
+        }
+    }
+    type(t, "\x04");
+    double d0 = now_s();
+    int status = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && now_s() - d0 < 20)
+        sleep_ms(10);
+    if (w == 0)
+        kill(pid, SIGKILL);
+    cr_assert_eq(w, pid, "lorac chat did not exit on Ctrl-D:\n%s", t->buf);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d:\n%s", status,
+              t->buf);
+    cr_log_info("the terminal:\n%s", t->buf);
+    close(keep);
+    close(t->master);
+    free(t), free(slave), free(msgs), free(model);
+    lc_test_run_free(&g);
+    lc_test_rm_rf(tmp);
+    free(tmp);
+}
