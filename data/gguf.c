@@ -20,6 +20,7 @@
  * offsets; every tensor inside the file; no two tensors overlapping; header
  * + metadata ≤ LC_GGUF_MAX_META. Each refusal is one line "FILE: WHERE: WHAT". */
 #include "data/gguf.h"
+#include "data/file_map.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -530,37 +531,16 @@ int lc_gguf_parse(lc_gguf_file *f, const void *buf, size_t size, const char *lab
 int lc_gguf_open(lc_gguf_file *f, const char *path, lc_error *err)
 {
     memset(f, 0, sizeof *f);
-    /* O_NONBLOCK: opening a FIFO must not hang; no effect on regular files. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return lc_error_set(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return lc_error_set(err, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return lc_error_set(err, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
-        close(fd);
-        return lc_error_set(err, "%s: file too large to map", path);
-    }
-    size_t size = (size_t)st.st_size;
-    if (size == 0) { /* mmap cannot map an empty file; let the parser report it */
-        close(fd);
+    void *map;
+    size_t size;
+    if (lc_file_map(path, &map, &size, err))
+        return -1;
+    if (!map) { /* empty: the parser reports it */
         static const uint8_t none[1];
         return lc_gguf_parse(f, none, 0, path, err);
     }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return lc_error_set(err, "%s: cannot mmap: %s", path, strerror(e));
     if (lc_gguf_parse(f, map, size, path, err) != 0) {
-        munmap(map, size);
+        lc_file_unmap(map, size);
         return -1;
     }
     f->map = map;
@@ -573,8 +553,7 @@ void lc_gguf_close(lc_gguf_file *f)
     if (!f)
         return;
     free_parsed(f);
-    if (f->map)
-        munmap(f->map, f->map_size);
+    lc_file_unmap(f->map, f->map_size);
     memset(f, 0, sizeof *f);
 }
 

@@ -16,6 +16,7 @@
  * entry order. The file is written to PATH.tmp, fsynced and renamed over
  * PATH, so a crash never leaves a half-written file under the final name. */
 #include "data/safetensors.h"
+#include "data/file_map.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -486,42 +487,22 @@ int lc_st_parse(lc_st_file *f, const void *buf, size_t size, const char *label,
 int lc_st_open(lc_st_file *f, const char *path, lc_error *err)
 {
     memset(f, 0, sizeof *f);
-    /* O_NONBLOCK: opening a FIFO must not hang; no effect on regular files. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return lc_error_set(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return lc_error_set(err, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return lc_error_set(err, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
-        close(fd);
-        return lc_error_set(err, "%s: file too large to map", path);
-    }
-    size_t size = (size_t)st.st_size;
-    if (size < 8) { /* mmap cannot map an empty file; let the parser report it */
-        close(fd);
+    void *map;
+    size_t size;
+    if (lc_file_map(path, &map, &size, err))
+        return -1;
+    if (size < 8) { /* no header length: the parser reports it */
+        lc_file_unmap(map, size);
         unsigned char tiny[8] = {0};
         return parse_image(f, tiny, size, path, err);
     }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return lc_error_set(err, "%s: cannot mmap: %s", path, strerror(e));
     if (!(f->path = strdup(path))) {
-        munmap(map, size);
+        lc_file_unmap(map, size);
         return lc_error_set(err, "%s: out of memory", path);
     }
     if (parse_image(f, map, size, path, err) != 0) {
         free_parsed(f);
-        munmap(map, size);
+        lc_file_unmap(map, size);
         memset(f, 0, sizeof *f);
         return -1;
     }
@@ -535,8 +516,7 @@ void lc_st_close(lc_st_file *f)
     if (!f)
         return;
     free_parsed(f);
-    if (f->map)
-        munmap(f->map, f->map_size);
+    lc_file_unmap(f->map, f->map_size);
     memset(f, 0, sizeof *f);
 }
 

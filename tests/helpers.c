@@ -275,3 +275,25 @@ double lc_test_rel_err_f64(const double *a, const double *b, size_t n)
     }
     return sqrt(num) / fmax(sqrt(den), 1e-30);
 }
+
+char *lc_test_error_line(const lc_test_run_result *r, const char *what)
+{
+    cr_assert_eq(r->code, 1, "%s: exit %d, expected 1:\n%s", what, r->code, r->err);
+    int n = 0;
+    const char *line = NULL;
+    for (const char *l = r->err; *l;) {
+        if (strncmp(l, "lorac: ", 7) == 0) {
+            n++;
+            line = l;
+        }
+        const char *nl = strchr(l, '\n');
+        if (!nl)
+            break;
+        l = nl + 1;
+    }
+    cr_assert_eq(n, 1, "%s: expected one 'lorac: ' line:\n%s", what, r->err);
+    const char *nl = strchr(line, '\n');
+    cr_assert(nl && nl[1] == '\0', "%s: the error is not the last line:\n%s", what, r->err);
+    cr_log_info("%s: %.*s", what, (int)(nl - line), line);
+    return strndup(line, (size_t)(nl - line));
+}

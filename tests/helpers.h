@@ -50,6 +50,9 @@ lc_test_run_result lc_test_run_lorac(const char *env_kv, const char *const *args
  * when it cannot be run). */
 lc_test_run_result lc_test_run(const char *env_kv, const char *const *argv);
 void lc_test_run_free(lc_test_run_result *r);
+/* Asserts exit 1 and exactly one "lorac: " line on r's stderr, the last one;
+ * returns it (malloc'd, without the newline). what names the case. */
+char *lc_test_error_line(const lc_test_run_result *r, const char *what);
 /* Starts LORAC_BINARY with args (NULL-terminated, at most 46) in the
  * background, stdout and stderr to the files out_path and err_path (NULL:
  * /dev/null); returns its pid. */

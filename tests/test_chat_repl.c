@@ -521,6 +521,39 @@ static void type(term *t, const char *s)
     cr_assert_eq(write(t->master, s, n), (ssize_t)n);
 }
 
+/* A new pseudo-terminal: the master in the returned term, the slave's path
+ * in *slave, and the slave held open in *keep so that the master never reads
+ * EIO before the child opens it. */
+static term *term_open(char **slave, int *keep)
+{
+    term *t = calloc(1, sizeof *t);
+    cr_assert_not_null(t);
+    t->master = posix_openpt(O_RDWR | O_NOCTTY);
+    cr_assert_geq(t->master, 0, "posix_openpt: %s", strerror(errno));
+    cr_assert_eq(grantpt(t->master), 0);
+    cr_assert_eq(unlockpt(t->master), 0);
+    *slave = strdup(ptsname(t->master));
+    *keep = open(*slave, O_RDWR | O_NOCTTY);
+    cr_assert_geq(*keep, 0, "%s: %s", *slave, strerror(errno));
+    fflush(NULL);
+    return t;
+}
+
+/* Waits up to 20 s for pid after Ctrl-D (killed after that); its status. */
+static int term_wait(term *t, pid_t pid)
+{
+    double d0 = now_s();
+    int status = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && now_s() - d0 < 20)
+        sleep_ms(10);
+    if (w == 0)
+        kill(pid, SIGKILL);
+    cr_assert_eq(w, pid, "the child did not exit on Ctrl-D; the terminal shows:\n%s",
+                 t->buf + t->from);
+    return status;
+}
+
 /* The child: the loop on the terminal slave, its controlling terminal. */
 static void child(const char *slave, const char *log_path)
 {
@@ -574,16 +607,9 @@ Test(chat_repl, pty_session)
     alarm(90);
     char *tmp = lc_test_tmpdir();
     char *log_path = lc_test_path_in(tmp, "calls.jsonl");
-    term *t = calloc(1, sizeof *t);
-    t->master = posix_openpt(O_RDWR | O_NOCTTY);
-    cr_assert_geq(t->master, 0, "posix_openpt: %s", strerror(errno));
-    cr_assert_eq(grantpt(t->master), 0);
-    cr_assert_eq(unlockpt(t->master), 0);
-    char *slave = strdup(ptsname(t->master));
-    /* held open here too, so the master never reads EIO before the child opens it */
-    int keep = open(slave, O_RDWR | O_NOCTTY);
-    cr_assert_geq(keep, 0, "%s: %s", slave, strerror(errno));
-    fflush(NULL);
+    char *slave;
+    int keep;
+    term *t = term_open(&slave, &keep);
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0)
@@ -650,15 +676,7 @@ Test(chat_repl, pty_session)
     /* Ctrl-D: exit 0, SIGINT's disposition as it was */
     expect(t, "> ", 20);
     type(t, "\x04");
-    double d0 = now_s();
-    int status = 0;
-    pid_t w;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && now_s() - d0 < 20)
-        sleep_ms(10);
-    if (w == 0)
-        kill(pid, SIGKILL);
-    cr_assert_eq(w, pid, "the child did not exit on Ctrl-D; the terminal shows:\n%s",
-                 t->buf + t->from);
+    int status = term_wait(t, pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "child status %d (1: loop error, 3: SIGINT not restored)", status);
 
@@ -783,13 +801,9 @@ Test(chat_repl, binary_pty_session, .timeout = 180)
     snprintf(first, sizeof first, "%s", cJSON_GetObjectItem(j, "text")->valuestring);
     cJSON_Delete(j);
 
-    term *t = calloc(1, sizeof *t);
-    t->master = posix_openpt(O_RDWR | O_NOCTTY);
-    cr_assert(t->master >= 0 && grantpt(t->master) == 0 && unlockpt(t->master) == 0);
-    char *slave = strdup(ptsname(t->master));
-    int keep = open(slave, O_RDWR | O_NOCTTY);
-    cr_assert_geq(keep, 0);
-    fflush(NULL);
+    char *slave;
+    int keep;
+    term *t = term_open(&slave, &keep);
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0)
@@ -807,14 +821,7 @@ Test(chat_repl, binary_pty_session, .timeout = 180)
         }
     }
     type(t, "\x04");
-    double d0 = now_s();
-    int status = 0;
-    pid_t w;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && now_s() - d0 < 20)
-        sleep_ms(10);
-    if (w == 0)
-        kill(pid, SIGKILL);
-    cr_assert_eq(w, pid, "lorac chat did not exit on Ctrl-D:\n%s", t->buf);
+    int status = term_wait(t, pid);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d:\n%s", status,
               t->buf);
     cr_log_info("the terminal:\n%s", t->buf);

@@ -115,29 +115,6 @@ static void expect_ok(const lc_test_run_result *r, const char *what)
     cr_assert_eq(r->code, 0, "%s: exit %d:\n%s", what, r->code, r->err);
 }
 
-/* Asserts exit 1 and exactly one "lorac: " line, the last one; returns it
- * (malloc'd, without the newline). */
-static char *expect_error_line(const lc_test_run_result *r, const char *what)
-{
-    cr_assert_eq(r->code, 1, "%s: exit %d, expected 1:\n%s", what, r->code, r->err);
-    int n = 0;
-    const char *line = NULL;
-    for (const char *l = r->err; *l;) {
-        if (strncmp(l, "lorac: ", 7) == 0) {
-            n++;
-            line = l;
-        }
-        const char *nl = strchr(l, '\n');
-        if (!nl)
-            break;
-        l = nl + 1;
-    }
-    cr_assert_eq(n, 1, "%s: expected one 'lorac: ' line:\n%s", what, r->err);
-    const char *nl = strchr(line, '\n');
-    cr_assert(nl && nl[1] == '\0', "%s: the error is not the last line:\n%s", what, r->err);
-    cr_log_info("%s: %.*s", what, (int)(nl - line), line);
-    return strndup(line, (size_t)(nl - line));
-}
 
 static void expect_has(const char *text, const char *sub, const char *what)
 {
@@ -475,7 +452,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
         mount_small_tmpfs(mnt, room);
         char *out = lc_test_path_in(mnt, "out");
         r = train(CFG_3STEP, out, sets);
-        char *line = expect_error_line(&r, what);
+        char *line = lc_test_error_line(&r, what);
         expect_has(line, "saving checkpoint", what);
         expect_has(line, "checkpoint-3", what);
         expect_has(line, "previous checkpoints are intact", what);
@@ -531,7 +508,7 @@ Test(faults, disk_full_checkpoint, .fini = faults_fini, .timeout = 120)
         char *out = lc_test_path_in(mnt, "out");
         const char *limit[] = {"save_steps=1", "max_steps=6", "save_total_limit=1", NULL};
         r = train(CFG_3STEP, out, limit);
-        char *line = expect_error_line(&r, what);
+        char *line = lc_test_error_line(&r, what);
         expect_has(line, "checkpoint-2 ", what);
         expect_has(line, "previous checkpoints are intact", what);
         expect_has(line, "No space left on device", what);
@@ -572,7 +549,7 @@ Test(faults, checkpoint_write_errors, .fini = faults_fini, .timeout = 120)
         cr_assert_eq(mkdir(out, 0755), 0);
         char *foreign = lc_test_write_text(out, names[i], "not lorac's\n");
         r = train(CFG_3STEP, out, sets);
-        char *line = expect_error_line(&r, what);
+        char *line = lc_test_error_line(&r, what);
         expect_has(line, "saving checkpoint", what);
         expect_has(line, "checkpoint-2 ", what);
         expect_has(line, "previous checkpoints are intact", what);
@@ -623,7 +600,7 @@ Test(faults, checkpoint_write_errors, .fini = faults_fini, .timeout = 120)
         r = train(CFG_3STEP, out, resume);
         setrlimit(RLIMIT_FSIZE, &old);
         signal(SIGXFSZ, old_xfsz);
-        char *line = expect_error_line(&r, what);
+        char *line = lc_test_error_line(&r, what);
         expect_has(line, "saving checkpoint", what);
         expect_has(line, "checkpoint-3", what);
         expect_has(line, "previous checkpoints are intact", what);
@@ -724,7 +701,7 @@ Test(faults, nonfinite_refused, .fini = faults_fini, .timeout = 120)
     const char *sets[] = {lmd, "save_steps=1", "max_steps=3", "max_bad_steps=0", NULL};
     lc_test_run_result r = train(CFG_3STEP, out, sets);
     const char *what = "max_bad_steps 0";
-    char *nothing = expect_error_line(&r, what);
+    char *nothing = lc_test_error_line(&r, what);
     expect_has(nothing, "trained nothing: all 3 steps of this run were refused", what);
     expect_has(nothing, "no adapter written", what);
     free(nothing);
@@ -759,7 +736,7 @@ Test(faults, nonfinite_refused, .fini = faults_fini, .timeout = 120)
     const char *sets2[] = {lmd, "save_steps=1", "max_steps=3", "max_bad_steps=2", NULL};
     r = train(CFG_3STEP, out, sets2);
     what = "max_bad_steps 2";
-    char *line = expect_error_line(&r, what);
+    char *line = lc_test_error_line(&r, what);
     expect_has(line, "stopping: 2 refused steps (max_bad_steps 2); the last good checkpoint is kept",
                what);
     expect_has(r.err, "step 1 refused: non-finite loss or gradient; no update applied\n", what);
@@ -781,7 +758,7 @@ Test(faults, nonfinite_refused, .fini = faults_fini, .timeout = 120)
     const char *sets1[] = {lmd, "max_steps=3", "max_bad_steps=1", NULL};
     r = train(CFG_3STEP, out, sets1);
     what = "max_bad_steps 1";
-    line = expect_error_line(&r, what);
+    line = lc_test_error_line(&r, what);
     expect_has(line, "stopping: 1 refused step (max_bad_steps 1); the last good checkpoint is kept",
                what);
     free(line);
@@ -1049,7 +1026,7 @@ Test(faults, metrics_write_error, .fini = faults_fini, .timeout = 120)
     cr_assert_eq(symlink("/dev/full", metrics), 0, "symlink: %s", strerror(errno));
     const char *sets[] = {"save_steps=2", NULL};
     lc_test_run_result r = train(CFG_3STEP, out, sets);
-    char *line = expect_error_line(&r, what);
+    char *line = lc_test_error_line(&r, what);
     expect_has(line, metrics, what);
     expect_has(line, "write failed: No space left on device", what);
     cr_expect(!strstr(r.err, "step 2/3") && !strstr(r.err, "done:"),

@@ -114,29 +114,6 @@ static void expect_has(const char *text, const char *sub, const char *what)
     cr_assert(strstr(text, sub), "%s: no '%s' in:\n%s", what, sub, text);
 }
 
-/* Asserts exit 1 and exactly one "lorac: " line, the last one; returns it
- * (malloc'd, without the newline). */
-static char *expect_error_line(const lc_test_run_result *r, const char *what)
-{
-    cr_assert_eq(r->code, 1, "%s: exit %d, expected 1:\n%s", what, r->code, r->err);
-    int n = 0;
-    const char *line = NULL;
-    for (const char *l = r->err; *l;) {
-        if (strncmp(l, "lorac: ", 7) == 0) {
-            n++;
-            line = l;
-        }
-        const char *nl = strchr(l, '\n');
-        if (!nl)
-            break;
-        l = nl + 1;
-    }
-    cr_assert_eq(n, 1, "%s: expected one 'lorac: ' line:\n%s", what, r->err);
-    const char *nl = strchr(line, '\n');
-    cr_assert(nl && nl[1] == '\0', "%s: the error is not the last line:\n%s", what, r->err);
-    cr_log_info("%s: %.*s", what, (int)(nl - line), line);
-    return strndup(line, (size_t)(nl - line));
-}
 
 /* ---- reading the log ------------------------------------------------------------ */
 
@@ -363,7 +340,7 @@ static void preprocess_refuses_out(const char *cfg, const char *dir)
     size_t n0;
     char *before = lc_test_read_file(in, &n0);
     lc_test_run_result r = lorac("preprocess", cfg, "--out", in, NULL);
-    char *line = expect_error_line(&r, "--out = input");
+    char *line = lc_test_error_line(&r, "--out = input");
     expect_has(line, "is the input", "--out = input");
     expect_has(line, in, "--out = input");
     size_t n1;
@@ -375,7 +352,7 @@ static void preprocess_refuses_out(const char *cfg, const char *dir)
     /* OUT exists: refused without --force, untouched; replaced with it */
     char *out = lc_test_write_text(dir, "rows.jsonl", "keep me\n");
     r = lorac("preprocess", cfg, "--out", out, NULL);
-    line = expect_error_line(&r, "--out exists");
+    line = lc_test_error_line(&r, "--out exists");
     expect_has(line, "exists (add --force", "--out exists");
     char *kept = lc_test_read_file(out, NULL);
     cr_expect_str_eq(kept, "keep me\n");
@@ -420,7 +397,7 @@ static void preprocess_bad_role(const char *cfg, const char *dir)
     char *out = lc_test_path_in(outdir, "rows.jsonl");
     char *ds = lc_test_asprintf("datasets=[{path: %s, type: chat_template}]", bad);
     lc_test_run_result r = lorac("preprocess", cfg, "--set", ds, "--out", out, NULL);
-    char *line = expect_error_line(&r, "unknown role");
+    char *line = lc_test_error_line(&r, "unknown role");
     char *want = lc_test_asprintf("%s:2: messages[1] has role", bad);
     expect_has(line, want, "unknown role");
     int n;
@@ -488,7 +465,7 @@ Test(text_data, val_set_size, .timeout = 120)
     char *out_d = lc_test_path_in(tmp, "d");
     lc_test_run_result d = train(CHAT_CFG, out_d, "test_datasets=null", "val_set_size=800",
                                  "max_steps=2", NULL);
-    char *line = expect_error_line(&d, "val_set_size=800");
+    char *line = lc_test_error_line(&d, "val_set_size=800");
     expect_has(line, "val_set_size", "val_set_size=800");
 
     /* lorac eval of the config evaluates the same held-out rows */
@@ -772,13 +749,13 @@ Test(text_data, excess_length, .timeout = 120)
                             row_tokens(tmp, line));
     r = lorac("preprocess", CHAT_CFG, "--set", "sequence_len=40", "--set",
               "excess_length_strategy=raise", NULL);
-    char *msg = expect_error_line(&r, "raise");
+    char *msg = lc_test_error_line(&r, "raise");
     expect_has(msg, want, "raise (preprocess)");
     free(msg);
     lc_test_run_free(&r);
     r = train(CHAT_CFG, out, "sequence_len=40", "excess_length_strategy=raise",
               "test_datasets=null", "max_steps=2", NULL);
-    msg = expect_error_line(&r, "raise (train)");
+    msg = lc_test_error_line(&r, "raise (train)");
     expect_has(msg, want, "raise (train)");
     free(msg), free(want), free(out);
     lc_test_run_free(&r);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/cli_opt.h"
+
 void lc_chat_usage(FILE *f)
 {
     fprintf(f,
@@ -35,24 +37,6 @@ void lc_chat_usage(FILE *f)
         "  failed), 2 bad usage.\n");
 }
 
-/* argv[*i] against flag ("--x V" or "--x=V"): 1 with *val set, 0 another
- * argument, -1 the value is missing. */
-static int opt_value(int argc, char **argv, int *i, const char *flag, const char **val)
-{
-    size_t n = strlen(flag);
-    if (strncmp(argv[*i], flag, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *val = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *val = argv[++*i];
-    return 1;
-}
 
 static bool parse_int(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out,
                       FILE *err_out)
@@ -110,21 +94,21 @@ int lc_chat_parse_args(int argc, char **argv, lc_chat_opts *o, FILE *err_out)
         const char *arg = argv[i];
         int k;
         bool ok = true;
-        if ((k = opt_value(argc, argv, &i, "--model", &v)) > 0)
+        if ((k = lc_cli_opt_value(argc, argv, &i, "--model", &v)) > 0)
             o->model_dir = v;
-        else if (k == 0 && (k = opt_value(argc, argv, &i, "--adapter", &v)) > 0)
+        else if (k == 0 && (k = lc_cli_opt_value(argc, argv, &i, "--adapter", &v)) > 0)
             o->adapter_dir = v;
-        else if (k == 0 && (k = opt_value(argc, argv, &i, "--system", &v)) > 0)
+        else if (k == 0 && (k = lc_cli_opt_value(argc, argv, &i, "--system", &v)) > 0)
             o->system_prompt = v;
-        else if (k == 0 && (k = opt_value(argc, argv, &i, "--max-new-tokens", &v)) > 0)
+        else if (k == 0 && (k = lc_cli_opt_value(argc, argv, &i, "--max-new-tokens", &v)) > 0)
             ok = parse_int("--max-new-tokens", v, 1, 1 << 20, &o->max_new_tokens, err_out);
-        else if (k == 0 && (k = opt_value(argc, argv, &i, "--temperature", &v)) > 0)
+        else if (k == 0 && (k = lc_cli_opt_value(argc, argv, &i, "--temperature", &v)) > 0)
             ok = parse_real("--temperature", v, 0, false, 100, &o->temperature, err_out);
-        else if (k == 0 && (k = opt_value(argc, argv, &i, "--top-p", &v)) > 0)
+        else if (k == 0 && (k = lc_cli_opt_value(argc, argv, &i, "--top-p", &v)) > 0)
             ok = parse_real("--top-p", v, 0, true, 1, &o->top_p, err_out);
-        else if (k == 0 && (k = opt_value(argc, argv, &i, "--top-k", &v)) > 0)
+        else if (k == 0 && (k = lc_cli_opt_value(argc, argv, &i, "--top-k", &v)) > 0)
             ok = parse_int("--top-k", v, 0, 1 << 24, &o->top_k, err_out);
-        else if (k == 0 && (k = opt_value(argc, argv, &i, "--seed", &v)) > 0)
+        else if (k == 0 && (k = lc_cli_opt_value(argc, argv, &i, "--seed", &v)) > 0)
             ok = o->has_seed = parse_seed(v, &o->seed, err_out);
         if (k < 0) {
             fprintf(err_out, "lorac chat: %s needs a value\n", arg);

@@ -15,8 +15,9 @@
 #include "autograd/cpu/dispatch.h"
 #include "data/text_jsonl.h"
 #include "train/bench.h"
-#include "train/config.h"
 #include "train/chat_cmd.h"
+#include "train/cli_opt.h"
+#include "train/config.h"
 #include "train/eval.h"
 #include "train/generate_chat.h"
 #include "train/generate_cmd.h"
@@ -132,24 +133,6 @@ static int cmd_train(int argc, char **argv)
 
 /* ---- option helpers for merge / eval / info ---- */
 
-/* Matches argv[*i] against flag ("--x V" or "--x=V"). Returns 1 with *val
- * set, 0 when it is another argument, -1 when the value is missing. */
-static int opt_value(int argc, char **argv, int *i, const char *flag, const char **val)
-{
-    size_t n = strlen(flag);
-    if (strncmp(argv[*i], flag, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *val = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *val = argv[++*i];
-    return 1;
-}
 
 static bool parse_count(const char *cmd, const char *flag, const char *v, int64_t max,
                         int64_t *out)
@@ -220,13 +203,13 @@ static int cmd_merge(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *v = NULL;
         int k;
-        if ((k = opt_value(argc, argv, &i, "--base", &v)) != 0)
+        if ((k = lc_cli_opt_value(argc, argv, &i, "--base", &v)) != 0)
             o.base_dir = v;
-        else if ((k = opt_value(argc, argv, &i, "--adapter", &v)) != 0)
+        else if ((k = lc_cli_opt_value(argc, argv, &i, "--adapter", &v)) != 0)
             o.adapter_dir = v;
-        else if ((k = opt_value(argc, argv, &i, "--out", &v)) != 0)
+        else if ((k = lc_cli_opt_value(argc, argv, &i, "--out", &v)) != 0)
             o.out_dir = v;
-        else if ((k = opt_value(argc, argv, &i, "--dtype", &v)) != 0) {
+        else if ((k = lc_cli_opt_value(argc, argv, &i, "--dtype", &v)) != 0) {
             if (k > 0 && lc_merge_parse_dtype(v, &o.dtype) != 0) {
                 fprintf(stderr, "lorac merge: --dtype: expected auto, bf16, f16 or f32, got '%s'\n", v);
                 return 2;
@@ -336,23 +319,23 @@ static int eval_direct_option(int argc, char **argv, int *i, eval_args *a)
     lc_eval_opts *o = &a->req.direct;
     const char *v = NULL;
     int k;
-    if ((k = opt_value(argc, argv, i, "--model", &v)) != 0) {
+    if ((k = lc_cli_opt_value(argc, argv, i, "--model", &v)) != 0) {
         if (k > 0)
             o->model_dir = v;
-    } else if ((k = opt_value(argc, argv, i, "--adapter", &v)) != 0) {
+    } else if ((k = lc_cli_opt_value(argc, argv, i, "--adapter", &v)) != 0) {
         if (k > 0)
             o->adapter_dir = v;
-    } else if ((k = opt_value(argc, argv, i, "--data", &v)) != 0) {
+    } else if ((k = lc_cli_opt_value(argc, argv, i, "--data", &v)) != 0) {
         if (k > 0 && o->n_data == LC_CONFIG_MAX_DATASETS) {
             fprintf(stderr, "lorac eval: at most %d --data files\n", LC_CONFIG_MAX_DATASETS);
             return -1;
         }
         if (k > 0)
             a->data[o->n_data++] = (char *)v;
-    } else if ((k = opt_value(argc, argv, i, "--seq-len", &v)) != 0) {
+    } else if ((k = lc_cli_opt_value(argc, argv, i, "--seq-len", &v)) != 0) {
         if (k > 0 && !parse_count("eval", "--seq-len", v, 1 << 20, &o->seq_len))
             return -1;
-    } else if ((k = opt_value(argc, argv, i, "--micro-batch", &v)) != 0) {
+    } else if ((k = lc_cli_opt_value(argc, argv, i, "--micro-batch", &v)) != 0) {
         if (k > 0 && !parse_count("eval", "--micro-batch", v, 1 << 16, &o->micro_batch))
             return -1;
     } else if (strcmp(argv[*i], "--nf4") == 0) {
@@ -382,7 +365,7 @@ static int parse_eval_args(int argc, char **argv, eval_args *a)
             return 2;
         if (k > 0)
             continue;
-        if ((k = opt_value(argc, argv, &i, "--set", &v)) > 0) {
+        if ((k = lc_cli_opt_value(argc, argv, &i, "--set", &v)) > 0) {
             a->sets[q->n_sets++] = (char *)v;
         } else if (k < 0) {
             fprintf(stderr, "lorac eval: %s needs a value\n", argv[i]);
@@ -539,35 +522,35 @@ static int cmd_generate(int argc, char **argv)
         const char *v = NULL;
         int k;
         int64_t n;
-        if ((k = opt_value(argc, argv, &i, "--model", &v)) > 0) {
+        if ((k = lc_cli_opt_value(argc, argv, &i, "--model", &v)) > 0) {
             q.model_dir = v;
-        } else if (!k && (k = opt_value(argc, argv, &i, "--adapter", &v)) > 0) {
+        } else if (!k && (k = lc_cli_opt_value(argc, argv, &i, "--adapter", &v)) > 0) {
             q.adapter_dir = v;
-        } else if (!k && (k = opt_value(argc, argv, &i, "--prompt", &v)) > 0) {
+        } else if (!k && (k = lc_cli_opt_value(argc, argv, &i, "--prompt", &v)) > 0) {
             q.prompt = v;
-        } else if (!k && (k = opt_value(argc, argv, &i, "--messages", &v)) > 0) {
+        } else if (!k && (k = lc_cli_opt_value(argc, argv, &i, "--messages", &v)) > 0) {
             q.messages_path = v;
-        } else if (!k && (k = opt_value(argc, argv, &i, "--prompt-ids", &v)) > 0) {
+        } else if (!k && (k = lc_cli_opt_value(argc, argv, &i, "--prompt-ids", &v)) > 0) {
             free(ids); /* hidden: token ids as they are (models without a tokenizer; tests) */
             if (!parse_ids(v, &ids, &q.n_prompt_ids))
                 rc = 2;
             q.prompt_ids = ids;
-        } else if (!k && (k = opt_value(argc, argv, &i, "--chat-template", &v)) > 0) {
+        } else if (!k && (k = lc_cli_opt_value(argc, argv, &i, "--chat-template", &v)) > 0) {
             q.chat_template = v;
-        } else if (!k && (k = opt_value(argc, argv, &i, "--max-new-tokens", &v)) > 0) {
+        } else if (!k && (k = lc_cli_opt_value(argc, argv, &i, "--max-new-tokens", &v)) > 0) {
             if (!parse_count("generate", "--max-new-tokens", v, 1 << 24, &q.max_new_tokens))
                 rc = 2;
-        } else if (!k && (k = opt_value(argc, argv, &i, "--temperature", &v)) > 0) {
+        } else if (!k && (k = lc_cli_opt_value(argc, argv, &i, "--temperature", &v)) > 0) {
             if (!parse_double("--temperature", v, 0, 1e6, &q.sampling.temperature))
                 rc = 2;
-        } else if (!k && (k = opt_value(argc, argv, &i, "--top-p", &v)) > 0) {
+        } else if (!k && (k = lc_cli_opt_value(argc, argv, &i, "--top-p", &v)) > 0) {
             if (!parse_double("--top-p", v, 1e-9, 1, &q.sampling.top_p))
                 rc = 2;
-        } else if (!k && (k = opt_value(argc, argv, &i, "--top-k", &v)) > 0) {
+        } else if (!k && (k = lc_cli_opt_value(argc, argv, &i, "--top-k", &v)) > 0) {
             if (strcmp(v, "0") != 0 && !parse_count("generate", "--top-k", v, INT32_MAX, &n))
                 rc = 2;
             q.sampling.top_k = strcmp(v, "0") == 0 ? 0 : n;
-        } else if (!k && (k = opt_value(argc, argv, &i, "--seed", &v)) > 0) {
+        } else if (!k && (k = lc_cli_opt_value(argc, argv, &i, "--seed", &v)) > 0) {
             char *end;
             errno = 0;
             unsigned long long x = strtoull(v, &end, 10);
@@ -640,13 +623,13 @@ static int cmd_info(int argc, char **argv)
         const char *v = NULL;
         int k;
         int64_t x;
-        if ((k = opt_value(argc, argv, &i, "--seq-len", &v)) != 0) {
+        if ((k = lc_cli_opt_value(argc, argv, &i, "--seq-len", &v)) != 0) {
             if (k > 0 && !parse_count("info", "--seq-len", v, 1 << 24, &o.seq_len))
                 return 2;
-        } else if ((k = opt_value(argc, argv, &i, "--micro-batch", &v)) != 0) {
+        } else if ((k = lc_cli_opt_value(argc, argv, &i, "--micro-batch", &v)) != 0) {
             if (k > 0 && !parse_count("info", "--micro-batch", v, 1 << 16, &o.micro_batch))
                 return 2;
-        } else if ((k = opt_value(argc, argv, &i, "--rank", &v)) != 0) {
+        } else if ((k = lc_cli_opt_value(argc, argv, &i, "--rank", &v)) != 0) {
             if (k > 0) {
                 if (!parse_count("info", "--rank", v, 4096, &x))
                     return 2;
@@ -762,9 +745,9 @@ static int cmd_tokenize(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *v = NULL;
         int k;
-        if ((k = opt_value(argc, argv, &i, "--model", &v)) > 0) {
+        if ((k = lc_cli_opt_value(argc, argv, &i, "--model", &v)) > 0) {
             dir = v;
-        } else if (k == 0 && (k = opt_value(argc, argv, &i, "--jsonl", &v)) > 0) {
+        } else if (k == 0 && (k = lc_cli_opt_value(argc, argv, &i, "--jsonl", &v)) > 0) {
             jsonl = v;
         } else if (k == 0 && strcmp(argv[i], "--add-special-tokens") == 0) {
             special = true;
@@ -835,9 +818,9 @@ static int cmd_preprocess(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int k;
-        if ((k = opt_value(argc, argv, &i, "--out", &v)) > 0) {
+        if ((k = lc_cli_opt_value(argc, argv, &i, "--out", &v)) > 0) {
             o.out = v;
-        } else if (k == 0 && (k = opt_value(argc, argv, &i, "--set", &v)) > 0) {
+        } else if (k == 0 && (k = lc_cli_opt_value(argc, argv, &i, "--set", &v)) > 0) {
             sets[n_sets++] = (char *)v;
         } else if (k == 0 && strcmp(argv[i], "--force") == 0) {
             o.force = true;
