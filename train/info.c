@@ -43,7 +43,8 @@ typedef struct dtype_tally {
 
 static const char *rope_name(lc_rope_type t)
 {
-    return t == LC_ROPE_LINEAR ? "linear" : t == LC_ROPE_LLAMA3 ? "llama3" : "default";
+    return t == LC_ROPE_LINEAR ? "linear" : t == LC_ROPE_LLAMA3 ? "llama3"
+         : t == LC_ROPE_FACTORS ? "rope_freqs (GGUF)" : "default";
 }
 
 static void human(double bytes, char *buf, size_t n)

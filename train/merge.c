@@ -247,7 +247,7 @@ static int convert_tensor(const lc_st_tensor *t, lc_dtype out_dt, void **out, lc
     unsigned char *dst = malloc((size_t)t->numel * lc_dtype_size(out_dt) + 1);
     if (!dst)
         return lc_error_set(err, "out of memory converting '%s'", t->name);
-    const lc_weight w = {t->data, t->dtype, 1, (int64_t)t->numel, NULL};
+    const lc_weight w = {t->data, t->dtype, 1, (int64_t)t->numel, NULL, NULL};
     enum { CHUNK = 4096 };
     lc_real buf[CHUNK];
     for (uint64_t i0 = 0; i0 < t->numel; i0 += CHUNK) {
@@ -469,7 +469,7 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
         if (slot >= 0 && t == j->lin[slot]) {
             /* NF4 linear: dequantized (+ the adapter's update), written dense */
             const lc_nf4 *q = &j->q[slot];
-            const lc_weight w = {NULL, LC_DTYPE_F32, q->rows, q->cols, q};
+            const lc_weight w = {NULL, LC_DTYPE_F32, q->rows, q->cols, q, NULL};
             dt = (lc_dtype)j->out_dtype;
             float bump = ad && t == j->corrupt ? j->corrupt_bump : 0.0f;
             if (merge_tensor(t->name, &w, ad, j->scale, dt, bump, &bufs[i], err))
@@ -488,7 +488,7 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
         }
         if (ad) {
             float bump = t == j->corrupt ? j->corrupt_bump : 0.0f;
-            const lc_weight w = {t->data, t->dtype, t->shape[0], t->shape[1], NULL};
+            const lc_weight w = {t->data, t->dtype, t->shape[0], t->shape[1], NULL, NULL};
             if (merge_tensor(t->name, &w, ad, j->scale, dt, bump, &bufs[i], err))
                 goto out;
             data = bufs[i];
