@@ -313,6 +313,26 @@ Test(gguf_base, cli_eval_and_train)
     char *ad = lc_test_asprintf("%s/out/adapter_model.safetensors", tmp);
     struct stat st;
     cr_expect_eq(stat(ad, &st), 0, "no adapter written");
+
+    /* the training log names the base's kind */
+    cr_expect(strstr(r.out, "GGUF (weights in their GGUF types)") ||
+              strstr(r.err, "GGUF (weights in their GGUF types)"), "%s%s", r.out, r.err);
+    lc_test_run_free(&r);
+
+    /* lorac info describes it; lorac merge asks for the HF directory */
+    const char *iargs[] = {"info", gguf_path("tiny-llama3-q4_k"), NULL};
+    r = lc_test_run_lorac(NULL, iargs);
+    cr_expect_eq(r.code, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "RoPE rope_freqs (GGUF), theta 500000"), "%s", r.out);
+    cr_expect(strstr(r.out, "792.0 KiB as held"), "%s", r.out);
+    lc_test_run_free(&r);
+    char *mout = lc_test_path_in(tmp, "merged");
+    const char *margs[] = {"merge", "--base", gguf_path("tiny-llama-q8_0"), "--adapter",
+                           lc_test_fixture("tiny-llama/adapter_init"), "--out", mout, NULL};
+    r = lc_test_run_lorac(NULL, margs);
+    cr_expect_eq(r.code, 1, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.err, "is a GGUF file: merge writes a Hugging Face model"), "%s", r.err);
+    free(mout);
     lc_test_run_free(&r);
 
     /* a text dataset needs a tokenizer: none next to the GGUF file -> named */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "autograd/ggml_weight.h"
 #include "data/ggml_quants.h"
@@ -18,6 +19,9 @@ struct lc_gguf_base {
 
 bool lc_gguf_model_is_gguf(const char *path)
 {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return false;
     size_t n = strlen(path);
     if (n >= 5 && strcmp(path + n - 5, ".gguf") == 0)
         return true;
@@ -272,8 +276,9 @@ static int get_matrix(lc_model *m, const char *name, int64_t out, int64_t in, in
     lc_dtype plain = t->type == LC_GGML_F32 ? LC_DTYPE_F32
                    : t->type == LC_GGML_F16 ? LC_DTYPE_F16
                    : t->type == LC_GGML_BF16 ? LC_DTYPE_BF16 : LC_DTYPE_COUNT;
-    if (plain != LC_DTYPE_COUNT && rope_heads == 0) {
-        /* read in place like a safetensors tensor (the data section is aligned) */
+    if (plain != LC_DTYPE_COUNT && rope_heads == 0 &&
+        (uintptr_t)t->data % lc_dtype_size(plain) == 0) {
+        /* read in place like a safetensors tensor (BLAS takes F32 as it is) */
         *w = (lc_weight){.data = t->data, .dtype = plain, .rows = out, .cols = in};
         return 0;
     }
@@ -390,6 +395,11 @@ void lc_gguf_base_free(struct lc_gguf_base *g)
     lc_gguf_close(&g->file);
     free(g->w);
     free(g);
+}
+
+const lc_gguf_file *lc_gguf_base_file(const struct lc_gguf_base *g)
+{
+    return &g->file;
 }
 
 int lc_gguf_model_config_load(lc_model_config *cfg, const char *path, lc_error *err)

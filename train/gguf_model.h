@@ -52,6 +52,8 @@ int lc_gguf_model_load(lc_model *m, const char *path, const lc_model_load_opts *
 
 /* Owned by a model loaded from GGUF (lc_model.gguf); lc_model_free calls this. */
 void lc_gguf_base_free(struct lc_gguf_base *g);
+/* Its open file (the mapping the weights point into). */
+const lc_gguf_file *lc_gguf_base_file(const struct lc_gguf_base *g);
 
 /* The error text for a text dataset over a GGUF base without tokenizer.json. */
 #define LC_GGUF_TOKENIZER_HINT \

@@ -29,6 +29,7 @@
 #include "data/bnb4.h"
 #include "data/model_files.h"
 #include "train/fsutil.h"
+#include "train/gguf_model.h"
 #include "train/side_files.h"
 #include "train/staging.h"
 #include "train/lora.h"
@@ -1109,6 +1110,11 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
     const double t0 = lc_now_s();
     if (o->dtype != LC_MERGE_DTYPE_AUTO && !is_float((lc_dtype)o->dtype))
         return lc_error_set(err, "--dtype: expected auto, bf16, f16 or f32");
+    if (lc_gguf_model_is_gguf(o->base_dir))
+        return lc_error_set(err, "--base %s is a GGUF file: merge writes a Hugging Face "
+                            "model, so pass the original HF model directory (the adapter is a "
+                            "PEFT adapter of it), or convert the adapter for llama.cpp with its "
+                            "convert_lora_to_gguf.py", o->base_dir);
     char out[4096];
     bool exists;
     if (output_path(o, out, sizeof out, err) || check_output(o, out, &exists, err) ||
