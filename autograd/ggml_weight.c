@@ -4,6 +4,8 @@
 #include "autograd/error.h"
 #include "data/ggml_quants.h"
 
+#define GGML_PAR_MIN 32768 /* elements: below this a tile is dequantized on one thread */
+
 int64_t lc_ggml_weight_src_row(const lc_ggml_weight *g, int64_t rows, int64_t r)
 {
     if (g->rope_heads <= 0)
@@ -18,6 +20,7 @@ void lc_ggml_weight_rows(const lc_ggml_weight *g, int64_t rows, int64_t cols, in
                          int64_t r1, lc_real *dst)
 {
     LC_ASSERT(r0 >= 0 && r0 <= r1 && r1 <= rows);
+#pragma omp parallel for schedule(static) if ((r1 - r0) * cols >= GGML_PAR_MIN)
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *src = g->data + (uint64_t)lc_ggml_weight_src_row(g, rows, r) * g->row_bytes;
         lc_real *out = dst + (r - r0) * cols;

@@ -59,6 +59,10 @@ static inline int64_t lc_tensor_cols(const lc_tensor *t)
 /* Fills shape/ndim/numel (data and grad untouched). */
 void lc_tensor_set_shape(lc_tensor *t, int ndim, const int64_t *shape);
 
+/* Bytes w occupies as held: NF4 codes and scales, ggml blocks, or rows·cols
+ * elements of its dtype. */
+double lc_weight_bytes(const lc_weight *w);
+
 /* Converts rows [r0, r1) of w into dst (row-major, cols wide) as lc_real. */
 void lc_weight_rows_to_real(const lc_weight *w, int64_t r0, int64_t r1, lc_real *dst);
 

@@ -1,7 +1,6 @@
 /* model.c — loading a Llama-family model and its forward pass (see model.h). */
 #include "train/model.h"
 
-#include "autograd/ggml_weight.h"
 #include "data/bnb4.h"
 #include "train/gguf_model.h"
 #include "autograd/hash.h"
@@ -325,18 +324,12 @@ int lc_model_quantize_nf4(lc_model *m, const lc_model_load_opts *o, lc_error *er
 double lc_model_weight_bytes(const lc_model *m)
 {
     const lc_model_config *c = &m->cfg;
-    const lc_weight *el[2] = {&m->embed, &m->lm_head};
-    double b = 0;
-    for (int i = 0; i < (c->tie_word_embeddings ? 1 : 2); i++)
-        b += el[i]->ggml ? (double)el[i]->rows * (double)el[i]->ggml->row_bytes
-                         : (double)(el[i]->rows * el[i]->cols) * (double)lc_dtype_size(el[i]->dtype);
+    double b = lc_weight_bytes(&m->embed);
+    if (!c->tie_word_embeddings)
+        b += lc_weight_bytes(&m->lm_head);
     for (int l = 0; l < c->n_layers; l++)
-        for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
-            const lc_weight *w = &m->layers[l].proj[mod];
-            b += w->nf4 ? (double)lc_nf4_bytes(w->nf4)
-                 : w->ggml ? (double)w->rows * (double)w->ggml->row_bytes
-                        : (double)(w->rows * w->cols) * (double)lc_dtype_size(w->dtype);
-        }
+        for (int mod = 0; mod < LC_MOD_COUNT; mod++)
+            b += lc_weight_bytes(&m->layers[l].proj[mod]);
     return b;
 }
 
