@@ -14,8 +14,10 @@
  *   rows read back in HF order bit for bit: the converter's permutation is
  *   undone at access);
  * - a Q4_K base holds its weights in Q4_K: model weight bytes within 5% of the file;
- * - `lorac eval` / `lorac train` with base_model: x.gguf; a text dataset
- *   without tokenizer.json names the missing tokenizer;
+ * - no output.weight: tied embeddings;
+ * - `lorac eval` / `lorac train` (and resume) with base_model: x.gguf,
+ *   `lorac info`, `lorac merge` refused; a text dataset without tokenizer.json
+ *   names the missing tokenizer, with one next to the file it is used;
  * - unsupported architectures and tensor types are named. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -274,6 +276,22 @@ Test(gguf_base, bad_files_are_named)
     free(tmp);
 }
 
+/* No output.weight (Llama 3.2 1B, Qwen2.5 0.5B, ...): the embeddings are tied. */
+Test(gguf_base, no_output_weight_means_tied)
+{
+    char *tmp = lc_test_tmpdir();
+    lc_error err;
+    lc_model m;
+    char *p = patched(tmp, "output_norm.weight", "output.weight", "outpux.weight", 13);
+    cr_assert_eq(lc_model_load(&m, p, &err), 0, "%s", err.msg);
+    cr_expect(m.cfg.tie_word_embeddings);
+    cr_expect_eq(m.lm_head.data, m.embed.data);
+    lc_model_free(&m);
+    free(p);
+    lc_test_rm_rf(tmp);
+    free(tmp);
+}
+
 /* `lorac eval --model x.gguf` and `lorac train` with base_model: x.gguf. */
 Test(gguf_base, cli_eval_and_train)
 {
@@ -347,6 +365,34 @@ Test(gguf_base, cli_eval_and_train)
     cr_expect_eq(r.code, 1, "(%d):\n%s%s", r.code, r.out, r.err);
     cr_expect(strstr(r.err, "tokenizer from GGUF metadata is not supported yet"), "%s", r.err);
     lc_test_run_free(&r);
+
+    /* with tokenizer.json next to the .gguf file it is used: quickstart_chat's
+     * 1024-token tokenizer gives ids beyond tiny-llama's 512, which is named */
+    char *tokdir = lc_test_path_in(tmp, "withtok");
+    cr_assert_eq(mkdir(tokdir, 0755), 0);
+    const char *copy[][2] = {{"gguf-base/tiny-llama-q8_0.gguf", "m.gguf"},
+                             {"../../configs/quickstart_chat/model/tokenizer.json", "tokenizer.json"},
+                             {"../../configs/quickstart_chat/model/tokenizer_config.json",
+                              "tokenizer_config.json"}};
+    for (int i = 0; i < 3; i++) {
+        size_t n;
+        char *bytes = lc_test_read_file(lc_test_fixture(copy[i][0]), &n);
+        free(lc_test_write_file(tokdir, copy[i][1], bytes, n));
+        free(bytes);
+    }
+    char *yaml3 = lc_test_asprintf(
+        "base_model: %s/m.gguf\nadapter: lora\nlora_target_linear: true\n"
+        "datasets:\n  - path: %s\n    type: completion\nsequence_len: 16\nmax_steps: 1\n"
+        "output_dir: %s/out3\n", tokdir, comp, tmp);
+    char *cfg3 = lc_test_write_text(tmp, "tok.yaml", yaml3);
+    const char *targs3[] = {"train", cfg3, NULL};
+    r = lc_test_run_lorac(NULL, targs3);
+    cr_expect_eq(r.code, 1, "(%d):\n%s%s", r.code, r.out, r.err);
+    cr_expect(strstr(r.err, "outside the model's vocab_size 512"), "%s", r.err);
+    lc_test_run_free(&r);
+    free(yaml3);
+    free(cfg3);
+    free(tokdir);
     free(comp);
     free(yaml2);
     free(cfg2);
