@@ -322,7 +322,7 @@ Test(gguf_base, cli_eval_and_train)
     char *yaml = lc_test_asprintf(
         "base_model: %s\nadapter: lora\nlora_r: 8\nlora_alpha: 16\nlora_target_linear: true\n"
         "datasets:\n  - path: %s\n    type: tokenized\nsequence_len: 16\nmicro_batch_size: 2\n"
-        "max_steps: 2\nlearning_rate: 1e-3\noutput_dir: %s/out\n",
+        "max_steps: 2\nsave_steps: 1\nlearning_rate: 1e-3\noutput_dir: %s/out\n",
         gguf_path("tiny-llama-q8_0"), all, tmp);
     char *cfg = lc_test_write_text(tmp, "train.yaml", yaml);
     const char *targs[] = {"train", cfg, NULL};
@@ -331,6 +331,13 @@ Test(gguf_base, cli_eval_and_train)
     char *ad = lc_test_asprintf("%s/out/adapter_model.safetensors", tmp);
     struct stat st;
     cr_expect_eq(stat(ad, &st), 0, "no adapter written");
+    lc_test_run_free(&r);
+    /* resuming checks the base file's fingerprint like a directory's files */
+    const char *rargs[] = {"train", cfg, "--set", "max_steps=3", "--set",
+                           "resume_from_checkpoint=auto", NULL};
+    r = lc_test_run_lorac(NULL, rargs);
+    cr_assert_eq(r.code, 0, "resume failed (%d):\n%s%s", r.code, r.out, r.err);
+    cr_expect(strstr(r.out, "resume: ") || strstr(r.err, "resume: "), "%s%s", r.out, r.err);
 
     /* the training log names the base's kind */
     cr_expect(strstr(r.out, "GGUF (weights in their GGUF types)") ||
