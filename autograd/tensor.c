@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "autograd/error.h"
+#include "autograd/ggml_weight.h"
 #include "autograd/nf4.h"
 
 void lc_tensor_set_shape(lc_tensor *t, int ndim, const int64_t *shape)
@@ -19,10 +20,23 @@ void lc_tensor_set_shape(lc_tensor *t, int ndim, const int64_t *shape)
         t->shape[i] = 1;
 }
 
+double lc_weight_bytes(const lc_weight *w)
+{
+    if (w->nf4)
+        return (double)lc_nf4_bytes(w->nf4);
+    if (w->ggml)
+        return (double)w->rows * (double)w->ggml->row_bytes;
+    return (double)w->rows * (double)w->cols * (double)lc_dtype_size(w->dtype);
+}
+
 void lc_weight_rows_to_real(const lc_weight *w, int64_t r0, int64_t r1, lc_real *dst)
 {
     if (w->nf4) {
         lc_nf4_dequant_rows(w->nf4, r0, r1, dst);
+        return;
+    }
+    if (w->ggml) {
+        lc_ggml_weight_rows(w->ggml, w->rows, w->cols, r0, r1, dst);
         return;
     }
     int64_t n = (r1 - r0) * w->cols;

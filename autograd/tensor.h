@@ -5,7 +5,8 @@
  * a tensor with requires_grad ever gets a gradient buffer.
  *
  * lc_weight: a frozen base-model matrix [rows = out, cols = in], row-major,
- * kept in the dtype it was loaded in (F32, F16, BF16). It is never a tensor
+ * kept in the dtype it was loaded in (F32, F16, BF16), or packed: NF4
+ * (nf4.h) or a GGUF file's ggml type (ggml_weight.h). It is never a tensor
  * and never has a gradient: by construction no memory or time is spent on
  * gradients of the base model. Kernels convert it tile by tile as needed.
  *
@@ -35,12 +36,14 @@ typedef struct lc_tensor {
 } lc_tensor;
 
 struct lc_nf4;
+struct lc_ggml_weight;
 
 typedef struct lc_weight {
-    const void *data;          /* [rows, cols] in dtype (unused when nf4) */
+    const void *data;          /* [rows, cols] in dtype (unused when nf4 or ggml) */
     lc_dtype dtype;            /* F32, F16 or BF16: as stored (or before quantization) */
     int64_t rows, cols;
     const struct lc_nf4 *nf4;  /* non-NULL: 4-bit NormalFloat, see nf4.h */
+    const struct lc_ggml_weight *ggml; /* non-NULL: a GGUF tensor in its ggml type */
 } lc_weight;
 
 /* Rows (product of all dims but the last) and the last dim. */
@@ -55,6 +58,10 @@ static inline int64_t lc_tensor_cols(const lc_tensor *t)
 
 /* Fills shape/ndim/numel (data and grad untouched). */
 void lc_tensor_set_shape(lc_tensor *t, int ndim, const int64_t *shape);
+
+/* Bytes w occupies as held: NF4 codes and scales, ggml blocks, or rows·cols
+ * elements of its dtype. */
+double lc_weight_bytes(const lc_weight *w);
 
 /* Converts rows [r0, r1) of w into dst (row-major, cols wide) as lc_real. */
 void lc_weight_rows_to_real(const lc_weight *w, int64_t r0, int64_t r1, lc_real *dst);

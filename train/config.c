@@ -40,6 +40,7 @@
 #include "data/completion.h"
 #include "train/axolotl_keys.h"
 #include "train/fsutil.h"
+#include "train/gguf_model.h"
 
 #define CFG_MAX_BYTES (1u << 20)      /* config files and --set values */
 #define CFG_MAX_KEY_SHOWN 64          /* longest key/value echoed in messages */
@@ -92,7 +93,7 @@ typedef struct keydef {
 #define BIG 9.2233720368547758e18  /* INT64_MAX as a double (range checks only) */
 
 static const keydef keys[KEY_COUNT] = {
-    [KEY_BASE_MODEL] = { "base_model", K_SPECIAL, 0, 0, 0, 0, "a model directory path" },
+    [KEY_BASE_MODEL] = { "base_model", K_SPECIAL, 0, 0, 0, 0, "a model directory path or a .gguf file" },
     [KEY_ADAPTER] = { "adapter", K_SPECIAL, 0, 0, 0, 0, NULL },
     [KEY_LOAD_IN_4BIT] = { "load_in_4bit", K_SPECIAL, 0, 0, 0, 0, "true or false" },
     [KEY_LORA_R] = { "lora_r", K_INT, OFF(lora.r), 1, 4096, 0, "an integer from 1 to 4096" },
@@ -1697,7 +1698,7 @@ static int check_data_keys(ctx *x)
     return 0;
 }
 
-/* base_model and lora_model_dir must be directories (checked when the
+/* base_model (or a GGUF file) and lora_model_dir must be directories (checked when the
  * config is loaded from a file, not by lc_train_config_parse). A value
  * that names nothing and reads as a hub id ("org/name") says how to get a
  * local copy. */
@@ -1706,6 +1707,9 @@ static int check_dir(ctx *x, key_id id, const char *path)
     struct stat st;
     if (!path || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
         return 0;
+    if (id == KEY_BASE_MODEL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+        lc_gguf_model_is_gguf(path))
+        return 0; /* a llama.cpp GGUF file (train/gguf_model.h) */
     int e = errno;
     bool exists = stat(path, &st) == 0;
     const char *g = x->raw_dir[id == KEY_BASE_MODEL ? 0 : 1];
@@ -1728,7 +1732,7 @@ static int finalize(ctx *x)
     lc_train_config *c = x->c;
     if (!c->base_model)
         return fail_at(x, NULL, 0, "base_model",
-                       "required (the directory of the Hugging Face model to adapt)");
+                       "required (the directory of the Hugging Face model to adapt, or a .gguf file)");
     if (c->n_datasets == 0)
         return fail_at(x, x->given_set[KEY_DATASETS], x->given_line[KEY_DATASETS], "datasets",
                        "required: a non-empty list of {path: file.jsonl, type: tokenized}");

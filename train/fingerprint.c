@@ -154,6 +154,13 @@ static int cmp_str(const void *a, const void *b)
 /* The sorted paths of dir's model files into mp->paths / mp->n. */
 static int list_model_files(lc_modelprint *mp, const char *dir, lc_error *err)
 {
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISREG(st.st_mode)) { /* a GGUF base: the one file */
+        if (!(mp->paths = malloc(sizeof *mp->paths)) || !(mp->paths[0] = strdup(dir)))
+            return lc_error_set(err, "%s: out of memory", dir);
+        mp->n = 1;
+        return 0;
+    }
     DIR *d = opendir(dir);
     if (!d)
         return lc_error_set(err, "%s: %s", dir, strerror(errno));
@@ -197,7 +204,8 @@ int lc_modelprint_take(lc_modelprint *mp, const char *dir, lc_error *err)
     for (int i = 0; i < mp->n; i++) {
         if (lc_fileprint_take(mp->paths[i], true, &mp->files[i], err))
             goto fail;
-        const char *name = strrchr(mp->paths[i], '/') + 1;
+        const char *name = strrchr(mp->paths[i], '/') ? strrchr(mp->paths[i], '/') + 1
+                                                       : mp->paths[i];
         h = fold(h, (const unsigned char *)name, strlen(name));
         h = lc_splitmix64(h ^ mp->files[i].hash);
     }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "data/model_files.h"
+#include "train/gguf_model.h"
 #include "train/lora.h"
 #include "train/memory_plan.h"
 #include "train/model.h"
@@ -43,7 +44,8 @@ typedef struct dtype_tally {
 
 static const char *rope_name(lc_rope_type t)
 {
-    return t == LC_ROPE_LINEAR ? "linear" : t == LC_ROPE_LLAMA3 ? "llama3" : "default";
+    return t == LC_ROPE_LINEAR ? "linear" : t == LC_ROPE_LLAMA3 ? "llama3"
+         : t == LC_ROPE_FACTORS ? "rope_freqs (GGUF)" : "default";
 }
 
 static void human(double bytes, char *buf, size_t n)
@@ -123,7 +125,7 @@ static void print_architecture(FILE *out, const char *dir, const lc_model_config
     fprintf(out, "vocab:          %d\n", c->vocab_size);
     fprintf(out, "context:        %d positions, RoPE %s, theta %g", c->max_position_embeddings,
             rope_name(c->rope_type), c->rope_theta);
-    if (c->rope_type != LC_ROPE_DEFAULT)
+    if (c->rope_type == LC_ROPE_LINEAR || c->rope_type == LC_ROPE_LLAMA3)
         fprintf(out, ", factor %g", c->rope_factor);
     if (c->sliding_window)
         fprintf(out, ", sliding window %d", c->sliding_window);
@@ -293,8 +295,26 @@ static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_
     print_plan_notes(out, c, w);
 }
 
+/* A GGUF base: its architecture and the bytes its weights hold as loaded
+ * (in their GGUF types); the memory plans are for safetensors bases only so far. */
+static int print_gguf(const lc_info_opts *o, FILE *out, lc_error *err)
+{
+    lc_model m;
+    if (lc_model_load(&m, o->dir, err))
+        return -1;
+    print_architecture(out, o->dir, &m.cfg);
+    char hb[64];
+    human(lc_model_weight_bytes(&m), hb, sizeof hb);
+    fprintf(out, "weights:        %s as held (GGUF types, mapped from the file)\n", hb);
+    fprintf(out, "memory plans:   not computed for GGUF bases yet\n");
+    lc_model_free(&m);
+    return 0;
+}
+
 int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
 {
+    if (lc_gguf_model_is_gguf(o->dir))
+        return print_gguf(o, out, err);
     lc_model_config c;
     if (lc_model_config_load(&c, o->dir, err))
         return -1;

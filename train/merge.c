@@ -29,6 +29,7 @@
 #include "data/bnb4.h"
 #include "data/model_files.h"
 #include "train/fsutil.h"
+#include "train/gguf_model.h"
 #include "train/side_files.h"
 #include "train/staging.h"
 #include "train/lora.h"
@@ -247,7 +248,7 @@ static int convert_tensor(const lc_st_tensor *t, lc_dtype out_dt, void **out, lc
     unsigned char *dst = malloc((size_t)t->numel * lc_dtype_size(out_dt) + 1);
     if (!dst)
         return lc_error_set(err, "out of memory converting '%s'", t->name);
-    const lc_weight w = {t->data, t->dtype, 1, (int64_t)t->numel, NULL};
+    const lc_weight w = {t->data, t->dtype, 1, (int64_t)t->numel, NULL, NULL};
     enum { CHUNK = 4096 };
     lc_real buf[CHUNK];
     for (uint64_t i0 = 0; i0 < t->numel; i0 += CHUNK) {
@@ -469,7 +470,7 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
         if (slot >= 0 && t == j->lin[slot]) {
             /* NF4 linear: dequantized (+ the adapter's update), written dense */
             const lc_nf4 *q = &j->q[slot];
-            const lc_weight w = {NULL, LC_DTYPE_F32, q->rows, q->cols, q};
+            const lc_weight w = {NULL, LC_DTYPE_F32, q->rows, q->cols, q, NULL};
             dt = (lc_dtype)j->out_dtype;
             float bump = ad && t == j->corrupt ? j->corrupt_bump : 0.0f;
             if (merge_tensor(t->name, &w, ad, j->scale, dt, bump, &bufs[i], err))
@@ -488,7 +489,7 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
         }
         if (ad) {
             float bump = t == j->corrupt ? j->corrupt_bump : 0.0f;
-            const lc_weight w = {t->data, t->dtype, t->shape[0], t->shape[1], NULL};
+            const lc_weight w = {t->data, t->dtype, t->shape[0], t->shape[1], NULL, NULL};
             if (merge_tensor(t->name, &w, ad, j->scale, dt, bump, &bufs[i], err))
                 goto out;
             data = bufs[i];
@@ -1109,6 +1110,11 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
     const double t0 = lc_now_s();
     if (o->dtype != LC_MERGE_DTYPE_AUTO && !is_float((lc_dtype)o->dtype))
         return lc_error_set(err, "--dtype: expected auto, bf16, f16 or f32");
+    if (lc_gguf_model_is_gguf(o->base_dir))
+        return lc_error_set(err, "--base %s is a GGUF file: merge writes a Hugging Face "
+                            "model, so pass the original HF model directory (the adapter is a "
+                            "PEFT adapter of it), or convert the adapter for llama.cpp with its "
+                            "convert_lora_to_gguf.py", o->base_dir);
     char out[4096];
     bool exists;
     if (output_path(o, out, sizeof out, err) || check_output(o, out, &exists, err) ||

@@ -2,6 +2,7 @@
 #include "train/model.h"
 
 #include "data/bnb4.h"
+#include "train/gguf_model.h"
 #include "autograd/hash.h"
 
 #include <math.h>
@@ -45,6 +46,13 @@ static int alloc_structure(lc_model *m, lc_error *err)
     return 0;
 }
 
+int lc_model_alloc_structure(lc_model *m, lc_error *err) { return alloc_structure(m, err); }
+
+bool lc_model_module_has_bias(const lc_model_config *c, int mod)
+{
+    return module_has_bias(c, mod);
+}
+
 /* Finds a tensor, checks it is a float matrix/vector of the expected shape. */
 static int get_tensor(lc_model *m, const char *name, int ndim, int64_t d0, int64_t d1,
                       lc_weight *w, lc_error *err)
@@ -75,7 +83,7 @@ static int get_tensor(lc_model *m, const char *name, int ndim, int64_t d0, int64
         return lc_error_set(err, "%s: tensor '%s' is not aligned to its %zu-byte elements "
                             "(the safetensors header length is not padded); re-save the file",
                             m->files.dir, name, lc_dtype_size(t->dtype));
-    *w = (lc_weight){t->data, t->dtype, d0, ndim == 1 ? 1 : d1, NULL};
+    *w = (lc_weight){t->data, t->dtype, d0, ndim == 1 ? 1 : d1, NULL, NULL};
     return 0;
 }
 
@@ -127,6 +135,8 @@ int lc_model_load(lc_model *m, const char *dir, lc_error *err)
 int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o,
                        lc_error *err)
 {
+    if (lc_gguf_model_is_gguf(dir))
+        return lc_gguf_model_load(m, dir, o, err);
     memset(m, 0, sizeof *m);
     if (lc_model_config_load(&m->cfg, dir, err))
         return -1;
@@ -169,7 +179,7 @@ int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o
                          lc_module_name(mod));
                 if (lc_bnb4_view(&m->files, name, out, in, &m->nf4[k].q, err))
                     goto fail;
-                L->proj[mod] = (lc_weight){NULL, m->embed.dtype, out, in, &m->nf4[k].q};
+                L->proj[mod] = (lc_weight){NULL, m->embed.dtype, out, in, &m->nf4[k].q, NULL};
             } else if (get_tensor(m, name, 2, out, in, &L->proj[mod], err)) {
                 goto fail;
             } else if (m->nf4 &&
@@ -244,13 +254,13 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
     }
     uint64_t rng = seed;
     unsigned char *p = m->owned_weights;
-    m->embed = (lc_weight){p, dtype, V, C, NULL};
+    m->embed = (lc_weight){p, dtype, V, C, NULL, NULL};
     fill_random(p, dtype, V * C, &rng);
     p += (size_t)(V * C) * es;
     if (c->tie_word_embeddings) {
         m->lm_head = m->embed;
     } else {
-        m->lm_head = (lc_weight){p, dtype, V, C, NULL};
+        m->lm_head = (lc_weight){p, dtype, V, C, NULL, NULL};
         fill_random(p, dtype, V * C, &rng);
         p += (size_t)(V * C) * es;
     }
@@ -262,7 +272,7 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
         for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
             int64_t out, in;
             lc_module_shape(c, mod, &out, &in);
-            L->proj[mod] = (lc_weight){p, dtype, out, in, NULL};
+            L->proj[mod] = (lc_weight){p, dtype, out, in, NULL, NULL};
             fill_random(p, dtype, out * in, &rng);
             p += (size_t)(out * in) * es;
             if (module_has_bias(c, mod)) {
@@ -314,15 +324,12 @@ int lc_model_quantize_nf4(lc_model *m, const lc_model_load_opts *o, lc_error *er
 double lc_model_weight_bytes(const lc_model *m)
 {
     const lc_model_config *c = &m->cfg;
-    double b = (double)(m->embed.rows * m->embed.cols) * (double)lc_dtype_size(m->embed.dtype);
+    double b = lc_weight_bytes(&m->embed);
     if (!c->tie_word_embeddings)
-        b += (double)(m->lm_head.rows * m->lm_head.cols) * (double)lc_dtype_size(m->lm_head.dtype);
+        b += lc_weight_bytes(&m->lm_head);
     for (int l = 0; l < c->n_layers; l++)
-        for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
-            const lc_weight *w = &m->layers[l].proj[mod];
-            b += w->nf4 ? (double)lc_nf4_bytes(w->nf4)
-                        : (double)(w->rows * w->cols) * (double)lc_dtype_size(w->dtype);
-        }
+        for (int mod = 0; mod < LC_MOD_COUNT; mod++)
+            b += lc_weight_bytes(&m->layers[l].proj[mod]);
     return b;
 }
 
@@ -337,6 +344,7 @@ void lc_model_free(lc_model *m)
         lc_nf4_store_free(&m->nf4[i]);
     free(m->nf4);
     free(m->cos_sin);
+    lc_gguf_base_free(m->gguf);
     memset(m, 0, sizeof *m);
 }
 

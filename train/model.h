@@ -39,13 +39,15 @@ typedef struct lc_model {
     lc_real *small;                    /* owns norm weights and biases */
     void *owned_weights;               /* random models: owns every matrix */
     lc_nf4_store *nf4;                 /* [L · LC_MOD_COUNT] when quantized at load */
+    struct lc_gguf_base *gguf;         /* a GGUF base: its mapping and ggml weights (gguf_model.h) */
     lc_real *cos_sin;                  /* [rope_len, D] */
     bool checkpoint_layers;            /* gradient checkpointing: recompute each layer in backward */
     int64_t rope_len;
 } lc_model;
 
 /* Loads config.json + safetensors from a Hugging Face directory; every
- * tensor is checked for presence, dtype (F32/F16/BF16) and shape. */
+ * tensor is checked for presence, dtype (F32/F16/BF16) and shape. A GGUF
+ * file (path ending in .gguf, or GGUF magic) is loaded by gguf_model.h. */
 int lc_model_load(lc_model *m, const char *dir, lc_error *err);
 
 typedef struct lc_model_load_opts {
@@ -58,6 +60,10 @@ typedef struct lc_model_load_opts {
  * during load stays near the quantized size. */
 int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o,
                        lc_error *err);
+/* For loaders of other formats (train/gguf_model.c): allocates layers and
+ * the norm/bias buffer `small` for m->cfg; whether module mod has a bias. */
+int lc_model_alloc_structure(lc_model *m, lc_error *err);
+bool lc_model_module_has_bias(const lc_model_config *c, int mod);
 /* A random model of the given config (weights N(0, 0.02), norms 1), with its
  * matrices in `dtype` (F32 or BF16). For benchmarks and tests. */
 int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype,

@@ -9,6 +9,8 @@
  * expected>". */
 #include "train/model_config.h"
 
+#include "train/gguf_model.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -19,13 +21,13 @@
 #include <sys/stat.h>
 
 #define CFG_MAX_FILE_BYTES (16L * 1024 * 1024)
-#define CFG_MAX_HIDDEN 65536
-#define CFG_MAX_INTERMEDIATE (1 << 20)
-#define CFG_MAX_LAYERS 1024
-#define CFG_MAX_HEADS 1024
-#define CFG_MAX_HEAD_DIM 1024
-#define CFG_MAX_VOCAB (1 << 24)
-#define CFG_MAX_POSITIONS (1 << 24)
+#define CFG_MAX_HIDDEN LC_CFG_MAX_HIDDEN
+#define CFG_MAX_INTERMEDIATE LC_CFG_MAX_INTERMEDIATE
+#define CFG_MAX_LAYERS LC_CFG_MAX_LAYERS
+#define CFG_MAX_HEADS LC_CFG_MAX_HEADS
+#define CFG_MAX_HEAD_DIM LC_CFG_MAX_HEAD_DIM
+#define CFG_MAX_VOCAB LC_CFG_MAX_VOCAB
+#define CFG_MAX_POSITIONS LC_CFG_MAX_POSITIONS
 
 typedef struct parse_ctx {
     const char *label;
@@ -471,6 +473,8 @@ int lc_model_config_parse(lc_model_config *cfg, const char *json, size_t len,
 
 int lc_model_config_load(lc_model_config *cfg, const char *path, lc_error *err)
 {
+    if (lc_gguf_model_is_gguf(path))
+        return lc_gguf_model_config_load(cfg, path, err);
     struct stat st;
     if (stat(path, &st) != 0)
         return lc_error_set(err, "%s: (file): cannot open: %s", path, strerror(errno));
@@ -536,6 +540,9 @@ void lc_model_config_inv_freq(const lc_model_config *cfg, double *inv_freq)
             break;
         case LC_ROPE_LINEAR:
             inv /= cfg->rope_factor;
+            break;
+        case LC_ROPE_FACTORS:
+            inv /= cfg->rope_freq_factors[i];
             break;
         case LC_ROPE_LLAMA3: {
             double old_ctx = (double)cfg->rope_original_max_position;

@@ -15,6 +15,15 @@
 #include "autograd/dtype.h"
 #include "autograd/error.h"
 
+/* Limits every model config is checked against (config.json and GGUF alike). */
+#define LC_CFG_MAX_HIDDEN 65536
+#define LC_CFG_MAX_INTERMEDIATE (1 << 20)
+#define LC_CFG_MAX_LAYERS 1024
+#define LC_CFG_MAX_HEADS 1024
+#define LC_CFG_MAX_HEAD_DIM 1024
+#define LC_CFG_MAX_VOCAB (1 << 24)
+#define LC_CFG_MAX_POSITIONS (1 << 24)
+
 typedef enum lc_arch {
     LC_ARCH_LLAMA,
     LC_ARCH_MISTRAL,
@@ -26,6 +35,8 @@ typedef enum lc_rope_type {
     LC_ROPE_DEFAULT,
     LC_ROPE_LINEAR,   /* positions divided by factor */
     LC_ROPE_LLAMA3,   /* frequency-dependent scaling (Llama 3.1 / 3.2) */
+    LC_ROPE_FACTORS,  /* inv_freq[i] / rope_freq_factors[i]: a GGUF file's rope_freqs tensor
+                         (how llama.cpp's converter stores llama3 scaling) */
 } lc_rope_type;
 
 typedef struct lc_model_config {
@@ -54,6 +65,7 @@ typedef struct lc_model_config {
     double rope_low_freq_factor;       /* llama3 */
     double rope_high_freq_factor;      /* llama3 */
     int rope_original_max_position;    /* llama3 original_max_position_embeddings */
+    float rope_freq_factors[LC_CFG_MAX_HEAD_DIM / 2]; /* [head_dim / 2], LC_ROPE_FACTORS */
     /* quantization_config (bitsandbytes) present */
     bool prequantized_bnb4;
 } lc_model_config;

@@ -2,6 +2,8 @@
  * datasets (see text_data.h). */
 #include "train/text_data.h"
 
+#include "train/gguf_model.h"
+
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,13 +41,17 @@ static bool any_chat(const lc_train_config *c)
  * files it was read from (the run record's). */
 static int load_tokenizer(lc_text_data *d, const lc_train_config *c, lc_error *err)
 {
-    char path[4200], cfg_path[4200];
-    snprintf(path, sizeof path, "%s/tokenizer.json", c->base_model);
-    snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", c->base_model);
+    char path[4200], cfg_path[4200], dirbuf[4200];
+    const char *dir = lc_model_tokenizer_dir(c->base_model, dirbuf, sizeof dirbuf);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", dir);
+    if (access(path, F_OK) != 0 && dir != c->base_model)
+        return lc_error_set(err, "base_model: %s is a GGUF file and %s is missing: "
+                            LC_GGUF_TOKENIZER_HINT, c->base_model, path);
     if (access(path, F_OK) != 0)
         return lc_error_set(err, "base_model: %s is missing (text datasets are tokenized with "
                             "the model's own tokenizer)", path);
-    if (lc_tokenizer_load(&d->tok, c->base_model, err))
+    if (lc_tokenizer_load(&d->tok, dir, err))
         return lc_error_prefix(err, "base_model: tokenizer");
     for (int k = 0; k < LC_SPECIAL_COUNT; k++)
         if (c->special_tokens[k] &&
@@ -88,7 +94,9 @@ static int select_template(const lc_train_config *c, char **out, lc_error *err)
     char *model_text = NULL, *owned = NULL;
     const char *text = NULL;
     *out = NULL;
-    int rc = lc_chat_template_from_model_dir(c->base_model, &model_text, err);
+    char dirbuf[4200];
+    int rc = lc_chat_template_from_model_dir(
+        lc_model_tokenizer_dir(c->base_model, dirbuf, sizeof dirbuf), &model_text, err);
     if (!rc)
         rc = lc_chat_template_resolve(c->chat_template, c->chat_template_jinja, model_text, &text,
                                       &owned, err);

@@ -21,6 +21,7 @@
  * a checkpoint and a non-zero status (the signal handling below). */
 #include "train/sysinfo.h"
 #include "train/trainer.h"
+#include "train/gguf_model.h"
 #include "train/samples.h"
 #include "train/text_data.h"
 
@@ -124,6 +125,13 @@ static void watch_mapped_files(const lc_model *m, int log_fd)
         bus_files[i].hi = (uintptr_t)f->map + f->map_size;
         bus_files[i].path = f->path;
         n_bus_files = (sig_atomic_t)(i + 1);
+    }
+    if (m->gguf) {
+        const lc_gguf_file *g = lc_gguf_base_file(m->gguf);
+        bus_files[0].lo = (uintptr_t)g->map;
+        bus_files[0].hi = (uintptr_t)g->map + g->map_size;
+        bus_files[0].path = g->path;
+        n_bus_files = 1;
     }
 }
 
@@ -462,8 +470,10 @@ static int load_model_and_adapter(run *r, lc_error *err)
     fprintf(r->log, "model: %s (%s), %d layer%s, hidden %d, %d/%d heads, vocab %d, %s%s\n",
             c->base_model, lc_arch_name(mc->arch), mc->n_layers, lc_plural(mc->n_layers),
             mc->hidden_size, mc->n_heads,
-            mc->n_kv_heads, mc->vocab_size, lc_dtype_name(r->model.embed.dtype),
-            !nf4 ? ""
+            mc->n_kv_heads, mc->vocab_size,
+            r->model.gguf ? "GGUF" : lc_dtype_name(r->model.embed.dtype),
+            r->model.gguf ? " (weights in their GGUF types)"
+            : !nf4 ? ""
                  : mc->prequantized_bnb4 ? ", linears NF4 (pre-quantized checkpoint)"
                  : c->bnb_4bit_use_double_quant ? ", linears quantized to NF4 (double quant)"
                                                 : ", linears quantized to NF4");

@@ -102,7 +102,7 @@ static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 
 static bool weight_is_native(const lc_weight *W)
 {
-    return !W->nf4 && W->dtype == (LC_REAL_IS_F64 ? LC_DTYPE_F64 : LC_DTYPE_F32);
+    return !W->nf4 && !W->ggml && W->dtype == (LC_REAL_IS_F64 ? LC_DTYPE_F64 : LC_DTYPE_F32);
 }
 
 static int64_t weight_tile_rows(const lc_weight *W)
