@@ -485,18 +485,26 @@ static void rope_freqs(const lc_model_config *c, float *out)
     }
 }
 
-/* numel values of base tensor t as f32 into out */
+/* numel values of base tensor t as f32 into out; the input pages read are
+ * dropped from RSS every DROP elements, so the peak is the f32 copy, not
+ * the copy plus the mapped input. */
 static void read_f32(const lc_st_tensor *t, float *out)
 {
-    enum { CHUNK = 4096 };
+    enum { CHUNK = 4096, DROP = 1 << 20 };
     lc_real buf[CHUNK];
+    const size_t es = lc_dtype_size(t->dtype);
+    const unsigned char *data = t->data;
+    uint64_t dropped = 0;
     for (uint64_t i0 = 0; i0 < t->numel; i0 += CHUNK) {
         uint64_t n = t->numel - i0 < CHUNK ? t->numel - i0 : CHUNK;
-        const lc_weight part = {(const unsigned char *)t->data + i0 * lc_dtype_size(t->dtype),
-                                t->dtype, 1, (int64_t)n, NULL};
+        const lc_weight part = {data + i0 * es, t->dtype, 1, (int64_t)n, NULL};
         lc_weight_rows_to_real(&part, 0, 1, buf);
         for (uint64_t k = 0; k < n; k++)
             out[i0 + k] = (float)buf[k];
+        if (i0 + n - dropped >= DROP) {
+            lc_drop_pages(data + dropped * es, (size_t)((i0 + n - dropped) * es));
+            dropped = i0 + n;
+        }
     }
 }
 
@@ -545,6 +553,8 @@ static int item_values(job *j, const item *it, float **out, lc_error *err)
             rope_freqs(&j->cfg, x);
         }
     }
+    if (it->src) /* read: its input pages are not needed again */
+        lc_drop_pages(it->src->data, (size_t)(it->src->end - it->src->begin));
     if (it->perm_heads && permute_rows(x, it->ne[1], it->ne[0], it->perm_heads, err)) {
         free(x);
         return -1;
@@ -574,8 +584,6 @@ static int write_tensors(job *j, FILE *f, lc_error *err)
         free(x);
         if (rc)
             return -1;
-        if (it->src)
-            lc_drop_pages(it->src->data, (size_t)(it->src->end - it->src->begin));
         j->r->n_tensors++;
     }
     return 0;
