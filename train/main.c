@@ -22,6 +22,8 @@
 #include "train/generate_chat.h"
 #include "train/generate_cmd.h"
 #include "train/info.h"
+#include "data/ggml_quants.h"
+#include "train/gguf_export.h"
 #include "train/merge.h"
 #include "train/preprocess.h"
 #include "train/quantize.h"
@@ -35,6 +37,8 @@ static void usage(FILE *f)
                "  bench [--layers N --hidden N ...]          time forward+backward+AdamW steps\n"
                "                                             on a random model (see --help)\n"
                "  merge --base DIR --adapter DIR --out DIR   fold an adapter into its base model\n"
+               "  export-gguf --base DIR --out F.gguf        the model (merged with --adapter DIR), or\n"
+               "                                             the adapter (--lora), as GGUF for llama.cpp\n"
                "  eval CONFIG.yaml | --model DIR --data F    loss and perplexity on tokenized JSONL\n"
                "  generate --model DIR --prompt TEXT         generate text (KV cache; greedy or\n"
                "                                             sampled; --adapter, --messages F.json)\n"
@@ -270,6 +274,89 @@ static int cmd_merge(int argc, char **argv)
                r.verify_weights_checked, r.verify_weight_worst);
     else
         printf("verify: skipped (--no-verify)\n");
+    return 0;
+}
+
+static void export_gguf_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lorac export-gguf --base DIR [--adapter DIR [--lora]] --out F.gguf\n"
+        "                         [--type f32|f16|bf16|q8_0] [--force] [--no-vocab]\n"
+        "  Writes a GGUF v3 file llama.cpp loads, as its convert_hf_to_gguf.py writes it:\n"
+        "  architecture llama (Llama 2/3, Mistral), qwen2 or qwen3, the hyperparameters,\n"
+        "  the tokenizer (tokenizer.json: byte-level BPE as gpt2, SentencePiece-style BPE as\n"
+        "  llama), the chat template, and the tensors renamed (q/k rows permuted for llama).\n"
+        "  --base DIR      Hugging Face model directory (F32/BF16/F16 weights)\n"
+        "  --adapter DIR   PEFT adapter: merged into the base (W + scaling * B@A, in f32)\n"
+        "  --lora          write the adapter alone as a GGUF LoRA adapter (llama.cpp --lora),\n"
+        "                  as convert_lora_to_gguf.py writes it (rsLoRA folded into alpha)\n"
+        "  --out F.gguf    the file to write; must not exist unless --force\n"
+        "  --type T        f32 (default), f16, bf16 or q8_0 for the matrices; 1-D tensors and\n"
+        "                  norms stay f32, as the converter keeps them\n"
+        "  --force         replace an existing F.gguf (never a file of the inputs)\n"
+        "  --no-vocab      write no tokenizer (llama.cpp cannot run such a file: inspection)\n"
+        "  The file is written one tensor at a time to F.gguf.lorac-partial-XXXXXX and renamed\n"
+        "  when complete. Exit status: 0 written, 1 failed, 2 bad usage.\n");
+}
+
+static int cmd_export_gguf(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        export_gguf_usage(stdout);
+        return 0;
+    }
+    lc_gguf_export_opts o = {.type = LC_GGML_F32};
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        int k;
+        if ((k = opt_value(argc, argv, &i, "--base", &v)) != 0)
+            o.base_dir = v;
+        else if ((k = opt_value(argc, argv, &i, "--adapter", &v)) != 0)
+            o.adapter_dir = v;
+        else if ((k = opt_value(argc, argv, &i, "--out", &v)) != 0)
+            o.out_path = v;
+        else if ((k = opt_value(argc, argv, &i, "--type", &v)) != 0) {
+            if (k > 0 && lc_gguf_export_parse_type(v, &o.type) != 0) {
+                fprintf(stderr, "lorac export-gguf: --type: expected f32, f16, bf16 or q8_0, "
+                        "got '%s'\n", v);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--force") == 0) {
+            o.force = true;
+        } else if (strcmp(argv[i], "--lora") == 0) {
+            o.lora = true;
+        } else if (strcmp(argv[i], "--no-vocab") == 0) {
+            o.no_vocab = true;
+        } else {
+            fprintf(stderr, "lorac export-gguf: unknown argument '%s'\n", argv[i]);
+            export_gguf_usage(stderr);
+            return 2;
+        }
+        if (k < 0) {
+            fprintf(stderr, "lorac export-gguf: %s needs a value\n", argv[i]);
+            return 2;
+        }
+    }
+    const char *missing = !o.base_dir ? "--base DIR" : !o.out_path ? "--out F.gguf"
+                          : o.lora && !o.adapter_dir ? "--adapter DIR (for --lora)" : NULL;
+    if (missing) {
+        fprintf(stderr, "lorac export-gguf: missing %s\n", missing);
+        export_gguf_usage(stderr);
+        return 2;
+    }
+    lc_error err = {{0}};
+    lc_gguf_export_report r;
+    if (lc_gguf_export(&o, &r, stdout, &err)) {
+        fflush(stdout);
+        fprintf(stderr, "lorac export-gguf: %s\n", err.msg);
+        return 1;
+    }
+    printf("wrote %s: %s %s, %d tensor%s", o.out_path, r.arch, o.lora ? "LoRA adapter" : "model",
+           r.n_tensors, lc_plural(r.n_tensors));
+    if (!o.lora && o.adapter_dir)
+        printf(" (%d linear%s merged from %s)", r.n_merged, lc_plural(r.n_merged), o.adapter_dir);
+    printf(", %.1f MiB; peak memory (max RSS) %.1f MiB, %.2f s\n", r.bytes / 1048576.0,
+           r.peak_rss / 1048576.0, r.seconds);
     return 0;
 }
 
@@ -873,6 +960,8 @@ int main(int argc, char **argv)
         return cmd_train(argc - 2, argv + 2);
     if (strcmp(argv[1], "merge") == 0)
         return cmd_merge(argc - 2, argv + 2);
+    if (strcmp(argv[1], "export-gguf") == 0)
+        return cmd_export_gguf(argc - 2, argv + 2);
     if (strcmp(argv[1], "eval") == 0)
         return cmd_eval(argc - 2, argv + 2);
     if (strcmp(argv[1], "generate") == 0)

@@ -427,7 +427,7 @@ static const lc_lora_adapter *adapter_of(const merge_job *j, const lc_st_tensor 
 
 /* Drops the whole pages of [p, p + n) of a read-only file mapping from RSS
  * (they are re-read from the file if touched again). */
-static void drop_pages(const void *p, size_t n)
+void lc_drop_pages(const void *p, size_t n)
 {
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + n) & ~(page - 1);
@@ -475,7 +475,7 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
             float bump = ad && t == j->corrupt ? j->corrupt_bump : 0.0f;
             if (merge_tensor(t->name, &w, ad, j->scale, dt, bump, &bufs[i], err))
                 goto out;
-            drop_pages(t->data, t->end - t->begin);
+            lc_drop_pages(t->data, t->end - t->begin);
             shapes[i][0] = q->rows;
             shapes[i][1] = q->cols;
             entries[n_out++] = (lc_st_entry){t->name, dt, 2, shapes[i], bufs[i]};
@@ -493,7 +493,7 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
             if (merge_tensor(t->name, &w, ad, j->scale, dt, bump, &bufs[i], err))
                 goto out;
             data = bufs[i];
-            drop_pages(t->data, t->end - t->begin); /* the input is not read again */
+            lc_drop_pages(t->data, t->end - t->begin); /* the input is not read again */
             merged++;
             j->r->corrupted |= bump != 0;
             j->r->low_precision |= dt != LC_DTYPE_F32;
@@ -501,7 +501,7 @@ static int write_shard(merge_job *j, size_t s, lc_error *err)
             if (convert_tensor(t, dt, &bufs[i], err))
                 goto out;
             data = bufs[i];
-            drop_pages(t->data, t->end - t->begin);
+            lc_drop_pages(t->data, t->end - t->begin);
             j->r->n_converted++;
             j->r->low_precision |= dt != LC_DTYPE_F32;
         }
@@ -1029,17 +1029,30 @@ static int read_base_config(merge_job *j, lc_error *err)
     return 0;
 }
 
+int lc_merge_load_adapter(const lc_model_config *cfg, const char *base_dir,
+                          const char *adapter_dir, lc_lora *lora, double *scale, lc_error *err)
+{
+    if (check_adapter(adapter_dir, cfg, err) || lc_lora_load_peft(lora, cfg, adapter_dir, err))
+        return lc_error_prefix(err, "adapter %s does not fit base model %s", adapter_dir,
+                               base_dir);
+    *scale = lora->cfg.use_rslora ? lora->cfg.alpha / sqrt((double)lora->cfg.r)
+                                  : lora->cfg.alpha / (double)lora->cfg.r;
+    return 0;
+}
+
+int lc_merge_linear(const char *name, const lc_weight *w, const lc_lora_adapter *ad,
+                    double scale, lc_dtype out_dt, void **out, lc_error *err)
+{
+    return merge_tensor(name, w, ad, scale, out_dt, 0.0f, out, err);
+}
+
 /* The adapter, checked against the base and loaded, and its scaling. */
 static int load_adapter(merge_job *j, lc_error *err)
 {
-    const lc_merge_opts *o = j->o;
-    if (check_adapter(o->adapter_dir, &j->cfg, err) ||
-        lc_lora_load_peft(&j->lora, &j->cfg, o->adapter_dir, err))
-        return lc_error_prefix(err, "adapter %s does not fit base model %s", o->adapter_dir,
-                               o->base_dir);
+    if (lc_merge_load_adapter(&j->cfg, j->o->base_dir, j->o->adapter_dir, &j->lora, &j->scale,
+                              err))
+        return -1;
     j->lora_loaded = true;
-    j->scale = j->lora.cfg.use_rslora ? j->lora.cfg.alpha / sqrt((double)j->lora.cfg.r)
-                                      : j->lora.cfg.alpha / (double)j->lora.cfg.r;
     return 0;
 }
 

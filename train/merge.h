@@ -57,6 +57,8 @@
 
 #include "autograd/dtype.h"
 #include "autograd/error.h"
+#include "train/lora.h"
+#include "train/model_config.h"
 
 #define LC_MERGE_DTYPE_AUTO (-1)
 #define LC_MERGE_TOL_ARITH 256.0 /* x 2^-24 x max|logit|: 10x the worst f32 merge measured */
@@ -109,6 +111,21 @@ typedef struct lc_merge_report {
  * filled as far as the merge got (verify_max_diff too when the verification
  * failed). */
 int lc_merge(const lc_merge_opts *o, lc_merge_report *report, FILE *log, lc_error *err);
+
+/* The merge's building blocks, for other writers of a merged model
+ * (`lorac export-gguf`): the adapter of adapter_dir checked against the base
+ * config (every tensor's name, layer, module and shape) and loaded, with
+ * its scaling (alpha / r, or alpha / sqrt(r) with rsLoRA); and one linear
+ * W + scale · (B @ A) computed exactly as lc_merge does, into a new buffer
+ * of rows · cols elements of out_dt (*out, malloc'd; the caller frees). */
+int lc_merge_load_adapter(const lc_model_config *cfg, const char *base_dir,
+                          const char *adapter_dir, lc_lora *lora, double *scale, lc_error *err);
+int lc_merge_linear(const char *name, const lc_weight *w, const lc_lora_adapter *ad,
+                    double scale, lc_dtype out_dt, void **out, lc_error *err);
+
+/* Drops the whole pages of [p, p + n) of a read-only file mapping from RSS
+ * (re-read from the file if touched again): a tensor that was written. */
+void lc_drop_pages(const void *p, size_t n);
 
 /* Parses auto|bf16|f16|f32 (also bfloat16, float16, float32); 0 or -1. */
 int lc_merge_parse_dtype(const char *s, int *dtype);

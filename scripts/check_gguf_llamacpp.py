@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""check_gguf_llamacpp.py - the real client: llama.cpp (llama-cpp-python) runs the GGUF files
+`lorac export-gguf` writes, and its logits are compared with HF transformers' on the same tokens.
+
+For each model - configs/quickstart_chat/model (llama architecture, its byte-level BPE tokenizer),
+the same with Llama 3.1 RoPE scaling (original context 16, so the long wavelengths are scaled
+on these 38 tokens), random Qwen2 and Qwen3 models of the same size made here with transformers (the same
+tokenizer files), and a random small Llama with Llama 2's SentencePiece-style tokenizer
+(tests/fixtures/tokenizers/llama-spm, vocabulary 32000; a plain text) - it
+  1. exports the model as f32 GGUF (lorac export-gguf) and compares llama.cpp's logits on the
+     tokens of a chat text (tokenized by llama.cpp from the GGUF vocabulary, checked equal to
+     transformers' tokenization) with transformers' logits: max |diff| / max |logit| <= 1e-4;
+  2. makes a random PEFT LoRA adapter (r 8, alpha 16, all linears, B non-zero), exports it with
+     --lora and the merged model (--adapter), and compares llama.cpp's logits of base + GGUF LoRA
+     with those of the merged GGUF (<= 1e-4 relative) and with transformers + PEFT (<= 1e-4).
+Needs two Pythons: this one with llama_cpp (pip install llama-cpp-python==0.3.36) and numpy,
+and --torch-python with torch, transformers, peft, safetensors.
+
+Usage: python scripts/check_gguf_llamacpp.py --lorac build/lorac --torch-python /path/python
+Prints one line per comparison; exit 1 when one is above its tolerance.
+"""
+import argparse, json, os, shutil, subprocess, sys, tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHAT = os.path.join(ROOT, "configs", "quickstart_chat", "model")
+TEXT = ("<|im_start|>user\nWhat is the capital of Veloria? Reverse the word 'lantern'.<|im_end|>\n"
+        "<|im_start|>assistant\nThe capital of Veloria is Ostrava.<|im_end|>\n")
+SPM_TEXT = "Hello world! The capital of Veloria is Ostrava; reverse 'lantern' (12 + 30 = 42)."
+TOL = 1e-4
+
+TORCH_SIDE = r'''
+import json, os, shutil, sys, numpy as np, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+cmd, args = sys.argv[1], json.loads(sys.argv[2])
+torch.manual_seed(args.get("seed", 0))
+if cmd == "make" and args["arch"] == "llama-spm":  # Llama 2's SentencePiece-style BPE
+    from transformers import LlamaConfig
+    cfg = LlamaConfig(vocab_size=32000, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
+    m.save_pretrained(args["out"])
+    import gzip
+    open(os.path.join(args["out"], "tokenizer.json"), "wb").write(
+        gzip.open(os.path.join(args["tok"], "tokenizer.json.gz")).read())
+    shutil.copy(os.path.join(args["tok"], "tokenizer_config.json"), args["out"])
+elif cmd == "make":  # a random qwen2 / qwen3 model with the chat tokenizer
+    from transformers import Qwen2Config, Qwen3Config
+    common = dict(vocab_size=1024, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                  rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
+                  bos_token_id=1021, eos_token_id=1023, torch_dtype="float32")
+    cfg = Qwen2Config(**common) if args["arch"] == "qwen2" else Qwen3Config(head_dim=32, **common)
+    m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
+    m.save_pretrained(args["out"])
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(os.path.join(args["chat"], f), args["out"])
+elif cmd == "adapter":
+    from peft import LoraConfig, get_peft_model
+    m = AutoModelForCausalLM.from_pretrained(args["base"], torch_dtype=torch.float32)
+    lc = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                    "gate_proj", "up_proj", "down_proj"], lora_dropout=0.0)
+    pm = get_peft_model(m, lc)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_" in n:
+                p.normal_(0, 0.05)
+    pm.save_pretrained(args["out"])
+elif cmd == "logits":
+    tok = AutoTokenizer.from_pretrained(args["base"])
+    ids = tok(args["text"], add_special_tokens=False)["input_ids"]
+    m = AutoModelForCausalLM.from_pretrained(args["base"], torch_dtype=torch.float32)
+    if args.get("adapter"):
+        from peft import PeftModel
+        m = PeftModel.from_pretrained(m, args["adapter"])
+    m.eval()
+    with torch.no_grad():
+        out = m(torch.tensor([ids])).logits[0].double().numpy()
+    np.save(args["out"], out)
+    json.dump(ids, open(args["out"] + ".ids.json", "w"))
+'''
+
+
+def torch_side(py, cmd, **kw):
+    subprocess.run([py, "-c", TORCH_SIDE, cmd, json.dumps(kw)], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def lorac(binary, *args):
+    p = subprocess.run([binary, "export-gguf", *args], capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"lorac export-gguf {' '.join(args)} failed: {p.stderr}")
+
+
+def llama_logits(gguf, ids, lora=None, text=None):
+    from llama_cpp import Llama
+    # f32 KV cache (llama.cpp keeps K and V in f16 by default: ~1e-3 relative)
+    kw = dict(model_path=gguf, n_ctx=256, logits_all=True, n_threads=2, verbose=False, seed=0,
+              type_k=0, type_v=0, flash_attn=False)
+    if lora:
+        kw["lora_path"] = lora
+    llm = Llama(**kw)
+    text_ids = None
+    llm.reset()
+    llm.eval(ids)
+    out = np.array(llm.scores[: len(ids)], dtype=np.float64)
+    text_ids = llm.tokenize((text or TEXT).encode(), add_bos=False, special=True)
+    del llm
+    return out, text_ids
+
+
+def rel(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lorac", default=os.path.join(ROOT, "build", "lorac"))
+    ap.add_argument("--torch-python", required=True)
+    a = ap.parse_args()
+    ok = True
+    tmp = tempfile.mkdtemp()
+    try:
+        for arch in ("llama", "llama3rope", "qwen2", "qwen3", "llama-spm"):
+            base = CHAT
+            text = TEXT if arch != "llama-spm" else SPM_TEXT
+            if arch == "llama3rope":  # Llama 3.1 RoPE scaling: the rope_freqs tensor
+                base = os.path.join(tmp, arch)
+                shutil.copytree(CHAT, base)
+                cfg = json.load(open(os.path.join(base, "config.json")))
+                for k in ("rope_parameters", "rope_scaling"):
+                    cfg.pop(k, None)
+                cfg["rope_theta"] = 500000.0
+                cfg["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0,
+                                       "original_max_position_embeddings": 16}
+                json.dump(cfg, open(os.path.join(base, "config.json"), "w"), indent=2)
+            elif arch != "llama":
+                base = os.path.join(tmp, arch)
+                torch_side(a.torch_python, "make", arch=arch, out=base, chat=CHAT, seed=1,
+                           tok=os.path.join(ROOT, "tests", "fixtures", "tokenizers", "llama-spm"))
+            g = os.path.join(tmp, arch + ".gguf")
+            lorac(a.lorac, "--base", base, "--out", g)
+            ref = os.path.join(tmp, arch + "-hf.npy")
+            torch_side(a.torch_python, "logits", base=base, text=text, out=ref)
+            ids = json.load(open(ref + ".ids.json"))
+            hf = np.load(ref)
+            got, lids = llama_logits(g, ids, text=text)
+            same_ids = list(lids) == ids
+            r = rel(got, hf)
+            # SentencePiece-style vocabularies: the converter (and lorac, as it) writes scores
+            # -1000 when there is no tokenizer.model, and llama.cpp's SPM tokenizer, which merges
+            # by score, then splits some words otherwise than HF's BPE (the converter's own file
+            # does the same): reported, not a failure; the logits use HF's ids either way.
+            need_ids = arch != "llama-spm"
+            good = r <= TOL and (same_ids or not need_ids)
+            ok &= good
+            print(f"{'ok ' if good else 'BAD'} {arch}: f32 GGUF in llama.cpp vs transformers, "
+                  f"{len(ids)} tokens: max|diff|/max|logit| = {r:.3g} (tol {TOL}); "
+                  f"llama.cpp tokenizes the text as transformers: {same_ids}"
+                  + ("" if need_ids or same_ids else
+                     " (known: scores -1000 from tokenizer.json, as the converter writes them)"))
+            ad = os.path.join(tmp, arch + "-adapter")
+            torch_side(a.torch_python, "adapter", base=base, out=ad, seed=2)
+            gl = os.path.join(tmp, arch + "-lora.gguf")
+            gm = os.path.join(tmp, arch + "-merged.gguf")
+            lorac(a.lorac, "--base", base, "--adapter", ad, "--lora", "--out", gl)
+            lorac(a.lorac, "--base", base, "--adapter", ad, "--out", gm)
+            refp = os.path.join(tmp, arch + "-peft.npy")
+            torch_side(a.torch_python, "logits", base=base, adapter=ad, text=text, out=refp)
+            peft = np.load(refp)
+            with_lora, _ = llama_logits(g, ids, lora=gl)
+            merged, _ = llama_logits(gm, ids)
+            r1, r2, r3 = rel(with_lora, merged), rel(merged, peft), rel(with_lora, peft)
+            moved = rel(hf, peft)
+            good = r1 <= TOL and r2 <= TOL and r3 <= TOL
+            ok &= good
+            print(f"{'ok ' if good else 'BAD'} {arch}: llama.cpp base + GGUF LoRA vs lorac's merged "
+                  f"GGUF: {r1:.3g}; merged GGUF vs transformers+PEFT: {r2:.3g}; GGUF LoRA vs "
+                  f"PEFT: {r3:.3g} (tol {TOL}; the adapter moves the logits by {moved:.3g})")
+    finally:
+        shutil.rmtree(tmp)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

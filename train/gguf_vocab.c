@@ -1,0 +1,599 @@
+/* gguf_vocab.c — tokenizer.json / tokenizer_config.json as GGUF tokenizer
+ * keys (see gguf_vocab.h for the rules, those of convert_hf_to_gguf.py and
+ * gguf-py's SpecialVocab). */
+#include "train/gguf_vocab.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/fsutil.h"
+
+#define MAX_JSON (256u << 20)
+
+enum { TT_NORMAL = 1, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
+
+/* The pre-tokenizer regexes llama.cpp implements, by the name the converter
+ * gives the models that use them. */
+static const struct {
+    const char *name, *regex;
+} known_pre[] = {
+    {"llama-bpe", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?"
+                  "[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    {"qwen2", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?"
+              "[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+};
+
+typedef struct vocab {
+    const char *dir;
+    int n;                 /* entries of tokens/types */
+    char **tok;            /* owned strings, NULL where absent */
+    int32_t *type;
+    float *score;
+    cJSON *tj, *tc, *cj;   /* tokenizer.json, tokenizer_config.json, config.json */
+} vocab;
+
+static int path_in(char *buf, size_t n, const char *dir, const char *name, lc_error *err)
+{
+    if ((size_t)snprintf(buf, n, "%s/%s", dir, name) >= n)
+        return lc_error_set(err, "path too long: %s/%s", dir, name);
+    return 0;
+}
+
+static cJSON *load_json(const char *dir, const char *name, bool optional, lc_error *err)
+{
+    char p[4200];
+    if (path_in(p, sizeof p, dir, name, err))
+        return NULL;
+    if (optional && !lc_path_exists(p)) {
+        err->msg[0] = '\0';
+        return NULL;
+    }
+    return lc_read_json_object(p, MAX_JSON, err);
+}
+
+static bool looks_special(const char *t)
+{
+    size_t n = strlen(t);
+    if (!strcmp(t, "<pad>") || !strcmp(t, "<mask>") || !strcmp(t, "<2mass>") ||
+        !strcmp(t, "[@BOS@]"))
+        return true;
+    if (n >= 4 && !strncmp(t, "<|", 2) && !strcmp(t + n - 2, "|>"))
+        return true;
+    /* "<｜" ... "｜>" (fullwidth vertical line, deepseek-coder) */
+    if (n >= 8 && !strncmp(t, "<\xef\xbd\x9c", 4) && !strcmp(t + n - 4, "\xef\xbd\x9c>"))
+        return true;
+    return n >= 8 && !strncmp(t, "<unused", 7) && t[n - 1] == '>';
+}
+
+/* "▁" (U+2581) -> " " in place (the string only shrinks). */
+static void unspace(char *s)
+{
+    char *o = s;
+    for (char *p = s; *p;) {
+        if (!strncmp(p, "\xe2\x96\x81", 3)) {
+            *o++ = ' ';
+            p += 3;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+}
+
+static int set_tok(vocab *v, int id, const char *s, int type, lc_error *err)
+{
+    if (id < 0 || id >= v->n)
+        return lc_error_set(err, "%s/tokenizer.json: token id %d of '%.60s' is not below the "
+                            "model's vocab_size %d", v->dir, id, s, v->n);
+    free(v->tok[id]);
+    if (!(v->tok[id] = strdup(s)))
+        return lc_error_set(err, "out of memory");
+    v->type[id] = type;
+    return 0;
+}
+
+static const char *special_content(const cJSON *tc, const char *typ)
+{
+    char key[32];
+    snprintf(key, sizeof key, "%s_token", typ);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(tc, key);
+    if (cJSON_IsString(e))
+        return e->valuestring;
+    if (cJSON_IsObject(e)) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
+        return cJSON_IsString(c) ? c->valuestring : NULL;
+    }
+    return NULL;
+}
+
+/* id of the added token with content s, or -1 */
+static int added_id(const cJSON *tj, const char *s)
+{
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(tj, "added_tokens")) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
+        if (cJSON_IsString(c) && cJSON_IsNumber(id) && s && !strcmp(c->valuestring, s))
+            return id->valueint;
+    }
+    return -1;
+}
+
+/* The name of the pre-tokenizer, or NULL (err set). */
+static const char *pre_name(const vocab *v, lc_error *err)
+{
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(v->tj, "pre_tokenizer");
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(pt, "type");
+    if (cJSON_IsString(type) && !strcmp(type->valuestring, "ByteLevel")) {
+        const cJSON *ur = cJSON_GetObjectItemCaseSensitive(pt, "use_regex");
+        if (!cJSON_IsFalse(ur))
+            return "gpt-2";
+    }
+    const cJSON *p;
+    cJSON_ArrayForEach(p, seq) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type");
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
+        const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
+        if (!cJSON_IsString(t) || strcmp(t->valuestring, "Split") || !cJSON_IsString(re))
+            continue;
+        for (size_t k = 0; k < sizeof known_pre / sizeof *known_pre; k++)
+            if (!strcmp(re->valuestring, known_pre[k].regex))
+                return known_pre[k].name;
+        lc_error_set(err, "%s/tokenizer.json: the pre-tokenizer's Split regex '%.120s' is not "
+                     "one llama.cpp implements under a name lorac knows (llama-bpe, qwen2, "
+                     "gpt-2); the GGUF would tokenize differently, so it is not written",
+                     v->dir, re->valuestring);
+        return NULL;
+    }
+    lc_error_set(err, "%s/tokenizer.json: a byte-level BPE without a Split regex or a ByteLevel "
+                 "pre-tokenizer with its GPT-2 regex: lorac cannot name its llama.cpp "
+                 "pre-tokenizer", v->dir);
+    return NULL;
+}
+
+static int add_arrays(lc_gguf_writer *w, vocab *v, bool scores, lc_error *err)
+{
+    const char **strs = malloc((size_t)v->n * sizeof *strs);
+    size_t *lens = malloc((size_t)v->n * sizeof *lens);
+    if (!strs || !lens) {
+        free(strs);
+        free(lens);
+        return lc_error_set(err, "out of memory");
+    }
+    for (int i = 0; i < v->n; i++) {
+        strs[i] = v->tok[i];
+        lens[i] = strlen(v->tok[i]);
+    }
+    lc_gguf_add_arr_str(w, "tokenizer.ggml.tokens", strs, lens, (size_t)v->n);
+    if (scores)
+        lc_gguf_add_arr_f32(w, "tokenizer.ggml.scores", v->score, (size_t)v->n);
+    lc_gguf_add_arr_i32(w, "tokenizer.ggml.token_type", v->type, (size_t)v->n);
+    free(strs);
+    free(lens);
+    return 0;
+}
+
+/* merges as "a b" strings (new-style [a, b] pairs joined, a space inside a
+ * part written U+0120) */
+static int add_merges(lc_gguf_writer *w, const vocab *v, lc_error *err)
+{
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(v->tj, "model");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    int n = cJSON_GetArraySize(m);
+    if (n <= 0)
+        return 0;
+    char **strs = calloc((size_t)n, sizeof *strs);
+    size_t *lens = calloc((size_t)n, sizeof *lens);
+    int rc = 0, i = 0;
+    if (!strs || !lens)
+        rc = lc_error_set(err, "out of memory");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, m) {
+        if (rc)
+            break;
+        if (cJSON_IsString(e)) {
+            strs[i] = strdup(e->valuestring);
+        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 &&
+                   cJSON_IsString(cJSON_GetArrayItem(e, 0)) &&
+                   cJSON_IsString(cJSON_GetArrayItem(e, 1))) {
+            const char *a = cJSON_GetArrayItem(e, 0)->valuestring;
+            const char *b = cJSON_GetArrayItem(e, 1)->valuestring;
+            char *s = malloc(2 * (strlen(a) + strlen(b)) + 2), *o = s;
+            if (s) {
+                for (int part = 0; part < 2; part++) {
+                    for (const char *p = part ? b : a; *p; p++)
+                        if (*p == ' ') {
+                            *o++ = '\xc4'; /* U+0120 */
+                            *o++ = '\xa0';
+                        } else {
+                            *o++ = *p;
+                        }
+                    if (!part)
+                        *o++ = ' ';
+                }
+                *o = '\0';
+            }
+            strs[i] = s;
+        } else {
+            rc = lc_error_set(err, "%s/tokenizer.json: model.merges[%d] is neither \"a b\" nor "
+                              "[\"a\", \"b\"]", v->dir, i);
+            break;
+        }
+        if (!strs[i])
+            rc = lc_error_set(err, "out of memory");
+        else
+            lens[i] = strlen(strs[i]);
+        i++;
+    }
+    if (!rc)
+        lc_gguf_add_arr_str(w, "tokenizer.ggml.merges", (const char *const *)strs, lens,
+                            (size_t)n);
+    for (int k = 0; k < n && strs; k++)
+        free(strs[k]);
+    free(strs);
+    free(lens);
+    return rc;
+}
+
+static const char *special_id(const cJSON *piece)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(piece, "SpecialToken"), "id");
+    return cJSON_IsString(id) ? id->valuestring : NULL;
+}
+
+static const char *sequence_id(const cJSON *piece)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(piece, "Sequence"), "id");
+    return cJSON_IsString(id) ? id->valuestring : NULL;
+}
+
+static bool same(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+/* SpecialVocab's reading of a TemplateProcessing pair template "A [sep] B"
+ * (first/last: the single template's leading/trailing special tokens):
+ * whether a separator is added (1/0), or -1 when it says nothing. */
+static int pair_sep(const cJSON *pair, const char *first, const char *last, const char *sep,
+                    const char *eos)
+{
+    int n = cJSON_GetArraySize(pair);
+    if (n <= 0)
+        return -1;
+    int start = first && same(special_id(cJSON_GetArrayItem(pair, 0)), first) ? 1 : 0;
+    int stop = last && same(special_id(cJSON_GetArrayItem(pair, n - 1)), last) ? n - 1 : n;
+    if (stop - start < 3)
+        return -1;
+    if (!same(sequence_id(cJSON_GetArrayItem(pair, start)), "A") ||
+        !same(sequence_id(cJSON_GetArrayItem(pair, stop - 1)), "B"))
+        return -1;
+    int add = 0;
+    const char *e = special_id(cJSON_GetArrayItem(pair, start + 1));
+    if (e && (same(e, sep) || same(e, eos)) && !last)
+        add = 1;
+    if (stop - start - 2 == 2) {
+        e = special_id(cJSON_GetArrayItem(pair, start + 2));
+        if (e && (same(e, sep) || same(e, eos)))
+            add = 1;
+    }
+    return add;
+}
+
+/* SpecialVocab: special ids, add_bos/add_eos, chat template. */
+static int add_specials(lc_gguf_writer *w, const vocab *v, lc_error *err)
+{
+    static const char *typs[4] = {"bos", "eos", "unk", "pad"};
+    static const char *keys[4] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                  "tokenizer.ggml.unknown_token_id",
+                                  "tokenizer.ggml.padding_token_id"};
+    const char *content[4];
+    for (int k = 0; k < 4; k++)
+        content[k] = v->tc ? special_content(v->tc, typs[k]) : NULL;
+    int add_bos = -1, add_eos = -1, add_sep = -1;
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(v->tj, "post_processor");
+    const cJSON *procs = cJSON_GetObjectItemCaseSensitive(pp, "processors");
+    const cJSON *one = pp;
+    int np = cJSON_IsArray(procs) ? cJSON_GetArraySize(procs) : (cJSON_IsObject(pp) ? 1 : 0);
+    for (int i = 0; i < np; i++) {
+        const cJSON *p = cJSON_IsArray(procs) ? cJSON_GetArrayItem(procs, i) : one;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type");
+        if (!cJSON_IsString(t))
+            continue;
+        if (!strcmp(t->valuestring, "ByteLevel")) {
+            if (add_bos < 0)
+                add_bos = 0;
+            if (add_eos < 0)
+                add_eos = 0;
+        } else if (!strcmp(t->valuestring, "TemplateProcessing")) {
+            const cJSON *single = cJSON_GetObjectItemCaseSensitive(p, "single");
+            int n = cJSON_GetArraySize(single);
+            if (n > 1) {
+                const cJSON *first = cJSON_GetObjectItemCaseSensitive(
+                    cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, 0),
+                                                     "SpecialToken"), "id");
+                const cJSON *last = cJSON_GetObjectItemCaseSensitive(
+                    cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, n - 1),
+                                                     "SpecialToken"), "id");
+                if (cJSON_IsString(first)) {
+                    if (!v->tc)
+                        content[0] = first->valuestring;
+                    else if (!content[0])
+                        content[0] = first->valuestring;
+                    add_bos = content[0] && !strcmp(first->valuestring, content[0]);
+                }
+                if (cJSON_IsString(last)) {
+                    if (!v->tc || !content[1] || strcmp(last->valuestring, content[1]))
+                        content[1] = last->valuestring; /* the converter's override */
+                    add_eos = 1;
+                }
+                int sep = pair_sep(cJSON_GetObjectItemCaseSensitive(p, "pair"),
+                                   cJSON_IsString(first) ? first->valuestring : NULL,
+                                   cJSON_IsString(last) ? last->valuestring : NULL,
+                                   v->tc ? special_content(v->tc, "sep") : NULL, content[1]);
+                if (sep >= 0)
+                    add_sep = sep;
+            }
+        }
+    }
+    if (v->tc) {
+        const cJSON *ab = cJSON_GetObjectItemCaseSensitive(v->tc, "add_bos_token");
+        const cJSON *ae = cJSON_GetObjectItemCaseSensitive(v->tc, "add_eos_token");
+        if (add_bos < 0 && cJSON_IsBool(ab))
+            add_bos = cJSON_IsTrue(ab);
+        if (add_eos < 0 && cJSON_IsBool(ae))
+            add_eos = cJSON_IsTrue(ae);
+    }
+    for (int k = 0; k < 4; k++) {
+        int id = content[k] ? added_id(v->tj, content[k]) : -1;
+        if (id < 0 && v->cj) {
+            char key[32];
+            snprintf(key, sizeof key, "%s_token_id", typs[k]);
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(v->cj, key);
+            if (cJSON_IsNumber(e) && e->valuedouble == (double)e->valueint)
+                id = e->valueint;
+        }
+        if (id >= 0 && id < v->n)
+            lc_gguf_add_u32(w, keys[k], (uint32_t)id);
+    }
+    if (add_bos >= 0)
+        lc_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
+    if (add_eos >= 0)
+        lc_gguf_add_bool(w, "tokenizer.ggml.add_eos_token", add_eos);
+    if (add_sep >= 0)
+        lc_gguf_add_bool(w, "tokenizer.ggml.add_sep_token", add_sep);
+    const cJSON *ct = v->tc ? cJSON_GetObjectItemCaseSensitive(v->tc, "chat_template") : NULL;
+    char *alt = NULL;
+    if (!ct) {
+        char p[4200];
+        size_t len;
+        if (path_in(p, sizeof p, v->dir, "chat_template.jinja", err))
+            return -1;
+        if (lc_path_exists(p) && !(alt = lc_read_file(p, MAX_JSON, &len, err)))
+            return -1;
+    }
+    if (cJSON_IsString(ct))
+        lc_gguf_add_str(w, "tokenizer.chat_template", ct->valuestring, strlen(ct->valuestring));
+    else if (alt)
+        lc_gguf_add_str(w, "tokenizer.chat_template", alt, strlen(alt));
+    else if (ct && !cJSON_IsNull(ct))
+        return lc_error_set(err, "%s/tokenizer_config.json: chat_template is not a string "
+                            "(a list of named templates is not supported)", v->dir);
+    free(alt);
+    return 0;
+}
+
+static bool is_byte_token(const char *s)
+{
+    return strlen(s) == 6 && !strncmp(s, "<0x", 3) && s[5] == '>' &&
+           strchr("0123456789abcdefABCDEF", s[3]) && strchr("0123456789abcdefABCDEF", s[4]) &&
+           s[3] && s[4];
+}
+
+static int fill_gpt2(vocab *v, lc_error *err)
+{
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(v->tj, "model");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(model, "vocab")) {
+        if (!cJSON_IsNumber(e))
+            return lc_error_set(err, "%s/tokenizer.json: vocab entry '%.60s' has no id", v->dir,
+                                e->string);
+        if (set_tok(v, e->valueint, e->string, TT_NORMAL, err))
+            return -1;
+    }
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(v->tj, "added_tokens")) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+        const cJSON *sp = cJSON_GetObjectItemCaseSensitive(e, "special");
+        if (!cJSON_IsString(c) || !cJSON_IsNumber(id))
+            return lc_error_set(err, "%s/tokenizer.json: an added token without content/id",
+                                v->dir);
+        bool control = cJSON_IsTrue(sp) || looks_special(c->valuestring);
+        if (set_tok(v, id->valueint, c->valuestring, control ? TT_CONTROL : TT_USER_DEFINED, err))
+            return -1;
+        if (!control)
+            unspace(v->tok[id->valueint]);
+    }
+    for (int i = 0; i < v->n; i++)
+        if (!v->tok[i]) {
+            char pad[32];
+            snprintf(pad, sizeof pad, "[PAD%d]", i);
+            if (set_tok(v, i, pad, TT_UNUSED, err))
+                return -1;
+        }
+    return 0;
+}
+
+/* id of token text s: an added token or a vocabulary entry; -1 */
+static int token_id(const vocab *v, const char *s)
+{
+    int id = added_id(v->tj, s);
+    if (id >= 0)
+        return id;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(v->tj, "model"),
+                                         "vocab"), s);
+    return cJSON_IsNumber(e) ? e->valueint : -1;
+}
+
+/* Marks control, as transformers' all_special_ids: the tokens
+ * tokenizer_config.json names as bos/eos/unk/sep/pad/cls/mask and in
+ * additional_special_tokens (or extra_special_tokens). */
+static void mark_specials(vocab *v, bool *special)
+{
+    if (!v->tc)
+        return;
+    static const char *typs[] = {"bos", "eos", "unk", "sep", "pad", "cls", "mask"};
+    for (size_t k = 0; k < sizeof typs / sizeof *typs; k++) {
+        const char *c = special_content(v->tc, typs[k]);
+        int id = c ? token_id(v, c) : -1;
+        if (id >= 0 && id < v->n)
+            special[id] = true;
+    }
+    static const char *lists[] = {"additional_special_tokens", "extra_special_tokens"};
+    for (int l = 0; l < 2; l++) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(v->tc, lists[l])) {
+            const cJSON *c = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, "content")
+                                               : e;
+            int id = cJSON_IsString(c) ? token_id(v, c->valuestring) : -1;
+            if (id >= 0 && id < v->n)
+                special[id] = true;
+        }
+    }
+}
+
+/* LlamaHfVocab: the base vocabulary (ids 0..len(vocab)-1), then the added
+ * tokens past it, in id order; control = the special tokens of
+ * tokenizer_config.json (mark_specials), byte = <0xXX>. */
+static int fill_llama(vocab *v, lc_error *err)
+{
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(v->tj, "model");
+    const cJSON *voc = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    int base = cJSON_GetArraySize(voc), top = base;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(v->tj, "added_tokens")) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+        if (cJSON_IsNumber(id) && id->valueint + 1 > top)
+            top = id->valueint + 1;
+    }
+    if (top > v->n)
+        return lc_error_set(err, "%s/tokenizer.json: %d tokens, more than the model's vocab_size "
+                            "%d", v->dir, top, v->n);
+    bool *special = calloc((size_t)v->n, sizeof *special);
+    if (!special)
+        return lc_error_set(err, "out of memory");
+    mark_specials(v, special);
+    v->n = top;
+    int rc = 0;
+    cJSON_ArrayForEach(e, voc) {
+        if (!cJSON_IsNumber(e) || e->valueint < 0 || e->valueint >= base) {
+            rc = lc_error_set(err, "%s/tokenizer.json: vocab entry '%.60s' has an id outside "
+                              "0..%d", v->dir, e->string, base - 1);
+            break;
+        }
+        int t = is_byte_token(e->string) ? TT_BYTE : special[e->valueint] ? TT_CONTROL : TT_NORMAL;
+        if ((rc = set_tok(v, e->valueint, e->string, t, err)))
+            break;
+    }
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(v->tj, "added_tokens")) {
+        if (rc)
+            break;
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+        if (!cJSON_IsString(c) || !cJSON_IsNumber(id)) {
+            rc = lc_error_set(err, "%s/tokenizer.json: an added token without content/id",
+                              v->dir);
+            break;
+        }
+        if (id->valueint < base) /* in the base range: typed with the vocabulary */
+            continue;
+        rc = set_tok(v, id->valueint, c->valuestring,
+                     special[id->valueint] ? TT_CONTROL : TT_USER_DEFINED, err);
+    }
+    free(special);
+    for (int i = 0; i < v->n && !rc; i++) {
+        v->score[i] = -1000.0f;
+        if (!v->tok[i])
+            rc = lc_error_set(err, "%s/tokenizer.json: no token has id %d", v->dir, i);
+    }
+    return rc;
+}
+
+int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config *cfg,
+                      lc_error *err)
+{
+    vocab v = {.dir = dir, .n = cfg->vocab_size};
+    int rc = -1;
+    if (!(v.tj = load_json(dir, "tokenizer.json", false, err)))
+        return lc_error_prefix(err, "the GGUF needs the model's tokenizer");
+    v.tc = load_json(dir, "tokenizer_config.json", true, err);
+    if (!v.tc && err->msg[0])
+        goto out;
+    v.cj = load_json(dir, "config.json", true, err);
+    if (!v.cj && err->msg[0])
+        goto out;
+    v.tok = calloc((size_t)v.n, sizeof *v.tok);
+    v.type = calloc((size_t)v.n, sizeof *v.type);
+    v.score = calloc((size_t)v.n, sizeof *v.score);
+    if (!v.tok || !v.type || !v.score) {
+        lc_error_set(err, "out of memory");
+        goto out;
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(v.tj, "model");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *bf = cJSON_GetObjectItemCaseSensitive(model, "byte_fallback");
+    if (!cJSON_IsString(mt) || strcmp(mt->valuestring, "BPE")) {
+        lc_error_set(err, "%s/tokenizer.json: model type '%s' is not BPE; lorac writes GGUF "
+                     "vocabularies for byte-level BPE and SentencePiece-style BPE only", dir,
+                     cJSON_IsString(mt) ? mt->valuestring : "?");
+        goto out;
+    }
+    if (cJSON_IsTrue(bf)) { /* SentencePiece-style: llama.cpp's "llama" model */
+        if (cfg->arch == LC_ARCH_LLAMA || cfg->arch == LC_ARCH_MISTRAL) {
+            const cJSON *aps = v.tc ? cJSON_GetObjectItemCaseSensitive(v.tc, "add_prefix_space")
+                                    : NULL;
+            if (cJSON_IsBool(aps))
+                lc_gguf_add_bool(w, "tokenizer.ggml.add_space_prefix", cJSON_IsTrue(aps));
+        }
+        if (fill_llama(&v, err))
+            goto out;
+        lc_gguf_add_str(w, "tokenizer.ggml.model", "llama", 5);
+        lc_gguf_add_str(w, "tokenizer.ggml.pre", "default", 7);
+        if (add_arrays(w, &v, true, err) || add_specials(w, &v, err))
+            goto out;
+    } else {
+        const char *pre = pre_name(&v, err);
+        if (!pre)
+            goto out;
+        if (cfg->arch == LC_ARCH_LLAMA || cfg->arch == LC_ARCH_MISTRAL) {
+            const cJSON *aps = v.tc ? cJSON_GetObjectItemCaseSensitive(v.tc, "add_prefix_space")
+                                    : NULL;
+            if (cJSON_IsBool(aps))
+                lc_gguf_add_bool(w, "tokenizer.ggml.add_space_prefix", cJSON_IsTrue(aps));
+        }
+        if (fill_gpt2(&v, err))
+            goto out;
+        lc_gguf_add_str(w, "tokenizer.ggml.model", "gpt2", 4);
+        lc_gguf_add_str(w, "tokenizer.ggml.pre", pre, strlen(pre));
+        if (add_arrays(w, &v, false, err) || add_merges(w, &v, err) || add_specials(w, &v, err))
+            goto out;
+    }
+    rc = 0;
+out:
+    for (int i = 0; v.tok && i < cfg->vocab_size; i++)
+        free(v.tok[i]);
+    free(v.tok);
+    free(v.type);
+    free(v.score);
+    cJSON_Delete(v.tj);
+    cJSON_Delete(v.tc);
+    cJSON_Delete(v.cj);
+    return rc;
+}

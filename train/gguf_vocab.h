@@ -1,0 +1,38 @@
+/* gguf_vocab.h — a model directory's Hugging Face tokenizer as the
+ * tokenizer.ggml.* / tokenizer.chat_template keys of a GGUF file, as
+ * llama.cpp's convert_hf_to_gguf.py writes them:
+ *
+ *   byte-level BPE (Llama 3, Qwen2/2.5/3): model "gpt2"; pre named from the
+ *     pre-tokenizer's regex ("llama-bpe", "qwen2", "gpt-2" for the plain
+ *     ByteLevel regex; any other regex is refused, since llama.cpp would
+ *     split the text differently); tokens 0..vocab_size-1 (ids the
+ *     tokenizer lacks become "[PADn]", type unused); token_type normal,
+ *     control (added and special, or looking special: <|...|>), user-defined
+ *     (other added tokens); merges "a b" (a space inside a part as U+0120);
+ *   SentencePiece-style BPE with byte_fallback (Llama 2, Mistral): model
+ *     "llama", pre "default", the vocabulary and then the added tokens past
+ *     it, scores -1000 (the converter's value for a tokenizer.json without
+ *     tokenizer.model), types byte (<0xXX>), control (special tokens),
+ *     user-defined (other added tokens), normal;
+ *
+ * and for both, as gguf-py's SpecialVocab: bos/eos/unknown/padding ids from
+ * tokenizer_config.json's *_token (matched to added_tokens) or else
+ * config.json's *_token_id; add_bos_token / add_eos_token from the
+ * post-processor (ByteLevel: false; TemplateProcessing: whether its single
+ * template starts / ends with the bos / eos token) or else
+ * tokenizer_config.json; chat_template from tokenizer_config.json (or
+ * chat_template.jinja / chat_template.json). */
+#ifndef LC_GGUF_VOCAB_H
+#define LC_GGUF_VOCAB_H
+
+#include "autograd/error.h"
+#include "data/gguf_write.h"
+#include "train/model_config.h"
+
+/* Adds the keys for the tokenizer of model directory dir (tokenizer.json
+ * required) to w. -1 with a message naming the file and what is not
+ * supported. */
+int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config *cfg,
+                      lc_error *err);
+
+#endif
