@@ -497,7 +497,7 @@ static void read_f32(const lc_st_tensor *t, float *out)
     uint64_t dropped = 0;
     for (uint64_t i0 = 0; i0 < t->numel; i0 += CHUNK) {
         uint64_t n = t->numel - i0 < CHUNK ? t->numel - i0 : CHUNK;
-        const lc_weight part = {data + i0 * es, t->dtype, 1, (int64_t)n, NULL};
+        const lc_weight part = {data + i0 * es, t->dtype, 1, (int64_t)n, NULL, NULL};
         lc_weight_rows_to_real(&part, 0, 1, buf);
         for (uint64_t k = 0; k < n; k++)
             out[i0 + k] = (float)buf[k];
@@ -534,7 +534,7 @@ static int item_values(job *j, const item *it, float **out, lc_error *err)
     float *x = NULL;
     if (it->src && it->ad) {
         const lc_st_tensor *t = it->src;
-        const lc_weight w = {t->data, t->dtype, t->shape[0], t->shape[1], NULL};
+        const lc_weight w = {t->data, t->dtype, t->shape[0], t->shape[1], NULL, NULL};
         void *buf;
         if (lc_merge_linear(t->name, &w, it->ad, j->scale, LC_DTYPE_F32, &buf, err))
             return -1;

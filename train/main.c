@@ -309,13 +309,13 @@ static int cmd_export_gguf(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *v = NULL;
         int k;
-        if ((k = opt_value(argc, argv, &i, "--base", &v)) != 0)
+        if ((k = lc_cli_opt_value(argc, argv, &i, "--base", &v)) != 0)
             o.base_dir = v;
-        else if ((k = opt_value(argc, argv, &i, "--adapter", &v)) != 0)
+        else if ((k = lc_cli_opt_value(argc, argv, &i, "--adapter", &v)) != 0)
             o.adapter_dir = v;
-        else if ((k = opt_value(argc, argv, &i, "--out", &v)) != 0)
+        else if ((k = lc_cli_opt_value(argc, argv, &i, "--out", &v)) != 0)
             o.out_path = v;
-        else if ((k = opt_value(argc, argv, &i, "--type", &v)) != 0) {
+        else if ((k = lc_cli_opt_value(argc, argv, &i, "--type", &v)) != 0) {
             if (k > 0 && lc_gguf_export_parse_type(v, &o.type) != 0) {
                 fprintf(stderr, "lorac export-gguf: --type: expected f32, f16, bf16 or q8_0, "
                         "got '%s'\n", v);
