@@ -18,34 +18,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "tests", "fixtures")
 
 
-def fnv(b: bytes) -> str:
-    h = 0xcbf29ce484222325
-    for x in b:
-        h ^= x
-        h = (h * 0x100000001b3) & 0xffffffffffffffff
-    return "%016x" % h
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_gguf_export_fixtures import describe as describe_file  # noqa: E402  (one reading rule)
 
 
 def describe(path):
-    import gguf
-    r = gguf.GGUFReader(path)
-    kv = {}
-    for k, f in r.fields.items():
-        if k.startswith("GGUF."):
-            continue
-        t = f.types[0]
-        if t == gguf.GGUFValueType.ARRAY:
-            et = f.types[-1] if len(f.types) > 1 else t
-            vals = f.contents()
-            if et == gguf.GGUFValueType.STRING:
-                raw = b"".join(len(v.encode()).to_bytes(8, "little") + v.encode() for v in vals)
-            else:
-                raw = b"".join(bytes(f.parts[i]) for i in f.data)
-            kv[k] = (["ARRAY", et.name], {"n": len(vals), "fnv": fnv(raw)})
-        else:
-            kv[k] = (t.name, f.contents())
-    tensors = {t.name: ([int(x) for x in t.shape], t.tensor_type.name, fnv(bytes(t.data.tobytes())))
-               for t in r.tensors}
+    """{key: (type, value)} and {tensor: (shape, type, fnv)} of a GGUF file, as the fixtures hold them."""
+    d = describe_file(path, "", "")
+    kv = {k: (t, v) for k, t, v in d["kv"]}
+    tensors = {n: (shape, ty, h) for n, shape, ty, h in d["tensors"]}
     return kv, tensors
 
 

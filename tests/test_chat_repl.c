@@ -555,9 +555,11 @@ static int term_wait(term *t, pid_t pid)
 }
 
 /* The child: the loop on the terminal slave, its controlling terminal. */
-static void child(const char *slave, const char *log_path)
+/* In a child: a new session whose controlling terminal is slave, on stdin,
+ * stdout and stderr (exits 10/11 when that fails); an alarm of `seconds`. */
+static void become_terminal_child(const char *slave, unsigned seconds)
 {
-    alarm(60);
+    alarm(seconds);
     if (setsid() < 0)
         _exit(10);
     int s = open(slave, O_RDWR);
@@ -566,6 +568,11 @@ static void child(const char *slave, const char *log_path)
     dup2(s, 0);
     dup2(s, 1);
     dup2(s, 2);
+}
+
+static void child(const char *slave, const char *log_path)
+{
+    become_terminal_child(slave, 60);
     FILE *in = fdopen(0, "r"), *out = fdopen(1, "w");
     FILE *log = fopen(log_path, "w");
     if (!in || !out || !log)
@@ -764,15 +771,7 @@ Test(chat_repl, real_backend_streams_and_cancels, .timeout = 120)
 /* The child of binary_pty_session: `lorac chat` itself on the terminal. */
 static void exec_chat(const char *slave, const char *model)
 {
-    alarm(120);
-    if (setsid() < 0)
-        _exit(10);
-    int s = open(slave, O_RDWR);
-    if (s < 0 || ioctl(s, TIOCSCTTY, 0) != 0)
-        _exit(11);
-    dup2(s, 0);
-    dup2(s, 1);
-    dup2(s, 2);
+    become_terminal_child(slave, 120);
     setenv("GOMP_SPINCOUNT", "10000", 1);
     execl(LORAC_BINARY, LORAC_BINARY, "chat", "--model", model, "--temperature", "1",
           "--seed", "3", "--max-new-tokens", "600", (char *)NULL);

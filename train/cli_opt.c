@@ -19,3 +19,28 @@ int lc_cli_opt_value(int argc, char **argv, int *i, const char *flag, const char
     *val = argv[++*i];
     return 1;
 }
+
+int lc_cli_parse(const char *cmd, int argc, char **argv, const lc_cli_flag *flags, int n,
+                 FILE *err)
+{
+    for (int i = 0; i < argc; i++) {
+        int k = 0, f = 0;
+        for (; f < n && k == 0; f++) {
+            if (flags[f].on && strcmp(argv[i], flags[f].name) == 0) {
+                *flags[f].on = true;
+                k = 1;
+            } else if (flags[f].value) {
+                k = lc_cli_opt_value(argc, argv, &i, flags[f].name, flags[f].value);
+            }
+        }
+        if (k == 0) {
+            fprintf(err, "lorac %s: unknown argument '%s'\n", cmd, argv[i]);
+            return 2;
+        }
+        if (k < 0) {
+            fprintf(err, "lorac %s: %s needs a value\n", cmd, argv[i]);
+            return 2;
+        }
+    }
+    return 0;
+}

@@ -204,35 +204,21 @@ static int cmd_merge(int argc, char **argv)
         return 0;
     }
     lc_merge_opts o = {.dtype = LC_MERGE_DTYPE_AUTO, .verify = true};
-    for (int i = 0; i < argc; i++) {
-        const char *v = NULL;
-        int k;
-        if ((k = lc_cli_opt_value(argc, argv, &i, "--base", &v)) != 0)
-            o.base_dir = v;
-        else if ((k = lc_cli_opt_value(argc, argv, &i, "--adapter", &v)) != 0)
-            o.adapter_dir = v;
-        else if ((k = lc_cli_opt_value(argc, argv, &i, "--out", &v)) != 0)
-            o.out_dir = v;
-        else if ((k = lc_cli_opt_value(argc, argv, &i, "--dtype", &v)) != 0) {
-            if (k > 0 && lc_merge_parse_dtype(v, &o.dtype) != 0) {
-                fprintf(stderr, "lorac merge: --dtype: expected auto, bf16, f16 or f32, got '%s'\n", v);
-                return 2;
-            }
-        } else if (strcmp(argv[i], "--force") == 0) {
-            o.force = true;
-        } else if (strcmp(argv[i], "--no-verify") == 0) {
-            o.verify = false;
-        } else if (strcmp(argv[i], "--dequantize") == 0) {
-            o.dequantize = true;
-        } else {
-            fprintf(stderr, "lorac merge: unknown argument '%s'\n", argv[i]);
-            merge_usage(stderr);
-            return 2;
-        }
-        if (k < 0) {
-            fprintf(stderr, "lorac merge: %s needs a value\n", argv[i]);
-            return 2;
-        }
+    const char *dtype = NULL;
+    bool no_verify = false;
+    const lc_cli_flag flags[] = {
+        {"--base", &o.base_dir, NULL}, {"--adapter", &o.adapter_dir, NULL},
+        {"--out", &o.out_dir, NULL}, {"--dtype", &dtype, NULL}, {"--force", NULL, &o.force},
+        {"--no-verify", NULL, &no_verify}, {"--dequantize", NULL, &o.dequantize},
+    };
+    if (lc_cli_parse("merge", argc, argv, flags, (int)(sizeof flags / sizeof *flags), stderr)) {
+        merge_usage(stderr);
+        return 2;
+    }
+    o.verify = !no_verify;
+    if (dtype && lc_merge_parse_dtype(dtype, &o.dtype) != 0) {
+        fprintf(stderr, "lorac merge: --dtype: expected auto, bf16, f16 or f32, got '%s'\n", dtype);
+        return 2;
     }
     const char *missing = !o.base_dir ? "--base DIR" : !o.adapter_dir ? "--adapter DIR"
                           : !o.out_dir ? "--out DIR" : NULL;
@@ -306,36 +292,21 @@ static int cmd_export_gguf(int argc, char **argv)
         return 0;
     }
     lc_gguf_export_opts o = {.type = LC_GGML_F32};
-    for (int i = 0; i < argc; i++) {
-        const char *v = NULL;
-        int k;
-        if ((k = lc_cli_opt_value(argc, argv, &i, "--base", &v)) != 0)
-            o.base_dir = v;
-        else if ((k = lc_cli_opt_value(argc, argv, &i, "--adapter", &v)) != 0)
-            o.adapter_dir = v;
-        else if ((k = lc_cli_opt_value(argc, argv, &i, "--out", &v)) != 0)
-            o.out_path = v;
-        else if ((k = lc_cli_opt_value(argc, argv, &i, "--type", &v)) != 0) {
-            if (k > 0 && lc_gguf_export_parse_type(v, &o.type) != 0) {
-                fprintf(stderr, "lorac export-gguf: --type: expected f32, f16, bf16 or q8_0, "
-                        "got '%s'\n", v);
-                return 2;
-            }
-        } else if (strcmp(argv[i], "--force") == 0) {
-            o.force = true;
-        } else if (strcmp(argv[i], "--lora") == 0) {
-            o.lora = true;
-        } else if (strcmp(argv[i], "--no-vocab") == 0) {
-            o.no_vocab = true;
-        } else {
-            fprintf(stderr, "lorac export-gguf: unknown argument '%s'\n", argv[i]);
-            export_gguf_usage(stderr);
-            return 2;
-        }
-        if (k < 0) {
-            fprintf(stderr, "lorac export-gguf: %s needs a value\n", argv[i]);
-            return 2;
-        }
+    const char *type = NULL;
+    const lc_cli_flag flags[] = {
+        {"--base", &o.base_dir, NULL}, {"--adapter", &o.adapter_dir, NULL},
+        {"--out", &o.out_path, NULL}, {"--type", &type, NULL}, {"--force", NULL, &o.force},
+        {"--lora", NULL, &o.lora}, {"--no-vocab", NULL, &o.no_vocab},
+    };
+    if (lc_cli_parse("export-gguf", argc, argv, flags, (int)(sizeof flags / sizeof *flags),
+                     stderr)) {
+        export_gguf_usage(stderr);
+        return 2;
+    }
+    if (type && lc_gguf_export_parse_type(type, &o.type) != 0) {
+        fprintf(stderr, "lorac export-gguf: --type: expected f32, f16, bf16 or q8_0, got '%s'\n",
+                type);
+        return 2;
     }
     const char *missing = !o.base_dir ? "--base DIR" : !o.out_path ? "--out F.gguf"
                           : o.lora && !o.adapter_dir ? "--adapter DIR (for --lora)" : NULL;
