@@ -360,7 +360,7 @@ Test(gguf_base, cli_eval_and_train)
     free(mout);
     lc_test_run_free(&r);
 
-    /* a text dataset needs a tokenizer: none next to the GGUF file -> named */
+    /* a text dataset needs a tokenizer: none next to the GGUF file and none in it -> named */
     char *comp = lc_test_write_text(tmp, "text.jsonl", "{\"text\": \"hello\"}\n");
     char *yaml2 = lc_test_asprintf(
         "base_model: %s\nadapter: lora\nlora_target_linear: true\n"
@@ -370,7 +370,8 @@ Test(gguf_base, cli_eval_and_train)
     const char *targs2[] = {"train", cfg2, NULL};
     r = lc_test_run_lorac(NULL, targs2);
     cr_expect_eq(r.code, 1, "(%d):\n%s%s", r.code, r.out, r.err);
-    cr_expect(strstr(r.err, "tokenizer from GGUF metadata is not supported yet"), "%s", r.err);
+    cr_expect(strstr(r.err, "tokenizer.json next to it): ") &&
+              strstr(r.err, "key 'tokenizer.ggml.model' is missing"), "%s", r.err);
     lc_test_run_free(&r);
 
     /* with tokenizer.json next to the .gguf file it is used: quickstart_chat's

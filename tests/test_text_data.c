@@ -47,6 +47,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/tokenizer.h"
+#include "train/gguf_vocab.h"
 #include "tests/helpers.h"
 
 #define CHAT_CFG LORAC_SOURCE_DIR "/configs/quickstart_chat.yaml"
@@ -861,6 +863,59 @@ Test(text_data, sample_generations, .timeout = 180)
     free(resumed), free(ck4), free(metrics), free(mpath), free(got);
     lc_test_run_free(&r), lc_test_run_free(&r2), lc_test_run_free(&r3);
     free(a), free(b);
+    lc_test_rm_rf(tmp);
+    free(tmp);
+}
+
+/* ---- a GGUF file alone: its tokenizer and chat template from the metadata --------------- */
+
+/* The chat quickstart's model exported to GGUF (lorac export-gguf) carries its
+ * vocabulary and template in tokenizer.ggml.* / tokenizer.chat_template; with
+ * base_model: that file alone, `lorac preprocess` writes exactly the rows the
+ * HF directory gives (byte-identical), and the tokenizer read back encodes
+ * every training line as tokenizer.json's does. */
+Test(text_data, gguf_file_alone, .timeout = 120)
+{
+    char *tmp = lc_test_tmpdir();
+    char *gguf = lc_test_path_in(tmp, "chat.gguf");
+    char *model = lc_test_asprintf("%s/configs/quickstart_chat/model", LORAC_SOURCE_DIR);
+    lc_test_run_result e = lorac("export-gguf", "--base", model, "--out", gguf, NULL);
+    expect_ok(&e, "export-gguf");
+    char *rows_hf = lc_test_path_in(tmp, "hf.jsonl"), *rows_gg = lc_test_path_in(tmp, "gg.jsonl");
+    char *base = lc_test_asprintf("base_model=%s", gguf);
+    lc_test_run_result a = lorac("preprocess", CHAT_CFG, "--out", rows_hf, NULL);
+    lc_test_run_result b = lorac("preprocess", CHAT_CFG, "--set", base, "--out", rows_gg, NULL);
+    expect_ok(&a, "preprocess (HF directory)");
+    expect_ok(&b, "preprocess (GGUF file)");
+    cr_expect(lc_test_same_file(rows_hf, rows_gg), "rows from the GGUF file differ from the HF "
+              "directory's:\n%s", b.err);
+    /* the tokenizer itself, on every line of the training file, with and without specials */
+    lc_tokenizer *hf, *gg;
+    lc_error err = {{0}};
+    cr_assert_eq(lc_tokenizer_load(&hf, model, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_gguf_tokenizer_load(&gg, gguf, &err), 0, "%s", err.msg);
+    char *text = lc_test_read_file(LORAC_SOURCE_DIR "/configs/quickstart_chat/train.jsonl", NULL);
+    int lines = 0, same = 0;
+    for (char *l = text; l && *l; lines++) {
+        char *nl = strchr(l, '\n');
+        size_t n = nl ? (size_t)(nl - l) : strlen(l);
+        for (int sp = 0; sp < 2; sp++) {
+            lc_ids x = {0}, y = {0};
+            cr_assert_eq(lc_tokenizer_encode(hf, l, n, sp, &x, &err), 0, "%s", err.msg);
+            cr_assert_eq(lc_tokenizer_encode(gg, l, n, sp, &y, &err), 0, "%s", err.msg);
+            same += x.n == y.n && (x.n == 0 || !memcmp(x.v, y.v, x.n * sizeof *x.v));
+            lc_ids_free(&x), lc_ids_free(&y);
+        }
+        l = nl ? nl + 1 : NULL;
+    }
+    cr_expect_eq(same, 2 * lines, "%d of %d encodings equal", same, 2 * lines);
+    cr_expect_eq(lc_tokenizer_eos(gg), lc_tokenizer_eos(hf));
+    cr_log_info("GGUF tokenizer: %d/%d encodings of %d lines equal tokenizer.json's", same,
+                2 * lines, lines);
+    free(text);
+    lc_tokenizer_free(hf), lc_tokenizer_free(gg);
+    lc_test_run_free(&e), lc_test_run_free(&a), lc_test_run_free(&b);
+    free(base), free(rows_hf), free(rows_gg), free(model), free(gguf);
     lc_test_rm_rf(tmp);
     free(tmp);
 }

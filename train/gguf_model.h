@@ -55,9 +55,4 @@ void lc_gguf_base_free(struct lc_gguf_base *g);
 /* Its open file (the mapping the weights point into). */
 const lc_gguf_file *lc_gguf_base_file(const struct lc_gguf_base *g);
 
-/* The error text for a text dataset over a GGUF base without tokenizer.json. */
-#define LC_GGUF_TOKENIZER_HINT \
-    "the tokenizer from GGUF metadata is not supported yet; put the model's tokenizer.json " \
-    "next to the .gguf file (tokenizer: DIR), or use tokenized rows (type: tokenized)"
-
 #endif

@@ -26,6 +26,14 @@ static const struct {
               "[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
 };
 
+const char *lc_gguf_pre_regex(const char *name)
+{
+    for (size_t k = 0; k < sizeof known_pre / sizeof *known_pre; k++)
+        if (!strcmp(name, known_pre[k].name))
+            return known_pre[k].regex;
+    return NULL;
+}
+
 typedef struct vocab {
     const char *dir;
     int n;                 /* entries of tokens/types */
@@ -595,5 +603,215 @@ out:
     cJSON_Delete(v.tj);
     cJSON_Delete(v.tc);
     cJSON_Delete(v.cj);
+    return rc;
+}
+
+/* ---- the other way: a tokenizer from a GGUF file's tokenizer.ggml.* keys ---------------- */
+
+/* A string of the mapping as a NUL-terminated copy (NULL: out of memory). */
+static char *str_dup(lc_gguf_str s)
+{
+    char *z = malloc(s.len + 1);
+    if (z) {
+        memcpy(z, s.ptr, s.len);
+        z[s.len] = '\0';
+    }
+    return z;
+}
+
+/* tokenizer.json's pre_tokenizer for llama.cpp's pre name. */
+static cJSON *pre_tokenizer_of(const char *pre, const char *path, lc_error *err)
+{
+    cJSON *bl = cJSON_CreateObject();
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddFalseToObject(bl, "add_prefix_space");
+    cJSON_AddTrueToObject(bl, "trim_offsets");
+    if (!strcmp(pre, "gpt-2") || !strcmp(pre, "default")) {
+        cJSON_AddTrueToObject(bl, "use_regex");
+        return bl;
+    }
+    const char *re = lc_gguf_pre_regex(pre);
+    if (!re) {
+        cJSON_Delete(bl);
+        lc_error_set(err, "%s: tokenizer.ggml.pre '%.64s' is not a pre-tokenizer lorac knows "
+                     "(llama-bpe, qwen2, gpt-2): put the model's tokenizer.json next to the file",
+                     path, pre);
+        return NULL;
+    }
+    cJSON_AddFalseToObject(bl, "use_regex");
+    cJSON *split = cJSON_CreateObject(), *pat = cJSON_CreateObject();
+    cJSON_AddStringToObject(pat, "Regex", re);
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddItemToObject(split, "pattern", pat);
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddFalseToObject(split, "invert");
+    cJSON *seq = cJSON_CreateObject(), *list = cJSON_CreateArray();
+    cJSON_AddStringToObject(seq, "type", "Sequence");
+    cJSON_AddItemToArray(list, split);
+    cJSON_AddItemToArray(list, bl);
+    cJSON_AddItemToObject(seq, "pretokenizers", list);
+    return seq;
+}
+
+/* Special id key k (tokenizer.ggml.bos_token_id ...) as its token's text in cfg. */
+static void add_special_text(cJSON *cfg, const lc_gguf_file *f, const lc_gguf_kv *tokens,
+                             const char *key, const char *name)
+{
+    int64_t id;
+    lc_error ignore;
+    if (lc_gguf_get_int(f, key, &id, &ignore) || id < 0 || (uint64_t)id >= tokens->n)
+        return;
+    char *z = str_dup(tokens->strs[id]);
+    if (z)
+        cJSON_AddStringToObject(cfg, name, z);
+    free(z);
+}
+
+/* tokenizer.json and tokenizer_config.json texts of a gpt2-model GGUF vocabulary. */
+static int gguf_to_json(const lc_gguf_file *f, const char *path, cJSON *tj, cJSON *cfg,
+                        lc_error *err)
+{
+    const lc_gguf_kv *tokens, *types, *merges;
+    lc_gguf_str model, pre = {"default", 7};
+    if (lc_gguf_get_str(f, "tokenizer.ggml.model", &model, err))
+        return -1;
+    if (model.len != 4 || memcmp(model.ptr, "gpt2", 4))
+        return lc_error_set(err, "%s: tokenizer.ggml.model '%.*s': lorac reads byte-level BPE "
+                            "(gpt2) vocabularies from GGUF; put the model's tokenizer.json next "
+                            "to the file", path, (int)(model.len < 32 ? model.len : 32), model.ptr);
+    if (lc_gguf_get_arr(f, "tokenizer.ggml.tokens", LC_GGUF_STRING, &tokens, err) ||
+        lc_gguf_get_arr(f, "tokenizer.ggml.token_type", LC_GGUF_I32, &types, err) ||
+        lc_gguf_get_arr(f, "tokenizer.ggml.merges", LC_GGUF_STRING, &merges, err))
+        return -1;
+    if (types->n != tokens->n)
+        return lc_error_set(err, "%s: tokenizer.ggml.token_type has %llu entries for %llu tokens",
+                            path, (unsigned long long)types->n, (unsigned long long)tokens->n);
+    lc_error ignore;
+    lc_gguf_get_str(f, "tokenizer.ggml.pre", &pre, &ignore);
+    char *pre_z = str_dup(pre);
+    cJSON *pt = pre_z ? pre_tokenizer_of(pre_z, path, err) : NULL;
+    bool llama3 = pre_z && !strcmp(pre_z, "llama-bpe"); /* llama.cpp ignores merges there */
+    free(pre_z);
+    if (!pt)
+        return -1;
+    cJSON *vocab = cJSON_CreateObject(), *added = cJSON_CreateArray(), *ml = cJSON_CreateArray();
+    for (uint64_t i = 0; i < tokens->n; i++) {
+        char *z = str_dup(tokens->strs[i]);
+        int64_t t = lc_gguf_kv_int(types, i);
+        if (!z)
+            return lc_error_set(err, "out of memory");
+        if (t == TT_CONTROL || t == TT_USER_DEFINED) {
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a, "id", (double)i);
+            cJSON_AddStringToObject(a, "content", z);
+            cJSON_AddFalseToObject(a, "single_word");
+            cJSON_AddFalseToObject(a, "lstrip");
+            cJSON_AddFalseToObject(a, "rstrip");
+            cJSON_AddBoolToObject(a, "normalized", t == TT_USER_DEFINED);
+            cJSON_AddBoolToObject(a, "special", t == TT_CONTROL);
+            cJSON_AddItemToArray(added, a);
+        } else if (t != TT_UNUSED) {
+            cJSON_AddNumberToObject(vocab, z, (double)i);
+        }
+        free(z);
+    }
+    for (uint64_t i = 0; i < merges->n; i++) {
+        char *z = str_dup(merges->strs[i]);
+        if (!z)
+            return lc_error_set(err, "out of memory");
+        cJSON_AddItemToArray(ml, cJSON_CreateString(z));
+        free(z);
+    }
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "type", "BPE");
+    cJSON_AddNullToObject(m, "dropout");
+    cJSON_AddNullToObject(m, "unk_token");
+    cJSON_AddBoolToObject(m, "ignore_merges", llama3);
+    cJSON_AddFalseToObject(m, "byte_fallback");
+    cJSON_AddItemToObject(m, "vocab", vocab);
+    cJSON_AddItemToObject(m, "merges", ml);
+    cJSON *dec = cJSON_CreateObject();
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddNullToObject(tj, "truncation");
+    cJSON_AddNullToObject(tj, "padding");
+    cJSON_AddItemToObject(tj, "added_tokens", added);
+    cJSON_AddNullToObject(tj, "normalizer");
+    cJSON_AddItemToObject(tj, "pre_tokenizer", pt);
+    cJSON_AddItemToObject(tj, "model", m);
+    cJSON_AddItemToObject(tj, "decoder", dec);
+    /* BOS as llama.cpp adds it: tokenizer.ggml.add_bos_token */
+    bool add_bos = false;
+    int64_t bos = -1;
+    const lc_gguf_kv *kv = lc_gguf_find_kv(f, "tokenizer.ggml.add_bos_token");
+    if (kv && kv->type == LC_GGUF_BOOL)
+        add_bos = kv->data[0] != 0;
+    if (add_bos && !lc_gguf_get_int(f, "tokenizer.ggml.bos_token_id", &bos, &ignore) && bos >= 0 &&
+        (uint64_t)bos < tokens->n) {
+        char *z = str_dup(tokens->strs[bos]);
+        cJSON *pp = cJSON_CreateObject(), *single = cJSON_CreateArray();
+        cJSON *st = cJSON_CreateObject(), *sp = cJSON_CreateObject(), *seqa = cJSON_CreateObject();
+        cJSON *sq = cJSON_CreateObject(), *specials = cJSON_CreateObject(), *def = cJSON_CreateObject();
+        cJSON *ids = cJSON_CreateArray();
+        cJSON_AddStringToObject(st, "id", z ? z : "");
+        cJSON_AddNumberToObject(st, "type_id", 0);
+        cJSON_AddItemToObject(sp, "SpecialToken", st);
+        cJSON_AddStringToObject(sq, "id", "A");
+        cJSON_AddNumberToObject(sq, "type_id", 0);
+        cJSON_AddItemToObject(seqa, "Sequence", sq);
+        cJSON_AddItemToArray(single, sp);
+        cJSON_AddItemToArray(single, seqa);
+        cJSON_AddItemToArray(ids, cJSON_CreateNumber((double)bos));
+        cJSON_AddStringToObject(def, "id", z ? z : "");
+        cJSON_AddItemToObject(def, "ids", ids);
+        cJSON_AddItemToObject(specials, z ? z : "", def);
+        cJSON_AddStringToObject(pp, "type", "TemplateProcessing");
+        cJSON_AddItemToObject(pp, "single", single);
+        cJSON_AddItemToObject(pp, "special_tokens", specials);
+        cJSON_AddItemToObject(tj, "post_processor", pp);
+        free(z);
+    } else {
+        cJSON_AddNullToObject(tj, "post_processor");
+    }
+    add_special_text(cfg, f, tokens, "tokenizer.ggml.bos_token_id", "bos_token");
+    add_special_text(cfg, f, tokens, "tokenizer.ggml.eos_token_id", "eos_token");
+    add_special_text(cfg, f, tokens, "tokenizer.ggml.unknown_token_id", "unk_token");
+    add_special_text(cfg, f, tokens, "tokenizer.ggml.padding_token_id", "pad_token");
+    return 0;
+}
+
+int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err)
+{
+    lc_gguf_file f;
+    *out = NULL;
+    if (lc_gguf_open(&f, path, err))
+        return -1;
+    cJSON *tj = cJSON_CreateObject(), *cfg = cJSON_CreateObject();
+    int rc = tj && cfg ? gguf_to_json(&f, path, tj, cfg, err) : lc_error_set(err, "out of memory");
+    char *tjs = rc ? NULL : cJSON_PrintUnformatted(tj), *cfgs = rc ? NULL : cJSON_PrintUnformatted(cfg);
+    if (!rc && (!tjs || !cfgs))
+        rc = lc_error_set(err, "out of memory");
+    if (!rc)
+        rc = lc_tokenizer_from_json(out, tjs, strlen(tjs), cfgs, strlen(cfgs), path, err);
+    free(tjs);
+    free(cfgs);
+    cJSON_Delete(tj);
+    cJSON_Delete(cfg);
+    lc_gguf_close(&f);
+    return rc;
+}
+
+int lc_gguf_chat_template(const char *path, char **text, lc_error *err)
+{
+    lc_gguf_file f;
+    *text = NULL;
+    if (lc_gguf_open(&f, path, err))
+        return -1;
+    int rc = 0;
+    const lc_gguf_kv *kv = lc_gguf_find_kv(&f, "tokenizer.chat_template");
+    if (kv && kv->type == LC_GGUF_STRING && !(*text = str_dup(kv->strs[0])))
+        rc = lc_error_set(err, "out of memory");
+    else if (kv && kv->type != LC_GGUF_STRING)
+        rc = lc_error_set(err, "%s: tokenizer.chat_template is not a string", path);
+    lc_gguf_close(&f);
     return rc;
 }

@@ -26,6 +26,7 @@
 #define LC_GGUF_VOCAB_H
 
 #include "autograd/error.h"
+#include "data/tokenizer.h"
 #include "data/gguf_write.h"
 #include "train/model_config.h"
 
@@ -34,5 +35,19 @@
  * supported. */
 int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config *cfg,
                       lc_error *err);
+
+/* The Split regex of llama.cpp's pre-tokenizer `name` (tokenizer.ggml.pre:
+ * llama-bpe, qwen2), NULL for another name ("gpt-2" is ByteLevel's own). */
+const char *lc_gguf_pre_regex(const char *name);
+
+/* The tokenizer of a GGUF file from its tokenizer.ggml.* keys, as llama.cpp
+ * reads them: byte-level BPE ("gpt2": tokens, token types — control tokens
+ * special, user-defined ones added —, merges, the pre-tokenizer regex by its
+ * llama.cpp name, BOS added when add_bos_token) and the bos/eos/unk/pad ids.
+ * Other tokenizer models are refused by name. */
+int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err);
+
+/* tokenizer.chat_template of a GGUF file (malloc'd), *text NULL when absent. */
+int lc_gguf_chat_template(const char *path, char **text, lc_error *err);
 
 #endif

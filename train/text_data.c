@@ -3,6 +3,7 @@
 #include "train/text_data.h"
 
 #include "train/gguf_model.h"
+#include "train/gguf_vocab.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -37,6 +38,15 @@ static bool any_chat(const lc_train_config *c)
     return false;
 }
 
+static int apply_special_tokens(lc_text_data *d, const lc_train_config *c, lc_error *err)
+{
+    for (int k = 0; k < LC_SPECIAL_COUNT; k++)
+        if (c->special_tokens[k] &&
+            lc_tokenizer_set_special(d->tok, (lc_special)k, c->special_tokens[k], err))
+            return -1;
+    return 0;
+}
+
 /* base_model's tokenizer (special_tokens applied) and the fingerprint of the
  * files it was read from (the run record's). */
 static int load_tokenizer(lc_text_data *d, const lc_train_config *c, lc_error *err)
@@ -45,18 +55,17 @@ static int load_tokenizer(lc_text_data *d, const lc_train_config *c, lc_error *e
     const char *dir = lc_model_tokenizer_dir(c->base_model, dirbuf, sizeof dirbuf);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", dir);
-    if (access(path, F_OK) != 0 && dir != c->base_model)
-        return lc_error_set(err, "base_model: %s is a GGUF file and %s is missing: "
-                            LC_GGUF_TOKENIZER_HINT, c->base_model, path);
+    if (access(path, F_OK) != 0 && dir != c->base_model) { /* a GGUF file's own vocabulary */
+        if (lc_gguf_tokenizer_load(&d->tok, c->base_model, err) ||
+            lc_fileprint_take(c->base_model, true, &d->tok_print, err))
+            return lc_error_prefix(err, "base_model (no %s next to it)", path);
+        return apply_special_tokens(d, c, err);
+    }
     if (access(path, F_OK) != 0)
         return lc_error_set(err, "base_model: %s is missing (text datasets are tokenized with "
                             "the model's own tokenizer)", path);
-    if (lc_tokenizer_load(&d->tok, dir, err))
+    if (lc_tokenizer_load(&d->tok, dir, err) || apply_special_tokens(d, c, err))
         return lc_error_prefix(err, "base_model: tokenizer");
-    for (int k = 0; k < LC_SPECIAL_COUNT; k++)
-        if (c->special_tokens[k] &&
-            lc_tokenizer_set_special(d->tok, (lc_special)k, c->special_tokens[k], err))
-            return -1;
     lc_fileprint cfg_print = {0};
     if (lc_fileprint_take(path, false, &d->tok_print, err) ||
         (access(cfg_path, F_OK) == 0 && lc_fileprint_take(cfg_path, false, &cfg_print, err)))
@@ -97,6 +106,8 @@ static int select_template(const lc_train_config *c, char **out, lc_error *err)
     char dirbuf[4200];
     int rc = lc_chat_template_from_model_dir(
         lc_model_tokenizer_dir(c->base_model, dirbuf, sizeof dirbuf), &model_text, err);
+    if (!rc && !model_text && lc_gguf_model_is_gguf(c->base_model)) /* the file's own */
+        rc = lc_gguf_chat_template(c->base_model, &model_text, err);
     if (!rc)
         rc = lc_chat_template_resolve(c->chat_template, c->chat_template_jinja, model_text, &text,
                                       &owned, err);
