@@ -6,14 +6,17 @@
 
 #define GGML_PAR_MIN 32768 /* elements: below this a tile is dequantized on one thread */
 
-int64_t lc_ggml_weight_src_row(const lc_ggml_weight *g, int64_t rows, int64_t r)
+int64_t lc_llama_gguf_row(int64_t rows, int heads, int64_t r)
 {
-    if (g->rope_heads <= 0)
-        return r;
-    int64_t D = rows / g->rope_heads, half = D / 2;
+    int64_t D = rows / heads, half = D / 2;
     int64_t h = r / D, within = r % D;
     int64_t s = within / half, i = within % half;
     return h * D + 2 * i + s;
+}
+
+int64_t lc_ggml_weight_src_row(const lc_ggml_weight *g, int64_t rows, int64_t r)
+{
+    return g->rope_heads <= 0 ? r : lc_llama_gguf_row(rows, g->rope_heads, r);
 }
 
 void lc_ggml_weight_rows(const lc_ggml_weight *g, int64_t rows, int64_t cols, int64_t r0,

@@ -28,6 +28,9 @@ typedef struct lc_ggml_weight {
     int rope_heads;          /* > 0: llama.cpp's permuted q/k rows, this many heads; 0: HF order */
 } lc_ggml_weight;
 
+/* The rule above: the gguf row of HF row r of a `rows`-row q/k weight of
+ * `heads` heads (the export writes rows there, the loader reads them back). */
+int64_t lc_llama_gguf_row(int64_t rows, int heads, int64_t r);
 /* The stored row that holds HF row r of a `rows`-row weight. */
 int64_t lc_ggml_weight_src_row(const lc_ggml_weight *g, int64_t rows, int64_t r);
 

@@ -16,7 +16,9 @@
 #include "autograd/dtype.h"
 #include "data/ggml_quants.h"
 #include "data/gguf_write.h"
+#include "autograd/ggml_weight.h"
 #include "data/model_files.h"
+#include "train/gguf_model.h"
 #include "train/gguf_vocab.h"
 #include "train/lora.h"
 #include "train/merge.h"
@@ -182,14 +184,6 @@ static const struct {
     {"mlp.down_proj.bias", "ffn_down.bias"},
 };
 
-/* GGUF name of linear module m ("attn_q", ...). */
-static const char *module_gguf(lc_module m)
-{
-    static const char *n[LC_MOD_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                          "ffn_gate", "ffn_up", "ffn_down"};
-    return n[m];
-}
-
 /* The GGUF name of HF tensor `hf` into out; *layer, *mod (-1: not a linear
  * weight) and *qk (1 q, 2 k, else 0) describe it. 1 when the tensor is to
  * be skipped, -1 when unknown. */
@@ -326,7 +320,7 @@ static int plan_lora(job *j, lc_error *err)
                 if (!it)
                     return -1;
                 snprintf(it->name, sizeof it->name, "blk.%d.%s.weight.lora_%c", l,
-                         module_gguf(order[k]), part == 1 ? 'a' : 'b');
+                         lc_gguf_linear_name(order[k]), part == 1 ? 'a' : 'b');
                 it->n_dims = 2;
                 it->ne[0] = part == 1 ? in : r;
                 it->ne[1] = part == 1 ? r : out;
@@ -508,20 +502,17 @@ static void read_f32(const lc_st_tensor *t, float *out)
     }
 }
 
-/* LlamaModel.permute: rows (n_head, 2, D/2) -> (n_head, D/2, 2) */
+/* LlamaModel.permute: each HF row to its gguf row (lc_llama_gguf_row). */
 static int permute_rows(float *x, int64_t rows, int64_t cols, int heads, lc_error *err)
 {
     if (heads <= 0 || rows % (2 * heads))
         return lc_error_set(err, "cannot permute %lld rows for %d heads", (long long)rows, heads);
-    const int64_t d = rows / heads, half = d / 2;
     float *tmp = malloc((size_t)(rows * cols) * sizeof *tmp);
     if (!tmp)
         return lc_error_set(err, "out of memory");
-    for (int64_t h = 0; h < heads; h++)
-        for (int64_t i = 0; i < half; i++)
-            for (int64_t p = 0; p < 2; p++)
-                memcpy(tmp + (h * d + i * 2 + p) * cols, x + (h * d + p * half + i) * cols,
-                       (size_t)cols * sizeof *x);
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(tmp + lc_llama_gguf_row(rows, heads, r) * cols, x + r * cols,
+               (size_t)cols * sizeof *x);
     memcpy(x, tmp, (size_t)(rows * cols) * sizeof *x);
     free(tmp);
     return 0;

@@ -315,8 +315,12 @@ static int get_vector(lc_model *m, const char *name, int64_t n, int rope_heads, 
     return 0;
 }
 
-static const char *const proj_names[LC_MOD_COUNT] = {
-    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+const char *lc_gguf_linear_name(lc_module m)
+{
+    static const char *const names[LC_MOD_COUNT] = {
+        "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    return names[m];
+}
 
 int lc_gguf_model_load(lc_model *m, const char *path, const lc_model_load_opts *o,
                        lc_error *err)
@@ -358,11 +362,11 @@ int lc_gguf_model_load(lc_model *m, const char *path, const lc_model_load_opts *
             lc_module_shape(c, mod, &out, &in);
             int heads = !permuted ? 0 : mod == LC_MOD_Q ? c->n_heads
                       : mod == LC_MOD_K ? c->n_kv_heads : 0;
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, proj_names[mod]);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, lc_gguf_linear_name(mod));
             if (get_matrix(m, name, out, in, heads, &L->proj[mod], err))
                 goto fail;
             if (lc_model_module_has_bias(c, mod)) {
-                snprintf(name, sizeof name, "blk.%d.%s.bias", l, proj_names[mod]);
+                snprintf(name, sizeof name, "blk.%d.%s.bias", l, lc_gguf_linear_name(mod));
                 if (get_vector(m, name, out, heads, &slot, &L->bias[mod], err))
                     goto fail;
             }

@@ -50,6 +50,10 @@ const char *lc_model_tokenizer_dir(const char *base_model, char *buf, size_t n);
 int lc_gguf_model_load(lc_model *m, const char *path, const lc_model_load_opts *o,
                        lc_error *err);
 
+/* The GGUF name of linear module m in blk.N.<name>.weight ("attn_q", ...),
+ * as llama.cpp's converter names it (the loader and export-gguf use it). */
+const char *lc_gguf_linear_name(lc_module m);
+
 /* Owned by a model loaded from GGUF (lc_model.gguf); lc_model_free calls this. */
 void lc_gguf_base_free(struct lc_gguf_base *g);
 /* Its open file (the mapping the weights point into). */

@@ -563,13 +563,13 @@ int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config 
                      cJSON_IsString(mt) ? mt->valuestring : "?");
         goto out;
     }
+    if (cfg->arch == LC_ARCH_LLAMA || cfg->arch == LC_ARCH_MISTRAL) {
+        const cJSON *aps = v.tc ? cJSON_GetObjectItemCaseSensitive(v.tc, "add_prefix_space")
+                                : NULL;
+        if (cJSON_IsBool(aps))
+            lc_gguf_add_bool(w, "tokenizer.ggml.add_space_prefix", cJSON_IsTrue(aps));
+    }
     if (cJSON_IsTrue(bf)) { /* SentencePiece-style: llama.cpp's "llama" model */
-        if (cfg->arch == LC_ARCH_LLAMA || cfg->arch == LC_ARCH_MISTRAL) {
-            const cJSON *aps = v.tc ? cJSON_GetObjectItemCaseSensitive(v.tc, "add_prefix_space")
-                                    : NULL;
-            if (cJSON_IsBool(aps))
-                lc_gguf_add_bool(w, "tokenizer.ggml.add_space_prefix", cJSON_IsTrue(aps));
-        }
         if (fill_llama(&v, err))
             goto out;
         lc_gguf_add_str(w, "tokenizer.ggml.model", "llama", 5);
@@ -580,12 +580,6 @@ int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config 
         const char *pre = pre_name(&v, err);
         if (!pre)
             goto out;
-        if (cfg->arch == LC_ARCH_LLAMA || cfg->arch == LC_ARCH_MISTRAL) {
-            const cJSON *aps = v.tc ? cJSON_GetObjectItemCaseSensitive(v.tc, "add_prefix_space")
-                                    : NULL;
-            if (cJSON_IsBool(aps))
-                lc_gguf_add_bool(w, "tokenizer.ggml.add_space_prefix", cJSON_IsTrue(aps));
-        }
         if (fill_gpt2(&v, err))
             goto out;
         lc_gguf_add_str(w, "tokenizer.ggml.model", "gpt2", 4);
