@@ -40,7 +40,7 @@ void lc_batch_buf_clear(lc_batch_buf *b)
 {
     for (int64_t i = 0; i < b->B * b->T; i++) {
         b->ids[i] = 0;
-        b->targets[i] = -100;
+        b->targets[i] = LC_LABEL_IGNORE;
         b->positions[i] = (int32_t)(i % b->T);
         b->segments[i] = -1; /* padding: its own segment */
     }
@@ -58,7 +58,7 @@ void lc_batch_buf_put(lc_batch_buf *b, int64_t r, const int32_t *ids, const int3
     int32_t *P = b->positions + r * b->T + start, *S = b->segments + r * b->T + start;
     for (int64_t t = 0; t < len; t++) {
         I[t] = ids[t];
-        Tg[t] = t + 1 < len ? labels[t + 1] : -100;
+        Tg[t] = t + 1 < len ? labels[t + 1] : LC_LABEL_IGNORE;
         P[t] = (int32_t)t;
         S[t] = seg;
     }

@@ -13,6 +13,10 @@
 
 #include "autograd/error.h"
 
+/* The label of a token that is not trained (HF's ignore_index; JSONL rows,
+ * dataset encoders, shifted targets and padding all use it). */
+#define LC_LABEL_IGNORE (-100)
+
 /* What the model consumes: B rows of T tokens, row-major. */
 typedef struct lc_batch {
     int64_t B, T;

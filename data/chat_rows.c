@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/batch.h"
 #include "data/chat_template.h"
 
-#define IGNORE (-100)
 #define EOT_REACH 3   /* Axolotl: an end-of-turn token at most 3 tokens after the content */
 #define MAX_EOT 16
 
@@ -439,7 +439,7 @@ int lc_chat_rows_encode(lc_chat_rows *c, const cJSON *row, const char *where, lc
         goto done;
     }
     for (size_t k = 0; k < ids->n; k++)
-        if (lc_ids_push(labels, IGNORE, err))
+        if (lc_ids_push(labels, LC_LABEL_IGNORE, err))
             goto done;
     const lc_dataset_spec *s = c->spec;
     bool any_all = s->train_on_eos == LC_EOS_ALL || s->train_on_eot == LC_EOS_ALL;

@@ -1,5 +1,6 @@
 /* jsonl.c — see jsonl.h. */
 #include "data/jsonl.h"
+#include "data/batch.h"
 #include "data/completion.h"
 #include "data/row_encoder.h"
 
@@ -21,8 +22,8 @@ static int parse_int_array(const cJSON *arr, const char *key, const char *where,
         if (!cJSON_IsNumber(it) || v != floor(v))
             return lc_error_set(err, "%s: %s[%lld]: expected an integer", where, key,
                                 (long long)i);
-        if (allow_ignore && v == -100) {
-            dst[i++] = -100;
+        if (allow_ignore && v == LC_LABEL_IGNORE) {
+            dst[i++] = LC_LABEL_IGNORE;
             continue;
         }
         if (v < 0 || v >= (double)vocab)

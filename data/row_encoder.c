@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/batch.h"
 #include "data/chat_rows.h"
 #include "data/completion.h"
 #include "data/text_jsonl.h"
 
-#define IGNORE (-100)
 
 /* Axolotl's Alpaca prompt (prompters.py AlpacaPrompter, style "instruct"). */
 #define ALPACA_SYSTEM "Below is an instruction that describes a task, paired with an input " \
@@ -74,7 +74,7 @@ static int append(lc_ids *ids, lc_ids *labels, const lc_ids *part, bool trained,
 {
     for (size_t i = 0; i < part->n; i++)
         if (lc_ids_push(ids, part->v[i], err) ||
-            lc_ids_push(labels, trained ? part->v[i] : IGNORE, err))
+            lc_ids_push(labels, trained ? part->v[i] : LC_LABEL_IGNORE, err))
             return -1;
     return 0;
 }

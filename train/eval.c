@@ -121,7 +121,7 @@ static int data_opts(const lc_eval_opts *o, int64_t vocab, int64_t T, int64_t mb
         lc_train_config c = *o->config;
         c.sequence_len = T;
         c.micro_batch_size = mb;
-        if (lc_text_data_open(text, &c, vocab, NULL, err))
+        if (lc_text_data_open(text, &c, vocab, NULL, NULL, err))
             return -1;
         if (c.n_test_datasets == 0 && c.val_set_size > 0) { /* the rows training held out */
             lc_dataset_opts all = lc_text_data_opts(text, &c, false, vocab);

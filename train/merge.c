@@ -11,6 +11,7 @@
  * catches a wrong merge, small errors included. */
 #include "train/sysinfo.h"
 #include "train/merge.h"
+#include "data/batch.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -877,7 +878,7 @@ static int verify(merge_job *j, lc_error *err)
     uint64_t rng = 0x6d65726765ull; /* fixed: "merge" */
     for (int64_t i = 0; i < N; i++) {
         ids[i] = (int32_t)(lc_rng_next(&rng) % (uint64_t)V);
-        tg[i] = -100;
+        tg[i] = LC_LABEL_IGNORE;
         pos[i] = (int32_t)(i % T);
     }
     lc_batch b = {B, T, ids, tg, pos, NULL};

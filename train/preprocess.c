@@ -7,12 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/batch.h"
 #include "data/dataset.h"
 #include "train/model_config.h"
 #include "train/rows_out.h"
 #include "train/text_data.h"
 
-#define IGNORE (-100)
 
 static bool same_file(const char *a, const char *b)
 {
@@ -66,13 +66,13 @@ static void show_row(FILE *log, lc_tokenizer *tok, const lc_row *row, int64_t le
 {
     int64_t sup = 0; /* targets after the causal shift, as the data line counts them */
     for (int64_t i = 1; i < len; i++)
-        sup += row->labels[i] != IGNORE;
+        sup += row->labels[i] != LC_LABEL_IGNORE;
     fprintf(log, "--- %s: %lld tokens, %lld supervised ---\n", where, (long long)len,
             (long long)sup);
     for (int64_t i = 0; i < len;) {
-        bool on = row->labels[i] != IGNORE;
+        bool on = row->labels[i] != LC_LABEL_IGNORE;
         int64_t j = i;
-        while (j < len && (row->labels[j] != IGNORE) == on)
+        while (j < len && (row->labels[j] != LC_LABEL_IGNORE) == on)
             j++;
         if (on)
             fputs(color ? "\033[32m" : "\u00ab", log);
@@ -146,7 +146,7 @@ int lc_preprocess(const lc_train_config *c, const lc_preprocess_opts *p, FILE *l
     if (lc_model_config_load(&mc, c->base_model, err))
         return lc_error_prefix(err, "base_model");
     lc_text_data text;
-    if (lc_text_data_open(&text, c, mc.vocab_size, log, err))
+    if (lc_text_data_open(&text, c, mc.vocab_size, NULL, log, err))
         return -1;
     lc_rows_out out;
     if (out_open(&out, c, p, err)) {

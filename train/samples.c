@@ -11,11 +11,14 @@ static int prompt_ids(lc_samples *s, const lc_chat_template *tpl, const char *p,
 {
     if (!tpl)
         return lc_tokenizer_encode(s->tok, p, strlen(p), true, ids, err);
-    cJSON *msgs = cJSON_CreateArray(), *m = cJSON_CreateObject();
-    if (!msgs || !m || !cJSON_AddItemToArray(msgs, m) ||
-        !cJSON_AddStringToObject(m, "role", "user") || !cJSON_AddStringToObject(m, "content", p)) {
-        if (!cJSON_IsArray(msgs) || !msgs->child)
-            cJSON_Delete(m);
+    cJSON *msgs = cJSON_CreateArray();
+    cJSON *m = msgs ? cJSON_CreateObject() : NULL;
+    if (m && !cJSON_AddItemToArray(msgs, m)) { /* the list owns m from here on */
+        cJSON_Delete(m);
+        m = NULL;
+    }
+    if (!m || !cJSON_AddStringToObject(m, "role", "user") ||
+        !cJSON_AddStringToObject(m, "content", p)) {
         cJSON_Delete(msgs);
         return lc_error_set(err, "out of memory");
     }

@@ -120,10 +120,12 @@ static int select_template(const lc_train_config *c, char **out, lc_error *err)
 
 /* The prepared file of datasets[i]: DIR/<name>-<hash of what decides its rows>.jsonl. */
 static int prepared_name(const lc_text_data *d, const lc_train_config *c, int i, int64_t vocab,
-                         char **out, lc_error *err)
+                         const lc_fileprint *data_print, char **out, lc_error *err)
 {
     lc_fileprint fp;
-    if (lc_fileprint_take(c->datasets[i], false, &fp, err))
+    if (data_print)
+        fp = data_print[i];
+    else if (lc_fileprint_take(c->datasets[i], false, &fp, err))
         return lc_error_prefix(err, "datasets[%d]", i);
     char spec[2048], num[64];
     lc_dataset_spec_describe(&c->dataset_specs[i], spec, sizeof spec);
@@ -147,8 +149,8 @@ static int prepared_name(const lc_text_data *d, const lc_train_config *c, int i,
 
 /* dataset_prepared_path: datasets' text rows from their prepared files, made
  * when missing. */
-static int use_prepared(lc_text_data *d, const lc_train_config *c, int64_t vocab, FILE *log,
-                        lc_error *err)
+static int use_prepared(lc_text_data *d, const lc_train_config *c, int64_t vocab,
+                        const lc_fileprint *data_print, FILE *log, lc_error *err)
 {
     if (!c->dataset_prepared_path)
         return 0;
@@ -158,7 +160,7 @@ static int use_prepared(lc_text_data *d, const lc_train_config *c, int64_t vocab
     for (int i = 0; i < c->n_datasets; i++) {
         if (!d->train[i])
             continue;
-        if (prepared_name(d, c, i, vocab, &d->prepared[i], err))
+        if (prepared_name(d, c, i, vocab, data_print, &d->prepared[i], err))
             return -1;
         bool have = lc_path_exists(d->prepared[i]);
         lc_data_counts k;
@@ -173,8 +175,8 @@ static int use_prepared(lc_text_data *d, const lc_train_config *c, int64_t vocab
     return 0;
 }
 
-int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, FILE *log,
-                      lc_error *err)
+int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab,
+                      const lc_fileprint *data_print, FILE *log, lc_error *err)
 {
     memset(d, 0, sizeof *d);
     for (int i = 0; i < c->n_datasets; i++)
@@ -186,7 +188,7 @@ int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, 
         d->tok_print.hash = lc_hash_text(d->tok_print.hash, d->chat_template);
     if (!rc)
         rc = make_encoders(d, c, false, vocab, err) || make_encoders(d, c, true, vocab, err) ||
-             use_prepared(d, c, vocab, log, err);
+             use_prepared(d, c, vocab, data_print, log, err);
     if (rc)
         lc_text_data_close(d);
     return rc ? -1 : 0;

@@ -35,9 +35,11 @@ typedef struct lc_text_data {
  * (the file's content, the dataset's options, tokenizer and template,
  * sequence_len, excess_length_strategy, train_on_inputs, eot_tokens,
  * vocab_size) — which is made first when missing; log (may be NULL) says
- * which. Axolotl's cache, made safe: a change to any input is a new file. */
-int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab, FILE *log,
-                      lc_error *err);
+ * which. Axolotl's cache, made safe: a change to any input is a new file.
+ * data_print: the datasets' fingerprints when the caller took them already
+ * (the trainer does, for its run record), else NULL (taken here if needed). */
+int lc_text_data_open(lc_text_data *d, const lc_train_config *c, int64_t vocab,
+                      const lc_fileprint *data_print, FILE *log, lc_error *err);
 void lc_text_data_close(lc_text_data *d);
 
 /* val_set_size: given the scan of every kept row of datasets (side 0),

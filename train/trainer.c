@@ -506,7 +506,7 @@ static int load_data(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
     const lc_model_config *mc = &r->model.cfg;
-    if (lc_text_data_open(&r->text, c, mc->vocab_size, r->log, err))
+    if (lc_text_data_open(&r->text, c, mc->vocab_size, r->data_print, r->log, err))
         return -1;
     r->dopts = lc_text_data_opts(&r->text, c, false, mc->vocab_size);
     if (lc_dataset_scan_files(&r->scan, &r->dopts, err) ||
