@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum lc_dtype {
     LC_DTYPE_BOOL,
@@ -41,7 +42,29 @@ int lc_dtype_from_name(const char *name, lc_dtype *out);
 /* Scalar conversions (round-to-nearest-even on the way down, NaN kept). */
 float lc_bf16_to_f32(uint16_t h);
 uint16_t lc_f32_to_bf16(float f);
-float lc_f16_to_f32(uint16_t h);
 uint16_t lc_f32_to_f16(float f);
+
+/* IEEE half -> float, exact (subnormals, infinities; a NaN keeps its sign and
+ * payload). Inline and branch-free so that loops over half arrays (F16
+ * weights, the scales of ggml blocks) vectorise: a normal or infinite half
+ * moves its exponent and mantissa up 13 bits and re-biases (15 -> 127); a
+ * subnormal's value man * 2^-24 is an exact float product, taken from the
+ * integer so that no float subnormal is involved (flush-to-zero modes cannot
+ * change it). */
+static inline float lc_f16_to_f32(uint16_t h)
+{
+    int32_t em = h & 0x7fff; /* signed: the baseline's vector compares are */
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t normal = ((uint32_t)em << 13) + (112u << 23);
+    uint32_t infnan = ((uint32_t)em << 13) | 0x7f800000u;
+    float sub = (float)em * 0x1p-24f;
+    uint32_t sub_bits;
+    memcpy(&sub_bits, &sub, sizeof sub_bits);
+    uint32_t bits = em < 0x0400 ? sub_bits : em >= 0x7c00 ? infnan : normal;
+    bits |= sign;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
 
 #endif

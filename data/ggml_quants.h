@@ -54,7 +54,4 @@ const lc_ggml_type_info *lc_ggml_type_get(uint32_t type);
  * order, never fused). */
 void lc_ggml_dequant(uint32_t type, const void *row, int64_t k0, int64_t n, float *out);
 
-/* Exact IEEE half -> float (subnormals, infinities; NaN keeps its payload). */
-float lc_ggml_half_to_float(uint16_t h);
-
 #endif

@@ -6,6 +6,9 @@
  *   float32 rows) to gguf-py's gguf.quants.dequantize, stored as F32 tensors
  *   in types_expected.gguf; any [k0, k0+n) of a row gives the same bits as the
  *   whole row (tile by tile use); metadata of every value type reads back.
+ * - lc_f16_to_f32 (the branch-free half conversion every F16 weight and
+ *   ggml block scale goes through) on all 65536 halves against the
+ *   compiler's own _Float16 -> float conversion.
  * - Hostile images built in memory (a small GGUF writer below), one rule broken
  *   each; every one refused with a one-line message naming the file, the place
  *   and the rule, and every prefix of a valid file refused as truncated. */
@@ -17,8 +20,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/dtype.h"
 #include "data/gguf.h"
 #include "helpers.h"
+
+#if defined(__FLT16_MAX__) /* the compiler has _Float16 (GCC >= 12 on x86-64) */
+Test(f16, every_half_converts_exactly)
+{
+    int nan_count = 0;
+    for (uint32_t b = 0; b <= 0xffffu; b++) {
+        uint16_t bits = (uint16_t)b;
+        _Float16 h;
+        memcpy(&h, &bits, sizeof h);
+        float want = (float)h, got = lc_f16_to_f32(bits);
+        uint32_t wb, gb;
+        memcpy(&wb, &want, 4);
+        memcpy(&gb, &got, 4);
+        if (isnan(want)) { /* the hardware may quiet a signalling NaN; lorac keeps it */
+            cr_assert(isnan(got) && (gb >> 31) == (wb >> 31), "half 0x%04x", b);
+            cr_assert_eq(gb & 0x1fffu, 0, "half 0x%04x: payload moved", b);
+            cr_assert_eq((gb >> 13) & 0x1ffu, (uint32_t)(b & 0x1ffu), "half 0x%04x", b);
+            nan_count++;
+            continue;
+        }
+        cr_assert_eq(gb, wb, "half 0x%04x: 0x%08x, want 0x%08x", b, gb, wb);
+    }
+    cr_assert_eq(nan_count, 2 * 1023);
+}
+#endif
 
 /* ------------------------------------------------------------ fixtures */
 
