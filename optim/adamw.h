@@ -5,7 +5,12 @@
  * update, the norm and the clipping are single passes over contiguous
  * memory; m and v are parallel buffers of the same length.
  * Update (step t ≥ 1): p ← p − lr·wd·p; m ← β1·m + (1−β1)·g;
- * v ← β2·v + (1−β2)·g²; p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε). */
+ * v ← β2·v + (1−β2)·g²; p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε).
+ *
+ * Parameter groups as torch's: spans of the buffer may learn at a multiple
+ * of the scheduled rate (each span's lr = lr_scale × lr, its weight decay
+ * applied at that lr), as LoRA+ does for lora_B. Without spans every value
+ * learns at lr. */
 #ifndef LC_ADAMW_H
 #define LC_ADAMW_H
 
@@ -19,13 +24,24 @@ typedef struct lc_adamw_hparams {
     double beta1, beta2, eps, weight_decay;
 } lc_adamw_hparams;
 
+/* Values [begin, end) of the buffer learn at lr_scale × the scheduled rate. */
+typedef struct lc_adamw_span {
+    size_t begin, end;
+    double lr_scale;
+} lc_adamw_span;
+
 typedef struct lc_adamw {
-    lc_real *m, *v;   /* [n] */
+    lc_real *m, *v;        /* [n] */
     size_t n;
-    int64_t step;     /* updates done so far */
+    int64_t step;          /* updates done so far */
+    lc_adamw_span *spans;  /* [n_spans] in order, covering [0, n); NULL: all at lr */
+    size_t n_spans;
 } lc_adamw;
 
 int lc_adamw_init(lc_adamw *o, size_t n, lc_error *err);
+/* Sets the groups (copied): spans in order, adjacent, covering [0, n), scales
+ * finite and > 0. */
+int lc_adamw_set_spans(lc_adamw *o, const lc_adamw_span *spans, size_t n_spans, lc_error *err);
 void lc_adamw_free(lc_adamw *o);
 /* One update of params[n] with grads[n] at learning rate lr. */
 void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,

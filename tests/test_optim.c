@@ -90,3 +90,47 @@ Test(optim, clip_grad_norm_equals_torch)
     cr_expect_eq(h[0], 0.3f);
     cr_expect_eq(h[1], 0.4f);
 }
+
+/* Parameter groups (LoRA+): a span learning at k x lr takes exactly the
+ * steps a separate optimizer at k x lr takes, the others those at lr; spans
+ * that do not tile the buffer are refused. */
+Test(optim, lr_spans_are_separate_groups)
+{
+    enum { N = 200000, SPLIT = 70001 }; /* above the parallel threshold */
+    static lc_real p_all[N], p_a[SPLIT], p_b[N - SPLIT], g[N];
+    for (int i = 0; i < N; i++) {
+        p_all[i] = (lc_real)sin(0.37 * i);
+        g[i] = (lc_real)(cos(1.3 * i) * (i % 7 == 0 ? 1e-9 : 1e-2));
+    }
+    for (int i = 0; i < SPLIT; i++)
+        p_a[i] = p_all[i];
+    for (int i = SPLIT; i < N; i++)
+        p_b[i - SPLIT] = p_all[i];
+    lc_adamw_hparams hp = {0.9, 0.999, 1e-8, 0.01};
+    lc_adamw all, a, b;
+    lc_error err;
+    cr_assert_eq(lc_adamw_init(&all, N, &err), 0);
+    cr_assert_eq(lc_adamw_init(&a, SPLIT, &err), 0);
+    cr_assert_eq(lc_adamw_init(&b, N - SPLIT, &err), 0);
+    lc_adamw_span bad[2] = {{0, SPLIT, 1.0}, {SPLIT + 1, N, 16.0}};
+    cr_assert_neq(lc_adamw_set_spans(&all, bad, 2, &err), 0);
+    cr_log_info("%s", err.msg);
+    lc_adamw_span short_[1] = {{0, SPLIT, 1.0}};
+    cr_assert_neq(lc_adamw_set_spans(&all, short_, 1, &err), 0);
+    lc_adamw_span zero[2] = {{0, SPLIT, 1.0}, {SPLIT, N, 0.0}};
+    cr_assert_neq(lc_adamw_set_spans(&all, zero, 2, &err), 0);
+    lc_adamw_span spans[2] = {{0, SPLIT, 1.0}, {SPLIT, N, 16.0}};
+    cr_assert_eq(lc_adamw_set_spans(&all, spans, 2, &err), 0, "%s", err.msg);
+    for (int step = 0; step < 3; step++) {
+        lc_adamw_update(&all, p_all, g, &hp, 1e-3);
+        lc_adamw_update(&a, p_a, g, &hp, 1e-3);
+        lc_adamw_update(&b, p_b, g + SPLIT, &hp, 1e-3 * 16.0);
+    }
+    for (int i = 0; i < N; i++) {
+        lc_real want = i < SPLIT ? p_a[i] : p_b[i - SPLIT];
+        cr_assert_eq(p_all[i], want, "value %d: %.9g vs %.9g", i, (double)p_all[i], (double)want);
+    }
+    lc_adamw_free(&all);
+    lc_adamw_free(&a);
+    lc_adamw_free(&b);
+}

@@ -89,8 +89,6 @@ static const lc_ax_key table[] = {
     OFF("lora_modules_to_save", "would train and save full copies of these modules"),
     OFF("peft_use_dora", "would train DoRA (weight-decomposed LoRA)"),
     OFF("peft_layers_to_transform", "would adapt only these layers"),
-    OFF("loraplus_lr_ratio", "would give lora_B a larger learning rate (LoRA+)"),
-    OFF("loraplus_lr_embedding", "would set an embedding learning rate (LoRA+)"),
     OFF("lr_quadratic_warmup", "would warm the learning rate up quadratically"),
     OFF("cosine_constant_lr_ratio", "would hold the learning rate constant for part of the run"),
     OFF("lr_scheduler_kwargs", "would pass arguments to the learning-rate schedule"),

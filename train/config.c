@@ -76,7 +76,8 @@ typedef enum key_id {
     KEY_OVERWRITE_OUTPUT_DIR, KEY_RESUME_ALLOW_DATA_CHANGE, KEY_VAL_SET_SIZE,
     KEY_TRAIN_ON_INPUTS, KEY_SPECIAL_TOKENS, KEY_DATASET_PREPARED_PATH, KEY_CHAT_TEMPLATE,
     KEY_CHAT_TEMPLATE_JINJA, KEY_EOT_TOKENS, KEY_EXCESS_LENGTH_STRATEGY, KEY_USE_TENSORBOARD,
-    KEY_SAMPLE_PROMPTS, KEY_SAMPLE_MAX_NEW_TOKENS,
+    KEY_SAMPLE_PROMPTS, KEY_SAMPLE_MAX_NEW_TOKENS, KEY_LORAPLUS_LR_RATIO,
+    KEY_LORAPLUS_LR_EMBEDDING,
     KEY_COUNT
 } key_id;
 
@@ -185,6 +186,10 @@ static const keydef keys[KEY_COUNT] = {
     [KEY_EXCESS_LENGTH_STRATEGY] = { "excess_length_strategy", K_SPECIAL, 0, 0, 0, 0, NULL },
     [KEY_USE_TENSORBOARD] = { "use_tensorboard", K_BOOL, OFF(use_tensorboard), 0, 0, 0,
                               "true or false" },
+    [KEY_LORAPLUS_LR_RATIO] = { "loraplus_lr_ratio", K_F64, OFF(loraplus_lr_ratio), 0, INFINITY,
+                                LO_OPEN, "a finite number > 0, or null" },
+    [KEY_LORAPLUS_LR_EMBEDDING] = { "loraplus_lr_embedding", K_F64, OFF(loraplus_lr_embedding),
+                                    0, INFINITY, 0, "a finite number >= 0, or null" },
 };
 
 /* What a resume may change (configs/README.md, "Resuming", lists the two
@@ -216,7 +221,8 @@ static const lc_resume_class resume_class[KEY_COUNT] = {
     [KEY_DEVICE] = LC_RESUME_FREE, [KEY_LOGGING_STEPS] = LC_RESUME_FREE,
     [KEY_SAVE_STEPS] = LC_RESUME_FREE, [KEY_SAVE_TOTAL_LIMIT] = LC_RESUME_FREE,
     [KEY_EVAL_STEPS] = LC_RESUME_FREE, [KEY_MAX_BAD_STEPS] = LC_RESUME_FREE,
-    [KEY_USE_TENSORBOARD] = LC_RESUME_FREE,
+    [KEY_USE_TENSORBOARD] = LC_RESUME_FREE, [KEY_LORAPLUS_LR_RATIO] = LC_RESUME_FREE,
+    [KEY_LORAPLUS_LR_EMBEDDING] = LC_RESUME_FREE,
     /* What the training rows are: a change is a different data stream. */
     [KEY_VAL_SET_SIZE] = LC_RESUME_FIXED, [KEY_TRAIN_ON_INPUTS] = LC_RESUME_FIXED,
     [KEY_SPECIAL_TOKENS] = LC_RESUME_FIXED, [KEY_CHAT_TEMPLATE] = LC_RESUME_FIXED,
@@ -1794,6 +1800,7 @@ void lc_train_config_defaults(lc_train_config *c)
     c->device = LC_DEVICE_AUTO;
     c->logging_steps = 1;
     c->sample_max_new_tokens = 64;
+    c->loraplus_lr_embedding = 1e-6; /* Axolotl's default */
     /* output_dir stays NULL here: parsing fills in "out" resolved against
      * the config's directory when the file does not set it. */
 }

@@ -65,6 +65,9 @@ typedef struct lc_train_config {
     int64_t max_bad_steps;          /* refused non-finite steps before the run stops (0 = never stop) */
     bool overwrite_output_dir;      /* a fresh run may delete another run's outputs in output_dir */
     bool resume_allow_data_change;  /* resume although the training data changed */
+    double loraplus_lr_ratio;       /* > 0: lora_B learns at this times the learning rate (LoRA+);
+                                       0 (null): off */
+    double loraplus_lr_embedding;   /* LoRA+'s rate for embedding adapters: lorac trains none */
     bool use_tensorboard;           /* write TensorBoard event files to output_dir/runs/ */
     /* Data keys (Axolotl's): parsed and checked; the data pipeline reads them. */
     double val_set_size;            /* fraction in [0, 1), or a row count (val_set_size_rows) */

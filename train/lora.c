@@ -453,3 +453,30 @@ int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_mod
         lc_fsync_dir(dir);
     return rc;
 }
+
+int lc_lora_loraplus_groups(const lc_lora *lora, double b_lr_scale, lc_adamw *opt,
+                            lc_error *err)
+{
+    /* the buffer holds A then B of each adapter, adapters in layer-module order */
+    lc_adamw_span *spans = malloc((lora->n_tensors + 1) * sizeof *spans);
+    if (!spans)
+        return lc_error_set(err, "out of memory for the LoRA+ parameter groups");
+    size_t n = 0;
+    for (size_t a = 0; a < (size_t)lora->n_layers * LC_MOD_COUNT; a++) {
+        const lc_lora_adapter *ad = &lora->adapters[a];
+        if (!ad->A)
+            continue;
+        const lc_tensor *ab[2] = {ad->A, ad->B};
+        for (int k = 0; k < 2; k++) {
+            double scale = k == 1 ? b_lr_scale : 1.0;
+            size_t b = (size_t)(ab[k]->data - lora->params), e = b + (size_t)ab[k]->numel;
+            if (n > 0 && spans[n - 1].end == b && spans[n - 1].lr_scale == scale)
+                spans[n - 1].end = e;
+            else
+                spans[n++] = (lc_adamw_span){b, e, scale};
+        }
+    }
+    int rc = lc_adamw_set_spans(opt, spans, n, err);
+    free(spans);
+    return rc;
+}

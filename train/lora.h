@@ -16,6 +16,7 @@
 
 #include "autograd/ops.h"
 #include "data/safetensors.h"
+#include "optim/adamw.h"
 #include "train/model_config.h"
 
 typedef enum lc_module {
@@ -80,5 +81,12 @@ int lc_lora_load_tensors(lc_lora *lora, const lc_st_file *f, lc_error *err);
  * directory, else as given (a Hub id such as "org/name"; NULL: ""). */
 int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_model,
                       lc_error *err);
+
+/* LoRA+ (PEFT's create_loraplus_optimizer, Axolotl's loraplus_lr_ratio): the
+ * optimizer's parameter groups over lora->params, every lora_B learning at
+ * b_lr_scale × the learning rate and every lora_A at 1× (PEFT also puts 1-D
+ * adapter parameters with B; lorac's adapters have none). Sets them on opt. */
+int lc_lora_loraplus_groups(const lc_lora *lora, double b_lr_scale, lc_adamw *opt,
+                            lc_error *err);
 
 #endif

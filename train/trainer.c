@@ -494,9 +494,13 @@ static int load_model_and_adapter(run *r, lc_error *err)
         if (lc_lora_init(&r->lora, mc, &lc, c->seed, err))
             return -1;
     }
-    fprintf(r->log, "adapter: LoRA r %d, alpha %g%s, dropout %g, %zu trainable parameters\n",
+    char plus[128] = "";
+    if (c->loraplus_lr_ratio > 0)
+        snprintf(plus, sizeof plus, ", LoRA+ (lora_B at %g x the learning rate%s)",
+                 c->loraplus_lr_ratio, c->weight_decay > 0 ? "; no weight decay, as Axolotl" : "");
+    fprintf(r->log, "adapter: LoRA r %d, alpha %g%s, dropout %g%s, %zu trainable parameters\n",
             r->lora.cfg.r, r->lora.cfg.alpha, r->lora.cfg.use_rslora ? " (rsLoRA)" : "",
-            r->lora.cfg.dropout, r->lora.n_params);
+            r->lora.cfg.dropout, plus, r->lora.n_params);
     return 0;
 }
 
@@ -564,7 +568,9 @@ static int allocate(run *r, lc_error *err)
     if (lc_model_prepare_rope(&r->model, c->sequence_len, err) ||
         lc_arena_init(&r->arena, "step", plan.arena_bytes, err) ||
         lc_tape_init(&r->tape, &r->arena, plan.grad_bytes, err) ||
-        lc_adamw_init(&r->opt, r->lora.n_params, err))
+        lc_adamw_init(&r->opt, r->lora.n_params, err) ||
+        (c->loraplus_lr_ratio > 0 &&
+         lc_lora_loraplus_groups(&r->lora, c->loraplus_lr_ratio, &r->opt, err)))
         return -1;
     r->tape.max_rows = c->micro_batch_size * c->sequence_len;
     if (!(r->backup = malloc(3 * r->lora.n_params * sizeof(lc_real) + 1)))
@@ -718,7 +724,9 @@ static int train_loop(run *r, lc_error *err)
     const int64_t start_step = r->st.step;
     double t_start = r->t_start = lc_now_s();
     lc_adamw_hparams hp = c->adam;
-    hp.weight_decay = c->weight_decay;
+    /* LoRA+ as Axolotl runs it (PEFT's create_loraplus_optimizer without
+     * loraplus_weight_decay): every group decays at 0 */
+    hp.weight_decay = c->loraplus_lr_ratio > 0 ? 0.0 : c->weight_decay;
     r->tape.training = true;
     while (r->st.step < r->st.total_steps) {
         if (stop_requested) {
