@@ -74,6 +74,13 @@ const char *lc_bpe_token(const lc_bpe *b, int32_t id, size_t *n);
 /* Adds the merge left+right with the next rank; both and their
  * concatenation must be tokens. Call after all add_token. */
 int lc_bpe_add_merge(lc_bpe *b, const char *l, size_t ln, const char *r, size_t rn, lc_error *err);
+/* Merges from token scores, as SentencePiece BPE (llama.cpp's SPM tokenizer)
+ * merges: every split of a token, at a character boundary, into two tokens is
+ * a merge into it, ranked by the token's score — higher first, equal scores
+ * equal rank, so that the heap takes the leftmost of them, as llama.cpp does.
+ * score[id] for every id (n ≥ n_ids). Call after all add_token, instead of
+ * add_merge. */
+int lc_bpe_merges_from_scores(lc_bpe *b, const float *score, size_t n, lc_error *err);
 /* Fills byte_id[] from the options; call after the vocabulary is complete. */
 void lc_bpe_finish(lc_bpe *b);
 /* Appends the ids of word s[0..n) (raw bytes when byte_level, else UTF-8). */

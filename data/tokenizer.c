@@ -758,6 +758,12 @@ void lc_tokenizer_free(lc_tokenizer *t)
     free(t);
 }
 
+int lc_tokenizer_merges_from_scores(lc_tokenizer *t, const float *score, size_t n,
+                                    lc_error *err)
+{
+    return lc_bpe_merges_from_scores(&t->bpe, score, n, err);
+}
+
 int32_t lc_tokenizer_token_id(const lc_tokenizer *t, const char *s)
 {
     size_t n = strlen(s);

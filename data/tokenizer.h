@@ -43,6 +43,11 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len,
                            const char *config, size_t config_len, const char *where,
                            lc_error *err);
 void lc_tokenizer_free(lc_tokenizer *t);
+/* Gives a tokenizer loaded with no merges the merges of a SentencePiece model
+ * from its token scores (score[id], n ≥ the vocabulary's ids): see
+ * lc_bpe_merges_from_scores. For GGUF "llama" vocabularies. */
+int lc_tokenizer_merges_from_scores(lc_tokenizer *t, const float *score, size_t n,
+                                    lc_error *err);
 
 /* Appends the ids of text[0..len) (UTF-8; invalid UTF-8 is an error) to out,
  * with the post-processor's special tokens when add_special. */
