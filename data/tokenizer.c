@@ -90,6 +90,7 @@ struct lc_tokenizer {
     char *norm_buf[2];       /* work: normalizer ping-pong */
     size_t norm_cap[2];
     lc_ids *span_start, *span_end; /* encode_spans: where each id's bytes lie (else NULL) */
+    bool strip_ascii;        /* lstrip/rstrip take ASCII whitespace only (llama.cpp's) */
 };
 
 /* Rust's char::is_whitespace (Unicode White_Space). */
@@ -98,6 +99,13 @@ static int is_space(uint32_t c)
     return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
            (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
            c == 0x205f || c == 0x3000;
+}
+
+/* Whitespace an added token's lstrip/rstrip takes: HF's White_Space, or with
+ * strip_ascii llama.cpp's isspace (C locale: the ASCII part of it). */
+static int strip_space(const lc_tokenizer *t, uint32_t c)
+{
+    return is_space(c) && (!t->strip_ascii || c < 0x80);
 }
 
 /* A word character for single_word added tokens: HF tests with the Rust
@@ -764,6 +772,11 @@ int lc_tokenizer_merges_from_scores(lc_tokenizer *t, const float *score, size_t 
     return lc_bpe_merges_from_scores(&t->bpe, score, n, err);
 }
 
+void lc_tokenizer_strip_ascii(lc_tokenizer *t)
+{
+    t->strip_ascii = true;
+}
+
 int32_t lc_tokenizer_token_id(const lc_tokenizer *t, const char *s)
 {
     size_t n = strlen(s);
@@ -1174,7 +1187,7 @@ static int split_added(lc_tokenizer *t, const trie *tr, const char *s, size_t n,
                 while (q > 0 && ((uint8_t)s[q] & 0xc0) == 0x80)
                     q--;
                 size_t cl;
-                if (!is_space(lc_utf8_decode(s + q, ns - q, &cl)))
+                if (!strip_space(t, lc_utf8_decode(s + q, ns - q, &cl)))
                     break;
                 ns = q;
             }
@@ -1183,7 +1196,7 @@ static int split_added(lc_tokenizer *t, const trie *tr, const char *s, size_t n,
         if (a->rstrip) {
             while (stop < n) {
                 size_t cl;
-                if (!is_space(lc_utf8_decode(s + stop, n - stop, &cl)))
+                if (!strip_space(t, lc_utf8_decode(s + stop, n - stop, &cl)))
                     break;
                 stop += cl;
             }

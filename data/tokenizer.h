@@ -48,6 +48,9 @@ void lc_tokenizer_free(lc_tokenizer *t);
  * lc_bpe_merges_from_scores. For GGUF "llama" vocabularies. */
 int lc_tokenizer_merges_from_scores(lc_tokenizer *t, const float *score, size_t n,
                                     lc_error *err);
+/* Added tokens' lstrip/rstrip take ASCII whitespace only, as llama.cpp's
+ * isspace, instead of HF's Unicode White_Space. For GGUF vocabularies. */
+void lc_tokenizer_strip_ascii(lc_tokenizer *t);
 
 /* Appends the ids of text[0..len) (UTF-8; invalid UTF-8 is an error) to out,
  * with the post-processor's special tokens when add_special. */

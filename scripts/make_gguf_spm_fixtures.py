@@ -36,6 +36,9 @@ The files, from tests/fixtures/tokenizers/ (HF tokenizer.json):
                     control when HF marks them special, else user-defined;
                     <|placeholder1..3|> made user-defined to cover that type
                     next to control ones; add_bos false; eos <|endoftext|>.
+  phi-3-named       the same with general.name "Phi3 Mini fixture": llama.cpp
+                    then makes its special tokens rstrip (but <unk>, <s>,
+                    <|endoftext|>); add_bos true.
 """
 import argparse
 import ctypes
@@ -59,7 +62,8 @@ EDGE = [
     "\U0001F9EC\U0001F9EB rare emoji", "\U00010348 gothic \U0001D11E music",
     "\u0007\u001b control bytes", "private \ue000\uf8ff", "<s>", "</s>", "<unk>",
     "<s>Hello</s>", "Hello <s> world </s> end", "a<s>b", " <s> ", "<s><s>", "<unk> x <unk>",
-    "<|user|>\nHi<|end|>\n<|assistant|>", "<|end|>", " <|end|> ", "<|placeholder1|>x",
+    "<|user|>\nHi<|end|>\n<|assistant|>", "<|end|>", " <|end|> ", "<|end|>   \n\tx", "<|user|>  hello",
+    "<s> x</s>  y<unk>  z<|endoftext|>  w", "<|placeholder1|>x",
     "<|system|>You are kind.<|end|><|user|>hello<|end|>", "<|endoftext|>", "<|end",
     "▁already▁escaped", " ▁ ", "<0x0A>", "&amp; &#x27; <b>html</b>", "snake_case_name = 42",
     "naïve café façade", "ÄÖÜ äöü ß", "Привет мир", "مرحبا بالعالم", "שלום", "नमस्ते",
@@ -140,9 +144,10 @@ def vocab_of(tj, ranked, phi3, keep):
 
 
 def write_gguf(path, tokens, scores, types, keys):
+    keys = dict(keys)
     import gguf
     w = gguf.GGUFWriter(path, "llama")
-    w.add_name("spm vocab fixture")
+    w.add_name(keys.pop("general.name", "spm vocab fixture"))
     w.add_context_length(4096)
     w.add_embedding_length(8)
     w.add_block_count(1)
@@ -224,6 +229,9 @@ def main():
          {K + "bos_token_id": 1, K + "eos_token_id": 32000, K + "unknown_token_id": 0,
           K + "padding_token_id": 32000, K + "add_bos_token": False,
           K + "add_eos_token": False}),
+        ("phi-3-named", phi3, True, True, "phi-3", 8000,
+         {"general.name": "Phi3 Mini fixture", K + "bos_token_id": 1, K + "eos_token_id": 32000,
+          K + "unknown_token_id": 0, K + "add_bos_token": True}),
     ]
     for name, tj, ranked, is_phi3, src, keep, keys in plans:
         tokens, scores, types = vocab_of(tj, ranked, is_phi3, keep)

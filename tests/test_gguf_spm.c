@@ -4,7 +4,8 @@
  * 0.3.36) holds vocab-only GGUF files — Llama 2 with SentencePiece-like ranked
  * scores (32000 tokens), with the converter's flat -1000 scores (all ties),
  * the flat one without add_space_prefix and with add_eos, Phi-3 with control
- * and user-defined added tokens — and llama.cpp's ids of ~277 texts each, with
+ * and user-defined added tokens, and named "Phi3" (llama.cpp then makes its
+ * special tokens rstrip) — and llama.cpp's ids of ~277 texts each, with
  * and without add_special (parse_special on), and its detokenized text of
  * both. Every case must give the same ids and text. Then a completion dataset
  * over the Llama 2 GGUF file as base_model goes through `lorac preprocess`
@@ -148,6 +149,7 @@ Test(gguf_spm, llama2_ranked_scores, .timeout = 120) { check_file("llama-spm-ran
 Test(gguf_spm, llama2_flat_scores, .timeout = 120) { check_file("llama-spm-flat", 10129); }
 Test(gguf_spm, no_space_prefix_eos, .timeout = 120) { check_file("llama-spm-noprefix", 10129); }
 Test(gguf_spm, phi3_added_tokens, .timeout = 120) { check_file("phi-3", 10140); }
+Test(gguf_spm, phi3_named_rstrip, .timeout = 120) { check_file("phi-3-named", 10140); }
 
 /* The 32000-token vocabulary loads in well under a second (the merges come
  * from the scores: every split of every token is looked up). */

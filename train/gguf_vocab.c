@@ -4,6 +4,7 @@
 #include "train/gguf_vocab.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -745,14 +746,15 @@ static int post_processor_of(const lc_gguf_file *f, const char *path, const lc_g
 }
 
 /* An added_tokens entry of tokenizer.json. */
-static void add_added(cJSON *added, uint64_t id, const char *text, bool special, bool normalized)
+static void add_added(cJSON *added, uint64_t id, const char *text, bool special, bool normalized,
+                      bool rstrip)
 {
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "id", (double)id);
     cJSON_AddStringToObject(a, "content", text);
     cJSON_AddFalseToObject(a, "single_word");
     cJSON_AddFalseToObject(a, "lstrip");
-    cJSON_AddFalseToObject(a, "rstrip");
+    cJSON_AddBoolToObject(a, "rstrip", rstrip);
     cJSON_AddBoolToObject(a, "normalized", normalized);
     cJSON_AddBoolToObject(a, "special", special);
     cJSON_AddItemToArray(added, a);
@@ -779,6 +781,26 @@ static cJSON *add_step(cJSON *list, const char *type)
 }
 
 #define SPM_SPACE "\xe2\x96\x81" /* U+2581 ▁, SentencePiece's escaped space */
+
+/* llama.cpp's per-model token attribute for Phi-3 (general.name holding
+ * "phi-3" or "phi3", any case): its special tokens take the whitespace after
+ * them (rstrip; ASCII whitespace: lc_tokenizer_strip_ascii), but for <unk>,
+ * <s> and <|endoftext|>. */
+static bool phi3_rstrip(const lc_gguf_file *f, const char *text)
+{
+    lc_gguf_str name;
+    lc_error ignore;
+    if (lc_gguf_get_str(f, "general.name", &name, &ignore))
+        return false;
+    bool phi3 = false;
+    for (size_t i = 0; i < name.len && !phi3; i++) {
+        char w[5] = {0};
+        for (size_t k = 0; k < 5 && i + k < name.len; k++)
+            w[k] = (char)tolower((unsigned char)name.ptr[i + k]);
+        phi3 = !memcmp(w, "phi-3", 5) || !memcmp(w, "phi3", 4);
+    }
+    return phi3 && strcmp(text, "<unk>") && strcmp(text, "<s>") && strcmp(text, "<|endoftext|>");
+}
 enum { TT_UNKNOWN_ID = 2 }; /* llama.cpp's LLAMA_TOKEN_TYPE_UNKNOWN (<unk>) */
 
 /* The tokenizer.json of a "llama" (SentencePiece) GGUF vocabulary, without
@@ -815,8 +837,9 @@ static int spm_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv
                                 (unsigned long long)i);
         }
         int64_t t = lc_gguf_kv_int(types, i);
-        if ((t == TT_CONTROL || t == TT_USER_DEFINED || t == TT_UNKNOWN_ID) && *z)
-            add_added(added, i, z, t != TT_USER_DEFINED, false); /* "" matches nothing */
+        bool split = t == TT_CONTROL || t == TT_USER_DEFINED || t == TT_UNKNOWN_ID;
+        if (split && *z) /* "" would match nothing */
+            add_added(added, i, z, t != TT_USER_DEFINED, false, phi3_rstrip(f, z));
         cJSON_AddNumberToObject(vocab, z, (double)i);
         free(z);
     }
@@ -897,7 +920,7 @@ static int gpt2_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_k
         if (!z)
             return lc_error_set(err, "out of memory");
         if (t == TT_CONTROL || t == TT_USER_DEFINED)
-            add_added(added, i, z, t == TT_CONTROL, t == TT_USER_DEFINED);
+            add_added(added, i, z, t == TT_CONTROL, t == TT_USER_DEFINED, false);
         else if (t != TT_UNUSED)
             cJSON_AddNumberToObject(vocab, z, (double)i);
         free(z);
@@ -992,6 +1015,8 @@ int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err)
         rc = lc_error_set(err, "out of memory");
     if (!rc)
         rc = lc_tokenizer_from_json(out, tjs, strlen(tjs), cfgs, strlen(cfgs), path, err);
+    if (!rc)
+        lc_tokenizer_strip_ascii(*out); /* llama.cpp's isspace for lstrip/rstrip tokens */
     if (!rc && spm && lc_tokenizer_merges_from_scores(*out, scores, n_scores, err)) {
         lc_error_prefix(err, "%s", path);
         lc_tokenizer_free(*out);

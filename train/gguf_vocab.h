@@ -57,11 +57,13 @@ const char *lc_gguf_pre_regex(const char *name);
  *     dropped with add_space_prefix, as llama_detokenize (special tokens
  *     shown).
  *
- * Other tokenizer models are refused by name; so are score / flag keys of
- * the wrong type or length. Not modelled: llama.cpp's per-model token
- * attributes (Phi-3's rstrip by general.name, Jina's lstrip <mask>), overlapping
- * special tokens (llama.cpp splits the longest first, here leftmost-longest),
- * and a merge through a character that is no token itself. */
+ * With general.name holding "phi-3"/"phi3", the special tokens but <unk>, <s>
+ * and <|endoftext|> take the ASCII whitespace after them, as llama.cpp's
+ * per-model attributes say. Other tokenizer models are refused by name; so
+ * are score / flag keys of the wrong type or length. Not modelled: the other
+ * per-model attributes (Jina's lstrip <mask>), overlapping special tokens
+ * (llama.cpp splits the longest first, here leftmost-longest), and a merge
+ * through a character that is no token itself. */
 int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err);
 
 /* tokenizer.chat_template of a GGUF file (malloc'd), *text NULL when absent. */
