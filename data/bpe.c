@@ -112,11 +112,13 @@ int32_t lc_bpe_id(const lc_bpe *b, const char *s, size_t n)
 {
     if (!b->slots)
         return -1;
-    for (size_t i = str_hash(s, n) & b->slot_mask;; i = (i + 1) & b->slot_mask) {
-        int32_t id = b->slots[i];
+    uint64_t h = str_hash(s, n);
+    for (size_t i = h & b->slot_mask;; i = (i + 1) & b->slot_mask) {
+        int32_t id = b->slots[i].id;
         if (id < 0)
             return -1;
-        if (b->len[id] == n && memcmp(b->pool + b->off[id], s, n) == 0)
+        if (b->slots[i].check == (uint32_t)(h >> 32) && b->len[id] == n &&
+            memcmp(b->pool + b->off[id], s, n) == 0)
             return id;
     }
 }
@@ -124,18 +126,18 @@ int32_t lc_bpe_id(const lc_bpe *b, const char *s, size_t n)
 static int slots_grow(lc_bpe *b, lc_error *err)
 {
     size_t cap = b->slots ? (b->slot_mask + 1) * 2 : 1024;
-    int32_t *slots = malloc(cap * sizeof *slots);
+    lc_bpe_slot *slots = malloc(cap * sizeof *slots);
     if (!slots)
         return lc_error_set(err, "tokenizer: out of memory for the vocabulary");
     memset(slots, 0xff, cap * sizeof *slots);
     for (size_t i = 0; b->slots && i <= b->slot_mask; i++) {
-        int32_t id = b->slots[i];
+        int32_t id = b->slots[i].id;
         if (id < 0)
             continue;
         size_t j = str_hash(b->pool + b->off[id], b->len[id]) & (cap - 1);
-        while (slots[j] >= 0)
+        while (slots[j].id >= 0)
             j = (j + 1) & (cap - 1);
-        slots[j] = id;
+        slots[j] = b->slots[i];
     }
     free(b->slots);
     b->slots = slots;
@@ -188,10 +190,11 @@ int lc_bpe_add_token(lc_bpe *b, const char *s, size_t n, int32_t id, lc_error *e
     b->off[id] = (uint32_t)b->pool_len;
     b->len[id] = (uint32_t)n;
     b->pool_len += n;
-    size_t j = str_hash(s, n) & b->slot_mask;
-    while (b->slots[j] >= 0)
+    uint64_t h = str_hash(s, n);
+    size_t j = h & b->slot_mask;
+    while (b->slots[j].id >= 0)
         j = (j + 1) & b->slot_mask;
-    b->slots[j] = id;
+    b->slots[j] = (lc_bpe_slot){id, (uint32_t)(h >> 32)};
     b->n_tokens++;
     return 0;
 }

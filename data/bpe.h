@@ -37,6 +37,10 @@ void lc_ids_free(lc_ids *ids);
 typedef struct lc_bpe_sym { int32_t id, prev, next; } lc_bpe_sym; /* id −1: merged away */
 typedef struct lc_bpe_pair { int32_t rank, pos, new_id; } lc_bpe_pair;
 
+/* A slot of the string hash: id (−1: empty) and its hash's high half, so
+ * that a probe rarely reads the string itself. */
+typedef struct lc_bpe_slot { int32_t id; uint32_t check; } lc_bpe_slot;
+
 typedef struct lc_bpe {
     /* vocabulary: token strings (as written in the file: GPT-2 characters
      * for byte-level models) in one pool; off/len by id, len UINT32_MAX = no token */
@@ -44,7 +48,7 @@ typedef struct lc_bpe {
     size_t pool_len, pool_cap;
     uint32_t *off, *len;       /* [n_ids] */
     int32_t n_ids;             /* 1 + largest id */
-    int32_t *slots;            /* string hash: id or −1, [slot_mask + 1] */
+    lc_bpe_slot *slots;        /* string hash, [slot_mask + 1] */
     size_t slot_mask, n_tokens;
     /* merges: key (left id << 32 | right id) → rank, merged id */
     uint64_t *mkeys;           /* UINT64_MAX = empty, [mmask + 1] */

@@ -122,7 +122,10 @@ static int is_word(uint32_t c)
 }
 
 /* ---- loading: model ------------------------------------------------------------ */
-static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_error *err)
+/* model of tokenizer.json; its vocabulary from ext[0..n_ext) instead of
+ * model.vocab when ext is not NULL. */
+static int load_model(lc_tokenizer *t, const cJSON *m, const lc_vocab_entry *ext, size_t n_ext,
+                      const char *where, lc_error *err)
 {
     lc_bpe *b = &t->bpe;
     if (!cJSON_IsObject(m))
@@ -154,10 +157,18 @@ static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_err
     b->ignore_merges = ignore;
 
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(m, "vocab");
-    if (!cJSON_IsObject(vocab))
+    if (ext && vocab)
+        return lc_error_set(err, "%s: model.vocab given next to a vocabulary list", where);
+    for (size_t i = 0; ext && i < n_ext; i++) {
+        char buf[64];
+        if (lc_bpe_add_token(b, ext[i].s, ext[i].n, ext[i].id, err))
+            return lc_error_prefix(err, "%s: token %d \"%s\"", where, (int)ext[i].id,
+                                   lc_printable_n(ext[i].s, ext[i].n, buf, sizeof buf));
+    }
+    if (!ext && !cJSON_IsObject(vocab))
         return lc_tj_type_error(err, where, "model.vocab", "an object {token: id}");
-    const cJSON *v;
-    cJSON_ArrayForEach(v, vocab) {
+    const cJSON *v, *json_vocab = ext ? NULL : vocab;
+    cJSON_ArrayForEach(v, json_vocab) {
         char buf[64];
         long long id;
         if (!lc_tj_int(v, INT32_MIN, INT32_MAX, &id))
@@ -604,8 +615,9 @@ static int config_token(lc_tokenizer *t, const cJSON *cfg, const char *key, int3
     return 0;
 }
 
-int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, const char *config,
-                           size_t config_len, const char *where, lc_error *err)
+static int from_json(lc_tokenizer **out, const char *json, size_t len, const char *config,
+                     size_t config_len, const char *where, const lc_vocab_entry *vocab,
+                     size_t n_vocab, lc_error *err)
 {
     *out = NULL;
     if (len > LC_TOKENIZER_MAX_JSON)
@@ -639,7 +651,8 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, con
     /* pre-tokenizer first: it says whether the model is byte-level */
     if (lc_tj_chain(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), "pretokenizers",
                    pre_step_load, where, "pre_tokenizer", err) ||
-        load_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), where, err) ||
+        load_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), vocab, n_vocab, where,
+                   err) ||
         lc_tj_chain(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers",
                    normalizer_step, where, "normalizer", err) ||
         load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), where, err) ||
@@ -709,6 +722,19 @@ done:
     else
         *out = t;
     return rc;
+}
+
+int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, const char *config,
+                           size_t config_len, const char *where, lc_error *err)
+{
+    return from_json(out, json, len, config, config_len, where, NULL, 0, err);
+}
+
+int lc_tokenizer_from_json_vocab(lc_tokenizer **out, const char *json, size_t len,
+                                 const char *config, size_t config_len, const char *where,
+                                 const lc_vocab_entry *vocab, size_t n_vocab, lc_error *err)
+{
+    return from_json(out, json, len, config, config_len, where, vocab, n_vocab, err);
 }
 
 int lc_tokenizer_load(lc_tokenizer **out, const char *dir, lc_error *err)

@@ -42,6 +42,18 @@ int lc_tokenizer_load(lc_tokenizer **out, const char *dir, lc_error *err);
 int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len,
                            const char *config, size_t config_len, const char *where,
                            lc_error *err);
+/* One token of a vocabulary list: s[0..n) (any bytes) with its id. */
+typedef struct lc_vocab_entry {
+    const char *s;
+    size_t n;
+    int32_t id;
+} lc_vocab_entry;
+/* lc_tokenizer_from_json with the BPE model's vocabulary given as vocab[0..n_vocab)
+ * instead of model.vocab (which must be absent): for GGUF token lists, which
+ * would be slow to print and parse as JSON. */
+int lc_tokenizer_from_json_vocab(lc_tokenizer **out, const char *json, size_t len,
+                                 const char *config, size_t config_len, const char *where,
+                                 const lc_vocab_entry *vocab, size_t n_vocab, lc_error *err);
 void lc_tokenizer_free(lc_tokenizer *t);
 /* Gives a tokenizer loaded with no merges the merges of a SentencePiece model
  * from its token scores (score[id], n ≥ the vocabulary's ids): see

@@ -745,6 +745,22 @@ static int post_processor_of(const lc_gguf_file *f, const char *path, const lc_g
     return 0;
 }
 
+/* Token i as a NUL-terminated copy for tokenizer.json's added_tokens (NULL
+ * with the error: out of memory, or a NUL byte JSON strings cannot hold here). */
+static char *added_text(const lc_gguf_kv *tokens, uint64_t i, const char *path, lc_error *err)
+{
+    char *z = str_dup(tokens->strs[i]);
+    if (!z)
+        lc_error_set(err, "out of memory");
+    else if (strlen(z) != tokens->strs[i].len)
+        lc_error_set(err, "%s: tokenizer.ggml.tokens[%llu] (a special token) holds a NUL byte",
+                     path, (unsigned long long)i);
+    else
+        return z;
+    free(z);
+    return NULL;
+}
+
 /* An added_tokens entry of tokenizer.json. */
 static void add_added(cJSON *added, uint64_t id, const char *text, bool special, bool normalized,
                       bool rstrip)
@@ -814,34 +830,30 @@ enum { TT_UNKNOWN_ID = 2 }; /* llama.cpp's LLAMA_TOKEN_TYPE_UNKNOWN (<unk>) */
  * (else unk); decode: "▁" → " ", bytes, and with the prefix one leading space
  * stripped. */
 static int spm_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv *tokens,
-                       const lc_gguf_kv *types, cJSON *tj, lc_error *err)
+                       const lc_gguf_kv *types, cJSON *tj, lc_vocab_entry *ve, size_t *nve,
+                       lc_error *err)
 {
     bool prefix;
     if (gguf_flag(f, path, "tokenizer.ggml.add_space_prefix", true, &prefix, err))
         return -1;
-    cJSON *vocab = cJSON_CreateObject(), *added = cJSON_CreateArray();
+    cJSON *added = cJSON_CreateArray();
     cJSON *m = cJSON_CreateObject(), *norm = cJSON_CreateObject(), *nl = cJSON_CreateArray();
     cJSON *dec = cJSON_CreateObject(), *dl = cJSON_CreateArray();
     cJSON_AddItemToObject(tj, "added_tokens", added);
     cJSON_AddItemToObject(tj, "model", m);
     cJSON_AddItemToObject(tj, "normalizer", norm);
     cJSON_AddItemToObject(tj, "decoder", dec);
-    cJSON_AddItemToObject(m, "vocab", vocab); /* everything in tj before anything can fail */
     for (uint64_t i = 0; i < tokens->n; i++) {
-        char *z = str_dup(tokens->strs[i]);
-        if (!z)
-            return lc_error_set(err, "out of memory");
-        if (strlen(z) != tokens->strs[i].len) {
-            free(z);
-            return lc_error_set(err, "%s: tokenizer.ggml.tokens[%llu] holds a NUL byte", path,
-                                (unsigned long long)i);
-        }
         int64_t t = lc_gguf_kv_int(types, i);
-        bool split = t == TT_CONTROL || t == TT_USER_DEFINED || t == TT_UNKNOWN_ID;
-        if (split && *z) /* "" would match nothing */
+        ve[(*nve)++] = (lc_vocab_entry){tokens->strs[i].ptr, tokens->strs[i].len, (int32_t)i};
+        if ((t == TT_CONTROL || t == TT_USER_DEFINED || t == TT_UNKNOWN_ID) &&
+            tokens->strs[i].len > 0) { /* "" would match nothing */
+            char *z = added_text(tokens, i, path, err);
+            if (!z)
+                return -1;
             add_added(added, i, z, t != TT_USER_DEFINED, false, phi3_rstrip(f, z));
-        cJSON_AddNumberToObject(vocab, z, (double)i);
-        free(z);
+            free(z);
+        }
     }
     cJSON_AddStringToObject(m, "type", "BPE");
     cJSON_AddNullToObject(m, "dropout");
@@ -883,7 +895,8 @@ static int spm_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv
 
 /* The tokenizer.json of a "gpt2" (byte-level BPE) GGUF vocabulary. */
 static int gpt2_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv *tokens,
-                        const lc_gguf_kv *types, cJSON *tj, lc_error *err)
+                        const lc_gguf_kv *types, cJSON *tj, lc_vocab_entry *ve, size_t *nve,
+                        lc_error *err)
 {
     const lc_gguf_kv *merges;
     lc_gguf_str pre = {"default", 7};
@@ -899,14 +912,13 @@ static int gpt2_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_k
     free(pre_z);
     if (!pt)
         return -1;
-    cJSON *vocab = cJSON_CreateObject(), *added = cJSON_CreateArray(), *ml = cJSON_CreateArray();
+    cJSON *added = cJSON_CreateArray(), *ml = cJSON_CreateArray();
     cJSON *m = cJSON_CreateObject(), *dec = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "type", "BPE");
     cJSON_AddNullToObject(m, "dropout");
     cJSON_AddNullToObject(m, "unk_token");
     cJSON_AddBoolToObject(m, "ignore_merges", llama3);
     cJSON_AddFalseToObject(m, "byte_fallback");
-    cJSON_AddItemToObject(m, "vocab", vocab);
     cJSON_AddItemToObject(m, "merges", ml);
     cJSON_AddStringToObject(dec, "type", "ByteLevel");
     cJSON_AddItemToObject(tj, "added_tokens", added);
@@ -915,15 +927,16 @@ static int gpt2_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_k
     cJSON_AddItemToObject(tj, "model", m);
     cJSON_AddItemToObject(tj, "decoder", dec);
     for (uint64_t i = 0; i < tokens->n; i++) {
-        char *z = str_dup(tokens->strs[i]);
         int64_t t = lc_gguf_kv_int(types, i);
-        if (!z)
-            return lc_error_set(err, "out of memory");
-        if (t == TT_CONTROL || t == TT_USER_DEFINED)
+        if (t == TT_CONTROL || t == TT_USER_DEFINED) {
+            char *z = added_text(tokens, i, path, err);
+            if (!z)
+                return -1;
             add_added(added, i, z, t == TT_CONTROL, t == TT_USER_DEFINED, false);
-        else if (t != TT_UNUSED)
-            cJSON_AddNumberToObject(vocab, z, (double)i);
-        free(z);
+            free(z);
+        } else if (t != TT_UNUSED) {
+            ve[(*nve)++] = (lc_vocab_entry){tokens->strs[i].ptr, tokens->strs[i].len, (int32_t)i};
+        }
     }
     for (uint64_t i = 0; i < merges->n; i++) {
         char *z = str_dup(merges->strs[i]);
@@ -938,7 +951,7 @@ static int gpt2_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_k
 /* tokenizer.json and tokenizer_config.json texts of a GGUF vocabulary; *spm
  * set for a "llama" one (merges still to be made from the scores). */
 static int gguf_to_json(const lc_gguf_file *f, const char *path, cJSON *tj, cJSON *cfg,
-                        bool *spm, lc_error *err)
+                        bool *spm, lc_vocab_entry **ve, size_t *nve, lc_error *err)
 {
     const lc_gguf_kv *tokens, *types;
     lc_gguf_str model;
@@ -957,9 +970,14 @@ static int gguf_to_json(const lc_gguf_file *f, const char *path, cJSON *tj, cJSO
     if (types->n != tokens->n)
         return lc_error_set(err, "%s: tokenizer.ggml.token_type has %llu entries for %llu tokens",
                             path, (unsigned long long)types->n, (unsigned long long)tokens->n);
+    if (tokens->n > LC_BPE_MAX_ID)
+        return lc_error_set(err, "%s: %llu tokens (at most %d)", path,
+                            (unsigned long long)tokens->n, LC_BPE_MAX_ID);
+    if (!(*ve = malloc((tokens->n ? tokens->n : 1) * sizeof **ve)))
+        return lc_error_set(err, "out of memory for %llu tokens", (unsigned long long)tokens->n);
     cJSON_AddNullToObject(tj, "truncation");
     cJSON_AddNullToObject(tj, "padding");
-    if ((*spm ? spm_to_json : gpt2_to_json)(f, path, tokens, types, tj, err) ||
+    if ((*spm ? spm_to_json : gpt2_to_json)(f, path, tokens, types, tj, *ve, nve, err) ||
         post_processor_of(f, path, tokens, *spm, tj, err)) /* llama.cpp: SPM adds BOS by default */
         return -1;
     add_special_text(cfg, f, tokens, "tokenizer.ggml.bos_token_id", "bos_token");
@@ -1005,16 +1023,19 @@ int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err)
         return -1;
     bool spm = false;
     float *scores = NULL;
-    size_t n_scores = 0;
+    size_t n_scores = 0, nve = 0;
+    lc_vocab_entry *ve = NULL;
     cJSON *tj = cJSON_CreateObject(), *cfg = cJSON_CreateObject();
-    int rc = tj && cfg ? gguf_to_json(&f, path, tj, cfg, &spm, err) : lc_error_set(err, "out of memory");
+    int rc = tj && cfg ? gguf_to_json(&f, path, tj, cfg, &spm, &ve, &nve, err)
+                       : lc_error_set(err, "out of memory");
     if (!rc && spm)
         rc = spm_scores(&f, path, &scores, &n_scores, err);
     char *tjs = rc ? NULL : cJSON_PrintUnformatted(tj), *cfgs = rc ? NULL : cJSON_PrintUnformatted(cfg);
     if (!rc && (!tjs || !cfgs))
         rc = lc_error_set(err, "out of memory");
     if (!rc)
-        rc = lc_tokenizer_from_json(out, tjs, strlen(tjs), cfgs, strlen(cfgs), path, err);
+        rc = lc_tokenizer_from_json_vocab(out, tjs, strlen(tjs), cfgs, strlen(cfgs), path, ve,
+                                          nve, err);
     if (!rc)
         lc_tokenizer_strip_ascii(*out); /* llama.cpp's isspace for lstrip/rstrip tokens */
     if (!rc && spm && lc_tokenizer_merges_from_scores(*out, scores, n_scores, err)) {
@@ -1024,6 +1045,7 @@ int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err)
         rc = -1;
     }
     free(scores);
+    free(ve);
     free(tjs);
     free(cfgs);
     cJSON_Delete(tj);
