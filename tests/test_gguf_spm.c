@@ -198,7 +198,8 @@ static char *tiny_gguf(const char *dir, const char *name, int bad)
         lc_gguf_add_arr_f32(w, "tokenizer.ggml.scores", scores, bad == 3 ? 5 : 6);
     if (bad == 4)
         lc_gguf_add_u32(w, "tokenizer.ggml.add_space_prefix", 1);
-    lc_gguf_add_u32(w, "tokenizer.ggml.bos_token_id", bad == 5 ? 99 : 1);
+    if (bad != 6) /* absent: llama.cpp's SPM default 1 */
+        lc_gguf_add_u32(w, "tokenizer.ggml.bos_token_id", bad == 5 ? 99 : 1);
     char *path = lc_test_path_in(dir, name);
     FILE *f = fopen(path, "wb");
     lc_error err;
@@ -211,16 +212,21 @@ static char *tiny_gguf(const char *dir, const char *name, int bad)
 Test(gguf_spm, bad_vocabularies)
 {
     char *tmp = lc_test_tmpdir();
-    char *ok = tiny_gguf(tmp, "ok.gguf", 0);
     lc_tokenizer *t;
     lc_error err;
-    cr_assert_eq(lc_gguf_tokenizer_load(&t, ok, &err), 0, "%s", err.msg);
-    lc_ids ids = {0};
-    cr_assert_eq(lc_tokenizer_encode(t, "ab", 2, true, &ids, &err), 0, "%s", err.msg);
-    /* BOS, then "▁ab": ▁ and a and b; "ab" (-1) merges, ▁ stays (no "▁a" token) */
-    cr_expect(ids.n == 3 && ids.v[0] == 1 && ids.v[1] == 5 && ids.v[2] == 4);
-    lc_ids_free(&ids);
-    lc_tokenizer_free(t);
+    for (int bad = 0; bad <= 6; bad += 6) { /* bos_token_id 1, or absent */
+        char *ok = tiny_gguf(tmp, bad ? "nobos.gguf" : "ok.gguf", bad);
+        cr_assert_eq(lc_gguf_tokenizer_load(&t, ok, &err), 0, "%s", err.msg);
+        lc_ids ids = {0};
+        cr_assert_eq(lc_tokenizer_encode(t, "ab", 2, true, &ids, &err), 0, "%s", err.msg);
+        /* BOS, then "▁ab": ▁ and a and b; "ab" (-1) merges, ▁ stays (no "▁a" token) */
+        cr_expect(ids.n == 3 && ids.v[0] == 1 && ids.v[1] == 5 && ids.v[2] == 4, "%s", ok);
+        cr_expect_eq(lc_tokenizer_bos(t), 1);
+        cr_expect_eq(lc_tokenizer_special(t, LC_SPECIAL_UNK), 0);
+        lc_ids_free(&ids);
+        lc_tokenizer_free(t);
+        free(ok);
+    }
     static const struct { int bad; const char *msg; } cases[] = {
         {1, "tokenizer.ggml.scores[4] is not a finite number"},
         {2, "tokenizer.ggml.scores"},
@@ -238,7 +244,6 @@ Test(gguf_spm, bad_vocabularies)
         cr_expect(strstr(err.msg, p) != NULL, "no file name in: %s", err.msg);
         free(p), free(name);
     }
-    free(ok);
     lc_test_rm_rf(tmp);
     free(tmp);
 }

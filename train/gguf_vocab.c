@@ -649,13 +649,30 @@ static cJSON *pre_tokenizer_of(const char *pre, const char *path, lc_error *err)
     return seq;
 }
 
-/* Special id key k (tokenizer.ggml.bos_token_id ...) as its token's text in cfg. */
-static void add_special_text(cJSON *cfg, const lc_gguf_file *f, const lc_gguf_kv *tokens,
-                             const char *key, const char *name)
+/* The special ids llama.cpp assumes for a "llama" vocabulary without the keys:
+ * bos, eos, unknown, padding. */
+static const int64_t SPM_DEFAULT_ID[4] = {1, 2, 0, -1};
+static const char *const SPECIAL_ID_KEY[4] = {
+    "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
+
+/* Special id k (0..3: bos, eos, unknown, padding) of the file, the SPM
+ * default when spm and the key is absent; −1 for none. */
+static int64_t gguf_special_id(const lc_gguf_file *f, int k, bool spm)
 {
     int64_t id;
     lc_error ignore;
-    if (lc_gguf_get_int(f, key, &id, &ignore) || id < 0 || (uint64_t)id >= tokens->n)
+    if (!lc_gguf_find_kv(f, SPECIAL_ID_KEY[k]))
+        return spm ? SPM_DEFAULT_ID[k] : -1;
+    return lc_gguf_get_int(f, SPECIAL_ID_KEY[k], &id, &ignore) ? -1 : id;
+}
+
+/* Special id k as its token's text in cfg under name. */
+static void add_special_text(cJSON *cfg, const lc_gguf_file *f, const lc_gguf_kv *tokens, int k,
+                             bool spm, const char *name)
+{
+    int64_t id = gguf_special_id(f, k, spm);
+    if (id < 0 || (uint64_t)id >= tokens->n)
         return;
     char *z = str_dup(tokens->strs[id]);
     if (z)
@@ -697,26 +714,22 @@ static void template_special(cJSON *single, cJSON *specials, const char *text, i
 }
 
 /* The post-processor putting BOS / EOS around the text as llama.cpp's
- * tokenize(add_special) does: tokenizer.ggml.add_bos_token (default dflt_bos)
+ * tokenize(add_special) does: tokenizer.ggml.add_bos_token (default: spm)
  * and add_eos_token (default false) with the bos/eos ids. */
 static int post_processor_of(const lc_gguf_file *f, const char *path, const lc_gguf_kv *tokens,
-                             bool dflt_bos, cJSON *tj, lc_error *err)
+                             bool spm, cJSON *tj, lc_error *err)
 {
     bool add[2];
     static const char *const flag[2] = {"tokenizer.ggml.add_bos_token",
                                         "tokenizer.ggml.add_eos_token"};
-    static const char *const idkey[2] = {"tokenizer.ggml.bos_token_id",
-                                         "tokenizer.ggml.eos_token_id"};
-    if (gguf_flag(f, path, flag[0], dflt_bos, &add[0], err) ||
+    if (gguf_flag(f, path, flag[0], spm, &add[0], err) ||
         gguf_flag(f, path, flag[1], false, &add[1], err))
         return -1;
-    int64_t id[2] = {-1, -1};
-    lc_error ignore;
+    int64_t id[2] = {gguf_special_id(f, 0, spm), gguf_special_id(f, 1, spm)};
     for (int k = 0; k < 2; k++)
-        if (add[k] && (lc_gguf_get_int(f, idkey[k], &id[k], &ignore) || id[k] < 0 ||
-                       (uint64_t)id[k] >= tokens->n))
+        if (add[k] && (id[k] < 0 || (uint64_t)id[k] >= tokens->n))
             return lc_error_set(err, "%s: %s is set but %s is not a token id", path, flag[k],
-                                idkey[k]);
+                                SPECIAL_ID_KEY[k]);
     if (!add[0] && !add[1]) {
         cJSON_AddNullToObject(tj, "post_processor");
         return 0;
@@ -857,10 +870,8 @@ static int spm_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv
     }
     cJSON_AddStringToObject(m, "type", "BPE");
     cJSON_AddNullToObject(m, "dropout");
-    int64_t unk;
-    lc_error ignore;
-    if (!lc_gguf_get_int(f, "tokenizer.ggml.unknown_token_id", &unk, &ignore) && unk >= 0 &&
-        (uint64_t)unk < tokens->n) {
+    int64_t unk = gguf_special_id(f, 2, true);
+    if (unk >= 0 && (uint64_t)unk < tokens->n) {
         char *z = str_dup(tokens->strs[unk]);
         if (!z)
             return lc_error_set(err, "out of memory");
@@ -978,12 +989,10 @@ static int gguf_to_json(const lc_gguf_file *f, const char *path, cJSON *tj, cJSO
     cJSON_AddNullToObject(tj, "truncation");
     cJSON_AddNullToObject(tj, "padding");
     if ((*spm ? spm_to_json : gpt2_to_json)(f, path, tokens, types, tj, *ve, nve, err) ||
-        post_processor_of(f, path, tokens, *spm, tj, err)) /* llama.cpp: SPM adds BOS by default */
+        post_processor_of(f, path, tokens, *spm, tj, err))
         return -1;
-    add_special_text(cfg, f, tokens, "tokenizer.ggml.bos_token_id", "bos_token");
-    add_special_text(cfg, f, tokens, "tokenizer.ggml.eos_token_id", "eos_token");
-    add_special_text(cfg, f, tokens, "tokenizer.ggml.unknown_token_id", "unk_token");
-    add_special_text(cfg, f, tokens, "tokenizer.ggml.padding_token_id", "pad_token");
+    for (int k = 0; k < 4; k++) /* in lc_special order: bos, eos, unk, pad */
+        add_special_text(cfg, f, tokens, k, *spm, lc_special_key((lc_special)k));
     return 0;
 }
 
