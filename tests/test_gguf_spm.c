@@ -5,7 +5,7 @@
  * scores (32000 tokens), with the converter's flat -1000 scores (all ties),
  * the flat one without add_space_prefix and with add_eos, Phi-3 with control
  * and user-defined added tokens, and named "Phi3" (llama.cpp then makes its
- * special tokens rstrip) — and llama.cpp's ids of ~277 texts each, with
+ * special tokens rstrip) — and llama.cpp's ids of 280 texts each, with
  * and without add_special (parse_special on), and its detokenized text of
  * both. Every case must give the same ids and text. Then a completion dataset
  * over the Llama 2 GGUF file as base_model goes through `lorac preprocess`

@@ -810,6 +810,7 @@ static cJSON *add_step(cJSON *list, const char *type)
 }
 
 #define SPM_SPACE "\xe2\x96\x81" /* U+2581 ▁, SentencePiece's escaped space */
+enum { TT_UNKNOWN_ID = 2 };  /* llama.cpp's LLAMA_TOKEN_TYPE_UNKNOWN (<unk>) */
 
 /* llama.cpp's per-model token attribute for Phi-3 (general.name holding
  * "phi-3" or "phi3", any case): its special tokens take the whitespace after
@@ -830,7 +831,6 @@ static bool phi3_rstrip(const lc_gguf_file *f, const char *text)
     }
     return phi3 && strcmp(text, "<unk>") && strcmp(text, "<s>") && strcmp(text, "<|endoftext|>");
 }
-enum { TT_UNKNOWN_ID = 2 }; /* llama.cpp's LLAMA_TOKEN_TYPE_UNKNOWN (<unk>) */
 
 /* The tokenizer.json of a "llama" (SentencePiece) GGUF vocabulary, without
  * merges (lc_gguf_tokenizer_load makes them from the scores), as llama.cpp's
