@@ -21,6 +21,7 @@
 #include "data/gguf_write.h"
 #include "data/tokenizer.h"
 #include "helpers.h"
+#include "tokenizer_fixture.h"
 #include "train/gguf_vocab.h"
 
 /* tests/fixtures/gguf_spm/<name>.gguf.gz unpacked into dir (malloc'd path). */
@@ -52,26 +53,6 @@ static cJSON *load_cases(const char *name)
     return j;
 }
 
-static int ids_equal(const lc_ids *ids, const cJSON *want)
-{
-    if ((size_t)cJSON_GetArraySize(want) != ids->n)
-        return 0;
-    size_t i = 0;
-    const cJSON *v;
-    cJSON_ArrayForEach(v, want)
-        if ((int32_t)v->valuedouble != ids->v[i++])
-            return 0;
-    return 1;
-}
-
-static void print_ids(char *buf, size_t cap, const int32_t *v, size_t n)
-{
-    size_t m = 0;
-    buf[0] = 0;
-    for (size_t i = 0; i < n && m + 16 < cap; i++)
-        m += (size_t)snprintf(buf + m, cap - m, "%d ", (int)v[i]);
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -88,7 +69,7 @@ static int check_one(lc_tokenizer *t, const char *name, const char *text, bool s
     lc_error err;
     cr_assert_eq(lc_tokenizer_encode(t, text, strlen(text), sp, &ids, &err), 0, "%s: %s", name,
                  err.msg);
-    int ok = ids_equal(&ids, want_ids);
+    int ok = lc_test_ids_equal(&ids, want_ids);
     int32_t *want = malloc((size_t)(cJSON_GetArraySize(want_ids) + 1) * sizeof *want);
     size_t n = 0;
     const cJSON *v;
@@ -100,8 +81,8 @@ static int check_one(lc_tokenizer *t, const char *name, const char *text, bool s
     int dec_ok = dn == strlen(want_text) && memcmp(dec, want_text, dn) == 0;
     if ((!ok || !dec_ok) && (*logged)++ < 8) {
         char a[512], b[512];
-        print_ids(a, sizeof a, ids.v, ids.n);
-        print_ids(b, sizeof b, want, n);
+        lc_test_print_ids(a, sizeof a, ids.v, ids.n);
+        lc_test_print_ids(b, sizeof b, want, n);
         cr_log_error("%s [%s] \"%.60s\": ids %s| llama.cpp %s| decoded \"%.60s\" | llama.cpp "
                      "\"%.60s\"", name, sp ? "special" : "plain", text, a, b, dec, want_text);
     }
