@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "autograd/hash.h"
+#include "data/tok_util.h"
 
 int lc_ids_push(lc_ids *ids, int32_t id, lc_error *err)
 {
@@ -111,11 +112,13 @@ int32_t lc_bpe_id(const lc_bpe *b, const char *s, size_t n)
 {
     if (!b->slots)
         return -1;
-    for (size_t i = str_hash(s, n) & b->slot_mask;; i = (i + 1) & b->slot_mask) {
-        int32_t id = b->slots[i];
+    uint64_t h = str_hash(s, n);
+    for (size_t i = h & b->slot_mask;; i = (i + 1) & b->slot_mask) {
+        int32_t id = b->slots[i].id;
         if (id < 0)
             return -1;
-        if (b->len[id] == n && memcmp(b->pool + b->off[id], s, n) == 0)
+        if (b->slots[i].check == (uint32_t)(h >> 32) && b->len[id] == n &&
+            memcmp(b->pool + b->off[id], s, n) == 0)
             return id;
     }
 }
@@ -123,18 +126,18 @@ int32_t lc_bpe_id(const lc_bpe *b, const char *s, size_t n)
 static int slots_grow(lc_bpe *b, lc_error *err)
 {
     size_t cap = b->slots ? (b->slot_mask + 1) * 2 : 1024;
-    int32_t *slots = malloc(cap * sizeof *slots);
+    lc_bpe_slot *slots = malloc(cap * sizeof *slots);
     if (!slots)
         return lc_error_set(err, "tokenizer: out of memory for the vocabulary");
     memset(slots, 0xff, cap * sizeof *slots);
     for (size_t i = 0; b->slots && i <= b->slot_mask; i++) {
-        int32_t id = b->slots[i];
+        int32_t id = b->slots[i].id;
         if (id < 0)
             continue;
         size_t j = str_hash(b->pool + b->off[id], b->len[id]) & (cap - 1);
-        while (slots[j] >= 0)
+        while (slots[j].id >= 0)
             j = (j + 1) & (cap - 1);
-        slots[j] = id;
+        slots[j] = b->slots[i];
     }
     free(b->slots);
     b->slots = slots;
@@ -187,10 +190,11 @@ int lc_bpe_add_token(lc_bpe *b, const char *s, size_t n, int32_t id, lc_error *e
     b->off[id] = (uint32_t)b->pool_len;
     b->len[id] = (uint32_t)n;
     b->pool_len += n;
-    size_t j = str_hash(s, n) & b->slot_mask;
-    while (b->slots[j] >= 0)
+    uint64_t h = str_hash(s, n);
+    size_t j = h & b->slot_mask;
+    while (b->slots[j].id >= 0)
         j = (j + 1) & b->slot_mask;
-    b->slots[j] = id;
+    b->slots[j] = (lc_bpe_slot){id, (uint32_t)(h >> 32)};
     b->n_tokens++;
     return 0;
 }
@@ -241,11 +245,27 @@ static int merges_grow(lc_bpe *b, lc_error *err)
     return 0;
 }
 
+/* Puts merge (li, ri) → ni with rank; a pair already there keeps its rank. */
+static int merge_put(lc_bpe *b, int32_t li, int32_t ri, int32_t ni, int32_t rank, lc_error *err)
+{
+    if (b->n_merges >= LC_BPE_MAX_MERGES)
+        return lc_error_set(err, "more than %d merges", LC_BPE_MAX_MERGES);
+    if ((b->n_merges + 1) * 2 > (b->mkeys ? b->mmask + 1 : 0) && merges_grow(b, err))
+        return -1;
+    uint64_t key = pair_key(li, ri);
+    size_t j = merge_slot(b, key);
+    if (b->mkeys[j] == key)
+        return 0; /* HF keeps the first (best) rank of a repeated merge */
+    b->mkeys[j] = key;
+    b->mrank[j] = rank;
+    b->mnew[j] = ni;
+    b->n_merges++;
+    return 0;
+}
+
 int lc_bpe_add_merge(lc_bpe *b, const char *l, size_t ln, const char *r, size_t rn, lc_error *err)
 {
     char buf[64];
-    if (b->n_merges >= LC_BPE_MAX_MERGES)
-        return lc_error_set(err, "more than %d merges", LC_BPE_MAX_MERGES);
     int32_t li = lc_bpe_id(b, l, ln), ri = lc_bpe_id(b, r, rn);
     if (li < 0)
         return lc_error_set(err, "merge part \"%s\" is not in the vocabulary",
@@ -262,17 +282,63 @@ int lc_bpe_add_merge(lc_bpe *b, const char *l, size_t ln, const char *r, size_t 
     if (ni < 0)
         return lc_error_set(err, "merged token \"%s\" is not in the vocabulary",
                             lc_printable_n(cat, ln + rn, buf, sizeof buf));
-    if ((b->n_merges + 1) * 2 > (b->mkeys ? b->mmask + 1 : 0) && merges_grow(b, err))
-        return -1;
-    uint64_t key = pair_key(li, ri);
-    size_t j = merge_slot(b, key);
-    if (b->mkeys[j] == key)
-        return 0; /* HF keeps the first (best) rank of a repeated merge */
-    b->mkeys[j] = key;
-    b->mrank[j] = (int32_t)b->n_merges;
-    b->mnew[j] = ni;
-    b->n_merges++;
-    return 0;
+    return merge_put(b, li, ri, ni, (int32_t)b->n_merges, err);
+}
+
+/* qsort order of ids by score, higher first (ids break ties: a stable order). */
+static const float *sort_scores;
+static int by_score_desc(const void *a, const void *c)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)c;
+    float sx = sort_scores[x], sy = sort_scores[y];
+    return sx != sy ? (sx < sy ? 1 : -1) : (x > y) - (x < y);
+}
+
+int lc_bpe_merges_from_scores(lc_bpe *b, const float *score, size_t n, lc_error *err)
+{
+    if (b->n_merges)
+        return lc_error_set(err, "merges from scores: the model already has %zu merges",
+                            b->n_merges);
+    int32_t *order = malloc((size_t)b->n_ids * sizeof *order);
+    int32_t *rank = malloc((size_t)b->n_ids * sizeof *rank);
+    if (!order || !rank) {
+        free(order);
+        free(rank);
+        return lc_error_set(err, "tokenizer: out of memory for %d scores", (int)b->n_ids);
+    }
+    size_t m = 0;
+    for (int32_t id = 0; id < b->n_ids; id++)
+        if (b->len[id] != UINT32_MAX)
+            order[m++] = id;
+    if (m && (size_t)order[m - 1] >= n) {
+        int32_t last = order[m - 1];
+        free(order);
+        free(rank);
+        return lc_error_set(err, "merges from scores: no score for id %d (%zu scores)", (int)last, n);
+    }
+    sort_scores = score; /* not reentrant: loading is single-threaded */
+    qsort(order, m, sizeof *order, by_score_desc);
+    for (size_t i = 0; i < m; i++) /* equal scores, equal rank */
+        rank[order[i]] = i && score[order[i]] == score[order[i - 1]] ? rank[order[i - 1]]
+                                                                    : (int32_t)i;
+    int rc = 0;
+    for (size_t i = 0; i < m && !rc; i++) {
+        int32_t id = order[i];
+        const char *s = b->pool + b->off[id];
+        size_t len = b->len[id];
+        /* split at each character boundary (lead-byte lengths, as encode_word reads text) */
+        for (size_t k = 0; k < len && !rc;) {
+            k += lc_utf8_len(s + k);
+            if (k >= len)
+                break;
+            int32_t li = lc_bpe_id(b, s, k), ri = li < 0 ? -1 : lc_bpe_id(b, s + k, len - k);
+            if (ri >= 0)
+                rc = merge_put(b, li, ri, id, rank[id], err);
+        }
+    }
+    free(order);
+    free(rank);
+    return rc;
 }
 
 void lc_bpe_finish(lc_bpe *b)
@@ -416,8 +482,7 @@ int lc_bpe_encode_word(lc_bpe *b, const char *s, size_t n, lc_ids *out, lc_error
         if (b->byte_level) {
             id = b->byte_id[(uint8_t)s[i]];
         } else {
-            unsigned c0 = (uint8_t)s[i];
-            cl = c0 >= 0xf0 ? 4 : c0 >= 0xe0 ? 3 : c0 >= 0xc0 ? 2 : 1;
+            cl = lc_utf8_len(s + i);
             if (cl > n - i)
                 cl = n - i;
             id = lc_bpe_id(b, s + i, cl);

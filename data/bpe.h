@@ -37,6 +37,10 @@ void lc_ids_free(lc_ids *ids);
 typedef struct lc_bpe_sym { int32_t id, prev, next; } lc_bpe_sym; /* id −1: merged away */
 typedef struct lc_bpe_pair { int32_t rank, pos, new_id; } lc_bpe_pair;
 
+/* A slot of the string hash: id (−1: empty) and its hash's high half, so
+ * that a probe rarely reads the string itself. */
+typedef struct lc_bpe_slot { int32_t id; uint32_t check; } lc_bpe_slot;
+
 typedef struct lc_bpe {
     /* vocabulary: token strings (as written in the file: GPT-2 characters
      * for byte-level models) in one pool; off/len by id, len UINT32_MAX = no token */
@@ -44,7 +48,7 @@ typedef struct lc_bpe {
     size_t pool_len, pool_cap;
     uint32_t *off, *len;       /* [n_ids] */
     int32_t n_ids;             /* 1 + largest id */
-    int32_t *slots;            /* string hash: id or −1, [slot_mask + 1] */
+    lc_bpe_slot *slots;        /* string hash, [slot_mask + 1] */
     size_t slot_mask, n_tokens;
     /* merges: key (left id << 32 | right id) → rank, merged id */
     uint64_t *mkeys;           /* UINT64_MAX = empty, [mmask + 1] */
@@ -74,6 +78,13 @@ const char *lc_bpe_token(const lc_bpe *b, int32_t id, size_t *n);
 /* Adds the merge left+right with the next rank; both and their
  * concatenation must be tokens. Call after all add_token. */
 int lc_bpe_add_merge(lc_bpe *b, const char *l, size_t ln, const char *r, size_t rn, lc_error *err);
+/* Merges from token scores, as SentencePiece BPE (llama.cpp's SPM tokenizer)
+ * merges: every split of a token, at a character boundary, into two tokens is
+ * a merge into it, ranked by the token's score — higher first, equal scores
+ * equal rank, so that the heap takes the leftmost of them, as llama.cpp does.
+ * score[id] for every id (n ≥ n_ids). Call after all add_token, instead of
+ * add_merge. */
+int lc_bpe_merges_from_scores(lc_bpe *b, const float *score, size_t n, lc_error *err);
 /* Fills byte_id[] from the options; call after the vocabulary is complete. */
 void lc_bpe_finish(lc_bpe *b);
 /* Appends the ids of word s[0..n) (raw bytes when byte_level, else UTF-8). */

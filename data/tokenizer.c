@@ -90,6 +90,7 @@ struct lc_tokenizer {
     char *norm_buf[2];       /* work: normalizer ping-pong */
     size_t norm_cap[2];
     lc_ids *span_start, *span_end; /* encode_spans: where each id's bytes lie (else NULL) */
+    bool strip_ascii;        /* lstrip/rstrip take ASCII whitespace only (llama.cpp's) */
 };
 
 /* Rust's char::is_whitespace (Unicode White_Space). */
@@ -98,6 +99,13 @@ static int is_space(uint32_t c)
     return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
            (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
            c == 0x205f || c == 0x3000;
+}
+
+/* Whitespace an added token's lstrip/rstrip takes: HF's White_Space, or with
+ * strip_ascii llama.cpp's isspace (C locale: the ASCII part of it). */
+static int strip_space(const lc_tokenizer *t, uint32_t c)
+{
+    return is_space(c) && (!t->strip_ascii || c < 0x80);
 }
 
 /* A word character for single_word added tokens: HF tests with the Rust
@@ -114,7 +122,10 @@ static int is_word(uint32_t c)
 }
 
 /* ---- loading: model ------------------------------------------------------------ */
-static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_error *err)
+/* model of tokenizer.json; its vocabulary from ext[0..n_ext) instead of
+ * model.vocab when ext is not NULL. */
+static int load_model(lc_tokenizer *t, const cJSON *m, const lc_vocab_entry *ext, size_t n_ext,
+                      const char *where, lc_error *err)
 {
     lc_bpe *b = &t->bpe;
     if (!cJSON_IsObject(m))
@@ -146,10 +157,18 @@ static int load_model(lc_tokenizer *t, const cJSON *m, const char *where, lc_err
     b->ignore_merges = ignore;
 
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(m, "vocab");
-    if (!cJSON_IsObject(vocab))
+    if (ext && vocab)
+        return lc_error_set(err, "%s: model.vocab given next to a vocabulary list", where);
+    for (size_t i = 0; ext && i < n_ext; i++) {
+        char buf[64];
+        if (lc_bpe_add_token(b, ext[i].s, ext[i].n, ext[i].id, err))
+            return lc_error_prefix(err, "%s: token %d \"%s\"", where, (int)ext[i].id,
+                                   lc_printable_n(ext[i].s, ext[i].n, buf, sizeof buf));
+    }
+    if (!ext && !cJSON_IsObject(vocab))
         return lc_tj_type_error(err, where, "model.vocab", "an object {token: id}");
-    const cJSON *v;
-    cJSON_ArrayForEach(v, vocab) {
+    const cJSON *v, *json_vocab = ext ? NULL : vocab;
+    cJSON_ArrayForEach(v, json_vocab) {
         char buf[64];
         long long id;
         if (!lc_tj_int(v, INT32_MIN, INT32_MAX, &id))
@@ -596,8 +615,9 @@ static int config_token(lc_tokenizer *t, const cJSON *cfg, const char *key, int3
     return 0;
 }
 
-int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, const char *config,
-                           size_t config_len, const char *where, lc_error *err)
+static int from_json(lc_tokenizer **out, const char *json, size_t len, const char *config,
+                     size_t config_len, const char *where, const lc_vocab_entry *vocab,
+                     size_t n_vocab, lc_error *err)
 {
     *out = NULL;
     if (len > LC_TOKENIZER_MAX_JSON)
@@ -631,7 +651,8 @@ int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, con
     /* pre-tokenizer first: it says whether the model is byte-level */
     if (lc_tj_chain(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), "pretokenizers",
                    pre_step_load, where, "pre_tokenizer", err) ||
-        load_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), where, err) ||
+        load_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), vocab, n_vocab, where,
+                   err) ||
         lc_tj_chain(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizers",
                    normalizer_step, where, "normalizer", err) ||
         load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), where, err) ||
@@ -703,6 +724,19 @@ done:
     return rc;
 }
 
+int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len, const char *config,
+                           size_t config_len, const char *where, lc_error *err)
+{
+    return from_json(out, json, len, config, config_len, where, NULL, 0, err);
+}
+
+int lc_tokenizer_from_json_vocab(lc_tokenizer **out, const char *json, size_t len,
+                                 const char *config, size_t config_len, const char *where,
+                                 const lc_vocab_entry *vocab, size_t n_vocab, lc_error *err)
+{
+    return from_json(out, json, len, config, config_len, where, vocab, n_vocab, err);
+}
+
 int lc_tokenizer_load(lc_tokenizer **out, const char *dir, lc_error *err)
 {
     char path[4096];
@@ -756,6 +790,17 @@ void lc_tokenizer_free(lc_tokenizer *t)
     free(t->norm_buf[0]);
     free(t->norm_buf[1]);
     free(t);
+}
+
+int lc_tokenizer_merges_from_scores(lc_tokenizer *t, const float *score, size_t n,
+                                    lc_error *err)
+{
+    return lc_bpe_merges_from_scores(&t->bpe, score, n, err);
+}
+
+void lc_tokenizer_strip_ascii(lc_tokenizer *t)
+{
+    t->strip_ascii = true;
 }
 
 int32_t lc_tokenizer_token_id(const lc_tokenizer *t, const char *s)
@@ -1168,7 +1213,7 @@ static int split_added(lc_tokenizer *t, const trie *tr, const char *s, size_t n,
                 while (q > 0 && ((uint8_t)s[q] & 0xc0) == 0x80)
                     q--;
                 size_t cl;
-                if (!is_space(lc_utf8_decode(s + q, ns - q, &cl)))
+                if (!strip_space(t, lc_utf8_decode(s + q, ns - q, &cl)))
                     break;
                 ns = q;
             }
@@ -1177,7 +1222,7 @@ static int split_added(lc_tokenizer *t, const trie *tr, const char *s, size_t n,
         if (a->rstrip) {
             while (stop < n) {
                 size_t cl;
-                if (!is_space(lc_utf8_decode(s + stop, n - stop, &cl)))
+                if (!strip_space(t, lc_utf8_decode(s + stop, n - stop, &cl)))
                     break;
                 stop += cl;
             }

@@ -42,7 +42,27 @@ int lc_tokenizer_load(lc_tokenizer **out, const char *dir, lc_error *err);
 int lc_tokenizer_from_json(lc_tokenizer **out, const char *json, size_t len,
                            const char *config, size_t config_len, const char *where,
                            lc_error *err);
+/* One token of a vocabulary list: s[0..n) (any bytes) with its id. */
+typedef struct lc_vocab_entry {
+    const char *s;
+    size_t n;
+    int32_t id;
+} lc_vocab_entry;
+/* lc_tokenizer_from_json with the BPE model's vocabulary given as vocab[0..n_vocab)
+ * instead of model.vocab (which must be absent): for GGUF token lists, which
+ * would be slow to print and parse as JSON. */
+int lc_tokenizer_from_json_vocab(lc_tokenizer **out, const char *json, size_t len,
+                                 const char *config, size_t config_len, const char *where,
+                                 const lc_vocab_entry *vocab, size_t n_vocab, lc_error *err);
 void lc_tokenizer_free(lc_tokenizer *t);
+/* Gives a tokenizer loaded with no merges the merges of a SentencePiece model
+ * from its token scores (score[id], n ≥ the vocabulary's ids): see
+ * lc_bpe_merges_from_scores. For GGUF "llama" vocabularies. */
+int lc_tokenizer_merges_from_scores(lc_tokenizer *t, const float *score, size_t n,
+                                    lc_error *err);
+/* Added tokens' lstrip/rstrip take ASCII whitespace only, as llama.cpp's
+ * isspace, instead of HF's Unicode White_Space. For GGUF vocabularies. */
+void lc_tokenizer_strip_ascii(lc_tokenizer *t);
 
 /* Appends the ids of text[0..len) (UTF-8; invalid UTF-8 is an error) to out,
  * with the post-processor's special tokens when add_special. */

@@ -30,27 +30,6 @@ static lc_tokenizer *load_fixture(const char *name)
     return t;
 }
 
-/* Whether ids[0..n) equal the JSON array want. */
-static int ids_equal(const lc_ids *ids, const cJSON *want)
-{
-    if ((size_t)cJSON_GetArraySize(want) != ids->n)
-        return 0;
-    size_t i = 0;
-    const cJSON *v;
-    cJSON_ArrayForEach(v, want)
-        if ((int32_t)v->valuedouble != ids->v[i++])
-            return 0;
-    return 1;
-}
-
-static void print_ids(char *buf, size_t cap, const lc_ids *ids)
-{
-    size_t m = 0;
-    buf[0] = 0;
-    for (size_t i = 0; i < ids->n && m + 16 < cap; i++)
-        m += (size_t)snprintf(buf + m, cap - m, "%d ", (int)ids->v[i]);
-}
-
 /* The fixture's tokenizer.json with the top-level keys of
  * tokenizers/<name>/variant-<variant>.json put in place of its own. */
 static lc_tokenizer *load_variant(const char *name, const char *variant)
@@ -132,8 +111,8 @@ static void check_cases(const char *name, const char *variant, int want_ref)
         char *dec;
         size_t dn;
         cr_assert_eq(lc_tokenizer_decode(t, ids.v, ids.n, &dec, &dn, &err), 0, "%s", err.msg);
-        int ok = ids_equal(&ids, cJSON_GetObjectItem(row, "ids")) &&
-                 ids_equal(&ids_sp, cJSON_GetObjectItem(row, "ids_special"));
+        int ok = lc_test_ids_equal(&ids, cJSON_GetObjectItem(row, "ids")) &&
+                 lc_test_ids_equal(&ids_sp, cJSON_GetObjectItem(row, "ids_special"));
         if (ok && !spans_ok(t, s, &ids_sp)) {
             cr_log_error("%s: spans of %s are wrong", name, cJSON_PrintUnformatted(text));
             ok = 0;
@@ -142,7 +121,7 @@ static void check_cases(const char *name, const char *variant, int want_ref)
         int dec_ok = dn == strlen(want_dec) && memcmp(dec, want_dec, dn) == 0;
         if (!ok || !dec_ok) {
             char got[2048], *want = cJSON_PrintUnformatted(cJSON_GetObjectItem(row, "ids"));
-            print_ids(got, sizeof got, &ids);
+            lc_test_print_ids(got, sizeof got, ids.v, ids.n);
             cr_log_error("%s: %s case %s\n  want %s\n  got  %s\n  decoded %s: \"%s\"", name, src,
                          cJSON_PrintUnformatted(text), want, got, dec_ok ? "ok" : "DIFFERS", dec);
             free(want);

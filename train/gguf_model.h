@@ -18,8 +18,9 @@
  * blk.N.attn_q_norm / attn_k_norm ↔ q_norm / k_norm (Qwen3). Shapes are in
  * ggml order in the file: ne = [in, out].
  *
- * The tokenizer in the file's metadata is not read yet: text datasets need a
- * tokenizer.json (lc_gguf_model_tokenizer_hint). */
+ * Text datasets use a tokenizer.json next to the file when there is one, else
+ * the file's own tokenizer.ggml.* vocabulary (train/gguf_vocab.h: byte-level
+ * BPE "gpt2" and SentencePiece "llama" models, as llama.cpp tokenizes them). */
 #ifndef LC_GGUF_MODEL_H
 #define LC_GGUF_MODEL_H
 

@@ -4,6 +4,8 @@
 #include "train/gguf_vocab.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -647,13 +649,30 @@ static cJSON *pre_tokenizer_of(const char *pre, const char *path, lc_error *err)
     return seq;
 }
 
-/* Special id key k (tokenizer.ggml.bos_token_id ...) as its token's text in cfg. */
-static void add_special_text(cJSON *cfg, const lc_gguf_file *f, const lc_gguf_kv *tokens,
-                             const char *key, const char *name)
+/* The special ids llama.cpp assumes for a "llama" vocabulary without the keys:
+ * bos, eos, unknown, padding. */
+static const int64_t SPM_DEFAULT_ID[4] = {1, 2, 0, -1};
+static const char *const SPECIAL_ID_KEY[4] = {
+    "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
+
+/* Special id k (0..3: bos, eos, unknown, padding) of the file, the SPM
+ * default when spm and the key is absent; −1 for none. */
+static int64_t gguf_special_id(const lc_gguf_file *f, int k, bool spm)
 {
     int64_t id;
     lc_error ignore;
-    if (lc_gguf_get_int(f, key, &id, &ignore) || id < 0 || (uint64_t)id >= tokens->n)
+    if (!lc_gguf_find_kv(f, SPECIAL_ID_KEY[k]))
+        return spm ? SPM_DEFAULT_ID[k] : -1;
+    return lc_gguf_get_int(f, SPECIAL_ID_KEY[k], &id, &ignore) ? -1 : id;
+}
+
+/* Special id k as its token's text in cfg under name. */
+static void add_special_text(cJSON *cfg, const lc_gguf_file *f, const lc_gguf_kv *tokens, int k,
+                             bool spm, const char *name)
+{
+    int64_t id = gguf_special_id(f, k, spm);
+    if (id < 0 || (uint64_t)id >= tokens->n)
         return;
     char *z = str_dup(tokens->strs[id]);
     if (z)
@@ -661,53 +680,274 @@ static void add_special_text(cJSON *cfg, const lc_gguf_file *f, const lc_gguf_kv
     free(z);
 }
 
-/* tokenizer.json and tokenizer_config.json texts of a gpt2-model GGUF vocabulary. */
-static int gguf_to_json(const lc_gguf_file *f, const char *path, cJSON *tj, cJSON *cfg,
+/* Bool key (tokenizer.ggml.add_bos_token ...) in *v, dflt when absent. */
+static int gguf_flag(const lc_gguf_file *f, const char *path, const char *key, bool dflt, bool *v,
+                     lc_error *err)
+{
+    const lc_gguf_kv *kv = lc_gguf_find_kv(f, key);
+    *v = dflt;
+    if (!kv)
+        return 0;
+    if (kv->type != LC_GGUF_BOOL)
+        return lc_error_set(err, "%s: %s is a %s, not a bool", path, key,
+                            lc_gguf_vtype_name(kv->type));
+    *v = kv->data[0] != 0;
+    return 0;
+}
+
+/* {"SpecialToken": {"id": text}} of a TemplateProcessing template, and text's
+ * entry in its special_tokens. */
+static void template_special(cJSON *single, cJSON *specials, const char *text, int64_t id)
+{
+    cJSON *sp = cJSON_CreateObject(), *st = cJSON_CreateObject();
+    cJSON_AddStringToObject(st, "id", text);
+    cJSON_AddNumberToObject(st, "type_id", 0);
+    cJSON_AddItemToObject(sp, "SpecialToken", st);
+    cJSON_AddItemToArray(single, sp);
+    if (cJSON_GetObjectItemCaseSensitive(specials, text))
+        return; /* bos and eos the same token */
+    cJSON *def = cJSON_CreateObject(), *ids = cJSON_CreateArray();
+    cJSON_AddStringToObject(def, "id", text);
+    cJSON_AddItemToArray(ids, cJSON_CreateNumber((double)id));
+    cJSON_AddItemToObject(def, "ids", ids);
+    cJSON_AddItemToObject(specials, text, def);
+}
+
+/* The post-processor putting BOS / EOS around the text as llama.cpp's
+ * tokenize(add_special) does: tokenizer.ggml.add_bos_token (default: spm)
+ * and add_eos_token (default false) with the bos/eos ids. */
+static int post_processor_of(const lc_gguf_file *f, const char *path, const lc_gguf_kv *tokens,
+                             bool spm, cJSON *tj, lc_error *err)
+{
+    bool add[2];
+    static const char *const flag[2] = {"tokenizer.ggml.add_bos_token",
+                                        "tokenizer.ggml.add_eos_token"};
+    if (gguf_flag(f, path, flag[0], spm, &add[0], err) ||
+        gguf_flag(f, path, flag[1], false, &add[1], err))
+        return -1;
+    int64_t id[2] = {gguf_special_id(f, 0, spm), gguf_special_id(f, 1, spm)};
+    for (int k = 0; k < 2; k++)
+        if (add[k] && (id[k] < 0 || (uint64_t)id[k] >= tokens->n))
+            return lc_error_set(err, "%s: %s is set but %s is not a token id", path, flag[k],
+                                SPECIAL_ID_KEY[k]);
+    if (!add[0] && !add[1]) {
+        cJSON_AddNullToObject(tj, "post_processor");
+        return 0;
+    }
+    char *z[2] = {add[0] ? str_dup(tokens->strs[id[0]]) : NULL,
+                  add[1] ? str_dup(tokens->strs[id[1]]) : NULL};
+    if ((add[0] && !z[0]) || (add[1] && !z[1])) {
+        free(z[0]), free(z[1]);
+        return lc_error_set(err, "out of memory");
+    }
+    cJSON *pp = cJSON_CreateObject(), *single = cJSON_CreateArray(), *specials = cJSON_CreateObject();
+    cJSON *seqa = cJSON_CreateObject(), *sq = cJSON_CreateObject();
+    if (add[0])
+        template_special(single, specials, z[0], id[0]);
+    cJSON_AddStringToObject(sq, "id", "A");
+    cJSON_AddNumberToObject(sq, "type_id", 0);
+    cJSON_AddItemToObject(seqa, "Sequence", sq);
+    cJSON_AddItemToArray(single, seqa);
+    if (add[1])
+        template_special(single, specials, z[1], id[1]);
+    cJSON_AddStringToObject(pp, "type", "TemplateProcessing");
+    cJSON_AddItemToObject(pp, "single", single);
+    cJSON_AddItemToObject(pp, "special_tokens", specials);
+    cJSON_AddItemToObject(tj, "post_processor", pp);
+    free(z[0]), free(z[1]);
+    return 0;
+}
+
+/* Token i as a NUL-terminated copy for tokenizer.json's added_tokens (NULL
+ * with the error: out of memory, or a NUL byte JSON strings cannot hold here). */
+static char *added_text(const lc_gguf_kv *tokens, uint64_t i, const char *path, lc_error *err)
+{
+    char *z = str_dup(tokens->strs[i]);
+    if (!z)
+        lc_error_set(err, "out of memory");
+    else if (strlen(z) != tokens->strs[i].len)
+        lc_error_set(err, "%s: tokenizer.ggml.tokens[%llu] (a special token) holds a NUL byte",
+                     path, (unsigned long long)i);
+    else
+        return z;
+    free(z);
+    return NULL;
+}
+
+/* An added_tokens entry of tokenizer.json. */
+static void add_added(cJSON *added, uint64_t id, const char *text, bool special, bool normalized,
+                      bool rstrip)
+{
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "id", (double)id);
+    cJSON_AddStringToObject(a, "content", text);
+    cJSON_AddFalseToObject(a, "single_word");
+    cJSON_AddFalseToObject(a, "lstrip");
+    cJSON_AddBoolToObject(a, "rstrip", rstrip);
+    cJSON_AddBoolToObject(a, "normalized", normalized);
+    cJSON_AddBoolToObject(a, "special", special);
+    cJSON_AddItemToArray(added, a);
+}
+
+/* A decoder or normalizer Replace step: pattern → content. */
+static cJSON *replace_step(const char *pattern, const char *content)
+{
+    cJSON *r = cJSON_CreateObject(), *pat = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "type", "Replace");
+    cJSON_AddStringToObject(pat, "String", pattern);
+    cJSON_AddItemToObject(r, "pattern", pat);
+    cJSON_AddStringToObject(r, "content", content);
+    return r;
+}
+
+/* A step {"type": type} appended to a Sequence's list. */
+static cJSON *add_step(cJSON *list, const char *type)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", type);
+    cJSON_AddItemToArray(list, o);
+    return o;
+}
+
+#define SPM_SPACE "\xe2\x96\x81" /* U+2581 ▁, SentencePiece's escaped space */
+enum { TT_UNKNOWN_ID = 2 };  /* llama.cpp's LLAMA_TOKEN_TYPE_UNKNOWN (<unk>) */
+
+/* llama.cpp's per-model token attribute for Phi-3 (general.name holding
+ * "phi-3" or "phi3", any case): its special tokens take the whitespace after
+ * them (rstrip; ASCII whitespace: lc_tokenizer_strip_ascii), but for <unk>,
+ * <s> and <|endoftext|>. */
+static bool phi3_rstrip(const lc_gguf_file *f, const char *text)
+{
+    lc_gguf_str name;
+    lc_error ignore;
+    if (lc_gguf_get_str(f, "general.name", &name, &ignore))
+        return false;
+    bool phi3 = false;
+    for (size_t i = 0; i < name.len && !phi3; i++) {
+        char w[5] = {0};
+        for (size_t k = 0; k < 5 && i + k < name.len; k++)
+            w[k] = (char)tolower((unsigned char)name.ptr[i + k]);
+        phi3 = !memcmp(w, "phi-3", 5) || !memcmp(w, "phi3", 4);
+    }
+    return phi3 && strcmp(text, "<unk>") && strcmp(text, "<s>") && strcmp(text, "<|endoftext|>");
+}
+
+/* The tokenizer.json of a "llama" (SentencePiece) GGUF vocabulary, without
+ * merges (lc_gguf_tokenizer_load makes them from the scores), as llama.cpp's
+ * SPM tokenizer reads it: every token in the BPE vocabulary (so that merges may
+ * make any of them); control, user-defined and unknown tokens also added
+ * tokens, matched in the raw text (llama.cpp's tokenizer_st_partition with
+ * parse_special); each text piece between them gets "▁" in front when
+ * add_space_prefix (absent: true) and " " → "▁"; no pre-tokenizer (the whole
+ * piece is one word); characters without a token become <0xXX> byte tokens
+ * (else unk); decode: "▁" → " ", bytes, and with the prefix one leading space
+ * stripped. */
+static int spm_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv *tokens,
+                       const lc_gguf_kv *types, cJSON *tj, lc_vocab_entry *ve, size_t *nve,
+                       lc_error *err)
+{
+    bool prefix;
+    if (gguf_flag(f, path, "tokenizer.ggml.add_space_prefix", true, &prefix, err))
+        return -1;
+    cJSON *added = cJSON_CreateArray();
+    cJSON *m = cJSON_CreateObject(), *norm = cJSON_CreateObject(), *nl = cJSON_CreateArray();
+    cJSON *dec = cJSON_CreateObject(), *dl = cJSON_CreateArray();
+    cJSON_AddItemToObject(tj, "added_tokens", added);
+    cJSON_AddItemToObject(tj, "model", m);
+    cJSON_AddItemToObject(tj, "normalizer", norm);
+    cJSON_AddItemToObject(tj, "decoder", dec);
+    for (uint64_t i = 0; i < tokens->n; i++) {
+        int64_t t = lc_gguf_kv_int(types, i);
+        ve[(*nve)++] = (lc_vocab_entry){tokens->strs[i].ptr, tokens->strs[i].len, (int32_t)i};
+        if ((t == TT_CONTROL || t == TT_USER_DEFINED || t == TT_UNKNOWN_ID) &&
+            tokens->strs[i].len > 0) { /* "" would match nothing */
+            char *z = added_text(tokens, i, path, err);
+            if (!z)
+                return -1;
+            add_added(added, i, z, t != TT_USER_DEFINED, false, phi3_rstrip(f, z));
+            free(z);
+        }
+    }
+    cJSON_AddStringToObject(m, "type", "BPE");
+    cJSON_AddNullToObject(m, "dropout");
+    int64_t unk = gguf_special_id(f, 2, true);
+    if (unk >= 0 && (uint64_t)unk < tokens->n) {
+        char *z = str_dup(tokens->strs[unk]);
+        if (!z)
+            return lc_error_set(err, "out of memory");
+        cJSON_AddStringToObject(m, "unk_token", z);
+        free(z);
+    } else {
+        cJSON_AddNullToObject(m, "unk_token");
+    }
+    cJSON_AddFalseToObject(m, "fuse_unk");
+    cJSON_AddTrueToObject(m, "byte_fallback");
+    cJSON_AddFalseToObject(m, "ignore_merges");
+    cJSON_AddItemToObject(m, "merges", cJSON_CreateArray());
+    cJSON_AddStringToObject(norm, "type", "Sequence");
+    if (prefix)
+        cJSON_AddStringToObject(add_step(nl, "Prepend"), "prepend", SPM_SPACE);
+    cJSON_AddItemToArray(nl, replace_step(" ", SPM_SPACE));
+    cJSON_AddItemToObject(norm, "normalizers", nl);
+    cJSON_AddNullToObject(tj, "pre_tokenizer");
+    cJSON_AddStringToObject(dec, "type", "Sequence");
+    cJSON_AddItemToArray(dl, replace_step(SPM_SPACE, " "));
+    add_step(dl, "ByteFallback");
+    add_step(dl, "Fuse");
+    if (prefix) {
+        cJSON *st = add_step(dl, "Strip");
+        cJSON_AddStringToObject(st, "content", " ");
+        cJSON_AddNumberToObject(st, "start", 1);
+        cJSON_AddNumberToObject(st, "stop", 0);
+    }
+    cJSON_AddItemToObject(dec, "decoders", dl);
+    return 0;
+}
+
+/* The tokenizer.json of a "gpt2" (byte-level BPE) GGUF vocabulary. */
+static int gpt2_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv *tokens,
+                        const lc_gguf_kv *types, cJSON *tj, lc_vocab_entry *ve, size_t *nve,
                         lc_error *err)
 {
-    const lc_gguf_kv *tokens, *types, *merges;
-    lc_gguf_str model, pre = {"default", 7};
-    if (lc_gguf_get_str(f, "tokenizer.ggml.model", &model, err))
+    const lc_gguf_kv *merges;
+    lc_gguf_str pre = {"default", 7};
+    if (lc_gguf_get_arr(f, "tokenizer.ggml.merges", LC_GGUF_STRING, &merges, err))
         return -1;
-    if (model.len != 4 || memcmp(model.ptr, "gpt2", 4))
-        return lc_error_set(err, "%s: tokenizer.ggml.model '%.*s': lorac reads byte-level BPE "
-                            "(gpt2) vocabularies from GGUF; put the model's tokenizer.json next "
-                            "to the file", path, (int)(model.len < 32 ? model.len : 32), model.ptr);
-    if (lc_gguf_get_arr(f, "tokenizer.ggml.tokens", LC_GGUF_STRING, &tokens, err) ||
-        lc_gguf_get_arr(f, "tokenizer.ggml.token_type", LC_GGUF_I32, &types, err) ||
-        lc_gguf_get_arr(f, "tokenizer.ggml.merges", LC_GGUF_STRING, &merges, err))
-        return -1;
-    if (types->n != tokens->n)
-        return lc_error_set(err, "%s: tokenizer.ggml.token_type has %llu entries for %llu tokens",
-                            path, (unsigned long long)types->n, (unsigned long long)tokens->n);
     lc_error ignore;
     lc_gguf_get_str(f, "tokenizer.ggml.pre", &pre, &ignore);
     char *pre_z = str_dup(pre);
-    cJSON *pt = pre_z ? pre_tokenizer_of(pre_z, path, err) : NULL;
-    bool llama3 = pre_z && !strcmp(pre_z, "llama-bpe"); /* llama.cpp ignores merges there */
+    if (!pre_z)
+        return lc_error_set(err, "out of memory");
+    cJSON *pt = pre_tokenizer_of(pre_z, path, err);
+    bool llama3 = !strcmp(pre_z, "llama-bpe"); /* llama.cpp ignores merges there */
     free(pre_z);
     if (!pt)
         return -1;
-    cJSON *vocab = cJSON_CreateObject(), *added = cJSON_CreateArray(), *ml = cJSON_CreateArray();
+    cJSON *added = cJSON_CreateArray(), *ml = cJSON_CreateArray();
+    cJSON *m = cJSON_CreateObject(), *dec = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "type", "BPE");
+    cJSON_AddNullToObject(m, "dropout");
+    cJSON_AddNullToObject(m, "unk_token");
+    cJSON_AddBoolToObject(m, "ignore_merges", llama3);
+    cJSON_AddFalseToObject(m, "byte_fallback");
+    cJSON_AddItemToObject(m, "merges", ml);
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddItemToObject(tj, "added_tokens", added);
+    cJSON_AddNullToObject(tj, "normalizer");
+    cJSON_AddItemToObject(tj, "pre_tokenizer", pt);
+    cJSON_AddItemToObject(tj, "model", m);
+    cJSON_AddItemToObject(tj, "decoder", dec);
     for (uint64_t i = 0; i < tokens->n; i++) {
-        char *z = str_dup(tokens->strs[i]);
         int64_t t = lc_gguf_kv_int(types, i);
-        if (!z)
-            return lc_error_set(err, "out of memory");
         if (t == TT_CONTROL || t == TT_USER_DEFINED) {
-            cJSON *a = cJSON_CreateObject();
-            cJSON_AddNumberToObject(a, "id", (double)i);
-            cJSON_AddStringToObject(a, "content", z);
-            cJSON_AddFalseToObject(a, "single_word");
-            cJSON_AddFalseToObject(a, "lstrip");
-            cJSON_AddFalseToObject(a, "rstrip");
-            cJSON_AddBoolToObject(a, "normalized", t == TT_USER_DEFINED);
-            cJSON_AddBoolToObject(a, "special", t == TT_CONTROL);
-            cJSON_AddItemToArray(added, a);
+            char *z = added_text(tokens, i, path, err);
+            if (!z)
+                return -1;
+            add_added(added, i, z, t == TT_CONTROL, t == TT_USER_DEFINED, false);
+            free(z);
         } else if (t != TT_UNUSED) {
-            cJSON_AddNumberToObject(vocab, z, (double)i);
+            ve[(*nve)++] = (lc_vocab_entry){tokens->strs[i].ptr, tokens->strs[i].len, (int32_t)i};
         }
-        free(z);
     }
     for (uint64_t i = 0; i < merges->n; i++) {
         char *z = str_dup(merges->strs[i]);
@@ -716,60 +956,71 @@ static int gguf_to_json(const lc_gguf_file *f, const char *path, cJSON *tj, cJSO
         cJSON_AddItemToArray(ml, cJSON_CreateString(z));
         free(z);
     }
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "type", "BPE");
-    cJSON_AddNullToObject(m, "dropout");
-    cJSON_AddNullToObject(m, "unk_token");
-    cJSON_AddBoolToObject(m, "ignore_merges", llama3);
-    cJSON_AddFalseToObject(m, "byte_fallback");
-    cJSON_AddItemToObject(m, "vocab", vocab);
-    cJSON_AddItemToObject(m, "merges", ml);
-    cJSON *dec = cJSON_CreateObject();
-    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    return 0;
+}
+
+/* tokenizer.json and tokenizer_config.json texts of a GGUF vocabulary; *spm
+ * set for a "llama" one (merges still to be made from the scores). */
+static int gguf_to_json(const lc_gguf_file *f, const char *path, cJSON *tj, cJSON *cfg,
+                        bool *spm, lc_vocab_entry **ve, size_t *nve, lc_error *err)
+{
+    const lc_gguf_kv *tokens, *types;
+    lc_gguf_str model;
+    if (lc_gguf_get_str(f, "tokenizer.ggml.model", &model, err))
+        return -1;
+    bool gpt2 = model.len == 4 && !memcmp(model.ptr, "gpt2", 4);
+    *spm = model.len == 5 && !memcmp(model.ptr, "llama", 5);
+    if (!gpt2 && !*spm)
+        return lc_error_set(err, "%s: tokenizer.ggml.model '%.*s': lorac reads byte-level BPE "
+                            "(gpt2) and SentencePiece (llama) vocabularies from GGUF; put the "
+                            "model's tokenizer.json next to the file", path,
+                            (int)(model.len < 32 ? model.len : 32), model.ptr);
+    if (lc_gguf_get_arr(f, "tokenizer.ggml.tokens", LC_GGUF_STRING, &tokens, err) ||
+        lc_gguf_get_arr(f, "tokenizer.ggml.token_type", LC_GGUF_I32, &types, err))
+        return -1;
+    if (types->n != tokens->n)
+        return lc_error_set(err, "%s: tokenizer.ggml.token_type has %llu entries for %llu tokens",
+                            path, (unsigned long long)types->n, (unsigned long long)tokens->n);
+    if (tokens->n > LC_BPE_MAX_ID)
+        return lc_error_set(err, "%s: %llu tokens (at most %d)", path,
+                            (unsigned long long)tokens->n, LC_BPE_MAX_ID);
+    if (!(*ve = malloc((tokens->n ? tokens->n : 1) * sizeof **ve)))
+        return lc_error_set(err, "out of memory for %llu tokens", (unsigned long long)tokens->n);
     cJSON_AddNullToObject(tj, "truncation");
     cJSON_AddNullToObject(tj, "padding");
-    cJSON_AddItemToObject(tj, "added_tokens", added);
-    cJSON_AddNullToObject(tj, "normalizer");
-    cJSON_AddItemToObject(tj, "pre_tokenizer", pt);
-    cJSON_AddItemToObject(tj, "model", m);
-    cJSON_AddItemToObject(tj, "decoder", dec);
-    /* BOS as llama.cpp adds it: tokenizer.ggml.add_bos_token */
-    bool add_bos = false;
-    int64_t bos = -1;
-    const lc_gguf_kv *kv = lc_gguf_find_kv(f, "tokenizer.ggml.add_bos_token");
-    if (kv && kv->type == LC_GGUF_BOOL)
-        add_bos = kv->data[0] != 0;
-    if (add_bos && !lc_gguf_get_int(f, "tokenizer.ggml.bos_token_id", &bos, &ignore) && bos >= 0 &&
-        (uint64_t)bos < tokens->n) {
-        char *z = str_dup(tokens->strs[bos]);
-        cJSON *pp = cJSON_CreateObject(), *single = cJSON_CreateArray();
-        cJSON *st = cJSON_CreateObject(), *sp = cJSON_CreateObject(), *seqa = cJSON_CreateObject();
-        cJSON *sq = cJSON_CreateObject(), *specials = cJSON_CreateObject(), *def = cJSON_CreateObject();
-        cJSON *ids = cJSON_CreateArray();
-        cJSON_AddStringToObject(st, "id", z ? z : "");
-        cJSON_AddNumberToObject(st, "type_id", 0);
-        cJSON_AddItemToObject(sp, "SpecialToken", st);
-        cJSON_AddStringToObject(sq, "id", "A");
-        cJSON_AddNumberToObject(sq, "type_id", 0);
-        cJSON_AddItemToObject(seqa, "Sequence", sq);
-        cJSON_AddItemToArray(single, sp);
-        cJSON_AddItemToArray(single, seqa);
-        cJSON_AddItemToArray(ids, cJSON_CreateNumber((double)bos));
-        cJSON_AddStringToObject(def, "id", z ? z : "");
-        cJSON_AddItemToObject(def, "ids", ids);
-        cJSON_AddItemToObject(specials, z ? z : "", def);
-        cJSON_AddStringToObject(pp, "type", "TemplateProcessing");
-        cJSON_AddItemToObject(pp, "single", single);
-        cJSON_AddItemToObject(pp, "special_tokens", specials);
-        cJSON_AddItemToObject(tj, "post_processor", pp);
-        free(z);
-    } else {
-        cJSON_AddNullToObject(tj, "post_processor");
+    if ((*spm ? spm_to_json : gpt2_to_json)(f, path, tokens, types, tj, *ve, nve, err) ||
+        post_processor_of(f, path, tokens, *spm, tj, err))
+        return -1;
+    for (int k = 0; k < 4; k++) /* in lc_special order: bos, eos, unk, pad */
+        add_special_text(cfg, f, tokens, k, *spm, lc_special_key((lc_special)k));
+    return 0;
+}
+
+/* tokenizer.ggml.scores (finite F32, one per token) as a malloc'd array in *out. */
+static int spm_scores(const lc_gguf_file *f, const char *path, float **out, size_t *n,
+                      lc_error *err)
+{
+    const lc_gguf_kv *scores, *tokens;
+    *out = NULL;
+    if (lc_gguf_get_arr(f, "tokenizer.ggml.tokens", LC_GGUF_STRING, &tokens, err) ||
+        lc_gguf_get_arr(f, "tokenizer.ggml.scores", LC_GGUF_F32, &scores, err))
+        return -1;
+    if (scores->n != tokens->n)
+        return lc_error_set(err, "%s: tokenizer.ggml.scores has %llu entries for %llu tokens",
+                            path, (unsigned long long)scores->n, (unsigned long long)tokens->n);
+    float *s = malloc((scores->n ? scores->n : 1) * sizeof *s);
+    if (!s)
+        return lc_error_set(err, "out of memory for %llu scores", (unsigned long long)scores->n);
+    for (uint64_t i = 0; i < scores->n; i++) {
+        s[i] = (float)lc_gguf_kv_float(scores, i);
+        if (!isfinite(s[i])) {
+            free(s);
+            return lc_error_set(err, "%s: tokenizer.ggml.scores[%llu] is not a finite number",
+                                path, (unsigned long long)i);
+        }
     }
-    add_special_text(cfg, f, tokens, "tokenizer.ggml.bos_token_id", "bos_token");
-    add_special_text(cfg, f, tokens, "tokenizer.ggml.eos_token_id", "eos_token");
-    add_special_text(cfg, f, tokens, "tokenizer.ggml.unknown_token_id", "unk_token");
-    add_special_text(cfg, f, tokens, "tokenizer.ggml.padding_token_id", "pad_token");
+    *out = s;
+    *n = scores->n;
     return 0;
 }
 
@@ -779,13 +1030,31 @@ int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err)
     *out = NULL;
     if (lc_gguf_open(&f, path, err))
         return -1;
+    bool spm = false;
+    float *scores = NULL;
+    size_t n_scores = 0, nve = 0;
+    lc_vocab_entry *ve = NULL;
     cJSON *tj = cJSON_CreateObject(), *cfg = cJSON_CreateObject();
-    int rc = tj && cfg ? gguf_to_json(&f, path, tj, cfg, err) : lc_error_set(err, "out of memory");
+    int rc = tj && cfg ? gguf_to_json(&f, path, tj, cfg, &spm, &ve, &nve, err)
+                       : lc_error_set(err, "out of memory");
+    if (!rc && spm)
+        rc = spm_scores(&f, path, &scores, &n_scores, err);
     char *tjs = rc ? NULL : cJSON_PrintUnformatted(tj), *cfgs = rc ? NULL : cJSON_PrintUnformatted(cfg);
     if (!rc && (!tjs || !cfgs))
         rc = lc_error_set(err, "out of memory");
     if (!rc)
-        rc = lc_tokenizer_from_json(out, tjs, strlen(tjs), cfgs, strlen(cfgs), path, err);
+        rc = lc_tokenizer_from_json_vocab(out, tjs, strlen(tjs), cfgs, strlen(cfgs), path, ve,
+                                          nve, err);
+    if (!rc)
+        lc_tokenizer_strip_ascii(*out); /* llama.cpp's isspace for lstrip/rstrip tokens */
+    if (!rc && spm && lc_tokenizer_merges_from_scores(*out, scores, n_scores, err)) {
+        lc_error_prefix(err, "%s", path);
+        lc_tokenizer_free(*out);
+        *out = NULL;
+        rc = -1;
+    }
+    free(scores);
+    free(ve);
     free(tjs);
     free(cfgs);
     cJSON_Delete(tj);

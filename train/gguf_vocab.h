@@ -40,11 +40,30 @@ int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config 
  * llama-bpe, qwen2), NULL for another name ("gpt-2" is ByteLevel's own). */
 const char *lc_gguf_pre_regex(const char *name);
 
-/* The tokenizer of a GGUF file from its tokenizer.ggml.* keys, as llama.cpp
- * reads them: byte-level BPE ("gpt2": tokens, token types — control tokens
- * special, user-defined ones added —, merges, the pre-tokenizer regex by its
- * llama.cpp name, BOS added when add_bos_token) and the bos/eos/unk/pad ids.
- * Other tokenizer models are refused by name. */
+/* The tokenizer of a GGUF file from its tokenizer.ggml.* keys, tokenizing as
+ * llama.cpp does (parse_special on; bos/eos/unk/pad ids read too):
+ *
+ *   "gpt2" (byte-level BPE): tokens, token_type (control tokens special,
+ *     user-defined ones added), merges, the pre-tokenizer regex by its
+ *     llama.cpp name (pre); add_bos_token / add_eos_token (absent: false);
+ *   "llama" (SentencePiece): tokens, scores (F32, finite), token_type
+ *     (control, user-defined and unknown tokens split out of the raw text
+ *     first), add_space_prefix (absent: true; "▁" before each text piece),
+ *     add_bos_token (absent: true) / add_eos_token (absent: false). Merging is
+ *     the BPE model's, with merges made from the scores (data/bpe.h,
+ *     lc_bpe_merges_from_scores): llama.cpp's highest-score-first, leftmost
+ *     on ties; characters without a token become <0xXX> byte tokens (else
+ *     unk). Decoding: "▁" → " ", byte tokens reassembled, one leading space
+ *     dropped with add_space_prefix, as llama_detokenize (special tokens
+ *     shown).
+ *
+ * With general.name holding "phi-3"/"phi3", the special tokens but <unk>, <s>
+ * and <|endoftext|> take the ASCII whitespace after them, as llama.cpp's
+ * per-model attributes say. Other tokenizer models are refused by name; so
+ * are score / flag keys of the wrong type or length. Not modelled: the other
+ * per-model attributes (Jina's lstrip <mask>), overlapping special tokens
+ * (llama.cpp splits the longest first, here leftmost-longest), and a merge
+ * through a character that is no token itself. */
 int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err);
 
 /* tokenizer.chat_template of a GGUF file (malloc'd), *text NULL when absent. */
