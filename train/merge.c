@@ -690,9 +690,12 @@ static int copy_small_files(merge_job *j, lc_error *err)
 /* verification                                                        */
 
 /* The type a matrix is stored in, as a ggml type id: F32, F16, BF16 (a
- * safetensors tensor or a GGUF one) or a GGUF tensor's quantized type. */
+ * safetensors tensor or a GGUF one) or a GGUF tensor's quantized type;
+ * NF4 (no ggml id) as UINT32_MAX, unlike any type a merge writes. */
 static uint32_t weight_type(const lc_weight *w)
 {
+    if (w->nf4)
+        return UINT32_MAX;
     if (w->ggml)
         return w->ggml->type;
     return w->dtype == LC_DTYPE_BF16 ? LC_GGML_BF16
