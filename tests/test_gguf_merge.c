@@ -16,7 +16,11 @@
  *   adapter (lorac's own forward), within a tolerance per output type;
  * - bad inputs refused with one line: an adapter of another shape, a
  *   target absent from the GGUF, an unsupported --type, --out = --base, an
- *   --out that is not .gguf, an existing --out without --force. */
+ *   --out that is not .gguf, an existing --out without --force;
+ * - a merge made wrong on purpose (the test hook LORAC_TEST_CORRUPT_MERGE adds
+ *   1e-3 to one element in f32, 2e-2 in q8_0, whose step there is ~1.4e-3)
+ *   fails the verification and writes nothing; --force
+ *   replaces an earlier output. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -325,6 +329,43 @@ Test(gguf_merge, bad_inputs_refused_with_one_line)
     free(q8);
     free(ad);
     free(ad3);
+    lc_test_rm_rf(tmp);
+    free(tmp);
+}
+
+Test(gguf_merge, wrong_merge_fails_verification_and_force_replaces)
+{
+    char *tmp = lc_test_tmpdir();
+    char *q8 = lc_test_asprintf("%s", lc_test_fixture("gguf-base/tiny-llama3-q4_k.gguf"));
+    char *ad = lc_test_asprintf("%s", lc_test_fixture("gguf-base/tiny-llama3-adapter"));
+    char *out = lc_test_path_in(tmp, "m.gguf");
+    const char *types[2] = {"f32", "q8_0"}, *bumps[2] = {"LORAC_TEST_CORRUPT_MERGE=1e-3",
+                                                         "LORAC_TEST_CORRUPT_MERGE=2e-2"};
+    for (int k = 0; k < 2; k++) {
+        const char *args[] = {"merge", "--base", q8, "--adapter", ad, "--out", out, "--type",
+                              types[k], NULL};
+        lc_test_run_result r = lc_test_run_lorac(bumps[k], args);
+        cr_expect_eq(r.code, 1, "%s: %s%s", types[k], r.out, r.err);
+        cr_expect(strstr(r.err, "verification failed") &&
+                      strstr(r.err, "nothing was written to"), "%s: %s", types[k], r.err);
+        lc_test_run_free(&r);
+        char *ls = lc_test_asprintf("test -z \"$(ls -A '%s')\"", tmp);
+        cr_expect_eq(system(ls), 0, "%s: files left in %s", types[k], tmp);
+        free(ls);
+    }
+    free(lc_test_write_text(tmp, "m.gguf", "an earlier output"));
+    const char *args[] = {"merge", "--base", q8, "--adapter", ad, "--out", out, "--force", NULL};
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
+    cr_expect_eq(r.code, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "Q4_K -> F16 x 14") && strstr(r.out, "): ok"), "%s", r.out);
+    lc_test_run_free(&r);
+    lc_error err;
+    lc_gguf_file f;
+    cr_expect_eq(lc_gguf_open(&f, out, &err), 0, "%s", err.msg);
+    lc_gguf_close(&f);
+    free(out);
+    free(q8);
+    free(ad);
     lc_test_rm_rf(tmp);
     free(tmp);
 }

@@ -40,6 +40,7 @@ typedef struct gjob {
     int *heads;                      /* [n_tensors]: > 0: q/k rows stored permuted (llama) */
     uint32_t *out_type;              /* [n_tensors]: the type written */
     lc_gguf_writer *w;
+    float bump;                      /* test hook (merge.c): added to the first merged tensor */
     char *tmp;                       /* the partial output, while it exists */
 } gjob;
 
@@ -181,6 +182,10 @@ static int merge_one(gjob *j, size_t i, unsigned char **out, lc_error *err)
     void *merged;
     if (lc_merge_linear(t->name, &w, j->ad[i], j->scale, LC_DTYPE_F32, &merged, err))
         return -1;
+    if (j->bump != 0.0f && !j->r->corrupted) { /* test hook: element [0,0] */
+        ((float *)merged)[0] += j->bump;
+        j->r->corrupted = true;
+    }
     const lc_ggml_type_info *ti = lc_ggml_type_get(j->out_type[i]);
     const uint64_t row_bytes = (uint64_t)cols / ti->block_size * ti->type_size;
     unsigned char *buf = malloc((size_t)(row_bytes * (uint64_t)rows));
@@ -328,6 +333,7 @@ int lc_gguf_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_erro
     j.o = o;
     j.r = r;
     j.log = log;
+    j.bump = lc_merge_test_bump();
     const double t0 = lc_now_s();
     int rc = -1;
     if (check_opts(&j, err) || open_inputs(&j, err) || plan(&j, err) || declare(&j, err))

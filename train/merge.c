@@ -7,8 +7,9 @@
  * Test hook (test-only, not a user feature): with the environment variable
  * LORAC_TEST_CORRUPT_MERGE=X (a non-zero number such as 1 or 1e-4), X is
  * added to element [0,0] of one merged weight (layer 0, down_proj when
- * targeted) before it is written, so a test can prove that the verification
- * catches a wrong merge, small errors included. */
+ * targeted; a GGUF merge: the first merged tensor of the file) before it is
+ * written, so a test can prove that the verification catches a wrong merge,
+ * small errors included. */
 #include "train/sysinfo.h"
 #include "train/merge.h"
 #include "data/batch.h"
@@ -410,14 +411,19 @@ static int find_targets(merge_job *j, lc_error *err)
                                     lc_dtype_name(t->dtype));
             j->targets[(size_t)l * LC_MOD_COUNT + m] = t;
         }
-    const char *hook = getenv("LORAC_TEST_CORRUPT_MERGE");
-    char *hook_end = NULL;
-    j->corrupt_bump = hook ? strtof(hook, &hook_end) : 0.0f;
-    if (hook && hook_end != hook && *hook_end == '\0' && j->corrupt_bump != 0.0f &&
-        isfinite(j->corrupt_bump))
+    j->corrupt_bump = lc_merge_test_bump();
+    if (j->corrupt_bump != 0.0f)
         for (int k = 0; k < LC_MOD_COUNT && !j->corrupt; k++)
             j->corrupt = j->targets[pref[k]];
     return 0;
+}
+
+float lc_merge_test_bump(void)
+{
+    const char *hook = getenv("LORAC_TEST_CORRUPT_MERGE");
+    char *end = NULL;
+    float bump = hook ? strtof(hook, &end) : 0.0f;
+    return hook && end != hook && *end == '\0' && isfinite(bump) ? bump : 0.0f;
 }
 
 static const lc_lora_adapter *adapter_of(const merge_job *j, const lc_st_tensor *t)

@@ -135,6 +135,10 @@ int lc_merge_linear(const char *name, const lc_weight *w, const lc_lora_adapter 
 int lc_merge_verify(const char *base_path, const char *merged_path, const lc_lora *lora,
                     lc_merge_report *r, lc_error *err);
 
+/* The test hook of merge.c (LORAC_TEST_CORRUPT_MERGE=X): X when set to a
+ * finite number, else 0. */
+float lc_merge_test_bump(void);
+
 /* Drops the whole pages of [p, p + n) of a read-only file mapping from RSS
  * (re-read from the file if touched again): a tensor that was written. */
 void lc_drop_pages(const void *p, size_t n);
