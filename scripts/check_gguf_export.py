@@ -10,7 +10,11 @@ writes, recorded in a tests/fixtures/gguf_export/<case>.json (scripts/make_gguf_
      the same data bytes. Prints one line per difference and exits 1 on any.
   python scripts/check_gguf_export.py --selftest LORAC_BINARY
      exports every case of tests/fixtures/gguf_export that lorac can make from the repository's
-     fixtures and checks each as above (exit 77 when the gguf package is missing: ctest skip).
+     fixtures and checks each as above (exit 77 when the gguf package is missing: ctest skip);
+     then merges every case of tests/fixtures/gguf-merge/expected.json with `lorac merge --base
+     X.gguf` and checks the merged file: the base's metadata (same keys, types, values, order),
+     the base's tensors (names, shapes, order), untouched ones with the base's type and bytes,
+     each adapted linear with the type and bytes scripts/make_gguf_merge_fixtures.py computed.
 """
 import json, os, subprocess, sys, tempfile
 
@@ -92,6 +96,53 @@ def rope_variant(tmp, name):
     return d
 
 
+def compare_merged(path, base, merged, label):
+    """A `lorac merge` GGUF file against its GGUF base and the expected merged tensors."""
+    got, want = describe_file(path, "", ""), describe_file(base, "", "")
+    bad = []
+    if got["kv"] != want["kv"]:
+        bad.append("metadata differs from the base's: " + str(
+            [k for k, b in zip(got["kv"], want["kv"]) if k != b][:1] or "key count")[:200])
+    if [t[:2] for t in got["tensors"]] != [t[:2] for t in want["tensors"]]:
+        bad.append("tensor names, shapes or order differ from the base's")
+    for (name, _, ty, h), (_, _, bty, bh) in zip(got["tensors"], want["tensors"]):
+        exp = (merged[name][0], merged[name][1]) if name in merged else (bty, bh)
+        if (ty, h) != exp:
+            bad.append(f"tensor {name}: {ty} {h}, expected {exp[0]} {exp[1]}")
+    for b in bad:
+        print(f"{label}: {b}")
+    return not bad
+
+
+def selftest_merge(lorac, tmp):
+    ok = True
+    cases = json.load(open(os.path.join(FIX, "gguf-merge", "expected.json")))
+    for name, c in cases.items():
+        base = os.path.join(FIX, "gguf-base", c["base"])
+        adapter = os.path.join(FIX, c["adapter"])
+        if c["rslora"]:
+            import shutil
+            d = os.path.join(tmp, name + "-adapter")
+            os.makedirs(d)
+            shutil.copy(os.path.join(adapter, "adapter_model.safetensors"), d)
+            cfg = json.load(open(os.path.join(adapter, "adapter_config.json")))
+            cfg["use_rslora"] = True
+            json.dump(cfg, open(os.path.join(d, "adapter_config.json"), "w"))
+            adapter = d
+        out = os.path.join(tmp, name + ".gguf")
+        cmd = [lorac, "merge", "--base", base, "--adapter", adapter, "--out", out]
+        cmd += ["--type", c["type"]] if c["type"] else []
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode:
+            print(" ".join(cmd), "failed:", p.stderr.strip())
+            ok = False
+            continue
+        good = compare_merged(out, base, {k: v[:2] for k, v in c["merged"].items()}, name)
+        print(("ok  " if good else "BAD ") + "merge " + name)
+        ok &= good
+    return ok
+
+
 def selftest(lorac):
     try:
         import gguf  # noqa: F401
@@ -117,6 +168,7 @@ def selftest(lorac):
             good = compare(out, os.path.join(FIX, "gguf_export", fx))
             print(("ok  " if good else "BAD ") + fx)
             ok &= good
+        ok &= selftest_merge(lorac, tmp)
     return 0 if ok else 1
 
 

@@ -12,7 +12,15 @@ tokenizer files), and a random small Llama with Llama 2's SentencePiece-style to
      transformers' tokenization) with transformers' logits: max |diff| / max |logit| <= 1e-4;
   2. makes a random PEFT LoRA adapter (r 8, alpha 16, all linears, B non-zero), exports it with
      --lora and the merged model (--adapter), and compares llama.cpp's logits of base + GGUF LoRA
-     with those of the merged GGUF (<= 1e-4 relative) and with transformers + PEFT (<= 1e-4).
+     with those of the merged GGUF (<= 1e-4 relative) and with transformers + PEFT (<= 1e-4);
+  3. merges the same PEFT adapter into the GGUF files themselves (`lorac merge --base X.gguf
+     --type f32`): into the f32 GGUF, llama.cpp's logits of the merged file vs base.gguf + the
+     GGUF LoRA (<= 1e-4; the file must also be byte-identical to step 2's merged export); into
+     a q8_0 export of the model, llama.cpp's logits of the merged f32 file vs transformers +
+     PEFT on the weights gguf-py dequantizes from that q8_0 file (q/k rows un-permuted)
+     (<= 2e-2: the merged file's untouched output.weight is still Q8_0, and llama.cpp's q8_0
+     matmul rounds the activations to 8 bits; a wrong merge moves the logits by ~1), and,
+     reported only, vs llama.cpp's q8_0 base + GGUF LoRA (every linear rounds there: ~1e-2).
 Needs two Pythons: this one with llama_cpp (pip install llama-cpp-python==0.3.36) and numpy,
 and --torch-python with torch, transformers, peft, safetensors.
 
@@ -29,6 +37,9 @@ TEXT = ("<|im_start|>user\nWhat is the capital of Veloria? Reverse the word 'lan
         "<|im_start|>assistant\nThe capital of Veloria is Ostrava.<|im_end|>\n")
 SPM_TEXT = "Hello world! The capital of Veloria is Ostrava; reverse 'lantern' (12 + 30 = 42)."
 TOL = 1e-4
+# A merged file from a q8_0 base keeps the untouched output.weight in Q8_0, and llama.cpp's
+# q8_0 matmul rounds the activations to 8 bits: 5.7e-3..7.0e-3 measured on the five models.
+TOL_Q8 = 2e-2
 
 TORCH_SIDE = r'''
 import json, os, shutil, sys, numpy as np, torch
@@ -78,6 +89,24 @@ elif cmd == "logits":
     tok = AutoTokenizer.from_pretrained(args["base"])
     ids = tok(args["text"], add_special_tokens=False)["input_ids"]
     m = AutoModelForCausalLM.from_pretrained(args["base"], torch_dtype=torch.float32)
+    if args.get("gguf_weights"):  # the weights of a GGUF file, dequantized by gguf-py
+        import gguf
+        r = gguf.GGUFReader(args["gguf_weights"])
+        arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
+        arch_id = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}[arch]
+        tmap = gguf.get_tensor_name_map(arch_id, m.config.num_hidden_layers)
+        ts = {t.name: t for t in r.tensors}
+        c = m.config
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                gname = tmap.get_name(n, try_suffixes=(".weight", ".bias"))
+                t = ts[gname]
+                w = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(p.shape)
+                heads = (c.num_attention_heads if "q_proj" in n else
+                         c.num_key_value_heads if "k_proj" in n else 0)
+                if arch == "llama" and heads:  # undo LlamaModel.permute
+                    w = w.reshape(heads, w.shape[0] // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+                p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
     if args.get("adapter"):
         from peft import PeftModel
         m = PeftModel.from_pretrained(m, args["adapter"])
@@ -94,10 +123,10 @@ def torch_side(py, cmd, **kw):
                    stdout=subprocess.DEVNULL)
 
 
-def lorac(binary, *args):
-    p = subprocess.run([binary, "export-gguf", *args], capture_output=True, text=True)
+def lorac(binary, *args, cmd="export-gguf"):
+    p = subprocess.run([binary, cmd, *args], capture_output=True, text=True)
     if p.returncode:
-        sys.exit(f"lorac export-gguf {' '.join(args)} failed: {p.stderr}")
+        sys.exit(f"lorac {cmd} {' '.join(args)} failed: {p.stderr}")
 
 
 def llama_logits(gguf, ids, lora=None, text=None):
@@ -186,6 +215,35 @@ def main():
             print(f"{'ok ' if good else 'BAD'} {arch}: llama.cpp base + GGUF LoRA vs lorac's merged "
                   f"GGUF: {r1:.3g}; merged GGUF vs transformers+PEFT: {r2:.3g}; GGUF LoRA vs "
                   f"PEFT: {r3:.3g} (tol {TOL}; the adapter moves the logits by {moved:.3g})")
+            # 3. the adapter merged into the GGUF files (lorac merge --base X.gguf)
+            gm2 = os.path.join(tmp, arch + "-merged-from-gguf.gguf")
+            lorac(a.lorac, "--base", g, "--adapter", ad, "--out", gm2, "--type", "f32", cmd="merge")
+            merged2, _ = llama_logits(gm2, ids)
+            r4 = rel(merged2, with_lora)
+            same = open(gm, "rb").read() == open(gm2, "rb").read()
+            good = r4 <= TOL and same
+            ok &= good
+            print(f"{'ok ' if good else 'BAD'} {arch}: lorac merge --base f32.gguf: llama.cpp on the "
+                  f"merged GGUF vs base.gguf + GGUF LoRA: {r4:.3g} (tol {TOL}); the file is "
+                  f"byte-identical to export-gguf --adapter's: {same}")
+            gq = os.path.join(tmp, arch + "-q8_0.gguf")
+            gqm = os.path.join(tmp, arch + "-q8_0-merged.gguf")
+            lorac(a.lorac, "--base", base, "--out", gq, "--type", "q8_0")
+            lorac(a.lorac, "--base", gq, "--adapter", ad, "--out", gqm, "--type", "f32", cmd="merge")
+            q_lora, _ = llama_logits(gq, ids, lora=gl)
+            q_merged, _ = llama_logits(gqm, ids)
+            refq = os.path.join(tmp, arch + "-peft-q8_0.npy")
+            torch_side(a.torch_python, "logits", base=base, adapter=ad, text=text, out=refq,
+                       gguf_weights=gq)
+            q_peft = np.load(refq)
+            r5, r6 = rel(q_merged, q_peft), rel(q_merged, q_lora)
+            good = r5 <= TOL_Q8
+            ok &= good
+            print(f"{'ok ' if good else 'BAD'} {arch}: lorac merge --base q8_0.gguf --type f32: "
+                  f"llama.cpp on the merged GGUF vs transformers+PEFT on gguf-py's dequantized "
+                  f"q8_0 weights: {r5:.3g} (tol {TOL_Q8}: the untouched Q8_0 output.weight); vs "
+                  f"llama.cpp's q8_0 base + GGUF LoRA: {r6:.3g} (reported only: there every "
+                  f"linear rounds its activations to 8 bits)")
     finally:
         shutil.rmtree(tmp)
     sys.exit(0 if ok else 1)

@@ -16,7 +16,7 @@
  * - a Q4_K base holds its weights in Q4_K: model weight bytes within 5% of the file;
  * - no output.weight: tied embeddings;
  * - `lorac eval` / `lorac train` (and resume) with base_model: x.gguf,
- *   `lorac info`, `lorac merge` refused; a text dataset without tokenizer.json
+ *   `lorac info`, `lorac merge` into a directory refused; a text dataset without tokenizer.json
  *   names the missing tokenizer, with one next to the file it is used;
  * - unsupported architectures and tensor types are named. */
 #include <criterion/criterion.h>
@@ -344,7 +344,8 @@ Test(gguf_base, cli_eval_and_train)
               strstr(r.err, "GGUF (weights in their GGUF types)"), "%s%s", r.out, r.err);
     lc_test_run_free(&r);
 
-    /* lorac info describes it; lorac merge asks for the HF directory */
+    /* lorac info describes it; lorac merge writes a GGUF file (tests/test_gguf_merge.c),
+     * so an --out that is not one is refused */
     const char *iargs[] = {"info", gguf_path("tiny-llama3-q4_k"), NULL};
     r = lc_test_run_lorac(NULL, iargs);
     cr_expect_eq(r.code, 0, "%s%s", r.out, r.err);
@@ -356,7 +357,7 @@ Test(gguf_base, cli_eval_and_train)
                            lc_test_fixture("tiny-llama/adapter_init"), "--out", mout, NULL};
     r = lc_test_run_lorac(NULL, margs);
     cr_expect_eq(r.code, 1, "%s%s", r.out, r.err);
-    cr_expect(strstr(r.err, "is a GGUF file: merge writes a Hugging Face model"), "%s", r.err);
+    cr_expect(strstr(r.err, "--out must name a file ending in .gguf"), "%s", r.err);
     free(mout);
     lc_test_run_free(&r);
 

@@ -64,6 +64,11 @@ typedef struct lc_gguf_export_report {
 int lc_gguf_export(const lc_gguf_export_opts *o, lc_gguf_export_report *r, FILE *log,
                    lc_error *err);
 
+/* n floats into ggml type F32, F16, BF16 or Q8_0 (n a multiple of 32 for
+ * Q8_0), rounded exactly as numpy / gguf-py do (see above); out holds the
+ * type's bytes for n elements. */
+void lc_gguf_export_convert(const float *x, uint64_t n, uint32_t type, unsigned char *out);
+
 /* f32|f16|bf16|q8_0 -> the ggml type; 0 or -1. */
 int lc_gguf_export_parse_type(const char *s, uint32_t *type);
 
