@@ -11,7 +11,8 @@
  *   and gguf-py's Q8_0 quantization, the llama q/k permutation, the Llama 3
  *   rope_freqs, the LoRA A/B and the tokenizer of the quickstart chat model;
  * - the tokenizer keys alone (lc_gguf_vocab_add) for four real tokenizers
- *   (Llama 3, Qwen2, Llama 2, Phi-3) against the converter's --vocab-only;
+ *   (Llama 3, Qwen2, Llama 2, Phi-3) and a small SentencePiece model with and
+ *   without its tokenizer.model against the converter's --vocab-only;
  * - every F32 tensor equals the Hugging Face tensor bit for bit (q/k rows
  *   permuted back); the merged export equals `lorac merge --dtype f32`;
  *   rsLoRA is folded into adapter.lora.alpha;
@@ -282,8 +283,12 @@ Test(gguf_export, lora_adapters_equal_the_converters)
 
 Test(gguf_export, tokenizers_equal_the_converters)
 {
-    static const char *toks[] = {"llama-bpe", "qwen2", "llama-spm", "phi-3"};
-    for (int k = 0; k < 4; k++) {
+    /* spm-bpe: a SentencePiece model with its tokenizer.model (read as the
+     * converter's _set_vocab_sentencepiece reads it); spm-bpe-json: the same
+     * HF files without tokenizer.model (scores -1000 from tokenizer.json) */
+    static const char *toks[] = {"llama-bpe", "qwen2", "llama-spm", "phi-3", "spm-bpe",
+                                 "spm-bpe-json"};
+    for (int k = 0; k < 6; k++) {
         char *fxname = lc_test_asprintf("vocab-%s", toks[k]);
         cJSON *fx = load_fixture(fxname);
         int n = 0;
@@ -292,8 +297,15 @@ Test(gguf_export, tokenizers_equal_the_converters)
             if (!strcmp(cJSON_GetArrayItem(e, 0)->valuestring, "tokenizer.ggml.tokens"))
                 n = (int)cJSON_GetObjectItem(cJSON_GetArrayItem(e, 2), "n")->valuedouble;
         cr_assert(n > 0);
-        char *dir = lc_test_tokenizer_dir(toks[k]);
+        bool json_only = !strcmp(toks[k], "spm-bpe-json");
+        char *dir = lc_test_tokenizer_dir(json_only ? "spm-bpe" : toks[k]);
         size_t len;
+        if (!strcmp(toks[k], "spm-bpe")) {
+            char *model = lc_test_read_file(
+                lc_test_fixture("tokenizers/spm-bpe/tokenizer.model"), &len);
+            free(lc_test_write_file(dir, "tokenizer.model", model, len));
+            free(model);
+        }
         char *cfg = lc_test_read_file(lc_test_fixture("tiny-llama/model/config.json"), &len);
         cJSON *j = cJSON_ParseWithLength(cfg, len);
         cJSON_ReplaceItemInObject(j, "vocab_size", cJSON_CreateNumber(n));
