@@ -19,7 +19,8 @@ Cases lora-<arch>: convert_lora_to_gguf.py on tiny-<arch>/adapter_step3 (--base 
 model). Cases vocab-<tok>: --vocab-only on tiny-llama's config (vocab_size of the tokenizer) with
 tests/fixtures/tokenizers/<tok> (real Llama 3, Qwen2, Llama 2, Phi-3 tokenizers; spm-bpe, a
 small SentencePiece model with its tokenizer.model, read by the converter's real
-_set_vocab_sentencepiece, and spm-bpe-json, the same without tokenizer.model): the tokenizer.*
+_set_vocab_sentencepiece, and spm-bpe-json, the same without tokenizer.model and without
+tokenizer_config.json's add_prefix_space, which transformers cannot load without it): the tokenizer.*
 keys only. Variants llama3rope / linrope are tiny-llama with rope_scaling llama3 / linear in config.json.
 
 Usage: /work/venv-torch/bin/python scripts/make_gguf_export_fixtures.py --llama-cpp DIR
@@ -170,13 +171,14 @@ def main():
 def vocab_dir(d, tok):
     """tiny-llama's config.json with vocab_size set to the size of tokenizers/<tok> (tokens and
     added tokens), tokenizer.json and tokenizer_config.json (and tokenizer.model for spm-bpe;
-    spm-bpe-json is spm-bpe without it): a model directory for the tokenizer keys alone (the C
+    spm-bpe-json is spm-bpe without it or add_prefix_space): a model directory for the tokenizer keys alone (the C
     test makes the same one)."""
     import gzip
     os.makedirs(d)
     if tok == "spm-bpe":
         shutil.copy(os.path.join(FIX, "tokenizers", tok, "tokenizer.model"), d)
-    tok = "spm-bpe" if tok == "spm-bpe-json" else tok
+    json_only = tok == "spm-bpe-json"
+    tok = "spm-bpe" if json_only else tok
     src = os.path.join(FIX, "tokenizers", tok)
     tj = gzip.open(os.path.join(src, "tokenizer.json.gz")).read()
     t = json.loads(tj)
@@ -186,6 +188,10 @@ def vocab_dir(d, tok):
     json.dump(cfg, open(os.path.join(d, "config.json"), "w"), indent=2)
     open(os.path.join(d, "tokenizer.json"), "wb").write(tj)
     shutil.copy(os.path.join(src, "tokenizer_config.json"), d)
+    if json_only:  # transformers honours add_prefix_space only from the .model: not loadable
+        tc = json.load(open(os.path.join(d, "tokenizer_config.json")))
+        del tc["add_prefix_space"]
+        json.dump(tc, open(os.path.join(d, "tokenizer_config.json"), "w"), indent=2)
     return d
 
 

@@ -9,8 +9,10 @@ tokenizer.json; the converter takes tokens, scores and types from the .model. Th
     tokenizer.model), vocab 1200, on the repo's README.md plus a few
     multilingual lines (so spaces, digits, CJK and emoji have pieces or fall back to bytes);
   - user-defined symbols "<|user|>", "<|assistant|>" and "Veloria", a control symbol "<ctrl9>";
+  - (the HF files: legacy Llama normalizer, add_prefix_space true, as Llama 2's tokenizer.json)
   - the trainer cannot make an UNUSED piece, so the piece "\u2581zzqx" (user-defined at
-    training, so it exists; no test string contains "zzqx") is re-typed UNUSED in the proto;
+    training, so it exists) is re-typed UNUSED in the proto (check_gguf_llamacpp.py tokenizes
+    "zzqx": neither llama.cpp nor transformers may use it);
 then converts it with transformers (LlamaTokenizerFast from the .model: the conversion
 transformers itself does) and saves tokenizer.json / tokenizer_config.json; one added token
 past the SentencePiece vocabulary ("<|extra|>", special) is added, as fine-tuned models have.
@@ -69,7 +71,7 @@ def main():
         open(model, "wb").write(m.SerializeToString())
 
         from transformers import AddedToken, LlamaTokenizerFast
-        tok = LlamaTokenizerFast(vocab_file=model, legacy=True, add_bos_token=True,
+        tok = LlamaTokenizerFast(vocab_file=model, legacy=True, add_prefix_space=True, add_bos_token=True,
                                  add_eos_token=False, from_slow=True)
         tok.add_tokens([AddedToken("<|extra|>", special=True, normalized=False)],
                        special_tokens=True)

@@ -285,7 +285,8 @@ Test(gguf_export, tokenizers_equal_the_converters)
 {
     /* spm-bpe: a SentencePiece model with its tokenizer.model (read as the
      * converter's _set_vocab_sentencepiece reads it); spm-bpe-json: the same
-     * HF files without tokenizer.model (scores -1000 from tokenizer.json) */
+     * HF files without tokenizer.model (scores -1000 from tokenizer.json) nor
+     * add_prefix_space (transformers cannot load them so) */
     static const char *toks[] = {"llama-bpe", "qwen2", "llama-spm", "phi-3", "spm-bpe",
                                  "spm-bpe-json"};
     for (int k = 0; k < 6; k++) {
@@ -305,6 +306,18 @@ Test(gguf_export, tokenizers_equal_the_converters)
                 lc_test_fixture("tokenizers/spm-bpe/tokenizer.model"), &len);
             free(lc_test_write_file(dir, "tokenizer.model", model, len));
             free(model);
+        }
+        if (json_only) { /* as the fixture script: no add_prefix_space without the .model */
+            char *tcp = lc_test_path_in(dir, "tokenizer_config.json");
+            char *tct = lc_test_read_file(tcp, &len);
+            cJSON *tc = cJSON_ParseWithLength(tct, len);
+            cJSON_DeleteItemFromObject(tc, "add_prefix_space");
+            char *again = cJSON_Print(tc);
+            free(lc_test_write_text(dir, "tokenizer_config.json", again));
+            free(again);
+            cJSON_Delete(tc);
+            free(tct);
+            free(tcp);
         }
         char *cfg = lc_test_read_file(lc_test_fixture("tiny-llama/model/config.json"), &len);
         cJSON *j = cJSON_ParseWithLength(cfg, len);
