@@ -141,6 +141,39 @@ static int read_normalizer(parse *s, const lc_pb_field *outer, const uint8_t *ba
     return 0;
 }
 
+static int by_text(const void *a, const void *b)
+{
+    return strcmp((*(const lc_spm_piece *const *)a)->text, (*(const lc_spm_piece *const *)b)->text);
+}
+
+/* As SentencePiece refuses a model: a piece defined twice, a BYTE piece not
+ * "<0xXX>" (two upper-case hex digits, as the trainer writes them). */
+static int check_pieces(const lc_spm_model *m, const char *label, lc_error *err)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        const char *t = m->pieces[i].text;
+        if (m->pieces[i].type == LC_SPM_BYTE &&
+            (strlen(t) != 6 || strncmp(t, "<0x", 3) || t[5] != '>' ||
+             !strchr("0123456789ABCDEF", t[3]) || !strchr("0123456789ABCDEF", t[4])))
+            return lc_error_set(err, "%s: piece %zu has type BYTE but is not <0xXX>", label, i);
+    }
+    const lc_spm_piece **order = malloc(m->n * sizeof *order);
+    if (!order)
+        return lc_error_set(err, "%s: out of memory", label);
+    for (size_t i = 0; i < m->n; i++)
+        order[i] = &m->pieces[i];
+    qsort(order, m->n, sizeof *order, by_text);
+    int rc = 0;
+    for (size_t i = 1; i < m->n && !rc; i++)
+        if (!strcmp(order[i - 1]->text, order[i]->text)) {
+            size_t a = (size_t)(order[i - 1] - m->pieces), b = (size_t)(order[i] - m->pieces);
+            rc = lc_error_set(err, "%s: pieces %zu and %zu have the same text", label,
+                              a < b ? a : b, a < b ? b : a);
+        }
+    free(order);
+    return rc;
+}
+
 static const char *type_name(int t)
 {
     return t == LC_SPM_WORD ? "WORD" : t == LC_SPM_CHAR ? "CHAR" : "unknown";
@@ -178,6 +211,8 @@ int lc_spm_parse(lc_spm_model *m, const void *buf, size_t size, const char *labe
     else if (!rc && n_unk != 1)
         rc = lc_error_set(err, "%s: %zu pieces of type UNKNOWN; SentencePiece needs exactly one",
                           label, n_unk);
+    else if (!rc && check_pieces(m, label, err))
+        rc = -1;
     else if (!rc && m->model_type != LC_SPM_BPE && m->model_type != LC_SPM_UNIGRAM)
         rc = lc_error_set(err, "%s: SentencePiece model type %d (%s): llama.cpp's \"llama\" "
                           "tokenizer reproduces BPE and unigram models only, so no GGUF "

@@ -11,8 +11,8 @@
  *     5 escape_whitespaces: bools, default true)
  * Every key, varint and length is checked against the buffer (train/protobuf.c
  * lc_pb_read_field); pieces must be non-empty UTF-8 without NUL, of a known
- * type, with exactly one UNKNOWN piece (SentencePiece refuses a model without
- * it), and the model type BPE or unigram (what llama.cpp's "llama" tokenizer,
+ * type, each text once, BYTE pieces "<0xXX>", with exactly one UNKNOWN piece
+ * (SentencePiece refuses a model otherwise), and the model type BPE or unigram (what llama.cpp's "llama" tokenizer,
  * which merges by score, reproduces; WORD and CHAR models are refused).
  * Errors: one line naming the file and what is wrong. */
 #ifndef LC_SPM_MODEL_H

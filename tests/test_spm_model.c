@@ -8,8 +8,9 @@
  * - hostile models, built with lorac's protobuf writer (train/protobuf.c):
  *   every truncation of the real file, lengths past the end and near 2^64,
  *   overlong varints, group / reserved wire types, field number 0, a known
- *   field with the wrong wire type, empty / NUL / non-UTF-8 pieces, unknown
- *   piece types, no or two UNKNOWN pieces, WORD and CHAR model types: each
+ *   field with the wrong wire type, empty / NUL / non-UTF-8 / duplicate
+ *   pieces, BYTE pieces not <0xXX>, unknown piece types, no or two UNKNOWN
+ *   pieces, WORD and CHAR model types: each
  *   refused with one line naming the file, never a crash;
  * - export-gguf's reading of the added tokens next to it (added_tokens.json,
  *   added_tokens_decoder) refuses ids that are not non-negative integers.
@@ -238,6 +239,12 @@ Test(spm_model, hostile_pieces)
     REFUSE("UNKNOWN", "no unk");
     ps[2] = (piece_spec){"<unk2>", 6, 2};
     REFUSE("UNKNOWN", "two unks");
+    ps[2] = (piece_spec){"<s>", 3, 0};
+    REFUSE("pieces 1 and 2 have the same text", "duplicate");
+    ps[2] = (piece_spec){"<0x4g>", 6, 6};
+    REFUSE("BYTE", "bad byte piece");
+    ps[2] = (piece_spec){"A", 1, 6};
+    REFUSE("BYTE", "short byte piece");
 #undef REFUSE
     b = build(good, 4, 3);
     refused(b.p, b.len, "WORD", "word model");

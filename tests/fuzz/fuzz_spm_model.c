@@ -2,7 +2,7 @@
  * protobuf ModelProto) on arbitrary bytes.
  *
  * On success: at least one piece, exactly one of type UNKNOWN, every type in
- * 1..6, every piece a non-empty NUL-terminated string whose every byte is
+ * 1..6, no text twice (adjacent ids checked), every piece a non-empty NUL-terminated string whose every byte is
  * read (ASan flags a byte outside the allocation), valid UTF-8, and a model
  * type BPE or unigram. On failure the message must be a single non-empty
  * line and the model left empty. */
@@ -40,6 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t k = 0; k < len; k++)
             acc += (uint8_t)p->text[k];
         acc += (size_t)(p->score == p->score);
+        FUZZ_CHECK(i == 0 || strcmp(p->text, m.pieces[i - 1].text) != 0);
     }
     (void)acc;
     FUZZ_CHECK(unk == 1);
