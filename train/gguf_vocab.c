@@ -412,6 +412,14 @@ static bool is_byte_token(const char *s)
            s[3] && s[4];
 }
 
+/* id i as the converters' filler "[PADi]", type unused */
+static int set_pad(vocab *v, int i, lc_error *err)
+{
+    char pad[32];
+    snprintf(pad, sizeof pad, "[PAD%d]", i);
+    return set_tok(v, i, pad, TT_UNUSED, err);
+}
+
 static int fill_gpt2(vocab *v, lc_error *err)
 {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(v->tj, "model");
@@ -437,12 +445,8 @@ static int fill_gpt2(vocab *v, lc_error *err)
             unspace(v->tok[id->valueint]);
     }
     for (int i = 0; i < v->n; i++)
-        if (!v->tok[i]) {
-            char pad[32];
-            snprintf(pad, sizeof pad, "[PAD%d]", i);
-            if (set_tok(v, i, pad, TT_UNUSED, err))
-                return -1;
-        }
+        if (!v->tok[i] && set_pad(v, i, err))
+            return -1;
     return 0;
 }
 
@@ -572,9 +576,7 @@ static bool truthy(const cJSON *e)
 static int fill_spm(vocab *v, const lc_spm_model *m, lc_error *err)
 {
     for (int i = 0; i < v->n; i++) {
-        char pad[32];
-        snprintf(pad, sizeof pad, "[PAD%d]", i);
-        if (set_tok(v, i, pad, TT_UNUSED, err))
+        if (set_pad(v, i, err))
             return -1;
         v->score[i] = -10000.0f;
     }
