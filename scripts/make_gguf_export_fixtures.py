@@ -19,7 +19,8 @@ Cases lora-<arch>: convert_lora_to_gguf.py on tiny-<arch>/adapter_step3 (--base 
 model). Cases vocab-<tok>: --vocab-only on tiny-llama's config (vocab_size of the tokenizer) with
 tests/fixtures/tokenizers/<tok> (real Llama 3, Qwen2, Llama 2, Phi-3 tokenizers; spm-bpe, a
 small SentencePiece model with its tokenizer.model, read by the converter's real
-_set_vocab_sentencepiece, and spm-bpe-json, the same without tokenizer.model and without
+_set_vocab_sentencepiece, spm-bpe-pad, the same with vocab_size 3 past it, and spm-bpe-json,
+the same without tokenizer.model and without
 tokenizer_config.json's add_prefix_space, which transformers cannot load without it): the tokenizer.*
 keys only. Variants llama3rope / linrope are tiny-llama with rope_scaling llama3 / linear in config.json.
 
@@ -148,10 +149,13 @@ def main():
                 json.dump(js, f, indent=1)
             print("wrote lora", arch, outtype, len(js["tensors"]), "tensors")
     base.TextModel.get_vocab_base_pre = orig_pre  # the real hash lookup
-    for tok in ("llama-bpe", "qwen2", "llama-spm", "phi-3", "spm-bpe", "spm-bpe-json"):
+    for tok in ("llama-bpe", "qwen2", "llama-spm", "phi-3", "spm-bpe", "spm-bpe-pad",
+                "spm-bpe-json"):
         # spm-bpe: the converter's real _set_vocab_sentencepiece reads tokenizer.model (needs
-        # sentencepiece); spm-bpe-json: the same directory without it (tokenizer.json only)
-        base.TextModel._set_vocab_sentencepiece = real_spm if tok == "spm-bpe" else no_spm
+        # sentencepiece); spm-bpe-pad: the same with vocab_size 3 past the tokenizer ([PADn]);
+        # spm-bpe-json: the same directory without it (tokenizer.json only)
+        spm_case = tok in ("spm-bpe", "spm-bpe-pad")
+        base.TextModel._set_vocab_sentencepiece = real_spm if spm_case else no_spm
         d = vocab_dir(os.path.join(tmp, "vocab-" + tok), tok)
         out = os.path.join(tmp, f"vocab-{tok}.gguf")
         sys.argv = ["convert_hf_to_gguf.py", d, "--vocab-only", "--outfile", out]
@@ -171,20 +175,20 @@ def main():
 def vocab_dir(d, tok):
     """tiny-llama's config.json with vocab_size set to the size of tokenizers/<tok> (tokens and
     added tokens), tokenizer.json and tokenizer_config.json (and tokenizer.model for spm-bpe;
-    spm-bpe-json is spm-bpe without it or add_prefix_space): a model directory for the tokenizer keys alone (the C
+    spm-bpe-pad with vocab_size + 3; spm-bpe-json is spm-bpe without it or add_prefix_space): a model directory for the tokenizer keys alone (the C
     test makes the same one)."""
     import gzip
     os.makedirs(d)
-    if tok == "spm-bpe":
+    json_only, pad = tok == "spm-bpe-json", tok == "spm-bpe-pad"
+    tok = "spm-bpe" if json_only or pad else tok
+    if tok == "spm-bpe" and not json_only:
         shutil.copy(os.path.join(FIX, "tokenizers", tok, "tokenizer.model"), d)
-    json_only = tok == "spm-bpe-json"
-    tok = "spm-bpe" if json_only else tok
     src = os.path.join(FIX, "tokenizers", tok)
     tj = gzip.open(os.path.join(src, "tokenizer.json.gz")).read()
     t = json.loads(tj)
     n = max(list(t["model"]["vocab"].values()) + [a["id"] for a in t["added_tokens"]]) + 1
     cfg = json.load(open(os.path.join(FIX, "tiny-llama", "model", "config.json")))
-    cfg["vocab_size"] = n
+    cfg["vocab_size"] = n + (3 if pad else 0)
     json.dump(cfg, open(os.path.join(d, "config.json"), "w"), indent=2)
     open(os.path.join(d, "tokenizer.json"), "wb").write(tj)
     shutil.copy(os.path.join(src, "tokenizer_config.json"), d)

@@ -284,12 +284,13 @@ Test(gguf_export, lora_adapters_equal_the_converters)
 Test(gguf_export, tokenizers_equal_the_converters)
 {
     /* spm-bpe: a SentencePiece model with its tokenizer.model (read as the
-     * converter's _set_vocab_sentencepiece reads it); spm-bpe-json: the same
+     * converter's _set_vocab_sentencepiece reads it); spm-bpe-pad: vocab_size
+     * 3 past the tokenizer (the fixture's token count), [PADn]; spm-bpe-json: the same
      * HF files without tokenizer.model (scores -1000 from tokenizer.json) nor
      * add_prefix_space (transformers cannot load them so) */
     static const char *toks[] = {"llama-bpe", "qwen2", "llama-spm", "phi-3", "spm-bpe",
-                                 "spm-bpe-json"};
-    for (int k = 0; k < 6; k++) {
+                                 "spm-bpe-pad", "spm-bpe-json"};
+    for (int k = 0; k < 7; k++) {
         char *fxname = lc_test_asprintf("vocab-%s", toks[k]);
         cJSON *fx = load_fixture(fxname);
         int n = 0;
@@ -299,9 +300,10 @@ Test(gguf_export, tokenizers_equal_the_converters)
                 n = (int)cJSON_GetObjectItem(cJSON_GetArrayItem(e, 2), "n")->valuedouble;
         cr_assert(n > 0);
         bool json_only = !strcmp(toks[k], "spm-bpe-json");
-        char *dir = lc_test_tokenizer_dir(json_only ? "spm-bpe" : toks[k]);
+        bool spm = !strncmp(toks[k], "spm-bpe", 7);
+        char *dir = lc_test_tokenizer_dir(spm ? "spm-bpe" : toks[k]);
         size_t len;
-        if (!strcmp(toks[k], "spm-bpe")) {
+        if (spm && !json_only) {
             char *model = lc_test_read_file(
                 lc_test_fixture("tokenizers/spm-bpe/tokenizer.model"), &len);
             free(lc_test_write_file(dir, "tokenizer.model", model, len));
