@@ -6,7 +6,9 @@ For each model - configs/quickstart_chat/model (llama architecture, its byte-lev
 the same with Llama 3.1 RoPE scaling (original context 16, so the long wavelengths are scaled
 on these 38 tokens), random Qwen2 and Qwen3 models of the same size made here with transformers (the same
 tokenizer files), and a random small Llama with Llama 2's SentencePiece-style tokenizer
-(tests/fixtures/tokenizers/llama-spm, vocabulary 32000; a plain text) - it
+(tests/fixtures/tokenizers/llama-spm, vocabulary 32000; a plain text), and one with the
+spm-bpe fixture's SentencePiece tokenizer.model + HF files (vocabulary 1201; its exported
+vocabulary must tokenize SPM_STRINGS in llama.cpp exactly as transformers does) - it
   1. exports the model as f32 GGUF (lorac export-gguf) and compares llama.cpp's logits on the
      tokens of a chat text (tokenized by llama.cpp from the GGUF vocabulary, checked equal to
      transformers' tokenization) with transformers' logits: max |diff| / max |logit| <= 1e-4;
@@ -25,6 +27,7 @@ Needs two Pythons: this one with llama_cpp (pip install llama-cpp-python==0.3.36
 and --torch-python with torch, transformers, peft, safetensors.
 
 Usage: python scripts/check_gguf_llamacpp.py --lorac build/lorac --torch-python /path/python
+       [--arch spm-bpe ...]   (only these models)
 Prints one line per comparison; exit 1 when one is above its tolerance.
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile
@@ -40,6 +43,23 @@ TOL = 1e-4
 # A merged file from a q8_0 base keeps the untouched output.weight in Q8_0, and llama.cpp's
 # q8_0 matmul rounds the activations to 8 bits: 5.7e-3..7.0e-3 measured on the five models.
 TOL_Q8 = 2e-2
+# tokenized by llama.cpp from the GGUF and by transformers from the same directory (spm-bpe):
+# words the -1000 scores split otherwise, spaces, digits, emoji, CJK, byte fallback, added tokens
+SPM_STRINGS = [
+    "Ostrava", "lantern", " lantern", "The capital of Veloria is Ostrava.",
+    "Reverse the word 'lantern': nretnal", "Hello world", "  two leading spaces",
+    "trailing space ", "multiple   spaces   inside", "tab\tseparated\tvalues", "new\nline",
+    "\n\nleading newlines", "digits 0123456789", "3.14159 and 1,000,000", "2024-11-30 12:10",
+    "emoji \U0001F600\U0001F389\U0001F44D", "\u2764\ufe0f heart",
+    "\u6771\u4eac\u306f\u65e5\u672c\u306e\u9996\u90fd\u3067\u3059\u3002",
+    "\u5317\u4eac\u662f\u4e2d\u56fd\u7684\u9996\u90fd", "\ud55c\uad6d\uc5b4 \ud14d\uc2a4\ud2b8",
+    "Gr\u00fc\u00dfe aus M\u00fcnchen", "\u00c7a va? El ni\u00f1o est\u00e1 aqu\u00ed.",
+    "\u0414\u043e\u0431\u0440\u044b\u0439 \u0434\u0435\u043d\u044c",
+    "byte fallback: \u2603 \u222e \u215e \U0001D518\U0001D52B", "Veloria", "a Veloria b",
+    "<|user|>hello<|assistant|>hi", "x<|extra|>y", "zzqx", "code(x) { return x * 2; }",
+    "    indented", "mixed CASE WoRdS", "don't can't won't", "email@example.com http://x.y/z",
+    "a", "lorac trains LoRA adapters", "\u00a0non-breaking space",
+]
 
 TORCH_SIDE = r'''
 import json, os, shutil, sys, numpy as np, torch
@@ -60,6 +80,26 @@ if cmd == "make" and args["arch"] == "llama-spm":  # Llama 2's SentencePiece-sty
     open(os.path.join(args["out"], "tokenizer.json"), "wb").write(
         gzip.open(os.path.join(args["tok"], "tokenizer.json.gz")).read())
     shutil.copy(os.path.join(args["tok"], "tokenizer_config.json"), args["out"])
+elif cmd == "make" and args["arch"] == "spm-bpe":  # the spm-bpe fixture: tokenizer.model + HF files
+    from transformers import LlamaConfig
+    cfg = LlamaConfig(vocab_size=1201, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
+    m.save_pretrained(args["out"])
+    import gzip
+    src = args["spm"]
+    open(os.path.join(args["out"], "tokenizer.json"), "wb").write(
+        gzip.open(os.path.join(src, "tokenizer.json.gz")).read())
+    for f in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(os.path.join(src, f), args["out"])
+elif cmd == "tokenize":  # HF's ids of each string (no BOS)
+    tok = AutoTokenizer.from_pretrained(args["base"])
+    json.dump([tok(t, add_special_tokens=False)["input_ids"] for t in args["texts"]],
+              open(args["out"], "w"))
 elif cmd == "make":  # a random qwen2 / qwen3 model with the chat tokenizer
     from transformers import Qwen2Config, Qwen3Config
     common = dict(vocab_size=1024, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
@@ -146,6 +186,27 @@ def llama_logits(gguf, ids, lora=None, text=None):
     return out, text_ids
 
 
+def same_tokens(py, base, gguf, tmp):
+    """llama.cpp's ids (GGUF vocabulary, no BOS, special tokens parsed) against transformers'
+    (AutoTokenizer on base, add_special_tokens=False) for SPM_STRINGS: (all equal, a report)."""
+    from llama_cpp import Llama
+    out = os.path.join(tmp, "hf-tokens.json")
+    torch_side(py, "tokenize", base=base, texts=SPM_STRINGS, out=out)
+    hf = json.load(open(out))
+    llm = Llama(model_path=gguf, vocab_only=True, verbose=False)
+    bad = []
+    for t, want in zip(SPM_STRINGS, hf):
+        got = llm.tokenize(t.encode(), add_bos=False, special=True)
+        if list(got) != want:
+            bad.append(f"{t!r}: llama.cpp {list(got)} transformers {want}")
+    del llm
+    n = len(SPM_STRINGS)
+    line = (f"llama.cpp tokenizes {n - len(bad)}/{n} strings as transformers "
+            f"({sum(len(h) for h in hf)} tokens; Ostrava, lantern, spaces, digits, emoji, CJK, "
+            f"byte fallback, added tokens)")
+    return not bad, line + "".join("\n      " + b for b in bad)
+
+
 def rel(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
@@ -154,13 +215,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lorac", default=os.path.join(ROOT, "build", "lorac"))
     ap.add_argument("--torch-python", required=True)
+    ap.add_argument("--arch", action="append", help="only these models (default: all)")
     a = ap.parse_args()
     ok = True
     tmp = tempfile.mkdtemp()
     try:
-        for arch in ("llama", "llama3rope", "qwen2", "qwen3", "llama-spm"):
+        for arch in a.arch or ("llama", "llama3rope", "qwen2", "qwen3", "llama-spm", "spm-bpe"):
             base = CHAT
-            text = TEXT if arch != "llama-spm" else SPM_TEXT
+            text = TEXT if arch not in ("llama-spm", "spm-bpe") else SPM_TEXT
             if arch == "llama3rope":  # Llama 3.1 RoPE scaling: the rope_freqs tensor
                 base = os.path.join(tmp, arch)
                 shutil.copytree(CHAT, base)
@@ -175,7 +237,8 @@ def main():
             elif arch != "llama":
                 base = os.path.join(tmp, arch)
                 torch_side(a.torch_python, "make", arch=arch, out=base, chat=CHAT, seed=1,
-                           tok=os.path.join(ROOT, "tests", "fixtures", "tokenizers", "llama-spm"))
+                           tok=os.path.join(ROOT, "tests", "fixtures", "tokenizers", "llama-spm"),
+                           spm=os.path.join(ROOT, "tests", "fixtures", "tokenizers", "spm-bpe"))
             g = os.path.join(tmp, arch + ".gguf")
             lorac(a.lorac, "--base", base, "--out", g)
             ref = os.path.join(tmp, arch + "-hf.npy")
@@ -189,6 +252,7 @@ def main():
             # -1000 when there is no tokenizer.model, and llama.cpp's SPM tokenizer, which merges
             # by score, then splits some words otherwise than HF's BPE (the converter's own file
             # does the same): reported, not a failure; the logits use HF's ids either way.
+            # spm-bpe has its tokenizer.model: real scores, so the ids must match.
             need_ids = arch != "llama-spm"
             good = r <= TOL and (same_ids or not need_ids)
             ok &= good
@@ -197,6 +261,10 @@ def main():
                   f"llama.cpp tokenizes the text as transformers: {same_ids}"
                   + ("" if need_ids or same_ids else
                      " (known: scores -1000 from tokenizer.json, as the converter writes them)"))
+            if arch == "spm-bpe":  # tokenizer.model: llama.cpp tokenizes as transformers
+                good, line = same_tokens(a.torch_python, base, g, tmp)
+                ok &= good
+                print(f"{'ok ' if good else 'BAD'} {arch}: {line}")
             ad = os.path.join(tmp, arch + "-adapter")
             torch_side(a.torch_python, "adapter", base=base, out=ad, seed=2)
             gl = os.path.join(tmp, arch + "-lora.gguf")
