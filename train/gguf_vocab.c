@@ -1,6 +1,9 @@
-/* gguf_vocab.c — tokenizer.json / tokenizer_config.json as GGUF tokenizer
- * keys (see gguf_vocab.h for the rules, those of convert_hf_to_gguf.py and
- * gguf-py's SpecialVocab). */
+/* gguf_vocab.c — both directions between a model's tokenizer and GGUF's
+ * tokenizer.ggml.* keys (see gguf_vocab.h for the rules): writing them from
+ * tokenizer.model / tokenizer.json / tokenizer_config.json as
+ * convert_hf_to_gguf.py and gguf-py's SpecialVocab do (first half), and
+ * reading a GGUF file's vocabulary back as lorac's tokenizer, tokenizing as
+ * llama.cpp does (second half, "the other way"). */
 #include "train/gguf_vocab.h"
 
 #include <cjson/cJSON.h>
@@ -936,7 +939,6 @@ static cJSON *add_step(cJSON *list, const char *type)
 }
 
 #define SPM_SPACE "\xe2\x96\x81" /* U+2581 ▁, SentencePiece's escaped space */
-enum { TT_UNKNOWN_ID = 2 };  /* llama.cpp's LLAMA_TOKEN_TYPE_UNKNOWN (<unk>) */
 
 /* llama.cpp's per-model token attribute for Phi-3 (general.name holding
  * "phi-3" or "phi3", any case): its special tokens take the whitespace after
@@ -985,7 +987,7 @@ static int spm_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv
     for (uint64_t i = 0; i < tokens->n; i++) {
         int64_t t = lc_gguf_kv_int(types, i);
         ve[(*nve)++] = (lc_vocab_entry){tokens->strs[i].ptr, tokens->strs[i].len, (int32_t)i};
-        if ((t == TT_CONTROL || t == TT_USER_DEFINED || t == TT_UNKNOWN_ID) &&
+        if ((t == TT_CONTROL || t == TT_USER_DEFINED || t == TT_UNKNOWN) &&
             tokens->strs[i].len > 0) { /* "" would match nothing */
             char *z = added_text(tokens, i, path, err);
             if (!z)
