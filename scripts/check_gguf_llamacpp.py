@@ -23,6 +23,14 @@ vocabulary must tokenize SPM_STRINGS in llama.cpp exactly as transformers does) 
      (<= 2e-2: the merged file's untouched output.weight is still Q8_0, and llama.cpp's q8_0
      matmul rounds the activations to 8 bits; a wrong merge moves the logits by ~1), and,
      reported only, vs llama.cpp's q8_0 base + GGUF LoRA (every linear rounds there: ~1e-2).
+  4. trains an adapter 4 steps with `lorac train` over GGUF bases that llama.cpp's quantizer made
+     (Q8_0 and Q4_K_M of a random Llama of hidden size 256, the chat tokenizer) and compares
+     llama.cpp's logits of base + output_dir/adapter_model.gguf with transformers + PEFT on an
+     HF model holding the GGUF's dequantized weights (gguf-py, q/k un-permuted) +
+     adapter_model.safetensors: <= 1e-4 with llama.cpp running those weights as an F32 GGUF;
+     on the quantized file itself llama.cpp also quantizes the activations (Q8_0 / Q8_K), so
+     there the difference is reported with the base's own (<= twice it).
+     --only-trained runs this part alone.
 Needs two Pythons: this one with llama_cpp (pip install llama-cpp-python==0.3.36) and numpy,
 and --torch-python with torch, transformers, peft, safetensors.
 
@@ -100,6 +108,58 @@ elif cmd == "tokenize":  # HF's ids of each string (no BOS)
     tok = AutoTokenizer.from_pretrained(args["base"])
     json.dump([tok(t, add_special_tokens=False)["input_ids"] for t in args["texts"]],
               open(args["out"], "w"))
+elif cmd == "make" and args["arch"] == "llama256":  # rows of whole 256-element Q4_K blocks
+    from transformers import LlamaConfig
+    cfg = LlamaConfig(vocab_size=1024, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1021,
+                      eos_token_id=1023)
+    m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
+    m.save_pretrained(args["out"])
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(os.path.join(args["chat"], f), args["out"])
+elif cmd == "gguf_logits":  # HF model = the GGUF's weights as gguf-py dequantizes them
+    import gguf
+    from peft import PeftModel
+    m = AutoModelForCausalLM.from_pretrained(args["config"], torch_dtype=torch.float32)
+    c = m.config
+    r = gguf.GGUFReader(args["gguf"])
+    names = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+             "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+             "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+             "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+    sd, types = {}, set()
+    for t in r.tensors:
+        w = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        w = w.reshape([int(x) for x in reversed(t.shape)]) if len(t.shape) > 1 else w.reshape(-1)
+        types.add(t.tensor_type.name)
+        parts = t.name.split(".")
+        if parts[0] == "blk":
+            mod = parts[2]
+            if mod in ("attn_q", "attn_k"):  # undo LlamaModel.permute
+                h = c.num_attention_heads if mod == "attn_q" else c.num_key_value_heads
+                w = w.reshape(h, w.shape[0] // h // 2, 2, -1).swapaxes(1, 2).reshape(w.shape)
+            name = f"model.layers.{parts[1]}.{names[mod]}.weight"
+        else:
+            name = {"token_embd": "model.embed_tokens.weight", "output": "lm_head.weight",
+                    "output_norm": "model.norm.weight"}[parts[0]]
+        sd[name] = torch.from_numpy(np.ascontiguousarray(w))
+    missing, unexpected = m.load_state_dict(sd, strict=False)
+    assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
+    m.save_pretrained(args["save"])  # the dequantized model, with the tokenizer files
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(os.path.join(args["config"], f), args["save"])
+    m.eval()
+    x = torch.tensor([args["ids"]])
+    with torch.no_grad():
+        np.save(args["out"] + "-base.npy", m(x).logits[0].double().numpy())
+        m = PeftModel.from_pretrained(m, args["adapter"])
+        m.eval()
+        np.save(args["out"] + "-peft.npy", m(x).logits[0].double().numpy())
+    json.dump(sorted(types), open(args["out"] + ".types.json", "w"))
 elif cmd == "make":  # a random qwen2 / qwen3 model with the chat tokenizer
     from transformers import Qwen2Config, Qwen3Config
     common = dict(vocab_size=1024, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
@@ -211,16 +271,119 @@ def rel(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
+def llama_quantize(src, dst, ftype):
+    """llama.cpp's own quantizer (llama-quantize): ftype 7 Q8_0, 15 Q4_K_M."""
+    import llama_cpp
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]  # quiet its per-tensor report
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    try:
+        rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
+    finally:
+        for fd, s in zip((1, 2), saved):
+            os.dup2(s, fd)
+            os.close(s)
+        os.close(null)
+    if rc != 0:
+        sys.exit(f"llama_model_quantize {src} -> {dst} failed")
+
+
+TRAIN_YAML = """base_model: {base}
+adapter: lora
+lora_r: 8
+lora_alpha: 16
+lora_target_linear: true
+datasets:
+  - path: {data}
+    type: tokenized
+sequence_len: 32
+micro_batch_size: 2
+max_steps: 4
+learning_rate: 2e-2
+seed: 5
+output_dir: {out}
+"""
+
+
+def trained_over_gguf(a, tmp):
+    """`lorac train` over a GGUF base quantized by llama.cpp (Q8_0, Q4_K_M), then llama.cpp runs
+    the base + output_dir/adapter_model.gguf. The reference is transformers + PEFT on an HF
+    model holding the GGUF's weights as gguf-py dequantizes them (q/k un-permuted) +
+    adapter_model.safetensors. llama.cpp's CPU kernels multiply quantized weights by
+    activations they quantize too (Q8_0 / Q8_K), a percent-level change of the logits with or
+    without an adapter; so the 1e-4 check runs llama.cpp on the same dequantized weights as an
+    F32 GGUF (lorac export-gguf of that HF model) + the same adapter_model.gguf, and the run on
+    the quantized file itself is reported next to llama.cpp's own floor there (the base
+    alone)."""
+    ok = True
+    base = os.path.join(tmp, "llama256")
+    torch_side(a.torch_python, "make", arch="llama256", out=base, chat=CHAT, seed=3)
+    f32 = os.path.join(tmp, "llama256-f32.gguf")
+    lorac(a.lorac, "--base", base, "--out", f32)
+    rng = np.random.default_rng(4)
+    data = os.path.join(tmp, "rows.jsonl")
+    with open(data, "w") as f:
+        for _ in range(16):
+            ids = [int(x) for x in rng.integers(0, 1021, 32)]
+            f.write(json.dumps({"input_ids": ids, "labels": ids}) + "\n")
+    ids = [int(x) for x in rng.integers(0, 1021, 24)]
+    for name, ftype in (("q8_0", 7), ("q4_k_m", 15)):
+        g = os.path.join(tmp, f"llama256-{name}.gguf")
+        llama_quantize(f32, g, ftype)
+        out = os.path.join(tmp, "trained-" + name)
+        cfg = os.path.join(tmp, name + ".yaml")
+        open(cfg, "w").write(TRAIN_YAML.format(base=g, data=data, out=out))
+        p = subprocess.run([a.lorac, "train", cfg], capture_output=True, text=True)
+        if p.returncode or "adapter_model.gguf" not in p.stdout + p.stderr:
+            sys.exit(f"lorac train over {g} failed: {p.stderr[-800:]}")
+        ad = os.path.join(out, "adapter_model.gguf")
+        deq = os.path.join(tmp, name + "-dequantized")
+        ref = os.path.join(tmp, name)
+        torch_side(a.torch_python, "gguf_logits", config=base, gguf=g, ids=ids, out=ref,
+                   save=deq, adapter=out)
+        deq_gguf = deq + ".gguf"
+        lorac(a.lorac, "--base", deq, "--out", deq_gguf)
+        types = json.load(open(ref + ".types.json"))
+        hf0, hf1 = np.load(ref + "-base.npy"), np.load(ref + "-peft.npy")
+        d0, _ = llama_logits(deq_gguf, ids)
+        d1, _ = llama_logits(deq_gguf, ids, lora=ad)
+        q0, _ = llama_logits(g, ids)
+        q1, _ = llama_logits(g, ids, lora=ad)
+        r_deq, r_deq0 = rel(d1, hf1), rel(d0, hf0)
+        r_q, r_q0 = rel(q1, hf1), rel(q0, hf0)
+        good = r_deq <= TOL and r_q <= 2 * max(r_q0, TOL)
+        ok &= good
+        print(f"{'ok ' if good else 'BAD'} trained 4 steps over a {name.upper()} GGUF base "
+              f"({', '.join(types)}), {len(ids)} tokens, vs transformers+PEFT on the dequantized "
+              f"weights + adapter_model.safetensors (max|diff|/max|logit|): llama.cpp on those "
+              f"weights (F32 GGUF) + adapter_model.gguf {r_deq:.3g} (tol {TOL}; base alone "
+              f"{r_deq0:.3g}); llama.cpp on the {name.upper()} file + adapter_model.gguf "
+              f"{r_q:.3g} (base alone {r_q0:.3g}: its quantized activations; tol twice that); "
+              f"the adapter moves the logits by {rel(hf0, hf1):.3g}")
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lorac", default=os.path.join(ROOT, "build", "lorac"))
     ap.add_argument("--torch-python", required=True)
     ap.add_argument("--arch", action="append", help="only these models (default: all)")
+    ap.add_argument("--only-trained", action="store_true",
+                    help="only the adapter trained over GGUF bases (4.)")
     a = ap.parse_args()
     ok = True
     tmp = tempfile.mkdtemp()
     try:
-        for arch in a.arch or ("llama", "llama3rope", "qwen2", "qwen3", "llama-spm", "spm-bpe"):
+        if not a.arch:  # --arch selects among the exported models (1.-3.)
+            ok &= trained_over_gguf(a, tmp)
+        for arch in () if a.only_trained else (a.arch or ("llama", "llama3rope", "qwen2", "qwen3",
+                                                          "llama-spm", "spm-bpe")):
             base = CHAT
             text = TEXT if arch not in ("llama-spm", "spm-bpe") else SPM_TEXT
             if arch == "llama3rope":  # Llama 3.1 RoPE scaling: the rope_freqs tensor

@@ -9,7 +9,8 @@
  *   (FNV-1a 64 of its bytes): lorac's file must have the same keys (plus
  *   general.alignment) and the same tensors, byte for byte — F32, F16, BF16
  *   and gguf-py's Q8_0 quantization, the llama q/k permutation, the Llama 3
- *   rope_freqs, the LoRA A/B and the tokenizer of the quickstart chat model;
+ *   rope_freqs, the LoRA A/B (over the HF directory and over the GGUF file of
+ *   the same model) and the tokenizer of the quickstart chat model;
  * - the tokenizer keys alone (lc_gguf_vocab_add) for four real tokenizers
  *   (Llama 3, Qwen2, Llama 2, Phi-3) and a small SentencePiece model with and
  *   without its tokenizer.model against the converter's --vocab-only;
@@ -274,6 +275,11 @@ Test(gguf_export, lora_adapters_equal_the_converters)
             char *ad = lc_test_asprintf("tiny-%s/adapter_step3", arch[a]);
             char *ad_abs = strdup(lc_test_fixture(ad));
             against_converter(fx, lc_test_fixture(base), ad_abs, true, false);
+            /* over the GGUF file of the same model (tests/fixtures/gguf-base/) */
+            char *gguf = lc_test_asprintf("gguf-base/tiny-%s-%s.gguf", arch[a],
+                                          a ? "q8_0" : "f32");
+            against_converter(fx, lc_test_fixture(gguf), ad_abs, true, false);
+            free(gguf);
             free(fx);
             free(base);
             free(ad);

@@ -616,8 +616,13 @@ int lc_gguf_export(const lc_gguf_export_opts *o, lc_gguf_export_report *r, FILE 
         return lc_error_set(err, "--type: expected f32, f16, bf16 or q8_0");
     if (o->lora && !o->adapter_dir)
         return lc_error_set(err, "--lora needs --adapter");
+    if (!o->lora && lc_gguf_model_is_gguf(o->base_dir))
+        return lc_error_set(err, "--base %s is a GGUF file: export-gguf writes a model from a "
+                            "Hugging Face directory; over a GGUF base it writes the adapter "
+                            "alone (--adapter DIR --lora)", o->base_dir);
     if (check_out(o, err))
         return -1;
+    /* a GGUF base: architecture, head counts and layers from its metadata */
     if (lc_model_config_load(&j.cfg, o->base_dir, err))
         return lc_error_prefix(err, "base model");
     if (j.cfg.prequantized_bnb4)
