@@ -31,6 +31,9 @@ vocabulary must tokenize SPM_STRINGS in llama.cpp exactly as transformers does) 
      on the quantized file itself llama.cpp also quantizes the activations (Q8_0 / Q8_K), so
      there the difference is reported with the base's own (<= twice it).
      --only-trained runs this part alone.
+  5. exports minimal models carrying the real Llama 3 and Qwen2 tokenizers of
+     tests/fixtures/tokenizers and checks that llama.cpp tokenizes SPM_STRINGS from each GGUF
+     exactly as transformers does (as it checks for the chat tokenizer and spm-bpe).
 Needs two Pythons: this one with llama_cpp (pip install llama-cpp-python==0.3.36) and numpy,
 and --torch-python with torch, transformers, peft, safetensors.
 
@@ -74,7 +77,19 @@ import json, os, shutil, sys, numpy as np, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 cmd, args = sys.argv[1], json.loads(sys.argv[2])
 torch.manual_seed(args.get("seed", 0))
-if cmd == "make" and args["arch"] == "llama-spm":  # Llama 2's SentencePiece-style BPE
+if cmd == "make_vocab":  # a minimal Llama carrying a real tokenizer (tests/fixtures/tokenizers)
+    import gzip
+    from transformers import LlamaConfig
+    os.makedirs(args["out"], exist_ok=True)
+    open(os.path.join(args["out"], "tokenizer.json"), "wb").write(
+        gzip.open(os.path.join(args["tok"], "tokenizer.json.gz")).read())
+    shutil.copy(os.path.join(args["tok"], "tokenizer_config.json"), args["out"])
+    n = len(AutoTokenizer.from_pretrained(args["out"]))
+    cfg = LlamaConfig(vocab_size=n, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                      num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=64,
+                      tie_word_embeddings=True)
+    AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32).save_pretrained(args["out"])
+elif cmd == "make" and args["arch"] == "llama-spm":  # Llama 2's SentencePiece-style BPE
     from transformers import LlamaConfig
     cfg = LlamaConfig(vocab_size=32000, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
@@ -267,6 +282,22 @@ def same_tokens(py, base, gguf, tmp):
     return not bad, line + "".join("\n      " + b for b in bad)
 
 
+def real_vocabularies(a, tmp):
+    """The real byte-level tokenizers of tests/fixtures/tokenizers (Llama 3, Qwen2) exported by
+    lorac export-gguf and tokenized by llama.cpp from the GGUF, against transformers."""
+    ok = True
+    for name in ("llama-bpe", "qwen2"):
+        d = os.path.join(tmp, "vocab-" + name)
+        torch_side(a.torch_python, "make_vocab", out=d,
+                   tok=os.path.join(ROOT, "tests", "fixtures", "tokenizers", name))
+        g = d + ".gguf"
+        lorac(a.lorac, "--base", d, "--out", g)
+        good, line = same_tokens(a.torch_python, d, g, tmp)
+        ok &= good
+        print(f"{'ok ' if good else 'BAD'} {name} tokenizer (export-gguf of a 1-layer model): {line}")
+    return ok
+
+
 def rel(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
@@ -382,6 +413,8 @@ def main():
     try:
         if not a.arch:  # --arch selects among the exported models (1.-3.)
             ok &= trained_over_gguf(a, tmp)
+        if not a.arch and not a.only_trained:
+            ok &= real_vocabularies(a, tmp)
         for arch in () if a.only_trained else (a.arch or ("llama", "llama3rope", "qwen2", "qwen3",
                                                           "llama-spm", "spm-bpe")):
             base = CHAT
@@ -424,7 +457,7 @@ def main():
                   f"llama.cpp tokenizes the text as transformers: {same_ids}"
                   + ("" if need_ids or same_ids else
                      " (known: scores -1000 from tokenizer.json, as the converter writes them)"))
-            if arch == "spm-bpe":  # tokenizer.model: llama.cpp tokenizes as transformers
+            if arch in ("spm-bpe", "llama"):  # tokenizer.model / byte-level BPE: as transformers
                 good, line = same_tokens(a.torch_python, base, g, tmp)
                 ok &= good
                 print(f"{'ok ' if good else 'BAD'} {arch}: {line}")
