@@ -978,9 +978,8 @@ static int spm_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv
     if (gguf_flag(f, path, "tokenizer.ggml.add_space_prefix", true, &prefix, err))
         return -1;
     cJSON *added = cJSON_CreateArray();
-    cJSON *m = cJSON_CreateObject(), *norm = cJSON_CreateObject(), *nl = cJSON_CreateArray();
-    cJSON *dec = cJSON_CreateObject(), *dl = cJSON_CreateArray();
-    cJSON_AddItemToObject(tj, "added_tokens", added);
+    cJSON *m = cJSON_CreateObject(), *norm = cJSON_CreateObject(), *dec = cJSON_CreateObject();
+    cJSON_AddItemToObject(tj, "added_tokens", added); /* owned by tj from here: no leak on error */
     cJSON_AddItemToObject(tj, "model", m);
     cJSON_AddItemToObject(tj, "normalizer", norm);
     cJSON_AddItemToObject(tj, "decoder", dec);
@@ -1013,6 +1012,7 @@ static int spm_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv
     cJSON_AddFalseToObject(m, "ignore_merges");
     cJSON_AddItemToObject(m, "merges", cJSON_CreateArray());
     cJSON_AddStringToObject(norm, "type", "Sequence");
+    cJSON *nl = cJSON_CreateArray(), *dl = cJSON_CreateArray();
     if (prefix)
         cJSON_AddStringToObject(add_step(nl, "Prepend"), "prepend", SPM_SPACE);
     cJSON_AddItemToArray(nl, replace_step(" ", SPM_SPACE));
@@ -1158,15 +1158,24 @@ int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err)
     *out = NULL;
     if (lc_gguf_open(&f, path, err))
         return -1;
+    int rc = lc_gguf_tokenizer_from(out, &f, err);
+    lc_gguf_close(&f);
+    return rc;
+}
+
+int lc_gguf_tokenizer_from(lc_tokenizer **out, const lc_gguf_file *fp, lc_error *err)
+{
+    const char *path = fp->path;
+    *out = NULL;
     bool spm = false;
     float *scores = NULL;
     size_t n_scores = 0, nve = 0;
     lc_vocab_entry *ve = NULL;
     cJSON *tj = cJSON_CreateObject(), *cfg = cJSON_CreateObject();
-    int rc = tj && cfg ? gguf_to_json(&f, path, tj, cfg, &spm, &ve, &nve, err)
+    int rc = tj && cfg ? gguf_to_json(fp, path, tj, cfg, &spm, &ve, &nve, err)
                        : lc_error_set(err, "out of memory");
     if (!rc && spm)
-        rc = spm_scores(&f, path, &scores, &n_scores, err);
+        rc = spm_scores(fp, path, &scores, &n_scores, err);
     char *tjs = rc ? NULL : cJSON_PrintUnformatted(tj), *cfgs = rc ? NULL : cJSON_PrintUnformatted(cfg);
     if (!rc && (!tjs || !cfgs))
         rc = lc_error_set(err, "out of memory");
@@ -1187,7 +1196,6 @@ int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err)
     free(cfgs);
     cJSON_Delete(tj);
     cJSON_Delete(cfg);
-    lc_gguf_close(&f);
     return rc;
 }
 

@@ -74,6 +74,8 @@ const char *lc_gguf_pre_regex(const char *name);
  * (llama.cpp splits the longest first, here leftmost-longest), and a merge
  * through a character that is no token itself. */
 int lc_gguf_tokenizer_load(lc_tokenizer **out, const char *path, lc_error *err);
+/* The same from an opened or parsed file (messages name fp->path). */
+int lc_gguf_tokenizer_from(lc_tokenizer **out, const lc_gguf_file *fp, lc_error *err);
 
 /* tokenizer.chat_template of a GGUF file (malloc'd), *text NULL when absent. */
 int lc_gguf_chat_template(const char *path, char **text, lc_error *err);

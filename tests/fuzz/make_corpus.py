@@ -295,6 +295,37 @@ def gguf_seeds():
     put(t, "header_only", gguf_image([], []))
 
 
+def vocab_seeds():
+    """vocab-only GGUF images for fuzz_gguf_vocab: a SentencePiece ("llama") and a byte-level
+    BPE ("gpt2") vocabulary with every token type"""
+    t = "fuzz_gguf_vocab"
+    spm = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)] + [
+        "\u2581", "\u2581t", "he", "\u2581the", "\u2581w", "or", "ld", "\u2581world", "H", "e", "l",
+        "o", "\u2581H", "ll", "\u2581Hello", "<|im_start|>", "\u6771"]
+    types = [2, 3, 3] + [6] * 256 + [1] * (len(spm) - 259 - 2) + [3, 1]
+    scores = [0.0] * 259 + [-float(i) for i in range(len(spm) - 259)]
+    base = [("general.architecture", 8, "llama"), ("tokenizer.ggml.model", 8, "llama"),
+            ("tokenizer.ggml.tokens", 9, (8, spm)), ("tokenizer.ggml.scores", 9, (6, scores)),
+            ("tokenizer.ggml.token_type", 9, (5, types)), ("tokenizer.ggml.bos_token_id", 4, 1),
+            ("tokenizer.ggml.eos_token_id", 4, 2), ("tokenizer.ggml.unknown_token_id", 4, 0)]
+    put(t, "spm_every_type", gguf_image(base, []))
+    put(t, "spm_flat_no_prefix", gguf_image(
+        base[:3] + [("tokenizer.ggml.scores", 9, (6, [-1000.0] * len(spm))), base[4],
+                    ("tokenizer.ggml.add_space_prefix", 7, 0), ("tokenizer.ggml.add_eos_token", 7, 1)],
+        []))
+    byte = ["\u0120" if b == 32 else "\u010a" if b == 10 else chr(b) if 33 <= b < 127 else "\u0100"
+            for b in range(128)]
+    byte = list(dict.fromkeys(byte))
+    gpt2 = byte + ["\u0120w", "or", "\u0120wor", "ld", "<|endoftext|>", "<|im_start|>"]
+    merges = ["\u0120 w", "o r", "\u0120w or", "l d"]
+    put(t, "gpt2_qwen2", gguf_image([
+        ("general.architecture", 8, "qwen2"), ("tokenizer.ggml.model", 8, "gpt2"),
+        ("tokenizer.ggml.pre", 8, "qwen2"), ("tokenizer.ggml.tokens", 9, (8, gpt2)),
+        ("tokenizer.ggml.token_type", 9, (5, [1] * (len(gpt2) - 2) + [3, 3])),
+        ("tokenizer.ggml.merges", 9, (8, merges)), ("tokenizer.ggml.eos_token_id", 4, len(gpt2) - 2)],
+        []))
+
+
 def pb_varint(v):
     v &= (1 << 64) - 1
     out = b""
@@ -435,6 +466,7 @@ def main():
     row_encoder_seeds()
     gguf_seeds()
     spm_seeds()
+    vocab_seeds()
 
     for d in sorted(os.listdir(OUT)):
         total = sum(os.path.getsize(os.path.join(OUT, d, f)) for f in os.listdir(os.path.join(OUT, d)))
