@@ -254,10 +254,11 @@ static int cmd_merge(int argc, char **argv)
     printf("\n");
     if (r.verified)
         printf("verify: max abs logit difference %.3g (tolerance %.3g = %s; max |logit| %.3g; "
-               "%dx%d-token probe batch); %d matrices equal W + scaling*B@A to their rounding "
+               "%dx%d-token probe batch); %d matrices equal %sW + scaling*B@A%s to their rounding "
                "(at most %.2f of the bound): ok\n", r.verify_max_diff, r.verify_tolerance,
                r.verify_rule, r.verify_max_logit, LC_MERGE_PROBE_ROWS, LC_MERGE_PROBE_TOKENS,
-               r.verify_weights_checked, r.verify_weight_worst);
+               r.verify_weights_checked, r.dora ? "(m/c)*(" : "", r.dora ? ")" : "",
+               r.verify_weight_worst);
     else
         printf("verify: skipped (--no-verify)\n");
     return 0;
@@ -316,6 +317,13 @@ static int cmd_export_gguf(int argc, char **argv)
         return 2;
     }
     lc_error err = {{0}};
+    lc_lora_config dora; /* llama.cpp's LoRA GGUF has no magnitude vectors */
+    if (o.lora && lc_lora_read_config(&dora, o.adapter_dir, &err) == 0 && dora.use_dora) {
+        fprintf(stderr, "lorac export-gguf: %s/adapter_config.json: use_dora: a DoRA adapter "
+                "cannot be exported with --lora (llama.cpp has no DoRA); export the merged "
+                "model instead (without --lora)\n", o.adapter_dir);
+        return 1;
+    }
     lc_gguf_export_report r;
     if (lc_gguf_export(&o, &r, stdout, &err)) {
         fflush(stdout);
