@@ -21,12 +21,14 @@ tests/fixtures/tiny-llama/dora/:
                               layer 0's seven merged linears (layer 1 left out to keep it small)
 Usage: /work/venv-torch/bin/python scripts/make_dora_fixture.py
        /work/venv-torch/bin/python scripts/make_dora_fixture.py --check-adapter DIR
-         (loads a lorac-written DoRA adapter DIR with PeftModel.from_pretrained and compares its
-          logits on rows 0-1 with lorac's from `lorac eval`-independent ground: the logits PEFT
-          gives for the same tensors set by hand into a fresh DoRA model; exits 1 on mismatch)
+         after  build/lorac train configs/fixture_3step.yaml --set output_dir=DIR \
+                  --set lora_model_dir=$PWD/tests/fixtures/tiny-llama/dora/adapter_init
+         (lorac's 3-step DoRA adapter in DIR loads with PeftModel.from_pretrained as a DoRA
+          adapter and gives the logits of PEFT's own 3 steps, dora_step3; exits 1 otherwise;
+          measured: max rel diff 5.4e-7)
 Needs torch, transformers, peft, safetensors.
 """
-import argparse, json, os, shutil, sys, tempfile
+import argparse, json, os, shutil, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_fixtures as mf  # noqa: E402
@@ -150,7 +152,7 @@ def check_adapter(adir):
     dora = pm.peft_config["default"].use_dora
     print("%s: use_dora %s, logits vs PEFT's 3-step adapter: max rel diff %.3e (%d tensors)"
           % (adir, dora, e, n))
-    return 0 if dora and n == 42 and e < 1e-4 else 1
+    return 0 if dora and n == 42 and e < 5e-6 else 1  # measured 5.4e-7
 
 
 def main():

@@ -385,3 +385,40 @@ Test(dora, export_gguf_lora_refused)
     lc_test_rm_rf(dir);
     free(dir);
 }
+
+/* LoRA+ with DoRA: PEFT's create_loraplus_optimizer puts every 1-D adapter
+ * parameter (the magnitudes) in lora_B's group. */
+Test(dora, loraplus_groups_put_magnitudes_with_b)
+{
+    lc_error err;
+    lc_model_config mc;
+    cr_assert_eq(lc_model_config_load(&mc, fx("model"), &err), 0, "%s", err.msg);
+    lc_lora_config c = {.r = 2, .alpha = 4, .use_dora = true};
+    c.targets[LC_MOD_Q] = c.targets[LC_MOD_DOWN] = true;
+    lc_lora lora;
+    cr_assert_eq(lc_lora_init(&lora, &mc, &c, 3, &err), 0, "%s", err.msg);
+    lc_adamw opt;
+    cr_assert_eq(lc_adamw_init(&opt, lora.n_params, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_lora_loraplus_groups(&lora, 16, &opt, &err), 0, "%s", err.msg);
+    int checked = 0;
+    for (int l = 0; l < lora.n_layers; l++)
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            const lc_lora_adapter *ad = lc_lora_get(&lora, l, m);
+            if (!ad)
+                continue;
+            for (int k = 0; k < 3; k++) {
+                const lc_tensor *t = lc_lora_part(ad, k);
+                size_t b = (size_t)(t->data - lora.params), e = b + (size_t)t->numel;
+                for (size_t s = 0; s < opt.n_spans; s++)
+                    if (opt.spans[s].begin < e && b < opt.spans[s].end) {
+                        cr_expect(opt.spans[s].begin <= b && e <= opt.spans[s].end);
+                        cr_expect_eq(opt.spans[s].lr_scale, k == 0 ? 1.0 : 16.0,
+                                     "layer %d module %d part %d", l, m, k);
+                        checked++;
+                    }
+            }
+        }
+    cr_expect_eq(checked, 2 * 2 * 3);
+    lc_adamw_free(&opt);
+    lc_lora_free(&lora);
+}
