@@ -284,7 +284,8 @@ Test(dora, qlora_base_refused)
 
 /* `lorac merge` of the DoRA adapter against PEFT's merge_and_unload (float64,
  * layer 0's seven linears); the merge's own verification (merged model vs
- * base + unmerged adapter, logits) runs too. */
+ * base + unmerged adapter, logits) runs too; greedy `lorac generate` with the
+ * adapter gives the merged model's tokens. */
 Test(dora, merge_matches_peft_merge_and_unload)
 {
     char *dir = lc_test_tmpdir();
@@ -318,6 +319,26 @@ Test(dora, merge_matches_peft_merge_and_unload)
                 "it by %.3g)", worst, worst_delta);
     cr_expect_lt(worst, 5e-7, "merged weights rel err %g", worst); /* measured 5.0e-8 */
     cr_expect_gt(worst_delta, 1e-2, "the merge reference hardly differs from the base");
+    /* generate with the adapter unmerged (c held fixed) = generate on the merged model,
+     * and not the base's continuation */
+    char *ids[3];
+    const char *models[3] = {base, out, base};
+    for (int k = 0; k < 3; k++) {
+        const char *g[] = {"generate", "--model", models[k], "--prompt-ids", "1,5,9,33,2",
+                           "--max-new-tokens", "12", "--ignore-eos", "--json",
+                           k == 0 ? "--adapter" : NULL, adapter, NULL};
+        lc_test_run_result gr = lc_test_run_lorac(NULL, g);
+        cr_assert_eq(gr.code, 0, "lorac generate failed: %s", gr.err);
+        const char *p = strstr(gr.out, "\"ids\":");
+        cr_assert_not_null(p, "%s", gr.out);
+        ids[k] = lc_test_asprintf("%.*s", (int)(strchr(p, ']') - p), p);
+        lc_test_run_free(&gr);
+    }
+    cr_log_info("DoRA generate: unmerged %s, merged %s, base %s", ids[0], ids[1], ids[2]);
+    cr_expect_str_eq(ids[0], ids[1]);
+    cr_expect_str_neq(ids[0], ids[2]);
+    for (int k = 0; k < 3; k++)
+        free(ids[k]);
     lc_st_close(&b);
     lc_st_close(&got);
     lc_st_close(&want);
