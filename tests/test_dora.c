@@ -443,3 +443,34 @@ Test(dora, loraplus_groups_put_magnitudes_with_b)
     lc_adamw_free(&opt);
     lc_lora_free(&lora);
 }
+
+/* `lorac info --dora`: the plan's adapter is DoRA, with a magnitude per
+ * output row of every linear on top of LoRA's parameters. */
+Test(dora, info_plans_dora)
+{
+    char *model = lc_test_asprintf("%s", fx("model"));
+    const char *a1[] = {"info", model, NULL}, *a2[] = {"info", model, "--dora", NULL};
+    lc_test_run_result lr = lc_test_run_lorac(NULL, a1), dr = lc_test_run_lorac(NULL, a2);
+    cr_assert_eq(lr.code, 0, "%s", lr.err);
+    cr_assert_eq(dr.code, 0, "%s", dr.err);
+    const char *pl = strstr(lr.out, "LoRA r 8 on all 7 linears ("),
+               *pd = strstr(dr.out, "DoRA r 8 on all 7 linears (");
+    cr_assert(pl && pd, "%s\n%s", lr.out, dr.out);
+    long long nl = atoll(pl + strlen("LoRA r 8 on all 7 linears (")),
+              nd = atoll(pd + strlen("DoRA r 8 on all 7 linears ("));
+    lc_error err;
+    lc_model_config mc;
+    cr_assert_eq(lc_model_config_load(&mc, model, &err), 0, "%s", err.msg);
+    long long rows = 0;
+    for (int m = 0; m < LC_MOD_COUNT; m++) {
+        int64_t out, in;
+        lc_module_shape(&mc, m, &out, &in);
+        rows += out * mc.n_layers;
+    }
+    cr_expect_eq(nd - nl, rows, "DoRA %lld vs LoRA %lld parameters", nd, nl);
+    cr_expect(strstr(dr.out, "DoRA + grad checkpointing*") && !strstr(dr.out, "QLoRA (NF4)"),
+              "%s", dr.out);
+    lc_test_run_free(&lr);
+    lc_test_run_free(&dr);
+    free(model);
+}

@@ -663,13 +663,15 @@ static int cmd_generate(int argc, char **argv)
 static void info_usage(FILE *f)
 {
     fprintf(f,
-        "usage: lorac info DIR [--seq-len N] [--micro-batch N] [--rank R]\n"
+        "usage: lorac info DIR [--seq-len N] [--micro-batch N] [--rank R] [--dora]\n"
         "  Describes the Hugging Face model in DIR: architecture, parameter counts (total and\n"
         "  per part), tensor dtypes, and the memory a LoRA / QLoRA run needs at the given\n"
         "  settings (all seven linears adapted), with and without gradient checkpointing.\n"
         "  --seq-len N       sequence length (default min(%d, max_position_embeddings))\n"
         "  --micro-batch N   rows per micro-batch (default 1)\n"
         "  --rank R          LoRA rank (default 8)\n"
+        "  --dora            plan DoRA (peft_use_dora) instead: a magnitude per output row\n"
+        "                    and its row norms (no QLoRA rows: DoRA needs dense linears)\n"
         "  QLoRA rows: NF4 linears at 0.5 byte/param + ~0.127 bit/param absmax (double\n"
         "  quantization), embeddings and lm_head at the model's dtype; for a pre-quantized\n"
         "  (bitsandbytes 4-bit) checkpoint, the real sizes of its NF4 linears as loaded. Gradient\n"
@@ -701,6 +703,8 @@ static int cmd_info(int argc, char **argv)
                     return 2;
                 o.rank = (int)x;
             }
+        } else if (strcmp(argv[i], "--dora") == 0) {
+            o.dora = true;
         } else if (argv[i][0] != '-' && !o.dir) {
             o.dir = argv[i];
         } else {
