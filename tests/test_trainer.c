@@ -849,7 +849,8 @@ Test(trainer, gradient_checkpointing_is_bitwise_equal, .timeout = 120)
 
 /* DoRA from a fresh init (peft_use_dora; magnitudes = the weights' row
  * norms) under the same run with dropout, packing and accumulation: bitwise
- * equal with gradient checkpointing; with adapter: qlora refused in one line. */
+ * equal with gradient checkpointing and when resumed from a checkpoint; with
+ * adapter: qlora refused in one line. */
 Test(trainer, dora_checkpointing_is_bitwise_equal, .timeout = 120)
 {
     char *dir = lc_test_tmpdir();
@@ -859,6 +860,28 @@ Test(trainer, dora_checkpointing_is_bitwise_equal, .timeout = 120)
     const char *on[] = {"peft_use_dora=true", "gradient_checkpointing=true"};
     train_ok(cfg, A, off, 1);
     train_ok(cfg, B, on, 2);
+    assert_same_run(A, B, 6);
+    /* B cut back to checkpoint-3 and resumed: bitwise A again (the magnitudes
+     * and their Adam state come back); resuming without peft_use_dora is refused */
+    const char *gone[] = {"checkpoint-6", "adapter_model.safetensors", "adapter_config.json",
+                          "metrics.jsonl"};
+    char *kept = metrics_upto(B, 3);
+    for (int i = 0; i < 4; i++) {
+        char *p = lc_test_asprintf("%s/%s", B, gone[i]);
+        if (i == 0)
+            lc_test_rm_rf(p);
+        else
+            cr_assert_eq(unlink(p), 0, "unlink %s", p);
+        free(p);
+    }
+    free(lc_test_write_text(B, "metrics.jsonl", kept));
+    free(kept);
+    const char *plain[] = {"resume_from_checkpoint=auto", "gradient_checkpointing=true"};
+    lc_error rerr = {{0}};
+    cr_expect_neq(train_inproc(cfg, B, plain, 2, &rerr), 0);
+    lc_test_assert_msg_has(&rerr, "peft_use_dora");
+    const char *resume[] = {"peft_use_dora=true", "resume_from_checkpoint=auto"};
+    train_ok(cfg, B, resume, 2);
     assert_same_run(A, B, 6);
     char *logp = lc_test_asprintf("%s.log", A);
     char *text = slurp(logp, NULL);
