@@ -282,6 +282,35 @@ Test(dora, qlora_base_refused)
     lc_model_free(&model);
 }
 
+/* A GGUF base (tiny-llama as llama.cpp converts it): refused, naming use_dora;
+ * and `lorac eval` says so in one line. */
+Test(dora, gguf_base_refused)
+{
+    lc_error err;
+    lc_model model;
+    cr_assert_eq(lc_model_load(&model, lc_test_fixture("gguf-base/tiny-llama-f32.gguf"), &err), 0,
+                 "%s", err.msg);
+    lc_lora lora;
+    cr_assert_eq(lc_lora_load_peft(&lora, &model.cfg, fx("dora/adapter_init"), &err), 0, "%s",
+                 err.msg);
+    cr_assert_neq(lc_model_check_dora(&model, &lora, &err), 0);
+    lc_test_assert_msg_has(&err, "use_dora: DoRA adapters on a GGUF base are not supported");
+    lc_lora_free(&lora);
+    lc_model_free(&model);
+    char *base = lc_test_asprintf("%s", lc_test_fixture("gguf-base/tiny-llama-f32.gguf"));
+    char *adapter = lc_test_asprintf("%s", fx("dora/adapter_init"));
+    char *data = lc_test_asprintf("%s", fx("train.jsonl"));
+    const char *args[] = {"eval", "--model", base, "--adapter", adapter, "--data", data, NULL};
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
+    cr_expect_eq(r.code, 1);
+    cr_expect(strstr(r.err, "use_dora: DoRA adapters on a GGUF base"), "%s", r.err);
+    cr_expect_eq(strchr(r.err, '\n'), r.err + strlen(r.err) - 1, "not one line: %s", r.err);
+    lc_test_run_free(&r);
+    free(data);
+    free(adapter);
+    free(base);
+}
+
 /* `lorac merge` of the DoRA adapter against PEFT's merge_and_unload (float64,
  * layer 0's seven linears); the merge's own verification (merged model vs
  * base + unmerged adapter, logits) runs too; greedy `lorac generate` with the
