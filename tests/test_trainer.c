@@ -738,6 +738,27 @@ static void assert_same_run(const char *a, const char *b, int64_t last)
     free(sb);
 }
 
+/* Cuts the finished 6-step run in B back to what a run stopped after step 3
+ * leaves: checkpoint-3 and the metrics of steps <= 3. */
+static void cut_back_to_step3(const char *B)
+{
+    const char *gone[] = {"checkpoint-6", "adapter_model.safetensors", "adapter_config.json",
+                          "metrics.jsonl"};
+    char *kept = metrics_upto(B, 3);
+    for (int i = 0; i < 4; i++) {
+        char *p = lc_test_asprintf("%s/%s", B, gone[i]);
+        if (i == 0) {
+            lc_test_rm_rf(p);
+            cr_assert(!path_exists(p), "cannot remove %s", p);
+        } else {
+            cr_assert_eq(unlink(p), 0, "unlink %s", p);
+        }
+        free(p);
+    }
+    free(lc_test_write_text(B, "metrics.jsonl", kept));
+    free(kept);
+}
+
 Test(trainer, resume_bitwise, .timeout = 120)
 {
     char *dir = lc_test_tmpdir();
@@ -764,20 +785,7 @@ Test(trainer, resume_bitwise, .timeout = 120)
     /* B: the same run, cut back to what a run stopped after step 3 leaves
      * (checkpoint-3 and metrics of steps ≤ 3), then resumed. */
     train_ok(cfg, B, NULL, 0);
-    const char *gone[] = {"checkpoint-6", "adapter_model.safetensors", "adapter_config.json",
-                          "metrics.jsonl"};
-    char *kept = metrics_upto(B, 3);
-    for (int i = 0; i < 4; i++) {
-        char *p = lc_test_asprintf("%s/%s", B, gone[i]);
-        if (i == 0) {
-            lc_test_rm_rf(p);
-            cr_assert(!path_exists(p), "cannot remove %s", p);
-        } else {
-            cr_assert_eq(unlink(p), 0, "unlink %s", p);
-        }
-        free(p);
-    }
-    free(lc_test_write_text(B, "metrics.jsonl", kept));
+    cut_back_to_step3(B);
     const char *resume[] = {"resume_from_checkpoint=auto"};
     train_ok(cfg, B, resume, 1);
     char *logp = lc_test_asprintf("%s.log", B);
@@ -808,7 +816,6 @@ Test(trainer, resume_bitwise, .timeout = 120)
     free(C);
     free(log);
     free(logp);
-    free(kept);
     free(ck3);
     free(A);
     free(B);
@@ -863,19 +870,7 @@ Test(trainer, dora_checkpointing_is_bitwise_equal, .timeout = 120)
     assert_same_run(A, B, 6);
     /* B cut back to checkpoint-3 and resumed: bitwise A again (the magnitudes
      * and their Adam state come back); resuming without peft_use_dora is refused */
-    const char *gone[] = {"checkpoint-6", "adapter_model.safetensors", "adapter_config.json",
-                          "metrics.jsonl"};
-    char *kept = metrics_upto(B, 3);
-    for (int i = 0; i < 4; i++) {
-        char *p = lc_test_asprintf("%s/%s", B, gone[i]);
-        if (i == 0)
-            lc_test_rm_rf(p);
-        else
-            cr_assert_eq(unlink(p), 0, "unlink %s", p);
-        free(p);
-    }
-    free(lc_test_write_text(B, "metrics.jsonl", kept));
-    free(kept);
+    cut_back_to_step3(B);
     const char *plain[] = {"resume_from_checkpoint=auto", "gradient_checkpointing=true"};
     lc_error rerr = {{0}};
     cr_expect_neq(train_inproc(cfg, B, plain, 2, &rerr), 0);
