@@ -37,8 +37,7 @@
 #define MIN_KV_BYTES 14        /* key len 8 + 1 byte key + type 4 + u8 value 1 */
 #define MIN_TENSOR_BYTES 33    /* name len 8 + 1 + n_dims 4 + ne 8 + type 4 + offset 8 */
 
-/* Size of one scalar of a value type; 0 for STRING / ARRAY / unknown. */
-static uint64_t vtype_size(uint32_t t)
+uint64_t lc_gguf_vtype_size(uint32_t t)
 {
     static const uint8_t sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
     return t < sizeof sizes ? sizes[t] : 0;
@@ -190,7 +189,7 @@ static int take_values(rd *r, lc_gguf_kv *kv, uint32_t t)
                 return -1;
         return 0;
     }
-    uint64_t es = vtype_size(t);
+    uint64_t es = lc_gguf_vtype_size(t);
     if (kv->n > (r->size - r->pos) / es)
         return fail(r, "truncated: %llu %s values do not fit in the %llu bytes left",
                     (unsigned long long)kv->n, lc_gguf_vtype_name((lc_gguf_vtype)t),
@@ -715,8 +714,8 @@ int lc_gguf_get_arr(const lc_gguf_file *f, const char *key, lc_gguf_vtype elem,
 int64_t lc_gguf_kv_int(const lc_gguf_kv *kv, uint64_t i)
 {
     lc_gguf_vtype t = kv->type == LC_GGUF_ARRAY ? kv->elem : kv->type;
-    LC_ASSERT(i < kv->n && vtype_size(t) > 0);
-    const uint8_t *p = kv->data + i * vtype_size(t);
+    LC_ASSERT(i < kv->n && lc_gguf_vtype_size(t) > 0);
+    const uint8_t *p = kv->data + i * lc_gguf_vtype_size(t);
     switch (t) {
     case LC_GGUF_U8: case LC_GGUF_BOOL: return p[0];
     case LC_GGUF_I8: return (int8_t)p[0];
@@ -743,8 +742,8 @@ int64_t lc_gguf_kv_int(const lc_gguf_kv *kv, uint64_t i)
 double lc_gguf_kv_float(const lc_gguf_kv *kv, uint64_t i)
 {
     lc_gguf_vtype t = kv->type == LC_GGUF_ARRAY ? kv->elem : kv->type;
-    LC_ASSERT(i < kv->n && vtype_size(t) > 0);
-    const uint8_t *p = kv->data + i * vtype_size(t);
+    LC_ASSERT(i < kv->n && lc_gguf_vtype_size(t) > 0);
+    const uint8_t *p = kv->data + i * lc_gguf_vtype_size(t);
     if (t == LC_GGUF_F32) {
         float v;
         memcpy(&v, p, 4);

@@ -98,6 +98,9 @@ void lc_gguf_close(lc_gguf_file *f);
 const lc_gguf_kv *lc_gguf_find_kv(const lc_gguf_file *f, const char *key);
 const lc_gguf_tensor *lc_gguf_find_tensor(const lc_gguf_file *f, const char *name);
 
+/* Size of one scalar of a value type; 0 for STRING / ARRAY / unknown. */
+uint64_t lc_gguf_vtype_size(uint32_t t);
+
 /* "uint32", "string", "array", ... for messages. */
 const char *lc_gguf_vtype_name(lc_gguf_vtype t);
 

@@ -173,6 +173,22 @@ void lc_gguf_add_arr_f32(lc_gguf_writer *w, const char *k, const float *v, size_
     }
 }
 
+void lc_gguf_add_kv(lc_gguf_writer *w, const lc_gguf_kv *kv)
+{
+    key(w, kv->key, kv->type);
+    lc_gguf_vtype elem = kv->type;
+    if (kv->type == LC_GGUF_ARRAY) {
+        put_u32(w, kv->elem);
+        put_u64(w, kv->n);
+        elem = kv->elem;
+    }
+    if (elem == LC_GGUF_STRING)
+        for (uint64_t i = 0; i < kv->n; i++)
+            put_str(w, kv->strs[i].ptr, kv->strs[i].len);
+    else
+        put(w, kv->data, (size_t)(kv->n * lc_gguf_vtype_size(elem)));
+}
+
 static uint64_t pad_to(uint64_t x, uint64_t a)
 {
     return (x + a - 1) / a * a;

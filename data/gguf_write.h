@@ -38,6 +38,10 @@ void lc_gguf_add_arr_str(lc_gguf_writer *w, const char *key, const char *const *
 void lc_gguf_add_arr_i32(lc_gguf_writer *w, const char *key, const int32_t *v, size_t n);
 void lc_gguf_add_arr_f32(lc_gguf_writer *w, const char *key, const float *v, size_t n);
 
+/* A key/value of a file read by data/gguf.h, copied as it is (same key,
+ * type and value bytes). */
+void lc_gguf_add_kv(lc_gguf_writer *w, const lc_gguf_kv *kv);
+
 /* Declares the next tensor: ne in ggml order (ne[0] the row length), type an
  * lc_ggml_type whose block size divides ne[0]. Returns its index, or -1. */
 int lc_gguf_add_tensor(lc_gguf_writer *w, const char *name, int n_dims, const int64_t *ne,

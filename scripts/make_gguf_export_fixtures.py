@@ -17,11 +17,15 @@ the converter falls through to its gpt2 vocab (_set_vocab_sentencepiece is made 
 FileNotFoundError it raises there, without needing sentencepiece installed).
 Cases lora-<arch>: convert_lora_to_gguf.py on tiny-<arch>/adapter_step3 (--base the tiny
 model). Cases vocab-<tok>: --vocab-only on tiny-llama's config (vocab_size of the tokenizer) with
-tests/fixtures/tokenizers/<tok> (real Llama 3, Qwen2, Llama 2, Phi-3 tokenizers): the tokenizer.*
+tests/fixtures/tokenizers/<tok> (real Llama 3, Qwen2, Llama 2, Phi-3 tokenizers; spm-bpe, a
+small SentencePiece model with its tokenizer.model, read by the converter's real
+_set_vocab_sentencepiece, spm-bpe-pad, the same with vocab_size 3 past it, and spm-bpe-json,
+the same without tokenizer.model and without
+tokenizer_config.json's add_prefix_space, which transformers cannot load without it): the tokenizer.*
 keys only. Variants llama3rope / linrope are tiny-llama with rope_scaling llama3 / linear in config.json.
 
 Usage: /work/venv-torch/bin/python scripts/make_gguf_export_fixtures.py --llama-cpp DIR
-Needs torch, transformers, numpy (the converter's own needs).
+Needs torch, transformers, numpy, sentencepiece, protobuf (the converter's own needs).
 """
 import argparse, json, os, shutil, sys, tempfile, runpy, importlib, pkgutil
 
@@ -83,6 +87,8 @@ def main():
     orig = {c: c.__dict__["set_vocab"] for c in walk(base.TextModel) if "set_vocab" in c.__dict__}
     orig_pre = base.TextModel.get_vocab_base_pre
 
+    real_spm = base.TextModel._set_vocab_sentencepiece
+
     def no_spm(self):  # what it does without tokenizer.model, with sentencepiece not installed
         raise FileNotFoundError("tokenizer.model")
     base.TextModel._set_vocab_sentencepiece = no_spm
@@ -143,7 +149,13 @@ def main():
                 json.dump(js, f, indent=1)
             print("wrote lora", arch, outtype, len(js["tensors"]), "tensors")
     base.TextModel.get_vocab_base_pre = orig_pre  # the real hash lookup
-    for tok in ("llama-bpe", "qwen2", "llama-spm", "phi-3"):
+    for tok in ("llama-bpe", "qwen2", "llama-spm", "phi-3", "spm-bpe", "spm-bpe-pad",
+                "spm-bpe-json"):
+        # spm-bpe: the converter's real _set_vocab_sentencepiece reads tokenizer.model (needs
+        # sentencepiece); spm-bpe-pad: the same with vocab_size 3 past the tokenizer ([PADn]);
+        # spm-bpe-json: the same directory without it (tokenizer.json only)
+        spm_case = tok in ("spm-bpe", "spm-bpe-pad")
+        base.TextModel._set_vocab_sentencepiece = real_spm if spm_case else no_spm
         d = vocab_dir(os.path.join(tmp, "vocab-" + tok), tok)
         out = os.path.join(tmp, f"vocab-{tok}.gguf")
         sys.argv = ["convert_hf_to_gguf.py", d, "--vocab-only", "--outfile", out]
@@ -162,19 +174,28 @@ def main():
 
 def vocab_dir(d, tok):
     """tiny-llama's config.json with vocab_size set to the size of tokenizers/<tok> (tokens and
-    added tokens), tokenizer.json and tokenizer_config.json: a model directory for the
-    tokenizer keys alone (the C test makes the same one)."""
+    added tokens), tokenizer.json and tokenizer_config.json (and tokenizer.model for spm-bpe;
+    spm-bpe-pad with vocab_size + 3; spm-bpe-json is spm-bpe without it or add_prefix_space): a model directory for the tokenizer keys alone (the C
+    test makes the same one)."""
     import gzip
     os.makedirs(d)
+    json_only, pad = tok == "spm-bpe-json", tok == "spm-bpe-pad"
+    tok = "spm-bpe" if json_only or pad else tok
+    if tok == "spm-bpe" and not json_only:
+        shutil.copy(os.path.join(FIX, "tokenizers", tok, "tokenizer.model"), d)
     src = os.path.join(FIX, "tokenizers", tok)
     tj = gzip.open(os.path.join(src, "tokenizer.json.gz")).read()
     t = json.loads(tj)
     n = max(list(t["model"]["vocab"].values()) + [a["id"] for a in t["added_tokens"]]) + 1
     cfg = json.load(open(os.path.join(FIX, "tiny-llama", "model", "config.json")))
-    cfg["vocab_size"] = n
+    cfg["vocab_size"] = n + (3 if pad else 0)
     json.dump(cfg, open(os.path.join(d, "config.json"), "w"), indent=2)
     open(os.path.join(d, "tokenizer.json"), "wb").write(tj)
     shutil.copy(os.path.join(src, "tokenizer_config.json"), d)
+    if json_only:  # transformers honours add_prefix_space only from the .model: not loadable
+        tc = json.load(open(os.path.join(d, "tokenizer_config.json")))
+        del tc["add_prefix_space"]
+        json.dump(tc, open(os.path.join(d, "tokenizer_config.json"), "w"), indent=2)
     return d
 
 

@@ -283,7 +283,7 @@ Test(dora, qlora_base_refused)
 }
 
 /* A GGUF base (tiny-llama as llama.cpp converts it): refused, naming use_dora;
- * and `lorac eval` says so in one line. */
+ * `lorac eval` says so in one line, and `lorac merge` into it refuses. */
 Test(dora, gguf_base_refused)
 {
     lc_error err;
@@ -306,6 +306,16 @@ Test(dora, gguf_base_refused)
     cr_expect(strstr(r.err, "use_dora: DoRA adapters on a GGUF base"), "%s", r.err);
     cr_expect_eq(strchr(r.err, '\n'), r.err + strlen(r.err) - 1, "not one line: %s", r.err);
     lc_test_run_free(&r);
+    char *dir = lc_test_tmpdir();
+    char *out = lc_test_asprintf("%s/m.gguf", dir);
+    const char *margs[] = {"merge", "--base", base, "--adapter", adapter, "--out", out, NULL};
+    r = lc_test_run_lorac(NULL, margs);
+    cr_expect_eq(r.code, 1);
+    cr_expect(strstr(r.err, "use_dora: merging a DoRA adapter into a GGUF base"), "%s", r.err);
+    lc_test_run_free(&r);
+    lc_test_rm_rf(dir);
+    free(out);
+    free(dir);
     free(data);
     free(adapter);
     free(base);

@@ -12,11 +12,12 @@
  * - step-1 loss, gradient norm and logits against that reference;
  * - the F32 file against the HF directory it came from (same loss, and q/k
  *   rows read back in HF order bit for bit: the converter's permutation is
- *   undone at access);
+ *   undone at access); a trained PEFT adapter over it gives the HF
+ *   directory's loss and every LoRA gradient;
  * - a Q4_K base holds its weights in Q4_K: model weight bytes within 5% of the file;
  * - no output.weight: tied embeddings;
  * - `lorac eval` / `lorac train` (and resume) with base_model: x.gguf,
- *   `lorac info`, `lorac merge` refused; a text dataset without tokenizer.json
+ *   `lorac info`, `lorac merge` into a directory refused; a text dataset without tokenizer.json
  *   names the missing tokenizer, with one next to the file it is used;
  * - unsupported architectures and tensor types are named. */
 #include <criterion/criterion.h>
@@ -40,6 +41,7 @@
 #define TOL_GRAD_NORM 2e-6
 #define TOL_LOGITS 6e-6
 #define TOL_F32_VS_HF 1e-6
+#define TOL_ADAPTER_F32_VS_HF 1e-7 /* a trained adapter over it: measured 0 too */
 
 typedef struct case_ {
     const char *stem, *adapter;
@@ -172,6 +174,33 @@ Test(gguf_base, f32_file_equals_hf_directory)
                 lc_test_rel(lg, lh), lc_test_rel(gng, gnh));
     cr_expect_lt(lc_test_rel(lg, lh), TOL_F32_VS_HF);
     cr_expect_lt(lc_test_rel(gng, gnh), TOL_F32_VS_HF);
+    lc_test_step_free(&g);
+    lc_test_step_free(&h);
+}
+
+/* A trained PEFT adapter (adapter_step3: B != 0, so every LoRA gradient is
+ * non-zero) read over the F32 file — what lora_model_dir does — gives the
+ * HF directory's step-1 loss and every gradient (max |diff| / max |g|). */
+Test(gguf_base, adapter_over_f32_file_equals_hf)
+{
+    lc_test_step g, h;
+    open_step(&g, gguf_path("tiny-llama-f32"), "tiny-llama/adapter_step3");
+    open_step(&h, lc_test_fixture("tiny-llama/model"), "tiny-llama/adapter_step3");
+    double gng, gnh;
+    double lg = step_loss(&g, true, &gng), lh = step_loss(&h, true, &gnh);
+    cr_assert_eq(g.lora.n_params, h.lora.n_params);
+    double dmax = 0, gmax = 0;
+    for (size_t i = 0; i < g.lora.n_params; i++) {
+        double d = fabs((double)g.lora.grads[i] - (double)h.lora.grads[i]);
+        double a = fabs((double)h.lora.grads[i]);
+        dmax = d > dmax ? d : dmax;
+        gmax = a > gmax ? a : gmax;
+    }
+    cr_log_info("adapter_step3 over the F32 GGUF vs HF dir: loss %.9f vs %.9f (rel %.2g), "
+                "gradients max|diff|/max|g| %.2g", lg, lh, lc_test_rel(lg, lh), dmax / gmax);
+    cr_expect_lt(lc_test_rel(lg, lh), TOL_ADAPTER_F32_VS_HF);
+    cr_expect(gmax > 0);
+    cr_expect_lt(dmax / gmax, TOL_ADAPTER_F32_VS_HF);
     lc_test_step_free(&g);
     lc_test_step_free(&h);
 }
@@ -344,7 +373,8 @@ Test(gguf_base, cli_eval_and_train)
               strstr(r.err, "GGUF (weights in their GGUF types)"), "%s%s", r.out, r.err);
     lc_test_run_free(&r);
 
-    /* lorac info describes it; lorac merge asks for the HF directory */
+    /* lorac info describes it; lorac merge writes a GGUF file (tests/test_gguf_merge.c),
+     * so an --out that is not one is refused */
     const char *iargs[] = {"info", gguf_path("tiny-llama3-q4_k"), NULL};
     r = lc_test_run_lorac(NULL, iargs);
     cr_expect_eq(r.code, 0, "%s%s", r.out, r.err);
@@ -356,7 +386,7 @@ Test(gguf_base, cli_eval_and_train)
                            lc_test_fixture("tiny-llama/adapter_init"), "--out", mout, NULL};
     r = lc_test_run_lorac(NULL, margs);
     cr_expect_eq(r.code, 1, "%s%s", r.out, r.err);
-    cr_expect(strstr(r.err, "is a GGUF file: merge writes a Hugging Face model"), "%s", r.err);
+    cr_expect(strstr(r.err, "--out must name a file ending in .gguf"), "%s", r.err);
     free(mout);
     lc_test_run_free(&r);
 

@@ -9,9 +9,11 @@
  *   (FNV-1a 64 of its bytes): lorac's file must have the same keys (plus
  *   general.alignment) and the same tensors, byte for byte — F32, F16, BF16
  *   and gguf-py's Q8_0 quantization, the llama q/k permutation, the Llama 3
- *   rope_freqs, the LoRA A/B and the tokenizer of the quickstart chat model;
+ *   rope_freqs, the LoRA A/B (over the HF directory and over the GGUF file of
+ *   the same model) and the tokenizer of the quickstart chat model;
  * - the tokenizer keys alone (lc_gguf_vocab_add) for four real tokenizers
- *   (Llama 3, Qwen2, Llama 2, Phi-3) against the converter's --vocab-only;
+ *   (Llama 3, Qwen2, Llama 2, Phi-3) and a small SentencePiece model with and
+ *   without its tokenizer.model against the converter's --vocab-only;
  * - every F32 tensor equals the Hugging Face tensor bit for bit (q/k rows
  *   permuted back); the merged export equals `lorac merge --dtype f32`;
  *   rsLoRA is folded into adapter.lora.alpha;
@@ -273,6 +275,11 @@ Test(gguf_export, lora_adapters_equal_the_converters)
             char *ad = lc_test_asprintf("tiny-%s/adapter_step3", arch[a]);
             char *ad_abs = strdup(lc_test_fixture(ad));
             against_converter(fx, lc_test_fixture(base), ad_abs, true, false);
+            /* over the GGUF file of the same model (tests/fixtures/gguf-base/) */
+            char *gguf = lc_test_asprintf("gguf-base/tiny-%s-%s.gguf", arch[a],
+                                          a ? "q8_0" : "f32");
+            against_converter(fx, lc_test_fixture(gguf), ad_abs, true, false);
+            free(gguf);
             free(fx);
             free(base);
             free(ad);
@@ -282,8 +289,14 @@ Test(gguf_export, lora_adapters_equal_the_converters)
 
 Test(gguf_export, tokenizers_equal_the_converters)
 {
-    static const char *toks[] = {"llama-bpe", "qwen2", "llama-spm", "phi-3"};
-    for (int k = 0; k < 4; k++) {
+    /* spm-bpe: a SentencePiece model with its tokenizer.model (read as the
+     * converter's _set_vocab_sentencepiece reads it); spm-bpe-pad: vocab_size
+     * 3 past the tokenizer (the fixture's token count), [PADn]; spm-bpe-json: the same
+     * HF files without tokenizer.model (scores -1000 from tokenizer.json) nor
+     * add_prefix_space (transformers cannot load them so) */
+    static const char *toks[] = {"llama-bpe", "qwen2", "llama-spm", "phi-3", "spm-bpe",
+                                 "spm-bpe-pad", "spm-bpe-json"};
+    for (int k = 0; k < 7; k++) {
         char *fxname = lc_test_asprintf("vocab-%s", toks[k]);
         cJSON *fx = load_fixture(fxname);
         int n = 0;
@@ -292,8 +305,28 @@ Test(gguf_export, tokenizers_equal_the_converters)
             if (!strcmp(cJSON_GetArrayItem(e, 0)->valuestring, "tokenizer.ggml.tokens"))
                 n = (int)cJSON_GetObjectItem(cJSON_GetArrayItem(e, 2), "n")->valuedouble;
         cr_assert(n > 0);
-        char *dir = lc_test_tokenizer_dir(toks[k]);
+        bool json_only = !strcmp(toks[k], "spm-bpe-json");
+        bool spm = !strncmp(toks[k], "spm-bpe", 7);
+        char *dir = lc_test_tokenizer_dir(spm ? "spm-bpe" : toks[k]);
         size_t len;
+        if (spm && !json_only) {
+            char *model = lc_test_read_file(
+                lc_test_fixture("tokenizers/spm-bpe/tokenizer.model"), &len);
+            free(lc_test_write_file(dir, "tokenizer.model", model, len));
+            free(model);
+        }
+        if (json_only) { /* as the fixture script: no add_prefix_space without the .model */
+            char *tcp = lc_test_path_in(dir, "tokenizer_config.json");
+            char *tct = lc_test_read_file(tcp, &len);
+            cJSON *tc = cJSON_ParseWithLength(tct, len);
+            cJSON_DeleteItemFromObject(tc, "add_prefix_space");
+            char *again = cJSON_Print(tc);
+            free(lc_test_write_text(dir, "tokenizer_config.json", again));
+            free(again);
+            cJSON_Delete(tc);
+            free(tct);
+            free(tcp);
+        }
         char *cfg = lc_test_read_file(lc_test_fixture("tiny-llama/model/config.json"), &len);
         cJSON *j = cJSON_ParseWithLength(cfg, len);
         cJSON_ReplaceItemInObject(j, "vocab_size", cJSON_CreateNumber(n));

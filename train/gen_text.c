@@ -9,6 +9,8 @@
 #include "data/chat_builtin.h"
 #include "data/chat_rows.h"
 #include "train/fsutil.h"
+#include "train/gguf_model.h"
+#include "train/gguf_vocab.h"
 
 static void stop_add(lc_gen_stops *s, int32_t id)
 {
@@ -58,9 +60,36 @@ static int eos_from_json(const char *dir, const char *name, lc_gen_stops *s, boo
     return rc;
 }
 
-int lc_gen_stops_load(lc_gen_stops *s, const char *dir, lc_tokenizer *tok, lc_error *err)
+int lc_gen_tokenizer_load(const char *model, bool optional, lc_tokenizer **tok, lc_error *err)
+{
+    char buf[4200], path[4300];
+    const char *dir = lc_model_tokenizer_dir(model, buf, sizeof buf);
+    *tok = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (lc_path_exists(path) || dir == model) {
+        if (optional && !lc_path_exists(path))
+            return 0;
+        return lc_tokenizer_load(tok, dir, err);
+    }
+    if (optional) { /* a GGUF file without tokenizer.ggml.* keys: ids only */
+        lc_gguf_file f;
+        if (lc_gguf_open(&f, model, err))
+            return -1;
+        bool has = lc_gguf_find_kv(&f, "tokenizer.ggml.model") != NULL;
+        lc_gguf_close(&f);
+        if (!has)
+            return 0;
+    }
+    return lc_gguf_tokenizer_load(tok, model, err)
+               ? lc_error_prefix(err, "%s (no tokenizer.json next to it)", model)
+               : 0;
+}
+
+int lc_gen_stops_load(lc_gen_stops *s, const char *model, lc_tokenizer *tok, lc_error *err)
 {
     bool found;
+    char buf[4200];
+    const char *dir = lc_model_tokenizer_dir(model, buf, sizeof buf);
     s->n = 0;
     if (tok)
         stop_add(s, lc_tokenizer_eos(tok));
@@ -71,18 +100,20 @@ int lc_gen_stops_load(lc_gen_stops *s, const char *dir, lc_tokenizer *tok, lc_er
     return 0;
 }
 
-int lc_gen_template_open(const char *dir, const char *chat_template, lc_chat_template **tpl,
+int lc_gen_template_open(const char *model, const char *chat_template, lc_chat_template **tpl,
                          lc_error *err)
 {
-    char *own = NULL, *owned = NULL;
-    const char *text = NULL;
+    char *own = NULL, *owned = NULL, buf[4200];
+    const char *text = NULL, *dir = lc_model_tokenizer_dir(model, buf, sizeof buf);
     *tpl = NULL;
     int rc = lc_chat_template_from_model_dir(dir, &own, err);
+    if (!rc && !own && dir != model) /* a GGUF file's tokenizer.chat_template */
+        rc = lc_gguf_chat_template(model, &own, err);
     if (!rc)
         rc = lc_chat_template_resolve(chat_template, NULL, own, &text, &owned, err);
     if (!rc && !text)
         rc = lc_error_set(err, "%s has no chat template: name a built-in one (chatml, llama3, "
-                          "...)", dir);
+                          "...)", model);
     if (!rc)
         rc = lc_chat_template_parse(text, strlen(text), tpl, err);
     free(owned);

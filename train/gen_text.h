@@ -33,13 +33,23 @@ typedef struct lc_gen_stops {
     int n;
 } lc_gen_stops;
 
-/* The stop ids of the model in dir (tok may be NULL: then only the JSON files). */
-int lc_gen_stops_load(lc_gen_stops *s, const char *dir, lc_tokenizer *tok, lc_error *err);
+/* Base model `model` is a Hugging Face directory or a GGUF file; a GGUF
+ * file's tokenizer.json, tokenizer_config.json, generation_config.json and
+ * config.json are looked for next to it (lc_model_tokenizer_dir), and
+ * without tokenizer.json its own tokenizer.ggml.* vocabulary and
+ * tokenizer.chat_template are used. */
+
+/* The tokenizer of model into *tok. optional: 0 with *tok NULL when the
+ * model has none (no tokenizer.json, a GGUF file without tokenizer keys). */
+int lc_gen_tokenizer_load(const char *model, bool optional, lc_tokenizer **tok, lc_error *err);
+
+/* The stop ids of model (tok may be NULL: then only the JSON files). */
+int lc_gen_stops_load(lc_gen_stops *s, const char *model, lc_tokenizer *tok, lc_error *err);
 bool lc_gen_stops_has(const lc_gen_stops *s, int32_t id);
 
-/* The chat template for generation with the model in dir: the model's own, or
- * the built-in chat_template names (NULL: the model's); *tpl parsed. */
-int lc_gen_template_open(const char *dir, const char *chat_template, lc_chat_template **tpl,
+/* The chat template for generation with model: the model's own, or the
+ * built-in chat_template names (NULL: the model's); *tpl parsed. */
+int lc_gen_template_open(const char *model, const char *chat_template, lc_chat_template **tpl,
                          lc_error *err);
 /* The prompt ids of messages (a JSON list of {role, content}) appended to ids. */
 int lc_gen_prompt(const lc_chat_template *tpl, lc_tokenizer *tok, const struct cJSON *messages,

@@ -8,6 +8,7 @@
 #include "train/fsutil.h"
 #include "train/gen_text.h"
 #include "train/generate.h"
+#include "train/gguf_model.h"
 
 #define CHAT_DEFAULT_MAX_NEW 512
 #define CHAT_MAX_CONTEXT 8192     /* positions the KV cache holds (memory bound) */
@@ -28,8 +29,9 @@ typedef struct chat_gen {
 static int sampling_of(const lc_chat_opts *o, lc_sampler_opts *s, lc_error *err)
 {
     *s = (lc_sampler_opts){.temperature = 0, .top_k = 0, .top_p = 1, .seed = 0};
-    char path[4200];
-    snprintf(path, sizeof path, "%s/generation_config.json", o->model_dir);
+    char path[4300], buf[4200];
+    snprintf(path, sizeof path, "%s/generation_config.json",
+             lc_model_tokenizer_dir(o->model_dir, buf, sizeof buf));
     if (lc_path_exists(path)) {
         cJSON *g = lc_read_json_object(path, 1u << 20, err);
         if (!g)
@@ -165,7 +167,7 @@ static int chat_open(const lc_chat_opts *o, lc_chat_backend *b, FILE *log, lc_er
         if (rc)
             lc_error_prefix(err, "adapter %s (for base model %s)", o->adapter_dir, o->model_dir);
     }
-    rc = rc || lc_tokenizer_load(&c->tok, o->model_dir, err) ||
+    rc = rc || lc_gen_tokenizer_load(o->model_dir, false, &c->tok, err) ||
          lc_gen_template_open(o->model_dir, NULL, &c->tpl, err) ||
          lc_gen_stops_load(&c->stops, o->model_dir, c->tok, err) ||
          sampling_of(o, &c->sampling, err);

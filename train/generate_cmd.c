@@ -147,9 +147,7 @@ int lc_generate_command(const lc_generate_request *q, FILE *out, FILE *log, lc_e
         lc_error_prefix(err, "adapter %s (for base model %s)", q->adapter_dir, q->model_dir);
         goto out;
     }
-    char tj[4200];
-    snprintf(tj, sizeof tj, "%s/tokenizer.json", q->model_dir);
-    if ((!q->prompt_ids || lc_path_exists(tj)) && lc_tokenizer_load(&tok, q->model_dir, err))
+    if (lc_gen_tokenizer_load(q->model_dir, q->prompt_ids != NULL, &tok, err))
         goto out;
     if (prompt_ids(q, tok, &ids, err))
         goto out;

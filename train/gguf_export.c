@@ -19,6 +19,7 @@
 #include "autograd/ggml_weight.h"
 #include "data/model_files.h"
 #include "train/gguf_model.h"
+#include "train/gguf_names.h"
 #include "train/gguf_vocab.h"
 #include "train/lora.h"
 #include "train/merge.h"
@@ -85,8 +86,7 @@ static void q8_0_block(const float *x, unsigned char *out)
     }
 }
 
-/* n floats into type (n a multiple of the block size for Q8_0) */
-static void convert(const float *x, uint64_t n, uint32_t type, unsigned char *out)
+void lc_gguf_export_convert(const float *x, uint64_t n, uint32_t type, unsigned char *out)
 {
     if (type == LC_GGML_F32) {
         memcpy(out, x, n * 4);
@@ -161,69 +161,20 @@ static uint32_t pick_type(const job *j, const char *name, int n_dims, int64_t ne
     return j->o->type;
 }
 
-static const struct {
-    const char *hf, *gguf;
-} layer_names[] = {
-    {"input_layernorm.weight", "attn_norm.weight"},
-    {"post_attention_layernorm.weight", "ffn_norm.weight"},
-    {"self_attn.q_proj.weight", "attn_q.weight"},
-    {"self_attn.k_proj.weight", "attn_k.weight"},
-    {"self_attn.v_proj.weight", "attn_v.weight"},
-    {"self_attn.o_proj.weight", "attn_output.weight"},
-    {"self_attn.q_proj.bias", "attn_q.bias"},
-    {"self_attn.k_proj.bias", "attn_k.bias"},
-    {"self_attn.v_proj.bias", "attn_v.bias"},
-    {"self_attn.o_proj.bias", "attn_output.bias"},
-    {"self_attn.q_norm.weight", "attn_q_norm.weight"},
-    {"self_attn.k_norm.weight", "attn_k_norm.weight"},
-    {"mlp.gate_proj.weight", "ffn_gate.weight"},
-    {"mlp.up_proj.weight", "ffn_up.weight"},
-    {"mlp.down_proj.weight", "ffn_down.weight"},
-    {"mlp.gate_proj.bias", "ffn_gate.bias"},
-    {"mlp.up_proj.bias", "ffn_up.bias"},
-    {"mlp.down_proj.bias", "ffn_down.bias"},
-};
-
-/* The GGUF name of HF tensor `hf` into out; *layer, *mod (-1: not a linear
- * weight) and *qk (1 q, 2 k, else 0) describe it. 1 when the tensor is to
- * be skipped, -1 when unknown. */
+/* The GGUF name of HF tensor `hf` into out (train/gguf_names.h); *layer,
+ * *mod (-1: not a linear weight) and *qk (1 q, 2 k, else 0) describe it. 1
+ * when the tensor is to be skipped, -1 when unknown. */
 static int map_name(const job *j, const char *hf, char *out, size_t n, int *layer, int *mod,
                     int *qk)
 {
-    *layer = -1;
-    *mod = -1;
     *qk = 0;
-    if (!strcmp(hf, "model.embed_tokens.weight"))
-        snprintf(out, n, "token_embd.weight");
-    else if (!strcmp(hf, "lm_head.weight"))
-        snprintf(out, n, "output.weight");
-    else if (!strcmp(hf, "model.norm.weight"))
-        snprintf(out, n, "output_norm.weight");
-    else if (strstr(hf, "rotary_emb.inv_freq"))
+    if (strstr(hf, "rotary_emb.inv_freq"))
         return 1;
-    else {
-        int l = -1, k = 0;
-        if (sscanf(hf, "model.layers.%d.%n", &l, &k) != 1 || k == 0 || l < 0 ||
-            l >= j->cfg.n_layers)
-            return -1;
-        const char *rest = hf + k;
-        for (size_t i = 0; i < sizeof layer_names / sizeof *layer_names; i++)
-            if (!strcmp(rest, layer_names[i].hf)) {
-                snprintf(out, n, "blk.%d.%s", l, layer_names[i].gguf);
-                *layer = l;
-                char mod_name[32];
-                const char *dot = strchr(rest, '.');
-                if (dot && sscanf(dot + 1, "%31[^.]", mod_name) == 1 &&
-                    !strcmp(strrchr(rest, '.'), ".weight"))
-                    *mod = lc_module_from_name(mod_name);
-                if (!strncmp(rest, "self_attn.q_proj.", 17))
-                    *qk = 1;
-                if (!strncmp(rest, "self_attn.k_proj.", 17))
-                    *qk = 2;
-                return 0;
-            }
+    if (lc_gguf_name_from_hf(hf, j->cfg.n_layers, out, n, layer, mod))
         return -1;
-    }
+    const char *rest = *layer >= 0 ? strchr(hf + strlen("model.layers."), '.') + 1 : "";
+    *qk = !strncmp(rest, "self_attn.q_proj.", 17)   ? 1
+          : !strncmp(rest, "self_attn.k_proj.", 17) ? 2 : 0;
     return 0;
 }
 
@@ -568,7 +519,7 @@ static int write_tensors(job *j, FILE *f, lc_error *err)
             return lc_error_set(err, "out of memory for tensor '%s'", it->name);
         }
         if (it->type != LC_GGML_F32)
-            convert(x, (uint64_t)(it->ne[0] * it->ne[1]), it->type, buf);
+            lc_gguf_export_convert(x, (uint64_t)(it->ne[0] * it->ne[1]), it->type, buf);
         int rc = lc_gguf_write_tensor(j->w, f, buf, nbytes, err);
         if (buf != (unsigned char *)x)
             free(buf);
@@ -665,8 +616,13 @@ int lc_gguf_export(const lc_gguf_export_opts *o, lc_gguf_export_report *r, FILE 
         return lc_error_set(err, "--type: expected f32, f16, bf16 or q8_0");
     if (o->lora && !o->adapter_dir)
         return lc_error_set(err, "--lora needs --adapter");
+    if (!o->lora && lc_gguf_model_is_gguf(o->base_dir))
+        return lc_error_set(err, "--base %s is a GGUF file: export-gguf writes a model from a "
+                            "Hugging Face directory; over a GGUF base it writes the adapter "
+                            "alone (--adapter DIR --lora)", o->base_dir);
     if (check_out(o, err))
         return -1;
+    /* a GGUF base: architecture, head counts and layers from its metadata */
     if (lc_model_config_load(&j.cfg, o->base_dir, err))
         return lc_error_prefix(err, "base model");
     if (j.cfg.prequantized_bnb4)

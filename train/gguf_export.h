@@ -24,7 +24,10 @@
  *   adapter.type lora, adapter.lora.alpha = lora_alpha, times sqrt(r) for
  *   rsLoRA so that llama.cpp's alpha / r is PEFT's scaling), tensors
  *   <name>.weight.lora_a = A (ggml [in, r]) and .lora_b = B (ggml [r, out]),
- *   B's rows permuted for the llama q/k.
+ *   B's rows permuted for the llama q/k. The base may be the GGUF file the
+ *   adapter was trained over (`base_model: model.gguf`): its metadata gives
+ *   the architecture and head counts, and the file is the one the HF base
+ *   gives, byte for byte.
  *
  * Streamed: one tensor at a time, the input pages dropped as they are read
  * (peak memory about the largest tensor in f32 plus its converted copy: a
@@ -42,7 +45,7 @@
 #include "autograd/error.h"
 
 typedef struct lc_gguf_export_opts {
-    const char *base_dir;     /* Hugging Face model directory */
+    const char *base_dir;     /* Hugging Face model directory (lora: or a GGUF file) */
     const char *adapter_dir;  /* PEFT adapter directory or NULL */
     const char *out_path;     /* the .gguf file */
     uint32_t type;            /* LC_GGML_F32 / F16 / BF16 / Q8_0 */
@@ -63,6 +66,11 @@ typedef struct lc_gguf_export_report {
 
 int lc_gguf_export(const lc_gguf_export_opts *o, lc_gguf_export_report *r, FILE *log,
                    lc_error *err);
+
+/* n floats into ggml type F32, F16, BF16 or Q8_0 (n a multiple of 32 for
+ * Q8_0), rounded exactly as numpy / gguf-py do (see above); out holds the
+ * type's bytes for n elements. */
+void lc_gguf_export_convert(const float *x, uint64_t n, uint32_t type, unsigned char *out);
 
 /* f32|f16|bf16|q8_0 -> the ggml type; 0 or -1. */
 int lc_gguf_export_parse_type(const char *s, uint32_t *type);

@@ -208,9 +208,11 @@ int lc_gguf_model_config(lc_model_config *cfg, const lc_gguf_file *f, lc_error *
                             akey(&x, key, sizeof key, "attention.layer_norm_rms_epsilon"), eps);
     cfg->rms_norm_eps = eps;
     /* vocabulary: <arch>.vocab_size, else the token list, else token_embd's rows */
-    const lc_gguf_tensor *emb = lc_gguf_find_tensor(f, "token_embd.weight");
+    char tn[128];
+    const lc_gguf_tensor *emb = lc_gguf_find_tensor(
+        f, lc_gguf_blk_name(tn, sizeof tn, -1, "model.embed_tokens", "weight"));
     if (!emb)
-        return lc_error_set(err, "%s: missing tensor 'token_embd.weight'", f->path);
+        return lc_error_set(err, "%s: missing tensor '%s'", f->path, tn);
     int64_t vocab = emb->n_dims == 2 ? emb->ne[1] : 0;
     if (lc_gguf_find_kv(f, akey(&x, key, sizeof key, "vocab_size"))) {
         int v;
@@ -227,10 +229,11 @@ int lc_gguf_model_config(lc_model_config *cfg, const lc_gguf_file *f, lc_error *
         return lc_error_set(err, "%s: vocabulary of %lld tokens, expected 1..%d", f->path,
                             (long long)vocab, LC_CFG_MAX_VOCAB);
     cfg->vocab_size = (int)vocab;
-    cfg->tie_word_embeddings = !has_tensor(f, "output.weight");
-    cfg->qkv_bias = has_tensor(f, "blk.0.attn_q.bias");
-    cfg->o_bias = has_tensor(f, "blk.0.attn_output.bias");
-    cfg->mlp_bias = has_tensor(f, "blk.0.ffn_gate.bias");
+    cfg->tie_word_embeddings =
+        !has_tensor(f, lc_gguf_blk_name(tn, sizeof tn, -1, "lm_head", "weight"));
+    cfg->qkv_bias = has_tensor(f, lc_gguf_blk_name(tn, sizeof tn, 0, "self_attn.q_proj", "bias"));
+    cfg->o_bias = has_tensor(f, lc_gguf_blk_name(tn, sizeof tn, 0, "self_attn.o_proj", "bias"));
+    cfg->mlp_bias = has_tensor(f, lc_gguf_blk_name(tn, sizeof tn, 0, "mlp.gate_proj", "bias"));
     cfg->qk_norm = cfg->arch == LC_ARCH_QWEN3;
     cfg->sliding_window = 0;
     cfg->dtype = LC_DTYPE_F32;
@@ -315,13 +318,6 @@ static int get_vector(lc_model *m, const char *name, int64_t n, int rope_heads, 
     return 0;
 }
 
-const char *lc_gguf_linear_name(lc_module m)
-{
-    static const char *const names[LC_MOD_COUNT] = {
-        "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-    return names[m];
-}
-
 int lc_gguf_model_load(lc_model *m, const char *path, const lc_model_load_opts *o,
                        lc_error *err)
 {
@@ -346,13 +342,16 @@ int lc_gguf_model_load(lc_model *m, const char *path, const lc_model_load_opts *
     }
     lc_real *slot = m->small;
     char name[128];
-    if (get_matrix(m, "token_embd.weight", V, C, 0, &m->embed, err))
+    if (get_matrix(m, lc_gguf_blk_name(name, sizeof name, -1, "model.embed_tokens", "weight"), V,
+                   C, 0, &m->embed, err))
         goto fail;
     if (c->tie_word_embeddings)
         m->lm_head = m->embed;
-    else if (get_matrix(m, "output.weight", V, C, 0, &m->lm_head, err))
+    else if (get_matrix(m, lc_gguf_blk_name(name, sizeof name, -1, "lm_head", "weight"), V, C, 0,
+                        &m->lm_head, err))
         goto fail;
-    if (get_vector(m, "output_norm.weight", C, 0, &slot, &m->final_norm, err))
+    if (get_vector(m, lc_gguf_blk_name(name, sizeof name, -1, "model.norm", "weight"), C, 0, &slot,
+                   &m->final_norm, err))
         goto fail;
     bool permuted = c->arch == LC_ARCH_LLAMA; /* LlamaModel.permute in convert_hf_to_gguf.py */
     for (int l = 0; l < c->n_layers; l++) {
@@ -362,26 +361,28 @@ int lc_gguf_model_load(lc_model *m, const char *path, const lc_model_load_opts *
             lc_module_shape(c, mod, &out, &in);
             int heads = !permuted ? 0 : mod == LC_MOD_Q ? c->n_heads
                       : mod == LC_MOD_K ? c->n_kv_heads : 0;
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, lc_gguf_linear_name(mod));
+            char stem[64];
+            snprintf(stem, sizeof stem, "%s.%s", lc_module_parent(mod), lc_module_name(mod));
+            lc_gguf_blk_name(name, sizeof name, l, stem, "weight");
             if (get_matrix(m, name, out, in, heads, &L->proj[mod], err))
                 goto fail;
             if (lc_model_module_has_bias(c, mod)) {
-                snprintf(name, sizeof name, "blk.%d.%s.bias", l, lc_gguf_linear_name(mod));
+                lc_gguf_blk_name(name, sizeof name, l, stem, "bias");
                 if (get_vector(m, name, out, heads, &slot, &L->bias[mod], err))
                     goto fail;
             }
         }
-        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+        lc_gguf_blk_name(name, sizeof name, l, "input_layernorm", "weight");
         if (get_vector(m, name, C, 0, &slot, &L->input_norm, err))
             goto fail;
-        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
+        lc_gguf_blk_name(name, sizeof name, l, "post_attention_layernorm", "weight");
         if (get_vector(m, name, C, 0, &slot, &L->post_attn_norm, err))
             goto fail;
         if (c->qk_norm) {
-            snprintf(name, sizeof name, "blk.%d.attn_q_norm.weight", l);
+            lc_gguf_blk_name(name, sizeof name, l, "self_attn.q_norm", "weight");
             if (get_vector(m, name, D, 0, &slot, &L->q_norm, err))
                 goto fail;
-            snprintf(name, sizeof name, "blk.%d.attn_k_norm.weight", l);
+            lc_gguf_blk_name(name, sizeof name, l, "self_attn.k_norm", "weight");
             if (get_vector(m, name, D, 0, &slot, &L->k_norm, err))
                 goto fail;
         }

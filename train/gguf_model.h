@@ -11,12 +11,8 @@
  * HF order (ggml_weight.h), so LoRA adapters over them are PEFT adapters of
  * the original HF model.
  *
- * GGUF tensor ↔ HF name:   token_embd ↔ model.embed_tokens, output ↔ lm_head
- * (absent: tied), output_norm ↔ model.norm, blk.N.attn_norm / ffn_norm ↔
- * input_layernorm / post_attention_layernorm, blk.N.attn_q/k/v/output ↔
- * q/k/v/o_proj (+ .bias), blk.N.ffn_gate/up/down ↔ gate/up/down_proj,
- * blk.N.attn_q_norm / attn_k_norm ↔ q_norm / k_norm (Qwen3). Shapes are in
- * ggml order in the file: ne = [in, out].
+ * GGUF tensor ↔ HF names: train/gguf_names.h (output absent: tied
+ * embeddings). Shapes are in ggml order in the file: ne = [in, out].
  *
  * Text datasets use a tokenizer.json next to the file when there is one, else
  * the file's own tokenizer.ggml.* vocabulary (train/gguf_vocab.h: byte-level
@@ -30,6 +26,7 @@
 #include "autograd/error.h"
 #include "data/gguf.h"
 #include "train/model.h"
+#include "train/gguf_names.h"
 #include "train/model_config.h"
 
 /* path names a GGUF file: it ends in ".gguf" or its first 4 bytes are "GGUF". */
@@ -50,10 +47,6 @@ const char *lc_model_tokenizer_dir(const char *base_model, char *buf, size_t n);
  * be NULL; o->nf4 is refused (the file is already quantized). */
 int lc_gguf_model_load(lc_model *m, const char *path, const lc_model_load_opts *o,
                        lc_error *err);
-
-/* The GGUF name of linear module m in blk.N.<name>.weight ("attn_q", ...),
- * as llama.cpp's converter names it (the loader and export-gguf use it). */
-const char *lc_gguf_linear_name(lc_module m);
 
 /* Owned by a model loaded from GGUF (lc_model.gguf); lc_model_free calls this. */
 void lc_gguf_base_free(struct lc_gguf_base *g);

@@ -1,6 +1,9 @@
-/* gguf_vocab.c — tokenizer.json / tokenizer_config.json as GGUF tokenizer
- * keys (see gguf_vocab.h for the rules, those of convert_hf_to_gguf.py and
- * gguf-py's SpecialVocab). */
+/* gguf_vocab.c — both directions between a model's tokenizer and GGUF's
+ * tokenizer.ggml.* keys (see gguf_vocab.h for the rules): writing them from
+ * tokenizer.model / tokenizer.json / tokenizer_config.json as
+ * convert_hf_to_gguf.py and gguf-py's SpecialVocab do (first half), and
+ * reading a GGUF file's vocabulary back as lorac's tokenizer, tokenizing as
+ * llama.cpp does (second half, "the other way"). */
 #include "train/gguf_vocab.h"
 
 #include <cjson/cJSON.h>
@@ -11,11 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/spm_model.h"
 #include "train/fsutil.h"
 
 #define MAX_JSON (256u << 20)
 
-enum { TT_NORMAL = 1, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
+enum {
+    TT_NORMAL = 1,
+    TT_UNKNOWN = 2,
+    TT_CONTROL = 3,
+    TT_USER_DEFINED = 4,
+    TT_UNUSED = 5,
+    TT_BYTE = 6
+};
 
 /* The pre-tokenizer regexes llama.cpp implements, by the name the converter
  * gives the models that use them. */
@@ -406,6 +417,14 @@ static bool is_byte_token(const char *s)
            s[3] && s[4];
 }
 
+/* id i as the converters' filler "[PADi]", type unused */
+static int set_pad(vocab *v, int i, lc_error *err)
+{
+    char pad[32];
+    snprintf(pad, sizeof pad, "[PAD%d]", i);
+    return set_tok(v, i, pad, TT_UNUSED, err);
+}
+
 static int fill_gpt2(vocab *v, lc_error *err)
 {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(v->tj, "model");
@@ -431,12 +450,8 @@ static int fill_gpt2(vocab *v, lc_error *err)
             unspace(v->tok[id->valueint]);
     }
     for (int i = 0; i < v->n; i++)
-        if (!v->tok[i]) {
-            char pad[32];
-            snprintf(pad, sizeof pad, "[PAD%d]", i);
-            if (set_tok(v, i, pad, TT_UNUSED, err))
-                return -1;
-        }
+        if (!v->tok[i] && set_pad(v, i, err))
+            return -1;
     return 0;
 }
 
@@ -536,13 +551,119 @@ static int fill_llama(vocab *v, lc_error *err)
     return rc;
 }
 
+/* An id of added_tokens.json / added_tokens_decoder as the converter indexes
+ * its lists with it: -1 (and err) when it is not a non-negative integer. */
+static int added_index(const vocab *v, const char *file, const char *tok, double id, lc_error *err)
+{
+    char pb[64];
+    if (!(id >= 0 && id <= 2147483647.0) || id != (double)(int)id)
+        return lc_error_set(err, "%s/%s: token '%s' has id %g, not a non-negative integer",
+                            v->dir, file, lc_printable(tok, pb, sizeof pb), id);
+    return 0;
+}
+
+/* Python truthiness of a JSON value (token_data.get("special")). */
+static bool truthy(const cJSON *e)
+{
+    return cJSON_IsTrue(e) || (cJSON_IsNumber(e) && e->valuedouble != 0) ||
+           (cJSON_IsString(e) && e->valuestring[0]) ||
+           ((cJSON_IsArray(e) || cJSON_IsObject(e)) && e->child);
+}
+
+/* _create_vocab_sentencepiece: vocab_size entries "[PADi]" (score -10000,
+ * unused), then the pieces of tokenizer.model below vocab_size (their text,
+ * score, and type: unknown, control, unused, byte, else normal — a
+ * user-defined piece is normal), then added_tokens.json's tokens
+ * (user-defined, -1000) and tokenizer_config.json's added_tokens_decoder
+ * (control when special or looking special, else user-defined with U+2581
+ * as a space; -1000); ids past vocab_size are skipped, as the converter
+ * skips them. */
+static int fill_spm(vocab *v, const lc_spm_model *m, lc_error *err)
+{
+    for (int i = 0; i < v->n; i++) {
+        if (set_pad(v, i, err))
+            return -1;
+        v->score[i] = -10000.0f;
+    }
+    for (size_t i = 0; i < m->n && i < (size_t)v->n; i++) {
+        int t = m->pieces[i].type;
+        int tt = t == LC_SPM_UNKNOWN ? TT_UNKNOWN : t == LC_SPM_CONTROL ? TT_CONTROL
+               : t == LC_SPM_UNUSED ? TT_UNUSED : t == LC_SPM_BYTE ? TT_BYTE : TT_NORMAL;
+        if (set_tok(v, (int)i, m->pieces[i].text, tt, err))
+            return -1;
+        v->score[i] = m->pieces[i].score;
+    }
+    cJSON *at = load_json(v->dir, "added_tokens.json", true, err);
+    if (!at && err->msg[0])
+        return -1;
+    const cJSON *e;
+    int rc = 0;
+    cJSON_ArrayForEach(e, at) {
+        if (!cJSON_IsNumber(e) ||
+            added_index(v, "added_tokens.json", e->string, e->valuedouble, err)) {
+            char pb[64];
+            if (!cJSON_IsNumber(e))
+                lc_error_set(err, "%s/added_tokens.json: token '%s' has no numeric id", v->dir,
+                             lc_printable(e->string, pb, sizeof pb));
+            rc = -1;
+            break;
+        }
+        if (e->valueint >= v->n)
+            continue;
+        if ((rc = set_tok(v, e->valueint, e->string, TT_USER_DEFINED, err)))
+            break;
+        v->score[e->valueint] = -1000.0f;
+    }
+    cJSON_Delete(at);
+    const cJSON *dec = v->tc ? cJSON_GetObjectItemCaseSensitive(v->tc, "added_tokens_decoder")
+                             : NULL;
+    if (!cJSON_IsObject(dec))
+        dec = NULL;
+    cJSON_ArrayForEach(e, dec) {
+        if (rc)
+            break;
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
+        size_t digits = strspn(e->string, "0123456789");
+        if (!cJSON_IsString(c) || !digits || e->string[digits] || digits > 10) {
+            char pb[48];
+            rc = lc_error_set(err, "%s/tokenizer_config.json: added_tokens_decoder entry "
+                              "'%s' needs a decimal id and a content string", v->dir,
+                              lc_printable(e->string, pb, sizeof pb));
+            break;
+        }
+        double id = strtod(e->string, NULL);
+        if ((rc = added_index(v, "tokenizer_config.json", c->valuestring, id, err)))
+            break;
+        if (id >= v->n)
+            continue;
+        int i = (int)id;
+        bool control = truthy(cJSON_GetObjectItemCaseSensitive(e, "special")) ||
+                       looks_special(c->valuestring);
+        if ((rc = set_tok(v, i, c->valuestring, control ? TT_CONTROL : TT_USER_DEFINED, err)))
+            break;
+        if (!control)
+            unspace(v->tok[i]);
+        v->score[i] = -1000.0f;
+    }
+    return rc;
+}
+
 int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config *cfg,
                       lc_error *err)
 {
     vocab v = {.dir = dir, .n = cfg->vocab_size};
+    lc_spm_model spm = {0};
     int rc = -1;
-    if (!(v.tj = load_json(dir, "tokenizer.json", false, err)))
+    char spm_path[4200];
+    if (path_in(spm_path, sizeof spm_path, dir, "tokenizer.model", err))
+        return -1;
+    bool have_spm = lc_path_exists(spm_path); /* the converter's first choice */
+    if (have_spm && lc_spm_load(&spm, spm_path, err))
+        return lc_error_prefix(err, "the GGUF vocabulary");
+    if (!(v.tj = load_json(dir, "tokenizer.json", have_spm, err)) && (!have_spm || err->msg[0])) {
+        lc_spm_free(&spm);
         return lc_error_prefix(err, "the GGUF needs the model's tokenizer");
+    }
     v.tc = load_json(dir, "tokenizer_config.json", true, err);
     if (!v.tc && err->msg[0])
         goto out;
@@ -559,7 +680,7 @@ int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config 
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(v.tj, "model");
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(model, "type");
     const cJSON *bf = cJSON_GetObjectItemCaseSensitive(model, "byte_fallback");
-    if (!cJSON_IsString(mt) || strcmp(mt->valuestring, "BPE")) {
+    if (!have_spm && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "BPE"))) {
         lc_error_set(err, "%s/tokenizer.json: model type '%s' is not BPE; lorac writes GGUF "
                      "vocabularies for byte-level BPE and SentencePiece-style BPE only", dir,
                      cJSON_IsString(mt) ? mt->valuestring : "?");
@@ -571,7 +692,14 @@ int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config 
         if (cJSON_IsBool(aps))
             lc_gguf_add_bool(w, "tokenizer.ggml.add_space_prefix", cJSON_IsTrue(aps));
     }
-    if (cJSON_IsTrue(bf)) { /* SentencePiece-style: llama.cpp's "llama" model */
+    if (have_spm) { /* tokenizer.model: _set_vocab_sentencepiece */
+        if (fill_spm(&v, &spm, err))
+            goto out;
+        lc_gguf_add_str(w, "tokenizer.ggml.model", "llama", 5);
+        lc_gguf_add_str(w, "tokenizer.ggml.pre", "default", 7);
+        if (add_arrays(w, &v, true, err) || add_specials(w, &v, err))
+            goto out;
+    } else if (cJSON_IsTrue(bf)) { /* SentencePiece-style: llama.cpp's "llama" model */
         if (fill_llama(&v, err))
             goto out;
         lc_gguf_add_str(w, "tokenizer.ggml.model", "llama", 5);
@@ -599,6 +727,7 @@ out:
     cJSON_Delete(v.tj);
     cJSON_Delete(v.tc);
     cJSON_Delete(v.cj);
+    lc_spm_free(&spm);
     return rc;
 }
 
@@ -810,7 +939,6 @@ static cJSON *add_step(cJSON *list, const char *type)
 }
 
 #define SPM_SPACE "\xe2\x96\x81" /* U+2581 ▁, SentencePiece's escaped space */
-enum { TT_UNKNOWN_ID = 2 };  /* llama.cpp's LLAMA_TOKEN_TYPE_UNKNOWN (<unk>) */
 
 /* llama.cpp's per-model token attribute for Phi-3 (general.name holding
  * "phi-3" or "phi3", any case): its special tokens take the whitespace after
@@ -859,7 +987,7 @@ static int spm_to_json(const lc_gguf_file *f, const char *path, const lc_gguf_kv
     for (uint64_t i = 0; i < tokens->n; i++) {
         int64_t t = lc_gguf_kv_int(types, i);
         ve[(*nve)++] = (lc_vocab_entry){tokens->strs[i].ptr, tokens->strs[i].len, (int32_t)i};
-        if ((t == TT_CONTROL || t == TT_USER_DEFINED || t == TT_UNKNOWN_ID) &&
+        if ((t == TT_CONTROL || t == TT_USER_DEFINED || t == TT_UNKNOWN) &&
             tokens->strs[i].len > 0) { /* "" would match nothing */
             char *z = added_text(tokens, i, path, err);
             if (!z)

@@ -9,7 +9,16 @@
  *     tokenizer lacks become "[PADn]", type unused); token_type normal,
  *     control (added and special, or looking special: <|...|>), user-defined
  *     (other added tokens); merges "a b" (a space inside a part as U+0120);
- *   SentencePiece-style BPE with byte_fallback (Llama 2, Mistral): model
+ *   a SentencePiece tokenizer.model in the directory (Llama 2, Mistral, any
+ *     architecture: the converter tries it first): model "llama", pre
+ *     "default", vocab_size tokens: the pieces (text, score; type unknown,
+ *     control, unused, byte or normal — user-defined pieces are normal),
+ *     "[PADn]" (score -10000, unused) where the model has no piece, then
+ *     added_tokens.json (user-defined) and tokenizer_config.json's
+ *     added_tokens_decoder (control when special or looking special, else
+ *     user-defined with U+2581 as a space), both scored -1000; ids past
+ *     vocab_size skipped (data/spm_model.c reads the .model);
+ *   else SentencePiece-style BPE with byte_fallback (Llama 2, Mistral): model
  *     "llama", pre "default", the vocabulary and then the added tokens past
  *     it, scores -1000 (the converter's value for a tokenizer.json without
  *     tokenizer.model), types byte (<0xXX>), control (special tokens),
@@ -30,8 +39,8 @@
 #include "data/gguf_write.h"
 #include "train/model_config.h"
 
-/* Adds the keys for the tokenizer of model directory dir (tokenizer.json
- * required) to w. -1 with a message naming the file and what is not
+/* Adds the keys for the tokenizer of model directory dir (tokenizer.model
+ * or tokenizer.json required) to w. -1 with a message naming the file and what is not
  * supported. */
 int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config *cfg,
                       lc_error *err);

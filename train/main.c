@@ -24,6 +24,7 @@
 #include "train/info.h"
 #include "data/ggml_quants.h"
 #include "train/gguf_export.h"
+#include "train/gguf_model.h"
 #include "train/merge.h"
 #include "train/preprocess.h"
 #include "train/quantize.h"
@@ -194,6 +195,12 @@ static void merge_usage(FILE *f)
         "  Quantized bases (config.json quantization_config, bitsandbytes 4-bit) are refused\n"
         "  without --dequantize. With it, the verification compares base (NF4) + adapter\n"
         "  against the dense merged model, with the tolerance of the output dtype.\n"
+        "  GGUF base: lorac merge --base model.gguf --adapter DIR --out merged.gguf\n"
+        "  [--type f32|f16|bf16|q8_0] [--force] [--no-verify] writes a GGUF file, as\n"
+        "  llama.cpp's llama-export-lora: metadata and untouched tensors copied byte for\n"
+        "  byte, each adapted linear dequantized, merged in f32 and written in --type\n"
+        "  (default: F32 stays F32, any other type becomes F16), q/k rows in llama.cpp's\n"
+        "  order; verified as above before the file is renamed into place.\n"
         "  Exit status: 0 merged, 1 failed, 2 bad usage.\n");
 }
 
@@ -210,6 +217,7 @@ static int cmd_merge(int argc, char **argv)
         {"--base", &o.base_dir, NULL}, {"--adapter", &o.adapter_dir, NULL},
         {"--out", &o.out_dir, NULL}, {"--dtype", &dtype, NULL}, {"--force", NULL, &o.force},
         {"--no-verify", NULL, &no_verify}, {"--dequantize", NULL, &o.dequantize},
+        {"--type", &o.gguf_type, NULL},
     };
     if (lc_cli_parse("merge", argc, argv, flags, (int)(sizeof flags / sizeof *flags), stderr)) {
         merge_usage(stderr);
@@ -221,7 +229,7 @@ static int cmd_merge(int argc, char **argv)
         return 2;
     }
     const char *missing = !o.base_dir ? "--base DIR" : !o.adapter_dir ? "--adapter DIR"
-                          : !o.out_dir ? "--out DIR" : NULL;
+                          : !o.out_dir ? "--out DIR|F.gguf" : NULL;
     if (missing) {
         fprintf(stderr, "lorac merge: missing %s\n", missing);
         merge_usage(stderr);
@@ -234,17 +242,23 @@ static int cmd_merge(int argc, char **argv)
         fprintf(stderr, "lorac merge: %s\n", err.msg);
         return 1;
     }
-    printf("merged %d linear%s of %s into %s: %s (%d shard%s, %d tensor%s, %.1f MiB",
-           r.n_merged, lc_plural(r.n_merged), o.adapter_dir, o.base_dir, o.out_dir, r.n_shards,
-           lc_plural(r.n_shards), r.n_tensors, lc_plural(r.n_tensors),
-           r.bytes_written / 1048576.0);
-    if (r.n_dequantized)
-        printf(", %d NF4 linear%s dequantized to %s, %d bitsandbytes tensor%s dropped",
-               r.n_dequantized, lc_plural(r.n_dequantized),
-               lc_dtype_name((lc_dtype)r.out_dtype), r.n_dropped, lc_plural(r.n_dropped));
-    if (r.n_converted)
-        printf(", %d other tensor%s converted", r.n_converted, lc_plural(r.n_converted));
-    printf(")\ncopied: %s\n", r.n_files_copied ? r.copied : "(no other files)");
+    if (lc_gguf_model_is_gguf(o.base_dir)) {
+        printf("merged %d linear%s of %s into %s: %s (%d tensor%s, %.1f MiB; %s)\n",
+               r.n_merged, lc_plural(r.n_merged), o.adapter_dir, o.base_dir, o.out_dir,
+               r.n_tensors, lc_plural(r.n_tensors), r.bytes_written / 1048576.0, r.copied);
+    } else {
+        printf("merged %d linear%s of %s into %s: %s (%d shard%s, %d tensor%s, %.1f MiB",
+               r.n_merged, lc_plural(r.n_merged), o.adapter_dir, o.base_dir, o.out_dir,
+               r.n_shards, lc_plural(r.n_shards), r.n_tensors, lc_plural(r.n_tensors),
+               r.bytes_written / 1048576.0);
+        if (r.n_dequantized)
+            printf(", %d NF4 linear%s dequantized to %s, %d bitsandbytes tensor%s dropped",
+                   r.n_dequantized, lc_plural(r.n_dequantized),
+                   lc_dtype_name((lc_dtype)r.out_dtype), r.n_dropped, lc_plural(r.n_dropped));
+        if (r.n_converted)
+            printf(", %d other tensor%s converted", r.n_converted, lc_plural(r.n_converted));
+        printf(")\ncopied: %s\n", r.n_files_copied ? r.copied : "(no other files)");
+    }
     printf("peak memory (max RSS) while merging: %.1f MiB (largest input shard %.1f MiB), "
            "%.2f s", r.peak_rss_merge / 1048576.0, r.largest_shard_bytes / 1048576.0,
            r.seconds_merge);
@@ -273,7 +287,8 @@ static void export_gguf_usage(FILE *f)
         "  architecture llama (Llama 2/3, Mistral), qwen2 or qwen3, the hyperparameters,\n"
         "  the tokenizer (tokenizer.json: byte-level BPE as gpt2, SentencePiece-style BPE as\n"
         "  llama), the chat template, and the tensors renamed (q/k rows permuted for llama).\n"
-        "  --base DIR      Hugging Face model directory (F32/BF16/F16 weights)\n"
+        "  --base DIR      Hugging Face model directory (F32/BF16/F16 weights); with --lora\n"
+        "                  also the GGUF file the adapter was trained over\n"
         "  --adapter DIR   PEFT adapter: merged into the base (W + scaling * B@A, in f32)\n"
         "  --lora          write the adapter alone as a GGUF LoRA adapter (llama.cpp --lora),\n"
         "                  as convert_lora_to_gguf.py writes it (rsLoRA folded into alpha)\n"
@@ -508,7 +523,8 @@ static void generate_usage(FILE *f)
         "  Generates a continuation with the base model (and a PEFT adapter, applied unmerged),\n"
         "  decoding with a KV cache: the prompt in one pass, then one token per step. Text is\n"
         "  streamed to stdout as it comes; tokens/s (prefill and decode) go to stderr.\n"
-        "  --model DIR          Hugging Face model directory (a merged model works as it is)\n"
+        "  --model DIR          Hugging Face model directory (a merged model works as it is),\n"
+        "                       or a GGUF file (tokenizer: tokenizer.json next to it, else its own)\n"
         "  --adapter DIR        PEFT adapter directory (optional)\n"
         "  --prompt TEXT        tokenized with DIR's tokenizer and its special tokens (BOS for\n"
         "                       Llama), as HF tokenizer(text)\n"

@@ -7,8 +7,9 @@
  * Test hook (test-only, not a user feature): with the environment variable
  * LORAC_TEST_CORRUPT_MERGE=X (a non-zero number such as 1 or 1e-4), X is
  * added to element [0,0] of one merged weight (layer 0, down_proj when
- * targeted) before it is written, so a test can prove that the verification
- * catches a wrong merge, small errors included. */
+ * targeted; a GGUF merge: the first merged tensor of the file) before it is
+ * written, so a test can prove that the verification catches a wrong merge,
+ * small errors included. */
 #include "train/sysinfo.h"
 #include "train/merge.h"
 #include "data/batch.h"
@@ -37,6 +38,9 @@
 #include "train/memory_plan.h"
 #include "train/model.h"
 #include "autograd/hash.h"
+#include "autograd/ggml_weight.h"
+#include "data/ggml_quants.h"
+#include "train/gguf_merge.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 #define MAX_SMALL_FILE (256u << 20)
@@ -436,14 +440,19 @@ static int find_targets(merge_job *j, lc_error *err)
                                     lc_dtype_name(t->dtype));
             j->targets[(size_t)l * LC_MOD_COUNT + m] = t;
         }
-    const char *hook = getenv("LORAC_TEST_CORRUPT_MERGE");
-    char *hook_end = NULL;
-    j->corrupt_bump = hook ? strtof(hook, &hook_end) : 0.0f;
-    if (hook && hook_end != hook && *hook_end == '\0' && j->corrupt_bump != 0.0f &&
-        isfinite(j->corrupt_bump))
+    j->corrupt_bump = lc_merge_test_bump();
+    if (j->corrupt_bump != 0.0f)
         for (int k = 0; k < LC_MOD_COUNT && !j->corrupt; k++)
             j->corrupt = j->targets[pref[k]];
     return 0;
+}
+
+float lc_merge_test_bump(void)
+{
+    const char *hook = getenv("LORAC_TEST_CORRUPT_MERGE");
+    char *end = NULL;
+    float bump = hook ? strtof(hook, &end) : 0.0f;
+    return hook && end != hook && *end == '\0' && isfinite(bump) ? bump : 0.0f;
 }
 
 static const lc_lora_adapter *adapter_of(const merge_job *j, const lc_st_tensor *t)
@@ -715,19 +724,39 @@ static int copy_small_files(merge_job *j, lc_error *err)
 /* ------------------------------------------------------------------ */
 /* verification                                                        */
 
-/* Unit roundoff of the dtype a matrix of the merged model is stored in: the
- * largest relative error of rounding to it (0 for F32, whose rounding is
- * the merge's own f32 arithmetic, bounded separately). */
-static double out_roundoff(lc_dtype t)
+/* The type a matrix is stored in, as a ggml type id: F32, F16, BF16 (a
+ * safetensors tensor or a GGUF one) or a GGUF tensor's quantized type;
+ * NF4 (no ggml id) as UINT32_MAX, unlike any type a merge writes. */
+static uint32_t weight_type(const lc_weight *w)
 {
-    return t == LC_DTYPE_BF16 ? 0x1p-8 : t == LC_DTYPE_F16 ? 0x1p-11 : 0.0;
+    if (w->nf4)
+        return UINT32_MAX;
+    if (w->ggml)
+        return w->ggml->type;
+    return w->dtype == LC_DTYPE_BF16 ? LC_GGML_BF16
+         : w->dtype == LC_DTYPE_F16  ? LC_GGML_F16 : LC_GGML_F32;
 }
 
-/* Its smallest positive value, which bounds the absolute rounding error
- * among subnormals. */
-static double out_tiny(lc_dtype t)
+/* Unit roundoff of the type a matrix of the merged model is stored in: the
+ * largest relative error of rounding to it (0 for F32, whose rounding is
+ * the merge's own f32 arithmetic, bounded separately). Q8_0 (gguf-py's
+ * quantizer, the only quantized type a merge writes): relative to the
+ * largest |x| of the 32-element block, d/2 with d = max|x| / 127, plus the
+ * f16 rounding of d for |q| ≤ 127 (127 · d · 2^-11). Quantized types a
+ * merge never writes (an untouched Q4_K tensor, equal in base and output)
+ * count as 0. */
+static double type_roundoff(uint32_t t)
 {
-    return t == LC_DTYPE_BF16 ? 0x1p-133 : t == LC_DTYPE_F16 ? 0x1p-24 : 0x1p-149;
+    return t == LC_GGML_BF16 ? 0x1p-8 : t == LC_GGML_F16 ? 0x1p-11
+         : t == LC_GGML_Q8_0 ? 1.0 / 254 + 0x1p-11 : 0.0;
+}
+
+/* The smallest positive value of the type, which bounds the absolute
+ * rounding error among subnormals (Q8_0: 127 times f16's, via its scale). */
+static double type_tiny(uint32_t t)
+{
+    return t == LC_GGML_BF16 ? 0x1p-133 : t == LC_GGML_F16 ? 0x1p-24
+         : t == LC_GGML_Q8_0 ? 127 * 0x1p-24 : 0x1p-149;
 }
 
 /* The element of the merged model farthest outside its rounding bound. */
@@ -736,7 +765,7 @@ typedef struct weight_worst {
     double got, want, bound;
     int64_t row, col;
     char name[96];
-    lc_dtype dtype;
+    uint32_t type;             /* ggml type id of the merged matrix */
 } weight_worst;
 
 /* Compares one matrix of the merged model with base + scale · B@A (B, A
@@ -746,15 +775,20 @@ typedef struct weight_worst {
  * scale may differ from the merge's double one by another u32. So
  *   |got − want| ≤ (3·u32 + u) · (|W| + s·Σ_k |B_ik·A_kj|) · (1 + 2^-10) + tiny
  * holds for a correct merge whatever the values (tiny: the subnormal step),
- * while one element off by more than its own rounding fails. */
+ * while one element off by more than its own rounding fails. In Q8_0 the
+ * rounding is relative to the block's largest element, so u · max over the
+ * 32-element block of (|W| + s·Σ_k |B_ik·A_kj|) bounds it instead. */
 static void compare_matrix(const char *name, const lc_weight *base, const lc_weight *merged,
                            const lc_lora_adapter *ad, double scale, weight_worst *worst,
                            bool *oom)
 {
     const int64_t nr = base->rows, nc = base->cols, rk = ad ? ad->A->shape[0] : 0;
     const lc_real *A = ad ? ad->A->data : NULL, *B = ad ? ad->B->data : NULL;
-    const double rel = (3 * 0x1p-24 + out_roundoff(merged->dtype)) * (1 + 0x1p-10);
-    const double tiny = out_tiny(merged->dtype) + 0x1p-148;
+    const uint32_t mt = weight_type(merged);
+    const bool blockwise = mt == LC_GGML_Q8_0;
+    const double u = type_roundoff(mt);
+    const double rel = (3 * 0x1p-24 + (blockwise ? 0 : u)) * (1 + 0x1p-10);
+    const double tiny = type_tiny(mt) + 0x1p-148;
 #pragma omp parallel
     {
         lc_real *w = malloc((size_t)nc * sizeof *w), *m = malloc((size_t)nc * sizeof *m);
@@ -790,10 +824,18 @@ static void compare_matrix(const char *name, const lc_weight *base, const lc_wei
                 g = (double)ad->m->data[i] / sqrt(ss);
                 grel = 8 * 0x1p-24;
             }
+            for (int64_t c = 0; c < nc; c++)
+                mag[c] = fabs((double)w[c]) + fabs(scale) * mag[c];
+            double block_max = 0;
             for (int64_t c = 0; c < nc; c++) {
+                if (blockwise && c % 32 == 0) {
+                    block_max = 0;
+                    for (int64_t k = c; k < c + 32 && k < nc; k++)
+                        block_max = fmax(block_max, mag[k]);
+                    block_max *= u * (1 + 0x1p-10);
+                }
                 const double want = g * ((double)w[c] + scale * acc[c]);
-                const double bound = (rel + grel) * fabs(g) *
-                                         (fabs((double)w[c]) + fabs(scale) * mag[c]) + tiny;
+                const double bound = ((rel + grel) * mag[c] + block_max) * fabs(g) + tiny;
                 const double d = fabs((double)m[c] - want);
                 const double ratio = isnan(d) ? INFINITY : d / bound;
                 if (ratio > local.ratio)
@@ -804,7 +846,7 @@ static void compare_matrix(const char *name, const lc_weight *base, const lc_wei
         if (local.ratio > worst->ratio) {
             *worst = local;
             snprintf(worst->name, sizeof worst->name, "%s", name);
-            worst->dtype = merged->dtype;
+            worst->type = mt;
         }
         free(w);
         free(m);
@@ -817,8 +859,8 @@ static void compare_matrix(const char *name, const lc_weight *base, const lc_wei
  * and the embeddings (and an untied lm_head) of the merged model against the
  * base; the worst element in *worst; -1 only when out of memory or a shape
  * differs. */
-static int check_weights(merge_job *j, const lc_model *base, const lc_model *merged,
-                         weight_worst *worst, lc_error *err)
+static int check_weights(const lc_lora *lora, const lc_model *base, const lc_model *merged,
+                         lc_merge_report *r, weight_worst *worst, lc_error *err)
 {
     bool oom = false;
     int n = 0;
@@ -833,8 +875,8 @@ static int check_weights(merge_job *j, const lc_model *base, const lc_model *mer
                 return lc_error_set(err, "verification: %s is [%lld,%lld] in the merged model, "
                                     "[%lld,%lld] in the base", name, (long long)w->rows,
                                     (long long)w->cols, (long long)b->rows, (long long)b->cols);
-            compare_matrix(name, b, w, lc_lora_get(&j->lora, l, (lc_module)m),
-                           (double)j->lora.scale, worst, &oom);
+            compare_matrix(name, b, w, lc_lora_get(lora, l, (lc_module)m), (double)lora->scale,
+                           worst, &oom);
             n++;
         }
     const lc_weight *bw[2] = {&base->embed, &base->lm_head};
@@ -849,8 +891,8 @@ static int check_weights(merge_job *j, const lc_model *base, const lc_model *mer
     }
     if (oom)
         return lc_error_set(err, "verification: out of memory comparing the weights");
-    j->r->verify_weights_checked = n;
-    j->r->verify_weight_worst = worst->ratio;
+    r->verify_weights_checked = n;
+    r->verify_weight_worst = worst->ratio;
     return 0;
 }
 
@@ -873,9 +915,9 @@ static int check_weights(merge_job *j, const lc_model *base, const lc_model *mer
  * correct merge must not fail. That leaves BF16 logits blind to a wrong
  * adapter whose effect is below ~6% of max|logit|; the element-wise check
  * bounds each merged weight by its own rounding and catches it. */
-static int verify(merge_job *j, lc_error *err)
+int lc_merge_verify(const char *base_path, const char *merged_path, const lc_lora *lora,
+                    lc_merge_report *r, lc_error *err)
 {
-    lc_merge_report *r = j->r;
     lc_model base = {0}, merged = {0};
     lc_arena arena = {0};
     lc_tape tape = {0};
@@ -883,11 +925,11 @@ static int verify(merge_job *j, lc_error *err)
     lc_real *l1 = NULL, *l2 = NULL;
     int32_t *ids = NULL, *tg = NULL, *pos = NULL;
     int rc = -1;
-    if (lc_model_load(&base, j->o->base_dir, err)) {
+    if (lc_model_load(&base, base_path, err)) {
         lc_error_prefix(err, "verification: loading the base model");
         goto out;
     }
-    if (lc_model_load(&merged, j->stage, err)) {
+    if (lc_model_load(&merged, merged_path, err)) {
         lc_error_prefix(err, "verification: loading the merged model");
         goto out;
     }
@@ -897,7 +939,7 @@ static int verify(merge_job *j, lc_error *err)
         T = base.cfg.max_position_embeddings;
     const int64_t N = B * T, V = base.cfg.vocab_size;
     lc_memory_plan plan;
-    lc_memory_plan_cpu(&base.cfg, 0, j->lora.n_params, &j->lora.cfg, B, T, false, &plan);
+    lc_memory_plan_cpu(&base.cfg, 0, lora->n_params, &lora->cfg, B, T, false, &plan);
     if (lc_model_prepare_rope(&base, T, err) || lc_model_prepare_rope(&merged, T, err) ||
         lc_arena_init(&arena, "verify", plan.arena_bytes, err))
         goto out;
@@ -922,7 +964,7 @@ static int verify(merge_job *j, lc_error *err)
         pos[i] = (int32_t)(i % T);
     }
     lc_batch b = {B, T, ids, tg, pos, NULL};
-    lc_model_logits(&base, &tape, &b, &j->lora, l1, NULL, NULL);
+    lc_model_logits(&base, &tape, &b, lora, l1, NULL, NULL);
     lc_tape_reset(&tape);
     lc_model_logits(&merged, &tape, &b, NULL, l2, NULL, NULL);
     lc_tape_reset(&tape);
@@ -935,22 +977,29 @@ static int verify(merge_job *j, lc_error *err)
         if (a > maxl)
             maxl = a;
     }
-    /* the coarsest dtype the merged model's matrices are stored in */
-    lc_dtype dt = out_roundoff(merged.embed.dtype) > out_roundoff(merged.lm_head.dtype)
-                      ? merged.embed.dtype
-                      : merged.lm_head.dtype;
-    for (int l = 0; l < merged.cfg.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++)
-            if (out_roundoff(merged.layers[l].proj[m].dtype) > out_roundoff(dt))
-                dt = merged.layers[l].proj[m].dtype;
-    const double u = out_roundoff(dt);
+    /* the coarsest type among the merged model's matrices that differ from
+     * the base's: adapted, or stored in another type */
+    uint32_t dt = LC_GGML_F32;
+    const lc_weight *bm[2] = {&base.embed, &base.lm_head}, *mm[2] = {&merged.embed,
+                                                                      &merged.lm_head};
+    for (int l = -1; l < merged.cfg.n_layers; l++)
+        for (int m = 0; m < (l < 0 ? 2 : LC_MOD_COUNT); m++) {
+            const lc_weight *bw = l < 0 ? bm[m] : &base.layers[l].proj[m];
+            const lc_weight *mw = l < 0 ? mm[m] : &merged.layers[l].proj[m];
+            const uint32_t t = weight_type(mw);
+            bool differs = t != weight_type(bw) || (l >= 0 && lc_lora_get(lora, l, (lc_module)m));
+            if (differs && type_roundoff(t) > type_roundoff(dt))
+                dt = t;
+        }
+    const double u = type_roundoff(dt);
     r->verify_max_diff = maxd;
     r->verify_max_logit = maxl;
     r->verify_tolerance = (LC_MERGE_TOL_ARITH * 0x1p-24 + LC_MERGE_TOL_ROUND * u) * maxl;
     if (u > 0)
-        snprintf(r->verify_rule, sizeof r->verify_rule, "(%g x 2^-24 + %g x 2^-%d) x max|logit|, "
-                 "%s output", LC_MERGE_TOL_ARITH, LC_MERGE_TOL_ROUND, dt == LC_DTYPE_BF16 ? 8 : 11,
-                 dt == LC_DTYPE_BF16 ? "bf16" : "f16");
+        snprintf(r->verify_rule, sizeof r->verify_rule, "(%g x 2^-24 + %g x %s) x max|logit|, "
+                 "%s output", LC_MERGE_TOL_ARITH, LC_MERGE_TOL_ROUND,
+                 dt == LC_GGML_BF16 ? "2^-8" : dt == LC_GGML_F16 ? "2^-11" : "(1/254 + 2^-11)",
+                 dt == LC_GGML_BF16 ? "bf16" : dt == LC_GGML_F16 ? "f16" : "q8_0");
     else
         snprintf(r->verify_rule, sizeof r->verify_rule, "%g x 2^-24 x max|logit|, f32 output",
                  LC_MERGE_TOL_ARITH);
@@ -962,7 +1011,7 @@ static int verify(merge_job *j, lc_error *err)
         goto out;
     }
     weight_worst ww;
-    if (check_weights(j, &base, &merged, &ww, err))
+    if (check_weights(lora, &base, &merged, r, &ww, err))
         goto out;
     if (!(ww.ratio <= 1.0)) {
         lc_error_set(err, "verification failed: %s[%lld,%lld] of the merged model is %.9g, but "
@@ -970,7 +1019,7 @@ static int verify(merge_job *j, lc_error *err)
                      "can explain (the largest logit difference, %.3g, is within its tolerance "
                      "%.3g); the merged model is wrong", ww.name, (long long)ww.row,
                      (long long)ww.col, ww.got, ww.want, fabs(ww.got - ww.want), ww.ratio,
-                     lc_dtype_name(ww.dtype), maxd, r->verify_tolerance);
+                     lc_ggml_type_get(ww.type)->name, maxd, r->verify_tolerance);
         goto out;
     }
     r->verified = true;
@@ -1128,7 +1177,7 @@ static void discard_partial(merge_job *j, const char *out, bool existed, lc_erro
 static int verify_stage(merge_job *j, const char *out, bool existed, lc_error *err)
 {
     double t1 = lc_now_s();
-    int rc = verify(j, err);
+    int rc = lc_merge_verify(j->o->base_dir, j->stage, &j->lora, j->r, err);
     j->r->seconds_verify = lc_now_s() - t1;
     if (rc && lc_remove_tree(j->stage) == 0) {
         j->stage_made = false;
@@ -1163,13 +1212,19 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
     j.r = r;
     j.log = log;
     const double t0 = lc_now_s();
+    lc_lora_config dora;
+    if (lc_gguf_model_is_gguf(o->base_dir) && o->adapter_dir &&
+        lc_lora_read_config(&dora, o->adapter_dir, err) == 0 && dora.use_dora)
+        return lc_error_set(err, "%s/adapter_config.json: use_dora: merging a DoRA adapter into "
+                            "a GGUF base is not supported (merge into the Hugging Face model, "
+                            "then export-gguf)", o->adapter_dir);
+    if (lc_gguf_model_is_gguf(o->base_dir))
+        return lc_gguf_merge(o, r, log, err); /* a GGUF file in, a GGUF file out */
+    if (o->gguf_type)
+        return lc_error_set(err, "--type is for a GGUF base (--base model.gguf); %s is a "
+                            "Hugging Face model directory: use --dtype", o->base_dir);
     if (o->dtype != LC_MERGE_DTYPE_AUTO && !is_float((lc_dtype)o->dtype))
         return lc_error_set(err, "--dtype: expected auto, bf16, f16 or f32");
-    if (lc_gguf_model_is_gguf(o->base_dir))
-        return lc_error_set(err, "--base %s is a GGUF file: merge writes a Hugging Face "
-                            "model, so pass the original HF model directory (the adapter is a "
-                            "PEFT adapter of it), or convert the adapter for llama.cpp with its "
-                            "convert_lora_to_gguf.py", o->base_dir);
     char out[4096];
     bool exists;
     if (output_path(o, out, sizeof out, err) || check_output(o, out, &exists, err) ||

@@ -77,6 +77,9 @@ typedef struct lc_merge_opts {
     bool verify;               /* run the probe batch (default in the CLI) */
     bool dequantize;           /* accept a bitsandbytes NF4 base: dequantize its linears
                                 * (no effect on an unquantized base) */
+    const char *gguf_type;     /* GGUF base only (train/gguf_merge.h): f32, f16, bf16 or
+                                * q8_0 for the merged linears; NULL: as llama.cpp's
+                                * export-lora */
 } lc_merge_opts;
 
 typedef struct lc_merge_report {
@@ -125,6 +128,19 @@ int lc_merge_load_adapter(const lc_model_config *cfg, const char *base_dir,
                           const char *adapter_dir, lc_lora *lora, double *scale, lc_error *err);
 int lc_merge_linear(const char *name, const lc_weight *w, const lc_lora_adapter *ad,
                     double scale, lc_dtype out_dt, void **out, lc_error *err);
+
+/* The verification above, of the merged model at merged_path (a directory
+ * or a GGUF file, loaded back as any base) against base_path + lora; the
+ * probe's and the weights' figures go to r (verified when both pass). A GGUF
+ * merge's untouched tensors, equal in both, add nothing to the tolerance;
+ * Q8_0 rounds relative to each 32-element block's largest element (u = 1/254
+ * + 2^-11 of it). 0, or -1 with err saying what differs. */
+int lc_merge_verify(const char *base_path, const char *merged_path, const lc_lora *lora,
+                    lc_merge_report *r, lc_error *err);
+
+/* The test hook of merge.c (LORAC_TEST_CORRUPT_MERGE=X): X when set to a
+ * finite number, else 0. */
+float lc_merge_test_bump(void);
 
 /* Drops the whole pages of [p, p + n) of a read-only file mapping from RSS
  * (re-read from the file if touched again): a tensor that was written. */

@@ -104,3 +104,77 @@ void lc_pb_message(lc_pb *b, int field, const lc_pb *sub)
         b->oom = true;
     lc_pb_bytes(b, field, sub->p, sub->len);
 }
+
+int lc_pb_read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    const uint8_t *q = *p;
+    for (int i = 0; i < 10; i++) {
+        if (q >= end)
+            return -1;
+        uint8_t b = *q++;
+        if (i == 9 && b > 1) /* bits past 64 */
+            return -1;
+        r |= (uint64_t)(b & 0x7F) << (7 * i);
+        if (!(b & 0x80)) {
+            *p = q;
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int lc_pb_read_field(const uint8_t **p, const uint8_t *end, lc_pb_field *f, const char **why)
+{
+    uint64_t k;
+    memset(f, 0, sizeof *f);
+    if (lc_pb_read_varint(p, end, &k)) {
+        *why = "a field key is cut off or overlong";
+        return -1;
+    }
+    if ((k >> 3) == 0 || (k >> 3) > 0x1FFFFFFFu) {
+        *why = "a field number is 0 or past 2^29-1";
+        return -1;
+    }
+    f->number = (uint32_t)(k >> 3);
+    f->wire = (int)(k & 7);
+    size_t left;
+    switch (f->wire) {
+    case LC_PB_VARINT:
+        if (lc_pb_read_varint(p, end, &f->v)) {
+            *why = "a varint value is cut off or overlong";
+            return -1;
+        }
+        return 0;
+    case LC_PB_I64:
+    case LC_PB_I32: {
+        size_t n = f->wire == LC_PB_I64 ? 8 : 4;
+        if ((size_t)(end - *p) < n) {
+            *why = "a fixed-width value is cut off";
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++)
+            f->v |= (uint64_t)(*p)[i] << (8 * i);
+        *p += n;
+        return 0;
+    }
+    case LC_PB_LEN:
+        if (lc_pb_read_varint(p, end, &f->v)) {
+            *why = "a length is cut off or overlong";
+            return -1;
+        }
+        left = (size_t)(end - *p);
+        if (f->v > left) {
+            *why = "a length runs past the end of its message";
+            return -1;
+        }
+        f->data = *p;
+        f->len = (size_t)f->v;
+        *p += f->len;
+        return 0;
+    default:
+        *why = "a wire type other than varint, fixed 32/64 or length-delimited";
+        return -1;
+    }
+}

@@ -68,7 +68,7 @@ int lc_samples_open(lc_samples *s, const lc_train_config *c, lc_model *m, const 
     s->max_new = c->sample_max_new_tokens;
     s->tok = tok;
     if (!tok) {
-        if (lc_tokenizer_load(&s->tok, c->base_model, err)) {
+        if (lc_gen_tokenizer_load(c->base_model, false, &s->tok, err)) {
             s->n = 0;
             return lc_error_prefix(err, "sample_prompts need base_model's tokenizer");
         }

@@ -21,10 +21,12 @@
  * a checkpoint and a non-zero status (the signal handling below). */
 #include "train/sysinfo.h"
 #include "train/trainer.h"
+#include "train/gguf_export.h"
 #include "train/gguf_model.h"
 #include "train/samples.h"
 #include "train/text_data.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -384,6 +386,11 @@ static int claim_output_dir(run *r, const char *target, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
     char other[4200], adapter[4200];
+    snprintf(adapter, sizeof adapter, "%s/adapter_model.gguf", c->output_dir);
+    if (lc_path_contains(adapter, c->base_model)) /* the final adapter would replace it */
+        return lc_error_set(err, "base_model %s is output_dir's adapter_model.gguf, which "
+                            "training writes: move the base model or choose another output_dir",
+                            c->base_model);
     const char *mine = target[0] ? lc_run_record_identity(r->record) : NULL;
     bool has_other = lc_checkpoint_other(c->output_dir, mine, other, sizeof other);
     snprintf(adapter, sizeof adapter, "%s/adapter_model.safetensors", c->output_dir);
@@ -397,6 +404,8 @@ static int claim_output_dir(run *r, const char *target, lc_error *err)
     if (has_adapter) {
         unlink(adapter);
         snprintf(adapter, sizeof adapter, "%s/adapter_config.json", c->output_dir);
+        unlink(adapter);
+        snprintf(adapter, sizeof adapter, "%s/adapter_model.gguf", c->output_dir);
         unlink(adapter);
     }
     fprintf(r->log, "overwrite_output_dir: removed the earlier run's %s from %s\n",
@@ -693,6 +702,31 @@ static uint64_t mix(uint64_t a, uint64_t b)
     return z ^ (z >> 29);
 }
 
+/* The final adapter: the PEFT files and, over a GGUF base, adapter_model.gguf
+ * for llama.cpp, exported from the files just written by `lorac export-gguf
+ * --lora`'s code (F32), so the two always hold the same A/B. An earlier
+ * adapter_model.gguf is removed first: it never sits beside weights it does
+ * not hold (claim_output_dir made sure it is not the base model). */
+static int save_final_adapter(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_model.gguf", c->output_dir);
+    if (unlink(path) != 0 && errno != ENOENT)
+        return lc_error_set(err, "cannot replace %s: %s", path, strerror(errno));
+    if (lc_lora_save_peft(&r->lora, c->output_dir, c->base_model, err))
+        return -1;
+    if (!r->model.gguf)
+        return 0;
+    const lc_gguf_export_opts o = {.base_dir = c->base_model, .adapter_dir = c->output_dir,
+                                   .out_path = path, .type = LC_GGML_F32, .lora = true};
+    lc_gguf_export_report rep;
+    if (lc_gguf_export(&o, &rep, NULL, err))
+        return lc_error_prefix(err, "the PEFT adapter is written to %s, but its GGUF copy",
+                               c->output_dir);
+    return 0;
+}
+
 /* After the last step. A run that took steps and applied none trained
  * nothing: that is a failure, and no final adapter is written (it would be
  * the starting one, looking like a result; the last checkpoint is). Otherwise the final adapter is
@@ -709,8 +743,7 @@ static int finish(run *r, int64_t start_step, lc_error *err)
                             "(see the 'refused' lines); no adapter written", (long long)taken,
                             lc_plural(taken));
     }
-    if (lc_modelprint_unchanged(&r->model_print, err) ||
-        lc_lora_save_peft(&r->lora, c->output_dir, c->base_model, err))
+    if (lc_modelprint_unchanged(&r->model_print, err) || save_final_adapter(r, err))
         return -1;
     if (c->save_steps > 0 && save_checkpoint(r, err))
         return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
@@ -718,7 +751,8 @@ static int finish(run *r, int64_t start_step, lc_error *err)
         eval_point(r, r->st.step, err))
         return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
     fprintf(r->log, "done: adapter written to %s (adapter_model.safetensors + "
-            "adapter_config.json)\n", c->output_dir);
+            "adapter_config.json%s)\n", c->output_dir,
+            r->model.gguf ? "; adapter_model.gguf, the GGUF LoRA adapter for llama.cpp" : "");
     return 0;
 }
 

@@ -295,6 +295,56 @@ def gguf_seeds():
     put(t, "header_only", gguf_image([], []))
 
 
+def pb_varint(v):
+    v &= (1 << 64) - 1
+    out = b""
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out += bytes([b | (0x80 if v else 0)])
+        if not v:
+            return out
+
+
+def pb_field(num, wire, val):
+    """one protobuf field: wire 0 val int, 2 val bytes, 5 val float, 1 val int (fixed64)"""
+    key = pb_varint(num << 3 | wire)
+    if wire == 0:
+        return key + pb_varint(val)
+    if wire == 2:
+        return key + pb_varint(len(val)) + val
+    if wire == 5:
+        return key + struct.pack("<f", val)
+    return key + struct.pack("<Q", val)
+
+
+def spm_model(pieces, model_type=2, extra=b""):
+    """a SentencePiece ModelProto: pieces (text, score, type or None)"""
+    out = b""
+    for text, score, typ in pieces:
+        body = pb_field(1, 2, text.encode()) + pb_field(2, 5, score)
+        if typ is not None:
+            body += pb_field(3, 0, typ)
+        out += pb_field(1, 2, body)
+    trainer = (pb_field(3, 0, model_type) if model_type else b"") + pb_field(4, 0, len(pieces))
+    trainer += pb_field(35, 0, 1)
+    norm = pb_field(1, 2, b"identity") + pb_field(3, 0, 1) + pb_field(4, 0, 0)
+    return out + pb_field(2, 2, trainer) + pb_field(3, 2, norm) + extra
+
+
+def spm_seeds():
+    t = "fuzz_spm_model"
+    every = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3), ("<|user|>", 0.0, 4),
+             ("<0x0A>", 0.0, 6), ("<0xE2>", 0.0, 6), ("\u2581the", -1.0, None), ("\u2581t", -2.0, 1),
+             ("he", -3.0, 1), ("unused", -4.0, 5), ("\u6771", -5.0, 1)]
+    put(t, "bpe_every_type", spm_model(every))
+    put(t, "unigram_default", spm_model(every[:3] + every[6:9], model_type=0))
+    # unknown fields of every wire type (self_test_data, a fixed64, a varint) are skipped
+    put(t, "unknown_fields", spm_model(every[:4], extra=pb_field(4, 2, pb_field(1, 2, b"x")) +
+                                       pb_field(9, 1, 7) + pb_field(10, 0, 300)))
+    put(t, "fixture_spm_bpe", read(FIX, "tokenizers", "spm-bpe", "tokenizer.model"))
+
+
 def main():
     # ---- safetensors
     t = "fuzz_safetensors"
@@ -384,6 +434,7 @@ def main():
 
     row_encoder_seeds()
     gguf_seeds()
+    spm_seeds()
 
     for d in sorted(os.listdir(OUT)):
         total = sum(os.path.getsize(os.path.join(OUT, d, f)) for f in os.listdir(os.path.join(OUT, d)))
