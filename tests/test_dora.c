@@ -4,14 +4,16 @@
  * random non-zero B and perturbed magnitudes; gradient checkpointing bitwise
  * equal to plain backward; the magnitude's PEFT initialisation; adapter files
  * (use_dora, ...lora_magnitude_vector) written and read back; `lorac merge`
- * against PEFT's merge_and_unload; the refusals (qlora, GGUF base, GGUF
- * export). The 3-step AdamW trace is tests/test_trainer.c's dora_trace. */
+ * and `export-gguf` (merged) against PEFT's merge_and_unload; eval, generate
+ * and info; the refusals (qlora, GGUF base, export-gguf --lora). The 3-step
+ * AdamW trace and resume are tests/test_trainer.c's dora_* tests. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/gguf.h"
 #include "data/safetensors.h"
 #include "fixture_rows.h"
 #include "helpers.h"
@@ -512,4 +514,45 @@ Test(dora, info_plans_dora)
     lc_test_run_free(&lr);
     lc_test_run_free(&dr);
     free(model);
+}
+
+/* export-gguf with the DoRA adapter merged (f32): ffn_down / attn_output of
+ * layer 0 (not row-permuted by the converter) equal PEFT's merge_and_unload. */
+Test(dora, export_gguf_merged_matches_peft)
+{
+    char *dir = lc_test_tmpdir();
+    char *out = lc_test_asprintf("%s/m.gguf", dir);
+    char *base = lc_test_asprintf("%s", fx("model"));
+    char *adapter = lc_test_asprintf("%s", fx("dora/adapter_init"));
+    const char *args[] = {"export-gguf", "--base", base, "--adapter", adapter, "--out", out,
+                          "--no-vocab", NULL};
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
+    cr_assert_eq(r.code, 0, "export-gguf failed: %s", r.err);
+    lc_error err;
+    lc_gguf_file g;
+    lc_st_file want;
+    cr_assert_eq(lc_gguf_open(&g, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_st_open(&want, fx("dora/merged_layer0.safetensors"), &err), 0, "%s",
+                 err.msg);
+    const char *pairs[2][2] = {{"blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight"},
+                               {"blk.0.attn_output.weight",
+                                "model.layers.0.self_attn.o_proj.weight"}};
+    double worst = 0;
+    for (int k = 0; k < 2; k++) {
+        const lc_gguf_tensor *t = lc_gguf_find_tensor(&g, pairs[k][0]);
+        const lc_st_tensor *w = lc_st_find(&want, pairs[k][1]);
+        cr_assert(t && w && t->type == 0 /* F32 */ && t->numel == w->numel, "%s", pairs[k][0]);
+        worst = fmax(worst, lc_test_rel_err_f32((const float *)t->data, w->data,
+                                                (size_t)w->numel));
+    }
+    cr_log_info("export-gguf DoRA merged vs PEFT: worst rel err %.3g", worst);
+    cr_expect_lt(worst, 5e-7, "rel err %g", worst);
+    lc_st_close(&want);
+    lc_gguf_close(&g);
+    lc_test_run_free(&r);
+    free(adapter);
+    free(base);
+    free(out);
+    lc_test_rm_rf(dir);
+    free(dir);
 }
