@@ -104,4 +104,23 @@ void lc_k_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
 /* y[n] += a · x[n]. */
 void lc_k_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y);
 
+/* DoRA (PEFT's DoraLinearLayer). Scratch (lc_real elements) lc_k_dora_norm
+ * needs for W: one tile of rows. */
+size_t lc_k_dora_norm_scratch(const lc_weight *W);
+/* c[out] = ‖W[o,:] + s·(B·A)[o,:]‖₂ per output row, W[out,in] converted
+ * tile by tile, B[out,R]·A[R,in] formed for the tile's rows by a GEMM;
+ * squares summed in double. */
+void lc_k_dora_norm(const lc_weight *W, const lc_real *A, const lc_real *B, int64_t R,
+                    lc_real s, lc_real *c, lc_real *scratch);
+/* y[N,O] += (g[o] − 1) · u[n,o] + g[o] · v[n,o]  (g = m/c, u the base
+ * product, v the scaled LoRA product). */
+void lc_k_dora_combine(int64_t N, int64_t O, const lc_real *g, const lc_real *u,
+                       const lc_real *v, lc_real *y);
+/* out[N,O] = dy[n,o] · (g[o] + shift). */
+void lc_k_col_scale(int64_t N, int64_t O, const lc_real *dy, const lc_real *g,
+                    lc_real shift, lc_real *out);
+/* dm[O] += Σ_n dy[n,o] · u[n,o] / c[o] (the magnitude's gradient). */
+void lc_k_dora_mag_grad(int64_t N, int64_t O, const lc_real *dy, const lc_real *u,
+                        const lc_real *c, lc_real *dm);
+
 #endif

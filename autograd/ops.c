@@ -32,6 +32,7 @@ typedef struct linears_ctx {
     lc_tensor *residual;
     lc_real *rstd;              /* [N], RMSNORM */
     lc_real *xa[MAX_LINEARS];   /* [N, R] = drop(f(x))·Aᵀ */
+    const lc_real *norm[MAX_LINEARS]; /* [out] DoRA's c = ‖W + s·B·A‖ per row (NULL: no DoRA) */
     uint64_t seed[MAX_LINEARS]; /* dropout streams */
     bool dropout_on;
 } linears_ctx;
@@ -56,6 +57,26 @@ static size_t linears_weight_scratch(const lc_linear *lin, int n)
         m = s > m ? s : m;
     }
     return m;
+}
+
+/* g[O] = m / c: DoRA's per-output scale. */
+static lc_real *dora_scale(lc_tape *t, const lc_tensor *m, const lc_real *c)
+{
+    lc_real *g = scratch(t, (size_t)m->numel);
+    for (int64_t o = 0; o < m->numel; o++)
+        g[o] = m->data[o] / c[o];
+    return g;
+}
+
+/* u[N, out] = xd·Wᵀ + s·xa·Bᵀ: the product DoRA's magnitude multiplies
+ * (without bias), recomputed for m's gradient. */
+static void dora_product(const lc_linear *L, const lc_real *xd, int64_t N, const lc_real *xa,
+                         lc_real *u, lc_real *wscr)
+{
+    const lc_lora_adapter *lo = L->lora;
+    int64_t O = L->W->rows, R = lo->A->shape[0];
+    lc_k_weight_matmul(xd, N, L->W, 0, u, wscr);
+    lc_k_gemm(false, true, N, O, R, lo->scale, xa, R, lo->B->data, R, 1, u, O);
 }
 
 static void linears_backward(lc_tape *t, lc_node *node)
@@ -90,18 +111,41 @@ static void linears_backward(lc_tape *t, lc_node *node)
             continue;
         const lc_linear *L = &c->lin[i];
         int64_t out = L->W->rows;
-        if (dxin)
-            lc_k_weight_matmul_grad(dy, N, L->W, dxin, wscr);
-        if (!L->lora)
-            continue;
         const lc_lora_adapter *lo = L->lora;
-        int64_t R = lo->A->shape[0];
         size_t m2 = lc_arena_mark(t->arena);
-        lc_real *dxa = scratch(t, (size_t)(N * R)); /* dy·B [N, R] */
-        lc_k_gemm(false, false, N, R, out, 1, dy, out, lo->B->data, R, 0, dxa, R);
+        /* DoRA: the LoRA branch (and without dropout the base too) sees
+         * dy·g; u [N, out] holds m's product, then (dy·(g − 1)). */
+        const lc_real *dyl = dy;
+        lc_real *g = NULL, *u = NULL;
+        if (lo && lo->m) {
+            g = dora_scale(t, lo->m, c->norm[i]);
+            lc_real *dyg = scratch(t, (size_t)(N * out));
+            lc_k_col_scale(N, out, dy, g, 0, dyg);
+            dyl = dyg;
+            u = scratch(t, (size_t)(N * out));
+            lc_real *gm = lc_tape_grad(t, lo->m);
+            if (gm) {
+                const lc_real *xd = xin;
+                if (drop) {
+                    lc_k_dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
+                    xd = drop;
+                }
+                dora_product(L, xd, N, c->xa[i], u, wscr);
+                lc_k_dora_mag_grad(N, out, dy, u, c->norm[i], gm);
+            }
+        }
+        if (dxin)
+            lc_k_weight_matmul_grad(g && !drop ? dyl : dy, N, L->W, dxin, wscr);
+        if (!lo) {
+            lc_arena_release(t->arena, m2);
+            continue;
+        }
+        int64_t R = lo->A->shape[0];
+        lc_real *dxa = scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
+        lc_k_gemm(false, false, N, R, out, 1, dyl, out, lo->B->data, R, 0, dxa, R);
         lc_real *gB = lc_tape_grad(t, lo->B);
         if (gB)
-            lc_k_gemm(true, false, out, R, N, lo->scale, dy, out, c->xa[i], R, 1, gB, R);
+            lc_k_gemm(true, false, out, R, N, lo->scale, dyl, out, c->xa[i], R, 1, gB, R);
         lc_real *gA = lc_tape_grad(t, lo->A);
         if (gA) {
             const lc_real *xd = xin;
@@ -113,7 +157,14 @@ static void linears_backward(lc_tape *t, lc_node *node)
         }
         if (dxin) {
             if (drop) {
-                lc_k_gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, 0, drop, in);
+                lc_real beta = 0;
+                if (g) { /* DoRA's (g − 1)·(drop(x)·Wᵀ) term */
+                    lc_k_col_scale(N, out, dy, g, -1, u);
+                    memset(drop, 0, (size_t)(N * in) * sizeof(lc_real));
+                    lc_k_weight_matmul_grad(u, N, L->W, drop, wscr);
+                    beta = 1;
+                }
+                lc_k_gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, beta, drop, in);
                 lc_k_dropout(drop, dxin, N * in, lo->dropout, c->seed[i], true);
             } else {
                 lc_k_gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, 1, dxin, in);
@@ -144,7 +195,7 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     if (in->kind == LC_INPUT_SWIGLU)
         LC_ASSERT(in->up && in->up->numel == x->numel);
 
-    lc_tensor *deps[2 + 2 * MAX_LINEARS + 1];
+    lc_tensor *deps[2 + 3 * MAX_LINEARS + 1];
     int nd = 0;
     deps[nd++] = x;
     if (in->kind == LC_INPUT_SWIGLU)
@@ -156,19 +207,26 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         if (lin[i].lora) {
             deps[nd++] = lin[i].lora->A;
             deps[nd++] = lin[i].lora->B;
+            if (lin[i].lora->m)
+                deps[nd++] = lin[i].lora->m;
         }
     }
     bool record = lc_tape_needs_grad(t, deps, nd);
 
     linears_ctx *c = record ? lc_arena_alloc(t->arena, sizeof *c) : NULL;
     lc_real *rstd = in->kind == LC_INPUT_RMSNORM ? scratch(t, (size_t)N) : NULL;
-    lc_real *xa[MAX_LINEARS] = {0};
+    lc_real *xa[MAX_LINEARS] = {0}, *norm[MAX_LINEARS] = {0};
+    const lc_real *cnorm[MAX_LINEARS] = {0};
     for (int i = 0; i < n; i++) {
         out[i] = lc_tape_tensor2(t, N, lin[i].W->rows);
         if (residual)
             LC_ASSERT(residual->numel == out[i]->numel);
         if (lin[i].lora)
             xa[i] = scratch(t, (size_t)(N * lin[i].lora->A->shape[0]));
+        if (lin[i].lora && lin[i].lora->m && !lin[i].lora->norm)
+            norm[i] = scratch(t, (size_t)lin[i].W->rows);
+        cnorm[i] = lin[i].lora && lin[i].lora->m ? (lin[i].lora->norm ? lin[i].lora->norm : norm[i])
+                                                 : NULL;
     }
 
     size_t mark = lc_arena_mark(t->arena);
@@ -189,9 +247,22 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         const lc_linear *L = &lin[i];
         int64_t O = L->W->rows;
         lc_real *y = out[i]->data;
-        if (residual)
-            memcpy(y, residual->data, (size_t)out[i]->numel * sizeof(lc_real));
-        lc_k_weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
+        size_t m2 = lc_arena_mark(t->arena);
+        lc_real *u = NULL; /* DoRA: the base product x·Wᵀ [N, O], then xd·Wᵀ */
+        if (cnorm[i]) {
+            u = scratch(t, (size_t)(N * O));
+            lc_k_weight_matmul(xin, N, L->W, 0, u, wscr);
+            if (residual) {
+                memcpy(y, residual->data, (size_t)out[i]->numel * sizeof(lc_real));
+                lc_k_axpy(N * O, 1, u, y);
+            } else {
+                memcpy(y, u, (size_t)out[i]->numel * sizeof(lc_real));
+            }
+        } else {
+            if (residual)
+                memcpy(y, residual->data, (size_t)out[i]->numel * sizeof(lc_real));
+            lc_k_weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
+        }
         if (L->bias) {
 #pragma omp parallel for schedule(static) if (N * O >= 32768)
             for (int64_t r = 0; r < N; r++)
@@ -209,7 +280,22 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
             xd = drop;
         }
         lc_k_gemm(false, true, N, R, C, 1, xd, C, lo->A->data, C, 0, xa[i], R);
-        lc_k_gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 1, y, O);
+        if (!cnorm[i]) {
+            lc_k_gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 1, y, O);
+            continue;
+        }
+        LC_ASSERT(lo->m->numel == O);
+        if (norm[i]) {
+            lc_real *nscr = scratch(t, lc_k_dora_norm_scratch(L->W));
+            lc_k_dora_norm(L->W, lo->A->data, lo->B->data, R, lo->scale, norm[i], nscr);
+        }
+        lc_real *g = dora_scale(t, lo->m, cnorm[i]);
+        if (xd != xin)
+            lc_k_weight_matmul(xd, N, L->W, 0, u, wscr);
+        lc_real *v = scratch(t, (size_t)(N * O)); /* s·xa·Bᵀ */
+        lc_k_gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 0, v, O);
+        lc_k_dora_combine(N, O, g, u, v, y);
+        lc_arena_release(t->arena, m2);
     }
     lc_arena_release(t->arena, mark);
 
@@ -223,6 +309,7 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     for (int i = 0; i < n; i++) {
         c->lin[i] = lin[i];
         c->xa[i] = xa[i];
+        c->norm[i] = cnorm[i];
         c->seed[i] = seeds[i];
     }
     lc_node *node = lc_tape_record(t, "linears", linears_backward, deps, nd < LC_NODE_MAX_IO ? nd : LC_NODE_MAX_IO, out, n);

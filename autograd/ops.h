@@ -10,7 +10,15 @@
  * activations; the fused op keeps only its outputs, the small x·Aᵀ [N,R] and
  * RMSNorm's rstd [N], and recomputes f(x) in backward (cheap next to the
  * GEMMs). That is what holds a 135M model's step under 1.5 GiB on the CPU.
- * The frozen W never gets a gradient; backward computes dx = dy·W only. */
+ * The frozen W never gets a gradient; backward computes dx = dy·W only.
+ *
+ * DoRA (an adapter with a magnitude m, PEFT 0.17's DoraLinearLayer):
+ * y = [residual +] x·Wᵀ + b + (g − 1)·(xd·Wᵀ) + g·s·(xd·Aᵀ)·Bᵀ with
+ * g = m / c, c[o] = ‖W[o,:] + s·(B·A)[o,:]‖₂ recomputed every forward and
+ * detached (no gradient through c), xd = drop(x) (x when dropout is off, so
+ * then y = [residual +] b + g·(x·Wᵀ + s·x·Aᵀ·Bᵀ)). The op keeps c [out]
+ * besides the LoRA activations; backward recomputes xd·Wᵀ for m's gradient
+ * (one more weight product) instead of keeping an [N, out] activation. */
 #ifndef LC_OPS_H
 #define LC_OPS_H
 
@@ -22,6 +30,9 @@ typedef struct lc_lora_adapter {
     lc_tensor *B;       /* [out, R], trainable */
     lc_real scale;      /* alpha / R, or alpha / sqrt(R) with rsLoRA */
     double dropout;     /* on A's input, only while tape->training */
+    lc_tensor *m;       /* [out] DoRA magnitude, trainable; NULL: plain LoRA */
+    const lc_real *norm; /* [out] DoRA: c held fixed (a frozen adapter: eval,
+                          * generate; gradient checks); NULL: recomputed each forward */
 } lc_lora_adapter;
 
 typedef struct lc_linear {

@@ -785,10 +785,15 @@ Test(adapter_errors, alpha_missing)
                       "lora_alpha: expected a positive number");
 }
 
+/* use_dora: true over a plain LoRA file: the magnitudes are missing, and
+ * the message names the first (DoRA itself: tests/test_dora.c). */
 Test(adapter_errors, use_dora)
 {
     EXPECT_LOAD_FAILS(make_adapter_patched("use_dora", "true", true),
-                      "use_dora: DoRA adapters are not supported");
+                      "missing tensor 'base_model.model.model.layers.0.self_attn.q_proj."
+                      "lora_magnitude_vector'");
+    EXPECT_LOAD_FAILS(make_adapter_patched("use_dora", "\"yes\"", true),
+                      "use_dora: expected true or false");
 }
 
 Test(adapter_errors, unsupported_peft_options)

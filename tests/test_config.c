@@ -104,6 +104,7 @@ Test(config, full_config_every_key)
         "lora_target_linear: false\n"
         "lora_model_dir: adapters/start\n"
         "peft_use_rslora: true\n"
+        "peft_use_dora: true\n"
         "datasets:\n"
         "  - path: data/a.jsonl\n"
         "    type: tokenized\n"
@@ -149,6 +150,7 @@ Test(config, full_config_every_key)
     for (int m = 0; m < LC_MOD_COUNT; m++)
         cr_assert_eq(c.lora.targets[m], want[m], "target %d", m);
     cr_assert(c.lora.use_rslora);
+    cr_assert(c.lora.use_dora);
     cr_assert_not(c.lora_target_linear);
     cr_assert_str_eq(c.lora_model_dir, "/cfg/adapters/start");
     cr_assert_eq(c.n_datasets, 2);
@@ -194,6 +196,7 @@ static void assert_defaults(const lc_train_config *c)
     assert_close(c->lora.alpha, 16);
     assert_close(c->lora.dropout, 0);
     cr_assert_not(c->lora.use_rslora);
+    cr_assert_not(c->lora.use_dora);
     for (int m = 0; m < LC_MOD_COUNT; m++)
         cr_assert(c->lora.targets[m], "target %d", m);
     cr_assert_not(c->lora_target_linear);

@@ -533,8 +533,21 @@ static void read_state(const char *ckpt, int64_t *step, int64_t *epoch, int64_t 
 /* The run in out against a reference run of the tiny-llama fixture: meta
  * (its "trace" of loss and pre-clip grad norm per step) and ref (the adapter
  * after 3 steps), both under tests/fixtures/. */
+static void assert_matches_run_from(const char *out, const char *meta_rel, const char *ref_rel,
+                                    const char *init_rel, size_t n_tensors, double tol_loss,
+                                    double tol_norm);
+
 static void assert_matches_reference_run(const char *out, const char *meta_rel, const char *ref_rel,
                                          double tol_loss, double tol_norm)
+{
+    assert_matches_run_from(out, meta_rel, ref_rel, "tiny-llama/lora_init.safetensors",
+                            2u * 2u * 7u, tol_loss, tol_norm);
+}
+
+/* The same for a run that started from init_rel with n_tensors tensors. */
+static void assert_matches_run_from(const char *out, const char *meta_rel, const char *ref_rel,
+                                    const char *init_rel, size_t n_tensors, double tol_loss,
+                                    double tol_norm)
 {
     char *meta_path = fixture(meta_rel);
     char *meta_text = slurp(meta_path, NULL);
@@ -571,14 +584,14 @@ static void assert_matches_reference_run(const char *out, const char *meta_rel, 
     cr_expect_eq(m[2].tokens, 30);
 
     char *fin = lc_test_asprintf("%s/adapter_model.safetensors", out);
-    char *init = fixture("tiny-llama/lora_init.safetensors");
+    char *init = fixture(init_rel);
     char *ref = fixture(ref_rel);
     update_err e;
     update_error(fin, init, ref, &e);
     cr_log_info("%s: worst loss rel err %.2e, worst grad_norm rel err %.2e; adapter update "
                 "vs PEFT: %.2e over all %zu tensors, worst tensor %.2e (%s)", meta_rel, worst_loss,
                 worst_norm, e.total, e.n_tensors, e.worst, e.worst_name);
-    cr_expect_eq(e.n_tensors, 2u * 2u * 7u);
+    cr_expect_eq(e.n_tensors, n_tensors);
     cr_expect_lt(e.total, TRACE_TOL_UPDATE, "adapter update differs from PEFT's by %.3e", e.total);
     cr_expect_lt(e.worst, TRACE_TOL_UPDATE_WORST, "tensor %s differs from PEFT's by %.3e",
                  e.worst_name, e.worst);
@@ -623,6 +636,33 @@ Test(trainer, loraplus_trace, .timeout = 120)
     assert_matches_reference_run(out, "tiny-llama/loraplus.json",
                                  "tiny-llama/loraplus_step3.safetensors", LORAPLUS_TOL_LOSS,
                                  LORAPLUS_TOL_NORM);
+    free(out);
+    lc_test_rm_rf(dir);
+    free(dir);
+}
+
+/* DoRA (peft_use_dora, here from a DoRA adapter_config.json) against PEFT's
+ * 3 steps from the same adapter (scripts/make_dora_fixture.py): AdamW with
+ * weight decay on A, B and the magnitudes, all in the clipped norm. */
+Test(trainer, dora_trace, .timeout = 120)
+{
+    char *dir = lc_test_tmpdir();
+    char *out = lc_test_asprintf("%s/out", dir);
+    char *adir = fixture("tiny-llama/dora/adapter_init");
+    char *set = lc_test_asprintf("lora_model_dir=%s", adir);
+    const char *sets[] = {set};
+    train_ok(LORAC_SOURCE_DIR "/configs/fixture_3step.yaml", out, sets, 1);
+    assert_matches_run_from(out, "tiny-llama/dora/dora.json",
+                            "tiny-llama/dora/dora_step3.safetensors",
+                            "tiny-llama/dora/adapter_init/adapter_model.safetensors",
+                            3u * 2u * 7u, TRACE_TOL_LOSS, TRACE_TOL_NORM);
+    char *log = lc_test_asprintf("%s.log", out);
+    char *text = slurp(log, NULL);
+    cr_expect(text && strstr(text, "adapter: DoRA r 8, alpha 16"), "log: %s", text);
+    free(text);
+    free(log);
+    free(set);
+    free(adir);
     free(out);
     lc_test_rm_rf(dir);
     free(dir);
@@ -698,6 +738,27 @@ static void assert_same_run(const char *a, const char *b, int64_t last)
     free(sb);
 }
 
+/* Cuts the finished 6-step run in B back to what a run stopped after step 3
+ * leaves: checkpoint-3 and the metrics of steps <= 3. */
+static void cut_back_to_step3(const char *B)
+{
+    const char *gone[] = {"checkpoint-6", "adapter_model.safetensors", "adapter_config.json",
+                          "metrics.jsonl"};
+    char *kept = metrics_upto(B, 3);
+    for (int i = 0; i < 4; i++) {
+        char *p = lc_test_asprintf("%s/%s", B, gone[i]);
+        if (i == 0) {
+            lc_test_rm_rf(p);
+            cr_assert(!path_exists(p), "cannot remove %s", p);
+        } else {
+            cr_assert_eq(unlink(p), 0, "unlink %s", p);
+        }
+        free(p);
+    }
+    free(lc_test_write_text(B, "metrics.jsonl", kept));
+    free(kept);
+}
+
 Test(trainer, resume_bitwise, .timeout = 120)
 {
     char *dir = lc_test_tmpdir();
@@ -724,20 +785,7 @@ Test(trainer, resume_bitwise, .timeout = 120)
     /* B: the same run, cut back to what a run stopped after step 3 leaves
      * (checkpoint-3 and metrics of steps ≤ 3), then resumed. */
     train_ok(cfg, B, NULL, 0);
-    const char *gone[] = {"checkpoint-6", "adapter_model.safetensors", "adapter_config.json",
-                          "metrics.jsonl"};
-    char *kept = metrics_upto(B, 3);
-    for (int i = 0; i < 4; i++) {
-        char *p = lc_test_asprintf("%s/%s", B, gone[i]);
-        if (i == 0) {
-            lc_test_rm_rf(p);
-            cr_assert(!path_exists(p), "cannot remove %s", p);
-        } else {
-            cr_assert_eq(unlink(p), 0, "unlink %s", p);
-        }
-        free(p);
-    }
-    free(lc_test_write_text(B, "metrics.jsonl", kept));
+    cut_back_to_step3(B);
     const char *resume[] = {"resume_from_checkpoint=auto"};
     train_ok(cfg, B, resume, 1);
     char *logp = lc_test_asprintf("%s.log", B);
@@ -768,7 +816,6 @@ Test(trainer, resume_bitwise, .timeout = 120)
     free(C);
     free(log);
     free(logp);
-    free(kept);
     free(ck3);
     free(A);
     free(B);
@@ -803,6 +850,48 @@ Test(trainer, gradient_checkpointing_is_bitwise_equal, .timeout = 120)
     free(B);
     free(C);
     free(D);
+    free(cfg);
+    free(dir);
+}
+
+/* DoRA from a fresh init (peft_use_dora; magnitudes = the weights' row
+ * norms) under the same run with dropout, packing and accumulation: bitwise
+ * equal with gradient checkpointing and when resumed from a checkpoint; with
+ * adapter: qlora refused in one line. */
+Test(trainer, dora_checkpointing_is_bitwise_equal, .timeout = 120)
+{
+    char *dir = lc_test_tmpdir();
+    char *cfg = resume_config(dir, 14);
+    char *A = lc_test_asprintf("%s/A", dir), *B = lc_test_asprintf("%s/B", dir);
+    const char *off[] = {"peft_use_dora=true"};
+    const char *on[] = {"peft_use_dora=true", "gradient_checkpointing=true"};
+    train_ok(cfg, A, off, 1);
+    train_ok(cfg, B, on, 2);
+    assert_same_run(A, B, 6);
+    /* B cut back to checkpoint-3 and resumed: bitwise A again (the magnitudes
+     * and their Adam state come back); resuming without peft_use_dora is refused */
+    cut_back_to_step3(B);
+    const char *plain[] = {"resume_from_checkpoint=auto", "gradient_checkpointing=true"};
+    lc_error rerr = {{0}};
+    cr_expect_neq(train_inproc(cfg, B, plain, 2, &rerr), 0);
+    lc_test_assert_msg_has(&rerr, "peft_use_dora");
+    const char *resume[] = {"peft_use_dora=true", "resume_from_checkpoint=auto"};
+    train_ok(cfg, B, resume, 2);
+    assert_same_run(A, B, 6);
+    char *logp = lc_test_asprintf("%s.log", A);
+    char *text = slurp(logp, NULL);
+    cr_expect(text && strstr(text, "adapter: DoRA r "), "log: %s", text);
+    char *C = lc_test_asprintf("%s/C", dir);
+    const char *q[] = {"peft_use_dora=true", "adapter=qlora"};
+    lc_error err = {{0}};
+    cr_expect_neq(train_inproc(cfg, C, q, 2, &err), 0);
+    lc_test_assert_msg_has(&err, "use_dora: DoRA adapters with adapter: qlora");
+    free(text);
+    free(logp);
+    lc_test_rm_rf(dir);
+    free(A);
+    free(B);
+    free(C);
     free(cfg);
     free(dir);
 }

@@ -87,7 +87,6 @@ static const lc_ax_key table[] = {
     OFF("lora_fan_in_fan_out", "would read the base weights transposed (GPT-2 Conv1D layout)"),
     OFF("unfrozen_parameters", "would train these base parameters too"),
     OFF("lora_modules_to_save", "would train and save full copies of these modules"),
-    OFF("peft_use_dora", "would train DoRA (weight-decomposed LoRA)"),
     OFF("peft_layers_to_transform", "would adapt only these layers"),
     OFF("lr_quadratic_warmup", "would warm the learning rate up quadratically"),
     OFF("cosine_constant_lr_ratio", "would hold the learning rate constant for part of the run"),

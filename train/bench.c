@@ -19,6 +19,7 @@ typedef struct bench_opts {
     int hidden, layers, heads, kv_heads, intermediate, vocab, rank, batch, seq, steps, warmup;
     int tied;
     int nf4;
+    int dora;   /* DoRA adapters (magnitudes from the random weights) */
     lc_dtype dtype;
 } bench_opts;
 
@@ -50,6 +51,10 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
         }
         if (strcmp(argv[i], "--nf4") == 0) {
             o->nf4 = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--dora") == 0) {
+            o->dora = 1;
             continue;
         }
         bool found = false;
@@ -114,16 +119,19 @@ static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
     lc_model_load_opts qo = {.nf4 = true, .nf4_blocksize = 64, .nf4_double_quant = true};
     if (o->nf4 && lc_model_quantize_nf4(&b->model, &qo, err))
         return -1;
-    lc_lora_config lc = {.r = o->rank, .alpha = 2.0 * o->rank};
+    lc_lora_config lc = {.r = o->rank, .alpha = 2.0 * o->rank, .use_dora = o->dora};
     for (int m = 0; m < LC_MOD_COUNT; m++)
         lc.targets[m] = true;
     if (lc_model_prepare_rope(&b->model, o->seq, err) ||
-        lc_lora_init(&b->lora, &cfg, &lc, 42, err))
+        lc_lora_init(&b->lora, &cfg, &lc, 42, err) ||
+        lc_model_check_dora(&b->model, &b->lora, err))
         return -1;
-    for (size_t i = 0; i < b->lora.n_tensors; i += 2)
-        for (int64_t j = 0; j < b->lora.tensors[i + 1].numel; j++)
-            b->lora.tensors[i + 1].data[j] = (lc_real)(1e-3 * ((j % 7) - 3));
-    return 0;
+    for (size_t i = 0; i < (size_t)b->lora.n_layers * LC_MOD_COUNT; i++) {
+        const lc_tensor *B = b->lora.adapters[i].B;
+        for (int64_t j = 0; B && j < B->numel; j++)
+            B->data[j] = (lc_real)(1e-3 * ((j % 7) - 3));
+    }
+    return lc_model_dora_init(&b->model, &b->lora, err);
 }
 
 /* The step's memory (arena, tape, AdamW state) and one micro-batch of

@@ -77,7 +77,7 @@ typedef enum key_id {
     KEY_TRAIN_ON_INPUTS, KEY_SPECIAL_TOKENS, KEY_DATASET_PREPARED_PATH, KEY_CHAT_TEMPLATE,
     KEY_CHAT_TEMPLATE_JINJA, KEY_EOT_TOKENS, KEY_EXCESS_LENGTH_STRATEGY, KEY_USE_TENSORBOARD,
     KEY_SAMPLE_PROMPTS, KEY_SAMPLE_MAX_NEW_TOKENS, KEY_LORAPLUS_LR_RATIO,
-    KEY_LORAPLUS_LR_EMBEDDING,
+    KEY_LORAPLUS_LR_EMBEDDING, KEY_PEFT_USE_DORA,
     KEY_COUNT
 } key_id;
 
@@ -109,6 +109,8 @@ static const keydef keys[KEY_COUNT] = {
                              "an adapter directory path" },
     [KEY_PEFT_USE_RSLORA] = { "peft_use_rslora", K_BOOL, OFF(lora.use_rslora), 0, 0, 0,
                               "true or false" },
+    [KEY_PEFT_USE_DORA] = { "peft_use_dora", K_BOOL, OFF(lora.use_dora), 0, 0, 0,
+                            "true or false" },
     [KEY_DATASETS] = { "datasets", K_SPECIAL, 0, 0, 0, 0, NULL },
     [KEY_TEST_DATASETS] = { "test_datasets", K_SPECIAL, 0, 0, 0, 0, NULL },
     [KEY_SEQUENCE_LEN] = { "sequence_len", K_I64, OFF(sequence_len), 2, 1048576, 0,
@@ -206,7 +208,8 @@ static const lc_resume_class resume_class[KEY_COUNT] = {
     [KEY_ADAPTER] = LC_RESUME_FIXED, [KEY_LORA_R] = LC_RESUME_FIXED,
     [KEY_LORA_ALPHA] = LC_RESUME_FIXED, [KEY_LORA_DROPOUT] = LC_RESUME_FIXED,
     [KEY_LORA_TARGET_MODULES] = LC_RESUME_FIXED, [KEY_LORA_MODEL_DIR] = LC_RESUME_FREE,
-    [KEY_PEFT_USE_RSLORA] = LC_RESUME_FIXED, [KEY_SEQUENCE_LEN] = LC_RESUME_FIXED,
+    [KEY_PEFT_USE_RSLORA] = LC_RESUME_FIXED, [KEY_PEFT_USE_DORA] = LC_RESUME_FIXED,
+    [KEY_SEQUENCE_LEN] = LC_RESUME_FIXED,
     [KEY_SAMPLE_PACKING] = LC_RESUME_FIXED, [KEY_SHUFFLE] = LC_RESUME_FIXED,
     [KEY_MICRO_BATCH_SIZE] = LC_RESUME_FIXED, [KEY_GRAD_ACCUM] = LC_RESUME_FIXED,
     [KEY_ADAM_BETA1] = LC_RESUME_FIXED, [KEY_ADAM_BETA2] = LC_RESUME_FIXED,
@@ -1780,6 +1783,7 @@ void lc_train_config_defaults(lc_train_config *c)
     c->lora.alpha = 16;
     c->lora.dropout = 0;
     c->lora.use_rslora = false;
+    c->lora.use_dora = false;
     for (int m = 0; m < LC_MOD_COUNT; m++)
         c->lora.targets[m] = true;
     c->sequence_len = 2048;

@@ -166,12 +166,15 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
     const int64_t mb = o->micro_batch > 0 ? o->micro_batch : 1;
     r->seq_len = T;
     if (o->adapter_dir) {
-        if (lc_lora_load_peft(&lora, &m.cfg, o->adapter_dir, err)) {
+        if (lc_lora_load_peft(&lora, &m.cfg, o->adapter_dir, err) ||
+            lc_model_check_dora(&m, &lora, err) ||
+            lc_model_dora_freeze(&m, &lora, err)) {
             lc_error_prefix(err, "adapter %s (for base model %s)", o->adapter_dir, o->model_dir);
             goto out;
         }
         r->lora_r = lora.cfg.r;
         r->lora_alpha = lora.cfg.alpha;
+        r->lora_dora = lora.cfg.use_dora;
     }
     if (data_opts(o, m.cfg.vocab_size, T, mb, &text, &dopts, err) ||
         count_rows(&dopts, &scan, r, err))
@@ -257,8 +260,8 @@ static void print_report(FILE *out, const lc_eval_opts *o, const lc_eval_report 
                 r->nf4_double_quant ? ", double quant" : "");
     fprintf(out, "; weights %.1f MiB)\n", r->weight_bytes / 1048576.0);
     if (o->adapter_dir)
-        fprintf(out, "adapter:           %s (r %d, alpha %g; from %s)\n", o->adapter_dir,
-                r->lora_r, r->lora_alpha, adapter_from);
+        fprintf(out, "adapter:           %s (%sr %d, alpha %g; from %s)\n", o->adapter_dir,
+                r->lora_dora ? "DoRA, " : "", r->lora_r, r->lora_alpha, adapter_from);
     else
         fprintf(out, "adapter:           none (base model alone%s)\n",
                 from_config ? "; no adapter in output_dir and no lora_model_dir" : "");

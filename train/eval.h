@@ -72,6 +72,7 @@ typedef struct lc_eval_report {
     double weight_bytes;      /* the frozen matrices as held (lc_model_weight_bytes) */
     int lora_r;               /* 0 without an adapter */
     double lora_alpha;
+    bool lora_dora;           /* a DoRA adapter */
 } lc_eval_report;
 
 /* Loads the model (and adapter) of o, evaluates it on o->data and fills r. */

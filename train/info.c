@@ -223,25 +223,32 @@ static void weights_for_plan(const lc_info_opts *o, const lc_model_config *c,
     lc_model_free(&qm);
 }
 
-/* LoRA r on all seven linears: the plan's adapter and its parameter count. */
-static size_t plan_lora(const lc_model_config *c, int rank, lc_lora_config *lora)
+/* LoRA (or DoRA) r on all seven linears: the plan's adapter and its
+ * parameter count (DoRA: plus a magnitude per output row). */
+static size_t plan_lora(const lc_model_config *c, int rank, bool dora, lc_lora_config *lora)
 {
     memset(lora, 0, sizeof *lora);
     lora->r = rank;
     lora->alpha = 2.0 * rank;
+    lora->use_dora = dora;
     size_t params = 0;
     for (int m = 0; m < LC_MOD_COUNT; m++) {
         lora->targets[m] = true;
         int64_t mo, mi;
         lc_module_shape(c, m, &mo, &mi);
-        params += (size_t)rank * (size_t)(mo + mi) * (size_t)c->n_layers;
+        params += ((size_t)rank * (size_t)(mo + mi) + (dora ? (size_t)mo : 0)) *
+                  (size_t)c->n_layers;
     }
     return params;
 }
 
-static void print_plan_notes(FILE *out, const lc_model_config *c, const plan_weights *w)
+static void print_plan_notes(FILE *out, const lc_model_config *c, const plan_weights *w,
+                             bool dora)
 {
-    if (w->real)
+    if (dora)
+        fprintf(out, "  DoRA: the magnitudes count as adapters, their row norms as activations, "
+                "two [tokens, out] products more as workspace.\n");
+    else if (w->real)
         fprintf(out, "  weights: the real sizes of this pre-quantized checkpoint as loaded, "
                 "%.0f bytes: NF4 linears %.0f (packed codes, absmax, nested constants), "
                 "embeddings%s %.0f at %s. The linears stay NF4 for adapter: lora too; for "
@@ -265,7 +272,7 @@ static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_
 {
     const int64_t T = lc_model_config_seq_len(c, o->seq_len), B = o->micro_batch;
     lc_lora_config lora;
-    size_t lora_params = plan_lora(c, o->rank, &lora);
+    size_t lora_params = plan_lora(c, o->rank, o->dora, &lora);
     lc_memory_plan lp, qp, lpc, qpc;
     lc_memory_plan_cpu(c, w->real ? w->emb_bytes + w->nf4_bytes
                                   : lc_memory_weight_bytes(c, w->dtype),
@@ -275,15 +282,21 @@ static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_
     lc_memory_plan_cpu(c, qp.weights, lora_params, &lora, B, T, true, &qpc);
 
     double unit = lp.total >= 1073741824.0 ? 1073741824.0 : 1048576.0;
-    fprintf(out, "\nmemory plan (%s): LoRA r %d on all 7 linears (%zu trainable parameters), "
+    fprintf(out, "\nmemory plan (%s): %s r %d on all 7 linears (%zu trainable parameters), "
             "micro-batch %lld x sequence %lld, %s%s %s, CPU backend (%d thread%s)\n",
-            unit > 1048576.0 ? "GiB" : "MiB", o->rank, lora_params, (long long)B, (long long)T,
+            unit > 1048576.0 ? "GiB" : "MiB", o->dora ? "DoRA" : "LoRA", o->rank, lora_params, (long long)B, (long long)T,
             w->real ? "NF4 linears + " : "", lc_dtype_name(w->dtype),
             w->real ? "embeddings" : "weights", omp_get_max_threads(),
             lc_plural(omp_get_max_threads()));
     fprintf(out, "  %-28s %9s %9s %9s %11s %9s %9s\n", "", "weights", "adapters", "optimizer",
             "activations", "workspace", "total");
-    if (w->real) {
+    if (o->dora && w->real) {
+        fprintf(out, "  DoRA: not on NF4 linears (this checkpoint is pre-quantized; use the "
+                "unquantized model)\n");
+    } else if (o->dora) { /* DoRA with adapter: qlora is refused */
+        plan_row(out, "DoRA", &lp, unit);
+        plan_row(out, "DoRA + grad checkpointing*", &lpc, unit);
+    } else if (w->real) {
         plan_row(out, "LoRA/QLoRA (NF4 as stored)", &qp, unit);
         plan_row(out, "  + grad checkpointing*", &qpc, unit);
     } else {
@@ -292,7 +305,7 @@ static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_
         plan_row(out, "QLoRA (NF4)", &qp, unit);
         plan_row(out, "QLoRA + grad checkpointing*", &qpc, unit);
     }
-    print_plan_notes(out, c, w);
+    print_plan_notes(out, c, w, o->dora);
 }
 
 /* A GGUF base: its architecture and the bytes its weights hold as loaded

@@ -15,6 +15,7 @@
 #ifndef LC_INFO_H
 #define LC_INFO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -28,6 +29,7 @@ typedef struct lc_info_opts {
     int64_t seq_len;      /* 0: lc_model_config_seq_len's default */
     int64_t micro_batch;  /* rows per micro-batch */
     int rank;             /* LoRA r for the plan (all seven linears targeted) */
+    bool dora;            /* plan DoRA (a magnitude per output row) instead of LoRA */
 } lc_info_opts;
 
 /* Parameter counts by part, from config.json shapes. */

@@ -53,6 +53,22 @@ void lc_lora_tensor_name(char *buf, size_t n, int layer, lc_module m, bool is_b)
              lc_module_parent(m), lc_module_name(m), is_b ? 'B' : 'A');
 }
 
+void lc_lora_part_name(char *buf, size_t n, int layer, lc_module m, int k)
+{
+    if (k < 2)
+        lc_lora_tensor_name(buf, n, layer, m, k == 1);
+    else
+        snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.lora_magnitude_vector", layer,
+                 lc_module_parent(m), lc_module_name(m));
+}
+
+int lc_lora_parts(const lc_lora *lora) { return lora->cfg.use_dora ? 3 : 2; }
+
+lc_tensor *lc_lora_part(const lc_lora_adapter *ad, int k)
+{
+    return k == 0 ? ad->A : k == 1 ? ad->B : ad->m;
+}
+
 int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config *cfg,
                  uint64_t seed, lc_error *err)
 {
@@ -75,14 +91,14 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
                                             : cfg->alpha / cfg->r);
     size_t n_ad = (size_t)mc->n_layers * LC_MOD_COUNT;
     lora->adapters = calloc(n_ad, sizeof *lora->adapters);
-    lora->tensors = calloc(2 * n_ad, sizeof *lora->tensors);
+    lora->tensors = calloc(3 * n_ad, sizeof *lora->tensors);
     size_t total = 0;
     for (int l = 0; l < mc->n_layers; l++)
         for (int m = 0; m < LC_MOD_COUNT; m++)
             if (cfg->targets[m]) {
                 int64_t out, in;
                 lc_module_shape(mc, m, &out, &in);
-                total += (size_t)cfg->r * (size_t)(in + out);
+                total += (size_t)cfg->r * (size_t)(in + out) + (cfg->use_dora ? (size_t)out : 0);
             }
     lora->n_params = total;
     lora->params = calloc(total, sizeof(lc_real));
@@ -112,13 +128,22 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
             off += (size_t)B->numel;
             A->requires_grad = B->requires_grad = true;
             A->is_param = B->is_param = true;
+            lc_tensor *M = NULL;
+            if (cfg->use_dora) {
+                M = &lora->tensors[lora->n_tensors++];
+                lc_tensor_set_shape(M, 1, &out);
+                M->data = lora->params + off;
+                M->grad = lora->grads + off;
+                off += (size_t)out;
+                M->requires_grad = M->is_param = true;
+            }
             double bound = 1.0 / sqrt((double)in);
             for (int64_t i = 0; i < A->numel; i++) {
                 double u = lc_rng_uniform(&rng);
                 A->data[i] = (lc_real)((2 * u - 1) * bound);
             }
             lc_lora_adapter *ad = &lora->adapters[(size_t)l * LC_MOD_COUNT + m];
-            *ad = (lc_lora_adapter){A, B, lora->scale, cfg->dropout};
+            *ad = (lc_lora_adapter){A, B, lora->scale, cfg->dropout, M, NULL};
         }
     }
     return 0;
@@ -130,6 +155,7 @@ void lc_lora_free(lc_lora *lora)
     free(lora->tensors);
     free(lora->params);
     free(lora->grads);
+    free(lora->frozen_norms);
     memset(lora, 0, sizeof *lora);
 }
 
@@ -200,8 +226,8 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
         lc_error_set(err, "%s: lora_alpha: expected a positive number", path);
         goto out;
     }
-    if (cJSON_IsTrue(dora)) {
-        lc_error_set(err, "%s: use_dora: DoRA adapters are not supported", path);
+    if (dora && !cJSON_IsNull(dora) && !cJSON_IsBool(dora)) {
+        lc_error_set(err, "%s: use_dora: expected true or false", path);
         goto out;
     }
     if (cJSON_IsTrue(fifo)) {
@@ -216,6 +242,7 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
     cfg->alpha = alpha->valuedouble;
     cfg->dropout = cJSON_IsNumber(drop) ? drop->valuedouble : 0.0;
     cfg->use_rslora = cJSON_IsTrue(rs);
+    cfg->use_dora = cJSON_IsTrue(dora);
     if (cJSON_IsString(tm) && strcmp(tm->valuestring, "all-linear") == 0) {
         for (int m = 0; m < LC_MOD_COUNT; m++)
             cfg->targets[m] = true;
@@ -259,13 +286,19 @@ int lc_lora_load_tensors(lc_lora *lora, const lc_st_file *f, lc_error *err)
             const lc_lora_adapter *ad = lc_lora_get(lora, l, m);
             if (!ad)
                 continue;
-            for (int b = 0; b < 2; b++) {
-                lc_tensor *t = b ? ad->B : ad->A;
-                lc_lora_tensor_name(name, sizeof name, l, m, b);
+            for (int b = 0; b < lc_lora_parts(lora); b++) {
+                lc_tensor *t = lc_lora_part(ad, b);
+                lc_lora_part_name(name, sizeof name, l, m, b);
                 const lc_st_tensor *st = lc_st_find(f, name);
                 if (!st)
                     return lc_error_set(err, "%s: missing tensor '%s'", f->path, name);
-                if (st->ndim != 2 || st->shape[0] != t->shape[0] || st->shape[1] != t->shape[1])
+                if (b == 2 && (st->ndim != 1 || st->shape[0] != t->shape[0]))
+                    return lc_error_set(err, "%s: tensor '%s' has %d dimension%s, expected "
+                                        "[%lld] (the DoRA magnitude of a base model row)",
+                                        f->path, name, st->ndim, lc_plural(st->ndim),
+                                        (long long)t->shape[0]);
+                if (b < 2 &&
+                    (st->ndim != 2 || st->shape[0] != t->shape[0] || st->shape[1] != t->shape[1]))
                     return lc_error_set(err,
                                         "%s: tensor '%s' has shape [%lld,%lld], expected "
                                         "[%lld,%lld] (rank or base model mismatch)",
@@ -292,7 +325,8 @@ int lc_lora_load_tensors(lc_lora *lora, const lc_st_file *f, lc_error *err)
                     memcpy(copy, src, nbytes);
                     src = copy;
                 }
-                lc_weight w = {.data = src, .dtype = dt, .rows = st->shape[0], .cols = st->shape[1]};
+                lc_weight w = {.data = src, .dtype = dt, .rows = st->shape[0],
+                               .cols = st->ndim > 1 ? st->shape[1] : 1};
                 lc_weight_rows_to_real(&w, 0, w.rows, t->data);
                 free(copy);
                 for (int64_t i = 0; i < t->numel; i++)
@@ -328,10 +362,10 @@ int lc_lora_load_peft(lc_lora *lora, const lc_model_config *mc, const char *dir,
         char name[256];
         for (int l = 0; l < lora->n_layers && !known; l++)
             for (int m = 0; m < LC_MOD_COUNT && !known; m++)
-                for (int b = 0; b < 2 && !known; b++) {
+                for (int b = 0; b < lc_lora_parts(lora) && !known; b++) {
                     if (!lc_lora_get(lora, l, m))
                         continue;
-                    lc_lora_tensor_name(name, sizeof name, l, m, b);
+                    lc_lora_part_name(name, sizeof name, l, m, b);
                     known = strcmp(name, n) == 0;
                 }
         if (!known)
@@ -366,7 +400,7 @@ static char *adapter_config_json(const lc_lora *lora, const char *base_model)
     ok = ok && cJSON_AddStringToObject(root, "bias", "none") &&
          cJSON_AddBoolToObject(root, "fan_in_fan_out", false) &&
          cJSON_AddBoolToObject(root, "use_rslora", lora->cfg.use_rslora) &&
-         cJSON_AddBoolToObject(root, "use_dora", false) &&
+         cJSON_AddBoolToObject(root, "use_dora", lora->cfg.use_dora) &&
          cJSON_AddBoolToObject(root, "inference_mode", true) &&
          cJSON_AddNullToObject(root, "modules_to_save") &&
          cJSON_AddNullToObject(root, "layers_to_transform") &&
@@ -380,7 +414,7 @@ static char *adapter_config_json(const lc_lora *lora, const char *base_model)
     return json;
 }
 
-/* adapter_model.safetensors, F32, in (layer, module, A, B) order. */
+/* adapter_model.safetensors, F32, in (layer, module, A, B[, m]) order. */
 static int write_adapter_tensors(const lc_lora *lora, const char *path, lc_error *err)
 {
     lc_st_entry *entries = calloc(lora->n_tensors ? lora->n_tensors : 1, sizeof *entries);
@@ -397,9 +431,9 @@ static int write_adapter_tensors(const lc_lora *lora, const char *path, lc_error
             const lc_lora_adapter *ad = lc_lora_get(lora, l, m);
             if (!ad)
                 continue;
-            for (int b = 0; b < 2; b++) {
-                const lc_tensor *t = b ? ad->B : ad->A;
-                lc_lora_tensor_name(names[k], sizeof names[k], l, m, b);
+            for (int b = 0; b < lc_lora_parts(lora); b++) {
+                const lc_tensor *t = lc_lora_part(ad, b);
+                lc_lora_part_name(names[k], sizeof names[k], l, m, b);
                 const void *data = t->data;
                 if (conv) {
                     size_t off = (size_t)(t->data - lora->params);
@@ -407,7 +441,7 @@ static int write_adapter_tensors(const lc_lora *lora, const char *path, lc_error
                         conv[off + i] = (float)t->data[i];
                     data = conv + off;
                 }
-                entries[k] = (lc_st_entry){names[k], LC_DTYPE_F32, 2, t->shape, data};
+                entries[k] = (lc_st_entry){names[k], LC_DTYPE_F32, t->ndim, t->shape, data};
                 k++;
             }
         }
@@ -466,10 +500,10 @@ int lc_lora_loraplus_groups(const lc_lora *lora, double b_lr_scale, lc_adamw *op
         const lc_lora_adapter *ad = &lora->adapters[a];
         if (!ad->A)
             continue;
-        const lc_tensor *ab[2] = {ad->A, ad->B};
-        for (int k = 0; k < 2; k++) {
-            double scale = k == 1 ? b_lr_scale : 1.0;
-            size_t b = (size_t)(ab[k]->data - lora->params), e = b + (size_t)ab[k]->numel;
+        for (int k = 0; k < lc_lora_parts(lora); k++) {
+            const lc_tensor *p = lc_lora_part(ad, k);
+            double scale = k >= 1 ? b_lr_scale : 1.0; /* m is 1-D: PEFT's B group */
+            size_t b = (size_t)(p->data - lora->params), e = b + (size_t)p->numel;
             if (n > 0 && spans[n - 1].end == b && spans[n - 1].lr_scale == scale)
                 spans[n - 1].end = e;
             else

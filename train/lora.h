@@ -6,7 +6,11 @@
  * PEFT's: base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight is
  * A [R, in], ...lora_B.weight is B [out, R]; an adapter directory is
  * adapter_config.json + adapter_model.safetensors, loadable by
- * PeftModel.from_pretrained. */
+ * PeftModel.from_pretrained.
+ *
+ * DoRA (use_dora): each adapter also has a magnitude m [out]
+ * (...q_proj.lora_magnitude_vector), after its B in the buffer, trained by
+ * the same AdamW (weight decay included) and clipped norm. */
 #ifndef LC_LORA_H
 #define LC_LORA_H
 
@@ -37,6 +41,7 @@ typedef struct lc_lora_config {
     double alpha;
     double dropout;
     bool use_rslora;
+    bool use_dora;                 /* adapters carry a magnitude vector (DoRA) */
     bool targets[LC_MOD_COUNT];
 } lc_lora_config;
 
@@ -45,16 +50,19 @@ typedef struct lc_lora {
     int n_layers;
     lc_real scale;                 /* alpha / r or alpha / sqrt(r) */
     lc_lora_adapter *adapters;     /* [n_layers · LC_MOD_COUNT]; A == NULL: not targeted */
-    lc_tensor *tensors;            /* A and B structs, 2 per targeted module */
+    lc_tensor *tensors;            /* A, B (and m with DoRA) structs per targeted module */
     size_t n_tensors;
-    lc_real *params;               /* [n_params] all A and B values */
+    lc_real *params;               /* [n_params] all A, B (and m) values */
     lc_real *grads;                /* [n_params] */
     size_t n_params;
+    lc_real *frozen_norms;         /* DoRA's c of every adapter when frozen
+                                    * (lc_model_dora_freeze), else NULL */
 } lc_lora;
 
 /* Allocates the adapters for every targeted module of every layer, A with
  * PEFT's default init (kaiming-uniform a=√5: U(−1/√in, 1/√in)) from seed,
- * B zero. */
+ * B zero. With cfg->use_dora the magnitudes are zero until
+ * lc_model_dora_init (train/model.h) sets them from the weights. */
 int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config *cfg,
                  uint64_t seed, lc_error *err);
 void lc_lora_free(lc_lora *lora);
@@ -64,9 +72,17 @@ const lc_lora_adapter *lc_lora_get(const lc_lora *lora, int layer, lc_module m);
 
 /* PEFT tensor name of A (is_b false) or B, into buf. */
 void lc_lora_tensor_name(char *buf, size_t n, int layer, lc_module m, bool is_b);
+/* PEFT tensor name of adapter tensor k of (layer, m): 0 A, 1 B, 2 the DoRA
+ * magnitude (...lora_magnitude_vector). */
+void lc_lora_part_name(char *buf, size_t n, int layer, lc_module m, int k);
+/* Tensors per adapter: 2, or 3 with DoRA. */
+int lc_lora_parts(const lc_lora *lora);
+/* Adapter tensor k (0 A, 1 B, 2 m) of ad. */
+lc_tensor *lc_lora_part(const lc_lora_adapter *ad, int k);
 
 /* Reads an adapter directory's adapter_config.json into cfg (r, lora_alpha,
- * lora_dropout, use_rslora, target_modules; use_dora etc. refused). */
+ * lora_dropout, use_rslora, use_dora, target_modules; options lorac does
+ * not implement refused). */
 int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err);
 /* Init from DIR/adapter_config.json and load DIR/adapter_model.safetensors:
  * every expected tensor must be present with PEFT's shape; F32/F16/BF16. */
@@ -85,7 +101,8 @@ int lc_lora_save_peft(const lc_lora *lora, const char *dir, const char *base_mod
 /* LoRA+ (PEFT's create_loraplus_optimizer, Axolotl's loraplus_lr_ratio): the
  * optimizer's parameter groups over lora->params, every lora_B learning at
  * b_lr_scale × the learning rate and every lora_A at 1× (PEFT also puts 1-D
- * adapter parameters with B; lorac's adapters have none). Sets them on opt. */
+ * adapter parameters with B: DoRA's magnitudes learn at b_lr_scale too).
+ * Sets them on opt. */
 int lc_lora_loraplus_groups(const lc_lora *lora, double b_lr_scale, lc_adamw *opt,
                             lc_error *err);
 

@@ -77,7 +77,7 @@ static void bench_usage(FILE *f)
 {
     fprintf(f, "usage: lorac bench [--hidden 576] [--layers 30] [--heads 9] [--kv-heads 3]\n"
                "                   [--intermediate 1536] [--vocab 49152] [--tied 1] [--rank 16]\n"
-               "                   [--batch 4] [--seq 256] [--steps 3] [--warmup 1] [--bf16]\n"
+               "                   [--batch 4] [--seq 256] [--steps 3] [--warmup 1] [--bf16] [--dora]\n"
                "  Prints one JSON line: tokens/s, peak RSS, per-step seconds.\n");
 }
 
@@ -268,10 +268,11 @@ static int cmd_merge(int argc, char **argv)
     printf("\n");
     if (r.verified)
         printf("verify: max abs logit difference %.3g (tolerance %.3g = %s; max |logit| %.3g; "
-               "%dx%d-token probe batch); %d matrices equal W + scaling*B@A to their rounding "
+               "%dx%d-token probe batch); %d matrices equal %sW + scaling*B@A%s to their rounding "
                "(at most %.2f of the bound): ok\n", r.verify_max_diff, r.verify_tolerance,
                r.verify_rule, r.verify_max_logit, LC_MERGE_PROBE_ROWS, LC_MERGE_PROBE_TOKENS,
-               r.verify_weights_checked, r.verify_weight_worst);
+               r.verify_weights_checked, r.dora ? "(m/c)*(" : "", r.dora ? ")" : "",
+               r.verify_weight_worst);
     else
         printf("verify: skipped (--no-verify)\n");
     return 0;
@@ -331,6 +332,13 @@ static int cmd_export_gguf(int argc, char **argv)
         return 2;
     }
     lc_error err = {{0}};
+    lc_lora_config dora; /* llama.cpp's LoRA GGUF has no magnitude vectors */
+    if (o.lora && lc_lora_read_config(&dora, o.adapter_dir, &err) == 0 && dora.use_dora) {
+        fprintf(stderr, "lorac export-gguf: %s/adapter_config.json: use_dora: a DoRA adapter "
+                "cannot be exported with --lora (llama.cpp has no DoRA); export the merged "
+                "model instead (without --lora)\n", o.adapter_dir);
+        return 1;
+    }
     lc_gguf_export_report r;
     if (lc_gguf_export(&o, &r, stdout, &err)) {
         fflush(stdout);
@@ -671,13 +679,15 @@ static int cmd_generate(int argc, char **argv)
 static void info_usage(FILE *f)
 {
     fprintf(f,
-        "usage: lorac info DIR [--seq-len N] [--micro-batch N] [--rank R]\n"
+        "usage: lorac info DIR [--seq-len N] [--micro-batch N] [--rank R] [--dora]\n"
         "  Describes the Hugging Face model in DIR: architecture, parameter counts (total and\n"
         "  per part), tensor dtypes, and the memory a LoRA / QLoRA run needs at the given\n"
         "  settings (all seven linears adapted), with and without gradient checkpointing.\n"
         "  --seq-len N       sequence length (default min(%d, max_position_embeddings))\n"
         "  --micro-batch N   rows per micro-batch (default 1)\n"
         "  --rank R          LoRA rank (default 8)\n"
+        "  --dora            plan DoRA (peft_use_dora) instead: a magnitude per output row\n"
+        "                    and its row norms (no QLoRA rows: DoRA needs dense linears)\n"
         "  QLoRA rows: NF4 linears at 0.5 byte/param + ~0.127 bit/param absmax (double\n"
         "  quantization), embeddings and lm_head at the model's dtype; for a pre-quantized\n"
         "  (bitsandbytes 4-bit) checkpoint, the real sizes of its NF4 linears as loaded. Gradient\n"
@@ -709,6 +719,8 @@ static int cmd_info(int argc, char **argv)
                     return 2;
                 o.rank = (int)x;
             }
+        } else if (strcmp(argv[i], "--dora") == 0) {
+            o.dora = true;
         } else if (argv[i][0] != '-' && !o.dir) {
             o.dir = argv[i];
         } else {

@@ -26,17 +26,26 @@ void lc_memory_plan_cpu(const lc_model_config *c, double weight_bytes, size_t lo
     const double N = (double)B * T, C = c->hidden_size, FF = c->intermediate_size;
     const double HD = (double)c->n_heads * c->head_dim, KVD = (double)c->n_kv_heads * c->head_dim;
     int targets = 0;
-    for (int m = 0; m < LC_MOD_COUNT; m++)
+    double dora_rows = 0; /* DoRA keeps c [out] per adapted linear of every layer */
+    for (int m = 0; m < LC_MOD_COUNT; m++) {
         targets += lora->targets[m];
+        int64_t out, in;
+        lc_module_shape(c, m, &out, &in);
+        if (lora->use_dora && lora->targets[m])
+            dora_rows += (double)out * c->n_layers;
+    }
     double per_layer = C + HD + 2 * KVD + HD + c->n_heads + C + 2 * FF + 2 +
                        (double)lora->r * targets;
     if (c->qk_norm)
         per_layer += HD + KVD + c->n_heads + c->n_kv_heads;
     double act = checkpointing ? N * (C * c->n_layers + per_layer + C + 3 * C) * f
                                : N * (per_layer * c->n_layers + 3 * C) * f;
+    act += dora_rows * f;
     /* Largest scratch any op takes: recomputed f(x) + d f(x) + LoRA
-     * dropout buffer, attention blocks, lm_head chunk. */
-    double lin_scr = 3 * N * (FF > C ? FF : C) * f + (double)(1 << 18) * f;
+     * dropout buffer (DoRA: two [N, out] products more and a tile of
+     * W + s·B·A for the row norms), attention blocks, lm_head chunk. */
+    double lin_scr = (lora->use_dora ? 5 : 3) * N * (FF > C ? FF : C) * f +
+                     (double)(lora->use_dora ? 2 << 18 : 1 << 18) * f;
     lc_attn_shape s = {.B = B, .T = T, .H = c->n_heads, .KV = c->n_kv_heads, .D = c->head_dim};
     double attn_scr = (double)lc_k_attention_scratch(&s) * f;
     int64_t chunk = lc_k_ce_chunk_rows(c->vocab_size);

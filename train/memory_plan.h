@@ -18,7 +18,7 @@
 
 typedef struct lc_memory_plan {
     double weights;       /* frozen base, bytes as stored */
-    double adapters;      /* LoRA values + gradients */
+    double adapters;      /* LoRA values + gradients (DoRA magnitudes included) */
     double optimizer;     /* Adam m, v */
     double activations;   /* step arena: kept for backward */
     double workspace;     /* step arena scratch + gradient pool */

@@ -108,9 +108,16 @@ static int check_adapter(const char *adir, const lc_model_config *mc, lc_error *
         const lc_st_tensor *t = &f.tensors[i];
         int layer = -1, n = 0;
         char parent[32], mod[32], ab = 0;
-        int got = sscanf(t->name, "base_model.model.model.layers.%d.%31[^.].%31[^.].lora_%c.weight%n",
+        /* DoRA: base_model.model.model.layers.N.{self_attn,mlp}.*_proj.lora_magnitude_vector */
+        int got = sscanf(t->name, "base_model.model.model.layers.%d.%31[^.].%31[^.]."
+                         "lora_magnitude_vector%n", &layer, parent, mod, &n);
+        bool mag = lc.use_dora && got == 3 && n > 0 && t->name[n] == '\0';
+        if (!mag) {
+            n = 0;
+            got = sscanf(t->name, "base_model.model.model.layers.%d.%31[^.].%31[^.].lora_%c.weight%n",
                          &layer, parent, mod, &ab, &n);
-        if (got != 4 || n == 0 || t->name[n] != '\0' || (ab != 'A' && ab != 'B')) {
+        }
+        if (!mag && (got != 4 || n == 0 || t->name[n] != '\0' || (ab != 'A' && ab != 'B'))) {
             rc = lc_error_set(err, "%s: tensor '%.200s' is not a LoRA A/B weight of a decoder "
                               "linear (lorac merges only base_model.model.model.layers.N."
                               "{self_attn,mlp}.*_proj.lora_{A,B}.weight)", path, t->name);
@@ -132,6 +139,15 @@ static int check_adapter(const char *adir, const lc_model_config *mc, lc_error *
             rc = lc_error_set(err, "%s: tensor '%.200s' adapts %s, which target_modules in "
                               "adapter_config.json does not list", path, t->name, mod);
             break;
+        }
+        if (mag) {
+            int64_t out, in;
+            lc_module_shape(mc, m, &out, &in);
+            if (t->ndim != 1 || t->shape[0] != out)
+                rc = lc_error_set(err, "%s: tensor '%.200s' is not a vector of the base model's "
+                                  "%lld output rows of %s (a DoRA magnitude)", path, t->name,
+                                  (long long)out, mod);
+            continue;
         }
         if (t->ndim != 2) {
             rc = lc_error_set(err, "%s: tensor '%.200s' has %d dimensions, expected 2", path,
@@ -220,8 +236,21 @@ static int merge_tensor(const char *name, const lc_weight *w, const lc_lora_adap
                 for (int64_t j = 0; j < nc; j++)
                     acc[j] += b * (double)a[j];
             }
+            /* DoRA (PEFT's merge): (m / c) · (W + s·B·A), c the row norm of
+             * the float sum W + s·B·A */
+            double g = 1;
+            if (ad && ad->m) {
+                double ss = 0;
+                for (int64_t j = 0; j < nc; j++) {
+                    double v = (double)((float)row[j] + (float)(acc[j] * scale));
+                    ss += v * v;
+                }
+                g = (double)ad->m->data[i] / sqrt(ss);
+            }
             for (int64_t j = 0; j < nc; j++) {
                 float v = ad ? (float)row[j] + (float)(acc[j] * scale) : (float)row[j];
+                if (ad && ad->m)
+                    v = (float)((double)v * g);
                 if (i == 0 && j == 0)
                     v += bump;
                 if (!store(dst, out_dt, i * nc + j, v)) {
@@ -785,6 +814,16 @@ static void compare_matrix(const char *name, const lc_weight *base, const lc_wei
                     mag[c] += fabs(b * (double)a[c]);
                 }
             }
+            /* DoRA: the row scaled by m / ‖W + s·B·A‖ (a few more roundings:
+             * the norm of the float sum, the factor) */
+            double g = 1, grel = 0;
+            if (ad && ad->m) {
+                double ss = 0;
+                for (int64_t c = 0; c < nc; c++)
+                    ss += ((double)w[c] + scale * acc[c]) * ((double)w[c] + scale * acc[c]);
+                g = (double)ad->m->data[i] / sqrt(ss);
+                grel = 8 * 0x1p-24;
+            }
             for (int64_t c = 0; c < nc; c++)
                 mag[c] = fabs((double)w[c]) + fabs(scale) * mag[c];
             double block_max = 0;
@@ -795,8 +834,8 @@ static void compare_matrix(const char *name, const lc_weight *base, const lc_wei
                         block_max = fmax(block_max, mag[k]);
                     block_max *= u * (1 + 0x1p-10);
                 }
-                const double want = (double)w[c] + scale * acc[c];
-                const double bound = rel * mag[c] + block_max + tiny;
+                const double want = g * ((double)w[c] + scale * acc[c]);
+                const double bound = ((rel + grel) * mag[c] + block_max) * fabs(g) + tiny;
                 const double d = fabs((double)m[c] - want);
                 const double ratio = isnan(d) ? INFINITY : d / bound;
                 if (ratio > local.ratio)
@@ -1104,6 +1143,7 @@ static int load_adapter(merge_job *j, lc_error *err)
                               err))
         return -1;
     j->lora_loaded = true;
+    j->r->dora = j->lora.cfg.use_dora;
     return 0;
 }
 
@@ -1172,6 +1212,12 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
     j.r = r;
     j.log = log;
     const double t0 = lc_now_s();
+    lc_lora_config dora;
+    if (lc_gguf_model_is_gguf(o->base_dir) && o->adapter_dir &&
+        lc_lora_read_config(&dora, o->adapter_dir, err) == 0 && dora.use_dora)
+        return lc_error_set(err, "%s/adapter_config.json: use_dora: merging a DoRA adapter into "
+                            "a GGUF base is not supported (merge into the Hugging Face model, "
+                            "then export-gguf)", o->adapter_dir);
     if (lc_gguf_model_is_gguf(o->base_dir))
         return lc_gguf_merge(o, r, log, err); /* a GGUF file in, a GGUF file out */
     if (o->gguf_type)

@@ -105,7 +105,9 @@ typedef struct lc_merge_report {
     double verify_tolerance;   /* on the logit difference */
     char verify_rule[96];      /* how verify_tolerance was formed, in words */
     int verify_weights_checked;/* matrices compared element by element */
-    double verify_weight_worst;/* largest |merged − (W + scaling·B@A)| / its rounding bound
+    bool dora;                 /* the adapter is DoRA: merged as (m / c)·(W + scaling·B@A) */
+    double verify_weight_worst;/* largest |merged − (W + scaling·B@A)| (DoRA: times m / its
+                                * row norm) / its rounding bound
                                 * (≤ 1 passes) */
 } lc_merge_report;
 
@@ -119,7 +121,8 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *report, FILE *log, lc_erro
  * (`lorac export-gguf`): the adapter of adapter_dir checked against the base
  * config (every tensor's name, layer, module and shape) and loaded, with
  * its scaling (alpha / r, or alpha / sqrt(r) with rsLoRA); and one linear
- * W + scale · (B @ A) computed exactly as lc_merge does, into a new buffer
+ * W + scale · (B @ A) (DoRA: each row times m / ‖its row of W + scale·B@A‖,
+ * as PEFT's merge_and_unload) computed exactly as lc_merge does, into a new buffer
  * of rows · cols elements of out_dt (*out, malloc'd; the caller frees). */
 int lc_merge_load_adapter(const lc_model_config *cfg, const char *base_dir,
                           const char *adapter_dir, lc_lora *lora, double *scale, lc_error *err);

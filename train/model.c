@@ -375,6 +375,62 @@ int lc_model_prepare_rope(lc_model *m, int64_t n, lc_error *err)
     return 0;
 }
 
+int lc_model_check_dora(const lc_model *m, const lc_lora *lora, lc_error *err)
+{
+    if (!lora || !lora->cfg.use_dora)
+        return 0;
+    if (m->gguf)
+        return lc_error_set(err, "use_dora: DoRA adapters on a GGUF base are not supported "
+                            "(use the Hugging Face safetensors model)");
+    if (m->nf4)
+        return lc_error_set(err, "use_dora: DoRA adapters with adapter: qlora (NF4 base) are "
+                            "not supported (use adapter: lora)");
+    return 0;
+}
+
+/* c = ‖W + s·B·A‖ per row of every adapted linear: into each adapter's m
+ * (dst NULL) or into dst, adapter after adapter (each pointed at by
+ * adapter.norm). */
+static int dora_norms(const lc_model *m, lc_lora *lora, lc_real *dst, lc_error *err)
+{
+    for (int l = 0; l < lora->n_layers; l++)
+        for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+            lc_lora_adapter *ad = &lora->adapters[(size_t)l * LC_MOD_COUNT + mod];
+            if (!ad->A)
+                continue;
+            const lc_weight *W = &m->layers[l].proj[mod];
+            lc_real *scr = malloc(lc_k_dora_norm_scratch(W) * sizeof(lc_real) + 1);
+            if (!scr)
+                return lc_error_set(err, "out of memory for DoRA's weight norms");
+            lc_real *c = dst ? dst : ad->m->data;
+            lc_k_dora_norm(W, ad->A->data, ad->B->data, ad->A->shape[0], ad->scale, c, scr);
+            free(scr);
+            if (dst) {
+                ad->norm = dst;
+                dst += W->rows;
+            }
+        }
+    return 0;
+}
+
+int lc_model_dora_init(const lc_model *m, lc_lora *lora, lc_error *err)
+{
+    return lora->cfg.use_dora ? dora_norms(m, lora, NULL, err) : 0;
+}
+
+int lc_model_dora_freeze(const lc_model *m, lc_lora *lora, lc_error *err)
+{
+    if (!lora || !lora->cfg.use_dora || lora->frozen_norms)
+        return 0;
+    size_t n = 0;
+    for (size_t a = 0; a < (size_t)lora->n_layers * LC_MOD_COUNT; a++)
+        if (lora->adapters[a].m)
+            n += (size_t)lora->adapters[a].m->numel;
+    if (!(lora->frozen_norms = malloc(n * sizeof(lc_real) + 1)))
+        return lc_error_set(err, "out of memory for DoRA's weight norms");
+    return dora_norms(m, lora, lora->frozen_norms, err);
+}
+
 static lc_linear make_linear(const lc_model *m, const lc_lora *lora, int l, lc_module mod)
 {
     const lc_layer_weights *L = &m->layers[l];

@@ -500,15 +500,19 @@ static int load_model_and_adapter(run *r, lc_error *err)
         if (c->lora_target_linear)
             for (int m = 0; m < LC_MOD_COUNT; m++)
                 lc.targets[m] = true;
-        if (lc_lora_init(&r->lora, mc, &lc, c->seed, err))
+        if (lc_lora_init(&r->lora, mc, &lc, c->seed, err) ||
+            lc_model_check_dora(&r->model, &r->lora, err) ||
+            lc_model_dora_init(&r->model, &r->lora, err))
             return -1;
     }
+    if (lc_model_check_dora(&r->model, &r->lora, err))
+        return -1;
     char plus[128] = "";
     if (c->loraplus_lr_ratio > 0)
         snprintf(plus, sizeof plus, ", LoRA+ (lora_B at %g x the learning rate%s)",
                  c->loraplus_lr_ratio, c->weight_decay > 0 ? "; no weight decay, as Axolotl" : "");
-    fprintf(r->log, "adapter: LoRA r %d, alpha %g%s, dropout %g%s, %zu trainable parameters\n",
-            r->lora.cfg.r, r->lora.cfg.alpha, r->lora.cfg.use_rslora ? " (rsLoRA)" : "",
+    fprintf(r->log, "adapter: %s r %d, alpha %g%s, dropout %g%s, %zu trainable parameters\n",
+            r->lora.cfg.use_dora ? "DoRA" : "LoRA", r->lora.cfg.r, r->lora.cfg.alpha, r->lora.cfg.use_rslora ? " (rsLoRA)" : "",
             r->lora.cfg.dropout, plus, r->lora.n_params);
     return 0;
 }

@@ -278,3 +278,29 @@ void lc_k_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
 {
     K()->axpy(n, a, x, y);
 }
+
+size_t lc_k_dora_norm_scratch(const lc_weight *W) { return K()->dora_norm_scratch(W); }
+
+void lc_k_dora_norm(const lc_weight *W, const lc_real *A, const lc_real *B, int64_t R,
+                    lc_real s, lc_real *c, lc_real *scratch)
+{
+    K()->dora_norm(W, A, B, R, s, c, scratch);
+}
+
+void lc_k_dora_combine(int64_t N, int64_t O, const lc_real *g, const lc_real *u,
+                       const lc_real *v, lc_real *y)
+{
+    K()->dora_combine(N, O, g, u, v, y);
+}
+
+void lc_k_col_scale(int64_t N, int64_t O, const lc_real *dy, const lc_real *g,
+                    lc_real shift, lc_real *out)
+{
+    K()->col_scale(N, O, dy, g, shift, out);
+}
+
+void lc_k_dora_mag_grad(int64_t N, int64_t O, const lc_real *dy, const lc_real *u,
+                        const lc_real *c, lc_real *dm)
+{
+    K()->dora_mag_grad(N, O, dy, u, c, dm);
+}

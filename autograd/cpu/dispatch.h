@@ -39,6 +39,11 @@ typedef struct lc_cpu_kernels {
     __typeof__(lc_k_embedding) *embedding;
     __typeof__(lc_k_dropout) *dropout;
     __typeof__(lc_k_axpy) *axpy;
+    __typeof__(lc_k_dora_norm_scratch) *dora_norm_scratch;
+    __typeof__(lc_k_dora_norm) *dora_norm;
+    __typeof__(lc_k_dora_combine) *dora_combine;
+    __typeof__(lc_k_col_scale) *col_scale;
+    __typeof__(lc_k_dora_mag_grad) *dora_mag_grad;
 } lc_cpu_kernels;
 
 /* Environment variable that forces a variant: "auto" (default), a name

@@ -574,6 +574,73 @@ static void cpu_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
                       keep_scale, accumulate);
 }
 
+/* ---- DoRA ---- */
+
+static size_t cpu_dora_norm_scratch(const lc_weight *W)
+{
+    return (size_t)(weight_tile_rows(W) * W->cols);
+}
+
+static void cpu_dora_norm(const lc_weight *W, const lc_real *A, const lc_real *B, int64_t R,
+                          lc_real s, lc_real *c, lc_real *scratch)
+{
+    int64_t in = W->cols, out = W->rows, tr = weight_tile_rows(W);
+    for (int64_t r0 = 0; r0 < out; r0 += tr) {
+        int64_t r1 = r0 + tr < out ? r0 + tr : out;
+        lc_weight_rows_to_real(W, r0, r1, scratch);                    /* [r1-r0, in] */
+        cpu_gemm(false, false, r1 - r0, in, R, s, B + r0 * R, R, A, in, 1, scratch, in);
+#pragma omp parallel for schedule(static) if ((r1 - r0) * in >= PAR_MIN)
+        for (int64_t r = r0; r < r1; r++) {
+            const lc_real *w = scratch + (r - r0) * in;
+            double ss = 0;
+#pragma omp simd reduction(+ : ss)
+            for (int64_t i = 0; i < in; i++)
+                ss += (double)w[i] * w[i];
+            c[r] = (lc_real)sqrt(ss);
+        }
+    }
+}
+
+static void cpu_dora_combine(int64_t N, int64_t O, const lc_real *g, const lc_real *u,
+                             const lc_real *v, lc_real *y)
+{
+#pragma omp parallel for schedule(static) if (N * O >= PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const lc_real *un = u + n * O, *vn = v + n * O;
+        lc_real *yn = y + n * O;
+#pragma omp simd
+        for (int64_t o = 0; o < O; o++)
+            yn[o] += (g[o] - 1) * un[o] + g[o] * vn[o];
+    }
+}
+
+static void cpu_col_scale(int64_t N, int64_t O, const lc_real *dy, const lc_real *g,
+                          lc_real shift, lc_real *out)
+{
+#pragma omp parallel for schedule(static) if (N * O >= PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+#pragma omp simd
+        for (int64_t o = 0; o < O; o++)
+            out[n * O + o] = dy[n * O + o] * (g[o] + shift);
+    }
+}
+
+static void cpu_dora_mag_grad(int64_t N, int64_t O, const lc_real *dy, const lc_real *u,
+                              const lc_real *c, lc_real *dm)
+{
+    /* columns split over threads, rows summed in order: deterministic */
+#pragma omp parallel for schedule(static) if (N * O >= PAR_MIN)
+    for (int64_t o0 = 0; o0 < O; o0 += 64) {
+        int64_t o1 = o0 + 64 < O ? o0 + 64 : O;
+        double acc[64] = {0};
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = o0; o < o1; o++)
+                acc[o - o0] += (double)dy[n * O + o] * u[n * O + o];
+        for (int64_t o = o0; o < o1; o++)
+            dm[o] += (lc_real)(acc[o - o0] / c[o]);
+    }
+}
+
 #ifndef LC_CPU_VARIANT
 #error "kernels_cpu.c is compiled per variant: LC_CPU_VARIANT must name it (see CMakeLists.txt)"
 #endif
@@ -599,4 +666,9 @@ const lc_cpu_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
     .embedding = cpu_embedding,
     .dropout = cpu_dropout,
     .axpy = cpu_axpy,
+    .dora_norm_scratch = cpu_dora_norm_scratch,
+    .dora_norm = cpu_dora_norm,
+    .dora_combine = cpu_dora_combine,
+    .col_scale = cpu_col_scale,
+    .dora_mag_grad = cpu_dora_mag_grad,
 };
