@@ -637,6 +637,12 @@ int lc_gguf_export(const lc_gguf_export_opts *o, lc_gguf_export_report *r, FILE 
         if (lc_merge_load_adapter(&j.cfg, o->base_dir, o->adapter_dir, &j.lora, &j.scale, err))
             goto out;
         j.lora_loaded = true;
+        if (o->lora && j.lora.cfg.use_dora) { /* llama.cpp's LoRA GGUF has no magnitudes */
+            lc_error_set(err, "%s/adapter_config.json: use_dora: a DoRA adapter cannot be "
+                         "exported with --lora (llama.cpp has no DoRA); export the merged model "
+                         "instead (without --lora)", o->adapter_dir);
+            goto out;
+        }
     }
     if (!(j.w = lc_gguf_writer_new(32))) {
         lc_error_set(err, "out of memory");

@@ -332,13 +332,6 @@ static int cmd_export_gguf(int argc, char **argv)
         return 2;
     }
     lc_error err = {{0}};
-    lc_lora_config dora; /* llama.cpp's LoRA GGUF has no magnitude vectors */
-    if (o.lora && lc_lora_read_config(&dora, o.adapter_dir, &err) == 0 && dora.use_dora) {
-        fprintf(stderr, "lorac export-gguf: %s/adapter_config.json: use_dora: a DoRA adapter "
-                "cannot be exported with --lora (llama.cpp has no DoRA); export the merged "
-                "model instead (without --lora)\n", o.adapter_dir);
-        return 1;
-    }
     lc_gguf_export_report r;
     if (lc_gguf_export(&o, &r, stdout, &err)) {
         fflush(stdout);
