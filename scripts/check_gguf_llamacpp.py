@@ -77,13 +77,32 @@ import json, os, shutil, sys, numpy as np, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 cmd, args = sys.argv[1], json.loads(sys.argv[2])
 torch.manual_seed(args.get("seed", 0))
-if cmd == "make_vocab":  # a minimal Llama carrying a real tokenizer (tests/fixtures/tokenizers)
+
+
+def save_random(cfg, out):
+    """A model of config cfg with random weights (normal 0.05; norms 0.5..1.5), saved to out."""
+    m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
+    m.save_pretrained(out)
+
+
+def copy_tokenizer(src, out, files=("tokenizer.json", "tokenizer_config.json",
+                                    "special_tokens_map.json")):
+    """src's tokenizer files into out; tokenizer.json may be stored gzipped in src."""
     import gzip
+    for f in files:
+        if f == "tokenizer.json" and os.path.exists(os.path.join(src, f + ".gz")):
+            open(os.path.join(out, f), "wb").write(gzip.open(os.path.join(src, f + ".gz")).read())
+        else:
+            shutil.copy(os.path.join(src, f), out)
+
+
+if cmd == "make_vocab":  # a minimal Llama carrying a real tokenizer (tests/fixtures/tokenizers)
     from transformers import LlamaConfig
     os.makedirs(args["out"], exist_ok=True)
-    open(os.path.join(args["out"], "tokenizer.json"), "wb").write(
-        gzip.open(os.path.join(args["tok"], "tokenizer.json.gz")).read())
-    shutil.copy(os.path.join(args["tok"], "tokenizer_config.json"), args["out"])
+    copy_tokenizer(args["tok"], args["out"], ("tokenizer.json", "tokenizer_config.json"))
     n = len(AutoTokenizer.from_pretrained(args["out"]))
     cfg = LlamaConfig(vocab_size=n, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
                       num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=64,
@@ -94,31 +113,16 @@ elif cmd == "make" and args["arch"] == "llama-spm":  # Llama 2's SentencePiece-s
     cfg = LlamaConfig(vocab_size=32000, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                       rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
-    m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
-    m.save_pretrained(args["out"])
-    import gzip
-    open(os.path.join(args["out"], "tokenizer.json"), "wb").write(
-        gzip.open(os.path.join(args["tok"], "tokenizer.json.gz")).read())
-    shutil.copy(os.path.join(args["tok"], "tokenizer_config.json"), args["out"])
+    save_random(cfg, args["out"])
+    copy_tokenizer(args["tok"], args["out"], ("tokenizer.json", "tokenizer_config.json"))
 elif cmd == "make" and args["arch"] == "spm-bpe":  # the spm-bpe fixture: tokenizer.model + HF files
     from transformers import LlamaConfig
     cfg = LlamaConfig(vocab_size=1201, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                       rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
-    m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
-    m.save_pretrained(args["out"])
-    import gzip
-    src = args["spm"]
-    open(os.path.join(args["out"], "tokenizer.json"), "wb").write(
-        gzip.open(os.path.join(src, "tokenizer.json.gz")).read())
-    for f in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(os.path.join(src, f), args["out"])
+    save_random(cfg, args["out"])
+    copy_tokenizer(args["spm"], args["out"], ("tokenizer.json", "tokenizer.model",
+                                              "tokenizer_config.json", "special_tokens_map.json"))
 elif cmd == "tokenize":  # HF's ids of each string (no BOS)
     tok = AutoTokenizer.from_pretrained(args["base"])
     json.dump([tok(t, add_special_tokens=False)["input_ids"] for t in args["texts"]],
@@ -129,13 +133,8 @@ elif cmd == "make" and args["arch"] == "llama256":  # rows of whole 256-element 
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                       rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1021,
                       eos_token_id=1023)
-    m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
-    m.save_pretrained(args["out"])
-    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(os.path.join(args["chat"], f), args["out"])
+    save_random(cfg, args["out"])
+    copy_tokenizer(args["chat"], args["out"])
 elif cmd == "gguf_logits":  # HF model = the GGUF's weights as gguf-py dequantizes them
     import gguf
     from peft import PeftModel
@@ -165,8 +164,7 @@ elif cmd == "gguf_logits":  # HF model = the GGUF's weights as gguf-py dequantiz
     missing, unexpected = m.load_state_dict(sd, strict=False)
     assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
     m.save_pretrained(args["save"])  # the dequantized model, with the tokenizer files
-    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(os.path.join(args["config"], f), args["save"])
+    copy_tokenizer(args["config"], args["save"])
     m.eval()
     x = torch.tensor([args["ids"]])
     with torch.no_grad():
@@ -182,13 +180,8 @@ elif cmd == "make":  # a random qwen2 / qwen3 model with the chat tokenizer
                   rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
                   bos_token_id=1021, eos_token_id=1023, torch_dtype="float32")
     cfg = Qwen2Config(**common) if args["arch"] == "qwen2" else Qwen3Config(head_dim=32, **common)
-    m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.05) if p.dim() > 1 else p.uniform_(0.5, 1.5)
-    m.save_pretrained(args["out"])
-    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(os.path.join(args["chat"], f), args["out"])
+    save_random(cfg, args["out"])
+    copy_tokenizer(args["chat"], args["out"])
 elif cmd == "adapter":
     from peft import LoraConfig, get_peft_model
     m = AutoModelForCausalLM.from_pretrained(args["base"], torch_dtype=torch.float32)
