@@ -221,6 +221,7 @@ Test(gguf_merge, every_case_matches_gguf_py_reference)
         lc_error err;
         cr_assert_eq(lc_merge(&o, &r, NULL, &err), 0, "%s: %s", name, err.msg);
         cr_expect(r.verified, "%s", name);
+        cr_expect_eq(r.dora, strstr(name, "dora") != NULL, "%s: report's dora", name);
         const cJSON *merged = cJSON_GetObjectItem(c, "merged");
         int n = compare_file(name, base, out, merged);
         cr_expect_eq(n, cJSON_GetArraySize(merged), "%s", name);
