@@ -19,7 +19,24 @@ tests/fixtures/tiny-llama/dora/:
   dora_step3.safetensors      the adapter after the 3 steps (F32, saved names)
   merged_layer0.safetensors   PEFT's merge_and_unload() of adapter_init (float64, stored F32):
                               layer 0's seven merged linears (layer 1 left out to keep it small)
-Usage: /work/venv-torch/bin/python scripts/make_dora_fixture.py
+DoRA over quantized bases (--quant, also part of a full run), the same adapter_init and rows 0-1:
+PEFT's DoRA in float64 over a dense model whose weights are what the quantized base dequantizes
+to (PEFT's DoRA over a bitsandbytes 4-bit layer takes its weight norm from the dequantized
+weight), one file each under dora/:
+  ref_nf4.safetensors         every decoder linear (q,k,v,o,gate,up,down) replaced by its NF4
+                              round trip (block 64, no double quant; make_fixtures.nf4_torch, the
+                              QLoRA fixture's code, bit-identical to bitsandbytes and lc_nf4)
+  ref_nf4dq.safetensors       the linears of tiny-llama-bnb4 (bitsandbytes NF4 with double
+                              quant), dequantized here as bitsandbytes does in f32: absmax =
+                              nested_quant_map[code] * nested_absmax + offset, w = quant_map[q] *
+                              absmax; plus "merged.model.layers.0.self_attn.q_proj.weight":
+                              PEFT's merge_and_unload over those weights (lorac merge --dequantize)
+  ref_gguf_q8_0.safetensors   every weight of gguf-base/tiny-llama-q8_0.gguf as gguf-py
+                              dequantizes it, q/k un-permuted (make_gguf_base_fixtures.read_back)
+  each with "logits" [16, 512] (row 0's; the loss is over rows 0-1), "loss" [1], "<saved name>.grad" for every A, B and magnitude, and
+  "<magnitude name>.init": the magnitudes PEFT gives a fresh DoRA adapter over those weights
+  (init_lora_weights=True: B = 0, so the row norms of the dequantized W)
+Usage: /work/venv-torch/bin/python scripts/make_dora_fixture.py [--quant]
        /work/venv-torch/bin/python scripts/make_dora_fixture.py --check-adapter DIR
          after  build/lorac train configs/fixture_3step.yaml --set output_dir=DIR \
                   --set lora_model_dir=$PWD/tests/fixtures/tiny-llama/dora/adapter_init
@@ -116,6 +133,110 @@ def make():
     save_file(mf.f32(keep), os.path.join(OUT, "merged_layer0.safetensors"))
 
 
+def bnb4_dequant(path):
+    """{linear weight name: f32 [out, in]} of a bitsandbytes NF4 double-quant checkpoint, in the
+    two f32 roundings bitsandbytes (and lc_nf4_block_absmax) uses for absmax."""
+    f = load_file(path)
+    out = {}
+    for k in f:
+        if not k.endswith(".weight.quant_state.bitsandbytes__nf4"):
+            continue
+        w = k[: -len(".quant_state.bitsandbytes__nf4")]
+        st = json.loads(bytes(f[k].tolist()).decode())
+        assert st["quant_type"] == "nf4" and st["nested_blocksize"] == 256, st
+        bs, shape = st["blocksize"], st["shape"]
+        nmap, nabs = f[w + ".nested_quant_map"], f[w + ".nested_absmax"]
+        codes = f[w + ".absmax"].long()
+        blk = torch.arange(codes.numel()) // 256
+        absmax = nmap[codes] * nabs[blk]  # f32 product, then + offset: two roundings
+        absmax = absmax + torch.tensor(st["nested_offset"], dtype=torch.float32)
+        packed = f[w].reshape(-1)
+        q = torch.stack([packed >> 4, packed & 15], dim=1).reshape(-1).long()
+        n = shape[0] * shape[1]
+        vals = f[w + ".quant_map"][q[:n]] * absmax.repeat_interleave(bs)[:n]
+        out[w] = vals.reshape(shape)
+    return out
+
+
+def quant_bases():
+    """name -> a function giving the float64 state dict PEFT runs on."""
+    mdir = os.path.join(FIX, "model")
+
+    def nf4():
+        sd = {k: v.to(torch.float64) for k, v in load_file(os.path.join(mdir, "model.safetensors")).items()}
+        nsd, _ = mf.nf4_weights(sd, mf.nf4_torch)
+        return nsd
+
+    def nf4dq():
+        sd = {k: v.to(torch.float64) for k, v in load_file(os.path.join(mdir, "model.safetensors")).items()}
+        deq = bnb4_dequant(os.path.join(ROOT, "tests", "fixtures", "tiny-llama-bnb4", "model",
+                                        "model.safetensors"))
+        assert len(deq) == 14, len(deq)
+        for k, v in deq.items():
+            sd[k] = v.to(torch.float64)
+        return sd
+
+    def gguf_q8_0():
+        import make_gguf_base_fixtures as gb
+        cfg = transformers.AutoConfig.from_pretrained(mdir)
+        return gb.read_back(os.path.join(ROOT, "tests", "fixtures", "gguf-base",
+                                         "tiny-llama-q8_0.gguf"), cfg)
+    return {"nf4": nf4, "nf4dq": nf4dq, "gguf_q8_0": gguf_q8_0}
+
+
+def with_weights(pm, sd):
+    """Every weight of sd into PEFT model pm's base (a linear's through its base_layer)."""
+    base = pm.get_base_model()
+    with torch.no_grad():
+        for k, v in sd.items():
+            if "rotary" in k:
+                continue
+            mod = base.get_submodule(k.rsplit(".", 1)[0])
+            layer = getattr(mod, "base_layer", mod)
+            getattr(layer, k.rsplit(".", 1)[1]).copy_(v.to(torch.float64))
+
+
+def make_quant():
+    torch.use_deterministic_algorithms(True)
+    ids, labels = mf.read_train(os.path.join(FIX, "train.jsonl"))
+    b0 = mf.BATCHES[0]
+    mdir = os.path.join(FIX, "model")
+    adir = os.path.join(OUT, "adapter_init")
+    for name, make_sd in quant_bases().items():
+        sd = make_sd()
+        pm = mf.load_peft(mdir, adir, torch.float64, trainable=True)
+        with_weights(pm, sd)
+        # PEFT caches nothing of W: the weight norm is recomputed from base_layer.weight each forward
+        params = dora_params(pm)
+        pm.zero_grad(set_to_none=True)
+        out = pm(input_ids=ids[b0], use_cache=False)
+        loss = mf.causal_loss(out.logits, labels[b0])
+        loss.backward()
+        ref = {"logits": out.logits.detach()[0], "loss": loss.detach().reshape(1)}  # row 0's
+        for k, p in params.items():
+            ref[k + ".grad"] = p.grad.detach()
+        if name == "nf4dq":
+            pm.eval()
+            merged = pm.merge_and_unload().state_dict()
+            key = "model.layers.0.self_attn.q_proj.weight"
+            ref["merged." + key] = merged[key]
+        del pm
+        base = mf.load_base(mdir, torch.float64)
+        with torch.no_grad():  # the weights first: PEFT's DoRA init reads them
+            for k, v in sd.items():
+                if "rotary" not in k:
+                    base.get_parameter(k).copy_(v.to(torch.float64))
+        fresh = peft.get_peft_model(base, peft.LoraConfig(  # B = 0: m = ||W|| per row
+            r=mf.LORA_R, lora_alpha=mf.LORA_ALPHA, lora_dropout=0.0, target_modules=list(mf.TARGETS),
+            bias="none", task_type="CAUSAL_LM", use_dora=True))
+        for n, p in fresh.named_parameters():
+            if "lora_magnitude_vector" in n:
+                ref[saved_name(n) + ".init"] = p.detach()
+        fn = os.path.join(OUT, "ref_%s.safetensors" % name)
+        save_file(mf.f32(ref), fn)
+        print("%s: step-1 loss %.12f (%d bytes)" % (name, loss.item(), os.path.getsize(fn)))
+
+
 def train(pm, params, ids, labels):
     def step(i, l):
         pm.zero_grad(set_to_none=True)
@@ -158,10 +279,13 @@ def check_adapter(adir):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check-adapter")
+    ap.add_argument("--quant", action="store_true", help="only the quantized-base references")
     a = ap.parse_args()
     if a.check_adapter:
         sys.exit(check_adapter(a.check_adapter))
-    make()
+    if not a.quant:
+        make()
+    make_quant()
 
 
 if __name__ == "__main__":

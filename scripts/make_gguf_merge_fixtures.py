@@ -17,6 +17,11 @@ rsLoRA, an output --type) and every linear the adapter adapts, blk.N.<linear>.we
            to be within 1e-6 of ref64 relative to max|ref64|
   bytes  = w32 in the output type by numpy / gguf-py: f32 as is, f16 numpy astype (round to
            nearest even), bf16 and q8_0 gguf.quants.quantize
+DoRA adapters (use_dora, ...lora_magnitude_vector m), as PEFT's merge_and_unload, row by row in HF
+order before the permutation:
+  ref64  = m / ||W + delta|| * (W + delta) (float64)
+  w32    = v * (m / sqrt(sum v^2)), v = float32(W) + float32(delta), the squares summed in
+           float64 left to right and the product rounded once to f32 (train/merge.c)
 Recorded per tensor: [type, FNV-1a 64 of bytes, sum |ref64|, sum sign_i * ref64_i] with
 sign_i = -1 when bit 63 of (i * 0x9E3779B97F4A7C15 mod 2^64) is set, else +1 (i the element
 index in file order): the test compares the bytes exactly and, for f32, the signed sum of
@@ -42,6 +47,8 @@ CASES = {
     "llama3-q4_k-q8_0": ("tiny-llama3-q4_k.gguf", "gguf-base/tiny-llama3-adapter", False, "q8_0"),
     "qwen2-q8_0-f16": ("tiny-qwen2-q8_0.gguf", "tiny-qwen2/adapter_step3", False, "f16"),
     "qwen3-q8_0-f32": ("tiny-qwen3-q8_0.gguf", "tiny-qwen3/adapter_step3", False, "f32"),
+    "llama-q8_0-dora-f32": ("tiny-llama-q8_0.gguf", "tiny-llama/dora/adapter_init", False, "f32"),
+    "llama-q8_0-dora-default": ("tiny-llama-q8_0.gguf", "tiny-llama/dora/adapter_init", False, None),
 }
 LINEARS = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
            "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
@@ -66,6 +73,20 @@ def signs(n):
 def permute(w, n_head):
     """convert_hf_to_gguf.py LlamaModel.permute: HF rows -> llama.cpp's."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def unpermute(w, n_head):
+    """The inverse of permute: llama.cpp's rows -> HF."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def dora(W, delta64, m):
+    """(ref64, w32) of a DoRA merge, in the rows' order of W (HF)."""
+    v64 = W.astype(np.float64) + delta64
+    ref64 = v64 * (m.astype(np.float64) / np.sqrt(np.sum(v64 * v64, axis=1)))[:, None]
+    v = (W + delta64.astype(np.float32)).astype(np.float64)
+    g = m.astype(np.float64) / np.sqrt(np.cumsum(v * v, axis=1)[:, -1])
+    return ref64, (v * g[:, None]).astype(np.float32)
 
 
 def field(r, key):
@@ -104,10 +125,17 @@ def case_entries(base, adapter, rslora, outtype):
             acc += B[:, k:k + 1].astype(np.float64) * A[k:k + 1, :].astype(np.float64)
         delta64 = acc * scale
         heads = n_head if hf == "self_attn.q_proj" else n_kv if hf == "self_attn.k_proj" else 0
-        if arch == "llama" and heads:
-            delta64 = permute(delta64, heads)
-        ref64 = W.astype(np.float64) + delta64
-        w32 = W + delta64.astype(np.float32)
+        heads = heads if arch == "llama" else 0
+        mag = key.replace(".lora_A.weight", ".lora_magnitude_vector")
+        if cfg.get("use_dora"):
+            ref64, w32 = dora(unpermute(W, heads) if heads else W, delta64, ad[mag])
+            if heads:
+                ref64, w32 = permute(ref64, heads), permute(w32, heads)
+        else:
+            if heads:
+                delta64 = permute(delta64, heads)
+            ref64 = W.astype(np.float64) + delta64
+            w32 = W + delta64.astype(np.float32)
         err = float(np.max(np.abs(w32.astype(np.float64) - ref64)) / np.max(np.abs(ref64)))
         assert err <= 1e-6, (name, err)
         worst = max(worst, err)

@@ -9,8 +9,8 @@
  * and a ±1-signed sum of W' in float64.
  *
  * - every adapted tensor: its type and bytes equal the reference's (f32,
- *   f16, bf16, q8_0 alike); f32 ones also within 1e-6 · Σ|W'| of the
- *   float64 signed sum; every other tensor byte-identical to the base's,
+ *   f16, bf16, q8_0 alike; DoRA adapters too, m/‖W + s·B·A‖ per HF row);
+ *   f32 ones also within 1e-6 · Σ|W'| of the float64 signed sum; every other tensor byte-identical to the base's,
  *   same names, shapes and order; every metadata key/value equal, in order;
  * - the merged file loaded back as a base gives the logits of base +
  *   adapter (lorac's own forward), within a tolerance per output type;
@@ -221,6 +221,7 @@ Test(gguf_merge, every_case_matches_gguf_py_reference)
         lc_error err;
         cr_assert_eq(lc_merge(&o, &r, NULL, &err), 0, "%s: %s", name, err.msg);
         cr_expect(r.verified, "%s", name);
+        cr_expect_eq(r.dora, strstr(name, "dora") != NULL, "%s: report's dora", name);
         const cJSON *merged = cJSON_GetObjectItem(c, "merged");
         int n = compare_file(name, base, out, merged);
         cr_expect_eq(n, cJSON_GetArraySize(merged), "%s", name);
@@ -240,7 +241,7 @@ Test(gguf_merge, every_case_matches_gguf_py_reference)
         free(out);
         n_cases++;
     }
-    cr_expect_geq(n_cases, 9);
+    cr_expect_geq(n_cases, 11);
     cJSON_Delete(root);
     lc_test_rm_rf(tmp);
     free(tmp);

@@ -123,8 +123,7 @@ static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
     for (int m = 0; m < LC_MOD_COUNT; m++)
         lc.targets[m] = true;
     if (lc_model_prepare_rope(&b->model, o->seq, err) ||
-        lc_lora_init(&b->lora, &cfg, &lc, 42, err) ||
-        lc_model_check_dora(&b->model, &b->lora, err))
+        lc_lora_init(&b->lora, &cfg, &lc, 42, err))
         return -1;
     for (size_t i = 0; i < (size_t)b->lora.n_layers * LC_MOD_COUNT; i++) {
         const lc_tensor *B = b->lora.adapters[i].B;

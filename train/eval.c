@@ -167,7 +167,6 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
     r->seq_len = T;
     if (o->adapter_dir) {
         if (lc_lora_load_peft(&lora, &m.cfg, o->adapter_dir, err) ||
-            lc_model_check_dora(&m, &lora, err) ||
             lc_model_dora_freeze(&m, &lora, err)) {
             lc_error_prefix(err, "adapter %s (for base model %s)", o->adapter_dir, o->model_dir);
             goto out;

@@ -162,8 +162,7 @@ static int chat_open(const lc_chat_opts *o, lc_chat_backend *b, FILE *log, lc_er
     if (o->adapter_dir) {
         rc = lc_lora_load_peft(&c->lora, &c->model.cfg, o->adapter_dir, err);
         c->has_lora = rc == 0;
-        rc = rc || lc_model_check_dora(&c->model, &c->lora, err) ||
-             lc_model_dora_freeze(&c->model, &c->lora, err);
+        rc = rc || lc_model_dora_freeze(&c->model, &c->lora, err);
         if (rc)
             lc_error_prefix(err, "adapter %s (for base model %s)", o->adapter_dir, o->model_dir);
     }

@@ -142,7 +142,6 @@ int lc_generate_command(const lc_generate_request *q, FILE *out, FILE *log, lc_e
     if (lc_model_load_with(&m, q->model_dir, &lo, err))
         return -1;
     if (q->adapter_dir && (lc_lora_load_peft(&lora, &m.cfg, q->adapter_dir, err) ||
-                           lc_model_check_dora(&m, &lora, err) ||
                            lc_model_dora_freeze(&m, &lora, err))) {
         lc_error_prefix(err, "adapter %s (for base model %s)", q->adapter_dir, q->model_dir);
         goto out;

@@ -321,6 +321,7 @@ static int open_inputs(gjob *j, lc_error *err)
         lc_merge_load_adapter(&j->cfg, o->base_dir, o->adapter_dir, &j->lora, &j->scale, err))
         return -1;
     j->lora_loaded = true;
+    j->r->dora = j->lora.cfg.use_dora; /* lc_merge_linear scales each row by m / c */
     return 0;
 }
 

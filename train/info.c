@@ -248,7 +248,7 @@ static void print_plan_notes(FILE *out, const lc_model_config *c, const plan_wei
     if (dora)
         fprintf(out, "  DoRA: the magnitudes count as adapters, their row norms as activations, "
                 "two [tokens, out] products more as workspace.\n");
-    else if (w->real)
+    if (w->real)
         fprintf(out, "  weights: the real sizes of this pre-quantized checkpoint as loaded, "
                 "%.0f bytes: NF4 linears %.0f (packed codes, absmax, nested constants), "
                 "embeddings%s %.0f at %s. The linears stay NF4 for adapter: lora too; for "
@@ -290,20 +290,21 @@ static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_
             lc_plural(omp_get_max_threads()));
     fprintf(out, "  %-28s %9s %9s %9s %11s %9s %9s\n", "", "weights", "adapters", "optimizer",
             "activations", "workspace", "total");
-    if (o->dora && w->real) {
-        fprintf(out, "  DoRA: not on NF4 linears (this checkpoint is pre-quantized; use the "
-                "unquantized model)\n");
-    } else if (o->dora) { /* DoRA with adapter: qlora is refused */
-        plan_row(out, "DoRA", &lp, unit);
-        plan_row(out, "DoRA + grad checkpointing*", &lpc, unit);
-    } else if (w->real) {
-        plan_row(out, "LoRA/QLoRA (NF4 as stored)", &qp, unit);
+    const char *k = o->dora ? "Do" : "Lo"; /* DoRA: over NF4 linears too (dequantized rows) */
+    char name[5][40];
+    snprintf(name[0], sizeof name[0], "%sRA/Q%sRA (NF4 as stored)", k, k);
+    snprintf(name[1], sizeof name[1], "%sRA", k);
+    snprintf(name[2], sizeof name[2], "%sRA + grad checkpointing*", k);
+    snprintf(name[3], sizeof name[3], "Q%sRA (NF4)", k);
+    snprintf(name[4], sizeof name[4], "Q%sRA + grad checkpointing*", k);
+    if (w->real) {
+        plan_row(out, name[0], &qp, unit);
         plan_row(out, "  + grad checkpointing*", &qpc, unit);
     } else {
-        plan_row(out, "LoRA", &lp, unit);
-        plan_row(out, "LoRA + grad checkpointing*", &lpc, unit);
-        plan_row(out, "QLoRA (NF4)", &qp, unit);
-        plan_row(out, "QLoRA + grad checkpointing*", &qpc, unit);
+        plan_row(out, name[1], &lp, unit);
+        plan_row(out, name[2], &lpc, unit);
+        plan_row(out, name[3], &qp, unit);
+        plan_row(out, name[4], &qpc, unit);
     }
     print_plan_notes(out, c, w, o->dora);
 }

@@ -680,7 +680,7 @@ static void info_usage(FILE *f)
         "  --micro-batch N   rows per micro-batch (default 1)\n"
         "  --rank R          LoRA rank (default 8)\n"
         "  --dora            plan DoRA (peft_use_dora) instead: a magnitude per output row\n"
-        "                    and its row norms (no QLoRA rows: DoRA needs dense linears)\n"
+        "                    and its row norms (QDoRA rows: over NF4 linears)\n"
         "  QLoRA rows: NF4 linears at 0.5 byte/param + ~0.127 bit/param absmax (double\n"
         "  quantization), embeddings and lm_head at the model's dtype; for a pre-quantized\n"
         "  (bitsandbytes 4-bit) checkpoint, the real sizes of its NF4 linears as loaded. Gradient\n"

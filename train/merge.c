@@ -1212,12 +1212,6 @@ int lc_merge(const lc_merge_opts *o, lc_merge_report *r, FILE *log, lc_error *er
     j.r = r;
     j.log = log;
     const double t0 = lc_now_s();
-    lc_lora_config dora;
-    if (lc_gguf_model_is_gguf(o->base_dir) && o->adapter_dir &&
-        lc_lora_read_config(&dora, o->adapter_dir, err) == 0 && dora.use_dora)
-        return lc_error_set(err, "%s/adapter_config.json: use_dora: merging a DoRA adapter into "
-                            "a GGUF base is not supported (merge into the Hugging Face model, "
-                            "then export-gguf)", o->adapter_dir);
     if (lc_gguf_model_is_gguf(o->base_dir))
         return lc_gguf_merge(o, r, log, err); /* a GGUF file in, a GGUF file out */
     if (o->gguf_type)

@@ -375,19 +375,6 @@ int lc_model_prepare_rope(lc_model *m, int64_t n, lc_error *err)
     return 0;
 }
 
-int lc_model_check_dora(const lc_model *m, const lc_lora *lora, lc_error *err)
-{
-    if (!lora || !lora->cfg.use_dora)
-        return 0;
-    if (m->gguf)
-        return lc_error_set(err, "use_dora: DoRA adapters on a GGUF base are not supported "
-                            "(use the Hugging Face safetensors model)");
-    if (m->nf4)
-        return lc_error_set(err, "use_dora: DoRA adapters with adapter: qlora (NF4 base) are "
-                            "not supported (use adapter: lora)");
-    return 0;
-}
-
 /* c = ‖W + s·B·A‖ per row of every adapted linear: into each adapter's m
  * (dst NULL) or into dst, adapter after adapter (each pointed at by
  * adapter.norm). */

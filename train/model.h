@@ -80,13 +80,10 @@ double lc_model_weight_bytes(const lc_model *m);
 int lc_model_prepare_rope(lc_model *m, int64_t n, lc_error *err);
 
 
-/* DoRA on this model: refused (one line naming use_dora) for an NF4 or
- * GGUF base, which lorac's DoRA does not cover; 0 when lora is NULL or plain
- * LoRA. Every command that pairs a base with an adapter calls it. */
-int lc_model_check_dora(const lc_model *m, const lc_lora *lora, lc_error *err);
 /* DoRA's initial magnitudes, as PEFT creates them: m = ‖W + s·B·A‖₂ per
- * output row of every adapted linear (B is zero at init, so ‖W‖). Needs
- * lc_model_check_dora to have passed; no-op without DoRA. */
+ * output row of every adapted linear (B is zero at init, so ‖W‖), W read as every frozen weight is
+ * (dense, NF4 or a GGUF type: the norm of the dequantized rows, as PEFT's
+ * DoRA over a bitsandbytes layer); no-op without DoRA. */
 int lc_model_dora_init(const lc_model *m, lc_lora *lora, lc_error *err);
 
 /* For a frozen DoRA adapter (eval, generate): computes c = ‖W + s·B·A‖ of

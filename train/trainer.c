@@ -501,12 +501,9 @@ static int load_model_and_adapter(run *r, lc_error *err)
             for (int m = 0; m < LC_MOD_COUNT; m++)
                 lc.targets[m] = true;
         if (lc_lora_init(&r->lora, mc, &lc, c->seed, err) ||
-            lc_model_check_dora(&r->model, &r->lora, err) ||
             lc_model_dora_init(&r->model, &r->lora, err))
             return -1;
     }
-    if (lc_model_check_dora(&r->model, &r->lora, err))
-        return -1;
     char plus[128] = "";
     if (c->loraplus_lr_ratio > 0)
         snprintf(plus, sizeof plus, ", LoRA+ (lora_B at %g x the learning rate%s)",
@@ -703,7 +700,7 @@ static uint64_t mix(uint64_t a, uint64_t b)
 }
 
 /* The final adapter: the PEFT files and, over a GGUF base, adapter_model.gguf
- * for llama.cpp, exported from the files just written by `lorac export-gguf
+ * for llama.cpp (not for DoRA: llama.cpp has no DoRA, finish says so), exported from the files just written by `lorac export-gguf
  * --lora`'s code (F32), so the two always hold the same A/B. An earlier
  * adapter_model.gguf is removed first: it never sits beside weights it does
  * not hold (claim_output_dir made sure it is not the base model). */
@@ -716,7 +713,7 @@ static int save_final_adapter(run *r, lc_error *err)
         return lc_error_set(err, "cannot replace %s: %s", path, strerror(errno));
     if (lc_lora_save_peft(&r->lora, c->output_dir, c->base_model, err))
         return -1;
-    if (!r->model.gguf)
+    if (!r->model.gguf || r->lora.cfg.use_dora)
         return 0;
     const lc_gguf_export_opts o = {.base_dir = c->base_model, .adapter_dir = c->output_dir,
                                    .out_path = path, .type = LC_GGML_F32, .lora = true};
@@ -752,7 +749,10 @@ static int finish(run *r, int64_t start_step, lc_error *err)
         return lc_error_prefix(err, "the adapter is written to %s, but", c->output_dir);
     fprintf(r->log, "done: adapter written to %s (adapter_model.safetensors + "
             "adapter_config.json%s)\n", c->output_dir,
-            r->model.gguf ? "; adapter_model.gguf, the GGUF LoRA adapter for llama.cpp" : "");
+            !r->model.gguf ? ""
+            : r->lora.cfg.use_dora ? "; no adapter_model.gguf: llama.cpp has no DoRA, merge it "
+                                     "with lorac merge --base the .gguf instead"
+                                   : "; adapter_model.gguf, the GGUF LoRA adapter for llama.cpp");
     return 0;
 }
 
