@@ -28,7 +28,7 @@ for f in "$OUT"/gen/*.cpp "$HERE/sim.cpp"; do
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
-gcc -std=c11 -O1 -g $SAN -D_GNU_SOURCE -DLORAC_HAVE_CUDA=1 -DLORAC_SOURCE_DIR="\"$ROOT\"" \
+gcc -std=c11 -O1 -g $SAN -D_GNU_SOURCE -DLORAC_HAVE_CUDA=1 -DLORAC_SOURCE_DIR="\"$ROOT\"" -DLORAC_BINARY="\"$BUILD/lorac\"" \
     -I"$ROOT" -I"$ROOT/tests" -Wall -Wextra -Werror $(pkg-config --cflags criterion openblas) \
     "$ROOT/tests/test_cuda_ops.c" "$ROOT/tests/helpers.c" "$OUT"/obj/*.o "$BUILD/liblorac_core.a" \
     $(pkg-config --libs criterion openblas yaml-0.1) -lcjson -fopenmp -lstdc++ -lm \
