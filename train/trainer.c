@@ -509,8 +509,9 @@ static int load_model_and_adapter(run *r, lc_error *err)
         snprintf(plus, sizeof plus, ", LoRA+ (lora_B at %g x the learning rate%s)",
                  c->loraplus_lr_ratio, c->weight_decay > 0 ? "; no weight decay, as Axolotl" : "");
     fprintf(r->log, "adapter: %s r %d, alpha %g%s, dropout %g%s, %zu trainable parameters\n",
-            r->lora.cfg.use_dora ? "DoRA" : "LoRA", r->lora.cfg.r, r->lora.cfg.alpha, r->lora.cfg.use_rslora ? " (rsLoRA)" : "",
-            r->lora.cfg.dropout, plus, r->lora.n_params);
+            r->lora.cfg.use_dora ? "DoRA" : "LoRA", r->lora.cfg.r, r->lora.cfg.alpha,
+            r->lora.cfg.use_rslora ? " (rsLoRA)" : "", r->lora.cfg.dropout, plus,
+            r->lora.n_params);
     return 0;
 }
 
@@ -700,8 +701,9 @@ static uint64_t mix(uint64_t a, uint64_t b)
 }
 
 /* The final adapter: the PEFT files and, over a GGUF base, adapter_model.gguf
- * for llama.cpp (not for DoRA: llama.cpp has no DoRA, finish says so), exported from the files just written by `lorac export-gguf
- * --lora`'s code (F32), so the two always hold the same A/B. An earlier
+ * for llama.cpp (not for DoRA: llama.cpp has no DoRA, finish says so),
+ * exported from the files just written by `lorac export-gguf --lora`'s code
+ * (F32), so the two always hold the same A/B. An earlier
  * adapter_model.gguf is removed first: it never sits beside weights it does
  * not hold (claim_output_dir made sure it is not the base model). */
 static int save_final_adapter(run *r, lc_error *err)
