@@ -7,7 +7,8 @@
 # nothing about speed, occupancy, real cuBLASLt heuristics or GPU float
 # details. First it runs the simulator's own checks (selftest.cu): a correct
 # kernel set must pass and each injected wiring bug must be caught — a host
-# pointer passed to a kernel, three wrong cudaMemcpy kinds, cudaFree of a host
+# pointer passed to a kernel (directly / inside a by-value lc_cuda_weight), three
+# wrong cudaMemcpy kinds, cudaFree of a host
 # pointer (all abort), a reduction without __syncthreads (random fiber order,
 # LC_SIM_SEED; four seeds) and a read of unwritten __shared__ memory (NaN fill).
 # BUILD_DIR (default build-cuda) must hold a built liblorac_core.a.
@@ -47,6 +48,7 @@ selftest() { # CASE EXPECTED-MESSAGE: nonzero exit and the message on stderr
 }
 selftest ok "passed"
 selftest host_arg "kernel twice_k argument 0 is a host pointer"
+selftest host_in_struct "kernel weight_k argument 0 is a host pointer"
 selftest memcpy_kind "cudaMemcpyHostToDevice: destination"
 selftest memcpy_d2h "cudaMemcpyDeviceToHost: destination"
 selftest memcpy_d2d "cudaMemcpyDeviceToDevice: source"

@@ -4,10 +4,11 @@
  * kernels below give the right answer under random fiber order); every other
  * case injects one bug and must fail, either by an lc_sim abort naming it or
  * by a wrong result reported here ("selftest: wrong result ..."). */
-#include <cuda_runtime.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "autograd/cuda/cuda_common.cuh"
 
 #define NT 64 /* threads of the one block every kernel here runs */
 
@@ -43,6 +44,12 @@ __global__ void twice_k(const float *x, float *y)
     y[threadIdx.x] = 2 * x[threadIdx.x];
 }
 
+/* y[i] = W.data[i] (f32): a device pointer inside a by-value struct */
+__global__ void weight_k(lc_cuda_weight W, float *y)
+{
+    y[threadIdx.x] = ((const float *)W.data)[threadIdx.x];
+}
+
 static int check(const char *what, const float *got, const float *want, int n)
 {
     for (int i = 0; i < n; i++)
@@ -67,6 +74,13 @@ int main(int argc, char **argv)
     if (!strcmp(c, "memcpy_kind")) /* HtoD with the arguments swapped */
         cudaMemcpy(hx, x, sizeof hx, cudaMemcpyHostToDevice);
     cudaMemcpy(x, hx, sizeof hx, cudaMemcpyHostToDevice);
+    lc_cuda_weight W;
+    memset(&W, 0, sizeof W);
+    W.dtype = LC_CUDA_F32, W.rows = 1, W.cols = NT;
+    W.data = strcmp(c, "host_in_struct") ? (const void *)x : (const void *)hx;
+    weight_k<<<1, NT, 0, s>>>(W, y);
+    cudaMemcpy(hy, y, sizeof hy, cudaMemcpyDeviceToHost);
+    int bad = check("weight_k", hy, hx, NT);
     if (!strcmp(c, "memcpy_d2d")) /* a host buffer where DtoD needs device */
         cudaMemcpy(y, hx, sizeof hx, cudaMemcpyDeviceToDevice);
     if (!strcmp(c, "host_arg")) /* the host copy passed to a kernel */
@@ -76,7 +90,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "memcpy_d2h")) /* DtoH into device memory */
         cudaMemcpy(x, y, sizeof hy, cudaMemcpyDeviceToHost);
     cudaMemcpy(hy, y, sizeof hy, cudaMemcpyDeviceToHost);
-    int bad = check("twice_k", hy, want, NT);
+    bad |= check("twice_k", hy, want, NT);
 
     reduce_k<<<1, NT, 0, s>>>(x, y, strcmp(c, "no_sync") != 0);
     cudaMemcpy(hy, y, sizeof(float), cudaMemcpyDeviceToHost);

@@ -121,10 +121,14 @@ template <class K> cudaError_t cudaFuncSetAttribute(K *k, cudaFuncAttribute a, i
 /* Aborts with "lc_sim: kernel K argument i is a host pointer" unless p is NULL
  * or points into a live cudaMalloc allocation. */
 void lc_sim_check_arg(const char *kernel, int i, const void *p);
+/* structs passed by value: no pointers unless lc_sim_structs.h says otherwise */
+template <class T> void lc_sim_check_inner(const char *, int, const T &) {}
 template <class P, class A> void lc_sim_check_one(const char *k, int i, const A &a)
 {
     if constexpr (std::is_pointer_v<P>)
         lc_sim_check_arg(k, i, (const void *)static_cast<P>(a));
+    else if constexpr (std::is_class_v<P>)
+        lc_sim_check_inner(k, i, static_cast<const P &>(a));
 }
 
 void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *name,
@@ -137,8 +141,8 @@ template <class... P> struct lc_sim_launcher {
     template <class... A> void operator()(A &&...a)
     {
         auto fn = k;
-        /* the kernel's parameter types: pointers are checked, structs passed by
-         * value (mt_args, lc_cuda_weight) are not looked into */
+        /* the kernel's parameter types: pointers are checked, and the pointers
+         * inside structs passed by value that lc_sim_structs.h knows */
         int i = 0;
         (lc_sim_check_one<P>(name, i++, a), ...);
         std::function<void()> body = [&]() { fn(a...); };
