@@ -5,7 +5,13 @@
 # barriers / shuffles and the host-side logic (GEMM layout mapping, plan
 # cache, chunking, multi-tensor launches) against the CPU kernels; it says
 # nothing about speed, occupancy, real cuBLASLt heuristics or GPU float
-# details. BUILD_DIR (default build-cuda) must hold a built liblorac_core.a.
+# details. First it runs the simulator's own checks (selftest.cu): a correct
+# kernel set must pass and each injected wiring bug must be caught — a host
+# pointer passed to a kernel (directly / inside a by-value lc_cuda_weight), three
+# wrong cudaMemcpy kinds, cudaFree of a host
+# pointer (all abort), a reduction without __syncthreads (random fiber order,
+# LC_SIM_SEED; four seeds) and a read of unwritten __shared__ memory (NaN fill).
+# BUILD_DIR (default build-cuda) must hold a built liblorac_core.a.
 # SAN="-fsanitize=address" adds AddressSanitizer (slower, ~4 min).
 # Extra arguments after BUILD_DIR go to the test binary (e.g. --filter).
 set -euo pipefail
@@ -18,7 +24,7 @@ OUT="$BUILD/cuda-sim"
 SAN=${SAN:-}
 [ -f "$BUILD/liblorac_core.a" ] || { echo "run_tests.sh: build lorac_core in $BUILD first" >&2; exit 1; }
 rm -rf "$OUT" && mkdir -p "$OUT/gen" "$OUT/obj"
-for f in "$ROOT"/autograd/cuda/*.cu; do
+for f in "$ROOT"/autograd/cuda/*.cu "$HERE/selftest.cu"; do
   python3 "$HERE/gen.py" "$f" "$OUT/gen/$(basename "$f" .cu).cpp"
 done
 pids=()
@@ -28,9 +34,31 @@ for f in "$OUT"/gen/*.cpp "$HERE/sim.cpp"; do
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
+# the simulator's own checks: every injected bug of selftest.cu must be caught
+g++ -std=c++17 -O1 -g $SAN -o "$OUT/selftest" "$OUT/obj/selftest.o" "$OUT/obj/sim.o"
+selftest() { # CASE EXPECTED-MESSAGE: nonzero exit and the message on stderr
+  local out rc=0
+  out=$("$OUT/selftest" "$1" 2>&1) || rc=$?
+  if [ "$1" = ok ]; then
+    [ $rc = 0 ] || { echo "sim selftest ok failed: $out" >&2; exit 1; }
+  elif [ $rc = 0 ] || ! grep -qF "$2" <<<"$out"; then
+    echo "sim selftest $1: injected bug not caught (rc $rc, want \"$2\"): $out" >&2; exit 1
+  fi
+  echo "sim selftest $1: $(grep -F "$2" <<<"$out" | head -1)"
+}
+selftest ok "passed"
+selftest host_arg "kernel twice_k argument 0 is a host pointer"
+selftest host_in_struct "kernel weight_k argument 0 is a host pointer"
+selftest memcpy_kind "cudaMemcpyHostToDevice: destination"
+selftest memcpy_d2h "cudaMemcpyDeviceToHost: destination"
+selftest memcpy_d2d "cudaMemcpyDeviceToDevice: source"
+selftest free_host "cudaFree of"
+selftest no_sync "wrong result (reduce_k)"
+selftest smem_uninit "wrong result (accum_k)"
+for seed in 2 3 12345; do LC_SIM_SEED=$seed selftest ok "passed"; LC_SIM_SEED=$seed selftest no_sync "wrong result (reduce_k)"; done
 gcc -std=c11 -O1 -g $SAN -D_GNU_SOURCE -DLORAC_HAVE_CUDA=1 -DLORAC_SOURCE_DIR="\"$ROOT\"" -DLORAC_BINARY="\"$BUILD/lorac\"" \
     -I"$ROOT" -I"$ROOT/tests" -Wall -Wextra -Werror $(pkg-config --cflags criterion openblas) \
-    "$ROOT/tests/test_cuda_ops.c" "$ROOT/tests/helpers.c" "$OUT"/obj/*.o "$BUILD/liblorac_core.a" \
+    "$ROOT/tests/test_cuda_ops.c" "$ROOT/tests/helpers.c" $(ls "$OUT"/obj/*.o | grep -v /selftest.o) "$BUILD/liblorac_core.a" \
     $(pkg-config --libs criterion openblas yaml-0.1) -lcjson -fopenmp -lstdc++ -lm \
     -o "$OUT/test_cuda_ops_sim"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_stack_use_after_return=0:detect_leaks=0}

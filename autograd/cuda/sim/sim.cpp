@@ -2,13 +2,22 @@
  * device memory and a reference (column-major, f32-accumulating) cuBLASLt.
  *
  * Every CUDA thread of a block is a ucontext fiber on one OS thread; blocks
- * run one after another. A fiber runs until it reaches a barrier
+ * run one after another; between barriers the runnable fibers run in a seeded
+ * random order (LC_SIM_SEED, default 1, printed at the first launch), so code
+ * that relies on thread order without a barrier gives wrong results. A fiber
+ * runs until it reaches a barrier
  * (__syncthreads, __syncwarp, a shuffle / ballot) and then yields, so the
  * collectives have their real semantics, and a barrier that can never
  * complete (divergent __syncthreads, a shuffle after some lanes exited) is
  * reported as a deadlock instead of hanging. Device and shared memory are
  * plain exactly-sized mallocs filled with 0xff (NaN as f32), so reads of
- * uninitialized memory show up as NaN and AddressSanitizer sees overflows.
+ * uninitialized memory show up as NaN and AddressSanitizer sees overflows;
+ * static __shared__ arrays (section lc_sim_shared) are refilled with 0xff
+ * before every block. The live device allocations are kept as [begin, end)
+ * ranges, which catches wiring bugs: a host pointer passed as a kernel's
+ * pointer argument, a cudaMemcpy kind that does not match where its pointers
+ * live, cudaMemset / cublasLtMatmul on host memory and cudaFree of anything
+ * but a live allocation all abort with a message.
  * Dynamic shared memory above 48 KiB must be opted into, and is capped at the
  * sm_86 / sm_89 limit (the tightest of the four target architectures). */
 #include <ucontext.h>
@@ -58,6 +67,49 @@ static void fail(const char *what)
             lc_sim_cur ? lc_sim_cur->index : -1);
     abort();
 }
+
+/* Device memory: every cudaMalloc block, begin -> size. A pointer is a device
+ * pointer when it lies in [begin, begin + size) of a live block. */
+static std::map<uintptr_t, size_t> live;
+static bool is_device(const void *p, size_t n = 1)
+{
+    uintptr_t a = (uintptr_t)p;
+    auto it = live.upper_bound(a);
+    if (it == live.begin())
+        return false;
+    --it;
+    size_t size = it->second ? it->second : 1;
+    return a - it->first < size && (n ? n : 1) <= size - (a - it->first);
+}
+void lc_sim_check_arg(const char *kernel, int i, const void *p)
+{
+    if (p && !is_device(p)) {
+        fprintf(stderr, "lc_sim: kernel %s argument %d is a host pointer (%p)\n", kernel, i, p);
+        abort();
+    }
+}
+
+/* Fiber order: runnable fibers run in a random order (xorshift64*, seeded by
+ * LC_SIM_SEED, default 1), so code that relies on thread order between
+ * barriers gives different results than in thread-index order. */
+static uint64_t rng;
+static uint64_t rnd()
+{
+    if (!rng) {
+        const char *e = getenv("LC_SIM_SEED");
+        rng = e && *e ? strtoull(e, NULL, 0) : 1;
+        fprintf(stderr, "lc_sim: fiber order seed LC_SIM_SEED=%llu\n", (unsigned long long)rng);
+        rng = rng * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+        if (!rng)
+            rng = 1;
+    }
+    rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+    return rng * 0x2545F4914F6CDD1Dull;
+}
+
+/* Static shared memory (__shared__ is static in section lc_sim_shared). */
+extern "C" char __start_lc_sim_shared[] __attribute__((weak));
+extern "C" char __stop_lc_sim_shared[] __attribute__((weak));
 
 static void yield() { swapcontext(&lc_sim_cur->ctx, &sched_ctx); }
 
@@ -163,12 +215,15 @@ void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *nam
     cur_body = &body;
     fibers.assign(nt, lc_sim_fiber());
     warps.assign(nt / 32, warp_t());
+    std::vector<unsigned> order(nt);
     for (unsigned z = 0; z < g.z; z++)
         for (unsigned y = 0; y < g.y; y++)
             for (unsigned x = 0; x < g.x; x++) {
                 lc_sim_block_idx = {x, y, z};
                 dyn_smem = (char *)malloc(smem ? smem : 1); /* exact size: ASan sees overflows */
                 memset(dyn_smem, 0xff, smem);               /* NaN: catches uninitialized reads */
+                if (+__start_lc_sim_shared != +__stop_lc_sim_shared)
+                    memset(+__start_lc_sim_shared, 0xff, +__stop_lc_sim_shared - +__start_lc_sim_shared);
                 block_bar = barrier_t();
                 block_bar.expected = (int)nt;
                 for (auto &w : warps) {
@@ -187,9 +242,13 @@ void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *nam
                     makecontext(&f.ctx, entry, 0);
                 }
                 unsigned left = nt;
+                for (unsigned t = 0; t < nt; t++)
+                    order[t] = t;
                 while (left) {
                     uint64_t p0 = progress;
-                    for (unsigned t = 0; t < nt; t++) {
+                    for (unsigned i = nt - 1; i > 0; i--)
+                        std::swap(order[i], order[rnd() % (i + 1)]);
+                    for (unsigned t : order) {
                         if (fibers[t].done)
                             continue;
                         lc_sim_cur = &fibers[t];
@@ -209,7 +268,6 @@ void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *nam
 
 /* ---- runtime ---- */
 struct lc_sim_stream { int dummy; };
-static std::set<void *> live;
 cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int)
 {
@@ -226,22 +284,49 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaMalloc(void **p, size_t n)
 {
     if (n > ((size_t)1 << 34)) { last_error = cudaErrorMemoryAllocation; *p = NULL; return cudaErrorMemoryAllocation; }
-    *p = malloc(n ? n : 1); /* run under ASan for bounds */
+    *p = malloc(n ? n : 1); /* exact size: ASan sees overflows */
     memset(*p, 0xff, n);
-    live.insert(*p);
+    live[(uintptr_t)*p] = n;
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); return cudaSuccess; }
 cudaError_t cudaFree(void *p)
 {
     if (!p) return cudaSuccess;
-    if (!live.erase(p)) { fprintf(stderr, "lc_sim: cudaFree of unknown %p\n", p); abort(); }
+    if (!live.erase((uintptr_t)p)) {
+        fprintf(stderr, "lc_sim: cudaFree of %p, which is not the start of a live device allocation\n", p);
+        abort();
+    }
     free(p);
     return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
-cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memmove(d, s, n); return cudaSuccess; }
-cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { memset(d, v, n); return cudaSuccess; }
+/* A range [p, p + n) that must be entirely device memory or entirely host. */
+static void need(const void *p, size_t n, bool dev, const char *what, const char *call)
+{
+    bool ok = dev ? is_device(p, n) : !is_device(p);
+    if (!ok) {
+        fprintf(stderr, "lc_sim: %s: %s %p (%zu bytes) is not %s memory\n", call, what, p, n,
+                dev ? "device" : "host");
+        abort();
+    }
+}
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t)
+{
+    static const char *names[] = {"cudaMemcpyHostToDevice", "cudaMemcpyDeviceToHost", "cudaMemcpyDeviceToDevice"};
+    if ((unsigned)k > 2) { fprintf(stderr, "lc_sim: cudaMemcpy with unknown kind %d\n", (int)k); abort(); }
+    need(d, n, k != cudaMemcpyDeviceToHost, "destination", names[k]);
+    need(s, n, k != cudaMemcpyHostToDevice, "source", names[k]);
+    memmove(d, s, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k) { return cudaMemcpyAsync(d, s, n, k, NULL); }
+cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t)
+{
+    need(d, n, true, "destination", "cudaMemsetAsync");
+    memset(d, v, n);
+    return cudaSuccess;
+}
 cudaError_t cudaGetLastError() { cudaError_t e = last_error; last_error = cudaSuccess; return e; }
 const char *cudaGetErrorName(cudaError_t e)
 {
@@ -331,6 +416,12 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
 {
     uint64_t m, n, k;
     if (!shapes(d, la, lb, lc, &m, &n, &k) || lc != ldd || C != D || algo->data[0] != 0x5151) return CUBLAS_STATUS_INVALID_VALUE;
+    const void *ptrs[] = {A, B, C, D};
+    for (int i = 0; i < 4; i++)
+        if (!is_device(ptrs[i])) {
+            fprintf(stderr, "lc_sim: cublasLtMatmul: %c %p is not device memory\n", "ABCD"[i], ptrs[i]);
+            abort();
+        }
     float al = *(const float *)alpha, be = *(const float *)beta;
     for (uint64_t j = 0; j < n; j++)
         for (uint64_t i = 0; i < m; i++) {

@@ -11,13 +11,17 @@
 #include <cstring>
 #include <utility>
 #include <functional>
+#include <type_traits>
 
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
 #define __constant__
-#define __shared__ static
+/* static shared memory lives in one linker section, which the simulator fills
+ * with 0xff (NaN) before every block: reads of unwritten shared memory and
+ * values carried over from another block show up. */
+#define __shared__ static __attribute__((section("lc_sim_shared")))
 #define __launch_bounds__(...)
 #ifndef INFINITY
 #define INFINITY (__builtin_inff())
@@ -100,6 +104,7 @@ template <class T> cudaError_t cudaMalloc(T **p, size_t n) { return cudaMalloc((
 cudaError_t cudaMallocHost(void **p, size_t n);
 cudaError_t cudaFree(void *p);
 cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k);
 cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st);
 cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st);
 cudaError_t cudaGetLastError();
@@ -113,6 +118,19 @@ template <class K> cudaError_t cudaFuncSetAttribute(K *k, cudaFuncAttribute a, i
 }
 
 /* ---- launches: K<<<g, b, smem, s>>>(args) is rewritten lc_sim_launch(g, b, smem, s, K)(args) */
+/* Aborts with "lc_sim: kernel K argument i is a host pointer" unless p is NULL
+ * or points into a live cudaMalloc allocation. */
+void lc_sim_check_arg(const char *kernel, int i, const void *p);
+/* structs passed by value: no pointers unless lc_sim_structs.h says otherwise */
+template <class T> void lc_sim_check_inner(const char *, int, const T &) {}
+template <class P, class A> void lc_sim_check_one(const char *k, int i, const A &a)
+{
+    if constexpr (std::is_pointer_v<P>)
+        lc_sim_check_arg(k, i, (const void *)static_cast<P>(a));
+    else if constexpr (std::is_class_v<P>)
+        lc_sim_check_inner(k, i, static_cast<const P &>(a));
+}
+
 void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *name,
                 const std::function<void()> &body);
 template <class... P> struct lc_sim_launcher {
@@ -123,6 +141,10 @@ template <class... P> struct lc_sim_launcher {
     template <class... A> void operator()(A &&...a)
     {
         auto fn = k;
+        /* the kernel's parameter types: pointers are checked, and the pointers
+         * inside structs passed by value that lc_sim_structs.h knows */
+        int i = 0;
+        (lc_sim_check_one<P>(name, i++, a), ...);
         std::function<void()> body = [&]() { fn(a...); };
         lc_sim_run(g, b, smem, (const void *)k, name, body);
     }
