@@ -244,6 +244,16 @@ void lc_test_assert_msg_has(const lc_error *err, const char *sub)
     cr_assert_not_null(strstr(err->msg, sub), "message '%s' lacks '%s'", err->msg, sub);
 }
 
+uint64_t lc_test_fnv1a64(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
 uint64_t lc_test_splitmix64(uint64_t *s)
 {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);

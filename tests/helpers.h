@@ -67,6 +67,11 @@ int lc_test_wait_for_text(const char *path, const char *sub, int pid, double tim
 /* Asserts that err's message contains sub. */
 void lc_test_assert_msg_has(const lc_error *err, const char *sub);
 
+/* FNV-1a 64 of p[0..n) continued from h (start: LC_TEST_FNV0), as the
+ * fixture scripts hash bytes. */
+#define LC_TEST_FNV0 0xcbf29ce484222325ull
+uint64_t lc_test_fnv1a64(uint64_t h, const void *p, size_t n);
+
 /* SplitMix64: advances *s and returns the next 64 random bits. */
 uint64_t lc_test_splitmix64(uint64_t *s);
 

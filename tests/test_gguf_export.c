@@ -42,16 +42,6 @@
 #include "train/gguf_vocab.h"
 #include "train/merge.h"
 
-static uint64_t fnv_add(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-#define FNV0 0xcbf29ce484222325ull
 
 static const char *type_name(lc_gguf_vtype t)
 {
@@ -96,17 +86,17 @@ static void check_kv(const lc_gguf_file *f, const cJSON *fx, const char *prefix,
                              "%s: %s element type", label, key);
             cr_assert_eq(kv->n, (uint64_t)cJSON_GetObjectItem(val, "n")->valuedouble,
                          "%s: %s has %llu elements", label, key, (unsigned long long)kv->n);
-            uint64_t h = FNV0;
+            uint64_t h = LC_TEST_FNV0;
             if (kv->elem == LC_GGUF_STRING) {
                 for (uint64_t i = 0; i < kv->n; i++) {
                     unsigned char len[8];
                     for (int b = 0; b < 8; b++)
                         len[b] = (unsigned char)(kv->strs[i].len >> (8 * b));
-                    h = fnv_add(h, len, 8);
-                    h = fnv_add(h, kv->strs[i].ptr, (size_t)kv->strs[i].len);
+                    h = lc_test_fnv1a64(h, len, 8);
+                    h = lc_test_fnv1a64(h, kv->strs[i].ptr, (size_t)kv->strs[i].len);
                 }
             } else {
-                h = fnv_add(h, kv->data, (size_t)kv->n * elem_size(kv->elem));
+                h = lc_test_fnv1a64(h, kv->data, (size_t)kv->n * elem_size(kv->elem));
             }
             char hex[17];
             snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
@@ -159,7 +149,7 @@ static void check_tensors(const lc_gguf_file *f, const cJSON *fx, const char *la
                          cJSON_GetArrayItem(e, 2)->valuestring, "%s: %s type", label, name);
         char hex[17];
         snprintf(hex, sizeof hex, "%016llx",
-                 (unsigned long long)fnv_add(FNV0, t->data, (size_t)t->nbytes));
+                 (unsigned long long)lc_test_fnv1a64(LC_TEST_FNV0, t->data, (size_t)t->nbytes));
         cr_assert_str_eq(hex, cJSON_GetArrayItem(e, 3)->valuestring,
                          "%s: %s data differs from the converter's", label, name);
     }

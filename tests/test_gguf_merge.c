@@ -43,17 +43,6 @@
 #define TOL_LOGITS_Q8_0 8e-2
 #define TOL_SIGNED_SUM 1e-6 /* x sum |W'|: the f32 merge against float64 */
 
-static uint64_t fnv1a64(const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 static cJSON *expected(void)
 {
     size_t n;
@@ -155,7 +144,7 @@ static int compare_file(const char *name, const char *base, const char *out, con
         cr_assert_str_eq(lc_ggml_type_get(y->type)->name,
                          cJSON_GetArrayItem(want, 0)->valuestring, "%s %s", name, x->name);
         char hex[17];
-        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv1a64(y->data, y->nbytes));
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)lc_test_fnv1a64(LC_TEST_FNV0, y->data, y->nbytes));
         cr_expect_str_eq(hex, cJSON_GetArrayItem(want, 1)->valuestring,
                          "%s %s: bytes differ from gguf-py's", name, x->name);
         if (y->type == LC_GGML_F32) {
