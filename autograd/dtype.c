@@ -98,3 +98,12 @@ uint16_t lc_f32_to_f16(float f)
     uint32_t mant_round = absu + 0xfffu + ((absu >> 13) & 1u);
     return sign | (uint16_t)((mant_round - 0x38000000u) >> 13);
 }
+
+float lc_dtype_round(float f, lc_dtype t)
+{
+    if (t == LC_DTYPE_BF16)
+        return lc_bf16_to_f32(lc_f32_to_bf16(f));
+    if (t == LC_DTYPE_F16)
+        return lc_f16_to_f32(lc_f32_to_f16(f));
+    return f;
+}

@@ -43,6 +43,8 @@ int lc_dtype_from_name(const char *name, lc_dtype *out);
 float lc_bf16_to_f32(uint16_t h);
 uint16_t lc_f32_to_bf16(float f);
 uint16_t lc_f32_to_f16(float f);
+/* f rounded to dtype t and back (BF16, F16; any other type: f itself). */
+float lc_dtype_round(float f, lc_dtype t);
 
 /* IEEE half -> float, exact (subnormals, infinities; a NaN keeps its sign and
  * payload). Inline and branch-free so that loops over half arrays (F16

@@ -15,6 +15,11 @@
 
 #include "autograd/error.h"
 
+/* The seven linears of a Llama-family block (q, k, v, o, gate, up, down:
+ * lc_module 0..LC_MOD_DOWN, train/lora.h) that tests over the Llama-family
+ * fixtures loop over; expands where lora.h is included. */
+#define LC_TEST_LLAMA_MODULES (LC_MOD_DOWN + 1)
+
 /* Absolute path of a file under tests/fixtures/ (static buffer per call slot). */
 const char *lc_test_fixture(const char *rel);
 /* Makes a fresh empty temporary directory and returns its path (malloc'd). */

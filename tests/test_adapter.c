@@ -56,8 +56,7 @@ static lc_lora_config all_targets(int r, double alpha)
     memset(&c, 0, sizeof c);
     c.r = r;
     c.alpha = alpha;
-    for (int m = 0; m < LC_MOD_COUNT; m++)
-        c.targets[m] = true;
+    c.all_linear = true;
     return c;
 }
 
@@ -226,7 +225,7 @@ Test(adapter, fixture_round_trip_is_bit_identical)
     cr_assert_eq(a.cfg.alpha, 16.0);
     cr_assert_eq(a.n_layers, 2);
     cr_assert_eq(a.n_tensors, 28u);
-    for (int m = 0; m < LC_MOD_COUNT; m++)
+    for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++)
         cr_assert(a.cfg.targets[m], "module %s not targeted", lc_module_name(m));
 
     /* Loaded values equal the fixture's bytes. */
@@ -234,7 +233,7 @@ Test(adapter, fixture_round_trip_is_bit_identical)
     cr_assert_eq(lc_st_open(&f, fixture_st(), &err), 0, "%s", err.msg);
     char name[256];
     for (int l = 0; l < 2; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++)
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++)
             for (int isb = 0; isb < 2; isb++) {
                 const lc_lora_adapter *ad = lc_lora_get(&a, l, m);
                 cr_assert_not_null(ad);
@@ -384,7 +383,7 @@ Test(adapter, written_config_has_peft_keys)
     cr_assert_eq(back.alpha, 16.0);
     cr_assert_eq(back.dropout, 0.0);
     cr_assert_not(back.use_rslora);
-    for (int m = 0; m < LC_MOD_COUNT; m++)
+    for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++)
         cr_assert(back.targets[m]);
 
     lc_lora_free(&a);
@@ -516,8 +515,8 @@ Test(adapter, all_linear_target)
     lc_lora a;
     lc_error err = {{0}};
     cr_assert_eq(lc_lora_load_peft(&a, &mc, dir, &err), 0, "%s", err.msg);
-    for (int m = 0; m < LC_MOD_COUNT; m++)
-        cr_assert(a.cfg.targets[m]);
+    for (int m = 0; m < LC_MOD_COUNT; m++) /* a Llama's seven linears, not Phi-3's fused ones */
+        cr_assert_eq(a.cfg.targets[m], m <= LC_MOD_DOWN, "module %d", m);
     lc_lora_free(&a);
     lc_test_rm_rf(dir);
     free(dir);
@@ -582,7 +581,7 @@ Test(adapter, init_follows_peft)
     cr_assert_eq(a.n_tensors, 28u);
     size_t expect_params = 0;
     for (int l = 0; l < mc.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++) {
             int64_t out, in;
             lc_module_shape(&mc, m, &out, &in);
             expect_params += (size_t)(8 * (in + out));
@@ -627,7 +626,7 @@ Test(adapter, init_follows_peft)
     cr_assert_eq(memcmp(a.params, b.params, a.n_params * sizeof(lc_real)), 0);
     size_t differ = 0, n_a = 0;
     for (int l = 0; l < mc.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++) {
             const lc_lora_adapter *x = lc_lora_get(&a, l, m), *y = lc_lora_get(&d, l, m);
             for (int64_t i = 0; i < x->A->numel; i++, n_a++)
                 differ += x->A->data[i] != y->A->data[i];
@@ -665,7 +664,7 @@ Test(adapter, init_scale_rslora_and_subset)
     cr_assert_eq(a.n_tensors, 8u);
     cr_assert_eq(a.n_params, (size_t)2 * 2 * ((64 + 64) + (64 + 32)));
     for (int l = 0; l < 2; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++) {
             const lc_lora_adapter *ad = lc_lora_get(&a, l, m);
             if (m == LC_MOD_Q || m == LC_MOD_V) {
                 cr_assert_not_null(ad);
@@ -725,8 +724,12 @@ Test(adapter_errors, init_bad_config)
     c.dropout = NAN;
     expect_init_fails(c, "lora_dropout:");
     c = all_targets(8, 16);
-    memset(c.targets, 0, sizeof c.targets);
+    c.all_linear = false;
     expect_init_fails(c, "lora_target_modules: no module targeted");
+    c.targets[LC_MOD_QKV] = true; /* Phi-3's fused module on a Llama */
+    expect_init_fails(c, "lora_target_modules: 'qkv_proj' is not a module of llama models "
+                         "(they have q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+                         "down_proj)");
 }
 
 /* ---------------------------------------------- adapter directory errors */

@@ -197,8 +197,7 @@ static void assert_defaults(const lc_train_config *c)
     assert_close(c->lora.dropout, 0);
     cr_assert_not(c->lora.use_rslora);
     cr_assert_not(c->lora.use_dora);
-    for (int m = 0; m < LC_MOD_COUNT; m++)
-        cr_assert(c->lora.targets[m], "target %d", m);
+    cr_assert(c->lora.all_linear, "default: every linear of the family");
     cr_assert_not(c->lora_target_linear);
     cr_assert_null(c->lora_model_dir);
     cr_assert_eq(c->n_test_datasets, 0);
@@ -487,24 +486,25 @@ Test(config, target_module_forms)
 {
     lc_train_config c;
     expect_ok(&c, MINIMAL "lora_target_modules: [o_proj]\nlora_target_linear: true\n");
-    for (int m = 0; m < LC_MOD_COUNT; m++)
-        cr_assert(c.lora.targets[m], "target_linear: target %d", m);
+    cr_assert(c.lora.all_linear, "target_linear: every linear of the family");
     cr_assert(c.lora_target_linear);
     lc_train_config_free(&c);
 
     expect_ok(&c, MINIMAL "lora_target_modules: all-linear\n");
+    cr_assert(c.lora.all_linear, "all-linear");
     for (int m = 0; m < LC_MOD_COUNT; m++)
-        cr_assert(c.lora.targets[m], "all-linear: target %d", m);
+        cr_assert_not(c.lora.targets[m], "all-linear: resolved per family, not here (%d)", m);
     lc_train_config_free(&c);
 
     expect_ok(&c, MINIMAL "lora_target_modules: gate_proj\n");
+    cr_assert_not(c.lora.all_linear);
     for (int m = 0; m < LC_MOD_COUNT; m++)
         cr_assert_eq(c.lora.targets[m], m == LC_MOD_GATE, "single: target %d", m);
     lc_train_config_free(&c);
 
     /* An empty list is fine when lora_target_linear supplies the targets. */
     expect_ok(&c, MINIMAL "lora_target_modules: []\nlora_target_linear: true\n");
-    cr_assert(c.lora.targets[LC_MOD_UP]);
+    cr_assert(c.lora.all_linear);
     lc_train_config_free(&c);
     expect_bad(MINIMAL "lora_target_modules: []\n", "t.yaml:4: lora_target_modules:",
                "no modules to adapt");

@@ -140,7 +140,7 @@ static void compare_grads(const lc_test_step *s, const lc_real *g, lc_st_file *r
     int checked = 0;
     worst[0] = worst[1] = worst[2] = 0;
     for (int l = 0; l < s->lora.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++) {
             const lc_lora_adapter *ad = lc_lora_get(&s->lora, l, m);
             for (int k = 0; k < 3; k++) {
                 const lc_tensor *t = lc_lora_part(ad, k);
@@ -202,12 +202,11 @@ Test(dora, fresh_magnitudes_are_weight_row_norms)
     lc_model model;
     cr_assert_eq(lc_model_load(&model, fx("model"), &err), 0, "%s", err.msg);
     lc_lora_config c = {.r = 4, .alpha = 8, .use_dora = true};
-    for (int m = 0; m < LC_MOD_COUNT; m++)
-        c.targets[m] = true;
+    c.all_linear = true;
     lc_lora lora;
     cr_assert_eq(lc_lora_init(&lora, &model.cfg, &c, 7, &err), 0, "%s", err.msg);
     size_t plain = 0;
-    for (int m = 0; m < LC_MOD_COUNT; m++) {
+    for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++) {
         int64_t out, in;
         lc_module_shape(&model.cfg, m, &out, &in);
         plain += (size_t)(4 * (in + out));
@@ -217,7 +216,7 @@ Test(dora, fresh_magnitudes_are_weight_row_norms)
     double worst = 0;
     size_t mags = 0;
     for (int l = 0; l < lora.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++) {
             const lc_lora_adapter *ad = lc_lora_get(&lora, l, m);
             const lc_weight *W = &model.layers[l].proj[m];
             const float *w = W->data;
@@ -343,15 +342,14 @@ static void check_quant_base(base_kind k, const char *ref_file, const char *what
     cr_expect_lt(e_loss, TOL_Q_LOSS, "%s: loss %.9f vs PEFT %.9f", what, loss, ref_loss);
 
     lc_lora_config c = {.r = 8, .alpha = 16, .use_dora = true};
-    for (int m = 0; m < LC_MOD_COUNT; m++)
-        c.targets[m] = true;
+    c.all_linear = true;
     lc_lora fresh;
     cr_assert_eq(lc_lora_init(&fresh, &s.model.cfg, &c, 7, &err), 0, "%s", err.msg);
     cr_assert_eq(lc_model_dora_init(&s.model, &fresh, &err), 0, "%s", err.msg);
     double e_init = 0;
     char name[300];
     for (int l = 0; l < fresh.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++) {
             const lc_tensor *mag = lc_lora_get(&fresh, l, m)->m;
             lc_lora_part_name(name, sizeof name, l, m, 2);
             strcat(name, ".init");
@@ -648,7 +646,7 @@ Test(dora, info_plans_dora)
     lc_model_config mc;
     cr_assert_eq(lc_model_config_load(&mc, model, &err), 0, "%s", err.msg);
     long long rows = 0;
-    for (int m = 0; m < LC_MOD_COUNT; m++) {
+    for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++) {
         int64_t out, in;
         lc_module_shape(&mc, m, &out, &in);
         rows += out * mc.n_layers;

@@ -154,7 +154,7 @@ Test(gguf_base, f32_file_equals_hf_directory)
     cr_assert_eq(gc->rope_theta, hc->rope_theta);
     cr_assert_eq((float)gc->rms_norm_eps, (float)hc->rms_norm_eps);
     for (int l = 0; l < gc->n_layers; l++)
-        for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+        for (int mod = 0; mod < LC_TEST_LLAMA_MODULES; mod++) {
             const lc_weight *a = &g.model.layers[l].proj[mod], *b = &h.model.layers[l].proj[mod];
             cr_assert_eq(a->rows, b->rows);
             cr_assert_eq(a->cols, b->cols);
@@ -240,7 +240,7 @@ Test(gguf_base, q4_k_memory_within_5_percent_of_file)
     cr_expect(wb <= fb && wb >= 0.95 * fb, "weights %.0f vs file %.0f", wb, fb);
     cr_expect(m.embed.ggml && m.lm_head.ggml);
     for (int l = 0; l < m.cfg.n_layers; l++)
-        for (int mod = 0; mod < LC_MOD_COUNT; mod++)
+        for (int mod = 0; mod < LC_TEST_LLAMA_MODULES; mod++)
             cr_expect(m.layers[l].proj[mod].ggml && m.layers[l].proj[mod].ggml->type == 12);
     cr_expect_eq(m.cfg.rope_type, LC_ROPE_FACTORS);
     cr_expect_eq(m.cfg.head_dim, 64);

@@ -163,7 +163,7 @@ static void check_gguf_adapter(const char *dir, const char *base, const char *ar
     const bool llama = !strcmp(arch, "llama");
     size_t n_checked = 0;
     for (int l = 0; l < cfg.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++)
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++)
             for (int b = 0; b < 2; b++) {
                 char hf[256], name[128];
                 lc_lora_tensor_name(hf, sizeof hf, l, (lc_module)m, b);

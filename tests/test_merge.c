@@ -660,8 +660,7 @@ static char *make_adapter(const char *tmp, const char *name, const char *from, c
     lc_error err;
     cr_assert_eq(lc_model_config_parse(&mc, edited, strlen(edited), "edited", &err), 0, "%s", err.msg);
     lc_lora_config lc = {.r = 8, .alpha = 16};
-    for (int m = 0; m < LC_MOD_COUNT; m++)
-        lc.targets[m] = true;
+    lc.all_linear = true;
     lc_lora lora;
     cr_assert_eq(lc_lora_init(&lora, &mc, &lc, 7, &err), 0, "%s", err.msg);
     for (size_t i = 0; i < lora.n_params; i++)
@@ -840,7 +839,7 @@ Test(merge, dequantize_bnb4)
     double worst = 0;
     int linears = 0;
     for (int l = 0; l < bm.cfg.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++) {
             const lc_weight *w = &bm.layers[l].proj[m];
             cr_assert(w->nf4, "layer %d %s: the fixture is not loaded as NF4", l, lc_module_name(m));
             char name[128], an[160], bn[160];

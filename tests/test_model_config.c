@@ -435,3 +435,149 @@ Test(model_config_bad, quantization)
     expect_bad("{" BASE_LLAMA ", \"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4}}",
                "unsupported quantization_config.quant_method 'gptq'");
 }
+
+/* ---- Gemma 2, Gemma 3 text, Phi-3 (transformers 5.17's config classes) ---- */
+
+#define BASE_GEMMA(type) "\"model_type\": \"" type "\", \"hidden_size\": 64, " \
+    "\"intermediate_size\": 160, \"num_hidden_layers\": 4, \"num_attention_heads\": 4, " \
+    "\"num_key_value_heads\": 2, \"head_dim\": 16, \"vocab_size\": 512"
+
+Test(model_config, gemma2_class_defaults)
+{
+    /* Keys left out take Gemma2Config's defaults: caps 50 / 30, scalar 256,
+     * tied head, alternating windows starting with a sliding layer. */
+    lc_model_config cfg;
+    expect_ok(&cfg, "{" BASE_GEMMA("gemma2") ", \"hidden_activation\": \"gelu_pytorch_tanh\"}");
+    cr_assert_eq(cfg.arch, LC_ARCH_GEMMA2);
+    cr_assert_eq(cfg.attn_softcap, 50.0);
+    cr_assert_eq(cfg.final_softcap, 30.0);
+    cr_assert_eq(cfg.query_pre_attn_scalar, 256.0);
+    assert_rel(lc_model_config_attn_scale(&cfg), 1.0 / 16.0, 1e-15);
+    cr_assert(cfg.tie_word_embeddings);
+    cr_assert_eq(cfg.sliding_window, 4096);
+    for (int l = 0; l < 4; l++)
+        cr_assert_eq(cfg.layer_sliding[l], l % 2 == 0, "layer %d", l);
+    cr_assert_not(cfg.qk_norm);
+    cr_assert_not(lc_model_config_has_rope_table(&cfg, LC_ROPE_TABLE_LOCAL));
+}
+
+Test(model_config, gemma2_as_saved)
+{
+    lc_model_config cfg;
+    expect_ok(&cfg, "{" BASE_GEMMA("gemma2") ", \"query_pre_attn_scalar\": 24, "
+              "\"attn_logit_softcapping\": 1.5, \"final_logit_softcapping\": null, "
+              "\"sliding_window\": 6, \"tie_word_embeddings\": false, \"layer_types\": "
+              "[\"full_attention\", \"sliding_attention\", \"full_attention\", \"full_attention\"]}");
+    cr_assert_eq(cfg.attn_softcap, 1.5);
+    cr_assert_eq(cfg.final_softcap, 0.0, "null turns the cap off");
+    assert_rel(lc_model_config_attn_scale(&cfg), 1.0 / sqrt(24.0), 1e-15);
+    cr_assert_not(cfg.tie_word_embeddings);
+    cr_assert_eq(cfg.sliding_window, 6);
+    for (int l = 0; l < 4; l++)
+        cr_assert_eq(cfg.layer_sliding[l], l == 1, "layer %d", l);
+}
+
+Test(model_config, gemma3_rope_per_layer_type)
+{
+    /* transformers 5 nests rope_parameters by layer type */
+    lc_model_config cfg;
+    expect_ok(&cfg, "{" BASE_GEMMA("gemma3_text") ", \"attn_logit_softcapping\": 20, "
+              "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"linear\", "
+              "\"factor\": 8.0, \"rope_theta\": 1000000.0}, \"sliding_attention\": "
+              "{\"rope_type\": \"default\", \"rope_theta\": 10000.0}}}");
+    cr_assert_eq(cfg.arch, LC_ARCH_GEMMA3);
+    cr_assert(cfg.qk_norm);
+    cr_assert_eq(cfg.attn_softcap, 0.0, "Gemma 3's attention ignores the cap, as transformers'");
+    cr_assert_eq(cfg.final_softcap, 0.0);
+    cr_assert_eq(cfg.rope_type, LC_ROPE_LINEAR);
+    cr_assert_eq(cfg.rope_theta, 1e6);
+    cr_assert_eq(cfg.rope_factor, 8.0);
+    cr_assert_eq(cfg.rope_local_theta, 1e4);
+    /* default pattern 6: layers 0..4 slide */
+    for (int l = 0; l < 4; l++)
+        cr_assert(cfg.layer_sliding[l]);
+    double g[8], s[8];
+    lc_model_config_rope_inv_freq(&cfg, LC_ROPE_TABLE_MAIN, g);
+    lc_model_config_rope_inv_freq(&cfg, LC_ROPE_TABLE_LOCAL, s);
+    for (int i = 0; i < 8; i++) {
+        assert_rel(g[i], pow(1e6, -2.0 * i / 16) / 8.0, 1e-14);
+        assert_rel(s[i], pow(1e4, -2.0 * i / 16), 1e-14);
+    }
+}
+
+Test(model_config, gemma3_legacy_rope_and_pattern)
+{
+    /* transformers 4 spellings, as Gemma 3 checkpoints ship them */
+    lc_model_config cfg;
+    expect_ok(&cfg, "{" BASE_GEMMA("gemma3_text") ", \"rope_theta\": 1000000.0, "
+              "\"rope_local_base_freq\": 20000.0, \"rope_scaling\": {\"rope_type\": \"linear\", "
+              "\"factor\": 8.0}, \"sliding_window_pattern\": 2}");
+    cr_assert_eq(cfg.rope_local_theta, 2e4);
+    cr_assert_eq(cfg.rope_factor, 8.0);
+    for (int l = 0; l < 4; l++)
+        cr_assert_eq(cfg.layer_sliding[l], l % 2 == 0, "layer %d", l);
+}
+
+Test(model_config, phi3_longrope)
+{
+    lc_model_config cfg;
+    expect_ok(&cfg, "{\"model_type\": \"phi3\", \"hidden_size\": 16, \"intermediate_size\": 32, "
+              "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"vocab_size\": 64, "
+              "\"max_position_embeddings\": 128, \"original_max_position_embeddings\": 8, "
+              "\"sliding_window\": null, \"rope_parameters\": {\"rope_type\": \"longrope\", "
+              "\"rope_theta\": 10000.0, \"short_factor\": [1, 1.1, 1.2, 1.3], "
+              "\"long_factor\": [2, 3, 4, 5]}}");
+    cr_assert_eq(cfg.arch, LC_ARCH_PHI3);
+    cr_assert_eq(cfg.rope_type, LC_ROPE_LONGROPE);
+    cr_assert_eq(cfg.rope_original_max_position, 8);
+    /* factor 128/8 = 16: √(1 + ln 16 / ln 8) */
+    assert_rel(cfg.rope_attention_factor, sqrt(1.0 + log(16.0) / log(8.0)), 1e-15);
+    cr_assert_eq(cfg.sliding_window, 0);
+    cr_assert_not(cfg.tie_word_embeddings);
+    double sh[4], lo[4];
+    lc_model_config_rope_inv_freq(&cfg, LC_ROPE_TABLE_MAIN, sh);
+    lc_model_config_rope_inv_freq(&cfg, LC_ROPE_TABLE_LONG, lo);
+    const double shf[4] = {1, 1.1, 1.2, 1.3}, lof[4] = {2, 3, 4, 5};
+    for (int i = 0; i < 4; i++) {
+        assert_rel(sh[i], pow(1e4, -2.0 * i / 8) / shf[i], 1e-7);
+        assert_rel(lo[i], pow(1e4, -2.0 * i / 8) / lof[i], 1e-7);
+    }
+    /* an explicit attention_factor wins */
+    expect_ok(&cfg, "{\"model_type\": \"phi3\", \"hidden_size\": 16, \"intermediate_size\": 32, "
+              "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"vocab_size\": 64, "
+              "\"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [1, 1, 1, 1], "
+              "\"long_factor\": [2, 3, 4, 5], \"attention_factor\": 1.25}, "
+              "\"original_max_position_embeddings\": 8}");
+    cr_assert_eq(cfg.rope_attention_factor, 1.25);
+}
+
+Test(model_config_bad, new_families)
+{
+    expect_bad("{" BASE_GEMMA("gemma2") ", \"hidden_activation\": \"silu\"}",
+               "hidden_activation: unsupported hidden_activation 'silu' (expected "
+               "\"gelu_pytorch_tanh\")");
+    expect_bad("{" BASE_GEMMA("gemma2") ", \"layer_types\": [\"full_attention\"]}",
+               "layer_types: expected a list of 4 layer types");
+    expect_bad("{" BASE_GEMMA("gemma2") ", \"layer_types\": [\"full_attention\", \"x\", "
+               "\"full_attention\", \"full_attention\"]}", "layer_types: entry 1 is not");
+    expect_bad("{" BASE_GEMMA("gemma2") ", \"attn_logit_softcapping\": -1}",
+               "attn_logit_softcapping: -1 is not positive");
+    expect_bad("{" BASE_GEMMA("gemma2") ", \"use_bidirectional_attention\": true}",
+               "use_bidirectional_attention: true is not supported");
+    expect_bad("{" BASE_GEMMA("gemma3_text") ", \"rope_parameters\": {\"full_attention\": "
+               "{\"rope_theta\": 1e6}}}", "sliding_attention: missing");
+    expect_bad("{" BASE_GEMMA("gemma3_text") ", \"rope_parameters\": {\"full_attention\": "
+               "{\"rope_theta\": 1e6}, \"sliding_attention\": {\"rope_theta\": 1e4, "
+               "\"rope_type\": \"linear\"}}}", "is not supported for sliding layers");
+    expect_bad("{\"model_type\": \"phi3\", \"hidden_size\": 16, \"intermediate_size\": 32, "
+               "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"vocab_size\": 64, "
+               "\"original_max_position_embeddings\": 8, \"rope_parameters\": {\"rope_type\": "
+               "\"longrope\", \"short_factor\": [1, 1, 1], \"long_factor\": [2, 3, 4, 5]}}",
+               "short_factor: expected a list of 4 numbers");
+    expect_bad("{\"model_type\": \"phi3\", \"hidden_size\": 16, \"intermediate_size\": 32, "
+               "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"vocab_size\": 64, "
+               "\"rope_parameters\": {\"rope_type\": \"longrope\", \"short_factor\": [1, 1, 1, 1],"
+               " \"long_factor\": [2, 3, 0, 5]}}", "long_factor: entry 2 is not a positive number");
+    expect_bad("{" BASE_LLAMA ", \"rope_parameters\": {\"rope_type\": \"longrope\"}}",
+               "unsupported rope_type 'longrope' (supported: default, linear, llama3)");
+}

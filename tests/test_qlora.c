@@ -93,7 +93,7 @@ Test(qlora, forward_backward_match_bitsandbytes_peft)
     double worst = 0;
     char name[256], gname[300];
     for (int l = 0; l < 2; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++)
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++)
             for (int b = 0; b < 2; b++) {
                 const lc_lora_adapter *ad = lc_lora_get(&r.lora, l, m);
                 const lc_tensor *t = b ? ad->B : ad->A;
@@ -190,7 +190,7 @@ Test(qlora, quantize_writes_what_bitsandbytes_writes)
 static void expect_same_nf4(const lc_model *a, const lc_model *b)
 {
     for (int l = 0; l < a->cfg.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
+        for (int m = 0; m < LC_TEST_LLAMA_MODULES; m++) {
             const lc_nf4 *x = a->layers[l].proj[m].nf4, *y = b->layers[l].proj[m].nf4;
             cr_assert(x && y);
             int64_t nb = lc_nf4_blocks(x->rows, x->cols, x->blocksize);

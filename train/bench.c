@@ -119,9 +119,8 @@ static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
     lc_model_load_opts qo = {.nf4 = true, .nf4_blocksize = 64, .nf4_double_quant = true};
     if (o->nf4 && lc_model_quantize_nf4(&b->model, &qo, err))
         return -1;
-    lc_lora_config lc = {.r = o->rank, .alpha = 2.0 * o->rank, .use_dora = o->dora};
-    for (int m = 0; m < LC_MOD_COUNT; m++)
-        lc.targets[m] = true;
+    lc_lora_config lc = {.r = o->rank, .alpha = 2.0 * o->rank, .use_dora = o->dora,
+                         .all_linear = true};
     if (lc_model_prepare_rope(&b->model, o->seq, err) ||
         lc_lora_init(&b->lora, &cfg, &lc, 42, err))
         return -1;

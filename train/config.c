@@ -1104,12 +1104,12 @@ fail:
 /* lora_target_modules: a list of module names, or one name, or all-linear. */
 static int set_targets(ctx *x, const yaml_node_t *n, const char *key)
 {
-    bool t[LC_MOD_COUNT] = { false };
+    bool t[LC_MOD_COUNT] = { false }, all = false;
     char d[160], sub[96];
-    static const char expect[] =
-        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj";
+    const char *expect = lc_module_names();
     if (is_null(n)) {
         memcpy(x->c->lora.targets, x->defaults->lora.targets, sizeof t);
+        x->c->lora.all_linear = x->defaults->lora.all_linear;
         return 0;
     }
     if (n->type == YAML_SCALAR_NODE) {
@@ -1117,8 +1117,7 @@ static int set_targets(ctx *x, const yaml_node_t *n, const char *key)
         if (!s)
             return -1;
         if (!strcmp(s, "all-linear")) {
-            for (int m = 0; m < LC_MOD_COUNT; m++)
-                t[m] = true;
+            all = true;
         } else {
             int m = lc_module_from_name(s);
             if (m < 0)
@@ -1146,6 +1145,7 @@ static int set_targets(ctx *x, const yaml_node_t *n, const char *key)
                     describe(n, d, sizeof d));
     }
     memcpy(x->c->lora.targets, t, sizeof t);
+    x->c->lora.all_linear = all;
     return 0;
 }
 
@@ -1754,16 +1754,15 @@ static int finalize(ctx *x)
     }
     c->qlora = x->adapter_qlora || x->load_in_4bit;
     if (c->lora_target_linear)
-        for (int m = 0; m < LC_MOD_COUNT; m++)
-            c->lora.targets[m] = true;
-    bool any = false;
+        c->lora.all_linear = true;
+    bool any = c->lora.all_linear;
     for (int m = 0; m < LC_MOD_COUNT; m++)
         any |= c->lora.targets[m];
     if (!any)
         return fail_at(x, x->given_set[KEY_LORA_TARGET_MODULES],
                        x->given_line[KEY_LORA_TARGET_MODULES], "lora_target_modules",
-                       "no modules to adapt; list at least one of q_proj, k_proj, v_proj, "
-                       "o_proj, gate_proj, up_proj, down_proj, or set lora_target_linear: true");
+                       "no modules to adapt; list at least one of %s, or set "
+                       "lora_target_linear: true", lc_module_names());
     if (check_data_keys(x) || (x->check_dirs && (check_dir(x, KEY_BASE_MODEL, c->base_model) ||
                                                   check_dir(x, KEY_LORA_MODEL_DIR,
                                                             c->lora_model_dir))))
@@ -1784,8 +1783,7 @@ void lc_train_config_defaults(lc_train_config *c)
     c->lora.dropout = 0;
     c->lora.use_rslora = false;
     c->lora.use_dora = false;
-    for (int m = 0; m < LC_MOD_COUNT; m++)
-        c->lora.targets[m] = true;
+    c->lora.all_linear = true;
     c->sequence_len = 2048;
     c->shuffle = true;
     c->micro_batch_size = 2;
@@ -1925,6 +1923,10 @@ void lc_train_config_value(const lc_train_config *c, int i, char *buf, size_t n)
         snprintf(buf, n, "%s", c->qlora ? "qlora" : "lora");
         return;
     case KEY_LORA_TARGET_MODULES:
+        if (c->lora.all_linear) {
+            snprintf(buf, n, "all-linear");
+            return;
+        }
         for (int m = 0; m < LC_MOD_COUNT; m++)
             if (c->lora.targets[m])
                 mods[nm++] = (char *)lc_module_name((lc_module)m);

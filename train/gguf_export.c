@@ -3,6 +3,7 @@
  * as f32 (merged with the adapter where adapted), permuted, converted,
  * written; all into a temporary file renamed into place at the end. */
 #include "train/gguf_export.h"
+#include "train/family.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -629,6 +630,9 @@ int lc_gguf_export(const lc_gguf_export_opts *o, lc_gguf_export_report *r, FILE 
         return lc_error_set(err, "%s is a bitsandbytes 4-bit model: export-gguf needs float "
                             "weights; run `lorac merge --dequantize --dtype f32` first",
                             o->base_dir);
+    if (!lc_family_of(j.cfg.arch)->gguf)
+        return lc_error_set(err, "%s: export-gguf does not support %s models yet (it writes "
+                            "llama, mistral, qwen2 and qwen3)", o->base_dir, j.cfg.model_type);
     j.llama = j.cfg.arch == LC_ARCH_LLAMA || j.cfg.arch == LC_ARCH_MISTRAL;
     snprintf(r->arch, sizeof r->arch, "%s",
              j.llama ? "llama" : j.cfg.arch == LC_ARCH_QWEN2 ? "qwen2" : "qwen3");

@@ -354,9 +354,11 @@ int lc_gguf_model_load(lc_model *m, const char *path, const lc_model_load_opts *
                    &m->final_norm, err))
         goto fail;
     bool permuted = c->arch == LC_ARCH_LLAMA; /* LlamaModel.permute in convert_hf_to_gguf.py */
+    const lc_family *f = lc_family_of(c->arch);
     for (int l = 0; l < c->n_layers; l++) {
         lc_layer_weights *L = &m->layers[l];
-        for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+        for (int i = 0; i < f->n_modules; i++) {
+            lc_module mod = f->modules[i];
             int64_t out, in;
             lc_module_shape(c, mod, &out, &in);
             int heads = !permuted ? 0 : mod == LC_MOD_Q ? c->n_heads
@@ -366,18 +368,19 @@ int lc_gguf_model_load(lc_model *m, const char *path, const lc_model_load_opts *
             lc_gguf_blk_name(name, sizeof name, l, stem, "weight");
             if (get_matrix(m, name, out, in, heads, &L->proj[mod], err))
                 goto fail;
-            if (lc_model_module_has_bias(c, mod)) {
+            if (lc_module_has_bias(c, mod)) {
                 lc_gguf_blk_name(name, sizeof name, l, stem, "bias");
                 if (get_vector(m, name, out, heads, &slot, &L->bias[mod], err))
                     goto fail;
             }
         }
-        lc_gguf_blk_name(name, sizeof name, l, "input_layernorm", "weight");
-        if (get_vector(m, name, C, 0, &slot, &L->input_norm, err))
-            goto fail;
-        lc_gguf_blk_name(name, sizeof name, l, "post_attention_layernorm", "weight");
-        if (get_vector(m, name, C, 0, &slot, &L->post_attn_norm, err))
-            goto fail;
+        for (int k = 0; k < LC_NORM_COUNT; k++) {
+            if (!f->norm_names[k])
+                continue;
+            lc_gguf_blk_name(name, sizeof name, l, f->norm_names[k], "weight");
+            if (get_vector(m, name, C, 0, &slot, &L->norm[k], err))
+                goto fail;
+        }
         if (c->qk_norm) {
             lc_gguf_blk_name(name, sizeof name, l, "self_attn.q_norm", "weight");
             if (get_vector(m, name, D, 0, &slot, &L->q_norm, err))

@@ -84,8 +84,10 @@ int lc_gguf_name_from_hf(const char *hf, int n_layers, char *out, size_t n, int 
     snprintf(out, n, "blk.%d.%s%s", l, g, dot);
     *layer = l;
     if (!strcmp(dot, ".weight"))
-        for (int m = 0; m < LC_MOD_COUNT; m++)
-            if (!strcmp(lc_gguf_linear_name((lc_module)m), g))
+        for (int m = 0; m < LC_MOD_COUNT; m++) {
+            const char *gl = lc_gguf_linear_name((lc_module)m); /* NULL: no GGUF name */
+            if (gl && !strcmp(gl, g))
                 *mod = m;
+        }
     return 0;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "data/model_files.h"
+#include "train/family.h"
 #include "train/gguf_model.h"
 #include "train/lora.h"
 #include "train/memory_plan.h"
@@ -17,20 +18,23 @@ void lc_param_counts_from_config(const lc_model_config *c, lc_param_counts *p)
     const double L = c->n_layers, C = c->hidden_size;
     p->embeddings = (double)c->vocab_size * C;
     p->lm_head = c->tie_word_embeddings ? 0 : p->embeddings;
-    for (int m = 0; m < LC_MOD_COUNT; m++) {
+    const lc_family *f = lc_family_of(c->arch);
+    for (int i = 0; i < f->n_modules; i++) {
+        lc_module m = f->modules[i];
         int64_t out, in;
         lc_module_shape(c, m, &out, &in);
         double w = (double)out * (double)in * L;
-        bool bias = (m <= LC_MOD_V && c->qkv_bias) || (m == LC_MOD_O && c->o_bias) ||
-                    (m >= LC_MOD_GATE && c->mlp_bias);
-        double b = bias ? (double)out * L : 0;
+        double b = lc_module_has_bias(c, m) ? (double)out * L : 0;
         p->linears += w;
-        if (m <= LC_MOD_O)
+        if (!strcmp(lc_module_parent(m), "self_attn"))
             p->attention += w + b;
         else
             p->mlp += w + b;
     }
-    p->norms = 2 * C * L + C + (c->qk_norm ? 2.0 * c->head_dim * L : 0);
+    int norms = 0;
+    for (int k = 0; k < LC_NORM_COUNT; k++)
+        norms += f->norm_names[k] != NULL;
+    p->norms = norms * C * L + C + (c->qk_norm ? 2.0 * c->head_dim * L : 0);
     p->total = p->embeddings + p->lm_head + p->attention + p->mlp + p->norms;
 }
 
@@ -45,7 +49,8 @@ typedef struct dtype_tally {
 static const char *rope_name(lc_rope_type t)
 {
     return t == LC_ROPE_LINEAR ? "linear" : t == LC_ROPE_LLAMA3 ? "llama3"
-         : t == LC_ROPE_FACTORS ? "rope_freqs (GGUF)" : "default";
+         : t == LC_ROPE_FACTORS ? "rope_freqs (GGUF)" : t == LC_ROPE_LONGROPE ? "longrope"
+         : "default";
 }
 
 static void human(double bytes, char *buf, size_t n)
@@ -77,7 +82,7 @@ typedef struct file_scan {
     double params, bytes;
     double part[6];          /* embeddings, lm_head, attention, mlp, norms, other */
     size_t n_tensors;
-    lc_dtype lin_dtype;      /* of layer 0's q_proj when it is a float tensor */
+    lc_dtype lin_dtype;      /* of layer 0's first linear when it is a float tensor */
 } file_scan;
 
 static int part_of(const char *name)
@@ -90,10 +95,14 @@ static int part_of(const char *name)
                                                      : 5;
 }
 
-static void scan_files(const lc_model_files *mf, lc_dtype config_dtype, file_scan *fs)
+static void scan_files(const lc_model_files *mf, const lc_model_config *c, file_scan *fs)
 {
     memset(fs, 0, sizeof *fs);
-    fs->lin_dtype = config_dtype;
+    fs->lin_dtype = c->dtype;
+    lc_module first = lc_family_of(c->arch)->modules[0];
+    char first_name[96];
+    snprintf(first_name, sizeof first_name, "model.layers.0.%s.%s.weight",
+             lc_module_parent(first), lc_module_name(first));
     for (size_t s = 0; s < mf->n_shards; s++) {
         fs->bytes += (double)mf->shards[s].map_size;
         for (size_t i = 0; i < mf->shards[s].n_tensors; i++) {
@@ -105,7 +114,7 @@ static void scan_files(const lc_model_files *mf, lc_dtype config_dtype, file_sca
             fs->params += n;
             fs->n_tensors++;
             fs->part[part_of(t->name)] += n;
-            if (!strcmp(t->name, "model.layers.0.self_attn.q_proj.weight") &&
+            if (!strcmp(t->name, first_name) &&
                 (t->dtype == LC_DTYPE_F32 || t->dtype == LC_DTYPE_BF16 ||
                  t->dtype == LC_DTYPE_F16))
                 fs->lin_dtype = t->dtype;
@@ -116,7 +125,11 @@ static void scan_files(const lc_model_files *mf, lc_dtype config_dtype, file_sca
 static void print_architecture(FILE *out, const char *dir, const lc_model_config *c)
 {
     fprintf(out, "model:          %s\n", dir);
+    const lc_family *f = lc_family_of(c->arch);
+    char mods[160];
+    lc_family_module_list(f, mods, sizeof mods);
     fprintf(out, "architecture:   %s (model_type %s)\n", lc_arch_name(c->arch), c->model_type);
+    fprintf(out, "linears:        %s (each layer; what lora_target_modules may name)\n", mods);
     fprintf(out, "layers:         %d\n", c->n_layers);
     fprintf(out, "hidden size:    %d\n", c->hidden_size);
     fprintf(out, "intermediate:   %d\n", c->intermediate_size);
@@ -127,9 +140,26 @@ static void print_architecture(FILE *out, const char *dir, const lc_model_config
             rope_name(c->rope_type), c->rope_theta);
     if (c->rope_type == LC_ROPE_LINEAR || c->rope_type == LC_ROPE_LLAMA3)
         fprintf(out, ", factor %g", c->rope_factor);
-    if (c->sliding_window)
-        fprintf(out, ", sliding window %d", c->sliding_window);
+    if (c->rope_type == LC_ROPE_LONGROPE)
+        fprintf(out, ", original %d, attention factor %.6g", c->rope_original_max_position,
+                c->rope_attention_factor);
+    if (c->rope_local_theta > 0)
+        fprintf(out, ", sliding layers theta %g", c->rope_local_theta);
+    if (c->sliding_window) {
+        int n = 0;
+        for (int l = 0; l < c->n_layers; l++)
+            n += c->layer_sliding[l];
+        fprintf(out, ", sliding window %d on %d of %d layers", c->sliding_window, n, c->n_layers);
+    }
     fprintf(out, "\n");
+    if (f->act == LC_ACT_GELU_TANH || f->norm_plus_one || c->attn_softcap || c->final_softcap)
+        fprintf(out, "block:          %s MLP%s%s, attention scale 1/sqrt(%g), soft-capping "
+                "attention %g, logits %g (0 = none)\n",
+                f->act == LC_ACT_GELU_TANH ? "GeGLU (tanh)" : "SwiGLU",
+                f->norm_plus_one ? ", (1 + w) norms" : "",
+                f->norm_names[LC_NORM_MLP_OUT] ? " before and after attention and MLP" : "",
+                c->query_pre_attn_scalar > 0 ? c->query_pre_attn_scalar : (double)c->head_dim,
+                c->attn_softcap, c->final_softcap);
     fprintf(out, "details:        %s embeddings, rms_norm_eps %g%s%s%s%s\n",
             c->tie_word_embeddings ? "tied" : "untied", c->rms_norm_eps,
             c->qkv_bias ? ", q/k/v bias" : "", c->o_bias ? ", o bias" : "",
@@ -223,7 +253,7 @@ static void weights_for_plan(const lc_info_opts *o, const lc_model_config *c,
     lc_model_free(&qm);
 }
 
-/* LoRA (or DoRA) r on all seven linears: the plan's adapter and its
+/* LoRA (or DoRA) r on every linear of the family: the plan's adapter and its
  * parameter count (DoRA: plus a magnitude per output row). */
 static size_t plan_lora(const lc_model_config *c, int rank, bool dora, lc_lora_config *lora)
 {
@@ -232,10 +262,11 @@ static size_t plan_lora(const lc_model_config *c, int rank, bool dora, lc_lora_c
     lora->alpha = 2.0 * rank;
     lora->use_dora = dora;
     size_t params = 0;
-    for (int m = 0; m < LC_MOD_COUNT; m++) {
-        lora->targets[m] = true;
+    lc_lora_target_all(lora, c);
+    const lc_family *f = lc_family_of(c->arch);
+    for (int i = 0; i < f->n_modules; i++) {
         int64_t mo, mi;
-        lc_module_shape(c, m, &mo, &mi);
+        lc_module_shape(c, f->modules[i], &mo, &mi);
         params += ((size_t)rank * (size_t)(mo + mi) + (dora ? (size_t)mo : 0)) *
                   (size_t)c->n_layers;
     }
@@ -282,9 +313,10 @@ static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_
     lc_memory_plan_cpu(c, qp.weights, lora_params, &lora, B, T, true, &qpc);
 
     double unit = lp.total >= 1073741824.0 ? 1073741824.0 : 1048576.0;
-    fprintf(out, "\nmemory plan (%s): %s r %d on all 7 linears (%zu trainable parameters), "
+    fprintf(out, "\nmemory plan (%s): %s r %d on all %d linears (%zu trainable parameters), "
             "micro-batch %lld x sequence %lld, %s%s %s, CPU backend (%d thread%s)\n",
-            unit > 1048576.0 ? "GiB" : "MiB", o->dora ? "DoRA" : "LoRA", o->rank, lora_params, (long long)B, (long long)T,
+            unit > 1048576.0 ? "GiB" : "MiB", o->dora ? "DoRA" : "LoRA", o->rank,
+            lc_family_of(c->arch)->n_modules, lora_params, (long long)B, (long long)T,
             w->real ? "NF4 linears + " : "", lc_dtype_name(w->dtype),
             w->real ? "embeddings" : "weights", omp_get_max_threads(),
             lc_plural(omp_get_max_threads()));
@@ -336,7 +368,7 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
     if (lc_model_files_open(&mf, o->dir, err))
         return -1;
     file_scan fs;
-    scan_files(&mf, c.dtype, &fs);
+    scan_files(&mf, &c, &fs);
     lc_param_counts pc;
     lc_param_counts_from_config(&c, &pc);
     print_architecture(out, o->dir, &c);

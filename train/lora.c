@@ -13,15 +13,47 @@
 #include <unistd.h>
 
 #include "data/safetensors.h"
+#include "train/family.h"
 #include "train/fsutil.h"
 #include "autograd/hash.h"
 
 static const char *const module_names[LC_MOD_COUNT] = {
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    "qkv_proj", "gate_up_proj"};
+
+static bool is_attention(lc_module m) { return m <= LC_MOD_O || m == LC_MOD_QKV; }
 
 const char *lc_module_name(lc_module m) { return module_names[m]; }
 
-const char *lc_module_parent(lc_module m) { return m <= LC_MOD_O ? "self_attn" : "mlp"; }
+const char *lc_module_parent(lc_module m) { return is_attention(m) ? "self_attn" : "mlp"; }
+
+bool lc_module_has_bias(const lc_model_config *c, lc_module m)
+{
+    if (m == LC_MOD_O)
+        return c->o_bias;
+    return is_attention(m) ? c->qkv_bias : c->mlp_bias;
+}
+
+bool lc_model_has_module(const lc_model_config *c, lc_module m)
+{
+    return lc_family_has_module(lc_family_of(c->arch), m);
+}
+
+void lc_lora_target_all(lc_lora_config *cfg, const lc_model_config *mc)
+{
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        cfg->targets[m] = lc_model_has_module(mc, m);
+}
+
+const char *lc_module_names(void)
+{
+    static char list[160];
+    if (!list[0])
+        for (int m = 0; m < LC_MOD_COUNT; m++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", m ? ", " : "",
+                     module_names[m]);
+    return list;
+}
 
 int lc_module_from_name(const char *name)
 {
@@ -43,7 +75,10 @@ void lc_module_shape(const lc_model_config *cfg, lc_module m, int64_t *out, int6
     case LC_MOD_O: *out = C, *in = qd; break;
     case LC_MOD_GATE:
     case LC_MOD_UP: *out = FF, *in = C; break;
-    default: *out = C, *in = FF; break;
+    case LC_MOD_QKV: *out = qd + 2 * kvd, *in = C; break;
+    case LC_MOD_GATE_UP: *out = 2 * FF, *in = C; break;
+    case LC_MOD_DOWN:
+    case LC_MOD_COUNT: *out = C, *in = FF; break;
     }
 }
 
@@ -80,12 +115,25 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
     if (!(cfg->dropout >= 0 && cfg->dropout < 1))
         return lc_error_set(err, "lora_dropout: %g is out of range (expected 0 <= p < 1)",
                             cfg->dropout);
+    lora->cfg = *cfg;
+    if (cfg->all_linear) {
+        lc_lora_target_all(&lora->cfg, mc);
+        lora->cfg.all_linear = false;
+    }
+    cfg = &lora->cfg;
     bool any = false;
-    for (int m = 0; m < LC_MOD_COUNT; m++)
+    for (int m = 0; m < LC_MOD_COUNT; m++) {
+        if (cfg->targets[m] && !lc_model_has_module(mc, m)) {
+            const lc_family *f = lc_family_of(mc->arch);
+            char have[160];
+            lc_family_module_list(f, have, sizeof have);
+            return lc_error_set(err, "lora_target_modules: '%s' is not a module of %s models "
+                                "(they have %s)", lc_module_name(m), f->model_type, have);
+        }
         any |= cfg->targets[m];
+    }
     if (!any)
         return lc_error_set(err, "lora_target_modules: no module targeted");
-    lora->cfg = *cfg;
     lora->n_layers = mc->n_layers;
     lora->scale = (lc_real)(cfg->use_rslora ? cfg->alpha / sqrt((double)cfg->r)
                                             : cfg->alpha / cfg->r);
@@ -231,7 +279,7 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
         goto out;
     }
     if (cJSON_IsTrue(fifo)) {
-        lc_error_set(err, "%s: fan_in_fan_out: true is not supported for Llama-family models", path);
+        lc_error_set(err, "%s: fan_in_fan_out: true is not supported (no supported family stores Conv1D weights)", path);
         goto out;
     }
     if ((cJSON_IsObject(rp) && rp->child) || (cJSON_IsObject(ap) && ap->child)) {
@@ -244,8 +292,7 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
     cfg->use_rslora = cJSON_IsTrue(rs);
     cfg->use_dora = cJSON_IsTrue(dora);
     if (cJSON_IsString(tm) && strcmp(tm->valuestring, "all-linear") == 0) {
-        for (int m = 0; m < LC_MOD_COUNT; m++)
-            cfg->targets[m] = true;
+        cfg->all_linear = true;
     } else if (cJSON_IsArray(tm)) {
         const cJSON *it;
         cJSON_ArrayForEach(it, tm)
@@ -261,9 +308,8 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
                         if ((unsigned char)*q < 0x20 || *q == 0x7f)
                             *q = '?';
                 }
-                lc_error_set(err, "%s: target_modules: unknown module %s (expected q_proj, "
-                             "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
-                             path, nb);
+                lc_error_set(err, "%s: target_modules: unknown module %s (expected %s)", path,
+                             nb, lc_module_names());
                 goto out;
             }
             cfg->targets[m] = true;

@@ -23,18 +23,29 @@
 #include "optim/adamw.h"
 #include "train/model_config.h"
 
+/* Every linear a supported decoder block may have, by its HF name. Which
+ * ones a model has is its family's row (train/family.h); a module's name,
+ * parent and shape formula are the same in every family. */
 typedef enum lc_module {
     LC_MOD_Q, LC_MOD_K, LC_MOD_V, LC_MOD_O, LC_MOD_GATE, LC_MOD_UP, LC_MOD_DOWN,
+    LC_MOD_QKV,      /* Phi-3's fused [q | k | v] */
+    LC_MOD_GATE_UP,  /* Phi-3's fused [gate | up] */
     LC_MOD_COUNT
 } lc_module;
 
 /* "q_proj", ...; and the parent ("self_attn" / "mlp"). */
 const char *lc_module_name(lc_module m);
 const char *lc_module_parent(lc_module m);
+/* "q_proj, k_proj, ...": every module name, for error messages. */
+const char *lc_module_names(void);
 /* Parses "q_proj" etc.; -1 when unknown. */
 int lc_module_from_name(const char *name);
 /* [out, in] of module m in a model with config cfg. */
 void lc_module_shape(const lc_model_config *cfg, lc_module m, int64_t *out, int64_t *in);
+/* Whether module m carries a bias in a model with config cfg. */
+bool lc_module_has_bias(const lc_model_config *cfg, lc_module m);
+/* Whether the model's family has module m (train/family.h). */
+bool lc_model_has_module(const lc_model_config *cfg, lc_module m);
 
 typedef struct lc_lora_config {
     int r;
@@ -42,8 +53,14 @@ typedef struct lc_lora_config {
     double dropout;
     bool use_rslora;
     bool use_dora;                 /* adapters carry a magnitude vector (DoRA) */
-    bool targets[LC_MOD_COUNT];
+    bool all_linear;               /* every linear of the model's family (PEFT's "all-linear");
+                                    * lc_lora_init resolves it into targets */
+    bool targets[LC_MOD_COUNT];    /* lc_lora_init refuses one the model does not have */
 } lc_lora_config;
+
+/* Targets every linear of the model's family (PEFT's "all-linear" without
+ * the head). */
+void lc_lora_target_all(lc_lora_config *cfg, const lc_model_config *mc);
 
 typedef struct lc_lora {
     lc_lora_config cfg;

@@ -5,13 +5,15 @@
 #include <string.h>
 
 #include "autograd/kernels.h"
+#include "train/family.h"
 
 double lc_memory_weight_bytes(const lc_model_config *c, lc_dtype dtype)
 {
+    const lc_family *fam = lc_family_of(c->arch);
     double n = (double)c->vocab_size * c->hidden_size * (c->tie_word_embeddings ? 1 : 2);
-    for (int m = 0; m < LC_MOD_COUNT; m++) {
+    for (int i = 0; i < fam->n_modules; i++) {
         int64_t out, in;
-        lc_module_shape(c, m, &out, &in);
+        lc_module_shape(c, fam->modules[i], &out, &in);
         n += (double)out * in * c->n_layers;
     }
     return n * (double)lc_dtype_size(dtype);
@@ -25,19 +27,32 @@ void lc_memory_plan_cpu(const lc_model_config *c, double weight_bytes, size_t lo
     const double f = sizeof(lc_real);
     const double N = (double)B * T, C = c->hidden_size, FF = c->intermediate_size;
     const double HD = (double)c->n_heads * c->head_dim, KVD = (double)c->n_kv_heads * c->head_dim;
+    const lc_family *fam = lc_family_of(c->arch);
     int targets = 0;
     double dora_rows = 0; /* DoRA keeps c [out] per adapted linear of every layer */
-    for (int m = 0; m < LC_MOD_COUNT; m++) {
-        targets += lora->targets[m];
+    for (int i = 0; i < fam->n_modules; i++) {
+        lc_module m = fam->modules[i];
+        bool targeted = lora->all_linear || lora->targets[m];
+        targets += targeted;
         int64_t out, in;
         lc_module_shape(c, m, &out, &in);
-        if (lora->use_dora && lora->targets[m])
+        if (lora->use_dora && targeted)
             dora_rows += (double)out * c->n_layers;
     }
     double per_layer = C + HD + 2 * KVD + HD + c->n_heads + C + 2 * FF + 2 +
                        (double)lora->r * targets;
     if (c->qk_norm)
         per_layer += HD + KVD + c->n_heads + c->n_kv_heads;
+    /* a fused linear keeps its whole output besides the split parts */
+    if (lc_family_has_module(fam, LC_MOD_QKV))
+        per_layer += HD + 2 * KVD;
+    if (lc_family_has_module(fam, LC_MOD_GATE_UP))
+        per_layer += 2 * FF;
+    /* a norm on a sub-block's output keeps the output, the normed copy, its
+     * rstd and the residual sum */
+    for (int k = LC_NORM_ATTN_OUT; k <= LC_NORM_MLP_OUT; k += 2)
+        if (fam->norm_names[k])
+            per_layer += 3 * C + 1;
     double act = checkpointing ? N * (C * c->n_layers + per_layer + C + 3 * C) * f
                                : N * (per_layer * c->n_layers + 3 * C) * f;
     act += dora_rows * f;

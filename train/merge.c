@@ -12,6 +12,8 @@
  * small errors included. */
 #include "train/sysinfo.h"
 #include "train/merge.h"
+
+#include "train/family.h"
 #include "data/batch.h"
 
 #include <cjson/cJSON.h>
@@ -124,9 +126,10 @@ static int check_adapter(const char *adir, const lc_model_config *mc, lc_error *
             break;
         }
         int m = lc_module_from_name(mod);
-        if (m < 0 || strcmp(parent, lc_module_parent(m)) != 0) {
+        if (m < 0 || strcmp(parent, lc_module_parent(m)) != 0 || !lc_model_has_module(mc, m)) {
             rc = lc_error_set(err, "%s: tensor '%.200s' adapts %s.%s, which is not one of the "
-                              "linears of a Llama-family block", path, t->name, parent, mod);
+                              "linears of a %s block", path, t->name, parent, mod,
+                              mc->model_type);
             break;
         }
         if (layer < 0 || layer >= mc->n_layers) {
@@ -135,7 +138,7 @@ static int check_adapter(const char *adir, const lc_model_config *mc, lc_error *
                               path, t->name, layer, mc->n_layers, mc->n_layers - 1);
             break;
         }
-        if (!lc.targets[m]) {
+        if (!lc.all_linear && !lc.targets[m]) {
             rc = lc_error_set(err, "%s: tensor '%.200s' adapts %s, which target_modules in "
                               "adapter_config.json does not list", path, t->name, mod);
             break;
@@ -350,8 +353,8 @@ static int linear_slot(const merge_job *j, const char *name, const char **suffix
         n == 0 || (name[n] != '\0' && name[n] != '.'))
         return -1;
     int m = lc_module_from_name(mod);
-    if (m < 0 || strcmp(parent, lc_module_parent(m)) != 0 || layer < 0 ||
-        layer >= j->cfg.n_layers)
+    if (m < 0 || strcmp(parent, lc_module_parent(m)) != 0 || !lc_model_has_module(&j->cfg, m) ||
+        layer < 0 || layer >= j->cfg.n_layers)
         return -1;
     *suffix = name + n;
     return layer * LC_MOD_COUNT + m;
@@ -377,8 +380,10 @@ static int find_quantized(merge_job *j, lc_error *err)
     if (!j->q || !j->lin)
         return lc_error_set(err, "out of memory");
     char name[256];
+    const lc_family *f = lc_family_of(c->arch);
     for (int l = 0; l < c->n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
+        for (int i = 0; i < f->n_modules; i++) {
+            const lc_module m = f->modules[i];
             const size_t k = (size_t)l * LC_MOD_COUNT + (size_t)m;
             int64_t out, in;
             lc_module_shape(c, m, &out, &in);
@@ -396,8 +401,8 @@ static int find_quantized(merge_job *j, lc_error *err)
             if (strstr(tn, ".quant_state.bitsandbytes__") && !is_companion(j, tn))
                 return lc_error_set(err, "%s: tensor '%s' is bitsandbytes-quantized but does not "
                                     "belong to one of the linears of a decoder block; lorac "
-                                    "--dequantize handles only those (q/k/v/o/gate/up/down_proj)",
-                                    j->o->base_dir, tn);
+                                    "--dequantize handles only those (%s)",
+                                    j->o->base_dir, tn, lc_module_names());
         }
     return 0;
 }
@@ -412,7 +417,8 @@ static int find_targets(merge_job *j, lc_error *err)
         return -1;
     char name[256];
     static const lc_module pref[LC_MOD_COUNT] = {LC_MOD_DOWN, LC_MOD_O, LC_MOD_V, LC_MOD_UP,
-                                                 LC_MOD_GATE, LC_MOD_Q, LC_MOD_K};
+                                                 LC_MOD_GATE, LC_MOD_Q, LC_MOD_K,
+                                                 LC_MOD_GATE_UP, LC_MOD_QKV};
     for (int l = 0; l < c->n_layers; l++)
         for (int m = 0; m < LC_MOD_COUNT; m++) {
             if (!lc_lora_get(&j->lora, l, m))
@@ -866,8 +872,10 @@ static int check_weights(const lc_lora *lora, const lc_model *base, const lc_mod
     int n = 0;
     char name[96];
     memset(worst, 0, sizeof *worst);
+    const lc_family *f = lc_family_of(base->cfg.arch);
     for (int l = 0; l < base->cfg.n_layers; l++)
-        for (int m = 0; m < LC_MOD_COUNT; m++) {
+        for (int i = 0; i < f->n_modules; i++) {
+            const lc_module m = f->modules[i];
             const lc_weight *b = &base->layers[l].proj[m], *w = &merged->layers[l].proj[m];
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lc_module_parent(m),
                      lc_module_name(m));
@@ -875,7 +883,7 @@ static int check_weights(const lc_lora *lora, const lc_model *base, const lc_mod
                 return lc_error_set(err, "verification: %s is [%lld,%lld] in the merged model, "
                                     "[%lld,%lld] in the base", name, (long long)w->rows,
                                     (long long)w->cols, (long long)b->rows, (long long)b->cols);
-            compare_matrix(name, b, w, lc_lora_get(lora, l, (lc_module)m), (double)lora->scale,
+            compare_matrix(name, b, w, lc_lora_get(lora, l, m), (double)lora->scale,
                            worst, &oom);
             n++;
         }
@@ -984,6 +992,8 @@ int lc_merge_verify(const char *base_path, const char *merged_path, const lc_lor
                                                                       &merged.lm_head};
     for (int l = -1; l < merged.cfg.n_layers; l++)
         for (int m = 0; m < (l < 0 ? 2 : LC_MOD_COUNT); m++) {
+            if (l >= 0 && !lc_model_has_module(&merged.cfg, m))
+                continue;
             const lc_weight *bw = l < 0 ? bm[m] : &base.layers[l].proj[m];
             const lc_weight *mw = l < 0 ? mm[m] : &merged.layers[l].proj[m];
             const uint32_t t = weight_type(mw);

@@ -1,4 +1,4 @@
-/* model.c — loading a Llama-family model and its forward pass (see model.h). */
+/* model.c — loading a decoder of any supported family and its forward pass (see model.h). */
 #include "train/model.h"
 
 #include "data/bnb4.h"
@@ -12,18 +12,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static const char *const norm_names[2] = {"input_layernorm", "post_attention_layernorm"};
-
 /* Number of lc_real values needed for norms and biases. */
 static size_t small_count(const lc_model_config *c)
 {
-    size_t per = 2 * (size_t)c->hidden_size;
-    for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+    const lc_family *f = lc_family_of(c->arch);
+    size_t per = 0;
+    for (int k = 0; k < LC_NORM_COUNT; k++)
+        per += f->norm_names[k] ? (size_t)c->hidden_size : 0;
+    for (int i = 0; i < f->n_modules; i++) {
         int64_t out, in;
-        lc_module_shape(c, mod, &out, &in);
-        bool has = (mod <= LC_MOD_V && c->qkv_bias) || (mod == LC_MOD_O && c->o_bias) ||
-                   (mod >= LC_MOD_GATE && c->mlp_bias);
-        if (has)
+        lc_module_shape(c, f->modules[i], &out, &in);
+        if (lc_module_has_bias(c, f->modules[i]))
             per += (size_t)out;
     }
     if (c->qk_norm)
@@ -31,26 +30,13 @@ static size_t small_count(const lc_model_config *c)
     return per * (size_t)c->n_layers + (size_t)c->hidden_size;
 }
 
-static bool module_has_bias(const lc_model_config *c, int mod)
-{
-    return (mod <= LC_MOD_V && c->qkv_bias) || (mod == LC_MOD_O && c->o_bias) ||
-           (mod >= LC_MOD_GATE && c->mlp_bias);
-}
-
-static int alloc_structure(lc_model *m, lc_error *err)
+int lc_model_alloc_structure(lc_model *m, lc_error *err)
 {
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     m->small = calloc(small_count(&m->cfg), sizeof(lc_real));
     if (!m->layers || !m->small)
         return lc_error_set(err, "out of memory for the model structure");
     return 0;
-}
-
-int lc_model_alloc_structure(lc_model *m, lc_error *err) { return alloc_structure(m, err); }
-
-bool lc_model_module_has_bias(const lc_model_config *c, int mod)
-{
-    return module_has_bias(c, mod);
 }
 
 /* Finds a tensor, checks it is a float matrix/vector of the expected shape. */
@@ -87,7 +73,9 @@ static int get_tensor(lc_model *m, const char *name, int ndim, int64_t d0, int64
     return 0;
 }
 
-static int get_vector(lc_model *m, const char *name, int64_t n, lc_real **slot,
+/* Reads vector `name` [n] into *slot; a norm weight of a (1 + w) family
+ * is stored as applied, w + 1 (in f32, as transformers computes 1 + w). */
+static int get_vector(lc_model *m, const char *name, int64_t n, bool norm, lc_real **slot,
                       lc_real **dst, lc_error *err)
 {
     lc_weight w;
@@ -96,6 +84,9 @@ static int get_vector(lc_model *m, const char *name, int64_t n, lc_real **slot,
     w.rows = 1;
     w.cols = n;
     lc_weight_rows_to_real(&w, 0, 1, *slot);
+    if (norm && lc_family_of(m->cfg.arch)->norm_plus_one)
+        for (int64_t i = 0; i < n; i++)
+            (*slot)[i] += 1;
     *dst = *slot;
     *slot += n;
     return 0;
@@ -145,7 +136,7 @@ int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o
     m->has_files = true;
     const lc_model_config *c = &m->cfg;
     int64_t C = c->hidden_size, V = c->vocab_size, D = c->head_dim;
-    if (alloc_structure(m, err))
+    if (lc_model_alloc_structure(m, err))
         goto fail;
     bool prequantized = c->prequantized_bnb4;
     if ((o && o->nf4) || prequantized) {
@@ -163,11 +154,13 @@ int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o
         m->lm_head = m->embed;
     else if (get_tensor(m, "lm_head.weight", 2, V, C, &m->lm_head, err))
         goto fail;
-    if (get_vector(m, "model.norm.weight", C, &slot, &m->final_norm, err))
+    if (get_vector(m, "model.norm.weight", C, true, &slot, &m->final_norm, err))
         goto fail;
+    const lc_family *f = lc_family_of(c->arch);
     for (int l = 0; l < c->n_layers; l++) {
         lc_layer_weights *L = &m->layers[l];
-        for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+        for (int i = 0; i < f->n_modules; i++) {
+            lc_module mod = f->modules[i];
             int64_t out, in;
             lc_module_shape(c, mod, &out, &in);
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l,
@@ -187,25 +180,26 @@ int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o
                 lc_error_prefix(err, "%s", name);
                 goto fail;
             }
-            if (module_has_bias(c, mod)) {
+            if (lc_module_has_bias(c, mod)) {
                 snprintf(name, sizeof name, "model.layers.%d.%s.%s.bias", l,
                          lc_module_parent(mod), lc_module_name(mod));
-                if (get_vector(m, name, out, &slot, &L->bias[mod], err))
+                if (get_vector(m, name, out, false, &slot, &L->bias[mod], err))
                     goto fail;
             }
         }
-        lc_real **norms[2] = {&L->input_norm, &L->post_attn_norm};
-        for (int k = 0; k < 2; k++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, norm_names[k]);
-            if (get_vector(m, name, C, &slot, norms[k], err))
+        for (int k = 0; k < LC_NORM_COUNT; k++) {
+            if (!f->norm_names[k])
+                continue;
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, f->norm_names[k]);
+            if (get_vector(m, name, C, true, &slot, &L->norm[k], err))
                 goto fail;
         }
         if (c->qk_norm) {
             snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
-            if (get_vector(m, name, D, &slot, &L->q_norm, err))
+            if (get_vector(m, name, D, true, &slot, &L->q_norm, err))
                 goto fail;
             snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
-            if (get_vector(m, name, D, &slot, &L->k_norm, err))
+            if (get_vector(m, name, D, true, &slot, &L->k_norm, err))
                 goto fail;
         }
     }
@@ -235,15 +229,16 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
     m->cfg = *cfg;
     if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_BF16)
         return lc_error_set(err, "random model: dtype must be F32 or BF16");
-    if (alloc_structure(m, err))
+    if (lc_model_alloc_structure(m, err))
         goto fail;
     const lc_model_config *c = &m->cfg;
     int64_t C = c->hidden_size, V = c->vocab_size;
     size_t es = lc_dtype_size(dtype);
+    const lc_family *f = lc_family_of(c->arch);
     size_t total = (size_t)(V * C) * (c->tie_word_embeddings ? 1 : 2);
-    for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+    for (int i = 0; i < f->n_modules; i++) {
         int64_t out, in;
-        lc_module_shape(c, mod, &out, &in);
+        lc_module_shape(c, f->modules[i], &out, &in);
         total += (size_t)(out * in) * (size_t)c->n_layers;
     }
     m->owned_weights = malloc(total * es);
@@ -269,21 +264,23 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
     slot += C;
     for (int l = 0; l < c->n_layers; l++) {
         lc_layer_weights *L = &m->layers[l];
-        for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
+        for (int i = 0; i < f->n_modules; i++) {
+            lc_module mod = f->modules[i];
             int64_t out, in;
             lc_module_shape(c, mod, &out, &in);
             L->proj[mod] = (lc_weight){p, dtype, out, in, NULL, NULL};
             fill_random(p, dtype, out * in, &rng);
             p += (size_t)(out * in) * es;
-            if (module_has_bias(c, mod)) {
+            if (lc_module_has_bias(c, mod)) {
                 L->bias[mod] = slot;
                 slot += out; /* zero bias */
             }
         }
-        L->input_norm = slot;
-        slot += C;
-        L->post_attn_norm = slot;
-        slot += C;
+        for (int k = 0; k < LC_NORM_COUNT; k++)
+            if (f->norm_names[k]) {
+                L->norm[k] = slot;
+                slot += C;
+            }
         if (c->qk_norm) {
             L->q_norm = slot;
             slot += c->head_dim;
@@ -291,11 +288,12 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
             slot += c->head_dim;
         }
     }
-    /* every norm weight is 1 */
+    /* every norm weight is 1 (as applied) */
     for (int l = 0; l < c->n_layers; l++) {
         lc_layer_weights *L = &m->layers[l];
-        for (int64_t i = 0; i < C; i++)
-            L->input_norm[i] = L->post_attn_norm[i] = 1;
+        for (int k = 0; k < LC_NORM_COUNT; k++)
+            for (int64_t i = 0; L->norm[k] && i < C; i++)
+                L->norm[k][i] = 1;
         for (int64_t i = 0; c->qk_norm && i < c->head_dim; i++)
             L->q_norm[i] = L->k_norm[i] = 1;
     }
@@ -313,10 +311,11 @@ int lc_model_quantize_nf4(lc_model *m, const lc_model_load_opts *o, lc_error *er
     m->nf4 = calloc((size_t)m->cfg.n_layers * LC_MOD_COUNT, sizeof *m->nf4);
     if (!m->nf4)
         return lc_error_set(err, "out of memory");
+    const lc_family *f = lc_family_of(m->cfg.arch);
     for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int mod = 0; mod < LC_MOD_COUNT; mod++)
-            if (quantize_linear(m, (size_t)l * LC_MOD_COUNT + (size_t)mod,
-                                &m->layers[l].proj[mod], o, err))
+        for (int i = 0; i < f->n_modules; i++)
+            if (quantize_linear(m, (size_t)l * LC_MOD_COUNT + (size_t)f->modules[i],
+                                &m->layers[l].proj[f->modules[i]], o, err))
                 return -1;
     return 0;
 }
@@ -327,9 +326,10 @@ double lc_model_weight_bytes(const lc_model *m)
     double b = lc_weight_bytes(&m->embed);
     if (!c->tie_word_embeddings)
         b += lc_weight_bytes(&m->lm_head);
+    const lc_family *f = lc_family_of(c->arch);
     for (int l = 0; l < c->n_layers; l++)
-        for (int mod = 0; mod < LC_MOD_COUNT; mod++)
-            b += lc_weight_bytes(&m->layers[l].proj[mod]);
+        for (int i = 0; i < f->n_modules; i++)
+            b += lc_weight_bytes(&m->layers[l].proj[f->modules[i]]);
     return b;
 }
 
@@ -343,7 +343,8 @@ void lc_model_free(lc_model *m)
     for (size_t i = 0; m->nf4 && i < (size_t)m->cfg.n_layers * LC_MOD_COUNT; i++)
         lc_nf4_store_free(&m->nf4[i]);
     free(m->nf4);
-    free(m->cos_sin);
+    for (int k = 0; k < LC_ROPE_TABLE_COUNT; k++)
+        free(m->cos_sin[k]);
     lc_gguf_base_free(m->gguf);
     memset(m, 0, sizeof *m);
 }
@@ -352,25 +353,33 @@ int lc_model_prepare_rope(lc_model *m, int64_t n, lc_error *err)
 {
     if (n <= m->rope_len)
         return 0;
-    int D = m->cfg.head_dim;
-    lc_real *cs = malloc((size_t)n * (size_t)D * sizeof(lc_real));
+    const int D = m->cfg.head_dim;
+    /* longrope scales cos and sin alike (transformers' attention_scaling) */
+    const double mult = m->cfg.rope_type == LC_ROPE_LONGROPE ? m->cfg.rope_attention_factor : 1.0;
     double *inv = malloc((size_t)D / 2 * sizeof(double));
-    if (!cs || !inv) {
-        free(cs);
-        free(inv);
+    if (!inv)
         return lc_error_set(err, "out of memory for the RoPE table (%lld positions)",
                             (long long)n);
-    }
-    lc_model_config_inv_freq(&m->cfg, inv);
-    for (int64_t p = 0; p < n; p++)
-        for (int i = 0; i < D / 2; i++) {
-            double ang = (double)p * inv[i];
-            cs[p * D + i] = (lc_real)cos(ang);
-            cs[p * D + D / 2 + i] = (lc_real)sin(ang);
+    for (int k = 0; k < LC_ROPE_TABLE_COUNT; k++) {
+        if (!lc_model_config_has_rope_table(&m->cfg, k))
+            continue;
+        lc_real *cs = malloc((size_t)n * (size_t)D * sizeof(lc_real)); /* [n, D] */
+        if (!cs) {
+            free(inv);
+            return lc_error_set(err, "out of memory for the RoPE table (%lld positions)",
+                                (long long)n);
         }
+        lc_model_config_rope_inv_freq(&m->cfg, k, inv);
+        for (int64_t p = 0; p < n; p++)
+            for (int i = 0; i < D / 2; i++) {
+                double ang = (double)p * inv[i];
+                cs[p * D + i] = (lc_real)(cos(ang) * mult);
+                cs[p * D + D / 2 + i] = (lc_real)(sin(ang) * mult);
+            }
+        free(m->cos_sin[k]);
+        m->cos_sin[k] = cs;
+    }
     free(inv);
-    free(m->cos_sin);
-    m->cos_sin = cs;
     m->rope_len = n;
     return 0;
 }
@@ -429,8 +438,9 @@ typedef struct layer_ctx {
     const lc_model *m;
     const lc_lora *lora;
     const lc_batch *b;
-    const lc_attn_shape *attn;
-    lc_kv_cache *cache;      /* decoding: K/V of earlier positions (attn->past of them) */
+    const lc_attn_shape *attn; /* this layer's: sliding or not */
+    const lc_real *cos_sin;    /* this layer's RoPE table [rope_len, D] */
+    lc_kv_cache *cache;        /* decoding: K/V of earlier positions (attn->past of them) */
     int l;
 } layer_ctx;
 
@@ -450,50 +460,94 @@ static lc_tensor *cache_append(lc_tape *t, const lc_kv_cache *cache, lc_real *ba
     return all;
 }
 
+/* f(x)·Wᵀ (+ LoRA) of one module of layer l, its output split into n
+ * column parts of the given widths (a fused qkv_proj or gate_up_proj: out
+ * [N, Σw] → parts [N, w_i]; n == 1: the output itself). */
+static void fused_linear(lc_tape *t, const layer_ctx *lc, const lc_linear_input *in,
+                         lc_module mod, int n, const int64_t *widths, lc_tensor **parts)
+{
+    lc_linear lin = make_linear(lc->m, lc->lora, lc->l, mod);
+    lc_tensor *y;
+    lc_op_linears(t, in, &lin, 1, NULL, &y);
+    if (n == 1)
+        parts[0] = y;
+    else
+        lc_op_split_cols(t, y, n, widths, parts);
+}
+
+/* x + norm(y) where the family norms a sub-block's output before the
+ * residual add (Gemma's post-attention / post-feed-forward norms), for the
+ * last linear `mod` of that sub-block on input `in`; else the fused
+ * x + f(in)·Wᵀ. */
+static lc_tensor *residual_linear(lc_tape *t, const layer_ctx *lc, const lc_linear_input *in,
+                                  lc_module mod, const lc_real *out_norm, lc_tensor *x)
+{
+    const lc_model_config *c = &lc->m->cfg;
+    lc_linear lin = make_linear(lc->m, lc->lora, lc->l, mod);
+    lc_tensor *y;
+    if (!out_norm) {
+        lc_op_linears(t, in, &lin, 1, x, &y);
+        return y;
+    }
+    lc_op_linears(t, in, &lin, 1, NULL, &y);
+    y = lc_op_rmsnorm(t, y, c->hidden_size, out_norm, c->rms_norm_eps);
+    return lc_op_add(t, x, y);
+}
+
 /* x [N, C] → the layer's output [N, C]. */
 static lc_tensor *layer_forward(lc_tape *t, void *ctxp, lc_tensor *x)
 {
     const layer_ctx *lc = ctxp;
     const lc_model *m = lc->m;
     const lc_model_config *c = &m->cfg;
+    const lc_family *f = lc_family_of(c->arch);
     const lc_layer_weights *L = &m->layers[lc->l];
     const int H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim, l = lc->l;
     const lc_lora *lora = lc->lora;
-    lc_linear qkv[3] = {make_linear(m, lora, l, LC_MOD_Q), make_linear(m, lora, l, LC_MOD_K),
-                        make_linear(m, lora, l, LC_MOD_V)};
-    lc_linear_input in1 = {.kind = LC_INPUT_RMSNORM, .x = x, .norm_w = L->input_norm,
+
+    /* attention: q, k, v from the normed input (three linears or one fused) */
+    lc_linear_input in1 = {.kind = LC_INPUT_RMSNORM, .x = x, .norm_w = L->norm[LC_NORM_ATTN_IN],
                            .eps = c->rms_norm_eps};
     lc_tensor *qkv_out[3];
-    lc_op_linears(t, &in1, qkv, 3, NULL, qkv_out);
+    if (lc_family_has_module(f, LC_MOD_QKV)) {
+        const int64_t widths[3] = {(int64_t)H * D, (int64_t)KV * D, (int64_t)KV * D};
+        fused_linear(t, lc, &in1, LC_MOD_QKV, 3, widths, qkv_out);
+    } else {
+        lc_linear qkv[3] = {make_linear(m, lora, l, LC_MOD_Q), make_linear(m, lora, l, LC_MOD_K),
+                            make_linear(m, lora, l, LC_MOD_V)};
+        lc_op_linears(t, &in1, qkv, 3, NULL, qkv_out);
+    }
     lc_tensor *q = qkv_out[0], *k = qkv_out[1], *v = qkv_out[2];
     if (c->qk_norm) {
         q = lc_op_rmsnorm(t, q, D, L->q_norm, c->rms_norm_eps);
         k = lc_op_rmsnorm(t, k, D, L->k_norm, c->rms_norm_eps);
     }
-    q = lc_op_rope(t, q, H, D, lc->b->positions, m->cos_sin);
-    k = lc_op_rope(t, k, KV, D, lc->b->positions, m->cos_sin);
+    q = lc_op_rope(t, q, H, D, lc->b->positions, lc->cos_sin);
+    k = lc_op_rope(t, k, KV, D, lc->b->positions, lc->cos_sin);
     if (lc->cache) {
         k = cache_append(t, lc->cache, lc_kv_cache_k(lc->cache, l), k);
         v = cache_append(t, lc->cache, lc_kv_cache_v(lc->cache, l), v);
     }
     lc_tensor *a = lc_op_attention(t, q, k, v, lc->attn);
-
-    lc_linear o = make_linear(m, lora, l, LC_MOD_O);
     lc_linear_input in2 = {.kind = LC_INPUT_PLAIN, .x = a};
-    lc_tensor *h;
-    lc_op_linears(t, &in2, &o, 1, x, &h);
+    lc_tensor *h = residual_linear(t, lc, &in2, LC_MOD_O, L->norm[LC_NORM_ATTN_OUT], x);
 
-    lc_linear gu[2] = {make_linear(m, lora, l, LC_MOD_GATE), make_linear(m, lora, l, LC_MOD_UP)};
-    lc_linear_input in3 = {.kind = LC_INPUT_RMSNORM, .x = h, .norm_w = L->post_attn_norm,
+    /* MLP: act(gate) · up from the normed h (two linears or one fused), then down */
+    lc_linear_input in3 = {.kind = LC_INPUT_RMSNORM, .x = h, .norm_w = L->norm[LC_NORM_MLP_IN],
                            .eps = c->rms_norm_eps};
     lc_tensor *gu_out[2];
-    lc_op_linears(t, &in3, gu, 2, NULL, gu_out);
-
-    lc_linear down = make_linear(m, lora, l, LC_MOD_DOWN);
-    lc_linear_input in4 = {.kind = LC_INPUT_SWIGLU, .x = gu_out[0], .up = gu_out[1]};
-    lc_tensor *y;
-    lc_op_linears(t, &in4, &down, 1, h, &y);
-    return y;
+    if (lc_family_has_module(f, LC_MOD_GATE_UP)) {
+        const int64_t widths[2] = {c->intermediate_size, c->intermediate_size};
+        fused_linear(t, lc, &in3, LC_MOD_GATE_UP, 2, widths, gu_out);
+    } else {
+        lc_linear gu[2] = {make_linear(m, lora, l, LC_MOD_GATE),
+                           make_linear(m, lora, l, LC_MOD_UP)};
+        lc_op_linears(t, &in3, gu, 2, NULL, gu_out);
+    }
+    lc_linear_input in4 = {.kind = f->act == LC_ACT_GELU_TANH ? LC_INPUT_GEGLU_TANH
+                                                              : LC_INPUT_SWIGLU,
+                           .x = gu_out[0], .up = gu_out[1]};
+    return residual_linear(t, lc, &in4, LC_MOD_DOWN, L->norm[LC_NORM_MLP_OUT], h);
 }
 
 /* The decoder up to the final norm: xn [B·T, C]. With a cache (decoding:
@@ -505,24 +559,45 @@ static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *b, const
 {
     const lc_model_config *c = &m->cfg;
     const int64_t N = b->B * b->T;
-    for (int64_t i = 0; i < N; i++)
+    int64_t max_pos = 0;
+    for (int64_t i = 0; i < N; i++) {
         LC_ASSERT(b->positions[i] >= 0 && b->positions[i] < m->rope_len);
+        max_pos = b->positions[i] > max_pos ? b->positions[i] : max_pos;
+    }
     LC_ASSERT(!cache || (b->B == 1 && !b->segments && !t->grad_enabled));
 
-    lc_attn_shape *attn = lc_arena_alloc(t->arena, sizeof *attn);
-    *attn = (lc_attn_shape){.B = b->B, .T = b->T, .H = c->n_heads, .KV = c->n_kv_heads,
-                            .D = c->head_dim, .scale = 1.0 / sqrt((double)c->head_dim),
-                            .segment = b->segments, .window = c->sliding_window,
-                            .past = cache ? cache->len : 0};
+    /* [0] full attention, [1] sliding */
+    lc_attn_shape *attn = lc_arena_alloc(t->arena, 2 * sizeof *attn);
+    for (int k = 0; k < 2; k++)
+        attn[k] = (lc_attn_shape){.B = b->B, .T = b->T, .H = c->n_heads, .KV = c->n_kv_heads,
+                                  .D = c->head_dim, .scale = lc_model_config_attn_scale(c),
+                                  .softcap = c->attn_softcap, .segment = b->segments,
+                                  .window = k ? c->sliding_window : 0,
+                                  .past = cache ? cache->len : 0};
+    /* longrope: the long factors once the batch reaches past the original
+     * context (transformers decides per forward call from max position + 1) */
+    const lc_real *main_rope = m->cos_sin[LC_ROPE_TABLE_MAIN];
+    if (c->rope_type == LC_ROPE_LONGROPE && max_pos + 1 > c->rope_original_max_position)
+        main_rope = m->cos_sin[LC_ROPE_TABLE_LONG];
 
     lc_tensor *x = lc_op_embedding(t, &m->embed, b->input_ids, N);
+    if (lc_family_of(c->arch)->embed_scale) {
+        /* x · √C with √C rounded to the embeddings' dtype, as transformers
+         * builds its normalizer; the embedding has no gradient, so in place */
+        lc_real s = lc_dtype_round((lc_real)sqrt((double)c->hidden_size), m->embed.dtype);
+        for (int64_t i = 0; i < x->numel; i++)
+            x->data[i] *= s;
+    }
     lc_tensor *next = cache ? lc_tape_tensor2(t, N, c->hidden_size) : NULL; /* [N, C] */
     for (int l = 0; l < c->n_layers; l++) {
         if (hook)
             hook(user, l, x);
         size_t mark = lc_arena_mark(t->arena);
         layer_ctx *lc = lc_arena_alloc(t->arena, sizeof *lc);
-        *lc = (layer_ctx){m, lora, b, attn, cache, l};
+        bool sliding = c->layer_sliding[l] && c->sliding_window > 0;
+        const lc_real *rope = c->layer_sliding[l] && m->cos_sin[LC_ROPE_TABLE_LOCAL]
+                                  ? m->cos_sin[LC_ROPE_TABLE_LOCAL] : main_rope;
+        *lc = (layer_ctx){m, lora, b, &attn[sliding], rope, cache, l};
         lc_tensor *y = m->checkpoint_layers && !cache ? lc_op_checkpoint(t, layer_forward, lc, x)
                                                       : layer_forward(t, lc, x);
         if (cache) { /* keep y, drop the layer's activations; x's buffer takes the next output */
@@ -553,7 +628,7 @@ lc_tensor *lc_model_loss(const lc_model *m, lc_tape *t, const lc_batch *b,
 {
     lc_tensor *xn = lc_model_hidden(m, t, b, lora, NULL, NULL);
     return lc_op_lm_head_ce(t, xn, &m->lm_head, b->targets, grad_scale, loss_sum,
-                            n_supervised);
+                            n_supervised, m->cfg.final_softcap);
 }
 
 void lc_model_logits(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_lora *lora,
@@ -566,6 +641,7 @@ void lc_model_logits(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_
     size_t ws = lc_k_weight_scratch(&m->lm_head);
     lc_real *scr = ws ? lc_arena_alloc(t->arena, ws * sizeof(lc_real)) : NULL;
     lc_k_weight_matmul(xn->data, b->B * b->T, &m->lm_head, 0, logits, scr);
+    lc_k_softcap(logits, b->B * b->T * m->cfg.vocab_size, m->cfg.final_softcap);
     lc_arena_release(t->arena, mark);
     t->grad_enabled = was;
 }
@@ -589,6 +665,7 @@ void lc_model_decode(const lc_model *m, lc_tape *t, const int32_t *ids, int64_t 
     lc_real *scr = ws ? lc_arena_alloc(t->arena, ws * sizeof(lc_real)) : NULL;
     /* only the last token's logits [1, V] */
     lc_k_weight_matmul(xn->data + (n - 1) * m->cfg.hidden_size, 1, &m->lm_head, 0, logits, scr);
+    lc_k_softcap(logits, m->cfg.vocab_size, m->cfg.final_softcap);
     lc_arena_release(t->arena, mark);
     t->grad_enabled = was;
     t->training = was_training;

@@ -1,5 +1,9 @@
-/* model.h — a Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3) over
- * frozen weights, and its forward pass on the autograd tape.
+/* model.h — a decoder of any supported family (train/family.h: Llama 2/3,
+ * Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 text, Phi-3) over frozen weights,
+ * and its forward pass on the autograd tape. One block function serves every
+ * family: the family's row says which linears (fused or not) and norms it
+ * has, and the config which layers slide, which RoPE table each uses and
+ * where soft-capping applies.
  *
  * Weights stay in the dtype of the files, memory-mapped (or, for random
  * benchmark models, in one owned buffer); only the small vectors (norm
@@ -16,16 +20,17 @@
 #include "autograd/ops.h"
 #include "data/batch.h"
 #include "data/model_files.h"
+#include "train/family.h"
 #include "train/kv_cache.h"
 #include "train/lora.h"
 #include "train/model_config.h"
 
 typedef struct lc_layer_weights {
-    lc_weight proj[LC_MOD_COUNT];      /* q, k, v, o, gate, up, down: [out, in] */
+    lc_weight proj[LC_MOD_COUNT];      /* the family's linears: [out, in] (lc_module_shape) */
     lc_real *bias[LC_MOD_COUNT];       /* [out] or NULL */
-    lc_real *input_norm;               /* [C] */
-    lc_real *post_attn_norm;           /* [C] */
-    lc_real *q_norm, *k_norm;          /* [D], Qwen3 */
+    lc_real *norm[LC_NORM_COUNT];      /* [C] each, NULL where the family has none; as applied
+                                        * (Gemma's stored w + 1) */
+    lc_real *q_norm, *k_norm;          /* [D], Qwen3 and Gemma 3 (as applied) */
 } lc_layer_weights;
 
 typedef struct lc_model {
@@ -34,13 +39,15 @@ typedef struct lc_model {
     bool has_files;
     lc_weight embed;                   /* [V, C] */
     lc_weight lm_head;                 /* [V, C] (= embed when tied) */
-    lc_real *final_norm;               /* [C] */
+    lc_real *final_norm;               /* [C] (as applied) */
     lc_layer_weights *layers;          /* [L] */
     lc_real *small;                    /* owns norm weights and biases */
     void *owned_weights;               /* random models: owns every matrix */
-    lc_nf4_store *nf4;                 /* [L · LC_MOD_COUNT] when quantized at load */
+    lc_nf4_store *nf4;                 /* [L · LC_MOD_COUNT] when quantized at load (the
+                                        * family's modules' slots) */
     struct lc_gguf_base *gguf;         /* a GGUF base: its mapping and ggml weights (gguf_model.h) */
-    lc_real *cos_sin;                  /* [rope_len, D] */
+    lc_real *cos_sin[LC_ROPE_TABLE_COUNT]; /* [rope_len, D] each; NULL where the config has
+                                            * no such table (model_config.h) */
     bool checkpoint_layers;            /* gradient checkpointing: recompute each layer in backward */
     int64_t rope_len;
 } lc_model;
@@ -61,9 +68,8 @@ typedef struct lc_model_load_opts {
 int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o,
                        lc_error *err);
 /* For loaders of other formats (train/gguf_model.c): allocates layers and
- * the norm/bias buffer `small` for m->cfg; whether module mod has a bias. */
+ * the norm/bias buffer `small` for m->cfg. */
 int lc_model_alloc_structure(lc_model *m, lc_error *err);
-bool lc_model_module_has_bias(const lc_model_config *c, int mod);
 /* A random model of the given config (weights N(0, 0.02), norms 1), with its
  * matrices in `dtype` (F32 or BF16). For benchmarks and tests. */
 int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype,

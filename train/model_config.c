@@ -9,6 +9,7 @@
  * expected>". */
 #include "train/model_config.h"
 
+#include "train/family.h"
 #include "train/gguf_model.h"
 
 #include <cjson/cJSON.h>
@@ -179,18 +180,12 @@ static int parse_arch(const parse_ctx *c, const cJSON *root, lc_model_config *cf
     if (get_string(c, root, "", "model_type", &mt))
         return -1;
     if (!mt)
-        return fail(c, "", "model_type", "missing (expected one of llama, mistral, qwen2, qwen3)");
-    if (!strcmp(mt, "llama"))
-        cfg->arch = LC_ARCH_LLAMA;
-    else if (!strcmp(mt, "mistral"))
-        cfg->arch = LC_ARCH_MISTRAL;
-    else if (!strcmp(mt, "qwen2"))
-        cfg->arch = LC_ARCH_QWEN2;
-    else if (!strcmp(mt, "qwen3"))
-        cfg->arch = LC_ARCH_QWEN3;
-    else
-        return fail(c, "", "model_type",
-                    "unsupported architecture '%.64s' (supported: llama, mistral, qwen2, qwen3)", mt);
+        return fail(c, "", "model_type", "missing (expected one of %s)", lc_family_model_types());
+    const lc_family *f = lc_family_by_model_type(mt);
+    if (!f)
+        return fail(c, "", "model_type", "unsupported architecture '%.64s' (supported: %s)", mt,
+                    lc_family_model_types());
+    cfg->arch = f->arch;
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt);
     return 0;
 }
@@ -241,16 +236,107 @@ static int parse_shape(const parse_ctx *c, const cJSON *root, lc_model_config *c
         return fail(c, "", "rms_norm_eps", "%g is out of range (expected 0 < eps < 1)",
                     cfg->rms_norm_eps);
 
-    cfg->tie_word_embeddings = false;
+    /* the config classes' default: Gemma ties its head, the others do not */
+    cfg->tie_word_embeddings = cfg->arch == LC_ARCH_GEMMA2 || cfg->arch == LC_ARCH_GEMMA3;
     if (get_bool(c, root, "", "tie_word_embeddings", &cfg->tie_word_embeddings))
         return -1;
 
+    /* Gemma's MLP reads hidden_activation; the others hidden_act. */
+    bool gelu = lc_family_of(cfg->arch)->act == LC_ACT_GELU_TANH;
+    const char *act_key = gelu ? "hidden_activation" : "hidden_act";
+    const char *want = gelu ? "gelu_pytorch_tanh" : "silu";
     const char *act;
-    if (get_string(c, root, "", "hidden_act", &act))
+    if (get_string(c, root, "", act_key, &act))
         return -1;
-    if (act && strcmp(act, "silu") != 0)
-        return fail(c, "", "hidden_act", "unsupported hidden_act '%.64s' (expected \"silu\")", act);
+    if (act && strcmp(act, want) != 0)
+        return fail(c, "", act_key, "unsupported %s '%.64s' (expected \"%s\")", act_key, act, want);
     return 0;
+}
+
+/* A soft-capping value: the class default when the key is absent, none
+ * (0) when null, else a positive number. */
+static int get_softcap(const parse_ctx *c, const cJSON *root, const char *key, double dflt,
+                       double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    *out = v ? 0.0 : dflt;
+    bool present;
+    if (get_double(c, root, "", key, false, out, &present))
+        return -1;
+    if (present && !(*out > 0))
+        return fail(c, "", key, "%g is not positive (expected a positive cap or null)", *out);
+    return 0;
+}
+
+/* Gemma: which layers attend within sliding_window. layer_types when given
+ * (transformers 5 writes it), else every pattern-th layer is global:
+ * Gemma 2 alternates (sliding first), Gemma 3 uses sliding_window_pattern
+ * (default 6; transformers 5 spells it _sliding_window_pattern). */
+static int parse_layer_types(const parse_ctx *c, const cJSON *root, lc_model_config *cfg)
+{
+    const cJSON *lt;
+    if (item(c, root, "", "layer_types", &lt))
+        return -1;
+    if (lt) {
+        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != cfg->n_layers)
+            return fail(c, "", "layer_types", "expected a list of %d layer types", cfg->n_layers);
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, lt)
+        {
+            const char *s = cJSON_IsString(e) ? e->valuestring : NULL;
+            if (!s || (strcmp(s, "sliding_attention") && strcmp(s, "full_attention")))
+                return fail(c, "", "layer_types", "entry %d is not \"sliding_attention\" or "
+                            "\"full_attention\"", i);
+            cfg->layer_sliding[i++] = !strcmp(s, "sliding_attention");
+        }
+        return 0;
+    }
+    int pattern = 2;
+    if (cfg->arch == LC_ARCH_GEMMA3) {
+        pattern = 6;
+        bool given = false;
+        if (get_int(c, root, "", "sliding_window_pattern", false, 1, CFG_MAX_LAYERS, &pattern,
+                    &given) ||
+            (!given && get_int(c, root, "", "_sliding_window_pattern", false, 1, CFG_MAX_LAYERS,
+                               &pattern, NULL)))
+            return -1;
+    }
+    for (int l = 0; l < cfg->n_layers; l++)
+        cfg->layer_sliding[l] = (l + 1) % pattern != 0;
+    return 0;
+}
+
+static int parse_gemma(const parse_ctx *c, const cJSON *root, lc_model_config *cfg)
+{
+    bool gemma2 = cfg->arch == LC_ARCH_GEMMA2, bidir = false, attention_bias = false;
+    if (get_bool(c, root, "", "attention_bias", &attention_bias) ||
+        get_bool(c, root, "", "use_bidirectional_attention", &bidir))
+        return -1;
+    if (bidir)
+        return fail(c, "", "use_bidirectional_attention",
+                    "true is not supported (expected causal attention)");
+    cfg->qkv_bias = cfg->o_bias = attention_bias;
+    cfg->qk_norm = cfg->arch == LC_ARCH_GEMMA3;
+    cfg->query_pre_attn_scalar = 256; /* the config classes' default */
+    if (get_double(c, root, "", "query_pre_attn_scalar", false, &cfg->query_pre_attn_scalar, NULL))
+        return -1;
+    if (!(cfg->query_pre_attn_scalar > 0))
+        return fail(c, "", "query_pre_attn_scalar", "%g is not positive",
+                    cfg->query_pre_attn_scalar);
+    if (get_softcap(c, root, "attn_logit_softcapping", gemma2 ? 50.0 : 0.0, &cfg->attn_softcap) ||
+        get_softcap(c, root, "final_logit_softcapping", gemma2 ? 30.0 : 0.0,
+                    &cfg->final_softcap))
+        return -1;
+    /* transformers' Gemma 3 attention never passes the cap to its kernel:
+     * a value in config.json is read and ignored there, so here too */
+    if (!gemma2)
+        cfg->attn_softcap = 0;
+    cfg->sliding_window = 4096;
+    if (get_int(c, root, "", "sliding_window", false, 1, CFG_MAX_POSITIONS, &cfg->sliding_window,
+                NULL))
+        return -1;
+    return parse_layer_types(c, root, cfg);
 }
 
 static int parse_arch_details(const parse_ctx *c, const cJSON *root, lc_model_config *cfg)
@@ -288,7 +374,19 @@ static int parse_arch_details(const parse_ctx *c, const cJSON *root, lc_model_co
             return -1;
         break;
     }
+    case LC_ARCH_GEMMA2:
+    case LC_ARCH_GEMMA3:
+        return parse_gemma(c, root, cfg);
+    case LC_ARCH_PHI3:
+        /* Phi3Attention and Phi3MLP have no biases; the window (if any) is
+         * every layer's, as Mistral's. */
+        if (get_int(c, root, "", "sliding_window", false, 0, CFG_MAX_POSITIONS,
+                    &cfg->sliding_window, NULL))
+            return -1;
+        break;
     }
+    for (int l = 0; l < cfg->n_layers; l++)
+        cfg->layer_sliding[l] = cfg->sliding_window > 0;
     return 0;
 }
 
@@ -325,15 +423,102 @@ static int check_partial_rotary(const parse_ctx *c, const cJSON *obj, const char
     return 0;
 }
 
+/* A list of head_dim/2 positive factors (longrope's short/long_factor). */
+static int get_factors(const parse_ctx *c, const cJSON *obj, const char *prefix, const char *key,
+                       int n, float *out)
+{
+    const cJSON *v;
+    if (item(c, obj, prefix, key, &v))
+        return -1;
+    if (!v || !cJSON_IsArray(v) || cJSON_GetArraySize(v) != n)
+        return fail(c, prefix, key, "expected a list of %d numbers (head_dim / 2)", n);
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v)
+    {
+        if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble))
+            return fail(c, prefix, key, "entry %d is not a positive number", i);
+        out[i++] = (float)e->valuedouble;
+    }
+    return 0;
+}
+
+/* Phi-3's longrope (transformers' _compute_longrope_parameters): factor
+ * defaults to max_position_embeddings / original_max_position_embeddings and
+ * attention_factor to √(1 + ln factor / ln original) (1 when factor ≤ 1). */
+static int parse_longrope(const parse_ctx *c, const cJSON *root, const cJSON *obj,
+                          const char *prefix, lc_model_config *cfg)
+{
+    int half = cfg->head_dim / 2;
+    bool in_obj = false;
+    if (get_factors(c, obj, prefix, "short_factor", half, cfg->rope_freq_factors) ||
+        get_factors(c, obj, prefix, "long_factor", half, cfg->rope_long_factor) ||
+        get_int(c, obj, prefix, "original_max_position_embeddings", false, 1, CFG_MAX_POSITIONS,
+                &cfg->rope_original_max_position, &in_obj) ||
+        (!in_obj && get_int(c, root, "", "original_max_position_embeddings", true, 1,
+                            CFG_MAX_POSITIONS, &cfg->rope_original_max_position, NULL)))
+        return -1;
+    double factor = (double)cfg->max_position_embeddings / cfg->rope_original_max_position;
+    bool has_af = false;
+    cfg->rope_attention_factor = 1.0;
+    if (get_double(c, obj, prefix, "factor", false, &factor, NULL) ||
+        get_double(c, obj, prefix, "attention_factor", false, &cfg->rope_attention_factor, &has_af))
+        return -1;
+    if (!(factor > 0))
+        return fail(c, prefix, "factor", "%g is not positive", factor);
+    if (!(cfg->rope_attention_factor > 0))
+        return fail(c, prefix, "attention_factor", "%g is not positive", cfg->rope_attention_factor);
+    if (!has_af && factor > 1.0)
+        cfg->rope_attention_factor =
+            sqrt(1.0 + log(factor) / log((double)cfg->rope_original_max_position));
+    cfg->rope_factor = factor;
+    return 0;
+}
+
+/* Gemma 3's local RoPE base: transformers 5 nests one rope_parameters per
+ * layer type ({"sliding_attention": {...}, "full_attention": {...}}, *params
+ * becomes the full one); older configs give rope_local_base_freq. Local
+ * layers are never scaled. */
+static int parse_local_rope(const parse_ctx *c, const cJSON *root, const cJSON **params,
+                            const char **prefix, lc_model_config *cfg)
+{
+    cfg->rope_local_theta = 10000.0;
+    const cJSON *full = NULL, *local = NULL;
+    if (*params && (get_object(c, *params, "full_attention", &full) ||
+                    get_object(c, *params, "sliding_attention", &local)))
+        return -1;
+    if (!full && !local)
+        return get_double(c, root, "", "rope_local_base_freq", false, &cfg->rope_local_theta,
+                          NULL);
+    static const char lp[] = "rope_parameters.sliding_attention.";
+    const char *type = NULL;
+    if (!full || !local)
+        return fail(c, "rope_parameters.", full ? "sliding_attention" : "full_attention",
+                    "missing (expected one object per layer type)");
+    if (get_double(c, local, lp, "rope_theta", true, &cfg->rope_local_theta, NULL) ||
+        get_string(c, local, lp, "rope_type", &type))
+        return -1;
+    if (type && strcmp(type, "default") != 0)
+        return fail(c, lp, "rope_type", "'%.64s' is not supported for sliding layers "
+                    "(expected default)", type);
+    if (!(cfg->rope_local_theta > 0))
+        return fail(c, lp, "rope_theta", "%g is not positive", cfg->rope_local_theta);
+    *params = full;
+    *prefix = "rope_parameters.full_attention.";
+    return 0;
+}
+
 static int parse_rope(const parse_ctx *c, const cJSON *root, lc_model_config *cfg)
 {
     const cJSON *params, *scaling = NULL;
     if (get_object(c, root, "rope_parameters", &params))
         return -1;
+    const char *prefix = params ? "rope_parameters." : "rope_scaling.";
+    if (cfg->arch == LC_ARCH_GEMMA3 && parse_local_rope(c, root, &params, &prefix, cfg))
+        return -1;
     if (!params && get_object(c, root, "rope_scaling", &scaling))
         return -1;
     const cJSON *obj = params ? params : scaling;
-    const char *prefix = params ? "rope_parameters." : "rope_scaling.";
 
     /* theta: rope_parameters.rope_theta, else top-level rope_theta, else 10000. */
     cfg->rope_theta = 10000.0;
@@ -358,6 +543,7 @@ static int parse_rope(const parse_ctx *c, const cJSON *root, lc_model_config *cf
     cfg->rope_low_freq_factor = 0.0;
     cfg->rope_high_freq_factor = 0.0;
     cfg->rope_original_max_position = 0;
+    cfg->rope_attention_factor = 1.0;
     if (!obj)
         return 0;
 
@@ -383,9 +569,12 @@ static int parse_rope(const parse_ctx *c, const cJSON *root, lc_model_config *cf
         cfg->rope_type = LC_ROPE_LINEAR;
     } else if (!strcmp(type, "llama3")) {
         cfg->rope_type = LC_ROPE_LLAMA3;
+    } else if (!strcmp(type, "longrope") && cfg->arch == LC_ARCH_PHI3) {
+        cfg->rope_type = LC_ROPE_LONGROPE;
+        return parse_longrope(c, root, obj, prefix, cfg);
     } else {
-        return fail(c, prefix, type_key,
-                    "unsupported rope_type '%.64s' (supported: default, linear, llama3)", type);
+        return fail(c, prefix, type_key, "unsupported rope_type '%.64s' (supported: default, "
+                    "linear, llama3%s)", type, cfg->arch == LC_ARCH_PHI3 ? ", longrope" : "");
     }
 
     if (get_double(c, obj, prefix, "factor", true, &cfg->rope_factor, NULL))
@@ -529,13 +718,42 @@ out:
     return rc;
 }
 
+bool lc_model_config_has_rope_table(const lc_model_config *cfg, lc_rope_table table)
+{
+    switch (table) {
+    case LC_ROPE_TABLE_MAIN: return true;
+    case LC_ROPE_TABLE_LOCAL: return cfg->rope_local_theta > 0;
+    case LC_ROPE_TABLE_LONG: return cfg->rope_type == LC_ROPE_LONGROPE;
+    case LC_ROPE_TABLE_COUNT: break;
+    }
+    return false;
+}
+
+double lc_model_config_attn_scale(const lc_model_config *cfg)
+{
+    double s = cfg->query_pre_attn_scalar > 0 ? cfg->query_pre_attn_scalar : cfg->head_dim;
+    return 1.0 / sqrt(s);
+}
+
 void lc_model_config_inv_freq(const lc_model_config *cfg, double *inv_freq)
+{
+    lc_model_config_rope_inv_freq(cfg, LC_ROPE_TABLE_MAIN, inv_freq);
+}
+
+void lc_model_config_rope_inv_freq(const lc_model_config *cfg, lc_rope_table table,
+                                   double *inv_freq)
 {
     const int half = cfg->head_dim / 2;
     const double two_pi = 2.0 * 3.14159265358979323846;
+    const bool local = table == LC_ROPE_TABLE_LOCAL;
+    const double theta = local ? cfg->rope_local_theta : cfg->rope_theta;
     for (int i = 0; i < half; i++) {
-        double inv = pow(cfg->rope_theta, -2.0 * i / (double)cfg->head_dim);
-        switch (cfg->rope_type) {
+        double inv = pow(theta, -2.0 * i / (double)cfg->head_dim);
+        switch (local ? LC_ROPE_DEFAULT : cfg->rope_type) {
+        case LC_ROPE_LONGROPE:
+            inv /= table == LC_ROPE_TABLE_LONG ? cfg->rope_long_factor[i]
+                                               : cfg->rope_freq_factors[i];
+            break;
         case LC_ROPE_DEFAULT:
             break;
         case LC_ROPE_LINEAR:
@@ -570,13 +788,4 @@ int64_t lc_model_config_seq_len(const lc_model_config *cfg, int64_t asked)
                                                              : LC_DEFAULT_SEQ_LEN;
 }
 
-const char *lc_arch_name(lc_arch a)
-{
-    switch (a) {
-    case LC_ARCH_LLAMA: return "llama";
-    case LC_ARCH_MISTRAL: return "mistral";
-    case LC_ARCH_QWEN2: return "qwen2";
-    case LC_ARCH_QWEN3: return "qwen3";
-    }
-    return "unknown";
-}
+const char *lc_arch_name(lc_arch a) { return lc_family_of(a)->model_type; }

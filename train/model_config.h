@@ -1,7 +1,11 @@
 /* model_config.h — a Hugging Face config.json, parsed and checked.
  *
- * Supports model_type llama, mistral, qwen2, qwen3; anything else is
- * "unsupported architecture X". Both RoPE spellings are accepted: legacy
+ * Supports the model_types of train/family.h (llama, mistral, qwen2, qwen3,
+ * gemma2, gemma3_text, phi3); anything else is "unsupported architecture X".
+ * Gemma's layer_types (or sliding_window_pattern), soft-capping and
+ * query_pre_attn_scalar, Gemma 3's per-layer-type RoPE (transformers 5's
+ * rope_parameters.{sliding,full}_attention, or rope_local_base_freq) and
+ * Phi-3's longrope are read here. Both RoPE spellings are accepted: legacy
  * top-level rope_theta + rope_scaling {type|rope_type, factor, ...} and
  * transformers-5 rope_parameters {rope_type, rope_theta, factor, ...}.
  * Every integer is range-checked (positive, heads divide evenly, head_dim
@@ -29,6 +33,9 @@ typedef enum lc_arch {
     LC_ARCH_MISTRAL,
     LC_ARCH_QWEN2,
     LC_ARCH_QWEN3,
+    LC_ARCH_GEMMA2,
+    LC_ARCH_GEMMA3,   /* Gemma 3 text (model_type gemma3_text) */
+    LC_ARCH_PHI3,
 } lc_arch;
 
 typedef enum lc_rope_type {
@@ -37,7 +44,18 @@ typedef enum lc_rope_type {
     LC_ROPE_LLAMA3,   /* frequency-dependent scaling (Llama 3.1 / 3.2) */
     LC_ROPE_FACTORS,  /* inv_freq[i] / rope_freq_factors[i]: a GGUF file's rope_freqs tensor
                          (how llama.cpp's converter stores llama3 scaling) */
+    LC_ROPE_LONGROPE, /* Phi-3: inv_freq[i] / short_factor[i] (rope_freq_factors), or
+                         / long_factor[i] when a batch reaches past original_max_position;
+                         cos/sin × rope_attention_factor */
 } lc_rope_type;
+
+/* The RoPE tables a model may need (lc_model_config_rope_inv_freq). */
+typedef enum lc_rope_table {
+    LC_ROPE_TABLE_MAIN,   /* every layer, or Gemma 3's full-attention layers */
+    LC_ROPE_TABLE_LOCAL,  /* Gemma 3's sliding layers: rope_local_theta, unscaled */
+    LC_ROPE_TABLE_LONG,   /* longrope's long factors */
+    LC_ROPE_TABLE_COUNT
+} lc_rope_table;
 
 typedef struct lc_model_config {
     lc_arch arch;
@@ -57,6 +75,13 @@ typedef struct lc_model_config {
     bool mlp_bias;            /* llama: mlp_bias */
     bool qk_norm;             /* qwen3 */
     int sliding_window;       /* 0 = none (mistral / qwen use_sliding_window) */
+    bool layer_sliding[LC_CFG_MAX_LAYERS]; /* layer l attends within sliding_window
+                                            * (every layer, or Gemma's layer_types) */
+    /* Gemma 2/3 */
+    double query_pre_attn_scalar;  /* attention scale scalar^-1/2 (0: head_dim, the usual) */
+    double attn_softcap;           /* scores c·tanh(s/c) before the mask (0: none) */
+    double final_softcap;          /* logits d·tanh(z/d) (0: none) */
+    double rope_local_theta;       /* Gemma 3 sliding layers' RoPE base (0: one table) */
     lc_dtype dtype;           /* torch_dtype / dtype; F32 when absent */
     /* RoPE */
     lc_rope_type rope_type;
@@ -65,7 +90,10 @@ typedef struct lc_model_config {
     double rope_low_freq_factor;       /* llama3 */
     double rope_high_freq_factor;      /* llama3 */
     int rope_original_max_position;    /* llama3 original_max_position_embeddings */
-    float rope_freq_factors[LC_CFG_MAX_HEAD_DIM / 2]; /* [head_dim / 2], LC_ROPE_FACTORS */
+    float rope_freq_factors[LC_CFG_MAX_HEAD_DIM / 2]; /* [head_dim / 2], LC_ROPE_FACTORS; longrope's
+                                                       * short_factor */
+    float rope_long_factor[LC_CFG_MAX_HEAD_DIM / 2];  /* [head_dim / 2], longrope */
+    double rope_attention_factor;      /* longrope: cos/sin multiplier (1 otherwise) */
     /* quantization_config (bitsandbytes) present */
     bool prequantized_bnb4;
 } lc_model_config;
@@ -79,6 +107,14 @@ int lc_model_config_load(lc_model_config *cfg, const char *path, lc_error *err);
 /* inv_freq[i] for i in [0, D/2): theta^(-2i/D) with the configured scaling
  * applied (linear scaling is folded into inv_freq as 1/factor). */
 void lc_model_config_inv_freq(const lc_model_config *cfg, double *inv_freq /* [D/2] */);
+/* The same for one of the model's tables (LOCAL and LONG only where the
+ * config has them: rope_local_theta > 0, LC_ROPE_LONGROPE). */
+void lc_model_config_rope_inv_freq(const lc_model_config *cfg, lc_rope_table table,
+                                   double *inv_freq /* [D/2] */);
+/* Whether the config has RoPE table `table`. */
+bool lc_model_config_has_rope_table(const lc_model_config *cfg, lc_rope_table table);
+/* The attention scale: query_pre_attn_scalar^-1/2, else head_dim^-1/2. */
+double lc_model_config_attn_scale(const lc_model_config *cfg);
 
 const char *lc_arch_name(lc_arch a);
 

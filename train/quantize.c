@@ -214,12 +214,14 @@ static int copy_side_files(const char *in_dir, const char *out_dir, lc_error *er
     return rc;
 }
 
-static bool is_block_linear(const char *name, int *layer, int *mod)
+static bool is_block_linear(const lc_model_config *c, const char *name, int *layer, int *mod)
 {
     int l, used = 0;
     if (sscanf(name, "model.layers.%d.%n", &l, &used) != 1 || used == 0)
         return false;
     for (int m = 0; m < LC_MOD_COUNT; m++) {
+        if (!lc_model_has_module(c, m))
+            continue;
         char want[128];
         snprintf(want, sizeof want, "%s.%s.weight", lc_module_parent(m), lc_module_name(m));
         if (strcmp(name + used, want) == 0) {
@@ -243,7 +245,7 @@ static int write_quantized(const lc_model *m, const char *in, const char *dir, b
         for (size_t i = 0; i < f->n_tensors; i++) {
             const lc_st_tensor *t = &f->tensors[i];
             int l, mod;
-            if (is_block_linear(t->name, &l, &mod) && l < m->cfg.n_layers) {
+            if (is_block_linear(&m->cfg, t->name, &l, &mod) && l < m->cfg.n_layers) {
                 char prefix[256];
                 snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, lc_module_parent(mod),
                          lc_module_name(mod));

@@ -496,11 +496,7 @@ static int load_model_and_adapter(run *r, lc_error *err)
         fprintf(r->log, "adapter: starting from %s (r %d, alpha %g)\n", c->lora_model_dir,
                 r->lora.cfg.r, r->lora.cfg.alpha);
     } else {
-        lc_lora_config lc = c->lora;
-        if (c->lora_target_linear)
-            for (int m = 0; m < LC_MOD_COUNT; m++)
-                lc.targets[m] = true;
-        if (lc_lora_init(&r->lora, mc, &lc, c->seed, err) ||
+        if (lc_lora_init(&r->lora, mc, &c->lora, c->seed, err) ||
             lc_model_dora_init(&r->model, &r->lora, err))
             return -1;
     }
