@@ -553,7 +553,7 @@ lc_tensor *lc_model_loss(const lc_model *m, lc_tape *t, const lc_batch *b,
 {
     lc_tensor *xn = lc_model_hidden(m, t, b, lora, NULL, NULL);
     return lc_op_lm_head_ce(t, xn, &m->lm_head, b->targets, grad_scale, loss_sum,
-                            n_supervised);
+                            n_supervised, 0);
 }
 
 void lc_model_logits(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_lora *lora,
