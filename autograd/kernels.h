@@ -47,6 +47,16 @@ void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y);
 void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
                      int64_t n, lc_real *dg, lc_real *du);
 
+/* y[n] = gelu_tanh(g) · u, gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+ * (torch's gelu(approximate="tanh"), HF "gelu_pytorch_tanh": Gemma's GeGLU). */
+void lc_k_geglu_tanh_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y);
+/* dg[n] += dy · u · gelu_tanh'(g); du[n] += dy · gelu_tanh(g) (either may be NULL). */
+void lc_k_geglu_tanh_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
+                         int64_t n, lc_real *dg, lc_real *du);
+
+/* x[n] = cap · tanh(x / cap) in place (logit soft-capping); cap 0: no-op. */
+void lc_k_softcap(lc_real *x, int64_t n, double cap);
+
 /* HF rotate-half RoPE on x[N, heads, D] with per-token positions pos[N] and
  * a table cos_sin[P, D] (first D/2: cos, last D/2: sin of pos·inv_freq).
  * dst = R(pos) · src, or Rᵀ when inverse; accumulate adds into dst.
@@ -65,6 +75,8 @@ typedef struct lc_attn_shape {
     int64_t past;             /* keys before the queries (decoding with a KV cache): k, v are
                                * [B, past+T, KV, D] and query t sits at key position past+t;
                                * needs segment NULL; forward only (backward asserts 0) */
+    double softcap;           /* logit soft-capping (0 = none): s ← softcap·tanh(s/softcap) on
+                               * the scaled scores, before the mask and softmax (Gemma 2: 50) */
 } lc_attn_shape;
 
 /* Scratch (lc_real elements) the attention kernels need. */
@@ -82,13 +94,14 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
 int64_t lc_k_ce_chunk_rows(int64_t V);
 size_t lc_k_ce_scratch(int64_t C, int64_t V, const lc_weight *W);
 /* Fused lm_head + cross-entropy over x[N,C], W[V,C], targets[N] (−100 =
- * ignored). Returns Σ token losses (double). When dx is not NULL, also
+ * ignored), the logits z soft-capped first when softcap > 0: z ← softcap ·
+ * tanh(z / softcap) (Gemma 2's final_logit_softcapping, 30). Returns Σ token losses (double). When dx is not NULL, also
  * dx[N,C] += grad_scale · ∂(Σ loss)/∂x — computed while each chunk of
  * logits is hot, so the [N,V] logits never exist. Only supervised rows are
  * computed at all. *n_supervised gets their count. */
 double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
                        const int32_t *targets, lc_real grad_scale, lc_real *dx,
-                       int64_t *n_supervised, lc_real *scratch);
+                       int64_t *n_supervised, lc_real *scratch, double softcap);
 
 /* x[N,C] = rows ids[N] of the embedding table E[V,C]. */
 void lc_k_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *x);

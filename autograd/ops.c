@@ -39,12 +39,20 @@ typedef struct linears_ctx {
 
 static int64_t input_cols(const lc_linear_input *in) { return lc_tensor_cols(in->x); }
 
+/* A gated input (f(x) = act(x) · up): SWIGLU or GEGLU_TANH. */
+static bool input_gated(lc_input_kind kind)
+{
+    return kind == LC_INPUT_SWIGLU || kind == LC_INPUT_GEGLU_TANH;
+}
+
 /* f(x) into dst[N, in] (RMSNORM also writes rstd when given). */
 static void input_transform(const lc_linear_input *in, lc_real *dst, lc_real *rstd)
 {
     int64_t N = lc_tensor_rows(in->x), C = input_cols(in);
     if (in->kind == LC_INPUT_RMSNORM)
         lc_k_rmsnorm_fwd(in->x->data, in->norm_w, N, C, in->eps, dst, rstd);
+    else if (in->kind == LC_INPUT_GEGLU_TANH)
+        lc_k_geglu_tanh_fwd(in->x->data, in->up->data, N * C, dst);
     else
         lc_k_swiglu_fwd(in->x->data, in->up->data, N * C, dst);
 }
@@ -181,6 +189,9 @@ static void linears_backward(lc_tape *t, lc_node *node)
     } else if (dxin && c->in.kind == LC_INPUT_SWIGLU) {
         lc_k_swiglu_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
                         lc_tape_grad(t, c->in.up));
+    } else if (dxin && c->in.kind == LC_INPUT_GEGLU_TANH) {
+        lc_k_geglu_tanh_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
+                            lc_tape_grad(t, c->in.up));
     }
     lc_arena_release(t->arena, mark);
 }
@@ -192,13 +203,13 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     LC_ASSERT(!residual || n == 1);
     lc_tensor *x = in->x;
     int64_t N = lc_tensor_rows(x), C = input_cols(in);
-    if (in->kind == LC_INPUT_SWIGLU)
+    if (input_gated(in->kind))
         LC_ASSERT(in->up && in->up->numel == x->numel);
 
     lc_tensor *deps[2 + 3 * MAX_LINEARS + 1];
     int nd = 0;
     deps[nd++] = x;
-    if (in->kind == LC_INPUT_SWIGLU)
+    if (input_gated(in->kind))
         deps[nd++] = in->up;
     if (residual)
         deps[nd++] = residual;
@@ -464,22 +475,110 @@ lc_tensor *lc_op_add(lc_tape *t, lc_tensor *a, lc_tensor *b)
     return y;
 }
 
-static void swiglu_backward(lc_tape *t, lc_node *node)
+/* The gated activations y = act(g) · u share one op; ctx names the kernels. */
+typedef struct gated_kernels {
+    const char *name;
+    __typeof__(lc_k_swiglu_fwd) *fwd;
+    __typeof__(lc_k_swiglu_bwd) *bwd;
+} gated_kernels;
+
+static const gated_kernels SWIGLU = {"swiglu", lc_k_swiglu_fwd, lc_k_swiglu_bwd};
+static const gated_kernels GEGLU_TANH = {"geglu_tanh", lc_k_geglu_tanh_fwd, lc_k_geglu_tanh_bwd};
+
+static void gated_backward(lc_tape *t, lc_node *node)
 {
+    const gated_kernels *k = node->ctx;
     lc_tensor *g = node->in[0], *u = node->in[1];
-    lc_k_swiglu_bwd(g->data, u->data, node->out[0]->grad, g->numel, lc_tape_grad(t, g),
-                    lc_tape_grad(t, u));
+    k->bwd(g->data, u->data, node->out[0]->grad, g->numel, lc_tape_grad(t, g),
+           lc_tape_grad(t, u));
+}
+
+static lc_tensor *gated_op(lc_tape *t, lc_tensor *g, lc_tensor *u, const gated_kernels *k)
+{
+    LC_ASSERT(g->numel == u->numel);
+    lc_tensor *y = lc_tape_tensor(t, g->ndim, g->shape);
+    k->fwd(g->data, u->data, g->numel, y->data);
+    lc_tensor *in[2] = {g, u};
+    if (lc_tape_needs_grad(t, in, 2))
+        lc_tape_record(t, k->name, gated_backward, in, 2, &y, 1)->ctx = (void *)k;
+    return y;
 }
 
 lc_tensor *lc_op_swiglu(lc_tape *t, lc_tensor *g, lc_tensor *u)
 {
-    LC_ASSERT(g->numel == u->numel);
-    lc_tensor *y = lc_tape_tensor(t, g->ndim, g->shape);
-    lc_k_swiglu_fwd(g->data, u->data, g->numel, y->data);
-    lc_tensor *in[2] = {g, u};
-    if (lc_tape_needs_grad(t, in, 2))
-        lc_tape_record(t, "swiglu", swiglu_backward, in, 2, &y, 1);
+    return gated_op(t, g, u, &SWIGLU);
+}
+
+lc_tensor *lc_op_geglu_tanh(lc_tape *t, lc_tensor *g, lc_tensor *u)
+{
+    return gated_op(t, g, u, &GEGLU_TANH);
+}
+
+/* ---- scale ---- */
+
+static void scale_backward(lc_tape *t, lc_node *node)
+{
+    lc_tensor *x = node->in[0], *y = node->out[0];
+    lc_k_axpy(x->numel, *(const lc_real *)node->ctx, y->grad, lc_tape_grad(t, x));
+}
+
+lc_tensor *lc_op_scale(lc_tape *t, lc_tensor *x, lc_real s)
+{
+    lc_tensor *y = lc_tape_tensor(t, x->ndim, x->shape); /* same shape as x */
+    for (int64_t i = 0; i < x->numel; i++)
+        y->data[i] = s * x->data[i];
+    if (lc_tape_needs_grad(t, &x, 1)) {
+        lc_real *c = lc_arena_alloc(t->arena, sizeof *c);
+        *c = s;
+        lc_tape_record(t, "scale", scale_backward, &x, 1, &y, 1)->ctx = c;
+    }
     return y;
+}
+
+/* ---- split by columns ---- */
+
+/* Copies the columns [c0, c0 + w) of wide [N, ld] into part [N, w] — or,
+ * when add, adds part back into those columns of wide. */
+static void cols_copy(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_real *part,
+                      bool add)
+{
+    for (int64_t r = 0; r < N; r++) {
+        if (add)
+            lc_k_axpy(w, 1, part + r * w, wide + r * ld + c0);
+        else
+            memcpy(part + r * w, wide + r * ld + c0, (size_t)w * sizeof(lc_real));
+    }
+}
+
+static void split_backward(lc_tape *t, lc_node *node)
+{
+    lc_tensor *x = node->in[0];
+    lc_real *gx = lc_tape_grad(t, x);
+    if (!gx)
+        return;
+    int64_t N = lc_tensor_rows(x), W = lc_tensor_cols(x), c0 = 0;
+    for (int i = 0; i < node->n_out; i++) {
+        lc_tensor *o = node->out[i];
+        int64_t w = lc_tensor_cols(o);
+        if (o->grad)
+            cols_copy(gx, N, W, c0, w, o->grad, true);
+        c0 += w;
+    }
+}
+
+void lc_op_split_cols(lc_tape *t, lc_tensor *x, int n, const int64_t *widths, lc_tensor **out)
+{
+    LC_ASSERT(n >= 1 && n <= LC_NODE_MAX_IO);
+    int64_t N = lc_tensor_rows(x), W = lc_tensor_cols(x), c0 = 0; /* x [N, W] */
+    for (int i = 0; i < n; i++) {
+        LC_ASSERT(widths[i] > 0 && c0 + widths[i] <= W);
+        out[i] = lc_tape_tensor2(t, N, widths[i]);                 /* [N, widths[i]] */
+        cols_copy(x->data, N, W, c0, widths[i], out[i]->data, false);
+        c0 += widths[i];
+    }
+    LC_ASSERT(c0 == W);
+    if (lc_tape_needs_grad(t, &x, 1))
+        lc_tape_record(t, "split_cols", split_backward, &x, 1, out, n);
 }
 
 /* ---- fused lm_head + cross-entropy ---- */
@@ -493,7 +592,7 @@ static void ce_backward(lc_tape *t, lc_node *node)
 
 lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
                             const int32_t *targets, lc_real grad_scale,
-                            double *loss_sum, int64_t *n_supervised)
+                            double *loss_sum, int64_t *n_supervised, double softcap)
 {
     int64_t N = lc_tensor_rows(x), C = lc_tensor_cols(x);
     LC_ASSERT(W->cols == C);
@@ -504,7 +603,7 @@ lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
     size_t mark = lc_arena_mark(t->arena);
     lc_real *scr = scratch(t, lc_k_ce_scratch(C, W->rows, W));
     int64_t nsup = 0;
-    double sum = lc_k_lm_head_ce(x->data, N, C, W, targets, grad_scale, dx, &nsup, scr);
+    double sum = lc_k_lm_head_ce(x->data, N, C, W, targets, grad_scale, dx, &nsup, scr, softcap);
     lc_arena_release(t->arena, mark);
     loss->data[0] = (lc_real)(sum * grad_scale);
     if (loss_sum)

@@ -45,6 +45,7 @@ typedef enum lc_input_kind {
     LC_INPUT_PLAIN,     /* f(x) = x */
     LC_INPUT_RMSNORM,   /* f(x) = rmsnorm(x) · norm_w */
     LC_INPUT_SWIGLU,    /* f(x) = silu(x) · up */
+    LC_INPUT_GEGLU_TANH, /* f(x) = gelu_tanh(x) · up (Gemma: HF "gelu_pytorch_tanh") */
 } lc_input_kind;
 
 typedef struct lc_linear_input {
@@ -52,7 +53,7 @@ typedef struct lc_linear_input {
     lc_tensor *x;            /* [N, in] */
     const lc_real *norm_w;   /* [in], RMSNORM */
     double eps;              /* RMSNORM */
-    lc_tensor *up;           /* [N, in], SWIGLU */
+    lc_tensor *up;           /* [N, in], SWIGLU and GEGLU_TANH */
 } lc_linear_input;
 
 /* out[i][N, out_i] = [residual +] f(x)·W_iᵀ + b_i + LoRA_i(f(x)), for n
@@ -83,15 +84,26 @@ lc_tensor *lc_op_attention(lc_tape *t, lc_tensor *q, lc_tensor *k, lc_tensor *v,
 
 lc_tensor *lc_op_add(lc_tape *t, lc_tensor *a, lc_tensor *b);
 lc_tensor *lc_op_swiglu(lc_tape *t, lc_tensor *g, lc_tensor *u);
+/* gelu_tanh(g) · u (see lc_k_geglu_tanh_fwd), same shape as g. */
+lc_tensor *lc_op_geglu_tanh(lc_tape *t, lc_tensor *g, lc_tensor *u);
+/* y = s · x, same shape (Gemma's embedding × √hidden). */
+lc_tensor *lc_op_scale(lc_tape *t, lc_tensor *x, lc_real s);
+
+/* Splits x [N, W] by columns into n ≤ LC_NODE_MAX_IO contiguous parts
+ * out[i] [N, widths[i]] (Σ widths = W): Phi-3's fused qkv_proj → q, k, v and
+ * gate_up_proj → gate, up. Backward adds each part's gradient back into its
+ * columns of x. */
+void lc_op_split_cols(lc_tape *t, lc_tensor *x, int n, const int64_t *widths, lc_tensor **out);
 
 /* Fused lm_head + cross-entropy: returns a scalar tensor equal to
- * grad_scale · Σ_supervised CE(x·Wᵀ, target). grad_scale is 1 / (supervised
+ * grad_scale · Σ_supervised CE(z, target), z = x·Wᵀ soft-capped to
+ * softcap·tanh(z/softcap) when softcap > 0 (0 = none; Gemma 2: 30). grad_scale is 1 / (supervised
  * tokens of the whole optimizer step), so micro-batch gradients add up to
  * the gradient of the step's mean loss. *loss_sum (double) and
  * *n_supervised receive the raw sum and count (either may be NULL). */
 lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
                             const int32_t *targets, lc_real grad_scale,
-                            double *loss_sum, int64_t *n_supervised);
+                            double *loss_sum, int64_t *n_supervised, double softcap);
 
 /* A block y = fn(ctx, x) whose output has x's shape (a transformer layer).
  * Gradient checkpointing: forward runs fn without recording and keeps only

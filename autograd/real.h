@@ -15,6 +15,7 @@ typedef double lc_real;
 #define LC_GEMV cblas_dgemv
 #define LC_EXP exp
 #define LC_LOG log
+#define LC_TANH tanh
 #define LC_REAL_IS_F64 1
 #else
 typedef float lc_real;
@@ -22,6 +23,7 @@ typedef float lc_real;
 #define LC_GEMV cblas_sgemv
 #define LC_EXP lc_expf
 #define LC_LOG logf
+#define LC_TANH tanhf
 #define LC_REAL_IS_F64 0
 #endif
 

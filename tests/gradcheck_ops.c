@@ -479,6 +479,23 @@ Test(gradcheck_linears, swiglu_lora_residual)
 }
 
 /* L with dropout on vs off must differ, or the dropout case tests nothing. */
+/* Gemma's down_proj: gelu_tanh(gate)·up through W [C, FF], plus the residual. */
+Test(gradcheck_linears, geglu_tanh_lora_residual)
+{
+    gc g;
+    lin_case c;
+    memset(&c, 0, sizeof c);
+    gc_init(&g, "linears GEGLU_TANH", fwd_linears, &c, 15);
+    const int64_t N = 4, FF = 10, C = 6;
+    c.in.kind = LC_INPUT_GEGLU_TANH;
+    c.in.x = gc_leaf_add(&g, "gate", N, FF, false, 2.0);
+    c.in.up = gc_leaf_add(&g, "up", N, FF, false, 1.0);
+    c.residual = gc_leaf_add(&g, "residual", N, C, false, 1.0);
+    add_linear(&g, &c, 0, C, FF, LC_DTYPE_F64, true, 3, 2.0, 0.0);
+    gc_check(&g);
+    gc_free(&g);
+}
+
 static void expect_dropout_active(gc *g)
 {
     double on = gc_eval(g);
@@ -821,7 +838,7 @@ static int fwd_attention(gc *g, lc_tensor **out)
 /* Shape B=2, H=4, KV=2 (GQA), D=8; segment/window as given. max_fd: subset
  * size per leaf (0 = all). */
 static void check_attention(const char *name, int64_t T, const int32_t *segment,
-                            int64_t window, int64_t max_fd, uint64_t seed)
+                            int64_t window, double softcap, int64_t max_fd, uint64_t seed)
 {
     gc g;
     attn_case c;
@@ -830,6 +847,7 @@ static void check_attention(const char *name, int64_t T, const int32_t *segment,
     c.s.scale = 1.0 / sqrt((double)c.s.D);
     c.s.segment = segment;
     c.s.window = window;
+    c.s.softcap = softcap;
     int64_t N = c.s.B * T;
     c.q = gc_leaf_add(&g, "q", N, (int64_t)c.s.H * c.s.D, false, 1.5);
     c.k = gc_leaf_add(&g, "k", N, (int64_t)c.s.KV * c.s.D, false, 1.5);
@@ -844,29 +862,29 @@ static const int32_t SEG5[10] = {0, 0, 0, 1, 1, /* row 1 */ 0, 1, 1, 1, 2};
 
 Test(gradcheck_attention, causal_T5)
 {
-    check_attention("attention causal T=5", 5, NULL, 0, 0, 41);
+    check_attention("attention causal T=5", 5, NULL, 0, 0, 0, 41);
 }
 
 Test(gradcheck_attention, segments_T5)
 {
-    check_attention("attention segments T=5", 5, SEG5, 0, 0, 42);
+    check_attention("attention segments T=5", 5, SEG5, 0, 0, 0, 42);
 }
 
 Test(gradcheck_attention, window2_T5)
 {
-    check_attention("attention window=2 T=5", 5, NULL, 2, 0, 43);
+    check_attention("attention window=2 T=5", 5, NULL, 2, 0, 0, 43);
 }
 
 Test(gradcheck_attention, segments_window2_T5)
 {
-    check_attention("attention segments+window=2 T=5", 5, SEG5, 2, 0, 44);
+    check_attention("attention segments+window=2 T=5", 5, SEG5, 2, 0, 0, 44);
 }
 
 /* T = 70 crosses the 64-query block. Each leaf is differenced on a random
  * subset of 400 elements (the full check would take minutes at -O0). */
 Test(gradcheck_attention, causal_T70)
 {
-    check_attention("attention causal T=70", 70, NULL, 0, 400, 45);
+    check_attention("attention causal T=70", 70, NULL, 0, 0, 400, 45);
 }
 
 static int32_t SEG70[140];
@@ -883,10 +901,32 @@ static void fill_seg70(void)
 Test(gradcheck_attention, segments_window10_T70)
 {
     fill_seg70();
-    check_attention("attention segments+window=10 T=70", 70, SEG70, 10, 400, 46);
+    check_attention("attention segments+window=10 T=70", 70, SEG70, 10, 0, 400, 46);
 }
 
-/* Naive O(T²) attention: softmax over the allowed keys of scaled q·k. */
+/* Soft-capping at 0.5 on scores of O(1) (q, k ~ 1.5·U(−1, 1), D = 8): s/cap
+ * reaches ±4, where tanh is far from linear, so a missing (1 − tanh²)
+ * factor or a cap applied after the mask shows. */
+#define ATTN_CAP 0.5
+
+Test(gradcheck_attention, softcap_causal_T5)
+{
+    check_attention("attention softcap causal T=5", 5, NULL, 0, ATTN_CAP, 0, 47);
+}
+
+Test(gradcheck_attention, softcap_segments_window2_T5)
+{
+    check_attention("attention softcap seg+window=2 T=5", 5, SEG5, 2, ATTN_CAP, 0, 48);
+}
+
+Test(gradcheck_attention, softcap_segments_window10_T70)
+{
+    fill_seg70();
+    check_attention("attention softcap seg+window=10 T=70", 70, SEG70, 10, ATTN_CAP, 400, 49);
+}
+
+/* Naive O(T²) attention: softmax over the allowed keys of scaled q·k,
+ * soft-capped first when s->softcap is set. */
 static void attention_reference(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
                                 const lc_real *v, double *out)
 {
@@ -909,6 +949,8 @@ static void attention_reference(const lc_attn_shape *s, const lc_real *q, const 
                     for (int64_t d = 0; d < D; d++)
                         dot += (double)qi[d] * (double)kj[d];
                     p[j] = dot * s->scale;
+                    if (s->softcap != 0)
+                        p[j] = s->softcap * tanh(p[j] / s->softcap);
                     m = fmax(m, p[j]);
                 }
                 double sum = 0;
@@ -931,7 +973,7 @@ static void attention_reference(const lc_attn_shape *s, const lc_real *q, const 
 }
 
 static void check_attention_forward(const char *name, int64_t T, const int32_t *segment,
-                                    int64_t window)
+                                    int64_t window, double softcap)
 {
     gc g;
     attn_case c;
@@ -940,6 +982,7 @@ static void check_attention_forward(const char *name, int64_t T, const int32_t *
     c.s.scale = 1.0 / sqrt((double)c.s.D);
     c.s.segment = segment;
     c.s.window = window;
+    c.s.softcap = softcap;
     int64_t N = c.s.B * T;
     c.q = gc_leaf_add(&g, "q", N, (int64_t)c.s.H * c.s.D, false, 2.0);
     c.k = gc_leaf_add(&g, "k", N, (int64_t)c.s.KV * c.s.D, false, 2.0);
@@ -957,12 +1000,22 @@ static void check_attention_forward(const char *name, int64_t T, const int32_t *
 
 Test(forward, attention_vs_naive)
 {
-    check_attention_forward("attention fwd causal T=5", 5, NULL, 0);
-    check_attention_forward("attention fwd segments T=5", 5, SEG5, 0);
-    check_attention_forward("attention fwd causal T=70", 70, NULL, 0);
+    check_attention_forward("attention fwd causal T=5", 5, NULL, 0, 0);
+    check_attention_forward("attention fwd segments T=5", 5, SEG5, 0, 0);
+    check_attention_forward("attention fwd causal T=70", 70, NULL, 0, 0);
     fill_seg70();
-    check_attention_forward("attention fwd seg+window=10 T=70", 70, SEG70, 10);
-    check_attention_forward("attention fwd window=3 T=70", 70, NULL, 3);
+    check_attention_forward("attention fwd seg+window=10 T=70", 70, SEG70, 10, 0);
+    check_attention_forward("attention fwd window=3 T=70", 70, NULL, 3, 0);
+}
+
+Test(forward, attention_softcap_vs_naive)
+{
+    check_attention_forward("attention fwd softcap causal T=5", 5, NULL, 0, ATTN_CAP);
+    check_attention_forward("attention fwd softcap causal T=70", 70, NULL, 0, ATTN_CAP);
+    fill_seg70();
+    check_attention_forward("attention fwd softcap seg+win=10 T=70", 70, SEG70, 10, ATTN_CAP);
+    /* Gemma 2's cap at its usual scale: nearly linear, still applied */
+    check_attention_forward("attention fwd softcap=50 window=3 T=70", 70, NULL, 3, 50.0);
 }
 
 /* ---- elementwise ---- */
@@ -970,6 +1023,13 @@ Test(forward, attention_vs_naive)
 typedef struct pair_case {
     lc_tensor *a, *b;
 } pair_case;
+
+static int fwd_geglu(gc *g, lc_tensor **out)
+{
+    pair_case *c = g->user;
+    out[0] = lc_op_geglu_tanh(&g->tape, c->a, c->b);
+    return 1;
+}
 
 static int fwd_add(gc *g, lc_tensor **out)
 {
@@ -1007,6 +1067,49 @@ Test(gradcheck_elementwise, swiglu)
     gc_free(&g);
 }
 
+Test(gradcheck_elementwise, geglu_tanh)
+{
+    gc g;
+    pair_case c;
+    gc_init(&g, "geglu_tanh", fwd_geglu, &c, 64);
+    c.a = gc_leaf_add(&g, "gate", 3, 5, false, 3.0);
+    c.b = gc_leaf_add(&g, "up", 3, 5, false, 1.0);
+    gc_check(&g);
+    gc_free(&g);
+}
+
+/* gelu_tanh against torch 2.5.1, float64:
+ *   /work/venv-t5/bin/python -c "import torch; x = torch.tensor([-6.0, -3.0, -1.5, -0.5,
+ *     -1e-3, 0.0, 2e-4, 0.3, 1.0, 2.5, 5.0], dtype=torch.float64);
+ *     print(['%.17g' % v for v in torch.nn.functional.gelu(x, approximate='tanh').tolist()])"
+ * The op computes gelu_tanh(gate) · up; up = 1 leaves gelu_tanh itself. */
+Test(forward, geglu_tanh_vs_torch)
+{
+    static const double ref[][2] = {
+        {-6.0, -8.43964897967453e-11},   {-3.0, -0.0036373920817729943},
+        {-1.5, -0.10042842301976707},    {-0.5, -0.15428599017485606},
+        {-0.001, -0.00049960105778641803}, {0.0, 0},
+        {0.0002, 0.00010001595769110914}, {0.3, 0.18537092354275922},
+        {1.0, 0.84119199060827676},      {2.5, 2.4849157339100012},
+        {5.0, 4.9999997708203807},
+    };
+    enum { n = sizeof ref / sizeof ref[0] };
+    lc_real g[n], u[n], y[n];
+    for (int i = 0; i < n; i++) {
+        g[i] = ref[i][0];
+        u[i] = 1;
+    }
+    lc_k_geglu_tanh_fwd(g, u, n, y);
+    for (int i = 0; i < n; i++) {
+        /* at −6 the value is 0.5·x·(1 + tanh) with 1 + tanh ≈ 3e−11: the
+         * cancellation leaves an absolute, not a relative, bound */
+        double err = fabs(y[i] - ref[i][1]);
+        cr_expect_leq(err, 1e-15 * fmax(fabs(ref[i][1]), 1e-2),
+                      "gelu_tanh(%g) = %.17g, torch %.17g (diff %.3e)", ref[i][0], y[i],
+                      ref[i][1], err);
+    }
+}
+
 /* Several ops on one tape with fan-out: x feeds rmsnorm and swiglu, h feeds
  * swiglu and add, so pooled activation gradients must accumulate from two
  * consumers and be handed back only after their producer ran. */
@@ -1035,6 +1138,88 @@ Test(gradcheck_elementwise, chain_with_fanout)
     gc_free(&g);
 }
 
+/* ---- scale, split_cols ---- */
+
+typedef struct shape_case {
+    lc_tensor *x;
+    lc_real s;
+    int n;
+    int64_t widths[GC_MAX_OUT];
+} shape_case;
+
+static int fwd_scale(gc *g, lc_tensor **out)
+{
+    shape_case *c = g->user;
+    out[0] = lc_op_scale(&g->tape, c->x, c->s);
+    return 1;
+}
+
+Test(gradcheck_elementwise, scale)
+{
+    gc g;
+    shape_case c;
+    gc_init(&g, "scale by sqrt(24)", fwd_scale, &c, 65);
+    c.x = gc_leaf_add(&g, "x", 3, 24, false, 1.0);
+    c.s = sqrt(24.0);
+    gc_check(&g);
+    lc_tensor *out[1];
+    gc_prepare(&g, false);
+    fwd_scale(&g, out);
+    for (int64_t i = 0; i < c.x->numel; i++)
+        cr_expect_eq(out[0]->data[i], c.s * c.x->data[i], "scale element %lld", (long long)i);
+    gc_free(&g);
+}
+
+static int fwd_split(gc *g, lc_tensor **out)
+{
+    shape_case *c = g->user;
+    lc_op_split_cols(&g->tape, c->x, c->n, c->widths, out);
+    return c->n;
+}
+
+/* Phi-3's qkv_proj output [N, (H + 2·KV)·D] → q, k, v; and gate_up → gate,
+ * up. Each part must hold exactly its columns; the gradient goes back into
+ * the same columns (every part carries a different random weight). */
+static void check_split(const char *name, int n, const int64_t *widths, uint64_t seed)
+{
+    gc g;
+    shape_case c;
+    gc_init(&g, name, fwd_split, &c, seed);
+    c.n = n;
+    int64_t W = 0;
+    for (int i = 0; i < n; i++)
+        W += c.widths[i] = widths[i];
+    const int64_t N = 5;
+    c.x = gc_leaf_add(&g, "x", N, W, false, 1.0);
+    gc_check(&g);
+    lc_tensor *out[GC_MAX_OUT];
+    gc_prepare(&g, false);
+    fwd_split(&g, out);
+    int64_t c0 = 0;
+    for (int i = 0; i < n; i++) {
+        cr_expect_eq(out[i]->shape[0], N);
+        cr_expect_eq(out[i]->shape[1], widths[i]);
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t j = 0; j < widths[i]; j++)
+                cr_expect_eq(out[i]->data[r * widths[i] + j], c.x->data[r * W + c0 + j],
+                             "%s part %d [%lld, %lld]", name, i, (long long)r, (long long)j);
+        c0 += widths[i];
+    }
+    gc_free(&g);
+}
+
+Test(gradcheck_elementwise, split_cols_qkv)
+{
+    static const int64_t w[3] = {12, 4, 4}; /* H = 3, KV = 1, D = 4 */
+    check_split("split_cols q,k,v", 3, w, 66);
+}
+
+Test(gradcheck_elementwise, split_cols_gate_up)
+{
+    static const int64_t w[2] = {7, 7};
+    check_split("split_cols gate,up", 2, w, 67);
+}
+
 /* ---- fused lm_head + cross-entropy ---- */
 
 typedef struct ce_case {
@@ -1044,27 +1229,32 @@ typedef struct ce_case {
     lc_real grad_scale;
     double loss_sum;
     int64_t n_sup;
+    double softcap;
 } ce_case;
 
 static int fwd_ce(gc *g, lc_tensor **out)
 {
     ce_case *c = g->user;
     out[0] = lc_op_lm_head_ce(&g->tape, c->x, &c->W, c->targets, c->grad_scale, &c->loss_sum,
-                              &c->n_sup);
+                              &c->n_sup, c->softcap);
     return 1;
 }
 
-Test(gradcheck_ce, lm_head_ce_ignored_targets)
+/* Gradient of the fused op (ignored targets included), its forward against
+ * a naive softmax cross-entropy over (optionally soft-capped) logits, and
+ * exactly zero gradient on ignored rows. */
+static void check_ce(const char *name, double softcap, uint64_t seed)
 {
     gc g;
     ce_case c;
-    gc_init(&g, "lm_head_ce", fwd_ce, &c, 71);
+    gc_init(&g, name, fwd_ce, &c, seed);
     enum { N = 6, C = 8, V = 11 };
     static const int32_t targets[N] = {3, -100, 0, 10, -100, 7};
     c.x = gc_leaf_add(&g, "x", N, C, false, 1.0);
     make_weight(&g, &c.W, V, C, LC_DTYPE_F64, 1.0);
     c.targets = targets;
     c.grad_scale = 1.0 / 4;
+    c.softcap = softcap;
     g.scalar_out = true;
     gc_check(&g);
 
@@ -1081,6 +1271,8 @@ Test(gradcheck_ce, lm_head_ce_ignored_targets)
             logit[v] = 0;
             for (int j = 0; j < C; j++)
                 logit[v] += x[i * C + j] * W[v * C + j];
+            if (softcap != 0)
+                logit[v] = softcap * tanh(logit[v] / softcap);
             m = fmax(m, logit[v]);
         }
         for (int v = 0; v < V; v++)
@@ -1088,9 +1280,10 @@ Test(gradcheck_ce, lm_head_ce_ignored_targets)
         sum += m + log(z) - logit[targets[i]];
     }
     cr_expect_eq(c.n_sup, 4);
-    cr_expect_leq(fabs(c.loss_sum - sum), 1e-13 * sum, "loss_sum %.17g, want %.17g",
+    cr_expect_leq(fabs(c.loss_sum - sum), 1e-13 * sum, "%s: loss_sum %.17g, want %.17g", name,
                   c.loss_sum, sum);
-    cr_expect_leq(fabs(L - sum / 4), 1e-13 * sum, "loss %.17g, want %.17g", L, sum / 4);
+    cr_expect_leq(fabs(L - sum / 4), 1e-13 * sum, "%s: loss %.17g, want %.17g", name, L,
+                  sum / 4);
 
     /* Ignored rows get exactly zero gradient. */
     gc_prepare(&g, true);
@@ -1103,4 +1296,36 @@ Test(gradcheck_ce, lm_head_ce_ignored_targets)
         cr_expect_eq(c.x->grad[4 * C + j], 0.0);
     }
     gc_free(&g);
+}
+
+Test(gradcheck_ce, lm_head_ce_ignored_targets)
+{
+    check_ce("lm_head_ce", 0, 71);
+}
+
+/* Logits x·Wᵀ here are O(1) (C = 8, x, W ~ U(−1, 1)): a cap of 1 bends them
+ * hard, so the (1 − tanh²) factor and the capped target logit both matter. */
+Test(gradcheck_ce, lm_head_ce_softcap_ignored_targets)
+{
+    check_ce("lm_head_ce softcap=1", 1.0, 72);
+}
+
+/* lc_k_softcap (eval logits): cap·tanh(x/cap) in place, over the chunked
+ * parallel path (n > 32768); cap 0 leaves x untouched. */
+Test(forward, softcap_kernel)
+{
+    const int64_t n = 40000;
+    lc_real *x = malloc((size_t)n * sizeof(lc_real)), *x0 = malloc((size_t)n * sizeof(lc_real));
+    cr_assert(x && x0);
+    for (int64_t i = 0; i < n; i++)
+        x0[i] = x[i] = 100.0 * sin(0.37 * (double)i);
+    lc_k_softcap(x, n, 0);
+    cr_expect_eq(memcmp(x, x0, (size_t)n * sizeof(lc_real)), 0, "cap 0 changed the values");
+    lc_k_softcap(x, n, 30.0);
+    double maxd = 0;
+    for (int64_t i = 0; i < n; i++)
+        maxd = fmax(maxd, fabs(x[i] - 30.0 * tanh(x0[i] / 30.0)));
+    cr_expect_leq(maxd, 1e-13, "softcap max abs diff %.3e", maxd);
+    free(x);
+    free(x0);
 }

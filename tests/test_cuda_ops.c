@@ -488,10 +488,19 @@ Test(cuda, rmsnorm_fwd_bwd)
     done(c);
 }
 
-Test(cuda, swiglu_fwd_bwd)
+/* A gated activation (act(g)·u) on the GPU against its CPU kernels. */
+typedef struct gated_impl {
+    const char *name;
+    __typeof__(lc_cuda_swiglu_fwd) *gpu_fwd;
+    __typeof__(lc_cuda_swiglu_bwd) *gpu_bwd;
+    __typeof__(lc_k_swiglu_fwd) *cpu_fwd;
+    __typeof__(lc_k_swiglu_bwd) *cpu_bwd;
+} gated_impl;
+
+static void gated_case(lc_cuda_ctx *c, const gated_impl *im)
 {
-    lc_cuda_ctx *c = ctx_or_skip();
     const int64_t n = 1000;
+    char what[64];
     for (int k = 0; k < 2; k++) {
         lc_cuda_dtype dt = DTS[k];
         float *g = hrand(n, 4), *u = hrand(n, 2), *dy = hrand(n, 1), *dg = hrand(n, 1),
@@ -502,21 +511,42 @@ Test(cuda, swiglu_fwd_bwd)
         void *dDG = dup_dt(c, dg, n, dt), *dDU = dup_dt(c, du, n, dt);
         void *dDG2 = dup_dt(c, dg, n, dt);
         void *dY = dalloc(c, n * lc_cuda_dtype_size(dt));
-        CK(c, lc_cuda_swiglu_fwd(c, dt, dG, dU, n, dY));
-        CK(c, lc_cuda_swiglu_bwd(c, dt, dG, dU, dDY, n, dDG, dDU));
-        CK(c, lc_cuda_swiglu_bwd(c, dt, dG, dU, dDY, n, dDG2, NULL));
+        CK(c, im->gpu_fwd(c, dt, dG, dU, n, dY));
+        CK(c, im->gpu_bwd(c, dt, dG, dU, dDY, n, dDG, dDU));
+        CK(c, im->gpu_bwd(c, dt, dG, dU, dDY, n, dDG2, NULL));
         float *gy = fetch(c, dY, n, dt), *gdg = fetch(c, dDG, n, dt), *gdu = fetch(c, dDU, n, dt);
         float *gdg2 = fetch(c, dDG2, n, dt);
         float *y = malloc(n * 4);
-        lc_k_swiglu_fwd(g, u, n, y);
-        lc_k_swiglu_bwd(g, u, dy, n, dg, du);
-        expect_close("swiglu y", dt, gy, y, n, tol(dt));
-        expect_close("swiglu dg", dt, gdg, dg, n, tol(dt));
-        expect_close("swiglu du", dt, gdu, du, n, tol(dt));
-        expect_close("swiglu dg (du NULL)", dt, gdg2, dg, n, tol(dt));
+        im->cpu_fwd(g, u, n, y);
+        im->cpu_bwd(g, u, dy, n, dg, du);
+        snprintf(what, sizeof what, "%s y", im->name);
+        expect_close(what, dt, gy, y, n, tol(dt));
+        snprintf(what, sizeof what, "%s dg", im->name);
+        expect_close(what, dt, gdg, dg, n, tol(dt));
+        snprintf(what, sizeof what, "%s du", im->name);
+        expect_close(what, dt, gdu, du, n, tol(dt));
+        snprintf(what, sizeof what, "%s dg (du NULL)", im->name);
+        expect_close(what, dt, gdg2, dg, n, tol(dt));
         free(g), free(u), free(dy), free(dg), free(du), free(gy), free(gdg), free(gdu), free(gdg2),
             free(y);
     }
+}
+
+Test(cuda, swiglu_fwd_bwd)
+{
+    lc_cuda_ctx *c = ctx_or_skip();
+    const gated_impl im = {"swiglu", lc_cuda_swiglu_fwd, lc_cuda_swiglu_bwd, lc_k_swiglu_fwd,
+                           lc_k_swiglu_bwd};
+    gated_case(c, &im);
+    done(c);
+}
+
+Test(cuda, geglu_tanh_fwd_bwd)
+{
+    lc_cuda_ctx *c = ctx_or_skip();
+    const gated_impl im = {"geglu_tanh", lc_cuda_geglu_tanh_fwd, lc_cuda_geglu_tanh_bwd,
+                           lc_k_geglu_tanh_fwd, lc_k_geglu_tanh_bwd};
+    gated_case(c, &im);
     done(c);
 }
 
@@ -664,6 +694,7 @@ typedef struct attn_case {
     int H, KV, D;
     bool segments;
     int64_t window;
+    double softcap;
 } attn_case;
 
 static void attention_case(lc_cuda_ctx *c, const attn_case *ac, lc_cuda_dtype dt)
@@ -684,10 +715,10 @@ static void attention_case(lc_cuda_ctx *c, const attn_case *ac, lc_cuda_dtype dt
         }
     }
     lc_attn_shape s = {.B = B, .T = T, .H = H, .KV = KV, .D = D, .scale = 1.0 / sqrt((double)D),
-                       .segment = seg, .window = ac->window};
+                       .segment = seg, .window = ac->window, .softcap = ac->softcap};
     lc_cuda_attn_shape gs = {.B = B, .T = T, .H = H, .KV = KV, .D = D, .scale = s.scale,
                              .segment = seg ? dup_bytes(c, seg, (size_t)(B * T) * 4) : NULL,
-                             .window = ac->window};
+                             .window = ac->window, .softcap = ac->softcap};
     float *q = hrand(nq, 1.5f), *k = hrand(nk, 1.5f), *v = hrand(nk, 1), *dout = hrand(nq, 1);
     float *dq = hrand(nq, 0.1f), *dk = hrand(nk, 0.1f), *dv = hrand(nk, 0.1f);
     round_to(dt, q, nq), round_to(dt, k, nk), round_to(dt, v, nk), round_to(dt, dout, nq);
@@ -702,8 +733,9 @@ static void attention_case(lc_cuda_ctx *c, const attn_case *ac, lc_cuda_dtype dt
     lc_real *scr = malloc(lc_k_attention_scratch(&s) * sizeof(lc_real));
     lc_k_attention_fwd(&s, q, k, v, o, l, scr);
     char what[128];
-    snprintf(what, sizeof what, "attention out B=%lld T=%lld H=%d KV=%d D=%d seg=%d win=%lld",
-             (long long)B, (long long)T, H, KV, D, ac->segments, (long long)ac->window);
+    snprintf(what, sizeof what, "attention out B=%lld T=%lld H=%d KV=%d D=%d seg=%d win=%lld cap=%g",
+             (long long)B, (long long)T, H, KV, D, ac->segments, (long long)ac->window,
+             ac->softcap);
     expect_close(what, dt, go, o, nq, tol(dt));
     expect_close("attention lse", dt, gl, l, nl, dt == LC_CUDA_BF16 ? 1e-3 : 1e-5);
 
@@ -716,8 +748,8 @@ static void attention_case(lc_cuda_ctx *c, const attn_case *ac, lc_cuda_dtype dt
     float *gdq = fetch(c, dDQ, nq, dt), *gdk = fetch(c, dDK, nk, dt), *gdv = fetch(c, dDV, nk, dt);
     lc_k_attention_bwd(&s, q, k, v, o, l, dout, dq, dk, dv, scr);
     double bt = dt == LC_CUDA_BF16 ? 1e-2 : 2e-5;
-    snprintf(what, sizeof what, "attention dq D=%d seg=%d win=%lld", D, ac->segments,
-             (long long)ac->window);
+    snprintf(what, sizeof what, "attention dq D=%d seg=%d win=%lld cap=%g", D, ac->segments,
+             (long long)ac->window, ac->softcap);
     expect_close(what, dt, gdq, dq, nq, bt);
     expect_close("attention dk", dt, gdk, dk, nk, bt);
     expect_close("attention dv", dt, gdv, dv, nk, bt);
@@ -729,12 +761,16 @@ Test(cuda, attention_fwd_bwd)
 {
     lc_cuda_ctx *c = ctx_or_skip();
     const attn_case cases[] = {
-        {2, 70, 4, 2, 64, false, 0},   /* GQA 2, partial last tile */
-        {1, 100, 6, 2, 40, true, 0},   /* D not a multiple of 32, packed segments */
-        {2, 90, 4, 4, 128, false, 17}, /* largest D, sliding window inside a tile */
-        {1, 130, 4, 1, 32, true, 45},  /* MQA, segments and a window across tiles */
-        {1, 5, 2, 1, 8, false, 0},     /* tiny */
-        {1, 70, 2, 1, 16, false, 2},   /* window 2: the last query tile a key tile sees */
+        {2, 70, 4, 2, 64, false, 0, 0},   /* GQA 2, partial last tile */
+        {1, 100, 6, 2, 40, true, 0, 0},   /* D not a multiple of 32, packed segments */
+        {2, 90, 4, 4, 128, false, 17, 0}, /* largest D, sliding window inside a tile */
+        {1, 130, 4, 1, 32, true, 45, 0},  /* MQA, segments and a window across tiles */
+        {1, 5, 2, 1, 8, false, 0, 0},     /* tiny */
+        {1, 70, 2, 1, 16, false, 2, 0},   /* window 2: the last query tile a key tile sees */
+        /* Gemma 2 soft-capping; scores here are O(1), so cap 0.5 is far from linear */
+        {2, 70, 4, 2, 64, false, 0, 0.5},  /* causal, GQA */
+        {1, 130, 4, 1, 32, true, 45, 0.5}, /* segments + window across tiles */
+        {1, 90, 4, 4, 128, false, 17, 50}, /* Gemma 2's cap: nearly linear */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int k = 0; k < 2; k++)
@@ -779,21 +815,24 @@ Test(cuda, lm_head_ce_chunks_and_weights)
                 double gl = 0, gl2 = 0;
                 int64_t gn = 0, gn2 = 0;
                 const float gsc = 1.0f / 29.0f;
-                CK(c, lc_cuda_lm_head_ce(c, dt, dX, N, C, &W, dT, gsc, dDX, scr, &gl, &gn));
-                CK(c, lc_cuda_lm_head_ce(c, dt, dX, N, C, &W, dT, gsc, NULL, scr, &gl2, &gn2));
+                /* logits are O(1) here: cap 1 bends them hard (Gemma 2 soft-capping),
+                 * on for half of the (weight kind, chunking) pairs */
+                const double cap = (wk + chunked) % 2 ? 1.0 : 0.0;
+                CK(c, lc_cuda_lm_head_ce(c, dt, dX, N, C, &W, dT, gsc, dDX, scr, &gl, &gn, cap));
+                CK(c, lc_cuda_lm_head_ce(c, dt, dX, N, C, &W, dT, gsc, NULL, scr, &gl2, &gn2, cap));
                 float *gdx = fetch(c, dDX, (size_t)(N * C), dt);
                 lc_weight Wc = {.data = w, .dtype = LC_DTYPE_F32, .rows = V, .cols = C};
                 lc_real *cs = malloc(lc_k_ce_scratch(C, V, &Wc) * sizeof(lc_real));
                 int64_t cn = 0;
-                double cl = lc_k_lm_head_ce(x, N, C, &Wc, tg, gsc, dx, &cn, cs);
+                double cl = lc_k_lm_head_ce(x, N, C, &Wc, tg, gsc, dx, &cn, cs, cap);
                 cr_expect_eq(gn, cn, "supervised %lld vs %lld", (long long)gn, (long long)cn);
                 cr_expect_eq(gn2, cn);
                 cr_expect_leq(fabs(gl - gl2), 1e-12 * fabs(gl),
                               "loss with and without dx: %.17g vs %.17g", gl, gl2);
                 double le = fabs(gl - cl) / fabs(cl);
                 cr_expect_lt(le, dt == LC_CUDA_BF16 ? 1e-3 : 1e-5,
-                             "lm_head_ce loss (%s, W kind %d, chunked %d): %.9g vs %.9g",
-                             dt_name(dt), wk, chunked, gl, cl);
+                             "lm_head_ce loss (%s, W kind %d, chunked %d, cap %g): %.9g vs %.9g",
+                             dt_name(dt), wk, chunked, cap, gl, cl);
                 expect_close("lm_head_ce dx", dt, gdx, dx, (size_t)(N * C), tol(dt));
                 free(w), free(x), free(dx), free(gdx), free(cs);
             }
@@ -810,7 +849,7 @@ Test(cuda, lm_head_ce_chunks_and_weights)
     void *dX = dup_dt(c, x, (size_t)(N * C), LC_CUDA_F32);
     void *scr = dalloc(c, lc_cuda_ce_scratch_bytes(LC_CUDA_F32, N, C, &W));
     double l;
-    cr_assert_neq(lc_cuda_lm_head_ce(c, LC_CUDA_F32, dX, N, C, &W, dBad, 1, NULL, scr, &l, NULL), 0);
+    cr_assert_neq(lc_cuda_lm_head_ce(c, LC_CUDA_F32, dX, N, C, &W, dBad, 1, NULL, scr, &l, NULL, 0), 0);
     cr_expect(strstr(lc_cuda_ctx_error(c), "target") != NULL, "%s", lc_cuda_ctx_error(c));
     free(w), free(x);
     done(c);

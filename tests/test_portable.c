@@ -147,7 +147,7 @@ static void run_kernels(kernel_outputs *o)
     fill(q, sizeof q / 4, 6, 3), fill(k, sizeof k / 4, 7, 3), fill(v, sizeof v / 4, 8, 1);
     for (int i = 0; i < B * T; i++)
         seg[i] = i % T < 10 ? 0 : 1;
-    lc_attn_shape s = {B, T, H, KV, D, 0.25, seg, 0, 0};
+    lc_attn_shape s = {B, T, H, KV, D, 0.25, seg, 0, 0, 0};
     float *scratch = calloc(lc_k_attention_scratch(&s) + 1, sizeof(float));
     lc_k_attention_fwd(&s, q, k, v, o->att, lse, scratch);
     memset(dk, 0, sizeof dk), memset(dv, 0, sizeof dv);
@@ -163,7 +163,7 @@ static void run_kernels(kernel_outputs *o)
     lc_weight W = {.dtype = LC_DTYPE_F32, .rows = 300, .cols = 32, .data = hw};
     float *ce_scratch = calloc(lc_k_ce_scratch(32, 300, &W), sizeof(float));
     int64_t nsup = 0;
-    o->ce_loss = lc_k_lm_head_ce(hx, 40, 32, &W, tg, 0.01f, o->ce_dx, &nsup, ce_scratch);
+    o->ce_loss = lc_k_lm_head_ce(hx, 40, 32, &W, tg, 0.01f, o->ce_dx, &nsup, ce_scratch, 0);
     free(ce_scratch);
 }
 

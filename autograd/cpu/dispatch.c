@@ -226,6 +226,19 @@ void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
     K()->swiglu_bwd(g, u, dy, n, dg, du);
 }
 
+void lc_k_geglu_tanh_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
+{
+    K()->geglu_tanh_fwd(g, u, n, y);
+}
+
+void lc_k_geglu_tanh_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
+                         int64_t n, lc_real *dg, lc_real *du)
+{
+    K()->geglu_tanh_bwd(g, u, dy, n, dg, du);
+}
+
+void lc_k_softcap(lc_real *x, int64_t n, double cap) { K()->softcap(x, n, cap); }
+
 void lc_k_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
                const int32_t *pos, const lc_real *cos_sin, bool inverse,
                bool accumulate)
@@ -258,9 +271,9 @@ size_t lc_k_ce_scratch(int64_t C, int64_t V, const lc_weight *W)
 
 double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
                        const int32_t *targets, lc_real grad_scale, lc_real *dx,
-                       int64_t *n_supervised, lc_real *scratch)
+                       int64_t *n_supervised, lc_real *scratch, double softcap)
 {
-    return K()->lm_head_ce(x, N, C, W, targets, grad_scale, dx, n_supervised, scratch);
+    return K()->lm_head_ce(x, N, C, W, targets, grad_scale, dx, n_supervised, scratch, softcap);
 }
 
 void lc_k_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *x)

@@ -29,6 +29,9 @@ typedef struct lc_cpu_kernels {
     __typeof__(lc_k_rmsnorm_bwd) *rmsnorm_bwd;
     __typeof__(lc_k_swiglu_fwd) *swiglu_fwd;
     __typeof__(lc_k_swiglu_bwd) *swiglu_bwd;
+    __typeof__(lc_k_geglu_tanh_fwd) *geglu_tanh_fwd;
+    __typeof__(lc_k_geglu_tanh_bwd) *geglu_tanh_bwd;
+    __typeof__(lc_k_softcap) *softcap;
     __typeof__(lc_k_rope) *rope;
     __typeof__(lc_k_attention_scratch) *attention_scratch;
     __typeof__(lc_k_attention_fwd) *attention_fwd;

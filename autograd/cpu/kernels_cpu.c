@@ -219,24 +219,110 @@ static void swiglu_du_range(const lc_real *restrict g, const lc_real *restrict d
         du[i] += dy[i] * g[i] * sigmoid(g[i]);
 }
 
-static void cpu_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
+/* gelu_tanh(x) = 0.5·x·(1 + t), t = tanh(GELU_K·(x + GELU_C·x³)), as torch's
+ * gelu(approximate="tanh"); gelu_tanh'(x) = 0.5·(1 + t) +
+ * 0.5·x·(1 − t²)·GELU_K·(1 + 3·GELU_C·x²). */
+#define GELU_K ((lc_real)0.79788456080286535588) /* √(2/π) */
+#define GELU_C ((lc_real)0.044715)
+
+static inline lc_real gelu_t(lc_real x) { return LC_TANH(GELU_K * (x + GELU_C * x * x * x)); }
+
+static inline lc_real gelu_tanh(lc_real x) { return (lc_real)0.5 * x * (1 + gelu_t(x)); }
+
+static inline lc_real gelu_tanh_grad(lc_real x)
+{
+    lc_real t = gelu_t(x);
+    return (lc_real)0.5 * (1 + t) +
+           (lc_real)0.5 * x * (1 - t * t) * GELU_K * (1 + 3 * GELU_C * x * x);
+}
+
+static void geglu_fwd_range(const lc_real *restrict g, const lc_real *restrict u, int64_t n,
+                            lc_real *restrict y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = gelu_tanh(g[i]) * u[i];
+}
+
+static void geglu_dg_range(const lc_real *restrict g, const lc_real *restrict u,
+                           const lc_real *restrict dy, int64_t n, lc_real *restrict dg)
+{
+    for (int64_t i = 0; i < n; i++)
+        dg[i] += dy[i] * u[i] * gelu_tanh_grad(g[i]);
+}
+
+static void geglu_du_range(const lc_real *restrict g, const lc_real *restrict dy, int64_t n,
+                           lc_real *restrict du)
+{
+    for (int64_t i = 0; i < n; i++)
+        du[i] += dy[i] * gelu_tanh(g[i]);
+}
+
+/* The chunked OpenMP drivers shared by the gated activations (SwiGLU,
+ * GeGLU): one call of a range function per CHUNK elements. */
+typedef void (*gate_fwd_fn)(const lc_real *restrict, const lc_real *restrict, int64_t,
+                            lc_real *restrict);
+typedef void (*gate_dg_fn)(const lc_real *restrict, const lc_real *restrict,
+                           const lc_real *restrict, int64_t, lc_real *restrict);
+typedef void (*gate_du_fn)(const lc_real *restrict, const lc_real *restrict, int64_t,
+                           lc_real *restrict);
+
+static void gated_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y, gate_fwd_fn f)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t c = 0; c < n; c += CHUNK)
-        swiglu_fwd_range(g + c, u + c, n - c < CHUNK ? n - c : CHUNK, y + c);
+        f(g + c, u + c, n - c < CHUNK ? n - c : CHUNK, y + c);
 }
 
-static void cpu_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
-                     int64_t n, lc_real *dg, lc_real *du)
+static void gated_bwd(const lc_real *g, const lc_real *u, const lc_real *dy, int64_t n,
+                      lc_real *dg, lc_real *du, gate_dg_fn fdg, gate_du_fn fdu)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t c = 0; c < n; c += CHUNK) {
         int64_t len = n - c < CHUNK ? n - c : CHUNK;
         if (dg)
-            swiglu_dg_range(g + c, u + c, dy + c, len, dg + c);
+            fdg(g + c, u + c, dy + c, len, dg + c);
         if (du)
-            swiglu_du_range(g + c, dy + c, len, du + c);
+            fdu(g + c, dy + c, len, du + c);
     }
+}
+
+static void cpu_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
+{
+    gated_fwd(g, u, n, y, swiglu_fwd_range);
+}
+
+static void cpu_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
+                     int64_t n, lc_real *dg, lc_real *du)
+{
+    gated_bwd(g, u, dy, n, dg, du, swiglu_dg_range, swiglu_du_range);
+}
+
+static void cpu_geglu_tanh_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
+{
+    gated_fwd(g, u, n, y, geglu_fwd_range);
+}
+
+static void cpu_geglu_tanh_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
+                               int64_t n, lc_real *dg, lc_real *du)
+{
+    gated_bwd(g, u, dy, n, dg, du, geglu_dg_range, geglu_du_range);
+}
+
+/* x[n] = cap · tanh(x / cap) (soft-capping; callers skip it when cap is 0). */
+static void softcap_range(lc_real *restrict x, int64_t n, lc_real cap)
+{
+    lc_real inv = 1 / cap;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = cap * LC_TANH(x[i] * inv);
+}
+
+static void cpu_softcap(lc_real *x, int64_t n, double cap)
+{
+    if (cap == 0)
+        return;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t c = 0; c < n; c += CHUNK)
+        softcap_range(x + c, n - c < CHUNK ? n - c : CHUNK, (lc_real)cap);
 }
 
 static void cpu_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
@@ -347,6 +433,7 @@ static void cpu_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc
     const int64_t P = s->past, Tk = P + T; /* key rows: cached ones, then the queries' own */
     const int64_t nblk = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
     const int64_t items = s->B * KV * nblk;
+    const lc_real cap = (lc_real)s->softcap;
     LC_ASSERT(P == 0 || !s->segment);
 #pragma omp parallel if (items > 1 && T * Tk * D >= PAR_MIN)
     {
@@ -368,6 +455,8 @@ static void cpu_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc
                 int64_t g = gr / bt, r = gr % bt;
                 lc_real *row = S + gr * nk;
                 int64_t ti = t0 + r, a = lo[r] - klo, e = P + ti - klo; /* visible: [a, e] */
+                if (cap != 0)
+                    softcap_range(row + a, e - a + 1, cap);
                 lc_real m = -INFINITY;
 #pragma omp simd reduction(max : m)
                 for (int64_t j = a; j <= e; j++)
@@ -398,6 +487,21 @@ static void cpu_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc
     }
 }
 
+/* Backward of one row of soft-capped scores: pr holds the raw scaled
+ * scores s, dpr the products dO·v. With t = tanh(s/cap) the probability is
+ * p = exp(cap·t − lse) and the raw score's gradient p·(dp − Δ)·(1 − t²). */
+static void softcap_bwd_row(lc_real *restrict pr, lc_real *restrict dpr, int64_t n, lc_real cap,
+                            lc_real lse, lc_real Di)
+{
+    lc_real inv = 1 / cap;
+    for (int64_t j = 0; j < n; j++) {
+        lc_real t = LC_TANH(pr[j] * inv);
+        lc_real p = LC_EXP(cap * t - lse);
+        pr[j] = p;
+        dpr[j] = p * (dpr[j] - Di) * (1 - t * t);
+    }
+}
+
 static void cpu_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
                         const lc_real *v, const lc_real *out, const lc_real *lse,
                         const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
@@ -405,7 +509,7 @@ static void cpu_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc
 {
     const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D, G = H / KV;
     const int64_t nblk = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
-    const lc_real scale = (lc_real)s->scale;
+    const lc_real scale = (lc_real)s->scale, cap = (lc_real)s->softcap;
     LC_ASSERT(s->past == 0);
     /* One work item per (row, kv head): it owns dk/dv of that head, so no
      * two threads ever add into the same rows. */
@@ -438,11 +542,15 @@ static void cpu_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc
                     lc_real *pr = P + gr * nk, *dpr = dP + gr * nk;
                     for (int64_t j = 0; j < a; j++)
                         pr[j] = dpr[j] = 0;
+                    if (cap != 0) {
+                        softcap_bwd_row(pr + a, dpr + a, e - a + 1, cap, l, Di);
+                    } else {
 #pragma omp simd
-                    for (int64_t j = a; j <= e; j++) {
-                        lc_real p = LC_EXP(pr[j] - l);
-                        pr[j] = p;
-                        dpr[j] = p * (dpr[j] - Di);
+                        for (int64_t j = a; j <= e; j++) {
+                            lc_real p = LC_EXP(pr[j] - l);
+                            pr[j] = p;
+                            dpr[j] = p * (dpr[j] - Di);
+                        }
                     }
                     for (int64_t j = e + 1; j < nk; j++)
                         pr[j] = dpr[j] = 0;
@@ -477,10 +585,41 @@ static size_t cpu_ce_scratch(int64_t C, int64_t V, const lc_weight *W)
     return (size_t)(r * V + 2 * r * C) + cpu_weight_scratch(W);
 }
 
+/* One row of soft-capped logits lr[V] (raw x·Wᵀ in, gradient out when
+ * grad): z = cap·tanh(l/cap), loss = lse(z) − z[t]; lr becomes
+ * grad_scale·(softmax(z) − onehot(t))·(1 − (z/cap)²). Two exps per logit
+ * (the capped z must survive for the tanh derivative), only on this path.
+ * Returns the row's loss. */
+static double ce_row_capped(lc_real *restrict lr, int64_t V, int32_t t, lc_real cap,
+                            lc_real grad_scale, bool grad)
+{
+    softcap_range(lr, V, cap);
+    lc_real m = -INFINITY;
+    for (int64_t j = 0; j < V; j++)
+        m = lr[j] > m ? lr[j] : m;
+    lc_real sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < V; j++)
+        sum += LC_EXP(lr[j] - m);
+    lc_real zt = lr[t];
+    if (grad) {
+        lc_real k = grad_scale / sum, inv = 1 / cap;
+#pragma omp simd
+        for (int64_t j = 0; j < V; j++) {
+            lc_real tj = lr[j] * inv;
+            lr[j] = LC_EXP(lr[j] - m) * k * (1 - tj * tj);
+        }
+        lc_real tt = zt * inv;
+        lr[t] -= grad_scale * (1 - tt * tt);
+    }
+    return (double)m + log((double)sum) - (double)zt;
+}
+
 static double cpu_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
                        const int32_t *targets, lc_real grad_scale, lc_real *dx,
-                       int64_t *n_supervised, lc_real *scratch)
+                       int64_t *n_supervised, lc_real *scratch, double softcap)
 {
+    const lc_real cap = (lc_real)softcap;
     const int64_t V = W->rows, chunk = cpu_ce_chunk_rows(V);
     lc_real *logits = scratch, *xc = logits + chunk * V, *dxc = xc + chunk * C;
     lc_real *wscratch = dxc + chunk * C;
@@ -502,11 +641,15 @@ static double cpu_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_we
 #pragma omp parallel for schedule(static) reduction(+ : chunk_loss) if (nr * V >= PAR_MIN)
         for (int64_t r = 0; r < nr; r++) {
             lc_real *lr = logits + r * V;
+            int32_t t = targets[rows[r]];
+            LC_ASSERT(t < V);
+            if (cap != 0) {
+                chunk_loss += ce_row_capped(lr, V, t, cap, grad_scale, dx != NULL);
+                continue;
+            }
             lc_real m = -INFINITY;
             for (int64_t j = 0; j < V; j++)
                 m = lr[j] > m ? lr[j] : m;
-            int32_t t = targets[rows[r]];
-            LC_ASSERT(t < V);
             lc_real target_logit = lr[t];
             /* One exp per logit: keep e = exp(l − max) for the gradient. */
             lc_real sum = 0;
@@ -656,6 +799,9 @@ const lc_cpu_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
     .rmsnorm_bwd = cpu_rmsnorm_bwd,
     .swiglu_fwd = cpu_swiglu_fwd,
     .swiglu_bwd = cpu_swiglu_bwd,
+    .geglu_tanh_fwd = cpu_geglu_tanh_fwd,
+    .geglu_tanh_bwd = cpu_geglu_tanh_bwd,
+    .softcap = cpu_softcap,
     .rope = cpu_rope,
     .attention_scratch = cpu_attention_scratch,
     .attention_fwd = cpu_attention_fwd,

@@ -24,7 +24,9 @@
  *           warp owns 8 keys, lane = query for the scores, and the block
  *           owns its rows of dk/dv, so the += needs no atomics.
  * Masking, as attn_allowed() on the CPU: j ≤ i, i − j < window (when set),
- * same segment (when set). */
+ * same segment (when set). Soft-capping (Gemma 2, softcap > 0) bends each
+ * scaled score s to cap·tanh(s/cap) before the mask; backward multiplies
+ * ds by 1 − tanh². */
 #include <math.h>
 
 #include "autograd/cuda/cuda_common.cuh"
@@ -43,6 +45,7 @@ struct attn_args {
     float scale;
     const int32_t *seg;
     int64_t window;
+    float softcap;       /* 0 = none */
 };
 
 __device__ __forceinline__ bool attn_ok(const attn_args &a, int64_t i, int64_t j, int si, int sj)
@@ -66,6 +69,20 @@ __device__ __forceinline__ void load_tile(float *dst, int ld, const T *src, cons
             v = lc_ld(src[((b * a.T + t) * heads + head) * (int64_t)D + d]) * mul;
         dst[r * ld + d] = v;
     }
+}
+
+/* Soft-capping of a scaled score s (Gemma 2): cap·tanh(s/cap), and in *ds
+ * its derivative 1 − tanh²; cap 0 returns s (derivative 1). The branch is on
+ * a kernel argument: uniform over the grid. */
+__device__ __forceinline__ float softcap_score(float s, float cap, float *ds)
+{
+    if (cap == 0.0f) {
+        *ds = 1.0f;
+        return s;
+    }
+    float t = tanhf(s / cap);
+    *ds = 1.0f - t * t;
+    return cap * t;
 }
 
 __device__ __forceinline__ float dot_sh(const float *x, const float *y, int D)
@@ -133,7 +150,9 @@ __global__ void __launch_bounds__(NW * 32)
             if (i >= T_ || k0 > i) /* warp-uniform */
                 continue;
             bool ok = kj < T_ && attn_ok(a, i, kj, segq[r], segk[lane]);
-            float s = ok ? dot_sh(Qs + r * D, Ks + lane * ldk, D) : -INFINITY;
+            float dcap;
+            float s = ok ? softcap_score(dot_sh(Qs + r * D, Ks + lane * ldk, D), a.softcap, &dcap)
+                         : -INFINITY;
             float mt = lc_warp_max(s);
             if (mt == -INFINITY)
                 continue;
@@ -270,10 +289,11 @@ __global__ void __launch_bounds__(NW * 32)
                 continue;
             float ds = 0.0f;
             if (ok) {
-                float s = dot_sh(Qs + r * D, Ks + lane * ldk, D);
+                float dcap;
+                float s = softcap_score(dot_sh(Qs + r * D, Ks + lane * ldk, D), a.softcap, &dcap);
                 float p = expf(s - lq[r]);
                 float dp = dot_sh(dOs + r * D, Vs + lane * ldk, D);
-                ds = p * (dp - dl[r]);
+                ds = p * (dp - dl[r]) * dcap;
             }
             float acc[DPL];
 #pragma unroll
@@ -376,10 +396,12 @@ __global__ void __launch_bounds__(NW * 32)
                     continue;
                 float p = 0.0f, ds = 0.0f;
                 if (ok) {
-                    float s = dot_sh(Qs + lane * ldq, Ks + jr * D, D);
+                    float dcap;
+                    float s = softcap_score(dot_sh(Qs + lane * ldq, Ks + jr * D, D), a.softcap,
+                                            &dcap);
                     p = expf(s - lse_s[lane]);
                     float dp = dot_sh(dOs + lane * ldq, Vs + jr * D, D);
-                    ds = p * (dp - del_s[lane]);
+                    ds = p * (dp - del_s[lane]) * dcap;
                 }
                 float gk[DPL], gv[DPL];
 #pragma unroll
@@ -462,6 +484,7 @@ static int check_shape(lc_cuda_ctx *c, const lc_cuda_attn_shape *s, attn_args *a
     a->scale = (float)s->scale;
     a->seg = s->segment;
     a->window = s->window;
+    a->softcap = (float)s->softcap;
     return 0;
 }
 

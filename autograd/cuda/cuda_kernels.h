@@ -156,6 +156,13 @@ int lc_cuda_swiglu_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g, const vo
 int lc_cuda_swiglu_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g, const void *u,
                        const void *dy, int64_t n, void *dg, void *du);
 
+/* y[n] = gelu_tanh(g) · u (lc_k_geglu_tanh_fwd: torch's tanh GELU). */
+int lc_cuda_geglu_tanh_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g, const void *u,
+                           int64_t n, void *y);
+/* dg[n] += dy · u · gelu_tanh'(g); du[n] += dy · gelu_tanh(g) (either may be NULL). */
+int lc_cuda_geglu_tanh_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g, const void *u,
+                           const void *dy, int64_t n, void *dg, void *du);
+
 /* HF rotate-half RoPE on x[N, heads, D], pos[N] (device int32), table
  * cos_sin[P, D] (device f32: first D/2 cos, last D/2 sin). dst = R·src or
  * Rᵀ·src when inverse; accumulate adds into dst; src may equal dst when
@@ -192,6 +199,7 @@ typedef struct lc_cuda_attn_shape {
     double scale;
     const int32_t *segment;    /* [B·T] device, or NULL */
     int64_t window;            /* 0 = none; key j seen by query i iff i − j < window */
+    double softcap;            /* 0 = none; scores s ← softcap·tanh(s/softcap) before the mask */
 } lc_cuda_attn_shape;
 
 /* Largest head dim the attention kernels take. */
@@ -216,7 +224,8 @@ int lc_cuda_attention_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const lc_cuda_attn_s
 int64_t lc_cuda_ce_chunk_rows(int64_t V);
 size_t lc_cuda_ce_scratch_bytes(lc_cuda_dtype dt, int64_t N, int64_t C, const lc_cuda_weight *W);
 /* Fused lm_head + cross-entropy over x[N,C] (dt), W[V,C], targets[N]
- * (device int32, −100 = ignored). *loss_sum = Σ token losses, *n_supervised
+ * (device int32, −100 = ignored), logits soft-capped to softcap·tanh(z/softcap)
+ * first when softcap > 0 (0 = none), as lc_k_lm_head_ce. *loss_sum = Σ token losses, *n_supervised
  * their count (either may be NULL). When dx is not NULL, dx[N,C] +=
  * grad_scale · ∂(Σ loss)/∂x. Per chunk of supervised rows: logits (f32) by
  * one cuBLASLt GEMM, a row kernel for lse / loss / softmax gradient in place,
@@ -224,7 +233,8 @@ size_t lc_cuda_ce_scratch_bytes(lc_cuda_dtype dt, int64_t N, int64_t C, const lc
  * supervised count, the loss); fails on a target outside [0, V). */
 int lc_cuda_lm_head_ce(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x, int64_t N, int64_t C,
                        const lc_cuda_weight *W, const int32_t *targets, float grad_scale,
-                       void *dx, void *scratch, double *loss_sum, int64_t *n_supervised);
+                       void *dx, void *scratch, double *loss_sum, int64_t *n_supervised,
+                       double softcap);
 
 /* ---------------------------------------------------------------- optimizer
  * Multi-tensor: each call takes n tensors (host arrays of device pointers and

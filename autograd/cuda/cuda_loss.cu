@@ -129,11 +129,13 @@ __global__ void ce_scatter_add_k(const float *dxc, int64_t C, const int32_t *idx
 
 /* One block per supervised row r of the chunk: loss and (optionally) the
  * gradient grad_scale·(softmax − onehot(t)) into grad[r, V] (may alias
- * logits when Tg = float). flag[0] is set when a target is out of range. */
+ * logits when Tg = float). flag[0] is set when a target is out of range.
+ * softcap > 0 (Gemma 2) first bends the row in place to z = cap·tanh(l/cap)
+ * and multiplies the gradient by dz/dl = 1 − (z/cap)². */
 template <typename Tg>
 __global__ void __launch_bounds__(CE_THREADS)
     ce_rows_k(float *logits, int64_t V, const int32_t *idx, const int32_t *targets,
-              float grad_scale, Tg *grad, double *row_loss, int *flag)
+              float grad_scale, Tg *grad, double *row_loss, int *flag, float softcap)
 {
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
@@ -146,6 +148,9 @@ __global__ void __launch_bounds__(CE_THREADS)
         }
         return; /* whole block: t is uniform */
     }
+    if (softcap != 0.0f) /* each thread bends the entries it reads below */
+        for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+            lr[j] = softcap * tanhf(lr[j] / softcap);
     float m = -INFINITY;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
         m = fmaxf(m, lr[j]);
@@ -165,6 +170,10 @@ __global__ void __launch_bounds__(CE_THREADS)
             float g = expf(lr[j] - m) * k;
             if (j == t)
                 g -= grad_scale;
+            if (softcap != 0.0f) {
+                float z = lr[j] / softcap;
+                g *= 1.0f - z * z;
+            }
             gr[j] = lc_st<Tg>(g);
         }
     }
@@ -185,7 +194,7 @@ __global__ void __launch_bounds__(1024) ce_sum_k(const double *row_loss, int64_t
 extern "C" int lc_cuda_lm_head_ce(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x, int64_t N,
                                   int64_t C, const lc_cuda_weight *W, const int32_t *targets,
                                   float grad_scale, void *dx, void *scratch, double *loss_sum,
-                                  int64_t *n_supervised)
+                                  int64_t *n_supervised, double softcap)
 {
     LC_TRY(lc_cuda_check_weight(c, W));
     if (dt != LC_CUDA_F32 && dt != LC_CUDA_BF16)
@@ -238,7 +247,7 @@ extern "C" int lc_cuda_lm_head_ce(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *
         LC_DISPATCH_ACT(c, dt, T, {
             ce_rows_k<T><<<(unsigned)nr, CE_THREADS, 0, c->stream>>>(
                 logits, V, cidx, targets, grad_scale, dx ? (T *)grad : (T *)NULL, row_loss + r0,
-                flag);
+                flag, (float)softcap);
             LC_LAUNCHED(c, "ce_rows_k");
         });
         if (dx) {

@@ -1,5 +1,5 @@
 /* cuda_pointwise.cu — the row and element kernels: RMSNorm forward/backward,
- * SwiGLU forward/backward, RoPE (forward, inverse, accumulate), axpy /
+ * SwiGLU and GeGLU (tanh GELU) forward/backward, RoPE (forward, inverse, accumulate), axpy /
  * residual add / bias add, embedding gather and dropout.
  *
  * Each mirrors its lc_k_* in cpu/kernels_cpu.c line for line (same operand
@@ -96,57 +96,122 @@ extern "C" int lc_cuda_rmsnorm_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void 
     return 0;
 }
 
-/* ---- SwiGLU ---- */
+/* ---- gated activations: SwiGLU, GeGLU (tanh GELU) ----
+ * y = act(g)·u; dg += dy·u·act'(g); du += dy·act(g). One kernel pair for
+ * both, instantiated with P = gate<T, Act> (element type, activation). */
 
 __device__ __forceinline__ float sigmoidf_(float g) { return 1.0f / (1.0f + expf(-g)); }
 
-template <typename T> __global__ void swiglu_fwd_k(const T *g, const T *u, int64_t n, T *y)
+struct act_silu {
+    static __device__ __forceinline__ float f(float g) { return g * sigmoidf_(g); }
+    static __device__ __forceinline__ float df(float g)
+    {
+        float s = sigmoidf_(g);
+        return s * (1.0f + g * (1.0f - s));
+    }
+};
+
+/* gelu_tanh(x) = 0.5·x·(1 + t), t = tanh(√(2/π)·(x + 0.044715·x³)), as
+ * lc_k_geglu_tanh_fwd (torch's gelu(approximate="tanh")). */
+struct act_gelu_tanh {
+    static __device__ __forceinline__ float t(float x)
+    {
+        return tanhf(0.79788456080286535588f * (x + 0.044715f * x * x * x));
+    }
+    static __device__ __forceinline__ float f(float x) { return 0.5f * x * (1.0f + t(x)); }
+    static __device__ __forceinline__ float df(float x)
+    {
+        float th = t(x);
+        return 0.5f * (1.0f + th) +
+               0.5f * x * (1.0f - th * th) * 0.79788456080286535588f * (1.0f + 3.0f * 0.044715f * x * x);
+    }
+};
+
+template <typename T_, typename Act> struct gate {
+    typedef T_ T;
+    typedef Act A;
+};
+
+template <typename P>
+__global__ void gated_fwd_k(const typename P::T *g, const typename P::T *u, int64_t n,
+                            typename P::T *y)
 {
+    typedef typename P::T T;
     GRID_STRIDE(i, n)
     {
-        float gv = lc_ld(g[i]);
-        y[i] = lc_st<T>(gv * sigmoidf_(gv) * lc_ld(u[i]));
+        y[i] = lc_st<T>(P::A::f(lc_ld(g[i])) * lc_ld(u[i]));
     }
 }
 
-template <typename T>
-__global__ void swiglu_bwd_k(const T *g, const T *u, const T *dy, int64_t n, T *dg, T *du)
+template <typename P>
+__global__ void gated_bwd_k(const typename P::T *g, const typename P::T *u,
+                            const typename P::T *dy, int64_t n, typename P::T *dg,
+                            typename P::T *du)
 {
+    typedef typename P::T T;
     GRID_STRIDE(i, n)
     {
-        float gv = lc_ld(g[i]), uv = lc_ld(u[i]), d = lc_ld(dy[i]);
-        float s = sigmoidf_(gv);
+        float gv = lc_ld(g[i]), d = lc_ld(dy[i]);
         if (dg)
-            dg[i] = lc_st<T>(lc_ld(dg[i]) + d * uv * s * (1.0f + gv * (1.0f - s)));
+            dg[i] = lc_st<T>(lc_ld(dg[i]) + d * lc_ld(u[i]) * P::A::df(gv));
         if (du)
-            du[i] = lc_st<T>(lc_ld(du[i]) + d * gv * s);
+            du[i] = lc_st<T>(lc_ld(du[i]) + d * P::A::f(gv));
     }
+}
+
+template <typename Act>
+static int gated_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g, const void *u, int64_t n,
+                     void *y)
+{
+    if (n <= 0)
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        typedef gate<T, Act> P;
+        gated_fwd_k<P><<<lc_grid(n, 256), 256, 0, c->stream>>>((const T *)g, (const T *)u, n,
+                                                               (T *)y);
+        LC_LAUNCHED(c, "gated_fwd_k");
+    });
+    return 0;
+}
+
+template <typename Act>
+static int gated_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g, const void *u,
+                     const void *dy, int64_t n, void *dg, void *du)
+{
+    if (n <= 0 || (!dg && !du))
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        typedef gate<T, Act> P;
+        gated_bwd_k<P><<<lc_grid(n, 256), 256, 0, c->stream>>>(
+            (const T *)g, (const T *)u, (const T *)dy, n, (T *)dg, (T *)du);
+        LC_LAUNCHED(c, "gated_bwd_k");
+    });
+    return 0;
 }
 
 extern "C" int lc_cuda_swiglu_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g,
                                   const void *u, int64_t n, void *y)
 {
-    if (n <= 0)
-        return 0;
-    LC_DISPATCH_ACT(c, dt, T, {
-        swiglu_fwd_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>((const T *)g, (const T *)u, n,
-                                                                (T *)y);
-        LC_LAUNCHED(c, "swiglu_fwd_k");
-    });
-    return 0;
+    return gated_fwd<act_silu>(c, dt, g, u, n, y);
 }
 
 extern "C" int lc_cuda_swiglu_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g,
                                   const void *u, const void *dy, int64_t n, void *dg, void *du)
 {
-    if (n <= 0 || (!dg && !du))
-        return 0;
-    LC_DISPATCH_ACT(c, dt, T, {
-        swiglu_bwd_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(
-            (const T *)g, (const T *)u, (const T *)dy, n, (T *)dg, (T *)du);
-        LC_LAUNCHED(c, "swiglu_bwd_k");
-    });
-    return 0;
+    return gated_bwd<act_silu>(c, dt, g, u, dy, n, dg, du);
+}
+
+extern "C" int lc_cuda_geglu_tanh_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g,
+                                      const void *u, int64_t n, void *y)
+{
+    return gated_fwd<act_gelu_tanh>(c, dt, g, u, n, y);
+}
+
+extern "C" int lc_cuda_geglu_tanh_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g,
+                                      const void *u, const void *dy, int64_t n, void *dg,
+                                      void *du)
+{
+    return gated_bwd<act_gelu_tanh>(c, dt, g, u, dy, n, dg, du);
 }
 
 /* ---- RoPE ---- */
