@@ -336,6 +336,11 @@ def train_steps(params, step_fn, ids, labels):
 GEMMA_TYPES = ("gemma2", "gemma3_text")
 
 
+def rope_powers(theta, d):
+    """theta^(2i/d) for i < d/2, float64: RoPE's inverse frequencies before any scaling are 1 / this."""
+    return float(theta) ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+
+
 class RefModel:
     """The forward pass written from the papers / model cards, not from HF's code paths:
     Llama / Mistral / Qwen2 (biases) / Qwen3 (q/k norms), Gemma 2 / 3 (norms x (1 + w), four norms a
@@ -398,8 +403,7 @@ class RefModel:
     def rope_freqs(self, rp, T):
         """(inv_freq [d/2] float64, cos/sin multiplier, rotary dims d, which LongRoPE list) for T tokens."""
         d = int(self.D * rp.get("partial_rotary_factor", 1.0))
-        theta = float(rp["rope_theta"])
-        base = theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d)     # theta^(2i/d)
+        base = rope_powers(rp["rope_theta"], d)
         kind, mult, which = rp.get("rope_type", rp.get("type", "default")), 1.0, None
         if kind == "default":
             inv = 1.0 / base
@@ -526,8 +530,7 @@ def leaf_lora(lora_file):
 
 def longrope_set(rp, inv_freq):
     """Which LongRoPE list ('short_factor' / 'long_factor') HF's inv_freq [D/2] was made from."""
-    d = 2 * len(rp["short_factor"])
-    base = float(rp["rope_theta"]) ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+    base = rope_powers(rp["rope_theta"], 2 * len(rp["short_factor"]))
     err = {k: maxrel(inv_freq, 1.0 / (torch.tensor(rp[k], dtype=torch.float64) * base))
            for k in ("short_factor", "long_factor")}
     best = min(err, key=err.get)
