@@ -97,7 +97,7 @@ static void check_logits(const char *name)
 {
     fixture f;
     setup(&f, name);
-    int64_t N = 2 * 16, V = 512;
+    int64_t N = 2 * 16, V = f.s.model.cfg.vocab_size;
     float *logits = malloc((size_t)(N * V) * sizeof(float));
     hidden_check hc = {&f, 0};
     lc_model_logits(&f.s.model, &f.s.tape, &f.s.batch, &f.s.lora, logits, check_hidden, &hc);

@@ -258,10 +258,10 @@ static int plan_model(job *j, lc_error *err)
  * the adapter file (mlp.down, gate, up, then self_attn.k, o, q, v). */
 static int plan_lora(job *j, lc_error *err)
 {
-    static const lc_module order[LC_MOD_COUNT] = {LC_MOD_DOWN, LC_MOD_GATE, LC_MOD_UP, LC_MOD_K,
-                                                  LC_MOD_O, LC_MOD_Q, LC_MOD_V};
+    static const lc_module order[] = {LC_MOD_DOWN, LC_MOD_GATE, LC_MOD_UP, LC_MOD_K,
+                                      LC_MOD_O, LC_MOD_Q, LC_MOD_V};
     for (int l = 0; l < j->cfg.n_layers; l++)
-        for (int k = 0; k < LC_MOD_COUNT; k++) {
+        for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
             const lc_lora_adapter *ad = lc_lora_get(&j->lora, l, order[k]);
             if (!ad)
                 continue;
