@@ -242,13 +242,13 @@ static void write_sharded_model(const char *dir)
 }
 
 /* Compares every tensor of the model in dir (one file or shards) against
- * merged_step3; returns the largest absolute difference. */
-static double max_err_vs_reference(const char *dir, const char *const *files, int n_files)
+ * the fixture's PEFT merge ref_rel; returns the largest absolute difference. */
+static double max_err_vs(const char *ref_rel, const char *dir, const char *const *files,
+                         int n_files)
 {
     lc_error err;
     lc_st_file ref;
-    cr_assert_eq(lc_st_open(&ref, lc_test_fixture("tiny-llama/merged_step3.safetensors"), &err), 0,
-                 "%s", err.msg);
+    cr_assert_eq(lc_st_open(&ref, lc_test_fixture(ref_rel), &err), 0, "%s", err.msg);
     double worst = 0;
     size_t seen = 0;
     for (int f = 0; f < n_files; f++) {
@@ -277,8 +277,44 @@ static double max_err_vs_reference(const char *dir, const char *const *files, in
     return worst;
 }
 
+/* The same against tiny-llama's merged_step3. */
+static double max_err_vs_reference(const char *dir, const char *const *files, int n_files)
+{
+    return max_err_vs("tiny-llama/merged_step3.safetensors", dir, files, n_files);
+}
+
 /* ------------------------------------------------------------------ */
 /* tests                                                               */
+
+/* Each newer family's adapter_step3 merged as PEFT's merge_and_unload did:
+ * Gemma's (1 + w) norms are copied as stored, Phi-3's fused qkv_proj and
+ * gate_up_proj take their one B·A each, a tied head stays tied. */
+Test(merge, families_match_peft, .timeout = 120)
+{
+    static const char *const fams[] = {"tiny-gemma2", "tiny-gemma3", "tiny-phi3"};
+    for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
+        char *tmp = lc_test_tmpdir();
+        char *out = lc_test_asprintf("%s/merged", tmp);
+        char *model = lc_test_asprintf("%s/model", lc_test_fixture(fams[i]));
+        char *adapter = lc_test_asprintf("%s/adapter_step3", lc_test_fixture(fams[i]));
+        char *ref = lc_test_asprintf("%s/merged_step3.safetensors", fams[i]);
+        lc_test_run_result r = merge3(NULL, model, adapter, out, NULL, NULL);
+        cr_assert_eq(r.code, 0, "%s: merge failed (%d):\n%s%s", fams[i], r.code, r.out, r.err);
+        const char *files[1] = {"model.safetensors"};
+        double worst = max_err_vs(ref, out, files, 1);
+        double diff = parse_verify_diff(r.out);
+        cr_log_info("%s: max abs error vs PEFT's merge %.3g; verification logit difference %.3g",
+                    fams[i], worst, diff);
+        cr_expect_leq(diff, TOL_VERIFY_F32, "%s: verification difference %g", fams[i], diff);
+        lc_test_run_free(&r);
+        lc_test_rm_rf(tmp);
+        free(ref);
+        free(adapter);
+        free(model);
+        free(out);
+        free(tmp);
+    }
+}
 
 Test(merge, fixture_matches_peft)
 {

@@ -619,6 +619,42 @@ Test(trainer, fixture_trace, .timeout = 120)
     free(dir);
 }
 
+/* The 3-step reference run of each newer family (Gemma 2, Gemma 3, Phi-3;
+ * scripts/make_fixtures.py): configs/fixture_3step.yaml's settings over the
+ * family's fixture, loss and grad norm per step and the final adapter. */
+static void family_trace(const char *fam, size_t n_tensors)
+{
+    char *dir = lc_test_tmpdir();
+    char *out = lc_test_asprintf("%s/out", dir);
+    char *fx = fixture(fam);
+    char *yaml = lc_test_asprintf(
+        "base_model: %s/model\nadapter: lora\nlora_model_dir: %s/adapter_init\n"
+        "datasets:\n  - path: %s/train.jsonl\n    type: tokenized\n"
+        "sequence_len: 16\nsample_packing: false\nshuffle: false\nmicro_batch_size: 2\n"
+        "gradient_accumulation_steps: 1\nnum_epochs: 1\nmax_steps: 3\nlearning_rate: 1.0e-3\n"
+        "lr_scheduler: constant\nwarmup_steps: 0\nweight_decay: 0.01\nmax_grad_norm: 1.0\n"
+        "logging_steps: 1\nsave_steps: 0\noutput_dir: %s\n", fx, fx, fx, out);
+    char *cfg = lc_test_write_text(dir, "run.yaml", yaml);
+    train_ok(cfg, out, NULL, 0);
+    char *meta = lc_test_asprintf("%s/meta.json", fam), *ref = lc_test_asprintf("%s/lora_step3.safetensors", fam);
+    char *init = lc_test_asprintf("%s/lora_init.safetensors", fam);
+    assert_matches_run_from(out, meta, ref, init, n_tensors, TRACE_TOL_LOSS, TRACE_TOL_NORM);
+    free(init);
+    free(ref);
+    free(meta);
+    free(cfg);
+    free(yaml);
+    free(fx);
+    free(out);
+    lc_test_rm_rf(dir);
+    free(dir);
+}
+
+/* 2 layers × 7 linears × (A, B); Phi-3: 2 × 4 (fused qkv_proj, gate_up_proj) × 2 */
+Test(trainer, gemma2_trace, .timeout = 120) { family_trace("tiny-gemma2", 28); }
+Test(trainer, gemma3_trace, .timeout = 120) { family_trace("tiny-gemma3", 28); }
+Test(trainer, phi3_trace, .timeout = 120) { family_trace("tiny-phi3", 16); }
+
 /* LoRA+ against PEFT's create_loraplus_optimizer as Axolotl calls it
  * (scripts/make_loraplus_fixture.py): lora_B at 16 x the rate, and the
  * config's weight_decay 0.01 not applied, as there. B's 16x larger first
