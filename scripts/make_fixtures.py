@@ -759,7 +759,7 @@ first 8 tokens (8 ≤ 8: `short_factor`, same attention factor) from `adapter_in
 """,
 }
 
-NF4_ROW = ("| `ref_nf4.safetensors` | QLoRA reference ({how}): every decoder linear's base weight (q,k,v,o,gate,up,down; "
+NF4_ROW = ("| `ref_nf4.safetensors` | QLoRA reference ({how}): every decoder linear's base weight (q,k,v,o,gate,up,down, or Phi-3's qkv,o,gate_up,down; "
            "not embeddings / lm_head) replaced by its NF4 round trip (block 64, no double quant, first code in the high nibble); "
            "`...q_proj.weight.nf4` (packed u8), `.absmax`, `.dequant` for layer 0; `qlora.logits`, `qlora.loss`, "
            "`<lora name>.qlora_grad` for rows 0–1 |\n")

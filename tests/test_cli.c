@@ -343,6 +343,40 @@ static double jnum(const cJSON *o, const char *k)
     return v->valuedouble;
 }
 
+/* The family's linears in `lorac info`, the plan's targets marked; a target
+ * the family does not have is refused in one line. */
+Test(cli, info_family_linears_and_targets)
+{
+    const char *dir = lc_test_fixture("tiny-phi3/model");
+    const char *args[] = {"info", dir, "--target-modules", "qkv_proj,down_proj", NULL};
+    lc_test_run_result r = lc_test_run_lorac(NULL, args);
+    cr_assert_eq(r.code, 0, "info failed (%d):\n%s%s", r.code, r.out, r.err);
+    cr_expect(strstr(r.out, "architecture:   phi3"), "%s", r.out);
+    cr_expect(strstr(r.out, "linears:        qkv_proj* o_proj gate_up_proj down_proj* "), "%s",
+              r.out);
+    /* r 8 on qkv_proj [(4 + 2·2)·12, 48] and down_proj [48, 96] of 2 layers */
+    cr_expect(strstr(r.out, "LoRA r 8 on 2 of 4 linears (4608 trainable parameters)"), "%s", r.out);
+    cr_expect(strstr(r.out, "longrope"), "%s", r.out);
+    lc_test_run_free(&r);
+
+    const char *bad[] = {"info", dir, "--target-modules", "q_proj", NULL};
+    r = lc_test_run_lorac(NULL, bad);
+    cr_expect_eq(r.code, 1);
+    cr_expect(strstr(r.err, "lorac info: --target-modules: 'q_proj' is not a linear of phi3 "
+                            "models (they have qkv_proj, o_proj, gate_up_proj, down_proj)"),
+              "%s", r.err);
+    lc_test_run_free(&r);
+
+    const char *gemma[] = {"info", lc_test_fixture("tiny-gemma2/model"), NULL};
+    r = lc_test_run_lorac(NULL, gemma);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "GeGLU (tanh) MLP, (1 + w) norms before and after attention and MLP, "
+                            "attention scale 1/sqrt(24), soft-capping attention 1.5, logits 3"),
+              "%s", r.out);
+    cr_expect(strstr(r.out, "sliding window 6 on 1 of 2 layers"), "%s", r.out);
+    lc_test_run_free(&r);
+}
+
 Test(cli, info_counts)
 {
     const char *dir = lc_test_fixture("tiny-llama/model");

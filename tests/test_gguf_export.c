@@ -554,6 +554,13 @@ Test(gguf_export, refusals_leave_nothing_behind)
     cr_assert_neq(lc_gguf_export(&o, &r, NULL, &err), 0);
     lc_test_assert_msg_has(&err, "never replaces an input");
     free(in_input);
+    /* a family the GGUF writer does not know yet: refused, nothing written */
+    o.base_dir = lc_test_fixture("tiny-gemma2/model");
+    o.out_path = lc_test_path_in(dir, "g.gguf");
+    cr_assert_neq(lc_gguf_export(&o, &r, NULL, &err), 0);
+    lc_test_assert_msg_has(&err, "export-gguf does not support gemma2 models yet");
+    cr_assert_eq(count_entries(dir), 1);
+    free((char *)o.out_path);
     /* an unknown pre-tokenizer regex: refused */
     char *tok = lc_test_tokenizer_dir("qwen2");
     char *tj = lc_test_path_in(tok, "tokenizer.json");

@@ -171,3 +171,31 @@ Test(model_fixture, phi3_fused_longrope_loss_and_every_lora_gradient)
 {
     check_loss_and_grads("tiny-phi3");
 }
+
+/* Phi-3 below its original context: an 8-token forward (max position + 1 =
+ * 8, not past original_max_position_embeddings 8) takes longrope's short
+ * factors, as transformers decides per forward call; the fixture's
+ * short.logits are row 0's first 8 tokens. */
+Test(model_fixture, phi3_short_factors_below_original_context)
+{
+    fixture f;
+    setup(&f, "tiny-phi3");
+    const int64_t T = 8, V = f.s.model.cfg.vocab_size;
+    cr_assert_eq(f.s.model.cfg.rope_original_max_position, T);
+    lc_batch b = {.B = 1, .T = T, .input_ids = f.s.buf.ids, .targets = f.s.buf.targets,
+                  .positions = f.s.buf.positions};
+    float *logits = malloc((size_t)(T * V) * sizeof(float));
+    lc_model_logits(&f.s.model, &f.s.tape, &b, &f.s.lora, logits, NULL, NULL);
+    double e = lc_test_rel_err_f32(logits, ref_tensor(&f, "short.logits", (uint64_t)(T * V)),
+                                   (size_t)(T * V));
+    cr_log_info("tiny-phi3 short factors: logits rel err %.3g", e);
+    cr_expect_lt(e, TOL_LOGITS, "short-factor logits rel err %g", e);
+    /* the same tokens inside the 16-token rows used the long factors: they differ */
+    float *longer = malloc((size_t)(2 * 16 * V) * sizeof(float));
+    lc_model_logits(&f.s.model, &f.s.tape, &f.s.batch, &f.s.lora, longer, NULL, NULL);
+    cr_expect_gt(lc_test_rel_err_f32(longer, logits, (size_t)(T * V)), 1e-2);
+    free(longer);
+    free(logits);
+    lc_tape_reset(&f.s.tape);
+    teardown(&f);
+}

@@ -39,14 +39,21 @@ typedef lc_test_step run;
 #define TOL_LOSS 1.5e-7
 #define TOL_GRAD 1.5e-5
 
-/* Loads a model (quantized per opts), adapter_init and rows 0–1. */
-static void run_open(run *r, const char *model_dir, const lc_model_load_opts *o)
+/* Loads a model (quantized per opts), an adapter and rows 0–1 of a JSONL file. */
+static void run_open_from(run *r, const char *model_dir, const lc_model_load_opts *o,
+                          const char *adapter_dir, const char *rows)
 {
     lc_error err;
     memset(r, 0, sizeof *r);
     cr_assert_eq(lc_model_load_with(&r->model, model_dir, o, &err), 0, "%s", err.msg);
-    lc_test_step_init(r, lc_test_fixture("tiny-llama/adapter_init"),
-                      lc_test_fixture("tiny-llama/train.jsonl"), 0, 2);
+    lc_test_step_init(r, adapter_dir, rows, 0, 2);
+}
+
+/* The same with tiny-llama's adapter_init and rows. */
+static void run_open(run *r, const char *model_dir, const lc_model_load_opts *o)
+{
+    run_open_from(r, model_dir, o, lc_test_fixture("tiny-llama/adapter_init"),
+                  lc_test_fixture("tiny-llama/train.jsonl"));
 }
 
 static void run_close(run *r) { lc_test_step_free(r); }
@@ -111,6 +118,67 @@ Test(qlora, forward_backward_match_bitsandbytes_peft)
     lc_st_close(&f);
     run_close(&r);
 }
+
+/* QLoRA on the newer families: every linear of the family (Phi-3's fused
+ * qkv_proj and gate_up_proj included) quantized at load, against
+ * scripts/make_fixtures.py's bitsandbytes-compatible NF4 reference (the
+ * packed codes of layer 0 byte for byte, logits, loss, every gradient). */
+static void family_qlora(const char *fam)
+{
+    run r;
+    lc_model_load_opts o = {.nf4 = true, .nf4_blocksize = 64, .nf4_double_quant = false};
+    char *model = lc_test_asprintf("%s/model", fam), *rel = lc_test_asprintf("%s/ref_nf4.safetensors", fam);
+    char *adapter = lc_test_asprintf("%s/adapter_init", fam), *rows = lc_test_asprintf("%s/train.jsonl", fam);
+    run_open_from(&r, lc_test_fixture(model), &o, lc_test_fixture(adapter), lc_test_fixture(rows));
+    lc_error err;
+    lc_st_file f;
+    cr_assert_eq(lc_st_open(&f, lc_test_fixture(rel), &err), 0, "%s", err.msg);
+    const lc_family *fm = lc_family_of(r.model.cfg.arch);
+    char name[256], gname[300];
+    for (int i = 0; i < fm->n_modules; i++) { /* layer 0's codes, as bitsandbytes packs them */
+        lc_module m = fm->modules[i];
+        const lc_nf4 *q = r.model.layers[0].proj[m].nf4;
+        cr_assert(q, "%s: %s not quantized", fam, lc_module_name(m));
+        snprintf(name, sizeof name, "model.layers.0.%s.%s.weight.nf4", lc_module_parent(m),
+                 lc_module_name(m));
+        const lc_st_tensor *t = lc_st_find(&f, name);
+        cr_assert(t, "%s missing", name);
+        cr_expect_eq(memcmp(t->data, q->codes, (size_t)t->numel), 0, "%s: codes differ", name);
+    }
+    size_t nl = (size_t)(2 * 16 * r.model.cfg.vocab_size);
+    float *logits = malloc(nl * sizeof(float));
+    lc_model_logits(&r.model, &r.tape, &r.batch, &r.lora, logits, NULL, NULL);
+    double e_logits = lc_test_rel_err_f32(logits, ref(&f, "qlora.logits", nl), nl);
+    free(logits);
+    double loss = run_loss(&r, true), ref_loss = ref(&f, "qlora.loss", 1)[0];
+    double e_loss = fabs(loss - ref_loss) / ref_loss, worst = 0;
+    for (int l = 0; l < r.model.cfg.n_layers; l++)
+        for (int i = 0; i < fm->n_modules; i++)
+            for (int b = 0; b < 2; b++) {
+                const lc_lora_adapter *ad = lc_lora_get(&r.lora, l, fm->modules[i]);
+                const lc_tensor *t = b ? ad->B : ad->A;
+                lc_lora_tensor_name(name, sizeof name, l, fm->modules[i], b);
+                snprintf(gname, sizeof gname, "%s.qlora_grad", name);
+                double e = lc_test_rel_err_f32(t->grad, ref(&f, gname, (uint64_t)t->numel),
+                                               (size_t)t->numel);
+                cr_expect_lt(e, TOL_GRAD, "%s: %g", gname, e);
+                worst = e > worst ? e : worst;
+            }
+    cr_log_info("%s QLoRA vs NF4 reference: logits %.3g, loss %.3g, worst grad %.3g", fam,
+                e_logits, e_loss, worst);
+    cr_expect_lt(e_logits, TOL_LOGITS, "%s: logits rel err %g", fam, e_logits);
+    cr_expect_lt(e_loss, TOL_LOSS, "%s: loss rel err %g", fam, e_loss);
+    lc_st_close(&f);
+    run_close(&r);
+    free(rows);
+    free(adapter);
+    free(rel);
+    free(model);
+}
+
+Test(qlora, gemma2_matches_nf4_reference) { family_qlora("tiny-gemma2"); }
+Test(qlora, gemma3_matches_nf4_reference) { family_qlora("tiny-gemma3"); }
+Test(qlora, phi3_fused_matches_nf4_reference) { family_qlora("tiny-phi3"); }
 
 /* Every tensor of a and b: same names, dtypes, shapes and bytes. */
 static void expect_same_tensors(const char *pa, const char *pb)

@@ -122,14 +122,19 @@ static void scan_files(const lc_model_files *mf, const lc_model_config *c, file_
     }
 }
 
-static void print_architecture(FILE *out, const char *dir, const lc_model_config *c)
+/* targets: the linears the plan adapts, marked '*' (NULL: no plan). */
+static void print_architecture(FILE *out, const char *dir, const lc_model_config *c,
+                               const bool *targets)
 {
     fprintf(out, "model:          %s\n", dir);
     const lc_family *f = lc_family_of(c->arch);
-    char mods[160];
-    lc_family_module_list(f, mods, sizeof mods);
     fprintf(out, "architecture:   %s (model_type %s)\n", lc_arch_name(c->arch), c->model_type);
-    fprintf(out, "linears:        %s (each layer; what lora_target_modules may name)\n", mods);
+    fprintf(out, "linears:       ");
+    for (int i = 0; i < f->n_modules; i++)
+        fprintf(out, " %s%s", lc_module_name(f->modules[i]),
+                targets && targets[f->modules[i]] ? "*" : "");
+    fprintf(out, " (each layer; what lora_target_modules may name%s)\n",
+            targets ? "; * = adapted in the plans below" : "");
     fprintf(out, "layers:         %d\n", c->n_layers);
     fprintf(out, "hidden size:    %d\n", c->hidden_size);
     fprintf(out, "intermediate:   %d\n", c->intermediate_size);
@@ -213,8 +218,8 @@ static void print_parameters(FILE *out, const lc_model_config *c, const lc_param
         if (total != pc->total)
             fprintf(out, "  note: config.json shapes imply %.0f parameters\n", pc->total);
     }
-    fprintf(out, "  %-12s %15.0f  (the 7 projections of every layer: what LoRA adapts "
-            "and QLoRA quantizes)\n", "linears", pc->linears);
+    fprintf(out, "  %-12s %15.0f  (the %d linears of every layer: what LoRA adapts "
+            "and QLoRA quantizes)\n", "linears", pc->linears, lc_family_of(c->arch)->n_modules);
 }
 
 /* The frozen weights the memory plans count: estimated from config.json, or
@@ -253,18 +258,54 @@ static void weights_for_plan(const lc_info_opts *o, const lc_model_config *c,
     lc_model_free(&qm);
 }
 
-/* LoRA (or DoRA) r on every linear of the family: the plan's adapter and its
+/* The linears the plans adapt: --target-modules (comma-separated, each a
+ * linear of the model's family) or every linear of the family. */
+static int plan_targets(const lc_info_opts *o, const lc_model_config *c, bool *targets,
+                        lc_error *err)
+{
+    lc_lora_config all = {0};
+    lc_lora_target_all(&all, c);
+    if (!o->target_modules) {
+        memcpy(targets, all.targets, sizeof all.targets);
+        return 0;
+    }
+    memset(targets, 0, LC_MOD_COUNT * sizeof *targets);
+    const char *p = o->target_modules;
+    bool any = false;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)(n < 31 ? n : 31), p);
+        int m = n < 31 ? lc_module_from_name(name) : -1;
+        if (m < 0 || !all.targets[m]) {
+            char have[160];
+            lc_family_module_list(lc_family_of(c->arch), have, sizeof have);
+            return lc_error_set(err, "--target-modules: '%.*s' is not a linear of %s models "
+                                "(they have %s)", (int)(n < 64 ? n : 64), p, c->model_type, have);
+        }
+        targets[m] = any = true;
+        p += n + (p[n] == ',');
+    }
+    if (!any)
+        return lc_error_set(err, "--target-modules: no module named");
+    return 0;
+}
+
+/* LoRA (or DoRA) r on the targeted linears: the plan's adapter and its
  * parameter count (DoRA: plus a magnitude per output row). */
-static size_t plan_lora(const lc_model_config *c, int rank, bool dora, lc_lora_config *lora)
+static size_t plan_lora(const lc_model_config *c, int rank, bool dora, const bool *targets,
+                        lc_lora_config *lora)
 {
     memset(lora, 0, sizeof *lora);
     lora->r = rank;
     lora->alpha = 2.0 * rank;
     lora->use_dora = dora;
+    memcpy(lora->targets, targets, sizeof lora->targets);
     size_t params = 0;
-    lc_lora_target_all(lora, c);
     const lc_family *f = lc_family_of(c->arch);
     for (int i = 0; i < f->n_modules; i++) {
+        if (!targets[f->modules[i]])
+            continue;
         int64_t mo, mi;
         lc_module_shape(c, f->modules[i], &mo, &mi);
         params += ((size_t)rank * (size_t)(mo + mi) + (dora ? (size_t)mo : 0)) *
@@ -299,11 +340,14 @@ static void print_plan_notes(FILE *out, const lc_model_config *c, const plan_wei
 
 /* The memory plans: LoRA and QLoRA, each with and without checkpointing. */
 static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_config *c,
-                               const plan_weights *w)
+                               const plan_weights *w, const bool *targets)
 {
     const int64_t T = lc_model_config_seq_len(c, o->seq_len), B = o->micro_batch;
     lc_lora_config lora;
-    size_t lora_params = plan_lora(c, o->rank, o->dora, &lora);
+    size_t lora_params = plan_lora(c, o->rank, o->dora, targets, &lora);
+    int n_targets = 0;
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        n_targets += targets[m];
     lc_memory_plan lp, qp, lpc, qpc;
     lc_memory_plan_cpu(c, w->real ? w->emb_bytes + w->nf4_bytes
                                   : lc_memory_weight_bytes(c, w->dtype),
@@ -313,9 +357,9 @@ static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_
     lc_memory_plan_cpu(c, qp.weights, lora_params, &lora, B, T, true, &qpc);
 
     double unit = lp.total >= 1073741824.0 ? 1073741824.0 : 1048576.0;
-    fprintf(out, "\nmemory plan (%s): %s r %d on all %d linears (%zu trainable parameters), "
+    fprintf(out, "\nmemory plan (%s): %s r %d on %d of %d linears (%zu trainable parameters), "
             "micro-batch %lld x sequence %lld, %s%s %s, CPU backend (%d thread%s)\n",
-            unit > 1048576.0 ? "GiB" : "MiB", o->dora ? "DoRA" : "LoRA", o->rank,
+            unit > 1048576.0 ? "GiB" : "MiB", o->dora ? "DoRA" : "LoRA", o->rank, n_targets,
             lc_family_of(c->arch)->n_modules, lora_params, (long long)B, (long long)T,
             w->real ? "NF4 linears + " : "", lc_dtype_name(w->dtype),
             w->real ? "embeddings" : "weights", omp_get_max_threads(),
@@ -348,7 +392,7 @@ static int print_gguf(const lc_info_opts *o, FILE *out, lc_error *err)
     lc_model m;
     if (lc_model_load(&m, o->dir, err))
         return -1;
-    print_architecture(out, o->dir, &m.cfg);
+    print_architecture(out, o->dir, &m.cfg, NULL);
     char hb[64];
     human(lc_model_weight_bytes(&m), hb, sizeof hb);
     fprintf(out, "weights:        %s as held (GGUF types, mapped from the file)\n", hb);
@@ -362,7 +406,8 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
     if (lc_gguf_model_is_gguf(o->dir))
         return print_gguf(o, out, err);
     lc_model_config c;
-    if (lc_model_config_load(&c, o->dir, err))
+    bool targets[LC_MOD_COUNT];
+    if (lc_model_config_load(&c, o->dir, err) || plan_targets(o, &c, targets, err))
         return -1;
     lc_model_files mf;
     if (lc_model_files_open(&mf, o->dir, err))
@@ -371,14 +416,14 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
     scan_files(&mf, &c, &fs);
     lc_param_counts pc;
     lc_param_counts_from_config(&c, &pc);
-    print_architecture(out, o->dir, &c);
+    print_architecture(out, o->dir, &c, targets);
     print_files(out, &mf, &fs);
     print_parameters(out, &c, &pc, &fs);
     lc_model_files_close(&mf);
 
     plan_weights w;
     weights_for_plan(o, &c, &pc, fs.lin_dtype, &w);
-    print_memory_plans(out, o, &c, &w);
+    print_memory_plans(out, o, &c, &w, targets);
     double avail = lc_memory_available();
     if (avail > 0) {
         char hb[64];

@@ -28,14 +28,15 @@ typedef struct lc_info_opts {
     const char *dir;
     int64_t seq_len;      /* 0: lc_model_config_seq_len's default */
     int64_t micro_batch;  /* rows per micro-batch */
-    int rank;             /* LoRA r for the plan (all seven linears targeted) */
+    int rank;             /* LoRA r for the plan */
+    const char *target_modules; /* "q_proj,v_proj": the linears the plan adapts (NULL: all) */
     bool dora;            /* plan DoRA (a magnitude per output row) instead of LoRA */
 } lc_info_opts;
 
 /* Parameter counts by part, from config.json shapes. */
 typedef struct lc_param_counts {
     double embeddings, lm_head, attention, mlp, norms, total;
-    double linears;       /* the seven projections of every layer (what LoRA/NF4 touch) */
+    double linears;       /* the family's linears of every layer (what LoRA/NF4 touch) */
 } lc_param_counts;
 
 void lc_param_counts_from_config(const lc_model_config *c, lc_param_counts *p);

@@ -673,9 +673,12 @@ static void info_usage(FILE *f)
 {
     fprintf(f,
         "usage: lorac info DIR [--seq-len N] [--micro-batch N] [--rank R] [--dora]\n"
-        "  Describes the Hugging Face model in DIR: architecture, parameter counts (total and\n"
-        "  per part), tensor dtypes, and the memory a LoRA / QLoRA run needs at the given\n"
-        "  settings (all seven linears adapted), with and without gradient checkpointing.\n"
+        "                      [--target-modules LIST]\n"
+        "  Describes the Hugging Face model in DIR: architecture and family, the linears of its\n"
+        "  blocks, parameter counts (total and per part), tensor dtypes, and the memory a LoRA /\n"
+        "  QLoRA run needs at the given settings, with and without gradient checkpointing.\n"
+        "  --target-modules LIST  comma-separated linears the plan adapts, as\n"
+        "                    lora_target_modules (default: every linear of the family)\n"
         "  --seq-len N       sequence length (default min(%d, max_position_embeddings))\n"
         "  --micro-batch N   rows per micro-batch (default 1)\n"
         "  --rank R          LoRA rank (default 8)\n"
@@ -712,6 +715,8 @@ static int cmd_info(int argc, char **argv)
                     return 2;
                 o.rank = (int)x;
             }
+        } else if ((k = lc_cli_opt_value(argc, argv, &i, "--target-modules", &v)) != 0) {
+            o.target_modules = v;
         } else if (strcmp(argv[i], "--dora") == 0) {
             o.dora = true;
         } else if (argv[i][0] != '-' && !o.dir) {
