@@ -270,10 +270,21 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* every bench allocation, freed at the end */
+static void *bench_mem[256];
+static int bench_n;
+
+static void *bench_alloc(size_t bytes)
+{
+    cr_assert_lt(bench_n, 256);
+    void *p = calloc(1, bytes);
+    cr_assert_not_null(p);
+    return bench_mem[bench_n++] = p;
+}
+
 static float *rnd(int64_t n, float scale, uint64_t *s)
 {
-    float *p = malloc((size_t)n * sizeof(float));
-    cr_assert_not_null(p);
+    float *p = bench_alloc((size_t)n * sizeof(float));
     for (int64_t i = 0; i < n; i++)
         p[i] = scale * (float)((double)(lc_test_splitmix64(s) >> 11) * 0x1.0p-53 * 2 - 1);
     return p;
@@ -281,12 +292,11 @@ static float *rnd(int64_t n, float scale, uint64_t *s)
 
 static lc_tensor *param(int64_t rows, int64_t cols, uint64_t *s)
 {
-    lc_tensor *t = calloc(1, sizeof *t);
-    cr_assert_not_null(t);
+    lc_tensor *t = bench_alloc(sizeof *t);
     int64_t shape[2] = {rows, cols};
     lc_tensor_set_shape(t, 2, shape);
     t->data = rnd(rows * cols, 0.05f, s);
-    t->grad = calloc((size_t)(rows * cols), sizeof(float));
+    t->grad = bench_alloc((size_t)(rows * cols) * sizeof(float));
     t->requires_grad = t->is_param = true;
     return t;
 }
@@ -367,5 +377,6 @@ Test(moe_bench, block_vs_dense)
     cr_expect_lt(best[0] / best[1], 3.0, "the MoE block is far slower than its dense equivalent");
     lc_tape_free(&tape);
     lc_arena_free(&arena);
-    /* (the bench's weights and LoRA tensors are left to process exit) */
+    while (bench_n > 0)
+        free(bench_mem[--bench_n]);
 }
