@@ -349,20 +349,22 @@ static void frozen(mcase *m, lc_weight *W, lc_real *data, int64_t rows, int64_t 
 }
 
 /* N tokens, C hidden, E experts of width FF, top-k, LoRA rank R on gate_up
- * and down of every expert (stacked leaves, one slice per expert). */
+ * (lora & 1) and down (lora & 2) of every expert (stacked leaves, one slice
+ * per expert; no adapter at all for the bits not set). */
 static void check_block(const char *name, int64_t N, int64_t C, int E, int64_t FF, int k,
-                        bool renorm, int64_t R)
+                        bool renorm, int64_t R, int lora)
 {
     mcase m;
     mcase_init(&m, name, fwd_block, 991 + (uint64_t)N);
     m.N = N, m.C = C, m.E = E;
     m.spec = (lc_router_spec){LC_ROUTER_SOFTMAX_THEN_TOPK, k, renorm};
     add_leaf(&m, "x", N, C, false, 1.0);
-    lc_tensor *st[4] = {add_leaf(&m, "A_gu", E * R, C, true, 0.5),
-                        add_leaf(&m, "B_gu", E * 2 * FF, R, true, 0.5),
-                        add_leaf(&m, "A_dn", E * R, FF, true, 0.5),
-                        add_leaf(&m, "B_dn", E * C, R, true, 0.5)};
-    int64_t st_rows[4] = {R, 2 * FF, R, C};
+    static const char *const st_name[4] = {"A_gu", "B_gu", "A_dn", "B_dn"};
+    int64_t st_rows[4] = {R, 2 * FF, R, C}, st_cols[4] = {C, R, FF, R};
+    lc_tensor *st[4] = {0};
+    for (int s = 0; s < 4; s++)
+        if (lora & (1 << (s / 2)))
+            st[s] = add_leaf(&m, st_name[s], E * st_rows[s], st_cols[s], true, 0.5);
     m.gate = calloc(3 * (size_t)E, sizeof(lc_weight));
     m.experts = calloc((size_t)E, sizeof *m.experts);
     m.lora = calloc(2 * (size_t)E, sizeof *m.lora);
@@ -376,13 +378,15 @@ static void check_block(const char *name, int64_t N, int64_t C, int E, int64_t F
         frozen(&m, &m.gate[e], p, FF, C, 1 / sqrt((double)C));
         frozen(&m, &m.up[e], p + FF * C, FF, C, 1 / sqrt((double)C));
         frozen(&m, &m.down[e], p + 2 * FF * C, C, FF, 1 / sqrt((double)FF));
-        lc_tensor *v[4];
+        lc_tensor *v[4] = {0};
         for (int s = 0; s < 4; s++)
-            v[s] = stack_slice(&views[4 * e + s], st[s], e, st_rows[s]);
+            if (st[s])
+                v[s] = stack_slice(&views[4 * e + s], st[s], e, st_rows[s]);
         m.lora[2 * e] = (lc_lora_adapter){.A = v[0], .B = v[1], .scale = 1.5};
         m.lora[2 * e + 1] = (lc_lora_adapter){.A = v[2], .B = v[3], .scale = 1.5};
-        m.experts[e] = (lc_moe_expert){&m.gate[e], &m.up[e], &m.down[e], &m.lora[2 * e],
-                                       &m.lora[2 * e + 1]};
+        m.experts[e] = (lc_moe_expert){&m.gate[e], &m.up[e], &m.down[e],
+                                       v[0] ? &m.lora[2 * e] : NULL,
+                                       v[2] ? &m.lora[2 * e + 1] : NULL};
     }
     check(&m);
     int used = 0;
@@ -397,18 +401,27 @@ static void check_block(const char *name, int64_t N, int64_t C, int E, int64_t F
 /* Mixtral: renormalised top-2 of 4 experts */
 Test(gradcheck_moe, block_mixtral_like)
 {
-    check_block("block top-2 of 4 renorm", 10, 6, 4, 5, 2, true, 2);
+    check_block("block top-2 of 4 renorm", 10, 6, 4, 5, 2, true, 2, 3);
 }
 
 /* Qwen3-MoE with norm_topk_prob false */
 Test(gradcheck_moe, block_qwen3moe_plain)
 {
-    check_block("block top-2 of 4 plain", 10, 6, 4, 5, 2, false, 2);
+    check_block("block top-2 of 4 plain", 10, 6, 4, 5, 2, false, 2, 3);
 }
 
 /* 3 tokens over 8 experts: some experts get no rows (their LoRA gradient
  * is exactly zero, and the finite differences agree) */
 Test(gradcheck_moe, block_unrouted_experts)
 {
-    check_block("block top-2 of 8, 3 tokens", 3, 6, 8, 4, 2, true, 3);
+    check_block("block top-2 of 8, 3 tokens", 3, 6, 8, 4, 2, true, 3, 3);
+}
+
+/* LoRA on gate_up only, on down only, and none (x alone: router, gather,
+ * plain expert linears and combine) */
+Test(gradcheck_moe, block_partial_lora)
+{
+    check_block("block LoRA on gate_up only", 8, 6, 4, 5, 2, true, 2, 1);
+    check_block("block LoRA on down only", 8, 6, 4, 5, 2, false, 2, 2);
+    check_block("block without LoRA", 8, 6, 4, 5, 2, true, 0, 0);
 }

@@ -328,7 +328,7 @@ Test(moe_bench, block_vs_dense)
 {
     if (!getenv("LORAC_MOE_BENCH"))
         cr_skip_test("set LORAC_MOE_BENCH=1 to time the MoE block against a dense MLP");
-    enum { BC = 512, BE = 8, BK = 2, BFF = 1792, BN = 1024, BR = 8, REPS = 3 };
+    enum { BC = 512, BE = 8, BK = 2, BFF = 1792, BN = 1024, BR = 8, REPS = 5 };
     uint64_t s = 42;
     lc_weight router = bw(BE, BC, &s);
     lc_moe_expert ex[BE];
