@@ -84,3 +84,12 @@ void lc_moe_lora_b_from_peft(const lc_real *peft_b, int64_t out, int64_t R, int 
         for (int64_t j = 0; j < R; j++)
             dst[o * R + j] = peft_b[o * R * E + j * E + e];
 }
+
+void lc_moe_lora_b_to_peft(const lc_real *src, int64_t out, int64_t R, int E, int e,
+                           lc_real *peft_b)
+{
+    LC_ASSERT(e >= 0 && e < E);
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t j = 0; j < R; j++)
+            peft_b[o * R * E + j * E + e] = src[o * R + j];
+}

@@ -54,5 +54,8 @@ lc_tensor *lc_moe_block_forward(lc_tape *t, const lc_moe_block *b, lc_tensor *x,
 /* dst [out, R] = expert e's B from PEFT's lora_B [out, R·E] (B[o, j·E + e]). */
 void lc_moe_lora_b_from_peft(const lc_real *peft_b, int64_t out, int64_t R, int E, int e,
                              lc_real *dst);
+/* The inverse: expert e's src [out, R] into PEFT's lora_B [out, R·E]. */
+void lc_moe_lora_b_to_peft(const lc_real *src, int64_t out, int64_t R, int E, int e,
+                           lc_real *peft_b);
 
 #endif

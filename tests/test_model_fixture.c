@@ -18,6 +18,7 @@
 #include "helpers.h"
 #include "train/lora.h"
 #include "train/model.h"
+#include "autograd/moe_block.h"
 
 /* Tolerances: about 10x the worst relative error measured over the four
  * fixtures (float32 here against float64 there), so that a 100x loss of
@@ -139,10 +140,20 @@ static void check_loss_and_grads(const char *name)
             cr_assert_eq(ad != NULL, lc_family_has_module(fam, m), "layer %d module %d", l, m);
             for (int b = 0; ad && b < 2; b++) {
                 const lc_tensor *t = b ? ad->B : ad->A;
-                lc_lora_tensor_name(tname, sizeof tname, l, m, b);
+                lc_lora_param_name(&f.s.lora.cfg, tname, sizeof tname, l, m, b);
                 snprintf(gname, sizeof gname, "%s.grad", tname);
-                double e = lc_test_rel_err_f32(t->grad, ref_tensor(&f, gname, (uint64_t)t->numel),
+                const lc_real *g = t->grad;
+                lc_real *peft = NULL;
+                if (b == 1 && lc_module_is_expert(m)) { /* B: E blocks here, PEFT's [out, R·E] */
+                    int E = f.s.lora.n_experts;
+                    int64_t out = t->shape[0] / E, R = t->shape[1];
+                    g = peft = malloc((size_t)t->numel * sizeof(lc_real));
+                    for (int x = 0; x < E; x++)
+                        lc_moe_lora_b_to_peft(t->grad + x * out * R, out, R, E, x, peft);
+                }
+                double e = lc_test_rel_err_f32(g, ref_tensor(&f, gname, (uint64_t)t->numel),
                                                (size_t)t->numel);
+                free(peft);
                 cr_expect_lt(e, TOL_GRAD, "%s rel err %g", gname, e);
                 worst = e > worst ? e : worst;
                 checked++;
@@ -162,6 +173,10 @@ Test(model_fixture, qwen2_biases_hidden_states_and_logits) { check_logits("tiny-
 Test(model_fixture, qwen2_biases_loss_and_every_lora_gradient) { check_loss_and_grads("tiny-qwen2"); }
 Test(model_fixture, qwen3_qk_norm_hidden_states_and_logits) { check_logits("tiny-qwen3"); }
 Test(model_fixture, qwen3_qk_norm_loss_and_every_lora_gradient) { check_loss_and_grads("tiny-qwen3"); }
+Test(model_fixture, mixtral_hidden_states_and_logits) { check_logits("tiny-mixtral"); }
+Test(model_fixture, mixtral_loss_and_every_lora_gradient) { check_loss_and_grads("tiny-mixtral"); }
+Test(model_fixture, qwen3moe_hidden_states_and_logits) { check_logits("tiny-qwen3moe"); }
+Test(model_fixture, qwen3moe_loss_and_every_lora_gradient) { check_loss_and_grads("tiny-qwen3moe"); }
 Test(model_fixture, gemma2_hidden_states_and_logits) { check_logits("tiny-gemma2"); }
 Test(model_fixture, gemma2_loss_and_every_lora_gradient) { check_loss_and_grads("tiny-gemma2"); }
 Test(model_fixture, gemma3_hidden_states_and_logits) { check_logits("tiny-gemma3"); }

@@ -6,6 +6,9 @@
 
 #define LLAMA_MODULES .n_modules = 7, \
     .modules = {LC_MOD_Q, LC_MOD_K, LC_MOD_V, LC_MOD_O, LC_MOD_GATE, LC_MOD_UP, LC_MOD_DOWN}
+/* attention, and the experts' parameters (lora_target_parameters) */
+#define MOE_MODULES .n_modules = 6, .modules = {LC_MOD_Q, LC_MOD_K, LC_MOD_V, LC_MOD_O, \
+                                                LC_MOD_EXPERTS_GATE_UP, LC_MOD_EXPERTS_DOWN}
 #define LLAMA_NORMS .norm_names = {"input_layernorm", NULL, "post_attention_layernorm", NULL}
 #define GEMMA_NORMS .norm_names = {"input_layernorm", "post_attention_layernorm", \
                                    "pre_feedforward_layernorm", "post_feedforward_layernorm"}
@@ -26,6 +29,12 @@ static const lc_family families[] = {
     {.arch = LC_ARCH_PHI3, .model_type = "phi3", .n_modules = 4,
      .modules = {LC_MOD_QKV, LC_MOD_O, LC_MOD_GATE_UP, LC_MOD_DOWN}, LLAMA_NORMS,
      .act = LC_ACT_SILU},
+    {.arch = LC_ARCH_MIXTRAL, .model_type = "mixtral", MOE_MODULES, LLAMA_NORMS,
+     .act = LC_ACT_SILU, .moe = true, .moe_parent = "block_sparse_moe",
+     .expert_linears = {"w1", "w3", "w2"}},
+    {.arch = LC_ARCH_QWEN3_MOE, .model_type = "qwen3_moe", MOE_MODULES, LLAMA_NORMS,
+     .act = LC_ACT_SILU, .qk_norm = true, .moe = true, .moe_parent = "mlp",
+     .expert_linears = {"gate_proj", "up_proj", "down_proj"}},
 };
 #define N_FAMILIES (sizeof families / sizeof families[0])
 

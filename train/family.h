@@ -45,6 +45,11 @@ typedef struct lc_family {
     bool embed_scale;     /* embeddings × √hidden, rounded to the weights' dtype (Gemma) */
     bool qk_norm;         /* per-head RMSNorm of q and k before RoPE (Qwen3, Gemma 3) */
     bool gguf;            /* GGUF bases, export and merge (train/gguf_names.c) */
+    /* sparse MoE families: the MLP is a router and n_experts SwiGLU experts */
+    bool moe;
+    const char *moe_parent;          /* model.layers.N.<moe_parent>.gate.weight (router),
+                                      * ...experts.E.<expert_linears[i]>.weight */
+    const char *expert_linears[3];   /* gate, up, down */
 } lc_family;
 
 /* The row of an architecture. */

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "autograd/moe_block.h"
 #include "data/safetensors.h"
 #include "train/family.h"
 #include "train/fsutil.h"
@@ -19,9 +20,14 @@
 
 static const char *const module_names[LC_MOD_COUNT] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-    "qkv_proj", "gate_up_proj"};
+    "qkv_proj", "gate_up_proj", "experts.gate_up_proj", "experts.down_proj"};
 
 static bool is_attention(lc_module m) { return m <= LC_MOD_O || m == LC_MOD_QKV; }
+
+bool lc_module_is_expert(lc_module m)
+{
+    return m == LC_MOD_EXPERTS_GATE_UP || m == LC_MOD_EXPERTS_DOWN;
+}
 
 const char *lc_module_name(lc_module m) { return module_names[m]; }
 
@@ -29,6 +35,8 @@ const char *lc_module_parent(lc_module m) { return is_attention(m) ? "self_attn"
 
 bool lc_module_has_bias(const lc_model_config *c, lc_module m)
 {
+    if (lc_module_is_expert(m))
+        return false;
     if (m == LC_MOD_O)
         return c->o_bias;
     return is_attention(m) ? c->qkv_bias : c->mlp_bias;
@@ -41,8 +49,9 @@ bool lc_model_has_module(const lc_model_config *c, lc_module m)
 
 void lc_lora_target_all(lc_lora_config *cfg, const lc_model_config *mc)
 {
+    /* PEFT's all-linear names modules; experts are parameters */
     for (int m = 0; m < LC_MOD_COUNT; m++)
-        cfg->targets[m] = lc_model_has_module(mc, m);
+        cfg->targets[m] = lc_model_has_module(mc, m) && !lc_module_is_expert(m);
 }
 
 const char *lc_module_names(void)
@@ -50,8 +59,9 @@ const char *lc_module_names(void)
     static char list[160];
     if (!list[0])
         for (int m = 0; m < LC_MOD_COUNT; m++)
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", m ? ", " : "",
-                     module_names[m]);
+            if (!lc_module_is_expert(m))
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", m ? ", " : "",
+                         module_names[m]);
     return list;
 }
 
@@ -77,6 +87,8 @@ void lc_module_shape(const lc_model_config *cfg, lc_module m, int64_t *out, int6
     case LC_MOD_UP: *out = FF, *in = C; break;
     case LC_MOD_QKV: *out = qd + 2 * kvd, *in = C; break;
     case LC_MOD_GATE_UP: *out = 2 * FF, *in = C; break;
+    case LC_MOD_EXPERTS_GATE_UP: *out = 2 * (int64_t)cfg->moe_intermediate_size, *in = C; break;
+    case LC_MOD_EXPERTS_DOWN: *out = C, *in = cfg->moe_intermediate_size; break;
     case LC_MOD_DOWN:
     case LC_MOD_COUNT: *out = C, *in = FF; break;
     }
@@ -88,8 +100,24 @@ void lc_lora_tensor_name(char *buf, size_t n, int layer, lc_module m, bool is_b)
              lc_module_parent(m), lc_module_name(m), is_b ? 'B' : 'A');
 }
 
+void lc_lora_param_name(const lc_lora_config *cfg, char *buf, size_t n, int layer, lc_module m,
+                        int k)
+{
+    if (!lc_module_is_expert(m)) {
+        lc_lora_part_name(buf, n, layer, m, k);
+        return;
+    }
+    /* PEFT wraps the experts' parameters one ParamWrapper in another, in
+     * registration order: gate_up_proj innermost (base_layer.) when down_proj
+     * is targeted too */
+    bool inner = m == LC_MOD_EXPERTS_GATE_UP && cfg->targets[LC_MOD_EXPERTS_DOWN];
+    snprintf(buf, n, "base_model.model.model.layers.%d.mlp.experts.%slora_%c.weight", layer,
+             inner ? "base_layer." : "", k == 1 ? 'B' : 'A');
+}
+
 void lc_lora_part_name(char *buf, size_t n, int layer, lc_module m, int k)
 {
+    LC_ASSERT(!lc_module_is_expert(m));
     if (k < 2)
         lc_lora_tensor_name(buf, n, layer, m, k == 1);
     else
@@ -134,38 +162,54 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
     }
     if (!any)
         return lc_error_set(err, "lora_target_modules: no module targeted");
+    bool experts = cfg->targets[LC_MOD_EXPERTS_GATE_UP] || cfg->targets[LC_MOD_EXPERTS_DOWN];
+    /* PEFT's ParamWrapper refuses both for target_parameters */
+    if (experts && cfg->dropout != 0)
+        return lc_error_set(err, "lora_dropout: %g with lora_target_parameters: PEFT's expert "
+                            "adapters take no dropout (set lora_dropout: 0)", cfg->dropout);
+    if (experts && cfg->use_dora)
+        return lc_error_set(err, "peft_use_dora: DoRA is not available for "
+                            "lora_target_parameters (PEFT has none for expert parameters)");
     lora->n_layers = mc->n_layers;
+    lora->n_experts = mc->n_experts;
     lora->scale = (lc_real)(cfg->use_rslora ? cfg->alpha / sqrt((double)cfg->r)
                                             : cfg->alpha / cfg->r);
     size_t n_ad = (size_t)mc->n_layers * LC_MOD_COUNT;
+    size_t n_views = experts ? (size_t)mc->n_layers * 2 * (size_t)mc->n_experts : 0;
     lora->adapters = calloc(n_ad, sizeof *lora->adapters);
     lora->tensors = calloc(3 * n_ad, sizeof *lora->tensors);
+    lora->expert_views = calloc(n_views + 1, sizeof *lora->expert_views);
+    lora->expert_tensors = calloc(2 * n_views + 1, sizeof *lora->expert_tensors);
     size_t total = 0;
     for (int l = 0; l < mc->n_layers; l++)
         for (int m = 0; m < LC_MOD_COUNT; m++)
             if (cfg->targets[m]) {
                 int64_t out, in;
                 lc_module_shape(mc, m, &out, &in);
-                total += (size_t)cfg->r * (size_t)(in + out) + (cfg->use_dora ? (size_t)out : 0);
+                size_t reps = lc_module_is_expert(m) ? (size_t)mc->n_experts : 1;
+                total += reps * (size_t)cfg->r * (size_t)(in + out) +
+                         (cfg->use_dora ? (size_t)out : 0);
             }
     lora->n_params = total;
     lora->params = calloc(total, sizeof(lc_real));
     lora->grads = calloc(total, sizeof(lc_real));
-    if (!lora->adapters || !lora->tensors || !lora->params || !lora->grads) {
+    if (!lora->adapters || !lora->tensors || !lora->expert_views || !lora->expert_tensors ||
+        !lora->params || !lora->grads) {
         lc_lora_free(lora);
         return lc_error_set(err, "out of memory for %zu LoRA parameters", total);
     }
     uint64_t rng = seed ^ 0x5eed10a4ull;
-    size_t off = 0;
+    size_t off = 0, nx = 0;
     for (int l = 0; l < mc->n_layers; l++) {
         for (int m = 0; m < LC_MOD_COUNT; m++) {
             if (!cfg->targets[m])
                 continue;
-            int64_t out, in;
+            int64_t out, in, reps = lc_module_is_expert(m) ? mc->n_experts : 1;
             lc_module_shape(mc, m, &out, &in);
             lc_tensor *A = &lora->tensors[lora->n_tensors++];
             lc_tensor *B = &lora->tensors[lora->n_tensors++];
-            int64_t sa[2] = {cfg->r, in}, sb[2] = {out, cfg->r};
+            /* an expert module: A [R·E, in] as PEFT's, B [E·out, R] (E blocks) */
+            int64_t sa[2] = {reps * cfg->r, in}, sb[2] = {reps * out, cfg->r};
             lc_tensor_set_shape(A, 2, sa);
             lc_tensor_set_shape(B, 2, sb);
             A->data = lora->params + off;
@@ -192,6 +236,22 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
             }
             lc_lora_adapter *ad = &lora->adapters[(size_t)l * LC_MOD_COUNT + m];
             *ad = (lc_lora_adapter){A, B, lora->scale, cfg->dropout, M, NULL};
+            if (!lc_module_is_expert(m))
+                continue;
+            for (int e = 0; e < mc->n_experts; e++, nx++) { /* expert e's views */
+                lc_tensor *Ae = &lora->expert_tensors[2 * nx], *Be = Ae + 1;
+                int64_t se[2] = {cfg->r, in}, sbe[2] = {out, cfg->r};
+                lc_tensor_set_shape(Ae, 2, se);
+                lc_tensor_set_shape(Be, 2, sbe);
+                Ae->data = A->data + e * Ae->numel;
+                Ae->grad = A->grad + e * Ae->numel;
+                Be->data = B->data + e * Be->numel;
+                Be->grad = B->grad + e * Be->numel;
+                Ae->requires_grad = Be->requires_grad = Ae->is_param = Be->is_param = true;
+                lora->expert_views[((size_t)l * 2 + (m == LC_MOD_EXPERTS_DOWN)) *
+                                       (size_t)mc->n_experts + (size_t)e] =
+                    (lc_lora_adapter){Ae, Be, lora->scale, 0, NULL, NULL};
+            }
         }
     }
     return 0;
@@ -199,6 +259,8 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
 
 void lc_lora_free(lc_lora *lora)
 {
+    free(lora->expert_views);
+    free(lora->expert_tensors);
     free(lora->adapters);
     free(lora->tensors);
     free(lora->params);
@@ -213,7 +275,46 @@ const lc_lora_adapter *lc_lora_get(const lc_lora *lora, int layer, lc_module m)
     return a->A ? a : NULL;
 }
 
+const lc_lora_adapter *lc_lora_expert(const lc_lora *lora, int layer, lc_module m, int e)
+{
+    LC_ASSERT(lc_module_is_expert(m) && e >= 0 && e < lora->n_experts);
+    if (!lora->cfg.targets[m])
+        return NULL;
+    return &lora->expert_views[((size_t)layer * 2 + (m == LC_MOD_EXPERTS_DOWN)) *
+                                   (size_t)lora->n_experts + (size_t)e];
+}
+
 /* ---- adapter_config.json ---- */
+
+/* The names of adapter_config.json's list `key` into cfg->targets: module
+ * names (target_modules) or, with experts, the experts' parameters
+ * (target_parameters). */
+static int read_targets(const char *path, const char *key, const cJSON *list, bool experts,
+                        lc_lora_config *cfg, lc_error *err)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list)
+    {
+        int m = cJSON_IsString(it) ? lc_module_from_name(it->valuestring) : -1;
+        if (m < 0 || lc_module_is_expert(m) != experts) {
+            /* Hardening (fuzz_adapter): the name is from the file; cut it
+             * and show control bytes as '?' so the error stays one line. */
+            char nb[68] = "(not a string)";
+            if (cJSON_IsString(it)) {
+                snprintf(nb, sizeof nb, "'%.64s'", it->valuestring);
+                for (char *q = nb; *q; q++)
+                    if ((unsigned char)*q < 0x20 || *q == 0x7f)
+                        *q = '?';
+            }
+            return lc_error_set(err, "%s: %s: unknown %s %s (expected %s)", path, key,
+                                experts ? "parameter" : "module", nb,
+                                experts ? "experts.gate_up_proj or experts.down_proj"
+                                        : lc_module_names());
+        }
+        cfg->targets[m] = true;
+    }
+    return 0;
+}
 
 int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
 {
@@ -232,6 +333,7 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
     const cJSON *dora = cJSON_GetObjectItemCaseSensitive(root, "use_dora");
     const cJSON *fifo = cJSON_GetObjectItemCaseSensitive(root, "fan_in_fan_out");
     const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "target_modules");
+    const cJSON *tp = cJSON_GetObjectItemCaseSensitive(root, "target_parameters");
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rank_pattern");
     const cJSON *ap = cJSON_GetObjectItemCaseSensitive(root, "alpha_pattern");
     if (pt && !(cJSON_IsString(pt) && strcmp(pt->valuestring, "LORA") == 0)) {
@@ -251,7 +353,7 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
      * means: refused, never silently ignored. */
     static const char *const must_be_null[] = {
         "layers_to_transform", "layers_pattern", "exclude_modules", "layer_replication",
-        "target_parameters", "trainable_token_indices", "modules_to_save"};
+        "trainable_token_indices", "modules_to_save"};
     for (size_t i = 0; i < sizeof must_be_null / sizeof must_be_null[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, must_be_null[i]);
         if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && !v->child) &&
@@ -294,28 +396,16 @@ int lc_lora_read_config(lc_lora_config *cfg, const char *dir, lc_error *err)
     if (cJSON_IsString(tm) && strcmp(tm->valuestring, "all-linear") == 0) {
         cfg->all_linear = true;
     } else if (cJSON_IsArray(tm)) {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, tm)
-        {
-            int m = cJSON_IsString(it) ? lc_module_from_name(it->valuestring) : -1;
-            if (m < 0) {
-                /* Hardening (fuzz_adapter): the name is from the file; cut it
-                 * and show control bytes as '?' so the error stays one line. */
-                char nb[68] = "(not a string)";
-                if (cJSON_IsString(it)) {
-                    snprintf(nb, sizeof nb, "'%.64s'", it->valuestring);
-                    for (char *q = nb; *q; q++)
-                        if ((unsigned char)*q < 0x20 || *q == 0x7f)
-                            *q = '?';
-                }
-                lc_error_set(err, "%s: target_modules: unknown module %s (expected %s)", path,
-                             nb, lc_module_names());
-                goto out;
-            }
-            cfg->targets[m] = true;
-        }
+        if (read_targets(path, "target_modules", tm, false, cfg, err))
+            goto out;
     } else {
         lc_error_set(err, "%s: target_modules: expected a list of module names", path);
+        goto out;
+    }
+    if (tp && !cJSON_IsNull(tp) &&
+        (!cJSON_IsArray(tp) || read_targets(path, "target_parameters", tp, true, cfg, err))) {
+        if (!cJSON_IsArray(tp))
+            lc_error_set(err, "%s: target_parameters: expected a list of parameter names", path);
         goto out;
     }
     rc = 0;
@@ -334,23 +424,26 @@ int lc_lora_load_tensors(lc_lora *lora, const lc_st_file *f, lc_error *err)
                 continue;
             for (int b = 0; b < lc_lora_parts(lora); b++) {
                 lc_tensor *t = lc_lora_part(ad, b);
-                lc_lora_part_name(name, sizeof name, l, m, b);
+                lc_lora_param_name(&lora->cfg, name, sizeof name, l, m, b);
                 const lc_st_tensor *st = lc_st_find(f, name);
                 if (!st)
                     return lc_error_set(err, "%s: missing tensor '%s'", f->path, name);
+                /* an expert module's B: [out, R·E] in the file, E blocks [out, R] here */
+                bool experts_b = lc_module_is_expert(m) && b == 1;
+                int64_t E = lora->n_experts, want0 = experts_b ? t->shape[0] / E : t->shape[0];
+                int64_t want1 = experts_b ? t->shape[1] * E : t->shape[1];
                 if (b == 2 && (st->ndim != 1 || st->shape[0] != t->shape[0]))
                     return lc_error_set(err, "%s: tensor '%s' has %d dimension%s, expected "
                                         "[%lld] (the DoRA magnitude of a base model row)",
                                         f->path, name, st->ndim, lc_plural(st->ndim),
                                         (long long)t->shape[0]);
-                if (b < 2 &&
-                    (st->ndim != 2 || st->shape[0] != t->shape[0] || st->shape[1] != t->shape[1]))
+                if (b < 2 && (st->ndim != 2 || st->shape[0] != want0 || st->shape[1] != want1))
                     return lc_error_set(err,
                                         "%s: tensor '%s' has shape [%lld,%lld], expected "
                                         "[%lld,%lld] (rank or base model mismatch)",
                                         f->path, name, st->ndim > 0 ? (long long)st->shape[0] : 0,
                                         st->ndim > 1 ? (long long)st->shape[1] : 0,
-                                        (long long)t->shape[0], (long long)t->shape[1]);
+                                        (long long)want0, (long long)want1);
                 lc_dtype dt = st->dtype;
                 if (dt != LC_DTYPE_F32 && dt != LC_DTYPE_F16 && dt != LC_DTYPE_BF16 &&
                     dt != LC_DTYPE_F64)
@@ -373,7 +466,16 @@ int lc_lora_load_tensors(lc_lora *lora, const lc_st_file *f, lc_error *err)
                 }
                 lc_weight w = {.data = src, .dtype = dt, .rows = st->shape[0],
                                .cols = st->ndim > 1 ? st->shape[1] : 1};
-                lc_weight_rows_to_real(&w, 0, w.rows, t->data);
+                lc_real *peft = experts_b ? malloc((size_t)t->numel * sizeof(lc_real)) : NULL;
+                if (experts_b && !peft) {
+                    free(copy);
+                    return lc_error_set(err, "%s: tensor '%s': out of memory", f->path, name);
+                }
+                lc_weight_rows_to_real(&w, 0, w.rows, peft ? peft : t->data);
+                for (int e = 0; peft && e < E; e++)
+                    lc_moe_lora_b_from_peft(peft, want0, t->shape[1], (int)E, e,
+                                            t->data + e * want0 * t->shape[1]);
+                free(peft);
                 free(copy);
                 for (int64_t i = 0; i < t->numel; i++)
                     if (!isfinite(t->data[i]))
@@ -411,7 +513,7 @@ int lc_lora_load_peft(lc_lora *lora, const lc_model_config *mc, const char *dir,
                 for (int b = 0; b < lc_lora_parts(lora) && !known; b++) {
                     if (!lc_lora_get(lora, l, m))
                         continue;
-                    lc_lora_part_name(name, sizeof name, l, m, b);
+                    lc_lora_param_name(&lora->cfg, name, sizeof name, l, m, b);
                     known = strcmp(name, n) == 0;
                 }
         if (!known)
@@ -440,9 +542,16 @@ static char *adapter_config_json(const lc_lora *lora, const char *base_model)
               cJSON_AddNumberToObject(root, "lora_dropout", lora->cfg.dropout) &&
               (tm = cJSON_AddArrayToObject(root, "target_modules"));
     free(canonical);
-    for (int m = 0; ok && m < LC_MOD_COUNT; m++)
-        if (lora->cfg.targets[m])
-            ok = cJSON_AddItemToArray(tm, cJSON_CreateString(lc_module_name(m)));
+    cJSON *tp = NULL;
+    for (int m = 0; ok && m < LC_MOD_COUNT; m++) {
+        if (!lora->cfg.targets[m])
+            continue;
+        if (lc_module_is_expert(m) && !tp)
+            ok = (tp = cJSON_AddArrayToObject(root, "target_parameters")) != NULL;
+        if (ok)
+            ok = cJSON_AddItemToArray(lc_module_is_expert(m) ? tp : tm,
+                                      cJSON_CreateString(lc_module_name(m)));
+    }
     ok = ok && cJSON_AddStringToObject(root, "bias", "none") &&
          cJSON_AddBoolToObject(root, "fan_in_fan_out", false) &&
          cJSON_AddBoolToObject(root, "use_rslora", lora->cfg.use_rslora) &&
@@ -465,9 +574,12 @@ static int write_adapter_tensors(const lc_lora *lora, const char *path, lc_error
 {
     lc_st_entry *entries = calloc(lora->n_tensors ? lora->n_tensors : 1, sizeof *entries);
     char (*names)[256] = calloc(lora->n_tensors ? lora->n_tensors : 1, sizeof *names);
+    int64_t (*shapes)[2] = calloc(lora->n_tensors ? lora->n_tensors : 1, sizeof *shapes);
     float *conv = LC_REAL_IS_F64 ? malloc(lora->n_params * sizeof(float) + 1) : NULL;
+    /* the experts' B blocks in PEFT's layout, at their offsets in the buffer */
+    lc_real *peft = lora->n_experts ? malloc(lora->n_params * sizeof(lc_real) + 1) : NULL;
     int rc = -1;
-    if (!entries || !names || (LC_REAL_IS_F64 && !conv)) {
+    if (!entries || !names || !shapes || (LC_REAL_IS_F64 && !conv) || (lora->n_experts && !peft)) {
         lc_error_set(err, "%s: out of memory", path);
         goto out;
     }
@@ -479,15 +591,26 @@ static int write_adapter_tensors(const lc_lora *lora, const char *path, lc_error
                 continue;
             for (int b = 0; b < lc_lora_parts(lora); b++) {
                 const lc_tensor *t = lc_lora_part(ad, b);
-                lc_lora_part_name(names[k], sizeof names[k], l, m, b);
-                const void *data = t->data;
+                lc_lora_param_name(&lora->cfg, names[k], sizeof names[k], l, m, b);
+                const lc_real *src = t->data;
+                size_t off = (size_t)(t->data - lora->params);
+                memcpy(shapes[k], t->shape, sizeof shapes[k]);
+                if (lc_module_is_expert(m) && b == 1) { /* [E·out, R] → [out, R·E] */
+                    int64_t E = lora->n_experts, out = t->shape[0] / E, R = t->shape[1];
+                    for (int e = 0; e < E; e++)
+                        lc_moe_lora_b_to_peft(t->data + e * out * R, out, R, (int)E, e,
+                                              peft + off);
+                    src = peft + off;
+                    shapes[k][0] = out;
+                    shapes[k][1] = R * E;
+                }
+                const void *data = src;
                 if (conv) {
-                    size_t off = (size_t)(t->data - lora->params);
                     for (int64_t i = 0; i < t->numel; i++)
-                        conv[off + i] = (float)t->data[i];
+                        conv[off + i] = (float)src[i];
                     data = conv + off;
                 }
-                entries[k] = (lc_st_entry){names[k], LC_DTYPE_F32, t->ndim, t->shape, data};
+                entries[k] = (lc_st_entry){names[k], LC_DTYPE_F32, t->ndim, shapes[k], data};
                 k++;
             }
         }
@@ -496,7 +619,9 @@ static int write_adapter_tensors(const lc_lora *lora, const char *path, lc_error
 out:
     free(entries);
     free(names);
+    free(shapes);
     free(conv);
+    free(peft);
     return rc;
 }
 

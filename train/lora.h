@@ -30,8 +30,20 @@ typedef enum lc_module {
     LC_MOD_Q, LC_MOD_K, LC_MOD_V, LC_MOD_O, LC_MOD_GATE, LC_MOD_UP, LC_MOD_DOWN,
     LC_MOD_QKV,      /* Phi-3's fused [q | k | v] */
     LC_MOD_GATE_UP,  /* Phi-3's fused [gate | up] */
+    /* A sparse-MoE block's experts (Mixtral, Qwen3-MoE), one LoRA each as
+     * PEFT's target_parameters makes it (lora_target_parameters): per expert
+     * e, [gate | up] [2·FF, C] and down [C, FF]. Their adapter's A is PEFT's
+     * [R·E, in] (expert e = rows e·R .. e·R+R−1); B is held as E contiguous
+     * [out, R] blocks, [E·out, R], and converted to and from PEFT's
+     * rank-major [out, R·E] (B_e[o, j] = B[o, j·E + e]) in the files. */
+    LC_MOD_EXPERTS_GATE_UP,
+    LC_MOD_EXPERTS_DOWN,
     LC_MOD_COUNT
 } lc_module;
+
+/* Whether m is an experts' parameter (a target_parameters entry, not a
+ * target_modules one). */
+bool lc_module_is_expert(lc_module m);
 
 /* "q_proj", ...; and the parent ("self_attn" / "mlp"). */
 const char *lc_module_name(lc_module m);
@@ -40,7 +52,8 @@ const char *lc_module_parent(lc_module m);
 const char *lc_module_names(void);
 /* Parses "q_proj" etc.; -1 when unknown. */
 int lc_module_from_name(const char *name);
-/* [out, in] of module m in a model with config cfg. */
+/* [out, in] of module m in a model with config cfg (an expert module: of
+ * one expert). */
 void lc_module_shape(const lc_model_config *cfg, lc_module m, int64_t *out, int64_t *in);
 /* Whether module m carries a bias in a model with config cfg. */
 bool lc_module_has_bias(const lc_model_config *cfg, lc_module m);
@@ -74,6 +87,10 @@ typedef struct lc_lora {
     size_t n_params;
     lc_real *frozen_norms;         /* DoRA's c of every adapter when frozen
                                     * (lc_model_dora_freeze), else NULL */
+    int n_experts;                 /* E of an MoE model, else 0 */
+    lc_lora_adapter *expert_views; /* [n_layers · 2 · E]: expert e's A_e, B_e (views into
+                                    * the module's A and B) per layer and expert module */
+    lc_tensor *expert_tensors;     /* their tensor structs */
 } lc_lora;
 
 /* Allocates the adapters for every targeted module of every layer, A with
@@ -84,13 +101,22 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
                  uint64_t seed, lc_error *err);
 void lc_lora_free(lc_lora *lora);
 
-/* The adapter of (layer, module), or NULL when that module is not targeted. */
+/* The adapter of (layer, module), or NULL when that module is not targeted
+ * (an expert module: all experts' A [R·E, in] and B [E·out, R] together). */
 const lc_lora_adapter *lc_lora_get(const lc_lora *lora, int layer, lc_module m);
+/* Expert e's adapter of expert module m in layer `layer` (A_e [R, in], B_e
+ * [out, R]), or NULL when m is not targeted. */
+const lc_lora_adapter *lc_lora_expert(const lc_lora *lora, int layer, lc_module m, int e);
+/* PEFT tensor name of adapter tensor k (0 A, 1 B, 2 m) of (layer, m) in this
+ * adapter: as lc_lora_part_name, and for expert modules PEFT's nesting of
+ * its parameter wrappers (mlp.experts[.base_layer].lora_A.weight). */
+void lc_lora_param_name(const lc_lora_config *cfg, char *buf, size_t n, int layer, lc_module m,
+                        int k);
 
 /* PEFT tensor name of A (is_b false) or B, into buf. */
 void lc_lora_tensor_name(char *buf, size_t n, int layer, lc_module m, bool is_b);
 /* PEFT tensor name of adapter tensor k of (layer, m): 0 A, 1 B, 2 the DoRA
- * magnitude (...lora_magnitude_vector). */
+ * magnitude (...lora_magnitude_vector); m not an expert module. */
 void lc_lora_part_name(char *buf, size_t n, int layer, lc_module m, int k);
 /* Tensors per adapter: 2, or 3 with DoRA. */
 int lc_lora_parts(const lc_lora *lora);

@@ -2,6 +2,7 @@
 #include "train/model.h"
 
 #include "data/bnb4.h"
+#include "autograd/moe_block.h"
 #include "train/gguf_model.h"
 #include "autograd/hash.h"
 
@@ -32,10 +33,14 @@ static size_t small_count(const lc_model_config *c)
 
 int lc_model_alloc_structure(lc_model *m, lc_error *err)
 {
+    size_t n_exp = (size_t)m->cfg.n_experts * 3; /* per layer */
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     m->small = calloc(small_count(&m->cfg), sizeof(lc_real));
-    if (!m->layers || !m->small)
+    m->expert_weights = calloc((size_t)m->cfg.n_layers * n_exp + 1, sizeof *m->expert_weights);
+    if (!m->layers || !m->small || !m->expert_weights)
         return lc_error_set(err, "out of memory for the model structure");
+    for (int l = 0; n_exp && l < m->cfg.n_layers; l++)
+        m->layers[l].experts = m->expert_weights + (size_t)l * n_exp;
     return 0;
 }
 
@@ -92,9 +97,9 @@ static int get_vector(lc_model *m, const char *name, int64_t n, bool norm, lc_re
     return 0;
 }
 
-/* Quantizes one freshly read linear into m->nf4[slot] and releases the
- * file pages it came from. */
-static int quantize_linear(lc_model *m, size_t slot, lc_weight *w, const lc_model_load_opts *o,
+/* Quantizes one freshly read linear into *store and releases the file
+ * pages it came from. */
+static int quantize_linear(lc_nf4_store *store, lc_weight *w, const lc_model_load_opts *o,
                            lc_error *err)
 {
     size_t n = (size_t)(w->rows * w->cols);
@@ -103,7 +108,7 @@ static int quantize_linear(lc_model *m, size_t slot, lc_weight *w, const lc_mode
         return lc_error_set(err, "out of memory quantizing a [%lld,%lld] weight",
                             (long long)w->rows, (long long)w->cols);
     lc_weight_rows_to_real(w, 0, w->rows, tmp);
-    int rc = lc_nf4_quantize(&m->nf4[slot], tmp, w->rows, w->cols, o->nf4_blocksize,
+    int rc = lc_nf4_quantize(store, tmp, w->rows, w->cols, o->nf4_blocksize,
                              o->nf4_double_quant, err);
     free(tmp);
     if (rc)
@@ -113,8 +118,46 @@ static int quantize_linear(lc_model *m, size_t slot, lc_weight *w, const lc_mode
     uintptr_t b = ((uintptr_t)w->data + n * lc_dtype_size(w->dtype)) & ~(uintptr_t)(page - 1);
     if (b > a)
         madvise((void *)a, b - a, MADV_DONTNEED);
-    w->nf4 = &m->nf4[slot].q;
+    w->nf4 = &store->q;
     w->data = NULL;
+    return 0;
+}
+
+/* QLoRA over an MoE model: every expert's gate, up and down to NF4 too (the
+ * router stays as loaded). No-op for dense families. */
+static int quantize_experts(lc_model *m, const lc_model_load_opts *o, lc_error *err)
+{
+    const size_t n = (size_t)m->cfg.n_layers * (size_t)m->cfg.n_experts * 3;
+    if (!n)
+        return 0;
+    if (!(m->nf4_experts = calloc(n, sizeof *m->nf4_experts)))
+        return lc_error_set(err, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        if (quantize_linear(&m->nf4_experts[i], &m->expert_weights[i], o, err))
+            return -1;
+    return 0;
+}
+
+/* An MoE layer's router [E, C] and experts (gate, up [FF, C], down [C, FF]
+ * each), by the family's file names. */
+static int load_experts(lc_model *m, int l, lc_error *err)
+{
+    const lc_model_config *c = &m->cfg;
+    const lc_family *f = lc_family_of(c->arch);
+    lc_layer_weights *L = &m->layers[l];
+    const int64_t C = c->hidden_size, FF = c->moe_intermediate_size;
+    char name[256];
+    snprintf(name, sizeof name, "model.layers.%d.%s.gate.weight", l, f->moe_parent);
+    if (get_tensor(m, name, 2, c->n_experts, C, &L->router, err))
+        return -1;
+    for (int e = 0; e < c->n_experts; e++)
+        for (int i = 0; i < 3; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.experts.%d.%s.weight", l,
+                     f->moe_parent, e, f->expert_linears[i]);
+            if (get_tensor(m, name, 2, i < 2 ? FF : C, i < 2 ? C : FF, &L->experts[3 * e + i],
+                           err))
+                return -1;
+        }
     return 0;
 }
 
@@ -139,6 +182,12 @@ int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o
     if (lc_model_alloc_structure(m, err))
         goto fail;
     bool prequantized = c->prequantized_bnb4;
+    if (prequantized && c->n_experts) {
+        lc_error_set(err, "%s: a bitsandbytes 4-bit %s checkpoint: lorac reads pre-quantized "
+                     "dense families only; load the float model with load_in_4bit instead",
+                     dir, c->model_type);
+        goto fail;
+    }
     if ((o && o->nf4) || prequantized) {
         m->nf4 = calloc((size_t)c->n_layers * LC_MOD_COUNT, sizeof *m->nf4);
         if (!m->nf4) {
@@ -159,8 +208,12 @@ int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o
     const lc_family *f = lc_family_of(c->arch);
     for (int l = 0; l < c->n_layers; l++) {
         lc_layer_weights *L = &m->layers[l];
+        if (f->moe && load_experts(m, l, err))
+            goto fail;
         for (int i = 0; i < f->n_modules; i++) {
             lc_module mod = f->modules[i];
+            if (lc_module_is_expert(mod))
+                continue;
             int64_t out, in;
             lc_module_shape(c, mod, &out, &in);
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l,
@@ -176,7 +229,8 @@ int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o
             } else if (get_tensor(m, name, 2, out, in, &L->proj[mod], err)) {
                 goto fail;
             } else if (m->nf4 &&
-                quantize_linear(m, (size_t)l * LC_MOD_COUNT + (size_t)mod, &L->proj[mod], o, err)) {
+                quantize_linear(&m->nf4[(size_t)l * LC_MOD_COUNT + (size_t)mod], &L->proj[mod], o,
+                                err)) {
                 lc_error_prefix(err, "%s", name);
                 goto fail;
             }
@@ -203,6 +257,8 @@ int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o
                 goto fail;
         }
     }
+    if (m->nf4 && !prequantized && quantize_experts(m, o, err))
+        goto fail;
     return 0;
 fail:
     lc_model_free(m);
@@ -236,8 +292,13 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
     size_t es = lc_dtype_size(dtype);
     const lc_family *f = lc_family_of(c->arch);
     size_t total = (size_t)(V * C) * (c->tie_word_embeddings ? 1 : 2);
+    /* an MoE layer: router [E, C] and E experts of 3·FF·C */
+    total += (size_t)c->n_layers * (size_t)c->n_experts *
+             (size_t)(C + 3 * (int64_t)c->moe_intermediate_size * C);
     for (int i = 0; i < f->n_modules; i++) {
         int64_t out, in;
+        if (lc_module_is_expert(f->modules[i]))
+            continue;
         lc_module_shape(c, f->modules[i], &out, &in);
         total += (size_t)(out * in) * (size_t)c->n_layers;
     }
@@ -264,9 +325,20 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
     slot += C;
     for (int l = 0; l < c->n_layers; l++) {
         lc_layer_weights *L = &m->layers[l];
+        for (int i = 0; f->moe && i < 1 + 3 * c->n_experts; i++) {
+            /* the router, then each expert's gate, up, down */
+            int64_t FF = c->moe_intermediate_size, k = (i - 1) % 3;
+            int64_t out = i == 0 ? c->n_experts : k < 2 ? FF : C, in = i > 0 && k == 2 ? FF : C;
+            lc_weight *w = i == 0 ? &L->router : &L->experts[i - 1];
+            *w = (lc_weight){p, dtype, out, in, NULL, NULL};
+            fill_random(p, dtype, out * in, &rng);
+            p += (size_t)(out * in) * es;
+        }
         for (int i = 0; i < f->n_modules; i++) {
             lc_module mod = f->modules[i];
             int64_t out, in;
+            if (lc_module_is_expert(mod))
+                continue;
             lc_module_shape(c, mod, &out, &in);
             L->proj[mod] = (lc_weight){p, dtype, out, in, NULL, NULL};
             fill_random(p, dtype, out * in, &rng);
@@ -314,10 +386,11 @@ int lc_model_quantize_nf4(lc_model *m, const lc_model_load_opts *o, lc_error *er
     const lc_family *f = lc_family_of(m->cfg.arch);
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int i = 0; i < f->n_modules; i++)
-            if (quantize_linear(m, (size_t)l * LC_MOD_COUNT + (size_t)f->modules[i],
+            if (!lc_module_is_expert(f->modules[i]) &&
+                quantize_linear(&m->nf4[(size_t)l * LC_MOD_COUNT + (size_t)f->modules[i]],
                                 &m->layers[l].proj[f->modules[i]], o, err))
                 return -1;
-    return 0;
+    return quantize_experts(m, o, err);
 }
 
 double lc_model_weight_bytes(const lc_model *m)
@@ -327,9 +400,15 @@ double lc_model_weight_bytes(const lc_model *m)
     if (!c->tie_word_embeddings)
         b += lc_weight_bytes(&m->lm_head);
     const lc_family *f = lc_family_of(c->arch);
-    for (int l = 0; l < c->n_layers; l++)
+    for (int l = 0; l < c->n_layers; l++) {
         for (int i = 0; i < f->n_modules; i++)
-            b += lc_weight_bytes(&m->layers[l].proj[f->modules[i]]);
+            if (!lc_module_is_expert(f->modules[i]))
+                b += lc_weight_bytes(&m->layers[l].proj[f->modules[i]]);
+        for (int e = 0; f->moe && e < 3 * c->n_experts; e++)
+            b += lc_weight_bytes(&m->layers[l].experts[e]);
+        if (f->moe)
+            b += lc_weight_bytes(&m->layers[l].router);
+    }
     return b;
 }
 
@@ -343,6 +422,10 @@ void lc_model_free(lc_model *m)
     for (size_t i = 0; m->nf4 && i < (size_t)m->cfg.n_layers * LC_MOD_COUNT; i++)
         lc_nf4_store_free(&m->nf4[i]);
     free(m->nf4);
+    for (size_t i = 0; m->nf4_experts && i < (size_t)m->cfg.n_layers * m->cfg.n_experts * 3; i++)
+        lc_nf4_store_free(&m->nf4_experts[i]);
+    free(m->nf4_experts);
+    free(m->expert_weights);
     for (int k = 0; k < LC_ROPE_TABLE_COUNT; k++)
         free(m->cos_sin[k]);
     lc_gguf_base_free(m->gguf);
@@ -392,7 +475,7 @@ static int dora_norms(const lc_model *m, lc_lora *lora, lc_real *dst, lc_error *
     for (int l = 0; l < lora->n_layers; l++)
         for (int mod = 0; mod < LC_MOD_COUNT; mod++) {
             lc_lora_adapter *ad = &lora->adapters[(size_t)l * LC_MOD_COUNT + mod];
-            if (!ad->A)
+            if (!ad->A || lc_module_is_expert(mod)) /* DoRA is refused for experts */
                 continue;
             const lc_weight *W = &m->layers[l].proj[mod];
             lc_real *scr = malloc(lc_k_dora_norm_scratch(W) * sizeof(lc_real) + 1);
@@ -494,6 +577,28 @@ static lc_tensor *residual_linear(lc_tape *t, const layer_ctx *lc, const lc_line
     return lc_op_add(t, x, y);
 }
 
+/* h + the sparse MoE block of layer lc->l over rmsnorm(h) [N, C], with the
+ * experts' LoRA (lc_lora_expert) where targeted. */
+static lc_tensor *moe_forward(lc_tape *t, const layer_ctx *lc, lc_tensor *h)
+{
+    const lc_model_config *c = &lc->m->cfg;
+    const lc_layer_weights *L = &lc->m->layers[lc->l];
+    const int E = c->n_experts;
+    lc_moe_expert *ex = lc_arena_alloc(t->arena, (size_t)E * sizeof *ex); /* [E] */
+    for (int e = 0; e < E; e++) {
+        const lc_lora *lo = lc->lora;
+        ex[e] = (lc_moe_expert){
+            &L->experts[3 * e], &L->experts[3 * e + 1], &L->experts[3 * e + 2],
+            lo ? lc_lora_expert(lo, lc->l, LC_MOD_EXPERTS_GATE_UP, e) : NULL,
+            lo ? lc_lora_expert(lo, lc->l, LC_MOD_EXPERTS_DOWN, e) : NULL};
+    }
+    lc_moe_block blk = {.router = &L->router, .experts = ex, .E = E,
+                        .route = {.mode = LC_ROUTER_SOFTMAX_THEN_TOPK,
+                                  .k = c->n_experts_per_tok, .renorm = c->moe_renorm}};
+    lc_tensor *xn = lc_op_rmsnorm(t, h, c->hidden_size, L->norm[LC_NORM_MLP_IN], c->rms_norm_eps);
+    return lc_op_add(t, h, lc_moe_block_forward(t, &blk, xn, NULL));
+}
+
 /* x [N, C] → the layer's output [N, C]. */
 static lc_tensor *layer_forward(lc_tape *t, void *ctxp, lc_tensor *x)
 {
@@ -531,6 +636,9 @@ static lc_tensor *layer_forward(lc_tape *t, void *ctxp, lc_tensor *x)
     lc_tensor *a = lc_op_attention(t, q, k, v, lc->attn);
     lc_linear_input in2 = {.kind = LC_INPUT_PLAIN, .x = a};
     lc_tensor *h = residual_linear(t, lc, &in2, LC_MOD_O, L->norm[LC_NORM_ATTN_OUT], x);
+
+    if (f->moe)
+        return moe_forward(t, lc, h);
 
     /* MLP: act(gate) · up from the normed h (two linears or one fused), then down */
     lc_linear_input in3 = {.kind = LC_INPUT_RMSNORM, .x = h, .norm_w = L->norm[LC_NORM_MLP_IN],

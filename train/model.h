@@ -31,6 +31,9 @@ typedef struct lc_layer_weights {
     lc_real *norm[LC_NORM_COUNT];      /* [C] each, NULL where the family has none; as applied
                                         * (Gemma's stored w + 1) */
     lc_real *q_norm, *k_norm;          /* [D], Qwen3 and Gemma 3 (as applied) */
+    lc_weight router;                  /* [E, C], MoE families */
+    lc_weight *experts;                /* [E · 3]: expert e's gate [FF, C], up [FF, C] and
+                                        * down [C, FF] at 3e, 3e+1, 3e+2 (MoE families) */
 } lc_layer_weights;
 
 typedef struct lc_model {
@@ -45,6 +48,8 @@ typedef struct lc_model {
     void *owned_weights;               /* random models: owns every matrix */
     lc_nf4_store *nf4;                 /* [L · LC_MOD_COUNT] when quantized at load (the
                                         * family's modules' slots) */
+    lc_weight *expert_weights;         /* [L · E · 3], what the layers' experts point into */
+    lc_nf4_store *nf4_experts;         /* [L · E · 3] when quantized */
     struct lc_gguf_base *gguf;         /* a GGUF base: its mapping and ggml weights (gguf_model.h) */
     lc_real *cos_sin[LC_ROPE_TABLE_COUNT]; /* [rope_len, D] each; NULL where the config has
                                             * no such table (model_config.h) */

@@ -339,6 +339,64 @@ static int parse_gemma(const parse_ctx *c, const cJSON *root, lc_model_config *c
     return parse_layer_types(c, root, cfg);
 }
 
+/* Mixtral and Qwen3-MoE (transformers 5.17): E experts of FF each, top-k
+ * routing; what lorac does not implement is refused rather than ignored. */
+static int parse_moe(const parse_ctx *c, const cJSON *root, lc_model_config *cfg)
+{
+    bool mixtral = cfg->arch == LC_ARCH_MIXTRAL, given = false, attention_bias = false;
+    /* transformers 5 saves num_local_experts for both; Qwen3MoeConfig's own
+     * key is num_experts */
+    if (get_int(c, root, "", "num_local_experts", false, 1, 4096, &cfg->n_experts, &given) ||
+        (!given && get_int(c, root, "", mixtral ? "num_local_experts" : "num_experts", true, 1,
+                           4096, &cfg->n_experts, NULL)) ||
+        get_int(c, root, "", "num_experts_per_tok", true, 1, cfg->n_experts,
+                &cfg->n_experts_per_tok, NULL) ||
+        get_bool(c, root, "", "attention_bias", &attention_bias))
+        return -1;
+    cfg->qkv_bias = cfg->o_bias = attention_bias;
+    cfg->moe_intermediate_size = cfg->intermediate_size;
+    cfg->moe_renorm = true;
+    bool aux = false;
+    double jitter = 0;
+    if (get_bool(c, root, "", "output_router_logits", &aux) ||
+        get_double(c, root, "", "router_jitter_noise", false, &jitter, NULL))
+        return -1;
+    if (aux)
+        return fail(c, "", "output_router_logits", "true adds the router's load-balancing loss, "
+                    "which lorac does not implement (expected false, transformers' default)");
+    if (jitter != 0)
+        return fail(c, "", "router_jitter_noise", "%g is not supported (expected 0)", jitter);
+    if (mixtral) {
+        if (get_int(c, root, "", "sliding_window", false, 0, CFG_MAX_POSITIONS,
+                    &cfg->sliding_window, NULL))
+            return -1;
+        return 0;
+    }
+    cfg->qk_norm = true;
+    cfg->moe_renorm = false; /* Qwen3MoeConfig's default */
+    int step = 1;
+    const cJSON *dense;
+    if (get_int(c, root, "", "moe_intermediate_size", true, 1, CFG_MAX_INTERMEDIATE,
+                &cfg->moe_intermediate_size, NULL) ||
+        get_bool(c, root, "", "norm_topk_prob", &cfg->moe_renorm) ||
+        get_int(c, root, "", "decoder_sparse_step", false, 1, CFG_MAX_LAYERS, &step, NULL) ||
+        item(c, root, "", "mlp_only_layers", &dense))
+        return -1;
+    if (step != 1)
+        return fail(c, "", "decoder_sparse_step", "%d is not supported (expected 1: every layer "
+                    "sparse)", step);
+    if (dense && (!cJSON_IsArray(dense) || cJSON_GetArraySize(dense) != 0))
+        return fail(c, "", "mlp_only_layers", "dense layers among the sparse ones are not "
+                    "supported (expected [])");
+    bool use_sw = false;
+    if (get_bool(c, root, "", "use_sliding_window", &use_sw))
+        return -1;
+    if (use_sw && get_int(c, root, "", "sliding_window", true, 1, CFG_MAX_POSITIONS,
+                          &cfg->sliding_window, NULL))
+        return -1;
+    return 0;
+}
+
 static int parse_arch_details(const parse_ctx *c, const cJSON *root, lc_model_config *cfg)
 {
     bool attention_bias = false;
@@ -377,6 +435,11 @@ static int parse_arch_details(const parse_ctx *c, const cJSON *root, lc_model_co
     case LC_ARCH_GEMMA2:
     case LC_ARCH_GEMMA3:
         return parse_gemma(c, root, cfg);
+    case LC_ARCH_MIXTRAL:
+    case LC_ARCH_QWEN3_MOE:
+        if (parse_moe(c, root, cfg))
+            return -1;
+        break;
     case LC_ARCH_PHI3:
         /* Phi3Attention and Phi3MLP have no biases; the window (if any) is
          * every layer's, as Mistral's. */

@@ -5,7 +5,7 @@
  * Gemma's layer_types (or sliding_window_pattern), soft-capping and
  * query_pre_attn_scalar, Gemma 3's per-layer-type RoPE (transformers 5's
  * rope_parameters.{sliding,full}_attention, or rope_local_base_freq) and
- * Phi-3's longrope are read here. Both RoPE spellings are accepted: legacy
+ * Phi-3's longrope, and Mixtral's and Qwen3-MoE's experts are read here. Both RoPE spellings are accepted: legacy
  * top-level rope_theta + rope_scaling {type|rope_type, factor, ...} and
  * transformers-5 rope_parameters {rope_type, rope_theta, factor, ...}.
  * Every integer is range-checked (positive, heads divide evenly, head_dim
@@ -36,6 +36,8 @@ typedef enum lc_arch {
     LC_ARCH_GEMMA2,
     LC_ARCH_GEMMA3,   /* Gemma 3 text (model_type gemma3_text) */
     LC_ARCH_PHI3,
+    LC_ARCH_MIXTRAL,
+    LC_ARCH_QWEN3_MOE,
 } lc_arch;
 
 typedef enum lc_rope_type {
@@ -82,6 +84,12 @@ typedef struct lc_model_config {
     double attn_softcap;           /* scores c·tanh(s/c) before the mask (0: none) */
     double final_softcap;          /* logits d·tanh(z/d) (0: none) */
     double rope_local_theta;       /* Gemma 3 sliding layers' RoPE base (0: one table) */
+    /* sparse MoE (Mixtral, Qwen3-MoE): every layer's MLP is E experts */
+    int n_experts;                 /* E (0: dense MLPs) */
+    int n_experts_per_tok;         /* k, the experts each token is routed to */
+    int moe_intermediate_size;     /* an expert's FF */
+    bool moe_renorm;               /* the k routing weights renormalised to sum 1 (Mixtral;
+                                    * Qwen3-MoE's norm_topk_prob) */
     lc_dtype dtype;           /* torch_dtype / dtype; F32 when absent */
     /* RoPE */
     lc_rope_type rope_type;
