@@ -502,6 +502,26 @@ Test(config, target_module_forms)
         cr_assert_eq(c.lora.targets[m], m == LC_MOD_GATE, "single: target %d", m);
     lc_train_config_free(&c);
 
+    /* Axolotl's lora_target_parameters: the experts' parameters, beside the modules */
+    expect_ok(&c, MINIMAL "lora_target_parameters: [experts.gate_up_proj, experts.down_proj]\n"
+              "lora_target_modules: [q_proj]\n");
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        cr_assert_eq(c.lora.targets[m], m == LC_MOD_Q || lc_module_is_expert(m), "target %d", m);
+    char shown[128] = "";
+    for (int k = 0; k < lc_train_config_key_count(); k++) {
+        const char *name;
+        lc_train_config_key(k, &name);
+        if (!strcmp(name, "lora_target_parameters"))
+            lc_train_config_value(&c, k, shown, sizeof shown);
+    }
+    cr_expect(strstr(shown, "experts.gate_up_proj") && strstr(shown, "experts.down_proj"), "%s",
+              shown);
+    lc_train_config_free(&c);
+    expect_bad(MINIMAL "lora_target_parameters: [q_proj]\n", "t.yaml:4: lora_target_parameters[0]: ",
+               "unknown parameter 'q_proj' (expected experts.gate_up_proj or experts.down_proj)");
+    expect_bad(MINIMAL "lora_target_modules: [experts.down_proj]\n",
+               "t.yaml:4: lora_target_modules[0]: ", "unknown module 'experts.down_proj'");
+
     /* An empty list is fine when lora_target_linear supplies the targets. */
     expect_ok(&c, MINIMAL "lora_target_modules: []\nlora_target_linear: true\n");
     cr_assert(c.lora.all_linear);

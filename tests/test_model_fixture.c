@@ -214,3 +214,31 @@ Test(model_fixture, phi3_short_factors_below_original_context)
     lc_tape_reset(&f.s.tape);
     teardown(&f);
 }
+
+/* Qwen3-MoE with norm_topk_prob false (Qwen3MoeConfig's default; released
+ * checkpoints set it true): the top-k softmax weights are not renormalised.
+ * The fixture's meta.json holds HF's loss on the same weights with it off. */
+Test(model_fixture, qwen3moe_without_norm_topk_prob)
+{
+    fixture f;
+    setup(&f, "tiny-qwen3moe");
+    cr_assert(f.s.model.cfg.moe_renorm);
+    f.s.model.cfg.moe_renorm = false;
+    char *meta_path = lc_test_asprintf("%s", fx("meta.json"));
+    char *text = lc_test_read_file(meta_path, NULL);
+    const char *k = strstr(text, "\"loss_norm_topk_prob_false\":");
+    cr_assert(k, "meta.json has no loss_norm_topk_prob_false");
+    double ref_loss = strtod(k + strlen("\"loss_norm_topk_prob_false\":"), NULL);
+    double sum;
+    int64_t n;
+    int64_t nsup = lc_batch_buf_supervised(&f.s.buf);
+    lc_model_loss(&f.s.model, &f.s.tape, &f.s.batch, &f.s.lora, (lc_real)(1.0 / nsup), &sum, &n);
+    double rel = fabs(sum / n - ref_loss) / ref_loss;
+    cr_log_info("tiny-qwen3moe without norm_topk_prob: loss %.9f vs %.9f (rel %.3g)", sum / n,
+                ref_loss, rel);
+    cr_expect_lt(rel, TOL_LOSS, "loss %.9f vs reference %.9f", sum / n, ref_loss);
+    free(text);
+    free(meta_path);
+    lc_tape_reset(&f.s.tape);
+    teardown(&f);
+}

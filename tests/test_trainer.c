@@ -654,6 +654,9 @@ static void family_trace(const char *fam, size_t n_tensors)
 Test(trainer, gemma2_trace, .timeout = 120) { family_trace("tiny-gemma2", 28); }
 Test(trainer, gemma3_trace, .timeout = 120) { family_trace("tiny-gemma3", 28); }
 Test(trainer, phi3_trace, .timeout = 120) { family_trace("tiny-phi3", 16); }
+/* 2 layers × (q, k, v, o + the experts' gate_up and down) × 2 */
+Test(trainer, mixtral_trace, .timeout = 120) { family_trace("tiny-mixtral", 24); }
+Test(trainer, qwen3moe_trace, .timeout = 120) { family_trace("tiny-qwen3moe", 24); }
 
 /* LoRA+ against PEFT's create_loraplus_optimizer as Axolotl calls it
  * (scripts/make_loraplus_fixture.py): lora_B at 16 x the rate, and the

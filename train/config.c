@@ -65,7 +65,8 @@ enum { LO_OPEN = 1, HI_OPEN = 2 };
 
 typedef enum key_id {
     KEY_BASE_MODEL, KEY_ADAPTER, KEY_LOAD_IN_4BIT, KEY_LORA_R, KEY_LORA_ALPHA,
-    KEY_LORA_DROPOUT, KEY_LORA_TARGET_MODULES, KEY_LORA_TARGET_LINEAR, KEY_LORA_MODEL_DIR,
+    KEY_LORA_DROPOUT, KEY_LORA_TARGET_MODULES, KEY_LORA_TARGET_PARAMETERS, KEY_LORA_TARGET_LINEAR,
+    KEY_LORA_MODEL_DIR,
     KEY_PEFT_USE_RSLORA, KEY_DATASETS, KEY_TEST_DATASETS, KEY_SEQUENCE_LEN,
     KEY_SAMPLE_PACKING, KEY_SHUFFLE, KEY_MICRO_BATCH_SIZE, KEY_GRAD_ACCUM, KEY_NUM_EPOCHS,
     KEY_MAX_STEPS, KEY_LEARNING_RATE, KEY_LR_SCHEDULER, KEY_WARMUP_STEPS, KEY_WARMUP_RATIO,
@@ -103,6 +104,7 @@ static const keydef keys[KEY_COUNT] = {
     [KEY_LORA_DROPOUT] = { "lora_dropout", K_F64, OFF(lora.dropout), 0, 1, HI_OPEN,
                            "a number in [0, 1)" },
     [KEY_LORA_TARGET_MODULES] = { "lora_target_modules", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_LORA_TARGET_PARAMETERS] = { "lora_target_parameters", K_SPECIAL, 0, 0, 0, 0, NULL },
     [KEY_LORA_TARGET_LINEAR] = { "lora_target_linear", K_BOOL, OFF(lora_target_linear), 0, 0,
                                  0, "true or false" },
     [KEY_LORA_MODEL_DIR] = { "lora_model_dir", K_PATH, OFF(lora_model_dir), 0, 0, 0,
@@ -207,7 +209,8 @@ static const keydef keys[KEY_COUNT] = {
 static const lc_resume_class resume_class[KEY_COUNT] = {
     [KEY_ADAPTER] = LC_RESUME_FIXED, [KEY_LORA_R] = LC_RESUME_FIXED,
     [KEY_LORA_ALPHA] = LC_RESUME_FIXED, [KEY_LORA_DROPOUT] = LC_RESUME_FIXED,
-    [KEY_LORA_TARGET_MODULES] = LC_RESUME_FIXED, [KEY_LORA_MODEL_DIR] = LC_RESUME_FREE,
+    [KEY_LORA_TARGET_MODULES] = LC_RESUME_FIXED, [KEY_LORA_TARGET_PARAMETERS] = LC_RESUME_FIXED,
+    [KEY_LORA_MODEL_DIR] = LC_RESUME_FREE,
     [KEY_PEFT_USE_RSLORA] = LC_RESUME_FIXED, [KEY_PEFT_USE_DORA] = LC_RESUME_FIXED,
     [KEY_SEQUENCE_LEN] = LC_RESUME_FIXED,
     [KEY_SAMPLE_PACKING] = LC_RESUME_FIXED, [KEY_SHUFFLE] = LC_RESUME_FIXED,
@@ -1101,27 +1104,30 @@ fail:
     return -1;
 }
 
-/* lora_target_modules: a list of module names, or one name, or all-linear. */
-static int set_targets(ctx *x, const yaml_node_t *n, const char *key)
+/* lora_target_modules: a list of module names, or one name, or all-linear;
+ * with experts, lora_target_parameters (Axolotl's name for PEFT's
+ * target_parameters): the experts' parameters, experts.gate_up_proj and
+ * experts.down_proj. Each key sets its own half of the targets. */
+static int set_targets(ctx *x, const yaml_node_t *n, const char *key, bool experts)
 {
     bool t[LC_MOD_COUNT] = { false }, all = false;
     char d[160], sub[96];
-    const char *expect = lc_module_names();
+    const char *expect = experts ? "experts.gate_up_proj or experts.down_proj" : lc_module_names();
+    const char *what = experts ? "parameter" : "module";
+    lc_lora_config *lc = &x->c->lora;
     if (is_null(n)) {
-        memcpy(x->c->lora.targets, x->defaults->lora.targets, sizeof t);
-        x->c->lora.all_linear = x->defaults->lora.all_linear;
-        return 0;
-    }
-    if (n->type == YAML_SCALAR_NODE) {
-        const char *s = get_string(x, n, key, "a list of module names");
+        memcpy(t, x->defaults->lora.targets, sizeof t);
+        all = x->defaults->lora.all_linear;
+    } else if (n->type == YAML_SCALAR_NODE) {
+        const char *s = get_string(x, n, key, "a list of names");
         if (!s)
             return -1;
-        if (!strcmp(s, "all-linear")) {
+        if (!experts && !strcmp(s, "all-linear")) {
             all = true;
         } else {
             int m = lc_module_from_name(s);
-            if (m < 0)
-                return FAIL(x, n, key, "unknown module '%.*s' (expected a list of %s)",
+            if (m < 0 || lc_module_is_expert(m) != experts)
+                return FAIL(x, n, key, "unknown %s '%.*s' (expected a list of %s)", what,
                             CFG_MAX_KEY_SHOWN, s, expect);
             t[m] = true;
         }
@@ -1131,21 +1137,24 @@ static int set_targets(ctx *x, const yaml_node_t *n, const char *key)
         for (int i = 0; i < len; i++) {
             yaml_node_t *e = yaml_document_get_node(x->doc, it[i]);
             snprintf(sub, sizeof sub, "%s[%d]", key, i);
-            const char *s = get_string(x, e, sub, "a module name");
+            const char *s = get_string(x, e, sub, experts ? "a parameter name" : "a module name");
             if (!s)
                 return -1;
             int m = lc_module_from_name(s);
-            if (m < 0)
-                return FAIL(x, e, sub, "unknown module '%.*s' (expected %s)", CFG_MAX_KEY_SHOWN,
-                            s, expect);
+            if (m < 0 || lc_module_is_expert(m) != experts)
+                return FAIL(x, e, sub, "unknown %s '%.*s' (expected %s)", what,
+                            CFG_MAX_KEY_SHOWN, s, expect);
             t[m] = true;
         }
     } else {
-        return FAIL(x, n, key, "expected a list of module names, got %s",
+        return FAIL(x, n, key, "expected a list of %s names, got %s", what,
                     describe(n, d, sizeof d));
     }
-    memcpy(x->c->lora.targets, t, sizeof t);
-    x->c->lora.all_linear = all;
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        if (lc_module_is_expert(m) == experts)
+            lc->targets[m] = t[m];
+    if (!experts)
+        lc->all_linear = all;
     return 0;
 }
 
@@ -1359,7 +1368,9 @@ static int set_special(ctx *x, key_id id, const yaml_node_t *n)
         x->load_in_4bit = b;
         return 0;
     case KEY_LORA_TARGET_MODULES:
-        return set_targets(x, n, key);
+        return set_targets(x, n, key, false);
+    case KEY_LORA_TARGET_PARAMETERS:
+        return set_targets(x, n, key, true);
     case KEY_DATASETS:
         return set_datasets(x, n, key, c->datasets, &c->n_datasets, c->dataset_specs);
     case KEY_TEST_DATASETS:
@@ -1923,15 +1934,18 @@ void lc_train_config_value(const lc_train_config *c, int i, char *buf, size_t n)
         snprintf(buf, n, "%s", c->qlora ? "qlora" : "lora");
         return;
     case KEY_LORA_TARGET_MODULES:
-        if (c->lora.all_linear) {
+    case KEY_LORA_TARGET_PARAMETERS: {
+        bool experts = i == KEY_LORA_TARGET_PARAMETERS;
+        if (!experts && c->lora.all_linear) {
             snprintf(buf, n, "all-linear");
             return;
         }
         for (int m = 0; m < LC_MOD_COUNT; m++)
-            if (c->lora.targets[m])
+            if (c->lora.targets[m] && lc_module_is_expert(m) == experts)
                 mods[nm++] = (char *)lc_module_name((lc_module)m);
         format_list(mods, nm, buf, n);
         return;
+    }
     case KEY_TEST_DATASETS:
         format_list(c->test_datasets, c->n_test_datasets, buf, n);
         return;

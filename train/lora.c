@@ -49,9 +49,10 @@ bool lc_model_has_module(const lc_model_config *c, lc_module m)
 
 void lc_lora_target_all(lc_lora_config *cfg, const lc_model_config *mc)
 {
-    /* PEFT's all-linear names modules; experts are parameters */
+    /* PEFT's all-linear names modules; experts are parameters, left as they are */
     for (int m = 0; m < LC_MOD_COUNT; m++)
-        cfg->targets[m] = lc_model_has_module(mc, m) && !lc_module_is_expert(m);
+        if (!lc_module_is_expert(m))
+            cfg->targets[m] = lc_model_has_module(mc, m);
 }
 
 const char *lc_module_names(void)
