@@ -637,11 +637,11 @@ Test(dora, info_plans_dora)
     lc_test_run_result lr = lc_test_run_lorac(NULL, a1), dr = lc_test_run_lorac(NULL, a2);
     cr_assert_eq(lr.code, 0, "%s", lr.err);
     cr_assert_eq(dr.code, 0, "%s", dr.err);
-    const char *pl = strstr(lr.out, "LoRA r 8 on all 7 linears ("),
-               *pd = strstr(dr.out, "DoRA r 8 on all 7 linears (");
+    const char *pl = strstr(lr.out, "LoRA r 8 on 7 of 7 linears ("),
+               *pd = strstr(dr.out, "DoRA r 8 on 7 of 7 linears (");
     cr_assert(pl && pd, "%s\n%s", lr.out, dr.out);
-    long long nl = atoll(pl + strlen("LoRA r 8 on all 7 linears (")),
-              nd = atoll(pd + strlen("DoRA r 8 on all 7 linears ("));
+    long long nl = atoll(pl + strlen("LoRA r 8 on 7 of 7 linears (")),
+              nd = atoll(pd + strlen("DoRA r 8 on 7 of 7 linears ("));
     lc_error err;
     lc_model_config mc;
     cr_assert_eq(lc_model_config_load(&mc, model, &err), 0, "%s", err.msg);
