@@ -8,12 +8,13 @@ qwen3moe, reusing scripts/make_fixtures.py's helpers (data, PEFT loading, loss, 
 float64 plain re-implementation) rather than copying them, plus ref_moe_block.safetensors, a
 block-level reference for the C MoE block. Python is only for fixtures; lorac never runs it.
 
-Model: 2 layers, hidden 64, 4 heads, 2 KV heads, head_dim 16, vocab 48 (smaller than
-make_fixtures.py's 512 so a directory stays < 1 MB), untied head, rope_theta 10000, and in every
-layer a sparse MoE feed-forward of 4 experts of width 32, top-2. Weights ~ N(0, 0.05) as in
+Model: 2 layers, hidden 64, 4 heads, 1 KV head, head_dim 16, vocab 32 (fewer than make_fixtures.py's
+2 KV heads and vocab 512, so a directory stays < 1,000,000 bytes), untied head, rope_theta 10000, and in
+every layer a sparse MoE feed-forward of 4 experts of width 32, top-2. Weights ~ N(0, 0.05) as in
 make_fixtures.py, except the router (~ N(0, ROUTER_STD)) so the top-2 choice is far from
 degenerate; every token's k-th and (k+1)-th router logits must differ by > MIN_GAP (checked on
-all rows and both layers, else the seed is rejected), so no tie or float32 rounding can flip it.
+all rows and both layers at step 0 and after each of the 3 training steps, else the seed is
+rejected), so no tie or float32 rounding can flip a choice.
   mixtral   MixtralForCausalLM  (renormalised top-k)
   qwen3moe  Qwen3MoeForCausalLM (norm_topk_prob true; q_norm/k_norm); meta.json also holds the
             step-0 loss with norm_topk_prob false on the same weights and adapter.
@@ -57,15 +58,17 @@ import transformers  # noqa: E402
 import peft  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-VOCAB = 48
+VOCAB = 32
 EXPERTS, TOP_K, EXPERT_FF = 4, 2, 32
 LORA_R, LORA_ALPHA = 4, 8
 ATTN_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 EXPERT_TARGETS = ["experts.gate_up_proj", "experts.down_proj"]
 ROUTER_STD = 0.15
-MIN_GAP = 1e-3
+MIN_GAP = 1e-4  # float32 code's router logits are within ~1e-6 of float64 ones: 100x margin
 ARCH_SEED = {"mixtral": 5000, "qwen3moe": 6000}
-mf.SHAPE = dict(mf.SHAPE, vocab_size=VOCAB)  # make_fixtures.write_train draws ids below this
+# make_fixtures.write_train draws ids below vocab_size; one KV head (GQA 4:1) and the small vocab keep
+# a fixture directory under 1,000,000 bytes
+mf.SHAPE = dict(mf.SHAPE, vocab_size=VOCAB, num_key_value_heads=1)
 
 
 def build_config(arch):
@@ -257,7 +260,20 @@ def compute(d, arch, dy=None):
             res["loss_plain"] = mf.causal_loss(pm(input_ids=ids[b0], use_cache=False).logits, labels[b0]).item()
         set_norm_topk(pm, True)
     pm.zero_grad(set_to_none=True)
-    res["trace"] = mf.train_steps(mf.lora_params(pm), lambda i, l, m=pm: mf.hf_step(m, i, l)[1], ids, labels)
+    # router gaps at every state training passes through: step 0 (above), after steps 1, 2 and 3
+    states = [res["gaps"]]
+    n_calls = [0]
+
+    def step(i, l):
+        if n_calls[0] > 0:  # the state the previous optimizer step left
+            states.append(router_gaps(pm, ids))
+        n_calls[0] += 1
+        return mf.hf_step(pm, i, l)[1]
+
+    pm.zero_grad(set_to_none=True)
+    res["trace"] = mf.train_steps(mf.lora_params(pm), step, ids, labels)
+    states.append(router_gaps(pm, ids))
+    res["gaps"] = [min(g[0] for g in states), min(g[1] for g in states)]
     res["step3"] = mf.f32(mf.lora_params(pm))
     del pm
 
@@ -307,9 +323,9 @@ def merged_file(d, adapter, path):
 # ----------------------------------------------------------------------------------------------
 
 README = """# {name}/
-A random {cls} (2 layers, hidden 64, 4 heads, 2 KV heads, head_dim 16, vocab 48, untied head,
+A random {cls} (2 layers, hidden 64, 4 heads, 1 KV head, head_dim 16, vocab 32, untied head,
 rope_theta 10000; every layer a sparse MoE feed-forward: {E} experts of width {FF}, top-{k}{extra}),
-float32. Made by `scripts/make_moe_fixtures.py --arch {arch}` with transformers {tf} + PEFT {peft}
+float32. Made by `scripts/make_moe_fixtures.py --arch {arch} --seed {seed}` with transformers {tf} + PEFT {peft}
 (torch {torch}, float64 on CPU). Layout as tiny-qwen3 (see tests/fixtures/README.md):
 
 | file | what |
@@ -324,8 +340,9 @@ float32. Made by `scripts/make_moe_fixtures.py --arch {arch}` with transformers 
 | `meta.json` | settings, per-step loss / grad norm (`trace`), router logit gaps, reflib agreement{plain_meta} |
 
 LoRA r {r}, alpha {alpha} (scaling 2), dropout 0. Step-1 loss {loss1:.9f}. Smallest gap between a
-token's top-{k} and next router logit: {gap:.3g}. An independent float64 re-implementation agrees
-with HF/PEFT to {agree} (HF's router softmax and RoPE tables are float32).
+token's top-{k} and next router logit (steps 0 to 3, all rows, both layers): {gap:.3g}. An
+independent float64 re-implementation agrees with HF/PEFT to {agree} (HF's router softmax and
+RoPE tables are float32).
 """
 
 
@@ -408,7 +425,7 @@ def make(args):
              else "mlp.experts.e.gate_proj/up_proj/down_proj, mlp.gate")
     with open(os.path.join(out, "README.md"), "w") as f:
         f.write(README.format(
-            name="tiny-" + arch, cls=type(build_config(arch)).__name__.replace("Config", ""), arch=arch,
+            name="tiny-" + arch, seed=args.seed, cls=type(build_config(arch)).__name__.replace("Config", ""), arch=arch,
             E=EXPERTS, FF=EXPERT_FF, k=TOP_K,
             extra="; renormalised" if arch == "mixtral" else "; norm_topk_prob true; q_norm/k_norm",
             tf=transformers.__version__, peft=peft.__version__, torch=torch.__version__, names=names,
