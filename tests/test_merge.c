@@ -288,10 +288,13 @@ static double max_err_vs_reference(const char *dir, const char *const *files, in
 
 /* Each newer family's adapter_step3 merged as PEFT's merge_and_unload did:
  * Gemma's (1 + w) norms are copied as stored, Phi-3's fused qkv_proj and
- * gate_up_proj take their one B·A each, a tied head stays tied. */
+ * gate_up_proj take their one B·A each, a tied head stays tied, and every
+ * expert of Mixtral and Qwen3-MoE takes its B_e·A_e (gate and up from the
+ * halves of the [gate | up] adapter) into its per-expert weights. */
 Test(merge, families_match_peft, .timeout = 120)
 {
-    static const char *const fams[] = {"tiny-gemma2", "tiny-gemma3", "tiny-phi3"};
+    static const char *const fams[] = {"tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral",
+                                       "tiny-qwen3moe"};
     for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
         char *tmp = lc_test_tmpdir();
         char *out = lc_test_asprintf("%s/merged", tmp);

@@ -91,6 +91,40 @@ static void append_name(char *list, size_t n, const char *name)
 /* ------------------------------------------------------------------ */
 /* adapter checks                                                      */
 
+/* An experts' LoRA tensor (PEFT target_parameters: ...layers.N.mlp.experts
+ * [.base_layer].lora_{A,B}.weight): 1 when t is one, with *rc set by its
+ * check (targeted, and A [R·E, in], B [out, R·E] of this base), else 0. */
+static int check_expert_tensor(const char *path, const lc_st_tensor *t, const lc_lora_config *lc,
+                               const lc_model_config *mc, int *rc, lc_error *err)
+{
+    int layer = -1, n = 0;
+    if (sscanf(t->name, "base_model.model.model.layers.%d.mlp.experts.%n", &layer, &n) != 1 ||
+        n == 0)
+        return 0;
+    char want[256];
+    for (int m = LC_MOD_EXPERTS_GATE_UP; m <= LC_MOD_EXPERTS_DOWN; m++)
+        for (int k = 0; k < 2; k++) {
+            lc_lora_param_name(lc, want, sizeof want, layer, m, k);
+            if (strcmp(want, t->name) != 0 || !lc->targets[m])
+                continue;
+            int64_t out, in, E = mc->n_experts;
+            lc_module_shape(mc, m, &out, &in);
+            int64_t w0 = k ? out : lc->r * E, w1 = k ? lc->r * E : in;
+            if (layer >= mc->n_layers || E == 0)
+                *rc = lc_error_set(err, "%s: tensor '%.200s' adapts the experts of layer %d, "
+                                   "which this base (%s, %d layers) does not have", path,
+                                   t->name, layer, mc->model_type, mc->n_layers);
+            else if (t->ndim != 2 || t->shape[0] != w0 || t->shape[1] != w1)
+                *rc = lc_error_set(err, "%s: tensor '%.200s' is not [%lld,%lld] (r %d, %lld "
+                                   "experts of this base)", path, t->name, (long long)w0,
+                                   (long long)w1, lc->r, (long long)E);
+            return 1;
+        }
+    *rc = lc_error_set(err, "%s: tensor '%.200s' is not an experts' LoRA weight that "
+                       "adapter_config.json's target_parameters describes", path, t->name);
+    return 1;
+}
+
 /* Checks every tensor of the adapter file against adapter_config.json and
  * the base's config, so a mismatched pair is refused with a message that
  * says which and why, before lc_lora_load_peft loads the values. */
@@ -110,6 +144,9 @@ static int check_adapter(const char *adir, const lc_model_config *mc, lc_error *
         const lc_st_tensor *t = &f.tensors[i];
         int layer = -1, n = 0;
         char parent[32], mod[32], ab = 0;
+        int ex = check_expert_tensor(path, t, &lc, mc, &rc, err);
+        if (ex != 0)
+            continue; /* an experts' tensor: checked (rc says how) */
         /* DoRA: base_model.model.model.layers.N.{self_attn,mlp}.*_proj.lora_magnitude_vector */
         int got = sscanf(t->name, "base_model.model.model.layers.%d.%31[^.].%31[^.]."
                          "lora_magnitude_vector%n", &layer, parent, mod, &n);
@@ -322,6 +359,10 @@ typedef struct merge_job {
     bool mf_open;
     double scale;
     const lc_st_tensor **targets;  /* [L · LC_MOD_COUNT], NULL where not adapted */
+    size_t n_expert;               /* L · E · 3 with expert adapters, else 0 */
+    const lc_st_tensor **expert_targets; /* [n_expert]: layer l, expert e's gate, up, down */
+    lc_lora_adapter *expert_ads;   /* [n_expert]: their adapters (gate and up: B_e's halves) */
+    lc_tensor *expert_b;           /* [n_expert]: the B views */
     const lc_st_tensor *corrupt;   /* test hook target or NULL */
     float corrupt_bump;            /* what the test hook adds to it */
     int out_dtype;                 /* forced output dtype or LC_MERGE_DTYPE_AUTO */
@@ -374,6 +415,9 @@ static bool is_companion(const merge_job *j, const char *name)
 static int find_quantized(merge_job *j, lc_error *err)
 {
     const lc_model_config *c = &j->cfg;
+    if (c->n_experts)
+        return lc_error_set(err, "--dequantize: %s is a bitsandbytes %s checkpoint; lorac "
+                            "dequantizes dense families only", j->o->base_dir, c->model_type);
     const size_t n = (size_t)c->n_layers * LC_MOD_COUNT;
     j->q = calloc(n, sizeof *j->q);
     j->lin = calloc(n, sizeof *j->lin);
@@ -407,6 +451,58 @@ static int find_quantized(merge_job *j, lc_error *err)
     return 0;
 }
 
+/* The adapter of expert linear i (0 gate, 1 up, 2 down) from the expert's
+ * adapter ad (A_e [R, C], B_e [2FF, R] or [C, R]): gate and up take B_e's
+ * first and last FF rows, a view set up in *b. */
+static lc_lora_adapter expert_part(const lc_lora_adapter *ad, int i, int64_t FF, lc_tensor *b)
+{
+    int64_t shape[2] = {i < 2 ? FF : ad->B->shape[0], ad->B->shape[1]};
+    lc_tensor_set_shape(b, 2, shape);
+    b->data = ad->B->data + (i == 1 ? FF * shape[1] : 0);
+    return (lc_lora_adapter){ad->A, b, ad->scale, 0, NULL, NULL};
+}
+
+/* The experts' weights of the base that the adapter's target_parameters
+ * update, each with its adapter: gate and up take A_e with the first and
+ * last FF rows of B_e [2FF, R], down takes A_e, B_e. */
+static int find_expert_targets(merge_job *j, lc_error *err)
+{
+    const lc_model_config *c = &j->cfg;
+    const lc_family *f = lc_family_of(c->arch);
+    const lc_lora *lo = &j->lora;
+    if (!f->moe || !(lo->cfg.targets[LC_MOD_EXPERTS_GATE_UP] || lo->cfg.targets[LC_MOD_EXPERTS_DOWN]))
+        return 0;
+    j->n_expert = (size_t)c->n_layers * (size_t)c->n_experts * 3;
+    j->expert_targets = calloc(j->n_expert, sizeof *j->expert_targets);
+    j->expert_ads = calloc(j->n_expert, sizeof *j->expert_ads);
+    j->expert_b = calloc(j->n_expert, sizeof *j->expert_b);
+    if (!j->expert_targets || !j->expert_ads || !j->expert_b)
+        return lc_error_set(err, "out of memory");
+    const int64_t FF = c->moe_intermediate_size, C = c->hidden_size;
+    char name[256];
+    for (int l = 0; l < c->n_layers; l++)
+        for (int e = 0; e < c->n_experts; e++)
+            for (int i = 0; i < 3; i++) {
+                lc_module m = i < 2 ? LC_MOD_EXPERTS_GATE_UP : LC_MOD_EXPERTS_DOWN;
+                const lc_lora_adapter *ad = lc_lora_expert(lo, l, m, e);
+                if (!ad)
+                    continue;
+                size_t k = ((size_t)l * (size_t)c->n_experts + (size_t)e) * 3 + (size_t)i;
+                snprintf(name, sizeof name, "model.layers.%d.%s.experts.%d.%s.weight", l,
+                         f->moe_parent, e, f->expert_linears[i]);
+                const lc_st_tensor *t = lc_model_files_find(&j->mf, name);
+                int64_t out = i < 2 ? FF : C, in = i < 2 ? C : FF;
+                if (!t || t->ndim != 2 || t->shape[0] != out || t->shape[1] != in ||
+                    !is_float(t->dtype))
+                    return lc_error_set(err, "%s: the base has no float [%lld,%lld] tensor '%s', "
+                                        "which the adapter adapts", j->o->base_dir,
+                                        (long long)out, (long long)in, name);
+                j->expert_targets[k] = t;
+                j->expert_ads[k] = expert_part(ad, i, FF, &j->expert_b[k]);
+            }
+    return 0;
+}
+
 static int find_targets(merge_job *j, lc_error *err)
 {
     const lc_model_config *c = &j->cfg;
@@ -421,7 +517,7 @@ static int find_targets(merge_job *j, lc_error *err)
                                                  LC_MOD_GATE_UP, LC_MOD_QKV};
     for (int l = 0; l < c->n_layers; l++)
         for (int m = 0; m < LC_MOD_COUNT; m++) {
-            if (!lc_lora_get(&j->lora, l, m))
+            if (!lc_lora_get(&j->lora, l, m) || lc_module_is_expert(m))
                 continue;
             if (j->dequant) { /* checked by lc_bnb4_view */
                 j->targets[(size_t)l * LC_MOD_COUNT + (size_t)m] =
@@ -446,6 +542,8 @@ static int find_targets(merge_job *j, lc_error *err)
                                     lc_dtype_name(t->dtype));
             j->targets[(size_t)l * LC_MOD_COUNT + m] = t;
         }
+    if (find_expert_targets(j, err))
+        return -1;
     j->corrupt_bump = lc_merge_test_bump();
     if (j->corrupt_bump != 0.0f)
         for (int k = 0; k < LC_MOD_COUNT && !j->corrupt; k++)
@@ -467,6 +565,9 @@ static const lc_lora_adapter *adapter_of(const merge_job *j, const lc_st_tensor 
     for (size_t k = 0; k < n; k++)
         if (j->targets[k] == t)
             return lc_lora_get(&j->lora, (int)(k / LC_MOD_COUNT), (lc_module)(k % LC_MOD_COUNT));
+    for (size_t k = 0; k < j->n_expert; k++)
+        if (j->expert_targets[k] == t)
+            return &j->expert_ads[k];
     return NULL;
 }
 
@@ -874,8 +975,26 @@ static int check_weights(const lc_lora *lora, const lc_model *base, const lc_mod
     memset(worst, 0, sizeof *worst);
     const lc_family *f = lc_family_of(base->cfg.arch);
     for (int l = 0; l < base->cfg.n_layers; l++)
+        for (int e = 0; f->moe && e < base->cfg.n_experts; e++)
+            for (int i = 0; i < 3; i++) {
+                lc_module m = i < 2 ? LC_MOD_EXPERTS_GATE_UP : LC_MOD_EXPERTS_DOWN;
+                const lc_lora_adapter *ad = lc_lora_expert(lora, l, m, e);
+                lc_tensor bv;
+                lc_lora_adapter part;
+                if (ad)
+                    part = expert_part(ad, i, base->cfg.moe_intermediate_size, &bv);
+                snprintf(name, sizeof name, "model.layers.%d.%s.experts.%d.%s.weight", l,
+                         f->moe_parent, e, f->expert_linears[i]);
+                compare_matrix(name, &base->layers[l].experts[3 * e + i],
+                               &merged->layers[l].experts[3 * e + i], ad ? &part : NULL,
+                               (double)lora->scale, worst, &oom);
+                n++;
+            }
+    for (int l = 0; l < base->cfg.n_layers; l++)
         for (int i = 0; i < f->n_modules; i++) {
             const lc_module m = f->modules[i];
+            if (lc_module_is_expert(m))
+                continue;
             const lc_weight *b = &base->layers[l].proj[m], *w = &merged->layers[l].proj[m];
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lc_module_parent(m),
                      lc_module_name(m));
@@ -1209,6 +1328,9 @@ static void job_free(merge_job *j)
     if (j->lora_loaded)
         lc_lora_free(&j->lora);
     free(j->targets);
+    free(j->expert_targets);
+    free(j->expert_ads);
+    free(j->expert_b);
     free(j->q);
     free(j->lin);
 }
