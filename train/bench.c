@@ -20,6 +20,7 @@ typedef struct bench_opts {
     int tied;
     int nf4;
     int dora;   /* DoRA adapters (magnitudes from the random weights) */
+    int experts, top_k; /* > 0: a Mixtral of that many experts of FF = --intermediate each */
     lc_dtype dtype;
 } bench_opts;
 
@@ -37,13 +38,14 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
 {
     *o = (bench_opts){.hidden = 576, .layers = 30, .heads = 9, .kv_heads = 3,
                       .intermediate = 1536, .vocab = 49152, .rank = 16, .batch = 4,
-                      .seq = 256, .steps = 3, .warmup = 1, .tied = 1, .dtype = LC_DTYPE_F32};
+                      .seq = 256, .steps = 3, .warmup = 1, .tied = 1, .dtype = LC_DTYPE_F32,
+                      .top_k = 2};
     struct { const char *flag; int *dst; int lo; } flags[] = {
         {"--hidden", &o->hidden, 2}, {"--layers", &o->layers, 1}, {"--heads", &o->heads, 1},
         {"--kv-heads", &o->kv_heads, 1}, {"--intermediate", &o->intermediate, 1},
         {"--vocab", &o->vocab, 2}, {"--rank", &o->rank, 1}, {"--batch", &o->batch, 1},
         {"--seq", &o->seq, 2}, {"--steps", &o->steps, 1}, {"--warmup", &o->warmup, 0},
-        {"--tied", &o->tied, 0}};
+        {"--tied", &o->tied, 0}, {"--experts", &o->experts, 0}, {"--top-k", &o->top_k, 1}};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--bf16") == 0) {
             o->dtype = LC_DTYPE_BF16;
@@ -71,10 +73,13 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
     }
     if (o->hidden % o->heads || o->heads % o->kv_heads)
         return lc_error_set(err, "bench: heads must divide hidden and kv-heads must divide heads");
+    if (o->experts && (o->top_k > o->experts || o->dora))
+        return lc_error_set(err, "bench: --experts needs --top-k <= experts and no --dora");
     return 0;
 }
 
-/* A Llama of the benchmark's shape. */
+/* A Llama of the benchmark's shape, or with --experts a Mixtral: every
+ * MLP E experts of FF = --intermediate, each token routed to --top-k. */
 static lc_model_config bench_model_config(const bench_opts *o)
 {
     lc_model_config cfg = {.arch = LC_ARCH_LLAMA, .hidden_size = o->hidden,
@@ -85,6 +90,14 @@ static lc_model_config bench_model_config(const bench_opts *o)
                            .tie_word_embeddings = o->tied != 0, .dtype = o->dtype,
                            .rope_type = LC_ROPE_DEFAULT, .rope_theta = 10000};
     strcpy(cfg.model_type, "llama");
+    if (o->experts) {
+        cfg.arch = LC_ARCH_MIXTRAL;
+        strcpy(cfg.model_type, "mixtral");
+        cfg.n_experts = o->experts;
+        cfg.n_experts_per_tok = o->top_k;
+        cfg.moe_intermediate_size = o->intermediate;
+        cfg.moe_renorm = true;
+    }
     return cfg;
 }
 
@@ -108,8 +121,8 @@ static void bench_free(bench_state *b)
     lc_model_free(&b->model);
 }
 
-/* The random model (NF4 when asked) and a LoRA of rank r on all seven
- * linears, B small and non-zero so every gradient path carries real
+/* The random model (NF4 when asked) and a LoRA of rank r on every linear
+ * (and every expert), B small and non-zero so every gradient path carries real
  * numbers. */
 static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
 {
@@ -121,6 +134,8 @@ static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
         return -1;
     lc_lora_config lc = {.r = o->rank, .alpha = 2.0 * o->rank, .use_dora = o->dora,
                          .all_linear = true};
+    /* MoE: the experts adapted too (lora_target_parameters), as dense MLPs are */
+    lc.targets[LC_MOD_EXPERTS_GATE_UP] = lc.targets[LC_MOD_EXPERTS_DOWN] = o->experts > 0;
     if (lc_model_prepare_rope(&b->model, o->seq, err) ||
         lc_lora_init(&b->lora, &cfg, &lc, 42, err))
         return -1;
