@@ -367,6 +367,22 @@ Test(cli, info_family_linears_and_targets)
               "%s", r.err);
     lc_test_run_free(&r);
 
+    const char *moe[] = {"info", lc_test_fixture("tiny-mixtral/model"), "--target-modules",
+                         "q_proj,experts.down_proj", NULL};
+    r = lc_test_run_lorac(NULL, moe);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "linears:        q_proj* k_proj v_proj o_proj experts.gate_up_proj "
+                            "experts.down_proj* "), "%s", r.out);
+    cr_expect(strstr(r.out, "experts:        4 of 32 intermediate each, top-2 routing, weights "
+                            "renormalised"), "%s", r.out);
+    /* the parts add up to the file's 74560 values: mlp = 2 layers × (router 4·64 + 4 experts
+     * × 3·32·64) */
+    cr_expect(strstr(r.out, "parameters:     74560 ") && strstr(r.out, "mlp                    49664"),
+              "%s", r.out);
+    /* r 8: q_proj 8·(64 + 64), each expert's down 8·(32 + 64), 2 layers */
+    cr_expect(strstr(r.out, "LoRA r 8 on 2 of 6 linears (8192 trainable parameters)"), "%s", r.out);
+    lc_test_run_free(&r);
+
     const char *gemma[] = {"info", lc_test_fixture("tiny-gemma2/model"), NULL};
     r = lc_test_run_lorac(NULL, gemma);
     cr_assert_eq(r.code, 0, "%s", r.err);

@@ -654,6 +654,49 @@ static void family_trace(const char *fam, size_t n_tensors)
 Test(trainer, gemma2_trace, .timeout = 120) { family_trace("tiny-gemma2", 28); }
 Test(trainer, gemma3_trace, .timeout = 120) { family_trace("tiny-gemma3", 28); }
 Test(trainer, phi3_trace, .timeout = 120) { family_trace("tiny-phi3", 16); }
+/* A fresh MoE run from the YAML keys alone: lora_target_parameters adapts
+ * the experts, and the adapter is written as PEFT writes target_parameters
+ * (adapter_config.json's list, the nested experts[.base_layer] names). */
+Test(trainer, moe_lora_target_parameters, .timeout = 120)
+{
+    char *dir = lc_test_tmpdir();
+    char *out = lc_test_asprintf("%s/out", dir);
+    char *fx = fixture("tiny-mixtral");
+    char *yaml = lc_test_asprintf(
+        "base_model: %s/model\nlora_r: 4\nlora_alpha: 8\nlora_target_modules: [q_proj, v_proj]\n"
+        "lora_target_parameters: [experts.gate_up_proj, experts.down_proj]\n"
+        "datasets:\n  - path: %s/train.jsonl\n    type: tokenized\nsequence_len: 16\n"
+        "micro_batch_size: 2\nmax_steps: 2\nlearning_rate: 1.0e-3\noutput_dir: %s\n", fx, fx, out);
+    char *cfg = lc_test_write_text(dir, "run.yaml", yaml);
+    train_ok(cfg, out, NULL, 0);
+    char *ac = lc_test_asprintf("%s/adapter_config.json", out);
+    char *text = lc_test_read_file(ac, NULL);
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *tp = cJSON_GetObjectItemCaseSensitive(j, "target_parameters");
+    cr_assert(cJSON_IsArray(tp) && cJSON_GetArraySize(tp) == 2, "%s", text);
+    char *st = lc_test_asprintf("%s/adapter_model.safetensors", out);
+    lc_st_file f;
+    lc_error err;
+    cr_assert_eq(lc_st_open(&f, st, &err), 0, "%s", err.msg);
+    const lc_st_tensor *a = lc_st_find(&f, "base_model.model.model.layers.1.mlp.experts.base_layer.lora_A.weight");
+    const lc_st_tensor *b = lc_st_find(&f, "base_model.model.model.layers.1.mlp.experts.lora_B.weight");
+    cr_assert(a && b, "expert tensors missing");
+    cr_expect(a->shape[0] == 4 * 4 && a->shape[1] == 64, "gate_up A [r·E, C]");
+    cr_expect(b->shape[0] == 64 && b->shape[1] == 4 * 4, "down B [C, r·E]");
+    cr_expect_eq(f.n_tensors, 2 * 2 * 4); /* 2 layers × (q, v, gate_up, down) × (A, B) */
+    lc_st_close(&f);
+    cJSON_Delete(j);
+    free(st);
+    free(text);
+    free(ac);
+    free(cfg);
+    free(yaml);
+    free(fx);
+    free(out);
+    lc_test_rm_rf(dir);
+    free(dir);
+}
+
 /* 2 layers × (q, k, v, o + the experts' gate_up and down) × 2 */
 Test(trainer, mixtral_trace, .timeout = 120) { family_trace("tiny-mixtral", 24); }
 Test(trainer, qwen3moe_trace, .timeout = 120) { family_trace("tiny-qwen3moe", 24); }

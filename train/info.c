@@ -23,7 +23,7 @@ void lc_param_counts_from_config(const lc_model_config *c, lc_param_counts *p)
         lc_module m = f->modules[i];
         int64_t out, in;
         lc_module_shape(c, m, &out, &in);
-        double w = (double)out * (double)in * L;
+        double w = (double)out * (double)in * (double)lc_module_copies(c, m) * L;
         double b = lc_module_has_bias(c, m) ? (double)out * L : 0;
         p->linears += w;
         if (!strcmp(lc_module_parent(m), "self_attn"))
@@ -31,6 +31,7 @@ void lc_param_counts_from_config(const lc_model_config *c, lc_param_counts *p)
         else
             p->mlp += w + b;
     }
+    p->mlp += (double)c->n_experts * C * L; /* MoE routers (frozen, not LoRA targets) */
     int norms = 0;
     for (int k = 0; k < LC_NORM_COUNT; k++)
         norms += f->norm_names[k] != NULL;
@@ -91,7 +92,7 @@ static int part_of(const char *name)
            : !strncmp(name, "lm_head.", 8)           ? 1
            : strstr(name, "norm.")                   ? 4
            : strstr(name, ".self_attn.")             ? 2
-           : strstr(name, ".mlp.")                   ? 3
+           : strstr(name, ".mlp.") || strstr(name, ".block_sparse_moe.") ? 3
                                                      : 5;
 }
 
@@ -133,8 +134,13 @@ static void print_architecture(FILE *out, const char *dir, const lc_model_config
     for (int i = 0; i < f->n_modules; i++)
         fprintf(out, " %s%s", lc_module_name(f->modules[i]),
                 targets && targets[f->modules[i]] ? "*" : "");
-    fprintf(out, " (each layer; what lora_target_modules may name%s)\n",
+    fprintf(out, " (each layer; what lora_target_modules may name%s%s)\n",
+            f->moe ? ", experts.* lora_target_parameters" : "",
             targets ? "; * = adapted in the plans below" : "");
+    if (f->moe)
+        fprintf(out, "experts:        %d of %d intermediate each, top-%d routing%s\n",
+                c->n_experts, c->moe_intermediate_size, c->n_experts_per_tok,
+                c->moe_renorm ? ", weights renormalised" : "");
     fprintf(out, "layers:         %d\n", c->n_layers);
     fprintf(out, "hidden size:    %d\n", c->hidden_size);
     fprintf(out, "intermediate:   %d\n", c->intermediate_size);
@@ -277,7 +283,7 @@ static int plan_targets(const lc_info_opts *o, const lc_model_config *c, bool *t
         char name[32];
         snprintf(name, sizeof name, "%.*s", (int)(n < 31 ? n : 31), p);
         int m = n < 31 ? lc_module_from_name(name) : -1;
-        if (m < 0 || !all.targets[m]) {
+        if (m < 0 || !lc_model_has_module(c, m)) {
             char have[160];
             lc_family_module_list(lc_family_of(c->arch), have, sizeof have);
             return lc_error_set(err, "--target-modules: '%.*s' is not a linear of %s models "
@@ -309,7 +315,7 @@ static size_t plan_lora(const lc_model_config *c, int rank, bool dora, const boo
         int64_t mo, mi;
         lc_module_shape(c, f->modules[i], &mo, &mi);
         params += ((size_t)rank * (size_t)(mo + mi) + (dora ? (size_t)mo : 0)) *
-                  (size_t)c->n_layers;
+                  (size_t)lc_module_copies(c, f->modules[i]) * (size_t)c->n_layers;
     }
     return params;
 }

@@ -33,6 +33,11 @@ const char *lc_module_name(lc_module m) { return module_names[m]; }
 
 const char *lc_module_parent(lc_module m) { return is_attention(m) ? "self_attn" : "mlp"; }
 
+int64_t lc_module_copies(const lc_model_config *c, lc_module m)
+{
+    return lc_module_is_expert(m) ? c->n_experts : 1;
+}
+
 bool lc_module_has_bias(const lc_model_config *c, lc_module m)
 {
     if (lc_module_is_expert(m))
@@ -187,7 +192,7 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
             if (cfg->targets[m]) {
                 int64_t out, in;
                 lc_module_shape(mc, m, &out, &in);
-                size_t reps = lc_module_is_expert(m) ? (size_t)mc->n_experts : 1;
+                size_t reps = (size_t)lc_module_copies(mc, m);
                 total += reps * (size_t)cfg->r * (size_t)(in + out) +
                          (cfg->use_dora ? (size_t)out : 0);
             }
@@ -205,7 +210,7 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
         for (int m = 0; m < LC_MOD_COUNT; m++) {
             if (!cfg->targets[m])
                 continue;
-            int64_t out, in, reps = lc_module_is_expert(m) ? mc->n_experts : 1;
+            int64_t out, in, reps = lc_module_copies(mc, m);
             lc_module_shape(mc, m, &out, &in);
             lc_tensor *A = &lora->tensors[lora->n_tensors++];
             lc_tensor *B = &lora->tensors[lora->n_tensors++];

@@ -55,6 +55,8 @@ int lc_module_from_name(const char *name);
 /* [out, in] of module m in a model with config cfg (an expert module: of
  * one expert). */
 void lc_module_shape(const lc_model_config *cfg, lc_module m, int64_t *out, int64_t *in);
+/* Copies of module m per layer: E for an expert module, else 1. */
+int64_t lc_module_copies(const lc_model_config *cfg, lc_module m);
 /* Whether module m carries a bias in a model with config cfg. */
 bool lc_module_has_bias(const lc_model_config *cfg, lc_module m);
 /* Whether the model's family has module m (train/family.h). */

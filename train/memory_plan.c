@@ -14,8 +14,9 @@ double lc_memory_weight_bytes(const lc_model_config *c, lc_dtype dtype)
     for (int i = 0; i < fam->n_modules; i++) {
         int64_t out, in;
         lc_module_shape(c, fam->modules[i], &out, &in);
-        n += (double)out * in * c->n_layers;
+        n += (double)out * in * (double)lc_module_copies(c, fam->modules[i]) * c->n_layers;
     }
+    n += (double)c->n_experts * c->hidden_size * c->n_layers; /* MoE routers */
     return n * (double)lc_dtype_size(dtype);
 }
 
@@ -32,8 +33,10 @@ void lc_memory_plan_cpu(const lc_model_config *c, double weight_bytes, size_t lo
     double dora_rows = 0; /* DoRA keeps c [out] per adapted linear of every layer */
     for (int i = 0; i < fam->n_modules; i++) {
         lc_module m = fam->modules[i];
-        bool targeted = lora->all_linear || lora->targets[m];
-        targets += targeted;
+        bool expert = lc_module_is_expert(m);
+        bool targeted = (lora->all_linear && !expert) || lora->targets[m];
+        /* an expert's x·Aᵀ is kept for each of the k rows a token is routed to */
+        targets += targeted ? (expert ? c->n_experts_per_tok : 1) : 0;
         int64_t out, in;
         lc_module_shape(c, m, &out, &in);
         if (lora->use_dora && targeted)
@@ -41,6 +44,10 @@ void lc_memory_plan_cpu(const lc_model_config *c, double weight_bytes, size_t lo
     }
     double per_layer = C + HD + 2 * KVD + HD + c->n_heads + C + 2 * FF + 2 +
                        (double)lora->r * targets;
+    if (fam->moe) /* normed input, router logits and weights; per routed row its gathered
+                   * input and gate / up outputs, instead of the dense MLP's */
+        per_layer += C + c->n_experts + c->n_experts_per_tok - 2 * FF +
+                     c->n_experts_per_tok * (C + 2.0 * c->moe_intermediate_size);
     if (c->qk_norm)
         per_layer += HD + KVD + c->n_heads + c->n_kv_heads;
     /* a fused linear keeps its whole output besides the split parts */
