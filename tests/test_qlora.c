@@ -243,6 +243,19 @@ static void moe_qlora(const char *fam)
 Test(qlora, mixtral_experts_nf4) { moe_qlora("tiny-mixtral"); }
 Test(qlora, qwen3moe_experts_nf4) { moe_qlora("tiny-qwen3moe"); }
 
+Test(qlora, quantize_refuses_moe)
+{
+    char *dir = lc_test_tmpdir(), *out = lc_test_path_in(dir, "q");
+    lc_error err = {{0}};
+    cr_assert_neq(lc_quantize_model(lc_test_fixture("tiny-mixtral/model"), out, 64, true, false,
+                                    &err), 0);
+    lc_test_assert_msg_has(&err, "writes bitsandbytes checkpoints of dense families only");
+    cr_expect_not(lc_path_exists(out), "nothing written");
+    lc_test_rm_rf(dir);
+    free(out);
+    free(dir);
+}
+
 /* Every tensor of a and b: same names, dtypes, shapes and bytes. */
 static void expect_same_tensors(const char *pa, const char *pb)
 {

@@ -622,32 +622,49 @@ Test(trainer, fixture_trace, .timeout = 120)
 /* The 3-step reference run of each newer family (Gemma 2, Gemma 3, Phi-3;
  * scripts/make_fixtures.py): configs/fixture_3step.yaml's settings over the
  * family's fixture, loss and grad norm per step and the final adapter. */
+/* A run of a family fixture in a fresh temporary directory: yaml_fmt (with
+ * %1$s the fixture directory, %2$s the output directory) trained into out. */
+typedef struct fixture_run {
+    char *dir, *out, *fx;
+} fixture_run;
+
+static void fixture_run_train(fixture_run *r, const char *fam, const char *yaml_fmt)
+{
+    r->dir = lc_test_tmpdir();
+    r->out = lc_test_asprintf("%s/out", r->dir);
+    r->fx = fixture(fam);
+    char *yaml = lc_test_asprintf(yaml_fmt, r->fx, r->out);
+    char *cfg = lc_test_write_text(r->dir, "run.yaml", yaml);
+    train_ok(cfg, r->out, NULL, 0);
+    free(cfg);
+    free(yaml);
+}
+
+static void fixture_run_free(fixture_run *r)
+{
+    lc_test_rm_rf(r->dir);
+    free(r->fx);
+    free(r->out);
+    free(r->dir);
+}
+
 static void family_trace(const char *fam, size_t n_tensors)
 {
-    char *dir = lc_test_tmpdir();
-    char *out = lc_test_asprintf("%s/out", dir);
-    char *fx = fixture(fam);
-    char *yaml = lc_test_asprintf(
-        "base_model: %s/model\nadapter: lora\nlora_model_dir: %s/adapter_init\n"
-        "datasets:\n  - path: %s/train.jsonl\n    type: tokenized\n"
+    fixture_run r;
+    fixture_run_train(&r, fam,
+        "base_model: %1$s/model\nadapter: lora\nlora_model_dir: %1$s/adapter_init\n"
+        "datasets:\n  - path: %1$s/train.jsonl\n    type: tokenized\n"
         "sequence_len: 16\nsample_packing: false\nshuffle: false\nmicro_batch_size: 2\n"
         "gradient_accumulation_steps: 1\nnum_epochs: 1\nmax_steps: 3\nlearning_rate: 1.0e-3\n"
         "lr_scheduler: constant\nwarmup_steps: 0\nweight_decay: 0.01\nmax_grad_norm: 1.0\n"
-        "logging_steps: 1\nsave_steps: 0\noutput_dir: %s\n", fx, fx, fx, out);
-    char *cfg = lc_test_write_text(dir, "run.yaml", yaml);
-    train_ok(cfg, out, NULL, 0);
+        "logging_steps: 1\nsave_steps: 0\noutput_dir: %2$s\n");
     char *meta = lc_test_asprintf("%s/meta.json", fam), *ref = lc_test_asprintf("%s/lora_step3.safetensors", fam);
     char *init = lc_test_asprintf("%s/lora_init.safetensors", fam);
-    assert_matches_run_from(out, meta, ref, init, n_tensors, TRACE_TOL_LOSS, TRACE_TOL_NORM);
+    assert_matches_run_from(r.out, meta, ref, init, n_tensors, TRACE_TOL_LOSS, TRACE_TOL_NORM);
     free(init);
     free(ref);
     free(meta);
-    free(cfg);
-    free(yaml);
-    free(fx);
-    free(out);
-    lc_test_rm_rf(dir);
-    free(dir);
+    fixture_run_free(&r);
 }
 
 /* 2 layers × 7 linears × (A, B); Phi-3: 2 × 4 (fused qkv_proj, gate_up_proj) × 2 */
@@ -659,22 +676,18 @@ Test(trainer, phi3_trace, .timeout = 120) { family_trace("tiny-phi3", 16); }
  * (adapter_config.json's list, the nested experts[.base_layer] names). */
 Test(trainer, moe_lora_target_parameters, .timeout = 120)
 {
-    char *dir = lc_test_tmpdir();
-    char *out = lc_test_asprintf("%s/out", dir);
-    char *fx = fixture("tiny-mixtral");
-    char *yaml = lc_test_asprintf(
-        "base_model: %s/model\nlora_r: 4\nlora_alpha: 8\nlora_target_modules: [q_proj, v_proj]\n"
+    fixture_run r;
+    fixture_run_train(&r, "tiny-mixtral",
+        "base_model: %1$s/model\nlora_r: 4\nlora_alpha: 8\nlora_target_modules: [q_proj, v_proj]\n"
         "lora_target_parameters: [experts.gate_up_proj, experts.down_proj]\n"
-        "datasets:\n  - path: %s/train.jsonl\n    type: tokenized\nsequence_len: 16\n"
-        "micro_batch_size: 2\nmax_steps: 2\nlearning_rate: 1.0e-3\noutput_dir: %s\n", fx, fx, out);
-    char *cfg = lc_test_write_text(dir, "run.yaml", yaml);
-    train_ok(cfg, out, NULL, 0);
-    char *ac = lc_test_asprintf("%s/adapter_config.json", out);
+        "datasets:\n  - path: %1$s/train.jsonl\n    type: tokenized\nsequence_len: 16\n"
+        "micro_batch_size: 2\nmax_steps: 2\nlearning_rate: 1.0e-3\noutput_dir: %2$s\n");
+    char *ac = lc_test_asprintf("%s/adapter_config.json", r.out);
     char *text = lc_test_read_file(ac, NULL);
     cJSON *j = cJSON_Parse(text);
     const cJSON *tp = cJSON_GetObjectItemCaseSensitive(j, "target_parameters");
     cr_assert(cJSON_IsArray(tp) && cJSON_GetArraySize(tp) == 2, "%s", text);
-    char *st = lc_test_asprintf("%s/adapter_model.safetensors", out);
+    char *st = lc_test_asprintf("%s/adapter_model.safetensors", r.out);
     lc_st_file f;
     lc_error err;
     cr_assert_eq(lc_st_open(&f, st, &err), 0, "%s", err.msg);
@@ -689,12 +702,7 @@ Test(trainer, moe_lora_target_parameters, .timeout = 120)
     free(st);
     free(text);
     free(ac);
-    free(cfg);
-    free(yaml);
-    free(fx);
-    free(out);
-    lc_test_rm_rf(dir);
-    free(dir);
+    fixture_run_free(&r);
 }
 
 /* 2 layers × (q, k, v, o + the experts' gate_up and down) × 2 */

@@ -281,6 +281,13 @@ int lc_quantize_model(const char *in, const char *out, int64_t bs, bool dq, bool
         return lc_error_set(err, "%s already exists (use --force to overwrite)", out);
     if (exists && lc_stage_check_replace(out, "OUT_DIR", inputs, 1, err))
         return -1;
+    lc_model_config mc;
+    if (lc_model_config_load(&mc, in, err))
+        return -1;
+    if (mc.n_experts) /* bitsandbytes quantizes nn.Linear only: no checkpoint to match */
+        return lc_error_set(err, "%s: a %s model: `lorac quantize` writes bitsandbytes "
+                            "checkpoints of dense families only; train it with load_in_4bit "
+                            "(NF4 experts at load) instead", in, mc.model_type);
     lc_model m;
     lc_model_load_opts o = {.nf4 = true, .nf4_blocksize = bs, .nf4_double_quant = dq};
     if (lc_model_load_with(&m, in, &o, err))
