@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """make_dora_fixture.py - the DoRA reference (PEFT's use_dora) for lorac's tests.
 
-On tests/fixtures/tiny-llama (or, with --family, tiny-gemma2 / tiny-gemma3 / tiny-phi3: their model/
-and train.jsonl), in float64 with HF transformers +
-PEFT (scripts/make_fixtures.py's own functions): a DoRA adapter (r 8, alpha 16, dropout 0, all
-the family's linears (make_fixtures.targets: seven, or Phi-3's four with the fused qkv_proj and
-gate_up_proj, one magnitude per output row of the fused weight), PEFT's LoraConfig(use_dora=True, init_lora_weights=False) so A and B are both
-random and non-zero; the magnitudes PEFT creates, m = ||W + s*B*A|| per row, are then scaled by
+On tests/fixtures/tiny-llama (or, with --family, tiny-gemma2 / tiny-gemma3 / tiny-phi3: their
+model/ and train.jsonl), in float64 with HF transformers + PEFT (scripts/make_fixtures.py's own
+functions): a DoRA adapter (r 8, alpha 16, dropout 0, all the family's linears
+(make_fixtures.targets: seven, or Phi-3's four with the fused qkv_proj and gate_up_proj, one
+magnitude per output row of the fused weight), PEFT's LoraConfig(use_dora=True,
+init_lora_weights=False) so A and B are both random and non-zero; the magnitudes PEFT creates, m = ||W + s*B*A|| per row, are then scaled by
 1 + 0.1*N(0,1) so m/c != 1 and the first step's c is non-trivial). The adapter is saved in F32 and
 read back, so the reference starts from exactly the values lorac reads. Writes, under
 tests/fixtures/tiny-<family>/dora/:
@@ -26,7 +26,8 @@ tests/fixtures/tiny-<family>/dora/:
                               layer 0's merged linears (layer 1 left out to keep it small)
   (the tiny-llama fixture was made with transformers 4.57.1 / peft 0.17.1, the others with
   transformers 5.17.0 / peft 0.21.2 as issue #15 names; dora.json records the versions)
-DoRA over quantized bases (--quant, also part of a full tiny-llama run), the same adapter_init and rows 0-1:
+DoRA over quantized bases (--quant, also part of a full tiny-llama run), the same adapter_init and
+rows 0-1:
 PEFT's DoRA in float64 over a dense model whose weights are what the quantized base dequantizes
 to (PEFT's DoRA over a bitsandbytes 4-bit layer takes its weight norm from the dequantized
 weight), one file each under dora/:
@@ -113,8 +114,19 @@ def make_adapter(adir):
     pm.peft_config["default"].base_model_name_or_path = "../../model"
     pm.save_pretrained(adir)
     mf.drop_extras(adir, ["README.md"])
+    sort_targets(os.path.join(adir, "adapter_config.json"))
     keys = sorted(load_file(os.path.join(adir, "adapter_model.safetensors")))
     print("saved keys (first 3 of %d):" % len(keys), keys[:3])
+
+
+def sort_targets(path):
+    """PEFT writes target_modules in its set's order, which changes from run to run (string
+    hashing): sorted, so that a rerun writes the same bytes."""
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg["target_modules"] = sorted(cfg["target_modules"])
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)  # as PEFT's save_pretrained formats it
 
 
 def fresh_magnitudes(base):
