@@ -36,6 +36,7 @@ except ImportError as e:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_fixtures as mf  # noqa: E402  (one definition of the loss, targets and rows)
+from make_dora_fixture import saved_name  # noqa: E402  (PEFT parameter -> saved tensor name)
 from safetensors.torch import load_file  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,12 +108,6 @@ def load_peft(fx, adapter):
 def hf_loss(pm, ids, labels):
     with torch.no_grad():
         return float(mf.causal_loss(pm(input_ids=ids, use_cache=False).logits, labels))
-
-
-def saved_name(n):
-    """PEFT parameter name -> the name save_pretrained writes (adapter name dropped)."""
-    return (n.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B.")
-            .replace(".lora_magnitude_vector.default.weight", ".lora_magnitude_vector"))
 
 
 def check_config(pm, init_dir, arch):
