@@ -1,25 +1,33 @@
 #!/usr/bin/env python3
 """make_dora_fixture.py - the DoRA reference (PEFT's use_dora) for lorac's tests.
 
-On tests/fixtures/tiny-llama (its model/ and train.jsonl), in float64 with HF transformers +
-PEFT (scripts/make_fixtures.py's own functions): a DoRA adapter (r 8, alpha 16, dropout 0, all
-seven linears, PEFT's LoraConfig(use_dora=True, init_lora_weights=False) so A and B are both
-random and non-zero; the magnitudes PEFT creates, m = ||W + s*B*A|| per row, are then scaled by
+On tests/fixtures/tiny-llama (or, with --family, tiny-gemma2 / tiny-gemma3 / tiny-phi3: their
+model/ and train.jsonl), in float64 with HF transformers + PEFT (scripts/make_fixtures.py's own
+functions): a DoRA adapter (r 8, alpha 16, dropout 0, all the family's linears
+(make_fixtures.targets: seven, or Phi-3's four with the fused qkv_proj and gate_up_proj, one
+magnitude per output row of the fused weight), PEFT's LoraConfig(use_dora=True,
+init_lora_weights=False) so A and B are both random and non-zero; the magnitudes PEFT creates, m = ||W + s*B*A|| per row, are then scaled by
 1 + 0.1*N(0,1) so m/c != 1 and the first step's c is non-trivial). The adapter is saved in F32 and
 read back, so the reference starts from exactly the values lorac reads. Writes, under
-tests/fixtures/tiny-llama/dora/:
+tests/fixtures/tiny-<family>/dora/:
   adapter_init/               the adapter (PEFT's save_pretrained; tensor names
                               ...lora_A.weight, ...lora_B.weight, ...lora_magnitude_vector)
-  ref_step0.safetensors       rows 0-1 of train.jsonl from adapter_init: "logits" [32, 512],
-                              "loss" [1], and "<saved name>.grad" for every A, B and magnitude (F32)
+  ref_step0.safetensors       rows 0-1 of train.jsonl from adapter_init: "logits" [32, vocab],
+                              "loss" [1], "<saved name>.grad" for every A, B and magnitude (F32),
+                              and "<magnitude name>.init": the magnitudes PEFT gives a fresh DoRA
+                              adapter (B = 0: ||W|| per row; not in tiny-llama's, which predates
+                              them: its test computes the row norms itself)
   dora.json                   the 3-step trace as configs/fixture_3step.yaml runs it (torch AdamW,
                               lr 1e-3, wd 0.01 on every trainable tensor incl. the magnitudes as
                               HF's Trainer decays them, clip 1.0, constant): [{step, loss,
                               grad_norm}], versions
   dora_step3.safetensors      the adapter after the 3 steps (F32, saved names)
   merged_layer0.safetensors   PEFT's merge_and_unload() of adapter_init (float64, stored F32):
-                              layer 0's seven merged linears (layer 1 left out to keep it small)
-DoRA over quantized bases (--quant, also part of a full run), the same adapter_init and rows 0-1:
+                              layer 0's merged linears (layer 1 left out to keep it small)
+  (the tiny-llama fixture was made with transformers 4.57.1 / peft 0.17.1, the others with
+  transformers 5.17.0 / peft 0.21.2 as issue #15 names; dora.json records the versions)
+DoRA over quantized bases (--quant, also part of a full tiny-llama run), the same adapter_init and
+rows 0-1:
 PEFT's DoRA in float64 over a dense model whose weights are what the quantized base dequantizes
 to (PEFT's DoRA over a bitsandbytes 4-bit layer takes its weight norm from the dequantized
 weight), one file each under dora/:
@@ -37,6 +45,7 @@ weight), one file each under dora/:
   "<magnitude name>.init": the magnitudes PEFT gives a fresh DoRA adapter over those weights
   (init_lora_weights=True: B = 0, so the row norms of the dequantized W)
 Usage: /work/venv-torch/bin/python scripts/make_dora_fixture.py [--quant]
+       /work/venv-t5/bin/python scripts/make_dora_fixture.py --family gemma2|gemma3|phi3
        /work/venv-torch/bin/python scripts/make_dora_fixture.py --check-adapter DIR
          after  build/lorac train configs/fixture_3step.yaml --set output_dir=DIR \
                   --set lora_model_dir=$PWD/tests/fixtures/tiny-llama/dora/adapter_init
@@ -55,9 +64,24 @@ import transformers  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAMILIES = ("llama", "gemma2", "gemma3", "phi3")
+SEED = 1234
+# the fixture this run reads and writes: tiny-llama unless main() is given --family
+FAMILY = "llama"
 FIX = os.path.join(ROOT, "tests", "fixtures", "tiny-llama")
 OUT = os.path.join(FIX, "dora")
-SEED = 1234
+
+
+def set_family(fam):
+    global FAMILY, FIX, OUT
+    FAMILY = fam
+    FIX = os.path.join(ROOT, "tests", "fixtures", "tiny-" + fam)
+    OUT = os.path.join(FIX, "dora")
+
+
+def n_layers():
+    with open(os.path.join(FIX, "model", "config.json")) as f:
+        return json.load(f)["num_hidden_layers"]
 
 
 def saved_name(n):
@@ -78,7 +102,7 @@ def make_adapter(adir):
     torch.manual_seed(SEED)
     base = mf.load_base(os.path.join(FIX, "model"), torch.float64)
     cfg = peft.LoraConfig(r=mf.LORA_R, lora_alpha=mf.LORA_ALPHA, lora_dropout=0.0,
-                          target_modules=list(mf.TARGETS), bias="none", task_type="CAUSAL_LM",
+                          target_modules=mf.targets(FAMILY), bias="none", task_type="CAUSAL_LM",
                           init_lora_weights=False, use_dora=True)
     pm = peft.get_peft_model(base, cfg)
     gen = torch.Generator().manual_seed(SEED)
@@ -90,8 +114,29 @@ def make_adapter(adir):
     pm.peft_config["default"].base_model_name_or_path = "../../model"
     pm.save_pretrained(adir)
     mf.drop_extras(adir, ["README.md"])
+    sort_targets(os.path.join(adir, "adapter_config.json"))
     keys = sorted(load_file(os.path.join(adir, "adapter_model.safetensors")))
     print("saved keys (first 3 of %d):" % len(keys), keys[:3])
+
+
+def sort_targets(path):
+    """PEFT writes target_modules in its set's order, which changes from run to run (string
+    hashing): sorted, so that a rerun writes the same bytes."""
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg["target_modules"] = sorted(cfg["target_modules"])
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)  # as PEFT's save_pretrained formats it
+
+
+def fresh_magnitudes(base):
+    """{"<magnitude name>.init": m} of a fresh DoRA adapter PEFT puts on base (init_lora_weights
+    True: B = 0, so m = ||W|| per row of each of the family's linears)."""
+    fresh = peft.get_peft_model(base, peft.LoraConfig(
+        r=mf.LORA_R, lora_alpha=mf.LORA_ALPHA, lora_dropout=0.0, target_modules=mf.targets(FAMILY),
+        bias="none", task_type="CAUSAL_LM", use_dora=True))
+    return {saved_name(n) + ".init": p.detach() for n, p in fresh.named_parameters()
+            if "lora_magnitude_vector" in n}
 
 
 def make():
@@ -104,7 +149,8 @@ def make():
     mdir = os.path.join(FIX, "model")
     pm = mf.load_peft(mdir, adir, torch.float64, trainable=True)
     params = dora_params(pm)
-    assert len(params) == 3 * 7 * 2, len(params)
+    n_mod = len(mf.targets(FAMILY))
+    assert len(params) == 3 * n_mod * n_layers(), len(params)
     b0 = mf.BATCHES[0]
     pm.zero_grad(set_to_none=True)
     out = pm(input_ids=ids[b0], use_cache=False)
@@ -114,6 +160,7 @@ def make():
            "loss": loss.detach().reshape(1)}
     for k, p in params.items():
         ref[k + ".grad"] = p.grad.detach()
+    ref.update(fresh_magnitudes(mf.load_base(mdir, torch.float64)))
     save_file(mf.f32(ref), os.path.join(OUT, "ref_step0.safetensors"))
     print("step-1 loss %.12f" % loss.item())
 
@@ -129,7 +176,7 @@ def make():
     pm = mf.load_peft(mdir, adir, torch.float64, trainable=False)
     merged = pm.merge_and_unload().state_dict()
     keep = {k: v for k, v in merged.items() if k.startswith("model.layers.0.") and k.endswith("_proj.weight")}
-    assert len(keep) == 7
+    assert len(keep) == n_mod, sorted(keep)
     save_file(mf.f32(keep), os.path.join(OUT, "merged_layer0.safetensors"))
 
 
@@ -226,12 +273,7 @@ def make_quant():
             for k, v in sd.items():
                 if "rotary" not in k:
                     base.get_parameter(k).copy_(v.to(torch.float64))
-        fresh = peft.get_peft_model(base, peft.LoraConfig(  # B = 0: m = ||W|| per row
-            r=mf.LORA_R, lora_alpha=mf.LORA_ALPHA, lora_dropout=0.0, target_modules=list(mf.TARGETS),
-            bias="none", task_type="CAUSAL_LM", use_dora=True))
-        for n, p in fresh.named_parameters():
-            if "lora_magnitude_vector" in n:
-                ref[saved_name(n) + ".init"] = p.detach()
+        ref.update(fresh_magnitudes(base))
         fn = os.path.join(OUT, "ref_%s.safetensors" % name)
         save_file(mf.f32(ref), fn)
         print("%s: step-1 loss %.12f (%d bytes)" % (name, loss.item(), os.path.getsize(fn)))
@@ -273,19 +315,26 @@ def check_adapter(adir):
     dora = pm.peft_config["default"].use_dora
     print("%s: use_dora %s, logits vs PEFT's 3-step adapter: max rel diff %.3e (%d tensors)"
           % (adir, dora, e, n))
-    return 0 if dora and n == 42 and e < 5e-6 else 1  # measured 5.4e-7
+    want_n = 3 * len(mf.targets(FAMILY)) * n_layers()
+    return 0 if dora and n == want_n and e < 5e-6 else 1  # measured 5.4e-7 (tiny-llama)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check-adapter")
     ap.add_argument("--quant", action="store_true", help="only the quantized-base references")
+    ap.add_argument("--family", choices=FAMILIES, default="llama",
+                    help="the fixture tiny-FAMILY (the quantized-base references are tiny-llama's)")
     a = ap.parse_args()
+    set_family(a.family)
+    if a.family != "llama" and a.quant:
+        sys.exit("make_dora_fixture.py: --quant is tiny-llama's only")
     if a.check_adapter:
         sys.exit(check_adapter(a.check_adapter))
     if not a.quant:
         make()
-    make_quant()
+    if a.family == "llama":
+        make_quant()
 
 
 if __name__ == "__main__":

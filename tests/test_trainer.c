@@ -623,17 +623,19 @@ Test(trainer, fixture_trace, .timeout = 120)
  * scripts/make_fixtures.py): configs/fixture_3step.yaml's settings over the
  * family's fixture, loss and grad norm per step and the final adapter. */
 /* A run of a family fixture in a fresh temporary directory: yaml_fmt (with
- * %1$s the fixture directory, %2$s the output directory) trained into out. */
+ * %1$s the fixture directory, %2$s the output directory, %3$s a
+ * subdirectory prefix) trained into out. */
 typedef struct fixture_run {
     char *dir, *out, *fx;
 } fixture_run;
 
-static void fixture_run_train(fixture_run *r, const char *fam, const char *yaml_fmt)
+static void fixture_run_train(fixture_run *r, const char *fam, const char *sub,
+                              const char *yaml_fmt)
 {
     r->dir = lc_test_tmpdir();
     r->out = lc_test_asprintf("%s/out", r->dir);
     r->fx = fixture(fam);
-    char *yaml = lc_test_asprintf(yaml_fmt, r->fx, r->out);
+    char *yaml = lc_test_asprintf(yaml_fmt, r->fx, r->out, sub);
     char *cfg = lc_test_write_text(r->dir, "run.yaml", yaml);
     train_ok(cfg, r->out, NULL, 0);
     free(cfg);
@@ -648,23 +650,34 @@ static void fixture_run_free(fixture_run *r)
     free(r->dir);
 }
 
-static void family_trace(const char *fam, size_t n_tensors)
+/* fam's run from adapter_init (sub "": LoRA, checked against meta.json and
+ * lora_step3; sub "dora/": DoRA, against dora/dora.json and dora_step3) */
+static void family_trace_of(const char *fam, const char *sub, size_t n_tensors, double tol_loss,
+                            double tol_norm)
 {
     fixture_run r;
-    fixture_run_train(&r, fam,
-        "base_model: %1$s/model\nadapter: lora\nlora_model_dir: %1$s/adapter_init\n"
+    fixture_run_train(&r, fam, sub,
+        "base_model: %1$s/model\nadapter: lora\nlora_model_dir: %1$s/%3$sadapter_init\n"
         "datasets:\n  - path: %1$s/train.jsonl\n    type: tokenized\n"
         "sequence_len: 16\nsample_packing: false\nshuffle: false\nmicro_batch_size: 2\n"
         "gradient_accumulation_steps: 1\nnum_epochs: 1\nmax_steps: 3\nlearning_rate: 1.0e-3\n"
         "lr_scheduler: constant\nwarmup_steps: 0\nweight_decay: 0.01\nmax_grad_norm: 1.0\n"
         "logging_steps: 1\nsave_steps: 0\noutput_dir: %2$s\n");
-    char *meta = lc_test_asprintf("%s/meta.json", fam), *ref = lc_test_asprintf("%s/lora_step3.safetensors", fam);
-    char *init = lc_test_asprintf("%s/lora_init.safetensors", fam);
-    assert_matches_run_from(r.out, meta, ref, init, n_tensors, TRACE_TOL_LOSS, TRACE_TOL_NORM);
+    bool dora = *sub != '\0';
+    char *meta = lc_test_asprintf("%s/%s", fam, dora ? "dora/dora.json" : "meta.json");
+    char *ref = lc_test_asprintf("%s/%s", fam, dora ? "dora/dora_step3.safetensors" : "lora_step3.safetensors");
+    char *init = lc_test_asprintf("%s/%s", fam, dora ? "dora/adapter_init/adapter_model.safetensors"
+                                                     : "lora_init.safetensors");
+    assert_matches_run_from(r.out, meta, ref, init, n_tensors, tol_loss, tol_norm);
     free(init);
     free(ref);
     free(meta);
     fixture_run_free(&r);
+}
+
+static void family_trace(const char *fam, size_t n_tensors)
+{
+    family_trace_of(fam, "", n_tensors, TRACE_TOL_LOSS, TRACE_TOL_NORM);
 }
 
 /* 2 layers × 7 linears × (A, B); Phi-3: 2 × 4 (fused qkv_proj, gate_up_proj) × 2 */
@@ -677,7 +690,7 @@ Test(trainer, phi3_trace, .timeout = 120) { family_trace("tiny-phi3", 16); }
 Test(trainer, moe_lora_target_parameters, .timeout = 120)
 {
     fixture_run r;
-    fixture_run_train(&r, "tiny-mixtral",
+    fixture_run_train(&r, "tiny-mixtral", "",
         "base_model: %1$s/model\nlora_r: 4\nlora_alpha: 8\nlora_target_modules: [q_proj, v_proj]\n"
         "lora_target_parameters: [experts.gate_up_proj, experts.down_proj]\n"
         "datasets:\n  - path: %1$s/train.jsonl\n    type: tokenized\nsequence_len: 16\n"
@@ -708,6 +721,21 @@ Test(trainer, moe_lora_target_parameters, .timeout = 120)
 /* 2 layers × (q, k, v, o + the experts' gate_up and down) × 2 */
 Test(trainer, mixtral_trace, .timeout = 120) { family_trace("tiny-mixtral", 24); }
 Test(trainer, qwen3moe_trace, .timeout = 120) { family_trace("tiny-qwen3moe", 24); }
+
+/* DoRA on the newer families against PEFT 0.21.2's 3 steps from the same
+ * adapter (scripts/make_dora_fixture.py --family): (A, B, magnitude) per
+ * linear, Phi-3's fused ones with a magnitude per row of the fused weight.
+ * About 10x the worst measured over the three: loss 2.0e-8 (Gemma 2), grad
+ * norm 2.7e-7 (Phi-3); the updates 1.8e-5 over all tensors, 7.6e-5 worst. */
+#define DORA_FAM_TOL_LOSS 2e-7
+#define DORA_FAM_TOL_NORM 3e-6
+static void family_dora_trace(const char *fam, size_t n_tensors)
+{
+    family_trace_of(fam, "dora/", n_tensors, DORA_FAM_TOL_LOSS, DORA_FAM_TOL_NORM);
+}
+Test(trainer, gemma2_dora_trace, .timeout = 120) { family_dora_trace("tiny-gemma2", 42); }
+Test(trainer, gemma3_dora_trace, .timeout = 120) { family_dora_trace("tiny-gemma3", 42); }
+Test(trainer, phi3_dora_trace, .timeout = 120) { family_dora_trace("tiny-phi3", 24); }
 
 /* LoRA+ against PEFT's create_loraplus_optimizer as Axolotl calls it
  * (scripts/make_loraplus_fixture.py): lora_B at 16 x the rate, and the
