@@ -1187,6 +1187,17 @@ static void check_split(const char *name, int n, const int64_t *widths, uint64_t
                              "%s part %d [%lld, %lld]", name, i, (long long)r, (long long)j);
         c0 += widths[i];
     }
+    /* Only the first part used (a part without a gradient is skipped):
+     * x's gradient is that part's weights in its columns, 0 elsewhere. */
+    gc_prepare(&g, true);
+    fwd_split(&g, out);
+    lc_tape_backward(&g.tape, gc_wsum_op(&g, out, 1));
+    cr_assert_not_null(c.x->grad);
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t j = 0; j < W; j++)
+            cr_expect_eq(c.x->grad[r * W + j], j < widths[0] ? g.w[0][r * widths[0] + j] : 0.0,
+                         "%s: gradient [%lld, %lld] with only part 0 used", name, (long long)r,
+                         (long long)j);
     gc_free(&g);
 }
 
