@@ -689,13 +689,10 @@ static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *b, const
         main_rope = m->cos_sin[LC_ROPE_TABLE_LONG];
 
     lc_tensor *x = lc_op_embedding(t, &m->embed, b->input_ids, N);
-    if (lc_family_of(c->arch)->embed_scale) {
-        /* x · √C with √C rounded to the embeddings' dtype, as transformers
-         * builds its normalizer; the embedding has no gradient, so in place */
-        lc_real s = lc_dtype_round((lc_real)sqrt((double)c->hidden_size), m->embed.dtype);
-        for (int64_t i = 0; i < x->numel; i++)
-            x->data[i] *= s;
-    }
+    if (lc_family_of(c->arch)->embed_scale) /* x · √C, √C rounded to the embeddings' dtype
+                                               * as transformers builds its normalizer */
+        x = lc_op_scale(t, x, lc_dtype_round((lc_real)sqrt((double)c->hidden_size),
+                                             m->embed.dtype));
     lc_tensor *next = cache ? lc_tape_tensor2(t, N, c->hidden_size) : NULL; /* [N, C] */
     for (int l = 0; l < c->n_layers; l++) {
         if (hook)
