@@ -197,6 +197,47 @@ static void check_family(const char *fam)
     cJSON_Delete(ref);
 }
 
+/* The newer families decode through the KV cache as the full forward
+ * computes: Gemma 2's window of 6 crossed (sliding and global layers),
+ * Gemma 3's local/global RoPE, the final soft-cap on every step's logits,
+ * Phi-3 past its original context (a 10-token prefill: long factors
+ * throughout, as transformers picks per call) and the MoE routing per token.
+ * Prompt: row 0's first 10 ids, then its next 6 one at a time. */
+static void cache_family(const char *fam)
+{
+    lc_error err;
+    lc_model m;
+    lc_lora lora;
+    char rel[128];
+    snprintf(rel, sizeof rel, "tiny-%s/model", fam);
+    cr_assert_eq(lc_model_load(&m, lc_test_fixture(rel), &err), 0, "%s", err.msg);
+    snprintf(rel, sizeof rel, "tiny-%s/adapter_init", fam);
+    cr_assert_eq(lc_lora_load_peft(&lora, &m.cfg, lc_test_fixture(rel), &err), 0, "%s", err.msg);
+    snprintf(rel, sizeof rel, "tiny-%s/train.jsonl", fam);
+    char *text = lc_test_read_file(lc_test_fixture(rel), NULL);
+    cJSON *row = cJSON_Parse(text); /* the first line */
+    int64_t n;
+    int32_t *ids = json_ids(cJSON_GetObjectItem(row, "input_ids"), &n);
+    cr_assert_geq(n, 16);
+    lc_generator *g = lc_generator_new(&m, &lora, 32, &err);
+    cr_assert(g, "%s", err.msg);
+    double w = cache_vs_full(&m, &lora, g, ids, 10, ids + 10, 6, false);
+    cr_log_info("%s: cached vs full forward %.3g", fam, w);
+    cr_expect_lt(w, TOL_CACHE, "%s: cached vs full rel err %g", fam, w);
+    lc_generator_free(g);
+    free(ids);
+    cJSON_Delete(row);
+    free(text);
+    lc_lora_free(&lora);
+    lc_model_free(&m);
+}
+
+Test(generate, cache_gemma2) { cache_family("gemma2"); }
+Test(generate, cache_gemma3) { cache_family("gemma3"); }
+Test(generate, cache_phi3) { cache_family("phi3"); }
+Test(generate, cache_mixtral) { cache_family("mixtral"); }
+Test(generate, cache_qwen3moe) { cache_family("qwen3moe"); }
+
 Test(generate, greedy_llama) { check_family("llama"); }
 Test(generate, greedy_mistral) { check_family("mistral"); }
 Test(generate, greedy_qwen2) { check_family("qwen2"); }
