@@ -1,4 +1,4 @@
-/* lc_sim.h (autograd/cuda/sim/) — a CPU stand-in for the parts of CUDA / cuBLASLt that lorac's
+/* lc_sim.h (tests/cuda_sim/) — a CPU stand-in for the parts of CUDA / cuBLASLt that lorac's
  * backend uses, so the real kernel source runs (slowly) without a GPU:
  * every CUDA thread is a fiber, blocks run one after another, barriers and
  * warp shuffles have their real collective semantics. */

@@ -16,7 +16,7 @@
 # Extra arguments after BUILD_DIR go to the test binary (e.g. --filter).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../../.." && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
 BUILD=${1:-build-cuda}
 shift || true
 case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac

@@ -1,4 +1,4 @@
-/* selftest.cu (autograd/cuda/sim/) — wiring bugs the simulator must catch.
+/* selftest.cu (tests/cuda_sim/) — wiring bugs the simulator must catch.
  * run_tests.sh compiles this through gen.py like the backend's .cu files and
  * runs `selftest CASE` for every case: "ok" must pass (correct versions of the
  * kernels below give the right answer under random fiber order); every other
