@@ -92,7 +92,7 @@ int main(int argc, char **argv)
     cudaMemcpy(hy, y, sizeof hy, cudaMemcpyDeviceToHost);
     bad |= check("twice_k", hy, want, NT);
 
-    reduce_k<<<1, NT, 0, s>>>(x, y, strcmp(c, "no_sync") != 0);
+    reduce_k<<<1, NT, 0, s>>>(x, y, strcmp(c, "no_syncthreads") != 0);
     cudaMemcpy(hy, y, sizeof(float), cudaMemcpyDeviceToHost);
     bad |= check("reduce_k", hy, &sum, 1);
 

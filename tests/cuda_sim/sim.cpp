@@ -19,7 +19,10 @@
  * live, cudaMemset / cublasLtMatmul on host memory and cudaFree of anything
  * but a live allocation all abort with a message.
  * Dynamic shared memory above 48 KiB must be opted into, and is capped at the
- * sm_86 / sm_89 limit (the tightest of the four target architectures). */
+ * sm_86 / sm_89 limit (the tightest of the four target architectures).
+ * Stream work (kernels, async copies, memsets, GEMMs) is deferred by default:
+ * it runs, in order, only at a synchronisation point, so a host read without
+ * one sees stale memory (pinned host memory starts as NaN too). */
 #include <ucontext.h>
 #include <sys/mman.h>
 #include <map>
@@ -180,10 +183,50 @@ static void entry()
     swapcontext(&lc_sim_cur->ctx, &sched_ctx);
 }
 
-void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *name,
-                const std::function<void()> &body)
+/* Deferred execution (LC_SIM_DEFERRED, default 1): kernels, async copies,
+ * memsets and GEMMs queue up in stream order and run only at a
+ * synchronisation point (cudaStreamSynchronize, cudaDeviceSynchronize, a
+ * synchronous cudaMemcpy, cudaFree), so host code that reads results without
+ * synchronising sees stale (poisoned) memory, as it may on a GPU. */
+static std::vector<std::function<void()>> queue_;
+static int deferred_ = -1;
+static bool deferred()
 {
-    cur_kernel = name;
+    if (deferred_ < 0) {
+        const char *e = getenv("LC_SIM_DEFERRED");
+        deferred_ = !(e && !strcmp(e, "0"));
+        fprintf(stderr, "lc_sim: %s execution (LC_SIM_DEFERRED=%d)\n",
+                deferred_ ? "deferred" : "immediate", deferred_);
+    }
+    return deferred_;
+}
+static void submit(std::function<void()> work)
+{
+    if (deferred())
+        queue_.push_back(std::move(work));
+    else
+        work();
+}
+static void flush()
+{
+    std::vector<std::function<void()>> q;
+    q.swap(queue_);
+    for (auto &w : q)
+        w();
+}
+
+bool lc_sim_bug(const char *name)
+{
+    static const char *bug = getenv("LC_INJECT_BUG");
+    return bug && !strcmp(bug, name);
+}
+
+static void run_grid(dim3 g, dim3 b, size_t smem, const char *name,
+                     const std::function<void()> &body);
+
+void lc_sim_submit(dim3 g, dim3 b, size_t smem, const void *kernel, const char *name,
+                   std::function<void()> body)
+{
     unsigned nt = b.x * b.y * b.z;
     if (nt == 0 || nt > 1024 || b.y != 1 || b.z != 1 || (nt % 32) || g.x == 0 || g.y == 0 ||
         g.z == 0 || g.y > 65535 || g.z > 65535) {
@@ -203,6 +246,24 @@ void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *nam
         last_error = cudaErrorInvalidValue;
         return;
     }
+    submit([=]() { run_grid(g, b, smem, name, body); });
+}
+
+/* getcontext returns twice: kept out of run_grid so its locals stay safe */
+static __attribute__((noinline)) void make_fiber(lc_sim_fiber &f, char *stack)
+{
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = stack;
+    f.ctx.uc_stack.ss_size = STACK;
+    f.ctx.uc_link = &sched_ctx;
+    makecontext(&f.ctx, entry, 0);
+}
+
+static void run_grid(dim3 g, dim3 b, size_t smem, const char *name,
+                     const std::function<void()> &body)
+{
+    cur_kernel = name;
+    unsigned nt = b.x * b.y * b.z;
     if (stacks_n < nt) {
         if (stacks)
             munmap(stacks, stacks_n * STACK);
@@ -235,11 +296,7 @@ void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *nam
                     f.tid = {t, 0, 0};
                     f.index = (int)t;
                     f.done = false;
-                    getcontext(&f.ctx);
-                    f.ctx.uc_stack.ss_sp = stacks + (size_t)t * STACK;
-                    f.ctx.uc_stack.ss_size = STACK;
-                    f.ctx.uc_link = &sched_ctx;
-                    makecontext(&f.ctx, entry, 0);
+                    make_fiber(f, stacks + (size_t)t * STACK);
                 }
                 unsigned left = nt;
                 for (unsigned t = 0; t < nt; t++)
@@ -279,8 +336,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int)
 cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { *f = (size_t)1 << 30; *t = (size_t)2 << 30; return cudaSuccess; }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = new lc_sim_stream; return cudaSuccess; }
-cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamDestroy(cudaStream_t s) { flush(); delete s; return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { flush(); return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { flush(); return cudaSuccess; }
 cudaError_t cudaMalloc(void **p, size_t n)
 {
     if (n > ((size_t)1 << 34)) { last_error = cudaErrorMemoryAllocation; *p = NULL; return cudaErrorMemoryAllocation; }
@@ -289,9 +347,12 @@ cudaError_t cudaMalloc(void **p, size_t n)
     live[(uintptr_t)*p] = n;
     return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); return cudaSuccess; }
+/* pinned memory is poisoned too (0xff: NaN): a host read of an async copy's
+ * destination before the copy ran shows */
+cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); memset(*p, 0xff, n); return cudaSuccess; }
 cudaError_t cudaFree(void *p)
 {
+    flush(); /* cudaFree synchronises the device */
     if (!p) return cudaSuccess;
     if (!live.erase((uintptr_t)p)) {
         fprintf(stderr, "lc_sim: cudaFree of %p, which is not the start of a live device allocation\n", p);
@@ -300,7 +361,7 @@ cudaError_t cudaFree(void *p)
     free(p);
     return cudaSuccess;
 }
-cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaFreeHost(void *p) { flush(); free(p); return cudaSuccess; }
 /* A range [p, p + n) that must be entirely device memory or entirely host. */
 static void need(const void *p, size_t n, bool dev, const char *what, const char *call)
 {
@@ -317,14 +378,24 @@ cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, 
     if ((unsigned)k > 2) { fprintf(stderr, "lc_sim: cudaMemcpy with unknown kind %d\n", (int)k); abort(); }
     need(d, n, k != cudaMemcpyDeviceToHost, "destination", names[k]);
     need(s, n, k != cudaMemcpyHostToDevice, "source", names[k]);
-    memmove(d, s, n);
+    if (k == cudaMemcpyHostToDevice) { /* pageable host source: staged at the call */
+        std::vector<char> staged((const char *)s, (const char *)s + n);
+        submit([d, staged]() { memcpy(d, staged.data(), staged.size()); });
+    } else {
+        submit([d, s, n]() { memmove(d, s, n); });
+    }
     return cudaSuccess;
 }
-cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k) { return cudaMemcpyAsync(d, s, n, k, NULL); }
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k)
+{
+    cudaError_t e = cudaMemcpyAsync(d, s, n, k, NULL);
+    flush(); /* synchronous: everything before it, then the copy */
+    return e;
+}
 cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t)
 {
     need(d, n, true, "destination", "cudaMemsetAsync");
-    memset(d, v, n);
+    submit([d, v, n]() { memset(d, v, n); });
     return cudaSuccess;
 }
 cudaError_t cudaGetLastError() { cudaError_t e = last_error; last_error = cudaSuccess; return e; }
@@ -422,19 +493,25 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
             fprintf(stderr, "lc_sim: cublasLtMatmul: %c %p is not device memory\n", "ABCD"[i], ptrs[i]);
             abort();
         }
+    /* alpha, beta (host scalars), the descriptor and the layouts are read at
+     * the call; the product runs in stream order */
     float al = *(const float *)alpha, be = *(const float *)beta;
-    for (uint64_t j = 0; j < n; j++)
-        for (uint64_t i = 0; i < m; i++) {
-            float s = 0;
-            for (uint64_t p = 0; p < k; p++) {
-                float a = d->ta == CUBLAS_OP_N ? ld_(A, la->t, i + p * la->ld) : ld_(A, la->t, p + i * la->ld);
-                float b = d->tb == CUBLAS_OP_N ? ld_(B, lb->t, p + j * lb->ld) : ld_(B, lb->t, j + p * lb->ld);
-                s += a * b;
+    lc_sim_desc dd = *d;
+    lc_sim_layout a_ = *la, b_ = *lb, c_ = *lc;
+    submit([=]() {
+        for (uint64_t j = 0; j < n; j++)
+            for (uint64_t i = 0; i < m; i++) {
+                float s = 0;
+                for (uint64_t p = 0; p < k; p++) {
+                    float a = dd.ta == CUBLAS_OP_N ? ld_(A, a_.t, i + p * a_.ld) : ld_(A, a_.t, p + i * a_.ld);
+                    float b = dd.tb == CUBLAS_OP_N ? ld_(B, b_.t, p + j * b_.ld) : ld_(B, b_.t, j + p * b_.ld);
+                    s += a * b;
+                }
+                uint64_t ci = i + j * c_.ld;
+                float v = al * s + (be != 0 ? be * ld_(C, c_.t, ci) : 0.0f);
+                if (c_.t == CUDA_R_32F) ((float *)D)[ci] = v;
+                else ((__nv_bfloat16 *)D)[ci] = __float2bfloat16_rn(v);
             }
-            uint64_t ci = i + j * lc->ld;
-            float v = al * s + (be != 0 ? be * ld_(C, lc->t, ci) : 0.0f);
-            if (lc->t == CUDA_R_32F) ((float *)D)[ci] = v;
-            else ((__nv_bfloat16 *)D)[ci] = __float2bfloat16_rn(v);
-        }
+    });
     return CUBLAS_STATUS_SUCCESS;
 }
