@@ -1,7 +1,8 @@
 /* sim.cpp — the simulator's runtime: fibers, barriers, warp collectives,
  * device memory and a reference (column-major, f32-accumulating) cuBLASLt.
  *
- * Every CUDA thread of a block is a ucontext fiber on one OS thread; blocks
+ * Every CUDA thread of a block is a ucontext fiber on one OS thread (entered
+ * with swapcontext, resumed with _setjmp / _longjmp); blocks
  * run one after another; between barriers the runnable fibers run in a seeded
  * random order (LC_SIM_SEED, default 1, printed at the first launch), so code
  * that relies on thread order without a barrier gives wrong results. A fiber
@@ -23,6 +24,9 @@
  * Stream work (kernels, async copies, memsets, GEMMs) is deferred by default:
  * it runs, in order, only at a synchronisation point, so a host read without
  * one sees stale memory (pinned host memory starts as NaN too). */
+/* fortified longjmp refuses to jump to another stack, which is the point here */
+#undef _FORTIFY_SOURCE
+#include <setjmp.h>
 #include <ucontext.h>
 #include <sys/mman.h>
 #include <map>
@@ -39,7 +43,9 @@
 struct barrier_t { int expected = 0, arrived = 0; uint64_t gen = 0; };
 struct warp_t { barrier_t bar; uint64_t slot[32]; };
 struct lc_sim_fiber {
-    ucontext_t ctx;
+    ucontext_t ctx;  /* the first entry */
+    jmp_buf jb;      /* later resumptions */
+    bool started;
     uint3s tid;
     int index;
     bool done;
@@ -47,6 +53,15 @@ struct lc_sim_fiber {
 lc_sim_fiber *lc_sim_cur;
 uint3s lc_sim_block_idx, lc_sim_block_dim, lc_sim_grid_dim;
 static ucontext_t sched_ctx;
+/* Switches after a fiber's first entry use _setjmp / _longjmp, which skip
+ * swapcontext's signal-mask system calls (most of the simulator's system
+ * time); AddressSanitizer builds keep swapcontext, which ASan follows. */
+#if defined(__SANITIZE_ADDRESS__)
+#define LC_SIM_SWAPCONTEXT 1
+#else
+#define LC_SIM_SWAPCONTEXT 0
+static jmp_buf sched_jb;
+#endif
 static std::vector<lc_sim_fiber> fibers;
 static std::vector<warp_t> warps;
 static barrier_t block_bar;
@@ -114,7 +129,31 @@ static uint64_t rnd()
 extern "C" char __start_lc_sim_shared[] __attribute__((weak));
 extern "C" char __stop_lc_sim_shared[] __attribute__((weak));
 
-static void yield() { swapcontext(&lc_sim_cur->ctx, &sched_ctx); }
+static void yield()
+{
+#if LC_SIM_SWAPCONTEXT
+    swapcontext(&lc_sim_cur->ctx, &sched_ctx);
+#else
+    if (!_setjmp(lc_sim_cur->jb))
+        _longjmp(sched_jb, 1);
+#endif
+}
+
+/* runs fiber f until it yields or ends */
+static void resume(lc_sim_fiber &f)
+{
+    lc_sim_cur = &f;
+#if LC_SIM_SWAPCONTEXT
+    swapcontext(&sched_ctx, &f.ctx);
+#else
+    if (!_setjmp(sched_jb)) {
+        if (f.started)
+            _longjmp(f.jb, 1);
+        f.started = true;
+        swapcontext(&sched_ctx, &f.ctx); /* the fiber comes back by _longjmp(sched_jb) */
+    }
+#endif
+}
 
 static void bar_wait(barrier_t &b)
 {
@@ -180,7 +219,11 @@ static void entry()
     lc_sim_cur->done = true;
     bar_drop(block_bar);
     bar_drop(warps[lc_sim_cur->index / 32].bar);
+#if LC_SIM_SWAPCONTEXT
     swapcontext(&lc_sim_cur->ctx, &sched_ctx);
+#else
+    _longjmp(sched_jb, 1);
+#endif
 }
 
 /* Deferred execution (LC_SIM_DEFERRED, default 1): kernels, async copies,
@@ -256,6 +299,7 @@ static __attribute__((noinline)) void make_fiber(lc_sim_fiber &f, char *stack)
     f.ctx.uc_stack.ss_sp = stack;
     f.ctx.uc_stack.ss_size = STACK;
     f.ctx.uc_link = &sched_ctx;
+    f.started = false;
     makecontext(&f.ctx, entry, 0);
 }
 
@@ -308,8 +352,7 @@ static void run_grid(dim3 g, dim3 b, size_t smem, const char *name,
                     for (unsigned t : order) {
                         if (fibers[t].done)
                             continue;
-                        lc_sim_cur = &fibers[t];
-                        swapcontext(&sched_ctx, &fibers[t].ctx);
+                        resume(fibers[t]);
                         if (fibers[t].done)
                             left--;
                     }
