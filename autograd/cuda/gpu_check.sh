@@ -18,7 +18,7 @@ cmake -S . -B build-gpu -DLORAC_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >"$LO
 cmake --build build-gpu -j"$(nproc)" --target test_cuda_ops >"$LOG/build.log" 2>&1 \
     || { tail -40 "$LOG/build.log"; exit 1; }
 rc=0
-echo "== test_cuda_ops"
+echo "== test_cuda_ops (the op-parity table)"
 timeout 180 ./build-gpu/test_cuda_ops --jobs 1 --verbose 2>&1 | tee "$LOG/tests.log" | grep -v "^\[RUN" || rc=1
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ -x "$SAN" ]; then
@@ -27,8 +27,8 @@ if [ -x "$SAN" ]; then
         ./build-gpu/test_cuda_ops --jobs 1 >"$LOG/memcheck.log" 2>&1 || rc=1
     grep -E "ERROR SUMMARY|Synthesis|FAIL|Invalid" "$LOG/memcheck.log" | head -20
     echo "== racecheck (attention, lm_head_ce)"
-    timeout 150 "$SAN" --tool racecheck --target-processes all --error-exitcode 9 \
-        ./build-gpu/test_cuda_ops --jobs 1 --filter 'cuda/@(attention|lm_head)*' \
+    LC_PARITY_OPS=attention,lm_head_ce timeout 150 "$SAN" --tool racecheck --target-processes all \
+        --error-exitcode 9 ./build-gpu/test_cuda_ops --jobs 1 --filter 'cuda/op_parity' \
         >"$LOG/racecheck.log" 2>&1 || rc=1
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Synthesis|FAIL|hazard" "$LOG/racecheck.log" | head -20
 else

@@ -1,4 +1,4 @@
-/* lc_sim_structs.h (autograd/cuda/sim/include/) — the device pointers inside
+/* lc_sim_structs.h (tests/cuda_sim/include/) — the device pointers inside
  * the structs the backend passes to kernels by value, checked at launch like
  * pointer arguments (lc_sim_check_inner, found by argument-dependent lookup
  * from lc_sim_launcher). gen.py includes this file after cuda_common.cuh

@@ -1,4 +1,4 @@
-/* lc_sim.h (autograd/cuda/sim/) — a CPU stand-in for the parts of CUDA / cuBLASLt that lorac's
+/* lc_sim.h (tests/cuda_sim/) — a CPU stand-in for the parts of CUDA / cuBLASLt that lorac's
  * backend uses, so the real kernel source runs (slowly) without a GPU:
  * every CUDA thread is a fiber, blocks run one after another, barriers and
  * warp shuffles have their real collective semantics. */
@@ -11,6 +11,7 @@
 #include <cstring>
 #include <utility>
 #include <functional>
+#include <tuple>
 #include <type_traits>
 
 #define __global__
@@ -99,6 +100,7 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaMalloc(void **p, size_t n);
 template <class T> cudaError_t cudaMalloc(T **p, size_t n) { return cudaMalloc((void **)p, n); }
 cudaError_t cudaMallocHost(void **p, size_t n);
@@ -131,8 +133,11 @@ template <class P, class A> void lc_sim_check_one(const char *k, int i, const A 
         lc_sim_check_inner(k, i, static_cast<const P &>(a));
 }
 
-void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *name,
-                const std::function<void()> &body);
+/* Checks the launch configuration and runs the grid — at once, or, in the
+ * deferred mode (the default; LC_SIM_DEFERRED=0 turns it off), at the next
+ * synchronisation point, like the stream's other work. */
+void lc_sim_submit(dim3 g, dim3 b, size_t smem, const void *kernel, const char *name,
+                   std::function<void()> body);
 template <class... P> struct lc_sim_launcher {
     dim3 g, b;
     size_t smem;
@@ -140,13 +145,13 @@ template <class... P> struct lc_sim_launcher {
     const char *name;
     template <class... A> void operator()(A &&...a)
     {
-        auto fn = k;
         /* the kernel's parameter types: pointers are checked, and the pointers
          * inside structs passed by value that lc_sim_structs.h knows */
         int i = 0;
         (lc_sim_check_one<P>(name, i++, a), ...);
-        std::function<void()> body = [&]() { fn(a...); };
-        lc_sim_run(g, b, smem, (const void *)k, name, body);
+        auto fn = k;
+        std::tuple<std::decay_t<A>...> args(std::forward<A>(a)...); /* by value, as CUDA */
+        lc_sim_submit(g, b, smem, (const void *)k, name, [fn, args]() { std::apply(fn, args); });
     }
 };
 template <class... P>
@@ -161,3 +166,7 @@ lc_sim_launcher<P...> lc_sim_launch_(dim3 g, dim3 b, cudaStream_t s, void (*k)(P
     return lc_sim_launch_(g, b, 0, s, k, name);
 }
 #define lc_sim_launch(...) lc_sim_launch_(__VA_ARGS__)
+
+/* True when the environment variable LC_INJECT_BUG names this bug: gen.py
+ * guards the sites of the injected wiring bugs with it (run_tests.sh). */
+bool lc_sim_bug(const char *name);

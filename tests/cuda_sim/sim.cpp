@@ -1,7 +1,8 @@
 /* sim.cpp — the simulator's runtime: fibers, barriers, warp collectives,
  * device memory and a reference (column-major, f32-accumulating) cuBLASLt.
  *
- * Every CUDA thread of a block is a ucontext fiber on one OS thread; blocks
+ * Every CUDA thread of a block is a ucontext fiber on one OS thread (entered
+ * with swapcontext, resumed with _setjmp / _longjmp); blocks
  * run one after another; between barriers the runnable fibers run in a seeded
  * random order (LC_SIM_SEED, default 1, printed at the first launch), so code
  * that relies on thread order without a barrier gives wrong results. A fiber
@@ -19,7 +20,13 @@
  * live, cudaMemset / cublasLtMatmul on host memory and cudaFree of anything
  * but a live allocation all abort with a message.
  * Dynamic shared memory above 48 KiB must be opted into, and is capped at the
- * sm_86 / sm_89 limit (the tightest of the four target architectures). */
+ * sm_86 / sm_89 limit (the tightest of the four target architectures).
+ * Stream work (kernels, async copies, memsets, GEMMs) is deferred by default:
+ * it runs, in order, only at a synchronisation point, so a host read without
+ * one sees stale memory (pinned host memory starts as NaN too). */
+/* fortified longjmp refuses to jump to another stack, which is the point here */
+#undef _FORTIFY_SOURCE
+#include <setjmp.h>
 #include <ucontext.h>
 #include <sys/mman.h>
 #include <map>
@@ -36,7 +43,9 @@
 struct barrier_t { int expected = 0, arrived = 0; uint64_t gen = 0; };
 struct warp_t { barrier_t bar; uint64_t slot[32]; };
 struct lc_sim_fiber {
-    ucontext_t ctx;
+    ucontext_t ctx;  /* the first entry */
+    jmp_buf jb;      /* later resumptions */
+    bool started;
     uint3s tid;
     int index;
     bool done;
@@ -44,6 +53,15 @@ struct lc_sim_fiber {
 lc_sim_fiber *lc_sim_cur;
 uint3s lc_sim_block_idx, lc_sim_block_dim, lc_sim_grid_dim;
 static ucontext_t sched_ctx;
+/* Switches after a fiber's first entry use _setjmp / _longjmp, which skip
+ * swapcontext's signal-mask system calls (most of the simulator's system
+ * time); AddressSanitizer builds keep swapcontext, which ASan follows. */
+#if defined(__SANITIZE_ADDRESS__)
+#define LC_SIM_SWAPCONTEXT 1
+#else
+#define LC_SIM_SWAPCONTEXT 0
+static jmp_buf sched_jb;
+#endif
 static std::vector<lc_sim_fiber> fibers;
 static std::vector<warp_t> warps;
 static barrier_t block_bar;
@@ -111,7 +129,31 @@ static uint64_t rnd()
 extern "C" char __start_lc_sim_shared[] __attribute__((weak));
 extern "C" char __stop_lc_sim_shared[] __attribute__((weak));
 
-static void yield() { swapcontext(&lc_sim_cur->ctx, &sched_ctx); }
+static void yield()
+{
+#if LC_SIM_SWAPCONTEXT
+    swapcontext(&lc_sim_cur->ctx, &sched_ctx);
+#else
+    if (!_setjmp(lc_sim_cur->jb))
+        _longjmp(sched_jb, 1);
+#endif
+}
+
+/* runs fiber f until it yields or ends */
+static void resume(lc_sim_fiber &f)
+{
+    lc_sim_cur = &f;
+#if LC_SIM_SWAPCONTEXT
+    swapcontext(&sched_ctx, &f.ctx);
+#else
+    if (!_setjmp(sched_jb)) {
+        if (f.started)
+            _longjmp(f.jb, 1);
+        f.started = true;
+        swapcontext(&sched_ctx, &f.ctx); /* the fiber comes back by _longjmp(sched_jb) */
+    }
+#endif
+}
 
 static void bar_wait(barrier_t &b)
 {
@@ -177,13 +219,57 @@ static void entry()
     lc_sim_cur->done = true;
     bar_drop(block_bar);
     bar_drop(warps[lc_sim_cur->index / 32].bar);
+#if LC_SIM_SWAPCONTEXT
     swapcontext(&lc_sim_cur->ctx, &sched_ctx);
+#else
+    _longjmp(sched_jb, 1);
+#endif
 }
 
-void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *name,
-                const std::function<void()> &body)
+/* Deferred execution (LC_SIM_DEFERRED, default 1): kernels, async copies,
+ * memsets and GEMMs queue up in stream order and run only at a
+ * synchronisation point (cudaStreamSynchronize, cudaDeviceSynchronize, a
+ * synchronous cudaMemcpy, cudaFree), so host code that reads results without
+ * synchronising sees stale (poisoned) memory, as it may on a GPU. */
+static std::vector<std::function<void()>> queue_;
+static int deferred_ = -1;
+static bool deferred()
 {
-    cur_kernel = name;
+    if (deferred_ < 0) {
+        const char *e = getenv("LC_SIM_DEFERRED");
+        deferred_ = !(e && !strcmp(e, "0"));
+        fprintf(stderr, "lc_sim: %s execution (LC_SIM_DEFERRED=%d)\n",
+                deferred_ ? "deferred" : "immediate", deferred_);
+    }
+    return deferred_;
+}
+static void submit(std::function<void()> work)
+{
+    if (deferred())
+        queue_.push_back(std::move(work));
+    else
+        work();
+}
+static void flush()
+{
+    std::vector<std::function<void()>> q;
+    q.swap(queue_);
+    for (auto &w : q)
+        w();
+}
+
+bool lc_sim_bug(const char *name)
+{
+    static const char *bug = getenv("LC_INJECT_BUG");
+    return bug && !strcmp(bug, name);
+}
+
+static void run_grid(dim3 g, dim3 b, size_t smem, const char *name,
+                     const std::function<void()> &body);
+
+void lc_sim_submit(dim3 g, dim3 b, size_t smem, const void *kernel, const char *name,
+                   std::function<void()> body)
+{
     unsigned nt = b.x * b.y * b.z;
     if (nt == 0 || nt > 1024 || b.y != 1 || b.z != 1 || (nt % 32) || g.x == 0 || g.y == 0 ||
         g.z == 0 || g.y > 65535 || g.z > 65535) {
@@ -203,6 +289,25 @@ void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *nam
         last_error = cudaErrorInvalidValue;
         return;
     }
+    submit([=]() { run_grid(g, b, smem, name, body); });
+}
+
+/* getcontext returns twice: kept out of run_grid so its locals stay safe */
+static __attribute__((noinline)) void make_fiber(lc_sim_fiber &f, char *stack)
+{
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = stack;
+    f.ctx.uc_stack.ss_size = STACK;
+    f.ctx.uc_link = &sched_ctx;
+    f.started = false;
+    makecontext(&f.ctx, entry, 0);
+}
+
+static void run_grid(dim3 g, dim3 b, size_t smem, const char *name,
+                     const std::function<void()> &body)
+{
+    cur_kernel = name;
+    unsigned nt = b.x * b.y * b.z;
     if (stacks_n < nt) {
         if (stacks)
             munmap(stacks, stacks_n * STACK);
@@ -235,11 +340,7 @@ void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *nam
                     f.tid = {t, 0, 0};
                     f.index = (int)t;
                     f.done = false;
-                    getcontext(&f.ctx);
-                    f.ctx.uc_stack.ss_sp = stacks + (size_t)t * STACK;
-                    f.ctx.uc_stack.ss_size = STACK;
-                    f.ctx.uc_link = &sched_ctx;
-                    makecontext(&f.ctx, entry, 0);
+                    make_fiber(f, stacks + (size_t)t * STACK);
                 }
                 unsigned left = nt;
                 for (unsigned t = 0; t < nt; t++)
@@ -251,8 +352,7 @@ void lc_sim_run(dim3 g, dim3 b, size_t smem, const void *kernel, const char *nam
                     for (unsigned t : order) {
                         if (fibers[t].done)
                             continue;
-                        lc_sim_cur = &fibers[t];
-                        swapcontext(&sched_ctx, &fibers[t].ctx);
+                        resume(fibers[t]);
                         if (fibers[t].done)
                             left--;
                     }
@@ -279,8 +379,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int)
 cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { *f = (size_t)1 << 30; *t = (size_t)2 << 30; return cudaSuccess; }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = new lc_sim_stream; return cudaSuccess; }
-cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamDestroy(cudaStream_t s) { flush(); delete s; return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { flush(); return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { flush(); return cudaSuccess; }
 cudaError_t cudaMalloc(void **p, size_t n)
 {
     if (n > ((size_t)1 << 34)) { last_error = cudaErrorMemoryAllocation; *p = NULL; return cudaErrorMemoryAllocation; }
@@ -289,9 +390,12 @@ cudaError_t cudaMalloc(void **p, size_t n)
     live[(uintptr_t)*p] = n;
     return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); return cudaSuccess; }
+/* pinned memory is poisoned too (0xff: NaN): a host read of an async copy's
+ * destination before the copy ran shows */
+cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); memset(*p, 0xff, n); return cudaSuccess; }
 cudaError_t cudaFree(void *p)
 {
+    flush(); /* cudaFree synchronises the device */
     if (!p) return cudaSuccess;
     if (!live.erase((uintptr_t)p)) {
         fprintf(stderr, "lc_sim: cudaFree of %p, which is not the start of a live device allocation\n", p);
@@ -300,7 +404,7 @@ cudaError_t cudaFree(void *p)
     free(p);
     return cudaSuccess;
 }
-cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaFreeHost(void *p) { flush(); free(p); return cudaSuccess; }
 /* A range [p, p + n) that must be entirely device memory or entirely host. */
 static void need(const void *p, size_t n, bool dev, const char *what, const char *call)
 {
@@ -317,14 +421,24 @@ cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, 
     if ((unsigned)k > 2) { fprintf(stderr, "lc_sim: cudaMemcpy with unknown kind %d\n", (int)k); abort(); }
     need(d, n, k != cudaMemcpyDeviceToHost, "destination", names[k]);
     need(s, n, k != cudaMemcpyHostToDevice, "source", names[k]);
-    memmove(d, s, n);
+    if (k == cudaMemcpyHostToDevice) { /* pageable host source: staged at the call */
+        std::vector<char> staged((const char *)s, (const char *)s + n);
+        submit([d, staged]() { memcpy(d, staged.data(), staged.size()); });
+    } else {
+        submit([d, s, n]() { memmove(d, s, n); });
+    }
     return cudaSuccess;
 }
-cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k) { return cudaMemcpyAsync(d, s, n, k, NULL); }
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k)
+{
+    cudaError_t e = cudaMemcpyAsync(d, s, n, k, NULL);
+    flush(); /* synchronous: everything before it, then the copy */
+    return e;
+}
 cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t)
 {
     need(d, n, true, "destination", "cudaMemsetAsync");
-    memset(d, v, n);
+    submit([d, v, n]() { memset(d, v, n); });
     return cudaSuccess;
 }
 cudaError_t cudaGetLastError() { cudaError_t e = last_error; last_error = cudaSuccess; return e; }
@@ -422,19 +536,25 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
             fprintf(stderr, "lc_sim: cublasLtMatmul: %c %p is not device memory\n", "ABCD"[i], ptrs[i]);
             abort();
         }
+    /* alpha, beta (host scalars), the descriptor and the layouts are read at
+     * the call; the product runs in stream order */
     float al = *(const float *)alpha, be = *(const float *)beta;
-    for (uint64_t j = 0; j < n; j++)
-        for (uint64_t i = 0; i < m; i++) {
-            float s = 0;
-            for (uint64_t p = 0; p < k; p++) {
-                float a = d->ta == CUBLAS_OP_N ? ld_(A, la->t, i + p * la->ld) : ld_(A, la->t, p + i * la->ld);
-                float b = d->tb == CUBLAS_OP_N ? ld_(B, lb->t, p + j * lb->ld) : ld_(B, lb->t, j + p * lb->ld);
-                s += a * b;
+    lc_sim_desc dd = *d;
+    lc_sim_layout a_ = *la, b_ = *lb, c_ = *lc;
+    submit([=]() {
+        for (uint64_t j = 0; j < n; j++)
+            for (uint64_t i = 0; i < m; i++) {
+                float s = 0;
+                for (uint64_t p = 0; p < k; p++) {
+                    float a = dd.ta == CUBLAS_OP_N ? ld_(A, a_.t, i + p * a_.ld) : ld_(A, a_.t, p + i * a_.ld);
+                    float b = dd.tb == CUBLAS_OP_N ? ld_(B, b_.t, p + j * b_.ld) : ld_(B, b_.t, j + p * b_.ld);
+                    s += a * b;
+                }
+                uint64_t ci = i + j * c_.ld;
+                float v = al * s + (be != 0 ? be * ld_(C, c_.t, ci) : 0.0f);
+                if (c_.t == CUDA_R_32F) ((float *)D)[ci] = v;
+                else ((__nv_bfloat16 *)D)[ci] = __float2bfloat16_rn(v);
             }
-            uint64_t ci = i + j * lc->ld;
-            float v = al * s + (be != 0 ? be * ld_(C, lc->t, ci) : 0.0f);
-            if (lc->t == CUDA_R_32F) ((float *)D)[ci] = v;
-            else ((__nv_bfloat16 *)D)[ci] = __float2bfloat16_rn(v);
-        }
+    });
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -1,4 +1,4 @@
-/* selftest.cu (autograd/cuda/sim/) — wiring bugs the simulator must catch.
+/* selftest.cu (tests/cuda_sim/) — wiring bugs the simulator must catch.
  * run_tests.sh compiles this through gen.py like the backend's .cu files and
  * runs `selftest CASE` for every case: "ok" must pass (correct versions of the
  * kernels below give the right answer under random fiber order); every other
@@ -92,7 +92,7 @@ int main(int argc, char **argv)
     cudaMemcpy(hy, y, sizeof hy, cudaMemcpyDeviceToHost);
     bad |= check("twice_k", hy, want, NT);
 
-    reduce_k<<<1, NT, 0, s>>>(x, y, strcmp(c, "no_sync") != 0);
+    reduce_k<<<1, NT, 0, s>>>(x, y, strcmp(c, "no_syncthreads") != 0);
     cudaMemcpy(hy, y, sizeof(float), cudaMemcpyDeviceToHost);
     bad |= check("reduce_k", hy, &sum, 1);
 
