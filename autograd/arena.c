@@ -24,6 +24,15 @@ int lc_arena_init(lc_arena *a, const char *name, size_t capacity, lc_error *err)
     return 0;
 }
 
+int lc_arena_init_dry(lc_arena *a, const char *name, lc_error *err)
+{
+    for (int shift = 46; shift >= 32; shift--) {
+        if (lc_arena_init(a, name, (size_t)1 << shift, NULL) == 0)
+            return 0;
+    }
+    return lc_arena_init(a, name, (size_t)1 << 31, err);
+}
+
 void lc_arena_free(lc_arena *a)
 {
     if (a->base)

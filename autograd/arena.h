@@ -25,6 +25,12 @@ typedef struct lc_arena {
 } lc_arena;
 
 int lc_arena_init(lc_arena *a, const char *name, size_t capacity, lc_error *err);
+/* A counting arena for a dry run (autograd/tape.h lc_tape_init_dry): the
+ * largest virtual range the system grants (up to 64 TiB, none of it
+ * committed), so any plan can be measured; it hands out offsets exactly as
+ * a real arena does and records the peak. Only the pages of the small
+ * structs a step writes (tensor headers, op contexts) are ever touched. */
+int lc_arena_init_dry(lc_arena *a, const char *name, lc_error *err);
 void lc_arena_free(lc_arena *a);
 /* 64-byte aligned, uninitialised. Aborts with a clear message when full. */
 void *lc_arena_alloc(lc_arena *a, size_t bytes);
