@@ -10,6 +10,7 @@
 #ifndef LC_ARENA_H
 #define LC_ARENA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "autograd/error.h"
@@ -22,9 +23,21 @@ typedef struct lc_arena {
     size_t used;       /* bytes handed out since the last reset */
     size_t peak;       /* max of used over the arena's life */
     const char *name;  /* for messages */
+    bool dry;          /* counting arena (lc_arena_init_dry) */
+    void *dry_chunks;  /* its side memory for small allocations (a list) */
+    size_t dry_chunk_used;
 } lc_arena;
 
 int lc_arena_init(lc_arena *a, const char *name, size_t capacity, lc_error *err);
+/* A counting arena for a dry run (autograd/tape.h lc_tape_init_dry): it
+ * hands out offsets exactly as a real arena does (sizes, 64-byte alignment,
+ * marks and releases) and records used and peak, without reserving them.
+ * Allocations up to LC_ARENA_DRY_SMALL bytes — the structs a step writes
+ * (tensor headers, op contexts, routing offsets) — get real memory on the
+ * side; larger ones, element buffers that a dry run never touches, all
+ * point at one PROT_NONE guard page range, so a touch would fault. */
+#define LC_ARENA_DRY_SMALL ((size_t)64 << 10)
+int lc_arena_init_dry(lc_arena *a, const char *name, lc_error *err);
 void lc_arena_free(lc_arena *a);
 /* 64-byte aligned, uninitialised. Aborts with a clear message when full. */
 void *lc_arena_alloc(lc_arena *a, size_t bytes);

@@ -20,7 +20,10 @@ static lc_real *scratch(lc_tape *t, size_t elems)
 
 static lc_real *scratch_zero(lc_tape *t, size_t elems)
 {
-    return elems ? lc_arena_calloc(t->arena, elems * sizeof(lc_real)) : NULL;
+    if (!elems)
+        return NULL;
+    return t->dry ? lc_arena_alloc(t->arena, elems * sizeof(lc_real))
+                  : lc_arena_calloc(t->arena, elems * sizeof(lc_real));
 }
 
 /* ---- fused LoRA linears ---- */
@@ -71,7 +74,7 @@ static size_t linears_weight_scratch(const lc_linear *lin, int n)
 static lc_real *dora_scale(lc_tape *t, const lc_tensor *m, const lc_real *c)
 {
     lc_real *g = scratch(t, (size_t)m->numel);
-    for (int64_t o = 0; o < m->numel; o++)
+    for (int64_t o = 0; o < m->numel && !t->dry; o++)
         g[o] = m->data[o] / c[o];
     return g;
 }
@@ -168,7 +171,8 @@ static void linears_backward(lc_tape *t, lc_node *node)
                 lc_real beta = 0;
                 if (g) { /* DoRA's (g − 1)·(drop(x)·Wᵀ) term */
                     lc_k_col_scale(N, out, dy, g, -1, u);
-                    memset(drop, 0, (size_t)(N * in) * sizeof(lc_real));
+                    if (!t->dry)
+                        memset(drop, 0, (size_t)(N * in) * sizeof(lc_real));
                     lc_k_weight_matmul_grad(u, N, L->W, drop, wscr);
                     beta = 1;
                 }
@@ -264,14 +268,14 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
             u = scratch(t, (size_t)(N * O));
             lc_k_weight_matmul(xin, N, L->W, 0, u, wscr);
             if (residual) {
-                memcpy(y, residual->data, (size_t)out[i]->numel * sizeof(lc_real));
+                lc_tape_copy(t, y, residual->data, out[i]->numel);
                 lc_k_axpy(N * O, 1, u, y);
             } else {
-                memcpy(y, u, (size_t)out[i]->numel * sizeof(lc_real));
+                lc_tape_copy(t, y, u, out[i]->numel);
             }
         } else {
             if (residual)
-                memcpy(y, residual->data, (size_t)out[i]->numel * sizeof(lc_real));
+                lc_tape_copy(t, y, residual->data, out[i]->numel);
             lc_k_weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
         }
         if (L->bias) {
@@ -467,7 +471,7 @@ lc_tensor *lc_op_add(lc_tape *t, lc_tensor *a, lc_tensor *b)
 {
     LC_ASSERT(a->numel == b->numel);
     lc_tensor *y = lc_tape_tensor(t, a->ndim, a->shape);
-    for (int64_t i = 0; i < a->numel; i++)
+    for (int64_t i = 0; i < a->numel && !t->dry; i++)
         y->data[i] = a->data[i] + b->data[i];
     lc_tensor *in[2] = {a, b};
     if (lc_tape_needs_grad(t, in, 2))
@@ -525,7 +529,7 @@ static void scale_backward(lc_tape *t, lc_node *node)
 lc_tensor *lc_op_scale(lc_tape *t, lc_tensor *x, lc_real s)
 {
     lc_tensor *y = lc_tape_tensor(t, x->ndim, x->shape); /* same shape as x */
-    for (int64_t i = 0; i < x->numel; i++)
+    for (int64_t i = 0; i < x->numel && !t->dry; i++)
         y->data[i] = s * x->data[i];
     if (lc_tape_needs_grad(t, &x, 1)) {
         lc_real *c = lc_arena_alloc(t->arena, sizeof *c);
@@ -539,14 +543,14 @@ lc_tensor *lc_op_scale(lc_tape *t, lc_tensor *x, lc_real s)
 
 /* Copies the columns [c0, c0 + w) of wide [N, ld] into part [N, w] — or,
  * when add, adds part back into those columns of wide. */
-static void cols_copy(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_real *part,
+static void cols_copy(const lc_tape *t, lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_real *part,
                       bool add)
 {
     for (int64_t r = 0; r < N; r++) {
         if (add)
             lc_k_axpy(w, 1, part + r * w, wide + r * ld + c0);
         else
-            memcpy(part + r * w, wide + r * ld + c0, (size_t)w * sizeof(lc_real));
+            lc_tape_copy(t, part + r * w, wide + r * ld + c0, w);
     }
 }
 
@@ -561,7 +565,7 @@ static void split_backward(lc_tape *t, lc_node *node)
         lc_tensor *o = node->out[i];
         int64_t w = lc_tensor_cols(o);
         if (o->grad)
-            cols_copy(gx, N, W, c0, w, o->grad, true);
+            cols_copy(t, gx, N, W, c0, w, o->grad, true);
         c0 += w;
     }
 }
@@ -573,7 +577,7 @@ void lc_op_split_cols(lc_tape *t, lc_tensor *x, int n, const int64_t *widths, lc
     for (int i = 0; i < n; i++) {
         LC_ASSERT(widths[i] > 0 && c0 + widths[i] <= W);
         out[i] = lc_tape_tensor2(t, N, widths[i]);                 /* [N, widths[i]] */
-        cols_copy(x->data, N, W, c0, widths[i], out[i]->data, false);
+        cols_copy(t, x->data, N, W, c0, widths[i], out[i]->data, false);
         c0 += widths[i];
     }
     LC_ASSERT(c0 == W);
@@ -587,7 +591,7 @@ static void ce_backward(lc_tape *t, lc_node *node)
 {
     lc_real *dx_saved = node->ctx;
     lc_tensor *x = node->in[0];
-    lc_k_axpy(x->numel, node->out[0]->grad[0], dx_saved, lc_tape_grad(t, x));
+    lc_k_axpy(x->numel, t->dry ? 0 : node->out[0]->grad[0], dx_saved, lc_tape_grad(t, x));
 }
 
 lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
@@ -605,7 +609,8 @@ lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
     int64_t nsup = 0;
     double sum = lc_k_lm_head_ce(x->data, N, C, W, targets, grad_scale, dx, &nsup, scr, softcap);
     lc_arena_release(t->arena, mark);
-    loss->data[0] = (lc_real)(sum * grad_scale);
+    if (!t->dry)
+        loss->data[0] = (lc_real)(sum * grad_scale);
     if (loss_sum)
         *loss_sum = sum;
     if (n_supervised)
@@ -665,7 +670,7 @@ lc_tensor *lc_op_checkpoint(lc_tape *t, lc_block_fn fn, void *ctx, lc_tensor *x)
     lc_tensor *y0 = fn(t, ctx, x);
     t->grad_enabled = true;
     LC_ASSERT(y0->numel == y->numel);
-    memcpy(y->data, y0->data, (size_t)y->numel * sizeof(lc_real));
+    lc_tape_copy(t, y->data, y0->data, y->numel);
     lc_arena_release(t->arena, mark);
     /* LoRA parameters inside the block need gradients even when x does not
      * (the first layer's input is a frozen embedding): always record. */

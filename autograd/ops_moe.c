@@ -62,8 +62,9 @@ static void router_backward(lc_tape *t, lc_node *node)
     size_t mark = lc_arena_mark(t->arena);
     double *pbuf = c->spec.renorm ? NULL
                                   : lc_arena_alloc(t->arena, (size_t)(r->N * E) * sizeof(double));
+    int64_t rows = t->dry ? 0 : r->N;
 #pragma omp parallel for schedule(static) if (r->N * E >= 8192)
-    for (int64_t n = 0; n < r->N; n++) {
+    for (int64_t n = 0; n < rows; n++) {
         const lc_real *wn = w->data + n * k, *dwn = w->grad + n * k;
         const int32_t *ids = r->expert + n * k;
         lc_real *dzn = dz + n * E;
@@ -120,8 +121,9 @@ lc_tensor *lc_op_router_topk(lc_tape *t, lc_tensor *logits, const lc_router_spec
 
     size_t mark = lc_arena_mark(t->arena);
     double *pbuf = lc_arena_alloc(t->arena, (size_t)(N * E) * sizeof(double));
+    int64_t rows = t->dry ? 0 : N;
 #pragma omp parallel for schedule(static) if (N * E >= 8192)
-    for (int64_t n = 0; n < N; n++) {
+    for (int64_t n = 0; n < rows; n++) {
         int32_t *ids = r->expert + n * k;
         double *p = pbuf + n * E;
         topk_ids(logits->data + n * E, E, k, ids);
@@ -133,7 +135,11 @@ lc_tensor *lc_op_router_topk(lc_tape *t, lc_tensor *logits, const lc_router_spec
             w->data[n * k + j] = (lc_real)(spec->renorm ? p[ids[j]] / sel : p[ids[j]]);
     }
     int64_t *cursor = lc_arena_alloc(t->arena, (size_t)E * sizeof(int64_t));
-    group_rows(r, cursor);
+    if (t->dry) /* the bound over every routing: each expert gets all N tokens */
+        for (int e = 0; e <= E; e++)
+            r->offset[e] = (int64_t)e * N;
+    else
+        group_rows(r, cursor);
     lc_arena_release(t->arena, mark);
 
     *route = r;
@@ -159,7 +165,7 @@ static void gather_backward(lc_tape *t, lc_node *node)
     lc_real *dx = lc_tape_grad(t, x);
     if (!dx)
         return;
-    int64_t C = lc_tensor_cols(x), n_e = lc_tensor_rows(xg);
+    int64_t C = lc_tensor_cols(x), n_e = t->dry ? 0 : lc_tensor_rows(xg);
     const int32_t *tok = c->route->token + c->route->offset[c->e];
 #pragma omp parallel for schedule(static) if (n_e * C >= 32768)
     for (int64_t i = 0; i < n_e; i++)
@@ -173,8 +179,9 @@ lc_tensor *lc_op_moe_gather(lc_tape *t, lc_tensor *x, const lc_moe_route *route,
     LC_ASSERT(n_e > 0);
     lc_tensor *xg = lc_tape_tensor2(t, n_e, C);
     const int32_t *tok = route->token + route->offset[e];
+    int64_t rows = t->dry ? 0 : n_e;
 #pragma omp parallel for schedule(static) if (n_e * C >= 32768)
-    for (int64_t i = 0; i < n_e; i++)
+    for (int64_t i = 0; i < rows; i++)
         memcpy(xg->data + i * C, x->data + (int64_t)tok[i] * C, (size_t)C * sizeof(lc_real));
     if (lc_tape_needs_grad(t, &x, 1)) {
         gather_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
@@ -211,8 +218,9 @@ static void combine_backward(lc_tape *t, lc_node *node)
     for (int e = 0; e < r->E; e++)
         dy[e] = c->y[e] ? lc_tape_grad(t, c->y[e]) : NULL;
     lc_real *dw = lc_tape_grad(t, w);
+    int64_t rows = t->dry ? 0 : r->N;
 #pragma omp parallel for schedule(static) if (r->N * k * C >= 32768)
-    for (int64_t n = 0; n < r->N; n++) {
+    for (int64_t n = 0; n < rows; n++) {
         const lc_real *dout = out->grad + n * C;
         for (int j = 0; j < k; j++) {
             int e = r->expert[n * k + j];
@@ -247,8 +255,9 @@ lc_tensor *lc_op_moe_combine(lc_tape *t, lc_tensor *w, lc_tensor *const *y,
     }
     LC_ASSERT(C > 0);
     lc_tensor *out = lc_tape_tensor2(t, route->N, C);
+    int64_t rows = t->dry ? 0 : route->N;
 #pragma omp parallel for schedule(static) if (route->N * k * C >= 32768)
-    for (int64_t n = 0; n < route->N; n++) {
+    for (int64_t n = 0; n < rows; n++) {
         lc_real *o = out->data + n * C;
         memset(o, 0, (size_t)C * sizeof(lc_real));
         for (int j = 0; j < k; j++)

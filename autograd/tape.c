@@ -1,26 +1,52 @@
 /* tape.c — node recording, gradient pool and the reverse walk (see tape.h). */
 #include "tape.h"
 
+#include "autograd/cpu/dispatch.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-int lc_tape_init(lc_tape *t, lc_arena *step_arena, size_t grad_capacity, lc_error *err)
+/* What both kinds of tape share: no nodes yet, recording on. */
+static void tape_setup(lc_tape *t, lc_arena *step_arena)
 {
     memset(t, 0, sizeof *t);
     t->arena = step_arena;
     t->grad_enabled = true;
-    if (lc_arena_init(&t->grad_arena, "gradient", grad_capacity, err))
-        return -1;
     t->cap_nodes = 1024;
     t->nodes = malloc(t->cap_nodes * sizeof *t->nodes);
     t->cap_free = 256;
     t->free_bufs = malloc(t->cap_free * sizeof *t->free_bufs);
     LC_ASSERT(t->nodes && t->free_bufs);
+}
+
+int lc_tape_init(lc_tape *t, lc_arena *step_arena, size_t grad_capacity, lc_error *err)
+{
+    tape_setup(t, step_arena);
+    if (lc_arena_init(&t->grad_arena, "gradient", grad_capacity, err)) {
+        lc_tape_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+int lc_tape_init_dry(lc_tape *t, lc_arena *step_arena, lc_error *err)
+{
+    tape_setup(t, step_arena);
+    if (lc_arena_init_dry(step_arena, "dry step", err) ||
+        lc_arena_init_dry(&t->grad_arena, "dry gradient", err)) {
+        lc_arena_free(step_arena);
+        lc_tape_free(t);
+        return -1;
+    }
+    t->dry = true;
+    lc_cpu_set_dry(true);
     return 0;
 }
 
 void lc_tape_free(lc_tape *t)
 {
+    if (t->dry)
+        lc_cpu_set_dry(false);
     lc_arena_free(&t->grad_arena);
     free(t->nodes);
     free(t->free_bufs);
@@ -127,7 +153,8 @@ lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t)
     if (!t->grad) {
         LC_ASSERT(!t->is_param);
         t->grad = pool_take(tape, t);
-        memset(t->grad, 0, (size_t)t->numel * sizeof(lc_real));
+        if (!tape->dry)
+            memset(t->grad, 0, (size_t)t->numel * sizeof(lc_real));
     }
     return t->grad;
 }
@@ -154,6 +181,12 @@ void lc_tape_walk_back(lc_tape *t, size_t from)
     t->n_nodes = from;
 }
 
+void lc_tape_copy(const lc_tape *t, lc_real *dst, const lc_real *src, int64_t n)
+{
+    if (!t->dry)
+        memcpy(dst, src, (size_t)n * sizeof(lc_real));
+}
+
 void lc_tape_release_grad(lc_tape *t, lc_tensor *x)
 {
     if (x->grad && !x->is_param) {
@@ -168,6 +201,7 @@ void lc_tape_backward(lc_tape *t, lc_tensor *loss)
     if (!loss->requires_grad)
         return;
     lc_real *g = lc_tape_grad(t, loss);
-    g[0] = 1;
+    if (!t->dry)
+        g[0] = 1;
     lc_tape_walk_back(t, 0);
 }

@@ -54,6 +54,9 @@ typedef struct lc_tape {
     bool training;           /* dropout active */
     uint64_t dropout_seed;   /* per micro-step; ops derive their own streams */
     uint64_t op_counter;     /* distinct stream per op within a step */
+    bool dry;                /* a dry run (lc_tape_init_dry): ops allocate as in a real
+                              * step but touch no element memory; kernels are the
+                              * no-op table (cpu/dispatch.h lc_cpu_set_dry) */
     int64_t max_rows;        /* largest row count of any activation (0 = unknown): a
                               * gradient of an [rows, cols] tensor is allocated for
                               * max_rows rows, so micro-batches of varying length
@@ -61,6 +64,12 @@ typedef struct lc_tape {
 } lc_tape;
 
 int lc_tape_init(lc_tape *t, lc_arena *step_arena, size_t grad_capacity, lc_error *err);
+/* A dry-run tape over a dry step arena (both counting, see lc_arena_init_dry):
+ * every allocation of a step happens as in a real one, sized and aligned the
+ * same, and the arenas' peaks are what a real step at that shape reaches;
+ * element memory is never written (the ops skip their loops, the kernels are
+ * switched to the no-op table for as long as the tape lives). */
+int lc_tape_init_dry(lc_tape *t, lc_arena *step_arena, lc_error *err);
 void lc_tape_free(lc_tape *t);
 /* Forgets all nodes and resets the step arena (pooled grads are kept). */
 void lc_tape_reset(lc_tape *t);
@@ -87,6 +96,8 @@ void lc_tape_backward(lc_tape *t, lc_tensor *loss);
 /* Runs the backward of nodes [from, n_nodes) in reverse and drops them
  * (gradient checkpointing walks the nodes of a recomputed block). */
 void lc_tape_walk_back(lc_tape *t, size_t from);
+/* dst[n] = src[n], a copy of element values; nothing in a dry run. */
+void lc_tape_copy(const lc_tape *t, lc_real *dst, const lc_real *src, int64_t n);
 /* Hands a leaf's pooled gradient back (after its value was used). */
 void lc_tape_release_grad(lc_tape *t, lc_tensor *x);
 

@@ -39,6 +39,8 @@ typedef struct lc_adamw {
 } lc_adamw;
 
 int lc_adamw_init(lc_adamw *o, size_t n, lc_error *err);
+/* Bytes lc_adamw_init allocates for n values (m and v). */
+static inline size_t lc_adamw_state_bytes(size_t n) { return 2 * (n ? n : 1) * sizeof(lc_real); }
 /* Sets the groups (copied): spans in order, adjacent, covering [0, n), scales
  * finite and > 0. */
 int lc_adamw_set_spans(lc_adamw *o, const lc_adamw_span *spans, size_t n_spans, lc_error *err);

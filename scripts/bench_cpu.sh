@@ -4,7 +4,7 @@
 # intermediate 1536, vocab 49152, tied; LoRA r 16 on all 7 linears; f32),
 # micro-batch 4 x 256 tokens, 2 threads: lorac and plain PyTorch (Debian's
 # python3-torch, the reference of the issue) one after the other in one run,
-# each reporting tokens/s and peak RSS.
+# each reporting tokens/s and peak RSS (lorac: also its memory plan against it).
 #
 #   scripts/bench_cpu.sh [--steps 3] [--no-torch]
 #   scripts/bench_cpu.sh --native [--rounds 3] [--nf4]
@@ -68,6 +68,9 @@ fi
 echo "lorac:"
 LORAC=$(run_lorac build/lorac)
 echo "  $LORAC"
+# the memory plan printed before a run (issue 10: within 5% of the measured peak RSS)
+/usr/bin/python3 -c 'import json, sys; j = json.loads(sys.argv[1]); p, r = j["plan_mib"], j["peak_rss_gib"] * 1024
+print(f"  memory plan {p:.1f} MiB vs peak RSS {r:.1f} MiB: {100 * (p - r) / r:+.1f}%")' "$LORAC"
 if [ "$TORCH" = 1 ]; then
   if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
     echo "PyTorch baseline skipped: install Debian's python3-torch (apt-get install python3-torch)"

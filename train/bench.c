@@ -13,6 +13,7 @@
 #include "autograd/cpu/blas.h"
 #include "autograd/cpu/dispatch.h"
 #include "data/batch.h"
+#include "train/memory_plan.h"
 #include "train/step.h"
 
 typedef struct bench_opts {
@@ -109,6 +110,7 @@ typedef struct bench_state {
     lc_tape tape;
     lc_adamw opt;
     lc_batch_buf buf;
+    lc_memory_plan plan;
 } bench_state;
 
 static void bench_free(bench_state *b)
@@ -147,12 +149,14 @@ static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
     return lc_model_dora_init(&b->model, &b->lora, err);
 }
 
-/* The step's memory (arena, tape, AdamW state) and one micro-batch of
- * pseudo-random tokens, every one supervised. */
+/* The memory plan, the step's memory (arena, tape sized from the plan, AdamW
+ * state) as the trainer reserves it, and one micro-batch of pseudo-random
+ * tokens, every one supervised. */
 static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
 {
-    if (lc_arena_init(&b->arena, "step", (size_t)64 << 30, err) ||
-        lc_tape_init(&b->tape, &b->arena, (size_t)64 << 30, err) ||
+    if (lc_memory_plan_cpu(&b->model, &b->lora, o->batch, o->seq, &b->plan, err) ||
+        lc_arena_init(&b->arena, "step", b->plan.arena_bytes, err) ||
+        lc_tape_init(&b->tape, &b->arena, b->plan.grad_bytes, err) ||
         lc_adamw_init(&b->opt, b->lora.n_params, err) ||
         lc_batch_buf_init(&b->buf, o->batch, o->seq, err))
         return -1;
@@ -196,9 +200,12 @@ static void bench_run(const bench_opts *o, bench_state *b, FILE *out)
     }
     double tokens = (double)o->batch * o->seq * o->steps;
     fprintf(out, "],\"tokens_per_s\":%.1f,\"peak_rss_gib\":%.3f,\"loss\":%.4f,"
-            "\"step_arena_mib\":%.1f,\"grad_pool_mib\":%.1f}\n",
+            "\"step_arena_mib\":%.1f,\"grad_pool_mib\":%.1f,\"plan_mib\":%.1f,"
+            "\"plan_arena_mib\":%.1f,\"plan_grad_mib\":%.1f}\n",
             tokens / total_time, lc_peak_rss_bytes() / 1073741824.0, loss,
-            b->arena.peak / 1048576.0, b->tape.grad_arena.peak / 1048576.0);
+            b->arena.peak / 1048576.0, b->tape.grad_arena.peak / 1048576.0,
+            b->plan.total / 1048576.0, b->plan.arena_peak / 1048576.0,
+            b->plan.grad_peak / 1048576.0);
 }
 
 int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)

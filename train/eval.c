@@ -178,9 +178,9 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
     if (data_opts(o, m.cfg.vocab_size, T, mb, &text, &dopts, err) ||
         count_rows(&dopts, &scan, r, err))
         goto out;
-    lc_memory_plan plan;
-    lc_memory_plan_cpu(&m.cfg, 0, lora.n_params, &lora.cfg, mb, T, false, &plan);
+    lc_memory_plan plan; /* a training step's: a bound on an evaluation's */
     if (lc_model_prepare_rope(&m, T, err) ||
+        lc_memory_plan_cpu(&m, o->adapter_dir ? &lora : NULL, mb, T, &plan, err) ||
         lc_arena_init(&arena, "eval", plan.arena_bytes, err) ||
         lc_tape_init(&tape, &arena, plan.grad_bytes, err))
         goto out;

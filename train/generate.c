@@ -21,14 +21,17 @@ struct lc_generator {
  * and the largest op scratch (the training plan of a 1-layer model of the
  * same shape, which also covers attention over T keys), plus the two [T, C]
  * residual buffers. */
-static size_t arena_bytes(const lc_model_config *c, const lc_lora *lora, int64_t T)
+static int arena_bytes(const lc_model *m, const lc_lora *lora, int64_t T, size_t *bytes,
+                       lc_error *err)
 {
-    lc_model_config one = *c;
-    one.n_layers = 1;
-    lc_lora_config none = {0};
+    lc_model one = *m; /* a view of layer 0 only, for the dry run (nothing is freed) */
+    one.cfg.n_layers = 1;
+    one.checkpoint_layers = false;
     lc_memory_plan plan;
-    lc_memory_plan_cpu(&one, 0, 0, lora ? &lora->cfg : &none, 1, T, false, &plan);
-    return plan.arena_bytes + (size_t)(2 * T * c->hidden_size) * sizeof(lc_real);
+    if (lc_memory_plan_cpu(&one, lora, 1, T, &plan, err))
+        return -1;
+    *bytes = plan.arena_bytes + (size_t)(2 * T * m->cfg.hidden_size) * sizeof(lc_real);
+    return 0;
 }
 
 lc_generator *lc_generator_new(lc_model *m, const lc_lora *lora, int64_t max_len,
@@ -47,13 +50,15 @@ lc_generator *lc_generator_new(lc_model *m, const lc_lora *lora, int64_t max_len
     }
     g->m = m;
     g->lora = lora;
+    size_t bytes;
     g->logits = malloc((size_t)c->vocab_size * sizeof(lc_real));
     if (!g->logits) {
         lc_error_set(err, "out of memory for the logits");
         goto fail;
     }
     if (lc_model_prepare_rope(m, max_len, err) || lc_kv_cache_init(&g->cache, c, max_len, err) ||
-        lc_arena_init(&g->arena, "generate", arena_bytes(c, lora, max_len), err) ||
+        arena_bytes(m, lora, max_len, &bytes, err) ||
+        lc_arena_init(&g->arena, "generate", bytes, err) ||
         lc_tape_init(&g->tape, &g->arena, 1 << 16, err))
         goto fail;
     g->tape_ok = true;

@@ -297,27 +297,36 @@ static int plan_targets(const lc_info_opts *o, const lc_model_config *c, bool *t
     return 0;
 }
 
-/* LoRA (or DoRA) r on the targeted linears: the plan's adapter and its
- * parameter count (DoRA: plus a magnitude per output row). */
-static size_t plan_lora(const lc_model_config *c, int rank, bool dora, const bool *targets,
-                        lc_lora_config *lora)
+/* LoRA (or DoRA) r on the targeted linears: the adapter the plans train,
+ * allocated as the trainer would (its parameter count is lc_lora_init's). */
+static int plan_lora(const lc_model_config *c, int rank, bool dora, const bool *targets,
+                     lc_lora *lora, lc_error *err)
 {
-    memset(lora, 0, sizeof *lora);
-    lora->r = rank;
-    lora->alpha = 2.0 * rank;
-    lora->use_dora = dora;
-    memcpy(lora->targets, targets, sizeof lora->targets);
-    size_t params = 0;
-    const lc_family *f = lc_family_of(c->arch);
-    for (int i = 0; i < f->n_modules; i++) {
-        if (!targets[f->modules[i]])
-            continue;
-        int64_t mo, mi;
-        lc_module_shape(c, f->modules[i], &mo, &mi);
-        params += ((size_t)rank * (size_t)(mo + mi) + (dora ? (size_t)mo : 0)) *
-                  (size_t)lc_module_copies(c, f->modules[i]) * (size_t)c->n_layers;
+    lc_lora_config cfg = {.r = rank, .alpha = 2.0 * rank, .use_dora = dora};
+    memcpy(cfg.targets, targets, sizeof cfg.targets);
+    return lc_lora_init(lora, c, &cfg, 42, err);
+}
+
+/* One plan: the memory plan's dry run over a shapes-only model (its matrices
+ * never materialised; NF4 linears for QLoRA), the frozen weights counted as
+ * weight_bytes (< 0: the shapes-only model's, its dtype's real sizes). */
+static int plan_one(const lc_model_config *c, lc_dtype dtype, bool nf4, bool checkpointing,
+                    const lc_lora *lora, int64_t B, int64_t T, double weight_bytes,
+                    lc_memory_plan *p, lc_error *err)
+{
+    lc_model m;
+    if (lc_model_init_shapes(&m, c, dtype, nf4, err))
+        return -1;
+    m.checkpoint_layers = checkpointing;
+    if (m.rope_len < T)
+        m.rope_len = T; /* no tables to grow: a shapes-only model reads none */
+    int rc = lc_memory_plan_cpu(&m, lora, B, T, p, err);
+    lc_model_free(&m);
+    if (rc == 0 && weight_bytes >= 0) {
+        p->total += weight_bytes - p->weights;
+        p->weights = weight_bytes;
     }
-    return params;
+    return rc;
 }
 
 static void print_plan_notes(FILE *out, const lc_model_config *c, const plan_weights *w,
@@ -345,22 +354,26 @@ static void print_plan_notes(FILE *out, const lc_model_config *c, const plan_wei
 }
 
 /* The memory plans: LoRA and QLoRA, each with and without checkpointing. */
-static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_config *c,
-                               const plan_weights *w, const bool *targets)
+static int print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_config *c,
+                              const plan_weights *w, const bool *targets, lc_error *err)
 {
     const int64_t T = lc_model_config_seq_len(c, o->seq_len), B = o->micro_batch;
-    lc_lora_config lora;
-    size_t lora_params = plan_lora(c, o->rank, o->dora, targets, &lora);
+    lc_lora lora;
+    if (plan_lora(c, o->rank, o->dora, targets, &lora, err))
+        return -1;
+    size_t lora_params = lora.n_params;
     int n_targets = 0;
     for (int m = 0; m < LC_MOD_COUNT; m++)
         n_targets += targets[m];
     lc_memory_plan lp, qp, lpc, qpc;
-    lc_memory_plan_cpu(c, w->real ? w->emb_bytes + w->nf4_bytes
-                                  : lc_memory_weight_bytes(c, w->dtype),
-                       lora_params, &lora, B, T, false, &lp);
-    lc_memory_plan_cpu(c, w->emb_bytes + w->nf4_bytes, lora_params, &lora, B, T, false, &qp);
-    lc_memory_plan_cpu(c, lp.weights, lora_params, &lora, B, T, true, &lpc);
-    lc_memory_plan_cpu(c, qp.weights, lora_params, &lora, B, T, true, &qpc);
+    double qbytes = w->emb_bytes + w->nf4_bytes;
+    int rc = plan_one(c, w->dtype, w->real, false, &lora, B, T, w->real ? qbytes : -1, &lp, err) ||
+             plan_one(c, w->dtype, true, false, &lora, B, T, qbytes, &qp, err) ||
+             plan_one(c, w->dtype, w->real, true, &lora, B, T, lp.weights, &lpc, err) ||
+             plan_one(c, w->dtype, true, true, &lora, B, T, qbytes, &qpc, err);
+    lc_lora_free(&lora);
+    if (rc)
+        return -1;
 
     double unit = lp.total >= 1073741824.0 ? 1073741824.0 : 1048576.0;
     fprintf(out, "\nmemory plan (%s): %s r %d on %d of %d linears (%zu trainable parameters), "
@@ -389,6 +402,7 @@ static void print_memory_plans(FILE *out, const lc_info_opts *o, const lc_model_
         plan_row(out, name[4], &qpc, unit);
     }
     print_plan_notes(out, c, w, o->dora);
+    return 0;
 }
 
 /* A GGUF base: its architecture and the bytes its weights hold as loaded
@@ -429,7 +443,8 @@ int lc_info_print(const lc_info_opts *o, FILE *out, lc_error *err)
 
     plan_weights w;
     weights_for_plan(o, &c, &pc, fs.lin_dtype, &w);
-    print_memory_plans(out, o, &c, &w, targets);
+    if (print_memory_plans(out, o, &c, &w, targets, err))
+        return -1;
     double avail = lc_memory_available();
     if (avail > 0) {
         char hb[64];

@@ -1,13 +1,15 @@
 /* info.h — `lorac info`: a read-only look at a model (architecture,
  * parameter counts, dtypes, memory plans).
  *
- * Memory estimates: the LoRA rows are lc_memory_plan_cpu; the QLoRA rows
- * replace the linears' weight bytes by NF4 (0.5 byte/param plus ~0.127
- * bit/param of absmax with double quantization) and keep embeddings and
- * lm_head at the model's dtype. "With gradient checkpointing" is
- * lc_memory_plan_cpu's checkpointing mode, what the trainer holds with
- * gradient_checkpointing: true (one layer's activations plus every layer's
- * residual input). A pre-quantized (bitsandbytes 4-bit) checkpoint is
+ * Memory plans: lc_memory_plan_cpu's dry run of one training step over a
+ * shapes-only model of config.json (lc_model_init_shapes: nothing is loaded
+ * or materialised, so any size of model is planned) with the adapter
+ * allocated as the trainer would; the LoRA rows count the weights at the
+ * model's dtype, the QLoRA rows run over NF4 linears and count their bytes
+ * as NF4 (0.5 byte/param plus ~0.127 bit/param of absmax with double
+ * quantization), embeddings and lm_head at the model's dtype. "With
+ * gradient checkpointing" is the dry run with the layers checkpointed, as
+ * the trainer runs with gradient_checkpointing: true. A pre-quantized (bitsandbytes 4-bit) checkpoint is
  * loaded (its NF4 data is viewed in place, nothing is dequantized) and its
  * rows use the real sizes, lc_model_weight_bytes; its linears are NF4
  * whatever the adapter type, so it gets one pair of rows ("LoRA/QLoRA (NF4

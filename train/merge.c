@@ -1065,9 +1065,9 @@ int lc_merge_verify(const char *base_path, const char *merged_path, const lc_lor
     if (T > base.cfg.max_position_embeddings)
         T = base.cfg.max_position_embeddings;
     const int64_t N = B * T, V = base.cfg.vocab_size;
-    lc_memory_plan plan;
-    lc_memory_plan_cpu(&base.cfg, 0, lora->n_params, &lora->cfg, B, T, false, &plan);
+    lc_memory_plan plan; /* a training step's over the base: a bound on the logits' */
     if (lc_model_prepare_rope(&base, T, err) || lc_model_prepare_rope(&merged, T, err) ||
+        lc_memory_plan_cpu(&base, lora, B, T, &plan, err) ||
         lc_arena_init(&arena, "verify", plan.arena_bytes, err))
         goto out;
     if (lc_tape_init(&tape, &arena, plan.grad_bytes, err))

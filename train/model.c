@@ -278,12 +278,32 @@ static void fill_random(void *dst, lc_dtype dtype, int64_t n, uint64_t *rng)
     }
 }
 
-int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype,
-                         uint64_t seed, lc_error *err)
+/* What a shapes-only NF4 linear points to: it marks the weight as NF4 for the
+ * kernels' scratch sizes; its data are never read (dry runs only). */
+static const lc_nf4 shapes_only_nf4;
+
+/* The next matrix [out, in] of a random model at *p (filled, *p advanced) or,
+ * when *p is NULL, of a shapes-only one (no data; NF4 when nf4). */
+static lc_weight next_weight(unsigned char **p, lc_dtype dtype, int64_t out, int64_t in,
+                             bool nf4, uint64_t *rng)
+{
+    lc_weight w = {*p, dtype, out, in, NULL, NULL};
+    if (!*p) {
+        w.nf4 = nf4 ? &shapes_only_nf4 : NULL;
+        return w;
+    }
+    fill_random(*p, dtype, out * in, rng);
+    *p += (size_t)(out * in) * lc_dtype_size(dtype);
+    return w;
+}
+
+/* A random model, or with shapes a shapes-only one (see model.h). */
+static int init_model(lc_model *m, const lc_model_config *cfg, lc_dtype dtype, uint64_t seed,
+                      bool shapes, bool nf4, lc_error *err)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_BF16)
+    if (!shapes && dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_BF16)
         return lc_error_set(err, "random model: dtype must be F32 or BF16");
     if (lc_model_alloc_structure(m, err))
         goto fail;
@@ -302,24 +322,16 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
         lc_module_shape(c, f->modules[i], &out, &in);
         total += (size_t)(out * in) * (size_t)c->n_layers;
     }
-    m->owned_weights = malloc(total * es);
-    if (!m->owned_weights) {
+    m->owned_weights = shapes ? NULL : malloc(total * es);
+    if (!shapes && !m->owned_weights) {
         lc_error_set(err, "out of memory for %.1f GiB of random weights",
                      total * es / 1073741824.0);
         goto fail;
     }
     uint64_t rng = seed;
     unsigned char *p = m->owned_weights;
-    m->embed = (lc_weight){p, dtype, V, C, NULL, NULL};
-    fill_random(p, dtype, V * C, &rng);
-    p += (size_t)(V * C) * es;
-    if (c->tie_word_embeddings) {
-        m->lm_head = m->embed;
-    } else {
-        m->lm_head = (lc_weight){p, dtype, V, C, NULL, NULL};
-        fill_random(p, dtype, V * C, &rng);
-        p += (size_t)(V * C) * es;
-    }
+    m->embed = next_weight(&p, dtype, V, C, false, &rng);
+    m->lm_head = c->tie_word_embeddings ? m->embed : next_weight(&p, dtype, V, C, false, &rng);
     lc_real *slot = m->small;
     m->final_norm = slot;
     slot += C;
@@ -330,9 +342,7 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
             int64_t FF = c->moe_intermediate_size, k = (i - 1) % 3;
             int64_t out = i == 0 ? c->n_experts : k < 2 ? FF : C, in = i > 0 && k == 2 ? FF : C;
             lc_weight *w = i == 0 ? &L->router : &L->experts[i - 1];
-            *w = (lc_weight){p, dtype, out, in, NULL, NULL};
-            fill_random(p, dtype, out * in, &rng);
-            p += (size_t)(out * in) * es;
+            *w = next_weight(&p, dtype, out, in, nf4 && i > 0, &rng);
         }
         for (int i = 0; i < f->n_modules; i++) {
             lc_module mod = f->modules[i];
@@ -340,9 +350,7 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
             if (lc_module_is_expert(mod))
                 continue;
             lc_module_shape(c, mod, &out, &in);
-            L->proj[mod] = (lc_weight){p, dtype, out, in, NULL, NULL};
-            fill_random(p, dtype, out * in, &rng);
-            p += (size_t)(out * in) * es;
+            L->proj[mod] = next_weight(&p, dtype, out, in, nf4, &rng);
             if (lc_module_has_bias(c, mod)) {
                 L->bias[mod] = slot;
                 slot += out; /* zero bias */
@@ -371,10 +379,24 @@ int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype
     }
     for (int64_t i = 0; i < C; i++)
         m->final_norm[i] = 1;
+    if (shapes)
+        m->rope_len = c->max_position_embeddings;
     return 0;
 fail:
     lc_model_free(m);
     return -1;
+}
+
+int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype,
+                         uint64_t seed, lc_error *err)
+{
+    return init_model(m, cfg, dtype, seed, false, false, err);
+}
+
+int lc_model_init_shapes(lc_model *m, const lc_model_config *cfg, lc_dtype dtype, bool nf4,
+                         lc_error *err)
+{
+    return init_model(m, cfg, dtype, 0, true, nf4, err);
 }
 
 int lc_model_quantize_nf4(lc_model *m, const lc_model_load_opts *o, lc_error *err)
@@ -706,7 +728,7 @@ static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *b, const
         lc_tensor *y = m->checkpoint_layers && !cache ? lc_op_checkpoint(t, layer_forward, lc, x)
                                                       : layer_forward(t, lc, x);
         if (cache) { /* keep y, drop the layer's activations; x's buffer takes the next output */
-            memcpy(next->data, y->data, (size_t)y->numel * sizeof(lc_real));
+            lc_tape_copy(t, next->data, y->data, y->numel);
             lc_arena_release(t->arena, mark);
             lc_tensor *free_buf = x;
             x = next;

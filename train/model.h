@@ -79,6 +79,14 @@ int lc_model_alloc_structure(lc_model *m, lc_error *err);
  * matrices in `dtype` (F32 or BF16). For benchmarks and tests. */
 int lc_model_init_random(lc_model *m, const lc_model_config *cfg, lc_dtype dtype,
                          uint64_t seed, lc_error *err);
+/* A model of the given config whose matrices are not materialised: shapes and
+ * dtype only (NF4 linears when nf4), no data, RoPE positions up to
+ * max_position_embeddings without tables. For the memory plan's dry run
+ * (memory_plan.h) of models too big to load (lorac info); nothing may run
+ * its kernels. lc_model_weight_bytes counts its dense matrices at dtype and
+ * its NF4 ones as 0 bytes (it has no quantization state to measure). */
+int lc_model_init_shapes(lc_model *m, const lc_model_config *cfg, lc_dtype dtype, bool nf4,
+                         lc_error *err);
 /* Quantizes every linear of an already loaded (or random) model to NF4,
  * releasing the pages of the originals. */
 int lc_model_quantize_nf4(lc_model *m, const lc_model_load_opts *o, lc_error *err);

@@ -152,6 +152,7 @@ typedef struct run {
     lc_lora lora;
     lc_arena arena;
     lc_tape tape;
+    lc_memory_plan plan;         /* printed before the run; the arenas are sized from it */
     lc_adamw opt;
     lc_dataset_opts dopts;
     lc_text_data text;           /* tokenizer, chat template and row encoders of text datasets */
@@ -558,23 +559,22 @@ static int load_data(run *r, lc_error *err)
 static int allocate(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
-    const lc_model_config *mc = &r->model.cfg;
-    lc_memory_plan plan;
-    lc_memory_plan_cpu(mc, lc_model_weight_bytes(&r->model), r->lora.n_params,
-                       &r->lora.cfg, c->micro_batch_size, c->sequence_len,
-                       c->gradient_checkpointing, &plan);
-    lc_memory_plan_print(&plan, r->log);
+    lc_memory_plan *plan = &r->plan;
+    if (lc_model_prepare_rope(&r->model, c->sequence_len, err) ||
+        lc_memory_plan_cpu(&r->model, &r->lora, c->micro_batch_size, c->sequence_len, plan,
+                           err))
+        return -1;
+    lc_memory_plan_print(plan, r->log);
     double avail = lc_memory_available();
-    if (avail > 0 && plan.total - plan.weights > avail)
+    if (avail > 0 && plan->total - plan->weights > avail)
         return lc_error_set(err, "this configuration needs %.2f GiB (%.2f GiB activations for "
                             "micro_batch_size %lld x sequence_len %lld) but only %.2f GiB are "
                             "available: lower micro_batch_size or sequence_len",
-                            plan.total / 1073741824.0, plan.activations / 1073741824.0,
+                            plan->total / 1073741824.0, plan->activations / 1073741824.0,
                             (long long)c->micro_batch_size, (long long)c->sequence_len,
                             avail / 1073741824.0);
-    if (lc_model_prepare_rope(&r->model, c->sequence_len, err) ||
-        lc_arena_init(&r->arena, "step", plan.arena_bytes, err) ||
-        lc_tape_init(&r->tape, &r->arena, plan.grad_bytes, err) ||
+    if (lc_arena_init(&r->arena, "step", plan->arena_bytes, err) ||
+        lc_tape_init(&r->tape, &r->arena, plan->grad_bytes, err) ||
         lc_adamw_init(&r->opt, r->lora.n_params, err) ||
         (c->loraplus_lr_ratio > 0 &&
          lc_lora_loraplus_groups(&r->lora, c->loraplus_lr_ratio, &r->opt, err)))
@@ -818,6 +818,11 @@ static int train_loop(run *r, lc_error *err)
     }
     if (r->tty)
         fprintf(r->log, "\n");
+    /* what the steps used against what the dry run planned (bytes: tests compare them) */
+    if (r->st.step > start_step)
+        fprintf(r->log, "memory used: step arena %zu bytes (planned %zu), gradient pool %zu "
+                "bytes (planned %zu)\n", r->arena.peak, r->plan.arena_peak,
+                r->tape.grad_arena.peak, r->plan.grad_peak);
     return finish(r, start_step, err);
 }
 

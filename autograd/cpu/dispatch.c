@@ -75,6 +75,8 @@ static const cpu_variant variants[] = {
 
 static const cpu_variant *active;
 static bool forced;
+static bool dry; /* lc_cpu_set_dry: compute kernels are the no-op table */
+extern const lc_cpu_kernels lc_cpu_kernels_dry;
 
 /* The best variant the CPU supports: variants are listed from the lowest. */
 static int best_index(void)
@@ -121,22 +123,32 @@ static void select_lazily(void)
         fprintf(stderr, "lorac: warning: %s (using %s)\n", err.msg, active->name);
 }
 
-static const lc_cpu_kernels *K(void)
+/* The chosen variant's table: sizes always come from it. */
+static const lc_cpu_kernels *real_kernels(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, select_lazily);
     return active->kernels;
 }
 
+/* The table compute kernels run from (the no-op one in a dry run). */
+static const lc_cpu_kernels *K(void)
+{
+    const lc_cpu_kernels *k = real_kernels();
+    return dry ? &lc_cpu_kernels_dry : k;
+}
+
+void lc_cpu_set_dry(bool on) { dry = on; }
+
 const char *lc_cpu_isa(void)
 {
-    K();
+    real_kernels();
     return active->name;
 }
 
 const char *lc_cpu_isa_desc(void)
 {
-    K();
+    real_kernels();
     return active->desc;
 }
 
@@ -144,7 +156,7 @@ const char *lc_cpu_isa_best(void) { return variants[best_index()].name; }
 
 bool lc_cpu_isa_forced(void)
 {
-    K();
+    real_kernels();
     return forced;
 }
 
@@ -189,7 +201,7 @@ void lc_k_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K_,
     K()->gemm(trans_a, trans_b, M, N, K_, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-size_t lc_k_weight_scratch(const lc_weight *W) { return K()->weight_scratch(W); }
+size_t lc_k_weight_scratch(const lc_weight *W) { return real_kernels()->weight_scratch(W); }
 
 void lc_k_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
                         lc_real beta, lc_real *y, lc_real *scratch)
@@ -246,7 +258,7 @@ void lc_k_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
     K()->rope(src, dst, N, heads, D, pos, cos_sin, inverse, accumulate);
 }
 
-size_t lc_k_attention_scratch(const lc_attn_shape *s) { return K()->attention_scratch(s); }
+size_t lc_k_attention_scratch(const lc_attn_shape *s) { return real_kernels()->attention_scratch(s); }
 
 void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
                         const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch)
@@ -262,11 +274,11 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
     K()->attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, scratch);
 }
 
-int64_t lc_k_ce_chunk_rows(int64_t V) { return K()->ce_chunk_rows(V); }
+int64_t lc_k_ce_chunk_rows(int64_t V) { return real_kernels()->ce_chunk_rows(V); }
 
 size_t lc_k_ce_scratch(int64_t C, int64_t V, const lc_weight *W)
 {
-    return K()->ce_scratch(C, V, W);
+    return real_kernels()->ce_scratch(C, V, W);
 }
 
 double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
@@ -292,7 +304,7 @@ void lc_k_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
     K()->axpy(n, a, x, y);
 }
 
-size_t lc_k_dora_norm_scratch(const lc_weight *W) { return K()->dora_norm_scratch(W); }
+size_t lc_k_dora_norm_scratch(const lc_weight *W) { return real_kernels()->dora_norm_scratch(W); }
 
 void lc_k_dora_norm(const lc_weight *W, const lc_real *A, const lc_real *B, int64_t R,
                     lc_real s, lc_real *c, lc_real *scratch)

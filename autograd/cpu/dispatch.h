@@ -60,6 +60,13 @@ typedef struct lc_cpu_kernels {
  * environment (tests use that to switch variants). */
 int lc_cpu_isa_select(lc_error *err);
 
+/* Dry mode (on: every compute kernel of kernels.h does nothing; the
+ * scratch-size queries still answer for the variant in use). The memory
+ * plan's dry run (train/memory_plan.h) switches it on around one step whose
+ * element memory is never touched. Process-wide: call it only between
+ * steps, never from inside a parallel region. */
+void lc_cpu_set_dry(bool on);
+
 /* The variant in use, e.g. "x86-64-v4", and what it means ("AVX-512"). */
 const char *lc_cpu_isa(void);
 const char *lc_cpu_isa_desc(void);

@@ -1,0 +1,149 @@
+/* kernels_dry.c — the "dry" kernel table: every compute kernel is a no-op.
+ *
+ * The memory plan (train/memory_plan.h) runs one real forward + backward
+ * step of the model code over a counting arena whose element memory is
+ * never touched: the ops allocate exactly as in a real step (same sizes,
+ * same order, same alignment) while these kernels skip the arithmetic, so
+ * the dry run costs milliseconds and commits no activation pages. The size
+ * queries (weight, attention, CE and DoRA scratch) are not in this table:
+ * dispatch.c always answers them from the real variant, so a dry step asks
+ * for exactly the scratch a real one does. */
+#include "autograd/cpu/dispatch.h"
+
+static void dry_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, lc_real alpha,
+                     const lc_real *A, int64_t lda, const lc_real *B, int64_t ldb, lc_real beta,
+                     lc_real *C, int64_t ldc)
+{
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B,
+        (void)ldb, (void)beta, (void)C, (void)ldc;
+}
+
+static void dry_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W, lc_real beta,
+                              lc_real *y, lc_real *scratch)
+{
+    (void)x, (void)N, (void)W, (void)beta, (void)y, (void)scratch;
+}
+
+static void dry_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
+                                   lc_real *dx, lc_real *scratch)
+{
+    (void)dy, (void)N, (void)W, (void)dx, (void)scratch;
+}
+
+static void dry_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,
+                            double eps, lc_real *y, lc_real *rstd)
+{
+    (void)x, (void)w, (void)N, (void)C, (void)eps, (void)y, (void)rstd;
+}
+
+static void dry_rmsnorm_bwd(const lc_real *x, const lc_real *w, const lc_real *rstd,
+                            const lc_real *dy, int64_t N, int64_t C, lc_real *dx)
+{
+    (void)x, (void)w, (void)rstd, (void)dy, (void)N, (void)C, (void)dx;
+}
+
+/* swiglu and geglu_tanh share these two signatures */
+static void dry_gated_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
+{
+    (void)g, (void)u, (void)n, (void)y;
+}
+
+static void dry_gated_bwd(const lc_real *g, const lc_real *u, const lc_real *dy, int64_t n,
+                          lc_real *dg, lc_real *du)
+{
+    (void)g, (void)u, (void)dy, (void)n, (void)dg, (void)du;
+}
+
+static void dry_softcap(lc_real *x, int64_t n, double cap) { (void)x, (void)n, (void)cap; }
+
+static void dry_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
+                     const int32_t *pos, const lc_real *cos_sin, bool inverse, bool accumulate)
+{
+    (void)src, (void)dst, (void)N, (void)heads, (void)D, (void)pos, (void)cos_sin,
+        (void)inverse, (void)accumulate;
+}
+
+static void dry_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                              const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch)
+{
+    (void)s, (void)q, (void)k, (void)v, (void)out, (void)lse, (void)scratch;
+}
+
+static void dry_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                              const lc_real *v, const lc_real *out, const lc_real *lse,
+                              const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
+                              lc_real *scratch)
+{
+    (void)s, (void)q, (void)k, (void)v, (void)out, (void)lse, (void)dout, (void)dq, (void)dk,
+        (void)dv, (void)scratch;
+}
+
+/* No loss: 0, and no supervised token counted. */
+static double dry_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
+                             const int32_t *targets, lc_real grad_scale, lc_real *dx,
+                             int64_t *n_supervised, lc_real *scratch, double softcap)
+{
+    (void)x, (void)N, (void)C, (void)W, (void)targets, (void)grad_scale, (void)dx,
+        (void)scratch, (void)softcap;
+    *n_supervised = 0;
+    return 0;
+}
+
+static void dry_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *x)
+{
+    (void)E, (void)ids, (void)N, (void)x;
+}
+
+static void dry_dropout(const lc_real *src, lc_real *dst, int64_t n, double p, uint64_t seed,
+                        bool accumulate)
+{
+    (void)src, (void)dst, (void)n, (void)p, (void)seed, (void)accumulate;
+}
+
+static void dry_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
+{
+    (void)n, (void)a, (void)x, (void)y;
+}
+
+static void dry_dora_norm(const lc_weight *W, const lc_real *A, const lc_real *B, int64_t R,
+                          lc_real s, lc_real *c, lc_real *scratch)
+{
+    (void)W, (void)A, (void)B, (void)R, (void)s, (void)c, (void)scratch;
+}
+
+/* dora_combine, col_scale's and dora_mag_grad's shapes differ only in names */
+static void dry_dora_combine(int64_t N, int64_t O, const lc_real *g, const lc_real *u,
+                             const lc_real *v, lc_real *y)
+{
+    (void)N, (void)O, (void)g, (void)u, (void)v, (void)y;
+}
+
+static void dry_col_scale(int64_t N, int64_t O, const lc_real *dy, const lc_real *g,
+                          lc_real shift, lc_real *out)
+{
+    (void)N, (void)O, (void)dy, (void)g, (void)shift, (void)out;
+}
+
+const lc_cpu_kernels lc_cpu_kernels_dry = {
+    .gemm = dry_gemm,
+    .weight_matmul = dry_weight_matmul,
+    .weight_matmul_grad = dry_weight_matmul_grad,
+    .rmsnorm_fwd = dry_rmsnorm_fwd,
+    .rmsnorm_bwd = dry_rmsnorm_bwd,
+    .swiglu_fwd = dry_gated_fwd,
+    .swiglu_bwd = dry_gated_bwd,
+    .geglu_tanh_fwd = dry_gated_fwd,
+    .geglu_tanh_bwd = dry_gated_bwd,
+    .softcap = dry_softcap,
+    .rope = dry_rope,
+    .attention_fwd = dry_attention_fwd,
+    .attention_bwd = dry_attention_bwd,
+    .lm_head_ce = dry_lm_head_ce,
+    .embedding = dry_embedding,
+    .dropout = dry_dropout,
+    .axpy = dry_axpy,
+    .dora_norm = dry_dora_norm,
+    .dora_combine = dry_dora_combine,
+    .col_scale = dry_col_scale,
+    .dora_mag_grad = dry_dora_combine, /* (N, O, dy, u, c, dm): the same types */
+};
