@@ -72,6 +72,13 @@ bool lc_family_has_module(const lc_family *f, lc_module m)
     return false;
 }
 
+void lc_family_expert_weight_name(const lc_family *f, char *buf, size_t n, int layer, int e,
+                                  int i)
+{
+    snprintf(buf, n, "model.layers.%d.%s.experts.%d.%s.weight", layer, f->moe_parent, e,
+             f->expert_linears[i]);
+}
+
 void lc_family_module_list(const lc_family *f, char *buf, size_t n)
 {
     size_t len = 0;

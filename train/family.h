@@ -60,6 +60,10 @@ const lc_family *lc_family_by_model_type(const char *s);
 const char *lc_family_model_types(void);
 /* Whether the family's blocks have linear m. */
 bool lc_family_has_module(const lc_family *f, lc_module m);
+/* The file name of layer `layer`'s expert e's linear i (0 gate, 1 up, 2
+ * down): model.layers.<layer>.<moe_parent>.experts.<e>.<expert_linears[i]>.weight. */
+void lc_family_expert_weight_name(const lc_family *f, char *buf, size_t n, int layer, int e,
+                                  int i);
 /* "q_proj, k_proj, ...": the family's linears, into buf (for errors and info). */
 void lc_family_module_list(const lc_family *f, char *buf, size_t n);
 

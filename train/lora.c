@@ -138,6 +138,12 @@ lc_tensor *lc_lora_part(const lc_lora_adapter *ad, int k)
     return k == 0 ? ad->A : k == 1 ? ad->B : ad->m;
 }
 
+/* The slot of (layer, expert module m, expert e) in lora->expert_views. */
+static size_t expert_view(const lc_lora *lora, int layer, lc_module m, int e)
+{
+    return ((size_t)layer * 2 + (m == LC_MOD_EXPERTS_DOWN)) * (size_t)lora->n_experts + (size_t)e;
+}
+
 int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config *cfg,
                  uint64_t seed, lc_error *err)
 {
@@ -254,8 +260,7 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
                 Be->data = B->data + e * Be->numel;
                 Be->grad = B->grad + e * Be->numel;
                 Ae->requires_grad = Be->requires_grad = Ae->is_param = Be->is_param = true;
-                lora->expert_views[((size_t)l * 2 + (m == LC_MOD_EXPERTS_DOWN)) *
-                                       (size_t)mc->n_experts + (size_t)e] =
+                lora->expert_views[expert_view(lora, l, m, e)] =
                     (lc_lora_adapter){Ae, Be, lora->scale, 0, NULL, NULL};
             }
         }
@@ -286,8 +291,7 @@ const lc_lora_adapter *lc_lora_expert(const lc_lora *lora, int layer, lc_module 
     LC_ASSERT(lc_module_is_expert(m) && e >= 0 && e < lora->n_experts);
     if (!lora->cfg.targets[m])
         return NULL;
-    return &lora->expert_views[((size_t)layer * 2 + (m == LC_MOD_EXPERTS_DOWN)) *
-                                   (size_t)lora->n_experts + (size_t)e];
+    return &lora->expert_views[expert_view(lora, layer, m, e)];
 }
 
 /* ---- adapter_config.json ---- */

@@ -488,8 +488,7 @@ static int find_expert_targets(merge_job *j, lc_error *err)
                 if (!ad)
                     continue;
                 size_t k = ((size_t)l * (size_t)c->n_experts + (size_t)e) * 3 + (size_t)i;
-                snprintf(name, sizeof name, "model.layers.%d.%s.experts.%d.%s.weight", l,
-                         f->moe_parent, e, f->expert_linears[i]);
+                lc_family_expert_weight_name(f, name, sizeof name, l, e, i);
                 const lc_st_tensor *t = lc_model_files_find(&j->mf, name);
                 int64_t out = i < 2 ? FF : C, in = i < 2 ? C : FF;
                 if (!t || t->ndim != 2 || t->shape[0] != out || t->shape[1] != in ||
@@ -983,8 +982,7 @@ static int check_weights(const lc_lora *lora, const lc_model *base, const lc_mod
                 lc_lora_adapter part;
                 if (ad)
                     part = expert_part(ad, i, base->cfg.moe_intermediate_size, &bv);
-                snprintf(name, sizeof name, "model.layers.%d.%s.experts.%d.%s.weight", l,
-                         f->moe_parent, e, f->expert_linears[i]);
+                lc_family_expert_weight_name(f, name, sizeof name, l, e, i);
                 compare_matrix(name, &base->layers[l].experts[3 * e + i],
                                &merged->layers[l].experts[3 * e + i], ad ? &part : NULL,
                                (double)lora->scale, worst, &oom);

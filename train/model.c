@@ -31,12 +31,19 @@ static size_t small_count(const lc_model_config *c)
     return per * (size_t)c->n_layers + (size_t)c->hidden_size;
 }
 
+/* Expert weights of an MoE model: gate, up and down of every expert of every
+ * layer (0 for dense families). */
+static size_t n_expert_weights(const lc_model_config *c)
+{
+    return (size_t)c->n_layers * (size_t)c->n_experts * 3;
+}
+
 int lc_model_alloc_structure(lc_model *m, lc_error *err)
 {
     size_t n_exp = (size_t)m->cfg.n_experts * 3; /* per layer */
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     m->small = calloc(small_count(&m->cfg), sizeof(lc_real));
-    m->expert_weights = calloc((size_t)m->cfg.n_layers * n_exp + 1, sizeof *m->expert_weights);
+    m->expert_weights = calloc(n_expert_weights(&m->cfg) + 1, sizeof *m->expert_weights);
     if (!m->layers || !m->small || !m->expert_weights)
         return lc_error_set(err, "out of memory for the model structure");
     for (int l = 0; n_exp && l < m->cfg.n_layers; l++)
@@ -127,7 +134,7 @@ static int quantize_linear(lc_nf4_store *store, lc_weight *w, const lc_model_loa
  * router stays as loaded). No-op for dense families. */
 static int quantize_experts(lc_model *m, const lc_model_load_opts *o, lc_error *err)
 {
-    const size_t n = (size_t)m->cfg.n_layers * (size_t)m->cfg.n_experts * 3;
+    const size_t n = n_expert_weights(&m->cfg);
     if (!n)
         return 0;
     if (!(m->nf4_experts = calloc(n, sizeof *m->nf4_experts)))
@@ -152,8 +159,7 @@ static int load_experts(lc_model *m, int l, lc_error *err)
         return -1;
     for (int e = 0; e < c->n_experts; e++)
         for (int i = 0; i < 3; i++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s.experts.%d.%s.weight", l,
-                     f->moe_parent, e, f->expert_linears[i]);
+            lc_family_expert_weight_name(f, name, sizeof name, l, e, i);
             if (get_tensor(m, name, 2, i < 2 ? FF : C, i < 2 ? C : FF, &L->experts[3 * e + i],
                            err))
                 return -1;
@@ -444,7 +450,7 @@ void lc_model_free(lc_model *m)
     for (size_t i = 0; m->nf4 && i < (size_t)m->cfg.n_layers * LC_MOD_COUNT; i++)
         lc_nf4_store_free(&m->nf4[i]);
     free(m->nf4);
-    for (size_t i = 0; m->nf4_experts && i < (size_t)m->cfg.n_layers * m->cfg.n_experts * 3; i++)
+    for (size_t i = 0; m->nf4_experts && i < n_expert_weights(&m->cfg); i++)
         lc_nf4_store_free(&m->nf4_experts[i]);
     free(m->nf4_experts);
     free(m->expert_weights);
