@@ -1,6 +1,8 @@
 /* arena.c — see arena.h. */
 #include "arena.h"
 
+#include "autograd/backend.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +33,24 @@ int lc_arena_init(lc_arena *a, const char *name, size_t capacity, lc_error *err)
     return 0;
 }
 
+int lc_arena_init_device(lc_arena *a, const char *name, size_t capacity, lc_backend *be,
+                         lc_error *err)
+{
+    memset(a, 0, sizeof *a);
+    a->name = name;
+    capacity = (capacity + 4095) & ~(size_t)4095;
+    if (capacity == 0)
+        capacity = 4096;
+    lc_error e = {{0}};
+    a->base = be->alloc(be, capacity, &e);
+    if (!a->base)
+        return lc_error_set(err, "%s arena: cannot allocate %.1f MiB on %s: %s", name,
+                            capacity / 1048576.0, be->name, e.msg);
+    a->capacity = capacity;
+    a->device = be;
+    return 0;
+}
+
 int lc_arena_init_dry(lc_arena *a, const char *name, lc_error *err)
 {
     memset(a, 0, sizeof *a);
@@ -47,7 +67,9 @@ int lc_arena_init_dry(lc_arena *a, const char *name, lc_error *err)
 
 void lc_arena_free(lc_arena *a)
 {
-    if (a->base)
+    if (a->base && a->device)
+        a->device->free(a->device, a->base);
+    else if (a->base)
         munmap(a->base, a->dry ? DRY_GUARD_BYTES : a->capacity);
     for (void *c = a->dry_chunks; c;) {
         void *next = *(void **)c;
@@ -99,7 +121,9 @@ void *lc_arena_alloc(lc_arena *a, size_t bytes)
 void *lc_arena_calloc(lc_arena *a, size_t bytes)
 {
     void *p = lc_arena_alloc(a, bytes);
-    if (!a->dry || bytes <= LC_ARENA_DRY_SMALL)
+    if (a->device)
+        a->device->memset0(a->device, p, bytes);
+    else if (!a->dry || bytes <= LC_ARENA_DRY_SMALL)
         memset(p, 0, bytes);
     return p;
 }

@@ -24,6 +24,7 @@ typedef struct lc_arena {
     size_t peak;       /* max of used over the arena's life */
     const char *name;  /* for messages */
     bool dry;          /* counting arena (lc_arena_init_dry) */
+    struct lc_backend *device; /* non-NULL: the range is that backend's device memory */
     void *dry_chunks;  /* its side memory for small allocations (a list) */
     size_t dry_chunk_used;
 } lc_arena;
@@ -37,6 +38,10 @@ int lc_arena_init(lc_arena *a, const char *name, size_t capacity, lc_error *err)
  * side; larger ones, element buffers that a dry run never touches, all
  * point at one PROT_NONE guard page range, so a touch would fault. */
 #define LC_ARENA_DRY_SMALL ((size_t)64 << 10)
+/* An arena over `capacity` bytes of a device backend's memory (backend.h),
+ * allocated at once; the host never touches its elements. */
+int lc_arena_init_device(lc_arena *a, const char *name, size_t capacity,
+                         struct lc_backend *be, lc_error *err);
 int lc_arena_init_dry(lc_arena *a, const char *name, lc_error *err);
 void lc_arena_free(lc_arena *a);
 /* 64-byte aligned, uninitialised. Aborts with a clear message when full. */

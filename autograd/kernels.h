@@ -1,12 +1,14 @@
 /* kernels.h — the numeric kernels behind autograd's ops, one signature each.
  *
- * ops.c builds the tape and calls these; nothing here knows about tapes. The
- * CPU implementations live in cpu/kernels_cpu.c (OpenBLAS GEMM, OpenMP over
- * rows, f32 — or f64 in the gradient-check build), compiled once per
- * instruction-set level; cpu/dispatch.c defines these functions as calls
- * into the level chosen at start-up. The CUDA kernels (cuda/cuda_kernels.h)
- * are still a separate API with their own declarations; test_cuda_ops
- * compares them with these.
+ * These declarations ARE the signatures of every backend's kernel table
+ * (backend.h lc_kernels): ops.c calls a kernel through the tape's backend;
+ * nothing here knows about tapes. The CPU implementations live in
+ * cpu/kernels_cpu.c (OpenBLAS GEMM, OpenMP over rows, f32 — or f64 in the
+ * gradient-check build), compiled once per instruction-set level;
+ * cpu/dispatch.c defines these functions as calls into the level chosen at
+ * start-up (host code outside the tape — merge, generation — calls them
+ * directly). The CUDA backend (cuda/backend_cuda.c) implements the same
+ * signatures on device pointers; test_cuda_ops compares the two.
  *
  * Conventions: row-major; "+=" in a comment means the kernel accumulates;
  * shapes use the letters of tensor.h. */
@@ -116,6 +118,18 @@ void lc_k_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
 
 /* y[n] += a · x[n]. */
 void lc_k_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y);
+/* y[n] = a[n] + b[n] (y may alias a or b). */
+void lc_k_add(int64_t n, const lc_real *a, const lc_real *b, lc_real *y);
+/* y[n] = s · x[n] (y may alias x). */
+void lc_k_scale(int64_t n, lc_real s, const lc_real *x, lc_real *y);
+/* y[n] = a[n] / b[n]. */
+void lc_k_div(int64_t n, const lc_real *a, const lc_real *b, lc_real *y);
+/* y[N,O] += bias[O] on every row. */
+void lc_k_add_bias(int64_t N, int64_t O, const lc_real *bias, lc_real *y);
+/* Columns [c0, c0 + w) of wide[N, ld]: part[N, w] = those columns, or, when
+ * add, those columns += part. */
+void lc_k_cols(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_real *part,
+               bool add);
 
 /* DoRA (PEFT's DoraLinearLayer). Scratch (lc_real elements) lc_k_dora_norm
  * needs for W: one tile of rows. */

@@ -13,18 +13,10 @@
 
 #define MAX_LINEARS 4
 
-static lc_real *scratch(lc_tape *t, size_t elems)
-{
-    return elems ? lc_arena_alloc(t->arena, elems * sizeof(lc_real)) : NULL;
-}
-
-static lc_real *scratch_zero(lc_tape *t, size_t elems)
-{
-    if (!elems)
-        return NULL;
-    return t->dry ? lc_arena_alloc(t->arena, elems * sizeof(lc_real))
-                  : lc_arena_calloc(t->arena, elems * sizeof(lc_real));
-}
+#define scratch lc_tape_scratch
+#define scratch_zero lc_tape_scratch_zero
+/* The kernels of the tape's backend. */
+#define KT(t) (&(t)->be->k)
 
 /* ---- fused LoRA linears ---- */
 
@@ -49,22 +41,23 @@ static bool input_gated(lc_input_kind kind)
 }
 
 /* f(x) into dst[N, in] (RMSNORM also writes rstd when given). */
-static void input_transform(const lc_linear_input *in, lc_real *dst, lc_real *rstd)
+static void input_transform(const lc_kernels *k, const lc_linear_input *in, lc_real *dst,
+                            lc_real *rstd)
 {
     int64_t N = lc_tensor_rows(in->x), C = input_cols(in);
     if (in->kind == LC_INPUT_RMSNORM)
-        lc_k_rmsnorm_fwd(in->x->data, in->norm_w, N, C, in->eps, dst, rstd);
+        k->rmsnorm_fwd(in->x->data, in->norm_w, N, C, in->eps, dst, rstd);
     else if (in->kind == LC_INPUT_GEGLU_TANH)
-        lc_k_geglu_tanh_fwd(in->x->data, in->up->data, N * C, dst);
+        k->geglu_tanh_fwd(in->x->data, in->up->data, N * C, dst);
     else
-        lc_k_swiglu_fwd(in->x->data, in->up->data, N * C, dst);
+        k->swiglu_fwd(in->x->data, in->up->data, N * C, dst);
 }
 
-static size_t linears_weight_scratch(const lc_linear *lin, int n)
+static size_t linears_weight_scratch(const lc_kernels *k, const lc_linear *lin, int n)
 {
     size_t m = 0;
     for (int i = 0; i < n; i++) {
-        size_t s = lc_k_weight_scratch(lin[i].W);
+        size_t s = k->weight_scratch(lin[i].W);
         m = s > m ? s : m;
     }
     return m;
@@ -74,20 +67,19 @@ static size_t linears_weight_scratch(const lc_linear *lin, int n)
 static lc_real *dora_scale(lc_tape *t, const lc_tensor *m, const lc_real *c)
 {
     lc_real *g = scratch(t, (size_t)m->numel);
-    for (int64_t o = 0; o < m->numel && !t->dry; o++)
-        g[o] = m->data[o] / c[o];
+    KT(t)->div(m->numel, m->data, c, g);
     return g;
 }
 
 /* u[N, out] = xd·Wᵀ + s·xa·Bᵀ: the product DoRA's magnitude multiplies
  * (without bias), recomputed for m's gradient. */
-static void dora_product(const lc_linear *L, const lc_real *xd, int64_t N, const lc_real *xa,
-                         lc_real *u, lc_real *wscr)
+static void dora_product(const lc_kernels *k, const lc_linear *L, const lc_real *xd, int64_t N,
+                         const lc_real *xa, lc_real *u, lc_real *wscr)
 {
     const lc_lora_adapter *lo = L->lora;
     int64_t O = L->W->rows, R = lo->A->shape[0];
-    lc_k_weight_matmul(xd, N, L->W, 0, u, wscr);
-    lc_k_gemm(false, true, N, O, R, lo->scale, xa, R, lo->B->data, R, 1, u, O);
+    k->weight_matmul(xd, N, L->W, 0, u, wscr);
+    k->gemm(false, true, N, O, R, lo->scale, xa, R, lo->B->data, R, 1, u, O);
 }
 
 static void linears_backward(lc_tape *t, lc_node *node)
@@ -97,7 +89,7 @@ static void linears_backward(lc_tape *t, lc_node *node)
     int64_t N = lc_tensor_rows(x), in = input_cols(&c->in);
     bool plain = c->in.kind == LC_INPUT_PLAIN;
     bool need_dx = x->requires_grad || (c->in.up && c->in.up->requires_grad);
-    size_t mark = lc_arena_mark(t->arena);
+    lc_tape_mark mark = lc_tape_mark_now(t);
 
     /* d f(x): straight into x's gradient when f is the identity. */
     lc_real *dxin = NULL;
@@ -110,10 +102,10 @@ static void linears_backward(lc_tape *t, lc_node *node)
     const lc_real *xin = x->data;
     if (any_lora && !plain) {
         lc_real *buf = scratch(t, (size_t)(N * in));
-        input_transform(&c->in, buf, NULL);
+        input_transform(KT(t), &c->in, buf, NULL);
         xin = buf;
     }
-    lc_real *wscr = scratch(t, linears_weight_scratch(c->lin, c->n));
+    lc_real *wscr = scratch(t, linears_weight_scratch(KT(t), c->lin, c->n));
     lc_real *drop = c->dropout_on ? scratch(t, (size_t)(N * in)) : NULL;
 
     for (int i = 0; i < c->n; i++) {
@@ -123,7 +115,7 @@ static void linears_backward(lc_tape *t, lc_node *node)
         const lc_linear *L = &c->lin[i];
         int64_t out = L->W->rows;
         const lc_lora_adapter *lo = L->lora;
-        size_t m2 = lc_arena_mark(t->arena);
+        lc_tape_mark m2 = lc_tape_mark_now(t);
         /* DoRA: the LoRA branch (and without dropout the base too) sees
          * dy·g; u [N, out] holds m's product, then (dy·(g − 1)). */
         const lc_real *dyl = dy;
@@ -131,73 +123,72 @@ static void linears_backward(lc_tape *t, lc_node *node)
         if (lo && lo->m) {
             g = dora_scale(t, lo->m, c->norm[i]);
             lc_real *dyg = scratch(t, (size_t)(N * out));
-            lc_k_col_scale(N, out, dy, g, 0, dyg);
+            KT(t)->col_scale(N, out, dy, g, 0, dyg);
             dyl = dyg;
             u = scratch(t, (size_t)(N * out));
             lc_real *gm = lc_tape_grad(t, lo->m);
             if (gm) {
                 const lc_real *xd = xin;
                 if (drop) {
-                    lc_k_dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
+                    KT(t)->dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
                     xd = drop;
                 }
-                dora_product(L, xd, N, c->xa[i], u, wscr);
-                lc_k_dora_mag_grad(N, out, dy, u, c->norm[i], gm);
+                dora_product(KT(t), L, xd, N, c->xa[i], u, wscr);
+                KT(t)->dora_mag_grad(N, out, dy, u, c->norm[i], gm);
             }
         }
         if (dxin)
-            lc_k_weight_matmul_grad(g && !drop ? dyl : dy, N, L->W, dxin, wscr);
+            KT(t)->weight_matmul_grad(g && !drop ? dyl : dy, N, L->W, dxin, wscr);
         if (!lo) {
-            lc_arena_release(t->arena, m2);
+            lc_tape_release(t, m2);
             continue;
         }
         int64_t R = lo->A->shape[0];
         lc_real *dxa = scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
-        lc_k_gemm(false, false, N, R, out, 1, dyl, out, lo->B->data, R, 0, dxa, R);
+        KT(t)->gemm(false, false, N, R, out, 1, dyl, out, lo->B->data, R, 0, dxa, R);
         lc_real *gB = lc_tape_grad(t, lo->B);
         if (gB)
-            lc_k_gemm(true, false, out, R, N, lo->scale, dyl, out, c->xa[i], R, 1, gB, R);
+            KT(t)->gemm(true, false, out, R, N, lo->scale, dyl, out, c->xa[i], R, 1, gB, R);
         lc_real *gA = lc_tape_grad(t, lo->A);
         if (gA) {
             const lc_real *xd = xin;
             if (drop) {
-                lc_k_dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
+                KT(t)->dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
                 xd = drop;
             }
-            lc_k_gemm(true, false, R, in, N, lo->scale, dxa, R, xd, in, 1, gA, in);
+            KT(t)->gemm(true, false, R, in, N, lo->scale, dxa, R, xd, in, 1, gA, in);
         }
         if (dxin) {
             if (drop) {
                 lc_real beta = 0;
                 if (g) { /* DoRA's (g − 1)·(drop(x)·Wᵀ) term */
-                    lc_k_col_scale(N, out, dy, g, -1, u);
-                    if (!t->dry)
-                        memset(drop, 0, (size_t)(N * in) * sizeof(lc_real));
-                    lc_k_weight_matmul_grad(u, N, L->W, drop, wscr);
+                    KT(t)->col_scale(N, out, dy, g, -1, u);
+                    lc_backend_zero(t->be, drop, N * in);
+                    KT(t)->weight_matmul_grad(u, N, L->W, drop, wscr);
                     beta = 1;
                 }
-                lc_k_gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, beta, drop, in);
-                lc_k_dropout(drop, dxin, N * in, lo->dropout, c->seed[i], true);
+                KT(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, beta, drop, in);
+                KT(t)->dropout(drop, dxin, N * in, lo->dropout, c->seed[i], true);
             } else {
-                lc_k_gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, 1, dxin, in);
+                KT(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, 1, dxin, in);
             }
         }
-        lc_arena_release(t->arena, m2);
+        lc_tape_release(t, m2);
     }
 
     if (c->residual && c->residual->requires_grad && node->out[0]->grad)
-        lc_k_axpy(c->residual->numel, 1, node->out[0]->grad, lc_tape_grad(t, c->residual));
+        KT(t)->axpy(c->residual->numel, 1, node->out[0]->grad, lc_tape_grad(t, c->residual));
 
     if (dxin && c->in.kind == LC_INPUT_RMSNORM) {
-        lc_k_rmsnorm_bwd(x->data, c->in.norm_w, c->rstd, dxin, N, in, lc_tape_grad(t, x));
+        KT(t)->rmsnorm_bwd(x->data, c->in.norm_w, c->rstd, dxin, N, in, lc_tape_grad(t, x));
     } else if (dxin && c->in.kind == LC_INPUT_SWIGLU) {
-        lc_k_swiglu_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
+        KT(t)->swiglu_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
                         lc_tape_grad(t, c->in.up));
     } else if (dxin && c->in.kind == LC_INPUT_GEGLU_TANH) {
-        lc_k_geglu_tanh_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
+        KT(t)->geglu_tanh_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
                             lc_tape_grad(t, c->in.up));
     }
-    lc_arena_release(t->arena, mark);
+    lc_tape_release(t, mark);
 }
 
 void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
@@ -244,14 +235,14 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
                                                  : NULL;
     }
 
-    size_t mark = lc_arena_mark(t->arena);
+    lc_tape_mark mark = lc_tape_mark_now(t);
     const lc_real *xin = x->data;
     if (in->kind != LC_INPUT_PLAIN) {
         lc_real *buf = scratch(t, (size_t)(N * C));
-        input_transform(in, buf, rstd);
+        input_transform(KT(t), in, buf, rstd);
         xin = buf;
     }
-    lc_real *wscr = scratch(t, linears_weight_scratch(lin, n));
+    lc_real *wscr = scratch(t, linears_weight_scratch(KT(t), lin, n));
     bool dropout_on = false;
     for (int i = 0; i < n; i++)
         dropout_on |= t->training && lin[i].lora && lin[i].lora->dropout > 0;
@@ -262,27 +253,24 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         const lc_linear *L = &lin[i];
         int64_t O = L->W->rows;
         lc_real *y = out[i]->data;
-        size_t m2 = lc_arena_mark(t->arena);
+        lc_tape_mark m2 = lc_tape_mark_now(t);
         lc_real *u = NULL; /* DoRA: the base product x·Wᵀ [N, O], then xd·Wᵀ */
         if (cnorm[i]) {
             u = scratch(t, (size_t)(N * O));
-            lc_k_weight_matmul(xin, N, L->W, 0, u, wscr);
+            KT(t)->weight_matmul(xin, N, L->W, 0, u, wscr);
             if (residual) {
                 lc_tape_copy(t, y, residual->data, out[i]->numel);
-                lc_k_axpy(N * O, 1, u, y);
+                KT(t)->axpy(N * O, 1, u, y);
             } else {
                 lc_tape_copy(t, y, u, out[i]->numel);
             }
         } else {
             if (residual)
                 lc_tape_copy(t, y, residual->data, out[i]->numel);
-            lc_k_weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
+            KT(t)->weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
         }
-        if (L->bias) {
-#pragma omp parallel for schedule(static) if (N * O >= 32768)
-            for (int64_t r = 0; r < N; r++)
-                lc_k_axpy(O, 1, L->bias, y + r * O);
-        }
+        if (L->bias)
+            KT(t)->add_bias(N, O, L->bias, y);
         seeds[i] = t->dropout_seed * 0x9e3779b97f4a7c15ull + (++t->op_counter);
         if (!L->lora)
             continue;
@@ -291,28 +279,28 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         LC_ASSERT(lo->A->shape[1] == C && lo->B->shape[0] == O && lo->B->shape[1] == R);
         const lc_real *xd = xin;
         if (drop && lo->dropout > 0) {
-            lc_k_dropout(xin, drop, N * C, lo->dropout, seeds[i], false);
+            KT(t)->dropout(xin, drop, N * C, lo->dropout, seeds[i], false);
             xd = drop;
         }
-        lc_k_gemm(false, true, N, R, C, 1, xd, C, lo->A->data, C, 0, xa[i], R);
+        KT(t)->gemm(false, true, N, R, C, 1, xd, C, lo->A->data, C, 0, xa[i], R);
         if (!cnorm[i]) {
-            lc_k_gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 1, y, O);
+            KT(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 1, y, O);
             continue;
         }
         LC_ASSERT(lo->m->numel == O);
         if (norm[i]) {
-            lc_real *nscr = scratch(t, lc_k_dora_norm_scratch(L->W));
-            lc_k_dora_norm(L->W, lo->A->data, lo->B->data, R, lo->scale, norm[i], nscr);
+            lc_real *nscr = scratch(t, KT(t)->dora_norm_scratch(L->W));
+            KT(t)->dora_norm(L->W, lo->A->data, lo->B->data, R, lo->scale, norm[i], nscr);
         }
         lc_real *g = dora_scale(t, lo->m, cnorm[i]);
         if (xd != xin)
-            lc_k_weight_matmul(xd, N, L->W, 0, u, wscr);
+            KT(t)->weight_matmul(xd, N, L->W, 0, u, wscr);
         lc_real *v = scratch(t, (size_t)(N * O)); /* s·xa·Bᵀ */
-        lc_k_gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 0, v, O);
-        lc_k_dora_combine(N, O, g, u, v, y);
-        lc_arena_release(t->arena, m2);
+        KT(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 0, v, O);
+        KT(t)->dora_combine(N, O, g, u, v, y);
+        lc_tape_release(t, m2);
     }
-    lc_arena_release(t->arena, mark);
+    lc_tape_release(t, mark);
 
     if (!record)
         return;
@@ -344,7 +332,7 @@ lc_tensor *lc_op_linear(lc_tape *t, lc_tensor *x, const lc_linear *lin)
 lc_tensor *lc_op_embedding(lc_tape *t, const lc_weight *E, const int32_t *ids, int64_t N)
 {
     lc_tensor *x = lc_tape_tensor2(t, N, E->cols);
-    lc_k_embedding(E, ids, N, x->data);
+    KT(t)->embedding(E, ids, N, x->data);
     return x;
 }
 
@@ -360,7 +348,7 @@ static void rmsnorm_backward(lc_tape *t, lc_node *node)
 {
     rmsnorm_ctx *c = node->ctx;
     lc_tensor *x = node->in[0];
-    lc_k_rmsnorm_bwd(x->data, c->w, c->rstd, node->out[0]->grad, x->numel / c->C, c->C,
+    KT(t)->rmsnorm_bwd(x->data, c->w, c->rstd, node->out[0]->grad, x->numel / c->C, c->C,
                      lc_tape_grad(t, x));
 }
 
@@ -370,7 +358,7 @@ lc_tensor *lc_op_rmsnorm(lc_tape *t, lc_tensor *x, int64_t C, const lc_real *w, 
     int64_t rows = x->numel / C;
     lc_tensor *y = lc_tape_tensor(t, x->ndim, x->shape);
     lc_real *rstd = scratch(t, (size_t)rows);
-    lc_k_rmsnorm_fwd(x->data, w, rows, C, eps, y->data, rstd);
+    KT(t)->rmsnorm_fwd(x->data, w, rows, C, eps, y->data, rstd);
     if (lc_tape_needs_grad(t, &x, 1)) {
         rmsnorm_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
         *c = (rmsnorm_ctx){w, rstd, C};
@@ -392,7 +380,7 @@ static void rope_backward(lc_tape *t, lc_node *node)
     rope_ctx *c = node->ctx;
     lc_tensor *x = node->in[0];
     int64_t N = lc_tensor_rows(x);
-    lc_k_rope(node->out[0]->grad, lc_tape_grad(t, x), N, c->heads, c->D, c->pos,
+    KT(t)->rope(node->out[0]->grad, lc_tape_grad(t, x), N, c->heads, c->D, c->pos,
               c->cos_sin, true, true);
 }
 
@@ -406,7 +394,7 @@ lc_tensor *lc_op_rope(lc_tape *t, lc_tensor *x, int heads, int D, const int32_t 
     y->grad = NULL;
     y->requires_grad = false;
     y->is_param = false;
-    lc_k_rope(x->data, y->data, N, heads, D, pos, cos_sin, false, false);
+    KT(t)->rope(x->data, y->data, N, heads, D, pos, cos_sin, false, false);
     if (lc_tape_needs_grad(t, &x, 1)) {
         rope_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
         *c = (rope_ctx){heads, D, pos, cos_sin};
@@ -426,11 +414,11 @@ static void attention_backward(lc_tape *t, lc_node *node)
 {
     attn_ctx *c = node->ctx;
     lc_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2], *o = node->out[0];
-    size_t mark = lc_arena_mark(t->arena);
-    lc_real *scr = scratch(t, lc_k_attention_scratch(c->s));
-    lc_k_attention_bwd(c->s, q->data, k->data, v->data, o->data, c->lse, o->grad,
+    lc_tape_mark mark = lc_tape_mark_now(t);
+    lc_real *scr = scratch(t, KT(t)->attention_scratch(c->s));
+    KT(t)->attention_bwd(c->s, q->data, k->data, v->data, o->data, c->lse, o->grad,
                        lc_tape_grad(t, q), lc_tape_grad(t, k), lc_tape_grad(t, v), scr);
-    lc_arena_release(t->arena, mark);
+    lc_tape_release(t, mark);
 }
 
 lc_tensor *lc_op_attention(lc_tape *t, lc_tensor *q, lc_tensor *k, lc_tensor *v,
@@ -441,10 +429,10 @@ lc_tensor *lc_op_attention(lc_tape *t, lc_tensor *q, lc_tensor *k, lc_tensor *v,
               v->numel == k->numel && s->H % s->KV == 0);
     lc_tensor *o = lc_tape_tensor2(t, N, (int64_t)s->H * s->D);
     lc_real *lse = scratch(t, (size_t)(N * s->H));
-    size_t mark = lc_arena_mark(t->arena);
-    lc_real *scr = scratch(t, lc_k_attention_scratch(s));
-    lc_k_attention_fwd(s, q->data, k->data, v->data, o->data, lse, scr);
-    lc_arena_release(t->arena, mark);
+    lc_tape_mark mark = lc_tape_mark_now(t);
+    lc_real *scr = scratch(t, KT(t)->attention_scratch(s));
+    KT(t)->attention_fwd(s, q->data, k->data, v->data, o->data, lse, scr);
+    lc_tape_release(t, mark);
     lc_tensor *in[3] = {q, k, v};
     if (lc_tape_needs_grad(t, in, 3)) {
         LC_ASSERT(s->past == 0); /* cached keys: decoding only, no backward */
@@ -463,7 +451,7 @@ static void add_backward(lc_tape *t, lc_node *node)
     for (int i = 0; i < 2; i++) {
         lc_real *g = lc_tape_grad(t, node->in[i]);
         if (g)
-            lc_k_axpy(node->out[0]->numel, 1, dy, g);
+            KT(t)->axpy(node->out[0]->numel, 1, dy, g);
     }
 }
 
@@ -471,8 +459,7 @@ lc_tensor *lc_op_add(lc_tape *t, lc_tensor *a, lc_tensor *b)
 {
     LC_ASSERT(a->numel == b->numel);
     lc_tensor *y = lc_tape_tensor(t, a->ndim, a->shape);
-    for (int64_t i = 0; i < a->numel && !t->dry; i++)
-        y->data[i] = a->data[i] + b->data[i];
+    KT(t)->add(a->numel, a->data, b->data, y->data);
     lc_tensor *in[2] = {a, b};
     if (lc_tape_needs_grad(t, in, 2))
         lc_tape_record(t, "add", add_backward, in, 2, &y, 1);
@@ -482,18 +469,17 @@ lc_tensor *lc_op_add(lc_tape *t, lc_tensor *a, lc_tensor *b)
 /* The gated activations y = act(g) · u share one op; ctx names the kernels. */
 typedef struct gated_kernels {
     const char *name;
-    __typeof__(lc_k_swiglu_fwd) *fwd;
-    __typeof__(lc_k_swiglu_bwd) *bwd;
+    bool geglu_tanh; /* else swiglu */
 } gated_kernels;
 
-static const gated_kernels SWIGLU = {"swiglu", lc_k_swiglu_fwd, lc_k_swiglu_bwd};
-static const gated_kernels GEGLU_TANH = {"geglu_tanh", lc_k_geglu_tanh_fwd, lc_k_geglu_tanh_bwd};
+static const gated_kernels SWIGLU = {"swiglu", false};
+static const gated_kernels GEGLU_TANH = {"geglu_tanh", true};
 
 static void gated_backward(lc_tape *t, lc_node *node)
 {
     const gated_kernels *k = node->ctx;
     lc_tensor *g = node->in[0], *u = node->in[1];
-    k->bwd(g->data, u->data, node->out[0]->grad, g->numel, lc_tape_grad(t, g),
+    (k->geglu_tanh ? KT(t)->geglu_tanh_bwd : KT(t)->swiglu_bwd)(g->data, u->data, node->out[0]->grad, g->numel, lc_tape_grad(t, g),
            lc_tape_grad(t, u));
 }
 
@@ -501,7 +487,8 @@ static lc_tensor *gated_op(lc_tape *t, lc_tensor *g, lc_tensor *u, const gated_k
 {
     LC_ASSERT(g->numel == u->numel);
     lc_tensor *y = lc_tape_tensor(t, g->ndim, g->shape);
-    k->fwd(g->data, u->data, g->numel, y->data);
+    (k->geglu_tanh ? KT(t)->geglu_tanh_fwd : KT(t)->swiglu_fwd)(g->data, u->data, g->numel,
+                                                                y->data);
     lc_tensor *in[2] = {g, u};
     if (lc_tape_needs_grad(t, in, 2))
         lc_tape_record(t, k->name, gated_backward, in, 2, &y, 1)->ctx = (void *)k;
@@ -523,14 +510,13 @@ lc_tensor *lc_op_geglu_tanh(lc_tape *t, lc_tensor *g, lc_tensor *u)
 static void scale_backward(lc_tape *t, lc_node *node)
 {
     lc_tensor *x = node->in[0], *y = node->out[0];
-    lc_k_axpy(x->numel, *(const lc_real *)node->ctx, y->grad, lc_tape_grad(t, x));
+    KT(t)->axpy(x->numel, *(const lc_real *)node->ctx, y->grad, lc_tape_grad(t, x));
 }
 
 lc_tensor *lc_op_scale(lc_tape *t, lc_tensor *x, lc_real s)
 {
     lc_tensor *y = lc_tape_tensor(t, x->ndim, x->shape); /* same shape as x */
-    for (int64_t i = 0; i < x->numel && !t->dry; i++)
-        y->data[i] = s * x->data[i];
+    KT(t)->scale(x->numel, s, x->data, y->data);
     if (lc_tape_needs_grad(t, &x, 1)) {
         lc_real *c = lc_arena_alloc(t->arena, sizeof *c);
         *c = s;
@@ -543,17 +529,6 @@ lc_tensor *lc_op_scale(lc_tape *t, lc_tensor *x, lc_real s)
 
 /* Copies the columns [c0, c0 + w) of wide [N, ld] into part [N, w] — or,
  * when add, adds part back into those columns of wide. */
-static void cols_copy(const lc_tape *t, lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_real *part,
-                      bool add)
-{
-    for (int64_t r = 0; r < N; r++) {
-        if (add)
-            lc_k_axpy(w, 1, part + r * w, wide + r * ld + c0);
-        else
-            lc_tape_copy(t, part + r * w, wide + r * ld + c0, w);
-    }
-}
-
 static void split_backward(lc_tape *t, lc_node *node)
 {
     lc_tensor *x = node->in[0];
@@ -565,7 +540,7 @@ static void split_backward(lc_tape *t, lc_node *node)
         lc_tensor *o = node->out[i];
         int64_t w = lc_tensor_cols(o);
         if (o->grad)
-            cols_copy(t, gx, N, W, c0, w, o->grad, true);
+            KT(t)->cols(gx, N, W, c0, w, o->grad, true);
         c0 += w;
     }
 }
@@ -577,7 +552,7 @@ void lc_op_split_cols(lc_tape *t, lc_tensor *x, int n, const int64_t *widths, lc
     for (int i = 0; i < n; i++) {
         LC_ASSERT(widths[i] > 0 && c0 + widths[i] <= W);
         out[i] = lc_tape_tensor2(t, N, widths[i]);                 /* [N, widths[i]] */
-        cols_copy(t, x->data, N, W, c0, widths[i], out[i]->data, false);
+        KT(t)->cols(x->data, N, W, c0, widths[i], out[i]->data, false);
         c0 += widths[i];
     }
     LC_ASSERT(c0 == W);
@@ -591,7 +566,9 @@ static void ce_backward(lc_tape *t, lc_node *node)
 {
     lc_real *dx_saved = node->ctx;
     lc_tensor *x = node->in[0];
-    lc_k_axpy(x->numel, t->dry ? 0 : node->out[0]->grad[0], dx_saved, lc_tape_grad(t, x));
+    lc_real seed = 0; /* d(root)/d(loss), one value on the backend */
+    t->be->download(t->be, &seed, node->out[0]->grad, sizeof seed);
+    KT(t)->axpy(x->numel, seed, dx_saved, lc_tape_grad(t, x));
 }
 
 lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
@@ -604,13 +581,13 @@ lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
     lc_real *dx = record ? scratch_zero(t, (size_t)x->numel) : NULL;
     int64_t one = 1;
     lc_tensor *loss = lc_tape_tensor(t, 1, &one);
-    size_t mark = lc_arena_mark(t->arena);
-    lc_real *scr = scratch(t, lc_k_ce_scratch(C, W->rows, W));
+    lc_tape_mark mark = lc_tape_mark_now(t);
+    lc_real *scr = scratch(t, KT(t)->ce_scratch(C, W->rows, W));
     int64_t nsup = 0;
-    double sum = lc_k_lm_head_ce(x->data, N, C, W, targets, grad_scale, dx, &nsup, scr, softcap);
-    lc_arena_release(t->arena, mark);
-    if (!t->dry)
-        loss->data[0] = (lc_real)(sum * grad_scale);
+    double sum = KT(t)->lm_head_ce(x->data, N, C, W, targets, grad_scale, dx, &nsup, scr, softcap);
+    lc_tape_release(t, mark);
+    const lc_real scaled = (lc_real)(sum * grad_scale);
+    t->be->upload(t->be, loss->data, &scaled, sizeof scaled);
     if (loss_sum)
         *loss_sum = sum;
     if (n_supervised)
@@ -632,7 +609,7 @@ static void checkpoint_backward(lc_tape *t, lc_node *node)
 {
     ckpt_ctx c = *(ckpt_ctx *)node->ctx;
     lc_tensor *x = node->in[0], *y = node->out[0];
-    size_t mark = lc_arena_mark(t->arena);
+    lc_tape_mark mark = lc_tape_mark_now(t);
     size_t first = t->n_nodes;
     /* x's values are intact (in place ops never touch a block's input);
      * recompute from a leaf that shares them */
@@ -653,9 +630,9 @@ static void checkpoint_backward(lc_tape *t, lc_node *node)
     t->n_nodes = first;
     lc_real *gx = lc_tape_grad(t, x);
     if (gx && xr->grad)
-        lc_k_axpy(x->numel, 1, xr->grad, gx);
+        KT(t)->axpy(x->numel, 1, xr->grad, gx);
     lc_tape_release_grad(t, xr);
-    lc_arena_release(t->arena, mark);
+    lc_tape_release(t, mark);
 }
 
 lc_tensor *lc_op_checkpoint(lc_tape *t, lc_block_fn fn, void *ctx, lc_tensor *x)
@@ -665,13 +642,13 @@ lc_tensor *lc_op_checkpoint(lc_tape *t, lc_block_fn fn, void *ctx, lc_tensor *x)
     lc_tensor *y = lc_tape_tensor(t, x->ndim, x->shape);
     ckpt_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
     *c = (ckpt_ctx){fn, ctx, t->op_counter};
-    size_t mark = lc_arena_mark(t->arena);
+    lc_tape_mark mark = lc_tape_mark_now(t);
     t->grad_enabled = false;
     lc_tensor *y0 = fn(t, ctx, x);
     t->grad_enabled = true;
     LC_ASSERT(y0->numel == y->numel);
     lc_tape_copy(t, y->data, y0->data, y->numel);
-    lc_arena_release(t->arena, mark);
+    lc_tape_release(t, mark);
     /* LoRA parameters inside the block need gradients even when x does not
      * (the first layer's input is a frozen embedding): always record. */
     lc_tape_record(t, "checkpoint", checkpoint_backward, &x, 1, &y, 1)->ctx = c;

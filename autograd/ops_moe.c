@@ -107,6 +107,7 @@ static void group_rows(lc_moe_route *r, int64_t *cursor)
 lc_tensor *lc_op_router_topk(lc_tape *t, lc_tensor *logits, const lc_router_spec *spec,
                              lc_moe_route **route)
 {
+    LC_ASSERT(!t->be->device); /* routing reads host memory (see ops_moe.h) */
     int64_t N = lc_tensor_rows(logits);
     int E = (int)lc_tensor_cols(logits), k = spec->k;
     LC_ASSERT(spec->mode == LC_ROUTER_SOFTMAX_THEN_TOPK && k >= 1 && k <= E);
@@ -174,6 +175,7 @@ static void gather_backward(lc_tape *t, lc_node *node)
 
 lc_tensor *lc_op_moe_gather(lc_tape *t, lc_tensor *x, const lc_moe_route *route, int e)
 {
+    LC_ASSERT(!t->be->device); /* routing reads host memory (see ops_moe.h) */
     LC_ASSERT(e >= 0 && e < route->E && lc_tensor_rows(x) == route->N);
     int64_t C = lc_tensor_cols(x), n_e = lc_moe_rows(route, e);
     LC_ASSERT(n_e > 0);
@@ -242,6 +244,7 @@ static void combine_backward(lc_tape *t, lc_node *node)
 lc_tensor *lc_op_moe_combine(lc_tape *t, lc_tensor *w, lc_tensor *const *y,
                              const lc_moe_route *route)
 {
+    LC_ASSERT(!t->be->device); /* routing reads host memory (see ops_moe.h) */
     int E = route->E, k = route->k;
     LC_ASSERT(lc_tensor_rows(w) == route->N && lc_tensor_cols(w) == k);
     int64_t C = -1;

@@ -7,7 +7,8 @@
  * the tokens routed to it, so one GEMM per expert and projection does all
  * the work and LoRA, dtype and quantised weights come for free. These ops
  * only move rows and routing weights around; moe_block.h strings them
- * together.
+ * together. They read routing and rows in host memory: CPU tapes only (a
+ * device backend is refused before a step, train/trainer.c).
  *
  * Routing (transformers 5.17 MixtralTopKRouter / Qwen3MoeTopKRouter): p =
  * softmax over all E logits of a token, the k largest kept (descending),

@@ -1,16 +1,16 @@
 /* tape.c — node recording, gradient pool and the reverse walk (see tape.h). */
 #include "tape.h"
 
-#include "autograd/cpu/dispatch.h"
-
 #include <stdlib.h>
 #include <string.h>
 
 /* What both kinds of tape share: no nodes yet, recording on. */
-static void tape_setup(lc_tape *t, lc_arena *step_arena)
+static void tape_setup(lc_tape *t, lc_backend *be, lc_arena *host_arena, lc_arena *data_arena)
 {
     memset(t, 0, sizeof *t);
-    t->arena = step_arena;
+    t->be = be;
+    t->arena = host_arena;
+    t->data = data_arena;
     t->grad_enabled = true;
     t->cap_nodes = 1024;
     t->nodes = malloc(t->cap_nodes * sizeof *t->nodes);
@@ -19,34 +19,54 @@ static void tape_setup(lc_tape *t, lc_arena *step_arena)
     LC_ASSERT(t->nodes && t->free_bufs);
 }
 
-int lc_tape_init(lc_tape *t, lc_arena *step_arena, size_t grad_capacity, lc_error *err)
+int lc_tape_init_on(lc_tape *t, lc_backend *be, lc_arena *host_arena, lc_arena *data_arena,
+                    size_t grad_capacity, lc_error *err)
 {
-    tape_setup(t, step_arena);
-    if (lc_arena_init(&t->grad_arena, "gradient", grad_capacity, err)) {
+    tape_setup(t, be, host_arena, data_arena);
+    int rc = be->device ? lc_arena_init_device(&t->grad_arena, "gradient", grad_capacity, be, err)
+                        : lc_arena_init(&t->grad_arena, "gradient", grad_capacity, err);
+    if (rc) {
         lc_tape_free(t);
         return -1;
     }
     return 0;
+}
+
+int lc_tape_init(lc_tape *t, lc_arena *step_arena, size_t grad_capacity, lc_error *err)
+{
+    return lc_tape_init_on(t, lc_backend_cpu(), step_arena, step_arena, grad_capacity, err);
+}
+
+int lc_tape_init_dry_for(lc_tape *t, const lc_backend *target, lc_arena *host_arena,
+                         lc_arena *data_arena, lc_error *err)
+{
+    tape_setup(t, lc_backend_dry(target), host_arena, data_arena);
+    if (lc_arena_init_dry(host_arena, "dry step", err))
+        goto fail;
+    if (data_arena != host_arena && lc_arena_init_dry(data_arena, "dry step data", err)) {
+        lc_arena_free(host_arena);
+        goto fail;
+    }
+    if (lc_arena_init_dry(&t->grad_arena, "dry gradient", err)) {
+        lc_arena_free(host_arena);
+        if (data_arena != host_arena)
+            lc_arena_free(data_arena);
+        goto fail;
+    }
+    t->dry = true;
+    return 0;
+fail:
+    lc_tape_free(t);
+    return -1;
 }
 
 int lc_tape_init_dry(lc_tape *t, lc_arena *step_arena, lc_error *err)
 {
-    tape_setup(t, step_arena);
-    if (lc_arena_init_dry(step_arena, "dry step", err) ||
-        lc_arena_init_dry(&t->grad_arena, "dry gradient", err)) {
-        lc_arena_free(step_arena);
-        lc_tape_free(t);
-        return -1;
-    }
-    t->dry = true;
-    lc_cpu_set_dry(true);
-    return 0;
+    return lc_tape_init_dry_for(t, NULL, step_arena, step_arena, err);
 }
 
 void lc_tape_free(lc_tape *t)
 {
-    if (t->dry)
-        lc_cpu_set_dry(false);
     lc_arena_free(&t->grad_arena);
     free(t->nodes);
     free(t->free_bufs);
@@ -58,6 +78,7 @@ void lc_tape_reset(lc_tape *t)
     t->n_nodes = 0;
     t->op_counter = 0;
     lc_arena_reset(t->arena);
+    lc_arena_reset(t->data);
 }
 
 lc_tensor *lc_tape_tensor(lc_tape *t, int ndim, const int64_t *shape)
@@ -65,8 +86,20 @@ lc_tensor *lc_tape_tensor(lc_tape *t, int ndim, const int64_t *shape)
     lc_tensor *x = lc_arena_alloc(t->arena, sizeof *x);
     memset(x, 0, sizeof *x);
     lc_tensor_set_shape(x, ndim, shape);
-    x->data = lc_arena_alloc(t->arena, (size_t)x->numel * sizeof(lc_real));
+    x->data = lc_arena_alloc(t->data, (size_t)x->numel * sizeof(lc_real));
     return x;
+}
+
+lc_real *lc_tape_scratch(lc_tape *t, size_t elems)
+{
+    return elems ? lc_arena_alloc(t->data, elems * sizeof(lc_real)) : NULL;
+}
+
+lc_real *lc_tape_scratch_zero(lc_tape *t, size_t elems)
+{
+    lc_real *p = lc_tape_scratch(t, elems);
+    lc_backend_zero(t->be, p, (int64_t)elems);
+    return p;
 }
 
 lc_tensor *lc_tape_tensor2(lc_tape *t, int64_t rows, int64_t cols)
@@ -153,8 +186,7 @@ lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t)
     if (!t->grad) {
         LC_ASSERT(!t->is_param);
         t->grad = pool_take(tape, t);
-        if (!tape->dry)
-            memset(t->grad, 0, (size_t)t->numel * sizeof(lc_real));
+        lc_backend_zero(tape->be, t->grad, t->numel);
     }
     return t->grad;
 }
@@ -183,8 +215,7 @@ void lc_tape_walk_back(lc_tape *t, size_t from)
 
 void lc_tape_copy(const lc_tape *t, lc_real *dst, const lc_real *src, int64_t n)
 {
-    if (!t->dry)
-        memcpy(dst, src, (size_t)n * sizeof(lc_real));
+    lc_backend_copy(t->be, dst, src, n);
 }
 
 void lc_tape_release_grad(lc_tape *t, lc_tensor *x)
@@ -201,7 +232,7 @@ void lc_tape_backward(lc_tape *t, lc_tensor *loss)
     if (!loss->requires_grad)
         return;
     lc_real *g = lc_tape_grad(t, loss);
-    if (!t->dry)
-        g[0] = 1;
+    const lc_real one = 1;
+    t->be->upload(t->be, g, &one, sizeof one);
     lc_tape_walk_back(t, 0);
 }

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "autograd/arena.h"
+#include "autograd/backend.h"
 #include "autograd/tensor.h"
 
 #define LC_NODE_MAX_IO 4
@@ -44,8 +45,11 @@ typedef struct lc_grad_buf {
 } lc_grad_buf;
 
 typedef struct lc_tape {
-    lc_arena *arena;         /* step arena: activations, contexts, scratch */
-    lc_arena grad_arena;     /* backing store of pooled gradient buffers */
+    lc_backend *be;          /* where element memory lives and kernels run */
+    lc_arena *arena;         /* step arena (host): tensor headers, op contexts */
+    lc_arena *data;          /* step arena of element memory: activations, scratch
+                              * (on the CPU the same arena as `arena`) */
+    lc_arena grad_arena;     /* backing store of pooled gradient buffers (on be) */
     lc_grad_buf *free_bufs;  /* pool of released gradient buffers */
     size_t n_free, cap_free;
     lc_node *nodes;
@@ -55,21 +59,30 @@ typedef struct lc_tape {
     uint64_t dropout_seed;   /* per micro-step; ops derive their own streams */
     uint64_t op_counter;     /* distinct stream per op within a step */
     bool dry;                /* a dry run (lc_tape_init_dry): ops allocate as in a real
-                              * step but touch no element memory; kernels are the
-                              * no-op table (cpu/dispatch.h lc_cpu_set_dry) */
+                              * step; be is the dry backend, which touches nothing */
     int64_t max_rows;        /* largest row count of any activation (0 = unknown): a
                               * gradient of an [rows, cols] tensor is allocated for
                               * max_rows rows, so micro-batches of varying length
                               * reuse the same buffers instead of growing the pool */
 } lc_tape;
 
+/* A CPU tape: one step arena for headers and elements. */
 int lc_tape_init(lc_tape *t, lc_arena *step_arena, size_t grad_capacity, lc_error *err);
+/* A tape on backend be: headers and contexts in host_arena, elements in
+ * data_arena (be's memory; the same arena as host_arena on the CPU), the
+ * gradient pool on be with grad_capacity bytes. */
+int lc_tape_init_on(lc_tape *t, lc_backend *be, lc_arena *host_arena, lc_arena *data_arena,
+                    size_t grad_capacity, lc_error *err);
 /* A dry-run tape over a dry step arena (both counting, see lc_arena_init_dry):
  * every allocation of a step happens as in a real one, sized and aligned the
  * same, and the arenas' peaks are what a real step at that shape reaches;
  * element memory is never written (the ops skip their loops, the kernels are
  * switched to the no-op table for as long as the tape lives). */
 int lc_tape_init_dry(lc_tape *t, lc_arena *step_arena, lc_error *err);
+/* The dry run of a step on `target`: host_arena and data_arena (distinct
+ * when target is a device) are made counting arenas here. */
+int lc_tape_init_dry_for(lc_tape *t, const lc_backend *target, lc_arena *host_arena,
+                         lc_arena *data_arena, lc_error *err);
 void lc_tape_free(lc_tape *t);
 /* Forgets all nodes and resets the step arena (pooled grads are kept). */
 void lc_tape_reset(lc_tape *t);
@@ -96,8 +109,25 @@ void lc_tape_backward(lc_tape *t, lc_tensor *loss);
 /* Runs the backward of nodes [from, n_nodes) in reverse and drops them
  * (gradient checkpointing walks the nodes of a recomputed block). */
 void lc_tape_walk_back(lc_tape *t, size_t from);
-/* dst[n] = src[n], a copy of element values; nothing in a dry run. */
+/* dst[n] = src[n], a copy of element values on the tape's backend. */
 void lc_tape_copy(const lc_tape *t, lc_real *dst, const lc_real *src, int64_t n);
+
+/* Scratch above a mark of both step arenas, released together (LIFO). */
+typedef struct lc_tape_mark {
+    size_t host, data;
+} lc_tape_mark;
+static inline lc_tape_mark lc_tape_mark_now(const lc_tape *t)
+{
+    return (lc_tape_mark){lc_arena_mark(t->arena), lc_arena_mark(t->data)};
+}
+static inline void lc_tape_release(lc_tape *t, lc_tape_mark m)
+{
+    lc_arena_release(t->data, m.data);
+    lc_arena_release(t->arena, m.host);
+}
+/* elems lc_real of element memory in the step's data arena (NULL for 0). */
+lc_real *lc_tape_scratch(lc_tape *t, size_t elems);
+lc_real *lc_tape_scratch_zero(lc_tape *t, size_t elems);
 /* Hands a leaf's pooled gradient back (after its value was used). */
 void lc_tape_release_grad(lc_tape *t, lc_tensor *x);
 

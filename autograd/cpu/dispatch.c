@@ -16,7 +16,7 @@ typedef struct cpu_variant {
     const char *name;     /* what LORAC_CPU_ISA and the start-up lines say */
     const char *alias;    /* a second accepted spelling, or NULL */
     const char *desc;     /* the instructions it uses */
-    const lc_cpu_kernels *kernels;
+    const lc_kernels *kernels;
     bool (*supported)(void);
 } cpu_variant;
 
@@ -48,20 +48,20 @@ static bool always(void) { return true; }
 #endif
 
 #if defined(LC_CPU_NATIVE)
-extern const lc_cpu_kernels lc_cpu_kernels_native;
+extern const lc_kernels lc_cpu_kernels_native;
 static const cpu_variant variants[] = {
     {"native", NULL, "built with -march=native for the build machine", &lc_cpu_kernels_native,
      always},
 };
 #elif defined(__x86_64__)
-extern const lc_cpu_kernels lc_cpu_kernels_v2, lc_cpu_kernels_v3, lc_cpu_kernels_v4;
+extern const lc_kernels lc_cpu_kernels_v2, lc_cpu_kernels_v3, lc_cpu_kernels_v4;
 static const cpu_variant variants[] = {
     {"x86-64-v2", "baseline", "SSE4.2", &lc_cpu_kernels_v2, has_v2},
     {"x86-64-v3", "avx2", "AVX2 + FMA", &lc_cpu_kernels_v3, has_v3},
     {"x86-64-v4", "avx512", "AVX-512", &lc_cpu_kernels_v4, has_v4},
 };
 #else
-extern const lc_cpu_kernels lc_cpu_kernels_generic;
+extern const lc_kernels lc_cpu_kernels_generic;
 static const cpu_variant variants[] = {
 #if defined(__aarch64__)
     {"aarch64", "baseline", "ARMv8-A NEON", &lc_cpu_kernels_generic, always},
@@ -75,8 +75,6 @@ static const cpu_variant variants[] = {
 
 static const cpu_variant *active;
 static bool forced;
-static bool dry; /* lc_cpu_set_dry: compute kernels are the no-op table */
-extern const lc_cpu_kernels lc_cpu_kernels_dry;
 
 /* The best variant the CPU supports: variants are listed from the lowest. */
 static int best_index(void)
@@ -123,32 +121,24 @@ static void select_lazily(void)
         fprintf(stderr, "lorac: warning: %s (using %s)\n", err.msg, active->name);
 }
 
-/* The chosen variant's table: sizes always come from it. */
-static const lc_cpu_kernels *real_kernels(void)
+const lc_kernels *lc_cpu_kernels_active(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, select_lazily);
     return active->kernels;
 }
 
-/* The table compute kernels run from (the no-op one in a dry run). */
-static const lc_cpu_kernels *K(void)
-{
-    const lc_cpu_kernels *k = real_kernels();
-    return dry ? &lc_cpu_kernels_dry : k;
-}
-
-void lc_cpu_set_dry(bool on) { dry = on; }
+#define K() lc_cpu_kernels_active()
 
 const char *lc_cpu_isa(void)
 {
-    real_kernels();
+    K();
     return active->name;
 }
 
 const char *lc_cpu_isa_desc(void)
 {
-    real_kernels();
+    K();
     return active->desc;
 }
 
@@ -156,7 +146,7 @@ const char *lc_cpu_isa_best(void) { return variants[best_index()].name; }
 
 bool lc_cpu_isa_forced(void)
 {
-    real_kernels();
+    K();
     return forced;
 }
 
@@ -201,7 +191,7 @@ void lc_k_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K_,
     K()->gemm(trans_a, trans_b, M, N, K_, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-size_t lc_k_weight_scratch(const lc_weight *W) { return real_kernels()->weight_scratch(W); }
+size_t lc_k_weight_scratch(const lc_weight *W) { return K()->weight_scratch(W); }
 
 void lc_k_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
                         lc_real beta, lc_real *y, lc_real *scratch)
@@ -258,7 +248,7 @@ void lc_k_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
     K()->rope(src, dst, N, heads, D, pos, cos_sin, inverse, accumulate);
 }
 
-size_t lc_k_attention_scratch(const lc_attn_shape *s) { return real_kernels()->attention_scratch(s); }
+size_t lc_k_attention_scratch(const lc_attn_shape *s) { return K()->attention_scratch(s); }
 
 void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
                         const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch)
@@ -274,11 +264,11 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
     K()->attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, scratch);
 }
 
-int64_t lc_k_ce_chunk_rows(int64_t V) { return real_kernels()->ce_chunk_rows(V); }
+int64_t lc_k_ce_chunk_rows(int64_t V) { return K()->ce_chunk_rows(V); }
 
 size_t lc_k_ce_scratch(int64_t C, int64_t V, const lc_weight *W)
 {
-    return real_kernels()->ce_scratch(C, V, W);
+    return K()->ce_scratch(C, V, W);
 }
 
 double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
@@ -304,7 +294,24 @@ void lc_k_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
     K()->axpy(n, a, x, y);
 }
 
-size_t lc_k_dora_norm_scratch(const lc_weight *W) { return real_kernels()->dora_norm_scratch(W); }
+void lc_k_add(int64_t n, const lc_real *a, const lc_real *b, lc_real *y) { K()->add(n, a, b, y); }
+
+void lc_k_scale(int64_t n, lc_real s, const lc_real *x, lc_real *y) { K()->scale(n, s, x, y); }
+
+void lc_k_div(int64_t n, const lc_real *a, const lc_real *b, lc_real *y) { K()->div(n, a, b, y); }
+
+void lc_k_add_bias(int64_t N, int64_t O, const lc_real *bias, lc_real *y)
+{
+    K()->add_bias(N, O, bias, y);
+}
+
+void lc_k_cols(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_real *part,
+               bool add)
+{
+    K()->cols(wide, N, ld, c0, w, part, add);
+}
+
+size_t lc_k_dora_norm_scratch(const lc_weight *W) { return K()->dora_norm_scratch(W); }
 
 void lc_k_dora_norm(const lc_weight *W, const lc_real *A, const lc_real *B, int64_t R,
                     lc_real s, lc_real *c, lc_real *scratch)

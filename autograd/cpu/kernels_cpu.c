@@ -52,6 +52,44 @@ static void cpu_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
         y[i] += a * x[i];
 }
 
+static void cpu_add(int64_t n, const lc_real *a, const lc_real *b, lc_real *y)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
+static void cpu_scale(int64_t n, lc_real s, const lc_real *x, lc_real *y)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        y[i] = s * x[i];
+}
+
+static void cpu_div(int64_t n, const lc_real *a, const lc_real *b, lc_real *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a[i] / b[i];
+}
+
+static void cpu_add_bias(int64_t N, int64_t O, const lc_real *bias, lc_real *y)
+{
+#pragma omp parallel for schedule(static) if (N * O >= 32768)
+    for (int64_t r = 0; r < N; r++)
+        cpu_axpy(O, 1, bias, y + r * O);
+}
+
+static void cpu_cols(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_real *part,
+                     bool add)
+{
+    for (int64_t r = 0; r < N; r++) {
+        if (add)
+            cpu_axpy(w, 1, part + r * w, wide + r * ld + c0);
+        else
+            memcpy(part + r * w, wide + r * ld + c0, (size_t)w * sizeof(lc_real));
+    }
+}
+
 static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
                int64_t ldb, lc_real beta, lc_real *C, int64_t ldc)
@@ -790,7 +828,7 @@ static void cpu_dora_mag_grad(int64_t N, int64_t O, const lc_real *dy, const lc_
 #define LC_CPU_CAT2(a, b) a##b
 #define LC_CPU_CAT(a, b) LC_CPU_CAT2(a, b)
 
-const lc_cpu_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
+const lc_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
     .gemm = cpu_gemm,
     .weight_scratch = cpu_weight_scratch,
     .weight_matmul = cpu_weight_matmul,
@@ -812,6 +850,11 @@ const lc_cpu_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
     .embedding = cpu_embedding,
     .dropout = cpu_dropout,
     .axpy = cpu_axpy,
+    .add = cpu_add,
+    .scale = cpu_scale,
+    .div = cpu_div,
+    .add_bias = cpu_add_bias,
+    .cols = cpu_cols,
     .dora_norm_scratch = cpu_dora_norm_scratch,
     .dora_norm = cpu_dora_norm,
     .dora_combine = cpu_dora_combine,

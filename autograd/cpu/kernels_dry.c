@@ -6,8 +6,8 @@
  * same order, same alignment) while these kernels skip the arithmetic, so
  * the dry run costs milliseconds and commits no activation pages. The size
  * queries (weight, attention, CE and DoRA scratch) are not in this table:
- * dispatch.c always answers them from the real variant, so a dry step asks
- * for exactly the scratch a real one does. */
+ * lc_kernels_make_dry keeps those of the backend being planned for, so a
+ * dry step asks for exactly the scratch a real one does. */
 #include "autograd/cpu/dispatch.h"
 
 static void dry_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, lc_real alpha,
@@ -105,6 +105,28 @@ static void dry_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
     (void)n, (void)a, (void)x, (void)y;
 }
 
+/* add and div: (n, a, b, y) */
+static void dry_add(int64_t n, const lc_real *a, const lc_real *b, lc_real *y)
+{
+    (void)n, (void)a, (void)b, (void)y;
+}
+
+static void dry_scale(int64_t n, lc_real s, const lc_real *x, lc_real *y)
+{
+    (void)n, (void)s, (void)x, (void)y;
+}
+
+static void dry_add_bias(int64_t N, int64_t O, const lc_real *bias, lc_real *y)
+{
+    (void)N, (void)O, (void)bias, (void)y;
+}
+
+static void dry_cols(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_real *part,
+                     bool add)
+{
+    (void)wide, (void)N, (void)ld, (void)c0, (void)w, (void)part, (void)add;
+}
+
 static void dry_dora_norm(const lc_weight *W, const lc_real *A, const lc_real *B, int64_t R,
                           lc_real s, lc_real *c, lc_real *scratch)
 {
@@ -124,7 +146,7 @@ static void dry_col_scale(int64_t N, int64_t O, const lc_real *dy, const lc_real
     (void)N, (void)O, (void)dy, (void)g, (void)shift, (void)out;
 }
 
-const lc_cpu_kernels lc_cpu_kernels_dry = {
+static const lc_kernels dry_kernels = {
     .gemm = dry_gemm,
     .weight_matmul = dry_weight_matmul,
     .weight_matmul_grad = dry_weight_matmul_grad,
@@ -142,8 +164,25 @@ const lc_cpu_kernels lc_cpu_kernels_dry = {
     .embedding = dry_embedding,
     .dropout = dry_dropout,
     .axpy = dry_axpy,
+    .add = dry_add,
+    .scale = dry_scale,
+    .div = dry_add,
+    .add_bias = dry_add_bias,
+    .cols = dry_cols,
     .dora_norm = dry_dora_norm,
     .dora_combine = dry_dora_combine,
     .col_scale = dry_col_scale,
     .dora_mag_grad = dry_dora_combine, /* (N, O, dy, u, c, dm): the same types */
 };
+
+void lc_kernels_make_dry(lc_kernels *k)
+{
+    lc_kernels d = dry_kernels;
+    /* the size queries stay the planned backend's */
+    d.weight_scratch = k->weight_scratch;
+    d.attention_scratch = k->attention_scratch;
+    d.ce_chunk_rows = k->ce_chunk_rows;
+    d.ce_scratch = k->ce_scratch;
+    d.dora_norm_scratch = k->dora_norm_scratch;
+    *k = d;
+}

@@ -1,0 +1,168 @@
+/* backend.c — the CPU and dry backends (see backend.h).
+ *
+ * The CPU backend's kernel entries are the kernels.h functions themselves,
+ * which call into the variant chosen at start-up (cpu/dispatch.h), so a
+ * variant switch (tests, LORAC_CPU_ISA) reaches every tape. Its memory is
+ * plain host memory. The dry backend answers size queries as the backend
+ * it plans for and does nothing else. */
+#include "autograd/backend.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "autograd/cpu/dispatch.h"
+
+static void *cpu_alloc(lc_backend *be, size_t bytes, lc_error *err)
+{
+    (void)be;
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p)
+        lc_error_set(err, "out of host memory (%zu bytes)", bytes);
+    return p;
+}
+
+static void cpu_free(lc_backend *be, void *p)
+{
+    (void)be;
+    free(p);
+}
+
+static void cpu_copy(lc_backend *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    if (dst != src)
+        memmove(dst, src, bytes);
+}
+
+static void cpu_memset0(lc_backend *be, void *dst, size_t bytes)
+{
+    (void)be;
+    memset(dst, 0, bytes);
+}
+
+static int cpu_sync(lc_backend *be, lc_error *err)
+{
+    (void)be, (void)err;
+    return 0;
+}
+
+static void cpu_mem_info(lc_backend *be, size_t *free_bytes, size_t *total_bytes)
+{
+    (void)be;
+    long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+    if (free_bytes)
+        *free_bytes = avail > 0 && page > 0 ? (size_t)avail * (size_t)page : 0;
+    if (total_bytes)
+        *total_bytes = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+}
+
+static void no_destroy(lc_backend *be) { (void)be; }
+
+static lc_backend cpu_backend = {
+    .name = "cpu",
+    .device = false,
+    .k = {
+        .gemm = lc_k_gemm,
+        .weight_scratch = lc_k_weight_scratch,
+        .weight_matmul = lc_k_weight_matmul,
+        .weight_matmul_grad = lc_k_weight_matmul_grad,
+        .rmsnorm_fwd = lc_k_rmsnorm_fwd,
+        .rmsnorm_bwd = lc_k_rmsnorm_bwd,
+        .swiglu_fwd = lc_k_swiglu_fwd,
+        .swiglu_bwd = lc_k_swiglu_bwd,
+        .geglu_tanh_fwd = lc_k_geglu_tanh_fwd,
+        .geglu_tanh_bwd = lc_k_geglu_tanh_bwd,
+        .softcap = lc_k_softcap,
+        .rope = lc_k_rope,
+        .attention_scratch = lc_k_attention_scratch,
+        .attention_fwd = lc_k_attention_fwd,
+        .attention_bwd = lc_k_attention_bwd,
+        .ce_chunk_rows = lc_k_ce_chunk_rows,
+        .ce_scratch = lc_k_ce_scratch,
+        .lm_head_ce = lc_k_lm_head_ce,
+        .embedding = lc_k_embedding,
+        .dropout = lc_k_dropout,
+        .axpy = lc_k_axpy,
+        .add = lc_k_add,
+        .scale = lc_k_scale,
+        .div = lc_k_div,
+        .add_bias = lc_k_add_bias,
+        .cols = lc_k_cols,
+        .dora_norm_scratch = lc_k_dora_norm_scratch,
+        .dora_norm = lc_k_dora_norm,
+        .dora_combine = lc_k_dora_combine,
+        .col_scale = lc_k_col_scale,
+        .dora_mag_grad = lc_k_dora_mag_grad,
+    },
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .copy = cpu_copy,
+    .memset0 = cpu_memset0,
+    .sync = cpu_sync,
+    .mem_info = cpu_mem_info,
+    .destroy = no_destroy,
+};
+
+lc_backend *lc_backend_cpu(void) { return &cpu_backend; }
+
+/* ---- dry ---- */
+
+static void *dry_alloc(lc_backend *be, size_t bytes, lc_error *err)
+{
+    (void)be, (void)bytes, (void)err;
+    LC_ASSERT(!"the dry backend allocates nothing: its arenas count");
+    return NULL;
+}
+
+static void dry_free(lc_backend *be, void *p) { (void)be, (void)p; }
+
+static void dry_copy(lc_backend *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be, (void)dst, (void)src, (void)bytes;
+}
+
+static void dry_memset0(lc_backend *be, void *dst, size_t bytes) { (void)be, (void)dst, (void)bytes; }
+
+/* One dry backend per planned backend name (at most a few exist). */
+#define MAX_DRY 4
+static lc_backend dry_backends[MAX_DRY];
+static const lc_backend *dry_targets[MAX_DRY];
+static pthread_mutex_t dry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+lc_backend *lc_backend_dry(const lc_backend *target)
+{
+    if (!target)
+        target = lc_backend_cpu();
+    pthread_mutex_lock(&dry_lock);
+    int i = 0;
+    while (i < MAX_DRY && dry_targets[i] && dry_targets[i] != target)
+        i++;
+    LC_ASSERT(i < MAX_DRY);
+    if (!dry_targets[i]) {
+        lc_backend *d = &dry_backends[i];
+        *d = (lc_backend){
+            .name = "dry",
+            .device = target->device,
+            .k = target->k,
+            .alloc = dry_alloc,
+            .free = dry_free,
+            .upload = dry_copy,
+            .download = dry_copy,
+            .copy = dry_copy,
+            .memset0 = dry_memset0,
+            .sync = cpu_sync,
+            .mem_info = target->mem_info,
+            .destroy = no_destroy,
+            .impl = target->impl,
+        };
+        lc_kernels_make_dry(&d->k);
+        dry_targets[i] = target;
+    }
+    pthread_mutex_unlock(&dry_lock);
+    return &dry_backends[i];
+}
