@@ -96,6 +96,8 @@ static lc_backend cpu_backend = {
         .dora_combine = lc_k_dora_combine,
         .col_scale = lc_k_col_scale,
         .dora_mag_grad = lc_k_dora_mag_grad,
+        .adamw = lc_k_adamw,
+        .sum_squares = lc_k_sum_squares,
     },
     .alloc = cpu_alloc,
     .free = cpu_free,

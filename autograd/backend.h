@@ -64,6 +64,8 @@ typedef struct lc_kernels {
     __typeof__(lc_k_dora_combine) *dora_combine;
     __typeof__(lc_k_col_scale) *col_scale;
     __typeof__(lc_k_dora_mag_grad) *dora_mag_grad;
+    __typeof__(lc_k_adamw) *adamw;
+    __typeof__(lc_k_sum_squares) *sum_squares;
 } lc_kernels;
 
 typedef struct lc_backend lc_backend;

@@ -131,6 +131,18 @@ void lc_k_add_bias(int64_t N, int64_t O, const lc_real *bias, lc_real *y);
 void lc_k_cols(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_real *part,
                bool add);
 
+/* AdamW's hyper-parameters (torch.optim.AdamW's names). */
+typedef struct lc_adamw_hparams {
+    double beta1, beta2, eps, weight_decay;
+} lc_adamw_hparams;
+/* One AdamW update of p[n] with gradients g[n] and moments m[n], v[n] at
+ * rate lr, update number step (≥ 1, already counted): torch's kernel, as
+ * optim/adamw.h describes; every backend rounds exactly the same. */
+void lc_k_adamw(int64_t n, lc_real *p, const lc_real *g, lc_real *m, lc_real *v,
+                const lc_adamw_hparams *hp, int64_t step, double lr);
+/* Σ g[n]² accumulated in double (the gradient norm's square). */
+double lc_k_sum_squares(int64_t n, const lc_real *g);
+
 /* DoRA (PEFT's DoraLinearLayer). Scratch (lc_real elements) lc_k_dora_norm
  * needs for W: one tile of rows. */
 size_t lc_k_dora_norm_scratch(const lc_weight *W);

@@ -6,23 +6,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-int lc_adamw_init(lc_adamw *o, size_t n, lc_error *err)
+int lc_adamw_init_on(lc_adamw *o, size_t n, lc_backend *be, lc_error *err)
 {
     memset(o, 0, sizeof *o);
-    o->m = calloc(n ? n : 1, sizeof(lc_real));
-    o->v = calloc(n ? n : 1, sizeof(lc_real));
+    o->be = be;
+    size_t bytes = lc_adamw_state_bytes(n) / 2;
+    lc_error e = {{0}};
+    o->m = be->alloc(be, bytes, &e);
+    o->v = o->m ? be->alloc(be, bytes, &e) : NULL;
     if (!o->m || !o->v) {
         lc_adamw_free(o);
-        return lc_error_set(err, "out of memory for AdamW state (%zu values)", n);
+        return lc_error_set(err, "AdamW state (%zu values) on %s: %s", n, be->name, e.msg);
     }
+    be->memset0(be, o->m, bytes);
+    be->memset0(be, o->v, bytes);
     o->n = n;
     return 0;
 }
 
+int lc_adamw_init(lc_adamw *o, size_t n, lc_error *err)
+{
+    return lc_adamw_init_on(o, n, lc_backend_cpu(), err);
+}
+
 void lc_adamw_free(lc_adamw *o)
 {
-    free(o->m);
-    free(o->v);
+    if (o->be) {
+        if (o->m)
+            o->be->free(o->be, o->m);
+        if (o->v)
+            o->be->free(o->be, o->v);
+    }
     free(o->spans);
     memset(o, 0, sizeof *o);
 }
@@ -50,71 +64,46 @@ int lc_adamw_set_spans(lc_adamw *o, const lc_adamw_span *spans, size_t n_spans, 
     return 0;
 }
 
-/* One update of values [b, e) at learning rate lr (step o->step already
- * counted); `parallel`: split the range over the threads. */
-static void update_range(lc_adamw *o, lc_real *params, const lc_real *grads,
-                         const lc_adamw_hparams *hp, double lr, size_t b, size_t e, bool parallel)
-{
-    const double bc1 = 1.0 - pow(hp->beta1, (double)o->step);
-    const double bc2 = 1.0 - pow(hp->beta2, (double)o->step);
-    const lc_real decay = (lc_real)(1.0 - lr * hp->weight_decay);
-    /* torch's kernel: exp_avg.lerp_(g, 1−β1); exp_avg_sq·β2 + (1−β2)·g²; the
-     * (1−β) weights are formed in double before rounding, as torch does */
-    const lc_real w1 = (lc_real)(1.0 - hp->beta1), b2 = (lc_real)hp->beta2;
-    const lc_real w2 = (lc_real)(1.0 - hp->beta2);
-    const lc_real step_size = (lc_real)(lr / bc1);
-    const lc_real bc2_sqrt = (lc_real)sqrt(bc2);
-    const lc_real eps = (lc_real)hp->eps;
-    lc_real *m = o->m, *v = o->v;
-#pragma omp parallel for simd schedule(static) if (parallel && e - b >= 65536)
-    for (size_t i = b; i < e; i++) {
-        lc_real g = grads[i];
-        lc_real p = params[i] * decay;
-        m[i] = m[i] + w1 * (g - m[i]);
-        v[i] = v[i] * b2 + w2 * g * g;
-        lc_real denom = (lc_real)sqrt(v[i]) / bc2_sqrt + eps;
-        params[i] = p - step_size * (m[i] / denom);
-    }
-}
-
 void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,
                      const lc_adamw_hparams *hp, double lr)
 {
     o->step++;
+    const lc_kernels *k = &o->be->k;
     if (!o->spans) {
-        update_range(o, params, grads, hp, lr, 0, o->n, true);
+        k->adamw((int64_t)o->n, params, grads, o->m, o->v, hp, o->step, lr);
         return;
     }
-    /* groups are many small runs (one per A or B matrix): the threads take
-     * whole runs */
-#pragma omp parallel for schedule(dynamic, 1) if (o->n >= 65536)
-    for (size_t s = 0; s < o->n_spans; s++)
-        update_range(o, params, grads, hp, lr * o->spans[s].lr_scale, o->spans[s].begin,
-                     o->spans[s].end, false);
+    /* groups are many small runs (one per A or B matrix): on the CPU the
+     * threads take whole runs (the kernel's own loop then runs serially) */
+#pragma omp parallel for schedule(dynamic, 1) if (!o->be->device && o->n >= 65536)
+    for (size_t s = 0; s < o->n_spans; s++) {
+        size_t b = o->spans[s].begin;
+        k->adamw((int64_t)(o->spans[s].end - b), params + b, grads + b, o->m + b, o->v + b, hp,
+                 o->step, lr * o->spans[s].lr_scale);
+    }
 }
 
-double lc_grad_norm(const lc_real *g, size_t n)
+double lc_grad_norm_on(lc_backend *be, const lc_real *g, size_t n)
 {
-    double s = 0;
-#pragma omp parallel for simd reduction(+ : s) schedule(static) if (n >= 65536)
-    for (size_t i = 0; i < n; i++)
-        s += (double)g[i] * (double)g[i];
-    return sqrt(s);
+    return sqrt(be->k.sum_squares((int64_t)n, g));
+}
+
+double lc_grad_norm(const lc_real *g, size_t n) { return lc_grad_norm_on(lc_backend_cpu(), g, n); }
+
+double lc_grad_clip_on(lc_backend *be, lc_real *g, size_t n, double max_norm)
+{
+    double norm = lc_grad_norm_on(be, g, n);
+    if (max_norm > 0) {
+        double coef = max_norm / (norm + 1e-6);
+        if (coef < 1)
+            be->k.scale((int64_t)n, (lc_real)coef, g, g);
+    }
+    return norm;
 }
 
 double lc_grad_clip(lc_real *g, size_t n, double max_norm)
 {
-    double norm = lc_grad_norm(g, n);
-    if (max_norm > 0) {
-        double coef = max_norm / (norm + 1e-6);
-        if (coef < 1) {
-            lc_real c = (lc_real)coef;
-#pragma omp parallel for simd schedule(static) if (n >= 65536)
-            for (size_t i = 0; i < n; i++)
-                g[i] *= c;
-        }
-    }
-    return norm;
+    return lc_grad_clip_on(lc_backend_cpu(), g, n, max_norm);
 }
 
 double lc_lr_at(lc_lr_schedule s, double base_lr, int64_t step, int64_t warmup,

@@ -17,12 +17,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "autograd/backend.h"
 #include "autograd/error.h"
 #include "autograd/real.h"
 
-typedef struct lc_adamw_hparams {
-    double beta1, beta2, eps, weight_decay;
-} lc_adamw_hparams;
+/* lc_adamw_hparams: autograd/kernels.h (the update is a kernel of every backend). */
 
 /* Values [begin, end) of the buffer learn at lr_scale × the scheduled rate. */
 typedef struct lc_adamw_span {
@@ -31,29 +30,35 @@ typedef struct lc_adamw_span {
 } lc_adamw_span;
 
 typedef struct lc_adamw {
-    lc_real *m, *v;        /* [n] */
+    lc_backend *be;        /* where m, v (and the parameters) live */
+    lc_real *m, *v;        /* [n] on be */
     size_t n;
     int64_t step;          /* updates done so far */
     lc_adamw_span *spans;  /* [n_spans] in order, covering [0, n); NULL: all at lr */
     size_t n_spans;
 } lc_adamw;
 
+/* Zeroed state for n values on the CPU, or on backend be. */
 int lc_adamw_init(lc_adamw *o, size_t n, lc_error *err);
+int lc_adamw_init_on(lc_adamw *o, size_t n, lc_backend *be, lc_error *err);
 /* Bytes lc_adamw_init allocates for n values (m and v). */
 static inline size_t lc_adamw_state_bytes(size_t n) { return 2 * (n ? n : 1) * sizeof(lc_real); }
 /* Sets the groups (copied): spans in order, adjacent, covering [0, n), scales
  * finite and > 0. */
 int lc_adamw_set_spans(lc_adamw *o, const lc_adamw_span *spans, size_t n_spans, lc_error *err);
 void lc_adamw_free(lc_adamw *o);
-/* One update of params[n] with grads[n] at learning rate lr. */
+/* One update of params[n] with grads[n] (both on o's backend) at learning
+ * rate lr. */
 void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,
                      const lc_adamw_hparams *hp, double lr);
 
-/* sqrt(Σ g²), accumulated in double. */
+/* sqrt(Σ g²), accumulated in double (g on the CPU, or on be). */
 double lc_grad_norm(const lc_real *g, size_t n);
+double lc_grad_norm_on(lc_backend *be, const lc_real *g, size_t n);
 /* torch.nn.utils.clip_grad_norm_: scales g by max_norm / (norm + 1e-6)
  * when that is < 1. Returns the norm before clipping. max_norm ≤ 0: off. */
 double lc_grad_clip(lc_real *g, size_t n, double max_norm);
+double lc_grad_clip_on(lc_backend *be, lc_real *g, size_t n, double max_norm);
 
 typedef enum lc_lr_schedule { LC_LR_CONSTANT, LC_LR_LINEAR, LC_LR_COSINE } lc_lr_schedule;
 

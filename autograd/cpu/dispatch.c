@@ -336,3 +336,11 @@ void lc_k_dora_mag_grad(int64_t N, int64_t O, const lc_real *dy, const lc_real *
 {
     K()->dora_mag_grad(N, O, dy, u, c, dm);
 }
+
+void lc_k_adamw(int64_t n, lc_real *p, const lc_real *g, lc_real *m, lc_real *v,
+                const lc_adamw_hparams *hp, int64_t step, double lr)
+{
+    K()->adamw(n, p, g, m, v, hp, step, lr);
+}
+
+double lc_k_sum_squares(int64_t n, const lc_real *g) { return K()->sum_squares(n, g); }

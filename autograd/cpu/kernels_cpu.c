@@ -822,6 +822,39 @@ static void cpu_dora_mag_grad(int64_t N, int64_t O, const lc_real *dy, const lc_
     }
 }
 
+static void cpu_adamw(int64_t n, lc_real *params, const lc_real *grads, lc_real *m, lc_real *v,
+                      const lc_adamw_hparams *hp, int64_t step, double lr)
+{
+    const double bc1 = 1.0 - pow(hp->beta1, (double)step);
+    const double bc2 = 1.0 - pow(hp->beta2, (double)step);
+    const lc_real decay = (lc_real)(1.0 - lr * hp->weight_decay);
+    /* torch's kernel: exp_avg.lerp_(g, 1−β1); exp_avg_sq·β2 + (1−β2)·g²; the
+     * (1−β) weights are formed in double before rounding, as torch does */
+    const lc_real w1 = (lc_real)(1.0 - hp->beta1), b2 = (lc_real)hp->beta2;
+    const lc_real w2 = (lc_real)(1.0 - hp->beta2);
+    const lc_real step_size = (lc_real)(lr / bc1);
+    const lc_real bc2_sqrt = (lc_real)sqrt(bc2);
+    const lc_real eps = (lc_real)hp->eps;
+#pragma omp parallel for simd schedule(static) if (n >= 65536)
+    for (int64_t i = 0; i < n; i++) {
+        lc_real g = grads[i];
+        lc_real p = params[i] * decay;
+        m[i] = m[i] + w1 * (g - m[i]);
+        v[i] = v[i] * b2 + w2 * g * g;
+        lc_real denom = (lc_real)sqrt(v[i]) / bc2_sqrt + eps;
+        params[i] = p - step_size * (m[i] / denom);
+    }
+}
+
+static double cpu_sum_squares(int64_t n, const lc_real *g)
+{
+    double s = 0;
+#pragma omp parallel for simd reduction(+ : s) schedule(static) if (n >= 65536)
+    for (int64_t i = 0; i < n; i++)
+        s += (double)g[i] * (double)g[i];
+    return s;
+}
+
 #ifndef LC_CPU_VARIANT
 #error "kernels_cpu.c is compiled per variant: LC_CPU_VARIANT must name it (see CMakeLists.txt)"
 #endif
@@ -860,4 +893,6 @@ const lc_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
     .dora_combine = cpu_dora_combine,
     .col_scale = cpu_col_scale,
     .dora_mag_grad = cpu_dora_mag_grad,
+    .adamw = cpu_adamw,
+    .sum_squares = cpu_sum_squares,
 };

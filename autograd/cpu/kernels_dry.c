@@ -146,6 +146,18 @@ static void dry_col_scale(int64_t N, int64_t O, const lc_real *dy, const lc_real
     (void)N, (void)O, (void)dy, (void)g, (void)shift, (void)out;
 }
 
+static void dry_adamw(int64_t n, lc_real *p, const lc_real *g, lc_real *m, lc_real *v,
+                      const lc_adamw_hparams *hp, int64_t step, double lr)
+{
+    (void)n, (void)p, (void)g, (void)m, (void)v, (void)hp, (void)step, (void)lr;
+}
+
+static double dry_sum_squares(int64_t n, const lc_real *g)
+{
+    (void)n, (void)g;
+    return 0;
+}
+
 static const lc_kernels dry_kernels = {
     .gemm = dry_gemm,
     .weight_matmul = dry_weight_matmul,
@@ -173,6 +185,8 @@ static const lc_kernels dry_kernels = {
     .dora_combine = dry_dora_combine,
     .col_scale = dry_col_scale,
     .dora_mag_grad = dry_dora_combine, /* (N, O, dy, u, c, dm): the same types */
+    .adamw = dry_adamw,
+    .sum_squares = dry_sum_squares,
 };
 
 void lc_kernels_make_dry(lc_kernels *k)
