@@ -58,6 +58,9 @@
 #include "data/safetensors.h"
 #include "tokenizer_fixture.h"
 #include "tests/helpers.h"
+#ifdef LORAC_HAVE_CUDA
+#include "autograd/cuda/cuda_kernels.h"
+#endif
 #include "tests/run_state.h"
 #include "train/config.h"
 #include "train/fsutil.h"
@@ -1665,7 +1668,14 @@ Test(trainer, bad_inputs, .timeout = 120)
     expect_cli_error(dir, "malformed-jsonl", c5, NULL, where5, "not valid JSON");
 
     char *c6 = write_config(dir, "cuda.yaml", ds, "");
-    expect_cli_error(dir, "device-cuda", c6, "device=cuda", "no CUDA backend", NULL);
+#if !defined(LORAC_HAVE_CUDA)
+    expect_cli_error(dir, "device-cuda", c6, "device=cuda", "built without CUDA", NULL);
+#elif !defined(LORAC_CUDA_SIM)
+    if (lc_cuda_device_count() == 0) /* a real CUDA build on a machine without a GPU */
+        expect_cli_error(dir, "device-cuda", c6, "device=cuda", "no CUDA device", NULL);
+#endif
+    expect_cli_error(dir, "compute-bf16", c6, "compute_dtype=bfloat16", "compute_dtype: bfloat16",
+                     "not implemented");
 
     char *c7 = write_config(dir, "qlora.yaml", ds, "load_in_4bit: true\n");
     expect_cli_error(dir, "qlora", c7, "bnb_4bit_blocksize=48", "blocksize", "48");

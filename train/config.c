@@ -78,7 +78,7 @@ typedef enum key_id {
     KEY_TRAIN_ON_INPUTS, KEY_SPECIAL_TOKENS, KEY_DATASET_PREPARED_PATH, KEY_CHAT_TEMPLATE,
     KEY_CHAT_TEMPLATE_JINJA, KEY_EOT_TOKENS, KEY_EXCESS_LENGTH_STRATEGY, KEY_USE_TENSORBOARD,
     KEY_SAMPLE_PROMPTS, KEY_SAMPLE_MAX_NEW_TOKENS, KEY_LORAPLUS_LR_RATIO,
-    KEY_LORAPLUS_LR_EMBEDDING, KEY_PEFT_USE_DORA,
+    KEY_LORAPLUS_LR_EMBEDDING, KEY_PEFT_USE_DORA, KEY_COMPUTE_DTYPE,
     KEY_COUNT
 } key_id;
 
@@ -151,6 +151,7 @@ static const keydef keys[KEY_COUNT] = {
                                      OFF(gradient_checkpointing), 0, 0, 0, "true or false" },
     [KEY_SEED] = { "seed", K_U64, OFF(seed), 0, BIG, 0, "an integer from 0 to 2^63-1" },
     [KEY_DEVICE] = { "device", K_SPECIAL, 0, 0, 0, 0, NULL },
+    [KEY_COMPUTE_DTYPE] = { "compute_dtype", K_SPECIAL, 0, 0, 0, 0, NULL },
     [KEY_OUTPUT_DIR] = { "output_dir", K_PATH, OFF(output_dir), 0, 0, 0, "a directory path" },
     [KEY_LOGGING_STEPS] = { "logging_steps", K_I64, OFF(logging_steps), 1, BIG, 0,
                             "an integer >= 1" },
@@ -224,7 +225,8 @@ static const lc_resume_class resume_class[KEY_COUNT] = {
     [KEY_WARMUP_RATIO] = LC_RESUME_FREE, [KEY_COSINE_MIN_LR_RATIO] = LC_RESUME_FREE,
     [KEY_WEIGHT_DECAY] = LC_RESUME_FREE, [KEY_ADAM_EPSILON] = LC_RESUME_FREE,
     [KEY_MAX_GRAD_NORM] = LC_RESUME_FREE, [KEY_GRADIENT_CHECKPOINTING] = LC_RESUME_FREE,
-    [KEY_DEVICE] = LC_RESUME_FREE, [KEY_LOGGING_STEPS] = LC_RESUME_FREE,
+    [KEY_DEVICE] = LC_RESUME_FREE, [KEY_COMPUTE_DTYPE] = LC_RESUME_FREE,
+    [KEY_LOGGING_STEPS] = LC_RESUME_FREE,
     [KEY_SAVE_STEPS] = LC_RESUME_FREE, [KEY_SAVE_TOTAL_LIMIT] = LC_RESUME_FREE,
     [KEY_EVAL_STEPS] = LC_RESUME_FREE, [KEY_MAX_BAD_STEPS] = LC_RESUME_FREE,
     [KEY_USE_TENSORBOARD] = LC_RESUME_FREE, [KEY_LORAPLUS_LR_RATIO] = LC_RESUME_FREE,
@@ -263,6 +265,9 @@ static const char *const chat_template_names[] = {
 #define MAX_SAMPLE_PROMPTS 16
 static const char *const device_names[] = { "auto", "cpu", "cuda" };
 static const lc_device device_values[] = { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA };
+static const char *const compute_dtype_names[] = { "auto", "bfloat16", "float32" };
+static const lc_compute_dtype compute_dtype_values[] = { LC_COMPUTE_AUTO, LC_COMPUTE_BF16,
+                                                        LC_COMPUTE_F32 };
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* ---- parse context and errors ---------------------------------------------- */
@@ -1422,6 +1427,15 @@ static int set_special(ctx *x, key_id id, const yaml_node_t *n)
             return -1;
         c->device = device_values[i];
         return 0;
+    case KEY_COMPUTE_DTYPE:
+        if (null) {
+            c->compute_dtype = x->defaults->compute_dtype;
+            return 0;
+        }
+        if ((i = get_enum(x, n, key, compute_dtype_names, NELEM(compute_dtype_names))) < 0)
+            return -1;
+        c->compute_dtype = compute_dtype_values[i];
+        return 0;
     case KEY_RESUME_FROM_CHECKPOINT: {
         free(c->resume_from_checkpoint);
         c->resume_from_checkpoint = NULL;
@@ -1811,6 +1825,7 @@ void lc_train_config_defaults(lc_train_config *c)
     c->bnb_4bit_blocksize = 64;
     c->bnb_4bit_use_double_quant = true;
     c->device = LC_DEVICE_AUTO;
+    c->compute_dtype = LC_COMPUTE_AUTO;
     c->logging_steps = 1;
     c->sample_max_new_tokens = 64;
     c->loraplus_lr_embedding = 1e-6; /* Axolotl's default */
@@ -1958,6 +1973,11 @@ void lc_train_config_value(const lc_train_config *c, int i, char *buf, size_t n)
         for (int d = 0; d < NELEM(device_values); d++)
             if (device_values[d] == c->device)
                 snprintf(buf, n, "%s", device_names[d]);
+        return;
+    case KEY_COMPUTE_DTYPE:
+        for (int d = 0; d < NELEM(compute_dtype_values); d++)
+            if (compute_dtype_values[d] == c->compute_dtype)
+                snprintf(buf, n, "%s", compute_dtype_names[d]);
         return;
     default:
         data_key_value(c, (key_id)i, buf, n);

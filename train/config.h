@@ -22,6 +22,12 @@
 #define LC_CONFIG_MAX_DATASETS 16
 
 typedef enum lc_device { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA } lc_device;
+/* compute_dtype: the dtype of activations and frozen weights in a step (auto:
+ * bfloat16 on CUDA, float32 on the CPU); LoRA master weights, gradients and
+ * AdamW state are float32 always. */
+typedef enum lc_compute_dtype {
+    LC_COMPUTE_AUTO, LC_COMPUTE_BF16, LC_COMPUTE_F32
+} lc_compute_dtype;
 
 typedef struct lc_train_config {
     char *config_path;              /* the YAML file (absolute or as given) */
@@ -56,6 +62,7 @@ typedef struct lc_train_config {
     bool gradient_checkpointing;
     uint64_t seed;
     lc_device device;
+    lc_compute_dtype compute_dtype;
     char *output_dir;               /* resolved path */
     int64_t logging_steps;
     int64_t save_steps;

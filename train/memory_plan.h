@@ -37,7 +37,13 @@ typedef struct lc_memory_plan {
     double workspace;     /* the rest of the step arena's peak (scratch, recomputed
                            * layers) + the gradient pool's peak */
     double total;
-    size_t arena_peak;    /* the dry run's step arena peak, bytes */
+    const char *backend;  /* what it plans for: "cpu", "cuda" */
+    bool device;          /* the step's elements live in device memory: the sizes
+                           * above are device bytes; host_* is the host arena of
+                           * tensor headers and op contexts */
+    size_t arena_peak;    /* the dry run's step arena peak, bytes (element memory) */
+    size_t host_peak;     /* device only: the host arena's peak */
+    size_t host_bytes;    /* device only: to reserve for the host arena */
     size_t grad_peak;     /* the dry run's gradient pool peak, bytes */
     size_t arena_bytes;   /* to reserve for the step arena: arena_peak + margin */
     size_t grad_bytes;    /* to reserve for the gradient pool: grad_peak + margin */
@@ -60,6 +66,11 @@ static inline size_t lc_memory_plan_reserve(size_t peak)
  * arenas cannot be reserved. */
 int lc_memory_plan_cpu(const lc_model *m, const lc_lora *lora, int64_t B, int64_t T,
                        lc_memory_plan *p, lc_error *err);
+/* The same for a step on backend target (a device: the dry run splits host
+ * structs from element memory as a device tape does, and the weights are
+ * counted as uploaded, lc_device_model_weight_bytes). */
+int lc_memory_plan_on(const lc_model *m, const lc_lora *lora, int64_t B, int64_t T,
+                      const struct lc_backend *target, lc_memory_plan *p, lc_error *err);
 void lc_memory_plan_print(const lc_memory_plan *p, FILE *f);
 /* MemAvailable from /proc/meminfo in bytes (0 when unknown). */
 double lc_memory_available(void);

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 /* Number of lc_real values needed for norms and biases. */
-static size_t small_count(const lc_model_config *c)
+size_t lc_model_small_count(const lc_model_config *c)
 {
     const lc_family *f = lc_family_of(c->arch);
     size_t per = 0;
@@ -42,7 +42,7 @@ int lc_model_alloc_structure(lc_model *m, lc_error *err)
 {
     size_t n_exp = (size_t)m->cfg.n_experts * 3; /* per layer */
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
-    m->small = calloc(small_count(&m->cfg), sizeof(lc_real));
+    m->small = calloc(lc_model_small_count(&m->cfg), sizeof(lc_real));
     m->expert_weights = calloc(n_expert_weights(&m->cfg) + 1, sizeof *m->expert_weights);
     if (!m->layers || !m->small || !m->expert_weights)
         return lc_error_set(err, "out of memory for the model structure");
@@ -690,17 +690,43 @@ static lc_tensor *layer_forward(lc_tape *t, void *ctxp, lc_tensor *x)
  * one row, gradients off) the tokens sit after cache->len cached positions,
  * and each layer's activations are dropped once its output is copied out,
  * so the arena holds one layer's worth whatever the depth. */
-static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_lora *lora,
-                         lc_hidden_hook hook, void *user, lc_kv_cache *cache)
+/* The batch where the tape's kernels read it, for as long as the step: b
+ * itself on the CPU; on a device, a copy in the step arena whose arrays are
+ * uploaded into the step's data arena (the one upload of a micro-batch). */
+static const lc_batch *batch_on_backend(lc_tape *t, const lc_batch *b)
+{
+    if (!t->be->device)
+        return b;
+    const size_t bytes = (size_t)(b->B * b->T) * sizeof(int32_t);
+    lc_batch *d = lc_arena_alloc(t->arena, sizeof *d);
+    *d = (lc_batch){.B = b->B, .T = b->T};
+    const int32_t *const host[4] = {b->input_ids, b->targets, b->positions, b->segments};
+    const int32_t **dev[4] = {&d->input_ids, &d->targets, &d->positions, &d->segments};
+    for (int k = 0; k < 4; k++) {
+        if (!host[k])
+            continue;
+        int32_t *p = lc_arena_alloc(t->data, bytes);
+        t->be->upload(t->be, p, host[k], bytes);
+        *dev[k] = p;
+    }
+    return d;
+}
+
+/* The decoder up to the final norm: xn [B·T, C], b (host) read on the tape's
+ * backend as *on. */
+static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *host_b, const lc_lora *lora,
+                         lc_hidden_hook hook, void *user, lc_kv_cache *cache,
+                         const lc_batch **on)
 {
     const lc_model_config *c = &m->cfg;
-    const int64_t N = b->B * b->T;
+    const int64_t N = host_b->B * host_b->T;
     int64_t max_pos = 0;
     for (int64_t i = 0; i < N; i++) {
-        LC_ASSERT(b->positions[i] >= 0 && b->positions[i] < m->rope_len);
-        max_pos = b->positions[i] > max_pos ? b->positions[i] : max_pos;
+        LC_ASSERT(host_b->positions[i] >= 0 && host_b->positions[i] < m->rope_len);
+        max_pos = host_b->positions[i] > max_pos ? host_b->positions[i] : max_pos;
     }
-    LC_ASSERT(!cache || (b->B == 1 && !b->segments && !t->grad_enabled));
+    LC_ASSERT(!cache || (host_b->B == 1 && !host_b->segments && !t->grad_enabled));
+    const lc_batch *b = *on = batch_on_backend(t, host_b);
 
     /* [0] full attention, [1] sliding */
     lc_attn_shape *attn = lc_arena_alloc(t->arena, 2 * sizeof *attn);
@@ -725,7 +751,7 @@ static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *b, const
     for (int l = 0; l < c->n_layers; l++) {
         if (hook)
             hook(user, l, x);
-        size_t mark = lc_arena_mark(t->arena);
+        lc_tape_mark mark = lc_tape_mark_now(t);
         layer_ctx *lc = lc_arena_alloc(t->arena, sizeof *lc);
         bool sliding = c->layer_sliding[l] && c->sliding_window > 0;
         const lc_real *rope = c->layer_sliding[l] && m->cos_sin[LC_ROPE_TABLE_LOCAL]
@@ -735,7 +761,7 @@ static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *b, const
                                                       : layer_forward(t, lc, x);
         if (cache) { /* keep y, drop the layer's activations; x's buffer takes the next output */
             lc_tape_copy(t, next->data, y->data, y->numel);
-            lc_arena_release(t->arena, mark);
+            lc_tape_release(t, mark);
             lc_tensor *free_buf = x;
             x = next;
             next = free_buf;
@@ -752,15 +778,17 @@ static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *b, const
 lc_tensor *lc_model_hidden(const lc_model *m, lc_tape *t, const lc_batch *b,
                            const lc_lora *lora, lc_hidden_hook hook, void *user)
 {
-    return hidden(m, t, b, lora, hook, user, NULL);
+    const lc_batch *on;
+    return hidden(m, t, b, lora, hook, user, NULL, &on);
 }
 
 lc_tensor *lc_model_loss(const lc_model *m, lc_tape *t, const lc_batch *b,
                          const lc_lora *lora, lc_real grad_scale, double *loss_sum,
                          int64_t *n_supervised)
 {
-    lc_tensor *xn = lc_model_hidden(m, t, b, lora, NULL, NULL);
-    return lc_op_lm_head_ce(t, xn, &m->lm_head, b->targets, grad_scale, loss_sum,
+    const lc_batch *on;
+    lc_tensor *xn = hidden(m, t, b, lora, NULL, NULL, NULL, &on);
+    return lc_op_lm_head_ce(t, xn, &m->lm_head, on->targets, grad_scale, loss_sum,
                             n_supervised, m->cfg.final_softcap);
 }
 
@@ -770,6 +798,7 @@ void lc_model_logits(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_
     bool was = t->grad_enabled;
     t->grad_enabled = false;
     lc_tensor *xn = lc_model_hidden(m, t, b, lora, hook, user);
+    LC_ASSERT(!t->be->device); /* logits: host memory, the CPU's kernels */
     size_t mark = lc_arena_mark(t->arena);
     size_t ws = lc_k_weight_scratch(&m->lm_head);
     lc_real *scr = ws ? lc_arena_alloc(t->arena, ws * sizeof(lc_real)) : NULL;
@@ -792,7 +821,9 @@ void lc_model_decode(const lc_model *m, lc_tape *t, const int32_t *ids, int64_t 
     for (int64_t i = 0; i < n; i++)
         pos[i] = (int32_t)(cache->len + i);
     lc_batch b = {.B = 1, .T = n, .input_ids = ids, .positions = pos};
-    lc_tensor *xn = hidden(m, t, &b, lora, NULL, NULL, cache); /* [n, C] */
+    const lc_batch *on;
+    LC_ASSERT(!t->be->device); /* the KV cache and the logits below are host memory */
+    lc_tensor *xn = hidden(m, t, &b, lora, NULL, NULL, cache, &on); /* [n, C] */
     cache->len += n;
     size_t ws = lc_k_weight_scratch(&m->lm_head);
     lc_real *scr = ws ? lc_arena_alloc(t->arena, ws * sizeof(lc_real)) : NULL;

@@ -72,6 +72,8 @@ typedef struct lc_model_load_opts {
  * during load stays near the quantized size. */
 int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o,
                        lc_error *err);
+/* lc_real values in m->small for a model of config c (norm weights, biases). */
+size_t lc_model_small_count(const lc_model_config *c);
 /* For loaders of other formats (train/gguf_model.c): allocates layers and
  * the norm/bias buffer `small` for m->cfg. */
 int lc_model_alloc_structure(lc_model *m, lc_error *err);

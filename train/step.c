@@ -1,7 +1,6 @@
 /* step.c — see step.h. */
 #include "train/step.h"
 
-#include <string.h>
 
 double lc_step_micro(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_lora *lora,
                      lc_real grad_scale, int64_t *n_supervised)
@@ -17,8 +16,8 @@ double lc_step_micro(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_
 double lc_step_optimizer(lc_lora *lora, lc_adamw *opt, const lc_adamw_hparams *hp, double lr,
                          double max_grad_norm)
 {
-    double norm = lc_grad_clip(lora->grads, lora->n_params, max_grad_norm);
+    double norm = lc_grad_clip_on(opt->be, lora->grads, lora->n_params, max_grad_norm);
     lc_adamw_update(opt, lora->params, lora->grads, hp, lr);
-    memset(lora->grads, 0, lora->n_params * sizeof(lc_real));
+    lc_backend_zero(opt->be, lora->grads, (int64_t)lora->n_params);
     return norm;
 }

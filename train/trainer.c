@@ -41,7 +41,9 @@
 #include "autograd/cpu/blas.h"
 #include "autograd/hash.h"
 #include "data/dataset.h"
+#include "train/backend_select.h"
 #include "train/checkpoint.h"
+#include "train/device_model.h"
 #include "train/eval.h"
 #include "train/fingerprint.h"
 #include "train/fsutil.h"
@@ -150,10 +152,20 @@ typedef struct run {
     const lc_train_config *cfg;
     lc_model model;
     lc_lora lora;
-    lc_arena arena;
+    lc_arena arena;              /* the step arena (on a device: its host structs) */
+    lc_arena data_arena;         /* on a device: the step's element memory there */
     lc_tape tape;
     lc_memory_plan plan;         /* printed before the run; the arenas are sized from it */
-    lc_adamw opt;
+    lc_adamw opt;                /* AdamW state; on a device the host copy checkpoints use */
+    /* where steps run: the CPU (step_* point at model, lora, opt) or a device
+     * (at dev.model, dev.lora, dev_opt; state_to_host / state_to_device move
+     * the trained values between them) */
+    lc_backend *be;
+    lc_device_model dev;
+    lc_adamw dev_opt;
+    const lc_model *step_model;
+    lc_lora *step_lora;
+    lc_adamw *step_opt;
     lc_dataset_opts dopts;
     lc_text_data text;           /* tokenizer, chat template and row encoders of text datasets */
     lc_samples samples;          /* sample_prompts, answered at each evaluation point */
@@ -172,16 +184,42 @@ typedef struct run {
     int stopped_by;              /* the signal the run stopped for (checkpoint saved) */
     double t_start;              /* when this invocation's first step began (lc_now_s) */
     int64_t applied;             /* steps this invocation applied (not refused) */
-    lc_real *backup;             /* [3 · n_params]: params, Adam m, v before an update */
+    lc_real *backup;             /* [3 · n_params] on be: params, Adam m, v before an update */
     lc_outdir_lock lock;         /* output_dir, held for the whole run */
     lc_modelprint model_print;   /* base_model's files as loaded */
     lc_fileprint data_print[LC_CONFIG_MAX_DATASETS];
     cJSON *record;               /* this run's record (run_record.h) */
 } run;
 
+/* On a device: the trained values (LoRA, AdamW moments and count) copied to
+ * the host structs that checkpoints, adapter files and samples read. */
+static void state_to_host(run *r)
+{
+    if (!r->be || !r->be->device)
+        return;
+    size_t bytes = r->lora.n_params * sizeof(lc_real);
+    lc_device_lora_download(&r->dev, &r->lora);
+    r->be->download(r->be, r->opt.m, r->dev_opt.m, bytes);
+    r->be->download(r->be, r->opt.v, r->dev_opt.v, bytes);
+    r->opt.step = r->dev_opt.step;
+}
+
+/* The reverse, after a resume loaded the host structs. */
+static void state_to_device(run *r)
+{
+    if (!r->be->device)
+        return;
+    size_t bytes = r->lora.n_params * sizeof(lc_real);
+    lc_device_lora_upload(&r->dev, &r->lora);
+    r->be->upload(r->be, r->dev_opt.m, r->opt.m, bytes);
+    r->be->upload(r->be, r->dev_opt.v, r->opt.v, bytes);
+    r->dev_opt.step = r->opt.step;
+}
+
 static int save_checkpoint(run *r, lc_error *err)
 {
     char path[4200];
+    state_to_host(r);
     if (lc_modelprint_unchanged(&r->model_print, err))
         return lc_error_prefix(err, "not saving checkpoint-%lld (weights read since may be "
                                "wrong; the earlier checkpoints are kept)", (long long)r->st.step);
@@ -277,7 +315,7 @@ static int run_eval(run *r, int64_t step, lc_error *err)
     int64_t tokens;
     lc_dataset_opts o = lc_text_data_opts(&r->text, c, true, r->model.cfg.vocab_size);
     lc_eval_progress progress = {.out = r->log, .tty = r->tty, .rows = r->eval_rows};
-    if (lc_eval_files(&r->model, &r->tape, &r->lora, &o, &progress, &loss, &tokens, err))
+    if (lc_eval_files(r->step_model, &r->tape, r->step_lora, &o, &progress, &loss, &tokens, err))
         return lc_error_prefix(err, "evaluation at step %lld", (long long)step);
     if (lc_metrics_eval(&r->metrics, step, loss, tokens, err))
         return -1;
@@ -298,6 +336,7 @@ static int eval_point(run *r, int64_t step, lc_error *err)
 {
     if (lc_text_data_has_eval(&r->text, r->cfg) && run_eval(r, step, err))
         return -1;
+    state_to_host(r); /* samples generate on the CPU from the host values */
     return lc_samples_run(&r->samples, step, &r->metrics, r->log, r->tty, err);
 }
 
@@ -555,16 +594,11 @@ static int load_data(run *r, lc_error *err)
     return 0;
 }
 
-/* The memory plan (refused when it cannot fit) and every buffer of a step. */
-static int allocate(run *r, lc_error *err)
+/* The step's arenas, tape and optimizer on the CPU. */
+static int allocate_cpu(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
-    lc_memory_plan *plan = &r->plan;
-    if (lc_model_prepare_rope(&r->model, c->sequence_len, err) ||
-        lc_memory_plan_cpu(&r->model, &r->lora, c->micro_batch_size, c->sequence_len, plan,
-                           err))
-        return -1;
-    lc_memory_plan_print(plan, r->log);
+    const lc_memory_plan *plan = &r->plan;
     double avail = lc_memory_available();
     if (avail > 0 && plan->total - plan->weights > avail)
         return lc_error_set(err, "this configuration needs %.2f GiB (%.2f GiB activations for "
@@ -575,13 +609,69 @@ static int allocate(run *r, lc_error *err)
                             avail / 1073741824.0);
     if (lc_arena_init(&r->arena, "step", plan->arena_bytes, err) ||
         lc_tape_init(&r->tape, &r->arena, plan->grad_bytes, err) ||
-        lc_adamw_init(&r->opt, r->lora.n_params, err) ||
-        (c->loraplus_lr_ratio > 0 &&
-         lc_lora_loraplus_groups(&r->lora, c->loraplus_lr_ratio, &r->opt, err)))
+        lc_adamw_init(&r->opt, r->lora.n_params, err))
+        return -1;
+    r->step_model = &r->model;
+    r->step_lora = &r->lora;
+    r->step_opt = &r->opt;
+    return 0;
+}
+
+/* On a device: refused before anything is allocated there when the plan
+ * does not fit its free memory; then the model and LoRA set uploaded, the
+ * step's arenas, tape and AdamW state there (opt keeps the host copy). */
+static int allocate_device(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    const lc_memory_plan *plan = &r->plan;
+    lc_backend *be = r->be;
+    size_t free_b = 0, total = 0;
+    be->mem_info(be, &free_b, &total);
+    if (plan->total > (double)free_b)
+        return lc_error_set(err, "device: %s: this configuration needs %.2f GiB of device memory "
+                            "(the plan above; %.2f GiB activations for micro_batch_size %lld x "
+                            "sequence_len %lld) but %.2f GiB of %.2f GiB are free: lower "
+                            "micro_batch_size or sequence_len, turn on gradient_checkpointing, "
+                            "or use load_in_4bit", be->name, plan->total / 1073741824.0,
+                            plan->activations / 1073741824.0, (long long)c->micro_batch_size,
+                            (long long)c->sequence_len, free_b / 1073741824.0,
+                            total / 1073741824.0);
+    size_t n = r->lora.n_params;
+    if (lc_device_model_upload(&r->dev, be, &r->model, &r->lora, err) ||
+        lc_arena_init(&r->arena, "step host", plan->host_bytes, err) ||
+        lc_arena_init_device(&r->data_arena, "step", plan->arena_bytes, be, err) ||
+        lc_tape_init_on(&r->tape, be, &r->arena, &r->data_arena, plan->grad_bytes, err) ||
+        lc_adamw_init(&r->opt, n, err) || lc_adamw_init_on(&r->dev_opt, n, be, err))
+        return -1;
+    r->step_model = &r->dev.model;
+    r->step_lora = &r->dev.lora;
+    r->step_opt = &r->dev_opt;
+    return 0;
+}
+
+/* The memory plan (refused when it cannot fit) and every buffer of a step. */
+static int allocate(run *r, lc_error *err)
+{
+    const lc_train_config *c = r->cfg;
+    lc_memory_plan *plan = &r->plan;
+    if (r->be->device && lc_device_model_check(&r->model, &r->lora, err))
+        return lc_error_prefix(err, "device: %s", r->be->name);
+    if (lc_model_prepare_rope(&r->model, c->sequence_len, err) ||
+        lc_memory_plan_on(&r->model, &r->lora, c->micro_batch_size, c->sequence_len, r->be, plan,
+                          err))
+        return -1;
+    lc_memory_plan_print(plan, r->log);
+    if (r->be->device ? allocate_device(r, err) : allocate_cpu(r, err))
+        return -1;
+    if (c->loraplus_lr_ratio > 0 &&
+        (lc_lora_loraplus_groups(&r->lora, c->loraplus_lr_ratio, &r->opt, err) ||
+         (r->be->device &&
+          lc_lora_loraplus_groups(&r->lora, c->loraplus_lr_ratio, &r->dev_opt, err))))
         return -1;
     r->tape.max_rows = c->micro_batch_size * c->sequence_len;
-    if (!(r->backup = malloc(3 * r->lora.n_params * sizeof(lc_real) + 1)))
-        return lc_error_set(err, "out of memory for the update's rollback copy");
+    lc_error e = {{0}};
+    if (!(r->backup = r->be->alloc(r->be, 3 * r->lora.n_params * sizeof(lc_real) + 1, &e)))
+        return lc_error_set(err, "the update's rollback copy: %s", e.msg);
     int64_t accum = c->gradient_accumulation_steps;
     r->bufs = calloc((size_t)accum, sizeof *r->bufs);
     r->batches = calloc((size_t)accum, sizeof *r->batches);
@@ -596,12 +686,12 @@ static int allocate(run *r, lc_error *err)
 static int setup(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
-    if (c->device == LC_DEVICE_CUDA)
-        return lc_error_set(err, "device: cuda: no CUDA backend for training yet (the kernels "
-                            "in autograd/cuda are not wired into the trainer); use device: cpu "
-                            "or auto");
-    if (check_output_dir(c, err) || lc_outdir_lock_take(&r->lock, c->output_dir, err))
+    if (lc_backend_open(c->device, c->compute_dtype, &r->be, err) ||
+        check_output_dir(c, err) || lc_outdir_lock_take(&r->lock, c->output_dir, err))
         return -1;
+    char where[512];
+    lc_backend_describe(r->be, where, sizeof where);
+    fprintf(r->log, "backend: %s\n", where);
     for (int i = 0; i < c->n_datasets; i++)
         if (lc_fileprint_take(c->datasets[i], false, &r->data_print[i], err))
             return lc_error_prefix(err, "datasets[%d]", i);
@@ -616,6 +706,7 @@ static int setup(run *r, lc_error *err)
         return lc_error_set(err, "out of memory for the run record");
     if (claim_and_resume(r, err))
         return -1;
+    state_to_device(r);
     return lc_metrics_open(&r->metrics, c->output_dir, r->st.step, c->use_tensorboard, err);
 }
 
@@ -627,28 +718,33 @@ static void teardown(run *r)
         lc_batch_buf_free(&r->bufs[i]);
     free(r->bufs);
     free(r->batches);
-    free(r->backup);
+    if (r->backup)
+        r->be->free(r->be, r->backup);
     lc_metrics_close(&r->metrics, NULL); /* after an error: already reported */
     lc_dataset_scan_free(&r->scan);
     lc_samples_close(&r->samples);
     lc_text_data_close(&r->text);
     lc_adamw_free(&r->opt);
+    lc_adamw_free(&r->dev_opt);
     if (r->tape.nodes)
         lc_tape_free(&r->tape);
     lc_arena_free(&r->arena);
+    lc_arena_free(&r->data_arena);
+    if (r->dev.be)
+        lc_device_model_free(&r->dev);
     lc_lora_free(&r->lora);
     lc_model_free(&r->model);
     cJSON_Delete(r->record);
     lc_modelprint_free(&r->model_print);
+    lc_backend_close(r->be);
     lc_outdir_lock_release(&r->lock); /* last: the run no longer touches output_dir */
 }
 
-static bool all_finite(const lc_real *x, size_t n)
+/* Whether x[n] on be is all finite: Σ x² in double is finite exactly then
+ * (no f32 square overflows a double, and inf and NaN propagate). */
+static bool all_finite(lc_backend *be, const lc_real *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return false;
-    return true;
+    return isfinite(be->k.sum_squares((int64_t)n, x));
 }
 
 /* Applies the optimizer step; when it leaves a weight or a moment
@@ -658,18 +754,22 @@ static bool all_finite(const lc_real *x, size_t n)
  * checkpoint ever holds inf or NaN. */
 static bool apply_update(run *r, const lc_adamw_hparams *hp, double lr)
 {
-    size_t n = r->lora.n_params, bytes = n * sizeof(lc_real);
-    memcpy(r->backup, r->lora.params, bytes);
-    memcpy(r->backup + n, r->opt.m, bytes);
-    memcpy(r->backup + 2 * n, r->opt.v, bytes);
-    int64_t step = r->opt.step;
-    lc_step_optimizer(&r->lora, &r->opt, hp, lr, r->cfg->max_grad_norm);
-    if (all_finite(r->lora.params, n) && all_finite(r->opt.m, n) && all_finite(r->opt.v, n))
+    lc_backend *be = r->be;
+    lc_lora *l = r->step_lora;
+    lc_adamw *o = r->step_opt;
+    int64_t n = (int64_t)l->n_params;
+    lc_backend_copy(be, r->backup, l->params, n);
+    lc_backend_copy(be, r->backup + n, o->m, n);
+    lc_backend_copy(be, r->backup + 2 * n, o->v, n);
+    int64_t step = o->step;
+    lc_step_optimizer(l, o, hp, lr, r->cfg->max_grad_norm);
+    if (all_finite(be, l->params, (size_t)n) && all_finite(be, o->m, (size_t)n) &&
+        all_finite(be, o->v, (size_t)n))
         return true;
-    memcpy(r->lora.params, r->backup, bytes);
-    memcpy(r->opt.m, r->backup + n, bytes);
-    memcpy(r->opt.v, r->backup + 2 * n, bytes);
-    r->opt.step = step;
+    lc_backend_copy(be, l->params, r->backup, n);
+    lc_backend_copy(be, o->m, r->backup + n, n);
+    lc_backend_copy(be, o->v, r->backup + 2 * n, n);
+    o->step = step;
     return false;
 }
 
@@ -678,7 +778,7 @@ static bool apply_update(run *r, const lc_adamw_hparams *hp, double lr)
 static int refuse_step(run *r, int64_t step, const char *why, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
-    memset(r->lora.grads, 0, r->lora.n_params * sizeof(lc_real));
+    lc_backend_zero(r->be, r->step_lora->grads, (int64_t)r->step_lora->n_params);
     r->st.bad_steps++;
     fprintf(r->log, "%sstep %lld refused: %s; no update applied\n", r->tty ? "\r\033[K" : "",
             (long long)step, why);
@@ -709,6 +809,7 @@ static int save_final_adapter(run *r, lc_error *err)
     snprintf(path, sizeof path, "%s/adapter_model.gguf", c->output_dir);
     if (unlink(path) != 0 && errno != ENOENT)
         return lc_error_set(err, "cannot replace %s: %s", path, strerror(errno));
+    state_to_host(r);
     if (lc_lora_save_peft(&r->lora, c->output_dir, c->base_model, err))
         return -1;
     if (!r->model.gguf || r->lora.cfg.use_dora)
@@ -787,13 +888,16 @@ static int train_loop(run *r, lc_error *err)
         for (int64_t k = 0; k < n_mb && sup > 0; k++) {
             r->tape.dropout_seed = mix(c->seed, (uint64_t)step * 64 + (uint64_t)k);
             int64_t n;
-            loss_sum += lc_step_micro(&r->model, &r->tape, &r->batches[k], &r->lora,
+            loss_sum += lc_step_micro(r->step_model, &r->tape, &r->batches[k], r->step_lora,
                                       (lc_real)(1.0 / (double)sup), &n);
         }
+        if (r->be->sync(r->be, err))
+            return lc_error_prefix(err, "step %lld on %s", (long long)r->st.step + 1,
+                                   r->be->name);
         double loss = sup ? loss_sum / (double)sup : NAN;
         double lr = lc_lr_at(c->lr_scheduler, c->learning_rate, r->st.step, r->warmup,
                              r->st.total_steps, c->cosine_min_lr_ratio);
-        double norm = lc_grad_norm(r->lora.grads, r->lora.n_params);
+        double norm = lc_grad_norm_on(r->be, r->step_lora->grads, r->step_lora->n_params);
         const char *why = sup == 0 ? "no supervised tokens in its batches"
                           : !isfinite(loss) || !isfinite(norm) ? "non-finite loss or gradient"
                           : NULL;
@@ -821,7 +925,7 @@ static int train_loop(run *r, lc_error *err)
     /* what the steps used against what the dry run planned (bytes: tests compare them) */
     if (r->st.step > start_step)
         fprintf(r->log, "memory used: step arena %zu bytes (planned %zu), gradient pool %zu "
-                "bytes (planned %zu)\n", r->arena.peak, r->plan.arena_peak,
+                "bytes (planned %zu)\n", r->tape.data->peak, r->plan.arena_peak,
                 r->tape.grad_arena.peak, r->plan.grad_peak);
     return finish(r, start_step, err);
 }

@@ -1,0 +1,25 @@
+/* backend_select.h — the backend a run's steps use, from `device` and
+ * `compute_dtype` (train/config.h).
+ *
+ *   cpu   the CPU backend (autograd/backend.h), float32.
+ *   cuda  the CUDA backend on device 0 (autograd/cuda/backend_cuda.h): a GPU,
+ *         or the CPU simulator of the real CUDA kernels in a build configured
+ *         with -DLORAC_CUDA_SIM=ON. Refused with the reason when the build
+ *         has no CUDA or no device is present.
+ *   auto  cuda when the build has it and a device is present, else cpu.
+ * compute_dtype: float32 everywhere for now; bfloat16 is refused with a
+ * clear message (auto means float32). */
+#ifndef LC_BACKEND_SELECT_H
+#define LC_BACKEND_SELECT_H
+
+#include "autograd/backend.h"
+#include "train/config.h"
+
+int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, lc_error *err);
+/* Releases what lc_backend_open made (the CPU backend is static: nothing). */
+void lc_backend_close(lc_backend *be);
+/* One line for the log: "cpu (x86-64-v4: AVX-512), float32", "cuda (NVIDIA H200, 139.8 GiB
+ * free of 140.4 GiB), float32". */
+void lc_backend_describe(lc_backend *be, char *buf, size_t n);
+
+#endif
