@@ -10,10 +10,14 @@
 
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "autograd/arena.h"
 #include "autograd/tape.h"
 #include "data/batch.h"
 #include "data/jsonl.h"
+#include "train/backend_select.h"
+#include "train/device_model.h"
 #include "train/lora.h"
 #include "train/model.h"
 
@@ -36,7 +40,12 @@ static inline void lc_test_load_rows(lc_batch_buf *buf, lc_batch *batch, const c
     *batch = (lc_batch){buf->B, buf->T, buf->ids, buf->targets, buf->positions, NULL};
 }
 
-/* One step's worth of state on a fixture model. */
+/* One step's worth of state on a fixture model, on the backend the
+ * environment names: LORAC_TEST_BACKEND=cuda runs the step on the CUDA
+ * backend (a GPU, or the simulator in a -DLORAC_CUDA_SIM=ON build: ctest's
+ * `cuda` label runs the fixture tests that way) in float32; unset or "cpu":
+ * the CPU. The step runs on m and l: the host model and adapter on the CPU,
+ * their device mirrors (train/device_model.h) on a device. */
 typedef struct lc_test_step {
     lc_model model;
     lc_lora lora;
@@ -44,11 +53,50 @@ typedef struct lc_test_step {
     lc_tape tape;
     lc_batch_buf buf;
     lc_batch batch;
+    lc_backend *be;
+    lc_device_model dev;
+    lc_arena data_arena;
+    const lc_model *m;
+    lc_lora *l;
 } lc_test_step;
 
+/* Whether the tests run their steps on a device backend. */
+static inline bool lc_test_on_device(void)
+{
+    const char *want = getenv("LORAC_TEST_BACKEND");
+    return want && strcmp(want, "cuda") == 0;
+}
+
+/* With s->model and s->lora loaded: the backend, the mirrors, arenas and
+ * tape (64 MiB each). A model the device refuses (MoE) skips the test. */
+static inline void lc_test_step_backend(lc_test_step *s)
+{
+    lc_error err;
+    s->m = &s->model;
+    s->l = &s->lora;
+    if (!lc_test_on_device()) {
+        s->be = lc_backend_cpu();
+        cr_assert_eq(lc_arena_init(&s->arena, "step", 64 << 20, &err), 0);
+        cr_assert_eq(lc_tape_init(&s->tape, &s->arena, 64 << 20, &err), 0);
+        return;
+    }
+    if (lc_device_model_check(&s->model, &s->lora, &err))
+        cr_skip_test("not on a device: %s", err.msg);
+    cr_assert_eq(lc_backend_open(LC_DEVICE_CUDA, LC_COMPUTE_F32, &s->be, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_device_model_upload(&s->dev, s->be, &s->model, &s->lora, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(lc_arena_init(&s->arena, "step host", 64 << 20, &err), 0);
+    cr_assert_eq(lc_arena_init_device(&s->data_arena, "step", 64 << 20, s->be, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(lc_tape_init_on(&s->tape, s->be, &s->arena, &s->data_arena, 64 << 20, &err), 0,
+                 "%s", err.msg);
+    s->m = &s->dev.model;
+    s->l = &s->dev.lora;
+}
+
 /* With s->model loaded: RoPE for 16 positions, the PEFT adapter in
- * adapter_dir, a 64 MiB arena and tape, and rows first .. first+count-1 of
- * rows_path as a count x 16 batch. */
+ * adapter_dir, the backend (lc_test_step_backend), and rows first ..
+ * first+count-1 of rows_path as a count x 16 batch. */
 static inline void lc_test_step_init(lc_test_step *s, const char *adapter_dir,
                                      const char *rows_path, int first, int count)
 {
@@ -56,9 +104,31 @@ static inline void lc_test_step_init(lc_test_step *s, const char *adapter_dir,
     cr_assert_eq(lc_model_prepare_rope(&s->model, 16, &err), 0);
     cr_assert_eq(lc_lora_load_peft(&s->lora, &s->model.cfg, adapter_dir, &err), 0, "%s",
                  err.msg);
-    cr_assert_eq(lc_arena_init(&s->arena, "step", 64 << 20, &err), 0);
-    cr_assert_eq(lc_tape_init(&s->tape, &s->arena, 64 << 20, &err), 0);
+    lc_test_step_backend(s);
     lc_test_load_rows(&s->buf, &s->batch, rows_path, first, count, 16);
+}
+
+/* Zeroes the step's LoRA gradients (on its backend). */
+static inline void lc_test_step_zero_grads(lc_test_step *s)
+{
+    lc_backend_zero(s->be, s->l->grads, (int64_t)s->l->n_params);
+}
+
+/* The step's LoRA gradients into s->lora.grads (the host tensors' grad
+ * pointers): a copy from the device, nothing on the CPU. */
+static inline void lc_test_step_fetch_grads(lc_test_step *s)
+{
+    if (s->be->device)
+        s->be->download(s->be, s->lora.grads, s->l->grads, s->lora.n_params * sizeof(lc_real));
+}
+
+/* n values at p on the step's backend, copied to a new host buffer (free it). */
+static inline lc_real *lc_test_step_fetch(lc_test_step *s, const lc_real *p, int64_t n)
+{
+    lc_real *h = malloc((size_t)(n ? n : 1) * sizeof(lc_real));
+    cr_assert(h);
+    s->be->download(s->be, h, p, (size_t)n * sizeof(lc_real));
+    return h;
 }
 
 static inline void lc_test_step_free(lc_test_step *s)
@@ -66,8 +136,12 @@ static inline void lc_test_step_free(lc_test_step *s)
     lc_batch_buf_free(&s->buf);
     lc_tape_free(&s->tape);
     lc_arena_free(&s->arena);
+    lc_arena_free(&s->data_arena);
+    if (s->dev.be)
+        lc_device_model_free(&s->dev);
     lc_lora_free(&s->lora);
     lc_model_free(&s->model);
+    lc_backend_close(s->be);
 }
 
 #endif

@@ -65,11 +65,13 @@ static double run_loss(run *r, bool grads)
     double sum;
     lc_tape_reset(&r->tape);
     r->tape.grad_enabled = grads;
-    memset(r->lora.grads, 0, r->lora.n_params * sizeof(lc_real));
-    lc_tensor *loss = lc_model_loss(&r->model, &r->tape, &r->batch, &r->lora,
-                                    (lc_real)(1.0 / nsup), &sum, &n);
-    if (grads)
+    lc_test_step_zero_grads(r);
+    lc_tensor *loss = lc_model_loss(r->m, &r->tape, &r->batch, r->l, (lc_real)(1.0 / nsup), &sum,
+                                    &n);
+    if (grads) {
         lc_tape_backward(&r->tape, loss);
+        lc_test_step_fetch_grads(r);
+    }
     lc_tape_reset(&r->tape);
     return sum / (double)n;
 }
@@ -92,7 +94,7 @@ Test(qlora, forward_backward_match_bitsandbytes_peft)
     cr_assert_eq(lc_st_open(&f, lc_test_fixture("tiny-llama/ref_nf4.safetensors"), &err), 0, "%s", err.msg);
     size_t nl = 2 * 16 * 512;
     float *logits = malloc(nl * sizeof(float));
-    lc_model_logits(&r.model, &r.tape, &r.batch, &r.lora, logits, NULL, NULL);
+    lc_model_logits(r.m, &r.tape, &r.batch, r.l, logits, NULL, NULL);
     double e_logits = lc_test_rel_err_f32(logits, ref(&f, "qlora.logits", nl), nl);
     free(logits);
     double loss = run_loss(&r, true), ref_loss = ref(&f, "qlora.loss", 1)[0];
@@ -147,7 +149,7 @@ static void family_qlora(const char *fam)
     }
     size_t nl = (size_t)(2 * 16 * r.model.cfg.vocab_size);
     float *logits = malloc(nl * sizeof(float));
-    lc_model_logits(&r.model, &r.tape, &r.batch, &r.lora, logits, NULL, NULL);
+    lc_model_logits(r.m, &r.tape, &r.batch, r.l, logits, NULL, NULL);
     double e_logits = lc_test_rel_err_f32(logits, ref(&f, "qlora.logits", nl), nl);
     free(logits);
     double loss = run_loss(&r, true), ref_loss = ref(&f, "qlora.loss", 1)[0];
@@ -198,7 +200,7 @@ static void moe_qlora(const char *fam)
     const lc_model_config *c = &q.model.cfg;
     size_t nl = (size_t)(2 * 16 * c->vocab_size);
     float *lq = malloc(nl * sizeof(float)), *ld = malloc(nl * sizeof(float));
-    lc_model_logits(&d.model, &d.tape, &d.batch, &d.lora, ld, NULL, NULL); /* unquantized */
+    lc_model_logits(d.m, &d.tape, &d.batch, d.l, ld, NULL, NULL); /* unquantized */
     const size_t nw = (size_t)c->n_layers * (size_t)(3 * c->n_experts + 4);
     float **bufs = calloc(nw, sizeof *bufs);
     size_t k = 0;
@@ -215,10 +217,10 @@ static void moe_qlora(const char *fam)
             *wd = (lc_weight){bufs[k], LC_DTYPE_F32, wq->rows, wq->cols, NULL, NULL};
         }
     cr_assert_null(q.model.layers[0].router.nf4, "the router stays dense");
-    lc_model_logits(&q.model, &q.tape, &q.batch, &q.lora, lq, NULL, NULL);
+    lc_model_logits(q.m, &q.tape, &q.batch, q.l, lq, NULL, NULL);
     double e_nf4 = lc_test_rel_err_f32(lq, ld, nl); /* quantization error: must show */
     cr_expect_gt(e_nf4, 1e-3, "%s: NF4 logits equal the unquantized ones (%g)", fam, e_nf4);
-    lc_model_logits(&d.model, &d.tape, &d.batch, &d.lora, ld, NULL, NULL);
+    lc_model_logits(d.m, &d.tape, &d.batch, d.l, ld, NULL, NULL);
     double e_logits = lc_test_rel_err_f32(lq, ld, nl);
     double lossq = run_loss(&q, true), lossd = run_loss(&d, true);
     double e_grad = lc_test_rel_err_f32(q.lora.grads, d.lora.grads, q.lora.n_params);

@@ -798,13 +798,17 @@ void lc_model_logits(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_
     bool was = t->grad_enabled;
     t->grad_enabled = false;
     lc_tensor *xn = lc_model_hidden(m, t, b, lora, hook, user);
-    LC_ASSERT(!t->be->device); /* logits: host memory, the CPU's kernels */
-    size_t mark = lc_arena_mark(t->arena);
-    size_t ws = lc_k_weight_scratch(&m->lm_head);
-    lc_real *scr = ws ? lc_arena_alloc(t->arena, ws * sizeof(lc_real)) : NULL;
-    lc_k_weight_matmul(xn->data, b->B * b->T, &m->lm_head, 0, logits, scr);
-    lc_k_softcap(logits, b->B * b->T * m->cfg.vocab_size, m->cfg.final_softcap);
-    lc_arena_release(t->arena, mark);
+    lc_tape_mark mark = lc_tape_mark_now(t);
+    const int64_t N = b->B * b->T, V = m->cfg.vocab_size;
+    const lc_kernels *k = &t->be->k;
+    lc_real *scr = lc_tape_scratch(t, k->weight_scratch(&m->lm_head));
+    /* [N, V] straight into logits on the CPU, through the data arena on a device */
+    lc_real *z = t->be->device ? lc_tape_scratch(t, (size_t)(N * V)) : logits;
+    k->weight_matmul(xn->data, N, &m->lm_head, 0, z, scr);
+    k->softcap(z, N * V, m->cfg.final_softcap);
+    if (z != logits)
+        t->be->download(t->be, logits, z, (size_t)(N * V) * sizeof(lc_real));
+    lc_tape_release(t, mark);
     t->grad_enabled = was;
 }
 
