@@ -328,6 +328,15 @@ static pid_t spawn_lorac(const char *cfg, const char *out, const char *err_path,
         argv[a++] = (char *)"--set";
         argv[a++] = outset;
     }
+    /* LORAC_TEST_BACKEND=cuda (the sim build's `cuda` ctests): every run on
+     * the CUDA backend in float32, unless the test sets device itself */
+    const char *backend = getenv("LORAC_TEST_BACKEND");
+    if (backend && strcmp(backend, "cuda") == 0) {
+        argv[a++] = (char *)"--set";
+        argv[a++] = (char *)"device=cuda";
+        argv[a++] = (char *)"--set";
+        argv[a++] = (char *)"compute_dtype=float32";
+    }
     for (int i = 0; i < n_extra && a < 37; i++) {
         argv[a++] = (char *)"--set";
         argv[a++] = (char *)extra[i];
