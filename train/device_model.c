@@ -14,8 +14,7 @@ int lc_device_model_check(const lc_model *m, const lc_lora *lora, lc_error *err)
     if (m->cfg.n_experts > 0)
         return lc_error_set(err, "%s is a mixture-of-experts model: its routing runs on the CPU "
                             "only for now; use device: cpu", lc_family_of(m->cfg.arch)->model_type);
-    if (lora && lora->frozen_norms)
-        return lc_error_set(err, "a frozen DoRA adapter (held norms) cannot run on a device");
+    (void)lora;
     return 0;
 }
 
@@ -213,7 +212,6 @@ static int upload_lora(lc_device_model *d, const lc_lora *lora, lc_error *err)
     dl->adapters = calloc(n_adapters + 1, sizeof *dl->adapters);
     dl->expert_views = NULL;
     dl->expert_tensors = NULL;
-    dl->frozen_norms = NULL;
     if (!dl->tensors || !dl->adapters)
         return lc_error_set(err, "out of memory for the device LoRA structure");
     if (!(dl->params = dev_alloc(d, bytes, err)) || !(dl->grads = dev_alloc(d, bytes, err)))
@@ -226,6 +224,18 @@ static int upload_lora(lc_device_model *d, const lc_lora *lora, lc_error *err)
         t->data = rebase(t->data, lora->params, n, dl->params);
         t->grad = rebase(t->grad, lora->grads, n, dl->grads);
     }
+    /* a frozen DoRA adapter's held norms: one buffer, adapter after adapter */
+    size_t n_norms = 0;
+    for (size_t a = 0; lora->frozen_norms && a < n_adapters; a++) {
+        const lc_lora_adapter *ad = &lora->adapters[a];
+        if (ad->norm && ad->m) {
+            size_t end = (size_t)(ad->norm - lora->frozen_norms) + (size_t)ad->m->numel;
+            n_norms = end > n_norms ? end : n_norms;
+        }
+    }
+    if (n_norms && !(dl->frozen_norms = (lc_real *)dev_copy(d, lora->frozen_norms,
+                                                              n_norms * sizeof(lc_real), err)))
+        return -1;
     for (size_t a = 0; a < n_adapters; a++) {
         lc_lora_adapter *ad = &dl->adapters[a];
         *ad = lora->adapters[a];
@@ -233,6 +243,7 @@ static int upload_lora(lc_device_model *d, const lc_lora *lora, lc_error *err)
         for (int k = 0; k < 3; k++)
             if (*parts[k])
                 *parts[k] = dl->tensors + (*parts[k] - lora->tensors);
+        ad->norm = n_norms ? rebase(ad->norm, lora->frozen_norms, n_norms, dl->frozen_norms) : NULL;
     }
     return 0;
 }

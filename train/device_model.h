@@ -18,7 +18,7 @@
  * host values after lc_device_lora_download.
  *
  * Not supported on a device (refused by lc_device_model_check): MoE models
- * (routing reads host memory, autograd/ops_moe.h) and frozen DoRA norms. */
+ * (routing reads host memory, autograd/ops_moe.h). */
 #ifndef LC_DEVICE_MODEL_H
 #define LC_DEVICE_MODEL_H
 
@@ -30,7 +30,8 @@
 typedef struct lc_device_model {
     lc_backend *be;
     lc_model model;             /* mirror of the host model: device element pointers */
-    lc_lora lora;               /* mirror of the host LoRA set: params, grads on the device */
+    lc_lora lora;               /* mirror of the host LoRA set: params, grads (and a frozen
+                                 * DoRA adapter's held norms) on the device */
     void **bufs;                /* every device allocation, freed together */
     size_t n_bufs, cap_bufs;
     lc_nf4 *nf4;                /* [n_nf4] host structs of the NF4 weights' device arrays */

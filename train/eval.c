@@ -8,6 +8,8 @@
 
 #include "autograd/cpu/blas.h"
 #include "data/dataset.h"
+#include "train/backend_select.h"
+#include "train/engine.h"
 #include "train/text_data.h"
 #include "train/fsutil.h"
 #include "train/memory_plan.h"
@@ -149,9 +151,8 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
     lc_model m;
     lc_lora lora;
     memset(&lora, 0, sizeof lora);
-    lc_arena arena = {0};
-    lc_tape tape = {0};
-    bool tape_ok = false;
+    lc_engine eng = {0};
+    lc_backend *be = NULL;
     lc_dataset_scan scan = {0};
     lc_text_data text = {0};
     lc_dataset_opts dopts;
@@ -178,18 +179,15 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
     if (data_opts(o, m.cfg.vocab_size, T, mb, &text, &dopts, err) ||
         count_rows(&dopts, &scan, r, err))
         goto out;
-    lc_memory_plan plan; /* a training step's: a bound on an evaluation's */
-    if (lc_model_prepare_rope(&m, T, err) ||
-        lc_memory_plan_cpu(&m, o->adapter_dir ? &lora : NULL, mb, T, &plan, err) ||
-        lc_arena_init(&arena, "eval", plan.arena_bytes, err) ||
-        lc_tape_init(&tape, &arena, plan.grad_bytes, err))
+    /* the engine plans a training step: a bound on an evaluation's */
+    if (lc_backend_open(o->device, o->compute_dtype, &be, err) ||
+        lc_engine_open(&eng, be, &m, o->adapter_dir ? &lora : NULL, mb, T, NULL, err))
         goto out;
-    tape_ok = true;
-    tape.max_rows = mb * T;
+    r->backend = be->name;
     double t0 = lc_now_s();
     lc_eval_progress progress = o->progress;
     progress.rows = r->rows;
-    if (lc_eval_files(&m, &tape, o->adapter_dir ? &lora : NULL, &dopts, &progress, &r->loss,
+    if (lc_eval_files(eng.model, &eng.tape, eng.lora, &dopts, &progress, &r->loss,
                       &r->supervised, err))
         goto out;
     r->seconds = lc_now_s() - t0;
@@ -199,10 +197,8 @@ int lc_eval_run(const lc_eval_opts *o, lc_eval_report *r, lc_error *err)
 out:
     lc_dataset_scan_free(&scan);
     lc_text_data_close(&text);
-    if (tape_ok)
-        lc_tape_free(&tape);
-    if (arena.base)
-        lc_arena_free(&arena);
+    lc_engine_close(&eng);
+    lc_backend_close(be);
     lc_lora_free(&lora);
     lc_model_free(&m);
     return rc;
@@ -244,6 +240,8 @@ int lc_eval_opts_from_config(const lc_train_config *c, lc_eval_opts *o, char *ad
     }
     o->seq_len = c->sequence_len;
     o->micro_batch = c->micro_batch_size;
+    o->device = c->device;
+    o->compute_dtype = c->compute_dtype;
     return 0;
 }
 
@@ -281,8 +279,8 @@ static void print_report(FILE *out, const lc_eval_opts *o, const lc_eval_report 
     fprintf(out, "loss:              %.9g\n", r->loss);
     fprintf(out, "perplexity:        %.6g\n", r->perplexity);
     fprintf(out, "supervised tokens: %lld\n", (long long)r->supervised);
-    fprintf(out, "tokens/s:          %.1f (%lld token%s in %.3f s)\n", r->tokens_per_s,
-            (long long)r->tokens, lc_plural(r->tokens), r->seconds);
+    fprintf(out, "tokens/s:          %.1f on %s (%lld token%s in %.3f s)\n", r->tokens_per_s,
+            r->backend, (long long)r->tokens, lc_plural(r->tokens), r->seconds);
     char cpu[512];
     lc_cpu_describe(cpu, sizeof cpu);
     fprintf(out, "%s\n", cpu);

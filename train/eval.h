@@ -53,6 +53,8 @@ typedef struct lc_eval_opts {
     int64_t nf4_blocksize;    /* 0: 64 */
     bool nf4_double_quant;
     lc_eval_progress progress; /* out NULL: none (lorac eval: stderr); rows is filled in */
+    lc_device device;         /* where the forward passes run (0: auto) */
+    lc_compute_dtype compute_dtype;
 } lc_eval_opts;
 
 typedef struct lc_eval_report {
@@ -73,6 +75,7 @@ typedef struct lc_eval_report {
     int lora_r;               /* 0 without an adapter */
     double lora_alpha;
     bool lora_dora;           /* a DoRA adapter */
+    const char *backend;      /* where it ran: "cpu", "cuda" */
 } lc_eval_report;
 
 /* Loads the model (and adapter) of o, evaluates it on o->data and fills r. */

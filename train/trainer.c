@@ -44,6 +44,7 @@
 #include "train/backend_select.h"
 #include "train/checkpoint.h"
 #include "train/device_model.h"
+#include "train/engine.h"
 #include "train/eval.h"
 #include "train/fingerprint.h"
 #include "train/fsutil.h"
@@ -152,19 +153,13 @@ typedef struct run {
     const lc_train_config *cfg;
     lc_model model;
     lc_lora lora;
-    lc_arena arena;              /* the step arena (on a device: its host structs) */
-    lc_arena data_arena;         /* on a device: the step's element memory there */
-    lc_tape tape;
-    lc_memory_plan plan;         /* printed before the run; the arenas are sized from it */
     lc_adamw opt;                /* AdamW state; on a device the host copy checkpoints use */
-    /* where steps run: the CPU (step_* point at model, lora, opt) or a device
-     * (at dev.model, dev.lora, dev_opt; state_to_host / state_to_device move
-     * the trained values between them) */
+    /* where steps run: the CPU (eng.model, eng.lora and step_opt are model,
+     * lora and opt) or a device (the mirrors and dev_opt; state_to_host and
+     * state_to_device move the trained values between them) */
     lc_backend *be;
-    lc_device_model dev;
+    lc_engine eng;
     lc_adamw dev_opt;
-    const lc_model *step_model;
-    lc_lora *step_lora;
     lc_adamw *step_opt;
     lc_dataset_opts dopts;
     lc_text_data text;           /* tokenizer, chat template and row encoders of text datasets */
@@ -198,7 +193,7 @@ static void state_to_host(run *r)
     if (!r->be || !r->be->device)
         return;
     size_t bytes = r->lora.n_params * sizeof(lc_real);
-    lc_device_lora_download(&r->dev, &r->lora);
+    lc_device_lora_download(&r->eng.dev, &r->lora);
     r->be->download(r->be, r->opt.m, r->dev_opt.m, bytes);
     r->be->download(r->be, r->opt.v, r->dev_opt.v, bytes);
     r->opt.step = r->dev_opt.step;
@@ -210,7 +205,7 @@ static void state_to_device(run *r)
     if (!r->be->device)
         return;
     size_t bytes = r->lora.n_params * sizeof(lc_real);
-    lc_device_lora_upload(&r->dev, &r->lora);
+    lc_device_lora_upload(&r->eng.dev, &r->lora);
     r->be->upload(r->be, r->dev_opt.m, r->opt.m, bytes);
     r->be->upload(r->be, r->dev_opt.v, r->opt.v, bytes);
     r->dev_opt.step = r->opt.step;
@@ -315,7 +310,7 @@ static int run_eval(run *r, int64_t step, lc_error *err)
     int64_t tokens;
     lc_dataset_opts o = lc_text_data_opts(&r->text, c, true, r->model.cfg.vocab_size);
     lc_eval_progress progress = {.out = r->log, .tty = r->tty, .rows = r->eval_rows};
-    if (lc_eval_files(r->step_model, &r->tape, r->step_lora, &o, &progress, &loss, &tokens, err))
+    if (lc_eval_files(r->eng.model, &r->eng.tape, r->eng.lora, &o, &progress, &loss, &tokens, err))
         return lc_error_prefix(err, "evaluation at step %lld", (long long)step);
     if (lc_metrics_eval(&r->metrics, step, loss, tokens, err))
         return -1;
@@ -594,83 +589,26 @@ static int load_data(run *r, lc_error *err)
     return 0;
 }
 
-/* The step's arenas, tape and optimizer on the CPU. */
-static int allocate_cpu(run *r, lc_error *err)
-{
-    const lc_train_config *c = r->cfg;
-    const lc_memory_plan *plan = &r->plan;
-    double avail = lc_memory_available();
-    if (avail > 0 && plan->total - plan->weights > avail)
-        return lc_error_set(err, "this configuration needs %.2f GiB (%.2f GiB activations for "
-                            "micro_batch_size %lld x sequence_len %lld) but only %.2f GiB are "
-                            "available: lower micro_batch_size or sequence_len",
-                            plan->total / 1073741824.0, plan->activations / 1073741824.0,
-                            (long long)c->micro_batch_size, (long long)c->sequence_len,
-                            avail / 1073741824.0);
-    if (lc_arena_init(&r->arena, "step", plan->arena_bytes, err) ||
-        lc_tape_init(&r->tape, &r->arena, plan->grad_bytes, err) ||
-        lc_adamw_init(&r->opt, r->lora.n_params, err))
-        return -1;
-    r->step_model = &r->model;
-    r->step_lora = &r->lora;
-    r->step_opt = &r->opt;
-    return 0;
-}
-
-/* On a device: refused before anything is allocated there when the plan
- * does not fit its free memory; then the model and LoRA set uploaded, the
- * step's arenas, tape and AdamW state there (opt keeps the host copy). */
-static int allocate_device(run *r, lc_error *err)
-{
-    const lc_train_config *c = r->cfg;
-    const lc_memory_plan *plan = &r->plan;
-    lc_backend *be = r->be;
-    size_t free_b = 0, total = 0;
-    be->mem_info(be, &free_b, &total);
-    if (plan->total > (double)free_b)
-        return lc_error_set(err, "device: %s: this configuration needs %.2f GiB of device memory "
-                            "(the plan above; %.2f GiB activations for micro_batch_size %lld x "
-                            "sequence_len %lld) but %.2f GiB of %.2f GiB are free: lower "
-                            "micro_batch_size or sequence_len, turn on gradient_checkpointing, "
-                            "or use load_in_4bit", be->name, plan->total / 1073741824.0,
-                            plan->activations / 1073741824.0, (long long)c->micro_batch_size,
-                            (long long)c->sequence_len, free_b / 1073741824.0,
-                            total / 1073741824.0);
-    size_t n = r->lora.n_params;
-    if (lc_device_model_upload(&r->dev, be, &r->model, &r->lora, err) ||
-        lc_arena_init(&r->arena, "step host", plan->host_bytes, err) ||
-        lc_arena_init_device(&r->data_arena, "step", plan->arena_bytes, be, err) ||
-        lc_tape_init_on(&r->tape, be, &r->arena, &r->data_arena, plan->grad_bytes, err) ||
-        lc_adamw_init(&r->opt, n, err) || lc_adamw_init_on(&r->dev_opt, n, be, err))
-        return -1;
-    r->step_model = &r->dev.model;
-    r->step_lora = &r->dev.lora;
-    r->step_opt = &r->dev_opt;
-    return 0;
-}
-
-/* The memory plan (refused when it cannot fit) and every buffer of a step. */
+/* The engine (memory plan, refused when it cannot fit; on a device the
+ * uploads), the optimizer (on a device a host copy too, for checkpoints) and
+ * the buffers of a step. */
 static int allocate(run *r, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
-    lc_memory_plan *plan = &r->plan;
-    if (r->be->device && lc_device_model_check(&r->model, &r->lora, err))
-        return lc_error_prefix(err, "device: %s", r->be->name);
-    if (lc_model_prepare_rope(&r->model, c->sequence_len, err) ||
-        lc_memory_plan_on(&r->model, &r->lora, c->micro_batch_size, c->sequence_len, r->be, plan,
-                          err))
+    size_t n = r->lora.n_params;
+    if (lc_engine_open(&r->eng, r->be, &r->model, &r->lora, c->micro_batch_size, c->sequence_len,
+                       r->log, err) ||
+        lc_adamw_init(&r->opt, n, err) ||
+        (r->be->device && lc_adamw_init_on(&r->dev_opt, n, r->be, err)))
         return -1;
-    lc_memory_plan_print(plan, r->log);
-    if (r->be->device ? allocate_device(r, err) : allocate_cpu(r, err))
-        return -1;
+    r->step_opt = r->be->device ? &r->dev_opt : &r->opt;
     if (c->loraplus_lr_ratio > 0 &&
         (lc_lora_loraplus_groups(&r->lora, c->loraplus_lr_ratio, &r->opt, err) ||
          (r->be->device &&
           lc_lora_loraplus_groups(&r->lora, c->loraplus_lr_ratio, &r->dev_opt, err))))
         return -1;
-    r->tape.max_rows = c->micro_batch_size * c->sequence_len;
     lc_error e = {{0}};
-    if (!(r->backup = r->be->alloc(r->be, 3 * r->lora.n_params * sizeof(lc_real) + 1, &e)))
+    if (!(r->backup = r->be->alloc(r->be, 3 * n * sizeof(lc_real) + 1, &e)))
         return lc_error_set(err, "the update's rollback copy: %s", e.msg);
     int64_t accum = c->gradient_accumulation_steps;
     r->bufs = calloc((size_t)accum, sizeof *r->bufs);
@@ -726,12 +664,7 @@ static void teardown(run *r)
     lc_text_data_close(&r->text);
     lc_adamw_free(&r->opt);
     lc_adamw_free(&r->dev_opt);
-    if (r->tape.nodes)
-        lc_tape_free(&r->tape);
-    lc_arena_free(&r->arena);
-    lc_arena_free(&r->data_arena);
-    if (r->dev.be)
-        lc_device_model_free(&r->dev);
+    lc_engine_close(&r->eng);
     lc_lora_free(&r->lora);
     lc_model_free(&r->model);
     cJSON_Delete(r->record);
@@ -755,7 +688,7 @@ static bool all_finite(lc_backend *be, const lc_real *x, size_t n)
 static bool apply_update(run *r, const lc_adamw_hparams *hp, double lr)
 {
     lc_backend *be = r->be;
-    lc_lora *l = r->step_lora;
+    lc_lora *l = r->eng.lora;
     lc_adamw *o = r->step_opt;
     int64_t n = (int64_t)l->n_params;
     lc_backend_copy(be, r->backup, l->params, n);
@@ -778,7 +711,7 @@ static bool apply_update(run *r, const lc_adamw_hparams *hp, double lr)
 static int refuse_step(run *r, int64_t step, const char *why, lc_error *err)
 {
     const lc_train_config *c = r->cfg;
-    lc_backend_zero(r->be, r->step_lora->grads, (int64_t)r->step_lora->n_params);
+    lc_backend_zero(r->be, r->eng.lora->grads, (int64_t)r->eng.lora->n_params);
     r->st.bad_steps++;
     fprintf(r->log, "%sstep %lld refused: %s; no update applied\n", r->tty ? "\r\033[K" : "",
             (long long)step, why);
@@ -864,7 +797,7 @@ static int train_loop(run *r, lc_error *err)
     /* LoRA+ as Axolotl runs it (PEFT's create_loraplus_optimizer without
      * loraplus_weight_decay): every group decays at 0 */
     hp.weight_decay = c->loraplus_lr_ratio > 0 ? 0.0 : c->weight_decay;
-    r->tape.training = true;
+    r->eng.tape.training = true;
     while (r->st.step < r->st.total_steps) {
         if (stop_requested) {
             r->stopped_by = stop_requested;
@@ -886,9 +819,9 @@ static int train_loop(run *r, lc_error *err)
         int64_t step = r->st.step + 1;
         double loss_sum = 0;
         for (int64_t k = 0; k < n_mb && sup > 0; k++) {
-            r->tape.dropout_seed = mix(c->seed, (uint64_t)step * 64 + (uint64_t)k);
+            r->eng.tape.dropout_seed = mix(c->seed, (uint64_t)step * 64 + (uint64_t)k);
             int64_t n;
-            loss_sum += lc_step_micro(r->step_model, &r->tape, &r->batches[k], r->step_lora,
+            loss_sum += lc_step_micro(r->eng.model, &r->eng.tape, &r->batches[k], r->eng.lora,
                                       (lc_real)(1.0 / (double)sup), &n);
         }
         if (r->be->sync(r->be, err))
@@ -897,7 +830,7 @@ static int train_loop(run *r, lc_error *err)
         double loss = sup ? loss_sum / (double)sup : NAN;
         double lr = lc_lr_at(c->lr_scheduler, c->learning_rate, r->st.step, r->warmup,
                              r->st.total_steps, c->cosine_min_lr_ratio);
-        double norm = lc_grad_norm_on(r->be, r->step_lora->grads, r->step_lora->n_params);
+        double norm = lc_grad_norm_on(r->be, r->eng.lora->grads, r->eng.lora->n_params);
         const char *why = sup == 0 ? "no supervised tokens in its batches"
                           : !isfinite(loss) || !isfinite(norm) ? "non-finite loss or gradient"
                           : NULL;
@@ -925,8 +858,8 @@ static int train_loop(run *r, lc_error *err)
     /* what the steps used against what the dry run planned (bytes: tests compare them) */
     if (r->st.step > start_step)
         fprintf(r->log, "memory used: step arena %zu bytes (planned %zu), gradient pool %zu "
-                "bytes (planned %zu)\n", r->tape.data->peak, r->plan.arena_peak,
-                r->tape.grad_arena.peak, r->plan.grad_peak);
+                "bytes (planned %zu)\n", r->eng.tape.data->peak, r->eng.plan.arena_peak,
+                r->eng.tape.grad_arena.peak, r->eng.plan.grad_peak);
     return finish(r, start_step, err);
 }
 
