@@ -154,6 +154,7 @@ static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
     dm->nf4_experts = NULL;
     dm->expert_weights = NULL;
     dm->gguf = NULL;
+    dm->host = m;
     dm->layers = calloc((size_t)c->n_layers + 1, sizeof *dm->layers);
     d->cap_nf4 = (size_t)c->n_layers * LC_MOD_COUNT + 2;
     d->nf4 = calloc(d->cap_nf4, sizeof *d->nf4);

@@ -14,6 +14,11 @@
 #include <unistd.h>
 
 /* Number of lc_real values needed for norms and biases. */
+lc_dtype lc_model_stored_dtype(const lc_model *m)
+{
+    return (m->host ? m->host : m)->embed.dtype;
+}
+
 size_t lc_model_small_count(const lc_model_config *c)
 {
     const lc_family *f = lc_family_of(c->arch);
@@ -746,7 +751,7 @@ static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *host_b, 
     if (lc_family_of(c->arch)->embed_scale) /* x · √C, √C rounded to the embeddings' dtype
                                                * as transformers builds its normalizer */
         x = lc_op_scale(t, x, lc_dtype_round((lc_real)sqrt((double)c->hidden_size),
-                                             m->embed.dtype));
+                                             lc_model_stored_dtype(m)));
     lc_tensor *next = cache ? lc_tape_tensor2(t, N, c->hidden_size) : NULL; /* [N, C] */
     for (int l = 0; l < c->n_layers; l++) {
         if (hook)

@@ -54,6 +54,8 @@ typedef struct lc_model {
     lc_real *cos_sin[LC_ROPE_TABLE_COUNT]; /* [rope_len, D] each; NULL where the config has
                                             * no such table (model_config.h) */
     bool checkpoint_layers;            /* gradient checkpointing: recompute each layer in backward */
+    const struct lc_model *host;       /* a device mirror (device_model.h): the host model it
+                                        * was made from; NULL for a host model */
     int64_t rope_len;
 } lc_model;
 
@@ -72,6 +74,10 @@ typedef struct lc_model_load_opts {
  * during load stays near the quantized size. */
 int lc_model_load_with(lc_model *m, const char *dir, const lc_model_load_opts *o,
                        lc_error *err);
+/* The dtype the checkpoint stores the embeddings in (a device mirror's
+ * matrices are converted: its host model's), to which constants are
+ * rounded as transformers rounds them (Gemma's embedding scale). */
+lc_dtype lc_model_stored_dtype(const lc_model *m);
 /* lc_real values in m->small for a model of config c (norm weights, biases). */
 size_t lc_model_small_count(const lc_model_config *c);
 /* For loaders of other formats (train/gguf_model.c): allocates layers and
