@@ -9,7 +9,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libcriterion-dev
       libpcre2-dev libutf8proc-dev)
 if [ "${1:-}" = "--test" ]; then
-  PKGS+=(valgrind qemu-user)
+  PKGS+=(valgrind qemu-user python3) # python3: tests/cuda_sim/gen.py of the simulator build
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -22,13 +22,13 @@
  * device, at a few coordinates of every differentiable input.
  *
  * The device is whatever the build links: a real GPU (CMake LORAC_CUDA) or
- * the CPU simulator of tests/cuda_sim (ctest cuda_sim_ops). With no device
+ * the CPU simulator of tests/cuda_sim (-DLORAC_CUDA_SIM=ON). With no device
  * every test skips. Environment:
  *   LC_PARITY_OPS=op[:case],...   run only these ops (case = index)
  *   LC_INJECT_BUG=host_arg        pass a host pointer to the first kernel
  *   LC_INJECT_BUG=unzeroed_grad   gradient mode skips zeroing the gradients
  *   (no_sync and no_syncthreads are injected into the simulated backend by
- *   tests/cuda_sim/gen.py; tests/cuda_sim/run_tests.sh expects each to fail) */
+ *   tests/cuda_sim/gen.py; the ctests cuda_sim_bug_* expect each to fail) */
 #include <criterion/criterion.h>
 
 #include <math.h>

@@ -5,7 +5,7 @@
 # include/lc_sim_structs.h is included where the by-value kernel structs
 # (lc_cuda_weight, mt_args, attn_args) are defined.
 # It also guards the sites of two injected wiring bugs with lc_sim_bug(NAME),
-# which LC_INJECT_BUG=NAME turns on at run time (run_tests.sh --bugs expects
+# which LC_INJECT_BUG=NAME turns on at run time (the ctests cuda_sim_bug_* expect
 # the op-parity harness to fail on each): no_syncthreads drops the barrier
 # between the attention forward's K/V tile loads and their use; no_sync drops the stream
 # synchronisation before the host reads the grad norm back.

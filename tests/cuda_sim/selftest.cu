@@ -1,9 +1,11 @@
 /* selftest.cu (tests/cuda_sim/) — wiring bugs the simulator must catch.
- * run_tests.sh compiles this through gen.py like the backend's .cu files and
- * runs `selftest CASE` for every case: "ok" must pass (correct versions of the
+ * CMake (LORAC_CUDA_SIM) compiles this through gen.py like the backend's .cu files and
+ * ctest runs `cuda_sim_selftest CASE` for every case: "ok" must pass (correct versions of the
  * kernels below give the right answer under random fiber order); every other
  * case injects one bug and must fail, either by an lc_sim abort naming it or
- * by a wrong result reported here ("selftest: wrong result ..."). */
+ * by a wrong result reported here ("selftest: wrong result ...").
+ * `selftest device_memory TOTAL` checks the simulated device memory instead
+ * (CMakeLists.txt sets LC_SIM_DEVICE_MEMORY and gives the TOTAL it means). */
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -60,9 +62,58 @@ static int check(const char *what, const float *got, const float *want, int n)
     return 0;
 }
 
+static int mem_fail(const char *what, size_t got, size_t want)
+{
+    fprintf(stderr, "selftest: device_memory: %s is %zu, want %zu\n", what, got, want);
+    return 1;
+}
+
+/* The device has want_total bytes: cudaMemGetInfo and cudaGetDeviceProperties
+ * say so, a cudaMalloc takes its size off the free bytes and cudaFree gives
+ * it back, and a cudaMalloc past the free bytes fails with "out of memory",
+ * allocating nothing; on a small device, allocating exactly what is free
+ * succeeds and leaves 0. */
+static int device_memory(size_t want_total)
+{
+    size_t f0, t0, f, t;
+    cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    cudaMemGetInfo(&f0, &t0);
+    if (t0 != want_total) return mem_fail("total", t0, want_total);
+    if (prop.totalGlobalMem != want_total) return mem_fail("totalGlobalMem", prop.totalGlobalMem, want_total);
+    if (f0 != t0) return mem_fail("free at the start", f0, t0);
+    size_t a_n = t0 / 2 < ((size_t)1 << 20) ? t0 / 2 : ((size_t)1 << 20);
+    void *a = NULL, *b = (void *)&f, *c = NULL;
+    if (cudaMalloc(&a, a_n) != cudaSuccess || !a) return mem_fail("cudaMalloc within the free bytes", 1, 0);
+    cudaMemGetInfo(&f, &t);
+    if (f != f0 - a_n) return mem_fail("free after a cudaMalloc", f, f0 - a_n);
+    cudaError_t e = cudaMalloc(&b, f + 1);
+    if (e != cudaErrorMemoryAllocation || b) return mem_fail("cudaMalloc past the free bytes: error", (size_t)e, cudaErrorMemoryAllocation);
+    if (strcmp(cudaGetErrorString(e), "out of memory")) return mem_fail("its message is not \"out of memory\": error", (size_t)e, cudaErrorMemoryAllocation);
+    if (cudaGetLastError() != cudaErrorMemoryAllocation || cudaGetLastError() != cudaSuccess)
+        return mem_fail("cudaGetLastError after it", 1, 0);
+    cudaMemGetInfo(&f, &t);
+    if (f != f0 - a_n) return mem_fail("free after a failed cudaMalloc", f, f0 - a_n);
+    if (f <= ((size_t)64 << 20)) { /* small enough to allocate on the host */
+        if (cudaMalloc(&b, f) != cudaSuccess) return mem_fail("cudaMalloc of all the free bytes", 1, 0);
+        cudaMemGetInfo(&f, &t);
+        if (f != 0) return mem_fail("free when full", f, 0);
+        if (cudaMalloc(&c, 1) != cudaErrorMemoryAllocation || c) return mem_fail("cudaMalloc of 1 byte when full", 0, 1);
+        cudaGetLastError();
+        cudaFree(b);
+    }
+    cudaFree(a);
+    cudaMemGetInfo(&f, &t);
+    if (f != t0) return mem_fail("free after cudaFree", f, t0);
+    printf("selftest device_memory: passed (%zu bytes)\n", t0);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *c = argc > 1 ? argv[1] : "ok";
+    if (!strcmp(c, "device_memory"))
+        return device_memory(argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 0);
     float hx[NT], hy[NT], want[NT], sum = 0;
     for (int i = 0; i < NT; i++)
         hx[i] = (float)(i + 1), want[i] = 2 * hx[i], sum += hx[i];

@@ -18,7 +18,9 @@
  * ranges, which catches wiring bugs: a host pointer passed as a kernel's
  * pointer argument, a cudaMemcpy kind that does not match where its pointers
  * live, cudaMemset / cublasLtMatmul on host memory and cudaFree of anything
- * but a live allocation all abort with a message.
+ * but a live allocation all abort with a message. The device has
+ * LC_SIM_DEVICE_MEMORY bytes (default 16 GiB): a cudaMalloc past what is free
+ * fails with cudaErrorMemoryAllocation, as on a full GPU.
  * Dynamic shared memory above 48 KiB must be opted into, and is capped at the
  * sm_86 / sm_89 limit (the tightest of the four target architectures).
  * Stream work (kernels, async copies, memsets, GEMMs) is deferred by default:
@@ -26,6 +28,7 @@
  * one sees stale memory (pinned host memory starts as NaN too). */
 /* fortified longjmp refuses to jump to another stack, which is the point here */
 #undef _FORTIFY_SOURCE
+#include <errno.h>
 #include <setjmp.h>
 #include <ucontext.h>
 #include <sys/mman.h>
@@ -367,27 +370,70 @@ static void run_grid(dim3 g, dim3 b, size_t smem, const char *name,
 }
 
 /* ---- runtime ---- */
+/* The device's memory: LC_SIM_DEVICE_MEMORY bytes, a whole number alone or with
+ * K, M, G, KiB, MiB or GiB (all powers of 1024), default 16 GiB; a bad value is
+ * an error naming the variable. cudaMemGetInfo and cudaGetDeviceProperties
+ * report it, and free = total - the bytes of the live cudaMalloc blocks. */
+static size_t device_used;
+static size_t device_total()
+{
+    static size_t total;
+    if (total)
+        return total;
+    total = (size_t)16 << 30;
+    const char *e = getenv("LC_SIM_DEVICE_MEMORY");
+    if (e) {
+        static const struct { const char *suffix; int shift; } units[] = {
+            {"", 0}, {"K", 10}, {"KiB", 10}, {"M", 20}, {"MiB", 20}, {"G", 30}, {"GiB", 30}};
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(e, &end, 10);
+        int shift = -1;
+        for (const auto &u : units)
+            if (!strcmp(end, u.suffix))
+                shift = u.shift;
+        if (!(*e >= '0' && *e <= '9') || errno || shift < 0 || v == 0 || v > (SIZE_MAX >> shift)) {
+            fprintf(stderr, "lc_sim: LC_SIM_DEVICE_MEMORY=%s is not a device memory size "
+                            "(bytes > 0, alone or with K, M, G, KiB, MiB, GiB)\n", e);
+            abort();
+        }
+        total = (size_t)v << shift;
+        fprintf(stderr, "lc_sim: device memory %zu bytes (LC_SIM_DEVICE_MEMORY=%s)\n", total, e);
+    }
+    return total;
+}
 struct lc_sim_stream { int dummy; };
 cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int)
 {
     memset(p, 0, sizeof *p);
     strcpy(p->name, "lc_sim CPU fibers");
+    p->totalGlobalMem = device_total();
     p->major = 8, p->minor = 6, p->multiProcessorCount = 1;
     return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int) { return cudaSuccess; }
-cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { *f = (size_t)1 << 30; *t = (size_t)2 << 30; return cudaSuccess; }
+cudaError_t cudaMemGetInfo(size_t *f, size_t *t)
+{
+    *t = device_total();
+    *f = *t - device_used;
+    return cudaSuccess;
+}
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = new lc_sim_stream; return cudaSuccess; }
 cudaError_t cudaStreamDestroy(cudaStream_t s) { flush(); delete s; return cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { flush(); return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize() { flush(); return cudaSuccess; }
 cudaError_t cudaMalloc(void **p, size_t n)
 {
-    if (n > ((size_t)1 << 34)) { last_error = cudaErrorMemoryAllocation; *p = NULL; return cudaErrorMemoryAllocation; }
+    if (n > device_total() - device_used) { /* allocates nothing */
+        *p = NULL;
+        return last_error = cudaErrorMemoryAllocation;
+    }
     *p = malloc(n ? n : 1); /* exact size: ASan sees overflows */
+    if (!*p) { fprintf(stderr, "lc_sim: cudaMalloc of %zu bytes: host out of memory\n", n); abort(); }
     memset(*p, 0xff, n);
     live[(uintptr_t)*p] = n;
+    device_used += n;
     return cudaSuccess;
 }
 /* pinned memory is poisoned too (0xff: NaN): a host read of an async copy's
@@ -397,10 +443,13 @@ cudaError_t cudaFree(void *p)
 {
     flush(); /* cudaFree synchronises the device */
     if (!p) return cudaSuccess;
-    if (!live.erase((uintptr_t)p)) {
+    auto it = live.find((uintptr_t)p);
+    if (it == live.end()) {
         fprintf(stderr, "lc_sim: cudaFree of %p, which is not the start of a live device allocation\n", p);
         abort();
     }
+    device_used -= it->second;
+    live.erase(it);
     free(p);
     return cudaSuccess;
 }

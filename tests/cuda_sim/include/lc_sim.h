@@ -89,7 +89,7 @@ typedef enum cudaError {
 typedef struct lc_sim_stream *cudaStream_t;
 #define cudaStreamNonBlocking 1
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
-struct cudaDeviceProp { char name[256]; int major, minor, multiProcessorCount; };
+struct cudaDeviceProp { char name[256]; size_t totalGlobalMem; int major, minor, multiProcessorCount; };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
 
@@ -168,5 +168,5 @@ lc_sim_launcher<P...> lc_sim_launch_(dim3 g, dim3 b, cudaStream_t s, void (*k)(P
 #define lc_sim_launch(...) lc_sim_launch_(__VA_ARGS__)
 
 /* True when the environment variable LC_INJECT_BUG names this bug: gen.py
- * guards the sites of the injected wiring bugs with it (run_tests.sh). */
+ * guards the sites of the injected wiring bugs with it (ctests cuda_sim_bug_*). */
 bool lc_sim_bug(const char *name);
