@@ -67,6 +67,12 @@ for f in "$OUT"/gen/*.cpp "$HERE/sim.cpp"; do
       -I"$HERE/include" -I"$ROOT" -c "$f" -o "$OUT/obj/$(basename "$f" .cpp).o" &
   pids+=($!)
 done
+# the backend table over the kernels (plain C, as in the real-CUDA build)
+for f in "$ROOT"/autograd/cuda/*.c; do
+  gcc -std=c11 -O1 -g $SAN -D_GNU_SOURCE -Wall -Wextra -Werror -I"$ROOT" $(pkg-config --cflags openblas) \
+      -c "$f" -o "$OUT/obj/$(basename "$f" .c).o" &
+  pids+=($!)
+done
 for p in "${pids[@]}"; do wait "$p"; done
 # the simulator's own checks: every injected bug of selftest.cu must be caught
 g++ -std=c++17 -O1 -g $SAN -o "$OUT/selftest" "$OUT/obj/selftest.o" "$OUT/obj/sim.o"
