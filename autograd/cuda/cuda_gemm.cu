@@ -243,7 +243,8 @@ extern "C" int lc_cuda_weight_rows(lc_cuda_ctx *c, const lc_weight *W, int64_t r
     if (n == 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        weight_rows_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(lc_dweight_of(W), r0 * W->cols, n, (T *)dst);
+        weight_rows_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(lc_dweight_of(W), r0 * W->cols, n,
+                                                                 (T *)dst);
         LC_LAUNCHED(c, "weight_rows_k");
     });
     return 0;

@@ -81,8 +81,8 @@ __global__ void __launch_bounds__(MT_THREADS) sumsq_k(mt_args a, double *partial
 }
 
 /* *sum = Σ partial[0..n), *norm = its sqrt: one block, fixed order. */
-__global__ void __launch_bounds__(1024) norm_finish_k(const double *partial, int64_t n, double *norm,
-                                                      double *sum)
+__global__ void __launch_bounds__(1024)
+    norm_finish_k(const double *partial, int64_t n, double *norm, double *sum)
 {
     __shared__ double sh[32];
     double s = 0.0;
@@ -202,8 +202,8 @@ static int norm_to_host(lc_cuda_ctx *c, double *norm, int which)
     if (!norm)
         return 0;
     double *h = (double *)c->hpinned;
-    LC_CU(&c->err, cudaMemcpyAsync(h, c->dscalar + which, sizeof(double), cudaMemcpyDeviceToHost,
-                                   c->stream));
+    LC_CU(&c->err, cudaMemcpyAsync(h, c->dscalar + which, sizeof(double),
+                                   cudaMemcpyDeviceToHost, c->stream));
     LC_CU(&c->err, cudaStreamSynchronize(c->stream));
     *norm = h[0];
     return 0;

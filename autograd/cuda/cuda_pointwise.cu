@@ -413,7 +413,8 @@ extern "C" int lc_cuda_embedding(lc_cuda_ctx *c, lc_dtype dt, const lc_weight *E
     if (N <= 0 || E->cols <= 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        embedding_k<T><<<lc_grid(N * E->cols, 256), 256, 0, c->stream>>>(lc_dweight_of(E), ids, N, (T *)x);
+        embedding_k<T><<<lc_grid(N * E->cols, 256), 256, 0, c->stream>>>(lc_dweight_of(E), ids, N,
+                                                                          (T *)x);
         LC_LAUNCHED(c, "embedding_k");
     });
     return 0;

@@ -13,7 +13,8 @@
 
 #include "autograd/cuda/cuda_common.cuh"
 
-#define LC_RED_INIT ((size_t)8 << 16) /* bytes of partial sums: 64 Ki blocks of 16 Ki values = 1 G values */
+/* bytes of partial sums at first: 64 Ki doubles, one a block of 16 Ki values = 1 G values */
+#define LC_RED_INIT ((size_t)8 << 16)
 
 int lc_cuda_fail(lc_error *err, const char *file, int line, const char *what, const char *name,
                  const char *detail)
