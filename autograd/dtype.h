@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum lc_dtype {
     LC_DTYPE_BOOL,
     LC_DTYPE_U8,
@@ -68,5 +72,9 @@ static inline float lc_f16_to_f32(uint16_t h)
     memcpy(&f, &bits, sizeof f);
     return f;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

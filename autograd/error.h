@@ -10,6 +10,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define LC_ERROR_MAX 1024
 
 typedef struct lc_error {
@@ -38,5 +42,9 @@ void lc_assert_fail(const char *expr, const char *file, int line)
 
 #define LC_ASSERT(expr) \
     ((expr) ? (void)0 : lc_assert_fail(#expr, __FILE__, __LINE__))
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

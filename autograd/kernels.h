@@ -21,6 +21,10 @@
 
 #include "autograd/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* C[M,N] = alpha · op(A) · op(B) + beta · C, op = transpose when trans*. */
 void lc_k_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
@@ -161,5 +165,9 @@ void lc_k_col_scale(int64_t N, int64_t O, const lc_real *dy, const lc_real *g,
 /* dm[O] += Σ_n dy[n,o] · u[n,o] / c[o] (the magnitude's gradient). */
 void lc_k_dora_mag_grad(int64_t N, int64_t O, const lc_real *dy, const lc_real *u,
                         const lc_real *c, lc_real *dm);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

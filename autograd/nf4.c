@@ -36,29 +36,13 @@
  * lorac refuses an odd number of elements (bnb pads the last byte with
  * code 7), non-finite weights, and block sizes bnb does not accept. */
 #include "nf4.h"
+#include "nf4_code.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-const float lc_nf4_code[16] = {
-    -1.0f,
-    -0.6961928009986877f,
-    -0.5250730514526367f,
-    -0.39491748809814453f,
-    -0.28444138169288635f,
-    -0.18477343022823334f,
-    -0.09105003625154495f,
-    0.0f,
-    0.07958029955625534f,
-    0.16093020141124725f,
-    0.24611230194568634f,
-    0.33791524171829224f,
-    0.44070982933044434f,
-    0.5626170039176941f,
-    0.7229568362236023f,
-    1.0f,
-};
+const float lc_nf4_code[16] = LC_NF4_CODE_INIT;
 
 /* (code[i] + code[i+1]) / 2 computed in f32, as bitsandbytes' CPU path
  * (torch.bucketize bounds) has them. CUDA's dQuantizeNF4 writes its pivots

@@ -21,6 +21,10 @@
 #include "autograd/error.h"
 #include "autograd/real.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 extern const float lc_nf4_code[16];
 
 typedef struct lc_nf4 {
@@ -69,5 +73,9 @@ size_t lc_nf4_bytes(const lc_nf4 *q);
 float lc_nf4_block_absmax(const lc_nf4 *q, int64_t b);
 /* Rows [r0, r1) dequantized into dst (row-major, cols wide). */
 void lc_nf4_dequant_rows(const lc_nf4 *q, int64_t r0, int64_t r1, lc_real *dst);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

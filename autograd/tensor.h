@@ -22,6 +22,10 @@
 #include "autograd/dtype.h"
 #include "autograd/real.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define LC_MAX_DIMS 4
 
 typedef struct lc_tensor {
@@ -65,5 +69,9 @@ double lc_weight_bytes(const lc_weight *w);
 
 /* Converts rows [r0, r1) of w into dst (row-major, cols wide) as lc_real. */
 void lc_weight_rows_to_real(const lc_weight *w, int64_t r0, int64_t r1, lc_real *dst);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

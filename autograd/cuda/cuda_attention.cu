@@ -466,12 +466,15 @@ static size_t dkv_smem(int D)
     return sizeof(float) * (size_t)(4 * BK * D + 2 * 32 * (D + 1) + 3 * 32 + BK);
 }
 
-static int check_shape(lc_cuda_ctx *c, const lc_cuda_attn_shape *s, attn_args *a)
+static int check_shape(lc_cuda_ctx *c, const lc_attn_shape *s, attn_args *a)
 {
     if (s->D <= 0 || s->D > DMAX)
         return LC_BAD(c, "attention: head dim %d outside [1, %d]", s->D, DMAX);
     if (s->H <= 0 || s->KV <= 0 || s->H % s->KV)
         return LC_BAD(c, "attention: %d query heads not a multiple of %d kv heads", s->H, s->KV);
+    if (s->past != 0)
+        return LC_BAD(c, "attention: past %lld keys (a KV cache) is not supported on the device",
+                      (long long)s->past);
     if (s->T > (int64_t)BQ * 2147483647LL || s->B > 65535 || s->H > 65535)
         return LC_BAD(c, "attention: shape B=%lld T=%lld H=%d beyond the grid limits",
                       (long long)s->B, (long long)s->T, s->H);
@@ -504,13 +507,13 @@ template <typename K> static int smem_attr(lc_cuda_ctx *c, K kernel, size_t byte
     return 0;
 }
 
-extern "C" size_t lc_cuda_attention_scratch_bytes(const lc_cuda_attn_shape *s)
+extern "C" size_t lc_cuda_attention_scratch_bytes(const lc_attn_shape *s)
 {
     return sizeof(float) * (size_t)(s->B * s->H * s->T);
 }
 
-extern "C" int lc_cuda_attention_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt,
-                                     const lc_cuda_attn_shape *s, const void *q, const void *k,
+extern "C" int lc_cuda_attention_fwd(lc_cuda_ctx *c, lc_dtype dt,
+                                     const lc_attn_shape *s, const void *q, const void *k,
                                      const void *v, void *out, float *lse)
 {
     attn_args a;
@@ -528,8 +531,8 @@ extern "C" int lc_cuda_attention_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt,
     return 0;
 }
 
-extern "C" int lc_cuda_attention_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt,
-                                     const lc_cuda_attn_shape *s, const void *q, const void *k,
+extern "C" int lc_cuda_attention_bwd(lc_cuda_ctx *c, lc_dtype dt,
+                                     const lc_attn_shape *s, const void *q, const void *k,
                                      const void *v, const void *out, const float *lse,
                                      const void *dout, void *dq, void *dk, void *dv,
                                      void *scratch)

@@ -10,8 +10,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "autograd/cuda/cuda_kernels.h"
+#include "autograd/nf4_code.h"
 
 #define LC_GEMM_CACHE 32
 
@@ -38,9 +40,11 @@ struct lc_cuda_ctx {
     lc_gemm_plan plans[LC_GEMM_CACHE];
     uint64_t clock;
     uint64_t gemm_hits, gemm_misses;
-    double *red;          /* [red_cap] per-block partial sums (grad norm) */
+    void *red;            /* [red_cap bytes] per-block partial sums (grad norm, f64) */
     size_t red_cap;
-    double *dscalar;      /* [8] device scalars: 0 norm², 1 loss, 2 flags */
+    void *rows;           /* [rows_cap bytes] lm_head_ce's per-row indices and losses */
+    size_t rows_cap;
+    double *dscalar;      /* [8] device scalars: 0 grad norm, 1 loss, 2 flags, 3 Σ g² */
     int32_t *dcount;      /* [1] supervised-row count */
     void *hpinned;        /* [64 B] pinned host mirror of the scalars */
     bool sync_each;       /* LORAC_CUDA_SYNC=1: synchronize after each launch */
@@ -54,6 +58,10 @@ int lc_cuda_fail(lc_error *err, const char *file, int line, const char *what, co
 int lc_cuda_failf(lc_error *err, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 const char *lc_cublas_status_name(cublasStatus_t s);
+/* Makes *buf (device, *cap bytes) hold at least `bytes`: when it must grow,
+ * waits for the stream, frees and allocates anew (the first step of a larger
+ * shape, not the steady loop). */
+int lc_cuda_reserve(lc_cuda_ctx *c, void **buf, size_t *cap, size_t bytes);
 /* After a launch: cudaGetLastError, plus a stream sync in LORAC_CUDA_SYNC mode. */
 int lc_cuda_after_launch(lc_cuda_ctx *c, const char *file, int line, const char *kernel);
 
@@ -91,11 +99,11 @@ int lc_cuda_after_launch(lc_cuda_ctx *c, const char *file, int line, const char 
 /* Runs the body (last arguments) with the type alias T bound to the activation dtype dt. */
 #define LC_DISPATCH_ACT(c, dt, T, ...)                                                     \
     switch (dt) {                                                                           \
-    case LC_CUDA_F32: {                                                                     \
+    case LC_DTYPE_F32: {                                                                     \
         typedef float T;                                                                    \
         __VA_ARGS__;                                                                             \
     } break;                                                                                \
-    case LC_CUDA_BF16: {                                                                    \
+    case LC_DTYPE_BF16: {                                                                    \
         typedef __nv_bfloat16 T;                                                            \
         __VA_ARGS__;                                                                             \
     } break;                                                                                \
@@ -112,6 +120,11 @@ static inline unsigned lc_grid(int64_t n, int threads, int64_t cap = 65535LL * 1
 }
 
 /* ---- device helpers ---- */
+
+/* for (i = this thread's first index; i < n; i += the grid's thread count) */
+#define GRID_STRIDE(i, n)                                                                   \
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n);               \
+         i += (int64_t)gridDim.x * blockDim.x)
 
 __device__ __forceinline__ float lc_ld(float x) { return x; }
 __device__ __forceinline__ float lc_ld(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -186,17 +199,38 @@ __device__ __forceinline__ float lc_block_max(float v, float *sh /* [32] */)
     return lc_warp_max(v);
 }
 
-/* bitsandbytes' NF4 code values, index = 4-bit code: a device copy of
- * lc_nf4_code (autograd/nf4.c). */
-__device__ __constant__ static const float lc_nf4_code_dev[16] = {
-    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-    0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+/* bitsandbytes' NF4 code values, index = 4-bit code: the one definition of
+ * autograd/nf4_code.h in constant memory. */
+__device__ __constant__ static const float lc_nf4_code_dev[16] = LC_NF4_CODE_INIT;
+
+/* A frozen weight as a kernel takes it, by value: lc_weight's fields with
+ * the host lc_nf4 copied in (a kernel cannot read host memory; the copied
+ * struct's arrays are device pointers). Internal to autograd/cuda/. */
+struct lc_dweight {
+    const void *data; /* [rows, cols] in dtype (not NF4) */
+    int dtype;        /* lc_dtype: F32, BF16 or F16 */
+    bool is_nf4;
+    int64_t rows, cols;
+    lc_nf4 nf4;       /* is_nf4 only */
+};
+
+static inline lc_dweight lc_dweight_of(const lc_weight *W)
+{
+    lc_dweight d;
+    memset(&d, 0, sizeof d);
+    d.data = W->data;
+    d.dtype = (int)W->dtype;
+    d.is_nf4 = W->nf4 != NULL;
+    d.rows = W->rows;
+    d.cols = W->cols;
+    if (W->nf4)
+        d.nf4 = *W->nf4;
+    return d;
+}
 
 /* Element e of the row-major flattened NF4 weight. The nested absmax is
  * map·scale + offset rounded step by step (no FMA), as the CPU computes it. */
-__device__ __forceinline__ float lc_nf4_elem(const lc_cuda_nf4 &q, int64_t e)
+__device__ __forceinline__ float lc_nf4_elem(const lc_nf4 &q, int64_t e)
 {
     uint8_t byte = q.codes[e >> 1];
     int code = (e & 1) ? (byte & 15) : (byte >> 4);
@@ -208,28 +242,30 @@ __device__ __forceinline__ float lc_nf4_elem(const lc_cuda_nf4 &q, int64_t e)
     return __fmul_rn(lc_nf4_code_dev[code], am);
 }
 
-__device__ __forceinline__ float lc_weight_elem(const lc_cuda_weight &W, int64_t e)
+__device__ __forceinline__ float lc_weight_elem(const lc_dweight &W, int64_t e)
 {
+    if (W.is_nf4)
+        return lc_nf4_elem(W.nf4, e);
     switch (W.dtype) {
-    case LC_CUDA_F32:
-        return ((const float *)W.data)[e];
-    case LC_CUDA_BF16:
+    case LC_DTYPE_BF16:
         return __bfloat162float(((const __nv_bfloat16 *)W.data)[e]);
-    case LC_CUDA_F16:
+    case LC_DTYPE_F16:
         return __half2float(((const __half *)W.data)[e]);
     default:
-        return lc_nf4_elem(W.nf4, e);
+        return ((const float *)W.data)[e];
     }
 }
 
 /* Internal entry points shared between files (C++ linkage). */
-int lc_cuda_weight_matmul_to(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x, int64_t N,
-                             const lc_cuda_weight *W, float beta, void *y, lc_cuda_dtype y_dt,
+int lc_cuda_weight_matmul_to(lc_cuda_ctx *c, lc_dtype dt, const void *x, int64_t N,
+                             const lc_weight *W, float beta, void *y, lc_dtype y_dt,
                              void *scratch);
-int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *dy, int64_t N,
-                                  const lc_cuda_weight *W, void *dx, lc_cuda_dtype dx_dt,
+int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_dtype dt, const void *dy, int64_t N,
+                                  const lc_weight *W, void *dx, lc_dtype dx_dt,
                                   void *scratch);
-int lc_cuda_check_weight(lc_cuda_ctx *c, const lc_cuda_weight *W);
+int lc_cuda_check_weight(lc_cuda_ctx *c, const lc_weight *W);
+/* Rows of W converted per tile by the weight products (and DoRA's norm). */
+int64_t lc_cuda_weight_tile_rows(const lc_weight *W);
 void lc_cuda_gemm_cache_clear(lc_cuda_ctx *c);
 /* lc_cuda_debug_limits overrides (0 = default) */
 extern int64_t lc_cuda_dbg_weight_tile, lc_cuda_dbg_ce_rows;

@@ -23,9 +23,9 @@ static int ptr_align(const void *p)
     return al;
 }
 
-static cudaDataType_t cuda_type(lc_cuda_dtype dt)
+static cudaDataType_t cuda_type(lc_dtype dt)
 {
-    return dt == LC_CUDA_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    return dt == LC_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
 }
 
 static void plan_destroy(lc_gemm_plan *p)
@@ -50,8 +50,8 @@ static int plan_build(lc_cuda_ctx *c, lc_gemm_plan *p, const lc_gemm_key *k)
     p->key = *k;
     cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLAS A = our B */
     cublasOperation_t opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLAS B = our A */
-    cudaDataType_t tin = cuda_type((lc_cuda_dtype)k->in_dt);
-    cudaDataType_t tout = cuda_type((lc_cuda_dtype)k->out_dt);
+    cudaDataType_t tin = cuda_type((lc_dtype)k->in_dt);
+    cudaDataType_t tout = cuda_type((lc_dtype)k->out_dt);
     LC_CUBLAS(err, cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     /* From here on a failure must free what was made: mark valid early. */
     p->valid = true;
@@ -128,13 +128,13 @@ __global__ void scale_matrix_k(T *C, int64_t M, int64_t N, int64_t ldc, float be
 
 extern "C" int lc_cuda_gemm(lc_cuda_ctx *c, bool trans_a, bool trans_b, int64_t M, int64_t N,
                             int64_t K, float alpha, const void *A, int64_t lda, const void *B,
-                            int64_t ldb, float beta, void *C, int64_t ldc, lc_cuda_dtype in_dt,
-                            lc_cuda_dtype out_dt)
+                            int64_t ldb, float beta, void *C, int64_t ldc, lc_dtype in_dt,
+                            lc_dtype out_dt)
 {
     if (M <= 0 || N <= 0)
         return 0;
-    bool ok = (in_dt == LC_CUDA_BF16 && (out_dt == LC_CUDA_BF16 || out_dt == LC_CUDA_F32)) ||
-              (in_dt == LC_CUDA_F32 && out_dt == LC_CUDA_F32);
+    bool ok = (in_dt == LC_DTYPE_BF16 && (out_dt == LC_DTYPE_BF16 || out_dt == LC_DTYPE_F32)) ||
+              (in_dt == LC_DTYPE_F32 && out_dt == LC_DTYPE_F32);
     if (!ok)
         return LC_BAD(c, "gemm: unsupported dtypes %d → %d (BF16→BF16, BF16→F32, F32→F32)",
                       (int)in_dt, (int)out_dt);
@@ -196,13 +196,17 @@ extern "C" int lc_cuda_gemm(lc_cuda_ctx *c, bool trans_a, bool trans_b, int64_t 
 
 /* ---- frozen weights ---- */
 
-int lc_cuda_check_weight(lc_cuda_ctx *c, const lc_cuda_weight *W)
+int lc_cuda_check_weight(lc_cuda_ctx *c, const lc_weight *W)
 {
     if (W->rows < 0 || W->cols < 0)
         return LC_BAD(c, "weight: negative shape [%lld, %lld]", (long long)W->rows,
                       (long long)W->cols);
-    if (W->dtype == LC_CUDA_NF4) {
-        const lc_cuda_nf4 *q = &W->nf4;
+    if (W->ggml)
+        return LC_BAD(c, "weight [%lld, %lld] is a GGUF (ggml) tensor: dequantize it before "
+                         "upload (the CUDA kernels take F32, BF16, F16 or NF4)",
+                      (long long)W->rows, (long long)W->cols);
+    if (W->nf4) {
+        const lc_nf4 *q = W->nf4;
         if (!q->codes || q->blocksize <= 0)
             return LC_BAD(c, "NF4 weight [%lld, %lld]: missing codes or blocksize",
                           (long long)W->rows, (long long)W->cols);
@@ -211,7 +215,7 @@ int lc_cuda_check_weight(lc_cuda_ctx *c, const lc_cuda_weight *W)
             return LC_BAD(c, "NF4 weight [%lld, %lld]: no absmax and incomplete double "
                              "quantization state",
                           (long long)W->rows, (long long)W->cols);
-    } else if (W->dtype != LC_CUDA_F32 && W->dtype != LC_CUDA_BF16 && W->dtype != LC_CUDA_F16) {
+    } else if (W->dtype != LC_DTYPE_F32 && W->dtype != LC_DTYPE_BF16 && W->dtype != LC_DTYPE_F16) {
         return LC_BAD(c, "weight dtype %d unknown", (int)W->dtype);
     } else if (!W->data && W->rows * W->cols > 0) {
         return LC_BAD(c, "weight [%lld, %lld] has no data", (long long)W->rows,
@@ -221,15 +225,15 @@ int lc_cuda_check_weight(lc_cuda_ctx *c, const lc_cuda_weight *W)
 }
 
 template <typename T>
-__global__ void weight_rows_k(lc_cuda_weight W, int64_t e0, int64_t n, T *dst)
+__global__ void weight_rows_k(lc_dweight W, int64_t e0, int64_t n, T *dst)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = lc_st<T>(lc_weight_elem(W, e0 + i));
 }
 
-extern "C" int lc_cuda_weight_rows(lc_cuda_ctx *c, const lc_cuda_weight *W, int64_t r0,
-                                   int64_t r1, lc_cuda_dtype dt, void *dst)
+extern "C" int lc_cuda_weight_rows(lc_cuda_ctx *c, const lc_weight *W, int64_t r0,
+                                   int64_t r1, lc_dtype dt, void *dst)
 {
     LC_TRY(lc_cuda_check_weight(c, W));
     if (r0 < 0 || r1 > W->rows || r0 > r1)
@@ -239,15 +243,16 @@ extern "C" int lc_cuda_weight_rows(lc_cuda_ctx *c, const lc_cuda_weight *W, int6
     if (n == 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        weight_rows_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(*W, r0 * W->cols, n, (T *)dst);
+        weight_rows_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(lc_dweight_of(W), r0 * W->cols, n,
+                                                                 (T *)dst);
         LC_LAUNCHED(c, "weight_rows_k");
     });
     return 0;
 }
 
-static bool weight_native(const lc_cuda_weight *W, lc_cuda_dtype dt)
+static bool weight_native(const lc_weight *W, lc_dtype dt)
 {
-    return W->dtype == dt && (dt == LC_CUDA_F32 || dt == LC_CUDA_BF16);
+    return !W->nf4 && W->dtype == dt && (dt == LC_DTYPE_F32 || dt == LC_DTYPE_BF16);
 }
 
 int64_t lc_cuda_dbg_weight_tile = 0, lc_cuda_dbg_ce_rows = 0;
@@ -258,7 +263,7 @@ extern "C" void lc_cuda_debug_limits(int64_t weight_tile_elems, int64_t ce_chunk
     lc_cuda_dbg_ce_rows = ce_chunk_rows > 0 ? ce_chunk_rows : 0;
 }
 
-static int64_t weight_tile_rows(const lc_cuda_weight *W)
+int64_t lc_cuda_weight_tile_rows(const lc_weight *W)
 {
     int64_t elems = lc_cuda_dbg_weight_tile ? lc_cuda_dbg_weight_tile : WEIGHT_TILE_ELEMS;
     int64_t r = elems / (W->cols ? W->cols : 1);
@@ -267,15 +272,15 @@ static int64_t weight_tile_rows(const lc_cuda_weight *W)
     return r < W->rows ? r : W->rows;
 }
 
-extern "C" size_t lc_cuda_weight_scratch_bytes(const lc_cuda_weight *W, lc_cuda_dtype dt)
+extern "C" size_t lc_cuda_weight_scratch_bytes(const lc_weight *W, lc_dtype dt)
 {
     if (weight_native(W, dt))
         return 0;
-    return (size_t)(weight_tile_rows(W) * W->cols) * lc_cuda_dtype_size(dt);
+    return (size_t)(lc_cuda_weight_tile_rows(W) * W->cols) * lc_dtype_size(dt);
 }
 
-int lc_cuda_weight_matmul_to(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x, int64_t N,
-                             const lc_cuda_weight *W, float beta, void *y, lc_cuda_dtype y_dt,
+int lc_cuda_weight_matmul_to(lc_cuda_ctx *c, lc_dtype dt, const void *x, int64_t N,
+                             const lc_weight *W, float beta, void *y, lc_dtype y_dt,
                              void *scratch)
 {
     LC_TRY(lc_cuda_check_weight(c, W));
@@ -286,8 +291,8 @@ int lc_cuda_weight_matmul_to(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x, in
     if (!scratch)
         return LC_BAD(c, "weight matmul: W [%lld, %lld] dtype %d needs scratch", (long long)out,
                       (long long)in, (int)W->dtype);
-    size_t ys = lc_cuda_dtype_size(y_dt);
-    int64_t tr = weight_tile_rows(W);
+    size_t ys = lc_dtype_size(y_dt);
+    int64_t tr = lc_cuda_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         LC_TRY(lc_cuda_weight_rows(c, W, r0, r1, dt, scratch));
@@ -297,8 +302,8 @@ int lc_cuda_weight_matmul_to(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x, in
     return 0;
 }
 
-int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *dy, int64_t N,
-                                  const lc_cuda_weight *W, void *dx, lc_cuda_dtype dx_dt,
+int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_dtype dt, const void *dy, int64_t N,
+                                  const lc_weight *W, void *dx, lc_dtype dx_dt,
                                   void *scratch)
 {
     LC_TRY(lc_cuda_check_weight(c, W));
@@ -309,8 +314,8 @@ int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *
     if (!scratch)
         return LC_BAD(c, "weight matmul grad: W [%lld, %lld] dtype %d needs scratch",
                       (long long)out, (long long)in, (int)W->dtype);
-    size_t es = lc_cuda_dtype_size(dt);
-    int64_t tr = weight_tile_rows(W);
+    size_t es = lc_dtype_size(dt);
+    int64_t tr = lc_cuda_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         LC_TRY(lc_cuda_weight_rows(c, W, r0, r1, dt, scratch));
@@ -320,14 +325,14 @@ int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *
     return 0;
 }
 
-extern "C" int lc_cuda_weight_matmul(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x, int64_t N,
-                                     const lc_cuda_weight *W, float beta, void *y, void *scratch)
+extern "C" int lc_cuda_weight_matmul(lc_cuda_ctx *c, lc_dtype dt, const void *x, int64_t N,
+                                     const lc_weight *W, float beta, void *y, void *scratch)
 {
     return lc_cuda_weight_matmul_to(c, dt, x, N, W, beta, y, dt, scratch);
 }
 
-extern "C" int lc_cuda_weight_matmul_grad(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *dy,
-                                          int64_t N, const lc_cuda_weight *W, void *dx,
+extern "C" int lc_cuda_weight_matmul_grad(lc_cuda_ctx *c, lc_dtype dt, const void *dy,
+                                          int64_t N, const lc_weight *W, void *dx,
                                           void *scratch)
 {
     return lc_cuda_weight_matmul_grad_to(c, dt, dy, N, W, dx, dt, scratch);

@@ -31,26 +31,26 @@ extern "C" int64_t lc_cuda_ce_chunk_rows(int64_t V)
     return r > CE_MAX_CHUNK_ROWS ? CE_MAX_CHUNK_ROWS : r;
 }
 
+/* The scratch of one call, per chunk of rows (its size does not grow with
+ * N, as lc_k_ce_scratch's does not: the CUDA backend answers the same
+ * question); the per-row state (compacted indices, row losses) lives in
+ * the context's rows buffer, grown when a larger N first comes. */
 struct ce_layout {
-    size_t idx, row_loss, logits, grad, xc, dxc, wscr, total;
+    size_t logits, grad, xc, dxc, wscr, total;
 };
 
-static ce_layout ce_plan(lc_cuda_dtype dt, int64_t N, int64_t C, const lc_cuda_weight *W)
+static ce_layout ce_plan(lc_dtype dt, int64_t N, int64_t C, const lc_weight *W)
 {
     int64_t V = W->rows, ch = lc_cuda_ce_chunk_rows(V);
     if (ch > N)
         ch = N > 0 ? N : 1;
-    size_t es = lc_cuda_dtype_size(dt);
+    size_t es = lc_dtype_size(dt);
     ce_layout L;
     size_t o = 0;
-    L.idx = o;
-    o += align256(sizeof(int32_t) * (size_t)N);
-    L.row_loss = o;
-    o += align256(sizeof(double) * (size_t)N);
     L.logits = o;
     o += align256(sizeof(float) * (size_t)(ch * V));
     L.grad = o; /* the softmax gradient in dt; f32 reuses the logits in place */
-    if (dt != LC_CUDA_F32)
+    if (dt != LC_DTYPE_F32)
         o += align256(es * (size_t)(ch * V));
     L.xc = o;
     o += align256(es * (size_t)(ch * C));
@@ -62,8 +62,8 @@ static ce_layout ce_plan(lc_cuda_dtype dt, int64_t N, int64_t C, const lc_cuda_w
     return L;
 }
 
-extern "C" size_t lc_cuda_ce_scratch_bytes(lc_cuda_dtype dt, int64_t N, int64_t C,
-                                           const lc_cuda_weight *W)
+extern "C" size_t lc_cuda_ce_scratch_bytes(lc_dtype dt, int64_t N, int64_t C,
+                                           const lc_weight *W)
 {
     return ce_plan(dt, N, C, W).total;
 }
@@ -191,13 +191,13 @@ __global__ void __launch_bounds__(1024) ce_sum_k(const double *row_loss, int64_t
         out[0] = s;
 }
 
-extern "C" int lc_cuda_lm_head_ce(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x, int64_t N,
-                                  int64_t C, const lc_cuda_weight *W, const int32_t *targets,
+extern "C" int lc_cuda_lm_head_ce(lc_cuda_ctx *c, lc_dtype dt, const void *x, int64_t N,
+                                  int64_t C, const lc_weight *W, const int32_t *targets,
                                   float grad_scale, void *dx, void *scratch, double *loss_sum,
                                   int64_t *n_supervised, double softcap)
 {
     LC_TRY(lc_cuda_check_weight(c, W));
-    if (dt != LC_CUDA_F32 && dt != LC_CUDA_BF16)
+    if (dt != LC_DTYPE_F32 && dt != LC_DTYPE_BF16)
         return LC_BAD(c, "lm_head_ce: activation dtype %d is not F32 or BF16", (int)dt);
     if (W->cols != C)
         return LC_BAD(c, "lm_head_ce: W is [%lld, %lld], x has %lld columns", (long long)W->rows,
@@ -216,10 +216,12 @@ extern "C" int lc_cuda_lm_head_ce(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *
     const int64_t V = W->rows;
     ce_layout L = ce_plan(dt, N, C, W);
     char *base = (char *)scratch;
-    int32_t *idx = (int32_t *)(base + L.idx);
-    double *row_loss = (double *)(base + L.row_loss);
+    const size_t idx_bytes = align256(sizeof(int32_t) * (size_t)N);
+    LC_TRY(lc_cuda_reserve(c, &c->rows, &c->rows_cap, idx_bytes + sizeof(double) * (size_t)N));
+    int32_t *idx = (int32_t *)c->rows;
+    double *row_loss = (double *)((char *)c->rows + idx_bytes);
     float *logits = (float *)(base + L.logits);
-    void *grad = dt == LC_CUDA_F32 ? (void *)logits : (void *)(base + L.grad);
+    void *grad = dt == LC_DTYPE_F32 ? (void *)logits : (void *)(base + L.grad);
     void *xc = base + L.xc;
     float *dxc = (float *)(base + L.dxc);
     void *wscr = base + L.wscr;
@@ -243,7 +245,7 @@ extern "C" int lc_cuda_lm_head_ce(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *
                                                                         (T *)xc);
             LC_LAUNCHED(c, "ce_gather_k");
         });
-        LC_TRY(lc_cuda_weight_matmul_to(c, dt, xc, nr, W, 0.0f, logits, LC_CUDA_F32, wscr));
+        LC_TRY(lc_cuda_weight_matmul_to(c, dt, xc, nr, W, 0.0f, logits, LC_DTYPE_F32, wscr));
         LC_DISPATCH_ACT(c, dt, T, {
             ce_rows_k<T><<<(unsigned)nr, CE_THREADS, 0, c->stream>>>(
                 logits, V, cidx, targets, grad_scale, dx ? (T *)grad : (T *)NULL, row_loss + r0,
@@ -252,7 +254,7 @@ extern "C" int lc_cuda_lm_head_ce(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *
         });
         if (dx) {
             LC_CU(&c->err, cudaMemsetAsync(dxc, 0, sizeof(float) * (size_t)(nr * C), c->stream));
-            LC_TRY(lc_cuda_weight_matmul_grad_to(c, dt, grad, nr, W, dxc, LC_CUDA_F32, wscr));
+            LC_TRY(lc_cuda_weight_matmul_grad_to(c, dt, grad, nr, W, dxc, LC_DTYPE_F32, wscr));
             LC_DISPATCH_ACT(c, dt, T, {
                 ce_scatter_add_k<T><<<lc_grid(nr * C, 256), 256, 0, c->stream>>>(dxc, C, cidx, nr,
                                                                                   (T *)dx);

@@ -80,16 +80,19 @@ __global__ void __launch_bounds__(MT_THREADS) sumsq_k(mt_args a, double *partial
         partial[blockIdx.x] = s;
 }
 
-/* norm = sqrt(Σ partial[0..n)), one block, fixed order. */
-__global__ void __launch_bounds__(1024) norm_finish_k(const double *partial, int64_t n, double *norm)
+/* *sum = Σ partial[0..n), *norm = its sqrt: one block, fixed order. */
+__global__ void __launch_bounds__(1024)
+    norm_finish_k(const double *partial, int64_t n, double *norm, double *sum)
 {
     __shared__ double sh[32];
     double s = 0.0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
         s += partial[i];
     s = lc_block_sum_d(s, sh);
-    if (threadIdx.x == 0)
+    if (threadIdx.x == 0) {
         norm[0] = sqrt(s);
+        sum[0] = s;
+    }
 }
 
 __global__ void __launch_bounds__(MT_THREADS) clip_k(mt_args a, const double *norm, double max_norm)
@@ -138,7 +141,7 @@ static int check_numel(lc_cuda_ctx *c, int n, const int64_t *numel)
 extern "C" int lc_cuda_adamw_update(lc_cuda_ctx *c, int n, float *const *params,
                                     const float *const *grads, float *const *m,
                                     float *const *v, const int64_t *numel,
-                                    const lc_cuda_adamw_hparams *hp, int64_t step, double lr)
+                                    const lc_adamw_hparams *hp, int64_t step, double lr)
 {
     LC_TRY(check_numel(c, n, numel));
     if (step < 1)
@@ -168,22 +171,15 @@ extern "C" int lc_cuda_adamw_update(lc_cuda_ctx *c, int n, float *const *params,
     return 0;
 }
 
-/* Σ g² of all tensors into c->dscalar[0] as the norm (device). */
+/* Σ g² of all tensors: c->dscalar[0] the norm, c->dscalar[3] the sum (device). */
 static int norm_device(lc_cuda_ctx *c, int n, const float *const *grads, const int64_t *numel)
 {
     LC_TRY(check_numel(c, n, numel));
     int64_t total = 0;
     for (int i = 0; i < n; i++)
         total += (numel[i] + MT_CHUNK - 1) / MT_CHUNK;
-    if ((size_t)total > c->red_cap) {
-        /* grows once, at the first step of a larger model: not in the steady loop */
-        LC_CU(&c->err, cudaStreamSynchronize(c->stream));
-        LC_CU(&c->err, cudaFree(c->red));
-        c->red = NULL;
-        c->red_cap = 0;
-        LC_CU(&c->err, cudaMalloc((void **)&c->red, sizeof(double) * (size_t)total));
-        c->red_cap = (size_t)total;
-    }
+    LC_TRY(lc_cuda_reserve(c, &c->red, &c->red_cap, sizeof(double) * (size_t)total));
+    double *red = (double *)c->red;
     int64_t off = 0;
     for (int t0 = 0; t0 < n; t0 += MT_MAX) {
         int cnt = n - t0 < MT_MAX ? n - t0 : MT_MAX;
@@ -191,22 +187,23 @@ static int norm_device(lc_cuda_ctx *c, int n, const float *const *grads, const i
         int64_t chunks = mt_fill(&a, t0, cnt, NULL, grads, NULL, NULL, numel);
         if (chunks == 0)
             continue;
-        sumsq_k<<<(unsigned)chunks, MT_THREADS, 0, c->stream>>>(a, c->red + off);
+        sumsq_k<<<(unsigned)chunks, MT_THREADS, 0, c->stream>>>(a, red + off);
         LC_LAUNCHED(c, "sumsq_k");
         off += chunks;
     }
-    norm_finish_k<<<1, 1024, 0, c->stream>>>(c->red, off, c->dscalar);
+    norm_finish_k<<<1, 1024, 0, c->stream>>>(red, off, c->dscalar, c->dscalar + 3);
     LC_LAUNCHED(c, "norm_finish_k");
     return 0;
 }
 
-static int norm_to_host(lc_cuda_ctx *c, double *norm)
+/* *norm = c->dscalar[which] (0 the norm, 3 the sum of squares), once the stream is done */
+static int norm_to_host(lc_cuda_ctx *c, double *norm, int which)
 {
     if (!norm)
         return 0;
     double *h = (double *)c->hpinned;
-    LC_CU(&c->err, cudaMemcpyAsync(h, c->dscalar, sizeof(double), cudaMemcpyDeviceToHost,
-                                   c->stream));
+    LC_CU(&c->err, cudaMemcpyAsync(h, c->dscalar + which, sizeof(double),
+                                   cudaMemcpyDeviceToHost, c->stream));
     LC_CU(&c->err, cudaStreamSynchronize(c->stream));
     *norm = h[0];
     return 0;
@@ -216,7 +213,14 @@ extern "C" int lc_cuda_grad_norm(lc_cuda_ctx *c, int n, const float *const *grad
                                  const int64_t *numel, double *norm)
 {
     LC_TRY(norm_device(c, n, grads, numel));
-    return norm_to_host(c, norm);
+    return norm_to_host(c, norm, 0);
+}
+
+extern "C" int lc_cuda_sum_squares(lc_cuda_ctx *c, int n, const float *const *grads,
+                                   const int64_t *numel, double *sumsq)
+{
+    LC_TRY(norm_device(c, n, grads, numel));
+    return norm_to_host(c, sumsq, 3);
 }
 
 extern "C" int lc_cuda_grad_clip(lc_cuda_ctx *c, int n, float *const *grads,
@@ -234,5 +238,5 @@ extern "C" int lc_cuda_grad_clip(lc_cuda_ctx *c, int n, float *const *grads,
             LC_LAUNCHED(c, "clip_k");
         }
     }
-    return norm_to_host(c, norm);
+    return norm_to_host(c, norm, 0);
 }

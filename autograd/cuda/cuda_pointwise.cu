@@ -1,6 +1,7 @@
 /* cuda_pointwise.cu — the row and element kernels: RMSNorm forward/backward,
  * SwiGLU and GeGLU (tanh GELU) forward/backward, RoPE (forward, inverse, accumulate), axpy /
- * residual add / bias add, embedding gather and dropout.
+ * residual add / bias add / scale / divide, column slices, soft-capping,
+ * embedding gather and dropout.
  *
  * Each mirrors its lc_k_* in cpu/kernels_cpu.c line for line (same operand
  * order), loads bf16 or f32, computes in f32 and rounds once on the store.
@@ -15,10 +16,6 @@
 #include "autograd/hash.h"
 
 #define ROWS_PER_BLOCK 8 /* warps per block in the row kernels */
-
-#define GRID_STRIDE(i, n)                                                                   \
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n);               \
-         i += (int64_t)gridDim.x * blockDim.x)
 
 /* ---- RMSNorm ---- */
 
@@ -66,7 +63,7 @@ __global__ void __launch_bounds__(32 * ROWS_PER_BLOCK)
         dxi[c] = lc_st<T>(lc_ld(dxi[c]) + (r * lc_ld(w[c]) * lc_ld(dyi[c]) - k * lc_ld(xi[c])));
 }
 
-extern "C" int lc_cuda_rmsnorm_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x,
+extern "C" int lc_cuda_rmsnorm_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *x,
                                    const void *w, int64_t N, int64_t C, double eps, void *y,
                                    float *rstd)
 {
@@ -81,7 +78,7 @@ extern "C" int lc_cuda_rmsnorm_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void 
     return 0;
 }
 
-extern "C" int lc_cuda_rmsnorm_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *x,
+extern "C" int lc_cuda_rmsnorm_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *x,
                                    const void *w, const float *rstd, const void *dy, int64_t N,
                                    int64_t C, void *dx)
 {
@@ -160,7 +157,7 @@ __global__ void gated_bwd_k(const typename P::T *g, const typename P::T *u,
 }
 
 template <typename Act>
-static int gated_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g, const void *u, int64_t n,
+static int gated_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *g, const void *u, int64_t n,
                      void *y)
 {
     if (n <= 0)
@@ -175,7 +172,7 @@ static int gated_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g, const void
 }
 
 template <typename Act>
-static int gated_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g, const void *u,
+static int gated_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *g, const void *u,
                      const void *dy, int64_t n, void *dg, void *du)
 {
     if (n <= 0 || (!dg && !du))
@@ -189,25 +186,25 @@ static int gated_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g, const void
     return 0;
 }
 
-extern "C" int lc_cuda_swiglu_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g,
+extern "C" int lc_cuda_swiglu_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *g,
                                   const void *u, int64_t n, void *y)
 {
     return gated_fwd<act_silu>(c, dt, g, u, n, y);
 }
 
-extern "C" int lc_cuda_swiglu_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g,
+extern "C" int lc_cuda_swiglu_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *g,
                                   const void *u, const void *dy, int64_t n, void *dg, void *du)
 {
     return gated_bwd<act_silu>(c, dt, g, u, dy, n, dg, du);
 }
 
-extern "C" int lc_cuda_geglu_tanh_fwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g,
+extern "C" int lc_cuda_geglu_tanh_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *g,
                                       const void *u, int64_t n, void *y)
 {
     return gated_fwd<act_gelu_tanh>(c, dt, g, u, n, y);
 }
 
-extern "C" int lc_cuda_geglu_tanh_bwd(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *g,
+extern "C" int lc_cuda_geglu_tanh_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *g,
                                       const void *u, const void *dy, int64_t n, void *dg,
                                       void *du)
 {
@@ -244,7 +241,7 @@ __global__ void rope_k(const T *src, T *dst, int64_t N, int heads, int D, const 
     }
 }
 
-extern "C" int lc_cuda_rope(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *src, void *dst,
+extern "C" int lc_cuda_rope(lc_cuda_ctx *c, lc_dtype dt, const void *src, void *dst,
                             int64_t N, int heads, int D, const int32_t *pos,
                             const float *cos_sin, bool inverse, bool accumulate)
 {
@@ -279,7 +276,7 @@ template <typename T> __global__ void add_bias_k(int64_t N, int64_t O, const T *
     GRID_STRIDE(e, N * O) y[e] = lc_st<T>(lc_ld(y[e]) + lc_ld(bias[e % O]));
 }
 
-extern "C" int lc_cuda_axpy(lc_cuda_ctx *c, lc_cuda_dtype dt, int64_t n, float a, const void *x,
+extern "C" int lc_cuda_axpy(lc_cuda_ctx *c, lc_dtype dt, int64_t n, float a, const void *x,
                             void *y)
 {
     if (n <= 0)
@@ -291,7 +288,7 @@ extern "C" int lc_cuda_axpy(lc_cuda_ctx *c, lc_cuda_dtype dt, int64_t n, float a
     return 0;
 }
 
-extern "C" int lc_cuda_add(lc_cuda_ctx *c, lc_cuda_dtype dt, int64_t n, const void *a,
+extern "C" int lc_cuda_add(lc_cuda_ctx *c, lc_dtype dt, int64_t n, const void *a,
                            const void *b, void *out)
 {
     if (n <= 0)
@@ -303,7 +300,7 @@ extern "C" int lc_cuda_add(lc_cuda_ctx *c, lc_cuda_dtype dt, int64_t n, const vo
     return 0;
 }
 
-extern "C" int lc_cuda_add_bias(lc_cuda_ctx *c, lc_cuda_dtype dt, int64_t N, int64_t O,
+extern "C" int lc_cuda_add_bias(lc_cuda_ctx *c, lc_dtype dt, int64_t N, int64_t O,
                                 const void *bias, void *y)
 {
     if (N <= 0 || O <= 0)
@@ -315,10 +312,91 @@ extern "C" int lc_cuda_add_bias(lc_cuda_ctx *c, lc_cuda_dtype dt, int64_t N, int
     return 0;
 }
 
+template <typename T> __global__ void scale_k(int64_t n, float s, const T *x, T *y)
+{
+    GRID_STRIDE(i, n) y[i] = lc_st<T>(s * lc_ld(x[i]));
+}
+
+template <typename T> __global__ void div_k(int64_t n, const T *a, const T *b, T *y)
+{
+    GRID_STRIDE(i, n) y[i] = lc_st<T>(__fdiv_rn(lc_ld(a[i]), lc_ld(b[i])));
+}
+
+/* part[N,w] = wide[:, c0:c0+w], or wide[:, c0:c0+w] += part */
+template <typename T>
+__global__ void cols_k(T *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, T *part, bool add)
+{
+    GRID_STRIDE(e, N * w)
+    {
+        T *x = wide + (e / w) * ld + c0 + e % w;
+        if (add)
+            *x = lc_st<T>(lc_ld(*x) + lc_ld(part[e]));
+        else
+            part[e] = *x;
+    }
+}
+
+template <typename T> __global__ void softcap_k(T *x, int64_t n, float cap, float inv)
+{
+    GRID_STRIDE(i, n) x[i] = lc_st<T>(cap * tanhf(lc_ld(x[i]) * inv));
+}
+
+extern "C" int lc_cuda_scale(lc_cuda_ctx *c, lc_dtype dt, int64_t n, float s, const void *x,
+                             void *y)
+{
+    if (n <= 0)
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        scale_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(n, s, (const T *)x, (T *)y);
+        LC_LAUNCHED(c, "scale_k");
+    });
+    return 0;
+}
+
+extern "C" int lc_cuda_div(lc_cuda_ctx *c, lc_dtype dt, int64_t n, const void *a, const void *b,
+                           void *y)
+{
+    if (n <= 0)
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        div_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(n, (const T *)a, (const T *)b, (T *)y);
+        LC_LAUNCHED(c, "div_k");
+    });
+    return 0;
+}
+
+extern "C" int lc_cuda_cols(lc_cuda_ctx *c, lc_dtype dt, void *wide, int64_t N, int64_t ld,
+                            int64_t c0, int64_t w, void *part, bool add)
+{
+    if (c0 < 0 || w < 0 || c0 + w > ld)
+        return LC_BAD(c, "cols: columns [%lld, %lld) outside a row of %lld", (long long)c0,
+                      (long long)(c0 + w), (long long)ld);
+    if (N <= 0 || w == 0)
+        return 0;
+    LC_DISPATCH_ACT(c, dt, T, {
+        cols_k<T><<<lc_grid(N * w, 256), 256, 0, c->stream>>>((T *)wide, N, ld, c0, w, (T *)part,
+                                                                add);
+        LC_LAUNCHED(c, "cols_k");
+    });
+    return 0;
+}
+
+extern "C" int lc_cuda_softcap(lc_cuda_ctx *c, lc_dtype dt, void *x, int64_t n, double cap)
+{
+    if (n <= 0 || cap == 0)
+        return 0;
+    float cf = (float)cap; /* as the CPU: cap and 1/cap rounded to f32 first */
+    LC_DISPATCH_ACT(c, dt, T, {
+        softcap_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>((T *)x, n, cf, 1.0f / cf);
+        LC_LAUNCHED(c, "softcap_k");
+    });
+    return 0;
+}
+
 /* ---- embedding ---- */
 
 template <typename T>
-__global__ void embedding_k(lc_cuda_weight E, const int32_t *ids, int64_t N, T *x)
+__global__ void embedding_k(lc_dweight E, const int32_t *ids, int64_t N, T *x)
 {
     int64_t C = E.cols;
     GRID_STRIDE(e, N * C)
@@ -328,14 +406,15 @@ __global__ void embedding_k(lc_cuda_weight E, const int32_t *ids, int64_t N, T *
     }
 }
 
-extern "C" int lc_cuda_embedding(lc_cuda_ctx *c, lc_cuda_dtype dt, const lc_cuda_weight *E,
+extern "C" int lc_cuda_embedding(lc_cuda_ctx *c, lc_dtype dt, const lc_weight *E,
                                  const int32_t *ids, int64_t N, void *x)
 {
     LC_TRY(lc_cuda_check_weight(c, E));
     if (N <= 0 || E->cols <= 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        embedding_k<T><<<lc_grid(N * E->cols, 256), 256, 0, c->stream>>>(*E, ids, N, (T *)x);
+        embedding_k<T><<<lc_grid(N * E->cols, 256), 256, 0, c->stream>>>(lc_dweight_of(E), ids, N,
+                                                                          (T *)x);
         LC_LAUNCHED(c, "embedding_k");
     });
     return 0;
@@ -354,7 +433,7 @@ __global__ void dropout_k(const T *src, T *dst, int64_t n, uint32_t key, uint32_
     }
 }
 
-extern "C" int lc_cuda_dropout(lc_cuda_ctx *c, lc_cuda_dtype dt, const void *src, void *dst,
+extern "C" int lc_cuda_dropout(lc_cuda_ctx *c, lc_dtype dt, const void *src, void *dst,
                                int64_t n, double p, uint64_t seed, bool accumulate)
 {
     if (!(p >= 0.0 && p < 1.0))

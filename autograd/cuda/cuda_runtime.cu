@@ -13,7 +13,8 @@
 
 #include "autograd/cuda/cuda_common.cuh"
 
-#define LC_RED_INIT (1 << 16) /* partial sums: 64 Ki blocks of 16 Ki values = 1 G values */
+/* bytes of partial sums at first: 64 Ki doubles, one a block of 16 Ki values = 1 G values */
+#define LC_RED_INIT ((size_t)8 << 16)
 
 int lc_cuda_fail(lc_error *err, const char *file, int line, const char *what, const char *name,
                  const char *detail)
@@ -115,7 +116,7 @@ extern "C" int lc_cuda_ctx_init(lc_cuda_ctx **out, int device, size_t workspace_
         INIT_CU(cudaSetDevice(device));
         INIT_CU(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
         INIT_CU(cudaMalloc(&c->workspace, c->workspace_bytes));
-        INIT_CU(cudaMalloc((void **)&c->red, LC_RED_INIT * sizeof(double)));
+        INIT_CU(cudaMalloc(&c->red, LC_RED_INIT));
         c->red_cap = LC_RED_INIT;
         INIT_CU(cudaMalloc((void **)&c->dscalar, 8 * sizeof(double)));
         INIT_CU(cudaMalloc((void **)&c->dcount, sizeof(int32_t) * 2));
@@ -149,6 +150,8 @@ extern "C" void lc_cuda_ctx_free(lc_cuda_ctx *c)
         cublasLtDestroy(c->lt);
     cudaFree(c->workspace);
     cudaFree(c->red);
+    if (c->rows)
+        cudaFree(c->rows);
     cudaFree(c->dscalar);
     cudaFree(c->dcount);
     if (c->hpinned)
@@ -163,6 +166,31 @@ extern "C" const char *lc_cuda_ctx_error(const lc_cuda_ctx *c) { return c->err.m
 extern "C" int lc_cuda_sync(lc_cuda_ctx *c)
 {
     LC_CU(&c->err, cudaStreamSynchronize(c->stream));
+    return 0;
+}
+
+int lc_cuda_reserve(lc_cuda_ctx *c, void **buf, size_t *cap, size_t bytes)
+{
+    if (bytes <= *cap)
+        return 0;
+    LC_CU(&c->err, cudaStreamSynchronize(c->stream));
+    if (*buf)
+        LC_CU(&c->err, cudaFree(*buf));
+    *buf = NULL;
+    *cap = 0;
+    LC_CU(&c->err, cudaMalloc(buf, bytes));
+    *cap = bytes;
+    return 0;
+}
+
+extern "C" int lc_cuda_mem_info(lc_cuda_ctx *c, size_t *free_bytes, size_t *total_bytes)
+{
+    size_t f = 0, t = 0;
+    LC_CU(&c->err, cudaMemGetInfo(&f, &t));
+    if (free_bytes)
+        *free_bytes = f;
+    if (total_bytes)
+        *total_bytes = t;
     return 0;
 }
 
@@ -213,25 +241,15 @@ extern "C" int lc_cuda_memset0(lc_cuda_ctx *c, void *dst, size_t bytes)
     return 0;
 }
 
-extern "C" size_t lc_cuda_dtype_size(lc_cuda_dtype dt)
-{
-    switch (dt) {
-    case LC_CUDA_F32: return 4;
-    case LC_CUDA_BF16:
-    case LC_CUDA_F16: return 2;
-    default: return 0;
-    }
-}
-
 template <typename Td>
 __global__ void convert_k(Td *dst, const void *src, int src_dt, int64_t n)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
         float v;
-        if (src_dt == LC_CUDA_F32)
+        if (src_dt == LC_DTYPE_F32)
             v = ((const float *)src)[i];
-        else if (src_dt == LC_CUDA_BF16)
+        else if (src_dt == LC_DTYPE_BF16)
             v = __bfloat162float(((const __nv_bfloat16 *)src)[i]);
         else
             v = __half2float(((const __half *)src)[i]);
@@ -239,12 +257,12 @@ __global__ void convert_k(Td *dst, const void *src, int src_dt, int64_t n)
     }
 }
 
-extern "C" int lc_cuda_convert(lc_cuda_ctx *c, lc_cuda_dtype dst_dt, void *dst,
-                               lc_cuda_dtype src_dt, const void *src, int64_t n)
+extern "C" int lc_cuda_convert(lc_cuda_ctx *c, lc_dtype dst_dt, void *dst,
+                               lc_dtype src_dt, const void *src, int64_t n)
 {
     if (n <= 0)
         return 0;
-    if (src_dt != LC_CUDA_F32 && src_dt != LC_CUDA_BF16 && src_dt != LC_CUDA_F16)
+    if (src_dt != LC_DTYPE_F32 && src_dt != LC_DTYPE_BF16 && src_dt != LC_DTYPE_F16)
         return LC_BAD(c, "convert: source dtype %d is not F32, BF16 or F16", (int)src_dt);
     LC_DISPATCH_ACT(c, dst_dt, T, {
         convert_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>((T *)dst, src, (int)src_dt, n);

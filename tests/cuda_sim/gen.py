@@ -3,7 +3,7 @@
 # `lc_sim_launch(grid, block, smem, stream, K, "K")(args)` and the dynamic
 # shared-memory declaration becomes a pointer to the simulated block's buffer;
 # include/lc_sim_structs.h is included where the by-value kernel structs
-# (lc_cuda_weight, mt_args, attn_args) are defined.
+# (lc_dweight, mt_args, attn_args) are defined.
 # It also guards the sites of two injected wiring bugs with lc_sim_bug(NAME),
 # which LC_INJECT_BUG=NAME turns on at run time (the ctests cuda_sim_bug_* expect
 # the op-parity harness to fail on each): no_syncthreads drops the barrier

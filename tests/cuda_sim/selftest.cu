@@ -47,7 +47,7 @@ __global__ void twice_k(const float *x, float *y)
 }
 
 /* y[i] = W.data[i] (f32): a device pointer inside a by-value struct */
-__global__ void weight_k(lc_cuda_weight W, float *y)
+__global__ void weight_k(lc_dweight W, float *y)
 {
     y[threadIdx.x] = ((const float *)W.data)[threadIdx.x];
 }
@@ -125,9 +125,9 @@ int main(int argc, char **argv)
     if (!strcmp(c, "memcpy_kind")) /* HtoD with the arguments swapped */
         cudaMemcpy(hx, x, sizeof hx, cudaMemcpyHostToDevice);
     cudaMemcpy(x, hx, sizeof hx, cudaMemcpyHostToDevice);
-    lc_cuda_weight W;
+    lc_dweight W;
     memset(&W, 0, sizeof W);
-    W.dtype = LC_CUDA_F32, W.rows = 1, W.cols = NT;
+    W.dtype = LC_DTYPE_F32, W.rows = 1, W.cols = NT;
     W.data = strcmp(c, "host_in_struct") ? (const void *)x : (const void *)hx;
     weight_k<<<1, NT, 0, s>>>(W, y);
     cudaMemcpy(hy, y, sizeof hy, cudaMemcpyDeviceToHost);

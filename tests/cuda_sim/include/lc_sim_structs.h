@@ -2,17 +2,17 @@
  * the structs the backend passes to kernels by value, checked at launch like
  * pointer arguments (lc_sim_check_inner, found by argument-dependent lookup
  * from lc_sim_launcher). gen.py includes this file after cuda_common.cuh
- * (lc_cuda_weight) and again after `struct mt_args {...};` (cuda_optim.cu) and
+ * (lc_dweight) and again after `struct mt_args {...};` (cuda_optim.cu) and
  * `struct attn_args {...};` (cuda_attention.cu), defining LC_SIM_HAVE_<name>.
  * A new struct-of-pointers kernel argument needs its check here. */
 #include <cstdint>
 
 #ifndef LC_SIM_STRUCTS_WEIGHT
 #define LC_SIM_STRUCTS_WEIGHT
-/* only the pointers the weight's dtype uses (the others may be stale) */
-inline void lc_sim_check_inner(const char *k, int i, const lc_cuda_weight &w)
+/* only the pointers the weight uses (the others may be stale) */
+inline void lc_sim_check_inner(const char *k, int i, const lc_dweight &w)
 {
-    if (w.dtype != LC_CUDA_NF4) {
+    if (!w.is_nf4) {
         lc_sim_check_arg(k, i, w.data);
         return;
     }
