@@ -19,6 +19,13 @@ static int cuda_devices(void)
 #endif
 }
 
+#ifdef LORAC_HAVE_CUDA
+/* The process's one CUDA backend (one context on device 0), shared by
+ * everyone who opened it and destroyed when the last one closes it. */
+static lc_backend *cuda_shared;
+static int cuda_users;
+#endif
+
 int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, lc_error *err)
 {
     *be = NULL;
@@ -36,7 +43,11 @@ int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, l
     if (cuda_devices() <= 0)
         return lc_error_set(err, "device: cuda: no CUDA device is present (or no driver); use "
                             "device: cpu or auto");
-    return lc_backend_cuda_create(be, 0, err);
+    if (!cuda_shared && lc_backend_cuda_create(&cuda_shared, 0, err))
+        return -1;
+    cuda_users++;
+    *be = cuda_shared;
+    return 0;
 #else
     return lc_error_set(err, "device: cuda: this lorac was built without CUDA (nvcc was not "
                         "found when it was configured); use device: cpu or auto");
@@ -45,8 +56,15 @@ int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, l
 
 void lc_backend_close(lc_backend *be)
 {
-    if (be)
-        be->destroy(be);
+    if (!be || !be->device)
+        return;
+#ifdef LORAC_HAVE_CUDA
+    LC_ASSERT(be == cuda_shared && cuda_users > 0);
+    if (--cuda_users == 0) {
+        cuda_shared->destroy(cuda_shared);
+        cuda_shared = NULL;
+    }
+#endif
 }
 
 void lc_backend_describe(lc_backend *be, char *buf, size_t n)

@@ -16,7 +16,9 @@
 #include "train/config.h"
 
 int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, lc_error *err);
-/* Releases what lc_backend_open made (the CPU backend is static: nothing). */
+/* Releases what lc_backend_open gave (the CPU backend is static: nothing;
+ * the CUDA backend is one per process, shared by every open, destroyed at
+ * the last close). */
 void lc_backend_close(lc_backend *be);
 /* One line for the log: "cpu (x86-64-v4: AVX-512), float32", "cuda (NVIDIA H200, 139.8 GiB
  * free of 140.4 GiB), float32". */
