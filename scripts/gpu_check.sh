@@ -36,7 +36,7 @@ DEADLINE=$((SECONDS + 540))
 limit() { local left=$((DEADLINE - SECONDS)); [ "$left" -lt "$1" ] && echo $((left > 1 ? left : 1)) || echo "$1"; }
 
 echo "== build (sm_$ARCH)"
-timeout "$(limit 60)" cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLORAC_CUDA=ON -DLORAC_TESTS=ON \
+timeout "$(limit 60)" cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLORAC_CUDA=ON -DLORAC_TESTS=ON -DLORAC_DEVICE_TESTS=ON \
         -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >"$LOG/configure.log" 2>&1 \
     || { tail -20 "$LOG/configure.log"; echo "FAILED: configure"; exit 1; }
 timeout "$(limit 200)" cmake --build "$BUILD" -j"$(nproc)" --target cuda_tests >"$LOG/build.log" 2>&1 \

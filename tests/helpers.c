@@ -113,6 +113,12 @@ bool lc_test_same_file(const char *a, const char *b)
     return same;
 }
 
+const char *lc_test_backend_yaml(void)
+{
+    const char *want = getenv("LORAC_TEST_BACKEND");
+    return want && strcmp(want, "cuda") == 0 ? "device: cuda\ncompute_dtype: float32\n" : "";
+}
+
 /* LORAC_BINARY followed by args (at most 46) into argv[48]. */
 static void lorac_argv(const char **argv, const char *const *args)
 {

@@ -22,6 +22,9 @@
 
 /* Absolute path of a file under tests/fixtures/ (static buffer per call slot). */
 const char *lc_test_fixture(const char *rel);
+/* LORAC_TEST_BACKEND=cuda (the `<test>_cuda` ctests): config lines that put
+ * a run on the CUDA backend in float32; "" otherwise. */
+const char *lc_test_backend_yaml(void);
 /* Makes a fresh empty temporary directory and returns its path (malloc'd). */
 char *lc_test_tmpdir(void);
 /* rm -rf dir (does not follow symlinks); errors are ignored. */

@@ -38,8 +38,8 @@ static peaks train_peaks(const char *fam, const char *extra)
         "base_model: %s/model\nlora_r: 4\nlora_alpha: 8\n"
         "datasets:\n  - path: %s/train.jsonl\n    type: tokenized\n"
         "micro_batch_size: 2\nmax_steps: 2\nlearning_rate: 1.0e-3\nsave_steps: 0\n"
-        "output_dir: %s/out\n%s",
-        fx, fx, dir, extra);
+        "output_dir: %s/out\n%s%s",
+        fx, fx, dir, lc_test_backend_yaml(), extra);
     char *cfg_path = lc_test_write_text(dir, "run.yaml", yaml);
     lc_train_config c;
     lc_error err = {{0}};
@@ -221,4 +221,47 @@ Test(memory_plan, shapes_only_equals_loaded)
         shapes_equal_loaded(fams[i], false);
         shapes_equal_loaded(fams[i], true);
     }
+}
+
+/* On a device the plan is checked against its free memory before anything
+ * is allocated there: a simulated device of 40 MiB (the context's cuBLASLt
+ * workspace takes 32) refuses a step that needs more, naming both. */
+Test(memory_plan, device_refuses_what_does_not_fit, .timeout = 120)
+{
+    if (!*lc_test_backend_yaml())
+        cr_skip_test("a device test (LORAC_TEST_BACKEND=cuda)");
+#ifndef LORAC_CUDA_SIM
+    cr_skip_test("needs the simulator's configurable device memory");
+#endif
+    setenv("LC_SIM_DEVICE_MEMORY", "40MiB", 1);
+    char *dir = lc_test_tmpdir();
+    char *fx = lc_test_asprintf("%s", lc_test_fixture("tiny-llama"));
+    char *yaml = lc_test_asprintf(
+        "base_model: %s/model\nlora_r: 4\nlora_alpha: 8\n"
+        "datasets:\n  - path: %s/train.jsonl\n    type: tokenized\n"
+        "micro_batch_size: 64\nsequence_len: 128\nmax_steps: 1\nsave_steps: 0\n"
+        "output_dir: %s/out\n%s", fx, fx, dir, lc_test_backend_yaml());
+    char *cfg_path = lc_test_write_text(dir, "run.yaml", yaml);
+    lc_train_config c;
+    lc_error err = {{0}};
+    cr_assert_eq(lc_train_config_load(&c, cfg_path, NULL, 0, &err), 0, "%s", err.msg);
+    char *log_path = lc_test_asprintf("%s/train.log", dir);
+    FILE *log = fopen(log_path, "w");
+    cr_assert_not_null(log);
+    int rc = lc_train_run(&c, log, &err);
+    fclose(log);
+    lc_train_config_free(&c);
+    char *text = lc_test_read_file(log_path, NULL);
+    cr_assert_neq(rc, 0, "a step larger than the device trained:\n%s", text);
+    cr_log_info("%s", err.msg);
+    cr_expect(strstr(err.msg, "of device memory") && strstr(err.msg, "are free"), "%s", err.msg);
+    cr_expect(strstr(text, "memory plan (cuda device memory)"), "no plan printed:\n%s", text);
+    cr_expect(!strstr(text, "step 1/"), "a step ran:\n%s", text);
+    lc_test_rm_rf(dir);
+    free(text);
+    free(log_path);
+    free(cfg_path);
+    free(yaml);
+    free(fx);
+    free(dir);
 }

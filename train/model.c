@@ -708,9 +708,11 @@ static const lc_batch *batch_on_backend(lc_tape *t, const lc_batch *b)
     const int32_t *const host[4] = {b->input_ids, b->targets, b->positions, b->segments};
     const int32_t **dev[4] = {&d->input_ids, &d->targets, &d->positions, &d->segments};
     for (int k = 0; k < 4; k++) {
+        /* room for every array, present or not: a step allocates the same
+         * whatever the batch holds (the memory plan's dry run has no segments) */
+        int32_t *p = lc_arena_alloc(t->data, bytes);
         if (!host[k])
             continue;
-        int32_t *p = lc_arena_alloc(t->data, bytes);
         t->be->upload(t->be, p, host[k], bytes);
         *dev[k] = p;
     }
