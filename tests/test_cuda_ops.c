@@ -1401,6 +1401,9 @@ static int ce_dev(op_run *r)
         return -1;
     double *loss = D(r, r->phase ? "loss+dx" : "loss");
     void *dx = r->phase ? D(r, "dx") : NULL;
+    if (F32(r) && a[4]) /* the table answers the chunk the kernel takes (7 rows here) */
+        cr_expect_eq(DEV->ce_chunk_rows(a[3]), 7, "ce_chunk_rows %lld",
+                     (long long)DEV->ce_chunk_rows(a[3]));
     if (F32(r)) {
         *loss = DEV->lm_head_ce(D(r, "x"), a[1], a[2], &W, D(r, "targets"), CE_SCALE, dx,
                                 D(r, "n_sup"), scr, r->c->x);
@@ -1736,6 +1739,36 @@ static const op_def *find_op(const char *name)
             return &OPS[o];
     cr_assert_fail("no op %s", name);
     return NULL;
+}
+
+/* Every lc_kernels entry and the op of OPS[] whose f32 rows run it through
+ * the two tables: an entry added to backend.h without a row here fails the
+ * build (the count), one named here without an op fails kernels_covered. */
+static const char *const KERNEL_ROWS[][2] = {
+    {"gemm", "gemm"}, {"weight_scratch", "weight_matmul"}, {"weight_matmul", "weight_matmul"},
+    {"weight_matmul_grad", "weight_matmul"}, {"rmsnorm_fwd", "rmsnorm"}, {"rmsnorm_bwd", "rmsnorm"},
+    {"swiglu_fwd", "swiglu"}, {"swiglu_bwd", "swiglu"}, {"geglu_tanh_fwd", "geglu_tanh"},
+    {"geglu_tanh_bwd", "geglu_tanh"}, {"softcap", "softcap"}, {"rope", "rope"},
+    {"attention_scratch", "attention"}, {"attention_fwd", "attention"},
+    {"attention_bwd", "attention"}, {"ce_chunk_rows", "lm_head_ce"}, {"ce_scratch", "lm_head_ce"},
+    {"lm_head_ce", "lm_head_ce"}, {"embedding", "embedding"}, {"dropout", "dropout"},
+    {"axpy", "add_axpy_bias"}, {"add", "add_axpy_bias"}, {"scale", "add_axpy_bias"},
+    {"div", "add_axpy_bias"}, {"add_bias", "add_axpy_bias"}, {"cols", "cols"},
+    {"dora_norm_scratch", "dora_norm"}, {"dora_norm", "dora_norm"}, {"dora_combine", "dora"},
+    {"col_scale", "dora"}, {"dora_mag_grad", "dora"}, {"adamw", "adamw"},
+    {"sum_squares", "sum_squares"},
+};
+_Static_assert(sizeof KERNEL_ROWS / sizeof KERNEL_ROWS[0] == sizeof(lc_kernels) / sizeof(void (*)(void)),
+               "an lc_kernels entry has no op-parity row: add one to OPS[] and KERNEL_ROWS");
+
+Test(cuda, kernels_covered)
+{
+    for (size_t i = 0; i < sizeof KERNEL_ROWS / sizeof KERNEL_ROWS[0]; i++) {
+        bool found = false;
+        for (size_t o = 0; o < sizeof OPS / sizeof OPS[0]; o++)
+            found = found || !strcmp(OPS[o].name, KERNEL_ROWS[i][1]);
+        cr_expect(found, "kernel %s: no op %s in OPS[]", KERNEL_ROWS[i][0], KERNEL_ROWS[i][1]);
+    }
 }
 
 /* ---------------------------------------------------------------- not parity */
