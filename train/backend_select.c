@@ -1,36 +1,106 @@
-/* backend_select.c — see backend_select.h. */
+/* backend_select.c — see backend_select.h.
+ *
+ * The CUDA backend is a module, liblorac_cuda.so (CMakeLists.txt), loaded
+ * with dlopen the first time a run asks for a device: a CPU run never maps
+ * the CUDA runtime and cuBLASLt. It is looked for in LORAC_CUDA_MODULE
+ * (a path), else next to the running executable. `device: auto` first asks
+ * whether a CUDA driver is installed at all (libcuda.so.1 loads) before it
+ * loads the module; the simulator build has no driver to ask. */
 #include "train/backend_select.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "autograd/cpu/dispatch.h"
-#ifdef LORAC_HAVE_CUDA
-#include "autograd/cuda/backend_cuda.h"
-#include "autograd/cuda/cuda_kernels.h"
-#endif
 
-/* Whether a CUDA device can be used by this build (0 devices: no). */
-static int cuda_devices(void)
-{
 #ifdef LORAC_HAVE_CUDA
-    return lc_cuda_device_count();
+#include <dlfcn.h>
+#include <unistd.h>
+
+typedef int (*cuda_create_fn)(lc_backend **out, int device, lc_error *err);
+typedef int (*cuda_count_fn)(void);
+
+/* The module, loaded once. */
+static struct {
+    bool tried;
+    void *handle;
+    cuda_create_fn create;
+    cuda_count_fn count;
+    char why[768];             /* why it could not be loaded */
+} module;
+
+static void load_module(void)
+{
+    if (module.tried)
+        return;
+    module.tried = true;
+    char path[4096];
+    const char *env = getenv("LORAC_CUDA_MODULE");
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s", env);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+        n = n < 0 ? 0 : n;
+        path[n] = '\0';
+        char *slash = strrchr(path, '/');
+        size_t dir = slash ? (size_t)(slash - path) + 1 : 0;
+        snprintf(path + dir, sizeof path - dir, "%s", LORAC_CUDA_MODULE);
+    }
+    module.handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!module.handle) {
+        snprintf(module.why, sizeof module.why, "cannot load the CUDA backend module: %s",
+                 dlerror());
+        return;
+    }
+    module.create = (cuda_create_fn)dlsym(module.handle, "lc_backend_cuda_create");
+    module.count = (cuda_count_fn)dlsym(module.handle, "lc_cuda_device_count");
+    if (!module.create || !module.count) {
+        snprintf(module.why, sizeof module.why, "%.600s is not lorac's CUDA backend module "
+                 "(no lc_backend_cuda_create)", path);
+        dlclose(module.handle);
+        module.handle = NULL;
+    }
+}
+
+/* Whether a CUDA driver is installed (the simulator needs none). */
+static bool driver_installed(void)
+{
+#ifdef LORAC_CUDA_SIM
+    return true;
 #else
-    return 0;
+    static int known = -1;
+    if (known < 0) {
+        void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+        known = h != NULL;
+        if (h)
+            dlclose(h);
+    }
+    return known;
 #endif
 }
 
-#ifdef LORAC_HAVE_CUDA
+int lc_backend_cuda_devices(void)
+{
+    if (!driver_installed())
+        return 0;
+    load_module();
+    return module.handle ? module.count() : 0;
+}
+
 /* The process's one CUDA backend (one context on device 0), shared by
  * everyone who opened it and destroyed when the last one closes it. */
 static lc_backend *cuda_shared;
 static int cuda_users;
+#else
+int lc_backend_cuda_devices(void) { return 0; }
 #endif
 
 int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, lc_error *err)
 {
     *be = NULL;
     if (device == LC_DEVICE_AUTO)
-        device = cuda_devices() > 0 ? LC_DEVICE_CUDA : LC_DEVICE_CPU;
+        device = lc_backend_cuda_devices() > 0 ? LC_DEVICE_CUDA : LC_DEVICE_CPU;
     if (dtype == LC_COMPUTE_BF16)
         return lc_error_set(err, "compute_dtype: bfloat16 is not implemented yet (the bf16 "
                             "kernels exist, the step does not use them): set compute_dtype: "
@@ -40,11 +110,19 @@ int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, l
         return 0;
     }
 #ifdef LORAC_HAVE_CUDA
-    if (cuda_devices() <= 0)
-        return lc_error_set(err, "device: cuda: no CUDA device is present (or no driver); use "
-                            "device: cpu or auto");
-    if (!cuda_shared && lc_backend_cuda_create(&cuda_shared, 0, err))
-        return -1;
+    if (!cuda_shared) {
+        if (!driver_installed())
+            return lc_error_set(err, "device: cuda: no CUDA driver is installed (libcuda.so.1 "
+                                "does not load); use device: cpu or auto");
+        load_module();
+        if (!module.handle)
+            return lc_error_set(err, "device: cuda: %s", module.why);
+        if (module.count() <= 0)
+            return lc_error_set(err, "device: cuda: no CUDA device is present; use device: cpu "
+                                "or auto");
+        if (module.create(&cuda_shared, 0, err))
+            return -1;
+    }
     cuda_users++;
     *be = cuda_shared;
     return 0;

@@ -16,6 +16,9 @@
 #include "train/config.h"
 
 int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, lc_error *err);
+/* CUDA devices this lorac can use: 0 without CUDA in the build, without a
+ * driver, or when the backend module does not load. */
+int lc_backend_cuda_devices(void);
 /* Releases what lc_backend_open gave (the CPU backend is static: nothing;
  * the CUDA backend is one per process, shared by every open, destroyed at
  * the last close). */
