@@ -55,35 +55,14 @@ echo "== device tests (ctest -L cuda)"
 grep -E "tests passed|tests failed|Test +#" "$LOG/ctest_cuda.log" | tail -20 \
     || echo "(no device tests in this build yet)"
 
-# Two training steps on the device: the tiny Llama fixture (2 layers, hidden 64,
-# vocab 512), its 16-token rows, 2 rows a step.
+# Two training steps on the device: configs/fixture_3step.yaml (the tiny Llama fixture:
+# 2 layers, hidden 64, vocab 512; 16-token rows, 2 a step), cut to 2 steps, in float32.
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-FIX=$ROOT/tests/fixtures/tiny-llama
-cat >"$TMP/two_steps.yaml" <<EOF
-base_model: $FIX/model
-adapter: lora
-lora_r: 8
-lora_alpha: 16
-lora_target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]
-datasets:
-  - path: $FIX/train.jsonl
-    type: tokenized
-sequence_len: 16
-sample_packing: false
-shuffle: false
-micro_batch_size: 2
-gradient_accumulation_steps: 1
-max_steps: 2
-learning_rate: 1.0e-3
-max_grad_norm: 1.0
-device: cuda
-output_dir: $TMP/out
-logging_steps: 1
-save_steps: 0
-EOF
+TWO_STEPS=(train "$ROOT/configs/fixture_3step.yaml" --set device=cuda --set compute_dtype=float32
+           --set max_steps=2 --set output_dir="$TMP/out")
 echo "== lorac train, 2 steps on the device"
-timeout "$(limit 45)" "$BUILD/lorac" train "$TMP/two_steps.yaml" >"$LOG/train.log" 2>&1 || fail "lorac train (train.log)"
+timeout "$(limit 45)" "$BUILD/lorac" "${TWO_STEPS[@]}" >"$LOG/train.log" 2>&1 || fail "lorac train (train.log)"
 tail -4 "$LOG/train.log"
 
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -96,7 +75,7 @@ else
         # LORAC_CUDA_SYNC=1: a sync after every launch, so a fault names its kernel;
         # --target-processes all: lorac may re-execute itself (OPENBLAS_CORETYPE)
         LORAC_CUDA_SYNC=1 timeout "$(limit 75)" "$SAN" --tool "$tool" --target-processes all --error-exitcode 9 \
-            "$BUILD/lorac" train "$TMP/two_steps.yaml" >"$LOG/$tool.log" 2>&1
+            "$BUILD/lorac" "${TWO_STEPS[@]}" >"$LOG/$tool.log" 2>&1
         trc=$?
         summary=$(grep -E "ERROR SUMMARY" "$LOG/$tool.log" | tail -1)
         echo "${summary:-(no ERROR SUMMARY line: exit $trc, see $tool.log)}"

@@ -28,30 +28,47 @@ typedef struct peaks {
     size_t arena, arena_plan, grad, grad_plan;
 } peaks;
 
-/* Trains `extra` (YAML lines) on the fixture family fam for 2 steps and reads
- * back the trainer's "memory used:" line. */
-static peaks train_peaks(const char *fam, const char *extra)
+/* Trains fam's fixture (lora_r 4, 2 steps of micro-batch mb, and `extra`,
+ * YAML lines) in-process on the backend the tests run on; the log's text
+ * into *log_text (free it). Returns lc_train_run's status. */
+static int train_fixture(const char *fam, int mb, const char *extra, char **log_text,
+                         lc_error *err)
 {
     char *dir = lc_test_tmpdir();
     char *fx = lc_test_asprintf("%s", lc_test_fixture(fam));
     char *yaml = lc_test_asprintf(
         "base_model: %s/model\nlora_r: 4\nlora_alpha: 8\n"
         "datasets:\n  - path: %s/train.jsonl\n    type: tokenized\n"
-        "micro_batch_size: 2\nmax_steps: 2\nlearning_rate: 1.0e-3\nsave_steps: 0\n"
+        "micro_batch_size: %d\nmax_steps: 2\nlearning_rate: 1.0e-3\nsave_steps: 0\n"
         "output_dir: %s/out\n%s%s",
-        fx, fx, dir, lc_test_backend_yaml(), extra);
+        fx, fx, mb, dir, lc_test_backend_yaml(), extra);
     char *cfg_path = lc_test_write_text(dir, "run.yaml", yaml);
     lc_train_config c;
-    lc_error err = {{0}};
-    cr_assert_eq(lc_train_config_load(&c, cfg_path, NULL, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_train_config_load(&c, cfg_path, NULL, 0, err), 0, "%s", err->msg);
     char *log_path = lc_test_asprintf("%s/train.log", dir);
     FILE *log = fopen(log_path, "w");
     cr_assert_not_null(log);
-    int rc = lc_train_run(&c, log, &err);
+    int rc = lc_train_run(&c, log, err);
     fclose(log);
     lc_train_config_free(&c);
+    *log_text = lc_test_read_file(log_path, NULL);
+    lc_test_rm_rf(dir);
+    free(log_path);
+    free(cfg_path);
+    free(yaml);
+    free(fx);
+    free(dir);
+    return rc;
+}
+
+/* Trains `extra` (YAML lines) on the fixture family fam for 2 steps and reads
+ * back the trainer's "memory used:" line. */
+static peaks train_peaks(const char *fam, const char *extra)
+{
+    lc_error err = {{0}};
+    char *text;
+    int rc = train_fixture(fam, 2, extra, &text, &err);
     cr_assert_eq(rc, 0, "%s: %s", fam, err.msg);
-    char *text = lc_test_read_file(log_path, NULL);
     const char *line = strstr(text, "memory used:");
     cr_assert_not_null(line, "no memory line in the log:\n%s", text);
     peaks p;
@@ -60,13 +77,7 @@ static peaks train_peaks(const char *fam, const char *extra)
                  4, "%s", line);
     cr_log_info("%s %s: step arena %zu (plan %zu), gradient pool %zu (plan %zu)", fam, extra,
                 p.arena, p.arena_plan, p.grad, p.grad_plan);
-    lc_test_rm_rf(dir);
     free(text);
-    free(log_path);
-    free(cfg_path);
-    free(yaml);
-    free(fx);
-    free(dir);
     return p;
 }
 
@@ -234,34 +245,13 @@ Test(memory_plan, device_refuses_what_does_not_fit, .timeout = 120)
     cr_skip_test("needs the simulator's configurable device memory");
 #endif
     setenv("LC_SIM_DEVICE_MEMORY", "40MiB", 1);
-    char *dir = lc_test_tmpdir();
-    char *fx = lc_test_asprintf("%s", lc_test_fixture("tiny-llama"));
-    char *yaml = lc_test_asprintf(
-        "base_model: %s/model\nlora_r: 4\nlora_alpha: 8\n"
-        "datasets:\n  - path: %s/train.jsonl\n    type: tokenized\n"
-        "micro_batch_size: 64\nsequence_len: 128\nmax_steps: 1\nsave_steps: 0\n"
-        "output_dir: %s/out\n%s", fx, fx, dir, lc_test_backend_yaml());
-    char *cfg_path = lc_test_write_text(dir, "run.yaml", yaml);
-    lc_train_config c;
     lc_error err = {{0}};
-    cr_assert_eq(lc_train_config_load(&c, cfg_path, NULL, 0, &err), 0, "%s", err.msg);
-    char *log_path = lc_test_asprintf("%s/train.log", dir);
-    FILE *log = fopen(log_path, "w");
-    cr_assert_not_null(log);
-    int rc = lc_train_run(&c, log, &err);
-    fclose(log);
-    lc_train_config_free(&c);
-    char *text = lc_test_read_file(log_path, NULL);
+    char *text;
+    int rc = train_fixture("tiny-llama", 64, "sequence_len: 128\n", &text, &err);
     cr_assert_neq(rc, 0, "a step larger than the device trained:\n%s", text);
     cr_log_info("%s", err.msg);
     cr_expect(strstr(err.msg, "of device memory") && strstr(err.msg, "are free"), "%s", err.msg);
     cr_expect(strstr(text, "memory plan (cuda device memory)"), "no plan printed:\n%s", text);
     cr_expect(!strstr(text, "step 1/"), "a step ran:\n%s", text);
-    lc_test_rm_rf(dir);
     free(text);
-    free(log_path);
-    free(cfg_path);
-    free(yaml);
-    free(fx);
-    free(dir);
 }
