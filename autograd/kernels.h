@@ -98,7 +98,8 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
 
 /* Rows of x processed together by the fused lm_head + cross-entropy. */
 int64_t lc_k_ce_chunk_rows(int64_t V);
-size_t lc_k_ce_scratch(int64_t C, int64_t V, const lc_weight *W);
+/* Scratch (lc_real elements) of lc_k_lm_head_ce over N rows. */
+size_t lc_k_ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W);
 /* Fused lm_head + cross-entropy over x[N,C], W[V,C], targets[N] (−100 =
  * ignored), the logits z soft-capped first when softcap > 0: z ← softcap ·
  * tanh(z / softcap) (Gemma 2's final_logit_softcapping, 30). Returns Σ token losses (double). When dx is not NULL, also

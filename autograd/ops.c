@@ -582,7 +582,7 @@ lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
     int64_t one = 1;
     lc_tensor *loss = lc_tape_tensor(t, 1, &one);
     lc_tape_mark mark = lc_tape_mark_now(t);
-    lc_real *scr = scratch(t, KT(t)->ce_scratch(C, W->rows, W));
+    lc_real *scr = scratch(t, KT(t)->ce_scratch(N, C, W->rows, W));
     int64_t nsup = 0;
     double sum = KT(t)->lm_head_ce(x->data, N, C, W, targets, grad_scale, dx, &nsup, scr, softcap);
     lc_tape_release(t, mark);

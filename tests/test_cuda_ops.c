@@ -1379,7 +1379,7 @@ static void ce_cpu(op_run *r)
     const int64_t *a = r->c->a;
     float *w = weight_host(r, (int)a[0], a[3], a[2]);
     lc_weight W = {.data = w, .dtype = LC_DTYPE_F32, .rows = a[3], .cols = a[2]};
-    lc_real *cs = malloc(CPU->ce_scratch(a[2], a[3], &W) * sizeof(lc_real));
+    lc_real *cs = malloc(CPU->ce_scratch(a[1], a[2], a[3], &W) * sizeof(lc_real));
     int64_t n = 0;
     double *loss = tb(r, r->phase ? "loss+dx" : "loss")->h;
     *loss = CPU->lm_head_ce(H(r, "x"), a[1], a[2], &W, tb(r, "targets")->h, CE_SCALE,
@@ -1394,7 +1394,7 @@ static int ce_dev(op_run *r)
     const int64_t *a = r->c->a;
     lc_weight W = weight_dev(r, (int)a[0], a[3], a[2]);
     lc_cuda_debug_limits(a[4] ? a[2] * 70 : 0, a[4] ? 7 : 0);
-    size_t sb = F32(r) ? DEV->ce_scratch(a[2], a[3], &W) * sizeof(lc_real)
+    size_t sb = F32(r) ? DEV->ce_scratch(a[1], a[2], a[3], &W) * sizeof(lc_real)
                        : lc_cuda_ce_scratch_bytes(r->dt, a[1], a[2], &W);
     void *scr = dalloc(sb);
     if (!scr)

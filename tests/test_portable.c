@@ -161,7 +161,7 @@ static void run_kernels(kernel_outputs *o)
     for (int i = 0; i < 40; i++)
         tg[i] = i % 7 == 3 ? -100 : (i * 37) % 300;
     lc_weight W = {.dtype = LC_DTYPE_F32, .rows = 300, .cols = 32, .data = hw};
-    float *ce_scratch = calloc(lc_k_ce_scratch(32, 300, &W), sizeof(float));
+    float *ce_scratch = calloc(lc_k_ce_scratch(40, 32, 300, &W), sizeof(float));
     int64_t nsup = 0;
     o->ce_loss = lc_k_lm_head_ce(hx, 40, 32, &W, tg, 0.01f, o->ce_dx, &nsup, ce_scratch, 0);
     free(ce_scratch);

@@ -266,9 +266,9 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
 
 int64_t lc_k_ce_chunk_rows(int64_t V) { return K()->ce_chunk_rows(V); }
 
-size_t lc_k_ce_scratch(int64_t C, int64_t V, const lc_weight *W)
+size_t lc_k_ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W)
 {
-    return K()->ce_scratch(C, V, W);
+    return K()->ce_scratch(N, C, V, W);
 }
 
 double lc_k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,

@@ -617,8 +617,9 @@ static int64_t cpu_ce_chunk_rows(int64_t V)
     return r > CE_MAX_CHUNK_ROWS ? CE_MAX_CHUNK_ROWS : r;
 }
 
-static size_t cpu_ce_scratch(int64_t C, int64_t V, const lc_weight *W)
+static size_t cpu_ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W)
 {
+    (void)N; /* chunks of rows: the same for any N */
     int64_t r = cpu_ce_chunk_rows(V);
     return (size_t)(r * V + 2 * r * C) + cpu_weight_scratch(W);
 }

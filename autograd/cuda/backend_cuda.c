@@ -140,11 +140,11 @@ static void k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_r
 
 static int64_t k_ce_chunk_rows(int64_t V) { return lc_cuda_ce_chunk_rows(V); }
 
-static size_t k_ce_scratch(int64_t C, int64_t V, const lc_weight *W)
+static size_t k_ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W)
 {
     (void)V; /* W's rows */
     /* the largest N: the chunk is then as many rows as the vocabulary allows */
-    return elems(lc_cuda_ce_scratch_bytes(F32, INT64_MAX, C, W));
+    return elems(lc_cuda_ce_scratch_bytes(F32, N, C, W));
 }
 
 static double k_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,

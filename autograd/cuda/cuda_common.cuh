@@ -42,8 +42,6 @@ struct lc_cuda_ctx {
     uint64_t gemm_hits, gemm_misses;
     void *red;            /* [red_cap bytes] per-block partial sums (grad norm, f64) */
     size_t red_cap;
-    void *rows;           /* [rows_cap bytes] lm_head_ce's per-row indices and losses */
-    size_t rows_cap;
     double *dscalar;      /* [8] device scalars: 0 grad norm, 1 loss, 2 flags, 3 Σ g² */
     int32_t *dcount;      /* [1] supervised-row count */
     void *hpinned;        /* [64 B] pinned host mirror of the scalars */

@@ -31,12 +31,11 @@ extern "C" int64_t lc_cuda_ce_chunk_rows(int64_t V)
     return r > CE_MAX_CHUNK_ROWS ? CE_MAX_CHUNK_ROWS : r;
 }
 
-/* The scratch of one call, per chunk of rows (its size does not grow with
- * N, as lc_k_ce_scratch's does not: the CUDA backend answers the same
- * question); the per-row state (compacted indices, row losses) lives in
- * the context's rows buffer, grown when a larger N first comes. */
+/* The scratch of one call over N rows: per chunk of rows (logits, their
+ * gradient, the gathered rows and their dx, the weight's tiles) and per row
+ * (the compacted indices of the supervised rows, their losses). */
 struct ce_layout {
-    size_t logits, grad, xc, dxc, wscr, total;
+    size_t logits, grad, xc, dxc, wscr, idx, row_loss, total;
 };
 
 static ce_layout ce_plan(lc_dtype dt, int64_t N, int64_t C, const lc_weight *W)
@@ -58,6 +57,11 @@ static ce_layout ce_plan(lc_dtype dt, int64_t N, int64_t C, const lc_weight *W)
     o += align256(sizeof(float) * (size_t)(ch * C));
     L.wscr = o;
     o += align256(lc_cuda_weight_scratch_bytes(W, dt));
+    int64_t rows = N > 0 ? N : 1;
+    L.idx = o;
+    o += align256(sizeof(int32_t) * (size_t)rows);
+    L.row_loss = o;
+    o += align256(sizeof(double) * (size_t)rows);
     L.total = o;
     return L;
 }
@@ -216,10 +220,8 @@ extern "C" int lc_cuda_lm_head_ce(lc_cuda_ctx *c, lc_dtype dt, const void *x, in
     const int64_t V = W->rows;
     ce_layout L = ce_plan(dt, N, C, W);
     char *base = (char *)scratch;
-    const size_t idx_bytes = align256(sizeof(int32_t) * (size_t)N);
-    LC_TRY(lc_cuda_reserve(c, &c->rows, &c->rows_cap, idx_bytes + sizeof(double) * (size_t)N));
-    int32_t *idx = (int32_t *)c->rows;
-    double *row_loss = (double *)((char *)c->rows + idx_bytes);
+    int32_t *idx = (int32_t *)(base + L.idx);
+    double *row_loss = (double *)(base + L.row_loss);
     float *logits = (float *)(base + L.logits);
     void *grad = dt == LC_DTYPE_F32 ? (void *)logits : (void *)(base + L.grad);
     void *xc = base + L.xc;

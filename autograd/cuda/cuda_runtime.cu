@@ -150,8 +150,6 @@ extern "C" void lc_cuda_ctx_free(lc_cuda_ctx *c)
         cublasLtDestroy(c->lt);
     cudaFree(c->workspace);
     cudaFree(c->red);
-    if (c->rows)
-        cudaFree(c->rows);
     cudaFree(c->dscalar);
     cudaFree(c->dcount);
     if (c->hpinned)
