@@ -566,8 +566,9 @@ static void ce_backward(lc_tape *t, lc_node *node)
 {
     lc_real *dx_saved = node->ctx;
     lc_tensor *x = node->in[0];
-    lc_real seed = 0; /* d(root)/d(loss), one value on the backend */
-    t->be->download(t->be, &seed, node->out[0]->grad, sizeof seed);
+    lc_real seed = 1; /* d(root)/d(loss): 1 at the root, else read from the backend */
+    if (node->out[0] != t->root)
+        t->be->download(t->be, &seed, node->out[0]->grad, sizeof seed);
     KT(t)->axpy(x->numel, seed, dx_saved, lc_tape_grad(t, x));
 }
 

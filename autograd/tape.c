@@ -234,5 +234,7 @@ void lc_tape_backward(lc_tape *t, lc_tensor *loss)
     lc_real *g = lc_tape_grad(t, loss);
     const lc_real one = 1;
     t->be->upload(t->be, g, &one, sizeof one);
+    t->root = loss;
     lc_tape_walk_back(t, 0);
+    t->root = NULL;
 }

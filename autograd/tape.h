@@ -60,6 +60,9 @@ typedef struct lc_tape {
     uint64_t op_counter;     /* distinct stream per op within a step */
     bool dry;                /* a dry run (lc_tape_init_dry): ops allocate as in a real
                               * step; be is the dry backend, which touches nothing */
+    lc_tensor *root;         /* during lc_tape_backward: the loss it started from, whose
+                              * gradient is 1 (an op reading its output's gradient as a
+                              * value need not ask the backend for it) */
     int64_t max_rows;        /* largest row count of any activation (0 = unknown): a
                               * gradient of an [rows, cols] tensor is allocated for
                               * max_rows rows, so micro-batches of varying length
