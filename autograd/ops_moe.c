@@ -150,8 +150,10 @@ lc_tensor *lc_op_router_topk(lc_tape *t, lc_tensor *logits, const lc_router_spec
     r->offset = lc_arena_alloc(t->arena, (size_t)(E + 1) * sizeof(int64_t));
     r->token = lc_arena_alloc(t->arena, nk_bytes);
     r->pair = lc_arena_alloc(t->arena, nk_bytes);
-    r->token_be = t->be->device ? lc_arena_alloc(t->data, nk_bytes) : r->token;
-    r->pair_be = t->be->device ? lc_arena_alloc(t->data, nk_bytes) : r->pair;
+    int32_t *token_be = t->be->device ? lc_arena_alloc(t->data, nk_bytes) : r->token;
+    int32_t *pair_be = t->be->device ? lc_arena_alloc(t->data, nk_bytes) : r->pair;
+    r->token_be = token_be;
+    r->pair_be = pair_be;
     lc_tensor *w = lc_tape_tensor2(t, N, k);
 
     lc_tape_mark mark = lc_tape_mark_now(t);
@@ -178,8 +180,8 @@ lc_tensor *lc_op_router_topk(lc_tape *t, lc_tensor *logits, const lc_router_spec
     else
         group_rows(r, cursor);
     host_store(t, w->data, wv, (size_t)(N * k) * sizeof(lc_real));
-    host_store(t, (void *)r->token_be, r->token, nk_bytes);
-    host_store(t, (void *)r->pair_be, r->pair, nk_bytes);
+    host_store(t, token_be, r->token, nk_bytes);
+    host_store(t, pair_be, r->pair, nk_bytes);
     lc_tape_release(t, mark);
 
     *route = r;
