@@ -59,6 +59,10 @@ typedef struct lc_kernels {
     __typeof__(lc_k_div) *div;
     __typeof__(lc_k_add_bias) *add_bias;
     __typeof__(lc_k_cols) *cols;
+    __typeof__(lc_k_gather_rows) *gather_rows;
+    __typeof__(lc_k_scatter_add_rows) *scatter_add_rows;
+    __typeof__(lc_k_gather_add_rows) *gather_add_rows;
+    __typeof__(lc_k_row_dots) *row_dots;
     __typeof__(lc_k_dora_norm_scratch) *dora_norm_scratch;
     __typeof__(lc_k_dora_norm) *dora_norm;
     __typeof__(lc_k_dora_combine) *dora_combine;

@@ -136,6 +136,27 @@ void lc_k_add_bias(int64_t N, int64_t O, const lc_real *bias, lc_real *y);
 void lc_k_cols(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_real *part,
                bool add);
 
+/* Row moves of a mixture-of-experts block (autograd/ops_moe.c): expert e's
+ * rows are gathered from the token rows, and its outputs weighted back
+ * into them. idx[n] (row numbers) and slot[n] (indices into w) are int32
+ * in the backend's memory; a kernel that adds into rows chosen by idx needs
+ * distinct idx (the rows of one expert are distinct tokens), so no two of
+ * its rows write the same place and no atomics are needed. w NULL means a
+ * weight of 1 (slot unused). */
+/* out[n, C]: row i = x[idx[i], :]. */
+void lc_k_gather_rows(const lc_real *x, const int32_t *idx, int64_t n, int64_t C,
+                      lc_real *out);
+/* dst[idx[i], :] += w[slot[i]] · src[i, :] for src [n, C]. */
+void lc_k_scatter_add_rows(const lc_real *src, const int32_t *idx, const lc_real *w,
+                           const int32_t *slot, int64_t n, int64_t C, lc_real *dst);
+/* dst[i, :] += w[slot[i]] · src[idx[i], :] for dst [n, C]. */
+void lc_k_gather_add_rows(const lc_real *src, const int32_t *idx, const lc_real *w,
+                          const int32_t *slot, int64_t n, int64_t C, lc_real *dst);
+/* dw[slot[i]] += Σ_c a[idx[i], c] · b[i, c] for b [n, C], each sum in double
+ * (slot distinct): the routing weights' gradient. */
+void lc_k_row_dots(const lc_real *a, const int32_t *idx, const lc_real *b, const int32_t *slot,
+                   int64_t n, int64_t C, lc_real *dw);
+
 /* AdamW's hyper-parameters (torch.optim.AdamW's names). */
 typedef struct lc_adamw_hparams {
     double beta1, beta2, eps, weight_decay;

@@ -1,9 +1,13 @@
 /* ops_moe.c — router top-k, expert gather and combine (see ops_moe.h).
  *
  * Same pattern as ops.c: outputs and what backward keeps in the step arena,
- * a node only when some input requires grad. The work here is O(N·k·C) row
- * moves next to the experts' GEMMs, parallel over tokens or rows (rows of
- * one expert belong to distinct tokens, so scatters never collide). */
+ * a node only when some input requires grad, element memory touched only
+ * through the tape's backend. The row moves, O(N·k·C) next to the experts'
+ * GEMMs, are one backend kernel per expert (rows of one expert belong to
+ * distinct tokens, so its scatters never collide). The routing runs on the
+ * host over host views of the tensors (host_buffer): the tensors themselves
+ * on the CPU, copies in the host step arena on a device. A dry run makes the
+ * same allocations and skips the host loops (its buffers are not memory). */
 #include "autograd/ops_moe.h"
 
 #include <math.h>
@@ -11,6 +15,8 @@
 
 #include "autograd/error.h"
 #include "autograd/kernels.h"
+
+#define KT(t) (&(t)->be->k)
 
 /* ---- router top-k ---- */
 
@@ -43,6 +49,26 @@ static void softmax_d(const lc_real *z, int E, double *p)
         p[i] /= sum;
 }
 
+/* n elements of host memory standing for p (element memory of the tape's
+ * backend): p itself on the CPU, else scratch in the host step arena (above
+ * the caller's mark), filled from p when fetch. */
+static lc_real *host_buffer(lc_tape *t, lc_real *p, int64_t n, bool fetch)
+{
+    if (!t->be->device)
+        return p;
+    lc_real *h = lc_arena_alloc(t->arena, (size_t)n * sizeof(lc_real));
+    if (fetch)
+        t->be->download(t->be, h, p, (size_t)n * sizeof(lc_real));
+    return h;
+}
+
+/* Writes a host_buffer of p back into p (nothing to do on the CPU). */
+static void host_store(lc_tape *t, void *p, const void *h, size_t bytes)
+{
+    if (t->be->device)
+        t->be->upload(t->be, p, h, bytes);
+}
+
 typedef struct router_ctx {
     lc_router_spec spec;
     const lc_moe_route *route;
@@ -54,18 +80,23 @@ static void router_backward(lc_tape *t, lc_node *node)
 {
     const router_ctx *c = node->ctx;
     lc_tensor *z = node->in[0], *w = node->out[0];
-    lc_real *dz = lc_tape_grad(t, z);
-    if (!dz)
+    lc_real *dz_be = lc_tape_grad(t, z);
+    if (!dz_be)
         return;
     const lc_moe_route *r = c->route;
     int E = r->E, k = r->k;
-    size_t mark = lc_arena_mark(t->arena);
+    int64_t N = r->N;
+    lc_tape_mark mark = lc_tape_mark_now(t);
+    lc_real *dz = host_buffer(t, dz_be, N * E, true);
+    const lc_real *wv = host_buffer(t, w->data, N * k, true);
+    const lc_real *dw = host_buffer(t, w->grad, N * k, true);
+    const lc_real *zv = c->spec.renorm ? NULL : host_buffer(t, z->data, N * E, true);
     double *pbuf = c->spec.renorm ? NULL
-                                  : lc_arena_alloc(t->arena, (size_t)(r->N * E) * sizeof(double));
-    int64_t rows = t->dry ? 0 : r->N;
-#pragma omp parallel for schedule(static) if (r->N * E >= 8192)
+                                  : lc_arena_alloc(t->arena, (size_t)(N * E) * sizeof(double));
+    int64_t rows = t->dry ? 0 : N;
+#pragma omp parallel for schedule(static) if (N * E >= 8192)
     for (int64_t n = 0; n < rows; n++) {
-        const lc_real *wn = w->data + n * k, *dwn = w->grad + n * k;
+        const lc_real *wn = wv + n * k, *dwn = dw + n * k;
         const int32_t *ids = r->expert + n * k;
         lc_real *dzn = dz + n * E;
         double s = 0;
@@ -77,13 +108,14 @@ static void router_backward(lc_tape *t, lc_node *node)
             continue;
         }
         double *p = pbuf + n * E;
-        softmax_d(z->data + n * E, E, p);
+        softmax_d(zv + n * E, E, p);
         for (int i = 0; i < E; i++)
             dzn[i] -= (lc_real)(p[i] * s);
         for (int j = 0; j < k; j++)
             dzn[ids[j]] += (lc_real)(p[ids[j]] * (double)dwn[j]);
     }
-    lc_arena_release(t->arena, mark);
+    host_store(t, dz_be, dz, (size_t)(N * E) * sizeof(lc_real));
+    lc_tape_release(t, mark);
 }
 
 /* Counting sort of the (token, slot) pairs by expert, stable in token
@@ -100,40 +132,46 @@ static void group_rows(lc_moe_route *r, int64_t *cursor)
     for (int64_t i = 0; i < NK; i++) {
         int64_t row = cursor[r->expert[i]]++;
         r->token[row] = (int32_t)(i / r->k);
-        r->row[i] = row;
+        r->pair[row] = (int32_t)i;
     }
 }
 
 lc_tensor *lc_op_router_topk(lc_tape *t, lc_tensor *logits, const lc_router_spec *spec,
                              lc_moe_route **route)
 {
-    LC_ASSERT(!t->be->device); /* routing reads host memory (see ops_moe.h) */
     int64_t N = lc_tensor_rows(logits);
     int E = (int)lc_tensor_cols(logits), k = spec->k;
     LC_ASSERT(spec->mode == LC_ROUTER_SOFTMAX_THEN_TOPK && k >= 1 && k <= E);
     LC_ASSERT(N * k <= INT32_MAX);
+    size_t nk_bytes = (size_t)(N * k) * sizeof(int32_t);
     lc_moe_route *r = lc_arena_alloc(t->arena, sizeof *r);
     *r = (lc_moe_route){.N = N, .E = E, .k = k};
-    r->expert = lc_arena_alloc(t->arena, (size_t)(N * k) * sizeof(int32_t));
+    r->expert = lc_arena_alloc(t->arena, nk_bytes);
     r->offset = lc_arena_alloc(t->arena, (size_t)(E + 1) * sizeof(int64_t));
-    r->token = lc_arena_alloc(t->arena, (size_t)(N * k) * sizeof(int32_t));
-    r->row = lc_arena_alloc(t->arena, (size_t)(N * k) * sizeof(int64_t));
+    r->token = lc_arena_alloc(t->arena, nk_bytes);
+    r->pair = lc_arena_alloc(t->arena, nk_bytes);
+    int32_t *token_be = t->be->device ? lc_arena_alloc(t->data, nk_bytes) : r->token;
+    int32_t *pair_be = t->be->device ? lc_arena_alloc(t->data, nk_bytes) : r->pair;
+    r->token_be = token_be;
+    r->pair_be = pair_be;
     lc_tensor *w = lc_tape_tensor2(t, N, k);
 
-    size_t mark = lc_arena_mark(t->arena);
+    lc_tape_mark mark = lc_tape_mark_now(t);
+    const lc_real *z = host_buffer(t, logits->data, N * E, true);
+    lc_real *wv = host_buffer(t, w->data, N * k, false);
     double *pbuf = lc_arena_alloc(t->arena, (size_t)(N * E) * sizeof(double));
     int64_t rows = t->dry ? 0 : N;
 #pragma omp parallel for schedule(static) if (N * E >= 8192)
     for (int64_t n = 0; n < rows; n++) {
         int32_t *ids = r->expert + n * k;
         double *p = pbuf + n * E;
-        topk_ids(logits->data + n * E, E, k, ids);
-        softmax_d(logits->data + n * E, E, p);
+        topk_ids(z + n * E, E, k, ids);
+        softmax_d(z + n * E, E, p);
         double sel = 0;
         for (int j = 0; j < k; j++)
             sel += p[ids[j]];
         for (int j = 0; j < k; j++)
-            w->data[n * k + j] = (lc_real)(spec->renorm ? p[ids[j]] / sel : p[ids[j]]);
+            wv[n * k + j] = (lc_real)(spec->renorm ? p[ids[j]] / sel : p[ids[j]]);
     }
     int64_t *cursor = lc_arena_alloc(t->arena, (size_t)E * sizeof(int64_t));
     if (t->dry) /* the bound over every routing: each expert gets all N tokens */
@@ -141,7 +179,10 @@ lc_tensor *lc_op_router_topk(lc_tape *t, lc_tensor *logits, const lc_router_spec
             r->offset[e] = (int64_t)e * N;
     else
         group_rows(r, cursor);
-    lc_arena_release(t->arena, mark);
+    host_store(t, w->data, wv, (size_t)(N * k) * sizeof(lc_real));
+    host_store(t, token_be, r->token, nk_bytes);
+    host_store(t, pair_be, r->pair, nk_bytes);
+    lc_tape_release(t, mark);
 
     *route = r;
     if (lc_tape_needs_grad(t, &logits, 1)) {
@@ -166,25 +207,17 @@ static void gather_backward(lc_tape *t, lc_node *node)
     lc_real *dx = lc_tape_grad(t, x);
     if (!dx)
         return;
-    int64_t C = lc_tensor_cols(x), n_e = t->dry ? 0 : lc_tensor_rows(xg);
-    const int32_t *tok = c->route->token + c->route->offset[c->e];
-#pragma omp parallel for schedule(static) if (n_e * C >= 32768)
-    for (int64_t i = 0; i < n_e; i++)
-        lc_k_axpy(C, 1, xg->grad + i * C, dx + (int64_t)tok[i] * C);
+    const int32_t *tok = c->route->token_be + c->route->offset[c->e];
+    KT(t)->scatter_add_rows(xg->grad, tok, NULL, NULL, lc_tensor_rows(xg), lc_tensor_cols(x), dx);
 }
 
 lc_tensor *lc_op_moe_gather(lc_tape *t, lc_tensor *x, const lc_moe_route *route, int e)
 {
-    LC_ASSERT(!t->be->device); /* routing reads host memory (see ops_moe.h) */
     LC_ASSERT(e >= 0 && e < route->E && lc_tensor_rows(x) == route->N);
     int64_t C = lc_tensor_cols(x), n_e = lc_moe_rows(route, e);
     LC_ASSERT(n_e > 0);
-    lc_tensor *xg = lc_tape_tensor2(t, n_e, C);
-    const int32_t *tok = route->token + route->offset[e];
-    int64_t rows = t->dry ? 0 : n_e;
-#pragma omp parallel for schedule(static) if (n_e * C >= 32768)
-    for (int64_t i = 0; i < rows; i++)
-        memcpy(xg->data + i * C, x->data + (int64_t)tok[i] * C, (size_t)C * sizeof(lc_real));
+    lc_tensor *xg = lc_tape_tensor2(t, n_e, C); /* [n_e, C] */
+    KT(t)->gather_rows(x->data, route->token_be + route->offset[e], n_e, C, xg->data);
     if (lc_tape_needs_grad(t, &x, 1)) {
         gather_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
         *c = (gather_ctx){route, e};
@@ -200,43 +233,28 @@ typedef struct combine_ctx {
     lc_tensor **y; /* [E] */
 } combine_ctx;
 
-/* Expert e's output row for (token n, slot j). */
-static const lc_real *combine_row(const lc_moe_route *r, lc_tensor *const *y, int64_t n, int j,
-                                  int64_t C)
-{
-    int e = r->expert[n * r->k + j];
-    return y[e]->data + (r->row[n * r->k + j] - r->offset[e]) * C;
-}
-
+/* Per expert e with rows: dy[e] += w · dout[token] (its rows' gradient) and
+ * dw[pair] += dout[token] · y[e] (the weights'). */
 static void combine_backward(lc_tape *t, lc_node *node)
 {
     const combine_ctx *c = node->ctx;
     const lc_moe_route *r = c->route;
     lc_tensor *w = node->in[0], *out = node->out[0];
     int64_t C = lc_tensor_cols(out);
-    int k = r->k;
     size_t mark = lc_arena_mark(t->arena);
     lc_real **dy = lc_arena_alloc(t->arena, (size_t)r->E * sizeof *dy);
     for (int e = 0; e < r->E; e++)
         dy[e] = c->y[e] ? lc_tape_grad(t, c->y[e]) : NULL;
     lc_real *dw = lc_tape_grad(t, w);
-    int64_t rows = t->dry ? 0 : r->N;
-#pragma omp parallel for schedule(static) if (r->N * k * C >= 32768)
-    for (int64_t n = 0; n < rows; n++) {
-        const lc_real *dout = out->grad + n * C;
-        for (int j = 0; j < k; j++) {
-            int e = r->expert[n * k + j];
-            int64_t i = r->row[n * k + j] - r->offset[e];
-            if (dy[e])
-                lc_k_axpy(C, w->data[n * k + j], dout, dy[e] + i * C);
-            if (dw) {
-                const lc_real *ye = combine_row(r, c->y, n, j, C);
-                double s = 0;
-                for (int64_t q = 0; q < C; q++)
-                    s += (double)dout[q] * (double)ye[q];
-                dw[n * k + j] += (lc_real)s;
-            }
-        }
+    for (int e = 0; e < r->E; e++) {
+        if (!c->y[e])
+            continue;
+        int64_t n_e = lc_moe_rows(r, e);
+        const int32_t *tok = r->token_be + r->offset[e], *pair = r->pair_be + r->offset[e];
+        if (dy[e])
+            KT(t)->gather_add_rows(out->grad, tok, w->data, pair, n_e, C, dy[e]);
+        if (dw)
+            KT(t)->row_dots(out->grad, tok, c->y[e]->data, pair, n_e, C, dw);
     }
     lc_arena_release(t->arena, mark);
 }
@@ -244,9 +262,8 @@ static void combine_backward(lc_tape *t, lc_node *node)
 lc_tensor *lc_op_moe_combine(lc_tape *t, lc_tensor *w, lc_tensor *const *y,
                              const lc_moe_route *route)
 {
-    LC_ASSERT(!t->be->device); /* routing reads host memory (see ops_moe.h) */
-    int E = route->E, k = route->k;
-    LC_ASSERT(lc_tensor_rows(w) == route->N && lc_tensor_cols(w) == k);
+    int E = route->E;
+    LC_ASSERT(lc_tensor_rows(w) == route->N && lc_tensor_cols(w) == route->k);
     int64_t C = -1;
     for (int e = 0; e < E; e++) {
         LC_ASSERT(!y[e] == (lc_moe_rows(route, e) == 0));
@@ -257,15 +274,13 @@ lc_tensor *lc_op_moe_combine(lc_tape *t, lc_tensor *w, lc_tensor *const *y,
         C = lc_tensor_cols(y[e]);
     }
     LC_ASSERT(C > 0);
-    lc_tensor *out = lc_tape_tensor2(t, route->N, C);
-    int64_t rows = t->dry ? 0 : route->N;
-#pragma omp parallel for schedule(static) if (route->N * k * C >= 32768)
-    for (int64_t n = 0; n < rows; n++) {
-        lc_real *o = out->data + n * C;
-        memset(o, 0, (size_t)C * sizeof(lc_real));
-        for (int j = 0; j < k; j++)
-            lc_k_axpy(C, w->data[n * k + j], combine_row(route, y, n, j, C), o);
-    }
+    lc_tensor *out = lc_tape_tensor2(t, route->N, C); /* [N, C] */
+    lc_backend_zero(t->be, out->data, out->numel);
+    for (int e = 0; e < E; e++)
+        if (y[e]) /* out[token] += w[pair] · y[e] over expert e's rows */
+            KT(t)->scatter_add_rows(y[e]->data, route->token_be + route->offset[e], w->data,
+                                    route->pair_be + route->offset[e], lc_moe_rows(route, e), C,
+                                    out->data);
 
     bool record = lc_tape_needs_grad(t, &w, 1);
     for (int e = 0; e < E && !record; e++)

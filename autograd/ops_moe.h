@@ -7,8 +7,16 @@
  * the tokens routed to it, so one GEMM per expert and projection does all
  * the work and LoRA, dtype and quantised weights come for free. These ops
  * only move rows and routing weights around; moe_block.h strings them
- * together. They read routing and rows in host memory: CPU tapes only (a
- * device backend is refused before a step, train/trainer.c).
+ * together.
+ *
+ * Any backend: the rows move by the backend's kernels (kernels.h
+ * lc_k_gather_rows, lc_k_scatter_add_rows, lc_k_gather_add_rows,
+ * lc_k_row_dots), one call per expert. Only the routing runs on the host —
+ * [N, E] logits, a top-k and a softmax per token, small next to the
+ * experts' GEMMs: on a device backend the logits are downloaded, and the
+ * routing weights and the row index arrays uploaded into the step's data
+ * arena (the router's backward downloads w, dw and dz and uploads dz); on
+ * the CPU the same code reads and writes the tensors in place.
  *
  * Routing (transformers 5.17 MixtralTopKRouter / Qwen3MoeTopKRouter): p =
  * softmax over all E logits of a token, the k largest kept (descending),
@@ -45,10 +53,14 @@ typedef struct lc_router_spec {
 typedef struct lc_moe_route {
     int64_t N;         /* tokens */
     int E, k;
+    /* host memory */
     int32_t *expert;   /* [N, k] chosen experts, by descending logit */
     int64_t *offset;   /* [E + 1] expert e's rows: [offset[e], offset[e+1]) */
     int32_t *token;    /* [N·k] grouped row → token */
-    int64_t *row;      /* [N·k] token·k + slot → grouped row */
+    int32_t *pair;     /* [N·k] grouped row → token·k + slot (its weight in w [N, k]) */
+    /* token and pair in the tape's element memory (the host arrays on the CPU):
+     * what the kernels index with */
+    const int32_t *token_be, *pair_be;
 } lc_moe_route;
 
 /* Rows routed to expert e. */

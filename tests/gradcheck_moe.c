@@ -247,7 +247,10 @@ Test(gradcheck_moe, router_values_and_ties)
         cr_expect_eq(r->offset[4], 4);
         cr_expect_eq(r->token[0], 0);
         cr_expect_eq(r->token[1], 1);
-        cr_expect_eq(r->row[3], 3); /* token 1, slot 1 (expert 3) */
+        cr_expect_eq(r->pair[1], 2); /* grouped row 1: token 1, slot 0 (expert 1) */
+        cr_expect_eq(r->pair[2], 1); /* token 0, slot 1 (expert 3) */
+        cr_expect_eq(r->pair[3], 3); /* token 1, slot 1 (expert 3) */
+        cr_expect_eq(r->token_be, r->token, "on the CPU the kernels index the host arrays");
     }
     lc_tape_free(&t);
     lc_arena_free(&a);

@@ -1679,6 +1679,85 @@ static const opcase DORA_CASES[] = {
     {"1x1", {1, 1}, 0, 0, 0},
 };
 
+/* ---------------------------------------------------------------- MoE row moves */
+
+/* a: N token rows, C, n expert rows, NK routing weights, weighted (0: w NULL).
+ * idx: n distinct tokens, slot: n distinct weights, as one expert's rows
+ * (autograd/ops_moe.c); rows no index names must come back untouched. */
+static void moe_decl(op_run *r)
+{
+    const int64_t *a = r->c->a;
+    IN(r, "x", K_ACT, a[0] * a[1], 1);
+    IN(r, "src", K_ACT, a[2] * a[1], 1);
+    IN(r, "w", K_ACT, a[3], 1);
+    IN(r, "idx", K_I32, a[2], 0);
+    IN(r, "slot", K_I32, a[2], 0);
+    tadd(r, "gathered", K_ACT, R_OUT, 0, a[2] * a[1], 0, 0, 0, NO_PAIR);
+    tadd(r, "scattered", K_ACT, R_ACC, 0, a[0] * a[1], 1, TOL_PW_F32, TOL_PW_BF16, NO_PAIR);
+    tadd(r, "gather_add", K_ACT, R_ACC, 0, a[2] * a[1], 1, TOL_PW_F32, TOL_PW_BF16, NO_PAIR);
+    tadd(r, "dw", K_ACT, R_ACC, 0, a[3], 1, TOL_PW_F32, TOL_PW_BF16, NO_PAIR);
+}
+/* the first n of a random permutation of 0..m-1 into v */
+static void distinct(int32_t *v, int64_t n, int64_t m)
+{
+    int32_t *perm = malloc((size_t)m * sizeof *perm);
+    cr_assert(perm && n <= m);
+    for (int64_t i = 0; i < m; i++)
+        perm[i] = (int32_t)i;
+    for (int64_t i = m - 1; i > 0; i--) {
+        int64_t j = irand(i + 1);
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    memcpy(v, perm, (size_t)n * sizeof *v);
+    free(perm);
+}
+static void moe_init(op_run *r)
+{
+    distinct(tb(r, "idx")->h, r->c->a[2], r->c->a[0]);
+    distinct(tb(r, "slot")->h, r->c->a[2], r->c->a[3]);
+}
+static void moe_cpu(op_run *r)
+{
+    const int64_t *a = r->c->a;
+    int64_t C = a[1], n = a[2];
+    const int32_t *idx = tb(r, "idx")->h, *slot = tb(r, "slot")->h;
+    const float *w = a[4] ? H(r, "w") : NULL;
+    CPU->gather_rows(H(r, "x"), idx, n, C, H(r, "gathered"));
+    CPU->scatter_add_rows(H(r, "src"), idx, w, slot, n, C, H(r, "scattered"));
+    CPU->gather_add_rows(H(r, "x"), idx, w, slot, n, C, H(r, "gather_add"));
+    CPU->row_dots(H(r, "x"), idx, H(r, "src"), slot, n, C, H(r, "dw"));
+    const char *outs[] = {"scattered", "gather_add", "dw"};
+    for (int k = 0; k < 3; k++)
+        round_all(kind_of(r, K_ACT), H(r, outs[k]), tb(r, outs[k])->s.n);
+}
+static int moe_dev(op_run *r)
+{
+    const int64_t *a = r->c->a;
+    int64_t C = a[1], n = a[2];
+    const int32_t *idx = D(r, "idx"), *slot = D(r, "slot");
+    const void *w = a[4] ? D(r, "w") : NULL;
+    if (F32(r)) {
+        DEV->gather_rows(D(r, "x"), idx, n, C, D(r, "gathered"));
+        DEV->scatter_add_rows(D(r, "src"), idx, w, slot, n, C, D(r, "scattered"));
+        DEV->gather_add_rows(D(r, "x"), idx, w, slot, n, C, D(r, "gather_add"));
+        DEV->row_dots(D(r, "x"), idx, D(r, "src"), slot, n, C, D(r, "dw"));
+        return 0;
+    }
+    return lc_cuda_gather_rows(g_ctx, r->dt, D(r, "x"), idx, n, C, D(r, "gathered")) ||
+           lc_cuda_scatter_add_rows(g_ctx, r->dt, D(r, "src"), idx, w, slot, n, C,
+                                    D(r, "scattered")) ||
+           lc_cuda_gather_add_rows(g_ctx, r->dt, D(r, "x"), idx, w, slot, n, C,
+                                   D(r, "gather_add")) ||
+           lc_cuda_row_dots(g_ctx, r->dt, D(r, "x"), idx, D(r, "src"), slot, n, C, D(r, "dw"));
+}
+static const opcase MOE_CASES[] = {
+    {"13 tokens x37, 9 rows, w", {13, 37, 9, 26, 1}, 0, 0, 0},
+    {"13 tokens x37, 9 rows, w NULL", {13, 37, 9, 26, 0}, 0, 0, 0},
+    {"300 tokens x5, all rows, w", {300, 5, 300, 600, 1}, 0, 0, 0},
+    {"4 tokens x300, 1 row, w", {4, 300, 1, 8, 1}, 0, 0, 0},
+};
+
 /* ---------------------------------------------------------------- the table */
 
 #define CASES(a) a, (int)(sizeof a / sizeof a[0])
@@ -1703,6 +1782,7 @@ static const op_def OPS[] = {
     {"grad_norm_clip", CASES(GN_CASES), 1, 0, 0, gn_decl, NULL, gn_cpu, gn_dev},
     {"dora_norm", CASES(DNORM_CASES), 1, 0, 0, dnorm_decl, weight_init, dnorm_cpu, dnorm_dev},
     {"dora", CASES(DORA_CASES), 2, 0, 1e-4, dora_decl, dora_init, dora_cpu, dora_dev},
+    {"moe_rows", CASES(MOE_CASES), 1, 0, 0, moe_decl, moe_init, moe_cpu, moe_dev},
 };
 
 Test(cuda, op_parity, .timeout = 1200)

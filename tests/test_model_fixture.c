@@ -236,6 +236,7 @@ Test(model_fixture, qwen3moe_without_norm_topk_prob)
     setup(&f, "tiny-qwen3moe");
     cr_assert(f.s.model.cfg.moe_renorm);
     f.s.model.cfg.moe_renorm = false;
+    f.s.dev.model.cfg.moe_renorm = false; /* the device mirror's copy (unused on the CPU) */
     char *meta_path = lc_test_asprintf("%s", fx("meta.json"));
     char *text = lc_test_read_file(meta_path, NULL);
     const char *k = strstr(text, "\"loss_norm_topk_prob_false\":");
@@ -244,7 +245,7 @@ Test(model_fixture, qwen3moe_without_norm_topk_prob)
     double sum;
     int64_t n;
     int64_t nsup = lc_batch_buf_supervised(&f.s.buf);
-    lc_model_loss(&f.s.model, &f.s.tape, &f.s.batch, &f.s.lora, (lc_real)(1.0 / nsup), &sum, &n);
+    lc_model_loss(f.s.m, &f.s.tape, &f.s.batch, f.s.l, (lc_real)(1.0 / nsup), &sum, &n);
     double rel = fabs(sum / n - ref_loss) / ref_loss;
     cr_log_info("tiny-qwen3moe without norm_topk_prob: loss %.9f vs %.9f (rel %.3g)", sum / n,
                 ref_loss, rel);

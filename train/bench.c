@@ -160,6 +160,7 @@ static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
         lc_adamw_init(&b->opt, b->lora.n_params, err) ||
         lc_batch_buf_init(&b->buf, o->batch, o->seq, err))
         return -1;
+    b->tape.max_rows = (int64_t)o->batch * o->seq; /* gradients sized as the plan's (engine.c) */
     int32_t *ids = malloc((size_t)o->seq * sizeof(int32_t));
     if (!ids)
         return lc_error_set(err, "bench: out of memory for a row of %d tokens", o->seq);

@@ -11,10 +11,7 @@
 
 int lc_device_model_check(const lc_model *m, const lc_lora *lora, lc_error *err)
 {
-    if (m->cfg.n_experts > 0)
-        return lc_error_set(err, "%s is a mixture-of-experts model: its routing runs on the CPU "
-                            "only for now; use device: cpu", lc_family_of(m->cfg.arch)->model_type);
-    (void)lora;
+    (void)m, (void)lora, (void)err; /* every model lorac trains runs on a device today */
     return 0;
 }
 
@@ -43,9 +40,13 @@ static double rope_bytes(const lc_model *m)
 double lc_device_model_weight_bytes(const lc_model *m)
 {
     double b = dense_bytes(&m->embed) + (tied(m) ? 0 : dense_bytes(&m->lm_head));
-    for (int l = 0; l < m->cfg.n_layers; l++)
+    for (int l = 0; l < m->cfg.n_layers; l++) {
         for (int k = 0; k < LC_MOD_COUNT; k++)
             b += dense_bytes(&m->layers[l].proj[k]);
+        b += dense_bytes(&m->layers[l].router);
+        for (int i = 0; i < 3 * m->cfg.n_experts; i++)
+            b += dense_bytes(&m->layers[l].experts[i]);
+    }
     return b + (double)lc_model_small_count(&m->cfg) * sizeof(lc_real) + rope_bytes(m);
 }
 
@@ -152,15 +153,17 @@ static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
     dm->owned_weights = NULL;
     dm->nf4 = NULL;
     dm->nf4_experts = NULL;
-    dm->expert_weights = NULL;
     dm->gguf = NULL;
     dm->host = m;
     dm->layers = calloc((size_t)c->n_layers + 1, sizeof *dm->layers);
-    d->cap_nf4 = (size_t)c->n_layers * LC_MOD_COUNT + 2;
+    /* an MoE layer: E·3 experts (gate, up, down at 3e..3e+2) and its router */
+    size_t n_exp = (size_t)c->n_experts * 3;
+    dm->expert_weights = calloc((size_t)c->n_layers * n_exp + 1, sizeof *dm->expert_weights);
+    d->cap_nf4 = (size_t)c->n_layers * (LC_MOD_COUNT + n_exp + 1) + 2;
     d->nf4 = calloc(d->cap_nf4, sizeof *d->nf4);
     size_t stage_elems = STAGE_BYTES / sizeof(lc_real);
     lc_real *stage = malloc(STAGE_BYTES);
-    if (!dm->layers || !d->nf4 || !stage) {
+    if (!dm->layers || !dm->expert_weights || !d->nf4 || !stage) {
         free(stage);
         return lc_error_set(err, "out of memory for the device model's structure");
     }
@@ -190,7 +193,13 @@ static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
             L->norm[k] = rebase(m->layers[l].norm[k], m->small, n_small, small);
         L->q_norm = rebase(m->layers[l].q_norm, m->small, n_small, small);
         L->k_norm = rebase(m->layers[l].k_norm, m->small, n_small, small);
-        L->experts = NULL;
+        L->experts = n_exp ? dm->expert_weights + (size_t)l * n_exp : NULL;
+        if (rc == 0)
+            rc = upload_weight(d, &L->router, stage, stage_elems, err);
+        for (size_t i = 0; rc == 0 && i < n_exp; i++) {
+            L->experts[i] = m->layers[l].experts[i];
+            rc = upload_weight(d, &L->experts[i], stage, stage_elems, err);
+        }
     }
     free(stage);
     for (int k = 0; rc == 0 && k < LC_ROPE_TABLE_COUNT; k++) {
@@ -201,6 +210,41 @@ static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
             rc = -1;
     }
     return rc;
+}
+
+/* The mirror of a host LoRA tensor: its data and grad moved into the device
+ * params and grads at the same offsets. */
+static void mirror_tensor(lc_tensor *dt, const lc_tensor *t, const lc_lora *lora,
+                          const lc_lora *dl)
+{
+    *dt = *t;
+    dt->data = rebase(t->data, lora->params, lora->n_params, dl->params);
+    dt->grad = rebase(t->grad, lora->grads, lora->n_params, dl->grads);
+}
+
+/* Each expert's adapter (views into its module's A and B): the same slots,
+ * pointing at mirrored tensors. */
+static int mirror_expert_views(lc_lora *dl, const lc_lora *lora, lc_error *err)
+{
+    size_t n_views = lc_lora_expert_view_count(lora);
+    dl->expert_views = calloc(n_views + 1, sizeof *dl->expert_views);
+    dl->expert_tensors = calloc(2 * n_views + 1, sizeof *dl->expert_tensors);
+    if (!dl->expert_views || !dl->expert_tensors)
+        return lc_error_set(err, "out of memory for the device LoRA's expert views");
+    for (size_t v = 0; v < n_views; v++) {
+        lc_lora_adapter *ad = &dl->expert_views[v];
+        *ad = lora->expert_views[v];
+        if (!ad->A)
+            continue; /* a slot of the module that is not targeted */
+        lc_tensor **parts[2] = {&ad->A, &ad->B};
+        for (int k = 0; k < 2; k++) {
+            size_t i = (size_t)(*parts[k] - lora->expert_tensors);
+            LC_ASSERT(i < 2 * n_views);
+            mirror_tensor(&dl->expert_tensors[i], *parts[k], lora, dl);
+            *parts[k] = &dl->expert_tensors[i];
+        }
+    }
+    return 0;
 }
 
 static int upload_lora(lc_device_model *d, const lc_lora *lora, lc_error *err)
@@ -219,12 +263,10 @@ static int upload_lora(lc_device_model *d, const lc_lora *lora, lc_error *err)
         return -1;
     d->be->upload(d->be, dl->params, lora->params, n * sizeof(lc_real));
     d->be->memset0(d->be, dl->grads, bytes);
-    for (size_t i = 0; i < lora->n_tensors; i++) {
-        lc_tensor *t = &dl->tensors[i];
-        *t = lora->tensors[i];
-        t->data = rebase(t->data, lora->params, n, dl->params);
-        t->grad = rebase(t->grad, lora->grads, n, dl->grads);
-    }
+    for (size_t i = 0; i < lora->n_tensors; i++)
+        mirror_tensor(&dl->tensors[i], &lora->tensors[i], lora, dl);
+    if (mirror_expert_views(dl, lora, err))
+        return -1;
     /* a frozen DoRA adapter's held norms: one buffer, adapter after adapter */
     size_t n_norms = 0;
     for (size_t a = 0; lora->frozen_norms && a < n_adapters; a++) {
@@ -271,8 +313,11 @@ void lc_device_model_free(lc_device_model *d)
     free(d->bufs);
     free(d->nf4);
     free(d->model.layers);
+    free(d->model.expert_weights);
     free(d->lora.tensors);
     free(d->lora.adapters);
+    free(d->lora.expert_views);
+    free(d->lora.expert_tensors);
     memset(d, 0, sizeof *d);
 }
 

@@ -9,16 +9,19 @@
  *     tile as they are read — F32, F16, BF16 and GGUF's ggml types alike —
  *     or, for NF4, kept 4-bit: codes and (double-quantized) scales uploaded
  *     as they are, the lc_nf4 struct on the host pointing at them;
+ *     An MoE layer's router and every expert's gate, up and down are
+ *     uploaded the same way (the mirror's expert_weights, [L · E · 3]);
  *   - norm weights and biases (the model's `small` buffer) and the RoPE
  *     tables;
  *   - the LoRA values in one flat buffer and a zeroed gradient buffer of the
- *     same layout, so offsets into lc_lora.params mean the same on both.
+ *     same layout, so offsets into lc_lora.params mean the same on both;
+ *     the per-expert adapters (lc_lora.expert_views) are views into them.
  * The host model and LoRA set stay the reference for everything that is
  * not a step: checkpoints, adapter files and sample generation read the
  * host values after lc_device_lora_download.
  *
- * Not supported on a device (refused by lc_device_model_check): MoE models
- * (routing reads host memory, autograd/ops_moe.h). */
+ * Every model lorac trains runs on a device (MoE included: its routing
+ * crosses to the host inside the step, autograd/ops_moe.h). */
 #ifndef LC_DEVICE_MODEL_H
 #define LC_DEVICE_MODEL_H
 
@@ -39,10 +42,12 @@ typedef struct lc_device_model {
     double weight_bytes;        /* device bytes of the frozen matrices */
 } lc_device_model;
 
-/* Why m with lora cannot run on a device backend (0: it can). */
+/* Why m with lora cannot run on a device backend (0: it can; no model is
+ * refused today, the check stays for what a device may not support). */
 int lc_device_model_check(const lc_model *m, const lc_lora *lora, lc_error *err);
 /* Device bytes lc_device_model_upload would allocate for m's frozen weights
- * (compute dtype f32; NF4 as held) plus its norm vectors and RoPE tables. */
+ * (compute dtype f32; NF4 as held; MoE routers and experts included) plus
+ * its norm vectors and RoPE tables. */
 double lc_device_model_weight_bytes(const lc_model *m);
 
 /* Uploads m and lora (may be NULL) to be. On failure everything allocated

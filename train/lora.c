@@ -144,6 +144,13 @@ static size_t expert_view(const lc_lora *lora, int layer, lc_module m, int e)
     return ((size_t)layer * 2 + (m == LC_MOD_EXPERTS_DOWN)) * (size_t)lora->n_experts + (size_t)e;
 }
 
+size_t lc_lora_expert_view_count(const lc_lora *lora)
+{
+    bool experts = lora->cfg.targets[LC_MOD_EXPERTS_GATE_UP] ||
+                   lora->cfg.targets[LC_MOD_EXPERTS_DOWN];
+    return experts ? (size_t)lora->n_layers * 2 * (size_t)lora->n_experts : 0;
+}
+
 int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config *cfg,
                  uint64_t seed, lc_error *err)
 {
@@ -187,7 +194,7 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
     lora->scale = (lc_real)(cfg->use_rslora ? cfg->alpha / sqrt((double)cfg->r)
                                             : cfg->alpha / cfg->r);
     size_t n_ad = (size_t)mc->n_layers * LC_MOD_COUNT;
-    size_t n_views = experts ? (size_t)mc->n_layers * 2 * (size_t)mc->n_experts : 0;
+    size_t n_views = lc_lora_expert_view_count(lora);
     lora->adapters = calloc(n_ad, sizeof *lora->adapters);
     lora->tensors = calloc(3 * n_ad, sizeof *lora->tensors);
     lora->expert_views = calloc(n_views + 1, sizeof *lora->expert_views);

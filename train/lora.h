@@ -106,6 +106,9 @@ void lc_lora_free(lc_lora *lora);
 /* The adapter of (layer, module), or NULL when that module is not targeted
  * (an expert module: all experts' A [R·E, in] and B [E·out, R] together). */
 const lc_lora_adapter *lc_lora_get(const lc_lora *lora, int layer, lc_module m);
+/* Slots of lora->expert_views: n_layers · 2 · E when an expert module is
+ * targeted, else 0 (lora->expert_tensors holds twice as many). */
+size_t lc_lora_expert_view_count(const lc_lora *lora);
 /* Expert e's adapter of expert module m in layer `layer` (A_e [R, in], B_e
  * [out, R]), or NULL when m is not targeted. */
 const lc_lora_adapter *lc_lora_expert(const lc_lora *lora, int layer, lc_module m, int e);

@@ -311,6 +311,29 @@ void lc_k_cols(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, lc_r
     K()->cols(wide, N, ld, c0, w, part, add);
 }
 
+void lc_k_gather_rows(const lc_real *x, const int32_t *idx, int64_t n, int64_t C, lc_real *out)
+{
+    K()->gather_rows(x, idx, n, C, out);
+}
+
+void lc_k_scatter_add_rows(const lc_real *src, const int32_t *idx, const lc_real *w,
+                           const int32_t *slot, int64_t n, int64_t C, lc_real *dst)
+{
+    K()->scatter_add_rows(src, idx, w, slot, n, C, dst);
+}
+
+void lc_k_gather_add_rows(const lc_real *src, const int32_t *idx, const lc_real *w,
+                          const int32_t *slot, int64_t n, int64_t C, lc_real *dst)
+{
+    K()->gather_add_rows(src, idx, w, slot, n, C, dst);
+}
+
+void lc_k_row_dots(const lc_real *a, const int32_t *idx, const lc_real *b, const int32_t *slot,
+                   int64_t n, int64_t C, lc_real *dw)
+{
+    K()->row_dots(a, idx, b, slot, n, C, dw);
+}
+
 size_t lc_k_dora_norm_scratch(const lc_weight *W) { return K()->dora_norm_scratch(W); }
 
 void lc_k_dora_norm(const lc_weight *W, const lc_real *A, const lc_real *B, int64_t R,

@@ -90,6 +90,54 @@ static void cpu_cols(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w
     }
 }
 
+/* ---- MoE row moves (idx distinct where rows are added into) ---- */
+
+static void cpu_gather_rows(const lc_real *x, const int32_t *idx, int64_t n, int64_t C,
+                            lc_real *out)
+{
+#pragma omp parallel for schedule(static) if (n * C >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        memcpy(out + i * C, x + (int64_t)idx[i] * C, (size_t)C * sizeof(lc_real));
+}
+
+/* scatter: dst[idx[i], :] += w[slot[i]] · src[i, :]; else (gather):
+ * dst[i, :] += w[slot[i]] · src[idx[i], :] (w NULL: 1) */
+static void add_rows(const lc_real *src, const int32_t *idx, const lc_real *w,
+                     const int32_t *slot, int64_t n, int64_t C, lc_real *dst, bool scatter)
+{
+#pragma omp parallel for schedule(static) if (n * C >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        int64_t far = (int64_t)idx[i] * C;
+        cpu_axpy(C, w ? w[slot[i]] : 1, src + (scatter ? i * C : far),
+                 dst + (scatter ? far : i * C));
+    }
+}
+
+static void cpu_scatter_add_rows(const lc_real *src, const int32_t *idx, const lc_real *w,
+                                 const int32_t *slot, int64_t n, int64_t C, lc_real *dst)
+{
+    add_rows(src, idx, w, slot, n, C, dst, true);
+}
+
+static void cpu_gather_add_rows(const lc_real *src, const int32_t *idx, const lc_real *w,
+                                const int32_t *slot, int64_t n, int64_t C, lc_real *dst)
+{
+    add_rows(src, idx, w, slot, n, C, dst, false);
+}
+
+static void cpu_row_dots(const lc_real *a, const int32_t *idx, const lc_real *b,
+                         const int32_t *slot, int64_t n, int64_t C, lc_real *dw)
+{
+#pragma omp parallel for schedule(static) if (n * C >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const lc_real *ai = a + (int64_t)idx[i] * C, *bi = b + i * C;
+        double s = 0;
+        for (int64_t c = 0; c < C; c++)
+            s += (double)ai[c] * (double)bi[c];
+        dw[slot[i]] += (lc_real)s;
+    }
+}
+
 static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
                int64_t ldb, lc_real beta, lc_real *C, int64_t ldc)
@@ -889,6 +937,10 @@ const lc_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
     .div = cpu_div,
     .add_bias = cpu_add_bias,
     .cols = cpu_cols,
+    .gather_rows = cpu_gather_rows,
+    .scatter_add_rows = cpu_scatter_add_rows,
+    .gather_add_rows = cpu_gather_add_rows,
+    .row_dots = cpu_row_dots,
     .dora_norm_scratch = cpu_dora_norm_scratch,
     .dora_norm = cpu_dora_norm,
     .dora_combine = cpu_dora_combine,

@@ -127,6 +127,19 @@ static void dry_cols(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w
     (void)wide, (void)N, (void)ld, (void)c0, (void)w, (void)part, (void)add;
 }
 
+static void dry_gather_rows(const lc_real *x, const int32_t *idx, int64_t n, int64_t C,
+                            lc_real *out)
+{
+    (void)x, (void)idx, (void)n, (void)C, (void)out;
+}
+
+/* scatter_add_rows, gather_add_rows and row_dots: (src, idx, w, slot, n, C, dst) */
+static void dry_rows_w(const lc_real *src, const int32_t *idx, const lc_real *w,
+                       const int32_t *slot, int64_t n, int64_t C, lc_real *dst)
+{
+    (void)src, (void)idx, (void)w, (void)slot, (void)n, (void)C, (void)dst;
+}
+
 static void dry_dora_norm(const lc_weight *W, const lc_real *A, const lc_real *B, int64_t R,
                           lc_real s, lc_real *c, lc_real *scratch)
 {
@@ -181,6 +194,10 @@ static const lc_kernels dry_kernels = {
     .div = dry_add,
     .add_bias = dry_add_bias,
     .cols = dry_cols,
+    .gather_rows = dry_gather_rows,
+    .scatter_add_rows = dry_rows_w,
+    .gather_add_rows = dry_rows_w,
+    .row_dots = dry_rows_w,
     .dora_norm = dry_dora_norm,
     .dora_combine = dry_dora_combine,
     .col_scale = dry_col_scale,

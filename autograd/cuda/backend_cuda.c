@@ -206,6 +206,33 @@ static void k_cols(lc_real *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, 
     RUN("kernel cols", lc_cuda_cols(g.ctx, F32, wide, N, ld, c0, w, part, add));
 }
 
+/* MoE row moves (cuda_moe.cu) */
+static void k_gather_rows(const lc_real *x, const int32_t *idx, int64_t n, int64_t C,
+                          lc_real *out)
+{
+    RUN("kernel gather_rows", lc_cuda_gather_rows(g.ctx, F32, x, idx, n, C, out));
+}
+
+static void k_scatter_add_rows(const lc_real *src, const int32_t *idx, const lc_real *w,
+                               const int32_t *slot, int64_t n, int64_t C, lc_real *dst)
+{
+    RUN("kernel scatter_add_rows",
+        lc_cuda_scatter_add_rows(g.ctx, F32, src, idx, w, slot, n, C, dst));
+}
+
+static void k_gather_add_rows(const lc_real *src, const int32_t *idx, const lc_real *w,
+                              const int32_t *slot, int64_t n, int64_t C, lc_real *dst)
+{
+    RUN("kernel gather_add_rows",
+        lc_cuda_gather_add_rows(g.ctx, F32, src, idx, w, slot, n, C, dst));
+}
+
+static void k_row_dots(const lc_real *a, const int32_t *idx, const lc_real *b,
+                       const int32_t *slot, int64_t n, int64_t C, lc_real *dw)
+{
+    RUN("kernel row_dots", lc_cuda_row_dots(g.ctx, F32, a, idx, b, slot, n, C, dw));
+}
+
 static size_t k_dora_norm_scratch(const lc_weight *W)
 {
     return elems(lc_cuda_dora_norm_scratch_bytes(W));
@@ -355,6 +382,10 @@ static const lc_kernels cuda_kernels = {
     .div = k_div,
     .add_bias = k_add_bias,
     .cols = k_cols,
+    .gather_rows = k_gather_rows,
+    .scatter_add_rows = k_scatter_add_rows,
+    .gather_add_rows = k_gather_add_rows,
+    .row_dots = k_row_dots,
     .dora_norm_scratch = k_dora_norm_scratch,
     .dora_norm = k_dora_norm,
     .dora_combine = k_dora_combine,

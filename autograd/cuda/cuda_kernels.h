@@ -275,6 +275,24 @@ int lc_cuda_sum_squares(lc_cuda_ctx *c, int n, const float *const *grads, const 
 int lc_cuda_grad_clip(lc_cuda_ctx *c, int n, float *const *grads, const int64_t *numel,
                       double max_norm, double *norm);
 
+/* ---------------------------------------------------------------- MoE rows */
+
+/* The row moves of kernels.h (lc_k_gather_rows, lc_k_scatter_add_rows,
+ * lc_k_gather_add_rows, lc_k_row_dots; cuda_moe.cu): idx and slot are
+ * device int32, rows and weights of activation dtype dt; where rows are
+ * added into, idx must be distinct (one expert's tokens). w NULL: weight 1. */
+int lc_cuda_gather_rows(lc_cuda_ctx *c, lc_dtype dt, const void *x, const int32_t *idx,
+                        int64_t n, int64_t C, void *out);
+int lc_cuda_scatter_add_rows(lc_cuda_ctx *c, lc_dtype dt, const void *src, const int32_t *idx,
+                             const void *w, const int32_t *slot, int64_t n, int64_t C,
+                             void *dst);
+int lc_cuda_gather_add_rows(lc_cuda_ctx *c, lc_dtype dt, const void *src, const int32_t *idx,
+                            const void *w, const int32_t *slot, int64_t n, int64_t C,
+                            void *dst);
+/* dw[slot[i]] += Σ_c a[idx[i], c] · b[i, c] (double sums, one warp per row) */
+int lc_cuda_row_dots(lc_cuda_ctx *c, lc_dtype dt, const void *a, const int32_t *idx,
+                     const void *b, const int32_t *slot, int64_t n, int64_t C, void *dw);
+
 /* ---------------------------------------------------------------- tests */
 
 /* Test hook: shrinks the frozen-weight tile (elements) and the lm_head chunk
