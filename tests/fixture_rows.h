@@ -68,7 +68,8 @@ static inline bool lc_test_on_device(void)
 }
 
 /* With s->model and s->lora loaded: the backend, the mirrors, arenas and
- * tape (64 MiB each). A model the device refuses (MoE) skips the test. */
+ * tape (64 MiB each). A model the device refuses (lc_device_model_check)
+ * skips the test. */
 static inline void lc_test_step_backend(lc_test_step *s)
 {
     lc_error err;

@@ -1836,7 +1836,8 @@ static const char *const KERNEL_ROWS[][2] = {
     {"div", "add_axpy_bias"}, {"add_bias", "add_axpy_bias"}, {"cols", "cols"},
     {"dora_norm_scratch", "dora_norm"}, {"dora_norm", "dora_norm"}, {"dora_combine", "dora"},
     {"col_scale", "dora"}, {"dora_mag_grad", "dora"}, {"adamw", "adamw"},
-    {"sum_squares", "sum_squares"},
+    {"sum_squares", "sum_squares"}, {"gather_rows", "moe_rows"}, {"scatter_add_rows", "moe_rows"},
+    {"gather_add_rows", "moe_rows"}, {"row_dots", "moe_rows"},
 };
 _Static_assert(sizeof KERNEL_ROWS / sizeof KERNEL_ROWS[0] == sizeof(lc_kernels) / sizeof(void (*)(void)),
                "an lc_kernels entry has no op-parity row: add one to OPS[] and KERNEL_ROWS");
