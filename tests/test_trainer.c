@@ -280,12 +280,25 @@ static void update_error(const char *fin_path, const char *init_path, const char
 /* Loads cfg with output_dir=out plus extra --set overrides and trains in this
  * process; the progress log goes to OUT.log. Returns lc_train_run's result
  * (or the loader's), with the message in *err. */
+/* LORAC_TEST_BACKEND=cuda (the `<test>_cuda` ctests): the --set values that
+ * put a run on the CUDA backend in float32, before the test's own (which may
+ * set device itself); none otherwise. Returns how many. */
+static int backend_sets(const char **sets)
+{
+    if (!*lc_test_backend_yaml())
+        return 0;
+    sets[0] = "device=cuda";
+    sets[1] = "compute_dtype=float32";
+    return 2;
+}
+
 static int train_inproc(const char *cfg, const char *out, const char *const *extra, int n_extra,
                         lc_error *err)
 {
     char *sets[16];
     int n = 0;
     sets[n++] = lc_test_asprintf("output_dir=%s", out);
+    n += backend_sets((const char **)sets + n);
     for (int i = 0; i < n_extra && n < 16; i++)
         sets[n++] = (char *)extra[i];
     memset(err, 0, sizeof *err);
@@ -326,14 +339,10 @@ static pid_t spawn_lorac(const char *cfg, const char *out, const char *err_path,
         argv[a++] = (char *)"--set";
         argv[a++] = outset;
     }
-    /* LORAC_TEST_BACKEND=cuda (the sim build's `cuda` ctests): every run on
-     * the CUDA backend in float32, unless the test sets device itself */
-    const char *backend = getenv("LORAC_TEST_BACKEND");
-    if (backend && strcmp(backend, "cuda") == 0) {
+    const char *bsets[2];
+    for (int i = 0, nb = backend_sets(bsets); i < nb; i++) {
         argv[a++] = (char *)"--set";
-        argv[a++] = (char *)"device=cuda";
-        argv[a++] = (char *)"--set";
-        argv[a++] = (char *)"compute_dtype=float32";
+        argv[a++] = (char *)bsets[i];
     }
     for (int i = 0; i < n_extra && a < 37; i++) {
         argv[a++] = (char *)"--set";
