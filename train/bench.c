@@ -13,7 +13,8 @@
 #include "autograd/cpu/blas.h"
 #include "autograd/cpu/dispatch.h"
 #include "data/batch.h"
-#include "train/memory_plan.h"
+#include "train/backend_select.h"
+#include "train/engine.h"
 #include "train/step.h"
 
 typedef struct bench_opts {
@@ -23,6 +24,7 @@ typedef struct bench_opts {
     int dora;   /* DoRA adapters (magnitudes from the random weights) */
     int experts, top_k; /* > 0: a Mixtral of that many experts of FF = --intermediate each */
     lc_dtype dtype;
+    lc_device device;   /* --device cpu (default) | cuda | auto */
 } bench_opts;
 
 static int parse_int(const char *flag, const char *v, int lo, int *out, lc_error *err)
@@ -40,7 +42,7 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
     *o = (bench_opts){.hidden = 576, .layers = 30, .heads = 9, .kv_heads = 3,
                       .intermediate = 1536, .vocab = 49152, .rank = 16, .batch = 4,
                       .seq = 256, .steps = 3, .warmup = 1, .tied = 1, .dtype = LC_DTYPE_F32,
-                      .top_k = 2};
+                      .top_k = 2, .device = LC_DEVICE_CPU};
     struct { const char *flag; int *dst; int lo; } flags[] = {
         {"--hidden", &o->hidden, 2}, {"--layers", &o->layers, 1}, {"--heads", &o->heads, 1},
         {"--kv-heads", &o->kv_heads, 1}, {"--intermediate", &o->intermediate, 1},
@@ -58,6 +60,18 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
         }
         if (strcmp(argv[i], "--dora") == 0) {
             o->dora = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--device") == 0) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            if (strcmp(v, "cpu") == 0)
+                o->device = LC_DEVICE_CPU;
+            else if (strcmp(v, "cuda") == 0)
+                o->device = LC_DEVICE_CUDA;
+            else if (strcmp(v, "auto") == 0)
+                o->device = LC_DEVICE_AUTO;
+            else
+                return lc_error_set(err, "--device: expected cpu, cuda or auto, got '%s'", v);
             continue;
         }
         bool found = false;
@@ -106,19 +120,18 @@ static lc_model_config bench_model_config(const bench_opts *o)
 typedef struct bench_state {
     lc_model model;
     lc_lora lora;
-    lc_arena arena;
-    lc_tape tape;
-    lc_adamw opt;
+    lc_backend *be;
+    lc_engine eng;       /* where the steps run (the trainer's set-up) */
+    lc_adamw opt;        /* on be */
     lc_batch_buf buf;
-    lc_memory_plan plan;
 } bench_state;
 
 static void bench_free(bench_state *b)
 {
     lc_batch_buf_free(&b->buf);
     lc_adamw_free(&b->opt);
-    lc_tape_free(&b->tape);
-    lc_arena_free(&b->arena);
+    lc_engine_close(&b->eng);
+    lc_backend_close(b->be);
     lc_lora_free(&b->lora);
     lc_model_free(&b->model);
 }
@@ -149,18 +162,16 @@ static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
     return lc_model_dora_init(&b->model, &b->lora, err);
 }
 
-/* The memory plan, the step's memory (arena, tape sized from the plan, AdamW
- * state) as the trainer reserves it, and one micro-batch of pseudo-random
- * tokens, every one supervised. */
+/* The step's memory as the trainer reserves it (the engine: plan, arenas and
+ * tape on the backend, the model uploaded to a device; AdamW state there),
+ * and one micro-batch of pseudo-random tokens, every one supervised. */
 static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
 {
-    if (lc_memory_plan_cpu(&b->model, &b->lora, o->batch, o->seq, &b->plan, err) ||
-        lc_arena_init(&b->arena, "step", b->plan.arena_bytes, err) ||
-        lc_tape_init(&b->tape, &b->arena, b->plan.grad_bytes, err) ||
-        lc_adamw_init(&b->opt, b->lora.n_params, err) ||
+    if (lc_backend_open(o->device, LC_COMPUTE_F32, &b->be, err) ||
+        lc_engine_open(&b->eng, b->be, &b->model, &b->lora, o->batch, o->seq, NULL, err) ||
+        lc_adamw_init_on(&b->opt, b->lora.n_params, b->be, err) ||
         lc_batch_buf_init(&b->buf, o->batch, o->seq, err))
         return -1;
-    b->tape.max_rows = (int64_t)o->batch * o->seq; /* gradients sized as the plan's (engine.c) */
     int32_t *ids = malloc((size_t)o->seq * sizeof(int32_t));
     if (!ids)
         return lc_error_set(err, "bench: out of memory for a row of %d tokens", o->seq);
@@ -176,23 +187,28 @@ static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
     return 0;
 }
 
-/* warmup + steps optimizer steps; prints the JSON line. */
-static void bench_run(const bench_opts *o, bench_state *b, FILE *out)
+/* warmup + steps optimizer steps; prints the JSON line. Fails when the
+ * device reports a failure. */
+static int bench_run(const bench_opts *o, bench_state *b, FILE *out, lc_error *err)
 {
     lc_batch batch = {b->buf.B, b->buf.T, b->buf.ids, b->buf.targets, b->buf.positions, NULL};
     lc_adamw_hparams hp = {0.9, 0.999, 1e-8, 0.0};
     int64_t nsup = lc_batch_buf_supervised(&b->buf);
     double total_time = 0, loss = 0;
-    fprintf(out, "{\"impl\":\"lorac\",\"threads\":%d,\"cpu_kernels\":\"%s\","
+    const lc_memory_plan *plan = &b->eng.plan;
+    fprintf(out, "{\"impl\":\"lorac\",\"device\":\"%s\",\"threads\":%d,\"cpu_kernels\":\"%s\","
             "\"blas_core\":\"%s\",\"weights\":\"%s\",\"weight_mib\":%.1f,\"step_s\":[",
-            omp_get_max_threads(), lc_cpu_isa(), lc_blas_core(),
+            b->be->name, omp_get_max_threads(), lc_cpu_isa(), lc_blas_core(),
             o->nf4 ? "NF4-dq" : lc_dtype_name(o->dtype),
             lc_model_weight_bytes(&b->model) / 1048576.0);
     for (int step = 0; step < o->warmup + o->steps; step++) {
         double t0 = lc_now_s();
         int64_t n;
-        loss = lc_step_micro(&b->model, &b->tape, &batch, &b->lora, (lc_real)(1.0 / nsup), &n) / n;
-        lc_step_optimizer(&b->lora, &b->opt, &hp, 1e-4, 1.0);
+        loss = lc_step_micro(b->eng.model, &b->eng.tape, &batch, b->eng.lora,
+                             (lc_real)(1.0 / nsup), &n) / n;
+        lc_step_optimizer(b->eng.lora, &b->opt, &hp, 1e-4, 1.0);
+        if (b->be->sync(b->be, err))
+            return lc_error_prefix(err, "bench step %d on %s", step + 1, b->be->name);
         double dt = lc_now_s() - t0;
         if (step >= o->warmup) {
             total_time += dt;
@@ -204,9 +220,9 @@ static void bench_run(const bench_opts *o, bench_state *b, FILE *out)
             "\"step_arena_mib\":%.1f,\"grad_pool_mib\":%.1f,\"plan_mib\":%.1f,"
             "\"plan_arena_mib\":%.1f,\"plan_grad_mib\":%.1f}\n",
             tokens / total_time, lc_peak_rss_bytes() / 1073741824.0, loss,
-            b->arena.peak / 1048576.0, b->tape.grad_arena.peak / 1048576.0,
-            b->plan.total / 1048576.0, b->plan.arena_peak / 1048576.0,
-            b->plan.grad_peak / 1048576.0);
+            b->eng.tape.data->peak / 1048576.0, b->eng.tape.grad_arena.peak / 1048576.0,
+            plan->total / 1048576.0, plan->arena_peak / 1048576.0, plan->grad_peak / 1048576.0);
+    return 0;
 }
 
 int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
@@ -218,7 +234,7 @@ int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
     memset(&b, 0, sizeof b);
     int rc = bench_model(&o, &b, err) || bench_batch(&o, &b, err) ? -1 : 0;
     if (rc == 0)
-        bench_run(&o, &b, out);
+        rc = bench_run(&o, &b, out, err);
     bench_free(&b);
     return rc;
 }
