@@ -120,22 +120,26 @@ Test(cli, eval_matches_reference)
     /* the same through a training config: lora_model_dir as the adapter (no
      * adapter in output_dir yet), datasets as data (no test_datasets) */
     char *yaml = lc_test_asprintf("base_model: %s\nlora_model_dir: %s\ndatasets:\n  - path: %s\n"
-                           "sequence_len: 16\nmicro_batch_size: 2\noutput_dir: %s/out\n",
+                           "sequence_len: 16\nmicro_batch_size: 2\noutput_dir: %s/out\n%s",
                            lc_test_fixture("tiny-llama/model"),
-                           lc_test_fixture("tiny-llama/adapter_init"), rows, tmp);
+                           lc_test_fixture("tiny-llama/adapter_init"), rows, tmp,
+                           lc_test_backend_yaml());
     char *cfg = lc_test_write_file(tmp, "eval.yaml", yaml, strlen(yaml));
     const char *cargs[] = {"eval", cfg, NULL};
     r = lc_test_run_lorac(NULL, cargs);
     check_eval_output(&r);
     cr_expect(strstr(r.out, "lora_model_dir"), "adapter source not shown:\n%s", r.out);
+    cr_expect(strstr(r.out, *lc_test_backend_yaml() ? " on cuda " : " on cpu "),
+              "not evaluated on the backend asked for:\n%s", r.out);
     lc_test_run_free(&r);
 
     /* an adapter trained into output_dir wins over lora_model_dir (here
      * adapter_step3, which would give another loss) */
     char *yaml2 = lc_test_asprintf("base_model: %s\nlora_model_dir: %s\ndatasets:\n  - path: %s\n"
-                            "sequence_len: 16\nmicro_batch_size: 1\noutput_dir: %s/out\n",
+                            "sequence_len: 16\nmicro_batch_size: 1\noutput_dir: %s/out\n%s",
                             lc_test_fixture("tiny-llama/model"),
-                            lc_test_fixture("tiny-llama/adapter_step3"), rows, tmp);
+                            lc_test_fixture("tiny-llama/adapter_step3"), rows, tmp,
+                            lc_test_backend_yaml());
     char *cfg2 = lc_test_write_file(tmp, "eval2.yaml", yaml2, strlen(yaml2));
     char *outdir = lc_test_asprintf("%s/out", tmp);
     lc_error err;
