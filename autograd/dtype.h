@@ -43,9 +43,26 @@ const char *lc_dtype_torch_name(lc_dtype t);
 /* Parses a safetensors dtype name; returns 0, or -1 when unknown. */
 int lc_dtype_from_name(const char *name, lc_dtype *out);
 
-/* Scalar conversions (round-to-nearest-even on the way down, NaN kept). */
-float lc_bf16_to_f32(uint16_t h);
-uint16_t lc_f32_to_bf16(float f);
+/* Scalar conversions (round-to-nearest-even on the way down, NaN kept).
+ * The bf16 pair is defined here, inline, because the CUDA simulator's
+ * __float2bfloat16_rn (tests/cuda_sim/include/cuda_bf16.h) must round
+ * exactly as the CPU does: one definition for both. */
+static inline float lc_bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline uint16_t lc_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it quiet, keep the sign */
+        return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
 uint16_t lc_f32_to_f16(float f);
 /* f rounded to dtype t and back (BF16, F16; any other type: f itself). */
 float lc_dtype_round(float f, lc_dtype t);

@@ -1,13 +1,7 @@
 #pragma once
 #include "lc_sim.h"
+#include "autograd/dtype.h"
 struct __nv_bfloat16 { uint16_t x; };
-inline float __bfloat162float(__nv_bfloat16 h) { uint32_t u = (uint32_t)h.x << 16; float f; memcpy(&f, &u, 4); return f; }
-inline __nv_bfloat16 __float2bfloat16_rn(float f)
-{
-    uint32_t u; memcpy(&u, &f, 4);
-    __nv_bfloat16 h;
-    if ((u & 0x7fffffffu) > 0x7f800000u) { h.x = (uint16_t)((u >> 16) | 0x40); return h; }
-    u += 0x7fffu + ((u >> 16) & 1u);
-    h.x = (uint16_t)(u >> 16);
-    return h;
-}
+/* the CPU's bf16 conversions (autograd/dtype.h): one rounding rule for both */
+inline float __bfloat162float(__nv_bfloat16 h) { return lc_bf16_to_f32(h.x); }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16{lc_f32_to_bf16(f)}; }
