@@ -64,13 +64,7 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
         }
         if (strcmp(argv[i], "--device") == 0) {
             const char *v = i + 1 < argc ? argv[++i] : "";
-            if (strcmp(v, "cpu") == 0)
-                o->device = LC_DEVICE_CPU;
-            else if (strcmp(v, "cuda") == 0)
-                o->device = LC_DEVICE_CUDA;
-            else if (strcmp(v, "auto") == 0)
-                o->device = LC_DEVICE_AUTO;
-            else
+            if (lc_device_from_name(v, &o->device))
                 return lc_error_set(err, "--device: expected cpu, cuda or auto, got '%s'", v);
             continue;
         }

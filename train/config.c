@@ -265,6 +265,16 @@ static const char *const chat_template_names[] = {
 #define MAX_SAMPLE_PROMPTS 16
 static const char *const device_names[] = { "auto", "cpu", "cuda" };
 static const lc_device device_values[] = { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA };
+int lc_device_from_name(const char *s, lc_device *out)
+{
+    for (size_t i = 0; i < sizeof device_names / sizeof device_names[0]; i++)
+        if (strcmp(s, device_names[i]) == 0) {
+            *out = device_values[i];
+            return 0;
+        }
+    return -1;
+}
+
 static const char *const compute_dtype_names[] = { "auto", "bfloat16", "float32" };
 static const lc_compute_dtype compute_dtype_values[] = { LC_COMPUTE_AUTO, LC_COMPUTE_BF16,
                                                         LC_COMPUTE_F32 };

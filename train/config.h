@@ -22,6 +22,8 @@
 #define LC_CONFIG_MAX_DATASETS 16
 
 typedef enum lc_device { LC_DEVICE_AUTO, LC_DEVICE_CPU, LC_DEVICE_CUDA } lc_device;
+/* Parses a `device` value ("auto", "cpu", "cuda"); -1 when unknown. */
+int lc_device_from_name(const char *s, lc_device *out);
 /* compute_dtype: the dtype of activations and frozen weights in a step (auto:
  * bfloat16 on CUDA, float32 on the CPU); LoRA master weights, gradients and
  * AdamW state are float32 always. */
