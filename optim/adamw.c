@@ -90,14 +90,19 @@ double lc_grad_norm_on(lc_backend *be, const lc_real *g, size_t n)
 
 double lc_grad_norm(const lc_real *g, size_t n) { return lc_grad_norm_on(lc_backend_cpu(), g, n); }
 
-double lc_grad_clip_on(lc_backend *be, lc_real *g, size_t n, double max_norm)
+void lc_grad_clip_to(lc_backend *be, lc_real *g, size_t n, double norm, double max_norm)
 {
-    double norm = lc_grad_norm_on(be, g, n);
     if (max_norm > 0) {
         double coef = max_norm / (norm + 1e-6);
         if (coef < 1)
             be->k.scale((int64_t)n, (lc_real)coef, g, g);
     }
+}
+
+double lc_grad_clip_on(lc_backend *be, lc_real *g, size_t n, double max_norm)
+{
+    double norm = lc_grad_norm_on(be, g, n);
+    lc_grad_clip_to(be, g, n, norm, max_norm);
     return norm;
 }
 

@@ -59,6 +59,9 @@ double lc_grad_norm_on(lc_backend *be, const lc_real *g, size_t n);
  * when that is < 1. Returns the norm before clipping. max_norm ≤ 0: off. */
 double lc_grad_clip(lc_real *g, size_t n, double max_norm);
 double lc_grad_clip_on(lc_backend *be, lc_real *g, size_t n, double max_norm);
+/* The same scaling of g with its norm already known (lc_grad_norm_on): no
+ * second pass over g, no second read-back from a device. */
+void lc_grad_clip_to(lc_backend *be, lc_real *g, size_t n, double norm, double max_norm);
 
 typedef enum lc_lr_schedule { LC_LR_CONSTANT, LC_LR_LINEAR, LC_LR_COSINE } lc_lr_schedule;
 

@@ -200,7 +200,8 @@ static int bench_run(const bench_opts *o, bench_state *b, FILE *out, lc_error *e
         int64_t n;
         loss = lc_step_micro(b->eng.model, &b->eng.tape, &batch, b->eng.lora,
                              (lc_real)(1.0 / nsup), &n) / n;
-        lc_step_optimizer(b->eng.lora, &b->opt, &hp, 1e-4, 1.0);
+        lc_step_optimizer(b->eng.lora, &b->opt, &hp, 1e-4, 1.0,
+                          lc_grad_norm_on(b->be, b->eng.lora->grads, b->eng.lora->n_params));
         if (b->be->sync(b->be, err))
             return lc_error_prefix(err, "bench step %d on %s", step + 1, b->be->name);
         double dt = lc_now_s() - t0;

@@ -13,11 +13,10 @@ double lc_step_micro(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_
     return sum;
 }
 
-double lc_step_optimizer(lc_lora *lora, lc_adamw *opt, const lc_adamw_hparams *hp, double lr,
-                         double max_grad_norm)
+void lc_step_optimizer(lc_lora *lora, lc_adamw *opt, const lc_adamw_hparams *hp, double lr,
+                       double max_grad_norm, double norm)
 {
-    double norm = lc_grad_clip_on(opt->be, lora->grads, lora->n_params, max_grad_norm);
+    lc_grad_clip_to(opt->be, lora->grads, lora->n_params, norm, max_grad_norm);
     lc_adamw_update(opt, lora->params, lora->grads, hp, lr);
     lc_backend_zero(opt->be, lora->grads, (int64_t)lora->n_params);
-    return norm;
 }

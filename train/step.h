@@ -13,9 +13,10 @@
 double lc_step_micro(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_lora *lora,
                      lc_real grad_scale, int64_t *n_supervised);
 
-/* Clips (max_grad_norm ≤ 0: no clipping), applies AdamW at lr, zeroes the
- * gradients. Returns the gradient norm before clipping. */
-double lc_step_optimizer(lc_lora *lora, lc_adamw *opt, const lc_adamw_hparams *hp, double lr,
-                         double max_grad_norm);
+/* Clips the gradients, whose norm is `norm` (lc_grad_norm_on: the caller
+ * reports or checks it first), to max_grad_norm (≤ 0: no clipping), applies
+ * AdamW at lr, zeroes the gradients. */
+void lc_step_optimizer(lc_lora *lora, lc_adamw *opt, const lc_adamw_hparams *hp, double lr,
+                       double max_grad_norm, double norm);
 
 #endif

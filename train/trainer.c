@@ -331,7 +331,8 @@ static int eval_point(run *r, int64_t step, lc_error *err)
 {
     if (lc_text_data_has_eval(&r->text, r->cfg) && run_eval(r, step, err))
         return -1;
-    state_to_host(r); /* samples generate on the CPU from the host values */
+    if (r->samples.n > 0)
+        state_to_host(r); /* samples generate on the CPU from the host values */
     return lc_samples_run(&r->samples, step, &r->metrics, r->log, r->tty, err);
 }
 
@@ -685,7 +686,7 @@ static bool all_finite(lc_backend *be, const lc_real *x, size_t n)
  * gradients near the float range), restores the state from before it and
  * returns false, so the step is refused like a non-finite loss and no
  * checkpoint ever holds inf or NaN. */
-static bool apply_update(run *r, const lc_adamw_hparams *hp, double lr)
+static bool apply_update(run *r, const lc_adamw_hparams *hp, double lr, double norm)
 {
     lc_backend *be = r->be;
     lc_lora *l = r->eng.lora;
@@ -695,7 +696,7 @@ static bool apply_update(run *r, const lc_adamw_hparams *hp, double lr)
     lc_backend_copy(be, r->backup + n, o->m, n);
     lc_backend_copy(be, r->backup + 2 * n, o->v, n);
     int64_t step = o->step;
-    lc_step_optimizer(l, o, hp, lr, r->cfg->max_grad_norm);
+    lc_step_optimizer(l, o, hp, lr, r->cfg->max_grad_norm, norm);
     if (all_finite(be, l->params, (size_t)n) && all_finite(be, o->m, (size_t)n) &&
         all_finite(be, o->v, (size_t)n))
         return true;
@@ -834,7 +835,7 @@ static int train_loop(run *r, lc_error *err)
         const char *why = sup == 0 ? "no supervised tokens in its batches"
                           : !isfinite(loss) || !isfinite(norm) ? "non-finite loss or gradient"
                           : NULL;
-        if (!why && !apply_update(r, &hp, lr))
+        if (!why && !apply_update(r, &hp, lr, norm))
             why = "the update made weights non-finite (rolled back)";
         bool refused = why != NULL;
         if (refused && refuse_step(r, step, why, err))
