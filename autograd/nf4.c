@@ -472,7 +472,7 @@ size_t lc_nf4_bytes(const lc_nf4 *q)
     int64_t nb = lc_nf4_blocks(q->rows, q->cols, q->blocksize);
     size_t bytes = (size_t)(q->rows * q->cols / 2);
     if (q->absmax_q) {
-        int64_t nn = (nb + q->nested_blocksize - 1) / q->nested_blocksize;
+        int64_t nn = lc_nf4_nested_blocks(nb, q->nested_blocksize);
         bytes += (size_t)nb + (size_t)nn * sizeof(float) + sizeof q->offset;
     } else {
         bytes += (size_t)nb * sizeof(float);

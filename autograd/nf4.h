@@ -42,6 +42,11 @@ typedef struct lc_nf4 {
 
 /* Number of absmax blocks of a [rows, cols] weight. */
 int64_t lc_nf4_blocks(int64_t rows, int64_t cols, int64_t blocksize);
+/* Number of nested_absmax values over nb absmax blocks (double quant). */
+static inline int64_t lc_nf4_nested_blocks(int64_t nb, int64_t nested_blocksize)
+{
+    return (nb + nested_blocksize - 1) / nested_blocksize;
+}
 
 /* bitsandbytes' signed dynamic 8-bit map (create_dynamic_map(signed=True)),
  * 256 values, as used for double quantization. */

@@ -103,7 +103,7 @@ int lc_bnb4_view(const lc_model_files *mf, const char *name, int64_t rows, int64
         q->absmax_q = am->data;
         q->nested_blocksize = (int64_t)nbs->valuedouble;
         q->offset = (float)noff->valuedouble;
-        int64_t nn = (nb + q->nested_blocksize - 1) / q->nested_blocksize;
+        int64_t nn = lc_nf4_nested_blocks(nb, q->nested_blocksize);
         snprintf(key, sizeof key, "%s.weight.nested_absmax", name);
         const lc_st_tensor *na = need(mf, key, LC_DTYPE_F32, (uint64_t)nn, err);
         snprintf(key, sizeof key, "%s.weight.nested_quant_map", name);

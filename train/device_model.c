@@ -9,12 +9,6 @@
  * buffer of at most this many bytes. */
 #define STAGE_BYTES ((size_t)16 << 20)
 
-int lc_device_model_check(const lc_model *m, const lc_lora *lora, lc_error *err)
-{
-    (void)m, (void)lora, (void)err; /* every model lorac trains runs on a device today */
-    return 0;
-}
-
 static double dense_bytes(const lc_weight *w)
 {
     if (!w->data && !w->nf4 && !w->ggml)
@@ -88,7 +82,7 @@ static int upload_nf4(lc_device_model *d, lc_weight *w, lc_error *err)
     lc_nf4 *dq = &d->nf4[d->n_nf4++];
     *dq = *q;
     int64_t nb = lc_nf4_blocks(q->rows, q->cols, q->blocksize);
-    int64_t nn = q->absmax_q ? (nb + q->nested_blocksize - 1) / q->nested_blocksize : 0;
+    int64_t nn = q->absmax_q ? lc_nf4_nested_blocks(nb, q->nested_blocksize) : 0;
     dq->codes = dev_copy(d, q->codes, (size_t)(q->rows * q->cols / 2), err);
     if (!dq->codes)
         return -1;
@@ -296,8 +290,6 @@ int lc_device_model_upload(lc_device_model *d, lc_backend *be, const lc_model *m
 {
     memset(d, 0, sizeof *d);
     d->be = be;
-    if (lc_device_model_check(m, lora, err))
-        return -1;
     if (upload_model(d, m, err) || (lora && upload_lora(d, lora, err))) {
         lc_device_model_free(d);
         return lc_error_prefix(err, "uploading the model to %s", be->name);

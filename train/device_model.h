@@ -42,9 +42,6 @@ typedef struct lc_device_model {
     double weight_bytes;        /* device bytes of the frozen matrices */
 } lc_device_model;
 
-/* Why m with lora cannot run on a device backend (0: it can; no model is
- * refused today, the check stays for what a device may not support). */
-int lc_device_model_check(const lc_model *m, const lc_lora *lora, lc_error *err);
 /* Device bytes lc_device_model_upload would allocate for m's frozen weights
  * (compute dtype f32; NF4 as held; MoE routers and experts included) plus
  * its norm vectors and RoPE tables. */

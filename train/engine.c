@@ -37,8 +37,6 @@ int lc_engine_open(lc_engine *e, lc_backend *be, lc_model *m, lc_lora *lora, int
     e->be = be;
     e->model = m;
     e->lora = lora;
-    if (be->device && lc_device_model_check(m, lora, err))
-        return lc_error_prefix(err, "device: %s", be->name);
     if (lc_model_prepare_rope(m, T, err) ||
         lc_memory_plan_on(m, lora, B, T, be, &e->plan, err))
         return -1;

@@ -119,7 +119,7 @@ static void add_nf4(out_list *o, const char *prefix, const lc_nf4_store *s, lc_d
                      "\"shape\": [%lld, %lld]", (long long)q->blocksize, lc_dtype_torch_name(orig),
                      (long long)q->rows, (long long)q->cols);
     if (q->absmax_q) {
-        sh1[0] = (nb + q->nested_blocksize - 1) / q->nested_blocksize;
+        sh1[0] = lc_nf4_nested_blocks(nb, q->nested_blocksize);
         snprintf(name, sizeof name, "%s.weight.nested_absmax", prefix);
         add(o, name, LC_DTYPE_F32, 1, sh1, q->nested_absmax);
         sh1[0] = 256;
