@@ -15,8 +15,6 @@
 
 #define scratch lc_tape_scratch
 #define scratch_zero lc_tape_scratch_zero
-/* The kernels of the tape's backend. */
-#define KT(t) (&(t)->be->k)
 
 /* ---- fused LoRA linears ---- */
 
@@ -67,7 +65,7 @@ static size_t linears_weight_scratch(const lc_kernels *k, const lc_linear *lin, 
 static lc_real *dora_scale(lc_tape *t, const lc_tensor *m, const lc_real *c)
 {
     lc_real *g = scratch(t, (size_t)m->numel);
-    KT(t)->div(m->numel, m->data, c, g);
+    lc_tape_k(t)->div(m->numel, m->data, c, g);
     return g;
 }
 
@@ -102,10 +100,10 @@ static void linears_backward(lc_tape *t, lc_node *node)
     const lc_real *xin = x->data;
     if (any_lora && !plain) {
         lc_real *buf = scratch(t, (size_t)(N * in));
-        input_transform(KT(t), &c->in, buf, NULL);
+        input_transform(lc_tape_k(t), &c->in, buf, NULL);
         xin = buf;
     }
-    lc_real *wscr = scratch(t, linears_weight_scratch(KT(t), c->lin, c->n));
+    lc_real *wscr = scratch(t, linears_weight_scratch(lc_tape_k(t), c->lin, c->n));
     lc_real *drop = c->dropout_on ? scratch(t, (size_t)(N * in)) : NULL;
 
     for (int i = 0; i < c->n; i++) {
@@ -123,69 +121,71 @@ static void linears_backward(lc_tape *t, lc_node *node)
         if (lo && lo->m) {
             g = dora_scale(t, lo->m, c->norm[i]);
             lc_real *dyg = scratch(t, (size_t)(N * out));
-            KT(t)->col_scale(N, out, dy, g, 0, dyg);
+            lc_tape_k(t)->col_scale(N, out, dy, g, 0, dyg);
             dyl = dyg;
             u = scratch(t, (size_t)(N * out));
             lc_real *gm = lc_tape_grad(t, lo->m);
             if (gm) {
                 const lc_real *xd = xin;
                 if (drop) {
-                    KT(t)->dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
+                    lc_tape_k(t)->dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
                     xd = drop;
                 }
-                dora_product(KT(t), L, xd, N, c->xa[i], u, wscr);
-                KT(t)->dora_mag_grad(N, out, dy, u, c->norm[i], gm);
+                dora_product(lc_tape_k(t), L, xd, N, c->xa[i], u, wscr);
+                lc_tape_k(t)->dora_mag_grad(N, out, dy, u, c->norm[i], gm);
             }
         }
         if (dxin)
-            KT(t)->weight_matmul_grad(g && !drop ? dyl : dy, N, L->W, dxin, wscr);
+            lc_tape_k(t)->weight_matmul_grad(g && !drop ? dyl : dy, N, L->W, dxin, wscr);
         if (!lo) {
             lc_tape_release(t, m2);
             continue;
         }
         int64_t R = lo->A->shape[0];
         lc_real *dxa = scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
-        KT(t)->gemm(false, false, N, R, out, 1, dyl, out, lo->B->data, R, 0, dxa, R);
+        lc_tape_k(t)->gemm(false, false, N, R, out, 1, dyl, out, lo->B->data, R, 0, dxa, R);
         lc_real *gB = lc_tape_grad(t, lo->B);
         if (gB)
-            KT(t)->gemm(true, false, out, R, N, lo->scale, dyl, out, c->xa[i], R, 1, gB, R);
+            lc_tape_k(t)->gemm(true, false, out, R, N, lo->scale, dyl, out, c->xa[i], R, 1, gB, R);
         lc_real *gA = lc_tape_grad(t, lo->A);
         if (gA) {
             const lc_real *xd = xin;
             if (drop) {
-                KT(t)->dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
+                lc_tape_k(t)->dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
                 xd = drop;
             }
-            KT(t)->gemm(true, false, R, in, N, lo->scale, dxa, R, xd, in, 1, gA, in);
+            lc_tape_k(t)->gemm(true, false, R, in, N, lo->scale, dxa, R, xd, in, 1, gA, in);
         }
         if (dxin) {
             if (drop) {
                 lc_real beta = 0;
                 if (g) { /* DoRA's (g − 1)·(drop(x)·Wᵀ) term */
-                    KT(t)->col_scale(N, out, dy, g, -1, u);
+                    lc_tape_k(t)->col_scale(N, out, dy, g, -1, u);
                     lc_backend_zero(t->be, drop, N * in);
-                    KT(t)->weight_matmul_grad(u, N, L->W, drop, wscr);
+                    lc_tape_k(t)->weight_matmul_grad(u, N, L->W, drop, wscr);
                     beta = 1;
                 }
-                KT(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, beta, drop, in);
-                KT(t)->dropout(drop, dxin, N * in, lo->dropout, c->seed[i], true);
+                lc_tape_k(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, beta,
+                                   drop, in);
+                lc_tape_k(t)->dropout(drop, dxin, N * in, lo->dropout, c->seed[i], true);
             } else {
-                KT(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, 1, dxin, in);
+                lc_tape_k(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, 1,
+                                   dxin, in);
             }
         }
         lc_tape_release(t, m2);
     }
 
     if (c->residual && c->residual->requires_grad && node->out[0]->grad)
-        KT(t)->axpy(c->residual->numel, 1, node->out[0]->grad, lc_tape_grad(t, c->residual));
+        lc_tape_k(t)->axpy(c->residual->numel, 1, node->out[0]->grad, lc_tape_grad(t, c->residual));
 
     if (dxin && c->in.kind == LC_INPUT_RMSNORM) {
-        KT(t)->rmsnorm_bwd(x->data, c->in.norm_w, c->rstd, dxin, N, in, lc_tape_grad(t, x));
+        lc_tape_k(t)->rmsnorm_bwd(x->data, c->in.norm_w, c->rstd, dxin, N, in, lc_tape_grad(t, x));
     } else if (dxin && c->in.kind == LC_INPUT_SWIGLU) {
-        KT(t)->swiglu_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
+        lc_tape_k(t)->swiglu_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
                         lc_tape_grad(t, c->in.up));
     } else if (dxin && c->in.kind == LC_INPUT_GEGLU_TANH) {
-        KT(t)->geglu_tanh_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
+        lc_tape_k(t)->geglu_tanh_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
                             lc_tape_grad(t, c->in.up));
     }
     lc_tape_release(t, mark);
@@ -239,10 +239,10 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     const lc_real *xin = x->data;
     if (in->kind != LC_INPUT_PLAIN) {
         lc_real *buf = scratch(t, (size_t)(N * C));
-        input_transform(KT(t), in, buf, rstd);
+        input_transform(lc_tape_k(t), in, buf, rstd);
         xin = buf;
     }
-    lc_real *wscr = scratch(t, linears_weight_scratch(KT(t), lin, n));
+    lc_real *wscr = scratch(t, linears_weight_scratch(lc_tape_k(t), lin, n));
     bool dropout_on = false;
     for (int i = 0; i < n; i++)
         dropout_on |= t->training && lin[i].lora && lin[i].lora->dropout > 0;
@@ -257,20 +257,20 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         lc_real *u = NULL; /* DoRA: the base product x·Wᵀ [N, O], then xd·Wᵀ */
         if (cnorm[i]) {
             u = scratch(t, (size_t)(N * O));
-            KT(t)->weight_matmul(xin, N, L->W, 0, u, wscr);
+            lc_tape_k(t)->weight_matmul(xin, N, L->W, 0, u, wscr);
             if (residual) {
                 lc_tape_copy(t, y, residual->data, out[i]->numel);
-                KT(t)->axpy(N * O, 1, u, y);
+                lc_tape_k(t)->axpy(N * O, 1, u, y);
             } else {
                 lc_tape_copy(t, y, u, out[i]->numel);
             }
         } else {
             if (residual)
                 lc_tape_copy(t, y, residual->data, out[i]->numel);
-            KT(t)->weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
+            lc_tape_k(t)->weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
         }
         if (L->bias)
-            KT(t)->add_bias(N, O, L->bias, y);
+            lc_tape_k(t)->add_bias(N, O, L->bias, y);
         seeds[i] = t->dropout_seed * 0x9e3779b97f4a7c15ull + (++t->op_counter);
         if (!L->lora)
             continue;
@@ -279,25 +279,25 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         LC_ASSERT(lo->A->shape[1] == C && lo->B->shape[0] == O && lo->B->shape[1] == R);
         const lc_real *xd = xin;
         if (drop && lo->dropout > 0) {
-            KT(t)->dropout(xin, drop, N * C, lo->dropout, seeds[i], false);
+            lc_tape_k(t)->dropout(xin, drop, N * C, lo->dropout, seeds[i], false);
             xd = drop;
         }
-        KT(t)->gemm(false, true, N, R, C, 1, xd, C, lo->A->data, C, 0, xa[i], R);
+        lc_tape_k(t)->gemm(false, true, N, R, C, 1, xd, C, lo->A->data, C, 0, xa[i], R);
         if (!cnorm[i]) {
-            KT(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 1, y, O);
+            lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 1, y, O);
             continue;
         }
         LC_ASSERT(lo->m->numel == O);
         if (norm[i]) {
-            lc_real *nscr = scratch(t, KT(t)->dora_norm_scratch(L->W));
-            KT(t)->dora_norm(L->W, lo->A->data, lo->B->data, R, lo->scale, norm[i], nscr);
+            lc_real *nscr = scratch(t, lc_tape_k(t)->dora_norm_scratch(L->W));
+            lc_tape_k(t)->dora_norm(L->W, lo->A->data, lo->B->data, R, lo->scale, norm[i], nscr);
         }
         lc_real *g = dora_scale(t, lo->m, cnorm[i]);
         if (xd != xin)
-            KT(t)->weight_matmul(xd, N, L->W, 0, u, wscr);
+            lc_tape_k(t)->weight_matmul(xd, N, L->W, 0, u, wscr);
         lc_real *v = scratch(t, (size_t)(N * O)); /* s·xa·Bᵀ */
-        KT(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 0, v, O);
-        KT(t)->dora_combine(N, O, g, u, v, y);
+        lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 0, v, O);
+        lc_tape_k(t)->dora_combine(N, O, g, u, v, y);
         lc_tape_release(t, m2);
     }
     lc_tape_release(t, mark);
@@ -332,7 +332,7 @@ lc_tensor *lc_op_linear(lc_tape *t, lc_tensor *x, const lc_linear *lin)
 lc_tensor *lc_op_embedding(lc_tape *t, const lc_weight *E, const int32_t *ids, int64_t N)
 {
     lc_tensor *x = lc_tape_tensor2(t, N, E->cols);
-    KT(t)->embedding(E, ids, N, x->data);
+    lc_tape_k(t)->embedding(E, ids, N, x->data);
     return x;
 }
 
@@ -348,7 +348,7 @@ static void rmsnorm_backward(lc_tape *t, lc_node *node)
 {
     rmsnorm_ctx *c = node->ctx;
     lc_tensor *x = node->in[0];
-    KT(t)->rmsnorm_bwd(x->data, c->w, c->rstd, node->out[0]->grad, x->numel / c->C, c->C,
+    lc_tape_k(t)->rmsnorm_bwd(x->data, c->w, c->rstd, node->out[0]->grad, x->numel / c->C, c->C,
                      lc_tape_grad(t, x));
 }
 
@@ -358,7 +358,7 @@ lc_tensor *lc_op_rmsnorm(lc_tape *t, lc_tensor *x, int64_t C, const lc_real *w, 
     int64_t rows = x->numel / C;
     lc_tensor *y = lc_tape_tensor(t, x->ndim, x->shape);
     lc_real *rstd = scratch(t, (size_t)rows);
-    KT(t)->rmsnorm_fwd(x->data, w, rows, C, eps, y->data, rstd);
+    lc_tape_k(t)->rmsnorm_fwd(x->data, w, rows, C, eps, y->data, rstd);
     if (lc_tape_needs_grad(t, &x, 1)) {
         rmsnorm_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
         *c = (rmsnorm_ctx){w, rstd, C};
@@ -380,7 +380,7 @@ static void rope_backward(lc_tape *t, lc_node *node)
     rope_ctx *c = node->ctx;
     lc_tensor *x = node->in[0];
     int64_t N = lc_tensor_rows(x);
-    KT(t)->rope(node->out[0]->grad, lc_tape_grad(t, x), N, c->heads, c->D, c->pos,
+    lc_tape_k(t)->rope(node->out[0]->grad, lc_tape_grad(t, x), N, c->heads, c->D, c->pos,
               c->cos_sin, true, true);
 }
 
@@ -394,7 +394,7 @@ lc_tensor *lc_op_rope(lc_tape *t, lc_tensor *x, int heads, int D, const int32_t 
     y->grad = NULL;
     y->requires_grad = false;
     y->is_param = false;
-    KT(t)->rope(x->data, y->data, N, heads, D, pos, cos_sin, false, false);
+    lc_tape_k(t)->rope(x->data, y->data, N, heads, D, pos, cos_sin, false, false);
     if (lc_tape_needs_grad(t, &x, 1)) {
         rope_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
         *c = (rope_ctx){heads, D, pos, cos_sin};
@@ -415,8 +415,8 @@ static void attention_backward(lc_tape *t, lc_node *node)
     attn_ctx *c = node->ctx;
     lc_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2], *o = node->out[0];
     lc_tape_mark mark = lc_tape_mark_now(t);
-    lc_real *scr = scratch(t, KT(t)->attention_scratch(c->s));
-    KT(t)->attention_bwd(c->s, q->data, k->data, v->data, o->data, c->lse, o->grad,
+    lc_real *scr = scratch(t, lc_tape_k(t)->attention_scratch(c->s));
+    lc_tape_k(t)->attention_bwd(c->s, q->data, k->data, v->data, o->data, c->lse, o->grad,
                        lc_tape_grad(t, q), lc_tape_grad(t, k), lc_tape_grad(t, v), scr);
     lc_tape_release(t, mark);
 }
@@ -430,8 +430,8 @@ lc_tensor *lc_op_attention(lc_tape *t, lc_tensor *q, lc_tensor *k, lc_tensor *v,
     lc_tensor *o = lc_tape_tensor2(t, N, (int64_t)s->H * s->D);
     lc_real *lse = scratch(t, (size_t)(N * s->H));
     lc_tape_mark mark = lc_tape_mark_now(t);
-    lc_real *scr = scratch(t, KT(t)->attention_scratch(s));
-    KT(t)->attention_fwd(s, q->data, k->data, v->data, o->data, lse, scr);
+    lc_real *scr = scratch(t, lc_tape_k(t)->attention_scratch(s));
+    lc_tape_k(t)->attention_fwd(s, q->data, k->data, v->data, o->data, lse, scr);
     lc_tape_release(t, mark);
     lc_tensor *in[3] = {q, k, v};
     if (lc_tape_needs_grad(t, in, 3)) {
@@ -451,7 +451,7 @@ static void add_backward(lc_tape *t, lc_node *node)
     for (int i = 0; i < 2; i++) {
         lc_real *g = lc_tape_grad(t, node->in[i]);
         if (g)
-            KT(t)->axpy(node->out[0]->numel, 1, dy, g);
+            lc_tape_k(t)->axpy(node->out[0]->numel, 1, dy, g);
     }
 }
 
@@ -459,7 +459,7 @@ lc_tensor *lc_op_add(lc_tape *t, lc_tensor *a, lc_tensor *b)
 {
     LC_ASSERT(a->numel == b->numel);
     lc_tensor *y = lc_tape_tensor(t, a->ndim, a->shape);
-    KT(t)->add(a->numel, a->data, b->data, y->data);
+    lc_tape_k(t)->add(a->numel, a->data, b->data, y->data);
     lc_tensor *in[2] = {a, b};
     if (lc_tape_needs_grad(t, in, 2))
         lc_tape_record(t, "add", add_backward, in, 2, &y, 1);
@@ -479,16 +479,18 @@ static void gated_backward(lc_tape *t, lc_node *node)
 {
     const gated_kernels *k = node->ctx;
     lc_tensor *g = node->in[0], *u = node->in[1];
-    (k->geglu_tanh ? KT(t)->geglu_tanh_bwd : KT(t)->swiglu_bwd)(g->data, u->data, node->out[0]->grad, g->numel, lc_tape_grad(t, g),
-           lc_tape_grad(t, u));
+    const lc_kernels *kt = lc_tape_k(t);
+    (k->geglu_tanh ? kt->geglu_tanh_bwd : kt->swiglu_bwd)(g->data, u->data, node->out[0]->grad,
+                                                          g->numel, lc_tape_grad(t, g),
+                                                          lc_tape_grad(t, u));
 }
 
 static lc_tensor *gated_op(lc_tape *t, lc_tensor *g, lc_tensor *u, const gated_kernels *k)
 {
     LC_ASSERT(g->numel == u->numel);
     lc_tensor *y = lc_tape_tensor(t, g->ndim, g->shape);
-    (k->geglu_tanh ? KT(t)->geglu_tanh_fwd : KT(t)->swiglu_fwd)(g->data, u->data, g->numel,
-                                                                y->data);
+    const lc_kernels *kt = lc_tape_k(t);
+    (k->geglu_tanh ? kt->geglu_tanh_fwd : kt->swiglu_fwd)(g->data, u->data, g->numel, y->data);
     lc_tensor *in[2] = {g, u};
     if (lc_tape_needs_grad(t, in, 2))
         lc_tape_record(t, k->name, gated_backward, in, 2, &y, 1)->ctx = (void *)k;
@@ -510,13 +512,13 @@ lc_tensor *lc_op_geglu_tanh(lc_tape *t, lc_tensor *g, lc_tensor *u)
 static void scale_backward(lc_tape *t, lc_node *node)
 {
     lc_tensor *x = node->in[0], *y = node->out[0];
-    KT(t)->axpy(x->numel, *(const lc_real *)node->ctx, y->grad, lc_tape_grad(t, x));
+    lc_tape_k(t)->axpy(x->numel, *(const lc_real *)node->ctx, y->grad, lc_tape_grad(t, x));
 }
 
 lc_tensor *lc_op_scale(lc_tape *t, lc_tensor *x, lc_real s)
 {
     lc_tensor *y = lc_tape_tensor(t, x->ndim, x->shape); /* same shape as x */
-    KT(t)->scale(x->numel, s, x->data, y->data);
+    lc_tape_k(t)->scale(x->numel, s, x->data, y->data);
     if (lc_tape_needs_grad(t, &x, 1)) {
         lc_real *c = lc_arena_alloc(t->arena, sizeof *c);
         *c = s;
@@ -540,7 +542,7 @@ static void split_backward(lc_tape *t, lc_node *node)
         lc_tensor *o = node->out[i];
         int64_t w = lc_tensor_cols(o);
         if (o->grad)
-            KT(t)->cols(gx, N, W, c0, w, o->grad, true);
+            lc_tape_k(t)->cols(gx, N, W, c0, w, o->grad, true);
         c0 += w;
     }
 }
@@ -552,7 +554,7 @@ void lc_op_split_cols(lc_tape *t, lc_tensor *x, int n, const int64_t *widths, lc
     for (int i = 0; i < n; i++) {
         LC_ASSERT(widths[i] > 0 && c0 + widths[i] <= W);
         out[i] = lc_tape_tensor2(t, N, widths[i]);                 /* [N, widths[i]] */
-        KT(t)->cols(x->data, N, W, c0, widths[i], out[i]->data, false);
+        lc_tape_k(t)->cols(x->data, N, W, c0, widths[i], out[i]->data, false);
         c0 += widths[i];
     }
     LC_ASSERT(c0 == W);
@@ -569,7 +571,7 @@ static void ce_backward(lc_tape *t, lc_node *node)
     lc_real seed = 1; /* d(root)/d(loss): 1 at the root, else read from the backend */
     if (node->out[0] != t->root)
         t->be->download(t->be, &seed, node->out[0]->grad, sizeof seed);
-    KT(t)->axpy(x->numel, seed, dx_saved, lc_tape_grad(t, x));
+    lc_tape_k(t)->axpy(x->numel, seed, dx_saved, lc_tape_grad(t, x));
 }
 
 lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
@@ -583,9 +585,10 @@ lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
     int64_t one = 1;
     lc_tensor *loss = lc_tape_tensor(t, 1, &one);
     lc_tape_mark mark = lc_tape_mark_now(t);
-    lc_real *scr = scratch(t, KT(t)->ce_scratch(N, C, W->rows, W));
+    lc_real *scr = scratch(t, lc_tape_k(t)->ce_scratch(N, C, W->rows, W));
     int64_t nsup = 0;
-    double sum = KT(t)->lm_head_ce(x->data, N, C, W, targets, grad_scale, dx, &nsup, scr, softcap);
+    double sum = lc_tape_k(t)->lm_head_ce(x->data, N, C, W, targets, grad_scale, dx, &nsup, scr,
+                                          softcap);
     lc_tape_release(t, mark);
     const lc_real scaled = (lc_real)(sum * grad_scale);
     t->be->upload(t->be, loss->data, &scaled, sizeof scaled);
@@ -631,7 +634,7 @@ static void checkpoint_backward(lc_tape *t, lc_node *node)
     t->n_nodes = first;
     lc_real *gx = lc_tape_grad(t, x);
     if (gx && xr->grad)
-        KT(t)->axpy(x->numel, 1, xr->grad, gx);
+        lc_tape_k(t)->axpy(x->numel, 1, xr->grad, gx);
     lc_tape_release_grad(t, xr);
     lc_tape_release(t, mark);
 }

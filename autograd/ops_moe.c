@@ -16,8 +16,6 @@
 #include "autograd/error.h"
 #include "autograd/kernels.h"
 
-#define KT(t) (&(t)->be->k)
-
 /* ---- router top-k ---- */
 
 /* The k largest of z[E] into ids (descending; equal values: lower id first). */
@@ -208,7 +206,8 @@ static void gather_backward(lc_tape *t, lc_node *node)
     if (!dx)
         return;
     const int32_t *tok = c->route->token_be + c->route->offset[c->e];
-    KT(t)->scatter_add_rows(xg->grad, tok, NULL, NULL, lc_tensor_rows(xg), lc_tensor_cols(x), dx);
+    lc_tape_k(t)->scatter_add_rows(xg->grad, tok, NULL, NULL, lc_tensor_rows(xg), lc_tensor_cols(x),
+                                   dx);
 }
 
 lc_tensor *lc_op_moe_gather(lc_tape *t, lc_tensor *x, const lc_moe_route *route, int e)
@@ -217,7 +216,7 @@ lc_tensor *lc_op_moe_gather(lc_tape *t, lc_tensor *x, const lc_moe_route *route,
     int64_t C = lc_tensor_cols(x), n_e = lc_moe_rows(route, e);
     LC_ASSERT(n_e > 0);
     lc_tensor *xg = lc_tape_tensor2(t, n_e, C); /* [n_e, C] */
-    KT(t)->gather_rows(x->data, route->token_be + route->offset[e], n_e, C, xg->data);
+    lc_tape_k(t)->gather_rows(x->data, route->token_be + route->offset[e], n_e, C, xg->data);
     if (lc_tape_needs_grad(t, &x, 1)) {
         gather_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
         *c = (gather_ctx){route, e};
@@ -252,9 +251,9 @@ static void combine_backward(lc_tape *t, lc_node *node)
         int64_t n_e = lc_moe_rows(r, e);
         const int32_t *tok = r->token_be + r->offset[e], *pair = r->pair_be + r->offset[e];
         if (dy[e])
-            KT(t)->gather_add_rows(out->grad, tok, w->data, pair, n_e, C, dy[e]);
+            lc_tape_k(t)->gather_add_rows(out->grad, tok, w->data, pair, n_e, C, dy[e]);
         if (dw)
-            KT(t)->row_dots(out->grad, tok, c->y[e]->data, pair, n_e, C, dw);
+            lc_tape_k(t)->row_dots(out->grad, tok, c->y[e]->data, pair, n_e, C, dw);
     }
     lc_arena_release(t->arena, mark);
 }
@@ -278,7 +277,7 @@ lc_tensor *lc_op_moe_combine(lc_tape *t, lc_tensor *w, lc_tensor *const *y,
     lc_backend_zero(t->be, out->data, out->numel);
     for (int e = 0; e < E; e++)
         if (y[e]) /* out[token] += w[pair] · y[e] over expert e's rows */
-            KT(t)->scatter_add_rows(y[e]->data, route->token_be + route->offset[e], w->data,
+            lc_tape_k(t)->scatter_add_rows(y[e]->data, route->token_be + route->offset[e], w->data,
                                     route->pair_be + route->offset[e], lc_moe_rows(route, e), C,
                                     out->data);
 

@@ -79,8 +79,8 @@ int lc_tape_init_on(lc_tape *t, lc_backend *be, lc_arena *host_arena, lc_arena *
 /* A dry-run tape over a dry step arena (both counting, see lc_arena_init_dry):
  * every allocation of a step happens as in a real one, sized and aligned the
  * same, and the arenas' peaks are what a real step at that shape reaches;
- * element memory is never written (the ops skip their loops, the kernels are
- * switched to the no-op table for as long as the tape lives). */
+ * element memory is never written (the tape's backend is the dry backend,
+ * backend.h lc_backend_dry, whose kernels and copies do nothing). */
 int lc_tape_init_dry(lc_tape *t, lc_arena *step_arena, lc_error *err);
 /* The dry run of a step on `target`: host_arena and data_arena (distinct
  * when target is a device) are made counting arenas here. */
@@ -112,6 +112,8 @@ void lc_tape_backward(lc_tape *t, lc_tensor *loss);
 /* Runs the backward of nodes [from, n_nodes) in reverse and drops them
  * (gradient checkpointing walks the nodes of a recomputed block). */
 void lc_tape_walk_back(lc_tape *t, size_t from);
+/* The kernels of the tape's backend (ops call nothing else). */
+static inline const lc_kernels *lc_tape_k(const lc_tape *t) { return &t->be->k; }
 /* dst[n] = src[n], a copy of element values on the tape's backend. */
 void lc_tape_copy(const lc_tape *t, lc_real *dst, const lc_real *src, int64_t n);
 

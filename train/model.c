@@ -13,12 +13,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Number of lc_real values needed for norms and biases. */
 lc_dtype lc_model_stored_dtype(const lc_model *m)
 {
     return (m->host ? m->host : m)->embed.dtype;
 }
 
+/* Number of lc_real values needed for norms and biases. */
 size_t lc_model_small_count(const lc_model_config *c)
 {
     const lc_family *f = lc_family_of(c->arch);
@@ -691,10 +691,6 @@ static lc_tensor *layer_forward(lc_tape *t, void *ctxp, lc_tensor *x)
     return residual_linear(t, lc, &in4, LC_MOD_DOWN, L->norm[LC_NORM_MLP_OUT], h);
 }
 
-/* The decoder up to the final norm: xn [B·T, C]. With a cache (decoding:
- * one row, gradients off) the tokens sit after cache->len cached positions,
- * and each layer's activations are dropped once its output is copied out,
- * so the arena holds one layer's worth whatever the depth. */
 /* The batch where the tape's kernels read it, for as long as the step: b
  * itself on the CPU; on a device, a copy in the step arena whose arrays are
  * uploaded into the step's data arena (the one upload of a micro-batch). */
@@ -719,8 +715,11 @@ static const lc_batch *batch_on_backend(lc_tape *t, const lc_batch *b)
     return d;
 }
 
-/* The decoder up to the final norm: xn [B·T, C], b (host) read on the tape's
- * backend as *on. */
+/* The decoder up to the final norm: xn [B·T, C], the host batch read on the
+ * tape's backend as *on. With a cache (decoding: one row, gradients off) the
+ * tokens sit after cache->len cached positions, and each layer's activations
+ * are dropped once its output is copied out, so the arena holds one layer's
+ * worth whatever the depth. */
 static lc_tensor *hidden(const lc_model *m, lc_tape *t, const lc_batch *host_b, const lc_lora *lora,
                          lc_hidden_hook hook, void *user, lc_kv_cache *cache,
                          const lc_batch **on)
