@@ -64,8 +64,12 @@ static void no_destroy(lc_backend *be) { (void)be; }
 static lc_backend cpu_backend = {
     .name = "cpu",
     .device = false,
+    .act = LC_DTYPE_REAL,
+    .f32 = &cpu_backend.k,
     .k = {
         .gemm = lc_k_gemm,
+        .gemm_grad = lc_k_gemm_grad,
+        .to_act = lc_k_to_act,
         .weight_scratch = lc_k_weight_scratch,
         .weight_matmul = lc_k_weight_matmul,
         .weight_matmul_grad = lc_k_weight_matmul_grad,
@@ -137,6 +141,7 @@ static void dry_memset0(lc_backend *be, void *dst, size_t bytes) { (void)be, (vo
 /* One dry backend per planned backend name (at most a few exist). */
 #define MAX_DRY 4
 static lc_backend dry_backends[MAX_DRY];
+static lc_kernels dry_f32[MAX_DRY];
 static const lc_backend *dry_targets[MAX_DRY];
 static pthread_mutex_t dry_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -154,6 +159,7 @@ lc_backend *lc_backend_dry(const lc_backend *target)
         *d = (lc_backend){
             .name = "dry",
             .device = target->device,
+            .act = target->act,
             .k = target->k,
             .alloc = dry_alloc,
             .free = dry_free,
@@ -167,6 +173,9 @@ lc_backend *lc_backend_dry(const lc_backend *target)
             .impl = target->impl,
         };
         lc_kernels_make_dry(&d->k);
+        dry_f32[i] = *target->f32;
+        lc_kernels_make_dry(&dry_f32[i]);
+        d->f32 = &dry_f32[i];
         dry_targets[i] = target;
     }
     pthread_mutex_unlock(&dry_lock);

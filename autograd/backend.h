@@ -17,9 +17,14 @@
  *   cuda  device memory; the kernels of autograd/cuda (cuda/backend_cuda.h),
  *         on a GPU or on the CPU simulator of tests/cuda_sim.
  *
- * On every backend the elements of a tensor are lc_real (f32) — the
- * compute dtype of the CUDA backend is a property of its weights for now
- * (see cuda/backend_cuda.h). Kernels are asynchronous on a device: a
+ * Element types: a backend computes in one activation dtype, `act` (the
+ * compute_dtype of a run: f32 on the CPU, f32 or bf16 on CUDA). The
+ * pointers kernels.h marks [f32] — LoRA parameters, their gradients,
+ * AdamW's state, statistics — are f32 on every backend; every other
+ * element pointer holds `act` elements. The table `f32` is the same
+ * backend's kernels with f32 activations (the optimizer's: it scales and
+ * reduces f32 gradients); on an f32 backend it is `&k` itself.
+ * Kernels are asynchronous on a device: a
  * failure inside one is kept and reported by sync(), the first one wins.
  * upload and download are synchronous with respect to the host. */
 #ifndef LC_BACKEND_H
@@ -34,6 +39,8 @@
 /* One entry per kernel of kernels.h. */
 typedef struct lc_kernels {
     __typeof__(lc_k_gemm) *gemm;
+    __typeof__(lc_k_gemm_grad) *gemm_grad;
+    __typeof__(lc_k_to_act) *to_act;
     __typeof__(lc_k_weight_scratch) *weight_scratch;
     __typeof__(lc_k_weight_matmul) *weight_matmul;
     __typeof__(lc_k_weight_matmul_grad) *weight_matmul_grad;
@@ -77,7 +84,9 @@ typedef struct lc_backend lc_backend;
 struct lc_backend {
     const char *name;      /* "cpu", "dry", "cuda" */
     bool device;           /* element memory is not addressable from the host */
+    lc_dtype act;          /* the activation dtype of k (LC_DTYPE_F32 or LC_DTYPE_BF16) */
     lc_kernels k;
+    const lc_kernels *f32; /* the same kernels with f32 activations (== &k when act is F32) */
     /* bytes of element memory, NULL (with err set) when there is none left */
     void *(*alloc)(lc_backend *be, size_t bytes, lc_error *err);
     void (*free)(lc_backend *be, void *p);
@@ -99,7 +108,13 @@ lc_backend *lc_backend_cpu(void);
  * are target's, everything else does nothing. Static per target kind. */
 lc_backend *lc_backend_dry(const lc_backend *target);
 
-/* Element-count helpers over a backend. */
+/* Bytes of n activation elements of be. */
+static inline size_t lc_backend_act_bytes(const lc_backend *be, int64_t n)
+{
+    return (size_t)n * (be->act == LC_DTYPE_BF16 ? 2 : sizeof(lc_real));
+}
+
+/* Element-count helpers over a backend, for [f32] (lc_real) buffers. */
 static inline void lc_backend_zero(lc_backend *be, lc_real *p, int64_t n)
 {
     if (n > 0)

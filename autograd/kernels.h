@@ -11,7 +11,19 @@
  * signatures on device pointers; test_cuda_ops compares the two.
  *
  * Conventions: row-major; "+=" in a comment means the kernel accumulates;
- * shapes use the letters of tensor.h. */
+ * shapes use the letters of tensor.h.
+ *
+ * Element types. A backend computes in one activation dtype (lc_backend.act:
+ * f32 on the CPU, f32 or bf16 on CUDA). Every lc_real pointer below holds
+ * elements of that dtype — activations, their gradients, tape scratch,
+ * frozen norm weights and biases — EXCEPT the ones marked [f32], which are
+ * f32 on every backend: LoRA parameters and their gradients, AdamW's state,
+ * saved statistics (rstd, lse), RoPE's cos_sin table, DoRA's per-row
+ * vectors, and the scratch the size queries count (lc_real elements, f32
+ * sized). On the CPU the two are the same type (lc_real); on a bf16 backend
+ * an activation pointer points at bf16 storage. A LoRA parameter enters an
+ * activation GEMM as an activation-dtype copy (lc_k_to_act, what autocast
+ * does to an f32 weight). */
 #ifndef LC_KERNELS_H
 #define LC_KERNELS_H
 
@@ -29,9 +41,16 @@ extern "C" {
 void lc_k_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
                int64_t ldb, lc_real beta, lc_real *C, int64_t ldc);
+/* C[M,N] += alpha · op(A) · op(B) into C [f32] (a LoRA parameter's
+ * gradient), A and B activations, accumulated in f32. */
+void lc_k_gemm_grad(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                    lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
+                    int64_t ldb, lc_real *C, int64_t ldc);
+/* dst[n] (activation dtype) = src[n] [f32], rounded to nearest even. */
+void lc_k_to_act(int64_t n, const lc_real *src, lc_real *dst);
 
-/* lc_real elements of scratch the two weight kernels need for W (0 when W
- * is already lc_real: it is used in place). */
+/* [f32] elements of scratch the two weight kernels need for W (0 when W
+ * is already in the activation dtype: it is used in place). */
 size_t lc_k_weight_scratch(const lc_weight *W);
 /* y[N,out] = beta · y + x[N,in] · Wᵀ, converting W tile by tile. */
 void lc_k_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
@@ -40,7 +59,7 @@ void lc_k_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
 void lc_k_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
                              lc_real *dx, lc_real *scratch);
 
-/* y[N,C] = x · rstd · w, rstd[N] = 1/sqrt(mean(x²) + eps) (rstd may be NULL). */
+/* y[N,C] = x · rstd · w, rstd[N] [f32] = 1/sqrt(mean(x²) + eps) (rstd may be NULL). */
 void lc_k_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,
                       double eps, lc_real *y, lc_real *rstd);
 /* dx[N,C] += ∂/∂x of rmsnorm given dy (w is frozen). */
@@ -64,7 +83,7 @@ void lc_k_geglu_tanh_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
 void lc_k_softcap(lc_real *x, int64_t n, double cap);
 
 /* HF rotate-half RoPE on x[N, heads, D] with per-token positions pos[N] and
- * a table cos_sin[P, D] (first D/2: cos, last D/2: sin of pos·inv_freq).
+ * a table cos_sin[P, D] [f32] (first D/2: cos, last D/2: sin of pos·inv_freq).
  * dst = R(pos) · src, or Rᵀ when inverse; accumulate adds into dst.
  * src may equal dst when !accumulate. */
 void lc_k_rope(const lc_real *src, lc_real *dst, int64_t N, int heads, int D,
@@ -85,7 +104,7 @@ typedef struct lc_attn_shape {
                                * the scaled scores, before the mask and softmax (Gemma 2: 50) */
 } lc_attn_shape;
 
-/* Scratch (lc_real elements) the attention kernels need. */
+/* Scratch ([f32] elements) the attention kernels need. lse is [f32]. */
 size_t lc_k_attention_scratch(const lc_attn_shape *s);
 /* Causal GQA attention. q[B,T,H,D], k,v[B,past+T,KV,D] → out[B,T,H,D], lse[B,H,T]. */
 void lc_k_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
@@ -98,7 +117,7 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
 
 /* Rows of x processed together by the fused lm_head + cross-entropy. */
 int64_t lc_k_ce_chunk_rows(int64_t V);
-/* Scratch (lc_real elements) of lc_k_lm_head_ce over N rows. */
+/* Scratch ([f32] elements) of lc_k_lm_head_ce over N rows. */
 size_t lc_k_ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W);
 /* Fused lm_head + cross-entropy over x[N,C], W[V,C], targets[N] (−100 =
  * ignored), the logits z soft-capped first when softcap > 0: z ← softcap ·
@@ -127,7 +146,7 @@ void lc_k_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y);
 void lc_k_add(int64_t n, const lc_real *a, const lc_real *b, lc_real *y);
 /* y[n] = s · x[n] (y may alias x). */
 void lc_k_scale(int64_t n, lc_real s, const lc_real *x, lc_real *y);
-/* y[n] = a[n] / b[n]. */
+/* y[n] = a[n] / b[n], all three [f32] (DoRA's per-row scale m / c). */
 void lc_k_div(int64_t n, const lc_real *a, const lc_real *b, lc_real *y);
 /* y[N,O] += bias[O] on every row. */
 void lc_k_add_bias(int64_t N, int64_t O, const lc_real *bias, lc_real *y);
@@ -153,7 +172,8 @@ void lc_k_scatter_add_rows(const lc_real *src, const int32_t *idx, const lc_real
 void lc_k_gather_add_rows(const lc_real *src, const int32_t *idx, const lc_real *w,
                           const int32_t *slot, int64_t n, int64_t C, lc_real *dst);
 /* dw[slot[i]] += Σ_c a[idx[i], c] · b[i, c] for b [n, C], each sum in double
- * (slot distinct): the routing weights' gradient. */
+ * (slot distinct): the routing weights' gradient (activation dtype, as the
+ * routing weights). */
 void lc_k_row_dots(const lc_real *a, const int32_t *idx, const lc_real *b, const int32_t *slot,
                    int64_t n, int64_t C, lc_real *dw);
 
@@ -163,13 +183,14 @@ typedef struct lc_adamw_hparams {
 } lc_adamw_hparams;
 /* One AdamW update of p[n] with gradients g[n] and moments m[n], v[n] at
  * rate lr, update number step (≥ 1, already counted): torch's kernel, as
- * optim/adamw.h describes; every backend rounds exactly the same. */
+ * optim/adamw.h describes; every backend rounds exactly the same. All [f32]. */
 void lc_k_adamw(int64_t n, lc_real *p, const lc_real *g, lc_real *m, lc_real *v,
                 const lc_adamw_hparams *hp, int64_t step, double lr);
-/* Σ g[n]² accumulated in double (the gradient norm's square). */
+/* Σ g[n]² [f32] accumulated in double (the gradient norm's square). */
 double lc_k_sum_squares(int64_t n, const lc_real *g);
 
-/* DoRA (PEFT's DoraLinearLayer). Scratch (lc_real elements) lc_k_dora_norm
+/* DoRA (PEFT's DoraLinearLayer). Its per-row vectors (c, g, m, dm) and
+ * dora_norm's A, B are [f32]. Scratch ([f32] elements) lc_k_dora_norm
  * needs for W: one tile of rows. */
 size_t lc_k_dora_norm_scratch(const lc_weight *W);
 /* c[out] = ‖W[o,:] + s·(B·A)[o,:]‖₂ per output row, W[out,in] converted

@@ -15,6 +15,7 @@
 
 #define scratch lc_tape_scratch
 #define scratch_zero lc_tape_scratch_zero
+#define scratch_f32 lc_tape_scratch_f32
 
 /* ---- fused LoRA linears ---- */
 
@@ -64,20 +65,20 @@ static size_t linears_weight_scratch(const lc_kernels *k, const lc_linear *lin, 
 /* g[O] = m / c: DoRA's per-output scale. */
 static lc_real *dora_scale(lc_tape *t, const lc_tensor *m, const lc_real *c)
 {
-    lc_real *g = scratch(t, (size_t)m->numel);
+    lc_real *g = scratch_f32(t, (size_t)m->numel);
     lc_tape_k(t)->div(m->numel, m->data, c, g);
     return g;
 }
 
 /* u[N, out] = xd·Wᵀ + s·xa·Bᵀ: the product DoRA's magnitude multiplies
- * (without bias), recomputed for m's gradient. */
+ * (without bias), recomputed for m's gradient (B in the activation dtype). */
 static void dora_product(const lc_kernels *k, const lc_linear *L, const lc_real *xd, int64_t N,
-                         const lc_real *xa, lc_real *u, lc_real *wscr)
+                         const lc_real *xa, const lc_real *B, lc_real *u, lc_real *wscr)
 {
     const lc_lora_adapter *lo = L->lora;
     int64_t O = L->W->rows, R = lo->A->shape[0];
     k->weight_matmul(xd, N, L->W, 0, u, wscr);
-    k->gemm(false, true, N, O, R, lo->scale, xa, R, lo->B->data, R, 1, u, O);
+    k->gemm(false, true, N, O, R, lo->scale, xa, R, B, R, 1, u, O);
 }
 
 static void linears_backward(lc_tape *t, lc_node *node)
@@ -103,7 +104,7 @@ static void linears_backward(lc_tape *t, lc_node *node)
         input_transform(lc_tape_k(t), &c->in, buf, NULL);
         xin = buf;
     }
-    lc_real *wscr = scratch(t, linears_weight_scratch(lc_tape_k(t), c->lin, c->n));
+    lc_real *wscr = scratch_f32(t, linears_weight_scratch(lc_tape_k(t), c->lin, c->n));
     lc_real *drop = c->dropout_on ? scratch(t, (size_t)(N * in)) : NULL;
 
     for (int i = 0; i < c->n; i++) {
@@ -118,6 +119,7 @@ static void linears_backward(lc_tape *t, lc_node *node)
          * dy·g; u [N, out] holds m's product, then (dy·(g − 1)). */
         const lc_real *dyl = dy;
         lc_real *g = NULL, *u = NULL;
+        const lc_real *Bact = lo ? lc_tape_act(t, lo->B) : NULL;
         if (lo && lo->m) {
             g = dora_scale(t, lo->m, c->norm[i]);
             lc_real *dyg = scratch(t, (size_t)(N * out));
@@ -131,7 +133,7 @@ static void linears_backward(lc_tape *t, lc_node *node)
                     lc_tape_k(t)->dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
                     xd = drop;
                 }
-                dora_product(lc_tape_k(t), L, xd, N, c->xa[i], u, wscr);
+                dora_product(lc_tape_k(t), L, xd, N, c->xa[i], Bact, u, wscr);
                 lc_tape_k(t)->dora_mag_grad(N, out, dy, u, c->norm[i], gm);
             }
         }
@@ -143,10 +145,11 @@ static void linears_backward(lc_tape *t, lc_node *node)
         }
         int64_t R = lo->A->shape[0];
         lc_real *dxa = scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
-        lc_tape_k(t)->gemm(false, false, N, R, out, 1, dyl, out, lo->B->data, R, 0, dxa, R);
+        lc_tape_k(t)->gemm(false, false, N, R, out, 1, dyl, out, Bact, R, 0, dxa, R);
         lc_real *gB = lc_tape_grad(t, lo->B);
         if (gB)
-            lc_tape_k(t)->gemm(true, false, out, R, N, lo->scale, dyl, out, c->xa[i], R, 1, gB, R);
+            lc_tape_k(t)->gemm_grad(true, false, out, R, N, lo->scale, dyl, out, c->xa[i], R, gB,
+                                    R);
         lc_real *gA = lc_tape_grad(t, lo->A);
         if (gA) {
             const lc_real *xd = xin;
@@ -154,23 +157,23 @@ static void linears_backward(lc_tape *t, lc_node *node)
                 lc_tape_k(t)->dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
                 xd = drop;
             }
-            lc_tape_k(t)->gemm(true, false, R, in, N, lo->scale, dxa, R, xd, in, 1, gA, in);
+            lc_tape_k(t)->gemm_grad(true, false, R, in, N, lo->scale, dxa, R, xd, in, gA, in);
         }
+        const lc_real *Aact = dxin ? lc_tape_act(t, lo->A) : NULL;
         if (dxin) {
             if (drop) {
                 lc_real beta = 0;
                 if (g) { /* DoRA's (g − 1)·(drop(x)·Wᵀ) term */
                     lc_tape_k(t)->col_scale(N, out, dy, g, -1, u);
-                    lc_backend_zero(t->be, drop, N * in);
+                    lc_tape_zero(t, drop, N * in);
                     lc_tape_k(t)->weight_matmul_grad(u, N, L->W, drop, wscr);
                     beta = 1;
                 }
-                lc_tape_k(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, beta,
-                                   drop, in);
+                lc_tape_k(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, Aact, in, beta, drop,
+                                   in);
                 lc_tape_k(t)->dropout(drop, dxin, N * in, lo->dropout, c->seed[i], true);
             } else {
-                lc_tape_k(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, lo->A->data, in, 1,
-                                   dxin, in);
+                lc_tape_k(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, Aact, in, 1, dxin, in);
             }
         }
         lc_tape_release(t, m2);
@@ -220,7 +223,7 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     bool record = lc_tape_needs_grad(t, deps, nd);
 
     linears_ctx *c = record ? lc_arena_alloc(t->arena, sizeof *c) : NULL;
-    lc_real *rstd = in->kind == LC_INPUT_RMSNORM ? scratch(t, (size_t)N) : NULL;
+    lc_real *rstd = in->kind == LC_INPUT_RMSNORM ? scratch_f32(t, (size_t)N) : NULL;
     lc_real *xa[MAX_LINEARS] = {0}, *norm[MAX_LINEARS] = {0};
     const lc_real *cnorm[MAX_LINEARS] = {0};
     for (int i = 0; i < n; i++) {
@@ -230,7 +233,7 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         if (lin[i].lora)
             xa[i] = scratch(t, (size_t)(N * lin[i].lora->A->shape[0]));
         if (lin[i].lora && lin[i].lora->m && !lin[i].lora->norm)
-            norm[i] = scratch(t, (size_t)lin[i].W->rows);
+            norm[i] = scratch_f32(t, (size_t)lin[i].W->rows);
         cnorm[i] = lin[i].lora && lin[i].lora->m ? (lin[i].lora->norm ? lin[i].lora->norm : norm[i])
                                                  : NULL;
     }
@@ -242,7 +245,7 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         input_transform(lc_tape_k(t), in, buf, rstd);
         xin = buf;
     }
-    lc_real *wscr = scratch(t, linears_weight_scratch(lc_tape_k(t), lin, n));
+    lc_real *wscr = scratch_f32(t, linears_weight_scratch(lc_tape_k(t), lin, n));
     bool dropout_on = false;
     for (int i = 0; i < n; i++)
         dropout_on |= t->training && lin[i].lora && lin[i].lora->dropout > 0;
@@ -282,21 +285,22 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
             lc_tape_k(t)->dropout(xin, drop, N * C, lo->dropout, seeds[i], false);
             xd = drop;
         }
-        lc_tape_k(t)->gemm(false, true, N, R, C, 1, xd, C, lo->A->data, C, 0, xa[i], R);
+        lc_tape_k(t)->gemm(false, true, N, R, C, 1, xd, C, lc_tape_act(t, lo->A), C, 0, xa[i], R);
+        const lc_real *Bact = lc_tape_act(t, lo->B);
         if (!cnorm[i]) {
-            lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 1, y, O);
+            lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, Bact, R, 1, y, O);
             continue;
         }
         LC_ASSERT(lo->m->numel == O);
         if (norm[i]) {
-            lc_real *nscr = scratch(t, lc_tape_k(t)->dora_norm_scratch(L->W));
+            lc_real *nscr = scratch_f32(t, lc_tape_k(t)->dora_norm_scratch(L->W));
             lc_tape_k(t)->dora_norm(L->W, lo->A->data, lo->B->data, R, lo->scale, norm[i], nscr);
         }
         lc_real *g = dora_scale(t, lo->m, cnorm[i]);
         if (xd != xin)
             lc_tape_k(t)->weight_matmul(xd, N, L->W, 0, u, wscr);
         lc_real *v = scratch(t, (size_t)(N * O)); /* s·xa·Bᵀ */
-        lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, lo->B->data, R, 0, v, O);
+        lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, Bact, R, 0, v, O);
         lc_tape_k(t)->dora_combine(N, O, g, u, v, y);
         lc_tape_release(t, m2);
     }
@@ -357,7 +361,7 @@ lc_tensor *lc_op_rmsnorm(lc_tape *t, lc_tensor *x, int64_t C, const lc_real *w, 
     LC_ASSERT(C > 0 && x->numel % C == 0);
     int64_t rows = x->numel / C;
     lc_tensor *y = lc_tape_tensor(t, x->ndim, x->shape);
-    lc_real *rstd = scratch(t, (size_t)rows);
+    lc_real *rstd = scratch_f32(t, (size_t)rows);
     lc_tape_k(t)->rmsnorm_fwd(x->data, w, rows, C, eps, y->data, rstd);
     if (lc_tape_needs_grad(t, &x, 1)) {
         rmsnorm_ctx *c = lc_arena_alloc(t->arena, sizeof *c);
@@ -415,7 +419,7 @@ static void attention_backward(lc_tape *t, lc_node *node)
     attn_ctx *c = node->ctx;
     lc_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2], *o = node->out[0];
     lc_tape_mark mark = lc_tape_mark_now(t);
-    lc_real *scr = scratch(t, lc_tape_k(t)->attention_scratch(c->s));
+    lc_real *scr = scratch_f32(t, lc_tape_k(t)->attention_scratch(c->s));
     lc_tape_k(t)->attention_bwd(c->s, q->data, k->data, v->data, o->data, c->lse, o->grad,
                        lc_tape_grad(t, q), lc_tape_grad(t, k), lc_tape_grad(t, v), scr);
     lc_tape_release(t, mark);
@@ -428,9 +432,9 @@ lc_tensor *lc_op_attention(lc_tape *t, lc_tensor *q, lc_tensor *k, lc_tensor *v,
     LC_ASSERT(q->numel == N * s->H * s->D && k->numel == s->B * (s->past + s->T) * s->KV * s->D &&
               v->numel == k->numel && s->H % s->KV == 0);
     lc_tensor *o = lc_tape_tensor2(t, N, (int64_t)s->H * s->D);
-    lc_real *lse = scratch(t, (size_t)(N * s->H));
+    lc_real *lse = scratch_f32(t, (size_t)(N * s->H));
     lc_tape_mark mark = lc_tape_mark_now(t);
-    lc_real *scr = scratch(t, lc_tape_k(t)->attention_scratch(s));
+    lc_real *scr = scratch_f32(t, lc_tape_k(t)->attention_scratch(s));
     lc_tape_k(t)->attention_fwd(s, q->data, k->data, v->data, o->data, lse, scr);
     lc_tape_release(t, mark);
     lc_tensor *in[3] = {q, k, v};
@@ -568,10 +572,10 @@ static void ce_backward(lc_tape *t, lc_node *node)
 {
     lc_real *dx_saved = node->ctx;
     lc_tensor *x = node->in[0];
-    lc_real seed = 1; /* d(root)/d(loss): 1 at the root, else read from the backend */
+    lc_real seed[1] = {1}; /* d(root)/d(loss): 1 at the root, else read from the backend */
     if (node->out[0] != t->root)
-        t->be->download(t->be, &seed, node->out[0]->grad, sizeof seed);
-    lc_tape_k(t)->axpy(x->numel, seed, dx_saved, lc_tape_grad(t, x));
+        lc_tape_to_host(t, seed, node->out[0]->grad, 1);
+    lc_tape_k(t)->axpy(x->numel, seed[0], dx_saved, lc_tape_grad(t, x));
 }
 
 lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
@@ -585,13 +589,13 @@ lc_tensor *lc_op_lm_head_ce(lc_tape *t, lc_tensor *x, const lc_weight *W,
     int64_t one = 1;
     lc_tensor *loss = lc_tape_tensor(t, 1, &one);
     lc_tape_mark mark = lc_tape_mark_now(t);
-    lc_real *scr = scratch(t, lc_tape_k(t)->ce_scratch(N, C, W->rows, W));
+    lc_real *scr = scratch_f32(t, lc_tape_k(t)->ce_scratch(N, C, W->rows, W));
     int64_t nsup = 0;
     double sum = lc_tape_k(t)->lm_head_ce(x->data, N, C, W, targets, grad_scale, dx, &nsup, scr,
                                           softcap);
     lc_tape_release(t, mark);
     const lc_real scaled = (lc_real)(sum * grad_scale);
-    t->be->upload(t->be, loss->data, &scaled, sizeof scaled);
+    lc_tape_from_host(t, loss->data, &scaled, 1);
     if (loss_sum)
         *loss_sum = sum;
     if (n_supervised)

@@ -47,24 +47,31 @@ static void softmax_d(const lc_real *z, int E, double *p)
         p[i] /= sum;
 }
 
-/* n elements of host memory standing for p (element memory of the tape's
- * backend): p itself on the CPU, else scratch in the host step arena (above
- * the caller's mark), filled from p when fetch. */
+/* n lc_real of host memory standing for the activation elements p of the
+ * tape's backend: p itself on the CPU, else scratch in the host step arena
+ * (above the caller's mark), filled from p (widened to lc_real) when fetch. */
 static lc_real *host_buffer(lc_tape *t, lc_real *p, int64_t n, bool fetch)
 {
     if (!t->be->device)
         return p;
     lc_real *h = lc_arena_alloc(t->arena, (size_t)n * sizeof(lc_real));
     if (fetch)
-        t->be->download(t->be, h, p, (size_t)n * sizeof(lc_real));
+        lc_tape_to_host(t, h, p, n);
     return h;
 }
 
-/* Writes a host_buffer of p back into p (nothing to do on the CPU). */
-static void host_store(lc_tape *t, void *p, const void *h, size_t bytes)
+/* Writes a host_buffer h of n elements back into p (nothing to do on the CPU). */
+static void host_store(lc_tape *t, lc_real *p, const lc_real *h, int64_t n)
 {
     if (t->be->device)
-        t->be->upload(t->be, p, h, bytes);
+        lc_tape_from_host(t, p, h, n);
+}
+
+/* Uploads the int32 row indices idx[n] into p (nothing to do on the CPU). */
+static void host_store_idx(lc_tape *t, int32_t *p, const int32_t *idx, int64_t n)
+{
+    if (t->be->device)
+        t->be->upload(t->be, p, idx, (size_t)n * sizeof *idx);
 }
 
 typedef struct router_ctx {
@@ -112,7 +119,7 @@ static void router_backward(lc_tape *t, lc_node *node)
         for (int j = 0; j < k; j++)
             dzn[ids[j]] += (lc_real)(p[ids[j]] * (double)dwn[j]);
     }
-    host_store(t, dz_be, dz, (size_t)(N * E) * sizeof(lc_real));
+    host_store(t, dz_be, dz, N * E);
     lc_tape_release(t, mark);
 }
 
@@ -177,9 +184,9 @@ lc_tensor *lc_op_router_topk(lc_tape *t, lc_tensor *logits, const lc_router_spec
             r->offset[e] = (int64_t)e * N;
     else
         group_rows(r, cursor);
-    host_store(t, w->data, wv, (size_t)(N * k) * sizeof(lc_real));
-    host_store(t, token_be, r->token, nk_bytes);
-    host_store(t, pair_be, r->pair, nk_bytes);
+    host_store(t, w->data, wv, N * k);
+    host_store_idx(t, token_be, r->token, N * k);
+    host_store_idx(t, pair_be, r->pair, N * k);
     lc_tape_release(t, mark);
 
     *route = r;
@@ -274,7 +281,7 @@ lc_tensor *lc_op_moe_combine(lc_tape *t, lc_tensor *w, lc_tensor *const *y,
     }
     LC_ASSERT(C > 0);
     lc_tensor *out = lc_tape_tensor2(t, route->N, C); /* [N, C] */
-    lc_backend_zero(t->be, out->data, out->numel);
+    lc_tape_zero(t, out->data, out->numel);
     for (int e = 0; e < E; e++)
         if (y[e]) /* out[token] += w[pair] · y[e] over expert e's rows */
             lc_tape_k(t)->scatter_add_rows(y[e]->data, route->token_be + route->offset[e], w->data,

@@ -86,11 +86,17 @@ lc_tensor *lc_tape_tensor(lc_tape *t, int ndim, const int64_t *shape)
     lc_tensor *x = lc_arena_alloc(t->arena, sizeof *x);
     memset(x, 0, sizeof *x);
     lc_tensor_set_shape(x, ndim, shape);
-    x->data = lc_arena_alloc(t->data, (size_t)x->numel * sizeof(lc_real));
+    x->dtype = t->be->act;
+    x->data = lc_arena_alloc(t->data, lc_backend_act_bytes(t->be, x->numel));
     return x;
 }
 
 lc_real *lc_tape_scratch(lc_tape *t, size_t elems)
+{
+    return elems ? lc_arena_alloc(t->data, lc_backend_act_bytes(t->be, (int64_t)elems)) : NULL;
+}
+
+lc_real *lc_tape_scratch_f32(lc_tape *t, size_t elems)
 {
     return elems ? lc_arena_alloc(t->data, elems * sizeof(lc_real)) : NULL;
 }
@@ -98,8 +104,55 @@ lc_real *lc_tape_scratch(lc_tape *t, size_t elems)
 lc_real *lc_tape_scratch_zero(lc_tape *t, size_t elems)
 {
     lc_real *p = lc_tape_scratch(t, elems);
-    lc_backend_zero(t->be, p, (int64_t)elems);
+    lc_tape_zero(t, p, (int64_t)elems);
     return p;
+}
+
+void lc_tape_zero(const lc_tape *t, lc_real *p, int64_t n)
+{
+    if (n > 0)
+        t->be->memset0(t->be, p, lc_backend_act_bytes(t->be, n));
+}
+
+const lc_real *lc_tape_act(lc_tape *t, const lc_tensor *x)
+{
+    if (t->be->act == LC_DTYPE_REAL || x->dtype == t->be->act)
+        return x->data; /* (on an lc_real backend every tensor is lc_real) */
+    LC_ASSERT(x->dtype == LC_DTYPE_REAL);
+    lc_real *p = lc_tape_scratch(t, (size_t)x->numel);
+    t->be->k.to_act(x->numel, x->data, p);
+    return p;
+}
+
+/* The bf16 staging of a transfer: n halves at the start of a buffer of n
+ * lc_real, widened or narrowed in place (back to front when widening, so
+ * no element is overwritten before it is read). */
+void lc_tape_to_host(lc_tape *t, lc_real *host, const lc_real *src, int64_t n)
+{
+    if (t->dry || n <= 0)
+        return;
+    t->be->download(t->be, host, src, lc_backend_act_bytes(t->be, n));
+    if (t->be->act != LC_DTYPE_BF16)
+        return;
+    const uint16_t *h = (const uint16_t *)host;
+    for (int64_t i = n; i-- > 0;)
+        host[i] = lc_bf16_to_f32(h[i]);
+}
+
+void lc_tape_from_host(lc_tape *t, lc_real *dst, const lc_real *host, int64_t n)
+{
+    if (t->dry || n <= 0)
+        return;
+    if (t->be->act != LC_DTYPE_BF16) {
+        t->be->upload(t->be, dst, host, lc_backend_act_bytes(t->be, n));
+        return;
+    }
+    size_t mark = lc_arena_mark(t->arena);
+    uint16_t *h = lc_arena_alloc(t->arena, (size_t)n * sizeof *h);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = lc_f32_to_bf16((float)host[i]);
+    t->be->upload(t->be, dst, h, (size_t)n * sizeof *h);
+    lc_arena_release(t->arena, mark);
 }
 
 lc_tensor *lc_tape_tensor2(lc_tape *t, int64_t rows, int64_t cols)
@@ -166,7 +219,7 @@ static lc_real *pool_take(lc_tape *t, lc_tensor *x)
     if (t->max_rows > rows)
         cap = t->max_rows * lc_tensor_cols(x);
     x->grad_capacity = cap;
-    return lc_arena_alloc(&t->grad_arena, (size_t)cap * sizeof(lc_real));
+    return lc_arena_alloc(&t->grad_arena, lc_backend_act_bytes(t->be, cap));
 }
 
 static void pool_give(lc_tape *t, lc_real *p, int64_t capacity)
@@ -186,7 +239,7 @@ lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t)
     if (!t->grad) {
         LC_ASSERT(!t->is_param);
         t->grad = pool_take(tape, t);
-        lc_backend_zero(tape->be, t->grad, t->numel);
+        lc_tape_zero(tape, t->grad, t->numel);
     }
     return t->grad;
 }
@@ -215,7 +268,8 @@ void lc_tape_walk_back(lc_tape *t, size_t from)
 
 void lc_tape_copy(const lc_tape *t, lc_real *dst, const lc_real *src, int64_t n)
 {
-    lc_backend_copy(t->be, dst, src, n);
+    if (n > 0)
+        t->be->copy(t->be, dst, src, lc_backend_act_bytes(t->be, n));
 }
 
 void lc_tape_release_grad(lc_tape *t, lc_tensor *x)
@@ -233,7 +287,7 @@ void lc_tape_backward(lc_tape *t, lc_tensor *loss)
         return;
     lc_real *g = lc_tape_grad(t, loss);
     const lc_real one = 1;
-    t->be->upload(t->be, g, &one, sizeof one);
+    lc_tape_from_host(t, g, &one, 1);
     t->root = loss;
     lc_tape_walk_back(t, 0);
     t->root = NULL;

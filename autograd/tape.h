@@ -90,7 +90,8 @@ void lc_tape_free(lc_tape *t);
 /* Forgets all nodes and resets the step arena (pooled grads are kept). */
 void lc_tape_reset(lc_tape *t);
 
-/* New activation tensor in the step arena (data uninitialised, no grad). */
+/* New activation tensor in the step arena, of the backend's activation
+ * dtype (data uninitialised, no grad). */
 lc_tensor *lc_tape_tensor(lc_tape *t, int ndim, const int64_t *shape);
 lc_tensor *lc_tape_tensor2(lc_tape *t, int64_t rows, int64_t cols);
 
@@ -114,8 +115,20 @@ void lc_tape_backward(lc_tape *t, lc_tensor *loss);
 void lc_tape_walk_back(lc_tape *t, size_t from);
 /* The kernels of the tape's backend (ops call nothing else). */
 static inline const lc_kernels *lc_tape_k(const lc_tape *t) { return &t->be->k; }
-/* dst[n] = src[n], a copy of element values on the tape's backend. */
+/* dst[n] = src[n], a copy of activation elements on the tape's backend. */
 void lc_tape_copy(const lc_tape *t, lc_real *dst, const lc_real *src, int64_t n);
+/* p[n] = 0 (activation elements). */
+void lc_tape_zero(const lc_tape *t, lc_real *p, int64_t n);
+/* x's values in the activation dtype: x->data when x already is, else a
+ * rounded copy in the step's scratch (a LoRA parameter entering a bf16
+ * GEMM, as autocast casts it); release with the caller's mark. */
+const lc_real *lc_tape_act(lc_tape *t, const lc_tensor *x);
+/* host[n] (lc_real) = the activation elements src[n] on the backend, and
+ * back: dst[n] = host[n] rounded to the activation dtype. Host-side work
+ * that needs values (MoE routing, the loss seed) goes through these; in a
+ * dry run they do nothing. */
+void lc_tape_to_host(lc_tape *t, lc_real *host, const lc_real *src, int64_t n);
+void lc_tape_from_host(lc_tape *t, lc_real *dst, const lc_real *host, int64_t n);
 
 /* Scratch above a mark of both step arenas, released together (LIFO). */
 typedef struct lc_tape_mark {
@@ -130,9 +143,12 @@ static inline void lc_tape_release(lc_tape *t, lc_tape_mark m)
     lc_arena_release(t->data, m.data);
     lc_arena_release(t->arena, m.host);
 }
-/* elems lc_real of element memory in the step's data arena (NULL for 0). */
+/* elems activation elements of scratch in the step's data arena (NULL
+ * for 0), uninitialised or zeroed; lc_tape_scratch_f32: elems [f32]
+ * (lc_real) elements, for statistics and the kernels' sized scratch. */
 lc_real *lc_tape_scratch(lc_tape *t, size_t elems);
 lc_real *lc_tape_scratch_zero(lc_tape *t, size_t elems);
+lc_real *lc_tape_scratch_f32(lc_tape *t, size_t elems);
 /* Hands a leaf's pooled gradient back (after its value was used). */
 void lc_tape_release_grad(lc_tape *t, lc_tensor *x);
 

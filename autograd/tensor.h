@@ -1,7 +1,8 @@
 /* tensor.h — the two kinds of data autograd works with.
  *
- * lc_tensor: an lc_real buffer with a shape, living in the step arena (an
- * activation) or in the flat parameter store (a trainable LoRA tensor). Only
+ * lc_tensor: a buffer with a shape and a dtype, living in the step arena (an
+ * activation, in the backend's activation dtype) or in the flat parameter
+ * store (a trainable LoRA tensor, always lc_real). Only
  * a tensor with requires_grad ever gets a gradient buffer.
  *
  * lc_weight: a frozen base-model matrix [rows = out, cols = in], row-major,
@@ -28,9 +29,14 @@ extern "C" {
 
 #define LC_MAX_DIMS 4
 
+/* The dtype lc_real is (F64 in the gradient-check build). */
+#define LC_DTYPE_REAL (LC_REAL_IS_F64 ? LC_DTYPE_F64 : LC_DTYPE_F32)
+
 typedef struct lc_tensor {
-    lc_real *data;             /* [numel] */
-    lc_real *grad;             /* [numel]; NULL until first needed */
+    lc_real *data;             /* [numel] of dtype */
+    lc_real *grad;             /* [numel] of dtype; NULL until first needed */
+    lc_dtype dtype;            /* LC_DTYPE_REAL (a parameter, always), or the tape
+                                * backend's activation dtype (an activation) */
     int64_t shape[LC_MAX_DIMS];
     int ndim;
     int64_t numel;

@@ -68,7 +68,7 @@ void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,
                      const lc_adamw_hparams *hp, double lr)
 {
     o->step++;
-    const lc_kernels *k = &o->be->k;
+    const lc_kernels *k = o->be->f32;
     if (!o->spans) {
         k->adamw((int64_t)o->n, params, grads, o->m, o->v, hp, o->step, lr);
         return;
@@ -85,7 +85,7 @@ void lc_adamw_update(lc_adamw *o, lc_real *params, const lc_real *grads,
 
 double lc_grad_norm_on(lc_backend *be, const lc_real *g, size_t n)
 {
-    return sqrt(be->k.sum_squares((int64_t)n, g));
+    return sqrt(be->f32->sum_squares((int64_t)n, g));
 }
 
 double lc_grad_norm(const lc_real *g, size_t n) { return lc_grad_norm_on(lc_backend_cpu(), g, n); }
@@ -95,7 +95,7 @@ void lc_grad_clip_to(lc_backend *be, lc_real *g, size_t n, double norm, double m
     if (max_norm > 0) {
         double coef = max_norm / (norm + 1e-6);
         if (coef < 1)
-            be->k.scale((int64_t)n, (lc_real)coef, g, g);
+            be->f32->scale((int64_t)n, (lc_real)coef, g, g);
     }
 }
 

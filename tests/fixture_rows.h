@@ -20,6 +20,7 @@
 #include "train/device_model.h"
 #include "train/lora.h"
 #include "train/model.h"
+#include "helpers.h"
 
 /* Rows first .. first+count-1 of the JSONL file at path (vocab 512) into a
  * fresh count x T buffer *buf; *batch points at it. */
@@ -43,8 +44,9 @@ static inline void lc_test_load_rows(lc_batch_buf *buf, lc_batch *batch, const c
 /* One step's worth of state on a fixture model, on the backend the
  * environment names: LORAC_TEST_BACKEND=cuda runs the step on the CUDA
  * backend (a GPU, or the simulator in a -DLORAC_CUDA_SIM=ON build: ctest's
- * `cuda` label runs the fixture tests that way) in float32; unset or "cpu":
- * the CPU. The step runs on m and l: the host model and adapter on the CPU,
+ * `cuda` label runs the fixture tests that way) in float32, cuda-bf16 in
+ * bfloat16 (lc_test_bf16: the suites switch to their bf16 tolerances);
+ * unset or "cpu": the CPU. The step runs on m and l: the host model and adapter on the CPU,
  * their device mirrors (train/device_model.h) on a device. */
 typedef struct lc_test_step {
     lc_model model;
@@ -64,7 +66,7 @@ typedef struct lc_test_step {
 static inline bool lc_test_on_device(void)
 {
     const char *want = getenv("LORAC_TEST_BACKEND");
-    return want && strcmp(want, "cuda") == 0;
+    return want && (strcmp(want, "cuda") == 0 || lc_test_bf16());
 }
 
 /* With s->model and s->lora loaded: the backend, the mirrors, arenas and
@@ -80,7 +82,9 @@ static inline void lc_test_step_backend(lc_test_step *s)
         cr_assert_eq(lc_tape_init(&s->tape, &s->arena, 64 << 20, &err), 0);
         return;
     }
-    cr_assert_eq(lc_backend_open(LC_DEVICE_CUDA, LC_COMPUTE_F32, &s->be, &err), 0, "%s", err.msg);
+    cr_assert_eq(lc_backend_open(LC_DEVICE_CUDA, lc_test_bf16() ? LC_COMPUTE_BF16 : LC_COMPUTE_F32,
+                                 &s->be, &err),
+                 0, "%s", err.msg);
     cr_assert_eq(lc_device_model_upload(&s->dev, s->be, &s->model, &s->lora, &err), 0, "%s",
                  err.msg);
     cr_assert_eq(lc_arena_init(&s->arena, "step host", 64 << 20, &err), 0);
@@ -120,12 +124,13 @@ static inline void lc_test_step_fetch_grads(lc_test_step *s)
         s->be->download(s->be, s->lora.grads, s->l->grads, s->lora.n_params * sizeof(lc_real));
 }
 
-/* n values at p on the step's backend, copied to a new host buffer (free it). */
+/* n activation values at p on the step's backend, copied to a new host
+ * buffer as lc_real (free it). */
 static inline lc_real *lc_test_step_fetch(lc_test_step *s, const lc_real *p, int64_t n)
 {
     lc_real *h = malloc((size_t)(n ? n : 1) * sizeof(lc_real));
     cr_assert(h);
-    s->be->download(s->be, h, p, (size_t)n * sizeof(lc_real));
+    lc_tape_to_host(&s->tape, h, p, n);
     return h;
 }
 

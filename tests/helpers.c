@@ -116,7 +116,15 @@ bool lc_test_same_file(const char *a, const char *b)
 const char *lc_test_backend_yaml(void)
 {
     const char *want = getenv("LORAC_TEST_BACKEND");
+    if (lc_test_bf16())
+        return "device: cuda\ncompute_dtype: bfloat16\n";
     return want && strcmp(want, "cuda") == 0 ? "device: cuda\ncompute_dtype: float32\n" : "";
+}
+
+bool lc_test_bf16(void)
+{
+    const char *want = getenv("LORAC_TEST_BACKEND");
+    return want && strcmp(want, "cuda-bf16") == 0;
 }
 
 /* LORAC_BINARY followed by args (at most 46) into argv[48]. */

@@ -23,8 +23,11 @@
 /* Absolute path of a file under tests/fixtures/ (static buffer per call slot). */
 const char *lc_test_fixture(const char *rel);
 /* LORAC_TEST_BACKEND=cuda (the `<test>_cuda` ctests): config lines that put
- * a run on the CUDA backend in float32; "" otherwise. */
+ * a run on the CUDA backend in float32 (cuda-bf16, the `<test>_cuda_bf16`
+ * ctests: in bfloat16); "" otherwise. */
 const char *lc_test_backend_yaml(void);
+/* Whether LORAC_TEST_BACKEND=cuda-bf16: steps in bfloat16, bf16 tolerances. */
+bool lc_test_bf16(void);
 /* Makes a fresh empty temporary directory and returns its path (malloc'd). */
 char *lc_test_tmpdir(void);
 /* rm -rf dir (does not follow symlinks); errors are ignored. */

@@ -112,7 +112,8 @@ Test(cli, eval_matches_reference)
     char *rows = first_rows(tmp, 2);
     const char *args[] = {"eval", "--model", lc_test_fixture("tiny-llama/model"), "--adapter",
                           lc_test_fixture("tiny-llama/adapter_init"), "--data", rows,
-                          "--seq-len", "16", NULL};
+                          "--seq-len", "16", "--device", *lc_test_backend_yaml() ? "cuda" : "cpu",
+                          "--compute-dtype", "float32", NULL};
     lc_test_run_result r = lc_test_run_lorac(NULL, args);
     check_eval_output(&r);
     lc_test_run_free(&r);

@@ -223,6 +223,8 @@ static void round_all(int kind, float *h, int64_t n)
  * points on the CUDA backend's context. */
 #define CPU (&lc_backend_cpu()->k)
 #define DEV (&g_be->k)
+/* the CUDA backend's table for the row's activation dtype */
+#define TABLE(r) lc_backend_cuda_table((r)->dt)
 #define F32(r) ((r)->dt == LC_DTYPE_F32)
 
 static const char *g_bug = "";
@@ -273,7 +275,7 @@ static void be_or_skip(void)
     if (lc_cuda_device_count() == 0)
         cr_skip("no CUDA device");
     lc_error err = {{0}};
-    cr_assert_eq(lc_backend_cuda_create(&g_be, 0, &err), 0, "CUDA backend: %s", err.msg);
+    cr_assert_eq(lc_backend_cuda_create(&g_be, 0, LC_DTYPE_F32, &err), 0, "CUDA backend: %s", err.msg);
     cr_assert_str_eq(g_be->name, "cuda");
     cr_assert(g_be->device);
     g_ctx = lc_backend_cuda_ctx(g_be);
@@ -803,6 +805,57 @@ static const opcase GEMM_CASES[] = {
     {"tt 37x53x71 out f32", {1, 1, 37, 53, 71, 1}, 0, 0, 2},
     {"nt 1x300x64", {0, 1, 1, 300, 64, 0}, 0, 0, 0},
     {"K=0: C=beta*C", {0, 0, 64, 64, 0, 0}, 0, 0, 0},
+};
+
+/* gemm_grad: C [f32] += 0.7 · op(A)·op(B), A and B activations, through the
+ * table of the row's dtype (a[5] unused: C is always f32). */
+static void gemm_grad_decl(op_run *r)
+{
+    const opcase *c = r->c;
+    GEMM_LD(c);
+    (void)ldc;
+    IN(r, "A", K_ACT, (c->a[0] ? K : M) * lda, 1);
+    IN(r, "B", K_ACT, (c->a[1] ? N : K) * ldb, 1);
+    tadd(r, "C", K_F32, R_ACC, 0, M * (N + 2), 1, 2e-6, 2e-6, NO_PAIR);
+}
+static void gemm_grad_cpu(op_run *r)
+{
+    const opcase *c = r->c;
+    GEMM_LD(c);
+    CPU->gemm_grad(c->a[0], c->a[1], M, N, K, 0.7f, H(r, "A"), lda, H(r, "B"), ldb, H(r, "C"), ldc);
+}
+static int gemm_grad_dev(op_run *r)
+{
+    const opcase *c = r->c;
+    GEMM_LD(c);
+    TABLE(r)->gemm_grad(c->a[0], c->a[1], M, N, K, 0.7f, D(r, "A"), lda, D(r, "B"), ldb,
+                        D(r, "C"), ldc);
+    return 0;
+}
+/* the two shapes the LoRA backward takes: gB += dyᵀ·xa, gA += dxaᵀ·x */
+static const opcase GEMM_GRAD_CASES[] = {
+    {"tn 37x53x71", {1, 0, 37, 53, 71, 1}, 0, 0, 0},
+    {"nn 37x53x71", {0, 0, 37, 53, 71, 1}, 0, 0, 0},
+};
+
+/* to_act: an f32 parameter rounded into the activation dtype (bitwise). */
+static void to_act_decl(op_run *r)
+{
+    IN(r, "p", K_F32, r->c->a[0], 3);
+    tadd(r, "y", K_ACT, R_OUT, 0, r->c->a[0], 0, 0, 0, NO_PAIR);
+}
+static void to_act_cpu(op_run *r)
+{
+    CPU->to_act(r->c->a[0], H(r, "p"), H(r, "y"));
+    round_all(kind_of(r, K_ACT), H(r, "y"), r->c->a[0]);
+}
+static int to_act_dev(op_run *r)
+{
+    TABLE(r)->to_act(r->c->a[0], D(r, "p"), D(r, "y"));
+    return 0;
+}
+static const opcase TO_ACT_CASES[] = {
+    {"n=4099", {4099}, 0, 0, 0},
 };
 
 /* ---------------------------------------------------------------- weight rows (NF4 dequant) */
@@ -1764,6 +1817,9 @@ static const opcase MOE_CASES[] = {
 static const op_def OPS[] = {
     {"convert", CASES(CONVERT_CASES), 1, 0, 0, convert_decl, convert_init, convert_cpu, convert_dev},
     {"gemm", CASES(GEMM_CASES), 1, 0, 0, gemm_decl, NULL, gemm_cpu, gemm_dev},
+    {"gemm_grad", CASES(GEMM_GRAD_CASES), 1, 0, 0, gemm_grad_decl, NULL, gemm_grad_cpu,
+     gemm_grad_dev},
+    {"to_act", CASES(TO_ACT_CASES), 1, 0, 0, to_act_decl, NULL, to_act_cpu, to_act_dev},
     {"weight_rows", CASES(WROWS_CASES), 1, 0, 0, wrows_decl, weight_init, wrows_cpu, wrows_dev},
     {"weight_matmul", CASES(WMM_CASES), 2, 0, 2e-4, wmm_decl, weight_init, wmm_cpu, wmm_dev},
     {"rmsnorm", CASES(RMS_CASES), 2, 0, 5e-4, rms_decl, rms_init, rms_cpu, rms_dev},
@@ -1825,7 +1881,7 @@ static const op_def *find_op(const char *name)
  * the two tables: an entry added to backend.h without a row here fails the
  * build (the count), one named here without an op fails kernels_covered. */
 static const char *const KERNEL_ROWS[][2] = {
-    {"gemm", "gemm"}, {"weight_scratch", "weight_matmul"}, {"weight_matmul", "weight_matmul"},
+    {"gemm", "gemm"}, {"gemm_grad", "gemm_grad"}, {"to_act", "to_act"}, {"weight_scratch", "weight_matmul"}, {"weight_matmul", "weight_matmul"},
     {"weight_matmul_grad", "weight_matmul"}, {"rmsnorm_fwd", "rmsnorm"}, {"rmsnorm_bwd", "rmsnorm"},
     {"swiglu_fwd", "swiglu"}, {"swiglu_bwd", "swiglu"}, {"geglu_tanh_fwd", "geglu_tanh"},
     {"geglu_tanh_bwd", "geglu_tanh"}, {"softcap", "softcap"}, {"rope", "rope"},
@@ -1934,7 +1990,7 @@ Test(cuda, backend_memory)
     be_or_skip();
     lc_error err = {{0}};
     lc_backend *again = NULL;
-    cr_expect_neq(lc_backend_cuda_create(&again, 0, &err), 0);
+    cr_expect_neq(lc_backend_cuda_create(&again, 0, LC_DTYPE_F32, &err), 0);
     cr_expect(strstr(err.msg, "already exists") != NULL, "%s", err.msg);
     enum { N = 1000 };
     float h[N], back[N];

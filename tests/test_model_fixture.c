@@ -33,10 +33,29 @@
  *   worst LoRA grad    1.40e-6  1.12e-6  1.11e-6  1.29e-6  (per tensor, norm-wise)
  * (the SkylakeX kernels, this machine's default, give 4.6e-7 for logits,
  * 1.37e-7 for the loss and 1.09e-6 for gradients) */
-#define TOL_HIDDEN 5e-6
-#define TOL_LOGITS 5e-6
-#define TOL_LOSS 1.5e-6
-#define TOL_GRAD 1.5e-5
+#define TOL_HIDDEN_F32 5e-6
+#define TOL_LOGITS_F32 5e-6
+#define TOL_LOSS_F32 1.5e-6
+#define TOL_GRAD_F32 1.5e-5
+/* compute_dtype: bfloat16 (LORAC_TEST_BACKEND=cuda-bf16: the simulator, or a
+ * GPU) — bf16 activations and frozen weights, f32 LoRA masters and
+ * gradients — against the float64 reference. Worst measured over the ten
+ * fixtures (sim, 2026-11-30): hidden states 1.52e-2, logits 1.57e-2, loss
+ * 3.68e-4 (the issue asks 2e-2), the loss tensor (a bf16 value) 2.09e-3,
+ * a LoRA gradient tensor 3.14e-2, the gradient norm 3.65e-3. A bf16 rounding
+ * is 2⁻⁹ = 2e-3 relative; ten layers of them give the hidden states' 1e-2. */
+#define TOL_HIDDEN_BF16 5e-2
+#define TOL_LOGITS_BF16 5e-2
+#define TOL_LOSS_BF16 2e-3
+#define TOL_LOSS_TENSOR_BF16 6e-3
+#define TOL_GRAD_BF16 1e-1
+#define TOL_GRAD_NORM_BF16 2e-2
+#define TOL_HIDDEN (lc_test_bf16() ? TOL_HIDDEN_BF16 : TOL_HIDDEN_F32)
+#define TOL_LOGITS (lc_test_bf16() ? TOL_LOGITS_BF16 : TOL_LOGITS_F32)
+#define TOL_LOSS (lc_test_bf16() ? TOL_LOSS_BF16 : TOL_LOSS_F32)
+#define TOL_LOSS_TENSOR (lc_test_bf16() ? TOL_LOSS_TENSOR_BF16 : TOL_LOSS_F32)
+#define TOL_GRAD (lc_test_bf16() ? TOL_GRAD_BF16 : TOL_GRAD_F32)
+#define TOL_GRAD_NORM (lc_test_bf16() ? TOL_GRAD_NORM_BF16 : TOL_GRAD_F32)
 
 typedef struct fixture {
     lc_test_step s;
@@ -129,9 +148,10 @@ static void check_loss_and_grads(const char *name)
     lc_real *loss32 = lc_test_step_fetch(&f.s, loss->data, 1);
     double rel32 = fabs(loss32[0] - ref_loss) / ref_loss;
     free(loss32);
-    cr_log_info("%s: loss %.9f vs %.9f (rel %.3g), f32 loss tensor rel %.3g", name, sum / n, ref_loss, rel, rel32);
+    cr_log_info("%s: loss %.9f vs %.9f (rel %.3g), loss tensor rel %.3g", name, sum / n, ref_loss, rel, rel32);
     cr_expect_lt(rel, TOL_LOSS, "loss %.9f vs reference %.9f", sum / n, ref_loss);
-    cr_expect_lt(rel32, TOL_LOSS, "f32 loss (rel err %g) vs reference %.9f", rel32, ref_loss);
+    cr_expect_lt(rel32, TOL_LOSS_TENSOR, "loss tensor (rel err %g) vs reference %.9f", rel32,
+                 ref_loss);
 
     lc_tape_backward(&f.s.tape, loss);
     lc_test_step_fetch_grads(&f.s);
@@ -170,7 +190,7 @@ static void check_loss_and_grads(const char *name)
         }
     cr_assert_eq(checked, f.s.lora.n_layers * fam->n_modules * 2);
     double e_norm = fabs(sqrt(sq) - sqrt(sq_ref)) / sqrt(sq_ref);
-    cr_expect_lt(e_norm, TOL_GRAD, "gradient norm %.9g vs reference %.9g", sqrt(sq), sqrt(sq_ref));
+    cr_expect_lt(e_norm, TOL_GRAD_NORM, "gradient norm %.9g vs reference %.9g", sqrt(sq), sqrt(sq_ref));
     cr_log_info("%s on %s: worst LoRA gradient rel err %.3g over %d tensors, grad norm %.3g",
                 name, f.s.be->name, worst, checked, e_norm);
     lc_tape_reset(&f.s.tape);

@@ -18,7 +18,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
-typedef int (*cuda_create_fn)(lc_backend **out, int device, lc_error *err);
+typedef int (*cuda_create_fn)(lc_backend **out, int device, lc_dtype act, lc_error *err);
 typedef int (*cuda_count_fn)(void);
 
 /* The module, loaded once. */
@@ -101,15 +101,21 @@ int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, l
     *be = NULL;
     if (device == LC_DEVICE_AUTO)
         device = lc_backend_cuda_devices() > 0 ? LC_DEVICE_CUDA : LC_DEVICE_CPU;
-    if (dtype == LC_COMPUTE_BF16)
-        return lc_error_set(err, "compute_dtype: bfloat16 is not implemented yet (the bf16 "
-                            "kernels exist, the step does not use them): set compute_dtype: "
-                            "float32 or auto");
     if (device == LC_DEVICE_CPU) {
+        if (dtype == LC_COMPUTE_BF16)
+            return lc_error_set(err, "compute_dtype: bfloat16 is not implemented on the CPU "
+                                "(it computes in float32): set compute_dtype: float32 or auto, "
+                                "or device: cuda");
         *be = lc_backend_cpu();
         return 0;
     }
 #ifdef LORAC_HAVE_CUDA
+    /* on CUDA, auto is bfloat16 */
+    lc_dtype act = dtype == LC_COMPUTE_F32 ? LC_DTYPE_F32 : LC_DTYPE_BF16;
+    if (cuda_shared && cuda_shared->act != act)
+        return lc_error_set(err, "device: cuda is already open in this process with "
+                            "compute_dtype %s (one CUDA backend per process)",
+                            lc_dtype_torch_name(cuda_shared->act));
     if (!cuda_shared) {
         if (!driver_installed())
             return lc_error_set(err, "device: cuda: no CUDA driver is installed (libcuda.so.1 "
@@ -120,7 +126,7 @@ int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, l
         if (module.count() <= 0)
             return lc_error_set(err, "device: cuda: no CUDA device is present; use device: cpu "
                                 "or auto");
-        if (module.create(&cuda_shared, 0, err))
+        if (module.create(&cuda_shared, 0, act, err))
             return -1;
     }
     cuda_users++;
@@ -147,12 +153,13 @@ void lc_backend_close(lc_backend *be)
 
 void lc_backend_describe(lc_backend *be, char *buf, size_t n)
 {
+    const char *dt = be->act == LC_DTYPE_BF16 ? "bfloat16" : "float32";
     if (!be->device) {
-        snprintf(buf, n, "cpu (%s: %s), float32", lc_cpu_isa(), lc_cpu_isa_desc());
+        snprintf(buf, n, "cpu (%s: %s), %s", lc_cpu_isa(), lc_cpu_isa_desc(), dt);
         return;
     }
     size_t free_b = 0, total = 0;
     be->mem_info(be, &free_b, &total);
-    snprintf(buf, n, "%s (%.1f GiB free of %.1f GiB), float32", be->name, free_b / 1073741824.0,
-             total / 1073741824.0);
+    snprintf(buf, n, "%s (%.1f GiB free of %.1f GiB), %s", be->name, free_b / 1073741824.0,
+             total / 1073741824.0, dt);
 }

@@ -7,8 +7,10 @@
  *         with -DLORAC_CUDA_SIM=ON. Refused with the reason when the build
  *         has no CUDA or no device is present.
  *   auto  cuda when the build has it and a device is present, else cpu.
- * compute_dtype: float32 everywhere for now; bfloat16 is refused with a
- * clear message (auto means float32). */
+ * compute_dtype: the backend's activation dtype (backend.h). On CUDA auto
+ * means bfloat16 (bf16 activations and frozen weights, f32 LoRA masters,
+ * gradients and AdamW state); float32 is the exact-check mode. The CPU
+ * computes in float32 (auto); bfloat16 there is refused with the reason. */
 #ifndef LC_BACKEND_SELECT_H
 #define LC_BACKEND_SELECT_H
 
@@ -24,7 +26,7 @@ int lc_backend_cuda_devices(void);
  * the last close). */
 void lc_backend_close(lc_backend *be);
 /* One line for the log: "cpu (x86-64-v4: AVX-512), float32", "cuda (NVIDIA H200, 139.8 GiB
- * free of 140.4 GiB), float32". */
+ * free of 140.4 GiB), bfloat16". */
 void lc_backend_describe(lc_backend *be, char *buf, size_t n);
 
 #endif

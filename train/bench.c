@@ -25,6 +25,7 @@ typedef struct bench_opts {
     int experts, top_k; /* > 0: a Mixtral of that many experts of FF = --intermediate each */
     lc_dtype dtype;
     lc_device device;   /* --device cpu (default) | cuda | auto */
+    lc_compute_dtype compute_dtype; /* --compute-dtype auto (default) | bfloat16 | float32 */
 } bench_opts;
 
 static int parse_int(const char *flag, const char *v, int lo, int *out, lc_error *err)
@@ -66,6 +67,13 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
             const char *v = i + 1 < argc ? argv[++i] : "";
             if (lc_device_from_name(v, &o->device))
                 return lc_error_set(err, "--device: expected cpu, cuda or auto, got '%s'", v);
+            continue;
+        }
+        if (strcmp(argv[i], "--compute-dtype") == 0) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            if (lc_compute_dtype_from_name(v, &o->compute_dtype))
+                return lc_error_set(err, "--compute-dtype: expected auto, bfloat16 or float32, "
+                                    "got '%s'", v);
             continue;
         }
         bool found = false;
@@ -161,7 +169,7 @@ static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
  * and one micro-batch of pseudo-random tokens, every one supervised. */
 static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
 {
-    if (lc_backend_open(o->device, LC_COMPUTE_F32, &b->be, err) ||
+    if (lc_backend_open(o->device, o->compute_dtype, &b->be, err) ||
         lc_engine_open(&b->eng, b->be, &b->model, &b->lora, o->batch, o->seq, NULL, err) ||
         lc_adamw_init_on(&b->opt, b->lora.n_params, b->be, err) ||
         lc_batch_buf_init(&b->buf, o->batch, o->seq, err))
@@ -190,9 +198,11 @@ static int bench_run(const bench_opts *o, bench_state *b, FILE *out, lc_error *e
     int64_t nsup = lc_batch_buf_supervised(&b->buf);
     double total_time = 0, loss = 0;
     const lc_memory_plan *plan = &b->eng.plan;
-    fprintf(out, "{\"impl\":\"lorac\",\"device\":\"%s\",\"threads\":%d,\"cpu_kernels\":\"%s\","
+    fprintf(out, "{\"impl\":\"lorac\",\"device\":\"%s\",\"compute_dtype\":\"%s\","
+            "\"threads\":%d,\"cpu_kernels\":\"%s\","
             "\"blas_core\":\"%s\",\"weights\":\"%s\",\"weight_mib\":%.1f,\"step_s\":[",
-            b->be->name, omp_get_max_threads(), lc_cpu_isa(), lc_blas_core(),
+            b->be->name, lc_dtype_torch_name(b->be->act), omp_get_max_threads(), lc_cpu_isa(),
+            lc_blas_core(),
             o->nf4 ? "NF4-dq" : lc_dtype_name(o->dtype),
             lc_model_weight_bytes(&b->model) / 1048576.0);
     for (int step = 0; step < o->warmup + o->steps; step++) {

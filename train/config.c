@@ -278,6 +278,16 @@ int lc_device_from_name(const char *s, lc_device *out)
 static const char *const compute_dtype_names[] = { "auto", "bfloat16", "float32" };
 static const lc_compute_dtype compute_dtype_values[] = { LC_COMPUTE_AUTO, LC_COMPUTE_BF16,
                                                         LC_COMPUTE_F32 };
+
+int lc_compute_dtype_from_name(const char *s, lc_compute_dtype *out)
+{
+    for (size_t i = 0; i < sizeof compute_dtype_names / sizeof compute_dtype_names[0]; i++)
+        if (strcmp(s, compute_dtype_names[i]) == 0) {
+            *out = compute_dtype_values[i];
+            return 0;
+        }
+    return -1;
+}
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* ---- parse context and errors ---------------------------------------------- */

@@ -30,6 +30,8 @@ int lc_device_from_name(const char *s, lc_device *out);
 typedef enum lc_compute_dtype {
     LC_COMPUTE_AUTO, LC_COMPUTE_BF16, LC_COMPUTE_F32
 } lc_compute_dtype;
+/* Parses a `compute_dtype` value ("auto", "bfloat16", "float32"); -1 when unknown. */
+int lc_compute_dtype_from_name(const char *s, lc_compute_dtype *out);
 
 typedef struct lc_train_config {
     char *config_path;              /* the YAML file (absolute or as given) */

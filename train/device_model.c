@@ -9,11 +9,14 @@
  * buffer of at most this many bytes. */
 #define STAGE_BYTES ((size_t)16 << 20)
 
-static double dense_bytes(const lc_weight *w)
+/* Bytes of one activation-dtype element on the device. */
+static size_t act_size(lc_dtype act) { return act == LC_DTYPE_BF16 ? 2 : sizeof(lc_real); }
+
+static double dense_bytes(const lc_weight *w, lc_dtype act)
 {
     if (!w->data && !w->nf4 && !w->ggml)
         return 0;
-    return w->nf4 ? lc_weight_bytes(w) : (double)w->rows * (double)w->cols * sizeof(lc_real);
+    return w->nf4 ? lc_weight_bytes(w) : (double)w->rows * (double)w->cols * act_size(act);
 }
 
 static bool tied(const lc_model *m)
@@ -31,17 +34,29 @@ static double rope_bytes(const lc_model *m)
     return b;
 }
 
-double lc_device_model_weight_bytes(const lc_model *m)
+double lc_device_model_weight_bytes(const lc_model *m, lc_dtype act)
 {
-    double b = dense_bytes(&m->embed) + (tied(m) ? 0 : dense_bytes(&m->lm_head));
+    double b = dense_bytes(&m->embed, act) + (tied(m) ? 0 : dense_bytes(&m->lm_head, act));
     for (int l = 0; l < m->cfg.n_layers; l++) {
         for (int k = 0; k < LC_MOD_COUNT; k++)
-            b += dense_bytes(&m->layers[l].proj[k]);
-        b += dense_bytes(&m->layers[l].router);
+            b += dense_bytes(&m->layers[l].proj[k], act);
+        b += dense_bytes(&m->layers[l].router, act);
         for (int i = 0; i < 3 * m->cfg.n_experts; i++)
-            b += dense_bytes(&m->layers[l].experts[i]);
+            b += dense_bytes(&m->layers[l].experts[i], act);
     }
-    return b + (double)lc_model_small_count(&m->cfg) * sizeof(lc_real) + rope_bytes(m);
+    return b + (double)lc_model_small_count(&m->cfg) * (double)act_size(act) + rope_bytes(m);
+}
+
+/* The n lc_real of stage rounded to the activation dtype in place (bf16:
+ * packed into the first 2n bytes); returns their bytes. */
+static size_t stage_to_act(lc_dtype act, lc_real *stage, int64_t n)
+{
+    if (act != LC_DTYPE_BF16)
+        return (size_t)n * sizeof(lc_real);
+    uint16_t *h = (uint16_t *)stage;
+    for (int64_t i = 0; i < n; i++) /* h[i] overlaps only stage[≤ i/2], already read */
+        h[i] = lc_f32_to_bf16(stage[i]);
+    return (size_t)n * sizeof *h;
 }
 
 /* A device buffer of `bytes`, owned by d. */
@@ -99,11 +114,13 @@ static int upload_nf4(lc_device_model *d, lc_weight *w, lc_error *err)
     return 0;
 }
 
-/* A dense or GGUF matrix converted to lc_real on the host, tile by tile. */
+/* A dense or GGUF matrix converted to the activation dtype on the host,
+ * tile by tile (through lc_real: a BF16 weight stays exact). */
 static int upload_dense(lc_device_model *d, lc_weight *w, lc_real *stage, size_t stage_elems,
                         lc_error *err)
 {
-    lc_real *p = dev_alloc(d, (size_t)(w->rows * w->cols) * sizeof(lc_real), err);
+    lc_dtype act = d->be->act;
+    char *p = dev_alloc(d, (size_t)(w->rows * w->cols) * act_size(act), err);
     if (!p)
         return -1;
     int64_t tile = (int64_t)(stage_elems / (size_t)w->cols);
@@ -111,9 +128,10 @@ static int upload_dense(lc_device_model *d, lc_weight *w, lc_real *stage, size_t
     for (int64_t r0 = 0; r0 < w->rows; r0 += tile) {
         int64_t r1 = r0 + tile < w->rows ? r0 + tile : w->rows;
         lc_weight_rows_to_real(w, r0, r1, stage);
-        d->be->upload(d->be, p + r0 * w->cols, stage, (size_t)((r1 - r0) * w->cols) * sizeof(lc_real));
+        size_t bytes = stage_to_act(act, stage, (r1 - r0) * w->cols);
+        d->be->upload(d->be, p + (size_t)(r0 * w->cols) * act_size(act), stage, bytes);
     }
-    *w = (lc_weight){.data = p, .dtype = LC_DTYPE_F32, .rows = w->rows, .cols = w->cols};
+    *w = (lc_weight){.data = p, .dtype = act, .rows = w->rows, .cols = w->cols};
     return 0;
 }
 
@@ -136,12 +154,25 @@ static lc_real *rebase(const lc_real *p, const lc_real *base, size_t n, lc_real 
     return dev + (p - base);
 }
 
-static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
+/* The same for a vector of the host model's small buffer, whose device copy
+ * holds activation-dtype elements. */
+static lc_real *rebase_small(const lc_device_model *d, const lc_real *p, char *dev)
+{
+    const lc_model *m = d->model.host;
+    if (!p)
+        return NULL;
+    LC_ASSERT(p >= m->small && p < m->small + lc_model_small_count(&m->cfg));
+    return (lc_real *)(dev + (size_t)(p - m->small) * act_size(d->be->act));
+}
+
+/* The mirror's host structs: m's, owning nothing of m's, with their own
+ * layer and expert arrays (copies of m's: element pointers still the host's
+ * until the upload replaces them). An MoE layer has E·3 experts (gate, up,
+ * down at 3e..3e+2) and its router. */
+static int mirror_structs(lc_model *dm, const lc_model *m, lc_error *err)
 {
     const lc_model_config *c = &m->cfg;
-    lc_model *dm = &d->model;
     *dm = *m;
-    /* the mirror owns nothing of the host model's */
     memset(&dm->files, 0, sizeof dm->files);
     dm->has_files = false;
     dm->owned_weights = NULL;
@@ -149,15 +180,67 @@ static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
     dm->nf4_experts = NULL;
     dm->gguf = NULL;
     dm->host = m;
-    dm->layers = calloc((size_t)c->n_layers + 1, sizeof *dm->layers);
-    /* an MoE layer: E·3 experts (gate, up, down at 3e..3e+2) and its router */
     size_t n_exp = (size_t)c->n_experts * 3;
+    dm->layers = calloc((size_t)c->n_layers + 1, sizeof *dm->layers);
     dm->expert_weights = calloc((size_t)c->n_layers * n_exp + 1, sizeof *dm->expert_weights);
-    d->cap_nf4 = (size_t)c->n_layers * (LC_MOD_COUNT + n_exp + 1) + 2;
+    if (!dm->layers || !dm->expert_weights)
+        return lc_error_set(err, "out of memory for the device model's structure");
+    for (int l = 0; l < c->n_layers; l++) {
+        lc_layer_weights *L = &dm->layers[l];
+        *L = m->layers[l];
+        L->experts = n_exp ? dm->expert_weights + (size_t)l * n_exp : NULL;
+        for (size_t i = 0; i < n_exp; i++)
+            L->experts[i] = m->layers[l].experts[i];
+    }
+    return 0;
+}
+
+/* fn on every frozen matrix of a mirror, in upload order (the lm_head only
+ * when it is not tied to the embedding: then it becomes the embedding's). */
+static int each_weight(lc_model *dm, bool is_tied, int (*fn)(lc_weight *w, void *ctx), void *ctx)
+{
+    int rc = fn(&dm->embed, ctx);
+    if (rc == 0 && !is_tied)
+        rc = fn(&dm->lm_head, ctx);
+    size_t n_exp = (size_t)dm->cfg.n_experts * 3;
+    for (int l = 0; rc == 0 && l < dm->cfg.n_layers; l++) {
+        lc_layer_weights *L = &dm->layers[l];
+        for (int k = 0; rc == 0 && k < LC_MOD_COUNT; k++)
+            rc = fn(&L->proj[k], ctx);
+        if (rc == 0)
+            rc = fn(&L->router, ctx);
+        for (size_t i = 0; rc == 0 && i < n_exp; i++)
+            rc = fn(&L->experts[i], ctx);
+    }
+    if (is_tied)
+        dm->lm_head = dm->embed;
+    return rc;
+}
+
+typedef struct upload_ctx {
+    lc_device_model *d;
+    lc_real *stage;
+    size_t stage_elems;
+    lc_error *err;
+} upload_ctx;
+
+static int upload_one(lc_weight *w, void *ctx)
+{
+    upload_ctx *u = ctx;
+    return upload_weight(u->d, w, u->stage, u->stage_elems, u->err);
+}
+
+static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
+{
+    const lc_model_config *c = &m->cfg;
+    lc_model *dm = &d->model;
+    if (mirror_structs(dm, m, err))
+        return -1;
+    d->cap_nf4 = (size_t)c->n_layers * (LC_MOD_COUNT + (size_t)c->n_experts * 3 + 1) + 2;
     d->nf4 = calloc(d->cap_nf4, sizeof *d->nf4);
     size_t stage_elems = STAGE_BYTES / sizeof(lc_real);
     lc_real *stage = malloc(STAGE_BYTES);
-    if (!dm->layers || !dm->expert_weights || !d->nf4 || !stage) {
+    if (!d->nf4 || !stage) {
         free(stage);
         return lc_error_set(err, "out of memory for the device model's structure");
     }
@@ -165,36 +248,34 @@ static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
         free(stage);
         return lc_error_set(err, "hidden size %lld is too large to stage", (long long)m->embed.cols);
     }
+    /* norm weights and biases: the activation dtype, staged a tile at a time */
     size_t n_small = lc_model_small_count(c);
-    lc_real *small = (lc_real *)dev_copy(d, m->small, n_small * sizeof(lc_real), err);
-    int rc = small ? 0 : -1;
-    dm->small = small;
-    if (rc == 0) {
-        dm->final_norm = rebase(m->final_norm, m->small, n_small, small);
-        rc = upload_weight(d, &dm->embed, stage, stage_elems, err);
+    lc_dtype act = d->be->act;
+    char *small = dev_alloc(d, (n_small ? n_small : 1) * act_size(act), err);
+    for (size_t i0 = 0; small && i0 < n_small; i0 += stage_elems) {
+        size_t n = n_small - i0 < stage_elems ? n_small - i0 : stage_elems;
+        memcpy(stage, m->small + i0, n * sizeof(lc_real));
+        d->be->upload(d->be, small + i0 * act_size(act), stage,
+                      stage_to_act(act, stage, (int64_t)n));
     }
-    if (rc == 0)
-        rc = tied(m) ? (dm->lm_head = dm->embed, 0)
-                     : upload_weight(d, &dm->lm_head, stage, stage_elems, err);
-    for (int l = 0; rc == 0 && l < c->n_layers; l++) {
+    if (!small) {
+        free(stage);
+        return -1;
+    }
+    dm->small = (lc_real *)small;
+    dm->final_norm = rebase_small(d, m->final_norm, small);
+    for (int l = 0; l < c->n_layers; l++) {
         lc_layer_weights *L = &dm->layers[l];
-        *L = m->layers[l];
-        for (int k = 0; rc == 0 && k < LC_MOD_COUNT; k++) {
-            rc = upload_weight(d, &L->proj[k], stage, stage_elems, err);
-            L->bias[k] = rebase(m->layers[l].bias[k], m->small, n_small, small);
-        }
+        const lc_layer_weights *H = &m->layers[l];
+        for (int k = 0; k < LC_MOD_COUNT; k++)
+            L->bias[k] = rebase_small(d, H->bias[k], small);
         for (int k = 0; k < LC_NORM_COUNT; k++)
-            L->norm[k] = rebase(m->layers[l].norm[k], m->small, n_small, small);
-        L->q_norm = rebase(m->layers[l].q_norm, m->small, n_small, small);
-        L->k_norm = rebase(m->layers[l].k_norm, m->small, n_small, small);
-        L->experts = n_exp ? dm->expert_weights + (size_t)l * n_exp : NULL;
-        if (rc == 0)
-            rc = upload_weight(d, &L->router, stage, stage_elems, err);
-        for (size_t i = 0; rc == 0 && i < n_exp; i++) {
-            L->experts[i] = m->layers[l].experts[i];
-            rc = upload_weight(d, &L->experts[i], stage, stage_elems, err);
-        }
+            L->norm[k] = rebase_small(d, H->norm[k], small);
+        L->q_norm = rebase_small(d, H->q_norm, small);
+        L->k_norm = rebase_small(d, H->k_norm, small);
     }
+    upload_ctx u = {d, stage, stage_elems, err};
+    int rc = each_weight(dm, tied(m), upload_one, &u);
     free(stage);
     for (int k = 0; rc == 0 && k < LC_ROPE_TABLE_COUNT; k++) {
         if (!m->cos_sin[k])
@@ -204,6 +285,35 @@ static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
             rc = -1;
     }
     return rc;
+}
+
+/* A dense or GGUF matrix as upload_dense leaves it: act elements (its data
+ * pointer stays a host one, never read by a dry run; NF4 as it is). */
+static int view_one(lc_weight *w, void *ctx)
+{
+    if (w->nf4 || (!w->data && !w->ggml))
+        return 0;
+    const void *data = w->data ? w->data : (const void *)w->ggml;
+    *w = (lc_weight){.data = data, .dtype = *(const lc_dtype *)ctx, .rows = w->rows,
+                     .cols = w->cols};
+    return 0;
+}
+
+int lc_device_model_view(const lc_model *m, lc_dtype act, lc_model *view, lc_error *err)
+{
+    if (mirror_structs(view, m, err)) {
+        lc_device_model_view_free(view);
+        return -1;
+    }
+    return each_weight(view, tied(m), view_one, &act);
+}
+
+void lc_device_model_view_free(lc_model *view)
+{
+    free(view->layers);
+    free(view->expert_weights);
+    view->layers = NULL;
+    view->expert_weights = NULL;
 }
 
 /* The mirror of a host LoRA tensor: its data and grad moved into the device
@@ -294,7 +404,7 @@ int lc_device_model_upload(lc_device_model *d, lc_backend *be, const lc_model *m
         lc_device_model_free(d);
         return lc_error_prefix(err, "uploading the model to %s", be->name);
     }
-    d->weight_bytes = lc_device_model_weight_bytes(m);
+    d->weight_bytes = lc_device_model_weight_bytes(m, be->act);
     return be->sync(be, err) ? lc_error_prefix(err, "uploading the model to %s", be->name) : 0;
 }
 

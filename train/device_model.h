@@ -5,14 +5,15 @@
  * pointers of an lc_model and an lc_lora. A device model is therefore the
  * host structs copied with every element pointer replaced by one into the
  * device's memory (a mirror), uploaded once:
- *   - frozen matrices converted to the compute dtype (f32 today) tile by
- *     tile as they are read — F32, F16, BF16 and GGUF's ggml types alike —
+ *   - frozen matrices converted to the backend's activation dtype (f32 or
+ *     bf16: the run's compute_dtype) tile by tile as they are read — F32,
+ *     F16, BF16 and GGUF's ggml types alike —
  *     or, for NF4, kept 4-bit: codes and (double-quantized) scales uploaded
  *     as they are, the lc_nf4 struct on the host pointing at them;
  *     An MoE layer's router and every expert's gate, up and down are
  *     uploaded the same way (the mirror's expert_weights, [L · E · 3]);
- *   - norm weights and biases (the model's `small` buffer) and the RoPE
- *     tables;
+ *   - norm weights and biases (the model's `small` buffer) in the
+ *     activation dtype, and the RoPE tables (f32);
  *   - the LoRA values in one flat buffer and a zeroed gradient buffer of the
  *     same layout, so offsets into lc_lora.params mean the same on both;
  *     the per-expert adapters (lc_lora.expert_views) are views into them.
@@ -43,9 +44,19 @@ typedef struct lc_device_model {
 } lc_device_model;
 
 /* Device bytes lc_device_model_upload would allocate for m's frozen weights
- * (compute dtype f32; NF4 as held; MoE routers and experts included) plus
- * its norm vectors and RoPE tables. */
-double lc_device_model_weight_bytes(const lc_model *m);
+ * (dense ones in the activation dtype act; NF4 as held; MoE routers and
+ * experts included) plus its norm vectors and RoPE tables. */
+double lc_device_model_weight_bytes(const lc_model *m, lc_dtype act);
+
+/* The host structs of m as lc_device_model_upload lays them out on a
+ * backend of activation dtype act, without uploading anything: dense and
+ * GGUF matrices become act matrices (their data pointers still host ones,
+ * for size queries only), NF4 ones stay NF4. The memory plan's dry run
+ * steps on it, so its scratch sizes are the device's (a bf16 weight needs
+ * no conversion tile, an f32 one on a bf16 device would). Free with
+ * lc_device_model_view_free. */
+int lc_device_model_view(const lc_model *m, lc_dtype act, lc_model *view, lc_error *err);
+void lc_device_model_view_free(lc_model *view);
 
 /* Uploads m and lora (may be NULL) to be. On failure everything allocated
  * is freed. */

@@ -239,6 +239,7 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
             off += (size_t)B->numel;
             A->requires_grad = B->requires_grad = true;
             A->is_param = B->is_param = true;
+            A->dtype = B->dtype = LC_DTYPE_REAL;
             lc_tensor *M = NULL;
             if (cfg->use_dora) {
                 M = &lora->tensors[lora->n_tensors++];
@@ -247,6 +248,7 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
                 M->grad = lora->grads + off;
                 off += (size_t)out;
                 M->requires_grad = M->is_param = true;
+                M->dtype = LC_DTYPE_REAL;
             }
             double bound = 1.0 / sqrt((double)in);
             for (int64_t i = 0; i < A->numel; i++) {
@@ -267,6 +269,7 @@ int lc_lora_init(lc_lora *lora, const lc_model_config *mc, const lc_lora_config 
                 Be->data = B->data + e * Be->numel;
                 Be->grad = B->grad + e * Be->numel;
                 Ae->requires_grad = Be->requires_grad = Ae->is_param = Be->is_param = true;
+                Ae->dtype = Be->dtype = LC_DTYPE_REAL;
                 lora->expert_views[expert_view(lora, l, m, e)] =
                     (lc_lora_adapter){Ae, Be, lora->scale, 0, NULL, NULL};
             }

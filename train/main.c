@@ -79,6 +79,7 @@ static void bench_usage(FILE *f)
                "                   [--intermediate 1536] [--vocab 49152] [--tied 1] [--rank 16]\n"
                "                   [--batch 4] [--seq 256] [--steps 3] [--warmup 1] [--bf16] [--dora]\n"
                "                   [--nf4] [--experts E [--top-k 2]] [--device cpu|cuda|auto]\n"
+               "                   [--compute-dtype auto|bfloat16|float32]\n"
                "  A random Llama of that shape (with --experts: a Mixtral whose MLPs are E experts\n"
                "  of --intermediate each), LoRA r on every linear (and expert). Prints one JSON\n"
                "  line: tokens/s, peak RSS, per-step seconds.\n");
@@ -356,6 +357,7 @@ static void eval_usage(FILE *f)
         "usage: lorac eval CONFIG.yaml [--set key=value ...]\n"
         "       lorac eval --model DIR [--adapter DIR] --data FILE.jsonl [--data FILE ...]\n"
         "                  [--seq-len N] [--micro-batch N] [--nf4]\n"
+        "                  [--device cpu|cuda|auto] [--compute-dtype auto|bfloat16|float32]\n"
         "  Prints the mean loss over the supervised tokens, the perplexity exp(loss), the\n"
         "  number of supervised tokens and the throughput (tokens/s). Rows are evaluated\n"
         "  unpacked, in file order, truncated to the sequence length.\n"
@@ -376,6 +378,9 @@ static void eval_usage(FILE *f)
         "  --micro-batch N    rows per forward pass (default 1; changes speed, not the loss)\n"
         "  --nf4              quantize the model's linears to NF4 at load (QLoRA: blocksize 64,\n"
         "                     double quantization), exactly as bitsandbytes would\n"
+        "  --device D         where to run: cpu, cuda or auto (default auto: cuda when present)\n"
+        "  --compute-dtype T  activations and weights on the device: auto (bfloat16 on cuda,\n"
+        "                     float32 on cpu), bfloat16 or float32\n"
         "  A pre-quantized model (a bitsandbytes 4-bit checkpoint, as written by lorac\n"
         "  quantize) is evaluated on its NF4 linears as stored, with or without --nf4.\n"
         "  Exit status: 0 ok, 1 failed, 2 bad usage.\n", LC_DEFAULT_SEQ_LEN);
@@ -415,6 +420,17 @@ static int eval_direct_option(int argc, char **argv, int *i, eval_args *a)
     } else if ((k = lc_cli_opt_value(argc, argv, i, "--micro-batch", &v)) != 0) {
         if (k > 0 && !parse_count("eval", "--micro-batch", v, 1 << 16, &o->micro_batch))
             return -1;
+    } else if ((k = lc_cli_opt_value(argc, argv, i, "--device", &v)) != 0) {
+        if (k > 0 && lc_device_from_name(v, &o->device)) {
+            fprintf(stderr, "lorac eval: --device: expected cpu, cuda or auto, got '%s'\n", v);
+            return -1;
+        }
+    } else if ((k = lc_cli_opt_value(argc, argv, i, "--compute-dtype", &v)) != 0) {
+        if (k > 0 && lc_compute_dtype_from_name(v, &o->compute_dtype)) {
+            fprintf(stderr, "lorac eval: --compute-dtype: expected auto, bfloat16 or float32, "
+                    "got '%s'\n", v);
+            return -1;
+        }
     } else if (strcmp(argv[*i], "--nf4") == 0) {
         o->nf4 = true;
         o->nf4_blocksize = 64;

@@ -64,14 +64,21 @@ int lc_memory_plan_on(const lc_model *m, const lc_lora *lora, int64_t B, int64_t
     if (B < 1 || T < 1 || T > m->rope_len)
         return lc_error_set(err, "memory plan: %lld x %lld tokens (RoPE prepared for %lld)",
                             (long long)B, (long long)T, (long long)m->rope_len);
-    if (dry_step(m, lora, B, T, target, p, err))
+    /* on a device the step sees the weights as uploaded (device_model.h) */
+    lc_model view;
+    if (target->device && lc_device_model_view(m, target->act, &view, err))
+        return -1;
+    int rc = dry_step(target->device ? &view : m, lora, B, T, target, p, err);
+    if (target->device)
+        lc_device_model_view_free(&view);
+    if (rc)
         return -1;
     size_t n = lora ? lora->n_params : 0;
     p->backend = target->name;
     p->device = target->device;
     /* on a device: the weights as uploaded, and the update's rollback copy
      * (values, m, v) the trainer keeps there */
-    p->weights = target->device ? lc_device_model_weight_bytes(m) : lc_model_weight_bytes(m);
+    p->weights = target->device ? lc_device_model_weight_bytes(m, target->act) : lc_model_weight_bytes(m);
     p->adapters = 2.0 * (double)n * sizeof(lc_real); /* lc_lora: params, grads */
     p->optimizer = (double)lc_adamw_state_bytes(n) +
                    (target->device ? 3.0 * (double)n * sizeof(lc_real) : 0);

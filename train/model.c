@@ -807,13 +807,13 @@ void lc_model_logits(const lc_model *m, lc_tape *t, const lc_batch *b, const lc_
     lc_tape_mark mark = lc_tape_mark_now(t);
     const int64_t N = b->B * b->T, V = m->cfg.vocab_size;
     const lc_kernels *k = &t->be->k;
-    lc_real *scr = lc_tape_scratch(t, k->weight_scratch(&m->lm_head));
+    lc_real *scr = lc_tape_scratch_f32(t, k->weight_scratch(&m->lm_head));
     /* [N, V] straight into logits on the CPU, through the data arena on a device */
     lc_real *z = t->be->device ? lc_tape_scratch(t, (size_t)(N * V)) : logits;
     k->weight_matmul(xn->data, N, &m->lm_head, 0, z, scr);
     k->softcap(z, N * V, m->cfg.final_softcap);
     if (z != logits)
-        t->be->download(t->be, logits, z, (size_t)(N * V) * sizeof(lc_real));
+        lc_tape_to_host(t, logits, z, N * V);
     lc_tape_release(t, mark);
     t->grad_enabled = was;
 }

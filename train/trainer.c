@@ -678,7 +678,7 @@ static void teardown(run *r)
  * (no f32 square overflows a double, and inf and NaN propagate). */
 static bool all_finite(lc_backend *be, const lc_real *x, size_t n)
 {
-    return isfinite(be->k.sum_squares((int64_t)n, x));
+    return isfinite(be->f32->sum_squares((int64_t)n, x));
 }
 
 /* Applies the optimizer step; when it leaves a weight or a moment

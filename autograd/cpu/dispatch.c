@@ -191,6 +191,21 @@ void lc_k_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K_,
     K()->gemm(trans_a, trans_b, M, N, K_, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* On the CPU activations and parameters are both lc_real: a GEMM with beta 1
+ * and a copy. */
+void lc_k_gemm_grad(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K_,
+                    lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
+                    int64_t ldb, lc_real *C, int64_t ldc)
+{
+    K()->gemm(trans_a, trans_b, M, N, K_, alpha, A, lda, B, ldb, 1, C, ldc);
+}
+
+void lc_k_to_act(int64_t n, const lc_real *src, lc_real *dst)
+{
+    if (n > 0 && dst != src)
+        memmove(dst, src, (size_t)n * sizeof *dst);
+}
+
 size_t lc_k_weight_scratch(const lc_weight *W) { return K()->weight_scratch(W); }
 
 void lc_k_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,

@@ -100,6 +100,18 @@ static void dry_dropout(const lc_real *src, lc_real *dst, int64_t n, double p, u
     (void)src, (void)dst, (void)n, (void)p, (void)seed, (void)accumulate;
 }
 
+static void dry_gemm_grad(bool ta, bool tb, int64_t M, int64_t N, int64_t K, lc_real alpha,
+                          const lc_real *A, int64_t lda, const lc_real *B, int64_t ldb,
+                          lc_real *C, int64_t ldc)
+{
+    dry_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, 1, C, ldc);
+}
+
+static void dry_to_act(int64_t n, const lc_real *src, lc_real *dst)
+{
+    (void)n, (void)src, (void)dst;
+}
+
 static void dry_axpy(int64_t n, lc_real a, const lc_real *x, lc_real *y)
 {
     (void)n, (void)a, (void)x, (void)y;
@@ -173,6 +185,8 @@ static double dry_sum_squares(int64_t n, const lc_real *g)
 
 static const lc_kernels dry_kernels = {
     .gemm = dry_gemm,
+    .gemm_grad = dry_gemm_grad,
+    .to_act = dry_to_act,
     .weight_matmul = dry_weight_matmul,
     .weight_matmul_grad = dry_weight_matmul_grad,
     .rmsnorm_fwd = dry_rmsnorm_fwd,
