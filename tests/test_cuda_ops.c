@@ -407,6 +407,23 @@ static void compare_phase(op_run *r, int p)
 
 /* ---------------------------------------------------------------- one case */
 
+/* A case labelled "... unaligned" places every device tensor one element past a
+ * 16-byte boundary, "... NAME unaligned" only tensor NAME: the elementwise kernels'
+ * unaligned path (lc_map, cuda_common.cuh) against the CPU. */
+static bool misaligned(const op_run *r, const char *name)
+{
+    const char *label = r->c->label, *u = strstr(label, " unaligned"), *w = u;
+    if (!u)
+        return false;
+    while (w > label && w[-1] != ' ')
+        w--;
+    size_t len = (size_t)(u - w);
+    bool named = false;
+    for (int i = 0; i < r->nT; i++)
+        named |= strlen(r->T[i].s.name) == len && !strncmp(w, r->T[i].s.name, len);
+    return !named || (strlen(name) == len && !strncmp(w, name, len));
+}
+
 static bool alloc_case(op_run *r)
 {
     for (int i = 0; i < r->nT; i++) {
@@ -415,9 +432,11 @@ static bool alloc_case(op_run *r)
         size_t n = (size_t)(t->s.n ? t->s.n : 1);
         t->h = calloc(n, host_size(kind));
         t->h0 = calloc(n, host_size(kind));
-        t->d = dev_size(kind) ? dalloc(n * dev_size(kind)) : calloc(n, 8);
+        size_t pad = misaligned(r, t->s.name) ? dev_size(kind) : 0;
+        t->d = dev_size(kind) ? dalloc(n * dev_size(kind) + pad) : calloc(n, 8);
         if (!t->d)
             return false;
+        t->d = (char *)t->d + pad;
         if ((t->s.role & (R_IN | R_ACC)) && host_size(kind) == 4 && kind != K_I32)
             for (int64_t e = 0; e < t->s.n; e++)
                 ((float *)t->h)[e] = round_kind(kind, frand() * t->s.scale);
@@ -722,11 +741,12 @@ static float *weight_host(op_run *r, int wk, int64_t rows, int64_t cols)
 
 /* ---------------------------------------------------------------- convert */
 
-/* a: source kind, destination kind (K_F32 / K_BF16) */
+/* a: source kind, destination kind (K_F32 / K_BF16), n (0: 5000) */
+#define CONVERT_N(r) ((r)->c->a[2] ? (r)->c->a[2] : 5000)
 static void convert_decl(op_run *r)
 {
-    IN(r, "x", (int)r->c->a[0], 5000, 100);
-    tadd(r, "y", (int)r->c->a[1], R_OUT, 0, 5000, 0, 0, 0, NO_PAIR);
+    IN(r, "x", (int)r->c->a[0], CONVERT_N(r), 100);
+    tadd(r, "y", (int)r->c->a[1], R_OUT, 0, CONVERT_N(r), 0, 0, 0, NO_PAIR);
 }
 static void convert_init(op_run *r)
 {
@@ -735,12 +755,12 @@ static void convert_init(op_run *r)
     for (int i = 0; i < 4; i++)
         x[i] = round_kind(kind_of(r, (int)r->c->a[0]), special[i]);
     if (r->c->a[0] == K_F16)
-        for (int64_t i = 0; i < 5000; i++)
+        for (int64_t i = 0; i < CONVERT_N(r); i++)
             x[i] = round_kind(K_F16, x[i] / 100.0f);
 }
 static void convert_cpu(op_run *r)
 {
-    for (int64_t i = 0; i < 5000; i++)
+    for (int64_t i = 0; i < CONVERT_N(r); i++)
         H(r, "y")[i] = round_kind((int)r->c->a[1], H(r, "x")[i]);
 }
 static lc_dtype cuda_dt(int kind)
@@ -750,13 +770,16 @@ static lc_dtype cuda_dt(int kind)
 static int convert_dev(op_run *r)
 {
     return lc_cuda_convert(g_ctx, cuda_dt((int)r->c->a[1]), D(r, "y"), cuda_dt((int)r->c->a[0]),
-                           D(r, "x"), 5000);
+                           D(r, "x"), CONVERT_N(r));
 }
 static const opcase CONVERT_CASES[] = {
     {"f32>bf16", {K_F32, K_BF16}, 0, 0, 1},
     {"f16>f32", {K_F16, K_F32}, 0, 0, 1},
     {"f16>bf16", {K_F16, K_BF16}, 0, 0, 1},
     {"bf16>f32", {K_BF16, K_F32}, 0, 0, 1},
+    {"f32>bf16 n=5003", {K_F32, K_BF16, 5003}, 0, 0, 1},
+    {"f16>bf16 n=5003 x unaligned", {K_F16, K_BF16, 5003}, 0, 0, 1},
+    {"bf16>f32 n=5003 y unaligned", {K_BF16, K_F32, 5003}, 0, 0, 1},
 };
 
 /* ---------------------------------------------------------------- gemm */
@@ -1041,6 +1064,9 @@ static const opcase GATED_CASES[] = {
     {"n=1000", {1000, 0}, 0, 1, 0},
     {"n=1000 du NULL", {1000, 1}, 0, 0, 0},
     {"n=7", {7, 0}, 0, 1, 0},
+    {"n=1003", {1003, 0}, 0, 0, 0},
+    {"n=1003 unaligned", {1003, 0}, 0, 0, 0},
+    {"n=1003 du unaligned", {1003, 0}, 0, 0, 0},
 };
 
 /* ---------------------------------------------------------------- RoPE */
@@ -1174,6 +1200,8 @@ static const opcase LIN_CASES[] = {
     {"7x45", {7, 45, 0}, 0, 0, 0},
     {"7x45 out aliases a", {7, 45, 1}, 0, 0, 0},
     {"1x3", {1, 3, 0}, 0, 0, 0},
+    {"7x45 unaligned", {7, 45, 0}, 0, 0, 0},
+    {"7x45 b unaligned", {7, 45, 0}, 0, 0, 0},
 };
 
 /* ---------------------------------------------------------------- column slices */
@@ -1231,6 +1259,8 @@ static const opcase SOFTCAP_CASES[] = {
     {"n=1000 cap 1.5", {1000}, 1.5, 0, 0},
     {"n=1000 cap 30", {1000}, 30, 0, 0},
     {"n=7 cap 0", {7}, 0, 0, 0},
+    {"n=1003 cap 1.5", {1003}, 1.5, 0, 0},
+    {"n=1003 cap 1.5 unaligned", {1003}, 1.5, 0, 0},
 };
 
 /* ---------------------------------------------------------------- embedding */
@@ -1305,6 +1335,8 @@ static const opcase DROP_CASES[] = {
     {"n=10007 p=0", {10007}, 0.0, 0, 0},
     {"n=10007 p=0.1", {10007}, 0.1, 0, 0},
     {"n=10007 p=0.5", {10007}, 0.5, 0, 0},
+    {"n=10007 p=0.1 unaligned", {10007}, 0.1, 0, 0},
+    {"n=10007 p=0.1 y unaligned", {10007}, 0.1, 0, 0},
 };
 
 /* ---------------------------------------------------------------- attention */
@@ -1730,6 +1762,8 @@ static const opcase DORA_CASES[] = {
     {"13x70", {13, 70}, 0, 1, 0},
     {"300x3", {300, 3}, 0, 1, 0},
     {"1x1", {1, 1}, 0, 0, 0},
+    {"13x70 unaligned", {13, 70}, 0, 0, 0},
+    {"13x70 dy unaligned", {13, 70}, 0, 0, 0},
 };
 
 /* ---------------------------------------------------------------- MoE row moves */

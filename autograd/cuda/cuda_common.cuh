@@ -134,6 +134,134 @@ template <> __device__ __forceinline__ __nv_bfloat16 lc_st<__nv_bfloat16>(float 
     return __float2bfloat16_rn(x);
 }
 
+__device__ __forceinline__ float lc_ld(__half x) { return __half2float(x); }
+
+/* ---- 16-byte vector access: the fast path of the elementwise kernels ----
+ * A thread moves 16 bytes of an operand per load / store (ld.global.v4,
+ * st.global.v4: 4 f32 or 8 bf16) instead of one element. Only at 16-byte
+ * aligned addresses: a GPU faults on others, so the host checks every
+ * operand (lc_aligned16) and the kernel falls back to one element at a time.
+ * The math stays per element in f32 (lc_map calls the same function on both
+ * paths), so the vector path rounds exactly as the scalar one. */
+
+/* The simulator's check of each 16-byte access (aligned, inside a device
+ * allocation: tests/cuda_sim/include/lc_sim.h); nothing on a GPU. */
+#ifndef LC_VEC_ACCESS
+#define LC_VEC_ACCESS(p) ((void)0)
+#endif
+
+/* True when every pointer (NULL included) is 16-byte aligned. */
+template <typename... P> static inline bool lc_aligned16(const P *...p)
+{
+    return (((((uintptr_t)p) & 15) == 0) && ...);
+}
+
+/* Elements of a 16-byte chunk of the vectorised kernels whose narrowest operand is T. */
+#define LC_VW(T) ((int)(16 / sizeof(T)))
+
+/* Threads of a 256-thread grid for n elements: one per W-element chunk with vec. */
+static inline unsigned lc_vgrid(int64_t n, int W, bool vec)
+{
+    return lc_grid(vec ? (n + W - 1) / W : n, 256);
+}
+
+/* f[0..W) = the W elements of S at p (16-byte aligned) in f32, by 16-byte loads. */
+template <int W, typename S> __device__ __forceinline__ void lc_ld_vec(const S *p, float *f)
+{
+    constexpr int E = 16 / sizeof(S); /* elements of S in one 16-byte word */
+    static_assert(W % E == 0, "a chunk is not whole 16-byte words");
+#pragma unroll
+    for (int k = 0; k < W / E; k++) {
+        LC_VEC_ACCESS(p + k * E);
+        union {
+            uint4 u;
+            S e[E];
+        } b;
+        b.u = *reinterpret_cast<const uint4 *>(p + k * E);
+#pragma unroll
+        for (int j = 0; j < E; j++)
+            f[k * E + j] = lc_ld(b.e[j]);
+    }
+}
+
+/* The W elements of S at p (16-byte aligned) = f[0..W) rounded once, by 16-byte stores. */
+template <int W, typename S> __device__ __forceinline__ void lc_st_vec(S *p, const float *f)
+{
+    constexpr int E = 16 / sizeof(S);
+    static_assert(W % E == 0, "a chunk is not whole 16-byte words");
+#pragma unroll
+    for (int k = 0; k < W / E; k++) {
+        union {
+            uint4 u;
+            S e[E];
+        } b;
+#pragma unroll
+        for (int j = 0; j < E; j++)
+            b.e[j] = lc_st<S>(f[k * E + j]);
+        LC_VEC_ACCESS(p + k * E);
+        *reinterpret_cast<uint4 *>(p + k * E) = b.u;
+    }
+}
+
+template <int W> __device__ __forceinline__ void lc_zero(float *f)
+{
+#pragma unroll
+    for (int e = 0; e < W; e++)
+        f[e] = 0.0f;
+}
+
+/* The element loop of the vectorised kernels, over n elements: f(i, x, y)
+ * computes element i's NO outputs y[] (f32, zeroed first) from its inputs
+ * x[k] = in_k[i] in f32; out[o][i] = y[o] rounded once. With vec (every
+ * pointer lc_aligned16 on the host) the grid's threads take chunks of W
+ * consecutive elements, each operand moved by 16-byte loads / stores; the
+ * tail (n mod W) and the whole of an unaligned call go element by element.
+ * A NULL input is not read (x = 0), a NULL output not written. Every input
+ * of a chunk is read before its outputs are written: an output may alias an
+ * input (in place). */
+template <int W, typename To, int NO, typename F, typename... Ti>
+__device__ __forceinline__ void lc_map(int64_t n, bool vec, F f, To *const (&out)[NO],
+                                       const Ti *...in)
+{
+    constexpr int NI = sizeof...(Ti);
+    static_assert(NI > 0, "lc_map without inputs");
+    int64_t nv = vec ? n / W : 0;         /* chunks */
+    GRID_STRIDE(j, nv)
+    {
+        int64_t i0 = j * W;
+        float xs[NI][W], ys[NO][W];
+        int k = 0;
+        ((in ? lc_ld_vec<W>(in + i0, xs[k]) : lc_zero<W>(xs[k]), k++), ...);
+#pragma unroll
+        for (int e = 0; e < W; e++) {
+            float x[NI], y[NO] = {};
+#pragma unroll
+            for (int q = 0; q < NI; q++)
+                x[q] = xs[q][e];
+            f(i0 + e, x, y);
+#pragma unroll
+            for (int o = 0; o < NO; o++)
+                ys[o][e] = y[o];
+        }
+#pragma unroll
+        for (int o = 0; o < NO; o++)
+            if (out[o])
+                lc_st_vec<W>(out[o] + i0, ys[o]);
+    }
+    GRID_STRIDE(t, n - nv * W)
+    {
+        int64_t i = nv * W + t;
+        float x[NI], y[NO] = {};
+        int k = 0;
+        ((x[k++] = in ? lc_ld(in[i]) : 0.0f), ...);
+        f(i, x, y);
+#pragma unroll
+        for (int o = 0; o < NO; o++)
+            if (out[o])
+                out[o][i] = lc_st<To>(y[o]);
+    }
+}
+
 __device__ __forceinline__ float lc_warp_sum(float v)
 {
 #pragma unroll

@@ -33,20 +33,30 @@ __global__ void __launch_bounds__(32 * ROWS_PER_BLOCK)
         cn[r] = (float)sqrt(ss);
 }
 
+/* u, v, y: [N, O]; g: [O] gathered per element. Vectorised by lc_map. */
 template <typename T>
-__global__ void dora_combine_k(int64_t N, int64_t O, const float *g, const T *u, const T *v, T *y)
+__global__ void dora_combine_k(int64_t N, int64_t O, const float *g, const T *u, const T *v, T *y,
+                               bool vec)
 {
-    GRID_STRIDE(e, N * O)
-    {
-        float go = g[e % O];
-        y[e] = lc_st<T>(lc_ld(y[e]) + ((go - 1.0f) * lc_ld(u[e]) + go * lc_ld(v[e])));
-    }
+    T *out[1] = {y};
+    lc_map<LC_VW(T)>(
+        N * O, vec,
+        [=](int64_t e, const float *x, float *o) {
+            float go = g[e % O];
+            o[0] = x[0] + ((go - 1.0f) * x[1] + go * x[2]);
+        },
+        out, (const T *)y, u, v);
 }
 
+/* dy, out: [N, O]; g: [O] gathered per element. Vectorised by lc_map. */
 template <typename T>
-__global__ void col_scale_k(int64_t N, int64_t O, const T *dy, const float *g, float shift, T *out)
+__global__ void col_scale_k(int64_t N, int64_t O, const T *dy, const float *g, float shift, T *out,
+                            bool vec)
 {
-    GRID_STRIDE(e, N * O) out[e] = lc_st<T>(lc_ld(dy[e]) * (g[e % O] + shift));
+    T *o_[1] = {out};
+    lc_map<LC_VW(T)>(
+        N * O, vec,
+        [=](int64_t e, const float *x, float *o) { o[0] = x[0] * (g[e % O] + shift); }, o_, dy);
 }
 
 template <typename T>
@@ -98,8 +108,9 @@ extern "C" int lc_cuda_dora_combine(lc_cuda_ctx *c, lc_dtype dt, int64_t N, int6
     if (N <= 0 || O <= 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        dora_combine_k<T><<<lc_grid(N * O, 256), 256, 0, c->stream>>>(N, O, g, (const T *)u,
-                                                                     (const T *)v, (T *)y);
+        bool vec = lc_aligned16(u, v, y);
+        dora_combine_k<T><<<lc_vgrid(N * O, LC_VW(T), vec), 256, 0, c->stream>>>(
+            N, O, g, (const T *)u, (const T *)v, (T *)y, vec);
         LC_LAUNCHED(c, "dora_combine_k");
     });
     return 0;
@@ -111,8 +122,9 @@ extern "C" int lc_cuda_col_scale(lc_cuda_ctx *c, lc_dtype dt, int64_t N, int64_t
     if (N <= 0 || O <= 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        col_scale_k<T><<<lc_grid(N * O, 256), 256, 0, c->stream>>>(N, O, (const T *)dy, g, shift,
-                                                                  (T *)out);
+        bool vec = lc_aligned16(dy, out);
+        col_scale_k<T><<<lc_vgrid(N * O, LC_VW(T), vec), 256, 0, c->stream>>>(
+            N, O, (const T *)dy, g, shift, (T *)out, vec);
         LC_LAUNCHED(c, "col_scale_k");
     });
     return 0;

@@ -5,6 +5,10 @@
  *
  * Each mirrors its lc_k_* in cpu/kernels_cpu.c line for line (same operand
  * order), loads bf16 or f32, computes in f32 and rounds once on the store.
+ * The elementwise ones (gated activations, axpy / add / bias / scale / div,
+ * soft-capping, dropout) run through lc_map (cuda_common.cuh): 16-byte loads
+ * and stores when every operand is 16-byte aligned, one element at a time
+ * otherwise and for the tail, the same per-element math on both paths.
  * RMSNorm uses one warp per row: rows are 64…8192 wide, a warp keeps every
  * load coalesced, and there is no shared memory or __syncthreads at all.
  * Dropout reproduces lc_k_dropout's mask bit for bit: key = the two halves
@@ -129,31 +133,36 @@ template <typename T_, typename Act> struct gate {
     typedef Act A;
 };
 
+/* g, u, y: [n] */
 template <typename P>
 __global__ void gated_fwd_k(const typename P::T *g, const typename P::T *u, int64_t n,
-                            typename P::T *y)
+                            typename P::T *y, bool vec)
 {
     typedef typename P::T T;
-    GRID_STRIDE(i, n)
-    {
-        y[i] = lc_st<T>(P::A::f(lc_ld(g[i])) * lc_ld(u[i]));
-    }
+    T *out[1] = {y};
+    lc_map<LC_VW(T)>(
+        n, vec, [](int64_t, const float *x, float *o) { o[0] = P::A::f(x[0]) * x[1]; }, out, g, u);
 }
 
+/* g, u, dy, dg, du: [n]; u is read only for dg */
 template <typename P>
 __global__ void gated_bwd_k(const typename P::T *g, const typename P::T *u,
                             const typename P::T *dy, int64_t n, typename P::T *dg,
-                            typename P::T *du)
+                            typename P::T *du, bool vec)
 {
     typedef typename P::T T;
-    GRID_STRIDE(i, n)
-    {
-        float gv = lc_ld(g[i]), d = lc_ld(dy[i]);
-        if (dg)
-            dg[i] = lc_st<T>(lc_ld(dg[i]) + d * lc_ld(u[i]) * P::A::df(gv));
-        if (du)
-            du[i] = lc_st<T>(lc_ld(du[i]) + d * P::A::f(gv));
-    }
+    bool want_dg = dg != nullptr, want_du = du != nullptr;
+    T *out[2] = {dg, du};
+    lc_map<LC_VW(T)>(
+        n, vec,
+        [=](int64_t, const float *x, float *o) {
+            float gv = x[0], d = x[2];
+            if (want_dg)
+                o[0] = x[3] + d * x[1] * P::A::df(gv);
+            if (want_du)
+                o[1] = x[4] + d * P::A::f(gv);
+        },
+        out, g, dg ? u : nullptr, dy, (const T *)dg, (const T *)du);
 }
 
 template <typename Act>
@@ -164,8 +173,9 @@ static int gated_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *g, const void *u, 
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
         typedef gate<T, Act> P;
-        gated_fwd_k<P><<<lc_grid(n, 256), 256, 0, c->stream>>>((const T *)g, (const T *)u, n,
-                                                               (T *)y);
+        bool vec = lc_aligned16(g, u, y);
+        gated_fwd_k<P><<<lc_vgrid(n, LC_VW(T), vec), 256, 0, c->stream>>>(
+            (const T *)g, (const T *)u, n, (T *)y, vec);
         LC_LAUNCHED(c, "gated_fwd_k");
     });
     return 0;
@@ -179,8 +189,9 @@ static int gated_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *g, const void *u,
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
         typedef gate<T, Act> P;
-        gated_bwd_k<P><<<lc_grid(n, 256), 256, 0, c->stream>>>(
-            (const T *)g, (const T *)u, (const T *)dy, n, (T *)dg, (T *)du);
+        bool vec = lc_aligned16(g, u, dy, dg, du);
+        gated_bwd_k<P><<<lc_vgrid(n, LC_VW(T), vec), 256, 0, c->stream>>>(
+            (const T *)g, (const T *)u, (const T *)dy, n, (T *)dg, (T *)du, vec);
         LC_LAUNCHED(c, "gated_bwd_k");
     });
     return 0;
@@ -261,19 +272,32 @@ extern "C" int lc_cuda_rope(lc_cuda_ctx *c, lc_dtype dt, const void *src, void *
 
 /* ---- axpy / add / bias ---- */
 
-template <typename T> __global__ void axpy_k(int64_t n, float a, const T *x, T *y)
+/* x, y: [n] */
+template <typename T> __global__ void axpy_k(int64_t n, float a, const T *x, T *y, bool vec)
 {
-    GRID_STRIDE(i, n) y[i] = lc_st<T>(lc_ld(y[i]) + a * lc_ld(x[i]));
+    T *out[1] = {y};
+    lc_map<LC_VW(T)>(
+        n, vec, [=](int64_t, const float *v, float *o) { o[0] = v[0] + a * v[1]; }, out,
+        (const T *)y, x);
 }
 
-template <typename T> __global__ void add_k(int64_t n, const T *a, const T *b, T *out)
+/* a, b, out: [n] (out may be a) */
+template <typename T> __global__ void add_k(int64_t n, const T *a, const T *b, T *out, bool vec)
 {
-    GRID_STRIDE(i, n) out[i] = lc_st<T>(lc_ld(a[i]) + lc_ld(b[i]));
+    T *o_[1] = {out};
+    lc_map<LC_VW(T)>(
+        n, vec, [](int64_t, const float *v, float *o) { o[0] = v[0] + v[1]; }, o_, a, b);
 }
 
-template <typename T> __global__ void add_bias_k(int64_t N, int64_t O, const T *bias, T *y)
+/* y: [N, O] += bias: [O] per row (bias gathered element by element) */
+template <typename T>
+__global__ void add_bias_k(int64_t N, int64_t O, const T *bias, T *y, bool vec)
 {
-    GRID_STRIDE(e, N * O) y[e] = lc_st<T>(lc_ld(y[e]) + lc_ld(bias[e % O]));
+    T *out[1] = {y};
+    lc_map<LC_VW(T)>(
+        N * O, vec,
+        [=](int64_t e, const float *v, float *o) { o[0] = v[0] + lc_ld(bias[e % O]); }, out,
+        (const T *)y);
 }
 
 extern "C" int lc_cuda_axpy(lc_cuda_ctx *c, lc_dtype dt, int64_t n, float a, const void *x,
@@ -282,7 +306,9 @@ extern "C" int lc_cuda_axpy(lc_cuda_ctx *c, lc_dtype dt, int64_t n, float a, con
     if (n <= 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        axpy_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(n, a, (const T *)x, (T *)y);
+        bool vec = lc_aligned16(x, y);
+        axpy_k<T><<<lc_vgrid(n, LC_VW(T), vec), 256, 0, c->stream>>>(n, a, (const T *)x, (T *)y,
+                                                                      vec);
         LC_LAUNCHED(c, "axpy_k");
     });
     return 0;
@@ -294,7 +320,9 @@ extern "C" int lc_cuda_add(lc_cuda_ctx *c, lc_dtype dt, int64_t n, const void *a
     if (n <= 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        add_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(n, (const T *)a, (const T *)b, (T *)out);
+        bool vec = lc_aligned16(a, b, out);
+        add_k<T><<<lc_vgrid(n, LC_VW(T), vec), 256, 0, c->stream>>>(n, (const T *)a, (const T *)b,
+                                                                     (T *)out, vec);
         LC_LAUNCHED(c, "add_k");
     });
     return 0;
@@ -306,20 +334,29 @@ extern "C" int lc_cuda_add_bias(lc_cuda_ctx *c, lc_dtype dt, int64_t N, int64_t 
     if (N <= 0 || O <= 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        add_bias_k<T><<<lc_grid(N * O, 256), 256, 0, c->stream>>>(N, O, (const T *)bias, (T *)y);
+        bool vec = lc_aligned16(y);
+        add_bias_k<T><<<lc_vgrid(N * O, LC_VW(T), vec), 256, 0, c->stream>>>(
+            N, O, (const T *)bias, (T *)y, vec);
         LC_LAUNCHED(c, "add_bias_k");
     });
     return 0;
 }
 
-template <typename T> __global__ void scale_k(int64_t n, float s, const T *x, T *y)
+/* x, y: [n] (y may be x) */
+template <typename T> __global__ void scale_k(int64_t n, float s, const T *x, T *y, bool vec)
 {
-    GRID_STRIDE(i, n) y[i] = lc_st<T>(s * lc_ld(x[i]));
+    T *out[1] = {y};
+    lc_map<LC_VW(T)>(
+        n, vec, [=](int64_t, const float *v, float *o) { o[0] = s * v[0]; }, out, x);
 }
 
-template <typename T> __global__ void div_k(int64_t n, const T *a, const T *b, T *y)
+/* a, b, y: [n] */
+template <typename T> __global__ void div_k(int64_t n, const T *a, const T *b, T *y, bool vec)
 {
-    GRID_STRIDE(i, n) y[i] = lc_st<T>(__fdiv_rn(lc_ld(a[i]), lc_ld(b[i])));
+    T *out[1] = {y};
+    lc_map<LC_VW(T)>(
+        n, vec, [](int64_t, const float *v, float *o) { o[0] = __fdiv_rn(v[0], v[1]); }, out, a,
+        b);
 }
 
 /* part[N,w] = wide[:, c0:c0+w], or wide[:, c0:c0+w] += part */
@@ -336,9 +373,13 @@ __global__ void cols_k(T *wide, int64_t N, int64_t ld, int64_t c0, int64_t w, T 
     }
 }
 
-template <typename T> __global__ void softcap_k(T *x, int64_t n, float cap, float inv)
+/* x: [n], in place */
+template <typename T> __global__ void softcap_k(T *x, int64_t n, float cap, float inv, bool vec)
 {
-    GRID_STRIDE(i, n) x[i] = lc_st<T>(cap * tanhf(lc_ld(x[i]) * inv));
+    T *out[1] = {x};
+    lc_map<LC_VW(T)>(
+        n, vec, [=](int64_t, const float *v, float *o) { o[0] = cap * tanhf(v[0] * inv); }, out,
+        (const T *)x);
 }
 
 extern "C" int lc_cuda_scale(lc_cuda_ctx *c, lc_dtype dt, int64_t n, float s, const void *x,
@@ -347,7 +388,9 @@ extern "C" int lc_cuda_scale(lc_cuda_ctx *c, lc_dtype dt, int64_t n, float s, co
     if (n <= 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        scale_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(n, s, (const T *)x, (T *)y);
+        bool vec = lc_aligned16(x, y);
+        scale_k<T><<<lc_vgrid(n, LC_VW(T), vec), 256, 0, c->stream>>>(n, s, (const T *)x, (T *)y,
+                                                                       vec);
         LC_LAUNCHED(c, "scale_k");
     });
     return 0;
@@ -359,7 +402,9 @@ extern "C" int lc_cuda_div(lc_cuda_ctx *c, lc_dtype dt, int64_t n, const void *a
     if (n <= 0)
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
-        div_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(n, (const T *)a, (const T *)b, (T *)y);
+        bool vec = lc_aligned16(a, b, y);
+        div_k<T><<<lc_vgrid(n, LC_VW(T), vec), 256, 0, c->stream>>>(n, (const T *)a, (const T *)b,
+                                                                     (T *)y, vec);
         LC_LAUNCHED(c, "div_k");
     });
     return 0;
@@ -387,7 +432,9 @@ extern "C" int lc_cuda_softcap(lc_cuda_ctx *c, lc_dtype dt, void *x, int64_t n, 
         return 0;
     float cf = (float)cap; /* as the CPU: cap and 1/cap rounded to f32 first */
     LC_DISPATCH_ACT(c, dt, T, {
-        softcap_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>((T *)x, n, cf, 1.0f / cf);
+        bool vec = lc_aligned16(x);
+        softcap_k<T><<<lc_vgrid(n, LC_VW(T), vec), 256, 0, c->stream>>>((T *)x, n, cf, 1.0f / cf,
+                                                                         vec);
         LC_LAUNCHED(c, "softcap_k");
     });
     return 0;
@@ -420,17 +467,21 @@ extern "C" int lc_cuda_embedding(lc_cuda_ctx *c, lc_dtype dt, const lc_weight *E
     return 0;
 }
 
+/* src, dst: [n]; dst is read only to accumulate */
 template <typename T>
 __global__ void dropout_k(const T *src, T *dst, int64_t n, uint32_t key, uint32_t threshold,
-                          float keep_scale, bool accumulate)
+                          float keep_scale, bool accumulate, bool vec)
 {
-    GRID_STRIDE(i, n)
-    {
-        bool keep = (lc_hash32(key ^ (uint32_t)i) >> 8) >= threshold;
-        /* __fmul_rn / __fadd_rn: no FMA contraction, as on the CPU */
-        float v = keep ? __fmul_rn(lc_ld(src[i]), keep_scale) : 0.0f;
-        dst[i] = lc_st<T>(accumulate ? __fadd_rn(lc_ld(dst[i]), v) : v);
-    }
+    T *out[1] = {dst};
+    lc_map<LC_VW(T)>(
+        n, vec,
+        [=](int64_t i, const float *x, float *o) {
+            bool keep = (lc_hash32(key ^ (uint32_t)i) >> 8) >= threshold;
+            /* __fmul_rn / __fadd_rn: no FMA contraction, as on the CPU */
+            float v = keep ? __fmul_rn(x[0], keep_scale) : 0.0f;
+            o[0] = accumulate ? __fadd_rn(x[1], v) : v;
+        },
+        out, src, accumulate ? (const T *)dst : nullptr);
 }
 
 extern "C" int lc_cuda_dropout(lc_cuda_ctx *c, lc_dtype dt, const void *src, void *dst,
@@ -445,8 +496,9 @@ extern "C" int lc_cuda_dropout(lc_cuda_ctx *c, lc_dtype dt, const void *src, voi
     uint32_t key = (uint32_t)(mixed ^ (mixed >> 32));
     uint32_t threshold = (uint32_t)ceil(p * 16777216.0);
     LC_DISPATCH_ACT(c, dt, T, {
-        dropout_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>((const T *)src, (T *)dst, n, key,
-                                                             threshold, keep_scale, accumulate);
+        bool vec = lc_aligned16(src, dst);
+        dropout_k<T><<<lc_vgrid(n, LC_VW(T), vec), 256, 0, c->stream>>>(
+            (const T *)src, (T *)dst, n, key, threshold, keep_scale, accumulate, vec);
         LC_LAUNCHED(c, "dropout_k");
     });
     return 0;

@@ -239,20 +239,36 @@ extern "C" int lc_cuda_memset0(lc_cuda_ctx *c, void *dst, size_t bytes)
     return 0;
 }
 
-template <typename Td>
-__global__ void convert_k(Td *dst, const void *src, int src_dt, int64_t n)
+/* elements of a conversion's chunk: 16 bytes of the narrower type */
+#define CONVERT_W(Td, Ts) (LC_VW(Td) > LC_VW(Ts) ? LC_VW(Td) : LC_VW(Ts))
+
+/* dst: [n] Td = src: [n] Ts, through f32 (lc_map) */
+template <typename Td, typename Ts>
+__global__ void convert_k(Td *dst, const Ts *src, int64_t n, bool vec)
 {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        float v;
-        if (src_dt == LC_DTYPE_F32)
-            v = ((const float *)src)[i];
-        else if (src_dt == LC_DTYPE_BF16)
-            v = __bfloat162float(((const __nv_bfloat16 *)src)[i]);
-        else
-            v = __half2float(((const __half *)src)[i]);
-        dst[i] = lc_st<Td>(v);
-    }
+    Td *out[1] = {dst};
+    lc_map<CONVERT_W(Td, Ts)>(
+        n, vec, [](int64_t, const float *x, float *o) { o[0] = x[0]; }, out, src);
+}
+
+template <typename Td, typename Ts>
+static int convert_launch(lc_cuda_ctx *c, Td *dst, const void *src, int64_t n)
+{
+    bool vec = lc_aligned16(dst, src);
+    convert_k<Td, Ts><<<lc_vgrid(n, CONVERT_W(Td, Ts), vec), 256, 0, c->stream>>>(
+        dst, (const Ts *)src, n, vec);
+    LC_LAUNCHED(c, "convert_k");
+    return 0;
+}
+
+template <typename Td>
+static int convert_to(lc_cuda_ctx *c, Td *dst, lc_dtype src_dt, const void *src, int64_t n)
+{
+    if (src_dt == LC_DTYPE_F32)
+        return convert_launch<Td, float>(c, dst, src, n);
+    if (src_dt == LC_DTYPE_BF16)
+        return convert_launch<Td, __nv_bfloat16>(c, dst, src, n);
+    return convert_launch<Td, __half>(c, dst, src, n);
 }
 
 extern "C" int lc_cuda_convert(lc_cuda_ctx *c, lc_dtype dst_dt, void *dst,
@@ -263,8 +279,7 @@ extern "C" int lc_cuda_convert(lc_cuda_ctx *c, lc_dtype dst_dt, void *dst,
     if (src_dt != LC_DTYPE_F32 && src_dt != LC_DTYPE_BF16 && src_dt != LC_DTYPE_F16)
         return LC_BAD(c, "convert: source dtype %d is not F32, BF16 or F16", (int)src_dt);
     LC_DISPATCH_ACT(c, dst_dt, T, {
-        convert_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>((T *)dst, src, (int)src_dt, n);
-        LC_LAUNCHED(c, "convert_k");
+        LC_TRY(convert_to<T>(c, (T *)dst, src_dt, src, n));
     });
     return 0;
 }

@@ -18,7 +18,7 @@ inc = '#include "autograd/cuda/cuda_common.cuh"\n'
 s = s.replace(inc, inc + '#include "lc_sim_structs.h"\n')
 s = re.sub(r'(\nstruct (mt_args|attn_args) \{.*?\n\};\n)',
            r'\1#define LC_SIM_HAVE_\2\n#include "lc_sim_structs.h"\n', s, flags=re.S)
-pat = re.compile(r'(\w+(?:<\w+>)?)<<<(.*?)>>>\(', re.S)
+pat = re.compile(r'(\w+(?:<\w+(?:, \w+)*>)?)<<<(.*?)>>>\(', re.S)
 s = pat.sub(lambda m: 'lc_sim_launch(%s, %s, "%s")(' % (m.group(2), m.group(1), m.group(1)), s)
 INJECT = {
     'cuda_attention.cu': ('no_syncthreads',

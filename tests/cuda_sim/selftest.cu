@@ -52,6 +52,19 @@ __global__ void weight_k(lc_dweight W, float *y)
     y[threadIdx.x] = ((const float *)W.data)[threadIdx.x];
 }
 
+/* y[4t..4t+4) = 2 x[4t + off ..]: 16-byte loads and stores (cuda_common.cuh), for
+ * t < NT/4; off = 1 reads at a misaligned address, off = 4 past the end of x */
+__global__ void vec_k(const float *x, float *y, int off)
+{
+    if (threadIdx.x >= NT / 4)
+        return;
+    float v[4];
+    lc_ld_vec<4>(x + 4 * threadIdx.x + off, v);
+    for (int e = 0; e < 4; e++)
+        v[e] *= 2;
+    lc_st_vec<4>(y + 4 * threadIdx.x, v);
+}
+
 static int check(const char *what, const float *got, const float *want, int n)
 {
     for (int i = 0; i < n; i++)
@@ -142,6 +155,10 @@ int main(int argc, char **argv)
         cudaMemcpy(x, y, sizeof hy, cudaMemcpyDeviceToHost);
     cudaMemcpy(hy, y, sizeof hy, cudaMemcpyDeviceToHost);
     bad |= check("twice_k", hy, want, NT);
+
+    vec_k<<<1, NT, 0, s>>>(x, y, !strcmp(c, "vec_misaligned") ? 1 : !strcmp(c, "vec_outside") ? 4 : 0);
+    cudaMemcpy(hy, y, sizeof hy, cudaMemcpyDeviceToHost);
+    bad |= check("vec_k", hy, want, NT);
 
     reduce_k<<<1, NT, 0, s>>>(x, y, strcmp(c, "no_syncthreads") != 0);
     cudaMemcpy(hy, y, sizeof(float), cudaMemcpyDeviceToHost);

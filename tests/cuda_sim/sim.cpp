@@ -110,6 +110,18 @@ void lc_sim_check_arg(const char *kernel, int i, const void *p)
     }
 }
 
+void lc_sim_check_vec(const void *p)
+{
+    char what[128];
+    if ((uintptr_t)p & 15)
+        snprintf(what, sizeof what, "16-byte access at %p is not 16-byte aligned", p);
+    else if (!is_device(p, 16))
+        snprintf(what, sizeof what, "16-byte access at %p is outside device memory", p);
+    else
+        return;
+    fail(what);
+}
+
 /* Fiber order: runnable fibers run in a random order (xorshift64*, seeded by
  * LC_SIM_SEED, default 1), so code that relies on thread order between
  * barriers gives different results than in thread-index order. */

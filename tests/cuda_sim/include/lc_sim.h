@@ -71,6 +71,15 @@ template <class V> V __shfl_xor_sync(unsigned mask, V v, int m)
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int atomicExch(int *p, int v) { int o = *p; *p = v; return o; }
 
+/* the 16-byte vector type of the vectorised kernels (cuda_common.cuh), aligned as on a GPU */
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+/* Every 16-byte access of cuda_common.cuh's lc_ld_vec / lc_st_vec: aborts
+ * ("lc_sim: 16-byte access at P ...") unless P is 16-byte aligned (a GPU
+ * faults: cudaErrorMisalignedAddress) and its 16 bytes lie in one live
+ * cudaMalloc allocation. */
+void lc_sim_check_vec(const void *p);
+#define LC_VEC_ACCESS(p) lc_sim_check_vec(p)
+
 /* round-to-nearest intrinsics: the host's IEEE operations, kept unfused */
 inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
 inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
