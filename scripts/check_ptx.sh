@@ -28,6 +28,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # words, or .v2 of 64-bit) and a 128-bit global store; no_local = no local memory (the
 # chunk arrays stay in registers); no_div64 = none of div/rem .u64/.s64.
 RULES='
+cuda_pointwise.cu rmsnorm_fwd_k vec128 no_local
+cuda_pointwise.cu rmsnorm_bwd_k vec128 no_local
 cuda_pointwise.cu gated_fwd_k vec128 no_local
 cuda_pointwise.cu gated_bwd_k vec128 no_local
 cuda_pointwise.cu axpy_k vec128 no_local

@@ -10,7 +10,8 @@
  * and stores when every operand is 16-byte aligned, one element at a time
  * otherwise and for the tail, the same per-element math on both paths.
  * RMSNorm uses one warp per row: rows are 64…8192 wide, a warp keeps every
- * load coalesced, and there is no shared memory or __syncthreads at all.
+ * load coalesced, and there is no shared memory or __syncthreads at all; its
+ * row loops move 16 bytes per load / store too.
  * Dropout reproduces lc_k_dropout's mask bit for bit: key = the two halves
  * of lc_splitmix64(seed) xor-ed, keep element i iff (lowbias32(key ^ i) >> 8) ≥
  * ⌈p·2²⁴⌉ (i truncated to 32 bits, as on the CPU). */
@@ -21,50 +22,109 @@
 
 #define ROWS_PER_BLOCK 8 /* warps per block in the row kernels */
 
-/* ---- RMSNorm ---- */
+/* ---- RMSNorm ----
+ * Lane l of a row's warp takes the W-element chunks l, l + 32, … of the row
+ * (W = 16 bytes of T): with vec (x, w, dy, y / dx 16-byte aligned and C a
+ * multiple of W, so every row is) by 16-byte loads / stores, else element by
+ * element in the same order, elements past C reading 0 and not written; the
+ * two paths sum in the same order, so they agree bit for bit. */
 
+/* f[0..W) = p[c0, c0 + W) in f32 (0 past C) */
+template <int W, typename T>
+__device__ __forceinline__ void row_ld(const T *p, int64_t c0, int64_t C, bool vec, float *f)
+{
+    if (vec) {
+        lc_ld_vec<W>(p + c0, f);
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < W; e++)
+        f[e] = c0 + e < C ? lc_ld(p[c0 + e]) : 0.0f;
+}
+
+/* p[c0, min(c0 + W, C)) = f rounded once */
+template <int W, typename T>
+__device__ __forceinline__ void row_st(T *p, int64_t c0, int64_t C, bool vec, const float *f)
+{
+    if (vec) {
+        lc_st_vec<W>(p + c0, f);
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < W; e++)
+        if (c0 + e < C)
+            p[c0 + e] = lc_st<T>(f[e]);
+}
+
+/* x, y: [N, C]; w: [C]; rstd: [N] (may be NULL) */
 template <typename T>
 __global__ void __launch_bounds__(32 * ROWS_PER_BLOCK)
-    rmsnorm_fwd_k(const T *x, const T *w, int64_t N, int64_t C, float eps, T *y, float *rstd)
+    rmsnorm_fwd_k(const T *x, const T *w, int64_t N, int64_t C, float eps, T *y, float *rstd,
+                  bool vec)
 {
+    constexpr int W = LC_VW(T);
     int64_t row = blockIdx.x * (int64_t)ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N)
         return;
     const T *xi = x + row * C;
-    float ss = 0;
-    for (int64_t c = lane; c < C; c += 32) {
-        float v = lc_ld(xi[c]);
-        ss += v * v;
+    float ss = 0, xv[W], wv[W];
+    for (int64_t c0 = lane * W; c0 < C; c0 += 32 * W) {
+        row_ld<W>(xi, c0, C, vec, xv);
+#pragma unroll
+        for (int e = 0; e < W; e++)
+            ss += xv[e] * xv[e];
     }
     ss = lc_warp_sum(ss);
     float r = 1.0f / sqrtf(ss / (float)C + eps);
     if (rstd && lane == 0)
         rstd[row] = r;
     T *yi = y + row * C;
-    for (int64_t c = lane; c < C; c += 32)
-        yi[c] = lc_st<T>(lc_ld(w[c]) * (lc_ld(xi[c]) * r));
+    for (int64_t c0 = lane * W; c0 < C; c0 += 32 * W) {
+        row_ld<W>(xi, c0, C, vec, xv);
+        row_ld<W>(w, c0, C, vec, wv);
+#pragma unroll
+        for (int e = 0; e < W; e++)
+            xv[e] = wv[e] * (xv[e] * r);
+        row_st<W>(yi, c0, C, vec, xv);
+    }
 }
 
+/* x, dy, dx (+=): [N, C]; w: [C]; rstd: [N] */
 template <typename T>
 __global__ void __launch_bounds__(32 * ROWS_PER_BLOCK)
     rmsnorm_bwd_k(const T *x, const T *w, const float *rstd, const T *dy, int64_t N, int64_t C,
-                  T *dx)
+                  T *dx, bool vec)
 {
+    constexpr int W = LC_VW(T);
     int64_t row = blockIdx.x * (int64_t)ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= N)
         return;
     const T *xi = x + row * C, *dyi = dy + row * C;
     float r = rstd[row];
-    float s = 0;
-    for (int64_t c = lane; c < C; c += 32)
-        s += lc_ld(w[c]) * lc_ld(dyi[c]) * lc_ld(xi[c]);
+    float s = 0, xv[W], wv[W], dv[W], gv[W];
+    for (int64_t c0 = lane * W; c0 < C; c0 += 32 * W) {
+        row_ld<W>(xi, c0, C, vec, xv);
+        row_ld<W>(w, c0, C, vec, wv);
+        row_ld<W>(dyi, c0, C, vec, dv);
+#pragma unroll
+        for (int e = 0; e < W; e++)
+            s += wv[e] * dv[e] * xv[e];
+    }
     s = lc_warp_sum(s);
     float k = s * r * r * r / (float)C;
     T *dxi = dx + row * C;
-    for (int64_t c = lane; c < C; c += 32)
-        dxi[c] = lc_st<T>(lc_ld(dxi[c]) + (r * lc_ld(w[c]) * lc_ld(dyi[c]) - k * lc_ld(xi[c])));
+    for (int64_t c0 = lane * W; c0 < C; c0 += 32 * W) {
+        row_ld<W>(xi, c0, C, vec, xv);
+        row_ld<W>(w, c0, C, vec, wv);
+        row_ld<W>(dyi, c0, C, vec, dv);
+        row_ld<W>(dxi, c0, C, vec, gv);
+#pragma unroll
+        for (int e = 0; e < W; e++)
+            gv[e] = gv[e] + (r * wv[e] * dv[e] - k * xv[e]);
+        row_st<W>(dxi, c0, C, vec, gv);
+    }
 }
 
 extern "C" int lc_cuda_rmsnorm_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *x,
@@ -75,8 +135,9 @@ extern "C" int lc_cuda_rmsnorm_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *x,
         return 0;
     unsigned grid = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
     LC_DISPATCH_ACT(c, dt, T, {
+        bool vec = C % LC_VW(T) == 0 && lc_aligned16(x, w, y);
         rmsnorm_fwd_k<T><<<grid, 32 * ROWS_PER_BLOCK, 0, c->stream>>>(
-            (const T *)x, (const T *)w, N, C, (float)eps, (T *)y, rstd);
+            (const T *)x, (const T *)w, N, C, (float)eps, (T *)y, rstd, vec);
         LC_LAUNCHED(c, "rmsnorm_fwd_k");
     });
     return 0;
@@ -90,8 +151,9 @@ extern "C" int lc_cuda_rmsnorm_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *x,
         return 0;
     unsigned grid = (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
     LC_DISPATCH_ACT(c, dt, T, {
+        bool vec = C % LC_VW(T) == 0 && lc_aligned16(x, w, dy, dx);
         rmsnorm_bwd_k<T><<<grid, 32 * ROWS_PER_BLOCK, 0, c->stream>>>(
-            (const T *)x, (const T *)w, rstd, (const T *)dy, N, C, (T *)dx);
+            (const T *)x, (const T *)w, rstd, (const T *)dy, N, C, (T *)dx, vec);
         LC_LAUNCHED(c, "rmsnorm_bwd_k");
     });
     return 0;
