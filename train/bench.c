@@ -184,10 +184,9 @@ static void bench_sample_device(bench_state *b)
         b->dev_free_min = free_b;
 }
 
-/* The step's memory as the trainer reserves it (the engine: plan, arenas and
- * tape on the backend, the model uploaded to a device; AdamW state there),
- * and one micro-batch of pseudo-random tokens, every one supervised. */
-static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
+/* The backend, first: a missing device is said before minutes of building
+ * a large random model. On a device, its free memory from here on. */
+static int bench_backend(const bench_opts *o, bench_state *b, lc_error *err)
 {
     if (lc_backend_open(o->device, o->compute_dtype, &b->be, err))
         return -1;
@@ -195,6 +194,14 @@ static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
         b->be->mem_info(b->be, &b->dev_free0, NULL);
         b->dev_free_min = b->dev_free0;
     }
+    return 0;
+}
+
+/* The step's memory as the trainer reserves it (the engine: plan, arenas and
+ * tape on the backend, the model uploaded to a device; AdamW state there),
+ * and one micro-batch of pseudo-random tokens, every one supervised. */
+static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
+{
     if (lc_engine_open(&b->eng, b->be, &b->model, &b->lora, o->batch, o->seq, NULL, err) ||
         lc_adamw_init_on(&b->opt, b->lora.n_params, b->be, err) ||
         lc_batch_buf_init(&b->buf, o->batch, o->seq, err))
@@ -274,7 +281,8 @@ int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
     bench_state b;
     memset(&b, 0, sizeof b);
     double t0 = lc_now_s();
-    int rc = bench_model(&o, &b, err) || bench_batch(&o, &b, err) ? -1 : 0;
+    int rc = bench_backend(&o, &b, err) || bench_model(&o, &b, err) || bench_batch(&o, &b, err)
+                 ? -1 : 0;
     if (rc == 0)
         rc = bench_run(&o, &b, lc_now_s() - t0, out, err);
     bench_free(&b);
