@@ -15,7 +15,7 @@
 #      double quant) 8B micro-batch 2 on; then the table with the targets
 #      (>= 2x PEFT's tokens/s at no more memory; QLoRA >= 10,000 tokens/s within
 #      12 GiB). scripts/bench_gpu_report.py makes both tables.
-# Every run has its own timeout, cut to what is left of 570 s for the whole
+# Every run has its own timeout, cut to what is left of 540 s for the whole
 # script. Estimate on an H100/H200 host (16 cores): build 60-120 s; kernels ~40 s;
 # 1B rows ~35 s each (lorac set-up ~8 s, PEFT's Python start ~10 s); 8B rows
 # ~80 s each, most of it lorac's set-up (8 G random values drawn on one core,
@@ -31,6 +31,7 @@
 # (--tiny: when everything ran), 1 otherwise, 2 without a GPU (nothing run).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+. scripts/gpu_env.sh
 TINY=0 STEPS= WARMUP= ROWS=1,2,3,4,5 KERNELS=1 TRAIN=1 PY=${PYTHON:-python3}
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -60,27 +61,23 @@ if [ "$TINY" = 1 ]; then
     fi
     CONFIGURE=()
 else
-    BUILD=build-bench DEV=cuda TOTAL=570 SEQ=2048 STEPS=${STEPS:-4} WARMUP=${WARMUP:-2}
+    BUILD=build-bench DEV=cuda TOTAL=540 SEQ=2048 STEPS=${STEPS:-4} WARMUP=${WARMUP:-2}
     SHAPE_1B=(--hidden 2048 --layers 16 --heads 32 --kv-heads 8 --intermediate 8192 --vocab 128256 --tied 1)
     SHAPE_8B=(--hidden 4096 --layers 32 --heads 32 --kv-heads 8 --intermediate 14336 --vocab 128256 --tied 0)
     KSHAPE=(--hidden 4096 --ff 14336 --vocab 128256 --batch 2 --seq 2048 --heads 32 --kv-heads 8
             --head-dim 128 --adam-params 40000000 --reps 10 --iters 5)
     TINYFLAG=()
-    if ! GPU=$(nvidia-smi --query-gpu=name,memory.total,compute_cap --format=csv,noheader 2>/dev/null | head -1) \
-            || [ -z "$GPU" ]; then
+    if ! gpu_detect; then
         echo "no GPU (nvidia-smi failed): nothing run (scripts/bench_gpu.sh --tiny runs the pipeline here)"
         exit 2
     fi
-    ARCH=$(cut -d, -f3 <<<"$GPU" | tr -d ' .')
     echo "== GPU: $GPU (sm_$ARCH); $("$PY" -c 'import torch, transformers, peft
 print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)' 2>&1 | tail -1)"
     CONFIGURE=(-DLORAC_CUDA=ON -DLORAC_TESTS=OFF -DCMAKE_CUDA_ARCHITECTURES="$ARCH")
 fi
 LOG=${OUT:-$BUILD/bench-logs}
 mkdir -p "$LOG"
-DEADLINE=$((SECONDS + TOTAL))
-# limit SECONDS: a run's timeout, cut to what is left of the script's time (at least 1 s)
-limit() { local left=$((DEADLINE - SECONDS)); [ "$left" -lt "$1" ] && echo $((left > 1 ? left : 1)) || echo "$1"; }
+DEADLINE=$((SECONDS + TOTAL)) # each run's timeout is cut to what is left (limit)
 # summary LOG PATTERN: what a run printed that matches (its times), else its last line
 summary() { grep -oE "$2" "$1" | tail -1 | grep . || tail -1 "$1"; }
 rc=0

@@ -138,14 +138,15 @@ def rate(ms, flops, nbytes):
 
 
 def read_ops(path):
+    """{op: its JSON}; a line without an op (a run that could not start) is
+    kept under None."""
     out = {}
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("{"):
                     j = json.loads(line)
-                    if "op" in j:
-                        out[j["op"]] = j
+                    out[j.get("op")] = j
     except (OSError, ValueError):
         pass
     return out
@@ -156,7 +157,7 @@ def kernels(a):
     lo, to = read_ops(a.lorac), read_ops(a.torch)
     targets = {"attn_fwd": ("TFLOP/s", ATTN_FWD_TFLOPS), "attn_bwd": ("TFLOP/s", ATTN_BWD_TFLOPS),
                "nf4_dequant": ("GB/s", DEQUANT_TBS * 1000)}
-    dev = next((j.get("device") for j in list(lo.values()) + list(to.values())), "?")
+    dev = next((j["device"] for j in list(lo.values()) + list(to.values()) if "device" in j), "?")
     print(f"kernels at B {a.batch} T {a.seq} (N {a.batch * a.seq}), hidden {a.hidden}, "
           f"ff {a.ff}, vocab {a.vocab}, heads {a.heads}/{a.kv_heads} x {a.head_dim}, "
           f"AdamW {a.adam_params:,} params; device: {dev}")
@@ -180,6 +181,9 @@ def kernels(a):
         print(f"| {op} | {fmt(lms, '.4g')} | {fmt(lr, '.4g')} {unit if lr else ''} | "
               f"{fmt(tms, '.4g') if not terr else terr} | {fmt(tr, '.4g')} {unit if tr else ''} | "
               f"{fmt(tms / lms if lms and tms else None, '.2f')} | {target} | {verdict} |")
+    for side, runs in (("lorac", lo), ("torch", to)):
+        if runs.get(None, {}).get("error"):
+            print(f"  - {side}: {runs[None]['error']}")
     return ok
 
 
