@@ -20,22 +20,19 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
-if ! GPU=$(nvidia-smi --query-gpu=name,memory.total,compute_cap --format=csv,noheader 2>/dev/null | head -1) \
-        || [ -z "$GPU" ]; then
+. scripts/gpu_env.sh
+if ! gpu_detect; then
     echo "no GPU (nvidia-smi failed): nothing checked"
     exit 2
 fi
-ARCH=$(cut -d, -f3 <<<"$GPU" | tr -d ' .')
 BUILD=build-gpu
 LOG=${OUT:-$BUILD/logs}
 mkdir -p "$LOG"
 echo "GPU: $GPU (sm_$ARCH); logs in $LOG"
 rc=0
 fail() { echo "FAILED: $*"; rc=1; }
-# limit SECONDS: the timeout of a step, cut to what is left of the 540 s the
-# whole check may take (at least 1 s: a step that gets none times out and fails)
+# the whole check may take 540 s (limit: scripts/gpu_env.sh)
 DEADLINE=$((SECONDS + 540))
-limit() { local left=$((DEADLINE - SECONDS)); [ "$left" -lt "$1" ] && echo $((left > 1 ? left : 1)) || echo "$1"; }
 
 echo "== build (sm_$ARCH)"
 timeout "$(limit 60)" cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLORAC_CUDA=ON -DLORAC_TESTS=ON -DLORAC_DEVICE_TESTS=ON \
