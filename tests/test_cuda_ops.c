@@ -2047,14 +2047,44 @@ Test(cuda, gemm_plan_cache)
      * are 256-aligned, so the same call hits from the second time on */
     cr_expect_eq(m1 - m0, 1, "misses %lld", (long long)(m1 - m0));
     cr_expect_eq(h1 - h0, 2, "hits %lld", (long long)(h1 - h0));
-    /* more shapes than the cache holds: eviction keeps results right */
-    for (int i = 0; i < 40; i++) {
+    /* more shapes than the cache holds (128): eviction keeps results right,
+     * and the first shape, least recently used, was evicted */
+    for (int i = 0; i < 140; i++) {
         const opcase ci = {"evict", {i & 1, 0, 8 + i, 16, 24, 1}, 0, 0, 2};
         const op_def opi = {"gemm", &ci, 1, 1, 0, 0, gemm_decl, NULL, gemm_cpu, gemm_dev};
         run_op(&opi, 0);
     }
     run_op(&op, 0);
+    int64_t h2, m2;
+    lc_cuda_gemm_cache_stats(c, &h2, &m2);
+    cr_expect_eq(m2 - m1, 141, "misses %lld after 140 new shapes", (long long)(m2 - m1));
+    cr_expect_eq(h2 - h1, 0, "hits %lld after 140 new shapes", (long long)(h2 - h1));
     cr_expect_eq(g_fail, 0, "%d gemm rows failed", g_fail);
+    done();
+}
+
+/* Run by the ctest cuda_sim_gemm_algo_fallback with LC_SIM_ALGO_FAIL=1 (the
+ * simulator's cuBLASLt refuses the heuristic's first algorithm): each plan
+ * falls back to the next once and keeps it, and the results stay right.
+ * With LC_SIM_ALGO_FAIL=all (cuda_sim_gemm_algo_fail_all) every row fails. */
+Test(cuda, gemm_algo_fallback)
+{
+    be_or_skip();
+    if (strcmp(g_backend, "sim") || !getenv("LC_SIM_ALGO_FAIL"))
+        cr_skip_test("needs the simulator with LC_SIM_ALGO_FAIL set");
+    lc_cuda_ctx *c = g_ctx;
+    int64_t h0, m0, h1, m1, f0 = lc_cuda_gemm_fallbacks(c);
+    const opcase same = {"nt 40x48x56", {0, 1, 40, 48, 56, 0}, 0, 0, 2};
+    const op_def op = {"gemm", &same, 1, 1, 0, 0, gemm_decl, NULL, gemm_cpu, gemm_dev};
+    lc_cuda_gemm_cache_stats(c, &h0, &m0);
+    for (int i = 0; i < 3; i++)
+        run_op(&op, 0);
+    lc_cuda_gemm_cache_stats(c, &h1, &m1);
+    cr_expect_eq(m1 - m0, 1, "misses %lld", (long long)(m1 - m0));
+    cr_expect_eq(lc_cuda_gemm_fallbacks(c) - f0, 1, "fallbacks %lld (one per plan)",
+                 (long long)(lc_cuda_gemm_fallbacks(c) - f0));
+    run_op(find_op("weight_matmul"), 3); /* tiles: several plans, forward and backward */
+    cr_expect_eq(g_fail, 0, "%d rows failed", g_fail);
     done();
 }
 

@@ -15,7 +15,10 @@
 #include "autograd/cuda/cuda_kernels.h"
 #include "autograd/nf4_code.h"
 
-#define LC_GEMM_CACHE 32
+/* Plans cached (a QLoRA step uses ~35–40 GEMM shapes) and heuristic results
+ * kept per plan: when cublasLtMatmul refuses one algorithm the next is tried. */
+#define LC_GEMM_CACHE 128
+#define LC_GEMM_ALGOS 8
 
 struct lc_gemm_key {
     int64_t M, N, K, lda, ldb, ldc;
@@ -28,7 +31,9 @@ struct lc_gemm_plan {
     uint64_t last_use;
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;  /* cuBLAS (column-major) A = our B, B = our A */
-    cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t algo[LC_GEMM_ALGOS]; /* the heuristic's results, best first */
+    int n_algo;                               /* how many of algo[] are filled */
+    int cur;                                  /* the one that ran last (the winner) */
 };
 
 struct lc_cuda_ctx {
@@ -39,7 +44,7 @@ struct lc_cuda_ctx {
     size_t workspace_bytes;
     lc_gemm_plan plans[LC_GEMM_CACHE];
     uint64_t clock;
-    uint64_t gemm_hits, gemm_misses;
+    uint64_t gemm_hits, gemm_misses, gemm_fallbacks;
     void *red;            /* [red_cap bytes] per-block partial sums (grad norm, f64) */
     size_t red_cap;
     double *dscalar;      /* [8] device scalars: 0 grad norm, 1 loss, 2 flags, 3 Σ g² */

@@ -6,8 +6,11 @@
  * Cᵀ = op(B)ᵀ·op(A)ᵀ, so cuBLAS's A is our B and its B is our A; no data
  * moves. A plan (matmul desc + three layouts + the heuristic's algo) costs
  * a heuristic query to build, so it is cached per (shape, ld's, transposes,
- * dtypes, pointer alignment, beta ≠ 0), least-recently-used out of 32: a
- * training step uses a handful of distinct shapes, repeated every layer. */
+ * dtypes, pointer alignment, beta ≠ 0), least-recently-used out of
+ * LC_GEMM_CACHE (128: a QLoRA step uses ~35–40 shapes, repeated every layer).
+ * The plan keeps up to LC_GEMM_ALGOS of the heuristic's results: when
+ * cublasLtMatmul refuses the current one, the next are tried in order and
+ * the one that runs becomes the plan's (lc_cuda_gemm_fallbacks counts them). */
 #include <string.h>
 
 #include "autograd/cuda/cuda_common.cuh"
@@ -89,10 +92,10 @@ static int plan_build(lc_cuda_ctx *c, lc_gemm_plan *p, const lc_gemm_key *k)
                                                 &acc, sizeof acc));
         PB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                 &acc, sizeof acc));
-        cublasLtMatmulHeuristicResult_t res;
+        cublasLtMatmulHeuristicResult_t res[LC_GEMM_ALGOS];
         int found = 0;
-        PB(cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1,
-                                          &res, &found));
+        PB(cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref,
+                                          LC_GEMM_ALGOS, res, &found));
 #undef PB
         if (found < 1) {
             lc_cuda_failf(err, __FILE__, __LINE__,
@@ -103,7 +106,9 @@ static int plan_build(lc_cuda_ctx *c, lc_gemm_plan *p, const lc_gemm_key *k)
                           k->out_dt);
             break;
         }
-        p->algo = res.algo;
+        p->n_algo = found < LC_GEMM_ALGOS ? found : LC_GEMM_ALGOS;
+        for (int i = 0; i < p->n_algo; i++)
+            p->algo[i] = res[i].algo;
         rc = 0;
     } while (0);
     if (pref)
@@ -186,9 +191,27 @@ extern "C" int lc_cuda_gemm(lc_cuda_ctx *c, bool trans_a, bool trans_b, int64_t 
         plan = victim;
     }
     plan->last_use = ++c->clock;
-    LC_CUBLAS(&c->err, cublasLtMatmul(c->lt, plan->desc, &alpha, B, plan->la, A, plan->lb, &beta,
-                                      C, plan->lc, C, plan->lc, &plan->algo, c->workspace,
-                                      c->workspace_bytes, c->stream));
+    /* the winner first; when cuBLASLt refuses it (a status, nothing launched),
+     * the heuristic's next results in order, and the one that runs is kept */
+    cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
+    for (int t = 0; t < plan->n_algo; t++) {
+        int a = (plan->cur + t) % plan->n_algo;
+        st = cublasLtMatmul(c->lt, plan->desc, &alpha, B, plan->la, A, plan->lb, &beta, C,
+                            plan->lc, C, plan->lc, &plan->algo[a], c->workspace,
+                            c->workspace_bytes, c->stream);
+        if (st == CUBLAS_STATUS_SUCCESS) {
+            if (a != plan->cur)
+                c->gemm_fallbacks++;
+            plan->cur = a;
+            break;
+        }
+    }
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return lc_cuda_failf(&c->err, __FILE__, __LINE__,
+                             "cublasLtMatmul: %s with each of the heuristic's %d algorithms "
+                             "(gemm M=%lld N=%lld K=%lld)",
+                             lc_cublas_status_name(st), plan->n_algo, (long long)M, (long long)N,
+                             (long long)K);
     if (c->sync_each)
         LC_CU(&c->err, cudaStreamSynchronize(c->stream));
     return 0;
@@ -348,4 +371,9 @@ extern "C" void lc_cuda_gemm_cache_stats(const lc_cuda_ctx *c, int64_t *hits, in
 {
     *hits = (int64_t)c->gemm_hits;
     *misses = (int64_t)c->gemm_misses;
+}
+
+extern "C" int64_t lc_cuda_gemm_fallbacks(const lc_cuda_ctx *c)
+{
+    return (int64_t)c->gemm_fallbacks;
 }
