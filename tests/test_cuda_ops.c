@@ -1977,7 +1977,8 @@ Test(cuda, errors_name_the_call)
 
 /* The scratch policies at real shapes (host arithmetic, no device): a
  * Llama-3.1-8B NF4 linear converts whole; larger weights go by tiles of at
- * most 2^26 elements, rows a multiple of 8 (16-byte aligned operands). */
+ * most 2^26 elements, rows a multiple of 8 (16-byte aligned operands); lm_head
+ * + CE chunks are multiples of 128 rows, 1024 at V=128256. */
 Test(cuda, scratch_policies)
 {
     lc_cuda_debug_limits(0, 0);
@@ -1991,6 +1992,11 @@ Test(cuda, scratch_policies)
     lc_weight odd = {.dtype = LC_DTYPE_F16, .rows = 100000, .cols = 1000};
     cr_expect_eq(lc_cuda_weight_scratch_bytes(&odd, LC_DTYPE_F32), (size_t)67104 * 1000 * 4,
                  "%zu", lc_cuda_weight_scratch_bytes(&odd, LC_DTYPE_F32));
+    cr_expect_eq(lc_cuda_ce_chunk_rows(128256), 1024);
+    cr_expect_eq(lc_cuda_ce_chunk_rows(32000), 4096);
+    cr_expect_eq(lc_cuda_ce_chunk_rows(151936), 768);
+    cr_expect_eq(lc_cuda_ce_chunk_rows(256000), 512);
+    cr_expect_eq(lc_cuda_ce_chunk_rows(1 << 22), 32, "fewer than 128 fit: not rounded");
 }
 
 /* a target outside the vocabulary is an error, not a wrong loss: through the
