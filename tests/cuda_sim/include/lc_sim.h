@@ -29,6 +29,14 @@
 #endif
 
 struct uint3s { unsigned x, y, z; };
+struct alignas(16) uint4 { unsigned x, y, z, w; }; /* CUDA's 16-byte vector type */
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
+inline unsigned __float_as_uint(float f)
+{
+    unsigned u;
+    __builtin_memcpy(&u, &f, sizeof u);
+    return u;
+}
 struct dim3 {
     unsigned x, y, z;
     dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
