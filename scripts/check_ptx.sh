@@ -42,11 +42,11 @@ cuda_pointwise.cu dropout_k vec128 no_local
 cuda_dora.cu dora_combine_k vec128 no_local
 cuda_dora.cu col_scale_k vec128 no_local
 cuda_runtime.cu convert_k vec128 no_local
+cuda_gemm.cu nf4_dequant_k no_div64 vec128 no_local
 '
-# Rules of kernels not written yet; --pending checks them too. The lead moves a line
-# into RULES when the kernel lands (NF4 dequantization without 64-bit division).
+# Rules of kernels not written yet (none now); --pending checks them too, and a line
+# moves into RULES when its kernel lands.
 PENDING='
-cuda_gemm.cu nf4_dequant_k no_div64
 '
 
 NVCC=""

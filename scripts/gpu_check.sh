@@ -6,10 +6,12 @@
 #      nvidia-smi, LORAC_CUDA=ON): lorac and the device tests (target cuda_tests);
 #   2. the op-parity harness (tests/test_cuda_ops.c) on the device, every row;
 #   3. the other device tests of that build (ctest -L cuda: the device training
-#      tests; none is not a failure);
-#   4. compute-sanitizer memcheck, racecheck, synccheck and initcheck, each over
-#      two training steps of `lorac train` with `device: cuda` on the tiny Llama
-#      fixture (tests/fixtures/tiny-llama), printing each ERROR SUMMARY line.
+#      tests, float32 and bfloat16; none is not a failure);
+#   4. two training steps of `lorac train` with `device: cuda` on the tiny Llama
+#      fixture (tests/fixtures/tiny-llama) in float32 and in bfloat16;
+#   5. compute-sanitizer memcheck, racecheck, synccheck and initcheck, each over
+#      those two steps in bfloat16 (the default on a GPU), printing each ERROR
+#      SUMMARY line.
 # Exit 0 when everything passed, 1 when a check failed, 2 without a GPU
 # (nothing checked). Logs go to $OUT when it is set (the device runner's result
 # folder), else to build-gpu/logs.
@@ -18,22 +20,19 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
-if ! GPU=$(nvidia-smi --query-gpu=name,memory.total,compute_cap --format=csv,noheader 2>/dev/null | head -1) \
-        || [ -z "$GPU" ]; then
+. scripts/gpu_env.sh
+if ! gpu_detect; then
     echo "no GPU (nvidia-smi failed): nothing checked"
     exit 2
 fi
-ARCH=$(cut -d, -f3 <<<"$GPU" | tr -d ' .')
 BUILD=build-gpu
 LOG=${OUT:-$BUILD/logs}
 mkdir -p "$LOG"
 echo "GPU: $GPU (sm_$ARCH); logs in $LOG"
 rc=0
 fail() { echo "FAILED: $*"; rc=1; }
-# limit SECONDS: the timeout of a step, cut to what is left of the 540 s the
-# whole check may take (at least 1 s: a step that gets none times out and fails)
+# the whole check may take 540 s (limit: scripts/gpu_env.sh)
 DEADLINE=$((SECONDS + 540))
-limit() { local left=$((DEADLINE - SECONDS)); [ "$left" -lt "$1" ] && echo $((left > 1 ? left : 1)) || echo "$1"; }
 
 echo "== build (sm_$ARCH)"
 timeout "$(limit 60)" cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLORAC_CUDA=ON -DLORAC_TESTS=ON -DLORAC_DEVICE_TESTS=ON \
@@ -56,14 +55,19 @@ grep -E "tests passed|tests failed|Test +#" "$LOG/ctest_cuda.log" | tail -20 \
     || echo "(no device tests in this build yet)"
 
 # Two training steps on the device: configs/fixture_3step.yaml (the tiny Llama fixture:
-# 2 layers, hidden 64, vocab 512; 16-token rows, 2 a step), cut to 2 steps, in float32.
+# 2 layers, hidden 64, vocab 512; 16-token rows, 2 a step), cut to 2 steps.
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-TWO_STEPS=(train "$ROOT/configs/fixture_3step.yaml" --set device=cuda --set compute_dtype=float32
-           --set max_steps=2 --set output_dir="$TMP/out")
-echo "== lorac train, 2 steps on the device"
-timeout "$(limit 45)" "$BUILD/lorac" "${TWO_STEPS[@]}" >"$LOG/train.log" 2>&1 || fail "lorac train (train.log)"
-tail -4 "$LOG/train.log"
+TWO_STEPS=(train "$ROOT/configs/fixture_3step.yaml" --set device=cuda --set max_steps=2
+           --set output_dir="$TMP/out")
+for dt in float32 bfloat16; do
+    echo "== lorac train, 2 steps on the device, $dt"
+    rm -rf "$TMP/out"
+    timeout "$(limit 45)" "$BUILD/lorac" "${TWO_STEPS[@]}" --set compute_dtype=$dt >"$LOG/train-$dt.log" 2>&1 \
+        || fail "lorac train $dt (train-$dt.log)"
+    tail -4 "$LOG/train-$dt.log"
+done
+TWO_STEPS+=(--set compute_dtype=bfloat16)
 
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ ! -x "$SAN" ]; then

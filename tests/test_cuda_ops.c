@@ -900,10 +900,16 @@ static int wrows_dev(op_run *r)
     lc_weight W = weight_dev(r, (int)r->c->a[0], r->c->a[1], r->c->a[2]);
     return lc_cuda_weight_rows(g_ctx, &W, r->c->a[3], r->c->a[4], r->dt, D(r, "rows"));
 }
-/* odd cols: rows start mid-byte and mid-block */
+/* odd cols: rows start mid-byte and mid-block; nf4_dequant_k's paths: runs
+ * of 32 from a 32-aligned start in the middle of a 64-block (40x96), after a
+ * lead of 8 single elements (20x24), none (33x75: the runs' stores would be
+ * unaligned) */
 static const opcase WROWS_CASES[] = {
     {"nf4 9x51 rows 2..8", {WK_NF4, 9, 51, 2, 8}, 0, 0, 0},
     {"nf4dq 9x51 rows 2..8", {WK_NF4DQ, 9, 51, 2, 8}, 0, 0, 0},
+    {"nf4dq 40x96 rows 3..37", {WK_NF4DQ, 40, 96, 3, 37}, 0, 0, 0},
+    {"nf4 33x75 rows 1..33", {WK_NF4, 33, 75, 1, 33}, 0, 0, 0},
+    {"nf4dq 20x24 rows 1..20", {WK_NF4DQ, 20, 24, 1, 20}, 0, 0, 0},
     {"f16 9x51 rows 1..9", {WK_F16, 9, 51, 1, 9}, 0, 0, 0},
 };
 
@@ -953,13 +959,18 @@ static int wmm_dev(op_run *r)
         return lc_cuda_weight_matmul(g_ctx, r->dt, D(r, "x"), a[1], &W, 1.0f, D(r, "y"), scr);
     return lc_cuda_weight_matmul_grad(g_ctx, r->dt, D(r, "dy"), a[1], &W, D(r, "dx"), scr);
 }
-/* 25-row tiles: four tiles, the last partial */
+/* tiles of 40x80 elements: forward 40-row tiles (40, 40, 16), backward
+ * 32-column tiles (32, 32, 16), the last partial */
 static const opcase WMM_CASES[] = {
-    {"W f32 19x80->96", {WK_F32, 19, 80, 96, 25}, 0, 1, 0},
-    {"W bf16 19x80->96", {WK_BF16, 19, 80, 96, 25}, 0, 0, 0},
-    {"W f16 19x80->96 tiles", {WK_F16, 19, 80, 96, 25}, 0, 1, 0},
-    {"W nf4dq 19x80->96 tiles", {WK_NF4DQ, 19, 80, 96, 25}, 0, 1, 0},
+    {"W f32 19x80->96", {WK_F32, 19, 80, 96, 40}, 0, 1, 0},
+    {"W bf16 19x80->96", {WK_BF16, 19, 80, 96, 40}, 0, 0, 0},
+    {"W f16 19x80->96 tiles", {WK_F16, 19, 80, 96, 40}, 0, 1, 0},
+    {"W nf4dq 19x80->96 tiles", {WK_NF4DQ, 19, 80, 96, 40}, 0, 1, 0},
     {"W nf4 19x80->96", {WK_NF4, 19, 80, 96, 0}, 0, 0, 0},
+    /* 8 tiles (64x64 elements) over K = 512 in dx's backward */
+    {"W nf4dq 16x64->512 8 tiles", {WK_NF4DQ, 16, 64, 512, 64}, 0, 0, 0},
+    /* backward column blocks of 32: each row's block one run of nf4_dequant_k */
+    {"W nf4 16x128->96 col runs", {WK_NF4, 16, 128, 96, 40}, 0, 0, 0},
 };
 
 /* ---------------------------------------------------------------- RMSNorm */
@@ -1984,7 +1995,44 @@ Test(cuda, errors_name_the_call)
                   0);
     cr_expect(strstr(lc_cuda_ctx_error(c), "unsupported dtypes") != NULL, "%s",
               lc_cuda_ctx_error(c));
+    /* NF4 blocks are found by shifts: other block sizes are refused by name */
+    static const uint8_t codes[8];
+    static const float am[1];
+    lc_nf4 q = {.rows = 2, .cols = 8, .blocksize = 48, .codes = codes, .absmax = am};
+    lc_weight W = {.dtype = LC_DTYPE_F32, .rows = 2, .cols = 8, .nf4 = &q};
+    cr_assert_neq(lc_cuda_weight_rows(c, &W, 0, 2, LC_DTYPE_F32, NULL), 0);
+    cr_expect(strstr(lc_cuda_ctx_error(c), "blocksize 48 is not a power of two") != NULL, "%s",
+              lc_cuda_ctx_error(c));
+    q = (lc_nf4){.rows = 2, .cols = 8, .blocksize = 64, .codes = codes, .absmax_q = codes,
+                 .nested_absmax = am, .nested_map = am, .nested_blocksize = 200};
+    cr_assert_neq(lc_cuda_weight_rows(c, &W, 0, 2, LC_DTYPE_F32, NULL), 0);
+    cr_expect(strstr(lc_cuda_ctx_error(c), "nested blocksize 200 is not a power of two") != NULL,
+              "%s", lc_cuda_ctx_error(c));
     done();
+}
+
+/* The scratch policies at real shapes (host arithmetic, no device): a
+ * Llama-3.1-8B NF4 linear converts whole; larger weights go by tiles of at
+ * most 2^26 elements, rows a multiple of 8 (16-byte aligned operands); lm_head
+ * + CE chunks are multiples of 128 rows, 1024 at V=128256. */
+Test(cuda, scratch_policies)
+{
+    lc_cuda_debug_limits(0, 0);
+    lc_nf4 q = {.blocksize = 64};
+    lc_weight mlp = {.dtype = LC_DTYPE_BF16, .rows = 14336, .cols = 4096, .nf4 = &q};
+    cr_expect_eq(lc_cuda_weight_scratch_bytes(&mlp, LC_DTYPE_BF16), (size_t)14336 * 4096 * 2);
+    /* forward tiles of 16384 rows, backward of 512 columns (128256·512 < 2^26) */
+    lc_weight head = {.dtype = LC_DTYPE_BF16, .rows = 128256, .cols = 4096, .nf4 = &q};
+    cr_expect_eq(lc_cuda_weight_scratch_bytes(&head, LC_DTYPE_BF16), (size_t)16384 * 4096 * 2);
+    /* 2^26 / 1000 = 67108 rows, rounded down to 67104 */
+    lc_weight odd = {.dtype = LC_DTYPE_F16, .rows = 100000, .cols = 1000};
+    cr_expect_eq(lc_cuda_weight_scratch_bytes(&odd, LC_DTYPE_F32), (size_t)67104 * 1000 * 4,
+                 "%zu", lc_cuda_weight_scratch_bytes(&odd, LC_DTYPE_F32));
+    cr_expect_eq(lc_cuda_ce_chunk_rows(128256), 1024);
+    cr_expect_eq(lc_cuda_ce_chunk_rows(32000), 4096);
+    cr_expect_eq(lc_cuda_ce_chunk_rows(151936), 768);
+    cr_expect_eq(lc_cuda_ce_chunk_rows(256000), 512);
+    cr_expect_eq(lc_cuda_ce_chunk_rows(1 << 22), 32, "fewer than 128 fit: not rounded");
 }
 
 /* a target outside the vocabulary is an error, not a wrong loss: through the
@@ -2083,14 +2131,44 @@ Test(cuda, gemm_plan_cache)
      * are 256-aligned, so the same call hits from the second time on */
     cr_expect_eq(m1 - m0, 1, "misses %lld", (long long)(m1 - m0));
     cr_expect_eq(h1 - h0, 2, "hits %lld", (long long)(h1 - h0));
-    /* more shapes than the cache holds: eviction keeps results right */
-    for (int i = 0; i < 40; i++) {
+    /* more shapes than the cache holds (128): eviction keeps results right,
+     * and the first shape, least recently used, was evicted */
+    for (int i = 0; i < 140; i++) {
         const opcase ci = {"evict", {i & 1, 0, 8 + i, 16, 24, 1}, 0, 0, 2};
         const op_def opi = {"gemm", &ci, 1, 1, 0, 0, gemm_decl, NULL, gemm_cpu, gemm_dev};
         run_op(&opi, 0);
     }
     run_op(&op, 0);
+    int64_t h2, m2;
+    lc_cuda_gemm_cache_stats(c, &h2, &m2);
+    cr_expect_eq(m2 - m1, 141, "misses %lld after 140 new shapes", (long long)(m2 - m1));
+    cr_expect_eq(h2 - h1, 0, "hits %lld after 140 new shapes", (long long)(h2 - h1));
     cr_expect_eq(g_fail, 0, "%d gemm rows failed", g_fail);
+    done();
+}
+
+/* Run by the ctest cuda_sim_gemm_algo_fallback with LC_SIM_ALGO_FAIL=1 (the
+ * simulator's cuBLASLt refuses the heuristic's first algorithm): each plan
+ * falls back to the next once and keeps it, and the results stay right.
+ * With LC_SIM_ALGO_FAIL=all (cuda_sim_gemm_algo_fail_all) every row fails. */
+Test(cuda, gemm_algo_fallback)
+{
+    be_or_skip();
+    if (strcmp(g_backend, "sim") || !getenv("LC_SIM_ALGO_FAIL"))
+        cr_skip_test("needs the simulator with LC_SIM_ALGO_FAIL set");
+    lc_cuda_ctx *c = g_ctx;
+    int64_t h0, m0, h1, m1, f0 = lc_cuda_gemm_fallbacks(c);
+    const opcase same = {"nt 40x48x56", {0, 1, 40, 48, 56, 0}, 0, 0, 2};
+    const op_def op = {"gemm", &same, 1, 1, 0, 0, gemm_decl, NULL, gemm_cpu, gemm_dev};
+    lc_cuda_gemm_cache_stats(c, &h0, &m0);
+    for (int i = 0; i < 3; i++)
+        run_op(&op, 0);
+    lc_cuda_gemm_cache_stats(c, &h1, &m1);
+    cr_expect_eq(m1 - m0, 1, "misses %lld", (long long)(m1 - m0));
+    cr_expect_eq(lc_cuda_gemm_fallbacks(c) - f0, 1, "fallbacks %lld (one per plan)",
+                 (long long)(lc_cuda_gemm_fallbacks(c) - f0));
+    run_op(find_op("weight_matmul"), 3); /* tiles: several plans, forward and backward */
+    cr_expect_eq(g_fail, 0, "%d rows failed", g_fail);
     done();
 }
 

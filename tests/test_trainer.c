@@ -548,6 +548,18 @@ static void read_state(const char *ckpt, int64_t *step, int64_t *epoch, int64_t 
 #define TRACE_TOL_NORM 1e-5
 #define TRACE_TOL_UPDATE 1e-3
 #define TRACE_TOL_UPDATE_WORST 1e-2
+/* compute_dtype: bfloat16 (LORAC_TEST_BACKEND=cuda-bf16), every trace run
+ * (LoRA, DoRA, LoRA+, dense and MoE families) against the same float64
+ * references, worst measured (sim, 2026-11-30): loss 1.62e-3, grad norm
+ * 4.68e-2 (both LoRA+, whose B learns 16x faster), update 1.20e-1 over all
+ * tensors, 3.13e-1 in the worst one (Gemma 3 DoRA). AdamW's first steps are
+ * ~±lr per element, so bf16 noise in a small gradient element shows in the
+ * update at full size: those bounds catch a missing (1.0) or reversed (2.0)
+ * update, not noise. */
+#define TRACE_TOL_LOSS_BF16 5e-3
+#define TRACE_TOL_NORM_BF16 1.5e-1
+#define TRACE_TOL_UPDATE_BF16 3e-1
+#define TRACE_TOL_UPDATE_WORST_BF16 8e-1
 
 /* The run in out against a reference run of the tiny-llama fixture: meta
  * (its "trace" of loss and pre-clip grad norm per step) and ref (the adapter
@@ -574,6 +586,13 @@ static void assert_matches_run_from(const char *out, const char *meta_rel, const
     cJSON *meta = cJSON_Parse(meta_text);
     const cJSON *trace = cJSON_GetObjectItemCaseSensitive(meta, "trace");
     cr_assert_eq(cJSON_GetArraySize(trace), 3);
+    double tol_update = TRACE_TOL_UPDATE, tol_update_worst = TRACE_TOL_UPDATE_WORST;
+    if (lc_test_bf16()) {
+        tol_loss = TRACE_TOL_LOSS_BF16;
+        tol_norm = TRACE_TOL_NORM_BF16;
+        tol_update = TRACE_TOL_UPDATE_BF16;
+        tol_update_worst = TRACE_TOL_UPDATE_WORST_BF16;
+    }
 
     metric m[8];
     int n = read_metrics(out, m, 8);
@@ -611,8 +630,8 @@ static void assert_matches_run_from(const char *out, const char *meta_rel, const
                 "vs PEFT: %.2e over all %zu tensors, worst tensor %.2e (%s)", meta_rel, worst_loss,
                 worst_norm, e.total, e.n_tensors, e.worst, e.worst_name);
     cr_expect_eq(e.n_tensors, n_tensors);
-    cr_expect_lt(e.total, TRACE_TOL_UPDATE, "adapter update differs from PEFT's by %.3e", e.total);
-    cr_expect_lt(e.worst, TRACE_TOL_UPDATE_WORST, "tensor %s differs from PEFT's by %.3e",
+    cr_expect_lt(e.total, tol_update, "adapter update differs from PEFT's by %.3e", e.total);
+    cr_expect_lt(e.worst, tol_update_worst, "tensor %s differs from PEFT's by %.3e",
                  e.worst_name, e.worst);
 
     char *cfgjson = lc_test_asprintf("%s/adapter_config.json", out);

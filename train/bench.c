@@ -21,6 +21,7 @@ typedef struct bench_opts {
     int hidden, layers, heads, kv_heads, intermediate, vocab, rank, batch, seq, steps, warmup;
     int tied;
     int nf4;
+    int checkpointing; /* gradient checkpointing: each layer recomputed in backward */
     int dora;   /* DoRA adapters (magnitudes from the random weights) */
     int experts, top_k; /* > 0: a Mixtral of that many experts of FF = --intermediate each */
     lc_dtype dtype;
@@ -61,6 +62,10 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
         }
         if (strcmp(argv[i], "--dora") == 0) {
             o->dora = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--checkpointing") == 0) {
+            o->checkpointing = 1;
             continue;
         }
         if (strcmp(argv[i], "--device") == 0) {
@@ -126,6 +131,9 @@ typedef struct bench_state {
     lc_engine eng;       /* where the steps run (the trainer's set-up) */
     lc_adamw opt;        /* on be */
     lc_batch_buf buf;
+    /* a device: its free bytes once the backend (its context) exists, and the
+     * least seen since (after set-up and after every step) */
+    size_t dev_free0, dev_free_min;
 } bench_state;
 
 static void bench_free(bench_state *b)
@@ -161,7 +169,32 @@ static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
         for (int64_t j = 0; B && j < B->numel; j++)
             B->data[j] = (lc_real)(1e-3 * ((j % 7) - 3));
     }
+    b->model.checkpoint_layers = o->checkpointing != 0;
     return lc_model_dora_init(&b->model, &b->lora, err);
+}
+
+/* Samples the device's free memory (no-op on the CPU). */
+static void bench_sample_device(bench_state *b)
+{
+    if (!b->be || !b->be->device)
+        return;
+    size_t free_b = 0;
+    b->be->mem_info(b->be, &free_b, NULL);
+    if (free_b < b->dev_free_min)
+        b->dev_free_min = free_b;
+}
+
+/* The backend, first: a missing device is said before minutes of building
+ * a large random model. On a device, its free memory from here on. */
+static int bench_backend(const bench_opts *o, bench_state *b, lc_error *err)
+{
+    if (lc_backend_open(o->device, o->compute_dtype, &b->be, err))
+        return -1;
+    if (b->be->device) {
+        b->be->mem_info(b->be, &b->dev_free0, NULL);
+        b->dev_free_min = b->dev_free0;
+    }
+    return 0;
 }
 
 /* The step's memory as the trainer reserves it (the engine: plan, arenas and
@@ -169,8 +202,7 @@ static int bench_model(const bench_opts *o, bench_state *b, lc_error *err)
  * and one micro-batch of pseudo-random tokens, every one supervised. */
 static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
 {
-    if (lc_backend_open(o->device, o->compute_dtype, &b->be, err) ||
-        lc_engine_open(&b->eng, b->be, &b->model, &b->lora, o->batch, o->seq, NULL, err) ||
+    if (lc_engine_open(&b->eng, b->be, &b->model, &b->lora, o->batch, o->seq, NULL, err) ||
         lc_adamw_init_on(&b->opt, b->lora.n_params, b->be, err) ||
         lc_batch_buf_init(&b->buf, o->batch, o->seq, err))
         return -1;
@@ -186,12 +218,14 @@ static int bench_batch(const bench_opts *o, bench_state *b, lc_error *err)
         lc_batch_buf_put(&b->buf, r, ids, ids, o->seq);
     }
     free(ids);
+    bench_sample_device(b);
     return 0;
 }
 
-/* warmup + steps optimizer steps; prints the JSON line. Fails when the
- * device reports a failure. */
-static int bench_run(const bench_opts *o, bench_state *b, FILE *out, lc_error *err)
+/* warmup + steps optimizer steps after setup_s seconds of set-up; prints
+ * the JSON line. Fails when the device reports a failure. */
+static int bench_run(const bench_opts *o, bench_state *b, double setup_s, FILE *out,
+                     lc_error *err)
 {
     lc_batch batch = {b->buf.B, b->buf.T, b->buf.ids, b->buf.targets, b->buf.positions, NULL};
     lc_adamw_hparams hp = {0.9, 0.999, 1e-8, 0.0};
@@ -199,12 +233,13 @@ static int bench_run(const bench_opts *o, bench_state *b, FILE *out, lc_error *e
     double total_time = 0, loss = 0;
     const lc_memory_plan *plan = &b->eng.plan;
     fprintf(out, "{\"impl\":\"lorac\",\"device\":\"%s\",\"compute_dtype\":\"%s\","
-            "\"threads\":%d,\"cpu_kernels\":\"%s\","
-            "\"blas_core\":\"%s\",\"weights\":\"%s\",\"weight_mib\":%.1f,\"step_s\":[",
-            b->be->name, lc_dtype_torch_name(b->be->act), omp_get_max_threads(), lc_cpu_isa(),
-            lc_blas_core(),
+            "\"checkpointing\":%s,\"threads\":%d,\"cpu_kernels\":\"%s\","
+            "\"blas_core\":\"%s\",\"weights\":\"%s\",\"weight_mib\":%.1f,\"setup_s\":%.2f,"
+            "\"step_s\":[",
+            b->be->name, lc_dtype_torch_name(b->be->act), o->checkpointing ? "true" : "false",
+            omp_get_max_threads(), lc_cpu_isa(), lc_blas_core(),
             o->nf4 ? "NF4-dq" : lc_dtype_name(o->dtype),
-            lc_model_weight_bytes(&b->model) / 1048576.0);
+            lc_model_weight_bytes(&b->model) / 1048576.0, setup_s);
     for (int step = 0; step < o->warmup + o->steps; step++) {
         double t0 = lc_now_s();
         int64_t n;
@@ -215,6 +250,7 @@ static int bench_run(const bench_opts *o, bench_state *b, FILE *out, lc_error *e
         if (b->be->sync(b->be, err))
             return lc_error_prefix(err, "bench step %d on %s", step + 1, b->be->name);
         double dt = lc_now_s() - t0;
+        bench_sample_device(b);
         if (step >= o->warmup) {
             total_time += dt;
             fprintf(out, "%s%.3f", step > o->warmup ? "," : "", dt);
@@ -223,10 +259,17 @@ static int bench_run(const bench_opts *o, bench_state *b, FILE *out, lc_error *e
     double tokens = (double)o->batch * o->seq * o->steps;
     fprintf(out, "],\"tokens_per_s\":%.1f,\"peak_rss_gib\":%.3f,\"loss\":%.4f,"
             "\"step_arena_mib\":%.1f,\"grad_pool_mib\":%.1f,\"plan_mib\":%.1f,"
-            "\"plan_arena_mib\":%.1f,\"plan_grad_mib\":%.1f}\n",
+            "\"plan_arena_mib\":%.1f,\"plan_grad_mib\":%.1f",
             tokens / total_time, lc_peak_rss_bytes() / 1073741824.0, loss,
             b->eng.tape.data->peak / 1048576.0, b->eng.tape.grad_arena.peak / 1048576.0,
             plan->total / 1048576.0, plan->arena_peak / 1048576.0, plan->grad_peak / 1048576.0);
+    if (b->be->device)
+        fprintf(out, ",\"device_peak_mib\":%.1f,\"device_peak_what\":\"device bytes in use at "
+                "peak beyond the CUDA context and its 32 MiB cuBLASLt workspace (cudaMemGetInfo "
+                "after the context was made minus the least free after set-up and every step: "
+                "weights, adapters, AdamW, the step arenas as reserved, kernel buffers)\"",
+                (double)(b->dev_free0 - b->dev_free_min) / 1048576.0);
+    fprintf(out, "}\n");
     return 0;
 }
 
@@ -237,9 +280,11 @@ int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
         return -1;
     bench_state b;
     memset(&b, 0, sizeof b);
-    int rc = bench_model(&o, &b, err) || bench_batch(&o, &b, err) ? -1 : 0;
+    double t0 = lc_now_s();
+    int rc = bench_backend(&o, &b, err) || bench_model(&o, &b, err) || bench_batch(&o, &b, err)
+                 ? -1 : 0;
     if (rc == 0)
-        rc = bench_run(&o, &b, out, err);
+        rc = bench_run(&o, &b, lc_now_s() - t0, out, err);
     bench_free(&b);
     return rc;
 }

@@ -78,11 +78,12 @@ static void bench_usage(FILE *f)
     fprintf(f, "usage: lorac bench [--hidden 576] [--layers 30] [--heads 9] [--kv-heads 3]\n"
                "                   [--intermediate 1536] [--vocab 49152] [--tied 1] [--rank 16]\n"
                "                   [--batch 4] [--seq 256] [--steps 3] [--warmup 1] [--bf16] [--dora]\n"
-               "                   [--nf4] [--experts E [--top-k 2]] [--device cpu|cuda|auto]\n"
-               "                   [--compute-dtype auto|bfloat16|float32]\n"
+               "                   [--nf4] [--experts E [--top-k 2]] [--checkpointing]\n"
+               "                   [--device cpu|cuda|auto] [--compute-dtype auto|bfloat16|float32]\n"
                "  A random Llama of that shape (with --experts: a Mixtral whose MLPs are E experts\n"
-               "  of --intermediate each), LoRA r on every linear (and expert). Prints one JSON\n"
-               "  line: tokens/s, peak RSS, per-step seconds.\n");
+               "  of --intermediate each), LoRA r on every linear (and expert), gradient\n"
+               "  checkpointing when asked. Prints one JSON line: tokens/s, peak RSS, per-step\n"
+               "  seconds, set-up seconds; on a device also its peak memory (device_peak_mib).\n");
 }
 
 static bool wants_help(int argc, char **argv)

@@ -15,7 +15,10 @@
 #include "autograd/cuda/cuda_kernels.h"
 #include "autograd/nf4_code.h"
 
-#define LC_GEMM_CACHE 32
+/* Plans cached (a QLoRA step uses ~35–40 GEMM shapes) and heuristic results
+ * kept per plan: when cublasLtMatmul refuses one algorithm the next is tried. */
+#define LC_GEMM_CACHE 128
+#define LC_GEMM_ALGOS 8
 
 struct lc_gemm_key {
     int64_t M, N, K, lda, ldb, ldc;
@@ -28,7 +31,9 @@ struct lc_gemm_plan {
     uint64_t last_use;
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;  /* cuBLAS (column-major) A = our B, B = our A */
-    cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t algo[LC_GEMM_ALGOS]; /* the heuristic's results, best first */
+    int n_algo;                               /* how many of algo[] are filled */
+    int cur;                                  /* the one that ran last (the winner) */
 };
 
 struct lc_cuda_ctx {
@@ -39,7 +44,7 @@ struct lc_cuda_ctx {
     size_t workspace_bytes;
     lc_gemm_plan plans[LC_GEMM_CACHE];
     uint64_t clock;
-    uint64_t gemm_hits, gemm_misses;
+    uint64_t gemm_hits, gemm_misses, gemm_fallbacks;
     void *red;            /* [red_cap bytes] per-block partial sums (grad norm, f64) */
     size_t red_cap;
     double *dscalar;      /* [8] device scalars: 0 grad norm, 1 loss, 2 flags, 3 Σ g² */
@@ -338,6 +343,8 @@ struct lc_dweight {
     bool is_nf4;
     int64_t rows, cols;
     lc_nf4 nf4;       /* is_nf4 only */
+    int bshift;       /* is_nf4: log2 blocksize (lc_cuda_check_weight: a power of two) */
+    int nshift;       /* is_nf4 with double quant: log2 nested_blocksize */
 };
 
 static inline lc_dweight lc_dweight_of(const lc_weight *W)
@@ -349,29 +356,46 @@ static inline lc_dweight lc_dweight_of(const lc_weight *W)
     d.is_nf4 = W->nf4 != NULL;
     d.rows = W->rows;
     d.cols = W->cols;
-    if (W->nf4)
+    if (W->nf4) {
         d.nf4 = *W->nf4;
+        d.bshift = __builtin_ctzll((unsigned long long)W->nf4->blocksize);
+        if (!W->nf4->absmax)
+            d.nshift = __builtin_ctzll((unsigned long long)W->nf4->nested_blocksize);
+    }
     return d;
 }
 
-/* Element e of the row-major flattened NF4 weight. The nested absmax is
- * map·scale + offset rounded step by step (no FMA), as the CPU computes it. */
-__device__ __forceinline__ float lc_nf4_elem(const lc_nf4 &q, int64_t e)
+/* The absmax of NF4 block b. The nested absmax is map·scale + offset
+ * rounded step by step (no FMA), as the CPU computes it. Shifts, not
+ * divisions: the block sizes are powers of two. */
+__device__ __forceinline__ float lc_nf4_absmax(const lc_dweight &W, int64_t b)
 {
-    uint8_t byte = q.codes[e >> 1];
+    const lc_nf4 &q = W.nf4;
+    return q.absmax ? q.absmax[b]
+                    : __fadd_rn(__fmul_rn(q.nested_map[q.absmax_q[b]], q.nested_absmax[b >> W.nshift]),
+                                q.offset);
+}
+
+/* The value of 4-bit code `code` in a block of absmax am (code book cb). */
+__device__ __forceinline__ float lc_nf4_value(const float *cb, int code, float am)
+{
+    return __fmul_rn(cb[code], am);
+}
+
+/* Element e of the row-major flattened NF4 weight (code book cb: the
+ * constant one, or a kernel's shared-memory copy). */
+__device__ __forceinline__ float lc_nf4_elem(const lc_dweight &W, int64_t e,
+                                             const float *cb = lc_nf4_code_dev)
+{
+    uint8_t byte = W.nf4.codes[e >> 1];
     int code = (e & 1) ? (byte & 15) : (byte >> 4);
-    int64_t b = e / q.blocksize;
-    float am = q.absmax ? q.absmax[b]
-                        : __fadd_rn(__fmul_rn(q.nested_map[q.absmax_q[b]],
-                                              q.nested_absmax[b / q.nested_blocksize]),
-                                    q.offset);
-    return __fmul_rn(lc_nf4_code_dev[code], am);
+    return lc_nf4_value(cb, code, lc_nf4_absmax(W, e >> W.bshift));
 }
 
 __device__ __forceinline__ float lc_weight_elem(const lc_dweight &W, int64_t e)
 {
     if (W.is_nf4)
-        return lc_nf4_elem(W.nf4, e);
+        return lc_nf4_elem(W, e);
     switch (W.dtype) {
     case LC_DTYPE_BF16:
         return __bfloat162float(((const __nv_bfloat16 *)W.data)[e]);
@@ -390,7 +414,9 @@ int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_dtype dt, const void *dy, i
                                   const lc_weight *W, void *dx, lc_dtype dx_dt,
                                   void *scratch);
 int lc_cuda_check_weight(lc_cuda_ctx *c, const lc_weight *W);
-/* Rows of W converted per tile by the weight products (and DoRA's norm). */
+/* Rows of W converted per tile by the weight products (and DoRA's norm):
+ * the whole matrix when it fits the tile (cuda_gemm.cu: scratch policy),
+ * else a multiple of 8 rows (16-byte aligned GEMM operands). */
 int64_t lc_cuda_weight_tile_rows(const lc_weight *W);
 void lc_cuda_gemm_cache_clear(lc_cuda_ctx *c);
 /* lc_cuda_debug_limits overrides (0 = default) */

@@ -1,18 +1,30 @@
 /* cuda_gemm.cu — every matrix product of the backend, through cuBLASLt, and
- * the frozen-weight products that convert / dequantize (NF4) W a tile of
- * rows at a time into scratch, like the CPU's lc_k_weight_matmul.
+ * the frozen-weight products that convert / dequantize (NF4: nf4_dequant_k)
+ * W into scratch, whole or by tiles (the policy below), like the CPU's
+ * lc_k_weight_matmul.
  *
  * Row-major C = op(A)·op(B) is computed as the column-major product
  * Cᵀ = op(B)ᵀ·op(A)ᵀ, so cuBLAS's A is our B and its B is our A; no data
  * moves. A plan (matmul desc + three layouts + the heuristic's algo) costs
  * a heuristic query to build, so it is cached per (shape, ld's, transposes,
- * dtypes, pointer alignment, beta ≠ 0), least-recently-used out of 32: a
- * training step uses a handful of distinct shapes, repeated every layer. */
+ * dtypes, pointer alignment, beta ≠ 0), least-recently-used out of
+ * LC_GEMM_CACHE (128: a QLoRA step uses ~35–40 shapes, repeated every layer).
+ * The plan keeps up to LC_GEMM_ALGOS of the heuristic's results: when
+ * cublasLtMatmul refuses the current one, the next are tried in order and
+ * the one that runs becomes the plan's (lc_cuda_gemm_fallbacks counts them). */
 #include <string.h>
 
 #include "autograd/cuda/cuda_common.cuh"
 
-#define WEIGHT_TILE_ELEMS ((int64_t)1 << 24) /* 32 MiB of bf16 per tile */
+/* Scratch policy of the converted weights (NF4, F16, another dtype than the
+ * activations'): at most WEIGHT_TILE_ELEMS elements of scratch (128 MiB in
+ * bf16, 256 MiB in f32). A matrix up to that size is converted whole and
+ * enters one GEMM: every linear of Llama-3.1-8B (the largest, 14336×4096, is
+ * 58.7M). Larger ones (a 128k-vocabulary lm_head, 70B's MLP) go by tiles:
+ * forward by rows (a multiple of 8), backward by columns (a multiple of 32),
+ * so GEMM operand offsets stay 16-byte aligned and each dx element comes
+ * from one GEMM. lc_cuda_weight_scratch_bytes answers the larger tile. */
+#define WEIGHT_TILE_ELEMS ((int64_t)1 << 26)
 
 static int ptr_align(const void *p)
 {
@@ -89,10 +101,10 @@ static int plan_build(lc_cuda_ctx *c, lc_gemm_plan *p, const lc_gemm_key *k)
                                                 &acc, sizeof acc));
         PB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                 &acc, sizeof acc));
-        cublasLtMatmulHeuristicResult_t res;
+        cublasLtMatmulHeuristicResult_t res[LC_GEMM_ALGOS];
         int found = 0;
-        PB(cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1,
-                                          &res, &found));
+        PB(cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref,
+                                          LC_GEMM_ALGOS, res, &found));
 #undef PB
         if (found < 1) {
             lc_cuda_failf(err, __FILE__, __LINE__,
@@ -103,7 +115,9 @@ static int plan_build(lc_cuda_ctx *c, lc_gemm_plan *p, const lc_gemm_key *k)
                           k->out_dt);
             break;
         }
-        p->algo = res.algo;
+        p->n_algo = found < LC_GEMM_ALGOS ? found : LC_GEMM_ALGOS;
+        for (int i = 0; i < p->n_algo; i++)
+            p->algo[i] = res[i].algo;
         rc = 0;
     } while (0);
     if (pref)
@@ -186,9 +200,27 @@ extern "C" int lc_cuda_gemm(lc_cuda_ctx *c, bool trans_a, bool trans_b, int64_t 
         plan = victim;
     }
     plan->last_use = ++c->clock;
-    LC_CUBLAS(&c->err, cublasLtMatmul(c->lt, plan->desc, &alpha, B, plan->la, A, plan->lb, &beta,
-                                      C, plan->lc, C, plan->lc, &plan->algo, c->workspace,
-                                      c->workspace_bytes, c->stream));
+    /* the winner first; when cuBLASLt refuses it (a status, nothing launched),
+     * the heuristic's next results in order, and the one that runs is kept */
+    cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
+    for (int t = 0; t < plan->n_algo; t++) {
+        int a = (plan->cur + t) % plan->n_algo;
+        st = cublasLtMatmul(c->lt, plan->desc, &alpha, B, plan->la, A, plan->lb, &beta, C,
+                            plan->lc, C, plan->lc, &plan->algo[a], c->workspace,
+                            c->workspace_bytes, c->stream);
+        if (st == CUBLAS_STATUS_SUCCESS) {
+            if (a != plan->cur)
+                c->gemm_fallbacks++;
+            plan->cur = a;
+            break;
+        }
+    }
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return lc_cuda_failf(&c->err, __FILE__, __LINE__,
+                             "cublasLtMatmul: %s with each of the heuristic's %d algorithms "
+                             "(gemm M=%lld N=%lld K=%lld)",
+                             lc_cublas_status_name(st), plan->n_algo, (long long)M, (long long)N,
+                             (long long)K);
     if (c->sync_each)
         LC_CU(&c->err, cudaStreamSynchronize(c->stream));
     return 0;
@@ -215,6 +247,14 @@ int lc_cuda_check_weight(lc_cuda_ctx *c, const lc_weight *W)
             return LC_BAD(c, "NF4 weight [%lld, %lld]: no absmax and incomplete double "
                              "quantization state",
                           (long long)W->rows, (long long)W->cols);
+        /* the kernels find blocks by shifts (lc_dweight_of), as bitsandbytes' sizes allow */
+        if (q->blocksize & (q->blocksize - 1))
+            return LC_BAD(c, "NF4 weight [%lld, %lld]: blocksize %lld is not a power of two",
+                          (long long)W->rows, (long long)W->cols, (long long)q->blocksize);
+        if (!q->absmax && (q->nested_blocksize & (q->nested_blocksize - 1)))
+            return LC_BAD(c, "NF4 weight [%lld, %lld]: nested blocksize %lld is not a power of two",
+                          (long long)W->rows, (long long)W->cols,
+                          (long long)q->nested_blocksize);
     } else if (W->dtype != LC_DTYPE_F32 && W->dtype != LC_DTYPE_BF16 && W->dtype != LC_DTYPE_F16) {
         return LC_BAD(c, "weight dtype %d unknown", (int)W->dtype);
     } else if (!W->data && W->rows * W->cols > 0) {
@@ -224,12 +264,157 @@ int lc_cuda_check_weight(lc_cuda_ctx *c, const lc_weight *W)
     return 0;
 }
 
-template <typename T>
-__global__ void weight_rows_k(lc_dweight W, int64_t e0, int64_t n, T *dst)
+/* ---- conversion into scratch ----
+ * A window of W — rows [r0, r1) × columns [c0, c1) — is written row-major
+ * into dst [r1-r0, c1-c0] in the activation dtype. It is taken as `nseg`
+ * segments of `len` elements, segment s starting at flattened element
+ * e0 + s·stride: one segment when the window is whole rows (the forward's
+ * tiles), one per row when it is a column block (the backward's). */
+struct wwin {
+    int64_t e0, stride; /* first element, element distance of segments */
+    int64_t nseg;       /* segments (gridDim.y strides over them) */
+    uint32_t len;       /* elements per segment (< 2^31: the host splits) */
+};
+
+#define NF4_VEC 32 /* elements per vector item: 16 bytes of codes */
+
+/* 32-bit word k of values f as T stores them (bf16: two, the first in the low half). */
+template <typename T> __device__ __forceinline__ uint32_t vec_word(const float *f, int k);
+template <> __device__ __forceinline__ uint32_t vec_word<float>(const float *f, int k)
 {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = lc_st<T>(lc_weight_elem(W, e0 + i));
+    return __float_as_uint(f[k]);
+}
+template <> __device__ __forceinline__ uint32_t vec_word<__nv_bfloat16>(const float *f, int k)
+{
+    return (uint32_t)__bfloat16_as_ushort(lc_st<__nv_bfloat16>(f[2 * k])) |
+           (uint32_t)__bfloat16_as_ushort(lc_st<__nv_bfloat16>(f[2 * k + 1])) << 16;
+}
+
+/* NF4 dequantization of a window. In each segment the elements before the
+ * first 32-aligned flattened index (lead) and after the last whole run
+ * (tail) go one per thread; every run of 32 in between is one item: one
+ * 16-byte load of codes, one absmax (blocksize ≥ 32: a run lies in one
+ * block), 32 products and 16-byte stores. vec_ok (nf4_vec_ok) says the
+ * loads and stores are aligned; without it every element goes alone. Arithmetic
+ * inside a segment is 32-bit; block indexes are shifts (no 64-bit
+ * division). Each value is lc_nf4_value(code, lc_nf4_absmax(b)), as
+ * lc_nf4_elem computes it: results are bitwise those of the scalar path. */
+template <typename T>
+__global__ void __launch_bounds__(256) nf4_dequant_k(lc_dweight W, wwin w, bool vec_ok, T *dst)
+{
+    __shared__ float cb[16]; /* the code book: divergent lookups, no constant-cache replay */
+    if (threadIdx.x < 16)
+        cb[threadIdx.x] = lc_nf4_code_dev[threadIdx.x];
+    __syncthreads();
+    for (int64_t s = blockIdx.y; s < w.nseg; s += gridDim.y) {
+        const int64_t es = w.e0 + s * w.stride; /* the segment's first element */
+        T *ds = dst + s * (int64_t)w.len;
+        uint32_t lead = vec_ok ? (uint32_t)(-es) & (NF4_VEC - 1) : w.len;
+        if (lead > w.len)
+            lead = w.len;
+        const uint32_t nvec = (w.len - lead) / NF4_VEC; /* 32-bit, by a power of two */
+        const uint32_t body = lead + nvec * NF4_VEC;
+        const int64_t ev = es + lead; /* 32-aligned when nvec > 0 */
+        const uint4 *cv = (const uint4 *)(W.nf4.codes + (ev >> 1));
+        uint4 *dv = (uint4 *)(ds + lead); /* 16-byte aligned (vec_ok) */
+        const uint32_t t0 = blockIdx.x * blockDim.x + threadIdx.x, nt = gridDim.x * blockDim.x;
+        for (uint32_t i = t0; i < nvec; i += nt) {
+            const uint4 q = cv[i];
+            const float am = lc_nf4_absmax(W, (ev + (int64_t)i * NF4_VEC) >> W.bshift);
+            const uint32_t word[4] = {q.x, q.y, q.z, q.w};
+            float v[NF4_VEC];
+#pragma unroll
+            for (int k = 0; k < NF4_VEC / 2; k++) { /* byte k: first value in the high nibble */
+                uint32_t byte = (word[k >> 2] >> (8 * (k & 3))) & 255u;
+                v[2 * k] = lc_nf4_value(cb, (int)(byte >> 4), am);
+                v[2 * k + 1] = lc_nf4_value(cb, (int)(byte & 15), am);
+            }
+            const int per = (int)(NF4_VEC * sizeof(T) / 16); /* uint4 per run */
+#pragma unroll
+            for (int k = 0; k < per; k++)
+                dv[i * per + k] = make_uint4(vec_word<T>(v, 4 * k), vec_word<T>(v, 4 * k + 1),
+                                             vec_word<T>(v, 4 * k + 2), vec_word<T>(v, 4 * k + 3));
+        }
+        /* the lead and the tail, one element each */
+        for (uint32_t j = t0; j < w.len - body + lead; j += nt) {
+            uint32_t o = j < lead ? j : body + (j - lead);
+            ds[o] = lc_st<T>(lc_nf4_elem(W, es + o, cb));
+        }
+    }
+}
+
+/* The other conversions (F16, or a dtype other than the activation's), one
+ * element per thread. */
+template <typename T> __global__ void weight_convert_k(lc_dweight W, wwin w, T *dst)
+{
+    for (int64_t s = blockIdx.y; s < w.nseg; s += gridDim.y) {
+        const int64_t es = w.e0 + s * w.stride;
+        T *ds = dst + s * (int64_t)w.len;
+        for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < w.len;
+             i += gridDim.x * blockDim.x)
+            ds[i] = lc_st<T>(lc_weight_elem(W, es + i));
+    }
+}
+
+/* Segments longer than this go in several launches (32-bit indexes). */
+#define WIN_MAX_LEN ((int64_t)1 << 30)
+
+/* Whether nf4_dequant_k may take runs of 32 in window w: 16-byte aligned
+ * code loads (allocations are 256-aligned), one absmax per run, and every
+ * segment's runs stored 16-byte aligned (the same lead in each segment:
+ * stride a multiple of 32). Odd shapes go element by element. */
+static bool nf4_vec_ok(const lc_weight *W, wwin w, size_t es, const void *dst)
+{
+    if (!W->nf4 || ((uintptr_t)W->nf4->codes & 15) || W->nf4->blocksize < NF4_VEC ||
+        ((uintptr_t)dst & 15))
+        return false;
+    uint32_t lead = (uint32_t)(-w.e0) & (NF4_VEC - 1);
+    if (lead < w.len && (lead * es) % 16)
+        return false;
+    return w.nseg == 1 || (w.stride % NF4_VEC == 0 && ((size_t)w.len * es) % 16 == 0);
+}
+
+static int weight_window(lc_cuda_ctx *c, const lc_weight *W, wwin w, lc_dtype dt, void *dst)
+{
+    const lc_dweight d = lc_dweight_of(W);
+    const bool vec_ok = nf4_vec_ok(W, w, lc_dtype_size(dt), dst);
+    /* items per segment (NF4: runs of 32 and at most 62 single elements); a
+     * short segment (a column block's row) gets a block of fewer threads */
+    const int64_t items = W->nf4 ? w.len / NF4_VEC + 2 * NF4_VEC : w.len;
+    const int threads = items >= 256 ? 256 : (int)((items + 31) & ~31);
+    dim3 grid(lc_grid(items, threads), (unsigned)(w.nseg < 65535 ? w.nseg : 65535));
+    LC_DISPATCH_ACT(c, dt, T, {
+        if (W->nf4) {
+            nf4_dequant_k<T><<<grid, threads, 0, c->stream>>>(d, w, vec_ok, (T *)dst);
+            LC_LAUNCHED(c, "nf4_dequant_k");
+        } else {
+            weight_convert_k<T><<<grid, threads, 0, c->stream>>>(d, w, (T *)dst);
+            LC_LAUNCHED(c, "weight_convert_k");
+        }
+    });
+    return 0;
+}
+
+/* W[r0:r1, c0:c1] → dst [r1-r0, c1-c0] (dt), the window already checked. */
+static int weight_block(lc_cuda_ctx *c, const lc_weight *W, int64_t r0, int64_t r1, int64_t c0,
+                        int64_t c1, lc_dtype dt, void *dst)
+{
+    const int64_t cols = W->cols, n = (r1 - r0) * (c1 - c0);
+    if (n == 0)
+        return 0;
+    const size_t es = lc_dtype_size(dt);
+    if (c1 - c0 == cols) { /* whole rows: one flat range, split for 32-bit indexes */
+        for (int64_t o = 0; o < n; o += WIN_MAX_LEN) {
+            wwin w = {r0 * cols + o, 0, 1, (uint32_t)(n - o < WIN_MAX_LEN ? n - o : WIN_MAX_LEN)};
+            LC_TRY(weight_window(c, W, w, dt, (char *)dst + (size_t)o * es));
+        }
+        return 0;
+    }
+    if (c1 - c0 > WIN_MAX_LEN)
+        return LC_BAD(c, "weight column block of %lld exceeds %lld", (long long)(c1 - c0),
+                      (long long)WIN_MAX_LEN);
+    wwin w = {r0 * cols + c0, cols, r1 - r0, (uint32_t)(c1 - c0)};
+    return weight_window(c, W, w, dt, dst);
 }
 
 extern "C" int lc_cuda_weight_rows(lc_cuda_ctx *c, const lc_weight *W, int64_t r0,
@@ -239,15 +424,7 @@ extern "C" int lc_cuda_weight_rows(lc_cuda_ctx *c, const lc_weight *W, int64_t r
     if (r0 < 0 || r1 > W->rows || r0 > r1)
         return LC_BAD(c, "weight rows [%lld, %lld) outside [0, %lld)", (long long)r0,
                       (long long)r1, (long long)W->rows);
-    int64_t n = (r1 - r0) * W->cols;
-    if (n == 0)
-        return 0;
-    LC_DISPATCH_ACT(c, dt, T, {
-        weight_rows_k<T><<<lc_grid(n, 256), 256, 0, c->stream>>>(lc_dweight_of(W), r0 * W->cols, n,
-                                                                 (T *)dst);
-        LC_LAUNCHED(c, "weight_rows_k");
-    });
-    return 0;
+    return weight_block(c, W, r0, r1, 0, W->cols, dt, dst);
 }
 
 static bool weight_native(const lc_weight *W, lc_dtype dt)
@@ -263,20 +440,47 @@ extern "C" void lc_cuda_debug_limits(int64_t weight_tile_elems, int64_t ce_chunk
     lc_cuda_dbg_ce_rows = ce_chunk_rows > 0 ? ce_chunk_rows : 0;
 }
 
+static int64_t weight_tile_elems(void)
+{
+    return lc_cuda_dbg_weight_tile ? lc_cuda_dbg_weight_tile : WEIGHT_TILE_ELEMS;
+}
+
+/* n of the tile's extent rounded down to a multiple of `to` when that
+ * leaves at least one, at least 1 and at most `whole`. */
+static int64_t tile_extent(int64_t n, int64_t to, int64_t whole)
+{
+    if (n >= to)
+        n -= n % to;
+    if (n < 1)
+        n = 1;
+    return n < whole ? n : whole;
+}
+
 int64_t lc_cuda_weight_tile_rows(const lc_weight *W)
 {
-    int64_t elems = lc_cuda_dbg_weight_tile ? lc_cuda_dbg_weight_tile : WEIGHT_TILE_ELEMS;
-    int64_t r = elems / (W->cols ? W->cols : 1);
-    if (r < 1)
-        r = 1;
-    return r < W->rows ? r : W->rows;
+    if (W->rows * W->cols <= weight_tile_elems())
+        return W->rows;
+    /* 8 rows: r0·elem_size (y, dy column offsets) is a multiple of 16 bytes */
+    return tile_extent(weight_tile_elems() / (W->cols ? W->cols : 1), 8, W->rows);
+}
+
+/* Columns of W per tile in the backward (dx column blocks): whole when W
+ * fits the tile, else a multiple of 32 (16-byte aligned dx offsets and
+ * NF4 code runs) or of 8 when fewer fit. */
+static int64_t weight_tile_cols(const lc_weight *W)
+{
+    if (W->rows * W->cols <= weight_tile_elems())
+        return W->cols;
+    int64_t n = weight_tile_elems() / (W->rows ? W->rows : 1);
+    return tile_extent(n, n >= 32 ? 32 : 8, W->cols);
 }
 
 extern "C" size_t lc_cuda_weight_scratch_bytes(const lc_weight *W, lc_dtype dt)
 {
     if (weight_native(W, dt))
         return 0;
-    return (size_t)(lc_cuda_weight_tile_rows(W) * W->cols) * lc_dtype_size(dt);
+    int64_t fwd = lc_cuda_weight_tile_rows(W) * W->cols, bwd = W->rows * weight_tile_cols(W);
+    return (size_t)(fwd > bwd ? fwd : bwd) * lc_dtype_size(dt);
 }
 
 int lc_cuda_weight_matmul_to(lc_cuda_ctx *c, lc_dtype dt, const void *x, int64_t N,
@@ -295,13 +499,15 @@ int lc_cuda_weight_matmul_to(lc_cuda_ctx *c, lc_dtype dt, const void *x, int64_t
     int64_t tr = lc_cuda_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
-        LC_TRY(lc_cuda_weight_rows(c, W, r0, r1, dt, scratch));
+        LC_TRY(weight_block(c, W, r0, r1, 0, in, dt, scratch)); /* [r1-r0, in] */
         LC_TRY(lc_cuda_gemm(c, false, true, N, r1 - r0, in, 1.0f, x, in, scratch, in, beta,
                             (char *)y + (size_t)r0 * ys, out, dt, y_dt));
     }
     return 0;
 }
 
+/* dx [N, in] += dy [N, out]·W. A converted W goes by column blocks, so each
+ * element of dx comes from one GEMM (beta 1): one rounding in dx's dtype. */
 int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_dtype dt, const void *dy, int64_t N,
                                   const lc_weight *W, void *dx, lc_dtype dx_dt,
                                   void *scratch)
@@ -314,13 +520,13 @@ int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_dtype dt, const void *dy, i
     if (!scratch)
         return LC_BAD(c, "weight matmul grad: W [%lld, %lld] dtype %d needs scratch",
                       (long long)out, (long long)in, (int)W->dtype);
-    size_t es = lc_dtype_size(dt);
-    int64_t tr = lc_cuda_weight_tile_rows(W);
-    for (int64_t r0 = 0; r0 < out; r0 += tr) {
-        int64_t r1 = r0 + tr < out ? r0 + tr : out;
-        LC_TRY(lc_cuda_weight_rows(c, W, r0, r1, dt, scratch));
-        LC_TRY(lc_cuda_gemm(c, false, false, N, in, r1 - r0, 1.0f, (const char *)dy + (size_t)r0 * es,
-                            out, scratch, in, 1.0f, dx, in, dt, dx_dt));
+    size_t xs = lc_dtype_size(dx_dt);
+    int64_t tc = weight_tile_cols(W);
+    for (int64_t c0 = 0; c0 < in; c0 += tc) {
+        int64_t c1 = c0 + tc < in ? c0 + tc : in;
+        LC_TRY(weight_block(c, W, 0, out, c0, c1, dt, scratch)); /* [out, c1-c0] */
+        LC_TRY(lc_cuda_gemm(c, false, false, N, c1 - c0, out, 1.0f, dy, out, scratch, c1 - c0,
+                            1.0f, (char *)dx + (size_t)c0 * xs, in, dt, dx_dt));
     }
     return 0;
 }
@@ -348,4 +554,9 @@ extern "C" void lc_cuda_gemm_cache_stats(const lc_cuda_ctx *c, int64_t *hits, in
 {
     *hits = (int64_t)c->gemm_hits;
     *misses = (int64_t)c->gemm_misses;
+}
+
+extern "C" int64_t lc_cuda_gemm_fallbacks(const lc_cuda_ctx *c)
+{
+    return (int64_t)c->gemm_fallbacks;
 }

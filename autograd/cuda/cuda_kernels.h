@@ -101,6 +101,8 @@ int lc_cuda_gemm(lc_cuda_ctx *c, bool trans_a, bool trans_b, int64_t M, int64_t 
 
 /* GEMM plan cache counters since the context was made (for tests / logs). */
 void lc_cuda_gemm_cache_stats(const lc_cuda_ctx *c, int64_t *hits, int64_t *misses);
+/* Times a plan's algorithm was refused by cublasLtMatmul and the next ran. */
+int64_t lc_cuda_gemm_fallbacks(const lc_cuda_ctx *c);
 
 /* ---------------------------------------------------------------- weights */
 

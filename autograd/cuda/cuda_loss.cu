@@ -15,8 +15,15 @@
 
 #include "autograd/cuda/cuda_common.cuh"
 
-#define CE_CHUNK_ELEMS ((int64_t)1 << 25) /* logits per chunk: 128 MiB f32 */
+/* Chunk policy: a chunk's logits (f32) take at most CE_CHUNK_ELEMS elements
+ * (512 MiB; with bf16 activations their softmax gradient another 256 MiB),
+ * and a chunk is a multiple of 128 rows when at least 128 fit, at most
+ * CE_MAX_CHUNK_ROWS: 1024 rows up to V = 131072 (Llama 3's 128256: the head
+ * is read 8 times per 8k supervised tokens, not 31), 768 at Qwen's 151936,
+ * 512 at Gemma's 256000. The scratch is sized for min(N, chunk) rows. */
+#define CE_CHUNK_ELEMS ((int64_t)1 << 27)
 #define CE_MAX_CHUNK_ROWS 4096
+#define CE_CHUNK_ALIGN 128
 #define CE_THREADS 512
 
 static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
@@ -26,6 +33,8 @@ extern "C" int64_t lc_cuda_ce_chunk_rows(int64_t V)
     if (lc_cuda_dbg_ce_rows)
         return lc_cuda_dbg_ce_rows;
     int64_t r = CE_CHUNK_ELEMS / (V ? V : 1);
+    if (r >= CE_CHUNK_ALIGN)
+        r -= r % CE_CHUNK_ALIGN;
     if (r < 1)
         r = 1;
     return r > CE_MAX_CHUNK_ROWS ? CE_MAX_CHUNK_ROWS : r;

@@ -577,10 +577,30 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
 {
     uint64_t m, n, k;
     if (req < 1 || c != dd || !shapes(d, a, b, c, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
-    memset(res, 0, sizeof *res);
-    res->algo.data[0] = 0x5151;
-    *found = 1;
+    /* three "algorithms" (data[1] = rank), all the same product, so the
+     * backend's fallback to the next one can be exercised (LC_SIM_ALGO_FAIL) */
+    int nr = req < 3 ? req : 3;
+    memset(res, 0, sizeof *res * (size_t)nr);
+    for (int i = 0; i < nr; i++) {
+        res[i].algo.data[0] = 0x5151;
+        res[i].algo.data[1] = (uint64_t)i;
+    }
+    *found = nr;
     return CUBLAS_STATUS_SUCCESS;
+}
+/* LC_SIM_ALGO_FAIL=1: cublasLtMatmul refuses the heuristic's first algorithm
+ * (CUBLAS_STATUS_NOT_SUPPORTED, nothing runs); =all: every algorithm. */
+static bool algo_refused(const cublasLtMatmulAlgo_t *algo)
+{
+    static const char *e = getenv("LC_SIM_ALGO_FAIL");
+    if (!e || !*e)
+        return false;
+    if (!strcmp(e, "all"))
+        return true;
+    if (!strcmp(e, "1"))
+        return algo->data[1] == 0;
+    fprintf(stderr, "lc_sim: LC_SIM_ALGO_FAIL=%s is not 1 or all\n", e);
+    abort();
 }
 static float ld_(const void *p, cudaDataType_t t, uint64_t i)
 {
@@ -591,6 +611,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
 {
     uint64_t m, n, k;
     if (!shapes(d, la, lb, lc, &m, &n, &k) || lc != ldd || C != D || algo->data[0] != 0x5151) return CUBLAS_STATUS_INVALID_VALUE;
+    if (algo_refused(algo)) return CUBLAS_STATUS_NOT_SUPPORTED;
     const void *ptrs[] = {A, B, C, D};
     for (int i = 0; i < 4; i++)
         if (!is_device(ptrs[i])) {

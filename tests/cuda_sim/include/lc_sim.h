@@ -29,6 +29,14 @@
 #endif
 
 struct uint3s { unsigned x, y, z; };
+struct alignas(16) uint4 { unsigned x, y, z, w; }; /* CUDA's 16-byte vector type */
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
+inline unsigned __float_as_uint(float f)
+{
+    unsigned u;
+    __builtin_memcpy(&u, &f, sizeof u);
+    return u;
+}
 struct dim3 {
     unsigned x, y, z;
     dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
@@ -71,8 +79,6 @@ template <class V> V __shfl_xor_sync(unsigned mask, V v, int m)
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int atomicExch(int *p, int v) { int o = *p; *p = v; return o; }
 
-/* the 16-byte vector type of the vectorised kernels (cuda_common.cuh), aligned as on a GPU */
-struct alignas(16) uint4 { unsigned x, y, z, w; };
 /* Every 16-byte access of cuda_common.cuh's lc_ld_vec / lc_st_vec: aborts
  * ("lc_sim: 16-byte access at P ...") unless P is 16-byte aligned (a GPU
  * faults: cudaErrorMisalignedAddress) and its 16 bytes lie in one live
