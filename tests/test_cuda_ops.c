@@ -787,16 +787,21 @@ static const opcase CONVERT_CASES[] = {
 /* a: ta, tb, M, N, K, out f32 (else the activation dtype); dt is the input dtype */
 #define GEMM_LD(c) int64_t M = c->a[2], N = c->a[3], K = c->a[4], \
     lda = (c->a[0] ? M : K) + 3, ldb = (c->a[1] ? K : N) + 5, ldc = N + 2
-static void gemm_decl(op_run *r)
+/* A and B of the row's activation dtype, C (accumulated into) of c_kind. */
+static void gemm_decl_c(op_run *r, int c_kind, double tol_bf16)
 {
     const opcase *c = r->c;
     GEMM_LD(c);
     (void)ldc;
     IN(r, "A", K_ACT, (c->a[0] ? K : M) * lda, 1);
     IN(r, "B", K_ACT, (c->a[1] ? N : K) * ldb, 1);
+    tadd(r, "C", c_kind, R_ACC, 0, M * (N + 2), 1, 2e-6, tol_bf16, NO_PAIR);
+}
+static void gemm_decl(op_run *r)
+{
     /* bf16 in, f32 out: products are exact in f32, only the order of the sum differs */
-    tadd(r, "C", c->a[5] ? K_F32 : K_ACT, R_ACC, 0, M * (N + 2), 1, 2e-6, c->a[5] ? 2e-6 : TOL_PW_BF16,
-         NO_PAIR);
+    bool f32_out = r->c->a[5];
+    gemm_decl_c(r, f32_out ? K_F32 : K_ACT, f32_out ? 2e-6 : TOL_PW_BF16);
 }
 static void gemm_cpu(op_run *r)
 {
@@ -832,15 +837,7 @@ static const opcase GEMM_CASES[] = {
 
 /* gemm_grad: C [f32] += 0.7 · op(A)·op(B), A and B activations, through the
  * table of the row's dtype (a[5] unused: C is always f32). */
-static void gemm_grad_decl(op_run *r)
-{
-    const opcase *c = r->c;
-    GEMM_LD(c);
-    (void)ldc;
-    IN(r, "A", K_ACT, (c->a[0] ? K : M) * lda, 1);
-    IN(r, "B", K_ACT, (c->a[1] ? N : K) * ldb, 1);
-    tadd(r, "C", K_F32, R_ACC, 0, M * (N + 2), 1, 2e-6, 2e-6, NO_PAIR);
-}
+static void gemm_grad_decl(op_run *r) { gemm_decl_c(r, K_F32, 2e-6); }
 static void gemm_grad_cpu(op_run *r)
 {
     const opcase *c = r->c;
@@ -2116,33 +2113,40 @@ Test(cuda, backend_memory)
     done();
 }
 
+/* gemm "nt 40x48x56" (dtypes dts) three times: *misses and *hits are the
+ * plan cache's counts over them. */
+static void gemm_same_shape_3x(int dts, int64_t *misses, int64_t *hits)
+{
+    const opcase same = {"nt 40x48x56", {0, 1, 40, 48, 56, 0}, 0, 0, dts};
+    const op_def op = {"gemm", &same, 1, 1, 0, 0, gemm_decl, NULL, gemm_cpu, gemm_dev};
+    int64_t h0, m0, h1, m1;
+    lc_cuda_gemm_cache_stats(g_ctx, &h0, &m0);
+    for (int i = 0; i < 3; i++)
+        run_op(&op, 0);
+    lc_cuda_gemm_cache_stats(g_ctx, &h1, &m1);
+    *misses = m1 - m0;
+    *hits = h1 - h0;
+}
+
 Test(cuda, gemm_plan_cache)
 {
     be_or_skip();
-    lc_cuda_ctx *c = g_ctx;
-    int64_t h0, m0, h1, m1;
-    const opcase same = {"nt 40x48x56", {0, 1, 40, 48, 56, 0}, 0, 0, 1};
-    const op_def op = {"gemm", &same, 1, 1, 0, 0, gemm_decl, NULL, gemm_cpu, gemm_dev};
-    lc_cuda_gemm_cache_stats(c, &h0, &m0);
-    for (int i = 0; i < 3; i++)
-        run_op(&op, 0);
-    lc_cuda_gemm_cache_stats(c, &h1, &m1);
+    int64_t m, h;
+    gemm_same_shape_3x(1, &m, &h);
     /* the ld's and the pointers' alignment are part of the key; allocations
      * are 256-aligned, so the same call hits from the second time on */
-    cr_expect_eq(m1 - m0, 1, "misses %lld", (long long)(m1 - m0));
-    cr_expect_eq(h1 - h0, 2, "hits %lld", (long long)(h1 - h0));
+    cr_expect_eq(m, 1, "misses %lld", (long long)m);
+    cr_expect_eq(h, 2, "hits %lld", (long long)h);
     /* more shapes than the cache holds (128): eviction keeps results right,
-     * and the first shape, least recently used, was evicted */
+     * and the first shape, least recently used, was evicted (misses again) */
     for (int i = 0; i < 140; i++) {
         const opcase ci = {"evict", {i & 1, 0, 8 + i, 16, 24, 1}, 0, 0, 2};
         const op_def opi = {"gemm", &ci, 1, 1, 0, 0, gemm_decl, NULL, gemm_cpu, gemm_dev};
         run_op(&opi, 0);
     }
-    run_op(&op, 0);
-    int64_t h2, m2;
-    lc_cuda_gemm_cache_stats(c, &h2, &m2);
-    cr_expect_eq(m2 - m1, 141, "misses %lld after 140 new shapes", (long long)(m2 - m1));
-    cr_expect_eq(h2 - h1, 0, "hits %lld after 140 new shapes", (long long)(h2 - h1));
+    gemm_same_shape_3x(1, &m, &h);
+    cr_expect_eq(m, 1, "misses %lld: the first shape was not evicted", (long long)m);
+    cr_expect_eq(h, 2, "hits %lld", (long long)h);
     cr_expect_eq(g_fail, 0, "%d gemm rows failed", g_fail);
     done();
 }
@@ -2157,14 +2161,9 @@ Test(cuda, gemm_algo_fallback)
     if (strcmp(g_backend, "sim") || !getenv("LC_SIM_ALGO_FAIL"))
         cr_skip_test("needs the simulator with LC_SIM_ALGO_FAIL set");
     lc_cuda_ctx *c = g_ctx;
-    int64_t h0, m0, h1, m1, f0 = lc_cuda_gemm_fallbacks(c);
-    const opcase same = {"nt 40x48x56", {0, 1, 40, 48, 56, 0}, 0, 0, 2};
-    const op_def op = {"gemm", &same, 1, 1, 0, 0, gemm_decl, NULL, gemm_cpu, gemm_dev};
-    lc_cuda_gemm_cache_stats(c, &h0, &m0);
-    for (int i = 0; i < 3; i++)
-        run_op(&op, 0);
-    lc_cuda_gemm_cache_stats(c, &h1, &m1);
-    cr_expect_eq(m1 - m0, 1, "misses %lld", (long long)(m1 - m0));
+    int64_t f0 = lc_cuda_gemm_fallbacks(c), m, h;
+    gemm_same_shape_3x(2, &m, &h);
+    cr_expect_eq(m, 1, "misses %lld", (long long)m);
     cr_expect_eq(lc_cuda_gemm_fallbacks(c) - f0, 1, "fallbacks %lld (one per plan)",
                  (long long)(lc_cuda_gemm_fallbacks(c) - f0));
     run_op(find_op("weight_matmul"), 3); /* tiles: several plans, forward and backward */
