@@ -24,13 +24,20 @@ LC_HOSTDEV uint64_t lc_splitmix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
+/* The generator's state advances by this each draw. */
+#define LC_RNG_GAMMA 0x9e3779b97f4a7c15ull
+
 /* Next value of the splitmix64 generator with state *s. */
 LC_HOSTDEV uint64_t lc_rng_next(uint64_t *s)
 {
     uint64_t r = lc_splitmix64(*s);
-    *s += 0x9e3779b97f4a7c15ull;
+    *s += LC_RNG_GAMMA;
     return r;
 }
+
+/* The state of a generator that started at s0 after i draws: draw i of a
+ * stream can be made without the i before it (parallel fills). */
+LC_HOSTDEV uint64_t lc_rng_at(uint64_t s0, uint64_t i) { return s0 + i * LC_RNG_GAMMA; }
 
 /* Uniform double in [0, 1) from the generator. */
 LC_HOSTDEV double lc_rng_uniform(uint64_t *s)

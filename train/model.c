@@ -277,16 +277,23 @@ fail:
 }
 
 /* Uniform with std 0.02, written in dtype. */
+/* n draws of the stream *rng into dst, in parallel: draw i comes from the
+ * state lc_rng_at(*rng, i), so the values are those of a sequential fill
+ * whatever the thread count (an 8B model is 8e9 draws). */
 static void fill_random(void *dst, lc_dtype dtype, int64_t n, uint64_t *rng)
 {
     const double a = 0.02 * sqrt(3.0);
+    const uint64_t s0 = *rng;
+#pragma omp parallel for schedule(static) if (n >= 65536)
     for (int64_t i = 0; i < n; i++) {
-        float v = (float)((lc_rng_uniform(rng) * 2 - 1) * a);
+        uint64_t s = lc_rng_at(s0, (uint64_t)i);
+        float v = (float)((lc_rng_uniform(&s) * 2 - 1) * a);
         if (dtype == LC_DTYPE_F32)
             ((float *)dst)[i] = v;
         else
             ((uint16_t *)dst)[i] = lc_f32_to_bf16(v);
     }
+    *rng = lc_rng_at(s0, (uint64_t)n);
 }
 
 /* What a shapes-only NF4 linear points to: it marks the weight as NF4 for the
