@@ -5,11 +5,14 @@
  * points of autograd/cuda/cuda_kernels.h and its multi-tensor optimizer
  * calls, which have no table entry.
  *
- * f32 rows call the device side through the CUDA backend's table
- * (g_be->k.X, its failures reported by its sync) and the CPU side through
- * lc_backend_cpu()->k.X: one signature for both. bf16 rows call the
- * lc_cuda_* entry points with the backend's context. Every lc_kernels entry
- * has at least one f32 row.
+ * Rows call the device side through the CUDA backend's table of their
+ * activation dtype (lc_backend_cuda_table(dt)->X: f32 or bf16, failures
+ * reported by the backend's sync) and the CPU side through
+ * lc_backend_cpu()->k.X: one signature for both. What no table entry does
+ * (a bf16 div: the tables' div is [f32]; bf16 in, f32 out with any beta;
+ * conversions, NF4 rows, the multi-tensor optimizer) calls the lc_cuda_*
+ * entry points with the backend's context. Every lc_kernels entry has at
+ * least one f32 row.
  *
  * Every op is declared ONCE in the table OPS[] at the end: its cases (shapes,
  * flags), its tensors (name, storage kind, role, size, per-dtype tolerance),
@@ -135,8 +138,8 @@ typedef struct op_def {
     /* optional: non-uniform input values (ids, codes, special floats) */
     void (*init)(op_run *r);
     void (*cpu)(op_run *r);
-    /* f32: the CUDA backend's table (failures come at its sync); bf16: the
-     * lc_cuda_* entry points, 0 or -1 (lc_cuda_ctx_error says why) */
+    /* the CUDA table of the row's dtype (failures come at the sync), or an
+     * lc_cuda_* entry point: 0 or -1 (lc_cuda_ctx_error says why) */
     int (*dev)(op_run *r);
 } op_def;
 
@@ -219,8 +222,7 @@ static void round_all(int kind, float *h, int64_t n)
 /* ---------------------------------------------------------------- device */
 
 /* The two sides of every row: the CPU backend's table and the CUDA
- * backend's (one signature, kernels.h). bf16 rows call the lc_cuda_* entry
- * points on the CUDA backend's context. */
+ * backend's table of the row's dtype (one signature, kernels.h). */
 #define CPU (&lc_backend_cpu()->k)
 #define DEV (&g_be->k)
 /* the CUDA backend's table for the row's activation dtype */
@@ -814,13 +816,14 @@ static int gemm_dev(op_run *r)
 {
     const opcase *c = r->c;
     GEMM_LD(c);
-    if (F32(r)) {
-        DEV->gemm(c->a[0], c->a[1], M, N, K, 0.7f, D(r, "A"), lda, D(r, "B"), ldb, 0.3f, D(r, "C"),
-                  ldc);
+    if (!c->a[5]) {
+        TABLE(r)->gemm(c->a[0], c->a[1], M, N, K, 0.7f, D(r, "A"), lda, D(r, "B"), ldb, 0.3f,
+                       D(r, "C"), ldc);
         return 0;
     }
+    /* activation in, f32 out with any beta: no table entry (gemm_grad is beta 1) */
     return lc_cuda_gemm(g_ctx, c->a[0], c->a[1], M, N, K, 0.7f, D(r, "A"), lda, D(r, "B"), ldb,
-                        0.3f, D(r, "C"), ldc, r->dt, c->a[5] ? LC_DTYPE_F32 : r->dt);
+                        0.3f, D(r, "C"), ldc, r->dt, LC_DTYPE_F32);
 }
 static const opcase GEMM_CASES[] = {
     {"nn 37x53x71", {0, 0, 37, 53, 71, 0}, 0, 0, 0},
@@ -940,21 +943,15 @@ static int wmm_dev(op_run *r)
     const int64_t *a = r->c->a;
     lc_weight W = weight_dev(r, (int)a[0], a[3], a[2]);
     lc_cuda_debug_limits(a[4] * a[2], 0);
-    size_t sb = F32(r) ? DEV->weight_scratch(&W) * sizeof(lc_real)
-                       : lc_cuda_weight_scratch_bytes(&W, r->dt);
+    size_t sb = TABLE(r)->weight_scratch(&W) * sizeof(lc_real);
     void *scr = sb ? dalloc(sb) : NULL;
     if (sb && !scr)
         return -1;
-    if (F32(r)) {
-        if (r->phase == 0)
-            DEV->weight_matmul(D(r, "x"), a[1], &W, 1.0f, D(r, "y"), scr);
-        else
-            DEV->weight_matmul_grad(D(r, "dy"), a[1], &W, D(r, "dx"), scr);
-        return 0;
-    }
     if (r->phase == 0)
-        return lc_cuda_weight_matmul(g_ctx, r->dt, D(r, "x"), a[1], &W, 1.0f, D(r, "y"), scr);
-    return lc_cuda_weight_matmul_grad(g_ctx, r->dt, D(r, "dy"), a[1], &W, D(r, "dx"), scr);
+        TABLE(r)->weight_matmul(D(r, "x"), a[1], &W, 1.0f, D(r, "y"), scr);
+    else
+        TABLE(r)->weight_matmul_grad(D(r, "dy"), a[1], &W, D(r, "dx"), scr);
+    return 0;
 }
 /* tiles of 40x80 elements: forward 40-row tiles (40, 40, 16), backward
  * 32-column tiles (32, 32, 16), the last partial */
@@ -1002,18 +999,11 @@ static void rms_cpu(op_run *r)
 static int rms_dev(op_run *r)
 {
     int64_t N = r->c->a[0], C = r->c->a[1];
-    if (F32(r)) {
-        if (r->phase == 0)
-            DEV->rmsnorm_fwd(D(r, "x"), D(r, "w"), N, C, 1e-5, D(r, "y"), D(r, "rstd"));
-        else
-            DEV->rmsnorm_bwd(D(r, "x"), D(r, "w"), D(r, "rstd"), D(r, "dy"), N, C, D(r, "dx"));
-        return 0;
-    }
     if (r->phase == 0)
-        return lc_cuda_rmsnorm_fwd(g_ctx, r->dt, D(r, "x"), D(r, "w"), N, C, 1e-5, D(r, "y"),
-                                   D(r, "rstd"));
-    return lc_cuda_rmsnorm_bwd(g_ctx, r->dt, D(r, "x"), D(r, "w"), D(r, "rstd"), D(r, "dy"), N,
-                               C, D(r, "dx"));
+        TABLE(r)->rmsnorm_fwd(D(r, "x"), D(r, "w"), N, C, 1e-5, D(r, "y"), D(r, "rstd"));
+    else
+        TABLE(r)->rmsnorm_bwd(D(r, "x"), D(r, "w"), D(r, "rstd"), D(r, "dy"), N, C, D(r, "dx"));
+    return 0;
 }
 static const opcase RMS_CASES[] = {
     {"33x200", {33, 200}, 0, 1, 0},
@@ -1051,25 +1041,21 @@ static void gated_decl(op_run *r)
         round_all(kind_of(r, K_ACT), H(r, "dg"), n);                                               \
         round_all(kind_of(r, K_ACT), H(r, "du"), n);                                               \
     }
-#define GATED_DEV(name, fwd, bwd, cfwd, cbwd)                                                      \
+#define GATED_DEV(name, fwd, bwd)                                                                  \
     static int name(op_run *r)                                                                     \
     {                                                                                              \
         int64_t n = r->c->a[0];                                                                    \
         void *du = r->c->a[1] ? NULL : D(r, "du");                                                 \
-        if (F32(r) && r->phase == 0)                                                               \
-            DEV->fwd(D(r, "g"), D(r, "u"), n, D(r, "y"));                                          \
-        else if (F32(r))                                                                           \
-            DEV->bwd(D(r, "g"), D(r, "u"), D(r, "dy"), n, D(r, "dg"), du);                         \
-        else if (r->phase == 0)                                                                    \
-            return cfwd(g_ctx, r->dt, D(r, "g"), D(r, "u"), n, D(r, "y"));                         \
+        if (r->phase == 0)                                                                         \
+            TABLE(r)->fwd(D(r, "g"), D(r, "u"), n, D(r, "y"));                                     \
         else                                                                                       \
-            return cbwd(g_ctx, r->dt, D(r, "g"), D(r, "u"), D(r, "dy"), n, D(r, "dg"), du);        \
+            TABLE(r)->bwd(D(r, "g"), D(r, "u"), D(r, "dy"), n, D(r, "dg"), du);                    \
         return 0;                                                                                  \
     }
 GATED_CPU(swiglu_cpu, CPU->swiglu_fwd, CPU->swiglu_bwd)
-GATED_DEV(swiglu_dev, swiglu_fwd, swiglu_bwd, lc_cuda_swiglu_fwd, lc_cuda_swiglu_bwd)
+GATED_DEV(swiglu_dev, swiglu_fwd, swiglu_bwd)
 GATED_CPU(geglu_cpu, CPU->geglu_tanh_fwd, CPU->geglu_tanh_bwd)
-GATED_DEV(geglu_dev, geglu_tanh_fwd, geglu_tanh_bwd, lc_cuda_geglu_tanh_fwd, lc_cuda_geglu_tanh_bwd)
+GATED_DEV(geglu_dev, geglu_tanh_fwd, geglu_tanh_bwd)
 static const opcase GATED_CASES[] = {
     {"n=1000", {1000, 0}, 0, 1, 0},
     {"n=1000 du NULL", {1000, 1}, 0, 0, 0},
@@ -1119,26 +1105,19 @@ static void rope_cpu(op_run *r)
 static int rope_dev(op_run *r)
 {
     const int64_t *a = r->c->a;
-    if (r->phase == 1 && F32(r)) {
-        DEV->rope(D(r, "dy"), D(r, "dx"), a[0], (int)a[1], (int)a[2], D(r, "pos"), D(r, "cos_sin"),
-                  true, true);
+    if (r->phase == 1) {
+        TABLE(r)->rope(D(r, "dy"), D(r, "dx"), a[0], (int)a[1], (int)a[2], D(r, "pos"),
+                       D(r, "cos_sin"), true, true);
         return 0;
     }
-    if (r->phase == 1)
-        return lc_cuda_rope(g_ctx, r->dt, D(r, "dy"), D(r, "dx"), a[0], (int)a[1], (int)a[2],
-                            D(r, "pos"), D(r, "cos_sin"), true, true);
     void *src = D(r, "x");
     if (a[4]) { /* in place: y holds x first */
         g_be->copy(g_be, D(r, "y"), D(r, "x"), (size_t)tb(r, "y")->s.n * lc_dtype_size(r->dt));
         src = D(r, "y");
     }
-    if (F32(r)) {
-        DEV->rope(src, D(r, "y"), a[0], (int)a[1], (int)a[2], D(r, "pos"), D(r, "cos_sin"), false,
-                  false);
-        return 0;
-    }
-    return lc_cuda_rope(g_ctx, r->dt, src, D(r, "y"), a[0], (int)a[1], (int)a[2], D(r, "pos"),
-                        D(r, "cos_sin"), false, false);
+    TABLE(r)->rope(src, D(r, "y"), a[0], (int)a[1], (int)a[2], D(r, "pos"), D(r, "cos_sin"), false,
+                   false);
+    return 0;
 }
 static const opcase ROPE_CASES[] = {
     {"20x3x16", {20, 3, 16, 64, 0}, 0, 1, 0},
@@ -1192,19 +1171,16 @@ static int lin_dev(op_run *r)
     int64_t N = r->c->a[0], O = r->c->a[1], n = N * O;
     const void *a = r->c->a[2] ? D(r, "sum") : D(r, "a"); /* alias: out = a */
     const void *x = r->c->a[2] ? D(r, "scaled") : D(r, "a");
+    TABLE(r)->add(n, a, D(r, "b"), D(r, "sum"));
+    TABLE(r)->axpy(n, -0.5f, D(r, "a"), D(r, "axpy"));
+    TABLE(r)->add_bias(N, O, D(r, "bias"), D(r, "biased"));
+    TABLE(r)->scale(n, 0.3f, x, D(r, "scaled"));
     if (F32(r)) {
-        DEV->add(n, a, D(r, "b"), D(r, "sum"));
-        DEV->axpy(n, -0.5f, D(r, "a"), D(r, "axpy"));
-        DEV->add_bias(N, O, D(r, "bias"), D(r, "biased"));
-        DEV->scale(n, 0.3f, x, D(r, "scaled"));
         DEV->div(n, D(r, "a"), D(r, "b"), D(r, "quot"));
         return 0;
     }
-    return lc_cuda_add(g_ctx, r->dt, n, a, D(r, "b"), D(r, "sum")) ||
-           lc_cuda_axpy(g_ctx, r->dt, n, -0.5f, D(r, "a"), D(r, "axpy")) ||
-           lc_cuda_add_bias(g_ctx, r->dt, N, O, D(r, "bias"), D(r, "biased")) ||
-           lc_cuda_scale(g_ctx, r->dt, n, 0.3f, x, D(r, "scaled")) ||
-           lc_cuda_div(g_ctx, r->dt, n, D(r, "a"), D(r, "b"), D(r, "quot"));
+    /* the tables' div is [f32] (DoRA's m / c): the bf16 kernel directly */
+    return lc_cuda_div(g_ctx, r->dt, n, D(r, "a"), D(r, "b"), D(r, "quot"));
 }
 static const opcase LIN_CASES[] = {
     {"7x45", {7, 45, 0}, 0, 0, 0},
@@ -1233,11 +1209,8 @@ static void cols_cpu(op_run *r)
 static int cols_dev(op_run *r)
 {
     const int64_t *a = r->c->a;
-    if (F32(r)) {
-        DEV->cols(D(r, "wide"), a[0], a[1], a[2], a[3], D(r, "part"), a[4]);
-        return 0;
-    }
-    return lc_cuda_cols(g_ctx, r->dt, D(r, "wide"), a[0], a[1], a[2], a[3], D(r, "part"), a[4]);
+    TABLE(r)->cols(D(r, "wide"), a[0], a[1], a[2], a[3], D(r, "part"), a[4]);
+    return 0;
 }
 static const opcase COLS_CASES[] = {
     {"copy 9x[37] cols 5..21", {9, 37, 5, 16, 0}, 0, 0, 0},
@@ -1259,11 +1232,8 @@ static void softcap_cpu(op_run *r)
 }
 static int softcap_dev(op_run *r)
 {
-    if (F32(r)) {
-        DEV->softcap(D(r, "x"), r->c->a[0], r->c->x);
-        return 0;
-    }
-    return lc_cuda_softcap(g_ctx, r->dt, D(r, "x"), r->c->a[0], r->c->x);
+    TABLE(r)->softcap(D(r, "x"), r->c->a[0], r->c->x);
+    return 0;
 }
 static const opcase SOFTCAP_CASES[] = {
     {"n=1000 cap 1.5", {1000}, 1.5, 0, 0},
@@ -1299,11 +1269,8 @@ static void emb_cpu(op_run *r)
 static int emb_dev(op_run *r)
 {
     lc_weight E = weight_dev(r, (int)r->c->a[0], r->c->a[1], r->c->a[2]);
-    if (F32(r)) {
-        DEV->embedding(&E, D(r, "ids"), r->c->a[3], D(r, "x"));
-        return 0;
-    }
-    return lc_cuda_embedding(g_ctx, r->dt, &E, D(r, "ids"), r->c->a[3], D(r, "x"));
+    TABLE(r)->embedding(&E, D(r, "ids"), r->c->a[3], D(r, "x"));
+    return 0;
 }
 static const opcase EMB_CASES[] = {
     {"E f32 50x24 N=31", {WK_F32, 50, 24, 31}, 0, 0, 0},
@@ -1333,13 +1300,9 @@ static void drop_cpu(op_run *r)
 static int drop_dev(op_run *r)
 {
     int64_t n = r->c->a[0];
-    if (F32(r)) {
-        DEV->dropout(D(r, "x"), D(r, "y"), n, r->c->x, 1234, false);
-        DEV->dropout(D(r, "x"), D(r, "acc"), n, r->c->x, 99, true);
-        return 0;
-    }
-    return lc_cuda_dropout(g_ctx, r->dt, D(r, "x"), D(r, "y"), n, r->c->x, 1234, false) ||
-           lc_cuda_dropout(g_ctx, r->dt, D(r, "x"), D(r, "acc"), n, r->c->x, 99, true);
+    TABLE(r)->dropout(D(r, "x"), D(r, "y"), n, r->c->x, 1234, false);
+    TABLE(r)->dropout(D(r, "x"), D(r, "acc"), n, r->c->x, 99, true);
+    return 0;
 }
 static const opcase DROP_CASES[] = {
     {"n=10007 p=0", {10007}, 0.0, 0, 0},
@@ -1411,25 +1374,17 @@ static void attn_cpu(op_run *r)
 static int attn_dev(op_run *r)
 {
     lc_attn_shape s = attn_shape(r, true);
-    if (r->phase == 0 && F32(r)) {
-        DEV->attention_fwd(&s, D(r, "q"), D(r, "k"), D(r, "v"), D(r, "out"), D(r, "lse"), NULL);
+    if (r->phase == 0) {
+        TABLE(r)->attention_fwd(&s, D(r, "q"), D(r, "k"), D(r, "v"), D(r, "out"), D(r, "lse"),
+                                NULL);
         return 0;
     }
-    if (r->phase == 0)
-        return lc_cuda_attention_fwd(g_ctx, r->dt, &s, D(r, "q"), D(r, "k"), D(r, "v"),
-                                     D(r, "out"), D(r, "lse"));
-    size_t sb = F32(r) ? DEV->attention_scratch(&s) * sizeof(lc_real)
-                       : lc_cuda_attention_scratch_bytes(&s);
-    void *scr = dalloc(sb);
+    void *scr = dalloc(TABLE(r)->attention_scratch(&s) * sizeof(lc_real));
     if (!scr)
         return -1;
-    if (F32(r)) {
-        DEV->attention_bwd(&s, D(r, "q"), D(r, "k"), D(r, "v"), D(r, "out"), D(r, "lse"),
-                           D(r, "dout"), D(r, "dq"), D(r, "dk"), D(r, "dv"), scr);
-        return 0;
-    }
-    return lc_cuda_attention_bwd(g_ctx, r->dt, &s, D(r, "q"), D(r, "k"), D(r, "v"), D(r, "out"),
-                                 D(r, "lse"), D(r, "dout"), D(r, "dq"), D(r, "dk"), D(r, "dv"), scr);
+    TABLE(r)->attention_bwd(&s, D(r, "q"), D(r, "k"), D(r, "v"), D(r, "out"), D(r, "lse"),
+                            D(r, "dout"), D(r, "dq"), D(r, "dk"), D(r, "dv"), scr);
+    return 0;
 }
 static const opcase ATTN_CASES[] = {
     {"tiny B1 T5 H2/1 D8", {1, 5, 2, 1, 8, 0, 0}, 0, 1, 0},
@@ -1489,23 +1444,17 @@ static int ce_dev(op_run *r)
     const int64_t *a = r->c->a;
     lc_weight W = weight_dev(r, (int)a[0], a[3], a[2]);
     lc_cuda_debug_limits(a[4] ? a[2] * 70 : 0, a[4] ? 7 : 0);
-    size_t sb = F32(r) ? DEV->ce_scratch(a[1], a[2], a[3], &W) * sizeof(lc_real)
-                       : lc_cuda_ce_scratch_bytes(r->dt, a[1], a[2], &W);
-    void *scr = dalloc(sb);
+    void *scr = dalloc(TABLE(r)->ce_scratch(a[1], a[2], a[3], &W) * sizeof(lc_real));
     if (!scr)
         return -1;
     double *loss = D(r, r->phase ? "loss+dx" : "loss");
     void *dx = r->phase ? D(r, "dx") : NULL;
-    if (F32(r) && a[4]) /* the table answers the chunk the kernel takes (7 rows here) */
-        cr_expect_eq(DEV->ce_chunk_rows(a[3]), 7, "ce_chunk_rows %lld",
-                     (long long)DEV->ce_chunk_rows(a[3]));
-    if (F32(r)) {
-        *loss = DEV->lm_head_ce(D(r, "x"), a[1], a[2], &W, D(r, "targets"), CE_SCALE, dx,
-                                D(r, "n_sup"), scr, r->c->x);
-        return 0;
-    }
-    return lc_cuda_lm_head_ce(g_ctx, r->dt, D(r, "x"), a[1], a[2], &W, D(r, "targets"), CE_SCALE,
-                              dx, scr, loss, D(r, "n_sup"), r->c->x);
+    if (a[4]) /* the table answers the chunk the kernel takes (7 rows here) */
+        cr_expect_eq(TABLE(r)->ce_chunk_rows(a[3]), 7, "ce_chunk_rows %lld",
+                     (long long)TABLE(r)->ce_chunk_rows(a[3]));
+    *loss = TABLE(r)->lm_head_ce(D(r, "x"), a[1], a[2], &W, D(r, "targets"), CE_SCALE, dx,
+                                 D(r, "n_sup"), scr, r->c->x);
+    return 0;
 }
 /* logits are O(1) here: cap 1 bends them hard (Gemma 2's final soft-capping) */
 static const opcase CE_CASES[] = {
@@ -1748,23 +1697,15 @@ static void dora_cpu(op_run *r)
 static int dora_dev(op_run *r)
 {
     int64_t N = r->c->a[0], O = r->c->a[1], n = N * O;
-    if (F32(r) && r->phase == 0) {
-        DEV->div(O, D(r, "m"), D(r, "c"), D(r, "g"));
-        DEV->dora_combine(N, O, D(r, "g"), D(r, "u"), D(r, "v"), D(r, "y"));
-    } else if (F32(r)) {
-        DEV->col_scale(N, O, D(r, "dy"), D(r, "g"), -1, D(r, "du"));
-        DEV->col_scale(N, O, D(r, "dy"), D(r, "g"), 0, D(r, "dv"));
-        DEV->add(n, D(r, "u"), D(r, "v"), D(r, "uv"));
-        DEV->dora_mag_grad(N, O, D(r, "dy"), D(r, "uv"), D(r, "c"), D(r, "dm"));
-    } else if (r->phase == 0) {
-        return lc_cuda_div(g_ctx, LC_DTYPE_F32, O, D(r, "m"), D(r, "c"), D(r, "g")) ||
-               lc_cuda_dora_combine(g_ctx, r->dt, N, O, D(r, "g"), D(r, "u"), D(r, "v"), D(r, "y"));
+    const lc_kernels *k = TABLE(r);
+    if (r->phase == 0) {
+        k->div(O, D(r, "m"), D(r, "c"), D(r, "g")); /* [f32] in both tables */
+        k->dora_combine(N, O, D(r, "g"), D(r, "u"), D(r, "v"), D(r, "y"));
     } else {
-        return lc_cuda_col_scale(g_ctx, r->dt, N, O, D(r, "dy"), D(r, "g"), -1, D(r, "du")) ||
-               lc_cuda_col_scale(g_ctx, r->dt, N, O, D(r, "dy"), D(r, "g"), 0, D(r, "dv")) ||
-               lc_cuda_add(g_ctx, r->dt, n, D(r, "u"), D(r, "v"), D(r, "uv")) ||
-               lc_cuda_dora_mag_grad(g_ctx, r->dt, N, O, D(r, "dy"), D(r, "uv"), D(r, "c"),
-                                     D(r, "dm"));
+        k->col_scale(N, O, D(r, "dy"), D(r, "g"), -1, D(r, "du"));
+        k->col_scale(N, O, D(r, "dy"), D(r, "g"), 0, D(r, "dv"));
+        k->add(n, D(r, "u"), D(r, "v"), D(r, "uv"));
+        k->dora_mag_grad(N, O, D(r, "dy"), D(r, "uv"), D(r, "c"), D(r, "dm"));
     }
     return 0;
 }
@@ -1834,19 +1775,11 @@ static int moe_dev(op_run *r)
     int64_t C = a[1], n = a[2];
     const int32_t *idx = D(r, "idx"), *slot = D(r, "slot");
     const void *w = a[4] ? D(r, "w") : NULL;
-    if (F32(r)) {
-        DEV->gather_rows(D(r, "x"), idx, n, C, D(r, "gathered"));
-        DEV->scatter_add_rows(D(r, "src"), idx, w, slot, n, C, D(r, "scattered"));
-        DEV->gather_add_rows(D(r, "x"), idx, w, slot, n, C, D(r, "gather_add"));
-        DEV->row_dots(D(r, "x"), idx, D(r, "src"), slot, n, C, D(r, "dw"));
-        return 0;
-    }
-    return lc_cuda_gather_rows(g_ctx, r->dt, D(r, "x"), idx, n, C, D(r, "gathered")) ||
-           lc_cuda_scatter_add_rows(g_ctx, r->dt, D(r, "src"), idx, w, slot, n, C,
-                                    D(r, "scattered")) ||
-           lc_cuda_gather_add_rows(g_ctx, r->dt, D(r, "x"), idx, w, slot, n, C,
-                                   D(r, "gather_add")) ||
-           lc_cuda_row_dots(g_ctx, r->dt, D(r, "x"), idx, D(r, "src"), slot, n, C, D(r, "dw"));
+    TABLE(r)->gather_rows(D(r, "x"), idx, n, C, D(r, "gathered"));
+    TABLE(r)->scatter_add_rows(D(r, "src"), idx, w, slot, n, C, D(r, "scattered"));
+    TABLE(r)->gather_add_rows(D(r, "x"), idx, w, slot, n, C, D(r, "gather_add"));
+    TABLE(r)->row_dots(D(r, "x"), idx, D(r, "src"), slot, n, C, D(r, "dw"));
+    return 0;
 }
 static const opcase MOE_CASES[] = {
     {"13 tokens x37, 9 rows, w", {13, 37, 9, 26, 1}, 0, 0, 0},
