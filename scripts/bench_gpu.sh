@@ -18,8 +18,9 @@
 # Every run has its own timeout, cut to what is left of 540 s for the whole
 # script. Estimate on an H100/H200 host (16 cores): build 60-120 s; kernels ~40 s;
 # 1B rows ~35 s each (lorac set-up ~8 s, PEFT's Python start ~10 s); 8B rows
-# ~80 s each, most of it lorac's set-up (8 G random values drawn on one core,
-# quantized, uploaded: ~40-60 s); about 450 s in all at --steps 4 --warmup 2.
+# ~80 s each, most of it lorac's set-up (8 G random values, drawn on every core
+# since 25ef0e8, quantized, uploaded); about 450 s in all at --steps 4
+# --warmup 2 (estimated before the parallel fill; nothing here ran on a GPU).
 #
 #   scripts/bench_gpu.sh [--steps 4] [--warmup 2] [--rows 1,2,3,4,5] [--no-kernels]
 #                        [--no-train] [--python python3]
