@@ -111,7 +111,7 @@ lc_backend *lc_backend_dry(const lc_backend *target);
 /* Bytes of n activation elements of be. */
 static inline size_t lc_backend_act_bytes(const lc_backend *be, int64_t n)
 {
-    return (size_t)n * (be->act == LC_DTYPE_BF16 ? 2 : sizeof(lc_real));
+    return (size_t)n * lc_dtype_size(be->act);
 }
 
 /* Element-count helpers over a backend, for [f32] (lc_real) buffers. */

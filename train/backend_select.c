@@ -153,7 +153,7 @@ void lc_backend_close(lc_backend *be)
 
 void lc_backend_describe(lc_backend *be, char *buf, size_t n)
 {
-    const char *dt = be->act == LC_DTYPE_BF16 ? "bfloat16" : "float32";
+    const char *dt = lc_dtype_torch_name(be->act);
     if (!be->device) {
         snprintf(buf, n, "cpu (%s: %s), %s", lc_cpu_isa(), lc_cpu_isa_desc(), dt);
         return;

@@ -9,14 +9,11 @@
  * buffer of at most this many bytes. */
 #define STAGE_BYTES ((size_t)16 << 20)
 
-/* Bytes of one activation-dtype element on the device. */
-static size_t act_size(lc_dtype act) { return act == LC_DTYPE_BF16 ? 2 : sizeof(lc_real); }
-
 static double dense_bytes(const lc_weight *w, lc_dtype act)
 {
     if (!w->data && !w->nf4 && !w->ggml)
         return 0;
-    return w->nf4 ? lc_weight_bytes(w) : (double)w->rows * (double)w->cols * act_size(act);
+    return w->nf4 ? lc_weight_bytes(w) : (double)w->rows * (double)w->cols * lc_dtype_size(act);
 }
 
 static bool tied(const lc_model *m)
@@ -44,7 +41,7 @@ double lc_device_model_weight_bytes(const lc_model *m, lc_dtype act)
         for (int i = 0; i < 3 * m->cfg.n_experts; i++)
             b += dense_bytes(&m->layers[l].experts[i], act);
     }
-    return b + (double)lc_model_small_count(&m->cfg) * (double)act_size(act) + rope_bytes(m);
+    return b + (double)lc_model_small_count(&m->cfg) * (double)lc_dtype_size(act) + rope_bytes(m);
 }
 
 /* The n lc_real of stage rounded to the activation dtype in place (bf16:
@@ -120,7 +117,7 @@ static int upload_dense(lc_device_model *d, lc_weight *w, lc_real *stage, size_t
                         lc_error *err)
 {
     lc_dtype act = d->be->act;
-    char *p = dev_alloc(d, (size_t)(w->rows * w->cols) * act_size(act), err);
+    char *p = dev_alloc(d, (size_t)(w->rows * w->cols) * lc_dtype_size(act), err);
     if (!p)
         return -1;
     int64_t tile = (int64_t)(stage_elems / (size_t)w->cols);
@@ -129,7 +126,7 @@ static int upload_dense(lc_device_model *d, lc_weight *w, lc_real *stage, size_t
         int64_t r1 = r0 + tile < w->rows ? r0 + tile : w->rows;
         lc_weight_rows_to_real(w, r0, r1, stage);
         size_t bytes = stage_to_act(act, stage, (r1 - r0) * w->cols);
-        d->be->upload(d->be, p + (size_t)(r0 * w->cols) * act_size(act), stage, bytes);
+        d->be->upload(d->be, p + (size_t)(r0 * w->cols) * lc_dtype_size(act), stage, bytes);
     }
     *w = (lc_weight){.data = p, .dtype = act, .rows = w->rows, .cols = w->cols};
     return 0;
@@ -162,7 +159,7 @@ static lc_real *rebase_small(const lc_device_model *d, const lc_real *p, char *d
     if (!p)
         return NULL;
     LC_ASSERT(p >= m->small && p < m->small + lc_model_small_count(&m->cfg));
-    return (lc_real *)(dev + (size_t)(p - m->small) * act_size(d->be->act));
+    return (lc_real *)(dev + (size_t)(p - m->small) * lc_dtype_size(d->be->act));
 }
 
 /* The mirror's host structs: m's, owning nothing of m's, with their own
@@ -251,11 +248,11 @@ static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
     /* norm weights and biases: the activation dtype, staged a tile at a time */
     size_t n_small = lc_model_small_count(c);
     lc_dtype act = d->be->act;
-    char *small = dev_alloc(d, (n_small ? n_small : 1) * act_size(act), err);
+    char *small = dev_alloc(d, (n_small ? n_small : 1) * lc_dtype_size(act), err);
     for (size_t i0 = 0; small && i0 < n_small; i0 += stage_elems) {
         size_t n = n_small - i0 < stage_elems ? n_small - i0 : stage_elems;
         memcpy(stage, m->small + i0, n * sizeof(lc_real));
-        d->be->upload(d->be, small + i0 * act_size(act), stage,
+        d->be->upload(d->be, small + i0 * lc_dtype_size(act), stage,
                       stage_to_act(act, stage, (int64_t)n));
     }
     if (!small) {
