@@ -124,9 +124,9 @@ const lc_real *lc_tape_act(lc_tape *t, const lc_tensor *x)
     return p;
 }
 
-/* The bf16 staging of a transfer: n halves at the start of a buffer of n
- * lc_real, widened or narrowed in place (back to front when widening, so
- * no element is overwritten before it is read). */
+/* bf16 transfers: down, the n halves land at the start of host's n lc_real
+ * and are widened in place, back to front (no element is overwritten before
+ * it is read); up, they are narrowed into staging in the host step arena. */
 void lc_tape_to_host(lc_tape *t, lc_real *host, const lc_real *src, int64_t n)
 {
     if (t->dry || n <= 0)
