@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """bench_gpu_peft.py — the PEFT side of scripts/bench_gpu.sh: the same training
-step `lorac bench` times, in transformers + PEFT, as people run it today.
+step `lorac bench` times, in transformers + PEFT, as people run it today (the
+model, LoRA and step are scripts/peft_bench.py's, shared with bench_cpu_peft.py).
 
 A random-initialised LlamaForCausalLM built from a config (no download) in
 bf16 with SDPA attention, PEFT LoRA r (default 16, alpha 2r) on all seven
@@ -19,27 +20,18 @@ torch.cuda.max_memory_allocated over the steps (reset after the model is built;
 max_memory_reserved too), on the CPU the process's peak RSS.
 """
 import argparse
-import json
-import statistics
 import sys
 import time
+
+import peft_bench as pb
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for flag, default in (("--hidden", 576), ("--layers", 30), ("--heads", 9), ("--kv-heads", 3),
-                          ("--intermediate", 1536), ("--vocab", 49152), ("--tied", 1),
-                          ("--rank", 16), ("--batch", 4), ("--seq", 256), ("--steps", 3),
-                          ("--warmup", 1)):
-        p.add_argument(flag, type=int, default=default)
+    pb.add_shape_args(p)
     p.add_argument("--nf4", action="store_true", help="bitsandbytes NF4 base (QLoRA)")
-    p.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     return p.parse_args()
-
-
-def emit(obj):
-    print(json.dumps(obj), flush=True)
 
 
 def to_nf4(model, torch, bnb):
@@ -71,88 +63,48 @@ def main():
         import transformers
         import peft
     except ImportError as e:
-        emit({**row, "error": f"import failed: {e}"})
+        pb.emit({**row, "error": f"import failed: {e}"})
         return 0
     bnb = None
     if a.nf4:
         try:
             import bitsandbytes as bnb
         except ImportError:
-            emit({**row, "error": "bitsandbytes missing"})
+            pb.emit({**row, "error": "bitsandbytes missing"})
             return 0
-    row.update(torch=torch.__version__, transformers=transformers.__version__,
-               peft=peft.__version__)
+    row.update(pb.versions(torch, transformers, peft))
     if a.device == "cuda" and not torch.cuda.is_available():
-        emit({**row, "error": "torch sees no CUDA device"})
+        pb.emit({**row, "error": "torch sees no CUDA device"})
         return 0
     dev = torch.device(a.device)
     if a.device == "cuda":
         row["card"] = torch.cuda.get_device_name(0)
     t_setup = time.perf_counter()
-    head_dim = a.hidden // a.heads
-    cfg = transformers.LlamaConfig(
-        hidden_size=a.hidden, num_hidden_layers=a.layers, num_attention_heads=a.heads,
-        num_key_value_heads=a.kv_heads, intermediate_size=a.intermediate, vocab_size=a.vocab,
-        head_dim=head_dim, max_position_embeddings=a.seq, tie_word_embeddings=bool(a.tied),
-        rms_norm_eps=1e-5, rope_theta=10000.0, use_cache=False)
-    cfg._attn_implementation = "sdpa"
-    torch.manual_seed(1234)
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    with dev:  # random init on the device itself: seconds for 8B instead of minutes
-        model = transformers.LlamaForCausalLM(cfg)
-    torch.set_default_dtype(default_dtype)
-    model.to(torch.bfloat16)
+    model = pb.llama(a, torch, transformers, torch.bfloat16, dev)
     if bnb is not None:
         to_nf4(model, torch, bnb)
-    if a.checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    lcfg = peft.LoraConfig(r=a.rank, lora_alpha=2 * a.rank, lora_dropout=0.0, bias="none",
-                           task_type="CAUSAL_LM",
-                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                           "up_proj", "down_proj"])
-    model = peft.get_peft_model(model, lcfg)
+    model = pb.add_lora(a, model, peft)
     if bnb is not None:  # the base layers PEFT wrapped: every block linear in NF4
         row["nf4_linears"] = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
         row["peft_lora_4bit"] = sum(type(m).__module__.endswith("lora.bnb")
                                     for m in model.modules())
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    params, opt, ids = pb.trainer(a, model, torch, dev,
+                                  fused=True if a.device == "cuda" else None)
     row["trainable_params"] = sum(p.numel() for p in params)
-    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                            fused=True if a.device == "cuda" else None)
-    g = torch.Generator().manual_seed(99)
-    ids = torch.randint(0, a.vocab, (a.batch, a.seq), generator=g).to(dev)
     sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     if a.device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     row["setup_s"] = round(time.perf_counter() - t_setup, 2)
-    steps, loss = [], float("nan")
-    for step in range(a.warmup + a.steps):
-        sync()
-        t0 = time.perf_counter()
-        out = model(input_ids=ids, labels=ids)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss = out.loss.item()  # also waits for the step
-        sync()
-        if step >= a.warmup:
-            steps.append(time.perf_counter() - t0)
-    tokens = a.batch * a.seq
-    row.update(step_s=[round(s, 4) for s in steps],
-               tokens_per_s=round(tokens / statistics.median(steps), 1), loss=round(loss, 4))
+    row.update(pb.timed_steps(a, lambda: pb.step(model, params, opt, ids, torch), sync))
     if a.device == "cuda":
         row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 4)
         row["peak_what"] = "torch.cuda.max_memory_allocated over the timed steps"
         row["reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 4)
     else:  # the CPU (--tiny): the process's peak RSS, a different quantity
-        import resource
-        row["peak_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 4)
+        row["peak_gib"] = pb.peak_rss_gib()
         row["peak_what"] = "peak RSS of the process (CPU)"
-    emit(row)
+    pb.emit(row)
     return 0
 
 
