@@ -13,6 +13,7 @@
 #include "autograd/cpu/blas.h"
 #include "autograd/cpu/dispatch.h"
 #include "data/batch.h"
+#include "train/bench_gemm.h"
 #include "train/backend_select.h"
 #include "train/engine.h"
 #include "train/step.h"
@@ -24,6 +25,7 @@ typedef struct bench_opts {
     int checkpointing; /* gradient checkpointing: each layer recomputed in backward */
     int dora;   /* DoRA adapters (magnitudes from the random weights) */
     int experts, top_k; /* > 0: a Mixtral of that many experts of FF = --intermediate each */
+    int gemm_peak;      /* --gemm-peak: time the step's GEMM shapes instead (bench_gemm.h) */
     lc_dtype dtype;
     lc_device device;   /* --device cpu (default) | cuda | auto */
     lc_compute_dtype compute_dtype; /* --compute-dtype auto (default) | bfloat16 | float32 */
@@ -66,6 +68,10 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
         }
         if (strcmp(argv[i], "--checkpointing") == 0) {
             o->checkpointing = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--gemm-peak") == 0) {
+            o->gemm_peak = 1;
             continue;
         }
         if (strcmp(argv[i], "--device") == 0) {
@@ -263,6 +269,14 @@ static int bench_run(const bench_opts *o, bench_state *b, double setup_s, FILE *
             tokens / total_time, lc_peak_rss_bytes() / 1073741824.0, loss,
             b->eng.tape.data->peak / 1048576.0, b->eng.tape.grad_arena.peak / 1048576.0,
             plan->total / 1048576.0, plan->arena_peak / 1048576.0, plan->grad_peak / 1048576.0);
+    /* the step's GEMM FLOPs, counted from the shape (DoRA's and MoE's are not) */
+    lc_gemm_flops gf;
+    lc_error ferr;
+    if (!o->dora && !lc_gemm_flops_count(&b->model.cfg, o->rank, o->batch, o->seq, nsup,
+                                         o->checkpointing, &gf, &ferr))
+        fprintf(out, ",\"gemm_gflop\":%.9g", gf.total / 1e9);
+    else
+        fprintf(out, ",\"gemm_gflop\":null");
     if (b->be->device)
         fprintf(out, ",\"device_peak_mib\":%.1f,\"device_peak_what\":\"device bytes in use at "
                 "peak beyond the CUDA context and its 32 MiB cuBLASLt workspace (cudaMemGetInfo "
@@ -278,6 +292,10 @@ int lc_bench_main(int argc, char **argv, FILE *out, lc_error *err)
     bench_opts o;
     if (parse_bench_args(argc, argv, &o, err))
         return -1;
+    if (o.gemm_peak) {
+        lc_model_config cfg = bench_model_config(&o);
+        return lc_bench_gemm_peak(&cfg, (int64_t)o.batch * o.seq, out, err);
+    }
     bench_state b;
     memset(&b, 0, sizeof b);
     double t0 = lc_now_s();

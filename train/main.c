@@ -80,10 +80,13 @@ static void bench_usage(FILE *f)
                "                   [--batch 4] [--seq 256] [--steps 3] [--warmup 1] [--bf16] [--dora]\n"
                "                   [--nf4] [--experts E [--top-k 2]] [--checkpointing]\n"
                "                   [--device cpu|cuda|auto] [--compute-dtype auto|bfloat16|float32]\n"
+               "                   [--gemm-peak]\n"
                "  A random Llama of that shape (with --experts: a Mixtral whose MLPs are E experts\n"
                "  of --intermediate each), LoRA r on every linear (and expert), gradient\n"
                "  checkpointing when asked. Prints one JSON line: tokens/s, peak RSS, per-step\n"
-               "  seconds, set-up seconds; on a device also its peak memory (device_peak_mib).\n");
+               "  seconds, set-up seconds, the step's GEMM GFLOP; on a device also its peak memory\n"
+               "  (device_peak_mib). --gemm-peak: GFLOP/s of this machine's GEMMs at the step's\n"
+               "  shapes instead (f32, and bf16 where the CPU has bf16 units).\n");
 }
 
 static bool wants_help(int argc, char **argv)

@@ -1,0 +1,152 @@
+/* test_bench_gemm.c — the GEMM FLOPs `lorac bench` reports per step
+ * (train/bench_gemm.h), against the GEMMs a real step calls: this test is
+ * linked with -Wl,--wrap=cblas_sgemm,--wrap=cblas_sgemv (CMakeLists.txt),
+ * so every CBLAS product lorac runs passes through a counter here (2·M·N·K,
+ * 2·M·N for a matrix-vector product). Also `lorac bench --gemm-peak`'s JSON.
+ *
+ *   step_flops_match_the_gemm_calls   one in-process `bench` step of a tiny
+ *       Llama (f32, CPU), without and with gradient checkpointing: the counted
+ *       FLOPs equal lc_gemm_flops_count's, up to the attention kernel's known
+ *       excess (below), and the JSON's gemm_gflop is that count
+ *   gemm_peak_json                    --gemm-peak on a tiny shape: every
+ *       block linear forward and backward-data, the lm_head, positive rates,
+ *       and an overall rate between the slowest and the fastest shape */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "train/bench.h"
+#include "train/bench_gemm.h"
+
+static _Atomic unsigned long long counted; /* FLOPs of the CBLAS calls since reset */
+
+void __real_cblas_sgemm(CBLAS_ORDER o, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M,
+                        blasint N, blasint K, float alpha, const float *A, blasint lda,
+                        const float *B, blasint ldb, float beta, float *C, blasint ldc);
+void __wrap_cblas_sgemm(CBLAS_ORDER o, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M,
+                        blasint N, blasint K, float alpha, const float *A, blasint lda,
+                        const float *B, blasint ldb, float beta, float *C, blasint ldc);
+void __real_cblas_sgemv(CBLAS_ORDER o, CBLAS_TRANSPOSE t, blasint M, blasint N, float alpha,
+                        const float *A, blasint lda, const float *x, blasint incx, float beta,
+                        float *y, blasint incy);
+void __wrap_cblas_sgemv(CBLAS_ORDER o, CBLAS_TRANSPOSE t, blasint M, blasint N, float alpha,
+                        const float *A, blasint lda, const float *x, blasint incx, float beta,
+                        float *y, blasint incy);
+
+void __wrap_cblas_sgemm(CBLAS_ORDER o, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint M,
+                        blasint N, blasint K, float alpha, const float *A, blasint lda,
+                        const float *B, blasint ldb, float beta, float *C, blasint ldc)
+{
+    atomic_fetch_add(&counted, 2ull * (unsigned long long)M * (unsigned long long)N *
+                                   (unsigned long long)K);
+    __real_cblas_sgemm(o, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void __wrap_cblas_sgemv(CBLAS_ORDER o, CBLAS_TRANSPOSE t, blasint M, blasint N, float alpha,
+                        const float *A, blasint lda, const float *x, blasint incx, float beta,
+                        float *y, blasint incy)
+{
+    atomic_fetch_add(&counted, 2ull * (unsigned long long)M * (unsigned long long)N);
+    __real_cblas_sgemv(o, t, M, N, alpha, A, lda, x, incx, beta, y, incy);
+}
+
+/* `lorac bench ARGS` in this process (so its GEMMs are counted); its JSON. */
+static cJSON *bench_in_process(const char **args, int n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert(out);
+    lc_error err = {{0}};
+    int rc = lc_bench_main(n, (char **)args, out, &err);
+    fclose(out);
+    cr_assert_eq(rc, 0, "bench: %s", err.msg);
+    cr_log_info("bench: %s", text);
+    cJSON *j = cJSON_Parse(text);
+    cr_assert(j, "bench did not print JSON:\n%s", text);
+    free(text);
+    return j;
+}
+
+/* The tiny shape: hidden 64, 4 heads of 16 (2 kv), FF 96, vocab 256, 3
+ * layers, LoRA r 4, 2 rows of 16 tokens, one step. */
+#define TINY_ARGS "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--intermediate", "96", \
+        "--vocab", "256", "--layers", "3", "--rank", "4", "--batch", "2", "--seq", "16"
+
+Test(bench_gemm, step_flops_match_the_gemm_calls, .timeout = 120)
+{
+    const int64_t B = 2, T = 16;
+    lc_model_config cfg = {.arch = LC_ARCH_LLAMA, .hidden_size = 64, .intermediate_size = 96,
+                           .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
+                           .vocab_size = 256};
+    for (int ck = 0; ck < 2; ck++) {
+        const char *args[] = {TINY_ARGS, "--steps", "1", "--warmup", "0", "--checkpointing"};
+        int n = (int)(sizeof args / sizeof args[0]) - (ck ? 0 : 1);
+        atomic_store(&counted, 0);
+        cJSON *j = bench_in_process(args, n);
+        double ran = (double)atomic_load(&counted);
+        lc_gemm_flops f;
+        lc_error err;
+        /* every token a label, shifted: the last of each row predicts nothing */
+        cr_assert_eq(lc_gemm_flops_count(&cfg, 4, B, T, B * (T - 1), ck, &f, &err), 0, "%s",
+                     err.msg);
+        /* The attention kernel multiplies whole 32-row blocks of scores: with T = 16 <= 32
+         * every row against all T keys (the masked ones zeroed), T² pairs where the count
+         * has the visible T(T+1)/2 — in each of its products, the recomputed forward too. */
+        double attn = f.attention * (ck ? 9.0 / 7 : 1); /* recompute: the 2 forward products */
+        double expect = f.total + attn * ((double)(T * T) / (T * (T + 1) / 2.0) - 1);
+        cr_expect(fabs(ran - expect) <= 1e-9 * expect,
+                  "checkpointing %d: the step's CBLAS calls did %.0f FLOPs, the count says %.0f "
+                  "(frozen %.0f lora %.0f attention %.0f lm_head %.0f recompute %.0f)", ck, ran,
+                  expect, f.frozen, f.lora, f.attention, f.lm_head, f.recompute);
+        const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "gemm_gflop");
+        cr_expect(cJSON_IsNumber(g) && fabs(g->valuedouble - f.total / 1e9) <= 1e-6 * f.total / 1e9,
+                  "gemm_gflop %s, the count %.9g", cJSON_Print(g), f.total / 1e9);
+        cJSON_Delete(j);
+    }
+}
+
+Test(bench_gemm, moe_is_refused_with_a_reason)
+{
+    lc_model_config cfg = {.arch = LC_ARCH_MIXTRAL, .hidden_size = 64, .intermediate_size = 96,
+                           .n_layers = 1, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
+                           .vocab_size = 256, .n_experts = 4, .n_experts_per_tok = 2,
+                           .moe_intermediate_size = 96};
+    lc_gemm_flops f;
+    lc_error err = {{0}};
+    cr_expect_eq(lc_gemm_flops_count(&cfg, 4, 1, 8, 8, false, &f, &err), -1);
+    cr_expect(strstr(err.msg, "Mixture-of-Experts"), "message: %s", err.msg);
+}
+
+Test(bench_gemm, gemm_peak_json, .timeout = 120)
+{
+    const char *args[] = {TINY_ARGS, "--gemm-peak"};
+    cJSON *j = bench_in_process(args, (int)(sizeof args / sizeof args[0]));
+    const cJSON *f32 = cJSON_GetObjectItemCaseSensitive(j, "f32");
+    const cJSON *shapes = cJSON_GetObjectItemCaseSensitive(f32, "shapes");
+    cr_assert(cJSON_IsArray(shapes));
+    /* 7 linears x (fwd, bwd-data) + the lm_head's 32 rows in one chunk x 2 */
+    cr_expect_eq(cJSON_GetArraySize(shapes), 16);
+    double lo = INFINITY, hi = 0;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, shapes)
+    {
+        double r = cJSON_GetObjectItemCaseSensitive(s, "gflops")->valuedouble;
+        cr_expect(r > 0 && isfinite(r), "%s: %g GFLOP/s",
+                  cJSON_GetObjectItemCaseSensitive(s, "what")->valuestring, r);
+        lo = r < lo ? r : lo, hi = r > hi ? r : hi;
+        cr_expect_eq(cJSON_GetObjectItemCaseSensitive(s, "M")->valueint,
+                     32, "every shape has M = batch x seq = 32 rows here");
+    }
+    double all = cJSON_GetObjectItemCaseSensitive(f32, "overall_gflops")->valuedouble;
+    /* printed to 0.1 GFLOP/s */
+    cr_expect(all >= lo - 0.05 && all <= hi + 0.05, "overall %g outside [%g, %g]", all, lo, hi);
+    cJSON_Delete(j);
+}

@@ -1,0 +1,199 @@
+/* bench_gemm.c — see bench_gemm.h. The FLOP count follows what the tape
+ * runs (autograd/ops.c: linears_backward skips dx where the input needs no
+ * gradient; the attention kernels recompute the scores in backward from the
+ * saved log-sum-exp); tests/test_bench_gemm.c checks it against the GEMM
+ * calls a real step makes. */
+#include "train/bench_gemm.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/cpu/blas.h"
+#include "autograd/cpu/dispatch.h"
+#include "autograd/kernels.h"
+#include "train/lora.h"
+#include "train/sysinfo.h"
+
+/* The modules that read a layer's attention input (in layer 0: the
+ * embedding's rows, which need no gradient). */
+static bool reads_attention_input(lc_module m)
+{
+    return m == LC_MOD_Q || m == LC_MOD_K || m == LC_MOD_V || m == LC_MOD_QKV;
+}
+
+/* The modules of a dense block, in lc_module order; returns their count. */
+static int block_modules(const lc_model_config *cfg, lc_module *mods)
+{
+    int n = 0;
+    for (int m = 0; m < LC_MOD_COUNT; m++)
+        if (!lc_module_is_expert(m) && lc_model_has_module(cfg, m))
+            mods[n++] = m;
+    return n;
+}
+
+int lc_gemm_flops_count(const lc_model_config *cfg, int rank, int64_t batch, int64_t seq,
+                        int64_t n_supervised, bool checkpointing, lc_gemm_flops *f,
+                        lc_error *err)
+{
+    if (cfg->n_experts > 0)
+        return lc_error_set(err, "GEMM FLOPs: Mixture-of-Experts models are not counted");
+    memset(f, 0, sizeof *f);
+    const double N = (double)batch * seq, L = cfg->n_layers, r = rank;
+    lc_module mods[LC_MOD_COUNT];
+    int nm = block_modules(cfg, mods);
+    double layer_fwd = 0; /* one layer's forward linears: frozen + LoRA */
+    for (int i = 0; i < nm; i++) {
+        int64_t out, in;
+        lc_module_shape(cfg, mods[i], &out, &in);
+        double dx_layers = reads_attention_input(mods[i]) ? L - 1 : L;
+        double w = 2 * N * (double)in * (double)out;
+        f->frozen += w * (L + dx_layers);
+        /* forward x·Aᵀ [N,r] and ·Bᵀ [N,out]; backward dy·B, dB, dA every layer, dx where
+         * needed */
+        double lora_fwd = 2 * N * r * (double)(in + out);
+        f->lora += L * (lora_fwd + 2 * N * r * (double)(2 * out + in)) +
+                   dx_layers * 2 * N * r * (double)in;
+        layer_fwd += w + lora_fwd;
+    }
+    /* per row and query head: T(T+1)/2 visible pairs, 2·D FLOPs each per product */
+    double pairs = (double)seq * (double)(seq + 1) / 2;
+    double attn_product = (double)batch * cfg->n_heads * pairs * 2 * cfg->head_dim;
+    f->attention = L * attn_product * (2 + 5);
+    f->lm_head = 2 * 2 * (double)n_supervised * (double)cfg->hidden_size * cfg->vocab_size;
+    if (checkpointing)
+        f->recompute = L * (layer_fwd + 2 * attn_product);
+    f->total = f->frozen + f->lora + f->attention + f->lm_head + f->recompute;
+    return 0;
+}
+
+/* ---- --gemm-peak ---- */
+
+/* One GEMM shape of the step: C[M,N] = A[M,K] · (B[N,K]ᵀ when trans_b, else
+ * B[K,N]), and how many times a step runs it. */
+typedef struct peak_shape {
+    char what[48];
+    int64_t M, N, K;
+    bool trans_b;
+    double calls;
+    double gflops; /* measured */
+} peak_shape;
+
+#define PEAK_MAX_SHAPES (2 * LC_MOD_COUNT + 4)
+#define PEAK_MIN_S 0.15 /* each shape: repetitions for at least this long ... */
+#define PEAK_MIN_REPS 3 /* ... and at least this many; the best one counts */
+
+static void add_shape(peak_shape *s, int *n, const char *what, const char *dir, int64_t M,
+                      int64_t N, int64_t K, bool trans_b, double calls)
+{
+    peak_shape *p = &s[(*n)++];
+    snprintf(p->what, sizeof p->what, "%s %s", what, dir);
+    p->M = M, p->N = N, p->K = K, p->trans_b = trans_b, p->calls = calls;
+}
+
+/* The step's frozen-weight GEMM shapes at M = tokens rows. */
+static int step_shapes(const lc_model_config *cfg, int64_t tokens, peak_shape *s)
+{
+    int n = 0;
+    lc_module mods[LC_MOD_COUNT];
+    int nm = block_modules(cfg, mods);
+    double L = cfg->n_layers;
+    for (int i = 0; i < nm; i++) {
+        int64_t out, in;
+        lc_module_shape(cfg, mods[i], &out, &in);
+        const char *name = lc_module_name(mods[i]);
+        add_shape(s, &n, name, "fwd", tokens, out, in, true, L);
+        add_shape(s, &n, name, "bwd-data", tokens, in, out, false,
+                  reads_attention_input(mods[i]) ? L - 1 : L);
+    }
+    /* the lm_head in chunks of lc_k_ce_chunk_rows rows (and the rest) */
+    int64_t V = cfg->vocab_size, C = cfg->hidden_size, chunk = lc_k_ce_chunk_rows(V);
+    int64_t full = tokens / chunk, rest = tokens % chunk;
+    if (full) {
+        add_shape(s, &n, "lm_head", "fwd", chunk, V, C, true, (double)full);
+        add_shape(s, &n, "lm_head", "bwd-data", chunk, C, V, false, (double)full);
+    }
+    if (rest) {
+        const char *name = full ? "lm_head rest" : "lm_head";
+        add_shape(s, &n, name, "fwd", rest, V, C, true, 1);
+        add_shape(s, &n, name, "bwd-data", rest, C, V, false, 1);
+    }
+    return n;
+}
+
+static void fill(float *x, int64_t n, uint64_t seed)
+{
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(seed >> 40) / (double)(1ull << 24) - 0.5);
+    }
+}
+
+/* Best GFLOP/s of repeated f32 GEMMs of shape p on A, B, C. */
+static double time_f32(const peak_shape *p, const float *A, const float *B, float *C)
+{
+    double best = 1e30, t_all = lc_now_s();
+    int64_t ldb = p->trans_b ? p->K : p->N;
+    for (int rep = -1; rep < PEAK_MIN_REPS || lc_now_s() - t_all < PEAK_MIN_S; rep++) {
+        double t0 = lc_now_s();
+        lc_k_gemm(false, p->trans_b, p->M, p->N, p->K, 1, A, p->K, B, ldb, 0, C, p->N);
+        double dt = lc_now_s() - t0;
+        if (rep >= 0 && dt < best) /* rep -1: warm-up */
+            best = dt;
+    }
+    return 2.0 * (double)p->M * (double)p->N * (double)p->K / best / 1e9;
+}
+
+/* Prints "name":{"overall_gflops":…,"shapes":[…]} for the measured shapes:
+ * overall = the step's FLOPs of these shapes over the time they take at the
+ * measured rates. */
+static void print_rates(FILE *out, const char *name, const char *engine, const peak_shape *s,
+                        int n)
+{
+    double flops = 0, secs = 0;
+    for (int i = 0; i < n; i++) {
+        double f = 2.0 * (double)s[i].M * (double)s[i].N * (double)s[i].K * s[i].calls;
+        flops += f;
+        secs += f / (s[i].gflops * 1e9);
+    }
+    fprintf(out, "\"%s\":{\"engine\":\"%s\",\"overall_gflops\":%.1f,\"step_gflop\":%.3f,"
+            "\"shapes\":[", name, engine, flops / secs / 1e9, flops / 1e9);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%s{\"what\":\"%s\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"calls\":%g,"
+                "\"gflops\":%.1f}", i ? "," : "", s[i].what, (long long)s[i].M,
+                (long long)s[i].N, (long long)s[i].K, s[i].calls, s[i].gflops);
+    fprintf(out, "]}");
+}
+
+int lc_bench_gemm_peak(const lc_model_config *cfg, int64_t tokens, FILE *out, lc_error *err)
+{
+    if (cfg->n_experts > 0)
+        return lc_error_set(err, "bench --gemm-peak: Mixture-of-Experts shapes are not measured");
+    peak_shape s[PEAK_MAX_SHAPES];
+    int n = step_shapes(cfg, tokens, s);
+    size_t na = 0, nb = 0, nc = 0;
+    for (int i = 0; i < n; i++) {
+        size_t a = (size_t)(s[i].M * s[i].K), b = (size_t)(s[i].N * s[i].K),
+               c = (size_t)(s[i].M * s[i].N);
+        na = a > na ? a : na, nb = b > nb ? b : nb, nc = c > nc ? c : nc;
+    }
+    float *A = malloc(na * sizeof(float)), *B = malloc(nb * sizeof(float)),
+          *C = malloc(nc * sizeof(float));
+    if (!A || !B || !C) {
+        free(A), free(B), free(C);
+        return lc_error_set(err, "bench --gemm-peak: out of memory for %.1f MiB of matrices",
+                            (double)(na + nb + nc) * sizeof(float) / 1048576.0);
+    }
+    fill(A, (int64_t)na, 1), fill(B, (int64_t)nb, 2);
+    for (int i = 0; i < n; i++)
+        s[i].gflops = time_f32(&s[i], A, B, C);
+    fprintf(out, "{\"gemm_peak\":true,\"tokens\":%lld,\"threads\":%d,\"cpu_kernels\":\"%s\","
+            "\"blas_core\":\"%s\",", (long long)tokens, omp_get_max_threads(), lc_cpu_isa(),
+            lc_blas_core());
+    char engine[64];
+    snprintf(engine, sizeof engine, "lc_k_gemm: OpenBLAS %s", lc_blas_core());
+    print_rates(out, "f32", engine, s, n);
+    fprintf(out, "}\n");
+    free(A), free(B), free(C);
+    return 0;
+}
