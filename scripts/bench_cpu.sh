@@ -1,42 +1,70 @@
 #!/usr/bin/env bash
-# bench_cpu.sh — the foundation benchmark: forward + backward + AdamW on a
-# random SmolLM-135M-shaped model (hidden 576, 30 layers, 9/3 heads,
-# intermediate 1536, vocab 49152, tied; LoRA r 16 on all 7 linears; f32),
-# micro-batch 4 x 256 tokens, 2 threads: lorac and plain PyTorch (Debian's
-# python3-torch, the reference of the issue) one after the other in one run,
-# each reporting tokens/s and peak RSS (lorac: also its memory plan against it).
+# bench_cpu.sh — issue #18's CPU benchmark: lorac against today's PyTorch +
+# PEFT in one sitting. Forward + backward + AdamW on a random
+# SmolLM-135M-shaped model (hidden 576, 30 layers, 9/3 heads, intermediate
+# 1536, vocab 49152, tied; LoRA r 16 on all 7 linears), micro-batch 4 x 256
+# tokens, 2 threads, in alternating rounds of four runs:
+#   lorac f32     build/lorac bench
+#   lorac bf16    build/lorac bench --bf16 --compute-dtype bfloat16 (bf16 weights,
+#                 bf16 frozen-weight GEMMs; "not available: <lorac's reason>" when
+#                 lorac refuses, and lorac's note when it falls back to float32)
+#   PyTorch f32   scripts/bench_cpu_peft.py --dtype f32 (transformers + PEFT)
+#   PyTorch bf16  scripts/bench_cpu_peft.py --dtype bf16 (bf16 base, autocast)
+# then medians (tokens/s from each run's median step), peak RSS, the GEMM
+# kernels each side used, and issue #18's targets as PASS / FAIL lines:
+#   lorac bf16 >= 2x PyTorch's fastest at <= 1.5 GiB peak RSS; lorac f32 >= 1.5x
+#   PyTorch f32.
+# Before the rounds, `lorac bench --gemm-peak` measures the machine's GEMM rate
+# at the step's shapes (f32; bf16 where the CPU has bf16 units), and the report
+# says at what fraction of it lorac's GEMM work ran (bench's gemm_gflop per step).
 #
-#   scripts/bench_cpu.sh [--steps 3] [--no-torch]
+#   scripts/bench_cpu.sh [--rounds 3] [--steps 3] [--warmup 1] [--layers 30]
+#                        [--python PATH] [--no-torch] [--nf4]
 #   scripts/bench_cpu.sh --native [--rounds 3] [--nf4]
-# Target (issue 2): lorac >= 2x PyTorch's tokens/s with <= 1.5 GiB peak RSS.
+# --python: the PyTorch to compare with (default $LORAC_BENCH_PYTHON, else
+# scripts/.venv-bench/bin/python, made on first use with python3 -m venv and
+# pip install torch transformers peft: the newest from PyPI). --layers: fewer
+# layers to iterate faster (the targets are for 30). --nf4: lorac's f32 row with
+# an NF4 base.
 # --native: the portable build (build/, kernels dispatched at run time)
 # against a -DLORAC_NATIVE=ON build (build-native/, everything -march=native)
 # in alternating rounds, medians and their ratio (target: within 5%).
-# Run it on a quiet machine: both measure wall time on 2 cores.
+# Logs and JSON go to $OUT when set, else build/bench-cpu-logs. Run it on a
+# quiet machine: every run measures wall time on 2 cores (the load average is
+# printed before and after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=3
+WARMUP=1
 TORCH=1
 NATIVE=0
 ROUNDS=3
+PY=${LORAC_BENCH_PYTHON:-}
 BENCH_ARGS=()
+SHAPE=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) STEPS=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
     --no-torch) TORCH=0; shift ;;
     --native) NATIVE=1; shift ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --layers) SHAPE=(--layers "$2"); shift 2 ;;
+    --python) PY=$2; shift 2 ;;
     --nf4) BENCH_ARGS+=(--nf4); shift ;;
-    *) echo "usage: $0 [--steps N] [--no-torch] | --native [--rounds N] [--nf4]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--rounds N] [--steps N] [--warmup N] [--layers N] [--python PATH]" \
+            "[--no-torch] [--nf4] | --native [--rounds N] [--nf4]" >&2; exit 2 ;;
   esac
 done
 [ -x build/lorac ] || scripts/build.sh build -DLORAC_TESTS=OFF
 export OMP_NUM_THREADS=2
 # lorac pins its two OpenMP threads to the cores and spins briefly at
 # barriers; PyTorch runs with its defaults (both get 2 threads)
-run_lorac() { # BINARY
+run_lorac() { # BINARY ARGS...
+  local bin=$1
+  shift
   GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000} OMP_PROC_BIND=${OMP_PROC_BIND:-close} \
-    OMP_PLACES=${OMP_PLACES:-cores} "$1" bench --steps "$STEPS" --warmup 1 "${BENCH_ARGS[@]}"
+    OMP_PLACES=${OMP_PLACES:-cores} "$bin" bench "${SHAPE[@]}" "$@"
 }
 if [ "$NATIVE" = 1 ]; then
   [ -x build-native/lorac ] || scripts/build.sh build-native -DLORAC_NATIVE=ON -DLORAC_TESTS=OFF
@@ -44,7 +72,7 @@ if [ "$NATIVE" = 1 ]; then
   RESULTS=()
   for r in $(seq "$ROUNDS"); do
     for b in build build-native; do
-      J=$(run_lorac "$b/lorac")
+      J=$(run_lorac "$b/lorac" --steps "$STEPS" --warmup "$WARMUP" "${BENCH_ARGS[@]}")
       echo "  round $r $b: $J"
       RESULTS+=("$b $J")
     done
@@ -65,26 +93,59 @@ bp, bn = best["build"], best["build-native"]
 print(f"fastest step: portable {bp:.3f} s, -march=native {bn:.3f} s: speed ratio {bn / bp:.3f}")'
   exit 0
 fi
-echo "lorac:"
-LORAC=$(run_lorac build/lorac)
-echo "  $LORAC"
-# the memory plan printed before a run (issue 10: within 5% of the measured peak RSS)
-/usr/bin/python3 -c 'import json, sys; j = json.loads(sys.argv[1]); p, r = j["plan_mib"], j["peak_rss_gib"] * 1024
-print(f"  memory plan {p:.1f} MiB vs peak RSS {r:.1f} MiB: {100 * (p - r) / r:+.1f}%")' "$LORAC"
+
+LOG=${OUT:-build/bench-cpu-logs}
+mkdir -p "$LOG"
+echo "== machine: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
+FLAGS=$(grep -m1 '^flags' /proc/cpuinfo)
+for f in avx512f avx512_bf16 amx_bf16; do
+  if grep -qw "$f" <<<"$FLAGS"; then printf '   %s: yes' "$f"; else printf '   %s: no' "$f"; fi
+done
+echo
+echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+build/lorac --version 2>&1 | sed -n 2p | sed 's/^/   lorac /'
 if [ "$TORCH" = 1 ]; then
-  if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
-    echo "PyTorch baseline skipped: install Debian's python3-torch (apt-get install python3-torch)"
-    exit 0
+  if [ -z "$PY" ]; then
+    PY=scripts/.venv-bench/bin/python
+    if [ ! -x "$PY" ]; then
+      echo "== making scripts/.venv-bench: python3 -m venv + pip install torch transformers peft" \
+           "(the newest from PyPI; once)"
+      python3 -m venv scripts/.venv-bench
+      "$PY" -m pip install --quiet torch transformers peft
+    fi
   fi
-  echo "pytorch (Debian python3-torch, f32, 2 threads):"
-  TORCHJ=$(/usr/bin/python3 scripts/bench_torch_baseline.py --steps "$STEPS" --warmup 1 2>/dev/null | tail -1)
-  echo "  $TORCHJ"
-  /usr/bin/python3 - "$LORAC" "$TORCHJ" <<'PY'
-import json, sys
-a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"| impl | tokens/s | peak RSS GiB |\n|---|---|---|")
-for x in (a, b):
-    print(f"| {x['impl']} | {x['tokens_per_s']:.1f} | {x['peak_rss_gib']:.2f} |")
-print(f"speed-up {a['tokens_per_s'] / b['tokens_per_s']:.2f}x, memory {a['peak_rss_gib'] / b['peak_rss_gib']:.2f}x")
-PY
+  echo "   PyTorch: $PY: $("$PY" -c 'import torch, transformers, peft
+print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)' 2>&1 | tail -1)"
 fi
+
+echo "== GEMM ceiling: lorac bench --gemm-peak"
+run_lorac build/lorac --gemm-peak >"$LOG/gemm_peak.json"
+/usr/bin/python3 scripts/bench_cpu_report.py peak "$LOG/gemm_peak.json"
+
+# one run: NAME ROUND COMMAND...; its stdout (JSON) and stderr in $LOG, a line in the manifest
+MANIFEST="$LOG/runs.tsv"
+: >"$MANIFEST"
+run() {
+  local name=$1 round=$2 base
+  shift 2
+  base="$LOG/r${round}_${name// /_}"
+  local rc=0
+  "$@" >"$base.json" 2>"$base.err" || rc=$?
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rc" "$base.json" "$base.err" >>"$MANIFEST"
+  /usr/bin/python3 scripts/bench_cpu_report.py row "$name" "$round" "$rc" "$base.json" "$base.err"
+}
+ARGS=(--steps "$STEPS" --warmup "$WARMUP")
+for r in $(seq "$ROUNDS"); do
+  echo "== round $r of $ROUNDS"
+  run "lorac f32" "$r" run_lorac build/lorac "${ARGS[@]}" "${BENCH_ARGS[@]}"
+  run "lorac bf16" "$r" run_lorac build/lorac "${ARGS[@]}" --bf16 --compute-dtype bfloat16
+  if [ "$TORCH" = 1 ]; then
+    for dt in f32 bf16; do
+      run "PyTorch $dt" "$r" "$PY" scripts/bench_cpu_peft.py "${SHAPE[@]}" "${ARGS[@]}" --dtype "$dt"
+    done
+  fi
+done
+echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== summary (medians of $ROUNDS rounds)"
+/usr/bin/python3 scripts/bench_cpu_report.py summary "$MANIFEST" "$LOG/gemm_peak.json" \
+  "${SHAPE[@]}" | tee "$LOG/summary.txt"

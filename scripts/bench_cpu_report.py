@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""bench_cpu_report.py — the lines scripts/bench_cpu.sh prints (the standard
+library only: runs on any python3).
+
+  bench_cpu_report.py peak GEMM_PEAK.json
+      the GEMM ceiling `lorac bench --gemm-peak` measured
+  bench_cpu_report.py row NAME ROUND RC RUN.json RUN.err
+      one run: tokens/s, peak RSS, the GEMM kernels; lorac's refusal or
+      fall-back note from its stderr
+  bench_cpu_report.py summary RUNS.tsv GEMM_PEAK.json [--layers N] [--tokens 1024]
+      medians over the rounds, ratios and issue #18's targets as PASS / FAIL
+      lines, and the fraction of the GEMM ceiling lorac's GEMM work ran at
+
+tokens/s of a run is tokens per step over its median timed step (lorac's and
+PyTorch's the same way); peak RSS is the whole process's (ru_maxrss).
+"""
+import json
+import statistics
+import sys
+
+TARGET_BF16, TARGET_F32, TARGET_RSS_GIB = 2.0, 1.5, 1.5
+FULL_LAYERS = 30
+
+
+def load(path):
+    """The last JSON line of a file, or None."""
+    try:
+        lines = [l for l in open(path) if l.strip().startswith("{")]
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+
+
+def last_line(path):
+    try:
+        lines = [l.strip() for l in open(path) if l.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def lorac_notes(err_path):
+    """lorac's stderr lines (it prints none on a plain run): a fall-back note."""
+    try:
+        return [l.strip() for l in open(err_path) if l.strip()]
+    except OSError:
+        return []
+
+
+def kernels(name, j):
+    if name.startswith("lorac"):
+        k = f"{j.get('cpu_kernels')} kernels, OpenBLAS {j.get('blas_core')}"
+        if "bf16_gemm" in j:
+            k += f", bf16 GEMMs: {j['bf16_gemm']}"
+        return k
+    dnnl = j.get("onednn_gemms")
+    if isinstance(dnnl, dict):
+        dnnl = ", ".join(f"{k} x{v}" for k, v in sorted(dnnl.items()))
+    mkl = ", ".join(f"{k} x{v}" for k, v in sorted((j.get("mkl_calls") or {}).items()))
+    return (f"torch cpu_capability {j.get('cpu_capability')}, mkldnn "
+            f"{'on' if j.get('mkldnn') else 'off'}; oneDNN: {dnnl}; MKL verbose: {mkl or 'none'}")
+
+
+def run_result(name, rc, j, err_path):
+    """(tokens/s per step list, a one-line status) of a run; None when it gave no numbers."""
+    if rc != 0 or j is None or "error" in j or not j.get("step_s"):
+        if name.startswith("lorac") and rc != 0:
+            why = last_line(err_path)
+            why = why[len("lorac: "):] if why.startswith("lorac: ") else why
+            return None, f"not available: {why or f'exit {rc}'}"
+        why = (j or {}).get("error") or last_line(err_path) or f"exit {rc}"
+        return None, f"failed: {why}"
+    return j, ""
+
+
+def tokens_per_s(j, tokens):
+    return tokens / statistics.median(j["step_s"])
+
+
+def cmd_peak(path):
+    p = load(path)
+    if not p:
+        print("   GEMM peak: not measured")
+        return 0
+    for dt in ("f32", "bf16"):
+        v = p.get(dt)
+        if isinstance(v, dict):
+            lo = min(v["shapes"], key=lambda s: s["gflops"])
+            hi = max(v["shapes"], key=lambda s: s["gflops"])
+            print(f"   {dt} ({v['engine']}): {v['overall_gflops']:.1f} GFLOP/s over the step's "
+                  f"frozen-weight GEMM shapes (M = {p['tokens']}), FLOP-weighted; "
+                  f"{lo['gflops']:.1f} ({lo['what']}) to {hi['gflops']:.1f} ({hi['what']})")
+        else:
+            print(f"   {dt}: {v or 'not measured'}")
+    return 0
+
+
+def cmd_row(name, rnd, rc, json_path, err_path, tokens=1024):
+    j = load(json_path)
+    j, status = run_result(name, int(rc), j, err_path)
+    if j is None:
+        print(f"   round {rnd} {name}: {status}")
+        return 0
+    note = ""
+    if name.startswith("lorac"):
+        notes = lorac_notes(err_path)
+        note = f"; lorac says: {' / '.join(notes)}" if notes else ""
+    print(f"   round {rnd} {name}: {tokens_per_s(j, tokens):.1f} tokens/s (steps "
+          f"{', '.join(f'{s:.2f}' for s in j['step_s'])} s), peak RSS "
+          f"{j['peak_rss_gib']:.2f} GiB, loss {j['loss']:.4f}; {kernels(name, j)}{note}")
+    return 0
+
+
+def cmd_summary(manifest, peak_path, args):
+    layers = int(args[args.index("--layers") + 1]) if "--layers" in args else FULL_LAYERS
+    tokens = int(args[args.index("--tokens") + 1]) if "--tokens" in args else 1024
+    runs = {}  # name -> [(json, status)]
+    for line in open(manifest):
+        name, _rnd, rc, jp, ep = line.rstrip("\n").split("\t")
+        runs.setdefault(name, []).append(run_result(name, int(rc), load(jp), ep) + (ep,))
+    med, rss, ok = {}, {}, {}
+    print("| run | tokens/s (median) | range | peak RSS GiB | GEMM kernels |")
+    print("|---|---|---|---|---|")
+    for name, rs in runs.items():
+        good = [j for j, _, _ in rs if j]
+        if not good:
+            print(f"| {name} | {rs[-1][1]} | | | |")
+            continue
+        t = [tokens_per_s(j, tokens) for j in good]
+        med[name], rss[name], ok[name] = statistics.median(t), max(j["peak_rss_gib"] for j in good), good[-1]
+        notes = lorac_notes(rs[-1][2]) if name.startswith("lorac") else []
+        extra = f" (lorac: {' / '.join(notes)})" if notes else ""
+        print(f"| {name} | {med[name]:.1f} | {min(t):.1f}-{max(t):.1f} ({len(t)} runs) | "
+              f"{rss[name]:.2f} | {kernels(name, good[-1])}{extra} |")
+    if layers != FULL_LAYERS:
+        print(f"note: {layers} layers, not the SmolLM-135M shape's {FULL_LAYERS}: the ratios "
+              "below are indicative only")
+    torch_runs = [n for n in ("PyTorch f32", "PyTorch bf16") if n in med]
+    if torch_runs:
+        fastest = max(torch_runs, key=lambda n: med[n])
+        if "lorac bf16" in med:
+            r = med["lorac bf16"] / med[fastest]
+            passed = r >= TARGET_BF16 and rss["lorac bf16"] <= TARGET_RSS_GIB
+            fell_back = ok["lorac bf16"].get("bf16_gemm", "off") == "off"
+            print(f"{'PASS' if passed else 'FAIL'}: lorac bf16 / {fastest} (PyTorch's fastest) = "
+                  f"{r:.2f}x (target >= {TARGET_BF16}x) at {rss['lorac bf16']:.2f} GiB peak RSS "
+                  f"(target <= {TARGET_RSS_GIB})"
+                  + (" — lorac ran float32 GEMMs (no bf16 units / bf16 off)" if fell_back else ""))
+        else:
+            why = runs.get("lorac bf16", [(None, "not run", "")])[-1][1]
+            print(f"FAIL: lorac bf16 / {fastest} (PyTorch's fastest): not measured, lorac bf16 "
+                  f"{why}")
+        if "lorac f32" in med and "PyTorch f32" in med:
+            r = med["lorac f32"] / med["PyTorch f32"]
+            print(f"{'PASS' if r >= TARGET_F32 else 'FAIL'}: lorac f32 / PyTorch f32 = {r:.2f}x "
+                  f"(target >= {TARGET_F32}x); peak RSS {rss['lorac f32']:.2f} vs "
+                  f"{rss['PyTorch f32']:.2f} GiB")
+    peak = load(peak_path) or {}
+    f32 = peak.get("f32")
+    bf16 = peak.get("bf16")
+    for name in ("lorac f32", "lorac bf16", "PyTorch f32", "PyTorch bf16"):
+        lj = ok.get("lorac f32") or ok.get("lorac bf16")
+        if name not in med or not lj or lj.get("gemm_gflop") is None or not isinstance(f32, dict):
+            continue
+        gflop, step = lj["gemm_gflop"], tokens / med[name]
+        rate = gflop / step
+        ceil, what = f32["overall_gflops"], "f32"
+        if name.endswith("bf16") and isinstance(bf16, dict):
+            ceil, what = bf16["overall_gflops"], "bf16"
+        at_peak = gflop / ceil
+        src = "" if name.startswith("lorac") else " (lorac's count of the same step)"
+        print(f"GEMM, {name}: {gflop:.1f} GFLOP per step{src} ran at {rate:.1f} GFLOP/s over the "
+              f"{step:.2f} s median step = {100 * rate / ceil:.0f}% of the {what} peak measured "
+              f"at these shapes ({ceil:.1f} GFLOP/s): at that peak the GEMMs would take "
+              f"{at_peak:.2f} s, the other {step - at_peak:.2f} s are non-GEMM work and GEMMs "
+              "below the peak")
+    if bf16 is not None and not isinstance(bf16, dict):
+        print(f"bf16 GEMM peak: {bf16}")
+    return 0
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[0] == "peak":
+        return cmd_peak(argv[1])
+    if len(argv) == 6 and argv[0] == "row":
+        return cmd_row(*argv[1:])
+    if len(argv) >= 3 and argv[0] == "summary":
+        return cmd_summary(argv[1], argv[2], argv[3:])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
