@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "autograd/cpu/dispatch.h"
+#include "autograd/cpu/gemm_bf16.h"
 
 static void *cpu_alloc(lc_backend *be, size_t bytes, lc_error *err)
 {
@@ -65,6 +66,7 @@ static lc_backend cpu_backend = {
     .name = "cpu",
     .device = false,
     .act = LC_DTYPE_REAL,
+    .gemm = LC_DTYPE_REAL,
     .f32 = &cpu_backend.k,
     .k = {
         .gemm = lc_k_gemm,
@@ -120,6 +122,43 @@ static lc_backend cpu_backend = {
 
 lc_backend *lc_backend_cpu(void) { return &cpu_backend; }
 
+/* The bf16 backend's entries that differ: the weight products are the same
+ * on every variant; the fused head goes through the variant's bf16 table. */
+static size_t cpu_bf16_ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W)
+{
+    return lc_cpu_kernels_active_bf16()->ce_scratch(N, C, V, W);
+}
+
+static double cpu_bf16_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
+                                  const int32_t *targets, lc_real grad_scale, lc_real *dx,
+                                  int64_t *n_supervised, lc_real *scratch, double softcap)
+{
+    return lc_cpu_kernels_active_bf16()->lm_head_ce(x, N, C, W, targets, grad_scale, dx,
+                                                    n_supervised, scratch, softcap);
+}
+
+static lc_backend cpu_bf16_backend;
+
+static void init_cpu_bf16(void)
+{
+    cpu_bf16_backend = cpu_backend;
+    cpu_bf16_backend.gemm = LC_DTYPE_BF16;
+    cpu_bf16_backend.f32 = &cpu_backend.k;
+    lc_kernels *k = &cpu_bf16_backend.k;
+    k->weight_scratch = lc_cpu_weight_scratch_bf16;
+    k->weight_matmul = lc_cpu_weight_matmul_bf16;
+    k->weight_matmul_grad = lc_cpu_weight_matmul_grad_bf16;
+    k->ce_scratch = cpu_bf16_ce_scratch;
+    k->lm_head_ce = cpu_bf16_lm_head_ce;
+}
+
+lc_backend *lc_backend_cpu_bf16(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_cpu_bf16);
+    return &cpu_bf16_backend;
+}
+
 /* ---- dry ---- */
 
 static void *dry_alloc(lc_backend *be, size_t bytes, lc_error *err)
@@ -160,6 +199,7 @@ lc_backend *lc_backend_dry(const lc_backend *target)
             .name = "dry",
             .device = target->device,
             .act = target->act,
+            .gemm = target->gemm,
             .k = target->k,
             .alloc = dry_alloc,
             .free = dry_free,

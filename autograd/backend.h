@@ -11,7 +11,8 @@
  * themselves, so the same model code runs on any backend.
  *
  *   cpu   host memory; the kernels are the CPU variant chosen at start-up
- *         (cpu/dispatch.h).
+ *         (cpu/dispatch.h); a second CPU backend runs the frozen-weight
+ *         products as bf16 GEMMs (cpu/gemm_bf16.h).
  *   dry   the memory plan's dry run (train/memory_plan.h): sizes answered as
  *         the backend it plans for does, compute kernels and copies no-ops.
  *   cuda  device memory; the kernels of autograd/cuda (cuda/backend_cuda.h),
@@ -85,6 +86,8 @@ struct lc_backend {
     const char *name;      /* "cpu", "dry", "cuda" */
     bool device;           /* element memory is not addressable from the host */
     lc_dtype act;          /* the activation dtype of k (LC_DTYPE_F32 or LC_DTYPE_BF16) */
+    lc_dtype gemm;         /* the dtype frozen-weight GEMMs round their inputs to: act, except
+                            * on the CPU's bfloat16 backend (BF16 with f32 activations) */
     lc_kernels k;
     const lc_kernels *f32; /* the same kernels with f32 activations (== &k when act is F32) */
     /* bytes of element memory, NULL (with err set) when there is none left */
@@ -104,6 +107,11 @@ struct lc_backend {
 
 /* The process's CPU backend (static; never destroyed). */
 lc_backend *lc_backend_cpu(void);
+/* The CPU backend of compute_dtype bfloat16: the same, but the frozen-weight
+ * products (linears, lm_head) are bf16 GEMMs on the engine
+ * cpu/gemm_bf16.h selected (select one before use); activations, LoRA and
+ * everything else stay f32. Static. */
+lc_backend *lc_backend_cpu_bf16(void);
 /* The dry backend planning for `target` (NULL: the CPU): its size queries
  * are target's, everything else does nothing. Static per target kind. */
 lc_backend *lc_backend_dry(const lc_backend *target);

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # install_deps.sh [--test] — installs lorac's build dependencies from Debian
 # packages (compiler, CMake, OpenBLAS (OpenMP build), libyaml, cJSON,
-# Criterion, PCRE2 and utf8proc for the tokenizer); with --test also what the
-# test suite runs lorac under (valgrind for memcheck, qemu-user to run it as
+# Criterion, PCRE2 and utf8proc for the tokenizer, oneDNN for bf16 GEMMs on
+# the CPU); with --test also what the test suite runs lorac under (valgrind for memcheck, qemu-user to run it as
 # an older CPU).
 # Skips apt-get when everything is already present. Uses sudo when not root.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libcriterion-dev
-      libpcre2-dev libutf8proc-dev)
+      libpcre2-dev libutf8proc-dev libdnnl-dev)
 if [ "${1:-}" = "--test" ]; then
   PKGS+=(valgrind qemu-user python3) # python3: tests/cuda_sim/gen.py of the simulator build
 fi

@@ -46,7 +46,8 @@ static inline void lc_test_load_rows(lc_batch_buf *buf, lc_batch *batch, const c
  * backend (a GPU, or the simulator in a -DLORAC_CUDA_SIM=ON build: ctest's
  * `cuda` label runs the fixture tests that way) in float32, cuda-bf16 in
  * bfloat16 (lc_test_bf16: the suites switch to their bf16 tolerances);
- * unset or "cpu": the CPU. The step runs on m and l: the host model and adapter on the CPU,
+ * cpu-bf16: the CPU's bfloat16 backend (lc_test_cpu_bf16); unset or "cpu":
+ * the CPU. The step runs on m and l: the host model and adapter on the CPU,
  * their device mirrors (train/device_model.h) on a device. */
 typedef struct lc_test_step {
     lc_model model;
@@ -77,9 +78,14 @@ static inline void lc_test_step_backend(lc_test_step *s)
     s->m = &s->model;
     s->l = &s->lora;
     if (!lc_test_on_device()) {
-        s->be = lc_backend_cpu();
+        cr_assert_eq(lc_backend_open(LC_DEVICE_CPU, lc_test_cpu_bf16() ? LC_COMPUTE_BF16
+                                                                      : LC_COMPUTE_F32,
+                                     &s->be, &err),
+                     0, "%s", err.msg);
+        cr_assert_eq(s->be->gemm, lc_test_cpu_bf16() ? LC_DTYPE_BF16 : LC_DTYPE_F32,
+                     "cpu-bf16 needs LORAC_CPU_BF16=emulate or onednn");
         cr_assert_eq(lc_arena_init(&s->arena, "step", 64 << 20, &err), 0);
-        cr_assert_eq(lc_tape_init(&s->tape, &s->arena, 64 << 20, &err), 0);
+        cr_assert_eq(lc_tape_init_on(&s->tape, s->be, &s->arena, &s->arena, 64 << 20, &err), 0);
         return;
     }
     cr_assert_eq(lc_backend_open(LC_DEVICE_CUDA, lc_test_bf16() ? LC_COMPUTE_BF16 : LC_COMPUTE_F32,

@@ -118,7 +118,15 @@ const char *lc_test_backend_yaml(void)
     const char *want = getenv("LORAC_TEST_BACKEND");
     if (lc_test_bf16())
         return "device: cuda\ncompute_dtype: bfloat16\n";
+    if (lc_test_cpu_bf16())
+        return "device: cpu\ncompute_dtype: bfloat16\n";
     return want && strcmp(want, "cuda") == 0 ? "device: cuda\ncompute_dtype: float32\n" : "";
+}
+
+bool lc_test_cpu_bf16(void)
+{
+    const char *want = getenv("LORAC_TEST_BACKEND");
+    return want && strcmp(want, "cpu-bf16") == 0;
 }
 
 bool lc_test_bf16(void)

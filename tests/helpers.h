@@ -24,10 +24,15 @@
 const char *lc_test_fixture(const char *rel);
 /* LORAC_TEST_BACKEND=cuda (the `<test>_cuda` ctests): config lines that put
  * a run on the CUDA backend in float32 (cuda-bf16, the `<test>_cuda_bf16`
- * ctests: in bfloat16); "" otherwise. */
+ * ctests: in bfloat16; cpu-bf16: on the CPU in bfloat16); "" otherwise. */
 const char *lc_test_backend_yaml(void);
 /* Whether LORAC_TEST_BACKEND=cuda-bf16: steps in bfloat16, bf16 tolerances. */
 bool lc_test_bf16(void);
+/* Whether LORAC_TEST_BACKEND=cpu-bf16 (the `<test>_cpu_bf16` ctests): steps
+ * on the CPU's bfloat16 backend (bf16 frozen-weight GEMMs on the engine
+ * LORAC_CPU_BF16 names), the suites' cpu-bf16 tolerances; runs of the
+ * lorac binary get "compute_dtype: bfloat16" (lc_test_backend_yaml). */
+bool lc_test_cpu_bf16(void);
 /* Makes a fresh empty temporary directory and returns its path (malloc'd). */
 char *lc_test_tmpdir(void);
 /* rm -rf dir (does not follow symlinks); errors are ignored. */

@@ -50,12 +50,27 @@
 #define TOL_LOSS_TENSOR_BF16 6e-3
 #define TOL_GRAD_BF16 1e-1
 #define TOL_GRAD_NORM_BF16 2e-2
-#define TOL_HIDDEN (lc_test_bf16() ? TOL_HIDDEN_BF16 : TOL_HIDDEN_F32)
-#define TOL_LOGITS (lc_test_bf16() ? TOL_LOGITS_BF16 : TOL_LOGITS_F32)
-#define TOL_LOSS (lc_test_bf16() ? TOL_LOSS_BF16 : TOL_LOSS_F32)
-#define TOL_LOSS_TENSOR (lc_test_bf16() ? TOL_LOSS_TENSOR_BF16 : TOL_LOSS_F32)
-#define TOL_GRAD (lc_test_bf16() ? TOL_GRAD_BF16 : TOL_GRAD_F32)
-#define TOL_GRAD_NORM (lc_test_bf16() ? TOL_GRAD_NORM_BF16 : TOL_GRAD_F32)
+/* compute_dtype: bfloat16 on the CPU (LORAC_TEST_BACKEND=cpu-bf16): only
+ * the frozen-weight GEMMs round their inputs to bf16, activations stay f32.
+ * Worst measured over the ten fixtures (2026-11-30; the emulate and onednn
+ * engines agree to the third digit): hidden states 5.77e-3, logits
+ * 6.28e-3, loss 1.12e-4 (tiny-phi3; the issue asks 1e-2), the loss tensor
+ * (f32 here) 1.12e-4, a LoRA gradient tensor 1.62e-2, the gradient norm
+ * 2.16e-3. */
+#define TOL_HIDDEN_CPU_BF16 5e-2
+#define TOL_LOGITS_CPU_BF16 5e-2
+#define TOL_LOSS_CPU_BF16 1e-3
+#define TOL_LOSS_TENSOR_CPU_BF16 1e-3
+#define TOL_GRAD_CPU_BF16 1e-1
+#define TOL_GRAD_NORM_CPU_BF16 2e-2
+#define TOL_PICK(f32, bf16, cpu_bf16)                                                      \
+    (lc_test_bf16() ? (bf16) : lc_test_cpu_bf16() ? (cpu_bf16) : (f32))
+#define TOL_HIDDEN TOL_PICK(TOL_HIDDEN_F32, TOL_HIDDEN_BF16, TOL_HIDDEN_CPU_BF16)
+#define TOL_LOGITS TOL_PICK(TOL_LOGITS_F32, TOL_LOGITS_BF16, TOL_LOGITS_CPU_BF16)
+#define TOL_LOSS TOL_PICK(TOL_LOSS_F32, TOL_LOSS_BF16, TOL_LOSS_CPU_BF16)
+#define TOL_LOSS_TENSOR TOL_PICK(TOL_LOSS_F32, TOL_LOSS_TENSOR_BF16, TOL_LOSS_TENSOR_CPU_BF16)
+#define TOL_GRAD TOL_PICK(TOL_GRAD_F32, TOL_GRAD_BF16, TOL_GRAD_CPU_BF16)
+#define TOL_GRAD_NORM TOL_PICK(TOL_GRAD_F32, TOL_GRAD_NORM_BF16, TOL_GRAD_NORM_CPU_BF16)
 
 typedef struct fixture {
     lc_test_step s;

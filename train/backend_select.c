@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "autograd/cpu/dispatch.h"
+#include "autograd/cpu/gemm_bf16.h"
 
 #ifdef LORAC_HAVE_CUDA
 #include <dlfcn.h>
@@ -96,19 +97,35 @@ static int cuda_users;
 int lc_backend_cuda_devices(void) { return 0; }
 #endif
 
+/* The CPU: float32, or bf16 frozen-weight GEMMs where the engine allows
+ * (cpu/gemm_bf16.h). auto takes bf16 only where the CPU has bf16 units (or
+ * LORAC_CPU_BF16 asks for an engine); an explicit bfloat16 on a CPU
+ * without them falls back to float32 and says why on stderr. */
+static int open_cpu(lc_compute_dtype dtype, lc_backend **be, lc_error *err)
+{
+    *be = lc_backend_cpu();
+    if (dtype == LC_COMPUTE_F32)
+        return 0;
+    lc_cpu_bf16_engine engine;
+    char why[320];
+    if (lc_cpu_bf16_engine_select(&engine, why, sizeof why, err))
+        return -1;
+    if (engine != LC_CPU_BF16_OFF) {
+        *be = lc_backend_cpu_bf16();
+        return 0;
+    }
+    if (dtype == LC_COMPUTE_BF16)
+        fprintf(stderr, "lorac: compute_dtype bfloat16: %s; computing in float32\n", why);
+    return 0;
+}
+
 int lc_backend_open(lc_device device, lc_compute_dtype dtype, lc_backend **be, lc_error *err)
 {
     *be = NULL;
     if (device == LC_DEVICE_AUTO)
         device = lc_backend_cuda_devices() > 0 ? LC_DEVICE_CUDA : LC_DEVICE_CPU;
-    if (device == LC_DEVICE_CPU) {
-        if (dtype == LC_COMPUTE_BF16)
-            return lc_error_set(err, "compute_dtype: bfloat16 is not implemented on the CPU "
-                                "(it computes in float32): set compute_dtype: float32 or auto, "
-                                "or device: cuda");
-        *be = lc_backend_cpu();
-        return 0;
-    }
+    if (device == LC_DEVICE_CPU)
+        return open_cpu(dtype, be, err);
 #ifdef LORAC_HAVE_CUDA
     /* on CUDA, auto is bfloat16 */
     lc_dtype act = dtype == LC_COMPUTE_F32 ? LC_DTYPE_F32 : LC_DTYPE_BF16;
@@ -155,6 +172,11 @@ void lc_backend_describe(lc_backend *be, char *buf, size_t n)
 {
     const char *dt = lc_dtype_torch_name(be->act);
     if (!be->device) {
+        if (be->gemm == LC_DTYPE_BF16) {
+            snprintf(buf, n, "cpu (%s: %s), bfloat16 weight GEMMs (%s), float32 activations",
+                     lc_cpu_isa(), lc_cpu_isa_desc(), lc_cpu_bf16_engine_why());
+            return;
+        }
         snprintf(buf, n, "cpu (%s: %s), %s", lc_cpu_isa(), lc_cpu_isa_desc(), dt);
         return;
     }

@@ -242,7 +242,7 @@ static int bench_run(const bench_opts *o, bench_state *b, double setup_s, FILE *
             "\"checkpointing\":%s,\"threads\":%d,\"cpu_kernels\":\"%s\","
             "\"blas_core\":\"%s\",\"weights\":\"%s\",\"weight_mib\":%.1f,\"setup_s\":%.2f,"
             "\"step_s\":[",
-            b->be->name, lc_dtype_torch_name(b->be->act), o->checkpointing ? "true" : "false",
+            b->be->name, lc_dtype_torch_name(b->be->gemm), o->checkpointing ? "true" : "false",
             omp_get_max_threads(), lc_cpu_isa(), lc_blas_core(),
             o->nf4 ? "NF4-dq" : lc_dtype_name(o->dtype),
             lc_model_weight_bytes(&b->model) / 1048576.0, setup_s);

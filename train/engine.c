@@ -54,8 +54,9 @@ int lc_engine_open(lc_engine *e, lc_backend *be, lc_model *m, lc_lora *lora, int
         e->model = &e->dev.model;
         e->lora = lora ? &e->dev.lora : NULL;
     } else {
+        /* the CPU backend be is (float32, or bf16 weight GEMMs) */
         rc = lc_arena_init(&e->arena, "step", p->arena_bytes, err) ||
-             lc_tape_init(&e->tape, &e->arena, p->grad_bytes, err);
+             lc_tape_init_on(&e->tape, be, &e->arena, &e->arena, p->grad_bytes, err);
     }
     if (rc)
         return -1;

@@ -17,6 +17,7 @@ typedef struct cpu_variant {
     const char *alias;    /* a second accepted spelling, or NULL */
     const char *desc;     /* the instructions it uses */
     const lc_kernels *kernels;
+    const lc_kernels *kernels_bf16; /* the same with bf16 frozen-weight GEMMs */
     bool (*supported)(void);
 } cpu_variant;
 
@@ -48,25 +49,28 @@ static bool always(void) { return true; }
 #endif
 
 #if defined(LC_CPU_NATIVE)
-extern const lc_kernels lc_cpu_kernels_native;
+extern const lc_kernels lc_cpu_kernels_native, lc_cpu_kernels_native_bf16;
 static const cpu_variant variants[] = {
     {"native", NULL, "built with -march=native for the build machine", &lc_cpu_kernels_native,
-     always},
+     &lc_cpu_kernels_native_bf16, always},
 };
 #elif defined(__x86_64__)
 extern const lc_kernels lc_cpu_kernels_v2, lc_cpu_kernels_v3, lc_cpu_kernels_v4;
+extern const lc_kernels lc_cpu_kernels_v2_bf16, lc_cpu_kernels_v3_bf16, lc_cpu_kernels_v4_bf16;
 static const cpu_variant variants[] = {
-    {"x86-64-v2", "baseline", "SSE4.2", &lc_cpu_kernels_v2, has_v2},
-    {"x86-64-v3", "avx2", "AVX2 + FMA", &lc_cpu_kernels_v3, has_v3},
-    {"x86-64-v4", "avx512", "AVX-512", &lc_cpu_kernels_v4, has_v4},
+    {"x86-64-v2", "baseline", "SSE4.2", &lc_cpu_kernels_v2, &lc_cpu_kernels_v2_bf16, has_v2},
+    {"x86-64-v3", "avx2", "AVX2 + FMA", &lc_cpu_kernels_v3, &lc_cpu_kernels_v3_bf16, has_v3},
+    {"x86-64-v4", "avx512", "AVX-512", &lc_cpu_kernels_v4, &lc_cpu_kernels_v4_bf16, has_v4},
 };
 #else
-extern const lc_kernels lc_cpu_kernels_generic;
+extern const lc_kernels lc_cpu_kernels_generic, lc_cpu_kernels_generic_bf16;
 static const cpu_variant variants[] = {
 #if defined(__aarch64__)
-    {"aarch64", "baseline", "ARMv8-A NEON", &lc_cpu_kernels_generic, always},
+    {"aarch64", "baseline", "ARMv8-A NEON", &lc_cpu_kernels_generic,
+     &lc_cpu_kernels_generic_bf16, always},
 #else
-    {"generic", "baseline", "the compiler's default target", &lc_cpu_kernels_generic, always},
+    {"generic", "baseline", "the compiler's default target", &lc_cpu_kernels_generic,
+     &lc_cpu_kernels_generic_bf16, always},
 #endif
 };
 #endif
@@ -126,6 +130,12 @@ const lc_kernels *lc_cpu_kernels_active(void)
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, select_lazily);
     return active->kernels;
+}
+
+const lc_kernels *lc_cpu_kernels_active_bf16(void)
+{
+    lc_cpu_kernels_active();
+    return active->kernels_bf16;
 }
 
 #define K() lc_cpu_kernels_active()

@@ -21,12 +21,26 @@
 #include "autograd/error.h"
 #include "autograd/backend.h"
 
+/* A frozen weight in another dtype than lc_real (or packed) is converted
+ * this many elements at a time, a tile of whole rows (1 MiB of f32: stays
+ * in L2), by the f32 and the bf16 weight kernels alike. */
+#define LC_CPU_WEIGHT_TILE_ELEMS (1 << 18)
+static inline int64_t lc_cpu_weight_tile_rows(const lc_weight *W)
+{
+    int64_t r = LC_CPU_WEIGHT_TILE_ELEMS / (W->cols ? W->cols : 1);
+    if (r < 1)
+        r = 1;
+    return r < W->rows ? r : W->rows;
+}
+
 /* Overwrites the compute entries of k with no-ops (kernels_dry.c), keeping
  * its size queries: the kernels of a dry run (backend.h lc_backend_dry). */
 void lc_kernels_make_dry(lc_kernels *k);
 
 /* The chosen variant's table (chosen on first use, as lc_cpu_isa_select). */
 const lc_kernels *lc_cpu_kernels_active(void);
+/* The same variant's table with bf16 frozen-weight GEMMs (gemm_bf16.h). */
+const lc_kernels *lc_cpu_kernels_active_bf16(void);
 
 /* Environment variable that forces a variant: "auto" (default), a name
  * from lc_cpu_isa_names(), or an alias (baseline, avx2, avx512). */

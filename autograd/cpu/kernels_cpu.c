@@ -21,10 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/cpu/gemm_bf16.h"
 #include "autograd/error.h"
 #include "autograd/hash.h"
 
-#define WEIGHT_TILE_ELEMS (1 << 18) /* 1 MiB of f32: stays in L2 */
 #ifndef ATTN_BLOCK
 #define ATTN_BLOCK 32
 #endif
@@ -191,17 +191,9 @@ static bool weight_is_native(const lc_weight *W)
     return !W->nf4 && !W->ggml && W->dtype == (LC_REAL_IS_F64 ? LC_DTYPE_F64 : LC_DTYPE_F32);
 }
 
-static int64_t weight_tile_rows(const lc_weight *W)
-{
-    int64_t r = WEIGHT_TILE_ELEMS / (W->cols ? W->cols : 1);
-    if (r < 1)
-        r = 1;
-    return r < W->rows ? r : W->rows;
-}
-
 static size_t cpu_weight_scratch(const lc_weight *W)
 {
-    return weight_is_native(W) ? 0 : (size_t)(weight_tile_rows(W) * W->cols);
+    return weight_is_native(W) ? 0 : (size_t)(lc_cpu_weight_tile_rows(W) * W->cols);
 }
 
 static void cpu_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
@@ -212,7 +204,7 @@ static void cpu_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
         cpu_gemm(false, true, N, out, in, 1, x, in, W->data, in, beta, y, out);
         return;
     }
-    int64_t tr = weight_tile_rows(W);
+    int64_t tr = lc_cpu_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);
@@ -228,7 +220,7 @@ static void cpu_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight
         cpu_gemm(false, false, N, in, out, 1, dy, out, W->data, in, 1, dx, in);
         return;
     }
-    int64_t tr = weight_tile_rows(W);
+    int64_t tr = lc_cpu_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);
@@ -665,11 +657,31 @@ static int64_t cpu_ce_chunk_rows(int64_t V)
     return r > CE_MAX_CHUNK_ROWS ? CE_MAX_CHUNK_ROWS : r;
 }
 
-static size_t cpu_ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W)
+/* The frozen-weight products the fused head uses: f32 or bf16 GEMMs. */
+typedef struct weight_gemms {
+    __typeof__(lc_k_weight_scratch) *scratch;
+    __typeof__(lc_k_weight_matmul) *matmul;
+    __typeof__(lc_k_weight_matmul_grad) *matmul_grad;
+} weight_gemms;
+static const weight_gemms gemms_f32 = {cpu_weight_scratch, cpu_weight_matmul,
+                                       cpu_weight_matmul_grad};
+static const weight_gemms gemms_bf16 = {lc_cpu_weight_scratch_bf16, lc_cpu_weight_matmul_bf16,
+                                        lc_cpu_weight_matmul_grad_bf16};
+
+static size_t ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W,
+                         const weight_gemms *g)
 {
     (void)N; /* chunks of rows: the same for any N */
     int64_t r = cpu_ce_chunk_rows(V);
-    return (size_t)(r * V + 2 * r * C) + cpu_weight_scratch(W);
+    return (size_t)(r * V + 2 * r * C) + g->scratch(W);
+}
+static size_t cpu_ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W)
+{
+    return ce_scratch(N, C, V, W, &gemms_f32);
+}
+static size_t cpu_ce_scratch_bf16(int64_t N, int64_t C, int64_t V, const lc_weight *W)
+{
+    return ce_scratch(N, C, V, W, &gemms_bf16);
 }
 
 /* One row of soft-capped logits lr[V] (raw x·Wᵀ in, gradient out when
@@ -702,9 +714,10 @@ static double ce_row_capped(lc_real *restrict lr, int64_t V, int32_t t, lc_real 
     return (double)m + log((double)sum) - (double)zt;
 }
 
-static double cpu_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
-                       const int32_t *targets, lc_real grad_scale, lc_real *dx,
-                       int64_t *n_supervised, lc_real *scratch, double softcap)
+static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
+                         const int32_t *targets, lc_real grad_scale, lc_real *dx,
+                         int64_t *n_supervised, lc_real *scratch, double softcap,
+                         const weight_gemms *g)
 {
     const lc_real cap = (lc_real)softcap;
     const int64_t V = W->rows, chunk = cpu_ce_chunk_rows(V);
@@ -723,7 +736,7 @@ static double cpu_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_we
             continue;
         for (int64_t r = 0; r < nr; r++)
             memcpy(xc + r * C, x + rows[r] * C, (size_t)C * sizeof(lc_real));
-        cpu_weight_matmul(xc, nr, W, 0, logits, wscratch);
+        g->matmul(xc, nr, W, 0, logits, wscratch);
         double chunk_loss = 0;
 #pragma omp parallel for schedule(static) reduction(+ : chunk_loss) if (nr * V >= PAR_MIN)
         for (int64_t r = 0; r < nr; r++) {
@@ -760,7 +773,7 @@ static double cpu_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_we
         nsup += nr;
         if (dx) {
             memset(dxc, 0, (size_t)(nr * C) * sizeof(lc_real));
-            cpu_weight_matmul_grad(logits, nr, W, dxc, wscratch);
+            g->matmul_grad(logits, nr, W, dxc, wscratch);
             for (int64_t r = 0; r < nr; r++)
                 cpu_axpy(C, 1, dxc + r * C, dx + rows[r] * C);
         }
@@ -768,6 +781,21 @@ static double cpu_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_we
     if (n_supervised)
         *n_supervised = nsup;
     return total;
+}
+
+static double cpu_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
+                             const int32_t *targets, lc_real grad_scale, lc_real *dx,
+                             int64_t *n_supervised, lc_real *scratch, double softcap)
+{
+    return lm_head_ce(x, N, C, W, targets, grad_scale, dx, n_supervised, scratch, softcap,
+                      &gemms_f32);
+}
+static double cpu_lm_head_ce_bf16(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
+                                  const int32_t *targets, lc_real grad_scale, lc_real *dx,
+                                  int64_t *n_supervised, lc_real *scratch, double softcap)
+{
+    return lm_head_ce(x, N, C, W, targets, grad_scale, dx, n_supervised, scratch, softcap,
+                      &gemms_bf16);
 }
 
 static void cpu_embedding(const lc_weight *E, const int32_t *ids, int64_t N, lc_real *x)
@@ -808,13 +836,13 @@ static void cpu_dropout(const lc_real *src, lc_real *dst, int64_t n, double p,
 
 static size_t cpu_dora_norm_scratch(const lc_weight *W)
 {
-    return (size_t)(weight_tile_rows(W) * W->cols);
+    return (size_t)(lc_cpu_weight_tile_rows(W) * W->cols);
 }
 
 static void cpu_dora_norm(const lc_weight *W, const lc_real *A, const lc_real *B, int64_t R,
                           lc_real s, lc_real *c, lc_real *scratch)
 {
-    int64_t in = W->cols, out = W->rows, tr = weight_tile_rows(W);
+    int64_t in = W->cols, out = W->rows, tr = lc_cpu_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);                    /* [r1-r0, in] */
@@ -910,42 +938,58 @@ static double cpu_sum_squares(int64_t n, const lc_real *g)
 #define LC_CPU_CAT2(a, b) a##b
 #define LC_CPU_CAT(a, b) LC_CPU_CAT2(a, b)
 
+/* Every entry but the frozen-weight products, shared by the two tables. */
+#define CPU_COMMON_ENTRIES \
+    .gemm = cpu_gemm, \
+    .rmsnorm_fwd = cpu_rmsnorm_fwd, \
+    .rmsnorm_bwd = cpu_rmsnorm_bwd, \
+    .swiglu_fwd = cpu_swiglu_fwd, \
+    .swiglu_bwd = cpu_swiglu_bwd, \
+    .geglu_tanh_fwd = cpu_geglu_tanh_fwd, \
+    .geglu_tanh_bwd = cpu_geglu_tanh_bwd, \
+    .softcap = cpu_softcap, \
+    .rope = cpu_rope, \
+    .attention_scratch = cpu_attention_scratch, \
+    .attention_fwd = cpu_attention_fwd, \
+    .attention_bwd = cpu_attention_bwd, \
+    .ce_chunk_rows = cpu_ce_chunk_rows, \
+    .embedding = cpu_embedding, \
+    .dropout = cpu_dropout, \
+    .axpy = cpu_axpy, \
+    .add = cpu_add, \
+    .scale = cpu_scale, \
+    .div = cpu_div, \
+    .add_bias = cpu_add_bias, \
+    .cols = cpu_cols, \
+    .gather_rows = cpu_gather_rows, \
+    .scatter_add_rows = cpu_scatter_add_rows, \
+    .gather_add_rows = cpu_gather_add_rows, \
+    .row_dots = cpu_row_dots, \
+    .dora_norm_scratch = cpu_dora_norm_scratch, \
+    .dora_norm = cpu_dora_norm, \
+    .dora_combine = cpu_dora_combine, \
+    .col_scale = cpu_col_scale, \
+    .dora_mag_grad = cpu_dora_mag_grad, \
+    .adamw = cpu_adamw, \
+    .sum_squares = cpu_sum_squares
+
+/* float32: every product on OpenBLAS. */
 const lc_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
-    .gemm = cpu_gemm,
+    CPU_COMMON_ENTRIES,
     .weight_scratch = cpu_weight_scratch,
     .weight_matmul = cpu_weight_matmul,
     .weight_matmul_grad = cpu_weight_matmul_grad,
-    .rmsnorm_fwd = cpu_rmsnorm_fwd,
-    .rmsnorm_bwd = cpu_rmsnorm_bwd,
-    .swiglu_fwd = cpu_swiglu_fwd,
-    .swiglu_bwd = cpu_swiglu_bwd,
-    .geglu_tanh_fwd = cpu_geglu_tanh_fwd,
-    .geglu_tanh_bwd = cpu_geglu_tanh_bwd,
-    .softcap = cpu_softcap,
-    .rope = cpu_rope,
-    .attention_scratch = cpu_attention_scratch,
-    .attention_fwd = cpu_attention_fwd,
-    .attention_bwd = cpu_attention_bwd,
-    .ce_chunk_rows = cpu_ce_chunk_rows,
     .ce_scratch = cpu_ce_scratch,
     .lm_head_ce = cpu_lm_head_ce,
-    .embedding = cpu_embedding,
-    .dropout = cpu_dropout,
-    .axpy = cpu_axpy,
-    .add = cpu_add,
-    .scale = cpu_scale,
-    .div = cpu_div,
-    .add_bias = cpu_add_bias,
-    .cols = cpu_cols,
-    .gather_rows = cpu_gather_rows,
-    .scatter_add_rows = cpu_scatter_add_rows,
-    .gather_add_rows = cpu_gather_add_rows,
-    .row_dots = cpu_row_dots,
-    .dora_norm_scratch = cpu_dora_norm_scratch,
-    .dora_norm = cpu_dora_norm,
-    .dora_combine = cpu_dora_combine,
-    .col_scale = cpu_col_scale,
-    .dora_mag_grad = cpu_dora_mag_grad,
-    .adamw = cpu_adamw,
-    .sum_squares = cpu_sum_squares,
+};
+
+/* compute_dtype bfloat16: the frozen-weight products (linears and the
+ * lm_head) as bf16 GEMMs (gemm_bf16.h); activations stay f32. */
+const lc_kernels LC_CPU_CAT(LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT), _bf16) = {
+    CPU_COMMON_ENTRIES,
+    .weight_scratch = lc_cpu_weight_scratch_bf16,
+    .weight_matmul = lc_cpu_weight_matmul_bf16,
+    .weight_matmul_grad = lc_cpu_weight_matmul_grad_bf16,
+    .ce_scratch = cpu_ce_scratch_bf16,
+    .lm_head_ce = cpu_lm_head_ce_bf16,
 };

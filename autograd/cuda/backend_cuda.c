@@ -202,6 +202,7 @@ int lc_backend_cuda_create(lc_backend **out, int device, lc_dtype act, lc_error 
         .name = "cuda",
         .device = true,
         .act = act,
+        .gemm = act,
         .k = act == LC_DTYPE_BF16 ? bf16_kernels : f32_kernels,
         .f32 = &f32_kernels,
         .alloc = m_alloc,

@@ -1,0 +1,83 @@
+/* gemm_bf16.h — the CPU's bfloat16 GEMMs: the frozen-weight products of a
+ * run with compute_dtype: bfloat16 on the CPU.
+ *
+ * What is rounded: both inputs of every frozen-weight GEMM (the activation
+ * and the weight, to bf16, round-to-nearest-even, as PyTorch's CPU autocast
+ * does for a linear); products are exact in f32 and accumulate in f32, and
+ * the output stays f32. Everything else — LoRA products, norms, attention,
+ * the loss, the optimizer — stays f32 (activations are f32 on the CPU
+ * either way: lc_backend.act is F32, only these GEMMs change).
+ *
+ * Who computes them (the "engine"):
+ *   onednn   oneDNN's matmul primitive (Debian's libdnnl, the library
+ *            PyTorch itself uses on the CPU): AMX or AVX512-BF16 tiles,
+ *            chosen when the CPU has bf16 units.
+ *   emulate  the same rounding, products through the f32 GEMM (OpenBLAS)
+ *            on the rounded values — the same numbers up to summation
+ *            order, on any CPU: how tests and CI check the bf16 path on
+ *            machines without bf16 units.
+ *   off      no bf16 GEMMs: a bfloat16 run falls back to float32 (and says
+ *            so) — what a CPU without bf16 units gets.
+ * LORAC_CPU_BF16 (auto | onednn | emulate | off) forces one; auto is onednn
+ * when oneDNN reports AMX or AVX512-BF16 for this CPU (what oneDNN reports
+ * is capped by its own ONEDNN_MAX_CPU_ISA: that variable, or
+ * LORAC_CPU_BF16=off, is how a machine with bf16 units is made to take
+ * the fallback), else off.
+ *
+ * Threads: the GEMMs use the process's OpenMP threads; call them from
+ * outside a parallel region, from one thread at a time (they keep one
+ * process-wide buffer for the rounded activations). */
+#ifndef LC_CPU_GEMM_BF16_H
+#define LC_CPU_GEMM_BF16_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "autograd/error.h"
+#include "autograd/tensor.h"
+
+#define LC_CPU_BF16_ENV "LORAC_CPU_BF16"
+
+typedef enum lc_cpu_bf16_engine {
+    LC_CPU_BF16_OFF,
+    LC_CPU_BF16_ONEDNN,
+    LC_CPU_BF16_EMULATE,
+} lc_cpu_bf16_engine;
+
+/* The engine for this process (from LC_CPU_BF16_ENV and the CPU), chosen
+ * once; fails when the variable names no engine, or onednn where oneDNN
+ * cannot run bf16 matmuls on this CPU. `why` (may be NULL) gets one line
+ * on how it was chosen, e.g. "oneDNN 2.6.3, avx512_core_amx". */
+int lc_cpu_bf16_engine_select(lc_cpu_bf16_engine *engine, char *why, size_t n, lc_error *err);
+/* The line `why` got at the last selection ("not selected" before any). */
+const char *lc_cpu_bf16_engine_why(void);
+/* "onednn", "emulate", "off". */
+const char *lc_cpu_bf16_engine_name(lc_cpu_bf16_engine e);
+/* Whether this CPU has bf16 units oneDNN uses (AMX-BF16 or AVX512-BF16,
+ * after ONEDNN_MAX_CPU_ISA), and their name ("AMX", "AVX512-BF16") or NULL. */
+const char *lc_cpu_bf16_units(void);
+/* The oneDNN implementation the last onednn GEMM ran ("brg:avx512_core_amx",
+ * …), or "" before any. */
+const char *lc_cpu_bf16_impl(void);
+
+/* dst[n] = src[n] rounded to bf16 (round-to-nearest-even; NaN stays NaN). */
+void lc_cpu_round_bf16(const float *src, int64_t n, uint16_t *dst);
+
+/* C[M,N] (f32) = op(A)·op(B) + beta·C with A, B bf16 (op = transpose when
+ * trans_*), row-major, f32 accumulation, on the selected engine (onednn or
+ * emulate; asserts a bf16 engine was selected). */
+void lc_cpu_gemm_bf16(lc_cpu_bf16_engine engine, bool trans_a, bool trans_b, int64_t M,
+                      int64_t N, int64_t K, const uint16_t *A, int64_t lda, const uint16_t *B,
+                      int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* The kernels.h weight entries of the bf16 CPU backend (same contracts as
+ * lc_k_weight_scratch / lc_k_weight_matmul / lc_k_weight_matmul_grad,
+ * with the rounding above), on the process's engine. */
+size_t lc_cpu_weight_scratch_bf16(const lc_weight *W);
+void lc_cpu_weight_matmul_bf16(const lc_real *x, int64_t N, const lc_weight *W, lc_real beta,
+                               lc_real *y, lc_real *scratch);
+void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
+                                    lc_real *dx, lc_real *scratch);
+
+#endif
