@@ -105,6 +105,11 @@ def cmd_row(name, rnd, rc, json_path, err_path, tokens=1024):
     if name.startswith("lorac"):
         notes = lorac_notes(err_path)
         note = f"; lorac says: {' / '.join(notes)}" if notes else ""
+        # the memory plan lorac reserves against what the process reached (issue 10: within 5%)
+        if j.get("plan_mib"):
+            rss_mib = j["peak_rss_gib"] * 1024
+            note += (f"; memory plan {j['plan_mib']:.1f} MiB vs peak RSS {rss_mib:.1f} MiB: "
+                     f"{100 * (j['plan_mib'] - rss_mib) / rss_mib:+.1f}%")
     print(f"   round {rnd} {name}: {tokens_per_s(j, tokens):.1f} tokens/s (steps "
           f"{', '.join(f'{s:.2f}' for s in j['step_s'])} s), peak RSS "
           f"{j['peak_rss_gib']:.2f} GiB, loss {j['loss']:.4f}; {kernels(name, j)}{note}")

@@ -5,12 +5,16 @@
  * 2·M·N for a matrix-vector product). Also `lorac bench --gemm-peak`'s JSON.
  *
  *   step_flops_match_the_gemm_calls   one in-process `bench` step of a tiny
- *       Llama (f32, CPU), without and with gradient checkpointing: the counted
- *       FLOPs equal lc_gemm_flops_count's, up to the attention kernel's known
- *       excess (below), and the JSON's gemm_gflop is that count
+ *       Llama on the CPU — f32 without and with gradient checkpointing, and
+ *       compute_dtype bfloat16 on the emulate engine (bf16-rounded operands,
+ *       products on the f32 GEMM) — the counted FLOPs equal
+ *       lc_gemm_flops_count's, up to the attention kernel's known excess
+ *       (below); the JSON's gemm_gflop is that count, and bf16_gemm names the
+ *       engine ("off" in f32)
  *   gemm_peak_json                    --gemm-peak on a tiny shape: every
  *       block linear forward and backward-data, the lm_head, positive rates,
- *       and an overall rate between the slowest and the fastest shape */
+ *       an overall rate between the slowest and the fastest shape, and the
+ *       bf16 rates ("no bf16 units" on a CPU without them) */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <cblas.h>
@@ -22,6 +26,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "autograd/cpu/gemm_bf16.h"
 #include "train/bench.h"
 #include "train/bench_gemm.h"
 
@@ -86,11 +91,18 @@ Test(bench_gemm, step_flops_match_the_gemm_calls, .timeout = 120)
     lc_model_config cfg = {.arch = LC_ARCH_LLAMA, .hidden_size = 64, .intermediate_size = 96,
                            .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
                            .vocab_size = 256};
-    for (int ck = 0; ck < 2; ck++) {
-        const char *args[] = {TINY_ARGS, "--steps", "1", "--warmup", "0", "--checkpointing"};
+    for (int run = 0; run < 3; run++) {
+        bool ck = run == 1, bf16 = run == 2;
+        const char *args[] = {TINY_ARGS, "--steps", "1", "--warmup", "0", "--compute-dtype",
+                              bf16 ? "bfloat16" : "float32", "--checkpointing"};
         int n = (int)(sizeof args / sizeof args[0]) - (ck ? 0 : 1);
+        setenv("LORAC_CPU_BF16", "emulate", 1);
         atomic_store(&counted, 0);
         cJSON *j = bench_in_process(args, n);
+        unsetenv("LORAC_CPU_BF16");
+        const cJSON *eng = cJSON_GetObjectItemCaseSensitive(j, "bf16_gemm");
+        cr_expect(cJSON_IsString(eng) && strcmp(eng->valuestring, bf16 ? "emulate" : "off") == 0,
+                  "bf16_gemm %s in the %s run", cJSON_Print(eng), bf16 ? "bfloat16" : "float32");
         double ran = (double)atomic_load(&counted);
         lc_gemm_flops f;
         lc_error err;
@@ -103,8 +115,8 @@ Test(bench_gemm, step_flops_match_the_gemm_calls, .timeout = 120)
         double attn = f.attention * (ck ? 9.0 / 7 : 1); /* recompute: the 2 forward products */
         double expect = f.total + attn * ((double)(T * T) / (T * (T + 1) / 2.0) - 1);
         cr_expect(fabs(ran - expect) <= 1e-9 * expect,
-                  "checkpointing %d: the step's CBLAS calls did %.0f FLOPs, the count says %.0f "
-                  "(frozen %.0f lora %.0f attention %.0f lm_head %.0f recompute %.0f)", ck, ran,
+                  "run %d (checkpointing %d): the step's CBLAS calls did %.0f FLOPs, the count says %.0f "
+                  "(frozen %.0f lora %.0f attention %.0f lm_head %.0f recompute %.0f)", run, ck, ran,
                   expect, f.frozen, f.lora, f.attention, f.lm_head, f.recompute);
         const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "gemm_gflop");
         cr_expect(cJSON_IsNumber(g) && fabs(g->valuedouble - f.total / 1e9) <= 1e-6 * f.total / 1e9,
@@ -148,5 +160,12 @@ Test(bench_gemm, gemm_peak_json, .timeout = 120)
     double all = cJSON_GetObjectItemCaseSensitive(f32, "overall_gflops")->valuedouble;
     /* printed to 0.1 GFLOP/s */
     cr_expect(all >= lo - 0.05 && all <= hi + 0.05, "overall %g outside [%g, %g]", all, lo, hi);
+    const cJSON *bf16 = cJSON_GetObjectItemCaseSensitive(j, "bf16");
+    if (lc_cpu_bf16_units())
+        cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(bf16, "shapes")), 16,
+                     "bf16 on %s: %s", lc_cpu_bf16_units(), cJSON_Print(bf16));
+    else
+        cr_expect(cJSON_IsString(bf16) && strcmp(bf16->valuestring, "no bf16 units") == 0,
+                  "bf16: %s", cJSON_Print(bf16));
     cJSON_Delete(j);
 }

@@ -12,6 +12,7 @@
 
 #include "autograd/cpu/blas.h"
 #include "autograd/cpu/dispatch.h"
+#include "autograd/cpu/gemm_bf16.h"
 #include "data/batch.h"
 #include "train/bench_gemm.h"
 #include "train/backend_select.h"
@@ -269,6 +270,15 @@ static int bench_run(const bench_opts *o, bench_state *b, double setup_s, FILE *
             tokens / total_time, lc_peak_rss_bytes() / 1073741824.0, loss,
             b->eng.tape.data->peak / 1048576.0, b->eng.tape.grad_arena.peak / 1048576.0,
             plan->total / 1048576.0, plan->arena_peak / 1048576.0, plan->grad_peak / 1048576.0);
+    /* on the CPU: who ran the frozen-weight GEMMs in bf16 (engine and oneDNN's
+     * implementation), or "off" (float32) */
+    lc_cpu_bf16_engine eng = LC_CPU_BF16_OFF;
+    if (!b->be->device && b->be->gemm == LC_DTYPE_BF16)
+        lc_cpu_bf16_engine_select(&eng, NULL, 0, NULL);
+    if (!b->be->device)
+        fprintf(out, ",\"bf16_gemm\":\"%s%s%s\"", lc_cpu_bf16_engine_name(eng),
+                eng == LC_CPU_BF16_ONEDNN ? " " : "",
+                eng == LC_CPU_BF16_ONEDNN ? lc_cpu_bf16_impl() : "");
     /* the step's GEMM FLOPs, counted from the shape (DoRA's and MoE's are not) */
     lc_gemm_flops gf;
     lc_error ferr;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "autograd/cpu/blas.h"
+#include "autograd/cpu/gemm_bf16.h"
 #include "autograd/cpu/dispatch.h"
 #include "autograd/kernels.h"
 #include "train/lora.h"
@@ -129,21 +130,6 @@ static void fill(float *x, int64_t n, uint64_t seed)
     }
 }
 
-/* Best GFLOP/s of repeated f32 GEMMs of shape p on A, B, C. */
-static double time_f32(const peak_shape *p, const float *A, const float *B, float *C)
-{
-    double best = 1e30, t_all = lc_now_s();
-    int64_t ldb = p->trans_b ? p->K : p->N;
-    for (int rep = -1; rep < PEAK_MIN_REPS || lc_now_s() - t_all < PEAK_MIN_S; rep++) {
-        double t0 = lc_now_s();
-        lc_k_gemm(false, p->trans_b, p->M, p->N, p->K, 1, A, p->K, B, ldb, 0, C, p->N);
-        double dt = lc_now_s() - t0;
-        if (rep >= 0 && dt < best) /* rep -1: warm-up */
-            best = dt;
-    }
-    return 2.0 * (double)p->M * (double)p->N * (double)p->K / best / 1e9;
-}
-
 /* Prints "name":{"overall_gflops":…,"shapes":[…]} for the measured shapes:
  * overall = the step's FLOPs of these shapes over the time they take at the
  * measured rates. */
@@ -163,6 +149,63 @@ static void print_rates(FILE *out, const char *name, const char *engine, const p
                 "\"gflops\":%.1f}", i ? "," : "", s[i].what, (long long)s[i].M,
                 (long long)s[i].N, (long long)s[i].K, s[i].calls, s[i].gflops);
     fprintf(out, "]}");
+}
+
+/* C = A·op(B) of shape p: f32 (lc_k_gemm) or bf16 (oneDNN) operands. */
+typedef void gemm_call(const peak_shape *p, const void *A, const void *B, float *C);
+
+static void call_f32(const peak_shape *p, const void *A, const void *B, float *C)
+{
+    lc_k_gemm(false, p->trans_b, p->M, p->N, p->K, 1, A, p->K, B, p->trans_b ? p->K : p->N, 0,
+              C, p->N);
+}
+
+static void call_bf16(const peak_shape *p, const void *A, const void *B, float *C)
+{
+    lc_cpu_gemm_bf16(LC_CPU_BF16_ONEDNN, false, p->trans_b, p->M, p->N, p->K, A, p->K, B,
+                     p->trans_b ? p->K : p->N, 0, C, p->N);
+}
+
+/* Best GFLOP/s of repeated GEMMs of shape p on A, B, C. */
+static double best_gflops(const peak_shape *p, gemm_call *call, const void *A, const void *B,
+                          float *C)
+{
+    double best = 1e30, t_all = lc_now_s();
+    for (int rep = -1; rep < PEAK_MIN_REPS || lc_now_s() - t_all < PEAK_MIN_S; rep++) {
+        double t0 = lc_now_s();
+        call(p, A, B, C);
+        double dt = lc_now_s() - t0;
+        if (rep >= 0 && dt < best) /* rep -1: warm-up */
+            best = dt;
+    }
+    return 2.0 * (double)p->M * (double)p->N * (double)p->K / best / 1e9;
+}
+
+/* The bf16 rates of the shapes on oneDNN (A, B rounded to bf16), printed as
+ * "bf16":{…}; "bf16":"no bf16 units" on a CPU without them. */
+static int peak_bf16(FILE *out, peak_shape *s, int n, const float *A, size_t na, const float *B,
+                     size_t nb, float *C, lc_error *err)
+{
+    const char *units = lc_cpu_bf16_units();
+    if (!units) {
+        fprintf(out, ",\"bf16\":\"no bf16 units\"");
+        return 0;
+    }
+    uint16_t *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+    if (!a || !b) {
+        free(a), free(b);
+        return lc_error_set(err, "bench --gemm-peak: out of memory for the bf16 matrices");
+    }
+    lc_cpu_round_bf16(A, (int64_t)na, a);
+    lc_cpu_round_bf16(B, (int64_t)nb, b);
+    for (int i = 0; i < n; i++)
+        s[i].gflops = best_gflops(&s[i], call_bf16, a, b, C);
+    char engine[128];
+    snprintf(engine, sizeof engine, "oneDNN %s on %s", lc_cpu_bf16_impl(), units);
+    fprintf(out, ",");
+    print_rates(out, "bf16", engine, s, n);
+    free(a), free(b);
+    return 0;
 }
 
 int lc_bench_gemm_peak(const lc_model_config *cfg, int64_t tokens, FILE *out, lc_error *err)
@@ -186,14 +229,15 @@ int lc_bench_gemm_peak(const lc_model_config *cfg, int64_t tokens, FILE *out, lc
     }
     fill(A, (int64_t)na, 1), fill(B, (int64_t)nb, 2);
     for (int i = 0; i < n; i++)
-        s[i].gflops = time_f32(&s[i], A, B, C);
+        s[i].gflops = best_gflops(&s[i], call_f32, A, B, C);
     fprintf(out, "{\"gemm_peak\":true,\"tokens\":%lld,\"threads\":%d,\"cpu_kernels\":\"%s\","
             "\"blas_core\":\"%s\",", (long long)tokens, omp_get_max_threads(), lc_cpu_isa(),
             lc_blas_core());
     char engine[64];
     snprintf(engine, sizeof engine, "lc_k_gemm: OpenBLAS %s", lc_blas_core());
     print_rates(out, "f32", engine, s, n);
+    int rc = peak_bf16(out, s, n, A, na, B, nb, C, err);
     fprintf(out, "}\n");
     free(A), free(B), free(C);
-    return 0;
+    return rc;
 }
