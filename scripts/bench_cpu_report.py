@@ -14,21 +14,13 @@ library only: runs on any python3).
 tokens/s of a run is tokens per step over its median timed step (lorac's and
 PyTorch's the same way); peak RSS is the whole process's (ru_maxrss).
 """
-import json
 import statistics
 import sys
 
+from bench_gpu_report import last_json as load, median_tps as tokens_per_s
+
 TARGET_BF16, TARGET_F32, TARGET_RSS_GIB = 2.0, 1.5, 1.5
 FULL_LAYERS = 30
-
-
-def load(path):
-    """The last JSON line of a file, or None."""
-    try:
-        lines = [l for l in open(path) if l.strip().startswith("{")]
-        return json.loads(lines[-1]) if lines else None
-    except (OSError, ValueError):
-        return None
 
 
 def last_line(path):
@@ -71,10 +63,6 @@ def run_result(name, rc, j, err_path):
         why = (j or {}).get("error") or last_line(err_path) or f"exit {rc}"
         return None, f"failed: {why}"
     return j, ""
-
-
-def tokens_per_s(j, tokens):
-    return tokens / statistics.median(j["step_s"])
 
 
 def cmd_peak(path):
