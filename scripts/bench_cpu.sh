@@ -30,8 +30,9 @@
 # against a -DLORAC_NATIVE=ON build (build-native/, everything -march=native)
 # in alternating rounds, medians and their ratio (target: within 5%).
 # Logs and JSON go to $OUT when set, else build/bench-cpu-logs. Run it on a
-# quiet machine: every run measures wall time on 2 cores (the load average is
-# printed before and after).
+# quiet machine: every run measures wall time on 2 cores (each run's line says
+# what share of the cores other processes used meanwhile, from /proc/stat; the
+# summary warns when that exceeded 10%).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=3
@@ -122,17 +123,27 @@ echo "== GEMM ceiling: lorac bench --gemm-peak"
 run_lorac build/lorac --gemm-peak >"$LOG/gemm_peak.json"
 /usr/bin/python3 scripts/bench_cpu_report.py peak "$LOG/gemm_peak.json"
 
+# Seconds of CPU time the whole machine was busy, and this script and its finished runs
+HZ=$(getconf CLK_TCK)
+machine_busy() { awk -v hz="$HZ" '/^cpu /{printf "%.2f", ($2+$3+$4+$7+$8+$9)/hz}' /proc/stat; }
+own_cpu() { awk -v hz="$HZ" '{printf "%.2f", ($14+$15+$16+$17)/hz}' "/proc/$$/stat"; }
 # one run: NAME ROUND COMMAND...; its stdout (JSON) and stderr in $LOG, a line in the manifest
+# with the share of the cores other processes used meanwhile (what makes a timing noisy)
 MANIFEST="$LOG/runs.tsv"
 : >"$MANIFEST"
 run() {
-  local name=$1 round=$2 base
+  local name=$1 round=$2 base b0 o0 t0 other rc=0
   shift 2
   base="$LOG/r${round}_${name// /_}"
-  local rc=0
+  b0=$(machine_busy) o0=$(own_cpu) t0=$(date +%s.%N)
   "$@" >"$base.json" 2>"$base.err" || rc=$?
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rc" "$base.json" "$base.err" >>"$MANIFEST"
-  /usr/bin/python3 scripts/bench_cpu_report.py row "$name" "$round" "$rc" "$base.json" "$base.err"
+  other=$(awk -v b="$(machine_busy)" -v o="$(own_cpu)" -v t="$(date +%s.%N)" -v b0="$b0" \
+    -v o0="$o0" -v t0="$t0" -v n="$(nproc)" \
+    'BEGIN { x = 100 * ((b - b0) - (o - o0)) / ((t - t0) * n); printf "%.0f", x < 0 ? 0 : x }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rc" "$base.json" "$base.err" "$other" \
+    >>"$MANIFEST"
+  /usr/bin/python3 scripts/bench_cpu_report.py row "$name" "$round" "$rc" "$base.json" "$base.err" \
+    "$other"
 }
 ARGS=(--steps "$STEPS" --warmup "$WARMUP")
 for r in $(seq "$ROUNDS"); do

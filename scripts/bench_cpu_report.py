@@ -4,9 +4,10 @@ library only: runs on any python3).
 
   bench_cpu_report.py peak GEMM_PEAK.json
       the GEMM ceiling `lorac bench --gemm-peak` measured
-  bench_cpu_report.py row NAME ROUND RC RUN.json RUN.err
+  bench_cpu_report.py row NAME ROUND RC RUN.json RUN.err OTHER%
       one run: tokens/s, peak RSS, the GEMM kernels; lorac's refusal or
-      fall-back note from its stderr
+      fall-back note from its stderr; the share of the cores other processes
+      used during it
   bench_cpu_report.py summary RUNS.tsv GEMM_PEAK.json [--layers N] [--tokens 1024]
       medians over the rounds, ratios and issue #18's targets as PASS / FAIL
       lines, and the fraction of the GEMM ceiling lorac's GEMM work ran at
@@ -21,6 +22,7 @@ from bench_gpu_report import last_json as load, median_tps as tokens_per_s
 
 TARGET_BF16, TARGET_F32, TARGET_RSS_GIB = 2.0, 1.5, 1.5
 FULL_LAYERS = 30
+QUIET_OTHER_PCT = 10  # other processes' share of the cores above which timings are noisy
 
 
 def last_line(path):
@@ -83,11 +85,12 @@ def cmd_peak(path):
     return 0
 
 
-def cmd_row(name, rnd, rc, json_path, err_path, tokens=1024):
+def cmd_row(name, rnd, rc, json_path, err_path, other, tokens=1024):
     j = load(json_path)
     j, status = run_result(name, int(rc), j, err_path)
+    busy = f" [other processes: {other}% of the cores]"
     if j is None:
-        print(f"   round {rnd} {name}: {status}")
+        print(f"   round {rnd} {name}: {status}{busy}")
         return 0
     note = ""
     if name.startswith("lorac"):
@@ -100,17 +103,18 @@ def cmd_row(name, rnd, rc, json_path, err_path, tokens=1024):
                      f"{100 * (j['plan_mib'] - rss_mib) / rss_mib:+.1f}%")
     print(f"   round {rnd} {name}: {tokens_per_s(j, tokens):.1f} tokens/s (steps "
           f"{', '.join(f'{s:.2f}' for s in j['step_s'])} s), peak RSS "
-          f"{j['peak_rss_gib']:.2f} GiB, loss {j['loss']:.4f}; {kernels(name, j)}{note}")
+          f"{j['peak_rss_gib']:.2f} GiB, loss {j['loss']:.4f}; {kernels(name, j)}{note}{busy}")
     return 0
 
 
 def cmd_summary(manifest, peak_path, args):
     layers = int(args[args.index("--layers") + 1]) if "--layers" in args else FULL_LAYERS
     tokens = int(args[args.index("--tokens") + 1]) if "--tokens" in args else 1024
-    runs = {}  # name -> [(json, status)]
+    runs, other = {}, 0  # name -> [(json, status, stderr path)]; the busiest run's other load
     for line in open(manifest):
-        name, _rnd, rc, jp, ep = line.rstrip("\n").split("\t")
+        name, _rnd, rc, jp, ep, busy = line.rstrip("\n").split("\t")
         runs.setdefault(name, []).append(run_result(name, int(rc), load(jp), ep) + (ep,))
+        other = max(other, int(busy))
     med, rss, ok = {}, {}, {}
     print("| run | tokens/s (median) | range | peak RSS GiB | GEMM kernels |")
     print("|---|---|---|---|---|")
@@ -125,6 +129,9 @@ def cmd_summary(manifest, peak_path, args):
         extra = f" (lorac: {' / '.join(notes)})" if notes else ""
         print(f"| {name} | {med[name]:.1f} | {min(t):.1f}-{max(t):.1f} ({len(t)} runs) | "
               f"{rss[name]:.2f} | {kernels(name, good[-1])}{extra} |")
+    if other > QUIET_OTHER_PCT:
+        print(f"WARNING: other processes used up to {other}% of the cores during a run: these "
+              "timings are not a quiet machine's, and the ratios below may be far off")
     if layers != FULL_LAYERS:
         print(f"note: {layers} layers, not the SmolLM-135M shape's {FULL_LAYERS}: the ratios "
               "below are indicative only")
@@ -162,11 +169,13 @@ def cmd_summary(manifest, peak_path, args):
             ceil, what = bf16["overall_gflops"], "bf16"
         at_peak = gflop / ceil
         src = "" if name.startswith("lorac") else " (lorac's count of the same step)"
+        rest = (f"the other {step - at_peak:.2f} s are non-GEMM work and GEMMs below the peak"
+                if at_peak <= step else "faster than that peak (another GEMM library, or the "
+                "peak's measurement was disturbed)")
         print(f"GEMM, {name}: {gflop:.1f} GFLOP per step{src} ran at {rate:.1f} GFLOP/s over the "
-              f"{step:.2f} s median step = {100 * rate / ceil:.0f}% of the {what} peak measured "
+              f"{step:.2f} s median step = {100 * rate / ceil:.0f}% of lorac's {what} GEMM peak "
               f"at these shapes ({ceil:.1f} GFLOP/s): at that peak the GEMMs would take "
-              f"{at_peak:.2f} s, the other {step - at_peak:.2f} s are non-GEMM work and GEMMs "
-              "below the peak")
+              f"{at_peak:.2f} s, {rest}")
     if bf16 is not None and not isinstance(bf16, dict):
         print(f"bf16 GEMM peak: {bf16}")
     return 0
@@ -175,7 +184,7 @@ def cmd_summary(manifest, peak_path, args):
 def main(argv):
     if len(argv) >= 2 and argv[0] == "peak":
         return cmd_peak(argv[1])
-    if len(argv) == 6 and argv[0] == "row":
+    if len(argv) == 7 and argv[0] == "row":
         return cmd_row(*argv[1:])
     if len(argv) >= 3 and argv[0] == "summary":
         return cmd_summary(argv[1], argv[2], argv[3:])
