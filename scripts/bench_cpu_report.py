@@ -34,9 +34,10 @@ def last_line(path):
 
 
 def lorac_notes(err_path):
-    """lorac's stderr lines (it prints none on a plain run): a fall-back note."""
+    """lorac's stderr lines, less their "lorac: " (it prints none on a plain run): a
+    fall-back note."""
     try:
-        return [l.strip() for l in open(err_path) if l.strip()]
+        return [l.strip().removeprefix("lorac: ") for l in open(err_path) if l.strip()]
     except OSError:
         return []
 
@@ -56,11 +57,10 @@ def kernels(name, j):
 
 
 def run_result(name, rc, j, err_path):
-    """(tokens/s per step list, a one-line status) of a run; None when it gave no numbers."""
+    """(the run's JSON, "") or, when it gave no numbers, (None, why in one line)."""
     if rc != 0 or j is None or "error" in j or not j.get("step_s"):
         if name.startswith("lorac") and rc != 0:
-            why = last_line(err_path)
-            why = why[len("lorac: "):] if why.startswith("lorac: ") else why
+            why = last_line(err_path).removeprefix("lorac: ")
             return None, f"not available: {why or f'exit {rc}'}"
         why = (j or {}).get("error") or last_line(err_path) or f"exit {rc}"
         return None, f"failed: {why}"
@@ -95,7 +95,7 @@ def cmd_row(name, rnd, rc, json_path, err_path, other, tokens=1024):
     note = ""
     if name.startswith("lorac"):
         notes = lorac_notes(err_path)
-        note = f"; lorac says: {' / '.join(notes)}" if notes else ""
+        note = f"; lorac: {' / '.join(notes)}" if notes else ""
         # the memory plan lorac reserves against what the process reached (issue 10: within 5%)
         if j.get("plan_mib"):
             rss_mib = j["peak_rss_gib"] * 1024
