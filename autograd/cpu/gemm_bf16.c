@@ -328,9 +328,16 @@ void lc_cpu_gemm_bf16(lc_cpu_bf16_engine engine, bool trans_a, bool trans_b, int
 {
     LC_ASSERT(beta == 0 || beta == 1);
 #if LC_HAVE_DNNL
-    if (engine == LC_CPU_BF16_ONEDNN &&
-        onednn_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta != 0, C, ldc))
-        return;
+    if (engine == LC_CPU_BF16_ONEDNN) {
+        if (onednn_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta != 0, C, ldc))
+            return;
+        static bool told;
+        if (!told)
+            fprintf(stderr, "lorac: warning: oneDNN has no bf16 matmul for %lldx%lldx%lld; "
+                    "computing such products on the f32 GEMM (same values, slower)\n",
+                    (long long)M, (long long)N, (long long)K);
+        told = true;
+    }
 #endif
     LC_ASSERT(engine != LC_CPU_BF16_OFF);
 #if LC_REAL_IS_F64
