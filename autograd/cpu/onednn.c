@@ -260,18 +260,16 @@ static int select_from(const char *want, lc_error *err)
     } else if (strcmp(want, "onednn") == 0) {
         if (!lc_onednn_available())
             return lc_error_set(err, "%s=onednn: %s", LC_CPU_GEMM_ENV, lc_onednn_status());
-        gemm_choice = 1;
-        snprintf(gemm_line, sizeof gemm_line, "%s", lc_onednn_status());
-    } else if (strcmp(want, "auto") == 0) {
-        if (lc_cpu_isa_forced()) {
-            gemm_choice = 0;
+        gemm_choice = !lc_cpu_isa_forced();
+        if (gemm_choice)
+            snprintf(gemm_line, sizeof gemm_line, "%s (%s=onednn)", lc_onednn_status(),
+                     LC_CPU_GEMM_ENV);
+        else
             snprintf(gemm_line, sizeof gemm_line, "OpenBLAS (%s forces %s)", LC_CPU_ISA_ENV,
                      lc_cpu_isa());
-        } else {
-            gemm_choice = lc_onednn_available();
-            snprintf(gemm_line, sizeof gemm_line, "%s%s", gemm_choice ? "" : "OpenBLAS: ",
-                     lc_onednn_status());
-        }
+    } else if (strcmp(want, "auto") == 0) {
+        gemm_choice = 0;
+        snprintf(gemm_line, sizeof gemm_line, "OpenBLAS");
     } else {
         char shown[64];
         return lc_error_set(err, "%s=%s: unknown; use auto, onednn or openblas", LC_CPU_GEMM_ENV,

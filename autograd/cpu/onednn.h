@@ -1,20 +1,28 @@
 /* onednn.h — oneDNN's matmul primitive for the CPU's frozen-weight GEMMs.
  *
  * oneDNN (Debian's libdnnl, the library PyTorch itself runs its CPU GEMMs
- * on) is used for the products of activations with frozen weights — the
- * linears and the lm_head — in float32 (its brgemm kernels run the step's
- * shapes at 270-340 GFLOP/s on 2 AVX-512 cores where OpenBLAS 0.3.21 runs
- * 220-240) and in bfloat16 (AMX or AVX512-BF16 tiles: gemm_bf16.h).
- * Everything else stays on OpenBLAS.
+ * on) runs the products of activations with frozen weights — the linears
+ * and the lm_head — in bfloat16 (AMX or AVX512-BF16 tiles: gemm_bf16.h),
+ * and in float32 when asked (LORAC_CPU_GEMM=onednn). Everything else stays
+ * on OpenBLAS.
  *
- * libdnnl.so.2 is opened with dlopen on first use, so a machine without it
- * runs on OpenBLAS (lc_onednn_status says why), and a matmul primitive is
- * created once per GEMM shape and kept in a small cache.
+ * float32 stays on OpenBLAS by default: oneDNN's brgemm ran the SmolLM
+ * step's shapes 20-30% faster than OpenBLAS 0.3.21 with the weights in
+ * cache (275-305 vs 220-238 GFLOP/s on 2 AVX-512 cores), but with the
+ * weights streamed from memory as a step reads them, and in whole steps,
+ * no difference stood out of this machine's noise (2026-11-30).
+ * scripts/bench_cpu.sh can time both.
  *
- * Which library runs the f32 weight GEMMs: LORAC_CPU_GEMM = auto (default:
- * oneDNN when it loads, OpenBLAS when not or when LORAC_CPU_ISA forces a
- * kernel level below the CPU's: oneDNN picks its own instructions, and a
- * forced level is how lorac runs under valgrind), onednn, or openblas. */
+ * libdnnl.so.2 is opened with dlopen on first use, so a float32 run never
+ * maps it and a machine without it still runs (lc_onednn_status says why),
+ * and a matmul primitive is created once per GEMM shape and kept in a
+ * small cache.
+ *
+ * LORAC_CPU_GEMM = auto (default: OpenBLAS) | openblas | onednn chooses the
+ * library of the f32 weight GEMMs; onednn is refused where libdnnl does
+ * not load, and ignored (OpenBLAS) while LORAC_CPU_ISA forces a kernel
+ * level below the CPU's (oneDNN picks its own instructions, and a forced
+ * level is how lorac runs under valgrind). */
 #ifndef LC_CPU_ONEDNN_H
 #define LC_CPU_ONEDNN_H
 
@@ -57,7 +65,7 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
 int lc_cpu_gemm_select(lc_error *err);
 /* Whether the f32 weight GEMMs run on oneDNN. */
 bool lc_cpu_gemm_onednn(void);
-/* One line: "oneDNN 2.6.3 (f32 weight GEMMs)" or "OpenBLAS (LORAC_CPU_GEMM=openblas)". */
+/* One line on that choice: "oneDNN 2.6.3" or "OpenBLAS" and why. */
 const char *lc_cpu_gemm_describe(void);
 
 #endif
