@@ -167,6 +167,41 @@ static void check_kernels(const char *engine, const char *kind)
 KERNEL_TESTS(emulate)
 KERNEL_TESTS(onednn)
 
+/* An MoE expert's GEMMs change M every step: past LC_ONEDNN_MAX_M_VARIANTS
+ * shapes of one family, oneDNN runs them on one primitive of runtime M —
+ * the same products, checked for 24 row counts. */
+Test(cpu_bf16, onednn_many_row_counts)
+{
+    if (!use_engine("onednn"))
+        return;
+    const int n_max = 64 + 24;
+    float *x = malloc(sizeof(float) * n_max * IN), *w = malloc(sizeof(float) * OUT * IN);
+    float *y = malloc(sizeof(float) * n_max * OUT), *ref = malloc(sizeof(float) * n_max * OUT);
+    fill(x, n_max * IN, 7, 4.0);
+    fill(w, OUT * IN, 8, 0.2);
+    test_weight t;
+    make_weight(&t, w, "bf16");
+    lc_real *scratch = malloc(sizeof(lc_real) * (lc_cpu_weight_scratch_bf16(&t.W) + 1));
+    double worst = 0;
+    for (int n = 64; n < n_max; n++) {
+        lc_cpu_weight_matmul_bf16(x, n, &t.W, 0, y, scratch);
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < OUT; o++) {
+                double acc = 0;
+                for (int k = 0; k < IN; k++)
+                    acc += r_bf16(x[i * IN + k]) * lc_bf16_to_f32(((uint16_t *)t.data)[o * IN + k]);
+                ref[i * OUT + o] = (float)acc;
+            }
+        double e = lc_test_rel_err_f32(y, ref, (size_t)n * OUT);
+        worst = e > worst ? e : worst;
+        cr_expect_lt(e, TOL_ROUNDED, "%d rows: %g", n, e);
+    }
+    cr_log_info("onednn, 24 row counts: worst rel err %.3g, last implementation %s", worst,
+                lc_cpu_bf16_impl());
+    free(x), free(w), free(y), free(ref), free(scratch);
+    free_weight(&t);
+}
+
 Test(cpu_bf16, round_bf16_is_nearest_even)
 {
     /* 1 + 2^-8 is halfway between bf16 1 and 1 + 2^-7: ties go to even (1);

@@ -140,6 +140,8 @@ static bool mm_create(mm_entry *e, const mm_key *k)
     dnnl_memory_desc_t src_md, wei_md, dst_md;
     /* op(A)[M,K], op(B)[K,N], C[M,N]: a transposed operand is the same
      * memory read with swapped strides */
+    /* M may be DNNL_RUNTIME_DIM_VAL: one primitive for every M of a
+     * family (its src and dst memories are made per call) */
     dnnl_dims_t a_dims = {k->M, k->K}, a_str = {k->trans_a ? 1 : k->lda, k->trans_a ? k->lda : 1};
     dnnl_dims_t b_dims = {k->K, k->N}, b_str = {k->trans_b ? 1 : k->ldb, k->trans_b ? k->ldb : 1};
     dnnl_dims_t c_dims = {k->M, k->N}, c_str = {k->ldc, 1};
@@ -167,18 +169,20 @@ static bool mm_create(mm_entry *e, const mm_key *k)
     const char *impl = NULL;
     dn.dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
     snprintf(e->impl, sizeof e->impl, "%s", impl ? impl : "?");
+    bool runtime_m = k->M == DNNL_RUNTIME_DIM_VAL;
     ok = dn.dnnl_primitive_create(&e->prim, pd) == dnnl_success &&
-         dn.dnnl_memory_create(&e->src, &src_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success &&
          dn.dnnl_memory_create(&e->wei, &wei_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success &&
-         dn.dnnl_memory_create(&e->dst, &dst_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success;
+         (runtime_m ||
+          (dn.dnnl_memory_create(&e->src, &src_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success &&
+           dn.dnnl_memory_create(&e->dst, &dst_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success));
     dn.dnnl_primitive_desc_destroy(pd);
     e->key = *k;
     return ok;
 }
 
-/* The cached primitive for k (created on a miss; with optional, not when
- * LC_ONEDNN_MAX_M_VARIANTS entries differ from k only in M), or NULL.
- * Under mm_lock. */
+/* The cached primitive for k, created on a miss — unless
+ * LC_ONEDNN_MAX_M_VARIANTS entries differ from k only in M: then NULL with
+ * optional, else the family's one primitive of runtime M. Under mm_lock. */
 static mm_entry *mm_get(const mm_key *k, bool optional)
 {
     int m_variants = 0;
@@ -189,8 +193,13 @@ static mm_entry *mm_get(const mm_key *k, bool optional)
         same_m.M = k->M;
         m_variants += key_eq(&same_m, k);
     }
-    if (optional && m_variants >= LC_ONEDNN_MAX_M_VARIANTS)
-        return NULL;
+    if (m_variants >= LC_ONEDNN_MAX_M_VARIANTS && k->M != DNNL_RUNTIME_DIM_VAL) {
+        if (optional)
+            return NULL;
+        mm_key any_m = *k;
+        any_m.M = DNNL_RUNTIME_DIM_VAL;
+        return mm_get(&any_m, false);
+    }
     mm_entry *e = &mm_cache[mm_next];
     mm_release(e);
     if (!mm_create(e, k)) {
@@ -213,16 +222,34 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
     pthread_mutex_lock(&mm_lock);
     mm_entry *e = mm_get(&key, optional);
     bool ok = e != NULL;
+    dnnl_memory_t src = e ? e->src : NULL, dst = e ? e->dst : NULL;
+    if (ok && !src) { /* runtime M: this call's memories */
+        dnnl_memory_desc_t src_md, dst_md;
+        dnnl_data_type_t in = dtype == LC_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32;
+        dnnl_dims_t a_dims = {M, K}, a_str = {trans_a ? 1 : lda, trans_a ? lda : 1};
+        dnnl_dims_t c_dims = {M, N}, c_str = {ldc, 1};
+        ok = dn.dnnl_memory_desc_init_by_strides(&src_md, 2, a_dims, in, a_str) == dnnl_success &&
+             dn.dnnl_memory_desc_init_by_strides(&dst_md, 2, c_dims, dnnl_f32, c_str) ==
+                 dnnl_success &&
+             dn.dnnl_memory_create(&src, &src_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success &&
+             dn.dnnl_memory_create(&dst, &dst_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success;
+    }
     if (ok) {
-        dn.dnnl_memory_set_data_handle(e->src, (void *)A);
+        dn.dnnl_memory_set_data_handle(src, (void *)A);
         dn.dnnl_memory_set_data_handle(e->wei, (void *)B);
-        dn.dnnl_memory_set_data_handle(e->dst, C);
+        dn.dnnl_memory_set_data_handle(dst, C);
         dnnl_exec_arg_t args[3] = {
-            {DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
+            {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, dst}};
         ok = dn.dnnl_primitive_execute(e->prim, dn.stream, 3, args) == dnnl_success &&
              dn.dnnl_stream_wait(dn.stream) == dnnl_success;
         if (ok)
             memcpy(last_impl, e->impl, sizeof last_impl);
+    }
+    if (e && !e->src) {
+        if (src)
+            dn.dnnl_memory_destroy(src);
+        if (dst)
+            dn.dnnl_memory_destroy(dst);
     }
     pthread_mutex_unlock(&mm_lock);
     return ok;

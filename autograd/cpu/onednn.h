@@ -48,11 +48,12 @@ const char *lc_onednn_last_impl(void);
  * BF16), row-major with leading dimensions lda, ldb, ldc; op = transpose
  * when trans_*. False when oneDNN is not available or has no primitive for
  * this problem (the caller computes it another way). A primitive costs
- * ~0.5 ms to create, so with optional set a problem whose shape differs
- * only in M from LC_ONEDNN_MAX_M_VARIANTS cached ones (an MoE expert's
- * token count, changing every step) is refused instead. One thread at a
- * time, outside parallel regions (oneDNN runs the process's OpenMP
- * threads). */
+ * ~0.5 ms to create, so a problem whose shape differs only in M from
+ * LC_ONEDNN_MAX_M_VARIANTS cached ones (an MoE expert's token count,
+ * changing every step) gets no primitive of its own: with optional it is
+ * refused, else it runs on one primitive of runtime M for all of them
+ * (oneDNN's gemm-based kernel instead of brgemm). One thread at a time,
+ * outside parallel regions (oneDNN runs the process's OpenMP threads). */
 #define LC_ONEDNN_MAX_M_VARIANTS 16
 bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                       const void *A, int64_t lda, const void *B, int64_t ldb, bool accumulate,
