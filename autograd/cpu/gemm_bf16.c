@@ -200,58 +200,57 @@ static int64_t gemm_rows(const lc_weight *W)
                                                               : lc_cpu_weight_tile_rows(W);
 }
 
+/* The two weight products on bf16-rounded inputs, a tile of W's rows at a
+ * time: forward c[N,out] = beta·c + a[N,in]·Wᵀ; backward (grad)
+ * c[N,in] += a[N,out]·W. */
+static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
+                           lc_real beta, lc_real *c, lc_real *scratch)
+{
+    LC_ASSERT(chosen != LC_CPU_BF16_OFF && !omp_in_parallel());
+    int64_t in = W->cols, out = W->rows, tr = gemm_rows(W), lda = grad ? out : in;
+    int64_t ldc = grad ? in : out;
+    lc_real *real = scratch;
+    uint16_t *half = scratch ? (uint16_t *)(scratch + tr * in) : NULL;
+    bool emulate = chosen == LC_CPU_BF16_EMULATE;
+    const void *ar; /* a rounded: lc_real values (emulate) or bf16 */
+    if (emulate) {
+        lc_real *r = grow(&act_buf, (size_t)(N * lda) * sizeof(lc_real));
+        round_real(a, N * lda, r);
+        ar = r;
+    } else {
+        uint16_t *h = grow(&act_buf, (size_t)(N * lda) * sizeof(uint16_t));
+#if LC_HAVE_DNNL
+        lc_cpu_round_bf16(a, N * lda, h);
+#endif
+        ar = h;
+    }
+    for (int64_t r0 = 0; r0 < out; r0 += tr) {
+        int64_t r1 = r0 + tr < out ? r0 + tr : out;
+        const void *wt = weight_tile(W, r0, r1, real, half);
+        /* forward: rows r0..r1 of W are columns of c; backward: columns of a */
+        int64_t n = grad ? in : r1 - r0, k = grad ? r1 - r0 : in;
+        int64_t a_off = grad ? r0 : 0, c_off = grad ? 0 : r0;
+        lc_real b = grad ? 1 : beta;
+        if (emulate) {
+            lc_k_gemm(false, !grad, N, n, k, 1, (const lc_real *)ar + a_off, lda, wt, in, b,
+                      c + c_off, ldc);
+            continue;
+        }
+#if LC_HAVE_DNNL
+        lc_cpu_gemm_bf16(chosen, false, !grad, N, n, k, (const uint16_t *)ar + a_off, lda, wt,
+                         in, b, c + c_off, ldc);
+#endif
+    }
+}
+
 void lc_cpu_weight_matmul_bf16(const lc_real *x, int64_t N, const lc_weight *W, lc_real beta,
                                lc_real *y, lc_real *scratch)
 {
-    LC_ASSERT(chosen != LC_CPU_BF16_OFF && !omp_in_parallel());
-    int64_t in = W->cols, out = W->rows, tr = gemm_rows(W);
-    lc_real *real = scratch;
-    uint16_t *half = scratch ? (uint16_t *)(scratch + tr * in) : NULL;
-    if (chosen == LC_CPU_BF16_EMULATE) {
-        lc_real *xr = grow(&act_buf, (size_t)(N * in) * sizeof(lc_real));
-        round_real(x, N * in, xr);
-        for (int64_t r0 = 0; r0 < out; r0 += tr) {
-            int64_t r1 = r0 + tr < out ? r0 + tr : out;
-            const lc_real *wt = weight_tile(W, r0, r1, real, half);
-            lc_k_gemm(false, true, N, r1 - r0, in, 1, xr, in, wt, in, beta, y + r0, out);
-        }
-        return;
-    }
-#if LC_HAVE_DNNL
-    uint16_t *xb = grow(&act_buf, (size_t)(N * in) * sizeof(uint16_t));
-    lc_cpu_round_bf16(x, N * in, xb);
-    for (int64_t r0 = 0; r0 < out; r0 += tr) {
-        int64_t r1 = r0 + tr < out ? r0 + tr : out;
-        const uint16_t *wt = weight_tile(W, r0, r1, real, half);
-        lc_cpu_gemm_bf16(chosen, false, true, N, r1 - r0, in, xb, in, wt, in, beta, y + r0, out);
-    }
-#endif
+    weight_product(false, x, N, W, beta, y, scratch);
 }
 
 void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
                                     lc_real *dx, lc_real *scratch)
 {
-    LC_ASSERT(chosen != LC_CPU_BF16_OFF && !omp_in_parallel());
-    int64_t in = W->cols, out = W->rows, tr = gemm_rows(W);
-    lc_real *real = scratch;
-    uint16_t *half = scratch ? (uint16_t *)(scratch + tr * in) : NULL;
-    if (chosen == LC_CPU_BF16_EMULATE) {
-        lc_real *dyr = grow(&act_buf, (size_t)(N * out) * sizeof(lc_real));
-        round_real(dy, N * out, dyr);
-        for (int64_t r0 = 0; r0 < out; r0 += tr) {
-            int64_t r1 = r0 + tr < out ? r0 + tr : out;
-            const lc_real *wt = weight_tile(W, r0, r1, real, half);
-            lc_k_gemm(false, false, N, in, r1 - r0, 1, dyr + r0, out, wt, in, 1, dx, in);
-        }
-        return;
-    }
-#if LC_HAVE_DNNL
-    uint16_t *dyb = grow(&act_buf, (size_t)(N * out) * sizeof(uint16_t));
-    lc_cpu_round_bf16(dy, N * out, dyb);
-    for (int64_t r0 = 0; r0 < out; r0 += tr) {
-        int64_t r1 = r0 + tr < out ? r0 + tr : out;
-        const uint16_t *wt = weight_tile(W, r0, r1, real, half);
-        lc_cpu_gemm_bf16(chosen, false, false, N, in, r1 - r0, dyb + r0, out, wt, in, 1, dx, in);
-    }
-#endif
+    weight_product(true, dy, N, W, 1, dx, scratch);
 }

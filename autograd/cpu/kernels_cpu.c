@@ -1003,23 +1003,19 @@ static double cpu_sum_squares(int64_t n, const lc_real *g)
     .adamw = cpu_adamw, \
     .sum_squares = cpu_sum_squares
 
-/* float32: every product on OpenBLAS. */
-const lc_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
-    CPU_COMMON_ENTRIES,
-    .weight_scratch = cpu_weight_scratch,
-    .weight_matmul = cpu_weight_matmul,
-    .weight_matmul_grad = cpu_weight_matmul_grad,
-    .ce_scratch = cpu_ce_scratch,
-    .lm_head_ce = cpu_lm_head_ce,
-};
+/* A variant's table: the common entries and the frozen-weight products. */
+#define CPU_TABLE(name, wscratch, wmatmul, wmatmul_grad, cescratch, lmhead)                 \
+    const lc_kernels name = {CPU_COMMON_ENTRIES,       .weight_scratch = (wscratch),        \
+                             .weight_matmul = (wmatmul), .weight_matmul_grad = (wmatmul_grad), \
+                             .ce_scratch = (cescratch), .lm_head_ce = (lmhead)}
+
+/* float32: OpenBLAS (the frozen-weight products on oneDNN with
+ * LORAC_CPU_GEMM=onednn: weight_gemm). */
+CPU_TABLE(LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT), cpu_weight_scratch, cpu_weight_matmul,
+          cpu_weight_matmul_grad, cpu_ce_scratch, cpu_lm_head_ce);
 
 /* compute_dtype bfloat16: the frozen-weight products (linears and the
  * lm_head) as bf16 GEMMs (gemm_bf16.h); activations stay f32. */
-const lc_kernels LC_CPU_CAT(LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT), _bf16) = {
-    CPU_COMMON_ENTRIES,
-    .weight_scratch = lc_cpu_weight_scratch_bf16,
-    .weight_matmul = lc_cpu_weight_matmul_bf16,
-    .weight_matmul_grad = lc_cpu_weight_matmul_grad_bf16,
-    .ce_scratch = cpu_ce_scratch_bf16,
-    .lm_head_ce = cpu_lm_head_ce_bf16,
-};
+CPU_TABLE(LC_CPU_CAT(LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT), _bf16),
+          lc_cpu_weight_scratch_bf16, lc_cpu_weight_matmul_bf16, lc_cpu_weight_matmul_grad_bf16,
+          cpu_ce_scratch_bf16, cpu_lm_head_ce_bf16);
