@@ -563,11 +563,11 @@ static void read_state(const char *ckpt, int64_t *step, int64_t *epoch, int64_t 
 #define TRACE_TOL_NORM_BF16 1.5e-1
 #define TRACE_TOL_UPDATE_BF16 3e-1
 #define TRACE_TOL_UPDATE_WORST_BF16 8e-1
-/* compute_dtype: bfloat16 on the CPU (LORAC_TEST_BACKEND=cpu-bf16: bf16
- * frozen-weight GEMMs, f32 activations), the same runs, worst measured
- * (2026-11-30, engine emulate): loss 3.21e-4 (LoRA+), grad norm 8.51e-3
- * (LoRA+), update 6.52e-2 over all tensors, 1.90e-1 in the worst one (a
- * DoRA magnitude), for the reason above. */
+/* compute_dtype: bfloat16 on the CPU (LORAC_TEST_BACKEND=cpu-bf16: the
+ * fixtures' F32 weights held in bf16, bf16 frozen-weight GEMMs, f32
+ * activations), the same runs, worst measured (2026-11-30, engine
+ * emulate): loss 4.67e-4, grad norm 8.56e-3, update 7.56e-2 over all
+ * tensors, 1.99e-1 in the worst one (a DoRA run), for the reason above. */
 #define TRACE_TOL_LOSS_CPU_BF16 2e-3
 #define TRACE_TOL_NORM_CPU_BF16 5e-2
 #define TRACE_TOL_UPDATE_CPU_BF16 3e-1

@@ -16,12 +16,6 @@ static double dense_bytes(const lc_weight *w, lc_dtype act)
     return w->nf4 ? lc_weight_bytes(w) : (double)w->rows * (double)w->cols * lc_dtype_size(act);
 }
 
-static bool tied(const lc_model *m)
-{
-    return m->lm_head.data == m->embed.data && m->lm_head.nf4 == m->embed.nf4 &&
-           m->lm_head.ggml == m->embed.ggml;
-}
-
 static double rope_bytes(const lc_model *m)
 {
     double b = 0;
@@ -33,7 +27,7 @@ static double rope_bytes(const lc_model *m)
 
 double lc_device_model_weight_bytes(const lc_model *m, lc_dtype act)
 {
-    double b = dense_bytes(&m->embed, act) + (tied(m) ? 0 : dense_bytes(&m->lm_head, act));
+    double b = dense_bytes(&m->embed, act) + (lc_model_tied(m) ? 0 : dense_bytes(&m->lm_head, act));
     for (int l = 0; l < m->cfg.n_layers; l++) {
         for (int k = 0; k < LC_MOD_COUNT; k++)
             b += dense_bytes(&m->layers[l].proj[k], act);
@@ -192,28 +186,6 @@ static int mirror_structs(lc_model *dm, const lc_model *m, lc_error *err)
     return 0;
 }
 
-/* fn on every frozen matrix of a mirror, in upload order (the lm_head only
- * when it is not tied to the embedding: then it becomes the embedding's). */
-static int each_weight(lc_model *dm, bool is_tied, int (*fn)(lc_weight *w, void *ctx), void *ctx)
-{
-    int rc = fn(&dm->embed, ctx);
-    if (rc == 0 && !is_tied)
-        rc = fn(&dm->lm_head, ctx);
-    size_t n_exp = (size_t)dm->cfg.n_experts * 3;
-    for (int l = 0; rc == 0 && l < dm->cfg.n_layers; l++) {
-        lc_layer_weights *L = &dm->layers[l];
-        for (int k = 0; rc == 0 && k < LC_MOD_COUNT; k++)
-            rc = fn(&L->proj[k], ctx);
-        if (rc == 0)
-            rc = fn(&L->router, ctx);
-        for (size_t i = 0; rc == 0 && i < n_exp; i++)
-            rc = fn(&L->experts[i], ctx);
-    }
-    if (is_tied)
-        dm->lm_head = dm->embed;
-    return rc;
-}
-
 typedef struct upload_ctx {
     lc_device_model *d;
     lc_real *stage;
@@ -272,7 +244,7 @@ static int upload_model(lc_device_model *d, const lc_model *m, lc_error *err)
         L->k_norm = rebase_small(d, H->k_norm, small);
     }
     upload_ctx u = {d, stage, stage_elems, err};
-    int rc = each_weight(dm, tied(m), upload_one, &u);
+    int rc = lc_model_each_weight(dm, lc_model_tied(m), upload_one, &u);
     free(stage);
     for (int k = 0; rc == 0 && k < LC_ROPE_TABLE_COUNT; k++) {
         if (!m->cos_sin[k])
@@ -302,7 +274,7 @@ int lc_device_model_view(const lc_model *m, lc_dtype act, lc_model *view, lc_err
         lc_device_model_view_free(view);
         return -1;
     }
-    return each_weight(view, tied(m), view_one, &act);
+    return lc_model_each_weight(view, lc_model_tied(m), view_one, &act);
 }
 
 void lc_device_model_view_free(lc_model *view)

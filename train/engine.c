@@ -37,6 +37,10 @@ int lc_engine_open(lc_engine *e, lc_backend *be, lc_model *m, lc_lora *lora, int
     e->be = be;
     e->model = m;
     e->lora = lora;
+    /* bf16 weight GEMMs on the CPU: the frozen weights are held in bf16
+     * (an f32 checkpoint's converted once here, its pages released) */
+    if (!be->device && be->gemm == LC_DTYPE_BF16 && lc_model_weights_to_bf16(m, err))
+        return -1;
     if (lc_model_prepare_rope(m, T, err) ||
         lc_memory_plan_on(m, lora, B, T, be, &e->plan, err))
         return -1;

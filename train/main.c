@@ -13,6 +13,7 @@
 
 #include "autograd/cpu/blas.h"
 #include "autograd/cpu/dispatch.h"
+#include "autograd/cpu/gemm_bf16.h"
 #include "data/text_jsonl.h"
 #include "train/bench.h"
 #include "train/chat_cmd.h"
@@ -60,6 +61,14 @@ static int print_version(void)
     printf("lorac %s\n%s\nkernel variants in this binary: %s (best for this CPU: %s; "
            "force one with %s=NAME)\n", LORAC_VERSION, cpu, lc_cpu_isa_names(),
            lc_cpu_isa_best(), LC_CPU_ISA_ENV);
+    /* what compute_dtype auto means on this CPU */
+    lc_cpu_bf16_engine e = LC_CPU_BF16_OFF;
+    char why[320];
+    lc_error err = {{0}};
+    bool bad = lc_cpu_bf16_engine_select(&e, why, sizeof why, &err) != 0;
+    printf("bfloat16 on this CPU: %s (%s); compute_dtype auto: %s\n",
+           e == LC_CPU_BF16_OFF ? "no" : "yes", bad ? err.msg : why,
+           e == LC_CPU_BF16_OFF ? "float32" : "bfloat16");
     return 0;
 }
 

@@ -109,6 +109,17 @@ static int get_vector(lc_model *m, const char *name, int64_t n, bool norm, lc_re
     return 0;
 }
 
+/* Drops the whole pages of a read-only file mapping inside [p, p + bytes):
+ * read once and converted, they need not stay resident. */
+static void release_pages(const void *p, size_t bytes)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t b = ((uintptr_t)p + bytes) & ~(uintptr_t)(page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* Quantizes one freshly read linear into *store and releases the file
  * pages it came from. */
 static int quantize_linear(lc_nf4_store *store, lc_weight *w, const lc_model_load_opts *o,
@@ -125,11 +136,7 @@ static int quantize_linear(lc_nf4_store *store, lc_weight *w, const lc_model_loa
     free(tmp);
     if (rc)
         return -1;
-    long page = sysconf(_SC_PAGESIZE);
-    uintptr_t a = ((uintptr_t)w->data + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
-    uintptr_t b = ((uintptr_t)w->data + n * lc_dtype_size(w->dtype)) & ~(uintptr_t)(page - 1);
-    if (b > a)
-        madvise((void *)a, b - a, MADV_DONTNEED);
+    release_pages(w->data, n * lc_dtype_size(w->dtype));
     w->nf4 = &store->q;
     w->data = NULL;
     return 0;
@@ -452,6 +459,83 @@ double lc_model_weight_bytes(const lc_model *m)
     return b;
 }
 
+bool lc_model_tied(const lc_model *m)
+{
+    return m->lm_head.data == m->embed.data && m->lm_head.nf4 == m->embed.nf4 &&
+           m->lm_head.ggml == m->embed.ggml;
+}
+
+int lc_model_each_weight(lc_model *m, bool is_tied, int (*fn)(lc_weight *w, void *ctx),
+                         void *ctx)
+{
+    int rc = fn(&m->embed, ctx);
+    if (rc == 0 && !is_tied)
+        rc = fn(&m->lm_head, ctx);
+    size_t n_exp = (size_t)m->cfg.n_experts * 3;
+    for (int l = 0; rc == 0 && l < m->cfg.n_layers; l++) {
+        lc_layer_weights *L = &m->layers[l];
+        for (int k = 0; rc == 0 && k < LC_MOD_COUNT; k++)
+            rc = fn(&L->proj[k], ctx);
+        if (rc == 0)
+            rc = fn(&L->router, ctx);
+        for (size_t i = 0; rc == 0 && i < n_exp; i++)
+            rc = fn(&L->experts[i], ctx);
+    }
+    if (is_tied)
+        m->lm_head = m->embed;
+    return rc;
+}
+
+/* What lc_model_weights_to_bf16 does per matrix: count (out NULL), or
+ * convert into out and advance it. */
+typedef struct to_bf16_ctx {
+    int64_t elems;
+    uint16_t *out;
+} to_bf16_ctx;
+
+static int weight_to_bf16(lc_weight *w, void *ctx)
+{
+    to_bf16_ctx *c = ctx;
+    if (!w->data || w->nf4 || w->ggml || (w->dtype != LC_DTYPE_F32 && w->dtype != LC_DTYPE_F16))
+        return 0;
+    int64_t n = w->rows * w->cols;
+    c->elems += n;
+    if (!c->out)
+        return 0;
+    uint16_t *dst = c->out;
+    const bool f32 = w->dtype == LC_DTYPE_F32;
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = lc_f32_to_bf16(f32 ? ((const float *)w->data)[i]
+                                    : lc_f16_to_f32(((const uint16_t *)w->data)[i]));
+    release_pages(w->data, (size_t)n * lc_dtype_size(w->dtype));
+    *w = (lc_weight){dst, LC_DTYPE_BF16, w->rows, w->cols, NULL, NULL};
+    c->out += n;
+    return 0;
+}
+
+int lc_model_weights_to_bf16(lc_model *m, lc_error *err)
+{
+    const bool is_tied = lc_model_tied(m);
+    to_bf16_ctx c = {0, NULL};
+    lc_model_each_weight(m, is_tied, weight_to_bf16, &c);
+    if (c.elems == 0)
+        return 0;
+    uint16_t *buf = malloc((size_t)c.elems * sizeof *buf);
+    if (!buf)
+        return lc_error_set(err, "out of memory for the bf16 copy of the frozen weights "
+                            "(%.1f MiB)", (double)c.elems * 2 / 1048576.0);
+    free(m->bf16_weights);
+    m->bf16_weights = buf;
+    c = (to_bf16_ctx){0, buf};
+    lc_model_each_weight(m, is_tied, weight_to_bf16, &c);
+    /* a random model's matrices all lived in owned_weights: every one was
+     * F32 (or F16) and is now a bf16 copy */
+    free(m->owned_weights);
+    m->owned_weights = NULL;
+    return 0;
+}
+
 void lc_model_free(lc_model *m)
 {
     if (m->has_files)
@@ -459,6 +543,7 @@ void lc_model_free(lc_model *m)
     free(m->layers);
     free(m->small);
     free(m->owned_weights);
+    free(m->bf16_weights);
     for (size_t i = 0; m->nf4 && i < (size_t)m->cfg.n_layers * LC_MOD_COUNT; i++)
         lc_nf4_store_free(&m->nf4[i]);
     free(m->nf4);

@@ -46,6 +46,7 @@ typedef struct lc_model {
     lc_layer_weights *layers;          /* [L] */
     lc_real *small;                    /* owns norm weights and biases */
     void *owned_weights;               /* random models: owns every matrix */
+    uint16_t *bf16_weights;            /* owns the copies lc_model_weights_to_bf16 made */
     lc_nf4_store *nf4;                 /* [L · LC_MOD_COUNT] when quantized at load (the
                                         * family's modules' slots) */
     lc_weight *expert_weights;         /* [L · E · 3], what the layers' experts point into */
@@ -101,6 +102,23 @@ int lc_model_quantize_nf4(lc_model *m, const lc_model_load_opts *o, lc_error *er
 void lc_model_free(lc_model *m);
 /* Bytes the frozen matrices occupy as held (NF4 sizes when quantized). */
 double lc_model_weight_bytes(const lc_model *m);
+
+/* Whether the lm_head is the embedding (tied, same storage). */
+bool lc_model_tied(const lc_model *m);
+/* fn on every frozen matrix slot of m (absent ones too: data, nf4 and ggml
+ * NULL) in a fixed order: the embedding, the lm_head unless is_tied, then
+ * per layer its LC_MOD_COUNT projections, its router and its experts; with
+ * is_tied, the lm_head is set to the embedding afterwards. Stops at (and
+ * returns) the first nonzero fn result. */
+int lc_model_each_weight(lc_model *m, bool is_tied, int (*fn)(lc_weight *w, void *ctx),
+                         void *ctx);
+/* Every dense F32 or F16 frozen matrix of m (embedding, lm_head, linears,
+ * routers, experts) replaced by a bf16 copy (round-to-nearest-even) held by
+ * m, and the memory it came from released (file pages dropped; a random
+ * model's f32 storage freed): the frozen weights of a compute_dtype
+ * bfloat16 run on the CPU, held as PyTorch's model.to(torch.bfloat16) holds
+ * them. BF16, NF4 and GGUF matrices stay as they are. */
+int lc_model_weights_to_bf16(lc_model *m, lc_error *err);
 
 /* Makes the RoPE table cover positions [0, n). Call before training (it
  * allocates); forward asserts it is large enough. */

@@ -19,15 +19,11 @@
 #include <string.h>
 
 #include "autograd/cpu/dispatch.h"
+#include "autograd/cpu/onednn.h"
 #include "autograd/dtype.h"
 #include "autograd/kernels.h"
 
-#if !LC_REAL_IS_F64
-#include <oneapi/dnnl/dnnl.h>
-#define LC_HAVE_DNNL 1
-#else
-#define LC_HAVE_DNNL 0
-#endif
+#define LC_HAVE_DNNL (!LC_REAL_IS_F64)
 
 /* Below this many elements a rounding loop runs on one thread. */
 #define ROUND_PAR_MIN 65536
@@ -73,197 +69,8 @@ static void *grow(grow_buf *b, size_t bytes)
 
 static grow_buf act_buf;
 
-/* ---- oneDNN, opened on first use ---------------------------------------- */
-
-#if LC_HAVE_DNNL
-#define DNNL_FNS(X)                                                                        \
-    X(dnnl_version) X(dnnl_get_effective_cpu_isa) X(dnnl_engine_create)                     \
-    X(dnnl_stream_create) X(dnnl_stream_wait) X(dnnl_memory_desc_init_by_strides)          \
-    X(dnnl_matmul_desc_init) X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy) \
-    X(dnnl_post_ops_create) X(dnnl_post_ops_append_sum) X(dnnl_post_ops_destroy)            \
-    X(dnnl_primitive_attr_set_post_ops) X(dnnl_primitive_desc_create)                      \
-    X(dnnl_primitive_desc_query) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_create)  \
-    X(dnnl_primitive_destroy) X(dnnl_memory_create) X(dnnl_memory_destroy)                   \
-    X(dnnl_memory_set_data_handle) X(dnnl_primitive_execute)
-
-static struct {
-#define DNNL_FIELD(f) __typeof__(f) *f;
-    DNNL_FNS(DNNL_FIELD)
-#undef DNNL_FIELD
-    void *handle;
-    dnnl_engine_t engine;
-    dnnl_stream_t stream;
-    char why[256]; /* why it is not usable, or its version */
-} dn;
-
-static void dnnl_open(void)
-{
-    dn.handle = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (!dn.handle) {
-        snprintf(dn.why, sizeof dn.why, "oneDNN is not installed (libdnnl.so.2: %s; Debian: "
-                 "apt-get install libdnnl2)", dlerror());
-        return;
-    }
-#define DNNL_SYM(f)                                                             \
-    if (!(dn.f = (__typeof__(f) *)dlsym(dn.handle, #f))) {                      \
-        snprintf(dn.why, sizeof dn.why, "libdnnl.so.2 lacks %s (need oneDNN 2.x)", #f); \
-        dlclose(dn.handle);                                                     \
-        dn.handle = NULL;                                                       \
-        return;                                                                 \
-    }
-    DNNL_FNS(DNNL_SYM)
-#undef DNNL_SYM
-    if (dn.dnnl_engine_create(&dn.engine, dnnl_cpu, 0) != dnnl_success ||
-        dn.dnnl_stream_create(&dn.stream, dn.engine, dnnl_stream_default_flags) !=
-            dnnl_success) {
-        snprintf(dn.why, sizeof dn.why, "oneDNN could not create its CPU engine");
-        dn.handle = NULL;
-        return;
-    }
-    const dnnl_version_t *v = dn.dnnl_version();
-    snprintf(dn.why, sizeof dn.why, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
-}
-
-static pthread_once_t dnnl_once = PTHREAD_ONCE_INIT;
-
-static bool dnnl_ready(void)
-{
-    pthread_once(&dnnl_once, dnnl_open);
-    return dn.handle != NULL;
-}
-
-const char *lc_cpu_bf16_units(void)
-{
-    if (!dnnl_ready())
-        return NULL;
-    unsigned isa = (unsigned)dn.dnnl_get_effective_cpu_isa();
-    if ((isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx)
-        return "AMX";
-    if ((isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16)
-        return "AVX512-BF16";
-    return NULL;
-}
-
-/* ---- the matmul cache ---- */
-
-typedef struct mm_key {
-    int64_t M, N, K, lda, ldb, ldc;
-    bool trans_a, trans_b, accumulate;
-} mm_key;
-
-typedef struct mm_entry {
-    mm_key key;
-    dnnl_primitive_t prim;
-    dnnl_memory_t src, wei, dst;
-    char impl[64];
-} mm_entry;
-
-#define MM_CACHE 64
-static mm_entry mm_cache[MM_CACHE];
-static int mm_count, mm_next;
-static char last_impl[64];
-
-static bool key_eq(const mm_key *a, const mm_key *b)
-{
-    return a->M == b->M && a->N == b->N && a->K == b->K && a->lda == b->lda &&
-           a->ldb == b->ldb && a->ldc == b->ldc && a->trans_a == b->trans_a &&
-           a->trans_b == b->trans_b && a->accumulate == b->accumulate;
-}
-
-static void mm_release(mm_entry *e)
-{
-    if (!e->prim)
-        return;
-    dn.dnnl_primitive_destroy(e->prim);
-    dnnl_memory_t mems[3] = {e->src, e->wei, e->dst};
-    for (int i = 0; i < 3; i++)
-        if (mems[i])
-            dn.dnnl_memory_destroy(mems[i]);
-    memset(e, 0, sizeof *e);
-}
-
-/* The primitive for key, created on a miss; NULL when oneDNN has none. */
-static mm_entry *mm_get(const mm_key *k)
-{
-    for (int i = 0; i < mm_count; i++)
-        if (key_eq(&mm_cache[i].key, k))
-            return &mm_cache[i];
-    dnnl_memory_desc_t src_md, wei_md, dst_md;
-    /* op(A)[M,K], op(B)[K,N], C[M,N]: a transposed operand is the same
-     * memory read with swapped strides */
-    dnnl_dims_t a_dims = {k->M, k->K}, a_str = {k->trans_a ? 1 : k->lda, k->trans_a ? k->lda : 1};
-    dnnl_dims_t b_dims = {k->K, k->N}, b_str = {k->trans_b ? 1 : k->ldb, k->trans_b ? k->ldb : 1};
-    dnnl_dims_t c_dims = {k->M, k->N}, c_str = {k->ldc, 1};
-    if (dn.dnnl_memory_desc_init_by_strides(&src_md, 2, a_dims, dnnl_bf16, a_str) ||
-        dn.dnnl_memory_desc_init_by_strides(&wei_md, 2, b_dims, dnnl_bf16, b_str) ||
-        dn.dnnl_memory_desc_init_by_strides(&dst_md, 2, c_dims, dnnl_f32, c_str))
-        return NULL;
-    dnnl_matmul_desc_t desc;
-    if (dn.dnnl_matmul_desc_init(&desc, &src_md, &wei_md, NULL, &dst_md))
-        return NULL;
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_post_ops_t ops = NULL;
-    dnnl_primitive_desc_t pd = NULL;
-    bool ok = dn.dnnl_primitive_attr_create(&attr) == dnnl_success;
-    if (ok && k->accumulate)
-        ok = dn.dnnl_post_ops_create(&ops) == dnnl_success &&
-             dn.dnnl_post_ops_append_sum(ops, 1.0f) == dnnl_success &&
-             dn.dnnl_primitive_attr_set_post_ops(attr, ops) == dnnl_success;
-    ok = ok && dn.dnnl_primitive_desc_create(&pd, &desc, attr, dn.engine, NULL) == dnnl_success;
-    if (ops)
-        dn.dnnl_post_ops_destroy(ops);
-    if (attr)
-        dn.dnnl_primitive_attr_destroy(attr);
-    if (!ok)
-        return NULL;
-    mm_entry *e = &mm_cache[mm_next];
-    mm_next = (mm_next + 1) % MM_CACHE;
-    if (mm_count < MM_CACHE)
-        mm_count++;
-    mm_release(e);
-    const char *impl = NULL;
-    dn.dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    snprintf(e->impl, sizeof e->impl, "%s", impl ? impl : "?");
-    ok = dn.dnnl_primitive_create(&e->prim, pd) == dnnl_success &&
-         dn.dnnl_memory_create(&e->src, &src_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success &&
-         dn.dnnl_memory_create(&e->wei, &wei_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success &&
-         dn.dnnl_memory_create(&e->dst, &dst_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success;
-    dn.dnnl_primitive_desc_destroy(pd);
-    if (!ok) {
-        mm_release(e);
-        return NULL;
-    }
-    e->key = *k;
-    return e;
-}
-
-/* C = op(A)·op(B) (+ C when accumulate) on oneDNN; false when it has no
- * primitive for this shape or the execution failed. */
-static bool onednn_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t *A,
-                      int64_t lda, const uint16_t *B, int64_t ldb, bool accumulate, float *C,
-                      int64_t ldc)
-{
-    mm_key key = {M, N, K, lda, ldb, ldc, ta, tb, accumulate};
-    mm_entry *e = mm_get(&key);
-    if (!e)
-        return false;
-    dn.dnnl_memory_set_data_handle(e->src, (void *)A);
-    dn.dnnl_memory_set_data_handle(e->wei, (void *)B);
-    dn.dnnl_memory_set_data_handle(e->dst, C);
-    dnnl_exec_arg_t args[3] = {
-        {DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
-    if (dn.dnnl_primitive_execute(e->prim, dn.stream, 3, args) != dnnl_success ||
-        dn.dnnl_stream_wait(dn.stream) != dnnl_success)
-        return false;
-    memcpy(last_impl, e->impl, sizeof last_impl);
-    return true;
-}
-#else
-const char *lc_cpu_bf16_units(void) { return NULL; }
-static char last_impl[64];
-#endif
-
-const char *lc_cpu_bf16_impl(void) { return last_impl; }
+const char *lc_cpu_bf16_units(void) { return lc_onednn_bf16_units(); }
+const char *lc_cpu_bf16_impl(void) { return lc_onednn_last_impl(); }
 
 /* ---- choosing the engine ----------------------------------------------- */
 
@@ -288,29 +95,21 @@ int lc_cpu_bf16_engine_select(lc_cpu_bf16_engine *engine, char *why, size_t n, l
         e = LC_CPU_BF16_EMULATE;
         snprintf(why, n, "%s=emulate: bf16 rounding, products on the f32 GEMM", LC_CPU_BF16_ENV);
     } else if (strcmp(want, "auto") == 0 || strcmp(want, "onednn") == 0) {
-#if LC_HAVE_DNNL
-        const char *units = lc_cpu_bf16_units();
-        if (!dnnl_ready()) {
+        const char *units = lc_onednn_bf16_units();
+        if (!lc_onednn_available()) {
             if (want[0] == 'o')
-                return lc_error_set(err, "%s=onednn: %s", LC_CPU_BF16_ENV, dn.why);
+                return lc_error_set(err, "%s=onednn: %s", LC_CPU_BF16_ENV, lc_onednn_status());
             e = LC_CPU_BF16_OFF;
-            snprintf(why, n, "%s", dn.why);
+            snprintf(why, n, "%s", lc_onednn_status());
         } else if (units || want[0] == 'o') {
             e = LC_CPU_BF16_ONEDNN;
-            snprintf(why, n, "%s on %s", dn.why,
+            snprintf(why, n, "%s on %s", lc_onednn_status(),
                      units ? units : "no bf16 units (forced: oneDNN emulates them)");
         } else {
             e = LC_CPU_BF16_OFF;
             snprintf(why, n, "this CPU has no bf16 units (AMX or AVX512-BF16) that %s uses",
-                     dn.why);
+                     lc_onednn_status());
         }
-#else
-        if (want[0] == 'o')
-            return lc_error_set(err, "%s=onednn: the gradient-check build has no oneDNN",
-                                LC_CPU_BF16_ENV);
-        e = LC_CPU_BF16_OFF;
-        snprintf(why, n, "the gradient-check build has no oneDNN");
-#endif
     } else {
         char shown[64];
         return lc_error_set(err, "%s=%s: unknown; use auto, onednn, emulate or off",
@@ -328,9 +127,17 @@ void lc_cpu_gemm_bf16(lc_cpu_bf16_engine engine, bool trans_a, bool trans_b, int
 {
     LC_ASSERT(beta == 0 || beta == 1);
 #if LC_HAVE_DNNL
-    if (engine == LC_CPU_BF16_ONEDNN &&
-        onednn_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta != 0, C, ldc))
-        return;
+    if (engine == LC_CPU_BF16_ONEDNN) {
+        if (lc_onednn_matmul(LC_DTYPE_BF16, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta != 0,
+                             C, ldc, false))
+            return;
+        static bool told;
+        if (!told)
+            fprintf(stderr, "lorac: warning: oneDNN has no bf16 matmul for %lldx%lldx%lld; "
+                    "computing such products on the f32 GEMM (same values, slower)\n",
+                    (long long)M, (long long)N, (long long)K);
+        told = true;
+    }
 #endif
     LC_ASSERT(engine != LC_CPU_BF16_OFF);
 #if LC_REAL_IS_F64
@@ -393,58 +200,57 @@ static int64_t gemm_rows(const lc_weight *W)
                                                               : lc_cpu_weight_tile_rows(W);
 }
 
+/* The two weight products on bf16-rounded inputs, a tile of W's rows at a
+ * time: forward c[N,out] = beta·c + a[N,in]·Wᵀ; backward (grad)
+ * c[N,in] += a[N,out]·W. */
+static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
+                           lc_real beta, lc_real *c, lc_real *scratch)
+{
+    LC_ASSERT(chosen != LC_CPU_BF16_OFF && !omp_in_parallel());
+    int64_t in = W->cols, out = W->rows, tr = gemm_rows(W), lda = grad ? out : in;
+    int64_t ldc = grad ? in : out;
+    lc_real *real = scratch;
+    uint16_t *half = scratch ? (uint16_t *)(scratch + tr * in) : NULL;
+    bool emulate = chosen == LC_CPU_BF16_EMULATE;
+    const void *ar; /* a rounded: lc_real values (emulate) or bf16 */
+    if (emulate) {
+        lc_real *r = grow(&act_buf, (size_t)(N * lda) * sizeof(lc_real));
+        round_real(a, N * lda, r);
+        ar = r;
+    } else {
+        uint16_t *h = grow(&act_buf, (size_t)(N * lda) * sizeof(uint16_t));
+#if LC_HAVE_DNNL
+        lc_cpu_round_bf16(a, N * lda, h);
+#endif
+        ar = h;
+    }
+    for (int64_t r0 = 0; r0 < out; r0 += tr) {
+        int64_t r1 = r0 + tr < out ? r0 + tr : out;
+        const void *wt = weight_tile(W, r0, r1, real, half);
+        /* forward: rows r0..r1 of W are columns of c; backward: columns of a */
+        int64_t n = grad ? in : r1 - r0, k = grad ? r1 - r0 : in;
+        int64_t a_off = grad ? r0 : 0, c_off = grad ? 0 : r0;
+        lc_real b = grad ? 1 : beta;
+        if (emulate) {
+            lc_k_gemm(false, !grad, N, n, k, 1, (const lc_real *)ar + a_off, lda, wt, in, b,
+                      c + c_off, ldc);
+            continue;
+        }
+#if LC_HAVE_DNNL
+        lc_cpu_gemm_bf16(chosen, false, !grad, N, n, k, (const uint16_t *)ar + a_off, lda, wt,
+                         in, b, c + c_off, ldc);
+#endif
+    }
+}
+
 void lc_cpu_weight_matmul_bf16(const lc_real *x, int64_t N, const lc_weight *W, lc_real beta,
                                lc_real *y, lc_real *scratch)
 {
-    LC_ASSERT(chosen != LC_CPU_BF16_OFF && !omp_in_parallel());
-    int64_t in = W->cols, out = W->rows, tr = gemm_rows(W);
-    lc_real *real = scratch;
-    uint16_t *half = scratch ? (uint16_t *)(scratch + tr * in) : NULL;
-    if (chosen == LC_CPU_BF16_EMULATE) {
-        lc_real *xr = grow(&act_buf, (size_t)(N * in) * sizeof(lc_real));
-        round_real(x, N * in, xr);
-        for (int64_t r0 = 0; r0 < out; r0 += tr) {
-            int64_t r1 = r0 + tr < out ? r0 + tr : out;
-            const lc_real *wt = weight_tile(W, r0, r1, real, half);
-            lc_k_gemm(false, true, N, r1 - r0, in, 1, xr, in, wt, in, beta, y + r0, out);
-        }
-        return;
-    }
-#if LC_HAVE_DNNL
-    uint16_t *xb = grow(&act_buf, (size_t)(N * in) * sizeof(uint16_t));
-    lc_cpu_round_bf16(x, N * in, xb);
-    for (int64_t r0 = 0; r0 < out; r0 += tr) {
-        int64_t r1 = r0 + tr < out ? r0 + tr : out;
-        const uint16_t *wt = weight_tile(W, r0, r1, real, half);
-        lc_cpu_gemm_bf16(chosen, false, true, N, r1 - r0, in, xb, in, wt, in, beta, y + r0, out);
-    }
-#endif
+    weight_product(false, x, N, W, beta, y, scratch);
 }
 
 void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
                                     lc_real *dx, lc_real *scratch)
 {
-    LC_ASSERT(chosen != LC_CPU_BF16_OFF && !omp_in_parallel());
-    int64_t in = W->cols, out = W->rows, tr = gemm_rows(W);
-    lc_real *real = scratch;
-    uint16_t *half = scratch ? (uint16_t *)(scratch + tr * in) : NULL;
-    if (chosen == LC_CPU_BF16_EMULATE) {
-        lc_real *dyr = grow(&act_buf, (size_t)(N * out) * sizeof(lc_real));
-        round_real(dy, N * out, dyr);
-        for (int64_t r0 = 0; r0 < out; r0 += tr) {
-            int64_t r1 = r0 + tr < out ? r0 + tr : out;
-            const lc_real *wt = weight_tile(W, r0, r1, real, half);
-            lc_k_gemm(false, false, N, in, r1 - r0, 1, dyr + r0, out, wt, in, 1, dx, in);
-        }
-        return;
-    }
-#if LC_HAVE_DNNL
-    uint16_t *dyb = grow(&act_buf, (size_t)(N * out) * sizeof(uint16_t));
-    lc_cpu_round_bf16(dy, N * out, dyb);
-    for (int64_t r0 = 0; r0 < out; r0 += tr) {
-        int64_t r1 = r0 + tr < out ? r0 + tr : out;
-        const uint16_t *wt = weight_tile(W, r0, r1, real, half);
-        lc_cpu_gemm_bf16(chosen, false, false, N, in, r1 - r0, dyb + r0, out, wt, in, 1, dx, in);
-    }
-#endif
+    weight_product(true, dy, N, W, 1, dx, scratch);
 }

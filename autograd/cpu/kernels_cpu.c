@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "autograd/cpu/gemm_bf16.h"
+#include "autograd/cpu/onednn.h"
 #include "autograd/error.h"
 #include "autograd/hash.h"
 
@@ -191,6 +192,28 @@ static bool weight_is_native(const lc_weight *W)
     return !W->nf4 && !W->ggml && W->dtype == (LC_REAL_IS_F64 ? LC_DTYPE_F64 : LC_DTYPE_F32);
 }
 
+/* Products with frozen weights of at least this many rows run on oneDNN
+ * where it runs the f32 weight GEMMs (onednn.h): below it (decoding,
+ * short prompts) cpu_gemm's GEMV and small-matrix paths are as fast, and
+ * each new shape would cost oneDNN a primitive. */
+#define ONEDNN_MIN_ROWS 32
+
+/* C = op(A)·op(B) (+ C when beta is 1) for a frozen-weight product: on
+ * oneDNN's matmul where it runs them, else cpu_gemm. */
+static void weight_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                        const lc_real *A, int64_t lda, const lc_real *B, int64_t ldb, lc_real beta,
+                        lc_real *C, int64_t ldc)
+{
+#if !LC_REAL_IS_F64
+    if (M >= ONEDNN_MIN_ROWS && (beta == 0 || beta == 1) && !omp_in_parallel() &&
+        lc_cpu_gemm_onednn() &&
+        lc_onednn_matmul(LC_DTYPE_F32, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta != 0, C,
+                         ldc, true))
+        return;
+#endif
+    cpu_gemm(trans_a, trans_b, M, N, K, 1, A, lda, B, ldb, beta, C, ldc);
+}
+
 static size_t cpu_weight_scratch(const lc_weight *W)
 {
     return weight_is_native(W) ? 0 : (size_t)(lc_cpu_weight_tile_rows(W) * W->cols);
@@ -201,14 +224,14 @@ static void cpu_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
 {
     int64_t in = W->cols, out = W->rows;
     if (weight_is_native(W)) {
-        cpu_gemm(false, true, N, out, in, 1, x, in, W->data, in, beta, y, out);
+        weight_gemm(false, true, N, out, in, x, in, W->data, in, beta, y, out);
         return;
     }
     int64_t tr = lc_cpu_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);
-        cpu_gemm(false, true, N, r1 - r0, in, 1, x, in, scratch, in, beta, y + r0, out);
+        weight_gemm(false, true, N, r1 - r0, in, x, in, scratch, in, beta, y + r0, out);
     }
 }
 
@@ -217,14 +240,14 @@ static void cpu_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight
 {
     int64_t in = W->cols, out = W->rows;
     if (weight_is_native(W)) {
-        cpu_gemm(false, false, N, in, out, 1, dy, out, W->data, in, 1, dx, in);
+        weight_gemm(false, false, N, in, out, dy, out, W->data, in, 1, dx, in);
         return;
     }
     int64_t tr = lc_cpu_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);
-        cpu_gemm(false, false, N, in, r1 - r0, 1, dy + r0, out, scratch, in, 1, dx, in);
+        weight_gemm(false, false, N, in, r1 - r0, dy + r0, out, scratch, in, 1, dx, in);
     }
 }
 
@@ -736,7 +759,13 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
             continue;
         for (int64_t r = 0; r < nr; r++)
             memcpy(xc + r * C, x + rows[r] * C, (size_t)C * sizeof(lc_real));
-        g->matmul(xc, nr, W, 0, logits, wscratch);
+        /* the products run on nm ≥ nr rows, a multiple of 64 (zero rows
+         * after nr, their logits and gradients unused): a handful of GEMM
+         * shapes over a run instead of one per count of supervised rows */
+        int64_t nm = (nr + 63) / 64 * 64;
+        nm = nm < chunk ? nm : chunk;
+        memset(xc + nr * C, 0, (size_t)((nm - nr) * C) * sizeof(lc_real));
+        g->matmul(xc, nm, W, 0, logits, wscratch);
         double chunk_loss = 0;
 #pragma omp parallel for schedule(static) reduction(+ : chunk_loss) if (nr * V >= PAR_MIN)
         for (int64_t r = 0; r < nr; r++) {
@@ -772,8 +801,9 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
         total += chunk_loss;
         nsup += nr;
         if (dx) {
-            memset(dxc, 0, (size_t)(nr * C) * sizeof(lc_real));
-            g->matmul_grad(logits, nr, W, dxc, wscratch);
+            memset(dxc, 0, (size_t)(nm * C) * sizeof(lc_real));
+            memset(logits + nr * V, 0, (size_t)((nm - nr) * V) * sizeof(lc_real));
+            g->matmul_grad(logits, nm, W, dxc, wscratch);
             for (int64_t r = 0; r < nr; r++)
                 cpu_axpy(C, 1, dxc + r * C, dx + rows[r] * C);
         }
@@ -973,23 +1003,19 @@ static double cpu_sum_squares(int64_t n, const lc_real *g)
     .adamw = cpu_adamw, \
     .sum_squares = cpu_sum_squares
 
-/* float32: every product on OpenBLAS. */
-const lc_kernels LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT) = {
-    CPU_COMMON_ENTRIES,
-    .weight_scratch = cpu_weight_scratch,
-    .weight_matmul = cpu_weight_matmul,
-    .weight_matmul_grad = cpu_weight_matmul_grad,
-    .ce_scratch = cpu_ce_scratch,
-    .lm_head_ce = cpu_lm_head_ce,
-};
+/* A variant's table: the common entries and the frozen-weight products. */
+#define CPU_TABLE(name, wscratch, wmatmul, wmatmul_grad, cescratch, lmhead)                 \
+    const lc_kernels name = {CPU_COMMON_ENTRIES,       .weight_scratch = (wscratch),        \
+                             .weight_matmul = (wmatmul), .weight_matmul_grad = (wmatmul_grad), \
+                             .ce_scratch = (cescratch), .lm_head_ce = (lmhead)}
+
+/* float32: OpenBLAS (the frozen-weight products on oneDNN with
+ * LORAC_CPU_GEMM=onednn: weight_gemm). */
+CPU_TABLE(LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT), cpu_weight_scratch, cpu_weight_matmul,
+          cpu_weight_matmul_grad, cpu_ce_scratch, cpu_lm_head_ce);
 
 /* compute_dtype bfloat16: the frozen-weight products (linears and the
  * lm_head) as bf16 GEMMs (gemm_bf16.h); activations stay f32. */
-const lc_kernels LC_CPU_CAT(LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT), _bf16) = {
-    CPU_COMMON_ENTRIES,
-    .weight_scratch = lc_cpu_weight_scratch_bf16,
-    .weight_matmul = lc_cpu_weight_matmul_bf16,
-    .weight_matmul_grad = lc_cpu_weight_matmul_grad_bf16,
-    .ce_scratch = cpu_ce_scratch_bf16,
-    .lm_head_ce = cpu_lm_head_ce_bf16,
-};
+CPU_TABLE(LC_CPU_CAT(LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT), _bf16),
+          lc_cpu_weight_scratch_bf16, lc_cpu_weight_matmul_bf16, lc_cpu_weight_matmul_grad_bf16,
+          cpu_ce_scratch_bf16, cpu_lm_head_ce_bf16);
