@@ -45,6 +45,8 @@ def lorac_notes(err_path):
 def kernels(name, j):
     if name.startswith("lorac"):
         k = f"{j.get('cpu_kernels')} kernels, OpenBLAS {j.get('blas_core')}"
+        if "f32_gemm" in j:
+            k += f", f32 weight GEMMs: {j['f32_gemm']}"
         if "bf16_gemm" in j:
             k += f", bf16 GEMMs: {j['bf16_gemm']}"
         return k
@@ -72,7 +74,7 @@ def cmd_peak(path):
     if not p:
         print("   GEMM peak: not measured")
         return 0
-    for dt in ("f32", "bf16"):
+    for dt in ("f32", "f32_onednn", "bf16"):
         v = p.get(dt)
         if isinstance(v, dict):
             lo = min(v["shapes"], key=lambda s: s["gflops"])
@@ -172,7 +174,10 @@ def cmd_summary(manifest, peak_path, args):
             continue
         gflop, step = lj["gemm_gflop"], tokens / med[name]
         rate = gflop / step
-        ceil, what = f32["overall_gflops"], "f32"
+        ceil, what = f32["overall_gflops"], "f32 (OpenBLAS)"
+        if name.startswith("lorac") and ok[name].get("f32_gemm") == "onednn" and \
+                isinstance(peak.get("f32_onednn"), dict):
+            ceil, what = peak["f32_onednn"]["overall_gflops"], "f32 (oneDNN)"
         if name.endswith("bf16") and isinstance(bf16, dict):
             ceil, what = bf16["overall_gflops"], "bf16"
         at_peak = gflop / ceil

@@ -8,8 +8,8 @@
  *       Llama on the CPU — f32 without and with gradient checkpointing, and
  *       compute_dtype bfloat16 on the emulate engine (bf16-rounded operands,
  *       products on the f32 GEMM) — the counted FLOPs equal
- *       lc_gemm_flops_count's, up to the attention kernel's known excess
- *       (below); the JSON's gemm_gflop is that count, and bf16_gemm names the
+ *       lc_gemm_flops_count's, up to the attention kernel's and the fused
+ *       head's known excess (below); the JSON's gemm_gflop is that count, and bf16_gemm names the
  *       engine ("off" in f32)
  *   gemm_peak_json                    --gemm-peak on a tiny shape: every
  *       block linear forward and backward-data, the lm_head, positive rates,
@@ -88,6 +88,7 @@ static cJSON *bench_in_process(const char **args, int n)
 Test(bench_gemm, step_flops_match_the_gemm_calls, .timeout = 120)
 {
     const int64_t B = 2, T = 16;
+    setenv("LORAC_CPU_GEMM", "openblas", 1); /* f32 weight GEMMs through CBLAS, counted here */
     lc_model_config cfg = {.arch = LC_ARCH_LLAMA, .hidden_size = 64, .intermediate_size = 96,
                            .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
                            .vocab_size = 256};
@@ -113,7 +114,10 @@ Test(bench_gemm, step_flops_match_the_gemm_calls, .timeout = 120)
          * every row against all T keys (the masked ones zeroed), T² pairs where the count
          * has the visible T(T+1)/2 — in each of its products, the recomputed forward too. */
         double attn = f.attention * (ck ? 9.0 / 7 : 1); /* recompute: the 2 forward products */
-        double expect = f.total + attn * ((double)(T * T) / (T * (T + 1) / 2.0) - 1);
+        /* The fused head runs its products on its supervised rows padded to a multiple of
+         * 64 (zero rows): 64 rows where the count has the B·(T−1) = 30 supervised ones. */
+        double expect = f.total + attn * ((double)(T * T) / (T * (T + 1) / 2.0) - 1) +
+                        f.lm_head * (64.0 / (double)(B * (T - 1)) - 1);
         cr_expect(fabs(ran - expect) <= 1e-9 * expect,
                   "run %d (checkpointing %d): the step's CBLAS calls did %.0f FLOPs, the count says %.0f "
                   "(frozen %.0f lora %.0f attention %.0f lm_head %.0f recompute %.0f)", run, ck, ran,

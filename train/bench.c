@@ -13,6 +13,7 @@
 #include "autograd/cpu/blas.h"
 #include "autograd/cpu/dispatch.h"
 #include "autograd/cpu/gemm_bf16.h"
+#include "autograd/cpu/onednn.h"
 #include "data/batch.h"
 #include "train/bench_gemm.h"
 #include "train/backend_select.h"
@@ -276,9 +277,10 @@ static int bench_run(const bench_opts *o, bench_state *b, double setup_s, FILE *
     if (!b->be->device && b->be->gemm == LC_DTYPE_BF16)
         lc_cpu_bf16_engine_select(&eng, NULL, 0, NULL);
     if (!b->be->device)
-        fprintf(out, ",\"bf16_gemm\":\"%s%s%s\"", lc_cpu_bf16_engine_name(eng),
-                eng == LC_CPU_BF16_ONEDNN ? " " : "",
-                eng == LC_CPU_BF16_ONEDNN ? lc_cpu_bf16_impl() : "");
+        fprintf(out, ",\"bf16_gemm\":\"%s%s%s\",\"f32_gemm\":\"%s\"",
+                lc_cpu_bf16_engine_name(eng), eng == LC_CPU_BF16_ONEDNN ? " " : "",
+                eng == LC_CPU_BF16_ONEDNN ? lc_cpu_bf16_impl() : "",
+                lc_cpu_gemm_onednn() ? "onednn" : "openblas");
     /* the step's GEMM FLOPs, counted from the shape (DoRA's and MoE's are not) */
     lc_gemm_flops gf;
     lc_error ferr;

@@ -11,6 +11,7 @@
 
 #include "autograd/cpu/blas.h"
 #include "autograd/cpu/gemm_bf16.h"
+#include "autograd/cpu/onednn.h"
 #include "autograd/cpu/dispatch.h"
 #include "autograd/kernels.h"
 #include "train/lora.h"
@@ -107,18 +108,13 @@ static int step_shapes(const lc_model_config *cfg, int64_t tokens, peak_shape *s
         add_shape(s, &n, name, "bwd-data", tokens, in, out, false,
                   reads_attention_input(mods[i]) ? L - 1 : L);
     }
-    /* the lm_head in chunks of lc_k_ce_chunk_rows rows (and the rest) */
+    /* the lm_head in chunks of lc_k_ce_chunk_rows rows (the fused head pads a last, shorter
+     * chunk towards that), weighted by the rows there are */
     int64_t V = cfg->vocab_size, C = cfg->hidden_size, chunk = lc_k_ce_chunk_rows(V);
-    int64_t full = tokens / chunk, rest = tokens % chunk;
-    if (full) {
-        add_shape(s, &n, "lm_head", "fwd", chunk, V, C, true, (double)full);
-        add_shape(s, &n, "lm_head", "bwd-data", chunk, C, V, false, (double)full);
-    }
-    if (rest) {
-        const char *name = full ? "lm_head rest" : "lm_head";
-        add_shape(s, &n, name, "fwd", rest, V, C, true, 1);
-        add_shape(s, &n, name, "bwd-data", rest, C, V, false, 1);
-    }
+    int64_t rows = tokens < chunk ? tokens : chunk;
+    double chunks = (double)tokens / (double)rows;
+    add_shape(s, &n, "lm_head", "fwd", rows, V, C, true, chunks);
+    add_shape(s, &n, "lm_head", "bwd-data", rows, C, V, false, chunks);
     return n;
 }
 
@@ -158,6 +154,12 @@ static void call_f32(const peak_shape *p, const void *A, const void *B, float *C
 {
     lc_k_gemm(false, p->trans_b, p->M, p->N, p->K, 1, A, p->K, B, p->trans_b ? p->K : p->N, 0,
               C, p->N);
+}
+
+static void call_f32_onednn(const peak_shape *p, const void *A, const void *B, float *C)
+{
+    lc_onednn_matmul(LC_DTYPE_F32, false, p->trans_b, p->M, p->N, p->K, A, p->K, B,
+                     p->trans_b ? p->K : p->N, false, C, p->N, false);
 }
 
 static void call_bf16(const peak_shape *p, const void *A, const void *B, float *C)
@@ -208,6 +210,23 @@ static int peak_bf16(FILE *out, peak_shape *s, int n, const float *A, size_t na,
     return 0;
 }
 
+/* The f32 rates on oneDNN's matmul (what LORAC_CPU_GEMM=onednn runs the weight GEMMs on),
+ * printed as "f32_onednn":{…}; "f32_onednn":"<why not>" where libdnnl does not load. */
+static void peak_f32_onednn(FILE *out, peak_shape *s, int n, const float *A, const float *B,
+                            float *C)
+{
+    if (!lc_onednn_available()) {
+        fprintf(out, ",\"f32_onednn\":\"%s\"", lc_onednn_status());
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        s[i].gflops = best_gflops(&s[i], call_f32_onednn, A, B, C);
+    char engine[128];
+    snprintf(engine, sizeof engine, "%s %s", lc_onednn_status(), lc_onednn_last_impl());
+    fprintf(out, ",");
+    print_rates(out, "f32_onednn", engine, s, n);
+}
+
 int lc_bench_gemm_peak(const lc_model_config *cfg, int64_t tokens, FILE *out, lc_error *err)
 {
     if (cfg->n_experts > 0)
@@ -236,6 +255,7 @@ int lc_bench_gemm_peak(const lc_model_config *cfg, int64_t tokens, FILE *out, lc
     char engine[64];
     snprintf(engine, sizeof engine, "lc_k_gemm: OpenBLAS %s", lc_blas_core());
     print_rates(out, "f32", engine, s, n);
+    peak_f32_onednn(out, s, n, A, B, C);
     int rc = peak_bf16(out, s, n, A, na, B, nb, C, err);
     fprintf(out, "}\n");
     free(A), free(B), free(C);

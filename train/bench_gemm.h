@@ -37,7 +37,8 @@ int lc_gemm_flops_count(const lc_model_config *cfg, int rank, int64_t batch, int
                         lc_error *err);
 
 /* `lorac bench --gemm-peak`: times the f32 GEMMs (lc_k_gemm: OpenBLAS
- * through lorac's threads) and, where the CPU has bf16 units, the bf16 ones
+ * through lorac's threads; and oneDNN's f32 matmul, which LORAC_CPU_GEMM=onednn
+ * runs the weight GEMMs on) and, where the CPU has bf16 units, the bf16 ones
  * at the step's shapes for cfg and M = tokens rows: every block linear's
  * forward (x·Wᵀ) and backward-data (dy·W), the lm_head's in its chunks of
  * lc_k_ce_chunk_rows rows. Prints one JSON line: GFLOP/s per shape (the
