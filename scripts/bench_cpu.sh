@@ -15,8 +15,10 @@
 #   lorac bf16 >= 2x PyTorch's fastest at <= 1.5 GiB peak RSS; lorac f32 >= 1.5x
 #   PyTorch f32.
 # Before the rounds, `lorac bench --gemm-peak` measures the machine's GEMM rate
-# at the step's shapes (f32; bf16 where the CPU has bf16 units), and the report
-# says at what fraction of it lorac's GEMM work ran (bench's gemm_gflop per step).
+# at the step's shapes (f32 on OpenBLAS and on oneDNN; bf16 where the CPU has
+# bf16 units), and the report says at what fraction of it lorac's GEMM work ran
+# (bench's gemm_gflop per step). LORAC_CPU_GEMM=onednn in the environment runs
+# lorac's f32 weight GEMMs on oneDNN instead.
 #
 #   scripts/bench_cpu.sh [--rounds 3] [--steps 3] [--warmup 1] [--layers 30]
 #                        [--python PATH] [--no-torch] [--nf4]

@@ -95,7 +95,7 @@ static void bench_usage(FILE *f)
                "  checkpointing when asked. Prints one JSON line: tokens/s, peak RSS, per-step\n"
                "  seconds, set-up seconds, the step's GEMM GFLOP; on a device also its peak memory\n"
                "  (device_peak_mib). --gemm-peak: GFLOP/s of this machine's GEMMs at the step's\n"
-               "  shapes instead (f32, and bf16 where the CPU has bf16 units).\n");
+               "  shapes instead (f32 on OpenBLAS and oneDNN, bf16 where the CPU has bf16 units).\n");
 }
 
 static bool wants_help(int argc, char **argv)
