@@ -14,7 +14,7 @@
 # kernels each side used, and issue #18's targets as PASS / FAIL lines:
 #   lorac bf16 >= 2x PyTorch's fastest at <= 1.5 GiB peak RSS; lorac f32 >= 1.5x
 #   PyTorch f32.
-# Before the rounds, `lorac bench --gemm-peak` measures the machine's GEMM rate
+# In every round, `lorac bench --gemm-peak` measures the machine's GEMM rate
 # at the step's shapes (f32 on OpenBLAS and on oneDNN; bf16 where the CPU has
 # bf16 units), and the report says at what fraction of it lorac's GEMM work ran
 # (bench's gemm_gflop per step). LORAC_CPU_GEMM=onednn in the environment runs
@@ -121,10 +121,6 @@ if [ "$TORCH" = 1 ]; then
 print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)' 2>&1 | tail -1)"
 fi
 
-echo "== GEMM ceiling: lorac bench --gemm-peak"
-run_lorac build/lorac --gemm-peak >"$LOG/gemm_peak.json"
-/usr/bin/python3 scripts/bench_cpu_report.py peak "$LOG/gemm_peak.json"
-
 # Seconds of CPU time the whole machine was busy, and this script and its finished runs
 HZ=$(getconf CLK_TCK)
 machine_busy() { awk -v hz="$HZ" '/^cpu /{printf "%.2f", ($2+$3+$4+$7+$8+$9)/hz}' /proc/stat; }
@@ -148,8 +144,14 @@ run() {
     "$other"
 }
 ARGS=(--steps "$STEPS" --warmup "$WARMUP")
+PEAKS=()
 for r in $(seq "$ROUNDS"); do
   echo "== round $r of $ROUNDS"
+  # the GEMM ceiling in every round (this VM's rate drifts over minutes): the median counts
+  echo "   GEMM ceiling: lorac bench --gemm-peak"
+  run_lorac build/lorac --gemm-peak >"$LOG/gemm_peak_r$r.json"
+  PEAKS+=("$LOG/gemm_peak_r$r.json")
+  /usr/bin/python3 scripts/bench_cpu_report.py peak "$LOG/gemm_peak_r$r.json"
   run "lorac f32" "$r" run_lorac build/lorac "${ARGS[@]}" "${BENCH_ARGS[@]}"
   run "lorac bf16" "$r" run_lorac build/lorac "${ARGS[@]}" --bf16 --compute-dtype bfloat16
   if [ "$TORCH" = 1 ]; then
@@ -160,5 +162,5 @@ for r in $(seq "$ROUNDS"); do
 done
 echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== summary (medians of $ROUNDS rounds)"
-/usr/bin/python3 scripts/bench_cpu_report.py summary "$MANIFEST" "$LOG/gemm_peak.json" \
-  "${SHAPE[@]}" | tee "$LOG/summary.txt"
+/usr/bin/python3 scripts/bench_cpu_report.py summary "$MANIFEST" "${PEAKS[@]}" "${SHAPE[@]}" \
+  | tee "$LOG/summary.txt"

@@ -8,9 +8,10 @@ library only: runs on any python3).
       one run: tokens/s, peak RSS, the GEMM kernels; lorac's refusal or
       fall-back note from its stderr; the share of the cores other processes
       used during it
-  bench_cpu_report.py summary RUNS.tsv GEMM_PEAK.json [--layers N] [--tokens 1024]
+  bench_cpu_report.py summary RUNS.tsv GEMM_PEAK.json... [--layers N] [--tokens 1024]
       medians over the rounds, ratios and issue #18's targets as PASS / FAIL
-      lines, and the fraction of the GEMM ceiling lorac's GEMM work ran at
+      lines, and the fraction of the GEMM ceiling (the median of the rounds' peaks)
+      lorac's GEMM work ran at
 
 tokens/s of a run is tokens per step over its median timed step (lorac's and
 PyTorch's the same way); peak RSS is the whole process's (ru_maxrss).
@@ -109,7 +110,23 @@ def cmd_row(name, rnd, rc, json_path, err_path, other, tokens=1024):
     return 0
 
 
-def cmd_summary(manifest, peak_path, args):
+def median_peak(paths):
+    """The --gemm-peak measurements' overall rates, each key's median over the files (a
+    key's first text where it was not measured), and one line on their spread."""
+    peaks = [p for p in map(load, paths) if p]
+    out, spread = {}, []
+    for key in ("f32", "f32_onednn", "bf16"):
+        vals = [p[key] for p in peaks if key in p]
+        rates = [v["overall_gflops"] for v in vals if isinstance(v, dict)]
+        if rates:
+            out[key] = {"overall_gflops": statistics.median(rates)}
+            spread.append(f"{key} {min(rates):.1f}-{max(rates):.1f}")
+        elif vals:
+            out[key] = vals[0]
+    return out, f"GEMM peaks of {len(peaks)} rounds (GFLOP/s): {', '.join(spread)}"
+
+
+def cmd_summary(manifest, peak_paths, args):
     layers = int(args[args.index("--layers") + 1]) if "--layers" in args else FULL_LAYERS
     tokens = int(args[args.index("--tokens") + 1]) if "--tokens" in args else 1024
     runs, other = {}, 0  # name -> [(json, status, stderr path)]; the busiest run's other load
@@ -165,7 +182,8 @@ def cmd_summary(manifest, peak_path, args):
                   f"(target >= {TARGET_F32}x; fastest steps "
                   f"{best['lorac f32'] / best['PyTorch f32']:.2f}x); peak RSS {rss['lorac f32']:.2f} vs "
                   f"{rss['PyTorch f32']:.2f} GiB{noisy}")
-    peak = load(peak_path) or {}
+    peak, spread = median_peak(peak_paths)
+    print(spread)
     f32 = peak.get("f32")
     bf16 = peak.get("bf16")
     for name in ("lorac f32", "lorac bf16", "PyTorch f32", "PyTorch bf16"):
@@ -200,7 +218,9 @@ def main(argv):
     if len(argv) == 7 and argv[0] == "row":
         return cmd_row(*argv[1:])
     if len(argv) >= 3 and argv[0] == "summary":
-        return cmd_summary(argv[1], argv[2], argv[3:])
+        opts = [i for i, a in enumerate(argv) if a.startswith("--")]
+        end = opts[0] if opts else len(argv)
+        return cmd_summary(argv[1], argv[2:end], argv[end:])
     print(__doc__, file=sys.stderr)
     return 2
 
