@@ -158,7 +158,7 @@ static void call_f32(const peak_shape *p, const void *A, const void *B, float *C
 
 static void call_f32_onednn(const peak_shape *p, const void *A, const void *B, float *C)
 {
-    lc_onednn_matmul(LC_DTYPE_F32, false, p->trans_b, p->M, p->N, p->K, A, p->K, B,
+    lc_onednn_matmul(LC_DTYPE_F32, false, p->trans_b, p->M, p->N, p->K, 1, A, p->K, B,
                      p->trans_b ? p->K : p->N, false, C, p->N, false);
 }
 

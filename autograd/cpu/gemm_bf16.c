@@ -128,8 +128,8 @@ void lc_cpu_gemm_bf16(lc_cpu_bf16_engine engine, bool trans_a, bool trans_b, int
     LC_ASSERT(beta == 0 || beta == 1);
 #if LC_HAVE_DNNL
     if (engine == LC_CPU_BF16_ONEDNN) {
-        if (lc_onednn_matmul(LC_DTYPE_BF16, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta != 0,
-                             C, ldc, false))
+        if (lc_onednn_matmul(LC_DTYPE_BF16, trans_a, trans_b, M, N, K, 1, A, lda, B, ldb,
+                             beta != 0, C, ldc, false))
             return;
         static bool told;
         if (!told)

@@ -1,7 +1,8 @@
 /* kernels_cpu.c — CPU implementations of kernels.h, compiled once per
  * instruction-set variant.
  *
- * Every matrix product goes to OpenBLAS; everything else is an OpenMP loop
+ * Every matrix product goes to cpu_gemm (oneDNN's matmul for most, OpenBLAS
+ * for the rest: onednn.h); everything else is an OpenMP loop
  * over rows. Frozen weights in another dtype than lc_real are converted a
  * tile of rows at a time into scratch (never the whole matrix), the same
  * tiling the quantized formats use. Attention is blocked flash-style: per
@@ -31,6 +32,9 @@
 #endif
 #define CE_CHUNK_ELEMS (1 << 24)    /* logits per chunk: 64 MiB of f32 (≥ 300 rows keep the GEMM efficient) */
 #define CE_MAX_CHUNK_ROWS 1024
+/* Products of fewer rows stay on OpenBLAS: each new shape costs oneDNN a
+ * primitive, and a few rows gain nothing. */
+#define ONEDNN_MIN_ROWS 16
 /* Below this many elements a loop runs on one thread: waking the team
  * costs more than the work. */
 #define PAR_MIN 32768
@@ -165,6 +169,17 @@ static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                     (int)inc_a, beta, C, 1);
         return;
     }
+#if !LC_REAL_IS_F64
+    /* oneDNN's matmul (onednn.h, unless LORAC_CPU_GEMM=openblas) where it
+     * has one for the problem; not inside our parallel regions
+     * (attention's blocks), nor for a handful of rows (M 1 is the GEMV
+     * above) */
+    if (M >= ONEDNN_MIN_ROWS && (beta == 0 || beta == 1) && !omp_in_parallel() &&
+        lc_cpu_gemm_onednn() &&
+        lc_onednn_matmul(LC_DTYPE_F32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                         beta != 0, C, ldc, true))
+        return;
+#endif
     /* OpenBLAS runs mid-sized products (q/k/v/o of a small model) on one
      * thread; splitting the rows of C over our own threads keeps every core
      * busy. Inside a parallel region (attention blocks) OpenBLAS's OpenMP
@@ -192,28 +207,6 @@ static bool weight_is_native(const lc_weight *W)
     return !W->nf4 && !W->ggml && W->dtype == (LC_REAL_IS_F64 ? LC_DTYPE_F64 : LC_DTYPE_F32);
 }
 
-/* Products with frozen weights of at least this many rows run on oneDNN
- * where it runs the f32 weight GEMMs (onednn.h): below it (decoding,
- * short prompts) cpu_gemm's GEMV and small-matrix paths are as fast, and
- * each new shape would cost oneDNN a primitive. */
-#define ONEDNN_MIN_ROWS 32
-
-/* C = op(A)·op(B) (+ C when beta is 1) for a frozen-weight product: on
- * oneDNN's matmul where it runs them, else cpu_gemm. */
-static void weight_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                        const lc_real *A, int64_t lda, const lc_real *B, int64_t ldb, lc_real beta,
-                        lc_real *C, int64_t ldc)
-{
-#if !LC_REAL_IS_F64
-    if (M >= ONEDNN_MIN_ROWS && (beta == 0 || beta == 1) && !omp_in_parallel() &&
-        lc_cpu_gemm_onednn() &&
-        lc_onednn_matmul(LC_DTYPE_F32, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta != 0, C,
-                         ldc, true))
-        return;
-#endif
-    cpu_gemm(trans_a, trans_b, M, N, K, 1, A, lda, B, ldb, beta, C, ldc);
-}
-
 static size_t cpu_weight_scratch(const lc_weight *W)
 {
     return weight_is_native(W) ? 0 : (size_t)(lc_cpu_weight_tile_rows(W) * W->cols);
@@ -224,14 +217,14 @@ static void cpu_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
 {
     int64_t in = W->cols, out = W->rows;
     if (weight_is_native(W)) {
-        weight_gemm(false, true, N, out, in, x, in, W->data, in, beta, y, out);
+        cpu_gemm(false, true, N, out, in, 1, x, in, W->data, in, beta, y, out);
         return;
     }
     int64_t tr = lc_cpu_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);
-        weight_gemm(false, true, N, r1 - r0, in, x, in, scratch, in, beta, y + r0, out);
+        cpu_gemm(false, true, N, r1 - r0, in, 1, x, in, scratch, in, beta, y + r0, out);
     }
 }
 
@@ -240,14 +233,14 @@ static void cpu_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight
 {
     int64_t in = W->cols, out = W->rows;
     if (weight_is_native(W)) {
-        weight_gemm(false, false, N, in, out, dy, out, W->data, in, 1, dx, in);
+        cpu_gemm(false, false, N, in, out, 1, dy, out, W->data, in, 1, dx, in);
         return;
     }
     int64_t tr = lc_cpu_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);
-        weight_gemm(false, false, N, in, r1 - r0, dy + r0, out, scratch, in, 1, dx, in);
+        cpu_gemm(false, false, N, in, r1 - r0, 1, dy + r0, out, scratch, in, 1, dx, in);
     }
 }
 
@@ -1009,8 +1002,7 @@ static double cpu_sum_squares(int64_t n, const lc_real *g)
                              .weight_matmul = (wmatmul), .weight_matmul_grad = (wmatmul_grad), \
                              .ce_scratch = (cescratch), .lm_head_ce = (lmhead)}
 
-/* float32: OpenBLAS (the frozen-weight products on oneDNN with
- * LORAC_CPU_GEMM=onednn: weight_gemm). */
+/* float32: oneDNN's matmul and OpenBLAS (cpu_gemm chooses). */
 CPU_TABLE(LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT), cpu_weight_scratch, cpu_weight_matmul,
           cpu_weight_matmul_grad, cpu_ce_scratch, cpu_lm_head_ce);
 

@@ -25,7 +25,7 @@
     X(dnnl_stream_create) X(dnnl_stream_wait) X(dnnl_memory_desc_init_by_strides)          \
     X(dnnl_matmul_desc_init) X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy) \
     X(dnnl_post_ops_create) X(dnnl_post_ops_append_sum) X(dnnl_post_ops_destroy)            \
-    X(dnnl_primitive_attr_set_post_ops) X(dnnl_primitive_desc_create)                      \
+    X(dnnl_primitive_attr_set_post_ops) X(dnnl_primitive_attr_set_output_scales) X(dnnl_primitive_desc_create)                      \
     X(dnnl_primitive_desc_query) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_create)  \
     X(dnnl_primitive_destroy) X(dnnl_memory_create) X(dnnl_memory_destroy)                   \
     X(dnnl_memory_set_data_handle) X(dnnl_primitive_execute)
@@ -97,6 +97,7 @@ const char *lc_onednn_bf16_units(void)
 
 typedef struct mm_key {
     int64_t M, N, K, lda, ldb, ldc;
+    float alpha;
     lc_dtype dtype;
     bool trans_a, trans_b, accumulate;
 } mm_key;
@@ -117,7 +118,7 @@ static pthread_mutex_t mm_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool key_eq(const mm_key *a, const mm_key *b)
 {
     return a->M == b->M && a->N == b->N && a->K == b->K && a->lda == b->lda &&
-           a->ldb == b->ldb && a->ldc == b->ldc && a->dtype == b->dtype &&
+           a->ldb == b->ldb && a->ldc == b->ldc && a->alpha == b->alpha && a->dtype == b->dtype &&
            a->trans_a == b->trans_a && a->trans_b == b->trans_b &&
            a->accumulate == b->accumulate;
 }
@@ -155,6 +156,8 @@ static bool mm_create(mm_entry *e, const mm_key *k)
     dnnl_post_ops_t ops = NULL;
     dnnl_primitive_desc_t pd = NULL;
     bool ok = dn.dnnl_primitive_attr_create(&attr) == dnnl_success;
+    if (ok && k->alpha != 1) /* C = alpha·op(A)·op(B) (+ C): the scale comes before the sum */
+        ok = dn.dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha) == dnnl_success;
     if (ok && k->accumulate)
         ok = dn.dnnl_post_ops_create(&ops) == dnnl_success &&
              dn.dnnl_post_ops_append_sum(ops, 1.0f) == dnnl_success &&
@@ -213,12 +216,12 @@ static mm_entry *mm_get(const mm_key *k, bool optional)
 }
 
 bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                      const void *A, int64_t lda, const void *B, int64_t ldb, bool accumulate,
-                      float *C, int64_t ldc, bool optional)
+                      float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
+                      bool accumulate, float *C, int64_t ldc, bool optional)
 {
     if (!lc_onednn_available())
         return false;
-    mm_key key = {M, N, K, lda, ldb, ldc, dtype, trans_a, trans_b, accumulate};
+    mm_key key = {M, N, K, lda, ldb, ldc, alpha, dtype, trans_a, trans_b, accumulate};
     pthread_mutex_lock(&mm_lock);
     mm_entry *e = mm_get(&key, optional);
     bool ok = e != NULL;
@@ -263,10 +266,10 @@ bool lc_onednn_available(void) { return false; }
 const char *lc_onednn_status(void) { return "the gradient-check build has no oneDNN"; }
 const char *lc_onednn_bf16_units(void) { return NULL; }
 bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                      const void *A, int64_t lda, const void *B, int64_t ldb, bool accumulate,
-                      float *C, int64_t ldc, bool optional)
+                      float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
+                      bool accumulate, float *C, int64_t ldc, bool optional)
 {
-    (void)dtype, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)A, (void)lda;
+    (void)dtype, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
     (void)B, (void)ldb, (void)accumulate, (void)C, (void)ldc, (void)optional;
     return false;
 }
@@ -295,8 +298,15 @@ static int select_from(const char *want, lc_error *err)
             snprintf(gemm_line, sizeof gemm_line, "OpenBLAS (%s forces %s)", LC_CPU_ISA_ENV,
                      lc_cpu_isa());
     } else if (strcmp(want, "auto") == 0) {
-        gemm_choice = 0;
-        snprintf(gemm_line, sizeof gemm_line, "OpenBLAS");
+        if (lc_cpu_isa_forced()) {
+            gemm_choice = 0;
+            snprintf(gemm_line, sizeof gemm_line, "OpenBLAS (%s forces %s)", LC_CPU_ISA_ENV,
+                     lc_cpu_isa());
+        } else {
+            gemm_choice = lc_onednn_available();
+            snprintf(gemm_line, sizeof gemm_line, "%s%s", gemm_choice ? "" : "OpenBLAS: ",
+                     lc_onednn_status());
+        }
     } else {
         char shown[64];
         return lc_error_set(err, "%s=%s: unknown; use auto, onednn or openblas", LC_CPU_GEMM_ENV,

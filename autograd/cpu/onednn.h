@@ -1,28 +1,30 @@
-/* onednn.h — oneDNN's matmul primitive for the CPU's frozen-weight GEMMs.
+/* onednn.h — oneDNN's matmul primitive for the CPU's GEMMs.
  *
  * oneDNN (Debian's libdnnl, the library PyTorch itself runs its CPU GEMMs
- * on) runs the products of activations with frozen weights — the linears
- * and the lm_head — in bfloat16 (AMX or AVX512-BF16 tiles: gemm_bf16.h),
- * and in float32 when asked (LORAC_CPU_GEMM=onednn). Everything else stays
- * on OpenBLAS.
+ * on) runs the products of the steps outside attention's parallel blocks:
+ * the frozen-weight GEMMs (linears, lm_head) and the LoRA products, in
+ * float32, and the frozen-weight ones in bfloat16 (AMX or AVX512-BF16
+ * tiles: gemm_bf16.h). OpenBLAS keeps the rest (products of < 16 rows,
+ * attention's blocks, MoE shapes past the primitive cache's bound) and
+ * everything when oneDNN is missing.
  *
- * float32 stays on OpenBLAS by default: oneDNN's brgemm ran the SmolLM
- * step's shapes 20-30% faster than OpenBLAS 0.3.21 with the weights in
- * cache (275-305 vs 220-238 GFLOP/s on 2 AVX-512 cores), but with the
- * weights streamed from memory as a step reads them, and in whole steps,
- * no difference stood out of this machine's noise (2026-11-30).
- * scripts/bench_cpu.sh can time both.
+ * Why for f32 too: its brgemm kernels run the skinny LoRA products about
+ * 2x faster than OpenBLAS 0.3.21 (x·Aᵀ at [1024,576]x[576,16]: 125 vs 66
+ * GFLOP/s) and the weight products' forward 20-30% faster with the weights
+ * in cache. Whole SmolLM-135M steps on 2 AVX-512 cores, alternating
+ * (2026-11-30): medians 240 vs 230 tokens/s over 5 rounds, oneDNN ahead in
+ * 4, fastest step 3.56 vs 3.85 s; with both capped to AVX2
+ * (ONEDNN_MAX_CPU_ISA=AVX2, OPENBLAS_CORETYPE=Haswell): 165 vs 159, fastest
+ * 5.23 vs 5.83 s.
  *
- * libdnnl.so.2 is opened with dlopen on first use, so a float32 run never
- * maps it and a machine without it still runs (lc_onednn_status says why),
- * and a matmul primitive is created once per GEMM shape and kept in a
- * small cache.
+ * libdnnl.so.2 is opened with dlopen on first use, so a machine without it
+ * still runs (lc_onednn_status says why), and a matmul primitive is created
+ * once per GEMM shape and kept in a small cache.
  *
- * LORAC_CPU_GEMM = auto (default: OpenBLAS) | openblas | onednn chooses the
- * library of the f32 weight GEMMs; onednn is refused where libdnnl does
- * not load, and ignored (OpenBLAS) while LORAC_CPU_ISA forces a kernel
- * level below the CPU's (oneDNN picks its own instructions, and a forced
- * level is how lorac runs under valgrind). */
+ * LORAC_CPU_GEMM = auto (default: oneDNN when it loads) | onednn |
+ * openblas chooses the f32 library. Either oneDNN choice is OpenBLAS while
+ * LORAC_CPU_ISA forces a kernel level below the CPU's: oneDNN picks its own
+ * instructions, and a forced level is how lorac runs under valgrind. */
 #ifndef LC_CPU_ONEDNN_H
 #define LC_CPU_ONEDNN_H
 
@@ -44,7 +46,7 @@ const char *lc_onednn_bf16_units(void);
 /* The implementation the last matmul ran ("brg:avx512_core_amx", …), "" before any. */
 const char *lc_onednn_last_impl(void);
 
-/* C[M,N] (f32) = op(A)·op(B), + C when accumulate; A and B of dtype (F32 or
+/* C[M,N] (f32) = alpha·op(A)·op(B), + C when accumulate; A and B of dtype (F32 or
  * BF16), row-major with leading dimensions lda, ldb, ldc; op = transpose
  * when trans_*. False when oneDNN is not available or has no primitive for
  * this problem (the caller computes it another way). A primitive costs
@@ -56,8 +58,8 @@ const char *lc_onednn_last_impl(void);
  * outside parallel regions (oneDNN runs the process's OpenMP threads). */
 #define LC_ONEDNN_MAX_M_VARIANTS 16
 bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                      const void *A, int64_t lda, const void *B, int64_t ldb, bool accumulate,
-                      float *C, int64_t ldc, bool optional);
+                      float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
+                      bool accumulate, float *C, int64_t ldc, bool optional);
 
 /* Chooses the library of the f32 weight GEMMs now (from LC_CPU_GEMM_ENV);
  * fails on an unknown value or `onednn` without oneDNN. Calling it again
