@@ -17,8 +17,8 @@
 # In every round, `lorac bench --gemm-peak` measures the machine's GEMM rate
 # at the step's shapes (f32 on OpenBLAS and on oneDNN; bf16 where the CPU has
 # bf16 units), and the report says at what fraction of it lorac's GEMM work ran
-# (bench's gemm_gflop per step). LORAC_CPU_GEMM=onednn in the environment runs
-# lorac's f32 weight GEMMs on oneDNN instead.
+# (bench's gemm_gflop per step). lorac's f32 GEMMs run on oneDNN by default;
+# LORAC_CPU_GEMM=openblas in the environment runs them on OpenBLAS instead.
 #
 #   scripts/bench_cpu.sh [--rounds 3] [--steps 3] [--warmup 1] [--layers 30]
 #                        [--python PATH] [--no-torch] [--nf4]

@@ -247,8 +247,22 @@ int lc_bench_gemm_peak(const lc_model_config *cfg, int64_t tokens, FILE *out, lc
                             (double)(na + nb + nc) * sizeof(float) / 1048576.0);
     }
     fill(A, (int64_t)na, 1), fill(B, (int64_t)nb, 2);
+    /* "f32" is OpenBLAS's rate: lc_k_gemm with oneDNN switched off meanwhile */
+    const char *lib = getenv(LC_CPU_GEMM_ENV);
+    char *saved = lib ? strdup(lib) : NULL;
+    setenv(LC_CPU_GEMM_ENV, "openblas", 1);
+    lc_cpu_gemm_select(err);
     for (int i = 0; i < n; i++)
         s[i].gflops = best_gflops(&s[i], call_f32, A, B, C);
+    if (saved)
+        setenv(LC_CPU_GEMM_ENV, saved, 1);
+    else
+        unsetenv(LC_CPU_GEMM_ENV);
+    free(saved);
+    if (lc_cpu_gemm_select(err)) {
+        free(A), free(B), free(C);
+        return -1;
+    }
     fprintf(out, "{\"gemm_peak\":true,\"tokens\":%lld,\"threads\":%d,\"cpu_kernels\":\"%s\","
             "\"blas_core\":\"%s\",", (long long)tokens, omp_get_max_threads(), lc_cpu_isa(),
             lc_blas_core());
