@@ -27,6 +27,7 @@
 
 #include "helpers.h"
 #include "autograd/cpu/gemm_bf16.h"
+#include "autograd/cpu/onednn.h"
 #include "train/bench.h"
 #include "train/bench_gemm.h"
 
@@ -165,9 +166,9 @@ Test(bench_gemm, gemm_peak_json, .timeout = 120)
     /* printed to 0.1 GFLOP/s */
     cr_expect(all >= lo - 0.05 && all <= hi + 0.05, "overall %g outside [%g, %g]", all, lo, hi);
     const cJSON *bf16 = cJSON_GetObjectItemCaseSensitive(j, "bf16");
-    if (lc_cpu_bf16_units())
+    if (lc_onednn_bf16_units())
         cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(bf16, "shapes")), 16,
-                     "bf16 on %s: %s", lc_cpu_bf16_units(), cJSON_Print(bf16));
+                     "bf16 on %s: %s", lc_onednn_bf16_units(), cJSON_Print(bf16));
     else
         cr_expect(cJSON_IsString(bf16) && strcmp(bf16->valuestring, "no bf16 units") == 0,
                   "bf16: %s", cJSON_Print(bf16));

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "autograd/cpu/gemm_bf16.h"
+#include "autograd/cpu/onednn.h"
 #include "autograd/dtype.h"
 #include "autograd/nf4.h"
 #include "tests/helpers.h"
@@ -197,7 +198,7 @@ Test(cpu_bf16, onednn_many_row_counts)
         cr_expect_lt(e, TOL_ROUNDED, "%d rows: %g", n, e);
     }
     cr_log_info("onednn, 24 row counts: worst rel err %.3g, last implementation %s", worst,
-                lc_cpu_bf16_impl());
+                lc_onednn_last_impl(LC_DTYPE_BF16));
     free(x), free(w), free(y), free(ref), free(scratch);
     free_weight(&t);
 }
@@ -230,11 +231,12 @@ Test(cpu_bf16, engine_names_and_auto)
     setenv(LC_CPU_BF16_ENV, "auto", 1);
     char why[320];
     cr_assert_eq(lc_cpu_bf16_engine_select(&e, why, sizeof why, &err), 0);
-    const char *units = lc_cpu_bf16_units();
+    const char *units = lc_onednn_bf16_units();
     cr_log_info("auto: %s (%s); bf16 units: %s", lc_cpu_bf16_engine_name(e), why,
                 units ? units : "none");
     cr_expect_eq(e, units ? LC_CPU_BF16_ONEDNN : LC_CPU_BF16_OFF, "%s", why);
     cr_expect_str_eq(lc_cpu_bf16_engine_why(), why);
+    cr_expect_eq(lc_cpu_bf16_engine_current(), e);
 }
 
 /* A one-layer bench run of the lorac binary with compute_dtype bfloat16

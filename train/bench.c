@@ -55,27 +55,20 @@ static int parse_bench_args(int argc, char **argv, bench_opts *o, lc_error *err)
         {"--vocab", &o->vocab, 2}, {"--rank", &o->rank, 1}, {"--batch", &o->batch, 1},
         {"--seq", &o->seq, 2}, {"--steps", &o->steps, 1}, {"--warmup", &o->warmup, 0},
         {"--tied", &o->tied, 0}, {"--experts", &o->experts, 0}, {"--top-k", &o->top_k, 1}};
+    struct { const char *flag; int *dst; } switches[] = {
+        {"--nf4", &o->nf4}, {"--dora", &o->dora}, {"--checkpointing", &o->checkpointing},
+        {"--gemm-peak", &o->gemm_peak}};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--bf16") == 0) {
             o->dtype = LC_DTYPE_BF16;
             continue;
         }
-        if (strcmp(argv[i], "--nf4") == 0) {
-            o->nf4 = 1;
+        bool is_switch = false;
+        for (size_t k = 0; k < sizeof switches / sizeof switches[0]; k++)
+            if (strcmp(argv[i], switches[k].flag) == 0)
+                *switches[k].dst = 1, is_switch = true;
+        if (is_switch)
             continue;
-        }
-        if (strcmp(argv[i], "--dora") == 0) {
-            o->dora = 1;
-            continue;
-        }
-        if (strcmp(argv[i], "--checkpointing") == 0) {
-            o->checkpointing = 1;
-            continue;
-        }
-        if (strcmp(argv[i], "--gemm-peak") == 0) {
-            o->gemm_peak = 1;
-            continue;
-        }
         if (strcmp(argv[i], "--device") == 0) {
             const char *v = i + 1 < argc ? argv[++i] : "";
             if (lc_device_from_name(v, &o->device))
@@ -273,13 +266,12 @@ static int bench_run(const bench_opts *o, bench_state *b, double setup_s, FILE *
             plan->total / 1048576.0, plan->arena_peak / 1048576.0, plan->grad_peak / 1048576.0);
     /* on the CPU: who ran the frozen-weight GEMMs in bf16 (engine and oneDNN's
      * implementation), or "off" (float32) */
-    lc_cpu_bf16_engine eng = LC_CPU_BF16_OFF;
-    if (!b->be->device && b->be->gemm == LC_DTYPE_BF16)
-        lc_cpu_bf16_engine_select(&eng, NULL, 0, NULL);
+    lc_cpu_bf16_engine eng =
+        b->be->gemm == LC_DTYPE_BF16 ? lc_cpu_bf16_engine_current() : LC_CPU_BF16_OFF;
     if (!b->be->device)
         fprintf(out, ",\"bf16_gemm\":\"%s%s%s\",\"f32_gemm\":\"%s\"",
                 lc_cpu_bf16_engine_name(eng), eng == LC_CPU_BF16_ONEDNN ? " " : "",
-                eng == LC_CPU_BF16_ONEDNN ? lc_cpu_bf16_impl() : "",
+                eng == LC_CPU_BF16_ONEDNN ? lc_onednn_last_impl(LC_DTYPE_BF16) : "",
                 lc_cpu_gemm_onednn() ? "onednn" : "openblas");
     /* the step's GEMM FLOPs, counted from the shape (DoRA's and MoE's are not) */
     lc_gemm_flops gf;

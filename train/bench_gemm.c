@@ -164,8 +164,8 @@ static void call_f32_onednn(const peak_shape *p, const void *A, const void *B, f
 
 static void call_bf16(const peak_shape *p, const void *A, const void *B, float *C)
 {
-    lc_cpu_gemm_bf16(LC_CPU_BF16_ONEDNN, false, p->trans_b, p->M, p->N, p->K, A, p->K, B,
-                     p->trans_b ? p->K : p->N, 0, C, p->N);
+    lc_cpu_gemm_bf16(false, p->trans_b, p->M, p->N, p->K, A, p->K, B, p->trans_b ? p->K : p->N,
+                     0, C, p->N);
 }
 
 /* Best GFLOP/s of repeated GEMMs of shape p on A, B, C. */
@@ -188,7 +188,7 @@ static double best_gflops(const peak_shape *p, gemm_call *call, const void *A, c
 static int peak_bf16(FILE *out, peak_shape *s, int n, const float *A, size_t na, const float *B,
                      size_t nb, float *C, lc_error *err)
 {
-    const char *units = lc_cpu_bf16_units();
+    const char *units = lc_onednn_bf16_units();
     if (!units) {
         fprintf(out, ",\"bf16\":\"no bf16 units\"");
         return 0;
@@ -203,7 +203,7 @@ static int peak_bf16(FILE *out, peak_shape *s, int n, const float *A, size_t na,
     for (int i = 0; i < n; i++)
         s[i].gflops = best_gflops(&s[i], call_bf16, a, b, C);
     char engine[128];
-    snprintf(engine, sizeof engine, "oneDNN %s on %s", lc_cpu_bf16_impl(), units);
+    snprintf(engine, sizeof engine, "oneDNN %s on %s", lc_onednn_last_impl(LC_DTYPE_BF16), units);
     fprintf(out, ",");
     print_rates(out, "bf16", engine, s, n);
     free(a), free(b);
@@ -222,7 +222,7 @@ static void peak_f32_onednn(FILE *out, peak_shape *s, int n, const float *A, con
     for (int i = 0; i < n; i++)
         s[i].gflops = best_gflops(&s[i], call_f32_onednn, A, B, C);
     char engine[128];
-    snprintf(engine, sizeof engine, "%s %s", lc_onednn_status(), lc_onednn_last_impl());
+    snprintf(engine, sizeof engine, "%s %s", lc_onednn_status(), lc_onednn_last_impl(LC_DTYPE_F32));
     fprintf(out, ",");
     print_rates(out, "f32_onednn", engine, s, n);
 }

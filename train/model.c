@@ -5,6 +5,7 @@
 #include "autograd/moe_block.h"
 #include "train/gguf_model.h"
 #include "autograd/hash.h"
+#include "autograd/cpu/gemm_bf16.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -283,10 +284,10 @@ fail:
     return -1;
 }
 
-/* Uniform with std 0.02, written in dtype. */
-/* n draws of the stream *rng into dst, in parallel: draw i comes from the
- * state lc_rng_at(*rng, i), so the values are those of a sequential fill
- * whatever the thread count (an 8B model is 8e9 draws). */
+/* n draws, uniform with std 0.02, of the stream *rng into dst, written in
+ * dtype, in parallel: draw i comes from the state lc_rng_at(*rng, i), so
+ * the values are those of a sequential fill whatever the thread count (an
+ * 8B model is 8e9 draws). */
 static void fill_random(void *dst, lc_dtype dtype, int64_t n, uint64_t *rng)
 {
     const double a = 0.02 * sqrt(3.0);
@@ -503,11 +504,14 @@ static int weight_to_bf16(lc_weight *w, void *ctx)
     if (!c->out)
         return 0;
     uint16_t *dst = c->out;
-    const bool f32 = w->dtype == LC_DTYPE_F32;
+    if (w->dtype == LC_DTYPE_F32) {
+        lc_cpu_round_bf16(w->data, n, dst);
+    } else {
+        const uint16_t *h = w->data;
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = lc_f32_to_bf16(f32 ? ((const float *)w->data)[i]
-                                    : lc_f16_to_f32(((const uint16_t *)w->data)[i]));
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = lc_f32_to_bf16(lc_f16_to_f32(h[i]));
+    }
     release_pages(w->data, (size_t)n * lc_dtype_size(w->dtype));
     *w = (lc_weight){dst, LC_DTYPE_BF16, w->rows, w->cols, NULL, NULL};
     c->out += n;

@@ -1,19 +1,13 @@
 /* gemm_bf16.c — the CPU's bfloat16 GEMMs (see gemm_bf16.h).
  *
- * oneDNN (libdnnl.so.2, Debian's libdnnl) is opened with dlopen the first
- * time a bf16 engine is asked for, like the CUDA module: a float32 run never
- * maps it (40 MB of C++ and its OpenCL loader), and a machine without it
- * still trains in float32, told why. Its matmul primitive is created once
- * per GEMM shape and kept in a small cache (oneDNN also caches primitives,
- * but creating the descriptor each call costs tens of microseconds). The
- * emulate engine rounds exactly the same way in lc_real and multiplies
+ * The onednn engine rounds to bf16 and multiplies on oneDNN's matmul
+ * (onednn.h: the library, opened on first use, and its primitive cache).
+ * The emulate engine rounds exactly the same way in lc_real and multiplies
  * through the f32 GEMM (lc_k_gemm): bf16×bf16 products are exact in f32, so
  * only the summation order differs from bf16 hardware. */
 #include "autograd/cpu/gemm_bf16.h"
 
-#include <dlfcn.h>
 #include <omp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,14 +63,12 @@ static void *grow(grow_buf *b, size_t bytes)
 
 static grow_buf act_buf;
 
-const char *lc_cpu_bf16_units(void) { return lc_onednn_bf16_units(); }
-const char *lc_cpu_bf16_impl(void) { return lc_onednn_last_impl(); }
-
 /* ---- choosing the engine ----------------------------------------------- */
 
 static lc_cpu_bf16_engine chosen = LC_CPU_BF16_OFF;
 static char chosen_why[320] = "not selected";
 
+lc_cpu_bf16_engine lc_cpu_bf16_engine_current(void) { return chosen; }
 const char *lc_cpu_bf16_engine_why(void) { return chosen_why; }
 
 int lc_cpu_bf16_engine_select(lc_cpu_bf16_engine *engine, char *why, size_t n, lc_error *err)
@@ -121,31 +113,26 @@ int lc_cpu_bf16_engine_select(lc_cpu_bf16_engine *engine, char *why, size_t n, l
     return 0;
 }
 
-void lc_cpu_gemm_bf16(lc_cpu_bf16_engine engine, bool trans_a, bool trans_b, int64_t M,
-                      int64_t N, int64_t K, const uint16_t *A, int64_t lda, const uint16_t *B,
-                      int64_t ldb, float beta, float *C, int64_t ldc)
+void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                      const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc)
 {
     LC_ASSERT(beta == 0 || beta == 1);
-#if LC_HAVE_DNNL
-    if (engine == LC_CPU_BF16_ONEDNN) {
-        if (lc_onednn_matmul(LC_DTYPE_BF16, trans_a, trans_b, M, N, K, 1, A, lda, B, ldb,
-                             beta != 0, C, ldc, false))
-            return;
-        static bool told;
-        if (!told)
-            fprintf(stderr, "lorac: warning: oneDNN has no bf16 matmul for %lldx%lldx%lld; "
-                    "computing such products on the f32 GEMM (same values, slower)\n",
-                    (long long)M, (long long)N, (long long)K);
-        told = true;
-    }
-#endif
-    LC_ASSERT(engine != LC_CPU_BF16_OFF);
 #if LC_REAL_IS_F64
     (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B;
     (void)ldb, (void)C, (void)ldc;
     LC_ASSERT(!"the gradient-check build has no bf16 GEMM on bf16 inputs");
 #else
-    /* emulate (or a shape oneDNN refused): widen and multiply in f32 */
+    if (lc_onednn_matmul(LC_DTYPE_BF16, trans_a, trans_b, M, N, K, 1, A, lda, B, ldb, beta != 0,
+                         C, ldc, false))
+        return;
+    static bool told;
+    if (!told)
+        fprintf(stderr, "lorac: warning: oneDNN has no bf16 matmul for %lldx%lldx%lld; "
+                "computing such products on the f32 GEMM (same values, slower)\n",
+                (long long)M, (long long)N, (long long)K);
+    told = true;
+    /* a shape oneDNN refused: widen and multiply in f32 */
     int64_t ar = trans_a ? K : M, br = trans_b ? N : K;
     static grow_buf wide;
     float *a = grow(&wide, (size_t)(ar * lda + br * ldb) * sizeof(float)), *b = a + ar * lda;
@@ -237,8 +224,8 @@ static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weig
             continue;
         }
 #if LC_HAVE_DNNL
-        lc_cpu_gemm_bf16(chosen, false, !grad, N, n, k, (const uint16_t *)ar + a_off, lda, wt,
-                         in, b, c + c_off, ldc);
+        lc_cpu_gemm_bf16(false, !grad, N, n, k, (const uint16_t *)ar + a_off, lda, wt, in, b,
+                         c + c_off, ldc);
 #endif
     }
 }

@@ -50,26 +50,24 @@ typedef enum lc_cpu_bf16_engine {
  * cannot run bf16 matmuls on this CPU. `why` (may be NULL) gets one line
  * on how it was chosen, e.g. "oneDNN 2.6.3, avx512_core_amx". */
 int lc_cpu_bf16_engine_select(lc_cpu_bf16_engine *engine, char *why, size_t n, lc_error *err);
-/* The line `why` got at the last selection ("not selected" before any). */
+/* The engine and the line `why` got at the last selection (OFF and "not
+ * selected" before any). Whether the CPU has bf16 units and which oneDNN
+ * implementation ran: lc_onednn_bf16_units, lc_onednn_last_impl. */
+lc_cpu_bf16_engine lc_cpu_bf16_engine_current(void);
 const char *lc_cpu_bf16_engine_why(void);
 /* "onednn", "emulate", "off". */
 const char *lc_cpu_bf16_engine_name(lc_cpu_bf16_engine e);
-/* Whether this CPU has bf16 units oneDNN uses (AMX-BF16 or AVX512-BF16,
- * after ONEDNN_MAX_CPU_ISA), and their name ("AMX", "AVX512-BF16") or NULL. */
-const char *lc_cpu_bf16_units(void);
-/* The oneDNN implementation the last onednn GEMM ran ("brg:avx512_core_amx",
- * …), or "" before any. */
-const char *lc_cpu_bf16_impl(void);
 
 /* dst[n] = src[n] rounded to bf16 (round-to-nearest-even; NaN stays NaN). */
 void lc_cpu_round_bf16(const float *src, int64_t n, uint16_t *dst);
 
-/* C[M,N] (f32) = op(A)·op(B) + beta·C with A, B bf16 (op = transpose when
- * trans_*), row-major, f32 accumulation, on the selected engine (onednn or
- * emulate; asserts a bf16 engine was selected). */
-void lc_cpu_gemm_bf16(lc_cpu_bf16_engine engine, bool trans_a, bool trans_b, int64_t M,
-                      int64_t N, int64_t K, const uint16_t *A, int64_t lda, const uint16_t *B,
-                      int64_t ldb, float beta, float *C, int64_t ldc);
+/* C[M,N] (f32) = op(A)·op(B) + beta·C (beta 0 or 1) with A, B bf16 (op =
+ * transpose when trans_*), row-major, f32 accumulation, on oneDNN; a
+ * problem oneDNN refuses is widened and run on the f32 GEMM (warned once).
+ * The emulate engine never comes here: it rounds in lc_real. */
+void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                      const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc);
 
 /* The kernels.h weight entries of the bf16 CPU backend (same contracts as
  * lc_k_weight_scratch / lc_k_weight_matmul / lc_k_weight_matmul_grad,

@@ -753,8 +753,9 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
         for (int64_t r = 0; r < nr; r++)
             memcpy(xc + r * C, x + rows[r] * C, (size_t)C * sizeof(lc_real));
         /* the products run on nm ≥ nr rows, a multiple of 64 (zero rows
-         * after nr, their logits and gradients unused): a handful of GEMM
-         * shapes over a run instead of one per count of supervised rows */
+         * after nr: their logits are exact zeros, untouched by the softmax
+         * below, and their gradient rows unused): a handful of GEMM shapes
+         * over a run instead of one per count of supervised rows */
         int64_t nm = (nr + 63) / 64 * 64;
         nm = nm < chunk ? nm : chunk;
         memset(xc + nr * C, 0, (size_t)((nm - nr) * C) * sizeof(lc_real));
@@ -795,7 +796,6 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
         nsup += nr;
         if (dx) {
             memset(dxc, 0, (size_t)(nm * C) * sizeof(lc_real));
-            memset(logits + nr * V, 0, (size_t)((nm - nr) * V) * sizeof(lc_real));
             g->matmul_grad(logits, nm, W, dxc, wscratch);
             for (int64_t r = 0; r < nr; r++)
                 cpu_axpy(C, 1, dxc + r * C, dx + rows[r] * C);

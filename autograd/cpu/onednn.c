@@ -112,7 +112,7 @@ typedef struct mm_entry {
 #define MM_CACHE 128
 static mm_entry mm_cache[MM_CACHE];
 static int mm_count, mm_next;
-static char last_impl[64];
+static char last_impl[2][64]; /* [bf16?]: the last f32 and bf16 implementations */
 static pthread_mutex_t mm_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static bool key_eq(const mm_key *a, const mm_key *b)
@@ -134,22 +134,29 @@ static void mm_release(mm_entry *e)
     memset(e, 0, sizeof *e);
 }
 
+/* The memory descriptors of problem k with M rows: op(A)[M,K], op(B)[K,N],
+ * C[M,N] (a transposed operand is the same memory read with swapped
+ * strides). M may be DNNL_RUNTIME_DIM_VAL: one primitive for every M of a
+ * family, whose src and dst memories are made per call with the real M. */
+static bool problem_mds(const mm_key *k, int64_t M, dnnl_memory_desc_t *src_md,
+                        dnnl_memory_desc_t *wei_md, dnnl_memory_desc_t *dst_md)
+{
+    dnnl_data_type_t in = k->dtype == LC_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_dims_t a_dims = {M, k->K}, a_str = {k->trans_a ? 1 : k->lda, k->trans_a ? k->lda : 1};
+    dnnl_dims_t b_dims = {k->K, k->N}, b_str = {k->trans_b ? 1 : k->ldb, k->trans_b ? k->ldb : 1};
+    dnnl_dims_t c_dims = {M, k->N}, c_str = {k->ldc, 1};
+    return dn.dnnl_memory_desc_init_by_strides(src_md, 2, a_dims, in, a_str) == dnnl_success &&
+           dn.dnnl_memory_desc_init_by_strides(wei_md, 2, b_dims, in, b_str) == dnnl_success &&
+           dn.dnnl_memory_desc_init_by_strides(dst_md, 2, c_dims, dnnl_f32, c_str) ==
+               dnnl_success;
+}
+
 /* A fresh primitive for k in e; false when oneDNN has none. */
 static bool mm_create(mm_entry *e, const mm_key *k)
 {
-    dnnl_data_type_t in = k->dtype == LC_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t src_md, wei_md, dst_md;
-    /* op(A)[M,K], op(B)[K,N], C[M,N]: a transposed operand is the same
-     * memory read with swapped strides */
-    /* M may be DNNL_RUNTIME_DIM_VAL: one primitive for every M of a
-     * family (its src and dst memories are made per call) */
-    dnnl_dims_t a_dims = {k->M, k->K}, a_str = {k->trans_a ? 1 : k->lda, k->trans_a ? k->lda : 1};
-    dnnl_dims_t b_dims = {k->K, k->N}, b_str = {k->trans_b ? 1 : k->ldb, k->trans_b ? k->ldb : 1};
-    dnnl_dims_t c_dims = {k->M, k->N}, c_str = {k->ldc, 1};
     dnnl_matmul_desc_t desc;
-    if (dn.dnnl_memory_desc_init_by_strides(&src_md, 2, a_dims, in, a_str) ||
-        dn.dnnl_memory_desc_init_by_strides(&wei_md, 2, b_dims, in, b_str) ||
-        dn.dnnl_memory_desc_init_by_strides(&dst_md, 2, c_dims, dnnl_f32, c_str) ||
+    if (!problem_mds(k, k->M, &src_md, &wei_md, &dst_md) ||
         dn.dnnl_matmul_desc_init(&desc, &src_md, &wei_md, NULL, &dst_md))
         return false;
     dnnl_primitive_attr_t attr = NULL;
@@ -227,13 +234,8 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
     bool ok = e != NULL;
     dnnl_memory_t src = e ? e->src : NULL, dst = e ? e->dst : NULL;
     if (ok && !src) { /* runtime M: this call's memories */
-        dnnl_memory_desc_t src_md, dst_md;
-        dnnl_data_type_t in = dtype == LC_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32;
-        dnnl_dims_t a_dims = {M, K}, a_str = {trans_a ? 1 : lda, trans_a ? lda : 1};
-        dnnl_dims_t c_dims = {M, N}, c_str = {ldc, 1};
-        ok = dn.dnnl_memory_desc_init_by_strides(&src_md, 2, a_dims, in, a_str) == dnnl_success &&
-             dn.dnnl_memory_desc_init_by_strides(&dst_md, 2, c_dims, dnnl_f32, c_str) ==
-                 dnnl_success &&
+        dnnl_memory_desc_t src_md, wei_md, dst_md;
+        ok = problem_mds(&key, M, &src_md, &wei_md, &dst_md) &&
              dn.dnnl_memory_create(&src, &src_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success &&
              dn.dnnl_memory_create(&dst, &dst_md, dn.engine, DNNL_MEMORY_NONE) == dnnl_success;
     }
@@ -246,7 +248,7 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
         ok = dn.dnnl_primitive_execute(e->prim, dn.stream, 3, args) == dnnl_success &&
              dn.dnnl_stream_wait(dn.stream) == dnnl_success;
         if (ok)
-            memcpy(last_impl, e->impl, sizeof last_impl);
+            memcpy(last_impl[dtype == LC_DTYPE_BF16], e->impl, sizeof last_impl[0]);
     }
     if (e && !e->src) {
         if (src)
@@ -260,7 +262,7 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
 
 #else /* the gradient-check build: no oneDNN */
 
-static char last_impl[64];
+static char last_impl[2][64]; /* [bf16?]: the last f32 and bf16 implementations */
 
 bool lc_onednn_available(void) { return false; }
 const char *lc_onednn_status(void) { return "the gradient-check build has no oneDNN"; }
@@ -275,43 +277,24 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
 }
 #endif
 
-const char *lc_onednn_last_impl(void) { return last_impl; }
+const char *lc_onednn_last_impl(lc_dtype dtype) { return last_impl[dtype == LC_DTYPE_BF16]; }
 
-/* ---- the library of the f32 weight GEMMs ---- */
+/* ---- the library of the f32 GEMMs ---- */
 
 static int gemm_choice = -1; /* -1: not chosen; 0 OpenBLAS; 1 oneDNN */
-static char gemm_line[320];
 
 static int select_from(const char *want, lc_error *err)
 {
-    if (strcmp(want, "openblas") == 0) {
-        gemm_choice = 0;
-        snprintf(gemm_line, sizeof gemm_line, "OpenBLAS (%s=openblas)", LC_CPU_GEMM_ENV);
-    } else if (strcmp(want, "onednn") == 0) {
-        if (!lc_onednn_available())
-            return lc_error_set(err, "%s=onednn: %s", LC_CPU_GEMM_ENV, lc_onednn_status());
-        gemm_choice = !lc_cpu_isa_forced();
-        if (gemm_choice)
-            snprintf(gemm_line, sizeof gemm_line, "%s (%s=onednn)", lc_onednn_status(),
-                     LC_CPU_GEMM_ENV);
-        else
-            snprintf(gemm_line, sizeof gemm_line, "OpenBLAS (%s forces %s)", LC_CPU_ISA_ENV,
-                     lc_cpu_isa());
-    } else if (strcmp(want, "auto") == 0) {
-        if (lc_cpu_isa_forced()) {
-            gemm_choice = 0;
-            snprintf(gemm_line, sizeof gemm_line, "OpenBLAS (%s forces %s)", LC_CPU_ISA_ENV,
-                     lc_cpu_isa());
-        } else {
-            gemm_choice = lc_onednn_available();
-            snprintf(gemm_line, sizeof gemm_line, "%s%s", gemm_choice ? "" : "OpenBLAS: ",
-                     lc_onednn_status());
-        }
-    } else {
+    bool onednn = strcmp(want, "onednn") == 0;
+    if (!onednn && strcmp(want, "auto") != 0 && strcmp(want, "openblas") != 0) {
         char shown[64];
         return lc_error_set(err, "%s=%s: unknown; use auto, onednn or openblas", LC_CPU_GEMM_ENV,
                             lc_printable(want, shown, sizeof shown));
     }
+    if (onednn && !lc_onednn_available())
+        return lc_error_set(err, "%s=onednn: %s", LC_CPU_GEMM_ENV, lc_onednn_status());
+    /* auto and onednn alike: OpenBLAS while LORAC_CPU_ISA forces a level */
+    gemm_choice = strcmp(want, "openblas") != 0 && !lc_cpu_isa_forced() && lc_onednn_available();
     return 0;
 }
 
@@ -331,10 +314,4 @@ bool lc_cpu_gemm_onednn(void)
         }
     }
     return gemm_choice == 1;
-}
-
-const char *lc_cpu_gemm_describe(void)
-{
-    lc_cpu_gemm_onednn();
-    return gemm_line;
 }

@@ -43,8 +43,9 @@ const char *lc_onednn_status(void);
 /* The bf16 units oneDNN uses on this CPU ("AMX", "AVX512-BF16"; what it
  * reports is capped by ONEDNN_MAX_CPU_ISA), or NULL. */
 const char *lc_onednn_bf16_units(void);
-/* The implementation the last matmul ran ("brg:avx512_core_amx", …), "" before any. */
-const char *lc_onednn_last_impl(void);
+/* The implementation the last matmul on inputs of dtype (F32 or BF16) ran
+ * ("brg:avx512_core_amx", …), "" before any. */
+const char *lc_onednn_last_impl(lc_dtype dtype);
 
 /* C[M,N] (f32) = alpha·op(A)·op(B), + C when accumulate; A and B of dtype (F32 or
  * BF16), row-major with leading dimensions lda, ldb, ldc; op = transpose
@@ -66,9 +67,7 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
  * re-reads the environment; without a call the first GEMM chooses (a bad
  * value then falls back to auto, said on stderr). */
 int lc_cpu_gemm_select(lc_error *err);
-/* Whether the f32 weight GEMMs run on oneDNN. */
+/* Whether the f32 GEMMs run on oneDNN. */
 bool lc_cpu_gemm_onednn(void);
-/* One line on that choice: "oneDNN 2.6.3" or "OpenBLAS" and why. */
-const char *lc_cpu_gemm_describe(void);
 
 #endif
