@@ -22,7 +22,9 @@
 #include <criterion/criterion.h>
 
 #include <cjson/cJSON.h>
+#include <fenv.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +209,48 @@ Test(dispatch, every_variant_computes_what_the_baseline_does, .timeout = 60)
     }
     if (!compared)
         cr_log_warn("this CPU runs only the baseline variant: nothing to compare");
+    setenv(LC_CPU_ISA_ENV, "auto", 1);
+    lc_error err;
+    cr_assert_eq(lc_cpu_isa_select(&err), 0);
+    unsetenv(LC_CPU_ISA_ENV);
+}
+
+/* The branch-free exp and tanh clamp their argument to constants. GCC's jump
+ * threading once duplicated every loop body after the clamp for the clamped
+ * value; vectorised, both copies ran on every lane, and the constant copy
+ * made subnormal products (g / (1 + e^88.5) in SwiGLU), each a microcode
+ * assist: 6x slower, same results. Normal inputs with normal results must
+ * raise no underflow in any variant (CMakeLists.txt builds the kernels with
+ * -fno-thread-jumps). One thread, so the flags are this thread's. */
+Test(dispatch, no_variant_makes_subnormals_from_normal_inputs)
+{
+    omp_set_num_threads(1);
+    static kernel_outputs o;
+    static float g[4096], u[4096], dy[4096], y[4096], dg[4096], du[4096];
+    fill(g, 4096, 11, 12), fill(u, 4096, 12, 2), fill(dy, 4096, 13, 1);
+    const char *names[] = {"x86-64-v2", "x86-64-v3", "x86-64-v4"};
+    for (int i = 0; i < 3; i++) {
+        if (!use_variant(names[i]))
+            continue;
+        struct { const char *name; int raised; } runs[4];
+        int n = 0;
+#define UNDERFLOWS(label, call)                                                        \
+    do {                                                                               \
+        feclearexcept(FE_ALL_EXCEPT);                                                  \
+        call;                                                                          \
+        runs[n].name = label, runs[n++].raised = fetestexcept(FE_UNDERFLOW) != 0;     \
+    } while (0)
+        UNDERFLOWS("rmsnorm, swiglu, rope, dropout, attention, lm_head+ce", run_kernels(&o));
+        UNDERFLOWS("swiglu", (lc_k_swiglu_fwd(g, u, 4096, y),
+                              lc_k_swiglu_bwd(g, u, dy, 4096, dg, du)));
+        UNDERFLOWS("geglu_tanh", (lc_k_geglu_tanh_fwd(g, u, 4096, y),
+                                  lc_k_geglu_tanh_bwd(g, u, dy, 4096, dg, du)));
+        UNDERFLOWS("softcap", (memcpy(y, g, sizeof y), lc_k_softcap(y, 4096, 5.0)));
+#undef UNDERFLOWS
+        for (int r = 0; r < n; r++)
+            cr_expect_not(runs[r].raised, "%s: %s raised an underflow on normal inputs",
+                          names[i], runs[r].name);
+    }
     setenv(LC_CPU_ISA_ENV, "auto", 1);
     lc_error err;
     cr_assert_eq(lc_cpu_isa_select(&err), 0);
