@@ -35,6 +35,11 @@
 /* Products of fewer rows stay on OpenBLAS: each new shape costs oneDNN a
  * primitive, and a few rows gain nothing. */
 #define ONEDNN_MIN_ROWS 16
+/* Products summing over this many or more terms stay on OpenBLAS: oneDNN
+ * 2.6's brgemm ran the lm_head's input gradient ([341, 49152]·[49152, 576])
+ * at 120-127 GFLOP/s against OpenBLAS's 170-193 (`lorac bench --gemm-peak`,
+ * three sittings, 2 AVX-512 cores). */
+#define ONEDNN_MAX_K 8192
 /* Below this many elements a loop runs on one thread: waking the team
  * costs more than the work. */
 #define PAR_MIN 32768
@@ -173,8 +178,9 @@ static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     /* oneDNN's matmul (onednn.h, unless LORAC_CPU_GEMM=openblas) where it
      * has one for the problem; not inside our parallel regions
      * (attention's blocks), nor for a handful of rows (M 1 is the GEMV
-     * above) */
-    if (M >= ONEDNN_MIN_ROWS && (beta == 0 || beta == 1) && !omp_in_parallel() &&
+     * above), nor for a long K (the lm_head's input gradient) */
+    if (M >= ONEDNN_MIN_ROWS && K < ONEDNN_MAX_K && (beta == 0 || beta == 1) &&
+        !omp_in_parallel() &&
         lc_cpu_gemm_onednn() &&
         lc_onednn_matmul(LC_DTYPE_F32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
                          beta != 0, C, ldc, true))
