@@ -35,11 +35,6 @@
 /* Products of fewer rows stay on OpenBLAS: each new shape costs oneDNN a
  * primitive, and a few rows gain nothing. */
 #define ONEDNN_MIN_ROWS 16
-/* Products summing over this many or more terms stay on OpenBLAS: oneDNN
- * 2.6's brgemm ran the lm_head's input gradient ([341, 49152]·[49152, 576])
- * at 120-127 GFLOP/s against OpenBLAS's 170-193 (`lorac bench --gemm-peak`,
- * three sittings, 2 AVX-512 cores). */
-#define ONEDNN_MAX_K 8192
 /* Below this many elements a loop runs on one thread: waking the team
  * costs more than the work. */
 #define PAR_MIN 32768
@@ -178,9 +173,8 @@ static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     /* oneDNN's matmul (onednn.h, unless LORAC_CPU_GEMM=openblas) where it
      * has one for the problem; not inside our parallel regions
      * (attention's blocks), nor for a handful of rows (M 1 is the GEMV
-     * above), nor for a long K (the lm_head's input gradient) */
-    if (M >= ONEDNN_MIN_ROWS && K < ONEDNN_MAX_K && (beta == 0 || beta == 1) &&
-        !omp_in_parallel() &&
+     * above) */
+    if (M >= ONEDNN_MIN_ROWS && (beta == 0 || beta == 1) && !omp_in_parallel() &&
         lc_cpu_gemm_onednn() &&
         lc_onednn_matmul(LC_DTYPE_F32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
                          beta != 0, C, ldc, true))
@@ -234,12 +228,20 @@ static void cpu_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
     }
 }
 
+/* dx[N, in] += dy[N, out] · W[out, in]. A native weight goes to OpenBLAS in
+ * one call, threaded by OpenBLAS itself: oneDNN 2.6's brgemm reads a B that
+ * is not transposed slowly, and splitting the rows over our threads (as
+ * cpu_gemm does) packs W once per thread. Timed per shape inside the bench
+ * step, two alternating sittings, 2 AVX-512 cores: [1024,576]·[576,1536]
+ * 172 and 141 GFLOP/s on oneDNN against 220 and 187 here; the other linears'
+ * shapes and the lm_head's [341,49152]·[49152,576] 3-19% faster too. */
 static void cpu_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
                              lc_real *dx, lc_real *scratch)
 {
     int64_t in = W->cols, out = W->rows;
     if (weight_is_native(W)) {
-        cpu_gemm(false, false, N, in, out, 1, dy, out, W->data, in, 1, dx, in);
+        LC_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1, dy,
+                (int)out, W->data, (int)in, 1, dx, (int)in);
         return;
     }
     int64_t tr = lc_cpu_weight_tile_rows(W);
@@ -716,6 +718,7 @@ static double ce_row_capped(lc_real *restrict lr, int64_t V, int32_t t, lc_real 
 {
     softcap_range(lr, V, cap);
     lc_real m = -INFINITY;
+#pragma omp simd reduction(max : m)
     for (int64_t j = 0; j < V; j++)
         m = lr[j] > m ? lr[j] : m;
     lc_real sum = 0;
@@ -777,6 +780,7 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
                 continue;
             }
             lc_real m = -INFINITY;
+#pragma omp simd reduction(max : m)
             for (int64_t j = 0; j < V; j++)
                 m = lr[j] > m ? lr[j] : m;
             lc_real target_logit = lr[t];

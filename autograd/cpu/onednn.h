@@ -2,11 +2,12 @@
  *
  * oneDNN (Debian's libdnnl, the library PyTorch itself runs its CPU GEMMs
  * on) runs the products of the steps outside attention's parallel blocks:
- * the frozen-weight GEMMs (linears, lm_head) and the LoRA products, in
- * float32, and the frozen-weight ones in bfloat16 (AMX or AVX512-BF16
- * tiles: gemm_bf16.h). OpenBLAS keeps the rest (products of < 16 rows,
- * attention's blocks, MoE shapes past the primitive cache's bound) and
- * everything when oneDNN is missing.
+ * the frozen-weight GEMMs' forward (linears, lm_head) and the LoRA products,
+ * in float32, and the frozen-weight ones in bfloat16 (AMX or AVX512-BF16
+ * tiles: gemm_bf16.h). OpenBLAS keeps the rest (the input gradient through
+ * a float32 frozen weight, dy·W, which oneDNN's brgemm runs slower:
+ * kernels_cpu.c; products of < 16 rows, attention's blocks, MoE shapes past
+ * the primitive cache's bound) and everything when oneDNN is missing.
  *
  * Why for f32 too: its brgemm kernels run the skinny LoRA products about
  * 2x faster than OpenBLAS 0.3.21 (x·Aᵀ at [1024,576]x[576,16]: 125 vs 66
