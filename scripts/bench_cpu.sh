@@ -16,8 +16,10 @@
 #   PyTorch f32.
 # In every round, `lorac bench --gemm-peak` measures the machine's GEMM rate
 # at the step's shapes (f32 on OpenBLAS and on oneDNN; bf16 where the CPU has
-# bf16 units), and the report says at what fraction of it lorac's GEMM work ran
-# (bench's gemm_gflop per step). lorac's f32 GEMMs run on oneDNN by default;
+# bf16 units), scripts/bench_cpu_torch_gemm.py PyTorch's own (torch.mm: MKL) at
+# the same shapes, and the report says at what fraction of each library's peak
+# and of the fastest library's per shape each side's GEMM work ran (bench's
+# gemm_gflop per step). lorac's f32 GEMMs run on oneDNN by default;
 # LORAC_CPU_GEMM=openblas in the environment runs them on OpenBLAS instead.
 #
 #   scripts/bench_cpu.sh [--rounds 3] [--steps 3] [--warmup 1] [--layers 30]
@@ -152,6 +154,12 @@ for r in $(seq "$ROUNDS"); do
   run_lorac build/lorac --gemm-peak >"$LOG/gemm_peak_r$r.json"
   PEAKS+=("$LOG/gemm_peak_r$r.json")
   /usr/bin/python3 scripts/bench_cpu_report.py peak "$LOG/gemm_peak_r$r.json"
+  if [ "$TORCH" = 1 ]; then # PyTorch's own GEMM (MKL) at the same shapes
+    "$PY" scripts/bench_cpu_torch_gemm.py "$LOG/gemm_peak_r$r.json" \
+      >"$LOG/torch_gemm_peak_r$r.json" 2>"$LOG/torch_gemm_peak_r$r.err" || true
+    PEAKS+=("$LOG/torch_gemm_peak_r$r.json")
+    /usr/bin/python3 scripts/bench_cpu_report.py peak "$LOG/torch_gemm_peak_r$r.json"
+  fi
   run "lorac f32" "$r" run_lorac build/lorac "${ARGS[@]}" "${BENCH_ARGS[@]}"
   run "lorac bf16" "$r" run_lorac build/lorac "${ARGS[@]}" --bf16 --compute-dtype bfloat16
   if [ "$TORCH" = 1 ]; then

@@ -70,12 +70,19 @@ def run_result(name, rc, j, err_path):
     return j, ""
 
 
+PEAK_KEYS = ("f32", "f32_onednn", "bf16", "torch_f32", "torch_bf16")
+# the f32 libraries measured, and what the summary calls them
+F32_KEYS = {"f32": "OpenBLAS", "f32_onednn": "oneDNN", "torch_f32": "torch.mm (MKL)"}
+
+
 def cmd_peak(path):
     p = load(path)
-    if not p:
-        print("   GEMM peak: not measured")
+    if not p or "error" in p:
+        print(f"   GEMM peak: not measured{': ' + p['error'] if p else ''}")
         return 0
-    for dt in ("f32", "f32_onednn", "bf16"):
+    # lorac's file names its three (a text where one was not measured); PyTorch's, its own
+    keys = PEAK_KEYS[:3] if any(k in p for k in PEAK_KEYS[:3]) else [k for k in PEAK_KEYS if k in p]
+    for dt in keys:
         v = p.get(dt)
         if isinstance(v, dict):
             lo = min(v["shapes"], key=lambda s: s["gflops"])
@@ -115,7 +122,7 @@ def median_peak(paths):
     key's first text where it was not measured), and one line on their spread."""
     peaks = [p for p in map(load, paths) if p]
     out, spread = {}, []
-    for key in ("f32", "f32_onednn", "bf16"):
+    for key in PEAK_KEYS:
         vals = [p[key] for p in peaks if key in p]
         rates = [v["overall_gflops"] for v in vals if isinstance(v, dict)]
         if rates:
@@ -123,7 +130,35 @@ def median_peak(paths):
             spread.append(f"{key} {min(rates):.1f}-{max(rates):.1f}")
         elif vals:
             out[key] = vals[0]
-    return out, f"GEMM peaks of {len(peaks)} rounds (GFLOP/s): {', '.join(spread)}"
+    rounds = sum(1 for p in peaks if "f32" in p)
+    return out, f"GEMM peaks of {rounds} rounds (GFLOP/s): {', '.join(spread)}"
+
+
+def fastest_per_shape(paths):
+    """The f32 ceiling as far as any library measured here reaches: per shape the
+    fastest library's median rate over the rounds, FLOP-weighted over the step's calls
+    as --gemm-peak's overall rate; (rate, {library: shapes it was fastest at}) or None."""
+    peaks = [p for p in map(load, paths) if p]
+    rates = {}  # (what, library) -> [gflops]
+    calls = {}  # what -> (flops of one call, calls per step)
+    for p in peaks:
+        for key in F32_KEYS:
+            v = p.get(key)
+            if not isinstance(v, dict):
+                continue
+            for sh in v["shapes"]:
+                rates.setdefault((sh["what"], key), []).append(sh["gflops"])
+                calls[sh["what"]] = (2.0 * sh["M"] * sh["N"] * sh["K"], sh["calls"])
+    if not calls:
+        return None
+    flops = secs = 0.0
+    wins = {}
+    for what, (f, n) in calls.items():
+        lib, r = max(((k, statistics.median(v)) for (w, k), v in rates.items() if w == what),
+                     key=lambda kv: kv[1])
+        wins[lib] = wins.get(lib, 0) + 1
+        flops, secs = flops + f * n, secs + f * n / (r * 1e9)
+    return flops / secs / 1e9, wins
 
 
 def cmd_summary(manifest, peak_paths, args):
@@ -192,21 +227,39 @@ def cmd_summary(manifest, peak_paths, args):
             continue
         gflop, step = lj["gemm_gflop"], tokens / med[name]
         rate = gflop / step
-        ceil, what = f32["overall_gflops"], "f32 (OpenBLAS)"
+        ceil, what = f32["overall_gflops"], "lorac's f32 (OpenBLAS)"
         if name.startswith("lorac") and ok[name].get("f32_gemm") == "onednn" and \
                 isinstance(peak.get("f32_onednn"), dict):
-            ceil, what = peak["f32_onednn"]["overall_gflops"], "f32 (oneDNN)"
+            ceil, what = peak["f32_onednn"]["overall_gflops"], "lorac's f32 (oneDNN)"
+        if name == "PyTorch f32" and isinstance(peak.get("torch_f32"), dict):
+            ceil, what = peak["torch_f32"]["overall_gflops"], "PyTorch's own f32 (torch.mm)"
         if name.endswith("bf16") and isinstance(bf16, dict):
-            ceil, what = bf16["overall_gflops"], "bf16"
+            ceil, what = bf16["overall_gflops"], "lorac's bf16"
+        if name == "PyTorch bf16" and isinstance(peak.get("torch_bf16"), dict):
+            ceil, what = peak["torch_bf16"]["overall_gflops"], "PyTorch's own bf16 (torch.mm)"
         at_peak = gflop / ceil
         src = "" if name.startswith("lorac") else " (lorac's count of the same step)"
         rest = (f"the other {step - at_peak:.2f} s are non-GEMM work and GEMMs below the peak"
                 if at_peak <= step else "faster than that peak (another GEMM library, or the "
                 "peak's measurement was disturbed)")
         print(f"GEMM, {name}: {gflop:.1f} GFLOP per step{src} ran at {rate:.1f} GFLOP/s over the "
-              f"{step:.2f} s median step = {100 * rate / ceil:.0f}% of lorac's {what} GEMM peak "
+              f"{step:.2f} s median step = {100 * rate / ceil:.0f}% of {what} GEMM peak "
               f"at these shapes ({ceil:.1f} GFLOP/s): at that peak the GEMMs would take "
               f"{at_peak:.2f} s, {rest}")
+    best = fastest_per_shape(peak_paths)
+    if best:
+        rate_best, wins = best
+        print(f"f32 GEMM ceiling, the fastest library per shape: {rate_best:.1f} GFLOP/s ("
+              + ", ".join(f"{F32_KEYS[k]} fastest at {n} of {sum(wins.values())} shapes"
+                          for k, n in sorted(wins.items()))
+              + ")")
+        for name in ("lorac f32", "PyTorch f32"):
+            lj = ok.get("lorac f32")
+            if name in med and lj and lj.get("gemm_gflop"):
+                gflop, step = lj["gemm_gflop"], tokens / med[name]
+                print(f"  {name}: its step's GEMM work at that ceiling would take "
+                      f"{gflop / rate_best:.2f} s of its {step:.2f} s median step "
+                      f"({100 * gflop / rate_best / step:.0f}%)")
     if bf16 is not None and not isinstance(bf16, dict):
         print(f"bf16 GEMM peak: {bf16}")
     return 0
