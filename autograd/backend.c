@@ -7,6 +7,7 @@
  * it plans for and does nothing else. */
 #include "autograd/backend.h"
 
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,10 +38,26 @@ static void cpu_copy(lc_backend *be, void *dst, const void *src, size_t bytes)
         memmove(dst, src, bytes);
 }
 
+/* Zero fills of at least this many bytes are split over the threads: the
+ * tape zeroes each activation gradient before ops add into it (MiBs per
+ * op), and one thread's memset left the others waiting. */
+#define PAR_MEMSET_BYTES (1 << 20)
+
 static void cpu_memset0(lc_backend *be, void *dst, size_t bytes)
 {
     (void)be;
-    memset(dst, 0, bytes);
+    if (bytes < PAR_MEMSET_BYTES || omp_in_parallel() || omp_get_max_threads() < 2) {
+        memset(dst, 0, bytes);
+        return;
+    }
+#pragma omp parallel
+    {
+        /* thread t's share, cut at 4 KiB multiples (pages, cache lines) */
+        size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+        size_t b0 = bytes * t / nt / 4096 * 4096;
+        size_t b1 = t + 1 == nt ? bytes : bytes * (t + 1) / nt / 4096 * 4096;
+        memset((char *)dst + b0, 0, b1 - b0);
+    }
 }
 
 static int cpu_sync(lc_backend *be, lc_error *err)
