@@ -228,10 +228,15 @@ Test(dispatch, no_variant_makes_subnormals_from_normal_inputs)
     static kernel_outputs o;
     static float g[4096], u[4096], dy[4096], y[4096], dg[4096], du[4096];
     fill(g, 4096, 11, 12), fill(u, 4096, 12, 2), fill(dy, 4096, 13, 1);
+#if defined(LC_CPU_NATIVE)
+    const char *names[] = {"native"}; /* the one variant, chosen without asking */
+    for (int i = 0; i < 1; i++) {
+#else
     const char *names[] = {"x86-64-v2", "x86-64-v3", "x86-64-v4"};
     for (int i = 0; i < 3; i++) {
         if (!use_variant(names[i]))
             continue;
+#endif
         struct { const char *name; int raised; } runs[4];
         int n = 0;
 #define UNDERFLOWS(label, call)                                                        \
@@ -251,10 +256,12 @@ Test(dispatch, no_variant_makes_subnormals_from_normal_inputs)
             cr_expect_not(runs[r].raised, "%s: %s raised an underflow on normal inputs",
                           names[i], runs[r].name);
     }
+#if !defined(LC_CPU_NATIVE)
     setenv(LC_CPU_ISA_ENV, "auto", 1);
     lc_error err;
     cr_assert_eq(lc_cpu_isa_select(&err), 0);
     unsetenv(LC_CPU_ISA_ENV);
+#endif
 }
 
 Test(dispatch, version_names_the_kernels_and_blas)
