@@ -117,10 +117,9 @@ def cmd_row(name, rnd, rc, json_path, err_path, other, tokens=1024):
     return 0
 
 
-def median_peak(paths):
-    """The --gemm-peak measurements' overall rates, each key's median over the files (a
-    key's first text where it was not measured), and one line on their spread."""
-    peaks = [p for p in map(load, paths) if p]
+def median_peak(peaks):
+    """The --gemm-peak measurements' (loaded) overall rates, each key's median over the
+    files (a key's first text where it was not measured), and one line on their spread."""
     out, spread = {}, []
     for key in PEAK_KEYS:
         vals = [p[key] for p in peaks if key in p]
@@ -134,11 +133,11 @@ def median_peak(paths):
     return out, f"GEMM peaks of {rounds} rounds (GFLOP/s): {', '.join(spread)}"
 
 
-def fastest_per_shape(paths):
+def fastest_per_shape(peaks):
     """The f32 ceiling as far as any library measured here reaches: per shape the
-    fastest library's median rate over the rounds, FLOP-weighted over the step's calls
-    as --gemm-peak's overall rate; (rate, {library: shapes it was fastest at}) or None."""
-    peaks = [p for p in map(load, paths) if p]
+    fastest library's median rate over the rounds (of the loaded measurements),
+    FLOP-weighted over the step's calls as --gemm-peak's overall rate; (rate,
+    {library: shapes it was fastest at}) or None."""
     rates = {}  # (what, library) -> [gflops]
     calls = {}  # what -> (flops of one call, calls per step)
     for p in peaks:
@@ -217,7 +216,8 @@ def cmd_summary(manifest, peak_paths, args):
                   f"(target >= {TARGET_F32}x; fastest steps "
                   f"{best['lorac f32'] / best['PyTorch f32']:.2f}x); peak RSS {rss['lorac f32']:.2f} vs "
                   f"{rss['PyTorch f32']:.2f} GiB{noisy}")
-    peak, spread = median_peak(peak_paths)
+    peaks = [p for p in map(load, peak_paths) if p]
+    peak, spread = median_peak(peaks)
     print(spread)
     f32 = peak.get("f32")
     bf16 = peak.get("bf16")
@@ -246,7 +246,7 @@ def cmd_summary(manifest, peak_paths, args):
               f"{step:.2f} s median step = {100 * rate / ceil:.0f}% of {what} GEMM peak "
               f"at these shapes ({ceil:.1f} GFLOP/s): at that peak the GEMMs would take "
               f"{at_peak:.2f} s, {rest}")
-    best = fastest_per_shape(peak_paths)
+    best = fastest_per_shape(peaks)
     if best:
         rate_best, wins = best
         print(f"f32 GEMM ceiling, the fastest library per shape: {rate_best:.1f} GFLOP/s ("

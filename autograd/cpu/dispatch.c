@@ -201,34 +201,32 @@ void lc_k_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K_,
     K()->gemm(trans_a, trans_b, M, N, K_, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void *lc_grow(lc_grow_buf *b, size_t bytes)
+{
+    if (bytes > b->bytes) {
+        free(b->p);
+        b->p = malloc(bytes);
+        b->bytes = b->p ? bytes : 0;
+    }
+    return b->p;
+}
+
 /* A LoRA B's gradient, C[out, R] += alpha · dyᵀ · xa, is a product of few
  * columns and many rows; its transpose Cᵀ[R, out] = xaᵀ · dy, of few rows,
  * ran 25-40% faster (oneDNN 2.6 inside the SmolLM-135M step, 2 AVX-512
  * cores: out 1536 57 -> 69, out 576 55 -> 79 GFLOP/s). Products with N at most
- * this and M at least 8·N are computed transposed into scratch and added. */
+ * this and M at least 8·N are computed transposed into scratch and added
+ * (as asked when no scratch can be had). */
 #define GRAD_TRANSPOSE_MAX_N 64
-
-/* [n] lc_real of per-thread scratch, kept for the next call (NULL: out of memory) */
-static lc_real *grad_scratch(size_t n)
-{
-    static _Thread_local lc_real *buf;
-    static _Thread_local size_t cap;
-    if (n > cap) {
-        lc_real *p = realloc(buf, n * sizeof *p);
-        if (!p)
-            return NULL;
-        buf = p, cap = n;
-    }
-    return buf;
-}
 
 /* On the CPU activations and parameters are both lc_real: a GEMM with beta 1. */
 void lc_k_gemm_grad(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K_,
                     lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
                     int64_t ldb, lc_real *C, int64_t ldc)
 {
+    static _Thread_local lc_grow_buf scratch; /* per thread: any thread may call this */
     lc_real *T = trans_a && !trans_b && N <= GRAD_TRANSPOSE_MAX_N && M >= 8 * N
-                     ? grad_scratch((size_t)(M * N))
+                     ? lc_grow(&scratch, (size_t)(M * N) * sizeof(lc_real))
                      : NULL;
     if (!T) {
         K()->gemm(trans_a, trans_b, M, N, K_, alpha, A, lda, B, ldb, 1, C, ldc);

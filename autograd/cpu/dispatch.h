@@ -33,6 +33,16 @@ static inline int64_t lc_cpu_weight_tile_rows(const lc_weight *W)
     return r < W->rows ? r : W->rows;
 }
 
+/* A scratch buffer that only grows; its contents are not kept when it does.
+ * Freed never: it stays reachable until exit. */
+typedef struct lc_grow_buf {
+    void *p;
+    size_t bytes;
+} lc_grow_buf;
+/* b's memory, at least `bytes` long; NULL when out of memory (b is then
+ * empty). */
+void *lc_grow(lc_grow_buf *b, size_t bytes);
+
 /* Overwrites the compute entries of k with no-ops (kernels_dry.c), keeping
  * its size queries: the kernels of a dry run (backend.h lc_backend_dry). */
 void lc_kernels_make_dry(lc_kernels *k);

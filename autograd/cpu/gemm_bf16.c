@@ -42,26 +42,17 @@ static void round_real(const lc_real *src, int64_t n, lc_real *dst)
         dst[i] = (lc_real)lc_bf16_to_f32(lc_f32_to_bf16((float)src[i]));
 }
 
-/* One process-wide buffer that only grows (the rounded activations of the
- * GEMM in flight; weight GEMMs run one at a time, outside parallel
- * regions). Freed never: it is reachable from here until exit. */
-typedef struct grow_buf {
-    void *p;
-    size_t bytes;
-} grow_buf;
-
-static void *grow(grow_buf *b, size_t bytes)
+/* lc_grow that must succeed (these products have no other way to run). */
+static void *grow(lc_grow_buf *b, size_t bytes)
 {
-    if (bytes > b->bytes) {
-        free(b->p);
-        b->p = malloc(bytes);
-        LC_ASSERT(b->p != NULL);
-        b->bytes = bytes;
-    }
-    return b->p;
+    void *p = lc_grow(b, bytes);
+    LC_ASSERT(p != NULL);
+    return p;
 }
 
-static grow_buf act_buf;
+/* The rounded activations of the GEMM in flight: one process-wide buffer
+ * (weight GEMMs run one at a time, outside parallel regions). */
+static lc_grow_buf act_buf;
 
 /* ---- choosing the engine ----------------------------------------------- */
 
@@ -134,7 +125,7 @@ void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
     told = true;
     /* a shape oneDNN refused: widen and multiply in f32 */
     int64_t ar = trans_a ? K : M, br = trans_b ? N : K;
-    static grow_buf wide;
+    static lc_grow_buf wide;
     float *a = grow(&wide, (size_t)(ar * lda + br * ldb) * sizeof(float)), *b = a + ar * lda;
     for (int64_t i = 0; i < ar * lda; i++)
         a[i] = lc_bf16_to_f32(A[i]);

@@ -143,6 +143,16 @@ static void cpu_row_dots(const lc_real *a, const int32_t *idx, const lc_real *b,
     }
 }
 
+/* C[M,N] = alpha · op(A) · op(B) + beta · C on OpenBLAS, in one call. */
+static void blas_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                      lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
+                      int64_t ldb, lc_real beta, lc_real *C, int64_t ldc)
+{
+    LC_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+            trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda, B,
+            (int)ldb, beta, C, (int)ldc);
+}
+
 static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
                int64_t ldb, lc_real beta, lc_real *C, int64_t ldc)
@@ -191,15 +201,12 @@ static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
             int t = omp_get_thread_num(), nt = omp_get_num_threads();
             int64_t r0 = M * t / nt, r1 = M * (t + 1) / nt;
             const lc_real *As = trans_a ? A + r0 : A + r0 * lda;
-            LC_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, (int)(r1 - r0), (int)N, (int)K, alpha,
-                    As, (int)lda, B, (int)ldb, beta, C + r0 * ldc, (int)ldc);
+            blas_gemm(trans_a, trans_b, r1 - r0, N, K, alpha, As, lda, B, ldb, beta,
+                      C + r0 * ldc, ldc);
         }
         return;
     }
-    LC_GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-            trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
-            (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    blas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static bool weight_is_native(const lc_weight *W)
@@ -240,8 +247,7 @@ static void cpu_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight
 {
     int64_t in = W->cols, out = W->rows;
     if (weight_is_native(W)) {
-        LC_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1, dy,
-                (int)out, W->data, (int)in, 1, dx, (int)in);
+        blas_gemm(false, false, N, in, out, 1, dy, out, W->data, in, 1, dx, in);
         return;
     }
     int64_t tr = lc_cpu_weight_tile_rows(W);

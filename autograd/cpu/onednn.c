@@ -25,7 +25,8 @@
     X(dnnl_stream_create) X(dnnl_stream_wait) X(dnnl_memory_desc_init_by_strides)          \
     X(dnnl_matmul_desc_init) X(dnnl_primitive_attr_create) X(dnnl_primitive_attr_destroy) \
     X(dnnl_post_ops_create) X(dnnl_post_ops_append_sum) X(dnnl_post_ops_destroy)            \
-    X(dnnl_primitive_attr_set_post_ops) X(dnnl_primitive_attr_set_output_scales) X(dnnl_primitive_desc_create)                      \
+    X(dnnl_primitive_attr_set_post_ops) X(dnnl_primitive_attr_set_output_scales)           \
+    X(dnnl_primitive_desc_create)                                                           \
     X(dnnl_primitive_desc_query) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_create)  \
     X(dnnl_primitive_destroy) X(dnnl_memory_create) X(dnnl_memory_destroy)                   \
     X(dnnl_memory_set_data_handle) X(dnnl_primitive_execute)
@@ -271,8 +272,8 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
                       float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                       bool accumulate, float *C, int64_t ldc, bool optional)
 {
-    (void)dtype, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
-    (void)B, (void)ldb, (void)accumulate, (void)C, (void)ldc, (void)optional;
+    (void)dtype, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A;
+    (void)lda, (void)B, (void)ldb, (void)accumulate, (void)C, (void)ldc, (void)optional;
     return false;
 }
 #endif
