@@ -9,7 +9,11 @@
 #                 bf16 frozen-weight GEMMs; "not available: <lorac's reason>" when
 #                 lorac refuses, and lorac's note when it falls back to float32)
 #   PyTorch f32   scripts/bench_cpu_peft.py --dtype f32 (transformers + PEFT)
-#   PyTorch bf16  scripts/bench_cpu_peft.py --dtype bf16 (bf16 base, autocast)
+#   PyTorch bf16  scripts/bench_cpu_peft.py --dtype bf16 (bf16 base, autocast),
+#                 only where the CPU has bf16 units (AVX512-BF16 or AMX) or with
+#                 --torch-bf16: without them PyTorch emulates bf16 GEMMs, far
+#                 slower than its f32 (AMD EPYC, AVX2: 4.9 against 154 tokens/s,
+#                 ~210 s a step), so its fastest configuration is f32 there
 # then medians (tokens/s from each run's median step), peak RSS, the GEMM
 # kernels each side used, and issue #18's targets as PASS / FAIL lines:
 #   lorac bf16 >= 2x PyTorch's fastest at <= 1.5 GiB peak RSS; lorac f32 >= 1.5x
@@ -23,7 +27,7 @@
 # LORAC_CPU_GEMM=openblas in the environment runs them on OpenBLAS instead.
 #
 #   scripts/bench_cpu.sh [--rounds 3] [--steps 3] [--warmup 1] [--layers 30]
-#                        [--python PATH] [--no-torch] [--nf4]
+#                        [--python PATH] [--no-torch] [--torch-bf16] [--nf4]
 #   scripts/bench_cpu.sh --native [--rounds 3] [--nf4]
 # --python: the PyTorch to compare with (default $LORAC_BENCH_PYTHON, else
 # scripts/.venv-bench/bin/python, made on first use with python3 -m venv and
@@ -42,6 +46,7 @@ cd "$(dirname "$0")/.."
 STEPS=3
 WARMUP=1
 TORCH=1
+TORCH_BF16=auto
 NATIVE=0
 ROUNDS=3
 PY=${LORAC_BENCH_PYTHON:-}
@@ -52,13 +57,14 @@ while [ $# -gt 0 ]; do
     --steps) STEPS=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
     --no-torch) TORCH=0; shift ;;
+    --torch-bf16) TORCH_BF16=1; shift ;;
     --native) NATIVE=1; shift ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --layers) SHAPE=(--layers "$2"); shift 2 ;;
     --python) PY=$2; shift 2 ;;
     --nf4) BENCH_ARGS+=(--nf4); shift ;;
     *) echo "usage: $0 [--rounds N] [--steps N] [--warmup N] [--layers N] [--python PATH]" \
-            "[--no-torch] [--nf4] | --native [--rounds N] [--nf4]" >&2; exit 2 ;;
+            "[--no-torch] [--torch-bf16] [--nf4] | --native [--rounds N] [--nf4]" >&2; exit 2 ;;
   esac
 done
 [ -x build/lorac ] || scripts/build.sh build -DLORAC_TESTS=OFF
@@ -107,6 +113,13 @@ for f in avx512f avx512_bf16 amx_bf16; do
   if grep -qw "$f" <<<"$FLAGS"; then printf '   %s: yes' "$f"; else printf '   %s: no' "$f"; fi
 done
 echo
+if [ "$TORCH_BF16" = auto ]; then
+  if grep -qw -e avx512_bf16 -e amx_bf16 <<<"$FLAGS"; then TORCH_BF16=1; else
+    TORCH_BF16=0
+    echo "   PyTorch bf16: not run (no bf16 units: PyTorch emulates bf16 GEMMs, far slower than" \
+         "its f32; --torch-bf16 runs it)"
+  fi
+fi
 echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 build/lorac --version 2>&1 | sed -n 2p | sed 's/^/   lorac /'
 if [ "$TORCH" = 1 ]; then
@@ -163,7 +176,9 @@ for r in $(seq "$ROUNDS"); do
   run "lorac f32" "$r" run_lorac build/lorac "${ARGS[@]}" "${BENCH_ARGS[@]}"
   run "lorac bf16" "$r" run_lorac build/lorac "${ARGS[@]}" --bf16 --compute-dtype bfloat16
   if [ "$TORCH" = 1 ]; then
-    for dt in f32 bf16; do
+    DTYPES=(f32)
+    [ "$TORCH_BF16" = 1 ] && DTYPES+=(bf16)
+    for dt in "${DTYPES[@]}"; do
       run "PyTorch $dt" "$r" "$PY" scripts/bench_cpu_peft.py "${SHAPE[@]}" "${ARGS[@]}" --dtype "$dt"
     done
   fi
