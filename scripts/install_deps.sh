@@ -9,7 +9,8 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev libcriterion-dev
       libpcre2-dev libutf8proc-dev libdnnl-dev)
 if [ "${1:-}" = "--test" ]; then
-  PKGS+=(valgrind qemu-user python3) # python3: tests/cuda_sim/gen.py of the simulator build
+  PKGS+=(valgrind qemu-user python3 python3-venv) # python3: tests/cuda_sim/gen.py of the simulator
+  # build; python3-venv: test.sh's venv for TensorBoard's reader
 fi
 missing=()
 for p in "${PKGS[@]}"; do

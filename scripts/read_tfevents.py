@@ -14,8 +14,8 @@ discards what earlier files logged at its step and after. --svg parses
 lorac's loss.svg with xml.etree (a well-formedness check) and gives the
 points of its polylines and the plot rectangle's axis ranges.
 
-tests/test_tfevents.c runs it when /work/venv-torch's python (or
-LORAC_TB_PYTHON) has the package, and compares its output with metrics.jsonl.
+tests/test_tfevents.c runs it when LORAC_TB_PYTHON (scripts/test.sh's venv)
+or /work/venv-torch's python has the package, and compares its output with metrics.jsonl.
 Exit status 0, or 1 with the loader's exception on stderr."""
 import json
 import sys

@@ -10,6 +10,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh --test
+# TensorBoard's own event-file loader, the independent reference of
+# tests/test_tfevents.c, from PyPI in a venv of its own (once; ~20 s)
+TB_VENV=scripts/.venv-test
+if [ ! -x "$TB_VENV/bin/python" ] ||
+   ! "$TB_VENV/bin/python" -c 'import tensorboard' 2>/dev/null; then
+  echo "== making $TB_VENV: python3 -m venv + pip install tensorboard (the tests' reference reader)"
+  python3 -m venv "$TB_VENV"
+  "$TB_VENV/bin/python" -m pip install --quiet tensorboard
+fi
+export LORAC_TB_PYTHON=$PWD/$TB_VENV/bin/python
 if [ "${1:-}" = "--sanitize" ]; then
   scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DLORAC_SANITIZE=ON -DLORAC_TESTS=ON
   cd build-asan

@@ -27,8 +27,9 @@
  * The reader here is the tests' own (framing, both masked CRC-32Cs, the
  * Event fields lorac writes); TensorBoard's own loader is the independent
  * one, run when a python with the tensorboard package is found
- * (LORAC_TB_PYTHON, else /work/venv-torch/bin/python; skipped with a
- * warning otherwise). */
+ * (LORAC_TB_PYTHON, which scripts/test.sh points at the venv it makes, else
+ * /work/venv-torch/bin/python; skipped with a warning otherwise, and
+ * Criterion then exits non-zero: the reference is part of the suite). */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <cjson/cJSON.h>
