@@ -41,7 +41,10 @@
 #define TOL_GRAD_NORM 2e-6
 #define TOL_LOGITS 6e-6
 #define TOL_F32_VS_HF 1e-6
-#define TOL_ADAPTER_F32_VS_HF 1e-7 /* a trained adapter over it: measured 0 too */
+/* a trained adapter over it: measured 0 on an AVX-512 Xeon, 1.8e-7 to 2.7e-7
+ * (max|diff|/max|g|) on an AVX2 EPYC, where the GEMM libraries take different
+ * paths for the two files' weight buffers: f32 rounding either way */
+#define TOL_ADAPTER_F32_VS_HF 1e-6
 
 typedef struct case_ {
     const char *stem, *adapter;
