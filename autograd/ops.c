@@ -25,7 +25,9 @@ typedef struct linears_ctx {
     int n;
     lc_tensor *residual;
     lc_real *rstd;              /* [N], RMSNORM */
-    lc_real *xa[MAX_LINEARS];   /* [N, R] = drop(f(x))·Aᵀ */
+    lc_real *xa[MAX_LINEARS];   /* [N, R] (row stride xa_ld) = drop(f(x))·Aᵀ */
+    int64_t xa_ld;              /* stacked: ΣR, the row stride of every xa[i] (else R) */
+    bool stacked;               /* lora_stacked(): one GEMM for every A */
     const lc_real *norm[MAX_LINEARS]; /* [out] DoRA's c = ‖W + s·B·A‖ per row (NULL: no DoRA) */
     uint64_t seed[MAX_LINEARS]; /* dropout streams */
     bool dropout_on;
@@ -50,6 +52,43 @@ static void input_transform(const lc_kernels *k, const lc_linear_input *in, lc_r
         k->geglu_tanh_fwd(in->x->data, in->up->data, N * C, dst);
     else
         k->swiglu_fwd(in->x->data, in->up->data, N * C, dst);
+}
+
+/* The A products of linears sharing one input (q/k/v, gate/up) as one GEMM:
+ * xa_all[N, ΣR] = f(x)·[A_1; ...; A_n]ᵀ forward, and in backward
+ * df(x) += [s_1·dy_1·B_1 | ...]·[A_1; ...; A_n] with K = ΣR instead of n passes
+ * of K = R over the [N, in] gradient. Only when every linear has a plain LoRA
+ * adapter (no DoRA) and no dropout mask applies (each linear draws its own
+ * mask, as PEFT's separate Dropout modules do). */
+static bool lora_stacked(const lc_linear *lin, int n, bool dropout_on)
+{
+    if (n < 2 || dropout_on)
+        return false;
+    for (int i = 0; i < n; i++)
+        if (!lin[i].lora || lin[i].lora->m)
+            return false;
+    return true;
+}
+
+/* p + n activation elements (activations may be narrower than lc_real: bf16
+ * on CUDA). */
+static lc_real *act_at(const lc_tape *t, lc_real *p, int64_t n)
+{
+    return (lc_real *)((char *)p + lc_backend_act_bytes(t->be, n));
+}
+
+/* A_stack[ΣR, C] = [A_1; ...; A_n] (their activation copies) in the step's
+ * scratch. */
+static lc_real *stack_lora_a(lc_tape *t, const lc_linear *lin, int n, int64_t C)
+{
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++)
+        rows += lin[i].lora->A->shape[0];
+    lc_real *As = scratch(t, (size_t)(rows * C));
+    for (int i = 0, r0 = 0; i < n; r0 += (int)lin[i].lora->A->shape[0], i++)
+        lc_tape_copy(t, act_at(t, As, r0 * C), lc_tape_act(t, lin[i].lora->A),
+                     lin[i].lora->A->shape[0] * C);
+    return As;
 }
 
 static size_t linears_weight_scratch(const lc_kernels *k, const lc_linear *lin, int n)
@@ -106,9 +145,16 @@ static void linears_backward(lc_tape *t, lc_node *node)
     }
     lc_real *wscr = scratch_f32(t, linears_weight_scratch(lc_tape_k(t), c->lin, c->n));
     lc_real *drop = c->dropout_on ? scratch(t, (size_t)(N * in)) : NULL;
+    /* stacked: [s_i·dy_i·B_i] side by side [N, ΣR] (zero where an output has
+     * no gradient), one product into df(x) after the loop */
+    lc_real *dxa_all = c->stacked ? scratch_zero(t, (size_t)(N * c->xa_ld)) : NULL;
+    int64_t r0 = 0;
 
     for (int i = 0; i < c->n; i++) {
         const lc_real *dy = node->out[i]->grad;
+        int64_t r_at = r0;
+        if (c->lin[i].lora)
+            r0 += c->lin[i].lora->A->shape[0];
         if (!dy)
             continue;
         const lc_linear *L = &c->lin[i];
@@ -144,13 +190,22 @@ static void linears_backward(lc_tape *t, lc_node *node)
             continue;
         }
         int64_t R = lo->A->shape[0];
-        lc_real *dxa = scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
-        lc_tape_k(t)->gemm(false, false, N, R, out, 1, dyl, out, Bact, R, 0, dxa, R);
         lc_real *gB = lc_tape_grad(t, lo->B);
         if (gB)
-            lc_tape_k(t)->gemm_grad(true, false, out, R, N, lo->scale, dyl, out, c->xa[i], R, gB,
-                                    R);
+            lc_tape_k(t)->gemm_grad(true, false, out, R, N, lo->scale, dyl, out, c->xa[i],
+                                    c->stacked ? c->xa_ld : R, gB, R);
         lc_real *gA = lc_tape_grad(t, lo->A);
+        if (c->stacked) { /* dxa = s·dy·B [N, R] in its columns of dxa_all */
+            lc_real *dxa = act_at(t, dxa_all, r_at);
+            lc_tape_k(t)->gemm(false, false, N, R, out, lo->scale, dy, out, Bact, R, 0, dxa,
+                               c->xa_ld);
+            if (gA)
+                lc_tape_k(t)->gemm_grad(true, false, R, in, N, 1, dxa, c->xa_ld, xin, in, gA, in);
+            lc_tape_release(t, m2);
+            continue;
+        }
+        lc_real *dxa = scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
+        lc_tape_k(t)->gemm(false, false, N, R, out, 1, dyl, out, Bact, R, 0, dxa, R);
         if (gA) {
             const lc_real *xd = xin;
             if (drop) {
@@ -177,6 +232,11 @@ static void linears_backward(lc_tape *t, lc_node *node)
             }
         }
         lc_tape_release(t, m2);
+    }
+    if (dxa_all && dxin) {
+        const lc_real *As = stack_lora_a(t, c->lin, c->n, in);
+        lc_tape_k(t)->gemm(false, false, N, in, c->xa_ld, 1, dxa_all, c->xa_ld, As, in, 1, dxin,
+                           in);
     }
 
     if (c->residual && c->residual->requires_grad && node->out[0]->grad)
@@ -226,11 +286,23 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     lc_real *rstd = in->kind == LC_INPUT_RMSNORM ? scratch_f32(t, (size_t)N) : NULL;
     lc_real *xa[MAX_LINEARS] = {0}, *norm[MAX_LINEARS] = {0};
     const lc_real *cnorm[MAX_LINEARS] = {0};
+    bool dropout_on = false;
+    for (int i = 0; i < n; i++)
+        dropout_on |= t->training && lin[i].lora && lin[i].lora->dropout > 0;
+    bool stacked = lora_stacked(lin, n, dropout_on);
+    int64_t xa_ld = 0; /* stacked: ΣR, the row stride of every xa[i] */
+    if (stacked) {
+        for (int i = 0; i < n; i++)
+            xa_ld += lin[i].lora->A->shape[0];
+        lc_real *xa_all = scratch(t, (size_t)(N * xa_ld));
+        for (int i = 0, r0 = 0; i < n; r0 += (int)lin[i].lora->A->shape[0], i++)
+            xa[i] = act_at(t, xa_all, r0);
+    }
     for (int i = 0; i < n; i++) {
         out[i] = lc_tape_tensor2(t, N, lin[i].W->rows);
         if (residual)
             LC_ASSERT(residual->numel == out[i]->numel);
-        if (lin[i].lora)
+        if (lin[i].lora && !stacked)
             xa[i] = scratch(t, (size_t)(N * lin[i].lora->A->shape[0]));
         if (lin[i].lora && lin[i].lora->m && !lin[i].lora->norm)
             norm[i] = scratch_f32(t, (size_t)lin[i].W->rows);
@@ -246,9 +318,12 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         xin = buf;
     }
     lc_real *wscr = scratch_f32(t, linears_weight_scratch(lc_tape_k(t), lin, n));
-    bool dropout_on = false;
-    for (int i = 0; i < n; i++)
-        dropout_on |= t->training && lin[i].lora && lin[i].lora->dropout > 0;
+    if (stacked) {
+        lc_tape_mark ms = lc_tape_mark_now(t);
+        const lc_real *As = stack_lora_a(t, lin, n, C);
+        lc_tape_k(t)->gemm(false, true, N, xa_ld, C, 1, xin, C, As, C, 0, xa[0], xa_ld);
+        lc_tape_release(t, ms);
+    }
     lc_real *drop = dropout_on ? scratch(t, (size_t)(N * C)) : NULL;
     uint64_t seeds[MAX_LINEARS];
 
@@ -285,10 +360,13 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
             lc_tape_k(t)->dropout(xin, drop, N * C, lo->dropout, seeds[i], false);
             xd = drop;
         }
-        lc_tape_k(t)->gemm(false, true, N, R, C, 1, xd, C, lc_tape_act(t, lo->A), C, 0, xa[i], R);
+        int64_t ld = stacked ? xa_ld : R;
+        if (!stacked)
+            lc_tape_k(t)->gemm(false, true, N, R, C, 1, xd, C, lc_tape_act(t, lo->A), C, 0, xa[i],
+                               R);
         const lc_real *Bact = lc_tape_act(t, lo->B);
         if (!cnorm[i]) {
-            lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], R, Bact, R, 1, y, O);
+            lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], ld, Bact, R, 1, y, O);
             continue;
         }
         LC_ASSERT(lo->m->numel == O);
@@ -313,6 +391,8 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     c->residual = residual;
     c->rstd = rstd;
     c->dropout_on = dropout_on;
+    c->stacked = stacked;
+    c->xa_ld = stacked ? xa_ld : 0;
     for (int i = 0; i < n; i++) {
         c->lin[i] = lin[i];
         c->xa[i] = xa[i];
