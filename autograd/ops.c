@@ -26,8 +26,9 @@ typedef struct linears_ctx {
     lc_tensor *residual;
     lc_real *rstd;              /* [N], RMSNORM */
     lc_real *xa[MAX_LINEARS];   /* [N, R] (row stride xa_ld) = drop(f(x))·Aᵀ */
-    int64_t xa_ld;              /* stacked: ΣR, the row stride of every xa[i] (else R) */
-    bool stacked;               /* lora_stacked(): one GEMM for every A */
+    int64_t xa_ld;              /* lora_stacked(): ΣR, every xa[i] is columns
+                                 * xa_col[i].. of one [N, ΣR]; 0: own [N, R] each */
+    int64_t xa_col[MAX_LINEARS];
     const lc_real *norm[MAX_LINEARS]; /* [out] DoRA's c = ‖W + s·B·A‖ per row (NULL: no DoRA) */
     uint64_t seed[MAX_LINEARS]; /* dropout streams */
     bool dropout_on;
@@ -77,16 +78,25 @@ static lc_real *act_at(const lc_tape *t, lc_real *p, int64_t n)
     return (lc_real *)((char *)p + lc_backend_act_bytes(t->be, n));
 }
 
-/* A_stack[ΣR, C] = [A_1; ...; A_n] (their activation copies) in the step's
- * scratch. */
-static lc_real *stack_lora_a(lc_tape *t, const lc_linear *lin, int n, int64_t C)
+/* The stacked layout: col[i] = R_1 + ... + R_{i-1}; returns ΣR. */
+static int64_t lora_stack_cols(const lc_linear *lin, int n, int64_t *col)
 {
-    int64_t rows = 0;
-    for (int i = 0; i < n; i++)
-        rows += lin[i].lora->A->shape[0];
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        col[i] = sum;
+        sum += lin[i].lora->A->shape[0];
+    }
+    return sum;
+}
+
+/* A_stack[ΣR, C] = [A_1; ...; A_n] (their activation copies; A_i from row
+ * col[i]) in the step's scratch. */
+static lc_real *stack_lora_a(lc_tape *t, const lc_linear *lin, int n, const int64_t *col,
+                             int64_t rows, int64_t C)
+{
     lc_real *As = scratch(t, (size_t)(rows * C));
-    for (int i = 0, r0 = 0; i < n; r0 += (int)lin[i].lora->A->shape[0], i++)
-        lc_tape_copy(t, act_at(t, As, r0 * C), lc_tape_act(t, lin[i].lora->A),
+    for (int i = 0; i < n; i++)
+        lc_tape_copy(t, act_at(t, As, col[i] * C), lc_tape_act(t, lin[i].lora->A),
                      lin[i].lora->A->shape[0] * C);
     return As;
 }
@@ -147,14 +157,10 @@ static void linears_backward(lc_tape *t, lc_node *node)
     lc_real *drop = c->dropout_on ? scratch(t, (size_t)(N * in)) : NULL;
     /* stacked: [s_i·dy_i·B_i] side by side [N, ΣR] (zero where an output has
      * no gradient), one product into df(x) after the loop */
-    lc_real *dxa_all = c->stacked ? scratch_zero(t, (size_t)(N * c->xa_ld)) : NULL;
-    int64_t r0 = 0;
+    lc_real *dxa_all = c->xa_ld ? scratch_zero(t, (size_t)(N * c->xa_ld)) : NULL;
 
     for (int i = 0; i < c->n; i++) {
         const lc_real *dy = node->out[i]->grad;
-        int64_t r_at = r0;
-        if (c->lin[i].lora)
-            r0 += c->lin[i].lora->A->shape[0];
         if (!dy)
             continue;
         const lc_linear *L = &c->lin[i];
@@ -193,10 +199,10 @@ static void linears_backward(lc_tape *t, lc_node *node)
         lc_real *gB = lc_tape_grad(t, lo->B);
         if (gB)
             lc_tape_k(t)->gemm_grad(true, false, out, R, N, lo->scale, dyl, out, c->xa[i],
-                                    c->stacked ? c->xa_ld : R, gB, R);
+                                    c->xa_ld ? c->xa_ld : R, gB, R);
         lc_real *gA = lc_tape_grad(t, lo->A);
-        if (c->stacked) { /* dxa = s·dy·B [N, R] in its columns of dxa_all */
-            lc_real *dxa = act_at(t, dxa_all, r_at);
+        if (dxa_all) { /* dxa = s·dy·B [N, R] in its columns of dxa_all */
+            lc_real *dxa = act_at(t, dxa_all, c->xa_col[i]);
             lc_tape_k(t)->gemm(false, false, N, R, out, lo->scale, dy, out, Bact, R, 0, dxa,
                                c->xa_ld);
             if (gA)
@@ -234,7 +240,7 @@ static void linears_backward(lc_tape *t, lc_node *node)
         lc_tape_release(t, m2);
     }
     if (dxa_all && dxin) {
-        const lc_real *As = stack_lora_a(t, c->lin, c->n, in);
+        const lc_real *As = stack_lora_a(t, c->lin, c->n, c->xa_col, c->xa_ld, in);
         lc_tape_k(t)->gemm(false, false, N, in, c->xa_ld, 1, dxa_all, c->xa_ld, As, in, 1, dxin,
                            in);
     }
@@ -290,13 +296,12 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     for (int i = 0; i < n; i++)
         dropout_on |= t->training && lin[i].lora && lin[i].lora->dropout > 0;
     bool stacked = lora_stacked(lin, n, dropout_on);
-    int64_t xa_ld = 0; /* stacked: ΣR, the row stride of every xa[i] */
+    int64_t xa_col[MAX_LINEARS] = {0};
+    int64_t xa_ld = stacked ? lora_stack_cols(lin, n, xa_col) : 0; /* see linears_ctx */
     if (stacked) {
-        for (int i = 0; i < n; i++)
-            xa_ld += lin[i].lora->A->shape[0];
         lc_real *xa_all = scratch(t, (size_t)(N * xa_ld));
-        for (int i = 0, r0 = 0; i < n; r0 += (int)lin[i].lora->A->shape[0], i++)
-            xa[i] = act_at(t, xa_all, r0);
+        for (int i = 0; i < n; i++)
+            xa[i] = act_at(t, xa_all, xa_col[i]);
     }
     for (int i = 0; i < n; i++) {
         out[i] = lc_tape_tensor2(t, N, lin[i].W->rows);
@@ -320,7 +325,7 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     lc_real *wscr = scratch_f32(t, linears_weight_scratch(lc_tape_k(t), lin, n));
     if (stacked) {
         lc_tape_mark ms = lc_tape_mark_now(t);
-        const lc_real *As = stack_lora_a(t, lin, n, C);
+        const lc_real *As = stack_lora_a(t, lin, n, xa_col, xa_ld, C);
         lc_tape_k(t)->gemm(false, true, N, xa_ld, C, 1, xin, C, As, C, 0, xa[0], xa_ld);
         lc_tape_release(t, ms);
     }
@@ -391,9 +396,9 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     c->residual = residual;
     c->rstd = rstd;
     c->dropout_on = dropout_on;
-    c->stacked = stacked;
-    c->xa_ld = stacked ? xa_ld : 0;
+    c->xa_ld = xa_ld;
     for (int i = 0; i < n; i++) {
+        c->xa_col[i] = xa_col[i];
         c->lin[i] = lin[i];
         c->xa[i] = xa[i];
         c->norm[i] = cnorm[i];
