@@ -102,6 +102,10 @@ def lorac_eval(lorac, fx, adapter, rows_file):
 
 def load_peft(fx, adapter):
     kw = {"dtype": torch.float64} if mf.TF_MAJOR >= 5 else {"torch_dtype": torch.float64}
+    # MoE experts as plain per-expert loops too: transformers 5.24 defaults them to
+    # torch's grouped_mm, which has no float64
+    if hasattr(transformers.PretrainedConfig, "_experts_implementation"):
+        kw["experts_implementation"] = "eager"
     base = transformers.AutoModelForCausalLM.from_pretrained(
         os.path.join(fx, "model"), attn_implementation="eager", **kw)
     pm = peft.PeftModel.from_pretrained(base.to(torch.float64), adapter)
