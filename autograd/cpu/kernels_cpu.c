@@ -327,6 +327,19 @@ static void swiglu_du_range(const lc_real *restrict g, const lc_real *restrict d
         du[i] += dy[i] * g[i] * sigmoid(g[i]);
 }
 
+/* Both gradients with one sigmoid an element (the same expressions as the
+ * two ranges above, so the same values). */
+static void swiglu_dgdu_range(const lc_real *restrict g, const lc_real *restrict u,
+                              const lc_real *restrict dy, int64_t n, lc_real *restrict dg,
+                              lc_real *restrict du)
+{
+    for (int64_t i = 0; i < n; i++) {
+        lc_real s = sigmoid(g[i]);
+        dg[i] += dy[i] * u[i] * s * (1 + g[i] * (1 - s));
+        du[i] += dy[i] * g[i] * s;
+    }
+}
+
 /* gelu_tanh(x) = 0.5·x·(1 + t), t = tanh(GELU_K·(x + GELU_C·x³)), as torch's
  * gelu(approximate="tanh"); gelu_tanh'(x) = 0.5·(1 + t) +
  * 0.5·x·(1 − t²)·GELU_K·(1 + 3·GELU_C·x²). */
@@ -365,6 +378,21 @@ static void geglu_du_range(const lc_real *restrict g, const lc_real *restrict dy
         du[i] += dy[i] * gelu_tanh(g[i]);
 }
 
+/* Both gradients with one tanh an element (gelu_tanh and its derivative
+ * written out from the same t, as the helpers above compute them). */
+static void geglu_dgdu_range(const lc_real *restrict g, const lc_real *restrict u,
+                             const lc_real *restrict dy, int64_t n, lc_real *restrict dg,
+                             lc_real *restrict du)
+{
+    for (int64_t i = 0; i < n; i++) {
+        lc_real x = g[i], t = gelu_t(x);
+        lc_real grad = (lc_real)0.5 * (1 + t) +
+                       (lc_real)0.5 * x * (1 - t * t) * GELU_K * (1 + 3 * GELU_C * x * x);
+        dg[i] += dy[i] * u[i] * grad;
+        du[i] += dy[i] * ((lc_real)0.5 * x * (1 + t));
+    }
+}
+
 /* The chunked OpenMP drivers shared by the gated activations (SwiGLU,
  * GeGLU): one call of a range function per CHUNK elements. */
 typedef void (*gate_fwd_fn)(const lc_real *restrict, const lc_real *restrict, int64_t,
@@ -373,6 +401,14 @@ typedef void (*gate_dg_fn)(const lc_real *restrict, const lc_real *restrict,
                            const lc_real *restrict, int64_t, lc_real *restrict);
 typedef void (*gate_du_fn)(const lc_real *restrict, const lc_real *restrict, int64_t,
                            lc_real *restrict);
+typedef void (*gate_dgdu_fn)(const lc_real *restrict, const lc_real *restrict,
+                             const lc_real *restrict, int64_t, lc_real *restrict,
+                             lc_real *restrict);
+typedef struct gate_bwd_fns {
+    gate_dg_fn dg;
+    gate_du_fn du;
+    gate_dgdu_fn both; /* when both gradients are wanted */
+} gate_bwd_fns;
 
 static void gated_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y, gate_fwd_fn f)
 {
@@ -382,15 +418,17 @@ static void gated_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y,
 }
 
 static void gated_bwd(const lc_real *g, const lc_real *u, const lc_real *dy, int64_t n,
-                      lc_real *dg, lc_real *du, gate_dg_fn fdg, gate_du_fn fdu)
+                      lc_real *dg, lc_real *du, const gate_bwd_fns *f)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t c = 0; c < n; c += CHUNK) {
         int64_t len = n - c < CHUNK ? n - c : CHUNK;
-        if (dg)
-            fdg(g + c, u + c, dy + c, len, dg + c);
-        if (du)
-            fdu(g + c, dy + c, len, du + c);
+        if (dg && du)
+            f->both(g + c, u + c, dy + c, len, dg + c, du + c);
+        else if (dg)
+            f->dg(g + c, u + c, dy + c, len, dg + c);
+        else if (du)
+            f->du(g + c, dy + c, len, du + c);
     }
 }
 
@@ -402,7 +440,8 @@ static void cpu_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_rea
 static void cpu_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
                      int64_t n, lc_real *dg, lc_real *du)
 {
-    gated_bwd(g, u, dy, n, dg, du, swiglu_dg_range, swiglu_du_range);
+    static const gate_bwd_fns f = {swiglu_dg_range, swiglu_du_range, swiglu_dgdu_range};
+    gated_bwd(g, u, dy, n, dg, du, &f);
 }
 
 static void cpu_geglu_tanh_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
@@ -413,7 +452,8 @@ static void cpu_geglu_tanh_fwd(const lc_real *g, const lc_real *u, int64_t n, lc
 static void cpu_geglu_tanh_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
                                int64_t n, lc_real *dg, lc_real *du)
 {
-    gated_bwd(g, u, dy, n, dg, du, geglu_dg_range, geglu_du_range);
+    static const gate_bwd_fns f = {geglu_dg_range, geglu_du_range, geglu_dgdu_range};
+    gated_bwd(g, u, dy, n, dg, du, &f);
 }
 
 /* x[n] = cap · tanh(x / cap) (soft-capping; callers skip it when cap is 0). */
