@@ -68,16 +68,19 @@ void lc_k_rmsnorm_bwd(const lc_real *x, const lc_real *w, const lc_real *rstd,
 
 /* y[n] = silu(g) · u. */
 void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y);
-/* dg[n] += dy · u · silu'(g); du[n] += dy · silu(g) (either may be NULL). */
+/* dg[n] += dy · u · silu'(g); du[n] += dy · silu(g); y[n] = silu(g) · u, the
+ * forward recomputed in the same pass over g and u (for a LoRA A gradient:
+ * ops.c keeps no MLP activation). Any of dg, du, y may be NULL. */
 void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
-                     int64_t n, lc_real *dg, lc_real *du);
+                     int64_t n, lc_real *dg, lc_real *du, lc_real *y);
 
 /* y[n] = gelu_tanh(g) · u, gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
  * (torch's gelu(approximate="tanh"), HF "gelu_pytorch_tanh": Gemma's GeGLU). */
 void lc_k_geglu_tanh_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y);
-/* dg[n] += dy · u · gelu_tanh'(g); du[n] += dy · gelu_tanh(g) (either may be NULL). */
+/* dg[n] += dy · u · gelu_tanh'(g); du[n] += dy · gelu_tanh(g); y[n] =
+ * gelu_tanh(g) · u recomputed in the same pass (as lc_k_swiglu_bwd; any may be NULL). */
 void lc_k_geglu_tanh_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
-                         int64_t n, lc_real *dg, lc_real *du);
+                         int64_t n, lc_real *dg, lc_real *du, lc_real *y);
 
 /* x[n] = cap · tanh(x / cap) in place (logit soft-capping); cap 0: no-op. */
 void lc_k_softcap(lc_real *x, int64_t n, double cap);

@@ -130,6 +130,35 @@ static void dora_product(const lc_kernels *k, const lc_linear *L, const lc_real 
     k->gemm(false, true, N, O, R, lo->scale, xa, R, B, R, 1, u, O);
 }
 
+/* The A gradients linears_backward deferred until f(x) [N, in] was
+ * recomputed: gA += s·dxaᵀ·drop(f(x)), dxa = dy·B from dxa_all's columns
+ * (stacked: s already in) or dxa_kept[i]. drop: [N, in] scratch when a
+ * dropout mask applies. */
+static void deferred_a_grads(lc_tape *t, lc_node *node, const lc_real *fx, lc_real *dxa_all,
+                             lc_real *const *dxa_kept, lc_real *drop)
+{
+    const linears_ctx *c = node->ctx;
+    int64_t N = lc_tensor_rows(c->in.x), in = input_cols(&c->in);
+    for (int i = 0; i < c->n; i++) {
+        const lc_lora_adapter *lo = c->lin[i].lora;
+        lc_real *gA = lo && node->out[i]->grad ? lc_tape_grad(t, lo->A) : NULL;
+        if (!gA)
+            continue;
+        int64_t R = lo->A->shape[0];
+        if (dxa_all) {
+            lc_tape_k(t)->gemm_grad(true, false, R, in, N, 1, act_at(t, dxa_all, c->xa_col[i]),
+                                    c->xa_ld, fx, in, gA, in);
+            continue;
+        }
+        const lc_real *xd = fx;
+        if (drop) {
+            lc_tape_k(t)->dropout(fx, drop, N * in, lo->dropout, c->seed[i], false);
+            xd = drop;
+        }
+        lc_tape_k(t)->gemm_grad(true, false, R, in, N, lo->scale, dxa_kept[i], R, xd, in, gA, in);
+    }
+}
+
 static void linears_backward(lc_tape *t, lc_node *node)
 {
     linears_ctx *c = node->ctx;
@@ -144,20 +173,34 @@ static void linears_backward(lc_tape *t, lc_node *node)
     if (need_dx)
         dxin = plain ? lc_tape_grad(t, x) : scratch_zero(t, (size_t)(N * in));
 
-    bool any_lora = false;
-    for (int i = 0; i < c->n; i++)
+    bool any_lora = false, any_dora = false;
+    for (int i = 0; i < c->n; i++) {
         any_lora |= c->lin[i].lora && node->out[i]->grad;
+        any_dora |= c->lin[i].lora && c->lin[i].lora->m;
+    }
+    /* A gated input's f(x), which the A gradients need, comes out of the
+     * gate's backward (swiglu_bwd's y) once df(x) is complete: one pass over
+     * x and up instead of a recompute and then the backward. The A gradients
+     * wait for it (DoRA needs f(x) earlier, for its magnitude). */
+    bool defer_a = any_lora && dxin && input_gated(c->in.kind) && !any_dora;
     const lc_real *xin = x->data;
+    lc_real *fx = NULL; /* [N, in] f(x) when recomputed */
     if (any_lora && !plain) {
-        lc_real *buf = scratch(t, (size_t)(N * in));
-        input_transform(lc_tape_k(t), &c->in, buf, NULL);
-        xin = buf;
+        fx = scratch(t, (size_t)(N * in));
+        if (!defer_a)
+            input_transform(lc_tape_k(t), &c->in, fx, NULL);
+        xin = fx;
     }
     lc_real *wscr = scratch_f32(t, linears_weight_scratch(lc_tape_k(t), c->lin, c->n));
     lc_real *drop = c->dropout_on ? scratch(t, (size_t)(N * in)) : NULL;
     /* stacked: [s_i·dy_i·B_i] side by side [N, ΣR] (zero where an output has
      * no gradient), one product into df(x) after the loop */
     lc_real *dxa_all = c->xa_ld ? scratch_zero(t, (size_t)(N * c->xa_ld)) : NULL;
+    /* defer_a, not stacked: each linear's dy·B [N, R], kept for its A gradient */
+    lc_real *dxa_kept[MAX_LINEARS] = {0};
+    for (int i = 0; i < c->n && defer_a && !dxa_all; i++)
+        if (c->lin[i].lora && node->out[i]->grad)
+            dxa_kept[i] = scratch(t, (size_t)(N * c->lin[i].lora->A->shape[0]));
 
     for (int i = 0; i < c->n; i++) {
         const lc_real *dy = node->out[i]->grad;
@@ -205,14 +248,14 @@ static void linears_backward(lc_tape *t, lc_node *node)
             lc_real *dxa = act_at(t, dxa_all, c->xa_col[i]);
             lc_tape_k(t)->gemm(false, false, N, R, out, lo->scale, dy, out, Bact, R, 0, dxa,
                                c->xa_ld);
-            if (gA)
+            if (gA && !defer_a)
                 lc_tape_k(t)->gemm_grad(true, false, R, in, N, 1, dxa, c->xa_ld, xin, in, gA, in);
             lc_tape_release(t, m2);
             continue;
         }
-        lc_real *dxa = scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
+        lc_real *dxa = dxa_kept[i] ? dxa_kept[i] : scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
         lc_tape_k(t)->gemm(false, false, N, R, out, 1, dyl, out, Bact, R, 0, dxa, R);
-        if (gA) {
+        if (gA && !defer_a) {
             const lc_real *xd = xin;
             if (drop) {
                 lc_tape_k(t)->dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
@@ -248,15 +291,18 @@ static void linears_backward(lc_tape *t, lc_node *node)
     if (c->residual && c->residual->requires_grad && node->out[0]->grad)
         lc_tape_k(t)->axpy(c->residual->numel, 1, node->out[0]->grad, lc_tape_grad(t, c->residual));
 
+    lc_real *fx_out = defer_a ? fx : NULL;
     if (dxin && c->in.kind == LC_INPUT_RMSNORM) {
         lc_tape_k(t)->rmsnorm_bwd(x->data, c->in.norm_w, c->rstd, dxin, N, in, lc_tape_grad(t, x));
     } else if (dxin && c->in.kind == LC_INPUT_SWIGLU) {
         lc_tape_k(t)->swiglu_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
-                        lc_tape_grad(t, c->in.up));
+                                 lc_tape_grad(t, c->in.up), fx_out);
     } else if (dxin && c->in.kind == LC_INPUT_GEGLU_TANH) {
         lc_tape_k(t)->geglu_tanh_bwd(x->data, c->in.up->data, dxin, N * in, lc_tape_grad(t, x),
-                            lc_tape_grad(t, c->in.up));
+                                     lc_tape_grad(t, c->in.up), fx_out);
     }
+    if (defer_a)
+        deferred_a_grads(t, node, fx, dxa_all, dxa_kept, drop);
     lc_tape_release(t, mark);
 }
 
@@ -571,7 +617,7 @@ static void gated_backward(lc_tape *t, lc_node *node)
     const lc_kernels *kt = lc_tape_k(t);
     (k->geglu_tanh ? kt->geglu_tanh_bwd : kt->swiglu_bwd)(g->data, u->data, node->out[0]->grad,
                                                           g->numel, lc_tape_grad(t, g),
-                                                          lc_tape_grad(t, u));
+                                                          lc_tape_grad(t, u), NULL);
 }
 
 static lc_tensor *gated_op(lc_tape *t, lc_tensor *g, lc_tensor *u, const gated_kernels *k)

@@ -286,7 +286,7 @@ static int op_swiglu_fwd(bench *b)
 static int op_swiglu_bwd(bench *b)
 {
     return lc_cuda_swiglu_bwd(b->ctx, LC_DTYPE_BF16, b->g, b->u, b->y_ff, b->N * b->s.ff, b->dg,
-                              b->du);
+                              b->du, NULL);
 }
 static int op_rope_fwd(bench *b)
 {

@@ -461,8 +461,27 @@ Test(gradcheck_linears, rmsnorm_three_linears)
     gc_free(&g);
 }
 
+static void expect_dropout_active(gc *g)
+{
+    double on = gc_eval(g);
+    g->training = false;
+    double off = gc_eval(g);
+    g->training = true;
+    cr_expect_gt(fabs(on - off), 1e-3, "%s: dropout changed nothing (%.17g vs %.17g)",
+                 g->name, on, off);
+}
+
+/* A gated input's variants: the A gradients wait for f(x) from the gate's
+ * backward (ops.c defer_a), through each of its paths. */
+typedef struct gated_variant {
+    int linears;      /* 1: down_proj with the residual; 2: two LoRA linears (stacked A) */
+    double dropout;   /* on every adapter */
+    bool frozen_up;   /* up needs no gradient (the kernel's du NULL path) */
+} gated_variant;
+
 /* down_proj-like: act(gate)·up through W [C, FF], plus the residual. */
-static void check_gated_linear(const char *name, lc_input_kind kind, uint64_t seed)
+static void check_gated_linear(const char *name, lc_input_kind kind, uint64_t seed,
+                               gated_variant v)
 {
     gc g;
     lin_case c;
@@ -472,31 +491,56 @@ static void check_gated_linear(const char *name, lc_input_kind kind, uint64_t se
     c.in.kind = kind;
     c.in.x = gc_leaf_add(&g, "gate", N, FF, false, 2.0);
     c.in.up = gc_leaf_add(&g, "up", N, FF, false, 1.0);
-    c.residual = gc_leaf_add(&g, "residual", N, C, false, 1.0);
-    add_linear(&g, &c, 0, C, FF, LC_DTYPE_F64, true, 3, 2.0, 0.0);
+    if (v.frozen_up)
+        gc_leaf_of(&g, c.in.up)->frozen = true;
+    if (v.linears == 1)
+        c.residual = gc_leaf_add(&g, "residual", N, C, false, 1.0);
+    add_linear(&g, &c, 0, C, FF, LC_DTYPE_F64, true, 3, 2.0, v.dropout);
+    if (v.linears == 2)
+        add_linear(&g, &c, 1, 4, FF, LC_DTYPE_F64, false, 2, 0.5, v.dropout);
+    if (v.dropout > 0) {
+        g.training = true;
+        g.dropout_seed = seed * 31;
+    }
     gc_check(&g);
+    if (v.dropout > 0)
+        expect_dropout_active(&g);
     gc_free(&g);
 }
 
 Test(gradcheck_linears, swiglu_lora_residual)
 {
-    check_gated_linear("linears SWIGLU", LC_INPUT_SWIGLU, 14);
+    check_gated_linear("linears SWIGLU", LC_INPUT_SWIGLU, 14, (gated_variant){1, 0, false});
+}
+
+Test(gradcheck_linears, swiglu_lora_dropout)
+{
+    check_gated_linear("linears SWIGLU dropout .3", LC_INPUT_SWIGLU, 18,
+                       (gated_variant){1, 0.3, false});
+}
+
+Test(gradcheck_linears, swiglu_two_linears_stacked)
+{
+    check_gated_linear("linears SWIGLU x2", LC_INPUT_SWIGLU, 19, (gated_variant){2, 0, false});
+}
+
+Test(gradcheck_linears, swiglu_frozen_up)
+{
+    check_gated_linear("linears SWIGLU up frozen", LC_INPUT_SWIGLU, 20,
+                       (gated_variant){1, 0, true});
 }
 
 /* Gemma's down_proj */
 Test(gradcheck_linears, geglu_tanh_lora_residual)
 {
-    check_gated_linear("linears GEGLU_TANH", LC_INPUT_GEGLU_TANH, 15);
+    check_gated_linear("linears GEGLU_TANH", LC_INPUT_GEGLU_TANH, 15,
+                       (gated_variant){1, 0, false});
 }
 
-static void expect_dropout_active(gc *g)
+Test(gradcheck_linears, geglu_tanh_two_linears_dropout)
 {
-    double on = gc_eval(g);
-    g->training = false;
-    double off = gc_eval(g);
-    g->training = true;
-    cr_expect_gt(fabs(on - off), 1e-3, "%s: dropout changed nothing (%.17g vs %.17g)",
-                 g->name, on, off);
+    check_gated_linear("linears GEGLU_TANH x2 dropout .2", LC_INPUT_GEGLU_TANH, 21,
+                       (gated_variant){2, 0.2, false});
 }
 
 Test(gradcheck_linears, plain_lora_dropout)

@@ -1015,7 +1015,7 @@ static const opcase RMS_CASES[] = {
 
 /* ---------------------------------------------------------------- gated activations */
 
-/* a: n, du NULL */
+/* a: n, du NULL, backward also recomputes y (as yb) */
 static void gated_decl(op_run *r)
 {
     int64_t n = r->c->a[0];
@@ -1026,6 +1026,8 @@ static void gated_decl(op_run *r)
     IN(r, "dy", K_ACT, n, 1);
     tadd(r, "dg", K_ACT, R_ACC, 1, n, 1, tol, TOL_PW_BF16, NO_PAIR);
     tadd(r, "du", K_ACT, R_ACC, 1, n, 1, tol, TOL_PW_BF16, NO_PAIR);
+    if (r->c->a[2])
+        tadd(r, "yb", K_ACT, R_OUT, 1, n, 0, tol, TOL_PW_BF16, NO_PAIR);
     if (r->c->a[1])
         r->T[1].s.pair = NO_PAIR;
 }
@@ -1036,10 +1038,13 @@ static void gated_decl(op_run *r)
         if (r->phase == 0)                                                                         \
             fwd(H(r, "g"), H(r, "u"), n, H(r, "y"));                                               \
         else                                                                                       \
-            bwd(H(r, "g"), H(r, "u"), H(r, "dy"), n, H(r, "dg"), r->c->a[1] ? NULL : H(r, "du")); \
+            bwd(H(r, "g"), H(r, "u"), H(r, "dy"), n, H(r, "dg"), r->c->a[1] ? NULL : H(r, "du"),  \
+                H(r, "yb"));                                                                       \
         round_all(kind_of(r, K_ACT), H(r, "y"), n);                                                \
         round_all(kind_of(r, K_ACT), H(r, "dg"), n);                                               \
         round_all(kind_of(r, K_ACT), H(r, "du"), n);                                               \
+        if (H(r, "yb"))                                                                            \
+            round_all(kind_of(r, K_ACT), H(r, "yb"), n);                                           \
     }
 #define GATED_DEV(name, fwd, bwd)                                                                  \
     static int name(op_run *r)                                                                     \
@@ -1049,7 +1054,7 @@ static void gated_decl(op_run *r)
         if (r->phase == 0)                                                                         \
             TABLE(r)->fwd(D(r, "g"), D(r, "u"), n, D(r, "y"));                                     \
         else                                                                                       \
-            TABLE(r)->bwd(D(r, "g"), D(r, "u"), D(r, "dy"), n, D(r, "dg"), du);                    \
+            TABLE(r)->bwd(D(r, "g"), D(r, "u"), D(r, "dy"), n, D(r, "dg"), du, D(r, "yb"));        \
         return 0;                                                                                  \
     }
 GATED_CPU(swiglu_cpu, CPU->swiglu_fwd, CPU->swiglu_bwd)
@@ -1063,6 +1068,9 @@ static const opcase GATED_CASES[] = {
     {"n=1003", {1003, 0}, 0, 0, 0},
     {"n=1003 unaligned", {1003, 0}, 0, 0, 0},
     {"n=1003 du unaligned", {1003, 0}, 0, 0, 0},
+    {"n=1003 with y", {1003, 0, 1}, 0, 0, 0},
+    {"n=1000 du NULL with y", {1000, 1, 1}, 0, 0, 0},
+    {"n=1003 with y, yb unaligned", {1003, 0, 1}, 0, 0, 0},
 };
 
 /* ---------------------------------------------------------------- RoPE */

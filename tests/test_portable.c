@@ -128,7 +128,7 @@ static void run_kernels(kernel_outputs *o)
     lc_k_rmsnorm_fwd(x, w, 64, 96, 1e-6, o->rms, rstd);
     lc_k_rmsnorm_bwd(x, w, rstd, dy, 64, 96, o->rms_dx);
     lc_k_swiglu_fwd(g, u, 4096, o->swi);
-    lc_k_swiglu_bwd(g, u, dy, 4096, o->swi_dg, NULL);
+    lc_k_swiglu_bwd(g, u, dy, 4096, o->swi_dg, NULL, NULL);
     static float cs[16 * 32];
     int32_t pos[64];
     for (int p = 0; p < 16; p++)
@@ -215,6 +215,57 @@ Test(dispatch, every_variant_computes_what_the_baseline_does, .timeout = 60)
     unsetenv(LC_CPU_ISA_ENV);
 }
 
+/* The gated backward's recomputed forward (ops.c takes f(x) for the LoRA A
+ * gradients from it) is the forward to the bit, and asking for it changes
+ * no gradient, in every variant and through each of its paths (all three
+ * outputs fused; one gradient then the forward). */
+Test(dispatch, gated_backward_recomputes_the_forward_exactly)
+{
+    enum { n = 5000 }; /* more than one chunk, not a multiple of one */
+    static float g[n], u[n], dy[n], y[n], yb[n], dg[n], du[n], dg2[n], du2[n];
+    fill(g, n, 11, 12), fill(u, n, 12, 2), fill(dy, n, 13, 1);
+    typedef void (*fwd_fn)(const float *, const float *, int64_t, float *);
+    typedef void (*bwd_fn)(const float *, const float *, const float *, int64_t, float *,
+                           float *, float *);
+    struct { const char *name; fwd_fn fwd; bwd_fn bwd; } acts[] = {
+        {"swiglu", lc_k_swiglu_fwd, lc_k_swiglu_bwd},
+        {"geglu_tanh", lc_k_geglu_tanh_fwd, lc_k_geglu_tanh_bwd},
+    };
+#if defined(LC_CPU_NATIVE)
+    const char *names[] = {"native"}; /* the one variant, chosen without asking */
+    for (int v = 0; v < 1; v++) {
+#else
+    const char *names[] = {"x86-64-v2", "x86-64-v3", "x86-64-v4"};
+    for (int v = 0; v < 3; v++) {
+        if (!use_variant(names[v]))
+            continue;
+#endif
+        for (int a = 0; a < 2; a++) {
+            acts[a].fwd(g, u, n, y);
+            memset(dg, 0, sizeof dg), memset(du, 0, sizeof du);
+            acts[a].bwd(g, u, dy, n, dg, du, NULL);
+            memset(dg2, 0, sizeof dg2), memset(du2, 0, sizeof du2), memset(yb, 0, sizeof yb);
+            acts[a].bwd(g, u, dy, n, dg2, du2, yb);
+            cr_expect_eq(memcmp(yb, y, sizeof y), 0, "%s %s: y from the backward differs",
+                         names[v], acts[a].name);
+            cr_expect_eq(memcmp(dg2, dg, sizeof dg), 0, "%s %s: dg changed with y asked for",
+                         names[v], acts[a].name);
+            cr_expect_eq(memcmp(du2, du, sizeof du), 0, "%s %s: du changed with y asked for",
+                         names[v], acts[a].name);
+            memset(dg2, 0, sizeof dg2), memset(yb, 0, sizeof yb);
+            acts[a].bwd(g, u, dy, n, dg2, NULL, yb);
+            cr_expect_eq(memcmp(yb, y, sizeof y), 0, "%s %s: y (du NULL) differs", names[v],
+                         acts[a].name);
+            cr_expect_eq(memcmp(dg2, dg, sizeof dg), 0, "%s %s: dg (du NULL) differs",
+                         names[v], acts[a].name);
+        }
+    }
+    setenv(LC_CPU_ISA_ENV, "auto", 1);
+    lc_error err;
+    cr_assert_eq(lc_cpu_isa_select(&err), 0);
+    unsetenv(LC_CPU_ISA_ENV);
+}
+
 /* The branch-free exp and tanh clamp their argument to constants. GCC's jump
  * threading once duplicated every loop body after the clamp for the clamped
  * value; vectorised, both copies ran on every lane, and the constant copy
@@ -247,9 +298,9 @@ Test(dispatch, no_variant_makes_subnormals_from_normal_inputs)
     } while (0)
         UNDERFLOWS("rmsnorm, swiglu, rope, dropout, attention, lm_head+ce", run_kernels(&o));
         UNDERFLOWS("swiglu", (lc_k_swiglu_fwd(g, u, 4096, y),
-                              lc_k_swiglu_bwd(g, u, dy, 4096, dg, du)));
+                              lc_k_swiglu_bwd(g, u, dy, 4096, dg, du, y)));
         UNDERFLOWS("geglu_tanh", (lc_k_geglu_tanh_fwd(g, u, 4096, y),
-                                  lc_k_geglu_tanh_bwd(g, u, dy, 4096, dg, du)));
+                                  lc_k_geglu_tanh_bwd(g, u, dy, 4096, dg, du, y)));
         UNDERFLOWS("softcap", (memcpy(y, g, sizeof y), lc_k_softcap(y, 4096, 5.0)));
 #undef UNDERFLOWS
         for (int r = 0; r < n; r++)

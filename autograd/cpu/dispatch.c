@@ -277,9 +277,9 @@ void lc_k_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
 }
 
 void lc_k_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
-                     int64_t n, lc_real *dg, lc_real *du)
+                     int64_t n, lc_real *dg, lc_real *du, lc_real *y)
 {
-    K()->swiglu_bwd(g, u, dy, n, dg, du);
+    K()->swiglu_bwd(g, u, dy, n, dg, du, y);
 }
 
 void lc_k_geglu_tanh_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
@@ -288,9 +288,9 @@ void lc_k_geglu_tanh_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real 
 }
 
 void lc_k_geglu_tanh_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
-                         int64_t n, lc_real *dg, lc_real *du)
+                         int64_t n, lc_real *dg, lc_real *du, lc_real *y)
 {
-    K()->geglu_tanh_bwd(g, u, dy, n, dg, du);
+    K()->geglu_tanh_bwd(g, u, dy, n, dg, du, y);
 }
 
 void lc_k_softcap(lc_real *x, int64_t n, double cap) { K()->softcap(x, n, cap); }

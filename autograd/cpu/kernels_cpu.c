@@ -327,8 +327,20 @@ static void swiglu_du_range(const lc_real *restrict g, const lc_real *restrict d
         du[i] += dy[i] * g[i] * sigmoid(g[i]);
 }
 
-/* Both gradients with one sigmoid an element (the same expressions as the
- * two ranges above, so the same values). */
+/* Both gradients and the recomputed forward with one sigmoid an element
+ * (the same expressions as the ranges above, so the same values). */
+static void swiglu_all_range(const lc_real *restrict g, const lc_real *restrict u,
+                             const lc_real *restrict dy, int64_t n, lc_real *restrict dg,
+                             lc_real *restrict du, lc_real *restrict y)
+{
+    for (int64_t i = 0; i < n; i++) {
+        lc_real s = sigmoid(g[i]);
+        dg[i] += dy[i] * u[i] * s * (1 + g[i] * (1 - s));
+        du[i] += dy[i] * g[i] * s;
+        y[i] = g[i] * s * u[i];
+    }
+}
+
 static void swiglu_dgdu_range(const lc_real *restrict g, const lc_real *restrict u,
                               const lc_real *restrict dy, int64_t n, lc_real *restrict dg,
                               lc_real *restrict du)
@@ -378,8 +390,24 @@ static void geglu_du_range(const lc_real *restrict g, const lc_real *restrict dy
         du[i] += dy[i] * gelu_tanh(g[i]);
 }
 
-/* Both gradients with one tanh an element (gelu_tanh and its derivative
- * written out from the same t, as the helpers above compute them). */
+/* Both gradients and the recomputed forward with one tanh an element
+ * (gelu_tanh and its derivative written out from the same t, as the helpers
+ * above compute them). */
+static void geglu_all_range(const lc_real *restrict g, const lc_real *restrict u,
+                            const lc_real *restrict dy, int64_t n, lc_real *restrict dg,
+                            lc_real *restrict du, lc_real *restrict y)
+{
+    for (int64_t i = 0; i < n; i++) {
+        lc_real x = g[i], t = gelu_t(x);
+        lc_real grad = (lc_real)0.5 * (1 + t) +
+                       (lc_real)0.5 * x * (1 - t * t) * GELU_K * (1 + 3 * GELU_C * x * x);
+        lc_real act = (lc_real)0.5 * x * (1 + t);
+        dg[i] += dy[i] * u[i] * grad;
+        du[i] += dy[i] * act;
+        y[i] = act * u[i];
+    }
+}
+
 static void geglu_dgdu_range(const lc_real *restrict g, const lc_real *restrict u,
                              const lc_real *restrict dy, int64_t n, lc_real *restrict dg,
                              lc_real *restrict du)
@@ -404,10 +432,15 @@ typedef void (*gate_du_fn)(const lc_real *restrict, const lc_real *restrict, int
 typedef void (*gate_dgdu_fn)(const lc_real *restrict, const lc_real *restrict,
                              const lc_real *restrict, int64_t, lc_real *restrict,
                              lc_real *restrict);
+typedef void (*gate_all_fn)(const lc_real *restrict, const lc_real *restrict,
+                            const lc_real *restrict, int64_t, lc_real *restrict,
+                            lc_real *restrict, lc_real *restrict);
 typedef struct gate_bwd_fns {
+    gate_fwd_fn fwd;
     gate_dg_fn dg;
     gate_du_fn du;
     gate_dgdu_fn both; /* when both gradients are wanted */
+    gate_all_fn all;   /* both gradients and the forward */
 } gate_bwd_fns;
 
 static void gated_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y, gate_fwd_fn f)
@@ -417,18 +450,26 @@ static void gated_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y,
         f(g + c, u + c, n - c < CHUNK ? n - c : CHUNK, y + c);
 }
 
+/* One pass over g, u and dy per chunk: the fused range where it applies
+ * (all three outputs, or both gradients), else one range per output. */
 static void gated_bwd(const lc_real *g, const lc_real *u, const lc_real *dy, int64_t n,
-                      lc_real *dg, lc_real *du, const gate_bwd_fns *f)
+                      lc_real *dg, lc_real *du, lc_real *y, const gate_bwd_fns *f)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t c = 0; c < n; c += CHUNK) {
         int64_t len = n - c < CHUNK ? n - c : CHUNK;
+        if (dg && du && y) {
+            f->all(g + c, u + c, dy + c, len, dg + c, du + c, y + c);
+            continue;
+        }
         if (dg && du)
             f->both(g + c, u + c, dy + c, len, dg + c, du + c);
         else if (dg)
             f->dg(g + c, u + c, dy + c, len, dg + c);
         else if (du)
             f->du(g + c, dy + c, len, du + c);
+        if (y)
+            f->fwd(g + c, u + c, len, y + c);
     }
 }
 
@@ -438,10 +479,11 @@ static void cpu_swiglu_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_rea
 }
 
 static void cpu_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
-                     int64_t n, lc_real *dg, lc_real *du)
+                     int64_t n, lc_real *dg, lc_real *du, lc_real *y)
 {
-    static const gate_bwd_fns f = {swiglu_dg_range, swiglu_du_range, swiglu_dgdu_range};
-    gated_bwd(g, u, dy, n, dg, du, &f);
+    static const gate_bwd_fns f = {swiglu_fwd_range, swiglu_dg_range, swiglu_du_range,
+                                   swiglu_dgdu_range, swiglu_all_range};
+    gated_bwd(g, u, dy, n, dg, du, y, &f);
 }
 
 static void cpu_geglu_tanh_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y)
@@ -450,10 +492,11 @@ static void cpu_geglu_tanh_fwd(const lc_real *g, const lc_real *u, int64_t n, lc
 }
 
 static void cpu_geglu_tanh_bwd(const lc_real *g, const lc_real *u, const lc_real *dy,
-                               int64_t n, lc_real *dg, lc_real *du)
+                               int64_t n, lc_real *dg, lc_real *du, lc_real *y)
 {
-    static const gate_bwd_fns f = {geglu_dg_range, geglu_du_range, geglu_dgdu_range};
-    gated_bwd(g, u, dy, n, dg, du, &f);
+    static const gate_bwd_fns f = {geglu_fwd_range, geglu_dg_range, geglu_du_range,
+                                   geglu_dgdu_range, geglu_all_range};
+    gated_bwd(g, u, dy, n, dg, du, y, &f);
 }
 
 /* x[n] = cap · tanh(x / cap) (soft-capping; callers skip it when cap is 0). */

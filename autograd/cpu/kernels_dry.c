@@ -49,9 +49,9 @@ static void dry_gated_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real
 }
 
 static void dry_gated_bwd(const lc_real *g, const lc_real *u, const lc_real *dy, int64_t n,
-                          lc_real *dg, lc_real *du)
+                          lc_real *dg, lc_real *du, lc_real *y)
 {
-    (void)g, (void)u, (void)dy, (void)n, (void)dg, (void)du;
+    (void)g, (void)u, (void)dy, (void)n, (void)dg, (void)du, (void)y;
 }
 
 static void dry_softcap(lc_real *x, int64_t n, double cap) { (void)x, (void)n, (void)cap; }

@@ -140,16 +140,18 @@ int lc_cuda_rmsnorm_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *x, const void *
 /* y[n] = silu(g) · u. */
 int lc_cuda_swiglu_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *g, const void *u,
                        int64_t n, void *y);
-/* dg[n] += dy · u · silu'(g); du[n] += dy · silu(g) (either may be NULL). */
+/* dg[n] += dy · u · silu'(g); du[n] += dy · silu(g); y[n] = silu(g) · u (the
+ * forward recomputed in the same pass; any of dg, du, y may be NULL). */
 int lc_cuda_swiglu_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *g, const void *u,
-                       const void *dy, int64_t n, void *dg, void *du);
+                       const void *dy, int64_t n, void *dg, void *du, void *y);
 
 /* y[n] = gelu_tanh(g) · u (lc_k_geglu_tanh_fwd: torch's tanh GELU). */
 int lc_cuda_geglu_tanh_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *g, const void *u,
                            int64_t n, void *y);
-/* dg[n] += dy · u · gelu_tanh'(g); du[n] += dy · gelu_tanh(g) (either may be NULL). */
+/* dg[n] += dy · u · gelu_tanh'(g); du[n] += dy · gelu_tanh(g); y[n] =
+ * gelu_tanh(g) · u (any may be NULL). */
 int lc_cuda_geglu_tanh_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *g, const void *u,
-                           const void *dy, int64_t n, void *dg, void *du);
+                           const void *dy, int64_t n, void *dg, void *du, void *y);
 
 /* HF rotate-half RoPE on x[N, heads, D], pos[N] (device int32), table
  * cos_sin[P, D] (device f32: first D/2 cos, last D/2 sin). dst = R·src or

@@ -206,15 +206,15 @@ __global__ void gated_fwd_k(const typename P::T *g, const typename P::T *u, int6
         n, vec, [](int64_t, const float *x, float *o) { o[0] = P::A::f(x[0]) * x[1]; }, out, g, u);
 }
 
-/* g, u, dy, dg, du: [n]; u is read only for dg */
+/* g, u, dy, dg, du, y: [n]; u is read only for dg and y */
 template <typename P>
 __global__ void gated_bwd_k(const typename P::T *g, const typename P::T *u,
                             const typename P::T *dy, int64_t n, typename P::T *dg,
-                            typename P::T *du, bool vec)
+                            typename P::T *du, typename P::T *y, bool vec)
 {
     typedef typename P::T T;
-    bool want_dg = dg != nullptr, want_du = du != nullptr;
-    T *out[2] = {dg, du};
+    bool want_dg = dg != nullptr, want_du = du != nullptr, want_y = y != nullptr;
+    T *out[3] = {dg, du, y};
     lc_map<LC_VW(T)>(
         n, vec,
         [=](int64_t, const float *x, float *o) {
@@ -223,8 +223,10 @@ __global__ void gated_bwd_k(const typename P::T *g, const typename P::T *u,
                 o[0] = x[3] + d * x[1] * P::A::df(gv);
             if (want_du)
                 o[1] = x[4] + d * P::A::f(gv);
+            if (want_y)
+                o[2] = P::A::f(gv) * x[1];
         },
-        out, g, dg ? u : nullptr, dy, (const T *)dg, (const T *)du);
+        out, g, dg || y ? u : nullptr, dy, (const T *)dg, (const T *)du);
 }
 
 template <typename Act>
@@ -245,15 +247,15 @@ static int gated_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *g, const void *u, 
 
 template <typename Act>
 static int gated_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *g, const void *u,
-                     const void *dy, int64_t n, void *dg, void *du)
+                     const void *dy, int64_t n, void *dg, void *du, void *y)
 {
-    if (n <= 0 || (!dg && !du))
+    if (n <= 0 || (!dg && !du && !y))
         return 0;
     LC_DISPATCH_ACT(c, dt, T, {
         typedef gate<T, Act> P;
-        bool vec = lc_aligned16(g, u, dy, dg, du);
+        bool vec = lc_aligned16(g, u, dy, dg, du, y);
         gated_bwd_k<P><<<lc_vgrid(n, LC_VW(T), vec), 256, 0, c->stream>>>(
-            (const T *)g, (const T *)u, (const T *)dy, n, (T *)dg, (T *)du, vec);
+            (const T *)g, (const T *)u, (const T *)dy, n, (T *)dg, (T *)du, (T *)y, vec);
         LC_LAUNCHED(c, "gated_bwd_k");
     });
     return 0;
@@ -266,9 +268,10 @@ extern "C" int lc_cuda_swiglu_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *g,
 }
 
 extern "C" int lc_cuda_swiglu_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *g,
-                                  const void *u, const void *dy, int64_t n, void *dg, void *du)
+                                  const void *u, const void *dy, int64_t n, void *dg, void *du,
+                                  void *y)
 {
-    return gated_bwd<act_silu>(c, dt, g, u, dy, n, dg, du);
+    return gated_bwd<act_silu>(c, dt, g, u, dy, n, dg, du, y);
 }
 
 extern "C" int lc_cuda_geglu_tanh_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *g,
@@ -279,9 +282,9 @@ extern "C" int lc_cuda_geglu_tanh_fwd(lc_cuda_ctx *c, lc_dtype dt, const void *g
 
 extern "C" int lc_cuda_geglu_tanh_bwd(lc_cuda_ctx *c, lc_dtype dt, const void *g,
                                       const void *u, const void *dy, int64_t n, void *dg,
-                                      void *du)
+                                      void *du, void *y)
 {
-    return gated_bwd<act_gelu_tanh>(c, dt, g, u, dy, n, dg, du);
+    return gated_bwd<act_gelu_tanh>(c, dt, g, u, dy, n, dg, du, y);
 }
 
 /* ---- RoPE ---- */
