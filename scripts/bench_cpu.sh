@@ -23,7 +23,9 @@
 # bf16 units), scripts/bench_cpu_torch_gemm.py PyTorch's own (torch.mm: MKL) at
 # the same shapes, and the report says at what fraction of each library's peak
 # and of the fastest library's per shape each side's GEMM work ran (bench's
-# gemm_gflop per step). lorac's f32 GEMMs run on oneDNN by default;
+# gemm_gflop per step). The same call measures the cores' float32 multiply-add
+# peak (no GEMM runs faster), and the report bounds lorac f32 / PyTorch f32 by
+# it: PyTorch's step over lorac's GEMM work at that peak. lorac's f32 GEMMs run on oneDNN by default;
 # LORAC_CPU_GEMM=openblas in the environment runs them on OpenBLAS instead.
 #
 #   scripts/bench_cpu.sh [--rounds 3] [--steps 3] [--warmup 1] [--layers 30]

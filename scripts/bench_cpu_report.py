@@ -82,6 +82,9 @@ def cmd_peak(path):
         return 0
     # lorac's file names its three (a text where one was not measured); PyTorch's, its own
     keys = PEAK_KEYS[:3] if any(k in p for k in PEAK_KEYS[:3]) else [k for k in PEAK_KEYS if k in p]
+    if p.get("fma_peak_gflops"):
+        print(f"   the cores' float32 multiply-add peak ({p['cpu_kernels']} kernels, "
+              f"{p['threads']} threads): {p['fma_peak_gflops']:.1f} GFLOP/s")
     for dt in keys:
         v = p.get(dt)
         if isinstance(v, dict):
@@ -260,6 +263,29 @@ def cmd_summary(manifest, peak_paths, args):
                 print(f"  {name}: its step's GEMM work at that ceiling would take "
                       f"{gflop / rate_best:.2f} s of its {step:.2f} s median step "
                       f"({100 * gflop / rate_best / step:.0f}%)")
+    fma = [p["fma_peak_gflops"] for p in peaks if p.get("fma_peak_gflops")]
+    lj = ok.get("lorac f32")
+    if fma and lj and lj.get("gemm_gflop"):
+        # the hardware's own bound: no GEMM runs faster than the multiply-adds themselves
+        fma_peak, gflop = statistics.median(fma), lj["gemm_gflop"]
+        line = (f"hardware ceiling: the cores' float32 multiply-add peak {fma_peak:.1f} GFLOP/s "
+                f"(median of {len(fma)} rounds)")
+        if best:
+            line += f"; the fastest library per shape reaches {100 * best[0] / fma_peak:.0f}% of it"
+        print(line)
+        at_fma = gflop / fma_peak
+        if "lorac f32" in med:
+            step = tokens / med["lorac f32"]
+            print(f"  lorac f32: its step's GEMM work at that peak would take {at_fma:.2f} s of its "
+                  f"{step:.2f} s median step ({100 * at_fma / step:.0f}%)")
+        if "PyTorch f32" in med:
+            torch_step = tokens / med["PyTorch f32"]
+            line = (f"  so lorac f32 / PyTorch f32 can be at most {torch_step / at_fma:.2f}x in this "
+                    f"sitting (PyTorch's median step over lorac's GEMM work at that peak, nothing "
+                    f"else in lorac's step)")
+            if best:
+                line += f"; {torch_step * best[0] / gflop:.2f}x with the GEMMs at the fastest library's rates"
+            print(line)
     if bf16 is not None and not isinstance(bf16, dict):
         print(f"bf16 GEMM peak: {bf16}")
     return 0

@@ -13,8 +13,9 @@
  *       engine ("off" in f32)
  *   gemm_peak_json                    --gemm-peak on a tiny shape: every
  *       block linear forward and backward-data, the lm_head, positive rates,
- *       an overall rate between the slowest and the fastest shape, and the
- *       bf16 rates ("no bf16 units" on a CPU without them) */
+ *       an overall rate between the slowest and the fastest shape, the
+ *       cores' multiply-add peak (positive, below what any core can do), and
+ *       the bf16 rates ("no bf16 units" on a CPU without them) */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <cblas.h>
@@ -165,6 +166,14 @@ Test(bench_gemm, gemm_peak_json, .timeout = 120)
     double all = cJSON_GetObjectItemCaseSensitive(f32, "overall_gflops")->valuedouble;
     /* printed to 0.1 GFLOP/s */
     cr_expect(all >= lo - 0.05 && all <= hi + 0.05, "overall %g outside [%g, %g]", all, lo, hi);
+    /* the cores' multiply-add peak: measured, and physically possible (a loop the
+     * compiler moved out of the timed span once read 6.6e11 GFLOP/s; no core does
+     * 1000 GFLOP/s per thread: 2 AVX-512 FMA units at 5 GHz are 320) */
+    const cJSON *fma = cJSON_GetObjectItemCaseSensitive(j, "fma_peak_gflops");
+    const cJSON *threads = cJSON_GetObjectItemCaseSensitive(j, "threads");
+    cr_assert(cJSON_IsNumber(fma) && cJSON_IsNumber(threads));
+    cr_expect(fma->valuedouble > 0 && fma->valuedouble < 1000.0 * threads->valueint,
+              "fma_peak_gflops %g on %d threads", fma->valuedouble, threads->valueint);
     const cJSON *bf16 = cJSON_GetObjectItemCaseSensitive(j, "bf16");
     if (lc_onednn_bf16_units())
         cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(bf16, "shapes")), 16,

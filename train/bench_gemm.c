@@ -264,8 +264,8 @@ int lc_bench_gemm_peak(const lc_model_config *cfg, int64_t tokens, FILE *out, lc
         return -1;
     }
     fprintf(out, "{\"gemm_peak\":true,\"tokens\":%lld,\"threads\":%d,\"cpu_kernels\":\"%s\","
-            "\"blas_core\":\"%s\",", (long long)tokens, omp_get_max_threads(), lc_cpu_isa(),
-            lc_blas_core());
+            "\"blas_core\":\"%s\",\"fma_peak_gflops\":%.1f,", (long long)tokens,
+            omp_get_max_threads(), lc_cpu_isa(), lc_blas_core(), lc_cpu_fma_peak_gflops());
     char engine[64];
     snprintf(engine, sizeof engine, "lc_k_gemm: OpenBLAS %s", lc_blas_core());
     print_rates(out, "f32", engine, s, n);

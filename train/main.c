@@ -95,7 +95,8 @@ static void bench_usage(FILE *f)
                "  checkpointing when asked. Prints one JSON line: tokens/s, peak RSS, per-step\n"
                "  seconds, set-up seconds, the step's GEMM GFLOP; on a device also its peak memory\n"
                "  (device_peak_mib). --gemm-peak: GFLOP/s of this machine's GEMMs at the step's\n"
-               "  shapes instead (f32 on OpenBLAS and oneDNN, bf16 where the CPU has bf16 units).\n");
+               "  shapes instead (f32 on OpenBLAS and oneDNN, bf16 where the CPU has bf16 units),\n"
+               "  and of its cores' float32 multiply-adds (fma_peak_gflops: no GEMM is faster).\n");
 }
 
 static bool wants_help(int argc, char **argv)

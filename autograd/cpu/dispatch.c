@@ -18,6 +18,7 @@ typedef struct cpu_variant {
     const char *desc;     /* the instructions it uses */
     const lc_kernels *kernels;
     const lc_kernels *kernels_bf16; /* the same with bf16 frozen-weight GEMMs */
+    double (*fma_peak)(void);        /* lc_cpu_fma_peak_gflops in this variant's instructions */
     bool (*supported)(void);
 } cpu_variant;
 
@@ -50,27 +51,34 @@ static bool always(void) { return true; }
 
 #if defined(LC_CPU_NATIVE)
 extern const lc_kernels lc_cpu_kernels_native, lc_cpu_kernels_native_bf16;
+double lc_cpu_fma_peak_gflops_native(void);
 static const cpu_variant variants[] = {
     {"native", NULL, "built with -march=native for the build machine", &lc_cpu_kernels_native,
-     &lc_cpu_kernels_native_bf16, always},
+     &lc_cpu_kernels_native_bf16, lc_cpu_fma_peak_gflops_native, always},
 };
 #elif defined(__x86_64__)
 extern const lc_kernels lc_cpu_kernels_v2, lc_cpu_kernels_v3, lc_cpu_kernels_v4;
 extern const lc_kernels lc_cpu_kernels_v2_bf16, lc_cpu_kernels_v3_bf16, lc_cpu_kernels_v4_bf16;
+double lc_cpu_fma_peak_gflops_v2(void), lc_cpu_fma_peak_gflops_v3(void),
+    lc_cpu_fma_peak_gflops_v4(void);
 static const cpu_variant variants[] = {
-    {"x86-64-v2", "baseline", "SSE4.2", &lc_cpu_kernels_v2, &lc_cpu_kernels_v2_bf16, has_v2},
-    {"x86-64-v3", "avx2", "AVX2 + FMA", &lc_cpu_kernels_v3, &lc_cpu_kernels_v3_bf16, has_v3},
-    {"x86-64-v4", "avx512", "AVX-512", &lc_cpu_kernels_v4, &lc_cpu_kernels_v4_bf16, has_v4},
+    {"x86-64-v2", "baseline", "SSE4.2", &lc_cpu_kernels_v2, &lc_cpu_kernels_v2_bf16,
+     lc_cpu_fma_peak_gflops_v2, has_v2},
+    {"x86-64-v3", "avx2", "AVX2 + FMA", &lc_cpu_kernels_v3, &lc_cpu_kernels_v3_bf16,
+     lc_cpu_fma_peak_gflops_v3, has_v3},
+    {"x86-64-v4", "avx512", "AVX-512", &lc_cpu_kernels_v4, &lc_cpu_kernels_v4_bf16,
+     lc_cpu_fma_peak_gflops_v4, has_v4},
 };
 #else
 extern const lc_kernels lc_cpu_kernels_generic, lc_cpu_kernels_generic_bf16;
+double lc_cpu_fma_peak_gflops_generic(void);
 static const cpu_variant variants[] = {
 #if defined(__aarch64__)
     {"aarch64", "baseline", "ARMv8-A NEON", &lc_cpu_kernels_generic,
-     &lc_cpu_kernels_generic_bf16, always},
+     &lc_cpu_kernels_generic_bf16, lc_cpu_fma_peak_gflops_generic, always},
 #else
     {"generic", "baseline", "the compiler's default target", &lc_cpu_kernels_generic,
-     &lc_cpu_kernels_generic_bf16, always},
+     &lc_cpu_kernels_generic_bf16, lc_cpu_fma_peak_gflops_generic, always},
 #endif
 };
 #endif
@@ -153,6 +161,12 @@ const char *lc_cpu_isa_desc(void)
 }
 
 const char *lc_cpu_isa_best(void) { return variants[best_index()].name; }
+
+double lc_cpu_fma_peak_gflops(void)
+{
+    K();
+    return active->fma_peak();
+}
 
 bool lc_cpu_isa_forced(void)
 {

@@ -70,6 +70,12 @@ const char *lc_cpu_isa_desc(void);
 const char *lc_cpu_isa_best(void);
 /* Space-separated names of the variants this binary holds. */
 const char *lc_cpu_isa_names(void);
+/* The cores' multiply-add throughput in GFLOP/s: independent chains of
+ * float32 FMAs (a multiply and an add where the variant has no FMA) in the
+ * variant in use's widest vectors, on every OpenMP thread, ~0.2 s. No GEMM
+ * can run faster: bench --gemm-peak's hardware ceiling. */
+double lc_cpu_fma_peak_gflops(void);
+
 /* True when the variant in use was forced below the best one. */
 bool lc_cpu_isa_forced(void);
 

@@ -12,8 +12,9 @@
  *
  * The build compiles this file once per variant in LORAC_CPU_VARIANTS
  * (CMakeLists.txt: x86-64-v2, -v3, -v4, with the matching -march), each with
- * LC_CPU_VARIANT naming it. Everything here is static; the only symbol is
- * the variant's table lc_cpu_kernels_<variant>, and dispatch.c picks one
+ * LC_CPU_VARIANT naming it. Everything here is static; the only symbols are
+ * the variant's tables lc_cpu_kernels_<variant>[_bf16] and its multiply-add
+ * probe lc_cpu_fma_peak_gflops_<variant>, and dispatch.c picks one
  * table at start-up for the CPU it runs on. */
 #include "autograd/cpu/dispatch.h"
 
@@ -1059,6 +1060,74 @@ static double cpu_sum_squares(int64_t n, const lc_real *g)
 #endif
 #define LC_CPU_CAT2(a, b) a##b
 #define LC_CPU_CAT(a, b) LC_CPU_CAT2(a, b)
+
+/* ---- the cores' multiply-add peak (dispatch.h lc_cpu_fma_peak_gflops) ---- */
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+typedef __m512 peak_vec;
+#define PEAK_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define PEAK_SET1(x) _mm512_set1_ps(x)
+#elif defined(__FMA__) && defined(__AVX__)
+#include <immintrin.h>
+typedef __m256 peak_vec;
+#define PEAK_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define PEAK_SET1(x) _mm256_set1_ps(x)
+#else /* no fused multiply-add in this variant: a multiply and an add, the same two FLOPs */
+typedef float peak_vec __attribute__((vector_size(16)));
+#define PEAK_FMA(a, b, c) ((a) * (b) + (c))
+#define PEAK_SET1(x) ((peak_vec){(x), (x), (x), (x)})
+#endif
+/* Independent accumulator chains: more than FMA units × latency on any core. */
+#define PEAK_CHAINS 12
+
+/* iters rounds of PEAK_CHAINS independent multiply-adds on every thread;
+ * the seconds the slowest took. a·b + c with b = 1 − 2^-20, c = 2^-20 stays
+ * near 1 (no overflow, no subnormals). The factor is read from io[64] after
+ * the start barrier and the sums stored to io before the end one: the
+ * compiler may not move the chains out of the timed span. */
+static double peak_run(int64_t iters, volatile float *io)
+{
+    double t0 = 0, t1 = 0;
+#pragma omp parallel
+    {
+        peak_vec acc[PEAK_CHAINS];
+        for (int i = 0; i < PEAK_CHAINS; i++)
+            acc[i] = PEAK_SET1(1.0f + (float)i * 0x1p-10f);
+#pragma omp barrier
+#pragma omp master
+        t0 = omp_get_wtime();
+        const peak_vec b = PEAK_SET1(io[64]), c = PEAK_SET1(0x1p-20f);
+        for (int64_t k = 0; k < iters; k++)
+#pragma GCC unroll 16
+            for (int i = 0; i < PEAK_CHAINS; i++)
+                acc[i] = PEAK_FMA(acc[i], b, c);
+        float s = 0;
+        for (int i = 0; i < PEAK_CHAINS; i++)
+            s += acc[i][0];
+        io[omp_get_thread_num() % 64] = s;
+#pragma omp barrier
+#pragma omp master
+        t1 = omp_get_wtime();
+    }
+    return t1 - t0;
+}
+
+double LC_CPU_CAT(lc_cpu_fma_peak_gflops_, LC_CPU_VARIANT)(void)
+{
+    static volatile float io[65];
+    io[64] = 1.0f - 0x1p-20f;
+    int64_t iters = 1 << 16;
+    while (peak_run(iters, io) < 0.05 && iters < ((int64_t)1 << 40))
+        iters *= 2;
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t = peak_run(iters, io);
+        best = t < best ? t : best;
+    }
+    double lanes = (double)(sizeof(peak_vec) / sizeof(float));
+    return 2.0 * lanes * PEAK_CHAINS * (double)iters * omp_get_max_threads() / best / 1e9;
+}
 
 /* Every entry but the frozen-weight products, shared by the two tables. */
 #define CPU_COMMON_ENTRIES \
