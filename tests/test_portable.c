@@ -105,6 +105,26 @@ Test(dispatch, env_selects_and_refuses)
     unsetenv(LC_CPU_ISA_ENV);
 }
 
+/* The variants the per-variant tests run through: every one this build holds
+ * (a native build's one, already chosen). */
+#if defined(LC_CPU_NATIVE)
+static const char *const TEST_VARIANTS[] = {"native"};
+#else
+static const char *const TEST_VARIANTS[] = {"x86-64-v2", "x86-64-v3", "x86-64-v4"};
+#endif
+#define N_TEST_VARIANTS ((int)(sizeof TEST_VARIANTS / sizeof TEST_VARIANTS[0]))
+
+/* Runs the kernels of variant i from now on; false when this CPU cannot. */
+static bool enter_variant(int i)
+{
+#if defined(LC_CPU_NATIVE)
+    (void)i;
+    return true;
+#else
+    return use_variant(TEST_VARIANTS[i]);
+#endif
+}
+
 /* Outputs of the kernels whose vector code differs most between variants
  * (simd reductions, the branch-free exp, the dropout hash) on one input. */
 typedef struct kernel_outputs {
@@ -231,15 +251,9 @@ Test(dispatch, gated_backward_recomputes_the_forward_exactly)
         {"swiglu", lc_k_swiglu_fwd, lc_k_swiglu_bwd},
         {"geglu_tanh", lc_k_geglu_tanh_fwd, lc_k_geglu_tanh_bwd},
     };
-#if defined(LC_CPU_NATIVE)
-    const char *names[] = {"native"}; /* the one variant, chosen without asking */
-    for (int v = 0; v < 1; v++) {
-#else
-    const char *names[] = {"x86-64-v2", "x86-64-v3", "x86-64-v4"};
-    for (int v = 0; v < 3; v++) {
-        if (!use_variant(names[v]))
+    for (int v = 0; v < N_TEST_VARIANTS; v++) {
+        if (!enter_variant(v))
             continue;
-#endif
         for (int a = 0; a < 2; a++) {
             acts[a].fwd(g, u, n, y);
             memset(dg, 0, sizeof dg), memset(du, 0, sizeof du);
@@ -247,17 +261,17 @@ Test(dispatch, gated_backward_recomputes_the_forward_exactly)
             memset(dg2, 0, sizeof dg2), memset(du2, 0, sizeof du2), memset(yb, 0, sizeof yb);
             acts[a].bwd(g, u, dy, n, dg2, du2, yb);
             cr_expect_eq(memcmp(yb, y, sizeof y), 0, "%s %s: y from the backward differs",
-                         names[v], acts[a].name);
+                         TEST_VARIANTS[v], acts[a].name);
             cr_expect_eq(memcmp(dg2, dg, sizeof dg), 0, "%s %s: dg changed with y asked for",
-                         names[v], acts[a].name);
+                         TEST_VARIANTS[v], acts[a].name);
             cr_expect_eq(memcmp(du2, du, sizeof du), 0, "%s %s: du changed with y asked for",
-                         names[v], acts[a].name);
+                         TEST_VARIANTS[v], acts[a].name);
             memset(dg2, 0, sizeof dg2), memset(yb, 0, sizeof yb);
             acts[a].bwd(g, u, dy, n, dg2, NULL, yb);
-            cr_expect_eq(memcmp(yb, y, sizeof y), 0, "%s %s: y (du NULL) differs", names[v],
+            cr_expect_eq(memcmp(yb, y, sizeof y), 0, "%s %s: y (du NULL) differs", TEST_VARIANTS[v],
                          acts[a].name);
             cr_expect_eq(memcmp(dg2, dg, sizeof dg), 0, "%s %s: dg (du NULL) differs",
-                         names[v], acts[a].name);
+                         TEST_VARIANTS[v], acts[a].name);
         }
     }
     setenv(LC_CPU_ISA_ENV, "auto", 1);
@@ -279,15 +293,9 @@ Test(dispatch, no_variant_makes_subnormals_from_normal_inputs)
     static kernel_outputs o;
     static float g[4096], u[4096], dy[4096], y[4096], dg[4096], du[4096];
     fill(g, 4096, 11, 12), fill(u, 4096, 12, 2), fill(dy, 4096, 13, 1);
-#if defined(LC_CPU_NATIVE)
-    const char *names[] = {"native"}; /* the one variant, chosen without asking */
-    for (int i = 0; i < 1; i++) {
-#else
-    const char *names[] = {"x86-64-v2", "x86-64-v3", "x86-64-v4"};
-    for (int i = 0; i < 3; i++) {
-        if (!use_variant(names[i]))
+    for (int i = 0; i < N_TEST_VARIANTS; i++) {
+        if (!enter_variant(i))
             continue;
-#endif
         struct { const char *name; int raised; } runs[4];
         int n = 0;
 #define UNDERFLOWS(label, call)                                                        \
@@ -305,7 +313,7 @@ Test(dispatch, no_variant_makes_subnormals_from_normal_inputs)
 #undef UNDERFLOWS
         for (int r = 0; r < n; r++)
             cr_expect_not(runs[r].raised, "%s: %s raised an underflow on normal inputs",
-                          names[i], runs[r].name);
+                          TEST_VARIANTS[i], runs[r].name);
     }
 #if !defined(LC_CPU_NATIVE)
     setenv(LC_CPU_ISA_ENV, "auto", 1);
