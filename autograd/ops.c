@@ -130,32 +130,38 @@ static void dora_product(const lc_kernels *k, const lc_linear *L, const lc_real 
     k->gemm(false, true, N, O, R, lo->scale, xa, R, B, R, 1, u, O);
 }
 
-/* The A gradients linears_backward deferred until f(x) [N, in] was
- * recomputed: gA += s·dxaᵀ·drop(f(x)), dxa = dy·B from dxa_all's columns
- * (stacked: s already in) or dxa_kept[i]. drop: [N, in] scratch when a
- * dropout mask applies. */
+/* gA += alpha·dxaᵀ·drop_i(f(x)), linear i's A gradient: dxa = dy·B [N, R]
+ * with row stride ld (stacked: s already in it, alpha 1; else alpha s), fx =
+ * f(x) [N, in], drop: [N, in] scratch for linear i's mask (NULL without
+ * dropout, always when stacked). */
+static void lora_a_grad(lc_tape *t, const linears_ctx *c, int i, lc_real *gA, const lc_real *dxa,
+                        int64_t ld, lc_real alpha, const lc_real *fx, lc_real *drop)
+{
+    const lc_lora_adapter *lo = c->lin[i].lora;
+    int64_t N = lc_tensor_rows(c->in.x), in = input_cols(&c->in);
+    const lc_real *xd = fx;
+    if (drop) {
+        lc_tape_k(t)->dropout(fx, drop, N * in, lo->dropout, c->seed[i], false);
+        xd = drop;
+    }
+    lc_tape_k(t)->gemm_grad(true, false, lo->A->shape[0], in, N, alpha, dxa, ld, xd, in, gA, in);
+}
+
+/* The A gradients linears_backward deferred until f(x) was recomputed, dxa
+ * from dxa_all's columns (stacked) or dxa_kept[i]. */
 static void deferred_a_grads(lc_tape *t, lc_node *node, const lc_real *fx, lc_real *dxa_all,
                              lc_real *const *dxa_kept, lc_real *drop)
 {
     const linears_ctx *c = node->ctx;
-    int64_t N = lc_tensor_rows(c->in.x), in = input_cols(&c->in);
     for (int i = 0; i < c->n; i++) {
         const lc_lora_adapter *lo = c->lin[i].lora;
         lc_real *gA = lo && node->out[i]->grad ? lc_tape_grad(t, lo->A) : NULL;
         if (!gA)
             continue;
-        int64_t R = lo->A->shape[0];
-        if (dxa_all) {
-            lc_tape_k(t)->gemm_grad(true, false, R, in, N, 1, act_at(t, dxa_all, c->xa_col[i]),
-                                    c->xa_ld, fx, in, gA, in);
-            continue;
-        }
-        const lc_real *xd = fx;
-        if (drop) {
-            lc_tape_k(t)->dropout(fx, drop, N * in, lo->dropout, c->seed[i], false);
-            xd = drop;
-        }
-        lc_tape_k(t)->gemm_grad(true, false, R, in, N, lo->scale, dxa_kept[i], R, xd, in, gA, in);
+        if (dxa_all)
+            lora_a_grad(t, c, i, gA, act_at(t, dxa_all, c->xa_col[i]), c->xa_ld, 1, fx, drop);
+        else
+            lora_a_grad(t, c, i, gA, dxa_kept[i], lo->A->shape[0], lo->scale, fx, drop);
     }
 }
 
@@ -249,20 +255,14 @@ static void linears_backward(lc_tape *t, lc_node *node)
             lc_tape_k(t)->gemm(false, false, N, R, out, lo->scale, dy, out, Bact, R, 0, dxa,
                                c->xa_ld);
             if (gA && !defer_a)
-                lc_tape_k(t)->gemm_grad(true, false, R, in, N, 1, dxa, c->xa_ld, xin, in, gA, in);
+                lora_a_grad(t, c, i, gA, dxa, c->xa_ld, 1, xin, drop);
             lc_tape_release(t, m2);
             continue;
         }
         lc_real *dxa = dxa_kept[i] ? dxa_kept[i] : scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
         lc_tape_k(t)->gemm(false, false, N, R, out, 1, dyl, out, Bact, R, 0, dxa, R);
-        if (gA && !defer_a) {
-            const lc_real *xd = xin;
-            if (drop) {
-                lc_tape_k(t)->dropout(xin, drop, N * in, lo->dropout, c->seed[i], false);
-                xd = drop;
-            }
-            lc_tape_k(t)->gemm_grad(true, false, R, in, N, lo->scale, dxa, R, xd, in, gA, in);
-        }
+        if (gA && !defer_a)
+            lora_a_grad(t, c, i, gA, dxa, R, lo->scale, xin, drop);
         const lc_real *Aact = dxin ? lc_tape_act(t, lo->A) : NULL;
         if (dxin) {
             if (drop) {
