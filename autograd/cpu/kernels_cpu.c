@@ -342,17 +342,6 @@ static void swiglu_all_range(const lc_real *restrict g, const lc_real *restrict 
     }
 }
 
-static void swiglu_dgdu_range(const lc_real *restrict g, const lc_real *restrict u,
-                              const lc_real *restrict dy, int64_t n, lc_real *restrict dg,
-                              lc_real *restrict du)
-{
-    for (int64_t i = 0; i < n; i++) {
-        lc_real s = sigmoid(g[i]);
-        dg[i] += dy[i] * u[i] * s * (1 + g[i] * (1 - s));
-        du[i] += dy[i] * g[i] * s;
-    }
-}
-
 /* gelu_tanh(x) = 0.5·x·(1 + t), t = tanh(GELU_K·(x + GELU_C·x³)), as torch's
  * gelu(approximate="tanh"); gelu_tanh'(x) = 0.5·(1 + t) +
  * 0.5·x·(1 − t²)·GELU_K·(1 + 3·GELU_C·x²). */
@@ -409,19 +398,6 @@ static void geglu_all_range(const lc_real *restrict g, const lc_real *restrict u
     }
 }
 
-static void geglu_dgdu_range(const lc_real *restrict g, const lc_real *restrict u,
-                             const lc_real *restrict dy, int64_t n, lc_real *restrict dg,
-                             lc_real *restrict du)
-{
-    for (int64_t i = 0; i < n; i++) {
-        lc_real x = g[i], t = gelu_t(x);
-        lc_real grad = (lc_real)0.5 * (1 + t) +
-                       (lc_real)0.5 * x * (1 - t * t) * GELU_K * (1 + 3 * GELU_C * x * x);
-        dg[i] += dy[i] * u[i] * grad;
-        du[i] += dy[i] * ((lc_real)0.5 * x * (1 + t));
-    }
-}
-
 /* The chunked OpenMP drivers shared by the gated activations (SwiGLU,
  * GeGLU): one call of a range function per CHUNK elements. */
 typedef void (*gate_fwd_fn)(const lc_real *restrict, const lc_real *restrict, int64_t,
@@ -430,9 +406,6 @@ typedef void (*gate_dg_fn)(const lc_real *restrict, const lc_real *restrict,
                            const lc_real *restrict, int64_t, lc_real *restrict);
 typedef void (*gate_du_fn)(const lc_real *restrict, const lc_real *restrict, int64_t,
                            lc_real *restrict);
-typedef void (*gate_dgdu_fn)(const lc_real *restrict, const lc_real *restrict,
-                             const lc_real *restrict, int64_t, lc_real *restrict,
-                             lc_real *restrict);
 typedef void (*gate_all_fn)(const lc_real *restrict, const lc_real *restrict,
                             const lc_real *restrict, int64_t, lc_real *restrict,
                             lc_real *restrict, lc_real *restrict);
@@ -440,8 +413,7 @@ typedef struct gate_bwd_fns {
     gate_fwd_fn fwd;
     gate_dg_fn dg;
     gate_du_fn du;
-    gate_dgdu_fn both; /* when both gradients are wanted */
-    gate_all_fn all;   /* both gradients and the forward */
+    gate_all_fn all; /* both gradients and the forward */
 } gate_bwd_fns;
 
 static void gated_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y, gate_fwd_fn f)
@@ -451,21 +423,21 @@ static void gated_fwd(const lc_real *g, const lc_real *u, int64_t n, lc_real *y,
         f(g + c, u + c, n - c < CHUNK ? n - c : CHUNK, y + c);
 }
 
-/* One pass over g, u and dy per chunk: the fused range where it applies
- * (all three outputs, or both gradients), else one range per output. */
+/* One pass over g, u and dy per chunk: with both gradients the fused range
+ * (the forward into a chunk of stack when y is not wanted), else one range
+ * per output. */
 static void gated_bwd(const lc_real *g, const lc_real *u, const lc_real *dy, int64_t n,
                       lc_real *dg, lc_real *du, lc_real *y, const gate_bwd_fns *f)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t c = 0; c < n; c += CHUNK) {
         int64_t len = n - c < CHUNK ? n - c : CHUNK;
-        if (dg && du && y) {
-            f->all(g + c, u + c, dy + c, len, dg + c, du + c, y + c);
+        if (dg && du) {
+            lc_real unused[CHUNK];
+            f->all(g + c, u + c, dy + c, len, dg + c, du + c, y ? y + c : unused);
             continue;
         }
-        if (dg && du)
-            f->both(g + c, u + c, dy + c, len, dg + c, du + c);
-        else if (dg)
+        if (dg)
             f->dg(g + c, u + c, dy + c, len, dg + c);
         else if (du)
             f->du(g + c, dy + c, len, du + c);
@@ -483,7 +455,7 @@ static void cpu_swiglu_bwd(const lc_real *g, const lc_real *u, const lc_real *dy
                      int64_t n, lc_real *dg, lc_real *du, lc_real *y)
 {
     static const gate_bwd_fns f = {swiglu_fwd_range, swiglu_dg_range, swiglu_du_range,
-                                   swiglu_dgdu_range, swiglu_all_range};
+                                   swiglu_all_range};
     gated_bwd(g, u, dy, n, dg, du, y, &f);
 }
 
@@ -496,7 +468,7 @@ static void cpu_geglu_tanh_bwd(const lc_real *g, const lc_real *u, const lc_real
                                int64_t n, lc_real *dg, lc_real *du, lc_real *y)
 {
     static const gate_bwd_fns f = {geglu_fwd_range, geglu_dg_range, geglu_du_range,
-                                   geglu_dgdu_range, geglu_all_range};
+                                   geglu_all_range};
     gated_bwd(g, u, dy, n, dg, du, y, &f);
 }
 
