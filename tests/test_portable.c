@@ -125,6 +125,15 @@ static bool enter_variant(int i)
 #endif
 }
 
+/* Back to the variant auto picks, after a test walked them. */
+static void leave_variants(void)
+{
+    lc_error err;
+    setenv(LC_CPU_ISA_ENV, "auto", 1);
+    cr_assert_eq(lc_cpu_isa_select(&err), 0);
+    unsetenv(LC_CPU_ISA_ENV);
+}
+
 /* Outputs of the kernels whose vector code differs most between variants
  * (simd reductions, the branch-free exp, the dropout hash) on one input. */
 typedef struct kernel_outputs {
@@ -229,10 +238,7 @@ Test(dispatch, every_variant_computes_what_the_baseline_does, .timeout = 60)
     }
     if (!compared)
         cr_log_warn("this CPU runs only the baseline variant: nothing to compare");
-    setenv(LC_CPU_ISA_ENV, "auto", 1);
-    lc_error err;
-    cr_assert_eq(lc_cpu_isa_select(&err), 0);
-    unsetenv(LC_CPU_ISA_ENV);
+    leave_variants();
 }
 
 /* The gated backward's recomputed forward (ops.c takes f(x) for the LoRA A
@@ -274,10 +280,7 @@ Test(dispatch, gated_backward_recomputes_the_forward_exactly)
                          TEST_VARIANTS[v], acts[a].name);
         }
     }
-    setenv(LC_CPU_ISA_ENV, "auto", 1);
-    lc_error err;
-    cr_assert_eq(lc_cpu_isa_select(&err), 0);
-    unsetenv(LC_CPU_ISA_ENV);
+    leave_variants();
 }
 
 /* The branch-free exp and tanh clamp their argument to constants. GCC's jump
@@ -316,10 +319,7 @@ Test(dispatch, no_variant_makes_subnormals_from_normal_inputs)
                           TEST_VARIANTS[i], runs[r].name);
     }
 #if !defined(LC_CPU_NATIVE)
-    setenv(LC_CPU_ISA_ENV, "auto", 1);
-    lc_error err;
-    cr_assert_eq(lc_cpu_isa_select(&err), 0);
-    unsetenv(LC_CPU_ISA_ENV);
+    leave_variants();
 #endif
 }
 
