@@ -1347,6 +1347,78 @@ Test(gradcheck_ce, lm_head_ce_softcap_ignored_targets)
     check_ce("lm_head_ce softcap=1", 1.0, 72);
 }
 
+/* The fused head's chunks: lc_k_ce_chunk_rows holds at least 256 rows of a
+ * large vocabulary (the GEMMs slow down below that), and lc_ce_balanced_rows
+ * splits the supervised rows evenly. Over several chunks (V 65536: 256 rows
+ * at most; 601 of 700 rows supervised: 3 chunks of 201, padded to 256) the
+ * loss and dx equal a naive softmax cross-entropy. */
+Test(gradcheck_ce, lm_head_ce_over_balanced_chunks, .timeout = 120)
+{
+    cr_expect_eq(lc_k_ce_chunk_rows(256), 1024, "a small vocabulary: the row cap");
+    cr_expect_eq(lc_k_ce_chunk_rows(49152), 341, "64 Mi logits");
+    cr_expect_eq(lc_k_ce_chunk_rows(151936), 256, "at least 256 rows");
+    cr_expect_eq(lc_k_ce_chunk_rows(1 << 22), 16, "at most 256 Mi logits");
+    cr_expect_eq(lc_ce_balanced_rows(1020, 682), 512);
+    cr_expect_eq(lc_ce_balanced_rows(1020, 341), 341);
+    cr_expect_eq(lc_ce_balanced_rows(30, 1024), LC_CE_ROW_PAD);
+    cr_expect_eq(lc_ce_balanced_rows(601, 256), 256);
+    cr_expect_eq(lc_ce_balanced_rows(0, 256), 256);
+
+    enum { N = 700, C = 6, V = 65536 };
+    cr_assert_eq(lc_k_ce_chunk_rows(V), 256);
+    lc_real *x = malloc(sizeof(lc_real) * N * C), *w = malloc(sizeof(lc_real) * V * C);
+    lc_real *dx = calloc(N * C, sizeof(lc_real));
+    double *want_dx = calloc(N * C, sizeof(double)), *p = malloc(sizeof(double) * V);
+    int32_t *tg = malloc(sizeof(int32_t) * N);
+    uint64_t st = 99;
+    for (int64_t i = 0; i < N * C; i++)
+        x[i] = (lc_real)((double)(lc_test_splitmix64(&st) >> 11) * 0x1p-52 - 1);
+    for (int64_t i = 0; i < (int64_t)V * C; i++)
+        w[i] = (lc_real)((double)(lc_test_splitmix64(&st) >> 11) * 0x1p-52 - 1);
+    int64_t want_sup = 0;
+    for (int i = 0; i < N; i++) {
+        tg[i] = i % 7 == 2 ? -100 : (int32_t)((i * 7919) % V);
+        want_sup += tg[i] >= 0;
+    }
+    cr_assert_eq(want_sup, 600);
+    const double scale = 1.0 / 600;
+    lc_weight W = {.dtype = LC_DTYPE_F64, .rows = V, .cols = C, .data = w};
+    lc_real *scr = malloc(sizeof(lc_real) * lc_k_ce_scratch(N, C, V, &W));
+    int64_t nsup = 0;
+    double loss = lc_k_lm_head_ce(x, N, C, &W, tg, (lc_real)scale, dx, &nsup, scr, 0);
+    double want = 0;
+    for (int i = 0; i < N; i++) {
+        if (tg[i] < 0)
+            continue;
+        double m = -INFINITY, z = 0;
+        for (int v = 0; v < V; v++) {
+            p[v] = 0;
+            for (int j = 0; j < C; j++)
+                p[v] += (double)x[i * C + j] * (double)w[(int64_t)v * C + j];
+            m = fmax(m, p[v]);
+        }
+        for (int v = 0; v < V; v++)
+            z += exp(p[v] - m);
+        want += m + log(z) - p[tg[i]];
+        for (int v = 0; v < V; v++) { /* dx_i = scale · Σ_v (softmax_v − [v = t]) w_v */
+            double g = scale * (exp(p[v] - m) / z - (v == tg[i]));
+            for (int j = 0; j < C; j++)
+                want_dx[i * C + j] += g * (double)w[(int64_t)v * C + j];
+        }
+    }
+    cr_expect_eq(nsup, want_sup);
+    cr_expect_leq(fabs(loss - want), 1e-12 * want, "loss %.17g, want %.17g", loss, want);
+    double err = 0, ref = 0;
+    for (int64_t i = 0; i < N * C; i++) {
+        err = fmax(err, fabs((double)dx[i] - want_dx[i]));
+        ref = fmax(ref, fabs(want_dx[i]));
+    }
+    cr_expect_leq(err, 1e-12 * ref, "dx max error %.3g of %.3g", err, ref);
+    for (int j = 0; j < C; j++)
+        cr_expect_eq(dx[2 * C + j], 0.0, "an ignored row gets no gradient");
+    free(x), free(w), free(dx), free(want_dx), free(p), free(tg), free(scr);
+}
+
 /* lc_k_softcap (eval logits): cap·tanh(x/cap) in place, over the chunked
  * parallel path (n > 32768); cap 0 leaves x untouched. */
 Test(forward, softcap_kernel)

@@ -108,10 +108,10 @@ static int step_shapes(const lc_model_config *cfg, int64_t tokens, peak_shape *s
         add_shape(s, &n, name, "bwd-data", tokens, in, out, false,
                   reads_attention_input(mods[i]) ? L - 1 : L);
     }
-    /* the lm_head in chunks of lc_k_ce_chunk_rows rows (the fused head pads a last, shorter
-     * chunk towards that), weighted by the rows there are */
-    int64_t V = cfg->vocab_size, C = cfg->hidden_size, chunk = lc_k_ce_chunk_rows(V);
-    int64_t rows = tokens < chunk ? tokens : chunk;
+    /* the lm_head in the fused head's balanced chunks of at most lc_k_ce_chunk_rows rows,
+     * weighted by the rows there are */
+    int64_t V = cfg->vocab_size, C = cfg->hidden_size;
+    int64_t rows = lc_ce_balanced_rows(tokens, lc_k_ce_chunk_rows(V));
     double chunks = (double)tokens / (double)rows;
     add_shape(s, &n, "lm_head", "fwd", rows, V, C, true, chunks);
     add_shape(s, &n, "lm_head", "bwd-data", rows, C, V, false, chunks);
