@@ -288,9 +288,6 @@ static void linears_backward(lc_tape *t, lc_node *node)
                            in);
     }
 
-    if (c->residual && c->residual->requires_grad && node->out[0]->grad)
-        lc_tape_k(t)->axpy(c->residual->numel, 1, node->out[0]->grad, lc_tape_grad(t, c->residual));
-
     lc_real *fx_out = defer_a ? fx : NULL;
     if (dxin && c->in.kind == LC_INPUT_RMSNORM) {
         lc_tape_k(t)->rmsnorm_bwd(x->data, c->in.norm_w, c->rstd, dxin, N, in, lc_tape_grad(t, x));
@@ -303,6 +300,8 @@ static void linears_backward(lc_tape *t, lc_node *node)
     }
     if (defer_a)
         deferred_a_grads(t, node, fx, dxa_all, dxa_kept, drop);
+    if (c->residual) /* last: the residual may take dy's buffer */
+        lc_tape_grad_pass(t, c->residual, node->out[0], true);
     lc_tape_release(t, mark);
 }
 
@@ -582,12 +581,8 @@ lc_tensor *lc_op_attention(lc_tape *t, lc_tensor *q, lc_tensor *k, lc_tensor *v,
 
 static void add_backward(lc_tape *t, lc_node *node)
 {
-    const lc_real *dy = node->out[0]->grad;
-    for (int i = 0; i < 2; i++) {
-        lc_real *g = lc_tape_grad(t, node->in[i]);
-        if (g)
-            lc_tape_k(t)->axpy(node->out[0]->numel, 1, dy, g);
-    }
+    lc_tape_grad_pass(t, node->in[0], node->out[0], false);
+    lc_tape_grad_pass(t, node->in[1], node->out[0], true);
 }
 
 lc_tensor *lc_op_add(lc_tape *t, lc_tensor *a, lc_tensor *b)

@@ -244,6 +244,21 @@ lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t)
     return t->grad;
 }
 
+void lc_tape_grad_pass(lc_tape *t, lc_tensor *x, lc_tensor *y, bool take)
+{
+    LC_ASSERT(x->numel == y->numel);
+    if (!y->grad || !x->requires_grad)
+        return;
+    if (take && !x->grad && !x->is_param && !y->is_param && y != t->root) {
+        x->grad = y->grad;
+        x->grad_capacity = y->grad_capacity;
+        y->grad = NULL;
+        return;
+    }
+    lc_real *g = lc_tape_grad(t, x);
+    lc_tape_k(t)->axpy(x->numel, 1, y->grad, g);
+}
+
 void lc_tape_walk_back(lc_tape *t, size_t from)
 {
     for (size_t i = t->n_nodes; i-- > from;) {

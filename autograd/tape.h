@@ -107,6 +107,12 @@ lc_node *lc_tape_record(lc_tape *t, const char *name, lc_backward_fn fn,
  * NULL when t does not require grad (the caller skips that contribution). */
 lc_real *lc_tape_grad(lc_tape *tape, lc_tensor *t);
 
+/* x's gradient += y's (same numel), for a y whose gradient flows to x
+ * unchanged (a residual or an add). With take, the caller is done with y's
+ * gradient: when x has none yet, y's pooled buffer becomes x's (no zeroing,
+ * no pass over memory); else, and without take, an axpy. */
+void lc_tape_grad_pass(lc_tape *t, lc_tensor *x, lc_tensor *y, bool take);
+
 /* Seeds d(loss)/d(loss) = 1 (loss has one element) and runs every node's
  * backward in reverse order. */
 void lc_tape_backward(lc_tape *t, lc_tensor *loss);
