@@ -3,7 +3,8 @@
 # PEFT in one sitting. Forward + backward + AdamW on a random
 # SmolLM-135M-shaped model (hidden 576, 30 layers, 9/3 heads, intermediate
 # 1536, vocab 49152, tied; LoRA r 16 on all 7 linears), micro-batch 4 x 256
-# tokens, 2 threads, in alternating rounds of four runs:
+# tokens, 2 threads, in alternating rounds of four runs (each round starts one
+# run later in this list than the one before, so no side always runs first):
 #   lorac f32     build/lorac bench
 #   lorac bf16    build/lorac bench --bf16 --compute-dtype bfloat16 (bf16 weights,
 #                 bf16 frozen-weight GEMMs; "not available: <lorac's reason>" when
@@ -175,15 +176,22 @@ for r in $(seq "$ROUNDS"); do
     PEAKS+=("$LOG/torch_gemm_peak_r$r.json")
     /usr/bin/python3 scripts/bench_cpu_report.py peak "$LOG/torch_gemm_peak_r$r.json"
   fi
-  run "lorac f32" "$r" run_lorac build/lorac "${ARGS[@]}" "${BENCH_ARGS[@]}"
-  run "lorac bf16" "$r" run_lorac build/lorac "${ARGS[@]}" --bf16 --compute-dtype bfloat16
+  # the runs of a round, started in an order rotated by one each round, so that no
+  # side always runs first after the ceiling measurements (or last)
+  KINDS=("lorac f32" "lorac bf16")
   if [ "$TORCH" = 1 ]; then
-    DTYPES=(f32)
-    [ "$TORCH_BF16" = 1 ] && DTYPES+=(bf16)
-    for dt in "${DTYPES[@]}"; do
-      run "PyTorch $dt" "$r" "$PY" scripts/bench_cpu_peft.py "${SHAPE[@]}" "${ARGS[@]}" --dtype "$dt"
-    done
+    KINDS+=("PyTorch f32")
+    [ "$TORCH_BF16" = 1 ] && KINDS+=("PyTorch bf16")
   fi
+  for i in $(seq 0 $((${#KINDS[@]} - 1))); do
+    kind=${KINDS[$(((i + r - 1) % ${#KINDS[@]}))]}
+    case "$kind" in
+      "lorac f32") run "$kind" "$r" run_lorac build/lorac "${ARGS[@]}" "${BENCH_ARGS[@]}" ;;
+      "lorac bf16") run "$kind" "$r" run_lorac build/lorac "${ARGS[@]}" --bf16 --compute-dtype bfloat16 ;;
+      PyTorch*) run "$kind" "$r" "$PY" scripts/bench_cpu_peft.py "${SHAPE[@]}" "${ARGS[@]}" \
+                  --dtype "${kind#PyTorch }" ;;
+    esac
+  done
 done
 echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== summary (medians of $ROUNDS rounds)"
