@@ -123,16 +123,22 @@ void lc_k_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real 
 int64_t lc_k_ce_chunk_rows(int64_t V);
 /* The CPU head runs its GEMMs on a chunk's rows padded to a multiple of this. */
 #define LC_CE_ROW_PAD 64
+/* n rows padded as the CPU head pads them: up to a multiple of
+ * LC_CE_ROW_PAD, but no more than the cap rows its scratch holds. */
+static inline int64_t lc_ce_padded_rows(int64_t n, int64_t cap)
+{
+    int64_t padded = (n + LC_CE_ROW_PAD - 1) / LC_CE_ROW_PAD * LC_CE_ROW_PAD;
+    return padded < cap ? padded : cap;
+}
 /* Rows per chunk when the CPU head splits n supervised rows into chunks of
- * at most cap: ceil(n / cap) chunks of equal size, rounded up to
- * LC_CE_ROW_PAD (so 1020 rows at cap 682 run as 2 x 512, not 682 + 338). */
+ * at most cap: ceil(n / cap) chunks of equal size, padded (so 1020 rows at
+ * cap 682 run as 2 x 512, not 682 + 338). */
 static inline int64_t lc_ce_balanced_rows(int64_t n, int64_t cap)
 {
     if (n <= 0 || cap <= 0)
         return cap > 0 ? cap : 1;
     int64_t chunks = (n + cap - 1) / cap;
-    int64_t per = ((n + chunks - 1) / chunks + LC_CE_ROW_PAD - 1) / LC_CE_ROW_PAD * LC_CE_ROW_PAD;
-    return per < cap ? per : cap;
+    return lc_ce_padded_rows((n + chunks - 1) / chunks, cap);
 }
 /* Scratch ([f32] elements) of lc_k_lm_head_ce over N rows. */
 size_t lc_k_ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W);

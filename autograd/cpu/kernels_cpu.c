@@ -837,13 +837,11 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
             continue;
         for (int64_t r = 0; r < nr; r++)
             memcpy(xc + r * C, x + rows[r] * C, (size_t)C * sizeof(lc_real));
-        /* the products run on nm ≥ nr rows, a multiple of
-         * LC_CE_ROW_PAD (zero rows after nr: their logits are exact zeros,
-         * untouched by the softmax below, and their gradient rows unused):
-         * a handful of GEMM shapes over a run instead of one per count of
-         * supervised rows */
-        int64_t nm = (nr + LC_CE_ROW_PAD - 1) / LC_CE_ROW_PAD * LC_CE_ROW_PAD;
-        nm = nm < chunk ? nm : chunk;
+        /* the products run on nm ≥ nr rows, padded (zero rows after nr:
+         * their logits are exact zeros, untouched by the softmax below, and
+         * their gradient rows unused): a handful of GEMM shapes over a run
+         * instead of one per count of supervised rows */
+        int64_t nm = lc_ce_padded_rows(nr, chunk);
         memset(xc + nr * C, 0, (size_t)((nm - nr) * C) * sizeof(lc_real));
         g->matmul(xc, nm, W, 0, logits, wscratch);
         double chunk_loss = 0;
