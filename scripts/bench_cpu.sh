@@ -5,7 +5,8 @@
 # 1536, vocab 49152, tied; LoRA r 16 on all 7 linears), micro-batch 4 x 256
 # tokens, 2 threads, in alternating rounds of four runs (each round starts one
 # run later in this list than the one before, so no side always runs first):
-#   lorac f32     build/lorac bench
+#   lorac f32     build/lorac bench --compute-dtype float32 (auto would take bf16
+#                 on a CPU with bf16 units)
 #   lorac bf16    build/lorac bench --bf16 --compute-dtype bfloat16 (bf16 weights,
 #                 bf16 frozen-weight GEMMs; "not available: <lorac's reason>" when
 #                 lorac refuses, and lorac's note when it falls back to float32)
@@ -186,7 +187,7 @@ for r in $(seq "$ROUNDS"); do
   for i in $(seq 0 $((${#KINDS[@]} - 1))); do
     kind=${KINDS[$(((i + r - 1) % ${#KINDS[@]}))]}
     case "$kind" in
-      "lorac f32") run "$kind" "$r" run_lorac build/lorac "${ARGS[@]}" "${BENCH_ARGS[@]}" ;;
+      "lorac f32") run "$kind" "$r" run_lorac build/lorac "${ARGS[@]}" --compute-dtype float32 "${BENCH_ARGS[@]}" ;;
       "lorac bf16") run "$kind" "$r" run_lorac build/lorac "${ARGS[@]}" --bf16 --compute-dtype bfloat16 ;;
       PyTorch*) run "$kind" "$r" "$PY" scripts/bench_cpu_peft.py "${SHAPE[@]}" "${ARGS[@]}" \
                   --dtype "${kind#PyTorch }" ;;
