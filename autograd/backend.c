@@ -140,7 +140,8 @@ static lc_backend cpu_backend = {
 lc_backend *lc_backend_cpu(void) { return &cpu_backend; }
 
 /* The bf16 backend's entries that differ: the weight products are the same
- * on every variant; the fused head goes through the variant's bf16 table. */
+ * on every variant; the fused head and attention go through the variant's
+ * bf16 table. */
 static size_t cpu_bf16_ce_scratch(int64_t N, int64_t C, int64_t V, const lc_weight *W)
 {
     return lc_cpu_kernels_active_bf16()->ce_scratch(N, C, V, W);
@@ -152,6 +153,21 @@ static double cpu_bf16_lm_head_ce(const lc_real *x, int64_t N, int64_t C, const 
 {
     return lc_cpu_kernels_active_bf16()->lm_head_ce(x, N, C, W, targets, grad_scale, dx,
                                                     n_supervised, scratch, softcap);
+}
+
+static void cpu_bf16_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                                   const lc_real *v, lc_real *out, lc_real *lse,
+                                   lc_real *scratch)
+{
+    lc_cpu_kernels_active_bf16()->attention_fwd(s, q, k, v, out, lse, scratch);
+}
+
+static void cpu_bf16_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                                   const lc_real *v, const lc_real *out, const lc_real *lse,
+                                   const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
+                                   lc_real *scratch)
+{
+    lc_cpu_kernels_active_bf16()->attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, scratch);
 }
 
 static lc_backend cpu_bf16_backend;
@@ -167,6 +183,8 @@ static void init_cpu_bf16(void)
     k->weight_matmul_grad = lc_cpu_weight_matmul_grad_bf16;
     k->ce_scratch = cpu_bf16_ce_scratch;
     k->lm_head_ce = cpu_bf16_lm_head_ce;
+    k->attention_fwd = cpu_bf16_attention_fwd;
+    k->attention_bwd = cpu_bf16_attention_bwd;
 }
 
 lc_backend *lc_backend_cpu_bf16(void)

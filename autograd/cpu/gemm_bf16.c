@@ -14,6 +14,7 @@
 
 #include "autograd/cpu/dispatch.h"
 #include "autograd/cpu/onednn.h"
+#include "autograd/cpu/small_gemm_bf16.h"
 #include "autograd/dtype.h"
 #include "autograd/kernels.h"
 
@@ -133,6 +134,40 @@ void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
         b[i] = lc_bf16_to_f32(B[i]);
     lc_k_gemm(trans_a, trans_b, M, N, K, 1, a, lda, b, ldb, beta, C, ldc);
 #endif
+}
+
+/* ---- attention's products ------------------------------------------------ */
+
+#if !LC_REAL_IS_F64
+/* Whether attention's products run on the AVX512-BF16 kernel. */
+static bool attn_on_units(void)
+{
+    static int supported = -1;
+    if (supported < 0)
+        supported = lc_cpu_small_gemm_bf16_supported();
+    return chosen == LC_CPU_BF16_ONEDNN && supported && !lc_cpu_isa_forced();
+}
+#endif
+
+void lc_cpu_attn_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                           lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
+                           int64_t ldb, lc_real beta, lc_real *C, int64_t ldc)
+{
+#if !LC_REAL_IS_F64
+    if (attn_on_units()) {
+        lc_cpu_small_gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
+    /* emulate: the rounded operands, packed (ld = their columns), per thread */
+    static _Thread_local lc_grow_buf buf;
+    int64_t ar = trans_a ? K : M, ac = trans_a ? M : K, br = trans_b ? N : K, bc = trans_b ? K : N;
+    lc_real *a = grow(&buf, (size_t)(ar * ac + br * bc) * sizeof(lc_real)), *b = a + ar * ac;
+    for (int64_t r = 0; r < ar; r++)
+        round_real(A + r * lda, ac, a + r * ac);
+    for (int64_t r = 0; r < br; r++)
+        round_real(B + r * ldb, bc, b + r * bc);
+    lc_k_gemm(trans_a, trans_b, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
 }
 
 /* ---- the weight kernels -------------------------------------------------- */

@@ -3,10 +3,13 @@
  *
  * What is rounded: both inputs of every frozen-weight GEMM (the activation
  * and the weight, to bf16, round-to-nearest-even, as PyTorch's CPU autocast
- * does for a linear); products are exact in f32 and accumulate in f32, and
- * the output stays f32. Everything else — LoRA products, norms, attention,
- * the loss, the optimizer — stays f32 (activations are f32 on the CPU
- * either way: lc_backend.act is F32, only these GEMMs change).
+ * does for a linear) and of attention's products (q, k, v, the
+ * probabilities, dO and the scores' gradient: autocast runs
+ * scaled_dot_product_attention in bf16 too); products are exact in f32 and
+ * accumulate in f32, and the outputs stay f32. Everything else — LoRA
+ * products, norms, the softmax, the loss, the optimizer — stays f32
+ * (activations are f32 on the CPU either way: lc_backend.act is F32, only
+ * these GEMMs change).
  *
  * Who computes them (the "engine"):
  *   onednn   oneDNN's matmul primitive (Debian's libdnnl, the library
@@ -68,6 +71,16 @@ void lc_cpu_round_bf16(const float *src, int64_t n, uint16_t *dst);
 void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                       const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
                       float *C, int64_t ldc);
+
+/* C[M,N] = alpha·op(A)·op(B) + beta·C (beta 0 or 1) on bf16-rounded A and B,
+ * f32 accumulation, on one thread (attention's blocks call it inside their
+ * parallel regions): small_gemm_bf16.h's AVX512-BF16 kernel where the
+ * engine is onednn and the CPU has AVX512-BF16 (and no lower kernel level
+ * is forced), else the emulate engine's rounding with the products on the
+ * f32 GEMM — the same values up to summation order. */
+void lc_cpu_attn_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                           lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
+                           int64_t ldb, lc_real beta, lc_real *C, int64_t ldc);
 
 /* The kernels.h weight entries of the bf16 CPU backend (same contracts as
  * lc_k_weight_scratch / lc_k_weight_matmul / lc_k_weight_matmul_grad,

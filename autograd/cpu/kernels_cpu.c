@@ -2,7 +2,8 @@
  * instruction-set variant.
  *
  * Every matrix product goes to cpu_gemm (oneDNN's matmul for most, OpenBLAS
- * for the rest: onednn.h); everything else is an OpenMP loop
+ * for the rest: onednn.h) — in the bf16 tables the frozen-weight products
+ * and attention's go to gemm_bf16.h instead; everything else is an OpenMP loop
  * over rows. Frozen weights in another dtype than lc_real are converted a
  * tile of rows at a time into scratch (never the whole matrix), the same
  * tiling the quantized formats use. Attention is blocked flash-style: per
@@ -597,8 +598,16 @@ static void attn_scatter_add(const lc_attn_shape *s, const lc_real *src, int64_t
                       x + ((b * s->T + t0 + r) * H + kvh * G + g) * D);
 }
 
-static void cpu_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
-                        const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch)
+/* The products inside attention's blocks, one thread each: cpu_gemm (f32),
+ * or lc_cpu_attn_gemm_bf16 (compute_dtype bfloat16: bf16-rounded inputs, as
+ * PyTorch's autocast runs scaled_dot_product_attention in bf16). */
+typedef void attn_gemm_fn(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
+                          int64_t ldb, lc_real beta, lc_real *C, int64_t ldc);
+
+static void attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                          const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch,
+                          attn_gemm_fn *gemm)
 {
     const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D, G = H / KV;
     const int64_t P = s->past, Tk = P + T; /* key rows: cached ones, then the queries' own */
@@ -619,7 +628,7 @@ static void cpu_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc
             const lc_real *K = k + ((b * Tk + klo) * KV + kvh) * D;
             const lc_real *V = v + ((b * Tk + klo) * KV + kvh) * D;
             attn_gather(s, q, b, kvh, t0, bt, Qg);
-            cpu_gemm(false, true, G * bt, nk, D, (lc_real)s->scale, Qg, D, K, KV * D, 0, S, nk);
+            gemm(false, true, G * bt, nk, D, (lc_real)s->scale, Qg, D, K, KV * D, 0, S, nk);
             int64_t lo[ATTN_BLOCK];
             attn_row_starts(s, b, t0, t1, lo);
             for (int64_t gr = 0; gr < G * bt; gr++) {
@@ -649,13 +658,25 @@ static void cpu_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc
                     row[j] = 0;
                 lse[(b * H + kvh * G + g) * T + ti] = m + LC_LOG(sum);
             }
-            cpu_gemm(false, false, G * bt, D, nk, 1, S, nk, V, KV * D, 0, Og, D);
+            gemm(false, false, G * bt, D, nk, 1, S, nk, V, KV * D, 0, Og, D);
             for (int64_t g = 0; g < G; g++)
                 for (int64_t r = 0; r < bt; r++)
                     memcpy(out + ((b * T + t0 + r) * H + kvh * G + g) * D, Og + (g * bt + r) * D,
                            (size_t)D * sizeof(lc_real));
         }
     }
+}
+
+static void cpu_attention_fwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                              const lc_real *v, lc_real *out, lc_real *lse, lc_real *scratch)
+{
+    attention_fwd(s, q, k, v, out, lse, scratch, cpu_gemm);
+}
+static void cpu_attention_fwd_bf16(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                                   const lc_real *v, lc_real *out, lc_real *lse,
+                                   lc_real *scratch)
+{
+    attention_fwd(s, q, k, v, out, lse, scratch, lc_cpu_attn_gemm_bf16);
 }
 
 /* Backward of one row of soft-capped scores: pr holds the raw scaled
@@ -673,10 +694,10 @@ static void softcap_bwd_row(lc_real *restrict pr, lc_real *restrict dpr, int64_t
     }
 }
 
-static void cpu_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
-                        const lc_real *v, const lc_real *out, const lc_real *lse,
-                        const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
-                        lc_real *scratch)
+static void attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                          const lc_real *v, const lc_real *out, const lc_real *lse,
+                          const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
+                          lc_real *scratch, attn_gemm_fn *gemm)
 {
     const int64_t T = s->T, H = s->H, KV = s->KV, D = s->D, G = H / KV;
     const int64_t nblk = (T + ATTN_BLOCK - 1) / ATTN_BLOCK;
@@ -701,8 +722,8 @@ static void cpu_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc
                 attn_gather(s, q, b, kvh, t0, bt, Qg);
                 attn_gather(s, dout, b, kvh, t0, bt, dOg);
                 attn_gather(s, out, b, kvh, t0, bt, Og);
-                cpu_gemm(false, true, G * bt, nk, D, scale, Qg, D, k + koff, KV * D, 0, P, nk);
-                cpu_gemm(false, true, G * bt, nk, D, 1, dOg, D, v + koff, KV * D, 0, dP, nk);
+                gemm(false, true, G * bt, nk, D, scale, Qg, D, k + koff, KV * D, 0, P, nk);
+                gemm(false, true, G * bt, nk, D, 1, dOg, D, v + koff, KV * D, 0, dP, nk);
                 int64_t lo[ATTN_BLOCK];
                 attn_row_starts(s, b, t0, t1, lo);
                 for (int64_t gr = 0; gr < G * bt; gr++) {
@@ -727,17 +748,32 @@ static void cpu_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc
                         pr[j] = dpr[j] = 0;
                 }
                 if (dv)
-                    cpu_gemm(true, false, nk, D, G * bt, 1, P, nk, dOg, D, 1, dv + koff, KV * D);
+                    gemm(true, false, nk, D, G * bt, 1, P, nk, dOg, D, 1, dv + koff, KV * D);
                 if (dk)
-                    cpu_gemm(true, false, nk, D, G * bt, scale, dP, nk, Qg, D, 1, dk + koff, KV * D);
+                    gemm(true, false, nk, D, G * bt, scale, dP, nk, Qg, D, 1, dk + koff, KV * D);
                 if (dq) {
                     /* dQ rows of the group into Og (free now), then added in place */
-                    cpu_gemm(false, false, G * bt, D, nk, 1, dP, nk, k + koff, KV * D, 0, Og, D);
+                    gemm(false, false, G * bt, D, nk, 1, dP, nk, k + koff, KV * D, 0, Og, D);
                     attn_scatter_add(s, Og, b, kvh, t0, bt, scale, dq);
                 }
             }
         }
     }
+}
+
+static void cpu_attention_bwd(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                              const lc_real *v, const lc_real *out, const lc_real *lse,
+                              const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
+                              lc_real *scratch)
+{
+    attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, scratch, cpu_gemm);
+}
+static void cpu_attention_bwd_bf16(const lc_attn_shape *s, const lc_real *q, const lc_real *k,
+                                   const lc_real *v, const lc_real *out, const lc_real *lse,
+                                   const lc_real *dout, lc_real *dq, lc_real *dk, lc_real *dv,
+                                   lc_real *scratch)
+{
+    attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, scratch, lc_cpu_attn_gemm_bf16);
 }
 
 /* ---- fused lm_head + cross-entropy ---- */
@@ -1126,8 +1162,6 @@ double LC_CPU_CAT(lc_cpu_fma_peak_gflops_, LC_CPU_VARIANT)(void)
     .softcap = cpu_softcap, \
     .rope = cpu_rope, \
     .attention_scratch = cpu_attention_scratch, \
-    .attention_fwd = cpu_attention_fwd, \
-    .attention_bwd = cpu_attention_bwd, \
     .ce_chunk_rows = cpu_ce_chunk_rows, \
     .embedding = cpu_embedding, \
     .dropout = cpu_dropout, \
@@ -1149,18 +1183,23 @@ double LC_CPU_CAT(lc_cpu_fma_peak_gflops_, LC_CPU_VARIANT)(void)
     .adamw = cpu_adamw, \
     .sum_squares = cpu_sum_squares
 
-/* A variant's table: the common entries and the frozen-weight products. */
-#define CPU_TABLE(name, wscratch, wmatmul, wmatmul_grad, cescratch, lmhead)                 \
+/* A variant's table: the common entries, the frozen-weight products and
+ * attention (whose blocks' products follow the compute dtype too). */
+#define CPU_TABLE(name, wscratch, wmatmul, wmatmul_grad, cescratch, lmhead, attn_fwd, attn_bwd) \
     const lc_kernels name = {CPU_COMMON_ENTRIES,       .weight_scratch = (wscratch),        \
                              .weight_matmul = (wmatmul), .weight_matmul_grad = (wmatmul_grad), \
-                             .ce_scratch = (cescratch), .lm_head_ce = (lmhead)}
+                             .ce_scratch = (cescratch), .lm_head_ce = (lmhead),             \
+                             .attention_fwd = (attn_fwd), .attention_bwd = (attn_bwd)}
 
 /* float32: oneDNN's matmul and OpenBLAS (cpu_gemm chooses). */
 CPU_TABLE(LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT), cpu_weight_scratch, cpu_weight_matmul,
-          cpu_weight_matmul_grad, cpu_ce_scratch, cpu_lm_head_ce);
+          cpu_weight_matmul_grad, cpu_ce_scratch, cpu_lm_head_ce, cpu_attention_fwd,
+          cpu_attention_bwd);
 
 /* compute_dtype bfloat16: the frozen-weight products (linears and the
- * lm_head) as bf16 GEMMs (gemm_bf16.h); activations stay f32. */
+ * lm_head) and attention's as bf16 GEMMs (gemm_bf16.h); activations stay
+ * f32. */
 CPU_TABLE(LC_CPU_CAT(LC_CPU_CAT(lc_cpu_kernels_, LC_CPU_VARIANT), _bf16),
           lc_cpu_weight_scratch_bf16, lc_cpu_weight_matmul_bf16, lc_cpu_weight_matmul_grad_bf16,
-          cpu_ce_scratch_bf16, cpu_lm_head_ce_bf16);
+          cpu_ce_scratch_bf16, cpu_lm_head_ce_bf16, cpu_attention_fwd_bf16,
+          cpu_attention_bwd_bf16);

@@ -1,0 +1,35 @@
+/* small_gemm_bf16.h — a one-thread bf16 GEMM for attention's blocks, on
+ * AVX512-BF16 (VDPBF16PS).
+ *
+ * Why our own: attention's products are small (a block of G·32 query rows
+ * against at most T keys, head dim 64: [96, 256]·[256, 64] and the like),
+ * run many at once, one per OpenMP thread, inside the attention kernels'
+ * parallel regions. oneDNN's matmul primitive costs 15-95 µs a call at
+ * those shapes (its small-shape paths, measured 2026-12-01 on 2 Zen 5
+ * cores: 67-283 GFLOP/s bf16), and OpenBLAS has no bf16 GEMM. Packing both
+ * operands (which is where they are rounded to bf16) and one register-
+ * blocked kernel of 8 rows × 32 columns cover every transpose the forward
+ * and backward need.
+ *
+ * Numbers: both inputs rounded to bf16 (round-to-nearest-even, as
+ * lc_f32_to_bf16: the same values the emulate engine of gemm_bf16.h
+ * multiplies), products exact in f32, sums in f32 — equal to an f32 GEMM
+ * on the rounded inputs up to summation order. */
+#ifndef LC_CPU_SMALL_GEMM_BF16_H
+#define LC_CPU_SMALL_GEMM_BF16_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Whether this CPU (and OS) runs lc_cpu_small_gemm_bf16: AVX512-BF16. */
+bool lc_cpu_small_gemm_bf16_supported(void);
+
+/* C[M,N] = alpha·op(A)·op(B) + beta·C (beta 0 or 1), f32 in and out, the
+ * products on bf16-rounded inputs; row-major, op = transpose when trans_*.
+ * One thread; callable from inside a parallel region (each thread packs
+ * into its own buffers). Only where lc_cpu_small_gemm_bf16_supported(). */
+void lc_cpu_small_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                            float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                            float beta, float *C, int64_t ldc);
+
+#endif
