@@ -55,8 +55,9 @@ size_t lc_k_weight_scratch(const lc_weight *W);
 /* y[N,out] = beta · y + x[N,in] · Wᵀ, converting W tile by tile. */
 void lc_k_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
                         lc_real beta, lc_real *y, lc_real *scratch);
-/* dx[N,in] += dy[N,out] · W. */
-void lc_k_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
+/* dx[N,in] = beta · dx + dy[N,out] · W (beta 0 or 1: 0 writes dx without
+ * reading it, so a fresh dx needs no zeroing and the GEMM no second pass). */
+void lc_k_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W, lc_real beta,
                              lc_real *dx, lc_real *scratch);
 
 /* y[N,C] = x · rstd · w, rstd[N] [f32] = 1/sqrt(mean(x²) + eps) (rstd may be NULL). */

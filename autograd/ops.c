@@ -174,10 +174,15 @@ static void linears_backward(lc_tape *t, lc_node *node)
     bool need_dx = x->requires_grad || (c->in.up && c->in.up->requires_grad);
     lc_tape_mark mark = lc_tape_mark_now(t);
 
-    /* d f(x): straight into x's gradient when f is the identity. */
+    /* d f(x): straight into x's gradient when f is the identity; else into
+     * scratch that the first product writes (beta 0: no zeroing, and the
+     * GEMM does not read it back) and the rest add to. */
     lc_real *dxin = NULL;
-    if (need_dx)
-        dxin = plain ? lc_tape_grad(t, x) : scratch_zero(t, (size_t)(N * in));
+    bool dx_fresh = false;
+    if (need_dx) {
+        dx_fresh = !plain;
+        dxin = plain ? lc_tape_grad(t, x) : scratch(t, (size_t)(N * in));
+    }
 
     bool any_lora = false, any_dora = false;
     for (int i = 0; i < c->n; i++) {
@@ -238,8 +243,11 @@ static void linears_backward(lc_tape *t, lc_node *node)
                 lc_tape_k(t)->dora_mag_grad(N, out, dy, u, c->norm[i], gm);
             }
         }
-        if (dxin)
-            lc_tape_k(t)->weight_matmul_grad(g && !drop ? dyl : dy, N, L->W, dxin, wscr);
+        if (dxin) {
+            lc_tape_k(t)->weight_matmul_grad(g && !drop ? dyl : dy, N, L->W, dx_fresh ? 0 : 1,
+                                             dxin, wscr);
+            dx_fresh = false;
+        }
         if (!lo) {
             lc_tape_release(t, m2);
             continue;
@@ -269,8 +277,7 @@ static void linears_backward(lc_tape *t, lc_node *node)
                 lc_real beta = 0;
                 if (g) { /* DoRA's (g − 1)·(drop(x)·Wᵀ) term */
                     lc_tape_k(t)->col_scale(N, out, dy, g, -1, u);
-                    lc_tape_zero(t, drop, N * in);
-                    lc_tape_k(t)->weight_matmul_grad(u, N, L->W, drop, wscr);
+                    lc_tape_k(t)->weight_matmul_grad(u, N, L->W, 0, drop, wscr);
                     beta = 1;
                 }
                 lc_tape_k(t)->gemm(false, false, N, in, R, lo->scale, dxa, R, Aact, in, beta, drop,
@@ -284,9 +291,12 @@ static void linears_backward(lc_tape *t, lc_node *node)
     }
     if (dxa_all && dxin) {
         const lc_real *As = stack_lora_a(t, c->lin, c->n, c->xa_col, c->xa_ld, in);
-        lc_tape_k(t)->gemm(false, false, N, in, c->xa_ld, 1, dxa_all, c->xa_ld, As, in, 1, dxin,
-                           in);
+        lc_tape_k(t)->gemm(false, false, N, in, c->xa_ld, 1, dxa_all, c->xa_ld, As, in,
+                           dx_fresh ? 0 : 1, dxin, in);
+        dx_fresh = false;
     }
+    if (dx_fresh) /* no output had a gradient */
+        lc_tape_zero(t, dxin, N * in);
 
     lc_real *fx_out = defer_a ? fx : NULL;
     if (dxin && c->in.kind == LC_INPUT_RMSNORM) {

@@ -146,18 +146,22 @@ static void check_kernels(const char *engine, const char *kind)
     float *dx = malloc(sizeof(float) * N * IN), *dx0 = malloc(sizeof(float) * N * IN);
     float *reff = malloc(sizeof(float) * N * IN);
     fill(dx0, N * IN, 5, 1.0);
-    memcpy(dx, dx0, sizeof(float) * N * IN);
-    lc_cpu_weight_matmul_grad_bf16(dy, N, &t.W, dx, scratch);
-    for (int i = 0; i < N; i++)
-        for (int k = 0; k < IN; k++) {
-            double s = dx0[i * IN + k];
-            for (int o = 0; o < OUT; o++)
-                s += r_bf16(dy[i * OUT + o]) * r_bf16(wd[o * IN + k]);
-            reff[i * IN + k] = (float)s;
-        }
-    double e = lc_test_rel_err_f32(dx, reff, N * IN);
-    cr_log_info("%s %s backward (dx += dy·W): rel err %.3g", engine, kind, e);
-    cr_expect_lt(e, TOL_ROUNDED, "%s %s backward: %g", engine, kind, e);
+    for (int beta = 0; beta <= 1; beta++) { /* beta 0 must not read dx: NaN there */
+        for (int i = 0; i < N * IN; i++)
+            dx[i] = beta ? dx0[i] : NAN;
+        lc_cpu_weight_matmul_grad_bf16(dy, N, &t.W, (lc_real)beta, dx, scratch);
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < IN; k++) {
+                double s = beta ? dx0[i * IN + k] : 0;
+                for (int o = 0; o < OUT; o++)
+                    s += r_bf16(dy[i * OUT + o]) * r_bf16(wd[o * IN + k]);
+                reff[i * IN + k] = (float)s;
+            }
+        double e = lc_test_rel_err_f32(dx, reff, N * IN);
+        cr_log_info("%s %s backward (dx = beta·dx + dy·W) beta %d: rel err %.3g", engine, kind,
+                    beta, e);
+        cr_expect_lt(e, TOL_ROUNDED, "%s %s backward beta %d: %g", engine, kind, beta, e);
+    }
     free(dx), free(dx0), free(reff);
     free(scratch), free(wd), free(x), free(w), free(dy);
     free_weight(&t);

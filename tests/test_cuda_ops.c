@@ -950,7 +950,7 @@ static int wmm_dev(op_run *r)
     if (r->phase == 0)
         TABLE(r)->weight_matmul(D(r, "x"), a[1], &W, 1.0f, D(r, "y"), scr);
     else
-        TABLE(r)->weight_matmul_grad(D(r, "dy"), a[1], &W, D(r, "dx"), scr);
+        TABLE(r)->weight_matmul_grad(D(r, "dy"), a[1], &W, 1.0f, D(r, "dx"), scr);
     return 0;
 }
 /* tiles of 40x80 elements: forward 40-row tiles (40, 40, 16), backward

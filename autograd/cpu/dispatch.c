@@ -267,10 +267,10 @@ void lc_k_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
     K()->weight_matmul(x, N, W, beta, y, scratch);
 }
 
-void lc_k_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
+void lc_k_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W, lc_real beta,
                              lc_real *dx, lc_real *scratch)
 {
-    K()->weight_matmul_grad(dy, N, W, dx, scratch);
+    K()->weight_matmul_grad(dy, N, W, beta, dx, scratch);
 }
 
 void lc_k_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,

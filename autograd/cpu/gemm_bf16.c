@@ -215,7 +215,7 @@ static int64_t gemm_rows(const lc_weight *W)
 
 /* The two weight products on bf16-rounded inputs, a tile of W's rows at a
  * time: forward c[N,out] = beta·c + a[N,in]·Wᵀ; backward (grad)
- * c[N,in] += a[N,out]·W. */
+ * c[N,in] = beta·c + a[N,out]·W (the tiles after the first add). */
 static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
                            lc_real beta, lc_real *c, lc_real *scratch)
 {
@@ -243,7 +243,7 @@ static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weig
         /* forward: rows r0..r1 of W are columns of c; backward: columns of a */
         int64_t n = grad ? in : r1 - r0, k = grad ? r1 - r0 : in;
         int64_t a_off = grad ? r0 : 0, c_off = grad ? 0 : r0;
-        lc_real b = grad ? 1 : beta;
+        lc_real b = grad && r0 > 0 ? 1 : beta;
         if (emulate) {
             lc_k_gemm(false, !grad, N, n, k, 1, (const lc_real *)ar + a_off, lda, wt, in, b,
                       c + c_off, ldc);
@@ -263,7 +263,7 @@ void lc_cpu_weight_matmul_bf16(const lc_real *x, int64_t N, const lc_weight *W, 
 }
 
 void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
-                                    lc_real *dx, lc_real *scratch)
+                                    lc_real beta, lc_real *dx, lc_real *scratch)
 {
-    weight_product(true, dy, N, W, 1, dx, scratch);
+    weight_product(true, dy, N, W, beta, dx, scratch);
 }

@@ -89,6 +89,6 @@ size_t lc_cpu_weight_scratch_bf16(const lc_weight *W);
 void lc_cpu_weight_matmul_bf16(const lc_real *x, int64_t N, const lc_weight *W, lc_real beta,
                                lc_real *y, lc_real *scratch);
 void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
-                                    lc_real *dx, lc_real *scratch);
+                                    lc_real beta, lc_real *dx, lc_real *scratch);
 
 #endif

@@ -244,7 +244,7 @@ static void cpu_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
     }
 }
 
-/* dx[N, in] += dy[N, out] · W[out, in]. A native weight goes to OpenBLAS in
+/* dx[N, in] = beta·dx + dy[N, out] · W[out, in]. A native weight goes to OpenBLAS in
  * one call, threaded by OpenBLAS itself: oneDNN 2.6's brgemm reads a B that
  * is not transposed slowly, and splitting the rows over our threads (as
  * cpu_gemm does) packs W once per thread. Timed per shape inside the bench
@@ -252,18 +252,20 @@ static void cpu_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
  * 172 and 141 GFLOP/s on oneDNN against 220 and 187 here; the other linears'
  * shapes and the lm_head's [341,49152]·[49152,576] 3-19% faster too. */
 static void cpu_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
-                             lc_real *dx, lc_real *scratch)
+                                   lc_real beta, lc_real *dx, lc_real *scratch)
 {
     int64_t in = W->cols, out = W->rows;
     if (weight_is_native(W)) {
-        blas_gemm(false, false, N, in, out, 1, dy, out, W->data, in, 1, dx, in);
+        blas_gemm(false, false, N, in, out, 1, dy, out, W->data, in, beta, dx, in);
         return;
     }
+    /* tiles of W's rows add into the same dx: beta for the first only */
     int64_t tr = lc_cpu_weight_tile_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);
-        cpu_gemm(false, false, N, in, r1 - r0, 1, dy + r0, out, scratch, in, 1, dx, in);
+        cpu_gemm(false, false, N, in, r1 - r0, 1, dy + r0, out, scratch, in, r0 ? 1 : beta, dx,
+                 in);
     }
 }
 
@@ -916,8 +918,7 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
         total += chunk_loss;
         nsup += nr;
         if (dx) {
-            memset(dxc, 0, (size_t)(nm * C) * sizeof(lc_real));
-            g->matmul_grad(logits, nm, W, dxc, wscratch);
+            g->matmul_grad(logits, nm, W, 0, dxc, wscratch);
             for (int64_t r = 0; r < nr; r++)
                 cpu_axpy(C, 1, dxc + r * C, dx + rows[r] * C);
         }

@@ -25,9 +25,9 @@ static void dry_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W, l
 }
 
 static void dry_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
-                                   lc_real *dx, lc_real *scratch)
+                                   lc_real beta, lc_real *dx, lc_real *scratch)
 {
-    (void)dy, (void)N, (void)W, (void)dx, (void)scratch;
+    (void)dy, (void)N, (void)W, (void)beta, (void)dx, (void)scratch;
 }
 
 static void dry_rmsnorm_fwd(const lc_real *x, const lc_real *w, int64_t N, int64_t C,

@@ -411,7 +411,7 @@ int lc_cuda_weight_matmul_to(lc_cuda_ctx *c, lc_dtype dt, const void *x, int64_t
                              const lc_weight *W, float beta, void *y, lc_dtype y_dt,
                              void *scratch);
 int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_dtype dt, const void *dy, int64_t N,
-                                  const lc_weight *W, void *dx, lc_dtype dx_dt,
+                                  const lc_weight *W, float beta, void *dx, lc_dtype dx_dt,
                                   void *scratch);
 int lc_cuda_check_weight(lc_cuda_ctx *c, const lc_weight *W);
 /* Rows of W converted per tile by the weight products (and DoRA's norm):

@@ -506,16 +506,17 @@ int lc_cuda_weight_matmul_to(lc_cuda_ctx *c, lc_dtype dt, const void *x, int64_t
     return 0;
 }
 
-/* dx [N, in] += dy [N, out]·W. A converted W goes by column blocks, so each
- * element of dx comes from one GEMM (beta 1): one rounding in dx's dtype. */
+/* dx [N, in] = beta·dx + dy [N, out]·W. A converted W goes by column
+ * blocks, so each element of dx comes from one GEMM: one rounding in dx's
+ * dtype. */
 int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_dtype dt, const void *dy, int64_t N,
-                                  const lc_weight *W, void *dx, lc_dtype dx_dt,
+                                  const lc_weight *W, float beta, void *dx, lc_dtype dx_dt,
                                   void *scratch)
 {
     LC_TRY(lc_cuda_check_weight(c, W));
     int64_t in = W->cols, out = W->rows;
     if (weight_native(W, dt))
-        return lc_cuda_gemm(c, false, false, N, in, out, 1.0f, dy, out, W->data, in, 1.0f, dx,
+        return lc_cuda_gemm(c, false, false, N, in, out, 1.0f, dy, out, W->data, in, beta, dx,
                             in, dt, dx_dt);
     if (!scratch)
         return LC_BAD(c, "weight matmul grad: W [%lld, %lld] dtype %d needs scratch",
@@ -526,7 +527,7 @@ int lc_cuda_weight_matmul_grad_to(lc_cuda_ctx *c, lc_dtype dt, const void *dy, i
         int64_t c1 = c0 + tc < in ? c0 + tc : in;
         LC_TRY(weight_block(c, W, 0, out, c0, c1, dt, scratch)); /* [out, c1-c0] */
         LC_TRY(lc_cuda_gemm(c, false, false, N, c1 - c0, out, 1.0f, dy, out, scratch, c1 - c0,
-                            1.0f, (char *)dx + (size_t)c0 * xs, in, dt, dx_dt));
+                            beta, (char *)dx + (size_t)c0 * xs, in, dt, dx_dt));
     }
     return 0;
 }
@@ -538,10 +539,10 @@ extern "C" int lc_cuda_weight_matmul(lc_cuda_ctx *c, lc_dtype dt, const void *x,
 }
 
 extern "C" int lc_cuda_weight_matmul_grad(lc_cuda_ctx *c, lc_dtype dt, const void *dy,
-                                          int64_t N, const lc_weight *W, void *dx,
+                                          int64_t N, const lc_weight *W, float beta, void *dx,
                                           void *scratch)
 {
-    return lc_cuda_weight_matmul_grad_to(c, dt, dy, N, W, dx, dt, scratch);
+    return lc_cuda_weight_matmul_grad_to(c, dt, dy, N, W, beta, dx, dt, scratch);
 }
 
 void lc_cuda_gemm_cache_clear(lc_cuda_ctx *c)

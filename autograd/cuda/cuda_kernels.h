@@ -123,9 +123,9 @@ size_t lc_cuda_weight_scratch_bytes(const lc_weight *W, lc_dtype dt);
 /* y[N,out] = beta · y + x[N,in] · Wᵀ (x, y in dt). */
 int lc_cuda_weight_matmul(lc_cuda_ctx *c, lc_dtype dt, const void *x, int64_t N,
                           const lc_weight *W, float beta, void *y, void *scratch);
-/* dx[N,in] += dy[N,out] · W. */
+/* dx[N,in] = beta · dx + dy[N,out] · W (beta 0 or 1). */
 int lc_cuda_weight_matmul_grad(lc_cuda_ctx *c, lc_dtype dt, const void *dy, int64_t N,
-                               const lc_weight *W, void *dx, void *scratch);
+                               const lc_weight *W, float beta, void *dx, void *scratch);
 
 /* ---------------------------------------------------------------- pointwise / rows
  * Every pointer of the activation dtype dt is `void *`; statistics are f32. */

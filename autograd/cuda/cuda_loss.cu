@@ -264,8 +264,8 @@ extern "C" int lc_cuda_lm_head_ce(lc_cuda_ctx *c, lc_dtype dt, const void *x, in
             LC_LAUNCHED(c, "ce_rows_k");
         });
         if (dx) {
-            LC_CU(&c->err, cudaMemsetAsync(dxc, 0, sizeof(float) * (size_t)(nr * C), c->stream));
-            LC_TRY(lc_cuda_weight_matmul_grad_to(c, dt, grad, nr, W, dxc, LC_DTYPE_F32, wscr));
+            LC_TRY(lc_cuda_weight_matmul_grad_to(c, dt, grad, nr, W, 0.0f, dxc, LC_DTYPE_F32,
+                                                 wscr));
             LC_DISPATCH_ACT(c, dt, T, {
                 ce_scatter_add_k<T><<<lc_grid(nr * C, 256), 256, 0, c->stream>>>(dxc, C, cidx, nr,
                                                                                   (T *)dx);
