@@ -30,7 +30,7 @@
 # it: PyTorch's step over lorac's GEMM work at that peak. lorac's f32 GEMMs run on oneDNN by default;
 # LORAC_CPU_GEMM=openblas in the environment runs them on OpenBLAS instead.
 #
-#   scripts/bench_cpu.sh [--rounds 3] [--steps 3] [--warmup 1] [--layers 30]
+#   scripts/bench_cpu.sh [--rounds 3] [--steps 3] [--warmup 2] [--layers 30]
 #                        [--python PATH] [--no-torch] [--torch-bf16] [--nf4]
 #   scripts/bench_cpu.sh --native [--rounds 3] [--nf4]
 # --python: the PyTorch to compare with (default $LORAC_BENCH_PYTHON, else
@@ -48,7 +48,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=3
-WARMUP=1
+# two untimed steps: in a sitting PyTorch's bf16 autocast ran its first step
+# after one warm-up 1.5-1.8x slower than its third (AMD EPYC Zen 5,
+# 2026-12-01: 3.96 / 2.74 / 2.18, 3.53 / 2.02 / 1.96, 3.85 / 3.06 / 2.57 s)
+WARMUP=2
 TORCH=1
 TORCH_BF16=auto
 NATIVE=0
