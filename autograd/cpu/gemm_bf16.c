@@ -230,12 +230,14 @@ static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weig
         lc_real *r = grow(&act_buf, (size_t)(N * lda) * sizeof(lc_real));
         round_real(a, N * lda, r);
         ar = r;
-    } else {
+    } else if (a) {
         uint16_t *h = grow(&act_buf, (size_t)(N * lda) * sizeof(uint16_t));
 #if LC_HAVE_DNNL
         lc_cpu_round_bf16(a, N * lda, h);
 #endif
         ar = h;
+    } else { /* rounded by the caller, into act_buf (lc_cpu_bf16_act_buffer) */
+        ar = act_buf.p;
     }
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
@@ -266,4 +268,17 @@ void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weigh
                                     lc_real beta, lc_real *dx, lc_real *scratch)
 {
     weight_product(true, dy, N, W, beta, dx, scratch);
+}
+
+uint16_t *lc_cpu_bf16_act_buffer(int64_t n)
+{
+    LC_ASSERT(chosen == LC_CPU_BF16_ONEDNN);
+    return grow(&act_buf, (size_t)n * sizeof(uint16_t));
+}
+
+void lc_cpu_weight_matmul_grad_bf16_rounded(int64_t N, const lc_weight *W, lc_real beta,
+                                            lc_real *dx, lc_real *scratch)
+{
+    LC_ASSERT(chosen == LC_CPU_BF16_ONEDNN);
+    weight_product(true, NULL, N, W, beta, dx, scratch);
 }

@@ -865,6 +865,13 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
     for (int64_t r = 0; r < N; r++)
         want += targets[r] >= 0;
     const int64_t per = lc_ce_balanced_rows(want, chunk);
+    /* bf16 on oneDNN: the softmax writes the gradient rounded, straight into
+     * the buffer the backward product reads (the same bits as rounding the
+     * f32 gradient afterwards, without writing and reading it back) */
+#if !LC_REAL_IS_F64
+    const bool fused = dx && g == &gemms_bf16 && cap == 0 &&
+                       lc_cpu_bf16_engine_current() == LC_CPU_BF16_ONEDNN;
+#endif
     while (i < N) {
         int64_t nr = 0;
         for (; i < N && nr < per; i++) {
@@ -882,6 +889,13 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
         int64_t nm = lc_ce_padded_rows(nr, chunk);
         memset(xc + nr * C, 0, (size_t)((nm - nr) * C) * sizeof(lc_real));
         g->matmul(xc, nm, W, 0, logits, wscratch);
+        uint16_t *hb = NULL; /* fused: the rounded gradient [nm, V] */
+#if !LC_REAL_IS_F64
+        if (fused) {
+            hb = lc_cpu_bf16_act_buffer(nm * V);
+            memset(hb + nr * V, 0, (size_t)((nm - nr) * V) * sizeof *hb);
+        }
+#endif
         double chunk_loss = 0;
 #pragma omp parallel for schedule(static) reduction(+ : chunk_loss) if (nr * V >= PAR_MIN)
         for (int64_t r = 0; r < nr; r++) {
@@ -907,7 +921,14 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
             }
             double lse = (double)m + log((double)sum);
             chunk_loss += lse - (double)target_logit;
-            if (dx) {
+            if (dx && hb) {
+                lc_real k = grad_scale / sum;
+                uint16_t *hr = hb + r * V;
+#pragma omp simd
+                for (int64_t j = 0; j < V; j++)
+                    hr[j] = lc_f32_to_bf16((float)(lr[j] * k));
+                hr[t] = lc_f32_to_bf16((float)(lr[t] * k - grad_scale));
+            } else if (dx) {
                 lc_real k = grad_scale / sum;
 #pragma omp simd
                 for (int64_t j = 0; j < V; j++)
@@ -918,7 +939,12 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
         total += chunk_loss;
         nsup += nr;
         if (dx) {
-            g->matmul_grad(logits, nm, W, 0, dxc, wscratch);
+#if !LC_REAL_IS_F64
+            if (hb)
+                lc_cpu_weight_matmul_grad_bf16_rounded(nm, W, 0, dxc, wscratch);
+            else
+#endif
+                g->matmul_grad(logits, nm, W, 0, dxc, wscratch);
             for (int64_t r = 0; r < nr; r++)
                 cpu_axpy(C, 1, dxc + r * C, dx + rows[r] * C);
         }
