@@ -13,6 +13,7 @@
  * bfloat16 run say so and compute in float32. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +223,44 @@ Test(cpu_bf16, round_bf16_is_nearest_even)
     cr_expect_eq(out[2], 0xc020);
     cr_expect(isnan(lc_bf16_to_f32(out[3])));
     cr_expect_eq(out[4], 0x3f81);
+}
+
+/* lc_cpu_round_bf16 (16 lanes on AVX-512 where the CPU has AVX512-BF16, the
+ * baseline loop elsewhere) gives lc_f32_to_bf16's bits for every value:
+ * ties both ways, NaN and infinities, subnormals, zeros, random bits; at
+ * lengths with a partial last vector, on one thread and on the team. */
+Test(cpu_bf16, round_bf16_matches_the_scalar_rounding)
+{
+    const int64_t n = 100003; /* past ROUND_PAR_MIN: threaded; not a multiple of 16 */
+    float *src = malloc(sizeof(float) * n);
+    uint16_t *dst = malloc(sizeof(uint16_t) * n);
+    uint64_t seed = 41;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)lc_test_splitmix64(&seed);
+        if (i % 7 == 0) /* a tie: the low 16 bits exactly half an ulp */
+            u = (u & 0xffff0000u) | 0x8000u;
+        if (i % 11 == 0) /* subnormal */
+            u &= 0x807fffffu;
+        memcpy(&src[i], &u, 4);
+    }
+    const float special[] = {NAN, -NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0x1p-149f, FLT_MAX};
+    for (int i = 0; i < 8; i++)
+        src[3 + i] = special[i];
+    const int64_t lengths[] = {1, 15, 16, 17, 100, n};
+    int64_t bad = 0;
+    for (int l = 0; l < 6; l++) {
+        memset(dst, 0xa5, sizeof(uint16_t) * n);
+        lc_cpu_round_bf16(src, lengths[l], dst);
+        for (int64_t i = 0; i < lengths[l]; i++)
+            bad += dst[i] != lc_f32_to_bf16(src[i]);
+        if (lengths[l] < n)
+            cr_expect_eq(dst[lengths[l]], 0xa5a5, "wrote past %lld elements", (long long)lengths[l]);
+    }
+    cr_log_info("round_bf16 (%s): %lld mismatches",
+                lc_cpu_small_gemm_bf16_supported() && !lc_cpu_isa_forced() ? "AVX-512" : "baseline",
+                (long long)bad);
+    cr_expect_eq(bad, 0);
+    free(src), free(dst);
 }
 
 Test(cpu_bf16, engine_names_and_auto)

@@ -28,8 +28,22 @@ const char *lc_cpu_bf16_engine_name(lc_cpu_bf16_engine e)
     return e == LC_CPU_BF16_ONEDNN ? "onednn" : e == LC_CPU_BF16_EMULATE ? "emulate" : "off";
 }
 
+/* Whether the AVX-512 kernels of small_gemm_bf16.h run here (the CPU has
+ * AVX512-BF16 and no lower kernel level is forced). */
+static bool avx512_bf16_kernels(void)
+{
+    static int supported = -1;
+    if (supported < 0)
+        supported = lc_cpu_small_gemm_bf16_supported();
+    return supported && !lc_cpu_isa_forced();
+}
+
 void lc_cpu_round_bf16(const float *src, int64_t n, uint16_t *dst)
 {
+    if (avx512_bf16_kernels()) {
+        lc_cpu_round_bf16_avx512(src, n, dst, ROUND_PAR_MIN);
+        return;
+    }
 #pragma omp parallel for schedule(static) if (n >= ROUND_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         dst[i] = lc_f32_to_bf16(src[i]);
@@ -138,23 +152,13 @@ void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 
 /* ---- attention's products ------------------------------------------------ */
 
-#if !LC_REAL_IS_F64
-/* Whether attention's products run on the AVX512-BF16 kernel. */
-static bool attn_on_units(void)
-{
-    static int supported = -1;
-    if (supported < 0)
-        supported = lc_cpu_small_gemm_bf16_supported();
-    return chosen == LC_CPU_BF16_ONEDNN && supported && !lc_cpu_isa_forced();
-}
-#endif
 
 void lc_cpu_attn_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                            lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
                            int64_t ldb, lc_real beta, lc_real *C, int64_t ldc)
 {
 #if !LC_REAL_IS_F64
-    if (attn_on_units()) {
+    if (chosen == LC_CPU_BF16_ONEDNN && avx512_bf16_kernels()) {
         lc_cpu_small_gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }

@@ -43,6 +43,19 @@ TARGET_BF16 static inline __m512i round16(__m512 x)
     return _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
 }
 
+TARGET_BF16 void lc_cpu_round_bf16_avx512(const float *src, int64_t n, uint16_t *dst,
+                                          int64_t par_min)
+{
+    const int64_t blocks = (n + 15) / 16;
+#pragma omp parallel for schedule(static) if (n >= par_min)
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t i = 16 * b, left = n - i;
+        __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m256i h = _mm512_cvtepi32_epi16(round16(_mm512_maskz_loadu_ps(m, src + i)));
+        _mm256_mask_storeu_epi16(dst + i, m, h);
+    }
+}
+
 /* n ≤ 16 floats (the rest zero) as rounded bf16, one per lane. */
 TARGET_BF16 static inline __m512i load_round(const float *p, int64_t n)
 {
@@ -232,6 +245,12 @@ void lc_cpu_small_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, in
 #else /* no AVX-512 on this target */
 
 bool lc_cpu_small_gemm_bf16_supported(void) { return false; }
+
+void lc_cpu_round_bf16_avx512(const float *src, int64_t n, uint16_t *dst, int64_t par_min)
+{
+    (void)src, (void)n, (void)dst, (void)par_min;
+    LC_ASSERT(!"no AVX-512 on this build's target");
+}
 
 void lc_cpu_small_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                             float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,

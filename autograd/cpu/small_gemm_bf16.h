@@ -24,6 +24,13 @@
 /* Whether this CPU (and OS) runs lc_cpu_small_gemm_bf16: AVX512-BF16. */
 bool lc_cpu_small_gemm_bf16_supported(void);
 
+/* dst[n] = src[n] rounded to bf16, the same bits as lc_f32_to_bf16
+ * (round-to-nearest-even, a NaN kept quiet, subnormals kept), 16 lanes at
+ * a time: 3x the baseline loop (1024 x 1536 floats on 2 Zen 5 cores: 64-75
+ * against 200-230 us). On the process's OpenMP threads from n ≥ par_min.
+ * Only where lc_cpu_small_gemm_bf16_supported(). */
+void lc_cpu_round_bf16_avx512(const float *src, int64_t n, uint16_t *dst, int64_t par_min);
+
 /* C[M,N] = alpha·op(A)·op(B) + beta·C (beta 0 or 1), f32 in and out, the
  * products on bf16-rounded inputs; row-major, op = transpose when trans_*.
  * One thread; callable from inside a parallel region (each thread packs
