@@ -9,13 +9,18 @@
 #   scripts/check_cpu_bf16_curve.sh [--steps 200] [--engine emulate|onednn|auto]
 #
 # --engine sets LORAC_CPU_BF16 for the bfloat16 run (autograd/cpu/gemm_bf16.h):
-# emulate (default) runs the bf16 rounding on any CPU; onednn and auto use
-# oneDNN (auto only on a CPU with AMX or AVX512-BF16, else lorac falls back to
-# float32 and says so, and the two curves are then the same run twice).
+# emulate runs the bf16 rounding on any CPU; onednn and auto use oneDNN (auto
+# only on a CPU with AMX or AVX512-BF16, else lorac falls back to float32 and
+# says so, and the two curves are then the same run twice). Default: auto on a
+# CPU with bf16 units (the kernels a user gets there), emulate elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=200
-ENGINE=emulate
+if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null; then
+  ENGINE=auto
+else
+  ENGINE=emulate
+fi
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) STEPS=$2; shift 2 ;;
