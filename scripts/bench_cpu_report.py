@@ -50,6 +50,8 @@ def kernels(name, j):
             k += f", f32 weight GEMMs: {j['f32_gemm']}"
         if "bf16_gemm" in j:
             k += f", bf16 GEMMs: {j['bf16_gemm']}"
+        if j.get("bf16_attention", "off") != "off":
+            k += f", bf16 attention: {j['bf16_attention']}"
         return k
     dnnl = j.get("onednn_gemms")
     if isinstance(dnnl, dict):

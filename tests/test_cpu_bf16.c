@@ -333,13 +333,7 @@ Test(cpu_bf16, fallback_without_bf16_units_says_so)
 /* ---- attention's products (lc_cpu_attn_gemm_bf16) and attention ---------- */
 
 /* Which kernel the engine just selected runs attention's products on. */
-static const char *attn_kernel(void)
-{
-    return lc_cpu_bf16_engine_current() == LC_CPU_BF16_ONEDNN &&
-                   lc_cpu_small_gemm_bf16_supported() && !lc_cpu_isa_forced()
-               ? "AVX512-BF16 kernel"
-               : "emulated on the f32 GEMM";
-}
+static const char *attn_kernel(void) { return lc_cpu_attn_gemm_bf16_kernel(); }
 
 /* One product C = alpha·op(A)·op(B) + beta·C0 through lc_cpu_attn_gemm_bf16,
  * against float64 on the rounded inputs; the worst relative error over

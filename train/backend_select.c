@@ -173,8 +173,11 @@ void lc_backend_describe(lc_backend *be, char *buf, size_t n)
     const char *dt = lc_dtype_torch_name(be->act);
     if (!be->device) {
         if (be->gemm == LC_DTYPE_BF16) {
-            snprintf(buf, n, "cpu (%s: %s), bfloat16 weight GEMMs (%s), float32 activations",
-                     lc_cpu_isa(), lc_cpu_isa_desc(), lc_cpu_bf16_engine_why());
+            snprintf(buf, n,
+                     "cpu (%s: %s), bfloat16 weight GEMMs (%s) and attention GEMMs (%s), "
+                     "float32 activations",
+                     lc_cpu_isa(), lc_cpu_isa_desc(), lc_cpu_bf16_engine_why(),
+                     lc_cpu_attn_gemm_bf16_kernel());
             return;
         }
         snprintf(buf, n, "cpu (%s: %s), %s", lc_cpu_isa(), lc_cpu_isa_desc(), dt);

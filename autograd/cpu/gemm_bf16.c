@@ -153,12 +153,23 @@ void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 /* ---- attention's products ------------------------------------------------ */
 
 
+/* Whether attention's products run on small_gemm_bf16.h's kernel. */
+static bool attn_on_units(void)
+{
+    return !LC_REAL_IS_F64 && chosen == LC_CPU_BF16_ONEDNN && avx512_bf16_kernels();
+}
+
+const char *lc_cpu_attn_gemm_bf16_kernel(void)
+{
+    return attn_on_units() ? "lorac's AVX512-BF16 kernel" : "emulated on the f32 GEMM";
+}
+
 void lc_cpu_attn_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                            lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
                            int64_t ldb, lc_real beta, lc_real *C, int64_t ldc)
 {
 #if !LC_REAL_IS_F64
-    if (chosen == LC_CPU_BF16_ONEDNN && avx512_bf16_kernels()) {
+    if (attn_on_units()) {
         lc_cpu_small_gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }

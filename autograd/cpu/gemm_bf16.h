@@ -81,6 +81,9 @@ void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 void lc_cpu_attn_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                            lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
                            int64_t ldb, lc_real beta, lc_real *C, int64_t ldc);
+/* Where lc_cpu_attn_gemm_bf16 runs now: "lorac's AVX512-BF16 kernel" or
+ * "emulated on the f32 GEMM". */
+const char *lc_cpu_attn_gemm_bf16_kernel(void);
 
 /* The kernels.h weight entries of the bf16 CPU backend (same contracts as
  * lc_k_weight_scratch / lc_k_weight_matmul / lc_k_weight_matmul_grad,
