@@ -332,9 +332,6 @@ Test(cpu_bf16, fallback_without_bf16_units_says_so)
 
 /* ---- attention's products (lc_cpu_attn_gemm_bf16) and attention ---------- */
 
-/* Which kernel the engine just selected runs attention's products on. */
-static const char *attn_kernel(void) { return lc_cpu_attn_gemm_bf16_kernel(); }
-
 /* One product C = alpha·op(A)·op(B) + beta·C0 through lc_cpu_attn_gemm_bf16,
  * against float64 on the rounded inputs; the worst relative error over
  * every transpose, beta, and shapes with partial tiles and odd K, each
@@ -388,7 +385,7 @@ static double check_attn_products(const char *engine)
         free(A), free(B), free(C), free(ref), free(raw), free(got);
     }
     cr_log_info("%s (%s): attention products, worst rel err %.3g vs the rounded product, "
-                "least %.3g vs the unrounded", engine, attn_kernel(), worst, least_raw);
+                "least %.3g vs the unrounded", engine, lc_cpu_attn_gemm_bf16_kernel(), worst, least_raw);
     cr_expect_lt(worst, TOL_ROUNDED, "%s: %g", engine, worst);
     return least_raw;
 }
@@ -466,7 +463,7 @@ Test(cpu_bf16, attention_in_bf16)
         attn_out hw = run_attention(lc_cpu_kernels_active_bf16(), &s, q, kk, v, dout);
         double e_hw = attn_err(&hw, &emu, &s);
         cr_log_info("attention, onednn engine (%s) vs emulate: worst rel err %.3g",
-                    attn_kernel(), e_hw);
+                    lc_cpu_attn_gemm_bf16_kernel(), e_hw);
         /* measured 2026-12-01 (Zen 5, AVX512-BF16): 1.1e-7 */
         cr_expect_lt(e_hw, 1e-6, "onednn vs emulate: %g", e_hw);
         free_attn(&hw);

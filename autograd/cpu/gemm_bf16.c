@@ -152,7 +152,6 @@ void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 
 /* ---- attention's products ------------------------------------------------ */
 
-
 /* Whether attention's products run on small_gemm_bf16.h's kernel. */
 static bool attn_on_units(void)
 {

@@ -921,15 +921,16 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
             }
             double lse = (double)m + log((double)sum);
             chunk_loss += lse - (double)target_logit;
-            if (dx && hb) {
-                lc_real k = grad_scale / sum;
+            if (!dx)
+                continue;
+            lc_real k = grad_scale / sum;
+            if (hb) {
                 uint16_t *hr = hb + r * V;
 #pragma omp simd
                 for (int64_t j = 0; j < V; j++)
                     hr[j] = lc_f32_to_bf16((float)(lr[j] * k));
                 hr[t] = lc_f32_to_bf16((float)(lr[t] * k - grad_scale));
-            } else if (dx) {
-                lc_real k = grad_scale / sum;
+            } else {
 #pragma omp simd
                 for (int64_t j = 0; j < V; j++)
                     lr[j] *= k;

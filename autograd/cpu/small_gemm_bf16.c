@@ -31,15 +31,22 @@ bool lc_cpu_small_gemm_bf16_supported(void)
            __builtin_cpu_supports("avx512bf16");
 }
 
+/* The first n of 16 lanes (none for n ≤ 0, all for n ≥ 16). */
+static inline __mmask16 lanes_mask(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
 /* 16 floats rounded to bf16 as lc_f32_to_bf16 does (round-to-nearest-even,
  * a NaN kept quiet), one per 32-bit lane, in its low half. */
 TARGET_BF16 static inline __m512i round16(__m512 x)
 {
     const __m512i u = _mm512_castps_si512(x);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
-                                                  _mm512_set1_epi32(0x7f800000));
+    const __m512i bias = _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff));
+    const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
+    const __m512i mag = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(mag, _mm512_set1_epi32(0x7f800000));
     return _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
 }
 
@@ -49,8 +56,8 @@ TARGET_BF16 void lc_cpu_round_bf16_avx512(const float *src, int64_t n, uint16_t 
     const int64_t blocks = (n + 15) / 16;
 #pragma omp parallel for schedule(static) if (n >= par_min)
     for (int64_t b = 0; b < blocks; b++) {
-        int64_t i = 16 * b, left = n - i;
-        __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        int64_t i = 16 * b;
+        __mmask16 m = lanes_mask(n - i);
         __m256i h = _mm512_cvtepi32_epi16(round16(_mm512_maskz_loadu_ps(m, src + i)));
         _mm256_mask_storeu_epi16(dst + i, m, h);
     }
@@ -59,8 +66,7 @@ TARGET_BF16 void lc_cpu_round_bf16_avx512(const float *src, int64_t n, uint16_t 
 /* n ≤ 16 floats (the rest zero) as rounded bf16, one per lane. */
 TARGET_BF16 static inline __m512i load_round(const float *p, int64_t n)
 {
-    __mmask16 m = n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-    return round16(_mm512_maskz_loadu_ps(m, p));
+    return round16(_mm512_maskz_loadu_ps(lanes_mask(n), p));
 }
 
 /* Pairs (lo[l], hi[l]) of two rounded vectors: lo in the low half. */
@@ -112,12 +118,9 @@ TARGET_BF16 static void pack_a(bool trans, int64_t M, int64_t K, const float *A,
 {
     if (!trans) { /* a row of A is a row of pairs */
         for (int64_t i = 0; i < M; i++)
-            for (int64_t p = 0; p < K2; p += 16) {
-                int64_t n = K2 - p < 16 ? K2 - p : 16;
-                __mmask16 m = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-                _mm512_mask_storeu_epi32(ap + i * K2 + p, m,
+            for (int64_t p = 0; p < K2; p += 16)
+                _mm512_mask_storeu_epi32(ap + i * K2 + p, lanes_mask(K2 - p),
                                          load_pairs(A + i * lda + 2 * p, K - 2 * p));
-            }
     } else { /* op(A)[i][k] = A[k·lda + i]: 16 rows × 16 pairs at a time, transposed */
         __m512i r[16];
         for (int64_t i0 = 0; i0 < M; i0 += 16) {
@@ -132,9 +135,8 @@ TARGET_BF16 static void pack_a(bool trans, int64_t M, int64_t K, const float *A,
                                                      : _mm512_setzero_si512());
                 }
                 transpose16(r);
-                __mmask16 m = np >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << np) - 1);
                 for (int64_t ii = 0; ii < ni; ii++)
-                    _mm512_mask_storeu_epi32(ap + (i0 + ii) * K2 + p0, m, r[ii]);
+                    _mm512_mask_storeu_epi32(ap + (i0 + ii) * K2 + p0, lanes_mask(np), r[ii]);
             }
         }
     }
@@ -174,11 +176,6 @@ TARGET_BF16 static void pack_b(bool trans, int64_t N, int64_t K, const float *B,
     }
 }
 
-static inline __mmask16 cols_mask(int64_t n)
-{
-    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
-}
-
 /* C[rows, cols] (of an MR × NR tile) = alpha·(ap · bp) + beta·C. */
 TARGET_BF16 static void tile(int64_t K2, const uint32_t *restrict ap, const uint32_t *restrict bp,
                              float alpha, float beta, float *C, int64_t ldc, int64_t rows,
@@ -198,7 +195,7 @@ TARGET_BF16 static void tile(int64_t K2, const uint32_t *restrict ap, const uint
             acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
         }
     }
-    const __mmask16 m0 = cols_mask(cols), m1 = cols_mask(cols - 16);
+    const __mmask16 m0 = lanes_mask(cols), m1 = lanes_mask(cols - 16);
     const __m512 va = _mm512_set1_ps(alpha);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
