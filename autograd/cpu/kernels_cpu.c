@@ -244,19 +244,33 @@ static void cpu_weight_matmul(const lc_real *x, int64_t N, const lc_weight *W,
     }
 }
 
-/* dx[N, in] = beta·dx + dy[N, out] · W[out, in]. A native weight goes to OpenBLAS in
- * one call, threaded by OpenBLAS itself: oneDNN 2.6's brgemm reads a B that
- * is not transposed slowly, and splitting the rows over our threads (as
- * cpu_gemm does) packs W once per thread. Timed per shape inside the bench
- * step, two alternating sittings, 2 AVX-512 cores: [1024,576]·[576,1536]
- * 172 and 141 GFLOP/s on oneDNN against 220 and 187 here; the other linears'
- * shapes and the lm_head's [341,49152]·[49152,576] 3-19% faster too. */
+/* dx[N, in] = beta·dx + dy[N, k] (row stride ldy) · Wr[k, in]: the input
+ * gradient through k rows of a frozen weight, W's B not transposed. On
+ * oneDNN's BLAS-like GEMM when the f32 GEMMs run on oneDNN (lc_onednn_gemm:
+ * its matmul primitive's brgemm reads such a B slowly), else on OpenBLAS in
+ * one call, threaded by OpenBLAS itself (splitting the rows over our
+ * threads, as cpu_gemm does, packs W once per thread). Timed per shape
+ * inside the bench step, 2 AVX-512 cores: [1024,576]·[576,1536] 172 and
+ * 141 GFLOP/s on the primitive against 220 and 187 on OpenBLAS; the gemm
+ * API against OpenBLAS, see onednn.h. */
+static void weight_grad_gemm(int64_t N, int64_t in, int64_t k, const lc_real *dy, int64_t ldy,
+                             const lc_real *Wr, lc_real beta, lc_real *dx)
+{
+#if !LC_REAL_IS_F64
+    if (!omp_in_parallel() && lc_cpu_gemm_onednn() &&
+        lc_onednn_gemm(LC_DTYPE_F32, false, false, N, in, k, dy, ldy, Wr, in, beta, dx, in))
+        return;
+#endif
+    blas_gemm(false, false, N, in, k, 1, dy, ldy, Wr, in, beta, dx, in);
+}
+
+/* dx[N, in] = beta·dx + dy[N, out] · W[out, in]. */
 static void cpu_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight *W,
                                    lc_real beta, lc_real *dx, lc_real *scratch)
 {
     int64_t in = W->cols, out = W->rows;
     if (weight_is_native(W)) {
-        blas_gemm(false, false, N, in, out, 1, dy, out, W->data, in, beta, dx, in);
+        weight_grad_gemm(N, in, out, dy, out, W->data, beta, dx);
         return;
     }
     /* tiles of W's rows add into the same dx: beta for the first only */
@@ -264,8 +278,7 @@ static void cpu_weight_matmul_grad(const lc_real *dy, int64_t N, const lc_weight
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
         lc_weight_rows_to_real(W, r0, r1, scratch);
-        cpu_gemm(false, false, N, in, r1 - r0, 1, dy + r0, out, scratch, in, r0 ? 1 : beta, dx,
-                 in);
+        weight_grad_gemm(N, in, r1 - r0, dy + r0, out, scratch, r0 ? 1 : beta, dx);
     }
 }
 

@@ -29,12 +29,21 @@
     X(dnnl_primitive_desc_create)                                                           \
     X(dnnl_primitive_desc_query) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_create)  \
     X(dnnl_primitive_destroy) X(dnnl_memory_create) X(dnnl_memory_destroy)                   \
-    X(dnnl_memory_set_data_handle) X(dnnl_primitive_execute)
+    X(dnnl_memory_set_data_handle) X(dnnl_primitive_execute) X(dnnl_sgemm)
+
+/* The BLAS-like GEMM on bf16 inputs: exported by libdnnl 2.x, declared only
+ * in its own tests (the signature is theirs). Looked up on its own: a
+ * library without it still runs everything else. */
+dnnl_status_t dnnl_gemm_bf16bf16f32(char transa, char transb, dnnl_dim_t M, dnnl_dim_t N,
+                                    dnnl_dim_t K, float alpha, const uint16_t *A, dnnl_dim_t lda,
+                                    const uint16_t *B, dnnl_dim_t ldb, float beta, float *C,
+                                    dnnl_dim_t ldc);
 
 static struct {
 #define DNNL_FIELD(f) __typeof__(f) *f;
     DNNL_FNS(DNNL_FIELD)
 #undef DNNL_FIELD
+    __typeof__(dnnl_gemm_bf16bf16f32) *gemm_bf16; /* NULL: not exported */
     void *handle;
     dnnl_engine_t engine;
     dnnl_stream_t stream;
@@ -58,6 +67,7 @@ static void dnnl_open(void)
     }
     DNNL_FNS(DNNL_SYM)
 #undef DNNL_SYM
+    dn.gemm_bf16 = (__typeof__(dnnl_gemm_bf16bf16f32) *)dlsym(dn.handle, "dnnl_gemm_bf16bf16f32");
     if (dn.dnnl_engine_create(&dn.engine, dnnl_cpu, 0) != dnnl_success ||
         dn.dnnl_stream_create(&dn.stream, dn.engine, dnnl_stream_default_flags) !=
             dnnl_success) {
@@ -261,6 +271,19 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
     return ok;
 }
 
+bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                    const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc)
+{
+    if (!lc_onednn_available() || (dtype == LC_DTYPE_BF16 && !dn.gemm_bf16))
+        return false;
+    char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
+    dnnl_status_t st = dtype == LC_DTYPE_BF16
+                           ? dn.gemm_bf16(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc)
+                           : dn.dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    return st == dnnl_success;
+}
+
 #else /* the gradient-check build: no oneDNN */
 
 static char last_impl[2][64]; /* [bf16?]: the last f32 and bf16 implementations */
@@ -274,6 +297,15 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
 {
     (void)dtype, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A;
     (void)lda, (void)B, (void)ldb, (void)accumulate, (void)C, (void)ldc, (void)optional;
+    return false;
+}
+
+bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                    const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc)
+{
+    (void)dtype, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)A, (void)lda;
+    (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
     return false;
 }
 #endif

@@ -2,11 +2,12 @@
  *
  * oneDNN (Debian's libdnnl, the library PyTorch itself runs its CPU GEMMs
  * on) runs the products of the steps outside attention's parallel blocks:
- * the frozen-weight GEMMs' forward (linears, lm_head) and the LoRA products,
- * in float32, and the frozen-weight ones in bfloat16 (AMX or AVX512-BF16
- * tiles: gemm_bf16.h). OpenBLAS keeps the rest (the input gradient through
- * a float32 frozen weight, dy·W, which oneDNN's brgemm runs slower:
- * kernels_cpu.c; products of < 16 rows, attention's blocks, MoE shapes past
+ * the frozen-weight GEMMs (linears, lm_head) and the LoRA products, in
+ * float32, and the frozen-weight ones in bfloat16 (AMX or AVX512-BF16
+ * tiles: gemm_bf16.h). The matmul primitive runs them, except the input
+ * gradient through a frozen weight (dy·W), which its brgemm runs slowly
+ * and oneDNN's BLAS-like GEMM does not (lc_onednn_gemm). OpenBLAS keeps
+ * the rest (products of < 16 rows, attention's f32 blocks, MoE shapes past
  * the primitive cache's bound) and everything when oneDNN is missing.
  *
  * Why for f32 too: its brgemm kernels run the skinny LoRA products about
@@ -62,6 +63,23 @@ const char *lc_onednn_last_impl(lc_dtype dtype);
 bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                       float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                       bool accumulate, float *C, int64_t ldc, bool optional);
+
+/* C[M,N] (f32) = op(A)·op(B) + beta·C (beta 0 or 1) on oneDNN's BLAS-like
+ * GEMM (dnnl_sgemm; dnnl_gemm_bf16bf16f32 for A and B of dtype BF16), whose
+ * jit kernels, unlike the matmul primitive's brgemm, read a B that is not
+ * transposed at full speed: the input gradient dy·W through a frozen
+ * weight runs here. Inside the SmolLM-135M step on 2 Zen 5 cores
+ * (2026-12-02): bf16, the lm_head's [341,49152]·[49152,576] 0.090-0.094 →
+ * 0.075 s a step (brgemm 660, this 805 GFLOP/s isolated), k/v's 0.024 →
+ * 0.016 s, the others equal; f32, all dy·W together 1.45-1.53 s → 0.64-0.67 s
+ * a step against OpenBLAS with its Haswell kernels, equal against its
+ * SkylakeX ones (0.68-0.73 vs 0.62-0.68), and 1.31-1.36 vs 1.40-1.42 s with
+ * both capped to AVX2. Row-major; any leading dimensions. False when oneDNN
+ * is not available (or, for bf16, does not export that function). Outside
+ * parallel regions, as lc_onednn_matmul. */
+bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                    const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc);
 
 /* Chooses the library of the f32 weight GEMMs now (from LC_CPU_GEMM_ENV);
  * fails on an unknown value or `onednn` without oneDNN. Calling it again
