@@ -258,7 +258,7 @@ Test(cpu_bf16, onednn_gemm_api)
                     }
                     ref[i * ldc + j] = (float)s;
                 }
-            bool ran = lc_onednn_gemm(bf ? LC_DTYPE_BF16 : LC_DTYPE_F32, ta, tb, M, GN, GK,
+            bool ran = lc_onednn_gemm(bf ? LC_DTYPE_BF16 : LC_DTYPE_F32, ta, tb, M, GN, GK, 1,
                                       bf ? (const void *)ah : a, lda, bf ? (const void *)bh : b,
                                       ldb, beta, c, ldc);
             if (!ran && bf && !lc_onednn_bf16_units()) { /* below AVX-512: none for bf16 */

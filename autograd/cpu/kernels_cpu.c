@@ -189,14 +189,19 @@ static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
         return;
     }
 #if !LC_REAL_IS_F64
-    /* oneDNN's matmul (onednn.h, unless LORAC_CPU_GEMM=openblas) where it
-     * has one for the problem; not inside our parallel regions
-     * (attention's blocks), nor for a handful of rows (M 1 is the GEMV
-     * above) */
+    /* oneDNN (onednn.h, unless LORAC_CPU_GEMM=openblas): its matmul where
+     * it has one for the problem, its BLAS-like GEMM for a B that is not
+     * transposed (lc_onednn_gemm; the LoRA products dx += dxa·A, K = r,
+     * inside the bench step on 2 Zen 5 cores: down's 0.0137 -> 0.0070 s a
+     * step, q/k/v's and gate/up's 0.015 -> 0.010 s, the other untransposed
+     * ones equal); not inside our parallel regions (attention's blocks),
+     * nor for a handful of rows (M 1 is the GEMV above) */
     if (M >= ONEDNN_MIN_ROWS && (beta == 0 || beta == 1) && !omp_in_parallel() &&
         lc_cpu_gemm_onednn() &&
-        lc_onednn_matmul(LC_DTYPE_F32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
-                         beta != 0, C, ldc, true))
+        (trans_b ? lc_onednn_matmul(LC_DTYPE_F32, trans_a, trans_b, M, N, K, alpha, A, lda, B,
+                                    ldb, beta != 0, C, ldc, true)
+                 : lc_onednn_gemm(LC_DTYPE_F32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                                  beta, C, ldc)))
         return;
 #endif
     /* OpenBLAS runs mid-sized products (q/k/v/o of a small model) on one
@@ -258,7 +263,7 @@ static void weight_grad_gemm(int64_t N, int64_t in, int64_t k, const lc_real *dy
 {
 #if !LC_REAL_IS_F64
     if (!omp_in_parallel() && lc_cpu_gemm_onednn() &&
-        lc_onednn_gemm(LC_DTYPE_F32, false, false, N, in, k, dy, ldy, Wr, in, beta, dx, in))
+        lc_onednn_gemm(LC_DTYPE_F32, false, false, N, in, k, 1, dy, ldy, Wr, in, beta, dx, in))
         return;
 #endif
     blas_gemm(false, false, N, in, k, 1, dy, ldy, Wr, in, beta, dx, in);

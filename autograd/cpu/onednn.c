@@ -272,15 +272,15 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
 }
 
 bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                    const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
+                    float alpha, const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
                     int64_t ldc)
 {
     if (!lc_onednn_available() || (dtype == LC_DTYPE_BF16 && !dn.gemm_bf16))
         return false;
     char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
     dnnl_status_t st = dtype == LC_DTYPE_BF16
-                           ? dn.gemm_bf16(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc)
-                           : dn.dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+                           ? dn.gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+                           : dn.dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return st == dnnl_success;
 }
 
@@ -301,11 +301,11 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
 }
 
 bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                    const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
+                    float alpha, const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
                     int64_t ldc)
 {
-    (void)dtype, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)A, (void)lda;
-    (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
+    (void)dtype, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A;
+    (void)lda, (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
     return false;
 }
 #endif

@@ -64,11 +64,11 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
                       float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                       bool accumulate, float *C, int64_t ldc, bool optional);
 
-/* C[M,N] (f32) = op(A)·op(B) + beta·C (beta 0 or 1) on oneDNN's BLAS-like
+/* C[M,N] (f32) = alpha·op(A)·op(B) + beta·C (beta 0 or 1) on oneDNN's BLAS-like
  * GEMM (dnnl_sgemm; dnnl_gemm_bf16bf16f32 for A and B of dtype BF16), whose
  * jit kernels, unlike the matmul primitive's brgemm, read a B that is not
  * transposed at full speed: the input gradient dy·W through a frozen
- * weight runs here. Inside the SmolLM-135M step on 2 Zen 5 cores
+ * weight runs here, and the f32 products of such a B (kernels_cpu.c). Inside the SmolLM-135M step on 2 Zen 5 cores
  * (2026-12-02): bf16, the lm_head's [341,49152]·[49152,576] 0.090-0.094 →
  * 0.075 s a step (brgemm 660, this 805 GFLOP/s isolated), k/v's 0.024 →
  * 0.016 s, the others equal; f32, all dy·W together 1.45-1.53 s → 0.64-0.67 s
@@ -78,7 +78,7 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
  * is not available (or, for bf16, does not export that function). Outside
  * parallel regions, as lc_onednn_matmul. */
 bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                    const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
+                    float alpha, const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
                     int64_t ldc);
 
 /* Chooses the library of the f32 weight GEMMs now (from LC_CPU_GEMM_ENV);
