@@ -189,19 +189,26 @@ static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
         return;
     }
 #if !LC_REAL_IS_F64
-    /* oneDNN (onednn.h, unless LORAC_CPU_GEMM=openblas): its matmul where
-     * it has one for the problem, its BLAS-like GEMM for a B that is not
-     * transposed (lc_onednn_gemm; the LoRA products dx += dxa·A, K = r,
-     * inside the bench step on 2 Zen 5 cores: down's 0.0137 -> 0.0070 s a
-     * step, q/k/v's and gate/up's 0.015 -> 0.010 s, the other untransposed
-     * ones equal); not inside our parallel regions (attention's blocks),
-     * nor for a handful of rows (M 1 is the GEMV above) */
-    if (M >= ONEDNN_MIN_ROWS && (beta == 0 || beta == 1) && !omp_in_parallel() &&
-        lc_cpu_gemm_onednn() &&
-        (trans_b ? lc_onednn_matmul(LC_DTYPE_F32, trans_a, trans_b, M, N, K, alpha, A, lda, B,
-                                    ldb, beta != 0, C, ldc, true)
-                 : lc_onednn_gemm(LC_DTYPE_F32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
-                                  beta, C, ldc)))
+    /* oneDNN (onednn.h, unless LORAC_CPU_GEMM=openblas), not for a handful
+     * of rows (M 1 is the GEMV above):
+     * - outside our parallel regions, its matmul where it has one for the
+     *   problem, and its BLAS-like GEMM for a B that is not transposed
+     *   (lc_onednn_gemm; the LoRA products dx += dxa·A, K = r, inside the
+     *   bench step on 2 Zen 5 cores: down's 0.0137 -> 0.0070 s a step,
+     *   q/k/v's and gate/up's 0.015 -> 0.010 s, the other untransposed ones
+     *   equal);
+     * - inside them (attention's blocks, one product per thread), the
+     *   BLAS-like GEMM, which runs one-threaded there: the SmolLM-135M
+     *   shape's attention, forward and backward, 0.205 -> 0.125 s a step
+     *   against OpenBLAS with the environment's Haswell kernels, 0.159 ->
+     *   0.157 and 0.136 -> 0.132 against its SkylakeX ones, and 7.7-8.2 ->
+     *   6.8-6.9 ms a layer with both capped to AVX2 (2 Zen 5 cores). */
+    if (M >= ONEDNN_MIN_ROWS && (beta == 0 || beta == 1) && lc_cpu_gemm_onednn() &&
+        (omp_in_parallel() || !trans_b
+             ? lc_onednn_gemm(LC_DTYPE_F32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                              beta, C, ldc)
+             : lc_onednn_matmul(LC_DTYPE_F32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                                beta != 0, C, ldc, true)))
         return;
 #endif
     /* OpenBLAS runs mid-sized products (q/k/v/o of a small model) on one

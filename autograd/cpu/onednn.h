@@ -5,10 +5,12 @@
  * the frozen-weight GEMMs (linears, lm_head) and the LoRA products, in
  * float32, and the frozen-weight ones in bfloat16 (AMX or AVX512-BF16
  * tiles: gemm_bf16.h). The matmul primitive runs them, except the input
- * gradient through a frozen weight (dy·W), which its brgemm runs slowly
- * and oneDNN's BLAS-like GEMM does not (lc_onednn_gemm). OpenBLAS keeps
- * the rest (products of < 16 rows, attention's f32 blocks, MoE shapes past
- * the primitive cache's bound) and everything when oneDNN is missing.
+ * gradient through a frozen weight (dy·W) and the other products of an
+ * untransposed B, which its brgemm runs slowly and oneDNN's BLAS-like GEMM
+ * does not (lc_onednn_gemm), which also runs attention's f32 blocks, one
+ * per thread. OpenBLAS keeps the rest (products of < 16 rows, MoE shapes
+ * past the primitive cache's bound) and everything when oneDNN is
+ * missing.
  *
  * Why for f32 too: its brgemm kernels run the skinny LoRA products about
  * 2x faster than OpenBLAS 0.3.21 (x·Aᵀ at [1024,576]x[576,16]: 125 vs 66
@@ -75,8 +77,8 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
  * a step against OpenBLAS with its Haswell kernels, equal against its
  * SkylakeX ones (0.68-0.73 vs 0.62-0.68), and 1.31-1.36 vs 1.40-1.42 s with
  * both capped to AVX2. Row-major; any leading dimensions. False when oneDNN
- * is not available (or, for bf16, does not export that function). Outside
- * parallel regions, as lc_onednn_matmul. */
+ * is not available (or, for bf16, does not export that function). Callable
+ * from inside a parallel region, where it runs on the calling thread. */
 bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                     float alpha, const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
                     int64_t ldc);
