@@ -70,7 +70,8 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
  * GEMM (dnnl_sgemm; dnnl_gemm_bf16bf16f32 for A and B of dtype BF16), whose
  * jit kernels, unlike the matmul primitive's brgemm, read a B that is not
  * transposed at full speed: the input gradient dy·W through a frozen
- * weight runs here, and the f32 products of such a B (kernels_cpu.c). Inside the SmolLM-135M step on 2 Zen 5 cores
+ * weight runs here (bf16: where the units are AVX512-BF16, gemm_bf16.c),
+ * and the f32 products of such a B (kernels_cpu.c). Inside the SmolLM-135M step on 2 Zen 5 cores
  * (2026-12-02): bf16, the lm_head's [341,49152]·[49152,576] 0.090-0.094 →
  * 0.075 s a step (brgemm 660, this 805 GFLOP/s isolated), k/v's 0.024 →
  * 0.016 s, the others equal; f32, all dy·W together 1.45-1.53 s → 0.64-0.67 s
