@@ -156,14 +156,24 @@ static void call_f32(const peak_shape *p, const void *A, const void *B, float *C
               C, p->N);
 }
 
+/* The library a step runs the shape on: a B that is not transposed (dy·W)
+ * on oneDNN's BLAS-like GEMM (kernels_cpu.c, and gemm_bf16.c where
+ * lc_cpu_bf16_grad_on_gemm_api), the rest on its matmul primitive. */
 static void call_f32_onednn(const peak_shape *p, const void *A, const void *B, float *C)
 {
+    if (!p->trans_b && lc_onednn_gemm(LC_DTYPE_F32, false, false, p->M, p->N, p->K, 1, A, p->K,
+                                      B, p->N, 0, C, p->N))
+        return;
     lc_onednn_matmul(LC_DTYPE_F32, false, p->trans_b, p->M, p->N, p->K, 1, A, p->K, B,
                      p->trans_b ? p->K : p->N, false, C, p->N, false);
 }
 
 static void call_bf16(const peak_shape *p, const void *A, const void *B, float *C)
 {
+    if (!p->trans_b && lc_cpu_bf16_grad_on_gemm_api() &&
+        lc_onednn_gemm(LC_DTYPE_BF16, false, false, p->M, p->N, p->K, 1, A, p->K, B, p->N, 0, C,
+                       p->N))
+        return;
     lc_cpu_gemm_bf16(false, p->trans_b, p->M, p->N, p->K, A, p->K, B, p->trans_b ? p->K : p->N,
                      0, C, p->N);
 }
@@ -203,7 +213,8 @@ static int peak_bf16(FILE *out, peak_shape *s, int n, const float *A, size_t na,
     for (int i = 0; i < n; i++)
         s[i].gflops = best_gflops(&s[i], call_bf16, a, b, C);
     char engine[128];
-    snprintf(engine, sizeof engine, "oneDNN %s on %s", lc_onednn_last_impl(LC_DTYPE_BF16), units);
+    snprintf(engine, sizeof engine, "oneDNN %s on %s%s", lc_onednn_last_impl(LC_DTYPE_BF16), units,
+             lc_cpu_bf16_grad_on_gemm_api() ? ", dy·W on its BLAS-like GEMM" : "");
     fprintf(out, ",");
     print_rates(out, "bf16", engine, s, n);
     free(a), free(b);
@@ -222,7 +233,8 @@ static void peak_f32_onednn(FILE *out, peak_shape *s, int n, const float *A, con
     for (int i = 0; i < n; i++)
         s[i].gflops = best_gflops(&s[i], call_f32_onednn, A, B, C);
     char engine[128];
-    snprintf(engine, sizeof engine, "%s %s", lc_onednn_status(), lc_onednn_last_impl(LC_DTYPE_F32));
+    snprintf(engine, sizeof engine, "%s %s, dy·W on its BLAS-like GEMM", lc_onednn_status(),
+             lc_onednn_last_impl(LC_DTYPE_F32));
     fprintf(out, ",");
     print_rates(out, "f32_onednn", engine, s, n);
 }

@@ -227,22 +227,22 @@ static int64_t gemm_rows(const lc_weight *W)
                                                               : lc_cpu_weight_tile_rows(W);
 }
 
-/* Whether dy·W runs on oneDNN's BLAS-like GEMM rather than the matmul
- * primitive: where oneDNN's bf16 units are AVX512-BF16, where it was
- * measured faster (lc_onednn_gemm). With AMX the primitive's brgemm runs
- * AMX tiles; oneDNN 2.6's BLAS-like bf16 GEMM is not known to, and no AMX
- * machine has measured the two, so AMX keeps the primitive. */
-#if LC_HAVE_DNNL
-static bool grad_on_gemm_api(void)
+/* AVX512-BF16 only: with AMX the primitive's brgemm runs AMX tiles, which
+ * oneDNN 2.6's BLAS-like bf16 GEMM is not known to use, and no AMX machine
+ * has measured the two, so AMX keeps the primitive. */
+bool lc_cpu_bf16_grad_on_gemm_api(void)
 {
+#if LC_HAVE_DNNL
     static int on = -1;
     if (on < 0) {
         const char *units = lc_onednn_bf16_units();
         on = units && strcmp(units, "AVX512-BF16") == 0;
     }
     return on;
-}
+#else
+    return false;
 #endif
+}
 
 /* The two weight products on bf16-rounded inputs, a tile of W's rows at a
  * time: forward c[N,out] = beta·c + a[N,in]·Wᵀ; backward (grad)
@@ -284,7 +284,7 @@ static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weig
         }
 #if LC_HAVE_DNNL
         /* dy·W (W not transposed) on oneDNN's BLAS-like GEMM: see lc_onednn_gemm */
-        if (grad && grad_on_gemm_api() && lc_onednn_gemm(LC_DTYPE_BF16, false, false, N, n, k, 1,
+        if (grad && lc_cpu_bf16_grad_on_gemm_api() && lc_onednn_gemm(LC_DTYPE_BF16, false, false, N, n, k, 1,
                                    (const uint16_t *)ar + a_off, lda, wt, in, b, c + c_off, ldc))
             continue;
         lc_cpu_gemm_bf16(false, !grad, N, n, k, (const uint16_t *)ar + a_off, lda, wt, in, b,
