@@ -201,7 +201,7 @@ static void cpu_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
      *   BLAS-like GEMM, which runs one-threaded there: the SmolLM-135M
      *   shape's attention, forward and backward, 0.205 -> 0.125 s a step
      *   against OpenBLAS with the environment's Haswell kernels, 0.159 ->
-     *   0.157 and 0.136 -> 0.132 against its SkylakeX ones, and 7.7-8.2 ->
+     *   0.157 and 0.136 -> 0.132 against its SkylakeX ones, and 7.4-8.2 ->
      *   6.8-6.9 ms a layer with both capped to AVX2 (2 Zen 5 cores). */
     if (M >= ONEDNN_MIN_ROWS && (beta == 0 || beta == 1) && lc_cpu_gemm_onednn() &&
         (omp_in_parallel() || !trans_b
