@@ -252,7 +252,8 @@ Test(cpu_bf16, onednn_gemm_api)
                 for (int j = 0; j < GN; j++) {
                     double s = beta ? c0[i * ldc + j] : 0;
                     for (int k = 0; k < GK; k++) {
-                        int64_t ai = ta ? k * lda + i : i * lda + k, bi = tb ? j * ldb + k : k * ldb + j;
+                        int64_t ai = ta ? k * lda + i : i * lda + k;
+                        int64_t bi = tb ? j * ldb + k : k * ldb + j;
                         s += bf ? (double)lc_bf16_to_f32(ah[ai]) * lc_bf16_to_f32(bh[bi])
                                 : (double)a[ai] * b[bi];
                     }

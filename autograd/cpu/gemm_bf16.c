@@ -284,8 +284,9 @@ static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weig
         }
 #if LC_HAVE_DNNL
         /* dy·W (W not transposed) on oneDNN's BLAS-like GEMM: see lc_onednn_gemm */
-        if (grad && lc_cpu_bf16_grad_on_gemm_api() && lc_onednn_gemm(LC_DTYPE_BF16, false, false, N, n, k, 1,
-                                   (const uint16_t *)ar + a_off, lda, wt, in, b, c + c_off, ldc))
+        if (grad && lc_cpu_bf16_grad_on_gemm_api() &&
+            lc_onednn_gemm(LC_DTYPE_BF16, false, false, N, n, k, 1, (const uint16_t *)ar + a_off,
+                           lda, wt, in, b, c + c_off, ldc))
             continue;
         lc_cpu_gemm_bf16(false, !grad, N, n, k, (const uint16_t *)ar + a_off, lda, wt, in, b,
                          c + c_off, ldc);

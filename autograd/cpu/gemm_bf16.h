@@ -68,11 +68,6 @@ void lc_cpu_round_bf16(const float *src, int64_t n, uint16_t *dst);
  * transpose when trans_*), row-major, f32 accumulation, on oneDNN; a
  * problem oneDNN refuses is widened and run on the f32 GEMM (warned once).
  * The emulate engine never comes here: it rounds in lc_real. */
-/* Whether the weight products' input gradient dy·W (W not transposed) runs
- * on oneDNN's BLAS-like GEMM (onednn.h lc_onednn_gemm) instead of its
- * matmul primitive: where oneDNN's bf16 units are AVX512-BF16. */
-bool lc_cpu_bf16_grad_on_gemm_api(void);
-
 void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                       const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
                       float *C, int64_t ldc);
@@ -89,6 +84,11 @@ void lc_cpu_attn_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int
 /* Where lc_cpu_attn_gemm_bf16 runs now: "lorac's AVX512-BF16 kernel" or
  * "emulated on the f32 GEMM". */
 const char *lc_cpu_attn_gemm_bf16_kernel(void);
+
+/* Whether the weight products' input gradient dy·W (W not transposed) runs
+ * on oneDNN's BLAS-like GEMM (onednn.h lc_onednn_gemm) instead of its
+ * matmul primitive: where oneDNN's bf16 units are AVX512-BF16. */
+bool lc_cpu_bf16_grad_on_gemm_api(void);
 
 /* The kernels.h weight entries of the bf16 CPU backend (same contracts as
  * lc_k_weight_scratch / lc_k_weight_matmul / lc_k_weight_matmul_grad,

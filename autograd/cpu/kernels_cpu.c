@@ -269,7 +269,7 @@ static void weight_grad_gemm(int64_t N, int64_t in, int64_t k, const lc_real *dy
                              const lc_real *Wr, lc_real beta, lc_real *dx)
 {
 #if !LC_REAL_IS_F64
-    if (!omp_in_parallel() && lc_cpu_gemm_onednn() &&
+    if (lc_cpu_gemm_onednn() &&
         lc_onednn_gemm(LC_DTYPE_F32, false, false, N, in, k, 1, dy, ldy, Wr, in, beta, dx, in))
         return;
 #endif

@@ -272,8 +272,8 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
 }
 
 bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                    float alpha, const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
-                    int64_t ldc)
+                    float alpha, const void *A, int64_t lda, const void *B, int64_t ldb, float beta,
+                    float *C, int64_t ldc)
 {
     if (!lc_onednn_available() || (dtype == LC_DTYPE_BF16 && !dn.gemm_bf16))
         return false;
@@ -301,8 +301,8 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
 }
 
 bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                    float alpha, const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
-                    int64_t ldc)
+                    float alpha, const void *A, int64_t lda, const void *B, int64_t ldb, float beta,
+                    float *C, int64_t ldc)
 {
     (void)dtype, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A;
     (void)lda, (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;

@@ -66,23 +66,24 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
                       float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                       bool accumulate, float *C, int64_t ldc, bool optional);
 
-/* C[M,N] (f32) = alpha·op(A)·op(B) + beta·C (beta 0 or 1) on oneDNN's BLAS-like
- * GEMM (dnnl_sgemm; dnnl_gemm_bf16bf16f32 for A and B of dtype BF16), whose
- * jit kernels, unlike the matmul primitive's brgemm, read a B that is not
- * transposed at full speed: the input gradient dy·W through a frozen
- * weight runs here (bf16: where the units are AVX512-BF16, gemm_bf16.c),
- * and the f32 products of such a B (kernels_cpu.c). Inside the SmolLM-135M step on 2 Zen 5 cores
- * (2026-12-02): bf16, the lm_head's [341,49152]·[49152,576] 0.090-0.094 →
- * 0.075 s a step (brgemm 660, this 805 GFLOP/s isolated), k/v's 0.024 →
- * 0.016 s, the others equal; f32, all dy·W together 1.45-1.53 s → 0.64-0.67 s
- * a step against OpenBLAS with its Haswell kernels, equal against its
- * SkylakeX ones (0.68-0.73 vs 0.62-0.68), and 1.31-1.36 vs 1.40-1.42 s with
- * both capped to AVX2. Row-major; any leading dimensions. False when oneDNN
- * is not available (or, for bf16, does not export that function). Callable
- * from inside a parallel region, where it runs on the calling thread. */
+/* C[M,N] (f32) = alpha·op(A)·op(B) + beta·C (beta 0 or 1) on oneDNN's
+ * BLAS-like GEMM (dnnl_sgemm; dnnl_gemm_bf16bf16f32 for A and B of dtype
+ * BF16), whose jit kernels, unlike the matmul primitive's brgemm, read a B
+ * that is not transposed at full speed: the input gradient dy·W through a
+ * frozen weight runs here (bf16: where the units are AVX512-BF16,
+ * gemm_bf16.c), and the f32 products of such a B (kernels_cpu.c). Inside
+ * the SmolLM-135M step on 2 Zen 5 cores (2026-12-02): bf16, the lm_head's
+ * [341,49152]·[49152,576] 0.090-0.094 → 0.075 s a step (brgemm 660, this
+ * 805 GFLOP/s isolated), k/v's 0.024 → 0.016 s, the others equal; f32, all
+ * dy·W together 1.45-1.53 s → 0.64-0.67 s a step against OpenBLAS with its
+ * Haswell kernels, equal against its SkylakeX ones (0.68-0.73 vs
+ * 0.62-0.68), and 1.31-1.36 vs 1.40-1.42 s with both capped to AVX2.
+ * Row-major; any leading dimensions. False when oneDNN is not available
+ * (or, for bf16, does not export that function). Callable from inside a
+ * parallel region, where it runs on the calling thread. */
 bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                    float alpha, const void *A, int64_t lda, const void *B, int64_t ldb, float beta, float *C,
-                    int64_t ldc);
+                    float alpha, const void *A, int64_t lda, const void *B, int64_t ldb, float beta,
+                    float *C, int64_t ldc);
 
 /* Chooses the library of the f32 weight GEMMs now (from LC_CPU_GEMM_ENV);
  * fails on an unknown value or `onednn` without oneDNN. Calling it again
