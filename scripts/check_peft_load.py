@@ -92,8 +92,10 @@ def run(cmd):
 
 
 def lorac_eval(lorac, fx, adapter, rows_file):
+    # float32 asked for: `auto` means bfloat16 on a CPU with bf16 units, and the
+    # comparison is against HF in float64 at 5e-7
     out = run([lorac, "eval", "--model", os.path.join(fx, "model"), "--adapter", adapter,
-               "--data", rows_file, "--seq-len", "16"])
+               "--data", rows_file, "--seq-len", "16", "--compute-dtype", "float32"])
     m = re.search(r"^loss:\s*(\S+)", out, re.M)
     if not m:
         raise RuntimeError("lorac eval printed no loss: line:\n" + out)
