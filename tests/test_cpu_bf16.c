@@ -463,16 +463,35 @@ static double check_attn_products(const char *engine)
     return least_raw;
 }
 
+/* The onednn engine's attention products run on lorac's own kernel: on AMX
+ * where the CPU has it, else on VDPBF16PS. `amx_off` selects the engine
+ * with LC_CPU_AMX_ENV=off (VDPBF16PS on an AMX CPU); false when the engine
+ * or, with amx_off, AMX is not here (said in the log). */
+static bool use_onednn_units(bool amx_off)
+{
+    if (amx_off && !lc_cpu_small_gemm_bf16_amx_present()) {
+        cr_log_info("no AMX here: attention's products checked on one kernel only");
+        return false;
+    }
+    setenv(LC_CPU_AMX_ENV, amx_off ? "off" : "auto", 1);
+    bool ok = use_engine("onednn");
+    unsetenv(LC_CPU_AMX_ENV);
+    if (ok && amx_off)
+        cr_assert_str_eq(lc_cpu_attn_gemm_bf16_kernel(), "lorac's AVX512-BF16 kernel");
+    return ok;
+}
+
 Test(cpu_bf16, attention_products_every_transpose)
 {
-    const char *engines[] = {"emulate", "onednn"};
-    for (int i = 0; i < 2; i++) {
-        if (!use_engine(engines[i]))
+    const char *engines[] = {"emulate", "onednn", "onednn"};
+    for (int i = 0; i < 3; i++) {
+        if (i == 0 ? !use_engine(engines[i]) : !use_onednn_units(i == 2))
             continue;
         double raw = check_attn_products(engines[i]);
         cr_expect_gt(raw, MIN_ROUNDING_EFFECT, "%s: the inputs were not rounded (%g)",
                      engines[i], raw);
     }
+    use_engine("onednn"); /* leave the process on its default units */
 }
 
 /* Causal GQA attention (B 2, T 70: blocks of 32 and a partial one; H 6, KV 2,
@@ -532,15 +551,20 @@ Test(cpu_bf16, attention_in_bf16)
     /* measured 2026-12-01: 4.1e-3, about a bf16 rounding (2^-9 = 2e-3) */
     cr_expect_lt(e_emu, 2e-2, "bf16 attention far from f32: %g", e_emu);
     cr_expect_gt(e_emu, MIN_ROUNDING_EFFECT, "bf16 attention did not round (%g)", e_emu);
-    if (use_engine("onednn")) {
+    for (int amx_off = 0; amx_off < 2; amx_off++) {
+        if (!use_onednn_units(amx_off))
+            continue;
         attn_out hw = run_attention(lc_cpu_kernels_active_bf16(), &s, q, kk, v, dout);
         double e_hw = attn_err(&hw, &emu, &s);
         cr_log_info("attention, onednn engine (%s) vs emulate: worst rel err %.3g",
                     lc_cpu_attn_gemm_bf16_kernel(), e_hw);
-        /* measured 2026-12-01 (Zen 5, AVX512-BF16): 1.1e-7 */
-        cr_expect_lt(e_hw, 1e-6, "onednn vs emulate: %g", e_hw);
+        /* measured: 1.1e-7 (2026-12-01, Zen 5, AVX512-BF16); 1.15e-7 on AMX and
+         * 8.3e-8 on VDPBF16PS (2026-12-02, Xeon with AMX) */
+        cr_expect_lt(e_hw, 1e-6, "onednn (%s) vs emulate: %g", lc_cpu_attn_gemm_bf16_kernel(),
+                     e_hw);
         free_attn(&hw);
     }
+    use_engine("onednn");
     free_attn(&f32), free_attn(&emu);
     free(q), free(kk), free(v), free(dout);
 }

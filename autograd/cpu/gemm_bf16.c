@@ -115,6 +115,8 @@ int lc_cpu_bf16_engine_select(lc_cpu_bf16_engine *engine, char *why, size_t n, l
     }
     chosen = e;
     snprintf(chosen_why, sizeof chosen_why, "%s", why);
+    if (avx512_bf16_kernels())
+        lc_cpu_small_gemm_bf16_select();
     *engine = e;
     return 0;
 }
@@ -160,7 +162,10 @@ static bool attn_on_units(void)
 
 const char *lc_cpu_attn_gemm_bf16_kernel(void)
 {
-    return attn_on_units() ? "lorac's AVX512-BF16 kernel" : "emulated on the f32 GEMM";
+    if (!attn_on_units())
+        return "emulated on the f32 GEMM";
+    return strcmp(lc_cpu_small_gemm_bf16_units(), "AMX") == 0 ? "lorac's AMX kernel"
+                                                               : "lorac's AVX512-BF16 kernel";
 }
 
 void lc_cpu_attn_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,

@@ -74,15 +74,15 @@ void lc_cpu_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 
 /* C[M,N] = alpha·op(A)·op(B) + beta·C (beta 0 or 1) on bf16-rounded A and B,
  * f32 accumulation, on one thread (attention's blocks call it inside their
- * parallel regions): small_gemm_bf16.h's AVX512-BF16 kernel where the
- * engine is onednn and the CPU has AVX512-BF16 (and no lower kernel level
- * is forced), else the emulate engine's rounding with the products on the
+ * parallel regions): small_gemm_bf16.h's kernel (on AMX where the CPU has
+ * it, else AVX512-BF16) where the engine is onednn and the CPU has
+ * AVX512-BF16 (and no lower kernel level is forced), else the emulate engine's rounding with the products on the
  * f32 GEMM — the same values up to summation order. */
 void lc_cpu_attn_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                            lc_real alpha, const lc_real *A, int64_t lda, const lc_real *B,
                            int64_t ldb, lc_real beta, lc_real *C, int64_t ldc);
-/* Where lc_cpu_attn_gemm_bf16 runs now: "lorac's AVX512-BF16 kernel" or
- * "emulated on the f32 GEMM". */
+/* Where lc_cpu_attn_gemm_bf16 runs now: "lorac's AMX kernel", "lorac's
+ * AVX512-BF16 kernel" or "emulated on the f32 GEMM". */
 const char *lc_cpu_attn_gemm_bf16_kernel(void);
 
 /* Whether the weight products' input gradient dy·W (W not transposed) runs
