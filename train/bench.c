@@ -269,13 +269,13 @@ static int bench_run(const bench_opts *o, bench_state *b, double setup_s, FILE *
      * library of the f32 products (oneDNN runs dy·W on its BLAS-like GEMM) */
     lc_cpu_bf16_engine eng =
         b->be->gemm == LC_DTYPE_BF16 ? lc_cpu_bf16_engine_current() : LC_CPU_BF16_OFF;
+    const char *api = eng == LC_CPU_BF16_ONEDNN ? lc_cpu_bf16_grad_gemm_api_use() : NULL;
     if (!b->be->device)
-        fprintf(out, ",\"bf16_gemm\":\"%s%s%s%s\",\"bf16_attention\":\"%s\",\"f32_gemm\":\"%s\"",
+        fprintf(out,
+                ",\"bf16_gemm\":\"%s%s%s%s%s%s\",\"bf16_attention\":\"%s\",\"f32_gemm\":\"%s\"",
                 lc_cpu_bf16_engine_name(eng), eng == LC_CPU_BF16_ONEDNN ? " " : "",
                 eng == LC_CPU_BF16_ONEDNN ? lc_onednn_last_impl(LC_DTYPE_BF16) : "",
-                eng == LC_CPU_BF16_ONEDNN && lc_cpu_bf16_grad_on_gemm_api()
-                    ? " (dy·W: its BLAS-like GEMM)"
-                    : "",
+                api ? " (" : "", api ? api : "", api ? ": its BLAS-like GEMM)" : "",
                 eng == LC_CPU_BF16_OFF ? "off" : lc_cpu_attn_gemm_bf16_kernel(),
                 lc_cpu_gemm_onednn() ? "onednn" : "openblas");
     /* the step's GEMM FLOPs, counted from the shape (DoRA's and MoE's are not) */

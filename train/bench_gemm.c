@@ -170,7 +170,7 @@ static void call_f32_onednn(const peak_shape *p, const void *A, const void *B, f
 
 static void call_bf16(const peak_shape *p, const void *A, const void *B, float *C)
 {
-    if (!p->trans_b && lc_cpu_bf16_grad_on_gemm_api() &&
+    if (!p->trans_b && lc_cpu_bf16_grad_on_gemm_api(p->K) &&
         lc_onednn_gemm(LC_DTYPE_BF16, false, false, p->M, p->N, p->K, 1, A, p->K, B, p->N, 0, C,
                        p->N))
         return;
@@ -213,8 +213,9 @@ static int peak_bf16(FILE *out, peak_shape *s, int n, const float *A, size_t na,
     for (int i = 0; i < n; i++)
         s[i].gflops = best_gflops(&s[i], call_bf16, a, b, C);
     char engine[128];
-    snprintf(engine, sizeof engine, "oneDNN %s on %s%s", lc_onednn_last_impl(LC_DTYPE_BF16), units,
-             lc_cpu_bf16_grad_on_gemm_api() ? ", dy·W on its BLAS-like GEMM" : "");
+    const char *api = lc_cpu_bf16_grad_gemm_api_use();
+    snprintf(engine, sizeof engine, "oneDNN %s on %s%s%s%s", lc_onednn_last_impl(LC_DTYPE_BF16),
+             units, api ? ", " : "", api ? api : "", api ? " on its BLAS-like GEMM" : "");
     fprintf(out, ",");
     print_rates(out, "bf16", engine, s, n);
     free(a), free(b);

@@ -232,21 +232,49 @@ static int64_t gemm_rows(const lc_weight *W)
                                                               : lc_cpu_weight_tile_rows(W);
 }
 
-/* AVX512-BF16 only: with AMX the primitive's brgemm runs AMX tiles, which
- * oneDNN 2.6's BLAS-like bf16 GEMM is not known to use, and no AMX machine
- * has measured the two, so AMX keeps the primitive. */
-bool lc_cpu_bf16_grad_on_gemm_api(void)
+/* With AMX the primitive's brgemm runs AMX tiles and is the faster of the
+ * two at the linears' shapes, the BLAS-like GEMM only where W has many rows
+ * (2 Xeon cores with AMX, 2026-12-02, best of 12, dy [M,K]·W [K,N]: the
+ * lm_head's 341×49152×576 30.8 → 17.3 ms, 512×16384×576 7.2 → 6.3,
+ * 256×14336×4096 30.6 → 26.4; 1024×8192×576 6.5 vs 6.8, 128×32000×4096
+ * equal; 1024×576×576 0.60 vs 0.85, 1024×576×1536 1.23 vs 1.59). On
+ * AVX512-BF16 it is the faster or equal at every shape. */
+#define AMX_GRAD_API_MIN_K 16384
+
+static const char *grad_api_units(void)
 {
 #if LC_HAVE_DNNL
-    static int on = -1;
-    if (on < 0) {
-        const char *units = lc_onednn_bf16_units();
-        on = units && strcmp(units, "AVX512-BF16") == 0;
-    }
-    return on;
+    static const char *units;
+    static bool asked;
+    if (!asked)
+        units = lc_onednn_bf16_units(), asked = true;
+    return units;
 #else
-    return false;
+    return NULL;
 #endif
+}
+
+bool lc_cpu_bf16_grad_on_gemm_api(int64_t k)
+{
+    const char *units = grad_api_units();
+    if (!units)
+        return false;
+    if (strcmp(units, "AVX512-BF16") == 0)
+        return true;
+    return strcmp(units, "AMX") == 0 && k >= AMX_GRAD_API_MIN_K;
+}
+
+const char *lc_cpu_bf16_grad_gemm_api_use(void)
+{
+    const char *units = grad_api_units();
+    if (units && strcmp(units, "AVX512-BF16") == 0)
+        return "dy·W";
+    static char amx[64];
+    if (units && strcmp(units, "AMX") == 0) {
+        snprintf(amx, sizeof amx, "dy·W through weights of >= %d rows", AMX_GRAD_API_MIN_K);
+        return amx;
+    }
+    return NULL;
 }
 
 /* The two weight products on bf16-rounded inputs, a tile of W's rows at a
@@ -289,7 +317,7 @@ static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weig
         }
 #if LC_HAVE_DNNL
         /* dy·W (W not transposed) on oneDNN's BLAS-like GEMM: see lc_onednn_gemm */
-        if (grad && lc_cpu_bf16_grad_on_gemm_api() &&
+        if (grad && lc_cpu_bf16_grad_on_gemm_api(k) &&
             lc_onednn_gemm(LC_DTYPE_BF16, false, false, N, n, k, 1, (const uint16_t *)ar + a_off,
                            lda, wt, in, b, c + c_off, ldc))
             continue;

@@ -85,10 +85,14 @@ void lc_cpu_attn_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int
  * AVX512-BF16 kernel" or "emulated on the f32 GEMM". */
 const char *lc_cpu_attn_gemm_bf16_kernel(void);
 
-/* Whether the weight products' input gradient dy·W (W not transposed) runs
- * on oneDNN's BLAS-like GEMM (onednn.h lc_onednn_gemm) instead of its
- * matmul primitive: where oneDNN's bf16 units are AVX512-BF16. */
-bool lc_cpu_bf16_grad_on_gemm_api(void);
+/* Whether the weight products' input gradient dy·W (W not transposed,
+ * k of its rows at once) runs on oneDNN's BLAS-like GEMM (onednn.h
+ * lc_onednn_gemm) instead of its matmul primitive: where oneDNN's bf16
+ * units are AVX512-BF16, and on AMX for k of at least 16384 (the lm_head). */
+bool lc_cpu_bf16_grad_on_gemm_api(int64_t k);
+/* Which dy·W products run there, for reports ("dy·W", "dy·W through
+ * weights of >= 16384 rows"), or NULL for none. */
+const char *lc_cpu_bf16_grad_gemm_api_use(void);
 
 /* The kernels.h weight entries of the bf16 CPU backend (same contracts as
  * lc_k_weight_scratch / lc_k_weight_matmul / lc_k_weight_matmul_grad,
