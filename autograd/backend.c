@@ -185,6 +185,7 @@ static void init_cpu_bf16(void)
     k->lm_head_ce = cpu_bf16_lm_head_ce;
     k->attention_fwd = cpu_bf16_attention_fwd;
     k->attention_bwd = cpu_bf16_attention_bwd;
+    cpu_bf16_backend.lora_first = lc_cpu_bf16_lora_first;
 }
 
 lc_backend *lc_backend_cpu_bf16(void)

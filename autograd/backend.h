@@ -90,6 +90,11 @@ struct lc_backend {
                             * on the CPU's bfloat16 backend (BF16 with f32 activations) */
     lc_kernels k;
     const lc_kernels *f32; /* the same kernels with f32 activations (== &k when act is F32) */
+    /* Whether a linear without residual or DoRA should write its LoRA term
+     * s·xa·Bᵀ first and let the frozen product accumulate onto it (one pass
+     * over y fewer where that product's own accumulation is cheap, see
+     * lc_cpu_bf16_lora_first); NULL: no, the frozen product first. */
+    bool (*lora_first)(void);
     /* bytes of element memory, NULL (with err set) when there is none left */
     void *(*alloc)(lc_backend *be, size_t bytes, lc_error *err);
     void (*free)(lc_backend *be, void *p);

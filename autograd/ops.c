@@ -393,6 +393,9 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         lc_real *y = out[i]->data;
         lc_tape_mark m2 = lc_tape_mark_now(t);
         lc_real *u = NULL; /* DoRA: the base product x·Wᵀ [N, O], then xd·Wᵀ */
+        /* the LoRA term into y first, the frozen product (and bias) onto it */
+        bool lora_first = L->lora && !cnorm[i] && !residual && t->be->lora_first &&
+                          t->be->lora_first();
         if (cnorm[i]) {
             u = scratch(t, (size_t)(N * O));
             lc_tape_k(t)->weight_matmul(xin, N, L->W, 0, u, wscr);
@@ -402,12 +405,12 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
             } else {
                 lc_tape_copy(t, y, u, out[i]->numel);
             }
-        } else {
+        } else if (!lora_first) {
             if (residual)
                 lc_tape_copy(t, y, residual->data, out[i]->numel);
             lc_tape_k(t)->weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
         }
-        if (L->bias)
+        if (L->bias && !lora_first)
             lc_tape_k(t)->add_bias(N, O, L->bias, y);
         seeds[i] = t->dropout_seed * 0x9e3779b97f4a7c15ull + (++t->op_counter);
         if (!L->lora)
@@ -426,7 +429,13 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
                                R);
         const lc_real *Bact = lc_tape_act(t, lo->B);
         if (!cnorm[i]) {
-            lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], ld, Bact, R, 1, y, O);
+            lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], ld, Bact, R,
+                               lora_first ? 0 : 1, y, O);
+            if (lora_first) {
+                lc_tape_k(t)->weight_matmul(xin, N, L->W, 1, y, wscr);
+                if (L->bias)
+                    lc_tape_k(t)->add_bias(N, O, L->bias, y);
+            }
             continue;
         }
         LC_ASSERT(lo->m->numel == O);

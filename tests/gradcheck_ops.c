@@ -113,6 +113,24 @@ static void gc_init(gc *g, const char *name, gc_forward_fn forward, void *user, 
     cr_assert_eq(lc_tape_init(&g->tape, &g->arena, (size_t)64 << 20, &err), 0, "%s", err.msg);
 }
 
+static bool always(void) { return true; }
+
+/* Moves g onto a copy of the CPU backend whose linears write the LoRA term
+ * first and accumulate the frozen product onto it (on: backend.h
+ * lora_first, as the bf16 backend does on AMX), or back onto the CPU
+ * backend: the forward's other order, against the same backward. */
+static void gc_lora_first(gc *g, bool on)
+{
+    static lc_backend be;
+    be = *lc_backend_cpu();
+    be.lora_first = always;
+    lc_tape_free(&g->tape);
+    lc_error err;
+    cr_assert_eq(lc_tape_init_on(&g->tape, on ? &be : lc_backend_cpu(), &g->arena, &g->arena,
+                                 (size_t)64 << 20, &err),
+                 0, "%s", err.msg);
+}
+
 static void gc_free(gc *g)
 {
     lc_tape_free(&g->tape);
@@ -477,6 +495,7 @@ typedef struct gated_variant {
     int linears;      /* 1: down_proj with the residual; 2: two LoRA linears (stacked A) */
     double dropout;   /* on every adapter */
     bool frozen_up;   /* up needs no gradient (the kernel's du NULL path) */
+    bool lora_first;  /* see gc_lora_first */
 } gated_variant;
 
 /* down_proj-like: act(gate)·up through W [C, FF], plus the residual. */
@@ -487,6 +506,8 @@ static void check_gated_linear(const char *name, lc_input_kind kind, uint64_t se
     lin_case c;
     memset(&c, 0, sizeof c);
     gc_init(&g, name, fwd_linears, &c, seed);
+    if (v.lora_first)
+        gc_lora_first(&g, true);
     const int64_t N = 4, FF = 10, C = 6;
     c.in.kind = kind;
     c.in.x = gc_leaf_add(&g, "gate", N, FF, false, 2.0);
@@ -505,42 +526,61 @@ static void check_gated_linear(const char *name, lc_input_kind kind, uint64_t se
     gc_check(&g);
     if (v.dropout > 0)
         expect_dropout_active(&g);
+    if (v.lora_first) { /* the same outputs (bias included) as the usual order */
+        double first = gc_eval(&g);
+        gc_lora_first(&g, false);
+        double usual = gc_eval(&g);
+        cr_expect_leq(fabs(first - usual), 1e-13 * fabs(usual), "%s: %.17g vs %.17g", name,
+                      first, usual);
+    }
     gc_free(&g);
 }
 
 Test(gradcheck_linears, swiglu_lora_residual)
 {
-    check_gated_linear("linears SWIGLU", LC_INPUT_SWIGLU, 14, (gated_variant){1, 0, false});
+    check_gated_linear("linears SWIGLU", LC_INPUT_SWIGLU, 14, (gated_variant){1, 0, false, false});
 }
 
 Test(gradcheck_linears, swiglu_lora_dropout)
 {
     check_gated_linear("linears SWIGLU dropout .3", LC_INPUT_SWIGLU, 18,
-                       (gated_variant){1, 0.3, false});
+                       (gated_variant){1, 0.3, false, false});
 }
 
 Test(gradcheck_linears, swiglu_two_linears_stacked)
 {
-    check_gated_linear("linears SWIGLU x2", LC_INPUT_SWIGLU, 19, (gated_variant){2, 0, false});
+    check_gated_linear("linears SWIGLU x2", LC_INPUT_SWIGLU, 19, (gated_variant){2, 0, false, false});
+}
+
+Test(gradcheck_linears, swiglu_two_linears_stacked_lora_first)
+{
+    check_gated_linear("linears SWIGLU x2 LoRA first", LC_INPUT_SWIGLU, 22,
+                       (gated_variant){2, 0, false, true});
+}
+
+Test(gradcheck_linears, swiglu_two_linears_dropout_lora_first)
+{
+    check_gated_linear("linears SWIGLU x2 dropout .2 LoRA first", LC_INPUT_SWIGLU, 23,
+                       (gated_variant){2, 0.2, false, true});
 }
 
 Test(gradcheck_linears, swiglu_frozen_up)
 {
     check_gated_linear("linears SWIGLU up frozen", LC_INPUT_SWIGLU, 20,
-                       (gated_variant){1, 0, true});
+                       (gated_variant){1, 0, true, false});
 }
 
 /* Gemma's down_proj */
 Test(gradcheck_linears, geglu_tanh_lora_residual)
 {
     check_gated_linear("linears GEGLU_TANH", LC_INPUT_GEGLU_TANH, 15,
-                       (gated_variant){1, 0, false});
+                       (gated_variant){1, 0, false, false});
 }
 
 Test(gradcheck_linears, geglu_tanh_two_linears_dropout)
 {
     check_gated_linear("linears GEGLU_TANH x2 dropout .2", LC_INPUT_GEGLU_TANH, 21,
-                       (gated_variant){2, 0.2, false});
+                       (gated_variant){2, 0.2, false, false});
 }
 
 Test(gradcheck_linears, plain_lora_dropout)

@@ -90,6 +90,11 @@ const char *lc_cpu_attn_gemm_bf16_kernel(void);
  * lc_onednn_gemm) instead of its matmul primitive: where oneDNN's bf16
  * units are AVX512-BF16, and on AMX for k of at least 16384 (the lm_head). */
 bool lc_cpu_bf16_grad_on_gemm_api(int64_t k);
+/* Whether the bf16 backend's linears write the LoRA term first and the
+ * frozen product accumulates onto it (backend.h lora_first): on AMX, where
+ * the matmul primitive's accumulation into its output is hidden behind its
+ * fast tiles. */
+bool lc_cpu_bf16_lora_first(void);
 /* Which dy·W products run there, for reports ("dy·W", "dy·W through
  * weights of >= 16384 rows"), or NULL for none. */
 const char *lc_cpu_bf16_grad_gemm_api_use(void);
