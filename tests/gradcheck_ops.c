@@ -1387,16 +1387,18 @@ Test(gradcheck_ce, lm_head_ce_softcap_ignored_targets)
     check_ce("lm_head_ce softcap=1", 1.0, 72);
 }
 
-/* The fused head's chunks: lc_k_ce_chunk_rows holds at least 256 rows of a
- * large vocabulary (the GEMMs slow down below that), and lc_ce_balanced_rows
- * splits the supervised rows evenly. Over several chunks (V 65536: 256 rows
- * at most; 601 of 700 rows supervised: 3 chunks of 201, padded to 256) the
- * loss and dx equal a naive softmax cross-entropy. */
+/* The fused head's chunks: lc_k_ce_chunk_rows holds at least 512 rows of a
+ * large vocabulary while they fit in 256 Mi logits (the GEMMs slow down with
+ * fewer), and lc_ce_balanced_rows splits the supervised rows evenly. Over
+ * several chunks (V 65536: 512 rows at most; 600 of 700 rows supervised: 2
+ * chunks of 300, padded to 320) the loss and dx equal a naive softmax
+ * cross-entropy. */
 Test(gradcheck_ce, lm_head_ce_over_balanced_chunks, .timeout = 120)
 {
     cr_expect_eq(lc_k_ce_chunk_rows(256), 1024, "a small vocabulary: the row cap");
-    cr_expect_eq(lc_k_ce_chunk_rows(49152), 341, "64 Mi logits");
-    cr_expect_eq(lc_k_ce_chunk_rows(151936), 256, "at least 256 rows");
+    cr_expect_eq(lc_k_ce_chunk_rows(32768), 512, "64 Mi logits");
+    cr_expect_eq(lc_k_ce_chunk_rows(49152), 512, "at least 512 rows");
+    cr_expect_eq(lc_k_ce_chunk_rows(151936), 441, "at least 512 rows, but 256 Mi logits");
     cr_expect_eq(lc_k_ce_chunk_rows(1 << 22), 16, "at most 256 Mi logits");
     cr_expect_eq(lc_ce_balanced_rows(1020, 682), 512);
     cr_expect_eq(lc_ce_balanced_rows(1020, 341), 341);
@@ -1405,7 +1407,8 @@ Test(gradcheck_ce, lm_head_ce_over_balanced_chunks, .timeout = 120)
     cr_expect_eq(lc_ce_balanced_rows(0, 256), 256);
 
     enum { N = 700, C = 6, V = 65536 };
-    cr_assert_eq(lc_k_ce_chunk_rows(V), 256);
+    cr_assert_eq(lc_k_ce_chunk_rows(V), 512);
+    cr_assert_eq(lc_ce_balanced_rows(600, 512), 320);
     lc_real *x = malloc(sizeof(lc_real) * N * C), *w = malloc(sizeof(lc_real) * V * C);
     lc_real *dx = calloc(N * C, sizeof(lc_real));
     double *want_dx = calloc(N * C, sizeof(double)), *p = malloc(sizeof(double) * V);

@@ -34,11 +34,15 @@
 #endif
 /* The fused lm_head's chunks of rows: as many rows as CE_CHUNK_ELEMS logits
  * (64 MiB of f32), but at least CE_MIN_CHUNK_ROWS while they fit in
- * CE_MAX_CHUNK_ELEMS (256 MiB): with fewer rows its two GEMMs slow down (V
- * 151936, C 896, 2 Zen 3 cores: 110 rows 163 / 133 GFLOP/s forward / backward,
- * 256 rows 166 / 170; a 2-layer Qwen2.5-0.5B shape 4.57 -> 4.10 s a step). */
+ * CE_MAX_CHUNK_ELEMS (256 MiB): both GEMMs of a chunk stream the whole
+ * weight, so with fewer rows they slow down (V 151936, C 896, 2 Zen 3
+ * cores: 110 rows 163 / 133 GFLOP/s forward / backward, 256 rows 166 / 170;
+ * a 2-layer Qwen2.5-0.5B shape 4.57 -> 4.10 s a step). On 2 Xeon cores with
+ * AMX (2026-12-02) the SmolLM-135M head (V 49152, C 576) in two chunks of
+ * 512 rows instead of three of 341 took the step 1.07-1.12 -> 1.00-1.07 s in
+ * bf16 and 2.38-2.56 -> 2.31-2.39 s in f32, at 48 MB more peak RSS. */
 #define CE_CHUNK_ELEMS (1 << 24)
-#define CE_MIN_CHUNK_ROWS 256
+#define CE_MIN_CHUNK_ROWS 512
 #define CE_MAX_CHUNK_ELEMS (1 << 26)
 #define CE_MAX_CHUNK_ROWS 1024
 /* Products of fewer rows stay on OpenBLAS: each new shape costs oneDNN a
