@@ -336,9 +336,10 @@ TARGET_AMX static void amx_block(int64_t K2p, const uint32_t *ap, const uint32_t
     }
 }
 
-/* Every block of C on AMX; the tiles are configured here and released
- * after, so oneDNN's kernels (which configure their own) and the OS's
- * context switches find them as on entry. */
+/* Every block of C on AMX. The tiles are configured here (oneDNN's kernels
+ * on the same threads configure their own before each use) and released
+ * after, back to their initial state, which context switches need not
+ * save. */
 TARGET_AMX static void amx_blocks(int64_t M, int64_t N, int64_t K2p, int64_t panels,
                                   const uint32_t *ap, const uint32_t *bp, float alpha,
                                   float beta, float *C, int64_t ldc)
