@@ -491,7 +491,6 @@ Test(cpu_bf16, attention_products_every_transpose)
         cr_expect_gt(raw, MIN_ROUNDING_EFFECT, "%s: the inputs were not rounded (%g)",
                      engines[i], raw);
     }
-    use_engine("onednn"); /* leave the process on its default units */
 }
 
 /* Causal GQA attention (B 2, T 70: blocks of 32 and a partial one; H 6, KV 2,
@@ -564,7 +563,6 @@ Test(cpu_bf16, attention_in_bf16)
                      e_hw);
         free_attn(&hw);
     }
-    use_engine("onednn");
     free_attn(&f32), free_attn(&emu);
     free(q), free(kk), free(v), free(dout);
 }

@@ -241,7 +241,9 @@ static int64_t gemm_rows(const lc_weight *W)
  * AVX512-BF16 it is the faster or equal at every shape. */
 #define AMX_GRAD_API_MIN_K 16384
 
-static const char *grad_api_units(void)
+/* lc_onednn_bf16_units, asked once: the dy·W rule and lora_first run per
+ * product. */
+static const char *onednn_units(void)
 {
 #if LC_HAVE_DNNL
     static const char *units;
@@ -256,7 +258,7 @@ static const char *grad_api_units(void)
 
 bool lc_cpu_bf16_grad_on_gemm_api(int64_t k)
 {
-    const char *units = grad_api_units();
+    const char *units = onednn_units();
     if (!units)
         return false;
     if (strcmp(units, "AVX512-BF16") == 0)
@@ -266,7 +268,7 @@ bool lc_cpu_bf16_grad_on_gemm_api(int64_t k)
 
 const char *lc_cpu_bf16_grad_gemm_api_use(void)
 {
-    const char *units = grad_api_units();
+    const char *units = onednn_units();
     if (units && strcmp(units, "AVX512-BF16") == 0)
         return "dy·W";
     static char amx[64];
@@ -285,7 +287,7 @@ const char *lc_cpu_bf16_grad_gemm_api_use(void)
  * AVX512-BF16 (Zen 5, 2026-12-02) the frozen product first was the faster. */
 bool lc_cpu_bf16_lora_first(void)
 {
-    const char *units = grad_api_units();
+    const char *units = onednn_units();
     return chosen == LC_CPU_BF16_ONEDNN && units && strcmp(units, "AMX") == 0;
 }
 

@@ -70,18 +70,21 @@ static bool amx_usable(void)
     return (perm >> XFEATURE_XTILEDATA) & 1;
 }
 
-static int amx_state = -1; /* -1 not yet asked; else whether AMX runs */
-static bool amx_present;
+static int amx_present = -1; /* -1 not yet probed; else amx_usable() */
+static int amx_state = -1;   /* -1 not yet selected; else whether AMX runs */
+
+bool lc_cpu_small_gemm_bf16_amx_present(void)
+{
+    if (amx_present < 0)
+        amx_present = amx_usable();
+    return amx_present;
+}
 
 const char *lc_cpu_small_gemm_bf16_select(void)
 {
-    static int probed = -1;
-    if (probed < 0)
-        probed = amx_usable();
-    amx_present = probed;
     const char *want = getenv(LC_CPU_AMX_ENV);
     bool off = want && strcmp(want, "off") == 0;
-    amx_state = amx_present && !off && !lc_cpu_isa_forced();
+    amx_state = lc_cpu_small_gemm_bf16_amx_present() && !off && !lc_cpu_isa_forced();
     return lc_cpu_small_gemm_bf16_units();
 }
 
@@ -90,13 +93,6 @@ const char *lc_cpu_small_gemm_bf16_units(void)
     if (amx_state < 0)
         lc_cpu_small_gemm_bf16_select();
     return amx_state ? "AMX" : "AVX512-BF16";
-}
-
-bool lc_cpu_small_gemm_bf16_amx_present(void)
-{
-    if (amx_state < 0)
-        lc_cpu_small_gemm_bf16_select();
-    return amx_present;
 }
 
 /* The first n of 16 lanes (none for n ≤ 0, all for n ≥ 16). */
