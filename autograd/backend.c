@@ -185,7 +185,8 @@ static void init_cpu_bf16(void)
     k->lm_head_ce = cpu_bf16_lm_head_ce;
     k->attention_fwd = cpu_bf16_attention_fwd;
     k->attention_bwd = cpu_bf16_attention_bwd;
-    cpu_bf16_backend.lora_first = lc_cpu_bf16_lora_first;
+    cpu_bf16_backend.linear_lora = lc_cpu_linear_lora_bf16;
+    cpu_bf16_backend.linear_lora_grad = lc_cpu_linear_lora_grad_bf16;
 }
 
 lc_backend *lc_backend_cpu_bf16(void)

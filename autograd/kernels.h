@@ -49,6 +49,18 @@ void lc_k_gemm_grad(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 /* dst[n] (activation dtype) = src[n] [f32], rounded to nearest even. */
 void lc_k_to_act(int64_t n, const lc_real *src, lc_real *dst);
 
+/* A LoRA term that rides on a frozen-weight product (backend.h
+ * linear_lora): forward y[N,out] += scale · a·wᵀ with a = x·Aᵀ [N, R] and
+ * w = B [out, R]; backward dx[N,in] += scale · a·w with a = dy·B [N, R] and
+ * w = A [R, in]. */
+typedef struct lc_lora_term {
+    const lc_real *a;  /* [N, R], row stride lda */
+    int64_t lda;
+    const lc_real *w;  /* [f32] B [out, R] or A [R, in] */
+    int64_t R;
+    lc_real scale;
+} lc_lora_term;
+
 /* [f32] elements of scratch the two weight kernels need for W (0 when W
  * is already in the activation dtype: it is used in place). */
 size_t lc_k_weight_scratch(const lc_weight *W);

@@ -165,6 +165,18 @@ static void deferred_a_grads(lc_tape *t, lc_node *node, const lc_real *fx, lc_re
     }
 }
 
+/* dx[N, in] = [dx +] dy·W + scale·dxa·A for linear L on the backend's
+ * linear_lora_grad; the first product into a fresh dx writes it. */
+static void linear_term_grad(lc_tape *t, const lc_real *dy, int64_t N, const lc_linear *L,
+                             const lc_real *dxa, int64_t ld, lc_real scale, bool *dx_fresh,
+                             lc_real *dx, lc_real *wscr)
+{
+    const lc_tensor *A = L->lora->A;
+    lc_lora_term term = {.a = dxa, .lda = ld, .w = A->data, .R = A->shape[0], .scale = scale};
+    t->be->linear_lora_grad(dy, N, L->W, &term, *dx_fresh ? 0 : 1, dx, wscr);
+    *dx_fresh = false;
+}
+
 static void linears_backward(lc_tape *t, lc_node *node)
 {
     linears_ctx *c = node->ctx;
@@ -243,7 +255,10 @@ static void linears_backward(lc_tape *t, lc_node *node)
                 lc_tape_k(t)->dora_mag_grad(N, out, dy, u, c->norm[i], gm);
             }
         }
-        if (dxin) {
+        /* dx's frozen product and LoRA term together, by the backend, once
+         * dxa is known */
+        bool with_term = dxin && lo && !g && !drop && t->be->linear_lora_grad;
+        if (dxin && !with_term) {
             lc_tape_k(t)->weight_matmul_grad(g && !drop ? dyl : dy, N, L->W, dx_fresh ? 0 : 1,
                                              dxin, wscr);
             dx_fresh = false;
@@ -262,6 +277,8 @@ static void linears_backward(lc_tape *t, lc_node *node)
             lc_real *dxa = act_at(t, dxa_all, c->xa_col[i]);
             lc_tape_k(t)->gemm(false, false, N, R, out, lo->scale, dy, out, Bact, R, 0, dxa,
                                c->xa_ld);
+            if (with_term)
+                linear_term_grad(t, dy, N, L, dxa, c->xa_ld, 1, &dx_fresh, dxin, wscr);
             if (gA && !defer_a)
                 lora_a_grad(t, c, i, gA, dxa, c->xa_ld, 1, xin, drop);
             lc_tape_release(t, m2);
@@ -269,10 +286,12 @@ static void linears_backward(lc_tape *t, lc_node *node)
         }
         lc_real *dxa = dxa_kept[i] ? dxa_kept[i] : scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
         lc_tape_k(t)->gemm(false, false, N, R, out, 1, dyl, out, Bact, R, 0, dxa, R);
+        if (with_term)
+            linear_term_grad(t, dy, N, L, dxa, R, lo->scale, &dx_fresh, dxin, wscr);
         if (gA && !defer_a)
             lora_a_grad(t, c, i, gA, dxa, R, lo->scale, xin, drop);
         const lc_real *Aact = dxin ? lc_tape_act(t, lo->A) : NULL;
-        if (dxin) {
+        if (dxin && !with_term) {
             if (drop) {
                 lc_real beta = 0;
                 if (g) { /* DoRA's (g − 1)·(drop(x)·Wᵀ) term */
@@ -289,7 +308,7 @@ static void linears_backward(lc_tape *t, lc_node *node)
         }
         lc_tape_release(t, m2);
     }
-    if (dxa_all && dxin) {
+    if (dxa_all && dxin && !t->be->linear_lora_grad) { /* else added linear by linear */
         const lc_real *As = stack_lora_a(t, c->lin, c->n, c->xa_col, c->xa_ld, in);
         lc_tape_k(t)->gemm(false, false, N, in, c->xa_ld, 1, dxa_all, c->xa_ld, As, in,
                            dx_fresh ? 0 : 1, dxin, in);
@@ -393,9 +412,8 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         lc_real *y = out[i]->data;
         lc_tape_mark m2 = lc_tape_mark_now(t);
         lc_real *u = NULL; /* DoRA: the base product x·Wᵀ [N, O], then xd·Wᵀ */
-        /* the LoRA term into y first, the frozen product (and bias) onto it */
-        bool lora_first = L->lora && !cnorm[i] && !residual && t->be->lora_first &&
-                          t->be->lora_first();
+        /* the frozen product and the LoRA term together, by the backend */
+        bool with_term = L->lora && !cnorm[i] && t->be->linear_lora;
         if (cnorm[i]) {
             u = scratch(t, (size_t)(N * O));
             lc_tape_k(t)->weight_matmul(xin, N, L->W, 0, u, wscr);
@@ -405,12 +423,12 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
             } else {
                 lc_tape_copy(t, y, u, out[i]->numel);
             }
-        } else if (!lora_first) {
-            if (residual)
-                lc_tape_copy(t, y, residual->data, out[i]->numel);
-            lc_tape_k(t)->weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
+        } else if (residual) {
+            lc_tape_copy(t, y, residual->data, out[i]->numel);
         }
-        if (L->bias && !lora_first)
+        if (!cnorm[i] && !with_term)
+            lc_tape_k(t)->weight_matmul(xin, N, L->W, residual ? 1 : 0, y, wscr);
+        if (L->bias && !with_term)
             lc_tape_k(t)->add_bias(N, O, L->bias, y);
         seeds[i] = t->dropout_seed * 0x9e3779b97f4a7c15ull + (++t->op_counter);
         if (!L->lora)
@@ -428,14 +446,16 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
             lc_tape_k(t)->gemm(false, true, N, R, C, 1, xd, C, lc_tape_act(t, lo->A), C, 0, xa[i],
                                R);
         const lc_real *Bact = lc_tape_act(t, lo->B);
+        if (with_term) {
+            lc_lora_term term = {.a = xa[i], .lda = ld, .w = lo->B->data, .R = R,
+                                 .scale = lo->scale};
+            t->be->linear_lora(xin, N, L->W, &term, residual ? 1 : 0, y, wscr);
+            if (L->bias)
+                lc_tape_k(t)->add_bias(N, O, L->bias, y);
+            continue;
+        }
         if (!cnorm[i]) {
-            lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], ld, Bact, R,
-                               lora_first ? 0 : 1, y, O);
-            if (lora_first) {
-                lc_tape_k(t)->weight_matmul(xin, N, L->W, 1, y, wscr);
-                if (L->bias)
-                    lc_tape_k(t)->add_bias(N, O, L->bias, y);
-            }
+            lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], ld, Bact, R, 1, y, O);
             continue;
         }
         LC_ASSERT(lo->m->numel == O);

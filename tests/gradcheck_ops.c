@@ -113,17 +113,34 @@ static void gc_init(gc *g, const char *name, gc_forward_fn forward, void *user, 
     cr_assert_eq(lc_tape_init(&g->tape, &g->arena, (size_t)64 << 20, &err), 0, "%s", err.msg);
 }
 
-static bool always(void) { return true; }
+/* A frozen product with its LoRA term in one backend call (backend.h
+ * linear_lora), here as the two products the op would run itself. */
+static void ref_linear_lora(const lc_real *x, int64_t N, const lc_weight *W,
+                            const lc_lora_term *lt, lc_real beta, lc_real *y, lc_real *scratch)
+{
+    lc_k_weight_matmul(x, N, W, beta, y, scratch);
+    lc_k_gemm(false, true, N, W->rows, lt->R, lt->scale, lt->a, lt->lda, lt->w, lt->R, 1, y,
+              W->rows);
+}
 
-/* Moves g onto a copy of the CPU backend whose linears write the LoRA term
- * first and accumulate the frozen product onto it (on: backend.h
- * lora_first, as the bf16 backend does on AMX), or back onto the CPU
- * backend: the forward's other order, against the same backward. */
-static void gc_lora_first(gc *g, bool on)
+static void ref_linear_lora_grad(const lc_real *dy, int64_t N, const lc_weight *W,
+                                 const lc_lora_term *lt, lc_real beta, lc_real *dx,
+                                 lc_real *scratch)
+{
+    lc_k_weight_matmul_grad(dy, N, W, beta, dx, scratch);
+    lc_k_gemm(false, false, N, W->cols, lt->R, lt->scale, lt->a, lt->lda, lt->w, W->cols, 1, dx,
+              W->cols);
+}
+
+/* Moves g onto a copy of the CPU backend whose linears hand their LoRA
+ * terms to the backend with the frozen product (on: backend.h linear_lora,
+ * as the bf16 backend does), or back onto the CPU backend. */
+static void gc_lora_term(gc *g, bool on)
 {
     static lc_backend be;
     be = *lc_backend_cpu();
-    be.lora_first = always;
+    be.linear_lora = ref_linear_lora;
+    be.linear_lora_grad = ref_linear_lora_grad;
     lc_tape_free(&g->tape);
     lc_error err;
     cr_assert_eq(lc_tape_init_on(&g->tape, on ? &be : lc_backend_cpu(), &g->arena, &g->arena,
@@ -495,7 +512,7 @@ typedef struct gated_variant {
     int linears;      /* 1: down_proj with the residual; 2: two LoRA linears (stacked A) */
     double dropout;   /* on every adapter */
     bool frozen_up;   /* up needs no gradient (the kernel's du NULL path) */
-    bool lora_first;  /* see gc_lora_first */
+    bool lora_term;   /* see gc_lora_term */
 } gated_variant;
 
 /* down_proj-like: act(gate)·up through W [C, FF], plus the residual. */
@@ -506,8 +523,8 @@ static void check_gated_linear(const char *name, lc_input_kind kind, uint64_t se
     lin_case c;
     memset(&c, 0, sizeof c);
     gc_init(&g, name, fwd_linears, &c, seed);
-    if (v.lora_first)
-        gc_lora_first(&g, true);
+    if (v.lora_term)
+        gc_lora_term(&g, true);
     const int64_t N = 4, FF = 10, C = 6;
     c.in.kind = kind;
     c.in.x = gc_leaf_add(&g, "gate", N, FF, false, 2.0);
@@ -526,12 +543,12 @@ static void check_gated_linear(const char *name, lc_input_kind kind, uint64_t se
     gc_check(&g);
     if (v.dropout > 0)
         expect_dropout_active(&g);
-    if (v.lora_first) { /* the same outputs (bias included) as the usual order */
-        double first = gc_eval(&g);
-        gc_lora_first(&g, false);
+    if (v.lora_term) { /* the same outputs (bias included) as the op's own products */
+        double term = gc_eval(&g);
+        gc_lora_term(&g, false);
         double usual = gc_eval(&g);
-        cr_expect_leq(fabs(first - usual), 1e-13 * fabs(usual), "%s: %.17g vs %.17g", name,
-                      first, usual);
+        cr_expect_leq(fabs(term - usual), 1e-13 * fabs(usual), "%s: %.17g vs %.17g", name,
+                      term, usual);
     }
     gc_free(&g);
 }
@@ -552,16 +569,16 @@ Test(gradcheck_linears, swiglu_two_linears_stacked)
     check_gated_linear("linears SWIGLU x2", LC_INPUT_SWIGLU, 19, (gated_variant){2, 0, false, false});
 }
 
-/* The order of the bf16 backend on AMX (backend.h lora_first): the LoRA
- * terms first, stacked and (each linear its own) with dropout. */
-Test(gradcheck_linears, swiglu_two_linears_lora_first)
+/* The LoRA terms handed to the backend with the frozen products (backend.h
+ * linear_lora, as on the bf16 backend): stacked, each linear its own with
+ * dropout (the backward's terms then stay the op's), and with a residual. */
+Test(gradcheck_linears, swiglu_linears_lora_term)
 {
-    const double dropout[2] = {0, 0.2};
-    for (int i = 0; i < 2; i++)
-        check_gated_linear(i ? "linears SWIGLU x2 dropout .2 LoRA first"
-                             : "linears SWIGLU x2 LoRA first",
-                           LC_INPUT_SWIGLU, 22 + (uint64_t)i,
-                           (gated_variant){2, dropout[i], false, true});
+    const gated_variant v[3] = {{2, 0, false, true}, {2, 0.2, false, true}, {1, 0, false, true}};
+    const char *names[3] = {"linears SWIGLU x2 LoRA term", "linears SWIGLU x2 dropout .2 LoRA term",
+                            "linears SWIGLU residual LoRA term"};
+    for (int i = 0; i < 3; i++)
+        check_gated_linear(names[i], LC_INPUT_SWIGLU, 22 + (uint64_t)i, v[i]);
 }
 
 Test(gradcheck_linears, swiglu_frozen_up)

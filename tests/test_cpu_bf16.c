@@ -176,6 +176,93 @@ static void check_kernels(const char *engine, const char *kind)
 KERNEL_TESTS(emulate)
 KERNEL_TESTS(onednn)
 
+/* A linear's frozen product with its LoRA term (lc_cpu_linear_lora_bf16
+ * and _grad): y = beta·y0 + x·Wᵀ + s·xa·Bᵀ and dx = beta·dx0 + dy·W +
+ * s·dxa·A against float64 on rounded x, W, s·xa, B (dy, s·dxa, A), for a
+ * bf16 weight (taken whole: on oneDNN the term rides in the GEMM when rows
+ * > k + R, here at 200 rows) and an f32 one (tiles: the term is its own
+ * product), rows 37 and 200, xa a column block of a wider matrix. */
+static void check_lora_term(const char *engine, const char *kind)
+{
+    if (!use_engine(engine))
+        return;
+    enum { R = 8, LD = 13, COL = 3 };
+    const lc_real s = 0.75f;
+    float *w = malloc(sizeof(float) * OUT * IN), *b = malloc(sizeof(float) * OUT * R);
+    float *a = malloc(sizeof(float) * R * IN);
+    fill(w, OUT * IN, 11, 0.2);
+    fill(b, OUT * R, 12, 0.5);
+    fill(a, R * IN, 13, 0.5);
+    test_weight t;
+    make_weight(&t, w, kind);
+    float *wd = malloc(sizeof(float) * OUT * IN);
+    lc_weight_rows_to_real(&t.W, 0, OUT, wd);
+    lc_real *scratch = malloc(sizeof(lc_real) * (lc_cpu_weight_scratch_bf16(&t.W) + 1));
+    const int rows[2] = {37, 200};
+    for (int ri = 0; ri < 2; ri++) {
+        const int M = rows[ri];
+        float *x = malloc(sizeof(float) * M * IN), *xa = malloc(sizeof(float) * M * LD);
+        float *dy = malloc(sizeof(float) * M * OUT);
+        fill(x, M * IN, 14, 4.0);
+        fill(xa, M * LD, 15, 2.0);
+        fill(dy, M * OUT, 16, 1.0);
+        const lc_real *xa_r = xa + COL; /* the term's [M, R] at column COL of [M, LD] */
+        for (int beta = 0; beta <= 1; beta++) {
+            float *y = malloc(sizeof(float) * M * OUT), *y0 = malloc(sizeof(float) * M * OUT);
+            float *ref = malloc(sizeof(float) * M * OUT);
+            fill(y0, M * OUT, 17, 1.0);
+            for (int i = 0; i < M * OUT; i++)
+                y[i] = beta ? y0[i] : NAN;
+            lc_lora_term fwd = {.a = xa_r, .lda = LD, .w = b, .R = R, .scale = s};
+            lc_cpu_linear_lora_bf16(x, M, &t.W, &fwd, (lc_real)beta, y, scratch);
+            for (int i = 0; i < M; i++)
+                for (int o = 0; o < OUT; o++) {
+                    double v = beta ? y0[i * OUT + o] : 0;
+                    for (int k = 0; k < IN; k++)
+                        v += r_bf16(x[i * IN + k]) * r_bf16(wd[o * IN + k]);
+                    for (int r = 0; r < R; r++)
+                        v += r_bf16(s * xa_r[i * LD + r]) * r_bf16(b[o * R + r]);
+                    ref[i * OUT + o] = (float)v;
+                }
+            double e = lc_test_rel_err_f32(y, ref, M * OUT);
+            cr_log_info("%s %s LoRA term forward, rows %d beta %d: rel err %.3g", engine, kind, M,
+                        beta, e);
+            cr_expect_lt(e, TOL_ROUNDED, "%s %s forward rows %d beta %d: %g", engine, kind, M,
+                         beta, e);
+            free(y), free(y0), free(ref);
+
+            float *dx = malloc(sizeof(float) * M * IN), *dx0 = malloc(sizeof(float) * M * IN);
+            float *refx = malloc(sizeof(float) * M * IN);
+            fill(dx0, M * IN, 18, 1.0);
+            for (int i = 0; i < M * IN; i++)
+                dx[i] = beta ? dx0[i] : NAN;
+            lc_lora_term bwd = {.a = xa_r, .lda = LD, .w = a, .R = R, .scale = s};
+            lc_cpu_linear_lora_grad_bf16(dy, M, &t.W, &bwd, (lc_real)beta, dx, scratch);
+            for (int i = 0; i < M; i++)
+                for (int k = 0; k < IN; k++) {
+                    double v = beta ? dx0[i * IN + k] : 0;
+                    for (int o = 0; o < OUT; o++)
+                        v += r_bf16(dy[i * OUT + o]) * r_bf16(wd[o * IN + k]);
+                    for (int r = 0; r < R; r++)
+                        v += r_bf16(s * xa_r[i * LD + r]) * r_bf16(a[r * IN + k]);
+                    refx[i * IN + k] = (float)v;
+                }
+            e = lc_test_rel_err_f32(dx, refx, M * IN);
+            cr_log_info("%s %s LoRA term backward, rows %d beta %d: rel err %.3g", engine, kind,
+                        M, beta, e);
+            cr_expect_lt(e, TOL_ROUNDED, "%s %s backward rows %d beta %d: %g", engine, kind, M,
+                         beta, e);
+            free(dx), free(dx0), free(refx);
+        }
+        free(x), free(xa), free(dy);
+    }
+    free(scratch), free(wd), free(w), free(b), free(a);
+    free_weight(&t);
+}
+
+Test(cpu_bf16, lora_term_emulate) { check_lora_term("emulate", "bf16"), check_lora_term("emulate", "f32"); }
+Test(cpu_bf16, lora_term_onednn) { check_lora_term("onednn", "bf16"), check_lora_term("onednn", "f32"); }
+
 /* An MoE expert's GEMMs change M every step: past LC_ONEDNN_MAX_M_VARIANTS
  * shapes of one family, oneDNN runs them on one primitive of runtime M —
  * the same products, checked for 24 row counts. */
@@ -333,6 +420,32 @@ Test(cpu_bf16, round_bf16_matches_the_scalar_rounding)
                 lc_cpu_small_gemm_bf16_supported() && !lc_cpu_isa_forced() ? "AVX-512" : "baseline",
                 (long long)bad);
     cr_expect_eq(bad, 0);
+    if (lc_cpu_small_gemm_bf16_supported()) {
+        /* the block form (the folded LoRA terms' operands): 1001 rows of 23 from a
+         * row stride of 97 into one of 29, scaled, threaded and on one thread */
+        enum { ROWS = 1001, COLS = 23, LDS = 97, LDD = 29 };
+        const float scales[2] = {1.0f, 0.75f};
+        for (int k = 0; k < 4; k++) {
+            memset(dst, 0xa5, sizeof(uint16_t) * ROWS * LDD);
+            lc_cpu_round_bf16_rows_avx512(src, ROWS, COLS, LDS, scales[k & 1], dst, LDD,
+                                          k & 2 ? INT64_MAX : 1);
+            int64_t wrong = 0, past = 0;
+            for (int64_t r = 0; r < ROWS; r++)
+                for (int64_t c = 0; c < LDD; c++) {
+                    uint16_t got = dst[r * LDD + c];
+                    if (c >= COLS) {
+                        past += got != 0xa5a5;
+                        continue;
+                    }
+                    uint16_t want = lc_f32_to_bf16(scales[k & 1] * src[r * LDS + c]);
+                    float wf = lc_bf16_to_f32(want), gf = lc_bf16_to_f32(got);
+                    wrong += got != want && !(isnan(wf) && isnan(gf));
+                }
+            cr_expect_eq(wrong, 0, "rows form, scale %g: %lld mismatches", scales[k & 1],
+                         (long long)wrong);
+            cr_expect_eq(past, 0, "rows form wrote %lld elements past its columns", (long long)past);
+        }
+    }
     free(src), free(dst);
 }
 

@@ -279,13 +279,15 @@ const char *lc_cpu_bf16_grad_gemm_api_use(void)
     return NULL;
 }
 
-/* Measured on 2 Xeon cores with AMX (SmolLM-135M step, 2026-12-02, three
- * alternating pairs of runs): the step 1.09-1.18 -> 1.02-1.10 s; timed
+/* Where a LoRA term is not folded (below): whether it is written first and
+ * the frozen product accumulates onto it. Measured on 2 Xeon cores with AMX
+ * (SmolLM-135M step, 2026-12-02, three alternating pairs of runs, before
+ * the folding): the step 1.09-1.18 -> 1.02-1.10 s; timed
  * inside it, the frozen forward products 0.229 -> 0.208 s and the LoRA
  * terms 0.085 -> 0.063 s (written instead of read and added to). The f32
  * path on the same machine gains nothing (2.35-2.44 s either way), and on
  * AVX512-BF16 (Zen 5, 2026-12-02) the frozen product first was the faster. */
-bool lc_cpu_bf16_lora_first(void)
+static bool lora_first(void)
 {
     const char *units = onednn_units();
     return chosen == LC_CPU_BF16_ONEDNN && units && strcmp(units, "AMX") == 0;
@@ -364,4 +366,128 @@ void lc_cpu_weight_matmul_grad_bf16_rounded(int64_t N, const lc_weight *W, lc_re
 {
     LC_ASSERT(chosen == LC_CPU_BF16_ONEDNN);
     weight_product(true, NULL, N, W, beta, dx, scratch);
+}
+
+/* ---- LoRA terms riding on the frozen products --------------------------- */
+
+#if LC_HAVE_DNNL
+/* Rows [rows, cols] of src (row stride lds) times scale, rounded to bf16
+ * into dst (row stride ldd). */
+static void round_rows_bf16(const lc_real *src, int64_t rows, int64_t cols, int64_t lds,
+                            lc_real scale, uint16_t *dst, int64_t ldd)
+{
+    if (avx512_bf16_kernels()) {
+        lc_cpu_round_bf16_rows_avx512(src, rows, cols, lds, scale, dst, ldd, ROUND_PAR_MIN);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (rows * cols >= ROUND_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            dst[r * ldd + c] = lc_f32_to_bf16((float)(scale * src[r * lds + c]));
+}
+#endif
+
+/* The same in lc_real (the emulate engine): scale·src rounded to bf16 and back. */
+static void round_rows_real(const lc_real *src, int64_t rows, int64_t cols, int64_t lds,
+                            lc_real scale, lc_real *dst, int64_t ldd)
+{
+#pragma omp parallel for schedule(static) if (rows * cols >= ROUND_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            dst[r * ldd + c] =
+                (lc_real)lc_bf16_to_f32(lc_f32_to_bf16((float)(scale * src[r * lds + c])));
+}
+
+/* The rounded LoRA operands of an unfolded term. */
+static lc_grow_buf lora_buf;
+#if LC_HAVE_DNNL
+/* The folded weight copy, W with the term's rows or columns appended. */
+static lc_grow_buf fold_buf;
+#endif
+
+/* The unfolded LoRA term on bf16-rounded operands: forward
+ * c[N,out] = beta·c + (s·xa)·Bᵀ, backward c[N,in] = beta·c + (s·dxa)·A. */
+static void lora_term(bool grad, const lc_lora_term *lt, int64_t N, int64_t n, lc_real beta,
+                      lc_real *c)
+{
+    int64_t R = lt->R, wn = n * R; /* B [n, R] or A [R, n] */
+    if (chosen == LC_CPU_BF16_EMULATE) {
+        lc_real *a = grow(&lora_buf, (size_t)(N * R + wn) * sizeof(lc_real)), *w = a + N * R;
+        round_rows_real(lt->a, N, R, lt->lda, lt->scale, a, R);
+        round_real(lt->w, wn, w);
+        lc_k_gemm(false, !grad, N, n, R, 1, a, R, w, grad ? n : R, beta, c, n);
+        return;
+    }
+#if LC_HAVE_DNNL
+    uint16_t *a = grow(&lora_buf, (size_t)(N * R + wn) * sizeof(uint16_t)), *w = a + N * R;
+    round_rows_bf16(lt->a, N, R, lt->lda, lt->scale, a, R);
+    lc_cpu_round_bf16(lt->w, wn, w);
+    lc_cpu_gemm_bf16(false, !grad, N, n, R, a, R, w, grad ? n : R, beta, c, n);
+#endif
+}
+
+/* Whether the term rides inside the frozen GEMM as R more K columns: a
+ * bf16 weight taken whole (on oneDNN), copied with the term's R rows or
+ * columns appended, when that copy (2·rows·(k+R) bf16 moved) costs less
+ * than the pass over the output it saves (N·n f32 read and written):
+ * N > k + R. */
+static bool fold_term(const lc_weight *W, int64_t N, int64_t k, int64_t R)
+{
+    return chosen == LC_CPU_BF16_ONEDNN && weight_is_bf16(W) && N > k + R;
+}
+
+static void linear_lora(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
+                        const lc_lora_term *lt, lc_real beta, lc_real *c, lc_real *scratch)
+{
+    LC_ASSERT(chosen != LC_CPU_BF16_OFF && !omp_in_parallel());
+    int64_t in = W->cols, out = W->rows, R = lt->R;
+    int64_t k = grad ? out : in, n = grad ? in : out; /* the frozen product's K and c's columns */
+    if (!fold_term(W, N, k, R)) {
+        if (!grad && lora_first()) {
+            lora_term(grad, lt, N, n, beta, c);
+            weight_product(grad, a, N, W, 1, c, scratch);
+            return;
+        }
+        weight_product(grad, a, N, W, beta, c, scratch);
+        lora_term(grad, lt, N, n, 1, c);
+        return;
+    }
+#if LC_HAVE_DNNL
+    /* act [N, k+R] = [a | s·lt->a], rounded */
+    int64_t ka = k + R;
+    uint16_t *act = grow(&act_buf, (size_t)(N * ka) * sizeof(uint16_t));
+    round_rows_bf16(a, N, k, k, 1, act, ka);
+    round_rows_bf16(lt->a, N, R, lt->lda, lt->scale, act + k, ka);
+    const uint16_t *w = W->data;
+    uint16_t *f = grow(&fold_buf, (size_t)((out + (grad ? R : 0)) * (in + (grad ? 0 : R))) *
+                                      sizeof(uint16_t));
+    if (grad) { /* f [out+R, in] = [W ; A]: c[N,in] = beta·c + act·f */
+        memcpy(f, w, (size_t)(out * in) * sizeof(uint16_t));
+        lc_cpu_round_bf16(lt->w, R * in, f + out * in);
+        if (lc_cpu_bf16_grad_on_gemm_api(ka) &&
+            lc_onednn_gemm(LC_DTYPE_BF16, false, false, N, in, ka, 1, act, ka, f, in, beta, c, in))
+            return;
+        lc_cpu_gemm_bf16(false, false, N, in, ka, act, ka, f, in, beta, c, in);
+        return;
+    }
+    /* f [out, in+R] = [W | B]: c[N,out] = beta·c + act·fᵀ */
+    round_rows_bf16(lt->w, out, R, R, 1, f + in, in + R);
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < out; o++)
+        memcpy(f + o * (in + R), w + o * in, (size_t)in * sizeof(uint16_t));
+    lc_cpu_gemm_bf16(false, true, N, out, ka, act, ka, f, ka, beta, c, out);
+#endif
+}
+
+void lc_cpu_linear_lora_bf16(const lc_real *x, int64_t N, const lc_weight *W,
+                             const lc_lora_term *lt, lc_real beta, lc_real *y, lc_real *scratch)
+{
+    linear_lora(false, x, N, W, lt, beta, y, scratch);
+}
+
+void lc_cpu_linear_lora_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
+                                  const lc_lora_term *lt, lc_real beta, lc_real *dx,
+                                  lc_real *scratch)
+{
+    linear_lora(true, dy, N, W, lt, beta, dx, scratch);
 }

@@ -6,10 +6,13 @@
  * does for a linear) and of attention's products (q, k, v, the
  * probabilities, dO and the scores' gradient: autocast runs
  * scaled_dot_product_attention in bf16 too); products are exact in f32 and
- * accumulate in f32, and the outputs stay f32. Everything else — LoRA
- * products, norms, the softmax, the loss, the optimizer — stays f32
- * (activations are f32 on the CPU either way: lc_backend.act is F32, only
- * these GEMMs change).
+ * accumulate in f32, and the outputs stay f32; and the two LoRA terms that
+ * add into a frozen product's output, s·xa·Bᵀ into y and s·dxa·A into dx
+ * (s·xa or s·dxa, and B or A: autocast runs the LoRA linears in bf16 too),
+ * which lc_cpu_linear_lora_bf16 folds into that GEMM. Everything else — the
+ * LoRA parameters' gradients and the products that make xa and dxa, norms,
+ * the softmax, the loss, the optimizer — stays f32 (activations are f32 on
+ * the CPU either way: lc_backend.act is F32, only these GEMMs change).
  *
  * Who computes them (the "engine"):
  *   onednn   oneDNN's matmul primitive (Debian's libdnnl, the library
@@ -38,6 +41,7 @@
 #include <stdint.h>
 
 #include "autograd/error.h"
+#include "autograd/kernels.h"
 #include "autograd/tensor.h"
 
 #define LC_CPU_BF16_ENV "LORAC_CPU_BF16"
@@ -90,11 +94,6 @@ const char *lc_cpu_attn_gemm_bf16_kernel(void);
  * lc_onednn_gemm) instead of its matmul primitive: where oneDNN's bf16
  * units are AVX512-BF16, and on AMX for k of at least 16384 (the lm_head). */
 bool lc_cpu_bf16_grad_on_gemm_api(int64_t k);
-/* Whether the bf16 backend's linears write the LoRA term first and the
- * frozen product accumulates onto it (backend.h lora_first): on AMX, where
- * the matmul primitive's accumulation into its output is hidden behind its
- * fast tiles. */
-bool lc_cpu_bf16_lora_first(void);
 /* Which dy·W products run there, for reports ("dy·W", "dy·W through
  * weights of >= 16384 rows"), or NULL for none. */
 const char *lc_cpu_bf16_grad_gemm_api_use(void);
@@ -107,6 +106,22 @@ void lc_cpu_weight_matmul_bf16(const lc_real *x, int64_t N, const lc_weight *W, 
                                lc_real *y, lc_real *scratch);
 void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
                                     lc_real beta, lc_real *dx, lc_real *scratch);
+
+/* The bf16 backend's linear_lora entries (backend.h): the frozen product
+ * with a LoRA term, y = beta·y + x·Wᵀ + s·xa·Bᵀ and dx = beta·dx + dy·W +
+ * s·dxa·A, the term's operands (s·xa or s·dxa, and B or A) rounded to bf16
+ * as autocast rounds a LoRA linear's. On oneDNN with a bf16 weight taken
+ * whole, the term rides in the same GEMM as R more K columns (a copy of W
+ * with B's columns or A's rows appended) where that copy moves fewer bytes
+ * than the pass over y or dx it saves; otherwise it is its own small GEMM
+ * on the rounded operands (written first on AMX, the frozen product
+ * accumulating onto it). The emulate engine: the same rounding, products on
+ * the f32 GEMM. */
+void lc_cpu_linear_lora_bf16(const lc_real *x, int64_t N, const lc_weight *W,
+                             const lc_lora_term *lt, lc_real beta, lc_real *y, lc_real *scratch);
+void lc_cpu_linear_lora_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
+                                  const lc_lora_term *lt, lc_real beta, lc_real *dx,
+                                  lc_real *scratch);
 
 /* For a caller that produces dy itself and can write it rounded as it goes
  * (the fused lm_head's softmax: no f32 gradient written and read back): the

@@ -127,6 +127,20 @@ TARGET_BF16 void lc_cpu_round_bf16_avx512(const float *src, int64_t n, uint16_t 
     }
 }
 
+TARGET_BF16 void lc_cpu_round_bf16_rows_avx512(const float *src, int64_t rows, int64_t cols,
+                                               int64_t lds, float scale, uint16_t *dst,
+                                               int64_t ldd, int64_t par_min)
+{
+    const __m512 s = _mm512_set1_ps(scale);
+#pragma omp parallel for schedule(static) if (rows * cols >= par_min)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < cols; i += 16) {
+            __mmask16 m = lanes_mask(cols - i);
+            __m512 v = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, src + r * lds + i));
+            _mm256_mask_storeu_epi16(dst + r * ldd + i, m, _mm512_cvtepi32_epi16(round16(v)));
+        }
+}
+
 /* n ≤ 16 floats (the rest zero) as rounded bf16, one per lane. */
 TARGET_BF16 static inline __m512i load_round(const float *p, int64_t n)
 {
@@ -400,6 +414,13 @@ bool lc_cpu_small_gemm_bf16_amx_present(void) { return false; }
 void lc_cpu_round_bf16_avx512(const float *src, int64_t n, uint16_t *dst, int64_t par_min)
 {
     (void)src, (void)n, (void)dst, (void)par_min;
+    LC_ASSERT(!"no AVX-512 on this build's target");
+}
+
+void lc_cpu_round_bf16_rows_avx512(const float *src, int64_t rows, int64_t cols, int64_t lds,
+                                   float scale, uint16_t *dst, int64_t ldd, int64_t par_min)
+{
+    (void)src, (void)rows, (void)cols, (void)lds, (void)scale, (void)dst, (void)ldd, (void)par_min;
     LC_ASSERT(!"no AVX-512 on this build's target");
 }
 

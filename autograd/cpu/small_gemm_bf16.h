@@ -49,6 +49,11 @@ bool lc_cpu_small_gemm_bf16_amx_present(void);
  * against 200-230 us). On the process's OpenMP threads from n ≥ par_min.
  * Only where lc_cpu_small_gemm_bf16_supported(). */
 void lc_cpu_round_bf16_avx512(const float *src, int64_t n, uint16_t *dst, int64_t par_min);
+/* The same on a block: dst[r·ldd + c] = scale·src[r·lds + c] rounded, for
+ * rows × cols (scale 1 leaves the values as they are); from rows·cols ≥
+ * par_min on the process's threads, a row each. */
+void lc_cpu_round_bf16_rows_avx512(const float *src, int64_t rows, int64_t cols, int64_t lds,
+                                   float scale, uint16_t *dst, int64_t ldd, int64_t par_min);
 
 /* C[M,N] = alpha·op(A)·op(B) + beta·C (beta 0 or 1), f32 in and out, the
  * products on bf16-rounded inputs; row-major, op = transpose when trans_*.
