@@ -102,22 +102,47 @@ static bool use_engine(const char *name)
     return true;
 }
 
+/* A random weight of a kind (fill seed, scale 0.2), its values as the
+ * kernels see them before rounding, and the scratch its kernels need. */
+typedef struct weight_case {
+    test_weight t;
+    float *w, *wd;
+    lc_real *scratch;
+} weight_case;
+
+/* Selects the engine (false: not available here) and makes the weight. */
+static bool weight_case_init(weight_case *c, const char *engine, const char *kind, uint64_t seed)
+{
+    if (!use_engine(engine))
+        return false;
+    c->w = malloc(sizeof(float) * OUT * IN);
+    fill(c->w, OUT * IN, seed, 0.2);
+    make_weight(&c->t, c->w, kind);
+    c->wd = malloc(sizeof(float) * OUT * IN);
+    lc_weight_rows_to_real(&c->t.W, 0, OUT, c->wd);
+    c->scratch = malloc(sizeof(lc_real) * (lc_cpu_weight_scratch_bf16(&c->t.W) + 1));
+    return true;
+}
+
+static void weight_case_free(weight_case *c)
+{
+    free(c->w), free(c->wd), free(c->scratch);
+    free_weight(&c->t);
+}
+
 /* y = beta·y0 + x·Wᵀ and dx = dx0 + dy·W through the bf16 kernels, against
  * float64 on the rounded and on the unrounded inputs. */
 static void check_kernels(const char *engine, const char *kind)
 {
-    if (!use_engine(engine))
+    weight_case wc;
+    if (!weight_case_init(&wc, engine, kind, 2))
         return;
-    float *x = malloc(sizeof(float) * N * IN), *w = malloc(sizeof(float) * OUT * IN);
-    float *dy = malloc(sizeof(float) * N * OUT);
+    float *x = malloc(sizeof(float) * N * IN), *dy = malloc(sizeof(float) * N * OUT);
     fill(x, N * IN, 1, 4.0);
-    fill(w, OUT * IN, 2, 0.2);
     fill(dy, N * OUT, 3, 1.0);
-    test_weight t;
-    make_weight(&t, w, kind);
-    float *wd = malloc(sizeof(float) * OUT * IN); /* W as the kernel sees it before rounding */
-    lc_weight_rows_to_real(&t.W, 0, OUT, wd);
-    lc_real *scratch = malloc(sizeof(lc_real) * (lc_cpu_weight_scratch_bf16(&t.W) + 1));
+    test_weight t = wc.t;
+    const float *wd = wc.wd;
+    lc_real *scratch = wc.scratch;
 
     for (int beta = 0; beta <= 1; beta++) {
         float *y = malloc(sizeof(float) * N * OUT), *y0 = malloc(sizeof(float) * N * OUT);
@@ -164,8 +189,8 @@ static void check_kernels(const char *engine, const char *kind)
         cr_expect_lt(e, TOL_ROUNDED, "%s %s backward beta %d: %g", engine, kind, beta, e);
     }
     free(dx), free(dx0), free(reff);
-    free(scratch), free(wd), free(x), free(w), free(dy);
-    free_weight(&t);
+    free(x), free(dy);
+    weight_case_free(&wc);
 }
 
 #define KERNEL_TESTS(engine)                                                               \
@@ -182,82 +207,69 @@ KERNEL_TESTS(onednn)
  * bf16 weight (taken whole: on oneDNN the term rides in the GEMM when rows
  * > k + R, here at 200 rows) and an f32 one (tiles: the term is its own
  * product), rows 37 and 200, xa a column block of a wider matrix. */
+enum { TERM_R = 8, TERM_LD = 13, TERM_COL = 3 };
+
+/* One direction: forward (act = x [M, IN], lw = B [OUT, R]) or backward
+ * (act = dy [M, OUT], lw = A [R, IN]); beta 0 must not read the output. */
+static void check_term_direction(const char *engine, const char *kind, bool grad, int M,
+                                 int beta, const weight_case *wc, const float *act,
+                                 const float *xa, const float *lw)
+{
+    const float *wd = wc->wd;
+    const lc_real s = 0.75f;
+    const int n = grad ? IN : OUT, k = grad ? OUT : IN;
+    float *c = malloc(sizeof(float) * M * n), *c0 = malloc(sizeof(float) * M * n);
+    float *ref = malloc(sizeof(float) * M * n);
+    fill(c0, M * n, 17 + (uint64_t)grad, 1.0);
+    for (int i = 0; i < M * n; i++)
+        c[i] = beta ? c0[i] : NAN;
+    const lc_real *xa_r = xa + TERM_COL; /* the term's [M, R] at column TERM_COL of [M, LD] */
+    lc_lora_term term = {.a = xa_r, .lda = TERM_LD, .w = lw, .R = TERM_R, .scale = s};
+    (grad ? lc_cpu_linear_lora_grad_bf16 : lc_cpu_linear_lora_bf16)(act, M, &wc->t.W, &term,
+                                                                     (lc_real)beta, c,
+                                                                     wc->scratch);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < n; j++) {
+            double v = beta ? c0[i * n + j] : 0;
+            for (int q = 0; q < k; q++)
+                v += r_bf16(act[i * k + q]) * r_bf16(grad ? wd[q * IN + j] : wd[j * IN + q]);
+            for (int r = 0; r < TERM_R; r++)
+                v += r_bf16(s * xa_r[i * TERM_LD + r]) *
+                     r_bf16(grad ? lw[r * IN + j] : lw[j * TERM_R + r]);
+            ref[i * n + j] = (float)v;
+        }
+    double e = lc_test_rel_err_f32(c, ref, M * n);
+    const char *dir = grad ? "backward" : "forward";
+    cr_log_info("%s %s LoRA term %s, rows %d beta %d: rel err %.3g", engine, kind, dir, M, beta,
+                e);
+    cr_expect_lt(e, TOL_ROUNDED, "%s %s %s rows %d beta %d: %g", engine, kind, dir, M, beta, e);
+    free(c), free(c0), free(ref);
+}
+
 static void check_lora_term(const char *engine, const char *kind)
 {
-    if (!use_engine(engine))
+    weight_case wc;
+    if (!weight_case_init(&wc, engine, kind, 11))
         return;
-    enum { R = 8, LD = 13, COL = 3 };
-    const lc_real s = 0.75f;
-    float *w = malloc(sizeof(float) * OUT * IN), *b = malloc(sizeof(float) * OUT * R);
-    float *a = malloc(sizeof(float) * R * IN);
-    fill(w, OUT * IN, 11, 0.2);
-    fill(b, OUT * R, 12, 0.5);
-    fill(a, R * IN, 13, 0.5);
-    test_weight t;
-    make_weight(&t, w, kind);
-    float *wd = malloc(sizeof(float) * OUT * IN);
-    lc_weight_rows_to_real(&t.W, 0, OUT, wd);
-    lc_real *scratch = malloc(sizeof(lc_real) * (lc_cpu_weight_scratch_bf16(&t.W) + 1));
+    float *ba = malloc(sizeof(float) * TERM_R * (OUT + IN)); /* B [OUT, R] then A [R, IN] */
+    fill(ba, TERM_R * (OUT + IN), 12, 0.5);
+    const float *b = ba, *a = ba + OUT * TERM_R;
     const int rows[2] = {37, 200};
     for (int ri = 0; ri < 2; ri++) {
         const int M = rows[ri];
-        float *x = malloc(sizeof(float) * M * IN), *xa = malloc(sizeof(float) * M * LD);
+        float *x = malloc(sizeof(float) * M * IN), *xa = malloc(sizeof(float) * M * TERM_LD);
         float *dy = malloc(sizeof(float) * M * OUT);
         fill(x, M * IN, 14, 4.0);
-        fill(xa, M * LD, 15, 2.0);
+        fill(xa, M * TERM_LD, 15, 2.0);
         fill(dy, M * OUT, 16, 1.0);
-        const lc_real *xa_r = xa + COL; /* the term's [M, R] at column COL of [M, LD] */
         for (int beta = 0; beta <= 1; beta++) {
-            float *y = malloc(sizeof(float) * M * OUT), *y0 = malloc(sizeof(float) * M * OUT);
-            float *ref = malloc(sizeof(float) * M * OUT);
-            fill(y0, M * OUT, 17, 1.0);
-            for (int i = 0; i < M * OUT; i++)
-                y[i] = beta ? y0[i] : NAN;
-            lc_lora_term fwd = {.a = xa_r, .lda = LD, .w = b, .R = R, .scale = s};
-            lc_cpu_linear_lora_bf16(x, M, &t.W, &fwd, (lc_real)beta, y, scratch);
-            for (int i = 0; i < M; i++)
-                for (int o = 0; o < OUT; o++) {
-                    double v = beta ? y0[i * OUT + o] : 0;
-                    for (int k = 0; k < IN; k++)
-                        v += r_bf16(x[i * IN + k]) * r_bf16(wd[o * IN + k]);
-                    for (int r = 0; r < R; r++)
-                        v += r_bf16(s * xa_r[i * LD + r]) * r_bf16(b[o * R + r]);
-                    ref[i * OUT + o] = (float)v;
-                }
-            double e = lc_test_rel_err_f32(y, ref, M * OUT);
-            cr_log_info("%s %s LoRA term forward, rows %d beta %d: rel err %.3g", engine, kind, M,
-                        beta, e);
-            cr_expect_lt(e, TOL_ROUNDED, "%s %s forward rows %d beta %d: %g", engine, kind, M,
-                         beta, e);
-            free(y), free(y0), free(ref);
-
-            float *dx = malloc(sizeof(float) * M * IN), *dx0 = malloc(sizeof(float) * M * IN);
-            float *refx = malloc(sizeof(float) * M * IN);
-            fill(dx0, M * IN, 18, 1.0);
-            for (int i = 0; i < M * IN; i++)
-                dx[i] = beta ? dx0[i] : NAN;
-            lc_lora_term bwd = {.a = xa_r, .lda = LD, .w = a, .R = R, .scale = s};
-            lc_cpu_linear_lora_grad_bf16(dy, M, &t.W, &bwd, (lc_real)beta, dx, scratch);
-            for (int i = 0; i < M; i++)
-                for (int k = 0; k < IN; k++) {
-                    double v = beta ? dx0[i * IN + k] : 0;
-                    for (int o = 0; o < OUT; o++)
-                        v += r_bf16(dy[i * OUT + o]) * r_bf16(wd[o * IN + k]);
-                    for (int r = 0; r < R; r++)
-                        v += r_bf16(s * xa_r[i * LD + r]) * r_bf16(a[r * IN + k]);
-                    refx[i * IN + k] = (float)v;
-                }
-            e = lc_test_rel_err_f32(dx, refx, M * IN);
-            cr_log_info("%s %s LoRA term backward, rows %d beta %d: rel err %.3g", engine, kind,
-                        M, beta, e);
-            cr_expect_lt(e, TOL_ROUNDED, "%s %s backward rows %d beta %d: %g", engine, kind, M,
-                         beta, e);
-            free(dx), free(dx0), free(refx);
+            check_term_direction(engine, kind, false, M, beta, &wc, x, xa, b);
+            check_term_direction(engine, kind, true, M, beta, &wc, dy, xa, a);
         }
         free(x), free(xa), free(dy);
     }
-    free(scratch), free(wd), free(w), free(b), free(a);
-    free_weight(&t);
+    free(ba);
+    weight_case_free(&wc);
 }
 
 Test(cpu_bf16, lora_term_emulate) { check_lora_term("emulate", "bf16"), check_lora_term("emulate", "f32"); }
