@@ -204,8 +204,8 @@ KERNEL_TESTS(onednn)
 /* A linear's frozen product with its LoRA term (lc_cpu_linear_lora_bf16
  * and _grad): y = beta·y0 + x·Wᵀ + s·xa·Bᵀ and dx = beta·dx0 + dy·W +
  * s·dxa·A against float64 on rounded x, W, s·xa, B (dy, s·dxa, A), for a
- * bf16 weight (taken whole: on oneDNN the term rides in the GEMM when rows
- * > k + R, here at 200 rows) and an f32 one (tiles: the term is its own
+ * bf16 weight (taken whole: on oneDNN the term rides in the GEMM when
+ * 2·rows > k + R, here at 200 rows, not at 37) and an f32 one (tiles: the term is its own
  * product), rows 37 and 200, xa a column block of a wider matrix. */
 enum { TERM_R = 8, TERM_LD = 13, TERM_COL = 3 };
 

@@ -428,12 +428,16 @@ static void lora_term(bool grad, const lc_lora_term *lt, int64_t N, int64_t n, l
 
 /* Whether the term rides inside the frozen GEMM as R more K columns: a
  * bf16 weight taken whole (on oneDNN), copied with the term's R rows or
- * columns appended, when that copy (2·rows·(k+R) bf16 moved) costs less
- * than the pass over the output it saves (N·n f32 read and written):
- * N > k + R. */
+ * columns appended, when that copy (n·(k+R) bf16 read and written, 4·n·(k+R)
+ * bytes) moves fewer bytes than the pass over the output it saves (N·n f32
+ * read and written, 8·N·n bytes): 2N > k + R. At the SmolLM-135M step's
+ * 1024 rows that is every linear, both ways. Where it does not hold, each
+ * linear's term is a pass of its own, also in a group whose unrounded
+ * terms the op would add in one product (q/k/v, gate/up): small passes,
+ * since N is then small. */
 static bool fold_term(const lc_weight *W, int64_t N, int64_t k, int64_t R)
 {
-    return chosen == LC_CPU_BF16_ONEDNN && weight_is_bf16(W) && N > k + R;
+    return chosen == LC_CPU_BF16_ONEDNN && weight_is_bf16(W) && 2 * N > k + R;
 }
 
 static void linear_lora(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
