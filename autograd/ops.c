@@ -290,8 +290,8 @@ static void linears_backward(lc_tape *t, lc_node *node)
             linear_term_grad(t, dy, N, L, dxa, R, lo->scale, &dx_fresh, dxin, wscr);
         if (gA && !defer_a)
             lora_a_grad(t, c, i, gA, dxa, R, lo->scale, xin, drop);
-        const lc_real *Aact = dxin ? lc_tape_act(t, lo->A) : NULL;
         if (dxin && !with_term) {
+            const lc_real *Aact = lc_tape_act(t, lo->A);
             if (drop) {
                 lc_real beta = 0;
                 if (g) { /* DoRA's (g − 1)·(drop(x)·Wᵀ) term */
@@ -445,7 +445,6 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         if (!stacked)
             lc_tape_k(t)->gemm(false, true, N, R, C, 1, xd, C, lc_tape_act(t, lo->A), C, 0, xa[i],
                                R);
-        const lc_real *Bact = lc_tape_act(t, lo->B);
         if (with_term) {
             lc_lora_term term = {.a = xa[i], .lda = ld, .w = lo->B->data, .R = R,
                                  .scale = lo->scale};
@@ -454,6 +453,7 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
                 lc_tape_k(t)->add_bias(N, O, L->bias, y);
             continue;
         }
+        const lc_real *Bact = lc_tape_act(t, lo->B);
         if (!cnorm[i]) {
             lc_tape_k(t)->gemm(false, true, N, O, R, lo->scale, xa[i], ld, Bact, R, 1, y, O);
             continue;
