@@ -405,6 +405,7 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     }
     lc_real *drop = dropout_on ? scratch(t, (size_t)(N * C)) : NULL;
     uint64_t seeds[MAX_LINEARS];
+    bool term_before = false; /* a linear_lora call on xin came before */
 
     for (int i = 0; i < n; i++) {
         const lc_linear *L = &lin[i];
@@ -447,8 +448,9 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
                                R);
         if (with_term) {
             lc_lora_term term = {.a = xa[i], .lda = ld, .w = lo->B->data, .R = R,
-                                 .scale = lo->scale};
+                                 .scale = lo->scale, .same_input = term_before};
             t->be->linear_lora(xin, N, L->W, &term, residual ? 1 : 0, y, wscr);
+            term_before = true;
             if (L->bias)
                 lc_tape_k(t)->add_bias(N, O, L->bias, y);
             continue;

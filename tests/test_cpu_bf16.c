@@ -213,7 +213,7 @@ enum { TERM_R = 8, TERM_LD = 13, TERM_COL = 3 };
  * (act = dy [M, OUT], lw = A [R, IN]); beta 0 must not read the output. */
 static void check_term_direction(const char *engine, const char *kind, bool grad, int M,
                                  int beta, const weight_case *wc, const float *act,
-                                 const float *xa, const float *lw)
+                                 const float *xa, const float *lw, bool same_input)
 {
     const float *wd = wc->wd;
     const lc_real s = 0.75f;
@@ -224,7 +224,8 @@ static void check_term_direction(const char *engine, const char *kind, bool grad
     for (int i = 0; i < M * n; i++)
         c[i] = beta ? c0[i] : NAN;
     const lc_real *xa_r = xa + TERM_COL; /* the term's [M, R] at column TERM_COL of [M, LD] */
-    lc_lora_term term = {.a = xa_r, .lda = TERM_LD, .w = lw, .R = TERM_R, .scale = s};
+    lc_lora_term term = {.a = xa_r, .lda = TERM_LD, .w = lw, .R = TERM_R, .scale = s,
+                         .same_input = same_input};
     (grad ? lc_cpu_linear_lora_grad_bf16 : lc_cpu_linear_lora_bf16)(act, M, &wc->t.W, &term,
                                                                      (lc_real)beta, c,
                                                                      wc->scratch);
@@ -263,14 +264,51 @@ static void check_lora_term(const char *engine, const char *kind)
         fill(xa, M * TERM_LD, 15, 2.0);
         fill(dy, M * OUT, 16, 1.0);
         for (int beta = 0; beta <= 1; beta++) {
-            check_term_direction(engine, kind, false, M, beta, &wc, x, xa, b);
-            check_term_direction(engine, kind, true, M, beta, &wc, dy, xa, a);
+            check_term_direction(engine, kind, false, M, beta, &wc, x, xa, b, false);
+            check_term_direction(engine, kind, true, M, beta, &wc, dy, xa, a, false);
         }
         free(x), free(xa), free(dy);
     }
     free(ba);
     weight_case_free(&wc);
 }
+
+/* A group's linears on one x (same_input): the second and later forwards
+ * may keep what the first made of x. Each is checked against float64 as
+ * above: after a forward on the same x; after the backward, a plain weight
+ * product and a forward on another x of the same shape, each of which
+ * leaves other data where x's rounding was; and at 37 rows (unfolded). */
+static void check_same_input(const char *engine)
+{
+    weight_case wc;
+    if (!weight_case_init(&wc, engine, "bf16", 21))
+        return;
+    const int rows[2] = {200, 37};
+    for (int ri = 0; ri < 2; ri++) {
+        const int M = rows[ri];
+        float *ba = malloc(sizeof(float) * TERM_R * (2 * OUT + IN)); /* B1, B2 [OUT, R], A */
+        float *x = malloc(sizeof(float) * M * IN), *x2 = malloc(sizeof(float) * M * IN);
+        float *xa = malloc(sizeof(float) * M * TERM_LD), *xa2 = malloc(sizeof(float) * M * TERM_LD);
+        float *dy = malloc(sizeof(float) * M * OUT), *y = malloc(sizeof(float) * M * OUT);
+        fill(ba, TERM_R * (2 * OUT + IN), 22, 0.5);
+        fill(x, M * IN, 23, 4.0), fill(x2, M * IN, 24, 4.0);
+        fill(xa, M * TERM_LD, 25, 2.0), fill(xa2, M * TERM_LD, 26, 2.0);
+        fill(dy, M * OUT, 27, 1.0);
+        const float *b1 = ba, *b2 = ba + OUT * TERM_R, *a = ba + 2 * OUT * TERM_R;
+        check_term_direction(engine, "bf16", false, M, 0, &wc, x, xa, b1, false);
+        check_term_direction(engine, "bf16", false, M, 1, &wc, x, xa2, b2, true);
+        check_term_direction(engine, "bf16", true, M, 0, &wc, dy, xa, a, false);
+        check_term_direction(engine, "bf16", false, M, 0, &wc, x, xa, b2, true);
+        lc_cpu_weight_matmul_bf16(x2, M, &wc.t.W, 0, y, wc.scratch);
+        check_term_direction(engine, "bf16", false, M, 0, &wc, x, xa2, b1, true);
+        check_term_direction(engine, "bf16", false, M, 0, &wc, x2, xa, b1, false);
+        check_term_direction(engine, "bf16", false, M, 1, &wc, x, xa, b2, true);
+        free(ba), free(x), free(x2), free(xa), free(xa2), free(dy), free(y);
+    }
+    weight_case_free(&wc);
+}
+
+Test(cpu_bf16, lora_term_same_input) { check_same_input("emulate"), check_same_input("onednn"); }
 
 Test(cpu_bf16, lora_term_emulate) { check_lora_term("emulate", "bf16"), check_lora_term("emulate", "f32"); }
 Test(cpu_bf16, lora_term_onednn) { check_lora_term("onednn", "bf16"), check_lora_term("onednn", "f32"); }

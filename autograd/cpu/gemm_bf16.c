@@ -68,6 +68,12 @@ static void *grow(lc_grow_buf *b, size_t bytes)
 /* The rounded activations of the GEMM in flight: one process-wide buffer
  * (weight GEMMs run one at a time, outside parallel regions). */
 static lc_grow_buf act_buf;
+/* What act_buf holds after a folded forward (linear_lora): x [N, k] rounded
+ * in its first k columns, row stride ka; x NULL after any other write. */
+static struct {
+    const lc_real *x;
+    int64_t N, k, ka;
+} act_holds;
 
 /* ---- choosing the engine ----------------------------------------------- */
 
@@ -306,6 +312,7 @@ static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weig
     uint16_t *half = scratch ? (uint16_t *)(scratch + tr * in) : NULL;
     bool emulate = chosen == LC_CPU_BF16_EMULATE;
     const void *ar; /* a rounded: lc_real values (emulate) or bf16 */
+    act_holds.x = NULL;
     if (emulate) {
         lc_real *r = grow(&act_buf, (size_t)(N * lda) * sizeof(lc_real));
         round_real(a, N * lda, r);
@@ -358,6 +365,7 @@ void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weigh
 uint16_t *lc_cpu_bf16_act_buffer(int64_t n)
 {
     LC_ASSERT(chosen == LC_CPU_BF16_ONEDNN);
+    act_holds.x = NULL;
     return grow(&act_buf, (size_t)n * sizeof(uint16_t));
 }
 
@@ -457,11 +465,18 @@ static void linear_lora(bool grad, const lc_real *a, int64_t N, const lc_weight 
         return;
     }
 #if LC_HAVE_DNNL
-    /* act [N, k+R] = [a | s·lt->a], rounded */
+    /* act [N, k+R] = [a | s·lt->a], rounded; a forward's x part kept from
+     * the call before when it is the same x (a group's shared input: one
+     * rounding pass over it instead of one per linear) */
     int64_t ka = k + R;
     uint16_t *act = grow(&act_buf, (size_t)(N * ka) * sizeof(uint16_t));
-    round_rows_bf16(a, N, k, k, 1, act, ka);
+    bool have_x = !grad && lt->same_input && act_holds.x == a && act_holds.N == N &&
+                  act_holds.k == k && act_holds.ka == ka;
+    if (!have_x)
+        round_rows_bf16(a, N, k, k, 1, act, ka);
     round_rows_bf16(lt->a, N, R, lt->lda, lt->scale, act + k, ka);
+    act_holds.x = grad ? NULL : a;
+    act_holds.N = N, act_holds.k = k, act_holds.ka = ka;
     const uint16_t *w = W->data;
     uint16_t *f = grow(&fold_buf, (size_t)((out + (grad ? R : 0)) * (in + (grad ? 0 : R))) *
                                       sizeof(uint16_t));
