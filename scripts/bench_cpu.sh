@@ -32,7 +32,8 @@
 #
 #   scripts/bench_cpu.sh [--rounds 3] [--steps 3] [--warmup 2] [--layers 30]
 #                        [--python PATH] [--no-torch] [--torch-bf16] [--nf4]
-#   scripts/bench_cpu.sh --native [--rounds 3] [--nf4]
+#   scripts/bench_cpu.sh --native [--rounds 3] [--nf4] [--dtype bf16|f32]
+#   scripts/bench_cpu.sh --against REF [--rounds 3] [--nf4] [--dtype bf16|f32]
 # --python: the PyTorch to compare with (default $LORAC_BENCH_PYTHON, else
 # scripts/.venv-bench/bin/python, made on first use with python3 -m venv and
 # pip install torch transformers peft: the newest from PyPI). --layers: fewer
@@ -41,6 +42,13 @@
 # --native: the portable build (build/, kernels dispatched at run time)
 # against a -DLORAC_NATIVE=ON build (build-native/, everything -march=native)
 # in alternating rounds, medians and their ratio (target: within 5%).
+# --against REF: this checkout's build/ against git REF (a commit, branch or
+# tag, checked out as a worktree in build-ref/src and built there), lorac
+# only, in alternating rounds (each round the other one first): every run's
+# median step, the medians of tokens/s and the fastest steps, and their
+# ratios: how a change moves the whole step, measured in one sitting.
+# --dtype for these two: bf16 (bf16 weights, --compute-dtype bfloat16; the
+# default on a CPU with bf16 units) or f32 (the default elsewhere).
 # Logs and JSON go to $OUT when set, else build/bench-cpu-logs. Run it on a
 # quiet machine: every run measures wall time on 2 cores (each run's line says
 # what share of the cores other processes used meanwhile, from /proc/stat; the
@@ -55,6 +63,8 @@ WARMUP=2
 TORCH=1
 TORCH_BF16=auto
 NATIVE=0
+AGAINST=
+PAIR_DTYPE=
 ROUNDS=3
 PY=${LORAC_BENCH_PYTHON:-}
 BENCH_ARGS=()
@@ -66,12 +76,17 @@ while [ $# -gt 0 ]; do
     --no-torch) TORCH=0; shift ;;
     --torch-bf16) TORCH_BF16=1; shift ;;
     --native) NATIVE=1; shift ;;
+    --against) AGAINST=$2; shift 2 ;;
+    --dtype)
+      case "$2" in bf16 | f32) PAIR_DTYPE=$2 ;; *) echo "$0: --dtype $2: use bf16 or f32" >&2; exit 2 ;; esac
+      shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --layers) SHAPE=(--layers "$2"); shift 2 ;;
     --python) PY=$2; shift 2 ;;
     --nf4) BENCH_ARGS+=(--nf4); shift ;;
     *) echo "usage: $0 [--rounds N] [--steps N] [--warmup N] [--layers N] [--python PATH]" \
-            "[--no-torch] [--torch-bf16] [--nf4] | --native [--rounds N] [--nf4]" >&2; exit 2 ;;
+            "[--no-torch] [--torch-bf16] [--nf4] | --native|--against REF [--rounds N] [--nf4]" \
+            "[--dtype bf16|f32]" >&2; exit 2 ;;
   esac
 done
 [ -x build/lorac ] || scripts/build.sh build -DLORAC_TESTS=OFF
@@ -84,31 +99,71 @@ run_lorac() { # BINARY ARGS...
   GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000} OMP_PROC_BIND=${OMP_PROC_BIND:-close} \
     OMP_PLACES=${OMP_PLACES:-cores} "$bin" bench "${SHAPE[@]}" "$@"
 }
-if [ "$NATIVE" = 1 ]; then
-  [ -x build-native/lorac ] || scripts/build.sh build-native -DLORAC_NATIVE=ON -DLORAC_TESTS=OFF
-  build/lorac --version | sed -n 2p
-  RESULTS=()
+# Two lorac builds, A and B, in alternating rounds (odd rounds A first):
+# each run's line, then medians of tokens/s and the fastest step of each.
+# Other load on the machine only ever adds time, so the best step is the
+# steadiest figure.
+compare_builds() { # DIR_A LABEL_A DIR_B LABEL_B
+  local dirs=("$1" "$3") labels=("$2" "$4") args=("${BENCH_ARGS[@]}")
+  if [ -z "$PAIR_DTYPE" ]; then
+    PAIR_DTYPE=f32
+    grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo && PAIR_DTYPE=bf16
+  fi
+  if [ "$PAIR_DTYPE" = bf16 ]; then
+    args+=(--bf16 --compute-dtype bfloat16)
+  else
+    args+=(--compute-dtype float32)
+  fi
+  echo "== ${labels[0]} against ${labels[1]}, $PAIR_DTYPE, $ROUNDS rounds: $(grep -m1 '^model name' \
+    /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
+  local results=() r i
   for r in $(seq "$ROUNDS"); do
-    for b in build build-native; do
-      J=$(run_lorac "$b/lorac" --steps "$STEPS" --warmup "$WARMUP" "${BENCH_ARGS[@]}")
-      echo "  round $r $b: $J"
-      RESULTS+=("$b $J")
+    for i in 0 1; do
+      [ $((r % 2)) = 0 ] && i=$((1 - i))
+      local j
+      j=$(run_lorac "${dirs[$i]}/lorac" --steps "$STEPS" --warmup "$WARMUP" "${args[@]}")
+      /usr/bin/python3 -c 'import json, statistics, sys
+r, name, j = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+print("  round {} {}: {:.1f} tokens/s, median step {:.3f} s (steps {})".format(
+    r, name, j["tokens_per_s"], statistics.median(j["step_s"]), sorted(j["step_s"])))' \
+        "$r" "${labels[$i]}" "$j"
+      results+=("${labels[$i]}"$'\t'"$j")
     done
   done
-  # Medians of tokens/s, and the fastest step of each build: other load on
-  # the machine only ever adds time, so the best step is the steadiest figure.
-  printf '%s\n' "${RESULTS[@]}" | /usr/bin/python3 -c '
+  printf '%s\n' "${results[@]}" | /usr/bin/python3 -c '
 import json, statistics, sys
+a, b = sys.argv[1], sys.argv[2]
 tps, best = {}, {}
 for line in sys.stdin:
-    name, j = line.split(" ", 1)
+    name, j = line.split("\t", 1)
     j = json.loads(j)
     tps.setdefault(name, []).append(j["tokens_per_s"])
     best[name] = min(best.get(name, 1e30), min(j["step_s"]))
-p, n = statistics.median(tps["build"]), statistics.median(tps["build-native"])
-print(f"median tokens/s: portable (dispatched) {p:.1f}, -march=native {n:.1f}: ratio {p / n:.3f}")
-bp, bn = best["build"], best["build-native"]
-print(f"fastest step: portable {bp:.3f} s, -march=native {bn:.3f} s: speed ratio {bn / bp:.3f}")'
+ma, mb = statistics.median(tps[a]), statistics.median(tps[b])
+print(f"median tokens/s: {a} {ma:.1f}, {b} {mb:.1f}: ratio {ma / mb:.3f}")
+print(f"fastest step: {a} {best[a]:.3f} s, {b} {best[b]:.3f} s: speed ratio {best[b] / best[a]:.3f}")' \
+    "${labels[0]}" "${labels[1]}"
+}
+if [ "$NATIVE" = 1 ]; then
+  [ -x build-native/lorac ] || scripts/build.sh build-native -DLORAC_NATIVE=ON -DLORAC_TESTS=OFF
+  build/lorac --version | sed -n 2p
+  compare_builds build "portable (dispatched)" build-native "-march=native"
+  exit 0
+fi
+if [ -n "$AGAINST" ]; then
+  REV=$(git rev-parse --verify --quiet "$AGAINST^{commit}") ||
+    { echo "$0: --against $AGAINST: not a commit here" >&2; exit 2; }
+  SRC=build-ref/src
+  if [ ! -d "$SRC" ]; then
+    git worktree add --detach "$SRC" "$REV" >/dev/null
+  else
+    git -C "$SRC" checkout --quiet --detach "$REV"
+  fi
+  (cd "$SRC" && scripts/build.sh build -DLORAC_TESTS=OFF)
+  cmake --build build --target lorac -j"$(nproc)" >/dev/null # build/ as the working tree is now
+  HERE=$(git rev-parse --short HEAD)
+  git diff --quiet HEAD -- || HERE="$HERE+changes"
+  compare_builds build "$HERE" "$SRC/build" "$(git rev-parse --short "$REV")"
   exit 0
 fi
 
