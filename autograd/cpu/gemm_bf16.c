@@ -75,6 +75,14 @@ static struct {
     int64_t N, k, ka;
 } act_holds;
 
+/* act_buf for a new write of bytes: whatever it held is forgotten. Every
+ * writer takes it through here, so act_holds can only describe the last. */
+static void *act_buffer(size_t bytes)
+{
+    act_holds.x = NULL;
+    return grow(&act_buf, bytes);
+}
+
 /* ---- choosing the engine ----------------------------------------------- */
 
 static lc_cpu_bf16_engine chosen = LC_CPU_BF16_OFF;
@@ -312,13 +320,12 @@ static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weig
     uint16_t *half = scratch ? (uint16_t *)(scratch + tr * in) : NULL;
     bool emulate = chosen == LC_CPU_BF16_EMULATE;
     const void *ar; /* a rounded: lc_real values (emulate) or bf16 */
-    act_holds.x = NULL;
     if (emulate) {
-        lc_real *r = grow(&act_buf, (size_t)(N * lda) * sizeof(lc_real));
+        lc_real *r = act_buffer((size_t)(N * lda) * sizeof(lc_real));
         round_real(a, N * lda, r);
         ar = r;
     } else if (a) {
-        uint16_t *h = grow(&act_buf, (size_t)(N * lda) * sizeof(uint16_t));
+        uint16_t *h = act_buffer((size_t)(N * lda) * sizeof(uint16_t));
 #if LC_HAVE_DNNL
         lc_cpu_round_bf16(a, N * lda, h);
 #endif
@@ -365,8 +372,7 @@ void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weigh
 uint16_t *lc_cpu_bf16_act_buffer(int64_t n)
 {
     LC_ASSERT(chosen == LC_CPU_BF16_ONEDNN);
-    act_holds.x = NULL;
-    return grow(&act_buf, (size_t)n * sizeof(uint16_t));
+    return act_buffer((size_t)n * sizeof(uint16_t));
 }
 
 void lc_cpu_weight_matmul_grad_bf16_rounded(int64_t N, const lc_weight *W, lc_real beta,
@@ -469,14 +475,14 @@ static void linear_lora(bool grad, const lc_real *a, int64_t N, const lc_weight 
      * the call before when it is the same x (a group's shared input: one
      * rounding pass over it instead of one per linear) */
     int64_t ka = k + R;
-    uint16_t *act = grow(&act_buf, (size_t)(N * ka) * sizeof(uint16_t));
     bool have_x = !grad && lt->same_input && act_holds.x == a && act_holds.N == N &&
                   act_holds.k == k && act_holds.ka == ka;
+    uint16_t *act = have_x ? act_buf.p : act_buffer((size_t)(N * ka) * sizeof(uint16_t));
     if (!have_x)
         round_rows_bf16(a, N, k, k, 1, act, ka);
     round_rows_bf16(lt->a, N, R, lt->lda, lt->scale, act + k, ka);
-    act_holds.x = grad ? NULL : a;
-    act_holds.N = N, act_holds.k = k, act_holds.ka = ka;
+    if (!grad)
+        act_holds.x = a, act_holds.N = N, act_holds.k = k, act_holds.ka = ka;
     const uint16_t *w = W->data;
     uint16_t *f = grow(&fold_buf, (size_t)((out + (grad ? R : 0)) * (in + (grad ? 0 : R))) *
                                       sizeof(uint16_t));
