@@ -95,7 +95,8 @@ void lc_bpe_free(lc_bpe *b)
     free(b->mrank);
     free(b->mnew);
     free(b->syms);
-    free(b->heap);
+    lc_bpe_queue_free(&b->queue);
+    free(b->joins);
     free(b->scratch);
     lc_bpe_init(b);
 }
@@ -260,6 +261,7 @@ static int merge_put(lc_bpe *b, int32_t li, int32_t ri, int32_t ni, int32_t rank
     b->mrank[j] = rank;
     b->mnew[j] = ni;
     b->n_merges++;
+    b->joins_stale = 1;
     return 0;
 }
 
@@ -369,45 +371,8 @@ void lc_bpe_finish(lc_bpe *b)
 }
 
 /* ---- merge -------------------------------------------------------------- */
-static int pair_less(const lc_bpe_pair *a, const lc_bpe_pair *c)
-{
-    return a->rank != c->rank ? a->rank < c->rank : a->pos < c->pos;
-}
-
-static void heap_push(lc_bpe_pair *h, size_t *n, lc_bpe_pair p)
-{
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_less(&p, &h[parent]))
-            break;
-        h[i] = h[parent];
-        i = parent;
-    }
-    h[i] = p;
-}
-
-static lc_bpe_pair heap_pop(lc_bpe_pair *h, size_t *n)
-{
-    lc_bpe_pair top = h[0], last = h[--(*n)];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n)
-            break;
-        if (c + 1 < *n && pair_less(&h[c + 1], &h[c]))
-            c++;
-        if (!pair_less(&h[c], &last))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = last;
-    return top;
-}
-
 /* Pushes the pair (l, l's next) when it is a merge. */
-static void push_pair(lc_bpe *b, size_t *nh, int32_t l)
+static void push_pair(lc_bpe *b, int32_t l)
 {
     int32_t r = b->syms[l].next;
     if (r < 0 || !b->mkeys) /* no merges at all: no table */
@@ -415,7 +380,7 @@ static void push_pair(lc_bpe *b, size_t *nh, int32_t l)
     size_t j = merge_slot(b, pair_key(b->syms[l].id, b->syms[r].id));
     if (b->mkeys[j] == UINT64_MAX)
         return;
-    heap_push(b->heap, nh, (lc_bpe_pair){b->mrank[j], l, b->mnew[j]});
+    lc_bpe_queue_push(&b->queue, (lc_bpe_pair){b->mrank[j], l, b->mnew[j]});
 }
 
 static void add_sym(lc_bpe *b, size_t *n, int32_t id)
@@ -424,6 +389,124 @@ static void add_sym(lc_bpe *b, size_t *n, int32_t id)
     if (*n > 0)
         b->syms[*n - 1].next = (int32_t)*n;
     (*n)++;
+}
+
+/* ---- joins: where a word may split ---------------------------------------- */
+/* The bytes of the character that ends s[0..n) (n > 0), packed: the lead
+ * byte and its continuation bytes, at most 4. */
+static uint32_t last_char_bytes(const char *s, size_t n)
+{
+    size_t i = n - 1;
+    while (i > 0 && n - i < 4 && ((uint8_t)s[i] & 0xc0) == 0x80)
+        i--;
+    uint32_t c = 0;
+    for (; i < n; i++)
+        c = c << 8 | (uint8_t)s[i];
+    return c;
+}
+
+/* The bytes of the character that starts s[0..n) (n > 0), packed. */
+static uint32_t first_char_bytes(const char *s, size_t n)
+{
+    size_t cl = lc_utf8_len(s);
+    uint32_t c = 0;
+    for (size_t i = 0; i < cl && i < n; i++)
+        c = c << 8 | (uint8_t)s[i];
+    return c;
+}
+
+static size_t join_bit(const lc_bpe *b, uint32_t last, uint32_t first)
+{
+    return lc_splitmix64((uint64_t)last << 32 | first) & b->joins_mask;
+}
+
+/* Sets the joins bit of every merge (l, r) (a new table: the merges changed). */
+static int joins_build(lc_bpe *b, lc_error *err)
+{
+    size_t bits = (size_t)1 << 16; /* ≥ 16 bits a merge, up to 16 MiB */
+    while (bits < 16 * b->n_merges && bits < ((size_t)1 << 27))
+        bits *= 2;
+    uint64_t *joins = calloc(bits / 64, sizeof *joins);
+    if (!joins)
+        return lc_error_set(err, "tokenizer: out of memory for the merges' joins");
+    free(b->joins);
+    b->joins = joins;
+    b->joins_mask = bits - 1;
+    for (size_t i = 0; i <= b->mmask; i++) {
+        if (b->mkeys[i] == UINT64_MAX)
+            continue;
+        size_t ln = 0, rn = 0;
+        const char *l = lc_bpe_token(b, (int32_t)(b->mkeys[i] >> 32), &ln);
+        const char *r = lc_bpe_token(b, (int32_t)(uint32_t)b->mkeys[i], &rn);
+        if (l && r && ln && rn) { /* an empty part never meets a character of the text */
+            size_t k = join_bit(b, last_char_bytes(l, ln), first_char_bytes(r, rn));
+            joins[k / 64] |= 1ull << (k % 64);
+        }
+    }
+    b->joins_stale = 0;
+    return 0;
+}
+
+/* Whether a merge may ever join a symbol that ends in l's last character
+ * to one that starts with r's first: a merged symbol keeps the last
+ * character of its left part and the first of its right one, so a merge
+ * across this boundary would be a merge (x, y) with x ending and y starting
+ * in these characters. The unknown token, whose string is not text, always
+ * may. */
+static int may_join(const lc_bpe *b, int32_t l, int32_t r)
+{
+    size_t ln = 0, rn = 0;
+    const char *ls = lc_bpe_token(b, l, &ln), *rs = lc_bpe_token(b, r, &rn);
+    if (l == b->unk_id || r == b->unk_id || !ls || !rs || !ln || !rn)
+        return 1;
+    size_t k = join_bit(b, last_char_bytes(ls, ln), first_char_bytes(rs, rn));
+    return (int)(b->joins[k / 64] >> (k % 64) & 1);
+}
+
+/* Cuts the symbol list syms[0..ns) where no merge may ever join: the
+ * pieces then merge apart, each with a queue of its own size. No merge
+ * crosses a cut in the whole-word merge either, and the order of the merges
+ * within a piece, by (rank, position), is the same. */
+static int split_unjoinable(lc_bpe *b, size_t ns, lc_error *err)
+{
+    if ((!b->joins || b->joins_stale) && joins_build(b, err))
+        return -1;
+    for (size_t i = 1; i < ns; i++)
+        if (!may_join(b, b->syms[i - 1].id, b->syms[i].id)) {
+            b->syms[i - 1].next = -1;
+            b->syms[i].prev = -1;
+        }
+    return 0;
+}
+
+/* Merges the linked piece syms[start..end) as HF does: pairs in a queue by
+ * (rank, position); a popped pair whose symbols have changed is skipped.
+ * Pushes: end − start − 1 pairs, then at most 2 a merge. */
+static int merge_piece(lc_bpe *b, size_t start, size_t end, lc_error *err)
+{
+    if (lc_bpe_queue_reset(&b->queue, 3 * (end - start), err))
+        return -1;
+    for (size_t i = start; i + 1 < end; i++)
+        push_pair(b, (int32_t)i);
+    lc_bpe_pair top;
+    while (lc_bpe_queue_pop(&b->queue, &top)) {
+        lc_bpe_sym *l = &b->syms[top.pos];
+        if (l->id < 0 || l->next < 0)
+            continue;
+        int32_t ri = l->next;
+        size_t j = merge_slot(b, pair_key(l->id, b->syms[ri].id));
+        if (b->mkeys[j] == UINT64_MAX || b->mnew[j] != top.new_id)
+            continue; /* stale: a neighbour changed since this pair was pushed */
+        l->id = top.new_id;
+        l->next = b->syms[ri].next;
+        b->syms[ri].id = -1;
+        if (l->next >= 0)
+            b->syms[l->next].prev = top.pos;
+        if (l->prev >= 0)
+            push_pair(b, l->prev);
+        push_pair(b, top.pos);
+    }
+    return 0;
 }
 
 int lc_bpe_encode_word(lc_bpe *b, const char *s, size_t n, lc_ids *out, lc_error *err)
@@ -459,20 +542,13 @@ int lc_bpe_encode_word(lc_bpe *b, const char *s, size_t n, lc_ids *out, lc_error
         if (id >= 0)
             return lc_ids_push(out, id, err);
     }
-    /* at most one symbol per byte; at most 3 pairs per symbol ever pushed */
+    /* at most one symbol per byte */
     if (b->syms_cap < n) {
         lc_bpe_sym *syms = realloc(b->syms, n * sizeof *syms);
         if (!syms)
             return lc_error_set(err, "tokenizer: out of memory for a word of %zu bytes", n);
         b->syms = syms;
         b->syms_cap = n;
-    }
-    if (b->heap_cap < 3 * n) {
-        lc_bpe_pair *heap = realloc(b->heap, 3 * n * sizeof *heap);
-        if (!heap)
-            return lc_error_set(err, "tokenizer: out of memory for a word of %zu bytes", n);
-        b->heap = heap;
-        b->heap_cap = 3 * n;
     }
     size_t ns = 0;
     int pending_unk = 0; /* HF: an unknown waits until the next known character */
@@ -511,29 +587,18 @@ int lc_bpe_encode_word(lc_bpe *b, const char *s, size_t n, lc_ids *out, lc_error
         add_sym(b, &ns, b->unk_id);
     if (ns == 0)
         return 0;
-    size_t nh = 0;
-    for (size_t i = 0; i + 1 < ns; i++)
-        push_pair(b, &nh, (int32_t)i);
-    while (nh > 0) {
-        lc_bpe_pair top = heap_pop(b->heap, &nh);
-        lc_bpe_sym *l = &b->syms[top.pos];
-        if (l->id < 0 || l->next < 0)
-            continue;
-        int32_t ri = l->next;
-        size_t j = merge_slot(b, pair_key(l->id, b->syms[ri].id));
-        if (b->mkeys[j] == UINT64_MAX || b->mnew[j] != top.new_id)
-            continue; /* stale: a neighbour changed since this pair was pushed */
-        l->id = top.new_id;
-        l->next = b->syms[ri].next;
-        b->syms[ri].id = -1;
-        if (l->next >= 0)
-            b->syms[l->next].prev = top.pos;
-        if (l->prev >= 0)
-            push_pair(b, &nh, l->prev);
-        push_pair(b, &nh, top.pos);
-    }
-    for (int32_t i = 0; i >= 0; i = b->syms[i].next)
-        if (lc_ids_push(out, b->syms[i].id, err))
+    if (b->mkeys && split_unjoinable(b, ns, err))
+        return -1;
+    for (size_t start = 0; start < ns;) { /* each piece alone: [start, end) */
+        size_t end = start + 1;
+        while (end < ns && b->syms[end].prev >= 0)
+            end++;
+        if (merge_piece(b, start, end, err))
             return -1;
+        for (int32_t i = (int32_t)start; i >= 0; i = b->syms[i].next)
+            if (lc_ids_push(out, b->syms[i].id, err))
+                return -1;
+        start = end;
+    }
     return 0;
 }

@@ -1,12 +1,16 @@
 /* bpe.h — the BPE model of a Hugging Face tokenizer.json: vocabulary, ranked
  * merges, and the merge of one pre-tokenized word into ids.
  *
- * The merge is HF's: symbols in a linked list, candidate pairs in a binary
- * heap ordered by (merge rank, position); a popped pair whose symbols have
+ * The merge is HF's: symbols in a linked list, candidate pairs in a
+ * priority queue ordered by (merge rank, position) (bpe_queue.h); a popped pair whose symbols have
  * changed since it was pushed is skipped. Each merge pushes at most two new
- * pairs, so a word of n symbols costs O(n log n) — a whole paragraph of a
- * SentencePiece model (no pre-tokenizer) stays near-linear. Nothing is
- * cached; the work arrays grow to the longest word seen.
+ * pairs, so a word of n symbols costs O(n log n). A word first splits where
+ * no merge can ever join the symbols on either side (by the joins table:
+ * the characters that meet there never meet across a merge), and each piece
+ * merges alone with its own small heap: the result is the same, and a whole
+ * text of a SentencePiece model (no pre-tokenizer, one word) stays linear
+ * and in cache. Nothing is cached; the work arrays grow to the longest word
+ * seen.
  *
  * Initial symbols: with byte_level, one per byte (the vocab token of the
  * GPT-2 character of that byte); otherwise one per UTF-8 character, else
@@ -19,6 +23,7 @@
 #include <stdint.h>
 
 #include "autograd/error.h"
+#include "data/bpe_queue.h"
 
 /* A growable id list: v[0..n) valid, room for cap. */
 typedef struct lc_ids {
@@ -35,7 +40,6 @@ void lc_ids_free(lc_ids *ids);
 #define LC_BPE_MAX_MERGES   (1 << 23)
 
 typedef struct lc_bpe_sym { int32_t id, prev, next; } lc_bpe_sym; /* id −1: merged away */
-typedef struct lc_bpe_pair { int32_t rank, pos, new_id; } lc_bpe_pair;
 
 /* A slot of the string hash: id (−1: empty) and its hash's high half, so
  * that a probe rarely reads the string itself. */
@@ -59,10 +63,18 @@ typedef struct lc_bpe {
     int fuse_unk, byte_fallback, ignore_merges, byte_level;
     int32_t byte_id[256];      /* byte_level: id of the byte's GPT-2 character;
                                   byte_fallback: id of <0xXX>; −1 if absent */
+    /* joins: a bit set, by hash of (last character of l, first character of
+     * r) over every merge (l, r); a bit clear means no merge can ever join a
+     * symbol ending in that character to one starting with that one. Built
+     * at the first encode after the merges change; collisions only set
+     * extra bits. */
+    uint64_t *joins;
+    size_t joins_mask;         /* bits − 1 */
+    int joins_stale;
     /* work arrays of encode_word */
     lc_bpe_sym *syms;
-    lc_bpe_pair *heap;
-    size_t syms_cap, heap_cap;
+    size_t syms_cap;
+    lc_bpe_queue queue;
     char *scratch;
     size_t scratch_cap;
 } lc_bpe;

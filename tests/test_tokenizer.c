@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "autograd/hash.h"
+#include "data/bpe_queue.h"
 #include "data/text_jsonl.h"
 #include "data/tokenizer.h"
 #include "helpers.h"
@@ -165,6 +167,105 @@ Test(tokenizer, variants_match_hf, .timeout = 240)
     check_cases("qwen2", "added-flags", 46);
 }
 
+/* Long words (scripts/make_tokenizer_long_cases.py): thousands of symbols
+ * with nowhere to split, so the split into pieces and the merge queue's
+ * sorted runs (data/bpe_queue.h) are what decides the ids. */
+Test(tokenizer, long_words_match_hf, .timeout = 120)
+{
+    const char *names[] = {"llama-spm", "llama-bpe", "qwen2", "phi-3"};
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        lc_tokenizer *t = load_fixture(names[k]);
+        char *rel = lc_test_asprintf("tokenizers/%s/cases-long.jsonl", names[k]);
+        FILE *f = fopen(lc_test_fixture(rel), "r");
+        cr_assert_not_null(f, "%s", rel);
+        char *line = NULL;
+        size_t cap = 0;
+        int n = 0;
+        while (getline(&line, &cap, f) > 0) {
+            cJSON *row = cJSON_Parse(line);
+            cr_assert_not_null(row);
+            const char *s = cJSON_GetObjectItem(row, "text")->valuestring;
+            const cJSON *want = cJSON_GetObjectItem(row, "ids");
+            lc_ids ids = {0};
+            lc_error err;
+            cr_assert_eq(lc_tokenizer_encode(t, s, strlen(s), false, &ids, &err), 0, "%s", err.msg);
+            int first_bad = -1;
+            for (int i = 0; first_bad < 0 && i < cJSON_GetArraySize(want); i++)
+                if ((size_t)i >= ids.n || ids.v[i] != cJSON_GetArrayItem(want, i)->valueint)
+                    first_bad = i;
+            cr_assert(first_bad < 0 && ids.n == (size_t)cJSON_GetArraySize(want),
+                      "%s, %s text: %zu ids, HF %d; first difference at id %d", names[k],
+                      cJSON_GetObjectItem(row, "kind")->valuestring, ids.n,
+                      cJSON_GetArraySize(want), first_bad);
+            lc_ids_free(&ids);
+            cJSON_Delete(row);
+            n++;
+        }
+        cr_assert_eq(n, 8, "%s: %d long texts", rel, n);
+        free(line);
+        fclose(f);
+        free(rel);
+        lc_tokenizer_free(t);
+    }
+}
+
+/* The merge queue against a sort: random (rank, position) pairs pushed
+ * and popped in random turns, past the insertion heap into many runs; every
+ * pop must be the smallest pair still in. Keys are distinct, so the order
+ * is fully determined. */
+static int pair_cmp(const void *a, const void *c)
+{
+    const lc_bpe_pair *x = a, *y = c;
+    return x->rank != y->rank ? (x->rank > y->rank) - (x->rank < y->rank)
+                              : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+Test(tokenizer, merge_queue_pops_in_order)
+{
+    lc_bpe_queue q = {0};
+    lc_error err;
+    uint64_t rng = 7;
+    for (int trial = 0; trial < 6; trial++) {
+        /* trials 0-2: never past the insertion heap; 3-5: 16 heaps' worth */
+        size_t max = trial < 3 ? (size_t)(LC_BPE_QUEUE_INSERT / 3) : (size_t)16 * LC_BPE_QUEUE_INSERT;
+        cr_assert_eq(lc_bpe_queue_reset(&q, max, &err), 0, "%s", err.msg);
+        lc_bpe_pair *in = malloc(max * sizeof *in); /* what the queue holds, unsorted */
+        size_t n_in = 0, pushed = 0, popped = 0;
+        uint64_t ranks = trial % 3 == 0 ? 3 : trial % 3 == 1 ? 50 : 100000; /* 3: long equal-rank runs */
+        while (pushed < max || n_in > 0) {
+            /* the first half all pushes (runs pile up), then pushes and pops at random */
+            int push = pushed < max && (pushed < max / 2 || n_in == 0 || lc_rng_next(&rng) % 2);
+            if (push) {
+                lc_bpe_pair p = {(int32_t)(lc_rng_next(&rng) % ranks), (int32_t)pushed,
+                                 (int32_t)(lc_rng_next(&rng) % 1000)};
+                if (trial % 2 == 0) /* else positions going up, as a merge pass pushes them */
+                    p.pos += (int32_t)(lc_rng_next(&rng) % 30000) * 65536; /* distinct: low part */
+                in[n_in++] = p;
+                lc_bpe_queue_push(&q, p);
+                pushed++;
+                continue;
+            }
+            lc_bpe_pair got;
+            cr_assert_eq(lc_bpe_queue_pop(&q, &got), 1);
+            size_t best = 0;
+            for (size_t i = 1; i < n_in; i++)
+                if (pair_cmp(&in[i], &in[best]) < 0)
+                    best = i;
+            cr_assert(got.rank == in[best].rank && got.pos == in[best].pos &&
+                          got.new_id == in[best].new_id,
+                      "trial %d, pop %zu: got (%d, %d), want (%d, %d)", trial, popped, got.rank,
+                      got.pos, in[best].rank, in[best].pos);
+            in[best] = in[--n_in];
+            popped++;
+        }
+        lc_bpe_pair none;
+        cr_assert_eq(lc_bpe_queue_pop(&q, &none), 0);
+        cr_assert_eq(popped, max);
+        free(in);
+    }
+    lc_bpe_queue_free(&q);
+}
+
 Test(tokenizer, config_bos_eos)
 {
     lc_tokenizer *t = load_fixture("llama-bpe");
@@ -193,8 +294,10 @@ static double seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Time to encode n bytes of a repeated pattern (the text is one BPE word
- * for Llama 2, which has no pre-tokenizer). */
+/* Time to encode n bytes of a repeated pattern. For Llama 2, which has no
+ * pre-tokenizer, the text is one BPE word: most patterns split into small
+ * pieces, but 'a' and ' ' repeated stay one piece of n symbols, whose merge
+ * queue holds millions of pairs (data/bpe_queue.h). */
 static double encode_time(lc_tokenizer *t, const char *pat, size_t n, size_t *n_ids)
 {
     size_t pl = strlen(pat);
