@@ -114,31 +114,39 @@ TARGET_BF16 static inline __m512i round16(__m512 x)
     return _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
 }
 
-TARGET_BF16 void lc_cpu_round_bf16_avx512(const float *src, int64_t n, uint16_t *dst,
-                                          int64_t par_min)
+/* scale·src[0..n) rounded to bf16 in dst. The OpenMP loops below call
+ * this rather than hold the vector code: clang outlines a parallel loop's
+ * body into a function of its own, without the target attribute. */
+TARGET_BF16 static void round_run(const float *src, int64_t n, float scale, uint16_t *dst)
 {
-    const int64_t blocks = (n + 15) / 16;
-#pragma omp parallel for schedule(static) if (n >= par_min)
-    for (int64_t b = 0; b < blocks; b++) {
-        int64_t i = 16 * b;
+    const __m512 s = _mm512_set1_ps(scale);
+    for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = lanes_mask(n - i);
-        __m256i h = _mm512_cvtepi32_epi16(round16(_mm512_maskz_loadu_ps(m, src + i)));
-        _mm256_mask_storeu_epi16(dst + i, m, h);
+        __m512 v = _mm512_maskz_loadu_ps(m, src + i);
+        if (scale != 1.0f) /* else the floats as they are, denormals too */
+            v = _mm512_mul_ps(s, v);
+        _mm256_mask_storeu_epi16(dst + i, m, _mm512_cvtepi32_epi16(round16(v)));
     }
 }
 
-TARGET_BF16 void lc_cpu_round_bf16_rows_avx512(const float *src, int64_t rows, int64_t cols,
-                                               int64_t lds, float scale, uint16_t *dst,
-                                               int64_t ldd, int64_t par_min)
+#define ROUND_CHUNK 4096 /* floats a thread rounds at a time */
+
+void lc_cpu_round_bf16_avx512(const float *src, int64_t n, uint16_t *dst, int64_t par_min)
 {
-    const __m512 s = _mm512_set1_ps(scale);
+    const int64_t chunks = (n + ROUND_CHUNK - 1) / ROUND_CHUNK;
+#pragma omp parallel for schedule(static) if (n >= par_min)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t i = c * ROUND_CHUNK;
+        round_run(src + i, n - i < ROUND_CHUNK ? n - i : ROUND_CHUNK, 1.0f, dst + i);
+    }
+}
+
+void lc_cpu_round_bf16_rows_avx512(const float *src, int64_t rows, int64_t cols, int64_t lds,
+                                   float scale, uint16_t *dst, int64_t ldd, int64_t par_min)
+{
 #pragma omp parallel for schedule(static) if (rows * cols >= par_min)
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < cols; i += 16) {
-            __mmask16 m = lanes_mask(cols - i);
-            __m512 v = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, src + r * lds + i));
-            _mm256_mask_storeu_epi16(dst + r * ldd + i, m, _mm512_cvtepi32_epi16(round16(v)));
-        }
+        round_run(src + r * lds, cols, scale, dst + r * ldd);
 }
 
 /* n ≤ 16 floats (the rest zero) as rounded bf16, one per lane. */
