@@ -310,8 +310,9 @@ static bool lora_first(void)
 /* The two weight products on bf16-rounded inputs, a tile of W's rows at a
  * time: forward c[N,out] = beta·c + a[N,in]·Wᵀ; backward (grad)
  * c[N,in] = beta·c + a[N,out]·W (the tiles after the first add). */
-static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
-                           lc_real beta, lc_real *c, lc_real *scratch)
+static void weight_product_on(bool grad, const lc_real *a, const uint16_t *rounded,
+                              int64_t rounded_ld, int64_t N, const lc_weight *W, lc_real beta,
+                              lc_real *c, lc_real *scratch)
 {
     LC_ASSERT(chosen != LC_CPU_BF16_OFF && !omp_in_parallel());
     int64_t in = W->cols, out = W->rows, tr = gemm_rows(W), lda = grad ? out : in;
@@ -330,8 +331,9 @@ static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weig
         lc_cpu_round_bf16(a, N * lda, h);
 #endif
         ar = h;
-    } else { /* rounded by the caller, into act_buf (lc_cpu_bf16_act_buffer) */
-        ar = act_buf.p;
+    } else { /* rounded by the caller */
+        ar = rounded;
+        lda = rounded_ld;
     }
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         int64_t r1 = r0 + tr < out ? r0 + tr : out;
@@ -357,6 +359,12 @@ static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weig
     }
 }
 
+static void weight_product(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
+                           lc_real beta, lc_real *c, lc_real *scratch)
+{
+    weight_product_on(grad, a, NULL, 0, N, W, beta, c, scratch);
+}
+
 void lc_cpu_weight_matmul_bf16(const lc_real *x, int64_t N, const lc_weight *W, lc_real beta,
                                lc_real *y, lc_real *scratch)
 {
@@ -369,17 +377,12 @@ void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weigh
     weight_product(true, dy, N, W, beta, dx, scratch);
 }
 
-uint16_t *lc_cpu_bf16_act_buffer(int64_t n)
+void lc_cpu_weight_matmul_grad_bf16_rounded(const uint16_t *dy, int64_t ld, int64_t N,
+                                            const lc_weight *W, lc_real beta, lc_real *dx,
+                                            lc_real *scratch)
 {
-    LC_ASSERT(chosen == LC_CPU_BF16_ONEDNN);
-    return act_buffer((size_t)n * sizeof(uint16_t));
-}
-
-void lc_cpu_weight_matmul_grad_bf16_rounded(int64_t N, const lc_weight *W, lc_real beta,
-                                            lc_real *dx, lc_real *scratch)
-{
-    LC_ASSERT(chosen == LC_CPU_BF16_ONEDNN);
-    weight_product(true, NULL, N, W, beta, dx, scratch);
+    LC_ASSERT(chosen == LC_CPU_BF16_ONEDNN && ld >= W->rows);
+    weight_product_on(true, NULL, dy, ld, N, W, beta, dx, scratch);
 }
 
 /* ---- LoRA terms riding on the frozen products --------------------------- */

@@ -125,12 +125,11 @@ void lc_cpu_linear_lora_grad_bf16(const lc_real *dy, int64_t N, const lc_weight 
 
 /* For a caller that produces dy itself and can write it rounded as it goes
  * (the fused lm_head's softmax: no f32 gradient written and read back): the
- * buffer the onednn engine rounds activations into, n bf16 elements, valid
- * until the next bf16 weight product; then the backward product on it,
- * dx[N,in] = beta·dx + dy·W with dy [N, W->rows] in that buffer. The onednn
- * engine only (emulate rounds into lc_real). */
-uint16_t *lc_cpu_bf16_act_buffer(int64_t n);
-void lc_cpu_weight_matmul_grad_bf16_rounded(int64_t N, const lc_weight *W, lc_real beta,
-                                            lc_real *dx, lc_real *scratch);
+ * backward product dx[N,in] = beta·dx + dy·W on dy [N, W->rows] already in
+ * bf16, row stride ld ≥ W->rows. The onednn engine only (emulate rounds into
+ * lc_real). */
+void lc_cpu_weight_matmul_grad_bf16_rounded(const uint16_t *dy, int64_t ld, int64_t N,
+                                            const lc_weight *W, lc_real beta, lc_real *dx,
+                                            lc_real *scratch);
 
 #endif

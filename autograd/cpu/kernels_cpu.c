@@ -879,6 +879,27 @@ static double ce_row_capped(lc_real *restrict lr, int64_t V, int32_t t, lc_real 
     return (double)m + log((double)sum) - (double)zt;
 }
 
+/* The gradient of a softmax row, rounded to bf16 in place: e[0..V) holds
+ * exp(l − max), and becomes V bf16 values k·e[j] (− grad_scale at the
+ * target t) in its first 2V bytes. A piece of the row is rounded into a
+ * buffer on the stack and copied down over floats already read: bf16 j lands
+ * in the bytes of float j/2. */
+#define CE_ROUND_PIECE 256
+static void ce_row_rounded(lc_real *e, int64_t V, int64_t t, lc_real k, lc_real grad_scale)
+{
+    uint16_t piece[CE_ROUND_PIECE];
+    for (int64_t j0 = 0; j0 < V; j0 += CE_ROUND_PIECE) {
+        int64_t n = V - j0 < CE_ROUND_PIECE ? V - j0 : CE_ROUND_PIECE;
+        const lc_real *ej = e + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++)
+            piece[j] = lc_f32_to_bf16((float)(ej[j] * k));
+        if (t >= j0 && t < j0 + n)
+            piece[t - j0] = lc_f32_to_bf16((float)(e[t] * k - grad_scale));
+        memcpy((char *)e + 2 * j0, piece, (size_t)n * sizeof *piece);
+    }
+}
+
 static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight *W,
                          const int32_t *targets, lc_real grad_scale, lc_real *dx,
                          int64_t *n_supervised, lc_real *scratch, double softcap,
@@ -896,7 +917,9 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
     const int64_t per = lc_ce_balanced_rows(want, chunk);
     /* bf16 on oneDNN: the softmax writes the gradient rounded, straight into
      * the buffer the backward product reads (the same bits as rounding the
-     * f32 gradient afterwards, without writing and reading it back) */
+     * f32 gradient afterwards, without writing and reading it back): row r's
+     * V bf16 in the first half of its own f32 logits row, which it has read
+     * by then (ce_row_rounded), so no second [chunk, V] buffer is needed */
 #if !LC_REAL_IS_F64
     const bool fused = dx && g == &gemms_bf16 && cap == 0 &&
                        lc_cpu_bf16_engine_current() == LC_CPU_BF16_ONEDNN;
@@ -918,12 +941,9 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
         int64_t nm = lc_ce_padded_rows(nr, chunk);
         memset(xc + nr * C, 0, (size_t)((nm - nr) * C) * sizeof(lc_real));
         g->matmul(xc, nm, W, 0, logits, wscratch);
-        uint16_t *hb = NULL; /* fused: the rounded gradient [nm, V] */
+        bool rounded = false; /* the gradient rounded in place: [nm, V], row stride 2V bf16 */
 #if !LC_REAL_IS_F64
-        if (fused) {
-            hb = lc_cpu_bf16_act_buffer(nm * V);
-            memset(hb + nr * V, 0, (size_t)((nm - nr) * V) * sizeof *hb);
-        }
+        rounded = fused; /* padding rows: their zero logits, read as bf16, are zeros */
 #endif
         double chunk_loss = 0;
 #pragma omp parallel for schedule(static) reduction(+ : chunk_loss) if (nr * V >= PAR_MIN)
@@ -953,12 +973,8 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
             if (!dx)
                 continue;
             lc_real k = grad_scale / sum;
-            if (hb) {
-                uint16_t *hr = hb + r * V;
-#pragma omp simd
-                for (int64_t j = 0; j < V; j++)
-                    hr[j] = lc_f32_to_bf16((float)(lr[j] * k));
-                hr[t] = lc_f32_to_bf16((float)(lr[t] * k - grad_scale));
+            if (rounded) {
+                ce_row_rounded(lr, V, t, k, grad_scale);
             } else {
 #pragma omp simd
                 for (int64_t j = 0; j < V; j++)
@@ -970,8 +986,9 @@ static double lm_head_ce(const lc_real *x, int64_t N, int64_t C, const lc_weight
         nsup += nr;
         if (dx) {
 #if !LC_REAL_IS_F64
-            if (hb)
-                lc_cpu_weight_matmul_grad_bf16_rounded(nm, W, 0, dxc, wscratch);
+            if (rounded)
+                lc_cpu_weight_matmul_grad_bf16_rounded((const uint16_t *)logits, 2 * V, nm, W, 0,
+                                                        dxc, wscratch);
             else
 #endif
                 g->matmul_grad(logits, nm, W, 0, dxc, wscratch);
