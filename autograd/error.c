@@ -6,6 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An lc_error is one line: a control byte that a message quotes from an
+ * untrusted file (a JSON string's \n, a terminal escape) becomes '?'. The
+ * callers quote through lc_printable where they can; this holds for all. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 int lc_error_set(lc_error *err, const char *fmt, ...)
 {
     if (err) {
@@ -13,6 +23,7 @@ int lc_error_set(lc_error *err, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        one_line(err->msg);
     }
     return -1;
 }
@@ -38,6 +49,7 @@ int lc_error_prefix(lc_error *err, const char *fmt, ...)
     err->msg[plen] = ':';
     err->msg[plen + 1] = ' ';
     err->msg[plen + 2 + olen] = '\0';
+    one_line(err->msg);
     return -1;
 }
 

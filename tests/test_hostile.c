@@ -992,6 +992,18 @@ Test(hostile_adapter, misaligned_tensor_data_loads)
     free(img);
 }
 
+/* Every lc_error is one printable line, whatever a message quotes: a file's
+ * string with a newline or a terminal escape (JSON escapes allow both; the
+ * first such message, tokenizer.ggml.pre, was found by fuzz_gguf_vocab). */
+Test(hostile_errors, messages_are_one_line)
+{
+    lc_error err;
+    lc_error_set(&err, "x: name '%s' is odd", "qwen\n\x1b[31mred\x7f\t\xc3\xa9");
+    assert_msg(&err, "x: name 'qwen??[31mred??\xc3\xa9' is odd");
+    lc_error_prefix(&err, "file\r%s", "\n");
+    assert_msg(&err, "file??: x: name");
+}
+
 /* ================================== fuzz regressions, through the normal API */
 
 typedef void (*replay_fn)(const unsigned char *data, size_t size, const char *name);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/bpe.h"
 #include "data/spm_model.h"
 #include "train/fsutil.h"
 
@@ -106,9 +107,11 @@ static void unspace(char *s)
 
 static int set_tok(vocab *v, int id, const char *s, int type, lc_error *err)
 {
+    char pb[64];
     if (id < 0 || id >= v->n)
-        return lc_error_set(err, "%s/tokenizer.json: token id %d of '%.60s' is not below the "
-                            "model's vocab_size %d", v->dir, id, s, v->n);
+        return lc_error_set(err, "%s/tokenizer.json: token id %d of '%s' is not below the "
+                            "model's vocab_size %d", v->dir, id, lc_printable(s, pb, sizeof pb),
+                            v->n);
     free(v->tok[id]);
     if (!(v->tok[id] = strdup(s)))
         return lc_error_set(err, "out of memory");
@@ -164,10 +167,11 @@ static const char *pre_name(const vocab *v, lc_error *err)
         for (size_t k = 0; k < sizeof known_pre / sizeof *known_pre; k++)
             if (!strcmp(re->valuestring, known_pre[k].regex))
                 return known_pre[k].name;
-        lc_error_set(err, "%s/tokenizer.json: the pre-tokenizer's Split regex '%.120s' is not "
+        char pb[128];
+        lc_error_set(err, "%s/tokenizer.json: the pre-tokenizer's Split regex '%s' is not "
                      "one llama.cpp implements under a name lorac knows (llama-bpe, qwen2, "
                      "gpt-2); the GGUF would tokenize differently, so it is not written",
-                     v->dir, re->valuestring);
+                     v->dir, lc_printable(re->valuestring, pb, sizeof pb));
         return NULL;
     }
     lc_error_set(err, "%s/tokenizer.json: a byte-level BPE without a Split regex or a ByteLevel "
@@ -430,9 +434,10 @@ static int fill_gpt2(vocab *v, lc_error *err)
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(v->tj, "model");
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(model, "vocab")) {
+        char pb[64];
         if (!cJSON_IsNumber(e))
-            return lc_error_set(err, "%s/tokenizer.json: vocab entry '%.60s' has no id", v->dir,
-                                e->string);
+            return lc_error_set(err, "%s/tokenizer.json: vocab entry '%s' has no id", v->dir,
+                                lc_printable(e->string, pb, sizeof pb));
         if (set_tok(v, e->valueint, e->string, TT_NORMAL, err))
             return -1;
     }
@@ -519,8 +524,9 @@ static int fill_llama(vocab *v, lc_error *err)
     int rc = 0;
     cJSON_ArrayForEach(e, voc) {
         if (!cJSON_IsNumber(e) || e->valueint < 0 || e->valueint >= base) {
-            rc = lc_error_set(err, "%s/tokenizer.json: vocab entry '%.60s' has an id outside "
-                              "0..%d", v->dir, e->string, base - 1);
+            char pb[64];
+            rc = lc_error_set(err, "%s/tokenizer.json: vocab entry '%s' has an id outside "
+                              "0..%d", v->dir, lc_printable(e->string, pb, sizeof pb), base - 1);
             break;
         }
         int t = is_byte_token(e->string) ? TT_BYTE : special[e->valueint] ? TT_CONTROL : TT_NORMAL;
@@ -681,9 +687,10 @@ int lc_gguf_vocab_add(lc_gguf_writer *w, const char *dir, const lc_model_config 
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(model, "type");
     const cJSON *bf = cJSON_GetObjectItemCaseSensitive(model, "byte_fallback");
     if (!have_spm && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "BPE"))) {
+        char pb[48];
         lc_error_set(err, "%s/tokenizer.json: model type '%s' is not BPE; lorac writes GGUF "
                      "vocabularies for byte-level BPE and SentencePiece-style BPE only", dir,
-                     cJSON_IsString(mt) ? mt->valuestring : "?");
+                     cJSON_IsString(mt) ? lc_printable(mt->valuestring, pb, sizeof pb) : "?");
         goto out;
     }
     if (cfg->arch == LC_ARCH_LLAMA || cfg->arch == LC_ARCH_MISTRAL) {
@@ -758,9 +765,10 @@ static cJSON *pre_tokenizer_of(const char *pre, const char *path, lc_error *err)
     const char *re = lc_gguf_pre_regex(pre);
     if (!re) {
         cJSON_Delete(bl);
-        lc_error_set(err, "%s: tokenizer.ggml.pre '%.64s' is not a pre-tokenizer lorac knows "
+        char pb[72];
+        lc_error_set(err, "%s: tokenizer.ggml.pre '%s' is not a pre-tokenizer lorac knows "
                      "(llama-bpe, qwen2, gpt-2): put the model's tokenizer.json next to the file",
-                     path, pre);
+                     path, lc_printable(pre, pb, sizeof pb));
         return NULL;
     }
     cJSON_AddFalseToObject(bl, "use_regex");
@@ -1098,11 +1106,12 @@ static int gguf_to_json(const lc_gguf_file *f, const char *path, cJSON *tj, cJSO
         return -1;
     bool gpt2 = model.len == 4 && !memcmp(model.ptr, "gpt2", 4);
     *spm = model.len == 5 && !memcmp(model.ptr, "llama", 5);
+    char pb[40];
     if (!gpt2 && !*spm)
-        return lc_error_set(err, "%s: tokenizer.ggml.model '%.*s': lorac reads byte-level BPE "
+        return lc_error_set(err, "%s: tokenizer.ggml.model '%s': lorac reads byte-level BPE "
                             "(gpt2) and SentencePiece (llama) vocabularies from GGUF; put the "
                             "model's tokenizer.json next to the file", path,
-                            (int)(model.len < 32 ? model.len : 32), model.ptr);
+                            lc_printable_n(model.ptr, model.len, pb, sizeof pb));
     if (lc_gguf_get_arr(f, "tokenizer.ggml.tokens", LC_GGUF_STRING, &tokens, err) ||
         lc_gguf_get_arr(f, "tokenizer.ggml.token_type", LC_GGUF_I32, &types, err))
         return -1;
