@@ -4,6 +4,10 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 60)
 #   FUZZ_TARGETS="fuzz_safetensors fuzz_adapter" scripts/fuzz.sh 300
+#   scripts/fuzz.sh --replay    builds the targets and runs each once over its
+#                               seeds and regressions, no mutation: the same
+#                               inputs every time (CI: lorac builds with clang,
+#                               and every target still accepts its own seeds)
 #
 # Each target starts from its seed corpus tests/fuzz/corpus/<target>/ and the
 # inputs of bugs it found before, tests/fuzz/regressions/<target>/ (which
@@ -18,8 +22,10 @@
 # when any target found anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPLAY=0
+if [ "${1:-}" = "--replay" ]; then REPLAY=1; set -- 0; fi
 SECS="${1:-60}"
-case "$SECS" in '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET]" >&2; exit 2 ;; esac
+case "$SECS" in '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET | --replay]" >&2; exit 2 ;; esac
 
 # ---- tools: the usual build deps, plus clang, its libFuzzer runtime and
 # LLVM's OpenMP (find_package(OpenMP) with clang needs libomp).
@@ -58,6 +64,26 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
 
 targets="${FUZZ_TARGETS:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')}"
+
+if [ "$REPLAY" = 1 ]; then
+  failed=0
+  for t in $targets; do
+    dirs=()
+    for d in "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t"; do [ -d "$d" ] && dirs+=("$d"); done
+    log="build-fuzz/replay-$t.log"
+    if "build-fuzz/$t" -runs=0 -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 \
+        "${dirs[@]}" >"$log" 2>&1; then
+      printf '  %-20s %5s inputs: ok\n' "$t" "$(find "${dirs[@]}" -type f | wc -l)"
+    else
+      printf '  %-20s FAILED (%s):\n' "$t" "$log"
+      grep -m5 -E 'ERROR|runtime error|invariant failed|bad error message' "$log" | sed 's/^/    /' || true
+      failed=$((failed + 1))
+    fi
+  done
+  [ "$failed" -eq 0 ] || { echo "fuzz replay: $failed target(s) failed" >&2; exit 1; }
+  echo "fuzz replay: every target ran its seeds and regressions cleanly"
+  exit 0
+fi
 summary=()
 total_findings=0
 for t in $targets; do

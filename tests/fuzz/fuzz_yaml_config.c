@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(c.max_steps >= 0 && c.warmup_steps >= 0 && c.logging_steps >= 1);
         FUZZ_CHECK(c.learning_rate > 0);
         FUZZ_CHECK(!(c.warmup_steps > 0 && c.warmup_ratio > 0));
-        bool any = false;
+        bool any = c.lora.all_linear; /* lora_target_linear: every linear of the family */
         for (int m = 0; m < LC_MOD_COUNT; m++)
             any |= c.lora.targets[m];
         FUZZ_CHECK(any);
