@@ -27,7 +27,10 @@
 # and of the fastest library's per shape each side's GEMM work ran (bench's
 # gemm_gflop per step). The same call measures the cores' float32 multiply-add
 # peak (no GEMM runs faster), and the report bounds lorac f32 / PyTorch f32 by
-# it: PyTorch's step over lorac's GEMM work at that peak. lorac's f32 GEMMs run on oneDNN by default;
+# it: PyTorch's step over lorac's GEMM work at that peak. With bf16 units it also
+# times q/k/v and gate/up each as one GEMM against their members' GEMMs (the
+# fusion issue #18 names; GEMM time only, so the gain's upper bound).
+# lorac's f32 GEMMs run on oneDNN by default;
 # LORAC_CPU_GEMM=openblas in the environment runs them on OpenBLAS instead.
 #
 #   scripts/bench_cpu.sh [--rounds 3] [--steps 3] [--warmup 2] [--layers 30]

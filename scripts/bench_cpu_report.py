@@ -97,6 +97,13 @@ def cmd_peak(path):
                   f"{lo['gflops']:.1f} ({lo['what']}) to {hi['gflops']:.1f} ({hi['what']})")
         else:
             print(f"   {dt}: {v or 'not measured'}")
+    groups = p.get("bf16_groups")
+    if groups:
+        parts = "; ".join(f"{g['group']} {g['dir']} {g['separate_ms']:.2f} -> {g['one_gemm_ms']:.2f} ms"
+                          for g in groups)
+        print(f"   bf16, each group as one GEMM (issue #18's q/k/v and gate/up fusion; GEMM time "
+              f"only, the gain's upper bound): {parts}; a step's saving at most "
+              f"{p['bf16_groups_step_ms_saved']:.1f} ms")
     return 0
 
 

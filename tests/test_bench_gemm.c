@@ -180,10 +180,33 @@ Test(bench_gemm, gemm_peak_json, .timeout = 120)
     cr_expect(fma->valuedouble > 0 && fma->valuedouble < 1000.0 * threads->valueint,
               "fma_peak_gflops %g on %d threads", fma->valuedouble, threads->valueint);
     const cJSON *bf16 = cJSON_GetObjectItemCaseSensitive(j, "bf16");
-    if (lc_onednn_bf16_units())
+    if (lc_onednn_bf16_units()) {
         cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(bf16, "shapes")), 16,
                      "bf16 on %s: %s", lc_onednn_bf16_units(), cJSON_Print(bf16));
-    else
+        /* q/k/v (64 + 32 + 32 out) and gate/up (96 + 96) as one GEMM each, both ways;
+         * the backward's dx skips layer 0's attention input (2 of 3 layers) */
+        const struct { const char *group, *dir; int N, K, calls; } want[] = {
+            {"q_proj+k_proj+v_proj", "fwd", 128, 64, 3},
+            {"q_proj+k_proj+v_proj", "bwd-data", 64, 128, 2},
+            {"gate_proj+up_proj", "fwd", 192, 64, 3},
+            {"gate_proj+up_proj", "bwd-data", 64, 192, 3}};
+        const cJSON *groups = cJSON_GetObjectItemCaseSensitive(j, "bf16_groups");
+        cr_assert_eq(cJSON_GetArraySize(groups), 4, "%s", cJSON_Print(groups));
+        for (int i = 0; i < 4; i++) {
+            const cJSON *g = cJSON_GetArrayItem(groups, i);
+#define FIELD(k) cJSON_GetObjectItemCaseSensitive(g, k)
+            cr_expect_str_eq(FIELD("group")->valuestring, want[i].group);
+            cr_expect_str_eq(FIELD("dir")->valuestring, want[i].dir);
+            cr_expect(FIELD("M")->valueint == 32 && FIELD("N")->valueint == want[i].N &&
+                          FIELD("K")->valueint == want[i].K &&
+                          FIELD("calls")->valueint == want[i].calls,
+                      "%s", cJSON_Print(g));
+            cr_expect(FIELD("separate_ms")->valuedouble > 0 && FIELD("one_gemm_ms")->valuedouble > 0,
+                      "%s", cJSON_Print(g));
+#undef FIELD
+        }
+        cr_expect(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "bf16_groups_step_ms_saved")));
+    } else
         cr_expect(cJSON_IsString(bf16) && strcmp(bf16->valuestring, "no bf16 units") == 0,
                   "bf16: %s", cJSON_Print(bf16));
     cJSON_Delete(j);

@@ -193,10 +193,80 @@ static double best_gflops(const peak_shape *p, gemm_call *call, const void *A, c
     return 2.0 * (double)p->M * (double)p->N * (double)p->K / best / 1e9;
 }
 
+/* The groups of linears that read one input, which issue #18 asks to run
+ * as one GEMM each (LC_MOD_COUNT ends a shorter group). */
+static const lc_module peak_groups[][3] = {{LC_MOD_Q, LC_MOD_K, LC_MOD_V},
+                                           {LC_MOD_GATE, LC_MOD_UP, LC_MOD_COUNT}};
+#define PEAK_GROUPS ((int)(sizeof peak_groups / sizeof *peak_groups))
+
+/* Group g's one GEMM in direction dir (0 forward, 1 backward dx) at M rows:
+ * the members' outputs side by side (forward N, backward K), its name in
+ * name ("q_proj+k_proj+v_proj"); false when the family lacks a member. */
+static bool group_shape(const lc_model_config *cfg, int g, int dir, int64_t M, peak_shape *one,
+                        char *name, size_t cap)
+{
+    int64_t sum_out = 0, in = 0;
+    int members = 0;
+    name[0] = '\0';
+    for (int i = 0; i < 3 && peak_groups[g][i] != LC_MOD_COUNT; i++) {
+        if (!lc_model_has_module(cfg, peak_groups[g][i]))
+            return false;
+        int64_t o, k;
+        lc_module_shape(cfg, peak_groups[g][i], &o, &k);
+        sum_out += o, in = k, members++;
+        snprintf(name + strlen(name), cap - strlen(name), "%s%s", i ? "+" : "",
+                 lc_module_name(peak_groups[g][i]));
+    }
+    *one = (peak_shape){.M = M, .N = dir ? in : sum_out, .K = dir ? sum_out : in,
+                        .trans_b = !dir};
+    return members >= 2;
+}
+
+/* The fusion's GEMM time only: for each group and direction, the members'
+ * GEMMs at their measured rates (s) against one GEMM of the group's shape,
+ * printed as "bf16_groups":[…] with the step's saving at most. What the
+ * fusion costs around the GEMM (splitting the output, or consumers reading
+ * it strided) is left out, so this bounds the gain from above. */
+static void peak_bf16_groups(FILE *out, const lc_model_config *cfg, const peak_shape *s, int n,
+                             const void *a, const void *b, float *C)
+{
+    double saved = 0;
+    int printed = 0;
+    fprintf(out, ",\"bf16_groups\":[");
+    for (int g = 0; g < PEAK_GROUPS; g++)
+        for (int dir = 0; dir < 2; dir++) {
+            peak_shape one;
+            char name[64];
+            if (!group_shape(cfg, g, dir, s[0].M, &one, name, sizeof name))
+                continue;
+            double separate = 0, calls = 0;
+            for (int i = 0; i < 3 && peak_groups[g][i] != LC_MOD_COUNT; i++) {
+                char what[48];
+                snprintf(what, sizeof what, "%s %s", lc_module_name(peak_groups[g][i]),
+                         dir ? "bwd-data" : "fwd");
+                for (int j = 0; j < n; j++)
+                    if (!strcmp(s[j].what, what)) {
+                        separate += 2.0 * (double)s[j].M * (double)s[j].N * (double)s[j].K /
+                                    (s[j].gflops * 1e9);
+                        calls = s[j].calls;
+                    }
+            }
+            double rate = best_gflops(&one, call_bf16, a, b, C);
+            double fused = 2.0 * (double)one.M * (double)one.N * (double)one.K / (rate * 1e9);
+            saved += calls * (separate - fused);
+            fprintf(out, "%s{\"group\":\"%s\",\"dir\":\"%s\",\"M\":%lld,\"N\":%lld,\"K\":%lld,"
+                    "\"calls\":%g,\"separate_ms\":%.4f,\"one_gemm_ms\":%.4f}",
+                    printed++ ? "," : "", name, dir ? "bwd-data" : "fwd", (long long)one.M,
+                    (long long)one.N, (long long)one.K, calls, 1e3 * separate, 1e3 * fused);
+        }
+    fprintf(out, "],\"bf16_groups_step_ms_saved\":%.2f", 1e3 * saved);
+}
+
 /* The bf16 rates of the shapes on oneDNN (A, B rounded to bf16), printed as
  * "bf16":{…}; "bf16":"no bf16 units" on a CPU without them. */
-static int peak_bf16(FILE *out, peak_shape *s, int n, const float *A, size_t na, const float *B,
-                     size_t nb, float *C, lc_error *err)
+static int peak_bf16(FILE *out, const lc_model_config *cfg, peak_shape *s, int n,
+                     const float *A, size_t na, const float *B, size_t nb, float *C,
+                     lc_error *err)
 {
     const char *units = lc_onednn_bf16_units();
     if (!units) {
@@ -218,6 +288,7 @@ static int peak_bf16(FILE *out, peak_shape *s, int n, const float *A, size_t na,
              units, api ? ", " : "", api ? api : "", api ? " on its BLAS-like GEMM" : "");
     fprintf(out, ",");
     print_rates(out, "bf16", engine, s, n);
+    peak_bf16_groups(out, cfg, s, n, a, b, C);
     free(a), free(b);
     return 0;
 }
@@ -246,10 +317,19 @@ int lc_bench_gemm_peak(const lc_model_config *cfg, int64_t tokens, FILE *out, lc
         return lc_error_set(err, "bench --gemm-peak: Mixture-of-Experts shapes are not measured");
     peak_shape s[PEAK_MAX_SHAPES];
     int n = step_shapes(cfg, tokens, s);
+    /* the matrices: room for every shape, the groups' one GEMMs too */
+    peak_shape all[PEAK_MAX_SHAPES + 2 * PEAK_GROUPS];
+    int n_all = n;
+    memcpy(all, s, (size_t)n * sizeof *s);
+    for (int g = 0; g < PEAK_GROUPS; g++)
+        for (int dir = 0; dir < 2; dir++) {
+            char name[64];
+            n_all += group_shape(cfg, g, dir, tokens, &all[n_all], name, sizeof name);
+        }
     size_t na = 0, nb = 0, nc = 0;
-    for (int i = 0; i < n; i++) {
-        size_t a = (size_t)(s[i].M * s[i].K), b = (size_t)(s[i].N * s[i].K),
-               c = (size_t)(s[i].M * s[i].N);
+    for (int i = 0; i < n_all; i++) {
+        size_t a = (size_t)(all[i].M * all[i].K), b = (size_t)(all[i].N * all[i].K),
+               c = (size_t)(all[i].M * all[i].N);
         na = a > na ? a : na, nb = b > nb ? b : nb, nc = c > nc ? c : nc;
     }
     float *A = malloc(na * sizeof(float)), *B = malloc(nb * sizeof(float)),
@@ -283,7 +363,7 @@ int lc_bench_gemm_peak(const lc_model_config *cfg, int64_t tokens, FILE *out, lc
     snprintf(engine, sizeof engine, "lc_k_gemm: OpenBLAS %s", lc_blas_core());
     print_rates(out, "f32", engine, s, n);
     peak_f32_onednn(out, s, n, A, B, C);
-    int rc = peak_bf16(out, s, n, A, na, B, nb, C, err);
+    int rc = peak_bf16(out, cfg, s, n, A, na, B, nb, C, err);
     fprintf(out, "}\n");
     free(A), free(B), free(C);
     return rc;
