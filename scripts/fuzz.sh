@@ -72,7 +72,7 @@ if [ "$REPLAY" = 1 ]; then
     for d in "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t"; do [ -d "$d" ] && dirs+=("$d"); done
     log="build-fuzz/replay-$t.log"
     if "build-fuzz/$t" -runs=0 -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 \
-        "${dirs[@]}" >"$log" 2>&1; then
+        -artifact_prefix="build-fuzz/replay-$t-" "${dirs[@]}" >"$log" 2>&1; then
       printf '  %-20s %5s inputs: ok\n' "$t" "$(find "${dirs[@]}" -type f | wc -l)"
     else
       printf '  %-20s FAILED (%s):\n' "$t" "$log"
