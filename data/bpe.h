@@ -2,15 +2,15 @@
  * merges, and the merge of one pre-tokenized word into ids.
  *
  * The merge is HF's: symbols in a linked list, candidate pairs in a
- * priority queue ordered by (merge rank, position) (bpe_queue.h); a popped pair whose symbols have
- * changed since it was pushed is skipped. Each merge pushes at most two new
- * pairs, so a word of n symbols costs O(n log n). A word first splits where
- * no merge can ever join the symbols on either side (by the joins table:
- * the characters that meet there never meet across a merge), and each piece
- * merges alone with its own small heap: the result is the same, and a whole
- * text of a SentencePiece model (no pre-tokenizer, one word) stays linear
- * and in cache. Nothing is cached; the work arrays grow to the longest word
- * seen.
+ * priority queue ordered by (merge rank, position) (bpe_queue.h); a popped
+ * pair whose symbols have changed since it was pushed is skipped. Each merge
+ * pushes at most two new pairs, so a word of n symbols costs O(n log n). A
+ * word first splits where no merge can ever join the symbols on either side
+ * (by the joins table: the characters that meet there never meet across a
+ * merge), and each piece merges alone with its own queue: the result is the
+ * same, and a whole text of a SentencePiece model (no pre-tokenizer, one
+ * word) stays linear and in cache. Nothing is cached; the work arrays grow
+ * to the longest word seen.
  *
  * Initial symbols: with byte_level, one per byte (the vocab token of the
  * GPT-2 character of that byte); otherwise one per UTF-8 character, else

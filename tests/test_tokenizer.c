@@ -209,7 +209,7 @@ Test(tokenizer, long_words_match_hf, .timeout = 120)
     }
 }
 
-/* The merge queue against a sort: random (rank, position) pairs pushed
+/* The merge queue against a linear scan: random (rank, position) pairs pushed
  * and popped in random turns, past the insertion heap into many runs; every
  * pop must be the smallest pair still in. Keys are distinct, so the order
  * is fully determined. */

@@ -349,15 +349,9 @@ static int fail_at(const ctx *x, const char *set_text, int line, const char *key
         snprintf(where, sizeof where, "%.400s:%d", x->label, line);
     else
         snprintf(where, sizeof where, "%.400s", x->label);
-    /* Hardening (fuzz_yaml_config): msg quotes scalars and keys from the file
-     * (quoted YAML scalars may hold "\n" or terminal escapes) and where the
-     * --set text; an lc_error is one printable line. */
-    for (char *q = msg; *q; q++)
-        if ((unsigned char)*q < 0x20 || *q == 0x7f)
-            *q = '?';
-    for (char *q = where; *q; q++)
-        if ((unsigned char)*q < 0x20 || *q == 0x7f)
-            *q = '?';
+    /* msg quotes scalars and keys from the file (quoted YAML scalars may
+     * hold "\n" or terminal escapes) and where the --set text
+     * (fuzz_yaml_config): lc_error_set makes the message one printable line */
     if (key)
         return lc_error_set(x->err, "%s: %s: %s", where, key, msg);
     return lc_error_set(x->err, "%s: %s", where, msg);

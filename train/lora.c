@@ -317,15 +317,11 @@ static int read_targets(const char *path, const char *key, const cJSON *list, bo
     {
         int m = cJSON_IsString(it) ? lc_module_from_name(it->valuestring) : -1;
         if (m < 0 || lc_module_is_expert(m) != experts) {
-            /* Hardening (fuzz_adapter): the name is from the file; cut it
-             * and show control bytes as '?' so the error stays one line. */
+            /* the name is from the file (fuzz_adapter): cut here; its
+             * control bytes become '?' in lc_error_set */
             char nb[68] = "(not a string)";
-            if (cJSON_IsString(it)) {
+            if (cJSON_IsString(it))
                 snprintf(nb, sizeof nb, "'%.64s'", it->valuestring);
-                for (char *q = nb; *q; q++)
-                    if ((unsigned char)*q < 0x20 || *q == 0x7f)
-                        *q = '?';
-            }
             return lc_error_set(err, "%s: %s: unknown %s %s (expected %s)", path, key,
                                 experts ? "parameter" : "module", nb,
                                 experts ? "experts.gate_up_proj or experts.down_proj"

@@ -44,12 +44,9 @@ static int fail(const parse_ctx *c, const char *prefix, const char *key, const c
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    /* Hardening (fuzz_model_config): msg may quote a string from the file
-     * (model_type, dtype, ...); JSON escapes let it hold newlines or terminal
-     * escapes, and an lc_error is one printable line. */
-    for (char *q = msg; *q; q++)
-        if ((unsigned char)*q < 0x20 || *q == 0x7f)
-            *q = '?';
+    /* msg may quote a string from the file (model_type, dtype, ...) whose JSON
+     * escapes hold newlines or terminal escapes (fuzz_model_config):
+     * lc_error_set makes the message one printable line */
     return lc_error_set(c->err, "%s: %s%s: %s", c->label, prefix, key, msg);
 }
 
