@@ -90,15 +90,20 @@ struct lc_backend {
                             * on the CPU's bfloat16 backend (BF16 with f32 activations) */
     lc_kernels k;
     const lc_kernels *f32; /* the same kernels with f32 activations (== &k when act is F32) */
-    /* A frozen-weight product with a LoRA term (kernels.h lc_lora_term):
-     * y = beta·y + x·Wᵀ + s·xa·Bᵀ, and dx = beta·dx + dy·W + s·dxa·A, with
-     * weight_matmul's scratch; where the backend can fold the term into the
-     * product (cpu/gemm_bf16.h lc_cpu_linear_lora_bf16). NULL: the op runs
-     * weight_matmul and a gemm for the term. */
-    void (*linear_lora)(const lc_real *x, int64_t N, const lc_weight *W, const lc_lora_term *lt,
-                        lc_real beta, lc_real *y, lc_real *scratch);
-    void (*linear_lora_grad)(const lc_real *dy, int64_t N, const lc_weight *W,
-                             const lc_lora_term *lt, lc_real beta, lc_real *dx, lc_real *scratch);
+    /* Frozen-weight products with LoRA terms (kernels.h lc_lora_term) of n
+     * linears on one input (q/k/v, gate/up; n 1: one linear):
+     * y_i = beta·y_i + x·W_iᵀ + s_i·xa_i·B_iᵀ, and dx = beta·dx +
+     * Σ_i dy_i·W_i + s_i·dxa_i·A_i, with weight_matmul's scratch for the
+     * largest W_i; where the backend can fold the terms into the products
+     * and share GEMMs across the group (cpu/gemm_bf16.h
+     * lc_cpu_linear_lora_bf16). NULL: the op runs weight_matmul and a gemm
+     * for each term. */
+    void (*linear_lora)(const lc_real *x, int64_t N, int n, const lc_weight *const *W,
+                        const lc_lora_term *lt, lc_real beta, lc_real *const *y,
+                        lc_real *scratch);
+    void (*linear_lora_grad)(const lc_real *const *dy, int64_t N, int n,
+                             const lc_weight *const *W, const lc_lora_term *lt, lc_real beta,
+                             lc_real *dx, lc_real *scratch);
     /* bytes of element memory, NULL (with err set) when there is none left */
     void *(*alloc)(lc_backend *be, size_t bytes, lc_error *err);
     void (*free)(lc_backend *be, void *p);

@@ -59,9 +59,6 @@ typedef struct lc_lora_term {
     const lc_real *w;  /* [f32] B [out, R] or A [R, in] */
     int64_t R;
     lc_real scale;
-    bool same_input;   /* forward: x is the previous linear_lora call's x, unchanged since
-                        * (the second and third of q/k/v, up after gate): what the backend
-                        * made of it may be reused */
 } lc_lora_term;
 
 /* [f32] elements of scratch the two weight kernels need for W (0 when W

@@ -165,16 +165,24 @@ static void deferred_a_grads(lc_tape *t, lc_node *node, const lc_real *fx, lc_re
     }
 }
 
-/* dx[N, in] = [dx +] dy·W + scale·dxa·A for linear L on the backend's
- * linear_lora_grad; the first product into a fresh dx writes it. */
-static void linear_term_grad(lc_tape *t, const lc_real *dy, int64_t N, const lc_linear *L,
-                             const lc_real *dxa, int64_t ld, lc_real scale, bool *dx_fresh,
-                             lc_real *dx, lc_real *wscr)
+/* The linears whose frozen product and LoRA term the backend runs together
+ * (backend.h linear_lora): gathered through the loop over the group, run in
+ * one call once every term's operand is known. */
+typedef struct term_group {
+    int n;
+    int which[MAX_LINEARS];          /* the group's linear of each */
+    const lc_weight *W[MAX_LINEARS];
+    lc_lora_term term[MAX_LINEARS];
+    const lc_real *dy[MAX_LINEARS];  /* backward */
+    lc_real *y[MAX_LINEARS];         /* forward */
+} term_group;
+
+static void term_add(term_group *g, int i, const lc_weight *W, const lc_real *a, int64_t lda,
+                     const lc_real *w, int64_t R, lc_real scale)
 {
-    const lc_tensor *A = L->lora->A;
-    lc_lora_term term = {.a = dxa, .lda = ld, .w = A->data, .R = A->shape[0], .scale = scale};
-    t->be->linear_lora_grad(dy, N, L->W, &term, *dx_fresh ? 0 : 1, dx, wscr);
-    *dx_fresh = false;
+    g->which[g->n] = i;
+    g->W[g->n] = W;
+    g->term[g->n++] = (lc_lora_term){.a = a, .lda = lda, .w = w, .R = R, .scale = scale};
 }
 
 static void linears_backward(lc_tape *t, lc_node *node)
@@ -219,10 +227,18 @@ static void linears_backward(lc_tape *t, lc_node *node)
     /* stacked: [s_i·dy_i·B_i] side by side [N, ΣR] (zero where an output has
      * no gradient), one product into df(x) after the loop */
     lc_real *dxa_all = c->xa_ld ? scratch_zero(t, (size_t)(N * c->xa_ld)) : NULL;
-    /* defer_a, not stacked: each linear's dy·B [N, R], kept for its A gradient */
+    /* dx's frozen products and LoRA terms by the backend, once every dxa
+     * is known (not where DoRA's scale or a dropout mask applies) */
+    bool with_term[MAX_LINEARS] = {0};
+    for (int i = 0; i < c->n; i++)
+        with_term[i] = dxin && c->lin[i].lora && !c->lin[i].lora->m && !drop &&
+                       node->out[i]->grad && t->be->linear_lora_grad;
+    term_group tg = {0};
+    /* not stacked: each linear's dy·B [N, R], kept for its A gradient
+     * (defer_a) or its term */
     lc_real *dxa_kept[MAX_LINEARS] = {0};
-    for (int i = 0; i < c->n && defer_a && !dxa_all; i++)
-        if (c->lin[i].lora && node->out[i]->grad)
+    for (int i = 0; i < c->n && !dxa_all; i++)
+        if (c->lin[i].lora && node->out[i]->grad && (defer_a || with_term[i]))
             dxa_kept[i] = scratch(t, (size_t)(N * c->lin[i].lora->A->shape[0]));
 
     for (int i = 0; i < c->n; i++) {
@@ -255,10 +271,7 @@ static void linears_backward(lc_tape *t, lc_node *node)
                 lc_tape_k(t)->dora_mag_grad(N, out, dy, u, c->norm[i], gm);
             }
         }
-        /* dx's frozen product and LoRA term together, by the backend, once
-         * dxa is known */
-        bool with_term = dxin && lo && !g && !drop && t->be->linear_lora_grad;
-        if (dxin && !with_term) {
+        if (dxin && !with_term[i]) {
             lc_tape_k(t)->weight_matmul_grad(g && !drop ? dyl : dy, N, L->W, dx_fresh ? 0 : 1,
                                              dxin, wscr);
             dx_fresh = false;
@@ -277,8 +290,8 @@ static void linears_backward(lc_tape *t, lc_node *node)
             lc_real *dxa = act_at(t, dxa_all, c->xa_col[i]);
             lc_tape_k(t)->gemm(false, false, N, R, out, lo->scale, dy, out, Bact, R, 0, dxa,
                                c->xa_ld);
-            if (with_term)
-                linear_term_grad(t, dy, N, L, dxa, c->xa_ld, 1, &dx_fresh, dxin, wscr);
+            if (with_term[i])
+                term_add(&tg, i, L->W, dxa, c->xa_ld, lo->A->data, R, 1);
             if (gA && !defer_a)
                 lora_a_grad(t, c, i, gA, dxa, c->xa_ld, 1, xin, drop);
             lc_tape_release(t, m2);
@@ -286,11 +299,11 @@ static void linears_backward(lc_tape *t, lc_node *node)
         }
         lc_real *dxa = dxa_kept[i] ? dxa_kept[i] : scratch(t, (size_t)(N * R)); /* dyl·B [N, R] */
         lc_tape_k(t)->gemm(false, false, N, R, out, 1, dyl, out, Bact, R, 0, dxa, R);
-        if (with_term)
-            linear_term_grad(t, dy, N, L, dxa, R, lo->scale, &dx_fresh, dxin, wscr);
+        if (with_term[i])
+            term_add(&tg, i, L->W, dxa, R, lo->A->data, R, lo->scale);
         if (gA && !defer_a)
             lora_a_grad(t, c, i, gA, dxa, R, lo->scale, xin, drop);
-        if (dxin && !with_term) {
+        if (dxin && !with_term[i]) {
             const lc_real *Aact = lc_tape_act(t, lo->A);
             if (drop) {
                 lc_real beta = 0;
@@ -308,7 +321,13 @@ static void linears_backward(lc_tape *t, lc_node *node)
         }
         lc_tape_release(t, m2);
     }
-    if (dxa_all && dxin && !t->be->linear_lora_grad) { /* else added linear by linear */
+    if (tg.n) {
+        for (int k = 0; k < tg.n; k++)
+            tg.dy[k] = node->out[tg.which[k]]->grad;
+        t->be->linear_lora_grad(tg.dy, N, tg.n, tg.W, tg.term, dx_fresh ? 0 : 1, dxin, wscr);
+        dx_fresh = false;
+    }
+    if (dxa_all && dxin && !t->be->linear_lora_grad) { /* else in the backend's call */
         const lc_real *As = stack_lora_a(t, c->lin, c->n, c->xa_col, c->xa_ld, in);
         lc_tape_k(t)->gemm(false, false, N, in, c->xa_ld, 1, dxa_all, c->xa_ld, As, in,
                            dx_fresh ? 0 : 1, dxin, in);
@@ -377,8 +396,11 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         for (int i = 0; i < n; i++)
             xa[i] = act_at(t, xa_all, xa_col[i]);
     }
+    int64_t out_cols[MAX_LINEARS];
+    for (int i = 0; i < n; i++)
+        out_cols[i] = lin[i].W->rows;
+    lc_tape_tensors2(t, N, n, out_cols, out);
     for (int i = 0; i < n; i++) {
-        out[i] = lc_tape_tensor2(t, N, lin[i].W->rows);
         if (residual)
             LC_ASSERT(residual->numel == out[i]->numel);
         if (lin[i].lora && !stacked)
@@ -405,7 +427,7 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
     }
     lc_real *drop = dropout_on ? scratch(t, (size_t)(N * C)) : NULL;
     uint64_t seeds[MAX_LINEARS];
-    bool term_before = false; /* a linear_lora call on xin came before */
+    term_group tg = {0};
 
     for (int i = 0; i < n; i++) {
         const lc_linear *L = &lin[i];
@@ -447,12 +469,8 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
             lc_tape_k(t)->gemm(false, true, N, R, C, 1, xd, C, lc_tape_act(t, lo->A), C, 0, xa[i],
                                R);
         if (with_term) {
-            lc_lora_term term = {.a = xa[i], .lda = ld, .w = lo->B->data, .R = R,
-                                 .scale = lo->scale, .same_input = term_before};
-            t->be->linear_lora(xin, N, L->W, &term, residual ? 1 : 0, y, wscr);
-            term_before = true;
-            if (L->bias)
-                lc_tape_k(t)->add_bias(N, O, L->bias, y);
+            tg.y[tg.n] = y;
+            term_add(&tg, i, L->W, xa[i], ld, lo->B->data, R, lo->scale);
             continue;
         }
         const lc_real *Bact = lc_tape_act(t, lo->B);
@@ -473,6 +491,11 @@ void lc_op_linears(lc_tape *t, const lc_linear_input *in, const lc_linear *lin,
         lc_tape_k(t)->dora_combine(N, O, g, u, v, y);
         lc_tape_release(t, m2);
     }
+    if (tg.n)
+        t->be->linear_lora(xin, N, tg.n, tg.W, tg.term, residual ? 1 : 0, tg.y, wscr);
+    for (int k = 0; k < tg.n; k++)
+        if (lin[tg.which[k]].bias)
+            lc_tape_k(t)->add_bias(N, lin[tg.which[k]].W->rows, lin[tg.which[k]].bias, tg.y[k]);
     lc_tape_release(t, mark);
 
     if (!record)

@@ -161,6 +161,28 @@ lc_tensor *lc_tape_tensor2(lc_tape *t, int64_t rows, int64_t cols)
     return lc_tape_tensor(t, 2, shape);
 }
 
+void lc_tape_tensors2(lc_tape *t, int64_t rows, int n, const int64_t *cols, lc_tensor **out)
+{
+    size_t part[LC_NODE_MAX_IO], total = 0;
+    LC_ASSERT(n >= 1 && n <= LC_NODE_MAX_IO);
+    for (int i = 0; i < n; i++) {
+        part[i] = (lc_backend_act_bytes(t->be, rows * cols[i]) + LC_ARENA_ALIGN - 1) &
+                  ~(size_t)(LC_ARENA_ALIGN - 1);
+        total += part[i];
+    }
+    char *data = lc_arena_alloc(t->data, total);
+    for (int i = 0; i < n; i++) {
+        lc_tensor *x = lc_arena_alloc(t->arena, sizeof *x);
+        memset(x, 0, sizeof *x);
+        int64_t shape[2] = {rows, cols[i]};
+        lc_tensor_set_shape(x, 2, shape);
+        x->dtype = t->be->act;
+        x->data = (lc_real *)data;
+        data += part[i];
+        out[i] = x;
+    }
+}
+
 bool lc_tape_needs_grad(const lc_tape *t, lc_tensor *const *in, int n)
 {
     if (!t->grad_enabled)

@@ -94,6 +94,10 @@ void lc_tape_reset(lc_tape *t);
  * dtype (data uninitialised, no grad). */
 lc_tensor *lc_tape_tensor(lc_tape *t, int ndim, const int64_t *shape);
 lc_tensor *lc_tape_tensor2(lc_tape *t, int64_t rows, int64_t cols);
+/* n such tensors out[i] [rows, cols[i]] from one allocation, back to back
+ * (each part padded to the arena's alignment): a group's outputs, which a
+ * backend may write in one batched product (backend.h linear_lora). */
+void lc_tape_tensors2(lc_tape *t, int64_t rows, int n, const int64_t *cols, lc_tensor **out);
 
 /* True when any of the inputs requires grad and recording is on. */
 bool lc_tape_needs_grad(const lc_tape *t, lc_tensor *const *in, int n);

@@ -37,6 +37,7 @@
 #                        [--python PATH] [--no-torch] [--torch-bf16] [--nf4]
 #   scripts/bench_cpu.sh --native [--rounds 3] [--nf4] [--dtype bf16|f32]
 #   scripts/bench_cpu.sh --against REF [--rounds 3] [--nf4] [--dtype bf16|f32]
+#   scripts/bench_cpu.sh --env-ab NAME=A,B [--rounds 3] [--nf4] [--dtype bf16|f32]
 # --python: the PyTorch to compare with (default $LORAC_BENCH_PYTHON, else
 # scripts/.venv-bench/bin/python, made on first use with python3 -m venv and
 # pip install torch transformers peft: the newest from PyPI). --layers: fewer
@@ -50,7 +51,10 @@
 # only, in alternating rounds (each round the other one first): every run's
 # median step, the medians of tokens/s and the fastest steps, and their
 # ratios: how a change moves the whole step, measured in one sitting.
-# --dtype for these two: bf16 (bf16 weights, --compute-dtype bfloat16; the
+# --env-ab NAME=A,B: this checkout's build/ with the environment variable NAME
+# set to A against the same with B, the same rounds and summary (a runtime
+# choice such as LORAC_CPU_BF16_GROUPS=on,off).
+# --dtype for these three: bf16 (bf16 weights, --compute-dtype bfloat16; the
 # default on a CPU with bf16 units) or f32 (the default elsewhere).
 # Logs and JSON go to $OUT when set, else build/bench-cpu-logs. Run it on a
 # quiet machine: every run measures wall time on 2 cores (each run's line says
@@ -67,6 +71,7 @@ TORCH=1
 TORCH_BF16=auto
 NATIVE=0
 AGAINST=
+ENV_AB=
 PAIR_DTYPE=
 ROUNDS=3
 PY=${LORAC_BENCH_PYTHON:-}
@@ -80,6 +85,7 @@ while [ $# -gt 0 ]; do
     --torch-bf16) TORCH_BF16=1; shift ;;
     --native) NATIVE=1; shift ;;
     --against) AGAINST=$2; shift 2 ;;
+    --env-ab) ENV_AB=$2; shift 2 ;;
     --dtype)
       case "$2" in bf16 | f32) PAIR_DTYPE=$2 ;; *) echo "$0: --dtype $2: use bf16 or f32" >&2; exit 2 ;; esac
       shift 2 ;;
@@ -88,7 +94,8 @@ while [ $# -gt 0 ]; do
     --python) PY=$2; shift 2 ;;
     --nf4) BENCH_ARGS+=(--nf4); shift ;;
     *) echo "usage: $0 [--rounds N] [--steps N] [--warmup N] [--layers N] [--python PATH]" \
-            "[--no-torch] [--torch-bf16] [--nf4] | --native|--against REF [--rounds N] [--nf4]" \
+            "[--no-torch] [--torch-bf16] [--nf4] | --native|--against REF|--env-ab NAME=A,B" \
+            "[--rounds N] [--nf4]" \
             "[--dtype bf16|f32]" >&2; exit 2 ;;
   esac
 done
@@ -105,9 +112,10 @@ run_lorac() { # BINARY ARGS...
 # Two lorac builds, A and B, in alternating rounds (odd rounds A first):
 # each run's line, then medians of tokens/s and the fastest step of each.
 # Other load on the machine only ever adds time, so the best step is the
-# steadiest figure.
-compare_builds() { # DIR_A LABEL_A DIR_B LABEL_B
-  local dirs=("$1" "$3") labels=("$2" "$4") args=("${BENCH_ARGS[@]}")
+# steadiest figure. ENV_A and ENV_B (NAME=VALUE or empty) are set for A's
+# and B's runs.
+compare_builds() { # DIR_A LABEL_A DIR_B LABEL_B [ENV_A ENV_B]
+  local dirs=("$1" "$3") labels=("$2" "$4") envs=("${5:-}" "${6:-}") args=("${BENCH_ARGS[@]}")
   if [ -z "$PAIR_DTYPE" ]; then
     PAIR_DTYPE=f32
     grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo && PAIR_DTYPE=bf16
@@ -124,7 +132,8 @@ compare_builds() { # DIR_A LABEL_A DIR_B LABEL_B
     for i in 0 1; do
       [ $((r % 2)) = 0 ] && i=$((1 - i))
       local j
-      j=$(run_lorac "${dirs[$i]}/lorac" --steps "$STEPS" --warmup "$WARMUP" "${args[@]}")
+      j=$([ -z "${envs[$i]}" ] || export "${envs[$i]}"
+          run_lorac "${dirs[$i]}/lorac" --steps "$STEPS" --warmup "$WARMUP" "${args[@]}")
       /usr/bin/python3 -c 'import json, statistics, sys
 r, name, j = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 print("  round {} {}: {:.1f} tokens/s, median step {:.3f} s (steps {})".format(
@@ -151,6 +160,15 @@ if [ "$NATIVE" = 1 ]; then
   [ -x build-native/lorac ] || scripts/build.sh build-native -DLORAC_NATIVE=ON -DLORAC_TESTS=OFF
   build/lorac --version | sed -n 2p
   compare_builds build "portable (dispatched)" build-native "-march=native"
+  exit 0
+fi
+if [ -n "$ENV_AB" ]; then
+  NAME=${ENV_AB%%=*} VALUES=${ENV_AB#*=}
+  [[ "$NAME" =~ ^[A-Za-z_][A-Za-z0-9_]*$ && "$VALUES" == *,* && "$ENV_AB" == *=* ]] ||
+    { echo "$0: --env-ab $ENV_AB: use NAME=A,B" >&2; exit 2; }
+  cmake --build build --target lorac -j"$(nproc)" >/dev/null
+  compare_builds build "$NAME=${VALUES%%,*}" build "$NAME=${VALUES#*,}" \
+    "$NAME=${VALUES%%,*}" "$NAME=${VALUES#*,}"
   exit 0
 fi
 if [ -n "$AGAINST" ]; then

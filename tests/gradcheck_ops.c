@@ -113,23 +113,29 @@ static void gc_init(gc *g, const char *name, gc_forward_fn forward, void *user, 
     cr_assert_eq(lc_tape_init(&g->tape, &g->arena, (size_t)64 << 20, &err), 0, "%s", err.msg);
 }
 
-/* A frozen product with its LoRA term in one backend call (backend.h
- * linear_lora), here as the two products the op would run itself. */
-static void ref_linear_lora(const lc_real *x, int64_t N, const lc_weight *W,
-                            const lc_lora_term *lt, lc_real beta, lc_real *y, lc_real *scratch)
+/* Frozen products with their LoRA terms in one backend call (backend.h
+ * linear_lora), here as the two products per linear the op would run
+ * itself. */
+static void ref_linear_lora(const lc_real *x, int64_t N, int n, const lc_weight *const *W,
+                            const lc_lora_term *lt, lc_real beta, lc_real *const *y,
+                            lc_real *scratch)
 {
-    lc_k_weight_matmul(x, N, W, beta, y, scratch);
-    lc_k_gemm(false, true, N, W->rows, lt->R, lt->scale, lt->a, lt->lda, lt->w, lt->R, 1, y,
-              W->rows);
+    for (int i = 0; i < n; i++) {
+        lc_k_weight_matmul(x, N, W[i], beta, y[i], scratch);
+        lc_k_gemm(false, true, N, W[i]->rows, lt[i].R, lt[i].scale, lt[i].a, lt[i].lda, lt[i].w,
+                  lt[i].R, 1, y[i], W[i]->rows);
+    }
 }
 
-static void ref_linear_lora_grad(const lc_real *dy, int64_t N, const lc_weight *W,
-                                 const lc_lora_term *lt, lc_real beta, lc_real *dx,
-                                 lc_real *scratch)
+static void ref_linear_lora_grad(const lc_real *const *dy, int64_t N, int n,
+                                 const lc_weight *const *W, const lc_lora_term *lt, lc_real beta,
+                                 lc_real *dx, lc_real *scratch)
 {
-    lc_k_weight_matmul_grad(dy, N, W, beta, dx, scratch);
-    lc_k_gemm(false, false, N, W->cols, lt->R, lt->scale, lt->a, lt->lda, lt->w, W->cols, 1, dx,
-              W->cols);
+    for (int i = 0; i < n; i++) {
+        lc_k_weight_matmul_grad(dy[i], N, W[i], i == 0 ? beta : 1, dx, scratch);
+        lc_k_gemm(false, false, N, W[i]->cols, lt[i].R, lt[i].scale, lt[i].a, lt[i].lda,
+                  lt[i].w, W[i]->cols, 1, dx, W[i]->cols);
+    }
 }
 
 /* Moves g onto a copy of the CPU backend whose linears hand their LoRA

@@ -213,7 +213,7 @@ enum { TERM_R = 8, TERM_LD = 13, TERM_COL = 3 };
  * (act = dy [M, OUT], lw = A [R, IN]); beta 0 must not read the output. */
 static void check_term_direction(const char *engine, const char *kind, bool grad, int M,
                                  int beta, const weight_case *wc, const float *act,
-                                 const float *xa, const float *lw, bool same_input)
+                                 const float *xa, const float *lw)
 {
     const float *wd = wc->wd;
     const lc_real s = 0.75f;
@@ -224,11 +224,12 @@ static void check_term_direction(const char *engine, const char *kind, bool grad
     for (int i = 0; i < M * n; i++)
         c[i] = beta ? c0[i] : NAN;
     const lc_real *xa_r = xa + TERM_COL; /* the term's [M, R] at column TERM_COL of [M, LD] */
-    lc_lora_term term = {.a = xa_r, .lda = TERM_LD, .w = lw, .R = TERM_R, .scale = s,
-                         .same_input = same_input};
-    (grad ? lc_cpu_linear_lora_grad_bf16 : lc_cpu_linear_lora_bf16)(act, M, &wc->t.W, &term,
-                                                                     (lc_real)beta, c,
-                                                                     wc->scratch);
+    lc_lora_term term = {.a = xa_r, .lda = TERM_LD, .w = lw, .R = TERM_R, .scale = s};
+    const lc_weight *W = &wc->t.W;
+    if (grad)
+        lc_cpu_linear_lora_grad_bf16(&act, M, 1, &W, &term, (lc_real)beta, c, wc->scratch);
+    else
+        lc_cpu_linear_lora_bf16(act, M, 1, &W, &term, (lc_real)beta, &c, wc->scratch);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < n; j++) {
             double v = beta ? c0[i * n + j] : 0;
@@ -264,8 +265,8 @@ static void check_lora_term(const char *engine, const char *kind)
         fill(xa, M * TERM_LD, 15, 2.0);
         fill(dy, M * OUT, 16, 1.0);
         for (int beta = 0; beta <= 1; beta++) {
-            check_term_direction(engine, kind, false, M, beta, &wc, x, xa, b, false);
-            check_term_direction(engine, kind, true, M, beta, &wc, dy, xa, a, false);
+            check_term_direction(engine, kind, false, M, beta, &wc, x, xa, b);
+            check_term_direction(engine, kind, true, M, beta, &wc, dy, xa, a);
         }
         free(x), free(xa), free(dy);
     }
@@ -273,42 +274,134 @@ static void check_lora_term(const char *engine, const char *kind)
     weight_case_free(&wc);
 }
 
-/* A group's linears on one x (same_input): the second and later forwards
- * may keep what the first made of x. Each is checked against float64 as
- * above: after a forward on the same x; after the backward, a plain weight
- * product and a forward on another x of the same shape, each of which
- * leaves other data where x's rounding was; and at 37 rows (unfolded). */
-static void check_same_input(const char *engine)
+/* A group of linears on one x (lc_cpu_linear_lora_bf16 with n 3, as
+ * q/k/v): the first of GROUP_ROWS0 rows, the other two of OUT rows with
+ * adjacent outputs (batched forward where the groups rule shares GEMMs),
+ * each with its own B and A, scale and a column block of one xa; forward
+ * y_i = beta·y0_i + x·W_iᵀ + s_i·xa_i·B_iᵀ and backward dx = beta·dx0 +
+ * Σ_i dy_i·W_i + s_i·dxa_i·A_i against float64 on the rounded operands,
+ * folded (200 rows) and not (37), with the groups rule forced on and off
+ * and as it is on this CPU. */
+enum { GROUP_N = 3, GROUP_ROWS0 = 40, GROUP_LD = 3 * TERM_R + 2 };
+
+static void check_group(const char *engine, const char *groups)
 {
-    weight_case wc;
-    if (!weight_case_init(&wc, engine, "bf16", 21))
+    setenv(LC_CPU_BF16_GROUPS_ENV, groups, 1);
+    weight_case wc[GROUP_N];
+    bool ok = true;
+    for (int i = 0; i < GROUP_N; i++)
+        ok = ok && weight_case_init(&wc[i], engine, "bf16", 31 + (uint64_t)i);
+    unsetenv(LC_CPU_BF16_GROUPS_ENV);
+    if (!ok)
         return;
+    const lc_weight *W[GROUP_N];
+    int64_t outs[GROUP_N];
+    for (int i = 0; i < GROUP_N; i++) {
+        wc[i].t.W.rows = i == 0 ? GROUP_ROWS0 : OUT; /* the first rows of W only */
+        W[i] = &wc[i].t.W;
+        outs[i] = W[i]->rows;
+    }
+    float *ba = malloc(sizeof(float) * GROUP_N * TERM_R * (OUT + IN)); /* B_i then A_i */
+    fill(ba, GROUP_N * TERM_R * (OUT + IN), 32, 0.5);
+    const lc_real s[GROUP_N] = {0.75f, 0.5f, 1.25f};
     const int rows[2] = {200, 37};
     for (int ri = 0; ri < 2; ri++) {
         const int M = rows[ri];
-        float *ba = malloc(sizeof(float) * TERM_R * (2 * OUT + IN)); /* B1, B2 [OUT, R], A */
-        float *x = malloc(sizeof(float) * M * IN), *x2 = malloc(sizeof(float) * M * IN);
-        float *xa = malloc(sizeof(float) * M * TERM_LD), *xa2 = malloc(sizeof(float) * M * TERM_LD);
-        float *dy = malloc(sizeof(float) * M * OUT), *y = malloc(sizeof(float) * M * OUT);
-        fill(ba, TERM_R * (2 * OUT + IN), 22, 0.5);
-        fill(x, M * IN, 23, 4.0), fill(x2, M * IN, 24, 4.0);
-        fill(xa, M * TERM_LD, 25, 2.0), fill(xa2, M * TERM_LD, 26, 2.0);
-        fill(dy, M * OUT, 27, 1.0);
-        const float *b1 = ba, *b2 = ba + OUT * TERM_R, *a = ba + 2 * OUT * TERM_R;
-        check_term_direction(engine, "bf16", false, M, 0, &wc, x, xa, b1, false);
-        check_term_direction(engine, "bf16", false, M, 1, &wc, x, xa2, b2, true);
-        check_term_direction(engine, "bf16", true, M, 0, &wc, dy, xa, a, false);
-        check_term_direction(engine, "bf16", false, M, 0, &wc, x, xa, b2, true);
-        lc_cpu_weight_matmul_bf16(x2, M, &wc.t.W, 0, y, wc.scratch);
-        check_term_direction(engine, "bf16", false, M, 0, &wc, x, xa2, b1, true);
-        check_term_direction(engine, "bf16", false, M, 0, &wc, x2, xa, b1, false);
-        check_term_direction(engine, "bf16", false, M, 1, &wc, x, xa, b2, true);
-        free(ba), free(x), free(x2), free(xa), free(xa2), free(dy), free(y);
+        float *x = malloc(sizeof(float) * M * IN), *xa = malloc(sizeof(float) * M * GROUP_LD);
+        float *dy = malloc(sizeof(float) * GROUP_N * M * OUT);
+        float *y = malloc(sizeof(float) * GROUP_N * M * OUT);
+        float *y0 = malloc(sizeof(float) * GROUP_N * M * OUT);
+        float *dx = malloc(sizeof(float) * M * IN), *dx0 = malloc(sizeof(float) * M * IN);
+        float *ref = malloc(sizeof(float) * GROUP_N * M * OUT + sizeof(float) * M * IN);
+        fill(x, M * IN, 33, 4.0), fill(xa, M * GROUP_LD, 34, 2.0);
+        fill(dy, GROUP_N * M * OUT, 35, 1.0), fill(y0, GROUP_N * M * OUT, 36, 1.0);
+        fill(dx0, M * IN, 37, 1.0);
+        /* y_0 at the front, y_1 and y_2 adjacent after a gap; dy alike */
+        lc_real *yp[GROUP_N] = {y, y + M * OUT, y + M * OUT + M * OUT};
+        const lc_real *dyp[GROUP_N] = {dy, dy + M * OUT, dy + 2 * M * OUT};
+        lc_lora_term fwd[GROUP_N], bwd[GROUP_N];
+        for (int i = 0; i < GROUP_N; i++) {
+            const float *B = ba + i * TERM_R * (OUT + IN), *A = B + OUT * TERM_R;
+            fwd[i] = (lc_lora_term){.a = xa + 1 + i * TERM_R, .lda = GROUP_LD, .w = B,
+                                    .R = TERM_R, .scale = s[i]};
+            bwd[i] = (lc_lora_term){.a = xa + 1 + i * TERM_R, .lda = GROUP_LD, .w = A,
+                                    .R = TERM_R, .scale = s[i]};
+        }
+        for (int beta = 0; beta <= 1; beta++) {
+            for (int i = 0; i < GROUP_N * M * OUT; i++)
+                y[i] = beta ? y0[i] : NAN;
+            for (int i = 0; i < M * IN; i++)
+                dx[i] = beta ? dx0[i] : NAN;
+            lc_cpu_linear_lora_bf16(x, M, GROUP_N, W, fwd, (lc_real)beta, yp, wc[0].scratch);
+            lc_cpu_linear_lora_grad_bf16(dyp, M, GROUP_N, W, bwd, (lc_real)beta, dx,
+                                         wc[0].scratch);
+            for (int g = 0; g < GROUP_N; g++) {
+                const float *wd = wc[g].wd, *B = fwd[g].w, *xg = fwd[g].a;
+                float *rg = ref + (yp[g] - y);
+                for (int i = 0; i < M; i++)
+                    for (int o = 0; o < outs[g]; o++) {
+                        double v = beta ? y0[(yp[g] - y) + i * outs[g] + o] : 0;
+                        for (int k = 0; k < IN; k++)
+                            v += r_bf16(x[i * IN + k]) * r_bf16(wd[o * IN + k]);
+                        for (int r = 0; r < TERM_R; r++)
+                            v += r_bf16(s[g] * xg[i * GROUP_LD + r]) * r_bf16(B[o * TERM_R + r]);
+                        rg[i * outs[g] + o] = (float)v;
+                    }
+            }
+            float *rdx = ref + GROUP_N * M * OUT;
+            for (int i = 0; i < M; i++)
+                for (int k = 0; k < IN; k++) {
+                    double v = beta ? dx0[i * IN + k] : 0;
+                    for (int g = 0; g < GROUP_N; g++) {
+                        for (int o = 0; o < outs[g]; o++)
+                            v += r_bf16(dyp[g][i * outs[g] + o]) * r_bf16(wc[g].wd[o * IN + k]);
+                        for (int r = 0; r < TERM_R; r++)
+                            v += r_bf16(s[g] * bwd[g].a[i * GROUP_LD + r]) *
+                                 r_bf16(bwd[g].w[r * IN + k]);
+                    }
+                    rdx[i * IN + k] = (float)v;
+                }
+            for (int g = 0; g < GROUP_N; g++) {
+                int64_t n = M * outs[g];
+                double e = lc_test_rel_err_f32(yp[g], ref + (yp[g] - y), n);
+                cr_expect_lt(e, TOL_ROUNDED, "%s groups %s forward %d rows %d beta %d: %g",
+                             engine, groups, g, M, beta, e);
+            }
+            double e = lc_test_rel_err_f32(dx, rdx, M * IN);
+            cr_log_info("%s groups %s (%s) rows %d beta %d: backward rel err %.3g", engine,
+                        groups, lc_cpu_bf16_groups_rule() ? lc_cpu_bf16_groups_rule() : "none",
+                        M, beta, e);
+            cr_expect_lt(e, TOL_ROUNDED, "%s groups %s backward rows %d beta %d: %g", engine,
+                         groups, M, beta, e);
+        }
+        free(x), free(xa), free(dy), free(y), free(y0), free(dx), free(dx0), free(ref);
     }
-    weight_case_free(&wc);
+    free(ba);
+    for (int i = 0; i < GROUP_N; i++)
+        weight_case_free(&wc[i]);
 }
 
-Test(cpu_bf16, lora_term_same_input) { check_same_input("emulate"), check_same_input("onednn"); }
+Test(cpu_bf16, lora_term_group)
+{
+    const char *modes[3] = {"on", "off", "auto"};
+    for (int m = 0; m < 3; m++)
+        check_group("emulate", modes[m]), check_group("onednn", modes[m]);
+}
+
+Test(cpu_bf16, groups_rule_is_chosen_with_the_engine)
+{
+    setenv(LC_CPU_BF16_GROUPS_ENV, "both", 1);
+    setenv(LC_CPU_BF16_ENV, "emulate", 1);
+    lc_cpu_bf16_engine e;
+    lc_error err;
+    cr_expect_neq(lc_cpu_bf16_engine_select(&e, NULL, 0, &err), 0);
+    cr_expect(strstr(err.msg, "LORAC_CPU_BF16_GROUPS=both: unknown; use auto, on or off"), "%s",
+              err.msg);
+    setenv(LC_CPU_BF16_GROUPS_ENV, "off", 1);
+    cr_expect_eq(lc_cpu_bf16_engine_select(&e, NULL, 0, &err), 0, "%s", err.msg);
+    cr_expect_null(lc_cpu_bf16_groups_rule());
+    unsetenv(LC_CPU_BF16_GROUPS_ENV);
+}
 
 Test(cpu_bf16, lora_term_emulate) { check_lora_term("emulate", "bf16"), check_lora_term("emulate", "f32"); }
 Test(cpu_bf16, lora_term_onednn) { check_lora_term("onednn", "bf16"), check_lora_term("onednn", "f32"); }

@@ -270,12 +270,15 @@ static int bench_run(const bench_opts *o, bench_state *b, double setup_s, FILE *
     lc_cpu_bf16_engine eng =
         b->be->gemm == LC_DTYPE_BF16 ? lc_cpu_bf16_engine_current() : LC_CPU_BF16_OFF;
     const char *api = eng == LC_CPU_BF16_ONEDNN ? lc_cpu_bf16_grad_gemm_api_use() : NULL;
+    const char *groups = eng == LC_CPU_BF16_ONEDNN ? lc_cpu_bf16_groups_rule() : NULL;
     if (!b->be->device)
         fprintf(out,
-                ",\"bf16_gemm\":\"%s%s%s%s%s%s\",\"bf16_attention\":\"%s\",\"f32_gemm\":\"%s\"",
+                ",\"bf16_gemm\":\"%s%s%s%s%s%s%s%s\",\"bf16_attention\":\"%s\","
+                "\"f32_gemm\":\"%s\"",
                 lc_cpu_bf16_engine_name(eng), eng == LC_CPU_BF16_ONEDNN ? " " : "",
                 eng == LC_CPU_BF16_ONEDNN ? lc_onednn_last_impl(LC_DTYPE_BF16) : "",
                 api ? " (" : "", api ? api : "", api ? ": its BLAS-like GEMM)" : "",
+                groups ? "; q/k/v and gate/up GEMMs shared: " : "", groups ? groups : "",
                 eng == LC_CPU_BF16_OFF ? "off" : lc_cpu_attn_gemm_bf16_kernel(),
                 lc_cpu_gemm_onednn() ? "onednn" : "openblas");
     /* the step's GEMM FLOPs, counted from the shape (DoRA's and MoE's are not) */

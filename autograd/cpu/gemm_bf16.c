@@ -68,22 +68,10 @@ static void *grow(lc_grow_buf *b, size_t bytes)
 /* The rounded activations of the GEMM in flight: one process-wide buffer
  * (weight GEMMs run one at a time, outside parallel regions). */
 static lc_grow_buf act_buf;
-/* What act_buf holds after a folded forward (linear_lora): x [N, k] rounded
- * in its first k columns, row stride ka; x NULL after any other write. */
-static struct {
-    const lc_real *x;
-    int64_t N, k, ka;
-} act_holds;
-
-/* act_buf for a new write of bytes: whatever it held is forgotten. Every
- * writer takes it through here, so act_holds can only describe the last. */
-static void *act_buffer(size_t bytes)
-{
-    act_holds.x = NULL;
-    return grow(&act_buf, bytes);
-}
 
 /* ---- choosing the engine ----------------------------------------------- */
+
+static int groups_select(lc_error *err);
 
 static lc_cpu_bf16_engine chosen = LC_CPU_BF16_OFF;
 static char chosen_why[320] = "not selected";
@@ -127,6 +115,8 @@ int lc_cpu_bf16_engine_select(lc_cpu_bf16_engine *engine, char *why, size_t n, l
         return lc_error_set(err, "%s=%s: unknown; use auto, onednn, emulate or off",
                             LC_CPU_BF16_ENV, lc_printable(want, shown, sizeof shown));
     }
+    if (groups_select(err))
+        return -1;
     chosen = e;
     snprintf(chosen_why, sizeof chosen_why, "%s", why);
     if (avx512_bf16_kernels())
@@ -270,23 +260,23 @@ static const char *onednn_units(void)
 #endif
 }
 
-bool lc_cpu_bf16_grad_on_gemm_api(int64_t k)
+static bool units_are(const char *name)
 {
     const char *units = onednn_units();
-    if (!units)
-        return false;
-    if (strcmp(units, "AVX512-BF16") == 0)
-        return true;
-    return strcmp(units, "AMX") == 0 && k >= AMX_GRAD_API_MIN_K;
+    return units && strcmp(units, name) == 0;
+}
+
+bool lc_cpu_bf16_grad_on_gemm_api(int64_t k)
+{
+    return units_are("AVX512-BF16") || (units_are("AMX") && k >= AMX_GRAD_API_MIN_K);
 }
 
 const char *lc_cpu_bf16_grad_gemm_api_use(void)
 {
-    const char *units = onednn_units();
-    if (units && strcmp(units, "AVX512-BF16") == 0)
+    if (units_are("AVX512-BF16"))
         return "dy·W";
     static char amx[64];
-    if (units && strcmp(units, "AMX") == 0) {
+    if (units_are("AMX")) {
         snprintf(amx, sizeof amx, "dy·W through weights of >= %d rows", AMX_GRAD_API_MIN_K);
         return amx;
     }
@@ -303,8 +293,7 @@ const char *lc_cpu_bf16_grad_gemm_api_use(void)
  * AVX512-BF16 (Zen 5, 2026-12-02) the frozen product first was the faster. */
 static bool lora_first(void)
 {
-    const char *units = onednn_units();
-    return chosen == LC_CPU_BF16_ONEDNN && units && strcmp(units, "AMX") == 0;
+    return chosen == LC_CPU_BF16_ONEDNN && units_are("AMX");
 }
 
 /* The two weight products on bf16-rounded inputs, a tile of W's rows at a
@@ -322,11 +311,11 @@ static void weight_product_on(bool grad, const lc_real *a, const uint16_t *round
     bool emulate = chosen == LC_CPU_BF16_EMULATE;
     const void *ar; /* a rounded: lc_real values (emulate) or bf16 */
     if (emulate) {
-        lc_real *r = act_buffer((size_t)(N * lda) * sizeof(lc_real));
+        lc_real *r = grow(&act_buf, (size_t)(N * lda) * sizeof(lc_real));
         round_real(a, N * lda, r);
         ar = r;
     } else if (a) {
-        uint16_t *h = act_buffer((size_t)(N * lda) * sizeof(uint16_t));
+        uint16_t *h = grow(&act_buf, (size_t)(N * lda) * sizeof(uint16_t));
 #if LC_HAVE_DNNL
         lc_cpu_round_bf16(a, N * lda, h);
 #endif
@@ -452,70 +441,233 @@ static void lora_term(bool grad, const lc_lora_term *lt, int64_t N, int64_t n, l
  * linear's term is a pass of its own, also in a group whose unrounded
  * terms the op would add in one product (q/k/v, gate/up): small passes,
  * since N is then small. */
+#if LC_HAVE_DNNL
 static bool fold_term(const lc_weight *W, int64_t N, int64_t k, int64_t R)
 {
     return chosen == LC_CPU_BF16_ONEDNN && weight_is_bf16(W) && 2 * N > k + R;
 }
+#endif
 
-static void linear_lora(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
-                        const lc_lora_term *lt, lc_real beta, lc_real *c, lc_real *scratch)
+/* An unfolded linear: the frozen product and its term as two GEMMs. */
+static void unfolded(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
+                     const lc_lora_term *lt, lc_real beta, lc_real *c, lc_real *scratch)
+{
+    int64_t n = grad ? W->cols : W->rows; /* c's columns */
+    if (!grad && lora_first()) {
+        lora_term(grad, lt, N, n, beta, c);
+        weight_product(grad, a, N, W, 1, c, scratch);
+        return;
+    }
+    weight_product(grad, a, N, W, beta, c, scratch);
+    lora_term(grad, lt, N, n, 1, c);
+}
+
+/* ---- a group's linears in shared GEMMs -----------------------------------
+ *
+ * The folded products of linears on one input (q/k/v, gate/up) can share
+ * GEMMs: forward, the linears of one shape (gate and up; k and v) as one
+ * batched product whose outputs are the adjacent y buffers; backward, the
+ * whole group as one product, dx = [dy_1 | s·dxa_1 | dy_2 | ...]·[W_1; A_1;
+ * W_2; ...], K the sum of theirs, instead of one product per linear each
+ * reading and adding into dx. Both are the same sums as per linear up to
+ * f32 summation order, and take the same weight copies the folding makes
+ * anyway. Where each pays is the CPU's (GEMM times per layer at the
+ * SmolLM-135M step's 1024 rows, 2 Xeon cores with AMX, 2026-12-02, before
+ * the folding, one GEMM of the group's weights side by side against one per
+ * linear): q/k/v backward 0.92-1.00 → 0.73-0.76 ms, q/k/v forward 0.79-0.84
+ * → 0.71-0.74 ms, gate/up forward 3.2 → 2.4-2.6 ms, but gate/up backward
+ * (K 3072) 2.7-2.9 → 3.3-3.7 ms; the batched forward, which needs no split
+ * of a side-by-side output, is the form of that gate/up gain not yet timed
+ * there (scripts/bench_cpu.sh --env-ab LORAC_CPU_BF16_GROUPS=on,off). On
+ * AVX512-BF16 (Zen 4 and Zen 5) the groups' GEMMs alone took what their
+ * linears' took, within ±2%, and the whole step the same.
+ * LC_CPU_BF16_GROUPS_ENV: auto (the rule below) | on | off. */
+
+/* A backward stacked on AMX while its K is at most this (q/k/v's 1008 at
+ * the SmolLM-135M shape with rank 16, not gate/up's 3104). */
+#define AMX_GRAD_STACK_MAX_K 2048
+
+static enum { GROUPS_AUTO, GROUPS_ON, GROUPS_OFF } groups_mode;
+
+static int groups_select(lc_error *err)
+{
+    const char *want = getenv(LC_CPU_BF16_GROUPS_ENV);
+    if (!want || !*want || strcmp(want, "auto") == 0)
+        groups_mode = GROUPS_AUTO;
+    else if (strcmp(want, "on") == 0)
+        groups_mode = GROUPS_ON;
+    else if (strcmp(want, "off") == 0)
+        groups_mode = GROUPS_OFF;
+    else {
+        char shown[64];
+        return lc_error_set(err, "%s=%s: unknown; use auto, on or off", LC_CPU_BF16_GROUPS_ENV,
+                            lc_printable(want, shown, sizeof shown));
+    }
+    return 0;
+}
+
+const char *lc_cpu_bf16_groups_rule(void)
+{
+    if (chosen != LC_CPU_BF16_ONEDNN || groups_mode == GROUPS_OFF)
+        return NULL;
+    if (groups_mode == GROUPS_ON)
+        return "forward batched by shape, backward one product";
+    if (!units_are("AMX"))
+        return NULL;
+    static char amx[96];
+    snprintf(amx, sizeof amx, "forward batched by shape, backward one product up to K %d",
+             AMX_GRAD_STACK_MAX_K);
+    return amx;
+}
+
+#if LC_HAVE_DNNL
+/* Whether the forward batches linears of one shape. */
+static bool groups_forward(void)
+{
+    return groups_mode == GROUPS_ON || (groups_mode == GROUPS_AUTO && units_are("AMX"));
+}
+
+/* Whether a backward of K summed over its linears is one product. */
+static bool groups_backward(int64_t K)
+{
+    return groups_mode == GROUPS_ON ||
+           (groups_mode == GROUPS_AUTO && units_are("AMX") && K <= AMX_GRAD_STACK_MAX_K);
+}
+
+/* How many of the m linears from W[0] run as one batch forward: W[0] and
+ * the folded ones after it of the same shape and rank whose outputs follow
+ * y[0] at one stride (at least 1). */
+static int forward_run(int64_t N, int m, const lc_weight *const *W, const lc_lora_term *lt,
+                       lc_real *const *y)
+{
+    int cnt = 1;
+    if (!groups_forward())
+        return cnt;
+    int64_t out = W[0]->rows, stride = N * out;
+    while (cnt < m && fold_term(W[cnt], N, W[cnt]->cols, lt[cnt].R) && W[cnt]->rows == out &&
+           lt[cnt].R == lt[0].R && y[cnt] == y[0] + cnt * stride)
+        cnt++;
+    return cnt;
+}
+
+/* Rows of src (row stride lds) copied to dst (row stride ldd), cols each. */
+static void copy_rows_bf16(const uint16_t *src, int64_t lds, int64_t rows, int64_t cols,
+                           uint16_t *dst, int64_t ldd)
+{
+#pragma omp parallel for schedule(static) if (rows * cols >= ROUND_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(dst + r * ldd, src + r * lds, (size_t)cols * sizeof(uint16_t));
+}
+
+/* The folded forward of cnt linears of one shape [out, in], rank R, on one
+ * x: per linear b, act_b [N, in+R] = [x | s_b·xa_b] and f_b [out, in+R] =
+ * [W_b | B_b], y_b = beta·y_b + act_b·f_bᵀ; one batched product when
+ * cnt > 1. x_kept: act_0's x columns already hold x rounded (the previous
+ * run's, same in + R). */
+static void folded_forward(const lc_real *x, int64_t N, int cnt, const lc_weight *const *W,
+                           const lc_lora_term *lt, lc_real beta, lc_real *const *y, bool x_kept)
+{
+    int64_t in = W[0]->cols, out = W[0]->rows, R = lt[0].R, ka = in + R;
+    size_t bytes = (size_t)(cnt * N * ka) * sizeof(uint16_t);
+    x_kept = x_kept && act_buf.bytes >= bytes; /* a buffer that grows keeps nothing */
+    uint16_t *act = grow(&act_buf, bytes);
+    if (!x_kept)
+        round_rows_bf16(x, N, in, in, 1, act, ka);
+    uint16_t *f = grow(&fold_buf, (size_t)(cnt * out * ka) * sizeof(uint16_t));
+    for (int b = 0; b < cnt; b++) {
+        uint16_t *ab = act + b * N * ka, *fb = f + b * out * ka;
+        if (b > 0)
+            copy_rows_bf16(act, ka, N, in, ab, ka);
+        round_rows_bf16(lt[b].a, N, R, lt[b].lda, lt[b].scale, ab + in, ka);
+        round_rows_bf16(lt[b].w, out, R, R, 1, fb + in, ka);
+        copy_rows_bf16(W[b]->data, in, out, in, fb, ka);
+    }
+    lc_onednn_batch batch = {cnt, N * ka, out * ka, N * out};
+    if (cnt > 1 && lc_onednn_matmul_batch(LC_DTYPE_BF16, &batch, false, true, N, out, ka, 1, act,
+                                          ka, f, ka, beta != 0, y[0], out, false))
+        return;
+    for (int b = 0; b < cnt; b++)
+        lc_cpu_gemm_bf16(false, true, N, out, ka, act + b * N * ka, ka, f + b * out * ka, ka,
+                         beta, y[b], out);
+}
+
+/* The folded backward of cnt linears as one product: act [N, K] =
+ * [dy_1 | s_1·dxa_1 | dy_2 | ...] and f [K, in] = [W_1; A_1; W_2; ...],
+ * K = Σ(out_b + R_b); dx[N, in] = beta·dx + act·f. */
+static void folded_backward(const lc_real *const *dy, int64_t N, int cnt,
+                            const lc_weight *const *W, const lc_lora_term *lt, lc_real beta,
+                            lc_real *dx)
+{
+    int64_t in = W[0]->cols, K = 0;
+    for (int b = 0; b < cnt; b++)
+        K += W[b]->rows + lt[b].R;
+    uint16_t *act = grow(&act_buf, (size_t)(N * K) * sizeof(uint16_t));
+    uint16_t *f = grow(&fold_buf, (size_t)(K * in) * sizeof(uint16_t));
+    for (int64_t b = 0, col = 0; b < cnt; col += W[b]->rows + lt[b].R, b++) {
+        int64_t out = W[b]->rows, R = lt[b].R;
+        round_rows_bf16(dy[b], N, out, out, 1, act + col, K);
+        round_rows_bf16(lt[b].a, N, R, lt[b].lda, lt[b].scale, act + col + out, K);
+        memcpy(f + col * in, W[b]->data, (size_t)(out * in) * sizeof(uint16_t));
+        lc_cpu_round_bf16(lt[b].w, R * in, f + (col + out) * in);
+    }
+    if (lc_cpu_bf16_grad_on_gemm_api(K) &&
+        lc_onednn_gemm(LC_DTYPE_BF16, false, false, N, in, K, 1, act, K, f, in, beta, dx, in))
+        return;
+    lc_cpu_gemm_bf16(false, false, N, in, K, act, K, f, in, beta, dx, in);
+}
+#endif
+
+void lc_cpu_linear_lora_bf16(const lc_real *x, int64_t N, int n, const lc_weight *const *W,
+                             const lc_lora_term *lt, lc_real beta, lc_real *const *y,
+                             lc_real *scratch)
 {
     LC_ASSERT(chosen != LC_CPU_BF16_OFF && !omp_in_parallel());
-    int64_t in = W->cols, out = W->rows, R = lt->R;
-    int64_t k = grad ? out : in, n = grad ? in : out; /* the frozen product's K and c's columns */
-    if (!fold_term(W, N, k, R)) {
-        if (!grad && lora_first()) {
-            lora_term(grad, lt, N, n, beta, c);
-            weight_product(grad, a, N, W, 1, c, scratch);
-            return;
-        }
-        weight_product(grad, a, N, W, beta, c, scratch);
-        lora_term(grad, lt, N, n, 1, c);
-        return;
-    }
 #if LC_HAVE_DNNL
-    /* act [N, k+R] = [a | s·lt->a], rounded; a forward's x part kept from
-     * the call before when it is the same x (a group's shared input: one
-     * rounding pass over it instead of one per linear) */
-    int64_t ka = k + R;
-    bool have_x = !grad && lt->same_input && act_holds.x == a && act_holds.N == N &&
-                  act_holds.k == k && act_holds.ka == ka;
-    uint16_t *act = have_x ? act_buf.p : act_buffer((size_t)(N * ka) * sizeof(uint16_t));
-    if (!have_x)
-        round_rows_bf16(a, N, k, k, 1, act, ka);
-    round_rows_bf16(lt->a, N, R, lt->lda, lt->scale, act + k, ka);
-    if (!grad)
-        act_holds.x = a, act_holds.N = N, act_holds.k = k, act_holds.ka = ka;
-    const uint16_t *w = W->data;
-    uint16_t *f = grow(&fold_buf, (size_t)((out + (grad ? R : 0)) * (in + (grad ? 0 : R))) *
-                                      sizeof(uint16_t));
-    if (grad) { /* f [out+R, in] = [W ; A]: c[N,in] = beta·c + act·f */
-        memcpy(f, w, (size_t)(out * in) * sizeof(uint16_t));
-        lc_cpu_round_bf16(lt->w, R * in, f + out * in);
-        if (lc_cpu_bf16_grad_on_gemm_api(ka) &&
-            lc_onednn_gemm(LC_DTYPE_BF16, false, false, N, in, ka, 1, act, ka, f, in, beta, c, in))
-            return;
-        lc_cpu_gemm_bf16(false, false, N, in, ka, act, ka, f, in, beta, c, in);
-        return;
+    int64_t kept_ka = 0; /* act_buf's first columns hold x rounded, row stride kept_ka */
+    for (int i = 0; i < n;) {
+        int64_t in = W[i]->cols, R = lt[i].R;
+        if (!fold_term(W[i], N, in, R)) {
+            unfolded(false, x, N, W[i], &lt[i], beta, y[i], scratch);
+            kept_ka = 0;
+            i++;
+            continue;
+        }
+        int cnt = forward_run(N, n - i, W + i, lt + i, y + i);
+        folded_forward(x, N, cnt, W + i, lt + i, beta, y + i, kept_ka == in + R);
+        kept_ka = in + R;
+        i += cnt;
     }
-    /* f [out, in+R] = [W | B]: c[N,out] = beta·c + act·fᵀ */
-    round_rows_bf16(lt->w, out, R, R, 1, f + in, in + R);
-#pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < out; o++)
-        memcpy(f + o * (in + R), w + o * in, (size_t)in * sizeof(uint16_t));
-    lc_cpu_gemm_bf16(false, true, N, out, ka, act, ka, f, ka, beta, c, out);
+#else
+    for (int i = 0; i < n; i++)
+        unfolded(false, x, N, W[i], &lt[i], beta, y[i], scratch);
 #endif
 }
 
-void lc_cpu_linear_lora_bf16(const lc_real *x, int64_t N, const lc_weight *W,
-                             const lc_lora_term *lt, lc_real beta, lc_real *y, lc_real *scratch)
+void lc_cpu_linear_lora_grad_bf16(const lc_real *const *dy, int64_t N, int n,
+                                  const lc_weight *const *W, const lc_lora_term *lt, lc_real beta,
+                                  lc_real *dx, lc_real *scratch)
 {
-    linear_lora(false, x, N, W, lt, beta, y, scratch);
-}
-
-void lc_cpu_linear_lora_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
-                                  const lc_lora_term *lt, lc_real beta, lc_real *dx,
-                                  lc_real *scratch)
-{
-    linear_lora(true, dy, N, W, lt, beta, dx, scratch);
+    LC_ASSERT(chosen != LC_CPU_BF16_OFF && !omp_in_parallel());
+#if LC_HAVE_DNNL
+    bool all_fold = true;
+    int64_t K = 0;
+    for (int i = 0; i < n; i++) {
+        all_fold &= fold_term(W[i], N, W[i]->rows, lt[i].R);
+        K += W[i]->rows + lt[i].R;
+    }
+    if (n > 1 && all_fold && groups_backward(K)) {
+        folded_backward(dy, N, n, W, lt, beta, dx);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) {
+        lc_real b = i == 0 ? beta : 1;
+#if LC_HAVE_DNNL
+        if (fold_term(W[i], N, W[i]->rows, lt[i].R)) {
+            folded_backward(dy + i, N, 1, W + i, lt + i, b, dx);
+            continue;
+        }
+#endif
+        unfolded(true, dy[i], N, W[i], &lt[i], b, dx, scratch);
+    }
 }

@@ -45,6 +45,9 @@
 #include "autograd/tensor.h"
 
 #define LC_CPU_BF16_ENV "LORAC_CPU_BF16"
+/* auto | on | off: whether a group's linears share GEMMs (gemm_bf16.c,
+ * "a group's linears in shared GEMMs"); read with the engine. */
+#define LC_CPU_BF16_GROUPS_ENV "LORAC_CPU_BF16_GROUPS"
 
 typedef enum lc_cpu_bf16_engine {
     LC_CPU_BF16_OFF,
@@ -107,21 +110,29 @@ void lc_cpu_weight_matmul_bf16(const lc_real *x, int64_t N, const lc_weight *W, 
 void lc_cpu_weight_matmul_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
                                     lc_real beta, lc_real *dx, lc_real *scratch);
 
-/* The bf16 backend's linear_lora entries (backend.h): the frozen product
- * with a LoRA term, y = beta·y + x·Wᵀ + s·xa·Bᵀ and dx = beta·dx + dy·W +
- * s·dxa·A, the term's operands (s·xa or s·dxa, and B or A) rounded to bf16
- * as autocast rounds a LoRA linear's. On oneDNN with a bf16 weight taken
- * whole, the term rides in the same GEMM as R more K columns (a copy of W
- * with B's columns or A's rows appended) where that copy moves fewer bytes
- * than the pass over y or dx it saves; otherwise it is its own small GEMM
- * on the rounded operands (written first on AMX, the frozen product
- * accumulating onto it). The emulate engine: the same rounding, products on
- * the f32 GEMM. */
-void lc_cpu_linear_lora_bf16(const lc_real *x, int64_t N, const lc_weight *W,
-                             const lc_lora_term *lt, lc_real beta, lc_real *y, lc_real *scratch);
-void lc_cpu_linear_lora_grad_bf16(const lc_real *dy, int64_t N, const lc_weight *W,
-                                  const lc_lora_term *lt, lc_real beta, lc_real *dx,
-                                  lc_real *scratch);
+/* The bf16 backend's linear_lora entries (backend.h), for n linears on one
+ * input: each frozen product with its LoRA term, y_i = beta·y_i + x·W_iᵀ +
+ * s_i·xa_i·B_iᵀ and dx = beta·dx + Σ_i dy_i·W_i + s_i·dxa_i·A_i, the terms'
+ * operands (s·xa or s·dxa, and B or A) rounded to bf16 as autocast rounds a
+ * LoRA linear's. On oneDNN with a bf16 weight taken whole, a term rides in
+ * its frozen GEMM as R more K columns (a copy of W with B's columns or A's
+ * rows appended) where that copy moves fewer bytes than the pass over y or
+ * dx it saves, and the group's folded GEMMs are shared where this CPU gains
+ * by it (forward: linears of one shape batched, their y adjacent; backward:
+ * one product over the group; lc_cpu_bf16_groups_rule); otherwise a term is
+ * its own small GEMM on the rounded operands (written first on AMX, the
+ * frozen product accumulating onto it). The emulate engine: the same
+ * rounding, products on the f32 GEMM. */
+void lc_cpu_linear_lora_bf16(const lc_real *x, int64_t N, int n, const lc_weight *const *W,
+                             const lc_lora_term *lt, lc_real beta, lc_real *const *y,
+                             lc_real *scratch);
+void lc_cpu_linear_lora_grad_bf16(const lc_real *const *dy, int64_t N, int n,
+                                  const lc_weight *const *W, const lc_lora_term *lt, lc_real beta,
+                                  lc_real *dx, lc_real *scratch);
+/* Where a group's folded GEMMs are shared on this process's engine and
+ * CPU, for reports ("forward batched by shape, backward one product up to
+ * K 2048"), or NULL where they never are. */
+const char *lc_cpu_bf16_groups_rule(void);
 
 /* For a caller that produces dy itself and can write it rounded as it goes
  * (the fused lm_head's softmax: no f32 gradient written and read back): the

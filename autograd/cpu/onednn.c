@@ -108,6 +108,7 @@ const char *lc_onednn_bf16_units(void)
 
 typedef struct mm_key {
     int64_t M, N, K, lda, ldb, ldc;
+    int64_t batch, sa, sb, sc; /* batch 1: a plain product; else its element strides */
     float alpha;
     lc_dtype dtype;
     bool trans_a, trans_b, accumulate;
@@ -129,7 +130,8 @@ static pthread_mutex_t mm_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool key_eq(const mm_key *a, const mm_key *b)
 {
     return a->M == b->M && a->N == b->N && a->K == b->K && a->lda == b->lda &&
-           a->ldb == b->ldb && a->ldc == b->ldc && a->alpha == b->alpha && a->dtype == b->dtype &&
+           a->ldb == b->ldb && a->ldc == b->ldc && a->batch == b->batch && a->sa == b->sa &&
+           a->sb == b->sb && a->sc == b->sc && a->alpha == b->alpha && a->dtype == b->dtype &&
            a->trans_a == b->trans_a && a->trans_b == b->trans_b &&
            a->accumulate == b->accumulate;
 }
@@ -147,19 +149,25 @@ static void mm_release(mm_entry *e)
 
 /* The memory descriptors of problem k with M rows: op(A)[M,K], op(B)[K,N],
  * C[M,N] (a transposed operand is the same memory read with swapped
- * strides). M may be DNNL_RUNTIME_DIM_VAL: one primitive for every M of a
- * family, whose src and dst memories are made per call with the real M. */
+ * strides), each with a leading batch dimension when k->batch > 1. M may be
+ * DNNL_RUNTIME_DIM_VAL: one primitive for every M of a family, whose src
+ * and dst memories are made per call with the real M. */
 static bool problem_mds(const mm_key *k, int64_t M, dnnl_memory_desc_t *src_md,
                         dnnl_memory_desc_t *wei_md, dnnl_memory_desc_t *dst_md)
 {
     dnnl_data_type_t in = k->dtype == LC_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32;
-    dnnl_dims_t a_dims = {M, k->K}, a_str = {k->trans_a ? 1 : k->lda, k->trans_a ? k->lda : 1};
-    dnnl_dims_t b_dims = {k->K, k->N}, b_str = {k->trans_b ? 1 : k->ldb, k->trans_b ? k->ldb : 1};
-    dnnl_dims_t c_dims = {M, k->N}, c_str = {k->ldc, 1};
-    return dn.dnnl_memory_desc_init_by_strides(src_md, 2, a_dims, in, a_str) == dnnl_success &&
-           dn.dnnl_memory_desc_init_by_strides(wei_md, 2, b_dims, in, b_str) == dnnl_success &&
-           dn.dnnl_memory_desc_init_by_strides(dst_md, 2, c_dims, dnnl_f32, c_str) ==
-               dnnl_success;
+    int b = k->batch > 1, nd = 2 + b;
+    dnnl_dims_t a_dims = {k->batch, M, k->K}, a_str = {k->sa, k->trans_a ? 1 : k->lda,
+                                                       k->trans_a ? k->lda : 1};
+    dnnl_dims_t b_dims = {k->batch, k->K, k->N}, b_str = {k->sb, k->trans_b ? 1 : k->ldb,
+                                                          k->trans_b ? k->ldb : 1};
+    dnnl_dims_t c_dims = {k->batch, M, k->N}, c_str = {k->sc, k->ldc, 1};
+    return dn.dnnl_memory_desc_init_by_strides(src_md, nd, a_dims + 1 - b, in, a_str + 1 - b) ==
+               dnnl_success &&
+           dn.dnnl_memory_desc_init_by_strides(wei_md, nd, b_dims + 1 - b, in, b_str + 1 - b) ==
+               dnnl_success &&
+           dn.dnnl_memory_desc_init_by_strides(dst_md, nd, c_dims + 1 - b, dnnl_f32,
+                                               c_str + 1 - b) == dnnl_success;
 }
 
 /* A fresh primitive for k in e; false when oneDNN has none. */
@@ -237,9 +245,20 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
                       float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                       bool accumulate, float *C, int64_t ldc, bool optional)
 {
+    lc_onednn_batch one = {1, 0, 0, 0};
+    return lc_onednn_matmul_batch(dtype, &one, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                                  accumulate, C, ldc, optional);
+}
+
+bool lc_onednn_matmul_batch(lc_dtype dtype, const lc_onednn_batch *bt, bool trans_a,
+                            bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                            const void *A, int64_t lda, const void *B, int64_t ldb,
+                            bool accumulate, float *C, int64_t ldc, bool optional)
+{
     if (!lc_onednn_available())
         return false;
-    mm_key key = {M, N, K, lda, ldb, ldc, alpha, dtype, trans_a, trans_b, accumulate};
+    mm_key key = {M, N, K, lda, ldb, ldc, bt->count, bt->sa, bt->sb, bt->sc,
+                  alpha, dtype, trans_a, trans_b, accumulate};
     pthread_mutex_lock(&mm_lock);
     mm_entry *e = mm_get(&key, optional);
     bool ok = e != NULL;
@@ -298,6 +317,16 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
     (void)dtype, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A;
     (void)lda, (void)B, (void)ldb, (void)accumulate, (void)C, (void)ldc, (void)optional;
     return false;
+}
+
+bool lc_onednn_matmul_batch(lc_dtype dtype, const lc_onednn_batch *bt, bool trans_a,
+                            bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                            const void *A, int64_t lda, const void *B, int64_t ldb,
+                            bool accumulate, float *C, int64_t ldc, bool optional)
+{
+    (void)bt;
+    return lc_onednn_matmul(dtype, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, accumulate,
+                            C, ldc, optional);
 }
 
 bool lc_onednn_gemm(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,

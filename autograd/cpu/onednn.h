@@ -66,6 +66,18 @@ bool lc_onednn_matmul(lc_dtype dtype, bool trans_a, bool trans_b, int64_t M, int
                       float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                       bool accumulate, float *C, int64_t ldc, bool optional);
 
+/* The same product for count problems at once, A, B and C of problem b at
+ * b·sa, b·sb and b·sc elements from A, B and C (one primitive, one pass of
+ * the threads over all of them: a group's linears of one shape, q/k/v's
+ * k and v or gate and up, gemm_bf16.c). */
+typedef struct lc_onednn_batch {
+    int64_t count, sa, sb, sc;
+} lc_onednn_batch;
+bool lc_onednn_matmul_batch(lc_dtype dtype, const lc_onednn_batch *batch, bool trans_a,
+                            bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                            const void *A, int64_t lda, const void *B, int64_t ldb,
+                            bool accumulate, float *C, int64_t ldc, bool optional);
+
 /* C[M,N] (f32) = alpha·op(A)·op(B) + beta·C (beta 0 or 1) on oneDNN's
  * BLAS-like GEMM (dnnl_sgemm; dnnl_gemm_bf16bf16f32 for A and B of dtype
  * BF16), whose jit kernels, unlike the matmul primitive's brgemm, read a B
