@@ -28,8 +28,9 @@
 # gemm_gflop per step). The same call measures the cores' float32 multiply-add
 # peak (no GEMM runs faster), and the report bounds lorac f32 / PyTorch f32 by
 # it: PyTorch's step over lorac's GEMM work at that peak. With bf16 units it also
-# times q/k/v and gate/up each as one GEMM against their members' GEMMs (the
-# fusion issue #18 names; GEMM time only, so the gain's upper bound).
+# times q/k/v's and gate/up's GEMMs in the shared forms of LORAC_CPU_BF16_GROUPS
+# (forward batched by shape, backward one product) against their members' GEMMs
+# (GEMM time only; --env-ab LORAC_CPU_BF16_GROUPS=on,off times whole steps).
 # lorac's f32 GEMMs run on oneDNN by default;
 # LORAC_CPU_GEMM=openblas in the environment runs them on OpenBLAS instead.
 #

@@ -76,6 +76,7 @@ int lc_gemm_flops_count(const lc_model_config *cfg, int rank, int64_t batch, int
 typedef struct peak_shape {
     char what[48];
     int64_t M, N, K;
+    int64_t batch; /* > 1: that many products of this shape as one batched call (bf16) */
     bool trans_b;
     double calls;
     double gflops; /* measured */
@@ -170,6 +171,18 @@ static void call_f32_onednn(const peak_shape *p, const void *A, const void *B, f
 
 static void call_bf16(const peak_shape *p, const void *A, const void *B, float *C)
 {
+    lc_onednn_batch bt = {p->batch, p->M * p->K, p->K * p->N, p->M * p->N};
+    if (p->batch > 1) { /* as gemm_bf16.c batches a group's forwards: separate A, B and C */
+        if (lc_onednn_matmul_batch(LC_DTYPE_BF16, &bt, false, p->trans_b, p->M, p->N, p->K, 1, A,
+                                   p->K, B, p->trans_b ? p->K : p->N, false, C, p->N, false))
+            return;
+        for (int64_t i = 0; i < p->batch; i++) /* refused: one by one, as gemm_bf16.c does */
+            lc_cpu_gemm_bf16(false, p->trans_b, p->M, p->N, p->K,
+                             (const uint16_t *)A + i * bt.sa, p->K,
+                             (const uint16_t *)B + i * bt.sb, p->trans_b ? p->K : p->N, 0,
+                             C + i * bt.sc, p->N);
+        return;
+    }
     if (!p->trans_b && lc_cpu_bf16_grad_on_gemm_api(p->K) &&
         lc_onednn_gemm(LC_DTYPE_BF16, false, false, p->M, p->N, p->K, 1, A, p->K, B, p->N, 0, C,
                        p->N))
@@ -190,18 +203,19 @@ static double best_gflops(const peak_shape *p, gemm_call *call, const void *A, c
         if (rep >= 0 && dt < best) /* rep -1: warm-up */
             best = dt;
     }
-    return 2.0 * (double)p->M * (double)p->N * (double)p->K / best / 1e9;
+    return 2.0 * (double)(p->batch > 1 ? p->batch : 1) * (double)p->M * (double)p->N *
+           (double)p->K / best / 1e9;
 }
 
-/* The groups of linears that read one input, which issue #18 asks to run
- * as one GEMM each (LC_MOD_COUNT ends a shorter group). */
+/* The groups of linears that read one input, whose folded GEMMs the bf16
+ * path may share (gemm_bf16.c; LC_MOD_COUNT ends a shorter group). */
 static const lc_module peak_groups[][3] = {{LC_MOD_Q, LC_MOD_K, LC_MOD_V},
                                            {LC_MOD_GATE, LC_MOD_UP, LC_MOD_COUNT}};
 #define PEAK_GROUPS ((int)(sizeof peak_groups / sizeof *peak_groups))
 
-/* Group g's one GEMM in direction dir (0 forward, 1 backward dx) at M rows:
- * the members' outputs side by side (forward N, backward K), its name in
- * name ("q_proj+k_proj+v_proj"); false when the family lacks a member. */
+/* Group g in direction dir (0 forward, 1 backward dx) at M rows as one
+ * GEMM: the members' outputs side by side (forward N, backward K), its name
+ * in name ("q_proj+k_proj+v_proj"); false when the family lacks a member. */
 static bool group_shape(const lc_model_config *cfg, int g, int dir, int64_t M, peak_shape *one,
                         char *name, size_t cap)
 {
@@ -222,11 +236,19 @@ static bool group_shape(const lc_model_config *cfg, int g, int dir, int64_t M, p
     return members >= 2;
 }
 
-/* The fusion's GEMM time only: for each group and direction, the members'
- * GEMMs at their measured rates (s) against one GEMM of the group's shape,
- * printed as "bf16_groups":[…] with the step's saving at most. What the
- * fusion costs around the GEMM (splitting the output, or consumers reading
- * it strided) is left out, so this bounds the gain from above. */
+/* Seconds of one call of shape p at its measured rate. */
+static double shape_s(const peak_shape *p)
+{
+    return 2.0 * (double)p->M * (double)p->N * (double)p->K / (p->gflops * 1e9);
+}
+
+/* The groups' GEMM time in the forms the bf16 path shares them in, GEMM
+ * time only, against their members' GEMMs at their measured rates (s):
+ * forward, runs of members of one shape as one batched product (q alone,
+ * then k and v; gate and up), backward one product of the stacked K.
+ * Printed as "bf16_groups":[…] with the step's saving at most; the LoRA
+ * columns the folding appends and the copies around the products are left
+ * out (the same on both sides). */
 static void peak_bf16_groups(FILE *out, const lc_model_config *cfg, const peak_shape *s, int n,
                              const void *a, const void *b, float *C)
 {
@@ -239,25 +261,46 @@ static void peak_bf16_groups(FILE *out, const lc_model_config *cfg, const peak_s
             char name[64];
             if (!group_shape(cfg, g, dir, s[0].M, &one, name, sizeof name))
                 continue;
-            double separate = 0, calls = 0;
-            for (int i = 0; i < 3 && peak_groups[g][i] != LC_MOD_COUNT; i++) {
+            const peak_shape *member[3] = {0};
+            int members = 0;
+            for (int i = 0; i < 3 && peak_groups[g][i] != LC_MOD_COUNT; i++, members++) {
                 char what[48];
                 snprintf(what, sizeof what, "%s %s", lc_module_name(peak_groups[g][i]),
                          dir ? "bwd-data" : "fwd");
                 for (int j = 0; j < n; j++)
-                    if (!strcmp(s[j].what, what)) {
-                        separate += 2.0 * (double)s[j].M * (double)s[j].N * (double)s[j].K /
-                                    (s[j].gflops * 1e9);
-                        calls = s[j].calls;
-                    }
+                    if (!strcmp(s[j].what, what))
+                        member[i] = &s[j];
             }
-            double rate = best_gflops(&one, call_bf16, a, b, C);
-            double fused = 2.0 * (double)one.M * (double)one.N * (double)one.K / (rate * 1e9);
-            saved += calls * (separate - fused);
-            fprintf(out, "%s{\"group\":\"%s\",\"dir\":\"%s\",\"M\":%lld,\"N\":%lld,\"K\":%lld,"
-                    "\"calls\":%g,\"separate_ms\":%.4f,\"one_gemm_ms\":%.4f}",
-                    printed++ ? "," : "", name, dir ? "bwd-data" : "fwd", (long long)one.M,
-                    (long long)one.N, (long long)one.K, calls, 1e3 * separate, 1e3 * fused);
+            bool measured = true;
+            for (int i = 0; i < members; i++)
+                measured &= member[i] != NULL;
+            if (!measured)
+                continue;
+            double separate = 0, shared = 0, calls = member[0]->calls;
+            for (int i = 0; i < members; i++)
+                separate += shape_s(member[i]);
+            if (dir) {
+                one.gflops = best_gflops(&one, call_bf16, a, b, C);
+                shared = shape_s(&one);
+            }
+            for (int i = 0; i < members && !dir;) {
+                int run = 1;
+                while (i + run < members && member[i + run]->N == member[i]->N)
+                    run++;
+                peak_shape batch = *member[i];
+                batch.batch = run;
+                if (run > 1)
+                    batch.gflops = best_gflops(&batch, call_bf16, a, b, C);
+                shared += run * shape_s(&batch); /* per product at the batch's rate */
+                i += run;
+            }
+            saved += calls * (separate - shared);
+            fprintf(out, "%s{\"group\":\"%s\",\"dir\":\"%s\",\"form\":\"%s\",\"M\":%lld,"
+                    "\"N\":%lld,\"K\":%lld,\"calls\":%g,\"separate_ms\":%.4f,"
+                    "\"shared_ms\":%.4f}",
+                    printed++ ? "," : "", name, dir ? "bwd-data" : "fwd",
+                    dir ? "one product, K stacked" : "batched by shape", (long long)one.M,
+                    (long long)one.N, (long long)one.K, calls, 1e3 * separate, 1e3 * shared);
         }
     fprintf(out, "],\"bf16_groups_step_ms_saved\":%.2f", 1e3 * saved);
 }
