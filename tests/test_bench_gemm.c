@@ -144,6 +144,23 @@ Test(bench_gemm, moe_is_refused_with_a_reason)
     cr_expect(strstr(err.msg, "Mixture-of-Experts"), "message: %s", err.msg);
 }
 
+/* Every shape's rate in lib ("f32", "f32_onednn", "bf16") is measured and
+ * physically possible on threads cores: below max_per_thread GFLOP/s each
+ * (an uninitialised batch count in the timing loop once printed 3e12). */
+static void expect_rates_possible(const cJSON *j, const char *lib, double max_per_thread)
+{
+    const cJSON *shapes =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, lib), "shapes");
+    int threads = cJSON_GetObjectItemCaseSensitive(j, "threads")->valueint;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, shapes)
+    {
+        double r = cJSON_GetObjectItemCaseSensitive(s, "gflops")->valuedouble;
+        cr_expect(r > 0 && r < max_per_thread * threads, "%s %s: %g GFLOP/s on %d threads", lib,
+                  cJSON_GetObjectItemCaseSensitive(s, "what")->valuestring, r, threads);
+    }
+}
+
 Test(bench_gemm, gemm_peak_json, .timeout = 120)
 {
     const char *args[] = {TINY_ARGS, "--gemm-peak"};
@@ -179,8 +196,13 @@ Test(bench_gemm, gemm_peak_json, .timeout = 120)
     cr_assert(cJSON_IsNumber(fma) && cJSON_IsNumber(threads));
     cr_expect(fma->valuedouble > 0 && fma->valuedouble < 1000.0 * threads->valueint,
               "fma_peak_gflops %g on %d threads", fma->valuedouble, threads->valueint);
+    /* f32: 2 AVX-512 FMA units at 5 GHz are 320 GFLOP/s a core; bf16: AMX's
+     * 1024 multiply-adds a cycle at 5 GHz are 10240 */
+    expect_rates_possible(j, "f32", 1000);
+    expect_rates_possible(j, "f32_onednn", 1000);
     const cJSON *bf16 = cJSON_GetObjectItemCaseSensitive(j, "bf16");
     if (lc_onednn_bf16_units()) {
+        expect_rates_possible(j, "bf16", 10240);
         cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(bf16, "shapes")), 16,
                      "bf16 on %s: %s", lc_onednn_bf16_units(), cJSON_Print(bf16));
         /* q/k/v (64 + 32 + 32 out) and gate/up (96 + 96) in their shared forms, both ways;

@@ -90,8 +90,8 @@ static void add_shape(peak_shape *s, int *n, const char *what, const char *dir, 
                       int64_t N, int64_t K, bool trans_b, double calls)
 {
     peak_shape *p = &s[(*n)++];
+    *p = (peak_shape){.M = M, .N = N, .K = K, .batch = 1, .trans_b = trans_b, .calls = calls};
     snprintf(p->what, sizeof p->what, "%s %s", what, dir);
-    p->M = M, p->N = N, p->K = K, p->trans_b = trans_b, p->calls = calls;
 }
 
 /* The step's frozen-weight GEMM shapes at M = tokens rows. */
@@ -231,7 +231,7 @@ static bool group_shape(const lc_model_config *cfg, int g, int dir, int64_t M, p
         snprintf(name + strlen(name), cap - strlen(name), "%s%s", i ? "+" : "",
                  lc_module_name(peak_groups[g][i]));
     }
-    *one = (peak_shape){.M = M, .N = dir ? in : sum_out, .K = dir ? sum_out : in,
+    *one = (peak_shape){.M = M, .batch = 1, .N = dir ? in : sum_out, .K = dir ? sum_out : in,
                         .trans_b = !dir};
     return members >= 2;
 }
