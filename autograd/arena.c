@@ -84,7 +84,7 @@ void lc_arena_free(lc_arena *a)
  * live as long as the arena; 64-byte aligned, the chunk's link first. */
 static void *dry_small(lc_arena *a, size_t bytes)
 {
-    size_t start = (a->dry_chunk_used + LC_ARENA_ALIGN - 1) & ~(size_t)(LC_ARENA_ALIGN - 1);
+    size_t start = lc_arena_align_up(a->dry_chunk_used);
     if (!a->dry_chunks || start + bytes > DRY_CHUNK_BYTES) {
         void *c = aligned_alloc(LC_ARENA_ALIGN, DRY_CHUNK_BYTES);
         if (!c) {
@@ -101,7 +101,7 @@ static void *dry_small(lc_arena *a, size_t bytes)
 
 void *lc_arena_alloc(lc_arena *a, size_t bytes)
 {
-    size_t start = (a->used + LC_ARENA_ALIGN - 1) & ~(size_t)(LC_ARENA_ALIGN - 1);
+    size_t start = lc_arena_align_up(a->used);
     if (start > a->capacity || bytes > a->capacity - start) {
         fprintf(stderr,
                 "lorac: internal error: %s arena exhausted (capacity %.1f MiB, "

@@ -17,6 +17,13 @@
 
 #define LC_ARENA_ALIGN 64
 
+/* n rounded up to LC_ARENA_ALIGN: where the next allocation after n bytes
+ * starts. */
+static inline size_t lc_arena_align_up(size_t n)
+{
+    return (n + LC_ARENA_ALIGN - 1) & ~(size_t)(LC_ARENA_ALIGN - 1);
+}
+
 typedef struct lc_arena {
     unsigned char *base;
     size_t capacity;   /* bytes reserved */

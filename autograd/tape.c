@@ -81,12 +81,20 @@ void lc_tape_reset(lc_tape *t)
     lc_arena_reset(t->data);
 }
 
-lc_tensor *lc_tape_tensor(lc_tape *t, int ndim, const int64_t *shape)
+/* A tensor's header in the step arena, of the backend's activation dtype,
+ * without data. */
+static lc_tensor *tensor_header(lc_tape *t, int ndim, const int64_t *shape)
 {
     lc_tensor *x = lc_arena_alloc(t->arena, sizeof *x);
     memset(x, 0, sizeof *x);
     lc_tensor_set_shape(x, ndim, shape);
     x->dtype = t->be->act;
+    return x;
+}
+
+lc_tensor *lc_tape_tensor(lc_tape *t, int ndim, const int64_t *shape)
+{
+    lc_tensor *x = tensor_header(t, ndim, shape);
     x->data = lc_arena_alloc(t->data, lc_backend_act_bytes(t->be, x->numel));
     return x;
 }
@@ -166,20 +174,15 @@ void lc_tape_tensors2(lc_tape *t, int64_t rows, int n, const int64_t *cols, lc_t
     size_t part[LC_NODE_MAX_IO], total = 0;
     LC_ASSERT(n >= 1 && n <= LC_NODE_MAX_IO);
     for (int i = 0; i < n; i++) {
-        part[i] = (lc_backend_act_bytes(t->be, rows * cols[i]) + LC_ARENA_ALIGN - 1) &
-                  ~(size_t)(LC_ARENA_ALIGN - 1);
+        part[i] = lc_arena_align_up(lc_backend_act_bytes(t->be, rows * cols[i]));
         total += part[i];
     }
     char *data = lc_arena_alloc(t->data, total);
     for (int i = 0; i < n; i++) {
-        lc_tensor *x = lc_arena_alloc(t->arena, sizeof *x);
-        memset(x, 0, sizeof *x);
         int64_t shape[2] = {rows, cols[i]};
-        lc_tensor_set_shape(x, 2, shape);
-        x->dtype = t->be->act;
-        x->data = (lc_real *)data;
+        out[i] = tensor_header(t, 2, shape);
+        out[i]->data = (lc_real *)data;
         data += part[i];
-        out[i] = x;
     }
 }
 
