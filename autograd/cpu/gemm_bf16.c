@@ -506,14 +506,18 @@ static int groups_select(lc_error *err)
     return 0;
 }
 
+/* Whether the forward batches linears of one shape. */
+static bool groups_forward(void)
+{
+    return groups_mode == GROUPS_ON || (groups_mode == GROUPS_AUTO && units_are("AMX"));
+}
+
 const char *lc_cpu_bf16_groups_rule(void)
 {
-    if (chosen != LC_CPU_BF16_ONEDNN || groups_mode == GROUPS_OFF)
-        return NULL;
+    if (chosen != LC_CPU_BF16_ONEDNN || !groups_forward())
+        return NULL; /* the backward shares only where the forward does */
     if (groups_mode == GROUPS_ON)
         return "forward batched by shape, backward one product";
-    if (!units_are("AMX"))
-        return NULL;
     static char amx[96];
     snprintf(amx, sizeof amx, "forward batched by shape, backward one product up to K %d",
              AMX_GRAD_STACK_MAX_K);
@@ -521,12 +525,6 @@ const char *lc_cpu_bf16_groups_rule(void)
 }
 
 #if LC_HAVE_DNNL
-/* Whether the forward batches linears of one shape. */
-static bool groups_forward(void)
-{
-    return groups_mode == GROUPS_ON || (groups_mode == GROUPS_AUTO && units_are("AMX"));
-}
-
 /* Whether a backward of K summed over its linears is one product. */
 static bool groups_backward(int64_t K)
 {
