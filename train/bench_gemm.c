@@ -215,16 +215,17 @@ static const lc_module peak_groups[][3] = {{LC_MOD_Q, LC_MOD_K, LC_MOD_V},
 
 /* Group g in direction dir (0 forward, 1 backward dx) at M rows as one
  * GEMM: the members' outputs side by side (forward N, backward K), its name
- * in name ("q_proj+k_proj+v_proj"); false when the family lacks a member. */
-static bool group_shape(const lc_model_config *cfg, int g, int dir, int64_t M, peak_shape *one,
-                        char *name, size_t cap)
+ * in name ("q_proj+k_proj+v_proj"); returns its member count, 0 when the
+ * family lacks a member. */
+static int group_shape(const lc_model_config *cfg, int g, int dir, int64_t M, peak_shape *one,
+                       char *name, size_t cap)
 {
     int64_t sum_out = 0, in = 0;
     int members = 0;
     name[0] = '\0';
     for (int i = 0; i < 3 && peak_groups[g][i] != LC_MOD_COUNT; i++) {
         if (!lc_model_has_module(cfg, peak_groups[g][i]))
-            return false;
+            return 0;
         int64_t o, k;
         lc_module_shape(cfg, peak_groups[g][i], &o, &k);
         sum_out += o, in = k, members++;
@@ -233,7 +234,7 @@ static bool group_shape(const lc_model_config *cfg, int g, int dir, int64_t M, p
     }
     *one = (peak_shape){.M = M, .batch = 1, .N = dir ? in : sum_out, .K = dir ? sum_out : in,
                         .trans_b = !dir};
-    return members >= 2;
+    return members;
 }
 
 /* Seconds of one call of shape p at its measured rate. */
@@ -259,11 +260,11 @@ static void peak_bf16_groups(FILE *out, const lc_model_config *cfg, const peak_s
         for (int dir = 0; dir < 2; dir++) {
             peak_shape one;
             char name[64];
-            if (!group_shape(cfg, g, dir, s[0].M, &one, name, sizeof name))
+            int members = group_shape(cfg, g, dir, s[0].M, &one, name, sizeof name);
+            if (members < 2)
                 continue;
             const peak_shape *member[3] = {0};
-            int members = 0;
-            for (int i = 0; i < 3 && peak_groups[g][i] != LC_MOD_COUNT; i++, members++) {
+            for (int i = 0; i < members; i++) {
                 char what[48];
                 snprintf(what, sizeof what, "%s %s", lc_module_name(peak_groups[g][i]),
                          dir ? "bwd-data" : "fwd");
@@ -360,16 +361,25 @@ int lc_bench_gemm_peak(const lc_model_config *cfg, int64_t tokens, FILE *out, lc
         return lc_error_set(err, "bench --gemm-peak: Mixture-of-Experts shapes are not measured");
     peak_shape s[PEAK_MAX_SHAPES];
     int n = step_shapes(cfg, tokens, s);
-    /* the matrices: room for every shape, the groups' one GEMMs too */
+    /* the matrices: room for every shape and for the groups' shared forms:
+     * one GEMM of the stacked K, and forward batches of up to all members,
+     * each with its own A (B and C of a batch fit in the one GEMM's) */
     peak_shape all[PEAK_MAX_SHAPES + 2 * PEAK_GROUPS];
     int n_all = n;
     memcpy(all, s, (size_t)n * sizeof *s);
+    size_t na = 0, nb = 0, nc = 0;
     for (int g = 0; g < PEAK_GROUPS; g++)
         for (int dir = 0; dir < 2; dir++) {
             char name[64];
-            n_all += group_shape(cfg, g, dir, tokens, &all[n_all], name, sizeof name);
+            int members = group_shape(cfg, g, dir, tokens, &all[n_all], name, sizeof name);
+            if (members < 2)
+                continue;
+            if (!dir) {
+                size_t a = (size_t)(members * all[n_all].M * all[n_all].K);
+                na = a > na ? a : na;
+            }
+            n_all++;
         }
-    size_t na = 0, nb = 0, nc = 0;
     for (int i = 0; i < n_all; i++) {
         size_t a = (size_t)(all[i].M * all[i].K), b = (size_t)(all[i].N * all[i].K),
                c = (size_t)(all[i].M * all[i].N);
