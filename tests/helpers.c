@@ -27,15 +27,41 @@ const char *lc_test_fixture(const char *rel)
     return b;
 }
 
+/* The directories lc_test_tmpdir made, each with the process that made it:
+ * removed when that process exits (a forked child that exits removes
+ * nothing of its parent's), unless LORAC_TEST_KEEP_TMP is set, so that a
+ * test run leaves /tmp as it found it whatever path a test ends by. */
+static struct made_dir {
+    char *path;
+    pid_t owner;
+} *made;
+static size_t n_made;
+
+static void rm_made_dirs(void)
+{
+    const char *keep = getenv("LORAC_TEST_KEEP_TMP");
+    if (keep && *keep)
+        return;
+    for (size_t i = 0; i < n_made; i++)
+        if (made[i].owner == getpid())
+            lc_test_rm_rf(made[i].path);
+}
+
 char *lc_test_tmpdir(void)
 {
     char tmpl[] = "/tmp/lorac-test-XXXXXX";
     char *d = mkdtemp(tmpl);
-    if (!d) {
-        perror("mkdtemp");
+    struct made_dir *grown = realloc(made, (n_made + 1) * sizeof *made);
+    char *path = d ? strdup(d) : NULL;
+    if (!d || !grown || !path) {
+        perror("lc_test_tmpdir");
         abort();
     }
-    return strdup(d);
+    if (!n_made && atexit(rm_made_dirs) != 0)
+        abort();
+    made = grown;
+    made[n_made++] = (struct made_dir){path, getpid()};
+    return strdup(path);
 }
 
 char *lc_test_write_file(const char *dir, const char *name, const void *data, size_t n)

@@ -33,7 +33,9 @@ bool lc_test_bf16(void);
  * LORAC_CPU_BF16 names), the suites' cpu-bf16 tolerances; runs of the
  * lorac binary get "compute_dtype: bfloat16" (lc_test_backend_yaml). */
 bool lc_test_cpu_bf16(void);
-/* Makes a fresh empty temporary directory and returns its path (malloc'd). */
+/* Makes a fresh empty temporary directory and returns its path (malloc'd).
+ * It is removed with all it holds when the process that made it exits
+ * (LORAC_TEST_KEEP_TMP=1 keeps it for a look after a failure). */
 char *lc_test_tmpdir(void);
 /* rm -rf dir (does not follow symlinks); errors are ignored. */
 void lc_test_rm_rf(const char *dir);
