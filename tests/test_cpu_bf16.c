@@ -248,11 +248,16 @@ static void check_term_direction(const char *engine, const char *kind, bool grad
     free(c), free(c0), free(ref);
 }
 
-static void check_lora_term(const char *engine, const char *kind)
+static void check_lora_term(const char *engine, const char *kind, const char *fold)
 {
     weight_case wc;
-    if (!weight_case_init(&wc, engine, kind, 11))
+    setenv(LC_CPU_BF16_FOLD_ENV, fold, 1);
+    bool ok = weight_case_init(&wc, engine, kind, 11);
+    unsetenv(LC_CPU_BF16_FOLD_ENV);
+    if (!ok)
         return;
+    cr_log_info("%s %s, %s=%s: folded %s", engine, kind, LC_CPU_BF16_FOLD_ENV, fold,
+                lc_cpu_bf16_fold_rule() ? lc_cpu_bf16_fold_rule() : "never");
     float *ba = malloc(sizeof(float) * TERM_R * (OUT + IN)); /* B [OUT, R] then A [R, IN] */
     fill(ba, TERM_R * (OUT + IN), 12, 0.5);
     const float *b = ba, *a = ba + OUT * TERM_R;
@@ -284,14 +289,16 @@ static void check_lora_term(const char *engine, const char *kind)
  * and as it is on this CPU. */
 enum { GROUP_N = 3, GROUP_ROWS0 = 40, GROUP_LD = 3 * TERM_R + 2 };
 
-static void check_group(const char *engine, const char *groups)
+static void check_group(const char *engine, const char *groups, const char *fold)
 {
     setenv(LC_CPU_BF16_GROUPS_ENV, groups, 1);
+    setenv(LC_CPU_BF16_FOLD_ENV, fold, 1);
     weight_case wc[GROUP_N];
     bool ok = true;
     for (int i = 0; i < GROUP_N; i++)
         ok = ok && weight_case_init(&wc[i], engine, "bf16", 31 + (uint64_t)i);
     unsetenv(LC_CPU_BF16_GROUPS_ENV);
+    unsetenv(LC_CPU_BF16_FOLD_ENV);
     if (!ok)
         return;
     const lc_weight *W[GROUP_N];
@@ -364,15 +371,17 @@ static void check_group(const char *engine, const char *groups)
             for (int g = 0; g < GROUP_N; g++) {
                 int64_t n = M * outs[g];
                 double e = lc_test_rel_err_f32(yp[g], ref + (yp[g] - y), n);
-                cr_expect_lt(e, TOL_ROUNDED, "%s groups %s forward %d rows %d beta %d: %g",
-                             engine, groups, g, M, beta, e);
+                cr_expect_lt(e, TOL_ROUNDED,
+                             "%s groups %s fold %s forward %d rows %d beta %d: %g", engine,
+                             groups, fold, g, M, beta, e);
             }
             double e = lc_test_rel_err_f32(dx, rdx, M * IN);
-            cr_log_info("%s groups %s (%s) rows %d beta %d: backward rel err %.3g", engine,
-                        groups, lc_cpu_bf16_groups_rule() ? lc_cpu_bf16_groups_rule() : "none",
-                        M, beta, e);
-            cr_expect_lt(e, TOL_ROUNDED, "%s groups %s backward rows %d beta %d: %g", engine,
-                         groups, M, beta, e);
+            cr_log_info("%s groups %s (%s) fold %s rows %d beta %d: backward rel err %.3g",
+                        engine, groups,
+                        lc_cpu_bf16_groups_rule() ? lc_cpu_bf16_groups_rule() : "none", fold, M,
+                        beta, e);
+            cr_expect_lt(e, TOL_ROUNDED, "%s groups %s fold %s backward rows %d beta %d: %g",
+                         engine, groups, fold, M, beta, e);
         }
         free(x), free(xa), free(dy), free(y), free(y0), free(dx), free(dx0), free(ref);
     }
@@ -385,10 +394,12 @@ Test(cpu_bf16, lora_term_group)
 {
     const char *modes[3] = {"on", "off", "auto"};
     for (int m = 0; m < 3; m++)
-        check_group("emulate", modes[m]), check_group("onednn", modes[m]);
+        check_group("emulate", modes[m], "auto"), check_group("onednn", modes[m], "auto");
+    /* sharing forced with every term folded (37 rows too) and with none */
+    check_group("onednn", "on", "on"), check_group("onednn", "on", "off");
 }
 
-Test(cpu_bf16, groups_rule_is_chosen_with_the_engine)
+Test(cpu_bf16, fold_and_groups_rules_are_chosen_with_the_engine)
 {
     setenv(LC_CPU_BF16_GROUPS_ENV, "both", 1);
     setenv(LC_CPU_BF16_ENV, "emulate", 1);
@@ -401,10 +412,41 @@ Test(cpu_bf16, groups_rule_is_chosen_with_the_engine)
     cr_expect_eq(lc_cpu_bf16_engine_select(&e, NULL, 0, &err), 0, "%s", err.msg);
     cr_expect_null(lc_cpu_bf16_groups_rule());
     unsetenv(LC_CPU_BF16_GROUPS_ENV);
+    setenv(LC_CPU_BF16_FOLD_ENV, "yes", 1);
+    cr_expect_neq(lc_cpu_bf16_engine_select(&e, NULL, 0, &err), 0);
+    cr_expect(strstr(err.msg, "LORAC_CPU_BF16_FOLD=yes: unknown; use auto, on or off"), "%s",
+              err.msg);
+    unsetenv(LC_CPU_BF16_FOLD_ENV);
+    if (!lc_onednn_available())
+        return;
+    /* on oneDNN: the fold's rule as the mode says; groups share folded GEMMs only */
+    const char *fold[3] = {"auto", "on", "off"};
+    const char *rule[3] = {"where 2·rows > k + R", "every bf16 weight", NULL};
+    setenv(LC_CPU_BF16_ENV, "onednn", 1);
+    setenv(LC_CPU_BF16_GROUPS_ENV, "on", 1);
+    for (int f = 0; f < 3; f++) {
+        setenv(LC_CPU_BF16_FOLD_ENV, fold[f], 1);
+        cr_assert_eq(lc_cpu_bf16_engine_select(&e, NULL, 0, &err), 0, "%s", err.msg);
+        const char *got = lc_cpu_bf16_fold_rule();
+        cr_expect(rule[f] ? got && strcmp(got, rule[f]) == 0 : got == NULL, "fold %s: %s",
+                  fold[f], got ? got : "NULL");
+        cr_expect_eq(lc_cpu_bf16_groups_rule() != NULL, rule[f] != NULL, "fold %s", fold[f]);
+    }
+    unsetenv(LC_CPU_BF16_FOLD_ENV);
+    unsetenv(LC_CPU_BF16_GROUPS_ENV);
+    unsetenv(LC_CPU_BF16_ENV);
 }
 
-Test(cpu_bf16, lora_term_emulate) { check_lora_term("emulate", "bf16"), check_lora_term("emulate", "f32"); }
-Test(cpu_bf16, lora_term_onednn) { check_lora_term("onednn", "bf16"), check_lora_term("onednn", "f32"); }
+/* Every fold mode (LC_CPU_BF16_FOLD_ENV): auto folds at 200 rows and not
+ * at 37, on at both, off at neither. */
+static void check_lora_terms(const char *engine)
+{
+    const char *folds[3] = {"auto", "on", "off"};
+    for (int f = 0; f < 3; f++)
+        check_lora_term(engine, "bf16", folds[f]), check_lora_term(engine, "f32", folds[f]);
+}
+Test(cpu_bf16, lora_term_emulate) { check_lora_terms("emulate"); }
+Test(cpu_bf16, lora_term_onednn) { check_lora_terms("onednn"); }
 
 /* An MoE expert's GEMMs change M every step: past LC_ONEDNN_MAX_M_VARIANTS
  * shapes of one family, oneDNN runs them on one primitive of runtime M —

@@ -71,7 +71,26 @@ static lc_grow_buf act_buf;
 
 /* ---- choosing the engine ----------------------------------------------- */
 
-static int groups_select(lc_error *err);
+/* A switch read with the engine: auto (the CPU's rule) | on | off. */
+typedef enum { SWITCH_AUTO, SWITCH_ON, SWITCH_OFF } lc_switch;
+static lc_switch groups_mode, fold_mode;
+
+static int switch_select(const char *env, lc_switch *mode, lc_error *err)
+{
+    const char *want = getenv(env);
+    if (!want || !*want || strcmp(want, "auto") == 0)
+        *mode = SWITCH_AUTO;
+    else if (strcmp(want, "on") == 0)
+        *mode = SWITCH_ON;
+    else if (strcmp(want, "off") == 0)
+        *mode = SWITCH_OFF;
+    else {
+        char shown[64];
+        return lc_error_set(err, "%s=%s: unknown; use auto, on or off", env,
+                            lc_printable(want, shown, sizeof shown));
+    }
+    return 0;
+}
 
 static lc_cpu_bf16_engine chosen = LC_CPU_BF16_OFF;
 static char chosen_why[320] = "not selected";
@@ -115,7 +134,8 @@ int lc_cpu_bf16_engine_select(lc_cpu_bf16_engine *engine, char *why, size_t n, l
         return lc_error_set(err, "%s=%s: unknown; use auto, onednn, emulate or off",
                             LC_CPU_BF16_ENV, lc_printable(want, shown, sizeof shown));
     }
-    if (groups_select(err))
+    if (switch_select(LC_CPU_BF16_GROUPS_ENV, &groups_mode, err) ||
+        switch_select(LC_CPU_BF16_FOLD_ENV, &fold_mode, err))
         return -1;
     chosen = e;
     snprintf(chosen_why, sizeof chosen_why, "%s", why);
@@ -440,13 +460,22 @@ static void lora_term(bool grad, const lc_lora_term *lt, int64_t N, int64_t n, l
  * 1024 rows that is every linear, both ways. Where it does not hold, each
  * linear's term is a pass of its own, also in a group whose unrounded
  * terms the op would add in one product (q/k/v, gate/up): small passes,
- * since N is then small. */
+ * since N is then small. LC_CPU_BF16_FOLD_ENV: auto (this rule) | on |
+ * off, so that one build times the folding against the unfolded terms. */
 #if LC_HAVE_DNNL
 static bool fold_term(const lc_weight *W, int64_t N, int64_t k, int64_t R)
 {
-    return chosen == LC_CPU_BF16_ONEDNN && weight_is_bf16(W) && 2 * N > k + R;
+    return chosen == LC_CPU_BF16_ONEDNN && weight_is_bf16(W) &&
+           (fold_mode == SWITCH_ON || (fold_mode == SWITCH_AUTO && 2 * N > k + R));
 }
 #endif
+
+const char *lc_cpu_bf16_fold_rule(void)
+{
+    if (chosen != LC_CPU_BF16_ONEDNN || fold_mode == SWITCH_OFF)
+        return NULL;
+    return fold_mode == SWITCH_ON ? "every bf16 weight" : "where 2·rows > k + R";
+}
 
 /* An unfolded linear: the frozen product and its term as two GEMMs. */
 static void unfolded(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
@@ -487,36 +516,17 @@ static void unfolded(bool grad, const lc_real *a, int64_t N, const lc_weight *W,
  * the SmolLM-135M shape with rank 16, not gate/up's 3104). */
 #define AMX_GRAD_STACK_MAX_K 2048
 
-static enum { GROUPS_AUTO, GROUPS_ON, GROUPS_OFF } groups_mode;
-
-static int groups_select(lc_error *err)
-{
-    const char *want = getenv(LC_CPU_BF16_GROUPS_ENV);
-    if (!want || !*want || strcmp(want, "auto") == 0)
-        groups_mode = GROUPS_AUTO;
-    else if (strcmp(want, "on") == 0)
-        groups_mode = GROUPS_ON;
-    else if (strcmp(want, "off") == 0)
-        groups_mode = GROUPS_OFF;
-    else {
-        char shown[64];
-        return lc_error_set(err, "%s=%s: unknown; use auto, on or off", LC_CPU_BF16_GROUPS_ENV,
-                            lc_printable(want, shown, sizeof shown));
-    }
-    return 0;
-}
-
 /* Whether the forward batches linears of one shape. */
 static bool groups_forward(void)
 {
-    return groups_mode == GROUPS_ON || (groups_mode == GROUPS_AUTO && units_are("AMX"));
+    return groups_mode == SWITCH_ON || (groups_mode == SWITCH_AUTO && units_are("AMX"));
 }
 
 const char *lc_cpu_bf16_groups_rule(void)
 {
-    if (chosen != LC_CPU_BF16_ONEDNN || !groups_forward())
+    if (chosen != LC_CPU_BF16_ONEDNN || !groups_forward() || fold_mode == SWITCH_OFF)
         return NULL; /* the backward shares only where the forward does */
-    if (groups_mode == GROUPS_ON)
+    if (groups_mode == SWITCH_ON)
         return "forward batched by shape, backward one product";
     static char amx[96];
     snprintf(amx, sizeof amx, "forward batched by shape, backward one product up to K %d",
@@ -528,8 +538,8 @@ const char *lc_cpu_bf16_groups_rule(void)
 /* Whether a backward of K summed over its linears is one product. */
 static bool groups_backward(int64_t K)
 {
-    return groups_mode == GROUPS_ON ||
-           (groups_mode == GROUPS_AUTO && units_are("AMX") && K <= AMX_GRAD_STACK_MAX_K);
+    return groups_mode == SWITCH_ON ||
+           (groups_mode == SWITCH_AUTO && units_are("AMX") && K <= AMX_GRAD_STACK_MAX_K);
 }
 
 /* How many of the m linears from W[0] run as one batch forward: W[0] and

@@ -48,6 +48,11 @@
 /* auto | on | off: whether a group's linears share GEMMs (gemm_bf16.c,
  * "a group's linears in shared GEMMs"); read with the engine. */
 #define LC_CPU_BF16_GROUPS_ENV "LORAC_CPU_BF16_GROUPS"
+/* auto | on | off: whether a LoRA term rides in its frozen GEMM as R more
+ * K columns (auto: where that moves fewer bytes, gemm_bf16.c's fold_term;
+ * on: every bf16 weight taken whole; off: never, the term is its own
+ * GEMM); read with the engine. Groups share folded GEMMs only. */
+#define LC_CPU_BF16_FOLD_ENV "LORAC_CPU_BF16_FOLD"
 
 typedef enum lc_cpu_bf16_engine {
     LC_CPU_BF16_OFF,
@@ -133,6 +138,9 @@ void lc_cpu_linear_lora_grad_bf16(const lc_real *const *dy, int64_t N, int n,
  * CPU, for reports ("forward batched by shape, backward one product up to
  * K 2048"), or NULL where they never are. */
 const char *lc_cpu_bf16_groups_rule(void);
+/* Where a LoRA term rides in its frozen GEMM on this process's engine, for
+ * reports ("where 2·rows > k + R"), or NULL where it never does. */
+const char *lc_cpu_bf16_fold_rule(void);
 
 /* For a caller that produces dy itself and can write it rounded as it goes
  * (the fused lm_head's softmax: no f32 gradient written and read back): the
