@@ -271,19 +271,16 @@ static int bench_run(const bench_opts *o, bench_state *b, double setup_s, FILE *
         b->be->gemm == LC_DTYPE_BF16 ? lc_cpu_bf16_engine_current() : LC_CPU_BF16_OFF;
     if (!b->be->device) {
         char gemm[512];
-        int n = snprintf(gemm, sizeof gemm, "%s", lc_cpu_bf16_engine_name(eng));
+        snprintf(gemm, sizeof gemm, "%s", lc_cpu_bf16_engine_name(eng));
         if (eng == LC_CPU_BF16_ONEDNN) {
             const char *api = lc_cpu_bf16_grad_gemm_api_use();
             const char *fold = lc_cpu_bf16_fold_rule(), *groups = lc_cpu_bf16_groups_rule();
-            n += snprintf(gemm + n, sizeof gemm - (size_t)n, " %s",
-                          lc_onednn_last_impl(LC_DTYPE_BF16));
-            if (api)
-                n += snprintf(gemm + n, sizeof gemm - (size_t)n, " (%s: its BLAS-like GEMM)", api);
-            n += snprintf(gemm + n, sizeof gemm - (size_t)n, "; LoRA terms in the GEMMs: %s",
-                          fold ? fold : "never");
-            if (groups)
-                snprintf(gemm + n, sizeof gemm - (size_t)n,
-                         "; q/k/v and gate/up GEMMs shared: %s", groups);
+            snprintf(gemm + strlen(gemm), sizeof gemm - strlen(gemm), " %s%s%s%s",
+                     lc_onednn_last_impl(LC_DTYPE_BF16), api ? " (" : "", api ? api : "",
+                     api ? ": its BLAS-like GEMM)" : "");
+            snprintf(gemm + strlen(gemm), sizeof gemm - strlen(gemm),
+                     "; LoRA terms in the GEMMs: %s%s%s", fold ? fold : "never",
+                     groups ? "; q/k/v and gate/up GEMMs shared: " : "", groups ? groups : "");
         }
         fprintf(out, ",\"bf16_gemm\":\"%s\",\"bf16_attention\":\"%s\",\"f32_gemm\":\"%s\"",
                 gemm, eng == LC_CPU_BF16_OFF ? "off" : lc_cpu_attn_gemm_bf16_kernel(),

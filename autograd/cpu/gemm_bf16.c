@@ -535,11 +535,11 @@ const char *lc_cpu_bf16_groups_rule(void)
 }
 
 #if LC_HAVE_DNNL
-/* Whether a backward of K summed over its linears is one product. */
+/* Whether a backward of K summed over its linears is one product: where
+ * the forward shares, up to AMX_GRAD_STACK_MAX_K unless forced on. */
 static bool groups_backward(int64_t K)
 {
-    return groups_mode == SWITCH_ON ||
-           (groups_mode == SWITCH_AUTO && units_are("AMX") && K <= AMX_GRAD_STACK_MAX_K);
+    return groups_forward() && (groups_mode == SWITCH_ON || K <= AMX_GRAD_STACK_MAX_K);
 }
 
 /* How many of the m linears from W[0] run as one batch forward: W[0] and
